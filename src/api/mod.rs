@@ -1,0 +1,45 @@
+//! The HTTP side: health, Prometheus metrics (and, as issues land, the JSON API and pages).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::call::CallServices;
+
+pub fn router(services: Arc<CallServices>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(services)
+}
+
+/// 200 while accepting calls, 503 while draining (so a load balancer stops sending).
+async fn healthz(State(svc): State<Arc<CallServices>>) -> impl IntoResponse {
+    let draining = svc.draining.load(Ordering::Acquire);
+    let body = serde_json::json!({
+        "status": if draining { "draining" } else { "ok" },
+        "calls_active": svc.table.len(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(body))
+}
+
+async fn metrics(State(svc): State<Arc<CallServices>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        svc.metrics.render(),
+    )
+}

@@ -1,0 +1,137 @@
+//! Digit collection ("collect up to N keys, stop on a terminator, give up after a timeout"),
+//! as a sans-IO core: fed digits and the time, it says when collection is over.
+
+use std::time::{Duration, Instant};
+
+use crate::media::dtmf::Digit;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectSpec {
+    /// Collection completes once this many digits arrived (terminator excluded).
+    pub max_digits: usize,
+    /// Time allowed for the first digit.
+    pub first_timeout: Duration,
+    /// Time allowed between digits once the caller started.
+    pub inter_digit_timeout: Duration,
+    /// A key that ends input early (commonly `#`); never part of the result.
+    pub terminator: Option<Digit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectOutcome {
+    /// `max_digits` reached.
+    Complete(String),
+    /// The terminator was pressed; the digits before it.
+    Terminated(String),
+    /// Time ran out; whatever arrived (possibly nothing).
+    Timeout(String),
+}
+
+#[derive(Debug)]
+pub struct DigitCollector {
+    spec: CollectSpec,
+    digits: String,
+    deadline: Instant,
+}
+
+impl DigitCollector {
+    pub fn new(spec: CollectSpec, now: Instant) -> DigitCollector {
+        let deadline = now + spec.first_timeout;
+        DigitCollector {
+            spec,
+            digits: String::new(),
+            deadline,
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn on_digit(&mut self, digit: Digit, now: Instant) -> Option<CollectOutcome> {
+        if Some(digit) == self.spec.terminator {
+            return Some(CollectOutcome::Terminated(std::mem::take(&mut self.digits)));
+        }
+        self.digits.push(digit.to_char());
+        if self.digits.chars().count() >= self.spec.max_digits.max(1) {
+            return Some(CollectOutcome::Complete(std::mem::take(&mut self.digits)));
+        }
+        self.deadline = now + self.spec.inter_digit_timeout;
+        None
+    }
+
+    pub fn on_time(&mut self, now: Instant) -> Option<CollectOutcome> {
+        (now >= self.deadline).then(|| CollectOutcome::Timeout(std::mem::take(&mut self.digits)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digit {
+        Digit::from_char(c).unwrap()
+    }
+
+    fn spec(max: usize, term: Option<char>) -> CollectSpec {
+        CollectSpec {
+            max_digits: max,
+            first_timeout: Duration::from_secs(5),
+            inter_digit_timeout: Duration::from_secs(2),
+            terminator: term.map(d),
+        }
+    }
+
+    #[test]
+    fn completes_at_max_digits() {
+        let t = Instant::now();
+        let mut c = DigitCollector::new(spec(3, None), t);
+        assert_eq!(c.on_digit(d('1'), t), None);
+        assert_eq!(
+            c.on_digit(d('#'), t),
+            None,
+            "# is an ordinary key without a terminator"
+        );
+        assert_eq!(
+            c.on_digit(d('3'), t),
+            Some(CollectOutcome::Complete("1#3".into()))
+        );
+    }
+
+    #[test]
+    fn terminator_ends_early_and_is_not_collected() {
+        let t = Instant::now();
+        let mut c = DigitCollector::new(spec(10, Some('#')), t);
+        c.on_digit(d('4'), t);
+        c.on_digit(d('2'), t);
+        assert_eq!(
+            c.on_digit(d('#'), t),
+            Some(CollectOutcome::Terminated("42".into()))
+        );
+    }
+
+    #[test]
+    fn first_and_inter_digit_timeouts() {
+        let t = Instant::now();
+        let mut c = DigitCollector::new(spec(4, None), t);
+        assert_eq!(c.on_time(t + Duration::from_millis(4999)), None);
+        assert_eq!(
+            c.on_time(t + Duration::from_secs(5)),
+            Some(CollectOutcome::Timeout(String::new()))
+        );
+
+        let mut c = DigitCollector::new(spec(4, None), t);
+        let t1 = t + Duration::from_secs(4);
+        c.on_digit(d('9'), t1);
+        assert_eq!(
+            c.deadline(),
+            t1 + Duration::from_secs(2),
+            "each digit restarts the shorter timer"
+        );
+        assert_eq!(c.on_time(t + Duration::from_secs(5)), None);
+        assert_eq!(
+            c.on_time(t1 + Duration::from_secs(2)),
+            Some(CollectOutcome::Timeout("9".into()))
+        );
+    }
+}

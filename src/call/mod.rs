@@ -1,0 +1,49 @@
+//! Calls: the session table, one task per call, and the script contract a call runs.
+
+pub mod collect;
+pub mod menu;
+pub mod script;
+pub mod table;
+pub mod task;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::config::InbandDtmf;
+use crate::media::codec::Codec;
+use crate::media::engine::MediaEngine;
+use crate::metrics::Metrics;
+use crate::sip::SipServer;
+
+/// Call settings taken from the configuration once at start.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    pub max_calls: usize,
+    pub retry_after_secs: u32,
+    /// Let the phone ring this long before answering (0 = answer at once).
+    pub ring: Duration,
+    pub menu_timeout: Duration,
+    pub codecs: Vec<Codec>,
+    pub inband: InbandDtmf,
+    pub jitter_ms: u32,
+    pub rtp_timeout: Duration,
+}
+
+/// What every call task shares.
+pub struct CallServices {
+    pub settings: CallSettings,
+    pub media: MediaEngine,
+    pub sip: Arc<SipServer>,
+    pub menu: menu::MenuPrompts,
+    pub table: table::CallTable,
+    pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: new calls are refused with 503.
+    pub draining: AtomicBool,
+}
+
+/// Commands from outside a call (API, shutdown) to its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallCommand {
+    Hangup { cause: &'static str },
+}

@@ -1,0 +1,561 @@
+//! One typed configuration, layered: embedded defaults < `careline.toml` < `CARELINE_*`
+//! environment < command-line flags.
+//!
+//! Every struct denies unknown fields: a misspelt key in a file or a stray `CARELINE_` variable
+//! is an error naming the key, never silently ignored (an operator who writes `max_call = 10`
+//! must not get the default of 5,000).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::media::codec::Codec;
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "careline.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where keys, certificates, the database and recordings live.
+    pub data_dir: PathBuf,
+    pub sip: SipConfig,
+    pub rtp: RtpConfig,
+    pub http: HttpConfig,
+    pub prompts: PromptsConfig,
+    pub calls: CallsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP and TCP listen address.
+    pub listen: SocketAddr,
+    /// SIP over TLS listen address; `None` disables TLS.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS; a self-signed one is generated in the data dir when unset.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Address written into Contact and SDP when it differs from the listen address (NAT).
+    pub public_address: Option<std::net::IpAddr>,
+    /// Concurrent calls accepted; past this an INVITE gets 503 with Retry-After.
+    pub max_calls: usize,
+    /// Seconds a rejected caller is told to wait (Retry-After).
+    pub retry_after_secs: u32,
+    /// Largest SIP message accepted on any transport, in bytes.
+    pub max_message_bytes: usize,
+    /// SIP datagrams per second accepted from one source address (0 = unlimited).
+    pub rate_limit_per_source: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    /// Port range for RTP (even ports) and RTCP (RTP + 1), as `LO-HI`.
+    pub ports: PortRange,
+    /// Codecs accepted on SIP legs (`pcmu`, `pcma`, `opus`).
+    pub codecs: Vec<String>,
+    /// In-band (tone) DTMF detection: `auto` = only when no telephone-event was negotiated.
+    pub inband_dtmf: InbandDtmf,
+    /// Jitter buffer target delay in milliseconds.
+    pub jitter_ms: u32,
+    /// Media clock threads; 0 = one per CPU core.
+    pub media_threads: usize,
+    /// Hang up when no RTP arrived for this long (0 = never).
+    pub timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InbandDtmf {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `/healthz` and Prometheus `/metrics`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    /// Folder holding `<lang>/<name>.wav`.
+    pub dir: PathBuf,
+    /// Language of the built-in menu.
+    pub language: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// On SIGTERM, how long active calls may continue before Careline hangs them up.
+    pub drain_grace_secs: u64,
+    /// The built-in menu waits this long for a key before hanging up.
+    pub menu_timeout_secs: u64,
+    /// Ring this long (180 Ringing) before answering; 0 answers at once.
+    pub ring_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `careline=debug,rsipstack=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            sip: SipConfig::default(),
+            rtp: RtpConfig::default(),
+            http: HttpConfig::default(),
+            prompts: PromptsConfig::default(),
+            calls: CallsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5061))),
+            tls_cert: None,
+            tls_key: None,
+            public_address: None,
+            max_calls: 5000,
+            retry_after_secs: 30,
+            max_message_bytes: 16 * 1024,
+            rate_limit_per_source: 2000,
+        }
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            ports: PortRange {
+                lo: 20000,
+                hi: 39999,
+            },
+            codecs: vec!["pcmu".into(), "pcma".into(), "opus".into()],
+            inband_dtmf: InbandDtmf::Auto,
+            jitter_ms: 40,
+            media_threads: 0,
+            timeout_secs: 60,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        PromptsConfig {
+            dir: PathBuf::from("prompts"),
+            language: "en".into(),
+        }
+    }
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            drain_grace_secs: 30,
+            menu_timeout_secs: 10,
+            ring_ms: 0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info,rsipstack=warn".into(),
+        }
+    }
+}
+
+/// An inclusive UDP port range, written `LO-HI`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once('-')
+            .ok_or_else(|| format!("port range `{s}` must be written LO-HI, e.g. 20000-29999"))?;
+        let lo: u16 = lo
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{lo}` is not a port number"))?;
+        let hi: u16 = hi
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{hi}` is not a port number"))?;
+        if lo == 0 || hi < lo.saturating_add(3) {
+            return Err(format!(
+                "port range {lo}-{hi} is too small: a call needs two ports (RTP and RTCP), \
+                 and 0 is not a usable port"
+            ));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in charge.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub sip_listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+    pub no_tls: bool,
+    pub http_listen: Option<SocketAddr>,
+    pub rtp_ports: Option<PortRange>,
+    pub max_calls: Option<usize>,
+    pub prompts_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Builds the effective configuration. `file` is `--config`; without it `careline.toml` in
+    /// the working directory is read when present. `env` is the process environment (passed in
+    /// so tests need not mutate it).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile(path.to_path_buf()));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => {
+                if Path::new(DEFAULT_CONFIG_FILE).exists() {
+                    figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+                }
+            }
+        }
+        figment = figment.merge(EnvVars::from_iter(env));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = &o.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = o.sip_listen {
+            self.sip.listen = v;
+        }
+        if let Some(v) = o.tls_listen {
+            self.sip.tls_listen = Some(v);
+        }
+        if o.no_tls {
+            self.sip.tls_listen = None;
+        }
+        if let Some(v) = o.http_listen {
+            self.http.listen = v;
+        }
+        if let Some(v) = o.rtp_ports {
+            self.rtp.ports = v;
+        }
+        if let Some(v) = o.max_calls {
+            self.sip.max_calls = v;
+        }
+        if let Some(v) = &o.prompts_dir {
+            self.prompts.dir = v.clone();
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let codecs = self.codecs()?;
+        if codecs.is_empty() {
+            return Err(ConfigError::Invalid(
+                "rtp.codecs must name at least one codec".into(),
+            ));
+        }
+        if self.sip.tls_cert.is_some() != self.sip.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "sip.tls_cert and sip.tls_key must be given together".into(),
+            ));
+        }
+        if self.rtp.jitter_ms > 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "rtp.jitter_ms = {} is more than one second",
+                self.rtp.jitter_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The accepted codecs, in configured order.
+    pub fn codecs(&self) -> Result<Vec<Codec>, ConfigError> {
+        self.rtp
+            .codecs
+            .iter()
+            .map(|name| {
+                Codec::from_name(name).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "rtp.codecs: `{name}` is not one of pcmu, pcma, opus"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The `CARELINE_*` layer: `CARELINE_SIP__MAX_CALLS=10` sets `sip.max_calls`. Sections are
+/// separated by `__` because keys themselves contain single underscores. Values are read as
+/// TOML-ish scalars (numbers, booleans, arrays), falling back to strings.
+struct EnvVars(Vec<(String, String)>);
+
+impl FromIterator<(String, String)> for EnvVars {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        EnvVars(
+            iter.into_iter()
+                .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+                .collect(),
+        )
+    }
+}
+
+const ENV_PREFIX: &str = "CARELINE_";
+
+impl Provider for EnvVars {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("CARELINE_* environment variables")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Value::from(Dict::new());
+        for (name, raw) in &self.0 {
+            let key = name[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            let value: Value = raw
+                .parse()
+                .unwrap_or_else(|never: std::convert::Infallible| match never {});
+            root = merge_values(root, figment::util::nest(&key, value));
+        }
+        let dict = root.into_dict().unwrap_or_default();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn merge_values(a: Value, b: Value) -> Value {
+    match (a, b) {
+        (Value::Dict(tag, mut x), Value::Dict(_, y)) => {
+            for (k, v) in y {
+                let merged = match x.remove(&k) {
+                    Some(old) => merge_values(old, v),
+                    None => v,
+                };
+                x.insert(k, merged);
+            }
+            Value::Dict(tag, x)
+        }
+        (_, b) => b,
+    }
+}
+
+/// Turns figment's error into one line that names the key and where it came from.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {src})"),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        assert!(matches!(
+            Config::load(Some(&missing), env(&[]), &Overrides::default()),
+            Err(ConfigError::MissingFile(_))
+        ));
+        let c = Config::default();
+        assert_eq!(c.sip.listen.port(), 5060);
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(
+            f,
+            "[sip]\nmax_calls = 10\nlisten = \"127.0.0.1:6000\"\n[rtp]\nports = \"30000-30100\""
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.sip.max_calls, 10);
+        assert_eq!(
+            c.rtp.ports,
+            PortRange {
+                lo: 30000,
+                hi: 30100
+            }
+        );
+
+        let e = env(&[
+            ("CARELINE_SIP__MAX_CALLS", "20"),
+            ("CARELINE_HTTP__LISTEN", "127.0.0.1:9000"),
+        ]);
+        let c = Config::load(Some(&path), e.clone(), &Overrides::default()).unwrap();
+        assert_eq!(c.sip.max_calls, 20);
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(
+            c.sip.listen.port(),
+            6000,
+            "file value kept where env is silent"
+        );
+
+        let o = Overrides {
+            max_calls: Some(30),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), e, &o).unwrap();
+        assert_eq!(c.sip.max_calls, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[sip]\nmax_call = 10\n").unwrap();
+        let err = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("max_call"), "{err}");
+
+        let good = dir.path().join("g.toml");
+        std::fs::write(&good, "").unwrap();
+        let err = Config::load(
+            Some(&good),
+            env(&[("CARELINE_SIP__NOPE", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert!("20000".parse::<PortRange>().unwrap_err().contains("LO-HI"));
+        assert!("20000-20001".parse::<PortRange>().is_err());
+        assert_eq!(
+            "20000-20010".parse::<PortRange>(),
+            Ok(PortRange {
+                lo: 20000,
+                hi: 20010
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[rtp]\ncodecs = [\"g729\"]\n").unwrap();
+        let err = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("g729"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Careline: a self-hosted voice platform for healthcare contact centers.
+//!
+//! The library holds every module of the server; `main.rs` is only the command line.
+//! See DESIGN.md (in `shared/`) for the map.
+
+pub mod api;
+pub mod call;
+pub mod config;
+pub mod media;
+pub mod metrics;
+pub mod server;
+pub mod sip;

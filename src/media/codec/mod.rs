@@ -1,0 +1,129 @@
+//! Audio codecs Careline speaks on SIP legs: G.711 µ-law/A-law and Opus.
+
+pub mod g711;
+pub mod opus;
+
+/// A codec as negotiated in SDP (the telephone-event pseudo-codec is handled apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// G.711 µ-law, RTP/AVP static payload type 0.
+    Pcmu,
+    /// G.711 A-law, RTP/AVP static payload type 8.
+    Pcma,
+    /// Opus (RFC 7587): always `opus/48000/2` in SDP, whatever is actually coded.
+    Opus,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 3] = [Codec::Pcmu, Codec::Pcma, Codec::Opus];
+
+    /// RTP clock rate (RFC 3551 §4.5.14, RFC 7587 §4.1).
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::Opus => 48000,
+        }
+    }
+
+    /// Channel count as written in `a=rtpmap`.
+    pub fn sdp_channels(self) -> u8 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 1,
+            Codec::Opus => 2,
+        }
+    }
+
+    /// Encoding name as written in `a=rtpmap` (matched case-insensitively on input).
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::Opus => "opus",
+        }
+    }
+
+    /// The static payload type, where RFC 3551 assigns one.
+    pub fn static_payload_type(self) -> Option<u8> {
+        match self {
+            Codec::Pcmu => Some(0),
+            Codec::Pcma => Some(8),
+            Codec::Opus => None,
+        }
+    }
+
+    /// Parses a configuration name (`pcmu`, `pcma`, `opus`, case-insensitive).
+    pub fn from_name(name: &str) -> Option<Codec> {
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.encoding_name().eq_ignore_ascii_case(name))
+    }
+
+    /// RTP timestamp units per millisecond.
+    pub fn samples_per_ms(self) -> u32 {
+        self.clock_rate() / 1000
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.encoding_name())
+    }
+}
+
+/// Turns a leg's received payloads into mono PCM at [`Decoder::rate`].
+pub enum Decoder {
+    Pcmu,
+    Pcma,
+    Opus(opus::OpusDecoder),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error(transparent)]
+    Opus(#[from] opus::OpusError),
+}
+
+impl Decoder {
+    /// Opus legs are decoded at 16 kHz: wideband enough for recordings and in-band DTMF,
+    /// a third of the work of 48 kHz.
+    pub const OPUS_DECODE_RATE: u32 = 16000;
+
+    pub fn new(codec: Codec) -> Result<Decoder, CodecError> {
+        Ok(match codec {
+            Codec::Pcmu => Decoder::Pcmu,
+            Codec::Pcma => Decoder::Pcma,
+            Codec::Opus => Decoder::Opus(opus::OpusDecoder::new(Self::OPUS_DECODE_RATE)?),
+        })
+    }
+
+    /// Sample rate of the decoded PCM.
+    pub fn rate(&self) -> u32 {
+        match self {
+            Decoder::Pcmu | Decoder::Pcma => 8000,
+            Decoder::Opus(_) => Self::OPUS_DECODE_RATE,
+        }
+    }
+
+    /// Decodes one payload, replacing the contents of `out`.
+    pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError> {
+        out.clear();
+        match self {
+            Decoder::Pcmu => g711::decode_ulaw(payload, out),
+            Decoder::Pcma => g711::decode_alaw(payload, out),
+            Decoder::Opus(d) => d.decode(payload, out)?,
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with a concealment frame of `ms` milliseconds for a lost packet:
+    /// Opus runs its own PLC; G.711 gets silence (simple, and never invents a DTMF tone).
+    pub fn conceal(&mut self, ms: u32, out: &mut Vec<i16>) -> Result<(), CodecError> {
+        let samples = (self.rate() * ms / 1000) as usize;
+        out.clear();
+        match self {
+            Decoder::Pcmu | Decoder::Pcma => out.resize(samples, 0),
+            Decoder::Opus(d) => d.conceal(samples, out)?,
+        }
+        Ok(())
+    }
+}

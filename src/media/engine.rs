@@ -1,0 +1,307 @@
+//! The media clock: a few OS threads, each running one 20 ms tick for every leg it owns.
+//!
+//! Per tick and leg: drain the RTP/RTCP sockets without blocking, run the leg core, send
+//! its packet. There is no timer, task or wake-up per call: a thread sleeps once per tick
+//! whatever the number of calls, which is what lets one core carry thousands of calls
+//! (DESIGN.md, performance). Dedicated threads rather than tokio tasks keep the 20 ms
+//! schedule away from signaling and HTTP work on the async runtime.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc as tokio_mpsc;
+
+use super::codec::CodecError;
+use super::leg::{LegCommand, LegEvent, LegOptions, LegParams, LegSummary, MediaLeg};
+use super::ports::{PortAllocator, RtpSockets};
+use super::prompt::Silence;
+use crate::metrics::Metrics;
+
+const TICK: Duration = Duration::from_millis(20);
+/// Packets read from one socket per tick at most: a flood on one call cannot starve others.
+const MAX_READS_PER_TICK: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no free RTP port pair in {lo}-{hi}")]
+    PortsExhausted { lo: u16, hi: u16 },
+    #[error("RTP socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("the media engine has stopped")]
+    Stopped,
+}
+
+enum WorkerMsg {
+    Add(Box<Slot>),
+    Command(u64, LegCommand),
+    Remove(u64, tokio::sync::oneshot::Sender<LegSummary>),
+}
+
+struct Slot {
+    id: u64,
+    leg: MediaLeg,
+    sockets: RtpSockets,
+    events: tokio_mpsc::UnboundedSender<LegEvent>,
+}
+
+struct Worker {
+    tx: mpsc::Sender<WorkerMsg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct MediaEngine {
+    workers: Vec<Worker>,
+    next_worker: AtomicUsize,
+    next_id: std::sync::atomic::AtomicU64,
+    ports: PortAllocator,
+    silence: Arc<Silence>,
+    metrics: Arc<Metrics>,
+}
+
+impl MediaEngine {
+    /// Starts `threads` media clocks (0 = one per core).
+    pub fn start(
+        threads: usize,
+        ports: PortAllocator,
+        silence: Arc<Silence>,
+        metrics: Arc<Metrics>,
+    ) -> MediaEngine {
+        let n = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            threads
+        };
+        let workers = (0..n)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel();
+                let metrics = metrics.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("media-{i}"))
+                    .spawn(move || run_worker(rx, metrics))
+                    .ok();
+                Worker { tx, thread }
+            })
+            .collect();
+        MediaEngine {
+            workers,
+            next_worker: AtomicUsize::new(0),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            ports,
+            silence,
+            metrics,
+        }
+    }
+
+    /// Reserves an RTP/RTCP port pair on `ip` for a leg about to be negotiated.
+    pub fn reserve(&self, ip: IpAddr) -> Result<RtpSockets, MediaError> {
+        self.ports.allocate(ip)
+    }
+
+    /// Puts a negotiated leg on a media clock (round-robin across threads).
+    pub fn open(
+        &self,
+        sockets: RtpSockets,
+        params: LegParams,
+        opts: LegOptions,
+    ) -> Result<LegHandle, MediaError> {
+        let ids = (
+            rand::random::<u32>(),
+            rand::random::<u16>(),
+            rand::random::<u32>(),
+        );
+        let leg = MediaLeg::new(params, opts, self.silence.clone(), ids, now_ms())?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (events_tx, events) = tokio_mpsc::unbounded_channel();
+        let local_port = sockets.port;
+        let w = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len().max(1);
+        let worker = self.workers.get(w).ok_or(MediaError::Stopped)?;
+        worker
+            .tx
+            .send(WorkerMsg::Add(Box::new(Slot {
+                id,
+                leg,
+                sockets,
+                events: events_tx,
+            })))
+            .map_err(|_| MediaError::Stopped)?;
+        self.metrics.media_legs.inc();
+        Ok(LegHandle {
+            id,
+            worker: worker.tx.clone(),
+            events,
+            local_port,
+            metrics: self.metrics.clone(),
+            closed: false,
+        })
+    }
+
+    /// Stops every media clock (after the last call ended).
+    pub fn shutdown(&mut self) {
+        for w in &mut self.workers {
+            let (tx, _) = mpsc::channel();
+            w.tx = tx; // dropping the only sender ends the worker loop
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// The call task's end of a leg.
+pub struct LegHandle {
+    id: u64,
+    worker: mpsc::Sender<WorkerMsg>,
+    events: tokio_mpsc::UnboundedReceiver<LegEvent>,
+    pub local_port: u16,
+    metrics: Arc<Metrics>,
+    closed: bool,
+}
+
+impl LegHandle {
+    pub fn command(&self, cmd: LegCommand) {
+        // The worker only goes away at shutdown, when calls are being torn down anyway.
+        let _ = self.worker.send(WorkerMsg::Command(self.id, cmd));
+    }
+
+    /// The next event from the leg; pending forever once the leg is closed.
+    pub async fn next_event(&mut self) -> Option<LegEvent> {
+        self.events.recv().await
+    }
+
+    /// Takes the leg off the clock, frees its ports and returns what it measured.
+    pub async fn close(mut self) -> LegSummary {
+        self.closed = true;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.worker.send(WorkerMsg::Remove(self.id, tx)).is_err() {
+            return LegSummary::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl Drop for LegHandle {
+    fn drop(&mut self) {
+        if !self.closed {
+            let (tx, _) = tokio::sync::oneshot::channel();
+            let _ = self.worker.send(WorkerMsg::Remove(self.id, tx));
+        }
+        self.metrics.media_legs.dec();
+    }
+}
+
+/// Milliseconds on a monotonic clock shared by all media threads.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// RFC 3550 §4 NTP timestamp (for RTCP sender reports).
+fn ntp_now() -> u64 {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    super::rtcp::ntp_from_unix(d.as_secs(), d.subsec_nanos())
+}
+
+fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut recv_buf = vec![0u8; 2048];
+    let mut send_buf = Vec::with_capacity(1500);
+    let mut rtcp_buf = vec![0u8; 1500];
+    let mut next_tick = Instant::now();
+    let mut tick_count: u64 = 0;
+    loop {
+        // Control messages first: a new leg or a play command takes effect this tick.
+        loop {
+            match rx.try_recv() {
+                Ok(msg) => apply(msg, &mut slots),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let now = Instant::now();
+        if now < next_tick {
+            std::thread::sleep(next_tick - now);
+        } else if now - next_tick > TICK * 5 {
+            // Hopelessly behind (suspended, overloaded): resynchronize rather than burst.
+            metrics.media_ticks_late.inc();
+            next_tick = now;
+        } else if now - next_tick > TICK {
+            metrics.media_ticks_late.inc();
+        }
+        next_tick += TICK;
+        tick_count += 1;
+        let now_ms = now_ms();
+        let poll_rtcp = tick_count % 10 == 0; // RTCP is every few seconds: look every 200 ms
+        let ntp = if poll_rtcp { ntp_now() } else { 0 };
+        let mut sent = 0u64;
+        let mut received = 0u64;
+        let mut invalid = 0u64;
+        for slot in &mut slots {
+            for _ in 0..MAX_READS_PER_TICK {
+                match slot.sockets.rtp.recv_from(&mut recv_buf) {
+                    Ok((n, from)) => slot.leg.on_rtp(&recv_buf[..n], from, now_ms),
+                    Err(_) => break, // WouldBlock: drained (other errors: ICMP noise, retry next tick)
+                }
+            }
+            if poll_rtcp {
+                for _ in 0..4 {
+                    match slot.sockets.rtcp.recv_from(&mut recv_buf) {
+                        Ok((n, _)) => slot.leg.on_rtcp(&recv_buf[..n], now_ms),
+                        Err(_) => break,
+                    }
+                }
+                if let Some((len, dest)) = slot.leg.poll_rtcp(now_ms, ntp, &mut rtcp_buf) {
+                    let _ = slot.sockets.rtcp.send_to(&rtcp_buf[..len], dest);
+                }
+            }
+            if let Some(dest) = slot.leg.on_tick(now_ms, &mut send_buf) {
+                let _ = send_to(&slot.sockets.rtp, &send_buf, dest);
+            }
+            while let Some(ev) = slot.leg.poll_event() {
+                let _ = slot.events.send(ev);
+            }
+            let c = slot.leg.take_counters();
+            sent += c.sent;
+            received += c.received;
+            invalid += c.invalid;
+        }
+        metrics.rtp_packets_sent.inc_by(sent);
+        metrics.rtp_packets_received.inc_by(received);
+        metrics.rtp_packets_invalid.inc_by(invalid);
+    }
+}
+
+fn send_to(socket: &UdpSocket, buf: &[u8], dest: SocketAddr) -> std::io::Result<usize> {
+    socket.send_to(buf, dest)
+}
+
+fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>) {
+    match msg {
+        WorkerMsg::Add(slot) => slots.push(*slot),
+        WorkerMsg::Command(id, cmd) => {
+            if let Some(slot) = slots.iter_mut().find(|s| s.id == id) {
+                if let Err(e) = slot.leg.handle_command(cmd) {
+                    tracing::warn!(error = %e, "media command failed");
+                }
+                while let Some(ev) = slot.leg.poll_event() {
+                    let _ = slot.events.send(ev);
+                }
+            }
+        }
+        WorkerMsg::Remove(id, reply) => {
+            if let Some(i) = slots.iter().position(|s| s.id == id) {
+                let slot = slots.swap_remove(i);
+                let _ = reply.send(slot.leg.summary());
+            }
+        }
+    }
+}

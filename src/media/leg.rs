@@ -1,0 +1,443 @@
+//! One call's media, as a sans-IO state machine: fed datagrams, ticks and commands, it
+//! returns packets to send and events for the call. The media clock (see `engine`) owns the
+//! sockets and calls [`MediaLeg::on_tick`] every 20 ms for every leg it runs.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::codec::{Codec, CodecError, Decoder};
+use super::dtmf::inband::{InbandDetector, ToneEvent};
+use super::dtmf::rfc4733::{EventOutcome, EventReceiver};
+use super::dtmf::{Digit, DtmfMethod};
+use super::jitter::{JitterBuffer, JitterConfig, Pop};
+use super::player::{PlayEnd, PlayId, Player};
+use super::prompt::{FRAME_MS, Prompt, Silence};
+use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
+use super::rtp::{RtpPacket, RtpSender};
+use crate::config::InbandDtmf;
+use crate::sip::sdp::{Negotiated, TelephoneEvent};
+
+/// RTP comfort noise (RFC 3389), which callers may send during silence.
+const PT_COMFORT_NOISE: u8 = 13;
+/// RFC 3550 §6.2: one compound RTCP packet about every 5 s for a two-party session.
+const RTCP_INTERVAL_MS: u64 = 5000;
+
+/// The negotiated session, as the leg needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegParams {
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub telephone_event: Option<TelephoneEvent>,
+    pub remote_rtp: Option<SocketAddr>,
+    pub remote_rtcp: Option<SocketAddr>,
+    pub send: bool,
+    pub receive: bool,
+    pub ptime_ms: u32,
+}
+
+impl From<&Negotiated> for LegParams {
+    fn from(n: &Negotiated) -> LegParams {
+        LegParams {
+            codec: n.codec,
+            payload_type: n.payload_type,
+            telephone_event: n.telephone_event,
+            remote_rtp: n.remote_rtp,
+            remote_rtcp: n.remote_rtcp,
+            send: n.we_send(),
+            receive: n.we_receive(),
+            ptime_ms: n.ptime_ms,
+        }
+    }
+}
+
+/// Settings that come from configuration rather than from SDP.
+#[derive(Debug, Clone)]
+pub struct LegOptions {
+    pub inband: InbandDtmf,
+    pub jitter_ms: u32,
+    /// 0 = never time out.
+    pub rtp_timeout_ms: u64,
+    /// RTCP SDES CNAME (RFC 3550 §6.5.1): random per leg, never a caller identity.
+    pub cname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegEvent {
+    Digit {
+        digit: Digit,
+        method: DtmfMethod,
+    },
+    PlayEnded(PlayEnd),
+    /// No RTP for the configured time while RTP was expected.
+    RtpTimeout,
+}
+
+pub enum LegCommand {
+    Play {
+        id: PlayId,
+        prompts: Vec<Arc<Prompt>>,
+        barge_in: bool,
+    },
+    Stop,
+    /// A new offer/answer (re-INVITE): hold, unhold, new address.
+    Update(LegParams),
+    /// A digit that arrived by signaling (SIP INFO), merged into the same stream.
+    Digit(Digit),
+}
+
+/// Counters a media clock flushes into the process metrics after each tick.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LegCounters {
+    pub sent: u64,
+    pub received: u64,
+    pub invalid: u64,
+}
+
+/// What the leg measured, for the call's end-of-call log and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LegSummary {
+    pub packets_sent: u32,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+}
+
+pub struct MediaLeg {
+    params: LegParams,
+    opts: LegOptions,
+    sender: RtpSender,
+    ts_step: u32,
+    player: Player,
+    silence: Arc<Silence>,
+    events: VecDeque<LegEvent>,
+    /// Symmetric RTP (RFC 4961): once a packet arrives, answer where it came from.
+    latched: Option<SocketAddr>,
+    rfc4733: EventReceiver,
+    /// Present when in-band detection runs; then the audio path below is used too.
+    inband: Option<InbandPath>,
+    rx_stats: ReceiveStats,
+    tx_stats: SendStats,
+    rx_ssrc: Option<u32>,
+    last_rx_ms: u64,
+    timed_out: bool,
+    next_rtcp_ms: u64,
+    counters: LegCounters,
+}
+
+/// The receive audio path: jitter buffer -> decoder -> tone detector.
+struct InbandPath {
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    detector: InbandDetector,
+    pcm: Vec<i16>,
+    tones: Vec<ToneEvent>,
+    frame_ms: u32,
+    next_pop_ms: Option<u64>,
+}
+
+impl MediaLeg {
+    /// `ssrc`, `seq0`, `ts0` are random per RFC 3550 §5.1 (the caller draws them: no RNG here).
+    pub fn new(
+        params: LegParams,
+        opts: LegOptions,
+        silence: Arc<Silence>,
+        (ssrc, seq0, ts0): (u32, u16, u32),
+        now_ms: u64,
+    ) -> Result<MediaLeg, CodecError> {
+        let ts_step = params.codec.clock_rate() / 1000 * FRAME_MS;
+        let mut leg = MediaLeg {
+            inband: None,
+            sender: RtpSender::new(ssrc, seq0, ts0),
+            ts_step,
+            player: Player::default(),
+            silence,
+            events: VecDeque::new(),
+            latched: None,
+            rfc4733: EventReceiver::new(),
+            rx_stats: ReceiveStats::new(params.codec.clock_rate()),
+            tx_stats: SendStats::default(),
+            rx_ssrc: None,
+            last_rx_ms: now_ms,
+            timed_out: false,
+            next_rtcp_ms: now_ms + RTCP_INTERVAL_MS,
+            counters: LegCounters::default(),
+            params: params.clone(),
+            opts,
+        };
+        leg.configure(params)?;
+        Ok(leg)
+    }
+
+    fn configure(&mut self, params: LegParams) -> Result<(), CodecError> {
+        let want_inband = match self.opts.inband {
+            InbandDtmf::Always => true,
+            InbandDtmf::Never => false,
+            // Decoding and filtering every frame costs; when the caller sends telephone-events
+            // there is nothing to find in the audio (DESIGN.md, performance).
+            InbandDtmf::Auto => params.telephone_event.is_none(),
+        };
+        let codec_changed = params.codec != self.params.codec;
+        if !want_inband {
+            self.inband = None;
+        } else if self.inband.is_none() || codec_changed {
+            let decoder = Decoder::new(params.codec)?;
+            let frame_ms = params.ptime_ms.clamp(10, 120);
+            self.inband = Some(InbandPath {
+                jitter: JitterBuffer::new(JitterConfig {
+                    frame_ms,
+                    target_delay_ms: self.opts.jitter_ms,
+                    ..JitterConfig::default()
+                }),
+                detector: InbandDetector::new(decoder.rate()),
+                decoder,
+                pcm: Vec::with_capacity(960),
+                tones: Vec::with_capacity(4),
+                frame_ms,
+                next_pop_ms: None,
+            });
+        }
+        if codec_changed {
+            self.ts_step = params.codec.clock_rate() / 1000 * FRAME_MS;
+            self.rx_stats = ReceiveStats::new(params.codec.clock_rate());
+        }
+        if params.remote_rtp != self.params.remote_rtp {
+            self.latched = None;
+        }
+        let was_sending = self.params.send;
+        self.player.set_paused(!params.send);
+        if params.send && !was_sending {
+            self.sender.marker_pending = true; // resuming after hold starts a talkspurt
+        }
+        self.params = params;
+        Ok(())
+    }
+
+    pub fn params(&self) -> &LegParams {
+        &self.params
+    }
+
+    pub fn handle_command(&mut self, cmd: LegCommand) -> Result<(), CodecError> {
+        match cmd {
+            LegCommand::Play {
+                id,
+                prompts,
+                barge_in,
+            } => {
+                if let Some(end) = self.player.play(id, prompts, barge_in) {
+                    self.events.push_back(LegEvent::PlayEnded(end));
+                }
+            }
+            LegCommand::Stop => {
+                if let Some(end) = self.player.stop() {
+                    self.events.push_back(LegEvent::PlayEnded(end));
+                }
+            }
+            LegCommand::Update(params) => self.configure(params)?,
+            LegCommand::Digit(d) => self.digit(d, DtmfMethod::SipInfo),
+        }
+        Ok(())
+    }
+
+    fn digit(&mut self, digit: Digit, method: DtmfMethod) {
+        self.events.push_back(LegEvent::Digit { digit, method });
+        if let Some(end) = self.player.on_digit() {
+            self.events.push_back(LegEvent::PlayEnded(end));
+        }
+    }
+
+    /// One datagram from the RTP socket.
+    pub fn on_rtp(&mut self, buf: &[u8], from: SocketAddr, now_ms: u64) {
+        let Ok(pkt) = RtpPacket::parse(buf) else {
+            self.counters.invalid += 1;
+            return;
+        };
+        match self.latched {
+            None => self.latched = Some(from),
+            // Same host, other port: some callers send telephone-events from a second
+            // socket. Another host is not this call's media.
+            Some(l) if l.ip() != from.ip() => {
+                self.counters.invalid += 1;
+                return;
+            }
+            Some(_) => {}
+        }
+        self.counters.received += 1;
+        self.last_rx_ms = now_ms;
+        self.timed_out = false;
+        if self
+            .params
+            .telephone_event
+            .is_some_and(|te| te.payload_type == pkt.payload_type)
+        {
+            if let Ok(outcomes) =
+                self.rfc4733
+                    .on_packet(pkt.payload, pkt.timestamp, pkt.marker, pkt.sequence)
+            {
+                for outcome in outcomes {
+                    if let EventOutcome::Started(d) = outcome {
+                        self.digit(d, DtmfMethod::Rfc4733);
+                    }
+                }
+            }
+            return;
+        }
+        if pkt.payload_type == PT_COMFORT_NOISE {
+            return;
+        }
+        if pkt.payload_type != self.params.payload_type {
+            self.counters.invalid += 1;
+            return;
+        }
+        if self.rx_ssrc != Some(pkt.ssrc) {
+            // A new source (re-INVITE, SSRC collision, a second device): statistics restart.
+            self.rx_ssrc = Some(pkt.ssrc);
+            self.rx_stats = ReceiveStats::new(self.params.codec.clock_rate());
+        }
+        self.rx_stats
+            .on_packet(pkt.sequence, pkt.timestamp, now_ms * 1000);
+        if let Some(path) = &mut self.inband {
+            path.jitter.ensure_ssrc(pkt.ssrc);
+            path.jitter
+                .push(pkt.sequence, pkt.timestamp, pkt.payload, now_ms);
+        }
+    }
+
+    /// One datagram from the RTCP socket: sender reports feed round-trip (LSR/DLSR) data.
+    pub fn on_rtcp(&mut self, buf: &[u8], now_ms: u64) {
+        match super::rtcp::parse_compound(buf) {
+            Ok(packets) => {
+                for p in packets {
+                    if let RtcpPacket::SenderReport { ntp, .. } = p {
+                        self.rx_stats.on_sender_report(ntp, now_ms * 1000);
+                    }
+                }
+            }
+            Err(_) => self.counters.invalid += 1,
+        }
+    }
+
+    /// Runs one media tick: detection on what arrived, then the next outgoing packet.
+    /// Returns the destination when `out` holds an RTP packet to send.
+    pub fn on_tick(&mut self, now_ms: u64, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.detect_inband(now_ms);
+        if self.params.receive
+            && self.opts.rtp_timeout_ms > 0
+            && !self.timed_out
+            && now_ms.saturating_sub(self.last_rx_ms) > self.opts.rtp_timeout_ms
+        {
+            self.timed_out = true;
+            self.events.push_back(LegEvent::RtpTimeout);
+        }
+        let dest = self.latched.or(self.params.remote_rtp);
+        let (frame, ended) = self.player.next_frame(self.params.codec, &self.silence);
+        if let Some(end) = ended {
+            self.events.push_back(LegEvent::PlayEnded(end));
+        }
+        match dest {
+            Some(dest) if self.params.send => {
+                if frame.start_of_speech {
+                    self.sender.marker_pending = true;
+                }
+                self.sender
+                    .build(out, self.params.payload_type, frame.payload, self.ts_step);
+                self.tx_stats
+                    .on_sent(frame.payload.len(), self.sender.timestamp);
+                self.counters.sent += 1;
+                Some(dest)
+            }
+            _ => {
+                // Not sending (hold, no address yet): the clock still runs (RFC 3550 §5.1).
+                self.sender.timestamp = self.sender.timestamp.wrapping_add(self.ts_step);
+                None
+            }
+        }
+    }
+
+    fn detect_inband(&mut self, now_ms: u64) {
+        let Some(path) = &mut self.inband else { return };
+        let next = path.next_pop_ms.get_or_insert(now_ms);
+        // One frame per ptime, however the 20 ms ticks fall.
+        while *next <= now_ms {
+            *next += path.frame_ms as u64;
+            let decoded = match path.jitter.pop(now_ms) {
+                Pop::Frame { payload, .. } => path.decoder.decode(payload, &mut path.pcm).is_ok(),
+                Pop::Missing { .. } => path.decoder.conceal(path.frame_ms, &mut path.pcm).is_ok(),
+                Pop::Empty => false,
+            };
+            if decoded {
+                path.detector.push(&path.pcm, &mut path.tones);
+            }
+        }
+        for i in 0..path.tones.len() {
+            if let ToneEvent::Started(d) = path.tones[i] {
+                self.events.push_back(LegEvent::Digit {
+                    digit: d,
+                    method: DtmfMethod::Inband,
+                });
+                if let Some(end) = self.player.on_digit() {
+                    self.events.push_back(LegEvent::PlayEnded(end));
+                }
+            }
+        }
+        if let Some(path) = &mut self.inband {
+            path.tones.clear();
+        }
+    }
+
+    /// A compound RTCP report when one is due: SR while we send, RR otherwise.
+    pub fn poll_rtcp(
+        &mut self,
+        now_ms: u64,
+        ntp: u64,
+        out: &mut [u8],
+    ) -> Option<(usize, SocketAddr)> {
+        if now_ms < self.next_rtcp_ms {
+            return None;
+        }
+        self.next_rtcp_ms = now_ms + RTCP_INTERVAL_MS;
+        let dest = self.params.remote_rtcp.or_else(|| {
+            self.latched
+                .or(self.params.remote_rtp)
+                .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+        })?;
+        let blocks: Vec<ReportBlock> = self
+            .rx_ssrc
+            .map(|ssrc| self.rx_stats.report_block(ssrc, now_ms * 1000))
+            .into_iter()
+            .collect();
+        let len = if self.params.send && self.tx_stats.packets > 0 {
+            super::rtcp::write_sender_report(
+                out,
+                self.sender.ssrc,
+                ntp,
+                self.sender.timestamp,
+                self.tx_stats.packets,
+                self.tx_stats.octets,
+                &blocks,
+                &self.opts.cname,
+            )
+        } else {
+            super::rtcp::write_receiver_report(out, self.sender.ssrc, &blocks, &self.opts.cname)
+        };
+        (len > 0).then_some((len, dest))
+    }
+
+    pub fn poll_event(&mut self) -> Option<LegEvent> {
+        self.events.pop_front()
+    }
+
+    /// Counters since the last call.
+    pub fn take_counters(&mut self) -> LegCounters {
+        std::mem::take(&mut self.counters)
+    }
+
+    pub fn summary(&self) -> LegSummary {
+        LegSummary {
+            packets_sent: self.tx_stats.packets,
+            packets_received: self.rx_stats.received(),
+            packets_lost: self.rx_stats.cumulative_lost(),
+            jitter_ms: self.rx_stats.jitter_ms(),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Prometheus metrics, one registry for the process, served at `/metrics`.
+//!
+//! Hot paths (RTP packets) count locally and flush here once per media tick, so thousands of
+//! calls do not contend on one atomic per packet.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub calls_active: Gauge,
+    pub calls_started: Counter,
+    /// By cause: caller_bye, server_bye, cancel, rtp_timeout, drain, error, ...
+    pub calls_ended: Family<Labels, Counter>,
+    /// INVITEs refused, by status code.
+    pub calls_rejected: Family<Labels, Counter>,
+    pub dtmf_digits: Family<Labels, Counter>,
+    pub rtp_packets_sent: Counter,
+    pub rtp_packets_received: Counter,
+    pub rtp_packets_lost: Counter,
+    /// Datagrams on RTP ports that were not valid RTP for the call.
+    pub rtp_packets_invalid: Counter,
+    /// Media ticks that started more than one tick late (the machine is overloaded).
+    pub media_ticks_late: Counter,
+    pub media_legs: Gauge,
+    /// SIP datagrams refused before the stack, by reason.
+    pub sip_rejected: Family<Labels, Counter>,
+    pub prompts_loaded: Gauge,
+    pub draining: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("careline");
+        let m = Metrics {
+            calls_active: Gauge::default(),
+            calls_started: Counter::default(),
+            calls_ended: Family::default(),
+            calls_rejected: Family::default(),
+            dtmf_digits: Family::default(),
+            rtp_packets_sent: Counter::default(),
+            rtp_packets_received: Counter::default(),
+            rtp_packets_lost: Counter::default(),
+            rtp_packets_invalid: Counter::default(),
+            media_ticks_late: Counter::default(),
+            media_legs: Gauge::default(),
+            sip_rejected: Family::default(),
+            prompts_loaded: Gauge::default(),
+            draining: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("calls_active", "Calls in progress", m.calls_active.clone());
+        registry.register("calls_started", "Calls answered", m.calls_started.clone());
+        registry.register(
+            "calls_ended",
+            "Calls ended, by cause",
+            m.calls_ended.clone(),
+        );
+        registry.register(
+            "calls_rejected",
+            "INVITEs refused, by SIP status",
+            m.calls_rejected.clone(),
+        );
+        registry.register(
+            "dtmf_digits",
+            "DTMF digits detected, by method",
+            m.dtmf_digits.clone(),
+        );
+        registry.register(
+            "rtp_packets_sent",
+            "RTP packets sent",
+            m.rtp_packets_sent.clone(),
+        );
+        registry.register(
+            "rtp_packets_received",
+            "RTP packets received",
+            m.rtp_packets_received.clone(),
+        );
+        registry.register(
+            "rtp_packets_lost",
+            "RTP packets lost (RFC 3550 cumulative, at call end)",
+            m.rtp_packets_lost.clone(),
+        );
+        registry.register(
+            "rtp_packets_invalid",
+            "Datagrams on RTP ports dropped as invalid",
+            m.rtp_packets_invalid.clone(),
+        );
+        registry.register(
+            "media_ticks_late",
+            "Media clock ticks that ran late",
+            m.media_ticks_late.clone(),
+        );
+        registry.register(
+            "media_legs",
+            "Media legs on the media clock",
+            m.media_legs.clone(),
+        );
+        registry.register(
+            "sip_rejected",
+            "SIP datagrams refused before the stack, by reason",
+            m.sip_rejected.clone(),
+        );
+        registry.register(
+            "prompts_loaded",
+            "Prompts loaded and encoded",
+            m.prompts_loaded.clone(),
+        );
+        registry.register(
+            "draining",
+            "1 while shutting down (new calls refused)",
+            m.draining.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn call_ended(&self, cause: &'static str) {
+        self.calls_ended
+            .get_or_create(&vec![("cause", cause)])
+            .inc();
+    }
+
+    pub fn call_rejected(&self, code: &'static str) {
+        self.calls_rejected
+            .get_or_create(&vec![("code", code)])
+            .inc();
+    }
+
+    pub fn digit(&self, method: &'static str) {
+        self.dtmf_digits
+            .get_or_create(&vec![("method", method)])
+            .inc();
+    }
+
+    pub fn sip_rejected(&self, reason: &'static str) {
+        self.sip_rejected
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,209 @@
+//! Wiring: builds every part from one [`Config`] and starts it; drains on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::call::menu::{MenuPrompts, MissingPrompt};
+use crate::call::{CallCommand, CallServices, CallSettings};
+use crate::config::{Config, ConfigError};
+use crate::media::engine::MediaEngine;
+use crate::media::ports::PortAllocator;
+use crate::media::prompt::{PromptError, PromptLibrary};
+use crate::metrics::Metrics;
+use crate::sip::{SipError, SipOptions, SipServer, tls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("prompts: {0}")]
+    Prompts(#[from] PromptError),
+    #[error(transparent)]
+    Menu(#[from] MissingPrompt),
+    #[error("SIP: {0}")]
+    Sip(#[from] SipError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on HTTP {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Server {
+    pub services: Arc<CallServices>,
+    pub sip: Arc<SipServer>,
+    pub http_addr: SocketAddr,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        // rsipstack's TLS is built on rustls with ring; one provider for the whole process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        raise_fd_limit();
+        create_private_dir(&config.data_dir)?;
+        let codecs = config.codecs()?;
+        let metrics = Arc::new(Metrics::new());
+
+        let started = Instant::now();
+        let prompts = PromptLibrary::load(&config.prompts.dir)?;
+        let menu = MenuPrompts::resolve(&prompts, &config.prompts.language)?;
+        metrics.prompts_loaded.set(prompts.len() as i64);
+        info!(
+            prompts = prompts.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "prompts loaded and encoded"
+        );
+
+        let tls = match config.sip.tls_listen {
+            Some(_) => Some(tls::load_or_generate(
+                config.sip.tls_cert.as_deref(),
+                config.sip.tls_key.as_deref(),
+                &config.data_dir,
+            )?),
+            None => None,
+        };
+        let tls_origin = tls.as_ref().map(|t| t.origin.display().to_string());
+        let (sip, incoming) = SipServer::start(
+            SipOptions {
+                listen: config.sip.listen,
+                tls_listen: config.sip.tls_listen,
+                tls,
+                public_address: config.sip.public_address,
+                max_message_bytes: config.sip.max_message_bytes,
+                rate_limit_per_source: config.sip.rate_limit_per_source,
+            },
+            metrics.clone(),
+        )
+        .await?;
+        let sip = Arc::new(sip);
+
+        let media = MediaEngine::start(
+            config.rtp.media_threads,
+            PortAllocator::new(config.rtp.ports.lo, config.rtp.ports.hi),
+            Arc::new(crate::media::prompt::Silence::new()?),
+            metrics.clone(),
+        );
+        let services = Arc::new(CallServices {
+            settings: CallSettings {
+                max_calls: config.sip.max_calls,
+                retry_after_secs: config.sip.retry_after_secs,
+                ring: Duration::from_millis(config.calls.ring_ms),
+                menu_timeout: Duration::from_secs(config.calls.menu_timeout_secs),
+                codecs,
+                inband: config.rtp.inband_dtmf,
+                jitter_ms: config.rtp.jitter_ms,
+                rtp_timeout: Duration::from_secs(config.rtp.timeout_secs as u64),
+            },
+            media,
+            sip: sip.clone(),
+            menu,
+            table: Default::default(),
+            metrics,
+            draining: AtomicBool::new(false),
+        });
+
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| StartError::Http {
+                addr: config.http.listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+            addr: config.http.listen,
+            source,
+        })?;
+        let app = crate::api::router(services.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tokio::spawn(crate::call::task::switchboard(incoming, services.clone()));
+
+        info!(
+            sip_udp = %sip.udp_addr,
+            sip_tcp = %sip.tcp_addr,
+            sip_tls = sip.tls_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            tls_cert = tls_origin.unwrap_or_default(),
+            http = %http_addr,
+            rtp = %config.rtp.ports,
+            data_dir = %config.data_dir.display(),
+            "careline ready"
+        );
+        Ok(Server {
+            services,
+            sip,
+            http_addr,
+        })
+    }
+
+    /// Graceful shutdown: refuse new calls (503), let active calls finish for up to `grace`,
+    /// then hang up the rest and wait briefly for their BYEs to go out.
+    pub async fn drain(&self, grace: Duration) {
+        let svc = &self.services;
+        svc.draining.store(true, Ordering::Release);
+        svc.metrics.draining.set(1);
+        info!(
+            active = svc.table.len(),
+            grace_secs = grace.as_secs(),
+            "draining: new calls are refused"
+        );
+        let deadline = Instant::now() + grace;
+        while !svc.table.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !svc.table.is_empty() {
+            info!(
+                active = svc.table.len(),
+                "grace period over: hanging up remaining calls"
+            );
+            svc.table.broadcast(CallCommand::Hangup { cause: "drain" });
+            let bye_deadline = Instant::now() + Duration::from_secs(5);
+            while svc.table.admitted() > 0 && Instant::now() < bye_deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.sip.shutdown();
+        info!("drained");
+    }
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Each call holds two UDP sockets; lift the soft descriptor limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The UDP socket rsipstack reads from, with the [`Guard`](super::guard::Guard) in front:
+//! rsipstack takes any `platform::net::UdpSocket`, so malformed datagrams are answered
+//! (400/501/513) or dropped here and the stack only ever receives what passed.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::guard::{Guard, Verdict};
+use crate::metrics::Metrics;
+
+pub struct GuardedUdpSocket {
+    socket: tokio::net::UdpSocket,
+    guard: Mutex<Guard>,
+    metrics: Arc<Metrics>,
+}
+
+impl GuardedUdpSocket {
+    pub fn new(socket: tokio::net::UdpSocket, guard: Guard, metrics: Arc<Metrics>) -> Self {
+        GuardedUdpSocket {
+            socket,
+            guard: Mutex::new(guard),
+            metrics,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
+    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        loop {
+            let (len, source) = self.socket.recv_from(buf).await?;
+            let verdict = match self.guard.lock() {
+                Ok(mut guard) => guard.inspect(&buf[..len], source.ip(), Instant::now()),
+                Err(poisoned) => {
+                    poisoned
+                        .into_inner()
+                        .inspect(&buf[..len], source.ip(), Instant::now())
+                }
+            };
+            match verdict {
+                Verdict::Pass => return Ok((len, source)),
+                Verdict::Reply(response, why) => {
+                    self.metrics.sip_rejected(why.as_str());
+                    tracing::debug!(%source, reason = why.as_str(), "answered a bad SIP datagram");
+                    // Best effort: a peer that cannot receive its 400 loses nothing else.
+                    let _ = self.socket.send_to(&response, source).await;
+                }
+                Verdict::Drop(why) => {
+                    if why != super::guard::Rejection::Keepalive {
+                        self.metrics.sip_rejected(why.as_str());
+                        tracing::debug!(%source, reason = why.as_str(), "dropped a SIP datagram");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
+        Ok(self.socket.send_to(buf, addr).await?)
+    }
+
+    fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
+    }
+}
