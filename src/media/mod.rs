@@ -10,6 +10,7 @@ pub mod leg;
 pub mod player;
 pub mod ports;
 pub mod prompt;
+pub mod recognize;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

@@ -10,19 +10,17 @@ const CLIP: i32 = 32635;
 /// Encodes one 16-bit linear sample as µ-law.
 pub fn linear_to_ulaw(sample: i16) -> u8 {
     let mut pcm = sample as i32;
-    let sign = if pcm < 0 {
+    let mask: i32 = if pcm < 0 {
         pcm = -pcm;
-        0x80
+        0x7F
     } else {
-        0
+        0xFF
     };
-    if pcm > CLIP {
-        pcm = CLIP;
-    }
-    pcm += BIAS;
-    let exponent = segment(pcm >> 7, 8) as i32;
-    let mantissa = (pcm >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as u8 as i32 | mantissa) as u8
+    pcm = pcm.min(CLIP) + BIAS;
+    // Segment = position of the highest set bit above bit 7 (0..=7).
+    let seg = significant_bits(pcm >> 8).min(7);
+    let uval = (seg << 4) | ((pcm >> (seg + 3)) & 0x0F);
+    (uval ^ mask) as u8
 }
 
 /// Decodes one µ-law byte to 16-bit linear.
@@ -33,20 +31,22 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
 /// Encodes one 16-bit linear sample as A-law.
 pub fn linear_to_alaw(sample: i16) -> u8 {
     let mut pcm = (sample as i32) >> 3; // A-law works on 13-bit magnitudes
-    let mask = if pcm >= 0 {
+    let mask: i32 = if pcm >= 0 {
         0xD5
     } else {
         pcm = -pcm - 1;
         0x55
     };
-    let seg = segment(pcm >> 4, 8);
+    // Segment = position of the highest set bit above bit 4 (0..=7); beyond that, clip.
+    let seg = significant_bits(pcm >> 5);
     let aval = if seg >= 8 {
         0x7F
+    } else if seg < 2 {
+        (seg << 4) | ((pcm >> 1) & 0x0F)
     } else {
-        let shift = if seg < 2 { 1 } else { seg as i32 };
-        ((seg as i32) << 4) | ((pcm >> shift) & 0x0F)
+        (seg << 4) | ((pcm >> seg) & 0x0F)
     };
-    (aval as u8) ^ mask
+    (aval ^ mask) as u8
 }
 
 /// Decodes one A-law byte to 16-bit linear.
@@ -54,15 +54,9 @@ pub fn alaw_to_linear(byte: u8) -> i16 {
     ALAW_TABLE[byte as usize]
 }
 
-/// Index of the first segment whose upper bound (0x1F, 0x3F, ...) covers `value`.
-fn segment(value: i32, segments: u32) -> u32 {
-    let mut seg = 0;
-    let mut v = value;
-    while v > 0 && seg < segments {
-        v >>= 1;
-        seg += 1;
-    }
-    seg
+/// Number of significant bits of a non-negative value (0 for 0).
+fn significant_bits(v: i32) -> i32 {
+    32 - v.max(0).leading_zeros() as i32
 }
 
 const fn ulaw_decode(byte: u8) -> i16 {
@@ -148,6 +142,38 @@ mod tests {
         assert_eq!(ulaw_to_linear(0x80), 32124);
         assert_eq!(alaw_to_linear(0xAA), 32256);
         assert_eq!(alaw_to_linear(0x2A), -32256);
+    }
+
+    /// A correct quantizer maps every sample to one of the two decode levels around it.
+    fn check_nearest_levels(encode: fn(i16) -> u8, decode: fn(u8) -> i16, name: &str) {
+        let mut levels: Vec<i32> = (0..=255u8).map(|b| decode(b) as i32).collect();
+        levels.sort();
+        levels.dedup();
+        for s in i16::MIN..=i16::MAX {
+            let s32 = s as i32;
+            let got = decode(encode(s)) as i32;
+            let below = levels
+                .iter()
+                .rev()
+                .find(|&&l| l <= s32)
+                .copied()
+                .unwrap_or(levels[0]);
+            let above = levels
+                .iter()
+                .find(|&&l| l >= s32)
+                .copied()
+                .unwrap_or(*levels.last().unwrap());
+            assert!(
+                got == below || got == above,
+                "{name}: {s} -> {got}, levels around are {below} and {above}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_sample_lands_on_an_adjacent_level() {
+        check_nearest_levels(linear_to_ulaw, ulaw_to_linear, "ulaw");
+        check_nearest_levels(linear_to_alaw, alaw_to_linear, "alaw");
     }
 
     #[test]

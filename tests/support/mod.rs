@@ -1,0 +1,7 @@
+//! Shared test harness: a real server process, a raw SIP phone, an RTP endpoint.
+#![allow(dead_code)]
+
+pub mod audio;
+pub mod rtp;
+pub mod server;
+pub mod sip;

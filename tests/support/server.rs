@@ -1,0 +1,270 @@
+//! Starts a real `careline serve` process on free loopback ports with its own data dir.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub sip: SocketAddr,
+    pub tls: SocketAddr,
+    pub http: SocketAddr,
+    pub rtp: (u16, u16),
+    pub data_dir: tempfile::TempDir,
+    log_path: PathBuf,
+}
+
+/// Extra settings for one server.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Appended to the generated careline.toml (TOML sections).
+    pub toml: String,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+/// A SIP port free on both UDP and TCP, and a free HTTP port.
+fn free_ports() -> (u16, u16, u16) {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if port == 5060 || port == 5061 {
+            continue;
+        }
+        let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        let tls = TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ports = (
+            port,
+            tls.local_addr().unwrap().port(),
+            http.local_addr().unwrap().port(),
+        );
+        drop((udp, tcp, tls, http));
+        return ports;
+    }
+}
+
+/// A 100-port RTP range no other test server in this machine is likely to use at once.
+fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = (std::process::id() as u16 % 97)
+        .wrapping_mul(7)
+        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+        % 300;
+    let lo = 21000 + slot * 100;
+    (lo, lo + 99)
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (sip_port, tls_port, http_port) = free_ports();
+        let rtp = rtp_range();
+        let config = format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [rtp]\nports = \"{}-{}\"\n\
+             [prompts]\ndir = \"{}\"\n{}",
+            rtp.0,
+            rtp.1,
+            repo_root().join("prompts").display(),
+            opts.toml
+        );
+        let config = merge_sections(&config);
+        let config_path = data_dir.path().join("careline.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = data_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_careline"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(data_dir.path().join("data"))
+            .arg("serve")
+            .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start careline");
+        let mut server = TestServer {
+            child: Some(child),
+            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            rtp,
+            data_dir,
+            log_path,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("careline exited during start ({status}):\n{}", self.log());
+            }
+            if self
+                .http_get("/healthz")
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("careline did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    /// GET over plain HTTP/1.1; returns (status, body).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let code = buf.split(' ').nth(1)?.parse().ok()?;
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// The value of one Prometheus sample, e.g. `careline_dtmf_digits_total{method="inband"}`;
+    /// 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").expect("metrics");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Polls until `sample` reaches at least `value` or the timeout passes; returns the last value.
+    pub fn wait_metric(&self, sample: &str, value: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(sample);
+            if v >= value || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- careline log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Lets `Options::toml` add keys to sections the generated file already has: later
+/// `[section]` headers are folded into the first one (TOML forbids repeating a table).
+fn merge_sections(text: &str) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut sections: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            current = t.to_string();
+            if !sections.contains_key(&current) {
+                order.push(current.clone());
+                sections.insert(current.clone(), Vec::new());
+            }
+        } else if !t.is_empty() {
+            if !sections.contains_key(&current) {
+                order.push(current.clone());
+            }
+            sections
+                .entry(current.clone())
+                .or_default()
+                .push(line.to_string());
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if !name.is_empty() {
+            out.push_str(&name);
+            out.push('\n');
+        }
+        for l in &sections[&name] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The audio Careline sends for a prompt, at 8 kHz, read the way the server reads it.
+pub fn prompt_pcm(lang: &str, name: &str) -> Vec<i16> {
+    let path = repo_root()
+        .join("prompts")
+        .join(lang)
+        .join(format!("{name}.wav"));
+    let (pcm, rate) = careline::media::prompt::read_wav(&path).expect("prompt wav");
+    let f = careline::media::resample::to_f32(&pcm);
+    careline::media::resample::to_i16(
+        &careline::media::resample::resample(&f, rate, 8000).expect("resample"),
+    )
+}

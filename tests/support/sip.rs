@@ -1,0 +1,506 @@
+//! A small SIP user agent for tests: raw messages over real UDP or TCP sockets, so a test
+//! can send exactly what a phone (or a broken phone) sends and read every response.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// A parsed SIP message (lenient; enough for assertions).
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+const COMPACT: [(&str, &str); 8] = [
+    ("v", "via"),
+    ("f", "from"),
+    ("t", "to"),
+    ("i", "call-id"),
+    ("m", "contact"),
+    ("l", "content-length"),
+    ("c", "content-type"),
+    ("k", "supported"),
+];
+
+fn canonical(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    COMPACT
+        .iter()
+        .find(|(c, _)| *c == lower)
+        .map(|(_, full)| full.to_string())
+        .unwrap_or(lower)
+}
+
+impl Msg {
+    pub fn parse(bytes: &[u8]) -> Option<Msg> {
+        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&bytes[..split]).ok()?;
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (canonical(n), v.trim().to_string()))
+            .collect();
+        Some(Msg {
+            start,
+            headers,
+            body: bytes[split + 4..].to_vec(),
+        })
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.start
+            .strip_prefix("SIP/2.0 ")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        if self.start.starts_with("SIP/") {
+            None
+        } else {
+            self.start.split(' ').next()
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = canonical(name);
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_all(&self, name: &str) -> Vec<&str> {
+        let name = canonical(name);
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `tag=` parameter of the To header.
+    pub fn to_tag(&self) -> Option<String> {
+        tag_of(self.header("to")?)
+    }
+
+    pub fn cseq_method(&self) -> Option<&str> {
+        self.header("cseq")?.split_whitespace().nth(1)
+    }
+}
+
+fn tag_of(header: &str) -> Option<String> {
+    header
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("tag="))
+        .map(|t| t.to_string())
+}
+
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+/// One SIP endpoint (a "phone") talking to one server.
+pub struct Ua {
+    conn: Conn,
+    pub server: SocketAddr,
+    pub local: SocketAddr,
+}
+
+impl Ua {
+    pub fn udp(server: SocketAddr) -> Ua {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = sock.local_addr().unwrap();
+        Ua {
+            conn: Conn::Udp(sock),
+            server,
+            local,
+        }
+    }
+
+    pub fn tcp(server: SocketAddr) -> Ua {
+        let s = TcpStream::connect(server).expect("connect tcp");
+        let local = s.local_addr().unwrap();
+        Ua {
+            conn: Conn::Tcp(s, Vec::new()),
+            server,
+            local,
+        }
+    }
+
+    pub fn transport(&self) -> &'static str {
+        match self.conn {
+            Conn::Udp(_) => "UDP",
+            Conn::Tcp(..) => "TCP",
+        }
+    }
+
+    pub fn send(&mut self, msg: &str) {
+        self.send_bytes(msg.as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        match &mut self.conn {
+            Conn::Udp(s) => {
+                s.send_to(bytes, self.server).unwrap();
+            }
+            Conn::Tcp(s, _) => s.write_all(bytes).unwrap(),
+        }
+    }
+
+    /// The next message within `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        match &mut self.conn {
+            Conn::Udp(s) => {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                        .unwrap();
+                    match s.recv_from(&mut buf) {
+                        Ok((n, _)) => {
+                            if let Some(m) = Msg::parse(&buf[..n]) {
+                                return Some(m);
+                            }
+                        }
+                        Err(_) => return None,
+                    }
+                }
+            }
+            Conn::Tcp(s, pending) => loop {
+                if let Some(m) = take_stream_message(pending) {
+                    return Some(m);
+                }
+                let left = deadline.checked_duration_since(Instant::now())?;
+                s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                    .unwrap();
+                let mut buf = [0u8; 8192];
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                }
+            },
+        }
+    }
+
+    /// Waits for a message matching `pred`, answering any request from the server on the way
+    /// (200 to BYE/INFO/OPTIONS) so the dialog stays healthy. Returns the match.
+    pub fn expect(&mut self, timeout: Duration, mut pred: impl FnMut(&Msg) -> bool) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let m = self.recv(left)?;
+            if pred(&m) {
+                return Some(m);
+            }
+        }
+    }
+
+    /// Answers a request the server sent (e.g. its BYE) with `code`.
+    pub fn respond(&mut self, req: &Msg, code: u16, reason: &str) {
+        let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+        for v in req.headers_all("via") {
+            out.push_str(&format!("Via: {v}\r\n"));
+        }
+        for h in ["from", "to", "call-id", "cseq"] {
+            if let Some(v) = req.header(h) {
+                out.push_str(&format!("{}: {v}\r\n", header_name(h)));
+            }
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        self.send(&out);
+    }
+}
+
+fn header_name(h: &str) -> &'static str {
+    match h {
+        "from" => "From",
+        "to" => "To",
+        "call-id" => "Call-ID",
+        _ => "CSeq",
+    }
+}
+
+fn take_stream_message(pending: &mut Vec<u8>) -> Option<Msg> {
+    // Skip keep-alive CRLFs between messages.
+    while pending.starts_with(b"\r\n") {
+        pending.drain(..2);
+    }
+    let split = pending.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&pending[..split]).to_string();
+    let len: usize = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| canonical(n) == "content-length")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let total = split + 4 + len;
+    if pending.len() < total {
+        return None;
+    }
+    let bytes: Vec<u8> = pending.drain(..total).collect();
+    Msg::parse(&bytes)
+}
+
+/// The caller side of one call: the state needed to write its requests.
+pub struct Call {
+    pub call_id: String,
+    pub from_tag: String,
+    pub to_tag: Option<String>,
+    pub dialed: String,
+    pub cseq: u32,
+    pub invite_branch: String,
+    /// Where in-dialog requests go (the 200's Contact), as a URI.
+    pub remote_target: Option<String>,
+    last_invite_cseq: u32,
+}
+
+fn rand_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl Call {
+    pub fn new(dialed: &str) -> Call {
+        Call {
+            call_id: format!("{}@test", rand_token()),
+            from_tag: rand_token(),
+            to_tag: None,
+            dialed: dialed.to_string(),
+            cseq: 0,
+            invite_branch: String::new(),
+            remote_target: None,
+            last_invite_cseq: 0,
+        }
+    }
+
+    fn via(ua: &Ua, branch: &str) -> String {
+        format!(
+            "Via: SIP/2.0/{} {};branch=z9hG4bK{branch};rport",
+            ua.transport(),
+            ua.local
+        )
+    }
+
+    fn from(&self, ua: &Ua) -> String {
+        format!(
+            "From: \"Test Caller\" <sip:15551230000@{}>;tag={}",
+            ua.local.ip(),
+            self.from_tag
+        )
+    }
+
+    fn to(&self, ua: &Ua) -> String {
+        match &self.to_tag {
+            Some(t) => format!("To: <sip:{}@{}>;tag={t}", self.dialed, ua.server),
+            None => format!("To: <sip:{}@{}>", self.dialed, ua.server),
+        }
+    }
+
+    fn request_uri(&self, ua: &Ua) -> String {
+        let transport = if ua.transport() == "TCP" {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        self.remote_target
+            .clone()
+            .unwrap_or_else(|| format!("sip:{}@{}{transport}", self.dialed, ua.server))
+    }
+
+    fn request(
+        &mut self,
+        ua: &Ua,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        extra: &str,
+        body: Option<(&str, &str)>,
+    ) -> String {
+        let uri = if method == "INVITE" && self.to_tag.is_none()
+            || method == "CANCEL"
+            || (method == "ACK" && self.to_tag.is_none())
+        {
+            let transport = if ua.transport() == "TCP" {
+                ";transport=tcp"
+            } else {
+                ""
+            };
+            format!("sip:{}@{}{transport}", self.dialed, ua.server)
+        } else {
+            self.request_uri(ua)
+        };
+        let mut m = format!(
+            "{method} {uri} SIP/2.0\r\n{}\r\n{}\r\n{}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
+             Contact: <sip:15551230000@{}{}>\r\nUser-Agent: careline-tests\r\n{extra}",
+            Self::via(ua, branch),
+            self.from(ua),
+            self.to(ua),
+            self.call_id,
+            ua.local,
+            if ua.transport() == "TCP" {
+                ";transport=tcp"
+            } else {
+                ""
+            },
+        );
+        match body {
+            Some((ct, b)) => m.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )),
+            None => m.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        m
+    }
+
+    pub fn invite(&mut self, ua: &Ua, sdp: &str) -> String {
+        self.cseq += 1;
+        self.last_invite_cseq = self.cseq;
+        self.invite_branch = rand_token();
+        let branch = self.invite_branch.clone();
+        self.request(
+            ua,
+            "INVITE",
+            &branch,
+            self.cseq,
+            "",
+            Some(("application/sdp", sdp)),
+        )
+    }
+
+    /// Records the dialog state a 2xx (or 1xx with tag) establishes.
+    pub fn on_response(&mut self, resp: &Msg) {
+        if self.to_tag.is_none() {
+            self.to_tag = resp.to_tag();
+        }
+        if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            if let Some(c) = resp.header("contact") {
+                let uri = c.trim().trim_start_matches('<');
+                let uri = uri.split('>').next().unwrap_or(uri);
+                self.remote_target = Some(uri.to_string());
+            }
+        }
+    }
+
+    /// ACK for the final response of the last INVITE (2xx: new transaction; else same branch).
+    pub fn ack(&mut self, ua: &Ua, final_status: u16) -> String {
+        let branch = if (200..300).contains(&final_status) {
+            rand_token()
+        } else {
+            self.invite_branch.clone()
+        };
+        let cseq = self.last_invite_cseq;
+        self.request(ua, "ACK", &branch, cseq, "", None)
+    }
+
+    pub fn cancel(&mut self, ua: &Ua) -> String {
+        let branch = self.invite_branch.clone();
+        let cseq = self.last_invite_cseq;
+        let saved = self.to_tag.take();
+        let m = self.request(ua, "CANCEL", &branch, cseq, "", None);
+        self.to_tag = saved;
+        m
+    }
+
+    pub fn bye(&mut self, ua: &Ua) -> String {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.request(ua, "BYE", &rand_token(), cseq, "", None)
+    }
+
+    pub fn reinvite(&mut self, ua: &Ua, sdp: &str) -> String {
+        self.cseq += 1;
+        self.last_invite_cseq = self.cseq;
+        self.invite_branch = rand_token();
+        let branch = self.invite_branch.clone();
+        let cseq = self.cseq;
+        self.request(
+            ua,
+            "INVITE",
+            &branch,
+            cseq,
+            "",
+            Some(("application/sdp", sdp)),
+        )
+    }
+
+    pub fn info(&mut self, ua: &Ua, content_type: &str, body: &str) -> String {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.request(
+            ua,
+            "INFO",
+            &rand_token(),
+            cseq,
+            "",
+            Some((content_type, body)),
+        )
+    }
+}
+
+/// Sends an INVITE and collects responses until a final one. Returns (final, provisional codes).
+pub fn invite(ua: &mut Ua, call: &mut Call, sdp: &str) -> (Msg, Vec<u16>) {
+    let m = call.invite(ua, sdp);
+    ua.send(&m);
+    let mut provisional = Vec::new();
+    loop {
+        let resp = ua
+            .expect(Duration::from_secs(15), |m| {
+                m.status().is_some() && m.cseq_method() == Some("INVITE")
+            })
+            .expect("a response to INVITE");
+        call.on_response(&resp);
+        let code = resp.status().unwrap_or(0);
+        if code < 200 {
+            provisional.push(code);
+            continue;
+        }
+        return (resp, provisional);
+    }
+}
+
+/// Places a call that must be answered: INVITE, 200, ACK. Returns the 200.
+pub fn answered_call(ua: &mut Ua, call: &mut Call, sdp: &str) -> Msg {
+    let (resp, _) = invite(ua, call, sdp);
+    assert_eq!(resp.status(), Some(200), "call not answered: {resp:?}");
+    let ack = call.ack(ua, 200);
+    ua.send(&ack);
+    resp
+}
+
+/// The RTP address in an SDP body (`c=` and the first `m=audio` port).
+pub fn sdp_media_addr(sdp: &str) -> Option<SocketAddr> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?
+        .trim();
+    let port = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?;
+    format!("{ip}:{port}").parse().ok()
+}
+
+/// An SDP offer from `127.0.0.1:port` with the given `m=` formats and attribute lines.
+pub fn sdp_offer(port: u16, formats: &str, attributes: &[&str]) -> String {
+    let mut s = format!(
+        "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n"
+    );
+    for a in attributes {
+        s.push_str(a);
+        s.push_str("\r\n");
+    }
+    s
+}
