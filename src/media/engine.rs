@@ -240,7 +240,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         next_tick += TICK;
         tick_count += 1;
         let now_ms = now_ms();
-        let poll_rtcp = tick_count % 10 == 0; // RTCP is every few seconds: look every 200 ms
+        let poll_rtcp = tick_count.is_multiple_of(10); // RTCP is every few seconds: look every 200 ms
         let ntp = if poll_rtcp { ntp_now() } else { 0 };
         let mut sent = 0u64;
         let mut received = 0u64;

@@ -270,13 +270,12 @@ impl JitterBuffer {
             self.bad_seq = Some(seq.wrapping_add(1));
             return Push::Suspect;
         };
-        if verdict == Push::Buffered {
-            if let State::Buffering {
+        if verdict == Push::Buffered
+            && let State::Buffering {
                 since_ms: since @ None,
             } = &mut self.state
-            {
-                *since = Some(arrival_ms);
-            }
+        {
+            *since = Some(arrival_ms);
         }
         verdict
     }

@@ -32,7 +32,7 @@ impl PortAllocator {
 
     /// Binds the next free pair on `ip`; ports held by other programs are skipped.
     pub fn allocate(&self, ip: IpAddr) -> Result<RtpSockets, MediaError> {
-        let pairs = ((self.hi - self.lo + 1) / 2).max(1);
+        let pairs = (self.hi - self.lo + 1).div_ceil(2);
         let mut next = match self.next.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -512,10 +512,10 @@ pub fn write_bye(buf: &mut [u8], ssrcs: &[u32], reason: Option<&str>) -> Result<
         return Err(RtcpError::TooMany(ssrcs.len()));
     }
     let reason = reason.map(str::as_bytes);
-    if let Some(r) = reason {
-        if r.len() > 255 {
-            return Err(RtcpError::TextTooLong(r.len()));
-        }
+    if let Some(r) = reason
+        && r.len() > 255
+    {
+        return Err(RtcpError::TextTooLong(r.len()));
     }
     let text_len = reason.map_or(0, |r| (1 + r.len()).div_ceil(4) * 4);
     let len = 4 + 4 * ssrcs.len() + text_len;

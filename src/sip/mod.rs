@@ -44,10 +44,17 @@ pub enum SipError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The stack's own error, as text: rsipstack types stay behind this facade.
     #[error("SIP stack: {0}")]
-    Stack(#[from] rsipstack::Error),
+    Stack(String),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+}
+
+impl From<rsipstack::Error> for SipError {
+    fn from(e: rsipstack::Error) -> SipError {
+        SipError::Stack(e.to_string())
+    }
 }
 
 pub struct SipOptions {

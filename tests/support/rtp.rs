@@ -50,7 +50,7 @@ fn bind_pair() -> (UdpSocket, UdpSocket) {
     loop {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = s.local_addr().unwrap().port();
-        if port % 2 != 0 || port == u16::MAX {
+        if !port.is_multiple_of(2) || port == u16::MAX {
             continue;
         }
         if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
@@ -217,19 +217,19 @@ fn run(
         }
         // Receive until the next 20 ms send time.
         while Instant::now() < next {
-            if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                if let Ok(p) = RtpPacket::parse(&buf[..n]) {
-                    received.lock().unwrap().push(Received {
-                        at: Instant::now(),
-                        from,
-                        payload_type: p.payload_type,
-                        marker: p.marker,
-                        sequence: p.sequence,
-                        timestamp: p.timestamp,
-                        ssrc: p.ssrc,
-                        payload: p.payload.to_vec(),
-                    });
-                }
+            if let Ok((n, from)) = sock.recv_from(&mut buf)
+                && let Ok(p) = RtpPacket::parse(&buf[..n])
+            {
+                received.lock().unwrap().push(Received {
+                    at: Instant::now(),
+                    from,
+                    payload_type: p.payload_type,
+                    marker: p.marker,
+                    sequence: p.sequence,
+                    timestamp: p.timestamp,
+                    ssrc: p.ssrc,
+                    payload: p.payload.to_vec(),
+                });
             }
         }
         next += Duration::from_millis(20);

@@ -384,12 +384,12 @@ impl Call {
         if self.to_tag.is_none() {
             self.to_tag = resp.to_tag();
         }
-        if resp.status().is_some_and(|s| (200..300).contains(&s)) {
-            if let Some(c) = resp.header("contact") {
-                let uri = c.trim().trim_start_matches('<');
-                let uri = uri.split('>').next().unwrap_or(uri);
-                self.remote_target = Some(uri.to_string());
-            }
+        if resp.status().is_some_and(|s| (200..300).contains(&s))
+            && let Some(c) = resp.header("contact")
+        {
+            let uri = c.trim().trim_start_matches('<');
+            let uri = uri.split('>').next().unwrap_or(uri);
+            self.remote_target = Some(uri.to_string());
         }
     }
 

@@ -1,0 +1,237 @@
+//! Bad and unusual SIP input: answered where it can be, dropped where it cannot, and never
+//! at the expense of the calls that follow.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use careline::media::codec::Codec;
+use support::audio::expect_prompt;
+use support::rtp::RtpPeer;
+use support::server::TestServer;
+use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+
+fn request(method: &str, ua: &Ua, extra: &str) -> String {
+    format!(
+        "{method} sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{r}\r\n\
+         From: <sip:a@{local}>;tag={r}\r\nTo: <sip:100@{server}>\r\nCall-ID: {r}@test\r\n\
+         CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+        server = ua.server,
+        local = ua.local,
+        r = rand::random::<u32>()
+    )
+}
+
+#[test]
+fn options_ping_is_answered_with_capabilities() {
+    let server = TestServer::start();
+    let mut ua = Ua::udp(server.sip);
+    let msg = request("OPTIONS", &ua, "");
+    ua.send(&msg);
+    let r = ua
+        .recv(Duration::from_secs(5))
+        .expect("a response to OPTIONS");
+    assert_eq!(r.status(), Some(200));
+    let allow = r.header("allow").unwrap_or_default();
+    for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"] {
+        assert!(allow.contains(m), "Allow lists {m}: {allow}");
+    }
+    assert!(
+        r.header("accept")
+            .unwrap_or_default()
+            .contains("application/sdp")
+    );
+}
+
+#[test]
+fn methods_careline_does_not_serve_get_405_or_501() {
+    let server = TestServer::start();
+    let mut ua = Ua::udp(server.sip);
+    for (method, code) in [
+        ("REGISTER", 405),
+        ("SUBSCRIBE", 405),
+        ("MESSAGE", 405),
+        ("FROBNICATE", 501),
+    ] {
+        let msg = request(method, &ua, "");
+        ua.send(&msg);
+        let r = ua
+            .recv(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to {method}"));
+        assert_eq!(r.status(), Some(code), "{method}: {}", r.start);
+        assert!(
+            r.header("allow").is_some_and(|a| a.contains("INVITE")),
+            "{method} answer carries Allow"
+        );
+    }
+    // In-dialog requests for a dialog that does not exist.
+    let msg = request("BYE", &ua, "").replacen(">\r\nCall-ID", ">;tag=nope\r\nCall-ID", 1);
+    ua.send(&msg);
+    let r = ua
+        .recv(Duration::from_secs(5))
+        .expect("answer to a stray BYE");
+    assert_eq!(r.status(), Some(481));
+}
+
+#[test]
+fn malformed_requests_get_400_naming_the_problem() {
+    let server = TestServer::start();
+    let mut ua = Ua::udp(server.sip);
+    let bad_cseq = request("INVITE", &ua, "").replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+    ua.send(&bad_cseq);
+    let r = ua
+        .recv(Duration::from_secs(5))
+        .expect("400 for a CSeq mismatch");
+    assert_eq!(r.status(), Some(400));
+    assert!(
+        r.start.contains("CSeq"),
+        "reason names the problem: {}",
+        r.start
+    );
+
+    let bad_start =
+        request("INVITE", &ua, "").replacen("INVITE sip:", "INVITE <<garbage>> sip:", 1);
+    ua.send(&bad_start);
+    let r = ua
+        .recv(Duration::from_secs(5))
+        .expect("400 for a garbled request line");
+    assert_eq!(r.status(), Some(400));
+    assert!(server.metric("careline_sip_rejected_total{reason=\"malformed\"}") >= 2.0);
+}
+
+/// A corpus of broken messages and random datagrams, then a normal call that must work.
+#[test]
+fn a_storm_of_garbage_does_not_harm_the_next_call() {
+    let server = TestServer::start();
+    let noise = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ua = Ua::udp(server.sip);
+    let good = request("INVITE", &ua, "Contact: <sip:a@127.0.0.1>\r\n");
+    let mut corpus: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\r\n\r\n".to_vec(),
+        b"INVITE".to_vec(),
+        b"INVITE sip:100@127.0.0.1 SIP/2.0\r\n\r\n".to_vec(),
+        b"SIP/2.0 200 OK\r\nVia: nonsense\r\n\r\n".to_vec(),
+        b"ACK sip:x SIP/2.0\r\nCall-ID: 1\r\n\r\n".to_vec(),
+        good.replace("Content-Length: 0", "Content-Length: 99999")
+            .into_bytes(),
+        good.replace("Content-Length: 0", "Content-Length: -5")
+            .into_bytes(),
+        good.replace("CSeq: 1 INVITE", "CSeq: banana INVITE")
+            .into_bytes(),
+        good.replace("Via: SIP/2.0/UDP", "Via: SIP/9.9/XYZ")
+            .into_bytes(),
+        good.replace("From:", "From: \u{0}\u{1}").into_bytes(),
+        good.replace("\r\n", "\n").into_bytes(),
+        format!("{good}v=0\r\no=x\r\n")
+            .replace(
+                "Content-Length: 0",
+                "Content-Type: application/sdp\r\nContent-Length: 9",
+            )
+            .into_bytes(),
+        [good.as_bytes(), &[0xFF; 3000]].concat(),
+        vec![b'A'; 60000],
+        "INVITE sip:100@127.0.0.1 SIP/2.0\r\n"
+            .repeat(200)
+            .into_bytes(),
+        {
+            let mut m = good.clone().into_bytes();
+            m.truncate(m.len() / 2);
+            m
+        },
+    ];
+    // Deterministic random datagrams and byte-flipped copies of a valid request.
+    let mut x: u32 = 0xC0FFEE;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for _ in 0..300 {
+        let len = (rnd() % 1400) as usize;
+        corpus.push((0..len).map(|_| rnd() as u8).collect());
+        let mut m = good.clone().into_bytes();
+        for _ in 0..(1 + rnd() % 6) {
+            let i = rnd() as usize % m.len();
+            m[i] = rnd() as u8;
+        }
+        corpus.push(m);
+    }
+    for d in &corpus {
+        noise.send_to(d, server.sip).unwrap();
+        // Also at the RTP range: garbage there is counted and dropped.
+        noise.send_to(d, ("127.0.0.1", server.rtp.0)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.http_get("/healthz").is_some_and(|(c, _)| c == 200),
+        "server alive"
+    );
+
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let mut call = Call::new("100");
+    let offer = sdp_offer(
+        peer.port,
+        "0 101",
+        &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
+    );
+    let ok = answered_call(&mut ua, &mut call, &offer);
+    peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+    std::thread::sleep(Duration::from_millis(2000));
+    expect_prompt(&peer.heard(), Codec::Pcmu, "en", "welcome", 0, Some(1500));
+    let bye = call.bye(&ua);
+    ua.send(&bye);
+    let r = ua
+        .expect(Duration::from_secs(5), |m| m.cseq_method() == Some("BYE"))
+        .expect("BYE answered");
+    assert_eq!(r.status(), Some(200));
+    assert!(server.metric("careline_sip_rejected_total{reason=\"malformed\"}") > 0.0);
+}
+
+#[test]
+fn sip_over_tls_answers_with_the_generated_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+
+    let server = TestServer::start();
+    let cert_path = server.data_path().join("tls/sip-cert.pem");
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(&cert_path)
+        .expect("the self-signed certificate is in the data dir")
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(server.tls).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let msg = format!(
+        "OPTIONS sip:100@{s} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKtls1\r\nFrom: <sip:a@{local}>;tag=1\r\n\
+         To: <sip:100@{s}>\r\nCall-ID: tls1@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        s = server.tls
+    );
+    tls.write_all(msg.as_bytes())
+        .expect("TLS handshake with the generated certificate");
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).expect("a response over TLS");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 200"), "{text}");
+}
