@@ -33,26 +33,12 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     let retry = Some(svc.settings.retry_after_secs);
     if svc.draining.load(std::sync::atomic::Ordering::Acquire) {
         svc.metrics.call_rejected("503");
-        return call
-            .reject(
-                503,
-                "Service Unavailable",
-                retry,
-                Some("shutting down".into()),
-            )
-            .await;
+        return call.reject(503, retry, Some("shutting down".into())).await;
     }
     let Some(_admission) = svc.table.try_admit(svc.settings.max_calls) else {
         svc.metrics.call_rejected("503");
         info!("call refused: at the configured maximum of concurrent calls");
-        return call
-            .reject(
-                503,
-                "Service Unavailable",
-                retry,
-                Some("too many calls".into()),
-            )
-            .await;
+        return call.reject(503, retry, Some("too many calls".into())).await;
     };
     let is_sdp = call
         .content_type
@@ -63,7 +49,6 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
         return call
             .reject(
                 488,
-                "Not Acceptable Here",
                 None,
                 Some("Careline needs an SDP offer in the INVITE".into()),
             )
@@ -77,12 +62,7 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
             warn!(error = %e, "no media port for the call");
             svc.metrics.call_rejected("503");
             return call
-                .reject(
-                    503,
-                    "Service Unavailable",
-                    retry,
-                    Some("no media ports free".into()),
-                )
+                .reject(503, retry, Some("no media ports free".into()))
                 .await;
         }
     };
@@ -103,12 +83,7 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
             let code = e.sip_status();
             svc.metrics
                 .call_rejected(if code == 400 { "400" } else { "488" });
-            let reason = if code == 400 {
-                "Bad Request"
-            } else {
-                "Not Acceptable Here"
-            };
-            return call.reject(code, reason, None, Some(e.to_string())).await;
+            return call.reject(code, None, Some(e.to_string())).await;
         }
     };
     let call_id = call.call_id.clone();

@@ -269,12 +269,7 @@ impl Dispatcher {
                             ) = self.calls.try_send(call)
                             {
                                 self.metrics.call_rejected("503");
-                                tokio::spawn(call.reject(
-                                    503,
-                                    "Service Unavailable",
-                                    Some(5),
-                                    None,
-                                ));
+                                tokio::spawn(call.reject(503, Some(5), None));
                             }
                         }
                         Err(tx) => reply(*tx, StatusCode::BadRequest, vec![]),
@@ -387,13 +382,7 @@ impl IncomingCall {
 
     /// Refuses the call with a final response. `retry_after` adds Retry-After (RFC 3261
     /// §20.33, with 503); `warning` adds a Warning (§20.43, with 488: what was wrong).
-    pub async fn reject(
-        mut self,
-        code: u16,
-        reason: &str,
-        retry_after: Option<u32>,
-        warning: Option<String>,
-    ) {
+    pub async fn reject(mut self, code: u16, retry_after: Option<u32>, warning: Option<String>) {
         let mut headers = Vec::new();
         if let Some(secs) = retry_after {
             headers.push(Header::RetryAfter(secs.to_string().into()));
@@ -406,7 +395,6 @@ impl IncomingCall {
             headers.push(Header::Accept(ACCEPT.into()));
         }
         let status = StatusCode::from(code);
-        let _ = reason;
         if let Err(e) = self.tx.reply_with(status, headers, None).await {
             tracing::debug!(error = %e, "could not send the rejection");
         }

@@ -184,6 +184,18 @@ impl TestServer {
         }
     }
 
+    /// Polls until `sample` falls to at most `value` (a gauge back to 0); returns the last value.
+    pub fn wait_metric_down(&self, sample: &str, value: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(sample);
+            if v <= value || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
             let _ = Command::new("kill")

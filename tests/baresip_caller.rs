@@ -1,0 +1,363 @@
+//! End-to-end with a real third-party softphone: baresip (Debian 1.0.0) calls a real
+//! `careline serve` over loopback, presses a key, hangs up, and the test checks what baresip
+//! actually heard.
+//!
+//! baresip runs headless from a config folder generated per test:
+//! - `aufile` is its microphone (a WAV of silence);
+//! - `aubridge` is its loudspeaker (a device nobody listens to: baresip 1.0's `aufile` has no
+//!   player), and the `sndfile` audio filter dumps every decoded frame it received to
+//!   `dump-*-dec.wav`: that file is what the caller heard, after its jitter buffer;
+//! - `stdio` + `menu` read keys from stdin, which the test drives through a pipe: `/dial`, then
+//!   a digit key (baresip sends RFC 4733 for keys pressed in a call), then `q` to quit.
+//!
+//! baresip must be installed (CI installs `baresip-core` with apt); the test fails, it does not
+//! skip, when it is missing.
+
+mod support;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use careline::media::codec::Codec;
+use support::audio::{expect_not_prompt, expect_prompt};
+use support::server::TestServer;
+
+const MODULE_DIRS: &[&str] = &[
+    "/usr/lib/baresip/modules",
+    "/usr/lib/x86_64-linux-gnu/baresip/modules",
+    "/usr/lib/aarch64-linux-gnu/baresip/modules",
+    "/usr/local/lib/baresip/modules",
+];
+const MODULE_ENV: &str = "CARELINE_BARESIP_MODULES";
+const MODULES: &[&str] = &[
+    "stdio.so",
+    "g711.so",
+    "aufile.so",
+    "aubridge.so",
+    "sndfile.so",
+    "account.so",
+    "menu.so",
+];
+
+fn module_dir() -> PathBuf {
+    let candidates: Vec<PathBuf> = match std::env::var_os(MODULE_ENV) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => MODULE_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    candidates
+        .iter()
+        .find(|d| MODULES.iter().all(|m| d.join(m).is_file()))
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "baresip modules {MODULES:?} not found in {candidates:?}: install `baresip-core` \
+                 (apt-get install baresip-core) or set {MODULE_ENV}"
+            )
+        })
+}
+
+/// A port free on both UDP and TCP (baresip's `sip_listen` binds both).
+fn free_sip_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port on 127.0.0.1");
+        let port = udp.local_addr().expect("local address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A free even port with its next 9 ports free, for baresip's `rtp_ports`.
+fn free_rtp_range() -> (u16, u16) {
+    'search: for _ in 0..200 {
+        let first = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port on 127.0.0.1");
+        let port = first.local_addr().expect("local address").port();
+        if !port.is_multiple_of(2) || port > u16::MAX - 10 {
+            continue;
+        }
+        let mut held = vec![first];
+        for p in port + 1..port + 10 {
+            match UdpSocket::bind(("127.0.0.1", p)) {
+                Ok(s) => held.push(s),
+                Err(_) => continue 'search,
+            }
+        }
+        return (port, port + 9);
+    }
+    panic!("no run of 10 free UDP ports on 127.0.0.1");
+}
+
+fn write_silence_wav(path: &Path, seconds: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("write the caller's silence WAV");
+    for _ in 0..8000 * seconds {
+        w.write_sample(0i16)
+            .expect("write the caller's silence WAV");
+    }
+    w.finalize().expect("write the caller's silence WAV");
+}
+
+/// A running baresip with its generated config folder; stdin is its keyboard.
+struct Baresip {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+    dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    fn start() -> Baresip {
+        let modules = module_dir();
+        let dir = tempfile::tempdir().expect("temp dir for baresip's config");
+        let silence = dir.path().join("silence.wav");
+        // Longer than the call: aufile stops at the end of its file.
+        write_silence_wav(&silence, 30);
+        let sip_port = free_sip_port();
+        let (rtp_lo, rtp_hi) = free_rtp_range();
+        // `net_interface` set to an address keeps SIP and SDP on loopback (baresip otherwise
+        // offers the default route's address in c=).
+        let config = format!(
+            "poll_method\t\tepoll\n\
+             sip_listen\t\t127.0.0.1:{sip_port}\n\
+             net_interface\t\t127.0.0.1\n\
+             call_local_timeout\t30\n\
+             call_max_calls\t\t1\n\
+             audio_player\t\taubridge,careline-test-nowhere\n\
+             audio_alert\t\taubridge,careline-test-nowhere\n\
+             audio_source\t\taufile,{silence}\n\
+             ausrc_srate\t\t8000\n\
+             auplay_srate\t\t8000\n\
+             ausrc_channels\t\t1\n\
+             auplay_channels\t\t1\n\
+             audio_buffer\t\t20-160\n\
+             rtp_ports\t\t{rtp_lo}-{rtp_hi}\n\
+             rtp_stats\t\tno\n\
+             jitter_buffer_delay\t5-10\n\
+             module_path\t\t{modules}\n\
+             module\t\t\tstdio.so\n\
+             module\t\t\tg711.so\n\
+             module\t\t\taufile.so\n\
+             module\t\t\taubridge.so\n\
+             module\t\t\tsndfile.so\n\
+             snd_path\t\t{dump}\n\
+             module_tmp\t\taccount.so\n\
+             module_app\t\tmenu.so\n",
+            silence = silence.display(),
+            modules = modules.display(),
+            dump = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("config"), config).expect("write baresip config");
+        // No registration: regint=0.
+        std::fs::write(
+            dir.path().join("accounts"),
+            "<sip:caller@127.0.0.1>;regint=0\n",
+        )
+        .expect("write baresip accounts");
+
+        let mut child = match Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+                "baresip is not installed: `baresip` is not on PATH. Install `baresip-core` \
+                 (apt-get install baresip-core); this test needs the real peer."
+            ),
+            Err(e) => panic!("could not start baresip: {e}"),
+        };
+        let output = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("baresip stdout");
+        let stderr = child.stderr.take().expect("baresip stderr");
+        spawn_collector(stdout, output.clone());
+        spawn_collector(stderr, output.clone());
+        let stdin = child.stdin.take();
+        Baresip {
+            child,
+            stdin,
+            output,
+            dir,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().expect("baresip output").clone()
+    }
+
+    /// Waits until baresip printed `text`.
+    fn wait_for(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.output().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "baresip exited ({status}) before printing {text:?}:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip did not print {text:?} within {timeout:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types on baresip's keyboard.
+    fn keys(&mut self, keys: &str) {
+        let stdin = self.stdin.as_mut().expect("baresip stdin open");
+        stdin
+            .write_all(keys.as_bytes())
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("baresip stopped reading keys ({e}):\n{}", self.output()));
+    }
+
+    /// Presses `q` and waits for baresip to hang up and exit.
+    fn quit(&mut self) {
+        self.keys("q");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for baresip") {
+                assert!(
+                    status.success(),
+                    "baresip exited with {status}:\n{}",
+                    self.output()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip did not quit within 15 s:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What baresip heard: its `sndfile` decode dump, at 8 kHz.
+    fn heard(&self) -> Vec<i16> {
+        let dumps: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read baresip's folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        assert_eq!(
+            dumps.len(),
+            1,
+            "one decode dump from baresip's sndfile filter: {dumps:?}\n{}",
+            self.output()
+        );
+        let (pcm, rate) = careline::media::prompt::read_wav(&dumps[0])
+            .unwrap_or_else(|e| panic!("baresip's dump {}: {e}", dumps[0].display()));
+        if rate == 8000 {
+            return pcm;
+        }
+        let f = careline::media::resample::to_f32(&pcm);
+        careline::media::resample::to_i16(
+            &careline::media::resample::resample(&f, rate, 8000).expect("resample to 8 kHz"),
+        )
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- baresip output ----\n{}", self.output());
+        }
+    }
+}
+
+fn spawn_collector(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        // baresip redraws its status line with '\r'; split on both.
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    if let Ok(mut out) = into.lock() {
+                        out.push_str(&text);
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn baresip_caller_hears_welcome_then_the_prompt_of_the_key_it_pressed() {
+    let server = TestServer::start();
+    let mut phone = Baresip::start();
+    phone.wait_for("baresip is ready.", Duration::from_secs(20));
+
+    phone.keys(&format!("/dial sip:100@{}\n", server.sip));
+    phone.wait_for("Call established", Duration::from_secs(15));
+    let out = phone.output();
+    assert!(
+        out.contains("Set audio decoder: PCMU") && out.contains("Set audio encoder: PCMU"),
+        "baresip offered PCMU first and the call uses it:\n{out}"
+    );
+    assert_eq!(server.metric("careline_calls_started_total"), 1.0);
+
+    // Two seconds into the welcome, press 5 on baresip's keypad.
+    std::thread::sleep(Duration::from_secs(2));
+    phone.keys("5");
+    phone.wait_for("send DTMF digit end: '5'", Duration::from_secs(5));
+    assert_eq!(
+        server.wait_metric(
+            "careline_dtmf_digits_total{method=\"rfc4733\"}",
+            1.0,
+            Duration::from_secs(5)
+        ),
+        1.0,
+        "baresip's RFC 4733 key counted once"
+    );
+    // digit-5 lasts about 1.5 s; give it time to play out, then hang up.
+    std::thread::sleep(Duration::from_secs(3));
+    phone.quit();
+
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"caller_bye\"}",
+            1.0,
+            Duration::from_secs(5)
+        ),
+        1.0,
+        "baresip's BYE ends the call"
+    );
+
+    let heard = phone.heard();
+    // The key barged in about 2 s into the welcome: only its start was played.
+    let welcome = expect_prompt(&heard, Codec::Pcmu, "en", "welcome", 0, Some(1500));
+    assert!(
+        welcome.offset_ms() < 500,
+        "the welcome is the first thing baresip hears: {welcome:?}"
+    );
+    let after_key = welcome.offset_ms() + 1500;
+    expect_prompt(&heard, Codec::Pcmu, "en", "digit-5", after_key, None);
+    expect_not_prompt(&heard, "en", "digit-4", after_key);
+    assert_eq!(
+        server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
+        1.0,
+        "one key, one digit"
+    );
+}
