@@ -394,13 +394,15 @@ impl FromIterator<(String, String)> for EnvVars {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         EnvVars(
             iter.into_iter()
-                .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+                .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !SECRET_VARS.contains(&k.as_str()))
                 .collect(),
         )
     }
 }
 
 const ENV_PREFIX: &str = "CARELINE_";
+/// Secrets the key ring reads itself (`keys::Supplied`); they are not configuration keys.
+const SECRET_VARS: [&str; 2] = ["CARELINE_MASTER_KEY", "CARELINE_INDEX_KEY"];
 
 impl Provider for EnvVars {
     fn metadata(&self) -> Metadata {

@@ -294,7 +294,11 @@ fn tampered_recordings_are_refused_each_with_its_own_error() {
         &[("CARELINE_MASTER_KEY", &"42".repeat(32))],
     );
     std::fs::rename(&aside, &key_file).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         !out.status.success()
             && text.contains(&format!("master key {key_id} is not in the key ring")),

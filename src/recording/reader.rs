@@ -258,3 +258,143 @@ impl<'r> Reader<'r> {
         self.header.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Supplied;
+    use crate::recording::crypt::new_header;
+    use crate::recording::format::{AudioFormat, RecordingId};
+    use crate::recording::sealer::ChunkSealer;
+
+    fn sealed(ring: &KeyRing, chunks: usize) -> (Vec<u8>, Vec<u8>) {
+        let info = StreamInfo {
+            id: RecordingId::random(),
+            started_unix_ms: 1,
+            format: AudioFormat::Wav,
+            channels: 2,
+            sample_rate: 8000,
+            chunk_bytes: 1024,
+        };
+        let (header, keys, _) = new_header(ring, &info).unwrap();
+        let mut s = ChunkSealer::new(&header, keys, 1024);
+        let plain: Vec<u8> = (0..chunks * 1024 + 100).map(|i| (i % 251) as u8).collect();
+        s.write(&plain);
+        s.finish();
+        (s.output().to_vec(), plain)
+    }
+
+    fn read(ring: &KeyRing, data: &[u8]) -> Result<Vec<u8>, ReadError> {
+        let mut r = Reader::new(ring);
+        let mut out = Vec::new();
+        for piece in data.chunks(777) {
+            r.push(piece, &mut out)?;
+        }
+        r.finish().map(|_| out)
+    }
+
+    fn frame_at(data: &[u8], n: usize) -> std::ops::Range<usize> {
+        let mut at = HEADER_LEN;
+        for i in 0.. {
+            let len = u32::from_be_bytes(data[at + 21..at + 25].try_into().unwrap()) as usize;
+            if i == n {
+                return at..at + FRAME_HEADER_LEN + len;
+            }
+            at += FRAME_HEADER_LEN + len;
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn each_kind_of_damage_has_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let (data, plain) = sealed(&ring, 4);
+        assert_eq!(read(&ring, &data).unwrap(), plain);
+
+        let mut flipped = data.clone();
+        flipped[frame_at(&data, 1).start + 40] ^= 4;
+        assert!(matches!(
+            read(&ring, &flipped),
+            Err(ReadError::Corrupt { chunk: 1 })
+        ));
+
+        let last = frame_at(&data, 4);
+        assert!(matches!(
+            read(&ring, &data[..last.start]),
+            Err(ReadError::Truncated {
+                after: Some(3),
+                partial_bytes: 0
+            })
+        ));
+        assert!(matches!(
+            read(&ring, &data[..last.start + 10]),
+            Err(ReadError::Truncated {
+                after: Some(3),
+                partial_bytes: 10
+            })
+        ));
+
+        let (a, b) = (frame_at(&data, 1), frame_at(&data, 2));
+        let mut swapped = data[..a.start].to_vec();
+        swapped.extend_from_slice(&data[b.clone()]);
+        swapped.extend_from_slice(&data[a.clone()]);
+        swapped.extend_from_slice(&data[b.end..]);
+        assert!(matches!(
+            read(&ring, &swapped),
+            Err(ReadError::Reordered {
+                position: 1,
+                found: 2
+            })
+        ));
+
+        let (other, _) = sealed(&ring, 4);
+        let mut spliced = data[..a.start].to_vec();
+        spliced.extend_from_slice(&other[frame_at(&other, 1)]);
+        spliced.extend_from_slice(&data[a.end..]);
+        assert!(matches!(
+            read(&ring, &spliced),
+            Err(ReadError::Spliced { position: 1, .. })
+        ));
+
+        let mut appended = data.clone();
+        appended.extend_from_slice(&other[frame_at(&other, 1)]);
+        assert!(matches!(
+            read(&ring, &appended),
+            Err(ReadError::TrailingData { after: 4, .. })
+        ));
+
+        let mut header = data.clone();
+        header[HEADER_LEN - 1] ^= 1;
+        assert!(matches!(
+            read(&ring, &header),
+            Err(ReadError::Header(HeaderError::Altered))
+        ));
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let stranger = KeyRing::open(elsewhere.path(), Supplied::default()).unwrap();
+        let err = read(&stranger, &data).unwrap_err();
+        assert!(err.to_string().contains("is not in the key ring"), "{err}");
+
+        assert!(matches!(
+            read(&ring, b"RIFF\0\0\0\0WAVEfmt "),
+            Err(ReadError::Header(HeaderError::Format(
+                crate::recording::format::FormatError::NotARecording
+            )))
+        ));
+    }
+
+    #[test]
+    fn rewrapping_changes_only_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let (data, plain) = sealed(&ring, 2);
+        ring.rotate().unwrap();
+        let opened = crypt::open_header(&ring, &data[..HEADER_LEN]).unwrap();
+        let mut moved = opened.rewrapped(&ring).unwrap().to_vec();
+        moved.extend_from_slice(&data[HEADER_LEN..]);
+        let again = crypt::open_header(&ring, &moved[..HEADER_LEN]).unwrap();
+        assert_eq!(again.wrapped.key_id, ring.current_id());
+        assert_eq!(read(&ring, &moved).unwrap(), plain);
+    }
+}

@@ -126,7 +126,8 @@ impl Archive {
         let fail = |source| RecordingError::Read { id: row.id, source };
         while let Some(piece) = stream.next().await {
             let piece = piece?;
-            hasher.update(&piece);
+            let skip = (HEADER_LEN as u64).saturating_sub(size) as usize;
+            hasher.update(&piece[skip.min(piece.len())..]);
             size += piece.len() as u64;
             out.clear();
             reader.push(&piece, &mut out).map_err(fail)?;
@@ -255,7 +256,9 @@ impl Archive {
             ended_ms: row.started_ms + duration_ms,
             duration_ms,
             size: sealed_bytes.len() as u64,
-            sha256: hex::encode(sha2::Sha256::digest(&sealed_bytes)),
+            sha256: hex::encode(sha2::Sha256::digest(
+                sealed_bytes.get(HEADER_LEN..).unwrap_or_default(),
+            )),
             chunks: chunks + u32::from(!final_present),
             dropped_frames: 0,
             pauses: 0,

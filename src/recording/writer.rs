@@ -443,7 +443,9 @@ fn write_out(a: &mut Active) {
     }
     match a.file.write_all(out) {
         Ok(()) => {
-            a.hasher.update(out);
+            // The index's SHA-256 covers the chunks, not the header (which rotation rewrites).
+            let skip = (super::format::HEADER_LEN as u64).saturating_sub(a.size) as usize;
+            a.hasher.update(&out[skip.min(out.len())..]);
             a.size += out.len() as u64;
             if let Some(p) = &a.progress {
                 let _ = p.send((a.size, false));
