@@ -69,6 +69,12 @@ impl Store {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let c = &cfg.s3;
                 let mut b = object_store::aws::AmazonS3Builder::new()
+                    // Client options first: setting them replaces allow_http set before.
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(Duration::from_secs(3))
+                            .with_timeout(Duration::from_secs(60)),
+                    )
                     .with_bucket_name(&c.bucket)
                     .with_region(&c.region)
                     .with_allow_http(c.allow_http)
@@ -78,12 +84,7 @@ impl Store {
                         max_retries: 1,
                         retry_timeout: Duration::from_secs(5),
                         backoff: Default::default(),
-                    })
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_connect_timeout(Duration::from_secs(3))
-                            .with_timeout(Duration::from_secs(60)),
-                    );
+                    });
                 if let Some(e) = &c.endpoint {
                     b = b.with_endpoint(e);
                 }
