@@ -116,8 +116,12 @@ impl RecordingConfig {
         if self.store == StoreKind::S3 && self.s3.bucket.is_empty() {
             return Err("recording.store = \"s3\" needs recording.s3.bucket".into());
         }
-        if self.s3.part_bytes < 64 * 1024 {
-            return Err("recording.s3.part_bytes must be at least 65536".into());
+        if self.s3.part_bytes < 5 << 20 {
+            // S3 (and s3s-fs) refuse to complete an upload whose non-last parts are smaller.
+            return Err(
+                "recording.s3.part_bytes must be at least 5242880 (5 MiB, S3's minimum part)"
+                    .into(),
+            );
         }
         Ok(())
     }
