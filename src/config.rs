@@ -30,6 +30,7 @@ pub struct Config {
     pub prompts: PromptsConfig,
     pub calls: CallsConfig,
     pub log: LogConfig,
+    pub recording: crate::recording::settings::RecordingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +134,7 @@ impl Default for Config {
             prompts: PromptsConfig::default(),
             calls: CallsConfig::default(),
             log: LogConfig::default(),
+            recording: Default::default(),
         }
     }
 }
@@ -268,6 +270,8 @@ pub struct Overrides {
     pub max_calls: Option<usize>,
     pub prompts_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    /// `--record-all`: record every call.
+    pub record_all: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +342,9 @@ impl Config {
         if let Some(v) = o.log_format {
             self.log.format = v;
         }
+        if o.record_all {
+            self.recording.record_all = true;
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -352,6 +359,7 @@ impl Config {
                 "sip.tls_cert and sip.tls_key must be given together".into(),
             ));
         }
+        self.recording.validate().map_err(ConfigError::Invalid)?;
         if self.rtp.jitter_ms > 1000 {
             return Err(ConfigError::Invalid(format!(
                 "rtp.jitter_ms = {} is more than one second",
@@ -386,13 +394,15 @@ impl FromIterator<(String, String)> for EnvVars {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         EnvVars(
             iter.into_iter()
-                .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+                .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !SECRET_VARS.contains(&k.as_str()))
                 .collect(),
         )
     }
 }
 
 const ENV_PREFIX: &str = "CARELINE_";
+/// Secrets the key ring reads itself (`keys::Supplied`); they are not configuration keys.
+const SECRET_VARS: [&str; 2] = ["CARELINE_MASTER_KEY", "CARELINE_INDEX_KEY"];
 
 impl Provider for EnvVars {
     fn metadata(&self) -> Metadata {

@@ -9,5 +9,6 @@ pub mod config;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod recording;
 pub mod server;
 pub mod sip;

@@ -42,9 +42,49 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults < file < CARELINE_* env < flags) as TOML.
     Config(ServeArgs),
+    /// Recordings: list, export decrypted audio, verify integrity.
+    #[command(subcommand)]
+    Recording(RecordingCommand),
+    /// Master keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
-#[derive(Args)]
+#[derive(Subcommand)]
+enum RecordingCommand {
+    /// List recordings (id, call, start, duration, state, size, key).
+    List {
+        /// One JSON object per line instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt a recording to a file (.ogg/.opus or .wav, by the name's extension).
+    Export {
+        /// Recording id (rec-...)
+        id: String,
+        /// Output file
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Check a recording (or all) chunk by chunk against its key and the index.
+    Verify {
+        /// Recording id (rec-...)
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Every recording in the index
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new master key current and re-wrap every recording's data key under it
+    /// (headers only; the audio is not re-encrypted).
+    Rotate,
+}
+
+#[derive(Args, Default)]
 struct ServeArgs {
     /// SIP UDP and TCP listen address
     #[arg(long, value_name = "ADDR:PORT")]
@@ -67,6 +107,9 @@ struct ServeArgs {
     /// Prompt folder (<lang>/<name>.wav)
     #[arg(long, value_name = "DIR")]
     prompts_dir: Option<PathBuf>,
+    /// Record every call (recording.record_all)
+    #[arg(long)]
+    record_all: bool,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -88,6 +131,7 @@ fn load(common: &Common, args: &ServeArgs) -> anyhow::Result<Config> {
         max_calls: args.max_calls,
         prompts_dir: args.prompts_dir.clone(),
         log_format: common.log_format,
+        record_all: args.record_all,
     };
     Ok(Config::load(
         common.config.as_deref(),
@@ -138,7 +182,148 @@ fn run() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(serve(config))
         }
+        Command::Recording(cmd) => {
+            let config = load(&cli.common, &ServeArgs::default())?;
+            block_on(recording(config, cmd))
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let config = load(&cli.common, &ServeArgs::default())?;
+            block_on(rotate(config))
+        }
     }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
+fn archive(config: &Config) -> anyhow::Result<careline::recording::Archive> {
+    use std::sync::Arc;
+    let ring =
+        careline::keys::KeyRing::open(&config.data_dir, careline::keys::Supplied::from_env())?;
+    Ok(careline::recording::Archive::open(
+        &config.recording,
+        &config.data_dir,
+        Arc::new(ring),
+        Arc::new(careline::metrics::Metrics::new()),
+    )?)
+}
+
+fn parse_id(id: &str) -> anyhow::Result<careline::recording::RecordingId> {
+    Ok(id.parse()?)
+}
+
+async fn recording(config: Config, cmd: &RecordingCommand) -> anyhow::Result<()> {
+    let archive = archive(&config)?;
+    match cmd {
+        RecordingCommand::List { json } => {
+            let rows = archive.list()?;
+            if *json {
+                for r in rows {
+                    println!("{}", serde_json::to_string(&r)?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{:<36}  {:<24}  {:>8}  {:<9}  {:>9}  {:<19}  call",
+                "id", "started (UTC)", "seconds", "state", "bytes", "key"
+            );
+            for r in rows {
+                let state = match (r.state, r.recovered, r.uploaded) {
+                    (careline::recording::index::State::Sealed, true, _) => "recovered",
+                    (careline::recording::index::State::Sealed, _, false) => "spooled",
+                    (s, _, _) => match s {
+                        careline::recording::index::State::Recording => "recording",
+                        careline::recording::index::State::Sealed => "sealed",
+                        careline::recording::index::State::Deleted => "deleted",
+                    },
+                };
+                println!(
+                    "{:<36}  {:<24}  {:>8.1}  {:<9}  {:>9}  {:<19}  {}",
+                    r.id.to_string(),
+                    careline::recording::index::day_of(r.started_ms)
+                        + &format!(" +{}s", (r.started_ms % 86_400_000) / 1000),
+                    r.duration_ms as f64 / 1000.0,
+                    state,
+                    r.size,
+                    r.key_id,
+                    r.call_id
+                );
+            }
+            Ok(())
+        }
+        RecordingCommand::Export { id, output } => {
+            let report = archive.export(parse_id(id)?, output).await?;
+            if let Some(t) = &report.truncated {
+                eprintln!("careline: warning: {id}: {t}");
+            }
+            eprintln!(
+                "{id}: {} bytes written to {}",
+                report.bytes,
+                output.display()
+            );
+            Ok(())
+        }
+        RecordingCommand::Verify { id, all } => {
+            let ids: Vec<_> = if *all {
+                archive
+                    .list()?
+                    .into_iter()
+                    .filter(|r| r.state != careline::recording::index::State::Deleted)
+                    .map(|r| r.id)
+                    .collect()
+            } else {
+                vec![parse_id(id.as_deref().unwrap_or_default())?]
+            };
+            let mut bad = 0;
+            for id in &ids {
+                match archive.verify(*id).await {
+                    Ok(v) => println!(
+                        "{id}: ok ({} chunks, {} audio bytes, key {})",
+                        v.summary.chunks, v.summary.plaintext_bytes, v.summary.key_id
+                    ),
+                    Err(e) => {
+                        bad += 1;
+                        println!("{id}: FAILED: {e}");
+                    }
+                }
+            }
+            if bad > 0 {
+                anyhow::bail!("{bad} of {} recordings failed verification", ids.len());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn rotate(config: Config) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let mut ring =
+        careline::keys::KeyRing::open(&config.data_dir, careline::keys::Supplied::from_env())?;
+    let old = ring.current_id().to_string();
+    let new = ring.rotate()?;
+    let archive = careline::recording::Archive::open(
+        &config.recording,
+        &config.data_dir,
+        Arc::new(ring),
+        Arc::new(careline::metrics::Metrics::new()),
+    )?;
+    let (done, failed) = archive.rewrap_all().await?;
+    println!("new master key {new} (was {old}); {done} recordings re-wrapped");
+    for (id, why) in &failed {
+        println!("{id}: NOT re-wrapped: {why}");
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} recordings could not be re-wrapped; keep the old master keys until they are",
+            failed.len()
+        );
+    }
+    Ok(())
 }
 
 fn toml_of(config: &Config) -> anyhow::Result<String> {

@@ -32,6 +32,15 @@ pub struct Metrics {
     pub sip_rejected: Family<Labels, Counter>,
     pub prompts_loaded: Gauge,
     pub draining: Gauge,
+    /// Recordings being written.
+    pub recordings_active: Gauge,
+    pub recordings_started: Counter,
+    /// Frames the recorder dropped because its writer was behind (silence stands in).
+    pub recording_frames_dropped: Counter,
+    /// S3 requests for recordings that failed (each is retried).
+    pub recording_upload_failures: Counter,
+    /// Recordings deleted by the retention policy.
+    pub recordings_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +67,11 @@ impl Metrics {
             sip_rejected: Family::default(),
             prompts_loaded: Gauge::default(),
             draining: Gauge::default(),
+            recordings_active: Gauge::default(),
+            recordings_started: Counter::default(),
+            recording_frames_dropped: Counter::default(),
+            recording_upload_failures: Counter::default(),
+            recordings_deleted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
@@ -121,6 +135,31 @@ impl Metrics {
             "draining",
             "1 while shutting down (new calls refused)",
             m.draining.clone(),
+        );
+        registry.register(
+            "recordings_active",
+            "Recordings being written",
+            m.recordings_active.clone(),
+        );
+        registry.register(
+            "recordings_started",
+            "Recordings started",
+            m.recordings_started.clone(),
+        );
+        registry.register(
+            "recording_frames_dropped",
+            "Recorded frames dropped because the writer was behind",
+            m.recording_frames_dropped.clone(),
+        );
+        registry.register(
+            "recording_upload_failures",
+            "Failed (and retried) object-store requests for recordings",
+            m.recording_upload_failures.clone(),
+        );
+        registry.register(
+            "recordings_deleted",
+            "Recordings deleted by the retention policy",
+            m.recordings_deleted.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -33,6 +33,14 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("recording: {0}")]
+    Recording(#[from] crate::recording::RecordingError),
+    #[error(
+        "recording.http_enabled serves recordings without access control: HTTP must listen on loopback, not {0}"
+    )]
+    RecordingHttpExposed(SocketAddr),
     #[error("cannot listen on HTTP {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -88,6 +96,20 @@ impl Server {
         .await?;
         let sip = Arc::new(sip);
 
+        if config.recording.http_enabled && !config.http.listen.ip().is_loopback() {
+            return Err(StartError::RecordingHttpExposed(config.http.listen));
+        }
+        let ring = Arc::new(crate::keys::KeyRing::open(
+            &config.data_dir,
+            crate::keys::Supplied::from_env(),
+        )?);
+        let recorder = crate::recording::Recorder::start(
+            &config.recording,
+            &config.data_dir,
+            ring,
+            metrics.clone(),
+        )?;
+
         let media = MediaEngine::start(
             config.rtp.media_threads,
             PortAllocator::new(config.rtp.ports.lo, config.rtp.ports.hi),
@@ -111,6 +133,7 @@ impl Server {
             table: Default::default(),
             metrics,
             draining: AtomicBool::new(false),
+            recorder,
         });
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -175,6 +198,7 @@ impl Server {
             }
         }
         self.sip.shutdown();
+        svc.recorder.shutdown();
         info!("drained");
     }
 }

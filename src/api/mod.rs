@@ -12,10 +12,13 @@ use axum::routing::get;
 use crate::call::CallServices;
 
 pub fn router(services: Arc<CallServices>) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(services)
+        .route("/metrics", get(metrics));
+    if services.recorder.config.http_enabled {
+        r = r.merge(crate::recording::http::router());
+    }
+    r.with_state(services)
 }
 
 /// 200 while accepting calls, 503 while draining (so a load balancer stops sending).

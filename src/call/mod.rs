@@ -40,10 +40,15 @@ pub struct CallServices {
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: new calls are refused with 503.
     pub draining: AtomicBool,
+    pub recorder: Arc<crate::recording::Recorder>,
 }
 
 /// Commands from outside a call (API, shutdown) to its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallCommand {
-    Hangup { cause: &'static str },
+    Hangup {
+        cause: &'static str,
+    },
+    /// Start, pause, resume or stop recording the call (API, flows).
+    Recording(crate::recording::RecordingControl),
 }

@@ -29,6 +29,8 @@ pub enum Action {
     Collect(CollectSpec),
     /// End the call (BYE).
     Hangup,
+    /// Start/pause/resume/stop recording (UpdateContactRecordingBehavior).
+    Recording(crate::recording::RecordingControl),
 }
 
 /// Something a call runs. Implementations never block, sleep or touch I/O.

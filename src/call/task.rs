@@ -14,10 +14,13 @@ use super::menu::Menu;
 use super::script::{Action, Script, ScriptEvent};
 use super::table::CallHandle;
 use super::{CallCommand, CallServices};
+use crate::media::codec::{Codec, Decoder};
 use crate::media::dtmf::Digit;
 use crate::media::engine::LegHandle;
 use crate::media::leg::{LegCommand, LegEvent, LegOptions, LegParams};
 use crate::media::player::{PlayEnd, PlayId};
+use crate::recording::tap::LegRecording;
+use crate::recording::{Participants, RecordingControl};
 use crate::sip::sdp::{self, LocalMedia};
 use crate::sip::{CallSignal, EndReason, IncomingCall, ServerCall};
 
@@ -153,7 +156,12 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
         script,
         commands: command_rx,
         state: CallState::default(),
+        call_id: call_id.clone(),
+        codec: negotiated.codec,
     };
+    if svc.recorder.record_all() {
+        call.record(RecordingControl::Start(Participants::BOTH));
+    }
     let cause = call.run(&mut local).await;
 
     let Call { dialog, leg, .. } = call;
@@ -191,6 +199,8 @@ struct CallState {
     /// Digits pressed while no collection ran (type-ahead), oldest first.
     typed_ahead: VecDeque<Digit>,
     hangup: bool,
+    /// The recording in progress: its id, and whether it is paused.
+    recording: Option<(crate::recording::RecordingId, bool)>,
 }
 
 struct Call {
@@ -200,9 +210,50 @@ struct Call {
     script: Box<dyn Script>,
     commands: mpsc::UnboundedReceiver<CallCommand>,
     state: CallState,
+    call_id: String,
+    codec: Codec,
 }
 
 impl Call {
+    /// Call-level recording control, whoever asks (policy, flow, API). Starting while
+    /// paused resumes; starting after a stop makes a new recording.
+    pub fn record(&mut self, ctl: RecordingControl) {
+        match (ctl, &mut self.state.recording) {
+            (RecordingControl::Start(_), Some((_, paused)))
+            | (RecordingControl::Resume, Some((_, paused))) => {
+                if *paused {
+                    *paused = false;
+                    self.leg.command(LegCommand::Record(LegRecording::Resume));
+                }
+            }
+            (RecordingControl::Start(participants), None) => {
+                // Record at the rate the leg decodes its codec at: 8 kHz G.711, 16 kHz Opus.
+                let rate = Decoder::new(self.codec).map(|d| d.rate()).unwrap_or(8000);
+                match self.svc.recorder.open(&self.call_id, participants, rate) {
+                    Some(tap) => {
+                        info!(recording = %tap.id, "recording started");
+                        self.state.recording = Some((tap.id, false));
+                        self.leg
+                            .command(LegCommand::Record(LegRecording::Attach(Box::new(tap))));
+                    }
+                    None => warn!("recording requested, but the recorder has stopped"),
+                }
+            }
+            (RecordingControl::Pause, Some((_, paused))) => {
+                if !*paused {
+                    *paused = true;
+                    self.leg.command(LegCommand::Record(LegRecording::Pause));
+                }
+            }
+            (RecordingControl::Stop, Some(_)) => {
+                self.state.recording = None;
+                self.leg.command(LegCommand::Record(LegRecording::Detach));
+            }
+            (RecordingControl::Pause | RecordingControl::Resume | RecordingControl::Stop, None) => {
+            }
+        }
+    }
+
     /// Runs until the call ends; returns the cause (a metrics label).
     async fn run(&mut self, local: &mut LocalMedia) -> &'static str {
         loop {
@@ -258,6 +309,7 @@ impl Call {
                 },
                 command = self.commands.recv() => match command {
                     Some(CallCommand::Hangup { cause }) => return cause,
+                    Some(CallCommand::Recording(ctl)) => self.record(ctl),
                     None => return "error",
                 },
                 _ = timer => {
@@ -327,6 +379,7 @@ impl Call {
                     self.state.hangup = true;
                     return;
                 }
+                Action::Recording(ctl) => self.record(ctl),
             }
         }
     }

@@ -16,6 +16,7 @@ use super::prompt::{FRAME_MS, Prompt, Silence};
 use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
 use super::rtp::{RtpPacket, RtpSender};
 use crate::config::InbandDtmf;
+use crate::recording::tap::{LegRecording, RecorderTap};
 use crate::sip::sdp::{Negotiated, TelephoneEvent};
 
 /// RTP comfort noise (RFC 3389), which callers may send during silence.
@@ -84,6 +85,8 @@ pub enum LegCommand {
     Update(LegParams),
     /// A digit that arrived by signaling (SIP INFO), merged into the same stream.
     Digit(Digit),
+    /// Start, pause, resume or stop handing audio to a recorder.
+    Record(LegRecording),
 }
 
 /// Counters a media clock flushes into the process metrics after each tick.
@@ -114,8 +117,12 @@ pub struct MediaLeg {
     /// Symmetric RTP (RFC 4961): once a packet arrives, answer where it came from.
     latched: Option<SocketAddr>,
     rfc4733: EventReceiver,
-    /// Present when in-band detection runs; then the audio path below is used too.
+    /// Present when received audio is needed as PCM (in-band detection, a recorder); absent
+    /// otherwise, so a plain IVR call never decodes what it receives.
     inband: Option<InbandPath>,
+    /// Whether in-band detection is wanted (the path may exist for the recorder alone).
+    want_inband: bool,
+    recorder: Option<LegRecorder>,
     rx_stats: ReceiveStats,
     tx_stats: SendStats,
     rx_ssrc: Option<u32>,
@@ -125,15 +132,34 @@ pub struct MediaLeg {
     counters: LegCounters,
 }
 
-/// The receive audio path: jitter buffer -> decoder -> tone detector.
+/// The receive audio path: jitter buffer -> decoder -> tone detector and/or recorder.
 struct InbandPath {
     jitter: JitterBuffer,
     decoder: Decoder,
-    detector: InbandDetector,
+    /// Absent when the path runs only for a recorder.
+    detector: Option<InbandDetector>,
     pcm: Vec<i16>,
     tones: Vec<ToneEvent>,
     frame_ms: u32,
     next_pop_ms: Option<u64>,
+}
+
+/// Hands both directions to a recorder every tick: what the caller sent (decoded by the
+/// receive path) and what the caller heard (the frame Careline sent, decoded again, so the
+/// recording is exactly what went out, prompts and silence alike).
+struct LegRecorder {
+    tap: Box<RecorderTap>,
+    sent_decoder: Decoder,
+    sent_pcm: Vec<i16>,
+    /// Decoded caller audio not yet recorded (frames arrive per ptime, ticks every 20 ms).
+    caller: VecDeque<i16>,
+    caller_frame: Vec<i16>,
+    heard_frame: Vec<i16>,
+}
+
+impl LegRecorder {
+    /// At most this much caller audio waits (200 ms at 16 kHz): a burst cannot grow memory.
+    const MAX_BACKLOG: usize = 3200;
 }
 
 impl MediaLeg {
@@ -148,6 +174,8 @@ impl MediaLeg {
         let ts_step = params.codec.clock_rate() / 1000 * FRAME_MS;
         let mut leg = MediaLeg {
             inband: None,
+            want_inband: false,
+            recorder: None,
             sender: RtpSender::new(ssrc, seq0, ts0),
             ts_step,
             player: Player::default(),
@@ -178,26 +206,12 @@ impl MediaLeg {
             InbandDtmf::Auto => params.telephone_event.is_none(),
         };
         let codec_changed = params.codec != self.params.codec;
-        if !want_inband {
-            self.inband = None;
-        } else if self.inband.is_none() || codec_changed {
-            let decoder = Decoder::new(params.codec)?;
-            let frame_ms = params.ptime_ms.clamp(10, 120);
-            self.inband = Some(InbandPath {
-                jitter: JitterBuffer::new(JitterConfig {
-                    frame_ms,
-                    target_delay_ms: self.opts.jitter_ms,
-                    ..JitterConfig::default()
-                }),
-                detector: InbandDetector::new(decoder.rate()),
-                decoder,
-                pcm: Vec::with_capacity(960),
-                tones: Vec::with_capacity(4),
-                frame_ms,
-                next_pop_ms: None,
-            });
-        }
+        self.want_inband = want_inband;
+        self.update_receive_path(&params, codec_changed)?;
         if codec_changed {
+            if let Some(r) = &mut self.recorder {
+                r.sent_decoder = Decoder::new(params.codec)?;
+            }
             self.ts_step = params.codec.clock_rate() / 1000 * FRAME_MS;
             self.rx_stats = ReceiveStats::new(params.codec.clock_rate());
         }
@@ -211,6 +225,85 @@ impl MediaLeg {
         }
         self.params = params;
         Ok(())
+    }
+
+    /// Builds, adapts or drops the receive path: it runs while in-band detection or a
+    /// recorder needs PCM, and not otherwise.
+    fn update_receive_path(
+        &mut self,
+        params: &LegParams,
+        codec_changed: bool,
+    ) -> Result<(), CodecError> {
+        let need = self.want_inband || self.recorder.is_some();
+        if !need {
+            self.inband = None;
+            return Ok(());
+        }
+        if self.inband.is_none() || codec_changed {
+            let decoder = Decoder::new(params.codec)?;
+            let frame_ms = params.ptime_ms.clamp(10, 120);
+            self.inband = Some(InbandPath {
+                jitter: JitterBuffer::new(JitterConfig {
+                    frame_ms,
+                    target_delay_ms: self.opts.jitter_ms,
+                    ..JitterConfig::default()
+                }),
+                detector: None,
+                decoder,
+                pcm: Vec::with_capacity(960),
+                tones: Vec::with_capacity(4),
+                frame_ms,
+                next_pop_ms: None,
+            });
+        }
+        if let Some(path) = &mut self.inband {
+            match (self.want_inband, path.detector.is_some()) {
+                (true, false) => path.detector = Some(InbandDetector::new(path.decoder.rate())),
+                (false, true) => path.detector = None,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, cmd: LegRecording) -> Result<(), CodecError> {
+        match cmd {
+            LegRecording::Attach(tap) => {
+                self.recorder = Some(LegRecorder {
+                    tap,
+                    sent_decoder: Decoder::new(self.params.codec)?,
+                    sent_pcm: Vec::with_capacity(960),
+                    caller: VecDeque::with_capacity(LegRecorder::MAX_BACKLOG),
+                    caller_frame: Vec::with_capacity(320),
+                    heard_frame: Vec::with_capacity(320),
+                });
+            }
+            LegRecording::Pause => {
+                if let Some(r) = &mut self.recorder {
+                    r.tap.pause();
+                }
+            }
+            LegRecording::Resume => {
+                if let Some(r) = &mut self.recorder {
+                    r.caller.clear();
+                    r.tap.resume();
+                }
+            }
+            LegRecording::Detach => {
+                if let Some(mut r) = self.recorder.take() {
+                    r.tap.end();
+                }
+            }
+        }
+        let params = self.params.clone();
+        self.update_receive_path(&params, false)
+    }
+
+    /// Ends an attached recording (the leg is going away).
+    pub fn end_recording(&mut self) {
+        if let Some(mut r) = self.recorder.take() {
+            r.tap.end();
+        }
     }
 
     pub fn params(&self) -> &LegParams {
@@ -235,6 +328,7 @@ impl MediaLeg {
             }
             LegCommand::Update(params) => self.configure(params)?,
             LegCommand::Digit(d) => self.digit(d, DtmfMethod::SipInfo),
+            LegCommand::Record(r) => self.record(r)?,
         }
         Ok(())
     }
@@ -334,6 +428,10 @@ impl MediaLeg {
         if let Some(end) = ended {
             self.events.push_back(LegEvent::PlayEnded(end));
         }
+        if let Some(rec) = &mut self.recorder {
+            let sending = dest.is_some() && self.params.send;
+            record_tick(rec, sending.then_some(frame.payload));
+        }
         match dest {
             Some(dest) if self.params.send => {
                 if frame.start_of_speech {
@@ -366,7 +464,17 @@ impl MediaLeg {
                 Pop::Empty => false,
             };
             if decoded {
-                path.detector.push(&path.pcm, &mut path.tones);
+                if let Some(detector) = &mut path.detector {
+                    detector.push(&path.pcm, &mut path.tones);
+                }
+                if let Some(rec) = &mut self.recorder
+                    && !rec.tap.is_paused()
+                {
+                    let rate = rec.tap.rate();
+                    fit_rate(&path.pcm, path.decoder.rate(), rate, &mut rec.caller);
+                    let excess = rec.caller.len().saturating_sub(LegRecorder::MAX_BACKLOG);
+                    rec.caller.drain(..excess);
+                }
             }
         }
         for i in 0..path.tones.len() {
@@ -439,5 +547,48 @@ impl MediaLeg {
             packets_lost: self.rx_stats.cumulative_lost(),
             jitter_ms: self.rx_stats.jitter_ms(),
         }
+    }
+}
+
+/// One tick of recording: 20 ms of the caller (zeros where nothing arrived) and 20 ms of what
+/// was sent (`None`: nothing went out, the caller heard silence).
+fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>) {
+    if rec.tap.is_paused() {
+        return;
+    }
+    let rate = rec.tap.rate();
+    let n = (rate / 50) as usize;
+    rec.caller_frame.clear();
+    let take = n.min(rec.caller.len());
+    rec.caller_frame.extend(rec.caller.drain(..take));
+    rec.caller_frame.resize(n, 0);
+    rec.heard_frame.clear();
+    if let Some(payload) = sent
+        && rec.sent_decoder.decode(payload, &mut rec.sent_pcm).is_ok()
+    {
+        let from = rec.sent_decoder.rate();
+        fit_rate_vec(&rec.sent_pcm, from, rate, &mut rec.heard_frame);
+    }
+    rec.heard_frame.resize(n, 0);
+    rec.tap.push(&rec.caller_frame, &rec.heard_frame);
+}
+
+/// Appends `pcm` at `from` Hz as `to` Hz. The rates only differ after a mid-call codec
+/// change (8 kHz G.711 <-> 16 kHz Opus); sample repetition or dropping is enough there.
+fn fit_rate(pcm: &[i16], from: u32, to: u32, out: &mut VecDeque<i16>) {
+    if from == to {
+        out.extend(pcm.iter().copied());
+    } else {
+        let n = pcm.len() * to as usize / from as usize;
+        out.extend((0..n).map(|i| pcm[i * from as usize / to as usize]));
+    }
+}
+
+fn fit_rate_vec(pcm: &[i16], from: u32, to: u32, out: &mut Vec<i16>) {
+    if from == to {
+        out.extend_from_slice(pcm);
+    } else {
+        let n = pcm.len() * to as usize / from as usize;
+        out.extend((0..n).map(|i| pcm[i * from as usize / to as usize]));
     }
 }

@@ -15,6 +15,7 @@ pub struct TestServer {
     pub rtp: (u16, u16),
     pub data_dir: tempfile::TempDir,
     log_path: PathBuf,
+    opts: Options,
 }
 
 /// Extra settings for one server.
@@ -110,9 +111,67 @@ impl TestServer {
             rtp,
             data_dir,
             log_path,
+            opts,
         };
         server.wait_ready();
         server
+    }
+
+    fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_careline"))
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--data-dir")
+            .arg(self.data_path())
+            .arg("serve")
+            .args(&self.opts.args)
+            .envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start careline")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.data_dir.path().join("careline.toml")
+    }
+
+    /// `kill -9`: the process gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same configuration and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.child = Some(self.spawn());
+        self.wait_ready();
+    }
+
+    /// Runs a `careline` subcommand against this instance (`--config`, `--data-dir`).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_env(args, &[])
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_careline"))
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--data-dir")
+            .arg(self.data_path())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run careline")
     }
 
     fn wait_ready(&mut self) {

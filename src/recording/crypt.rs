@@ -1,0 +1,227 @@
+//! Streaming envelope encryption of one recording (the STREAM construction of Hoang,
+//! Reyhanitabar, Rogaway and Vizár, on AES-256-GCM).
+//!
+//! A fresh 256-bit data key per recording, wrapped by the key ring's current master key with
+//! the recording's stream header as context (a wrapped key copied onto another recording does
+//! not open). Two keys derive from it with HKDF-SHA256 (salt = recording id): one
+//! authenticates the header, one seals chunks. Chunk `i` uses
+//! `nonce = id[0..7] | i (u32) | final flag` and `aad = SHA-256(stream header) | i | flag`, so
+//! a chunk opens only at its own position, in its own recording, with its own final flag:
+//! reordering, splicing and truncation all fail authentication, and the reader tells them
+//! apart (see `reader`).
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+
+use super::format::{
+    self, FLAG_FINAL, FrameHeader, HEADER_LEN, KEY_PART_LEN, RecordingId, STREAM_PART_LEN,
+    StreamInfo, TAG_LEN,
+};
+use crate::keys::{KeyError, KeyRing, Secret, WrappedKey};
+
+/// Associated data for wrapping a recording's data key: binds it to the stream header.
+pub fn wrap_context(stream_part: &[u8]) -> Vec<u8> {
+    let mut c = b"careline recording v1 ".to_vec();
+    c.extend_from_slice(stream_part);
+    c
+}
+
+/// The per-recording keys derived from its data key.
+pub struct RecordingKeys {
+    id: RecordingId,
+    chunk: Aes256Gcm,
+    header: Aes256Gcm,
+    stream_hash: [u8; 32],
+}
+
+/// Authentication failed (which one is the caller's to say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inauthentic;
+
+impl RecordingKeys {
+    pub fn derive(data_key: &[u8; 32], info: &StreamInfo) -> RecordingKeys {
+        let hk = Hkdf::<Sha256>::new(Some(&info.id.0), data_key);
+        let mut chunk = zeroize::Zeroizing::new([0u8; 32]);
+        let mut header = zeroize::Zeroizing::new([0u8; 32]);
+        // 32-byte outputs are far below HKDF-SHA256's limit: expand cannot fail.
+        let _ = hk.expand(b"careline recording chunks v1", chunk.as_mut_slice());
+        let _ = hk.expand(b"careline recording header v1", header.as_mut_slice());
+        let stream_hash: [u8; 32] = Sha256::digest(info.encode()).into();
+        RecordingKeys {
+            id: info.id,
+            chunk: Aes256Gcm::new(&(*chunk).into()),
+            header: Aes256Gcm::new(&(*header).into()),
+            stream_hash,
+        }
+    }
+
+    fn nonce(&self, index: u32, flags: u8) -> Nonce<aes_gcm::aead::consts::U12> {
+        let mut n = [0u8; 12];
+        n[..7].copy_from_slice(&self.id.0[..7]);
+        n[7..11].copy_from_slice(&index.to_be_bytes());
+        n[11] = flags & FLAG_FINAL;
+        Nonce::from(n)
+    }
+
+    fn aad(&self, index: u32, flags: u8) -> [u8; 37] {
+        let mut a = [0u8; 37];
+        a[..32].copy_from_slice(&self.stream_hash);
+        a[32..36].copy_from_slice(&index.to_be_bytes());
+        a[36] = flags & FLAG_FINAL;
+        a
+    }
+
+    /// Appends one frame (clear frame header, ciphertext, tag) for `plaintext` to `out`.
+    pub fn seal_chunk(&self, index: u32, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
+        let flags = if last { FLAG_FINAL } else { 0 };
+        let fh = FrameHeader {
+            id: self.id,
+            index,
+            flags,
+            len: (plaintext.len() + TAG_LEN) as u32,
+        };
+        out.extend_from_slice(&fh.encode());
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .chunk
+            .encrypt_inout_detached(
+                &self.nonce(index, flags),
+                &self.aad(index, flags),
+                out[start..].as_mut().into(),
+            )
+            // GCM refuses only messages over 64 GiB; chunks are at most a few MiB.
+            .unwrap_or_default();
+        out.extend_from_slice(tag.as_slice());
+    }
+
+    /// Opens a chunk's ciphertext (with its tag) in place as chunk `index`; on success
+    /// `buf` holds the plaintext.
+    pub fn open_chunk(&self, index: u32, last: bool, buf: &mut Vec<u8>) -> Result<(), Inauthentic> {
+        let flags = if last { FLAG_FINAL } else { 0 };
+        let Some(body_len) = buf.len().checked_sub(TAG_LEN) else {
+            return Err(Inauthentic);
+        };
+        let (body, tag) = buf.split_at_mut(body_len);
+        let tag = aes_gcm::aead::Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| Inauthentic)?;
+        self.chunk
+            .decrypt_inout_detached(
+                &self.nonce(index, flags),
+                &self.aad(index, flags),
+                body.into(),
+                &tag,
+            )
+            .map_err(|_| Inauthentic)?;
+        buf.truncate(body_len);
+        Ok(())
+    }
+
+    /// Like `open_chunk` but on a copy, for diagnosing a failed chunk.
+    pub fn opens_as(&self, index: u32, last: bool, ciphertext: &[u8]) -> bool {
+        let mut copy = ciphertext.to_vec();
+        self.open_chunk(index, last, &mut copy).is_ok()
+    }
+
+    fn header_tag(&self, signed: &[u8], nonce: &[u8; 12]) -> [u8; 16] {
+        let tag = self
+            .header
+            .encrypt_inout_detached(&Nonce::from(*nonce), signed, (&mut [][..]).into())
+            .unwrap_or_default();
+        let mut t = [0u8; 16];
+        t.copy_from_slice(tag.as_slice());
+        t
+    }
+}
+
+/// Builds a new recording's header: a fresh data key wrapped under the current master key.
+pub fn new_header(
+    ring: &KeyRing,
+    info: &StreamInfo,
+) -> Result<([u8; HEADER_LEN], RecordingKeys, WrappedKey), format::FormatError> {
+    let data_key = KeyRing::new_data_key();
+    let stream_part = info.encode();
+    let wrapped = ring.wrap(&data_key, &wrap_context(&stream_part));
+    let keys = RecordingKeys::derive(&data_key, info);
+    let header = assemble(&keys, &stream_part, &wrapped)?;
+    Ok((header, keys, wrapped))
+}
+
+fn assemble(
+    keys: &RecordingKeys,
+    stream_part: &[u8; STREAM_PART_LEN],
+    wrapped: &WrappedKey,
+) -> Result<[u8; HEADER_LEN], format::FormatError> {
+    let key_part = format::encode_key_part(wrapped)?;
+    let mut h = [0u8; HEADER_LEN];
+    h[..STREAM_PART_LEN].copy_from_slice(stream_part);
+    h[STREAM_PART_LEN..STREAM_PART_LEN + KEY_PART_LEN].copy_from_slice(&key_part);
+    // A fresh nonce each time the header is (re)written: the header key signs more than once
+    // over a recording's life (rotation), and GCM must never repeat a nonce under one key.
+    let nonce: [u8; 12] = rand::random();
+    let signed_len = STREAM_PART_LEN + KEY_PART_LEN;
+    let tag = keys.header_tag(&h[..signed_len], &nonce);
+    h[signed_len..signed_len + 12].copy_from_slice(&nonce);
+    h[signed_len + 12..].copy_from_slice(&tag);
+    Ok(h)
+}
+
+/// Why a header did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error(transparent)]
+    Format(#[from] format::FormatError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("recording header was altered (its authentication tag does not match)")]
+    Altered,
+}
+
+/// A header that opened: what the recording is, its current wrap, and its keys.
+pub struct OpenedHeader {
+    pub info: StreamInfo,
+    pub wrapped: WrappedKey,
+    pub keys: RecordingKeys,
+    data_key: Secret,
+}
+
+/// Parses and authenticates a header with the key ring.
+pub fn open_header(ring: &KeyRing, h: &[u8]) -> Result<OpenedHeader, HeaderError> {
+    let info = StreamInfo::decode(h)?;
+    if h.len() < HEADER_LEN {
+        return Err(format::FormatError::ShortHeader(h.len()).into());
+    }
+    let stream_part = &h[..STREAM_PART_LEN];
+    let signed_len = STREAM_PART_LEN + KEY_PART_LEN;
+    let wrapped = format::decode_key_part(&h[STREAM_PART_LEN..signed_len]);
+    let data_key = ring.unwrap(&wrapped, &wrap_context(stream_part))?;
+    let keys = RecordingKeys::derive(&data_key, &info);
+    let nonce: [u8; 12] = h[signed_len..signed_len + 12]
+        .try_into()
+        .unwrap_or_default();
+    let expected = keys.header_tag(&h[..signed_len], &nonce);
+    if !constant_time_eq(&expected, &h[signed_len + 12..HEADER_LEN]) {
+        return Err(HeaderError::Altered);
+    }
+    Ok(OpenedHeader {
+        info,
+        wrapped,
+        keys,
+        data_key,
+    })
+}
+
+impl OpenedHeader {
+    /// The same header with the data key re-wrapped under the ring's current master key
+    /// (`keys rotate`): the audio chunks do not change.
+    pub fn rewrapped(&self, ring: &KeyRing) -> Result<[u8; HEADER_LEN], HeaderError> {
+        let stream_part = self.info.encode();
+        let wrapped = ring.wrap(&self.data_key, &wrap_context(&stream_part));
+        Ok(assemble(&self.keys, &stream_part, &wrapped)?)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

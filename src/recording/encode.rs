@@ -1,0 +1,287 @@
+//! Audio encoders for recordings: Ogg Opus (RFC 7845) and WAV (16-bit PCM), both fed
+//! interleaved stereo 20 ms frames (left = the caller, right = what the caller heard).
+//!
+//! Both write to a byte buffer the sealer encrypts; nothing here touches a file.
+
+use std::borrow::Cow;
+
+use ogg::writing::{PacketWriteEndInfo, PacketWriter};
+
+use super::format::AudioFormat;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("opus: {0}")]
+    Opus(#[from] opus::Error),
+    #[error("ogg: {0}")]
+    Ogg(#[from] std::io::Error),
+    #[error("a {0} Hz recording cannot be Opus (8, 12, 16, 24 or 48 kHz)")]
+    Rate(u32),
+}
+
+pub enum AudioEncoder {
+    Opus(Box<OggOpus>),
+    Wav,
+}
+
+/// One 20 ms frame's samples per channel at `rate`.
+pub fn frame_samples(rate: u32) -> usize {
+    (rate / 50) as usize
+}
+
+impl AudioEncoder {
+    /// Writes the stream's headers to `out`.
+    pub fn new(
+        format: AudioFormat,
+        rate: u32,
+        complexity: i32,
+        out: &mut Vec<u8>,
+    ) -> Result<AudioEncoder, EncodeError> {
+        match format {
+            AudioFormat::Opus => Ok(AudioEncoder::Opus(Box::new(OggOpus::new(
+                rate, complexity, out,
+            )?))),
+            AudioFormat::Wav => {
+                wav_header(rate, 2, u32::MAX, out);
+                Ok(AudioEncoder::Wav)
+            }
+        }
+    }
+
+    /// Encodes one interleaved stereo frame.
+    pub fn push(&mut self, interleaved: &[i16], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            AudioEncoder::Opus(o) => o.push(interleaved, out),
+            AudioEncoder::Wav => {
+                out.reserve(interleaved.len() * 2);
+                for s in interleaved {
+                    out.extend_from_slice(&s.to_le_bytes());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the current Ogg page so what was encoded so far can be sealed.
+    pub fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            AudioEncoder::Opus(o) => o.end_page(out),
+            AudioEncoder::Wav => Ok(()),
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            AudioEncoder::Opus(o) => o.finish(out),
+            AudioEncoder::Wav => Ok(()),
+        }
+    }
+}
+
+/// RIFF/WAVE header for 16-bit PCM. `data_len = u32::MAX` marks a stream of unknown length
+/// (what the recorder writes; `export` fills in the real sizes).
+pub fn wav_header(rate: u32, channels: u16, data_len: u32, out: &mut Vec<u8>) {
+    let block = channels * 2;
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * block as u32).to_le_bytes());
+    out.extend_from_slice(&block.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+}
+
+pub const WAV_HEADER_LEN: usize = 44;
+
+/// Ogg Opus, stereo, one 20 ms packet per frame, a page about every second.
+pub struct OggOpus {
+    enc: opus::Encoder,
+    ogg: PacketWriter<'static, Vec<u8>>,
+    serial: u32,
+    packet: Vec<u8>,
+    /// Granule position: 48 kHz samples encoded, pre-skip included (RFC 7845 §4).
+    granule: u64,
+    per_frame_48k: u64,
+    in_page: u32,
+    /// The last packet, held back so the stream can end on it (EndStream needs a packet).
+    held: Option<Vec<u8>>,
+}
+
+/// Packets per Ogg page: about one second of audio.
+const PACKETS_PER_PAGE: u32 = 50;
+
+impl OggOpus {
+    fn new(rate: u32, complexity: i32, out: &mut Vec<u8>) -> Result<OggOpus, EncodeError> {
+        if ![8000, 12000, 16000, 24000, 48000].contains(&rate) {
+            return Err(EncodeError::Rate(rate));
+        }
+        let mut enc = opus::Encoder::new(rate, opus::Channels::Stereo, opus::Application::Voip)?;
+        // Speech at telephone bandwidth: 12 kb/s per channel keeps it clear and small.
+        enc.set_bitrate(opus::Bitrate::Bits(if rate <= 8000 {
+            20000
+        } else {
+            28000
+        }))?;
+        enc.set_complexity(complexity.clamp(0, 10))?;
+        let lookahead = enc.get_lookahead()? as u64 * (48000 / rate as u64);
+        let serial: u32 = rand::random();
+        let mut ogg = PacketWriter::new(Vec::new());
+        // RFC 7845 §5.1 identification header.
+        let mut head = b"OpusHead".to_vec();
+        head.push(1);
+        head.push(2);
+        head.extend_from_slice(&(lookahead as u16).to_le_bytes());
+        head.extend_from_slice(&rate.to_le_bytes());
+        head.extend_from_slice(&0i16.to_le_bytes());
+        head.push(0);
+        ogg.write_packet(head, serial, PacketWriteEndInfo::EndPage, 0)?;
+        // §5.2 comment header: the vendor only (no metadata: the index holds it).
+        let vendor = b"careline";
+        let mut tags = b"OpusTags".to_vec();
+        tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+        tags.extend_from_slice(vendor);
+        tags.extend_from_slice(&0u32.to_le_bytes());
+        ogg.write_packet(tags, serial, PacketWriteEndInfo::EndPage, 0)?;
+        out.append(ogg.inner_mut());
+        Ok(OggOpus {
+            enc,
+            ogg,
+            serial,
+            packet: vec![0; 1500],
+            granule: 0,
+            per_frame_48k: 960,
+            in_page: 0,
+            held: None,
+        })
+    }
+
+    fn push(&mut self, interleaved: &[i16], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let n = self.enc.encode(interleaved, &mut self.packet)?;
+        let packet = self.packet[..n].to_vec();
+        if let Some(prev) = self.held.replace(packet) {
+            self.write(prev, false, out)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, packet: Vec<u8>, last: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.granule += self.per_frame_48k;
+        self.in_page += 1;
+        let info = if last {
+            PacketWriteEndInfo::EndStream
+        } else if self.in_page >= PACKETS_PER_PAGE {
+            PacketWriteEndInfo::EndPage
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        if info != PacketWriteEndInfo::NormalPacket {
+            self.in_page = 0;
+        }
+        self.ogg
+            .write_packet(Cow::Owned(packet), self.serial, info, self.granule)?;
+        out.append(self.ogg.inner_mut());
+        Ok(())
+    }
+
+    fn end_page(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        if let Some(prev) = self.held.take() {
+            self.in_page = PACKETS_PER_PAGE; // forces the page out with this packet
+            self.write(prev, false, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let last = match self.held.take() {
+            Some(p) => p,
+            // Nothing held: end the stream on one frame of silence.
+            None => {
+                let silence = vec![0i16; 2 * (self.enc.get_sample_rate()? as usize / 50)];
+                let n = self.enc.encode(&silence, &mut self.packet)?;
+                self.packet[..n].to_vec()
+            }
+        };
+        self.write(last, true, out)
+    }
+}
+
+/// Decodes an Ogg Opus stream (as the recorder wrote it) to interleaved stereo PCM at `rate`.
+pub fn decode_ogg_opus(data: &[u8], rate: u32) -> Result<Vec<i16>, EncodeError> {
+    let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(data));
+    let mut dec = opus::Decoder::new(rate, opus::Channels::Stereo)?;
+    let mut pcm = Vec::new();
+    let mut buf = vec![0i16; 2 * rate as usize * 120 / 1000];
+    let mut pre_skip = 0usize;
+    let mut index = 0;
+    loop {
+        let packet = match reader.read_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            // A stream cut short (a crashed recording's last page): keep what decoded.
+            Err(_) => break,
+        };
+        index += 1;
+        if index == 1 {
+            if packet.data.len() >= 12 && packet.data.starts_with(b"OpusHead") {
+                let ps = u16::from_le_bytes([packet.data[10], packet.data[11]]) as usize;
+                pre_skip = ps * rate as usize / 48000;
+            }
+            continue;
+        }
+        if index == 2 {
+            continue; // OpusTags
+        }
+        let n = dec.decode(&packet.data, &mut buf, false)?;
+        pcm.extend_from_slice(&buf[..n * 2]);
+    }
+    let skip = (pre_skip * 2).min(pcm.len());
+    pcm.drain(..skip);
+    Ok(pcm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(rate: u32, ms: u32, hz: f32) -> Vec<i16> {
+        (0..rate * ms / 1000)
+            .map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn ogg_opus_round_trips_both_channels() {
+        let rate = 8000;
+        let left = tone(rate, 1000, 440.0);
+        let right = tone(rate, 1000, 1000.0);
+        let mut out = Vec::new();
+        let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, &mut out).unwrap();
+        assert!(out.starts_with(b"OggS"));
+        let n = frame_samples(rate);
+        for f in 0..left.len() / n {
+            let frame: Vec<i16> = (0..n)
+                .flat_map(|i| [left[f * n + i], right[f * n + i]])
+                .collect();
+            enc.push(&frame, &mut out).unwrap();
+        }
+        enc.finish(&mut out).unwrap();
+        let pcm = decode_ogg_opus(&out, rate).unwrap();
+        assert!(
+            (pcm.len() / 2) as i64 - left.len() as i64 <= n as i64,
+            "{} samples for {}",
+            pcm.len() / 2,
+            left.len()
+        );
+        let l: Vec<i16> = pcm.iter().step_by(2).copied().collect();
+        let r: Vec<i16> = pcm.iter().skip(1).step_by(2).copied().collect();
+        let rms = |x: &[i16]| {
+            (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+        };
+        assert!(rms(&l[800..]) > 3000.0 && rms(&r[800..]) > 3000.0);
+    }
+}

@@ -1,0 +1,27 @@
+//! Call recording: stereo audio (the caller; what the caller heard) encoded as Ogg Opus or
+//! WAV, sealed as an encrypted chunk stream while the call runs, stored on the local disk or
+//! in S3-compatible object storage, indexed, expired by a retention policy, and read back
+//! only through the key ring. Plaintext audio never touches a disk.
+//!
+//! Cores (sans-IO): `format` (bytes on disk), `crypt` (envelope encryption), `sealer`,
+//! `reader`, `encode`, `index` (the event log). Shells: `tap` (the media thread's end),
+//! `writer` (threads that encode, seal and write), `store` (files, spool, S3 uploads),
+//! `service` (what the server and CLI call), `http` (the streaming endpoint).
+//! The format is specified in docs/recording-format.md.
+
+pub mod crypt;
+pub mod encode;
+pub mod format;
+pub mod http;
+pub mod index;
+pub mod reader;
+pub mod sealer;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod tap;
+pub mod writer;
+
+pub use format::{AudioFormat, RecordingId};
+pub use service::{Archive, Recorder, RecordingError};
+pub use tap::{Participants, RecordingControl};

@@ -1,0 +1,400 @@
+//! Reads a recording back: a push parser fed ciphertext in any slices (a file, an S3 byte
+//! stream, an HTTP response) that yields plaintext and names exactly what went wrong.
+//!
+//! Every way a chunk stream can be damaged has its own error, because an operator must know
+//! whether they face a crash (truncated: everything before is fine), a storage fault (a
+//! corrupt chunk) or tampering (reordered, spliced, trailing data, altered header).
+
+use super::crypt::{self, HeaderError, OpenedHeader};
+use super::format::{
+    FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, MAX_FRAME, RecordingId, StreamInfo, TAG_LEN,
+};
+use crate::keys::KeyRing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error(
+        "chunk {chunk} is corrupt: its authentication tag does not match (altered or damaged bytes)"
+    )]
+    Corrupt { chunk: u32 },
+    #[error("chunk {found} appears at position {position}: chunks were reordered")]
+    Reordered { position: u32, found: u32 },
+    #[error("chunk at position {position} belongs to another recording ({from}): spliced")]
+    Spliced { position: u32, from: RecordingId },
+    #[error("{}", truncated_message(*.after, *.partial_bytes))]
+    Truncated {
+        /// The last complete chunk, if any.
+        after: Option<u32>,
+        /// Bytes of an incomplete frame at the end (a write cut short).
+        partial_bytes: usize,
+    },
+    #[error("{bytes} bytes follow the final chunk {after}: data was appended")]
+    TrailingData { after: u32, bytes: usize },
+    #[error("chunk at position {position} claims {len} bytes, more than any chunk can hold")]
+    FrameTooLarge { position: u32, len: u32 },
+}
+
+fn truncated_message(after: Option<u32>, partial: usize) -> String {
+    let tail = if partial > 0 {
+        format!(" ({partial} bytes of an incomplete chunk ignored)")
+    } else {
+        String::new()
+    };
+    match after {
+        Some(n) => format!(
+            "truncated after chunk {n}: the final chunk is missing (crash, or the end was cut); chunks 0-{n} are intact{tail}"
+        ),
+        None => format!("truncated before the first chunk: no audio was sealed{tail}"),
+    }
+}
+
+impl ReadError {
+    /// True for a recording cut short (everything read before is authentic).
+    pub fn is_truncation(&self) -> bool {
+        matches!(self, ReadError::Truncated { .. })
+    }
+}
+
+/// What a complete read found.
+#[derive(Debug, Clone)]
+pub struct ReadSummary {
+    pub info: StreamInfo,
+    pub key_id: String,
+    pub chunks: u32,
+    pub plaintext_bytes: u64,
+    /// The final chunk was present (the recording was sealed).
+    pub sealed: bool,
+}
+
+pub struct Reader<'r> {
+    ring: &'r KeyRing,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    at: usize,
+    header: Option<OpenedHeader>,
+    position: u32,
+    finished: bool,
+    plaintext_bytes: u64,
+    /// Bytes that followed the final chunk.
+    trailing: usize,
+    scratch: Vec<u8>,
+}
+
+impl<'r> Reader<'r> {
+    pub fn new(ring: &'r KeyRing) -> Reader<'r> {
+        Reader {
+            ring,
+            buf: Vec::new(),
+            at: 0,
+            header: None,
+            position: 0,
+            finished: false,
+            plaintext_bytes: 0,
+            trailing: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> Option<&StreamInfo> {
+        self.header.as_ref().map(|h| &h.info)
+    }
+
+    /// Feeds ciphertext; appends whatever plaintext it completes to `out`.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ReadError> {
+        if self.finished {
+            self.trailing += data.len();
+            return Ok(());
+        }
+        self.buf.extend_from_slice(data);
+        if self.header.is_none() {
+            if self.buf.len() < HEADER_LEN {
+                // Magic and version can already be judged.
+                if self.buf.len() >= 10 {
+                    StreamInfo::decode(&self.buf).map_or_else(
+                        |e| match e {
+                            super::format::FormatError::ShortHeader(_) => Ok(()),
+                            e => Err(HeaderError::from(e)),
+                        },
+                        |_| Ok(()),
+                    )?;
+                }
+                return Ok(());
+            }
+            self.header = Some(crypt::open_header(self.ring, &self.buf[..HEADER_LEN])?);
+            self.at = HEADER_LEN;
+        }
+        while !self.finished {
+            let avail = self.buf.len() - self.at;
+            if avail < FRAME_HEADER_LEN {
+                break;
+            }
+            let fh_bytes: [u8; FRAME_HEADER_LEN] = self.buf[self.at..self.at + FRAME_HEADER_LEN]
+                .try_into()
+                .unwrap_or([0; FRAME_HEADER_LEN]);
+            let fh = FrameHeader::decode(&fh_bytes);
+            if fh.len > MAX_FRAME || (fh.len as usize) < TAG_LEN {
+                return Err(ReadError::FrameTooLarge {
+                    position: self.position,
+                    len: fh.len,
+                });
+            }
+            let total = FRAME_HEADER_LEN + fh.len as usize;
+            if avail < total {
+                break;
+            }
+            let body = self.at + FRAME_HEADER_LEN..self.at + total;
+            self.open(fh, body, out)?;
+            self.at += total;
+        }
+        if self.finished {
+            self.trailing += self.buf.len() - self.at;
+            self.at = self.buf.len();
+        }
+        // Compact once the consumed prefix dominates: amortized O(1) per byte.
+        if self.at > 0 && self.at * 2 >= self.buf.len() {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        fh: FrameHeader,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReadError> {
+        let Some(h) = &self.header else {
+            return Ok(());
+        };
+        let position = self.position;
+        let last = fh.is_final();
+        let body = &self.buf[range];
+        self.scratch.clear();
+        self.scratch.extend_from_slice(body);
+        if h.keys
+            .open_chunk(position, last, &mut self.scratch)
+            .is_err()
+        {
+            // Say which kind of damage it is. The clear fields are only hints; each claim is
+            // checked cryptographically where it can be.
+            if fh.id != h.info.id {
+                return Err(ReadError::Spliced {
+                    position,
+                    from: fh.id,
+                });
+            }
+            if fh.index != position && h.keys.opens_as(fh.index, last, body) {
+                return Err(ReadError::Reordered {
+                    position,
+                    found: fh.index,
+                });
+            }
+            return Err(ReadError::Corrupt { chunk: position });
+        }
+        out.extend_from_slice(&self.scratch);
+        self.plaintext_bytes += self.scratch.len() as u64;
+        self.position += 1;
+        if last {
+            self.finished = true;
+        }
+        Ok(())
+    }
+
+    /// Ends the input: the recording must have been sealed with its final chunk.
+    pub fn finish(self) -> Result<ReadSummary, ReadError> {
+        let Some(h) = &self.header else {
+            return Err(if self.buf.len() < 8 {
+                HeaderError::Format(super::format::FormatError::ShortHeader(self.buf.len())).into()
+            } else {
+                match StreamInfo::decode(&self.buf) {
+                    Err(e) => HeaderError::Format(e).into(),
+                    Ok(_) => {
+                        HeaderError::Format(super::format::FormatError::ShortHeader(self.buf.len()))
+                            .into()
+                    }
+                }
+            });
+        };
+        if !self.finished {
+            return Err(ReadError::Truncated {
+                after: self.position.checked_sub(1),
+                partial_bytes: self.buf.len() - self.at,
+            });
+        }
+        if self.trailing > 0 {
+            return Err(ReadError::TrailingData {
+                after: self.position - 1,
+                bytes: self.trailing,
+            });
+        }
+        Ok(ReadSummary {
+            info: h.info.clone(),
+            key_id: h.wrapped.key_id.clone(),
+            chunks: self.position,
+            plaintext_bytes: self.plaintext_bytes,
+            sealed: true,
+        })
+    }
+
+    /// The final chunk was read.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The number of complete chunks read so far.
+    pub fn chunks(&self) -> u32 {
+        self.position
+    }
+
+    /// Offset just past the last complete frame (for sealing a crashed recording).
+    pub fn consumed_bytes(&self, total_fed: u64) -> u64 {
+        total_fed - (self.buf.len() - self.at) as u64 - self.trailing as u64
+    }
+
+    pub fn opened(&self) -> Option<&OpenedHeader> {
+        self.header.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Supplied;
+    use crate::recording::crypt::new_header;
+    use crate::recording::format::{AudioFormat, RecordingId};
+    use crate::recording::sealer::ChunkSealer;
+
+    fn sealed(ring: &KeyRing, chunks: usize) -> (Vec<u8>, Vec<u8>) {
+        let info = StreamInfo {
+            id: RecordingId::random(),
+            started_unix_ms: 1,
+            format: AudioFormat::Wav,
+            channels: 2,
+            sample_rate: 8000,
+            chunk_bytes: 1024,
+        };
+        let (header, keys, _) = new_header(ring, &info).unwrap();
+        let mut s = ChunkSealer::new(&header, keys, 1024);
+        let plain: Vec<u8> = (0..chunks * 1024 + 100).map(|i| (i % 251) as u8).collect();
+        s.write(&plain);
+        s.finish();
+        (s.output().to_vec(), plain)
+    }
+
+    fn read(ring: &KeyRing, data: &[u8]) -> Result<Vec<u8>, ReadError> {
+        let mut r = Reader::new(ring);
+        let mut out = Vec::new();
+        for piece in data.chunks(777) {
+            r.push(piece, &mut out)?;
+        }
+        r.finish().map(|_| out)
+    }
+
+    fn frame_at(data: &[u8], n: usize) -> std::ops::Range<usize> {
+        let mut at = HEADER_LEN;
+        for i in 0.. {
+            let len = u32::from_be_bytes(data[at + 21..at + 25].try_into().unwrap()) as usize;
+            if i == n {
+                return at..at + FRAME_HEADER_LEN + len;
+            }
+            at += FRAME_HEADER_LEN + len;
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn each_kind_of_damage_has_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let (data, plain) = sealed(&ring, 4);
+        assert_eq!(read(&ring, &data).unwrap(), plain);
+
+        let mut flipped = data.clone();
+        flipped[frame_at(&data, 1).start + 40] ^= 4;
+        assert!(matches!(
+            read(&ring, &flipped),
+            Err(ReadError::Corrupt { chunk: 1 })
+        ));
+
+        let last = frame_at(&data, 4);
+        assert!(matches!(
+            read(&ring, &data[..last.start]),
+            Err(ReadError::Truncated {
+                after: Some(3),
+                partial_bytes: 0
+            })
+        ));
+        assert!(matches!(
+            read(&ring, &data[..last.start + 10]),
+            Err(ReadError::Truncated {
+                after: Some(3),
+                partial_bytes: 10
+            })
+        ));
+
+        let (a, b) = (frame_at(&data, 1), frame_at(&data, 2));
+        let mut swapped = data[..a.start].to_vec();
+        swapped.extend_from_slice(&data[b.clone()]);
+        swapped.extend_from_slice(&data[a.clone()]);
+        swapped.extend_from_slice(&data[b.end..]);
+        assert!(matches!(
+            read(&ring, &swapped),
+            Err(ReadError::Reordered {
+                position: 1,
+                found: 2
+            })
+        ));
+
+        let (other, _) = sealed(&ring, 4);
+        let mut spliced = data[..a.start].to_vec();
+        spliced.extend_from_slice(&other[frame_at(&other, 1)]);
+        spliced.extend_from_slice(&data[a.end..]);
+        assert!(matches!(
+            read(&ring, &spliced),
+            Err(ReadError::Spliced { position: 1, .. })
+        ));
+
+        let mut appended = data.clone();
+        appended.extend_from_slice(&other[frame_at(&other, 1)]);
+        assert!(matches!(
+            read(&ring, &appended),
+            Err(ReadError::TrailingData { after: 4, .. })
+        ));
+
+        let mut header = data.clone();
+        header[HEADER_LEN - 1] ^= 1;
+        assert!(matches!(
+            read(&ring, &header),
+            Err(ReadError::Header(HeaderError::Altered))
+        ));
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let stranger = KeyRing::open(elsewhere.path(), Supplied::default()).unwrap();
+        let err = read(&stranger, &data).unwrap_err();
+        assert!(err.to_string().contains("is not in the key ring"), "{err}");
+
+        assert!(matches!(
+            read(&ring, b"RIFF\0\0\0\0WAVEfmt "),
+            Err(ReadError::Header(HeaderError::Format(
+                crate::recording::format::FormatError::NotARecording
+            )))
+        ));
+    }
+
+    #[test]
+    fn rewrapping_changes_only_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let (data, plain) = sealed(&ring, 2);
+        ring.rotate().unwrap();
+        let opened = crypt::open_header(&ring, &data[..HEADER_LEN]).unwrap();
+        let mut moved = opened.rewrapped(&ring).unwrap().to_vec();
+        moved.extend_from_slice(&data[HEADER_LEN..]);
+        let again = crypt::open_header(&ring, &moved[..HEADER_LEN]).unwrap();
+        assert_eq!(again.wrapped.key_id, ring.current_id());
+        assert_eq!(read(&ring, &moved).unwrap(), plain);
+    }
+}

@@ -1,0 +1,594 @@
+//! What the server and the command line do with recordings: open one for a call, recover
+//! what a crash left, expire old ones, and read them back (list, export, verify, rotate).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tracing::{info, warn};
+
+use super::encode::{self, AudioEncoder, WAV_HEADER_LEN};
+use super::format::{AudioFormat, HEADER_LEN, RecordingId};
+use super::index::{Index, IndexError, IndexEvent, Row, State, now_ms};
+use super::reader::{ReadError, ReadSummary, Reader};
+use super::sealer;
+use super::settings::RecordingConfig;
+use super::store::{Store, StoreError};
+use super::tap::{Participants, RecorderTap};
+use super::writer::{Opening, WriterPool, WriterSettings};
+use crate::keys::{KeyError, KeyRing};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("{id}: {source}")]
+    Read { id: RecordingId, source: ReadError },
+    #[error("no recording {0} in the index")]
+    NotFound(RecordingId),
+    #[error("{0} was deleted ({1})")]
+    Deleted(RecordingId, String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("export: {0}")]
+    Export(String),
+    #[error(
+        "{id}: stored size {found} bytes / SHA-256 differ from the index ({expected} bytes): the object was replaced or damaged"
+    )]
+    Mismatch {
+        id: RecordingId,
+        expected: u64,
+        found: u64,
+    },
+}
+
+/// The recordings on disk or in S3, with their index and the key ring: everything that reads.
+pub struct Archive {
+    pub dir: PathBuf,
+    pub ring: Arc<KeyRing>,
+    pub index: Arc<Index>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What verify found about one recording.
+#[derive(Debug)]
+pub struct Verified {
+    pub summary: ReadSummary,
+}
+
+/// What export wrote.
+#[derive(Debug)]
+pub struct Exported {
+    pub bytes: u64,
+    /// Set when the recording was cut short (crash): the audio up to there was exported.
+    pub truncated: Option<String>,
+}
+
+impl Archive {
+    pub fn open(
+        cfg: &RecordingConfig,
+        data_dir: &Path,
+        ring: Arc<KeyRing>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Archive, RecordingError> {
+        let dir = cfg.dir(data_dir);
+        let store = Arc::new(Store::open(cfg, &dir)?);
+        let index = Arc::new(Index::open(&dir)?);
+        Ok(Archive {
+            dir,
+            ring,
+            index,
+            store,
+            metrics,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<Row>, RecordingError> {
+        let mut rows: Vec<Row> = self.index.rows()?.into_values().collect();
+        rows.sort_by_key(|r| r.started_ms);
+        Ok(rows)
+    }
+
+    pub fn row(&self, id: RecordingId) -> Result<Row, RecordingError> {
+        let row = self.index.get(id)?.ok_or(RecordingError::NotFound(id))?;
+        if row.state == State::Deleted {
+            return Err(RecordingError::Deleted(
+                id,
+                row.deleted_reason.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(row)
+    }
+
+    /// Decrypts a recording, handing plaintext to `sink` as it comes. A truncated recording
+    /// is an error *after* everything authentic was handed over.
+    pub async fn read(
+        &self,
+        row: &Row,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(ReadSummary, u64, String), RecordingError> {
+        use sha2::Digest;
+        let mut stream = self.store.read(row).await?;
+        let mut reader = Reader::new(&self.ring);
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        let mut out = Vec::new();
+        let fail = |source| RecordingError::Read { id: row.id, source };
+        while let Some(piece) = stream.next().await {
+            let piece = piece?;
+            let skip = (HEADER_LEN as u64).saturating_sub(size) as usize;
+            hasher.update(&piece[skip.min(piece.len())..]);
+            size += piece.len() as u64;
+            out.clear();
+            reader.push(&piece, &mut out).map_err(fail)?;
+            sink(&out);
+        }
+        let summary = reader.finish().map_err(fail)?;
+        Ok((summary, size, hex::encode(hasher.finalize())))
+    }
+
+    /// Checks one recording end to end: header, every chunk, the final chunk, and the size and
+    /// SHA-256 the index holds.
+    pub async fn verify(&self, id: RecordingId) -> Result<Verified, RecordingError> {
+        let row = self.row(id)?;
+        let (summary, size, sha) = self.read(&row, |_| {}).await?;
+        if row.state == State::Sealed && (size != row.size || sha != row.sha256) {
+            return Err(RecordingError::Mismatch {
+                id,
+                expected: row.size,
+                found: size,
+            });
+        }
+        Ok(Verified { summary })
+    }
+
+    /// Writes the recording to `out` as `.ogg`/`.opus` or `.wav` (transcoding when the
+    /// stored format differs). A truncated recording is exported up to the cut, and says so.
+    pub async fn export(&self, id: RecordingId, out: &Path) -> Result<Exported, RecordingError> {
+        let row = self.row(id)?;
+        let mut plain = Vec::new();
+        let truncated = match self.read(&row, |b| plain.extend_from_slice(b)).await {
+            Ok(_) => None,
+            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
+                Some(source.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        let want = match out.extension().and_then(|e| e.to_str()) {
+            Some("wav") => AudioFormat::Wav,
+            Some("ogg") | Some("opus") => AudioFormat::Opus,
+            _ => {
+                return Err(RecordingError::Export(format!(
+                    "{}: name the output .ogg, .opus or .wav",
+                    out.display()
+                )));
+            }
+        };
+        let bytes = convert(plain, row.format, want, row.sample_rate)?;
+        write_private(out, &bytes).map_err(|source| RecordingError::Io {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        Ok(Exported {
+            bytes: bytes.len() as u64,
+            truncated,
+        })
+    }
+
+    /// Seals what a crash left unfinished: cuts an incomplete last chunk, appends the final
+    /// chunk, and indexes the recording as sealed and recovered. Returns what was recovered.
+    pub fn recover(&self) -> Result<Vec<Row>, RecordingError> {
+        let mut done = Vec::new();
+        for row in self.index.rows()?.into_values() {
+            if row.state != State::Recording {
+                continue;
+            }
+            match self.recover_one(&row) {
+                Ok(()) => done.push(row),
+                Err(e) => warn!(recording = %row.id, error = %e, "could not recover the recording"),
+            }
+        }
+        Ok(done)
+    }
+
+    fn recover_one(&self, row: &Row) -> Result<(), RecordingError> {
+        use sha2::Digest;
+        let Some(path) = self.store.local_file(row)? else {
+            return Ok(());
+        };
+        let ioe = |source| RecordingError::Io {
+            path: path.clone(),
+            source,
+        };
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.index.append(&IndexEvent::Deleted {
+                    id: row.id,
+                    at_ms: now_ms(),
+                    reason: "no audio was written before the crash".into(),
+                })?;
+                return Ok(());
+            }
+            Err(e) => return Err(ioe(e)),
+        };
+        let mut reader = Reader::new(&self.ring);
+        let mut plain = Vec::new();
+        let pushed = reader.push(&data, &mut plain);
+        let keep = reader.consumed_bytes(data.len() as u64) as usize;
+        let chunks = reader.chunks();
+        let Some(opened) = reader.opened() else {
+            return Err(RecordingError::Read {
+                id: row.id,
+                source: pushed.err().unwrap_or(ReadError::Truncated {
+                    after: None,
+                    partial_bytes: data.len(),
+                }),
+            });
+        };
+        let mut sealed_bytes = data[..keep.min(data.len())].to_vec();
+        let final_present = reader.is_finished();
+        if !final_present {
+            let tail = sealer::final_frame(&opened.keys, chunks);
+            sealed_bytes.extend_from_slice(&tail);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(ioe)?;
+            f.set_len(keep as u64).map_err(ioe)?;
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&tail, keep as u64).map_err(ioe)?;
+            f.sync_all().map_err(ioe)?;
+        }
+        let duration_ms = plain_duration_ms(&plain, row.format, row.sample_rate);
+        self.index.append(&IndexEvent::Sealed {
+            id: row.id,
+            ended_ms: row.started_ms + duration_ms,
+            duration_ms,
+            size: sealed_bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(
+                sealed_bytes.get(HEADER_LEN..).unwrap_or_default(),
+            )),
+            chunks: chunks + u32::from(!final_present),
+            dropped_frames: 0,
+            pauses: 0,
+            recovered: true,
+        })?;
+        info!(recording = %row.id, chunks, ms = duration_ms, "unfinished recording sealed after a restart");
+        Ok(())
+    }
+
+    /// Deletes sealed recordings older than `days`; each deletion goes into the index.
+    pub async fn expire(&self, days: u32) -> Result<Vec<RecordingId>, RecordingError> {
+        let cutoff = now_ms().saturating_sub(days as u64 * 86_400_000);
+        let mut gone = Vec::new();
+        for row in self.index.rows()?.into_values() {
+            let ended = row.ended_ms.unwrap_or(row.started_ms);
+            if row.state != State::Sealed || ended >= cutoff || !row.uploaded {
+                continue;
+            }
+            match self.store.delete(&row).await {
+                Ok(()) => {
+                    self.index.append(&IndexEvent::Deleted {
+                        id: row.id,
+                        at_ms: now_ms(),
+                        reason: format!("retention: older than {days} days"),
+                    })?;
+                    self.metrics.recordings_deleted.inc();
+                    gone.push(row.id);
+                }
+                Err(e) => warn!(recording = %row.id, error = %e, "retention could not delete"),
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Re-wraps every recording's data key under the ring's current master key, rewriting only
+    /// headers. Returns (rewrapped, failures): a recording whose key is missing is a failure,
+    /// named, never skipped.
+    pub async fn rewrap_all(&self) -> Result<(u32, Vec<(RecordingId, String)>), RecordingError> {
+        let current = self.ring.current_id().to_string();
+        let mut done = 0;
+        let mut failed = Vec::new();
+        for row in self.index.rows()?.into_values() {
+            if row.state == State::Deleted || row.key_id == current {
+                continue;
+            }
+            match self.rewrap_one(&row).await {
+                Ok(()) => {
+                    self.index.append(&IndexEvent::Rewrapped {
+                        id: row.id,
+                        key_id: current.clone(),
+                        at_ms: now_ms(),
+                    })?;
+                    done += 1;
+                }
+                Err(e) => failed.push((row.id, e.to_string())),
+            }
+        }
+        Ok((done, failed))
+    }
+
+    async fn rewrap_one(&self, row: &Row) -> Result<(), RecordingError> {
+        let mut stream = self.store.read(row).await?;
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        while head.len() < HEADER_LEN {
+            match stream.next().await {
+                Some(piece) => head.extend_from_slice(&piece?),
+                None => break,
+            }
+        }
+        drop(stream);
+        let opened =
+            super::crypt::open_header(&self.ring, &head).map_err(|e| RecordingError::Read {
+                id: row.id,
+                source: ReadError::Header(e),
+            })?;
+        let header = opened
+            .rewrapped(&self.ring)
+            .map_err(|e| RecordingError::Read {
+                id: row.id,
+                source: ReadError::Header(e),
+            })?;
+        self.store.rewrite_header(row, &header).await?;
+        Ok(())
+    }
+}
+
+/// Audio length of a plaintext stream (for a recovered recording).
+fn plain_duration_ms(plain: &[u8], format: AudioFormat, rate: u32) -> u64 {
+    match format {
+        AudioFormat::Wav => {
+            (plain.len().saturating_sub(WAV_HEADER_LEN) as u64 / 4) * 1000 / rate.max(1) as u64
+        }
+        AudioFormat::Opus => {
+            // The granule position of the last complete Ogg page, in 48 kHz samples.
+            let mut last = 0u64;
+            let mut i = 0;
+            while let Some(p) = plain[i..].windows(4).position(|w| w == b"OggS") {
+                let at = i + p;
+                if at + 14 <= plain.len() {
+                    let g =
+                        u64::from_le_bytes(plain[at + 6..at + 14].try_into().unwrap_or_default());
+                    if g != u64::MAX {
+                        last = last.max(g);
+                    }
+                }
+                i = at + 4;
+            }
+            last / 48
+        }
+    }
+}
+
+/// Turns a recording's plaintext into the requested file format.
+fn convert(
+    plain: Vec<u8>,
+    have: AudioFormat,
+    want: AudioFormat,
+    rate: u32,
+) -> Result<Vec<u8>, RecordingError> {
+    let err = |e: encode::EncodeError| RecordingError::Export(e.to_string());
+    match (have, want) {
+        (AudioFormat::Opus, AudioFormat::Opus) => Ok(plain),
+        (AudioFormat::Wav, AudioFormat::Wav) => {
+            let data = plain.get(WAV_HEADER_LEN..).unwrap_or_default();
+            let mut out = Vec::with_capacity(plain.len());
+            encode::wav_header(rate, 2, data.len() as u32, &mut out);
+            out.extend_from_slice(data);
+            Ok(out)
+        }
+        (AudioFormat::Opus, AudioFormat::Wav) => {
+            let pcm = encode::decode_ogg_opus(&plain, rate).map_err(err)?;
+            let mut out = Vec::with_capacity(WAV_HEADER_LEN + pcm.len() * 2);
+            encode::wav_header(rate, 2, (pcm.len() * 2) as u32, &mut out);
+            for s in pcm {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+            Ok(out)
+        }
+        (AudioFormat::Wav, AudioFormat::Opus) => {
+            let data = plain.get(WAV_HEADER_LEN..).unwrap_or_default();
+            let pcm: Vec<i16> = data
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            let mut out = Vec::new();
+            let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, &mut out).map_err(err)?;
+            let n = encode::frame_samples(rate) * 2;
+            for frame in pcm.chunks(n) {
+                let mut f = frame.to_vec();
+                f.resize(n, 0);
+                enc.push(&f, &mut out).map_err(err)?;
+            }
+            enc.finish(&mut out).map_err(err)?;
+            Ok(out)
+        }
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// The live side: opens recordings for calls, keeps uploads and retention going.
+pub struct Recorder {
+    pub archive: Archive,
+    pub config: RecordingConfig,
+    pool: Mutex<Option<WriterPool>>,
+}
+
+impl Recorder {
+    /// Opens the archive, seals what a crash left, resumes pending uploads and starts the
+    /// writer threads. Call inside the tokio runtime.
+    pub fn start(
+        config: &RecordingConfig,
+        data_dir: &Path,
+        ring: Arc<KeyRing>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Recorder>, RecordingError> {
+        let archive = Archive::open(config, data_dir, ring.clone(), metrics.clone())?;
+        let recovered = archive.recover()?;
+        if !recovered.is_empty() {
+            info!(
+                count = recovered.len(),
+                "recordings recovered after an unclean stop"
+            );
+        }
+        let threads = if config.writer_threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            config.writer_threads
+        };
+        let pool = WriterPool::start(
+            threads,
+            config.queue_frames,
+            WriterSettings {
+                chunk_bytes: config.chunk_bytes as usize,
+                flush_every: Duration::from_secs(config.flush_secs as u64),
+                opus_complexity: config.opus_complexity,
+            },
+            ring,
+            archive.index.clone(),
+            metrics,
+        );
+        let recorder = Arc::new(Recorder {
+            archive,
+            config: config.clone(),
+            pool: Mutex::new(Some(pool)),
+        });
+        if recorder.archive.store.is_s3() {
+            for row in recorder.archive.index.rows()?.into_values() {
+                if row.state == State::Sealed && !row.uploaded {
+                    let (tx, rx) = tokio::sync::watch::channel((0, true));
+                    let len = recorder
+                        .archive
+                        .store
+                        .local_file(&row)
+                        .ok()
+                        .flatten()
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map(|m| m.len())
+                        .unwrap_or(0);
+                    let _ = tx.send((len, true));
+                    let a = &recorder.archive;
+                    tokio::spawn(a.store.clone().upload(
+                        row,
+                        rx,
+                        a.index.clone(),
+                        a.metrics.clone(),
+                    ));
+                    drop(tx);
+                }
+            }
+        }
+        if config.retention_days > 0 {
+            let r = Arc::downgrade(&recorder);
+            let days = config.retention_days;
+            tokio::spawn(async move {
+                loop {
+                    let Some(rec) = r.upgrade() else { return };
+                    match rec.archive.expire(days).await {
+                        Ok(gone) if !gone.is_empty() => {
+                            info!(count = gone.len(), days, "recordings deleted by retention")
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!(error = %e, "retention pass failed"),
+                    }
+                    drop(rec);
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            });
+        }
+        Ok(recorder)
+    }
+
+    pub fn record_all(&self) -> bool {
+        self.config.record_all
+    }
+
+    /// A new recording for a call at `rate` Hz; hand the tap to the call's media leg.
+    pub fn open(
+        &self,
+        call_id: &str,
+        participants: Participants,
+        rate: u32,
+    ) -> Option<RecorderTap> {
+        let id = RecordingId::random();
+        let started_ms = now_ms();
+        let (path, location) = self.archive.store.placement(id, started_ms);
+        let progress = if self.archive.store.is_s3() {
+            let (tx, rx) = tokio::sync::watch::channel((0u64, false));
+            let row = Row {
+                id,
+                call_id: call_id.to_string(),
+                started_ms,
+                ended_ms: None,
+                duration_ms: 0,
+                participants: participants.names(),
+                format: self.config.format,
+                sample_rate: rate,
+                key_id: String::new(),
+                location: location.clone(),
+                uploaded: false,
+                size: 0,
+                sha256: String::new(),
+                chunks: 0,
+                dropped_frames: 0,
+                recovered: false,
+                state: State::Recording,
+                deleted_ms: None,
+                deleted_reason: None,
+            };
+            let a = &self.archive;
+            tokio::spawn(
+                a.store
+                    .clone()
+                    .upload(row, rx, a.index.clone(), a.metrics.clone()),
+            );
+            Some(tx)
+        } else {
+            None
+        };
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.as_ref().map(|p| {
+            p.open(Opening {
+                id,
+                call_id: call_id.to_string(),
+                participants,
+                format: self.config.format,
+                rate,
+                started_ms,
+                path,
+                location,
+                progress,
+            })
+        })
+    }
+
+    /// Seals open recordings and stops the writers (after the last call).
+    pub fn shutdown(&self) {
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(pool);
+    }
+}

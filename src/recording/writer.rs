@@ -1,0 +1,462 @@
+//! Writer threads: take frames off the media threads' taps, encode, seal and append them to
+//! the recording's file (its final place on the local store, or the spool for S3), off the
+//! media clock. One thread per core at most; a recording stays on one thread.
+//!
+//! Every sealed chunk is written (`write(2)`) as soon as it completes, and at least every
+//! `flush_secs` a partial chunk is sealed, so a killed process leaves all but the last few
+//! seconds readable. `fsync` happens when a recording is sealed.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::crypt;
+use super::encode::{AudioEncoder, frame_samples};
+use super::format::{AudioFormat, RecordingId, StreamInfo};
+use super::index::{Index, IndexEvent, now_ms};
+use super::sealer::ChunkSealer;
+use super::tap::{Participants, RecorderTap, TapControl, TapFrame};
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+
+/// At most this many frames of silence stand in for frames dropped in one gap (5 s).
+const MAX_FILL_FRAMES: u32 = 250;
+
+/// Progress of a recording's file: bytes written, and whether it is sealed (for uploads).
+pub type Progress = tokio::sync::watch::Sender<(u64, bool)>;
+
+pub enum WriterControl {
+    Open(Box<Opening>),
+    Tap(TapControl),
+    Stop,
+}
+
+/// Everything a writer needs to start a recording.
+pub struct Opening {
+    pub id: RecordingId,
+    pub call_id: String,
+    pub participants: Participants,
+    pub format: AudioFormat,
+    pub rate: u32,
+    pub started_ms: u64,
+    /// The file to append to.
+    pub path: PathBuf,
+    /// The `location` written to the index.
+    pub location: String,
+    pub progress: Option<Progress>,
+}
+
+/// Settings shared by the writer threads.
+#[derive(Clone)]
+pub struct WriterSettings {
+    pub chunk_bytes: usize,
+    pub flush_every: Duration,
+    pub opus_complexity: i32,
+}
+
+struct Writer {
+    settings: WriterSettings,
+    ring: Arc<KeyRing>,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    active: HashMap<RecordingId, Active>,
+    plain: Vec<u8>,
+    silence: Vec<i16>,
+}
+
+struct Active {
+    call_id: String,
+    encoder: AudioEncoder,
+    sealer: ChunkSealer,
+    file: std::fs::File,
+    path: PathBuf,
+    hasher: Sha256,
+    size: u64,
+    rate: u32,
+    next_seq: u32,
+    received: u64,
+    frames_written: u64,
+    filled: u64,
+    pauses: u32,
+    last_flush: Instant,
+    end: Option<(u64, u64)>,
+    progress: Option<Progress>,
+    failed: bool,
+}
+
+pub struct WriterPool {
+    lanes: Vec<Lane>,
+}
+
+struct Lane {
+    data: SyncSender<TapFrame>,
+    control: Sender<WriterControl>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterPool {
+    pub fn start(
+        threads: usize,
+        queue_frames: usize,
+        settings: WriterSettings,
+        ring: Arc<KeyRing>,
+        index: Arc<Index>,
+        metrics: Arc<Metrics>,
+    ) -> WriterPool {
+        let lanes = (0..threads.max(1))
+            .map(|i| {
+                let (data, data_rx) = mpsc::sync_channel(queue_frames.max(64));
+                let (control, control_rx) = mpsc::channel();
+                let writer = Writer {
+                    settings: settings.clone(),
+                    ring: ring.clone(),
+                    index: index.clone(),
+                    metrics: metrics.clone(),
+                    active: HashMap::new(),
+                    plain: Vec::with_capacity(4096),
+                    silence: Vec::new(),
+                };
+                let thread = std::thread::Builder::new()
+                    .name(format!("rec-writer-{i}"))
+                    .spawn(move || writer.run(data_rx, control_rx))
+                    .ok();
+                Lane {
+                    data,
+                    control,
+                    thread,
+                }
+            })
+            .collect();
+        WriterPool { lanes }
+    }
+
+    /// Starts a recording on a writer and returns the tap for the media leg.
+    pub fn open(&self, opening: Opening) -> RecorderTap {
+        let lane = &self.lanes[opening.id.0[0] as usize % self.lanes.len()];
+        let (id, rate, participants) = (opening.id, opening.rate, opening.participants);
+        let _ = lane.control.send(WriterControl::Open(Box::new(opening)));
+        RecorderTap::new(
+            id,
+            rate,
+            participants,
+            lane.data.clone(),
+            lane.control.clone(),
+        )
+    }
+
+    /// Seals every open recording and stops the threads.
+    pub fn shutdown(&mut self) {
+        for lane in &mut self.lanes {
+            let _ = lane.control.send(WriterControl::Stop);
+            if let Some(t) = lane.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for WriterPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Writer {
+    fn run(mut self, data: Receiver<TapFrame>, control: Receiver<WriterControl>) {
+        let mut last_tick = Instant::now();
+        loop {
+            match data.recv_timeout(Duration::from_millis(100)) {
+                Ok(f) => self.frame(f, &control),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+            let mut empty = false;
+            for _ in 0..1024 {
+                match data.try_recv() {
+                    Ok(f) => self.frame(f, &control),
+                    Err(_) => {
+                        empty = true;
+                        break;
+                    }
+                }
+            }
+            if empty && !self.control(&control) {
+                return;
+            }
+            if last_tick.elapsed() >= Duration::from_millis(500) {
+                last_tick = Instant::now();
+                self.flush_due();
+            }
+            if empty {
+                // Every frame queued before an End has been consumed: seal those recordings.
+                let ending: Vec<RecordingId> = self
+                    .active
+                    .iter()
+                    .filter(|(_, a)| a.end.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ending {
+                    self.seal(id);
+                }
+            }
+        }
+    }
+
+    /// Applies control messages; false on Stop.
+    fn control(&mut self, control: &Receiver<WriterControl>) -> bool {
+        loop {
+            match control.try_recv() {
+                Ok(WriterControl::Open(o)) => self.open(*o),
+                Ok(WriterControl::Tap(TapControl::Pause { id })) => {
+                    if let Some(a) = self.active.get_mut(&id) {
+                        a.pauses += 1;
+                    }
+                }
+                Ok(WriterControl::Tap(TapControl::Resume { .. })) => {}
+                Ok(WriterControl::Tap(TapControl::End {
+                    id,
+                    frames,
+                    dropped,
+                })) => {
+                    if let Some(a) = self.active.get_mut(&id) {
+                        a.end = Some((frames, dropped));
+                    }
+                    if self.active.get(&id).is_some_and(|a| a.received >= frames) {
+                        self.seal(id);
+                    }
+                }
+                Ok(WriterControl::Stop) => {
+                    let ids: Vec<RecordingId> = self.active.keys().copied().collect();
+                    for id in ids {
+                        self.seal(id);
+                    }
+                    return false;
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => {
+                    let ids: Vec<RecordingId> = self.active.keys().copied().collect();
+                    for id in ids {
+                        self.seal(id);
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, o: Opening) {
+        let info = StreamInfo {
+            id: o.id,
+            started_unix_ms: o.started_ms,
+            format: o.format,
+            channels: 2,
+            sample_rate: o.rate,
+            chunk_bytes: self.settings.chunk_bytes as u32,
+        };
+        let result = (|| -> Result<Active, String> {
+            let (header, keys, wrapped) =
+                crypt::new_header(&self.ring, &info).map_err(|e| e.to_string())?;
+            self.index
+                .append(&IndexEvent::Started {
+                    id: o.id,
+                    call_id: o.call_id.clone(),
+                    started_ms: o.started_ms,
+                    format: o.format,
+                    sample_rate: o.rate,
+                    participants: o.participants.names(),
+                    key_id: wrapped.key_id.clone(),
+                    location: o.location.clone(),
+                })
+                .map_err(|e| e.to_string())?;
+            if let Some(dir) = o.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&o.path)
+                .map_err(|e| format!("{}: {e}", o.path.display()))?;
+            let mut sealer = ChunkSealer::new(&header, keys, self.settings.chunk_bytes);
+            let mut plain = Vec::new();
+            let encoder =
+                AudioEncoder::new(o.format, o.rate, self.settings.opus_complexity, &mut plain)
+                    .map_err(|e| e.to_string())?;
+            sealer.write(&plain);
+            Ok(Active {
+                call_id: o.call_id.clone(),
+                encoder,
+                sealer,
+                file,
+                path: o.path.clone(),
+                hasher: Sha256::new(),
+                size: 0,
+                rate: o.rate,
+                next_seq: 0,
+                received: 0,
+                frames_written: 0,
+                filled: 0,
+                pauses: 0,
+                last_flush: Instant::now(),
+                end: None,
+                progress: o.progress,
+                failed: false,
+            })
+        })();
+        match result {
+            Ok(mut a) => {
+                write_out(&mut a);
+                info!(recording = %o.id, call = %o.call_id, format = ?o.format, rate = o.rate, "recording started");
+                self.metrics.recordings_active.inc();
+                self.metrics.recordings_started.inc();
+                self.active.insert(o.id, a);
+            }
+            Err(e) => warn!(recording = %o.id, error = %e, "recording could not start"),
+        }
+    }
+
+    fn frame(&mut self, f: TapFrame, control: &Receiver<WriterControl>) {
+        if !self.active.contains_key(&f.id) {
+            // Its Open may still wait in the control queue.
+            if !self.control(control) {
+                return;
+            }
+        }
+        let Some(a) = self.active.get_mut(&f.id) else {
+            return;
+        };
+        let n = frame_samples(a.rate) * 2;
+        let gap = f.seq.wrapping_sub(a.next_seq);
+        if gap > 0 && gap <= MAX_FILL_FRAMES {
+            self.silence.resize(n, 0);
+            for _ in 0..gap {
+                push(a, &self.silence, &mut self.plain);
+            }
+            a.filled += gap as u64;
+        }
+        let len = (f.len as usize).min(f.pcm.len());
+        if len == n {
+            push(a, &f.pcm[..len], &mut self.plain);
+        } else {
+            // The leg's rate changed mid-call (re-INVITE to another codec): stretch naively.
+            let mut fitted = vec![0i16; n];
+            for (i, s) in fitted.iter_mut().enumerate() {
+                let src = (i / 2) * (len / 2).max(1) / (n / 2) * 2 + (i % 2);
+                *s = f.pcm.get(src).copied().unwrap_or(0);
+            }
+            push(a, &fitted, &mut self.plain);
+        }
+        a.next_seq = f.seq.wrapping_add(1);
+        a.received += 1;
+        write_out(a);
+        if let Some((frames, _)) = a.end
+            && a.received >= frames
+        {
+            let id = f.id;
+            self.seal(id);
+        }
+    }
+
+    fn flush_due(&mut self) {
+        for a in self.active.values_mut() {
+            if a.last_flush.elapsed() >= self.settings.flush_every {
+                a.last_flush = Instant::now();
+                self.plain.clear();
+                if a.encoder.flush(&mut self.plain).is_ok() {
+                    a.sealer.write(&self.plain);
+                }
+                a.sealer.flush();
+                write_out(a);
+            }
+        }
+    }
+
+    fn seal(&mut self, id: RecordingId) {
+        let Some(mut a) = self.active.remove(&id) else {
+            return;
+        };
+        self.metrics.recordings_active.dec();
+        self.plain.clear();
+        if let Err(e) = a.encoder.finish(&mut self.plain) {
+            warn!(recording = %id, error = %e, "encoder did not finish cleanly");
+        }
+        a.sealer.write(&self.plain);
+        a.sealer.finish();
+        write_out(&mut a);
+        if let Err(e) = a.file.sync_all() {
+            warn!(recording = %id, error = %e, "fsync failed");
+            a.failed = true;
+        }
+        let dropped = a.end.map(|(_, d)| d).unwrap_or(0);
+        self.metrics.recording_frames_dropped.inc_by(dropped);
+        if a.failed {
+            // Left unsealed in the index: the next start recovers what the file holds.
+            warn!(recording = %id, path = %a.path.display(), "recording ended with write errors");
+            return;
+        }
+        let sealed = IndexEvent::Sealed {
+            id,
+            ended_ms: now_ms(),
+            duration_ms: a.frames_written * 20,
+            size: a.size,
+            sha256: hex::encode(a.hasher.finalize_reset()),
+            chunks: a.sealer.chunks(),
+            dropped_frames: dropped,
+            pauses: a.pauses,
+            recovered: false,
+        };
+        if let Err(e) = self.index.append(&sealed) {
+            warn!(recording = %id, error = %e, "could not index the sealed recording");
+        }
+        if let Some(p) = &a.progress {
+            let _ = p.send((a.size, true));
+        }
+        info!(recording = %id, call = %a.call_id, ms = a.frames_written * 20, bytes = a.size, dropped, filled = a.filled, "recording sealed");
+    }
+}
+
+fn push(a: &mut Active, pcm: &[i16], plain: &mut Vec<u8>) {
+    plain.clear();
+    match a.encoder.push(pcm, plain) {
+        Ok(()) => a.sealer.write(plain),
+        Err(e) => {
+            if !a.failed {
+                warn!(error = %e, "recording encoder failed");
+            }
+            a.failed = true;
+        }
+    }
+    a.frames_written += 1;
+}
+
+/// Appends the sealed frames to the file, so they survive a crash of the process.
+fn write_out(a: &mut Active) {
+    let out = a.sealer.output();
+    if out.is_empty() {
+        return;
+    }
+    match a.file.write_all(out) {
+        Ok(()) => {
+            // The index's SHA-256 covers the chunks, not the header (which rotation rewrites).
+            let skip = (super::format::HEADER_LEN as u64).saturating_sub(a.size) as usize;
+            a.hasher.update(&out[skip.min(out.len())..]);
+            a.size += out.len() as u64;
+            if let Some(p) = &a.progress {
+                let _ = p.send((a.size, false));
+            }
+        }
+        Err(e) => {
+            if !a.failed {
+                warn!(path = %a.path.display(), error = %e, "recording write failed");
+            }
+            a.failed = true;
+        }
+    }
+    a.sealer.clear_output();
+}

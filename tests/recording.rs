@@ -1,0 +1,541 @@
+//! End-to-end recording: a real caller, a real server process, the CLI reading back what was
+//! stored. What was sent and heard must come back on the right channels; tampering, crashes
+//! and storage loss must each be named; no plaintext audio may reach the disk.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use careline::media::codec::Codec;
+use careline::media::recognize;
+use careline::recording::format::{FRAME_HEADER_LEN, HEADER_LEN};
+use support::audio::expect_prompt;
+use support::rtp::RtpPeer;
+use support::server::{Options, TestServer, prompt_pcm};
+use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+
+const PCMU_TE: [&str; 3] = [
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-15",
+];
+
+fn wait(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn connect(server: &TestServer, peer: &RtpPeer) -> (Ua, Call) {
+    let mut ua = Ua::udp(server.sip);
+    let mut call = Call::new("100");
+    let ok = answered_call(&mut ua, &mut call, &sdp_offer(peer.port, "0 101", &PCMU_TE));
+    peer.set_remote(sdp_media_addr(&ok.body_str()).expect("media address"));
+    (ua, call)
+}
+
+fn hang_up(ua: &mut Ua, call: &mut Call) {
+    let bye = call.bye(ua);
+    ua.send(&bye);
+    ua.expect(Duration::from_secs(5), |m| m.cseq_method() == Some("BYE"))
+        .expect("200 to BYE");
+}
+
+/// Speech-like caller audio: a prompt the server never plays (so it cannot leak across).
+fn caller_speech() -> Vec<i16> {
+    let mut v = prompt_pcm("en", "digit-7");
+    v.truncate(8000 * 2);
+    v
+}
+
+fn options(format: &str, extra: &str) -> Options {
+    Options {
+        toml: format!("[recording]\nformat = \"{format}\"\nflush_secs = 1\n{extra}"),
+        args: vec!["--record-all".into()],
+        ..Default::default()
+    }
+}
+
+fn rows(server: &TestServer) -> Vec<serde_json::Value> {
+    let out = server.cli(&["recording", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json row"))
+        .collect()
+}
+
+/// Waits for the first recording to reach `state` (and, for S3, be uploaded when asked).
+fn wait_row(server: &TestServer, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = rows(server).into_iter().find(|r| pred(r)) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recording never got there: {:?}",
+            rows(server)
+        );
+        wait(200);
+    }
+}
+
+fn id_of(row: &serde_json::Value) -> String {
+    row["id"].as_str().unwrap().to_string()
+}
+
+/// Exports to WAV and returns (left, right) at 8 kHz.
+fn export_channels(server: &TestServer, id: &str) -> (Vec<i16>, Vec<i16>, String) {
+    let out_path = server.data_dir.path().join(format!("{id}.wav"));
+    let out = server.cli(&["recording", "export", id, "-o", out_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = hound::WavReader::open(&out_path).expect("a valid WAV");
+    assert_eq!(r.spec().channels, 2);
+    assert_eq!(r.spec().sample_rate, 8000);
+    let s: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    (
+        s.iter().step_by(2).copied().collect(),
+        s.iter().skip(1).step_by(2).copied().collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn recording_file(server: &TestServer, id: &str) -> PathBuf {
+    find_files(&server.data_path().join("recordings"))
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(id))
+        })
+        .expect("the recording file")
+}
+
+fn find_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(find_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn verify(server: &TestServer, id: &str) -> (bool, String) {
+    let out = server.cli(&["recording", "verify", id]);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn recorded_call_exports_what_the_caller_said_and_heard_on_separate_channels() {
+    for format in ["wav", "opus"] {
+        let server = TestServer::start_with(options(format, ""));
+        let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+        let (mut ua, mut call) = connect(&server, &peer);
+        wait(500);
+        let said = caller_speech();
+        peer.send_audio(said.clone());
+        wait(3500);
+        hang_up(&mut ua, &mut call);
+        let heard = peer.heard();
+        let row = wait_row(&server, |r| r["state"] == "sealed");
+        assert_eq!(
+            row["participants"],
+            serde_json::json!(["customer", "agent"])
+        );
+        let (left, right, _) = export_channels(&server, &id_of(&row));
+        assert!(
+            (left.len() as i64 - 32000).abs() < 8000,
+            "{format}: about 4 s recorded, got {} ms",
+            left.len() / 8
+        );
+        // Left: the caller. Opus keeps the loudness contour, G.711 in WAV the waveform.
+        let m = recognize::find(&left, &said).expect("caller audio in the left channel");
+        let (env_min, wave_min) = if format == "wav" {
+            (0.95, 0.95)
+        } else {
+            (0.85, 0.3)
+        };
+        assert!(
+            m.envelope_score >= env_min && m.waveform_score >= wave_min,
+            "{format}: caller channel {m:?}"
+        );
+        // Right: what the caller heard, the welcome prompt, and not the caller's own voice.
+        let codec = if format == "wav" {
+            Codec::Pcmu
+        } else {
+            Codec::Opus
+        };
+        expect_prompt(&right, codec, "en", "welcome", 0, Some(2000));
+        let heard_m = recognize::find(&heard, &right[..16000]).expect("heard audio");
+        assert!(
+            heard_m.envelope_score > 0.85,
+            "{format}: right = heard: {heard_m:?}"
+        );
+        if let Some(m) = recognize::find(&right, &said) {
+            assert!(
+                m.waveform_score < 0.5,
+                "{format}: caller leaked into right: {m:?}"
+            );
+        }
+        let (ok, text) = verify(&server, &id_of(&row));
+        assert!(ok, "{text}");
+    }
+}
+
+/// Chunks of a recording file as (offset, length) of each frame.
+fn frames(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = HEADER_LEN;
+    while at + FRAME_HEADER_LEN <= data.len() {
+        let len = u32::from_be_bytes(data[at + 21..at + 25].try_into().unwrap()) as usize;
+        out.push((at, FRAME_HEADER_LEN + len));
+        at += FRAME_HEADER_LEN + len;
+    }
+    out
+}
+
+fn record_short_call(server: &TestServer, secs: u64) -> String {
+    let before = rows(server).len();
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let (mut ua, mut call) = connect(server, &peer);
+    peer.send_audio(caller_speech());
+    wait(secs * 1000);
+    hang_up(&mut ua, &mut call);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rs = rows(server);
+        if rs.len() > before && rs.iter().all(|r| r["state"] != "recording") {
+            return id_of(rs.last().unwrap());
+        }
+        assert!(Instant::now() < deadline, "{rs:?}");
+        wait(200);
+    }
+}
+
+#[test]
+fn tampered_recordings_are_refused_each_with_its_own_error() {
+    let server = TestServer::start_with(options("wav", "chunk_bytes = 4096\n"));
+    let a = record_short_call(&server, 2);
+    let b = record_short_call(&server, 2);
+    let path_a = recording_file(&server, &a);
+    let original = std::fs::read(&path_a).unwrap();
+    let fa = frames(&original);
+    assert!(fa.len() >= 5, "several chunks: {}", fa.len());
+    assert!(verify(&server, &a).0);
+
+    let check = |bytes: Vec<u8>, expect: &str| {
+        std::fs::write(&path_a, &bytes).unwrap();
+        let (ok, text) = verify(&server, &a);
+        assert!(!ok && text.contains(expect), "expected `{expect}`:\n{text}");
+        std::fs::write(&path_a, &original).unwrap();
+    };
+    // A flipped bit in the middle of chunk 2.
+    let mut flipped = original.clone();
+    flipped[fa[2].0 + FRAME_HEADER_LEN + 100] ^= 0x01;
+    check(flipped, "chunk 2 is corrupt");
+    // The final chunk dropped.
+    let last = fa.len() - 1;
+    check(
+        original[..fa[last].0].to_vec(),
+        &format!("truncated after chunk {}", last - 1),
+    );
+    // Chunks 1 and 2 swapped.
+    let mut swapped = original[..fa[1].0].to_vec();
+    swapped.extend_from_slice(&original[fa[2].0..fa[2].0 + fa[2].1]);
+    swapped.extend_from_slice(&original[fa[1].0..fa[1].0 + fa[1].1]);
+    swapped.extend_from_slice(&original[fa[3].0..]);
+    check(
+        swapped,
+        "chunk 2 appears at position 1: chunks were reordered",
+    );
+    // Chunk 1 replaced by chunk 1 of the other recording.
+    let other = std::fs::read(recording_file(&server, &b)).unwrap();
+    let fb = frames(&other);
+    let mut spliced = original[..fa[1].0].to_vec();
+    spliced.extend_from_slice(&other[fb[1].0..fb[1].0 + fb[1].1]);
+    spliced.extend_from_slice(&original[fa[2].0..]);
+    check(
+        spliced,
+        &format!("belongs to another recording ({b}): spliced"),
+    );
+    // The header's start time edited.
+    let mut header = original.clone();
+    header[30] ^= 0x40;
+    check(header, "does not unwrap");
+
+    // The wrong master key: the recording's key is not in the ring that reads it.
+    let keys = server.data_path().join("keys");
+    let key_id = rows(&server)[0]["key_id"].as_str().unwrap().to_string();
+    let key_file = keys.join(format!("{key_id}.key"));
+    let aside = server.data_dir.path().join("aside.key");
+    std::fs::rename(&key_file, &aside).unwrap();
+    let out = server.cli_env(
+        &["recording", "verify", &a],
+        &[("CARELINE_MASTER_KEY", &"42".repeat(32))],
+    );
+    std::fs::rename(&aside, &key_file).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success()
+            && text.contains(&format!("master key {key_id} is not in the key ring")),
+        "{text}"
+    );
+    assert!(verify(&server, &a).0, "restored file verifies again");
+}
+
+#[test]
+fn after_kill_9_the_audio_up_to_the_crash_survives_and_restart_seals_it() {
+    let mut server = TestServer::start_with(options("opus", ""));
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let (_ua, _call) = connect(&server, &peer);
+    wait(300);
+    let said = caller_speech();
+    peer.send_audio(said.clone());
+    wait(4000);
+    server.kill9();
+    let row = rows(&server).pop().expect("a recording in the index");
+    assert_eq!(row["state"], "recording");
+    let id = id_of(&row);
+    let (ok, text) = verify(&server, &id);
+    assert!(!ok && text.contains("truncated after chunk"), "{text}");
+
+    server.restart();
+    let row = wait_row(&server, |r| r["state"] == "sealed");
+    assert_eq!(row["recovered"], true);
+    assert!(verify(&server, &id).0);
+    let (left, right, _) = export_channels(&server, &id);
+    assert!(
+        left.len() >= 8000 * 2,
+        "at least 2 s before the crash survived: {} ms",
+        left.len() / 8
+    );
+    let m = recognize::find(&left, &said[..8000]).expect("caller audio");
+    assert!(m.envelope_score > 0.85, "{m:?}");
+    expect_prompt(&right, Codec::Opus, "en", "welcome", 0, Some(1500));
+}
+
+/// Shannon entropy in bits per byte.
+fn entropy(data: &[u8]) -> f64 {
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[test]
+fn no_plaintext_audio_reaches_the_disk_while_recording() {
+    for format in ["wav", "opus"] {
+        let server = TestServer::start_with(options(format, "chunk_bytes = 4096\n"));
+        let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+        let (mut ua, mut call) = connect(&server, &peer);
+        let said = caller_speech();
+        peer.send_audio(said.clone());
+        wait(3000);
+        // Mid-call: everything under the data dir.
+        let files = find_files(&server.data_path());
+        let recs: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "clrec"))
+            .collect();
+        assert_eq!(recs.len(), 1, "{files:?}");
+        let mut said_le = Vec::new();
+        for s in &said[4000..4016] {
+            said_le.extend_from_slice(&s.to_le_bytes());
+        }
+        let ulaw: Vec<u8> = said[4000..4032]
+            .iter()
+            .map(|&s| careline::media::codec::g711::linear_to_ulaw(s))
+            .collect();
+        for f in &files {
+            let data = std::fs::read(f).unwrap();
+            for magic in [&b"RIFF"[..], b"WAVE", b"OggS", b"OpusHead"] {
+                assert!(
+                    !data.windows(magic.len()).any(|w| w == magic),
+                    "{format}: {} contains {:?}",
+                    f.display(),
+                    String::from_utf8_lossy(magic)
+                );
+            }
+            assert!(
+                !data.windows(said_le.len()).any(|w| w == said_le),
+                "{}: caller PCM",
+                f.display()
+            );
+            assert!(
+                !data.windows(ulaw.len()).any(|w| w == ulaw),
+                "{}: caller µ-law",
+                f.display()
+            );
+        }
+        let data = std::fs::read(recs[0]).unwrap();
+        assert!(
+            data.len() > 2000,
+            "{format}: chunks are written during the call ({} bytes)",
+            data.len()
+        );
+        let body = &data[HEADER_LEN..];
+        assert!(
+            entropy(body) > 7.5,
+            "{format}: ciphertext looks random ({:.2} bits/byte)",
+            entropy(body)
+        );
+        hang_up(&mut ua, &mut call);
+    }
+}
+
+#[test]
+fn recording_is_controlled_per_call_over_http_and_streams_back() {
+    let server = TestServer::start_with(Options {
+        toml: "[recording]\nformat = \"wav\"\nhttp_enabled = true\n".into(),
+        ..Default::default()
+    });
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let (mut ua, mut call) = connect(&server, &peer);
+    wait(500);
+    assert!(rows(&server).is_empty(), "not recorded unless asked");
+    let post = |action: &str| {
+        http(
+            &server,
+            "POST",
+            &format!("/api/v1/calls/{}/recording/{action}", call.call_id),
+        )
+    };
+    assert_eq!(post("start").0, 202);
+    wait(1500);
+    assert_eq!(post("pause").0, 202);
+    wait(1500);
+    assert_eq!(post("resume").0, 202);
+    wait(1000);
+    assert_eq!(post("stop").0, 202);
+    assert_eq!(post("sing").0, 400);
+    wait(500);
+    hang_up(&mut ua, &mut call);
+    let row = wait_row(&server, |r| r["state"] == "sealed");
+    let ms = row["duration_ms"].as_u64().unwrap();
+    assert!(
+        (2000..=3000).contains(&ms),
+        "the 1.5 s pause is not stored: {ms} ms"
+    );
+    let (code, body) = http(
+        &server,
+        "GET",
+        &format!("/api/v1/recordings/{}/audio", id_of(&row)),
+    );
+    assert_eq!(code, 200);
+    assert!(body.starts_with(b"RIFF"), "decrypted WAV streamed");
+    assert!(body.len() > 8000 * 4 * 2, "{} bytes", body.len());
+    assert_eq!(
+        http(&server, "GET", "/api/v1/recordings/rec-00/audio").0,
+        400
+    );
+    assert_eq!(
+        http(&server, "POST", "/api/v1/calls/nope/recording/start").0,
+        404
+    );
+}
+
+fn http(server: &TestServer, method: &str, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[(split + 4).min(buf.len())..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (code, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 || eol + 2 + n > b.len() {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[(eol + 4 + n).min(b.len())..];
+    }
+    out
+}
+
+#[test]
+fn key_rotation_rewraps_every_recording_without_touching_audio() {
+    let server = TestServer::start_with(options("opus", ""));
+    let id = record_short_call(&server, 2);
+    let path = recording_file(&server, &id);
+    let before = std::fs::read(&path).unwrap();
+    let old_key = rows(&server)[0]["key_id"].as_str().unwrap().to_string();
+    let out = server.cli(&["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = rows(&server).remove(0);
+    let new_key = row["key_id"].as_str().unwrap().to_string();
+    assert_ne!(new_key, old_key);
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(
+        before[HEADER_LEN..],
+        after[HEADER_LEN..],
+        "chunks untouched"
+    );
+    assert_ne!(
+        before[..HEADER_LEN],
+        after[..HEADER_LEN],
+        "header re-wrapped"
+    );
+    // The old master key can go now.
+    std::fs::remove_file(server.data_path().join(format!("keys/{old_key}.key"))).unwrap();
+    let (ok, text) = verify(&server, &id);
+    assert!(ok && text.contains(&new_key), "{text}");
+}

@@ -1,0 +1,238 @@
+//! Recordings in S3-compatible storage, against a real `s3s-fs` server on loopback
+//! (`cargo install s3s-fs@0.14.1 --locked --features binary`, done by scripts/test).
+//! Includes the store going away in the middle of a call.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use careline::media::codec::Codec;
+use careline::media::recognize;
+use support::rtp::RtpPeer;
+use support::server::{Options, TestServer, prompt_pcm};
+use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+
+struct S3Server {
+    child: Option<Child>,
+    port: u16,
+    root: tempfile::TempDir,
+}
+
+const BUCKET: &str = "careline-test";
+
+fn s3s_fs() -> PathBuf {
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let installed = home.join("bin/s3s-fs");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("s3s-fs")
+    }
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = S3Server {
+            child: None,
+            port,
+            root,
+        };
+        s.up();
+        s
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(s3s_fs())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", "AKTEST", "--secret-key", "SKTEST"])
+            .arg(self.root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn objects(&self) -> Vec<PathBuf> {
+        files(&self.root.path().join(BUCKET))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "clrec"))
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn rows(server: &TestServer) -> Vec<serde_json::Value> {
+    let out = server.cli(&["recording", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn server_for(s3: &S3Server) -> TestServer {
+    TestServer::start_with(Options {
+        toml: format!(
+            "[recording]\nformat = \"wav\"\nstore = \"s3\"\nflush_secs = 1\n\
+             [recording.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"http://127.0.0.1:{}\"\n\
+             access_key_id = \"AKTEST\"\nsecret_access_key = \"SKTEST\"\nallow_http = true\n",
+            s3.port
+        ),
+        args: vec!["--record-all".into()],
+        ..Default::default()
+    })
+}
+
+fn call(server: &TestServer, peer: &RtpPeer) -> (Ua, Call) {
+    let mut ua = Ua::udp(server.sip);
+    let mut call = Call::new("100");
+    let ok = answered_call(
+        &mut ua,
+        &mut call,
+        &sdp_offer(
+            peer.port,
+            "0 101",
+            &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
+        ),
+    );
+    peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+    (ua, call)
+}
+
+fn hang_up(ua: &mut Ua, call: &mut Call) {
+    let bye = call.bye(ua);
+    ua.send(&bye);
+    ua.expect(Duration::from_secs(5), |m| m.cseq_method() == Some("BYE"))
+        .expect("200 to BYE");
+}
+
+fn exported_left(server: &TestServer, id: &str) -> Vec<i16> {
+    let out_path = server.data_dir.path().join("out.wav");
+    let out = server.cli(&["recording", "export", id, "-o", out_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = hound::WavReader::open(&out_path).unwrap();
+    r.samples::<i16>().step_by(2).map(|s| s.unwrap()).collect()
+}
+
+#[test]
+fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
+    let mut s3 = S3Server::start();
+    let server = server_for(&s3);
+    let peer = RtpPeer::new(Codec::Pcmu, 0, None);
+    let (mut ua, mut c) = call(&server, &peer);
+    let mut said = prompt_pcm("en", "digit-7");
+    said.truncate(16000);
+    peer.send_audio(said.clone());
+    std::thread::sleep(Duration::from_millis(2500));
+    s3.down();
+    std::thread::sleep(Duration::from_millis(4000));
+    let spool = server.data_path().join("recordings/spool");
+    let spooled: Vec<PathBuf> = files(&spool);
+    assert_eq!(
+        spooled.len(),
+        1,
+        "audio keeps going to the encrypted spool: {spooled:?}"
+    );
+    let spooled_len = std::fs::metadata(&spooled[0]).unwrap().len();
+    assert!(
+        spooled_len > 150_000,
+        "spool grows while the store is down: {spooled_len}"
+    );
+    hang_up(&mut ua, &mut c);
+    std::thread::sleep(Duration::from_millis(1500));
+    let row = rows(&server).pop().unwrap();
+    assert_eq!(row["state"], "sealed");
+    assert_eq!(row["uploaded"], false, "the store is still down");
+    assert!(s3.objects().is_empty());
+
+    s3.up();
+    wait_for("the spool to upload", 40, || {
+        rows(&server).pop().unwrap()["uploaded"] == true
+    });
+    wait_for("the spool file to go", 10, || files(&spool).is_empty());
+    let objects = s3.objects();
+    assert_eq!(objects.len(), 1);
+    let row = rows(&server).pop().unwrap();
+    assert_eq!(
+        std::fs::metadata(&objects[0]).unwrap().len(),
+        row["size"].as_u64().unwrap(),
+        "the object is the whole recording"
+    );
+    let id = row["id"].as_str().unwrap().to_string();
+    let out = server.cli(&["recording", "verify", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left = exported_left(&server, &id);
+    assert!(left.len() > 8000 * 6, "{} ms", left.len() / 8);
+    let m = recognize::find(&left, &said).unwrap();
+    assert!(
+        m.waveform_score > 0.95,
+        "the caller's audio, read back from S3: {m:?}"
+    );
+}
