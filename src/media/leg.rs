@@ -13,6 +13,7 @@ use super::dtmf::{Digit, DtmfMethod};
 use super::jitter::{JitterBuffer, JitterConfig, Pop};
 use super::player::{PlayEnd, PlayId, Player};
 use super::prompt::{FRAME_MS, Prompt, Silence};
+use crate::flow::streaming::{TapFrame, Track};
 use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
 use super::rtp::{RtpPacket, RtpSender};
 use crate::config::InbandDtmf;
@@ -84,6 +85,8 @@ pub enum LegCommand {
     Update(LegParams),
     /// A digit that arrived by signaling (SIP INFO), merged into the same stream.
     Digit(Digit),
+    /// Copy the call's audio (both directions, 8 kHz) to a media stream, or stop (None).
+    Tap(Option<crate::flow::streaming::TapSender>),
 }
 
 /// Counters a media clock flushes into the process metrics after each tick.
@@ -123,6 +126,8 @@ pub struct MediaLeg {
     timed_out: bool,
     next_rtcp_ms: u64,
     counters: LegCounters,
+    /// Media streaming: frames are offered with `try_send`, never waited on.
+    tap: Option<crate::flow::streaming::TapSender>,
 }
 
 /// The receive audio path: jitter buffer -> decoder -> tone detector.
@@ -134,6 +139,8 @@ struct InbandPath {
     tones: Vec<ToneEvent>,
     frame_ms: u32,
     next_pop_ms: Option<u64>,
+    /// Run the tone detector (off when the path exists only for a media tap).
+    detect: bool,
 }
 
 impl MediaLeg {
@@ -162,6 +169,7 @@ impl MediaLeg {
             timed_out: false,
             next_rtcp_ms: now_ms + RTCP_INTERVAL_MS,
             counters: LegCounters::default(),
+            tap: None,
             params: params.clone(),
             opts,
         };
@@ -178,7 +186,11 @@ impl MediaLeg {
             InbandDtmf::Auto => params.telephone_event.is_none(),
         };
         let codec_changed = params.codec != self.params.codec;
-        if !want_inband {
+        let want_decode = want_inband || self.tap.is_some();
+        if let Some(path) = &mut self.inband {
+            path.detect = want_inband;
+        }
+        if !want_decode {
             self.inband = None;
         } else if self.inband.is_none() || codec_changed {
             let decoder = Decoder::new(params.codec)?;
@@ -195,6 +207,7 @@ impl MediaLeg {
                 tones: Vec::with_capacity(4),
                 frame_ms,
                 next_pop_ms: None,
+                detect: want_inband,
             });
         }
         if codec_changed {
@@ -235,6 +248,10 @@ impl MediaLeg {
             }
             LegCommand::Update(params) => self.configure(params)?,
             LegCommand::Digit(d) => self.digit(d, DtmfMethod::SipInfo),
+            LegCommand::Tap(tap) => {
+                self.tap = tap;
+                self.configure(self.params.clone())?;
+            }
         }
         Ok(())
     }
@@ -334,7 +351,8 @@ impl MediaLeg {
         if let Some(end) = ended {
             self.events.push_back(LegEvent::PlayEnded(end));
         }
-        match dest {
+
+        let sent = match dest {
             Some(dest) if self.params.send => {
                 if frame.start_of_speech {
                     self.sender.marker_pending = true;
@@ -351,10 +369,31 @@ impl MediaLeg {
                 self.sender.timestamp = self.sender.timestamp.wrapping_add(self.ts_step);
                 None
             }
+        };
+        if self.tap.is_some() {
+            let mut pcm = [0i16; 160];
+            if let Some(out) = self.player.last_pcm_8k() {
+                let n = out.len().min(160);
+                pcm[..n].copy_from_slice(&out[..n]);
+            }
+            self.offer_tap(Track::ToCustomer, pcm);
+        }
+        sent
+    }
+
+    /// Offers one frame to the media stream; a full or closed stream drops it (a dead
+    /// endpoint must never slow the media clock), and a closed one ends the tap.
+    fn offer_tap(&mut self, track: Track, pcm: [i16; 160]) {
+        if let Some(tap) = &self.tap
+            && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                tap.try_send(TapFrame { track, pcm })
+        {
+            self.tap = None;
         }
     }
 
     fn detect_inband(&mut self, now_ms: u64) {
+        let mut tap_closed = false;
         let Some(path) = &mut self.inband else { return };
         let next = path.next_pop_ms.get_or_insert(now_ms);
         // One frame per ptime, however the 20 ms ticks fall.
@@ -366,7 +405,27 @@ impl MediaLeg {
                 Pop::Empty => false,
             };
             if decoded {
-                path.detector.push(&path.pcm, &mut path.tones);
+                if path.detect {
+                    path.detector.push(&path.pcm, &mut path.tones);
+                }
+                if let Some(tap) = &self.tap {
+                    // 8 kHz frames: G.711 as decoded, Opus (16 kHz) averaged down by two.
+                    let step = (path.decoder.rate() / 8000).max(1) as usize;
+                    for chunk in path.pcm.chunks(160 * step) {
+                        let mut pcm = [0i16; 160];
+                        for (o, s) in pcm.iter_mut().zip(chunk.chunks(step)) {
+                            *o = (s.iter().map(|&x| x as i32).sum::<i32>() / s.len() as i32) as i16;
+                        }
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                            tap.try_send(TapFrame {
+                                track: Track::FromCustomer,
+                                pcm,
+                            })
+                        {
+                            tap_closed = true;
+                        }
+                    }
+                }
             }
         }
         for i in 0..path.tones.len() {
@@ -382,6 +441,9 @@ impl MediaLeg {
         }
         if let Some(path) = &mut self.inband {
             path.tones.clear();
+        }
+        if tap_closed {
+            self.tap = None;
         }
     }
 
