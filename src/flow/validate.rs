@@ -312,8 +312,11 @@ fn action(
 
     let kind = match info {
         Some(info) => {
+            // Branching types may leave every outcome to conditions and error branches.
+            let branches = info.conditions != Conditions::Forbidden && !t.conditions.is_empty();
             if !info.terminal
                 && t.next_action.is_none()
+                && !branches
                 && ty != "MessageParticipantIteratively"
             {
                 out.push(err("NextAction is missing".into()));
