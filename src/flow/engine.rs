@@ -138,21 +138,42 @@ impl FlowEngine {
         } else {
             Some(find("default".into(), &config.flows.default)?)
         };
+        // The shipped mapping (200 -> medical-triage, the triage queues' hold flow) is skipped
+        // with a warning when flows.dir does not hold the shipped flows; anything an operator
+        // configured must resolve.
+        let shipped = Config::default();
+        let mut skipped = Vec::new();
         let mut numbers = HashMap::new();
         for (number, name) in &config.flows.numbers {
+            if catalog.get(name).is_none() && shipped.flows.numbers.get(number) == Some(name) {
+                skipped.push(format!("flows.numbers.{number} = {name}"));
+                continue;
+            }
             numbers.insert(number.clone(), find(format!("numbers.{number}"), name)?);
         }
         let mut queues = HashMap::new();
         for (name, q) in &config.queues {
+            let mut hold = q.hold_flow.clone();
             if let Some(f) = &q.hold_flow
                 && catalog.get(f).is_none()
             {
-                return Err(FlowStartError::UnknownHoldFlow {
-                    queue: name.clone(),
-                    flow: f.clone(),
-                });
+                if shipped.queues.get(name) != Some(q) {
+                    return Err(FlowStartError::UnknownHoldFlow {
+                        queue: name.clone(),
+                        flow: f.clone(),
+                    });
+                }
+                skipped.push(format!("queues.{name}.hold_flow = {f}"));
+                hold = None;
             }
-            queues.insert(name.clone(), (q.hold_flow.clone(), q.hours.clone()));
+            queues.insert(name.clone(), (hold, q.hours.clone()));
+        }
+        let mut warnings = warnings;
+        for s in skipped {
+            warnings.push(Diagnostic::warning(
+                &config.flows.dir.display().to_string(),
+                format!("shipped setting {s} skipped: that flow is not in this folder"),
+            ));
         }
         let overrides = config
             .tts
