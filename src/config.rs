@@ -231,7 +231,12 @@ impl Default for TtsConfig {
 /// The queues the shipped triage flow transfers to.
 fn shipped_queues() -> BTreeMap<String, QueueConfig> {
     let mut q = BTreeMap::new();
-    for name in ["triage-urgent", "triage-appointments", "triage-nurses", "triage-results"] {
+    for name in [
+        "triage-urgent",
+        "triage-appointments",
+        "triage-nurses",
+        "triage-results",
+    ] {
         q.insert(
             name.to_string(),
             QueueConfig {

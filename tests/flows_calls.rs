@@ -67,8 +67,11 @@ fn heard(heard: &[i16], expected: &[i16], from_ms: u64, prefix_ms: Option<u64>, 
 fn until_heard(peer: &RtpPeer, expected: &[i16], from_ms: u64, prefix_ms: u64, what: &str) -> u64 {
     for _ in 0..60 {
         let h = peer.heard();
-        if let Some(m) = recognize::find_from(&h, &expected[..expected.len().min((prefix_ms * 8) as usize)], (from_ms * 8) as usize)
-            && m.waveform_score >= 0.9
+        if let Some(m) = recognize::find_from(
+            &h,
+            &expected[..expected.len().min((prefix_ms * 8) as usize)],
+            (from_ms * 8) as usize,
+        ) && m.waveform_score >= 0.9
             && m.envelope_score >= 0.9
         {
             return m.offset_ms();
@@ -108,7 +111,11 @@ fn caller_walks_the_triage_flow_in_english_to_the_urgent_queue_with_rfc4733_keys
     let offer = sdp_offer(
         peer.port,
         "0 101",
-        &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"],
+        &[
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+        ],
     );
     let (_ua, _call) = dial(&server, &peer, "200", &offer);
     let t = until_heard(&peer, &language_menu, 0, 1500, "the language menu");
@@ -116,17 +123,29 @@ fn caller_walks_the_triage_flow_in_english_to_the_urgent_queue_with_rfc4733_keys
     let pressed = peer.heard().len() as u64 / 8;
     peer.send_event('2', 100);
     let t = until_heard(&peer, &en_menu, pressed, 1500, "the English menu");
-    assert!(t < pressed + 1000, "the English menu follows the key: {t} ms");
+    assert!(
+        t < pressed + 1000,
+        "the English menu follows the key: {t} ms"
+    );
     let pressed = peer.heard().len() as u64 / 8;
     peer.send_event('9', 100);
     let t = until_heard(&peer, &urgent, pressed, 2000, "the urgent line message");
-    until_heard(&peer, &hold, t + 1000, 2000, "the hold message in the urgent queue");
+    until_heard(
+        &peer,
+        &hold,
+        t + 1000,
+        2000,
+        "the hold message in the urgent queue",
+    );
     assert_eq!(
         server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
         2.0
     );
     let log = server.log();
-    assert!(log.contains("caller queued") && log.contains("triage-urgent"), "{log}");
+    assert!(
+        log.contains("caller queued") && log.contains("triage-urgent"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -140,7 +159,12 @@ fn in_band_keys_walk_the_japanese_branch_to_a_nurse() {
     );
     let nurse = speech("Mizuki", "看護師におつなぎします。", false);
     let peer = RtpPeer::new(Codec::Pcma, 8, None);
-    let (_ua, _call) = dial(&server, &peer, "200", &sdp_offer(peer.port, "8", &["a=rtpmap:8 PCMA/8000"]));
+    let (_ua, _call) = dial(
+        &server,
+        &peer,
+        "200",
+        &sdp_offer(peer.port, "8", &["a=rtpmap:8 PCMA/8000"]),
+    );
     until_heard(&peer, &language_menu, 0, 1500, "the language menu");
     let key = |c: char| tone::synthesize(Digit::from_char(c).unwrap(), 8000, 120, -10.0);
     let pressed = peer.heard().len() as u64 / 8;
@@ -240,7 +264,11 @@ fn lambda_over_http_success_timeout_error_status_and_bad_body() {
     let ep = endpoints();
     let flows = tempfile::tempdir().unwrap();
     for f in ["ok", "slow", "fail", "bad"] {
-        std::fs::write(flows.path().join(format!("lambda-{f}.json")), lambda_flow(f)).unwrap();
+        std::fs::write(
+            flows.path().join(format!("lambda-{f}.json")),
+            lambda_flow(f),
+        )
+        .unwrap();
     }
     let tts_flow = serde_json::json!({"Version": "2019-10-30", "StartAction": "say", "Actions": [
         {"Identifier": "say", "Type": "MessageParticipant", "Parameters": {"Text": "Hello from the HTTP engine"}, "Transitions": {"NextAction": "end"}},
@@ -258,7 +286,12 @@ fn lambda_over_http_success_timeout_error_status_and_bad_body() {
     });
     let expect = |number: &str, prompt: &str| {
         let peer = RtpPeer::new(Codec::Pcmu, 0, None);
-        let (_ua, _call) = dial(&server, &peer, number, &sdp_offer(peer.port, "0", &["a=rtpmap:0 PCMU/8000"]));
+        let (_ua, _call) = dial(
+            &server,
+            &peer,
+            number,
+            &sdp_offer(peer.port, "0", &["a=rtpmap:0 PCMU/8000"]),
+        );
         let want = support::server::prompt_pcm("en", prompt);
         until_heard(&peer, &want, 0, 800, &format!("number {number}: {prompt}"));
     };
@@ -283,6 +316,11 @@ fn lambda_over_http_success_timeout_error_status_and_bad_body() {
     ));
     let want = speech_with(engine, "Joanna", "Hello from the HTTP engine", false);
     let peer = RtpPeer::new(Codec::Pcmu, 0, None);
-    let (_ua, _call) = dial(&server, &peer, "777", &sdp_offer(peer.port, "0", &["a=rtpmap:0 PCMU/8000"]));
+    let (_ua, _call) = dial(
+        &server,
+        &peer,
+        "777",
+        &sdp_offer(peer.port, "0", &["a=rtpmap:0 PCMU/8000"]),
+    );
     until_heard(&peer, &want, 0, 700, "speech from the HTTP TTS engine");
 }

@@ -61,7 +61,10 @@ fn strict_mode_names_exactly_the_unsupported_types_that_block_each_file() {
     let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     let (code, out) = validate(RESOURCE_MAP, &refs, &[]);
     assert_eq!(code, 1, "{out}");
-    let errors: Vec<&str> = out.lines().filter(|l| l.contains("not supported")).collect();
+    let errors: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("not supported"))
+        .collect();
     let blocked: Vec<String> = errors
         .iter()
         .map(|l| {
@@ -80,9 +83,15 @@ fn strict_mode_names_exactly_the_unsupported_types_that_block_each_file() {
         ],
         "{out}"
     );
-    assert!(errors.iter().all(|l| l.contains("(ConnectParticipantWithLexBot)")));
+    assert!(
+        errors
+            .iter()
+            .all(|l| l.contains("(ConnectParticipantWithLexBot)"))
+    );
     assert_eq!(
-        out.lines().filter(|l| !l.contains("warning:") && l.contains(".json:")).count(),
+        out.lines()
+            .filter(|l| !l.contains("warning:") && l.contains(".json:"))
+            .count(),
         4,
         "nothing else is an error with the resource map:\n{out}"
     );
@@ -138,22 +147,40 @@ fn every_problem_of_a_broken_flow_is_reported_at_once() {
     )
     .unwrap();
     let invalid = dir.path().join("invalid.json");
-    std::fs::write(&invalid, "{\n  \"Version\": \"2019-10-30\",\n  \"Actions\": [\n    {,}\n  ]\n}\n").unwrap();
+    std::fs::write(
+        &invalid,
+        "{\n  \"Version\": \"2019-10-30\",\n  \"Actions\": [\n    {,}\n  ]\n}\n",
+    )
+    .unwrap();
     let (code, out) = validate("", &[&broken, &invalid], &[]);
     assert_eq!(code, 1);
     let b = broken.display().to_string();
     for expected in [
         format!("{b}: StartAction `nowhere` is not the Identifier of any action"),
-        format!("{b}: action `menu` (GetParticipantInput): NextAction `gone` is not the Identifier of any action"),
-        format!("{b}: action `menu` (GetParticipantInput): condition operator `Resembles` is not one of Equals, NumberGreaterThan"),
-        format!("{b}: action `menu` (GetParticipantInput): GetParticipantInput conditions only take Equals, not `NumberGreaterThan`"),
-        format!("{b}: action `menu` (GetParticipantInput): error type `Exploded` is not one GetParticipantInput takes"),
-        format!("{b}: action `menu` (MessageParticipant): the Identifier is used by more than one action"),
-        format!("{b}: action `menu` (MessageParticipant): conditions are not allowed on MessageParticipant"),
+        format!(
+            "{b}: action `menu` (GetParticipantInput): NextAction `gone` is not the Identifier of any action"
+        ),
+        format!(
+            "{b}: action `menu` (GetParticipantInput): condition operator `Resembles` is not one of Equals, NumberGreaterThan"
+        ),
+        format!(
+            "{b}: action `menu` (GetParticipantInput): GetParticipantInput conditions only take Equals, not `NumberGreaterThan`"
+        ),
+        format!(
+            "{b}: action `menu` (GetParticipantInput): error type `Exploded` is not one GetParticipantInput takes"
+        ),
+        format!(
+            "{b}: action `menu` (MessageParticipant): the Identifier is used by more than one action"
+        ),
+        format!(
+            "{b}: action `menu` (MessageParticipant): conditions are not allowed on MessageParticipant"
+        ),
         format!("{b}: action `bad:id` (ShowView): the Identifier contains `:`"),
         format!("{b}: action `bad:id` (ShowView): action type is not supported by Careline"),
         format!("{b}: action `say` (MessageParticipant): NextAction is missing"),
-        format!("{b}: action `say` (MessageParticipant): one of PromptId, Text or SSML is required"),
+        format!(
+            "{b}: action `say` (MessageParticipant): one of PromptId, Text or SSML is required"
+        ),
         format!("{}: invalid JSON at line 4 column 6", invalid.display()),
     ] {
         assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
@@ -173,13 +200,20 @@ fn more_than_250_actions_is_an_error_and_unreachable_actions_a_warning() {
     let big = dir.path().join("big.json");
     std::fs::write(
         &big,
-        serde_json::json!({"Version": "2019-10-30", "StartAction": "a0", "Actions": actions}).to_string(),
+        serde_json::json!({"Version": "2019-10-30", "StartAction": "a0", "Actions": actions})
+            .to_string(),
     )
     .unwrap();
     let (code, out) = validate("", &[&big], &[]);
     assert_eq!(code, 1);
-    assert!(out.contains("252 actions: a flow may hold at most 250"), "{out}");
-    assert!(out.contains("action `a1` (UpdateContactAttributes): unreachable from StartAction"), "{out}");
+    assert!(
+        out.contains("252 actions: a flow may hold at most 250"),
+        "{out}"
+    );
+    assert!(
+        out.contains("action `a1` (UpdateContactAttributes): unreachable from StartAction"),
+        "{out}"
+    );
 
     let (code, out) = validate("", &[&repo().join("flows/medical-triage.json")], &[]);
     assert_eq!(code, 0, "the shipped triage flow validates: {out}");

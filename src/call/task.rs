@@ -489,7 +489,9 @@ impl Call {
                 self.state.streaming = false;
                 info!("media streaming stopped");
             }
-            (None, true) => info!("the flow starts media streaming, but media_streaming.url is not set"),
+            (None, true) => {
+                info!("the flow starts media streaming, but media_streaming.url is not set")
+            }
             _ => {}
         }
     }

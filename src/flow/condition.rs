@@ -110,12 +110,18 @@ mod tests {
     #[test]
     fn every_operator() {
         assert!(c("Equals", "1").holds("1"));
-        assert!(!c("Equals", "Yes").holds("yes"), "case-sensitive like Connect");
+        assert!(
+            !c("Equals", "Yes").holds("yes"),
+            "case-sensitive like Connect"
+        );
         assert!(c("NumberGreaterThan", "5").holds("6"));
         assert!(!c("NumberGreaterThan", "5").holds("5"));
         assert!(c("NumberGreaterOrEqualTo", "5").holds("5"));
         assert!(c("NumberLessThan", "5").holds("4.5"));
-        assert!(!c("NumberLessThan", "5").holds("five"), "not a number: false");
+        assert!(
+            !c("NumberLessThan", "5").holds("five"),
+            "not a number: false"
+        );
         assert!(c("NumberLessOrEqualTo", "5").holds(" 5 "));
         assert!(c("TextStartsWith", "+81").holds("+81312345678"));
         assert!(c("TextEndsWith", "00").holds("1200"));

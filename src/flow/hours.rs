@@ -164,7 +164,12 @@ mod tests {
             weekly: BTreeMap::new(),
             holidays: vec![],
         };
-        assert!(Hours::compile("x", &bad).unwrap_err().reason.contains("Mars/Olympus"));
+        assert!(
+            Hours::compile("x", &bad)
+                .unwrap_err()
+                .reason
+                .contains("Mars/Olympus")
+        );
         let mut weekly = BTreeMap::new();
         weekly.insert("monday".into(), "9-5".into());
         let bad = HoursConfig {
@@ -172,6 +177,11 @@ mod tests {
             weekly,
             holidays: vec![],
         };
-        assert!(Hours::compile("x", &bad).unwrap_err().reason.contains("monday"));
+        assert!(
+            Hours::compile("x", &bad)
+                .unwrap_err()
+                .reason
+                .contains("monday")
+        );
     }
 }

@@ -89,7 +89,10 @@ impl HttpClient {
         }
         let req = hyper::Request::post(uri)
             .header("content-type", "application/json")
-            .header("user-agent", concat!("careline/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "user-agent",
+                concat!("careline/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| HttpError::Transport(e.to_string()))?;
         let exchange = async {
@@ -108,7 +111,9 @@ impl HttpClient {
                 .collect()
                 .await
                 .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
                         HttpError::TooLarge(max_body)
                     } else {
                         HttpError::Transport(e.to_string())

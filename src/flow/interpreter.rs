@@ -12,7 +12,9 @@ use tracing::{info, warn};
 use super::attributes::ContactData;
 use super::catalog::Catalog;
 use super::hours::Hours;
-use super::program::{Action, Flow, InputMode, Kind, Message, Metric, PhoneFormat, Ref, ResponseType};
+use super::program::{
+    Action, Flow, InputMode, Kind, Message, Metric, PhoneFormat, Ref, ResponseType,
+};
 use super::queues::{AtCapacity, QueueMetrics};
 use super::resources::{ResourceKind, Resources};
 use super::template::Template;
@@ -85,7 +87,10 @@ pub enum Event {
 
 #[derive(Debug, Clone)]
 pub enum Effect {
-    Play { audio: Vec<Audio>, barge_in: bool },
+    Play {
+        audio: Vec<Audio>,
+        barge_in: bool,
+    },
     Collect(CollectSpec),
     /// POST `event` to the Lambda endpoint `function` (a `[lambda.NAME]`), within `timeout`.
     Invoke {
@@ -93,12 +98,18 @@ pub enum Effect {
         event: Value,
         timeout: Duration,
     },
-    Enqueue { queue: Arc<str> },
-    QueueMetrics { queue: Arc<str> },
+    Enqueue {
+        queue: Arc<str>,
+    },
+    QueueMetrics {
+        queue: Arc<str>,
+    },
     /// UpdateContactRecordingBehavior: the intent (recording itself is another module).
     SetRecording(Arc<Value>),
     /// Start or stop streaming the call's audio to the configured WebSocket.
-    MediaStreaming { enabled: bool },
+    MediaStreaming {
+        enabled: bool,
+    },
     /// Feed `Event::Timer` after this long.
     Timer(Duration),
     Disconnect,
@@ -444,22 +455,20 @@ impl FlowRun {
                 }
                 Step::Wait(Wait::Iterating)
             }
-            Kind::GetInput { message, .. } => {
-                match message.as_ref().map(|m| self.audio_of(m)) {
-                    Some(Some(a)) => {
-                        self.effects.push_back(Effect::Play {
-                            audio: vec![a],
-                            barge_in: true,
-                        });
-                        Step::Wait(Wait::PlayThenCollect)
-                    }
-                    Some(None) => self.error("NoMatchingError"),
-                    None => {
-                        self.collect();
-                        Step::Wait(Wait::Collect)
-                    }
+            Kind::GetInput { message, .. } => match message.as_ref().map(|m| self.audio_of(m)) {
+                Some(Some(a)) => {
+                    self.effects.push_back(Effect::Play {
+                        audio: vec![a],
+                        barge_in: true,
+                    });
+                    Step::Wait(Wait::PlayThenCollect)
                 }
-            }
+                Some(None) => self.error("NoMatchingError"),
+                None => {
+                    self.collect();
+                    Step::Wait(Wait::Collect)
+                }
+            },
             Kind::Compare(t) => {
                 let v = self.render(t);
                 self.branch_on(&v)
@@ -614,7 +623,12 @@ impl FlowRun {
                     *n = 0;
                     "DoneLooping"
                 };
-                match self.action().conditions.iter().position(|(c, _)| c.holds(outcome)) {
+                match self
+                    .action()
+                    .conditions
+                    .iter()
+                    .position(|(c, _)| c.holds(outcome))
+                {
                     Some(i) => Step::Go(Some(self.action().conditions[i].1), "condition", Some(i)),
                     None => self.next_of_current("next"),
                 }
@@ -845,7 +859,9 @@ fn normalize_phone(digits: &str, format: &PhoneFormat) -> Option<String> {
         return None;
     }
     match format {
-        PhoneFormat::E164 => (8..=15).contains(&digits.len()).then(|| format!("+{digits}")),
+        PhoneFormat::E164 => (8..=15)
+            .contains(&digits.len())
+            .then(|| format!("+{digits}")),
         PhoneFormat::Local(country) => match country.as_str() {
             "US" | "CA" => match digits.len() {
                 10 => Some(format!("+1{digits}")),

@@ -41,8 +41,18 @@ fn cond(mut action: Value, conds: &[(&str, &str, &str)], errors: &[(&str, &str)]
 /// Standard tail actions: `ok` and `err` say their name, then disconnect.
 fn tail() -> Vec<Value> {
     vec![
-        a("ok", "MessageParticipant", json!({"Text": "ok"}), Some("end")),
-        a("err", "MessageParticipant", json!({"Text": "err"}), Some("end")),
+        a(
+            "ok",
+            "MessageParticipant",
+            json!({"Text": "ok"}),
+            Some("end"),
+        ),
+        a(
+            "err",
+            "MessageParticipant",
+            json!({"Text": "err"}),
+            Some("end"),
+        ),
         json!({"Identifier": "end", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}}),
     ]
 }
@@ -157,7 +167,10 @@ fn said(r: &mut FlowRun) -> (Vec<String>, Option<Effect>) {
 }
 
 fn key(r: &mut FlowRun, digits: &str) {
-    r.handle(Event::Collected(CollectOutcome::Complete(digits.into())), now());
+    r.handle(
+        Event::Collected(CollectOutcome::Complete(digits.into())),
+        now(),
+    );
 }
 
 #[test]
@@ -165,16 +178,41 @@ fn message_prompt_text_ssml_and_interpolation() {
     let mut r = run(flow_json(
         "m1",
         vec![
-            a("m1", "MessageParticipant", json!({"PromptId": "welcome"}), Some("set")),
-            a("set", "UpdateContactAttributes", json!({"Attributes": {"who": "Ann"}}), Some("m2")),
-            a("m2", "MessageParticipant", json!({"Text": "Hi $.Attributes.who from $.CustomerEndpoint.Address"}), Some("m3")),
-            a("m3", "MessageParticipant", json!({"SSML": "<speak>Bye</speak>"}), Some("end")),
+            a(
+                "m1",
+                "MessageParticipant",
+                json!({"PromptId": "welcome"}),
+                Some("set"),
+            ),
+            a(
+                "set",
+                "UpdateContactAttributes",
+                json!({"Attributes": {"who": "Ann"}}),
+                Some("m2"),
+            ),
+            a(
+                "m2",
+                "MessageParticipant",
+                json!({"Text": "Hi $.Attributes.who from $.CustomerEndpoint.Address"}),
+                Some("m3"),
+            ),
+            a(
+                "m3",
+                "MessageParticipant",
+                json!({"SSML": "<speak>Bye</speak>"}),
+                Some("end"),
+            ),
         ],
     ));
     let (s, _) = said(&mut r);
     assert_eq!(
         s,
-        vec!["en/welcome", "Hi Ann from +15551230000", "<speak>Bye</speak>", "<bye>"]
+        vec![
+            "en/welcome",
+            "Hi Ann from +15551230000",
+            "<speak>Bye</speak>",
+            "<bye>"
+        ]
     );
 }
 
@@ -182,9 +220,17 @@ fn message_prompt_text_ssml_and_interpolation() {
 fn menu_input_conditions_timeout_and_no_match() {
     let menu = || {
         cond(
-            a("menu", "GetParticipantInput", json!({"Text": "Press 1", "InputTimeLimitSeconds": "4"}), Some("ok")),
+            a(
+                "menu",
+                "GetParticipantInput",
+                json!({"Text": "Press 1", "InputTimeLimitSeconds": "4"}),
+                Some("ok"),
+            ),
             &[("Equals", "1", "ok")],
-            &[("InputTimeLimitExceeded", "timeout"), ("NoMatchingCondition", "nomatch")],
+            &[
+                ("InputTimeLimitExceeded", "timeout"),
+                ("NoMatchingCondition", "nomatch"),
+            ],
         )
     };
     let flow = || {
@@ -192,8 +238,18 @@ fn menu_input_conditions_timeout_and_no_match() {
             "menu",
             vec![
                 menu(),
-                a("timeout", "MessageParticipant", json!({"Text": "timeout"}), Some("end")),
-                a("nomatch", "MessageParticipant", json!({"Text": "nomatch"}), Some("end")),
+                a(
+                    "timeout",
+                    "MessageParticipant",
+                    json!({"Text": "timeout"}),
+                    Some("end"),
+                ),
+                a(
+                    "nomatch",
+                    "MessageParticipant",
+                    json!({"Text": "nomatch"}),
+                    Some("end"),
+                ),
             ],
         )
     };
@@ -217,7 +273,10 @@ fn menu_input_conditions_timeout_and_no_match() {
 
     let mut r = run(flow());
     said(&mut r);
-    r.handle(Event::Collected(CollectOutcome::Timeout(String::new())), now());
+    r.handle(
+        Event::Collected(CollectOutcome::Timeout(String::new())),
+        now(),
+    );
     assert_eq!(said(&mut r).0, vec!["timeout", "<bye>"]);
 }
 
@@ -228,16 +287,39 @@ fn store_input_terminator_cancel_and_phone_validation() {
             "in",
             vec![
                 cond(
-                    a("in", "GetParticipantInput", json!({
+                    a(
+                        "in",
+                        "GetParticipantInput",
+                        json!({
                         "Text": "Number?", "StoreInput": "True", "InputTimeLimitSeconds": "5",
                         "DTMFConfiguration": {"InputTerminationSequence": "#", "DisableCancelKey": "False"},
-                        "InputValidation": validation}), Some("say")),
+                        "InputValidation": validation}),
+                        Some("say"),
+                    ),
                     &[],
-                    &[("InvalidPhoneNumber", "bad"), ("InputTimeLimitExceeded", "timeout")],
+                    &[
+                        ("InvalidPhoneNumber", "bad"),
+                        ("InputTimeLimitExceeded", "timeout"),
+                    ],
                 ),
-                a("say", "MessageParticipant", json!({"Text": "got $.StoredCustomerInput"}), Some("end")),
-                a("bad", "MessageParticipant", json!({"Text": "bad"}), Some("end")),
-                a("timeout", "MessageParticipant", json!({"Text": "timeout"}), Some("end")),
+                a(
+                    "say",
+                    "MessageParticipant",
+                    json!({"Text": "got $.StoredCustomerInput"}),
+                    Some("end"),
+                ),
+                a(
+                    "bad",
+                    "MessageParticipant",
+                    json!({"Text": "bad"}),
+                    Some("end"),
+                ),
+                a(
+                    "timeout",
+                    "MessageParticipant",
+                    json!({"Text": "timeout"}),
+                    Some("end"),
+                ),
             ],
         )
     };
@@ -251,21 +333,33 @@ fn store_input_terminator_cancel_and_phone_validation() {
         }
         other => panic!("{other:?}"),
     }
-    r.handle(Event::Collected(CollectOutcome::Terminated("1234".into())), now());
+    r.handle(
+        Event::Collected(CollectOutcome::Terminated("1234".into())),
+        now(),
+    );
     assert_eq!(said(&mut r).0, vec!["got 1234", "<bye>"]);
 
     let phone = json!({"PhoneNumberValidation": {"NumberFormat": "Local", "CountryCode": "JP"}});
     let mut r = run(store(phone.clone()));
     said(&mut r);
-    r.handle(Event::Collected(CollectOutcome::Terminated("0312345678".into())), now());
+    r.handle(
+        Event::Collected(CollectOutcome::Terminated("0312345678".into())),
+        now(),
+    );
     assert_eq!(said(&mut r).0, vec!["got +81312345678", "<bye>"]);
     let mut r = run(store(phone.clone()));
     said(&mut r);
-    r.handle(Event::Collected(CollectOutcome::Terminated("123".into())), now());
+    r.handle(
+        Event::Collected(CollectOutcome::Terminated("123".into())),
+        now(),
+    );
     assert_eq!(said(&mut r).0, vec!["bad", "<bye>"]);
     let mut r = run(store(phone));
     said(&mut r);
-    r.handle(Event::Collected(CollectOutcome::Timeout(String::new())), now());
+    r.handle(
+        Event::Collected(CollectOutcome::Timeout(String::new())),
+        now(),
+    );
     assert_eq!(said(&mut r).0, vec!["timeout", "<bye>"]);
 }
 
@@ -275,9 +369,19 @@ fn compare_every_operator_first_true_wins_and_no_match() {
         flow_json(
             "set",
             vec![
-                a("set", "UpdateContactAttributes", json!({"Attributes": {"v": value}}), Some("cmp")),
+                a(
+                    "set",
+                    "UpdateContactAttributes",
+                    json!({"Attributes": {"v": value}}),
+                    Some("cmp"),
+                ),
                 cond(
-                    a("cmp", "Compare", json!({"ComparisonValue": "$.Attributes.v"}), None),
+                    a(
+                        "cmp",
+                        "Compare",
+                        json!({"ComparisonValue": "$.Attributes.v"}),
+                        None,
+                    ),
                     &[
                         ("NumberGreaterThan", "100", "big"),
                         ("NumberGreaterThan", "10", "ok"),
@@ -285,9 +389,24 @@ fn compare_every_operator_first_true_wins_and_no_match() {
                     ],
                     &[("NoMatchingCondition", "none")],
                 ),
-                a("big", "MessageParticipant", json!({"Text": "big"}), Some("end")),
-                a("urgent", "MessageParticipant", json!({"Text": "urgent"}), Some("end")),
-                a("none", "MessageParticipant", json!({"Text": "none"}), Some("end")),
+                a(
+                    "big",
+                    "MessageParticipant",
+                    json!({"Text": "big"}),
+                    Some("end"),
+                ),
+                a(
+                    "urgent",
+                    "MessageParticipant",
+                    json!({"Text": "urgent"}),
+                    Some("end"),
+                ),
+                a(
+                    "none",
+                    "MessageParticipant",
+                    json!({"Text": "none"}),
+                    Some("end"),
+                ),
             ],
         )
     };
@@ -302,17 +421,52 @@ fn flow_attributes_hours_voice_logging_and_contact_data() {
     let mut r = run(flow_json(
         "log",
         vec![
-            a("log", "UpdateFlowLoggingBehavior", json!({"FlowLoggingBehavior": "Enabled"}), Some("fa")),
-            a("fa", "UpdateFlowAttributes", json!({"FlowAttributes": {"x": {"Value": "7"}}}), Some("voice")),
-            a("voice", "UpdateContactTextToSpeechVoice", json!({"TextToSpeechVoice": "Mizuki"}), Some("data")),
-            a("data", "UpdateContactData", json!({"LanguageCode": "ja-JP"}), Some("hours")),
+            a(
+                "log",
+                "UpdateFlowLoggingBehavior",
+                json!({"FlowLoggingBehavior": "Enabled"}),
+                Some("fa"),
+            ),
+            a(
+                "fa",
+                "UpdateFlowAttributes",
+                json!({"FlowAttributes": {"x": {"Value": "7"}}}),
+                Some("voice"),
+            ),
+            a(
+                "voice",
+                "UpdateContactTextToSpeechVoice",
+                json!({"TextToSpeechVoice": "Mizuki"}),
+                Some("data"),
+            ),
+            a(
+                "data",
+                "UpdateContactData",
+                json!({"LanguageCode": "ja-JP"}),
+                Some("hours"),
+            ),
             cond(
-                a("hours", "CheckHoursOfOperation", json!({"Hours": "clinic"}), None),
+                a(
+                    "hours",
+                    "CheckHoursOfOperation",
+                    json!({"Hours": "clinic"}),
+                    None,
+                ),
                 &[("Equals", "True", "open"), ("Equals", "False", "closed")],
                 &[],
             ),
-            a("open", "MessageParticipant", json!({"Text": "open $.FlowAttributes.x $.LanguageCode"}), Some("end")),
-            a("closed", "MessageParticipant", json!({"Text": "closed"}), Some("end")),
+            a(
+                "open",
+                "MessageParticipant",
+                json!({"Text": "open $.FlowAttributes.x $.LanguageCode"}),
+                Some("end"),
+            ),
+            a(
+                "closed",
+                "MessageParticipant",
+                json!({"Text": "closed"}),
+                Some("end"),
+            ),
         ],
     ));
     assert_eq!(said(&mut r).0[0], "open 7 ja-JP");
@@ -325,19 +479,33 @@ fn lambda_string_map_json_and_errors() {
         flow_json(
             "call",
             vec![
-                a("call", "InvokeLambdaFunction", json!({
+                a(
+                    "call",
+                    "InvokeLambdaFunction",
+                    json!({
                     "LambdaFunctionARN": "arn:aws:lambda:us-east-1:1:function:verify",
                     "InvocationTimeLimitSeconds": "2",
                     "LambdaInvocationAttributes": {"sel": "$.Attributes.none"},
-                    "ResponseValidation": {"ResponseType": rt}}), Some("say")),
-                a("say", "MessageParticipant", json!({"Text": "name $.External.name $.External.visit.room"}), Some("end")),
+                    "ResponseValidation": {"ResponseType": rt}}),
+                    Some("say"),
+                ),
+                a(
+                    "say",
+                    "MessageParticipant",
+                    json!({"Text": "name $.External.name $.External.visit.room"}),
+                    Some("end"),
+                ),
             ],
         )
     };
     let mut r = run(f("STRING_MAP"));
     let (_, e) = said(&mut r);
     match e {
-        Some(Effect::Invoke { function, event, timeout }) => {
+        Some(Effect::Invoke {
+            function,
+            event,
+            timeout,
+        }) => {
             assert_eq!(&*function, "verify");
             assert_eq!(timeout, Duration::from_secs(2));
             assert_eq!(event["Name"], "ContactFlowEvent");
@@ -355,7 +523,10 @@ fn lambda_string_map_json_and_errors() {
 
     let mut r = run(f("JSON"));
     said(&mut r);
-    r.handle(Event::Invoked(Ok(json!({"name": "Bo", "visit": {"room": 7}}))), now());
+    r.handle(
+        Event::Invoked(Ok(json!({"name": "Bo", "visit": {"room": 7}}))),
+        now(),
+    );
     assert_eq!(said(&mut r).0[0], "name Bo 7");
 
     for failure in [Err("timeout".to_string()), Ok(json!([1, 2]))] {
@@ -373,10 +544,18 @@ fn loop_counts_then_done() {
         vec![
             cond(
                 a("loop", "Loop", json!({"LoopCount": "2"}), Some("ok")),
-                &[("Equals", "ContinueLooping", "again"), ("Equals", "DoneLooping", "ok")],
+                &[
+                    ("Equals", "ContinueLooping", "again"),
+                    ("Equals", "DoneLooping", "ok"),
+                ],
                 &[],
             ),
-            a("again", "MessageParticipant", json!({"Text": "again"}), Some("loop")),
+            a(
+                "again",
+                "MessageParticipant",
+                json!({"Text": "again"}),
+                Some("loop"),
+            ),
         ],
     ));
     assert_eq!(said(&mut r).0, vec!["again", "again", "ok", "<bye>"]);
@@ -387,15 +566,39 @@ fn queue_transfer_hold_flow_capacity_and_metrics() {
     let main = flow_json(
         "q",
         vec![
-            a("q", "UpdateContactTargetQueue", json!({"QueueId": "arn:aws:connect:r:1:instance/i/queue/nurses"}), Some("metric")),
+            a(
+                "q",
+                "UpdateContactTargetQueue",
+                json!({"QueueId": "arn:aws:connect:r:1:instance/i/queue/nurses"}),
+                Some("metric"),
+            ),
             cond(
-                a("metric", "CheckMetricData", json!({"MetricType": "NumberOfContactsInQueue"}), None),
+                a(
+                    "metric",
+                    "CheckMetricData",
+                    json!({"MetricType": "NumberOfContactsInQueue"}),
+                    None,
+                ),
                 &[("NumberGreaterThan", "5", "busy")],
                 &[("NoMatchingCondition", "xfer")],
             ),
-            cond(a("xfer", "TransferContactToQueue", json!({}), Some("end")), &[], &[("QueueAtCapacity", "full")]),
-            a("busy", "MessageParticipant", json!({"Text": "busy"}), Some("end")),
-            a("full", "MessageParticipant", json!({"Text": "full"}), Some("end")),
+            cond(
+                a("xfer", "TransferContactToQueue", json!({}), Some("end")),
+                &[],
+                &[("QueueAtCapacity", "full")],
+            ),
+            a(
+                "busy",
+                "MessageParticipant",
+                json!({"Text": "busy"}),
+                Some("end"),
+            ),
+            a(
+                "full",
+                "MessageParticipant",
+                json!({"Text": "full"}),
+                Some("end"),
+            ),
         ],
     );
     let hold = json!({"Name": "hold", "Type": "CUSTOMER_QUEUE", "Content": json!({
@@ -410,23 +613,40 @@ fn queue_transfer_hold_flow_capacity_and_metrics() {
     let mut r = run_with(setup());
     let (_, e) = said(&mut r);
     assert!(matches!(e, Some(Effect::QueueMetrics { ref queue }) if &**queue == "nurses"));
-    r.handle(Event::QueueMetrics(Some(QueueMetrics { contacts: 2, ..Default::default() })), now());
+    r.handle(
+        Event::QueueMetrics(Some(QueueMetrics {
+            contacts: 2,
+            ..Default::default()
+        })),
+        now(),
+    );
     let (_, e) = said(&mut r);
     assert!(matches!(e, Some(Effect::Enqueue { .. })));
     r.handle(Event::Enqueued(Ok(())), now());
     let e = r.poll_effect();
     match e {
         Some(Effect::Play { audio, .. }) => {
-            assert!(matches!(&audio[0], Audio::Speech { text, .. } if &**text == "please hold nurses"))
+            assert!(
+                matches!(&audio[0], Audio::Speech { text, .. } if &**text == "please hold nurses")
+            )
         }
         other => panic!("{other:?}"),
     }
     r.handle(Event::PlayDone { interrupted: false }, now());
-    assert!(matches!(r.poll_effect(), Some(Effect::Play { .. })), "hold messages loop");
+    assert!(
+        matches!(r.poll_effect(), Some(Effect::Play { .. })),
+        "hold messages loop"
+    );
 
     let mut r = run_with(setup());
     said(&mut r);
-    r.handle(Event::QueueMetrics(Some(QueueMetrics { contacts: 9, ..Default::default() })), now());
+    r.handle(
+        Event::QueueMetrics(Some(QueueMetrics {
+            contacts: 9,
+            ..Default::default()
+        })),
+        now(),
+    );
     assert_eq!(said(&mut r).0[0], "busy");
 
     let mut r = run_with(setup());
@@ -442,24 +662,59 @@ fn transfer_to_flow_modules_event_hooks_recording_streaming() {
     let main = flow_json(
         "rec",
         vec![
-            a("rec", "UpdateContactRecordingBehavior", json!({"RecordingBehavior": {"RecordedParticipants": ["Customer"]}}), Some("stream")),
-            a("stream", "StartMediaStreaming", json!({"MediaStreamTypes": ["AUDIO"]}), Some("hooks")),
-            a("hooks", "UpdateContactEventHooks", json!({"EventHooks": {"CustomerQueue": "second"}}), Some("mod")),
-            a("mod", "InvokeFlowModule", json!({"FlowModuleId": "module"}), Some("xfer")),
-            a("xfer", "TransferToFlow", json!({"ContactFlowId": "arn:aws:connect:r:1:instance/i/contact-flow/second"}), Some("err")),
+            a(
+                "rec",
+                "UpdateContactRecordingBehavior",
+                json!({"RecordingBehavior": {"RecordedParticipants": ["Customer"]}}),
+                Some("stream"),
+            ),
+            a(
+                "stream",
+                "StartMediaStreaming",
+                json!({"MediaStreamTypes": ["AUDIO"]}),
+                Some("hooks"),
+            ),
+            a(
+                "hooks",
+                "UpdateContactEventHooks",
+                json!({"EventHooks": {"CustomerQueue": "second"}}),
+                Some("mod"),
+            ),
+            a(
+                "mod",
+                "InvokeFlowModule",
+                json!({"FlowModuleId": "module"}),
+                Some("xfer"),
+            ),
+            a(
+                "xfer",
+                "TransferToFlow",
+                json!({"ContactFlowId": "arn:aws:connect:r:1:instance/i/contact-flow/second"}),
+                Some("err"),
+            ),
         ],
     );
     let module = flow_json(
         "m",
         vec![
-            a("m", "MessageParticipant", json!({"Text": "in module"}), Some("back")),
+            a(
+                "m",
+                "MessageParticipant",
+                json!({"Text": "in module"}),
+                Some("back"),
+            ),
             json!({"Identifier": "back", "Type": "EndFlowModuleExecution", "Parameters": {}, "Transitions": {}}),
         ],
     );
     let second = flow_json(
         "s",
         vec![
-            a("s", "MessageParticipant", json!({"Text": "second flow"}), Some("fin")),
+            a(
+                "s",
+                "MessageParticipant",
+                json!({"Text": "second flow"}),
+                Some("fin"),
+            ),
             json!({"Identifier": "fin", "Type": "EndFlowExecution", "Parameters": {}, "Transitions": {}}),
         ],
     );
@@ -468,7 +723,10 @@ fn transfer_to_flow_modules_event_hooks_recording_streaming() {
         queues: vec![],
     });
     assert!(matches!(r.poll_effect(), Some(Effect::SetRecording(_))));
-    assert!(matches!(r.poll_effect(), Some(Effect::MediaStreaming { enabled: true })));
+    assert!(matches!(
+        r.poll_effect(),
+        Some(Effect::MediaStreaming { enabled: true })
+    ));
     assert_eq!(said(&mut r).0, vec!["in module", "second flow", "<bye>"]);
 }
 
@@ -476,7 +734,12 @@ fn transfer_to_flow_modules_event_hooks_recording_streaming() {
 fn unsupported_types_take_their_error_branch_in_lenient_mode() {
     let mut r = run(flow_json(
         "lex",
-        vec![a("lex", "ConnectParticipantWithLexBot", json!({"Text": "Say something"}), Some("ok"))],
+        vec![a(
+            "lex",
+            "ConnectParticipantWithLexBot",
+            json!({"Text": "Say something"}),
+            Some("ok"),
+        )],
     ));
     assert_eq!(said(&mut r).0, vec!["err", "<bye>"]);
 }
@@ -486,8 +749,18 @@ fn a_flow_that_never_waits_is_stopped() {
     let mut r = run(flow_json(
         "x",
         vec![
-            a("x", "UpdateContactAttributes", json!({"Attributes": {"a": "1"}}), Some("y")),
-            a("y", "UpdateContactAttributes", json!({"Attributes": {"a": "2"}}), Some("x")),
+            a(
+                "x",
+                "UpdateContactAttributes",
+                json!({"Attributes": {"a": "1"}}),
+                Some("y"),
+            ),
+            a(
+                "y",
+                "UpdateContactAttributes",
+                json!({"Attributes": {"a": "2"}}),
+                Some("x"),
+            ),
         ],
     ));
     assert_eq!(said(&mut r).0, vec!["<bye>"]);

@@ -102,9 +102,13 @@ mod tests {
 
     #[test]
     fn invalid_json_names_line_and_column() {
-        let err = parse("f.json", "f", "{\n  \"Version\": \"2019-10-30\",\n  \"Actions\": [,]\n}")
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "f.json",
+            "f",
+            "{\n  \"Version\": \"2019-10-30\",\n  \"Actions\": [,]\n}",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("f.json: invalid JSON at line 3 column 15"),
             "{err}"

@@ -204,9 +204,11 @@ impl Reader<'_, '_> {
             return Some(Message::Text(t));
         }
         if has("Media") {
-            self.err("`Media` (audio from S3) is not supported; use PromptId with a prompt in \
+            self.err(
+                "`Media` (audio from S3) is not supported; use PromptId with a prompt in \
                       the prompt folder"
-                .into());
+                    .into(),
+            );
         }
         None
     }
@@ -280,7 +282,9 @@ pub fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnostic>) -> 
                 Kind::SetQueue(Ref::Dynamic(Template::parse("")))
             }
         },
-        "TransferContactToQueue" => Kind::TransferToQueue(r.reference("QueueId", ResourceKind::Queue)),
+        "TransferContactToQueue" => {
+            Kind::TransferToQueue(r.reference("QueueId", ResourceKind::Queue))
+        }
         "CheckMetricData" => {
             let metric = match r.required("MetricType").as_deref() {
                 Some("NumberOfContactsInQueue") => Metric::ContactsInQueue,
@@ -361,15 +365,13 @@ pub fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnostic>) -> 
                 Kind::SetVoice(Template::parse(""))
             }
         },
-        "UpdateFlowLoggingBehavior" => {
-            match flag(params.get("FlowLoggingBehavior")) {
-                Some(on) => Kind::SetLogging(on),
-                None => {
-                    r.err("`FlowLoggingBehavior` must be Enabled or Disabled".into());
-                    Kind::SetLogging(false)
-                }
+        "UpdateFlowLoggingBehavior" => match flag(params.get("FlowLoggingBehavior")) {
+            Some(on) => Kind::SetLogging(on),
+            None => {
+                r.err("`FlowLoggingBehavior` must be Enabled or Disabled".into());
+                Kind::SetLogging(false)
             }
-        }
+        },
         "UpdateContactData" => {
             let mut fields = Vec::new();
             if let Value::Object(map) = &params {
@@ -381,15 +383,13 @@ pub fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnostic>) -> 
             }
             Kind::UpdateContactData(fields)
         }
-        "UpdateContactMediaStreamingBehavior" => {
-            match flag(params.get("MediaStreamingState")) {
-                Some(on) => Kind::MediaStreaming(on),
-                None => {
-                    r.err("`MediaStreamingState` must be Enabled or Disabled".into());
-                    Kind::MediaStreaming(false)
-                }
+        "UpdateContactMediaStreamingBehavior" => match flag(params.get("MediaStreamingState")) {
+            Some(on) => Kind::MediaStreaming(on),
+            None => {
+                r.err("`MediaStreamingState` must be Enabled or Disabled".into());
+                Kind::MediaStreaming(false)
             }
-        }
+        },
         "StartMediaStreaming" => Kind::MediaStreaming(true),
         "StopMediaStreaming" => Kind::MediaStreaming(false),
         "DisconnectParticipant" => Kind::Disconnect,

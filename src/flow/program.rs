@@ -41,7 +41,12 @@ const E_COND: &[&str] = &["NoMatchingCondition", "NoMatchingError"];
 /// (older exports) are aliases.
 pub const SUPPORTED: &[TypeInfo] = &[
     t("MessageParticipant", Conditions::Forbidden, E, false),
-    t("MessageParticipantIteratively", Conditions::Forbidden, E, false),
+    t(
+        "MessageParticipantIteratively",
+        Conditions::Forbidden,
+        E,
+        false,
+    ),
     t(
         "GetParticipantInput",
         Conditions::EqualsOnly,
@@ -67,7 +72,12 @@ pub const SUPPORTED: &[TypeInfo] = &[
     t("Compare", Conditions::Any, E_COND, false),
     t("UpdateContactAttributes", Conditions::Forbidden, E, false),
     t("UpdateFlowAttributes", Conditions::Forbidden, E, false),
-    t("CheckHoursOfOperation", Conditions::EqualsOnly, E_COND, false),
+    t(
+        "CheckHoursOfOperation",
+        Conditions::EqualsOnly,
+        E_COND,
+        false,
+    ),
     t("UpdateContactTargetQueue", Conditions::Forbidden, E, false),
     t(
         "TransferContactToQueue",
@@ -83,8 +93,18 @@ pub const SUPPORTED: &[TypeInfo] = &[
     t("EndFlowModuleExecution", Conditions::Forbidden, &[], true),
     t("UpdateContactEventHooks", Conditions::Forbidden, E, false),
     t("Loop", Conditions::EqualsOnly, E, false),
-    t("UpdateContactRecordingBehavior", Conditions::Forbidden, E, false),
-    t("UpdateContactTextToSpeechVoice", Conditions::Forbidden, E, false),
+    t(
+        "UpdateContactRecordingBehavior",
+        Conditions::Forbidden,
+        E,
+        false,
+    ),
+    t(
+        "UpdateContactTextToSpeechVoice",
+        Conditions::Forbidden,
+        E,
+        false,
+    ),
     t("UpdateFlowLoggingBehavior", Conditions::Forbidden, E, false),
     t("UpdateContactData", Conditions::Forbidden, E, false),
     t(

@@ -154,8 +154,7 @@ mod tests {
         r.lambdas.insert("acme-exampleFunction-use1".into());
         r.map
             .insert("<PATIENT_VERIFICATION_LAMBDA_ARN>".into(), "verify".into());
-        r.map
-            .insert("6f1c2a9e-queue-id".into(), "nurses".into());
+        r.map.insert("6f1c2a9e-queue-id".into(), "nurses".into());
         r
     }
 
@@ -190,7 +189,10 @@ mod tests {
             .as_deref(),
             Some("acme-exampleFunction-use1")
         );
-        assert_eq!(r.resolve(ResourceKind::Queue, "nurses").as_deref(), Some("nurses"));
+        assert_eq!(
+            r.resolve(ResourceKind::Queue, "nurses").as_deref(),
+            Some("nurses")
+        );
         assert_eq!(r.resolve(ResourceKind::Queue, "finance"), None);
         assert_eq!(
             r.resolve(ResourceKind::Flow, "sales"),

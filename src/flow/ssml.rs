@@ -76,7 +76,9 @@ fn break_time(body: &str) -> Duration {
                 .min(Duration::from_secs(10));
         }
         if let Some(s) = t.strip_suffix('s') {
-            return Duration::from_secs_f64(s.trim().parse::<f64>().unwrap_or(0.0).clamp(0.0, 10.0));
+            return Duration::from_secs_f64(
+                s.trim().parse::<f64>().unwrap_or(0.0).clamp(0.0, 10.0),
+            );
         }
     }
     let ms = match attr(body, "strength").as_deref() {
@@ -314,7 +316,10 @@ mod tests {
     fn speak_break_and_plain_text() {
         assert_eq!(
             parse("<speak>You are on hold <break time=\"10s\"/></speak>").unwrap(),
-            vec![text("You are on hold "), Piece::Pause(Duration::from_secs(10))]
+            vec![
+                text("You are on hold "),
+                Piece::Pause(Duration::from_secs(10))
+            ]
         );
         assert_eq!(
             parse("Welcome to ACME corporation").unwrap(),

@@ -49,7 +49,9 @@ pub fn start(url: String, contact_id: String) -> TapSender {
                 return;
             }
             Err(_) => {
-                tracing::warn!("media streaming endpoint did not answer; the call goes on without it");
+                tracing::warn!(
+                    "media streaming endpoint did not answer; the call goes on without it"
+                );
                 return;
             }
         };

@@ -83,10 +83,7 @@ pub fn check(
                 let d = Diagnostic::error(file, format!("malformed action: {e}"));
                 out.push(match id {
                     Some(id) => d.at(&id, &ty),
-                    None => Diagnostic::error(
-                        file,
-                        format!("action #{} is malformed: {e}", i + 1),
-                    ),
+                    None => Diagnostic::error(file, format!("action #{} is malformed: {e}", i + 1)),
                 });
             }
         }
@@ -147,7 +144,10 @@ pub fn check(
 
     // Literal flow attributes, for checking `$.FlowAttributes.x` references.
     let mut flow_attributes: HashMap<String, Vec<String>> = HashMap::new();
-    for a in raws.iter().filter(|a| a.action_type == "UpdateFlowAttributes") {
+    for a in raws
+        .iter()
+        .filter(|a| a.action_type == "UpdateFlowAttributes")
+    {
         if let Some(Value::Object(map)) = a.parameters.get("FlowAttributes") {
             for (k, v) in map {
                 if let Some(s) = scalar(v.get("Value").unwrap_or(v)) {
@@ -276,8 +276,7 @@ fn action(
             )));
             continue;
         };
-        if info.is_some_and(|i| i.conditions == Conditions::EqualsOnly) && op != Operator::Equals
-        {
+        if info.is_some_and(|i| i.conditions == Conditions::EqualsOnly) && op != Operator::Equals {
             out.push(err(format!(
                 "{ty} conditions only take Equals, not `{op_name}`"
             )));
@@ -299,7 +298,9 @@ fn action(
         }
         check_operand(ty, &operand, &err, out);
         if c.next_action.is_none() {
-            out.push(err(format!("the condition `{op_name} {operand}` has no NextAction")));
+            out.push(err(format!(
+                "the condition `{op_name} {operand}` has no NextAction"
+            )));
         }
         if let Some(n) = target(
             &format!("the condition `{op_name} {operand}`'s NextAction"),

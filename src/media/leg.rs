@@ -13,10 +13,10 @@ use super::dtmf::{Digit, DtmfMethod};
 use super::jitter::{JitterBuffer, JitterConfig, Pop};
 use super::player::{PlayEnd, PlayId, Player};
 use super::prompt::{FRAME_MS, Prompt, Silence};
-use crate::flow::streaming::{TapFrame, Track};
 use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
 use super::rtp::{RtpPacket, RtpSender};
 use crate::config::InbandDtmf;
+use crate::flow::streaming::{TapFrame, Track};
 use crate::sip::sdp::{Negotiated, TelephoneEvent};
 
 /// RTP comfort noise (RFC 3389), which callers may send during silence.
@@ -416,8 +416,8 @@ impl MediaLeg {
                         for (o, s) in pcm.iter_mut().zip(chunk.chunks(step)) {
                             *o = (s.iter().map(|&x| x as i32).sum::<i32>() / s.len() as i32) as i16;
                         }
-                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
-                            tap.try_send(TapFrame {
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tap
+                            .try_send(TapFrame {
                                 track: Track::FromCustomer,
                                 pcm,
                             })

@@ -77,7 +77,9 @@ impl Player {
     pub fn last_pcm_8k(&self) -> Option<&[i16]> {
         let (prompt, i) = self.current.as_ref()?;
         let start = i.checked_sub(1)? * 160;
-        prompt.pcm_8k.get(start..(start + 160).min(prompt.pcm_8k.len()))
+        prompt
+            .pcm_8k
+            .get(start..(start + 160).min(prompt.pcm_8k.len()))
     }
 
     pub fn is_playing(&self) -> bool {

@@ -48,7 +48,14 @@ impl Tts for Espeak {
     async fn speak(&self, text: &str, voice: EngineVoice<'_>, rate: f32) -> Result<Pcm, TtsError> {
         let wpm = (BASE_WPM * rate).clamp(80.0, 450.0) as u32;
         let mut child = tokio::process::Command::new(&self.program)
-            .args(["-v", voice.name, "-s", &wpm.to_string(), "--stdin", "--stdout"])
+            .args([
+                "-v",
+                voice.name,
+                "-s",
+                &wpm.to_string(),
+                "--stdin",
+                "--stdout",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

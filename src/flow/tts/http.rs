@@ -43,10 +43,16 @@ impl Tts for HttpTts {
             engine: format!("HTTP TTS {}", self.url),
             reason,
         };
-        let body = json!({"text": text, "voice": voice.name, "language": voice.language, "rate": rate});
+        let body =
+            json!({"text": text, "voice": voice.name, "language": voice.language, "rate": rate});
         let resp = self
             .client
-            .post_json(&self.url, body.to_string().into_bytes(), self.timeout, MAX_WAV)
+            .post_json(
+                &self.url,
+                body.to_string().into_bytes(),
+                self.timeout,
+                MAX_WAV,
+            )
             .await
             .map_err(|e| engine(e.to_string()))?;
         if resp.status != 200 {

@@ -228,7 +228,8 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Pcm, String> {
     let mut bits = 16u16;
     while i + 8 <= bytes.len() {
         let id = &bytes[i..i + 4];
-        let len = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
+        let len =
+            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
         let body = i + 8;
         if id == b"fmt " && body + 16 <= bytes.len() {
             let format = u16::from_le_bytes([bytes[body], bytes[body + 1]]);
@@ -241,7 +242,9 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Pcm, String> {
             ]);
             bits = u16::from_le_bytes([bytes[body + 14], bytes[body + 15]]);
             if format != 1 || bits != 16 {
-                return Err(format!("WAV format {format} with {bits}-bit samples; need 16-bit PCM"));
+                return Err(format!(
+                    "WAV format {format} with {bits}-bit samples; need 16-bit PCM"
+                ));
             }
         } else if id == b"data" {
             let end = body.saturating_add(len).min(bytes.len());
@@ -309,7 +312,10 @@ mod tests {
         }
         async fn speak(&self, text: &str, v: EngineVoice<'_>, _rate: f32) -> Result<Pcm, TtsError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            self.1.lock().unwrap().push((text.to_string(), v.name.to_string()));
+            self.1
+                .lock()
+                .unwrap()
+                .push((text.to_string(), v.name.to_string()));
             Ok(Pcm {
                 samples: vec![1000; 80 * text.chars().count()],
                 rate: 8000,
@@ -337,16 +343,28 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b), "one rendering, shared");
         assert_eq!(fake.0.load(Ordering::SeqCst), 1);
         assert!(speech.cached(&joanna, &text, false).is_some());
-        assert!((100..=140).contains(&a.duration_ms()), "10 ms per character: {}", a.duration_ms());
+        assert!(
+            (100..=140).contains(&a.duration_ms()),
+            "10 ms per character: {}",
+            a.duration_ms()
+        );
 
         let mizuki = voice("Mizuki", "ja-JP", "ja+f3");
         let ssml: Arc<str> =
-            "<speak>はい<break time=\"1s\"/><lang xml:lang=\"en-US\">Press two</lang></speak>".into();
+            "<speak>はい<break time=\"1s\"/><lang xml:lang=\"en-US\">Press two</lang></speak>"
+                .into();
         let p = speech.render(&mizuki, &ssml, true).await.unwrap();
-        assert!((1100..=1140).contains(&p.duration_ms()), "{}", p.duration_ms());
+        assert!(
+            (1100..=1140).contains(&p.duration_ms()),
+            "{}",
+            p.duration_ms()
+        );
         let calls = fake.1.lock().unwrap().clone();
         assert_eq!(calls[1], ("はい".to_string(), "ja+f3".to_string()));
-        assert_eq!(calls[2].1, "en-us+f3", "<lang> switches to an English voice");
+        assert_eq!(
+            calls[2].1, "en-us+f3",
+            "<lang> switches to an English voice"
+        );
 
         let failures = speech
             .warm(vec![(joanna.clone(), "Goodbye".into(), false)], 2)
