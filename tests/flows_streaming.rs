@@ -14,6 +14,9 @@ use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
 use tokio_tungstenite::tungstenite::Message;
 
+/// What the endpoint received: text messages and binary frames.
+type Received = (Vec<String>, Vec<Vec<u8>>);
+
 fn flow() -> String {
     serde_json::json!({"Version": "2019-10-30", "StartAction": "stream", "Actions": [
         {"Identifier": "stream", "Type": "UpdateContactMediaStreamingBehavior",
@@ -67,7 +70,7 @@ fn the_endpoint_hears_both_directions_until_the_flow_stops_streaming() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let got: Arc<Mutex<(Vec<String>, Vec<Vec<u8>>)>> = Default::default();
+    let got: Arc<Mutex<Received>> = Default::default();
     let g = got.clone();
     rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
