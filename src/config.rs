@@ -14,6 +14,12 @@ use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::flow::hours::HoursConfig;
+use crate::flow::lambda::LambdaConfig;
+use crate::flow::queues::QueueConfig;
+use crate::flow::voices::VoiceOverride;
 use crate::media::codec::Codec;
 
 /// The file read from the working directory when no `--config` is given.
@@ -31,6 +37,56 @@ pub struct Config {
     pub calls: CallsConfig,
     pub log: LogConfig,
     pub recording: crate::recording::settings::RecordingConfig,
+    /// Contact flows: where they are, which number runs which (issue 3).
+    pub flows: FlowsConfig,
+    /// Queues flows transfer to (`[queues.NAME]`).
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Hours of operation (`[hours.NAME]`).
+    pub hours: BTreeMap<String, HoursConfig>,
+    /// Lambda functions as HTTP endpoints (`[lambda.NAME] url = ...`).
+    pub lambda: BTreeMap<String, LambdaConfig>,
+    pub tts: TtsConfig,
+    pub media_streaming: MediaStreamingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Folder of flow files (`*.json`, bare or DescribeContactFlow-wrapped), all loaded at start.
+    pub dir: PathBuf,
+    /// Flow for numbers not listed in `numbers` (a flow Name or file name).
+    pub default: String,
+    /// Dialed number (Request-URI user) -> flow.
+    pub numbers: BTreeMap<String, String>,
+    /// Reference (ARN, id, `${PLACEHOLDER}`) -> Careline resource name.
+    pub resources: BTreeMap<String, String>,
+    /// Unsupported action types stop the load (true) or take their error branch (false).
+    pub strict: bool,
+    /// Log every action of every flow (flows can also enable it with UpdateFlowLoggingBehavior).
+    pub logging: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtsConfig {
+    /// `espeak` (embedded, espeak-ng) or `http` (see README, "Text to speech").
+    pub engine: String,
+    pub espeak_program: String,
+    /// MeCab for Japanese readings; empty disables the reading step.
+    pub mecab_program: String,
+    pub http_url: Option<String>,
+    pub http_timeout_ms: u64,
+    /// Voice of flows that set none (a Connect voice name).
+    pub default_voice: String,
+    /// Connect voice name -> engine voice.
+    pub voices: BTreeMap<String, VoiceOverride>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaStreamingConfig {
+    /// WebSocket endpoint (`ws://...`) that receives call audio when a flow starts streaming.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -135,8 +191,64 @@ impl Default for Config {
             calls: CallsConfig::default(),
             log: LogConfig::default(),
             recording: Default::default(),
+            flows: FlowsConfig::default(),
+            queues: shipped_queues(),
+            hours: BTreeMap::new(),
+            lambda: BTreeMap::new(),
+            tts: TtsConfig::default(),
+            media_streaming: MediaStreamingConfig::default(),
         }
     }
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        let mut numbers = BTreeMap::new();
+        numbers.insert("200".to_string(), "medical-triage".to_string());
+        FlowsConfig {
+            dir: PathBuf::from("flows"),
+            default: "demo-menu".into(),
+            numbers,
+            resources: BTreeMap::new(),
+            strict: true,
+            logging: false,
+        }
+    }
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        TtsConfig {
+            engine: "espeak".into(),
+            espeak_program: "espeak-ng".into(),
+            mecab_program: "mecab".into(),
+            http_url: None,
+            http_timeout_ms: 5000,
+            default_voice: "Joanna".into(),
+            voices: BTreeMap::new(),
+        }
+    }
+}
+
+/// The queues the shipped triage flow transfers to.
+fn shipped_queues() -> BTreeMap<String, QueueConfig> {
+    let mut q = BTreeMap::new();
+    for name in [
+        "triage-urgent",
+        "triage-appointments",
+        "triage-nurses",
+        "triage-results",
+    ] {
+        q.insert(
+            name.to_string(),
+            QueueConfig {
+                capacity: 20,
+                hold_flow: Some("triage-hold".into()),
+                hours: None,
+            },
+        );
+    }
+    q
 }
 
 impl Default for SipConfig {
@@ -360,6 +472,20 @@ impl Config {
             ));
         }
         self.recording.validate().map_err(ConfigError::Invalid)?;
+        match self.tts.engine.as_str() {
+            "espeak" => {}
+            "http" if self.tts.http_url.is_some() => {}
+            "http" => {
+                return Err(ConfigError::Invalid(
+                    "tts.engine = \"http\" needs tts.http_url".into(),
+                ));
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "tts.engine: `{other}` is not espeak or http"
+                )));
+            }
+        }
         if self.rtp.jitter_ms > 1000 {
             return Err(ConfigError::Invalid(format!(
                 "rtp.jitter_ms = {} is more than one second",

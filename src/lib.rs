@@ -6,6 +6,7 @@
 pub mod api;
 pub mod call;
 pub mod config;
+pub mod flow;
 pub mod keys;
 pub mod media;
 pub mod metrics;

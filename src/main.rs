@@ -42,6 +42,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults < file < CARELINE_* env < flags) as TOML.
     Config(ServeArgs),
+    /// Contact flows (Amazon Connect flow language).
+    #[command(subcommand)]
+    Flow(FlowCommand),
     /// Recordings: list, export decrypted audio, verify integrity.
     #[command(subcommand)]
     Recording(RecordingCommand),
@@ -82,6 +85,20 @@ enum KeysCommand {
     /// Make a new master key current and re-wrap every recording's data key under it
     /// (headers only; the audio is not re-encrypted).
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum FlowCommand {
+    /// Check flow files as `serve` would load them: every problem, each naming file, action
+    /// Identifier, Type and reason. Exits 1 when any file would not load.
+    Validate {
+        /// Flow files (bare or DescribeContactFlow-wrapped JSON)
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Load unsupported action types with their error branch (flows.strict = false)
+        #[arg(long)]
+        lenient: bool,
+    },
 }
 
 #[derive(Args, Default)]
@@ -171,6 +188,27 @@ fn run() -> anyhow::Result<()> {
         Command::Config(args) => {
             let config = load(&cli.common, args)?;
             print!("{}", toml_of(&config)?);
+            Ok(())
+        }
+        Command::Flow(FlowCommand::Validate { files, lenient }) => {
+            let mut config = load(&cli.common, &ServeArgs::default())?;
+            if *lenient {
+                config.flows.strict = false;
+            }
+            // Prompts resolve PromptId references; without the folder those are reported.
+            let prompts = careline::media::prompt::PromptLibrary::load(&config.prompts.dir)
+                .map(std::sync::Arc::new)
+                .map_err(|e| eprintln!("careline: warning: prompts not loaded ({e})"))
+                .ok();
+            let diagnostics = careline::flow::engine::validate_files(&config, prompts, files);
+            for d in &diagnostics {
+                println!("{d}");
+            }
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            if errors > 0 {
+                anyhow::bail!("{errors} error(s) in {} file(s)", files.len());
+            }
+            println!("{} file(s) OK", files.len());
             Ok(())
         }
         Command::Serve(args) => {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::call::menu::{MenuPrompts, MissingPrompt};
 use crate::call::{CallCommand, CallServices, CallSettings};
 use crate::config::{Config, ConfigError};
 use crate::media::engine::MediaEngine;
@@ -22,8 +21,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("prompts: {0}")]
     Prompts(#[from] PromptError),
-    #[error(transparent)]
-    Menu(#[from] MissingPrompt),
+    #[error("contact flows: {0}")]
+    Flows(#[from] crate::flow::engine::FlowStartError),
     #[error("SIP: {0}")]
     Sip(#[from] SipError),
     #[error("TLS: {0}")]
@@ -65,13 +64,39 @@ impl Server {
 
         let started = Instant::now();
         let prompts = PromptLibrary::load(&config.prompts.dir)?;
-        let menu = MenuPrompts::resolve(&prompts, &config.prompts.language)?;
         metrics.prompts_loaded.set(prompts.len() as i64);
         info!(
             prompts = prompts.len(),
             ms = started.elapsed().as_millis() as u64,
             "prompts loaded and encoded"
         );
+        let flows = crate::flow::engine::FlowEngine::build(
+            &config,
+            Arc::new(prompts),
+            crate::flow::http::HttpClient::new(),
+        )?;
+        for w in &flows.warnings {
+            tracing::warn!("{w}");
+        }
+        info!(flows = flows.env.catalog.len(), "contact flows loaded");
+        // Static texts are rendered in the background, a few at a time: the server answers at
+        // once, and a caller who reaches a text still rendering waits for that one rendering.
+        let warm = flows.static_speech();
+        let speech = flows.speech.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let count = warm.len();
+            let failures = speech.warm(warm, 2).await;
+            for (text_len, e) in failures.iter().map(|(t, e)| (t.chars().count(), e)) {
+                tracing::warn!(chars = text_len, error = %e, "speech for a flow text could not be rendered");
+            }
+            info!(
+                texts = count,
+                failed = failures.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "flow speech rendered"
+            );
+        });
 
         let tls = match config.sip.tls_listen {
             Some(_) => Some(tls::load_or_generate(
@@ -129,7 +154,7 @@ impl Server {
             },
             media,
             sip: sip.clone(),
-            menu,
+            flows,
             table: Default::default(),
             metrics,
             draining: AtomicBool::new(false),

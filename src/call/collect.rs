@@ -15,6 +15,8 @@ pub struct CollectSpec {
     pub inter_digit_timeout: Duration,
     /// A key that ends input early (commonly `#`); never part of the result.
     pub terminator: Option<Digit>,
+    /// A key that discards what was typed so far and starts over (Connect's cancel key `*`).
+    pub cancel: Option<Digit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,11 @@ impl DigitCollector {
         if Some(digit) == self.spec.terminator {
             return Some(CollectOutcome::Terminated(std::mem::take(&mut self.digits)));
         }
+        if Some(digit) == self.spec.cancel {
+            self.digits.clear();
+            self.deadline = now + self.spec.first_timeout;
+            return None;
+        }
         self.digits.push(digit.to_char());
         if self.digits.chars().count() >= self.spec.max_digits.max(1) {
             return Some(CollectOutcome::Complete(std::mem::take(&mut self.digits)));
@@ -79,6 +86,7 @@ mod tests {
             first_timeout: Duration::from_secs(5),
             inter_digit_timeout: Duration::from_secs(2),
             terminator: term.map(d),
+            cancel: None,
         }
     }
 
@@ -107,6 +115,26 @@ mod tests {
         assert_eq!(
             c.on_digit(d('#'), t),
             Some(CollectOutcome::Terminated("42".into()))
+        );
+    }
+
+    #[test]
+    fn cancel_key_starts_over() {
+        let t = Instant::now();
+        let mut c = DigitCollector::new(
+            CollectSpec {
+                cancel: Some(d('*')),
+                ..spec(4, Some('#'))
+            },
+            t,
+        );
+        c.on_digit(d('1'), t);
+        c.on_digit(d('2'), t);
+        assert_eq!(c.on_digit(d('*'), t), None);
+        c.on_digit(d('7'), t);
+        assert_eq!(
+            c.on_digit(d('#'), t),
+            Some(CollectOutcome::Terminated("7".into()))
         );
     }
 

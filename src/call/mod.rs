@@ -1,8 +1,6 @@
-//! Calls: the session table, one task per call, and the script contract a call runs.
+//! Calls: the session table and one task per call, which runs the call's contact flow.
 
 pub mod collect;
-pub mod menu;
-pub mod script;
 pub mod table;
 pub mod task;
 
@@ -35,7 +33,8 @@ pub struct CallServices {
     pub settings: CallSettings,
     pub media: MediaEngine,
     pub sip: Arc<SipServer>,
-    pub menu: menu::MenuPrompts,
+    /// Contact flows, speech, Lambda endpoints and queues.
+    pub flows: crate::flow::engine::FlowEngine,
     pub table: table::CallTable,
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: new calls are refused with 503.

@@ -10,10 +10,11 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::collect::DigitCollector;
-use super::menu::Menu;
-use super::script::{Action, Script, ScriptEvent};
 use super::table::CallHandle;
 use super::{CallCommand, CallServices};
+use crate::flow::attributes::ContactData;
+use crate::flow::interpreter::{Audio, Effect, Event, FlowRun, Now};
+use crate::flow::queues::Ticket;
 use crate::media::codec::{Codec, Decoder};
 use crate::media::dtmf::Digit;
 use crate::media::engine::LegHandle;
@@ -42,6 +43,13 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
         svc.metrics.call_rejected("503");
         info!("call refused: at the configured maximum of concurrent calls");
         return call.reject(503, retry, Some("too many calls".into())).await;
+    };
+    let Some(flow) = svc.flows.flow_for(&call.dialed) else {
+        svc.metrics.call_rejected("404");
+        info!("no contact flow for the dialed number and no flows.default");
+        return call
+            .reject(404, None, Some("no contact flow for this number".into()))
+            .await;
     };
     let is_sdp = call
         .content_type
@@ -91,6 +99,12 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     };
     let call_id = call.call_id.clone();
     let transport = call.transport;
+    let contact = ContactData {
+        contact_id: call_id.as_str().into(),
+        customer_address: call.caller.clone(),
+        system_address: call.dialed.clone(),
+        ..ContactData::default()
+    };
     let mut dialog = match call.accept_dialog() {
         Ok(d) => d,
         Err(e) => {
@@ -148,13 +162,16 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     svc.metrics.calls_active.inc();
     info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call answered");
 
-    let script = Box::new(Menu::new(svc.menu.clone(), svc.settings.menu_timeout));
+    info!(flow = %flow.name, "running contact flow");
+    let (internal, internal_rx) = mpsc::unbounded_channel();
     let mut call = Call {
+        flow: FlowRun::new(svc.flows.env.clone(), flow, contact),
         svc: svc.clone(),
         dialog,
         leg,
-        script,
         commands: command_rx,
+        internal,
+        internal_rx,
         state: CallState::default(),
         call_id: call_id.clone(),
         codec: negotiated.codec,
@@ -195,23 +212,44 @@ struct CallState {
     /// The `Play` in progress, if any.
     playing: Option<PlayId>,
     next_play_id: PlayId,
+    /// Whether the `Play` in progress may be cut short by a key.
+    barge_in: bool,
     collector: Option<DigitCollector>,
     /// Digits pressed while no collection ran (type-ahead), oldest first.
     typed_ahead: VecDeque<Digit>,
     hangup: bool,
     /// The recording in progress: its id, and whether it is paused.
     recording: Option<(crate::recording::RecordingId, bool)>,
+    /// The flow's timer (MessageParticipantIteratively interrupts).
+    timer: Option<Instant>,
+    /// The contact's place in a queue, released when the call ends.
+    ticket: Option<Ticket>,
+    /// Media streaming runs (the leg holds the sending end).
+    streaming: bool,
+}
+
+/// Results of work the call task started off its own loop (speech, Lambda calls).
+enum Internal {
+    /// Speech for the `Play` with this id is rendered.
+    Rendered(PlayId, Vec<Arc<crate::media::prompt::Prompt>>),
+    Invoked(Result<serde_json::Value, String>),
 }
 
 struct Call {
     svc: Arc<CallServices>,
     dialog: ServerCall,
     leg: LegHandle,
-    script: Box<dyn Script>,
+    flow: FlowRun,
     commands: mpsc::UnboundedReceiver<CallCommand>,
+    internal: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
     state: CallState,
     call_id: String,
     codec: Codec,
+}
+
+fn now() -> Now {
+    Now::new(Instant::now(), jiff::Timestamp::now())
 }
 
 impl Call {
@@ -257,7 +295,11 @@ impl Call {
     /// Runs until the call ends; returns the cause (a metrics label).
     async fn run(&mut self, local: &mut LocalMedia) -> &'static str {
         loop {
-            let deadline = self.state.collector.as_ref().map(|c| c.deadline());
+            let collect = self.state.collector.as_ref().map(|c| c.deadline());
+            let deadline = match (collect, self.state.timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -271,7 +313,7 @@ impl Call {
                     Some(CallSignal::Confirmed) => {
                         if !self.state.started {
                             self.state.started = true;
-                            self.script.handle(ScriptEvent::Started);
+                            self.flow.handle(Event::Started, now());
                         }
                     }
                     Some(CallSignal::Offer { sdp, reply }) => self.renegotiate(&sdp, reply, local).await,
@@ -298,7 +340,7 @@ impl Call {
                         };
                         if self.state.playing == Some(id) {
                             self.state.playing = None;
-                            self.script.handle(ScriptEvent::PlayDone { interrupted });
+                            self.flow.handle(Event::PlayDone { interrupted }, now());
                         }
                     }
                     Some(LegEvent::RtpTimeout) => {
@@ -312,15 +354,27 @@ impl Call {
                     Some(CallCommand::Recording(ctl)) => self.record(ctl),
                     None => return "error",
                 },
+                Some(done) = self.internal_rx.recv() => match done {
+                    Internal::Rendered(id, prompts) => {
+                        if self.state.playing == Some(id) {
+                            self.play_now(id, prompts);
+                        }
+                    }
+                    Internal::Invoked(result) => self.flow.handle(Event::Invoked(result), now()),
+                },
                 _ = timer => {
-                    let now = Instant::now();
-                    if let Some(outcome) = self.state.collector.as_mut().and_then(|c| c.on_time(now)) {
+                    let t = Instant::now();
+                    if let Some(outcome) = self.state.collector.as_mut().and_then(|c| c.on_time(t)) {
                         self.state.collector = None;
-                        self.script.handle(ScriptEvent::Collected(outcome));
+                        self.flow.handle(Event::Collected(outcome), now());
+                    }
+                    if self.state.timer.is_some_and(|d| d <= t) {
+                        self.state.timer = None;
+                        self.flow.handle(Event::Timer, now());
                     }
                 }
             }
-            self.run_actions();
+            self.run_effects();
             if self.state.hangup {
                 return EndReason::OurBye.as_str();
             }
@@ -333,7 +387,7 @@ impl Call {
             Some(c) => {
                 if let Some(outcome) = c.on_digit(digit, now) {
                     self.state.collector = None;
-                    self.script.handle(ScriptEvent::Collected(outcome));
+                    self.flow.handle(Event::Collected(outcome), self::now());
                 }
             }
             None => {
@@ -346,21 +400,12 @@ impl Call {
         }
     }
 
-    /// Carries out what the script asked, until it waits for an event.
-    fn run_actions(&mut self) {
-        while let Some(action) = self.script.poll_action() {
-            match action {
-                Action::Play { prompts, barge_in } => {
-                    self.state.next_play_id += 1;
-                    let id = self.state.next_play_id;
-                    self.state.playing = Some(id);
-                    self.leg.command(LegCommand::Play {
-                        id,
-                        prompts,
-                        barge_in,
-                    });
-                }
-                Action::Collect(spec) => {
+    /// Carries out what the flow asked, until it waits for an event.
+    fn run_effects(&mut self) {
+        while let Some(effect) = self.flow.poll_effect() {
+            match effect {
+                Effect::Play { audio, barge_in } => self.play(audio, barge_in),
+                Effect::Collect(spec) => {
                     let now = Instant::now();
                     let mut collector = DigitCollector::new(spec, now);
                     let mut done = None;
@@ -371,17 +416,138 @@ impl Call {
                         }
                     }
                     match done {
-                        Some(outcome) => self.script.handle(ScriptEvent::Collected(outcome)),
+                        Some(outcome) => self.flow.handle(Event::Collected(outcome), self::now()),
                         None => self.state.collector = Some(collector),
                     }
                 }
-                Action::Hangup => {
+                Effect::Invoke {
+                    function,
+                    event,
+                    timeout,
+                } => {
+                    let lambdas = self.svc.flows.lambdas.clone();
+                    let tx = self.internal.clone();
+                    tokio::spawn(
+                        async move {
+                            let result = lambdas.invoke(&function, &event, timeout).await;
+                            let _ = tx.send(Internal::Invoked(result));
+                        }
+                        .in_current_span(),
+                    );
+                }
+                Effect::Enqueue { queue } => {
+                    let result = self.svc.flows.queues.enqueue(&queue, Instant::now());
+                    let event = match result {
+                        Ok(ticket) => {
+                            info!(queue = %queue, "caller queued");
+                            self.state.ticket = Some(ticket);
+                            Event::Enqueued(Ok(()))
+                        }
+                        Err(e) => Event::Enqueued(Err(e)),
+                    };
+                    self.flow.handle(event, now());
+                }
+                Effect::QueueMetrics { queue } => {
+                    let m = self.svc.flows.queues.metrics(&queue, Instant::now());
+                    self.flow.handle(Event::QueueMetrics(m), now());
+                }
+                Effect::SetRecording(behavior) => match recording_intent(&behavior) {
+                    Some(ctl) => self.record(ctl),
+                    None => info!(
+                        "UpdateContactRecordingBehavior without RecordedParticipants: ignored"
+                    ),
+                },
+                Effect::MediaStreaming { enabled } => self.streaming(enabled),
+                Effect::Timer(d) => self.state.timer = Some(Instant::now() + d),
+                Effect::Disconnect => {
                     self.state.hangup = true;
                     return;
                 }
-                Action::Recording(ctl) => self.record(ctl),
             }
         }
+    }
+
+    /// Plays at once what is ready; speech not yet in the cache is rendered off the loop and
+    /// played when it is.
+    fn play(&mut self, audio: Vec<Audio>, barge_in: bool) {
+        self.state.next_play_id += 1;
+        let id = self.state.next_play_id;
+        self.state.playing = Some(id);
+        self.state.barge_in = barge_in;
+        let speech = &self.svc.flows.speech;
+        let mut ready = Vec::with_capacity(audio.len());
+        let mut missing = false;
+        for a in &audio {
+            match a {
+                Audio::Prompt(p) => ready.push(p.clone()),
+                Audio::Speech { voice, text, ssml } => match speech.cached(voice, text, *ssml) {
+                    Some(p) => ready.push(p),
+                    None => missing = true,
+                },
+            }
+        }
+        if !missing {
+            return self.play_now(id, ready);
+        }
+        let speech = speech.clone();
+        let tx = self.internal.clone();
+        tokio::spawn(
+            async move {
+                let mut prompts = Vec::with_capacity(audio.len());
+                for a in audio {
+                    match a {
+                        Audio::Prompt(p) => prompts.push(p),
+                        Audio::Speech { voice, text, ssml } => {
+                            match speech.render(&voice, &text, ssml).await {
+                                Ok(p) => prompts.push(p),
+                                // The sentence is skipped; the flow goes on.
+                                Err(e) => warn!(error = %e, "speech synthesis failed"),
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(Internal::Rendered(id, prompts));
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn play_now(&mut self, id: PlayId, prompts: Vec<Arc<crate::media::prompt::Prompt>>) {
+        if prompts.is_empty() {
+            self.state.playing = None;
+            self.flow
+                .handle(Event::PlayDone { interrupted: false }, now());
+            return;
+        }
+        self.leg.command(LegCommand::Play {
+            id,
+            prompts,
+            barge_in: self.state.barge_in,
+        });
+    }
+
+    fn streaming(&mut self, enabled: bool) {
+        match (&self.svc.flows.streaming_url, enabled) {
+            (Some(url), true) if !self.state.streaming => {
+                let tap = crate::flow::streaming::start(url.clone(), self.dialog_id());
+                self.leg.command(LegCommand::Tap(Some(tap)));
+                self.state.streaming = true;
+                info!("media streaming started");
+            }
+            (_, false) if self.state.streaming => {
+                self.leg.command(LegCommand::Tap(None));
+                self.state.streaming = false;
+                info!("media streaming stopped");
+            }
+            (None, true) => {
+                info!("the flow starts media streaming, but media_streaming.url is not set")
+            }
+            _ => {}
+        }
+    }
+
+    fn dialog_id(&self) -> String {
+        self.flow.contact.contact_id.to_string()
     }
 
     /// A re-INVITE/UPDATE offer: hold (sendonly/inactive), unhold, or a new address.
@@ -408,5 +574,59 @@ impl Call {
                 reply.respond(488, None).await;
             }
         }
+    }
+}
+
+/// UpdateContactRecordingBehavior's `RecordingBehavior.RecordedParticipants`: `Customer` is
+/// the caller's channel, `Agent` the other side (what the caller hears: prompts today, agents
+/// later); an empty list stops recording. `None` when the parameter is absent.
+fn recording_intent(behavior: &serde_json::Value) -> Option<RecordingControl> {
+    let list = behavior
+        .pointer("/RecordingBehavior/RecordedParticipants")?
+        .as_array()?;
+    let has = |who: &str| {
+        list.iter()
+            .any(|p| p.as_str().is_some_and(|p| p.eq_ignore_ascii_case(who)))
+    };
+    let participants = Participants {
+        customer: has("Customer"),
+        agent: has("Agent"),
+    };
+    Some(if participants.customer || participants.agent {
+        RecordingControl::Start(participants)
+    } else {
+        RecordingControl::Stop
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn recorded_participants_map_to_recording_control() {
+        let both = json!({"RecordingBehavior": {"RecordedParticipants": ["Agent", "Customer"]}});
+        assert!(matches!(
+            recording_intent(&both),
+            Some(RecordingControl::Start(Participants {
+                customer: true,
+                agent: true
+            }))
+        ));
+        let caller = json!({"RecordingBehavior": {"RecordedParticipants": ["Customer"]}});
+        assert!(matches!(
+            recording_intent(&caller),
+            Some(RecordingControl::Start(Participants {
+                customer: true,
+                agent: false
+            }))
+        ));
+        let off = json!({"RecordingBehavior": {"RecordedParticipants": []}});
+        assert!(matches!(
+            recording_intent(&off),
+            Some(RecordingControl::Stop)
+        ));
+        assert!(recording_intent(&json!({"IVRRecordingBehavior": "Enabled"})).is_none());
     }
 }

@@ -16,6 +16,7 @@ use super::prompt::{FRAME_MS, Prompt, Silence};
 use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
 use super::rtp::{RtpPacket, RtpSender};
 use crate::config::InbandDtmf;
+use crate::flow::streaming::{TapFrame, TapSender, Track};
 use crate::recording::tap::{LegRecording, RecorderTap};
 use crate::sip::sdp::{Negotiated, TelephoneEvent};
 
@@ -87,6 +88,8 @@ pub enum LegCommand {
     Digit(Digit),
     /// Start, pause, resume or stop handing audio to a recorder.
     Record(LegRecording),
+    /// Copy the call's audio (both directions, 8 kHz) to a media stream, or stop (None).
+    Tap(Option<TapSender>),
 }
 
 /// Counters a media clock flushes into the process metrics after each tick.
@@ -123,6 +126,8 @@ pub struct MediaLeg {
     /// Whether in-band detection is wanted (the path may exist for the recorder alone).
     want_inband: bool,
     recorder: Option<LegRecorder>,
+    /// Media streaming: frames are offered with `try_send`, never waited on.
+    tap: Option<TapSender>,
     rx_stats: ReceiveStats,
     tx_stats: SendStats,
     rx_ssrc: Option<u32>,
@@ -176,6 +181,7 @@ impl MediaLeg {
             inband: None,
             want_inband: false,
             recorder: None,
+            tap: None,
             sender: RtpSender::new(ssrc, seq0, ts0),
             ts_step,
             player: Player::default(),
@@ -234,7 +240,7 @@ impl MediaLeg {
         params: &LegParams,
         codec_changed: bool,
     ) -> Result<(), CodecError> {
-        let need = self.want_inband || self.recorder.is_some();
+        let need = self.want_inband || self.recorder.is_some() || self.tap.is_some();
         if !need {
             self.inband = None;
             return Ok(());
@@ -329,6 +335,11 @@ impl MediaLeg {
             LegCommand::Update(params) => self.configure(params)?,
             LegCommand::Digit(d) => self.digit(d, DtmfMethod::SipInfo),
             LegCommand::Record(r) => self.record(r)?,
+            LegCommand::Tap(tap) => {
+                self.tap = tap;
+                let params = self.params.clone();
+                self.update_receive_path(&params, false)?;
+            }
         }
         Ok(())
     }
@@ -432,7 +443,7 @@ impl MediaLeg {
             let sending = dest.is_some() && self.params.send;
             record_tick(rec, sending.then_some(frame.payload));
         }
-        match dest {
+        let sent = match dest {
             Some(dest) if self.params.send => {
                 if frame.start_of_speech {
                     self.sender.marker_pending = true;
@@ -449,11 +460,32 @@ impl MediaLeg {
                 self.sender.timestamp = self.sender.timestamp.wrapping_add(self.ts_step);
                 None
             }
+        };
+        if self.tap.is_some() {
+            let mut pcm = [0i16; 160];
+            if let Some(heard) = self.player.last_pcm_8k() {
+                let n = heard.len().min(160);
+                pcm[..n].copy_from_slice(&heard[..n]);
+            }
+            self.offer_tap(Track::ToCustomer, pcm);
+        }
+        sent
+    }
+
+    /// Offers one frame to the media stream; a full or closed stream drops it (a dead
+    /// endpoint must never slow the media clock), and a closed one ends the tap.
+    fn offer_tap(&mut self, track: Track, pcm: [i16; 160]) {
+        if let Some(tap) = &self.tap
+            && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                tap.try_send(TapFrame { track, pcm })
+        {
+            self.tap = None;
         }
     }
 
     fn detect_inband(&mut self, now_ms: u64) {
         let Some(path) = &mut self.inband else { return };
+        let mut tap_closed = false;
         let next = path.next_pop_ms.get_or_insert(now_ms);
         // One frame per ptime, however the 20 ms ticks fall.
         while *next <= now_ms {
@@ -475,7 +507,29 @@ impl MediaLeg {
                     let excess = rec.caller.len().saturating_sub(LegRecorder::MAX_BACKLOG);
                     rec.caller.drain(..excess);
                 }
+                if let Some(tap) = &self.tap {
+                    // 8 kHz frames: G.711 as decoded, Opus (16 kHz) averaged down by two.
+                    let step = (path.decoder.rate() / 8000).max(1) as usize;
+                    for chunk in path.pcm.chunks(160 * step) {
+                        let mut pcm = [0i16; 160];
+                        for (o, s) in pcm.iter_mut().zip(chunk.chunks(step)) {
+                            *o = (s.iter().map(|&x| x as i32).sum::<i32>() / s.len() as i32) as i16;
+                        }
+                        let frame = TapFrame {
+                            track: Track::FromCustomer,
+                            pcm,
+                        };
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                            tap.try_send(frame)
+                        {
+                            tap_closed = true;
+                        }
+                    }
+                }
             }
+        }
+        if tap_closed {
+            self.tap = None;
         }
         for i in 0..path.tones.len() {
             if let ToneEvent::Started(d) = path.tones[i] {

@@ -72,6 +72,16 @@ impl Player {
         self.paused = paused;
     }
 
+    /// The 8 kHz audio of the frame `next_frame` returned last, when it was a prompt's (a
+    /// media stream taps it without decoding what was sent).
+    pub fn last_pcm_8k(&self) -> Option<&[i16]> {
+        let (prompt, i) = self.current.as_ref()?;
+        let start = i.checked_sub(1)? * 160;
+        prompt
+            .pcm_8k
+            .get(start..(start + 160).min(prompt.pcm_8k.len()))
+    }
+
     pub fn is_playing(&self) -> bool {
         self.id.is_some()
     }

@@ -1,0 +1,153 @@
+//! A contact's data as flows see it (`$.Attributes`, `$.External`, `$.StoredCustomerInput`,
+//! `$.FlowAttributes`, endpoints, queue, ...), and the Lambda event built from it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::template::{Path, Root, Template};
+
+/// Per-call state a flow reads and writes.
+#[derive(Debug, Clone, Default)]
+pub struct ContactData {
+    pub contact_id: Arc<str>,
+    /// The caller's number (never logged).
+    pub customer_address: String,
+    /// The number dialed.
+    pub system_address: String,
+    pub attributes: HashMap<String, String>,
+    /// The last Lambda result.
+    pub external: Map<String, Value>,
+    pub stored_input: Option<String>,
+    pub queue: Option<Arc<str>>,
+    pub language: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl ContactData {
+    /// The value of a reference; `flow_attributes` belongs to the running flow.
+    pub fn lookup(&self, p: &Path, flow_attributes: &HashMap<String, String>) -> Option<String> {
+        let first = p.keys.first().map(|k| &**k);
+        match &p.root {
+            Root::Attributes => self.attributes.get(first?).cloned(),
+            Root::FlowAttributes => flow_attributes.get(first?).cloned(),
+            Root::External => {
+                let mut v = self.external.get(first?)?;
+                for k in p.keys.iter().skip(1) {
+                    v = v.get(&**k)?;
+                }
+                value_text(v)
+            }
+            Root::StoredCustomerInput => self.stored_input.clone(),
+            Root::CustomerEndpoint => match first {
+                Some("Address") => Some(self.customer_address.clone()),
+                Some("Type") => Some("TELEPHONE_NUMBER".into()),
+                _ => None,
+            },
+            Root::SystemEndpoint => match first {
+                Some("Address") => Some(self.system_address.clone()),
+                Some("Type") => Some("TELEPHONE_NUMBER".into()),
+                _ => None,
+            },
+            Root::Queue => {
+                let q = self.queue.as_ref()?;
+                match first {
+                    Some("Name") | Some("ARN") | Some("Id") => Some(q.to_string()),
+                    _ => None,
+                }
+            }
+            Root::ContactId | Root::InitialContactId => Some(self.contact_id.to_string()),
+            Root::PreviousContactId => None,
+            Root::Channel => Some("VOICE".into()),
+            Root::InitiationMethod => Some("INBOUND".into()),
+            Root::LanguageCode => self.language.clone(),
+            Root::AwsRegion => Some("local".into()),
+            Root::Name => self.name.clone(),
+            Root::Description => self.description.clone(),
+            Root::Lex | Root::Unknown(_) => None,
+        }
+    }
+
+    pub fn render<'a>(
+        &self,
+        t: &'a Template,
+        flow_attributes: &HashMap<String, String>,
+    ) -> std::borrow::Cow<'a, str> {
+        t.render(|p| self.lookup(p, flow_attributes))
+    }
+
+    /// Connect's Lambda event: `{"Details": {"ContactData": ..., "Parameters": ...},
+    /// "Name": "ContactFlowEvent"}`, so functions ported from Lambda read what they always read.
+    pub fn lambda_event(&self, parameters: Map<String, Value>) -> Value {
+        let queue = match &self.queue {
+            Some(q) => json!({"Name": &**q, "ARN": &**q}),
+            None => Value::Null,
+        };
+        json!({
+            "Details": {
+                "ContactData": {
+                    "Attributes": self.attributes,
+                    "Channel": "VOICE",
+                    "ContactId": &*self.contact_id,
+                    "CustomerEndpoint": {"Address": self.customer_address, "Type": "TELEPHONE_NUMBER"},
+                    "InitialContactId": &*self.contact_id,
+                    "InitiationMethod": "INBOUND",
+                    "InstanceARN": "careline",
+                    "LanguageCode": self.language,
+                    "PreviousContactId": &*self.contact_id,
+                    "Queue": queue,
+                    "SystemEndpoint": {"Address": self.system_address, "Type": "TELEPHONE_NUMBER"},
+                },
+                "Parameters": parameters,
+            },
+            "Name": "ContactFlowEvent",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_namespace_resolves() {
+        let mut c = ContactData {
+            contact_id: "c-1".into(),
+            customer_address: "+15551230000".into(),
+            system_address: "100".into(),
+            stored_input: Some("42".into()),
+            queue: Some("nurses".into()),
+            ..Default::default()
+        };
+        c.attributes.insert("lang".into(), "ja".into());
+        c.external = serde_json::from_str(r#"{"name":"Ann","visit":{"room":7}}"#).unwrap();
+        let mut fa = HashMap::new();
+        fa.insert("k".to_string(), "v".to_string());
+        let t = Template::parse(
+            "$.Attributes.lang $.External.name $.External.visit.room $.StoredCustomerInput \
+             $.FlowAttributes.k $.CustomerEndpoint.Address $.SystemEndpoint.Address \
+             $.Queue.Name $.Channel $.Attributes.missing|",
+        );
+        assert_eq!(
+            c.render(&t, &fa),
+            "ja Ann 7 42 v +15551230000 100 nurses VOICE |"
+        );
+        let ev = c.lambda_event(Map::new());
+        assert_eq!(ev["Name"], "ContactFlowEvent");
+        assert_eq!(
+            ev["Details"]["ContactData"]["CustomerEndpoint"]["Address"],
+            "+15551230000"
+        );
+        assert_eq!(ev["Details"]["ContactData"]["Attributes"]["lang"], "ja");
+    }
+}

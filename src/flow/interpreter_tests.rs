@@ -1,0 +1,767 @@
+//! Every action type and branch of the interpreter, fed events by hand.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::flow::catalog::Catalog;
+use crate::flow::hours::{Hours, HoursConfig};
+use crate::flow::validate::Options;
+use crate::media::prompt::PromptLibrary;
+
+fn now() -> Now {
+    Now::new(Instant::now(), "2026-04-27T01:00:00Z".parse().unwrap()) // Monday 10:00 Tokyo
+}
+
+fn a(id: &str, ty: &str, params: Value, next: Option<&str>) -> Value {
+    let mut t = json!({});
+    if let Some(n) = next {
+        t["NextAction"] = json!(n);
+    }
+    t["Errors"] = json!([{"NextAction": "err", "ErrorType": "NoMatchingError"}]);
+    json!({"Identifier": id, "Type": ty, "Parameters": params, "Transitions": t})
+}
+
+fn cond(mut action: Value, conds: &[(&str, &str, &str)], errors: &[(&str, &str)]) -> Value {
+    action["Transitions"]["Conditions"] = conds
+        .iter()
+        .map(|(op, v, n)| json!({"NextAction": n, "Condition": {"Operator": op, "Operands": [v]}}))
+        .collect();
+    let mut e: Vec<Value> = errors
+        .iter()
+        .map(|(t, n)| json!({"NextAction": n, "ErrorType": t}))
+        .collect();
+    e.push(json!({"NextAction": "err", "ErrorType": "NoMatchingError"}));
+    action["Transitions"]["Errors"] = json!(e);
+    action
+}
+
+/// Standard tail actions: `ok` and `err` say their name, then disconnect.
+fn tail() -> Vec<Value> {
+    vec![
+        a(
+            "ok",
+            "MessageParticipant",
+            json!({"Text": "ok"}),
+            Some("end"),
+        ),
+        a(
+            "err",
+            "MessageParticipant",
+            json!({"Text": "err"}),
+            Some("end"),
+        ),
+        json!({"Identifier": "end", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}}),
+    ]
+}
+
+fn flow_json(start: &str, mut actions: Vec<Value>) -> String {
+    actions.extend(tail());
+    json!({"Version": "2019-10-30", "StartAction": start, "Actions": actions}).to_string()
+}
+
+struct Setup {
+    flows: Vec<(&'static str, String)>,
+    queues: Vec<(&'static str, Option<&'static str>, Option<&'static str>)>,
+}
+
+fn env(setup: Setup) -> Arc<Env> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, text) in &setup.flows {
+        let p: PathBuf = dir.path().join(format!("{name}.json"));
+        std::fs::write(&p, text).unwrap();
+        files.push(p);
+    }
+    let mut lib = PromptLibrary::empty().unwrap();
+    lib.insert(Prompt::from_pcm("en", "welcome", &[100; 800], 8000).unwrap());
+    let mut res = Resources {
+        prompts: Some(Arc::new(lib)),
+        prompt_language: "en".into(),
+        ..Default::default()
+    };
+    for (q, _, _) in &setup.queues {
+        res.queues.insert(q.to_string());
+    }
+    res.hours.insert("clinic".into());
+    res.lambdas.insert("verify".into());
+    let (catalog, _) = Catalog::load(&files, &mut res, Options { strict: false })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut weekly = BTreeMap::new();
+    weekly.insert("mon".to_string(), "09:00-17:00".to_string());
+    let mut hours = HashMap::new();
+    hours.insert(
+        "clinic".to_string(),
+        Hours::compile(
+            "clinic",
+            &HoursConfig {
+                time_zone: "Asia/Tokyo".into(),
+                weekly,
+                holidays: vec![],
+            },
+        )
+        .unwrap(),
+    );
+    Arc::new(Env {
+        catalog,
+        resources: res,
+        hours,
+        queues: setup
+            .queues
+            .iter()
+            .map(|(q, f, h)| (q.to_string(), (f.map(String::from), h.map(String::from))))
+            .collect(),
+        voices: Voices::new("Joanna", &HashMap::new()),
+        log_all: true,
+    })
+}
+
+fn run(flow: String) -> FlowRun {
+    run_with(Setup {
+        flows: vec![("main", flow)],
+        queues: vec![],
+    })
+}
+
+fn run_with(setup: Setup) -> FlowRun {
+    let env = env(setup);
+    let main = env.catalog.get("main").unwrap().clone();
+    let contact = ContactData {
+        contact_id: "c1".into(),
+        customer_address: "+15551230000".into(),
+        system_address: "200".into(),
+        ..Default::default()
+    };
+    let mut r = FlowRun::new(env, main, contact);
+    r.handle(Event::Started, now());
+    r
+}
+
+/// Drains effects; plays are answered as finished. Returns what was said (speech texts and
+/// prompt names) up to the first effect that needs an answer other than PlayDone.
+fn said(r: &mut FlowRun) -> (Vec<String>, Option<Effect>) {
+    let mut out = Vec::new();
+    loop {
+        let Some(e) = r.poll_effect() else {
+            return (out, None);
+        };
+        match e {
+            Effect::Play { audio, .. } => {
+                for x in audio {
+                    out.push(match x {
+                        Audio::Prompt(p) => p.key(),
+                        Audio::Speech { text, .. } => text.to_string(),
+                    });
+                }
+                r.handle(Event::PlayDone { interrupted: false }, now());
+            }
+            Effect::Disconnect => {
+                out.push("<bye>".into());
+                return (out, None);
+            }
+            other => return (out, Some(other)),
+        }
+    }
+}
+
+fn key(r: &mut FlowRun, digits: &str) {
+    r.handle(
+        Event::Collected(CollectOutcome::Complete(digits.into())),
+        now(),
+    );
+}
+
+#[test]
+fn message_prompt_text_ssml_and_interpolation() {
+    let mut r = run(flow_json(
+        "m1",
+        vec![
+            a(
+                "m1",
+                "MessageParticipant",
+                json!({"PromptId": "welcome"}),
+                Some("set"),
+            ),
+            a(
+                "set",
+                "UpdateContactAttributes",
+                json!({"Attributes": {"who": "Ann"}}),
+                Some("m2"),
+            ),
+            a(
+                "m2",
+                "MessageParticipant",
+                json!({"Text": "Hi $.Attributes.who from $.CustomerEndpoint.Address"}),
+                Some("m3"),
+            ),
+            a(
+                "m3",
+                "MessageParticipant",
+                json!({"SSML": "<speak>Bye</speak>"}),
+                Some("end"),
+            ),
+        ],
+    ));
+    let (s, _) = said(&mut r);
+    assert_eq!(
+        s,
+        vec![
+            "en/welcome",
+            "Hi Ann from +15551230000",
+            "<speak>Bye</speak>",
+            "<bye>"
+        ]
+    );
+}
+
+#[test]
+fn menu_input_conditions_timeout_and_no_match() {
+    let menu = || {
+        cond(
+            a(
+                "menu",
+                "GetParticipantInput",
+                json!({"Text": "Press 1", "InputTimeLimitSeconds": "4"}),
+                Some("ok"),
+            ),
+            &[("Equals", "1", "ok")],
+            &[
+                ("InputTimeLimitExceeded", "timeout"),
+                ("NoMatchingCondition", "nomatch"),
+            ],
+        )
+    };
+    let flow = || {
+        flow_json(
+            "menu",
+            vec![
+                menu(),
+                a(
+                    "timeout",
+                    "MessageParticipant",
+                    json!({"Text": "timeout"}),
+                    Some("end"),
+                ),
+                a(
+                    "nomatch",
+                    "MessageParticipant",
+                    json!({"Text": "nomatch"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    let mut r = run(flow());
+    let (s, e) = said(&mut r);
+    assert_eq!(s, vec!["Press 1"]);
+    match e {
+        Some(Effect::Collect(spec)) => {
+            assert_eq!(spec.max_digits, 1);
+            assert_eq!(spec.first_timeout, Duration::from_secs(4));
+        }
+        other => panic!("{other:?}"),
+    }
+    key(&mut r, "1");
+    assert_eq!(said(&mut r).0, vec!["ok", "<bye>"]);
+
+    let mut r = run(flow());
+    said(&mut r);
+    key(&mut r, "7");
+    assert_eq!(said(&mut r).0, vec!["nomatch", "<bye>"]);
+
+    let mut r = run(flow());
+    said(&mut r);
+    r.handle(
+        Event::Collected(CollectOutcome::Timeout(String::new())),
+        now(),
+    );
+    assert_eq!(said(&mut r).0, vec!["timeout", "<bye>"]);
+}
+
+#[test]
+fn store_input_terminator_cancel_and_phone_validation() {
+    let store = |validation: Value| {
+        flow_json(
+            "in",
+            vec![
+                cond(
+                    a(
+                        "in",
+                        "GetParticipantInput",
+                        json!({
+                        "Text": "Number?", "StoreInput": "True", "InputTimeLimitSeconds": "5",
+                        "DTMFConfiguration": {"InputTerminationSequence": "#", "DisableCancelKey": "False"},
+                        "InputValidation": validation}),
+                        Some("say"),
+                    ),
+                    &[],
+                    &[
+                        ("InvalidPhoneNumber", "bad"),
+                        ("InputTimeLimitExceeded", "timeout"),
+                    ],
+                ),
+                a(
+                    "say",
+                    "MessageParticipant",
+                    json!({"Text": "got $.StoredCustomerInput"}),
+                    Some("end"),
+                ),
+                a(
+                    "bad",
+                    "MessageParticipant",
+                    json!({"Text": "bad"}),
+                    Some("end"),
+                ),
+                a(
+                    "timeout",
+                    "MessageParticipant",
+                    json!({"Text": "timeout"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    let mut r = run(store(json!({"CustomValidation": {"MaximumLength": "6"}})));
+    let (_, e) = said(&mut r);
+    match e {
+        Some(Effect::Collect(spec)) => {
+            assert_eq!(spec.max_digits, 6);
+            assert_eq!(spec.terminator, Digit::from_char('#'));
+            assert_eq!(spec.cancel, Digit::from_char('*'));
+        }
+        other => panic!("{other:?}"),
+    }
+    r.handle(
+        Event::Collected(CollectOutcome::Terminated("1234".into())),
+        now(),
+    );
+    assert_eq!(said(&mut r).0, vec!["got 1234", "<bye>"]);
+
+    let phone = json!({"PhoneNumberValidation": {"NumberFormat": "Local", "CountryCode": "JP"}});
+    let mut r = run(store(phone.clone()));
+    said(&mut r);
+    r.handle(
+        Event::Collected(CollectOutcome::Terminated("0312345678".into())),
+        now(),
+    );
+    assert_eq!(said(&mut r).0, vec!["got +81312345678", "<bye>"]);
+    let mut r = run(store(phone.clone()));
+    said(&mut r);
+    r.handle(
+        Event::Collected(CollectOutcome::Terminated("123".into())),
+        now(),
+    );
+    assert_eq!(said(&mut r).0, vec!["bad", "<bye>"]);
+    let mut r = run(store(phone));
+    said(&mut r);
+    r.handle(
+        Event::Collected(CollectOutcome::Timeout(String::new())),
+        now(),
+    );
+    assert_eq!(said(&mut r).0, vec!["timeout", "<bye>"]);
+}
+
+#[test]
+fn compare_every_operator_first_true_wins_and_no_match() {
+    let f = |value: &str| {
+        flow_json(
+            "set",
+            vec![
+                a(
+                    "set",
+                    "UpdateContactAttributes",
+                    json!({"Attributes": {"v": value}}),
+                    Some("cmp"),
+                ),
+                cond(
+                    a(
+                        "cmp",
+                        "Compare",
+                        json!({"ComparisonValue": "$.Attributes.v"}),
+                        None,
+                    ),
+                    &[
+                        ("NumberGreaterThan", "100", "big"),
+                        ("NumberGreaterThan", "10", "ok"),
+                        ("TextStartsWith", "urg", "urgent"),
+                    ],
+                    &[("NoMatchingCondition", "none")],
+                ),
+                a(
+                    "big",
+                    "MessageParticipant",
+                    json!({"Text": "big"}),
+                    Some("end"),
+                ),
+                a(
+                    "urgent",
+                    "MessageParticipant",
+                    json!({"Text": "urgent"}),
+                    Some("end"),
+                ),
+                a(
+                    "none",
+                    "MessageParticipant",
+                    json!({"Text": "none"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    assert_eq!(said(&mut run(f("500"))).0[0], "big", "first true wins");
+    assert_eq!(said(&mut run(f("50"))).0[0], "ok");
+    assert_eq!(said(&mut run(f("urgent care"))).0[0], "urgent");
+    assert_eq!(said(&mut run(f("5"))).0[0], "none");
+}
+
+#[test]
+fn flow_attributes_hours_voice_logging_and_contact_data() {
+    let mut r = run(flow_json(
+        "log",
+        vec![
+            a(
+                "log",
+                "UpdateFlowLoggingBehavior",
+                json!({"FlowLoggingBehavior": "Enabled"}),
+                Some("fa"),
+            ),
+            a(
+                "fa",
+                "UpdateFlowAttributes",
+                json!({"FlowAttributes": {"x": {"Value": "7"}}}),
+                Some("voice"),
+            ),
+            a(
+                "voice",
+                "UpdateContactTextToSpeechVoice",
+                json!({"TextToSpeechVoice": "Mizuki"}),
+                Some("data"),
+            ),
+            a(
+                "data",
+                "UpdateContactData",
+                json!({"LanguageCode": "ja-JP"}),
+                Some("hours"),
+            ),
+            cond(
+                a(
+                    "hours",
+                    "CheckHoursOfOperation",
+                    json!({"Hours": "clinic"}),
+                    None,
+                ),
+                &[("Equals", "True", "open"), ("Equals", "False", "closed")],
+                &[],
+            ),
+            a(
+                "open",
+                "MessageParticipant",
+                json!({"Text": "open $.FlowAttributes.x $.LanguageCode"}),
+                Some("end"),
+            ),
+            a(
+                "closed",
+                "MessageParticipant",
+                json!({"Text": "closed"}),
+                Some("end"),
+            ),
+        ],
+    ));
+    assert_eq!(said(&mut r).0[0], "open 7 ja-JP");
+    assert_eq!(&*r.voice().name, "Mizuki");
+}
+
+#[test]
+fn lambda_string_map_json_and_errors() {
+    let f = |rt: &str| {
+        flow_json(
+            "call",
+            vec![
+                a(
+                    "call",
+                    "InvokeLambdaFunction",
+                    json!({
+                    "LambdaFunctionARN": "arn:aws:lambda:us-east-1:1:function:verify",
+                    "InvocationTimeLimitSeconds": "2",
+                    "LambdaInvocationAttributes": {"sel": "$.Attributes.none"},
+                    "ResponseValidation": {"ResponseType": rt}}),
+                    Some("say"),
+                ),
+                a(
+                    "say",
+                    "MessageParticipant",
+                    json!({"Text": "name $.External.name $.External.visit.room"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    let mut r = run(f("STRING_MAP"));
+    let (_, e) = said(&mut r);
+    match e {
+        Some(Effect::Invoke {
+            function,
+            event,
+            timeout,
+        }) => {
+            assert_eq!(&*function, "verify");
+            assert_eq!(timeout, Duration::from_secs(2));
+            assert_eq!(event["Name"], "ContactFlowEvent");
+            assert_eq!(event["Details"]["Parameters"]["sel"], "");
+        }
+        other => panic!("{other:?}"),
+    }
+    r.handle(Event::Invoked(Ok(json!({"name": "Ann", "n": 3}))), now());
+    assert_eq!(said(&mut r).0[0], "name Ann ");
+
+    let mut r = run(f("STRING_MAP"));
+    said(&mut r);
+    r.handle(Event::Invoked(Ok(json!({"visit": {"room": 7}}))), now());
+    assert_eq!(said(&mut r).0[0], "err", "STRING_MAP refuses nested values");
+
+    let mut r = run(f("JSON"));
+    said(&mut r);
+    r.handle(
+        Event::Invoked(Ok(json!({"name": "Bo", "visit": {"room": 7}}))),
+        now(),
+    );
+    assert_eq!(said(&mut r).0[0], "name Bo 7");
+
+    for failure in [Err("timeout".to_string()), Ok(json!([1, 2]))] {
+        let mut r = run(f("JSON"));
+        said(&mut r);
+        r.handle(Event::Invoked(failure), now());
+        assert_eq!(said(&mut r).0[0], "err");
+    }
+}
+
+#[test]
+fn loop_counts_then_done() {
+    let mut r = run(flow_json(
+        "loop",
+        vec![
+            cond(
+                a("loop", "Loop", json!({"LoopCount": "2"}), Some("ok")),
+                &[
+                    ("Equals", "ContinueLooping", "again"),
+                    ("Equals", "DoneLooping", "ok"),
+                ],
+                &[],
+            ),
+            a(
+                "again",
+                "MessageParticipant",
+                json!({"Text": "again"}),
+                Some("loop"),
+            ),
+        ],
+    ));
+    assert_eq!(said(&mut r).0, vec!["again", "again", "ok", "<bye>"]);
+}
+
+#[test]
+fn queue_transfer_hold_flow_capacity_and_metrics() {
+    let main = flow_json(
+        "q",
+        vec![
+            a(
+                "q",
+                "UpdateContactTargetQueue",
+                json!({"QueueId": "arn:aws:connect:r:1:instance/i/queue/nurses"}),
+                Some("metric"),
+            ),
+            cond(
+                a(
+                    "metric",
+                    "CheckMetricData",
+                    json!({"MetricType": "NumberOfContactsInQueue"}),
+                    None,
+                ),
+                &[("NumberGreaterThan", "5", "busy")],
+                &[("NoMatchingCondition", "xfer")],
+            ),
+            cond(
+                a("xfer", "TransferContactToQueue", json!({}), Some("end")),
+                &[],
+                &[("QueueAtCapacity", "full")],
+            ),
+            a(
+                "busy",
+                "MessageParticipant",
+                json!({"Text": "busy"}),
+                Some("end"),
+            ),
+            a(
+                "full",
+                "MessageParticipant",
+                json!({"Text": "full"}),
+                Some("end"),
+            ),
+        ],
+    );
+    let hold = json!({"Name": "hold", "Type": "CUSTOMER_QUEUE", "Content": json!({
+        "Version": "2019-10-30", "StartAction": "loop", "Actions": [
+            {"Identifier": "loop", "Type": "MessageParticipantIteratively",
+             "Parameters": {"Messages": [{"Text": "please hold $.Queue.Name"}]}, "Transitions": {}}]}).to_string()})
+    .to_string();
+    let setup = || Setup {
+        flows: vec![("main", main.clone()), ("hold", hold.clone())],
+        queues: vec![("nurses", Some("hold"), None)],
+    };
+    let mut r = run_with(setup());
+    let (_, e) = said(&mut r);
+    assert!(matches!(e, Some(Effect::QueueMetrics { ref queue }) if &**queue == "nurses"));
+    r.handle(
+        Event::QueueMetrics(Some(QueueMetrics {
+            contacts: 2,
+            ..Default::default()
+        })),
+        now(),
+    );
+    let (_, e) = said(&mut r);
+    assert!(matches!(e, Some(Effect::Enqueue { .. })));
+    r.handle(Event::Enqueued(Ok(())), now());
+    let e = r.poll_effect();
+    match e {
+        Some(Effect::Play { audio, .. }) => {
+            assert!(
+                matches!(&audio[0], Audio::Speech { text, .. } if &**text == "please hold nurses")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    r.handle(Event::PlayDone { interrupted: false }, now());
+    assert!(
+        matches!(r.poll_effect(), Some(Effect::Play { .. })),
+        "hold messages loop"
+    );
+
+    let mut r = run_with(setup());
+    said(&mut r);
+    r.handle(
+        Event::QueueMetrics(Some(QueueMetrics {
+            contacts: 9,
+            ..Default::default()
+        })),
+        now(),
+    );
+    assert_eq!(said(&mut r).0[0], "busy");
+
+    let mut r = run_with(setup());
+    said(&mut r);
+    r.handle(Event::QueueMetrics(Some(QueueMetrics::default())), now());
+    said(&mut r);
+    r.handle(Event::Enqueued(Err(AtCapacity)), now());
+    assert_eq!(said(&mut r).0[0], "full");
+}
+
+#[test]
+fn transfer_to_flow_modules_event_hooks_recording_streaming() {
+    let main = flow_json(
+        "rec",
+        vec![
+            a(
+                "rec",
+                "UpdateContactRecordingBehavior",
+                json!({"RecordingBehavior": {"RecordedParticipants": ["Customer"]}}),
+                Some("stream"),
+            ),
+            a(
+                "stream",
+                "StartMediaStreaming",
+                json!({"MediaStreamTypes": ["AUDIO"]}),
+                Some("hooks"),
+            ),
+            a(
+                "hooks",
+                "UpdateContactEventHooks",
+                json!({"EventHooks": {"CustomerQueue": "second"}}),
+                Some("mod"),
+            ),
+            a(
+                "mod",
+                "InvokeFlowModule",
+                json!({"FlowModuleId": "module"}),
+                Some("xfer"),
+            ),
+            a(
+                "xfer",
+                "TransferToFlow",
+                json!({"ContactFlowId": "arn:aws:connect:r:1:instance/i/contact-flow/second"}),
+                Some("err"),
+            ),
+        ],
+    );
+    let module = flow_json(
+        "m",
+        vec![
+            a(
+                "m",
+                "MessageParticipant",
+                json!({"Text": "in module"}),
+                Some("back"),
+            ),
+            json!({"Identifier": "back", "Type": "EndFlowModuleExecution", "Parameters": {}, "Transitions": {}}),
+        ],
+    );
+    let second = flow_json(
+        "s",
+        vec![
+            a(
+                "s",
+                "MessageParticipant",
+                json!({"Text": "second flow"}),
+                Some("fin"),
+            ),
+            json!({"Identifier": "fin", "Type": "EndFlowExecution", "Parameters": {}, "Transitions": {}}),
+        ],
+    );
+    let mut r = run_with(Setup {
+        flows: vec![("main", main), ("module", module), ("second", second)],
+        queues: vec![],
+    });
+    assert!(matches!(r.poll_effect(), Some(Effect::SetRecording(_))));
+    assert!(matches!(
+        r.poll_effect(),
+        Some(Effect::MediaStreaming { enabled: true })
+    ));
+    assert_eq!(said(&mut r).0, vec!["in module", "second flow", "<bye>"]);
+}
+
+#[test]
+fn unsupported_types_take_their_error_branch_in_lenient_mode() {
+    let mut r = run(flow_json(
+        "lex",
+        vec![a(
+            "lex",
+            "ConnectParticipantWithLexBot",
+            json!({"Text": "Say something"}),
+            Some("ok"),
+        )],
+    ));
+    assert_eq!(said(&mut r).0, vec!["err", "<bye>"]);
+}
+
+#[test]
+fn a_flow_that_never_waits_is_stopped() {
+    let mut r = run(flow_json(
+        "x",
+        vec![
+            a(
+                "x",
+                "UpdateContactAttributes",
+                json!({"Attributes": {"a": "1"}}),
+                Some("y"),
+            ),
+            a(
+                "y",
+                "UpdateContactAttributes",
+                json!({"Attributes": {"a": "2"}}),
+                Some("x"),
+            ),
+        ],
+    ));
+    assert_eq!(said(&mut r).0, vec!["<bye>"]);
+}

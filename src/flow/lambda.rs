@@ -1,0 +1,63 @@
+//! InvokeLambdaFunction over HTTP: each function maps to a URL (`[lambda.NAME] url = ...`);
+//! Careline POSTs Connect's Lambda event JSON and hands the answer to the interpreter. A
+//! timeout, a non-2xx status or a body that is not JSON becomes the error branch, as a
+//! failed Lambda does in Connect.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::http::HttpClient;
+use super::interpreter::MAX_LAMBDA_RESPONSE;
+
+/// `[lambda.NAME]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaConfig {
+    /// Where the function's code now answers (http or https).
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lambdas {
+    urls: HashMap<String, String>,
+    client: HttpClient,
+}
+
+impl Lambdas {
+    pub fn new(configs: &BTreeMap<String, LambdaConfig>, client: HttpClient) -> Lambdas {
+        Lambdas {
+            urls: configs
+                .iter()
+                .map(|(n, c)| (n.clone(), c.url.clone()))
+                .collect(),
+            client,
+        }
+    }
+
+    /// Calls `function` with `event`; Ok is the response JSON, Err why it failed (for logs;
+    /// never the payload, which may hold PHI).
+    pub async fn invoke(
+        &self,
+        function: &str,
+        event: &Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let url = self
+            .urls
+            .get(function)
+            .ok_or_else(|| format!("no [lambda.{function}] url configured"))?;
+        let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .post_json(url, body, timeout, MAX_LAMBDA_RESPONSE)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !(200..300).contains(&resp.status) {
+            return Err(format!("HTTP status {}", resp.status));
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| format!("response is not JSON: {e}"))
+    }
+}

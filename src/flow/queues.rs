@@ -1,0 +1,165 @@
+//! A minimal queue registry for TransferContactToQueue, CheckMetricData and the
+//! CustomerQueue hook, until agents and routing exist.
+//!
+//! Seam for the routing issue: the interpreter only ever emits `Effect::Enqueue` /
+//! `Effect::QueueMetrics` and is fed `Event::Enqueued` / `Event::QueueMetrics`; routing
+//! replaces this registry behind those and adds `AgentAnswered`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// `[queues.NAME]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Contacts the queue holds at once; one more takes the QueueAtCapacity branch (0 = no limit).
+    #[serde(default)]
+    pub capacity: usize,
+    /// Flow a queued caller runs (hold messages) unless the contact set a CustomerQueue hook.
+    #[serde(default)]
+    pub hold_flow: Option<String>,
+    /// Hours of operation (`[hours.NAME]`) that CheckHoursOfOperation uses without a Hours
+    /// parameter while this is the target queue.
+    #[serde(default)]
+    pub hours: Option<String>,
+}
+
+/// What CheckMetricData reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueMetrics {
+    pub contacts: usize,
+    pub oldest_age_secs: u64,
+    /// Always 0 until agents exist.
+    pub agents_available: usize,
+    pub agents_staffed: usize,
+    pub agents_online: usize,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    pub name: Arc<str>,
+    pub config: QueueConfig,
+    waiting: Mutex<Vec<(u64, Instant)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("queue at capacity")]
+pub struct AtCapacity;
+
+/// A contact's place in a queue; leaving (dropping it) frees the place.
+#[derive(Debug)]
+pub struct Ticket {
+    queue: Arc<Queue>,
+    id: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.queue.waiting.lock() {
+            w.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+impl Ticket {
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct QueueRegistry {
+    queues: HashMap<String, Arc<Queue>>,
+    next: AtomicU64,
+}
+
+impl QueueRegistry {
+    pub fn new(configs: &BTreeMap<String, QueueConfig>) -> QueueRegistry {
+        QueueRegistry {
+            queues: configs
+                .iter()
+                .map(|(n, c)| {
+                    (
+                        n.clone(),
+                        Arc::new(Queue {
+                            name: n.as_str().into(),
+                            config: c.clone(),
+                            waiting: Mutex::new(Vec::new()),
+                        }),
+                    )
+                })
+                .collect(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Queue>> {
+        self.queues.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.queues.keys()
+    }
+
+    /// Puts a contact in `name`, unless the queue is full (or unknown).
+    pub fn enqueue(&self, name: &str, now: Instant) -> Result<Ticket, AtCapacity> {
+        let queue = self.queues.get(name).ok_or(AtCapacity)?;
+        let mut w = queue.waiting.lock().map_err(|_| AtCapacity)?;
+        if queue.config.capacity > 0 && w.len() >= queue.config.capacity {
+            return Err(AtCapacity);
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        w.push((id, now));
+        drop(w);
+        Ok(Ticket {
+            queue: queue.clone(),
+            id,
+        })
+    }
+
+    pub fn metrics(&self, name: &str, now: Instant) -> Option<QueueMetrics> {
+        let queue = self.queues.get(name)?;
+        let w = queue.waiting.lock().ok()?;
+        let oldest = w.iter().map(|(_, t)| *t).min();
+        Some(QueueMetrics {
+            contacts: w.len(),
+            oldest_age_secs: oldest.map(|t| now.duration_since(t).as_secs()).unwrap_or(0),
+            ..QueueMetrics::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn capacity_metrics_and_leaving() {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "nurses".to_string(),
+            QueueConfig {
+                capacity: 2,
+                hold_flow: None,
+                hours: None,
+            },
+        );
+        let r = QueueRegistry::new(&c);
+        let t0 = Instant::now();
+        let a = r.enqueue("nurses", t0).unwrap();
+        let _b = r.enqueue("nurses", t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(r.enqueue("nurses", t0).unwrap_err(), AtCapacity);
+        let m = r.metrics("nurses", t0 + Duration::from_secs(30)).unwrap();
+        assert_eq!((m.contacts, m.oldest_age_secs), (2, 30));
+        drop(a);
+        let m = r.metrics("nurses", t0 + Duration::from_secs(30)).unwrap();
+        assert_eq!((m.contacts, m.oldest_age_secs), (1, 25));
+        assert!(r.enqueue("nurses", t0).is_ok(), "a place was freed");
+        assert!(r.enqueue("nobody", t0).is_err());
+    }
+}
