@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use super::encode::{AudioEncoder, frame_samples};
 use super::format::{AudioFormat, RecordingId, StreamInfo};
 use super::index::{Index, IndexEvent, now_ms};
 use super::sealer::ChunkSealer;
-use super::tap::{Participants, RecorderTap, TapControl, TapFrame};
+use super::tap::{FrameQueue, Participants, RecorderTap, TapControl, TapFrame};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 
@@ -87,6 +87,8 @@ struct Active {
     pauses: u32,
     last_flush: Instant,
     end: Option<(u64, u64)>,
+    /// When the End arrived (a safety net if its frames never do).
+    end_seen: Option<Instant>,
     progress: Option<Progress>,
     failed: bool,
 }
@@ -96,7 +98,7 @@ pub struct WriterPool {
 }
 
 struct Lane {
-    data: SyncSender<TapFrame>,
+    data: Arc<FrameQueue>,
     control: Sender<WriterControl>,
     thread: Option<JoinHandle<()>>,
 }
@@ -112,7 +114,8 @@ impl WriterPool {
     ) -> WriterPool {
         let lanes = (0..threads.max(1))
             .map(|i| {
-                let (data, data_rx) = mpsc::sync_channel(queue_frames.max(64));
+                let data = FrameQueue::new(queue_frames);
+                let data_rx = data.clone();
                 let (control, control_rx) = mpsc::channel();
                 let writer = Writer {
                     settings: settings.clone(),
@@ -169,86 +172,114 @@ impl Drop for WriterPool {
 }
 
 impl Writer {
-    fn run(mut self, data: Receiver<TapFrame>, control: Receiver<WriterControl>) {
+    fn run(mut self, data: Arc<FrameQueue>, control: Receiver<WriterControl>) {
         let mut last_tick = Instant::now();
+        let mut batch: Vec<TapFrame> = Vec::new();
         loop {
-            match data.recv_timeout(Duration::from_millis(100)) {
-                Ok(f) => self.frame(f, &control),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {}
+            // Frames first, control second: a recording's Open is always sent before its
+            // first frame, so it is seen no later than the frames taken here.
+            data.take(&mut batch);
+            let running = self.control(&control);
+            for f in batch.drain(..) {
+                self.frame(f, &control);
             }
-            let mut empty = false;
-            for _ in 0..1024 {
-                match data.try_recv() {
-                    Ok(f) => self.frame(f, &control),
-                    Err(_) => {
-                        empty = true;
-                        break;
-                    }
-                }
-            }
-            if empty && !self.control(&control) {
-                return;
+            if !running {
+                return self.stop(&data, &control);
             }
             if last_tick.elapsed() >= Duration::from_millis(500) {
                 last_tick = Instant::now();
                 self.flush_due();
+                self.seal_abandoned();
             }
-            if empty {
-                // Every frame queued before an End has been consumed: seal those recordings.
-                let ending: Vec<RecordingId> = self
-                    .active
-                    .iter()
-                    .filter(|(_, a)| a.end.is_some())
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ending {
-                    self.seal(id);
+            // Media ticks come every 20 ms: wait that long for more, or for a control message.
+            match control.recv_timeout(Duration::from_millis(20)) {
+                Ok(msg) => {
+                    if !self.apply(msg) {
+                        return self.stop(&data, &control);
+                    }
                 }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.stop(&data, &control),
             }
         }
     }
 
-    /// Applies control messages; false on Stop.
+    /// An End whose frames never all arrived (counted as queued, yet lost) must not keep the
+    /// recording open for ever: seal it after a grace period.
+    fn seal_abandoned(&mut self) {
+        let stale: Vec<RecordingId> = self
+            .active
+            .iter()
+            .filter(|(_, a)| {
+                a.end_seen
+                    .is_some_and(|t| t.elapsed() > Duration::from_secs(5))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            warn!(recording = %id, "sealing a recording whose last frames never arrived");
+            self.seal(id);
+        }
+    }
+
+    /// Shutdown: write what the media threads queued last, then seal everything.
+    fn stop(&mut self, data: &FrameQueue, control: &Receiver<WriterControl>) {
+        let mut rest = Vec::new();
+        data.take(&mut rest);
+        for f in rest {
+            self.frame(f, control);
+        }
+        self.seal_all();
+    }
+
+    fn seal_all(&mut self) {
+        let ids: Vec<RecordingId> = self.active.keys().copied().collect();
+        for id in ids {
+            self.seal(id);
+        }
+    }
+
+    /// Applies pending control messages; false on Stop.
     fn control(&mut self, control: &Receiver<WriterControl>) -> bool {
         loop {
             match control.try_recv() {
-                Ok(WriterControl::Open(o)) => self.open(*o),
-                Ok(WriterControl::Tap(TapControl::Pause { id })) => {
-                    if let Some(a) = self.active.get_mut(&id) {
-                        a.pauses += 1;
+                Ok(msg) => {
+                    if !self.apply(msg) {
+                        return false;
                     }
-                }
-                Ok(WriterControl::Tap(TapControl::Resume { .. })) => {}
-                Ok(WriterControl::Tap(TapControl::End {
-                    id,
-                    frames,
-                    dropped,
-                })) => {
-                    if let Some(a) = self.active.get_mut(&id) {
-                        a.end = Some((frames, dropped));
-                    }
-                    if self.active.get(&id).is_some_and(|a| a.received >= frames) {
-                        self.seal(id);
-                    }
-                }
-                Ok(WriterControl::Stop) => {
-                    let ids: Vec<RecordingId> = self.active.keys().copied().collect();
-                    for id in ids {
-                        self.seal(id);
-                    }
-                    return false;
                 }
                 Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => {
-                    let ids: Vec<RecordingId> = self.active.keys().copied().collect();
-                    for id in ids {
-                        self.seal(id);
-                    }
-                    return false;
-                }
+                Err(TryRecvError::Disconnected) => return false,
             }
         }
+    }
+
+    /// Applies one control message; false on Stop.
+    fn apply(&mut self, msg: WriterControl) -> bool {
+        match msg {
+            WriterControl::Open(o) => self.open(*o),
+            WriterControl::Tap(TapControl::Pause { id }) => {
+                if let Some(a) = self.active.get_mut(&id) {
+                    a.pauses += 1;
+                }
+            }
+            WriterControl::Tap(TapControl::Resume { .. }) => {}
+            WriterControl::Tap(TapControl::End {
+                id,
+                frames,
+                dropped,
+            }) => {
+                if let Some(a) = self.active.get_mut(&id) {
+                    a.end = Some((frames, dropped));
+                    a.end_seen = Some(Instant::now());
+                }
+                if self.active.get(&id).is_some_and(|a| a.received >= frames) {
+                    self.seal(id);
+                }
+            }
+            WriterControl::Stop => return false,
+        }
+        true
     }
 
     fn open(&mut self, o: Opening) {
@@ -305,6 +336,7 @@ impl Writer {
                 pauses: 0,
                 last_flush: Instant::now(),
                 end: None,
+                end_seen: None,
                 progress: o.progress,
                 failed: false,
             })
