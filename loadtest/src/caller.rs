@@ -208,7 +208,9 @@ pub struct Caller {
     step: usize,
     step_since: Nanos,
     press: Option<Press>,
-    digit_end: Option<Nanos>,
+    /// The last key: how it was sent, when it went down (first packet or INFO sent) and up
+    /// (end packets sent, tone over), until a prompt answers it.
+    key: Option<(Via, Nanos, Option<Nanos>)>,
     result: Option<Result<(), Failure>>,
 }
 
@@ -255,7 +257,7 @@ impl Caller {
             step: 0,
             step_since: 0,
             press: None,
-            digit_end: None,
+            key: None,
             result: None,
         }
     }
@@ -415,6 +417,13 @@ impl Caller {
                 if self.phase == Phase::Done {
                     return; // a retransmitted BYE
                 }
+                // The server may hang up right after a prompt's last packet, before the next
+                // tick: the prompt heard to its end counts first.
+                let plan = plans[self.plan].clone();
+                if let Some(media) = self.media.as_mut() {
+                    media.tracker.finish(&plan.lib);
+                }
+                while self.result.is_none() && self.take_prompt(&plan, at, m) {}
                 let expected = matches!(
                     plans[self.plan].scenario.steps.get(self.step),
                     Some(Step::ExpectHangup { .. })
@@ -664,54 +673,20 @@ impl Caller {
             let waited = now - self.step_since;
             match step {
                 Step::ExpectPrompt {
-                    name,
-                    allow_partial,
-                    timeout_ms,
+                    name, timeout_ms, ..
                 } => {
-                    let want = plan.prompt_ids[self.step].unwrap_or(usize::MAX);
-                    let Some(media) = self.media.as_mut() else { return };
-                    let Some(h) = media.tracker.poll() else {
-                        if waited > *timeout_ms as Nanos * MS {
-                            let detail = format!(
-                                "step {}: `{name}` not heard within {timeout_ms} ms",
-                                self.step + 1
-                            );
-                            self.fail(fail("prompt_not_heard", detail));
-                            continue;
-                        }
-                        return;
-                    };
-                    let heard = &plan.lib.refs[h.prompt].name;
-                    if !h.complete && h.frames < 10 && h.prompt != want {
-                        continue; // a momentary false lock, not a prompt
+                    if self.take_prompt(&plan, now, m) {
+                        continue;
                     }
-                    m.prompts_heard += 1;
-                    if h.prompt != want {
+                    if waited > *timeout_ms as Nanos * MS {
                         let detail = format!(
-                            "step {}: heard `{heard}` while expecting `{name}`",
+                            "step {}: `{name}` not heard within {timeout_ms} ms",
                             self.step + 1
                         );
-                        self.fail(fail("wrong_prompt", detail));
-                    } else if !h.complete && !allow_partial {
-                        let detail = format!(
-                            "step {}: `{name}` stopped after {} ms",
-                            self.step + 1,
-                            h.frames * 20
-                        );
-                        self.fail(fail("prompt_incomplete", detail));
-                    } else if h.score < plan.min_score {
-                        let detail = format!(
-                            "step {}: `{name}` garbled (score {:.2})",
-                            self.step + 1,
-                            h.score
-                        );
-                        self.fail(fail("prompt_garbled", detail));
-                    } else {
-                        if let Some(end) = self.digit_end.take() {
-                            m.dtmf(h.start - end);
-                        }
-                        self.next_step(now);
+                        self.fail(fail("prompt_not_heard", detail));
+                        continue;
                     }
+                    return;
                 }
                 Step::ExpectSilence { ms, timeout_ms } => {
                     let silent = self.media.as_ref().map_or(0, |m| m.tracker.silent_ms());
@@ -764,6 +739,10 @@ impl Caller {
                                 continue;
                             };
                             let Some(media) = self.media.as_ref() else { return };
+                            if *via != Via::Info {
+                                // The first packet of the key goes out with this tick's media.
+                                self.key = Some((*via, now, None));
+                            }
                             press.sending = match via {
                                 Via::Rfc4733 => Sending::Event(EventSender::new(
                                     digit,
@@ -794,7 +773,7 @@ impl Caller {
                                     sip.push(bytes.clone());
                                     self.request =
                                         Some(ClientTx::new(bytes, self.cseq, false, now));
-                                    self.digit_end = Some(now);
+                                    self.key = Some((Via::Info, now, Some(now)));
                                     Sending::Info
                                 }
                             };
@@ -821,6 +800,50 @@ impl Caller {
                     }
                 }
             }
+        }
+    }
+
+    /// At an `expect_prompt` step, judges the next prompt heard, if one is. Returns true when
+    /// it moved the call on (to the next step, or to failed).
+    fn take_prompt(&mut self, plan: &Plan, now: Nanos, m: &mut Measure) -> bool {
+        let Some(Step::ExpectPrompt {
+            name,
+            allow_partial,
+            ..
+        }) = plan.scenario.steps.get(self.step)
+        else {
+            return false;
+        };
+        let want = plan.prompt_ids[self.step].unwrap_or(usize::MAX);
+        let Some(media) = self.media.as_mut() else {
+            return false;
+        };
+        loop {
+            let Some(h) = media.tracker.poll() else {
+                return false;
+            };
+            if !h.complete && h.frames < 10 && h.prompt != want {
+                continue; // a momentary false lock, not a prompt
+            }
+            m.prompts_heard += 1;
+            let heard = &plan.lib.refs[h.prompt].name;
+            let step = self.step + 1;
+            if h.prompt != want {
+                let detail = format!("step {step}: heard `{heard}` while expecting `{name}`");
+                self.fail(fail("wrong_prompt", detail));
+            } else if !h.complete && !allow_partial {
+                let detail = format!("step {step}: `{name}` stopped after {} ms", h.frames * 20);
+                self.fail(fail("prompt_incomplete", detail));
+            } else if h.score < plan.min_score {
+                let detail = format!("step {step}: `{name}` garbled (score {:.2})", h.score);
+                self.fail(fail("prompt_garbled", detail));
+            } else {
+                if let Some((via, down, up)) = self.key.take() {
+                    m.dtmf(via, h.start - up.unwrap_or(down), h.start - down);
+                }
+                self.next_step(now);
+            }
+            return true;
         }
     }
 
@@ -875,10 +898,12 @@ impl Caller {
                 media.ts = media.ts.wrapping_add(media.ts_step);
             }
         }
-        if let Some(end) = key_ended
+        if let Some(up) = key_ended
             && let Some(press) = self.press.as_mut()
         {
-            self.digit_end = Some(end);
+            if let Some(key) = self.key.as_mut() {
+                key.2 = Some(up);
+            }
             press.index += 1;
             let (gap, n) = gap_ms.unwrap_or((0, 0));
             press.sending = Sending::Gap {

@@ -51,6 +51,9 @@ pub struct Reference {
     pcm: Vec<i16>,
     energy: Vec<f64>,
     onsets: Vec<usize>,
+    /// The last voiced frame: heard up to here, the prompt was heard (trailing silence is
+    /// not evidence of anything).
+    last_voiced: usize,
 }
 
 impl Reference {
@@ -65,11 +68,13 @@ impl Reference {
             .map(|(i, _)| i)
             .take(ONSETS)
             .collect();
+        let last_voiced = energy.iter().rposition(|e| *e > VOICED_ENERGY).unwrap_or(0);
         Reference {
             name: name.to_string(),
             pcm,
             energy,
             onsets,
+            last_voiced,
         }
     }
 
@@ -214,7 +219,7 @@ impl Hyp {
         Heard {
             prompt: self.prompt,
             start: self.start,
-            complete: complete || self.last_good + 1 >= lib.refs[self.prompt].frames() as i64,
+            complete: complete || self.last_good >= lib.refs[self.prompt].last_voiced as i64,
             score: self.score().max(0.0) as f32,
             frames: (self.last_good + 1).max(0) as u32,
         }

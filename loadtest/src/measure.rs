@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 
 use crate::clock::Nanos;
 use crate::rtpstats::{Observation, StreamStats};
+use crate::scenario::Via;
 
 /// Histogram values are microseconds, up to 10 minutes, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -31,8 +32,12 @@ pub struct Measure {
     pub jitter: Histogram<u64>,
     /// Each packet's lateness against its 20 ms slot.
     pub deviation: Histogram<u64>,
-    /// End of a key press -> first packet of the next prompt.
+    /// End of a key press (key up) -> first packet of the next prompt; 0 when the prompt
+    /// started while the key was still down.
     pub dtmf: Histogram<u64>,
+    /// Key down -> first packet of the next prompt, per way of sending (RFC 4733, in-band,
+    /// SIP INFO): includes the server's detection time.
+    pub dtmf_down: [Histogram<u64>; 3],
     pub started: u64,
     pub passed: u64,
     pub failed: BTreeMap<&'static str, u64>,
@@ -58,6 +63,7 @@ impl Default for Measure {
             jitter: histogram(),
             deviation: histogram(),
             dtmf: histogram(),
+            dtmf_down: [histogram(), histogram(), histogram()],
             started: 0,
             passed: 0,
             failed: BTreeMap::new(),
@@ -84,8 +90,9 @@ impl Measure {
         let _ = self.setup.record(us(ns).max(1));
     }
 
-    pub fn dtmf(&mut self, ns: Nanos) {
-        let _ = self.dtmf.record(us(ns).max(1));
+    pub fn dtmf(&mut self, via: Via, from_up: Nanos, from_down: Nanos) {
+        let _ = self.dtmf.record(us(from_up).max(1));
+        let _ = self.dtmf_down[via as usize].record(us(from_down).max(1));
     }
 
     pub fn packet(&mut self, o: Observation) {
@@ -124,6 +131,9 @@ impl Measure {
         let _ = self.jitter.add(&o.jitter);
         let _ = self.deviation.add(&o.deviation);
         let _ = self.dtmf.add(&o.dtmf);
+        for (a, b) in self.dtmf_down.iter_mut().zip(&o.dtmf_down) {
+            let _ = a.add(b);
+        }
         self.started += o.started;
         self.passed += o.passed;
         for (k, v) in &o.failed {

@@ -57,7 +57,12 @@ pub fn json(r: &LoadResult) -> Value {
             "duplicates": m.rtp_duplicates,
             "timestamp_errors": m.rtp_ts_errors,
         },
-        "dtmf_to_prompt": hist(&m.dtmf),
+        "dtmf_key_up_to_prompt": hist(&m.dtmf),
+        "dtmf_key_down_to_prompt": {
+            "rfc4733": hist(&m.dtmf_down[0]),
+            "inband": hist(&m.dtmf_down[1]),
+            "info": hist(&m.dtmf_down[2]),
+        },
         "prompts_heard": m.prompts_heard,
         "server": r.server,
         "generator": {
@@ -94,7 +99,12 @@ pub fn table(r: &LoadResult) -> String {
     s += &row("setup (INVITE -> 200 OK)", &m.setup);
     s += &row("server RTP jitter (RFC 3550)", &m.jitter);
     s += &row("deviation from 20 ms schedule", &m.deviation);
-    s += &row("DTMF key end -> next prompt", &m.dtmf);
+    s += &row("DTMF key up -> next prompt", &m.dtmf);
+    for (name, h) in ["rfc4733", "inband", "info"].iter().zip(&m.dtmf_down) {
+        if !h.is_empty() {
+            s += &row(&format!("  key down ({name}) -> prompt"), h);
+        }
+    }
     let loss = if m.rtp_expected > 0 {
         m.rtp_lost as f64 * 100.0 / m.rtp_expected as f64
     } else {

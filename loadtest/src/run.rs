@@ -216,7 +216,8 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
         }
         if now.duration_since(last_sample) >= Duration::from_secs(1) {
             last_sample = now;
-            let in_window = ramp_end.is_some() && !draining;
+            // Without a hold, the whole run is the window.
+            let in_window = ramp_end.is_some() && (!draining || spec.hold.is_zero());
             if let Some(s) = server.as_mut() {
                 s.sample(in_window);
             }
