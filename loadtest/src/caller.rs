@@ -189,6 +189,9 @@ struct Media {
     tracker: Tracker,
     decoder: FrameDecoder,
     pcm: Vec<i16>,
+    /// The payload of a G.711 frame of digital silence (every sample decodes to 0): most of
+    /// what a caller hears between prompts, recognized without decoding.
+    silence: Option<Vec<u8>>,
 }
 
 pub struct Caller {
@@ -502,6 +505,11 @@ impl Caller {
                                 tracker: Tracker::new(),
                                 decoder,
                                 pcm: Vec::with_capacity(crate::hear::FRAME),
+                                silence: match n.codec {
+                                    // µ-law 0xFF decodes to 0; A-law has no exact zero.
+                                    Codec::Pcmu => Some(vec![0xFF; crate::hear::FRAME]),
+                                    _ => None,
+                                },
                             });
                             self.phase = Phase::Established;
                             self.step_since = at;
@@ -592,10 +600,15 @@ impl Caller {
             return; // duplicate
         };
         m.packet(obs);
+        let lib = &plans[self.plan].lib;
+        if media.silence.as_deref() == Some(pkt.payload) {
+            media.tracker.on_silence(lib, seq, pkt.marker, at);
+            return;
+        }
         if media.decoder.decode(pkt.payload, &mut media.pcm).is_ok() {
             media
                 .tracker
-                .on_frame(&plans[self.plan].lib, seq, pkt.marker, &media.pcm, at);
+                .on_frame(lib, seq, pkt.marker, &media.pcm, at);
         }
     }
 

@@ -30,6 +30,8 @@ pub struct CapacitySpec {
     /// Run every level even after one broke the SLO.
     pub keep_going: bool,
     pub progress: bool,
+    /// Niceness of the server and the generator (see `--nice`).
+    pub nice: i32,
 }
 
 pub struct Level {
@@ -64,9 +66,9 @@ const RTP_PORTS: (u16, u16) = (20000, 39999);
 
 pub fn header() -> String {
     format!(
-        "{:>7} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8}  {}\n",
+        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>8} {:>9} {:>8} {:>8}  {}\n",
         "calls", "passed", "setup50", "setup99", "jitter99", "deviat99", "dtmf99", "loss", "srv CPU",
-        "srv RSS", "KiB/call", "SLO"
+        "srv RSS", "KiB/call", "gen CPU", "SLO"
     )
 }
 
@@ -80,7 +82,7 @@ pub fn row(l: &Level) -> String {
     let srv = l.result.server.unwrap_or_default();
     let per_call = srv.rss_max_bytes.saturating_sub(l.idle_rss) as f64 / 1024.0 / l.concurrency as f64;
     format!(
-        "{:>7} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>8.0}% {:>7.0} MiB {:>8.0}  {}\n",
+        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7.0}% {:>5.0} MiB {:>8.0} {:>7.0}%  {}\n",
         l.concurrency,
         format!("{}/{}", m.passed, m.started),
         fmt_ms(p(&m.setup).map(|p| p[0])),
@@ -92,6 +94,7 @@ pub fn row(l: &Level) -> String {
         srv.cpu_percent,
         srv.rss_max_bytes as f64 / 1048576.0,
         per_call,
+        l.result.generator.cpu_percent,
         if l.breaches.is_empty() {
             "held".to_string()
         } else {
@@ -115,6 +118,7 @@ pub fn run_level(spec: &CapacitySpec, n: u64) -> Result<Level, CapacityError> {
         &spec.prompts,
         RTP_PORTS,
         n + n / 4 + 100,
+        spec.nice,
         "",
     )?;
     std::thread::sleep(Duration::from_millis(500));
@@ -178,7 +182,14 @@ fn free_control_port() -> u16 {
 /// SIPp with `ivr-rfc2833-digit.xml` at `n` concurrent calls against a fresh server; passes
 /// when SIPp counts every call successful and the server detected every caller's digit.
 pub fn sipp_check(spec: &CapacitySpec, dir: &Path, n: u64) -> Result<SippCheck, CapacityError> {
-    let server = ServerProcess::start(&spec.server_bin, &spec.prompts, RTP_PORTS, n + n / 4 + 100, "")?;
+    let server = ServerProcess::start(
+        &spec.server_bin,
+        &spec.prompts,
+        RTP_PORTS,
+        n + n / 4 + 100,
+        spec.nice,
+        "",
+    )?;
     // Each SIPp call lasts about 17 s (the server hangs up after its menu times out): start
     // them fast enough that all n are up together.
     let rate = spec.rate.max(n as f64 / 12.0).ceil() as u64;
@@ -188,7 +199,14 @@ pub fn sipp_check(spec: &CapacitySpec, dir: &Path, n: u64) -> Result<SippCheck, 
     let stdout = logs.join("stdout.txt");
     let errors = logs.join("errors.log");
     let out_file = std::fs::File::create(&stdout).map_err(|e| CapacityError::Sipp(e.to_string()))?;
-    let mut child = Command::new("sipp")
+    let mut sipp = if spec.nice != 0 {
+        let mut c = Command::new("nice");
+        c.args(["-n", &spec.nice.to_string(), "sipp"]);
+        c
+    } else {
+        Command::new("sipp")
+    };
+    let mut child = sipp
         .current_dir(dir)
         .arg(server.sip.to_string())
         .args(["-sf", "ivr-rfc2833-digit.xml", "-s", "100", "-t", "u1", "-i", "127.0.0.1"])

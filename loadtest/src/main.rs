@@ -107,6 +107,11 @@ struct CapacityArgs {
     /// Run every level even after one broke the SLO
     #[arg(long)]
     keep_going: bool,
+    /// Scheduling niceness for the server, SIPp and this generator (negative needs root; 0
+    /// leaves it): on a machine shared with other work, -10 lets the system under test and
+    /// its measuring instrument win the CPU, as a dedicated voice server would
+    #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
+    nice: i32,
 }
 
 /// Loads the scenarios with their prompt libraries and caller audio (shared where equal).
@@ -230,16 +235,26 @@ fn capacity_main(a: CapacityArgs) -> anyhow::Result<()> {
         sipp_dir,
         keep_going: a.keep_going,
         progress: !a.common.no_progress && !a.common.json,
+        nice: a.nice,
     };
+    if a.nice != 0 {
+        // This thread's niceness, inherited by the worker threads it starts.
+        // SAFETY: setpriority only reads its integer arguments.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, a.nice) };
+        if r != 0 {
+            eprintln!("could not set niceness {} (needs root); continuing without", a.nice);
+        }
+    }
     let json = a.common.json;
     if !json {
         eprintln!(
-            "capacity: levels {:?}, {} calls/s, hold {} s, {} generator thread(s); SLO: no failed \
-             call, no loss, p99 deviation <= {} ms, p99 DTMF <= {} ms",
+            "capacity: levels {:?}, {} calls/s, hold {} s, {} generator thread(s), nice {}; SLO: no \
+             failed call, no loss, p99 deviation <= {} ms, p99 DTMF <= {} ms",
             spec.levels,
             spec.rate,
             a.hold,
             spec.threads,
+            spec.nice,
             spec.slo.max_deviation_p99_ms,
             spec.slo.max_dtmf_p99_ms
         );

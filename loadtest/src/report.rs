@@ -170,6 +170,12 @@ impl Slo {
         if m.rtp_lost > 0 {
             out.push(format!("{} RTP packets lost", m.rtp_lost));
         }
+        if m.ticks > 0 && m.late_ticks * 100 > m.ticks {
+            out.push(format!(
+                "generator overloaded ({:.0} % of its ticks late: not a valid measurement)",
+                m.late_ticks as f64 * 100.0 / m.ticks as f64
+            ));
+        }
         if let Some(d) = p99(&m.deviation)
             && d > self.max_deviation_p99_ms
         {

@@ -39,12 +39,14 @@ fn free_ports() -> std::io::Result<(u16, u16)> {
 }
 
 impl ServerProcess {
-    /// `rtp`: the RTP port range; `max_calls` the admission limit.
+    /// `rtp`: the RTP port range; `max_calls` the admission limit; `nice`: the process's
+    /// scheduling niceness (0: inherit; negative needs root), applied to all its threads.
     pub fn start(
         bin: &Path,
         prompts: &Path,
         rtp: (u16, u16),
         max_calls: u64,
+        nice: i32,
         extra_toml: &str,
     ) -> Result<ServerProcess, ServerError> {
         let io = |what: &str| {
@@ -72,7 +74,14 @@ impl ServerProcess {
         std::fs::write(&config_path, config).map_err(io("writing careline.toml"))?;
         let log = dir.join("server.log");
         let log_file = std::fs::File::create(&log).map_err(io("server log"))?;
-        let child = Command::new(bin)
+        let mut cmd = if nice != 0 {
+            let mut c = Command::new("nice");
+            c.args(["-n", &nice.to_string()]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")

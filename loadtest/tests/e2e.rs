@@ -39,7 +39,7 @@ fn server_bin() -> PathBuf {
 }
 
 fn start_server(rtp: (u16, u16)) -> ServerProcess {
-    ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, "")
+    ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, 0, "")
         .expect("careline serve starts")
 }
 
