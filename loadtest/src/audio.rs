@@ -124,7 +124,9 @@ impl Assets {
             }
             None => Frames::default(),
         };
-        let silence = encode_all(codec, &vec![0; (r / 50) as usize])?.get(0).to_vec();
+        let silence = encode_all(codec, &vec![0; (r / 50) as usize])?
+            .get(0)
+            .to_vec();
         let mut tones = Vec::new();
         for d in Digit::ALL {
             let pcm = if tone_ms > 0 {

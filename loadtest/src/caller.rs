@@ -42,7 +42,9 @@ pub struct Plan {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{scenario}: step {step}: prompt `{name}` is not in the prompt folder for `{lang}` (known: {known})")]
+#[error(
+    "{scenario}: step {step}: prompt `{name}` is not in the prompt folder for `{lang}` (known: {known})"
+)]
 pub struct UnknownPrompt {
     scenario: String,
     step: usize,
@@ -60,8 +62,8 @@ impl Plan {
         let mut prompt_ids = Vec::new();
         for (i, s) in scenario.steps.iter().enumerate() {
             prompt_ids.push(match s {
-                Step::ExpectPrompt { name, .. } => {
-                    Some(lib.index(name).ok_or_else(|| UnknownPrompt {
+                Step::ExpectPrompt { name, .. } => Some(lib.index(name).ok_or_else(|| {
+                    UnknownPrompt {
                         scenario: scenario.name.clone(),
                         step: i + 1,
                         name: name.clone(),
@@ -72,12 +74,16 @@ impl Plan {
                             .map(|r| r.name.as_str())
                             .collect::<Vec<_>>()
                             .join(", "),
-                    })?)
-                }
+                    }
+                })?),
                 _ => None,
             });
         }
-        let min_score = if scenario.codec == Codec::Opus { 0.7 } else { 0.9 };
+        let min_score = if scenario.codec == Codec::Opus {
+            0.7
+        } else {
+            0.9
+        };
         Ok(Plan {
             scenario,
             lib,
@@ -168,9 +174,15 @@ struct Press {
 
 enum Sending {
     /// Between keys (or before the first): speech until `until`.
-    Gap { until: Nanos },
+    Gap {
+        until: Nanos,
+    },
     Event(EventSender),
-    Tone { digit: Digit, frame: usize, frames: usize },
+    Tone {
+        digit: Digit,
+        frame: usize,
+        frames: usize,
+    },
     /// An INFO is out; the next key waits for its answer.
     Info,
 }
@@ -243,12 +255,7 @@ impl Caller {
             plan,
             from_tag: token(),
             to_tag: None,
-            target: format!(
-                "sip:{}@{}{}",
-                p.scenario.service,
-                ep.server,
-                ep.uri_param()
-            ),
+            target: format!("sip:{}@{}{}", p.scenario.service, ep.server, ep.uri_param()),
             cseq: 0,
             local,
             invite: None,
@@ -342,7 +349,13 @@ impl Caller {
     }
 
     /// Sends the INVITE.
-    pub fn start(&mut self, now: Nanos, plans: &[Arc<Plan>], ep: &Endpoint, sip: &mut Vec<Vec<u8>>) {
+    pub fn start(
+        &mut self,
+        now: Nanos,
+        plans: &[Arc<Plan>],
+        ep: &Endpoint,
+        sip: &mut Vec<Vec<u8>>,
+    ) {
         let _ = plans;
         let offer = sdp::offer(&self.local);
         self.cseq = 1;
@@ -380,7 +393,10 @@ impl Caller {
     fn hang_up(&mut self, now: Nanos, ep: &Endpoint, sip: &mut Vec<Vec<u8>>, plans: &[Arc<Plan>]) {
         if self.phase != Phase::Established {
             if self.phase == Phase::Inviting {
-                self.finish(Err(fail("not_answered", "gave up before answer".into())), plans);
+                self.finish(
+                    Err(fail("not_answered", "gave up before answer".into())),
+                    plans,
+                );
             }
             return;
         }
@@ -394,7 +410,10 @@ impl Caller {
 
     /// The run is being stopped: fail the call and hang up at the next tick.
     pub fn abandon(&mut self) {
-        self.fail(fail("aborted", "the run was stopped before the call ended".into()));
+        self.fail(fail(
+            "aborted",
+            "the run was stopped before the call ended".into(),
+        ));
     }
 
     /// A SIP message for this call.
@@ -550,10 +569,7 @@ impl Caller {
                         488 => "sip_488",
                         _ => "sip_error",
                     };
-                    self.finish(
-                        Err(fail(reason, format!("INVITE answered {code}"))),
-                        plans,
-                    );
+                    self.finish(Err(fail(reason, format!("INVITE answered {code}"))), plans);
                 }
             } else if let Some(tx) = self.invite.as_mut() {
                 tx.proceeding = true;
@@ -606,9 +622,7 @@ impl Caller {
             return;
         }
         if media.decoder.decode(pkt.payload, &mut media.pcm).is_ok() {
-            media
-                .tracker
-                .on_frame(lib, seq, pkt.marker, &media.pcm, at);
+            media.tracker.on_frame(lib, seq, pkt.marker, &media.pcm, at);
         }
     }
 
@@ -638,7 +652,11 @@ impl Caller {
             self.request = None;
             let was_bye = self.phase == Phase::Ending;
             self.fail(fail(
-                if was_bye { "bye_timeout" } else { "info_timeout" },
+                if was_bye {
+                    "bye_timeout"
+                } else {
+                    "info_timeout"
+                },
                 "no final response".into(),
             ));
             if was_bye {
@@ -751,7 +769,9 @@ impl Caller {
                                 self.next_step(now);
                                 continue;
                             };
-                            let Some(media) = self.media.as_ref() else { return };
+                            let Some(media) = self.media.as_ref() else {
+                                return;
+                            };
                             if *via != Via::Info {
                                 // The first packet of the key goes out with this tick's media.
                                 self.key = Some((*via, now, None));
@@ -867,7 +887,9 @@ impl Caller {
             Some(Step::Press { gap_ms, digits, .. }) => Some((*gap_ms, digits.len())),
             _ => None,
         };
-        let Some(media) = self.media.as_mut() else { return };
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
         let mut key_ended: Option<Nanos> = None;
         match self.press.as_mut().map(|p| &mut p.sending) {
             Some(Sending::Event(ev)) => {

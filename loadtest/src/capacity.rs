@@ -67,8 +67,19 @@ const RTP_PORTS: (u16, u16) = (20000, 39999);
 pub fn header() -> String {
     format!(
         "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>8} {:>9} {:>8} {:>8}  {}\n",
-        "calls", "passed", "setup50", "setup99", "jitter99", "deviat99", "dtmf99", "loss", "srv CPU",
-        "srv RSS", "KiB/call", "gen CPU", "SLO"
+        "calls",
+        "passed",
+        "setup50",
+        "setup99",
+        "jitter99",
+        "deviat99",
+        "dtmf99",
+        "loss",
+        "srv CPU",
+        "srv RSS",
+        "KiB/call",
+        "gen CPU",
+        "SLO"
     )
 }
 
@@ -80,7 +91,8 @@ pub fn row(l: &Level) -> String {
     let m = &l.result.measure;
     let p = |h| percentiles(h);
     let srv = l.result.server.unwrap_or_default();
-    let per_call = srv.rss_max_bytes.saturating_sub(l.idle_rss) as f64 / 1024.0 / l.concurrency as f64;
+    let per_call =
+        srv.rss_max_bytes.saturating_sub(l.idle_rss) as f64 / 1024.0 / l.concurrency as f64;
     format!(
         "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7.0}% {:>5.0} MiB {:>8.0} {:>7.0}%  {}\n",
         l.concurrency,
@@ -134,7 +146,9 @@ pub fn run_level(spec: &CapacitySpec, n: u64) -> Result<Level, CapacityError> {
         threads: spec.threads,
         server_pid: Some(server.pid()),
         progress: spec.progress,
-        max_duration: Duration::from_secs(n / spec.rate.max(1.0) as u64 + spec.hold.as_secs() + 180),
+        max_duration: Duration::from_secs(
+            n / spec.rate.max(1.0) as u64 + spec.hold.as_secs() + 180,
+        ),
     })?;
     let breaches = spec.slo.breaches(&result);
     Ok(Level {
@@ -153,8 +167,12 @@ fn free_udp_port() -> u16 {
 
 fn free_even_port_run(span: u16) -> u16 {
     'search: for _ in 0..500 {
-        let Ok(first) = UdpSocket::bind("127.0.0.1:0") else { continue };
-        let Ok(port) = first.local_addr().map(|a| a.port()) else { continue };
+        let Ok(first) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = first.local_addr().map(|a| a.port()) else {
+            continue;
+        };
         if port % 2 != 0 || port.checked_add(span).is_none() {
             continue;
         }
@@ -198,7 +216,8 @@ pub fn sipp_check(spec: &CapacitySpec, dir: &Path, n: u64) -> Result<SippCheck, 
     std::fs::create_dir_all(&logs).map_err(|e| CapacityError::Sipp(e.to_string()))?;
     let stdout = logs.join("stdout.txt");
     let errors = logs.join("errors.log");
-    let out_file = std::fs::File::create(&stdout).map_err(|e| CapacityError::Sipp(e.to_string()))?;
+    let out_file =
+        std::fs::File::create(&stdout).map_err(|e| CapacityError::Sipp(e.to_string()))?;
     let mut sipp = if spec.nice != 0 {
         let mut c = Command::new("nice");
         c.args(["-n", &spec.nice.to_string(), "sipp"]);
@@ -209,19 +228,43 @@ pub fn sipp_check(spec: &CapacitySpec, dir: &Path, n: u64) -> Result<SippCheck, 
     let mut child = sipp
         .current_dir(dir)
         .arg(server.sip.to_string())
-        .args(["-sf", "ivr-rfc2833-digit.xml", "-s", "100", "-t", "u1", "-i", "127.0.0.1"])
-        .args(["-m", &n.to_string(), "-l", &n.to_string(), "-r", &rate.to_string()])
+        .args([
+            "-sf",
+            "ivr-rfc2833-digit.xml",
+            "-s",
+            "100",
+            "-t",
+            "u1",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args([
+            "-m",
+            &n.to_string(),
+            "-l",
+            &n.to_string(),
+            "-r",
+            &rate.to_string(),
+        ])
         .args(["-p", &free_udp_port().to_string()])
         .args(["-mp", &free_even_port_run(4).to_string()])
         .args(["-cp", &free_control_port().to_string()])
-        .args(["-nostdin", "-timeout", &format!("{timeout}s"), "-timeout_error", "-trace_err"])
+        .args([
+            "-nostdin",
+            "-timeout",
+            &format!("{timeout}s"),
+            "-timeout_error",
+            "-trace_err",
+        ])
         .arg("-error_file")
         .arg(&errors)
         .stdin(Stdio::null())
         .stdout(out_file)
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| CapacityError::Sipp(format!("starting sipp (apt-get install sip-tester): {e}")))?;
+        .map_err(|e| {
+            CapacityError::Sipp(format!("starting sipp (apt-get install sip-tester): {e}"))
+        })?;
     let mut sampler_start = None;
     let mut rss_max = 0;
     let mut last = None;
@@ -232,7 +275,9 @@ pub fn sipp_check(spec: &CapacitySpec, dir: &Path, n: u64) -> Result<SippCheck, 
         }
         if started.elapsed() > Duration::from_secs(timeout + 60) {
             let _ = child.kill();
-            break child.wait().map_err(|e| CapacityError::Sipp(e.to_string()))?;
+            break child
+                .wait()
+                .map_err(|e| CapacityError::Sipp(e.to_string()))?;
         }
         if let Some(s) = crate::procstat::sample(server.pid()) {
             rss_max = rss_max.max(s.rss_bytes);

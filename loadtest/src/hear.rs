@@ -244,7 +244,10 @@ pub struct Tracker {
 
 fn energy(x: &[i16]) -> f64 {
     // Integer accumulation: exact, and it vectorizes (a float sum must keep its order).
-    x.iter().map(|&s| s as i32 * s as i32).map(i64::from).sum::<i64>() as f64
+    x.iter()
+        .map(|&s| s as i32 * s as i32)
+        .map(i64::from)
+        .sum::<i64>() as f64
 }
 
 fn dot(x: &[i16], y: &[i16]) -> f64 {
@@ -320,7 +323,11 @@ impl Tracker {
     }
 
     fn track_noise(&mut self, e: f64) {
-        self.cur_min = if self.cur_len == 0 { e } else { self.cur_min.min(e) };
+        self.cur_min = if self.cur_len == 0 {
+            e
+        } else {
+            self.cur_min.min(e)
+        };
         self.cur_len += 1;
         if self.cur_len == 25 {
             self.block_min[self.block % 4] = self.cur_min;
@@ -405,11 +412,7 @@ impl Tracker {
             return false;
         }
         // Drop what no longer matches; report the last one standing if all fail at once.
-        let best_score = self
-            .hyps
-            .iter()
-            .map(Hyp::score)
-            .fold(f64::MIN, f64::max);
+        let best_score = self.hyps.iter().map(Hyp::score).fold(f64::MIN, f64::max);
         let before = self.best().map(|b| self.hyps[b].clone());
         self.hyps.retain(|h| {
             h.bad_run < BAD_RUN && !(h.frames >= 5 && h.score() < best_score - PRUNE_MARGIN)
@@ -470,7 +473,12 @@ mod tests {
 
     /// A server stream: `lead` silent frames, then each prompt's decoded frames back to back
     /// with `gap` silent frames after each; returns (seq, marker, pcm) per frame.
-    fn stream(lib: &Library, names: &[&str], lead: usize, gap: usize) -> Vec<(i64, bool, Vec<i16>)> {
+    fn stream(
+        lib: &Library,
+        names: &[&str],
+        lead: usize,
+        gap: usize,
+    ) -> Vec<(i64, bool, Vec<i16>)> {
         let mut out = Vec::new();
         let mut seq = 1000i64;
         let silence = vec![0i16; FRAME];
@@ -569,7 +577,7 @@ mod tests {
             }
         }
         // 2 % random loss.
-        frames.retain(|_| xorshift(&mut x) % 50 != 0);
+        frames.retain(|_| !xorshift(&mut x).is_multiple_of(50));
         let heard = run(&lib, &frames);
         let names: Vec<&str> = heard.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["welcome", "digit-3"], "{heard:?}");
@@ -587,7 +595,11 @@ mod tests {
         for k in 1..=30 {
             frames.push((seq + k, false, vec![0; FRAME]));
         }
-        frames.extend(stream(&lib, &["digit-5"], 0, 5).into_iter().map(|(s, m, p)| (s - 1000 + seq + 31, m, p)));
+        frames.extend(
+            stream(&lib, &["digit-5"], 0, 5)
+                .into_iter()
+                .map(|(s, m, p)| (s - 1000 + seq + 31, m, p)),
+        );
         let heard = run(&lib, &frames);
         assert_eq!(heard.len(), 2, "{heard:?}");
         assert_eq!(heard[0].0, "welcome");
@@ -628,7 +640,10 @@ mod tests {
         let heard = run(&lib, &frames);
         let names: Vec<&str> = heard.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["digit-4", "goodbye"], "{heard:?}");
-        assert!(heard.iter().all(|(_, h)| h.complete && h.score > 0.8), "{heard:?}");
+        assert!(
+            heard.iter().all(|(_, h)| h.complete && h.score > 0.8),
+            "{heard:?}"
+        );
     }
 
     #[test]
@@ -636,7 +651,10 @@ mod tests {
         // careline::media::recognize finds the same prompt at the same place in the same audio.
         let lib = lib(Codec::Pcmu);
         let frames = stream(&lib, &["digit-9"], 37, 10);
-        let audio: Vec<i16> = frames.iter().flat_map(|(_, _, p)| p.iter().copied()).collect();
+        let audio: Vec<i16> = frames
+            .iter()
+            .flat_map(|(_, _, p)| p.iter().copied())
+            .collect();
         let r = &lib.refs[lib.index("digit-9").unwrap()];
         let m = careline::media::recognize::find(&audio, &r.pcm).unwrap();
         let heard = run(&lib, &frames);

@@ -93,7 +93,11 @@ struct CapacityArgs {
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
     /// Concurrency levels, in order
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000,8000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,1000,2000,4000,8000"
+    )]
     levels: Vec<u64>,
     /// Seconds each level is held once reached
     #[arg(long, default_value_t = 20)]
@@ -242,7 +246,10 @@ fn capacity_main(a: CapacityArgs) -> anyhow::Result<()> {
         // SAFETY: setpriority only reads its integer arguments.
         let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, a.nice) };
         if r != 0 {
-            eprintln!("could not set niceness {} (needs root); continuing without", a.nice);
+            eprintln!(
+                "could not set niceness {} (needs root); continuing without",
+                a.nice
+            );
         }
     }
     let json = a.common.json;

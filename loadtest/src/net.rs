@@ -214,8 +214,7 @@ impl RecvBatch {
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
-                {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
                     let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
                     at = Some(ts.tv_sec as Nanos * 1_000_000_000 + ts.tv_nsec as Nanos);
                 }

@@ -170,7 +170,10 @@ impl Slo {
         if m.rtp_lost > 0 {
             out.push(format!("{} RTP packets lost", m.rtp_lost));
         }
-        if m.ticks > 0 && m.late_ticks * 100 > m.ticks {
+        // A few late ticks (the machine is shared) only make the callers' own sending bursty;
+        // the server's stream is timed by the kernel. More than 10 % means the generator
+        // could not keep up, and then what it reports about the server is not to be trusted.
+        if m.ticks > 0 && m.late_ticks * 10 > m.ticks {
             out.push(format!(
                 "generator overloaded ({:.0} % of its ticks late: not a valid measurement)",
                 m.late_ticks as f64 * 100.0 / m.ticks as f64
@@ -179,7 +182,10 @@ impl Slo {
         if let Some(d) = p99(&m.deviation)
             && d > self.max_deviation_p99_ms
         {
-            out.push(format!("deviation p99 {d:.1} ms > {} ms", self.max_deviation_p99_ms));
+            out.push(format!(
+                "deviation p99 {d:.1} ms > {} ms",
+                self.max_deviation_p99_ms
+            ));
         }
         if let Some(d) = p99(&m.dtmf)
             && d > self.max_dtmf_p99_ms

@@ -115,7 +115,11 @@ impl StreamStats {
             if ts_ext != expected_ts {
                 self.ts_errors += 1;
             }
-            self.seen = if step >= 64 { 1 } else { (self.seen << step) | 1 };
+            self.seen = if step >= 64 {
+                1
+            } else {
+                (self.seen << step) | 1
+            };
             self.max_seq = ext;
             self.max_seq_ts_ext = ts_ext;
         } else {
@@ -206,8 +210,14 @@ mod tests {
         let mut s = StreamStats::new(8000);
         let obs = feed(&mut s, &perfect(500, 65500, u32::MAX - 1000, 1_000 * MS));
         assert_eq!((s.received(), s.expected(), s.lost()), (500, 500, 0));
-        assert_eq!((s.gaps, s.reordered, s.duplicates, s.ts_errors), (0, 0, 0, 0));
-        assert!(obs.iter().all(|o| o.deviation_ns == 0 && o.jitter_ns == 0), "{obs:?}");
+        assert_eq!(
+            (s.gaps, s.reordered, s.duplicates, s.ts_errors),
+            (0, 0, 0, 0)
+        );
+        assert!(
+            obs.iter().all(|o| o.deviation_ns == 0 && o.jitter_ns == 0),
+            "{obs:?}"
+        );
     }
 
     #[test]
@@ -276,7 +286,13 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, (q, t, a))| {
-                let late = if i == 80 { 45 } else if i >= 50 { 30 } else { 0 };
+                let late = if i == 80 {
+                    45
+                } else if i >= 50 {
+                    30
+                } else {
+                    0
+                };
                 (q, t, a + late * MS)
             })
             .collect();
@@ -292,7 +308,13 @@ mod tests {
     fn opus_uses_its_48k_clock() {
         let mut s = StreamStats::new(48000);
         let pkts: Vec<_> = (0..50u16)
-            .map(|i| (i, 960 * i as u32, i as Nanos * 20 * MS + if i == 10 { 5 * MS } else { 0 }))
+            .map(|i| {
+                (
+                    i,
+                    960 * i as u32,
+                    i as Nanos * 20 * MS + if i == 10 { 5 * MS } else { 0 },
+                )
+            })
             .collect();
         let obs = feed(&mut s, &pkts);
         assert_eq!(s.ts_errors, 0);

@@ -216,8 +216,9 @@ impl Scenario {
                 let digits: Vec<Digit> = keys
                     .chars()
                     .map(|c| {
-                        Digit::from_char(c)
-                            .ok_or_else(|| step_err(format!("`{c}` is not a DTMF key (0-9 * # A-D)")))
+                        Digit::from_char(c).ok_or_else(|| {
+                            step_err(format!("`{c}` is not a DTMF key (0-9 * # A-D)"))
+                        })
                     })
                     .collect::<Result<_, _>>()?;
                 if digits.is_empty() {
@@ -290,7 +291,10 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let s = Scenario::load(&path).unwrap();
-                assert!(s.audio.as_ref().is_none_or(|a| a.is_file()), "{path:?}: audio");
+                assert!(
+                    s.audio.as_ref().is_none_or(|a| a.is_file()),
+                    "{path:?}: audio"
+                );
                 n += 1;
             }
         }
@@ -300,7 +304,9 @@ mod tests {
     #[test]
     fn errors_name_the_file_step_and_fix() {
         let p = Path::new("x.toml");
-        let e = Scenario::parse("steps = [{ press = \"1x\" }]", p).unwrap_err().to_string();
+        let e = Scenario::parse("steps = [{ press = \"1x\" }]", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.toml: step 1") && e.contains("`x`"), "{e}");
         let e = Scenario::parse("steps = [{ stay_ms = 1, hangup = true }]", p)
             .unwrap_err()
@@ -327,11 +333,17 @@ mod tests {
             Path::new("dir/s.toml"),
         )
         .unwrap();
-        assert_eq!((s.codec, s.telephone_event, s.service.as_str()), (Codec::Pcmu, true, "100"));
+        assert_eq!(
+            (s.codec, s.telephone_event, s.service.as_str()),
+            (Codec::Pcmu, true, "100")
+        );
         assert_eq!(
             s.steps[0],
             Step::Press {
-                digits: vec![Digit::from_char('1').unwrap(), Digit::from_char('#').unwrap()],
+                digits: vec![
+                    Digit::from_char('1').unwrap(),
+                    Digit::from_char('#').unwrap()
+                ],
                 via: Via::Rfc4733,
                 duration_ms: 100,
                 gap_ms: 200

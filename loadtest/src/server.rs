@@ -123,7 +123,11 @@ impl ServerProcess {
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         let code = buf.split(' ').nth(1)?.parse().ok()?;

@@ -150,7 +150,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Takes one whole message off the front of a stream buffer (RFC 3261 §18.3: framing by
 /// Content-Length). Keep-alive CRLFs between messages are skipped.
 pub fn take_stream_message(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let skip = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     if skip > 0 {
         buf.drain(..skip);
     }
@@ -199,9 +202,15 @@ Contact: <sip:careline@127.0.0.1:5060;transport=tcp>\r\nContent-Type: applicatio
     fn reads_what_a_caller_needs_from_a_response() {
         let m = Msg::parse(OK).unwrap();
         assert_eq!(m.status, Some(200));
-        assert_eq!((m.call_id, m.cseq, m.cseq_method), ("call-1@lt", 1, "INVITE"));
+        assert_eq!(
+            (m.call_id, m.cseq, m.cseq_method),
+            ("call-1@lt", 1, "INVITE")
+        );
         assert_eq!(m.to_tag(), Some("srv1"));
-        assert_eq!(m.contact_uri(), Some("sip:careline@127.0.0.1:5060;transport=tcp"));
+        assert_eq!(
+            m.contact_uri(),
+            Some("sip:careline@127.0.0.1:5060;transport=tcp")
+        );
         assert_eq!(m.vias.len(), 2);
         assert_eq!(m.body, b"v=0\r");
     }
@@ -234,7 +243,12 @@ From: <sip:100@127.0.0.1>;tag=srv1\r\nTo: <sip:caller@127.0.0.1>;tag=abc\r\nCall
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&b""[..], b"\r\n\r\n", b"SIP/2.0 xx\r\n\r\n", b"INVITE x\r\nCSeq: 1 INVITE\r\n\r\n"] {
+        for bad in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"SIP/2.0 xx\r\n\r\n",
+            b"INVITE x\r\nCSeq: 1 INVITE\r\n\r\n",
+        ] {
             assert!(Msg::parse(bad).is_err());
         }
     }

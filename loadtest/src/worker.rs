@@ -263,7 +263,9 @@ impl Run {
             }
         }
         for (bytes, at) in messages {
-            let Ok(msg) = Msg::parse(&bytes) else { continue };
+            let Ok(msg) = Msg::parse(&bytes) else {
+                continue;
+            };
             let Some(&slot) = self.by_call_id.get(msg.call_id) else {
                 // A stray request for a call we no longer know: answer so the server stops.
                 if msg.method == Some("BYE") {
@@ -273,9 +275,18 @@ impl Run {
                 }
                 continue;
             };
-            let Some(caller) = self.calls[slot].as_mut() else { continue };
+            let Some(caller) = self.calls[slot].as_mut() else {
+                continue;
+            };
             let before = caller.remote_rtp();
-            caller.on_sip(&msg, at, &self.plans, &self.ep, &mut self.sip_out, &mut self.measure);
+            caller.on_sip(
+                &msg,
+                at,
+                &self.plans,
+                &self.ep,
+                &mut self.sip_out,
+                &mut self.measure,
+            );
             if before.is_none()
                 && let Some(remote) = caller.remote_rtp()
             {
@@ -320,15 +331,14 @@ impl Run {
     fn tick(&mut self, now: Nanos) {
         // Everything the server sent since the last tick, each with its kernel arrival time.
         loop {
-            let n = match self.rtp_in.recv(&self.rtp) {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            let n = self.rtp_in.recv(&self.rtp).unwrap_or_default();
             if n == 0 {
                 break;
             }
             for i in 0..n {
-                let Some(d) = self.rtp_in.get(i) else { continue };
+                let Some(d) = self.rtp_in.get(i) else {
+                    continue;
+                };
                 let slot = self.by_port[d.from.port() as usize];
                 if slot == 0 {
                     continue;
@@ -367,7 +377,9 @@ impl Run {
     }
 
     fn reap(&mut self, slot: usize) {
-        let Some(caller) = self.calls[slot].take() else { return };
+        let Some(caller) = self.calls[slot].take() else {
+            return;
+        };
         let result = caller.result().cloned().unwrap_or(Ok(()));
         self.measure.call_ended(&result, caller.stream());
         if let Some(remote) = caller.remote_rtp()

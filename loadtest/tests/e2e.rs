@@ -30,7 +30,9 @@ fn server_bin() -> PathBuf {
             if release {
                 cmd.arg("--release");
             }
-            let status = cmd.status().expect("run cargo build for the careline binary");
+            let status = cmd
+                .status()
+                .expect("run cargo build for the careline binary");
             assert!(status.success(), "building the careline binary failed");
         }
         bin
@@ -93,11 +95,17 @@ fn twenty_callers_each_hear_every_prompt_of_the_menu_in_order() {
     // Keys by RFC 4733, SIP INFO and in-band tones were all answered.
     for via in ["rfc4733", "inband", "info"] {
         assert!(
-            r["dtmf_key_down_to_prompt"][via]["count"].as_u64().unwrap_or(0) >= 10,
+            r["dtmf_key_down_to_prompt"][via]["count"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 10,
             "{via}: {r:#}"
         );
     }
-    assert!(r["server"]["rss_max_bytes"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    assert!(
+        r["server"]["rss_max_bytes"].as_u64().unwrap_or(0) > 0,
+        "{r:#}"
+    );
 }
 
 #[test]
@@ -128,7 +136,9 @@ fn a_caller_that_hears_the_wrong_prompt_fails_and_says_which() {
     assert!(!ok, "a failed call makes the run fail: {r:#}");
     assert_eq!(r["calls"]["passed"], 0, "{r:#}");
     assert_eq!(r["calls"]["failed_by_reason"]["wrong_prompt"], 3, "{r:#}");
-    let example = r["calls"]["failure_examples"][0].as_str().unwrap_or_default();
+    let example = r["calls"]["failure_examples"][0]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         example.contains("heard `digit-3` while expecting `digit-4`"),
         "{example}"
