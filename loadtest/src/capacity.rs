@@ -94,7 +94,7 @@ pub fn row(l: &Level) -> String {
     let per_call =
         srv.rss_max_bytes.saturating_sub(l.idle_rss) as f64 / 1024.0 / l.concurrency as f64;
     format!(
-        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7.0}% {:>5.0} MiB {:>8.0} {:>7.0}%  {}\n",
+        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7.0}% {:>5.0} MiB {:>8.0} {:>7.0}% {:>7.1}%  {}\n",
         l.concurrency,
         format!("{}/{}", m.passed, m.started),
         fmt_ms(p(&m.setup).map(|p| p[0])),
@@ -107,6 +107,7 @@ pub fn row(l: &Level) -> String {
         srv.rss_max_bytes as f64 / 1048576.0,
         per_call,
         l.result.generator.cpu_percent,
+        m.late_ticks as f64 * 100.0 / m.ticks.max(1) as f64,
         if l.breaches.is_empty() {
             "held".to_string()
         } else {
