@@ -1,0 +1,71 @@
+//! CPU time and resident memory of a process, from /proc (Linux).
+
+use std::time::Instant;
+
+/// One reading of a process's counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    at: Instant,
+    /// User + system CPU time, in clock ticks.
+    cpu_ticks: u64,
+    pub rss_bytes: u64,
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// Reads /proc/<pid>/stat and /proc/<pid>/status; `None` when the process is gone.
+pub fn sample(pid: u32) -> Option<Sample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesized command (which may contain spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the command.
+    let cpu_ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(Sample {
+        at: Instant::now(),
+        cpu_ticks,
+        rss_bytes: rss_kb * 1024,
+    })
+}
+
+/// CPU use between two samples, in percent of one core.
+pub fn cpu_percent(a: &Sample, b: &Sample) -> f64 {
+    let secs = b.at.duration_since(a.at).as_secs_f64();
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    (b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / clock_ticks_per_sec() / secs * 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let a = sample(std::process::id()).unwrap();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let b = sample(std::process::id()).unwrap();
+        assert!(b.rss_bytes > 1 << 20);
+        // A busy loop on one thread: somewhere near 100 % (loose: the machine is shared).
+        let cpu = cpu_percent(&a, &b);
+        assert!(cpu > 20.0 && cpu < 250.0, "{cpu}");
+        assert!(sample(u32::MAX).is_none());
+    }
+}

@@ -1,0 +1,146 @@
+//! End-to-end: the `careline-loadtest` binary against a real `careline serve` process on
+//! loopback. Every synthetic caller must hear the right prompts in the right order.
+//!
+//! The server binary is the workspace's `careline`, found next to this package's binary in
+//! the same target folder (`cargo test --workspace` builds both); when it is missing (this
+//! package tested alone) the test builds it with the same cargo and profile first.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use careline_loadtest::server::ServerProcess;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let me = PathBuf::from(env!("CARGO_BIN_EXE_careline-loadtest"));
+        let dir = me.parent().expect("binary folder").to_path_buf();
+        let bin = dir.join("careline");
+        if !bin.is_file() {
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.current_dir(root())
+                .args(["build", "-j2", "-p", "careline", "--bin", "careline"]);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd
+                .status()
+                .expect("run cargo build for the careline binary");
+            assert!(status.success(), "building the careline binary failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+fn start_server(rtp: (u16, u16)) -> ServerProcess {
+    ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, 0, "")
+        .expect("careline serve starts")
+}
+
+/// Runs the load tester with `--json`; returns (exit success, report).
+fn loadtest(server: &ServerProcess, args: &[&str]) -> (bool, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_careline-loadtest"))
+        .current_dir(root())
+        .args(["run", "--json", "--target", &server.sip.to_string()])
+        .args(["--server-pid", &server.pid().to_string()])
+        .args(args)
+        .output()
+        .expect("run careline-loadtest");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\n{text}\nstderr:\n{}\nserver log: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&server.log).unwrap_or_default()
+        )
+    });
+    (out.status.success(), report)
+}
+
+#[test]
+fn twenty_callers_each_hear_every_prompt_of_the_menu_in_order() {
+    let server = start_server((52000, 52499));
+    let (ok, r) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "loadtest/scenarios/demo-menu.toml",
+            "--scenario",
+            "loadtest/scenarios/demo-menu-inband.toml",
+            "--calls",
+            "20",
+            "--concurrency",
+            "20",
+            "--rate",
+            "10",
+        ],
+    );
+    let calls = &r["calls"];
+    assert!(ok, "exit status: {r:#}");
+    assert_eq!(calls["passed"], 20, "{r:#}");
+    assert_eq!(calls["failed"], 0, "{r:#}");
+    // Four prompts per call (welcome, two keys answered, goodbye), each recognized.
+    assert_eq!(r["prompts_heard"], 80, "{r:#}");
+    assert_eq!(r["rtp"]["lost"], 0, "{r:#}");
+    assert_eq!(r["rtp"]["timestamp_errors"], 0, "{r:#}");
+    assert!(r["setup"]["count"].as_u64() == Some(20), "{r:#}");
+    // Keys by RFC 4733, SIP INFO and in-band tones were all answered.
+    for via in ["rfc4733", "inband", "info"] {
+        assert!(
+            r["dtmf_key_down_to_prompt"][via]["count"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 10,
+            "{via}: {r:#}"
+        );
+    }
+    assert!(
+        r["server"]["rss_max_bytes"].as_u64().unwrap_or(0) > 0,
+        "{r:#}"
+    );
+}
+
+#[test]
+fn a_caller_that_hears_the_wrong_prompt_fails_and_says_which() {
+    let server = start_server((52500, 52999));
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("wrong.toml");
+    std::fs::write(
+        &scenario,
+        "steps = [\n  { expect_prompt = \"welcome\" },\n  { press = \"3\" },\n  \
+         { expect_prompt = \"digit-4\" },\n  { hangup = true },\n]\n",
+    )
+    .unwrap();
+    let (ok, r) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--calls",
+            "3",
+            "--concurrency",
+            "3",
+            "--rate",
+            "10",
+            "--tcp",
+        ],
+    );
+    assert!(!ok, "a failed call makes the run fail: {r:#}");
+    assert_eq!(r["calls"]["passed"], 0, "{r:#}");
+    assert_eq!(r["calls"]["failed_by_reason"]["wrong_prompt"], 3, "{r:#}");
+    let example = r["calls"]["failure_examples"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        example.contains("heard `digit-3` while expecting `digit-4`"),
+        "{example}"
+    );
+}
