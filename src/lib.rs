@@ -4,10 +4,14 @@
 //! See DESIGN.md (in `shared/`) for the map.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod call;
 pub mod config;
+pub mod db;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod patient;
 pub mod server;
 pub mod sip;

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub sip_rejected: Family<Labels, Counter>,
     pub prompts_loaded: Gauge,
     pub draining: Gauge,
+    /// Logins by outcome (success, failure).
+    pub auth_logins: Family<Labels, Counter>,
+    /// Accounts locked after repeated failed logins: alert on any increase.
+    pub auth_lockouts: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +62,8 @@ impl Metrics {
             sip_rejected: Family::default(),
             prompts_loaded: Gauge::default(),
             draining: Gauge::default(),
+            auth_logins: Family::default(),
+            auth_lockouts: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
@@ -121,6 +127,16 @@ impl Metrics {
             "draining",
             "1 while shutting down (new calls refused)",
             m.draining.clone(),
+        );
+        registry.register(
+            "auth_logins",
+            "Password logins, by outcome",
+            m.auth_logins.clone(),
+        );
+        registry.register(
+            "auth_lockouts",
+            "Accounts locked after repeated failed logins",
+            m.auth_lockouts.clone(),
         );
         Metrics { registry, ..m }
     }
