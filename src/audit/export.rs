@@ -31,9 +31,8 @@ pub fn json_entry(e: &Entry, revealed: Option<String>) -> Value {
 pub fn audit_event(e: &Entry, revealed: Option<String>) -> Value {
     let (type_code, type_display) = if e.action.starts_with("login") || e.action == "logout" {
         ("110114", "User Authentication")
-    } else if e.action.starts_with("call.") {
-        ("110100", "Application Activity")
-    } else if e.action == "config.change" || e.action == "user.add" {
+    } else if e.action.starts_with("call.") || e.action == "config.change" || e.action == "user.add"
+    {
         ("110100", "Application Activity")
     } else {
         ("rest", "RESTful Operation")

@@ -125,8 +125,7 @@ fn clinical_status(r: &Value) -> Option<String> {
 
 fn verification_refuted(r: &Value) -> bool {
     r.get("verificationStatus")
-        .map(|v| v.as_str().map(str::to_string).or_else(|| first_code(v)))
-        .flatten()
+        .and_then(|v| v.as_str().map(str::to_string).or_else(|| first_code(v)))
         .is_some_and(|c| c == "refuted" || c == "entered-in-error")
 }
 
