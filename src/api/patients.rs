@@ -174,8 +174,10 @@ pub async fn import(
         Err(e) => {
             s.audit
                 .append(
+                    // The error may quote an identifier from the bundle: sealed, not in clear.
                     Event::new(caller.name(), action::PATIENT_WRITE, "failure")
-                        .detail(json!({"import": "bundle", "error": e.to_string()})),
+                        .detail(json!({"import": "bundle"}))
+                        .secret(&e.to_string()),
                 )
                 .await?;
             return Err(e.into());
