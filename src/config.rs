@@ -36,6 +36,9 @@ pub struct Config {
     pub prompts: PromptsConfig,
     pub calls: CallsConfig,
     pub log: LogConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub patients: PatientsConfig,
     pub recording: crate::recording::settings::RecordingConfig,
     /// Contact flows: where they are, which number runs which (issue 3).
     pub flows: FlowsConfig,
@@ -142,6 +145,85 @@ pub enum InbandDtmf {
 pub struct HttpConfig {
     /// `/healthz` and Prometheus `/metrics`.
     pub listen: SocketAddr,
+    /// `auto`: HTTPS unless `listen` is a loopback address; `on`: always HTTPS; `off`: plain
+    /// HTTP, allowed only on loopback (PHI never crosses a network in clear).
+    pub tls: HttpTls,
+    /// PEM certificate chain for HTTPS; a self-signed one is generated in the data dir when unset.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpTls {
+    Auto,
+    On,
+    Off,
+}
+
+impl HttpConfig {
+    /// Whether the API is served over HTTPS.
+    pub fn https(&self) -> bool {
+        match self.tls {
+            HttpTls::On => true,
+            HttpTls::Off => false,
+            HttpTls::Auto => !self.listen.ip().is_loopback(),
+        }
+    }
+}
+
+/// The patient, user and audit database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host/db` for PostgreSQL; empty for the embedded SQLite file
+    /// `<data_dir>/careline.db`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Browser sessions end after this long without a request (idle logoff).
+    pub session_idle_secs: u64,
+    /// Failed logins within `failure_window_secs` that lock an account.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    /// How long a locked account stays locked.
+    pub lockout_secs: u64,
+    /// How long a clinician's break-glass access to one patient lasts.
+    pub break_glass_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatientsConfig {
+    /// Country code assumed for phone numbers written without one (`1`: NANP).
+    pub default_country_code: String,
+    /// Extra clinical alert rules (same format as the shipped `clinical-alerts.toml`).
+    pub alerts_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_idle_secs: 15 * 60,
+            max_failures: 5,
+            failure_window_secs: 5 * 60,
+            lockout_secs: 15 * 60,
+            break_glass_secs: 60 * 60,
+        }
+    }
+}
+
+impl Default for PatientsConfig {
+    fn default() -> Self {
+        PatientsConfig {
+            default_country_code: "1".into(),
+            alerts_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -197,6 +279,9 @@ impl Default for Config {
             lambda: BTreeMap::new(),
             tts: TtsConfig::default(),
             media_streaming: MediaStreamingConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            patients: PatientsConfig::default(),
         }
     }
 }
@@ -287,6 +372,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: HttpTls::Auto,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -486,6 +574,18 @@ impl Config {
                 )));
             }
         }
+        if self.http.tls == HttpTls::Off && !self.http.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "http.tls = \"off\" with http.listen = {}: plain HTTP is allowed only on loopback \
+                 (use tls = \"auto\" or \"on\")",
+                self.http.listen
+            )));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert and http.tls_key must be given together".into(),
+            ));
+        }
         if self.rtp.jitter_ms > 1000 {
             return Err(ConfigError::Invalid(format!(
                 "rtp.jitter_ms = {} is more than one second",
@@ -675,6 +775,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[http]\nlisten = \"0.0.0.0:8443\"\ntls = \"off\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("only on loopback"), "{err}");
+        std::fs::write(&path, "[http]\nlisten = \"0.0.0.0:8443\"\n").unwrap();
+        let c = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert!(c.http.https(), "auto means HTTPS off loopback");
+        assert!(
+            !Config::default().http.https(),
+            "loopback stays plain by default"
+        );
     }
 
     #[test]

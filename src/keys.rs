@@ -296,6 +296,90 @@ impl KeyRing {
     }
 }
 
+/// Sealed records: small values (a FHIR resource, a contact note) encrypted with their own data
+/// key, stored as one string, and keyed HMACs for blind indexes.
+///
+/// Form of a sealed value: `<wrapped data key>.<base64(nonce || AES-256-GCM ciphertext)>`. The
+/// `context` (e.g. `"fhir/Condition/123"`) is bound twice, to the wrapped key and as the
+/// ciphertext's associated data, so a sealed value copied onto another row does not open.
+impl KeyRing {
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
+        use base64::Engine;
+        let data_key = KeyRing::new_data_key();
+        let wrapped = self.wrap(&data_key, context.as_bytes());
+        // A fresh key per value: the random nonce can never repeat under one key.
+        let cipher = Aes256Gcm::new_from_slice(data_key.as_slice()).expect("32-byte key");
+        let nonce: [u8; 12] = rand::random();
+        let ciphertext = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut body = Vec::with_capacity(12 + ciphertext.len());
+        body.extend_from_slice(&nonce);
+        body.extend_from_slice(&ciphertext);
+        format!(
+            "{wrapped}.{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(body)
+        )
+    }
+
+    /// Opens what [`KeyRing::seal`] made for the same `context`.
+    pub fn open_sealed(&self, context: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        use base64::Engine;
+        let bad = || KeyError::BadWrapped(sealed.chars().take(80).collect());
+        let (wrapped, body) = sealed.split_once('.').ok_or_else(bad)?;
+        let wrapped: WrappedKey = wrapped.parse()?;
+        let body = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(body)
+            .map_err(|_| bad())?;
+        if body.len() < 12 + 16 {
+            return Err(bad());
+        }
+        let data_key = self.unwrap(&wrapped, context.as_bytes())?;
+        let cipher = Aes256Gcm::new_from_slice(data_key.as_slice())
+            .map_err(|_| KeyError::Unwrap(wrapped.key_id.clone()))?;
+        let (nonce, ciphertext) = body.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| bad())?;
+        cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::Unwrap(wrapped.key_id.clone()))
+    }
+
+    /// Re-wraps a sealed value's data key under the current master key (after a rotation);
+    /// the ciphertext is kept as it is.
+    pub fn reseal(&self, context: &str, sealed: &str) -> Result<String, KeyError> {
+        let bad = || KeyError::BadWrapped(sealed.chars().take(80).collect());
+        let (wrapped, body) = sealed.split_once('.').ok_or_else(bad)?;
+        let wrapped: WrappedKey = wrapped.parse()?;
+        let rewrapped = self.rewrap(&wrapped, context.as_bytes())?;
+        Ok(format!("{rewrapped}.{body}"))
+    }
+
+    /// A blind index value: HMAC-SHA256 of `value` under [`KeyRing::index_key`]`(purpose)`, in
+    /// hex. Equal inputs give equal outputs for ever (rotation does not move them); the
+    /// database learns only which rows share a value, never the value.
+    pub fn blind_index(&self, purpose: &str, value: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let key = self.index_key(purpose);
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice())
+            .expect("HMAC takes keys of any length");
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
     move |source| KeyError::Io {
         path: path.to_path_buf(),
@@ -461,5 +545,33 @@ mod tests {
         .unwrap();
         assert!(err.to_string().contains("CARELINE_MASTER_KEY"), "{err}");
         assert!("garbage".parse::<WrappedKey>().is_err());
+    }
+
+    #[test]
+    fn sealed_values_open_only_in_their_context_and_survive_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let sealed = ring.seal("fhir/Patient/1", b"Alexis Toy");
+        assert!(!sealed.contains("Alexis"));
+        assert_eq!(
+            &**ring.open_sealed("fhir/Patient/1", &sealed).unwrap(),
+            b"Alexis Toy"
+        );
+        assert!(ring.open_sealed("fhir/Patient/2", &sealed).is_err());
+        ring.rotate().unwrap();
+        let resealed = ring.reseal("fhir/Patient/1", &sealed).unwrap();
+        assert!(resealed.starts_with(ring.current_id()));
+        assert_eq!(
+            &**ring.open_sealed("fhir/Patient/1", &resealed).unwrap(),
+            b"Alexis Toy"
+        );
+        assert_eq!(
+            ring.blind_index("phone", "+15550001111"),
+            ring.blind_index("phone", "+15550001111")
+        );
+        assert_ne!(
+            ring.blind_index("phone", "+15550001111"),
+            ring.blind_index("mrn", "+15550001111")
+        );
     }
 }

@@ -4,12 +4,16 @@
 //! See DESIGN.md (in `shared/`) for the map.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod call;
 pub mod config;
+pub mod db;
 pub mod flow;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod patient;
 pub mod recording;
 pub mod server;
 pub mod sip;

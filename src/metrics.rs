@@ -41,6 +41,10 @@ pub struct Metrics {
     pub recording_upload_failures: Counter,
     /// Recordings deleted by the retention policy.
     pub recordings_deleted: Counter,
+    /// Logins by outcome (success, failure).
+    pub auth_logins: Family<Labels, Counter>,
+    /// Accounts locked after repeated failed logins: alert on any increase.
+    pub auth_lockouts: Counter,
 }
 
 impl Default for Metrics {
@@ -72,6 +76,8 @@ impl Metrics {
             recording_frames_dropped: Counter::default(),
             recording_upload_failures: Counter::default(),
             recordings_deleted: Counter::default(),
+            auth_logins: Family::default(),
+            auth_lockouts: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
@@ -160,6 +166,16 @@ impl Metrics {
             "recordings_deleted",
             "Recordings deleted by the retention policy",
             m.recordings_deleted.clone(),
+        );
+        registry.register(
+            "auth_logins",
+            "Password logins, by outcome",
+            m.auth_logins.clone(),
+        );
+        registry.register(
+            "auth_lockouts",
+            "Accounts locked after repeated failed logins",
+            m.auth_lockouts.clone(),
         );
         Metrics { registry, ..m }
     }

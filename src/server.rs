@@ -40,6 +40,12 @@ pub enum StartError {
         "recording.http_enabled serves recordings without access control: HTTP must listen on loopback, not {0}"
     )]
     RecordingHttpExposed(SocketAddr),
+    #[error(transparent)]
+    Records(#[from] crate::api::access::OpenError),
+    #[error(transparent)]
+    Https(#[from] crate::api::https::HttpsError),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     #[error("cannot listen on HTTP {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -141,6 +147,19 @@ impl Server {
             Arc::new(crate::media::prompt::Silence::new()?),
             metrics.clone(),
         );
+        // Patients, users and the audit trail (database, keys); every start notes whether the
+        // configuration changed since the last one.
+        let records =
+            Arc::new(crate::api::access::ApiState::open(&config, Some(metrics.clone())).await?);
+        let config_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            toml::to_string(&config).unwrap_or_default().as_bytes(),
+        ));
+        records.audit.note_config(&config_digest).await?;
+        let hooks: Arc<dyn crate::call::CallHooks> = Arc::new(crate::audit::calls::CallEvents {
+            audit: records.audit.clone(),
+            auth: records.auth.clone(),
+        });
+
         let services = Arc::new(CallServices {
             settings: CallSettings {
                 max_calls: config.sip.max_calls,
@@ -159,6 +178,7 @@ impl Server {
             metrics,
             draining: AtomicBool::new(false),
             recorder,
+            hooks: Some(hooks),
         });
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -171,12 +191,36 @@ impl Server {
             addr: config.http.listen,
             source,
         })?;
-        let app = crate::api::router(services.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
+        let app = crate::api::router(services.clone())
+            .merge(crate::api::v1::router(records.clone()))
+            .into_make_service_with_connect_info::<crate::api::access::ClientAddr>();
+        let https = config.http.https();
+        if https {
+            let (tls_config, origin) = crate::api::https::server_config(
+                config.http.tls_cert.as_deref(),
+                config.http.tls_key.as_deref(),
+                &config.data_dir,
+            )?;
+            info!(cert = origin, "HTTPS");
+            let listener =
+                crate::api::https::TlsListener::new(listener, tls_config).map_err(|source| {
+                    StartError::Http {
+                        addr: config.http.listen,
+                        source,
+                    }
+                })?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTPS server stopped");
+                }
+            });
+        } else {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            });
+        }
         tokio::spawn(crate::call::task::switchboard(incoming, services.clone()));
 
         info!(
@@ -185,6 +229,7 @@ impl Server {
             sip_tls = sip.tls_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
             tls_cert = tls_origin.unwrap_or_default(),
             http = %http_addr,
+            https,
             rtp = %config.rtp.ports,
             data_dir = %config.data_dir.display(),
             "careline ready"

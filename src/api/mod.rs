@@ -11,6 +11,14 @@ use axum::routing::get;
 
 use crate::call::CallServices;
 
+pub mod access;
+pub mod audit;
+pub mod https;
+pub mod openapi;
+pub mod patients;
+pub mod users;
+pub mod v1;
+
 pub fn router(services: Arc<CallServices>) -> Router {
     let mut r = Router::new()
         .route("/healthz", get(healthz))

@@ -40,6 +40,16 @@ pub struct CallServices {
     /// Set on SIGTERM: new calls are refused with 503.
     pub draining: AtomicBool,
     pub recorder: Arc<crate::recording::Recorder>,
+    /// Told when a call starts and ends (audit trail, active contacts); `None` in tools and
+    /// tests that run calls without a database.
+    pub hooks: Option<Arc<dyn CallHooks>>,
+}
+
+/// What the rest of Careline hears about a call's life. Must not block: implementations hand
+/// the work to their own task.
+pub trait CallHooks: Send + Sync {
+    fn call_started(&self, call_id: &str);
+    fn call_ended(&self, call_id: &str, cause: &str);
 }
 
 /// Commands from outside a call (API, shutdown) to its task.

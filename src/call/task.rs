@@ -160,6 +160,9 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     );
     svc.metrics.calls_started.inc();
     svc.metrics.calls_active.inc();
+    if let Some(hooks) = &svc.hooks {
+        hooks.call_started(&call_id);
+    }
     info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call answered");
 
     info!(flow = %flow.name, "running contact flow");
@@ -195,6 +198,9 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     svc.table.remove(&call_id);
     svc.metrics.calls_active.dec();
     svc.metrics.call_ended(cause);
+    if let Some(hooks) = &svc.hooks {
+        hooks.call_ended(&call_id, cause);
+    }
     info!(
         cause,
         sent = summary.packets_sent,

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod http;
+pub mod postgres;
 pub mod rtp;
 pub mod server;
 pub mod sip;

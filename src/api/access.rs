@@ -1,0 +1,302 @@
+//! Who is calling the API and whether they may: the `Caller` extractor (bearer token or
+//! browser session cookie) and [`ApiState::require`], which consults the one permission table.
+//! Other API modules (recordings, consoles) guard their endpoints with the same two pieces:
+//!
+//! ```ignore
+//! async fn get_recording(State(s): State<Arc<ApiState>>, caller: Caller, Path(id): Path<String>)
+//!     -> Result<Response, ApiError> {
+//!     let grant = s.require(&caller, Action::RecordingRead, Some(&patient_id)).await?;
+//!     ...
+//! }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::audit::Audit;
+use crate::auth::{Action, Auth, AuthError, Grant, Principal};
+use crate::patient::{PatientError, PatientStore};
+
+/// Everything the `/api/v1` handlers share.
+pub struct ApiState {
+    pub auth: Arc<Auth>,
+    pub audit: Audit,
+    pub patients: PatientStore,
+    /// Served over HTTPS: session cookies get `Secure`.
+    pub https: bool,
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "careline_session";
+
+/// An error answered as `{"error": "..."}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        // The detail goes to the log (it never holds PHI: errors name ids, not contents).
+        tracing::error!(error = %e, "API request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the server log)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(serde_json::json!({"error": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"careline\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            AuthError::NoUser(_) | AuthError::BadName | AuthError::NoReason => {
+                ApiError::bad_request(e.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<PatientError> for ApiError {
+    fn from(e: PatientError) -> ApiError {
+        match e {
+            PatientError::Bundle(b) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, b.to_string())
+            }
+            PatientError::NoPatient(_) => ApiError::not_found(e.to_string()),
+            PatientError::BadContact(_) => ApiError::bad_request(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// `token` or `session`.
+    pub via: &'static str,
+}
+
+impl Caller {
+    pub fn name(&self) -> &str {
+        &self.principal.name
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The value of the session cookie, if sent.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == SESSION_COOKIE && !v.is_empty()).then(|| v.to_string())
+        })
+}
+
+/// The peer address when known (for audit entries about logins).
+pub fn peer(parts_ext: &axum::http::Extensions) -> String {
+    parts_ext
+        .get::<axum::extract::ConnectInfo<ClientAddr>>()
+        .map(|c| c.0.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Caller, ApiError> {
+        let unauthenticated = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "sign in (POST /login) or send Authorization: Bearer <token>",
+            )
+        };
+        let found = if let Some(token) = bearer(&parts.headers) {
+            state
+                .auth
+                .authenticate_token(token)
+                .await?
+                .map(|p| (p, "token"))
+        } else if let Some(cookie) = session_cookie(&parts.headers) {
+            state.auth.session(&cookie).await?.map(|p| (p, "session"))
+        } else {
+            None
+        };
+        match found {
+            Some((principal, via)) => Ok(Caller { principal, via }),
+            None => {
+                state
+                    .auth
+                    .audit_unauthenticated(parts.uri.path(), &peer(&parts.extensions))
+                    .await;
+                Err(unauthenticated())
+            }
+        }
+    }
+}
+
+impl OptionalFromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Option<Caller>, ApiError> {
+        if bearer(&parts.headers).is_none() && session_cookie(&parts.headers).is_none() {
+            return Ok(None);
+        }
+        <Caller as FromRequestParts<Arc<ApiState>>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
+impl ApiState {
+    /// Allows or refuses `action` (on `patient`, when it concerns one) for `caller` by the
+    /// permission table; a refusal is audited and answered 403 with the reason.
+    pub async fn require(
+        &self,
+        caller: &Caller,
+        action: Action,
+        patient: Option<&str>,
+    ) -> Result<Grant, ApiError> {
+        match self
+            .auth
+            .authorize(&caller.principal, action, patient)
+            .await?
+        {
+            Ok(grant) => Ok(grant),
+            Err(reason) => Err(ApiError::new(StatusCode::FORBIDDEN, reason.message())),
+        }
+    }
+}
+
+/// The peer address of a connection, plain or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, super::https::TlsListener>,
+    > for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, super::https::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Alerts(#[from] crate::patient::alerts::AlertTableError),
+}
+
+impl ApiState {
+    /// Opens the key ring, the database (migrating it) and the stores, as configured. Used by
+    /// the server and by the CLI subcommands that work on the same data.
+    pub async fn open(
+        config: &crate::config::Config,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Result<ApiState, OpenError> {
+        let keys = Arc::new(crate::keys::KeyRing::open(
+            &config.data_dir,
+            crate::keys::Supplied::from_env(),
+        )?);
+        let db = crate::db::Db::open(Some(&config.database.url), &config.data_dir).await?;
+        let audit = Audit::new(db.clone(), keys.clone());
+        let a = &config.auth;
+        let settings = crate::auth::AuthSettings {
+            session_idle: std::time::Duration::from_secs(a.session_idle_secs),
+            max_failures: a.max_failures.max(1) as i64,
+            failure_window: std::time::Duration::from_secs(a.failure_window_secs),
+            lockout: std::time::Duration::from_secs(a.lockout_secs),
+            break_glass: std::time::Duration::from_secs(a.break_glass_secs),
+        };
+        let auth = Arc::new(Auth::new(db.clone(), audit.clone(), settings, metrics));
+        let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;
+        let patients = PatientStore::new(
+            db,
+            keys,
+            Arc::new(tables),
+            &config.patients.default_country_code,
+        );
+        Ok(ApiState {
+            auth,
+            audit,
+            patients,
+            https: config.http.https(),
+        })
+    }
+}

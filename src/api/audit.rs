@@ -1,0 +1,106 @@
+//! `GET /api/v1/audit` for auditors: filter by patient, user and time; JSON lines or FHIR
+//! AuditEvent. The query itself is audited.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access::{ApiError, ApiState, Caller};
+use crate::audit::export::{audit_event, fhir_bundle, json_entry};
+use crate::audit::{Event, Filter, action};
+use crate::auth::Action;
+use crate::db::{now_ms, parse_time};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub patient: Option<String>,
+    pub user: Option<String>,
+    /// RFC 3339, `YYYY-MM-DD`, or a duration back from now: `30m`, `24h`, `7d`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `jsonl` (default) or `fhir`.
+    pub format: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `24h` → milliseconds ago, else an absolute time.
+fn when(text: &str) -> Option<i64> {
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    if mult > 0
+        && let Ok(n) = n.parse::<i64>()
+    {
+        return Some(now_ms() - n * mult);
+    }
+    parse_time(text)
+}
+
+pub async fn query(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    s.require(&caller, Action::AuditRead, None).await?;
+    let parse = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|t| {
+                when(t).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} `{t}` is not RFC 3339, YYYY-MM-DD or a duration like 24h"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let filter = Filter {
+        patient_id: q.patient.clone(),
+        actor: q.user.clone(),
+        since_ms: parse("since", &q.since)?,
+        until_ms: parse("until", &q.until)?,
+        limit: q.limit,
+    };
+    let entries = s.audit.query(&filter).await?;
+    s.audit
+        .append(
+            Event::new(caller.name(), action::AUDIT_READ, "success").detail(json!({
+                "patient": q.patient, "user": q.user, "since": q.since, "until": q.until,
+                "returned": entries.len(),
+            })),
+        )
+        .await?;
+    match q.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" | "json" => {
+            let mut body = String::new();
+            for e in &entries {
+                body.push_str(&json_entry(e, s.audit.reveal(e)).to_string());
+                body.push('\n');
+            }
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+        }
+        "fhir" => {
+            let events = entries
+                .iter()
+                .map(|e| audit_event(e, s.audit.reveal(e)))
+                .collect();
+            Ok((
+                [(header::CONTENT_TYPE, "application/fhir+json")],
+                fhir_bundle(events).to_string(),
+            )
+                .into_response())
+        }
+        other => Err(ApiError::bad_request(format!(
+            "format `{other}` is not jsonl or fhir"
+        ))),
+    }
+}

@@ -1,0 +1,305 @@
+//! `/api/v1/patients/...` and `/api/v1/fhir`: caller lookup, the screen-pop summary, export,
+//! import, contact history and break-glass. Every PHI read and write is audited after the
+//! permission table allowed it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::access::{ApiError, ApiState, Caller};
+use crate::audit::{Event, action};
+use crate::auth::Action;
+use crate::patient::{ContactRecord, Lookup};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    pub phone: Option<String>,
+    pub mrn: Option<String>,
+    pub dob: Option<String>,
+    pub family: Option<String>,
+}
+
+/// `GET /api/v1/patients/lookup?phone=...` | `?mrn=...&dob=...` | `?dob=...&family=...`:
+/// id, preferred language and verified flag only.
+pub async fn lookup(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Query(q): Query<LookupQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.require(&caller, Action::PatientLookup, None).await?;
+    let (result, by) = match (&q.phone, &q.mrn, &q.dob, &q.family) {
+        (Some(phone), None, None, None) => (s.patients.lookup_by_phone(phone).await?, "phone"),
+        (None, Some(mrn), Some(dob), None) => {
+            (s.patients.lookup_by_mrn_dob(mrn, dob).await?, "mrn_dob")
+        }
+        (None, None, Some(dob), Some(family)) => {
+            let matches = s.patients.search_dob_name(dob, family).await?;
+            for m in &matches {
+                s.audit
+                    .append(
+                        Event::new(caller.name(), action::PATIENT_LOOKUP, "success")
+                            .patient(&m.patient_id)
+                            .detail(json!({"by": "dob_name"})),
+                    )
+                    .await?;
+            }
+            return Ok(Json(json!({"result": "matches", "matches": matches})));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give phone, or mrn and dob, or dob and family",
+            ));
+        }
+    };
+    let mut event = Event::new(caller.name(), action::PATIENT_LOOKUP, "success");
+    match &result {
+        Lookup::Found(m) => event = event.patient(&m.patient_id).detail(json!({"by": by})),
+        Lookup::Ambiguous { count } => event = event.detail(json!({"by": by, "ambiguous": count})),
+        Lookup::NotFound => event = event.detail(json!({"by": by, "found": false})),
+    }
+    s.audit.append(event).await?;
+    Ok(Json(serde_json::to_value(result).unwrap_or_default()))
+}
+
+fn read_event(
+    caller: &Caller,
+    what: &'static str,
+    patient: &str,
+    view: &str,
+    glass: bool,
+) -> Event {
+    Event::new(caller.name(), what, "success")
+        .patient(patient)
+        .detail(json!({"view": view, "break_glass": glass, "via": caller.via}))
+}
+
+/// `GET /api/v1/patients/{id}/summary`: the screen-pop.
+pub async fn summary(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = s
+        .require(&caller, Action::PatientSummary, Some(&id))
+        .await?;
+    let summary = s
+        .patients
+        .summary(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no patient `{id}`")))?;
+    s.audit
+        .append(read_event(
+            &caller,
+            action::PATIENT_READ,
+            &id,
+            "summary",
+            grant.break_glass,
+        ))
+        .await?;
+    let mut body = serde_json::to_value(summary).unwrap_or_default();
+    body["break_glass"] = Value::Bool(grant.break_glass);
+    Ok(Json(body))
+}
+
+/// `GET /api/v1/patients/{id}/contacts`: contact history (newest first).
+pub async fn contacts(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = s
+        .require(&caller, Action::PatientSummary, Some(&id))
+        .await?;
+    if !s.patients.exists(&id).await? {
+        return Err(ApiError::not_found(format!("no patient `{id}`")));
+    }
+    let list = s.patients.contacts(&id, 200).await?;
+    s.audit
+        .append(read_event(
+            &caller,
+            action::PATIENT_READ,
+            &id,
+            "contacts",
+            grant.break_glass,
+        ))
+        .await?;
+    Ok(Json(json!({"patient_id": id, "contacts": list})))
+}
+
+/// `GET /api/v1/patients/{id}/bundle`: the whole record as a FHIR collection Bundle.
+pub async fn export(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let grant = s.require(&caller, Action::PatientExport, Some(&id)).await?;
+    let bundle = s
+        .patients
+        .export(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no patient `{id}`")))?;
+    s.audit
+        .append(read_event(
+            &caller,
+            action::PATIENT_EXPORT,
+            &id,
+            "bundle",
+            grant.break_glass,
+        ))
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        bundle.to_string(),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/fhir`: a transaction or collection Bundle, imported whole or not at all.
+pub async fn import(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    s.require(&caller, Action::PatientImport, None).await?;
+    let bundle: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
+    let report = match s.patients.import_bundle(&bundle).await {
+        Ok(r) => r,
+        Err(e) => {
+            s.audit
+                .append(
+                    // The error may quote an identifier from the bundle: sealed, not in clear.
+                    Event::new(caller.name(), action::PATIENT_WRITE, "failure")
+                        .detail(json!({"import": "bundle"}))
+                        .secret(&e.to_string()),
+                )
+                .await?;
+            return Err(e.into());
+        }
+    };
+    for p in &report.patients {
+        s.audit
+            .append(
+                Event::new(caller.name(), action::PATIENT_WRITE, "success")
+                    .patient(p)
+                    .detail(json!({"import": "bundle", "resources": report.resources})),
+            )
+            .await?;
+    }
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `POST /api/v1/patients/{id}/contacts`: append a contact record.
+pub async fn append_contact(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(mut record): Json<ContactRecord>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let grant = s.require(&caller, Action::ContactAppend, Some(&id)).await?;
+    if record.user.is_none() {
+        record.user = Some(caller.name().to_string());
+    }
+    let saved = s.patients.append_contact(&id, record).await?;
+    s.audit
+        .append(
+            Event::new(caller.name(), action::CONTACT_WRITE, "success")
+                .patient(&id)
+                .detail(json!({"contact": saved.id, "call_id": saved.call_id, "break_glass": grant.break_glass})),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(saved).unwrap_or_default()),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BreakGlassBody {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /api/v1/patients/{id}/break-glass` `{"reason": "..."}`: emergency access.
+pub async fn break_glass(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<BreakGlassBody>,
+) -> Result<Json<Value>, ApiError> {
+    s.require(&caller, Action::BreakGlass, Some(&id)).await?;
+    if !s.patients.exists(&id).await? {
+        return Err(ApiError::not_found(format!("no patient `{id}`")));
+    }
+    let until = s
+        .auth
+        .break_glass(&caller.principal, &id, &body.reason)
+        .await?;
+    Ok(Json(json!({
+        "patient_id": id,
+        "break_glass": true,
+        "expires": crate::db::rfc3339(until),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveContactBody {
+    pub patient_id: String,
+    /// The user handling the call (agent or clinician).
+    pub user: String,
+}
+
+/// `PUT /api/v1/calls/{call_id}/contact` `{"patient_id", "user"}`: the routing layer says
+/// which patient a live call is about and who handles it.
+pub async fn set_active_contact(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    Json(body): Json<ActiveContactBody>,
+) -> Result<StatusCode, ApiError> {
+    s.require(&caller, Action::ActiveContactSet, None).await?;
+    if !s.patients.exists(&body.patient_id).await? {
+        return Err(ApiError::not_found(format!(
+            "no patient `{}`",
+            body.patient_id
+        )));
+    }
+    s.auth
+        .set_active_contact(&call_id, &body.patient_id, &body.user, caller.name())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/calls/{call_id}/contact`: the call ended or left that user.
+pub async fn clear_active_contact(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.require(&caller, Action::ActiveContactSet, None).await?;
+    match s.auth.clear_active_contact(&call_id, caller.name()).await? {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(ApiError::not_found(format!(
+            "no active contact for call `{call_id}`"
+        ))),
+    }
+}
+
+/// `GET /api/v1/me`.
+pub async fn me(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    _h: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    s.require(&caller, Action::SelfRead, None).await?;
+    Ok(Json(
+        json!({"name": caller.name(), "role": caller.principal.role, "via": caller.via}),
+    ))
+}

@@ -1,0 +1,624 @@
+//! Users, roles, API bearer tokens, browser sessions, lockout, break-glass, and the facts the
+//! permission table needs (who is on a call with whom). Decisions are made by
+//! [`permission::decide`]; this module fetches the facts, records the outcome in the audit
+//! trail, and keeps secrets hashed.
+
+pub mod password;
+pub mod permission;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::audit::{Audit, AuditError, Event, action};
+use crate::db::{Db, now_ms};
+use crate::metrics::Metrics;
+pub use permission::{Action, Decision, DenyReason, Facts, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("user `{0}` already exists")]
+    Exists(String),
+    #[error("no user `{0}`")]
+    NoUser(String),
+    #[error("user names are 1-64 characters of letters, digits, `.`, `_`, `-` and `@`")]
+    BadName,
+    #[error("a break-glass reason is required (say why you need this record)")]
+    NoReason,
+}
+
+/// Tunables, from the `[auth]` configuration section.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// A browser session ends after this long without a request.
+    pub session_idle: Duration,
+    /// Failed logins that lock an account...
+    pub max_failures: i64,
+    /// ...when they happen within this window...
+    pub failure_window: Duration,
+    /// ...for this long.
+    pub lockout: Duration,
+    /// How long a break-glass grant lasts.
+    pub break_glass: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_idle: Duration::from_secs(15 * 60),
+            max_failures: 5,
+            failure_window: Duration::from_secs(5 * 60),
+            lockout: Duration::from_secs(15 * 60),
+            break_glass: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginRefused {
+    BadCredentials,
+    /// Locked until this time (ms since the epoch).
+    Locked {
+        until_ms: i64,
+    },
+}
+
+/// A permitted request: whether break-glass was what let it through (flagged in the audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub break_glass: bool,
+}
+
+/// A live call's patient and handling user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveContact {
+    pub call_id: String,
+    pub patient_id: String,
+    pub user: String,
+    pub started_ms: i64,
+}
+
+pub struct Auth {
+    db: Db,
+    audit: Audit,
+    pub settings: AuthSettings,
+    metrics: Option<Arc<Metrics>>,
+    /// Verified bearer tokens (by SHA-256 of the token) for a minute, so argon2 runs once per
+    /// token per minute rather than on every request.
+    token_cache: DashMap<String, (Principal, Instant)>,
+}
+
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+impl Auth {
+    pub fn new(
+        db: Db,
+        audit: Audit,
+        settings: AuthSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Auth {
+        Auth {
+            db,
+            audit,
+            settings,
+            metrics,
+            token_cache: DashMap::new(),
+        }
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Creates a user; `by` is who did it (for the audit trail).
+    pub async fn add_user(&self, name: &str, role: Role, by: &str) -> Result<(), AuthError> {
+        if !valid_name(name) {
+            return Err(AuthError::BadName);
+        }
+        let done = sqlx::query(
+            "INSERT INTO users (name, role, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(AuthError::Exists(name.to_string()));
+        }
+        self.audit
+            .append(
+                Event::new(by, action::USER_ADD, "success")
+                    .detail(serde_json::json!({"user": name, "role": role.as_str()})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn user_role(&self, name: &str) -> Result<Option<Role>, AuthError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT role FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.and_then(|(r,)| r.parse().ok()))
+    }
+
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        let pw = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+            .await
+            .unwrap_or_default();
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(hash)
+            .bind(name)
+            .execute(self.db.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(AuthError::NoUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// A new API bearer token for `name`, shown once: only its argon2 hash is kept.
+    pub async fn issue_token(&self, name: &str) -> Result<String, AuthError> {
+        if self.user_role(name).await?.is_none() {
+            return Err(AuthError::NoUser(name.to_string()));
+        }
+        let id = hex::encode(rand::random::<[u8; 8]>());
+        let secret = password::random_secret();
+        let s = secret.clone();
+        let hash = tokio::task::spawn_blocking(move || password::hash(&s))
+            .await
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(hash)
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await?;
+        Ok(format!("clt_{id}_{secret}"))
+    }
+
+    /// The user a bearer token belongs to, or `None` for any token that is not valid.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>, AuthError> {
+        let cache_key = password::sha256_hex(token);
+        if let Some(hit) = self.token_cache.get(&cache_key)
+            && hit.1.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(Some(hit.0.clone()));
+        }
+        let Some((id, secret)) = token
+            .strip_prefix("clt_")
+            .and_then(|rest| rest.split_once('_'))
+        else {
+            return Ok(None);
+        };
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT t.secret_hash, u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((hash, name, role)) = row else {
+            return Ok(None);
+        };
+        let secret = secret.to_string();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&secret, &hash))
+            .await
+            .unwrap_or(false);
+        let Some(role) = ok.then(|| role.parse::<Role>().ok()).flatten() else {
+            return Ok(None);
+        };
+        let principal = Principal { name, role };
+        self.token_cache
+            .insert(cache_key, (principal.clone(), Instant::now()));
+        Ok(Some(principal))
+    }
+
+    /// Checks a password. Five failures within five minutes (configurable) lock the account
+    /// for a while; the lock, each failure and each success are audited.
+    pub async fn login(
+        &self,
+        name: &str,
+        password_given: &str,
+        source: &str,
+    ) -> Result<Result<String, LoginRefused>, AuthError> {
+        let now = now_ms();
+        let row: Option<(String, Option<String>, i64)> =
+            sqlx::query_as("SELECT role, password_hash, locked_until FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let detail = serde_json::json!({"source": source});
+        if let Some((_, _, locked_until)) = &row
+            && *locked_until > now
+        {
+            self.audit
+                .append(
+                    Event::new(name, action::LOGIN, "denied")
+                        .detail(serde_json::json!({"source": source, "locked": true})),
+                )
+                .await?;
+            return Ok(Err(LoginRefused::Locked {
+                until_ms: *locked_until,
+            }));
+        }
+        let hash = row
+            .as_ref()
+            .and_then(|(_, h, _)| h.clone())
+            .unwrap_or_else(|| password::decoy().to_string());
+        let given = password_given.to_string();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
+            .await
+            .unwrap_or(false);
+        let role = row.as_ref().and_then(|(r, h, _)| {
+            h.as_ref()?;
+            r.parse::<Role>().ok()
+        });
+        match (ok, role) {
+            (true, Some(_)) => {
+                sqlx::query("DELETE FROM login_failures WHERE user_name = $1")
+                    .bind(name)
+                    .execute(self.db.pool())
+                    .await?;
+                let cookie = password::random_secret();
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, user_name, created_at, last_seen) VALUES ($1, $2, $3, $3)",
+                )
+                .bind(password::sha256_hex(&cookie))
+                .bind(name)
+                .bind(now)
+                .execute(self.db.pool())
+                .await?;
+                self.audit
+                    .append(Event::new(name, action::LOGIN, "success").detail(detail))
+                    .await?;
+                self.login_metric("success");
+                Ok(Ok(cookie))
+            }
+            _ => {
+                self.audit
+                    .append(Event::new(name, action::LOGIN, "failure").detail(detail))
+                    .await?;
+                self.login_metric("failure");
+                if row.is_some() {
+                    self.count_failure(name, now, source).await?;
+                }
+                Ok(Err(LoginRefused::BadCredentials))
+            }
+        }
+    }
+
+    async fn count_failure(&self, name: &str, now: i64, source: &str) -> Result<(), AuthError> {
+        sqlx::query("INSERT INTO login_failures (user_name, at) VALUES ($1, $2)")
+            .bind(name)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        let since = now - self.settings.failure_window.as_millis() as i64;
+        let (failures,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM login_failures WHERE user_name = $1 AND at > $2")
+                .bind(name)
+                .bind(since)
+                .fetch_one(self.db.pool())
+                .await?;
+        if failures >= self.settings.max_failures {
+            let until = now + self.settings.lockout.as_millis() as i64;
+            sqlx::query("UPDATE users SET locked_until = $1 WHERE name = $2")
+                .bind(until)
+                .bind(name)
+                .execute(self.db.pool())
+                .await?;
+            sqlx::query("DELETE FROM login_failures WHERE user_name = $1")
+                .bind(name)
+                .execute(self.db.pool())
+                .await?;
+            self.audit
+                .append(
+                    Event::new(name, action::LOCKOUT, "success").detail(serde_json::json!({
+                        "failures": failures,
+                        "locked_until": crate::db::rfc3339(until),
+                        "source": source,
+                    })),
+                )
+                .await?;
+            tracing::warn!(
+                user = name,
+                failures,
+                "account locked after repeated failed logins"
+            );
+            if let Some(m) = &self.metrics {
+                m.auth_lockouts.inc();
+            }
+        }
+        Ok(())
+    }
+
+    fn login_metric(&self, outcome: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.auth_logins
+                .get_or_create(&vec![("outcome", outcome)])
+                .inc();
+        }
+    }
+
+    /// The user of a browser session; `None` when unknown or idle too long (the session is
+    /// then removed: idle logoff).
+    pub async fn session(&self, cookie: &str) -> Result<Option<Principal>, AuthError> {
+        let id_hash = password::sha256_hex(cookie);
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT s.user_name, s.last_seen, u.role FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.id_hash = $1",
+        )
+        .bind(&id_hash)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((name, last_seen, role)) = row else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if now - last_seen > self.settings.session_idle.as_millis() as i64 {
+            sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(&id_hash)
+                .execute(self.db.pool())
+                .await?;
+            self.audit
+                .append(
+                    Event::new(&name, action::LOGOUT, "success")
+                        .detail(serde_json::json!({"idle": true})),
+                )
+                .await?;
+            return Ok(None);
+        }
+        sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id_hash = $2")
+            .bind(now)
+            .bind(&id_hash)
+            .execute(self.db.pool())
+            .await?;
+        Ok(role.parse().ok().map(|role| Principal { name, role }))
+    }
+
+    pub async fn logout(&self, cookie: &str) -> Result<(), AuthError> {
+        let id_hash = password::sha256_hex(cookie);
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT user_name FROM sessions WHERE id_hash = $1")
+                .bind(&id_hash)
+                .fetch_optional(self.db.pool())
+                .await?;
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(&id_hash)
+            .execute(self.db.pool())
+            .await?;
+        if let Some((name,)) = row {
+            self.audit
+                .append(Event::new(&name, action::LOGOUT, "success"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Decides whether `who` may do `what` (to `patient`, when the action concerns one),
+    /// gathering the facts the table needs. A denial is audited here; an allowed access is
+    /// audited by the caller once it knows what was read or written.
+    pub async fn authorize(
+        &self,
+        who: &Principal,
+        what: Action,
+        patient: Option<&str>,
+    ) -> Result<Result<Grant, DenyReason>, AuthError> {
+        let mut facts = Facts::default();
+        if let (Some(p), Some(scope)) = (patient, permission::scope(who.role, what))
+            && scope != permission::Scope::Any
+        {
+            facts.on_call_with_patient = self.on_call_with(&who.name, p).await?;
+            facts.patient_on_any_call =
+                facts.on_call_with_patient || self.patient_on_any_call(p).await?;
+            facts.break_glass = self.has_break_glass(&who.name, p).await?;
+        }
+        match permission::decide(who.role, what, facts) {
+            Decision::Allow { break_glass } => Ok(Ok(Grant { break_glass })),
+            Decision::Deny(reason) => {
+                let mut event = Event::new(&who.name, action::ACCESS_DENIED, "denied").detail(
+                    serde_json::json!({
+                        "action": what.as_str(),
+                        "role": who.role.as_str(),
+                        "reason": reason.as_str(),
+                    }),
+                );
+                if let Some(p) = patient {
+                    event = event.patient(p);
+                }
+                self.audit.append(event).await?;
+                Ok(Err(reason))
+            }
+        }
+    }
+
+    /// Records a denial decided before any table lookup (no credentials at all).
+    pub async fn audit_unauthenticated(&self, what: &str, source: &str) {
+        self.audit
+            .record(
+                Event::new("anonymous", action::ACCESS_DENIED, "denied")
+                    .detail(serde_json::json!({"action": what, "reason": "unauthenticated", "source": source})),
+            )
+            .await;
+    }
+
+    pub async fn on_call_with(&self, user: &str, patient: &str) -> Result<bool, AuthError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT call_id FROM active_contacts WHERE user_name = $1 AND patient_id = $2 LIMIT 1",
+        )
+        .bind(user)
+        .bind(patient)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn patient_on_any_call(&self, patient: &str) -> Result<bool, AuthError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT call_id FROM active_contacts WHERE patient_id = $1 LIMIT 1")
+                .bind(patient)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// Associates a live call with the patient it is about and the user handling it (the
+    /// routing layer calls this when an agent answers, and again on transfer).
+    pub async fn set_active_contact(
+        &self,
+        call_id: &str,
+        patient: &str,
+        user: &str,
+        by: &str,
+    ) -> Result<(), AuthError> {
+        if self.user_role(user).await?.is_none() {
+            return Err(AuthError::NoUser(user.to_string()));
+        }
+        sqlx::query(
+            "INSERT INTO active_contacts (call_id, patient_id, user_name, started_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (call_id) DO UPDATE SET patient_id = excluded.patient_id, user_name = excluded.user_name",
+        )
+        .bind(call_id)
+        .bind(patient)
+        .bind(user)
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .append(
+                Event::new(by, action::ACTIVE_CONTACT, "success")
+                    .patient(patient)
+                    .detail(
+                        serde_json::json!({"call_id": call_id, "user": user, "state": "active"}),
+                    ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a call's association (call ended or was handed on); returns what it was.
+    pub async fn clear_active_contact(
+        &self,
+        call_id: &str,
+        by: &str,
+    ) -> Result<Option<ActiveContact>, AuthError> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT patient_id, user_name, started_at FROM active_contacts WHERE call_id = $1",
+        )
+        .bind(call_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((patient_id, user, started_ms)) = row else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM active_contacts WHERE call_id = $1")
+            .bind(call_id)
+            .execute(self.db.pool())
+            .await?;
+        self.audit
+            .append(
+                Event::new(by, action::ACTIVE_CONTACT, "success")
+                    .patient(&patient_id)
+                    .detail(
+                        serde_json::json!({"call_id": call_id, "user": user, "state": "ended"}),
+                    ),
+            )
+            .await?;
+        Ok(Some(ActiveContact {
+            call_id: call_id.to_string(),
+            patient_id,
+            user,
+            started_ms,
+        }))
+    }
+
+    pub async fn active_contact(&self, call_id: &str) -> Result<Option<ActiveContact>, AuthError> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT patient_id, user_name, started_at FROM active_contacts WHERE call_id = $1",
+        )
+        .bind(call_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|(patient_id, user, started_ms)| ActiveContact {
+            call_id: call_id.to_string(),
+            patient_id,
+            user,
+            started_ms,
+        }))
+    }
+
+    /// Emergency access: the reason is required, sealed into the audit trail, and the entry is
+    /// flagged `break_glass`; the grant lasts `settings.break_glass`. Only the permission
+    /// table decides who may call this.
+    pub async fn break_glass(
+        &self,
+        who: &Principal,
+        patient: &str,
+        reason: &str,
+    ) -> Result<i64, AuthError> {
+        let reason = reason.trim();
+        if reason.len() < 4 {
+            return Err(AuthError::NoReason);
+        }
+        let until = now_ms() + self.settings.break_glass.as_millis() as i64;
+        sqlx::query(
+            "INSERT INTO break_glass (user_name, patient_id, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_name, patient_id) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(&who.name)
+        .bind(patient)
+        .bind(until)
+        .execute(self.db.pool())
+        .await?;
+        self.audit
+            .append(
+                Event::new(&who.name, action::BREAK_GLASS, "success")
+                    .patient(patient)
+                    .detail(serde_json::json!({
+                        "break_glass": true,
+                        "role": who.role.as_str(),
+                        "expires": crate::db::rfc3339(until),
+                    }))
+                    .secret(reason),
+            )
+            .await?;
+        tracing::warn!(user = %who.name, "break-glass access declared");
+        Ok(until)
+    }
+
+    pub async fn has_break_glass(&self, user: &str, patient: &str) -> Result<bool, AuthError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT expires_at FROM break_glass WHERE user_name = $1 AND patient_id = $2",
+        )
+        .bind(user)
+        .bind(patient)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some_and(|(until,)| until > now_ms()))
+    }
+}

@@ -1,0 +1,292 @@
+//! Roles and the one permission table (sans-IO). Deny by default: an action a role is not
+//! listed for is refused, and so is an action whose scope the request does not meet.
+//!
+//! "Minimum necessary" (HIPAA §164.502(b)) is expressed by scopes: an agent reads a patient's
+//! summary only while on a call with that patient; a clinician likewise, or after declaring a
+//! break-glass reason; a supervisor for patients on any live call. The shell supplies the
+//! facts (is this user on a call with this patient? is there a break-glass grant?); this
+//! table decides.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Supervisor,
+    Clinician,
+    Agent,
+    Auditor,
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::Supervisor,
+        Role::Clinician,
+        Role::Agent,
+        Role::Auditor,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Supervisor => "supervisor",
+            Role::Clinician => "clinician",
+            Role::Agent => "agent",
+            Role::Auditor => "auditor",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a role (admin, supervisor, clinician, agent, auditor, service)"
+                )
+            })
+    }
+}
+
+/// What a request wants to do. One per guarded endpoint family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Who is calling: id, preferred language, verified (no clinical data).
+    PatientLookup,
+    /// The screen-pop summary (clinical data).
+    PatientSummary,
+    /// The whole record as a FHIR Bundle.
+    PatientExport,
+    /// FHIR Bundle import.
+    PatientImport,
+    /// Append to a patient's contact history.
+    ContactAppend,
+    /// Tell Careline which patient and user a live call is about (routing layer).
+    ActiveContactSet,
+    /// Declare emergency access to a patient, with a reason.
+    BreakGlass,
+    AuditRead,
+    UserManage,
+    /// Listen to / download a recording (recording issue).
+    RecordingRead,
+    RecordingDelete,
+    /// One's own identity.
+    SelfRead,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::PatientLookup => "patient.lookup",
+            Action::PatientSummary => "patient.summary",
+            Action::PatientExport => "patient.export",
+            Action::PatientImport => "patient.import",
+            Action::ContactAppend => "contact.append",
+            Action::ActiveContactSet => "contact.active",
+            Action::BreakGlass => "break_glass",
+            Action::AuditRead => "audit.read",
+            Action::UserManage => "user.manage",
+            Action::RecordingRead => "recording.read",
+            Action::RecordingDelete => "recording.delete",
+            Action::SelfRead => "self.read",
+        }
+    }
+}
+
+/// Under which condition a role may do an action on a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Always (the action is still audited).
+    Any,
+    /// Only while on a live call with this patient.
+    OnCall,
+    /// On a call with the patient, or with a break-glass grant for them.
+    OnCallOrBreakGlass,
+    /// While the patient is on any live call (supervisors monitor calls).
+    PatientOnAnyCall,
+}
+
+use Action as A;
+use Role as R;
+use Scope as S;
+
+/// THE permission table. Anything not here is denied.
+pub const PERMISSIONS: &[(Action, Role, Scope)] = &[
+    (A::PatientLookup, R::Service, S::Any),
+    (A::PatientLookup, R::Agent, S::Any),
+    (A::PatientLookup, R::Clinician, S::Any),
+    (A::PatientLookup, R::Supervisor, S::Any),
+    (A::PatientSummary, R::Agent, S::OnCall),
+    (A::PatientSummary, R::Clinician, S::OnCallOrBreakGlass),
+    (A::PatientSummary, R::Supervisor, S::PatientOnAnyCall),
+    (A::PatientExport, R::Clinician, S::OnCallOrBreakGlass),
+    (A::PatientImport, R::Admin, S::Any),
+    (A::PatientImport, R::Service, S::Any),
+    (A::ContactAppend, R::Agent, S::OnCall),
+    (A::ContactAppend, R::Clinician, S::OnCallOrBreakGlass),
+    (A::ContactAppend, R::Supervisor, S::PatientOnAnyCall),
+    (A::ContactAppend, R::Service, S::Any),
+    (A::ActiveContactSet, R::Service, S::Any),
+    (A::ActiveContactSet, R::Supervisor, S::Any),
+    (A::BreakGlass, R::Clinician, S::Any),
+    (A::AuditRead, R::Auditor, S::Any),
+    (A::UserManage, R::Admin, S::Any),
+    (A::RecordingRead, R::Supervisor, S::Any),
+    (A::RecordingRead, R::Clinician, S::OnCallOrBreakGlass),
+    (A::RecordingDelete, R::Admin, S::Any),
+    (A::SelfRead, R::Admin, S::Any),
+    (A::SelfRead, R::Supervisor, S::Any),
+    (A::SelfRead, R::Clinician, S::Any),
+    (A::SelfRead, R::Agent, S::Any),
+    (A::SelfRead, R::Auditor, S::Any),
+    (A::SelfRead, R::Service, S::Any),
+];
+
+/// The scope `role` has for `action`, or `None` (denied whatever the facts).
+pub fn scope(role: Role, action: Action) -> Option<Scope> {
+    PERMISSIONS
+        .iter()
+        .find(|(a, r, _)| *a == action && *r == role)
+        .map(|(_, _, s)| *s)
+}
+
+/// Facts about the request that scopes depend on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// The user handles a live call with this patient.
+    pub on_call_with_patient: bool,
+    /// The patient is on some live call.
+    pub patient_on_any_call: bool,
+    /// The user holds an unexpired break-glass grant for the patient.
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow { break_glass: bool },
+    Deny(DenyReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The role may never do this.
+    Role,
+    /// The role may, but only while on a call with the patient.
+    NotOnCall,
+    /// As above, or with break-glass, which was not declared.
+    NeedsBreakGlass,
+}
+
+impl DenyReason {
+    pub fn message(self) -> &'static str {
+        match self {
+            DenyReason::Role => "your role does not allow this",
+            DenyReason::NotOnCall => {
+                "allowed only while you are on a call with this patient (minimum necessary)"
+            }
+            DenyReason::NeedsBreakGlass => {
+                "allowed only while you are on a call with this patient, or after declaring break-glass access with a reason"
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Role => "role",
+            DenyReason::NotOnCall => "not_on_call",
+            DenyReason::NeedsBreakGlass => "needs_break_glass",
+        }
+    }
+}
+
+pub fn decide(role: Role, action: Action, facts: Facts) -> Decision {
+    match scope(role, action) {
+        None => Decision::Deny(DenyReason::Role),
+        Some(Scope::Any) => Decision::Allow { break_glass: false },
+        Some(Scope::OnCall) if facts.on_call_with_patient => Decision::Allow { break_glass: false },
+        Some(Scope::OnCall) => Decision::Deny(DenyReason::NotOnCall),
+        Some(Scope::PatientOnAnyCall) if facts.patient_on_any_call => {
+            Decision::Allow { break_glass: false }
+        }
+        Some(Scope::PatientOnAnyCall) => Decision::Deny(DenyReason::NotOnCall),
+        Some(Scope::OnCallOrBreakGlass) if facts.on_call_with_patient => {
+            Decision::Allow { break_glass: false }
+        }
+        Some(Scope::OnCallOrBreakGlass) if facts.break_glass => {
+            Decision::Allow { break_glass: true }
+        }
+        Some(Scope::OnCallOrBreakGlass) => Decision::Deny(DenyReason::NeedsBreakGlass),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlisted_is_denied_and_scopes_need_their_facts() {
+        let none = Facts::default();
+        assert_eq!(
+            decide(Role::Auditor, Action::PatientSummary, none),
+            Decision::Deny(DenyReason::Role)
+        );
+        assert_eq!(
+            decide(Role::Admin, Action::PatientSummary, none),
+            Decision::Deny(DenyReason::Role)
+        );
+        assert_eq!(
+            decide(Role::Agent, Action::PatientSummary, none),
+            Decision::Deny(DenyReason::NotOnCall)
+        );
+        let on_call = Facts {
+            on_call_with_patient: true,
+            patient_on_any_call: true,
+            ..Facts::default()
+        };
+        assert_eq!(
+            decide(Role::Agent, Action::PatientSummary, on_call),
+            Decision::Allow { break_glass: false }
+        );
+        // Break-glass opens nothing for an agent.
+        let glass = Facts {
+            break_glass: true,
+            ..Facts::default()
+        };
+        assert_eq!(
+            decide(Role::Agent, Action::PatientSummary, glass),
+            Decision::Deny(DenyReason::NotOnCall)
+        );
+        assert_eq!(
+            decide(Role::Clinician, Action::PatientSummary, glass),
+            Decision::Allow { break_glass: true }
+        );
+        assert_eq!(
+            decide(Role::Clinician, Action::PatientSummary, none),
+            Decision::Deny(DenyReason::NeedsBreakGlass)
+        );
+    }
+
+    #[test]
+    fn every_role_reads_itself_and_each_action_has_someone() {
+        for role in Role::ALL {
+            assert!(scope(role, Action::SelfRead).is_some());
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("root".parse::<Role>().unwrap_err().contains("admin"));
+    }
+}

@@ -1,0 +1,876 @@
+//! Access control and the audit trail through the real server: every `/api/v1` endpoint for
+//! every role, minimum necessary (agents see a patient only during a call), break-glass,
+//! lockout, browser sessions, audit queries and `careline audit verify` on a tampered row,
+//! HTTPS, and no PHI in the logs.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::http::{Response, request};
+use support::server::{Options, TestServer};
+
+struct Api {
+    server: TestServer,
+}
+
+const ROLES: [&str; 6] = [
+    "admin",
+    "supervisor",
+    "clinician",
+    "agent",
+    "auditor",
+    "service",
+];
+
+fn bundles() -> Vec<PathBuf> {
+    let dir = support::server::repo_root().join("../shared/conformance/fhir");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn bundle_patient(path: &PathBuf) -> (String, String, String, String) {
+    let b: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let p = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap()["resource"]
+        .clone();
+    (
+        p["id"].as_str().unwrap().to_string(),
+        p["name"][0]["given"][0].as_str().unwrap().to_string(),
+        p["name"][0]["family"].as_str().unwrap().to_string(),
+        p["telecom"][0]["value"].as_str().unwrap().to_string(),
+    )
+}
+
+impl Api {
+    fn start(extra_toml: &str) -> Api {
+        Api {
+            server: TestServer::start_with(Options {
+                toml: extra_toml.to_string(),
+                ..Options::default()
+            }),
+        }
+    }
+
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_careline"))
+            .arg("--config")
+            .arg(self.server.data_dir.path().join("careline.toml"))
+            .arg("--data-dir")
+            .arg(self.server.data_path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// `careline user add`; returns the printed token.
+    fn user(&self, name: &str, role: &str) -> String {
+        let out = self.cli(&["user", "add", name, "--role", role], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("clt_"))
+            .unwrap_or_else(|| panic!("no token in: {text}"))
+            .to_string()
+    }
+
+    fn import_all(&self) {
+        let files = bundles();
+        let mut args = vec!["patient".to_string(), "import".to_string()];
+        args.extend(files.iter().map(|f| f.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.cli(&args, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let raw = body.map(|b| b.to_string());
+        request(
+            self.server.http,
+            method,
+            path,
+            &headers,
+            raw.as_deref().map(|b| ("application/json", b.as_bytes())),
+        )
+    }
+
+    fn audit(&self, token: &str, query: &str) -> Vec<Value> {
+        let r = self.call("GET", &format!("/api/v1/audit?{query}"), Some(token), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The expected answer of one endpoint for each role, in ROLES order: `true` allowed.
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    off_call: [bool; 6],
+    on_call: [bool; 6],
+}
+
+const A: bool = true;
+const D: bool = false;
+
+/// Written from the product's rules, not read from its table: an agent or clinician sees a
+/// patient during a call with them; supervisors while the patient is on a call; auditors only
+/// the audit trail; admins users and imports; services lookups, imports, call associations
+/// and contact records.
+const MATRIX: &[Row] = &[
+    //                                                            adm sup cli age aud svc
+    Row {
+        method: "GET",
+        path: "/api/v1/me",
+        off_call: [A, A, A, A, A, A],
+        on_call: [A, A, A, A, A, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/patients/lookup",
+        off_call: [D, A, A, A, D, A],
+        on_call: [D, A, A, A, D, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/patients/{id}/summary",
+        off_call: [D, D, D, D, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/patients/{id}/contacts",
+        off_call: [D, D, D, D, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/patients/{id}/contacts",
+        off_call: [D, D, D, D, D, A],
+        on_call: [D, A, A, A, D, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/patients/{id}/bundle",
+        off_call: [D, D, D, D, D, D],
+        on_call: [D, D, A, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/patients/{id}/break-glass",
+        off_call: [D, D, A, D, D, D],
+        on_call: [D, D, A, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/fhir",
+        off_call: [A, D, D, D, D, A],
+        on_call: [A, D, D, D, D, A],
+    },
+    Row {
+        method: "PUT",
+        path: "/api/v1/calls/{call_id}/contact",
+        off_call: [D, A, D, D, D, A],
+        on_call: [D, A, D, D, D, A],
+    },
+    Row {
+        method: "DELETE",
+        path: "/api/v1/calls/{call_id}/contact",
+        off_call: [D, A, D, D, D, A],
+        on_call: [D, A, D, D, D, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/audit",
+        off_call: [D, D, D, D, A, D],
+        on_call: [D, D, D, D, A, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/users",
+        off_call: [A, D, D, D, D, D],
+        on_call: [A, D, D, D, D, D],
+    },
+];
+
+#[test]
+fn every_endpoint_answers_every_role_as_the_rules_say() {
+    let api = Api::start("");
+    api.import_all();
+    let (patient, _, _, phone) = bundle_patient(&bundles()[0]);
+    let (other, ..) = bundle_patient(&bundles()[1]);
+    let tokens: Vec<String> = ROLES
+        .iter()
+        .map(|r| api.user(&format!("{r}-1"), r))
+        .collect();
+    let svc = api.user("router", "service");
+
+    // The matrix covers every endpoint the OpenAPI document lists, and nothing else.
+    let doc = api.call("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    let mut listed = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                listed.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    listed.sort();
+    let mut covered: Vec<(String, String)> = MATRIX
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    covered.sort();
+    assert_eq!(listed, covered, "every guarded endpoint is in the matrix");
+
+    let mut failures = Vec::new();
+    for on_call in [false, true] {
+        for (i, role) in ROLES.iter().enumerate() {
+            let user = format!("{role}-1");
+            let call_id = format!("call-{role}");
+            if on_call {
+                let r = api.call(
+                    "PUT",
+                    &format!("/api/v1/calls/{call_id}/contact"),
+                    Some(&svc),
+                    Some(json!({"patient_id": patient, "user": user})),
+                );
+                assert_eq!(r.status, 204, "{}", r.body);
+            }
+            for row in MATRIX {
+                let want = if on_call {
+                    row.on_call[i]
+                } else {
+                    row.off_call[i]
+                };
+                // Side effects stay away from the patient under test: break-glass and call
+                // associations use another patient; new users get unique names.
+                let target = if row.path.ends_with("break-glass") {
+                    &other
+                } else {
+                    &patient
+                };
+                let path = row
+                    .path
+                    .replace("{id}", target)
+                    .replace("{call_id}", &format!("matrix-{role}-{on_call}"));
+                let (path, body) = match (row.method, row.path) {
+                    ("GET", "/api/v1/patients/lookup") => {
+                        (format!("{path}?phone={}", phone.replace(' ', "")), None)
+                    }
+                    ("GET", "/api/v1/audit") => (format!("{path}?since=1h"), None),
+                    ("POST", "/api/v1/patients/{id}/contacts") => {
+                        (path, Some(json!({"channel": "voice", "reason": "matrix"})))
+                    }
+                    ("POST", "/api/v1/patients/{id}/break-glass") => {
+                        (path, Some(json!({"reason": "matrix test emergency"})))
+                    }
+                    ("POST", "/api/v1/fhir") => (
+                        path,
+                        Some(json!({"resourceType": "Bundle", "type": "collection", "entry": []})),
+                    ),
+                    ("PUT", _) => (path, Some(json!({"patient_id": other, "user": "agent-1"}))),
+                    ("POST", "/api/v1/users") => (
+                        path,
+                        Some(json!({"name": format!("new-{role}-{on_call}"), "role": "agent"})),
+                    ),
+                    _ => (path, None),
+                };
+                if row.method == "DELETE" {
+                    let r = api.call(
+                        "PUT",
+                        &path,
+                        Some(&svc),
+                        Some(json!({"patient_id": other, "user": "agent-1"})),
+                    );
+                    assert_eq!(r.status, 204);
+                }
+                let r = api.call(row.method, &path, Some(&tokens[i]), body.clone());
+                let allowed = matches!(r.status, 200 | 201 | 204);
+                if allowed != want || !(allowed || r.status == 403) {
+                    failures.push(format!(
+                        "{role} {} {} (on call: {on_call}): got {} {}",
+                        row.method, row.path, r.status, r.body
+                    ));
+                }
+                // Without credentials: always 401.
+                let anon = api.call(row.method, &path, None, body);
+                if anon.status != 401 {
+                    failures.push(format!(
+                        "anonymous {} {}: got {}",
+                        row.method, row.path, anon.status
+                    ));
+                }
+            }
+            if on_call {
+                let r = api.call(
+                    "DELETE",
+                    &format!("/api/v1/calls/{call_id}/contact"),
+                    Some(&svc),
+                    None,
+                );
+                assert_eq!(r.status, 204);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // Denials are in the audit trail, with the reason.
+    let auditor = &tokens[4];
+    let denied: Vec<Value> = api
+        .audit(auditor, "user=agent-1")
+        .into_iter()
+        .filter(|e| e["action"] == "access.denied")
+        .collect();
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["detail"]["reason"] == "not_on_call" && e["patient_id"] == patient.as_str())
+    );
+    // Nobody's name or number reached the log.
+    assert_no_phi(&api.server.log());
+}
+
+fn assert_no_phi(text: &str) {
+    for path in bundles() {
+        let (_, given, family, phone) = bundle_patient(&path);
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        for needle in [given, family, phone, digits] {
+            assert!(!text.contains(&needle), "`{needle}` appears in the log");
+        }
+    }
+}
+
+#[test]
+fn an_agent_reads_a_summary_only_while_on_the_call_and_the_call_is_audited() {
+    use support::sip::{Call, Ua, answered_call, sdp_offer};
+    let api = Api::start("");
+    // Import through the API as a service would, every conformance bundle.
+    let svc = api.user("ehr-feed", "service");
+    for path in bundles() {
+        let body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let r = api.call("POST", "/api/v1/fhir", Some(&svc), Some(body));
+        assert_eq!(r.status, 200, "{}: {}", path.display(), r.body);
+    }
+    let agent = api.user("amy", "agent");
+    let auditor = api.user("audrey", "auditor");
+    let (patient, given, family, phone) = bundle_patient(&bundles()[3]);
+
+    // The flow's lookup: who is calling (no clinical data).
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/patients/lookup?phone={}", phone),
+        Some(&agent),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let found = r.json();
+    assert_eq!(found["result"], "found");
+    assert_eq!(found["patient_id"], patient.as_str());
+    assert_eq!(found["verified"], false);
+    assert!(found.get("allergies").is_none() && !r.body.contains(&family));
+
+    let summary = format!("/api/v1/patients/{patient}/summary");
+    assert_eq!(api.call("GET", &summary, Some(&agent), None).status, 403);
+
+    // A real call comes in; routing (here: the test, as the service) associates it.
+    let mut ua = Ua::udp(api.server.sip);
+    let mut call = Call::new("100");
+    let ok = answered_call(
+        &mut ua,
+        &mut call,
+        &sdp_offer(40000, "0", &["a=rtpmap:0 PCMU/8000"]),
+    );
+    let call_id = ok.header("Call-ID").unwrap().to_string();
+    let r = api.call(
+        "PUT",
+        &format!("/api/v1/calls/{call_id}/contact"),
+        Some(&svc),
+        Some(json!({"patient_id": patient, "user": "amy"})),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = api.call("GET", &summary, Some(&agent), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = r.json();
+    assert_eq!(s["demographics"]["family"], family.as_str());
+    assert_eq!(s["demographics"]["given"][0], given.as_str());
+    assert!(!s["allergies"].as_array().unwrap().is_empty());
+    let r = api.call("POST", &format!("/api/v1/patients/{patient}/contacts"), Some(&agent),
+        Some(json!({"channel": "voice", "reason": "refill request", "outcome": "resolved", "call_id": call_id})));
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // The caller hangs up: the association ends with the call, and so does the access.
+    ua.send(&call.bye(&ua));
+    let _ = ua.expect(Duration::from_secs(5), |m| m.cseq_method() == Some("BYE"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api.call("GET", &summary, Some(&agent), None);
+        if r.status == 403 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access did not end with the call: {}",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The trail shows the call's start and end, the read, the write.
+    let entries = api.audit(&auditor, &format!("patient={patient}&since=1h"));
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "patient.write",
+        "patient.lookup",
+        "access.denied",
+        "contact.active",
+        "patient.read",
+        "contact.write",
+        "call.end",
+    ] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
+    let all = api.audit(&auditor, "user=system");
+    assert!(
+        all.iter()
+            .any(|e| e["action"] == "call.start" && e["detail"]["call_id"] == call_id.as_str())
+    );
+    let s = api.call(
+        "GET",
+        &format!("/api/v1/patients/{patient}/contacts"),
+        Some(&auditor),
+        None,
+    );
+    assert_eq!(s.status, 403, "auditors do not read clinical data");
+
+    // No names or numbers in the log or the database files.
+    assert_no_phi(&api.server.log());
+    let mut db = Vec::new();
+    for entry in std::fs::read_dir(api.server.data_path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            db.extend(std::fs::read(p).unwrap_or_default());
+        }
+    }
+    let db = String::from_utf8_lossy(&db);
+    for path in bundles() {
+        let (_, given, family, phone) = bundle_patient(&path);
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        for needle in [
+            format!("\"{given}\""),
+            format!("\"{family}\""),
+            phone,
+            digits,
+        ] {
+            assert!(
+                !db.contains(&needle),
+                "`{needle}` is in the data dir in clear"
+            );
+        }
+    }
+}
+
+#[test]
+fn break_glass_needs_a_reason_and_is_flagged_in_the_audit_trail() {
+    let api = Api::start("");
+    api.import_all();
+    let (patient, ..) = bundle_patient(&bundles()[2]);
+    let doc = api.user("dr-house", "clinician");
+    let auditor = api.user("audrey", "auditor");
+    let summary = format!("/api/v1/patients/{patient}/summary");
+
+    let r = api.call("GET", &summary, Some(&doc), None);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("break-glass"), "{}", r.body);
+    let glass = format!("/api/v1/patients/{patient}/break-glass");
+    let r = api.call("POST", &glass, Some(&doc), Some(json!({"reason": "  "})));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call(
+        "POST",
+        &glass,
+        Some(&doc),
+        Some(json!({"reason": "patient collapsed on the phone, EMS dispatched"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api.call("GET", &summary, Some(&doc), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["break_glass"], true);
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/patients/{patient}/bundle"),
+        Some(&doc),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["resourceType"], "Bundle");
+
+    // Who accessed this patient in the last day: the auditor's query.
+    let entries = api.audit(&auditor, &format!("patient={patient}&since=1d"));
+    let glass_entry = entries
+        .iter()
+        .find(|e| e["action"] == "break_glass")
+        .expect("break-glass entry");
+    assert_eq!(glass_entry["actor"], "dr-house");
+    assert_eq!(glass_entry["detail"]["break_glass"], true);
+    assert_eq!(
+        glass_entry["reason"],
+        "patient collapsed on the phone, EMS dispatched"
+    );
+    let read = entries
+        .iter()
+        .find(|e| e["action"] == "patient.read")
+        .expect("read entry");
+    assert_eq!(
+        read["detail"]["break_glass"], true,
+        "reads under break-glass are flagged"
+    );
+    assert!(
+        api.audit(&auditor, &format!("patient={patient}&user=nobody"))
+            .is_empty()
+    );
+    assert!(
+        api.audit(&auditor, &format!("patient={patient}&until=2000-01-01"))
+            .is_empty()
+    );
+
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/audit?patient={patient}&format=fhir"),
+        Some(&auditor),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let fhir = r.json();
+    assert_eq!(fhir["resourceType"], "Bundle");
+    let events: Vec<&Value> = fhir["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert!(events.iter().all(|e| e["resourceType"] == "AuditEvent"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["purposeOfEvent"][0]["coding"][0]["code"] == "BTG")
+    );
+
+    // Agents cannot break the glass.
+    let agent = api.user("amy", "agent");
+    let r = api.call(
+        "POST",
+        &glass,
+        Some(&agent),
+        Some(json!({"reason": "curious"})),
+    );
+    assert_eq!(r.status, 403);
+}
+
+fn login(api: &Api, name: &str, password: &str) -> Response {
+    let body = format!("name={name}&password={password}");
+    request(
+        api.server.http,
+        "POST",
+        "/login",
+        &[],
+        Some(("application/x-www-form-urlencoded", body.as_bytes())),
+    )
+}
+
+#[test]
+fn five_failed_logins_lock_the_account_and_sessions_end_when_idle() {
+    let api = Api::start("[auth]\nsession_idle_secs = 2\nlockout_secs = 600\n");
+    let out = api.cli(
+        &[
+            "user",
+            "add",
+            "nina",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some("a long passphrase 1\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = api.cli(
+        &["user", "add", "omar", "--role", "agent", "--password-stdin"],
+        Some("another passphrase\n"),
+    );
+    assert!(out.status.success());
+
+    let page = request(api.server.http, "GET", "/login", &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<form") && page.body.contains("password"));
+
+    // A good login: an HttpOnly, SameSite cookie that opens the API.
+    let r = login(&api, "nina", "a+long+passphrase+1");
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let me = request(
+        api.server.http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &pair)],
+        None,
+    );
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["role"], "clinician");
+    // Idle logoff.
+    std::thread::sleep(Duration::from_millis(2500));
+    let me = request(
+        api.server.http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &pair)],
+        None,
+    );
+    assert_eq!(me.status, 401, "the session ended after being idle");
+
+    // Logout ends a session at once.
+    let r = login(&api, "omar", "another+passphrase");
+    let pair = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        request(
+            api.server.http,
+            "GET",
+            "/api/v1/me",
+            &[("Cookie", &pair)],
+            None
+        )
+        .status,
+        200
+    );
+    request(
+        api.server.http,
+        "POST",
+        "/logout",
+        &[("Cookie", &pair)],
+        None,
+    );
+    assert_eq!(
+        request(
+            api.server.http,
+            "GET",
+            "/api/v1/me",
+            &[("Cookie", &pair)],
+            None
+        )
+        .status,
+        401
+    );
+
+    // Five failures in a row lock nina; the right password no longer works.
+    for i in 0..5 {
+        let r = login(&api, "nina", &format!("wrong{i}"));
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = login(&api, "nina", "a+long+passphrase+1");
+    assert_eq!(r.status, 423, "{}", r.body);
+    assert!(r.body.contains("locked"));
+    assert_eq!(api.server.metric("careline_auth_lockouts_total"), 1.0);
+    assert!(
+        api.server
+            .metric("careline_auth_logins_total{outcome=\"failure\"}")
+            >= 5.0
+    );
+    // Other accounts are not affected.
+    assert_eq!(login(&api, "omar", "another+passphrase").status, 303);
+
+    let auditor = api.user("audrey", "auditor");
+    let entries = api.audit(&auditor, "user=nina");
+    assert!(entries.iter().any(|e| e["action"] == "login.lockout"));
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["action"] == "login" && e["outcome"] == "failure")
+            .count(),
+        5
+    );
+}
+
+#[test]
+fn audit_verify_names_a_tampered_row() {
+    let api = Api::start("");
+    api.import_all();
+    let out = api.cli(&["audit", "verify"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+
+    // Edit one row with the database's own tools (sqlx here), as an intruder would.
+    let db = api.server.data_path().join("careline.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let d = careline::db::Db::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET outcome = 'denied' WHERE seq = 4")
+            .execute(d.pool())
+            .await
+            .unwrap();
+    });
+    let out = api.cli(&["audit", "verify"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audit entry 4 ") && err.contains("edited"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_api_is_served_over_https_with_a_self_signed_certificate() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_careline"))
+        .args(["--data-dir"])
+        .arg(data.path())
+        .args([
+            "serve",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--no-tls",
+            "--rtp-ports",
+            "39000-39099",
+        ])
+        .args(["--http-listen", &http.to_string(), "--prompts-dir"])
+        .arg(support::server::repo_root().join("prompts"))
+        .env("CARELINE_HTTP__TLS", "on")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cert = data.path().join("tls/sip-cert.pem");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let get = |path: &str| -> Option<Response> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).ok()? {
+            roots.add(c.ok()?).ok()?;
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+        let tcp = std::net::TcpStream::connect(http).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        use std::io::{Read, Write};
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf);
+        Some(support::http::parse(&buf))
+    };
+    let mut answered = None;
+    while Instant::now() < deadline {
+        if let Some(r) = get("/healthz").filter(|r| r.status == 200) {
+            answered = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let plain = std::net::TcpStream::connect(http).ok().map(|mut s| {
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let openapi = get("/api/v1/openapi.json");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        answered.is_some(),
+        "no HTTPS answer with the generated certificate"
+    );
+    assert!(
+        !plain.unwrap_or_default().contains("200 OK"),
+        "plain HTTP is not served on an HTTPS port"
+    );
+    let doc = openapi.expect("openapi over HTTPS").json();
+    assert_eq!(doc["openapi"], "3.1.0");
+}
