@@ -224,8 +224,17 @@ fn init_logging(config: &Config) {
 
 fn main() {
     if let Err(e) = run() {
-        // One readable line (with causes), not a Debug dump: operators read this.
-        eprintln!("careline: {e:#}");
+        // One readable line with its causes, not a Debug dump: operators read this. Most of
+        // Careline's errors already name their cause in their message; skip repeats.
+        let mut msg = e.to_string();
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg.push_str(": ");
+                msg.push_str(&c);
+            }
+        }
+        eprintln!("careline: {msg}");
         std::process::exit(1);
     }
 }

@@ -60,12 +60,20 @@ impl ServerProcess {
         ));
         std::fs::create_dir_all(&dir).map_err(io("creating the server's folder"))?;
         let prompts = std::fs::canonicalize(prompts).map_err(io("prompt folder"))?;
+        // The flows shipped beside the prompts (the repository layout); the server reads its
+        // flow folder relative to its own working directory otherwise.
+        let flows = prompts
+            .parent()
+            .map(|root| root.join("flows"))
+            .filter(|f| f.is_dir())
+            .map(|f| format!("[flows]\ndir = \"{}\"\n", f.display()))
+            .unwrap_or_default();
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nmax_calls = {max_calls}\n\
              rate_limit_per_source = 0\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [rtp]\nports = \"{}-{}\"\n\
-             [prompts]\ndir = \"{}\"\n{extra_toml}",
+             [prompts]\ndir = \"{}\"\n{flows}{extra_toml}",
             rtp.0,
             rtp.1,
             prompts.display()
