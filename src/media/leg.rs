@@ -614,7 +614,13 @@ fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>) {
     let n = (rate / 50) as usize;
     rec.caller_frame.clear();
     let take = n.min(rec.caller.len());
-    rec.caller_frame.extend(rec.caller.drain(..take));
+    // Copied by slices, then dropped: extending from `drain` moved one sample at a time.
+    let (front, back) = rec.caller.as_slices();
+    let from_front = take.min(front.len());
+    rec.caller_frame.extend_from_slice(&front[..from_front]);
+    rec.caller_frame
+        .extend_from_slice(&back[..take - from_front]);
+    rec.caller.drain(..take);
     rec.caller_frame.resize(n, 0);
     rec.heard_frame.clear();
     if let Some(payload) = sent
@@ -631,7 +637,7 @@ fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>) {
 /// change (8 kHz G.711 <-> 16 kHz Opus); sample repetition or dropping is enough there.
 fn fit_rate(pcm: &[i16], from: u32, to: u32, out: &mut VecDeque<i16>) {
     if from == to {
-        out.extend(pcm.iter().copied());
+        out.extend(pcm);
     } else {
         let n = pcm.len() * to as usize / from as usize;
         out.extend((0..n).map(|i| pcm[i * from as usize / to as usize]));

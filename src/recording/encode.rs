@@ -53,9 +53,12 @@ impl AudioEncoder {
         match self {
             AudioEncoder::Opus(o) => o.push(interleaved, out),
             AudioEncoder::Wav => {
-                out.reserve(interleaved.len() * 2);
-                for s in interleaved {
-                    out.extend_from_slice(&s.to_le_bytes());
+                // Sized first, then filled pairwise: a loop the compiler vectorizes (a push
+                // per sample showed in the recording profile).
+                let start = out.len();
+                out.resize(start + interleaved.len() * 2, 0);
+                for (o, s) in out[start..].chunks_exact_mut(2).zip(interleaved) {
+                    o.copy_from_slice(&s.to_le_bytes());
                 }
                 Ok(())
             }

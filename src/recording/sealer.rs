@@ -72,11 +72,9 @@ impl ChunkSealer {
     }
 
     pub fn clear_output(&mut self) {
-        self.out.clear();
-        // A full chunk's buffer is kept for the next one; an unusually large one is released.
-        if self.out.capacity() > 2 * (self.chunk_bytes + 64) {
-            self.out.shrink_to(self.chunk_bytes + 64);
-        }
+        // Released, not kept: output appears once per chunk (seconds apart), and a thousand
+        // idle chunk-sized buffers would double the memory each recording holds.
+        self.out = Vec::new();
     }
 
     /// Plaintext bytes waiting for the next chunk.

@@ -22,7 +22,7 @@ use super::encode::{AudioEncoder, frame_samples};
 use super::format::{AudioFormat, RecordingId, StreamInfo};
 use super::index::{Index, IndexEvent, now_ms};
 use super::sealer::ChunkSealer;
-use super::tap::{FrameQueue, Participants, RecorderTap, TapControl, TapFrame};
+use super::tap::{FrameBatch, FrameHead, FrameQueue, Participants, RecorderTap, TapControl};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 
@@ -174,15 +174,16 @@ impl Drop for WriterPool {
 impl Writer {
     fn run(mut self, data: Arc<FrameQueue>, control: Receiver<WriterControl>) {
         let mut last_tick = Instant::now();
-        let mut batch: Vec<TapFrame> = Vec::new();
+        let mut batch = FrameBatch::default();
         loop {
             // Frames first, control second: a recording's Open is always sent before its
             // first frame, so it is seen no later than the frames taken here.
             data.take(&mut batch);
             let running = self.control(&control);
-            for f in batch.drain(..) {
-                self.frame(f, &control);
+            for (head, pcm) in batch.frames() {
+                self.frame(head, pcm, &control);
             }
+            batch.clear();
             if !running {
                 return self.stop(&data, &control);
             }
@@ -224,10 +225,10 @@ impl Writer {
 
     /// Shutdown: write what the media threads queued last, then seal everything.
     fn stop(&mut self, data: &FrameQueue, control: &Receiver<WriterControl>) {
-        let mut rest = Vec::new();
+        let mut rest = FrameBatch::default();
         data.take(&mut rest);
-        for f in rest {
-            self.frame(f, control);
+        for (head, pcm) in rest.frames() {
+            self.frame(head, pcm, control);
         }
         self.seal_all();
     }
@@ -353,7 +354,7 @@ impl Writer {
         }
     }
 
-    fn frame(&mut self, f: TapFrame, control: &Receiver<WriterControl>) {
+    fn frame(&mut self, f: FrameHead, pcm: &[i16], control: &Receiver<WriterControl>) {
         if !self.active.contains_key(&f.id) {
             // Its Open may still wait in the control queue.
             if !self.control(control) {
@@ -372,15 +373,15 @@ impl Writer {
             }
             a.filled += gap as u64;
         }
-        let len = (f.len as usize).min(f.pcm.len());
+        let len = pcm.len();
         if len == n {
-            push(a, &f.pcm[..len], &mut self.plain);
+            push(a, pcm, &mut self.plain);
         } else {
             // The leg's rate changed mid-call (re-INVITE to another codec): stretch naively.
             let mut fitted = vec![0i16; n];
             for (i, s) in fitted.iter_mut().enumerate() {
                 let src = (i / 2) * (len / 2).max(1) / (n / 2) * 2 + (i % 2);
-                *s = f.pcm.get(src).copied().unwrap_or(0);
+                *s = pcm.get(src).copied().unwrap_or(0);
             }
             push(a, &fitted, &mut self.plain);
         }
