@@ -158,6 +158,7 @@ impl Server {
         let hooks: Arc<dyn crate::call::CallHooks> = Arc::new(crate::audit::calls::CallEvents {
             audit: records.audit.clone(),
             auth: records.auth.clone(),
+            patients: records.patients.clone(),
         });
 
         let services = Arc::new(CallServices {

@@ -1,18 +1,27 @@
-//! Call start and end into the audit trail, and the end of a call's active-contact
-//! association (so an agent's access to the patient ends with the call). Calls appear by
-//! their SIP Call-ID only: the caller's number is PHI and never written here.
+//! What calls tell the rest of Careline: call start and end into the audit trail, the end of
+//! a call's active-contact association (so an agent's access to the patient ends with the
+//! call), caller identification for flows (`careline:patient-lookup`, GetCustomerProfile),
+//! and the identified patient's contact history. Calls appear by their SIP Call-ID only: the
+//! caller's number is PHI and never written here.
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::{Audit, Event, action};
 use crate::auth::Auth;
-use crate::call::CallHooks;
+use crate::call::{CallEnd, CallHooks, Identify, IdentifyQuery};
+use crate::patient::summary::ContactRecord;
+use crate::patient::{Lookup, PatientStore};
+
+/// The actor the audit trail names for what the IVR does on its own.
+const IVR: &str = "system:ivr";
 
 pub struct CallEvents {
     pub audit: Audit,
     pub auth: Arc<Auth>,
+    pub patients: PatientStore,
 }
 
 impl CallHooks for CallEvents {
@@ -29,21 +38,106 @@ impl CallHooks for CallEvents {
         });
     }
 
-    fn call_ended(&self, call_id: &str, cause: &str) {
+    fn call_ended(&self, end: CallEnd) {
         let audit = self.audit.clone();
         let auth = self.auth.clone();
-        let call_id = call_id.to_string();
-        let cause = cause.to_string();
+        let patients = self.patients.clone();
         tokio::spawn(async move {
-            let contact = auth.clear_active_contact(&call_id, "system").await;
+            let contact = auth.clear_active_contact(&end.call_id, "system").await;
             let mut event = Event::new("system", action::CALL_END, "success")
-                .detail(json!({"call_id": call_id, "cause": cause}));
-            match contact {
-                Ok(Some(c)) => event = event.patient(&c.patient_id),
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "could not end the call's active contact"),
+                .detail(json!({"call_id": end.call_id, "cause": end.cause}));
+            let patient = match contact {
+                Ok(Some(c)) => Some(c.patient_id),
+                Ok(None) => end.patient.clone(),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not end the call's active contact");
+                    end.patient.clone()
+                }
+            };
+            if let Some(p) = &patient {
+                event = event.patient(p);
             }
             audit.record(event).await;
+            if let Some(p) = patient {
+                append_history(&patients, &audit, &p, &end).await;
+            }
         });
+    }
+
+    fn identify(&self, call_id: &str, query: IdentifyQuery) -> BoxFuture<'static, Identify> {
+        let audit = self.audit.clone();
+        let patients = self.patients.clone();
+        let call_id = call_id.to_string();
+        Box::pin(async move {
+            let (by, result) = match (&query.mrn, &query.dob, &query.phone) {
+                (Some(mrn), Some(dob), _) => {
+                    ("mrn_dob", patients.lookup_by_mrn_dob(mrn, dob).await)
+                }
+                (Some(_), None, _) => {
+                    return Identify::Failed("an MRN lookup needs `dob` too".into());
+                }
+                (None, _, Some(phone)) => ("phone", patients.lookup_by_phone(phone).await),
+                (None, _, None) => return Identify::NotFound,
+            };
+            let found = match result {
+                Ok(Lookup::Found(m)) => Identify::Found {
+                    patient_id: m.patient_id,
+                    preferred_language: m.preferred_language,
+                    verified: m.verified,
+                },
+                Ok(Lookup::Ambiguous { .. }) => Identify::Ambiguous,
+                Ok(Lookup::NotFound) => Identify::NotFound,
+                Err(e) => {
+                    tracing::error!(error = %e, "patient lookup failed");
+                    return Identify::Failed("the patient store did not answer".into());
+                }
+            };
+            let mut event = Event::new(IVR, action::PATIENT_LOOKUP, "success");
+            let outcome = match &found {
+                Identify::Found { verified, .. } => json!({"found": true, "verified": verified}),
+                Identify::Ambiguous => json!({"found": false, "ambiguous": true}),
+                _ => json!({"found": false}),
+            };
+            if let Some(id) = found.patient_id() {
+                event = event.patient(id);
+            }
+            event = event.detail(json!({"call_id": call_id, "by": by, "result": outcome}));
+            if let Err(e) = audit.append(event).await {
+                // Unaudited access to PHI is not allowed: the flow gets the error branch.
+                tracing::error!(error = %e, "could not audit a patient lookup");
+                return Identify::Failed("the audit trail did not answer".into());
+            }
+            found
+        })
+    }
+}
+
+/// The product brief's `update_patient_contact_history`: one record per call.
+async fn append_history(patients: &PatientStore, audit: &Audit, patient: &str, end: &CallEnd) {
+    let outcome = match &end.queue {
+        Some(q) => format!("{} (queue {q})", end.cause),
+        None => end.cause.to_string(),
+    };
+    let record = ContactRecord {
+        time: end.answered_at.to_string(),
+        channel: "voice".into(),
+        duration_secs: Some(end.duration.as_secs()),
+        reason: end.reason.clone(),
+        outcome: Some(outcome),
+        recording_id: end.recordings.last().cloned(),
+        call_id: Some(end.call_id.clone()),
+        ..ContactRecord::default()
+    };
+    match patients.append_contact(patient, record).await {
+        Ok(saved) => {
+            audit
+                .record(
+                    Event::new(IVR, action::CONTACT_WRITE, "success")
+                        .patient(patient)
+                        .detail(json!({"call_id": end.call_id, "contact": saved.id})),
+                )
+                .await;
+        }
+        Err(e) => tracing::error!(error = %e, "could not append the call to the contact history"),
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use crate::config::InbandDtmf;
 use crate::media::codec::Codec;
 use crate::media::engine::MediaEngine;
@@ -49,7 +51,119 @@ pub struct CallServices {
 /// the work to their own task.
 pub trait CallHooks: Send + Sync {
     fn call_started(&self, call_id: &str);
-    fn call_ended(&self, call_id: &str, cause: &str);
+    fn call_ended(&self, end: CallEnd);
+    /// The `careline:patient-lookup` built-in: finds the caller in the patient store.
+    fn identify(&self, call_id: &str, query: IdentifyQuery) -> BoxFuture<'static, Identify>;
+}
+
+/// How a call ended: for the audit trail and the identified patient's contact history.
+#[derive(Debug, Clone)]
+pub struct CallEnd {
+    pub call_id: String,
+    /// A metrics label (`caller_bye`, `server_bye`, ...): the contact's outcome.
+    pub cause: &'static str,
+    pub answered_at: jiff::Timestamp,
+    pub duration: Duration,
+    /// The patient the IVR identified, if it did.
+    pub patient: Option<String>,
+    /// Recordings made during the call.
+    pub recordings: Vec<String>,
+    /// The reason the flow noted (`$.Attributes.contact_reason`), if any.
+    pub reason: Option<String>,
+    /// The queue the contact ended in, if any.
+    pub queue: Option<String>,
+}
+
+/// Whom to look for: a number (the caller's own by default), or a medical record number
+/// and date of birth as the caller keyed them in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentifyQuery {
+    pub phone: Option<String>,
+    pub mrn: Option<String>,
+    pub dob: Option<String>,
+}
+
+impl IdentifyQuery {
+    /// From a Lambda-style event: `Parameters` `phone`, `mrn`, `dob` (any case); with neither
+    /// a number nor an MRN, the caller's own number (`CustomerEndpoint.Address`).
+    pub fn from_event(event: &serde_json::Value) -> IdentifyQuery {
+        let params = event
+            .pointer("/Details/Parameters")
+            .and_then(|p| p.as_object());
+        let param = |name: &str| {
+            params
+                .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let mut q = IdentifyQuery {
+            phone: param("phone"),
+            mrn: param("mrn"),
+            dob: param("dob"),
+        };
+        if q.phone.is_none() && q.mrn.is_none() {
+            q.phone = event
+                .pointer("/Details/ContactData/CustomerEndpoint/Address")
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
+        }
+        q
+    }
+}
+
+/// What a lookup found. Never clinical data or names: a flow may speak what it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identify {
+    Found {
+        patient_id: String,
+        preferred_language: Option<String>,
+        /// MRN and date of birth matched (a number alone never verifies).
+        verified: bool,
+    },
+    /// Several patients share the number: ask for an MRN.
+    Ambiguous,
+    NotFound,
+    /// The store could not answer (the flow takes its error branch).
+    Failed(String),
+}
+
+impl Identify {
+    /// The result as a flow sees it under `$.External` (a STRING_MAP: every value a string).
+    pub fn to_external(&self) -> Result<serde_json::Value, String> {
+        let (found, id, lang, verified, outcome) = match self {
+            Identify::Found {
+                patient_id,
+                preferred_language,
+                verified,
+            } => (
+                true,
+                patient_id.as_str(),
+                preferred_language.as_deref().unwrap_or(""),
+                *verified,
+                "found",
+            ),
+            Identify::Ambiguous => (false, "", "", false, "ambiguous"),
+            Identify::NotFound => (false, "", "", false, "not_found"),
+            Identify::Failed(why) => return Err(why.clone()),
+        };
+        Ok(serde_json::json!({
+            "patient_found": found.to_string(),
+            "patient_id": id,
+            "preferred_language": lang,
+            "verified": verified.to_string(),
+            "lookup_result": outcome,
+        }))
+    }
+
+    pub fn patient_id(&self) -> Option<&str> {
+        match self {
+            Identify::Found { patient_id, .. } => Some(patient_id),
+            _ => None,
+        }
+    }
 }
 
 /// Commands from outside a call (API, shutdown) to its task.
@@ -60,4 +174,62 @@ pub enum CallCommand {
     },
     /// Start, pause, resume or stop recording the call (API, flows).
     Recording(crate::recording::RecordingControl),
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(params: serde_json::Value) -> serde_json::Value {
+        json!({"Details": {"ContactData": {"CustomerEndpoint": {"Address": "+15550001111"}},
+            "Parameters": params}})
+    }
+
+    #[test]
+    fn lookup_parameters_default_to_the_callers_number() {
+        let q = IdentifyQuery::from_event(&event(json!({})));
+        assert_eq!(q.phone.as_deref(), Some("+15550001111"));
+        let q = IdentifyQuery::from_event(&event(json!({"Phone": " 555 1234 "})));
+        assert_eq!(q.phone.as_deref(), Some("555 1234"));
+        let q = IdentifyQuery::from_event(&event(json!({"mrn": "42", "DOB": "19800115"})));
+        assert_eq!(
+            q.phone, None,
+            "an MRN lookup does not fall back to the number"
+        );
+        assert_eq!(
+            (q.mrn.as_deref(), q.dob.as_deref()),
+            (Some("42"), Some("19800115"))
+        );
+        let q = IdentifyQuery::from_event(&event(json!({"mrn": "", "phone": ""})));
+        assert_eq!(
+            q.phone.as_deref(),
+            Some("+15550001111"),
+            "blank means absent"
+        );
+    }
+
+    #[test]
+    fn results_are_a_string_map_without_names() {
+        let found = Identify::Found {
+            patient_id: "p1".into(),
+            preferred_language: Some("ja".into()),
+            verified: true,
+        };
+        let v = found.to_external().unwrap();
+        assert_eq!(v["patient_found"], "true");
+        assert_eq!(v["verified"], "true");
+        assert_eq!(v["preferred_language"], "ja");
+        assert!(v.as_object().unwrap().values().all(|x| x.is_string()));
+        assert_eq!(
+            Identify::Ambiguous.to_external().unwrap()["lookup_result"],
+            "ambiguous"
+        );
+        assert_eq!(
+            Identify::NotFound.to_external().unwrap()["patient_found"],
+            "false"
+        );
+        assert!(Identify::Failed("down".into()).to_external().is_err());
+    }
 }

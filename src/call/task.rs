@@ -11,7 +11,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::collect::DigitCollector;
 use super::table::CallHandle;
-use super::{CallCommand, CallServices};
+use super::{CallCommand, CallEnd, CallServices, Identify, IdentifyQuery};
 use crate::flow::attributes::ContactData;
 use crate::flow::interpreter::{Audio, Effect, Event, FlowRun, Now};
 use crate::flow::queues::Ticket;
@@ -158,6 +158,8 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
             started: Instant::now(),
         },
     );
+    let answered_at = jiff::Timestamp::now();
+    let answered = Instant::now();
     svc.metrics.calls_started.inc();
     svc.metrics.calls_active.inc();
     if let Some(hooks) = &svc.hooks {
@@ -184,7 +186,16 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     }
     let cause = call.run(&mut local).await;
 
-    let Call { dialog, leg, .. } = call;
+    let contact = call.flow.contact();
+    let reason = ["contact_reason", "reason"]
+        .iter()
+        .find_map(|k| contact.attributes.get(*k))
+        .filter(|r| !r.is_empty())
+        .cloned();
+    let queue = contact.queue.as_deref().map(str::to_string);
+    let Call {
+        dialog, leg, state, ..
+    } = call;
     if cause != EndReason::CallerBye.as_str()
         && cause != EndReason::Cancelled.as_str()
         && cause != EndReason::Timeout.as_str()
@@ -199,7 +210,16 @@ async fn run(call: IncomingCall, svc: Arc<CallServices>) {
     svc.metrics.calls_active.dec();
     svc.metrics.call_ended(cause);
     if let Some(hooks) = &svc.hooks {
-        hooks.call_ended(&call_id, cause);
+        hooks.call_ended(CallEnd {
+            call_id: call_id.clone(),
+            cause,
+            answered_at,
+            duration: answered.elapsed(),
+            patient: state.patient,
+            recordings: state.recordings,
+            reason,
+            queue,
+        });
     }
     info!(
         cause,
@@ -232,6 +252,10 @@ struct CallState {
     ticket: Option<Ticket>,
     /// Media streaming runs (the leg holds the sending end).
     streaming: bool,
+    /// The patient the flow identified (`careline:patient-lookup`, GetCustomerProfile).
+    patient: Option<String>,
+    /// Every recording made during the call, for the contact history.
+    recordings: Vec<String>,
 }
 
 /// Results of work the call task started off its own loop (speech, Lambda calls).
@@ -239,6 +263,8 @@ enum Internal {
     /// Speech for the `Play` with this id is rendered.
     Rendered(PlayId, Vec<Arc<crate::media::prompt::Prompt>>),
     Invoked(Result<serde_json::Value, String>),
+    /// The patient lookup answered.
+    Identified(Identify),
 }
 
 struct Call {
@@ -277,6 +303,7 @@ impl Call {
                     Some(tap) => {
                         info!(recording = %tap.id, "recording started");
                         self.state.recording = Some((tap.id, false));
+                        self.state.recordings.push(tap.id.to_string());
                         self.leg
                             .command(LegCommand::Record(LegRecording::Attach(Box::new(tap))));
                     }
@@ -367,6 +394,14 @@ impl Call {
                         }
                     }
                     Internal::Invoked(result) => self.flow.handle(Event::Invoked(result), now()),
+                    Internal::Identified(found) => {
+                        if let Some(id) = found.patient_id() {
+                            // The id stays out of the log: the audit trail ties calls to patients.
+                            info!(verified = matches!(found, Identify::Found { verified: true, .. }), "caller identified");
+                            self.state.patient = Some(id.to_string());
+                        }
+                        self.flow.handle(Event::Invoked(found.to_external()), now());
+                    }
                 },
                 _ = timer => {
                     let t = Instant::now();
@@ -424,6 +459,29 @@ impl Call {
                     match done {
                         Some(outcome) => self.flow.handle(Event::Collected(outcome), self::now()),
                         None => self.state.collector = Some(collector),
+                    }
+                }
+                Effect::Invoke {
+                    function,
+                    event,
+                    timeout: _,
+                } if &*function == crate::flow::lambda::PATIENT_LOOKUP => {
+                    let query = IdentifyQuery::from_event(&event);
+                    match &self.svc.hooks {
+                        Some(hooks) => {
+                            let lookup = hooks.identify(&self.call_id, query);
+                            let tx = self.internal.clone();
+                            tokio::spawn(
+                                async move {
+                                    let _ = tx.send(Internal::Identified(lookup.await));
+                                }
+                                .in_current_span(),
+                            );
+                        }
+                        None => self.flow.handle(
+                            Event::Invoked(Err("no patient store in this process".into())),
+                            now(),
+                        ),
                     }
                 }
                 Effect::Invoke {

@@ -63,7 +63,12 @@ pub fn resources(config: &Config, prompts: Option<Arc<PromptLibrary>>) -> Resour
         flows: HashSet::new(),
         queues: config.queues.keys().cloned().collect(),
         hours: config.hours.keys().cloned().collect(),
-        lambdas: config.lambda.keys().cloned().collect(),
+        lambdas: config
+            .lambda
+            .keys()
+            .cloned()
+            .chain([super::lambda::PATIENT_LOOKUP.to_string()])
+            .collect(),
         prompts,
         prompt_language: config.prompts.language.clone(),
     }

@@ -26,6 +26,9 @@ use crate::media::prompt::Prompt;
 /// Actions run for one event before the interpreter gives up on a flow that loops without
 /// ever waiting (a Compare/UpdateContactAttributes cycle would otherwise spin a core).
 const MAX_STEPS: usize = 1000;
+/// How long GetCustomerProfile waits for the patient store.
+const PROFILE_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Largest Lambda response Connect accepts.
 pub const MAX_LAMBDA_RESPONSE: usize = 32 * 1024;
 
@@ -126,6 +129,8 @@ enum Wait {
     Iterating,
     Collect,
     Invoke(ResponseType),
+    /// GetCustomerProfile's lookup.
+    Profile,
     Enqueue,
     Metrics(Metric),
     /// In a queue with nothing left to run (until routing brings an agent).
@@ -195,6 +200,11 @@ impl FlowRun {
         self.effects.pop_front()
     }
 
+    /// The contact as the flow left it (attributes, queue) for what outlives the flow.
+    pub fn contact(&self) -> &ContactData {
+        &self.contact
+    }
+
     pub fn is_done(&self) -> bool {
         self.wait == Wait::Done
     }
@@ -228,6 +238,7 @@ impl FlowRun {
             (Wait::Iterating, Event::Timer) => self.next_of_current("interrupted"),
             (Wait::Collect, Event::Collected(outcome)) => self.collected(outcome),
             (Wait::Invoke(rt), Event::Invoked(result)) => self.invoked(rt, result),
+            (Wait::Profile, Event::Invoked(result)) => self.profiled(result),
             (Wait::Enqueue, Event::Enqueued(result)) => match result {
                 Ok(()) => {
                     self.log_action("queued", now);
@@ -562,6 +573,19 @@ impl FlowRun {
                 }
                 None => self.error("NoMatchingError"),
             },
+            Kind::GetProfile(criteria) => {
+                let mut params = Map::with_capacity(criteria.len());
+                for (k, t) in criteria {
+                    params.insert(k.to_string(), Value::String(self.render(t)));
+                }
+                let event = self.contact.lambda_event(params);
+                self.effects.push_back(Effect::Invoke {
+                    function: Arc::from(super::lambda::PATIENT_LOOKUP),
+                    event,
+                    timeout: PROFILE_TIMEOUT,
+                });
+                Step::Wait(Wait::Profile)
+            }
             Kind::TransferToFlow(r) => match self
                 .resolve(r, ResourceKind::Flow)
                 .and_then(|n| self.env.catalog.get(&n).cloned())
@@ -811,6 +835,28 @@ impl FlowRun {
                 self.contact.stored_input = Some(stored);
                 self.next_of_current("next")
             }
+        }
+    }
+
+    /// GetCustomerProfile: a found patient goes under `$.External`; none or several take
+    /// Connect's NoneFoundError / MultipleFoundError.
+    fn profiled(&mut self, result: Result<Value, String>) -> Step {
+        let map = match result {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return self.error("NoMatchingError"),
+            Err(reason) => {
+                let (flow, action) = (self.frame().flow.name.clone(), self.action().id.clone());
+                warn!(%flow, %action, reason, "patient lookup failed: error branch");
+                return self.error("NoMatchingError");
+            }
+        };
+        match map.get("lookup_result").and_then(Value::as_str) {
+            Some("found") => {
+                self.contact.external = map;
+                self.next_of_current("next")
+            }
+            Some("ambiguous") => self.error("MultipleFoundError"),
+            _ => self.error("NoneFoundError"),
         }
     }
 

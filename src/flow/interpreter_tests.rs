@@ -538,6 +538,147 @@ fn lambda_string_map_json_and_errors() {
 }
 
 #[test]
+fn get_customer_profile_by_caller_number_and_by_mrn_with_every_branch() {
+    let by_phone = |errors: &[(&str, &str)]| {
+        let mut act = a(
+            "who",
+            "GetCustomerProfile",
+            json!({"ProfileRequestData": {
+                "IdentifierName": "_phone",
+                "IdentifierValue": "$.CustomerEndpoint.Address"},
+                "ProfileResponseData": ["FirstName", "BirthDate"]}),
+            Some("say"),
+        );
+        let mut e: Vec<Value> = errors
+            .iter()
+            .map(|(t, n)| json!({"NextAction": n, "ErrorType": t}))
+            .collect();
+        e.push(json!({"NextAction": "err", "ErrorType": "NoMatchingError"}));
+        act["Transitions"]["Errors"] = json!(e);
+        flow_json(
+            "who",
+            vec![
+                act,
+                a(
+                    "say",
+                    "MessageParticipant",
+                    json!({"Text": "id $.External.patient_id $.External.verified"}),
+                    Some("end"),
+                ),
+                a(
+                    "none",
+                    "MessageParticipant",
+                    json!({"Text": "none"}),
+                    Some("end"),
+                ),
+                a(
+                    "many",
+                    "MessageParticipant",
+                    json!({"Text": "many"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    let branches = [("NoneFoundError", "none"), ("MultipleFoundError", "many")];
+    let mut r = run(by_phone(&branches));
+    match said(&mut r).1 {
+        Some(Effect::Invoke {
+            function, event, ..
+        }) => {
+            assert_eq!(&*function, crate::flow::lambda::PATIENT_LOOKUP);
+            assert_eq!(event["Details"]["Parameters"]["phone"], "+15551230000");
+        }
+        other => panic!("{other:?}"),
+    }
+    let found = json!({"patient_found": "true", "patient_id": "p-7", "preferred_language": "ja",
+        "verified": "false", "lookup_result": "found"});
+    r.handle(Event::Invoked(Ok(found)), now());
+    assert_eq!(said(&mut r).0[0], "id p-7 false");
+
+    for (answer, heard) in [
+        (Ok(json!({"lookup_result": "not_found"})), "none"),
+        (Ok(json!({"lookup_result": "ambiguous"})), "many"),
+        (Err("store down".to_string()), "err"),
+        (Ok(json!("odd")), "err"),
+    ] {
+        let mut r = run(by_phone(&branches));
+        said(&mut r);
+        r.handle(Event::Invoked(answer), now());
+        assert_eq!(said(&mut r).0[0], heard);
+    }
+    // Without the specific branches, NoMatchingError catches them.
+    let mut r = run(by_phone(&[]));
+    said(&mut r);
+    r.handle(
+        Event::Invoked(Ok(json!({"lookup_result": "ambiguous"}))),
+        now(),
+    );
+    assert_eq!(said(&mut r).0[0], "err");
+
+    // MRN and date of birth as keyed in, through SearchCriteria.
+    let mrn = flow_json(
+        "who",
+        vec![a(
+            "who",
+            "GetCustomerProfile",
+            json!({"ProfileRequestData": {"LogicalOperator": "AND", "SearchCriteria": [
+                {"IdentifierName": "AccountNumber", "IdentifierValue": "$.Attributes.mrn"},
+                {"IdentifierName": "BirthDate", "IdentifierValue": "$.StoredCustomerInput"}]}}),
+            Some("ok"),
+        )],
+    );
+    let mut r = run(mrn);
+    match said(&mut r).1 {
+        Some(Effect::Invoke { event, .. }) => {
+            let p = &event["Details"]["Parameters"];
+            assert!(p.get("mrn").is_some() && p.get("dob").is_some(), "{p}");
+            assert!(p.get("phone").is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn get_customer_profile_refuses_what_the_patient_store_cannot_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = |request: Value| {
+        let text = flow_json(
+            "who",
+            vec![a(
+                "who",
+                "GetCustomerProfile",
+                json!({ "ProfileRequestData": request }),
+                Some("ok"),
+            )],
+        );
+        let p = dir.path().join("bad.json");
+        std::fs::write(&p, text).unwrap();
+        let mut res = Resources::default();
+        match Catalog::load(&[p], &mut res, Options { strict: false }) {
+            Ok((_, diags)) => diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let out = bad(json!({"IdentifierName": "EmailAddress", "IdentifierValue": "x"}));
+    assert!(
+        out.contains("`EmailAddress`") && out.contains("who"),
+        "{out}"
+    );
+    let out = bad(json!({"IdentifierName": "AccountNumber", "IdentifierValue": "1"}));
+    assert!(out.contains("go together"), "{out}");
+    let out = bad(json!({"LogicalOperator": "OR", "SearchCriteria": [
+        {"IdentifierName": "_phone", "IdentifierValue": "1"}]}));
+    assert!(out.contains("AND only"), "{out}");
+    let out = bad(json!({}));
+    assert!(out.contains("IdentifierName"), "{out}");
+}
+
+#[test]
 fn loop_counts_then_done() {
     let mut r = run(flow_json(
         "loop",

@@ -12,6 +12,13 @@ use serde_json::Value;
 use super::http::HttpClient;
 use super::interpreter::MAX_LAMBDA_RESPONSE;
 
+/// The built-in function that identifies the caller in the patient store, usable wherever a
+/// flow names a Lambda (directly, or through `[flows.resources]`). Parameters `phone` (the
+/// caller's own number when absent), or `mrn` and `dob`; it answers `patient_found`,
+/// `patient_id`, `preferred_language`, `verified` and `lookup_result`, never names or
+/// clinical data. The call task answers it, not HTTP.
+pub const PATIENT_LOOKUP: &str = "careline:patient-lookup";
+
 /// `[lambda.NAME]` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -308,6 +308,7 @@ pub fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnostic>) -> 
             }
         }
         "InvokeLambdaFunction" | "InvokeExternalResource" => lambda(&mut r, &params),
+        "GetCustomerProfile" => profile(&mut r, &params),
         "TransferToFlow" => match r.reference("ContactFlowId", ResourceKind::Flow) {
             Some(f) => Kind::TransferToFlow(f),
             None => {
@@ -489,6 +490,77 @@ fn get_input(r: &mut Reader, params: &Value) -> Kind {
         inter_digit,
         mode,
     }
+}
+
+/// GetCustomerProfile's search identifiers, mapped onto what the patient store can search:
+/// a phone number, or the medical record number (Connect's `AccountNumber`) with the date of
+/// birth. Response fields are not read: the flow gets the patient's id, language and whether
+/// the caller is verified (`$.External`), never names or clinical data to speak aloud.
+fn profile(r: &mut Reader, params: &Value) -> Kind {
+    let Some(request) = params.get("ProfileRequestData") else {
+        r.err("parameter `ProfileRequestData` is missing".into());
+        return Kind::GetProfile(Vec::new());
+    };
+    let mut pairs: Vec<(&Value, &Value)> = Vec::new();
+    fn single(v: &Value) -> Option<(&Value, &Value)> {
+        let name = v.get("IdentifierName")?;
+        // Connect's own documentation spells it both ways.
+        let value = v
+            .get("IdentifierValue")
+            .or_else(|| v.get("IdentiferValue"))?;
+        Some((name, value))
+    }
+    if let Some(p) = single(request) {
+        pairs.push(p);
+    }
+    if let Some(list) = request.get("SearchCriteria").and_then(Value::as_array) {
+        pairs.extend(list.iter().filter_map(single));
+        if let Some(op) = request.get("LogicalOperator").and_then(scalar)
+            && !op.eq_ignore_ascii_case("AND")
+        {
+            r.err(format!(
+                "ProfileRequestData.LogicalOperator `{op}`: Careline searches patients with AND only"
+            ));
+        }
+    }
+    if pairs.is_empty() {
+        r.err(
+            "ProfileRequestData needs IdentifierName and IdentifierValue, or SearchCriteria".into(),
+        );
+    }
+    let mut out: Vec<(Box<str>, Template)> = Vec::new();
+    for (name, value) in pairs {
+        let name = scalar(name).unwrap_or_default();
+        let key = match name.trim_start_matches('_').to_ascii_lowercase().as_str() {
+            "phone"
+            | "phonenumber"
+            | "mobilephonenumber"
+            | "homephonenumber"
+            | "businessphonenumber" => "phone",
+            "account" | "accountnumber" | "mrn" => "mrn",
+            "birthdate" | "dob" | "dateofbirth" => "dob",
+            _ => {
+                r.err(format!(
+                    "GetCustomerProfile identifier `{name}`: Careline searches patients by a phone \
+                     number (`_phone`, `PhoneNumber`) or by `AccountNumber` (the MRN) with `BirthDate`"
+                ));
+                continue;
+            }
+        };
+        match scalar(value) {
+            Some(v) => {
+                let t = Template::parse(&v);
+                r.check_paths(&t);
+                out.push((key.into(), t));
+            }
+            None => r.err(format!("IdentifierValue of `{name}` must be a string")),
+        }
+    }
+    let has = |k: &str| out.iter().any(|(n, _)| &**n == k);
+    if has("mrn") != has("dob") {
+        r.err("GetCustomerProfile: `AccountNumber` (MRN) and `BirthDate` go together".into());
+    }
+    Kind::GetProfile(out)
 }
 
 fn lambda(r: &mut Reader, params: &Value) -> Kind {

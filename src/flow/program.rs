@@ -88,6 +88,12 @@ pub const SUPPORTED: &[TypeInfo] = &[
     t("CheckMetricData", Conditions::Any, E_COND, false),
     t("InvokeLambdaFunction", Conditions::Forbidden, E, false),
     t("InvokeExternalResource", Conditions::Forbidden, E, false),
+    t(
+        "GetCustomerProfile",
+        Conditions::Forbidden,
+        &["NoneFoundError", "MultipleFoundError", "NoMatchingError"],
+        false,
+    ),
     t("TransferToFlow", Conditions::Forbidden, E, false),
     t("InvokeFlowModule", Conditions::Forbidden, E, false),
     t("EndFlowModuleExecution", Conditions::Forbidden, &[], true),
@@ -153,7 +159,6 @@ pub const KNOWN_UNSUPPORTED: &[&str] = &[
     "UpdateContactRoutingBehavior",
     "UpdateContactCallbackNumber",
     "AuthenticateParticipant",
-    "GetCustomerProfile",
 ];
 
 pub fn type_info(name: &str) -> Option<&'static TypeInfo> {
@@ -240,6 +245,8 @@ pub enum Kind {
         parameters: Vec<(Box<str>, Template)>,
         response: ResponseType,
     },
+    /// GetCustomerProfile against the patient store: `phone`, `mrn`, `dob` to search by.
+    GetProfile(Vec<(Box<str>, Template)>),
     TransferToFlow(Ref<Arc<str>>),
     InvokeModule(Ref<Arc<str>>),
     EndModule,

@@ -1,0 +1,314 @@
+//! Flows meet the patient store over real calls: GetCustomerProfile identifies the caller by
+//! their number, the `careline:patient-lookup` built-in (reached through a Lambda ARN in the
+//! resource map) verifies MRN and date of birth keyed in by RFC 4733, each lookup lands in the
+//! audit trail, and the call's end appends a record to the patient's contact history.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use careline::media::codec::Codec;
+use serde_json::{Value, json};
+use support::audio::{expect_not_prompt, expect_prompt};
+use support::http::{Response, request};
+use support::rtp::RtpPeer;
+use support::server::{Options, TestServer};
+use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+
+/// The test caller's From number (tests/support/sip.rs) is 15551230000.
+const PATIENT: &str = "pat-careline-test-1";
+const MRN: &str = "73519";
+
+fn bundle() -> Value {
+    json!({"resourceType": "Bundle", "type": "collection", "entry": [{
+        "fullUrl": format!("urn:uuid:{PATIENT}"),
+        "resource": {
+            "resourceType": "Patient", "id": PATIENT,
+            "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": MRN}],
+            "name": [{"family": "Testcaller", "given": ["Quinn"]}],
+            "telecom": [{"system": "phone", "value": "555-123-0000"}],
+            "birthDate": "1980-01-15",
+            "communication": [{"language": {"coding": [{"code": "ja"}]}}]
+        }
+    }]})
+}
+
+fn action(id: &str, ty: &str, params: Value, next: &str, errors: &[(&str, &str)]) -> Value {
+    let errors: Vec<Value> = errors
+        .iter()
+        .map(|(e, n)| json!({"ErrorType": e, "NextAction": n}))
+        .collect();
+    json!({"Identifier": id, "Type": ty, "Parameters": params,
+        "Transitions": {"NextAction": next, "Errors": errors}})
+}
+
+fn say(id: &str, prompt: &str, next: &str) -> Value {
+    action(
+        id,
+        "MessageParticipant",
+        json!({"PromptId": prompt}),
+        next,
+        &[("NoMatchingError", "bye")],
+    )
+}
+
+fn bye() -> Value {
+    json!({"Identifier": "bye", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}})
+}
+
+/// Number 300: who is calling? Known callers hear digit-1, unknown digit-2.
+fn by_number_flow() -> Value {
+    json!({"Version": "2019-10-30", "StartAction": "who", "Actions": [
+        action("who", "GetCustomerProfile", json!({"ProfileRequestData": {
+            "IdentifierName": "_phone", "IdentifierValue": "$.CustomerEndpoint.Address"}}),
+            "why", &[("NoneFoundError", "unknown"), ("NoMatchingError", "unknown")]),
+        action("why", "UpdateContactAttributes",
+            json!({"Attributes": {"contact_reason": "medication refill"}}), "known",
+            &[("NoMatchingError", "bye")]),
+        say("known", "digit-1", "bye"),
+        say("unknown", "digit-2", "bye"),
+        bye(),
+    ]})
+}
+
+/// Number 301: key the MRN, then the date of birth; the built-in checks both. Verified
+/// callers hear digit-3, others digit-4.
+fn mrn_flow() -> Value {
+    let input = |id: &str, next: &str| {
+        action(
+            id,
+            "GetParticipantInput",
+            json!({"PromptId": "welcome", "StoreInput": "True", "MaxDigits": "8",
+                "InputTimeLimitSeconds": "8", "InputTerminationSequence": "#"}),
+            next,
+            &[
+                ("InputTimeLimitExceeded", "bye"),
+                ("NoMatchingError", "bye"),
+            ],
+        )
+    };
+    json!({"Version": "2019-10-30", "StartAction": "ask-mrn", "Actions": [
+        input("ask-mrn", "keep-mrn"),
+        action("keep-mrn", "UpdateContactAttributes",
+            json!({"Attributes": {"mrn": "$.StoredCustomerInput"}}), "ask-dob",
+            &[("NoMatchingError", "bye")]),
+        input("ask-dob", "check"),
+        action("check", "InvokeLambdaFunction", json!({
+            "LambdaFunctionARN": "<PATIENT_VERIFICATION_LAMBDA_ARN>",
+            "InvocationTimeLimitSeconds": "5",
+            "LambdaInvocationAttributes": {"mrn": "$.Attributes.mrn", "dob": "$.StoredCustomerInput"},
+            "ResponseValidation": {"ResponseType": "STRING_MAP"}}),
+            "verified?", &[("NoMatchingError", "bye")]),
+        json!({"Identifier": "verified?", "Type": "Compare",
+            "Parameters": {"ComparisonValue": "$.External.verified"},
+            "Transitions": {"NextAction": "no", "Conditions": [
+                {"NextAction": "yes", "Condition": {"Operator": "Equals", "Operands": ["true"]}}],
+                "Errors": [{"ErrorType": "NoMatchingCondition", "NextAction": "no"}]}}),
+        say("yes", "digit-3", "bye"),
+        say("no", "digit-4", "bye"),
+        bye(),
+    ]})
+}
+
+struct World {
+    server: TestServer,
+    _flows: tempfile::TempDir,
+}
+
+impl World {
+    fn start() -> World {
+        let flows = tempfile::tempdir().unwrap();
+        std::fs::write(
+            flows.path().join("by-number.json"),
+            by_number_flow().to_string(),
+        )
+        .unwrap();
+        std::fs::write(flows.path().join("mrn.json"), mrn_flow().to_string()).unwrap();
+        let server = TestServer::start_with(Options {
+            toml: format!(
+                "[flows]\ndir = \"{}\"\ndefault = \"by-number\"\n\
+                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\
+                 [flows.resources]\n\"<PATIENT_VERIFICATION_LAMBDA_ARN>\" = \"careline:patient-lookup\"\n",
+                flows.path().display()
+            ),
+            ..Options::default()
+        });
+        World {
+            server,
+            _flows: flows,
+        }
+    }
+
+    fn token(&self, name: &str, role: &str) -> String {
+        let out = self.server.cli(&["user", "add", name, "--role", role]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.lines()
+            .find(|l| l.starts_with("clt_"))
+            .unwrap_or_else(|| panic!("no token in: {out}"))
+            .to_string()
+    }
+
+    fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Response {
+        let auth = format!("Bearer {token}");
+        let raw = body.map(|b| b.to_string());
+        request(
+            self.server.http,
+            method,
+            path,
+            &[("Authorization", auth.as_str())],
+            raw.as_deref().map(|b| ("application/json", b.as_bytes())),
+        )
+    }
+
+    /// Places a call to `number`, runs `keys` once the first prompt is heard, and waits for
+    /// the server to hang up. Returns what the caller heard.
+    fn call(&self, number: &str, keys: &[&str]) -> Vec<i16> {
+        let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+        let offer = sdp_offer(
+            peer.port,
+            "0 101",
+            &[
+                "a=rtpmap:0 PCMU/8000",
+                "a=rtpmap:101 telephone-event/8000",
+                "a=fmtp:101 0-15",
+            ],
+        );
+        let mut ua = Ua::udp(self.server.sip);
+        let mut call = Call::new(number);
+        let ok = answered_call(&mut ua, &mut call, &offer);
+        peer.set_remote(sdp_media_addr(&ok.body_str()).expect("media address"));
+        for group in keys {
+            // Each group answers one input prompt: wait until it plays, then key it in.
+            std::thread::sleep(Duration::from_millis(700));
+            for k in group.chars() {
+                peer.send_event(k, 80);
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        }
+        let bye = ua.expect(Duration::from_secs(20), |m| m.method() == Some("BYE"));
+        let bye = bye.expect("the flow hangs up");
+        ua.respond(&bye, 200, "OK");
+        peer.heard()
+    }
+
+    fn auditor_sees(&self, auditor: &str, what: &str, patient: &str) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.api(
+                "GET",
+                &format!("/api/v1/audit?patient={patient}"),
+                auditor,
+                None,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let hits: Vec<Value> = r
+                .body
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|e| e["action"] == what)
+                .collect();
+            if !hits.is_empty() || Instant::now() > deadline {
+                return hits;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn a_known_number_is_identified_audited_and_the_call_lands_in_the_contact_history() {
+    let world = World::start();
+    let admin = world.token("admin-1", "admin");
+    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
+    assert!(r.status == 200 || r.status == 201, "{}", r.body);
+
+    let heard = world.call("300", &[]);
+    expect_prompt(&heard, Codec::Pcmu, "en", "digit-1", 0, None);
+    expect_not_prompt(&heard, "en", "digit-2", 0);
+
+    let auditor = world.token("auditor-1", "auditor");
+    let lookups = world.auditor_sees(&auditor, "patient.lookup", PATIENT);
+    assert_eq!(lookups.len(), 1, "one lookup, audited: {lookups:?}");
+    assert_eq!(lookups[0]["actor"], "system:ivr");
+    let detail = lookups[0]["detail"].to_string();
+    assert!(detail.contains("\"by\":\"phone\""), "{detail}");
+    assert!(
+        !detail.contains("5551230000"),
+        "no caller number in the audit detail"
+    );
+    assert_eq!(
+        world.auditor_sees(&auditor, "contact.write", PATIENT).len(),
+        1
+    );
+
+    // A clinician reads the history under break-glass (not on a call with the patient).
+    let clinician = world.token("clin-1", "clinician");
+    let r = world.api(
+        "POST",
+        &format!("/api/v1/patients/{PATIENT}/break-glass"),
+        &clinician,
+        Some(json!({"reason": "test: reviewing the last call"})),
+    );
+    assert!(r.status < 300, "{}", r.body);
+    let r = world.api(
+        "GET",
+        &format!("/api/v1/patients/{PATIENT}/contacts"),
+        &clinician,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let contacts: Value = serde_json::from_str(&r.body).unwrap();
+    let list = contacts
+        .as_array()
+        .or_else(|| contacts["contacts"].as_array())
+        .unwrap_or_else(|| panic!("{contacts}"));
+    assert_eq!(list.len(), 1, "{contacts}");
+    let c = &list[0];
+    assert_eq!(c["channel"], "voice");
+    assert_eq!(c["reason"], "medication refill");
+    assert_eq!(c["outcome"], "server_bye");
+    assert!(c["call_id"].as_str().is_some_and(|s| s.ends_with("@test")));
+    assert!(c["duration_secs"].as_u64().is_some());
+
+    // The log never names the patient or the number.
+    let log = world.server.log();
+    for secret in ["Testcaller", "Quinn", "5551230000", "555-123-0000"] {
+        assert!(!log.contains(secret), "`{secret}` in the server log");
+    }
+}
+
+#[test]
+fn an_unknown_number_takes_none_found_and_keyed_mrn_and_birth_date_verify() {
+    let world = World::start();
+    let admin = world.token("admin-1", "admin");
+
+    // No patients yet: the caller is unknown, and no history is written anywhere.
+    let heard = world.call("300", &[]);
+    expect_prompt(&heard, Codec::Pcmu, "en", "digit-2", 0, None);
+
+    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
+    assert!(r.status < 300, "{}", r.body);
+
+    // Right MRN and date of birth (MMDDYYYY as keyed): verified.
+    let heard = world.call("301", &[&format!("{MRN}#"), "01151980#"]);
+    expect_prompt(&heard, Codec::Pcmu, "en", "digit-3", 0, None);
+    expect_not_prompt(&heard, "en", "digit-4", 0);
+
+    // Wrong date of birth: not verified.
+    let heard = world.call("301", &[&format!("{MRN}#"), "02151980#"]);
+    expect_prompt(&heard, Codec::Pcmu, "en", "digit-4", 0, None);
+    expect_not_prompt(&heard, "en", "digit-3", 0);
+
+    let auditor = world.token("auditor-1", "auditor");
+    let lookups = world.auditor_sees(&auditor, "patient.lookup", PATIENT);
+    assert_eq!(lookups.len(), 1, "the verified lookup names the patient");
+    assert!(
+        lookups[0]["detail"].to_string().contains("mrn_dob"),
+        "{lookups:?}"
+    );
+}
