@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use careline::media::codec::Codec;
 use support::audio::{expect_not_prompt, expect_prompt};
 use support::server::TestServer;
+use support::speech::{LANGUAGE_MENU, heard, speech};
 
 const MODULE_DIRS: &[&str] = &[
     "/usr/lib/baresip/modules",
@@ -359,5 +360,73 @@ fn baresip_caller_hears_welcome_then_the_prompt_of_the_key_it_pressed() {
         server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
         1.0,
         "one key, one digit"
+    );
+}
+
+/// The shipped triage flow (number 200) walked from a real softphone: the bilingual language
+/// menu, 2 for English, 9 for an emergency, then the urgent-care message; each key sent by
+/// baresip as RFC 4733 and each prompt checked in what baresip decoded.
+#[test]
+fn baresip_walks_the_triage_flow_to_the_urgent_line_in_english() {
+    let server = TestServer::start();
+    let language_menu = speech("Mizuki", LANGUAGE_MENU, true);
+    let en_menu = speech(
+        "Joanna",
+        "If this is an emergency, press 9. For a new appointment, press 1. To change an appointment, press 2. For a medical consultation, press 3. For test results, press 4.",
+        false,
+    );
+    let urgent = speech("Joanna", "Connecting you to our urgent care line.", false);
+
+    let mut phone = Baresip::start();
+    phone.wait_for("baresip is ready.", Duration::from_secs(20));
+    phone.keys(&format!("/dial sip:200@{}\n", server.sip));
+    phone.wait_for("Call established", Duration::from_secs(15));
+
+    // Let the language menu play two seconds, then choose English.
+    std::thread::sleep(Duration::from_secs(2));
+    phone.keys("2");
+    phone.wait_for("send DTMF digit end: '2'", Duration::from_secs(5));
+    server.wait_metric(
+        "careline_dtmf_digits_total{method=\"rfc4733\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    // The English menu is rendered on the fly; give it time to start, then press 9.
+    std::thread::sleep(Duration::from_secs(3));
+    phone.keys("9");
+    phone.wait_for("send DTMF digit end: '9'", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(4));
+    phone.quit();
+
+    let h = phone.heard();
+    let menu = heard(&h, &language_menu, 0, Some(1500), "the language menu");
+    assert!(menu < 1000, "the language menu comes first: {menu} ms");
+    let en = heard(
+        &h,
+        &en_menu,
+        menu + 1500,
+        Some(1500),
+        "the English menu after 2",
+    );
+    let urgent_at = heard(
+        &h,
+        &urgent,
+        en + 1500,
+        Some(1500),
+        "the urgent line after 9",
+    );
+    assert!(
+        urgent_at > en,
+        "urgent ({urgent_at} ms) follows the menu ({en} ms)"
+    );
+    assert_eq!(
+        server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
+        2.0,
+        "two keys, two digits"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("caller queued") && log.contains("triage-urgent"),
+        "the call reached the urgent queue:\n{log}"
     );
 }

@@ -9,58 +9,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use careline::flow::tts::{self, Speech, Tts};
-use careline::flow::voices::Voices;
+use careline::flow::tts;
 use careline::media::codec::Codec;
 use careline::media::dtmf::{Digit, tone};
 use careline::media::recognize;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+use support::speech::{LANGUAGE_MENU, heard, runtime, speech, speech_with};
 
 fn wait(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// What Careline says for `text` in Connect voice `voice`, at 8 kHz.
-fn speech_with(engine: Arc<dyn Tts>, voice: &str, text: &str, ssml: bool) -> Vec<i16> {
-    let speech = Speech::new(engine, tts::reading::Reading::mecab("mecab"));
-    let voices = Voices::new("Joanna", &Default::default());
-    let v = voices.get(voice).unwrap();
-    runtime()
-        .block_on(speech.render(&v, &text.into(), ssml))
-        .unwrap_or_else(|e| panic!("rendering `{text}`: {e}"))
-        .pcm_8k
-        .clone()
-}
-
-fn speech(voice: &str, text: &str, ssml: bool) -> Vec<i16> {
-    speech_with(Arc::new(tts::espeak::Espeak::default()), voice, text, ssml)
-}
-
-/// Asserts `expected` (or its first `prefix_ms`) is heard at or after `from_ms`; returns
-/// where it starts (ms).
-fn heard(heard: &[i16], expected: &[i16], from_ms: u64, prefix_ms: Option<u64>, what: &str) -> u64 {
-    let mut e = expected.to_vec();
-    if let Some(ms) = prefix_ms {
-        e.truncate((ms * 8) as usize);
-    }
-    let m = recognize::find_from(heard, &e, (from_ms * 8) as usize)
-        .unwrap_or_else(|| panic!("{what}: heard only {} ms", heard.len() / 8));
-    assert!(
-        m.envelope_score >= 0.9 && m.waveform_score >= 0.9,
-        "{what} not heard after {from_ms} ms: {m:?} (heard {} ms)",
-        heard.len() / 8
-    );
-    m.offset_ms()
 }
 
 /// Waits until `expected` is heard (polling), then returns where it starts.
@@ -88,8 +47,6 @@ fn dial(server: &TestServer, peer: &RtpPeer, number: &str, sdp: &str) -> (Ua, Ca
     peer.set_remote(sdp_media_addr(&ok.body_str()).expect("media address"));
     (ua, call)
 }
-
-const LANGUAGE_MENU: &str = "<speak>こんにちは。医療サービスへようこそ。日本語のご案内は1を押してください。<break time=\"300ms\"/><lang xml:lang=\"en-US\">For English, press 2.</lang></speak>";
 
 #[test]
 fn caller_walks_the_triage_flow_in_english_to_the_urgent_queue_with_rfc4733_keys() {

@@ -162,6 +162,8 @@ struct Sipp<'a> {
     /// SIPp's working directory (scenario-relative media paths resolve from here).
     dir: PathBuf,
     scenario: Vec<String>,
+    /// The number dialed (`-s`): 100 is the demo menu, 200 the triage flow.
+    service: &'static str,
     calls: u32,
     rate: u32,
     extra: Vec<String>,
@@ -179,7 +181,7 @@ impl Sipp<'_> {
         cmd.current_dir(&self.dir)
             .arg(self.server.sip.to_string())
             .args(&self.scenario)
-            .args(["-s", "100", "-t", "u1", "-i", "127.0.0.1"])
+            .args(["-s", self.service, "-t", "u1", "-i", "127.0.0.1"])
             .args(["-m", &calls, "-l", &calls])
             .args(["-r", &self.rate.to_string()])
             .args(["-p", &free_udp_port().to_string()])
@@ -282,6 +284,7 @@ fn conformance_ivr_callers_each_get_their_rfc2833_key_counted_and_every_call_end
         server: &server,
         dir: conformance_dir(),
         scenario: vec!["-sf".into(), "ivr-rfc2833-digit.xml".into()],
+        service: "100",
         calls,
         rate: 5,
         extra: vec![],
@@ -333,6 +336,7 @@ fn sipp_builtin_uac_calls_are_answered_and_hung_up_by_the_caller() {
         // The built-in scenario's only <pause/> lasts -d (SIPp's default is 0 ms: BYE right
         // after ACK); half a second lets the welcome start before the caller hangs up.
         scenario: vec!["-sn".into(), "uac".into(), "-d".into(), "500".into()],
+        service: "100",
         calls,
         rate: 10,
         extra: vec![],
@@ -373,6 +377,7 @@ fn sipp_pcma_caller_playing_recorded_speech_is_answered_in_pcma_and_its_key_coun
         server: &server,
         dir: scratch.path().to_path_buf(),
         scenario: vec!["-sn".into(), "uac_pcap".into()],
+        service: "100",
         calls,
         rate: 2,
         extra: vec![],
@@ -413,5 +418,46 @@ fn sipp_pcma_caller_playing_recorded_speech_is_answered_in_pcma_and_its_key_coun
     assert!(
         received >= 150.0 * calls as f64,
         "the pcap's speech (over 200 packets a call) reached the server: {received} packets"
+    );
+}
+
+/// SIPp callers walk the shipped triage flow (number 200) with RFC 2833 keys from SIPp's own
+/// pcaps: 2 for English, 9 for an emergency; every call must reach the urgent queue.
+#[test]
+fn sipp_callers_walk_the_triage_flow_to_the_urgent_queue() {
+    let server = TestServer::start();
+    let calls = 3;
+    let scenario = support::server::repo_root().join("tests/sipp/triage-urgent.xml");
+    let scratch = tempfile::tempdir().expect("temp dir for SIPp");
+    let run = Sipp {
+        server: &server,
+        dir: scratch.path().to_path_buf(),
+        scenario: vec!["-sf".into(), scenario.display().to_string()],
+        service: "200",
+        calls,
+        rate: 3,
+        extra: vec![],
+    }
+    .run();
+    run.assert_all_successful(calls as u64);
+    assert_eq!(
+        server.wait_metric(CALLER_BYE, calls as f64, Duration::from_secs(5)),
+        calls as f64,
+        "{}",
+        ended_causes(&server)
+    );
+    assert_eq!(
+        server.metric(RFC4733_DIGITS),
+        2.0 * calls as f64,
+        "two keys per call, each counted once"
+    );
+    let log = server.log();
+    let queued = log
+        .lines()
+        .filter(|l| l.contains("caller queued") && l.contains("triage-urgent"))
+        .count();
+    assert_eq!(
+        queued, calls as usize,
+        "every caller reached the urgent queue:\n{log}"
     );
 }

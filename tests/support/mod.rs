@@ -7,3 +7,4 @@ pub mod postgres;
 pub mod rtp;
 pub mod server;
 pub mod sip;
+pub mod speech;

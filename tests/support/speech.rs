@@ -1,0 +1,58 @@
+//! Speech as Careline renders it (espeak-ng and MeCab are deterministic), so a test can check
+//! that a caller heard a given sentence, not just some audio.
+
+use std::sync::Arc;
+
+use careline::flow::tts::{self, Speech, Tts};
+use careline::flow::voices::Voices;
+use careline::media::recognize;
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What Careline says for `text` in Connect voice `voice`, at 8 kHz.
+pub fn speech_with(engine: Arc<dyn Tts>, voice: &str, text: &str, ssml: bool) -> Vec<i16> {
+    let speech = Speech::new(engine, tts::reading::Reading::mecab("mecab"));
+    let voices = Voices::new("Joanna", &Default::default());
+    let v = voices.get(voice).unwrap();
+    runtime()
+        .block_on(speech.render(&v, &text.into(), ssml))
+        .unwrap_or_else(|e| panic!("rendering `{text}`: {e}"))
+        .pcm_8k
+        .clone()
+}
+
+pub fn speech(voice: &str, text: &str, ssml: bool) -> Vec<i16> {
+    speech_with(Arc::new(tts::espeak::Espeak::default()), voice, text, ssml)
+}
+
+/// Asserts `expected` (or its first `prefix_ms`) is heard at or after `from_ms`; returns
+/// where it starts (ms).
+pub fn heard(
+    heard: &[i16],
+    expected: &[i16],
+    from_ms: u64,
+    prefix_ms: Option<u64>,
+    what: &str,
+) -> u64 {
+    let mut e = expected.to_vec();
+    if let Some(ms) = prefix_ms {
+        e.truncate((ms * 8) as usize);
+    }
+    let m = recognize::find_from(heard, &e, (from_ms * 8) as usize)
+        .unwrap_or_else(|| panic!("{what}: heard only {} ms", heard.len() / 8));
+    assert!(
+        m.envelope_score >= 0.9 && m.waveform_score >= 0.9,
+        "{what} not heard after {from_ms} ms: {m:?} (heard {} ms)",
+        heard.len() / 8
+    );
+    m.offset_ms()
+}
+
+/// The shipped triage flow's first menu (flows/medical-triage.json, action `language-menu`).
+pub const LANGUAGE_MENU: &str = "<speak>こんにちは。医療サービスへようこそ。日本語のご案内は1を押してください。<break time=\"300ms\"/><lang xml:lang=\"en-US\">For English, press 2.</lang></speak>";
