@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use careline::media::codec::{Codec, Decoder, opus::OpusDecoder};
-use careline::media::prompt::PromptLibrary;
+use careline::media::prompt::{Prompt, PromptLibrary};
 
 use crate::clock::{MS, Nanos};
 
@@ -121,32 +121,45 @@ impl Library {
                 dir: dir.display().to_string(),
             });
         }
-        let mut refs = Vec::new();
-        for p in prompts {
-            let frames = p.frames(codec);
-            let mut pcm = Vec::with_capacity(frames.len() * FRAME);
-            let mut out = Vec::with_capacity(FRAME);
-            let err = |reason: String| HearError::Decode {
-                name: p.key(),
-                reason,
-            };
-            // A fresh decoder per prompt, at 8 kHz whatever the codec.
-            let mut decoder = FrameDecoder::new(codec).map_err(|e| err(e.to_string()))?;
-            for i in 0..frames.len() {
-                let payload = frames.frame(i).unwrap_or_default();
-                decoder
-                    .decode(payload, &mut out)
-                    .map_err(|e| err(e.to_string()))?;
-                pcm.extend_from_slice(&out);
-            }
-            refs.push(Reference::new(&p.name, pcm));
-        }
+        let refs = prompts
+            .into_iter()
+            .map(|p| reference(p, &p.name, codec))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Library { codec, refs })
+    }
+
+    /// Adds a prompt made elsewhere (speech rendered by Careline's TTS) under `name`; a
+    /// prompt file of the same name gives way.
+    pub fn add(&mut self, name: &str, prompt: &Prompt) -> Result<(), HearError> {
+        self.refs.retain(|r| r.name != name);
+        self.refs.push(reference(prompt, name, self.codec)?);
+        Ok(())
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {
         self.refs.iter().position(|r| r.name == name)
     }
+}
+
+/// `prompt` as a caller on `codec` hears it: the server's frames, decoded at 8 kHz by a
+/// fresh decoder.
+fn reference(p: &Prompt, name: &str, codec: Codec) -> Result<Reference, HearError> {
+    let frames = p.frames(codec);
+    let mut pcm = Vec::with_capacity(frames.len() * FRAME);
+    let mut out = Vec::with_capacity(FRAME);
+    let err = |reason: String| HearError::Decode {
+        name: p.key(),
+        reason,
+    };
+    let mut decoder = FrameDecoder::new(codec).map_err(|e| err(e.to_string()))?;
+    for i in 0..frames.len() {
+        let payload = frames.frame(i).unwrap_or_default();
+        decoder
+            .decode(payload, &mut out)
+            .map_err(|e| err(e.to_string()))?;
+        pcm.extend_from_slice(&out);
+    }
+    Ok(Reference::new(name, pcm))
 }
 
 /// Decodes one codec to 8 kHz frames of 160 samples.

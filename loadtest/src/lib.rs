@@ -16,4 +16,5 @@ pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod sip;
+pub mod speech;
 pub mod worker;

@@ -127,6 +127,18 @@ fn load_plans(c: &Common) -> anyhow::Result<Arc<Vec<Arc<Plan>>>> {
         let s = Scenario::load(path)?;
         let key = (s.language.clone(), s.codec.to_string());
         let lib = match libs.get(&key) {
+            // Spoken prompts are the scenario's own: its library is not shared.
+            _ if !s.speech.is_empty() => {
+                let mut l = Library::load(&c.prompts, &s.language, s.codec)
+                    .with_context(|| format!("{}: prompts", path.display()))?;
+                let spoken = careline_loadtest::speech::render(&s.speech)
+                    .with_context(|| format!("{}", path.display()))?;
+                for (name, prompt) in &spoken {
+                    l.add(name, prompt)
+                        .with_context(|| format!("{}: [speech.{name}]", path.display()))?;
+                }
+                Arc::new(l)
+            }
             Some(l) => l.clone(),
             None => {
                 let l = Arc::new(

@@ -8,6 +8,10 @@
 //! language = "en"              # prompts/<language>/ holds what the caller expects to hear
 //! audio = "../audio/caller.wav" # caller speech, looped; relative to this file
 //!
+//! [speech.english-menu]        # a prompt a flow speaks: rendered here by Careline's own
+//! voice = "Joanna"             # text-to-speech (a Connect voice name), `text` or `ssml`
+//! text = "If this is an emergency, press 9."
+//!
 //! [[steps]]
 //! expect_prompt = "welcome"    # the next prompt heard must be this one, heard to its end
 //! [[steps]]
@@ -28,6 +32,7 @@
 //! Prompts are named as files under `prompts/<language>/` (flows name theirs the same way),
 //! so a scenario for a contact flow is written the same way as for the demo menu.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use careline::media::codec::Codec;
@@ -102,7 +107,24 @@ pub struct Scenario {
     pub telephone_event: bool,
     pub language: String,
     pub audio: Option<PathBuf>,
+    /// Prompts a flow speaks (text-to-speech), by the name steps expect them under.
+    pub speech: BTreeMap<String, SpeechPrompt>,
     pub steps: Vec<Step>,
+}
+
+/// A spoken prompt: what a flow's MessageParticipant / GetParticipantInput says.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechPrompt {
+    /// The Connect voice the flow speaks with (`Joanna`, `Mizuki`, ...).
+    #[serde(default = "default_voice")]
+    pub voice: String,
+    pub text: Option<String>,
+    pub ssml: Option<String>,
+}
+
+fn default_voice() -> String {
+    "Joanna".into()
 }
 
 #[derive(Deserialize)]
@@ -118,6 +140,8 @@ struct RawScenario {
     #[serde(default = "default_language")]
     language: String,
     audio: Option<PathBuf>,
+    #[serde(default)]
+    speech: BTreeMap<String, SpeechPrompt>,
     steps: Vec<RawStep>,
 }
 
@@ -177,6 +201,13 @@ impl Scenario {
             .ok_or_else(|| invalid(format!("codec `{}` is not pcmu, pcma or opus", raw.codec)))?;
         if raw.steps.is_empty() {
             return Err(invalid("no [[steps]]".into()));
+        }
+        for (name, sp) in &raw.speech {
+            if sp.text.is_some() == sp.ssml.is_some() {
+                return Err(invalid(format!(
+                    "[speech.{name}] needs exactly one of `text` and `ssml`"
+                )));
+            }
         }
         let mut steps = Vec::new();
         for (i, s) in raw.steps.into_iter().enumerate() {
@@ -266,6 +297,7 @@ impl Scenario {
             telephone_event: raw.telephone_event,
             language: raw.language,
             audio,
+            speech: raw.speech,
             steps,
         })
     }

@@ -144,3 +144,28 @@ fn a_caller_that_hears_the_wrong_prompt_fails_and_says_which() {
         "{example}"
     );
 }
+
+/// The triage flow speaks with text-to-speech: the callers recognize each spoken prompt
+/// (rendered by the same pipeline) in order, through menu, submenu and keyed patient number.
+#[test]
+fn callers_walk_the_spoken_triage_flow_and_hear_each_sentence_in_order() {
+    let server = start_server((53000, 53499));
+    let (ok, r) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "loadtest/scenarios/triage.toml",
+            "--calls",
+            "6",
+            "--concurrency",
+            "6",
+            "--rate",
+            "5",
+        ],
+    );
+    assert!(ok, "exit status: {r:#}");
+    assert_eq!(r["calls"]["passed"], 6, "{r:#}");
+    // Four spoken prompts per call.
+    assert_eq!(r["prompts_heard"], 24, "{r:#}");
+    assert_eq!(r["rtp"]["lost"], 0, "{r:#}");
+}
