@@ -34,6 +34,8 @@ pub enum RecordingError {
     NotFound(RecordingId),
     #[error("{0} was deleted ({1})")]
     Deleted(RecordingId, String),
+    #[error("{0} cannot be deleted yet: {1}")]
+    Busy(RecordingId, &'static str),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -156,14 +158,6 @@ impl Archive {
     /// stored format differs). A truncated recording is exported up to the cut, and says so.
     pub async fn export(&self, id: RecordingId, out: &Path) -> Result<Exported, RecordingError> {
         let row = self.row(id)?;
-        let mut plain = Vec::new();
-        let truncated = match self.read(&row, |b| plain.extend_from_slice(b)).await {
-            Ok(_) => None,
-            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
-                Some(source.to_string())
-            }
-            Err(e) => return Err(e),
-        };
         let want = match out.extension().and_then(|e| e.to_str()) {
             Some("wav") => AudioFormat::Wav,
             Some("ogg") | Some("opus") => AudioFormat::Opus,
@@ -174,7 +168,7 @@ impl Archive {
                 )));
             }
         };
-        let bytes = convert(plain, row.format, want, row.sample_rate)?;
+        let (bytes, truncated) = self.decode(&row, want).await?;
         write_private(out, &bytes).map_err(|source| RecordingError::Io {
             path: out.to_path_buf(),
             source,
@@ -183,6 +177,56 @@ impl Archive {
             bytes: bytes.len() as u64,
             truncated,
         })
+    }
+
+    /// The whole recording decrypted into memory as a complete `want` file (transcoded when
+    /// stored otherwise), with a note when it was cut short (the audio up to the cut is there).
+    pub async fn decode(
+        &self,
+        row: &Row,
+        want: AudioFormat,
+    ) -> Result<(Vec<u8>, Option<String>), RecordingError> {
+        let mut plain = Vec::new();
+        let truncated = match self.read(row, |b| plain.extend_from_slice(b)).await {
+            Ok(_) => None,
+            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
+                Some(source.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((
+            convert(plain, row.format, want, row.sample_rate)?,
+            truncated,
+        ))
+    }
+
+    /// Deletes one sealed recording's audio and records the deletion, with `reason`, in the
+    /// index (where it stays): the path retention takes too. A recording still being written
+    /// or uploaded is refused ([`RecordingError::Busy`]).
+    pub async fn delete(&self, id: RecordingId, reason: &str) -> Result<Row, RecordingError> {
+        let row = self.row(id)?;
+        self.delete_row(&row, reason).await?;
+        Ok(row)
+    }
+
+    async fn delete_row(&self, row: &Row, reason: &str) -> Result<(), RecordingError> {
+        if row.state == State::Recording {
+            return Err(RecordingError::Busy(row.id, "it is still being recorded"));
+        }
+        if !row.uploaded {
+            return Err(RecordingError::Busy(
+                row.id,
+                "it is still being uploaded to the object store",
+            ));
+        }
+        self.store.delete(row).await?;
+        self.index.append(&IndexEvent::Deleted {
+            id: row.id,
+            at_ms: now_ms(),
+            reason: reason.to_string(),
+        })?;
+        self.metrics.recordings_deleted.inc();
+        Ok(())
     }
 
     /// Seals what a crash left unfinished: cuts an incomplete last chunk, appends the final
@@ -277,16 +321,12 @@ impl Archive {
             if row.state != State::Sealed || ended >= cutoff || !row.uploaded {
                 continue;
             }
-            match self.store.delete(&row).await {
-                Ok(()) => {
-                    self.index.append(&IndexEvent::Deleted {
-                        id: row.id,
-                        at_ms: now_ms(),
-                        reason: format!("retention: older than {days} days"),
-                    })?;
-                    self.metrics.recordings_deleted.inc();
-                    gone.push(row.id);
-                }
+            match self
+                .delete_row(&row, &format!("retention: older than {days} days"))
+                .await
+            {
+                Ok(()) => gone.push(row.id),
+                Err(e @ RecordingError::Index(_)) => return Err(e),
                 Err(e) => warn!(recording = %row.id, error = %e, "retention could not delete"),
             }
         }
