@@ -457,6 +457,7 @@ async fn store_suite(url: &str) -> Db {
     assert_eq!(f.store.patient_of_recording("rec-a").await.unwrap(), None);
     assert_eq!(f.store.patient_of_call("call-1").await.unwrap(), None);
     f.store.link_call("call-1", &other, None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     f.store
         .link_call("call-1", &pid, Some("rec-a"))
         .await

@@ -582,7 +582,7 @@ impl PatientStore {
             return Ok(None);
         }
         let row: Option<(String,)> = sqlx::query_as(
-            "SELECT patient_id FROM call_patients WHERE recording_id = $1 ORDER BY linked_at DESC LIMIT 1",
+            "SELECT patient_id FROM call_patients WHERE recording_id = $1 ORDER BY linked_at DESC, call_id LIMIT 1",
         )
         .bind(recording_id)
         .fetch_optional(self.db.pool())
@@ -590,10 +590,12 @@ impl PatientStore {
         Ok(row.map(|(p,)| p))
     }
 
-    /// The patient a call is about (the latest link of the call or any of its recordings).
+    /// The patient a call is about: the latest link of the call or any of its recordings (in
+    /// the same millisecond, the call's own link).
     pub async fn patient_of_call(&self, call_id: &str) -> Result<Option<String>, PatientError> {
         let row: Option<(String,)> = sqlx::query_as(
-            "SELECT patient_id FROM call_patients WHERE call_id = $1 ORDER BY linked_at DESC LIMIT 1",
+            "SELECT patient_id FROM call_patients WHERE call_id = $1 \
+             ORDER BY linked_at DESC, recording_id LIMIT 1",
         )
         .bind(call_id)
         .fetch_optional(self.db.pool())
