@@ -163,12 +163,7 @@ pub async fn list(
     let about = json!({"view": "list", "call_id": q.call_id});
     let grant = match s
         .api
-        .require_about(
-            &caller,
-            Action::RecordingRead,
-            q.patient.as_deref(),
-            about.clone(),
-        )
+        .require_about(&caller, Action::RecordingRead, q.patient.as_deref(), about)
         .await
     {
         Err(mut e) if q.patient.is_none() && e.status == StatusCode::FORBIDDEN => {
@@ -263,8 +258,8 @@ pub async fn list(
     Ok(axum::Json(json!({ "recordings": out })).into_response())
 }
 
-/// Finds the recording and its patient, checks the permission table (a refusal is audited
-/// with the ids), and audits a recording that is not there.
+/// Finds the recording (deleted ones too) and its patient, and checks the permission table
+/// first (a refusal is audited with the ids), so only those allowed learn whether it exists.
 async fn guarded(
     s: &RecordingApi,
     caller: &Caller,
@@ -377,30 +372,6 @@ pub async fn audio(
         }
         d
     };
-    let archive = &s.calls.recorder.archive;
-    if let Err(e) = archive.row(row.id) {
-        s.api
-            .audit
-            .append(event(
-                &caller,
-                action::RECORDING_READ,
-                "failure",
-                patient.as_deref(),
-                detail(json!({"error": e.to_string()})),
-            ))
-            .await?;
-        return Err(recording_error(e));
-    }
-    s.api
-        .audit
-        .append(event(
-            &caller,
-            action::RECORDING_READ,
-            "success",
-            patient.as_deref(),
-            detail(Value::Null),
-        ))
-        .await?;
     let format = want.unwrap_or(row.format);
     let (content_type, ext) = match format {
         AudioFormat::Opus => ("audio/ogg", "ogg"),
@@ -415,30 +386,52 @@ pub async fn audio(
             format!("attachment; filename=\"{}.{ext}\"", row.id),
         ),
     ];
-    if want.is_none() || want == Some(AudioFormat::Opus) && row.format == AudioFormat::Opus {
-        return Ok((headers, stream(&s, row).await?).into_response());
-    }
-    let (bytes, truncated) = archive
-        .decode(&row, format)
-        .await
-        .map_err(recording_error)?;
-    let mut resp = (headers, bytes).into_response();
-    if let Some(note) = truncated
-        && let Ok(v) = header::HeaderValue::from_str(&note)
-    {
-        resp.headers_mut().insert("x-careline-truncated", v);
-    }
-    Ok(resp)
+    let streamed = want.is_none() || (want == Some(AudioFormat::Opus) && format == row.format);
+    let result = match &row.state {
+        RecState::Deleted => Err(RecordingError::Deleted(
+            row.id,
+            row.deleted_reason.clone().unwrap_or_default(),
+        )),
+        _ if streamed => stream(&s, &row)
+            .await
+            .map(|body| (headers, body).into_response()),
+        _ => s
+            .calls
+            .recorder
+            .archive
+            .decode(&row, format)
+            .await
+            .map(|(bytes, truncated)| {
+                let mut resp = (headers, bytes).into_response();
+                if let Some(note) = truncated
+                    && let Ok(v) = header::HeaderValue::from_str(&note)
+                {
+                    resp.headers_mut().insert("x-careline-truncated", v);
+                }
+                resp
+            }),
+    };
+    let (outcome, note) = match &result {
+        Ok(_) => ("success", Value::Null),
+        Err(e) => ("failure", json!({"error": e.to_string()})),
+    };
+    s.api
+        .audit
+        .append(event(
+            &caller,
+            action::RECORDING_READ,
+            outcome,
+            patient.as_deref(),
+            detail(note),
+        ))
+        .await?;
+    result.map_err(recording_error)
 }
 
 /// The recording's plaintext as a streamed body, decrypted chunk by chunk.
-async fn stream(s: &RecordingApi, row: Row) -> Result<Body, ApiError> {
+async fn stream(s: &RecordingApi, row: &Row) -> Result<Body, RecordingError> {
     let archive = &s.calls.recorder.archive;
-    let mut pieces = archive
-        .store
-        .read(&row)
-        .await
-        .map_err(|e| recording_error(e.into()))?;
+    let mut pieces = archive.store.read(row).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let s2 = s.clone();
     let id = row.id;
