@@ -632,3 +632,98 @@ impl Recorder {
         drop(pool);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(dir: &Path) -> Archive {
+        let ring = Arc::new(KeyRing::open(dir, crate::keys::Supplied::default()).unwrap());
+        Archive::open(
+            &RecordingConfig::default(),
+            dir,
+            ring,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    /// Indexes a recording that ended `age_days` ago, sealed or not, with a file in place.
+    fn add(a: &Archive, age_days: u64, sealed: bool) -> (RecordingId, PathBuf) {
+        let id = RecordingId::random();
+        let started = now_ms() - age_days * 86_400_000 - 60_000;
+        let (path, location) = a.store.placement(id, started);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"sealed bytes").unwrap();
+        a.index
+            .append(&IndexEvent::Started {
+                id,
+                call_id: "c1".into(),
+                started_ms: started,
+                format: AudioFormat::Opus,
+                sample_rate: 8000,
+                participants: vec!["customer".into()],
+                key_id: a.ring.current_id().into(),
+                location,
+            })
+            .unwrap();
+        if sealed {
+            a.index
+                .append(&IndexEvent::Sealed {
+                    id,
+                    ended_ms: started + 60_000,
+                    duration_ms: 60_000,
+                    size: 12,
+                    sha256: String::new(),
+                    chunks: 1,
+                    dropped_frames: 0,
+                    pauses: 0,
+                    recovered: false,
+                })
+                .unwrap();
+        }
+        (id, path)
+    }
+
+    #[tokio::test]
+    async fn retention_and_deletion_by_hand_take_the_same_recorded_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = archive(dir.path());
+        let (old, old_path) = add(&a, 40, true);
+        let (young, young_path) = add(&a, 1, true);
+        let (live, live_path) = add(&a, 0, false);
+
+        assert_eq!(a.expire(30).await.unwrap(), vec![old]);
+        assert!(!old_path.exists() && young_path.exists() && live_path.exists());
+        let row = a.index.get(old).unwrap().unwrap();
+        assert_eq!(row.state, State::Deleted);
+        assert_eq!(
+            row.deleted_reason.as_deref(),
+            Some("retention: older than 30 days")
+        );
+
+        a.delete(young, "deleted by ada through the API")
+            .await
+            .unwrap();
+        assert!(!young_path.exists());
+        let row = a.index.get(young).unwrap().unwrap();
+        assert_eq!(row.state, State::Deleted);
+        assert_eq!(
+            row.deleted_reason.as_deref(),
+            Some("deleted by ada through the API")
+        );
+        assert!(matches!(
+            a.delete(young, "again").await,
+            Err(RecordingError::Deleted(..))
+        ));
+        assert!(matches!(
+            a.delete(live, "too soon").await,
+            Err(RecordingError::Busy(..))
+        ));
+        assert!(
+            live_path.exists(),
+            "a recording in progress is never deleted"
+        );
+        assert_eq!(a.metrics.recordings_deleted.get(), 2);
+    }
+}
