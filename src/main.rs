@@ -127,7 +127,9 @@ enum RecordingCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Make a new master key current and re-wrap every recording's data key under it
-    /// (headers only; the audio is not re-encrypted).
+    /// (headers only; the audio is not re-encrypted), and every sealed patient resource and
+    /// contact record's data key (the database). Run it with the server stopped, or restart
+    /// the server afterwards: a running server knows only the keys it started with.
     Rotate,
 }
 
@@ -420,14 +422,34 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
         careline::keys::KeyRing::open(&config.data_dir, careline::keys::Supplied::from_env())?;
     let old = ring.current_id().to_string();
     let new = ring.rotate()?;
+    let ring = Arc::new(ring);
     let archive = careline::recording::Archive::open(
         &config.recording,
         &config.data_dir,
-        Arc::new(ring),
+        ring.clone(),
         Arc::new(careline::metrics::Metrics::new()),
     )?;
     let (done, failed) = archive.rewrap_all().await?;
-    println!("new master key {new} (was {old}); {done} recordings re-wrapped");
+    // The patient store seals with the same key ring: its data keys move too.
+    let db = careline::db::Db::open(Some(&config.database.url), &config.data_dir).await?;
+    let patients = careline::patient::PatientStore::new(
+        db.clone(),
+        ring.clone(),
+        Arc::new(careline::patient::AlertTables::shipped()),
+        &config.patients.default_country_code,
+    );
+    let resealed = patients.reseal_all().await?;
+    println!(
+        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed"
+    );
+    let audit_kept = careline::audit::Audit::new(db, ring.clone())
+        .sealed_under_other_keys(&new)
+        .await?;
+    if audit_kept > 0 {
+        println!(
+            "{audit_kept} audit entries keep free text (break-glass reasons, import errors) sealed under older master keys: the hash chain covers it, so keep those keys in <data_dir>/keys"
+        );
+    }
     for (id, why) in &failed {
         println!("{id}: NOT re-wrapped: {why}");
     }

@@ -36,10 +36,6 @@ pub enum StartError {
     Keys(#[from] crate::keys::KeyError),
     #[error("recording: {0}")]
     Recording(#[from] crate::recording::RecordingError),
-    #[error(
-        "recording.http_enabled serves recordings without access control: HTTP must listen on loopback, not {0}"
-    )]
-    RecordingHttpExposed(SocketAddr),
     #[error(transparent)]
     Records(#[from] crate::api::access::OpenError),
     #[error(transparent)]
@@ -127,9 +123,6 @@ impl Server {
         .await?;
         let sip = Arc::new(sip);
 
-        if config.recording.http_enabled && !config.http.listen.ip().is_loopback() {
-            return Err(StartError::RecordingHttpExposed(config.http.listen));
-        }
         let ring = Arc::new(crate::keys::KeyRing::open(
             &config.data_dir,
             crate::keys::Supplied::from_env(),
@@ -192,9 +185,15 @@ impl Server {
             addr: config.http.listen,
             source,
         })?;
-        let app = crate::api::router(services.clone())
-            .merge(crate::api::v1::router(records.clone()))
-            .into_make_service_with_connect_info::<crate::api::access::ClientAddr>();
+        let mut app =
+            crate::api::router(services.clone()).merge(crate::api::v1::router(records.clone()));
+        if config.recording.http_enabled {
+            app = app.merge(crate::api::recordings::router(
+                records.clone(),
+                services.clone(),
+            ));
+        }
+        let app = app.into_make_service_with_connect_info::<crate::api::access::ClientAddr>();
         let https = config.http.https();
         if https {
             let (tls_config, origin) = crate::api::https::server_config(

@@ -233,11 +233,144 @@ const MATRIX: &[Row] = &[
         off_call: [A, D, D, D, D, D],
         on_call: [A, D, D, D, D, D],
     },
+    // Recordings: supervisors hear any; a clinician only a patient they are on a call with
+    // (the list: asked for that patient); admins delete; supervisors and services control a
+    // live call's recording; agents (minimum necessary) and auditors never listen.
+    Row {
+        method: "GET",
+        path: "/api/v1/recordings",
+        off_call: [D, A, D, D, D, D],
+        on_call: [D, A, A, D, D, D],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/recordings/{id}",
+        off_call: [D, A, D, D, D, D],
+        on_call: [D, A, A, D, D, D],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/recordings/{id}/audio",
+        off_call: [D, A, D, D, D, D],
+        on_call: [D, A, A, D, D, D],
+    },
+    Row {
+        method: "DELETE",
+        path: "/api/v1/recordings/{id}",
+        off_call: [A, D, D, D, D, D],
+        on_call: [A, D, D, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/calls/{call_id}/recording/{action}",
+        off_call: [D, A, D, D, D, A],
+        on_call: [D, A, D, D, D, A],
+    },
 ];
+
+/// A flow that holds the line (one long input wait): calls stay live for the whole test.
+const HOLD_FLOW: &str = r#"{"Version": "2019-10-30", "StartAction": "hold", "Actions": [
+  {"Identifier": "hold", "Type": "GetParticipantInput",
+   "Parameters": {"PromptId": "welcome", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
+   "Transitions": {"NextAction": "hold", "Conditions": [], "Errors": [
+     {"NextAction": "hold", "ErrorType": "InputTimeLimitExceeded"},
+     {"NextAction": "hold", "ErrorType": "NoMatchingCondition"},
+     {"NextAction": "hold", "ErrorType": "NoMatchingError"}]}}]}"#;
+
+/// A server whose calls hold the line until the caller hangs up.
+fn start_holding() -> (Api, tempfile::TempDir) {
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("hold.json"), HOLD_FLOW).unwrap();
+    let api = Api::start(&format!(
+        "[flows]\ndir = \"{}\"\ndefault = \"hold\"\n[rtp]\ntimeout_secs = 900\n",
+        flows.path().display()
+    ));
+    (api, flows)
+}
+
+/// A live call into the server (nobody listens to its media).
+fn live_call(api: &Api, rtp_port: u16) -> (support::sip::Ua, support::sip::Call, String) {
+    use support::sip::{Call, Ua, answered_call, sdp_offer};
+    let mut ua = Ua::udp(api.server.sip);
+    let mut call = Call::new("100");
+    let ok = answered_call(
+        &mut ua,
+        &mut call,
+        &sdp_offer(rtp_port, "0", &["a=rtpmap:0 PCMU/8000"]),
+    );
+    let call_id = ok.header("Call-ID").unwrap().to_string();
+    (ua, call, call_id)
+}
+
+impl Api {
+    /// Records `n` short recordings on a live call (start, 1 s, stop) as `supervisor`; returns
+    /// their ids, oldest first, once sealed.
+    fn record(&self, supervisor: &str, call_id: &str, n: usize) -> Vec<String> {
+        for _ in 0..n {
+            for (action, pause) in [("start", 1000), ("stop", 100)] {
+                let r = self.call(
+                    "POST",
+                    &format!("/api/v1/calls/{call_id}/recording/{action}"),
+                    Some(supervisor),
+                    None,
+                );
+                assert_eq!(r.status, 202, "{}", r.body);
+                std::thread::sleep(Duration::from_millis(pause));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.call(
+                "GET",
+                &format!("/api/v1/recordings?call_id={call_id}&state=sealed"),
+                Some(supervisor),
+                None,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let list = r.json()["recordings"].as_array().unwrap().clone();
+            if list.len() == n {
+                return list
+                    .iter()
+                    .rev()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "recordings not sealed: {list:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What the call task does at call end: link the call and its recording to the patient
+    /// (through the library, on the server's own database).
+    fn link(&self, call_id: &str, patient: &str, recording: Option<&str>) {
+        let data = self.server.data_path();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let db = careline::db::Db::connect(&format!(
+                "sqlite://{}",
+                data.join("careline.db").display()
+            ))
+            .await
+            .unwrap();
+            let keys =
+                careline::keys::KeyRing::open(&data, careline::keys::Supplied::default()).unwrap();
+            let store = careline::patient::PatientStore::new(
+                db,
+                std::sync::Arc::new(keys),
+                std::sync::Arc::new(careline::patient::AlertTables::shipped()),
+                "1",
+            );
+            store.link_call(call_id, patient, recording).await.unwrap();
+        });
+    }
+}
 
 #[test]
 fn every_endpoint_answers_every_role_as_the_rules_say() {
-    let api = Api::start("");
+    let (api, _flows) = start_holding();
     api.import_all();
     let (patient, _, _, phone) = bundle_patient(&bundles()[0]);
     let (other, ..) = bundle_patient(&bundles()[1]);
@@ -246,6 +379,14 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
         .map(|r| api.user(&format!("{r}-1"), r))
         .collect();
     let svc = api.user("router", "service");
+
+    // A live call with recordings of the patient under test: one to read, one for each of
+    // the admin's deletions.
+    let (_ua, _call, live) = live_call(&api, 40000);
+    let recs = api.record(&tokens[1], &live, 3);
+    for rec in &recs {
+        api.link(&live, &patient, Some(rec));
+    }
 
     // The matrix covers every endpoint the OpenAPI document lists, and nothing else.
     let doc = api.call("GET", "/api/v1/openapi.json", None, None);
@@ -294,11 +435,25 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                 } else {
                     &patient
                 };
-                let path = row
-                    .path
-                    .replace("{id}", target)
-                    .replace("{call_id}", &format!("matrix-{role}-{on_call}"));
+                let path = if row.path.starts_with("/api/v1/recordings/") {
+                    // The admin deletes a fresh recording in each round.
+                    let rec = if row.method == "DELETE" {
+                        &recs[1 + on_call as usize]
+                    } else {
+                        &recs[0]
+                    };
+                    row.path.replace("{id}", rec)
+                } else if row.path.ends_with("/recording/{action}") {
+                    row.path
+                        .replace("{call_id}", &live)
+                        .replace("{action}", "pause")
+                } else {
+                    row.path
+                        .replace("{id}", target)
+                        .replace("{call_id}", &format!("matrix-{role}-{on_call}"))
+                };
                 let (path, body) = match (row.method, row.path) {
+                    ("GET", "/api/v1/recordings") => (format!("{path}?patient={patient}"), None),
                     ("GET", "/api/v1/patients/lookup") => {
                         (format!("{path}?phone={}", phone.replace(' ', "")), None)
                     }
@@ -320,7 +475,7 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     ),
                     _ => (path, None),
                 };
-                if row.method == "DELETE" {
+                if row.method == "DELETE" && row.path.ends_with("/contact") {
                     let r = api.call(
                         "PUT",
                         &path,
@@ -330,7 +485,7 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     assert_eq!(r.status, 204);
                 }
                 let r = api.call(row.method, &path, Some(&tokens[i]), body.clone());
-                let allowed = matches!(r.status, 200 | 201 | 204);
+                let allowed = matches!(r.status, 200 | 201 | 202 | 204);
                 if allowed != want || !(allowed || r.status == 403) {
                     failures.push(format!(
                         "{role} {} {} (on call: {on_call}): got {} {}",
@@ -376,8 +531,100 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
             .iter()
             .any(|e| e["detail"]["reason"] == "not_on_call" && e["patient_id"] == patient.as_str())
     );
+    recordings_audit_and_unknown_patients(&api, &tokens, &patient, &recs, &live);
     // Nobody's name or number reached the log.
     assert_no_phi(&api.server.log());
+}
+
+/// After the matrix: recording reads, refusals and deletions are in the trail with the
+/// recording, call and patient; a recording of no known patient is the supervisors' only.
+fn recordings_audit_and_unknown_patients(
+    api: &Api,
+    tokens: &[String],
+    patient: &str,
+    recs: &[String],
+    live: &str,
+) {
+    let auditor = &tokens[4];
+    let trail = api.audit(auditor, "since=1h");
+    let about = |e: &Value, rec: &str| {
+        e["detail"]["recording"] == rec
+            && e["detail"]["call_id"] == live
+            && e["patient_id"] == patient
+    };
+    assert!(
+        trail.iter().any(|e| e["action"] == "recording.read"
+            && e["actor"] == "supervisor-1"
+            && e["detail"]["view"] == "audio"
+            && about(e, &recs[0])),
+        "the supervisor's listening is audited"
+    );
+    assert!(
+        trail.iter().any(|e| e["action"] == "access.denied"
+            && e["actor"] == "clinician-1"
+            && e["detail"]["action"] == "recording.read"
+            && e["detail"]["reason"] == "needs_break_glass"
+            && about(e, &recs[0])),
+        "the clinician's refusal off the call is audited with the ids"
+    );
+    assert!(trail.iter().any(|e| e["action"] == "access.denied"
+        && e["actor"] == "agent-1"
+        && e["detail"]["reason"] == "role"
+        && about(e, &recs[0])));
+    for rec in &recs[1..] {
+        assert!(
+            trail.iter().any(|e| e["action"] == "recording.delete"
+                && e["outcome"] == "success"
+                && e["actor"] == "admin-1"
+                && about(e, rec)),
+            "deletion of {rec} is audited"
+        );
+    }
+    assert!(trail.iter().any(|e| e["action"] == "recording.control"
+        && e["actor"] == "service-1"
+        && e["detail"]["call_id"] == live
+        && e["detail"]["control"] == "pause"));
+
+    // A recording on a call never linked to a patient: supervisors only.
+    let (_ua, _call, other_call) = live_call(api, 40002);
+    let unknown = api.record(&tokens[1], &other_call, 1).remove(0);
+    let path = format!("/api/v1/recordings/{unknown}");
+    let r = api.call("GET", &path, Some(&tokens[1]), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["patient_id"], Value::Null);
+    assert_eq!(r.json()["call_id"], other_call.as_str());
+    let glass = api.call(
+        "POST",
+        &format!("/api/v1/patients/{patient}/break-glass"),
+        Some(&tokens[2]),
+        Some(json!({"reason": "recording review after an incident"})),
+    );
+    assert_eq!(glass.status, 200, "{}", glass.body);
+    let r = api.call("GET", &path, Some(&tokens[2]), None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("no patient is known"), "{}", r.body);
+    // The same clinician, under break-glass for the patient, opens that patient's recording.
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/recordings/{}", recs[0]),
+        Some(&tokens[2]),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = api.call("GET", "/api/v1/recordings", Some(&tokens[2]), None);
+    assert_eq!(list.status, 403);
+    assert!(list.body.contains("?patient=ID"), "{}", list.body);
+    let trail = api.audit(auditor, "user=clinician-1");
+    assert!(trail.iter().any(|e| e["action"] == "access.denied"
+        && e["detail"]["reason"] == "patient_unknown"
+        && e["detail"]["recording"] == unknown.as_str()
+        && e["detail"]["call_id"] == other_call.as_str()
+        && e["patient_id"].is_null()));
+    assert!(trail.iter().any(|e| e["action"] == "recording.read"
+        && e["detail"]["break_glass"] == true
+        && e["detail"]["recording"] == recs[0].as_str()));
+    let r = api.call("GET", &path, None, None);
+    assert_eq!(r.status, 401);
 }
 
 fn assert_no_phi(text: &str) {

@@ -452,6 +452,53 @@ async fn store_suite(url: &str) -> Db {
             .is_err()
     );
 
+    // Calls and recordings linked to the patient they are about (opaque ids only).
+    let other = expected(&all[1].1).patient_id;
+    assert_eq!(f.store.patient_of_recording("rec-a").await.unwrap(), None);
+    assert_eq!(f.store.patient_of_call("call-1").await.unwrap(), None);
+    f.store.link_call("call-1", &other, None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    f.store
+        .link_call("call-1", &pid, Some("rec-a"))
+        .await
+        .unwrap();
+    f.store
+        .link_call("call-2", &pid, Some("rec-b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.patient_of_recording("rec-a").await.unwrap(),
+        Some(pid.clone())
+    );
+    assert_eq!(f.store.patient_of_recording("").await.unwrap(), None);
+    assert_eq!(
+        f.store.patient_of_call("call-1").await.unwrap(),
+        Some(pid.clone()),
+        "the latest link of the call wins"
+    );
+    // Linking again moves the recording (the caller was verified as someone else).
+    f.store
+        .link_call("call-2", &other, Some("rec-b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.patient_of_recording("rec-b").await.unwrap(),
+        Some(other.clone())
+    );
+    let links = f.store.calls_of_patient(&pid).await.unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(
+        (links[0].call_id.as_str(), links[0].recording_id.as_deref()),
+        ("call-1", Some("rec-a"))
+    );
+    let links = f.store.calls_of_patient(&other).await.unwrap();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(
+        links
+            .iter()
+            .any(|l| l.call_id == "call-1" && l.recording_id.is_none())
+    );
+
     // Export re-imports into an empty store to the same summary.
     let g = fixture_like(&f, url).await;
     let exported = f

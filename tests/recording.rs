@@ -416,31 +416,93 @@ fn no_plaintext_audio_reaches_the_disk_while_recording() {
     }
 }
 
+/// `careline user add`; returns the printed bearer token.
+fn user(server: &TestServer, name: &str, role: &str) -> String {
+    let out = server.cli(&["user", "add", name, "--role", role]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("clt_"))
+        .expect("a token")
+        .to_string()
+}
+
+/// A JSON request with a bearer token.
+fn api(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> support::http::Response {
+    let auth = format!("Bearer {token}");
+    let raw = body.map(|b| b.to_string());
+    support::http::request(
+        server.http,
+        method,
+        path,
+        &[("Authorization", &auth)],
+        raw.as_deref().map(|b| ("application/json", b.as_bytes())),
+    )
+}
+
+/// The audit trail as the auditor reads it.
+fn audit(server: &TestServer, auditor: &str, query: &str) -> Vec<serde_json::Value> {
+    let r = api(
+        server,
+        "GET",
+        &format!("/api/v1/audit?{query}"),
+        auditor,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
-fn recording_is_controlled_per_call_over_http_and_streams_back() {
+fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_only() {
     let server = TestServer::start_with(Options {
-        toml: "[recording]\nformat = \"wav\"\nhttp_enabled = true\n".into(),
+        toml: "[recording]\nformat = \"wav\"\n".into(),
         ..Default::default()
     });
+    let sup = user(&server, "sam", "supervisor");
+    let agent = user(&server, "amy", "agent");
+    let admin = user(&server, "ada", "admin");
+    let auditor = user(&server, "audrey", "auditor");
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (mut ua, mut call) = connect(&server, &peer);
     wait(500);
     assert!(rows(&server).is_empty(), "not recorded unless asked");
-    let post = |action: &str| {
+    let post = |action: &str, token: Option<&str>| {
         http(
             &server,
             "POST",
             &format!("/api/v1/calls/{}/recording/{action}", call.call_id),
+            token,
         )
+        .0
     };
-    assert_eq!(post("start").0, 202);
+    assert_eq!(post("start", None), 401, "no credentials, no control");
+    assert_eq!(post("start", Some(&agent)), 403, "agents do not control it");
+    wait(300);
+    assert!(rows(&server).is_empty(), "refused requests start nothing");
+    let said = caller_speech();
+    assert_eq!(post("start", Some(&sup)), 202);
+    peer.send_audio(said.clone());
     wait(1500);
-    assert_eq!(post("pause").0, 202);
+    assert_eq!(post("pause", Some(&sup)), 202);
     wait(1500);
-    assert_eq!(post("resume").0, 202);
+    assert_eq!(post("resume", Some(&sup)), 202);
     wait(1000);
-    assert_eq!(post("stop").0, 202);
-    assert_eq!(post("sing").0, 400);
+    assert_eq!(post("stop", Some(&sup)), 202);
+    assert_eq!(post("sing", Some(&sup)), 400);
     wait(500);
     hang_up(&mut ua, &mut call);
     let row = wait_row(&server, |r| r["state"] == "sealed");
@@ -449,29 +511,140 @@ fn recording_is_controlled_per_call_over_http_and_streams_back() {
         (2000..=3000).contains(&ms),
         "the 1.5 s pause is not stored: {ms} ms"
     );
-    let (code, body) = http(
+    let id = id_of(&row);
+    let list = api(
         &server,
         "GET",
-        &format!("/api/v1/recordings/{}/audio", id_of(&row)),
+        &format!("/api/v1/recordings?call_id={}", call.call_id),
+        &sup,
+        None,
     );
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.json()["recordings"][0]["id"], id.as_str());
+    assert!(!list.body.contains("location") && !list.body.contains("file:"));
+
+    let audio = format!("/api/v1/recordings/{id}/audio");
+    assert_eq!(http(&server, "GET", &audio, None).0, 401);
+    assert_eq!(http(&server, "GET", &audio, Some(&agent)).0, 403);
+    // As stored: the decrypted WAV, streamed.
+    let (code, body) = http(&server, "GET", &audio, Some(&sup));
     assert_eq!(code, 200);
     assert!(body.starts_with(b"RIFF"), "decrypted WAV streamed");
     assert!(body.len() > 8000 * 4 * 2, "{} bytes", body.len());
+    // As a complete WAV file: it decodes, and the caller is on the left.
+    let (code, wav) = http(&server, "GET", &format!("{audio}?format=wav"), Some(&sup));
+    assert_eq!(code, 200);
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("a valid WAV");
     assert_eq!(
-        http(&server, "GET", "/api/v1/recordings/rec-00/audio").0,
+        (reader.spec().channels, reader.spec().sample_rate),
+        (2, 8000)
+    );
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let m = recognize::find(&left, &said[800..8000]).expect("the caller in the WAV");
+    assert!(m.envelope_score > 0.9 && m.waveform_score > 0.9, "{m:?}");
+    // Transcoded to Ogg Opus: it decodes too.
+    let (code, ogg) = http(&server, "GET", &format!("{audio}?format=ogg"), Some(&sup));
+    assert_eq!(code, 200);
+    assert!(ogg.starts_with(b"OggS"));
+    let pcm = careline::recording::encode::decode_ogg_opus(&ogg, 8000).expect("Ogg Opus");
+    let left: Vec<i16> = pcm.iter().step_by(2).copied().collect();
+    let m = recognize::find(&left, &said[800..8000]).expect("the caller in the Ogg");
+    assert!(m.envelope_score > 0.85, "{m:?}");
+    assert_eq!(
+        http(&server, "GET", &format!("{audio}?format=mp3"), Some(&sup)).0,
         400
     );
     assert_eq!(
-        http(&server, "POST", "/api/v1/calls/nope/recording/start").0,
+        http(
+            &server,
+            "GET",
+            "/api/v1/recordings/rec-00/audio",
+            Some(&sup)
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        http(
+            &server,
+            "POST",
+            "/api/v1/calls/nope/recording/start",
+            Some(&sup)
+        )
+        .0,
         404
     );
+
+    // Every listening, control and refusal is in the trail, with the recording and call.
+    let call_id = call.call_id.as_str();
+    let trail = audit(&server, &auditor, "user=sam");
+    let listened = trail
+        .iter()
+        .filter(|e| {
+            e["action"] == "recording.read"
+                && e["outcome"] == "success"
+                && e["detail"]["view"] == "audio"
+                && e["detail"]["recording"] == id.as_str()
+                && e["detail"]["call_id"] == call_id
+        })
+        .count();
+    assert_eq!(listened, 3, "{trail:?}");
+    for control in ["start", "pause", "resume", "stop"] {
+        assert!(
+            trail.iter().any(|e| e["action"] == "recording.control"
+                && e["detail"]["control"] == control
+                && e["detail"]["call_id"] == call_id),
+            "{control} audited"
+        );
+    }
+    let refused = audit(&server, &auditor, "user=amy");
+    assert!(refused.iter().any(|e| e["action"] == "access.denied"
+        && e["detail"]["action"] == "recording.read"
+        && e["detail"]["recording"] == id.as_str()));
+    assert!(refused.iter().any(|e| e["action"] == "access.denied"
+        && e["detail"]["action"] == "recording.control"
+        && e["detail"]["call_id"] == call_id));
+
+    // Deletion: admins only, through the archive (the index keeps it, who and why).
+    let one = format!("/api/v1/recordings/{id}");
+    assert_eq!(http(&server, "DELETE", &one, Some(&sup)).0, 403);
+    assert_eq!(http(&server, "DELETE", &one, None).0, 401);
+    assert_eq!(http(&server, "DELETE", &one, Some(&admin)).0, 204);
+    assert_eq!(http(&server, "GET", &audio, Some(&sup)).0, 410);
+    assert_eq!(http(&server, "DELETE", &one, Some(&admin)).0, 410);
+    let meta = api(&server, "GET", &one, &sup, None);
+    assert_eq!(meta.status, 200, "{}", meta.body);
+    assert_eq!(meta.json()["state"], "deleted");
+    let indexed = rows(&server)
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(indexed["state"], "deleted");
+    assert_eq!(indexed["deleted_reason"], "deleted by ada through the API");
+    assert!(
+        find_files(&server.data_path().join("recordings"))
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(&id)),
+        "the audio is gone from the disk"
+    );
+    assert_eq!(server.metric("careline_recordings_deleted_total"), 1.0);
+    let trail = audit(&server, &auditor, "user=ada");
+    assert!(trail.iter().any(|e| e["action"] == "recording.delete"
+        && e["outcome"] == "success"
+        && e["detail"]["recording"] == id.as_str()
+        && e["detail"]["call_id"] == call_id));
 }
 
-fn http(server: &TestServer, method: &str, path: &str) -> (u16, Vec<u8>) {
+/// One request, the body as bytes (audio); `token` as a bearer token.
+fn http(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let split = buf
@@ -508,18 +681,82 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn key_rotation_rewraps_every_recording_without_touching_audio() {
-    let server = TestServer::start_with(options("opus", ""));
-    let id = record_short_call(&server, 2);
-    let path = recording_file(&server, &id);
-    let before = std::fs::read(&path).unwrap();
-    let old_key = rows(&server)[0]["key_id"].as_str().unwrap().to_string();
-    let out = server.cli(&["keys", "rotate"]);
+fn key_rotation_covers_recordings_and_patient_records_and_the_old_key_can_go() {
+    let mut server = TestServer::start_with(options("opus", ""));
+    // A patient with a contact record, and a clinician's break-glass (its reason is sealed
+    // into the audit trail).
+    let bundle = support::server::repo_root().join("../shared/conformance/fhir");
+    let mut bundles: Vec<PathBuf> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    bundles.sort();
+    let out = server.cli(&["patient", "import", bundles[0].to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let imported: usize = String::from_utf8_lossy(&out.stdout)
+        .split("imported ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("imported N resources");
+    let b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundles[0]).unwrap()).unwrap();
+    let patient = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap()["resource"]
+        .clone();
+    let pid = patient["id"].as_str().unwrap().to_string();
+    let feed = user(&server, "feed", "service");
+    let doc = user(&server, "dr-who", "clinician");
+    let sup = user(&server, "sam", "supervisor");
+    let r = api(
+        &server,
+        "POST",
+        &format!("/api/v1/patients/{pid}/contacts"),
+        &feed,
+        Some(serde_json::json!({"channel": "voice", "reason": "rotation check"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api(
+        &server,
+        "POST",
+        &format!("/api/v1/patients/{pid}/break-glass"),
+        &doc,
+        Some(serde_json::json!({"reason": "unresponsive caller, checking history"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = record_short_call(&server, 2);
+    let path = recording_file(&server, &id);
+    let before = std::fs::read(&path).unwrap();
+    let old_key = rows(&server)[0]["key_id"].as_str().unwrap().to_string();
+
+    // Rotate with the server stopped (a running server knows only the keys it started with).
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some());
+    let out = server.cli(&["keys", "rotate"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 recordings re-wrapped"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} patient resources and contact records re-sealed",
+            imported + 1
+        )),
+        "{text}"
+    );
+    assert!(text.contains("1 audit entries keep"), "{text}");
     let row = rows(&server).remove(0);
     let new_key = row["key_id"].as_str().unwrap().to_string();
     assert_ne!(new_key, old_key);
@@ -534,8 +771,42 @@ fn key_rotation_rewraps_every_recording_without_touching_audio() {
         after[..HEADER_LEN],
         "header re-wrapped"
     );
-    // The old master key can go now.
+    // The old master key can go now (losing only the break-glass reason's clear text).
     std::fs::remove_file(server.data_path().join(format!("keys/{old_key}.key"))).unwrap();
     let (ok, text) = verify(&server, &id);
     assert!(ok && text.contains(&new_key), "{text}");
+
+    // The server, started again with the new key alone, reads everything sealed before.
+    server.restart();
+    let r = api(
+        &server,
+        "GET",
+        &format!("/api/v1/patients/{pid}/summary"),
+        &doc,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = r.json();
+    assert_eq!(s["demographics"]["family"], patient["name"][0]["family"]);
+    assert_eq!(s["last_contacts"][0]["reason"], "rotation check");
+    let (code, ogg) = http(
+        &server,
+        "GET",
+        &format!("/api/v1/recordings/{id}/audio"),
+        Some(&sup),
+    );
+    assert_eq!(code, 200);
+    assert!(
+        !careline::recording::encode::decode_ogg_opus(&ogg, 8000)
+            .unwrap()
+            .is_empty()
+    );
+    let (left, _, _) = export_channels(&server, &id);
+    assert!(left.len() > 8000, "{} samples exported", left.len());
+    let out = server.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "the chain survives rotation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -58,7 +58,7 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
-    fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
         // The detail goes to the log (it never holds PHI: errors name ids, not contents).
         tracing::error!(error = %e, "API request failed");
         ApiError::new(
@@ -157,13 +157,17 @@ pub fn peer(parts_ext: &axum::http::Extensions) -> String {
         .unwrap_or_default()
 }
 
-impl FromRequestParts<Arc<ApiState>> for Caller {
+/// Any router state that holds the [`ApiState`] (through `FromRef`) can authenticate callers:
+/// the recording routes carry the call table beside it.
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<ApiState>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState>,
-    ) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, ApiError> {
+        let state = Arc::<ApiState>::from_ref(state);
         let unauthenticated = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -194,17 +198,18 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
     }
 }
 
-impl OptionalFromRequestParts<Arc<ApiState>> for Caller {
+impl<S> OptionalFromRequestParts<S> for Caller
+where
+    Arc<ApiState>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState>,
-    ) -> Result<Option<Caller>, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Caller>, ApiError> {
         if bearer(&parts.headers).is_none() && session_cookie(&parts.headers).is_none() {
             return Ok(None);
         }
-        <Caller as FromRequestParts<Arc<ApiState>>>::from_request_parts(parts, state)
+        <Caller as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(Some)
     }
@@ -219,9 +224,22 @@ impl ApiState {
         action: Action,
         patient: Option<&str>,
     ) -> Result<Grant, ApiError> {
+        self.require_about(caller, action, patient, serde_json::Value::Null)
+            .await
+    }
+
+    /// As [`ApiState::require`]; `about` (non-PHI ids such as a recording and its call, as a
+    /// JSON object) goes into the audit entry of a refusal.
+    pub async fn require_about(
+        &self,
+        caller: &Caller,
+        action: Action,
+        patient: Option<&str>,
+        about: serde_json::Value,
+    ) -> Result<Grant, ApiError> {
         match self
             .auth
-            .authorize(&caller.principal, action, patient)
+            .authorize_with(&caller.principal, action, patient, about)
             .await?
         {
             Ok(grant) => Ok(grant),

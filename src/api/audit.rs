@@ -29,7 +29,7 @@ pub struct AuditQuery {
 }
 
 /// `24h` → milliseconds ago, else an absolute time.
-fn when(text: &str) -> Option<i64> {
+pub(crate) fn when(text: &str) -> Option<i64> {
     let (n, unit) = text.split_at(text.len().saturating_sub(1));
     let mult = match unit {
         "s" => 1_000,

@@ -1,4 +1,5 @@
-//! The HTTP side: health, Prometheus metrics (and, as issues land, the JSON API and pages).
+//! The HTTP side: health, Prometheus metrics, the `/api/v1` JSON API (patients, access, audit,
+//! recordings) and the sign-in pages.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,17 +17,15 @@ pub mod audit;
 pub mod https;
 pub mod openapi;
 pub mod patients;
+pub mod recordings;
 pub mod users;
 pub mod v1;
 
 pub fn router(services: Arc<CallServices>) -> Router {
-    let mut r = Router::new()
+    Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
-    if services.recorder.config.http_enabled {
-        r = r.merge(crate::recording::http::router());
-    }
-    r.with_state(services)
+        .route("/metrics", get(metrics))
+        .with_state(services)
 }
 
 /// 200 while accepting calls, 503 while draining (so a load balancer stops sending).

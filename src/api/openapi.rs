@@ -133,6 +133,62 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/api/v1/recordings",
+        action: Some(Action::RecordingRead),
+        summary: "Recordings' metadata (no audio), newest first. Roles limited to particular patients (clinicians) list one patient's recordings with ?patient=ID.",
+        query: &[
+            ("call_id", "only this call's recordings (SIP Call-ID)"),
+            ("patient", "only this patient's recordings"),
+            (
+                "since",
+                "started at or after: RFC 3339, YYYY-MM-DD, or a duration back from now (24h, 7d)",
+            ),
+            ("until", "started before; as since"),
+            (
+                "state",
+                "recording, sealed, deleted or all (default: all but deleted)",
+            ),
+            ("limit", "at most this many (default 100, at most 1000)"),
+        ],
+        body: None,
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/recordings/{id}",
+        action: Some(Action::RecordingRead),
+        summary: "One recording's metadata: call, patient, start, end, duration, participants, format, state, size, SHA-256, key id; a deleted recording says when and why",
+        query: &[],
+        body: None,
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/recordings/{id}/audio",
+        action: Some(Action::RecordingRead),
+        summary: "The decrypted audio (stereo: left the caller, right what the caller heard), streamed as stored, or transcoded with ?format; 410 once deleted",
+        query: &[(
+            "format",
+            "ogg (Ogg Opus) or wav (16-bit PCM with exact sizes); default: as stored, streamed",
+        )],
+        body: None,
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/recordings/{id}",
+        action: Some(Action::RecordingDelete),
+        summary: "Delete a recording's audio (answers 204); the index keeps the deletion, who and why, like a retention deletion; 409 while it is still being recorded or uploaded",
+        query: &[],
+        body: None,
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/{call_id}/recording/{action}",
+        action: Some(Action::RecordingControl),
+        summary: "Control a live call's recording; action is start, pause, resume or stop (answers 202; 404 when the call is not live). A pause is not stored; start after stop makes a new recording.",
+        query: &[],
+        body: None,
+    },
+    RouteDoc {
+        method: "get",
         path: "/api/v1/openapi.json",
         action: None,
         summary: "This document",
@@ -197,7 +253,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Careline API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Patients, access and audit. Every request needs a bearer token (careline user add) or a browser session (POST /login); the one permission table decides, deny by default; every PHI access is audited.",
+            "description": "Patients, recordings, access and audit. Every request needs a bearer token (careline user add) or a browser session (POST /login); the one permission table decides, deny by default; every PHI access is audited.",
         },
         "paths": Value::Object(paths),
         "components": {

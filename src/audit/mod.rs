@@ -37,6 +37,7 @@ pub mod action {
     pub const CALL_END: &str = "call.end";
     pub const RECORDING_READ: &str = "recording.read";
     pub const RECORDING_DELETE: &str = "recording.delete";
+    pub const RECORDING_CONTROL: &str = "recording.control";
     pub const AUDIT_READ: &str = "audit.read";
 }
 
@@ -348,5 +349,20 @@ impl Audit {
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+}
+
+impl Audit {
+    /// How many entries hold free text sealed under a master key other than `key_id`. Key
+    /// rotation cannot re-wrap these: the sealed text is part of the hash chain, so re-wrapping
+    /// would read as an edited entry. The master keys they name must stay in the ring.
+    pub async fn sealed_under_other_keys(&self, key_id: &str) -> Result<i64, AuditError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM audit_log WHERE sealed IS NOT NULL AND sealed NOT LIKE $1",
+        )
+        .bind(format!("{key_id}:%"))
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(n)
     }
 }

@@ -429,6 +429,20 @@ impl Auth {
         what: Action,
         patient: Option<&str>,
     ) -> Result<Result<Grant, DenyReason>, AuthError> {
+        self.authorize_with(who, what, patient, serde_json::Value::Null)
+            .await
+    }
+
+    /// As [`Auth::authorize`]; `about` (a JSON object of non-PHI ids, e.g. the recording and
+    /// call a request concerns) is added to the audit entry of a denial. Without a patient,
+    /// only rules with no patient scope can allow.
+    pub async fn authorize_with(
+        &self,
+        who: &Principal,
+        what: Action,
+        patient: Option<&str>,
+        about: serde_json::Value,
+    ) -> Result<Result<Grant, DenyReason>, AuthError> {
         let mut facts = Facts::default();
         if let (Some(p), Some(scope)) = (patient, permission::scope(who.role, what))
             && scope != permission::Scope::Any
@@ -438,16 +452,26 @@ impl Auth {
                 facts.on_call_with_patient || self.patient_on_any_call(p).await?;
             facts.break_glass = self.has_break_glass(&who.name, p).await?;
         }
-        match permission::decide(who.role, what, facts) {
+        let decision = match patient {
+            Some(_) => permission::decide(who.role, what, facts),
+            None => permission::decide_without_patient(who.role, what),
+        };
+        match decision {
             Decision::Allow { break_glass } => Ok(Ok(Grant { break_glass })),
             Decision::Deny(reason) => {
-                let mut event = Event::new(&who.name, action::ACCESS_DENIED, "denied").detail(
-                    serde_json::json!({
-                        "action": what.as_str(),
-                        "role": who.role.as_str(),
-                        "reason": reason.as_str(),
-                    }),
-                );
+                let mut detail = serde_json::json!({
+                    "action": what.as_str(),
+                    "role": who.role.as_str(),
+                    "reason": reason.as_str(),
+                });
+                if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), about)
+                {
+                    for (k, v) in extra {
+                        d.entry(k).or_insert(v);
+                    }
+                }
+                let mut event =
+                    Event::new(&who.name, action::ACCESS_DENIED, "denied").detail(detail);
                 if let Some(p) = patient {
                     event = event.patient(p);
                 }

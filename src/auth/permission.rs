@@ -85,6 +85,8 @@ pub enum Action {
     /// Listen to / download a recording (recording issue).
     RecordingRead,
     RecordingDelete,
+    /// Start, pause, resume or stop recording a live call.
+    RecordingControl,
     /// One's own identity.
     SelfRead,
 }
@@ -103,6 +105,7 @@ impl Action {
             Action::UserManage => "user.manage",
             Action::RecordingRead => "recording.read",
             Action::RecordingDelete => "recording.delete",
+            Action::RecordingControl => "recording.control",
             Action::SelfRead => "self.read",
         }
     }
@@ -149,6 +152,12 @@ pub const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::RecordingRead, R::Supervisor, S::Any),
     (A::RecordingRead, R::Clinician, S::OnCallOrBreakGlass),
     (A::RecordingDelete, R::Admin, S::Any),
+    // Recording control decides what evidence of a call is kept, so not the people on the call
+    // (an agent or clinician could erase their own call): supervisors (quality and compliance:
+    // pause while a caller reads out card numbers) and services (the integrations that do
+    // that automatically). It reveals nothing about the patient, so no patient scope.
+    (A::RecordingControl, R::Supervisor, S::Any),
+    (A::RecordingControl, R::Service, S::Any),
     (A::SelfRead, R::Admin, S::Any),
     (A::SelfRead, R::Supervisor, S::Any),
     (A::SelfRead, R::Clinician, S::Any),
@@ -190,6 +199,9 @@ pub enum DenyReason {
     NotOnCall,
     /// As above, or with break-glass, which was not declared.
     NeedsBreakGlass,
+    /// The role's access is limited to certain patients, and the request concerns no known
+    /// patient (a recording whose call was never linked to one).
+    PatientUnknown,
 }
 
 impl DenyReason {
@@ -202,6 +214,9 @@ impl DenyReason {
             DenyReason::NeedsBreakGlass => {
                 "allowed only while you are on a call with this patient, or after declaring break-glass access with a reason"
             }
+            DenyReason::PatientUnknown => {
+                "your role has access only to particular patients, and no patient is known for this request"
+            }
         }
     }
 
@@ -210,6 +225,7 @@ impl DenyReason {
             DenyReason::Role => "role",
             DenyReason::NotOnCall => "not_on_call",
             DenyReason::NeedsBreakGlass => "needs_break_glass",
+            DenyReason::PatientUnknown => "patient_unknown",
         }
     }
 }
@@ -231,6 +247,16 @@ pub fn decide(role: Role, action: Action, facts: Facts) -> Decision {
             Decision::Allow { break_glass: true }
         }
         Some(Scope::OnCallOrBreakGlass) => Decision::Deny(DenyReason::NeedsBreakGlass),
+    }
+}
+
+/// As [`decide`], for a request that concerns no known patient: only an unscoped (`Any`) rule
+/// can allow it, since there is nobody to check a patient scope against.
+pub fn decide_without_patient(role: Role, action: Action) -> Decision {
+    match scope(role, action) {
+        None => Decision::Deny(DenyReason::Role),
+        Some(Scope::Any) => Decision::Allow { break_glass: false },
+        Some(_) => Decision::Deny(DenyReason::PatientUnknown),
     }
 }
 
@@ -279,6 +305,29 @@ mod tests {
             decide(Role::Clinician, Action::PatientSummary, none),
             Decision::Deny(DenyReason::NeedsBreakGlass)
         );
+    }
+
+    #[test]
+    fn without_a_patient_only_unscoped_rules_allow() {
+        assert_eq!(
+            decide_without_patient(Role::Supervisor, Action::RecordingRead),
+            Decision::Allow { break_glass: false }
+        );
+        assert_eq!(
+            decide_without_patient(Role::Clinician, Action::RecordingRead),
+            Decision::Deny(DenyReason::PatientUnknown)
+        );
+        assert_eq!(
+            decide_without_patient(Role::Agent, Action::RecordingRead),
+            Decision::Deny(DenyReason::Role)
+        );
+        for role in [Role::Agent, Role::Clinician, Role::Admin, Role::Auditor] {
+            assert_eq!(
+                decide_without_patient(role, Action::RecordingControl),
+                Decision::Deny(DenyReason::Role),
+                "{role}"
+            );
+        }
     }
 
     #[test]

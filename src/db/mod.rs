@@ -39,11 +39,18 @@ pub struct Db {
 }
 
 /// The migrations, embedded in the binary (one binary, nothing to ship beside it).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "patients access audit",
-    include_str!("migrations/0001_patients_access_audit.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "patients access audit",
+        include_str!("migrations/0001_patients_access_audit.sql"),
+    ),
+    (
+        2,
+        "call patients",
+        include_str!("migrations/0002_call_patients.sql"),
+    ),
+];
 
 impl Db {
     /// Opens the configured database, or the embedded SQLite file in `data_dir`, and brings

@@ -535,3 +535,91 @@ mod tests {
         assert_eq!(super::normalize_dob("1976"), None);
     }
 }
+
+/// A call (or one recording made on it) linked to the patient it is about.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallLink {
+    pub call_id: String,
+    pub patient_id: String,
+    /// `None` for a link of the whole call.
+    pub recording_id: Option<String>,
+    pub linked_ms: i64,
+}
+
+/// Which patient a call and its recordings are about (table `call_patients`): opaque ids only,
+/// nothing sealed. The call task links a call once the caller is identified; recording access
+/// (patient-scoped for clinicians) and recording audit entries read it back.
+impl PatientStore {
+    /// Links `call_id` (and `recording_id`, when the call was recorded) to `patient_id`.
+    /// Linking the same call (and recording) again moves it to the new patient: a caller first
+    /// matched by number and then verified by MRN ends on the verified patient.
+    pub async fn link_call(
+        &self,
+        call_id: &str,
+        patient_id: &str,
+        recording_id: Option<&str>,
+    ) -> Result<(), PatientError> {
+        sqlx::query(
+            "INSERT INTO call_patients (call_id, recording_id, patient_id, linked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (call_id, recording_id) DO UPDATE SET patient_id = excluded.patient_id, \
+             linked_at = excluded.linked_at",
+        )
+        .bind(call_id)
+        .bind(recording_id.unwrap_or(""))
+        .bind(patient_id)
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The patient a recording is about, when its call was linked with the recording's id.
+    pub async fn patient_of_recording(
+        &self,
+        recording_id: &str,
+    ) -> Result<Option<String>, PatientError> {
+        if recording_id.is_empty() {
+            return Ok(None);
+        }
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT patient_id FROM call_patients WHERE recording_id = $1 ORDER BY linked_at DESC, call_id LIMIT 1",
+        )
+        .bind(recording_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|(p,)| p))
+    }
+
+    /// The patient a call is about: the latest link of the call or any of its recordings (in
+    /// the same millisecond, the call's own link).
+    pub async fn patient_of_call(&self, call_id: &str) -> Result<Option<String>, PatientError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT patient_id FROM call_patients WHERE call_id = $1 \
+             ORDER BY linked_at DESC, recording_id LIMIT 1",
+        )
+        .bind(call_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|(p,)| p))
+    }
+
+    /// Every call and recording linked to a patient, newest first.
+    pub async fn calls_of_patient(&self, patient_id: &str) -> Result<Vec<CallLink>, PatientError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT call_id, recording_id, patient_id, linked_at FROM call_patients \
+             WHERE patient_id = $1 ORDER BY linked_at DESC, call_id, recording_id",
+        )
+        .bind(patient_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(call_id, rec, patient_id, linked_ms)| CallLink {
+                call_id,
+                patient_id,
+                recording_id: (!rec.is_empty()).then_some(rec),
+                linked_ms,
+            })
+            .collect())
+    }
+}

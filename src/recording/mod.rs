@@ -6,13 +6,12 @@
 //! Cores (sans-IO): `format` (bytes on disk), `crypt` (envelope encryption), `sealer`,
 //! `reader`, `encode`, `index` (the event log). Shells: `tap` (the media thread's end),
 //! `writer` (threads that encode, seal and write), `store` (files, spool, S3 uploads),
-//! `service` (what the server and CLI call), `http` (the streaming endpoint).
+//! `service` (what the server and CLI call). The HTTP endpoints are in `api::recordings`.
 //! The format is specified in docs/recording-format.md.
 
 pub mod crypt;
 pub mod encode;
 pub mod format;
-pub mod http;
 pub mod index;
 pub mod reader;
 pub mod sealer;

@@ -34,6 +34,8 @@ pub enum RecordingError {
     NotFound(RecordingId),
     #[error("{0} was deleted ({1})")]
     Deleted(RecordingId, String),
+    #[error("{0} cannot be deleted yet: {1}")]
+    Busy(RecordingId, &'static str),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -156,14 +158,6 @@ impl Archive {
     /// stored format differs). A truncated recording is exported up to the cut, and says so.
     pub async fn export(&self, id: RecordingId, out: &Path) -> Result<Exported, RecordingError> {
         let row = self.row(id)?;
-        let mut plain = Vec::new();
-        let truncated = match self.read(&row, |b| plain.extend_from_slice(b)).await {
-            Ok(_) => None,
-            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
-                Some(source.to_string())
-            }
-            Err(e) => return Err(e),
-        };
         let want = match out.extension().and_then(|e| e.to_str()) {
             Some("wav") => AudioFormat::Wav,
             Some("ogg") | Some("opus") => AudioFormat::Opus,
@@ -174,7 +168,7 @@ impl Archive {
                 )));
             }
         };
-        let bytes = convert(plain, row.format, want, row.sample_rate)?;
+        let (bytes, truncated) = self.decode(&row, want).await?;
         write_private(out, &bytes).map_err(|source| RecordingError::Io {
             path: out.to_path_buf(),
             source,
@@ -183,6 +177,56 @@ impl Archive {
             bytes: bytes.len() as u64,
             truncated,
         })
+    }
+
+    /// The whole recording decrypted into memory as a complete `want` file (transcoded when
+    /// stored otherwise), with a note when it was cut short (the audio up to the cut is there).
+    pub async fn decode(
+        &self,
+        row: &Row,
+        want: AudioFormat,
+    ) -> Result<(Vec<u8>, Option<String>), RecordingError> {
+        let mut plain = Vec::new();
+        let truncated = match self.read(row, |b| plain.extend_from_slice(b)).await {
+            Ok(_) => None,
+            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
+                Some(source.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((
+            convert(plain, row.format, want, row.sample_rate)?,
+            truncated,
+        ))
+    }
+
+    /// Deletes one sealed recording's audio and records the deletion, with `reason`, in the
+    /// index (where it stays): the path retention takes too. A recording still being written
+    /// or uploaded is refused ([`RecordingError::Busy`]).
+    pub async fn delete(&self, id: RecordingId, reason: &str) -> Result<Row, RecordingError> {
+        let row = self.row(id)?;
+        self.delete_row(&row, reason).await?;
+        Ok(row)
+    }
+
+    async fn delete_row(&self, row: &Row, reason: &str) -> Result<(), RecordingError> {
+        if row.state == State::Recording {
+            return Err(RecordingError::Busy(row.id, "it is still being recorded"));
+        }
+        if !row.uploaded {
+            return Err(RecordingError::Busy(
+                row.id,
+                "it is still being uploaded to the object store",
+            ));
+        }
+        self.store.delete(row).await?;
+        self.index.append(&IndexEvent::Deleted {
+            id: row.id,
+            at_ms: now_ms(),
+            reason: reason.to_string(),
+        })?;
+        self.metrics.recordings_deleted.inc();
+        Ok(())
     }
 
     /// Seals what a crash left unfinished: cuts an incomplete last chunk, appends the final
@@ -277,16 +321,12 @@ impl Archive {
             if row.state != State::Sealed || ended >= cutoff || !row.uploaded {
                 continue;
             }
-            match self.store.delete(&row).await {
-                Ok(()) => {
-                    self.index.append(&IndexEvent::Deleted {
-                        id: row.id,
-                        at_ms: now_ms(),
-                        reason: format!("retention: older than {days} days"),
-                    })?;
-                    self.metrics.recordings_deleted.inc();
-                    gone.push(row.id);
-                }
+            match self
+                .delete_row(&row, &format!("retention: older than {days} days"))
+                .await
+            {
+                Ok(()) => gone.push(row.id),
+                Err(e @ RecordingError::Index(_)) => return Err(e),
                 Err(e) => warn!(recording = %row.id, error = %e, "retention could not delete"),
             }
         }
@@ -590,5 +630,100 @@ impl Recorder {
     pub fn shutdown(&self) {
         let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(pool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(dir: &Path) -> Archive {
+        let ring = Arc::new(KeyRing::open(dir, crate::keys::Supplied::default()).unwrap());
+        Archive::open(
+            &RecordingConfig::default(),
+            dir,
+            ring,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    /// Indexes a recording that ended `age_days` ago, sealed or not, with a file in place.
+    fn add(a: &Archive, age_days: u64, sealed: bool) -> (RecordingId, PathBuf) {
+        let id = RecordingId::random();
+        let started = now_ms() - age_days * 86_400_000 - 60_000;
+        let (path, location) = a.store.placement(id, started);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"sealed bytes").unwrap();
+        a.index
+            .append(&IndexEvent::Started {
+                id,
+                call_id: "c1".into(),
+                started_ms: started,
+                format: AudioFormat::Opus,
+                sample_rate: 8000,
+                participants: vec!["customer".into()],
+                key_id: a.ring.current_id().into(),
+                location,
+            })
+            .unwrap();
+        if sealed {
+            a.index
+                .append(&IndexEvent::Sealed {
+                    id,
+                    ended_ms: started + 60_000,
+                    duration_ms: 60_000,
+                    size: 12,
+                    sha256: String::new(),
+                    chunks: 1,
+                    dropped_frames: 0,
+                    pauses: 0,
+                    recovered: false,
+                })
+                .unwrap();
+        }
+        (id, path)
+    }
+
+    #[tokio::test]
+    async fn retention_and_deletion_by_hand_take_the_same_recorded_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = archive(dir.path());
+        let (old, old_path) = add(&a, 40, true);
+        let (young, young_path) = add(&a, 1, true);
+        let (live, live_path) = add(&a, 0, false);
+
+        assert_eq!(a.expire(30).await.unwrap(), vec![old]);
+        assert!(!old_path.exists() && young_path.exists() && live_path.exists());
+        let row = a.index.get(old).unwrap().unwrap();
+        assert_eq!(row.state, State::Deleted);
+        assert_eq!(
+            row.deleted_reason.as_deref(),
+            Some("retention: older than 30 days")
+        );
+
+        a.delete(young, "deleted by ada through the API")
+            .await
+            .unwrap();
+        assert!(!young_path.exists());
+        let row = a.index.get(young).unwrap().unwrap();
+        assert_eq!(row.state, State::Deleted);
+        assert_eq!(
+            row.deleted_reason.as_deref(),
+            Some("deleted by ada through the API")
+        );
+        assert!(matches!(
+            a.delete(young, "again").await,
+            Err(RecordingError::Deleted(..))
+        ));
+        assert!(matches!(
+            a.delete(live, "too soon").await,
+            Err(RecordingError::Busy(..))
+        ));
+        assert!(
+            live_path.exists(),
+            "a recording in progress is never deleted"
+        );
+        assert_eq!(a.metrics.recordings_deleted.get(), 2);
     }
 }

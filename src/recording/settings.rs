@@ -30,8 +30,9 @@ pub struct RecordingConfig {
     pub writer_threads: usize,
     /// Opus encoder complexity 0-10 (CPU per recorded call against quality).
     pub opus_complexity: i32,
-    /// `GET /api/v1/recordings/{id}/audio` and `POST /api/v1/calls/{call_id}/recording/{action}`.
-    /// No access control exists yet: only honoured when HTTP listens on loopback.
+    /// Serve the recording endpoints (`/api/v1/recordings...`, guarded by the permission table
+    /// like every `/api/v1` route, and `/api/v1/calls/{call_id}/recording/{action}`). `false`
+    /// is an off switch: recordings are then reached only through the command line.
     pub http_enabled: bool,
     pub s3: S3Config,
 }
@@ -74,7 +75,7 @@ impl Default for RecordingConfig {
             queue_frames: 8192,
             writer_threads: 0,
             opus_complexity: 1,
-            http_enabled: false,
+            http_enabled: true,
             s3: S3Config::default(),
         }
     }

@@ -1,0 +1,557 @@
+//! `/api/v1/recordings...` and `/api/v1/calls/{call_id}/recording/{action}`: list recordings,
+//! read their metadata, stream their decrypted audio, delete them, and control a live call's
+//! recording. Guarded like the patient endpoints ([`Caller`] and the permission table); a
+//! recording is about the patient its call was linked to (`PatientStore::link_call`), which is
+//! what a clinician's on-call or break-glass scope is checked against. Every access, allowed,
+//! refused or failed, is in the audit trail with the recording and call ids.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::access::{ApiError, ApiState, Caller};
+use crate::audit::{Event, action};
+use crate::auth::Action;
+use crate::call::{CallCommand, CallServices};
+use crate::db::rfc3339;
+use crate::recording::format::{AudioFormat, RecordingId};
+use crate::recording::index::{Row, State as RecState};
+use crate::recording::reader::Reader;
+use crate::recording::service::RecordingError;
+use crate::recording::tap::{Participants, RecordingControl};
+
+/// What the recording routes share: the API's users, audit and patients, and the calls (whose
+/// recorder holds the archive and whose table reaches live calls).
+#[derive(Clone)]
+pub struct RecordingApi {
+    pub api: Arc<ApiState>,
+    pub calls: Arc<CallServices>,
+}
+
+impl FromRef<RecordingApi> for Arc<ApiState> {
+    fn from_ref(s: &RecordingApi) -> Arc<ApiState> {
+        s.api.clone()
+    }
+}
+
+type S = State<RecordingApi>;
+
+pub fn router(api: Arc<ApiState>, calls: Arc<CallServices>) -> Router {
+    Router::new()
+        .route("/api/v1/recordings", get(list))
+        .route("/api/v1/recordings/{id}", get(metadata).delete(delete))
+        .route("/api/v1/recordings/{id}/audio", get(audio))
+        .route("/api/v1/calls/{call_id}/recording/{action}", post(control))
+        .with_state(RecordingApi { api, calls })
+}
+
+fn recording_error(e: RecordingError) -> ApiError {
+    match e {
+        RecordingError::NotFound(_) => ApiError::not_found(e.to_string()),
+        RecordingError::Deleted(..) => ApiError::new(StatusCode::GONE, e.to_string()),
+        RecordingError::Busy(..) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        RecordingError::Store(_) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+        other => ApiError::internal(other),
+    }
+}
+
+fn parse_id(text: &str) -> Result<RecordingId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("`{text}` is not a recording id")))
+}
+
+/// The recording's index row, deleted ones included (their deletion stays on record).
+fn find(s: &RecordingApi, id: RecordingId) -> Result<Option<Row>, ApiError> {
+    s.calls
+        .recorder
+        .archive
+        .index
+        .get(id)
+        .map_err(|e| recording_error(e.into()))
+}
+
+/// The patient a recording is about: linked by its own id, else by its call.
+async fn patient_of(
+    s: &RecordingApi,
+    id: RecordingId,
+    call_id: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let patients = &s.api.patients;
+    if let Some(p) = patients.patient_of_recording(&id.to_string()).await? {
+        return Ok(Some(p));
+    }
+    match call_id {
+        Some(c) => Ok(patients.patient_of_call(c).await?),
+        None => Ok(None),
+    }
+}
+
+/// Metadata only: no location, nothing decrypted.
+fn view(row: &Row, patient: Option<&str>) -> Value {
+    let state = match row.state {
+        RecState::Recording => "recording",
+        RecState::Sealed => "sealed",
+        RecState::Deleted => "deleted",
+    };
+    json!({
+        "id": row.id,
+        "call_id": row.call_id,
+        "patient_id": patient,
+        "started": rfc3339(row.started_ms as i64),
+        "ended": row.ended_ms.map(|t| rfc3339(t as i64)),
+        "duration_ms": row.duration_ms,
+        "participants": row.participants,
+        "format": row.format,
+        "sample_rate": row.sample_rate,
+        "state": state,
+        "uploaded": row.uploaded,
+        "recovered": row.recovered,
+        "size": row.size,
+        "sha256": row.sha256,
+        "chunks": row.chunks,
+        "key_id": row.key_id,
+        "deleted": row.deleted_ms.map(|t| rfc3339(t as i64)),
+        "deleted_reason": row.deleted_reason,
+    })
+}
+
+/// One audit entry about recordings.
+fn event(
+    caller: &Caller,
+    what: &'static str,
+    outcome: &'static str,
+    patient: Option<&str>,
+    detail: Value,
+) -> Event {
+    let mut e = Event::new(caller.name(), what, outcome).detail(detail);
+    if let Some(p) = patient {
+        e = e.patient(p);
+    }
+    e
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub call_id: Option<String>,
+    /// Only this patient's recordings (what a clinician on a call with them may list).
+    pub patient: Option<String>,
+    /// Started at or after: RFC 3339, `YYYY-MM-DD`, or a duration back from now (`24h`).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `recording`, `sealed`, `deleted` or `all` (default: all but deleted).
+    pub state: Option<String>,
+    /// Newest first, at most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/recordings`: metadata, newest first.
+pub async fn list(
+    State(s): S,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let about = json!({"view": "list", "call_id": q.call_id});
+    let grant = match s
+        .api
+        .require_about(&caller, Action::RecordingRead, q.patient.as_deref(), about)
+        .await
+    {
+        Err(mut e) if q.patient.is_none() && e.status == StatusCode::FORBIDDEN => {
+            e.message += "; list one patient's recordings with ?patient=ID";
+            return Err(e);
+        }
+        other => other?,
+    };
+    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|t| {
+                super::audit::when(t).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} `{t}` is not RFC 3339, YYYY-MM-DD or a duration like 24h"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let since = time("since", &q.since)?;
+    let until = time("until", &q.until)?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some("all") => Some(None),
+        Some("recording") => Some(Some(RecState::Recording)),
+        Some("sealed") => Some(Some(RecState::Sealed)),
+        Some("deleted") => Some(Some(RecState::Deleted)),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state `{other}` is not recording, sealed, deleted or all"
+            )));
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let linked: Option<(HashSet<String>, HashSet<String>)> = match &q.patient {
+        Some(p) => {
+            let links = s.api.patients.calls_of_patient(p).await?;
+            Some((
+                links
+                    .iter()
+                    .filter_map(|l| l.recording_id.clone())
+                    .collect(),
+                links.into_iter().map(|l| l.call_id).collect(),
+            ))
+        }
+        None => None,
+    };
+    let rows = s.calls.recorder.archive.list().map_err(recording_error)?;
+    let mut out = Vec::new();
+    for row in rows.iter().rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let state_ok = match state {
+            None => row.state != RecState::Deleted,
+            Some(None) => true,
+            Some(Some(want)) => row.state == want,
+        };
+        let started = row.started_ms as i64;
+        if !state_ok
+            || q.call_id.as_ref().is_some_and(|c| *c != row.call_id)
+            || since.is_some_and(|t| started < t)
+            || until.is_some_and(|t| started >= t)
+        {
+            continue;
+        }
+        if let Some((recs, calls)) = &linked
+            && !recs.contains(&row.id.to_string())
+            && !calls.contains(&row.call_id)
+        {
+            continue;
+        }
+        let patient = patient_of(&s, row.id, Some(&row.call_id)).await?;
+        if q.patient.is_some() && patient != q.patient {
+            continue;
+        }
+        out.push(view(row, patient.as_deref()));
+    }
+    s.api
+        .audit
+        .append(event(
+            &caller,
+            action::RECORDING_READ,
+            "success",
+            q.patient.as_deref(),
+            json!({
+                "view": "list", "call_id": q.call_id, "returned": out.len(),
+                "break_glass": grant.break_glass, "via": caller.via,
+            }),
+        ))
+        .await?;
+    Ok(axum::Json(json!({ "recordings": out })).into_response())
+}
+
+/// Finds the recording (deleted ones too) and its patient, and checks the permission table
+/// first (a refusal is audited with the ids), so only those allowed learn whether it exists.
+async fn guarded(
+    s: &RecordingApi,
+    caller: &Caller,
+    id: &str,
+    what: Action,
+    view: &str,
+) -> Result<(Option<Row>, Option<String>, bool), ApiError> {
+    let id = parse_id(id)?;
+    let row = find(s, id)?;
+    let patient = patient_of(s, id, row.as_ref().map(|r| r.call_id.as_str())).await?;
+    let call_id = row.as_ref().map(|r| r.call_id.clone());
+    let about = json!({"recording": id, "call_id": call_id, "view": view});
+    let grant = s
+        .api
+        .require_about(caller, what, patient.as_deref(), about)
+        .await?;
+    Ok((row, patient, grant.break_glass))
+}
+
+fn audit_action(what: Action) -> &'static str {
+    match what {
+        Action::RecordingDelete => action::RECORDING_DELETE,
+        _ => action::RECORDING_READ,
+    }
+}
+
+/// The row, or 404 (audited as a failure).
+async fn existing(
+    s: &RecordingApi,
+    caller: &Caller,
+    id: &str,
+    row: Option<Row>,
+    what: Action,
+) -> Result<Row, ApiError> {
+    match row {
+        Some(r) => Ok(r),
+        None => {
+            s.api
+                .audit
+                .append(event(
+                    caller,
+                    audit_action(what),
+                    "failure",
+                    None,
+                    json!({"recording": id, "error": "not found"}),
+                ))
+                .await?;
+            Err(ApiError::not_found(format!("no recording `{id}`")))
+        }
+    }
+}
+
+/// `GET /api/v1/recordings/{id}`: one recording's metadata (a deleted one says when and why).
+pub async fn metadata(
+    State(s): S,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (row, patient, glass) =
+        guarded(&s, &caller, &id, Action::RecordingRead, "metadata").await?;
+    let row = existing(&s, &caller, &id, row, Action::RecordingRead).await?;
+    s.api
+        .audit
+        .append(event(
+            &caller,
+            action::RECORDING_READ,
+            "success",
+            patient.as_deref(),
+            json!({"recording": row.id, "call_id": row.call_id, "view": "metadata",
+                   "break_glass": glass, "via": caller.via}),
+        ))
+        .await?;
+    Ok(axum::Json(view(&row, patient.as_deref())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioQuery {
+    /// `ogg` (or `opus`) or `wav`; default: as stored, streamed.
+    pub format: Option<String>,
+}
+
+/// `GET /api/v1/recordings/{id}/audio[?format=ogg|wav]`: the decrypted audio. As stored, it
+/// streams chunk by chunk (nothing buffered beyond one chunk, nothing written to disk); asked
+/// in another format, or as a WAV with exact sizes, it is decoded in memory and transcoded.
+pub async fn audio(
+    State(s): S,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<AudioQuery>,
+) -> Result<Response, ApiError> {
+    let want = match q.format.as_deref() {
+        None => None,
+        Some("ogg") | Some("opus") => Some(AudioFormat::Opus),
+        Some("wav") => Some(AudioFormat::Wav),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format `{other}` is not ogg or wav"
+            )));
+        }
+    };
+    let (row, patient, glass) = guarded(&s, &caller, &id, Action::RecordingRead, "audio").await?;
+    let row = existing(&s, &caller, &id, row, Action::RecordingRead).await?;
+    let detail = |outcome_note: Value| {
+        let mut d = json!({"recording": row.id, "call_id": row.call_id, "view": "audio",
+                           "format": want.unwrap_or(row.format), "break_glass": glass,
+                           "via": caller.via});
+        if let (Some(m), Value::Object(extra)) = (d.as_object_mut(), outcome_note) {
+            m.extend(extra);
+        }
+        d
+    };
+    let format = want.unwrap_or(row.format);
+    let (content_type, ext) = match format {
+        AudioFormat::Opus => ("audio/ogg", "ogg"),
+        AudioFormat::Wav => ("audio/wav", "wav"),
+    };
+    let headers = [
+        (header::CONTENT_TYPE, content_type.to_string()),
+        // PHI: never kept by a browser or proxy cache.
+        (header::CACHE_CONTROL, "no-store".to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}.{ext}\"", row.id),
+        ),
+    ];
+    let streamed = want.is_none() || (want == Some(AudioFormat::Opus) && format == row.format);
+    let result = match &row.state {
+        RecState::Deleted => Err(RecordingError::Deleted(
+            row.id,
+            row.deleted_reason.clone().unwrap_or_default(),
+        )),
+        _ if streamed => stream(&s, &row)
+            .await
+            .map(|body| (headers, body).into_response()),
+        _ => s
+            .calls
+            .recorder
+            .archive
+            .decode(&row, format)
+            .await
+            .map(|(bytes, truncated)| {
+                let mut resp = (headers, bytes).into_response();
+                if let Some(note) = truncated
+                    && let Ok(v) = header::HeaderValue::from_str(&note)
+                {
+                    resp.headers_mut().insert("x-careline-truncated", v);
+                }
+                resp
+            }),
+    };
+    let (outcome, note) = match &result {
+        Ok(_) => ("success", Value::Null),
+        Err(e) => ("failure", json!({"error": e.to_string()})),
+    };
+    s.api
+        .audit
+        .append(event(
+            &caller,
+            action::RECORDING_READ,
+            outcome,
+            patient.as_deref(),
+            detail(note),
+        ))
+        .await?;
+    result.map_err(recording_error)
+}
+
+/// The recording's plaintext as a streamed body, decrypted chunk by chunk.
+async fn stream(s: &RecordingApi, row: &Row) -> Result<Body, RecordingError> {
+    let archive = &s.calls.recorder.archive;
+    let mut pieces = archive.store.read(row).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let s2 = s.clone();
+    let id = row.id;
+    tokio::spawn(async move {
+        let ring = &s2.calls.recorder.archive.ring;
+        let mut reader = Reader::new(ring);
+        let mut out = Vec::new();
+        while let Some(piece) = pieces.next().await {
+            let piece = match piece {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            out.clear();
+            if let Err(e) = reader.push(&piece, &mut out) {
+                tracing::warn!(recording = %id, error = %e, "recording refused while streaming");
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return;
+            }
+            if !out.is_empty() && tx.send(Ok(Bytes::copy_from_slice(&out))).await.is_err() {
+                return;
+            }
+        }
+        if let Err(e) = reader.finish() {
+            tracing::warn!(recording = %id, error = %e, "recording streamed up to its end");
+        }
+    });
+    Ok(Body::from_stream(futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )))
+}
+
+/// `DELETE /api/v1/recordings/{id}`: deletes the audio through the archive's deletion path
+/// (the index keeps the deletion, who and why, as it does for retention).
+pub async fn delete(
+    State(s): S,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (row, patient, _) = guarded(&s, &caller, &id, Action::RecordingDelete, "delete").await?;
+    let row = existing(&s, &caller, &id, row, Action::RecordingDelete).await?;
+    let reason = format!("deleted by {} through the API", caller.name());
+    let result = s.calls.recorder.archive.delete(row.id, &reason).await;
+    let mut detail = json!({"recording": row.id, "call_id": row.call_id, "via": caller.via});
+    let outcome = match &result {
+        Ok(_) => {
+            detail["reason"] = json!(reason);
+            "success"
+        }
+        Err(e) => {
+            detail["error"] = json!(e.to_string());
+            "failure"
+        }
+    };
+    s.api
+        .audit
+        .append(event(
+            &caller,
+            action::RECORDING_DELETE,
+            outcome,
+            patient.as_deref(),
+            detail,
+        ))
+        .await?;
+    result.map_err(recording_error)?;
+    tracing::info!(recording = %row.id, user = %caller.name(), "recording deleted through the API");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/calls/{call_id}/recording/{start|pause|resume|stop}`: `start` records both
+/// participants (starting after a stop makes a new recording; a pause is not stored).
+pub async fn control(
+    State(s): S,
+    caller: Caller,
+    Path((call_id, what)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let patient = match s.api.patients.patient_of_call(&call_id).await? {
+        Some(p) => Some(p),
+        None => s
+            .api
+            .auth
+            .active_contact(&call_id)
+            .await?
+            .map(|c| c.patient_id),
+    };
+    let about = json!({"call_id": call_id, "control": what});
+    s.api
+        .require_about(&caller, Action::RecordingControl, patient.as_deref(), about)
+        .await?;
+    let ctl = match what.as_str() {
+        "start" => RecordingControl::Start(Participants::BOTH),
+        "stop" => RecordingControl::Stop,
+        "pause" => RecordingControl::Pause,
+        "resume" => RecordingControl::Resume,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`{other}` is not start, stop, pause or resume"
+            )));
+        }
+    };
+    let delivered = s.calls.table.send(&call_id, CallCommand::Recording(ctl));
+    s.api
+        .audit
+        .append(event(
+            &caller,
+            action::RECORDING_CONTROL,
+            if delivered { "success" } else { "failure" },
+            patient.as_deref(),
+            json!({"call_id": call_id, "control": what, "live": delivered, "via": caller.via}),
+        ))
+        .await?;
+    if !delivered {
+        return Err(ApiError::not_found(format!("no live call `{call_id}`")));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "call_id": call_id, "recording": what })),
+    )
+        .into_response())
+}
