@@ -131,6 +131,7 @@ impl World {
                  [flows.resources]\n\"<PATIENT_VERIFICATION_LAMBDA_ARN>\" = \"careline:patient-lookup\"\n",
                 flows.path().display()
             ),
+            args: vec!["--record-all".into()],
             ..Options::default()
         });
         World {
@@ -274,6 +275,25 @@ fn a_known_number_is_identified_audited_and_the_call_lands_in_the_contact_histor
     assert_eq!(c["outcome"], "server_bye");
     assert!(c["call_id"].as_str().is_some_and(|s| s.ends_with("@test")));
     assert!(c["duration_secs"].as_u64().is_some());
+
+    // The call's recording belongs to the patient: a supervisor finds it by patient, and the
+    // contact record points at it.
+    let supervisor = world.token("sup-1", "supervisor");
+    let r = world.api(
+        "GET",
+        &format!("/api/v1/recordings?patient={PATIENT}"),
+        &supervisor,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let recs: Value = serde_json::from_str(&r.body).unwrap();
+    let recs = recs["recordings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{recs}"));
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["patient_id"], PATIENT);
+    assert_eq!(recs[0]["call_id"], c["call_id"]);
+    assert_eq!(recs[0]["id"], c["recording_id"]);
 
     // The log never names the patient or the number.
     let log = world.server.log();

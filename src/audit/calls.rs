@@ -100,6 +100,11 @@ impl CallHooks for CallEvents {
             };
             if let Some(id) = found.patient_id() {
                 event = event.patient(id);
+                // The call (and so its recordings) is now about this patient: who may hear
+                // the recordings follows from it.
+                if let Err(e) = patients.link_call(&call_id, id, None).await {
+                    tracing::error!(error = %e, "could not link the call to its patient");
+                }
             }
             event = event.detail(json!({"call_id": call_id, "by": by, "result": outcome}));
             if let Err(e) = audit.append(event).await {
