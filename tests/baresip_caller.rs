@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use careline::media::codec::Codec;
 use support::audio::{expect_not_prompt, expect_prompt};
 use support::server::TestServer;
-use support::speech::{LANGUAGE_MENU, heard, speech};
+use support::speech::{EN_MENU, LANGUAGE_MENU, URGENT, heard, speech};
 
 const MODULE_DIRS: &[&str] = &[
     "/usr/lib/baresip/modules",
@@ -370,12 +370,8 @@ fn baresip_caller_hears_welcome_then_the_prompt_of_the_key_it_pressed() {
 fn baresip_walks_the_triage_flow_to_the_urgent_line_in_english() {
     let server = TestServer::start();
     let language_menu = speech("Mizuki", LANGUAGE_MENU, true);
-    let en_menu = speech(
-        "Joanna",
-        "If this is an emergency, press 9. For a new appointment, press 1. To change an appointment, press 2. For a medical consultation, press 3. For test results, press 4.",
-        false,
-    );
-    let urgent = speech("Joanna", "Connecting you to our urgent care line.", false);
+    let en_menu = speech("Joanna", EN_MENU, false);
+    let urgent = speech("Joanna", URGENT, false);
 
     let mut phone = Baresip::start();
     phone.wait_for("baresip is ready.", Duration::from_secs(20));

@@ -15,8 +15,8 @@ use careline::media::dtmf::{Digit, tone};
 use careline::media::recognize;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
-use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
-use support::speech::{LANGUAGE_MENU, heard, runtime, speech, speech_with};
+use support::sip::{Call, PCMU_TE, Ua, answered_call, sdp_media_addr, sdp_offer};
+use support::speech::{EN_MENU, LANGUAGE_MENU, URGENT, heard, runtime, speech, speech_with};
 
 fn wait(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
@@ -52,12 +52,8 @@ fn dial(server: &TestServer, peer: &RtpPeer, number: &str, sdp: &str) -> (Ua, Ca
 fn caller_walks_the_triage_flow_in_english_to_the_urgent_queue_with_rfc4733_keys() {
     let server = TestServer::start();
     let language_menu = speech("Mizuki", LANGUAGE_MENU, true);
-    let en_menu = speech(
-        "Joanna",
-        "If this is an emergency, press 9. For a new appointment, press 1. To change an appointment, press 2. For a medical consultation, press 3. For test results, press 4.",
-        false,
-    );
-    let urgent = speech("Joanna", "Connecting you to our urgent care line.", false);
+    let en_menu = speech("Joanna", EN_MENU, false);
+    let urgent = speech("Joanna", URGENT, false);
     let hold = speech(
         "Joanna",
         "<speak>All of our staff are helping other patients. Please stay on the line.<break time=\"5s\"/></speak>",
@@ -65,15 +61,7 @@ fn caller_walks_the_triage_flow_in_english_to_the_urgent_queue_with_rfc4733_keys
     );
 
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-    let offer = sdp_offer(
-        peer.port,
-        "0 101",
-        &[
-            "a=rtpmap:0 PCMU/8000",
-            "a=rtpmap:101 telephone-event/8000",
-            "a=fmtp:101 0-15",
-        ],
-    );
+    let offer = sdp_offer(peer.port, "0 101", &PCMU_TE);
     let (_ua, _call) = dial(&server, &peer, "200", &offer);
     let t = until_heard(&peer, &language_menu, 0, 1500, "the language menu");
     assert!(t < 1500, "the language menu starts at once: {t} ms");

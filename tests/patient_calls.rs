@@ -13,7 +13,7 @@ use support::audio::{expect_not_prompt, expect_prompt};
 use support::http::{Response, request};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
-use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+use support::sip::{Call, PCMU_TE, Ua, answered_call, sdp_media_addr, sdp_offer};
 
 /// The test caller's From number (tests/support/sip.rs) is 15551230000.
 const PATIENT: &str = "pat-careline-test-1";
@@ -170,15 +170,7 @@ impl World {
     /// the server to hang up. Returns what the caller heard.
     fn call(&self, number: &str, keys: &[&str]) -> Vec<i16> {
         let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-        let offer = sdp_offer(
-            peer.port,
-            "0 101",
-            &[
-                "a=rtpmap:0 PCMU/8000",
-                "a=rtpmap:101 telephone-event/8000",
-                "a=fmtp:101 0-15",
-            ],
-        );
+        let offer = sdp_offer(peer.port, "0 101", &PCMU_TE);
         let mut ua = Ua::udp(self.server.sip);
         let mut call = Call::new(number);
         let ok = answered_call(&mut ua, &mut call, &offer);

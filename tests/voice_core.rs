@@ -10,13 +10,7 @@ use careline::media::dtmf::tone;
 use support::audio::{expect_not_prompt, expect_prompt};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
-use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
-
-const PCMU_TE: [&str; 3] = [
-    "a=rtpmap:0 PCMU/8000",
-    "a=rtpmap:101 telephone-event/8000",
-    "a=fmtp:101 0-15",
-];
+use support::sip::{Call, PCMU_TE, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
 
 fn wait(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));

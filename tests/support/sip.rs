@@ -494,6 +494,13 @@ pub fn sdp_media_addr(sdp: &str) -> Option<SocketAddr> {
 }
 
 /// An SDP offer from `127.0.0.1:port` with the given `m=` formats and attribute lines.
+/// The attributes of the usual offer: PCMU with telephone-event 101 (`sdp_offer(port, "0 101", &PCMU_TE)`).
+pub const PCMU_TE: [&str; 3] = [
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-15",
+];
+
 pub fn sdp_offer(port: u16, formats: &str, attributes: &[&str]) -> String {
     let mut s = format!(
         "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n"

@@ -56,3 +56,9 @@ pub fn heard(
 
 /// The shipped triage flow's first menu (flows/medical-triage.json, action `language-menu`).
 pub const LANGUAGE_MENU: &str = "<speak>こんにちは。医療サービスへようこそ。日本語のご案内は1を押してください。<break time=\"300ms\"/><lang xml:lang=\"en-US\">For English, press 2.</lang></speak>";
+
+/// The triage flow's English menu (action `en-menu`).
+pub const EN_MENU: &str = "If this is an emergency, press 9. For a new appointment, press 1. To change an appointment, press 2. For a medical consultation, press 3. For test results, press 4.";
+
+/// The triage flow's emergency branch (action `en-urgent`).
+pub const URGENT: &str = "Connecting you to our urgent care line.";
