@@ -148,11 +148,12 @@ impl Server {
             toml::to_string(&config).unwrap_or_default().as_bytes(),
         ));
         records.audit.note_config(&config_digest).await?;
-        let hooks: Arc<dyn crate::call::CallHooks> = Arc::new(crate::audit::calls::CallEvents {
-            audit: records.audit.clone(),
-            auth: records.auth.clone(),
-            patients: records.patients.clone(),
-        });
+        let hooks: Arc<dyn crate::call::CallHooks> =
+            Arc::new(crate::audit::calls::CallEvents::new(
+                records.audit.clone(),
+                records.auth.clone(),
+                records.patients.clone(),
+            ));
 
         let services = Arc::new(CallServices {
             settings: CallSettings {

@@ -110,6 +110,26 @@ fn mrn_flow() -> Value {
     ]})
 }
 
+fn server_hangs_up(ua: &mut Ua) {
+    let bye = ua.expect(Duration::from_secs(20), |m| m.method() == Some("BYE"));
+    let bye = bye.expect("the flow hangs up");
+    ua.respond(&bye, 200, "OK");
+}
+
+/// Number 302: identify the caller, then wait for one key (the call stays up meanwhile).
+fn identify_then_wait_flow() -> Value {
+    json!({"Version": "2019-10-30", "StartAction": "who", "Actions": [
+        action("who", "GetCustomerProfile", json!({"ProfileRequestData": {
+            "IdentifierName": "_phone", "IdentifierValue": "$.CustomerEndpoint.Address"}}),
+            "wait", &[("NoMatchingError", "bye")]),
+        action("wait", "GetParticipantInput",
+            json!({"PromptId": "welcome", "StoreInput": "True", "MaxDigits": "1",
+                "InputTimeLimitSeconds": "20"}),
+            "bye", &[("InputTimeLimitExceeded", "bye"), ("NoMatchingError", "bye")]),
+        bye(),
+    ]})
+}
+
 struct World {
     server: TestServer,
     _flows: tempfile::TempDir,
@@ -124,10 +144,15 @@ impl World {
         )
         .unwrap();
         std::fs::write(flows.path().join("mrn.json"), mrn_flow().to_string()).unwrap();
+        std::fs::write(
+            flows.path().join("identify-then-wait.json"),
+            identify_then_wait_flow().to_string(),
+        )
+        .unwrap();
         let server = TestServer::start_with(Options {
             toml: format!(
                 "[flows]\ndir = \"{}\"\ndefault = \"by-number\"\n\
-                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\
+                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\"302\" = \"identify-then-wait\"\n\
                  [flows.resources]\n\"<PATIENT_VERIFICATION_LAMBDA_ARN>\" = \"careline:patient-lookup\"\n",
                 flows.path().display()
             ),
@@ -166,15 +191,21 @@ impl World {
         )
     }
 
-    /// Places a call to `number`, runs `keys` once the first prompt is heard, and waits for
-    /// the server to hang up. Returns what the caller heard.
-    fn call(&self, number: &str, keys: &[&str]) -> Vec<i16> {
+    /// Places an answered call to `number`; the caller is then free to press keys.
+    fn dial(&self, number: &str) -> (Ua, RtpPeer) {
         let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
         let offer = sdp_offer(peer.port, "0 101", &PCMU_TE);
         let mut ua = Ua::udp(self.server.sip);
         let mut call = Call::new(number);
         let ok = answered_call(&mut ua, &mut call, &offer);
         peer.set_remote(sdp_media_addr(&ok.body_str()).expect("media address"));
+        (ua, peer)
+    }
+
+    /// Places a call to `number`, runs `keys` once the first prompt is heard, and waits for
+    /// the server to hang up. Returns what the caller heard.
+    fn call(&self, number: &str, keys: &[&str]) -> Vec<i16> {
+        let (mut ua, peer) = self.dial(number);
         for group in keys {
             // Each group answers one input prompt: wait until it plays, then key it in.
             std::thread::sleep(Duration::from_millis(700));
@@ -183,10 +214,22 @@ impl World {
                 std::thread::sleep(Duration::from_millis(150));
             }
         }
-        let bye = ua.expect(Duration::from_secs(20), |m| m.method() == Some("BYE"));
-        let bye = bye.expect("the flow hangs up");
-        ua.respond(&bye, 200, "OK");
+        server_hangs_up(&mut ua);
         peer.heard()
+    }
+
+    /// The status `token` gets for the patient's summary once it is `want` (polled), or the
+    /// last one after 10 s.
+    fn summary_status(&self, token: &str, want: u16) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = format!("/api/v1/patients/{PATIENT}/summary");
+            let got = self.api("GET", &path, token, None).status;
+            if got == want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn auditor_sees(&self, auditor: &str, what: &str, patient: &str) -> Vec<Value> {
@@ -322,5 +365,38 @@ fn an_unknown_number_takes_none_found_and_keyed_mrn_and_birth_date_verify() {
     assert!(
         lookups[0]["detail"].to_string().contains("mrn_dob"),
         "{lookups:?}"
+    );
+}
+
+/// While the IVR holds an identified caller, the patient is "on a call": a supervisor may open
+/// the screen-pop, an agent who does not handle the call may not; both end with the call.
+#[test]
+fn an_identified_caller_in_the_ivr_is_on_a_call_until_hanging_up() {
+    let world = World::start();
+    let admin = world.token("admin-1", "admin");
+    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
+    assert!(r.status < 300, "{}", r.body);
+    let supervisor = world.token("sup-1", "supervisor");
+    let agent = world.token("agent-1", "agent");
+    assert_eq!(world.summary_status(&supervisor, 403), 403, "no call yet");
+
+    let (mut ua, peer) = world.dial("302");
+    assert_eq!(
+        world.summary_status(&supervisor, 200),
+        200,
+        "the patient is on a call"
+    );
+    assert_eq!(
+        world.summary_status(&agent, 403),
+        403,
+        "not the agent's call"
+    );
+
+    peer.send_event('1', 80);
+    server_hangs_up(&mut ua);
+    assert_eq!(
+        world.summary_status(&supervisor, 403),
+        403,
+        "the call ended"
     );
 }

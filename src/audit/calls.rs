@@ -4,7 +4,8 @@
 //! and the identified patient's contact history. Calls appear by their SIP Call-ID only: the
 //! caller's number is PHI and never written here.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -22,10 +23,31 @@ pub struct CallEvents {
     pub audit: Audit,
     pub auth: Arc<Auth>,
     pub patients: PatientStore,
+    /// Calls between start and end, updated in order by the call tasks themselves: a lookup
+    /// that finishes after its call ended must not leave the patient "on a call".
+    pub live: Arc<Mutex<HashSet<String>>>,
+}
+
+impl CallEvents {
+    pub fn new(audit: Audit, auth: Arc<Auth>, patients: PatientStore) -> CallEvents {
+        CallEvents {
+            audit,
+            auth,
+            patients,
+            live: Default::default(),
+        }
+    }
+}
+
+fn is_live(live: &Mutex<HashSet<String>>, call_id: &str) -> bool {
+    live.lock().map(|l| l.contains(call_id)).unwrap_or(false)
 }
 
 impl CallHooks for CallEvents {
     fn call_started(&self, call_id: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(call_id.to_string());
+        }
         let audit = self.audit.clone();
         let call_id = call_id.to_string();
         tokio::spawn(async move {
@@ -39,6 +61,9 @@ impl CallHooks for CallEvents {
     }
 
     fn call_ended(&self, end: CallEnd) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&end.call_id);
+        }
         let audit = self.audit.clone();
         let auth = self.auth.clone();
         let patients = self.patients.clone();
@@ -66,7 +91,9 @@ impl CallHooks for CallEvents {
 
     fn identify(&self, call_id: &str, query: IdentifyQuery) -> BoxFuture<'static, Identify> {
         let audit = self.audit.clone();
+        let auth = self.auth.clone();
         let patients = self.patients.clone();
+        let live = self.live.clone();
         let call_id = call_id.to_string();
         Box::pin(async move {
             let (by, result) = match (&query.mrn, &query.dob, &query.phone) {
@@ -104,6 +131,16 @@ impl CallHooks for CallEvents {
                 // the recordings follows from it.
                 if let Err(e) = patients.link_call(&call_id, id, None).await {
                     tracing::error!(error = %e, "could not link the call to its patient");
+                }
+                // While the call lasts, the patient is on a call (supervisors may look);
+                // the association ends with the call like an agent's.
+                if let Err(e) = auth.set_unhandled_contact(&call_id, id, IVR).await {
+                    tracing::error!(error = %e, "could not note the call's patient");
+                }
+                if !is_live(&live, &call_id)
+                    && let Err(e) = auth.clear_active_contact(&call_id, "system").await
+                {
+                    tracing::error!(error = %e, "could not end the call's active contact");
                 }
             }
             event = event.detail(json!({"call_id": call_id, "by": by, "result": outcome}));

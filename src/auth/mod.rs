@@ -545,6 +545,40 @@ impl Auth {
         Ok(())
     }
 
+    /// Marks a live call as about `patient` while no user handles it yet (the IVR identified
+    /// the caller): the patient is then "on a call" for supervisors, and no user gains access.
+    /// `by` is a system actor (never a valid user name), kept as the handling user; an
+    /// agent's association, if one was already set, is left as it is.
+    pub async fn set_unhandled_contact(
+        &self,
+        call_id: &str,
+        patient: &str,
+        by: &str,
+    ) -> Result<(), AuthError> {
+        let done = sqlx::query(
+            "INSERT INTO active_contacts (call_id, patient_id, user_name, started_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (call_id) DO NOTHING",
+        )
+        .bind(call_id)
+        .bind(patient)
+        .bind(by)
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await?;
+        if done.rows_affected() > 0 {
+            self.audit
+                .append(
+                    Event::new(by, action::ACTIVE_CONTACT, "success")
+                        .patient(patient)
+                        .detail(
+                            serde_json::json!({"call_id": call_id, "user": by, "state": "active"}),
+                        ),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Ends a call's association (call ended or was handed on); returns what it was.
     pub async fn clear_active_contact(
         &self,
