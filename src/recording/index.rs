@@ -6,7 +6,7 @@
 //! while that lands; every event maps onto a `recordings` row update (see README).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -105,6 +105,16 @@ pub struct Row {
 pub struct Index {
     path: PathBuf,
     file: Mutex<std::fs::File>,
+    /// The log replayed so far. Other processes (the CLI) append too, so every read picks
+    /// up what was added since by reading the file's new tail, never the whole log again.
+    seen: Mutex<Replayed>,
+}
+
+#[derive(Default)]
+struct Replayed {
+    /// Bytes of the log applied (always at a line boundary).
+    offset: u64,
+    rows: BTreeMap<RecordingId, Row>,
 }
 
 impl Index {
@@ -115,14 +125,21 @@ impl Index {
             source,
         };
         std::fs::create_dir_all(dir).map_err(err)?;
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&path)
             .map_err(err)?;
+        // A crash mid-append leaves a torn last line: end it, or the next event would be
+        // glued to it and lost with it.
+        if ends_torn(&mut file).map_err(err)? {
+            file.write_all(b"\n").map_err(err)?;
+        }
         Ok(Index {
             path,
             file: Mutex::new(file),
+            seen: Mutex::new(Replayed::default()),
         })
     }
 
@@ -139,26 +156,59 @@ impl Index {
             })
     }
 
-    /// Replays the log into rows, oldest first. A torn last line (crash mid-append) is skipped.
+    /// Every recording's row (the log replayed). A torn line (crash mid-append) is skipped.
     pub fn rows(&self) -> Result<BTreeMap<RecordingId, Row>, IndexError> {
-        let file = std::fs::File::open(&self.path).map_err(|source| IndexError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        let mut rows: BTreeMap<RecordingId, Row> = BTreeMap::new();
-        for line in std::io::BufReader::new(file).lines() {
-            let Ok(line) = line else { break };
-            let Ok(ev) = serde_json::from_str::<IndexEvent>(&line) else {
-                continue;
-            };
-            apply(&mut rows, ev);
-        }
-        Ok(rows)
+        Ok(self.replayed()?.rows.clone())
     }
 
     pub fn get(&self, id: RecordingId) -> Result<Option<Row>, IndexError> {
-        Ok(self.rows()?.remove(&id))
+        Ok(self.replayed()?.rows.get(&id).cloned())
     }
+
+    /// Applies what the log gained since the last read.
+    fn replayed(&self) -> Result<std::sync::MutexGuard<'_, Replayed>, IndexError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let err = |source| IndexError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = std::fs::File::open(&self.path).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len < seen.offset {
+            // Replaced by a shorter file (restored from a backup): start over.
+            *seen = Replayed::default();
+        }
+        if len == seen.offset {
+            return Ok(seen);
+        }
+        file.seek(SeekFrom::Start(seen.offset)).map_err(err)?;
+        let mut tail = Vec::with_capacity((len - seen.offset) as usize);
+        file.take(len - seen.offset)
+            .read_to_end(&mut tail)
+            .map_err(err)?;
+        // Only whole lines: a line being appended right now is read next time.
+        let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in tail[..whole].split(|b| *b == b'\n') {
+            if let Ok(ev) = serde_json::from_slice::<IndexEvent>(line) {
+                apply(&mut seen.rows, ev);
+            }
+        }
+        seen.offset += whole as u64;
+        Ok(seen)
+    }
+}
+
+/// Whether the log's last byte is not a newline (a torn append).
+fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 fn apply(rows: &mut BTreeMap<RecordingId, Row>, ev: IndexEvent) {
@@ -301,6 +351,26 @@ mod tests {
         let row = idx.get(id).unwrap().unwrap();
         assert_eq!(row.state, State::Deleted);
         assert_eq!(row.deleted_reason.as_deref(), Some("retention"));
+
+        // A restart after that torn append, then another writer (the CLI) adds a recording:
+        // the event after the torn line is not lost, and the first handle sees it too.
+        let other = Index::open(dir.path()).unwrap();
+        let second = RecordingId::random();
+        other
+            .append(&IndexEvent::Started {
+                id: second,
+                call_id: "c2".into(),
+                started_ms: 9,
+                format: AudioFormat::Wav,
+                sample_rate: 8000,
+                participants: vec!["customer".into(), "agent".into()],
+                key_id: "mk-0000000000000000".into(),
+                location: "file:y".into(),
+            })
+            .unwrap();
+        assert_eq!(other.get(second).unwrap().unwrap().call_id, "c2");
+        assert_eq!(idx.get(second).unwrap().unwrap().call_id, "c2");
+        assert_eq!(idx.rows().unwrap().len(), 2);
         assert_eq!(day_of(0), "1970-01-01");
         assert_eq!(day_of(1_709_251_200_000), "2024-03-01");
     }
