@@ -25,37 +25,8 @@ pub enum AudioError {
     Encode(String),
 }
 
-/// Frames stored back to back.
-#[derive(Debug, Default)]
-pub struct Frames {
-    data: Vec<u8>,
-    ends: Vec<u32>,
-}
-
-impl Frames {
-    fn push(&mut self, frame: &[u8]) {
-        self.data.extend_from_slice(frame);
-        self.ends.push(self.data.len() as u32);
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Frame `i` (wrapping around: caller speech loops).
-    pub fn get(&self, i: usize) -> &[u8] {
-        if self.ends.is_empty() {
-            return &[];
-        }
-        let i = i % self.ends.len();
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.data[start..self.ends[i] as usize]
-    }
-}
+/// Frames stored back to back (the server's own prompt storage).
+pub use careline::media::prompt::FrameSeq as Frames;
 
 /// Everything a caller on one codec sends.
 #[derive(Debug)]
@@ -125,7 +96,7 @@ impl Assets {
             None => Frames::default(),
         };
         let silence = encode_all(codec, &vec![0; (r / 50) as usize])?
-            .get(0)
+            .frame_looped(0)
             .to_vec();
         let mut tones = Vec::new();
         for d in Digit::ALL {
@@ -149,13 +120,13 @@ impl Assets {
         if self.speech.is_empty() {
             &self.silence
         } else {
-            self.speech.get(i)
+            self.speech.frame_looped(i)
         }
     }
 
     pub fn tone_frame(&self, digit: Digit, i: usize) -> &[u8] {
         match self.tones.get(digit.event_code() as usize) {
-            Some(f) if i < f.len() => f.get(i),
+            Some(f) if i < f.len() => f.frame_looped(i),
             _ => &self.silence,
         }
     }

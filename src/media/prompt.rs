@@ -37,7 +37,7 @@ pub struct FrameSeq {
 }
 
 impl FrameSeq {
-    fn push(&mut self, frame: &[u8]) {
+    pub fn push(&mut self, frame: &[u8]) {
         self.data.extend_from_slice(frame);
         self.ends.push(self.data.len() as u32);
     }
@@ -54,6 +54,14 @@ impl FrameSeq {
         let end = *self.ends.get(i)? as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         Some(&self.data[start..end])
+    }
+
+    /// Frame `i`, wrapping around (audio played in a loop); empty when there are none.
+    pub fn frame_looped(&self, i: usize) -> &[u8] {
+        match self.ends.len() {
+            0 => &[],
+            n => self.frame(i % n).unwrap_or_default(),
+        }
     }
 }
 
