@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -104,9 +105,17 @@ impl std::str::FromStr for WrappedKey {
 
 pub struct KeyRing {
     dir: PathBuf,
-    masters: BTreeMap<String, Secret>,
-    current: String,
+    /// Behind a lock because `careline keys rotate` (another process) changes the folder
+    /// under a running server: [`KeyRing::refresh`] picks the new current key up.
+    masters: RwLock<Masters>,
+    /// `CARELINE_MASTER_KEY` was given: its key stays current whatever the folder says.
+    pinned: bool,
     index_secret: Secret,
+}
+
+struct Masters {
+    keys: BTreeMap<String, Secret>,
+    current: String,
 }
 
 /// Where the secrets come from besides the key folder.
@@ -182,19 +191,61 @@ impl KeyRing {
         };
         Ok(KeyRing {
             dir,
-            masters,
-            current,
+            masters: RwLock::new(Masters {
+                keys: masters,
+                current,
+            }),
+            pinned: supplied.master.is_some(),
             index_secret,
         })
     }
 
-    /// The id of the master key new data keys are wrapped under.
-    pub fn current_id(&self) -> &str {
-        &self.current
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Masters> {
+        self.masters.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.masters.keys().map(String::as_str)
+    /// The id of the master key new data keys are wrapped under.
+    pub fn current_id(&self) -> String {
+        self.read().current.clone()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.read().keys.keys().cloned().collect()
+    }
+
+    /// Re-reads the key folder: keys added since are taken in, and the current key follows
+    /// the folder's `current` (unless `CARELINE_MASTER_KEY` pins it). Returns the new current
+    /// id when it changed. A running server calls this periodically, so data keys wrapped
+    /// after `careline keys rotate` use the new key without a restart (otherwise they would
+    /// stay under the old key, which the operator is about to retire).
+    pub fn refresh(&self) -> Result<Option<String>, KeyError> {
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(io(&self.dir))?;
+        for entry in entries {
+            let path = entry.map_err(io(&self.dir))?.path();
+            if path.extension().is_some_and(|e| e == "key") {
+                found.push(path);
+            }
+        }
+        let named = std::fs::read_to_string(self.dir.join("current"))
+            .ok()
+            .map(|s| s.trim().to_string());
+        let mut m = self.masters.write().unwrap_or_else(|p| p.into_inner());
+        for path in found {
+            // A key file being written by `keys rotate` may be read half-done: skip it until
+            // it parses (its id is its hash, so a partial read never enters under its name).
+            if let Ok(key) = read_hex_key(&path) {
+                let id = key_id(&key);
+                m.keys.entry(id).or_insert(key);
+            }
+        }
+        match named {
+            Some(id) if !self.pinned && id != m.current && m.keys.contains_key(&id) => {
+                m.current = id.clone();
+                Ok(Some(id))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// A fresh random data key.
@@ -206,18 +257,18 @@ impl KeyRing {
     /// as associated data: the wrapped key only unwraps for the same context, so a wrapped key
     /// copied onto another object is detected.
     pub fn wrap(&self, data_key: &[u8; 32], context: &[u8]) -> WrappedKey {
-        self.wrap_with(&self.current, data_key, context)
-            .expect("the current key is in the ring")
+        let m = self.read();
+        Self::wrap_with(&m, &m.current, data_key, context).expect("the current key is in the ring")
     }
 
     fn wrap_with(
-        &self,
+        m: &Masters,
         id: &str,
         data_key: &[u8; 32],
         context: &[u8],
     ) -> Result<WrappedKey, KeyError> {
-        let master = self
-            .masters
+        let master = m
+            .keys
             .get(id)
             .ok_or_else(|| KeyError::MissingKey(id.to_string()))?;
         let cipher = Aes256Gcm::new_from_slice(master.as_slice())
@@ -240,8 +291,9 @@ impl KeyRing {
     }
 
     pub fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Secret, KeyError> {
-        let master = self
-            .masters
+        let m = self.read();
+        let master = m
+            .keys
             .get(&wrapped.key_id)
             .ok_or_else(|| KeyError::MissingKey(wrapped.key_id.clone()))?;
         let cipher = Aes256Gcm::new_from_slice(master.as_slice())
@@ -268,7 +320,8 @@ impl KeyRing {
     /// Re-wraps under the current master key (after [`KeyRing::rotate`]).
     pub fn rewrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<WrappedKey, KeyError> {
         let key = self.unwrap(wrapped, context)?;
-        self.wrap_with(&self.current, &key, context)
+        let m = self.read();
+        Self::wrap_with(&m, &m.current, &key, context)
     }
 
     /// Creates a new master key, makes it current and returns its id. Old keys stay in the
@@ -276,9 +329,10 @@ impl KeyRing {
     pub fn rotate(&mut self) -> Result<String, KeyError> {
         let key = random_secret();
         let id = write_key(&self.dir, &key)?;
-        self.masters.insert(id.clone(), key);
         write_private(&self.dir.join("current"), id.as_bytes())?;
-        self.current = id.clone();
+        let m = self.masters.get_mut().unwrap_or_else(|p| p.into_inner());
+        m.keys.insert(id.clone(), key);
+        m.current = id.clone();
         Ok(id)
     }
 
@@ -436,10 +490,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_running_ring_follows_a_rotation_made_by_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let old = server.current_id();
+        let before = server.wrap(&[7u8; 32], b"ctx");
+        assert_eq!(server.refresh().unwrap(), None, "nothing changed yet");
+
+        // `careline keys rotate`, as its own process would do it.
+        let mut cli = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+        let new = cli.rotate().unwrap();
+        assert_ne!(new, old);
+
+        assert_eq!(server.refresh().unwrap().as_deref(), Some(new.as_str()));
+        assert_eq!(server.current_id(), new);
+        assert_eq!(server.wrap(&[7u8; 32], b"ctx").key_id, new);
+        // What was wrapped before still opens: the old key stays in the ring.
+        assert_eq!(*server.unwrap(&before, b"ctx").unwrap(), [7u8; 32]);
+        assert_eq!(server.ids().len(), 2);
+
+        // A key pinned by CARELINE_MASTER_KEY stays current whatever the folder says.
+        let pinned = KeyRing::open(
+            dir.path(),
+            Supplied {
+                master: Some(hex::encode([9u8; 32])),
+                index: None,
+            },
+        )
+        .unwrap();
+        let pin = pinned.current_id();
+        cli.rotate().unwrap();
+        assert_eq!(pinned.refresh().unwrap(), None);
+        assert_eq!(pinned.current_id(), pin);
+    }
+
+    #[test]
     fn first_open_creates_private_keys_and_reopening_finds_them() {
         let dir = tempfile::tempdir().unwrap();
         let ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
-        let id = ring.current_id().to_string();
+        let id = ring.current_id();
         assert!(id.starts_with("mk-"));
         let again = KeyRing::open(dir.path(), Supplied::default()).unwrap();
         assert_eq!(again.current_id(), id);
@@ -468,7 +557,7 @@ mod tests {
             "bound to its object"
         );
 
-        let old = ring.current_id().to_string();
+        let old = ring.current_id();
         let index_before = ring.index_key("phone");
         let new = ring.rotate().unwrap();
         assert_ne!(old, new);
@@ -502,7 +591,7 @@ mod tests {
             "{err}"
         );
         let mut forged = wrapped.clone();
-        forged.key_id = ring_b.current_id().to_string();
+        forged.key_id = ring_b.current_id();
         assert!(matches!(
             ring_b.unwrap(&forged, b"x"),
             Err(KeyError::Unwrap(_))
@@ -560,7 +649,7 @@ mod tests {
         assert!(ring.open_sealed("fhir/Patient/2", &sealed).is_err());
         ring.rotate().unwrap();
         let resealed = ring.reseal("fhir/Patient/1", &sealed).unwrap();
-        assert!(resealed.starts_with(ring.current_id()));
+        assert!(resealed.starts_with(&ring.current_id()));
         assert_eq!(
             &**ring.open_sealed("fhir/Patient/1", &resealed).unwrap(),
             b"Alexis Toy"

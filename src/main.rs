@@ -420,7 +420,7 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     use std::sync::Arc;
     let mut ring =
         careline::keys::KeyRing::open(&config.data_dir, careline::keys::Supplied::from_env())?;
-    let old = ring.current_id().to_string();
+    let old = ring.current_id();
     let new = ring.rotate()?;
     let ring = Arc::new(ring);
     let archive = careline::recording::Archive::open(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::call::{CallCommand, CallServices, CallSettings};
 use crate::config::{Config, ConfigError};
@@ -127,6 +127,24 @@ impl Server {
             &config.data_dir,
             crate::keys::Supplied::from_env(),
         )?);
+        // `careline keys rotate` runs beside the server: follow its new current key, so new
+        // data keys are not wrapped under the key being retired.
+        let watched = Arc::downgrade(&ring);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(ring) = watched.upgrade() else {
+                    return;
+                };
+                match ring.refresh() {
+                    Ok(Some(id)) => info!(key = %id, "master key rotated: new data keys use it"),
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "could not re-read the key folder"),
+                }
+            }
+        });
         let recorder = crate::recording::Recorder::start(
             &config.recording,
             &config.data_dir,
