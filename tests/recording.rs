@@ -524,7 +524,10 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
     let (code, body) = http(&server, "GET", &audio, Some(&sup));
     assert_eq!(code, 200);
     assert!(body.starts_with(b"RIFF"), "decrypted WAV streamed");
-    assert!(body.len() > 8000 * 4 * 2, "{} bytes", body.len());
+    // A PCMU call is stored as its own µ-law bytes (WAV format tag 7, 2 bytes per stereo
+    // sample): more than 2 s of it.
+    assert_eq!(u16::from_le_bytes([body[20], body[21]]), 7, "a µ-law WAV");
+    assert!(body.len() > 8000 * 2 * 2, "{} bytes", body.len());
     // As a complete WAV file: it decodes, and the caller is on the left.
     let (code, wav) = http(&server, "GET", &format!("{audio}?format=wav"), Some(&sup));
     assert_eq!(code, 200);

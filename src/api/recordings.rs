@@ -375,7 +375,7 @@ pub async fn audio(
     let format = want.unwrap_or(row.format);
     let (content_type, ext) = match format {
         AudioFormat::Opus => ("audio/ogg", "ogg"),
-        AudioFormat::Wav => ("audio/wav", "wav"),
+        AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => ("audio/wav", "wav"),
     };
     let headers = [
         (header::CONTENT_TYPE, content_type.to_string()),

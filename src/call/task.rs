@@ -15,7 +15,7 @@ use super::{CallCommand, CallEnd, CallServices, Identify, IdentifyQuery};
 use crate::flow::attributes::ContactData;
 use crate::flow::interpreter::{Audio, Effect, Event, FlowRun, Now};
 use crate::flow::queues::Ticket;
-use crate::media::codec::{Codec, Decoder};
+use crate::media::codec::Codec;
 use crate::media::dtmf::Digit;
 use crate::media::engine::LegHandle;
 use crate::media::leg::{LegCommand, LegEvent, LegOptions, LegParams};
@@ -297,9 +297,11 @@ impl Call {
                 }
             }
             (RecordingControl::Start(participants), None) => {
-                // Record at the rate the leg decodes its codec at: 8 kHz G.711, 16 kHz Opus.
-                let rate = Decoder::new(self.codec).map(|d| d.rate()).unwrap_or(8000);
-                match self.svc.recorder.open(&self.call_id, participants, rate) {
+                match self
+                    .svc
+                    .recorder
+                    .open(&self.call_id, participants, self.codec)
+                {
                     Some(tap) => {
                         info!(recording = %tap.id, "recording started");
                         self.state.recording = Some((tap.id, false));

@@ -17,7 +17,7 @@ use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
 use super::rtp::{RtpPacket, RtpSender};
 use crate::config::InbandDtmf;
 use crate::flow::streaming::{TapFrame, TapSender, Track};
-use crate::recording::tap::{LegRecording, RecorderTap};
+use crate::recording::tap::{Law, LegRecording, RecorderTap};
 use crate::sip::sdp::{Negotiated, TelephoneEvent};
 
 /// RTP comfort noise (RFC 3389), which callers may send during silence.
@@ -151,7 +151,8 @@ struct InbandPath {
 
 /// Hands both directions to a recorder every tick: what the caller sent (decoded by the
 /// receive path) and what the caller heard (the frame Careline sent, decoded again, so the
-/// recording is exactly what went out, prompts and silence alike).
+/// recording is exactly what went out, prompts and silence alike). A recording that stores
+/// the call's G.711 bytes gets those bytes instead, both ways: nothing decoded at all.
 struct LegRecorder {
     tap: Box<RecorderTap>,
     sent_decoder: Decoder,
@@ -160,11 +161,22 @@ struct LegRecorder {
     caller: VecDeque<i16>,
     caller_frame: Vec<i16>,
     heard_frame: Vec<i16>,
+    /// The caller's G.711 bytes not yet recorded (a companded recording of a G.711 leg).
+    caller_law: VecDeque<u8>,
+    caller_law_frame: Vec<u8>,
 }
 
 impl LegRecorder {
     /// At most this much caller audio waits (200 ms at 16 kHz): a burst cannot grow memory.
     const MAX_BACKLOG: usize = 3200;
+    /// The same for G.711 bytes (200 ms at 8 kHz).
+    const MAX_BACKLOG_LAW: usize = 1600;
+
+    /// The law whose bytes go to the recording as they are, when the leg's codec matches
+    /// the recording's (a re-INVITE to another codec falls back to decoding).
+    fn passthrough(&self, codec: Codec) -> Option<Law> {
+        self.tap.law().filter(|&law| Law::of(codec) == Some(law))
+    }
 }
 
 impl MediaLeg {
@@ -279,9 +291,11 @@ impl MediaLeg {
                     tap,
                     sent_decoder: Decoder::new(self.params.codec)?,
                     sent_pcm: Vec::with_capacity(960),
-                    caller: VecDeque::with_capacity(LegRecorder::MAX_BACKLOG),
-                    caller_frame: Vec::with_capacity(320),
-                    heard_frame: Vec::with_capacity(320),
+                    caller: VecDeque::new(),
+                    caller_frame: Vec::new(),
+                    heard_frame: Vec::new(),
+                    caller_law: VecDeque::new(),
+                    caller_law_frame: Vec::new(),
                 });
             }
             LegRecording::Pause => {
@@ -292,6 +306,7 @@ impl MediaLeg {
             LegRecording::Resume => {
                 if let Some(r) = &mut self.recorder {
                     r.caller.clear();
+                    r.caller_law.clear();
                     r.tap.resume();
                 }
             }
@@ -441,7 +456,7 @@ impl MediaLeg {
         }
         if let Some(rec) = &mut self.recorder {
             let sending = dest.is_some() && self.params.send;
-            record_tick(rec, sending.then_some(frame.payload));
+            record_tick(rec, sending.then_some(frame.payload), self.params.codec);
         }
         let sent = match dest {
             Some(dest) if self.params.send => {
@@ -487,20 +502,48 @@ impl MediaLeg {
         let Some(path) = &mut self.inband else { return };
         let mut tap_closed = false;
         let next = path.next_pop_ms.get_or_insert(now_ms);
+        // A recording of the call's own G.711 bytes takes them undecoded; PCM is made only
+        // for whoever needs it.
+        let recording = self.recorder.as_mut().filter(|r| !r.tap.is_paused());
+        let passthrough = recording
+            .as_ref()
+            .and_then(|r| r.passthrough(self.params.codec));
+        let want_pcm = path.detector.is_some()
+            || self.tap.is_some()
+            || (recording.is_some() && passthrough.is_none());
         // One frame per ptime, however the 20 ms ticks fall.
         while *next <= now_ms {
             *next += path.frame_ms as u64;
             let decoded = match path.jitter.pop(now_ms) {
-                Pop::Frame { payload, .. } => path.decoder.decode(payload, &mut path.pcm).is_ok(),
-                Pop::Missing { .. } => path.decoder.conceal(path.frame_ms, &mut path.pcm).is_ok(),
+                Pop::Frame { payload, .. } => {
+                    if let (Some(_), Some(rec)) = (passthrough, &mut self.recorder) {
+                        rec.caller_law.extend(payload);
+                    }
+                    want_pcm && path.decoder.decode(payload, &mut path.pcm).is_ok()
+                }
+                Pop::Missing { .. } => {
+                    if let (Some(law), Some(rec)) = (passthrough, &mut self.recorder) {
+                        let n = (path.frame_ms * 8) as usize;
+                        rec.caller_law.extend(std::iter::repeat_n(law.silence(), n));
+                    }
+                    want_pcm && path.decoder.conceal(path.frame_ms, &mut path.pcm).is_ok()
+                }
                 Pop::Empty => false,
             };
+            if let (Some(_), Some(rec)) = (passthrough, &mut self.recorder) {
+                let excess = rec
+                    .caller_law
+                    .len()
+                    .saturating_sub(LegRecorder::MAX_BACKLOG_LAW);
+                rec.caller_law.drain(..excess);
+            }
             if decoded {
                 if let Some(detector) = &mut path.detector {
                     detector.push(&path.pcm, &mut path.tones);
                 }
                 if let Some(rec) = &mut self.recorder
                     && !rec.tap.is_paused()
+                    && passthrough.is_none()
                 {
                     let rate = rec.tap.rate();
                     fit_rate(&path.pcm, path.decoder.rate(), rate, &mut rec.caller);
@@ -606,10 +649,27 @@ impl MediaLeg {
 
 /// One tick of recording: 20 ms of the caller (zeros where nothing arrived) and 20 ms of what
 /// was sent (`None`: nothing went out, the caller heard silence).
-fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>) {
+fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>, codec: Codec) {
     if rec.tap.is_paused() {
         return;
     }
+    if rec.passthrough(codec).is_some() {
+        // G.711 both ways, as received and as sent (the tap pads what is short with silence).
+        rec.caller.clear();
+        let take = (rec.tap.rate() / 50) as usize;
+        let take = take.min(rec.caller_law.len());
+        rec.caller_law_frame.clear();
+        let (front, back) = rec.caller_law.as_slices();
+        let from_front = take.min(front.len());
+        rec.caller_law_frame.extend_from_slice(&front[..from_front]);
+        rec.caller_law_frame
+            .extend_from_slice(&back[..take - from_front]);
+        rec.caller_law.drain(..take);
+        rec.tap
+            .push_companded(&rec.caller_law_frame, sent.unwrap_or_default());
+        return;
+    }
+    rec.caller_law.clear();
     let rate = rec.tap.rate();
     let n = (rate / 50) as usize;
     rec.caller_frame.clear();

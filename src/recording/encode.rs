@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 
 use super::format::AudioFormat;
+use super::tap::Law;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -22,6 +23,9 @@ pub enum EncodeError {
 pub enum AudioEncoder {
     Opus(Box<OggOpus>),
     Wav,
+    /// WAV of G.711 bytes ([`AudioFormat::Mulaw`], [`AudioFormat::Alaw`]): the writer hands
+    /// the call's bytes to the sealer itself; linear frames given here are companded.
+    WavLaw(Law),
 }
 
 /// One 20 ms frame's samples per channel at `rate`.
@@ -45,6 +49,42 @@ impl AudioEncoder {
                 wav_header(rate, 2, u32::MAX, out);
                 Ok(AudioEncoder::Wav)
             }
+            AudioFormat::Mulaw | AudioFormat::Alaw => {
+                let law = if format == AudioFormat::Mulaw {
+                    Law::Mu
+                } else {
+                    Law::A
+                };
+                wav_header_of(format, rate, 2, u32::MAX, out);
+                Ok(AudioEncoder::WavLaw(law))
+            }
+        }
+    }
+
+    /// The G.711 law of a companded WAV.
+    pub fn law(&self) -> Option<Law> {
+        match self {
+            AudioEncoder::WavLaw(law) => Some(*law),
+            _ => None,
+        }
+    }
+
+    /// Encodes consecutive interleaved stereo frames of `frame_len` samples each.
+    pub fn push_frames(
+        &mut self,
+        interleaved: &[i16],
+        frame_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        match self {
+            AudioEncoder::Opus(_) => {
+                for frame in interleaved.chunks_exact(frame_len.max(1)) {
+                    self.push(frame, out)?;
+                }
+                Ok(())
+            }
+            // PCM has no frames: the whole run converts in one loop.
+            AudioEncoder::Wav | AudioEncoder::WavLaw(_) => self.push(interleaved, out),
         }
     }
 
@@ -62,6 +102,10 @@ impl AudioEncoder {
                 }
                 Ok(())
             }
+            AudioEncoder::WavLaw(law) => {
+                law.encode(interleaved, out);
+                Ok(())
+            }
         }
     }
 
@@ -69,14 +113,14 @@ impl AudioEncoder {
     pub fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             AudioEncoder::Opus(o) => o.end_page(out),
-            AudioEncoder::Wav => Ok(()),
+            AudioEncoder::Wav | AudioEncoder::WavLaw(_) => Ok(()),
         }
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             AudioEncoder::Opus(o) => o.finish(out),
-            AudioEncoder::Wav => Ok(()),
+            AudioEncoder::Wav | AudioEncoder::WavLaw(_) => Ok(()),
         }
     }
 }
@@ -84,17 +128,35 @@ impl AudioEncoder {
 /// RIFF/WAVE header for 16-bit PCM. `data_len = u32::MAX` marks a stream of unknown length
 /// (what the recorder writes; `export` fills in the real sizes).
 pub fn wav_header(rate: u32, channels: u16, data_len: u32, out: &mut Vec<u8>) {
-    let block = channels * 2;
+    wav_header_of(AudioFormat::Wav, rate, channels, data_len, out)
+}
+
+/// RIFF/WAVE header for a WAV `format`: 16-bit PCM (tag 1), or 8-bit G.711 µ-law (tag 7) or
+/// A-law (tag 6). Always the 44-byte canonical layout (no `fact` chunk: readers of G.711 WAV
+/// take its length from `data`).
+pub fn wav_header_of(
+    format: AudioFormat,
+    rate: u32,
+    channels: u16,
+    data_len: u32,
+    out: &mut Vec<u8>,
+) {
+    let (tag, bits): (u16, u16) = match format {
+        AudioFormat::Mulaw => (7, 8),
+        AudioFormat::Alaw => (6, 8),
+        AudioFormat::Wav | AudioFormat::Opus => (1, 16),
+    };
+    let block = channels * bits / 8;
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&tag.to_le_bytes());
     out.extend_from_slice(&channels.to_le_bytes());
     out.extend_from_slice(&rate.to_le_bytes());
     out.extend_from_slice(&(rate * block as u32).to_le_bytes());
     out.extend_from_slice(&block.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
 }

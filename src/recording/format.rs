@@ -86,6 +86,13 @@ pub enum AudioFormat {
     Opus,
     /// WAV: a RIFF header with open-ended sizes, then 16-bit little-endian PCM, interleaved.
     Wav,
+    /// WAV of a G.711 µ-law call, stored as the call's own bytes (format tag 7, 8 bits per
+    /// sample, interleaved): what `wav` records for a PCMU call. Nothing is decoded or
+    /// re-encoded on the media path, and it is half the size of 16-bit PCM, with the same
+    /// audio (16-bit PCM of G.711 is its exact expansion).
+    Mulaw,
+    /// The same for a G.711 A-law (PCMA) call (format tag 6).
+    Alaw,
 }
 
 impl AudioFormat {
@@ -93,6 +100,8 @@ impl AudioFormat {
         match self {
             AudioFormat::Opus => 1,
             AudioFormat::Wav => 2,
+            AudioFormat::Mulaw => 3,
+            AudioFormat::Alaw => 4,
         }
     }
 
@@ -100,6 +109,8 @@ impl AudioFormat {
         match c {
             1 => Some(AudioFormat::Opus),
             2 => Some(AudioFormat::Wav),
+            3 => Some(AudioFormat::Mulaw),
+            4 => Some(AudioFormat::Alaw),
             _ => None,
         }
     }
@@ -108,7 +119,21 @@ impl AudioFormat {
     pub fn extension(self) -> &'static str {
         match self {
             AudioFormat::Opus => "ogg",
-            AudioFormat::Wav => "wav",
+            AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => "wav",
+        }
+    }
+
+    /// Whether the plaintext is a WAV file (whatever its sample encoding).
+    pub fn is_wav(self) -> bool {
+        !matches!(self, AudioFormat::Opus)
+    }
+
+    /// Bytes per interleaved stereo sample pair in a WAV stream (0 for Opus).
+    pub fn wav_block_align(self) -> usize {
+        match self {
+            AudioFormat::Opus => 0,
+            AudioFormat::Wav => 4,
+            AudioFormat::Mulaw | AudioFormat::Alaw => 2,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,8 @@ pub struct Row {
 pub struct Index {
     path: PathBuf,
     file: Mutex<std::fs::File>,
+    /// Events appended since the last sync.
+    dirty: AtomicBool,
     /// The log replayed so far. Other processes (the CLI) append too, so every read picks
     /// up what was added since by reading the file's new tail, never the whole log again.
     seen: Mutex<Replayed>,
@@ -139,21 +142,59 @@ impl Index {
         Ok(Index {
             path,
             file: Mutex::new(file),
+            dirty: AtomicBool::new(false),
             seen: Mutex::new(Replayed::default()),
         })
     }
 
-    /// Appends one event (one `write` of one line: concurrent writers do not interleave).
+    /// Appends one event (one `write` of one line: concurrent writers do not interleave) and
+    /// makes it durable before returning.
     pub fn append(&self, event: &IndexEvent) -> Result<(), IndexError> {
+        let f = self.write_line(event)?;
+        f.sync_data().map_err(|source| self.io(source))?;
+        self.dirty.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends one event without waiting for the disk: a killed process keeps it (it is in
+    /// the page cache), a power cut may lose what the next [`Index::sync`] would have saved.
+    /// The writer threads log recordings started and sealed this way and sync twice a second
+    /// (group commit): an `fdatasync` per event was a fifth of what recording cost at 1,000
+    /// calls.
+    pub fn append_lazy(&self, event: &IndexEvent) -> Result<(), IndexError> {
+        drop(self.write_line(event)?);
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes lazily appended events durable (nothing to do when there are none).
+    pub fn sync(&self) -> Result<(), IndexError> {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(source) = f.sync_data() {
+                self.dirty.store(true, Ordering::Release);
+                return Err(self.io(source));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_line(
+        &self,
+        event: &IndexEvent,
+    ) -> Result<std::sync::MutexGuard<'_, std::fs::File>, IndexError> {
         let mut line = serde_json::to_vec(event).unwrap_or_default();
         line.push(b'\n');
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(&line)
-            .and_then(|_| f.sync_data())
-            .map_err(|source| IndexError::Io {
-                path: self.path.clone(),
-                source,
-            })
+        f.write_all(&line).map_err(|source| self.io(source))?;
+        Ok(f)
+    }
+
+    fn io(&self, source: std::io::Error) -> IndexError {
+        IndexError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Every recording's row (the log replayed). A torn line (crash mid-append) is skipped.

@@ -15,9 +15,11 @@ use super::reader::{ReadError, ReadSummary, Reader};
 use super::sealer;
 use super::settings::RecordingConfig;
 use super::store::{Store, StoreError};
+use super::tap::Law;
 use super::tap::{Participants, RecorderTap};
 use super::writer::{Opening, WriterPool, WriterSettings};
 use crate::keys::{KeyError, KeyRing};
+use crate::media::codec::{Codec, Decoder};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -337,7 +339,7 @@ impl Archive {
     /// headers. Returns (rewrapped, failures): a recording whose key is missing is a failure,
     /// named, never skipped.
     pub async fn rewrap_all(&self) -> Result<(u32, Vec<(RecordingId, String)>), RecordingError> {
-        let current = self.ring.current_id().to_string();
+        let current = self.ring.current_id();
         let mut done = 0;
         let mut failed = Vec::new();
         for row in self.index.rows()?.into_values() {
@@ -388,8 +390,9 @@ impl Archive {
 /// Audio length of a plaintext stream (for a recovered recording).
 fn plain_duration_ms(plain: &[u8], format: AudioFormat, rate: u32) -> u64 {
     match format {
-        AudioFormat::Wav => {
-            (plain.len().saturating_sub(WAV_HEADER_LEN) as u64 / 4) * 1000 / rate.max(1) as u64
+        AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => {
+            (plain.len().saturating_sub(WAV_HEADER_LEN) / format.wav_block_align()) as u64 * 1000
+                / rate.max(1) as u64
         }
         AudioFormat::Opus => {
             // The granule position of the last complete Ogg page, in 48 kHz samples.
@@ -419,30 +422,40 @@ fn convert(
     rate: u32,
 ) -> Result<Vec<u8>, RecordingError> {
     let err = |e: encode::EncodeError| RecordingError::Export(e.to_string());
-    match (have, want) {
-        (AudioFormat::Opus, AudioFormat::Opus) => Ok(plain),
-        (AudioFormat::Wav, AudioFormat::Wav) => {
-            let data = plain.get(WAV_HEADER_LEN..).unwrap_or_default();
-            let mut out = Vec::with_capacity(plain.len());
-            encode::wav_header(rate, 2, data.len() as u32, &mut out);
-            out.extend_from_slice(data);
-            Ok(out)
-        }
-        (AudioFormat::Opus, AudioFormat::Wav) => {
-            let pcm = encode::decode_ogg_opus(&plain, rate).map_err(err)?;
-            let mut out = Vec::with_capacity(WAV_HEADER_LEN + pcm.len() * 2);
-            encode::wav_header(rate, 2, (pcm.len() * 2) as u32, &mut out);
-            for s in pcm {
-                out.extend_from_slice(&s.to_le_bytes());
+    if have == want {
+        return Ok(match have {
+            AudioFormat::Opus => plain,
+            // Stored with open-ended sizes: the file gets its real ones.
+            AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => {
+                let data = plain.get(WAV_HEADER_LEN..).unwrap_or_default();
+                let mut out = Vec::with_capacity(plain.len());
+                encode::wav_header_of(have, rate, 2, data.len() as u32, &mut out);
+                out.extend_from_slice(data);
+                out
             }
-            Ok(out)
+        });
+    }
+    let pcm: Vec<i16> = match have {
+        AudioFormat::Opus => encode::decode_ogg_opus(&plain, rate).map_err(err)?,
+        AudioFormat::Wav => plain
+            .get(WAV_HEADER_LEN..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+        AudioFormat::Mulaw | AudioFormat::Alaw => {
+            let law = if have == AudioFormat::Mulaw {
+                Law::Mu
+            } else {
+                Law::A
+            };
+            let mut pcm = Vec::with_capacity(plain.len());
+            law.decode(plain.get(WAV_HEADER_LEN..).unwrap_or_default(), &mut pcm);
+            pcm
         }
-        (AudioFormat::Wav, AudioFormat::Opus) => {
-            let data = plain.get(WAV_HEADER_LEN..).unwrap_or_default();
-            let pcm: Vec<i16> = data
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                .collect();
+    };
+    match want {
+        AudioFormat::Opus => {
             let mut out = Vec::new();
             let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, &mut out).map_err(err)?;
             let n = encode::frame_samples(rate) * 2;
@@ -452,6 +465,15 @@ fn convert(
                 enc.push(&f, &mut out).map_err(err)?;
             }
             enc.finish(&mut out).map_err(err)?;
+            Ok(out)
+        }
+        AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => {
+            let mut body = Vec::with_capacity(pcm.len() * 2);
+            let mut enc = AudioEncoder::new(want, rate, 0, &mut Vec::new()).map_err(err)?;
+            enc.push(&pcm, &mut body).map_err(err)?;
+            let mut out = Vec::with_capacity(WAV_HEADER_LEN + body.len());
+            encode::wav_header_of(want, rate, 2, body.len() as u32, &mut out);
+            out.extend_from_slice(&body);
             Ok(out)
         }
     }
@@ -567,13 +589,21 @@ impl Recorder {
         self.config.record_all
     }
 
-    /// A new recording for a call at `rate` Hz; hand the tap to the call's media leg.
+    /// A new recording for a call whose leg speaks `codec`; hand the tap to the call's
+    /// media leg. It records at the rate the leg decodes at (8 kHz G.711, 16 kHz Opus), and
+    /// a WAV of a G.711 call keeps the call's own bytes ([`AudioFormat::Mulaw`]/`Alaw`).
     pub fn open(
         &self,
         call_id: &str,
         participants: Participants,
-        rate: u32,
+        codec: Codec,
     ) -> Option<RecorderTap> {
+        let rate = Decoder::new(codec).map(|d| d.rate()).unwrap_or(8000);
+        let format = match (self.config.format, Law::of(codec)) {
+            (AudioFormat::Wav, Some(Law::Mu)) => AudioFormat::Mulaw,
+            (AudioFormat::Wav, Some(Law::A)) => AudioFormat::Alaw,
+            (format, _) => format,
+        };
         let id = RecordingId::random();
         let started_ms = now_ms();
         let (path, location) = self.archive.store.placement(id, started_ms);
@@ -586,7 +616,7 @@ impl Recorder {
                 ended_ms: None,
                 duration_ms: 0,
                 participants: participants.names(),
-                format: self.config.format,
+                format,
                 sample_rate: rate,
                 key_id: String::new(),
                 location: location.clone(),
@@ -616,7 +646,7 @@ impl Recorder {
                 id,
                 call_id: call_id.to_string(),
                 participants,
-                format: self.config.format,
+                format,
                 rate,
                 started_ms,
                 path,
@@ -663,7 +693,7 @@ mod tests {
                 format: AudioFormat::Opus,
                 sample_rate: 8000,
                 participants: vec!["customer".into()],
-                key_id: a.ring.current_id().into(),
+                key_id: a.ring.current_id(),
                 location,
             })
             .unwrap();

@@ -1,10 +1,11 @@
-//! Writer threads: take frames off the media threads' taps, encode, seal and append them to
+//! Writer threads: take blocks of frames off the media threads' taps, encode, seal and append them to
 //! the recording's file (its final place on the local store, or the spool for S3), off the
 //! media clock. One thread per core at most; a recording stays on one thread.
 //!
 //! Every sealed chunk is written (`write(2)`) as soon as it completes, and at least every
 //! `flush_secs` a partial chunk is sealed, so a killed process leaves all but the last few
-//! seconds readable. `fsync` happens when a recording is sealed.
+//! seconds readable. A recording's file is `fdatasync`ed when it is sealed; the index lines
+//! the writers add (started, sealed) are synced together twice a second.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,7 +23,7 @@ use super::encode::{AudioEncoder, frame_samples};
 use super::format::{AudioFormat, RecordingId, StreamInfo};
 use super::index::{Index, IndexEvent, now_ms};
 use super::sealer::ChunkSealer;
-use super::tap::{FrameBatch, FrameHead, FrameQueue, Participants, RecorderTap, TapControl};
+use super::tap::{Block, FrameQueue, Law, Participants, RecorderTap, Samples, TapControl};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 
@@ -144,10 +145,16 @@ impl WriterPool {
     pub fn open(&self, opening: Opening) -> RecorderTap {
         let lane = &self.lanes[opening.id.0[0] as usize % self.lanes.len()];
         let (id, rate, participants) = (opening.id, opening.rate, opening.participants);
+        let law = match opening.format {
+            AudioFormat::Mulaw => Some(Law::Mu),
+            AudioFormat::Alaw => Some(Law::A),
+            AudioFormat::Opus | AudioFormat::Wav => None,
+        };
         let _ = lane.control.send(WriterControl::Open(Box::new(opening)));
         RecorderTap::new(
             id,
             rate,
+            law,
             participants,
             lane.data.clone(),
             lane.control.clone(),
@@ -174,16 +181,15 @@ impl Drop for WriterPool {
 impl Writer {
     fn run(mut self, data: Arc<FrameQueue>, control: Receiver<WriterControl>) {
         let mut last_tick = Instant::now();
-        let mut batch = FrameBatch::default();
+        let mut batch = Vec::new();
         loop {
             // Frames first, control second: a recording's Open is always sent before its
             // first frame, so it is seen no later than the frames taken here.
             data.take(&mut batch);
             let running = self.control(&control);
-            for (head, pcm) in batch.frames() {
-                self.frame(head, pcm, &control);
+            for block in batch.drain(..) {
+                self.block(block, &control);
             }
-            batch.clear();
             if !running {
                 return self.stop(&data, &control);
             }
@@ -191,6 +197,7 @@ impl Writer {
                 last_tick = Instant::now();
                 self.flush_due();
                 self.seal_abandoned();
+                self.sync_index();
             }
             // Media ticks come every 20 ms: wait that long for more, or for a control message.
             match control.recv_timeout(Duration::from_millis(20)) {
@@ -225,10 +232,10 @@ impl Writer {
 
     /// Shutdown: write what the media threads queued last, then seal everything.
     fn stop(&mut self, data: &FrameQueue, control: &Receiver<WriterControl>) {
-        let mut rest = FrameBatch::default();
+        let mut rest = Vec::new();
         data.take(&mut rest);
-        for (head, pcm) in rest.frames() {
-            self.frame(head, pcm, control);
+        for block in rest {
+            self.block(block, control);
         }
         self.seal_all();
     }
@@ -237,6 +244,14 @@ impl Writer {
         let ids: Vec<RecordingId> = self.active.keys().copied().collect();
         for id in ids {
             self.seal(id);
+        }
+        self.sync_index();
+    }
+
+    /// Group commit of the index lines this writer appended (see [`Index::append_lazy`]).
+    fn sync_index(&self) {
+        if let Err(e) = self.index.sync() {
+            warn!(error = %e, "could not sync the recording index");
         }
     }
 
@@ -296,7 +311,7 @@ impl Writer {
             let (header, keys, wrapped) =
                 crypt::new_header(&self.ring, &info).map_err(|e| e.to_string())?;
             self.index
-                .append(&IndexEvent::Started {
+                .append_lazy(&IndexEvent::Started {
                     id: o.id,
                     call_id: o.call_id.clone(),
                     started_ms: o.started_ms,
@@ -354,44 +369,68 @@ impl Writer {
         }
     }
 
-    fn frame(&mut self, f: FrameHead, pcm: &[i16], control: &Receiver<WriterControl>) {
-        if !self.active.contains_key(&f.id) {
+    fn block(&mut self, b: Block, control: &Receiver<WriterControl>) {
+        if !self.active.contains_key(&b.id) {
             // Its Open may still wait in the control queue.
             if !self.control(control) {
                 return;
             }
         }
-        let Some(a) = self.active.get_mut(&f.id) else {
+        let Some(a) = self.active.get_mut(&b.id) else {
             return;
         };
+        // The tap records at the rate the recording was opened with: frames are this long.
         let n = frame_samples(a.rate) * 2;
-        let gap = f.seq.wrapping_sub(a.next_seq);
-        if gap > 0 && gap <= MAX_FILL_FRAMES {
-            self.silence.resize(n, 0);
-            for _ in 0..gap {
-                push(a, &self.silence, &mut self.plain);
-            }
+        let gap = b.first_seq.wrapping_sub(a.next_seq);
+        let fill = if gap > 0 && gap <= MAX_FILL_FRAMES {
             a.filled += gap as u64;
-        }
-        let len = pcm.len();
-        if len == n {
-            push(a, pcm, &mut self.plain);
+            gap as usize
         } else {
-            // The leg's rate changed mid-call (re-INVITE to another codec): stretch naively.
-            let mut fitted = vec![0i16; n];
-            for (i, s) in fitted.iter_mut().enumerate() {
-                let src = (i / 2) * (len / 2).max(1) / (n / 2) * 2 + (i % 2);
-                *s = pcm.get(src).copied().unwrap_or(0);
+            0
+        };
+        let frames = match &b.samples {
+            Samples::Linear(pcm) => {
+                if fill > 0 {
+                    self.silence.clear();
+                    self.silence.resize(n * fill, 0);
+                    push(a, &self.silence, n, &mut self.plain);
+                }
+                let frames = pcm.len() / n;
+                push(a, &pcm[..frames * n], n, &mut self.plain);
+                frames
             }
-            push(a, &fitted, &mut self.plain);
-        }
-        a.next_seq = f.seq.wrapping_add(1);
-        a.received += 1;
+            Samples::Companded(bytes) => {
+                let frames = bytes.len() / n;
+                // The call's own G.711 bytes: already what the file stores (a WAV of that
+                // law), so they go straight to the sealer.
+                match a.encoder.law() {
+                    Some(law) => {
+                        if fill > 0 {
+                            self.plain.clear();
+                            self.plain.resize(n * fill, law.silence());
+                            a.sealer.write(&self.plain);
+                            a.frames_written += fill as u64;
+                        }
+                        a.sealer.write(&bytes[..frames * n]);
+                        a.frames_written += frames as u64;
+                    }
+                    None => {
+                        if !a.failed {
+                            warn!(recording = %b.id, "G.711 frames for a recording of another format");
+                        }
+                        a.failed = true;
+                    }
+                }
+                frames
+            }
+        };
+        a.next_seq = b.first_seq.wrapping_add(frames as u32);
+        a.received += frames as u64;
         write_out(a);
-        if let Some((frames, _)) = a.end
-            && a.received >= frames
+        if let Some((end, _)) = a.end
+            && a.received >= end
         {
-            let id = f.id;
+            let id = b.id;
             self.seal(id);
         }
     }
@@ -422,7 +461,7 @@ impl Writer {
         a.sealer.write(&self.plain);
         a.sealer.finish();
         write_out(&mut a);
-        if let Err(e) = a.file.sync_all() {
+        if let Err(e) = a.file.sync_data() {
             warn!(recording = %id, error = %e, "fsync failed");
             a.failed = true;
         }
@@ -444,7 +483,7 @@ impl Writer {
             pauses: a.pauses,
             recovered: false,
         };
-        if let Err(e) = self.index.append(&sealed) {
+        if let Err(e) = self.index.append_lazy(&sealed) {
             warn!(recording = %id, error = %e, "could not index the sealed recording");
         }
         if let Some(p) = &a.progress {
@@ -454,9 +493,10 @@ impl Writer {
     }
 }
 
-fn push(a: &mut Active, pcm: &[i16], plain: &mut Vec<u8>) {
+/// Encodes and seals consecutive frames of `n` interleaved samples.
+fn push(a: &mut Active, pcm: &[i16], n: usize, plain: &mut Vec<u8>) {
     plain.clear();
-    match a.encoder.push(pcm, plain) {
+    match a.encoder.push_frames(pcm, n, plain) {
         Ok(()) => a.sealer.write(plain),
         Err(e) => {
             if !a.failed {
@@ -465,7 +505,7 @@ fn push(a: &mut Active, pcm: &[i16], plain: &mut Vec<u8>) {
             a.failed = true;
         }
     }
-    a.frames_written += 1;
+    a.frames_written += (pcm.len() / n.max(1)) as u64;
 }
 
 /// Appends the sealed frames to the file, so they survive a crash of the process.
