@@ -197,8 +197,9 @@ fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
         "audio keeps going to the encrypted spool: {spooled:?}"
     );
     let spooled_len = std::fs::metadata(&spooled[0]).unwrap().len();
+    // More than 5 of its 6.5 s so far: a PCMU call records its µ-law bytes, 16 kB/s stereo.
     assert!(
-        spooled_len > 150_000,
+        spooled_len > 5 * 16_000,
         "spool grows while the store is down: {spooled_len}"
     );
     hang_up(&mut ua, &mut c);
