@@ -137,8 +137,24 @@ impl FrameQueue {
 fn interleave<T: Copy>(frame: &mut [T], left: Option<&[T]>, right: Option<&[T]>) {
     match (left, right) {
         (Some(l), Some(r)) => {
-            // One pass over both sides: the common case, and the one the compiler vectorizes.
-            for ((pair, &a), &b) in frame.chunks_exact_mut(2).zip(l).zip(r) {
+            // One pass over both sides, the common case. Fixed groups of 16 are what the
+            // compiler turns into vector shuffles (pair by pair it stayed scalar: the tap
+            // showed in the recording profile); the rest goes pair by pair.
+            let whole = l.len().min(r.len()).min(frame.len() / 2) / 16 * 16;
+            let (out, _) = frame[..2 * whole].as_chunks_mut::<32>();
+            let (ls, _) = l[..whole].as_chunks::<16>();
+            let (rs, _) = r[..whole].as_chunks::<16>();
+            for ((o, a), b) in out.iter_mut().zip(ls).zip(rs) {
+                for i in 0..16 {
+                    o[2 * i] = a[i];
+                    o[2 * i + 1] = b[i];
+                }
+            }
+            for ((pair, &a), &b) in frame[2 * whole..]
+                .chunks_exact_mut(2)
+                .zip(&l[whole..])
+                .zip(&r[whole..])
+            {
                 pair[0] = a;
                 pair[1] = b;
             }
@@ -492,6 +508,35 @@ mod tests {
             }
         }
         panic!("no End sent");
+    }
+
+    #[test]
+    fn interleaving_puts_each_side_in_its_place_whatever_the_lengths() {
+        for (nl, nr) in [
+            (160, 160),
+            (160, 37),
+            (5, 160),
+            (0, 0),
+            (17, 16),
+            (200, 300),
+        ] {
+            let l: Vec<u8> = (0..nl).map(|i| (i % 200) as u8).collect();
+            let r: Vec<u8> = (0..nr).map(|i| 255 - (i % 200) as u8).collect();
+            let mut frame = vec![0xEEu8; 320];
+            interleave(&mut frame, Some(&l), Some(&r));
+            for i in 0..160 {
+                assert_eq!(
+                    frame[2 * i],
+                    l.get(i).copied().unwrap_or(0xEE),
+                    "left {i} ({nl}, {nr})"
+                );
+                assert_eq!(
+                    frame[2 * i + 1],
+                    r.get(i).copied().unwrap_or(0xEE),
+                    "right {i} ({nl}, {nr})"
+                );
+            }
+        }
     }
 
     #[test]
