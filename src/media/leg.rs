@@ -656,15 +656,8 @@ fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>, codec: Codec) {
     if rec.passthrough(codec).is_some() {
         // G.711 both ways, as received and as sent (the tap pads what is short with silence).
         rec.caller.clear();
-        let take = (rec.tap.rate() / 50) as usize;
-        let take = take.min(rec.caller_law.len());
-        rec.caller_law_frame.clear();
-        let (front, back) = rec.caller_law.as_slices();
-        let from_front = take.min(front.len());
-        rec.caller_law_frame.extend_from_slice(&front[..from_front]);
-        rec.caller_law_frame
-            .extend_from_slice(&back[..take - from_front]);
-        rec.caller_law.drain(..take);
+        let n = (rec.tap.rate() / 50) as usize;
+        take_front(&mut rec.caller_law, n, &mut rec.caller_law_frame);
         rec.tap
             .push_companded(&rec.caller_law_frame, sent.unwrap_or_default());
         return;
@@ -672,15 +665,7 @@ fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>, codec: Codec) {
     rec.caller_law.clear();
     let rate = rec.tap.rate();
     let n = (rate / 50) as usize;
-    rec.caller_frame.clear();
-    let take = n.min(rec.caller.len());
-    // Copied by slices, then dropped: extending from `drain` moved one sample at a time.
-    let (front, back) = rec.caller.as_slices();
-    let from_front = take.min(front.len());
-    rec.caller_frame.extend_from_slice(&front[..from_front]);
-    rec.caller_frame
-        .extend_from_slice(&back[..take - from_front]);
-    rec.caller.drain(..take);
+    take_front(&mut rec.caller, n, &mut rec.caller_frame);
     rec.caller_frame.resize(n, 0);
     rec.heard_frame.clear();
     if let Some(payload) = sent
@@ -691,6 +676,18 @@ fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>, codec: Codec) {
     }
     rec.heard_frame.resize(n, 0);
     rec.tap.push(&rec.caller_frame, &rec.heard_frame);
+}
+
+/// Moves up to `n` of the oldest items of `queue` into `out` (cleared first). Copied by
+/// slices, then dropped: extending from `drain` moved one sample at a time.
+fn take_front<T: Copy>(queue: &mut VecDeque<T>, n: usize, out: &mut Vec<T>) {
+    out.clear();
+    let take = n.min(queue.len());
+    let (front, back) = queue.as_slices();
+    let from_front = take.min(front.len());
+    out.extend_from_slice(&front[..from_front]);
+    out.extend_from_slice(&back[..take - from_front]);
+    queue.drain(..take);
 }
 
 /// Appends `pcm` at `from` Hz as `to` Hz. The rates only differ after a mid-call codec

@@ -132,6 +132,29 @@ impl FrameQueue {
     }
 }
 
+/// Appends one frame of `len` interleaved samples to `block` (a side not recorded, or short,
+/// is `silence` there); true when the block is full.
+fn add_frame<T: Copy>(
+    block: &mut Vec<T>,
+    len: usize,
+    silence: T,
+    sides: Participants,
+    caller: &[T],
+    heard: &[T],
+) -> bool {
+    if block.is_empty() {
+        block.reserve_exact(len * BLOCK_FRAMES);
+    }
+    let start = block.len();
+    block.resize(start + len, silence);
+    interleave(
+        &mut block[start..],
+        sides.customer.then_some(caller),
+        sides.agent.then_some(heard),
+    );
+    block.len() >= len * BLOCK_FRAMES
+}
+
 /// Writes `left` and `right` into the even and odd places of a frame already filled with
 /// silence (a side given as `None`, or shorter than the frame, stays silent there).
 fn interleave<T: Copy>(frame: &mut [T], left: Option<&[T]>, right: Option<&[T]>) {
@@ -327,18 +350,8 @@ impl RecorderTap {
         if !self.next_frame(self.block.len()) {
             return;
         }
-        let len = self.frame_len();
-        if self.block.is_empty() {
-            self.block.reserve_exact(len * BLOCK_FRAMES);
-        }
-        let start = self.block.len();
-        self.block.resize(start + len, 0);
-        interleave(
-            &mut self.block[start..],
-            self.participants.customer.then_some(caller),
-            self.participants.agent.then_some(heard),
-        );
-        if self.block.len() >= len * BLOCK_FRAMES {
+        let (len, sides) = (self.frame_len(), self.participants);
+        if add_frame(&mut self.block, len, 0, sides, caller, heard) {
             self.hand_over();
         }
     }
@@ -352,18 +365,15 @@ impl RecorderTap {
         if !self.next_frame(self.block_law.len()) {
             return;
         }
-        let len = self.frame_len();
-        if self.block_law.is_empty() {
-            self.block_law.reserve_exact(len * BLOCK_FRAMES);
-        }
-        let start = self.block_law.len();
-        self.block_law.resize(start + len, law.silence());
-        interleave(
-            &mut self.block_law[start..],
-            self.participants.customer.then_some(caller),
-            self.participants.agent.then_some(heard),
-        );
-        if self.block_law.len() >= len * BLOCK_FRAMES {
+        let (len, sides) = (self.frame_len(), self.participants);
+        if add_frame(
+            &mut self.block_law,
+            len,
+            law.silence(),
+            sides,
+            caller,
+            heard,
+        ) {
             self.hand_over();
         }
     }
