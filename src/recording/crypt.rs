@@ -32,6 +32,8 @@ pub fn wrap_context(stream_part: &[u8]) -> Vec<u8> {
 pub struct RecordingKeys {
     id: RecordingId,
     chunk: Aes256Gcm,
+    /// The same chunk key, for sealing.
+    chunk_seal: ring::aead::LessSafeKey,
     header: Aes256Gcm,
     stream_hash: [u8; 32],
 }
@@ -49,20 +51,29 @@ impl RecordingKeys {
         let _ = hk.expand(b"careline recording chunks v1", chunk.as_mut_slice());
         let _ = hk.expand(b"careline recording header v1", header.as_mut_slice());
         let stream_hash: [u8; 32] = Sha256::digest(info.encode()).into();
+        // A 32-byte key is what AES-256-GCM takes: this cannot fail.
+        let chunk_seal = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, chunk.as_slice())
+            .map(ring::aead::LessSafeKey::new)
+            .expect("a 32-byte AES-256 key");
         RecordingKeys {
             id: info.id,
             chunk: Aes256Gcm::new(&(*chunk).into()),
+            chunk_seal,
             header: Aes256Gcm::new(&(*header).into()),
             stream_hash,
         }
     }
 
     fn nonce(&self, index: u32, flags: u8) -> Nonce<aes_gcm::aead::consts::U12> {
+        Nonce::from(self.nonce_bytes(index, flags))
+    }
+
+    fn nonce_bytes(&self, index: u32, flags: u8) -> [u8; 12] {
         let mut n = [0u8; 12];
         n[..7].copy_from_slice(&self.id.0[..7]);
         n[7..11].copy_from_slice(&index.to_be_bytes());
         n[11] = flags & FLAG_FINAL;
-        Nonce::from(n)
+        n
     }
 
     fn aad(&self, index: u32, flags: u8) -> [u8; 37] {
@@ -85,16 +96,14 @@ impl RecordingKeys {
         out.extend_from_slice(&fh.encode());
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = self
-            .chunk
-            .encrypt_inout_detached(
-                &self.nonce(index, flags),
-                &self.aad(index, flags),
-                out[start..].as_mut().into(),
-            )
-            // GCM refuses only messages over 64 GiB; chunks are at most a few MiB.
-            .unwrap_or_default();
-        out.extend_from_slice(tag.as_slice());
+        let nonce = ring::aead::Nonce::assume_unique_for_key(self.nonce_bytes(index, flags));
+        let tag = self.chunk_seal.seal_in_place_separate_tag(
+            nonce,
+            ring::aead::Aad::from(self.aad(index, flags)),
+            &mut out[start..],
+        );
+        // GCM refuses only messages over 64 GiB; chunks are at most a few MiB.
+        out.extend_from_slice(tag.as_ref().map(|t| t.as_ref()).unwrap_or(&[0u8; TAG_LEN]));
     }
 
     /// Opens a chunk's ciphertext (with its tag) in place as chunk `index`; on success
