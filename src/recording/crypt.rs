@@ -234,3 +234,48 @@ impl OpenedHeader {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::format::{AudioFormat, FRAME_HEADER_LEN};
+
+    #[test]
+    fn chunks_sealed_by_ring_are_the_aes_gcm_bytes_and_open_again() {
+        let info = StreamInfo {
+            id: RecordingId::random(),
+            started_unix_ms: 1,
+            format: AudioFormat::Mulaw,
+            channels: 2,
+            sample_rate: 8000,
+            chunk_bytes: 4096,
+        };
+        let keys = RecordingKeys::derive(&[42u8; 32], &info);
+        for (index, last, len) in [(0u32, false, 4096usize), (7, true, 1000), (8, true, 0)] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let mut sealed = Vec::new();
+            keys.seal_chunk(index, last, &plain, &mut sealed);
+            let body = sealed[FRAME_HEADER_LEN..].to_vec();
+
+            // The same chunk through RustCrypto's AES-256-GCM: byte for byte the same.
+            let flags = if last { FLAG_FINAL } else { 0 };
+            let mut expect = plain.clone();
+            let tag = keys
+                .chunk
+                .encrypt_inout_detached(
+                    &keys.nonce(index, flags),
+                    &keys.aad(index, flags),
+                    expect.as_mut_slice().into(),
+                )
+                .unwrap();
+            expect.extend_from_slice(tag.as_slice());
+            assert_eq!(body, expect, "chunk {index}");
+
+            let mut opened = body.clone();
+            keys.open_chunk(index, last, &mut opened).unwrap();
+            assert_eq!(opened, plain);
+            let mut moved = body;
+            assert!(keys.open_chunk(index + 1, last, &mut moved).is_err());
+        }
+    }
+}

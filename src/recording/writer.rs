@@ -1,6 +1,6 @@
-//! Writer threads: take blocks of frames off the media threads' taps, encode, seal and append them to
-//! the recording's file (its final place on the local store, or the spool for S3), off the
-//! media clock. One thread per core at most; a recording stays on one thread.
+//! Writer threads: take blocks of frames off the media threads' taps, encode, seal and
+//! append them to the recording's file (its final place on the local store, or the spool for
+//! S3), off the media clock. One thread per core at most; a recording stays on one thread.
 //!
 //! Every sealed chunk is written (`write(2)`) as soon as it completes, and at least every
 //! `flush_secs` a partial chunk is sealed, so a killed process leaves all but the last few
