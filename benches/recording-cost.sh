@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What recording costs (issue "Call recording streamed to encrypted storage", README "What
+# recording costs"): 1,000 SIPp IVR calls (100/s, ~17 s each) against a fresh release server,
+# without recording, then with `--record-all` in each FORMAT, RUNS times each, interleaved.
+# Prints the server's CPU-seconds (utime + stime) and peak RSS per run.
+#
+#   benches/recording-cost.sh [RUNS] [FORMAT...]     e.g. benches/recording-cost.sh 3 wav opus
+#
+# Needs sipp and ../shared/conformance/sipp. Run on a quiet machine: on a 2-core VM the
+# run-to-run spread is about ±1.5 s of ~12 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}; shift || true
+formats=("${@:-wav}")
+scenario_dir=${SIPP_SCENARIOS:-../shared/conformance/sipp}
+cargo build -j2 --release --bin careline
+bin=$PWD/target/release/careline
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# SIPp writes its logs next to the scenario: run a copy.
+cp "$scenario_dir/ivr-rfc2833-digit.xml" "$scenario_dir/caller-8k.ulaw" "$work/"
+
+one() { # label, serve args...
+  local label=$1; shift
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  "$bin" serve --data-dir "$work/data" --no-tls --sip-listen 127.0.0.1:5090 \
+    --http-listen 127.0.0.1:8090 --rtp-ports 30000-39999 "$@" >"$work/$label.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:8090/healthz >/dev/null && break; sleep 0.2; done
+  local before after
+  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  (cd "$work" && timeout 120 sipp 127.0.0.1:5090 -sf ivr-rfc2833-digit.xml -s 100 -m 1000 \
+    -l 1000 -r 100 -t u1 -i 127.0.0.1 -p 5300 -mp 16000 -nostdin >"$work/$label.sipp" 2>&1) || true
+  sleep 3
+  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local hwm failed
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v=$3} END {print v}' "$work/$label.sipp")
+  kill -INT "$pid"; wait "$pid" || true
+  awk -v l="$label" -v t="$(( after - before ))" -v hz="$(getconf CLK_TCK)" -v m="$hwm" -v f="${failed:-?}" \
+    'BEGIN { printf "%-8s server CPU %6.2f s   peak RSS %4d MiB   failed calls %s\n", l, t / hz, m / 1024, f }'
+}
+
+for _ in $(seq "$runs"); do
+  one none
+  for f in "${formats[@]}"; do
+    printf '[recording]\nformat = "%s"\n' "$f" >"$work/$f.toml"
+    one "$f" --record-all --config "$work/$f.toml"
+  done
+done
