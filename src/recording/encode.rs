@@ -50,13 +50,10 @@ impl AudioEncoder {
                 Ok(AudioEncoder::Wav)
             }
             AudioFormat::Mulaw | AudioFormat::Alaw => {
-                let law = if format == AudioFormat::Mulaw {
-                    Law::Mu
-                } else {
-                    Law::A
-                };
                 wav_header_of(format, rate, 2, u32::MAX, out);
-                Ok(AudioEncoder::WavLaw(law))
+                Ok(AudioEncoder::WavLaw(
+                    Law::of_format(format).unwrap_or(Law::Mu),
+                ))
             }
         }
     }

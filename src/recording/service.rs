@@ -444,11 +444,7 @@ fn convert(
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect(),
         AudioFormat::Mulaw | AudioFormat::Alaw => {
-            let law = if have == AudioFormat::Mulaw {
-                Law::Mu
-            } else {
-                Law::A
-            };
+            let law = Law::of_format(have).unwrap_or(Law::Mu);
             let mut pcm = Vec::with_capacity(plain.len());
             law.decode(plain.get(WAV_HEADER_LEN..).unwrap_or_default(), &mut pcm);
             pcm
@@ -598,7 +594,7 @@ impl Recorder {
         participants: Participants,
         codec: Codec,
     ) -> Option<RecorderTap> {
-        let rate = Decoder::new(codec).map(|d| d.rate()).unwrap_or(8000);
+        let rate = Decoder::rate_of(codec);
         let format = match (self.config.format, Law::of(codec)) {
             (AudioFormat::Wav, Some(Law::Mu)) => AudioFormat::Mulaw,
             (AudioFormat::Wav, Some(Law::A)) => AudioFormat::Alaw,

@@ -77,6 +77,16 @@ impl Law {
         }
     }
 
+    /// The law a companded WAV stores, if `format` is one.
+    pub fn of_format(format: super::format::AudioFormat) -> Option<Law> {
+        use super::format::AudioFormat;
+        match format {
+            AudioFormat::Mulaw => Some(Law::Mu),
+            AudioFormat::Alaw => Some(Law::A),
+            AudioFormat::Wav | AudioFormat::Opus => None,
+        }
+    }
+
     /// The law whose bytes a leg with `codec` sends and receives.
     pub fn of(codec: Codec) -> Option<Law> {
         match codec {

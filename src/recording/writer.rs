@@ -145,11 +145,7 @@ impl WriterPool {
     pub fn open(&self, opening: Opening) -> RecorderTap {
         let lane = &self.lanes[opening.id.0[0] as usize % self.lanes.len()];
         let (id, rate, participants) = (opening.id, opening.rate, opening.participants);
-        let law = match opening.format {
-            AudioFormat::Mulaw => Some(Law::Mu),
-            AudioFormat::Alaw => Some(Law::A),
-            AudioFormat::Opus | AudioFormat::Wav => None,
-        };
+        let law = Law::of_format(opening.format);
         let _ = lane.control.send(WriterControl::Open(Box::new(opening)));
         RecorderTap::new(
             id,

@@ -99,8 +99,18 @@ impl Decoder {
     /// Sample rate of the decoded PCM.
     pub fn rate(&self) -> u32 {
         match self {
-            Decoder::Pcmu | Decoder::Pcma => 8000,
-            Decoder::Opus(_) => Self::OPUS_DECODE_RATE,
+            Decoder::Pcmu => Self::rate_of(Codec::Pcmu),
+            Decoder::Pcma => Self::rate_of(Codec::Pcma),
+            Decoder::Opus(_) => Self::rate_of(Codec::Opus),
+        }
+    }
+
+    /// The rate a decoder for `codec` would produce, without building one (an Opus decoder
+    /// allocates its state).
+    pub fn rate_of(codec: Codec) -> u32 {
+        match codec {
+            Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::Opus => Self::OPUS_DECODE_RATE,
         }
     }
 
