@@ -66,7 +66,7 @@ const RTP_PORTS: (u16, u16) = (20000, 39999);
 
 pub fn header() -> String {
     format!(
-        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8}  {}\n",
+        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
         "calls",
         "passed",
         "setup50",
@@ -79,6 +79,7 @@ pub fn header() -> String {
         "srv RSS",
         "KiB/call",
         "gen CPU",
+        "gen user",
         "gen late",
         "SLO"
     )
@@ -95,7 +96,7 @@ pub fn row(l: &Level) -> String {
     let per_call =
         srv.rss_max_bytes.saturating_sub(l.idle_rss) as f64 / 1024.0 / l.concurrency as f64;
     format!(
-        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7.0}% {:>5.0} MiB {:>8.0} {:>7.0}% {:>7.1}%  {}\n",
+        "{:>7} {:>11} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7.0}% {:>5.0} MiB {:>8.0} {:>7.0}% {:>7.0}% {:>7.1}%  {}\n",
         l.concurrency,
         format!("{}/{}", m.passed, m.started),
         fmt_ms(p(&m.setup).map(|p| p[0])),
@@ -108,6 +109,7 @@ pub fn row(l: &Level) -> String {
         srv.rss_max_bytes as f64 / 1048576.0,
         per_call,
         l.result.generator.cpu_percent,
+        l.result.generator.user_percent,
         m.late_ticks as f64 * 100.0 / m.ticks.max(1) as f64,
         if l.breaches.is_empty() {
             "held".to_string()

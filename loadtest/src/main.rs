@@ -68,7 +68,7 @@ struct RunArgs {
     /// The SIP server, ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5060")]
     target: SocketAddr,
-    /// Calls to place in all (default: the concurrency)
+    /// Calls to place in all (default: the concurrency; with --hold, as many as the hold needs)
     #[arg(long)]
     calls: Option<u64>,
     /// Concurrent calls to reach and keep
@@ -191,7 +191,7 @@ fn main() -> anyhow::Result<()> {
                 target: a.target,
                 tcp: a.common.tcp,
                 plans,
-                calls: Some(a.calls.unwrap_or(a.concurrency)),
+                calls: a.calls.or((a.hold == 0).then_some(a.concurrency)),
                 concurrency: a.concurrency,
                 rate: a.common.rate,
                 hold: Duration::from_secs(a.hold),

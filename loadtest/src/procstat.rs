@@ -8,6 +8,9 @@ pub struct Sample {
     at: Instant,
     /// User + system CPU time, in clock ticks.
     cpu_ticks: u64,
+    /// User CPU time alone: what the program itself computes, apart from the kernel's work
+    /// for its syscalls (for a load generator on loopback, mostly the network stack).
+    user_ticks: u64,
     pub rss_bytes: u64,
 }
 
@@ -24,7 +27,8 @@ pub fn sample(pid: u32) -> Option<Sample> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the command.
-    let cpu_ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let user_ticks = f.get(11)?.parse::<u64>().ok()?;
+    let cpu_ticks = user_ticks + f.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb: u64 = status
         .lines()
@@ -35,17 +39,27 @@ pub fn sample(pid: u32) -> Option<Sample> {
     Some(Sample {
         at: Instant::now(),
         cpu_ticks,
+        user_ticks,
         rss_bytes: rss_kb * 1024,
     })
 }
 
 /// CPU use between two samples, in percent of one core.
 pub fn cpu_percent(a: &Sample, b: &Sample) -> f64 {
+    percent(a, b, a.cpu_ticks, b.cpu_ticks)
+}
+
+/// User CPU between two samples (the part of [`cpu_percent`] outside the kernel).
+pub fn user_percent(a: &Sample, b: &Sample) -> f64 {
+    percent(a, b, a.user_ticks, b.user_ticks)
+}
+
+fn percent(a: &Sample, b: &Sample, ticks_a: u64, ticks_b: u64) -> f64 {
     let secs = b.at.duration_since(a.at).as_secs_f64();
     if secs <= 0.0 {
         return 0.0;
     }
-    (b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / clock_ticks_per_sec() / secs * 100.0
+    ticks_b.saturating_sub(ticks_a) as f64 / clock_ticks_per_sec() / secs * 100.0
 }
 
 #[cfg(test)]
@@ -66,6 +80,9 @@ mod tests {
         // A busy loop on one thread: somewhere near 100 % (loose: the machine is shared).
         let cpu = cpu_percent(&a, &b);
         assert!(cpu > 20.0 && cpu < 250.0, "{cpu}");
+        // The loop makes no syscalls: nearly all of it is user time.
+        let user = user_percent(&a, &b);
+        assert!(user > 0.5 * cpu && user <= cpu, "{user} of {cpu}");
         assert!(sample(u32::MAX).is_none());
     }
 }

@@ -68,6 +68,7 @@ pub fn json(r: &LoadResult) -> Value {
         "generator": {
             "threads": r.threads,
             "cpu_percent": r.generator.cpu_percent,
+            "cpu_user_percent": r.generator.user_percent,
             "rss_max_bytes": r.generator.rss_max_bytes,
             "ticks": m.ticks,
             "late_ticks": m.late_ticks,
@@ -125,8 +126,14 @@ pub fn table(r: &LoadResult) -> String {
         );
     }
     s += &format!(
-        "  generator: {} thread(s), CPU {:.1} % of a core (hold), {} of {} ticks late, {} send errors\n",
-        r.threads, r.generator.cpu_percent, m.late_ticks, m.ticks, m.send_errors
+        "  generator: {} thread(s), CPU {:.1} % of a core (hold; {:.1} % its own, the rest \
+         the kernel's sockets), {} of {} ticks late, {} send errors\n",
+        r.threads,
+        r.generator.cpu_percent,
+        r.generator.user_percent,
+        m.late_ticks,
+        m.ticks,
+        m.send_errors
     );
     if !m.failed.is_empty() {
         s += "  failed calls by reason:\n";

@@ -35,6 +35,8 @@ pub struct LoadSpec {
 pub struct Usage {
     /// Average CPU over the hold, in percent of one core.
     pub cpu_percent: f64,
+    /// The user-space part of `cpu_percent`.
+    pub user_percent: f64,
     pub rss_start_bytes: u64,
     pub rss_max_bytes: u64,
 }
@@ -115,6 +117,7 @@ impl Sampler {
         match (self.start, self.last) {
             (Some(a), Some(b)) => Usage {
                 cpu_percent: procstat::cpu_percent(&a, &b),
+                user_percent: procstat::user_percent(&a, &b),
                 rss_start_bytes: a.rss_bytes,
                 rss_max_bytes: self.rss_max,
             },
