@@ -237,3 +237,119 @@ fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
         "the caller's audio, read back from S3: {m:?}"
     );
 }
+
+/// A recording longer than one part (5 MiB, S3's minimum) goes up as a multipart upload
+/// while it grows: parts in order, the last one short, the object byte for byte the spool
+/// file. Driven through the store directly: a call would need minutes of audio per part.
+#[test]
+fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
+    use careline::metrics::Metrics;
+    use careline::recording::index::{Index, IndexEvent, Row, State};
+    use careline::recording::settings::{RecordingConfig, S3Config, StoreKind};
+    use careline::recording::store::Store;
+    use careline::recording::{AudioFormat, RecordingId};
+    use std::io::Write;
+    use std::sync::Arc;
+
+    let s3 = S3Server::start();
+    let data = tempfile::tempdir().unwrap();
+    let part = 5usize << 20;
+    let cfg = RecordingConfig {
+        store: StoreKind::S3,
+        s3: S3Config {
+            bucket: BUCKET.into(),
+            endpoint: Some(format!("http://127.0.0.1:{}", s3.port)),
+            access_key_id: Some("AKTEST".into()),
+            secret_access_key: Some("SKTEST".into()),
+            part_bytes: part,
+            allow_http: true,
+            ..S3Config::default()
+        },
+        ..RecordingConfig::default()
+    };
+    cfg.validate().expect("a valid configuration");
+    let store = Arc::new(Store::open(&cfg, data.path()).unwrap());
+    let index = Arc::new(Index::open(data.path()).unwrap());
+    let id = RecordingId::random();
+    let (spool, location) = store.placement(id, 1_700_000_000_000);
+    std::fs::create_dir_all(spool.parent().unwrap()).unwrap();
+    index
+        .append(&IndexEvent::Started {
+            id,
+            call_id: "multipart-test".into(),
+            started_ms: 1_700_000_000_000,
+            format: AudioFormat::Wav,
+            sample_rate: 8000,
+            participants: vec![],
+            key_id: "k".into(),
+            location: location.clone(),
+        })
+        .unwrap();
+    let row = Row {
+        id,
+        call_id: "multipart-test".into(),
+        started_ms: 1_700_000_000_000,
+        ended_ms: None,
+        duration_ms: 0,
+        participants: vec![],
+        format: AudioFormat::Wav,
+        sample_rate: 8000,
+        key_id: "k".into(),
+        location: location.clone(),
+        uploaded: false,
+        size: 0,
+        sha256: String::new(),
+        chunks: 0,
+        dropped_frames: 0,
+        recovered: false,
+        state: State::Recording,
+        deleted_ms: None,
+        deleted_reason: None,
+    };
+    // Not audio: bytes whose every position is distinct enough that a part out of place,
+    // repeated or missing shows.
+    let total = 2 * part + part / 2 + 12_345;
+    let bytes: Vec<u8> = (0..total as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut file = std::fs::File::create(&spool).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel((0u64, false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upload = rt.spawn(
+        store
+            .clone()
+            .upload(row, rx, index.clone(), Arc::new(Metrics::new())),
+    );
+    // The writer appends and reports progress; the first part leaves once 5 MiB are there.
+    let first = part + part / 3;
+    file.write_all(&bytes[..first]).unwrap();
+    tx.send((first as u64, false)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        s3.objects().is_empty(),
+        "nothing is visible until the upload completes"
+    );
+    file.write_all(&bytes[first..]).unwrap();
+    file.sync_all().unwrap();
+    tx.send((total as u64, true)).unwrap();
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), upload).await })
+        .expect("the upload finishes")
+        .unwrap();
+
+    let objects = s3.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let stored = std::fs::read(&objects[0]).unwrap();
+    assert_eq!(stored.len(), total, "three parts: 5 MiB, 5 MiB, the rest");
+    assert!(
+        stored == bytes,
+        "the object is the spool file byte for byte"
+    );
+    assert!(!spool.exists(), "the spool file is removed once uploaded");
+    let row = index.get(id).unwrap().expect("the recording is indexed");
+    assert!(row.uploaded, "the index records the upload");
+    assert_eq!(row.location, location);
+}
