@@ -39,6 +39,8 @@ pub struct Metrics {
     pub recording_frames_dropped: Counter,
     /// S3 requests for recordings that failed (each is retried).
     pub recording_upload_failures: Counter,
+    /// Recordings whose upload the object store refuses (bucket missing, access denied).
+    pub recording_uploads_refused: Gauge,
     /// Recordings deleted by the retention policy.
     pub recordings_deleted: Counter,
     /// Logins by outcome (success, failure).
@@ -75,6 +77,7 @@ impl Metrics {
             recordings_started: Counter::default(),
             recording_frames_dropped: Counter::default(),
             recording_upload_failures: Counter::default(),
+            recording_uploads_refused: Gauge::default(),
             recordings_deleted: Counter::default(),
             auth_logins: Family::default(),
             auth_lockouts: Counter::default(),
@@ -161,6 +164,11 @@ impl Metrics {
             "recording_upload_failures",
             "Failed (and retried) object-store requests for recordings",
             m.recording_upload_failures.clone(),
+        );
+        registry.register(
+            "recording_uploads_refused",
+            "Recordings whose upload the object store refuses (bucket missing, access denied, bad credentials); retried at most a minute apart, the audio waits in the encrypted spool",
+            m.recording_uploads_refused.clone(),
         );
         registry.register(
             "recordings_deleted",

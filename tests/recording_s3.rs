@@ -1,6 +1,7 @@
 //! Recordings in S3-compatible storage, against a real `s3s-fs` server on loopback
 //! (`cargo install s3s-fs@0.14.1 --locked --features binary`, done by scripts/test).
-//! Includes the store going away in the middle of a call.
+//! Includes the store going away in the middle of a call, a recording uploaded in several
+//! parts, the store losing a multipart upload, and a store that refuses the upload.
 
 mod support;
 
@@ -9,14 +10,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+use std::sync::Arc;
+
 use careline::media::codec::Codec;
 use careline::media::recognize;
+use careline::metrics::Metrics;
+use careline::recording::index::{Index, IndexEvent, Row};
+use careline::recording::settings::{RecordingConfig, S3Config, StoreKind};
+use careline::recording::store::Store;
+use careline::recording::{AudioFormat, RecordingId};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer, prompt_pcm};
 use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
 
 struct S3Server {
     child: Option<Child>,
+    /// The secret key the server accepts (the access key is always AKTEST).
+    secret: String,
     port: u16,
     root: tempfile::TempDir,
 }
@@ -48,6 +59,7 @@ impl S3Server {
             .port();
         let mut s = S3Server {
             child: None,
+            secret: "SKTEST".into(),
             port,
             root,
         };
@@ -58,7 +70,7 @@ impl S3Server {
     fn up(&mut self) {
         let child = Command::new(s3s_fs())
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", "AKTEST", "--secret-key", "SKTEST"])
+            .args(["--access-key", "AKTEST", "--secret-key", &self.secret])
             .arg(self.root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -238,30 +250,29 @@ fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
     );
 }
 
-/// A recording longer than one part (5 MiB, S3's minimum) goes up as a multipart upload
-/// while it grows: parts in order, the last one short, the object byte for byte the spool
-/// file. Driven through the store directly: a call would need minutes of audio per part.
-#[test]
-fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
-    use careline::metrics::Metrics;
-    use careline::recording::index::{Index, IndexEvent, Row, State};
-    use careline::recording::settings::{RecordingConfig, S3Config, StoreKind};
-    use careline::recording::store::Store;
-    use careline::recording::{AudioFormat, RecordingId};
-    use std::io::Write;
-    use std::sync::Arc;
+/// A store client and index over `s3`, as the server makes them, and one recording in its
+/// spool (indexed as started, not yet written).
+struct Spooled {
+    store: Arc<Store>,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    id: RecordingId,
+    spool: PathBuf,
+    location: String,
+    row: Row,
+    _data: tempfile::TempDir,
+}
 
-    let s3 = S3Server::start();
+fn spooled(s3: &S3Server, secret: &str) -> Spooled {
     let data = tempfile::tempdir().unwrap();
-    let part = 5usize << 20;
     let cfg = RecordingConfig {
         store: StoreKind::S3,
         s3: S3Config {
             bucket: BUCKET.into(),
             endpoint: Some(format!("http://127.0.0.1:{}", s3.port)),
             access_key_id: Some("AKTEST".into()),
-            secret_access_key: Some("SKTEST".into()),
-            part_bytes: part,
+            secret_access_key: Some(secret.into()),
+            part_bytes: PART,
             allow_http: true,
             ..S3Config::default()
         },
@@ -271,13 +282,14 @@ fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
     let store = Arc::new(Store::open(&cfg, data.path()).unwrap());
     let index = Arc::new(Index::open(data.path()).unwrap());
     let id = RecordingId::random();
-    let (spool, location) = store.placement(id, 1_700_000_000_000);
+    let started_ms = 1_700_000_000_000;
+    let (spool, location) = store.placement(id, started_ms);
     std::fs::create_dir_all(spool.parent().unwrap()).unwrap();
     index
         .append(&IndexEvent::Started {
             id,
-            call_id: "multipart-test".into(),
-            started_ms: 1_700_000_000_000,
+            call_id: "store-test".into(),
+            started_ms,
             format: AudioFormat::Wav,
             sample_rate: 8000,
             participants: vec![],
@@ -285,54 +297,82 @@ fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
             location: location.clone(),
         })
         .unwrap();
-    let row = Row {
+    let row = index.get(id).unwrap().unwrap();
+    Spooled {
+        store,
+        index,
+        metrics: Arc::new(Metrics::new()),
         id,
-        call_id: "multipart-test".into(),
-        started_ms: 1_700_000_000_000,
-        ended_ms: None,
-        duration_ms: 0,
-        participants: vec![],
-        format: AudioFormat::Wav,
-        sample_rate: 8000,
-        key_id: "k".into(),
-        location: location.clone(),
-        uploaded: false,
-        size: 0,
-        sha256: String::new(),
-        chunks: 0,
-        dropped_frames: 0,
-        recovered: false,
-        state: State::Recording,
-        deleted_ms: None,
-        deleted_reason: None,
-    };
-    // Not audio: bytes whose every position is distinct enough that a part out of place,
-    // repeated or missing shows.
-    let total = 2 * part + part / 2 + 12_345;
-    let bytes: Vec<u8> = (0..total as u64)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let mut file = std::fs::File::create(&spool).unwrap();
-    let (tx, rx) = tokio::sync::watch::channel((0u64, false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
+        spool,
+        location,
+        row,
+        _data: data,
+    }
+}
+
+/// S3's minimum part size, which the configuration enforces.
+const PART: usize = 5 << 20;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
-    let upload = rt.spawn(
-        store
-            .clone()
-            .upload(row, rx, index.clone(), Arc::new(Metrics::new())),
-    );
+        .unwrap()
+}
+
+/// Not audio: bytes whose every position is distinct enough that a part out of place,
+/// repeated or missing shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// A recording longer than one part (5 MiB, S3's minimum) goes up as a multipart upload
+/// while it grows: parts in order, the last one short, the object byte for byte the spool
+/// file. On the way the store loses the upload (as S3's "abort incomplete multipart uploads"
+/// lifecycle rule does), and the recording is uploaded again from its start. Driven through
+/// the store directly: a call would need minutes of audio per part.
+#[test]
+fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
+    let s3 = S3Server::start();
+    let t = spooled(&s3, "SKTEST");
+    let total = 2 * PART + PART / 2 + 12_345;
+    let bytes = pattern(total);
+    let mut file = std::fs::File::create(&t.spool).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel((0u64, false));
+    let rt = runtime();
+    let upload = rt.spawn(t.store.clone().upload(
+        t.row.clone(),
+        rx,
+        t.index.clone(),
+        t.metrics.clone(),
+    ));
     // The writer appends and reports progress; the first part leaves once 5 MiB are there.
-    let first = part + part / 3;
+    let first = PART + PART / 3;
     file.write_all(&bytes[..first]).unwrap();
     tx.send((first as u64, false)).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let in_store = |prefix: &str| -> Vec<PathBuf> {
+        files(s3.root.path())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .collect()
+    };
+    wait_for("the first part in the store", 20, || {
+        !in_store(".upload_id-").is_empty()
+    });
     assert!(
         s3.objects().is_empty(),
         "nothing is visible until the upload completes"
     );
+    // The store forgets the upload: its next part is refused.
+    for f in in_store(".upload-") {
+        std::fs::remove_file(f).unwrap();
+    }
     file.write_all(&bytes[first..]).unwrap();
     file.sync_all().unwrap();
     tx.send((total as u64, true)).unwrap();
@@ -348,8 +388,51 @@ fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
         stored == bytes,
         "the object is the spool file byte for byte"
     );
-    assert!(!spool.exists(), "the spool file is removed once uploaded");
-    let row = index.get(id).unwrap().expect("the recording is indexed");
+    assert!(!t.spool.exists(), "the spool file is removed once uploaded");
+    let row = t
+        .index
+        .get(t.id)
+        .unwrap()
+        .expect("the recording is indexed");
     assert!(row.uploaded, "the index records the upload");
-    assert_eq!(row.location, location);
+    assert_eq!(row.location, t.location);
+}
+
+/// A store that refuses the upload (here: credentials it does not accept) is an operator's
+/// problem, not an outage: the recording counts in careline_recording_uploads_refused while
+/// it waits in the spool, and goes up once the store accepts it.
+#[test]
+fn an_upload_the_store_refuses_is_counted_and_goes_up_once_it_is_accepted() {
+    let mut s3 = S3Server::start();
+    let t = spooled(&s3, "rotated-secret");
+    let bytes = pattern(100_000);
+    std::fs::write(&t.spool, &bytes).unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel((bytes.len() as u64, true));
+    let rt = runtime();
+    let upload = rt.spawn(t.store.clone().upload(
+        t.row.clone(),
+        rx,
+        t.index.clone(),
+        t.metrics.clone(),
+    ));
+    wait_for("the refusal to be counted", 20, || {
+        t.metrics.recording_uploads_refused.get() == 1
+    });
+    assert!(t.spool.exists(), "the audio stays in the spool");
+    assert!(!t.index.get(t.id).unwrap().unwrap().uploaded);
+    assert!(s3.objects().is_empty());
+
+    // The operator gives the store the credentials Careline was configured with.
+    s3.down();
+    s3.secret = "rotated-secret".into();
+    s3.up();
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(40), upload).await })
+        .expect("the upload goes through once the store accepts it")
+        .unwrap();
+    assert_eq!(t.metrics.recording_uploads_refused.get(), 0);
+    assert!(t.index.get(t.id).unwrap().unwrap().uploaded);
+    let objects = s3.objects();
+    assert_eq!(objects.len(), 1);
+    assert!(std::fs::read(&objects[0]).unwrap() == bytes);
+    assert!(!t.spool.exists());
 }

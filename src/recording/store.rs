@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::format::RecordingId;
 use super::index::{Index, IndexEvent, Row, day_of};
@@ -24,6 +24,9 @@ use crate::metrics::Metrics;
 
 /// Part uploads in flight at once, process-wide (each holds one part in memory).
 pub const PARALLEL_PARTS: usize = 4;
+
+/// The longest wait before a request the store refused (not merely failed) is tried again.
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -248,6 +251,8 @@ impl Store {
         let mut upload: Option<object_store::MultipartId> = None;
         let mut parts = Vec::new();
         let mut sent: u64 = 0;
+        let mut refused = Refused::new(&metrics, row.id);
+        let mut restarts = Restarts(0);
         loop {
             let (len, sealed) = *progress.borrow_and_update();
             let part = s3.part_bytes as u64;
@@ -262,31 +267,33 @@ impl Store {
                 };
                 if sealed && sent == 0 && n == len {
                     // Small enough for one request.
-                    retry(&metrics, &row.id, "put", || {
+                    let put = retry(&mut refused, "put", false, || {
                         let store = s3.store.clone();
                         let (path, data) = (path.clone(), data.clone());
                         async move { store.put(&path, PutPayload::from(data)).await.map(|_| ()) }
-                    })
-                    .await;
-                    sent = len;
+                    });
+                    // Outside a multipart upload a request is retried until it succeeds.
+                    if put.await.is_ok() {
+                        sent = len;
+                    }
                     break;
                 }
                 let id = match &upload {
                     Some(id) => id.clone(),
                     None => {
-                        let id = retry(&metrics, &row.id, "create_multipart", || {
+                        let create = retry(&mut refused, "create_multipart", false, || {
                             let store = s3.store.clone();
                             let path = path.clone();
                             async move { store.create_multipart(&path).await }
-                        })
-                        .await;
+                        });
+                        let Ok(id) = create.await else { continue };
                         upload = Some(id.clone());
                         id
                     }
                 };
                 let _permit = s3.parts.acquire().await;
                 let idx = parts.len();
-                let part_id = retry(&metrics, &row.id, "put_part", || {
+                let put_part = retry(&mut refused, "put_part", true, || {
                     let store = s3.store.clone();
                     let (path, id, data) = (path.clone(), id.clone(), data.clone());
                     async move {
@@ -294,14 +301,24 @@ impl Store {
                             .put_part(&path, &id, idx, PutPayload::from(data))
                             .await
                     }
-                })
-                .await;
-                parts.push(part_id);
-                sent += n;
+                });
+                match put_part.await {
+                    Ok(part_id) => {
+                        parts.push(part_id);
+                        sent += n;
+                        restarts.reset();
+                    }
+                    Err(UploadGone) => {
+                        drop(_permit);
+                        restarts.wait(row.id).await;
+                        (upload, sent) = (None, 0);
+                        parts.clear();
+                    }
+                }
             }
             if sealed && sent >= len {
                 if let Some(id) = upload.take() {
-                    retry(&metrics, &row.id, "complete_multipart", || {
+                    let complete = retry(&mut refused, "complete_multipart", true, || {
                         let store = s3.store.clone();
                         let (path, id, parts) = (path.clone(), id.clone(), parts.clone());
                         async move {
@@ -310,8 +327,13 @@ impl Store {
                                 .await
                                 .map(|_| ())
                         }
-                    })
-                    .await;
+                    });
+                    if complete.await.is_err() {
+                        restarts.wait(row.id).await;
+                        sent = 0;
+                        parts.clear();
+                        continue;
+                    }
                 }
                 let _ = index.append(&IndexEvent::Uploaded {
                     id: row.id,
@@ -350,29 +372,123 @@ async fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, Sto
     Ok(buf)
 }
 
-/// Runs `op` until it succeeds, backing off from 200 ms to 10 s: the store being away is
-/// a normal condition, never a reason to lose audio.
-async fn retry<T, F, Fut>(metrics: &Metrics, id: &RecordingId, what: &str, mut op: F) -> T
+/// The multipart upload a request belonged to is gone (aborted by the store's lifecycle
+/// rules, or lost by a store that restarted): the recording is uploaded again from its start.
+struct UploadGone;
+
+/// Restarting a multipart upload the store lost, backing off (1 s doubling to a minute) in
+/// case the store keeps losing it.
+struct Restarts(u32);
+
+impl Restarts {
+    async fn wait(&mut self, id: RecordingId) {
+        warn!(recording = %id, "the object store no longer knows this multipart upload; uploading the recording again from its start");
+        tokio::time::sleep(Duration::from_secs(1 << self.0.min(6)).min(REFUSED_RETRY)).await;
+        self.0 += 1;
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// Whether the store is refusing one recording's upload outright (bucket missing, access
+/// denied, bad credentials): a configuration problem an operator must see, unlike the store
+/// being unreachable. While it lasts the recording counts in
+/// `careline_recording_uploads_refused` and is retried at most a minute apart; the audio
+/// stays in the encrypted spool.
+struct Refused {
+    metrics: Arc<Metrics>,
+    id: RecordingId,
+    counted: bool,
+}
+
+impl Refused {
+    fn new(metrics: &Arc<Metrics>, id: RecordingId) -> Refused {
+        Refused {
+            metrics: metrics.clone(),
+            id,
+            counted: false,
+        }
+    }
+
+    fn set(&mut self, refused: bool) {
+        if refused != self.counted {
+            self.counted = refused;
+            if refused {
+                self.metrics.recording_uploads_refused.inc();
+            } else {
+                self.metrics.recording_uploads_refused.dec();
+            }
+        }
+    }
+}
+
+impl Drop for Refused {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// The store answered, and will answer the same again: retrying soon is pointless.
+fn is_refusal(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+    )
+}
+
+/// Runs `op` until it succeeds, backing off from 200 ms to 10 s while the store is away (a
+/// normal condition, never a reason to lose audio), and from 10 s to a minute while it
+/// refuses.
+/// `in_upload`: the request belongs to a multipart upload that the store accepted, so
+/// "not found" or "denied" means the upload is gone ([`UploadGone`]) rather than the bucket.
+async fn retry<T, F, Fut>(
+    refused: &mut Refused,
+    what: &str,
+    in_upload: bool,
+    mut op: F,
+) -> Result<T, UploadGone>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, object_store::Error>>,
 {
+    let id = refused.id;
     let mut delay = Duration::from_millis(200);
+    let mut refused_delay = Duration::from_secs(10);
     let mut failures = 0u32;
     loop {
         match op().await {
             Ok(v) => {
                 if failures > 0 {
-                    info!(recording = %id, what, failures, "object store reachable again");
+                    info!(recording = %id, what, failures, "object store took the recording again");
                 }
-                return v;
+                refused.set(false);
+                return Ok(v);
             }
+            // S3 says NoSuchUpload (404); s3s-fs says AccessDenied. A real denial shows again
+            // when the upload is created anew, and is handled there.
+            Err(
+                object_store::Error::NotFound { .. } | object_store::Error::PermissionDenied { .. },
+            ) if in_upload => return Err(UploadGone),
             Err(e) => {
-                metrics.recording_upload_failures.inc();
-                if failures == 0 || failures.is_power_of_two() {
+                refused.metrics.recording_upload_failures.inc();
+                let log = failures == 0 || failures.is_power_of_two();
+                failures += 1;
+                if is_refusal(&e) {
+                    refused.set(true);
+                    if log {
+                        error!(recording = %id, what, error = %e, "the object store refuses the recording (check recording.s3 bucket and credentials); retrying, at most a minute apart; the audio stays in the encrypted spool");
+                    }
+                    tokio::time::sleep(refused_delay).await;
+                    refused_delay = (refused_delay * 2).min(REFUSED_RETRY);
+                    continue;
+                }
+                if log {
                     warn!(recording = %id, what, error = %e, "object store request failed; retrying (audio stays in the encrypted spool)");
                 }
-                failures += 1;
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
