@@ -2,7 +2,8 @@
 # What recording costs (issue "Call recording streamed to encrypted storage", README "What
 # recording costs"): 1,000 SIPp IVR calls (100/s, ~17 s each) against a fresh release server,
 # without recording, then with `--record-all` in each FORMAT, RUNS times each, interleaved.
-# Prints the server's CPU-seconds (utime + stime) and peak RSS per run.
+# Prints the server's CPU-seconds (utime + stime) and peak RSS per run, and the run time of
+# its media, recording-writer and other threads since it started (scheduler-exact).
 #
 #   benches/recording-cost.sh [RUNS] [FORMAT...]     e.g. benches/recording-cost.sh 3 wav opus
 #
@@ -33,12 +34,17 @@ one() { # label, serve args...
     -l 1000 -r 100 -t u1 -i 127.0.0.1 -p 5300 -mp 16000 -nostdin >"$work/$label.sipp" 2>&1) || true
   sleep 3
   after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  local hwm failed
+  local hwm failed split
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  # Where it went, per thread kind, from the scheduler's exact run times (schedstat, ns):
+  # media clocks, recording writers, the rest (tokio, SQLite, ...).
+  split=$(for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
+    awk '{k = $1 ~ /^media/ ? "media" : ($1 ~ /^rec-writer/ ? "writers" : "other"); s[k] += $2 / 1e9}
+         END {printf "media %.2f s, writers %.2f s, other %.2f s", s["media"], s["writers"], s["other"]}')
   failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v=$3} END {print v}' "$work/$label.sipp")
   kill -INT "$pid"; wait "$pid" || true
-  awk -v l="$label" -v t="$(( after - before ))" -v hz="$(getconf CLK_TCK)" -v m="$hwm" -v f="${failed:-?}" \
-    'BEGIN { printf "%-8s server CPU %6.2f s   peak RSS %4d MiB   failed calls %s\n", l, t / hz, m / 1024, f }'
+  awk -v l="$label" -v t="$(( after - before ))" -v hz="$(getconf CLK_TCK)" -v m="$hwm" -v f="${failed:-?}" -v sp="$split" \
+    'BEGIN { printf "%-8s server CPU %6.2f s   peak RSS %4d MiB   failed calls %s   (%s)\n", l, t / hz, m / 1024, f, sp }'
 }
 
 for _ in $(seq "$runs"); do

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Recordings being written.
     pub recordings_active: Gauge,
     pub recordings_started: Counter,
+    /// Recordings stored as WAV instead of Opus because the writers were behind.
+    pub recordings_overload_wav: Counter,
     /// Frames the recorder dropped because its writer was behind (silence stands in).
     pub recording_frames_dropped: Counter,
     /// S3 requests for recordings that failed (each is retried).
@@ -75,6 +77,7 @@ impl Metrics {
             draining: Gauge::default(),
             recordings_active: Gauge::default(),
             recordings_started: Counter::default(),
+            recordings_overload_wav: Counter::default(),
             recording_frames_dropped: Counter::default(),
             recording_upload_failures: Counter::default(),
             recording_uploads_refused: Gauge::default(),
@@ -159,6 +162,11 @@ impl Metrics {
             "recording_frames_dropped",
             "Recorded frames dropped because the writer was behind",
             m.recording_frames_dropped.clone(),
+        );
+        registry.register(
+            "recordings_overload_wav",
+            "Recordings stored as WAV instead of Opus because the writer threads were behind (recording.overload_wav)",
+            m.recordings_overload_wav.clone(),
         );
         registry.register(
             "recording_upload_failures",

@@ -595,7 +595,16 @@ impl Recorder {
         codec: Codec,
     ) -> Option<RecorderTap> {
         let rate = Decoder::rate_of(codec);
-        let format = match (self.config.format, Law::of(codec)) {
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut format = self.config.format;
+        if format == AudioFormat::Opus
+            && self.config.overload_wav
+            && pool.as_ref().is_some_and(|p| p.is_behind())
+        {
+            self.archive.metrics.recordings_overload_wav.inc();
+            format = AudioFormat::Wav;
+        }
+        let format = match (format, Law::of(codec)) {
             (AudioFormat::Wav, Some(Law::Mu)) => AudioFormat::Mulaw,
             (AudioFormat::Wav, Some(Law::A)) => AudioFormat::Alaw,
             (format, _) => format,
@@ -636,7 +645,6 @@ impl Recorder {
         } else {
             None
         };
-        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         pool.as_ref().map(|p| {
             p.open(Opening {
                 id,
@@ -709,6 +717,59 @@ mod tests {
                 .unwrap();
         }
         (id, path)
+    }
+
+    /// The format the writer indexed recording `id` under, once it has.
+    async fn indexed_format(r: &Recorder, id: RecordingId) -> AudioFormat {
+        for _ in 0..200 {
+            if let Some(row) = r.archive.index.get(id).unwrap() {
+                return row.format;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("recording {id} never indexed");
+    }
+
+    #[tokio::test]
+    async fn opus_recordings_opened_while_the_writers_are_behind_are_stored_as_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Arc::new(KeyRing::open(dir.path(), crate::keys::Supplied::default()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let r = Recorder::start(
+            &RecordingConfig::default(),
+            dir.path(),
+            ring.clone(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let calm = r.open("c1", Participants::BOTH, Codec::Pcmu).unwrap();
+        assert_eq!(indexed_format(&r, calm.id).await, AudioFormat::Opus);
+
+        r.pool.lock().unwrap().as_ref().unwrap().mark_behind();
+        let busy = r.open("c2", Participants::BOTH, Codec::Pcmu).unwrap();
+        assert_eq!(
+            indexed_format(&r, busy.id).await,
+            AudioFormat::Mulaw,
+            "a G.711 call's own bytes: the cheapest recording there is"
+        );
+        let busy_opus = r.open("c3", Participants::BOTH, Codec::Opus).unwrap();
+        assert_eq!(indexed_format(&r, busy_opus.id).await, AudioFormat::Wav);
+        assert_eq!(metrics.recordings_overload_wav.get(), 2);
+        drop((calm, busy, busy_opus));
+        r.shutdown();
+
+        // Turned off, Opus it stays, whatever the writers' state.
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordingConfig {
+            overload_wav: false,
+            ..RecordingConfig::default()
+        };
+        let r = Recorder::start(&config, dir.path(), ring, Arc::new(Metrics::new())).unwrap();
+        r.pool.lock().unwrap().as_ref().unwrap().mark_behind();
+        let tap = r.open("c4", Participants::BOTH, Codec::Pcmu).unwrap();
+        assert_eq!(indexed_format(&r, tap.id).await, AudioFormat::Opus);
+        drop(tap);
+        r.shutdown();
     }
 
     #[tokio::test]

@@ -30,6 +30,11 @@ pub struct RecordingConfig {
     pub writer_threads: usize,
     /// Opus encoder complexity 0-10 (CPU per recorded call against quality).
     pub opus_complexity: i32,
+    /// With `format = "opus"`: a recording that starts while the writer threads are behind
+    /// (Opus encoding is the costliest part of recording) is stored as WAV instead, so a
+    /// busy hour costs disk space rather than audio. `false`: always Opus, and frames the
+    /// writers cannot take in time are dropped (silence stands in).
+    pub overload_wav: bool,
     /// Serve the recording endpoints (`/api/v1/recordings...`, guarded by the permission table
     /// like every `/api/v1` route, and `/api/v1/calls/{call_id}/recording/{action}`). `false`
     /// is an off switch: recordings are then reached only through the command line.
@@ -75,6 +80,7 @@ impl Default for RecordingConfig {
             queue_frames: 8192,
             writer_threads: 0,
             opus_complexity: 1,
+            overload_wav: true,
             http_enabled: true,
             s3: S3Config::default(),
         }

@@ -96,6 +96,39 @@ struct Active {
 
 pub struct WriterPool {
     lanes: Vec<Lane>,
+    behind: Arc<Behind>,
+}
+
+/// Whether the writer threads have lately been unable to keep up: each marks it when it
+/// spent most of the last half second working (its queue then only grows), and it holds for
+/// [`Behind::HOLD`] after the last such mark. Read when a recording is opened, to store it
+/// in a format that costs less to write ([`crate::recording::Recorder::open`]).
+#[derive(Default)]
+pub struct Behind {
+    /// Milliseconds since the pool started until which the writers count as behind.
+    until_ms: std::sync::atomic::AtomicU64,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl Behind {
+    /// How long one overloaded half second counts.
+    const HOLD: Duration = Duration::from_secs(30);
+    /// The share of wall time spent working above which a writer is behind.
+    const BUSY: f64 = 0.5;
+
+    fn ms(&self) -> u64 {
+        self.started.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    fn mark(&self) {
+        let until = self.ms() + Self::HOLD.as_millis() as u64;
+        self.until_ms
+            .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_behind(&self) -> bool {
+        self.ms() < self.until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 struct Lane {
@@ -113,8 +146,10 @@ impl WriterPool {
         index: Arc<Index>,
         metrics: Arc<Metrics>,
     ) -> WriterPool {
+        let behind = Arc::new(Behind::default());
         let lanes = (0..threads.max(1))
             .map(|i| {
+                let behind = behind.clone();
                 let data = FrameQueue::new(queue_frames);
                 let data_rx = data.clone();
                 let (control, control_rx) = mpsc::channel();
@@ -129,7 +164,7 @@ impl WriterPool {
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("rec-writer-{i}"))
-                    .spawn(move || writer.run(data_rx, control_rx))
+                    .spawn(move || writer.run(data_rx, control_rx, &behind))
                     .ok();
                 Lane {
                     data,
@@ -138,7 +173,18 @@ impl WriterPool {
                 }
             })
             .collect();
-        WriterPool { lanes }
+        WriterPool { lanes, behind }
+    }
+
+    /// The writers have lately been unable to keep up (see [`Behind`]).
+    pub fn is_behind(&self) -> bool {
+        self.behind.is_behind()
+    }
+
+    /// What a writer does when it spent most of half a second working.
+    #[cfg(test)]
+    pub(crate) fn mark_behind(&self) {
+        self.behind.mark();
     }
 
     /// Starts a recording on a writer and returns the tap for the media leg.
@@ -175,10 +221,12 @@ impl Drop for WriterPool {
 }
 
 impl Writer {
-    fn run(mut self, data: Arc<FrameQueue>, control: Receiver<WriterControl>) {
+    fn run(mut self, data: Arc<FrameQueue>, control: Receiver<WriterControl>, behind: &Behind) {
         let mut last_tick = Instant::now();
+        let mut busy = Duration::ZERO;
         let mut batch = Vec::new();
         loop {
+            let work = Instant::now();
             // Frames first, control second: a recording's Open is always sent before its
             // first frame, so it is seen no later than the frames taken here.
             data.take(&mut batch);
@@ -189,7 +237,20 @@ impl Writer {
             if !running {
                 return self.stop(&data, &control);
             }
-            if last_tick.elapsed() >= Duration::from_millis(500) {
+            busy += work.elapsed();
+            let window = last_tick.elapsed();
+            if window >= Duration::from_millis(500) {
+                if busy.as_secs_f64() > Behind::BUSY * window.as_secs_f64() {
+                    if !behind.is_behind() {
+                        warn!(
+                            busy_percent =
+                                (100.0 * busy.as_secs_f64() / window.as_secs_f64()) as u32,
+                            "recording writers are behind: new Opus recordings are stored as WAV for a while (recording.overload_wav)"
+                        );
+                    }
+                    behind.mark();
+                }
+                busy = Duration::ZERO;
                 last_tick = Instant::now();
                 self.flush_due();
                 self.seal_abandoned();
