@@ -310,6 +310,21 @@ fn spooled(s3: &S3Server, secret: &str) -> Spooled {
     }
 }
 
+impl Spooled {
+    /// The store's upload task for this recording, following the writer's `progress`.
+    fn upload(
+        &self,
+        progress: tokio::sync::watch::Receiver<(u64, bool)>,
+    ) -> impl std::future::Future<Output = ()> + use<> {
+        self.store.clone().upload(
+            self.row.clone(),
+            progress,
+            self.index.clone(),
+            self.metrics.clone(),
+        )
+    }
+}
+
 /// S3's minimum part size, which the configuration enforces.
 const PART: usize = 5 << 20;
 
@@ -343,12 +358,7 @@ fn a_recording_larger_than_a_part_uploads_in_parts_while_it_grows() {
     let mut file = std::fs::File::create(&t.spool).unwrap();
     let (tx, rx) = tokio::sync::watch::channel((0u64, false));
     let rt = runtime();
-    let upload = rt.spawn(t.store.clone().upload(
-        t.row.clone(),
-        rx,
-        t.index.clone(),
-        t.metrics.clone(),
-    ));
+    let upload = rt.spawn(t.upload(rx));
     // The writer appends and reports progress; the first part leaves once 5 MiB are there.
     let first = PART + PART / 3;
     file.write_all(&bytes[..first]).unwrap();
@@ -409,12 +419,7 @@ fn an_upload_the_store_refuses_is_counted_and_goes_up_once_it_is_accepted() {
     std::fs::write(&t.spool, &bytes).unwrap();
     let (_tx, rx) = tokio::sync::watch::channel((bytes.len() as u64, true));
     let rt = runtime();
-    let upload = rt.spawn(t.store.clone().upload(
-        t.row.clone(),
-        rx,
-        t.index.clone(),
-        t.metrics.clone(),
-    ));
+    let upload = rt.spawn(t.upload(rx));
     wait_for("the refusal to be counted", 20, || {
         t.metrics.recording_uploads_refused.get() == 1
     });

@@ -245,7 +245,7 @@ impl Writer {
                         warn!(
                             busy_percent =
                                 (100.0 * busy.as_secs_f64() / window.as_secs_f64()) as u32,
-                            "recording writers are behind: new Opus recordings are stored as WAV for a while (recording.overload_wav)"
+                            "recording writers are behind (over half their time working); with format = opus and overload_wav, new recordings are stored as WAV for a while"
                         );
                     }
                     behind.mark();
