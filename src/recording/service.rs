@@ -170,15 +170,44 @@ impl Archive {
                 )));
             }
         };
-        let (bytes, truncated) = self.decode(&row, want).await?;
-        write_private(out, &bytes).map_err(|source| RecordingError::Io {
+        let io = |source| RecordingError::Io {
             path: out.to_path_buf(),
             source,
-        })?;
-        Ok(Exported {
-            bytes: bytes.len() as u64,
-            truncated,
-        })
+        };
+        let Some(mut file) = Streamed::new(row.format, want, row.sample_rate) else {
+            // Transcoding between Opus and PCM: decoded whole, in memory.
+            let (bytes, truncated) = self.decode(&row, want).await?;
+            write_private(out, &bytes).map_err(io)?;
+            return Ok(Exported {
+                bytes: bytes.len() as u64,
+                truncated,
+            });
+        };
+        // As stored (or G.711 expanded to PCM): written as it is decrypted, one chunk in
+        // memory whatever the recording's length.
+        let mut f = create_private(out).map_err(io)?;
+        let mut failed = None;
+        let read = self
+            .read(&row, |plain| {
+                if failed.is_none()
+                    && let Err(e) = file.push(plain, &mut f)
+                {
+                    failed = Some(e);
+                }
+            })
+            .await;
+        if let Some(e) = failed {
+            return Err(io(e));
+        }
+        let truncated = match read {
+            Ok(_) => None,
+            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
+                Some(source.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        let bytes = file.finish(&mut f).map_err(io)?;
+        Ok(Exported { bytes, truncated })
     }
 
     /// The whole recording decrypted into memory as a complete `want` file (transcoded when
@@ -475,16 +504,121 @@ fn convert(
     }
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
+        .open(path)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    create_private(path)?.write_all(data)
+}
+
+/// An export written as the recording is decrypted: the stored bytes as they are (an Ogg
+/// Opus file, or a WAV whose header gets its real sizes at the end), or a G.711 WAV
+/// expanded to 16-bit PCM on the way.
+struct Streamed {
+    have: AudioFormat,
+    want: AudioFormat,
+    rate: u32,
+    /// Plaintext bytes seen (the stored WAV header is skipped, not copied).
+    seen: usize,
+    /// The output's own header is written (a placeholder until `finish`).
+    started: bool,
+    /// Audio bytes written after the header.
+    data: u64,
+    pcm: Vec<i16>,
+    bytes: Vec<u8>,
+}
+
+impl Streamed {
+    fn new(have: AudioFormat, want: AudioFormat, rate: u32) -> Option<Streamed> {
+        let streams = match want {
+            AudioFormat::Opus => have == AudioFormat::Opus,
+            _ => have.is_wav(),
+        };
+        streams.then(|| Streamed {
+            have,
+            want,
+            rate,
+            seen: 0,
+            started: false,
+            data: 0,
+            pcm: Vec::new(),
+            bytes: Vec::new(),
+        })
+    }
+
+    fn is_wav(&self) -> bool {
+        self.want != AudioFormat::Opus
+    }
+
+    /// The format written: the stored one, except a G.711 WAV becomes 16-bit PCM.
+    fn out_format(&self) -> AudioFormat {
+        if self.is_wav() {
+            AudioFormat::Wav
+        } else {
+            AudioFormat::Opus
+        }
+    }
+
+    fn push(&mut self, plain: &[u8], f: &mut std::fs::File) -> std::io::Result<()> {
+        use std::io::Write;
+        if !self.is_wav() {
+            self.seen += plain.len();
+            self.data += plain.len() as u64;
+            return f.write_all(plain);
+        }
+        if !self.started {
+            // A placeholder header; `finish` writes the real sizes.
+            self.started = true;
+            self.bytes.clear();
+            encode::wav_header_of(self.out_format(), self.rate, 2, 0, &mut self.bytes);
+            f.write_all(&self.bytes)?;
+        }
+        let skip = WAV_HEADER_LEN.saturating_sub(self.seen).min(plain.len());
+        self.seen += plain.len();
+        let audio = &plain[skip..];
+        match Law::of_format(self.have) {
+            None => {
+                self.data += audio.len() as u64;
+                f.write_all(audio)
+            }
+            Some(law) => {
+                self.pcm.clear();
+                law.decode(audio, &mut self.pcm);
+                self.bytes.clear();
+                self.bytes
+                    .extend(self.pcm.iter().flat_map(|s| s.to_le_bytes()));
+                self.data += self.bytes.len() as u64;
+                f.write_all(&self.bytes)
+            }
+        }
+    }
+
+    /// Completes the file; its size in bytes.
+    fn finish(mut self, f: &mut std::fs::File) -> std::io::Result<u64> {
+        use std::io::{Seek, SeekFrom, Write};
+        if !self.is_wav() {
+            return Ok(self.data);
+        }
+        if !self.started {
+            // Nothing authentic at all: still a valid, empty WAV.
+            self.push(&[], f)?;
+        }
+        self.bytes.clear();
+        let data_len = u32::try_from(self.data).unwrap_or(u32::MAX);
+        encode::wav_header_of(self.out_format(), self.rate, 2, data_len, &mut self.bytes);
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(&self.bytes)?;
+        f.sync_all()?;
+        Ok(self.bytes.len() as u64 + self.data)
+    }
 }
 
 /// The live side: opens recordings for calls, keeps uploads and retention going.
@@ -717,6 +851,45 @@ mod tests {
                 .unwrap();
         }
         (id, path)
+    }
+
+    /// A stored G.711 WAV handed over in pieces that split its header (and an empty one
+    /// first, as the reader may give) exports as one valid 16-bit WAV with the real sizes.
+    #[test]
+    fn a_streamed_export_skips_the_stored_header_and_writes_the_real_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let law: Vec<u8> = (0..=255u8).cycle().take(1600).collect();
+        let mut stored = Vec::new();
+        encode::wav_header_of(AudioFormat::Mulaw, 8000, 2, u32::MAX, &mut stored);
+        stored.extend_from_slice(&law);
+        let path = dir.path().join("out.wav");
+        let mut f = create_private(&path).unwrap();
+        let mut st = Streamed::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000).unwrap();
+        for piece in [
+            &stored[..0],
+            &stored[..30],
+            &stored[30..100],
+            &stored[100..],
+        ] {
+            st.push(piece, &mut f).unwrap();
+        }
+        let size = st.finish(&mut f).unwrap();
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        let mut r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.spec().channels, 2);
+        assert_eq!(r.spec().bits_per_sample, 16);
+        let got: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+        let mut want = Vec::new();
+        Law::Mu.decode(&law, &mut want);
+        assert_eq!(got, want);
+
+        // Ogg Opus as stored: byte for byte; Opus to WAV is not streamed.
+        let mut f = create_private(&dir.path().join("out.ogg")).unwrap();
+        let mut st = Streamed::new(AudioFormat::Opus, AudioFormat::Opus, 8000).unwrap();
+        st.push(b"OggS and the rest", &mut f).unwrap();
+        assert_eq!(st.finish(&mut f).unwrap(), 17);
+        assert!(Streamed::new(AudioFormat::Opus, AudioFormat::Wav, 8000).is_none());
+        assert!(Streamed::new(AudioFormat::Wav, AudioFormat::Opus, 8000).is_none());
     }
 
     /// The format the writer indexed recording `id` under, once it has.
