@@ -237,10 +237,17 @@ fn tampered_recordings_are_refused_each_with_its_own_error() {
     assert!(fa.len() >= 5, "several chunks: {}", fa.len());
     assert!(verify(&server, &a).0);
 
+    let out_path = server.data_dir.path().join("tampered.wav");
     let check = |bytes: Vec<u8>, expect: &str| {
         std::fs::write(&path_a, &bytes).unwrap();
         let (ok, text) = verify(&server, &a);
         assert!(!ok && text.contains(expect), "expected `{expect}`:\n{text}");
+        if !expect.starts_with("truncated") {
+            // Export refuses it too, and leaves no partial file behind.
+            let out = server.cli(&["recording", "export", &a, "-o", out_path.to_str().unwrap()]);
+            assert!(!out.status.success(), "export of a damaged recording");
+            assert!(!out_path.exists(), "no partial export left for `{expect}`");
+        }
         std::fs::write(&path_a, &original).unwrap();
     };
     // A flipped bit in the middle of chunk 2.

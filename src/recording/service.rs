@@ -196,18 +196,24 @@ impl Archive {
                 }
             })
             .await;
-        if let Some(e) = failed {
-            return Err(io(e));
-        }
-        let truncated = match read {
-            Ok(_) => None,
-            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
-                Some(source.to_string())
-            }
-            Err(e) => return Err(e),
+        let result = match (failed, read) {
+            (Some(e), _) => Err(io(e)),
+            (None, Ok(_)) => file.finish(&mut f).map_err(io).map(|bytes| (bytes, None)),
+            (None, Err(RecordingError::Read { source, .. })) if source.is_truncation() => file
+                .finish(&mut f)
+                .map_err(io)
+                .map(|bytes| (bytes, Some(source.to_string()))),
+            (None, Err(e)) => Err(e),
         };
-        let bytes = file.finish(&mut f).map_err(io)?;
-        Ok(Exported { bytes, truncated })
+        match result {
+            Ok((bytes, truncated)) => Ok(Exported { bytes, truncated }),
+            Err(e) => {
+                // A refused recording (tampered, key missing) leaves no partial file behind.
+                drop(f);
+                let _ = std::fs::remove_file(out);
+                Err(e)
+            }
+        }
     }
 
     /// The whole recording decrypted into memory as a complete `want` file (transcoded when
