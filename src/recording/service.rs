@@ -174,7 +174,7 @@ impl Archive {
             path: out.to_path_buf(),
             source,
         };
-        let Some(mut file) = Streamed::new(row.format, want, row.sample_rate) else {
+        if !Streamed::streams(row.format, want) {
             // Transcoding between Opus and PCM: decoded whole, in memory.
             let (bytes, truncated) = self.decode(&row, want).await?;
             write_private(out, &bytes).map_err(io)?;
@@ -182,28 +182,13 @@ impl Archive {
                 bytes: bytes.len() as u64,
                 truncated,
             });
-        };
+        }
         // As stored (or G.711 expanded to PCM): written as it is decrypted, one chunk in
         // memory whatever the recording's length.
         let mut f = create_private(out).map_err(io)?;
-        let mut failed = None;
-        let read = self
-            .read(&row, |plain| {
-                if failed.is_none()
-                    && let Err(e) = file.push(plain, &mut f)
-                {
-                    failed = Some(e);
-                }
-            })
-            .await;
-        let result = match (failed, read) {
-            (Some(e), _) => Err(io(e)),
-            (None, Ok(_)) => file.finish(&mut f).map_err(io).map(|bytes| (bytes, None)),
-            (None, Err(RecordingError::Read { source, .. })) if source.is_truncation() => file
-                .finish(&mut f)
-                .map_err(io)
-                .map(|bytes| (bytes, Some(source.to_string()))),
-            (None, Err(e)) => Err(e),
+        let result = match self.stream_to(&row, want, &mut f, io).await {
+            Ok(done) => f.sync_all().map_err(io).map(|()| done),
+            Err(e) => Err(e),
         };
         match result {
             Ok((bytes, truncated)) => Ok(Exported { bytes, truncated }),
@@ -216,6 +201,40 @@ impl Archive {
         }
     }
 
+    /// Decrypts `row` into `out` as `want`, piece by piece, when [`Streamed::streams`] says
+    /// it can: (bytes written, a note when the recording was cut short). `io` names what an
+    /// error writing `out` concerns.
+    async fn stream_to<W: std::io::Write + std::io::Seek>(
+        &self,
+        row: &Row,
+        want: AudioFormat,
+        out: &mut W,
+        io: impl Fn(std::io::Error) -> RecordingError,
+    ) -> Result<(u64, Option<String>), RecordingError> {
+        let mut file = Streamed::new(row.format, want, row.sample_rate)
+            .ok_or_else(|| RecordingError::Export(format!("{want:?} needs transcoding")))?;
+        let mut failed = None;
+        let read = self
+            .read(row, |plain| {
+                if failed.is_none()
+                    && let Err(e) = file.push(plain, out)
+                {
+                    failed = Some(e);
+                }
+            })
+            .await;
+        let truncated = match (failed, read) {
+            (Some(e), _) => return Err(io(e)),
+            (None, Ok(_)) => None,
+            (None, Err(RecordingError::Read { source, .. })) if source.is_truncation() => {
+                Some(source.to_string())
+            }
+            (None, Err(e)) => return Err(e),
+        };
+        let bytes = file.finish(out).map_err(io)?;
+        Ok((bytes, truncated))
+    }
+
     /// The whole recording decrypted into memory as a complete `want` file (transcoded when
     /// stored otherwise), with a note when it was cut short (the audio up to the cut is there).
     pub async fn decode(
@@ -223,6 +242,12 @@ impl Archive {
         row: &Row,
         want: AudioFormat,
     ) -> Result<(Vec<u8>, Option<String>), RecordingError> {
+        if Streamed::streams(row.format, want) {
+            let mut out = std::io::Cursor::new(Vec::new());
+            let io = |e: std::io::Error| RecordingError::Export(e.to_string());
+            let (_, truncated) = self.stream_to(row, want, &mut out, io).await?;
+            return Ok((out.into_inner(), truncated));
+        }
         let mut plain = Vec::new();
         let truncated = match self.read(row, |b| plain.extend_from_slice(b)).await {
             Ok(_) => None,
@@ -232,7 +257,7 @@ impl Archive {
             Err(e) => return Err(e),
         };
         Ok((
-            convert(plain, row.format, want, row.sample_rate)?,
+            transcode(plain, row.format, want, row.sample_rate)?,
             truncated,
         ))
     }
@@ -449,27 +474,15 @@ fn plain_duration_ms(plain: &[u8], format: AudioFormat, rate: u32) -> u64 {
     }
 }
 
-/// Turns a recording's plaintext into the requested file format.
-fn convert(
+/// Turns a recording's plaintext into the other kind of file: Opus into 16-bit PCM WAV, or
+/// a WAV (PCM or G.711) into Ogg Opus. The rest is [`Streamed`]'s.
+fn transcode(
     plain: Vec<u8>,
     have: AudioFormat,
     want: AudioFormat,
     rate: u32,
 ) -> Result<Vec<u8>, RecordingError> {
     let err = |e: encode::EncodeError| RecordingError::Export(e.to_string());
-    if have == want {
-        return Ok(match have {
-            AudioFormat::Opus => plain,
-            // Stored with open-ended sizes: the file gets its real ones.
-            AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => {
-                let data = plain.get(WAV_HEADER_LEN..).unwrap_or_default();
-                let mut out = Vec::with_capacity(plain.len());
-                encode::wav_header_of(have, rate, 2, data.len() as u32, &mut out);
-                out.extend_from_slice(data);
-                out
-            }
-        });
-    }
     let pcm: Vec<i16> = match have {
         AudioFormat::Opus => encode::decode_ogg_opus(&plain, rate).map_err(err)?,
         AudioFormat::Wav => plain
@@ -543,12 +556,16 @@ struct Streamed {
 }
 
 impl Streamed {
-    fn new(have: AudioFormat, want: AudioFormat, rate: u32) -> Option<Streamed> {
-        let streams = match want {
+    /// Whether `have` becomes `want` without transcoding between Opus and PCM.
+    fn streams(have: AudioFormat, want: AudioFormat) -> bool {
+        match want {
             AudioFormat::Opus => have == AudioFormat::Opus,
             _ => have.is_wav(),
-        };
-        streams.then(|| Streamed {
+        }
+    }
+
+    fn new(have: AudioFormat, want: AudioFormat, rate: u32) -> Option<Streamed> {
+        Streamed::streams(have, want).then(|| Streamed {
             have,
             want,
             rate,
@@ -573,8 +590,7 @@ impl Streamed {
         }
     }
 
-    fn push(&mut self, plain: &[u8], f: &mut std::fs::File) -> std::io::Result<()> {
-        use std::io::Write;
+    fn push(&mut self, plain: &[u8], f: &mut impl std::io::Write) -> std::io::Result<()> {
         if !self.is_wav() {
             self.seen += plain.len();
             self.data += plain.len() as u64;
@@ -608,8 +624,8 @@ impl Streamed {
     }
 
     /// Completes the file; its size in bytes.
-    fn finish(mut self, f: &mut std::fs::File) -> std::io::Result<u64> {
-        use std::io::{Seek, SeekFrom, Write};
+    fn finish(mut self, f: &mut (impl std::io::Write + std::io::Seek)) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
         if !self.is_wav() {
             return Ok(self.data);
         }
@@ -622,7 +638,6 @@ impl Streamed {
         encode::wav_header_of(self.out_format(), self.rate, 2, data_len, &mut self.bytes);
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&self.bytes)?;
-        f.sync_all()?;
         Ok(self.bytes.len() as u64 + self.data)
     }
 }
