@@ -163,7 +163,6 @@ struct LegRecorder {
     heard_frame: Vec<i16>,
     /// The caller's G.711 bytes not yet recorded (a companded recording of a G.711 leg).
     caller_law: VecDeque<u8>,
-    caller_law_frame: Vec<u8>,
 }
 
 impl LegRecorder {
@@ -295,7 +294,6 @@ impl MediaLeg {
                     caller_frame: Vec::new(),
                     heard_frame: Vec::new(),
                     caller_law: VecDeque::new(),
-                    caller_law_frame: Vec::new(),
                 });
             }
             LegRecording::Pause => {
@@ -654,12 +652,14 @@ fn record_tick(rec: &mut LegRecorder, sent: Option<&[u8]>, codec: Codec) {
         return;
     }
     if rec.passthrough(codec).is_some() {
-        // G.711 both ways, as received and as sent (the tap pads what is short with silence).
+        // G.711 both ways, as received and as sent (the tap pads what is short with
+        // silence), copied straight from the caller's queue into the recording's block.
         rec.caller.clear();
-        let n = (rec.tap.rate() / 50) as usize;
-        take_front(&mut rec.caller_law, n, &mut rec.caller_law_frame);
-        rec.tap
-            .push_companded(&rec.caller_law_frame, sent.unwrap_or_default());
+        let (front, back) = rec.caller_law.as_slices();
+        let used = rec
+            .tap
+            .push_companded_parts([front, back], sent.unwrap_or_default());
+        rec.caller_law.drain(..used);
         return;
     }
     rec.caller_law.clear();

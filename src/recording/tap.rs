@@ -7,6 +7,13 @@
 //! cold recording state per frame on the writer) was most of what recording cost at 1,000
 //! calls. A block keeps the frames in the leg's own (hot) memory until there are enough of
 //! them to make the handoff and the writer's visit cheap.
+//!
+//! Why planar: a block holds the caller's side of its frames in its first half and what the
+//! caller heard in its second; the writer interleaves them as it copies them out. On the
+//! media thread each side of a frame is then one copy, and a block's buffer comes back from
+//! the writer to be filled again (no allocation, no clearing): filling it with silence and
+//! interleaving sample by sample there was the largest part of what recording added to the
+//! media threads.
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -21,14 +28,27 @@ pub const MAX_FRAME_SAMPLES: usize = 640;
 /// `recording.flush_secs`, and what each recording holds on its media thread (16 KiB at 8 kHz).
 pub const BLOCK_FRAMES: usize = 25;
 
-/// Consecutive frames of one recording, interleaved stereo (left = the caller).
+/// Consecutive frames of one recording, planar (see the module documentation).
 #[derive(Debug)]
 pub struct Block {
     pub id: RecordingId,
     /// Number of the first frame within the recording (dropped blocks leave a gap; pauses
     /// do not).
     pub first_seq: u32,
+    /// Frames held: the first `frames` of each half of `samples`.
+    pub frames: usize,
     pub samples: Samples,
+}
+
+/// Writes the first `frames` frames of a planar block's `samples` interleaved (left = the
+/// caller) into `out`, which is resized to fit.
+pub fn interleave_block<T: Copy + Default>(samples: &[T], frames: usize, out: &mut Vec<T>) {
+    let plane = samples.len() / 2;
+    let len = frames.min(BLOCK_FRAMES) * (plane / BLOCK_FRAMES);
+    let (caller, heard) = samples.split_at(plane);
+    // Every place is written below: no need to clear what a reused `out` holds.
+    out.resize(2 * len, T::default());
+    interleave(out, Some(&caller[..len]), Some(&heard[..len]));
 }
 
 /// A block's samples: 16-bit linear, or G.711 bytes of the recording's law.
@@ -36,15 +56,6 @@ pub struct Block {
 pub enum Samples {
     Linear(Vec<i16>),
     Companded(Vec<u8>),
-}
-
-impl Samples {
-    fn len(&self) -> usize {
-        match self {
-            Samples::Linear(v) => v.len(),
-            Samples::Companded(v) => v.len(),
-        }
-    }
 }
 
 /// The G.711 law a recording stores its samples in (the call's own bytes), if any.
@@ -100,7 +111,9 @@ impl Law {
 /// The bounded queue between media threads and one writer. Pushing never wakes the writer:
 /// it drains the queue on its own 20 ms rhythm. (A channel that woke the writer for every
 /// frame spent more CPU on futex wake-ups than the whole recording path; measured with
-/// `perf record -e cpu-clock` at 1,000 recorded calls.)
+/// `perf record -e cpu-clock` at 1,000 recorded calls.) The writer gives the blocks' buffers
+/// back when it takes the next ones, and a tap that hands a block over gets one of them to
+/// fill next, under the same lock.
 pub struct FrameQueue {
     queued: Mutex<Queued>,
     /// In samples.
@@ -111,6 +124,10 @@ pub struct FrameQueue {
 struct Queued {
     blocks: Vec<Block>,
     samples: usize,
+    /// Buffers the writer is done with, at most `capacity` samples' worth of each kind.
+    spare_linear: Vec<Vec<i16>>,
+    spare_companded: Vec<Vec<u8>>,
+    spare_samples: usize,
 }
 
 impl FrameQueue {
@@ -122,47 +139,130 @@ impl FrameQueue {
         })
     }
 
-    /// Queues a block; gives it back (dropped) when the writer is that far behind.
-    pub fn push(&self, block: Block) -> Result<(), Block> {
+    /// Queues a block and returns a spare buffer of the same kind to fill next, if there
+    /// is one; gives the block back (dropped) when the writer is that far behind.
+    pub fn push(&self, block: Block) -> Result<Option<Samples>, Block> {
         let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
-        // Counted in 16-bit samples' worth, whatever the block holds.
-        if q.samples + block.samples.len() > self.capacity {
+        // Counted in 16-bit samples' worth of frames held, whatever the block stores.
+        let held = block.held();
+        if q.samples + held > self.capacity {
             return Err(block);
         }
-        q.samples += block.samples.len();
+        q.samples += held;
+        let spare = match block.samples {
+            Samples::Linear(_) => q.spare_linear.pop().map(Samples::Linear),
+            Samples::Companded(_) => q.spare_companded.pop().map(Samples::Companded),
+        };
+        if let Some(s) = &spare {
+            q.spare_samples -= s.capacity();
+        }
         q.blocks.push(block);
-        Ok(())
+        Ok(spare)
     }
 
-    /// Moves every queued block into `out` (which should be empty; its buffer is reused).
-    pub fn take(&self, out: &mut Vec<Block>) {
+    /// Moves every queued block into `out` (which should be empty; its buffer is reused),
+    /// and keeps the buffers in `done` (blocks written since the last take) for the taps.
+    pub fn take(&self, out: &mut Vec<Block>, done: &mut Vec<Samples>) {
         let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut q.blocks, out);
         q.samples = 0;
+        for s in done.drain(..) {
+            if q.spare_samples + s.capacity() > self.capacity {
+                continue;
+            }
+            q.spare_samples += s.capacity();
+            match s {
+                Samples::Linear(v) => q.spare_linear.push(v),
+                Samples::Companded(v) => q.spare_companded.push(v),
+            }
+        }
     }
 }
 
-/// Appends one frame of `len` interleaved samples to `block` (a side not recorded, or short,
-/// is `silence` there); true when the block is full.
-fn add_frame<T: Copy>(
-    block: &mut Vec<T>,
-    len: usize,
-    silence: T,
-    sides: Participants,
-    caller: &[T],
-    heard: &[T],
-) -> bool {
-    if block.is_empty() {
-        block.reserve_exact(len * BLOCK_FRAMES);
+impl Block {
+    /// Interleaved samples in the frames held.
+    fn held(&self) -> usize {
+        let side = match &self.samples {
+            Samples::Linear(v) => v.len(),
+            Samples::Companded(v) => v.len(),
+        };
+        side / BLOCK_FRAMES * self.frames
     }
-    let start = block.len();
-    block.resize(start + len, silence);
-    interleave(
-        &mut block[start..],
-        sides.customer.then_some(caller),
-        sides.agent.then_some(heard),
-    );
-    block.len() >= len * BLOCK_FRAMES
+}
+
+impl Samples {
+    fn capacity(&self) -> usize {
+        match self {
+            Samples::Linear(v) => v.capacity(),
+            Samples::Companded(v) => v.capacity(),
+        }
+    }
+}
+
+/// The block being filled: `BLOCK_FRAMES` frames of the caller, then as many of what the
+/// caller heard, `n` samples per frame and side.
+struct Planes<T> {
+    buf: Vec<T>,
+    frames: usize,
+}
+
+impl<T: Copy> Planes<T> {
+    const fn new() -> Self {
+        Planes {
+            buf: Vec::new(),
+            frames: 0,
+        }
+    }
+
+    /// Writes the next frame: each side copied from its pieces in order (a ring buffer's
+    /// two halves, say), up to `n` samples, the rest `silence`; a side not recorded is all
+    /// `silence`. Returns how many of the caller's samples this frame took (recorded or
+    /// not), and whether the block is now full.
+    fn add(
+        &mut self,
+        n: usize,
+        silence: T,
+        sides: Participants,
+        caller: [&[T]; 2],
+        heard: &[T],
+    ) -> (usize, bool) {
+        let len = 2 * BLOCK_FRAMES * n;
+        if self.buf.len() != len {
+            // A new (or recycled, or resized) buffer: what it holds is overwritten frame by
+            // frame, so only a change of size costs a fill.
+            self.buf.clear();
+            self.buf.resize(len, silence);
+        }
+        let at = self.frames * n;
+        let (c, h) = self.buf.split_at_mut(BLOCK_FRAMES * n);
+        let used = if sides.customer {
+            fill(&mut c[at..at + n], caller, silence)
+        } else {
+            // Not recorded, yet consumed: the caller's audio of this frame is spoken for.
+            c[at..at + n].fill(silence);
+            (caller[0].len() + caller[1].len()).min(n)
+        };
+        if sides.agent {
+            fill(&mut h[at..at + n], [heard, &[]], silence);
+        } else {
+            h[at..at + n].fill(silence);
+        }
+        self.frames += 1;
+        (used, self.frames >= BLOCK_FRAMES)
+    }
+}
+
+/// Copies `pieces` into `out` in order as far as they go, pads the rest with `silence`;
+/// returns how many samples were copied.
+fn fill<T: Copy>(out: &mut [T], pieces: [&[T]; 2], silence: T) -> usize {
+    let mut at = 0;
+    for p in pieces {
+        let take = p.len().min(out.len() - at);
+        out[at..at + take].copy_from_slice(&p[..take]);
+        at += take;
+    }
+    out[at..].fill(silence);
+    at
 }
 
 /// Writes `left` and `right` into the even and odd places of a frame already filled with
@@ -266,9 +366,9 @@ pub struct RecorderTap {
     control: Sender<super::writer::WriterControl>,
     /// The next frame's number.
     seq: u32,
-    /// Frames not yet handed over, interleaved (one of the two, by `law`).
-    block: Vec<i16>,
-    block_law: Vec<u8>,
+    /// Frames not yet handed over (one of the two, by `law`).
+    linear: Planes<i16>,
+    companded: Planes<u8>,
     block_first: u32,
     /// Set when the recording stores the call's G.711 bytes.
     law: Option<Law>,
@@ -296,8 +396,8 @@ impl RecorderTap {
             data,
             control,
             seq: 0,
-            block: Vec::new(),
-            block_law: Vec::new(),
+            linear: Planes::new(),
+            companded: Planes::new(),
             block_first: 0,
             law,
             scratch: Vec::new(),
@@ -323,9 +423,9 @@ impl RecorderTap {
         self.law
     }
 
-    /// Interleaved samples in one frame.
+    /// Samples in one frame of one side.
     fn frame_len(&self) -> usize {
-        ((self.rate / 50) as usize * 2).min(MAX_FRAME_SAMPLES)
+        ((self.rate / 50) as usize).min(MAX_FRAME_SAMPLES / 2)
     }
 
     /// Starts the next frame; false when nothing is recorded now.
@@ -345,7 +445,7 @@ impl RecorderTap {
     pub fn push(&mut self, caller: &[i16], heard: &[i16]) {
         if let Some(law) = self.law {
             // The call left G.711 (a re-INVITE to Opus): keep storing the recording's law.
-            let n = self.frame_len() / 2;
+            let n = self.frame_len();
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
             law.encode(&caller[..n.min(caller.len())], &mut scratch);
@@ -357,11 +457,11 @@ impl RecorderTap {
             self.scratch = scratch;
             return;
         }
-        if !self.next_frame(self.block.len()) {
+        if !self.next_frame(self.linear.frames) {
             return;
         }
-        let (len, sides) = (self.frame_len(), self.participants);
-        if add_frame(&mut self.block, len, 0, sides, caller, heard) {
+        let (n, sides) = (self.frame_len(), self.participants);
+        if self.linear.add(n, 0, sides, [caller, &[]], heard).1 {
             self.hand_over();
         }
     }
@@ -369,35 +469,39 @@ impl RecorderTap {
     /// One tick of a companded recording: the caller's and the sent G.711 bytes, in the
     /// recording's law ([`RecorderTap::law`]; shorter ones are padded with silence).
     pub fn push_companded(&mut self, caller: &[u8], heard: &[u8]) {
-        let Some(law) = self.law else {
-            return;
-        };
-        if !self.next_frame(self.block_law.len()) {
-            return;
-        }
-        let (len, sides) = (self.frame_len(), self.participants);
-        if add_frame(
-            &mut self.block_law,
-            len,
-            law.silence(),
-            sides,
-            caller,
-            heard,
-        ) {
-            self.hand_over();
-        }
+        self.push_companded_parts([caller, &[]], heard);
     }
 
-    /// Queues the frames gathered so far.
+    /// [`RecorderTap::push_companded`] with the caller's bytes in two pieces, taken in
+    /// order (the two halves of a ring buffer); returns how many of them were recorded
+    /// (at most one frame's worth), for the leg to drop from its buffer.
+    pub fn push_companded_parts(&mut self, caller: [&[u8]; 2], heard: &[u8]) -> usize {
+        let Some(law) = self.law else {
+            return 0;
+        };
+        if !self.next_frame(self.companded.frames) {
+            return 0;
+        }
+        let (n, sides) = (self.frame_len(), self.participants);
+        let (used, full) = self.companded.add(n, law.silence(), sides, caller, heard);
+        if full {
+            self.hand_over();
+        }
+        used
+    }
+
+    /// Queues the frames gathered so far and takes a buffer for the next ones.
     fn hand_over(&mut self) {
-        let len = self.frame_len().max(1);
-        let (samples, frames) = if !self.block.is_empty() {
-            let frames = self.block.len() / len;
-            (Samples::Linear(std::mem::take(&mut self.block)), frames)
-        } else if !self.block_law.is_empty() {
-            let frames = self.block_law.len() / len;
+        let (samples, frames) = if self.linear.frames > 0 {
+            let frames = std::mem::take(&mut self.linear.frames);
             (
-                Samples::Companded(std::mem::take(&mut self.block_law)),
+                Samples::Linear(std::mem::take(&mut self.linear.buf)),
+                frames,
+            )
+        } else if self.companded.frames > 0 {
+            let frames = std::mem::take(&mut self.companded.frames);
+            (
+                Samples::Companded(std::mem::take(&mut self.companded.buf)),
                 frames,
             )
         } else {
@@ -406,11 +510,23 @@ impl RecorderTap {
         let block = Block {
             id: self.id,
             first_seq: self.block_first,
+            frames,
             samples,
         };
-        match self.data.push(block) {
-            Ok(()) => self.queued += frames as u64,
-            Err(_) => self.dropped += frames as u64,
+        let next = match self.data.push(block) {
+            Ok(spare) => {
+                self.queued += frames as u64;
+                spare
+            }
+            Err(block) => {
+                self.dropped += frames as u64;
+                Some(block.samples)
+            }
+        };
+        match next {
+            Some(Samples::Linear(v)) => self.linear.buf = v,
+            Some(Samples::Companded(v)) => self.companded.buf = v,
+            None => {}
         }
     }
 
@@ -507,15 +623,27 @@ mod tests {
 
     fn taken(queue: &FrameQueue) -> Vec<Block> {
         let mut out = Vec::new();
-        queue.take(&mut out);
+        queue.take(&mut out, &mut Vec::new());
         out
     }
 
-    fn linear(b: &Block) -> &[i16] {
+    /// A block's frames, interleaved as the writer stores them.
+    fn linear(b: &Block) -> Vec<i16> {
+        let mut out = Vec::new();
         match &b.samples {
-            Samples::Linear(v) => v,
+            Samples::Linear(v) => interleave_block(v, b.frames, &mut out),
             Samples::Companded(_) => panic!("expected linear samples"),
         }
+        out
+    }
+
+    fn companded(b: &Block) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &b.samples {
+            Samples::Companded(v) => interleave_block(v, b.frames, &mut out),
+            Samples::Linear(_) => panic!("expected G.711 bytes"),
+        }
+        out
     }
 
     fn ended(rx: &std::sync::mpsc::Receiver<WriterControl>) -> (u64, u64) {
@@ -616,14 +744,81 @@ mod tests {
         // Short input (a lost packet's worth missing) is padded with µ-law silence.
         t.push_companded(&[0x56; 100], &[]);
         t.end();
-        let blocks = taken(&queue);
-        let Samples::Companded(bytes) = &blocks[0].samples else {
-            panic!("expected G.711 bytes");
-        };
+        let bytes = companded(&taken(&queue)[0]);
         assert_eq!(bytes.len(), 2 * 320);
         assert_eq!(&bytes[..4], &[0x12, 0xFF, 0x12, 0xFF]);
         assert_eq!(&bytes[320..322], &[0x56, 0xFF]);
         assert_eq!(&bytes[320 + 200..320 + 202], &[0xFF, 0xFF]);
+    }
+
+    #[test]
+    fn a_recycled_buffer_keeps_nothing_of_its_last_block() {
+        let (mut t, queue, _rx) = tap(Some(Law::Mu), Participants::BOTH, 8192);
+        for _ in 0..BLOCK_FRAMES {
+            t.push_companded(&[0x11; 160], &[0x22; 160]);
+        }
+        let mut first = Vec::new();
+        queue.take(&mut first, &mut Vec::new());
+        assert_eq!(first.len(), 1);
+        let ptr = |b: &Block| match &b.samples {
+            Samples::Companded(v) => v.as_ptr(),
+            Samples::Linear(_) => panic!("expected G.711 bytes"),
+        };
+        let recycled = ptr(&first[0]);
+        // The writer gives the buffer back; the tap's next hand-over takes it to fill.
+        let mut done: Vec<Samples> = first.into_iter().map(|b| b.samples).collect();
+        queue.take(&mut Vec::new(), &mut done);
+        for _ in 0..BLOCK_FRAMES {
+            t.push_companded(&[0x33; 160], &[0x44; 160]);
+        }
+        // Filled into the recycled buffer: a short caller frame, then the end.
+        t.push_companded(&[0x55; 10], &[0x66; 160]);
+        t.push_companded(&[], &[]);
+        t.end();
+        let blocks = taken(&queue);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(
+            ptr(&blocks[1]),
+            recycled,
+            "the last block refilled the first's buffer"
+        );
+        let last = companded(&blocks[1]);
+        assert_eq!(last.len(), 2 * 320, "two frames, not the buffer's 25");
+        for (i, pair) in last.chunks(2).enumerate() {
+            let want = match i {
+                0..10 => [0x55, 0x66],
+                10..160 => [0xFF, 0x66],
+                _ => [0xFF, 0xFF],
+            };
+            assert_eq!(pair, want, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn the_callers_bytes_may_come_in_two_pieces_and_only_a_frame_of_them_is_used() {
+        let (mut t, queue, _rx) = tap(Some(Law::A), Participants::BOTH, 8192);
+        let (a, b) = ([1u8; 100], [2u8; 100]);
+        assert_eq!(t.push_companded_parts([&a, &b], &[3; 160]), 160);
+        assert_eq!(t.push_companded_parts([&b[..30], &[]], &[3; 160]), 30);
+        t.end();
+        let bytes = companded(&taken(&queue)[0]);
+        let left: Vec<u8> = bytes.iter().step_by(2).copied().collect();
+        assert_eq!(&left[..100], &[1; 100]);
+        assert_eq!(&left[100..160], &[2; 60]);
+        assert_eq!(&left[160..190], &[2; 30]);
+        assert!(left[190..].iter().all(|&x| x == Law::A.silence()));
+
+        // A caller not recorded still has a frame's worth taken each tick (nothing piles up).
+        let heard_only = Participants {
+            customer: false,
+            agent: true,
+        };
+        let (mut t, queue, _rx) = tap(Some(Law::A), heard_only, 8192);
+        assert_eq!(t.push_companded_parts([&a, &b], &[3; 160]), 160);
+        t.end();
+        let bytes = companded(&taken(&queue)[0]);
+        assert!(bytes.iter().step_by(2).all(|&x| x == Law::A.silence()));
+        assert!(bytes.iter().skip(1).step_by(2).all(|&x| x == 3));
     }
 
     #[test]
@@ -632,10 +827,7 @@ mod tests {
         let (mut t, queue, _rx) = tap(Some(Law::A), Participants::BOTH, 8192);
         t.push(&[1000; 160], &[0; 160]);
         t.end();
-        let blocks = taken(&queue);
-        let Samples::Companded(bytes) = &blocks[0].samples else {
-            panic!("expected G.711 bytes");
-        };
+        let bytes = companded(&taken(&queue)[0]);
         assert_eq!(bytes[0], g711::linear_to_alaw(1000));
         assert_eq!(bytes[1], Law::A.silence());
         // A-law has no exact zero: its silence code is the smallest step (8 of 32,768).

@@ -2,9 +2,9 @@
 //! append them to the recording's file (its final place on the local store, or the spool for
 //! S3), off the media clock. One thread per core at most; a recording stays on one thread.
 //!
-//! Every sealed chunk is written (`write(2)`) as soon as it completes, and at least every
-//! `flush_secs` a partial chunk is sealed, so a killed process leaves all but the last few
-//! seconds readable. A recording's file is `fdatasync`ed when it is sealed; the index lines
+//! Every sealed chunk is written (`write(2)`) as soon as it completes, and a partial chunk is
+//! sealed when nothing was written for `flush_secs`, so a killed process leaves all but the
+//! last few seconds readable. A recording's file is `fdatasync`ed when it is sealed; the index lines
 //! the writers add (started, sealed) are synced together twice a second.
 
 use std::collections::HashMap;
@@ -23,7 +23,9 @@ use super::encode::{AudioEncoder, frame_samples};
 use super::format::{AudioFormat, RecordingId, StreamInfo};
 use super::index::{Index, IndexEvent, now_ms};
 use super::sealer::ChunkSealer;
-use super::tap::{Block, FrameQueue, Law, Participants, RecorderTap, Samples, TapControl};
+use super::tap::{
+    Block, FrameQueue, Law, Participants, RecorderTap, Samples, TapControl, interleave_block,
+};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 
@@ -70,6 +72,10 @@ struct Writer {
     active: HashMap<RecordingId, Active>,
     plain: Vec<u8>,
     silence: Vec<i16>,
+    /// A block interleaved, before it is encoded or sealed.
+    linear: Vec<i16>,
+    /// Buffers of blocks written, given back to the taps at the next take.
+    done: Vec<Samples>,
 }
 
 struct Active {
@@ -86,7 +92,9 @@ struct Active {
     frames_written: u64,
     filled: u64,
     pauses: u32,
-    last_flush: Instant,
+    /// When sealed bytes were last written: after `flush_every` without, a partial chunk
+    /// is sealed (a full one written meanwhile leaves nothing old to flush).
+    last_write: Instant,
     end: Option<(u64, u64)>,
     /// When the End arrived (a safety net if its frames never do).
     end_seen: Option<Instant>,
@@ -161,6 +169,8 @@ impl WriterPool {
                     active: HashMap::new(),
                     plain: Vec::with_capacity(4096),
                     silence: Vec::new(),
+                    linear: Vec::new(),
+                    done: Vec::new(),
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("rec-writer-{i}"))
@@ -229,7 +239,7 @@ impl Writer {
             let work = Instant::now();
             // Frames first, control second: a recording's Open is always sent before its
             // first frame, so it is seen no later than the frames taken here.
-            data.take(&mut batch);
+            data.take(&mut batch, &mut self.done);
             let running = self.control(&control);
             for block in batch.drain(..) {
                 self.block(block, &control);
@@ -290,7 +300,7 @@ impl Writer {
     /// Shutdown: write what the media threads queued last, then seal everything.
     fn stop(&mut self, data: &FrameQueue, control: &Receiver<WriterControl>) {
         let mut rest = Vec::new();
-        data.take(&mut rest);
+        data.take(&mut rest, &mut self.done);
         for block in rest {
             self.block(block, control);
         }
@@ -407,7 +417,7 @@ impl Writer {
                 frames_written: 0,
                 filled: 0,
                 pauses: 0,
-                last_flush: Instant::now(),
+                last_write: Instant::now(),
                 end: None,
                 end_seen: None,
                 progress: o.progress,
@@ -445,19 +455,18 @@ impl Writer {
         } else {
             0
         };
-        let frames = match &b.samples {
-            Samples::Linear(pcm) => {
+        let frames = b.frames;
+        match &b.samples {
+            Samples::Linear(planar) => {
                 if fill > 0 {
                     self.silence.clear();
                     self.silence.resize(n * fill, 0);
                     push(a, &self.silence, n, &mut self.plain);
                 }
-                let frames = pcm.len() / n;
-                push(a, &pcm[..frames * n], n, &mut self.plain);
-                frames
+                interleave_block(planar, frames, &mut self.linear);
+                push(a, &self.linear, n, &mut self.plain);
             }
-            Samples::Companded(bytes) => {
-                let frames = bytes.len() / n;
+            Samples::Companded(planar) => {
                 // The call's own G.711 bytes: already what the file stores (a WAV of that
                 // law), so they go straight to the sealer.
                 match a.encoder.law() {
@@ -468,7 +477,8 @@ impl Writer {
                             a.sealer.write(&self.plain);
                             a.frames_written += fill as u64;
                         }
-                        a.sealer.write(&bytes[..frames * n]);
+                        interleave_block(planar, frames, &mut self.plain);
+                        a.sealer.write(&self.plain);
                         a.frames_written += frames as u64;
                     }
                     None => {
@@ -478,9 +488,9 @@ impl Writer {
                         a.failed = true;
                     }
                 }
-                frames
             }
-        };
+        }
+        self.done.push(b.samples);
         a.next_seq = b.first_seq.wrapping_add(frames as u32);
         a.received += frames as u64;
         write_out(a);
@@ -494,8 +504,8 @@ impl Writer {
 
     fn flush_due(&mut self) {
         for a in self.active.values_mut() {
-            if a.last_flush.elapsed() >= self.settings.flush_every {
-                a.last_flush = Instant::now();
+            if a.last_write.elapsed() >= self.settings.flush_every {
+                a.last_write = Instant::now();
                 self.plain.clear();
                 if a.encoder.flush(&mut self.plain).is_ok() {
                     a.sealer.write(&self.plain);
@@ -573,6 +583,7 @@ fn write_out(a: &mut Active) {
     }
     match a.file.write_all(out) {
         Ok(()) => {
+            a.last_write = Instant::now();
             // The index's SHA-256 covers the chunks, not the header (which rotation rewrites).
             let skip = (super::format::HEADER_LEN as u64).saturating_sub(a.size) as usize;
             a.hasher.update(&out[skip.min(out.len())..]);
