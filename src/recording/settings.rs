@@ -20,7 +20,8 @@ pub struct RecordingConfig {
     pub dir: Option<PathBuf>,
     /// Plaintext bytes per encrypted chunk.
     pub chunk_bytes: u32,
-    /// A partial chunk is sealed and written at least this often (what a crash can lose).
+    /// A partial chunk is sealed and written when nothing was for this long (what a crash
+    /// can lose).
     pub flush_secs: u32,
     /// Delete recordings this many days after they end (0 = keep for ever).
     pub retention_days: u32,
