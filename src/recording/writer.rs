@@ -4,8 +4,8 @@
 //!
 //! Every sealed chunk is written (`write(2)`) as soon as it completes, and a partial chunk is
 //! sealed when nothing was written for `flush_secs`, so a killed process leaves all but the
-//! last few seconds readable. A recording's file is `fdatasync`ed when it is sealed; the index lines
-//! the writers add (started, sealed) are synced together twice a second.
+//! last few seconds readable. A recording's file is `fdatasync`ed when it is sealed; the
+//! index lines the writers add (started, sealed) are synced together twice a second.
 
 use std::collections::HashMap;
 use std::io::Write;
