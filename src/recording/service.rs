@@ -223,14 +223,10 @@ impl Archive {
                 }
             })
             .await;
-        let truncated = match (failed, read) {
-            (Some(e), _) => return Err(io(e)),
-            (None, Ok(_)) => None,
-            (None, Err(RecordingError::Read { source, .. })) if source.is_truncation() => {
-                Some(source.to_string())
-            }
-            (None, Err(e)) => return Err(e),
-        };
+        if let Some(e) = failed {
+            return Err(io(e));
+        }
+        let truncated = cut_short(read)?;
         let bytes = file.finish(out).map_err(io)?;
         Ok((bytes, truncated))
     }
@@ -249,13 +245,7 @@ impl Archive {
             return Ok((out.into_inner(), truncated));
         }
         let mut plain = Vec::new();
-        let truncated = match self.read(row, |b| plain.extend_from_slice(b)).await {
-            Ok(_) => None,
-            Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
-                Some(source.to_string())
-            }
-            Err(e) => return Err(e),
-        };
+        let truncated = cut_short(self.read(row, |b| plain.extend_from_slice(b)).await)?;
         Ok((
             transcode(plain, row.format, want, row.sample_rate)?,
             truncated,
@@ -471,6 +461,18 @@ fn plain_duration_ms(plain: &[u8], format: AudioFormat, rate: u32) -> u64 {
             }
             last / 48
         }
+    }
+}
+
+/// A read that stopped at a cut (a crash, a lost tail) still exports what came before it:
+/// the note saying where it stopped, or the error when the read failed otherwise.
+fn cut_short<T>(read: Result<T, RecordingError>) -> Result<Option<String>, RecordingError> {
+    match read {
+        Ok(_) => Ok(None),
+        Err(RecordingError::Read { source, .. }) if source.is_truncation() => {
+            Ok(Some(source.to_string()))
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -473,8 +473,8 @@ impl RecorderTap {
     }
 
     /// [`RecorderTap::push_companded`] with the caller's bytes in two pieces, taken in
-    /// order (the two halves of a ring buffer); returns how many of them were recorded
-    /// (at most one frame's worth), for the leg to drop from its buffer.
+    /// order (the two halves of a ring buffer); returns how many of them this frame took
+    /// (at most one frame's worth, recorded or not), for the leg to drop from its buffer.
     pub fn push_companded_parts(&mut self, caller: [&[u8]; 2], heard: &[u8]) -> usize {
         let Some(law) = self.law else {
             return 0;
