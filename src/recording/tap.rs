@@ -381,7 +381,7 @@ pub struct RecorderTap {
 }
 
 impl RecorderTap {
-    pub(super) fn new(
+    pub(crate) fn new(
         id: RecordingId,
         rate: u32,
         law: Option<Law>,

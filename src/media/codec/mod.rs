@@ -25,6 +25,15 @@ impl Codec {
         }
     }
 
+    /// The payload size to expect in `frame_ms` of audio, for sizing buffers: 64 kbit/s,
+    /// exact for G.711, twice what Careline sends in Opus (a peer may send more: the
+    /// buffers sized by this grow for it).
+    pub fn typical_payload(self, frame_ms: u32) -> usize {
+        match self {
+            Codec::Pcmu | Codec::Pcma | Codec::Opus => 8 * frame_ms as usize,
+        }
+    }
+
     /// Channel count as written in `a=rtpmap`.
     pub fn sdp_channels(self) -> u8 {
         match self {
