@@ -16,6 +16,10 @@ pub enum EncodeError {
     Opus(#[from] opus::Error),
     #[error("ogg: {0}")]
     Ogg(#[from] std::io::Error),
+    #[error("ogg: {0}")]
+    OggRead(#[from] ogg::reading::OggReadError),
+    #[error("ogg: {0}")]
+    Stream(String),
     #[error("a {0} Hz recording cannot be Opus (8, 12, 16, 24 or 48 kHz)")]
     Rate(u32),
 }
@@ -273,37 +277,101 @@ impl OggOpus {
 }
 
 /// Decodes an Ogg Opus stream (as the recorder wrote it) to interleaved stereo PCM at `rate`.
+/// A stream cut short (a crashed recording's last page) gives what came before the cut.
 pub fn decode_ogg_opus(data: &[u8], rate: u32) -> Result<Vec<i16>, EncodeError> {
-    let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(data));
-    let mut dec = opus::Decoder::new(rate, opus::Channels::Stereo)?;
+    let mut dec = OggOpusDecoder::new(rate)?;
     let mut pcm = Vec::new();
-    let mut buf = vec![0i16; 2 * rate as usize * 120 / 1000];
-    let mut pre_skip = 0usize;
-    let mut index = 0;
-    loop {
-        let packet = match reader.read_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            // A stream cut short (a crashed recording's last page): keep what decoded.
-            Err(_) => break,
-        };
-        index += 1;
-        if index == 1 {
-            if packet.data.len() >= 12 && packet.data.starts_with(b"OpusHead") {
-                let ps = u16::from_le_bytes([packet.data[10], packet.data[11]]) as usize;
-                pre_skip = ps * rate as usize / 48000;
-            }
-            continue;
-        }
-        if index == 2 {
-            continue; // OpusTags
-        }
-        let n = dec.decode(&packet.data, &mut buf, false)?;
-        pcm.extend_from_slice(&buf[..n * 2]);
-    }
-    let skip = (pre_skip * 2).min(pcm.len());
-    pcm.drain(..skip);
+    dec.push(data, &mut pcm)?;
     Ok(pcm)
+}
+
+/// Decodes an Ogg Opus stream handed over in pieces of any size (as a recording is
+/// decrypted) to interleaved stereo PCM: each page is parsed once all of it is there (the
+/// `ogg` crate's page parser and packet reader, which are fed bytes rather than reading a
+/// file), so what is held is one page, however long the recording.
+pub struct OggOpusDecoder {
+    /// Bytes of the page not yet complete.
+    pending: Vec<u8>,
+    packets: ogg::reading::BasePacketReader,
+    dec: opus::Decoder,
+    buf: Vec<i16>,
+    rate: u32,
+    packets_seen: u64,
+    /// Samples per channel still to drop: the encoder's pre-skip (RFC 7845 §4.2).
+    skip: usize,
+}
+
+/// The fixed part of an Ogg page header (RFC 3533 §6); the segment table follows.
+const OGG_HEADER_LEN: usize = 27;
+
+impl OggOpusDecoder {
+    pub fn new(rate: u32) -> Result<OggOpusDecoder, EncodeError> {
+        Ok(OggOpusDecoder {
+            pending: Vec::new(),
+            packets: ogg::reading::BasePacketReader::new(),
+            dec: opus::Decoder::new(rate, opus::Channels::Stereo)?,
+            // The longest Opus packet: 120 ms.
+            buf: vec![0i16; 2 * rate as usize * 120 / 1000],
+            rate,
+            packets_seen: 0,
+            skip: 0,
+        })
+    }
+
+    /// Appends the audio of every page `bytes` completes to `pcm`.
+    pub fn push(&mut self, bytes: &[u8], pcm: &mut Vec<i16>) -> Result<(), EncodeError> {
+        use ogg::reading::PageParser;
+        self.pending.extend_from_slice(bytes);
+        let mut at = 0;
+        while let Some(header) = self.pending.get(at..at + OGG_HEADER_LEN) {
+            if !header.starts_with(b"OggS") {
+                return Err(EncodeError::Stream(format!(
+                    "no Ogg page where one should start ({} bytes into what was given)",
+                    at
+                )));
+            }
+            let header: [u8; OGG_HEADER_LEN] = header.try_into().unwrap_or([0; OGG_HEADER_LEN]);
+            let (mut page, segments) = PageParser::new(header)?;
+            let table = at + OGG_HEADER_LEN;
+            let Some(segment_table) = self.pending.get(table..table + segments) else {
+                break;
+            };
+            let body = page.parse_segments(segment_table.to_vec());
+            let start = table + segments;
+            let Some(data) = self.pending.get(start..start + body) else {
+                break;
+            };
+            self.packets
+                .push_page(page.parse_packet_data(data.to_vec())?)?;
+            at = start + body;
+            while let Some(packet) = self.packets.read_packet() {
+                self.packet(&packet.data, pcm)?;
+            }
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
+
+    fn packet(&mut self, data: &[u8], pcm: &mut Vec<i16>) -> Result<(), EncodeError> {
+        self.packets_seen += 1;
+        match self.packets_seen {
+            1 => {
+                if data.len() >= 12 && data.starts_with(b"OpusHead") {
+                    let pre_skip = u16::from_le_bytes([data[10], data[11]]) as usize;
+                    self.skip = pre_skip * self.rate as usize / 48000;
+                }
+                Ok(())
+            }
+            2 => Ok(()), // OpusTags
+            _ => {
+                let n = self.dec.decode(data, &mut self.buf, false)?;
+                let drop = self.skip.min(n);
+                self.skip -= drop;
+                pcm.extend_from_slice(&self.buf[2 * drop..2 * n]);
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,8 +387,8 @@ mod tests {
     #[test]
     fn ogg_opus_round_trips_both_channels() {
         let rate = 8000;
-        let left = tone(rate, 1000, 440.0);
-        let right = tone(rate, 1000, 1000.0);
+        let left = tone(rate, 2500, 440.0);
+        let right = tone(rate, 2500, 1000.0);
         let mut out = Vec::new();
         let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, &mut out).unwrap();
         assert!(out.starts_with(b"OggS"));
@@ -345,5 +413,23 @@ mod tests {
             (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
         };
         assert!(rms(&l[800..]) > 3000.0 && rms(&r[800..]) > 3000.0);
+
+        // Fed in pieces of any size, the stream decodes to the same samples; a piece that
+        // cuts a page holds it back until the rest comes, and a cut at the end is left out.
+        for piece in [1, 7, 27, 28, 1000, 4096] {
+            let mut dec = OggOpusDecoder::new(rate).unwrap();
+            let mut got = Vec::new();
+            for p in out.chunks(piece) {
+                dec.push(p, &mut got).unwrap();
+            }
+            assert_eq!(got, pcm, "pieces of {piece} bytes");
+        }
+        let cut = decode_ogg_opus(&out[..out.len() - 10], rate).unwrap();
+        assert!(!cut.is_empty() && cut.len() < pcm.len());
+        assert_eq!(cut[..], pcm[..cut.len()], "what came before the cut");
+        // Bytes that are not an Ogg page are an error, not silence.
+        let mut bad = out.clone();
+        bad[out.len() / 2..out.len() / 2 + 4].copy_from_slice(b"junk");
+        assert!(decode_ogg_opus(&bad, rate).is_err());
     }
 }

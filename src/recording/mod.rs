@@ -11,6 +11,7 @@
 
 pub mod crypt;
 pub mod encode;
+pub mod export;
 pub mod format;
 pub mod index;
 pub mod reader;

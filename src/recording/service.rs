@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use super::encode::{self, AudioEncoder, WAV_HEADER_LEN};
+use super::encode::WAV_HEADER_LEN;
+use super::export::{Export, ExportError};
 use super::format::{AudioFormat, HEADER_LEN, RecordingId};
 use super::index::{Index, IndexError, IndexEvent, Row, State, now_ms};
 use super::reader::{ReadError, ReadSummary, Reader};
@@ -174,17 +175,8 @@ impl Archive {
             path: out.to_path_buf(),
             source,
         };
-        if !Streamed::streams(row.format, want) {
-            // Transcoding between Opus and PCM: decoded whole, in memory.
-            let (bytes, truncated) = self.decode(&row, want).await?;
-            write_private(out, &bytes).map_err(io)?;
-            return Ok(Exported {
-                bytes: bytes.len() as u64,
-                truncated,
-            });
-        }
-        // As stored (or G.711 expanded to PCM): written as it is decrypted, one chunk in
-        // memory whatever the recording's length.
+        // Written as it is decrypted (transcoded on the way when asked for another format):
+        // one chunk in memory whatever the recording's length.
         let mut f = create_private(out).map_err(io)?;
         let result = match self.stream_to(&row, want, &mut f, io).await {
             Ok(done) => f.sync_all().map_err(io).map(|()| done),
@@ -201,9 +193,9 @@ impl Archive {
         }
     }
 
-    /// Decrypts `row` into `out` as `want`, piece by piece, when [`Streamed::streams`] says
-    /// it can: (bytes written, a note when the recording was cut short). `io` names what an
-    /// error writing `out` concerns.
+    /// Decrypts `row` into `out` as `want` (see [`Export`]), piece by piece: (bytes written, a
+    /// note when the recording was cut short). `io` names what an error writing `out`
+    /// concerns.
     async fn stream_to<W: std::io::Write + std::io::Seek>(
         &self,
         row: &Row,
@@ -211,23 +203,26 @@ impl Archive {
         out: &mut W,
         io: impl Fn(std::io::Error) -> RecordingError,
     ) -> Result<(u64, Option<String>), RecordingError> {
-        let mut file = Streamed::new(row.format, want, row.sample_rate)
-            .ok_or_else(|| RecordingError::Export(format!("{want:?} needs transcoding")))?;
-        let mut failed = None;
+        let failed = |e: ExportError| match e {
+            ExportError::Io(e) => io(e),
+            ExportError::Codec(e) => RecordingError::Export(e.to_string()),
+        };
+        let mut file = Export::new(row.format, want, row.sample_rate).map_err(failed)?;
+        let mut error = None;
         let read = self
             .read(row, |plain| {
-                if failed.is_none()
+                if error.is_none()
                     && let Err(e) = file.push(plain, out)
                 {
-                    failed = Some(e);
+                    error = Some(e);
                 }
             })
             .await;
-        if let Some(e) = failed {
-            return Err(io(e));
+        if let Some(e) = error {
+            return Err(failed(e));
         }
         let truncated = cut_short(read)?;
-        let bytes = file.finish(out).map_err(io)?;
+        let bytes = file.finish(out).map_err(failed)?;
         Ok((bytes, truncated))
     }
 
@@ -238,18 +233,10 @@ impl Archive {
         row: &Row,
         want: AudioFormat,
     ) -> Result<(Vec<u8>, Option<String>), RecordingError> {
-        if Streamed::streams(row.format, want) {
-            let mut out = std::io::Cursor::new(Vec::new());
-            let io = |e: std::io::Error| RecordingError::Export(e.to_string());
-            let (_, truncated) = self.stream_to(row, want, &mut out, io).await?;
-            return Ok((out.into_inner(), truncated));
-        }
-        let mut plain = Vec::new();
-        let truncated = cut_short(self.read(row, |b| plain.extend_from_slice(b)).await)?;
-        Ok((
-            transcode(plain, row.format, want, row.sample_rate)?,
-            truncated,
-        ))
+        let mut out = std::io::Cursor::new(Vec::new());
+        let io = |e: std::io::Error| RecordingError::Export(e.to_string());
+        let (_, truncated) = self.stream_to(row, want, &mut out, io).await?;
+        Ok((out.into_inner(), truncated))
     }
 
     /// Deletes one sealed recording's audio and records the deletion, with `reason`, in the
@@ -476,55 +463,6 @@ fn cut_short<T>(read: Result<T, RecordingError>) -> Result<Option<String>, Recor
     }
 }
 
-/// Turns a recording's plaintext into the other kind of file: Opus into 16-bit PCM WAV, or
-/// a WAV (PCM or G.711) into Ogg Opus. The rest is [`Streamed`]'s.
-fn transcode(
-    plain: Vec<u8>,
-    have: AudioFormat,
-    want: AudioFormat,
-    rate: u32,
-) -> Result<Vec<u8>, RecordingError> {
-    let err = |e: encode::EncodeError| RecordingError::Export(e.to_string());
-    let pcm: Vec<i16> = match have {
-        AudioFormat::Opus => encode::decode_ogg_opus(&plain, rate).map_err(err)?,
-        AudioFormat::Wav => plain
-            .get(WAV_HEADER_LEN..)
-            .unwrap_or_default()
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect(),
-        AudioFormat::Mulaw | AudioFormat::Alaw => {
-            let law = Law::of_format(have).unwrap_or(Law::Mu);
-            let mut pcm = Vec::with_capacity(plain.len());
-            law.decode(plain.get(WAV_HEADER_LEN..).unwrap_or_default(), &mut pcm);
-            pcm
-        }
-    };
-    match want {
-        AudioFormat::Opus => {
-            let mut out = Vec::new();
-            let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, &mut out).map_err(err)?;
-            let n = encode::frame_samples(rate) * 2;
-            for frame in pcm.chunks(n) {
-                let mut f = frame.to_vec();
-                f.resize(n, 0);
-                enc.push(&f, &mut out).map_err(err)?;
-            }
-            enc.finish(&mut out).map_err(err)?;
-            Ok(out)
-        }
-        AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => {
-            let mut body = Vec::with_capacity(pcm.len() * 2);
-            let mut enc = AudioEncoder::new(want, rate, 0, &mut Vec::new()).map_err(err)?;
-            enc.push(&pcm, &mut body).map_err(err)?;
-            let mut out = Vec::with_capacity(WAV_HEADER_LEN + body.len());
-            encode::wav_header_of(want, rate, 2, body.len() as u32, &mut out);
-            out.extend_from_slice(&body);
-            Ok(out)
-        }
-    }
-}
-
 fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -533,115 +471,6 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
         .write(true)
         .mode(0o600)
         .open(path)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    create_private(path)?.write_all(data)
-}
-
-/// An export written as the recording is decrypted: the stored bytes as they are (an Ogg
-/// Opus file, or a WAV whose header gets its real sizes at the end), or a G.711 WAV
-/// expanded to 16-bit PCM on the way.
-struct Streamed {
-    have: AudioFormat,
-    want: AudioFormat,
-    rate: u32,
-    /// Plaintext bytes seen (the stored WAV header is skipped, not copied).
-    seen: usize,
-    /// The output's own header is written (a placeholder until `finish`).
-    started: bool,
-    /// Audio bytes written after the header.
-    data: u64,
-    pcm: Vec<i16>,
-    bytes: Vec<u8>,
-}
-
-impl Streamed {
-    /// Whether `have` becomes `want` without transcoding between Opus and PCM.
-    fn streams(have: AudioFormat, want: AudioFormat) -> bool {
-        match want {
-            AudioFormat::Opus => have == AudioFormat::Opus,
-            _ => have.is_wav(),
-        }
-    }
-
-    fn new(have: AudioFormat, want: AudioFormat, rate: u32) -> Option<Streamed> {
-        Streamed::streams(have, want).then(|| Streamed {
-            have,
-            want,
-            rate,
-            seen: 0,
-            started: false,
-            data: 0,
-            pcm: Vec::new(),
-            bytes: Vec::new(),
-        })
-    }
-
-    fn is_wav(&self) -> bool {
-        self.want != AudioFormat::Opus
-    }
-
-    /// The format written: the stored one, except a G.711 WAV becomes 16-bit PCM.
-    fn out_format(&self) -> AudioFormat {
-        if self.is_wav() {
-            AudioFormat::Wav
-        } else {
-            AudioFormat::Opus
-        }
-    }
-
-    fn push(&mut self, plain: &[u8], f: &mut impl std::io::Write) -> std::io::Result<()> {
-        if !self.is_wav() {
-            self.seen += plain.len();
-            self.data += plain.len() as u64;
-            return f.write_all(plain);
-        }
-        if !self.started {
-            // A placeholder header; `finish` writes the real sizes.
-            self.started = true;
-            self.bytes.clear();
-            encode::wav_header_of(self.out_format(), self.rate, 2, 0, &mut self.bytes);
-            f.write_all(&self.bytes)?;
-        }
-        let skip = WAV_HEADER_LEN.saturating_sub(self.seen).min(plain.len());
-        self.seen += plain.len();
-        let audio = &plain[skip..];
-        match Law::of_format(self.have) {
-            None => {
-                self.data += audio.len() as u64;
-                f.write_all(audio)
-            }
-            Some(law) => {
-                self.pcm.clear();
-                law.decode(audio, &mut self.pcm);
-                self.bytes.clear();
-                self.bytes
-                    .extend(self.pcm.iter().flat_map(|s| s.to_le_bytes()));
-                self.data += self.bytes.len() as u64;
-                f.write_all(&self.bytes)
-            }
-        }
-    }
-
-    /// Completes the file; its size in bytes.
-    fn finish(mut self, f: &mut (impl std::io::Write + std::io::Seek)) -> std::io::Result<u64> {
-        use std::io::SeekFrom;
-        if !self.is_wav() {
-            return Ok(self.data);
-        }
-        if !self.started {
-            // Nothing authentic at all: still a valid, empty WAV.
-            self.push(&[], f)?;
-        }
-        self.bytes.clear();
-        let data_len = u32::try_from(self.data).unwrap_or(u32::MAX);
-        encode::wav_header_of(self.out_format(), self.rate, 2, data_len, &mut self.bytes);
-        f.seek(SeekFrom::Start(0))?;
-        f.write_all(&self.bytes)?;
-        Ok(self.bytes.len() as u64 + self.data)
-    }
 }
 
 /// The live side: opens recordings for calls, keeps uploads and retention going.
@@ -874,45 +703,6 @@ mod tests {
                 .unwrap();
         }
         (id, path)
-    }
-
-    /// A stored G.711 WAV handed over in pieces that split its header (and an empty one
-    /// first, as the reader may give) exports as one valid 16-bit WAV with the real sizes.
-    #[test]
-    fn a_streamed_export_skips_the_stored_header_and_writes_the_real_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let law: Vec<u8> = (0..=255u8).cycle().take(1600).collect();
-        let mut stored = Vec::new();
-        encode::wav_header_of(AudioFormat::Mulaw, 8000, 2, u32::MAX, &mut stored);
-        stored.extend_from_slice(&law);
-        let path = dir.path().join("out.wav");
-        let mut f = create_private(&path).unwrap();
-        let mut st = Streamed::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000).unwrap();
-        for piece in [
-            &stored[..0],
-            &stored[..30],
-            &stored[30..100],
-            &stored[100..],
-        ] {
-            st.push(piece, &mut f).unwrap();
-        }
-        let size = st.finish(&mut f).unwrap();
-        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
-        let mut r = hound::WavReader::open(&path).unwrap();
-        assert_eq!(r.spec().channels, 2);
-        assert_eq!(r.spec().bits_per_sample, 16);
-        let got: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
-        let mut want = Vec::new();
-        Law::Mu.decode(&law, &mut want);
-        assert_eq!(got, want);
-
-        // Ogg Opus as stored: byte for byte; Opus to WAV is not streamed.
-        let mut f = create_private(&dir.path().join("out.ogg")).unwrap();
-        let mut st = Streamed::new(AudioFormat::Opus, AudioFormat::Opus, 8000).unwrap();
-        st.push(b"OggS and the rest", &mut f).unwrap();
-        assert_eq!(st.finish(&mut f).unwrap(), 17);
-        assert!(Streamed::new(AudioFormat::Opus, AudioFormat::Wav, 8000).is_none());
-        assert!(Streamed::new(AudioFormat::Wav, AudioFormat::Opus, 8000).is_none());
     }
 
     /// The format the writer indexed recording `id` under, once it has.
