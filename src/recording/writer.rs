@@ -267,7 +267,18 @@ impl Writer {
                 self.sync_index();
             }
             // Media ticks come every 20 ms: wait that long for more, or for a control message.
-            match control.recv_timeout(Duration::from_millis(20)) {
+            // With nothing open, nothing can be queued for this writer before an Open reaches
+            // it here: it sleeps until then (an idle server's writers were each waking 50
+            // times a second: a second of CPU a minute on 16 cores).
+            let next = if self.active.is_empty() {
+                self.sync_index();
+                let next = control.recv().map_err(|_| RecvTimeoutError::Disconnected);
+                (last_tick, busy) = (Instant::now(), Duration::ZERO);
+                next
+            } else {
+                control.recv_timeout(Duration::from_millis(20))
+            };
+            match next {
                 Ok(msg) => {
                     if !self.apply(msg) {
                         return self.stop(&data, &control);
