@@ -852,6 +852,71 @@ mod tests {
         assert_eq!(jb.push(6, 960, &[0u8; 1501], 120), Push::TooLarge);
     }
 
+    /// Random streams (seeded: the same every run): loss, duplicates, reordering, jumps,
+    /// restarts, payloads of every size. Whatever arrives, the buffer never panics, never holds
+    /// more than its depth, plays only frames that arrived, each with its own payload, in
+    /// sequence order between resets, and `last_played` is what was just played.
+    #[test]
+    fn random_arrivals_keep_the_buffers_promises() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x717);
+        for case in 0..300 {
+            let mut jb = JitterBuffer::new(JitterConfig {
+                slot_bytes: rng.random_range(0..200),
+                ..JitterConfig::default()
+            });
+            let body = |seq: u16, len: usize| -> Vec<u8> {
+                (0..len).map(|i| (seq as usize * 7 + i) as u8).collect()
+            };
+            let mut sizes = std::collections::HashMap::new();
+            let mut seq: u16 = rng.random();
+            let mut last_played: Option<u16> = None;
+            let mut resets = jb.stats().resets;
+            for tick in 0..400u64 {
+                let now = tick * 20;
+                for _ in 0..rng.random_range(0..3) {
+                    let s = match rng.random_range(0..20) {
+                        0 => seq.wrapping_sub(rng.random_range(1..120)), // late or duplicate
+                        1 => seq.wrapping_add(rng.random_range(2..40)),  // loss, reordering
+                        2 => rng.random(),                               // a stray or a restart
+                        _ => seq,
+                    };
+                    if s == seq {
+                        seq = seq.wrapping_add(1);
+                    }
+                    let len = *sizes.entry(s).or_insert_with(|| rng.random_range(0..1600));
+                    let pushed = jb.push(s, u32::from(s) * 160, &body(s, len), now);
+                    assert_eq!(pushed == Push::TooLarge, len > 1500, "case {case}");
+                    assert!(jb.len() <= jb.depth(), "case {case}");
+                    assert_eq!(jb.last_played(), None, "case {case}: a push forgets it");
+                }
+                if jb.stats().resets != resets {
+                    resets = jb.stats().resets;
+                    last_played = None;
+                }
+                let played = match jb.pop(now) {
+                    Pop::Frame {
+                        seq: s, payload, ..
+                    } => {
+                        assert_eq!(payload, &body(s, sizes[&s])[..], "case {case}: payload");
+                        if let Some(prev) = last_played {
+                            let ahead = s.wrapping_sub(prev);
+                            assert!(ahead > 0 && ahead < 0x8000, "case {case}: {prev} then {s}");
+                        }
+                        last_played = Some(s);
+                        Some(payload.to_vec())
+                    }
+                    Pop::Missing { seq: s } => {
+                        last_played = Some(s);
+                        None
+                    }
+                    Pop::Empty => None,
+                };
+                assert_eq!(jb.last_played().map(<[u8]>::to_vec), played, "case {case}");
+            }
+        }
+    }
+
     #[test]
     fn last_played_is_the_popped_frame_until_the_next_push() {
         let mut jb = JitterBuffer::new(JitterConfig::default());

@@ -337,4 +337,57 @@ mod tests {
         // Ogg Opus as stored: byte for byte.
         assert_eq!(export(AudioFormat::Opus, AudioFormat::Opus, &ogg, 100), ogg);
     }
+
+    /// Exports only ever see authenticated plaintext, but a bug upstream must not become a
+    /// panic: damaged or random input (seeded, the same every run), in random pieces, gives
+    /// an error or a file, never a crash.
+    #[test]
+    fn damaged_or_random_input_never_panics_an_export() {
+        use rand::{Rng, SeedableRng};
+        let mut wav = Vec::new();
+        encode::wav_header(8000, 2, u32::MAX, &mut wav);
+        wav.extend(stereo(8000).iter().flat_map(|s| s.to_le_bytes()));
+        let ogg = export(AudioFormat::Wav, AudioFormat::Opus, &wav, 4096);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x0665);
+        for case in 0..400 {
+            let (have, good) = match case % 3 {
+                0 => (AudioFormat::Opus, &ogg),
+                1 => (AudioFormat::Wav, &wav),
+                _ => (AudioFormat::Mulaw, &wav),
+            };
+            let mut d = good.clone();
+            match rng.random_range(0..4) {
+                0 => {
+                    for _ in 0..rng.random_range(1..20) {
+                        let i = rng.random_range(0..d.len());
+                        d[i] = rng.random();
+                    }
+                }
+                1 => d.truncate(rng.random_range(0..d.len())),
+                2 => {
+                    let at = rng.random_range(0..d.len());
+                    let junk: Vec<u8> = (0..rng.random_range(1..300))
+                        .map(|_| rng.random())
+                        .collect();
+                    d.splice(at..at, junk);
+                }
+                _ => {
+                    d = (0..rng.random_range(0..5000))
+                        .map(|_| rng.random())
+                        .collect()
+                }
+            }
+            for want in [AudioFormat::Wav, AudioFormat::Opus] {
+                let mut out = std::io::Cursor::new(Vec::new());
+                let Ok(mut e) = Export::new(have, want, 8000) else {
+                    continue;
+                };
+                let piece = rng.random_range(1..5000);
+                let pushed = d.chunks(piece).try_for_each(|p| e.push(p, &mut out));
+                if pushed.is_ok() {
+                    let _ = e.finish(&mut out);
+                }
+            }
+        }
+    }
 }
