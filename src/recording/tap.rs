@@ -109,7 +109,7 @@ impl Law {
 }
 
 /// The bounded queue between media threads and one writer. Pushing never wakes the writer:
-/// it drains the queue on its own 20 ms rhythm. (A channel that woke the writer for every
+/// it drains the queue on its own rhythm (see the writer's `run`). (A channel that woke the writer for every
 /// frame spent more CPU on futex wake-ups than the whole recording path; measured with
 /// `perf record -e cpu-clock` at 1,000 recorded calls.) The writer gives the blocks' buffers
 /// back when it takes the next ones, and a tap that hands a block over gets one of them to
@@ -162,10 +162,11 @@ impl FrameQueue {
 
     /// Moves every queued block into `out` (which should be empty; its buffer is reused),
     /// and keeps the buffers in `done` (blocks written since the last take) for the taps.
-    pub fn take(&self, out: &mut Vec<Block>, done: &mut Vec<Samples>) {
+    /// Returns how full the queue was, from 0 to 1.
+    pub fn take(&self, out: &mut Vec<Block>, done: &mut Vec<Samples>) -> f64 {
         let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut q.blocks, out);
-        q.samples = 0;
+        let fill = std::mem::take(&mut q.samples) as f64 / self.capacity as f64;
         for s in done.drain(..) {
             if q.spare_samples + s.capacity() > self.capacity {
                 continue;
@@ -176,6 +177,7 @@ impl FrameQueue {
                 Samples::Companded(v) => q.spare_companded.push(v),
             }
         }
+        fill
     }
 }
 

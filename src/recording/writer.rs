@@ -239,7 +239,7 @@ impl Writer {
             let work = Instant::now();
             // Frames first, control second: a recording's Open is always sent before its
             // first frame, so it is seen no later than the frames taken here.
-            data.take(&mut batch, &mut self.done);
+            let fill = data.take(&mut batch, &mut self.done);
             let running = self.control(&control);
             for block in batch.drain(..) {
                 self.block(block, &control);
@@ -266,17 +266,26 @@ impl Writer {
                 self.seal_abandoned();
                 self.sync_index();
             }
-            // Media ticks come every 20 ms: wait that long for more, or for a control message.
+            // Each recording hands over a block every half second: waking every 100 ms takes
+            // a fifth of each one's wait, and a writer of dozens of recordings wakes 10 times a
+            // second, not 50 (each wake-up is a timer and a futex: on a VM, 20-40 µs). When the
+            // queue filled faster than that (hundreds of recordings on one writer), every
+            // 20 ms. Control messages (open, end, pause) wake it at once.
             // With nothing open, nothing can be queued for this writer before an Open reaches
             // it here: it sleeps until then (an idle server's writers were each waking 50
             // times a second: a second of CPU a minute on 16 cores).
+            let wait = if fill > 1.0 / 8.0 {
+                Duration::from_millis(20)
+            } else {
+                Duration::from_millis(100)
+            };
             let next = if self.active.is_empty() {
                 self.sync_index();
                 let next = control.recv().map_err(|_| RecvTimeoutError::Disconnected);
                 (last_tick, busy) = (Instant::now(), Duration::ZERO);
                 next
             } else {
-                control.recv_timeout(Duration::from_millis(20))
+                control.recv_timeout(wait)
             };
             match next {
                 Ok(msg) => {
