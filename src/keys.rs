@@ -411,6 +411,15 @@ impl KeyRing {
             .map_err(|_| KeyError::Unwrap(wrapped.key_id.clone()))
     }
 
+    /// Whether a sealed value's data key is wrapped under the current master key already
+    /// (a rotation has nothing to do for it).
+    pub fn is_current(&self, sealed: &str) -> bool {
+        sealed
+            .split_once('.')
+            .and_then(|(w, _)| w.parse::<WrappedKey>().ok())
+            .is_some_and(|w| w.key_id == self.current_id())
+    }
+
     /// Re-wraps a sealed value's data key under the current master key (after a rotation);
     /// the ciphertext is kept as it is.
     pub fn reseal(&self, context: &str, sealed: &str) -> Result<String, KeyError> {
@@ -433,6 +442,10 @@ impl KeyRing {
         hex::encode(mac.finalize().into_bytes())
     }
 }
+
+/// How often a running server re-reads the key folder ([`KeyRing::refresh`]): a rotation
+/// waits twice this long before its second pass, by when the server wraps under the new key.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
     move |source| KeyError::Io {

@@ -429,7 +429,6 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
         ring.clone(),
         Arc::new(careline::metrics::Metrics::new()),
     )?;
-    let (done, failed) = archive.rewrap_all().await?;
     // The patient store seals with the same key ring: its data keys move too.
     let db = careline::db::Db::open(Some(&config.database.url), &config.data_dir).await?;
     let patients = careline::patient::PatientStore::new(
@@ -438,7 +437,17 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
         Arc::new(careline::patient::AlertTables::shipped()),
         &config.patients.default_country_code,
     );
-    let resealed = patients.reseal_all().await?;
+    let (mut done, _) = archive.rewrap_all().await?;
+    let mut resealed = patients.reseal_all().await?;
+    // A running server takes the new key on its next look at the key folder: what it
+    // sealed until then (a recording opened, a contact record written, perhaps while the
+    // first pass was reading) is still under the old key. A second pass after that moment
+    // re-wraps it, and reports what cannot be.
+    println!("new master key {new}: waiting for a running server to take it, then a second pass");
+    tokio::time::sleep(careline::keys::REFRESH_EVERY * 2).await;
+    let (more, failed) = archive.rewrap_all().await?;
+    done += more;
+    resealed += patients.reseal_all().await?;
     println!(
         "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed"
     );

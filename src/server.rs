@@ -131,7 +131,7 @@ impl Server {
         // data keys are not wrapped under the key being retired.
         let watched = Arc::downgrade(&ring);
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(5));
+            let mut every = tokio::time::interval(crate::keys::REFRESH_EVERY);
             every.tick().await;
             loop {
                 every.tick().await;

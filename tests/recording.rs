@@ -684,6 +684,58 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `keys rotate` beside a running server that keeps opening recordings: whatever the server
+/// wrapped under the old key before it took the new one is re-wrapped by rotate's second
+/// pass, so when rotate returns no recording depends on the old key.
+#[test]
+fn rotating_beside_a_running_server_leaves_no_recording_under_the_old_key() {
+    let server = TestServer::start_with(options("wav", ""));
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let (rotated, calls) = std::thread::scope(|scope| {
+        let rotate = scope.spawn(|| server.cli(&["keys", "rotate"]));
+        let mut calls = 0;
+        while !rotate.is_finished() {
+            let (mut ua, mut call) = connect(&server, &peer);
+            wait(150);
+            hang_up(&mut ua, &mut call);
+            calls += 1;
+        }
+        (rotate.join().expect("rotate thread"), calls)
+    });
+    let text = String::from_utf8_lossy(&rotated.stdout).into_owned();
+    assert!(
+        rotated.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let new_key = text
+        .split("new master key ")
+        .nth(1)
+        .and_then(|t| t.split([' ', ':']).next())
+        .expect("the new key's id")
+        .to_string();
+    assert!(calls >= 3, "only {calls} calls while rotating");
+    let rs = wait_all_sealed(&server, calls);
+    let old: Vec<&serde_json::Value> = rs.iter().filter(|r| r["key_id"] != new_key).collect();
+    assert!(
+        old.is_empty(),
+        "under the old key after rotate: {old:?}\n{text}"
+    );
+}
+
+/// Every recording once `n` exist and none is still being written.
+fn wait_all_sealed(server: &TestServer, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rs = rows(server);
+        if rs.len() >= n && rs.iter().all(|r| r["state"] != "recording") {
+            return rs;
+        }
+        assert!(Instant::now() < deadline, "{rs:?}");
+        wait(200);
+    }
+}
+
 #[test]
 fn key_rotation_covers_recordings_and_patient_records_and_the_old_key_can_go() {
     let mut server = TestServer::start_with(options("opus", ""));

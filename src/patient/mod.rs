@@ -455,8 +455,8 @@ impl PatientStore {
             .collect()
     }
 
-    /// After `KeyRing::rotate`: re-wraps every stored data key under the current master key
-    /// (ciphertexts untouched). Returns how many values were re-wrapped.
+    /// After `KeyRing::rotate`: re-wraps every stored data key not yet under the current
+    /// master key (ciphertexts untouched). Returns how many values were re-wrapped.
     pub async fn reseal_all(&self) -> Result<u64, PatientError> {
         let mut n = 0;
         let rows: Vec<(String, String, String)> =
@@ -464,34 +464,46 @@ impl PatientStore {
                 .fetch_all(self.db.pool())
                 .await?;
         for (rtype, rid, sealed) in rows {
+            if self.keys.is_current(&sealed) {
+                continue;
+            }
             let context = resource_context(&rtype, &rid);
             let new = self
                 .keys
                 .reseal(&context, &sealed)
                 .map_err(|source| PatientError::Sealed { context, source })?;
-            sqlx::query("UPDATE fhir_resources SET sealed = $1 WHERE rtype = $2 AND rid = $3")
-                .bind(new)
-                .bind(rtype)
-                .bind(rid)
-                .execute(self.db.pool())
-                .await?;
-            n += 1;
+            // Only if unchanged since it was read: a server writing it meanwhile must not
+            // lose its update to this copy (a second pass re-seals what it wrote, if needed).
+            n += sqlx::query(
+                "UPDATE fhir_resources SET sealed = $1 WHERE rtype = $2 AND rid = $3 AND sealed = $4",
+            )
+            .bind(new)
+            .bind(rtype)
+            .bind(rid)
+            .bind(sealed)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
         }
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, sealed FROM contacts")
             .fetch_all(self.db.pool())
             .await?;
         for (id, sealed) in rows {
+            if self.keys.is_current(&sealed) {
+                continue;
+            }
             let context = contact_context(&id);
             let new = self
                 .keys
                 .reseal(&context, &sealed)
                 .map_err(|source| PatientError::Sealed { context, source })?;
-            sqlx::query("UPDATE contacts SET sealed = $1 WHERE id = $2")
+            n += sqlx::query("UPDATE contacts SET sealed = $1 WHERE id = $2 AND sealed = $3")
                 .bind(new)
                 .bind(id)
+                .bind(sealed)
                 .execute(self.db.pool())
-                .await?;
-            n += 1;
+                .await?
+                .rows_affected();
         }
         Ok(n)
     }
