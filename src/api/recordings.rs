@@ -23,6 +23,7 @@ use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::call::{CallCommand, CallServices};
 use crate::db::rfc3339;
+use crate::recording::export::Export;
 use crate::recording::format::{AudioFormat, RecordingId};
 use crate::recording::index::{Row, State as RecState};
 use crate::recording::reader::Reader;
@@ -342,9 +343,10 @@ pub struct AudioQuery {
     pub format: Option<String>,
 }
 
-/// `GET /api/v1/recordings/{id}/audio[?format=ogg|wav]`: the decrypted audio. As stored, it
-/// streams chunk by chunk (nothing buffered beyond one chunk, nothing written to disk); asked
-/// in another format, or as a WAV with exact sizes, it is decoded in memory and transcoded.
+/// `GET /api/v1/recordings/{id}/audio[?format=ogg|wav]`: the decrypted audio. As stored, or
+/// as Ogg Opus, it streams chunk by chunk (a WAV transcoded on the way: nothing buffered
+/// beyond one chunk and the encoder, nothing written to disk); as a WAV with exact sizes,
+/// which must precede its audio, the file is made in memory first.
 pub async fn audio(
     State(s): S,
     caller: Caller,
@@ -386,13 +388,13 @@ pub async fn audio(
             format!("attachment; filename=\"{}.{ext}\"", row.id),
         ),
     ];
-    let streamed = want.is_none() || (want == Some(AudioFormat::Opus) && format == row.format);
+    let streamed = want.is_none() || want == Some(AudioFormat::Opus);
     let result = match &row.state {
         RecState::Deleted => Err(RecordingError::Deleted(
             row.id,
             row.deleted_reason.clone().unwrap_or_default(),
         )),
-        _ if streamed => stream(&s, &row)
+        _ if streamed => stream(&s, &row, format)
             .await
             .map(|body| (headers, body).into_response()),
         _ => s
@@ -428,9 +430,18 @@ pub async fn audio(
     result.map_err(recording_error)
 }
 
-/// The recording's plaintext as a streamed body, decrypted chunk by chunk.
-async fn stream(s: &RecordingApi, row: &Row) -> Result<Body, RecordingError> {
+/// The recording's plaintext as a streamed body, decrypted chunk by chunk: as stored, or
+/// exported to `want` on the way (Ogg Opus, which needs no sizes ahead of its audio).
+async fn stream(s: &RecordingApi, row: &Row, want: AudioFormat) -> Result<Body, RecordingError> {
     let archive = &s.calls.recorder.archive;
+    let mut export = if want == row.format {
+        None
+    } else {
+        Some(
+            Export::new(row.format, want, row.sample_rate)
+                .map_err(|e| RecordingError::Export(e.to_string()))?,
+        )
+    };
     let mut pieces = archive.store.read(row).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let s2 = s.clone();
@@ -453,12 +464,32 @@ async fn stream(s: &RecordingApi, row: &Row) -> Result<Body, RecordingError> {
                 let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                 return;
             }
-            if !out.is_empty() && tx.send(Ok(Bytes::copy_from_slice(&out))).await.is_err() {
+            let bytes = match &mut export {
+                None => Bytes::copy_from_slice(&out),
+                Some(export) => {
+                    let mut file = std::io::Cursor::new(Vec::new());
+                    if let Err(e) = export.push(&out, &mut file) {
+                        tracing::warn!(recording = %id, error = %e, "transcoding failed while streaming");
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                    Bytes::from(file.into_inner())
+                }
+            };
+            if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
                 return;
             }
         }
         if let Err(e) = reader.finish() {
             tracing::warn!(recording = %id, error = %e, "recording streamed up to its end");
+        }
+        if let Some(export) = export {
+            let mut file = std::io::Cursor::new(Vec::new());
+            let end = match export.finish(&mut file) {
+                Ok(_) => Ok(Bytes::from(file.into_inner())),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let _ = tx.send(end).await;
         }
     });
     Ok(Body::from_stream(futures::stream::unfold(
