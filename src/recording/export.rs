@@ -99,14 +99,6 @@ impl Export {
         })
     }
 
-    /// The format the file is written in.
-    pub fn format(&self) -> AudioFormat {
-        match self.output {
-            Output::Copy | Output::Opus(_) => AudioFormat::Opus,
-            Output::Wav => AudioFormat::Wav,
-        }
-    }
-
     /// The next piece of the recording's plaintext.
     pub fn push(&mut self, plain: &[u8], f: &mut impl Write) -> Result<(), ExportError> {
         self.start(f)?;

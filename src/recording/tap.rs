@@ -109,11 +109,11 @@ impl Law {
 }
 
 /// The bounded queue between media threads and one writer. Pushing never wakes the writer:
-/// it drains the queue on its own rhythm (see the writer's `run`). (A channel that woke the writer for every
-/// frame spent more CPU on futex wake-ups than the whole recording path; measured with
-/// `perf record -e cpu-clock` at 1,000 recorded calls.) The writer gives the blocks' buffers
-/// back when it takes the next ones, and a tap that hands a block over gets one of them to
-/// fill next, under the same lock.
+/// it drains the queue on its own rhythm (see the writer's `run`). (A channel that woke the
+/// writer for every frame spent more CPU on futex wake-ups than the whole recording path;
+/// measured with `perf record -e cpu-clock` at 1,000 recorded calls.) The writer gives the
+/// blocks' buffers back when it takes the next ones, and a tap that hands a block over gets
+/// one of them to fill next, under the same lock.
 pub struct FrameQueue {
     queued: Mutex<Queued>,
     /// In samples.

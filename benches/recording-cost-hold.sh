@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# What recording costs in steady state (issue "Call recording streamed to encrypted storage",
+# README "What recording costs"): careline-loadtest keeps CONCURRENCY calls up for HOLD
+# seconds (demo-menu and demo-menu-inband: every caller streams audio all call long) against a
+# fresh release server, without recording, then with `record_all` in each FORMAT, RUNS times
+# each, interleaved. Prints the server's CPU over the hold (percent of one core, as
+# careline-loadtest measures it), its peak RSS, and the run time of its media, recording-writer
+# and other threads since it started (scheduler-exact).
+#
+#   benches/recording-cost-hold.sh [RUNS] [FORMAT...]      e.g. benches/recording-cost-hold.sh 5 wav
+#   CONCURRENCY=1000 HOLD=30 THREADS=2 (generator threads; the defaults)
+#
+# The generator runs on the same machine: on 2 cores runs spread by about ±4 points of a core,
+# so take five or more runs per figure; on a larger machine give it more THREADS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}; shift || true
+formats=("${@:-wav}")
+concurrency=${CONCURRENCY:-1000}
+hold=${HOLD:-30}
+threads=${THREADS:-2}
+cargo build -j2 --release -p careline --bin careline -p careline-loadtest --bin careline-loadtest
+bin=$PWD/target/release/careline
+loadtest=$PWD/target/release/careline-loadtest
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+one() { # label, format or "none"
+  local label=$1 format=$2
+  # As in recording-cost.sh: the last run's files are deleted, then left alone for 31 s (ext4
+  # without a journal skips inodes freed less than 30 s ago when it creates a file).
+  if [ -e "$work/data" ]; then rm -rf "$work/data"; sync; sleep 31; fi
+  mkdir -p "$work/data"
+  local recording=""
+  [ "$format" != none ] && recording=$(printf '[recording]\nrecord_all = true\nformat = "%s"\n' "$format")
+  cat >"$work/careline.toml" <<EOF
+[sip]
+listen = "127.0.0.1:5090"
+max_calls = 20000
+rate_limit_per_source = 0
+[http]
+listen = "127.0.0.1:8090"
+[rtp]
+ports = "20000-59999"
+[prompts]
+dir = "$PWD/prompts"
+[flows]
+dir = "$PWD/flows"
+$recording
+EOF
+  "$bin" --config "$work/careline.toml" --data-dir "$work/data" serve --no-tls >"$work/$label.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:8090/healthz >/dev/null && break; sleep 0.2; done
+  "$loadtest" run --scenario loadtest/scenarios/demo-menu.toml \
+    --scenario loadtest/scenarios/demo-menu-inband.toml --rate 100 --threads "$threads" \
+    --target 127.0.0.1:5090 --concurrency "$concurrency" --hold "$hold" --no-progress \
+    --server-pid "$pid" --json >"$work/$label.json" 2>"$work/$label.err" || true
+  local split
+  split=$(for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
+    awk '{k = $1 ~ /^media/ ? "media" : ($1 ~ /^rec-writer/ ? "writers" : "other"); s[k] += $2 / 1e9}
+         END {printf "media %.2f s, writers %.2f s, other %.2f s", s["media"], s["writers"], s["other"]}')
+  kill -INT "$pid"; wait "$pid" || true
+  python3 - "$work/$label.json" "$label" "$split" <<'EOF'
+import json, sys
+path, label, split = sys.argv[1:]
+try:
+    d = json.load(open(path))
+except ValueError:
+    print(f"{label:8} no result (see the loadtest's stderr)")
+    sys.exit()
+s, c = d["server"], d.get("calls", {})
+print(f"{label:8} server CPU {s['cpu_percent']:5.1f} %   peak RSS {s['rss_max_bytes'] / 2**20:4.0f} MiB   "
+      f"calls passed {c.get('passed')} failed {c.get('failed')}   ({split})")
+EOF
+}
+
+for _ in $(seq "$runs"); do
+  one none none
+  for f in "${formats[@]}"; do
+    one "$f" "$f"
+  done
+done
