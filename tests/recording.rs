@@ -535,9 +535,18 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
     // sample): more than 2 s of it.
     assert_eq!(u16::from_le_bytes([body[20], body[21]]), 7, "a µ-law WAV");
     assert!(body.len() > 8000 * 2 * 2, "{} bytes", body.len());
-    // As a complete WAV file: it decodes, and the caller is on the left.
-    let (code, wav) = http(&server, "GET", &format!("{audio}?format=wav"), Some(&sup));
+    // As a complete WAV file, streamed with its exact sizes known ahead (from the index):
+    // it decodes, and the caller is on the left.
+    let (code, head, wav) =
+        http_with_head(&server, "GET", &format!("{audio}?format=wav"), Some(&sup));
     assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", wav.len())),
+        "{head}"
+    );
+    let sizes = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap()) as usize;
+    assert_eq!((sizes(4), sizes(40)), (wav.len() - 8, wav.len() - 44));
     let mut reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("a valid WAV");
     assert_eq!(
         (reader.spec().channels, reader.spec().sample_rate),
@@ -642,6 +651,17 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
 
 /// One request, the body as bytes (audio); `token` as a bearer token.
 fn http(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+    let (code, _, body) = http_with_head(server, method, path, token);
+    (code, body)
+}
+
+/// [`http`], with the response's head (status line and headers) too.
+fn http_with_head(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -668,7 +688,7 @@ fn http(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (
     {
         body = dechunk(&body);
     }
-    (code, body)
+    (code, head, body)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

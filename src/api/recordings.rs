@@ -23,7 +23,8 @@ use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::call::{CallCommand, CallServices};
 use crate::db::rfc3339;
-use crate::recording::export::Export;
+use crate::recording::encode::WAV_HEADER_LEN;
+use crate::recording::export::{Export, ExportError, wav_data_len};
 use crate::recording::format::{AudioFormat, RecordingId};
 use crate::recording::index::{Row, State as RecState};
 use crate::recording::reader::Reader;
@@ -343,10 +344,12 @@ pub struct AudioQuery {
     pub format: Option<String>,
 }
 
-/// `GET /api/v1/recordings/{id}/audio[?format=ogg|wav]`: the decrypted audio. As stored, or
-/// as Ogg Opus, it streams chunk by chunk (a WAV transcoded on the way: nothing buffered
-/// beyond one chunk and the encoder, nothing written to disk); as a WAV with exact sizes,
-/// which must precede its audio, the file is made in memory first.
+/// `GET /api/v1/recordings/{id}/audio[?format=ogg|wav]`: the decrypted audio, streamed
+/// chunk by chunk whatever the format: as stored, as Ogg Opus, or as a 16-bit PCM WAV
+/// (transcoded on the way; nothing buffered beyond one chunk and the codec, nothing written
+/// to disk). A WAV must give its sizes before its audio: for a sealed recording stored as a
+/// WAV they are known from the index (and sent as `Content-Length` too); otherwise the
+/// header has the open-ended sizes stored WAVs use, and players read to the end.
 pub async fn audio(
     State(s): S,
     caller: Caller,
@@ -379,39 +382,33 @@ pub async fn audio(
         AudioFormat::Opus => ("audio/ogg", "ogg"),
         AudioFormat::Wav | AudioFormat::Mulaw | AudioFormat::Alaw => ("audio/wav", "wav"),
     };
-    let headers = [
-        (header::CONTENT_TYPE, content_type.to_string()),
-        // PHI: never kept by a browser or proxy cache.
-        (header::CACHE_CONTROL, "no-store".to_string()),
-        (
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}.{ext}\"", row.id),
-        ),
-    ];
-    let streamed = want.is_none() || want == Some(AudioFormat::Opus);
     let result = match &row.state {
         RecState::Deleted => Err(RecordingError::Deleted(
             row.id,
             row.deleted_reason.clone().unwrap_or_default(),
         )),
-        _ if streamed => stream(&s, &row, format)
-            .await
-            .map(|body| (headers, body).into_response()),
-        _ => s
-            .calls
-            .recorder
-            .archive
-            .decode(&row, format)
-            .await
-            .map(|(bytes, truncated)| {
-                let mut resp = (headers, bytes).into_response();
-                if let Some(note) = truncated
-                    && let Ok(v) = header::HeaderValue::from_str(&note)
-                {
-                    resp.headers_mut().insert("x-careline-truncated", v);
-                }
-                resp
-            }),
+        _ => stream(&s, &row, want).await.map(|(body, length)| {
+            let mut resp = body.into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(content_type),
+            );
+            // PHI: never kept by a browser or proxy cache.
+            h.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            if let Ok(v) =
+                header::HeaderValue::from_str(&format!("attachment; filename=\"{}.{ext}\"", row.id))
+            {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            if let Some(n) = length {
+                h.insert(header::CONTENT_LENGTH, n.into());
+            }
+            resp
+        }),
     };
     let (outcome, note) = match &result {
         Ok(_) => ("success", Value::Null),
@@ -430,17 +427,36 @@ pub async fn audio(
     result.map_err(recording_error)
 }
 
-/// The recording's plaintext as a streamed body, decrypted chunk by chunk: as stored, or
-/// exported to `want` on the way (Ogg Opus, which needs no sizes ahead of its audio).
-async fn stream(s: &RecordingApi, row: &Row, want: AudioFormat) -> Result<Body, RecordingError> {
+/// The recording's plaintext as a streamed body, decrypted chunk by chunk: as stored
+/// (`want` None), or exported to `want` on the way; and the body's length when it is known
+/// ahead (a sealed recording stored as a WAV, asked for as a WAV).
+///
+/// Transcoding runs on the blocking pool a chunk at a time (encoding a 64 KiB chunk of
+/// G.711 as Opus takes milliseconds, too long to hold a runtime worker). A WAV that
+/// announced its length and comes out another (the recording is not what the index says)
+/// ends the body with an error, so a client never takes a part for the whole; otherwise a
+/// recording still being written, or cut short by a crash, streams up to where it ends and
+/// the server logs the cut.
+async fn stream(
+    s: &RecordingApi,
+    row: &Row,
+    want: Option<AudioFormat>,
+) -> Result<(Body, Option<u64>), RecordingError> {
     let archive = &s.calls.recorder.archive;
-    let mut export = if want == row.format {
-        None
-    } else {
-        Some(
-            Export::new(row.format, want, row.sample_rate)
-                .map_err(|e| RecordingError::Export(e.to_string()))?,
-        )
+    let failed = |e: ExportError| RecordingError::Export(e.to_string());
+    let (export, length) = match want {
+        None => (None, None),
+        Some(AudioFormat::Opus) if row.format == AudioFormat::Opus => (None, None),
+        Some(want) => {
+            let data_len = (want == AudioFormat::Wav && row.state == RecState::Sealed)
+                .then(|| wav_data_len(row.format, row.size, row.chunks))
+                .flatten()
+                .filter(|&n| n <= u64::from(u32::MAX - 36));
+            let export = Export::new(row.format, want, row.sample_rate)
+                .map_err(failed)?
+                .streamed(data_len);
+            (Some(export), data_len.map(|n| n + WAV_HEADER_LEN as u64))
+        }
     };
     let mut pieces = archive.store.read(row).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -449,7 +465,12 @@ async fn stream(s: &RecordingApi, row: &Row, want: AudioFormat) -> Result<Body, 
     tokio::spawn(async move {
         let ring = &s2.calls.recorder.archive.ring;
         let mut reader = Reader::new(ring);
+        let mut export = export;
         let mut out = Vec::new();
+        let refuse = |what: &str, e: String| {
+            tracing::warn!(recording = %id, error = %e, "{what}");
+            std::io::Error::other(e)
+        };
         while let Some(piece) = pieces.next().await {
             let piece = match piece {
                 Ok(p) => p,
@@ -460,20 +481,36 @@ async fn stream(s: &RecordingApi, row: &Row, want: AudioFormat) -> Result<Body, 
             };
             out.clear();
             if let Err(e) = reader.push(&piece, &mut out) {
-                tracing::warn!(recording = %id, error = %e, "recording refused while streaming");
-                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                let e = refuse("recording refused while streaming", e.to_string());
+                let _ = tx.send(Err(e)).await;
                 return;
             }
-            let bytes = match &mut export {
+            let bytes = match export.take() {
                 None => Bytes::copy_from_slice(&out),
-                Some(export) => {
-                    let mut file = std::io::Cursor::new(Vec::new());
-                    if let Err(e) = export.push(&out, &mut file) {
-                        tracing::warn!(recording = %id, error = %e, "transcoding failed while streaming");
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                Some(mut e) => {
+                    let plain = std::mem::take(&mut out);
+                    let done = tokio::task::spawn_blocking(move || {
+                        let mut file = Vec::new();
+                        let r = e.push(&plain, &mut file).map(|()| file);
+                        (e, plain, r)
+                    })
+                    .await;
+                    let Ok((e, plain, r)) = done else {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("transcoding stopped")))
+                            .await;
                         return;
+                    };
+                    export = Some(e);
+                    out = plain;
+                    match r {
+                        Ok(file) => Bytes::from(file),
+                        Err(e) => {
+                            let e = refuse("transcoding failed while streaming", e.to_string());
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
                     }
-                    Bytes::from(file.into_inner())
                 }
             };
             if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
@@ -481,21 +518,29 @@ async fn stream(s: &RecordingApi, row: &Row, want: AudioFormat) -> Result<Body, 
             }
         }
         if let Err(e) = reader.finish() {
+            // Still being recorded, or cut short by a crash: what is there was sent (the
+            // header a streamed response would carry comes too late). A WAV that announced
+            // its length fails below instead of ending short.
             tracing::warn!(recording = %id, error = %e, "recording streamed up to its end");
         }
-        if let Some(export) = export {
-            let mut file = std::io::Cursor::new(Vec::new());
-            let end = match export.finish(&mut file) {
-                Ok(_) => Ok(Bytes::from(file.into_inner())),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+        if let Some(e) = export {
+            let end = tokio::task::spawn_blocking(move || {
+                let mut file = Vec::new();
+                e.finish_stream(&mut file).map(|_| file)
+            })
+            .await;
+            let end = match end {
+                Ok(Ok(file)) => Ok(Bytes::from(file)),
+                Ok(Err(e)) => Err(refuse("transcoding did not finish", e.to_string())),
+                Err(_) => Err(std::io::Error::other("transcoding stopped")),
             };
             let _ = tx.send(end).await;
         }
     });
-    Ok(Body::from_stream(futures::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-    )))
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    Ok((body, length))
 }
 
 /// `DELETE /api/v1/recordings/{id}`: deletes the audio through the archive's deletion path

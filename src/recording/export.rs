@@ -10,7 +10,7 @@
 use std::io::{Seek, SeekFrom, Write};
 
 use super::encode::{self, AudioEncoder, EncodeError, OggOpusDecoder, WAV_HEADER_LEN};
-use super::format::AudioFormat;
+use super::format::{AudioFormat, FRAME_HEADER_LEN, HEADER_LEN, TAG_LEN};
 use super::tap::Law;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,10 @@ pub enum ExportError {
     /// The stored audio could not be decoded or re-encoded.
     #[error(transparent)]
     Codec(#[from] EncodeError),
+    /// A streamed WAV came out another length than its header announced (the recording
+    /// changed, or the index disagrees with it): the response must not end as a whole file.
+    #[error("the WAV announced {announced} bytes of audio but {written} were decoded")]
+    Length { announced: u64, written: u64 },
 }
 
 /// One export in progress. See the module documentation.
@@ -34,6 +38,9 @@ pub struct Export {
     bytes: Vec<u8>,
     /// The output's headers are written (WAV: a placeholder until `finish`).
     started: bool,
+    /// A streamed WAV's data length, given in its header before the audio (`u32::MAX`:
+    /// unknown, read to the end); `None` for a file, whose header `finish` patches.
+    announced: Option<u32>,
     /// Bytes written after the WAV header, or in all for Ogg.
     written: u64,
 }
@@ -95,8 +102,42 @@ impl Export {
             pcm: Vec::new(),
             bytes,
             started: false,
+            announced: None,
             written: 0,
         })
+    }
+
+    /// Makes this export a stream, which cannot go back to patch a WAV's sizes: the header
+    /// gives `data_len` bytes of audio (checked by [`Export::finish_stream`]), or, when that
+    /// is unknown, the open-ended sizes stored WAVs use (players read to the end).
+    pub fn streamed(mut self, data_len: Option<u64>) -> Export {
+        self.announced = Some(
+            data_len
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n <= u32::MAX - 36)
+                .unwrap_or(u32::MAX),
+        );
+        self
+    }
+
+    /// Ends a [`Export::streamed`] export; its size in bytes. A WAV that came out another
+    /// length than announced is an error (what was written cannot be taken back, so the
+    /// response must be cut off rather than end as if whole).
+    pub fn finish_stream(mut self, f: &mut impl Write) -> Result<u64, ExportError> {
+        self.start(f)?;
+        self.encode(true, f)?;
+        match (&self.output, self.announced) {
+            (Output::Wav, Some(n)) => {
+                if n != u32::MAX && u64::from(n) != self.written {
+                    return Err(ExportError::Length {
+                        announced: n.into(),
+                        written: self.written,
+                    });
+                }
+                Ok(WAV_HEADER_LEN as u64 + self.written)
+            }
+            _ => Ok(self.written),
+        }
     }
 
     /// The next piece of the recording's plaintext.
@@ -138,7 +179,8 @@ impl Export {
         }
     }
 
-    /// Writes the headers once: Ogg Opus's as made by the encoder, a WAV's as a placeholder.
+    /// Writes the headers once: Ogg Opus's as made by the encoder, a WAV's as announced or,
+    /// for a file, as a placeholder.
     fn start(&mut self, f: &mut impl Write) -> Result<(), ExportError> {
         if self.started {
             return Ok(());
@@ -148,7 +190,8 @@ impl Export {
             Output::Copy => {}
             Output::Wav => {
                 self.bytes.clear();
-                encode::wav_header_of(AudioFormat::Wav, self.rate, 2, 0, &mut self.bytes);
+                let data_len = self.announced.unwrap_or(0);
+                encode::wav_header_of(AudioFormat::Wav, self.rate, 2, data_len, &mut self.bytes);
                 f.write_all(&self.bytes)?;
             }
             Output::Opus(_) => {
@@ -190,6 +233,25 @@ impl Export {
         }
         self.written += self.bytes.len() as u64;
         Ok(f.write_all(&self.bytes)?)
+    }
+}
+
+/// The 16-bit PCM, in bytes, that a whole recording stored as a WAV of any kind exports to,
+/// known before reading it from its sealed size and chunk count alone (every chunk's frame
+/// adds the same overhead to its plaintext). `None` for Ogg Opus, whose decoded length shows
+/// only at its end, and for sizes no recording of that many chunks can have.
+pub fn wav_data_len(stored: AudioFormat, sealed_size: u64, chunks: u32) -> Option<u64> {
+    let per_chunk = (FRAME_HEADER_LEN + TAG_LEN) as u64;
+    let plain = sealed_size
+        .checked_sub(HEADER_LEN as u64)?
+        .checked_sub(u64::from(chunks) * per_chunk)?;
+    let audio = plain.checked_sub(WAV_HEADER_LEN as u64)?;
+    match stored {
+        AudioFormat::Opus => None,
+        // A last odd byte is not a sample (see `linear`).
+        AudioFormat::Wav => Some(audio / 2 * 2),
+        // One byte per sample, expanded to two.
+        AudioFormat::Mulaw | AudioFormat::Alaw => Some(audio * 2),
     }
 }
 
@@ -328,6 +390,97 @@ mod tests {
         }
         // Ogg Opus as stored: byte for byte.
         assert_eq!(export(AudioFormat::Opus, AudioFormat::Opus, &ogg, 100), ogg);
+    }
+
+    /// Runs `stored` through a streamed export announcing `data_len`; the bytes written and
+    /// what `finish_stream` said.
+    fn export_streamed(
+        have: AudioFormat,
+        stored: &[u8],
+        data_len: Option<u64>,
+    ) -> (Vec<u8>, Result<u64, ExportError>) {
+        let mut out = Vec::new();
+        let mut e = Export::new(have, AudioFormat::Wav, 8000)
+            .unwrap()
+            .streamed(data_len);
+        for p in stored.chunks(1000) {
+            e.push(p, &mut out).unwrap();
+        }
+        let end = e.finish_stream(&mut out);
+        (out, end)
+    }
+
+    /// The plaintext of a stored WAV sealed as the writer seals it: chunks of `chunk` bytes
+    /// and `flushes` short ones. Its size and chunk count, as the index has them.
+    fn sealed_size(plain: &[u8], chunk: usize, flushes: usize) -> (u64, u32) {
+        use crate::recording::crypt::RecordingKeys;
+        use crate::recording::format::{RecordingId, StreamInfo};
+        use crate::recording::sealer::ChunkSealer;
+        let info = StreamInfo {
+            id: RecordingId::random(),
+            started_unix_ms: 0,
+            format: AudioFormat::Mulaw,
+            channels: 2,
+            sample_rate: 8000,
+            chunk_bytes: chunk as u32,
+        };
+        let keys = RecordingKeys::derive(&[7; 32], &info);
+        let mut sealer = ChunkSealer::new(&[0; HEADER_LEN], keys, chunk);
+        let mut size = 0;
+        let piece = plain.len().div_ceil(flushes + 1).max(1);
+        for p in plain.chunks(piece) {
+            sealer.write(p);
+            sealer.flush();
+            size += sealer.output().len() as u64;
+            sealer.clear_output();
+        }
+        sealer.finish();
+        size += sealer.output().len() as u64;
+        (size, sealer.chunks())
+    }
+
+    #[test]
+    fn a_streamed_wav_announces_its_exact_length_from_the_sealed_size() {
+        let law: Vec<u8> = (0..=255u8).cycle().take(8000 * 2 * 3).collect();
+        let mut stored = Vec::new();
+        encode::wav_header_of(AudioFormat::Mulaw, 8000, 2, u32::MAX, &mut stored);
+        stored.extend_from_slice(&law);
+        for (chunk, flushes) in [(1024, 0), (4096, 3), (64 * 1024, 1)] {
+            let (size, chunks) = sealed_size(&stored, chunk, flushes);
+            let n = wav_data_len(AudioFormat::Mulaw, size, chunks);
+            assert_eq!(n, Some(2 * law.len() as u64), "chunks of {chunk}");
+            // The header says so before any audio, and the file is whole and exact.
+            let (file, end) = export_streamed(AudioFormat::Mulaw, &stored, n);
+            assert_eq!(end.unwrap(), file.len() as u64);
+            assert_eq!(&file[40..44], &(2 * law.len() as u32).to_le_bytes());
+            assert_eq!(&file[4..8], &(2 * law.len() as u32 + 36).to_le_bytes());
+            assert_eq!(
+                file,
+                export(AudioFormat::Mulaw, AudioFormat::Wav, &stored, 1000)
+            );
+        }
+        // A 16-bit WAV's odd last byte is no sample.
+        let (size, chunks) = sealed_size(&stored, 4096, 0);
+        assert_eq!(
+            wav_data_len(AudioFormat::Wav, size + 1, chunks),
+            Some(law.len() as u64)
+        );
+        // Ogg Opus, or a size too small for its chunks: not known ahead.
+        assert_eq!(wav_data_len(AudioFormat::Opus, size, chunks), None);
+        assert_eq!(wav_data_len(AudioFormat::Mulaw, 100, 3), None);
+
+        // Announced wrong (the recording is not what the index says): an error at the end,
+        // so the response is cut off instead of ending as a whole file.
+        let wrong = Some(2 * law.len() as u64 + 2);
+        let (_, end) = export_streamed(AudioFormat::Mulaw, &stored, wrong);
+        assert!(matches!(end, Err(ExportError::Length { .. })), "{end:?}");
+        // Unknown: the open-ended sizes stored WAVs have (players read to the end), then
+        // the same audio.
+        let (file, end) = export_streamed(AudioFormat::Mulaw, &stored, None);
+        assert_eq!(end.unwrap(), file.len() as u64);
+        assert_eq!(&file[40..44], &u32::MAX.to_le_bytes());
+        let exact = export(AudioFormat::Mulaw, AudioFormat::Wav, &stored, 1000);
+        assert_eq!(file[44..], exact[44..]);
     }
 
     /// Exports only ever see authenticated plaintext, but a bug upstream must not become a

@@ -205,7 +205,9 @@ impl Archive {
     ) -> Result<(u64, Option<String>), RecordingError> {
         let failed = |e: ExportError| match e {
             ExportError::Io(e) => io(e),
-            ExportError::Codec(e) => RecordingError::Export(e.to_string()),
+            e @ (ExportError::Codec(_) | ExportError::Length { .. }) => {
+                RecordingError::Export(e.to_string())
+            }
         };
         let mut file = Export::new(row.format, want, row.sample_rate).map_err(failed)?;
         let mut error = None;
@@ -224,19 +226,6 @@ impl Archive {
         let truncated = cut_short(read)?;
         let bytes = file.finish(out).map_err(failed)?;
         Ok((bytes, truncated))
-    }
-
-    /// The whole recording decrypted into memory as a complete `want` file (transcoded when
-    /// stored otherwise), with a note when it was cut short (the audio up to the cut is there).
-    pub async fn decode(
-        &self,
-        row: &Row,
-        want: AudioFormat,
-    ) -> Result<(Vec<u8>, Option<String>), RecordingError> {
-        let mut out = std::io::Cursor::new(Vec::new());
-        let io = |e: std::io::Error| RecordingError::Export(e.to_string());
-        let (_, truncated) = self.stream_to(row, want, &mut out, io).await?;
-        Ok((out.into_inner(), truncated))
     }
 
     /// Deletes one sealed recording's audio and records the deletion, with `reason`, in the
