@@ -689,7 +689,11 @@ fn record_tick(rec: &mut LegRecorder, popped: Option<&[u8]>, sent: Option<&[u8]>
                 .tap
                 .push_companded_parts([frame, &[]], sent.unwrap_or_default());
             // A packet longer than a tick (ptime over 20 ms): the rest waits for the next.
-            rec.caller_law.extend(&frame[used..]);
+            // Checked first: the common case leaves nothing, and an empty extend is still a
+            // call that touches the queue's header every tick.
+            if used < frame.len() {
+                rec.caller_law.extend(&frame[used..]);
+            }
             return;
         }
         let (front, back) = rec.caller_law.as_slices();
