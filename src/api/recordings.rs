@@ -23,7 +23,6 @@ use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::call::{CallCommand, CallServices};
 use crate::db::rfc3339;
-use crate::recording::encode::WAV_HEADER_LEN;
 use crate::recording::export::{Export, ExportError, wav_data_len};
 use crate::recording::format::{AudioFormat, RecordingId};
 use crate::recording::index::{Row, State as RecState};
@@ -450,12 +449,12 @@ async fn stream(
         Some(want) => {
             let data_len = (want == AudioFormat::Wav && row.state == RecState::Sealed)
                 .then(|| wav_data_len(row.format, row.size, row.chunks))
-                .flatten()
-                .filter(|&n| n <= u64::from(u32::MAX - 36));
+                .flatten();
             let export = Export::new(row.format, want, row.sample_rate)
                 .map_err(failed)?
                 .streamed(data_len);
-            (Some(export), data_len.map(|n| n + WAV_HEADER_LEN as u64))
+            let length = export.announced_size();
+            (Some(export), length)
         }
     };
     let mut pieces = archive.store.read(row).await?;

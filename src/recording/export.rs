@@ -120,6 +120,14 @@ impl Export {
         self
     }
 
+    /// The whole file's size, when a streamed WAV announced its exact length.
+    pub fn announced_size(&self) -> Option<u64> {
+        match (&self.output, self.announced) {
+            (Output::Wav, Some(n)) if n != u32::MAX => Some(WAV_HEADER_LEN as u64 + u64::from(n)),
+            _ => None,
+        }
+    }
+
     /// Ends a [`Export::streamed`] export; its size in bytes. A WAV that came out another
     /// length than announced is an error (what was written cannot be taken back, so the
     /// response must be cut off rather than end as if whole).
@@ -452,6 +460,8 @@ mod tests {
             // The header says so before any audio, and the file is whole and exact.
             let (file, end) = export_streamed(AudioFormat::Mulaw, &stored, n);
             assert_eq!(end.unwrap(), file.len() as u64);
+            let e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000).unwrap();
+            assert_eq!(e.streamed(n).announced_size(), Some(file.len() as u64));
             assert_eq!(&file[40..44], &(2 * law.len() as u32).to_le_bytes());
             assert_eq!(&file[4..8], &(2 * law.len() as u32 + 36).to_le_bytes());
             assert_eq!(
@@ -478,6 +488,8 @@ mod tests {
         // the same audio.
         let (file, end) = export_streamed(AudioFormat::Mulaw, &stored, None);
         assert_eq!(end.unwrap(), file.len() as u64);
+        let e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000).unwrap();
+        assert_eq!(e.streamed(None).announced_size(), None);
         assert_eq!(&file[40..44], &u32::MAX.to_le_bytes());
         let exact = export(AudioFormat::Mulaw, AudioFormat::Wav, &stored, 1000);
         assert_eq!(file[44..], exact[44..]);
