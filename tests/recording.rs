@@ -547,6 +547,50 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
     );
     let sizes = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap()) as usize;
     assert_eq!((sizes(4), sizes(40)), (wav.len() - 8, wav.len() - 44));
+    assert!(head.to_ascii_lowercase().contains("accept-ranges: bytes"));
+    // A player seeks with ranges: each is exactly those bytes of the whole file, as a WAV
+    // (its header, samples converted from any stored one) and as stored.
+    let ranged = |query: &str, whole: &[u8]| {
+        let n = whole.len();
+        for (range, first, last) in [
+            ("bytes=0-43".to_string(), 0, 43),
+            ("bytes=10-99".to_string(), 10, 99),
+            ("bytes=45-5000".to_string(), 45, 5000),
+            ("bytes=20001-".to_string(), 20001, n - 1),
+            ("bytes=-301".to_string(), n - 301, n - 1),
+            (format!("bytes={}-{}", n - 7, n + 100), n - 7, n - 1),
+        ] {
+            let (code, head, part) = http_ranged(
+                &server,
+                "GET",
+                &format!("{audio}{query}"),
+                Some(&sup),
+                Some(&range),
+            );
+            assert_eq!(code, 206, "{range}: {head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains(&format!("content-range: bytes {first}-{last}/{n}")),
+                "{range}: {head}"
+            );
+            assert!(part == whole[first..=last], "{query} {range}: other bytes");
+        }
+        let past = format!("bytes={n}-");
+        let (code, head, _) = http_ranged(
+            &server,
+            "GET",
+            &format!("{audio}{query}"),
+            Some(&sup),
+            Some(&past),
+        );
+        assert_eq!(code, 416, "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("content-range: bytes */{n}"))
+        );
+    };
+    ranged("?format=wav", &wav);
+    ranged("", &body);
     let mut reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("a valid WAV");
     assert_eq!(
         (reader.spec().channels, reader.spec().sample_rate),
@@ -592,17 +636,22 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
     // Every listening, control and refusal is in the trail, with the recording and call.
     let call_id = call.call_id.as_str();
     let trail = audit(&server, &auditor, "user=sam");
-    let listened = trail
-        .iter()
-        .filter(|e| {
-            e["action"] == "recording.read"
-                && e["outcome"] == "success"
-                && e["detail"]["view"] == "audio"
-                && e["detail"]["recording"] == id.as_str()
-                && e["detail"]["call_id"] == call_id
-        })
-        .count();
-    assert_eq!(listened, 3, "{trail:?}");
+    let listened = |ranged: bool| {
+        trail
+            .iter()
+            .filter(|e| {
+                e["action"] == "recording.read"
+                    && e["outcome"] == "success"
+                    && e["detail"]["view"] == "audio"
+                    && e["detail"]["recording"] == id.as_str()
+                    && e["detail"]["call_id"] == call_id
+                    && e["detail"].get("range").is_some() == ranged
+            })
+            .count()
+    };
+    assert_eq!(listened(false), 3, "{trail:?}");
+    // Each range asked for (seven per format, the last one past the end) is a read too.
+    assert_eq!(listened(true), 14, "{trail:?}");
     for control in ["start", "pause", "resume", "stop"] {
         assert!(
             trail.iter().any(|e| e["action"] == "recording.control"
@@ -662,13 +711,25 @@ fn http_with_head(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
+    http_ranged(server, method, path, token, None)
+}
+
+/// [`http_with_head`] with a `Range` header.
+fn http_ranged(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    range: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{range}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let split = buf

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod https;
 pub mod openapi;
 pub mod patients;
+pub mod range;
 pub mod recordings;
 pub mod users;
 pub mod v1;

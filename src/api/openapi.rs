@@ -164,10 +164,10 @@ pub const ROUTES: &[RouteDoc] = &[
         method: "get",
         path: "/api/v1/recordings/{id}/audio",
         action: Some(Action::RecordingRead),
-        summary: "The decrypted audio (stereo: left the caller, right what the caller heard), streamed as stored, or transcoded with ?format; 410 once deleted",
+        summary: "The decrypted audio (stereo: left the caller, right what the caller heard), streamed as stored, or transcoded with ?format; 410 once deleted. A sealed recording as stored, or as wav from a WAV-stored one, has a known size (Content-Length, Accept-Ranges: bytes) and honours a single Range (206, or 416 past the end), so players can seek",
         query: &[(
             "format",
-            "ogg (Ogg Opus) or wav (16-bit PCM with exact sizes); default: as stored, streamed",
+            "ogg (Ogg Opus) or wav (16-bit PCM; exact sizes when known, else open-ended); default: as stored, streamed",
         )],
         body: None,
     },

@@ -19,11 +19,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{ApiError, ApiState, Caller};
+use super::range;
 use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::call::{CallCommand, CallServices};
 use crate::db::rfc3339;
-use crate::recording::export::{Export, ExportError, wav_data_len};
+use crate::recording::encode::{WAV_HEADER_LEN, wav_header_of};
+use crate::recording::export::{Export, ExportError, plaintext_len, wav_data_len};
 use crate::recording::format::{AudioFormat, RecordingId};
 use crate::recording::index::{Row, State as RecState};
 use crate::recording::reader::Reader;
@@ -349,11 +351,17 @@ pub struct AudioQuery {
 /// to disk). A WAV must give its sizes before its audio: for a sealed recording stored as a
 /// WAV they are known from the index (and sent as `Content-Length` too); otherwise the
 /// header has the open-ended sizes stored WAVs use, and players read to the end.
+///
+/// Where the whole size is known ahead (a sealed recording as stored, or a WAV of it as
+/// above), a `Range` is honoured, so a browser's player can seek: only the chunks from the
+/// one holding the first byte asked for are decrypted. Each request, range or not, is
+/// audited as a read of the recording.
 pub async fn audio(
     State(s): S,
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<AudioQuery>,
+    headers: header::HeaderMap,
 ) -> Result<Response, ApiError> {
     let want = match q.format.as_deref() {
         None => None,
@@ -365,17 +373,13 @@ pub async fn audio(
             )));
         }
     };
+    // A conditional range needs a validator this endpoint does not give: the whole body.
+    let range = headers
+        .get(header::RANGE)
+        .filter(|_| !headers.contains_key(header::IF_RANGE))
+        .and_then(|v| v.to_str().ok());
     let (row, patient, glass) = guarded(&s, &caller, &id, Action::RecordingRead, "audio").await?;
     let row = existing(&s, &caller, &id, row, Action::RecordingRead).await?;
-    let detail = |outcome_note: Value| {
-        let mut d = json!({"recording": row.id, "call_id": row.call_id, "view": "audio",
-                           "format": want.unwrap_or(row.format), "break_glass": glass,
-                           "via": caller.via});
-        if let (Some(m), Value::Object(extra)) = (d.as_object_mut(), outcome_note) {
-            m.extend(extra);
-        }
-        d
-    };
     let format = want.unwrap_or(row.format);
     let (content_type, ext) = match format {
         AudioFormat::Opus => ("audio/ogg", "ogg"),
@@ -386,32 +390,23 @@ pub async fn audio(
             row.id,
             row.deleted_reason.clone().unwrap_or_default(),
         )),
-        _ => stream(&s, &row, want).await.map(|(body, length)| {
-            let mut resp = body.into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(content_type),
-            );
-            // PHI: never kept by a browser or proxy cache.
-            h.insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
-            );
-            if let Ok(v) =
-                header::HeaderValue::from_str(&format!("attachment; filename=\"{}.{ext}\"", row.id))
-            {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            if let Some(n) = length {
-                h.insert(header::CONTENT_LENGTH, n.into());
-            }
-            resp
-        }),
+        _ => stream(&s, &row, want, range).await,
     };
-    let (outcome, note) = match &result {
-        Ok(_) => ("success", Value::Null),
-        Err(e) => ("failure", json!({"error": e.to_string()})),
+    let mut d = json!({"recording": row.id, "call_id": row.call_id, "view": "audio",
+                       "format": format, "break_glass": glass, "via": caller.via});
+    let outcome = match &result {
+        Ok(a) => {
+            match a.part {
+                Some(Ok((first, last))) => d["range"] = json!([first, last]),
+                Some(Err(())) => d["range"] = json!("not satisfiable"),
+                None => {}
+            }
+            "success"
+        }
+        Err(e) => {
+            d["error"] = json!(e.to_string());
+            "failure"
+        }
     };
     s.api
         .audit
@@ -420,51 +415,175 @@ pub async fn audio(
             action::RECORDING_READ,
             outcome,
             patient.as_deref(),
-            detail(note),
+            d,
         ))
         .await?;
-    result.map_err(recording_error)
+    let a = result.map_err(recording_error)?;
+    let mut resp = a.body.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    // PHI: never kept by a browser or proxy cache.
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    if let Ok(v) =
+        header::HeaderValue::from_str(&format!("attachment; filename=\"{}.{ext}\"", row.id))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(total) = a.total {
+        h.insert(
+            header::ACCEPT_RANGES,
+            header::HeaderValue::from_static("bytes"),
+        );
+        let (status, content_range, length) = match a.part {
+            None => (StatusCode::OK, None, total),
+            Some(Ok((first, last))) => (
+                StatusCode::PARTIAL_CONTENT,
+                Some(format!("bytes {first}-{last}/{total}")),
+                last - first + 1,
+            ),
+            Some(Err(())) => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Some(format!("bytes */{total}")),
+                0,
+            ),
+        };
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_LENGTH, length.into());
+        if let Some(v) = content_range.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// What the audio endpoint sends.
+struct AudioBody {
+    body: Body,
+    /// The whole file's size, when known ahead: then it is sent as `Content-Length`, and a
+    /// range of it can be asked for.
+    total: Option<u64>,
+    /// The range asked for, when there is a whole size to take it from (see
+    /// [`range::requested`]).
+    part: Option<Result<(u64, u64), ()>>,
 }
 
 /// The recording's plaintext as a streamed body, decrypted chunk by chunk: as stored
-/// (`want` None), or exported to `want` on the way; and the body's length when it is known
-/// ahead (a sealed recording stored as a WAV, asked for as a WAV).
+/// (`want` None), or exported to `want` on the way, whole or the part `range` asks for.
 ///
 /// Transcoding runs on the blocking pool a chunk at a time (encoding a 64 KiB chunk of
-/// G.711 as Opus takes milliseconds, too long to hold a runtime worker). A WAV that
-/// announced its length and comes out another (the recording is not what the index says)
-/// ends the body with an error, so a client never takes a part for the whole; otherwise a
-/// recording still being written, or cut short by a crash, streams up to where it ends and
-/// the server logs the cut.
+/// G.711 as Opus takes milliseconds, too long to hold a runtime worker). A body whose
+/// length was announced (a WAV's header, `Content-Length`) and that comes out shorter or
+/// longer (the recording is not what the index says) ends with an error, so a client never
+/// takes a part for the whole; otherwise a recording still being written, or cut short by a
+/// crash, streams up to where it ends and the server logs the cut.
 async fn stream(
     s: &RecordingApi,
     row: &Row,
     want: Option<AudioFormat>,
-) -> Result<(Body, Option<u64>), RecordingError> {
+    range: Option<&str>,
+) -> Result<AudioBody, RecordingError> {
     let archive = &s.calls.recorder.archive;
     let failed = |e: ExportError| RecordingError::Export(e.to_string());
-    let (export, length) = match want {
-        None => (None, None),
-        Some(AudioFormat::Opus) if row.format == AudioFormat::Opus => (None, None),
-        Some(want) => {
-            let data_len = (want == AudioFormat::Wav && row.state == RecState::Sealed)
+    let sealed = row.state == RecState::Sealed;
+    let (mut export, total) = match want {
+        Some(AudioFormat::Opus) if row.format != AudioFormat::Opus => {
+            let export = Export::new(row.format, AudioFormat::Opus, row.sample_rate);
+            (Some(export.map_err(failed)?), None)
+        }
+        Some(AudioFormat::Wav) => {
+            let data_len = sealed
                 .then(|| wav_data_len(row.format, row.size, row.chunks))
                 .flatten();
-            let export = Export::new(row.format, want, row.sample_rate)
+            let export = Export::new(row.format, AudioFormat::Wav, row.sample_rate)
                 .map_err(failed)?
                 .streamed(data_len);
-            let length = export.announced_size();
-            (Some(export), length)
+            let total = export.announced_size();
+            (Some(export), total)
         }
+        // As stored.
+        _ => (
+            None,
+            sealed
+                .then(|| plaintext_len(row.size, row.chunks))
+                .flatten(),
+        ),
     };
+    let part = range.zip(total).and_then(|(r, t)| range::requested(r, t));
+    // Where the body starts: the plaintext to skip, then the output to drop and to send.
+    let mut prefix = Bytes::new();
+    let (mut from, mut window) = (0, range::Window::ALL);
+    match part {
+        None => {}
+        Some(Err(())) => {
+            return Ok(AudioBody {
+                body: Body::empty(),
+                total,
+                part,
+            });
+        }
+        Some(Ok((first, last))) => match export.take() {
+            // As stored: plaintext offsets are the file's.
+            None => {
+                from = first;
+                window.left = Some(last - first + 1);
+            }
+            // An exact WAV: its own header, then samples converted from the stored ones.
+            Some(e) => {
+                let head = WAV_HEADER_LEN as u64;
+                let mut header = Vec::new();
+                let data_len = total.unwrap_or(head) - head;
+                wav_header_of(
+                    AudioFormat::Wav,
+                    row.sample_rate,
+                    2,
+                    data_len as u32,
+                    &mut header,
+                );
+                prefix = Bytes::from(header)
+                    .slice(first.min(head) as usize..(last + 1).min(head) as usize);
+                if last < head {
+                    return Ok(AudioBody {
+                        body: Body::from(prefix),
+                        total,
+                        part,
+                    });
+                }
+                // Output byte `d` of the data is byte `d / 2` of a G.711 WAV's samples, or
+                // of the sample starting at `d` rounded down to even in a 16-bit one.
+                let d = first.max(head) - head;
+                let stored = if row.format == AudioFormat::Wav {
+                    d / 2 * 2
+                } else {
+                    d / 2
+                };
+                from = head + stored;
+                window = range::Window {
+                    skip: d % 2,
+                    left: Some(last - first.max(head) + 1),
+                };
+                export = Some(e.data_only());
+            }
+        },
+    }
     let mut pieces = archive.store.read(row).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    if !prefix.is_empty() {
+        let _ = tx.send(Ok(prefix)).await;
+    }
     let s2 = s.clone();
     let id = row.id;
+    let whole = part.is_none();
     tokio::spawn(async move {
         let ring = &s2.calls.recorder.archive.ring;
         let mut reader = Reader::new(ring);
-        let mut export = export;
+        reader.skip_to(from);
         let mut out = Vec::new();
         let refuse = |what: &str, e: String| {
             tracing::warn!(recording = %id, error = %e, "{what}");
@@ -512,15 +631,28 @@ async fn stream(
                     }
                 }
             };
+            let bytes = window.cut(bytes);
             if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+            if window.is_full() {
                 return;
             }
         }
         if let Err(e) = reader.finish() {
             // Still being recorded, or cut short by a crash: what is there was sent (the
-            // header a streamed response would carry comes too late). A WAV that announced
-            // its length fails below instead of ending short.
+            // header a streamed response would carry comes too late). A body whose length
+            // was announced fails below instead of ending short.
             tracing::warn!(recording = %id, error = %e, "recording streamed up to its end");
+        }
+        if !whole {
+            let owed = window.owed();
+            let e = refuse(
+                "range cut short",
+                format!("{owed} bytes of the range missing"),
+            );
+            let _ = tx.send(Err(e)).await;
+            return;
         }
         if let Some(e) = export {
             let end = tokio::task::spawn_blocking(move || {
@@ -539,7 +671,7 @@ async fn stream(
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }));
-    Ok((body, length))
+    Ok(AudioBody { body, total, part })
 }
 
 /// `DELETE /api/v1/recordings/{id}`: deletes the audio through the archive's deletion path

@@ -120,6 +120,17 @@ impl Export {
         self
     }
 
+    /// Makes this export of a stored WAV (any kind) start inside the audio, for a range of
+    /// the file: no header is skipped on the way in or written on the way out, and the first
+    /// byte pushed must begin a stored sample. Other exports are left as they are.
+    pub fn data_only(mut self) -> Export {
+        if let (Input::Wav { skip, .. }, Output::Wav) = (&mut self.input, &self.output) {
+            *skip = 0;
+            self.started = true;
+        }
+        self
+    }
+
     /// The whole file's size, when a streamed WAV announced its exact length.
     pub fn announced_size(&self) -> Option<u64> {
         match (&self.output, self.announced) {
@@ -244,16 +255,22 @@ impl Export {
     }
 }
 
+/// The plaintext a sealed recording holds (the stored file, as stored), from its size and
+/// chunk count: every chunk's frame adds the same header and tag. `None` for sizes no
+/// recording of that many chunks can have.
+pub fn plaintext_len(sealed_size: u64, chunks: u32) -> Option<u64> {
+    let per_chunk = (FRAME_HEADER_LEN + TAG_LEN) as u64;
+    sealed_size
+        .checked_sub(HEADER_LEN as u64)?
+        .checked_sub(u64::from(chunks) * per_chunk)
+}
+
 /// The 16-bit PCM, in bytes, that a whole recording stored as a WAV of any kind exports to,
 /// known before reading it from its sealed size and chunk count alone (every chunk's frame
 /// adds the same overhead to its plaintext). `None` for Ogg Opus, whose decoded length shows
 /// only at its end, and for sizes no recording of that many chunks can have.
 pub fn wav_data_len(stored: AudioFormat, sealed_size: u64, chunks: u32) -> Option<u64> {
-    let per_chunk = (FRAME_HEADER_LEN + TAG_LEN) as u64;
-    let plain = sealed_size
-        .checked_sub(HEADER_LEN as u64)?
-        .checked_sub(u64::from(chunks) * per_chunk)?;
-    let audio = plain.checked_sub(WAV_HEADER_LEN as u64)?;
+    let audio = plaintext_len(sealed_size, chunks)?.checked_sub(WAV_HEADER_LEN as u64)?;
     match stored {
         AudioFormat::Opus => None,
         // A last odd byte is not a sample (see `linear`).
@@ -478,6 +495,23 @@ mod tests {
         // Ogg Opus, or a size too small for its chunks: not known ahead.
         assert_eq!(wav_data_len(AudioFormat::Opus, size, chunks), None);
         assert_eq!(wav_data_len(AudioFormat::Mulaw, 100, 3), None);
+
+        // A range of it: from any stored sample on, the same bytes as the whole file's.
+        for from in [0, 1, 4001, law.len() - 2] {
+            let mut out = Vec::new();
+            let mut e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000)
+                .unwrap()
+                .data_only();
+            for p in stored[WAV_HEADER_LEN + from..].chunks(777) {
+                e.push(p, &mut out).unwrap();
+            }
+            let whole = export(AudioFormat::Mulaw, AudioFormat::Wav, &stored, 1000);
+            assert_eq!(
+                out,
+                whole[WAV_HEADER_LEN + 2 * from..],
+                "from sample {from}"
+            );
+        }
 
         // Announced wrong (the recording is not what the index says): an error at the end,
         // so the response is cut off instead of ending as a whole file.
