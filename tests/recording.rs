@@ -552,6 +552,10 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
     // (its header, samples converted from any stored one) and as stored.
     let ranged = |query: &str, whole: &[u8]| {
         let n = whole.len();
+        let get = |range: &str| {
+            let path = format!("{audio}{query}");
+            http_ranged(&server, "GET", &path, Some(&sup), Some(range))
+        };
         for (range, first, last) in [
             ("bytes=0-43".to_string(), 0, 43),
             ("bytes=10-99".to_string(), 10, 99),
@@ -560,13 +564,7 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
             ("bytes=-301".to_string(), n - 301, n - 1),
             (format!("bytes={}-{}", n - 7, n + 100), n - 7, n - 1),
         ] {
-            let (code, head, part) = http_ranged(
-                &server,
-                "GET",
-                &format!("{audio}{query}"),
-                Some(&sup),
-                Some(&range),
-            );
+            let (code, head, part) = get(&range);
             assert_eq!(code, 206, "{range}: {head}");
             assert!(
                 head.to_ascii_lowercase()
@@ -575,14 +573,7 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
             );
             assert!(part == whole[first..=last], "{query} {range}: other bytes");
         }
-        let past = format!("bytes={n}-");
-        let (code, head, _) = http_ranged(
-            &server,
-            "GET",
-            &format!("{audio}{query}"),
-            Some(&sup),
-            Some(&past),
-        );
+        let (code, head, _) = get(&format!("bytes={n}-"));
         assert_eq!(code, 416, "{head}");
         assert!(
             head.to_ascii_lowercase()
