@@ -24,7 +24,7 @@ use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::call::{CallCommand, CallServices};
 use crate::db::rfc3339;
-use crate::recording::encode::{WAV_HEADER_LEN, wav_header_of};
+use crate::recording::encode::WAV_HEADER_LEN;
 use crate::recording::export::{Export, ExportError, plaintext_len, wav_data_len};
 use crate::recording::format::{AudioFormat, RecordingId};
 use crate::recording::index::{Row, State as RecState};
@@ -535,17 +535,11 @@ async fn stream(
                 window.left = Some(last - first + 1);
             }
             // An exact WAV: its own header, then samples converted from the stored ones.
-            Some(e) => {
+            Some(mut e) => {
                 let head = WAV_HEADER_LEN as u64;
+                // The header the whole file starts with, as the export writes it.
                 let mut header = Vec::new();
-                let data_len = total.unwrap_or(head) - head;
-                wav_header_of(
-                    AudioFormat::Wav,
-                    row.sample_rate,
-                    2,
-                    data_len as u32,
-                    &mut header,
-                );
+                e.push(&[], &mut header).map_err(failed)?;
                 prefix = Bytes::from(header)
                     .slice(first.min(head) as usize..(last + 1).min(head) as usize);
                 if last < head {
