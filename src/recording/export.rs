@@ -450,17 +450,15 @@ mod tests {
             chunk_bytes: chunk as u32,
         };
         let keys = RecordingKeys::derive(&[7; 32], &info);
-        let mut sealer = ChunkSealer::new(&[0; HEADER_LEN], keys, chunk);
-        let mut size = 0;
+        let mut sealer = ChunkSealer::new(keys, chunk);
+        let mut out = vec![0; HEADER_LEN];
         let piece = plain.len().div_ceil(flushes + 1).max(1);
         for p in plain.chunks(piece) {
-            sealer.write(p);
-            sealer.flush();
-            size += sealer.output().len() as u64;
-            sealer.clear_output();
+            sealer.write(p, &mut out);
+            sealer.flush(&mut out);
         }
-        sealer.finish();
-        size += sealer.output().len() as u64;
+        sealer.finish(&mut out);
+        let size = out.len() as u64;
         (size, sealer.chunks())
     }
 

@@ -332,11 +332,12 @@ mod tests {
             chunk_bytes: 1024,
         };
         let (header, keys, _) = new_header(ring, &info).unwrap();
-        let mut s = ChunkSealer::new(&header, keys, 1024);
+        let mut s = ChunkSealer::new(keys, 1024);
         let plain: Vec<u8> = (0..chunks * 1024 + 100).map(|i| (i % 251) as u8).collect();
-        s.write(&plain);
-        s.finish();
-        (s.output().to_vec(), plain)
+        let mut out = header.to_vec();
+        s.write(&plain, &mut out);
+        s.finish(&mut out);
+        (out, plain)
     }
 
     fn read(ring: &KeyRing, data: &[u8]) -> Result<Vec<u8>, ReadError> {

@@ -1,80 +1,80 @@
 //! The writing side of the container: plaintext in, sealed frames out (sans-IO).
 //!
 //! Plaintext accumulates up to `chunk_bytes`; a full chunk is sealed at once, and the shell
-//! may seal a partial one early (`flush`) so a crash loses at most a few seconds. The output
-//! buffer holds whole frames only: whatever the shell writes is complete and decryptable.
+//! may seal a partial one early (`flush`) so a crash loses at most a few seconds. Sealed
+//! frames are appended to a buffer the caller passes in, whole frames only: whatever the
+//! caller writes out is complete and decryptable.
+//!
+//! Why the output buffer is the caller's: a writer thread serves hundreds of recordings, and
+//! each completes a chunk only every few seconds. One buffer per writer, reused, costs no
+//! allocation per chunk; one per recording would be a chunk-sized buffer idle in each of
+//! them (or, freed after each chunk as it once was, an allocation, a reallocation when the
+//! tag did not fit and a free per chunk: 8 % of the writers' profile).
 
 use super::crypt::RecordingKeys;
-use super::format::HEADER_LEN;
+use super::format::{FRAME_HEADER_LEN, TAG_LEN};
 
 pub struct ChunkSealer {
     keys: RecordingKeys,
     chunk_bytes: usize,
     plain: Vec<u8>,
-    out: Vec<u8>,
     index: u32,
     sealed: bool,
 }
 
 impl ChunkSealer {
-    /// Starts a stream whose first output is `header`.
-    pub fn new(header: &[u8; HEADER_LEN], keys: RecordingKeys, chunk_bytes: usize) -> Self {
-        let mut out = Vec::with_capacity(HEADER_LEN);
-        out.extend_from_slice(header);
+    /// Starts a stream; the caller writes its header first.
+    pub fn new(keys: RecordingKeys, chunk_bytes: usize) -> Self {
         ChunkSealer {
             keys,
             chunk_bytes: chunk_bytes.max(1024),
             plain: Vec::new(),
-            out,
             index: 0,
             sealed: false,
         }
     }
 
-    /// Appends plaintext, sealing every chunk it completes.
-    pub fn write(&mut self, mut data: &[u8]) {
+    /// Appends plaintext, sealing every chunk it completes into `out`.
+    pub fn write(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        if self.plain.capacity() < self.chunk_bytes && !data.is_empty() {
+            // Exactly one chunk, once: growing by doubling ended at twice the chunk size
+            // (8 kB blocks: 8, 16, 32, 64, then 128 kB for the last 1.5 kB of the first chunk).
+            self.plain
+                .reserve_exact(self.chunk_bytes - self.plain.len());
+        }
         while !data.is_empty() {
             let room = self.chunk_bytes - self.plain.len();
             let take = room.min(data.len());
             self.plain.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.plain.len() == self.chunk_bytes {
-                self.seal(false);
+                self.seal(false, out);
             }
         }
     }
 
-    /// Seals what is buffered as a (short) chunk, if anything is.
-    pub fn flush(&mut self) {
+    /// Seals what is buffered as a (short) chunk into `out`, if anything is.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
         if !self.plain.is_empty() && !self.sealed {
-            self.seal(false);
+            self.seal(false, out);
         }
     }
 
-    /// Seals the rest as the final chunk (possibly empty): the recording is complete.
-    pub fn finish(&mut self) {
+    /// Seals the rest as the final chunk (possibly empty) into `out`: the recording is
+    /// complete.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.sealed {
-            self.seal(true);
+            self.seal(true, out);
             self.sealed = true;
+            self.plain = Vec::new();
         }
     }
 
-    fn seal(&mut self, last: bool) {
-        self.keys
-            .seal_chunk(self.index, last, &self.plain, &mut self.out);
+    fn seal(&mut self, last: bool, out: &mut Vec<u8>) {
+        out.reserve(FRAME_HEADER_LEN + self.plain.len() + TAG_LEN);
+        self.keys.seal_chunk(self.index, last, &self.plain, out);
         self.plain.clear();
         self.index += 1;
-    }
-
-    /// Sealed bytes ready to be written; the caller writes them and calls `clear_output`.
-    pub fn output(&self) -> &[u8] {
-        &self.out
-    }
-
-    pub fn clear_output(&mut self) {
-        // Released, not kept: output appears once per chunk (seconds apart), and a thousand
-        // idle chunk-sized buffers would double the memory each recording holds.
-        self.out = Vec::new();
     }
 
     /// Plaintext bytes waiting for the next chunk.

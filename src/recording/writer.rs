@@ -76,6 +76,8 @@ struct Writer {
     linear: Vec<i16>,
     /// Buffers of blocks written, given back to the taps at the next take.
     done: Vec<Samples>,
+    /// Sealed frames on their way to a file (see [`ChunkSealer`]).
+    sealed: Vec<u8>,
 }
 
 struct Active {
@@ -171,6 +173,7 @@ impl WriterPool {
                     silence: Vec::new(),
                     linear: Vec::new(),
                     done: Vec::new(),
+                    sealed: Vec::new(),
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("rec-writer-{i}"))
@@ -417,12 +420,14 @@ impl Writer {
                 .append(true)
                 .open(&o.path)
                 .map_err(|e| format!("{}: {e}", o.path.display()))?;
-            let mut sealer = ChunkSealer::new(&header, keys, self.settings.chunk_bytes);
+            let mut sealer = ChunkSealer::new(keys, self.settings.chunk_bytes);
             let mut plain = Vec::new();
             let encoder =
                 AudioEncoder::new(o.format, o.rate, self.settings.opus_complexity, &mut plain)
                     .map_err(|e| e.to_string())?;
-            sealer.write(&plain);
+            self.sealed.clear();
+            self.sealed.extend_from_slice(&header);
+            sealer.write(&plain, &mut self.sealed);
             Ok(Active {
                 call_id: o.call_id.clone(),
                 encoder,
@@ -446,7 +451,7 @@ impl Writer {
         })();
         match result {
             Ok(mut a) => {
-                write_out(&mut a);
+                write_out(&mut a, &mut self.sealed);
                 info!(recording = %o.id, call = %o.call_id, format = ?o.format, rate = o.rate, "recording started");
                 self.metrics.recordings_active.inc();
                 self.metrics.recordings_started.inc();
@@ -481,10 +486,10 @@ impl Writer {
                 if fill > 0 {
                     self.silence.clear();
                     self.silence.resize(n * fill, 0);
-                    push(a, &self.silence, n, &mut self.plain);
+                    push(a, &self.silence, n, &mut self.plain, &mut self.sealed);
                 }
                 interleave_block(planar, frames, &mut self.linear);
-                push(a, &self.linear, n, &mut self.plain);
+                push(a, &self.linear, n, &mut self.plain, &mut self.sealed);
             }
             Samples::Companded(planar) => {
                 // The call's own G.711 bytes: already what the file stores (a WAV of that
@@ -494,11 +499,11 @@ impl Writer {
                         if fill > 0 {
                             self.plain.clear();
                             self.plain.resize(n * fill, law.silence());
-                            a.sealer.write(&self.plain);
+                            a.sealer.write(&self.plain, &mut self.sealed);
                             a.frames_written += fill as u64;
                         }
                         interleave_block(planar, frames, &mut self.plain);
-                        a.sealer.write(&self.plain);
+                        a.sealer.write(&self.plain, &mut self.sealed);
                         a.frames_written += frames as u64;
                     }
                     None => {
@@ -513,7 +518,7 @@ impl Writer {
         self.done.push(b.samples);
         a.next_seq = b.first_seq.wrapping_add(frames as u32);
         a.received += frames as u64;
-        write_out(a);
+        write_out(a, &mut self.sealed);
         if let Some((end, _)) = a.end
             && a.received >= end
         {
@@ -528,10 +533,10 @@ impl Writer {
                 a.last_write = Instant::now();
                 self.plain.clear();
                 if a.encoder.flush(&mut self.plain).is_ok() {
-                    a.sealer.write(&self.plain);
+                    a.sealer.write(&self.plain, &mut self.sealed);
                 }
-                a.sealer.flush();
-                write_out(a);
+                a.sealer.flush(&mut self.sealed);
+                write_out(a, &mut self.sealed);
             }
         }
     }
@@ -545,9 +550,9 @@ impl Writer {
         if let Err(e) = a.encoder.finish(&mut self.plain) {
             warn!(recording = %id, error = %e, "encoder did not finish cleanly");
         }
-        a.sealer.write(&self.plain);
-        a.sealer.finish();
-        write_out(&mut a);
+        a.sealer.write(&self.plain, &mut self.sealed);
+        a.sealer.finish(&mut self.sealed);
+        write_out(&mut a, &mut self.sealed);
         if let Err(e) = a.file.sync_data() {
             warn!(recording = %id, error = %e, "fsync failed");
             a.failed = true;
@@ -581,10 +586,10 @@ impl Writer {
 }
 
 /// Encodes and seals consecutive frames of `n` interleaved samples.
-fn push(a: &mut Active, pcm: &[i16], n: usize, plain: &mut Vec<u8>) {
+fn push(a: &mut Active, pcm: &[i16], n: usize, plain: &mut Vec<u8>, sealed: &mut Vec<u8>) {
     plain.clear();
     match a.encoder.push_frames(pcm, n, plain) {
-        Ok(()) => a.sealer.write(plain),
+        Ok(()) => a.sealer.write(plain, sealed),
         Err(e) => {
             if !a.failed {
                 warn!(error = %e, "recording encoder failed");
@@ -595,9 +600,9 @@ fn push(a: &mut Active, pcm: &[i16], n: usize, plain: &mut Vec<u8>) {
     a.frames_written += (pcm.len() / n.max(1)) as u64;
 }
 
-/// Appends the sealed frames to the file, so they survive a crash of the process.
-fn write_out(a: &mut Active) {
-    let out = a.sealer.output();
+/// Appends the sealed frames in `out` to the file, so they survive a crash of the process,
+/// and empties `out`.
+fn write_out(a: &mut Active, out: &mut Vec<u8>) {
     if out.is_empty() {
         return;
     }
@@ -619,5 +624,5 @@ fn write_out(a: &mut Active) {
             a.failed = true;
         }
     }
-    a.sealer.clear_output();
+    out.clear();
 }
