@@ -2,11 +2,13 @@
 //!
 //! `cargo bench --bench media_legs` (CARELINE_BENCH_LEGS=N, CARELINE_BENCH_SECONDS=S change
 //! the population and the simulated call length, CARELINE_BENCH_ROUNDS=R the rounds of each,
-//! CARELINE_BENCH_ONLY=none|recorded runs one side, say under `perf record`). Half the calls negotiate telephone-event
-//! (no receive path unless recorded), half send in-band DTMF (decoded and filtered anyway),
-//! like the loadtest's two demo scenarios. Every caller streams G.711 audio; every call
-//! plays a prompt. As the media clock does, each simulated 20 ms first hands every leg its
-//! caller's packet, then ticks every leg; time runs as fast as the thread can go.
+//! CARELINE_BENCH_ONLY=none|recorded runs one side, say under `perf record`,
+//! CARELINE_BENCH_PREFETCH=0 leaves out the media clock's cache hints). Half the calls
+//! negotiate telephone-event (no receive path unless recorded), half send in-band DTMF
+//! (decoded and filtered anyway), like the loadtest's two demo scenarios. Every caller streams
+//! G.711 audio; every call plays a prompt. As the media clock does, each simulated 20 ms visits
+//! every leg in turn: its caller's packet, then its tick, with the same cache hints for the
+//! legs after it (`careline::media::prefetch`); time runs as fast as the thread can go.
 //!
 //! The figure is the media thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`), so it leaves
 //! out the sockets (the same with and without recording) and shows what recording adds to
@@ -24,6 +26,7 @@ use careline::config::InbandDtmf;
 use careline::keys::{KeyRing, Supplied};
 use careline::media::codec::Codec;
 use careline::media::leg::{LegCommand, LegOptions, LegParams, MediaLeg};
+use careline::media::prefetch;
 use careline::media::prompt::{Prompt, Silence};
 use careline::metrics::Metrics;
 use careline::recording::index::Index;
@@ -72,7 +75,7 @@ struct Run {
     leg_ticks: u64,
 }
 
-fn run(legs: usize, seconds: u64, record: bool, prompt: &Arc<Prompt>) -> Run {
+fn run(legs: usize, seconds: u64, record: bool, hints: bool, prompt: &Arc<Prompt>) -> Run {
     let dir = tempfile::tempdir().expect("temporary folder");
     let ring = Arc::new(KeyRing::open(dir.path(), Supplied::default()).expect("key ring"));
     let index = Arc::new(Index::open(dir.path()).expect("index"));
@@ -150,7 +153,16 @@ fn run(legs: usize, seconds: u64, record: bool, prompt: &Arc<Prompt>) -> Run {
     for t in 0..ticks {
         let now = t * 20;
         let at = (t as usize % 49) * 160;
-        for (i, leg) in calls.iter_mut().enumerate() {
+        for i in 0..calls.len() {
+            if hints {
+                if let Some(ahead) = calls.get(i + 2) {
+                    prefetch::value(ahead);
+                }
+                if let Some(next) = calls.get(i + 1) {
+                    next.prefetch_buffers();
+                }
+            }
+            let leg = &mut calls[i];
             rtp(
                 t as u16,
                 t as u32 * 160,
@@ -159,8 +171,6 @@ fn run(legs: usize, seconds: u64, record: bool, prompt: &Arc<Prompt>) -> Run {
                 &mut packet,
             );
             leg.on_rtp(&packet, far, now);
-        }
-        for leg in calls.iter_mut() {
             out.clear();
             std::hint::black_box(leg.on_tick(now, &mut out));
             std::hint::black_box(&out);
@@ -194,7 +204,11 @@ fn main() {
         })
         .collect();
     let prompt = Arc::new(Prompt::from_pcm("en", "bench", &pcm, 8000).expect("prompt"));
-    println!("{legs} calls, {seconds} s each, {rounds} rounds (media: ns per call per tick)");
+    let hints = env("CARELINE_BENCH_PREFETCH", 1) != 0;
+    println!(
+        "{legs} calls, {seconds} s each, {rounds} rounds, cache hints {} (media: ns per call per tick)",
+        if hints { "on" } else { "off" }
+    );
     let mut none = Vec::new();
     let mut recorded = Vec::new();
     let modes: &[bool] = match std::env::var("CARELINE_BENCH_ONLY").as_deref() {
@@ -204,7 +218,7 @@ fn main() {
     };
     for _ in 0..rounds {
         for &record in modes {
-            let r = run(legs, seconds, record, &prompt);
+            let r = run(legs, seconds, record, hints, &prompt);
             let per_tick = r.media.as_nanos() as f64 / r.leg_ticks as f64;
             let call_seconds = (legs as u64 * seconds) as f64;
             if record {

@@ -264,7 +264,16 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         let mut sent = 0u64;
         let mut received = 0u64;
         let mut invalid = 0u64;
-        for slot in &mut slots {
+        for i in 0..slots.len() {
+            // Two visits ahead, the leg itself; one ahead, the buffers it points to (its
+            // pointers are in cache by then). See `prefetch`.
+            if let Some(ahead) = slots.get(i + 2) {
+                super::prefetch::value(ahead);
+            }
+            if let Some(next) = slots.get(i + 1) {
+                next.leg.prefetch_buffers();
+            }
+            let slot = &mut slots[i];
             for _ in 0..MAX_READS_PER_TICK {
                 match slot.sockets.rtp.recv_from(&mut recv_buf) {
                     Ok((n, from)) => slot.leg.on_rtp(&recv_buf[..n], from, now_ms),

@@ -220,6 +220,21 @@ impl JitterBuffer {
             .map(|(start, len)| &self.data[start..start + len])
     }
 
+    /// Hints the lines the next push (the packet after the newest buffered) and the next pop
+    /// will touch (see [`super::prefetch`]).
+    pub fn prefetch(&self) {
+        let depth = self.slots.len();
+        for off in [0, self.count] {
+            let i = (self.head + off) % depth.max(1);
+            if let Some(slot) = self.slots.get(i) {
+                super::prefetch::value(slot);
+            }
+            if let Some(payload) = self.data.get(i * self.stride..(i + 1) * self.stride) {
+                super::prefetch::slice(payload);
+            }
+        }
+    }
+
     /// Bytes held for the frames (the slots' current size times the depth).
     pub fn storage_bytes(&self) -> usize {
         self.data.len()
@@ -874,6 +889,8 @@ mod tests {
             let mut resets = jb.stats().resets;
             for tick in 0..400u64 {
                 let now = tick * 20;
+                // The media clock's cache hints look at every state the buffer gets into.
+                jb.prefetch();
                 for _ in 0..rng.random_range(0..3) {
                     let s = match rng.random_range(0..20) {
                         0 => seq.wrapping_sub(rng.random_range(1..120)), // late or duplicate

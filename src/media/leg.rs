@@ -334,6 +334,18 @@ impl MediaLeg {
         }
     }
 
+    /// Hints the lines the next tick will touch behind the leg's pointers: its jitter buffer's
+    /// next slots, its recording's block. Call a visit ahead, once the leg's own lines are in
+    /// cache (it reads its pointers); see [`super::prefetch`].
+    pub fn prefetch_buffers(&self) {
+        if let Some(path) = &self.inband {
+            path.jitter.prefetch();
+        }
+        if let Some(rec) = &self.recorder {
+            rec.tap.prefetch();
+        }
+    }
+
     pub fn params(&self) -> &LegParams {
         &self.params
     }
@@ -835,6 +847,8 @@ mod tests {
                 }
                 sent += pair.len() as u16;
             }
+            // As the media clock does, a visit ahead (hints only: nothing may change).
+            leg.prefetch_buffers();
             leg.on_tick(now, &mut out);
         }
         leg.end_recording();

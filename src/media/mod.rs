@@ -9,6 +9,7 @@ pub mod jitter;
 pub mod leg;
 pub mod player;
 pub mod ports;
+pub mod prefetch;
 pub mod prompt;
 pub mod recognize;
 pub mod resample;

@@ -254,6 +254,23 @@ impl<T: Copy> Planes<T> {
     }
 }
 
+impl<T> Planes<T> {
+    /// Hints the lines the next frame goes to, in both halves, for writing: the buffer was
+    /// last read by a writer thread, on another core.
+    fn prefetch(&self) {
+        let n = self.buf.len() / (2 * BLOCK_FRAMES);
+        let at = self.frames.min(BLOCK_FRAMES - 1) * n;
+        for start in [at, BLOCK_FRAMES * n + at] {
+            if let Some(frame) = self.buf.get(start..start + n) {
+                crate::media::prefetch::lines_for_write(
+                    frame.as_ptr() as *const u8,
+                    std::mem::size_of_val(frame),
+                );
+            }
+        }
+    }
+}
+
 /// Copies `pieces` into `out` in order as far as they go, pads the rest with `silence`;
 /// returns how many samples were copied.
 fn fill<T: Copy>(out: &mut [T], pieces: [&[T]; 2], silence: T) -> usize {
@@ -400,6 +417,14 @@ impl RecorderTap {
     /// then hands over bytes ([`RecorderTap::push_companded`]) and decodes nothing for it.
     pub fn law(&self) -> Option<Law> {
         self.law
+    }
+
+    /// Hints the lines of the block the next frame goes to (see [`crate::media::prefetch`]).
+    pub fn prefetch(&self) {
+        match self.law {
+            Some(_) => self.companded.prefetch(),
+            None => self.linear.prefetch(),
+        }
     }
 
     /// Samples in one frame of one side.
