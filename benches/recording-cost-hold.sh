@@ -9,6 +9,8 @@
 #
 #   benches/recording-cost-hold.sh [RUNS] [FORMAT...]      e.g. benches/recording-cost-hold.sh 5 wav
 #   CONCURRENCY=1000 HOLD=30 THREADS=2 (generator threads; the defaults)
+#   LONG=1: calls of about 100 s (demo-menu-long, demo-menu-inband-long) instead of 27 s, so no
+#   call starts or ends during the hold (keep HOLD under 80): the steady state without churn.
 #
 # The generator runs on the same machine: on 2 cores runs spread by about ±4 points of a core,
 # so take five or more runs per figure; on a larger machine give it more THREADS.
@@ -19,6 +21,7 @@ formats=("${@:-wav}")
 concurrency=${CONCURRENCY:-1000}
 hold=${HOLD:-30}
 threads=${THREADS:-2}
+suffix=""; [ "${LONG:-0}" = 1 ] && suffix="-long"
 cargo build -j2 --release -p careline --bin careline -p careline-loadtest --bin careline-loadtest
 bin=$PWD/target/release/careline
 loadtest=$PWD/target/release/careline-loadtest
@@ -51,8 +54,8 @@ EOF
   "$bin" --config "$work/careline.toml" --data-dir "$work/data" serve --no-tls >"$work/$label.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:8090/healthz >/dev/null && break; sleep 0.2; done
-  "$loadtest" run --scenario loadtest/scenarios/demo-menu.toml \
-    --scenario loadtest/scenarios/demo-menu-inband.toml --rate 100 --threads "$threads" \
+  "$loadtest" run --scenario "loadtest/scenarios/demo-menu$suffix.toml" \
+    --scenario "loadtest/scenarios/demo-menu-inband$suffix.toml" --rate 100 --threads "$threads" \
     --target 127.0.0.1:5090 --concurrency "$concurrency" --hold "$hold" --no-progress \
     --server-pid "$pid" --json >"$work/$label.json" 2>"$work/$label.err" || true
   local split

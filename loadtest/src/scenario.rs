@@ -29,6 +29,14 @@
 //! ```
 //!
 //! Each step is one table with exactly one action key; `timeout_ms` bounds the waiting steps.
+//! A long call is written once and repeated (repeats do not nest; failure reports number the
+//! steps as they ran, repeats unrolled):
+//!
+//! ```toml
+//! [[steps]]
+//! repeat = 25                  # the steps below, 25 times over
+//! steps = [{ press = "1" }, { expect_prompt = "digit-1" }, { stay_ms = 6000 }]
+//! ```
 //! Prompts are named as files under `prompts/<language>/` (flows name theirs the same way),
 //! so a scenario for a contact flow is written the same way as for the demo menu.
 
@@ -159,7 +167,13 @@ struct RawStep {
     expect_hangup: Option<bool>,
     hangup: Option<bool>,
     timeout_ms: Option<u64>,
+    repeat: Option<u32>,
+    steps: Option<Vec<RawStep>>,
 }
+
+/// At most this many steps once repeats are unrolled (a typo in `repeat` should not eat the
+/// generator's memory).
+const MAX_STEPS: usize = 100_000;
 
 fn default_service() -> String {
     "100".into()
@@ -211,76 +225,41 @@ impl Scenario {
         }
         let mut steps = Vec::new();
         for (i, s) in raw.steps.into_iter().enumerate() {
-            let n = i + 1;
             let step_err = |reason: String| ScenarioError::Step {
                 path: path.to_path_buf(),
-                step: n,
+                step: i + 1,
                 reason,
             };
-            let actions = [
-                s.expect_prompt.is_some(),
-                s.expect_silence_ms.is_some(),
-                s.press.is_some(),
-                s.stay_ms.is_some(),
-                s.expect_hangup == Some(true),
-                s.hangup == Some(true),
-            ];
-            if actions.iter().filter(|a| **a).count() != 1 {
+            if s.repeat.is_none() && s.steps.is_none() {
+                steps.push(step(s, raw.telephone_event).map_err(step_err)?);
+                continue;
+            }
+            let (Some(times), Some(inner)) = (s.repeat, s.steps) else {
                 return Err(step_err(
-                    "needs exactly one of expect_prompt, expect_silence_ms, press, stay_ms, \
-                     expect_hangup, hangup"
-                        .into(),
+                    "a repeat needs both `repeat = N` and `steps = [...]`".into(),
+                ));
+            };
+            if times == 0 || inner.is_empty() {
+                return Err(step_err(
+                    "a repeat needs `repeat` of 1 or more and at least one step".into(),
                 ));
             }
-            let step = if let Some(name) = s.expect_prompt {
-                Step::ExpectPrompt {
-                    name,
-                    allow_partial: s.allow_partial.unwrap_or(false),
-                    timeout_ms: s.timeout_ms.unwrap_or(DEFAULT_PROMPT_TIMEOUT_MS),
+            let mut body = Vec::new();
+            for (j, r) in inner.into_iter().enumerate() {
+                let n = j + 1;
+                if r.repeat.is_some() || r.steps.is_some() {
+                    return Err(step_err(format!("repeated step {n}: repeats do not nest")));
                 }
-            } else if let Some(ms) = s.expect_silence_ms {
-                Step::ExpectSilence {
-                    ms,
-                    timeout_ms: s.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS + ms),
-                }
-            } else if let Some(keys) = s.press {
-                let digits: Vec<Digit> = keys
-                    .chars()
-                    .map(|c| {
-                        Digit::from_char(c).ok_or_else(|| {
-                            step_err(format!("`{c}` is not a DTMF key (0-9 * # A-D)"))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                if digits.is_empty() {
-                    return Err(step_err("press needs at least one key".into()));
-                }
-                let via = s.via.unwrap_or(Via::Rfc4733);
-                if via == Via::Rfc4733 && !raw.telephone_event {
-                    return Err(step_err(
-                        "via = \"rfc4733\" needs telephone_event = true".into(),
-                    ));
-                }
-                let duration_ms = s.duration_ms.unwrap_or(100);
-                if !(40..=2000).contains(&duration_ms) {
-                    return Err(step_err("duration_ms must be 40-2000".into()));
-                }
-                Step::Press {
-                    digits,
-                    via,
-                    duration_ms: duration_ms.div_ceil(20) * 20,
-                    gap_ms: s.gap_ms.unwrap_or(200),
-                }
-            } else if let Some(ms) = s.stay_ms {
-                Step::Stay { ms }
-            } else if s.expect_hangup == Some(true) {
-                Step::ExpectHangup {
-                    timeout_ms: s.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-                }
-            } else {
-                Step::Hangup
-            };
-            steps.push(step);
+                let one = step(r, raw.telephone_event)
+                    .map_err(|reason| step_err(format!("repeated step {n}: {reason}")))?;
+                body.push(one);
+            }
+            if steps.len() + body.len() * times as usize > MAX_STEPS {
+                return Err(step_err(format!("over {MAX_STEPS} steps once repeated")));
+            }
+            for _ in 0..times {
+                steps.extend(body.iter().cloned());
+            }
         }
         let audio = raw.audio.map(|a| match path.parent() {
             Some(dir) if a.is_relative() => dir.join(a),
@@ -309,6 +288,70 @@ impl Scenario {
             _ => None,
         })
     }
+}
+
+/// One step of a scenario (not a repeat); the error is the reason, for the caller to place.
+fn step(s: RawStep, telephone_event: bool) -> Result<Step, String> {
+    let actions = [
+        s.expect_prompt.is_some(),
+        s.expect_silence_ms.is_some(),
+        s.press.is_some(),
+        s.stay_ms.is_some(),
+        s.expect_hangup == Some(true),
+        s.hangup == Some(true),
+    ];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        return Err(
+            "needs exactly one of expect_prompt, expect_silence_ms, press, stay_ms, \
+                    expect_hangup, hangup"
+                .into(),
+        );
+    }
+    let step = if let Some(name) = s.expect_prompt {
+        Step::ExpectPrompt {
+            name,
+            allow_partial: s.allow_partial.unwrap_or(false),
+            timeout_ms: s.timeout_ms.unwrap_or(DEFAULT_PROMPT_TIMEOUT_MS),
+        }
+    } else if let Some(ms) = s.expect_silence_ms {
+        Step::ExpectSilence {
+            ms,
+            timeout_ms: s.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS + ms),
+        }
+    } else if let Some(keys) = s.press {
+        let digits: Vec<Digit> = keys
+            .chars()
+            .map(|c| {
+                Digit::from_char(c).ok_or_else(|| format!("`{c}` is not a DTMF key (0-9 * # A-D)"))
+            })
+            .collect::<Result<_, _>>()?;
+        if digits.is_empty() {
+            return Err("press needs at least one key".into());
+        }
+        let via = s.via.unwrap_or(Via::Rfc4733);
+        if via == Via::Rfc4733 && !telephone_event {
+            return Err("via = \"rfc4733\" needs telephone_event = true".into());
+        }
+        let duration_ms = s.duration_ms.unwrap_or(100);
+        if !(40..=2000).contains(&duration_ms) {
+            return Err("duration_ms must be 40-2000".into());
+        }
+        Step::Press {
+            digits,
+            via,
+            duration_ms: duration_ms.div_ceil(20) * 20,
+            gap_ms: s.gap_ms.unwrap_or(200),
+        }
+    } else if let Some(ms) = s.stay_ms {
+        Step::Stay { ms }
+    } else if s.expect_hangup == Some(true) {
+        Step::ExpectHangup {
+            timeout_ms: s.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        }
+    } else {
+        Step::Hangup
+    };
+    Ok(step)
 }
 
 #[cfg(test)]
@@ -356,6 +399,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn a_repeat_unrolls_its_steps_in_order() {
+        let s = Scenario::parse(
+            "steps = [{ expect_prompt = \"welcome\" },\n\
+             { repeat = 3, steps = [{ press = \"1\" }, { stay_ms = 10 }] },\n\
+             { hangup = true }]",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let kinds: Vec<&str> = s
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::ExpectPrompt { .. } => "prompt",
+                Step::Press { .. } => "press",
+                Step::Stay { .. } => "stay",
+                Step::Hangup => "hangup",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "prompt", "press", "stay", "press", "stay", "press", "stay", "hangup"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_repeat_names_its_step_and_why() {
+        let p = Path::new("r.toml");
+        let err = |text: &str| Scenario::parse(text, p).unwrap_err().to_string();
+        let e = err("steps = [{ hangup = true }, { repeat = 2 }]");
+        assert!(
+            e.contains("r.toml: step 2") && e.contains("steps = [...]"),
+            "{e}"
+        );
+        let e = err("steps = [{ repeat = 0, steps = [{ hangup = true }] }]");
+        assert!(e.contains("1 or more"), "{e}");
+        let e = err("steps = [{ repeat = 2, steps = [{ stay_ms = 1 }, { press = \"x\" }] }]");
+        assert!(e.contains("step 1: repeated step 2: `x`"), "{e}");
+        let e =
+            err("steps = [{ repeat = 2, steps = [{ repeat = 2, steps = [{ hangup = true }] }] }]");
+        assert!(e.contains("do not nest"), "{e}");
+        let e = err("steps = [{ repeat = 4000000000, steps = [{ stay_ms = 1 }] }]");
+        assert!(e.contains("steps once repeated"), "{e}");
     }
 
     #[test]
