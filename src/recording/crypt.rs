@@ -93,6 +93,9 @@ impl RecordingKeys {
             flags,
             len: (plaintext.len() + TAG_LEN) as u32,
         };
+        // Room for the whole frame at once: extending by parts grew `out` twice per chunk, the
+        // second time (for the tag) to double the chunk's size.
+        out.reserve(format::FRAME_HEADER_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&fh.encode());
         let start = out.len();
         out.extend_from_slice(plaintext);

@@ -12,7 +12,6 @@
 //! tag did not fit and a free per chunk: 8 % of the writers' profile).
 
 use super::crypt::RecordingKeys;
-use super::format::{FRAME_HEADER_LEN, TAG_LEN};
 
 pub struct ChunkSealer {
     keys: RecordingKeys,
@@ -71,7 +70,6 @@ impl ChunkSealer {
     }
 
     fn seal(&mut self, last: bool, out: &mut Vec<u8>) {
-        out.reserve(FRAME_HEADER_LEN + self.plain.len() + TAG_LEN);
         self.keys.seal_chunk(self.index, last, &self.plain, out);
         self.plain.clear();
         self.index += 1;
