@@ -25,6 +25,8 @@ suffix=""; [ "${LONG:-0}" = 1 ] && suffix="-long"
 cargo build -j2 --release -p careline --bin careline -p careline-loadtest --bin careline-loadtest
 bin=$PWD/target/release/careline
 loadtest=$PWD/target/release/careline-loadtest
+. benches/host-notes.sh
+host_notes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -16,6 +16,8 @@ formats=("${@:-wav}")
 scenario_dir=${SIPP_SCENARIOS:-../shared/conformance/sipp}
 cargo build -j2 --release --bin careline
 bin=$PWD/target/release/careline
+. benches/host-notes.sh
+host_notes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # SIPp writes its logs next to the scenario: run a copy.
