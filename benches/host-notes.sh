@@ -5,7 +5,7 @@
 # and QEMU's free-page-reporting=on) gives the pages the guest frees back to the host. The next
 # page-cache page a recording writer fills there is faulted in again by the host: on the
 # 2-core Xeon VM of README "What recording costs" that put the kernel's page-cache copy at
-# over half of the writers' time, and turning reporting off cut the writers' CPU by about 40 %.
+# over half of the writers' time, and turning reporting off cut the writers' CPU by about 30 %.
 host_notes() {
   local cpu
   cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)

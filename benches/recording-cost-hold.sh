@@ -4,8 +4,10 @@
 # seconds (demo-menu and demo-menu-inband: every caller streams audio all call long) against a
 # fresh release server, without recording, then with `record_all` in each FORMAT, RUNS times
 # each, interleaved. Prints the server's CPU over the hold (percent of one core, as
-# careline-loadtest measures it), its peak RSS, and the run time of its media, recording-writer
-# and other threads since it started (scheduler-exact).
+# careline-loadtest measures it), its peak RSS, the run time of its media, recording-writer
+# and other threads since it started, and the same threads' CPU over the middle half of the
+# hold (percent of one core; scheduler-exact, from /proc/PID/task/*/schedstat: no ramp in it,
+# and with LONG=1 no call set up or torn down either).
 #
 #   benches/recording-cost-hold.sh [RUNS] [FORMAT...]      e.g. benches/recording-cost-hold.sh 5 wav
 #   CONCURRENCY=1000 HOLD=30 THREADS=2 (generator threads; the defaults)
@@ -29,6 +31,17 @@ loadtest=$PWD/target/release/careline-loadtest
 host_notes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# Run time so far of a process's media clocks and recording writers (ns, per thread from the
+# scheduler), and of the whole process (ns, from its clock ticks: threads that have exited, such
+# as idle blocking-pool threads, count there but are no longer listed).
+kinds() {
+  local all
+  all=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz * 1e9}' "/proc/$1/stat")
+  for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done 2>/dev/null |
+    awk -v all="$all" '$1 ~ /^media/ {m += $2} $1 ~ /^rec-writer/ {w += $2}
+         END {printf "%.0f %.0f %.0f\n", m, w, all - m - w}'
+}
 
 one() { # label, format or "none"
   local label=$1 format=$2
@@ -59,15 +72,25 @@ EOF
   "$loadtest" run --scenario "loadtest/scenarios/demo-menu$suffix.toml" \
     --scenario "loadtest/scenarios/demo-menu-inband$suffix.toml" --rate 100 --threads "$threads" \
     --target 127.0.0.1:5090 --concurrency "$concurrency" --hold "$hold" --no-progress \
-    --server-pid "$pid" --json >"$work/$label.json" 2>"$work/$label.err" || true
+    --server-pid "$pid" --json >"$work/$label.json" 2>"$work/$label.err" &
+  local lt=$!
+  # The middle half of the hold: the ramp at 100 calls a second, then a quarter of the hold.
+  sleep $((concurrency / 100 + hold / 4))
+  local t0 a t1 b window
+  t0=$(date +%s.%N); a=$(kinds "$pid")
+  sleep $((hold / 2))
+  t1=$(date +%s.%N); b=$(kinds "$pid")
+  wait "$lt" || true
+  window=$(awk -v t0="$t0" -v t1="$t1" -v a="$a" -v b="$b" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); t = (t1 - t0) * 1e7
+    m = (y[1] - x[1]) / t; w = (y[2] - x[2]) / t; o = (y[3] - x[3]) / t
+    printf "mid-hold: server %.1f %% of a core: media %.1f, writers %.1f, other %.1f", m + w + o, m, w, o }')
   local split
-  split=$(for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
-    awk '{k = $1 ~ /^media/ ? "media" : ($1 ~ /^rec-writer/ ? "writers" : "other"); s[k] += $2 / 1e9}
-         END {printf "media %.2f s, writers %.2f s, other %.2f s", s["media"], s["writers"], s["other"]}')
+  split=$(kinds "$pid" | awk '{printf "media %.2f s, writers %.2f s, other %.2f s", $1 / 1e9, $2 / 1e9, $3 / 1e9}')
   kill -INT "$pid"; wait "$pid" || true
-  python3 - "$work/$label.json" "$label" "$split" <<'EOF'
+  python3 - "$work/$label.json" "$label" "$split" "$window" <<'EOF'
 import json, sys
-path, label, split = sys.argv[1:]
+path, label, split, window = sys.argv[1:]
 try:
     d = json.load(open(path))
 except ValueError:
@@ -75,7 +98,7 @@ except ValueError:
     sys.exit()
 s, c = d["server"], d.get("calls", {})
 print(f"{label:8} server CPU {s['cpu_percent']:5.1f} %   peak RSS {s['rss_max_bytes'] / 2**20:4.0f} MiB   "
-      f"calls passed {c.get('passed')} failed {c.get('failed')}   ({split})")
+      f"calls passed {c.get('passed')} failed {c.get('failed')}   ({split})\n         {window}")
 EOF
 }
 
