@@ -37,7 +37,8 @@ trap 'rm -rf "$work"' EXIT
 # as idle blocking-pool threads, count there but are no longer listed).
 kinds() {
   local all
-  all=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz * 1e9}' "/proc/$1/stat")
+  # A server that has died reads as zeros rather than ending the bench.
+  all=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz * 1e9}' "/proc/$1/stat" 2>/dev/null) || all=0
   for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done 2>/dev/null |
     awk -v all="$all" '$1 ~ /^media/ {m += $2} $1 ~ /^rec-writer/ {w += $2}
          END {printf "%.0f %.0f %.0f\n", m, w, all - m - w}'
