@@ -27,22 +27,10 @@ suffix=""; [ "${LONG:-0}" = 1 ] && suffix="-long"
 cargo build -j2 --release -p careline --bin careline -p careline-loadtest --bin careline-loadtest
 bin=$PWD/target/release/careline
 loadtest=$PWD/target/release/careline-loadtest
-. benches/host-notes.sh
+. benches/common.sh
 host_notes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-# Run time so far of a process's media clocks and recording writers (ns, per thread from the
-# scheduler), and of the whole process (ns, from its clock ticks: threads that have exited, such
-# as idle blocking-pool threads, count there but are no longer listed).
-kinds() {
-  local all
-  # A server that has died reads as zeros rather than ending the bench.
-  all=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz * 1e9}' "/proc/$1/stat" 2>/dev/null) || all=0
-  for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done 2>/dev/null |
-    awk -v all="$all" '$1 ~ /^media/ {m += $2} $1 ~ /^rec-writer/ {w += $2}
-         END {printf "%.0f %.0f %.0f\n", m, w, all - m - w}'
-}
 
 one() { # label, format or "none"
   local label=$1 format=$2
@@ -78,16 +66,16 @@ EOF
   # The middle half of the hold: the ramp at 100 calls a second, then a quarter of the hold.
   sleep $((concurrency / 100 + hold / 4))
   local t0 a t1 b window
-  t0=$(date +%s.%N); a=$(kinds "$pid")
+  t0=$(date +%s.%N); a=$(thread_times "$pid")
   sleep $((hold / 2))
-  t1=$(date +%s.%N); b=$(kinds "$pid")
+  t1=$(date +%s.%N); b=$(thread_times "$pid")
   wait "$lt" || true
   window=$(awk -v t0="$t0" -v t1="$t1" -v a="$a" -v b="$b" 'BEGIN {
     split(a, x, " "); split(b, y, " "); t = (t1 - t0) * 1e7
     m = (y[1] - x[1]) / t; w = (y[2] - x[2]) / t; o = (y[3] - x[3]) / t
     printf "mid-hold: server %.1f %% of a core: media %.1f, writers %.1f, other %.1f", m + w + o, m, w, o }')
   local split
-  split=$(kinds "$pid" | awk '{printf "media %.2f s, writers %.2f s, other %.2f s", $1 / 1e9, $2 / 1e9, $3 / 1e9}')
+  split=$(split_since_start "$pid")
   kill -INT "$pid"; wait "$pid" || true
   python3 - "$work/$label.json" "$label" "$split" "$window" <<'EOF'
 import json, sys

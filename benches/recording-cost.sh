@@ -16,7 +16,7 @@ formats=("${@:-wav}")
 scenario_dir=${SIPP_SCENARIOS:-../shared/conformance/sipp}
 cargo build -j2 --release --bin careline
 bin=$PWD/target/release/careline
-. benches/host-notes.sh
+. benches/common.sh
 host_notes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -43,11 +43,9 @@ one() { # label, serve args...
   after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   local hwm failed split
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  # Where it went, per thread kind, from the scheduler's exact run times (schedstat, ns):
-  # media clocks, recording writers, the rest (tokio, SQLite, ...).
-  split=$(for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done |
-    awk '{k = $1 ~ /^media/ ? "media" : ($1 ~ /^rec-writer/ ? "writers" : "other"); s[k] += $2 / 1e9}
-         END {printf "media %.2f s, writers %.2f s, other %.2f s", s["media"], s["writers"], s["other"]}')
+  # Where it went, per thread kind (benches/common.sh): media clocks, recording writers, the
+  # rest (tokio, SQLite, ..., threads that have exited included).
+  split=$(split_since_start "$pid")
   failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); v=$3} END {print v}' "$work/$label.sipp")
   kill -INT "$pid"; wait "$pid" || true
   awk -v l="$label" -v t="$(( after - before ))" -v hz="$(getconf CLK_TCK)" -v m="$hwm" -v f="${failed:-?}" -v sp="$split" \
