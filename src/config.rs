@@ -194,6 +194,9 @@ pub struct AuthConfig {
     pub lockout_secs: u64,
     /// How long a clinician's break-glass access to one patient lasts.
     pub break_glass_secs: u64,
+    /// How long the user who handled a call keeps access to its patient after the call ends
+    /// (wrap-up: notes, follow-up); 0 ends it with the call.
+    pub contact_wrap_up_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -213,6 +216,7 @@ impl Default for AuthConfig {
             failure_window_secs: 5 * 60,
             lockout_secs: 15 * 60,
             break_glass_secs: 60 * 60,
+            contact_wrap_up_secs: 120,
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum StartError {
     Https(#[from] crate::api::https::HttpsError),
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("access: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     #[error("cannot listen on HTTP {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -166,6 +168,15 @@ impl Server {
             toml::to_string(&config).unwrap_or_default().as_bytes(),
         ));
         records.audit.note_config(&config_digest).await?;
+        // No call survives a restart: links to the calls of a previous process end now (a
+        // person's after the wrap-up time).
+        let orphaned = records.auth.end_orphaned_contacts("system").await?;
+        if orphaned > 0 {
+            info!(
+                calls = orphaned,
+                "ended the patient links of calls from before the restart"
+            );
+        }
         let hooks: Arc<dyn crate::call::CallHooks> =
             Arc::new(crate::audit::calls::CallEvents::new(
                 records.audit.clone(),

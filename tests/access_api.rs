@@ -158,7 +158,7 @@ const D: bool = false;
 /// Written from the product's rules, not read from its table: an agent or clinician sees a
 /// patient during a call with them; supervisors while the patient is on a call; auditors only
 /// the audit trail; admins users and imports; services lookups, imports, call associations
-/// and contact records.
+/// and contact records; the person handling a call re-points its own patient link.
 const MATRIX: &[Row] = &[
     //                                                            adm sup cli age aud svc
     Row {
@@ -209,17 +209,19 @@ const MATRIX: &[Row] = &[
         off_call: [A, D, D, D, D, A],
         on_call: [A, D, D, D, D, A],
     },
+    // A call's patient link: the routing service for any live call; a person only for a
+    // live call they handle ("on call" here: the call under test is theirs).
     Row {
         method: "PUT",
         path: "/api/v1/calls/{call_id}/contact",
-        off_call: [D, A, D, D, D, A],
-        on_call: [D, A, D, D, D, A],
+        off_call: [D, D, D, D, D, A],
+        on_call: [D, A, A, A, D, A],
     },
     Row {
         method: "DELETE",
         path: "/api/v1/calls/{call_id}/contact",
-        off_call: [D, A, D, D, D, A],
-        on_call: [D, A, D, D, D, A],
+        off_call: [D, D, D, D, D, A],
+        on_call: [D, A, A, A, D, A],
     },
     Row {
         method: "GET",
@@ -279,10 +281,15 @@ const HOLD_FLOW: &str = r#"{"Version": "2019-10-30", "StartAction": "hold", "Act
 
 /// A server whose calls hold the line until the caller hangs up.
 fn start_holding() -> (Api, tempfile::TempDir) {
+    start_holding_with("")
+}
+
+/// As [`start_holding`], with extra configuration.
+fn start_holding_with(extra_toml: &str) -> (Api, tempfile::TempDir) {
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("hold.json"), HOLD_FLOW).unwrap();
     let api = Api::start(&format!(
-        "[flows]\ndir = \"{}\"\ndefault = \"hold\"\n[rtp]\ntimeout_secs = 900\n",
+        "[flows]\ndir = \"{}\"\ndefault = \"hold\"\n[rtp]\ntimeout_secs = 900\n{extra_toml}",
         flows.path().display()
     ));
     (api, flows)
@@ -379,10 +386,13 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
         .map(|r| api.user(&format!("{r}-1"), r))
         .collect();
     let svc = api.user("router", "service");
+    api.user("handler-1", "agent");
+    let handles_calls = |role: &str| matches!(role, "supervisor" | "clinician" | "agent");
 
     // A live call with recordings of the patient under test: one to read, one for each of
-    // the admin's deletions.
+    // the admin's deletions; a second live call for the link endpoints themselves.
     let (_ua, _call, live) = live_call(&api, 40000);
+    let (_side_ua, _side_call, side) = live_call(&api, 40004);
     let recs = api.record(&tokens[1], &live, 3);
     for rec in &recs {
         api.link(&live, &patient, Some(rec));
@@ -412,16 +422,22 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
     for on_call in [false, true] {
         for (i, role) in ROLES.iter().enumerate() {
             let user = format!("{role}-1");
-            let call_id = format!("call-{role}");
-            if on_call {
+            let on_its_call = on_call && handles_calls(role);
+            if on_its_call {
                 let r = api.call(
                     "PUT",
-                    &format!("/api/v1/calls/{call_id}/contact"),
+                    &format!("/api/v1/calls/{live}/contact"),
                     Some(&svc),
                     Some(json!({"patient_id": patient, "user": user})),
                 );
                 assert_eq!(r.status, 204, "{}", r.body);
             }
+            // Who handles the side call: this role's user "on call", someone else otherwise.
+            let handler = if on_its_call {
+                user.clone()
+            } else {
+                "handler-1".to_string()
+            };
             for row in MATRIX {
                 let want = if on_call {
                     row.on_call[i]
@@ -448,9 +464,7 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                         .replace("{call_id}", &live)
                         .replace("{action}", "pause")
                 } else {
-                    row.path
-                        .replace("{id}", target)
-                        .replace("{call_id}", &format!("matrix-{role}-{on_call}"))
+                    row.path.replace("{id}", target).replace("{call_id}", &side)
                 };
                 let (path, body) = match (row.method, row.path) {
                     ("GET", "/api/v1/recordings") => (format!("{path}?patient={patient}"), None),
@@ -468,21 +482,21 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                         path,
                         Some(json!({"resourceType": "Bundle", "type": "collection", "entry": []})),
                     ),
-                    ("PUT", _) => (path, Some(json!({"patient_id": other, "user": "agent-1"}))),
+                    ("PUT", _) => (path, Some(json!({"patient_id": other, "user": handler}))),
                     ("POST", "/api/v1/users") => (
                         path,
                         Some(json!({"name": format!("new-{role}-{on_call}"), "role": "agent"})),
                     ),
                     _ => (path, None),
                 };
-                if row.method == "DELETE" && row.path.ends_with("/contact") {
+                if row.path.ends_with("/contact") {
                     let r = api.call(
                         "PUT",
                         &path,
                         Some(&svc),
-                        Some(json!({"patient_id": other, "user": "agent-1"})),
+                        Some(json!({"patient_id": other, "user": handler})),
                     );
-                    assert_eq!(r.status, 204);
+                    assert_eq!(r.status, 204, "{}", r.body);
                 }
                 let r = api.call(row.method, &path, Some(&tokens[i]), body.clone());
                 let allowed = matches!(r.status, 200 | 201 | 202 | 204);
@@ -501,14 +515,14 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     ));
                 }
             }
-            if on_call {
+            if on_its_call {
                 let r = api.call(
                     "DELETE",
-                    &format!("/api/v1/calls/{call_id}/contact"),
+                    &format!("/api/v1/calls/{live}/contact"),
                     Some(&svc),
                     None,
                 );
-                assert_eq!(r.status, 204);
+                assert_eq!(r.status, 204, "{}", r.body);
             }
         }
     }
@@ -637,10 +651,170 @@ fn assert_no_phi(text: &str) {
     }
 }
 
+/// Polls the audit trail (as `auditor`) until an entry matches, or fails after 30 s.
+fn wait_audit(api: &Api, auditor: &str, query: &str, what: &str, found: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if api.audit(auditor, query).iter().any(&found) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never audited: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_patient_link_is_earned_by_a_live_call_and_ends_after_its_wrap_up() {
+    let (mut api, _flows) = start_holding_with("[auth]\ncontact_wrap_up_secs = 600\n");
+    api.import_all();
+    let (patient, ..) = bundle_patient(&bundles()[0]);
+    let svc = api.user("router", "service");
+    let amy = api.user("amy", "agent");
+    let sam = api.user("sam", "supervisor");
+    let doc = api.user("dr-who", "clinician");
+    let auditor = api.user("audrey", "auditor");
+    let summary = format!("/api/v1/patients/{patient}/summary");
+    let link = |api: &Api, call_id: &str, token: &str, body: Value| {
+        api.call(
+            "PUT",
+            &format!("/api/v1/calls/{call_id}/contact"),
+            Some(token),
+            Some(body),
+        )
+    };
+
+    // A call id nobody placed links nothing, whoever asks: 404, audited as a denial.
+    for (who, token) in [
+        ("router", &svc),
+        ("amy", &amy),
+        ("sam", &sam),
+        ("dr-who", &doc),
+    ] {
+        let r = link(
+            &api,
+            "invented-call",
+            token,
+            json!({"patient_id": patient, "user": "amy"}),
+        );
+        assert_eq!(r.status, 404, "{who}: {}", r.body);
+        wait_audit(
+            &api,
+            &auditor,
+            &format!("user={who}"),
+            "call_not_live",
+            |e| {
+                e["action"] == "access.denied"
+                    && e["detail"]["reason"] == "call_not_live"
+                    && e["detail"]["call_id"] == "invented-call"
+            },
+        );
+    }
+    assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 403);
+
+    // A live call: a person who does not handle it cannot claim it.
+    let (mut ua, mut call, live) = live_call(&api, 40006);
+    for token in [&amy, &sam, &doc] {
+        let r = link(&api, &live, token, json!({"patient_id": patient}));
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    wait_audit(&api, &auditor, "user=amy", "not_party", |e| {
+        e["detail"]["reason"] == "not_party" && e["detail"]["call_id"] == live.as_str()
+    });
+    assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 403);
+    // Routing hands calls to people who take calls, not to auditors.
+    let r = link(
+        &api,
+        &live,
+        &svc,
+        json!({"patient_id": patient, "user": "audrey"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    // Routing hands it to amy: she reads the patient; she may not hand it on herself.
+    let r = link(
+        &api,
+        &live,
+        &svc,
+        json!({"patient_id": patient, "user": "amy"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 200);
+    assert_eq!(api.call("GET", &summary, Some(&sam), None).status, 200);
+    let r = link(
+        &api,
+        &live,
+        &amy,
+        json!({"patient_id": patient, "user": "sam"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(api.call("GET", &summary, Some(&doc), None).status, 403);
+
+    // The caller hangs up: amy keeps the patient for her wrap-up, the supervisor (who
+    // watches live calls) does not, and the ended call cannot be linked again.
+    ua.send(&call.bye(&ua));
+    let _ = ua.expect(Duration::from_secs(5), |m| m.cseq_method() == Some("BYE"));
+    wait_audit(&api, &auditor, "user=system", "wrap-up", |e| {
+        e["action"] == "contact.active"
+            && e["detail"]["state"] == "wrap_up"
+            && e["detail"]["call_id"] == live.as_str()
+            && e["detail"]["user"] == "amy"
+            && e["detail"]["until"].is_string()
+    });
+    assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 200);
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/patients/{patient}/contacts"),
+        Some(&amy),
+        Some(json!({"channel": "voice", "notes": "wrap-up note", "call_id": live})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(api.call("GET", &summary, Some(&sam), None).status, 403);
+    let r = link(
+        &api,
+        &live,
+        &svc,
+        json!({"patient_id": patient, "user": "amy"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Amy is done early: her link ends with her DELETE.
+    let r = api.call(
+        "DELETE",
+        &format!("/api/v1/calls/{live}/contact"),
+        Some(&amy),
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 403);
+
+    // A server killed mid-call: after the restart that call's link is in wrap-up, not live.
+    let (_ua2, _call2, live2) = live_call(&api, 40008);
+    let r = link(
+        &api,
+        &live2,
+        &svc,
+        json!({"patient_id": patient, "user": "amy"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    api.server.kill9();
+    api.server.restart();
+    wait_audit(&api, &auditor, "user=system", "restart wrap-up", |e| {
+        e["action"] == "contact.active"
+            && e["detail"]["state"] == "wrap_up"
+            && e["detail"]["call_id"] == live2.as_str()
+    });
+    assert_eq!(api.call("GET", &summary, Some(&sam), None).status, 403);
+    let r = link(
+        &api,
+        &live2,
+        &svc,
+        json!({"patient_id": patient, "user": "amy"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
 #[test]
 fn an_agent_reads_a_summary_only_while_on_the_call_and_the_call_is_audited() {
     use support::sip::{Call, Ua, answered_call, sdp_offer};
-    let api = Api::start("");
+    let api = Api::start("[auth]\ncontact_wrap_up_secs = 0\n");
     // Import through the API as a service would, every conformance bundle.
     let svc = api.user("ehr-feed", "service");
     for path in bundles() {

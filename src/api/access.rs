@@ -89,8 +89,12 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         match e {
             AuthError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            AuthError::NoUser(_) | AuthError::BadName | AuthError::NoReason => {
-                ApiError::bad_request(e.to_string())
+            AuthError::NoUser(_)
+            | AuthError::BadName
+            | AuthError::NoReason
+            | AuthError::Reserved(_) => ApiError::bad_request(e.to_string()),
+            AuthError::NotAHandler { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
             other => ApiError::internal(other),
         }
@@ -246,6 +250,31 @@ impl ApiState {
             Err(reason) => Err(ApiError::new(StatusCode::FORBIDDEN, reason.message())),
         }
     }
+
+    /// Allows or refuses linking `call_id` to a patient (`live`) or ending its link: 404 for
+    /// a call that is not live (or has no link to end), 403 for a call the caller does not
+    /// handle; both audited.
+    pub async fn require_call_link(
+        &self,
+        caller: &Caller,
+        call_id: &str,
+        live: bool,
+    ) -> Result<Grant, ApiError> {
+        match self
+            .auth
+            .authorize_call_link(&caller.principal, call_id, live)
+            .await?
+        {
+            Ok(grant) => Ok(grant),
+            Err(crate::auth::DenyReason::CallNotLive) if live => {
+                Err(ApiError::not_found(format!("no live call `{call_id}`")))
+            }
+            Err(crate::auth::DenyReason::CallNotLive) => Err(ApiError::not_found(format!(
+                "no active contact for call `{call_id}`"
+            ))),
+            Err(reason) => Err(ApiError::new(StatusCode::FORBIDDEN, reason.message())),
+        }
+    }
 }
 
 /// The peer address of a connection, plain or TLS.
@@ -301,6 +330,7 @@ impl ApiState {
             failure_window: std::time::Duration::from_secs(a.failure_window_secs),
             lockout: std::time::Duration::from_secs(a.lockout_secs),
             break_glass: std::time::Duration::from_secs(a.break_glass_secs),
+            wrap_up: std::time::Duration::from_secs(a.contact_wrap_up_secs),
         };
         let auth = Arc::new(Auth::new(db.clone(), audit.clone(), settings, metrics));
         let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;

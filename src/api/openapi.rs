@@ -207,6 +207,7 @@ fn roles_for(action: Action) -> Vec<Value> {
                 Scope::OnCall => "on a call with the patient",
                 Scope::OnCallOrBreakGlass => "on a call with the patient, or break-glass",
                 Scope::PatientOnAnyCall => "patient on a live call",
+                Scope::CallParty => "a live call the user handles",
             };
             json!({"role": role.as_str(), "when": scope})
         })

@@ -252,19 +252,28 @@ pub async fn break_glass(
 #[serde(deny_unknown_fields)]
 pub struct ActiveContactBody {
     pub patient_id: String,
-    /// The user handling the call (agent or clinician).
-    pub user: String,
+    /// The user handling the call (agent, clinician or supervisor); the caller when absent.
+    pub user: Option<String>,
 }
 
-/// `PUT /api/v1/calls/{call_id}/contact` `{"patient_id", "user"}`: the routing layer says
-/// which patient a live call is about and who handles it.
+/// `PUT /api/v1/calls/{call_id}/contact` `{"patient_id", "user"}`: which patient a live call
+/// is about and who handles it. The routing integration (service role) sets it for any live
+/// call; the user handling a call may re-point it at another patient (the caller turned out
+/// to be someone else), for themselves only. A call id that is not live is 404.
 pub async fn set_active_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(call_id): Path<String>,
     Json(body): Json<ActiveContactBody>,
 ) -> Result<StatusCode, ApiError> {
-    s.require(&caller, Action::ActiveContactSet, None).await?;
+    s.require_call_link(&caller, &call_id, true).await?;
+    let user = body.user.as_deref().unwrap_or(caller.name());
+    if caller.principal.role != crate::auth::Role::Service && user != caller.name() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you may link a call you handle only to yourself; routing hands calls to others",
+        ));
+    }
     if !s.patients.exists(&body.patient_id).await? {
         return Err(ApiError::not_found(format!(
             "no patient `{}`",
@@ -272,18 +281,19 @@ pub async fn set_active_contact(
         )));
     }
     s.auth
-        .set_active_contact(&call_id, &body.patient_id, &body.user, caller.name())
+        .set_active_contact(&call_id, &body.patient_id, user, caller.name())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /api/v1/calls/{call_id}/contact`: the call ended or left that user.
+/// `DELETE /api/v1/calls/{call_id}/contact`: the call left that user (or their wrap-up is
+/// done): the link ends now.
 pub async fn clear_active_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(call_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.require(&caller, Action::ActiveContactSet, None).await?;
+    s.require_call_link(&caller, &call_id, false).await?;
     match s.auth.clear_active_contact(&call_id, caller.name()).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::not_found(format!(

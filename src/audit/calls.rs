@@ -4,14 +4,13 @@
 //! and the identified patient's contact history. Calls appear by their SIP Call-ID only: the
 //! caller's number is PHI and never written here.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::{Audit, Event, action};
-use crate::auth::Auth;
+use crate::auth::{Auth, LiveCalls};
 use crate::call::{CallEnd, CallHooks, Identify, IdentifyQuery};
 use crate::patient::summary::ContactRecord;
 use crate::patient::{Lookup, PatientStore};
@@ -24,30 +23,25 @@ pub struct CallEvents {
     pub auth: Arc<Auth>,
     pub patients: PatientStore,
     /// Calls between start and end, updated in order by the call tasks themselves: a lookup
-    /// that finishes after its call ended must not leave the patient "on a call".
-    pub live: Arc<Mutex<HashSet<String>>>,
+    /// that finishes after its call ended must not leave the patient "on a call", and the API
+    /// links patients only to calls in here.
+    pub live: Arc<LiveCalls>,
 }
 
 impl CallEvents {
     pub fn new(audit: Audit, auth: Arc<Auth>, patients: PatientStore) -> CallEvents {
         CallEvents {
             audit,
+            live: auth.live_calls().clone(),
             auth,
             patients,
-            live: Default::default(),
         }
     }
 }
 
-fn is_live(live: &Mutex<HashSet<String>>, call_id: &str) -> bool {
-    live.lock().map(|l| l.contains(call_id)).unwrap_or(false)
-}
-
 impl CallHooks for CallEvents {
     fn call_started(&self, call_id: &str) {
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(call_id.to_string());
-        }
+        self.live.insert(call_id);
         let audit = self.audit.clone();
         let call_id = call_id.to_string();
         tokio::spawn(async move {
@@ -61,14 +55,13 @@ impl CallHooks for CallEvents {
     }
 
     fn call_ended(&self, end: CallEnd) {
-        if let Ok(mut live) = self.live.lock() {
-            live.remove(&end.call_id);
-        }
+        self.live.remove(&end.call_id);
         let audit = self.audit.clone();
         let auth = self.auth.clone();
         let patients = self.patients.clone();
         tokio::spawn(async move {
-            let contact = auth.clear_active_contact(&end.call_id, "system").await;
+            // The handling user keeps the patient for the wrap-up time, then the link ends.
+            let contact = auth.end_call_contact(&end.call_id, "system").await;
             let mut event = Event::new("system", action::CALL_END, "success")
                 .detail(json!({"call_id": end.call_id, "cause": end.cause}));
             let patient = match contact {
@@ -137,7 +130,7 @@ impl CallHooks for CallEvents {
                 if let Err(e) = auth.set_unhandled_contact(&call_id, id, IVR).await {
                     tracing::error!(error = %e, "could not note the call's patient");
                 }
-                if !is_live(&live, &call_id)
+                if !live.contains(&call_id)
                     && let Err(e) = auth.clear_active_contact(&call_id, "system").await
                 {
                     tracing::error!(error = %e, "could not end the call's active contact");

@@ -6,7 +6,8 @@
 pub mod password;
 pub mod permission;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -30,6 +31,10 @@ pub enum AuthError {
     BadName,
     #[error("a break-glass reason is required (say why you need this record)")]
     NoReason,
+    #[error("`{0}` is reserved for the server's own actions in the audit trail")]
+    Reserved(String),
+    #[error("user `{user}` is a {role}; only agents, clinicians and supervisors handle calls")]
+    NotAHandler { user: String, role: Role },
 }
 
 /// Tunables, from the `[auth]` configuration section.
@@ -45,6 +50,8 @@ pub struct AuthSettings {
     pub lockout: Duration,
     /// How long a break-glass grant lasts.
     pub break_glass: Duration,
+    /// How long the user who handled a call keeps its patient after the call ends.
+    pub wrap_up: Duration,
 }
 
 impl Default for AuthSettings {
@@ -55,6 +62,7 @@ impl Default for AuthSettings {
             failure_window: Duration::from_secs(5 * 60),
             lockout: Duration::from_secs(15 * 60),
             break_glass: Duration::from_secs(60 * 60),
+            wrap_up: Duration::from_secs(120),
         }
     }
 }
@@ -89,6 +97,41 @@ pub struct ActiveContact {
     pub patient_id: String,
     pub user: String,
     pub started_ms: i64,
+    /// When the link ends (ms since the epoch): `None` while the call lasts.
+    pub ends_ms: Option<i64>,
+}
+
+/// The calls between their start and their end, as the call tasks report them (through the
+/// call hooks). A patient can be linked to a call only while it is in here: access to a
+/// patient through a call is earned by a real call, never by a call id someone made up.
+#[derive(Debug, Default)]
+pub struct LiveCalls(Mutex<HashSet<String>>);
+
+impl LiveCalls {
+    pub fn insert(&self, call_id: &str) {
+        if let Ok(mut live) = self.0.lock() {
+            live.insert(call_id.to_string());
+        }
+    }
+
+    pub fn remove(&self, call_id: &str) {
+        if let Ok(mut live) = self.0.lock() {
+            live.remove(call_id);
+        }
+    }
+
+    pub fn contains(&self, call_id: &str) -> bool {
+        self.0.lock().map(|l| l.contains(call_id)).unwrap_or(false)
+    }
+}
+
+/// Actors that are the server itself, never a person: `system`, `system:ivr`, `cli`, and
+/// `anonymous` for requests with no credentials. No user may take one of these names, so the
+/// audit trail cannot be made to read as if the server did what a person did.
+pub fn is_reserved_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let base = lower.split(':').next().unwrap_or_default();
+    matches!(base, "system" | "cli" | "anonymous" | "careline" | "root")
 }
 
 pub struct Auth {
@@ -99,6 +142,7 @@ pub struct Auth {
     /// Verified bearer tokens (by SHA-256 of the token) for a minute, so argon2 runs once per
     /// token per minute rather than on every request.
     token_cache: DashMap<String, (Principal, Instant)>,
+    live: Arc<LiveCalls>,
 }
 
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -124,6 +168,7 @@ impl Auth {
             settings,
             metrics,
             token_cache: DashMap::new(),
+            live: Arc::default(),
         }
     }
 
@@ -131,10 +176,18 @@ impl Auth {
         &self.audit
     }
 
+    /// The live calls (the call hooks keep it current).
+    pub fn live_calls(&self) -> &Arc<LiveCalls> {
+        &self.live
+    }
+
     /// Creates a user; `by` is who did it (for the audit trail).
     pub async fn add_user(&self, name: &str, role: Role, by: &str) -> Result<(), AuthError> {
         if !valid_name(name) {
             return Err(AuthError::BadName);
+        }
+        if is_reserved_name(name) {
+            return Err(AuthError::Reserved(name.to_string()));
         }
         let done = sqlx::query(
             "INSERT INTO users (name, role, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
@@ -459,26 +512,37 @@ impl Auth {
         match decision {
             Decision::Allow { break_glass } => Ok(Ok(Grant { break_glass })),
             Decision::Deny(reason) => {
-                let mut detail = serde_json::json!({
-                    "action": what.as_str(),
-                    "role": who.role.as_str(),
-                    "reason": reason.as_str(),
-                });
-                if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), about)
-                {
-                    for (k, v) in extra {
-                        d.entry(k).or_insert(v);
-                    }
-                }
-                let mut event =
-                    Event::new(&who.name, action::ACCESS_DENIED, "denied").detail(detail);
-                if let Some(p) = patient {
-                    event = event.patient(p);
-                }
-                self.audit.append(event).await?;
+                self.deny(who, what, patient, reason, about).await?;
                 Ok(Err(reason))
             }
         }
+    }
+
+    /// Audits a refusal: the action, role and reason, with `about` (non-PHI ids) beside them.
+    async fn deny(
+        &self,
+        who: &Principal,
+        what: Action,
+        patient: Option<&str>,
+        reason: DenyReason,
+        about: serde_json::Value,
+    ) -> Result<(), AuthError> {
+        let mut detail = serde_json::json!({
+            "action": what.as_str(),
+            "role": who.role.as_str(),
+            "reason": reason.as_str(),
+        });
+        if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), about) {
+            for (k, v) in extra {
+                d.entry(k).or_insert(v);
+            }
+        }
+        let mut event = Event::new(&who.name, action::ACCESS_DENIED, "denied").detail(detail);
+        if let Some(p) = patient {
+            event = event.patient(p);
+        }
+        self.audit.append(event).await?;
+        Ok(())
     }
 
     /// Records a denial decided before any table lookup (no credentials at all).
@@ -491,24 +555,69 @@ impl Auth {
             .await;
     }
 
+    /// Whether `user` handles a call with `patient`: while the call lasts and its wrap-up.
     pub async fn on_call_with(&self, user: &str, patient: &str) -> Result<bool, AuthError> {
         let row: Option<(String,)> = sqlx::query_as(
-            "SELECT call_id FROM active_contacts WHERE user_name = $1 AND patient_id = $2 LIMIT 1",
+            "SELECT call_id FROM active_contacts WHERE user_name = $1 AND patient_id = $2 \
+             AND (ends_at IS NULL OR ends_at > $3) LIMIT 1",
         )
         .bind(user)
+        .bind(patient)
+        .bind(now_ms())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether `patient` is on a call that is still going (wrap-up does not count).
+    pub async fn patient_on_any_call(&self, patient: &str) -> Result<bool, AuthError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT call_id FROM active_contacts WHERE patient_id = $1 AND ends_at IS NULL LIMIT 1",
+        )
         .bind(patient)
         .fetch_optional(self.db.pool())
         .await?;
         Ok(row.is_some())
     }
 
-    pub async fn patient_on_any_call(&self, patient: &str) -> Result<bool, AuthError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT call_id FROM active_contacts WHERE patient_id = $1 LIMIT 1")
-                .bind(patient)
-                .fetch_optional(self.db.pool())
-                .await?;
-        Ok(row.is_some())
+    /// Decides whether `who` may link `call_id` to a patient (`live`: the call must be going)
+    /// or end its link (`live` false: a link in wrap-up may be ended too). The service role
+    /// may for any call; agents, clinicians and supervisors for a call they handle. A call
+    /// that is not live, or has no link to end, is refused as `CallNotLive`. Refusals are
+    /// audited with the call id.
+    pub async fn authorize_call_link(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        live: bool,
+    ) -> Result<Result<Grant, DenyReason>, AuthError> {
+        let what = Action::ActiveContactSet;
+        let current = self.active_contact(call_id).await?;
+        let decision = if permission::scope(who.role, what).is_none() {
+            Decision::Deny(DenyReason::Role)
+        } else if (live && !self.live.contains(call_id)) || (!live && current.is_none()) {
+            Decision::Deny(DenyReason::CallNotLive)
+        } else {
+            let party = current
+                .as_ref()
+                .is_some_and(|c| c.user == who.name && (!live || c.ends_ms.is_none()));
+            permission::decide(
+                who.role,
+                what,
+                Facts {
+                    party_to_call: party,
+                    ..Facts::default()
+                },
+            )
+        };
+        match decision {
+            Decision::Allow { break_glass } => Ok(Ok(Grant { break_glass })),
+            Decision::Deny(reason) => {
+                let detail = serde_json::json!({"call_id": call_id});
+                self.deny(who, what, None, reason, detail).await?;
+                Ok(Err(reason))
+            }
+        }
     }
 
     /// Associates a live call with the patient it is about and the user handling it (the
@@ -520,12 +629,20 @@ impl Auth {
         user: &str,
         by: &str,
     ) -> Result<(), AuthError> {
-        if self.user_role(user).await?.is_none() {
-            return Err(AuthError::NoUser(user.to_string()));
+        match self.user_role(user).await? {
+            None => return Err(AuthError::NoUser(user.to_string())),
+            Some(role @ (Role::Admin | Role::Auditor | Role::Service)) => {
+                return Err(AuthError::NotAHandler {
+                    user: user.to_string(),
+                    role,
+                });
+            }
+            Some(_) => {}
         }
         sqlx::query(
             "INSERT INTO active_contacts (call_id, patient_id, user_name, started_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (call_id) DO UPDATE SET patient_id = excluded.patient_id, user_name = excluded.user_name",
+             ON CONFLICT (call_id) DO UPDATE SET patient_id = excluded.patient_id, \
+             user_name = excluded.user_name, ends_at = NULL",
         )
         .bind(call_id)
         .bind(patient)
@@ -585,13 +702,13 @@ impl Auth {
         call_id: &str,
         by: &str,
     ) -> Result<Option<ActiveContact>, AuthError> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT patient_id, user_name, started_at FROM active_contacts WHERE call_id = $1",
+        let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT patient_id, user_name, started_at, ends_at FROM active_contacts WHERE call_id = $1",
         )
         .bind(call_id)
         .fetch_optional(self.db.pool())
         .await?;
-        let Some((patient_id, user, started_ms)) = row else {
+        let Some((patient_id, user, started_ms, ends_ms)) = row else {
             return Ok(None);
         };
         sqlx::query("DELETE FROM active_contacts WHERE call_id = $1")
@@ -612,22 +729,86 @@ impl Auth {
             patient_id,
             user,
             started_ms,
+            ends_ms,
         }))
     }
 
+    /// A call's link to its patient, live or in wrap-up.
     pub async fn active_contact(&self, call_id: &str) -> Result<Option<ActiveContact>, AuthError> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT patient_id, user_name, started_at FROM active_contacts WHERE call_id = $1",
+        let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT patient_id, user_name, started_at, ends_at FROM active_contacts \
+             WHERE call_id = $1 AND (ends_at IS NULL OR ends_at > $2)",
         )
         .bind(call_id)
+        .bind(now_ms())
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(row.map(|(patient_id, user, started_ms)| ActiveContact {
-            call_id: call_id.to_string(),
-            patient_id,
-            user,
-            started_ms,
-        }))
+        Ok(
+            row.map(|(patient_id, user, started_ms, ends_ms)| ActiveContact {
+                call_id: call_id.to_string(),
+                patient_id,
+                user,
+                started_ms,
+                ends_ms,
+            }),
+        )
+    }
+
+    /// The call ended: its link to the patient goes into wrap-up (the handling user keeps
+    /// access for `settings.wrap_up`), or ends at once when there is no wrap-up or no person
+    /// handled the call. Links whose wrap-up is over are removed. Returns the link as it was.
+    pub async fn end_call_contact(
+        &self,
+        call_id: &str,
+        by: &str,
+    ) -> Result<Option<ActiveContact>, AuthError> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM active_contacts WHERE ends_at IS NOT NULL AND ends_at <= $1")
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        let Some(contact) = self.active_contact(call_id).await? else {
+            return Ok(None);
+        };
+        if contact.ends_ms.is_some() {
+            return Ok(Some(contact));
+        }
+        let wrap_up = self.settings.wrap_up.as_millis() as i64;
+        if wrap_up == 0 || is_reserved_name(&contact.user) {
+            return self.clear_active_contact(call_id, by).await;
+        }
+        let until = now + wrap_up;
+        sqlx::query("UPDATE active_contacts SET ends_at = $1 WHERE call_id = $2")
+            .bind(until)
+            .bind(call_id)
+            .execute(self.db.pool())
+            .await?;
+        self.audit
+            .append(
+                Event::new(by, action::ACTIVE_CONTACT, "success")
+                    .patient(&contact.patient_id)
+                    .detail(serde_json::json!({
+                        "call_id": call_id,
+                        "user": contact.user,
+                        "state": "wrap_up",
+                        "until": crate::db::rfc3339(until),
+                    })),
+            )
+            .await?;
+        Ok(Some(contact))
+    }
+
+    /// At start: the calls a previous process was handling are gone, so their links end as
+    /// if each call had just ended (wrap-up from now for a person's link).
+    pub async fn end_orphaned_contacts(&self, by: &str) -> Result<usize, AuthError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT call_id FROM active_contacts WHERE ends_at IS NULL")
+                .fetch_all(self.db.pool())
+                .await?;
+        for (call_id,) in &rows {
+            self.end_call_contact(call_id, by).await?;
+        }
+        Ok(rows.len())
     }
 
     /// Emergency access: the reason is required, sealed into the audit trail, and the entry is

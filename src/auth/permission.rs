@@ -122,6 +122,8 @@ pub enum Scope {
     OnCallOrBreakGlass,
     /// While the patient is on any live call (supervisors monitor calls).
     PatientOnAnyCall,
+    /// Only on a call the user handles (the call's link to its patient names them).
+    CallParty,
 }
 
 use Action as A;
@@ -144,8 +146,13 @@ pub const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::ContactAppend, R::Clinician, S::OnCallOrBreakGlass),
     (A::ContactAppend, R::Supervisor, S::PatientOnAnyCall),
     (A::ContactAppend, R::Service, S::Any),
+    // A call's patient link is earned by the call: the routing integration (service) links
+    // any live call; a person only a live call they handle (to re-point it at the patient the
+    // caller turned out to be), never a call they invent.
     (A::ActiveContactSet, R::Service, S::Any),
-    (A::ActiveContactSet, R::Supervisor, S::Any),
+    (A::ActiveContactSet, R::Supervisor, S::CallParty),
+    (A::ActiveContactSet, R::Clinician, S::CallParty),
+    (A::ActiveContactSet, R::Agent, S::CallParty),
     (A::BreakGlass, R::Clinician, S::Any),
     (A::AuditRead, R::Auditor, S::Any),
     (A::UserManage, R::Admin, S::Any),
@@ -183,6 +190,8 @@ pub struct Facts {
     pub patient_on_any_call: bool,
     /// The user holds an unexpired break-glass grant for the patient.
     pub break_glass: bool,
+    /// The user handles the call the request is about.
+    pub party_to_call: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +211,10 @@ pub enum DenyReason {
     /// The role's access is limited to certain patients, and the request concerns no known
     /// patient (a recording whose call was never linked to one).
     PatientUnknown,
+    /// The request is about a call the user does not handle.
+    NotParty,
+    /// The request is about a call that is not live (never existed, or ended).
+    CallNotLive,
 }
 
 impl DenyReason {
@@ -217,6 +230,8 @@ impl DenyReason {
             DenyReason::PatientUnknown => {
                 "your role has access only to particular patients, and no patient is known for this request"
             }
+            DenyReason::NotParty => "allowed only on a call you are handling",
+            DenyReason::CallNotLive => "no live call with this id",
         }
     }
 
@@ -226,6 +241,8 @@ impl DenyReason {
             DenyReason::NotOnCall => "not_on_call",
             DenyReason::NeedsBreakGlass => "needs_break_glass",
             DenyReason::PatientUnknown => "patient_unknown",
+            DenyReason::NotParty => "not_party",
+            DenyReason::CallNotLive => "call_not_live",
         }
     }
 }
@@ -247,6 +264,8 @@ pub fn decide(role: Role, action: Action, facts: Facts) -> Decision {
             Decision::Allow { break_glass: true }
         }
         Some(Scope::OnCallOrBreakGlass) => Decision::Deny(DenyReason::NeedsBreakGlass),
+        Some(Scope::CallParty) if facts.party_to_call => Decision::Allow { break_glass: false },
+        Some(Scope::CallParty) => Decision::Deny(DenyReason::NotParty),
     }
 }
 
@@ -326,6 +345,47 @@ mod tests {
                 decide_without_patient(role, Action::RecordingControl),
                 Decision::Deny(DenyReason::Role),
                 "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_call_handler_or_a_service_links_a_call() {
+        let party = Facts {
+            party_to_call: true,
+            ..Facts::default()
+        };
+        for role in [Role::Agent, Role::Clinician, Role::Supervisor] {
+            assert_eq!(
+                decide(role, Action::ActiveContactSet, Facts::default()),
+                Decision::Deny(DenyReason::NotParty),
+                "{role}"
+            );
+            assert_eq!(
+                decide(role, Action::ActiveContactSet, party),
+                Decision::Allow { break_glass: false },
+                "{role}"
+            );
+        }
+        // Being on a call with the patient, or break-glass, is not handling this call.
+        let other = Facts {
+            on_call_with_patient: true,
+            patient_on_any_call: true,
+            break_glass: true,
+            party_to_call: false,
+        };
+        assert_eq!(
+            decide(Role::Clinician, Action::ActiveContactSet, other),
+            Decision::Deny(DenyReason::NotParty)
+        );
+        assert_eq!(
+            decide(Role::Service, Action::ActiveContactSet, Facts::default()),
+            Decision::Allow { break_glass: false }
+        );
+        for role in [Role::Admin, Role::Auditor] {
+            assert_eq!(
+                decide(role, Action::ActiveContactSet, party),
+                Decision::Deny(DenyReason::Role)
             );
         }
     }

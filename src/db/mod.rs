@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "call patients",
         include_str!("migrations/0002_call_patients.sql"),
     ),
+    (
+        3,
+        "contact wrap-up",
+        include_str!("migrations/0003_contact_wrap_up.sql"),
+    ),
 ];
 
 impl Db {
