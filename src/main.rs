@@ -501,20 +501,20 @@ async fn user_add(
     role: careline::auth::Role,
     password_stdin: bool,
 ) -> anyhow::Result<()> {
-    records.auth.add_user(name, role, "cli").await?;
-    if password_stdin {
+    let password = if password_stdin {
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
             .context("reading the password from standard input")?;
-        let password = line.trim_end_matches(['\r', '\n']);
-        anyhow::ensure!(
-            password.len() >= 12,
-            "passwords are at least 12 characters (user {name} was created without one)"
-        );
-        records.auth.set_password(name, password).await?;
-    }
-    let token = records.auth.issue_token(name).await?;
+        Some(line.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        None
+    };
+    // Checked whole before anything is written: a refused password creates no user.
+    let token = records
+        .auth
+        .create_user(name, role, password.as_deref(), "cli")
+        .await?;
     println!("user {name} ({role}) created; API token (shown once, keep it secret):");
     println!("{token}");
     Ok(())

@@ -1295,3 +1295,169 @@ fn the_api_is_served_over_https_with_a_self_signed_certificate() {
     let doc = openapi.expect("openapi over HTTPS").json();
     assert_eq!(doc["openapi"], "3.1.0");
 }
+
+#[test]
+fn what_a_client_sends_is_checked_whole_and_the_facts_come_from_the_server() {
+    let (api, _flows) = start_holding();
+    api.import_all();
+    let (patient, ..) = bundle_patient(&bundles()[1]);
+    let svc = api.user("router", "service");
+    let amy = api.user("amy", "agent");
+    let admin = api.user("ada", "admin");
+    let (_ua, _call, live) = live_call(&api, 40010);
+    let r = api.call(
+        "PUT",
+        &format!("/api/v1/calls/{live}/contact"),
+        Some(&svc),
+        Some(json!({"patient_id": patient, "user": "amy"})),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let contacts = format!("/api/v1/patients/{patient}/contacts");
+
+    // Author and time are the session's and the server's: a client naming them is refused,
+    // with the field's name, as a problem details document.
+    for (field, value) in [
+        ("user", json!("dr-house")),
+        ("time", json!("2020-01-01T00:00:00Z")),
+    ] {
+        let mut body = json!({"channel": "voice", "notes": "forged"});
+        body[field] = value;
+        let r = api.call("POST", &contacts, Some(&amy), Some(body));
+        assert_eq!(r.status, 422, "{field}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        let p = r.json();
+        assert_eq!(p["status"], 422);
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{field}`")),
+            "{}",
+            r.body
+        );
+    }
+    let r = api.call(
+        "POST",
+        &contacts,
+        Some(&amy),
+        Some(json!({"channel": "voice", "notes": "called about a refill"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let saved = r.json();
+    assert_eq!(saved["user"], "amy");
+    let year: i32 = saved["time"].as_str().unwrap()[..4].parse().unwrap();
+    assert!(year >= 2025, "the server's clock wrote {}", saved["time"]);
+
+    // A value of the wrong type is named, not repeated.
+    let r = api.call(
+        "POST",
+        &contacts,
+        Some(&amy),
+        Some(json!({"channel": "voice", "duration_secs": "<script>alert(1)</script>"})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("duration_secs") && !r.body.contains("script"),
+        "{}",
+        r.body
+    );
+
+    // Free text has limits, named in the refusal; a body past the endpoint's size is 413.
+    let long = "x".repeat(20_000);
+    let r = api.call(
+        "POST",
+        &contacts,
+        Some(&amy),
+        Some(json!({"channel": "voice", "notes": long})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("`notes`"), "{}", r.body);
+    let auth = format!("Bearer {amy}");
+    let head = announce_body(
+        api.server.http,
+        &contacts,
+        &auth,
+        "application/json",
+        200_000,
+    );
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let summary = api.call(
+        "GET",
+        &format!("/api/v1/patients/{patient}/summary"),
+        Some(&amy),
+        None,
+    );
+    assert_eq!(summary.status, 200);
+    assert!(summary.body.len() < 100_000, "{} bytes", summary.body.len());
+    // A JSON endpoint takes JSON only (a cross-site form cannot send it).
+    let r = request(
+        api.server.http,
+        "POST",
+        &contacts,
+        &[("Authorization", &auth)],
+        Some(("text/plain", br#"{"channel": "voice"}"#)),
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+
+    // A refused user creation creates nothing: the same name succeeds once it is right.
+    let r = api.call(
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"name": "nina", "role": "agent", "password": "short"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"name": "nina", "role": "agent", "password": "a-long-enough-passphrase"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(login(&api, "nina", "a-long-enough-passphrase").status, 303);
+
+    // The server's own actor names are nobody's user name, over the API or the CLI.
+    for name in ["system", "cli", "anonymous", "System", "system:ivr"] {
+        let r = api.call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"name": name, "role": "agent"})),
+        );
+        assert_eq!(r.status, 400, "{name}: {}", r.body);
+    }
+    let out = api.cli(&["user", "add", "system", "--role", "admin"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+
+    // A sign-in form past a few KiB is refused before it is read.
+    let head = announce_body(
+        api.server.http,
+        "/login",
+        "",
+        "application/x-www-form-urlencoded",
+        60_000_000,
+    );
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+/// Sends a POST's head announcing a body of `length` bytes, and none of the body: the answer
+/// (its head) shows whether the server refuses before reading.
+fn announce_body(addr: SocketAddr, path: &str, auth: &str, ctype: &str, length: usize) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = if auth.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: {auth}\r\n")
+    };
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}

@@ -13,7 +13,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -68,11 +67,20 @@ impl ApiError {
     }
 }
 
+/// Errors go out as problem details (RFC 9457): `type` is `about:blank`, so `title` is the
+/// status's own phrase and `detail` says what went wrong for this request.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.message,
+        });
         let mut resp = (
             self.status,
-            Json(serde_json::json!({"error": self.message})),
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -92,7 +100,11 @@ impl From<AuthError> for ApiError {
             AuthError::NoUser(_)
             | AuthError::BadName
             | AuthError::NoReason
-            | AuthError::Reserved(_) => ApiError::bad_request(e.to_string()),
+            | AuthError::Reserved(_)
+            | AuthError::WeakPassword => ApiError::bad_request(e.to_string()),
+            AuthError::TooLong { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
             AuthError::NotAHandler { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
@@ -109,6 +121,9 @@ impl From<PatientError> for ApiError {
             }
             PatientError::NoPatient(_) => ApiError::not_found(e.to_string()),
             PatientError::BadContact(_) => ApiError::bad_request(e.to_string()),
+            PatientError::TooLong { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
             other => ApiError::internal(other),
         }
     }

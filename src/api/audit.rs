@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::access::{ApiError, ApiState, Caller};
+use super::extract::QueryParams;
 use crate::audit::export::{audit_event, fhir_bundle, json_entry};
 use crate::audit::{Event, Filter, action};
 use crate::auth::Action;
@@ -49,7 +50,7 @@ pub(crate) fn when(text: &str) -> Option<i64> {
 pub async fn query(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Response, ApiError> {
     s.require(&caller, Action::AuditRead, None).await?;
     let parse = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {

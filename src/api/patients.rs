@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{ApiError, ApiState, Caller};
+use super::extract::{JsonBody, QueryParams};
 use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::patient::{ContactRecord, Lookup};
@@ -30,7 +31,7 @@ pub struct LookupQuery {
 pub async fn lookup(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
-    Query(q): Query<LookupQuery>,
+    QueryParams(q): QueryParams<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
     s.require(&caller, Action::PatientLookup, None).await?;
     let (result, by) = match (&q.phone, &q.mrn, &q.dob, &q.family) {
@@ -164,11 +165,9 @@ pub async fn export(
 pub async fn import(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
-    body: axum::body::Bytes,
+    JsonBody(bundle): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     s.require(&caller, Action::PatientImport, None).await?;
-    let bundle: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
     let report = match s.patients.import_bundle(&bundle).await {
         Ok(r) => r,
         Err(e) => {
@@ -195,17 +194,39 @@ pub async fn import(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
+/// What a client may say about a contact. Who wrote it and when are not among them: the
+/// author is the signed-in user and the time is the server's clock.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewContact {
+    pub channel: String,
+    pub duration_secs: Option<u64>,
+    pub reason: Option<String>,
+    pub outcome: Option<String>,
+    pub notes: Option<String>,
+    pub recording_id: Option<String>,
+    pub call_id: Option<String>,
+}
+
 /// `POST /api/v1/patients/{id}/contacts`: append a contact record.
 pub async fn append_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(mut record): Json<ContactRecord>,
+    JsonBody(body): JsonBody<NewContact>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let grant = s.require(&caller, Action::ContactAppend, Some(&id)).await?;
-    if record.user.is_none() {
-        record.user = Some(caller.name().to_string());
-    }
+    let record = ContactRecord {
+        channel: body.channel,
+        duration_secs: body.duration_secs,
+        reason: body.reason,
+        outcome: body.outcome,
+        notes: body.notes,
+        recording_id: body.recording_id,
+        call_id: body.call_id,
+        user: Some(caller.name().to_string()),
+        ..ContactRecord::default()
+    };
     let saved = s.patients.append_contact(&id, record).await?;
     s.audit
         .append(
@@ -221,6 +242,7 @@ pub async fn append_contact(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BreakGlassBody {
     #[serde(default)]
     pub reason: String,
@@ -231,7 +253,7 @@ pub async fn break_glass(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<BreakGlassBody>,
+    JsonBody(body): JsonBody<BreakGlassBody>,
 ) -> Result<Json<Value>, ApiError> {
     s.require(&caller, Action::BreakGlass, Some(&id)).await?;
     if !s.patients.exists(&id).await? {
@@ -264,7 +286,7 @@ pub async fn set_active_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(call_id): Path<String>,
-    Json(body): Json<ActiveContactBody>,
+    JsonBody(body): JsonBody<ActiveContactBody>,
 ) -> Result<StatusCode, ApiError> {
     s.require_call_link(&caller, &call_id, true).await?;
     let user = body.user.as_deref().unwrap_or(caller.name());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{ApiError, ApiState, Caller};
+use super::extract::QueryParams;
 use super::range;
 use crate::audit::{Event, action};
 use crate::auth::Action;
@@ -161,7 +162,7 @@ pub struct ListQuery {
 pub async fn list(
     State(s): S,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
     let about = json!({"view": "list", "call_id": q.call_id});
     let grant = match s
@@ -360,7 +361,7 @@ pub async fn audio(
     State(s): S,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<AudioQuery>,
+    QueryParams(q): QueryParams<AudioQuery>,
     headers: header::HeaderMap,
 ) -> Result<Response, ApiError> {
     let want = match q.format.as_deref() {

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{ApiError, ApiState, Caller, SESSION_COOKIE, session_cookie};
+use super::extract::JsonBody;
 use crate::auth::{Action, LoginRefused, Role};
 
 #[derive(Debug, Deserialize)]
@@ -25,20 +26,14 @@ pub struct NewUser {
 pub async fn add_user(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
-    Json(body): Json<NewUser>,
+    JsonBody(body): JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     s.require(&caller, Action::UserManage, None).await?;
     let role: Role = body.role.parse().map_err(ApiError::bad_request)?;
-    s.auth.add_user(&body.name, role, caller.name()).await?;
-    if let Some(pw) = &body.password {
-        if pw.len() < 12 {
-            return Err(ApiError::bad_request(
-                "passwords are at least 12 characters",
-            ));
-        }
-        s.auth.set_password(&body.name, pw).await?;
-    }
-    let token = s.auth.issue_token(&body.name).await?;
+    let token = s
+        .auth
+        .create_user(&body.name, role, body.password.as_deref(), caller.name())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": body.name, "role": role, "token": token})),
@@ -81,9 +76,17 @@ pub struct LoginForm {
 pub async fn login(
     State(s): State<Arc<ApiState>>,
     request_parts: axum::http::Extensions,
-    Form(form): Form<LoginForm>,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let source = super::access::peer(&request_parts);
+    let body = super::extract::body_bytes(req, &()).await?;
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            page("Enter a user name and a password."),
+        )
+            .into_response());
+    };
     match s.auth.login(&form.name, &form.password, &source).await? {
         Ok(cookie) => {
             let secure = if s.https { "; Secure" } else { "" };

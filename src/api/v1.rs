@@ -3,10 +3,54 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 
-use super::access::ApiState;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::access::{ApiError, ApiState};
 use super::{audit, openapi, patients, users};
+
+/// The largest sign-in form read: a few hundred bytes are enough, and nothing large is read
+/// before authentication.
+pub const LOGIN_LIMIT: usize = 4 * 1024;
+/// The largest FHIR import (Synthea bundles run to a few MB; read only once the caller is
+/// authenticated).
+pub const FHIR_LIMIT: usize = 64 * 1024 * 1024;
+/// The largest body of any other request: small JSON documents (a contact note is the
+/// largest).
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// The body limit of a path.
+pub fn body_limit_of(path: &str) -> usize {
+    match path {
+        "/login" => LOGIN_LIMIT,
+        "/api/v1/fhir" => FHIR_LIMIT,
+        _ => JSON_LIMIT,
+    }
+}
+
+/// Every request body is capped by its path's limit: a declared `Content-Length` past it is
+/// answered 413 at once, before a byte of the body is read, and a body without one is cut off
+/// at the limit while it is read (the extractors answer 413 then).
+async fn body_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = body_limit_of(req.uri().path());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than this endpoint takes ({limit} bytes)"),
+        )
+        .into_response();
+    }
+    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+    next.run(req).await
+}
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -35,7 +79,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/users", post(users::add_user))
         .route("/login", get(users::login_page).post(users::login))
         .route("/logout", post(users::logout))
-        // Synthea bundles run to a few MB; axum's 2 MB default would refuse them.
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(body_limit))
         .with_state(state)
 }

@@ -153,7 +153,7 @@ async fn append_history(patients: &PatientStore, audit: &Audit, patient: &str, e
         Some(q) => format!("{} (queue {q})", end.cause),
         None => end.cause.to_string(),
     };
-    let record = ContactRecord {
+    let mut record = ContactRecord {
         time: end.answered_at.to_string(),
         channel: "voice".into(),
         duration_secs: Some(end.duration.as_secs()),
@@ -163,6 +163,8 @@ async fn append_history(patients: &PatientStore, audit: &Audit, patient: &str, e
         call_id: Some(end.call_id.clone()),
         ..ContactRecord::default()
     };
+    // The reason comes from the flow (a Lambda may have set it): kept, within the limits.
+    record.truncate_to_limits();
     match patients.append_contact(patient, record).await {
         Ok(saved) => {
             audit

@@ -33,6 +33,10 @@ pub enum AuthError {
     NoReason,
     #[error("`{0}` is reserved for the server's own actions in the audit trail")]
     Reserved(String),
+    #[error("passwords are at least {MIN_PASSWORD} characters")]
+    WeakPassword,
+    #[error("`{field}` is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
     #[error("user `{user}` is a {role}; only agents, clinicians and supervisors handle calls")]
     NotAHandler { user: String, role: Role },
 }
@@ -147,6 +151,40 @@ pub struct Auth {
 
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// The shortest password accepted (NIST SP 800-63B asks for at least 8; 12 for staff who
+/// reach clinical records).
+pub const MIN_PASSWORD: usize = 12;
+/// The longest password accepted: argon2 hashes whatever it is given, so a megabyte password
+/// would be a cheap way to burn the server's CPU.
+pub const MAX_PASSWORD: usize = 256;
+/// The longest break-glass reason (it is sealed into the audit trail).
+pub const MAX_REASON: usize = 2_000;
+
+fn check_password(pw: &str) -> Result<(), AuthError> {
+    if pw.chars().count() < MIN_PASSWORD {
+        return Err(AuthError::WeakPassword);
+    }
+    if pw.len() > MAX_PASSWORD {
+        return Err(AuthError::TooLong {
+            field: "password",
+            max: MAX_PASSWORD,
+        });
+    }
+    Ok(())
+}
+
+/// A fresh API token `clt_<id>_<secret>`, its id, and the argon2 hash of its secret (the only
+/// part of it that is stored).
+async fn new_token() -> (String, String, String) {
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let secret = password::random_secret();
+    let s = secret.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&s))
+        .await
+        .unwrap_or_default();
+    (format!("clt_{id}_{secret}"), id, hash)
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -181,32 +219,70 @@ impl Auth {
         &self.live
     }
 
-    /// Creates a user; `by` is who did it (for the audit trail).
-    pub async fn add_user(&self, name: &str, role: Role, by: &str) -> Result<(), AuthError> {
+    /// Creates a user with an optional password and a first API token (returned, shown once),
+    /// all in one transaction: a request refused for any reason creates nothing. `by` is who
+    /// did it (for the audit trail).
+    pub async fn create_user(
+        &self,
+        name: &str,
+        role: Role,
+        password: Option<&str>,
+        by: &str,
+    ) -> Result<String, AuthError> {
         if !valid_name(name) {
             return Err(AuthError::BadName);
         }
         if is_reserved_name(name) {
             return Err(AuthError::Reserved(name.to_string()));
         }
+        if let Some(pw) = password {
+            check_password(pw)?;
+        }
+        let pw = password.map(str::to_string);
+        let password_hash = match pw {
+            Some(pw) => Some(
+                tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
+        let (token, token_id, token_hash) = new_token().await;
+        let now = now_ms();
+        let mut tx = self.db.pool().begin().await?;
         let done = sqlx::query(
-            "INSERT INTO users (name, role, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(role.as_str())
-        .bind(now_ms())
-        .execute(self.db.pool())
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(AuthError::Exists(name.to_string()));
         }
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&token_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         self.audit
             .append(
-                Event::new(by, action::USER_ADD, "success")
-                    .detail(serde_json::json!({"user": name, "role": role.as_str()})),
+                Event::new(by, action::USER_ADD, "success").detail(serde_json::json!({
+                    "user": name,
+                    "role": role.as_str(),
+                    "password": password.is_some(),
+                })),
             )
             .await?;
-        Ok(())
+        Ok(token)
     }
 
     pub async fn user_role(&self, name: &str) -> Result<Option<Role>, AuthError> {
@@ -218,6 +294,7 @@ impl Auth {
     }
 
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        check_password(password)?;
         let pw = password.to_string();
         let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
             .await
@@ -238,12 +315,7 @@ impl Auth {
         if self.user_role(name).await?.is_none() {
             return Err(AuthError::NoUser(name.to_string()));
         }
-        let id = hex::encode(rand::random::<[u8; 8]>());
-        let secret = password::random_secret();
-        let s = secret.clone();
-        let hash = tokio::task::spawn_blocking(move || password::hash(&s))
-            .await
-            .unwrap_or_default();
+        let (token, id, hash) = new_token().await;
         sqlx::query(
             "INSERT INTO api_tokens (id, user_name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -253,7 +325,7 @@ impl Auth {
         .bind(now_ms())
         .execute(self.db.pool())
         .await?;
-        Ok(format!("clt_{id}_{secret}"))
+        Ok(token)
     }
 
     /// The user a bearer token belongs to, or `None` for any token that is not valid.
@@ -823,6 +895,12 @@ impl Auth {
         let reason = reason.trim();
         if reason.len() < 4 {
             return Err(AuthError::NoReason);
+        }
+        if reason.len() > MAX_REASON {
+            return Err(AuthError::TooLong {
+                field: "reason",
+                max: MAX_REASON,
+            });
         }
         let until = now_ms() + self.settings.break_glass.as_millis() as i64;
         sqlx::query(

@@ -39,6 +39,8 @@ pub enum PatientError {
     NoPatient(String),
     #[error("invalid contact record: {0}")]
     BadContact(String),
+    #[error("`{field}` is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
 }
 
 /// What an import did.
@@ -407,6 +409,9 @@ impl PatientStore {
         }
         if record.channel.trim().is_empty() {
             return Err(PatientError::BadContact("channel is required".into()));
+        }
+        if let Some((field, max)) = record.over_limit() {
+            return Err(PatientError::TooLong { field, max });
         }
         let at = if record.time.is_empty() {
             now_ms()

@@ -48,6 +48,74 @@ pub struct ContactRecord {
     pub user: Option<String>,
 }
 
+/// The most each free-text field of a contact record holds, in bytes: a record is read on
+/// every screen-pop of its patient (the last five are in the summary), so one oversized note
+/// must not make every later summary huge. Notes get room for a long clinical note.
+pub const CONTACT_LIMITS: &[(&str, usize)] = &[
+    ("channel", 32),
+    ("reason", 1_000),
+    ("outcome", 1_000),
+    ("notes", 16_384),
+    ("recording_id", 128),
+    ("call_id", 256),
+];
+
+impl ContactRecord {
+    /// The free-text fields by name, for the limits.
+    fn texts(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("channel", Some(self.channel.as_str())),
+            ("reason", self.reason.as_deref()),
+            ("outcome", self.outcome.as_deref()),
+            ("notes", self.notes.as_deref()),
+            ("recording_id", self.recording_id.as_deref()),
+            ("call_id", self.call_id.as_deref()),
+        ]
+    }
+
+    /// The first field longer than its limit, with the limit.
+    pub fn over_limit(&self) -> Option<(&'static str, usize)> {
+        self.texts().into_iter().find_map(|(name, text)| {
+            let max = limit_of(name);
+            text.is_some_and(|t| t.len() > max).then_some((name, max))
+        })
+    }
+
+    /// Cuts every field to its limit (at a character boundary): for records the server writes
+    /// itself from what a flow gathered, which should be kept rather than refused.
+    pub fn truncate_to_limits(&mut self) {
+        fn cut(text: &mut String, max: usize) {
+            if text.len() > max {
+                let mut end = max;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+        }
+        cut(&mut self.channel, limit_of("channel"));
+        for (name, field) in [
+            ("reason", &mut self.reason),
+            ("outcome", &mut self.outcome),
+            ("notes", &mut self.notes),
+            ("recording_id", &mut self.recording_id),
+            ("call_id", &mut self.call_id),
+        ] {
+            if let Some(t) = field {
+                cut(t, limit_of(name));
+            }
+        }
+    }
+}
+
+fn limit_of(name: &str) -> usize {
+    CONTACT_LIMITS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| *m)
+        .unwrap_or(0)
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Demographics {
     pub name: String,
