@@ -152,6 +152,13 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// How long a client has to send a request's head (and the TLS handshake before it); also
+    /// how long an idle keep-alive connection stays open.
+    pub header_timeout_secs: u64,
+    /// How long a client has to send a request's body once its head arrived.
+    pub body_timeout_secs: u64,
+    /// Open connections allowed from one IP address (0 = no limit); more are closed at once.
+    pub max_connections_per_source: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -379,6 +386,9 @@ impl Default for HttpConfig {
             tls: HttpTls::Auto,
             tls_cert: None,
             tls_key: None,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            max_connections_per_source: 64,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub auth_logins: Family<Labels, Counter>,
     /// Accounts locked after repeated failed logins: alert on any increase.
     pub auth_lockouts: Counter,
+    /// HTTP connections closed at once: their source already had the most it may.
+    pub http_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Metrics {
             recordings_deleted: Counter::default(),
             auth_logins: Family::default(),
             auth_lockouts: Counter::default(),
+            http_connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
@@ -192,6 +195,11 @@ impl Metrics {
             "auth_lockouts",
             "Accounts locked after repeated failed logins",
             m.auth_lockouts.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because their source had too many open",
+            m.http_connections_refused.clone(),
         );
         Metrics { registry, ..m }
     }

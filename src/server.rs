@@ -223,34 +223,25 @@ impl Server {
                 services.clone(),
             ));
         }
-        let app = app.into_make_service_with_connect_info::<crate::api::access::ClientAddr>();
         let https = config.http.https();
-        if https {
+        let tls = if https {
             let (tls_config, origin) = crate::api::https::server_config(
                 config.http.tls_cert.as_deref(),
                 config.http.tls_key.as_deref(),
                 &config.data_dir,
             )?;
             info!(cert = origin, "HTTPS");
-            let listener =
-                crate::api::https::TlsListener::new(listener, tls_config).map_err(|source| {
-                    StartError::Http {
-                        addr: config.http.listen,
-                        source,
-                    }
-                })?;
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "HTTPS server stopped");
-                }
-            });
+            Some(tokio_rustls::TlsAcceptor::from(tls_config))
         } else {
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            });
-        }
+            None
+        };
+        tokio::spawn(crate::api::serve::serve(
+            listener,
+            tls,
+            app,
+            crate::api::serve::Limits::from_config(&config.http),
+            Some(services.metrics.clone()),
+        ));
         tokio::spawn(crate::call::task::switchboard(incoming, services.clone()));
 
         info!(

@@ -296,25 +296,6 @@ impl ApiState {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, super::https::TlsListener>,
-    > for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, super::https::TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("keys: {0}")]

@@ -69,10 +69,21 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
             && mime.to_ascii_lowercase().ends_with("+json"))
 }
 
-/// Reads a body under the route's limit: 413 past it, 400 for a broken transfer.
+/// Reads a body under the route's limit and the connection's body timeout: 413 past the
+/// limit, 408 past the time, 400 for a broken transfer.
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<bytes::Bytes, ApiError> {
     use axum::extract::rejection::BytesRejection;
-    match bytes::Bytes::from_request(req, state).await {
+    let limit = req
+        .extensions()
+        .get::<super::serve::BodyTimeout>()
+        .map_or(std::time::Duration::from_secs(60), |t| t.0);
+    let Ok(read) = tokio::time::timeout(limit, bytes::Bytes::from_request(req, state)).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ));
+    };
+    match read {
         Ok(b) => Ok(b),
         Err(BytesRejection::FailedToBufferBody(e))
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>

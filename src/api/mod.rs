@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod patients;
 pub mod range;
 pub mod recordings;
+pub mod serve;
 pub mod users;
 pub mod v1;
 
