@@ -194,16 +194,21 @@ pub struct DatabaseConfig {
 pub struct AuthConfig {
     /// Browser sessions end after this long without a request (idle logoff).
     pub session_idle_secs: u64,
-    /// Failed logins within `failure_window_secs` that lock an account.
+    /// Failed sign-ins from one address for one name before each further attempt waits (1 s,
+    /// doubling per failure); one address over all names gets four times as many.
     pub max_failures: u32,
+    /// Failures are forgotten this long after the last one.
     pub failure_window_secs: u64,
-    /// How long a locked account stays locked.
+    /// The longest wait between attempts.
     pub lockout_secs: u64,
     /// How long a clinician's break-glass access to one patient lasts.
     pub break_glass_secs: u64,
     /// How long the user who handled a call keeps access to its patient after the call ends
     /// (wrap-up: notes, follow-up); 0 ends it with the call.
     pub contact_wrap_up_secs: u64,
+    /// Requests without valid credentials go into the audit trail as one summary per source
+    /// address per this many seconds.
+    pub unauthenticated_summary_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -224,6 +229,7 @@ impl Default for AuthConfig {
             lockout_secs: 15 * 60,
             break_glass_secs: 60 * 60,
             contact_wrap_up_secs: 120,
+            unauthenticated_summary_secs: 60,
         }
     }
 }

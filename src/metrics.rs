@@ -49,6 +49,8 @@ pub struct Metrics {
     pub auth_logins: Family<Labels, Counter>,
     /// Accounts locked after repeated failed logins: alert on any increase.
     pub auth_lockouts: Counter,
+    /// Requests refused for want of valid credentials (bad token, no session, unknown name).
+    pub auth_unauthenticated: Counter,
     /// HTTP connections closed at once: their source already had the most it may.
     pub http_connections_refused: Counter,
 }
@@ -87,6 +89,7 @@ impl Metrics {
             auth_logins: Family::default(),
             auth_lockouts: Counter::default(),
             http_connections_refused: Counter::default(),
+            auth_unauthenticated: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
@@ -193,8 +196,13 @@ impl Metrics {
         );
         registry.register(
             "auth_lockouts",
-            "Accounts locked after repeated failed logins",
+            "Sign-ins from one address to a real account slowed after repeated failures",
             m.auth_lockouts.clone(),
+        );
+        registry.register(
+            "auth_unauthenticated",
+            "Requests refused for want of valid credentials (summarised per source in the audit trail)",
+            m.auth_unauthenticated.clone(),
         );
         registry.register(
             "http_connections_refused",

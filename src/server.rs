@@ -171,6 +171,7 @@ impl Server {
         // No call survives a restart: links to the calls of a previous process end now (a
         // person's after the wrap-up time).
         let orphaned = records.auth.end_orphaned_contacts("system").await?;
+        tokio::spawn(records.auth.clone().flush_outsiders_forever());
         if orphaned > 0 {
             info!(
                 calls = orphaned,

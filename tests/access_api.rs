@@ -1051,7 +1051,7 @@ fn login(api: &Api, name: &str, password: &str) -> Response {
 }
 
 #[test]
-fn five_failed_logins_lock_the_account_and_sessions_end_when_idle() {
+fn failed_sign_ins_slow_the_guesser_not_the_user_and_sessions_end_when_idle() {
     let api = Api::start("[auth]\nsession_idle_secs = 2\nlockout_secs = 600\n");
     let out = api.cli(
         &[
@@ -1147,26 +1147,44 @@ fn five_failed_logins_lock_the_account_and_sessions_end_when_idle() {
         401
     );
 
-    // Five failures in a row lock nina; the right password no longer works.
+    // Five failures from one address for nina: further attempts from it wait (429 with
+    // Retry-After), the right password included.
     for i in 0..5 {
         let r = login(&api, "nina", &format!("wrong{i}"));
         assert_eq!(r.status, 401, "attempt {i}");
     }
-    let r = login(&api, "nina", "a+long+passphrase+1");
-    assert_eq!(r.status, 423, "{}", r.body);
-    assert!(r.body.contains("locked"));
-    assert_eq!(api.server.metric("careline_auth_lockouts_total"), 1.0);
-    assert!(
-        api.server
-            .metric("careline_auth_logins_total{outcome=\"failure\"}")
-            >= 5.0
+    let slowed = login(&api, "nina", "a+long+passphrase+1");
+    assert_eq!(slowed.status, 429, "{}", slowed.body);
+    assert!(slowed.header("retry-after").is_some());
+    // A name that does not exist is answered exactly alike: nothing tells which names exist.
+    for i in 0..5 {
+        let r = login(&api, "ghost", &format!("wrong{i}"));
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let ghost = login(&api, "ghost", "anything");
+    assert_eq!(ghost.status, 429, "{}", ghost.body);
+    let text = |r: &Response| {
+        r.body
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    assert_eq!(text(&ghost), text(&slowed));
+    // Someone guessing from another address does not keep nina out of her own account.
+    assert_eq!(
+        login_from(&api, [127, 0, 0, 2], "nina", "a+long+passphrase+1").status,
+        303
     );
     // Other accounts are not affected.
     assert_eq!(login(&api, "omar", "another+passphrase").status, 303);
 
+    // The real account's failures and the slowdown are audited; the guesses at a name that
+    // does not exist are not rows of their own.
     let auditor = api.user("audrey", "auditor");
+    wait_audit(&api, &auditor, "user=nina", "nina's lockout", |e| {
+        e["action"] == "login.lockout" && e["detail"]["source"] == "127.0.0.1"
+    });
     let entries = api.audit(&auditor, "user=nina");
-    assert!(entries.iter().any(|e| e["action"] == "login.lockout"));
     assert_eq!(
         entries
             .iter()
@@ -1174,6 +1192,85 @@ fn five_failed_logins_lock_the_account_and_sessions_end_when_idle() {
             .count(),
         5
     );
+    assert!(api.audit(&auditor, "user=ghost").is_empty());
+    assert_eq!(api.server.metric("careline_auth_lockouts_total"), 1.0);
+    assert!(
+        api.server
+            .metric("careline_auth_logins_total{outcome=\"failure\"}")
+            >= 10.0
+    );
+    assert!(
+        api.server
+            .metric("careline_auth_logins_total{outcome=\"throttled\"}")
+            >= 2.0
+    );
+}
+
+/// A sign-in from the loopback address `from` (127.0.0.0/8 is all loopback on Linux).
+fn login_from(api: &Api, from: [u8; 4], name: &str, password: &str) -> Response {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&api.server.http.into()).unwrap();
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = format!("name={name}&password={password}");
+    write!(
+        s,
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    support::http::parse(&buf)
+}
+
+#[test]
+fn requests_without_credentials_are_summarised_not_chained_one_by_one() {
+    let api = Api::start("[auth]\nunauthenticated_summary_secs = 1\n");
+    let auditor = api.user("audrey", "auditor");
+    for i in 0..300 {
+        let token = (i % 2 == 0).then_some("clt_0000_not-a-token");
+        let r = api.call("GET", "/api/v1/me", token, None);
+        assert_eq!(r.status, 401);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: Vec<Value> = api
+            .audit(&auditor, "user=anonymous")
+            .into_iter()
+            .filter(|e| e["detail"]["reason"] == "unauthenticated")
+            .collect();
+        let counted: u64 = rows
+            .iter()
+            .map(|e| e["detail"]["count"].as_u64().unwrap())
+            .sum();
+        if counted >= 300 {
+            assert_eq!(counted, 300);
+            assert!(rows.len() <= 3, "{} rows for 300 requests", rows.len());
+            assert!(rows.iter().all(|e| e["detail"]["source"] == "127.0.0.1"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "summarised only {counted} of 300"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        api.server.metric("careline_auth_unauthenticated_total"),
+        300.0
+    );
+    // One line in the log per source per window, not one per request.
+    let lines = api
+        .server
+        .log()
+        .lines()
+        .filter(|l| l.contains("without valid credentials"))
+        .count();
+    assert!((1..=3).contains(&lines), "{lines} log lines");
 }
 
 #[test]

@@ -325,6 +325,9 @@ impl ApiState {
             max_failures: a.max_failures.max(1) as i64,
             failure_window: std::time::Duration::from_secs(a.failure_window_secs),
             lockout: std::time::Duration::from_secs(a.lockout_secs),
+            unauthenticated_window: std::time::Duration::from_secs(
+                a.unauthenticated_summary_secs.max(1),
+            ),
             break_glass: std::time::Duration::from_secs(a.break_glass_secs),
             wrap_up: std::time::Duration::from_secs(a.contact_wrap_up_secs),
         };

@@ -108,14 +108,19 @@ pub async fn login(
             page("Wrong user name or password."),
         )
             .into_response()),
-        Err(LoginRefused::Locked { until_ms }) => Ok((
-            StatusCode::LOCKED,
-            page(&format!(
-                "This account is locked after repeated failed sign-ins until {}.",
-                crate::db::rfc3339(until_ms)
-            )),
-        )
-            .into_response()),
+        Err(LoginRefused::Throttled { retry_after }) => {
+            let secs = retry_after.as_secs().max(1);
+            let mut resp = (
+                StatusCode::TOO_MANY_REQUESTS,
+                page(&format!(
+                    "Too many failed sign-ins from here. Try again in {secs} seconds."
+                )),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Ok(resp)
+        }
     }
 }
 

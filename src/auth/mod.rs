@@ -3,8 +3,10 @@
 //! [`permission::decide`]; this module fetches the facts, records the outcome in the audit
 //! trail, and keeps secrets hashed.
 
+pub mod outsiders;
 pub mod password;
 pub mod permission;
+pub mod throttle;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -46,16 +48,20 @@ pub enum AuthError {
 pub struct AuthSettings {
     /// A browser session ends after this long without a request.
     pub session_idle: Duration,
-    /// Failed logins that lock an account...
+    /// Failed sign-ins from one address for one name before each further attempt waits
+    /// (the wait doubles per failure)...
     pub max_failures: i64,
-    /// ...when they happen within this window...
+    /// ...forgotten this long after the last failure...
     pub failure_window: Duration,
-    /// ...for this long.
+    /// ...and the longest wait.
     pub lockout: Duration,
     /// How long a break-glass grant lasts.
     pub break_glass: Duration,
     /// How long the user who handled a call keeps its patient after the call ends.
     pub wrap_up: Duration,
+    /// Requests without valid credentials are summarised in the audit trail per source once
+    /// per this window.
+    pub unauthenticated_window: Duration,
 }
 
 impl Default for AuthSettings {
@@ -67,6 +73,7 @@ impl Default for AuthSettings {
             lockout: Duration::from_secs(15 * 60),
             break_glass: Duration::from_secs(60 * 60),
             wrap_up: Duration::from_secs(120),
+            unauthenticated_window: Duration::from_secs(60),
         }
     }
 }
@@ -82,9 +89,10 @@ pub struct Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginRefused {
     BadCredentials,
-    /// Locked until this time (ms since the epoch).
-    Locked {
-        until_ms: i64,
+    /// Too many failures from this address (for this name, or over all names): try again
+    /// after this long. Said alike for names that exist and names that do not.
+    Throttled {
+        retry_after: Duration,
     },
 }
 
@@ -147,6 +155,8 @@ pub struct Auth {
     /// token per minute rather than on every request.
     token_cache: DashMap<String, (Principal, Instant)>,
     live: Arc<LiveCalls>,
+    throttle: Mutex<throttle::Throttle>,
+    outsiders: Mutex<outsiders::Tally>,
 }
 
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -203,10 +213,16 @@ impl Auth {
         Auth {
             db,
             audit,
-            settings,
             metrics,
             token_cache: DashMap::new(),
             live: Arc::default(),
+            throttle: Mutex::new(throttle::Throttle::new(throttle::Policy {
+                free: settings.max_failures.clamp(1, u32::MAX as i64) as u32,
+                window: settings.failure_window,
+                max_delay: settings.lockout,
+            })),
+            outsiders: Mutex::new(outsiders::Tally::new(settings.unauthenticated_window)),
+            settings,
         }
     }
 
@@ -364,123 +380,180 @@ impl Auth {
         Ok(Some(principal))
     }
 
-    /// Checks a password. Five failures within five minutes (configurable) lock the account
-    /// for a while; the lock, each failure and each success are audited.
+    /// Checks a password, under the sign-in throttle ([`throttle`]): a (name, source) pair or
+    /// a source past its free failures waits, refused before its password is hashed, and
+    /// unknown names are answered exactly like real ones. For a real account each failure,
+    /// the start of its delays (`login.lockout`, and `careline_auth_lockouts_total`) and each
+    /// success are audited; failures on names that do not exist are summarised per source
+    /// ([`outsiders`]), so guessing cannot grow the audit trail row by row.
     pub async fn login(
         &self,
         name: &str,
         password_given: &str,
         source: &str,
     ) -> Result<Result<String, LoginRefused>, AuthError> {
+        let ip = source
+            .parse::<std::net::IpAddr>()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let checked = self
+            .throttle
+            .lock()
+            .map(|mut t| t.check(name, ip, Instant::now()))
+            .unwrap_or(Ok(()));
+        if let Err(retry_after) = checked {
+            self.login_metric("throttled");
+            return Ok(Err(LoginRefused::Throttled { retry_after }));
+        }
         let now = now_ms();
-        let row: Option<(String, Option<String>, i64)> =
-            sqlx::query_as("SELECT role, password_hash, locked_until FROM users WHERE name = $1")
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT role, password_hash FROM users WHERE name = $1")
                 .bind(name)
                 .fetch_optional(self.db.pool())
                 .await?;
         let detail = serde_json::json!({"source": source});
-        if let Some((_, _, locked_until)) = &row
-            && *locked_until > now
-        {
-            self.audit
-                .append(
-                    Event::new(name, action::LOGIN, "denied")
-                        .detail(serde_json::json!({"source": source, "locked": true})),
-                )
-                .await?;
-            return Ok(Err(LoginRefused::Locked {
-                until_ms: *locked_until,
-            }));
-        }
         let hash = row
             .as_ref()
-            .and_then(|(_, h, _)| h.clone())
+            .and_then(|(_, h)| h.clone())
             .unwrap_or_else(|| password::decoy().to_string());
         let given = password_given.to_string();
         let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
             .await
             .unwrap_or(false);
-        let role = row.as_ref().and_then(|(r, h, _)| {
+        let role = row.as_ref().and_then(|(r, h)| {
             h.as_ref()?;
             r.parse::<Role>().ok()
         });
-        match (ok, role) {
-            (true, Some(_)) => {
-                sqlx::query("DELETE FROM login_failures WHERE user_name = $1")
-                    .bind(name)
-                    .execute(self.db.pool())
-                    .await?;
-                let cookie = password::random_secret();
-                sqlx::query(
-                    "INSERT INTO sessions (id_hash, user_name, created_at, last_seen) VALUES ($1, $2, $3, $3)",
-                )
-                .bind(password::sha256_hex(&cookie))
-                .bind(name)
-                .bind(now)
-                .execute(self.db.pool())
-                .await?;
-                self.audit
-                    .append(Event::new(name, action::LOGIN, "success").detail(detail))
-                    .await?;
-                self.login_metric("success");
-                Ok(Ok(cookie))
+        if ok && role.is_some() {
+            if let Ok(mut t) = self.throttle.lock() {
+                t.success(name, ip);
             }
-            _ => {
-                self.audit
-                    .append(Event::new(name, action::LOGIN, "failure").detail(detail))
-                    .await?;
-                self.login_metric("failure");
-                if row.is_some() {
-                    self.count_failure(name, now, source).await?;
-                }
-                Ok(Err(LoginRefused::BadCredentials))
-            }
-        }
-    }
-
-    async fn count_failure(&self, name: &str, now: i64, source: &str) -> Result<(), AuthError> {
-        sqlx::query("INSERT INTO login_failures (user_name, at) VALUES ($1, $2)")
+            let cookie = password::random_secret();
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, user_name, created_at, last_seen) VALUES ($1, $2, $3, $3)",
+            )
+            .bind(password::sha256_hex(&cookie))
             .bind(name)
             .bind(now)
             .execute(self.db.pool())
             .await?;
-        let since = now - self.settings.failure_window.as_millis() as i64;
-        let (failures,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM login_failures WHERE user_name = $1 AND at > $2")
-                .bind(name)
-                .bind(since)
-                .fetch_one(self.db.pool())
-                .await?;
-        if failures >= self.settings.max_failures {
-            let until = now + self.settings.lockout.as_millis() as i64;
-            sqlx::query("UPDATE users SET locked_until = $1 WHERE name = $2")
-                .bind(until)
-                .bind(name)
-                .execute(self.db.pool())
-                .await?;
-            sqlx::query("DELETE FROM login_failures WHERE user_name = $1")
-                .bind(name)
-                .execute(self.db.pool())
-                .await?;
             self.audit
-                .append(
-                    Event::new(name, action::LOCKOUT, "success").detail(serde_json::json!({
-                        "failures": failures,
-                        "locked_until": crate::db::rfc3339(until),
-                        "source": source,
-                    })),
-                )
+                .append(Event::new(name, action::LOGIN, "success").detail(detail))
                 .await?;
-            tracing::warn!(
-                user = name,
-                failures,
-                "account locked after repeated failed logins"
-            );
-            if let Some(m) = &self.metrics {
-                m.auth_lockouts.inc();
-            }
+            self.login_metric("success");
+            return Ok(Ok(cookie));
         }
-        Ok(())
+        self.login_metric("failure");
+        let failure = self
+            .throttle
+            .lock()
+            .map(|mut t| t.failure(name, ip, Instant::now()))
+            .ok();
+        if row.is_none() {
+            // Not an account: summarised with the other outsiders, not a row per guess.
+            self.note_outsider(ip, "login");
+        } else {
+            // A real account: audited in the background, so answering takes as long as for
+            // a name that does not exist.
+            let audit = self.audit.clone();
+            let name = name.to_string();
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                audit
+                    .record(Event::new(&name, action::LOGIN, "failure").detail(detail))
+                    .await;
+                let Some(f) = failure.filter(|f| f.newly_delayed) else {
+                    return;
+                };
+                let retry = f.delayed.unwrap_or_default().as_secs();
+                audit
+                    .record(Event::new(&name, action::LOCKOUT, "success").detail(
+                        serde_json::json!({
+                            "failures": f.failures,
+                            "source": ip.to_string(),
+                            "retry_after_secs": retry,
+                        }),
+                    ))
+                    .await;
+                tracing::warn!(
+                    user = name,
+                    failures = f.failures,
+                    "sign-ins slowed after repeated failures from one address"
+                );
+                if let Some(m) = &metrics {
+                    m.auth_lockouts.inc();
+                }
+            });
+        }
+        Ok(Err(LoginRefused::BadCredentials))
+    }
+
+    /// Counts a refused request from a client without valid credentials into this window's
+    /// summary for its source (the first one in a window is logged).
+    fn note_outsider(&self, ip: std::net::IpAddr, kind: &str) {
+        if let Some(m) = &self.metrics {
+            m.auth_unauthenticated.inc();
+        }
+        let first = self
+            .outsiders
+            .lock()
+            .map(|mut t| t.add(Some(ip), kind, Instant::now(), std::time::SystemTime::now()))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(
+                source = %ip,
+                "refused a request without valid credentials (more from this address in this window are counted, not logged)"
+            );
+        }
+    }
+
+    /// Writes the summaries of a closed window (or of everything, `force`) into the audit
+    /// trail: one `access.denied` row per source, actor `anonymous`. Returns the next time
+    /// to call it.
+    pub async fn flush_outsiders(&self, force: bool) -> Option<Instant> {
+        let (done, next) = match self.outsiders.lock() {
+            Ok(mut t) => {
+                let done = t.drain(Instant::now(), force);
+                (done, t.poll_timeout())
+            }
+            Err(_) => return None,
+        };
+        for s in done {
+            let stamp = |t: std::time::SystemTime| {
+                let ms = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or_default();
+                crate::db::rfc3339(ms)
+            };
+            self.audit
+                .record(
+                    Event::new("anonymous", action::ACCESS_DENIED, "denied").detail(
+                        serde_json::json!({
+                            "reason": "unauthenticated",
+                            "source": s.source.map(|ip| ip.to_string()).unwrap_or_else(|| "others".into()),
+                            "count": s.count,
+                            "requests": s.kinds,
+                            "first": stamp(s.first),
+                            "last": stamp(s.last),
+                        }),
+                    ),
+                )
+                .await;
+        }
+        next
+    }
+
+    /// Flushes the outsiders' summaries as their windows close, for as long as the process
+    /// runs (the server spawns this).
+    pub async fn flush_outsiders_forever(self: Arc<Self>) {
+        loop {
+            let next = self.flush_outsiders(false).await;
+            let wait = next
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(self.settings.unauthenticated_window)
+                .max(Duration::from_millis(100));
+            tokio::time::sleep(wait).await;
+        }
     }
 
     fn login_metric(&self, outcome: &'static str) {
@@ -617,14 +690,13 @@ impl Auth {
         Ok(())
     }
 
-    /// Records a denial decided before any table lookup (no credentials at all).
+    /// Counts a request refused before any table lookup (no valid credentials) into its
+    /// source's summary.
     pub async fn audit_unauthenticated(&self, what: &str, source: &str) {
-        self.audit
-            .record(
-                Event::new("anonymous", action::ACCESS_DENIED, "denied")
-                    .detail(serde_json::json!({"action": what, "reason": "unauthenticated", "source": source})),
-            )
-            .await;
+        let ip = source
+            .parse::<std::net::IpAddr>()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.note_outsider(ip, what);
     }
 
     /// Whether `user` handles a call with `patient`: while the call lasts and its wrap-up.
