@@ -225,6 +225,17 @@ impl Server {
             ));
         }
         let https = config.http.https();
+        // Security headers on every response, cross-site cookie writes refused; unknown paths
+        // answered as problem details like every other error.
+        let app = app
+            .fallback(|| async {
+                crate::api::access::ApiError::not_found(
+                    "no such endpoint (see /api/v1/openapi.json)",
+                )
+            })
+            .layer(axum::middleware::from_fn(move |req, next| {
+                crate::api::browser::guard(https, req, next)
+            }));
         let tls = if https {
             let (tls_config, origin) = crate::api::https::server_config(
                 config.http.tls_cert.as_deref(),

@@ -1040,13 +1040,60 @@ fn break_glass_needs_a_reason_and_is_flagged_in_the_audit_trail() {
 }
 
 fn login(api: &Api, name: &str, password: &str) -> Response {
-    let body = format!("name={name}&password={password}");
-    request(
-        api.server.http,
-        "POST",
-        "/login",
-        &[],
-        Some(("application/x-www-form-urlencoded", body.as_bytes())),
+    login_from(api, [127, 0, 0, 1], name, password)
+}
+
+/// Sends `raw` from the loopback address `from` (127.0.0.0/8 is all loopback on Linux).
+fn send_from(api: &Api, from: [u8; 4], raw: &str) -> Response {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&api.server.http.into()).unwrap();
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    support::http::parse(&buf)
+}
+
+/// The sign-in page's form token and its cookie (`name=value`).
+fn login_form(api: &Api, from: [u8; 4]) -> (String, String) {
+    let page = send_from(
+        api,
+        from,
+        "GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(page.status, 200);
+    let cookie = page
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    (token, cookie)
+}
+
+/// Signs in through the page, as a browser does, from the loopback address `from`.
+fn login_from(api: &Api, from: [u8; 4], name: &str, password: &str) -> Response {
+    let (token, cookie) = login_form(api, from);
+    let body = format!("name={name}&password={password}&csrf={token}");
+    send_from(
+        api,
+        from,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
     )
 }
 
@@ -1163,8 +1210,15 @@ fn failed_sign_ins_slow_the_guesser_not_the_user_and_sessions_end_when_idle() {
     }
     let ghost = login(&api, "ghost", "anything");
     assert_eq!(ghost.status, 429, "{}", ghost.body);
+    // The same page but for its fresh form token and the seconds to wait.
     let text = |r: &Response| {
+        let token = r
+            .body
+            .split("value=\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next());
         r.body
+            .replace(token.unwrap_or("-"), "")
             .chars()
             .filter(|c| !c.is_ascii_digit())
             .collect::<String>()
@@ -1204,27 +1258,6 @@ fn failed_sign_ins_slow_the_guesser_not_the_user_and_sessions_end_when_idle() {
             .metric("careline_auth_logins_total{outcome=\"throttled\"}")
             >= 2.0
     );
-}
-
-/// A sign-in from the loopback address `from` (127.0.0.0/8 is all loopback on Linux).
-fn login_from(api: &Api, from: [u8; 4], name: &str, password: &str) -> Response {
-    use std::io::{Read, Write};
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-    socket.connect(&api.server.http.into()).unwrap();
-    let mut s: std::net::TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = format!("name={name}&password={password}");
-    write!(
-        s,
-        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    support::http::parse(&buf)
 }
 
 #[test]
@@ -1381,9 +1414,12 @@ fn the_api_is_served_over_https_with_a_self_signed_certificate() {
     let openapi = get("/api/v1/openapi.json");
     let _ = child.kill();
     let _ = child.wait();
+    let answered = answered.expect("no HTTPS answer with the generated certificate");
     assert!(
-        answered.is_some(),
-        "no HTTPS answer with the generated certificate"
+        answered
+            .header("strict-transport-security")
+            .is_some_and(|v| v.contains("max-age=")),
+        "HTTPS answers carry HSTS"
     );
     assert!(
         !plain.unwrap_or_default().contains("200 OK"),
@@ -1557,4 +1593,117 @@ fn announce_body(addr: SocketAddr, path: &str, auth: &str, ctype: &str, length: 
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).unwrap_or(0);
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn browsers_get_protective_headers_and_other_sites_cannot_act_through_them() {
+    let api = Api::start("");
+    let out = api.cli(
+        &[
+            "user",
+            "add",
+            "nina",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some("a long passphrase 1\n"),
+    );
+    assert!(out.status.success());
+    let token = api.user("sam", "supervisor");
+
+    // The sign-in page: nothing may frame it, load into it, or sniff it.
+    let page = request(api.server.http, "GET", "/login", &[], None);
+    let csp = page.header("content-security-policy").unwrap();
+    for want in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(want), "{csp}");
+    }
+    assert!(csp.contains("style-src 'sha256-"), "{csp}");
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    // JSON (PHI) is never cached; errors are problem details, also for unknown paths.
+    let me = api.call("GET", "/api/v1/me", Some(&token), None);
+    assert_eq!(me.header("cache-control"), Some("no-store"));
+    assert_eq!(me.header("x-content-type-options"), Some("nosniff"));
+    let missing = api.call("GET", "/api/v1/%3Cscript%3E", Some(&token), None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        !missing.body.to_lowercase().contains("script"),
+        "{}",
+        missing.body
+    );
+
+    // Sign-in CSRF: a form posted without the page's token, or from another site, is refused.
+    let form = "name=nina&password=a+long+passphrase+1";
+    let r = request(
+        api.server.http,
+        "POST",
+        "/login",
+        &[],
+        Some(("application/x-www-form-urlencoded", form.as_bytes())),
+    );
+    assert_eq!(r.status, 403, "no token: {}", r.body);
+    let (csrf, cookie) = login_form(&api, [127, 0, 0, 1]);
+    let with_token = format!("{form}&csrf={csrf}");
+    let r = request(
+        api.server.http,
+        "POST",
+        "/login",
+        &[("Cookie", &cookie), ("Origin", "https://evil.example")],
+        Some(("application/x-www-form-urlencoded", with_token.as_bytes())),
+    );
+    assert_eq!(r.status, 403, "other site: {}", r.body);
+    let r = login(&api, "nina", "a+long+passphrase+1");
+    assert_eq!(r.status, 303, "{}", r.body);
+    let session = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // With the session cookie, a write from another site is refused before it is handled;
+    // the same request from this site (or with no Origin at all) goes through.
+    let r = request(
+        api.server.http,
+        "POST",
+        "/logout",
+        &[("Cookie", &session), ("Origin", "https://evil.example")],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = request(
+        api.server.http,
+        "POST",
+        "/logout",
+        &[("Cookie", &session), ("Sec-Fetch-Site", "cross-site")],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let me = request(
+        api.server.http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &session)],
+        None,
+    );
+    assert_eq!(me.status, 200, "still signed in");
+    // (The test client names itself `Host: localhost`.)
+    let r = request(
+        api.server.http,
+        "POST",
+        "/logout",
+        &[("Cookie", &session), ("Origin", "http://localhost")],
+        None,
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
 }

@@ -157,15 +157,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The value of the session cookie, if sent.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == SESSION_COOKIE && !v.is_empty()).then(|| v.to_string())
-        })
+    super::browser::cookie(headers, SESSION_COOKIE)
 }
 
 /// The peer address when known (for audit entries about logins).

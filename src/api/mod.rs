@@ -14,6 +14,7 @@ use crate::call::CallServices;
 
 pub mod access;
 pub mod audit;
+pub mod browser;
 pub mod extract;
 pub mod https;
 pub mod openapi;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{ApiError, ApiState, Caller, SESSION_COOKIE, session_cookie};
+use super::browser::{LOGIN_COOKIE, cookie, cross_site, same_secret};
 use super::extract::JsonBody;
 use crate::auth::{Action, LoginRefused, Role};
 
@@ -47,30 +48,67 @@ const PAGE: &str = r#"<!doctype html>
 label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
 button{margin-top:1rem;padding:.5rem 1.2rem}.msg{color:#a00}</style></head>
 <body><h1>Careline</h1>{MESSAGE}
-<form method="post" action="/login">
+<form method="post" action="/login"><input type="hidden" name="csrf" value="{TOKEN}">
 <label for="name">User</label><input id="name" name="name" autocomplete="username" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form>
 <p><small>Sessions end after a period without activity. Every access to patient data is recorded.</small></p>
 </body></html>"#;
 
-fn page(message: &str) -> Html<String> {
+/// The page's one inline style, allowed by its hash and nothing else.
+fn style_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let start = PAGE.find("<style>").map_or(0, |i| i + "<style>".len());
+        let end = PAGE.find("</style>").unwrap_or(start);
+        let digest = sha2::Sha256::digest(&PAGE.as_bytes()[start..end]);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    })
+}
+
+/// The sign-in page with `message`, and a fresh form token set as a cookie beside it
+/// (double submit: a cross-site form cannot read the cookie to copy it into the form).
+fn page(status: StatusCode, message: &str, https: bool) -> Response {
     let msg = if message.is_empty() {
         String::new()
     } else {
         format!("<p class=\"msg\" role=\"alert\">{message}</p>")
     };
-    Html(PAGE.replace("{MESSAGE}", &msg))
+    let token = crate::auth::password::random_secret();
+    let html = PAGE.replace("{MESSAGE}", &msg).replace("{TOKEN}", &token);
+    let mut resp = (status, Html(html)).into_response();
+    let csp = format!(
+        "default-src 'none'; style-src {}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        style_hash()
+    );
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!("{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/login{secure}");
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        h.insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
-pub async fn login_page() -> Html<String> {
-    page("")
+pub async fn login_page(State(s): State<Arc<ApiState>>) -> Response {
+    page(StatusCode::OK, "", s.https)
 }
 
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
     pub name: String,
     pub password: String,
+    /// The token of the page the form came from (must match its cookie).
+    #[serde(default)]
+    pub csrf: String,
 }
 
 pub async fn login(
@@ -79,14 +117,29 @@ pub async fn login(
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let source = super::access::peer(&request_parts);
+    let expected = cookie(req.headers(), LOGIN_COOKIE);
+    if cross_site(req.headers()) {
+        return Ok(page(
+            StatusCode::FORBIDDEN,
+            "Sign in from this site's own sign-in page.",
+            s.https,
+        ));
+    }
     let body = super::extract::body_bytes(req, &()).await?;
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return Ok((
+        return Ok(page(
             StatusCode::BAD_REQUEST,
-            page("Enter a user name and a password."),
-        )
-            .into_response());
+            "Enter a user name and a password.",
+            s.https,
+        ));
     };
+    if !expected.is_some_and(|e| same_secret(&e, &form.csrf)) {
+        return Ok(page(
+            StatusCode::FORBIDDEN,
+            "This sign-in form has expired. Please try again.",
+            s.https,
+        ));
+    }
     match s.auth.login(&form.name, &form.password, &source).await? {
         Ok(cookie) => {
             let secure = if s.https { "; Secure" } else { "" };
@@ -103,20 +156,18 @@ pub async fn login(
             }
             Ok(resp)
         }
-        Err(LoginRefused::BadCredentials) => Ok((
+        Err(LoginRefused::BadCredentials) => Ok(page(
             StatusCode::UNAUTHORIZED,
-            page("Wrong user name or password."),
-        )
-            .into_response()),
+            "Wrong user name or password.",
+            s.https,
+        )),
         Err(LoginRefused::Throttled { retry_after }) => {
             let secs = retry_after.as_secs().max(1);
-            let mut resp = (
+            let mut resp = page(
                 StatusCode::TOO_MANY_REQUESTS,
-                page(&format!(
-                    "Too many failed sign-ins from here. Try again in {secs} seconds."
-                )),
-            )
-                .into_response();
+                &format!("Too many failed sign-ins from here. Try again in {secs} seconds."),
+                s.https,
+            );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             Ok(resp)
