@@ -209,6 +209,8 @@ pub struct AuthConfig {
     /// Requests without valid credentials go into the audit trail as one summary per source
     /// address per this many seconds.
     pub unauthenticated_summary_secs: u64,
+    /// Days a new API token is valid (0 = until revoked).
+    pub token_lifetime_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -230,6 +232,7 @@ impl Default for AuthConfig {
             break_glass_secs: 60 * 60,
             contact_wrap_up_secs: 120,
             unauthenticated_summary_secs: 60,
+            token_lifetime_days: 90,
         }
     }
 }

@@ -80,6 +80,18 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List users: name, role, created, disabled.
+    List,
+    /// Disable a user: tokens and sessions stop working at once; the account stays.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// List a user's API tokens (never their secrets).
+    Tokens { name: String },
+    /// Issue a new API token for a user (shown once). Rotation: issue, switch, revoke the old.
+    IssueToken { name: String },
+    /// Revoke an API token by its id (the part after `clt_`, before the next `_`).
+    RevokeToken { id: String },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +289,58 @@ fn run() -> anyhow::Result<()> {
                     role,
                     password_stdin,
                 } => user_add(&records, name, *role, *password_stdin).await,
+                UserCommand::List => {
+                    for u in records.auth.list_users().await? {
+                        println!(
+                            "{}\t{}\tcreated {}\t{}",
+                            u.name,
+                            u.role,
+                            u.created,
+                            u.disabled
+                                .map(|d| format!("disabled {d}"))
+                                .unwrap_or_else(|| "active".into())
+                        );
+                    }
+                    Ok(())
+                }
+                UserCommand::Disable { name } => {
+                    records.auth.set_disabled(name, true, "cli").await?;
+                    println!("user {name} disabled: its tokens and sessions no longer work");
+                    Ok(())
+                }
+                UserCommand::Enable { name } => {
+                    records.auth.set_disabled(name, false, "cli").await?;
+                    println!("user {name} enabled");
+                    Ok(())
+                }
+                UserCommand::Tokens { name } => {
+                    for t in records.auth.list_tokens(name).await? {
+                        let state = match (&t.revoked, t.active) {
+                            (Some(r), _) => format!("revoked {r}"),
+                            (None, true) => "active".into(),
+                            (None, false) => "expired or user disabled".into(),
+                        };
+                        println!(
+                            "{}\tcreated {}\texpires {}\tlast used {}\t{state}",
+                            t.id,
+                            t.created,
+                            t.expires.as_deref().unwrap_or("never"),
+                            t.last_used.as_deref().unwrap_or("never"),
+                        );
+                    }
+                    Ok(())
+                }
+                UserCommand::IssueToken { name } => {
+                    let token = records.auth.issue_token(name, "cli").await?;
+                    println!("new API token for {name} (shown once, keep it secret):");
+                    println!("{token}");
+                    Ok(())
+                }
+                UserCommand::RevokeToken { id } => {
+                    records.auth.revoke_token(id, "cli").await?;
+                    println!("token {id} revoked");
+                    Ok(())
+                }
             }
         }),
         Command::Patient { command } => records_command(&cli.common, |records| async move {

@@ -235,6 +235,43 @@ const MATRIX: &[Row] = &[
         off_call: [A, D, D, D, D, D],
         on_call: [A, D, D, D, D, D],
     },
+    Row {
+        method: "GET",
+        path: "/api/v1/users",
+        off_call: [A, D, D, D, D, D],
+        on_call: [A, D, D, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/users/{name}/disable",
+        off_call: [A, D, D, D, D, D],
+        on_call: [A, D, D, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/users/{name}/enable",
+        off_call: [A, D, D, D, D, D],
+        on_call: [A, D, D, D, D, D],
+    },
+    // Everyone manages their own tokens (the matrix asks about the role's own user).
+    Row {
+        method: "GET",
+        path: "/api/v1/users/{name}/tokens",
+        off_call: [A, A, A, A, A, A],
+        on_call: [A, A, A, A, A, A],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/users/{name}/tokens",
+        off_call: [A, A, A, A, A, A],
+        on_call: [A, A, A, A, A, A],
+    },
+    Row {
+        method: "DELETE",
+        path: "/api/v1/tokens/{id}",
+        off_call: [A, A, A, A, A, A],
+        on_call: [A, A, A, A, A, A],
+    },
     // Recordings: supervisors hear any; a clinician only a patient they are on a call with
     // (the list: asked for that patient); admins delete; supervisors and services control a
     // live call's recording; agents (minimum necessary) and auditors never listen.
@@ -387,6 +424,7 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
         .collect();
     let svc = api.user("router", "service");
     api.user("handler-1", "agent");
+    api.user("victim", "agent");
     let handles_calls = |role: &str| matches!(role, "supervisor" | "clinician" | "agent");
 
     // A live call with recordings of the patient under test: one to read, one for each of
@@ -459,6 +497,23 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                         &recs[0]
                     };
                     row.path.replace("{id}", rec)
+                } else if row.path.starts_with("/api/v1/users/{name}/") {
+                    let whom = if row.path.ends_with("/tokens") {
+                        user.as_str()
+                    } else {
+                        "victim"
+                    };
+                    row.path.replace("{name}", whom)
+                } else if row.path == "/api/v1/tokens/{id}" {
+                    // A fresh token of the role's own user, revoked by that user.
+                    let r = api.call(
+                        "POST",
+                        &format!("/api/v1/users/{user}/tokens"),
+                        Some(&tokens[i]),
+                        None,
+                    );
+                    assert_eq!(r.status, 201, "{}", r.body);
+                    row.path.replace("{id}", r.json()["id"].as_str().unwrap())
                 } else if row.path.ends_with("/recording/{action}") {
                     row.path
                         .replace("{call_id}", &live)
@@ -1706,4 +1761,122 @@ fn browsers_get_protective_headers_and_other_sites_cannot_act_through_them() {
         None,
     );
     assert_eq!(r.status, 303, "{}", r.body);
+}
+
+#[test]
+fn tokens_rotate_and_revoke_and_a_disabled_user_is_out_at_once() {
+    let api = Api::start("");
+    let admin = api.user("ada", "admin");
+    let out = api.cli(
+        &["user", "add", "tom", "--role", "agent", "--password-stdin"],
+        Some("a long passphrase 1\n"),
+    );
+    assert!(out.status.success());
+    let old = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("clt_"))
+        .unwrap()
+        .to_string();
+    let me = |token: &str| api.call("GET", "/api/v1/me", Some(token), None).status;
+    assert_eq!(me(&old), 200);
+
+    // Rotation: a new token, then the old one revoked; it stops working at once.
+    let r = api.call("POST", "/api/v1/users/tom/tokens", Some(&old), None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let new = r.json()["token"].as_str().unwrap().to_string();
+    assert!(r.json()["expires"].is_string(), "tokens expire by default");
+    let old_id = old.split('_').nth(1).unwrap();
+    let r = api.call(
+        "DELETE",
+        &format!("/api/v1/tokens/{old_id}"),
+        Some(&new),
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(me(&old), 401);
+    assert_eq!(me(&new), 200);
+    let list = api.call("GET", "/api/v1/users/tom/tokens", Some(&new), None);
+    assert_eq!(list.status, 200);
+    let tokens = list.json()["tokens"].as_array().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    assert!(
+        !list.body.contains(new.split('_').nth(2).unwrap()),
+        "no secrets listed"
+    );
+    // Not someone else's.
+    assert_eq!(
+        api.call("GET", "/api/v1/users/ada/tokens", Some(&new), None)
+            .status,
+        403
+    );
+    let ada_id = admin.split('_').nth(1).unwrap();
+    assert_eq!(
+        api.call(
+            "DELETE",
+            &format!("/api/v1/tokens/{ada_id}"),
+            Some(&new),
+            None
+        )
+        .status,
+        403
+    );
+
+    // Disabled: token, session and sign-in all stop; enabled again, the token works.
+    let r = login(&api, "tom", "a+long+passphrase+1");
+    assert_eq!(r.status, 303);
+    let session = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = api.call("POST", "/api/v1/users/tom/disable", Some(&admin), None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(me(&new), 401);
+    let by_cookie = request(
+        api.server.http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &session)],
+        None,
+    );
+    assert_eq!(by_cookie.status, 401);
+    assert_eq!(login(&api, "tom", "a+long+passphrase+1").status, 401);
+    let users = api.call("GET", "/api/v1/users", Some(&admin), None).json();
+    let tom = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "tom")
+        .unwrap()
+        .clone();
+    assert!(tom["disabled"].is_string());
+    assert_eq!(
+        api.call("POST", "/api/v1/users/ada/disable", Some(&admin), None)
+            .status,
+        409,
+        "nobody disables themselves"
+    );
+    let out = api.cli(&["user", "enable", "tom"], None);
+    assert!(out.status.success());
+    assert_eq!(me(&new), 200);
+    let out = api.cli(&["user", "tokens", "tom"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("revoked") && text.contains("active"),
+        "{text}"
+    );
+
+    // All of it is in the audit trail.
+    let auditor = api.user("audrey", "auditor");
+    let trail = api.audit(&auditor, "since=1h");
+    for want in ["token.issue", "token.revoke", "user.disable", "user.enable"] {
+        assert!(
+            trail
+                .iter()
+                .any(|e| e["action"] == want && e["detail"]["user"] == "tom"),
+            "{want} missing"
+        );
+    }
 }

@@ -96,7 +96,10 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         match e {
-            AuthError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            AuthError::Exists(_) | AuthError::SelfDisable => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            AuthError::NoToken(_) => ApiError::not_found(e.to_string()),
             AuthError::NoUser(_)
             | AuthError::BadName
             | AuthError::NoReason
@@ -320,6 +323,8 @@ impl ApiState {
             unauthenticated_window: std::time::Duration::from_secs(
                 a.unauthenticated_summary_secs.max(1),
             ),
+            token_lifetime: (a.token_lifetime_days > 0)
+                .then(|| std::time::Duration::from_secs(a.token_lifetime_days * 86_400)),
             break_glass: std::time::Duration::from_secs(a.break_glass_secs),
             wrap_up: std::time::Duration::from_secs(a.contact_wrap_up_secs),
         };

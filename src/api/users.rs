@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -39,6 +39,92 @@ pub async fn add_user(
         StatusCode::CREATED,
         Json(json!({"name": body.name, "role": role, "token": token})),
     ))
+}
+
+/// `GET /api/v1/users` (admins): every user, role, whether disabled.
+pub async fn list_users(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    s.require(&caller, Action::UserManage, None).await?;
+    Ok(Json(json!({"users": s.auth.list_users().await?})))
+}
+
+/// `POST /api/v1/users/{name}/disable` and `/enable` (admins).
+pub async fn disable_user(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.require(&caller, Action::UserManage, None).await?;
+    s.auth.set_disabled(&name, true, caller.name()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn enable_user(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.require(&caller, Action::UserManage, None).await?;
+    s.auth.set_disabled(&name, false, caller.name()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One's own tokens (`OwnTokens`), or anyone's for admins (`UserManage`).
+async fn require_tokens_of(s: &ApiState, caller: &Caller, user: &str) -> Result<(), ApiError> {
+    let action = if user == caller.name() {
+        Action::OwnTokens
+    } else {
+        Action::UserManage
+    };
+    s.require_about(caller, action, None, json!({"user": user}))
+        .await
+        .map(|_| ())
+}
+
+/// `GET /api/v1/users/{name}/tokens`: ids, created, expires, revoked, last used; never secrets.
+pub async fn list_tokens(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_tokens_of(&s, &caller, &name).await?;
+    Ok(Json(json!({"tokens": s.auth.list_tokens(&name).await?})))
+}
+
+/// `POST /api/v1/users/{name}/tokens`: a new token, shown once (rotation: then revoke the old).
+pub async fn issue_token(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_tokens_of(&s, &caller, &name).await?;
+    let token = s.auth.issue_token(&name, caller.name()).await?;
+    let id = token.split('_').nth(1).unwrap_or_default().to_string();
+    let info = s
+        .auth
+        .list_tokens(&name)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "id": id, "expires": info.and_then(|i| i.expires)})),
+    ))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revoke a token (one's own, or anyone's for admins).
+pub async fn revoke_token(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let owner = s.auth.token_owner(&id).await?;
+    // An id that does not exist is the admins' 404; anyone else learns nothing from it.
+    require_tokens_of(&s, &caller, owner.as_deref().unwrap_or("")).await?;
+    s.auth.revoke_token(&id, caller.name()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 const PAGE: &str = r#"<!doctype html>

@@ -76,7 +76,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
             put(patients::set_active_contact).delete(patients::clear_active_contact),
         )
         .route("/api/v1/audit", get(audit::query))
-        .route("/api/v1/users", post(users::add_user))
+        .route(
+            "/api/v1/users",
+            post(users::add_user).get(users::list_users),
+        )
+        .route("/api/v1/users/{name}/disable", post(users::disable_user))
+        .route("/api/v1/users/{name}/enable", post(users::enable_user))
+        .route(
+            "/api/v1/users/{name}/tokens",
+            get(users::list_tokens).post(users::issue_token),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(users::revoke_token),
+        )
         .route("/login", get(users::login_page).post(users::login))
         .route("/logout", post(users::logout))
         .layer(DefaultBodyLimit::disable())

@@ -32,6 +32,10 @@ pub mod action {
     pub const ACCESS_DENIED: &str = "access.denied";
     pub const BREAK_GLASS: &str = "break_glass";
     pub const USER_ADD: &str = "user.add";
+    pub const USER_DISABLE: &str = "user.disable";
+    pub const USER_ENABLE: &str = "user.enable";
+    pub const TOKEN_ISSUE: &str = "token.issue";
+    pub const TOKEN_REVOKE: &str = "token.revoke";
     pub const CONFIG_CHANGE: &str = "config.change";
     pub const CALL_START: &str = "call.start";
     pub const CALL_END: &str = "call.end";

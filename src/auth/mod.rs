@@ -39,6 +39,10 @@ pub enum AuthError {
     WeakPassword,
     #[error("`{field}` is longer than {max} bytes")]
     TooLong { field: &'static str, max: usize },
+    #[error("no token `{0}`")]
+    NoToken(String),
+    #[error("you cannot disable your own account")]
+    SelfDisable,
     #[error("user `{user}` is a {role}; only agents, clinicians and supervisors handle calls")]
     NotAHandler { user: String, role: Role },
 }
@@ -62,6 +66,8 @@ pub struct AuthSettings {
     /// Requests without valid credentials are summarised in the audit trail per source once
     /// per this window.
     pub unauthenticated_window: Duration,
+    /// How long a new API token is valid; `None`: until revoked.
+    pub token_lifetime: Option<Duration>,
 }
 
 impl Default for AuthSettings {
@@ -74,6 +80,7 @@ impl Default for AuthSettings {
             break_glass: Duration::from_secs(60 * 60),
             wrap_up: Duration::from_secs(120),
             unauthenticated_window: Duration::from_secs(60),
+            token_lifetime: Some(Duration::from_secs(90 * 86_400)),
         }
     }
 }
@@ -111,6 +118,30 @@ pub struct ActiveContact {
     pub started_ms: i64,
     /// When the link ends (ms since the epoch): `None` while the call lasts.
     pub ends_ms: Option<i64>,
+}
+
+/// An API token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub user: String,
+    pub created: String,
+    /// `None`: valid until revoked.
+    pub expires: Option<String>,
+    pub revoked: Option<String>,
+    pub last_used: Option<String>,
+    /// Usable now: not revoked, not expired, its user not disabled.
+    pub active: bool,
+}
+
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub role: Role,
+    pub created: String,
+    pub disabled: Option<String>,
+    pub password: bool,
 }
 
 /// The calls between their start and their end, as the call tasks report them (through the
@@ -153,7 +184,7 @@ pub struct Auth {
     metrics: Option<Arc<Metrics>>,
     /// Verified bearer tokens (by SHA-256 of the token) for a minute, so argon2 runs once per
     /// token per minute rather than on every request.
-    token_cache: DashMap<String, (Principal, Instant)>,
+    token_cache: DashMap<String, (Principal, Instant, Option<i64>)>,
     live: Arc<LiveCalls>,
     throttle: Mutex<throttle::Throttle>,
     outsiders: Mutex<outsiders::Tally>,
@@ -280,12 +311,14 @@ impl Auth {
             return Err(AuthError::Exists(name.to_string()));
         }
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&token_id)
         .bind(name)
         .bind(token_hash)
         .bind(now)
+        .bind(self.token_expiry(now))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -326,29 +359,181 @@ impl Auth {
         Ok(())
     }
 
-    /// A new API bearer token for `name`, shown once: only its argon2 hash is kept.
-    pub async fn issue_token(&self, name: &str) -> Result<String, AuthError> {
+    /// When a token made at `now` expires.
+    fn token_expiry(&self, now: i64) -> Option<i64> {
+        self.settings
+            .token_lifetime
+            .map(|d| now + d.as_millis() as i64)
+    }
+
+    /// A new API bearer token for `name`, shown once: only its argon2 hash is kept. Rotation
+    /// is a new token, then revoking the old one. Audited as `token.issue` by `by`.
+    pub async fn issue_token(&self, name: &str, by: &str) -> Result<String, AuthError> {
         if self.user_role(name).await?.is_none() {
             return Err(AuthError::NoUser(name.to_string()));
         }
         let (token, id, hash) = new_token().await;
+        let now = now_ms();
+        let expires = self.token_expiry(now);
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(name)
         .bind(hash)
-        .bind(now_ms())
+        .bind(now)
+        .bind(expires)
         .execute(self.db.pool())
         .await?;
+        self.audit
+            .append(
+                Event::new(by, action::TOKEN_ISSUE, "success").detail(serde_json::json!({
+                    "user": name,
+                    "token": id,
+                    "expires": expires.map(crate::db::rfc3339),
+                })),
+            )
+            .await?;
         Ok(token)
     }
 
-    /// The user a bearer token belongs to, or `None` for any token that is not valid.
+    /// `name`'s tokens, newest first (revoked and expired ones too, marked).
+    pub async fn list_tokens(&self, name: &str) -> Result<Vec<TokenInfo>, AuthError> {
+        let disabled = self.user_disabled(name).await?;
+        type Row = (String, i64, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, created_at, expires_at, revoked_at, last_used_at FROM api_tokens \
+             WHERE user_name = $1 ORDER BY created_at DESC",
+        )
+        .bind(name)
+        .fetch_all(self.db.pool())
+        .await?;
+        let now = now_ms();
+        Ok(rows
+            .into_iter()
+            .map(|(id, created, expires, revoked, used)| TokenInfo {
+                id,
+                user: name.to_string(),
+                created: crate::db::rfc3339(created),
+                active: revoked.is_none() && expires.is_none_or(|e| e > now) && !disabled,
+                expires: expires.map(crate::db::rfc3339),
+                revoked: revoked.map(crate::db::rfc3339),
+                last_used: used.map(crate::db::rfc3339),
+            })
+            .collect())
+    }
+
+    /// The user a token id belongs to.
+    pub async fn token_owner(&self, id: &str) -> Result<Option<String>, AuthError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT user_name FROM api_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(u,)| u))
+    }
+
+    /// Revokes a token at once (this process forgets every verified token it remembered).
+    pub async fn revoke_token(&self, id: &str, by: &str) -> Result<(), AuthError> {
+        let Some(owner) = self.token_owner(id).await? else {
+            return Err(AuthError::NoToken(id.to_string()));
+        };
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        self.token_cache.clear();
+        self.audit
+            .append(
+                Event::new(by, action::TOKEN_REVOKE, "success")
+                    .detail(serde_json::json!({"user": owner, "token": id})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn user_disabled(&self, name: &str) -> Result<bool, AuthError> {
+        let row: Option<(Option<i64>,)> =
+            sqlx::query_as("SELECT disabled_at FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
+        match row {
+            None => Err(AuthError::NoUser(name.to_string())),
+            Some((d,)) => Ok(d.is_some()),
+        }
+    }
+
+    /// Disables (or enables again) a user: a disabled user's tokens and sessions stop working
+    /// at once and sign-in fails as for a wrong password; the account, its tokens and its
+    /// history stay. Nobody disables their own account (an admin cannot lock the last door
+    /// behind them by mistake).
+    pub async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        by: &str,
+    ) -> Result<(), AuthError> {
+        if disabled && name == by {
+            return Err(AuthError::SelfDisable);
+        }
+        self.user_disabled(name).await?;
+        let at = disabled.then(now_ms);
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE name = $2")
+            .bind(at)
+            .bind(name)
+            .execute(self.db.pool())
+            .await?;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+                .bind(name)
+                .execute(self.db.pool())
+                .await?;
+        }
+        self.token_cache.clear();
+        let what = if disabled {
+            action::USER_DISABLE
+        } else {
+            action::USER_ENABLE
+        };
+        self.audit
+            .append(Event::new(by, what, "success").detail(serde_json::json!({"user": name})))
+            .await?;
+        Ok(())
+    }
+
+    /// Every user, by name.
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, AuthError> {
+        type Row = (String, String, i64, Option<i64>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT name, role, created_at, disabled_at, password_hash FROM users ORDER BY name",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, role, created, disabled, pw)| {
+                Some(UserInfo {
+                    name,
+                    role: role.parse().ok()?,
+                    created: crate::db::rfc3339(created),
+                    disabled: disabled.map(crate::db::rfc3339),
+                    password: pw.is_some(),
+                })
+            })
+            .collect())
+    }
+
+    /// The user a bearer token belongs to, or `None` for any token that is not valid (unknown,
+    /// wrong secret, revoked, expired, or its user disabled).
     pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>, AuthError> {
         let cache_key = password::sha256_hex(token);
+        let now = now_ms();
         if let Some(hit) = self.token_cache.get(&cache_key)
             && hit.1.elapsed() < TOKEN_CACHE_TTL
+            && hit.2.is_none_or(|e| e > now)
         {
             return Ok(Some(hit.0.clone()));
         }
@@ -358,15 +543,27 @@ impl Auth {
         else {
             return Ok(None);
         };
-        let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT t.secret_hash, u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.id = $1",
+        type Row = (
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT t.secret_hash, u.name, u.role, t.expires_at, t.revoked_at, u.disabled_at \
+             FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.id = $1",
         )
         .bind(id)
         .fetch_optional(self.db.pool())
         .await?;
-        let Some((hash, name, role)) = row else {
+        let Some((hash, name, role, expires, revoked, disabled)) = row else {
             return Ok(None);
         };
+        if revoked.is_some() || disabled.is_some() || expires.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
         let secret = secret.to_string();
         let ok = tokio::task::spawn_blocking(move || password::verify(&secret, &hash))
             .await
@@ -374,9 +571,14 @@ impl Auth {
         let Some(role) = ok.then(|| role.parse::<Role>().ok()).flatten() else {
             return Ok(None);
         };
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
         let principal = Principal { name, role };
         self.token_cache
-            .insert(cache_key, (principal.clone(), Instant::now()));
+            .insert(cache_key, (principal.clone(), Instant::now(), expires));
         Ok(Some(principal))
     }
 
@@ -405,25 +607,30 @@ impl Auth {
             return Ok(Err(LoginRefused::Throttled { retry_after }));
         }
         let now = now_ms();
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT role, password_hash FROM users WHERE name = $1")
+        let row: Option<(String, Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT role, password_hash, disabled_at FROM users WHERE name = $1")
                 .bind(name)
                 .fetch_optional(self.db.pool())
                 .await?;
-        let detail = serde_json::json!({"source": source});
+        let disabled = row.as_ref().is_some_and(|(_, _, d)| d.is_some());
+        let detail = if disabled {
+            serde_json::json!({"source": source, "disabled": true})
+        } else {
+            serde_json::json!({"source": source})
+        };
         let hash = row
             .as_ref()
-            .and_then(|(_, h)| h.clone())
+            .and_then(|(_, h, _)| h.clone())
             .unwrap_or_else(|| password::decoy().to_string());
         let given = password_given.to_string();
         let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
             .await
             .unwrap_or(false);
-        let role = row.as_ref().and_then(|(r, h)| {
+        let role = row.as_ref().and_then(|(r, h, _)| {
             h.as_ref()?;
             r.parse::<Role>().ok()
         });
-        if ok && role.is_some() {
+        if ok && role.is_some() && !disabled {
             if let Ok(mut t) = self.throttle.lock() {
                 t.success(name, ip);
             }
@@ -569,7 +776,8 @@ impl Auth {
     pub async fn session(&self, cookie: &str) -> Result<Option<Principal>, AuthError> {
         let id_hash = password::sha256_hex(cookie);
         let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT s.user_name, s.last_seen, u.role FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.id_hash = $1",
+            "SELECT s.user_name, s.last_seen, u.role FROM sessions s JOIN users u ON u.name = s.user_name \
+             WHERE s.id_hash = $1 AND u.disabled_at IS NULL",
         )
         .bind(&id_hash)
         .fetch_optional(self.db.pool())
@@ -1009,5 +1217,77 @@ impl Auth {
         .fetch_optional(self.db.pool())
         .await?;
         Ok(row.is_some_and(|(until,)| until > now_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn auth(settings: AuthSettings) -> (Auth, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default()).unwrap(),
+        );
+        let db = Db::open(None, dir.path()).await.unwrap();
+        let audit = Audit::new(db.clone(), keys);
+        (Auth::new(db, audit, settings, None), dir)
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_and_revocation_and_disabling_take_effect_at_once() {
+        let (a, _dir) = auth(AuthSettings {
+            token_lifetime: Some(Duration::from_millis(300)),
+            ..AuthSettings::default()
+        })
+        .await;
+        let short = a
+            .create_user("tom", Role::Agent, None, "test")
+            .await
+            .unwrap();
+        assert!(a.authenticate_token(&short).await.unwrap().is_some());
+        // Expired: refused, even though it was verified (and remembered) a moment ago.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(a.authenticate_token(&short).await.unwrap().is_none());
+        let listed = a.list_tokens("tom").await.unwrap();
+        assert!(!listed[0].active && listed[0].expires.is_some());
+
+        let (b, _dir) = auth(AuthSettings {
+            token_lifetime: None,
+            ..AuthSettings::default()
+        })
+        .await;
+        let first = b
+            .create_user("ana", Role::Agent, None, "test")
+            .await
+            .unwrap();
+        let second = b.issue_token("ana", "ana").await.unwrap();
+        assert!(b.authenticate_token(&first).await.unwrap().is_some());
+        let id = first.split('_').nth(1).unwrap();
+        b.revoke_token(id, "ana").await.unwrap();
+        assert!(
+            b.authenticate_token(&first).await.unwrap().is_none(),
+            "revoked"
+        );
+        assert!(b.authenticate_token(&second).await.unwrap().is_some());
+        b.set_disabled("ana", true, "admin").await.unwrap();
+        assert!(
+            b.authenticate_token(&second).await.unwrap().is_none(),
+            "disabled"
+        );
+        b.set_disabled("ana", false, "admin").await.unwrap();
+        assert!(b.authenticate_token(&second).await.unwrap().is_some());
+        assert!(matches!(
+            b.set_disabled("ana", true, "ana").await,
+            Err(AuthError::SelfDisable)
+        ));
+        assert!(matches!(
+            b.revoke_token("nope", "ana").await,
+            Err(AuthError::NoToken(_))
+        ));
+        let tokens = b.list_tokens("ana").await.unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert!(tokens.iter().any(|t| t.revoked.is_some() && !t.active));
+        assert!(tokens.iter().any(|t| t.last_used.is_some() && t.active));
     }
 }

@@ -89,6 +89,9 @@ pub enum Action {
     RecordingControl,
     /// One's own identity.
     SelfRead,
+    /// One's own API tokens: list, issue (rotate), revoke. Admins manage anyone's through
+    /// `UserManage`.
+    OwnTokens,
 }
 
 impl Action {
@@ -107,6 +110,7 @@ impl Action {
             Action::RecordingDelete => "recording.delete",
             Action::RecordingControl => "recording.control",
             Action::SelfRead => "self.read",
+            Action::OwnTokens => "token.own",
         }
     }
 }
@@ -171,6 +175,12 @@ pub const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::SelfRead, R::Agent, S::Any),
     (A::SelfRead, R::Auditor, S::Any),
     (A::SelfRead, R::Service, S::Any),
+    (A::OwnTokens, R::Admin, S::Any),
+    (A::OwnTokens, R::Supervisor, S::Any),
+    (A::OwnTokens, R::Clinician, S::Any),
+    (A::OwnTokens, R::Agent, S::Any),
+    (A::OwnTokens, R::Auditor, S::Any),
+    (A::OwnTokens, R::Service, S::Any),
 ];
 
 /// The scope `role` has for `action`, or `None` (denied whatever the facts).

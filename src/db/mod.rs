@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "contact wrap-up",
         include_str!("migrations/0003_contact_wrap_up.sql"),
     ),
+    (
+        4,
+        "token lifecycle",
+        include_str!("migrations/0004_token_lifecycle.sql"),
+    ),
 ];
 
 impl Db {
