@@ -332,9 +332,19 @@ fn start_holding_with(extra_toml: &str) -> (Api, tempfile::TempDir) {
     (api, flows)
 }
 
-/// A live call into the server (nobody listens to its media).
-fn live_call(api: &Api, rtp_port: u16) -> (support::sip::Ua, support::sip::Call, String) {
+/// A live call into the server. Its media goes to a socket of the caller's own (held open,
+/// never read), so no other test's server can be on that port.
+fn live_call(
+    api: &Api,
+) -> (
+    support::sip::Ua,
+    support::sip::Call,
+    String,
+    std::net::UdpSocket,
+) {
     use support::sip::{Call, Ua, answered_call, sdp_offer};
+    let media = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = media.local_addr().unwrap().port();
     let mut ua = Ua::udp(api.server.sip);
     let mut call = Call::new("100");
     let ok = answered_call(
@@ -343,7 +353,7 @@ fn live_call(api: &Api, rtp_port: u16) -> (support::sip::Ua, support::sip::Call,
         &sdp_offer(rtp_port, "0", &["a=rtpmap:0 PCMU/8000"]),
     );
     let call_id = ok.header("Call-ID").unwrap().to_string();
-    (ua, call, call_id)
+    (ua, call, call_id, media)
 }
 
 impl Api {
@@ -429,8 +439,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
 
     // A live call with recordings of the patient under test: one to read, one for each of
     // the admin's deletions; a second live call for the link endpoints themselves.
-    let (_ua, _call, live) = live_call(&api, 40000);
-    let (_side_ua, _side_call, side) = live_call(&api, 40004);
+    let (_ua, _call, live, _media) = live_call(&api);
+    let (_side_ua, _side_call, side, _side_media) = live_call(&api);
     let recs = api.record(&tokens[1], &live, 3);
     for rec in &recs {
         api.link(&live, &patient, Some(rec));
@@ -655,7 +665,7 @@ fn recordings_audit_and_unknown_patients(
         && e["detail"]["control"] == "pause"));
 
     // A recording on a call never linked to a patient: supervisors only.
-    let (_ua, _call, other_call) = live_call(api, 40002);
+    let (_ua, _call, other_call, _media) = live_call(api);
     let unknown = api.record(&tokens[1], &other_call, 1).remove(0);
     let path = format!("/api/v1/recordings/{unknown}");
     let r = api.call("GET", &path, Some(&tokens[1]), None);
@@ -767,7 +777,7 @@ fn a_patient_link_is_earned_by_a_live_call_and_ends_after_its_wrap_up() {
     assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 403);
 
     // A live call: a person who does not handle it cannot claim it.
-    let (mut ua, mut call, live) = live_call(&api, 40006);
+    let (mut ua, mut call, live, _media) = live_call(&api);
     for token in [&amy, &sam, &doc] {
         let r = link(&api, &live, token, json!({"patient_id": patient}));
         assert_eq!(r.status, 403, "{}", r.body);
@@ -841,7 +851,7 @@ fn a_patient_link_is_earned_by_a_live_call_and_ends_after_its_wrap_up() {
     assert_eq!(api.call("GET", &summary, Some(&amy), None).status, 403);
 
     // A server killed mid-call: after the restart that call's link is in wrap-up, not live.
-    let (_ua2, _call2, live2) = live_call(&api, 40008);
+    let (_ua2, _call2, live2, _media2) = live_call(&api);
     let r = link(
         &api,
         &live2,
@@ -868,7 +878,6 @@ fn a_patient_link_is_earned_by_a_live_call_and_ends_after_its_wrap_up() {
 
 #[test]
 fn an_agent_reads_a_summary_only_while_on_the_call_and_the_call_is_audited() {
-    use support::sip::{Call, Ua, answered_call, sdp_offer};
     let api = Api::start("[auth]\ncontact_wrap_up_secs = 0\n");
     // Import through the API as a service would, every conformance bundle.
     let svc = api.user("ehr-feed", "service");
@@ -899,14 +908,7 @@ fn an_agent_reads_a_summary_only_while_on_the_call_and_the_call_is_audited() {
     assert_eq!(api.call("GET", &summary, Some(&agent), None).status, 403);
 
     // A real call comes in; routing (here: the test, as the service) associates it.
-    let mut ua = Ua::udp(api.server.sip);
-    let mut call = Call::new("100");
-    let ok = answered_call(
-        &mut ua,
-        &mut call,
-        &sdp_offer(40000, "0", &["a=rtpmap:0 PCMU/8000"]),
-    );
-    let call_id = ok.header("Call-ID").unwrap().to_string();
+    let (mut ua, mut call, call_id, _media) = live_call(&api);
     let r = api.call(
         "PUT",
         &format!("/api/v1/calls/{call_id}/contact"),
@@ -1407,6 +1409,8 @@ fn the_api_is_served_over_https_with_a_self_signed_certificate() {
         .unwrap()
         .port();
     let http: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rtp = support::server::rtp_slot();
+    let rtp_ports = format!("{}-{}", rtp.lo, rtp.hi);
     let mut child = Command::new(env!("CARGO_BIN_EXE_careline"))
         .args(["--data-dir"])
         .arg(data.path())
@@ -1416,7 +1420,7 @@ fn the_api_is_served_over_https_with_a_self_signed_certificate() {
             "127.0.0.1:0",
             "--no-tls",
             "--rtp-ports",
-            "39000-39099",
+            &rtp_ports,
         ])
         .args(["--http-listen", &http.to_string(), "--prompts-dir"])
         .arg(support::server::repo_root().join("prompts"))
@@ -1492,7 +1496,7 @@ fn what_a_client_sends_is_checked_whole_and_the_facts_come_from_the_server() {
     let svc = api.user("router", "service");
     let amy = api.user("amy", "agent");
     let admin = api.user("ada", "admin");
-    let (_ua, _call, live) = live_call(&api, 40010);
+    let (_ua, _call, live, _media) = live_call(&api);
     let r = api.call(
         "PUT",
         &format!("/api/v1/calls/{live}/contact"),

@@ -13,6 +13,8 @@ pub struct TestServer {
     pub tls: SocketAddr,
     pub http: SocketAddr,
     pub rtp: (u16, u16),
+    /// Holds the RTP range for the server's lifetime.
+    rtp_slot: RtpSlot,
     pub data_dir: tempfile::TempDir,
     log_path: PathBuf,
     opts: Options,
@@ -50,15 +52,46 @@ fn free_ports() -> (u16, u16, u16) {
     }
 }
 
-/// A 100-port RTP range no other test server in this machine is likely to use at once.
-fn rtp_range() -> (u16, u16) {
+/// A 100-port RTP range held by this test process for as long as the value lives, through a
+/// lock file per range (`File::try_lock`): no other test server, in this process or any other
+/// test process on the machine, is given the same range while it is held. The ranges lie
+/// below the kernel's ephemeral ports (`ip_local_port_range`), so no client socket a test
+/// opens (SIP phones, HTTP) can sit on one of the server's RTP ports.
+pub struct RtpSlot {
+    pub lo: u16,
+    pub hi: u16,
+    _lock: std::fs::File,
+}
+
+pub fn rtp_slot() -> RtpSlot {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let slot = (std::process::id() as u16 % 97)
-        .wrapping_mul(7)
-        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
-        % 300;
-    let lo = 21000 + slot * 100;
-    (lo, lo + 99)
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const BASE: u16 = 20000;
+    let slots = ephemeral_lo.saturating_sub(BASE) / 100;
+    assert!(
+        slots >= 8,
+        "the ephemeral port range starts at {ephemeral_lo}: too little room below it for RTP"
+    );
+    let dir = std::env::temp_dir().join("careline-test-ports");
+    std::fs::create_dir_all(&dir).expect("lock folder for test ports");
+    let start = (std::process::id() as u16).wrapping_mul(7) % slots;
+    for i in 0..slots {
+        let slot = (start + NEXT.fetch_add(1, Ordering::Relaxed) + i) % slots;
+        let file = std::fs::File::create(dir.join(format!("rtp-{slot}")))
+            .expect("lock file for a test port range");
+        if file.try_lock().is_ok() {
+            let lo = BASE + slot * 100;
+            return RtpSlot {
+                lo,
+                hi: lo + 99,
+                _lock: file,
+            };
+        }
+    }
+    panic!("all {slots} RTP port ranges are held by running test servers");
 }
 
 pub fn repo_root() -> PathBuf {
@@ -73,7 +106,8 @@ impl TestServer {
     pub fn start_with(opts: Options) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let (sip_port, tls_port, http_port) = free_ports();
-        let rtp = rtp_range();
+        let rtp_slot = rtp_slot();
+        let rtp = (rtp_slot.lo, rtp_slot.hi);
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
@@ -109,6 +143,7 @@ impl TestServer {
             tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
             http: SocketAddr::from(([127, 0, 0, 1], http_port)),
             rtp,
+            rtp_slot,
             data_dir,
             log_path,
             opts,
