@@ -16,7 +16,20 @@ pub struct RouteDoc {
     /// parameters, as (name, description).
     pub query: &'static [(&'static str, &'static str)],
     pub body: Option<&'static str>,
+    /// The success status.
+    pub ok: u16,
+    /// The success body's schema (in `components.schemas`); empty: no body.
+    pub returns: &'static str,
+    /// The success body's media type.
+    pub media: &'static str,
+    /// Error statuses besides those every route of its kind can answer (see [`errors_of`]).
+    pub also: &'static [u16],
 }
+
+const JSON: &str = "application/json";
+const FHIR: &str = "application/fhir+json";
+const NDJSON: &str = "application/x-ndjson";
+const AUDIO: &str = "audio/*";
 
 /// Every `/api/v1` route. The role × endpoint matrix test walks this list.
 pub const ROUTES: &[RouteDoc] = &[
@@ -27,6 +40,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Who the credentials belong to",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Me",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -40,6 +57,10 @@ pub const ROUTES: &[RouteDoc] = &[
             ("family", "family name (with dob)"),
         ],
         body: None,
+        ok: 200,
+        returns: "Lookup",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -48,6 +69,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Screen-pop summary: demographics, allergies, active medications and conditions, care plans, care team, coverage, upcoming appointments, last contacts, clinical alerts",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -56,14 +81,22 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Contact history, newest first",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Contacts",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "post",
         path: "/api/v1/patients/{id}/contacts",
         action: Some(Action::ContactAppend),
-        summary: "Append a contact record {channel, time?, duration_secs?, reason?, outcome?, notes?, recording_id?, call_id?}",
+        summary: "Append a contact record {channel, duration_secs?, reason?, outcome?, notes?, recording_id?, call_id?}; its author is the caller and its time the server's clock",
         query: &[],
-        body: Some("ContactRecord"),
+        body: Some("NewContact"),
+        ok: 201,
+        returns: "ContactRecord",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -72,6 +105,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "The patient's record as a FHIR R4 collection Bundle",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Bundle",
+        media: FHIR,
+        also: &[],
     },
     RouteDoc {
         method: "post",
@@ -80,6 +117,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Declare emergency access to a patient with a reason {reason}; flagged in the audit trail",
         query: &[],
         body: Some("BreakGlass"),
+        ok: 200,
+        returns: "BreakGlassGrant",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "post",
@@ -88,14 +129,22 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Import a FHIR R4 transaction or collection Bundle (atomic, idempotent)",
         query: &[],
         body: Some("Bundle"),
+        ok: 200,
+        returns: "ImportReport",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "put",
         path: "/api/v1/calls/{call_id}/contact",
         action: Some(Action::ActiveContactSet),
-        summary: "Associate a live call with a patient and the user handling it {patient_id, user}",
+        summary: "Link a live call to a patient and the user handling it {patient_id, user?}: the service role for any live call, the handling user for their own (404 for a call that is not live)",
         query: &[],
         body: Some("ActiveContact"),
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "delete",
@@ -104,6 +153,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "End a live call's association",
         query: &[],
         body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -122,6 +175,10 @@ pub const ROUTES: &[RouteDoc] = &[
             ("limit", "at most this many entries (default 10000)"),
         ],
         body: None,
+        ok: 200,
+        returns: "AuditLines",
+        media: NDJSON,
+        also: &[],
     },
     RouteDoc {
         method: "post",
@@ -130,6 +187,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Create a user {name, role, password?}; returns a bearer token shown once",
         query: &[],
         body: Some("NewUser"),
+        ok: 201,
+        returns: "NewToken",
+        media: JSON,
+        also: &[409],
     },
     RouteDoc {
         method: "get",
@@ -138,6 +199,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Every user: name, role, created, disabled, whether a password is set",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Users",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "post",
@@ -146,6 +211,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Disable a user: their tokens and sessions stop working at once, sign-in fails; the account and its history stay (answers 204; 409 for one's own account)",
         query: &[],
         body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409],
     },
     RouteDoc {
         method: "post",
@@ -154,6 +223,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Enable a disabled user again (answers 204)",
         query: &[],
         body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -162,6 +235,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "A user's API tokens (id, created, expires, revoked, last used; never the secret). One's own; admins anyone's.",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Tokens",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "post",
@@ -170,6 +247,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Issue a new API token (shown once; expires after [auth] token_lifetime_days). Rotation: issue, switch, then revoke the old one. One's own; admins anyone's.",
         query: &[],
         body: None,
+        ok: 201,
+        returns: "NewToken",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "delete",
@@ -178,6 +259,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Revoke an API token at once (answers 204). One's own; admins anyone's.",
         query: &[],
         body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -199,6 +284,10 @@ pub const ROUTES: &[RouteDoc] = &[
             ("limit", "at most this many (default 100, at most 1000)"),
         ],
         body: None,
+        ok: 200,
+        returns: "Recordings",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -207,6 +296,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "One recording's metadata: call, patient, start, end, duration, participants, format, state, size, SHA-256, key id; a deleted recording says when and why",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Recording",
+        media: JSON,
+        also: &[410],
     },
     RouteDoc {
         method: "get",
@@ -218,6 +311,10 @@ pub const ROUTES: &[RouteDoc] = &[
             "ogg (Ogg Opus) or wav (16-bit PCM; exact sizes when known, else open-ended); default: as stored, streamed",
         )],
         body: None,
+        ok: 200,
+        returns: "Audio",
+        media: AUDIO,
+        also: &[206, 409, 410, 416, 502],
     },
     RouteDoc {
         method: "delete",
@@ -226,6 +323,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Delete a recording's audio (answers 204); the index keeps the deletion, who and why, like a retention deletion; 409 while it is still being recorded or uploaded",
         query: &[],
         body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409, 410, 502],
     },
     RouteDoc {
         method: "post",
@@ -234,6 +335,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Control a live call's recording; action is start, pause, resume or stop (answers 202; 404 when the call is not live). A pause is not stored; start after stop makes a new recording.",
         query: &[],
         body: None,
+        ok: 202,
+        returns: "RecordingControl",
+        media: JSON,
+        also: &[],
     },
     RouteDoc {
         method: "get",
@@ -242,6 +347,10 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "This document",
         query: &[],
         body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
     },
 ];
 
@@ -262,6 +371,75 @@ fn roles_for(action: Action) -> Vec<Value> {
         .collect()
 }
 
+/// The error statuses a route answers: every guarded route 401 and 403; a route with a body
+/// 400, 408, 413, 415 and 422; with path parameters 404; with query parameters 400; and its
+/// own (`also`).
+pub fn errors_of(r: &RouteDoc) -> Vec<u16> {
+    let mut codes: Vec<u16> = Vec::new();
+    if r.action.is_some() {
+        codes.extend([401, 403]);
+    }
+    if r.body.is_some() {
+        codes.extend([400, 408, 413, 415, 422]);
+    }
+    if r.path.contains('{') {
+        codes.extend([400, 404]);
+    }
+    if !r.query.is_empty() {
+        codes.push(400);
+    }
+    codes.extend(r.also);
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
+/// What a path parameter looks like (the server answers 400 or 404 for anything else).
+fn path_schema(path: &str, name: &str) -> Value {
+    match (name, path.starts_with("/api/v1/recordings")) {
+        ("id", true) => json!({"type": "string", "pattern": "^(rec-)?[0-9a-f]{32}$"}),
+        ("id", false) if path.starts_with("/api/v1/tokens") => {
+            json!({"type": "string", "pattern": "^[0-9a-f]{16}$"})
+        }
+        ("id", false) => json!({"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}),
+        ("name", _) => json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"}),
+        ("action", _) => json!({"enum": ["start", "pause", "resume", "stop"]}),
+        _ => json!({"type": "string", "pattern": "^[!-~]{1,256}$"}),
+    }
+}
+
+/// What a query parameter takes.
+fn query_schema(path: &str, name: &str) -> Value {
+    match name {
+        "limit" if path == "/api/v1/audit" => {
+            json!({"type": "integer", "minimum": 1, "maximum": 10000})
+        }
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        "format" if path == "/api/v1/audit" => json!({"enum": ["jsonl", "json", "fhir"]}),
+        "format" => json!({"enum": ["ogg", "wav"]}),
+        "state" => json!({"enum": ["recording", "sealed", "deleted", "all"]}),
+        _ => json!({"type": "string", "minLength": 1}),
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        400 => "the request is malformed or names an invalid value (which, in `detail`)",
+        401 => "no or invalid credentials",
+        403 => "denied by the permission table, or a cross-site browser write (reason in `detail`)",
+        404 => "no such resource, or (calls) no live call with this id",
+        408 => "the request body did not arrive in time",
+        409 => "conflicts with the resource's state (in `detail`)",
+        410 => "deleted (the recording's audio is gone; its record stays)",
+        413 => "the body is larger than this endpoint takes",
+        415 => "the body is not application/json",
+        416 => "the range is outside the recording",
+        422 => "a field is unknown, missing, of the wrong type or too long (named in `detail`)",
+        502 => "the recording store did not answer",
+        _ => "error",
+    }
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
@@ -269,19 +447,35 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_schema(r.path, name)}))
             .collect();
         params.extend(r.query.iter().map(|(name, desc)| {
-            json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": "string"}})
+            json!({"name": name, "in": "query", "required": false, "description": desc, "schema": query_schema(r.path, name)})
         }));
+        let mut responses = Map::new();
+        let ok = if r.returns.is_empty() {
+            json!({"description": "done"})
+        } else {
+            json!({"description": "OK", "content": {r.media: {"schema": {"$ref": format!("#/components/schemas/{}", r.returns)}}}})
+        };
+        responses.insert(r.ok.to_string(), ok);
+        for code in errors_of(r) {
+            if code == 206 {
+                responses.insert(
+                    "206".into(),
+                    json!({"description": "the requested range", "content": {r.media: {"schema": {"$ref": "#/components/schemas/Audio"}}}}),
+                );
+                continue;
+            }
+            responses.insert(
+                code.to_string(),
+                json!({"description": reason(code), "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
+            );
+        }
         let mut op = json!({
             "summary": r.summary,
             "parameters": params,
-            "responses": {
-                "200": {"description": "OK"},
-                "401": {"description": "no or invalid credentials"},
-                "403": {"description": "denied by the permission table (reason in the body)"},
-            },
+            "responses": Value::Object(responses),
         });
         match r.action {
             Some(a) => {
@@ -297,12 +491,14 @@ pub fn document() -> Value {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;
     }
+    let text = json!({"type": "string"});
+    let opt_text = json!({"type": ["string", "null"]});
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Careline API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Patients, recordings, access and audit. Every request needs a bearer token (careline user add) or a browser session (POST /login); the one permission table decides, deny by default; every PHI access is audited.",
+            "description": "Patients, recordings, access and audit. Every request needs a bearer token (careline user add) or a browser session (POST /login); the one permission table decides, deny by default; every PHI access is audited. Errors are problem details (RFC 9457).",
         },
         "paths": Value::Object(paths),
         "components": {
@@ -311,19 +507,59 @@ pub fn document() -> Value {
                 "session": {"type": "apiKey", "in": "cookie", "name": super::access::SESSION_COOKIE},
             },
             "schemas": {
-                "ContactRecord": {"type": "object", "required": ["channel"], "properties": {
-                    "channel": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
-                    "duration_secs": {"type": "integer"}, "reason": {"type": "string"},
-                    "outcome": {"type": "string"}, "notes": {"type": "string"},
-                    "recording_id": {"type": "string"}, "call_id": {"type": "string"}}},
-                "BreakGlass": {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}},
-                "ActiveContact": {"type": "object", "required": ["patient_id", "user"], "properties": {
-                    "patient_id": {"type": "string"}, "user": {"type": "string"}}},
-                "NewUser": {"type": "object", "required": ["name", "role"], "properties": {
-                    "name": {"type": "string"},
+                "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+                    "type": text, "title": text, "status": {"type": "integer"}, "detail": text}},
+                "Object": {"type": "object"},
+                "Me": {"type": "object", "required": ["name", "role", "via"], "properties": {
+                    "name": text, "role": text, "via": {"enum": ["token", "session"]}}},
+                "Lookup": {"type": "object", "required": ["result"], "properties": {
+                    "result": {"enum": ["found", "ambiguous", "not_found", "matches"]}}},
+                "Contacts": {"type": "object", "required": ["patient_id", "contacts"], "properties": {
+                    "patient_id": text, "contacts": {"type": "array", "items": {"$ref": "#/components/schemas/ContactRecord"}}}},
+                "NewContact": {"type": "object", "required": ["channel"], "additionalProperties": false, "properties": {
+                    "channel": {"type": "string", "minLength": 1, "maxLength": 32},
+                    "duration_secs": {"type": ["integer", "null"], "minimum": 0},
+                    "reason": {"type": ["string", "null"], "maxLength": 1000},
+                    "outcome": {"type": ["string", "null"], "maxLength": 1000},
+                    "notes": {"type": ["string", "null"], "maxLength": 16384},
+                    "recording_id": {"type": ["string", "null"], "maxLength": 128},
+                    "call_id": {"type": ["string", "null"], "maxLength": 256}}},
+                "ContactRecord": {"type": "object", "required": ["id", "time", "channel"], "properties": {
+                    "id": text, "time": {"type": "string", "format": "date-time"}, "channel": text,
+                    "duration_secs": {"type": "integer"}, "reason": text, "outcome": text, "notes": text,
+                    "recording_id": text, "call_id": text, "user": text}},
+                "BreakGlass": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {
+                    "reason": {"type": "string", "minLength": 4, "maxLength": 2000}}},
+                "BreakGlassGrant": {"type": "object", "required": ["patient_id", "break_glass", "expires"], "properties": {
+                    "patient_id": text, "break_glass": {"type": "boolean"}, "expires": text}},
+                "ActiveContact": {"type": "object", "required": ["patient_id"], "additionalProperties": false, "properties": {
+                    "patient_id": text, "user": {"type": ["string", "null"], "description": "the handling user; the caller when absent"}}},
+                "NewUser": {"type": "object", "required": ["name", "role"], "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"},
                     "role": {"enum": ["admin", "supervisor", "clinician", "agent", "auditor", "service"]},
-                    "password": {"type": "string", "minLength": 12}}},
-                "Bundle": {"type": "object", "description": "FHIR R4 Bundle (type transaction, batch or collection)"},
+                    "password": {"type": ["string", "null"], "minLength": 12, "maxLength": 256}}},
+                "NewToken": {"type": "object", "required": ["token"], "properties": {
+                    "token": text, "id": text, "name": text, "role": text, "expires": opt_text}},
+                "Users": {"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "role", "created"], "properties": {
+                        "name": text, "role": text, "created": text, "disabled": opt_text, "password": {"type": "boolean"}}}}}},
+                "Tokens": {"type": "object", "required": ["tokens"], "properties": {"tokens": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "user", "created", "active"], "properties": {
+                        "id": text, "user": text, "created": text, "expires": opt_text, "revoked": opt_text,
+                        "last_used": opt_text, "active": {"type": "boolean"}}}}}},
+                "ImportReport": {"type": "object", "required": ["patients", "resources"], "properties": {
+                    "patients": {"type": "array", "items": text}, "resources": {"type": "integer"}, "by_type": {"type": "object"}}},
+                "AuditLines": {"type": "string", "description": "one JSON audit entry per line (or with format=fhir, a FHIR Bundle of AuditEvent as application/fhir+json)"},
+                "Recordings": {"type": "object", "required": ["recordings"], "properties": {
+                    "recordings": {"type": "array", "items": {"$ref": "#/components/schemas/Recording"}}}},
+                "Recording": {"type": "object", "required": ["id", "call_id", "state"], "properties": {
+                    "id": text, "call_id": text, "patient_id": opt_text, "state": text}},
+                "RecordingControl": {"type": "object", "required": ["call_id", "recording"], "properties": {
+                    "call_id": text, "recording": text}},
+                "Audio": {"type": "string", "format": "binary"},
+                "Bundle": {"type": "object", "required": ["resourceType", "type"], "description": "FHIR R4 Bundle (type transaction, batch or collection)", "properties": {
+                    "resourceType": {"const": "Bundle"}, "type": {"enum": ["transaction", "batch", "collection"]},
+                    "entry": {"type": "array"}}},
             },
         },
     })

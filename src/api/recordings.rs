@@ -70,7 +70,7 @@ fn recording_error(e: RecordingError) -> ApiError {
 
 fn parse_id(text: &str) -> Result<RecordingId, ApiError> {
     text.parse()
-        .map_err(|_| ApiError::bad_request(format!("`{text}` is not a recording id")))
+        .map_err(|_| ApiError::bad_request("not a recording id (rec- and 32 hex digits)"))
 }
 
 /// The recording's index row, deleted ones included (their deletion stays on record).
