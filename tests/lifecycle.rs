@@ -133,12 +133,25 @@ fn sigterm_refuses_new_calls_then_hangs_up_after_the_grace_period() {
         ),
     );
     peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.wait_metric("careline_calls_active", 1.0, Duration::from_secs(10)),
+        1.0
+    );
 
     server.signal("TERM");
-    std::thread::sleep(Duration::from_millis(300));
-    let (code, body) = server.http_get("/healthz").expect("health while draining");
-    assert_eq!(code, 503, "{body}");
+    // Draining shows on /healthz once the signal is handled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (code, body) = server.http_get("/healthz").expect("health while draining");
+        if code == 503 {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never draining: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(body.contains("draining"));
 
     let mut ua2 = Ua::udp(server.sip);

@@ -200,24 +200,20 @@ fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
     peer.send_audio(said.clone());
     std::thread::sleep(Duration::from_millis(2500));
     s3.down();
-    std::thread::sleep(Duration::from_millis(4000));
     let spool = server.data_path().join("recordings/spool");
-    let spooled: Vec<PathBuf> = files(&spool);
-    assert_eq!(
-        spooled.len(),
-        1,
-        "audio keeps going to the encrypted spool: {spooled:?}"
-    );
-    let spooled_len = std::fs::metadata(&spooled[0]).unwrap().len();
-    // More than 5 of its 6.5 s so far: a PCMU call records its µ-law bytes, 16 kB/s stereo.
-    assert!(
-        spooled_len > 5 * 16_000,
-        "spool grows while the store is down: {spooled_len}"
-    );
+    // The audio keeps going to the encrypted spool: it grows past 5 s of the call (a PCMU
+    // call records its µ-law bytes, 16 kB/s stereo), well past what was written before the
+    // store went away.
+    wait_for("the spool to grow while the store is down", 60, || {
+        let spooled = files(&spool);
+        spooled.len() == 1 && std::fs::metadata(&spooled[0]).map_or(0, |m| m.len()) > 5 * 16_000
+    });
+    assert_eq!(files(&spool).len(), 1, "one recording, one spool file");
     hang_up(&mut ua, &mut c);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for("the recording to be sealed", 30, || {
+        rows(&server).pop().unwrap()["state"] == "sealed"
+    });
     let row = rows(&server).pop().unwrap();
-    assert_eq!(row["state"], "sealed");
     assert_eq!(row["uploaded"], false, "the store is still down");
     assert!(s3.objects().is_empty());
 
