@@ -262,7 +262,18 @@ fn prompts_give_no_digits() {
             failures.push(format!("{}: {events:?}", path.display()));
         }
     }
-    println!("prompts: {} WAV files scanned", files.len());
+    // The shipped prompts are there to scan (a moved folder must not pass as "no digits").
+    for lang in ["en", "ja"] {
+        assert!(
+            files
+                .iter()
+                .filter(|f| f.parent().is_some_and(|d| d.ends_with(lang)))
+                .count()
+                >= 10,
+            "fewer than 10 {lang} prompts found under {}",
+            root.display()
+        );
+    }
     assert!(
         failures.is_empty(),
         "DTMF detected in prompts:\n{}",
@@ -271,9 +282,8 @@ fn prompts_give_no_digits() {
 }
 
 fn collect_wavs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: cannot read the prompts folder: {e}", dir.display()));
     for entry in entries {
         let path = entry.expect("prompts directory entry").path();
         if path.is_dir() {

@@ -655,12 +655,20 @@ fn get_customer_profile_refuses_what_the_patient_store_cannot_search() {
         let p = dir.path().join("bad.json");
         std::fs::write(&p, text).unwrap();
         let mut res = Resources::default();
+        // Refused: the load fails, or reports an error (a warning would still run the flow).
         match Catalog::load(&[p], &mut res, Options { strict: false }) {
-            Ok((_, diags)) => diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Ok((_, diags)) => {
+                assert!(
+                    diags.iter().any(|d| d.is_error()),
+                    "accepted with only warnings: {diags:?}"
+                );
+                diags
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
             Err(e) => e.to_string(),
         }
     };

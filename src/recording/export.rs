@@ -181,13 +181,20 @@ impl Export {
         self.encode(false, f)
     }
 
-    /// Completes the file (a WAV gets its real sizes); its size in bytes.
+    /// Completes the file (a WAV gets its real sizes, and whole frames); its size in bytes.
     pub fn finish(mut self, f: &mut (impl Write + Seek)) -> Result<u64, ExportError> {
         self.start(f)?;
         self.encode(true, f)?;
         match self.output {
             Output::Copy | Output::Opus(_) => Ok(self.written),
             Output::Wav => {
+                // A recording cut inside a stereo frame (a crash mid-write) ends with silence
+                // for the rest of that frame: a WAV holds whole frames (4 bytes each).
+                let partial = (self.written % 4) as usize;
+                if partial != 0 {
+                    f.write_all(&[0u8; 4][partial..])?;
+                    self.written += (4 - partial) as u64;
+                }
                 self.bytes.clear();
                 let data_len = u32::try_from(self.written).unwrap_or(u32::MAX);
                 encode::wav_header_of(AudioFormat::Wav, self.rate, 2, data_len, &mut self.bytes);
@@ -528,16 +535,19 @@ mod tests {
     }
 
     /// Exports only ever see authenticated plaintext, but a bug upstream must not become a
-    /// panic: damaged or random input (seeded, the same every run), in random pieces, gives
-    /// an error or a file, never a crash.
+    /// panic or a broken file: damaged or random input (seeded, the same every run), in
+    /// random pieces, gives an error or a whole file of the format asked for (a WAV that
+    /// reads as stereo WAV of the length it says, an Ogg stream; Ogg Opus asked of Ogg Opus
+    /// is a copy), and random bytes decoded as Ogg Opus are always an error.
     #[test]
-    fn damaged_or_random_input_never_panics_an_export() {
+    fn damaged_or_random_input_gives_an_error_or_a_whole_file() {
         use rand::{Rng, SeedableRng};
         let mut wav = Vec::new();
         encode::wav_header(8000, 2, u32::MAX, &mut wav);
         wav.extend(stereo(8000).iter().flat_map(|s| s.to_le_bytes()));
         let ogg = export(AudioFormat::Wav, AudioFormat::Opus, &wav, 4096);
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x0665);
+        let (mut files, mut errors) = (0, 0);
         for case in 0..400 {
             let (have, good) = match case % 3 {
                 0 => (AudioFormat::Opus, &ogg),
@@ -545,7 +555,8 @@ mod tests {
                 _ => (AudioFormat::Mulaw, &wav),
             };
             let mut d = good.clone();
-            match rng.random_range(0..4) {
+            let damage = rng.random_range(0..4);
+            match damage {
                 0 => {
                     for _ in 0..rng.random_range(1..20) {
                         let i = rng.random_range(0..d.len());
@@ -572,11 +583,45 @@ mod tests {
                     continue;
                 };
                 let piece = rng.random_range(1..5000);
-                let pushed = d.chunks(piece).try_for_each(|p| e.push(p, &mut out));
-                if pushed.is_ok() {
-                    let _ = e.finish(&mut out);
+                let result = d
+                    .chunks(piece)
+                    .try_for_each(|p| e.push(p, &mut out))
+                    .and_then(|_| e.finish(&mut out));
+                let out = out.into_inner();
+                match result {
+                    Ok(size) => {
+                        files += 1;
+                        assert_eq!(size, out.len() as u64, "case {case}");
+                        match want {
+                            // Ogg Opus asked of Ogg Opus is copied as stored.
+                            AudioFormat::Opus if have == AudioFormat::Opus => {
+                                assert_eq!(out, d, "case {case}: a copy")
+                            }
+                            AudioFormat::Opus => {
+                                assert!(out.starts_with(b"OggS"), "case {case}: not Ogg")
+                            }
+                            _ => {
+                                let r = hound::WavReader::new(std::io::Cursor::new(&out))
+                                    .unwrap_or_else(|e| panic!("case {case}: not WAV: {e}"));
+                                assert_eq!(r.spec().channels, 2, "case {case}");
+                                assert_eq!(
+                                    r.len() as usize * 2 + 44,
+                                    out.len(),
+                                    "case {case}: the header's length is the file's"
+                                );
+                            }
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                if have == AudioFormat::Opus && want != have && damage == 3 && !d.is_empty() {
+                    assert!(
+                        result.is_err(),
+                        "case {case}: random bytes read as Ogg Opus"
+                    );
                 }
             }
         }
+        assert!(files > 100 && errors > 20, "{files} files, {errors} errors");
     }
 }

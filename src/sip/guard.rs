@@ -448,8 +448,13 @@ mod tests {
         assert_eq!(passed, 10);
     }
 
+    /// Random damage to a valid INVITE (bytes changed, removed, the message cut short): every
+    /// verdict is the right kind. A message passed on parses whole with every required
+    /// header; an answer is a 400, 501 or 513 that itself parses as a SIP response; a drop is
+    /// only for what cannot be answered (no complete Via, From, To, Call-ID, CSeq to answer
+    /// to, or an ACK). And the damage is real: many mutants are refused.
     #[test]
-    fn mutated_messages_never_panic() {
+    fn mutated_messages_get_the_right_verdict() {
         let mut g = Guard::new(16384, 0);
         let mut x: u32 = 0x9E37_79B9;
         let mut rnd = || {
@@ -458,6 +463,7 @@ mod tests {
             x ^= x << 5;
             x
         };
+        let mut refused = 0;
         for _ in 0..5000 {
             let mut m = OK_INVITE.as_bytes().to_vec();
             for _ in 0..(rnd() % 8) {
@@ -473,7 +479,46 @@ mod tests {
                     break;
                 }
             }
-            let _ = g.inspect(&m, localhost(), now());
+            if m.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            match g.inspect(&m, localhost(), now()) {
+                Verdict::Pass => {
+                    let whole = match SipMessage::try_from(m.as_slice()) {
+                        Ok(SipMessage::Request(req)) => missing_header(&req).is_none(),
+                        Ok(SipMessage::Response(_)) => true,
+                        Err(_) => false,
+                    };
+                    assert!(whole, "passed on: {}", String::from_utf8_lossy(&m));
+                }
+                Verdict::Reply(reply, _) => {
+                    refused += 1;
+                    let text = String::from_utf8_lossy(&reply).into_owned();
+                    assert!(
+                        ["SIP/2.0 400 ", "SIP/2.0 501 ", "SIP/2.0 513 "]
+                            .iter()
+                            .any(|s| text.starts_with(s)),
+                        "{text}"
+                    );
+                    assert!(
+                        matches!(
+                            SipMessage::try_from(reply.as_slice()),
+                            Ok(SipMessage::Response(_))
+                        ),
+                        "the answer is a SIP response: {text}"
+                    );
+                }
+                Verdict::Drop(why) => {
+                    refused += 1;
+                    assert!(why != Rejection::RateLimited && why != Rejection::Keepalive);
+                    assert!(
+                        Head::scan(&m).is_none_or(|h| !h.answerable()),
+                        "dropped though answerable ({why:?}): {}",
+                        String::from_utf8_lossy(&m)
+                    );
+                }
+            }
         }
+        assert!(refused > 500, "only {refused} of 5000 mutants refused");
     }
 }
