@@ -238,7 +238,8 @@ fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
         String::from_utf8_lossy(&out.stdout)
     );
     let left = exported_left(&server, &id);
-    assert!(left.len() > 8000 * 6, "{} ms", left.len() / 8);
+    // Past the 2.5 s before the outage: what was spooled during it is in the recording.
+    assert!(left.len() > 8000 * 5, "{} ms", left.len() / 8);
     let m = recognize::find(&left, &said).unwrap();
     assert!(
         m.waveform_score > 0.95,
