@@ -218,3 +218,59 @@ fn more_than_250_actions_is_an_error_and_unreachable_actions_a_warning() {
     let (code, out) = validate("", &[&repo().join("flows/medical-triage.json")], &[]);
     assert_eq!(code, 0, "the shipped triage flow validates: {out}");
 }
+
+/// `careline serve` with a broken flow in its folder does not start: it exits with an error
+/// naming the file, the action and the reason, before taking a single call.
+#[test]
+fn serve_refuses_to_start_with_a_broken_flow() {
+    let flows = tempfile::tempdir().unwrap();
+    let broken = flows.path().join("menu.json");
+    std::fs::write(
+        &broken,
+        r#"{"Version": "2019-10-30", "StartAction": "hello", "Actions": [
+  {"Identifier": "hello", "Type": "MessageParticipant", "Parameters": {"Text": "Hello"},
+   "Transitions": {"NextAction": "nowhere"}}]}"#,
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("careline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[flows]\ndir = \"{}\"\ndefault = \"menu\"\n",
+            flows.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_careline"))
+        .current_dir(repo())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        .args(["serve", "--sip-listen", "127.0.0.1:0", "--no-tls"])
+        .args(["--http-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve kept running with a broken flow");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    let expected = format!(
+        "{}: action `hello` (MessageParticipant): NextAction `nowhere` is not the Identifier of any action",
+        broken.display()
+    );
+    assert!(err.contains(&expected), "missing `{expected}` in:\n{err}");
+}
