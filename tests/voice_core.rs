@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use careline::media::codec::Codec;
 use careline::media::dtmf::tone;
-use support::audio::{expect_not_prompt, expect_prompt};
+use support::audio::{expect_not_prompt, expect_prompt, wait_for_prompt, wait_heard_ms};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
 use support::sip::{Call, PCMU_TE, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
@@ -38,9 +38,7 @@ fn pcmu_caller_hears_welcome_then_the_prompt_of_the_rfc4733_key() {
     );
     assert!(answer.contains("telephone-event/8000"), "{answer}");
 
-    wait(2500);
-    let heard = peer.heard();
-    let welcome = expect_prompt(&heard, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+    let (heard, welcome) = wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
     assert!(
         welcome.offset_ms() < 300,
         "welcome starts at once: {welcome:?}"
@@ -49,9 +47,7 @@ fn pcmu_caller_hears_welcome_then_the_prompt_of_the_rfc4733_key() {
     // Barge-in: the key stops the welcome and its prompt follows.
     let pressed_at = heard.len() as u64 / 8;
     peer.send_event('5', 100);
-    wait(2500);
-    let heard = peer.heard();
-    let m = expect_prompt(&heard, Codec::Pcmu, "en", "digit-5", pressed_at, None);
+    let (heard, m) = wait_for_prompt(&peer, Codec::Pcmu, "en", "digit-5", pressed_at, None);
     assert!(
         m.offset_ms() < pressed_at + 400,
         "digit prompt follows the key promptly: {m:?}"
@@ -84,7 +80,10 @@ fn rtp_from_the_server_is_well_formed() {
     let server = TestServer::start();
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (_ua, _call, _) = connect(&server, &peer, &sdp_offer(peer.port, "0 101", &PCMU_TE));
-    wait(3000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while peer.packets().len() < 120 && Instant::now() < deadline {
+        wait(100);
+    }
     let packets = peer.packets();
     assert!(
         packets.len() >= 120,
@@ -123,17 +122,14 @@ fn pcma_caller_without_telephone_event_is_heard_by_in_band_tones() {
         !ok.body_str().contains("telephone-event"),
         "not offered, not answered"
     );
-    wait(1500);
-    let pressed_at = peer.heard().len() as u64 / 8;
+    let pressed_at = wait_heard_ms(&peer, 1500);
     peer.send_audio(tone::synthesize(
         careline::media::dtmf::Digit::from_char('3').unwrap(),
         8000,
         120,
         -10.0,
     ));
-    wait(2500);
-    let heard = peer.heard();
-    expect_prompt(&heard, Codec::Pcma, "en", "digit-3", pressed_at, None);
+    wait_for_prompt(&peer, Codec::Pcma, "en", "digit-3", pressed_at, None);
     assert_eq!(
         server.metric("careline_dtmf_digits_total{method=\"inband\"}"),
         1.0
@@ -160,20 +156,10 @@ fn opus_caller_hears_prompts_and_is_understood() {
         answer.contains("opus/48000/2") && answer.contains("telephone-event/48000"),
         "{answer}"
     );
-    wait(2500);
-    let heard = peer.heard();
-    expect_prompt(&heard, Codec::Opus, "en", "welcome", 0, Some(2000));
+    let (heard, _) = wait_for_prompt(&peer, Codec::Opus, "en", "welcome", 0, Some(2000));
     let pressed_at = heard.len() as u64 / 8;
     peer.send_event('7', 100);
-    wait(2500);
-    expect_prompt(
-        &peer.heard(),
-        Codec::Opus,
-        "en",
-        "digit-7",
-        pressed_at,
-        None,
-    );
+    wait_for_prompt(&peer, Codec::Opus, "en", "digit-7", pressed_at, None);
     let ts: Vec<u32> = peer.packets().iter().map(|p| p.timestamp).collect();
     assert!(
         ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 960),
@@ -190,8 +176,7 @@ fn sip_info_digits_in_both_formats_drive_the_menu() {
         &peer,
         &sdp_offer(peer.port, "0", &["a=rtpmap:0 PCMU/8000"]),
     );
-    wait(1000);
-    let t1 = peer.heard().len() as u64 / 8;
+    let t1 = wait_heard_ms(&peer, 1000);
     let info = call.info(
         &ua,
         "application/dtmf-relay",
@@ -202,8 +187,7 @@ fn sip_info_digits_in_both_formats_drive_the_menu() {
         .expect(Duration::from_secs(5), |m| m.cseq_method() == Some("INFO"))
         .expect("INFO answered");
     assert_eq!(r.status(), Some(200));
-    wait(2000);
-    expect_prompt(&peer.heard(), Codec::Pcmu, "en", "digit-2", t1, None);
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "digit-2", t1, None);
 
     let t2 = peer.heard().len() as u64 / 8;
     let info = call.info(&ua, "application/dtmf", "9");
@@ -212,8 +196,7 @@ fn sip_info_digits_in_both_formats_drive_the_menu() {
         .expect(Duration::from_secs(5), |m| m.cseq_method() == Some("INFO"))
         .expect("INFO answered");
     assert_eq!(r.status(), Some(200));
-    wait(2000);
-    expect_prompt(&peer.heard(), Codec::Pcmu, "en", "digit-9", t2, None);
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "digit-9", t2, None);
 
     let info = call.info(&ua, "application/x-unknown", "hello");
     ua.send(&info);
@@ -236,8 +219,7 @@ fn pound_says_goodbye_and_the_server_hangs_up() {
     let server = TestServer::start();
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (mut ua, _call, _) = connect(&server, &peer, &sdp_offer(peer.port, "0 101", &PCMU_TE));
-    wait(800);
-    let pressed_at = peer.heard().len() as u64 / 8;
+    let pressed_at = wait_heard_ms(&peer, 800);
     peer.send_event('#', 100);
     let bye = ua
         .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
@@ -314,7 +296,8 @@ fn hold_stops_our_audio_and_unhold_resumes_it() {
     let server = TestServer::start();
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (mut ua, mut call, _) = connect(&server, &peer, &sdp_offer(peer.port, "0 101", &PCMU_TE));
-    wait(1000);
+    // Audio is flowing before the hold.
+    wait_heard_ms(&peer, 500);
     let mut hold_attrs = PCMU_TE.to_vec();
     hold_attrs.push("a=sendonly");
     let reinvite = call.reinvite(&ua, &sdp_offer(peer.port, "0 101", &hold_attrs));
@@ -353,7 +336,10 @@ fn hold_stops_our_audio_and_unhold_resumes_it() {
     let ack = call.ack(&ua, 200);
     ua.send(&ack);
     let resumed = Instant::now();
-    wait(1000);
+    let deadline = resumed + Duration::from_secs(30);
+    while peer.packets_since(resumed) < 40 && Instant::now() < deadline {
+        wait(50);
+    }
     assert!(
         peer.packets_since(resumed) >= 40,
         "RTP resumes, got {}",
@@ -429,8 +415,7 @@ fn tcp_caller_is_answered_on_the_same_connection() {
         "{:?}",
         ok.header("contact")
     );
-    wait(2000);
-    expect_prompt(&peer.heard(), Codec::Pcmu, "en", "welcome", 0, Some(1500));
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(1500));
     let bye = call.bye(&ua);
     ua.send(&bye);
     let r = ua
@@ -453,7 +438,7 @@ fn media_goes_back_where_the_callers_rtp_comes_from() {
         &sdp_offer(unreachable_port, "0 101", &PCMU_TE),
     );
     peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
-    wait(2000);
+    wait_heard_ms(&peer, 1600);
     // The first frames went to the advertised port before the caller's first packet arrived;
     // everything after must reach the real one.
     let heard = peer.heard();

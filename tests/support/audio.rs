@@ -44,3 +44,66 @@ pub fn expect_not_prompt(heard: &[i16], lang: &str, name: &str, from_ms: u64) {
         );
     }
 }
+
+/// Whether `heard` has prompt `lang/name` (or its first `prefix_ms`) at or after `from_ms`,
+/// as [`expect_prompt`] would accept it.
+pub fn heard_prompt(
+    heard: &[i16],
+    codec: Codec,
+    lang: &str,
+    name: &str,
+    from_ms: u64,
+    prefix_ms: Option<u64>,
+) -> Option<Match> {
+    let mut expected = prompt_pcm(lang, name);
+    if let Some(ms) = prefix_ms {
+        expected.truncate((ms * 8) as usize);
+    }
+    let m = recognize::find_from(heard, &expected, (from_ms * 8) as usize)?;
+    let (env_min, wave_min) = match codec {
+        Codec::Pcmu | Codec::Pcma => (0.95, 0.95),
+        Codec::Opus => (0.85, 0.3),
+    };
+    (m.envelope_score >= env_min && m.waveform_score >= wave_min).then_some(m)
+}
+
+/// Listens until `peer` has heard prompt `lang/name` (as [`expect_prompt`] checks it), for
+/// as long as a loaded machine may need (30 s), then fails as [`expect_prompt`] does. Returns
+/// what was heard by then and the match: tests wait for what the caller hears, not a time.
+pub fn wait_for_prompt(
+    peer: &super::rtp::RtpPeer,
+    codec: Codec,
+    lang: &str,
+    name: &str,
+    from_ms: u64,
+    prefix_ms: Option<u64>,
+) -> (Vec<i16>, Match) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let heard = peer.heard();
+        if let Some(m) = heard_prompt(&heard, codec, lang, name, from_ms, prefix_ms) {
+            return (heard, m);
+        }
+        if std::time::Instant::now() > deadline {
+            let m = expect_prompt(&heard, codec, lang, name, from_ms, prefix_ms);
+            return (heard, m);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Listens until `peer` has heard `ms` of audio (30 s at most).
+pub fn wait_heard_ms(peer: &super::rtp::RtpPeer, ms: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let heard = peer.heard().len() as u64 / 8;
+        if heard >= ms {
+            return heard;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heard only {heard} ms of audio"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
