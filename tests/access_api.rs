@@ -563,6 +563,12 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     );
                     assert_eq!(r.status, 204, "{}", r.body);
                 }
+                // A read of one patient's record or recording is audited once, naming the
+                // patient and the reader.
+                let patient_read = row.method == "GET"
+                    && (row.path.starts_with("/api/v1/patients/{id}/")
+                        || row.path.starts_with("/api/v1/recordings/{id}"));
+                let before = patient_read.then(|| reads_of(&api, &tokens[4], &user, &patient));
                 let r = api.call(row.method, &path, Some(&tokens[i]), body.clone());
                 let allowed = matches!(r.status, 200 | 201 | 202 | 204);
                 if allowed != want || !(allowed || r.status == 403) {
@@ -570,6 +576,17 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                         "{role} {} {} (on call: {on_call}): got {} {}",
                         row.method, row.path, r.status, r.body
                     ));
+                }
+                if let Some(before) = before.filter(|_| allowed) {
+                    let after = reads_of(&api, &tokens[4], &user, &patient);
+                    if after != before + 1 {
+                        failures.push(format!(
+                            "{role} {} {}: {} audit entries for one read",
+                            row.method,
+                            row.path,
+                            after - before
+                        ));
+                    }
                 }
                 // Without credentials: always 401.
                 let anon = api.call(row.method, &path, None, body);
@@ -613,6 +630,18 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
     recordings_audit_and_unknown_patients(&api, &tokens, &patient, &recs, &live);
     // Nobody's name or number reached the log.
     assert_no_phi(&api.server.log());
+}
+
+/// The audit trail's reads of `patient` by `user` (records, exports, recordings).
+fn reads_of(api: &Api, auditor: &str, user: &str, patient: &str) -> usize {
+    api.audit(auditor, &format!("user={user}&patient={patient}&since=1h"))
+        .iter()
+        .filter(|e| {
+            e["outcome"] == "success"
+                && ["patient.read", "patient.export", "recording.read"]
+                    .contains(&e["action"].as_str().unwrap_or(""))
+        })
+        .count()
 }
 
 /// After the matrix: recording reads, refusals and deletions are in the trail with the
