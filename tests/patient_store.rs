@@ -611,6 +611,16 @@ async fn store_on_sqlite_imports_every_bundle_and_keeps_phi_sealed() {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
     }
     assert!(bytes.len() > 100_000, "the database holds the import");
+    assert_sealed(&bytes, "the SQLite file");
+    assert!(
+        contains_word(b"x \"family\":\"Toy\" y", b"Toy"),
+        "the search itself works"
+    );
+}
+
+/// The database's bytes hold no names, numbers, MRNs or clinical text of any imported
+/// patient, and no break-glass reason.
+fn assert_sealed(bytes: &[u8], what: &str) {
     for path in conformance_bundles() {
         let want = expected(&read(&path));
         let digits: String = want.phone.chars().filter(char::is_ascii_digit).collect();
@@ -627,18 +637,14 @@ async fn store_on_sqlite_imports_every_bundle_and_keeps_phi_sealed() {
         .chain(want.conditions.iter().cloned())
         {
             assert!(
-                !contains_word(&bytes, needle.as_bytes()),
-                "`{needle}` is in the SQLite file in clear"
+                !contains_word(bytes, needle.as_bytes()),
+                "`{needle}` is in {what} in clear"
             );
         }
     }
     assert!(
-        !contains_word(&bytes, b"unconscious in ER"),
-        "a break-glass reason is sealed"
-    );
-    assert!(
-        contains_word(b"x \"family\":\"Toy\" y", b"Toy"),
-        "the search itself works"
+        !contains_word(bytes, b"unconscious in ER"),
+        "a break-glass reason is sealed in {what}"
     );
 }
 
@@ -646,15 +652,45 @@ async fn store_on_sqlite_imports_every_bundle_and_keeps_phi_sealed() {
 /// characters (a sealed value is such a run, and short names occur in it by chance).
 fn contains_word(hay: &[u8], needle: &[u8]) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b);
-    hay.windows(needle.len()).enumerate().any(|(i, w)| {
-        w == needle
-            && (i == 0 || !word(hay[i - 1]))
-            && hay.get(i + needle.len()).is_none_or(|b| !word(*b))
+    // Bytes as Latin-1 text (one char per byte, so offsets agree), searched with str's fast
+    // substring search: the PostgreSQL cluster is tens of megabytes.
+    let text: String = hay.iter().map(|&b| b as char).collect();
+    let pattern: String = needle.iter().map(|&b| b as char).collect();
+    text.match_indices(&pattern).any(|(at, _)| {
+        let i = text[..at].chars().count();
+        (i == 0 || !word(hay[i - 1])) && hay.get(i + needle.len()).is_none_or(|b| !word(*b))
     })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_on_postgresql_behaves_the_same() {
     let pg = support::postgres::PgCluster::start();
-    store_suite(&pg.url("postgres")).await;
+    let db = store_suite(&pg.url("postgres")).await;
+    // Written out: the tables' files and the write-ahead log then hold everything stored.
+    sqlx::query("CHECKPOINT").execute(db.pool()).await.unwrap();
+    db.pool().close().await;
+    let mut bytes = Vec::new();
+    let mut dirs = vec![pg.data_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                bytes.extend(std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    // The rows are on disk (each patient's id is stored in clear, as the key), so what is
+    // not found in clear below is sealed, not merely unwritten.
+    for path in conformance_bundles() {
+        let id = expected(&read(&path)).patient_id;
+        // (A plain search: PostgreSQL writes a short text right after a length byte.)
+        let text: String = bytes.iter().map(|&b| b as char).collect();
+        assert!(
+            text.contains(&id),
+            "patient {id} is not in the cluster's files"
+        );
+    }
+    assert_sealed(&bytes, "the PostgreSQL cluster's files");
 }

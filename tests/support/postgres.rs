@@ -132,6 +132,11 @@ impl PgCluster {
         );
     }
 
+    /// The cluster's data directory (its files, for tests that look at what is stored).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// URL of the cluster's default database.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://careline@127.0.0.1:{}/{database}", self.port)
