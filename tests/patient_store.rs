@@ -683,10 +683,10 @@ async fn store_on_postgresql_behaves_the_same() {
     }
     // The rows are on disk (each patient's id is stored in clear, as the key), so what is
     // not found in clear below is sealed, not merely unwritten.
+    // (A plain search: PostgreSQL writes a short text right after a length byte.)
+    let text: String = bytes.iter().map(|&b| b as char).collect();
     for path in conformance_bundles() {
         let id = expected(&read(&path)).patient_id;
-        // (A plain search: PostgreSQL writes a short text right after a length byte.)
-        let text: String = bytes.iter().map(|&b| b as char).collect();
         assert!(
             text.contains(&id),
             "patient {id} is not in the cluster's files"
