@@ -21,17 +21,22 @@ pub fn expect_prompt(
     }
     let m = recognize::find_from(heard, &expected, (from_ms * 8) as usize)
         .unwrap_or_else(|| panic!("{lang}/{name}: heard only {} ms of audio", heard.len() / 8));
-    // G.711 keeps the waveform; Opus keeps the loudness contour but not the waveform.
-    let (env_min, wave_min) = match codec {
-        Codec::Pcmu | Codec::Pcma => (0.95, 0.95),
-        Codec::Opus => (0.85, 0.3),
-    };
+    let (env_min, wave_min) = thresholds(codec);
     assert!(
         m.envelope_score >= env_min && m.waveform_score >= wave_min,
         "{lang}/{name} not heard after {from_ms} ms: best match {m:?} (heard {} ms)",
         heard.len() / 8
     );
     m
+}
+
+/// The scores a prompt must reach to count as heard: G.711 keeps the waveform; Opus keeps the
+/// loudness contour but not the waveform.
+fn thresholds(codec: Codec) -> (f32, f32) {
+    match codec {
+        Codec::Pcmu | Codec::Pcma => (0.95, 0.95),
+        Codec::Opus => (0.85, 0.3),
+    }
 }
 
 /// Asserts the prompt is NOT in `heard` after `from_ms` (a different prompt played).
@@ -60,10 +65,7 @@ pub fn heard_prompt(
         expected.truncate((ms * 8) as usize);
     }
     let m = recognize::find_from(heard, &expected, (from_ms * 8) as usize)?;
-    let (env_min, wave_min) = match codec {
-        Codec::Pcmu | Codec::Pcma => (0.95, 0.95),
-        Codec::Opus => (0.85, 0.3),
-    };
+    let (env_min, wave_min) = thresholds(codec);
     (m.envelope_score >= env_min && m.waveform_score >= wave_min).then_some(m)
 }
 
