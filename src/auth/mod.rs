@@ -214,6 +214,33 @@ fn check_password(pw: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// Stores a token's id, user, secret hash, creation and expiry (on the pool, or inside a
+/// transaction).
+async fn insert_token<'e, E>(
+    on: E,
+    id: &str,
+    user: &str,
+    secret_hash: String,
+    now: i64,
+    expires: Option<i64>,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_name, secret_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(user.to_string())
+    .bind(secret_hash)
+    .bind(now)
+    .bind(expires)
+    .execute(on)
+    .await?;
+    Ok(())
+}
+
 /// A fresh API token `clt_<id>_<secret>`, its id, and the argon2 hash of its secret (the only
 /// part of it that is stored).
 async fn new_token() -> (String, String, String) {
@@ -310,16 +337,14 @@ impl Auth {
         if done.rows_affected() == 0 {
             return Err(AuthError::Exists(name.to_string()));
         }
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+        insert_token(
+            &mut *tx,
+            &token_id,
+            name,
+            token_hash,
+            now,
+            self.token_expiry(now),
         )
-        .bind(&token_id)
-        .bind(name)
-        .bind(token_hash)
-        .bind(now)
-        .bind(self.token_expiry(now))
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         self.audit
@@ -375,17 +400,7 @@ impl Auth {
         let (token, id, hash) = new_token().await;
         let now = now_ms();
         let expires = self.token_expiry(now);
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_name, secret_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&id)
-        .bind(name)
-        .bind(hash)
-        .bind(now)
-        .bind(expires)
-        .execute(self.db.pool())
-        .await?;
+        insert_token(self.db.pool(), &id, name, hash, now, expires).await?;
         self.audit
             .append(
                 Event::new(by, action::TOKEN_ISSUE, "success").detail(serde_json::json!({
