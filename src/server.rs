@@ -55,6 +55,8 @@ pub struct Server {
     pub services: Arc<CallServices>,
     pub sip: Arc<SipServer>,
     pub http_addr: SocketAddr,
+    /// Users and the audit trail (the drain writes what is still pending into it).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl Server {
@@ -271,6 +273,7 @@ impl Server {
             services,
             sip,
             http_addr,
+            auth: records.auth.clone(),
         })
     }
 
@@ -302,6 +305,8 @@ impl Server {
         }
         self.sip.shutdown();
         svc.recorder.shutdown();
+        // The summaries of refused requests still counting go into the audit trail now.
+        self.auth.flush_outsiders(true).await;
         info!("drained");
     }
 }

@@ -1418,6 +1418,27 @@ fn requests_without_credentials_are_summarised_not_chained_one_by_one() {
         .filter(|l| l.contains("without valid credentials"))
         .count();
     assert!((1..=3).contains(&lines), "{lines} log lines");
+
+    // Nothing counted is lost when the server stops: the drain writes the open window.
+    drop(api);
+    let mut api = Api::start("");
+    let auditor = api.user("audrey", "auditor");
+    for _ in 0..7 {
+        assert_eq!(api.call("GET", "/api/v1/me", None, None).status, 401);
+    }
+    api.server.signal("TERM");
+    assert!(
+        api.server
+            .wait_exit(Duration::from_secs(60))
+            .is_some_and(|s| s.success())
+    );
+    api.server.restart();
+    let counted: u64 = api
+        .audit(&auditor, "user=anonymous")
+        .iter()
+        .filter_map(|e| e["detail"]["count"].as_u64())
+        .sum();
+    assert_eq!(counted, 7, "the open window was written at the drain");
 }
 
 #[test]
