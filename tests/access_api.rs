@@ -92,7 +92,19 @@ impl Api {
 
     /// `careline user add`; returns the printed token.
     fn user(&self, name: &str, role: &str) -> String {
-        let out = self.cli(&["user", "add", name, "--role", role], None);
+        self.user_with(name, role, None)
+    }
+
+    /// `careline user add`, with a password for browser sign-in when given; returns the
+    /// printed token.
+    fn user_with(&self, name: &str, role: &str, password: Option<&str>) -> String {
+        let out = match password {
+            Some(pw) => self.cli(
+                &["user", "add", name, "--role", role, "--password-stdin"],
+                Some(&format!("{pw}\n")),
+            ),
+            None => self.cli(&["user", "add", name, "--role", role], None),
+        };
         assert!(
             out.status.success(),
             "{}",
@@ -1157,6 +1169,12 @@ fn login(api: &Api, name: &str, password: &str) -> Response {
     login_from(api, [127, 0, 0, 1], name, password)
 }
 
+/// The `name=value` a response's `Set-Cookie` sets.
+fn cookie_of(r: &Response) -> String {
+    let set = r.header("set-cookie").expect("a Set-Cookie header");
+    set.split(';').next().unwrap_or_default().to_string()
+}
+
 /// Sends `raw` from the loopback address `from` (127.0.0.0/8 is all loopback on Linux).
 fn send_from(api: &Api, from: [u8; 4], raw: &str) -> Response {
     use std::io::{Read, Write};
@@ -1179,13 +1197,7 @@ fn login_form(api: &Api, from: [u8; 4]) -> (String, String) {
         "GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(page.status, 200);
-    let cookie = page
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = cookie_of(&page);
     let token = page
         .body
         .split("name=\"csrf\" value=\"")
@@ -1214,27 +1226,8 @@ fn login_from(api: &Api, from: [u8; 4], name: &str, password: &str) -> Response 
 #[test]
 fn failed_sign_ins_slow_the_guesser_not_the_user_and_sessions_end_when_idle() {
     let api = Api::start("[auth]\nsession_idle_secs = 2\nlockout_secs = 600\n");
-    let out = api.cli(
-        &[
-            "user",
-            "add",
-            "nina",
-            "--role",
-            "clinician",
-            "--password-stdin",
-        ],
-        Some("a long passphrase 1\n"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = api.cli(
-        &["user", "add", "omar", "--role", "agent", "--password-stdin"],
-        Some("another passphrase\n"),
-    );
-    assert!(out.status.success());
+    api.user_with("nina", "clinician", Some("a long passphrase 1"));
+    api.user_with("omar", "agent", Some("another passphrase"));
 
     let page = request(api.server.http, "GET", "/login", &[], None);
     assert_eq!(page.status, 200);
@@ -1248,7 +1241,7 @@ fn failed_sign_ins_slow_the_guesser_not_the_user_and_sessions_end_when_idle() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    let pair = cookie.split(';').next().unwrap().to_string();
+    let pair = cookie_of(&r);
     let me = request(
         api.server.http,
         "GET",
@@ -1271,13 +1264,7 @@ fn failed_sign_ins_slow_the_guesser_not_the_user_and_sessions_end_when_idle() {
 
     // Logout ends a session at once.
     let r = login(&api, "omar", "another+passphrase");
-    let pair = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let pair = cookie_of(&r);
     assert_eq!(
         request(
             api.server.http,
@@ -1749,18 +1736,7 @@ fn announce_body(addr: SocketAddr, path: &str, auth: &str, ctype: &str, length: 
 #[test]
 fn browsers_get_protective_headers_and_other_sites_cannot_act_through_them() {
     let api = Api::start("");
-    let out = api.cli(
-        &[
-            "user",
-            "add",
-            "nina",
-            "--role",
-            "clinician",
-            "--password-stdin",
-        ],
-        Some("a long passphrase 1\n"),
-    );
-    assert!(out.status.success());
+    api.user_with("nina", "clinician", Some("a long passphrase 1"));
     let token = api.user("sam", "supervisor");
 
     // The sign-in page: nothing may frame it, load into it, or sniff it.
@@ -1814,13 +1790,7 @@ fn browsers_get_protective_headers_and_other_sites_cannot_act_through_them() {
     assert_eq!(r.status, 403, "other site: {}", r.body);
     let r = login(&api, "nina", "a+long+passphrase+1");
     assert_eq!(r.status, 303, "{}", r.body);
-    let session = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let session = cookie_of(&r);
 
     // With the session cookie, a write from another site is refused before it is handled;
     // the same request from this site (or with no Origin at all) goes through.
@@ -1863,16 +1833,7 @@ fn browsers_get_protective_headers_and_other_sites_cannot_act_through_them() {
 fn tokens_rotate_and_revoke_and_a_disabled_user_is_out_at_once() {
     let api = Api::start("");
     let admin = api.user("ada", "admin");
-    let out = api.cli(
-        &["user", "add", "tom", "--role", "agent", "--password-stdin"],
-        Some("a long passphrase 1\n"),
-    );
-    assert!(out.status.success());
-    let old = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("clt_"))
-        .unwrap()
-        .to_string();
+    let old = api.user_with("tom", "agent", Some("a long passphrase 1"));
     let me = |token: &str| api.call("GET", "/api/v1/me", Some(token), None).status;
     assert_eq!(me(&old), 200);
 
@@ -1920,13 +1881,7 @@ fn tokens_rotate_and_revoke_and_a_disabled_user_is_out_at_once() {
     // Disabled: token, session and sign-in all stop; enabled again, the token works.
     let r = login(&api, "tom", "a+long+passphrase+1");
     assert_eq!(r.status, 303);
-    let session = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let session = cookie_of(&r);
     let r = api.call("POST", "/api/v1/users/tom/disable", Some(&admin), None);
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(me(&new), 401);

@@ -15,11 +15,7 @@ pub fn expect_prompt(
     from_ms: u64,
     prefix_ms: Option<u64>,
 ) -> Match {
-    let mut expected = prompt_pcm(lang, name);
-    if let Some(ms) = prefix_ms {
-        expected.truncate((ms * 8) as usize);
-    }
-    let m = recognize::find_from(heard, &expected, (from_ms * 8) as usize)
+    let m = find_prompt(heard, lang, name, from_ms, prefix_ms)
         .unwrap_or_else(|| panic!("{lang}/{name}: heard only {} ms of audio", heard.len() / 8));
     let (env_min, wave_min) = thresholds(codec);
     assert!(
@@ -28,6 +24,21 @@ pub fn expect_prompt(
         heard.len() / 8
     );
     m
+}
+
+/// The best match of prompt `lang/name` (or its first `prefix_ms`) at or after `from_ms`.
+fn find_prompt(
+    heard: &[i16],
+    lang: &str,
+    name: &str,
+    from_ms: u64,
+    prefix_ms: Option<u64>,
+) -> Option<Match> {
+    let mut expected = prompt_pcm(lang, name);
+    if let Some(ms) = prefix_ms {
+        expected.truncate((ms * 8) as usize);
+    }
+    recognize::find_from(heard, &expected, (from_ms * 8) as usize)
 }
 
 /// The scores a prompt must reach to count as heard: G.711 keeps the waveform; Opus keeps the
@@ -60,11 +71,7 @@ pub fn heard_prompt(
     from_ms: u64,
     prefix_ms: Option<u64>,
 ) -> Option<Match> {
-    let mut expected = prompt_pcm(lang, name);
-    if let Some(ms) = prefix_ms {
-        expected.truncate((ms * 8) as usize);
-    }
-    let m = recognize::find_from(heard, &expected, (from_ms * 8) as usize)?;
+    let m = find_prompt(heard, lang, name, from_ms, prefix_ms)?;
     let (env_min, wave_min) = thresholds(codec);
     (m.envelope_score >= env_min && m.waveform_score >= wave_min).then_some(m)
 }
