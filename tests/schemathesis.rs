@@ -53,15 +53,23 @@ fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
         .find(|l| l.starts_with("clt_"))
         .unwrap()
         .to_string();
-    let bundles: Vec<String> =
-        std::fs::read_dir(support::server::repo_root().join("../shared/conformance/fhir"))
-            .unwrap()
-            .map(|e| e.unwrap().path().display().to_string())
-            .filter(|p| p.ends_with(".json"))
-            .collect();
-    let mut args = vec!["patient", "import"];
-    args.extend(bundles.iter().map(String::as_str));
-    assert!(server.cli(&args).status.success());
+    // Patients to find, from the conformance set (`CARELINE_CONFORMANCE_DIR`, else the
+    // workspace's ../shared/conformance). A bare clone has none: the run then covers the same
+    // operations, with the patient ones answering 404 and 403, which it checks as well.
+    let conformance = std::env::var_os(support::server::CONFORMANCE_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| support::server::repo_root().join("../shared/conformance"));
+    let bundles: Vec<String> = std::fs::read_dir(conformance.join("fhir"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".json"))
+        .collect();
+    if !bundles.is_empty() {
+        let mut args = vec!["patient", "import"];
+        args.extend(bundles.iter().map(String::as_str));
+        assert!(server.cli(&args).status.success());
+    }
 
     // As an admin. Revoking tokens and disabling users would end the run's own access (the
     // access tests cover both).

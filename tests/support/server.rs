@@ -94,6 +94,9 @@ pub fn rtp_slot() -> RtpSlot {
     panic!("all {slots} RTP port ranges are held by running test servers");
 }
 
+/// Where tests find the public conformance inputs when not beside the workspace.
+pub const CONFORMANCE_ENV: &str = "CARELINE_CONFORMANCE_DIR";
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -133,6 +136,8 @@ impl TestServer {
             .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
             .env_remove("RUST_BACKTRACE")
+            // A test setting, not a server one: CARELINE_* would be read as configuration.
+            .env_remove(CONFORMANCE_ENV)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -167,6 +172,8 @@ impl TestServer {
             .envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
             .env_remove("RUST_BACKTRACE")
+            // A test setting, not a server one: CARELINE_* would be read as configuration.
+            .env_remove(CONFORMANCE_ENV)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -204,6 +211,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.data_path())
             .args(args)
+            .env_remove(CONFORMANCE_ENV)
             .envs(env.iter().copied())
             .output()
             .expect("run careline")
