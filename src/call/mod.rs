@@ -1,6 +1,8 @@
 //! Calls: the session table and one task per call, which runs the call's contact flow.
 
+pub mod admit;
 pub mod collect;
+pub mod core;
 pub mod table;
 pub mod task;
 

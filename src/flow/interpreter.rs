@@ -101,6 +101,12 @@ pub enum Effect {
         event: Value,
         timeout: Duration,
     },
+    /// Look the caller up in the patient store (GetCustomerProfile, or a Lambda step naming
+    /// the `careline:patient-lookup` built-in); `event` is the Lambda-shaped request.
+    Identify {
+        event: Value,
+        timeout: Duration,
+    },
     Enqueue {
         queue: Arc<str>,
     },
@@ -564,11 +570,20 @@ impl FlowRun {
                         params.insert(k.to_string(), Value::String(self.render(t)));
                     }
                     let event = self.contact.lambda_event(params);
-                    self.effects.push_back(Effect::Invoke {
-                        function,
-                        event,
-                        timeout: *timeout,
-                    });
+                    // The built-in answers like a Lambda, but it is Careline's own lookup.
+                    self.effects
+                        .push_back(if &*function == super::lambda::PATIENT_LOOKUP {
+                            Effect::Identify {
+                                event,
+                                timeout: *timeout,
+                            }
+                        } else {
+                            Effect::Invoke {
+                                function,
+                                event,
+                                timeout: *timeout,
+                            }
+                        });
                     Step::Wait(Wait::Invoke(*response))
                 }
                 None => self.error("NoMatchingError"),
@@ -579,8 +594,7 @@ impl FlowRun {
                     params.insert(k.to_string(), Value::String(self.render(t)));
                 }
                 let event = self.contact.lambda_event(params);
-                self.effects.push_back(Effect::Invoke {
-                    function: Arc::from(super::lambda::PATIENT_LOOKUP),
+                self.effects.push_back(Effect::Identify {
                     event,
                     timeout: PROFILE_TIMEOUT,
                 });

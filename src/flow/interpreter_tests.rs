@@ -583,10 +583,7 @@ fn get_customer_profile_by_caller_number_and_by_mrn_with_every_branch() {
     let branches = [("NoneFoundError", "none"), ("MultipleFoundError", "many")];
     let mut r = run(by_phone(&branches));
     match said(&mut r).1 {
-        Some(Effect::Invoke {
-            function, event, ..
-        }) => {
-            assert_eq!(&*function, crate::flow::lambda::PATIENT_LOOKUP);
+        Some(Effect::Identify { event, .. }) => {
             assert_eq!(event["Details"]["Parameters"]["phone"], "+15551230000");
         }
         other => panic!("{other:?}"),
@@ -630,7 +627,7 @@ fn get_customer_profile_by_caller_number_and_by_mrn_with_every_branch() {
     );
     let mut r = run(mrn);
     match said(&mut r).1 {
-        Some(Effect::Invoke { event, .. }) => {
+        Some(Effect::Identify { event, .. }) => {
             let p = &event["Details"]["Parameters"];
             assert!(p.get("mrn").is_some() && p.get("dob").is_some(), "{p}");
             assert!(p.get("phone").is_none());

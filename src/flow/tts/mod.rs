@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use super::interpreter::Audio;
 use super::ssml::{self, Piece};
 use super::voices::{Voice, voice_for_language};
 use crate::media::prompt::Prompt;
@@ -112,6 +113,34 @@ impl Speech {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let (slot, _) = cache.get(&(voice.name.clone(), ssml, text.clone()))?;
         slot.get().and_then(|r| r.as_ref().ok().cloned())
+    }
+
+    /// A play's audio as prompts, when everything in it is ready now (prompts, cached speech).
+    pub fn ready(&self, audio: &[Audio]) -> Option<Vec<Arc<Prompt>>> {
+        audio
+            .iter()
+            .map(|a| match a {
+                Audio::Prompt(p) => Some(p.clone()),
+                Audio::Speech { voice, text, ssml } => self.cached(voice, text, *ssml),
+            })
+            .collect()
+    }
+
+    /// A play's audio as prompts, speech rendered as needed. A sentence that cannot be
+    /// rendered is left out (and logged): the flow goes on without it.
+    pub async fn prompts(&self, audio: Vec<Audio>) -> Vec<Arc<Prompt>> {
+        let mut prompts = Vec::with_capacity(audio.len());
+        for a in audio {
+            match a {
+                Audio::Prompt(p) => prompts.push(p),
+                Audio::Speech { voice, text, ssml } => match self.render(&voice, &text, ssml).await
+                {
+                    Ok(p) => prompts.push(p),
+                    Err(e) => tracing::warn!(error = %e, "speech synthesis failed"),
+                },
+            }
+        }
+        prompts
     }
 
     /// Renders (or finds) `text` in `voice`. Concurrent requests for the same text share one

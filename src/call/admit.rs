@@ -1,0 +1,127 @@
+//! Admission: what happens to an INVITE before there is a call. Draining, the concurrent-call
+//! limit, the number's flow, the SDP offer and a free media port each refuse the call with
+//! the status a phone or trunk understands; an admitted call has its dialog (ringing) and its
+//! negotiated media, ready for the call core to answer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tracing::{info, warn};
+
+use super::CallServices;
+use super::table::Admission;
+use crate::flow::attributes::ContactData;
+use crate::flow::program::Flow;
+use crate::media::ports::RtpSockets;
+use crate::sip::sdp::{self, LocalMedia, Negotiated};
+use crate::sip::{IncomingCall, ServerCall};
+
+/// A call Careline will take: its place in the table, its flow, the dialog (ringing) and the
+/// media it will answer with.
+pub struct Admitted<'a> {
+    pub admission: Admission<'a>,
+    pub call_id: String,
+    pub flow: Arc<Flow>,
+    pub contact: ContactData,
+    pub dialog: ServerCall,
+    pub sockets: RtpSockets,
+    pub local: LocalMedia,
+    /// The SDP answer to send with 200 OK.
+    pub answer: String,
+    pub negotiated: Negotiated,
+    pub transport: &'static str,
+}
+
+/// Refuses the call (with the reason in the response and the metrics), or admits it.
+pub async fn admit(call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
+    let retry = Some(svc.settings.retry_after_secs);
+    if svc.draining.load(Ordering::Acquire) {
+        svc.metrics.call_rejected("503");
+        call.reject(503, retry, Some("shutting down".into())).await;
+        return None;
+    }
+    let Some(admission) = svc.table.try_admit(svc.settings.max_calls) else {
+        svc.metrics.call_rejected("503");
+        info!("call refused: at the configured maximum of concurrent calls");
+        call.reject(503, retry, Some("too many calls".into())).await;
+        return None;
+    };
+    let Some(flow) = svc.flows.flow_for(&call.dialed) else {
+        svc.metrics.call_rejected("404");
+        info!("no contact flow for the dialed number and no flows.default");
+        call.reject(404, None, Some("no contact flow for this number".into()))
+            .await;
+        return None;
+    };
+    let is_sdp = call
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"));
+    if call.offer.is_empty() || !is_sdp {
+        svc.metrics.call_rejected("488");
+        let why = "Careline needs an SDP offer in the INVITE";
+        call.reject(488, None, Some(why.into())).await;
+        return None;
+    }
+    let remote_ip = call.remote.map(|a| a.ip()).unwrap_or(svc.sip.udp_addr.ip());
+    let media_ip = svc.sip.media_address_for(remote_ip);
+    let sockets = match svc.media.reserve(svc.sip.udp_addr.ip()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "no media port for the call");
+            svc.metrics.call_rejected("503");
+            call.reject(503, retry, Some("no media ports free".into()))
+                .await;
+            return None;
+        }
+    };
+    let local = LocalMedia {
+        address: media_ip,
+        rtp_port: sockets.port,
+        codecs: svc.settings.codecs.clone(),
+        telephone_event: true,
+        ptime_ms: 20,
+        session_id: rand::random::<u32>() as u64,
+        session_version: 1,
+    };
+    let offer = String::from_utf8_lossy(&call.offer).into_owned();
+    let (answer, negotiated) = match sdp::answer(&offer, &local) {
+        Ok(ok) => ok,
+        Err(e) => {
+            info!(error = %e, "offer refused");
+            let code = e.sip_status();
+            svc.metrics
+                .call_rejected(if code == 400 { "400" } else { "488" });
+            call.reject(code, None, Some(e.to_string())).await;
+            return None;
+        }
+    };
+    let call_id = call.call_id.clone();
+    let transport = call.transport;
+    let contact = ContactData {
+        contact_id: call_id.as_str().into(),
+        customer_address: call.caller.clone(),
+        system_address: call.dialed.clone(),
+        ..ContactData::default()
+    };
+    let dialog = match call.accept_dialog() {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, "could not create the dialog");
+            return None;
+        }
+    };
+    let _ = dialog.ring();
+    Some(Admitted {
+        admission,
+        call_id,
+        flow,
+        contact,
+        dialog,
+        sockets,
+        local,
+        answer,
+        negotiated,
+        transport,
+    })
+}

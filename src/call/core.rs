@@ -1,0 +1,625 @@
+//! The call as a sans-IO core: everything Careline decides about one call, fed [`Input`]s
+//! with the time and answering with [`Output`]s and its next deadline, as quinn-proto's
+//! `Connection` is to quinn. The call task ([`super::task`]) owns the dialog, the media leg,
+//! the recorder and the spawned lookups; this core owns the decisions: when to answer, the
+//! flow run, digit collection and type-ahead, which play is current and whether it may be cut
+//! short, how long a Lambda or the patient store may take, recording intent, and how the
+//! call ends. It reads no clock, opens no socket and spawns nothing, so a whole call runs in
+//! a test on a fake clock in microseconds.
+//!
+//! The call moves through [`Phase`]s. Today a caller rings, is answered, runs the IVR and may
+//! wait in a queue; agents, bridges, holds, transfers and rooms (the routing and browser-leg
+//! work) are further phases of this same machine, fed by further inputs, never branches in
+//! the task.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::collect::DigitCollector;
+use super::{Identify, IdentifyQuery};
+use crate::flow::attributes::ContactData;
+use crate::flow::interpreter::{Audio, Effect, Env, Event, FlowRun, Now};
+use crate::flow::program::Flow;
+use crate::flow::queues::{AtCapacity, QueueMetrics, Ticket};
+use crate::media::dtmf::Digit;
+use crate::media::player::{PlayEnd, PlayId};
+use crate::media::prompt::Prompt;
+use crate::recording::{Participants, RecordingControl, RecordingId};
+use crate::sip::EndReason;
+
+/// Digits kept while no collection runs: a caller leaning on the keypad cannot grow memory.
+const TYPE_AHEAD: usize = 32;
+
+/// Answers to the requests the core makes are matched by this id, so a late answer to an
+/// earlier request (a Lambda that answered after its time-out) is never taken for the
+/// current one.
+pub type RequestId = u64;
+
+/// What the core is told once, when the call arrives.
+#[derive(Debug, Clone, Default)]
+pub struct CallPolicy {
+    /// Let the phone ring this long before answering (zero: answer at once).
+    pub ring: Duration,
+    /// Record every call from the moment it is answered (`recording.record_all`).
+    pub record_all: bool,
+    /// A media-streaming endpoint is configured (`media_streaming.url`).
+    pub streaming: bool,
+}
+
+/// Where the call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The caller hears ringing; the call is not answered yet.
+    Ringing,
+    /// The core asked the shell to answer; waiting for the caller's ACK.
+    Answering,
+    /// The contact flow runs: prompts, menus, lookups.
+    Ivr,
+    /// The contact holds a place in a queue (the hold flow runs meanwhile).
+    Queued,
+    /// Over; [`CallCore::ended`] says why.
+    Ended,
+}
+
+/// What happened, as the shell saw it.
+#[derive(Debug)]
+pub enum Input {
+    /// The 200 OK is out: media flows both ways from now on.
+    Answered,
+    /// The caller acknowledged the answer (ACK): the flow starts.
+    Confirmed,
+    /// The caller pressed a key (RFC 4733, SIP INFO or in-band).
+    Digit(Digit),
+    /// The media leg finished or cut short a play.
+    PlayEnded(PlayEnd),
+    /// The audio of a [`Output::Render`], ready to play; speech that could not be rendered is
+    /// left out.
+    Rendered(PlayId, Vec<Arc<Prompt>>),
+    /// A Lambda answered (its response body as JSON) or failed.
+    Invoked(RequestId, Result<Value, String>),
+    /// The patient store answered an [`Output::Identify`].
+    Identified(RequestId, Identify),
+    /// The queue took the contact (its place), or was full.
+    Enqueued(Result<Ticket, AtCapacity>),
+    /// A queue's figures (None: unknown queue).
+    QueueMetrics(Option<QueueMetrics>),
+    /// Recording control from outside the flow (the API, policy).
+    Recording(RecordingControl),
+    /// The recorder opened the recording asked for by [`RecordOp::Open`] (None: the recorder
+    /// has stopped and nothing is recorded).
+    RecordingOpened(Option<RecordingId>),
+    /// The caller's side ended the call (BYE, CANCEL, no ACK, or the dialog went away).
+    RemoteEnded(EndReason),
+    /// Careline ends the call: an operator or shutdown, a dead media path (`rtp_timeout`),
+    /// an internal fault; the cause is a metrics label.
+    Hangup(&'static str),
+}
+
+/// Recording steps for the shell to carry out on the caller's media leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOp {
+    /// Open a recording of these participants and attach it; answer with
+    /// [`Input::RecordingOpened`].
+    Open(Participants),
+    Pause,
+    Resume,
+    /// Detach and seal the recording.
+    Close,
+}
+
+/// What the shell must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Answer the call (open media, send 200 OK with the SDP answer), then feed
+    /// [`Input::Answered`], or [`Input::Hangup`] if that failed.
+    Answer,
+    /// Turn this audio into prompts (the speech cache, else synthesis off the loop), then feed
+    /// [`Input::Rendered`] with the same id.
+    Render {
+        id: PlayId,
+        audio: Vec<Audio>,
+    },
+    /// Play to the caller; `barge_in`: a key stops it.
+    Play {
+        id: PlayId,
+        prompts: Vec<Arc<Prompt>>,
+        barge_in: bool,
+    },
+    /// POST `event` to the Lambda endpoint `function`; feed [`Input::Invoked`]. The core
+    /// gives up by itself after `timeout`.
+    Invoke {
+        id: RequestId,
+        function: Arc<str>,
+        event: Value,
+        timeout: Duration,
+    },
+    /// Look the caller up in the patient store; feed [`Input::Identified`].
+    Identify {
+        id: RequestId,
+        query: IdentifyQuery,
+    },
+    /// Put the contact in a queue; feed [`Input::Enqueued`].
+    Enqueue {
+        queue: Arc<str>,
+    },
+    /// Read a queue's figures; feed [`Input::QueueMetrics`].
+    QueueMetrics {
+        queue: Arc<str>,
+    },
+    Record(RecordOp),
+    /// Start or stop streaming the call's audio to the configured endpoint.
+    Stream(bool),
+    /// End the call from Careline's side (BYE once answered, a final response before).
+    Hangup,
+}
+
+/// The request the flow waits on, with the time Careline gives it.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: RequestId,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Recording {
+    /// Known once the recorder opened it.
+    id: Option<RecordingId>,
+    paused: bool,
+}
+
+pub struct CallCore {
+    policy: CallPolicy,
+    phase: Phase,
+    flow: FlowRun,
+    outputs: VecDeque<Output>,
+    /// When ringing ends.
+    ring_until: Option<Instant>,
+    /// The play in progress and whether a key may cut it short.
+    playing: Option<(PlayId, bool)>,
+    next_id: u64,
+    collector: Option<DigitCollector>,
+    /// Digits pressed while no collection ran, oldest first.
+    typed_ahead: VecDeque<Digit>,
+    /// The Lambda or lookup the flow waits on.
+    pending: Option<Pending>,
+    /// The flow's own timer (MessageParticipantIteratively's interrupt).
+    timer: Option<Instant>,
+    /// The contact's place in a queue, freed when the call ends.
+    ticket: Option<Ticket>,
+    recording: Option<Recording>,
+    streaming: bool,
+    /// The patient the flow identified; never logged.
+    patient: Option<String>,
+    recordings: Vec<RecordingId>,
+    ended: Option<&'static str>,
+}
+
+impl CallCore {
+    /// A call that has just arrived and will run `flow` for `contact`.
+    pub fn new(
+        env: Arc<Env>,
+        flow: Arc<Flow>,
+        contact: ContactData,
+        policy: CallPolicy,
+        now: Instant,
+    ) -> CallCore {
+        let mut core = CallCore {
+            phase: Phase::Ringing,
+            flow: FlowRun::new(env, flow, contact),
+            outputs: VecDeque::new(),
+            ring_until: None,
+            playing: None,
+            next_id: 0,
+            collector: None,
+            typed_ahead: VecDeque::new(),
+            pending: None,
+            timer: None,
+            ticket: None,
+            recording: None,
+            streaming: false,
+            patient: None,
+            recordings: Vec::new(),
+            ended: None,
+            policy,
+        };
+        if core.policy.ring.is_zero() {
+            core.answer();
+        } else {
+            core.ring_until = Some(now + core.policy.ring);
+        }
+        core
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Why the call ended (a metrics label), once it has.
+    pub fn ended(&self) -> Option<&'static str> {
+        self.ended
+    }
+
+    /// The contact as the flow left it (attributes, queue).
+    pub fn contact(&self) -> &ContactData {
+        self.flow.contact()
+    }
+
+    /// The patient the IVR identified, if it did.
+    pub fn patient(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+
+    /// Every recording made during the call.
+    pub fn recordings(&self) -> &[RecordingId] {
+        &self.recordings
+    }
+
+    /// Whether audio is streaming to the configured endpoint.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// The recording in progress: its id (once open) and whether it is paused.
+    pub fn recording(&self) -> Option<(Option<RecordingId>, bool)> {
+        self.recording.map(|r| (r.id, r.paused))
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest moment the core wants [`CallCore::handle_timeout`]: one answer for every
+    /// timer the call has.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended.is_some() {
+            return None;
+        }
+        [
+            self.ring_until,
+            self.collector.as_ref().map(|c| c.deadline()),
+            self.pending.map(|p| p.deadline),
+            self.timer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Whatever was due by `now`.
+    pub fn handle_timeout(&mut self, now: Now) {
+        if self.ended.is_some() {
+            return;
+        }
+        let t = now.mono;
+        if self.ring_until.is_some_and(|d| d <= t) {
+            self.ring_until = None;
+            self.answer();
+        }
+        if let Some(outcome) = self.collector.as_mut().and_then(|c| c.on_time(t)) {
+            self.collector = None;
+            self.flow.handle(Event::Collected(outcome), now);
+        }
+        if self.pending.is_some_and(|p| p.deadline <= t) {
+            self.pending = None;
+            info!("the flow's request ran out of time");
+            self.flow
+                .handle(Event::Invoked(Err("timed out".into())), now);
+        }
+        if self.timer.is_some_and(|d| d <= t) {
+            self.timer = None;
+            self.flow.handle(Event::Timer, now);
+        }
+        self.run_effects(now);
+    }
+
+    pub fn handle(&mut self, input: Input, now: Now) {
+        if self.ended.is_some() {
+            return;
+        }
+        match input {
+            Input::Answered => {
+                if self.policy.record_all {
+                    self.record(RecordingControl::Start(Participants::BOTH));
+                }
+            }
+            Input::Confirmed => {
+                if self.phase == Phase::Answering {
+                    self.phase = Phase::Ivr;
+                    self.flow.handle(Event::Started, now);
+                }
+            }
+            Input::Digit(digit) => self.on_digit(digit, now),
+            Input::PlayEnded(end) => {
+                let (id, interrupted) = match end {
+                    PlayEnd::Finished(id) => (id, false),
+                    PlayEnd::Interrupted(id) => (id, true),
+                };
+                self.play_ended(id, interrupted, now);
+            }
+            Input::Rendered(id, prompts) => {
+                if let Some((current, barge_in)) = self.playing
+                    && current == id
+                {
+                    if prompts.is_empty() {
+                        self.play_ended(id, false, now);
+                    } else {
+                        self.outputs.push_back(Output::Play {
+                            id,
+                            prompts,
+                            barge_in,
+                        });
+                    }
+                }
+            }
+            Input::Invoked(id, result) => {
+                if self.take_pending(id) {
+                    self.flow.handle(Event::Invoked(result), now);
+                }
+            }
+            Input::Identified(id, found) => {
+                if self.take_pending(id) {
+                    if let Some(patient) = found.patient_id() {
+                        // The id stays out of the log: the audit trail ties calls to patients.
+                        info!(
+                            verified = matches!(found, Identify::Found { verified: true, .. }),
+                            "caller identified"
+                        );
+                        self.patient = Some(patient.to_string());
+                    }
+                    self.flow.handle(Event::Invoked(found.to_external()), now);
+                }
+            }
+            Input::Enqueued(result) => {
+                let event = match result {
+                    Ok(ticket) => {
+                        info!(queue = %ticket.queue().name, "caller queued");
+                        self.ticket = Some(ticket);
+                        self.phase = Phase::Queued;
+                        Event::Enqueued(Ok(()))
+                    }
+                    Err(e) => Event::Enqueued(Err(e)),
+                };
+                self.flow.handle(event, now);
+            }
+            Input::QueueMetrics(m) => self.flow.handle(Event::QueueMetrics(m), now),
+            Input::Recording(ctl) => self.record(ctl),
+            Input::RecordingOpened(id) => match (id, &mut self.recording) {
+                (Some(id), Some(r)) if r.id.is_none() => {
+                    info!(recording = %id, "recording started");
+                    r.id = Some(id);
+                    self.recordings.push(id);
+                }
+                (None, Some(r)) if r.id.is_none() => {
+                    warn!("recording requested, but the recorder has stopped");
+                    self.recording = None;
+                }
+                _ => {}
+            },
+            Input::RemoteEnded(why) => {
+                let bye_due = !matches!(
+                    why,
+                    EndReason::CallerBye | EndReason::Cancelled | EndReason::Timeout
+                );
+                self.end(why.as_str(), bye_due);
+                return;
+            }
+            Input::Hangup(cause) => {
+                self.end(cause, true);
+                return;
+            }
+        }
+        self.run_effects(now);
+    }
+
+    fn answer(&mut self) {
+        self.phase = Phase::Answering;
+        self.outputs.push_back(Output::Answer);
+    }
+
+    fn end(&mut self, cause: &'static str, hang_up: bool) {
+        if hang_up {
+            self.outputs.push_back(Output::Hangup);
+        }
+        self.ended = Some(cause);
+        self.phase = Phase::Ended;
+        self.collector = None;
+        self.pending = None;
+        self.timer = None;
+        self.ring_until = None;
+        // Leaving frees the contact's place in its queue.
+        self.ticket = None;
+    }
+
+    fn take_pending(&mut self, id: RequestId) -> bool {
+        if self.pending.is_some_and(|p| p.id == id) {
+            self.pending = None;
+            true
+        } else {
+            false // late: the flow already went on without it
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn play_ended(&mut self, id: PlayId, interrupted: bool, now: Now) {
+        if self.playing.is_some_and(|(current, _)| current == id) {
+            self.playing = None;
+            self.flow.handle(Event::PlayDone { interrupted }, now);
+        }
+    }
+
+    fn on_digit(&mut self, digit: Digit, now: Now) {
+        match &mut self.collector {
+            Some(c) => {
+                if let Some(outcome) = c.on_digit(digit, now.mono) {
+                    self.collector = None;
+                    self.flow.handle(Event::Collected(outcome), now);
+                }
+            }
+            None => {
+                if self.typed_ahead.len() >= TYPE_AHEAD {
+                    self.typed_ahead.pop_front();
+                }
+                self.typed_ahead.push_back(digit);
+            }
+        }
+    }
+
+    /// Call-level recording control, whoever asks (policy, flow, API). Starting while paused
+    /// resumes; starting after a stop makes a new recording.
+    fn record(&mut self, ctl: RecordingControl) {
+        let op = match (ctl, &mut self.recording) {
+            (RecordingControl::Start(_) | RecordingControl::Resume, Some(r)) => {
+                if !r.paused {
+                    return;
+                }
+                r.paused = false;
+                RecordOp::Resume
+            }
+            (RecordingControl::Start(participants), None) => {
+                self.recording = Some(Recording {
+                    id: None,
+                    paused: false,
+                });
+                RecordOp::Open(participants)
+            }
+            (RecordingControl::Pause, Some(r)) => {
+                if r.paused {
+                    return;
+                }
+                r.paused = true;
+                RecordOp::Pause
+            }
+            (RecordingControl::Stop, Some(_)) => {
+                self.recording = None;
+                RecordOp::Close
+            }
+            (RecordingControl::Pause | RecordingControl::Resume | RecordingControl::Stop, None) => {
+                return;
+            }
+        };
+        self.outputs.push_back(Output::Record(op));
+    }
+
+    fn stream(&mut self, enabled: bool) {
+        match (self.policy.streaming, enabled) {
+            (true, true) if !self.streaming => {
+                self.streaming = true;
+                self.outputs.push_back(Output::Stream(true));
+                info!("media streaming started");
+            }
+            (_, false) if self.streaming => {
+                self.streaming = false;
+                self.outputs.push_back(Output::Stream(false));
+                info!("media streaming stopped");
+            }
+            (false, true) => {
+                info!("the flow starts media streaming, but media_streaming.url is not set")
+            }
+            _ => {}
+        }
+    }
+
+    /// Turns what the flow asked into outputs, until it waits for an event.
+    fn run_effects(&mut self, now: Now) {
+        while self.ended.is_none()
+            && let Some(effect) = self.flow.poll_effect()
+        {
+            match effect {
+                Effect::Play { audio, barge_in } => {
+                    let id = self.next_id();
+                    self.playing = Some((id, barge_in));
+                    self.outputs.push_back(Output::Render { id, audio });
+                }
+                Effect::Collect(spec) => {
+                    let mut collector = DigitCollector::new(spec, now.mono);
+                    let mut done = None;
+                    while let Some(d) = self.typed_ahead.pop_front() {
+                        if let Some(outcome) = collector.on_digit(d, now.mono) {
+                            done = Some(outcome);
+                            break;
+                        }
+                    }
+                    match done {
+                        Some(outcome) => self.flow.handle(Event::Collected(outcome), now),
+                        None => self.collector = Some(collector),
+                    }
+                }
+                Effect::Invoke {
+                    function,
+                    event,
+                    timeout,
+                } => {
+                    let id = self.next_id();
+                    self.pending = Some(Pending {
+                        id,
+                        deadline: now.mono + timeout,
+                    });
+                    self.outputs.push_back(Output::Invoke {
+                        id,
+                        function,
+                        event,
+                        timeout,
+                    });
+                }
+                Effect::Identify { event, timeout } => {
+                    let id = self.next_id();
+                    self.pending = Some(Pending {
+                        id,
+                        deadline: now.mono + timeout,
+                    });
+                    self.outputs.push_back(Output::Identify {
+                        id,
+                        query: IdentifyQuery::from_event(&event),
+                    });
+                }
+                Effect::Enqueue { queue } => self.outputs.push_back(Output::Enqueue { queue }),
+                Effect::QueueMetrics { queue } => {
+                    self.outputs.push_back(Output::QueueMetrics { queue })
+                }
+                Effect::SetRecording(behavior) => match recording_intent(&behavior) {
+                    Some(ctl) => self.record(ctl),
+                    None => info!(
+                        "UpdateContactRecordingBehavior without RecordedParticipants: ignored"
+                    ),
+                },
+                Effect::MediaStreaming { enabled } => self.stream(enabled),
+                Effect::Timer(d) => self.timer = Some(now.mono + d),
+                Effect::Disconnect => self.end(EndReason::OurBye.as_str(), true),
+            }
+        }
+    }
+}
+
+/// UpdateContactRecordingBehavior's `RecordingBehavior.RecordedParticipants`: `Customer` is
+/// the caller's channel, `Agent` the other side (what the caller hears: prompts today, agents
+/// later); an empty list stops recording. `None` when the parameter is absent.
+fn recording_intent(behavior: &Value) -> Option<RecordingControl> {
+    let list = behavior
+        .pointer("/RecordingBehavior/RecordedParticipants")?
+        .as_array()?;
+    let has = |who: &str| {
+        list.iter()
+            .any(|p| p.as_str().is_some_and(|p| p.eq_ignore_ascii_case(who)))
+    };
+    let participants = Participants {
+        customer: has("Customer"),
+        agent: has("Agent"),
+    };
+    Some(if participants.customer || participants.agent {
+        RecordingControl::Start(participants)
+    } else {
+        RecordingControl::Stop
+    })
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

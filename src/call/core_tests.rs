@@ -1,0 +1,783 @@
+//! Whole calls on a fake clock: the shipped flows (demo menu, medical triage and its hold
+//! flow) and small flows of our own, driven through the call core as the task would drive
+//! it, with a simulated caller and media leg. Each call takes milliseconds, however long it
+//! would last on a phone.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::config::Config;
+use crate::flow::engine::FlowEngine;
+use crate::flow::http::HttpClient;
+use crate::flow::lambda::LambdaConfig;
+use crate::media::prompt::PromptLibrary;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The flows and prompts Careline ships, as `careline serve` loads them by default.
+fn shipped() -> FlowEngine {
+    let mut config = Config::default();
+    config.flows.dir = root().join("flows");
+    engine(&config)
+}
+
+/// A folder holding one flow `main` (the default), with a `verify` Lambda configured.
+fn custom(actions: serde_json::Value, start: &str) -> (FlowEngine, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = json!({"Version": "2019-10-30", "StartAction": start, "Actions": actions});
+    std::fs::write(dir.path().join("main.json"), flow.to_string()).unwrap();
+    let mut config = Config::default();
+    config.flows.dir = dir.path().to_path_buf();
+    config.flows.default = "main".into();
+    config.lambda.insert(
+        "verify".into(),
+        LambdaConfig {
+            url: "http://127.0.0.1:9/verify".into(),
+        },
+    );
+    (engine(&config), dir)
+}
+
+/// Loading prompts and the HTTP client's roots takes most of a second: once per test run.
+fn engine(config: &Config) -> FlowEngine {
+    static SHARED: std::sync::OnceLock<(Arc<PromptLibrary>, HttpClient)> =
+        std::sync::OnceLock::new();
+    let (prompts, http) = SHARED.get_or_init(|| {
+        let prompts = PromptLibrary::load(&root().join("prompts")).unwrap();
+        (Arc::new(prompts), HttpClient::new())
+    });
+    FlowEngine::build(config, prompts.clone(), http.clone()).unwrap()
+}
+
+/// A message, then `end`.
+fn say(id: &str, text: &str, next: &str) -> serde_json::Value {
+    json!({"Identifier": id, "Type": "MessageParticipant", "Parameters": {"Text": text},
+        "Transitions": {"NextAction": next,
+            "Errors": [{"NextAction": next, "ErrorType": "NoMatchingError"}]}})
+}
+
+fn disconnect(id: &str) -> serde_json::Value {
+    json!({"Identifier": id, "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}})
+}
+
+/// The call core with the shell, the caller and the media leg simulated around it.
+struct Sim {
+    core: CallCore,
+    engine: FlowEngine,
+    t0: Instant,
+    at: Duration,
+    /// What each play was to say, by play id.
+    renders: HashMap<PlayId, String>,
+    /// What the caller heard, in order.
+    heard: Vec<String>,
+    /// The play the leg is sending, and whether a key cuts it short.
+    playing: Option<(PlayId, bool)>,
+    invokes: Vec<(RequestId, Arc<str>, Duration)>,
+    identifies: Vec<(RequestId, IdentifyQuery)>,
+    records: Vec<RecordOp>,
+    streams: Vec<bool>,
+    answers: usize,
+    hangups: usize,
+    /// Renders left unanswered (to test speech that arrives late).
+    hold_renders: bool,
+    held: Vec<(PlayId, Vec<Arc<Prompt>>)>,
+}
+
+fn label(audio: &[Audio]) -> String {
+    audio
+        .iter()
+        .map(|a| match a {
+            Audio::Prompt(p) => p.key(),
+            Audio::Speech { text, .. } => text.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn tts() -> Arc<Prompt> {
+    Arc::new(Prompt::from_pcm("en", "tts", &[0; 1600], 8000).unwrap())
+}
+
+impl Sim {
+    fn new(engine: FlowEngine, dialed: &str, policy: CallPolicy) -> Sim {
+        let flow = engine.flow_for(dialed).expect("a flow for the number");
+        let contact = ContactData {
+            contact_id: "call-1".into(),
+            customer_address: "+15550001111".into(),
+            system_address: dialed.into(),
+            ..ContactData::default()
+        };
+        let t0 = Instant::now();
+        let core = CallCore::new(engine.env.clone(), flow, contact, policy, t0);
+        let mut sim = Sim {
+            core,
+            engine,
+            t0,
+            at: Duration::ZERO,
+            renders: HashMap::new(),
+            heard: Vec::new(),
+            playing: None,
+            invokes: Vec::new(),
+            identifies: Vec::new(),
+            records: Vec::new(),
+            streams: Vec::new(),
+            answers: 0,
+            hangups: 0,
+            hold_renders: false,
+            held: Vec::new(),
+        };
+        sim.step();
+        sim
+    }
+
+    /// Answered at once, the caller's ACK in: the flow runs.
+    fn connected(engine: FlowEngine, dialed: &str) -> Sim {
+        let mut sim = Sim::new(engine, dialed, CallPolicy::default());
+        assert_eq!(sim.answers, 1, "no ringing configured: answered at once");
+        sim.input(Input::Confirmed);
+        assert_eq!(sim.core.phase(), Phase::Ivr);
+        sim
+    }
+
+    fn now(&self) -> Now {
+        let wall = jiff::Timestamp::from_second(1_777_000_000).unwrap();
+        Now::new(self.t0 + self.at, wall + self.at)
+    }
+
+    fn input(&mut self, input: Input) {
+        self.core.handle(input, self.now());
+        self.step();
+    }
+
+    /// Does what the task does with each output.
+    fn step(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            let now = self.now();
+            match out {
+                Output::Answer => {
+                    self.answers += 1;
+                    self.core.handle(Input::Answered, now);
+                }
+                Output::Render { id, audio } => {
+                    self.renders.insert(id, label(&audio));
+                    let prompts: Vec<Arc<Prompt>> = audio
+                        .iter()
+                        .map(|a| match a {
+                            Audio::Prompt(p) => p.clone(),
+                            Audio::Speech { .. } => tts(),
+                        })
+                        .collect();
+                    if self.hold_renders {
+                        self.held.push((id, prompts));
+                    } else {
+                        self.core.handle(Input::Rendered(id, prompts), now);
+                    }
+                }
+                Output::Play {
+                    id,
+                    prompts,
+                    barge_in,
+                } => {
+                    assert!(!prompts.is_empty());
+                    self.heard.push(self.renders[&id].clone());
+                    self.playing = Some((id, barge_in));
+                }
+                Output::Invoke {
+                    id,
+                    function,
+                    timeout,
+                    ..
+                } => self.invokes.push((id, function, timeout)),
+                Output::Identify { id, query } => self.identifies.push((id, query)),
+                Output::Enqueue { queue } => {
+                    let placed = self.engine.queues.enqueue(&queue, now.mono);
+                    self.core.handle(Input::Enqueued(placed), now);
+                }
+                Output::QueueMetrics { queue } => {
+                    let m = self.engine.queues.metrics(&queue, now.mono);
+                    self.core.handle(Input::QueueMetrics(m), now);
+                }
+                Output::Record(op) => {
+                    self.records.push(op);
+                    if let RecordOp::Open(_) = op {
+                        let n = self.records.len() as u8;
+                        let id = RecordingId([n; 16]);
+                        self.core.handle(Input::RecordingOpened(Some(id)), now);
+                    }
+                }
+                Output::Stream(on) => self.streams.push(on),
+                Output::Hangup => self.hangups += 1,
+            }
+        }
+    }
+
+    /// Lets `d` pass, firing every deadline on the way at its own time.
+    fn advance(&mut self, d: Duration) {
+        let target = self.at + d;
+        while let Some(t) = self.core.poll_timeout() {
+            if t > self.t0 + target {
+                break;
+            }
+            self.at = t - self.t0;
+            self.core.handle_timeout(self.now());
+            self.step();
+        }
+        self.at = target;
+    }
+
+    /// The leg sent the whole play.
+    fn finish_play(&mut self) {
+        let Some((id, _)) = self.playing.take() else {
+            panic!("nothing playing; heard so far: {:?}", self.heard);
+        };
+        self.input(Input::PlayEnded(PlayEnd::Finished(id)));
+    }
+
+    /// The caller presses keys; like the leg, a key stops a play that allows barge-in.
+    fn press(&mut self, keys: &str) {
+        for c in keys.chars() {
+            let cut = match self.playing {
+                Some((id, true)) => self.playing.take().map(|_| id),
+                _ => None,
+            };
+            self.input(Input::Digit(Digit::from_char(c).unwrap()));
+            if let Some(id) = cut {
+                self.input(Input::PlayEnded(PlayEnd::Interrupted(id)));
+            }
+        }
+    }
+
+    fn last_heard(&self) -> &str {
+        self.heard.last().map(String::as_str).unwrap_or("")
+    }
+
+    fn queued_in(&self, queue: &str) -> usize {
+        let m = self.engine.queues.metrics(queue, self.t0 + self.at);
+        m.map(|m| m.contacts).unwrap_or(0)
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn demo_menu_answers_each_key_and_says_goodbye_when_the_caller_goes_quiet() {
+    let mut sim = Sim::connected(shipped(), "100");
+    assert_eq!(sim.heard, ["en/welcome"]);
+    assert_eq!(
+        sim.playing.map(|p| p.1),
+        Some(true),
+        "a menu may be cut short"
+    );
+    sim.finish_play();
+    sim.advance(secs(3));
+    sim.press("7");
+    assert_eq!(sim.last_heard(), "en/digit-7");
+    sim.press("*");
+    assert_eq!(
+        sim.last_heard(),
+        "en/digit-star",
+        "a key cuts the prompt short"
+    );
+    sim.finish_play();
+    sim.advance(Duration::from_millis(9_999));
+    assert_eq!(sim.heard.len(), 3, "still waiting for a key");
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.last_heard(), "en/goodbye");
+    assert_eq!(sim.playing.map(|p| p.1), Some(false), "goodbye plays whole");
+    sim.press("5");
+    assert_eq!(sim.heard.len(), 4, "a key during goodbye changes nothing");
+    assert_eq!(sim.hangups, 0);
+    sim.finish_play();
+    assert_eq!(sim.hangups, 1, "Careline hangs up after goodbye");
+    assert_eq!(sim.core.ended(), Some("server_bye"));
+    assert_eq!(sim.core.phase(), Phase::Ended);
+    assert_eq!(sim.core.poll_timeout(), None);
+}
+
+#[test]
+fn keys_typed_during_a_message_answer_the_menu_after_it() {
+    let (engine, _dir) = custom(
+        json!([
+            say("welcome", "Welcome to the clinic.", "code"),
+            {"Identifier": "code", "Type": "GetParticipantInput",
+             "Parameters": {"Text": "Enter your code, then pound.", "InputTimeLimitSeconds": "5",
+                 "StoreInput": "True",
+                 "DTMFConfiguration": {"InputTerminationSequence": "#"},
+                 "InputValidation": {"CustomValidation": {"MaximumLength": "8"}}},
+             "Transitions": {"NextAction": "thanks",
+                 "Errors": [{"NextAction": "end", "ErrorType": "InputTimeLimitExceeded"},
+                            {"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+            say("thanks", "Code $.StoredCustomerInput", "end"),
+            disconnect("end")
+        ]),
+        "welcome",
+    );
+    let mut sim = Sim::connected(engine, "555");
+    assert_eq!(
+        sim.playing.map(|p| p.1),
+        Some(false),
+        "a message plays whole"
+    );
+    // An experienced caller types the code and pound during the welcome message.
+    sim.press("4711#");
+    assert_eq!(sim.heard, ["Welcome to the clinic."]);
+    sim.finish_play();
+    assert_eq!(sim.last_heard(), "Enter your code, then pound.");
+    sim.finish_play();
+    assert_eq!(
+        sim.last_heard(),
+        "Code 4711",
+        "the typed-ahead keys answered the menu"
+    );
+
+    // Keys typed past what a menu takes wait for the menu after it.
+    let mut sim = Sim::connected(shipped(), "100");
+    sim.finish_play();
+    sim.playing = None;
+    sim.press("1"); // digit-1 starts; the simulated leg lets it play whole...
+    sim.playing = sim.playing.map(|(id, _)| (id, false));
+    sim.press("2"); // ...so this key waits
+    assert_eq!(sim.last_heard(), "en/digit-1");
+    sim.finish_play();
+    assert_eq!(
+        sim.last_heard(),
+        "en/digit-2",
+        "the typed-ahead 2 answers at once"
+    );
+    sim.finish_play();
+    sim.advance(secs(10));
+    assert_eq!(sim.last_heard(), "en/goodbye", "nothing left typed ahead");
+}
+
+#[test]
+fn type_ahead_is_bounded() {
+    let mut sim = Sim::connected(shipped(), "100");
+    sim.finish_play();
+    sim.press("1");
+    // The caller leans on the keypad while digit-1 plays; the simulated leg forgets the play
+    // so that no key cuts it, and every key waits for the next menu.
+    sim.playing = None;
+    let keys: String = std::iter::repeat_n('2', 100).collect();
+    for c in keys.chars() {
+        sim.input(Input::Digit(Digit::from_char(c).unwrap()));
+    }
+    assert!(sim.core.typed_ahead.len() <= TYPE_AHEAD);
+}
+
+#[test]
+fn triage_english_urgent_caller_is_queued_and_hears_the_hold_loop() {
+    let mut sim = Sim::connected(shipped(), "200");
+    assert!(
+        sim.heard[0].contains("For English, press 2"),
+        "{:?}",
+        sim.heard
+    );
+    sim.press("2");
+    assert!(
+        sim.last_heard()
+            .starts_with("If this is an emergency, press 9")
+    );
+    sim.press("9");
+    assert_eq!(sim.last_heard(), "Connecting you to our urgent care line.");
+    assert_eq!(sim.core.phase(), Phase::Ivr);
+    assert_eq!(sim.queued_in("triage-urgent"), 0);
+    sim.finish_play();
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(sim.queued_in("triage-urgent"), 1);
+    assert_eq!(sim.core.contact().queue.as_deref(), Some("triage-urgent"));
+    // The hold flow speaks English to an English caller, round after round.
+    for round in 0..5 {
+        assert!(
+            sim.last_heard().contains("Please stay on the line"),
+            "round {round}: {:?}",
+            sim.last_heard()
+        );
+        sim.advance(secs(9));
+        sim.finish_play();
+    }
+    assert_eq!(sim.heard.len(), 3 + 6);
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    sim.input(Input::RemoteEnded(EndReason::CallerBye));
+    assert_eq!(sim.core.ended(), Some("caller_bye"));
+    assert_eq!(sim.hangups, 0, "the caller hung up: no BYE back");
+    assert_eq!(sim.queued_in("triage-urgent"), 0, "leaving frees the place");
+}
+
+#[test]
+fn triage_without_a_key_defaults_to_japanese_and_gives_up_after_two_retries() {
+    let mut sim = Sim::connected(shipped(), "200");
+    sim.finish_play();
+    sim.advance(secs(60));
+    // Language menu timed out: Japanese. Then the Japanese menu three times (two retries
+    // with "please say again" between), then goodbye.
+    let menu = "緊急の方は9を押してください";
+    let asked = sim.heard.iter().filter(|h| h.starts_with(menu)).count();
+    assert_eq!(asked, 1, "{:?}", sim.heard);
+    for _ in 0..2 {
+        sim.finish_play();
+        sim.advance(secs(8));
+        assert_eq!(sim.last_heard(), "もう一度お願いします。");
+        sim.finish_play();
+        assert!(sim.last_heard().starts_with(menu));
+    }
+    sim.finish_play();
+    sim.advance(secs(8));
+    assert_eq!(sim.last_heard(), "お電話ありがとうございました。");
+    assert_eq!(
+        sim.core
+            .contact()
+            .attributes
+            .get("language")
+            .map(String::as_str),
+        Some("ja")
+    );
+    sim.finish_play();
+    assert_eq!(sim.core.ended(), Some("server_bye"));
+    assert_eq!(sim.hangups, 1);
+}
+
+#[test]
+fn triage_results_collects_a_patient_number_up_to_the_pound_key() {
+    let mut sim = Sim::connected(shipped(), "200");
+    sim.press("2");
+    sim.finish_play();
+    sim.press("4");
+    assert!(
+        sim.last_heard()
+            .starts_with("Please enter your patient number")
+    );
+    sim.finish_play();
+    sim.advance(secs(2));
+    sim.press("12");
+    sim.advance(secs(4)); // within the time allowed between keys
+    sim.press("345#");
+    assert_eq!(sim.last_heard(), "Connecting you to test results.");
+    let number = sim.core.contact().attributes.get("patient_number").cloned();
+    assert_eq!(number.as_deref(), Some("12345"));
+    sim.finish_play();
+    assert_eq!(sim.queued_in("triage-results"), 1);
+}
+
+#[test]
+fn the_caller_can_hang_up_at_every_step_and_nothing_follows() {
+    // A scripted triage call, cut after each of its steps in turn.
+    type StepFn = fn(&mut Sim);
+    let steps: Vec<(&str, StepFn)> = vec![
+        ("language menu", |s| s.finish_play()),
+        ("english", |s| s.press("2")),
+        ("menu waits", |s| s.advance(secs(3))),
+        ("results", |s| s.press("4")),
+        ("prompt ends", |s| s.finish_play()),
+        ("half a number", |s| s.press("77")),
+        ("pound", |s| s.press("#")),
+        ("queued", |s| s.finish_play()),
+        ("holding", |s| s.advance(secs(30))),
+    ];
+    for cut in 0..=steps.len() {
+        for (why, cause) in [
+            (Input::RemoteEnded(EndReason::CallerBye), "caller_bye"),
+            (Input::Hangup("operator"), "operator"),
+        ] {
+            let bye = matches!(why, Input::Hangup(_));
+            let mut sim = Sim::connected(shipped(), "200");
+            for (_, step) in &steps[..cut] {
+                step(&mut sim);
+            }
+            let heard = sim.heard.len();
+            sim.input(why);
+            assert_eq!(sim.core.ended(), Some(cause), "cut after {cut}");
+            assert_eq!(sim.hangups, usize::from(bye), "cut after {cut}");
+            assert_eq!(sim.core.poll_timeout(), None, "no timer outlives the call");
+            assert_eq!(sim.queued_in("triage-results"), 0, "cut after {cut}");
+            // Whatever still arrives is ignored.
+            sim.press("1#");
+            if let Some((id, _)) = sim.playing.take() {
+                sim.input(Input::PlayEnded(PlayEnd::Finished(id)));
+            }
+            sim.advance(secs(600));
+            sim.input(Input::Confirmed);
+            assert_eq!(
+                sim.heard.len(),
+                heard,
+                "cut after {cut}: nothing more played"
+            );
+            assert!(sim.core.poll_output().is_none());
+            assert_eq!(sim.hangups, usize::from(bye));
+        }
+    }
+}
+
+#[test]
+fn ringing_answers_when_the_ring_time_is_over_or_never_if_cancelled() {
+    let policy = CallPolicy {
+        ring: secs(2),
+        ..CallPolicy::default()
+    };
+    let mut sim = Sim::new(shipped(), "100", policy.clone());
+    assert_eq!(sim.core.phase(), Phase::Ringing);
+    assert_eq!(sim.core.poll_timeout(), Some(sim.t0 + secs(2)));
+    sim.advance(Duration::from_millis(1999));
+    assert_eq!(sim.answers, 0);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.answers, 1);
+    assert_eq!(sim.core.phase(), Phase::Answering);
+    assert!(sim.heard.is_empty(), "the flow waits for the caller's ACK");
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.heard, ["en/welcome"]);
+
+    let mut sim = Sim::new(shipped(), "100", policy);
+    sim.advance(secs(1));
+    sim.input(Input::RemoteEnded(EndReason::Cancelled));
+    sim.advance(secs(5));
+    assert_eq!((sim.answers, sim.hangups), (0, 0));
+    assert_eq!(sim.core.ended(), Some("cancel"));
+}
+
+fn lambda_flow() -> (FlowEngine, tempfile::TempDir) {
+    custom(
+        json!([
+            {"Identifier": "ask", "Type": "InvokeLambdaFunction",
+             "Parameters": {"LambdaFunctionARN": "verify", "InvocationTimeLimitSeconds": "3"},
+             "Transitions": {"NextAction": "ok",
+                 "Errors": [{"NextAction": "failed", "ErrorType": "NoMatchingError"}]}},
+            say("ok", "Verified as $.External.name", "ask-again"),
+            say("failed", "The service is unavailable", "ask-again"),
+            {"Identifier": "ask-again", "Type": "InvokeLambdaFunction",
+             "Parameters": {"LambdaFunctionARN": "verify", "InvocationTimeLimitSeconds": "3"},
+             "Transitions": {"NextAction": "ok2",
+                 "Errors": [{"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+            say("ok2", "Second answer $.External.name", "end"),
+            disconnect("end")
+        ]),
+        "ask",
+    )
+}
+
+#[test]
+fn a_lambda_that_times_out_takes_the_error_branch_and_its_late_answer_is_ignored() {
+    let (engine, _dir) = lambda_flow();
+    let mut sim = Sim::connected(engine, "555");
+    assert_eq!(sim.invokes.len(), 1);
+    let (first, function, timeout) = sim.invokes[0].clone();
+    assert_eq!((&*function, timeout), ("verify", secs(3)));
+    sim.advance(Duration::from_millis(2999));
+    assert!(sim.heard.is_empty());
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.heard, ["The service is unavailable"]);
+    sim.finish_play();
+    assert_eq!(sim.invokes.len(), 2, "the next Lambda step runs");
+    let second = sim.invokes[1].0;
+    // The first function answers now, late: it must not be taken for the second.
+    sim.input(Input::Invoked(first, Ok(json!({"name": "late"}))));
+    assert_eq!(sim.heard.len(), 1, "the late answer is dropped");
+    sim.input(Input::Invoked(second, Ok(json!({"name": "on time"}))));
+    assert_eq!(sim.last_heard(), "Second answer on time");
+}
+
+#[test]
+fn a_lambda_that_answers_in_time_feeds_the_flow() {
+    let (engine, _dir) = lambda_flow();
+    let mut sim = Sim::connected(engine, "555");
+    sim.advance(secs(1));
+    let id = sim.invokes[0].0;
+    sim.input(Input::Invoked(id, Ok(json!({"name": "Sato"}))));
+    assert_eq!(sim.heard, ["Verified as Sato"]);
+    sim.advance(secs(10));
+    assert_eq!(sim.heard.len(), 1, "the time limit no longer applies");
+}
+
+#[test]
+fn patient_lookup_is_its_own_request_and_the_identified_patient_is_kept() {
+    let (engine, _dir) = custom(
+        json!([
+            {"Identifier": "find", "Type": "GetCustomerProfile", "Parameters": {
+                "ProfileRequestData": {"IdentifierName": "_phone",
+                    "IdentifierValue": "$.CustomerEndpoint.Address"},
+                "ProfileResponseData": ["FirstName"]},
+             "Transitions": {"NextAction": "found", "Errors": [
+                 {"NextAction": "none", "ErrorType": "NoneFoundError"},
+                 {"NextAction": "none", "ErrorType": "NoMatchingError"}]}},
+            say("found", "Language $.External.preferred_language", "end"),
+            say("none", "Not found", "end"),
+            disconnect("end")
+        ]),
+        "find",
+    );
+    let mut sim = Sim::connected(engine, "555");
+    assert!(sim.invokes.is_empty(), "no Lambda named for the lookup");
+    let (id, query) = sim.identifies[0].clone();
+    assert_eq!(query.phone.as_deref(), Some("+15550001111"));
+    let found = Identify::Found {
+        patient_id: "p-42".into(),
+        preferred_language: Some("ja".into()),
+        verified: false,
+    };
+    sim.input(Input::Identified(id, found));
+    assert_eq!(sim.heard, ["Language ja"]);
+    assert_eq!(sim.core.patient(), Some("p-42"));
+}
+
+#[test]
+fn speech_that_arrives_late_plays_only_if_its_play_is_still_current() {
+    // The call ends while the English menu is being synthesized.
+    let mut sim = Sim::connected(shipped(), "200");
+    sim.hold_renders = true;
+    sim.finish_play();
+    sim.press("2");
+    assert_eq!((sim.heard.len(), sim.held.len()), (1, 1));
+    sim.input(Input::Hangup("operator"));
+    let (id, prompts) = sim.held.pop().unwrap();
+    sim.input(Input::Rendered(id, prompts));
+    assert_eq!(sim.heard.len(), 1, "a play for an ended call is dropped");
+
+    // A render for a play that is not the current one is dropped.
+    let mut sim = Sim::connected(shipped(), "100");
+    sim.hold_renders = true;
+    sim.press("1");
+    let (current, prompts) = sim.held.pop().unwrap();
+    sim.input(Input::Rendered(current + 100, prompts.clone()));
+    assert_eq!(sim.heard, ["en/welcome"]);
+    sim.input(Input::Rendered(current, prompts));
+    assert_eq!(sim.heard, ["en/welcome", "en/digit-1"]);
+
+    // Rendering nothing (every sentence failed) counts as a finished play: the flow goes on
+    // to collect, and gives up after its time limit.
+    let mut sim = Sim::connected(shipped(), "100");
+    sim.hold_renders = true;
+    sim.press("4");
+    let (id, _) = sim.held.pop().unwrap();
+    sim.input(Input::Rendered(id, Vec::new()));
+    sim.advance(secs(10));
+    assert_eq!(
+        sim.renders.values().filter(|r| *r == "en/goodbye").count(),
+        1
+    );
+}
+
+#[test]
+fn recording_policy_api_and_flow_agree_on_one_recording_at_a_time() {
+    let policy = CallPolicy {
+        record_all: true,
+        ..CallPolicy::default()
+    };
+    let mut sim = Sim::new(shipped(), "100", policy);
+    assert_eq!(sim.records, [RecordOp::Open(Participants::BOTH)]);
+    let first = sim.core.recording().unwrap().0.unwrap();
+    sim.input(Input::Recording(RecordingControl::Pause));
+    sim.input(Input::Recording(RecordingControl::Pause));
+    sim.input(Input::Recording(RecordingControl::Start(
+        Participants::BOTH,
+    )));
+    assert_eq!(
+        sim.records[1..],
+        [RecordOp::Pause, RecordOp::Resume],
+        "a second pause is nothing; start while paused resumes"
+    );
+    sim.input(Input::Recording(RecordingControl::Stop));
+    sim.input(Input::Recording(RecordingControl::Stop));
+    sim.input(Input::Recording(RecordingControl::Resume));
+    assert_eq!(sim.records.len(), 4);
+    assert_eq!(sim.records[3], RecordOp::Close);
+    sim.input(Input::Recording(RecordingControl::Start(
+        Participants::BOTH,
+    )));
+    let second = sim.core.recording().unwrap().0.unwrap();
+    assert_ne!(first, second, "starting after a stop makes a new recording");
+    assert_eq!(sim.core.recordings(), [first, second]);
+
+    // The recorder has stopped: nothing is recorded and nothing is listed.
+    let mut sim = Sim::new(shipped(), "100", CallPolicy::default());
+    sim.core.handle(
+        Input::Recording(RecordingControl::Start(Participants::BOTH)),
+        sim.now(),
+    );
+    assert!(matches!(
+        sim.core.poll_output(),
+        Some(Output::Record(RecordOp::Open(_)))
+    ));
+    sim.core.handle(Input::RecordingOpened(None), sim.now());
+    assert_eq!(sim.core.recording(), None);
+    assert!(sim.core.recordings().is_empty());
+}
+
+#[test]
+fn flow_recording_and_streaming_steps_reach_the_shell() {
+    let (engine, _dir) = custom(
+        json!([
+            {"Identifier": "rec", "Type": "UpdateContactRecordingBehavior",
+             "Parameters": {"RecordingBehavior": {"RecordedParticipants": ["Customer"]}},
+             "Transitions": {"NextAction": "stream"}},
+            {"Identifier": "stream", "Type": "StartMediaStreaming", "Parameters": {},
+             "Transitions": {"NextAction": "hello",
+                 "Errors": [{"NextAction": "hello", "ErrorType": "NoMatchingError"}]}},
+            say("hello", "Hello", "stop"),
+            {"Identifier": "stop", "Type": "UpdateContactRecordingBehavior",
+             "Parameters": {"RecordingBehavior": {"RecordedParticipants": []}},
+             "Transitions": {"NextAction": "end"}},
+            disconnect("end")
+        ]),
+        "rec",
+    );
+    let customer = Participants {
+        customer: true,
+        agent: false,
+    };
+    let mut sim = Sim::connected(engine, "555");
+    assert_eq!(sim.records, [RecordOp::Open(customer)]);
+    assert!(sim.streams.is_empty(), "no streaming endpoint configured");
+    sim.finish_play();
+    assert_eq!(sim.records, [RecordOp::Open(customer), RecordOp::Close]);
+    assert_eq!(sim.core.ended(), Some("server_bye"));
+
+    let (engine, _dir) = custom(
+        json!([
+            {"Identifier": "stream", "Type": "StartMediaStreaming", "Parameters": {},
+             "Transitions": {"NextAction": "end",
+                 "Errors": [{"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+            disconnect("end")
+        ]),
+        "stream",
+    );
+    let policy = CallPolicy {
+        streaming: true,
+        ..CallPolicy::default()
+    };
+    let mut sim = Sim::new(engine, "555", policy);
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.streams, [true]);
+    assert!(sim.core.is_streaming());
+}
+
+#[test]
+fn recorded_participants_map_to_recording_control() {
+    let both = json!({"RecordingBehavior": {"RecordedParticipants": ["Agent", "Customer"]}});
+    assert!(matches!(
+        recording_intent(&both),
+        Some(RecordingControl::Start(Participants {
+            customer: true,
+            agent: true
+        }))
+    ));
+    let caller = json!({"RecordingBehavior": {"RecordedParticipants": ["Customer"]}});
+    assert!(matches!(
+        recording_intent(&caller),
+        Some(RecordingControl::Start(Participants {
+            customer: true,
+            agent: false
+        }))
+    ));
+    let off = json!({"RecordingBehavior": {"RecordedParticipants": []}});
+    assert!(matches!(
+        recording_intent(&off),
+        Some(RecordingControl::Stop)
+    ));
+    assert!(recording_intent(&json!({"IVRRecordingBehavior": "Enabled"})).is_none());
+}
