@@ -68,10 +68,11 @@ struct RunArgs {
     /// The SIP server, ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5060")]
     target: SocketAddr,
-    /// Calls to place in all (default: the concurrency; with --hold, as many as the hold needs)
+    /// Calls to place in all, at most --concurrency at once (default: the concurrency; with
+    /// --hold, as many as the hold needs, or until this many were placed)
     #[arg(long)]
     calls: Option<u64>,
-    /// Concurrent calls to reach and keep
+    /// Most calls up at once (reached and kept during --hold)
     #[arg(long, default_value_t = 10)]
     concurrency: u64,
     /// Seconds to keep the concurrency once reached (ended calls are replaced)

@@ -199,7 +199,10 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
                 me.begin();
                 phase = "hold";
             }
-            let hold_over = ramp_end.is_some_and(|r| now.duration_since(r) >= spec.hold);
+            // Without --hold, a run ends when its calls are placed (SIPp's -m with -l), not
+            // when the concurrency is first reached.
+            let hold_over = !spec.hold.is_zero()
+                && ramp_end.is_some_and(|r| now.duration_since(r) >= spec.hold);
             let all_placed = spec.calls.is_some_and(|c| placed >= c);
             if hold_over || all_placed {
                 if ramp_end.is_none() {

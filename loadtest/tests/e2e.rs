@@ -78,13 +78,19 @@ fn twenty_callers_each_hear_every_prompt_of_the_menu_in_order() {
             "--calls",
             "20",
             "--concurrency",
-            "20",
+            "10",
             "--rate",
             "10",
         ],
     );
     let calls = &r["calls"];
     assert!(ok, "exit status: {r:#}");
+    // Twenty calls placed in all, never more than ten at once.
+    assert_eq!(calls["started"], 20, "{r:#}");
+    assert!(
+        calls["peak_concurrent"].as_u64().is_some_and(|p| p <= 10),
+        "{r:#}"
+    );
     assert_eq!(calls["passed"], 20, "{r:#}");
     assert_eq!(calls["failed"], 0, "{r:#}");
     // Four prompts per call (welcome, two keys answered, goodbye), each recognized.
