@@ -5,6 +5,7 @@
 //! is an error naming the key, never silently ignored (an operator who writes `max_call = 10`
 //! must not get the default of 5,000).
 
+pub use crate::media::dtmf::InbandDtmf;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -130,14 +131,6 @@ pub struct RtpConfig {
     pub media_threads: usize,
     /// Hang up when no RTP arrived for this long (0 = never).
     pub timeout_secs: u32,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum InbandDtmf {
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -31,7 +31,7 @@ use crate::recording::format::{AudioFormat, RecordingId};
 use crate::recording::index::{Row, State as RecState};
 use crate::recording::reader::Reader;
 use crate::recording::service::RecordingError;
-use crate::recording::tap::{Participants, RecordingControl};
+use crate::recording::{Participants, RecordingControl};
 
 /// What the recording routes share: the API's users, audit and patients, and the calls (whose
 /// recorder holds the archive and whose table reaches live calls).

@@ -18,7 +18,7 @@ use crate::media::engine::LegHandle;
 use crate::media::leg::{LegCommand, LegEvent, LegOptions, LegParams};
 use crate::media::player::PlayId;
 use crate::media::prompt::Prompt;
-use crate::recording::tap::LegRecording;
+use crate::media::recorder::LegRecording;
 use crate::sip::sdp::{self, LocalMedia};
 use crate::sip::{CallSignal, EndReason, ServerCall};
 

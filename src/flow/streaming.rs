@@ -15,26 +15,11 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+pub use crate::media::tap::{TapFrame, TapSender, Track};
+
 /// Frames buffered toward a slow endpoint before new ones are dropped (2 s of both tracks).
 const BUFFER_FRAMES: usize = 200;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Which side of the call a frame is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Track {
-    FromCustomer = 0,
-    ToCustomer = 1,
-}
-
-/// One 20 ms frame of 8 kHz audio.
-#[derive(Debug, Clone)]
-pub struct TapFrame {
-    pub track: Track,
-    pub pcm: [i16; 160],
-}
-
-/// The sending end the media leg holds while streaming runs.
-pub type TapSender = mpsc::Sender<TapFrame>;
 
 /// Starts streaming to `url`; returns the sender for the leg's tap. The task ends when the
 /// sender is dropped (stop, call end) or the endpoint goes away.

@@ -6,19 +6,18 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::codec::Law;
 use super::codec::{Codec, CodecError, Decoder};
 use super::dtmf::inband::{InbandDetector, ToneEvent};
 use super::dtmf::rfc4733::{EventOutcome, EventReceiver};
-use super::dtmf::{Digit, DtmfMethod};
+use super::dtmf::{Digit, DtmfMethod, InbandDtmf, TelephoneEvent};
 use super::jitter::{JitterBuffer, JitterConfig, Pop};
 use super::player::{PlayEnd, PlayId, Player};
 use super::prompt::{FRAME_MS, Prompt, Silence};
+use super::recorder::{LegRecording, RecorderTap};
 use super::rtcp::{ReceiveStats, ReportBlock, RtcpPacket, SendStats};
 use super::rtp::{RtpPacket, RtpSender};
-use crate::config::InbandDtmf;
-use crate::flow::streaming::{TapFrame, TapSender, Track};
-use crate::recording::tap::{Law, LegRecording, RecorderTap};
-use crate::sip::sdp::{Negotiated, TelephoneEvent};
+use super::tap::{TapFrame, TapSender, Track};
 
 /// RTP comfort noise (RFC 3389), which callers may send during silence.
 const PT_COMFORT_NOISE: u8 = 13;
@@ -36,21 +35,6 @@ pub struct LegParams {
     pub send: bool,
     pub receive: bool,
     pub ptime_ms: u32,
-}
-
-impl From<&Negotiated> for LegParams {
-    fn from(n: &Negotiated) -> LegParams {
-        LegParams {
-            codec: n.codec,
-            payload_type: n.payload_type,
-            telephone_event: n.telephone_event,
-            remote_rtp: n.remote_rtp,
-            remote_rtcp: n.remote_rtcp,
-            send: n.we_send(),
-            receive: n.we_receive(),
-            ptime_ms: n.ptime_ms,
-        }
-    }
 }
 
 /// Settings that come from configuration rather than from SDP.
@@ -766,8 +750,9 @@ fn fit_rate_vec(pcm: &[i16], from: u32, to: u32, out: &mut Vec<i16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::format::RecordingId;
-    use crate::recording::tap::{FrameQueue, Participants, Samples, interleave_block};
+    use crate::media::recorder::{
+        FrameQueue, Participants, RecordingId, Samples, TapControl, interleave_block,
+    };
 
     const FAR_END: &str = "127.0.0.1:40000";
 
@@ -815,14 +800,14 @@ mod tests {
     fn record(ptime_ms: u32, packets: u16, swap_pairs: bool) -> Vec<u8> {
         let mut leg = leg(ptime_ms);
         let queue = FrameQueue::new(10_000);
-        let (tx, _rx) = std::sync::mpsc::channel();
+        let (tx, _rx) = std::sync::mpsc::channel::<TapControl>();
         let tap = RecorderTap::new(
             RecordingId::random(),
             8000,
             Some(Law::Mu),
             Participants::BOTH,
             queue.clone(),
-            tx,
+            Box::new(tx),
         );
         leg.handle_command(LegCommand::Record(LegRecording::Attach(Box::new(tap))))
             .expect("attach");

@@ -12,6 +12,8 @@ pub mod ports;
 pub mod prefetch;
 pub mod prompt;
 pub mod recognize;
+pub mod recorder;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod tap;

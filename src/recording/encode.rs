@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 
 use super::format::AudioFormat;
-use super::tap::Law;
+use crate::media::codec::Law;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -55,9 +55,7 @@ impl AudioEncoder {
             }
             AudioFormat::Mulaw | AudioFormat::Alaw => {
                 wav_header_of(format, rate, 2, u32::MAX, out);
-                Ok(AudioEncoder::WavLaw(
-                    Law::of_format(format).unwrap_or(Law::Mu),
-                ))
+                Ok(AudioEncoder::WavLaw(format.law().unwrap_or(Law::Mu)))
             }
         }
     }

@@ -11,7 +11,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use super::encode::{self, AudioEncoder, EncodeError, OggOpusDecoder, WAV_HEADER_LEN};
 use super::format::{AudioFormat, FRAME_HEADER_LEN, HEADER_LEN, TAG_LEN};
-use super::tap::Law;
+use crate::media::codec::Law;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -78,7 +78,7 @@ impl Export {
             ),
             (_, want) => {
                 let input = Input::Wav {
-                    law: Law::of_format(have),
+                    law: have.law(),
                     skip: WAV_HEADER_LEN,
                     odd: None,
                 };

@@ -31,25 +31,17 @@ pub const FLAG_FINAL: u8 = 1;
 /// A frame longer than this is garbage, not a chunk (4 MiB, far above any configured size).
 pub const MAX_FRAME: u32 = 4 << 20;
 
-/// A recording's identity: 16 random bytes, shown as `rec-` + 32 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecordingId(pub [u8; 16]);
+pub use crate::media::recorder::RecordingId;
 
-impl RecordingId {
-    pub fn random() -> RecordingId {
-        RecordingId(rand::random())
-    }
-}
-
-impl std::fmt::Display for RecordingId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rec-{}", hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Debug for RecordingId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
+impl AudioFormat {
+    /// The law a companded WAV stores, if this is one.
+    pub fn law(self) -> Option<crate::media::codec::Law> {
+        use crate::media::codec::Law;
+        match self {
+            AudioFormat::Mulaw => Some(Law::Mu),
+            AudioFormat::Alaw => Some(Law::A),
+            AudioFormat::Wav | AudioFormat::Opus => None,
+        }
     }
 }
 

@@ -4,9 +4,10 @@
 //! only through the key ring. Plaintext audio never touches a disk.
 //!
 //! Cores (sans-IO): `format` (bytes on disk), `crypt` (envelope encryption), `sealer`,
-//! `reader`, `encode`, `index` (the event log). Shells: `tap` (the media thread's end),
-//! `writer` (threads that encode, seal and write), `store` (files, spool, S3 uploads),
+//! `reader`, `encode`, `index` (the event log). Shells: `writer` (threads that encode, seal and write), `store` (files, spool, S3 uploads),
 //! `service` (what the server and CLI call). The HTTP endpoints are in `api::recordings`.
+//! The media thread's end of a recording (the tap the leg fills, the queue the writers drain)
+//! is `media::recorder`: media is the bottom layer and owns what it shares.
 //! The format is specified in docs/recording-format.md.
 
 pub mod crypt;
@@ -19,9 +20,20 @@ pub mod sealer;
 pub mod service;
 pub mod settings;
 pub mod store;
-pub mod tap;
 pub mod writer;
 
+pub use crate::media::recorder::Participants;
 pub use format::{AudioFormat, RecordingId};
 pub use service::{Archive, Recorder, RecordingError};
-pub use tap::{Participants, RecordingControl};
+
+/// Call-level recording control: what a flow's UpdateContactRecordingBehavior, the config
+/// policy, `--record-all` and the HTTP API ask of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingControl {
+    /// Start recording these participants (resumes a paused recording).
+    Start(Participants),
+    Pause,
+    Resume,
+    /// Stop and seal; a later Start makes a new recording.
+    Stop,
+}

@@ -16,11 +16,11 @@ use super::reader::{ReadError, ReadSummary, Reader};
 use super::sealer;
 use super::settings::RecordingConfig;
 use super::store::{Store, StoreError};
-use super::tap::Law;
-use super::tap::{Participants, RecorderTap};
 use super::writer::{Opening, WriterPool, WriterSettings};
 use crate::keys::{KeyError, KeyRing};
+use crate::media::codec::Law;
 use crate::media::codec::{Codec, Decoder};
+use crate::media::recorder::{Participants, RecorderTap};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]

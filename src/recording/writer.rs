@@ -23,10 +23,11 @@ use super::encode::{AudioEncoder, frame_samples};
 use super::format::{AudioFormat, RecordingId, StreamInfo};
 use super::index::{Index, IndexEvent, now_ms};
 use super::sealer::ChunkSealer;
-use super::tap::{
-    Block, FrameQueue, Law, Participants, RecorderTap, Samples, TapControl, interleave_block,
-};
 use crate::keys::KeyRing;
+use crate::media::recorder::{
+    Block, ControlSink, FrameQueue, Participants, RecorderTap, Samples, TapControl,
+    interleave_block,
+};
 use crate::metrics::Metrics;
 
 /// At most this many frames of silence stand in for frames dropped in one gap (5 s).
@@ -39,6 +40,14 @@ pub enum WriterControl {
     Open(Box<Opening>),
     Tap(TapControl),
     Stop,
+}
+
+/// A tap's pause, resume and end go through the writer's one control queue, in order with
+/// the recording's Open.
+impl ControlSink for Sender<WriterControl> {
+    fn deliver(&self, message: TapControl) {
+        let _ = self.send(WriterControl::Tap(message));
+    }
 }
 
 /// Everything a writer needs to start a recording.
@@ -204,7 +213,7 @@ impl WriterPool {
     pub fn open(&self, opening: Opening) -> RecorderTap {
         let lane = &self.lanes[opening.id.0[0] as usize % self.lanes.len()];
         let (id, rate, participants) = (opening.id, opening.rate, opening.participants);
-        let law = Law::of_format(opening.format);
+        let law = opening.format.law();
         let _ = lane.control.send(WriterControl::Open(Box::new(opening)));
         RecorderTap::new(
             id,
@@ -212,7 +221,7 @@ impl WriterPool {
             law,
             participants,
             lane.data.clone(),
-            lane.control.clone(),
+            Box::new(lane.control.clone()),
         )
     }
 

@@ -33,6 +33,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::codec::Codec;
+use crate::media::leg::LegParams;
 
 /// Dynamic payload type Careline offers for Opus (the value browsers and most SIP UAs use).
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
@@ -143,12 +144,7 @@ impl std::fmt::Display for Direction {
     }
 }
 
-/// RFC 4733 telephone-event as the remote described it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TelephoneEvent {
-    pub payload_type: u8,
-    pub clock_rate: u32,
-}
+pub use crate::media::dtmf::TelephoneEvent;
 
 /// The outcome of one offer/answer exchange, for the media engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1016,6 +1012,22 @@ fn parse_media_line(line: usize, value: &str) -> Result<Media<'_>, SdpError> {
         conn: None,
         attrs: Vec::new(),
     })
+}
+
+impl From<&Negotiated> for LegParams {
+    /// What the media leg needs of an offer/answer outcome.
+    fn from(n: &Negotiated) -> LegParams {
+        LegParams {
+            codec: n.codec,
+            payload_type: n.payload_type,
+            telephone_event: n.telephone_event,
+            remote_rtp: n.remote_rtp,
+            remote_rtcp: n.remote_rtcp,
+            send: n.we_send(),
+            receive: n.we_receive(),
+            ptime_ms: n.ptime_ms,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -146,3 +146,44 @@ impl Decoder {
         Ok(())
     }
 }
+
+/// A G.711 companding law (ITU-T G.711: μ-law in North America and Japan, A-law elsewhere):
+/// the bytes a PCMU or PCMA leg carries, and what a companded recording stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Law {
+    Mu,
+    A,
+}
+
+impl Law {
+    /// The code for silence (linear 0; A-law has no zero and uses its smallest step, +8).
+    pub fn silence(self) -> u8 {
+        match self {
+            Law::Mu => 0xFF,
+            Law::A => 0xD5,
+        }
+    }
+
+    pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
+        match self {
+            Law::Mu => g711::encode_ulaw(pcm, out),
+            Law::A => g711::encode_alaw(pcm, out),
+        }
+    }
+
+    pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
+        match self {
+            Law::Mu => g711::decode_ulaw(bytes, out),
+            Law::A => g711::decode_alaw(bytes, out),
+        }
+    }
+
+    /// The law whose bytes a leg with `codec` sends and receives.
+    pub fn of(codec: Codec) -> Option<Law> {
+        match codec {
+            Codec::Pcmu => Some(Law::Mu),
+            Codec::Pcma => Some(Law::A),
+            Codec::Opus => None,
+        }
+    }
+}

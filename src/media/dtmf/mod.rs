@@ -13,6 +13,25 @@ pub mod tone;
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
+/// When to listen for keys as audio tones (`rtp.inband_dtmf`): `auto` only when the caller
+/// negotiated no telephone-event, since a phone that sends both would press every key twice.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InbandDtmf {
+    Auto,
+    Always,
+    Never,
+}
+
+/// RFC 4733 telephone-event as the remote described it in SDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TelephoneEvent {
+    pub payload_type: u8,
+    pub clock_rate: u32,
+}
+
 /// One DTMF key, stored as its RFC 4733 §3.2 event code (0-9, `*`=10, `#`=11, A-D=12-15),
 /// so the wire format and the digit are the same number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,4 +1,5 @@
-//! The media thread's end of a recording: 20 ms stereo frames gathered into blocks of
+//! The media thread's end of a recording (the recording service opens it, the leg fills it,
+//! the writers in `recording` drain it): 20 ms stereo frames gathered into blocks of
 //! half a second, each handed to a bounded queue in one step, never waiting. When the writer
 //! falls behind, whole blocks are counted and dropped (the writer puts silence in their place
 //! so the channels stay aligned); the media clock never stalls for a recording.
@@ -15,11 +16,45 @@
 //! interleaving sample by sample there was the largest part of what recording added to the
 //! media threads.
 
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use super::format::RecordingId;
-use crate::media::codec::{Codec, g711};
+use super::codec::Law;
+
+/// A recording's identity: 16 random bytes, shown as `rec-` + 32 hex digits. Media carries
+/// it on every block so that one writer can serve many recordings; its text form and parsing
+/// belong to the recording format (`recording::format`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordingId(pub [u8; 16]);
+
+impl RecordingId {
+    pub fn random() -> RecordingId {
+        RecordingId(rand::random())
+    }
+}
+
+impl std::fmt::Display for RecordingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rec-{}", hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for RecordingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Where a tap sends its rare control messages (the recording writer's queue). A trait, so
+/// that media needs nothing of the writer: the recording service implements it.
+pub trait ControlSink: Send {
+    fn deliver(&self, message: TapControl);
+}
+
+impl ControlSink for std::sync::mpsc::Sender<TapControl> {
+    fn deliver(&self, message: TapControl) {
+        let _ = self.send(message);
+    }
+}
 
 /// 20 ms of interleaved stereo at 16 kHz, the highest rate a leg records at.
 pub const MAX_FRAME_SAMPLES: usize = 640;
@@ -56,56 +91,6 @@ pub fn interleave_block<T: Copy + Default>(samples: &[T], frames: usize, out: &m
 pub enum Samples {
     Linear(Vec<i16>),
     Companded(Vec<u8>),
-}
-
-/// The G.711 law a recording stores its samples in (the call's own bytes), if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Law {
-    Mu,
-    A,
-}
-
-impl Law {
-    /// The code for silence (linear 0; A-law has no zero and uses its smallest step, +8).
-    pub fn silence(self) -> u8 {
-        match self {
-            Law::Mu => 0xFF,
-            Law::A => 0xD5,
-        }
-    }
-
-    pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
-        match self {
-            Law::Mu => g711::encode_ulaw(pcm, out),
-            Law::A => g711::encode_alaw(pcm, out),
-        }
-    }
-
-    pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
-        match self {
-            Law::Mu => g711::decode_ulaw(bytes, out),
-            Law::A => g711::decode_alaw(bytes, out),
-        }
-    }
-
-    /// The law a companded WAV stores, if `format` is one.
-    pub fn of_format(format: super::format::AudioFormat) -> Option<Law> {
-        use super::format::AudioFormat;
-        match format {
-            AudioFormat::Mulaw => Some(Law::Mu),
-            AudioFormat::Alaw => Some(Law::A),
-            AudioFormat::Wav | AudioFormat::Opus => None,
-        }
-    }
-
-    /// The law whose bytes a leg with `codec` sends and receives.
-    pub fn of(codec: Codec) -> Option<Law> {
-        match codec {
-            Codec::Pcmu => Some(Law::Mu),
-            Codec::Pcma => Some(Law::A),
-            Codec::Opus => None,
-        }
-    }
 }
 
 /// The bounded queue between media threads and one writer. Pushing never wakes the writer:
@@ -262,7 +247,7 @@ impl<T> Planes<T> {
         let at = self.frames.min(BLOCK_FRAMES - 1) * n;
         for start in [at, BLOCK_FRAMES * n + at] {
             if let Some(frame) = self.buf.get(start..start + n) {
-                crate::media::prefetch::lines_for_write(
+                super::prefetch::lines_for_write(
                     frame.as_ptr() as *const u8,
                     std::mem::size_of_val(frame),
                 );
@@ -359,7 +344,7 @@ pub struct RecorderTap {
     rate: u32,
     participants: Participants,
     data: Arc<FrameQueue>,
-    control: Sender<super::writer::WriterControl>,
+    control: Box<dyn ControlSink>,
     /// The next frame's number.
     seq: u32,
     /// Frames not yet handed over (one of the two, by `law`).
@@ -383,7 +368,7 @@ impl RecorderTap {
         law: Option<Law>,
         participants: Participants,
         data: Arc<FrameQueue>,
-        control: Sender<super::writer::WriterControl>,
+        control: Box<dyn ControlSink>,
     ) -> RecorderTap {
         RecorderTap {
             id,
@@ -538,22 +523,14 @@ impl RecorderTap {
         if !self.paused {
             self.hand_over();
             self.paused = true;
-            let _ = self
-                .control
-                .send(super::writer::WriterControl::Tap(TapControl::Pause {
-                    id: self.id,
-                }));
+            self.control.deliver(TapControl::Pause { id: self.id });
         }
     }
 
     pub fn resume(&mut self) {
         if self.paused {
             self.paused = false;
-            let _ = self
-                .control
-                .send(super::writer::WriterControl::Tap(TapControl::Resume {
-                    id: self.id,
-                }));
+            self.control.deliver(TapControl::Resume { id: self.id });
         }
     }
 
@@ -567,13 +544,11 @@ impl RecorderTap {
         if !self.ended {
             self.hand_over();
             self.ended = true;
-            let _ = self
-                .control
-                .send(super::writer::WriterControl::Tap(TapControl::End {
-                    id: self.id,
-                    frames: self.queued,
-                    dropped: self.dropped,
-                }));
+            self.control.deliver(TapControl::End {
+                id: self.id,
+                frames: self.queued,
+                dropped: self.dropped,
+            });
         }
     }
 }
@@ -583,18 +558,6 @@ impl Drop for RecorderTap {
     fn drop(&mut self) {
         self.end();
     }
-}
-
-/// Call-level recording control: what a flow's UpdateContactRecordingBehavior, the config
-/// policy, `--record-all` and the HTTP API ask of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordingControl {
-    /// Start recording these participants (resumes a paused recording).
-    Start(Participants),
-    Pause,
-    Resume,
-    /// Stop and seal; a later Start makes a new recording.
-    Stop,
 }
 
 /// What the call task tells the media leg.
@@ -607,8 +570,8 @@ pub enum LegRecording {
 
 #[cfg(test)]
 mod tests {
-    use super::super::writer::WriterControl;
     use super::*;
+    use crate::media::codec::g711;
 
     fn tap(
         law: Option<Law>,
@@ -617,11 +580,18 @@ mod tests {
     ) -> (
         RecorderTap,
         Arc<FrameQueue>,
-        std::sync::mpsc::Receiver<WriterControl>,
+        std::sync::mpsc::Receiver<TapControl>,
     ) {
         let queue = FrameQueue::new(queue_frames);
         let (tx, rx) = std::sync::mpsc::channel();
-        let t = RecorderTap::new(RecordingId::random(), 8000, law, sides, queue.clone(), tx);
+        let t = RecorderTap::new(
+            RecordingId::random(),
+            8000,
+            law,
+            sides,
+            queue.clone(),
+            Box::new(tx),
+        );
         (t, queue, rx)
     }
 
@@ -650,11 +620,11 @@ mod tests {
         out
     }
 
-    fn ended(rx: &std::sync::mpsc::Receiver<WriterControl>) -> (u64, u64) {
+    fn ended(rx: &std::sync::mpsc::Receiver<TapControl>) -> (u64, u64) {
         for msg in rx.try_iter() {
-            if let WriterControl::Tap(TapControl::End {
+            if let TapControl::End {
                 frames, dropped, ..
-            }) = msg
+            } = msg
             {
                 return (frames, dropped);
             }
