@@ -57,6 +57,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct FlowsConfig {
     /// Folder of flow files (`*.json`, bare or DescribeContactFlow-wrapped), all loaded at start.
+    /// When the default `flows` is not in the working folder (or the setting is empty): the
+    /// flows built into Careline, this repository's `flows/`.
     pub dir: PathBuf,
     /// Flow for numbers not listed in `numbers` (a flow Name or file name).
     pub default: String,
@@ -242,7 +244,8 @@ impl Default for PatientsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptsConfig {
-    /// Folder holding `<lang>/<name>.wav`.
+    /// Folder holding `<lang>/<name>.wav`. When the default `prompts` is not in the working
+    /// folder (or the setting is empty): the prompts built into Careline.
     pub dir: PathBuf,
     /// Language of the built-in menu.
     pub language: String,
@@ -304,7 +307,7 @@ impl Default for FlowsConfig {
         let mut numbers = BTreeMap::new();
         numbers.insert("200".to_string(), "medical-triage".to_string());
         FlowsConfig {
-            dir: PathBuf::from("flows"),
+            dir: PathBuf::from(crate::shipped::FLOWS_DIR),
             default: "demo-menu".into(),
             numbers,
             resources: BTreeMap::new(),
@@ -398,7 +401,7 @@ impl Default for HttpConfig {
 impl Default for PromptsConfig {
     fn default() -> Self {
         PromptsConfig {
-            dir: PathBuf::from("prompts"),
+            dir: PathBuf::from(crate::shipped::PROMPTS_DIR),
             language: "en".into(),
         }
     }

@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod patient;
 pub mod recording;
 pub mod server;
+pub mod shipped;
 pub mod sip;

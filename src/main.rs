@@ -267,7 +267,7 @@ fn run() -> anyhow::Result<()> {
                 config.flows.strict = false;
             }
             // Prompts resolve PromptId references; without the folder those are reported.
-            let prompts = careline::media::prompt::PromptLibrary::load(&config.prompts.dir)
+            let prompts = careline::shipped::prompt_library(&config.prompts.dir)
                 .map(std::sync::Arc::new)
                 .map_err(|e| eprintln!("careline: warning: prompts not loaded ({e})"))
                 .ok();

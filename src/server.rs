@@ -11,7 +11,7 @@ use crate::call::{CallCommand, CallServices, CallSettings};
 use crate::config::{Config, ConfigError};
 use crate::media::engine::MediaEngine;
 use crate::media::ports::PortAllocator;
-use crate::media::prompt::{PromptError, PromptLibrary};
+use crate::media::prompt::PromptError;
 use crate::metrics::Metrics;
 use crate::sip::{SipError, SipOptions, SipServer, tls};
 
@@ -69,10 +69,11 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
 
         let started = Instant::now();
-        let prompts = PromptLibrary::load(&config.prompts.dir)?;
+        let prompts = crate::shipped::prompt_library(&config.prompts.dir)?;
         metrics.prompts_loaded.set(prompts.len() as i64);
         info!(
             prompts = prompts.len(),
+            from = %crate::shipped::folder_name(&config.prompts.dir, crate::shipped::PROMPTS_DIR),
             ms = started.elapsed().as_millis() as u64,
             "prompts loaded and encoded"
         );
@@ -84,7 +85,11 @@ impl Server {
         for w in &flows.warnings {
             tracing::warn!("{w}");
         }
-        info!(flows = flows.env.catalog.len(), "contact flows loaded");
+        info!(
+            flows = flows.env.catalog.len(),
+            from = %crate::shipped::folder_name(&config.flows.dir, crate::shipped::FLOWS_DIR),
+            "contact flows loaded"
+        );
         // Static texts are rendered in the background, a few at a time: the server answers at
         // once, and a caller who reaches a text still rendering waits for that one rendering.
         let warm = flows.static_speech();

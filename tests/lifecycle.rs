@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
-use support::audio::expect_prompt;
+use support::audio::{expect_prompt, wait_for_prompt};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
@@ -89,6 +89,61 @@ fn config_layers_env_over_file_and_flags_over_env() {
         text.contains("retry_after_secs = 9"),
         "env beats file: {text}"
     );
+}
+
+#[test]
+fn serve_from_any_folder_runs_the_built_in_menu_and_a_mistyped_folder_stops_the_start() {
+    // As after `cargo install`: the working folder holds neither prompts/ nor flows/.
+    let server = TestServer::start_with(Options {
+        from_elsewhere: true,
+        ..Default::default()
+    });
+    let log = server.log();
+    // Both the prompts and the flows say where they came from.
+    assert!(
+        log.contains("prompts loaded") && log.matches("(built in)").count() >= 2,
+        "{log}"
+    );
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let mut call = Call::new("100");
+    let offer = sdp_offer(
+        peer.port,
+        "0 101",
+        &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
+    );
+    let ok = answered_call(&mut ua, &mut call, &offer);
+    peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+    drop(server);
+
+    // A folder the operator named must exist: the start stops and names it.
+    let dir = tempfile::tempdir().unwrap();
+    let listen = [
+        "--no-tls",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ];
+    let mut args = vec!["serve", "--prompts-dir", "promts"];
+    args.extend(listen);
+    let (code, text) = careline(&args, dir.path());
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("promts") && text.contains("does not exist"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.path().join("careline.toml"),
+        "[flows]\ndir = \"flws\"\n",
+    )
+    .unwrap();
+    let mut args = vec!["serve"];
+    args.extend(listen);
+    let (code, text) = careline(&args, dir.path());
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("flws"), "{text}");
 }
 
 #[test]

@@ -52,6 +52,25 @@ pub fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     Ok(files)
 }
 
+/// Reads the flows `flows.dir` names: every `*.json` in the folder, or the flows built into
+/// Careline (see [`crate::shipped`]). Unreadable or unparsable files become diagnostics.
+pub fn read_folder(dir: &Path) -> Result<(Vec<Source>, Vec<Diagnostic>), CatalogError> {
+    if crate::shipped::built_in(dir, crate::shipped::FLOWS_DIR) {
+        let mut sources = Vec::new();
+        let mut diags = Vec::new();
+        for (name, text) in crate::shipped::flows() {
+            let file = format!("{}/flows/{name}", crate::shipped::ORIGIN);
+            let stem = name.trim_end_matches(".json");
+            match load::parse(&file, stem, text) {
+                Ok(s) => sources.push(s),
+                Err(d) => diags.push(d),
+            }
+        }
+        return Ok((sources, diags));
+    }
+    Ok(read_all(&flow_files(dir)?))
+}
+
 impl Catalog {
     /// Loads and checks `files` together (flows refer to each other). Returns the catalog and
     /// its warnings, or every error at once.
@@ -60,7 +79,15 @@ impl Catalog {
         resources: &mut Resources,
         opts: Options,
     ) -> Result<(Catalog, Vec<Diagnostic>), CatalogError> {
-        let (sources, mut diags) = read_all(files);
+        Catalog::check(read_all(files), resources, opts)
+    }
+
+    /// Checks flows already read (see [`read_folder`]) together.
+    pub fn check(
+        (sources, mut diags): (Vec<Source>, Vec<Diagnostic>),
+        resources: &mut Resources,
+        opts: Options,
+    ) -> Result<(Catalog, Vec<Diagnostic>), CatalogError> {
         for s in &sources {
             resources.flows.insert(s.name.clone());
             resources.flows.insert(stem(&s.file));

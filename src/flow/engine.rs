@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::catalog::{Catalog, CatalogError, flow_files};
+use super::catalog::{Catalog, CatalogError, read_folder};
 use super::diagnostic::Diagnostic;
 use super::hours::{self, HoursError};
 use super::http::HttpClient;
@@ -32,7 +32,7 @@ pub enum FlowStartError {
     UnknownFlow {
         what: String,
         flow: String,
-        dir: PathBuf,
+        dir: String,
         known: String,
     },
     #[error("queues.{queue}.hold_flow: flow `{flow}` is not loaded")]
@@ -83,8 +83,7 @@ pub fn validate_files(
 ) -> Vec<Diagnostic> {
     let mut res = resources(config, prompts);
     // Names of the flows in flows.dir, so references to them resolve.
-    if let Ok(dir_files) = flow_files(&config.flows.dir) {
-        let (sources, _) = super::catalog::read_all(&dir_files);
+    if let Ok((sources, _)) = read_folder(&config.flows.dir) {
         for s in sources {
             res.flows.insert(s.name.clone());
             if let Some(stem) = std::path::Path::new(&s.file).file_stem() {
@@ -112,9 +111,8 @@ impl FlowEngine {
         http: HttpClient,
     ) -> Result<FlowEngine, FlowStartError> {
         let mut res = resources(config, Some(prompts));
-        let files = flow_files(&config.flows.dir)?;
-        let (catalog, warnings) = Catalog::load(
-            &files,
+        let (catalog, warnings) = Catalog::check(
+            read_folder(&config.flows.dir)?,
             &mut res,
             Options {
                 strict: config.flows.strict,
@@ -134,7 +132,7 @@ impl FlowEngine {
                 .ok_or_else(|| FlowStartError::UnknownFlow {
                     what,
                     flow: name.to_string(),
-                    dir: config.flows.dir.clone(),
+                    dir: crate::shipped::folder_name(&config.flows.dir, crate::shipped::FLOWS_DIR),
                     known: known(),
                 })
         };
@@ -176,7 +174,7 @@ impl FlowEngine {
         let mut warnings = warnings;
         for s in skipped {
             warnings.push(Diagnostic::warning(
-                &config.flows.dir.display().to_string(),
+                &crate::shipped::folder_name(&config.flows.dir, crate::shipped::FLOWS_DIR),
                 format!("shipped setting {s} skipped: that flow is not in this folder"),
             ));
         }

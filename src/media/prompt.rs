@@ -243,6 +243,21 @@ impl PromptLibrary {
         Ok(lib)
     }
 
+    /// A library from WAV files held in memory: `(language, name, bytes)`, each checked as
+    /// [`PromptLibrary::load`] checks files; `origin` names where they came from in errors.
+    pub fn from_wavs<'a>(
+        origin: &Path,
+        files: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>,
+    ) -> Result<PromptLibrary, PromptError> {
+        let mut lib = PromptLibrary::empty()?;
+        for (lang, name, bytes) in files {
+            let path = origin.join(lang).join(format!("{name}.wav"));
+            let (pcm, rate) = read_wav_bytes(&path, bytes)?;
+            lib.insert(Prompt::from_pcm(lang, name, &pcm, rate)?);
+        }
+        Ok(lib)
+    }
+
     pub fn insert(&mut self, prompt: Prompt) {
         self.prompts
             .insert((prompt.lang.clone(), prompt.name.clone()), Arc::new(prompt));
@@ -269,17 +284,37 @@ impl PromptLibrary {
 
 /// Reads a 16-bit PCM WAV (mono, or stereo mixed down) and returns samples and rate.
 pub fn read_wav(path: &Path) -> Result<(Vec<i16>, u32), PromptError> {
-    let format = |reason: String| PromptError::Format {
-        path: path.to_path_buf(),
-        reason,
-    };
     let reader = hound::WavReader::open(path).map_err(|e| match e {
         hound::Error::IoError(source) => PromptError::Io {
             path: path.to_path_buf(),
             source,
         },
-        other => format(format!("not a readable WAV file ({other})")),
+        other => PromptError::Format {
+            path: path.to_path_buf(),
+            reason: format!("not a readable WAV file ({other})"),
+        },
     })?;
+    decode_wav(path, reader)
+}
+
+/// [`read_wav`] of a WAV file held in memory; `path` names it in errors.
+pub fn read_wav_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<i16>, u32), PromptError> {
+    let reader =
+        hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| PromptError::Format {
+            path: path.to_path_buf(),
+            reason: format!("not a readable WAV file ({e})"),
+        })?;
+    decode_wav(path, reader)
+}
+
+fn decode_wav<R: std::io::Read>(
+    path: &Path,
+    reader: hound::WavReader<R>,
+) -> Result<(Vec<i16>, u32), PromptError> {
+    let format = |reason: String| PromptError::Format {
+        path: path.to_path_buf(),
+        reason,
+    };
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(format(format!(

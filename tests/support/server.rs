@@ -27,6 +27,9 @@ pub struct Options {
     pub toml: String,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// Run from an empty folder with no prompts setting: the server must find the prompts
+    /// and flows built into it (as after `cargo install`).
+    pub from_elsewhere: bool,
 }
 
 /// A SIP port free on both UDP and TCP, and a free HTTP port.
@@ -114,11 +117,17 @@ impl TestServer {
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-             [rtp]\nports = \"{}-{}\"\n\
-             [prompts]\ndir = \"{}\"\n{}",
+             [rtp]\nports = \"{}-{}\"\n{}{}",
             rtp.0,
             rtp.1,
-            repo_root().join("prompts").display(),
+            if opts.from_elsewhere {
+                String::new()
+            } else {
+                format!(
+                    "[prompts]\ndir = \"{}\"\n",
+                    repo_root().join("prompts").display()
+                )
+            },
             opts.toml
         );
         let config = merge_sections(&config);
@@ -138,6 +147,11 @@ impl TestServer {
             .env_remove("RUST_BACKTRACE")
             // A test setting, not a server one: CARELINE_* would be read as configuration.
             .env_remove(CONFORMANCE_ENV)
+            .current_dir(if opts.from_elsewhere {
+                data_dir.path().to_path_buf()
+            } else {
+                repo_root()
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -174,6 +188,11 @@ impl TestServer {
             .env_remove("RUST_BACKTRACE")
             // A test setting, not a server one: CARELINE_* would be read as configuration.
             .env_remove(CONFORMANCE_ENV)
+            .current_dir(if self.opts.from_elsewhere {
+                self.data_dir.path().to_path_buf()
+            } else {
+                repo_root()
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
