@@ -7,7 +7,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -28,14 +28,7 @@ const ROLES: [&str; 6] = [
 ];
 
 fn bundles() -> Vec<PathBuf> {
-    let dir = support::server::repo_root().join("../shared/conformance/fhir");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    v.sort();
-    v
+    support::fixtures::fhir_bundles()
 }
 
 fn bundle_patient(path: &PathBuf) -> (String, String, String, String) {
@@ -67,7 +60,7 @@ impl Api {
 
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_careline"))
+        let mut child = support::server::careline_command()
             .arg("--config")
             .arg(self.server.data_dir.path().join("careline.toml"))
             .arg("--data-dir")
@@ -1476,7 +1469,7 @@ fn the_api_is_served_over_https_with_a_self_signed_certificate() {
     let http: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let rtp = support::server::rtp_slot();
     let rtp_ports = format!("{}-{}", rtp.lo, rtp.hi);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_careline"))
+    let mut child = support::server::careline_command()
         .args(["--data-dir"])
         .arg(data.path())
         .args([

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
@@ -13,7 +12,7 @@ use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
 
 fn careline(args: &[&str], dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_careline"))
+    let out = support::server::careline_command()
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_BACKTRACE")
@@ -71,7 +70,7 @@ fn config_layers_env_over_file_and_flags_over_env() {
         "[sip]\nmax_calls = 10\nretry_after_secs = 7\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_careline"))
+    let out = support::server::careline_command()
         .args(["config", "--max-calls", "30"])
         .current_dir(dir.path())
         .env("CARELINE_SIP__MAX_CALLS", "20")

@@ -15,19 +15,10 @@ use careline::keys::{KeyRing, Supplied};
 use careline::patient::{AlertTables, ContactRecord, Lookup, PatientStore};
 use serde_json::{Value, json};
 
-fn conformance_bundles() -> Vec<PathBuf> {
-    let dir = support::server::repo_root().join("../shared/conformance/fhir");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 8,
-        "conformance bundles missing in {}",
-        dir.display()
-    );
+/// The repository's own bundles, then the Synthea conformance bundles where they are found.
+fn every_bundle() -> Vec<PathBuf> {
+    let mut files = support::fixtures::fhir_bundles();
+    files.extend(support::fixtures::conformance_json("fhir"));
     files
 }
 
@@ -173,7 +164,7 @@ async fn row_counts(db: &Db) -> (i64, i64) {
 /// The whole store suite; runs once per database engine. Returns the database, still open.
 async fn store_suite(url: &str) -> Db {
     let f = fixture(url).await;
-    let files = conformance_bundles();
+    let files = every_bundle();
     let mut all = Vec::new();
     for path in &files {
         let bundle = read(path);
@@ -621,7 +612,7 @@ async fn store_on_sqlite_imports_every_bundle_and_keeps_phi_sealed() {
 /// The database's bytes hold no names, numbers, MRNs or clinical text of any imported
 /// patient, and no break-glass reason.
 fn assert_sealed(bytes: &[u8], what: &str) {
-    for path in conformance_bundles() {
+    for path in every_bundle() {
         let want = expected(&read(&path));
         let digits: String = want.phone.chars().filter(char::is_ascii_digit).collect();
         for needle in [
@@ -685,7 +676,7 @@ async fn store_on_postgresql_behaves_the_same() {
     // not found in clear below is sealed, not merely unwritten.
     // (A plain search: PostgreSQL writes a short text right after a length byte.)
     let text: String = bytes.iter().map(|&b| b as char).collect();
-    for path in conformance_bundles() {
+    for path in every_bundle() {
         let id = expected(&read(&path)).patient_id;
         assert!(
             text.contains(&id),

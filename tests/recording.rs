@@ -827,13 +827,7 @@ fn key_rotation_covers_recordings_and_patient_records_and_the_old_key_can_go() {
     let mut server = TestServer::start_with(options("opus", ""));
     // A patient with a contact record, and a clinician's break-glass (its reason is sealed
     // into the audit trail).
-    let bundle = support::server::repo_root().join("../shared/conformance/fhir");
-    let mut bundles: Vec<PathBuf> = std::fs::read_dir(&bundle)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    bundles.sort();
+    let bundles = support::fixtures::fhir_bundles();
     let out = server.cli(&["patient", "import", bundles[0].to_str().unwrap()]);
     assert!(
         out.status.success(),

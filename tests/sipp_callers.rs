@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use support::server::TestServer;
 
-/// The shared SIPp conformance scenarios (read-only; the audio path inside is relative).
-const CONFORMANCE_ENV: &str = "CARELINE_SIPP_CONFORMANCE_DIR";
 /// Where Debian's `sip-tester` installs the pcaps its built-in `uac_pcap` scenario plays.
 const SIPP_PCAPS: &str = "/usr/share/sip-tester";
 
@@ -263,26 +261,28 @@ fn assert_all_calls_ended(server: &TestServer, calls: f64) {
     );
 }
 
-fn conformance_dir() -> PathBuf {
-    let dir = std::env::var_os(CONFORMANCE_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::server::repo_root().join("../shared/conformance/sipp"));
+/// The shared SIPp conformance scenarios; `None` (the test is skipped, saying so) where the
+/// corpus is not present.
+fn conformance_dir() -> Option<PathBuf> {
+    let dir = support::fixtures::conformance("sipp")?;
     assert!(
         dir.join("ivr-rfc2833-digit.xml").is_file(),
-        "the SIPp conformance scenario {}/ivr-rfc2833-digit.xml is missing (set {CONFORMANCE_ENV} \
-         to the folder that holds it)",
+        "the SIPp conformance scenario {}/ivr-rfc2833-digit.xml is missing",
         dir.display()
     );
-    dir
+    Some(dir)
 }
 
 #[test]
 fn conformance_ivr_callers_each_get_their_rfc2833_key_counted_and_every_call_ends() {
+    let Some(dir) = conformance_dir() else {
+        return;
+    };
     let server = TestServer::start();
     let calls = 5;
     let run = Sipp {
         server: &server,
-        dir: conformance_dir(),
+        dir,
         scenario: vec!["-sf".into(), "ivr-rfc2833-digit.xml".into()],
         service: "100",
         calls,

@@ -100,6 +100,14 @@ pub fn rtp_slot() -> RtpSlot {
 /// Where tests find the public conformance inputs when not beside the workspace.
 pub const CONFORMANCE_ENV: &str = "CARELINE_CONFORMANCE_DIR";
 
+/// The `careline` binary under test, without the test-only settings in its environment
+/// (`CARELINE_*` is configuration to the server, and an unknown key stops it).
+pub fn careline_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_careline"));
+    c.env_remove(CONFORMANCE_ENV);
+    c
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -135,7 +143,7 @@ impl TestServer {
         std::fs::write(&config_path, config).unwrap();
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_careline"))
+        let child = careline_command()
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
@@ -145,8 +153,6 @@ impl TestServer {
             .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
             .env_remove("RUST_BACKTRACE")
-            // A test setting, not a server one: CARELINE_* would be read as configuration.
-            .env_remove(CONFORMANCE_ENV)
             .current_dir(if opts.from_elsewhere {
                 data_dir.path().to_path_buf()
             } else {
@@ -176,7 +182,7 @@ impl TestServer {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_careline"))
+        careline_command()
             .arg("--config")
             .arg(self.config_path())
             .arg("--data-dir")
@@ -186,8 +192,6 @@ impl TestServer {
             .envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
             .env_remove("RUST_BACKTRACE")
-            // A test setting, not a server one: CARELINE_* would be read as configuration.
-            .env_remove(CONFORMANCE_ENV)
             .current_dir(if self.opts.from_elsewhere {
                 self.data_dir.path().to_path_buf()
             } else {
@@ -224,7 +228,7 @@ impl TestServer {
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_careline"))
+        careline_command()
             .arg("--config")
             .arg(self.config_path())
             .arg("--data-dir")
