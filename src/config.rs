@@ -75,7 +75,7 @@ pub struct FlowsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TtsConfig {
-    /// `espeak` (embedded, espeak-ng) or `http` (see README, "Text to speech").
+    /// `espeak` (embedded, espeak-ng) or `http` (see docs/flows.md, "Text to speech").
     pub engine: String,
     pub espeak_program: String,
     /// MeCab for Japanese readings; empty disables the reading step.

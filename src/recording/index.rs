@@ -3,7 +3,7 @@
 //! log gives one row per recording; deletions stay in it, so each one is on record.
 //!
 //! A log rather than a database table keeps this module free of the shared `db` module
-//! while that lands; every event maps onto a `recordings` row update (see README).
+//! while that lands; every event maps onto a `recordings` row update (see docs/recording.md).
 
 use std::collections::BTreeMap;
 use std::io::Write;
