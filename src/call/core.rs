@@ -248,6 +248,33 @@ impl CallCore {
         self.flow.contact()
     }
 
+    /// What the audit trail and the contact history keep of a call that ended: the cause,
+    /// the patient identified, recordings, the reason the flow noted
+    /// (`$.Attributes.contact_reason` or `reason`) and the queue it ended in.
+    pub fn call_end(
+        &self,
+        call_id: &str,
+        answered_at: jiff::Timestamp,
+        duration: Duration,
+    ) -> super::CallEnd {
+        let contact = self.flow.contact();
+        let reason = ["contact_reason", "reason"]
+            .iter()
+            .find_map(|k| contact.attributes.get(*k))
+            .filter(|r| !r.is_empty())
+            .cloned();
+        super::CallEnd {
+            call_id: call_id.to_string(),
+            cause: self.ended.unwrap_or("other"),
+            answered_at,
+            duration,
+            patient: self.patient.clone(),
+            recordings: self.recordings.iter().map(|r| r.to_string()).collect(),
+            reason,
+            queue: contact.queue.as_deref().map(str::to_string),
+        }
+    }
+
     /// The patient the IVR identified, if it did.
     pub fn patient(&self) -> Option<&str> {
         self.patient.as_deref()

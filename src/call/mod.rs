@@ -3,6 +3,7 @@
 pub mod admit;
 pub mod collect;
 pub mod core;
+mod effects;
 pub mod table;
 pub mod task;
 
@@ -30,6 +31,18 @@ pub struct CallSettings {
     pub inband: InbandDtmf,
     pub jitter_ms: u32,
     pub rtp_timeout: Duration,
+}
+
+impl CallSettings {
+    /// The media leg's settings for a new call (its RTCP CNAME drawn at random).
+    pub fn leg_options(&self) -> crate::media::leg::LegOptions {
+        crate::media::leg::LegOptions {
+            inband: self.inband,
+            jitter_ms: self.jitter_ms,
+            rtp_timeout_ms: self.rtp_timeout.as_millis() as u64,
+            cname: format!("careline-{:08x}", rand::random::<u32>()),
+        }
+    }
 }
 
 /// What every call task shares.

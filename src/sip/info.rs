@@ -12,6 +12,25 @@ pub enum InfoError {
     NoDigit,
 }
 
+/// Answers an in-dialog INFO (200 for a key, 415 for another body type, 400 for a DTMF body
+/// that names no key) and returns the key.
+pub async fn answer(content_type: &str, body: &[u8], reply: super::Responder) -> Option<Digit> {
+    match parse_dtmf_info(content_type, body) {
+        Ok(digit) => {
+            reply.respond(200, None).await;
+            Some(digit)
+        }
+        Err(InfoError::NotDtmf(_)) => {
+            reply.respond(415, None).await;
+            None
+        }
+        Err(InfoError::NoDigit) => {
+            reply.respond(400, None).await;
+            None
+        }
+    }
+}
+
 /// Returns the key an INFO request carries. `content_type` is the header value (parameters
 /// allowed); the body is read leniently (whitespace, case, LF or CRLF).
 pub fn parse_dtmf_info(content_type: &str, body: &[u8]) -> Result<Digit, InfoError> {

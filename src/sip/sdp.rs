@@ -76,6 +76,20 @@ pub struct LocalMedia {
     pub session_version: u64,
 }
 
+impl LocalMedia {
+    /// Answers a new offer in an existing session (re-INVITE, UPDATE: hold, unhold, a new
+    /// address): the answer carries the next `o=` version (RFC 3264 §8); a refused offer
+    /// leaves the session as it was.
+    pub fn reanswer(&mut self, offer: &[u8]) -> Result<(String, Negotiated), SdpError> {
+        self.session_version += 1;
+        let result = answer(&String::from_utf8_lossy(offer), self);
+        if result.is_err() {
+            self.session_version -= 1;
+        }
+        result
+    }
+}
+
 /// A stream direction attribute (RFC 3264 §5.1, §6.1), always from the writer's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {

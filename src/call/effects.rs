@@ -1,0 +1,188 @@
+//! The other half of the call's shell: what it does for each of the core's [`Output`]s, on
+//! the dialog, the media leg, the recorder, the speech engine, the Lambda client and the
+//! patient store. Work that takes time is spawned and comes back to the loop in
+//! [`task`](super::task) as a [`Done`]; what answers at once is fed straight back.
+
+use std::time::Instant;
+
+use tracing::{Instrument, info, warn};
+
+use super::Identify;
+use super::core::{CallCore, Input, Output, RecordOp};
+use super::table::CallHandle;
+use super::task::{Done, Shell, now};
+use crate::media::leg::{LegCommand, LegParams};
+use crate::media::recorder::LegRecording;
+
+impl Shell {
+    /// Carries out the core's outputs; some answer at once, which may make more.
+    pub(super) async fn carry_out(&mut self, core: &mut CallCore) {
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::Answer => {
+                    let input = self.answer();
+                    core.handle(input, now());
+                }
+                // Speech not in the cache is rendered off the loop.
+                Output::Render { id, audio } => match self.svc.flows.speech.ready(&audio) {
+                    Some(prompts) => core.handle(Input::Rendered(id, prompts), now()),
+                    None => {
+                        let speech = self.svc.flows.speech.clone();
+                        self.spawn(async move { Done::Rendered(id, speech.prompts(audio).await) });
+                    }
+                },
+                Output::Play {
+                    id,
+                    prompts,
+                    barge_in,
+                } => self.leg_command(LegCommand::Play {
+                    id,
+                    prompts,
+                    barge_in,
+                }),
+                Output::Invoke {
+                    id,
+                    function,
+                    event,
+                    timeout,
+                } => {
+                    let lambdas = self.svc.flows.lambdas.clone();
+                    self.spawn(async move {
+                        Done::Invoked(id, lambdas.invoke(&function, &event, timeout).await)
+                    });
+                }
+                Output::Identify { id, query } => match &self.svc.hooks {
+                    Some(hooks) => {
+                        let lookup = hooks.identify(&self.call_id, query);
+                        self.spawn(async move { Done::Identified(id, lookup.await) });
+                    }
+                    None => {
+                        let none = Identify::Failed("no patient store in this process".into());
+                        core.handle(Input::Identified(id, none), now());
+                    }
+                },
+                Output::Enqueue { queue } => {
+                    let placed = self.svc.flows.queues.enqueue(&queue, Instant::now());
+                    core.handle(Input::Enqueued(placed), now());
+                }
+                Output::QueueMetrics { queue } => {
+                    let m = self.svc.flows.queues.metrics(&queue, Instant::now());
+                    core.handle(Input::QueueMetrics(m), now());
+                }
+                Output::Record(op) => {
+                    if let Some(input) = self.record(op) {
+                        core.handle(input, now());
+                    }
+                }
+                Output::Stream(on) => {
+                    let tap = match (&self.svc.flows.streaming_url, on) {
+                        (Some(url), true) => Some(crate::flow::streaming::start(
+                            url.clone(),
+                            core.contact().contact_id.to_string(),
+                        )),
+                        _ => None,
+                    };
+                    self.leg_command(LegCommand::Tap(tap));
+                }
+                Output::Hangup => match self.answered {
+                    Some(_) => self.dialog.hangup().await,
+                    None => {
+                        let _ = self.dialog.reject(500);
+                    }
+                },
+            }
+        }
+    }
+
+    fn spawn(&self, work: impl Future<Output = Done> + Send + 'static) {
+        let tx = self.done.clone();
+        tokio::spawn(
+            async move {
+                let _ = tx.send(work.await);
+            }
+            .in_current_span(),
+        );
+    }
+
+    pub(super) fn leg_command(&self, command: LegCommand) {
+        if let Some(leg) = &self.leg {
+            leg.command(command);
+        }
+    }
+
+    /// Opens media and sends 200 OK; the call joins the table.
+    fn answer(&mut self) -> Input {
+        let Some((sockets, params, answer)) = self.media.take() else {
+            return Input::Hangup("error");
+        };
+        let svc = &self.svc;
+        let leg = match svc.media.open(sockets, params, svc.settings.leg_options()) {
+            Ok(leg) => leg,
+            Err(e) => {
+                warn!(error = %e, "could not start media");
+                return Input::Hangup("error");
+            }
+        };
+        self.leg = Some(leg);
+        if let Err(e) = self.dialog.answer(answer) {
+            warn!(error = %e, "could not send 200 OK");
+            return Input::Hangup("error");
+        }
+        self.answered = Some((jiff::Timestamp::now(), Instant::now()));
+        if let Some(commands) = self.commands.take() {
+            let started = Instant::now();
+            let handle = CallHandle { commands, started };
+            svc.table.insert(self.call_id.clone(), handle);
+        }
+        svc.metrics.calls_started.inc();
+        svc.metrics.calls_active.inc();
+        if let Some(hooks) = &svc.hooks {
+            hooks.call_started(&self.call_id);
+        }
+        info!("call answered");
+        Input::Answered
+    }
+
+    fn record(&mut self, op: RecordOp) -> Option<Input> {
+        let leg = self.leg.as_ref()?;
+        let step = match op {
+            RecordOp::Open(participants) => {
+                let tap = self
+                    .svc
+                    .recorder
+                    .open(&self.call_id, participants, self.codec);
+                let Some(tap) = tap else {
+                    return Some(Input::RecordingOpened(None));
+                };
+                let id = tap.id;
+                leg.command(LegCommand::Record(LegRecording::Attach(Box::new(tap))));
+                return Some(Input::RecordingOpened(Some(id)));
+            }
+            RecordOp::Pause => LegRecording::Pause,
+            RecordOp::Resume => LegRecording::Resume,
+            RecordOp::Close => LegRecording::Detach,
+        };
+        leg.command(LegCommand::Record(step));
+        None
+    }
+
+    /// A re-INVITE/UPDATE offer: hold (sendonly/inactive), unhold, or a new address.
+    pub(super) async fn renegotiate(&mut self, offer: &[u8], reply: crate::sip::Responder) {
+        match (self.local.reanswer(offer), &self.leg) {
+            (Ok((answer, negotiated)), Some(leg)) => {
+                info!(hold = negotiated.on_hold(), "media renegotiated");
+                leg.command(LegCommand::Update(LegParams::from(&negotiated)));
+                let body = ("application/sdp", answer.into_bytes());
+                reply.respond(200, Some(body)).await;
+            }
+            (Ok(_), None) => {
+                self.local.session_version -= 1;
+                reply.respond(491, None).await;
+            }
+            (Err(e), _) => {
+                info!(error = %e, "re-offer refused");
+                reply.respond(488, None).await;
+            }
+        }
+    }
+}
