@@ -1,7 +1,7 @@
 //! Starts a real `careline serve` process on free loopback ports with its own data dir.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -32,27 +32,50 @@ pub struct Options {
     pub from_elsewhere: bool,
 }
 
-/// A SIP port free on both UDP and TCP, and a free HTTP port.
-fn free_ports() -> (u16, u16, u16) {
+/// A TCP port free now, for SIP over TLS (the one listener the server cannot open on port 0:
+/// the SIP stack binds it without telling which port it got). A port taken meanwhile makes
+/// the start fail, and [`TestServer::start_with`] tries again.
+fn free_tls_port() -> u16 {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().unwrap().port();
-        if port == 5060 || port == 5061 {
-            continue;
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = l.local_addr().expect("local address").port();
+        if port != 5061 {
+            return port;
         }
-        let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) else {
-            continue;
-        };
-        let tls = TcpListener::bind("127.0.0.1:0").unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ports = (
-            port,
-            tls.local_addr().unwrap().port(),
-            http.local_addr().unwrap().port(),
-        );
-        drop((udp, tcp, tls, http));
-        return ports;
     }
+}
+
+/// Drops terminal colour codes (the server colours its log even into a file).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The SIP (UDP and TCP) and HTTP addresses in the last `careline ready` line of `log`.
+fn ready_addresses(log: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let line = plain(log)
+        .lines()
+        .rev()
+        .find(|l| l.contains("careline ready"))?
+        .to_string();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.trim_matches('"').parse::<SocketAddr>().ok())
+    };
+    Some((field("sip_udp=")?, field("http=")?))
 }
 
 /// A 100-port RTP range held by this test process for as long as the value lives, through a
@@ -117,18 +140,53 @@ impl TestServer {
         TestServer::start_with(Options::default())
     }
 
+    /// Starts a server on ports the kernel picks (SIP and HTTP on port 0, read back from its
+    /// `careline ready` line), so parallel tests never race for a port picked in advance.
     pub fn start_with(opts: Options) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let (sip_port, tls_port, http_port) = free_ports();
         let rtp_slot = rtp_slot();
         let rtp = (rtp_slot.lo, rtp_slot.hi);
+        let log_path = data_dir.path().join("server.log");
+        std::fs::File::create(&log_path).expect("server log");
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut server = TestServer {
+            child: None,
+            sip: any,
+            tls: any,
+            http: any,
+            rtp,
+            rtp_slot,
+            data_dir,
+            log_path,
+            opts,
+        };
+        for attempt in 1..=5 {
+            server.tls = SocketAddr::from(([127, 0, 0, 1], free_tls_port()));
+            server.write_config(any, any);
+            let skip = server.log().len();
+            server.child = Some(server.spawn());
+            match server.await_ready(skip) {
+                Ok(()) => {
+                    // A restart (kill -9 and start again) keeps the same addresses.
+                    server.write_config(server.sip, server.http);
+                    return server;
+                }
+                Err(log) if attempt < 5 && log.contains("in use") => server.kill9(),
+                Err(log) => panic!("careline did not start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    fn write_config(&self, sip: SocketAddr, http: SocketAddr) {
         let config = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+            "[sip]\nlisten = \"{sip}\"\ntls_listen = \"{}\"\n\
+             [http]\nlisten = \"{http}\"\n\
              [rtp]\nports = \"{}-{}\"\n{}{}",
-            rtp.0,
-            rtp.1,
-            if opts.from_elsewhere {
+            self.tls,
+            self.rtp.0,
+            self.rtp.1,
+            if self.opts.from_elsewhere {
                 String::new()
             } else {
                 format!(
@@ -136,45 +194,9 @@ impl TestServer {
                     repo_root().join("prompts").display()
                 )
             },
-            opts.toml
+            self.opts.toml
         );
-        let config = merge_sections(&config);
-        let config_path = data_dir.path().join("careline.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let log_path = data_dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = careline_command()
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(data_dir.path().join("data"))
-            .arg("serve")
-            .args(&opts.args)
-            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "info,careline=debug,rsipstack=warn")
-            .env_remove("RUST_BACKTRACE")
-            .current_dir(if opts.from_elsewhere {
-                data_dir.path().to_path_buf()
-            } else {
-                repo_root()
-            })
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start careline");
-        let mut server = TestServer {
-            child: Some(child),
-            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
-            tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
-            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
-            rtp,
-            rtp_slot,
-            data_dir,
-            log_path,
-            opts,
-        };
-        server.wait_ready();
-        server
+        std::fs::write(self.config_path(), merge_sections(&config)).expect("write careline.toml");
     }
 
     fn spawn(&self) -> Child {
@@ -218,8 +240,11 @@ impl TestServer {
     /// Starts the server again on the same configuration and data dir.
     pub fn restart(&mut self) {
         self.kill9();
+        let skip = self.log().len();
         self.child = Some(self.spawn());
-        self.wait_ready();
+        if let Err(log) = self.await_ready(skip) {
+            panic!("careline did not become ready after the restart:\n{log}");
+        }
     }
 
     /// Runs a `careline` subcommand against this instance (`--config`, `--data-dir`).
@@ -240,21 +265,30 @@ impl TestServer {
             .expect("run careline")
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits for this start's `careline ready` line (in the log past `skip` bytes), takes the SIP and HTTP addresses from it,
+    /// and checks `/healthz` there. `Err(log)` when the process exits first or never gets ready.
+    fn await_ready(&mut self, skip: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("careline exited during start ({status}):\n{}", self.log());
+                return Err(format!(
+                    "careline exited during start ({status}):\n{}",
+                    self.log()
+                ));
             }
-            if self
-                .http_get("/healthz")
-                .is_some_and(|(code, _)| code == 200)
-            {
-                return;
+            let log = self.log();
+            if let Some((sip, http)) = ready_addresses(log.get(skip..).unwrap_or_default()) {
+                (self.sip, self.http) = (sip, http);
+                if self
+                    .http_get("/healthz")
+                    .is_some_and(|(code, _)| code == 200)
+                {
+                    return Ok(());
+                }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("careline did not become ready:\n{}", self.log());
+        Err(self.log())
     }
 
     pub fn log(&self) -> String {
