@@ -1,6 +1,6 @@
 //! The call's async shell: one task per call. It turns what arrives (SIP signals, media
 //! events, commands, finished lookups, the core's deadline) into [`Input`]s for the
-//! [`CallCore`], and carries out its [`Output`]s on the dialog, the media leg, the recorder,
+//! [`CallCore`], and carries out its [`Output`](super::core::Output)s on the dialog, the media leg, the recorder,
 //! the speech engine and the Lambda client. It decides nothing about the call itself.
 
 use std::sync::Arc;
