@@ -1,5 +1,26 @@
 //! Digit collection ("collect up to N keys, stop on a terminator, give up after a timeout"),
 //! as a sans-IO core: fed digits and the time, it says when collection is over.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use careline::call::collect::{CollectOutcome, CollectSpec, DigitCollector};
+//! use careline::media::dtmf::Digit;
+//!
+//! let key = |c| Digit::from_char(c).unwrap();
+//! let spec = CollectSpec {
+//!     max_digits: 8,
+//!     first_timeout: Duration::from_secs(5),
+//!     inter_digit_timeout: Duration::from_secs(3),
+//!     terminator: Some(key('#')),
+//!     cancel: Some(key('*')),
+//! };
+//! let t0 = Instant::now();
+//! let mut c = DigitCollector::new(spec, t0);
+//! assert_eq!(c.on_digit(key('4'), t0), None);
+//! assert_eq!(c.deadline(), t0 + Duration::from_secs(3), "the shorter timer now runs");
+//! assert_eq!(c.on_digit(key('2'), t0), None);
+//! assert_eq!(c.on_digit(key('#'), t0), Some(CollectOutcome::Terminated("42".into())));
+//! ```
 
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,44 @@
 //! wait in a queue; agents, bridges, holds, transfers and rooms (the routing and browser-leg
 //! work) are further phases of this same machine, fed by further inputs, never branches in
 //! the task.
+//!
+//! A call to the shipped demo menu, driven by hand (a test or a shell does the same with a
+//! real clock and real media):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use careline::call::core::{CallCore, CallPolicy, Input, Output, Phase};
+//! use careline::flow::attributes::ContactData;
+//! use careline::flow::engine::FlowEngine;
+//! use careline::flow::interpreter::Now;
+//!
+//! let config = careline::config::Config::default();
+//! let prompts = careline::shipped::prompt_library(std::path::Path::new(""))?;
+//! let engine = FlowEngine::build(&config, Arc::new(prompts), Default::default())?;
+//! let flow = engine.flow_for("100").expect("the demo menu");
+//!
+//! let t0 = Instant::now();
+//! let at = |s: u64| Now::new(t0 + Duration::from_secs(s), jiff::Timestamp::UNIX_EPOCH);
+//! let policy = CallPolicy { ring: Duration::from_secs(2), ..CallPolicy::default() };
+//! let mut call = CallCore::new(engine.env.clone(), flow, ContactData::default(), policy, t0);
+//! assert_eq!(call.phase(), Phase::Ringing);
+//! assert_eq!(call.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+//!
+//! call.handle_timeout(at(2)); // ringing is over
+//! assert!(matches!(call.poll_output(), Some(Output::Answer)));
+//! call.handle(Input::Answered, at(2));
+//! call.handle(Input::Confirmed, at(2)); // the caller's ACK: the flow starts
+//! match call.poll_output() {
+//!     Some(Output::Render { audio, .. }) => assert_eq!(audio.len(), 1), // the welcome
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! call.handle(Input::RemoteEnded(careline::sip::EndReason::CallerBye), at(5));
+//! assert_eq!(call.ended(), Some("caller_bye"));
+//! assert!(call.poll_output().is_none(), "the caller hung up: no BYE back");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::Arc;

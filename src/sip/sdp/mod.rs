@@ -4,6 +4,28 @@
 //! plus the [`Negotiated`] parameters the media engine needs, [`offer`] writes Careline's own
 //! offer, and [`read_answer`] reads the peer's answer to it.
 //!
+//! ```
+//! use careline::media::codec::Codec;
+//! use careline::sip::sdp::{LocalMedia, answer};
+//!
+//! let local = LocalMedia {
+//!     address: "192.0.2.10".parse().unwrap(),
+//!     rtp_port: 20000,
+//!     codecs: vec![Codec::Pcmu, Codec::Pcma],
+//!     telephone_event: true,
+//!     ptime_ms: 20,
+//!     session_id: 42,
+//!     session_version: 1,
+//! };
+//! let offer = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\n\
+//!              t=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+//! let (text, negotiated) = answer(offer, &local)?;
+//! assert_eq!(negotiated.codec, Codec::Pcma, "the caller's first acceptable codec wins");
+//! assert_eq!(negotiated.remote_rtp, Some("198.51.100.7:4000".parse().unwrap()));
+//! assert!(text.contains("m=audio 20000 RTP/AVP 8 101"));
+//! # Ok::<(), careline::sip::sdp::SdpError>(())
+//! ```
+//!
 //! # Why a hand-written parser and not `rtc-sdp`
 //! `rtc-sdp` 0.21.1 (webrtc-rs) was tried against SIP SDP first. It follows the RFC 8866 §5
 //! field order as a strict state machine, and so rejects bodies that SIP phones and gateways
