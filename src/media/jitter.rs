@@ -1037,4 +1037,45 @@ mod tests {
         );
         assert!(s.played > 2600 && s.late > 0 && s.duplicate > 100, "{s:?}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// However packets are delayed within the 40 ms cushion (so reordered too), every
+            /// frame plays once, in order, none late and none concealed.
+            #[test]
+            fn delay_within_the_cushion_is_undone(delays in prop::collection::vec(0u64..40, 1..120)) {
+                let mut jb = JitterBuffer::new(JitterConfig::default());
+                let n = delays.len() as u16;
+                let arrivals: Vec<(u64, u16)> = delays
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (i as u64 * 20 + d, i as u16))
+                    .collect();
+                let out = outcomes(&simulate(&mut jb, &arrivals, u64::from(n) * 20 + 200));
+                prop_assert_eq!(out, (0..n).map(F).collect::<Vec<_>>());
+                prop_assert_eq!(jb.stats().late, 0);
+            }
+
+            /// Whatever arrives, in any order and however often, never more frames play than
+            /// were sent and no sequence number plays twice.
+            #[test]
+            fn nothing_plays_twice(seqs in prop::collection::vec(0u16..64, 0..200)) {
+                let mut jb = JitterBuffer::new(JitterConfig::default());
+                let arrivals: Vec<(u64, u16)> =
+                    seqs.iter().enumerate().map(|(i, s)| (i as u64 * 7, *s)).collect();
+                let out = outcomes(&simulate(&mut jb, &arrivals, 200 * 7 + 400));
+                let mut played: Vec<u16> = out
+                    .iter()
+                    .filter_map(|o| match o { F(s) => Some(*s), _ => None })
+                    .collect();
+                let total = played.len();
+                played.sort_unstable();
+                played.dedup();
+                prop_assert_eq!(played.len(), total, "a frame played twice: {:?}", out);
+            }
+        }
+    }
 }

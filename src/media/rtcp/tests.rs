@@ -715,3 +715,82 @@ fn fuzz_random_and_mutated_datagrams_never_panic() {
     // Both outcomes must be well represented, or the fuzzing is not reaching the parsers.
     assert!(ok > 1000 && err > 1000, "ok {ok}, err {err}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn block() -> impl Strategy<Value = ReportBlock> {
+        (
+            any::<u32>(),
+            any::<u8>(),
+            -(1i32 << 23)..(1i32 << 23),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(
+                    ssrc,
+                    fraction_lost,
+                    cumulative_lost,
+                    extended_highest_seq,
+                    jitter,
+                    last_sr,
+                    delay_since_last_sr,
+                )| ReportBlock {
+                    ssrc,
+                    fraction_lost,
+                    cumulative_lost,
+                    extended_highest_seq,
+                    jitter,
+                    last_sr,
+                    delay_since_last_sr,
+                },
+            )
+    }
+
+    proptest! {
+        /// A receiver report with any blocks reads back as written.
+        #[test]
+        fn receiver_reports_round_trip(ssrc in any::<u32>(),
+                blocks in prop::collection::vec(block(), 0..=MAX_COUNT)) {
+            let mut buf = [0u8; 1500];
+            let len = write_rr(&mut buf, ssrc, &blocks).expect("fits");
+            let mut packets = parse_compound(&buf[..len]).expect("parses");
+            match packets.next() {
+                Some(RtcpPacket::ReceiverReport { ssrc: s, reports }) => {
+                    prop_assert_eq!(s, ssrc);
+                    prop_assert_eq!(reports.collect::<Vec<_>>(), blocks);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+            prop_assert!(packets.next().is_none());
+        }
+
+        /// Any datagram is parsed or refused; walking what parsed never panics.
+        #[test]
+        fn any_datagram_is_parsed_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(packets) = parse_compound(&bytes) {
+                for p in packets {
+                    match p {
+                        RtcpPacket::SenderReport { reports, .. }
+                        | RtcpPacket::ReceiverReport { reports, .. } => {
+                            reports.count();
+                        }
+                        RtcpPacket::SourceDescription { chunks } => {
+                            for c in chunks {
+                                c.items().count();
+                            }
+                        }
+                        RtcpPacket::Bye { ssrcs, .. } => {
+                            ssrcs.count();
+                        }
+                        RtcpPacket::Unknown { .. } => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1193,3 +1193,87 @@ fn fuzz_mutated_offers_never_panic_and_answers_read_back() {
     );
     assert!(refused > 400, "only {refused} mutated offers were refused");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Static payload types Careline may meet in an offer: PCMU, GSM, PCMA, G722, G729.
+    const STATIC: [u8; 5] = [0, 3, 8, 9, 18];
+
+    proptest! {
+        /// Any bytes at all are answered or refused with a reason; never a panic.
+        #[test]
+        fn any_offer_is_answered_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = answer(&String::from_utf8_lossy(&bytes), &local());
+        }
+
+        /// Lines in any order, with any line ends: the answer does not depend on it.
+        #[test]
+        fn line_order_and_line_ends_do_not_matter(
+            order in Just((0..6).collect::<Vec<usize>>()).prop_shuffle(),
+            end in prop::sample::select(vec!["\r\n", "\n", "\r"]),
+        ) {
+            let body = ["c=IN IP4 198.51.100.7", "t=0 0", "s=-", "b=AS:64",
+                "a=sendrecv", "y=0123456789"];
+            let mut text = format!("v=0{end}o=- 1 1 IN IP4 198.51.100.7{end}");
+            for i in &order {
+                text.push_str(body[*i]);
+                text.push_str(end);
+            }
+            text.push_str(&format!("m=audio 4000 RTP/AVP 8 0{end}"));
+            let (_, n) = answer(&text, &local()).expect("answered");
+            prop_assert_eq!(n.codec, Codec::Pcma);
+            prop_assert_eq!(n.remote_rtp, Some("198.51.100.7:4000".parse().unwrap()));
+        }
+
+        /// Of any list of formats, the first Careline takes wins; the answer carries it (and
+        /// telephone-event when offered), and reads back to the same choice.
+        #[test]
+        fn the_first_acceptable_codec_wins(
+            formats in prop::sample::subsequence(STATIC.to_vec(), 1..=5).prop_shuffle(),
+            opus_at in prop::option::of(0usize..6),
+            te in any::<bool>(),
+            port in 1024u16..65000,
+        ) {
+            let mut pts: Vec<u8> = formats;
+            if let Some(i) = opus_at {
+                pts.insert(i.min(pts.len()), 111);
+            }
+            let mut m = format!("m=audio {port} RTP/AVP");
+            for pt in &pts {
+                m.push_str(&format!(" {pt}"));
+            }
+            if te {
+                m.push_str(" 101");
+            }
+            let mut text = format!("v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\n\
+                c=IN IP4 198.51.100.7\r\nt=0 0\r\n{m}\r\n");
+            if opus_at.is_some() {
+                text.push_str("a=rtpmap:111 opus/48000/2\r\n");
+            }
+            if te {
+                text.push_str("a=rtpmap:101 telephone-event/8000\r\n");
+            }
+            let want = pts.iter().find_map(|pt| match pt {
+                0 => Some((Codec::Pcmu, 0u8)),
+                8 => Some((Codec::Pcma, 8)),
+                111 => Some((Codec::Opus, 111)),
+                _ => None,
+            });
+            match (answer(&text, &local()), want) {
+                (Ok((sdp, n)), Some((codec, pt))) => {
+                    prop_assert_eq!((n.codec, n.payload_type), (codec, pt));
+                    if codec != Codec::Opus {
+                        prop_assert_eq!(n.telephone_event.is_some(), te);
+                    }
+                    prop_assert!(sdp.contains(&format!("m=audio 40000 RTP/AVP {pt}")), "{}", sdp);
+                    let back = read_answer(&sdp, &local()).expect("our answer reads back");
+                    prop_assert_eq!(back.codec, codec);
+                }
+                (Err(_), None) => {}
+                (got, want) => prop_assert!(false, "{:?} for {:?}", got.map(|g| g.1), want),
+            }
+        }
+    }
+}
