@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, &'static str)>;
+/// Labels whose value comes from configuration (queue names).
+type NamedLabels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
     registry: Registry,
@@ -53,6 +55,12 @@ pub struct Metrics {
     pub auth_unauthenticated: Counter,
     /// HTTP connections closed at once: their source already had the most it may.
     pub http_connections_refused: Counter,
+    /// Contacts waiting in each queue now.
+    pub queue_contacts: Family<NamedLabels, Gauge>,
+    /// Contacts placed in each queue.
+    pub queue_entered: Family<NamedLabels, Counter>,
+    /// Contacts a full queue turned away (the flow's QueueAtCapacity branch).
+    pub queue_refused: Family<NamedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,6 +97,9 @@ impl Metrics {
             auth_logins: Family::default(),
             auth_lockouts: Counter::default(),
             http_connections_refused: Counter::default(),
+            queue_contacts: Family::default(),
+            queue_entered: Family::default(),
+            queue_refused: Family::default(),
             auth_unauthenticated: Counter::default(),
             registry: Registry::default(),
         };
@@ -209,7 +220,39 @@ impl Metrics {
             "HTTP connections closed at once because their source had too many open",
             m.http_connections_refused.clone(),
         );
+        registry.register(
+            "queue_contacts",
+            "Contacts waiting in each queue",
+            m.queue_contacts.clone(),
+        );
+        registry.register(
+            "queue_entered",
+            "Contacts placed in each queue",
+            m.queue_entered.clone(),
+        );
+        registry.register(
+            "queue_refused",
+            "Contacts a full queue turned away",
+            m.queue_refused.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A contact entered `queue` (`left`: it left again: answered, hung up, moved on).
+    pub fn queue_entered(&self, queue: &str) {
+        let labels = vec![("queue", queue.to_string())];
+        self.queue_entered.get_or_create(&labels).inc();
+        self.queue_contacts.get_or_create(&labels).inc();
+    }
+
+    pub fn queue_left(&self, queue: &str) {
+        let labels = vec![("queue", queue.to_string())];
+        self.queue_contacts.get_or_create(&labels).dec();
+    }
+
+    pub fn queue_refused(&self, queue: &str) {
+        let labels = vec![("queue", queue.to_string())];
+        self.queue_refused.get_or_create(&labels).inc();
     }
 
     pub fn call_ended(&self, cause: &'static str) {

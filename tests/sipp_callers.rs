@@ -451,13 +451,18 @@ fn sipp_callers_walk_the_triage_flow_to_the_urgent_queue() {
         2.0 * calls as f64,
         "two keys per call, each counted once"
     );
-    let log = server.log();
-    let queued = log
-        .lines()
-        .filter(|l| l.contains("caller queued") && l.contains("triage-urgent"))
-        .count();
     assert_eq!(
-        queued, calls as usize,
-        "every caller reached the urgent queue:\n{log}"
+        server.metric("careline_queue_entered_total{queue=\"triage-urgent\"}"),
+        calls as f64,
+        "every caller reached the urgent queue"
+    );
+    assert_eq!(
+        server.wait_metric(
+            "careline_queue_contacts{queue=\"triage-urgent\"}",
+            0.0,
+            Duration::from_secs(10)
+        ),
+        0.0,
+        "and left it when they hung up"
     );
 }
