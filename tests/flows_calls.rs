@@ -98,6 +98,15 @@ fn caller_walks_the_triage_flow_in_english_to_the_urgent_queue_with_rfc4733_keys
 }
 
 #[test]
+fn the_speech_the_tests_expect_is_the_committed_reference() {
+    // The oracle of the triage tests is Careline's own speech pipeline; these recordings,
+    // committed when the tests were written, keep that oracle honest.
+    support::speech::matches_reference("language-menu", "Mizuki", LANGUAGE_MENU, true);
+    support::speech::matches_reference("en-menu", "Joanna", EN_MENU, false);
+    support::speech::matches_reference("urgent", "Joanna", URGENT, false);
+}
+
+#[test]
 fn in_band_keys_walk_the_japanese_branch_to_a_nurse() {
     let server = TestServer::start();
     let language_menu = speech("Mizuki", LANGUAGE_MENU, true);

@@ -62,3 +62,51 @@ pub const EN_MENU: &str = "If this is an emergency, press 9. For a new appointme
 
 /// The triage flow's emergency branch (action `en-urgent`).
 pub const URGENT: &str = "Connecting you to our urgent care line.";
+
+/// Where the committed reference recording of a sentence lives.
+fn reference_path(name: &str) -> std::path::PathBuf {
+    super::server::repo_root()
+        .join("tests/fixtures/speech")
+        .join(format!("{name}.wav"))
+}
+
+/// Checks what Careline says for `text` against the recording committed when the test was
+/// written (`tests/fixtures/speech/NAME.wav`), so that a change in the speech pipeline
+/// (espeak-ng, MeCab, SSML, resampling) cannot move the server's audio and the tests'
+/// expectation together unseen. `CARELINE_UPDATE_SPEECH=1` writes the reference instead (after
+/// an intended change, listened to). Returns the rendering.
+pub fn matches_reference(name: &str, voice: &str, text: &str, ssml: bool) -> Vec<i16> {
+    let pcm = speech(voice, text, ssml);
+    let path = reference_path(name);
+    if std::env::var_os("CARELINE_UPDATE_SPEECH").is_some() {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("write the reference");
+        for s in &pcm {
+            w.write_sample(*s).expect("write the reference");
+        }
+        w.finalize().expect("write the reference");
+        return pcm;
+    }
+    let (reference, rate) = careline::media::prompt::read_wav(&path)
+        .unwrap_or_else(|e| panic!("{name}: no reference recording ({e})"));
+    assert_eq!(rate, 8000, "{name}");
+    let (a, b) = (pcm.len() as f64, reference.len() as f64);
+    assert!(
+        (a - b).abs() <= b * 0.01,
+        "{name}: {} ms now, {} ms in the reference",
+        pcm.len() / 8,
+        reference.len() / 8
+    );
+    let m = recognize::find_from(&pcm, &reference[..reference.len().min(pcm.len())], 0)
+        .unwrap_or_else(|| panic!("{name}: the rendering does not contain the reference"));
+    assert!(
+        m.offset < 80 && m.envelope_score >= 0.98 && m.waveform_score >= 0.98,
+        "{name}: the speech differs from the committed reference: {m:?}"
+    );
+    pcm
+}
