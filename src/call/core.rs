@@ -57,9 +57,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::collect::DigitCollector;
 use super::{Identify, IdentifyQuery};
 use crate::flow::attributes::ContactData;
+use crate::flow::collect::DigitCollector;
 use crate::flow::interpreter::{Audio, Effect, Env, Event, FlowRun, Now};
 use crate::flow::program::Flow;
 use crate::flow::queues::{AtCapacity, QueueMetrics, Ticket};

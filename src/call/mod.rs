@@ -1,7 +1,6 @@
 //! Calls: the session table and one task per call, which runs the call's contact flow.
 
 pub mod admit;
-pub mod collect;
 pub mod core;
 mod effects;
 pub mod table;

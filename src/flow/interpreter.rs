@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::attributes::ContactData;
 use super::catalog::Catalog;
+use super::collect::{CollectOutcome, CollectSpec};
 use super::hours::Hours;
 use super::program::{
     Action, Flow, InputMode, Kind, Message, Metric, PhoneFormat, Ref, ResponseType,
@@ -19,7 +20,6 @@ use super::queues::{AtCapacity, QueueMetrics};
 use super::resources::{ResourceKind, Resources};
 use super::template::Template;
 use super::voices::{Voice, Voices};
-use crate::call::collect::{CollectOutcome, CollectSpec};
 use crate::media::dtmf::Digit;
 use crate::media::prompt::Prompt;
 

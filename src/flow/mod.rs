@@ -10,6 +10,7 @@
 
 pub mod attributes;
 pub mod catalog;
+pub mod collect;
 pub mod condition;
 pub mod diagnostic;
 pub mod engine;

@@ -1,9 +1,10 @@
 //! Digit collection ("collect up to N keys, stop on a terminator, give up after a timeout"),
-//! as a sans-IO core: fed digits and the time, it says when collection is over.
+//! as a sans-IO core: fed digits and the time, it says when collection is over. A flow asks for
+//! it (GetParticipantInput: the [`CollectSpec`]); the call core runs it against the keys.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use careline::call::collect::{CollectOutcome, CollectSpec, DigitCollector};
+//! use careline::flow::collect::{CollectOutcome, CollectSpec, DigitCollector};
 //! use careline::media::dtmf::Digit;
 //!
 //! let key = |c| Digit::from_char(c).unwrap();
