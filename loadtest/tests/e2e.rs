@@ -40,9 +40,43 @@ fn server_bin() -> PathBuf {
     .clone()
 }
 
-fn start_server(rtp: (u16, u16)) -> ServerProcess {
-    ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, 0, "")
-        .expect("careline serve starts")
+/// A 100-port RTP range below the ephemeral ports, held through a lock file for as long as the
+/// returned file lives. The same folder and numbering as careline's own test servers
+/// (`tests/support/server.rs`), so the two suites never hand one range to two servers.
+fn rtp_slot() -> ((u16, u16), std::fs::File) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const BASE: u16 = 20000;
+    let slots = ephemeral_lo.saturating_sub(BASE) / 100;
+    assert!(
+        slots >= 8,
+        "the ephemeral range starts at {ephemeral_lo}: no room for RTP below it"
+    );
+    let dir = std::env::temp_dir().join("careline-test-ports");
+    std::fs::create_dir_all(&dir).expect("lock folder for test ports");
+    let start = (std::process::id() as u16).wrapping_mul(7) % slots;
+    for i in 0..slots {
+        let slot = (start + NEXT.fetch_add(1, Ordering::Relaxed) + i) % slots;
+        let file = std::fs::File::create(dir.join(format!("rtp-{slot}")))
+            .expect("lock file for a test port range");
+        if file.try_lock().is_ok() {
+            let lo = BASE + slot * 100;
+            return ((lo, lo + 99), file);
+        }
+    }
+    panic!("all {slots} RTP port ranges are held by running test servers");
+}
+
+/// A server on a free RTP range; keep the lock file as long as the server.
+fn start_server() -> (ServerProcess, std::fs::File) {
+    let (rtp, lock) = rtp_slot();
+    let server = ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, 0, "")
+        .expect("careline serve starts");
+    (server, lock)
 }
 
 /// Runs the load tester with `--json`; returns (exit success, report).
@@ -67,7 +101,7 @@ fn loadtest(server: &ServerProcess, args: &[&str]) -> (bool, Value) {
 
 #[test]
 fn twenty_callers_each_hear_every_prompt_of_the_menu_in_order() {
-    let server = start_server((52000, 52499));
+    let (server, _rtp) = start_server();
     let (ok, r) = loadtest(
         &server,
         &[
@@ -116,7 +150,7 @@ fn twenty_callers_each_hear_every_prompt_of_the_menu_in_order() {
 
 #[test]
 fn a_caller_that_hears_the_wrong_prompt_fails_and_says_which() {
-    let server = start_server((52500, 52999));
+    let (server, _rtp) = start_server();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("wrong.toml");
     std::fs::write(
@@ -155,7 +189,7 @@ fn a_caller_that_hears_the_wrong_prompt_fails_and_says_which() {
 /// (rendered by the same pipeline) in order, through menu, submenu and keyed patient number.
 #[test]
 fn callers_walk_the_spoken_triage_flow_and_hear_each_sentence_in_order() {
-    let server = start_server((53000, 53499));
+    let (server, _rtp) = start_server();
     let (ok, r) = loadtest(
         &server,
         &[
