@@ -238,21 +238,14 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// A contact entered `queue` (`left`: it left again: answered, hung up, moved on).
-    pub fn queue_entered(&self, queue: &str) {
+    /// Handles on one queue's metrics (waiting now, entered, refused), for the queue registry.
+    pub fn queue_meters(&self, queue: &str) -> (Gauge, Counter, Counter) {
         let labels = vec![("queue", queue.to_string())];
-        self.queue_entered.get_or_create(&labels).inc();
-        self.queue_contacts.get_or_create(&labels).inc();
-    }
-
-    pub fn queue_left(&self, queue: &str) {
-        let labels = vec![("queue", queue.to_string())];
-        self.queue_contacts.get_or_create(&labels).dec();
-    }
-
-    pub fn queue_refused(&self, queue: &str) {
-        let labels = vec![("queue", queue.to_string())];
-        self.queue_refused.get_or_create(&labels).inc();
+        (
+            self.queue_contacts.get_or_create(&labels).clone(),
+            self.queue_entered.get_or_create(&labels).clone(),
+            self.queue_refused.get_or_create(&labels).clone(),
+        )
     }
 
     pub fn call_ended(&self, cause: &'static str) {

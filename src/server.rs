@@ -85,6 +85,7 @@ impl Server {
         for w in &flows.warnings {
             tracing::warn!("{w}");
         }
+        flows.queues.observe(&metrics);
         info!(
             flows = flows.env.catalog.len(),
             from = %crate::shipped::folder_name(&config.flows.dir, crate::shipped::FLOWS_DIR),

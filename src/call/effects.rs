@@ -63,15 +63,6 @@ impl Shell {
                 },
                 Output::Enqueue { queue } => {
                     let placed = self.svc.flows.queues.enqueue(&queue, Instant::now());
-                    match &placed {
-                        Ok(_) => {
-                            self.svc.metrics.queue_entered(&queue);
-                            if let Some(left) = self.queued.replace(queue) {
-                                self.svc.metrics.queue_left(&left);
-                            }
-                        }
-                        Err(_) => self.svc.metrics.queue_refused(&queue),
-                    }
                     core.handle(Input::Enqueued(placed), now());
                 }
                 Output::QueueMetrics { queue } => {

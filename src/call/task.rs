@@ -78,7 +78,6 @@ async fn run(call: crate::sip::IncomingCall, svc: Arc<CallServices>) {
         commands: Some(commands),
         done,
         answered: None,
-        queued: None,
     };
     info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
     shell.carry_out(&mut core).await;
@@ -100,8 +99,6 @@ pub(super) struct Shell {
     pub(super) commands: Option<mpsc::UnboundedSender<CallCommand>>,
     pub(super) done: mpsc::UnboundedSender<Done>,
     pub(super) answered: Option<(jiff::Timestamp, Instant)>,
-    /// The queue the contact waits in, for the queue gauge.
-    pub(super) queued: Option<Arc<str>>,
 }
 
 async fn leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -182,9 +179,6 @@ impl Shell {
     /// Closes media and tells the table, the metrics and the hooks how the call went.
     async fn finish(self, core: &CallCore, cause: &'static str) {
         let svc = self.svc;
-        if let Some(queue) = &self.queued {
-            svc.metrics.queue_left(queue);
-        }
         let Some((answered_at, answered)) = self.answered else {
             svc.metrics.call_ended(cause);
             info!(cause, "call ended before answer");

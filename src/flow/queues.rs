@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
 
 /// `[queues.NAME]` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,17 @@ pub struct Queue {
     pub name: Arc<str>,
     pub config: QueueConfig,
     waiting: Mutex<Vec<(u64, Instant)>>,
+    /// The queue's metrics, once the server attached them ([`QueueRegistry::observe`]).
+    meters: std::sync::OnceLock<QueueMeters>,
+}
+
+/// What `/metrics` shows of a queue; kept where places are taken and freed, so the figures
+/// cannot drift from the queue itself.
+#[derive(Debug)]
+struct QueueMeters {
+    waiting: Gauge,
+    entered: Counter,
+    refused: Counter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +76,9 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if let Ok(mut w) = self.queue.waiting.lock() {
             w.retain(|(id, _)| *id != self.id);
+        }
+        if let Some(m) = self.queue.meters.get() {
+            m.waiting.dec();
         }
     }
 }
@@ -89,6 +107,7 @@ impl QueueRegistry {
                             name: n.as_str().into(),
                             config: c.clone(),
                             waiting: Mutex::new(Vec::new()),
+                            meters: std::sync::OnceLock::new(),
                         }),
                     )
                 })
@@ -105,16 +124,35 @@ impl QueueRegistry {
         self.queues.keys()
     }
 
+    /// Counts each queue's waiting, entered and refused contacts in `metrics` from now on.
+    pub fn observe(&self, metrics: &Metrics) {
+        for (name, q) in &self.queues {
+            let (waiting, entered, refused) = metrics.queue_meters(name);
+            let _ = q.meters.set(QueueMeters {
+                waiting,
+                entered,
+                refused,
+            });
+        }
+    }
+
     /// Puts a contact in `name`, unless the queue is full (or unknown).
     pub fn enqueue(&self, name: &str, now: Instant) -> Result<Ticket, AtCapacity> {
         let queue = self.queues.get(name).ok_or(AtCapacity)?;
         let mut w = queue.waiting.lock().map_err(|_| AtCapacity)?;
         if queue.config.capacity > 0 && w.len() >= queue.config.capacity {
+            if let Some(m) = queue.meters.get() {
+                m.refused.inc();
+            }
             return Err(AtCapacity);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         w.push((id, now));
         drop(w);
+        if let Some(m) = queue.meters.get() {
+            m.entered.inc();
+            m.waiting.inc();
+        }
         Ok(Ticket {
             queue: queue.clone(),
             id,
@@ -161,5 +199,25 @@ mod tests {
         assert_eq!((m.contacts, m.oldest_age_secs), (1, 25));
         assert!(r.enqueue("nurses", t0).is_ok(), "a place was freed");
         assert!(r.enqueue("nobody", t0).is_err());
+    }
+
+    #[test]
+    fn the_metrics_follow_places_taken_refused_and_freed() {
+        let mut c = BTreeMap::new();
+        let config = QueueConfig {
+            capacity: 1,
+            hold_flow: None,
+            hours: None,
+        };
+        c.insert("nurses".to_string(), config);
+        let r = QueueRegistry::new(&c);
+        let metrics = Metrics::new();
+        r.observe(&metrics);
+        let (waiting, entered, refused) = metrics.queue_meters("nurses");
+        let t = r.enqueue("nurses", Instant::now()).unwrap();
+        assert!(r.enqueue("nurses", Instant::now()).is_err());
+        assert_eq!((waiting.get(), entered.get(), refused.get()), (1, 1, 1));
+        drop(t);
+        assert_eq!(waiting.get(), 0, "leaving frees the place in the gauge too");
     }
 }
