@@ -96,12 +96,24 @@ fn main() {
         let db = Db::connect(&url).await.unwrap();
         let store = PatientStore::new(db, keys, Arc::new(AlertTables::shipped()), "1");
 
-        let fhir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/fhir");
+        // The Synthea bundles of the conformance corpus where they are, else the repository's
+        // own fixtures (a bare clone).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let conformance = std::env::var_os("CARELINE_CONFORMANCE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("../shared/conformance"))
+            .join("fhir");
+        let fhir = if conformance.is_dir() {
+            conformance
+        } else {
+            root.join("tests/fixtures/fhir")
+        };
+        println!("real bundles from {}", fhir.display());
         let mut real = Vec::new();
         let mut files: Vec<_> = std::fs::read_dir(&fhir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
         files.sort();
         for f in files {
@@ -155,7 +167,7 @@ fn main() {
                 assert_eq!(s.medications.len(), 3);
             }
         }
-        report("summary, Synthea patients", real_samples.clone());
+        report("summary, imported (Synthea or fixture) patients", real_samples.clone());
         report("summary, synthetic patients", synthetic_samples.clone());
         let mut all = real_samples;
         all.extend(synthetic_samples);

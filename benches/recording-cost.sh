@@ -7,13 +7,14 @@
 #
 #   benches/recording-cost.sh [RUNS] [FORMAT...]     e.g. benches/recording-cost.sh 3 wav opus
 #
-# Needs sipp and ../shared/conformance/sipp. Run on a quiet machine: on a 2-core VM the
+# Needs sipp and the SIPp conformance scenario ($CARELINE_CONFORMANCE_DIR/sipp, else
+# ../shared/conformance/sipp). Run on a quiet machine: on a 2-core VM the
 # run-to-run spread is about ±1.5 s of ~12 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}; shift || true
 formats=("${@:-wav}")
-scenario_dir=${SIPP_SCENARIOS:-../shared/conformance/sipp}
+scenario_dir=${SIPP_SCENARIOS:-${CARELINE_CONFORMANCE_DIR:-../shared/conformance}/sipp}
 cargo build -j2 --release --bin careline
 bin=$PWD/target/release/careline
 . benches/common.sh

@@ -103,7 +103,8 @@ struct CapacityArgs {
     /// Seconds each level is held once reached
     #[arg(long, default_value_t = 20)]
     hold: u64,
-    /// SIPp conformance folder with ivr-rfc2833-digit.xml (default ../shared/conformance/sipp)
+    /// SIPp conformance folder with ivr-rfc2833-digit.xml (default $CARELINE_CONFORMANCE_DIR/sipp,
+    /// else ../shared/conformance/sipp; skipped when neither exists)
     #[arg(long, value_name = "DIR")]
     sipp_dir: Option<PathBuf>,
     /// Skip the SIPp cross-check
@@ -231,13 +232,26 @@ fn capacity_main(a: CapacityArgs) -> anyhow::Result<()> {
             server_bin.display()
         );
     }
-    let sipp_dir = if a.no_sipp {
-        None
-    } else {
-        Some(
-            a.sipp_dir
-                .unwrap_or_else(|| PathBuf::from("../shared/conformance/sipp")),
-        )
+    let sipp_dir = match (a.no_sipp, a.sipp_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir),
+        // The conformance corpus: CARELINE_CONFORMANCE_DIR, else the workspace's copy; a
+        // clone without either skips the cross-check and says so.
+        (false, None) => {
+            let dir = std::env::var_os("CARELINE_CONFORMANCE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("../shared/conformance"))
+                .join("sipp");
+            if dir.join("ivr-rfc2833-digit.xml").is_file() {
+                Some(dir)
+            } else {
+                eprintln!(
+                    "SIPp cross-check skipped: {} not found (set CARELINE_CONFORMANCE_DIR or --sipp-dir)",
+                    dir.join("ivr-rfc2833-digit.xml").display()
+                );
+                None
+            }
+        }
     };
     let spec = CapacitySpec {
         server_bin,

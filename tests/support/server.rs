@@ -259,7 +259,6 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.data_path())
             .args(args)
-            .env_remove(CONFORMANCE_ENV)
             .envs(env.iter().copied())
             .output()
             .expect("run careline")
