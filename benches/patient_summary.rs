@@ -167,7 +167,10 @@ fn main() {
                 assert_eq!(s.medications.len(), 3);
             }
         }
-        report("summary, imported (Synthea or fixture) patients", real_samples.clone());
+        report(
+            "summary, imported (Synthea or fixture) patients",
+            real_samples.clone(),
+        );
         report("summary, synthetic patients", synthetic_samples.clone());
         let mut all = real_samples;
         all.extend(synthetic_samples);
