@@ -257,8 +257,20 @@ impl KeyRing {
     /// as associated data: the wrapped key only unwraps for the same context, so a wrapped key
     /// copied onto another object is detected.
     pub fn wrap(&self, data_key: &[u8; 32], context: &[u8]) -> WrappedKey {
+        self.wrap_under_nonce(data_key, context, rand::random())
+    }
+
+    /// [`KeyRing::wrap`] with the caller's nonce (drawn at random by the caller, never
+    /// repeated under one master key), for code that takes its randomness as an input.
+    pub fn wrap_under_nonce(
+        &self,
+        data_key: &[u8; 32],
+        context: &[u8],
+        nonce: [u8; 12],
+    ) -> WrappedKey {
         let m = self.read();
-        Self::wrap_with(&m, &m.current, data_key, context).expect("the current key is in the ring")
+        Self::wrap_with(&m, &m.current, data_key, context, nonce)
+            .expect("the current key is in the ring")
     }
 
     fn wrap_with(
@@ -266,6 +278,7 @@ impl KeyRing {
         id: &str,
         data_key: &[u8; 32],
         context: &[u8],
+        nonce: [u8; 12],
     ) -> Result<WrappedKey, KeyError> {
         let master = m
             .keys
@@ -273,7 +286,6 @@ impl KeyRing {
             .ok_or_else(|| KeyError::MissingKey(id.to_string()))?;
         let cipher = Aes256Gcm::new_from_slice(master.as_slice())
             .map_err(|_| KeyError::Unwrap(id.to_string()))?;
-        let nonce: [u8; 12] = rand::random();
         let ciphertext = cipher
             .encrypt(
                 &Nonce::from(nonce),
@@ -321,7 +333,7 @@ impl KeyRing {
     pub fn rewrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<WrappedKey, KeyError> {
         let key = self.unwrap(wrapped, context)?;
         let m = self.read();
-        Self::wrap_with(&m, &m.current, &key, context)
+        Self::wrap_with(&m, &m.current, &key, context, rand::random())
     }
 
     /// Creates a new master key, makes it current and returns its id. Old keys stay in the

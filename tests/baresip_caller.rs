@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use careline::media::codec::Codec;
-use support::audio::{expect_not_prompt, expect_prompt};
+use support::audio::{expect_not_prompt, expect_prompt, heard_prompt};
 use support::server::TestServer;
-use support::speech::{EN_MENU, LANGUAGE_MENU, URGENT, heard, speech};
+use support::speech::{EN_MENU, LANGUAGE_MENU, URGENT, heard, hears, speech};
 
 const MODULE_DIRS: &[&str] = &[
     "/usr/lib/baresip/modules",
@@ -248,6 +248,58 @@ impl Baresip {
     }
 
     /// What baresip heard: its `sndfile` decode dump, at 8 kHz.
+    /// What baresip has decoded so far, read while the call goes on: the dump's samples
+    /// after its `data` tag (the header's sizes are only written when the file is closed).
+    /// Empty until the dump exists.
+    fn heard_so_far(&self) -> Vec<i16> {
+        let Some(dump) = std::fs::read_dir(self.dir.path())
+            .expect("read baresip's folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        else {
+            return Vec::new();
+        };
+        let bytes = std::fs::read(&dump).unwrap_or_default();
+        let Some(at) = bytes.windows(4).position(|w| w == b"data") else {
+            return Vec::new();
+        };
+        let rate = bytes
+            .get(24..28)
+            .map_or(8000, |r| u32::from_le_bytes([r[0], r[1], r[2], r[3]]));
+        let pcm: Vec<i16> = bytes
+            .get(at + 8..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        if rate == 8000 {
+            return pcm;
+        }
+        let f = careline::media::resample::to_f32(&pcm);
+        careline::media::resample::to_i16(
+            &careline::media::resample::resample(&f, rate, 8000).expect("resample to 8 kHz"),
+        )
+    }
+
+    /// Waits (30 s at most) until what baresip has heard so far satisfies `done`: the test
+    /// goes on when the caller has heard something, not after a time.
+    fn wait_heard(&self, what: &str, done: impl Fn(&[i16]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let heard = self.heard_so_far();
+            if done(&heard) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip never heard {what} (heard {} ms):\n{}",
+                heard.len() / 8,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn heard(&self) -> Vec<i16> {
         let dumps: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .expect("read baresip's folder")
@@ -319,8 +371,8 @@ fn baresip_caller_hears_welcome_then_the_prompt_of_the_key_it_pressed() {
     );
     assert_eq!(server.metric("careline_calls_started_total"), 1.0);
 
-    // Two seconds into the welcome, press 5 on baresip's keypad.
-    std::thread::sleep(Duration::from_secs(2));
+    // Two seconds into the welcome (as baresip heard it), press 5 on baresip's keypad.
+    phone.wait_heard("2 s of the welcome", |h| h.len() >= 2 * 8000);
     phone.keys("5");
     phone.wait_for("send DTMF digit end: '5'", Duration::from_secs(5));
     assert_eq!(
@@ -332,8 +384,10 @@ fn baresip_caller_hears_welcome_then_the_prompt_of_the_key_it_pressed() {
         1.0,
         "baresip's RFC 4733 key counted once"
     );
-    // digit-5 lasts about 1.5 s; give it time to play out, then hang up.
-    std::thread::sleep(Duration::from_secs(3));
+    // Hang up once digit-5 has played out.
+    phone.wait_heard("digit-5", |h| {
+        heard_prompt(h, Codec::Pcmu, "en", "digit-5", 1500, None).is_some()
+    });
     phone.quit();
 
     assert_eq!(
@@ -379,7 +433,7 @@ fn baresip_walks_the_triage_flow_to_the_urgent_line_in_english() {
     phone.wait_for("Call established", Duration::from_secs(15));
 
     // Let the language menu play two seconds, then choose English.
-    std::thread::sleep(Duration::from_secs(2));
+    phone.wait_heard("2 s of the language menu", |h| h.len() >= 2 * 8000);
     phone.keys("2");
     phone.wait_for("send DTMF digit end: '2'", Duration::from_secs(5));
     server.wait_metric(
@@ -387,11 +441,21 @@ fn baresip_walks_the_triage_flow_to_the_urgent_line_in_english() {
         1.0,
         Duration::from_secs(5),
     );
-    // The English menu is rendered on the fly; give it time to start, then press 9.
-    std::thread::sleep(Duration::from_secs(3));
+    // The English menu is rendered on the fly: press 9 once it has started.
+    phone.wait_heard("the English menu", |h| {
+        hears(h, &en_menu, 1500, Some(1500)).is_some()
+    });
     phone.keys("9");
     phone.wait_for("send DTMF digit end: '9'", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_secs(4));
+    phone.wait_heard("the urgent line", |h| {
+        hears(h, &urgent, 3000, Some(1500)).is_some()
+    });
+    // The urgent line is played, then the caller is queued: hang up once the queue has them.
+    server.wait_metric(
+        "careline_queue_entered_total{queue=\"triage-urgent\"}",
+        1.0,
+        Duration::from_secs(30),
+    );
     phone.quit();
 
     let h = phone.heard();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use careline::media::codec::Codec;
 use futures_util::StreamExt;
-use support::audio::expect_prompt;
+use support::audio::wait_for_prompt;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
@@ -33,10 +33,6 @@ fn flow() -> String {
 }
 
 /// The welcome prompt's length plus `ms`.
-fn welcome_then(ms: u64) -> Duration {
-    Duration::from_millis(support::server::prompt_pcm("en", "welcome").len() as u64 / 8 + ms)
-}
-
 fn server_with(url: &str) -> (TestServer, tempfile::TempDir) {
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("stream.json"), flow()).unwrap();
@@ -86,15 +82,21 @@ fn the_endpoint_hears_both_directions_until_the_flow_stops_streaming() {
     let (server, _flows) = server_with(&format!("ws://{addr}/audio"));
     let (peer, _ua, _call) = call(&server);
     peer.send_audio(vec![4000i16; 8000]); // a second of loud caller audio
-    std::thread::sleep(welcome_then(2500));
-    let heard = peer.heard();
-    expect_prompt(&heard, Codec::Pcmu, "en", "welcome", 0, Some(2000));
-    let (texts, frames) = got.lock().unwrap().clone();
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+    // The flow stops streaming after the welcome: wait for the endpoint to be told so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (texts, frames) = loop {
+        let (texts, frames) = got.lock().unwrap().clone();
+        if texts.iter().any(|t| t.contains("\"stop\"")) {
+            break (texts, frames);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flow never stopped streaming: {texts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(texts[0].contains("\"event\":\"start\""), "{texts:?}");
-    assert!(
-        texts.iter().any(|t| t.contains("\"stop\"")),
-        "the flow stopped streaming: {texts:?}"
-    );
     assert!(frames.iter().all(|f| f.len() == 321));
     let to_caller: Vec<i16> = frames
         .iter()
@@ -123,9 +125,7 @@ fn a_dead_endpoint_does_not_disturb_the_call() {
         .port(); // closed again: nothing listens there
     let (server, _flows) = server_with(&format!("ws://127.0.0.1:{port}/audio"));
     let (peer, _ua, _call) = call(&server);
-    std::thread::sleep(welcome_then(2500));
-    let heard = peer.heard();
-    expect_prompt(&heard, Codec::Pcmu, "en", "welcome", 0, None);
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, None);
     let w = support::server::prompt_pcm("en", "welcome").len() as u64 / 8;
-    expect_prompt(&heard, Codec::Pcmu, "en", "goodbye", w, Some(1000));
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "goodbye", w, Some(1000));
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
-use support::audio::{expect_prompt, wait_for_prompt};
+use support::audio::wait_for_prompt;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
@@ -164,8 +164,7 @@ fn a_japanese_menu_is_one_setting_away() {
         ),
     );
     peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
-    std::thread::sleep(Duration::from_millis(1500));
-    expect_prompt(&peer.heard(), Codec::Pcmu, "ja", "welcome", 0, Some(1200));
+    wait_for_prompt(&peer, Codec::Pcmu, "ja", "welcome", 0, Some(1200));
 }
 
 #[test]

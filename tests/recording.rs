@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use careline::media::codec::Codec;
 use careline::media::recognize;
 use careline::recording::format::{FRAME_HEADER_LEN, HEADER_LEN};
-use support::audio::expect_prompt;
+use support::audio::{expect_prompt, let_call_run};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer, prompt_pcm};
 use support::sip::{Call, PCMU_TE, Ua, answered_call, sdp_media_addr, sdp_offer};
@@ -145,10 +145,10 @@ fn recorded_call_exports_what_the_caller_said_and_heard_on_separate_channels() {
         let server = TestServer::start_with(options(format, ""));
         let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
         let (mut ua, mut call) = connect(&server, &peer);
-        wait(500);
+        let_call_run(&peer, 500);
         let said = caller_speech();
         peer.send_audio(said.clone());
-        wait(3500);
+        let_call_run(&peer, 3500);
         hang_up(&mut ua, &mut call);
         let heard = peer.heard();
         let row = wait_row(&server, |r| r["state"] == "sealed");
@@ -216,7 +216,7 @@ fn record_short_call(server: &TestServer, secs: u64) -> String {
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (mut ua, mut call) = connect(server, &peer);
     peer.send_audio(caller_speech());
-    wait(secs * 1000);
+    let_call_run(&peer, secs * 1000);
     hang_up(&mut ua, &mut call);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -316,10 +316,10 @@ fn after_kill_9_the_audio_up_to_the_crash_survives_and_restart_seals_it() {
     let mut server = TestServer::start_with(options("opus", ""));
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let (_ua, _call) = connect(&server, &peer);
-    wait(300);
+    let_call_run(&peer, 300);
     let said = caller_speech();
     peer.send_audio(said.clone());
-    wait(4000);
+    let_call_run(&peer, 4000);
     server.kill9();
     let row = rows(&server).pop().expect("a recording in the index");
     assert_eq!(row["state"], "recording");
@@ -367,9 +367,27 @@ fn no_plaintext_audio_reaches_the_disk_while_recording() {
         let (mut ua, mut call) = connect(&server, &peer);
         let said = caller_speech();
         peer.send_audio(said.clone());
-        wait(3000);
-        // Mid-call: everything under the data dir.
-        let files = find_files(&server.data_path());
+        // Mid-call, once the caller's speech has been sent and the recording holds chunks
+        // written during the call: everything under the data dir.
+        let_call_run(&peer, 2500);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let files = loop {
+            let files = find_files(&server.data_path());
+            let written = files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "clrec"))
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .max()
+                .unwrap_or(0);
+            if written > 2000 {
+                break files;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{format}: no chunks written during the call: {files:?}"
+            );
+            wait(100);
+        };
         let recs: Vec<&PathBuf> = files
             .iter()
             .filter(|p| p.extension().is_some_and(|e| e == "clrec"))
@@ -497,13 +515,13 @@ fn recording_is_controlled_per_call_over_http_and_streams_back_to_allowed_users_
     let started = Instant::now();
     assert_eq!(post("start", Some(&sup)), 202);
     peer.send_audio(said.clone());
-    wait(1500);
+    let_call_run(&peer, 1500);
     let paused = Instant::now();
     assert_eq!(post("pause", Some(&sup)), 202);
-    wait(1500);
+    let_call_run(&peer, 1500);
     let resumed = Instant::now();
     assert_eq!(post("resume", Some(&sup)), 202);
-    wait(1000);
+    let_call_run(&peer, 1000);
     assert_eq!(post("stop", Some(&sup)), 202);
     let stopped = Instant::now();
     assert_eq!(post("sing", Some(&sup)), 400);

@@ -20,6 +20,7 @@ use careline::recording::index::{Index, IndexEvent, Row};
 use careline::recording::settings::{RecordingConfig, S3Config, StoreKind};
 use careline::recording::store::Store;
 use careline::recording::{AudioFormat, RecordingId};
+use support::audio::let_call_run;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer, prompt_pcm};
 use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
@@ -198,7 +199,7 @@ fn recording_streams_to_s3_and_survives_the_store_going_away_mid_call() {
     let mut said = prompt_pcm("en", "digit-7");
     said.truncate(16000);
     peer.send_audio(said.clone());
-    std::thread::sleep(Duration::from_millis(2500));
+    let_call_run(&peer, 2500);
     s3.down();
     let spool = server.data_path().join("recordings/spool");
     // The audio keeps going to the encrypted spool: it grows past 5 s of the call (a PCMU

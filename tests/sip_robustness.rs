@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
-use support::audio::expect_prompt;
+use support::audio::wait_for_prompt;
 use support::rtp::RtpPeer;
 use support::server::TestServer;
 use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
@@ -210,8 +210,7 @@ fn a_storm_of_garbage_does_not_harm_the_next_call() {
     );
     let ok = answered_call(&mut ua, &mut call, &offer);
     peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
-    std::thread::sleep(Duration::from_millis(2000));
-    expect_prompt(&peer.heard(), Codec::Pcmu, "en", "welcome", 0, Some(1500));
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(1500));
     let bye = call.bye(&ua);
     ua.send(&bye);
     let r = ua

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use crate::audit::{Audit, AuditError, Event, action};
-use crate::db::{Db, now_ms};
+use crate::db::{Db, WallClock};
 use crate::metrics::Metrics;
 pub use permission::{Action, Decision, DenyReason, Facts, Role};
 
@@ -188,6 +188,8 @@ pub struct Auth {
     live: Arc<LiveCalls>,
     throttle: Mutex<throttle::Throttle>,
     outsiders: Mutex<outsiders::Tally>,
+    /// Stored times (sessions, tokens, contacts, break-glass) are read from this clock.
+    clock: WallClock,
 }
 
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -281,7 +283,18 @@ impl Auth {
             })),
             outsiders: Mutex::new(outsiders::Tally::new(settings.unauthenticated_window)),
             settings,
+            clock: WallClock::system(),
         }
+    }
+
+    /// The same, reading stored times from `clock` (tests move it by hand).
+    pub fn with_clock(mut self, clock: WallClock) -> Auth {
+        self.clock = clock;
+        self
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn audit(&self) -> &Audit {
@@ -322,7 +335,7 @@ impl Auth {
             None => None,
         };
         let (token, token_id, token_hash) = new_token().await;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.db.pool().begin().await?;
         let done = sqlx::query(
             "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
@@ -398,7 +411,7 @@ impl Auth {
             return Err(AuthError::NoUser(name.to_string()));
         }
         let (token, id, hash) = new_token().await;
-        let now = now_ms();
+        let now = self.now_ms();
         let expires = self.token_expiry(now);
         insert_token(self.db.pool(), &id, name, hash, now, expires).await?;
         self.audit
@@ -424,7 +437,7 @@ impl Auth {
         .bind(name)
         .fetch_all(self.db.pool())
         .await?;
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(rows
             .into_iter()
             .map(|(id, created, expires, revoked, used)| TokenInfo {
@@ -455,7 +468,7 @@ impl Auth {
             return Err(AuthError::NoToken(id.to_string()));
         };
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(id)
             .execute(self.db.pool())
             .await?;
@@ -495,7 +508,7 @@ impl Auth {
             return Err(AuthError::SelfDisable);
         }
         self.user_disabled(name).await?;
-        let at = disabled.then(now_ms);
+        let at = disabled.then(|| self.now_ms());
         sqlx::query("UPDATE users SET disabled_at = $1 WHERE name = $2")
             .bind(at)
             .bind(name)
@@ -545,7 +558,7 @@ impl Auth {
     /// wrong secret, revoked, expired, or its user disabled).
     pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>, AuthError> {
         let cache_key = password::sha256_hex(token);
-        let now = now_ms();
+        let now = self.now_ms();
         if let Some(hit) = self.token_cache.get(&cache_key)
             && hit.1.elapsed() < TOKEN_CACHE_TTL
             && hit.2.is_none_or(|e| e > now)
@@ -621,7 +634,7 @@ impl Auth {
             self.login_metric("throttled");
             return Ok(Err(LoginRefused::Throttled { retry_after }));
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let row: Option<(String, Option<String>, Option<i64>)> =
             sqlx::query_as("SELECT role, password_hash, disabled_at FROM users WHERE name = $1")
                 .bind(name)
@@ -800,7 +813,7 @@ impl Auth {
         let Some((name, last_seen, role)) = row else {
             return Ok(None);
         };
-        let now = now_ms();
+        let now = self.now_ms();
         if now - last_seen > self.settings.session_idle.as_millis() as i64 {
             sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                 .bind(&id_hash)
@@ -930,7 +943,7 @@ impl Auth {
         )
         .bind(user)
         .bind(patient)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .fetch_optional(self.db.pool())
         .await?;
         Ok(row.is_some())
@@ -1014,7 +1027,7 @@ impl Auth {
         .bind(call_id)
         .bind(patient)
         .bind(user)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(self.db.pool())
         .await?;
         self.audit
@@ -1046,7 +1059,7 @@ impl Auth {
         .bind(call_id)
         .bind(patient)
         .bind(by)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .execute(self.db.pool())
         .await?;
         if done.rows_affected() > 0 {
@@ -1107,7 +1120,7 @@ impl Auth {
              WHERE call_id = $1 AND (ends_at IS NULL OR ends_at > $2)",
         )
         .bind(call_id)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .fetch_optional(self.db.pool())
         .await?;
         Ok(
@@ -1129,7 +1142,7 @@ impl Auth {
         call_id: &str,
         by: &str,
     ) -> Result<Option<ActiveContact>, AuthError> {
-        let now = now_ms();
+        let now = self.now_ms();
         sqlx::query("DELETE FROM active_contacts WHERE ends_at IS NOT NULL AND ends_at <= $1")
             .bind(now)
             .execute(self.db.pool())
@@ -1197,7 +1210,7 @@ impl Auth {
                 max: MAX_REASON,
             });
         }
-        let until = now_ms() + self.settings.break_glass.as_millis() as i64;
+        let until = self.now_ms() + self.settings.break_glass.as_millis() as i64;
         sqlx::query(
             "INSERT INTO break_glass (user_name, patient_id, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_name, patient_id) DO UPDATE SET expires_at = excluded.expires_at",
@@ -1231,13 +1244,15 @@ impl Auth {
         .bind(patient)
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(row.is_some_and(|(until,)| until > now_ms()))
+        Ok(row.is_some_and(|(until,)| until > self.now_ms()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicI64, Ordering};
 
     async fn auth(settings: AuthSettings) -> (Auth, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -1249,10 +1264,98 @@ mod tests {
         (Auth::new(db, audit, settings, None), dir)
     }
 
+    /// [`auth`] on a clock the test moves: returns the clock's hand (ms since the epoch).
+    async fn auth_on_hand_clock(
+        settings: AuthSettings,
+    ) -> (Auth, Arc<AtomicI64>, tempfile::TempDir) {
+        let (a, dir) = auth(settings).await;
+        let hand = Arc::new(AtomicI64::new(1_800_000_000_000));
+        (a.with_clock(WallClock::manual(hand.clone())), hand, dir)
+    }
+
+    #[tokio::test]
+    async fn a_session_in_use_stays_open_and_one_idle_past_the_limit_is_ended_and_audited() {
+        let (a, hand, _dir) = auth_on_hand_clock(AuthSettings {
+            session_idle: Duration::from_secs(60),
+            ..AuthSettings::default()
+        })
+        .await;
+        a.create_user("nina", Role::Clinician, Some("a long passphrase 1"), "test")
+            .await
+            .unwrap();
+        let cookie = a
+            .login("nina", "a long passphrase 1", "127.0.0.1")
+            .await
+            .unwrap()
+            .expect("signed in");
+        // Used every 50 s for ten minutes: each use restarts the idle time.
+        for _ in 0..12 {
+            hand.fetch_add(50_000, Ordering::SeqCst);
+            let who = a.session(&cookie).await.unwrap().expect("still open");
+            assert_eq!(who.name, "nina");
+        }
+        // Idle exactly the limit: still open.
+        hand.fetch_add(60_000, Ordering::SeqCst);
+        assert!(a.session(&cookie).await.unwrap().is_some(), "at the limit");
+        // A millisecond past it: ended, and ended for good (coming back does not reopen it).
+        hand.fetch_add(60_001, Ordering::SeqCst);
+        assert!(a.session(&cookie).await.unwrap().is_none(), "idle logoff");
+        hand.fetch_sub(60_001, Ordering::SeqCst);
+        assert!(a.session(&cookie).await.unwrap().is_none(), "removed");
+        let logoffs: Vec<_> = a
+            .audit()
+            .query(&crate::audit::Filter {
+                actor: Some("nina".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == action::LOGOUT)
+            .collect();
+        assert_eq!(logoffs.len(), 1, "{logoffs:?}");
+        assert!(logoffs[0].detail.contains("\"idle\":true"), "{logoffs:?}");
+    }
+
+    #[tokio::test]
+    async fn break_glass_access_lasts_its_window_and_no_longer() {
+        let (a, hand, _dir) = auth_on_hand_clock(AuthSettings {
+            break_glass: Duration::from_secs(3600),
+            ..AuthSettings::default()
+        })
+        .await;
+        a.create_user("cleo", Role::Clinician, None, "test")
+            .await
+            .unwrap();
+        assert!(!a.has_break_glass("cleo", "p-1").await.unwrap());
+        let cleo = Principal {
+            name: "cleo".into(),
+            role: Role::Clinician,
+        };
+        a.break_glass(&cleo, "p-1", "patient unconscious in ED")
+            .await
+            .unwrap();
+        assert!(a.has_break_glass("cleo", "p-1").await.unwrap());
+        assert!(
+            !a.has_break_glass("cleo", "p-2").await.unwrap(),
+            "one patient"
+        );
+        hand.fetch_add(3_599_999, Ordering::SeqCst);
+        assert!(
+            a.has_break_glass("cleo", "p-1").await.unwrap(),
+            "inside the hour"
+        );
+        hand.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            !a.has_break_glass("cleo", "p-1").await.unwrap(),
+            "the hour is up"
+        );
+    }
+
     #[tokio::test]
     async fn tokens_expire_and_revocation_and_disabling_take_effect_at_once() {
-        let (a, _dir) = auth(AuthSettings {
-            token_lifetime: Some(Duration::from_millis(300)),
+        let (a, hand, _dir) = auth_on_hand_clock(AuthSettings {
+            token_lifetime: Some(Duration::from_secs(90 * 86_400)),
             ..AuthSettings::default()
         })
         .await;
@@ -1261,8 +1364,11 @@ mod tests {
             .await
             .unwrap();
         assert!(a.authenticate_token(&short).await.unwrap().is_some());
+        // The last millisecond of its 90 days: still good.
+        hand.fetch_add(90 * 86_400_000 - 1, Ordering::SeqCst);
+        assert!(a.authenticate_token(&short).await.unwrap().is_some());
         // Expired: refused, even though it was verified (and remembered) a moment ago.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        hand.fetch_add(1, Ordering::SeqCst);
         assert!(a.authenticate_token(&short).await.unwrap().is_none());
         let listed = a.list_tokens("tom").await.unwrap();
         assert!(!listed[0].active && listed[0].expires.is_some());

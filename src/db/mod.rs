@@ -180,6 +180,36 @@ fn create_private_file(path: &Path) {
 }
 
 /// Milliseconds since the Unix epoch: the one time format stored in the database.
+/// Where stored times (milliseconds since the Unix epoch) come from: the system clock in
+/// service, a clock the test moves by hand where a rule depends on time passing (idle logoff,
+/// token expiry, break-glass windows), so such rules are tested without sleeping.
+#[derive(Clone)]
+pub struct WallClock(std::sync::Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl WallClock {
+    /// The system clock.
+    pub fn system() -> WallClock {
+        WallClock(std::sync::Arc::new(now_ms))
+    }
+
+    /// A clock that reads `at` (in milliseconds since the epoch), which the caller moves.
+    pub fn manual(at: std::sync::Arc<std::sync::atomic::AtomicI64>) -> WallClock {
+        WallClock(std::sync::Arc::new(move || {
+            at.load(std::sync::atomic::Ordering::SeqCst)
+        }))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

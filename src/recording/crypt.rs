@@ -147,16 +147,59 @@ impl RecordingKeys {
     }
 }
 
-/// Builds a new recording's header: a fresh data key wrapped under the current master key.
+/// The nonces a header is written with: one for wrapping the data key under the master key,
+/// one for the header's tag. Fresh ones each time the header is (re)written: the master key
+/// and the header key each seal more than once over a recording's life (rotation), and GCM
+/// must never repeat a nonce under one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nonces {
+    pub wrap: [u8; 12],
+    pub tag: [u8; 12],
+}
+
+impl Nonces {
+    /// Fresh nonces from the operating system's generator.
+    pub fn draw() -> Nonces {
+        Nonces {
+            wrap: rand::random(),
+            tag: rand::random(),
+        }
+    }
+}
+
+/// The random values a new header takes, drawn by the caller (the recording writer) and
+/// passed in, so that the header code reads no randomness of its own: given the same inputs
+/// it writes the same bytes, which is what its tests check.
+pub struct HeaderRandom {
+    /// The recording's data key ([`KeyRing::new_data_key`]).
+    pub data_key: Secret,
+    pub nonces: Nonces,
+}
+
+impl HeaderRandom {
+    /// Fresh values from the operating system's generator.
+    pub fn draw() -> HeaderRandom {
+        HeaderRandom {
+            data_key: KeyRing::new_data_key(),
+            nonces: Nonces::draw(),
+        }
+    }
+}
+
+/// Builds a new recording's header: the data key wrapped under the current master key.
 pub fn new_header(
     ring: &KeyRing,
     info: &StreamInfo,
+    random: HeaderRandom,
 ) -> Result<([u8; HEADER_LEN], RecordingKeys, WrappedKey), format::FormatError> {
-    let data_key = KeyRing::new_data_key();
     let stream_part = info.encode();
-    let wrapped = ring.wrap(&data_key, &wrap_context(&stream_part));
-    let keys = RecordingKeys::derive(&data_key, info);
-    let header = assemble(&keys, &stream_part, &wrapped)?;
+    let wrapped = ring.wrap_under_nonce(
+        &random.data_key,
+        &wrap_context(&stream_part),
+        random.nonces.wrap,
+    );
+    let keys = RecordingKeys::derive(&random.data_key, info);
+    let header = assemble(&keys, &stream_part, &wrapped, random.nonces.tag)?;
     Ok((header, keys, wrapped))
 }
 
@@ -164,14 +207,12 @@ fn assemble(
     keys: &RecordingKeys,
     stream_part: &[u8; STREAM_PART_LEN],
     wrapped: &WrappedKey,
+    nonce: [u8; 12],
 ) -> Result<[u8; HEADER_LEN], format::FormatError> {
     let key_part = format::encode_key_part(wrapped)?;
     let mut h = [0u8; HEADER_LEN];
     h[..STREAM_PART_LEN].copy_from_slice(stream_part);
     h[STREAM_PART_LEN..STREAM_PART_LEN + KEY_PART_LEN].copy_from_slice(&key_part);
-    // A fresh nonce each time the header is (re)written: the header key signs more than once
-    // over a recording's life (rotation), and GCM must never repeat a nonce under one key.
-    let nonce: [u8; 12] = rand::random();
     let signed_len = STREAM_PART_LEN + KEY_PART_LEN;
     let tag = keys.header_tag(&h[..signed_len], &nonce);
     h[signed_len..signed_len + 12].copy_from_slice(&nonce);
@@ -226,11 +267,17 @@ pub fn open_header(ring: &KeyRing, h: &[u8]) -> Result<OpenedHeader, HeaderError
 
 impl OpenedHeader {
     /// The same header with the data key re-wrapped under the ring's current master key
-    /// (`keys rotate`): the audio chunks do not change.
-    pub fn rewrapped(&self, ring: &KeyRing) -> Result<[u8; HEADER_LEN], HeaderError> {
+    /// (`keys rotate`): the audio chunks do not change. `nonces` are fresh ones
+    /// ([`Nonces::draw`]).
+    pub fn rewrapped(
+        &self,
+        ring: &KeyRing,
+        nonces: Nonces,
+    ) -> Result<[u8; HEADER_LEN], HeaderError> {
         let stream_part = self.info.encode();
-        let wrapped = ring.wrap(&self.data_key, &wrap_context(&stream_part));
-        Ok(assemble(&self.keys, &stream_part, &wrapped)?)
+        let wrapped =
+            ring.wrap_under_nonce(&self.data_key, &wrap_context(&stream_part), nonces.wrap);
+        Ok(assemble(&self.keys, &stream_part, &wrapped, nonces.tag)?)
     }
 }
 
@@ -280,5 +327,60 @@ mod tests {
             let mut moved = body;
             assert!(keys.open_chunk(index + 1, last, &mut moved).is_err());
         }
+    }
+
+    fn fixed_random(tag: u8) -> HeaderRandom {
+        HeaderRandom {
+            data_key: Secret::new([7u8; 32]),
+            nonces: Nonces {
+                wrap: [1u8; 12],
+                tag: [tag; 12],
+            },
+        }
+    }
+
+    /// The header code takes its randomness as inputs: the same inputs give the same bytes,
+    /// the tag nonce given is the one written, and a header written from fresh draws opens
+    /// to the same recording keys as any other.
+    #[test]
+    fn a_header_is_a_function_of_its_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("a key ring");
+        let info = StreamInfo {
+            id: RecordingId([9; 16]),
+            started_unix_ms: 1_800_000_000_000,
+            format: AudioFormat::Opus,
+            channels: 2,
+            sample_rate: 8000,
+            chunk_bytes: 4096,
+        };
+        let (a, keys_a, _) = new_header(&ring, &info, fixed_random(2)).unwrap();
+        let (b, _, _) = new_header(&ring, &info, fixed_random(2)).unwrap();
+        assert_eq!(a, b, "same inputs, same header");
+        let signed = STREAM_PART_LEN + KEY_PART_LEN;
+        assert_eq!(a[signed..signed + 12], [2u8; 12], "the tag nonce given");
+        let (c, _, _) = new_header(&ring, &info, fixed_random(3)).unwrap();
+        assert_eq!(a[..signed], c[..signed], "only the nonce and tag move");
+        assert_ne!(a[signed..], c[signed..]);
+
+        let opened = open_header(&ring, &a).unwrap();
+        assert_eq!(opened.info, info);
+        let mut sealed = Vec::new();
+        keys_a.seal_chunk(0, true, b"chunk", &mut sealed);
+        let mut body = sealed[FRAME_HEADER_LEN..].to_vec();
+        opened.keys.open_chunk(0, true, &mut body).unwrap();
+        assert_eq!(body, b"chunk");
+
+        let nonces = Nonces {
+            wrap: [4; 12],
+            tag: [5; 12],
+        };
+        assert_eq!(
+            opened.rewrapped(&ring, nonces).unwrap(),
+            opened.rewrapped(&ring, nonces).unwrap()
+        );
+        let fresh = open_header(&ring, &opened.rewrapped(&ring, Nonces::draw()).unwrap()).unwrap();
+        assert_eq!(fresh.info, info);
+        assert_ne!(Nonces::draw(), Nonces::draw(), "drawn fresh each time");
     }
 }

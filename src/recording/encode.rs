@@ -38,16 +38,19 @@ pub fn frame_samples(rate: u32) -> usize {
 }
 
 impl AudioEncoder {
-    /// Writes the stream's headers to `out`.
+    /// Writes the stream's headers to `out`. `ogg_serial` is the Ogg stream's serial number
+    /// (RFC 3533 §6 asks for a random one; the caller draws it, so the same inputs encode to
+    /// the same bytes); only Opus uses it.
     pub fn new(
         format: AudioFormat,
         rate: u32,
         complexity: i32,
+        ogg_serial: u32,
         out: &mut Vec<u8>,
     ) -> Result<AudioEncoder, EncodeError> {
         match format {
             AudioFormat::Opus => Ok(AudioEncoder::Opus(Box::new(OggOpus::new(
-                rate, complexity, out,
+                rate, complexity, ogg_serial, out,
             )?))),
             AudioFormat::Wav => {
                 wav_header(rate, 2, u32::MAX, out);
@@ -180,7 +183,12 @@ pub struct OggOpus {
 const PACKETS_PER_PAGE: u32 = 50;
 
 impl OggOpus {
-    fn new(rate: u32, complexity: i32, out: &mut Vec<u8>) -> Result<OggOpus, EncodeError> {
+    fn new(
+        rate: u32,
+        complexity: i32,
+        serial: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<OggOpus, EncodeError> {
         if ![8000, 12000, 16000, 24000, 48000].contains(&rate) {
             return Err(EncodeError::Rate(rate));
         }
@@ -193,7 +201,6 @@ impl OggOpus {
         }))?;
         enc.set_complexity(complexity.clamp(0, 10))?;
         let lookahead = enc.get_lookahead()? as u64 * (48000 / rate as u64);
-        let serial: u32 = rand::random();
         let mut ogg = PacketWriter::new(Vec::new());
         // RFC 7845 §5.1 identification header.
         let mut head = b"OpusHead".to_vec();
@@ -388,7 +395,7 @@ mod tests {
         let left = tone(rate, 2500, 440.0);
         let right = tone(rate, 2500, 1000.0);
         let mut out = Vec::new();
-        let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, &mut out).unwrap();
+        let mut enc = AudioEncoder::new(AudioFormat::Opus, rate, 5, 0x0c11_e11e, &mut out).unwrap();
         assert!(out.starts_with(b"OggS"));
         let n = frame_samples(rate);
         for f in 0..left.len() / n {

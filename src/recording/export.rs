@@ -87,6 +87,7 @@ impl Export {
                         AudioFormat::Opus,
                         rate,
                         5,
+                        rand::random(),
                         &mut bytes,
                     )?))
                 } else {

@@ -318,7 +318,7 @@ impl<'r> Reader<'r> {
 mod tests {
     use super::*;
     use crate::keys::Supplied;
-    use crate::recording::crypt::new_header;
+    use crate::recording::crypt::{HeaderRandom, Nonces, new_header};
     use crate::recording::format::{AudioFormat, RecordingId};
     use crate::recording::sealer::ChunkSealer;
 
@@ -331,7 +331,7 @@ mod tests {
             sample_rate: 8000,
             chunk_bytes: 1024,
         };
-        let (header, keys, _) = new_header(ring, &info).unwrap();
+        let (header, keys, _) = new_header(ring, &info, HeaderRandom::draw()).unwrap();
         let mut s = ChunkSealer::new(keys, 1024);
         let plain: Vec<u8> = (0..chunks * 1024 + 100).map(|i| (i % 251) as u8).collect();
         let mut out = header.to_vec();
@@ -550,7 +550,7 @@ mod tests {
         let (data, plain) = sealed(&ring, 2);
         ring.rotate().unwrap();
         let opened = crypt::open_header(&ring, &data[..HEADER_LEN]).unwrap();
-        let mut moved = opened.rewrapped(&ring).unwrap().to_vec();
+        let mut moved = opened.rewrapped(&ring, Nonces::draw()).unwrap().to_vec();
         moved.extend_from_slice(&data[HEADER_LEN..]);
         let again = crypt::open_header(&ring, &moved[..HEADER_LEN]).unwrap();
         assert_eq!(again.wrapped.key_id, ring.current_id());

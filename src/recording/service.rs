@@ -403,7 +403,7 @@ impl Archive {
                 source: ReadError::Header(e),
             })?;
         let header = opened
-            .rewrapped(&self.ring)
+            .rewrapped(&self.ring, super::crypt::Nonces::draw())
             .map_err(|e| RecordingError::Read {
                 id: row.id,
                 source: ReadError::Header(e),

@@ -408,7 +408,8 @@ impl Writer {
         };
         let result = (|| -> Result<Active, String> {
             let (header, keys, wrapped) =
-                crypt::new_header(&self.ring, &info).map_err(|e| e.to_string())?;
+                crypt::new_header(&self.ring, &info, crypt::HeaderRandom::draw())
+                    .map_err(|e| e.to_string())?;
             self.index
                 .append_lazy(&IndexEvent::Started {
                     id: o.id,
@@ -431,9 +432,14 @@ impl Writer {
                 .map_err(|e| format!("{}: {e}", o.path.display()))?;
             let mut sealer = ChunkSealer::new(keys, self.settings.chunk_bytes);
             let mut plain = Vec::new();
-            let encoder =
-                AudioEncoder::new(o.format, o.rate, self.settings.opus_complexity, &mut plain)
-                    .map_err(|e| e.to_string())?;
+            let encoder = AudioEncoder::new(
+                o.format,
+                o.rate,
+                self.settings.opus_complexity,
+                rand::random(),
+                &mut plain,
+            )
+            .map_err(|e| e.to_string())?;
             self.sealed.clear();
             self.sealed.extend_from_slice(&header);
             sealer.write(&plain, &mut self.sealed);

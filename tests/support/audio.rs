@@ -116,3 +116,11 @@ pub fn wait_heard_ms(peer: &super::rtp::RtpPeer, ms: u64) -> u64 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Lets the call go on for `ms` more of the audio `peer` hears from the server: a scenario's
+/// length in call time, which a loaded machine stretches alike on both sides, instead of a
+/// sleep that a slow server may not fill.
+pub fn let_call_run(peer: &super::rtp::RtpPeer, ms: u64) {
+    let now = peer.heard().len() as u64 / 8;
+    wait_heard_ms(peer, now + ms);
+}

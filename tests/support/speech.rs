@@ -31,6 +31,18 @@ pub fn speech(voice: &str, text: &str, ssml: bool) -> Vec<i16> {
     speech_with(Arc::new(tts::espeak::Espeak::default()), voice, text, ssml)
 }
 
+/// Where `expected` (or its first `prefix_ms`) is heard at or after `from_ms` (ms), if it is
+/// heard there as [`heard`] requires.
+pub fn hears(heard: &[i16], expected: &[i16], from_ms: u64, prefix_ms: Option<u64>) -> Option<u64> {
+    let mut e = expected.to_vec();
+    if let Some(ms) = prefix_ms {
+        e.truncate((ms * 8) as usize);
+    }
+    recognize::find_from(heard, &e, (from_ms * 8) as usize)
+        .filter(|m| m.envelope_score >= 0.9 && m.waveform_score >= 0.9)
+        .map(|m| m.offset_ms())
+}
+
 /// Asserts `expected` (or its first `prefix_ms`) is heard at or after `from_ms`; returns
 /// where it starts (ms).
 pub fn heard(
