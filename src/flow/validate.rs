@@ -291,7 +291,7 @@ fn action(
             )));
             continue;
         };
-        if op.is_numeric() && operand.trim().parse::<f64>().is_err() {
+        if op.is_numeric() && super::condition::number(&operand).is_none() {
             out.push(err(format!(
                 "condition `{op_name}` compares numbers, but its operand `{operand}` is not one"
             )));

@@ -1136,4 +1136,43 @@ mod tests {
         assert_eq!(Setup::new(48000).half, 306);
         assert_eq!(InbandDetector::new(16000).sample_rate(), 16000);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            /// Any keys a phone dials within Q.24's timing (tones and pauses of 40 ms or more)
+            /// and levels (each tone -25..-5 dBm0, twist within 4 dB), at any of the rates,
+            /// fed in pieces of any size, are heard exactly as dialled: one `Started` and one
+            /// `Ended` per key, in order, same key twice included.
+            #[test]
+            fn dialled_keys_are_heard_exactly_as_dialled(
+                rate in prop::sample::select(RATES.to_vec()),
+                keys in prop::collection::vec(
+                    (0usize..16, 40u32..160, 40u32..160, -25.0f32..-5.0, -4.0f32..4.0),
+                    1..6,
+                ),
+                piece in 1usize..700,
+            ) {
+                let mut pcm = silence(rate, 30);
+                for &(d, tone_ms, pause_ms, level, twist) in &keys {
+                    let (lo, hi) = Digit::ALL[d].frequencies();
+                    pcm.extend(dual_tone(lo, hi, level, level + twist, rate, tone_ms));
+                    pcm.extend(silence(rate, pause_ms));
+                }
+                pcm.extend(silence(rate, 100));
+                let events = run_chunks(rate, &pcm, piece);
+                let expected: String = keys.iter().map(|k| Digit::ALL[k.0].to_char()).collect();
+                prop_assert_eq!(started(&events), expected);
+                let ended = events
+                    .iter()
+                    .filter(|e| matches!(e, ToneEvent::Ended { .. }))
+                    .count();
+                prop_assert_eq!(ended, keys.len(), "{:?}", events);
+            }
+        }
+    }
 }

@@ -905,4 +905,111 @@ mod tests {
         rx.reset();
         assert_eq!(run(&mut rx, &pkts).len(), 2);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One keypress as a phone sends it: (digit, tone length in timestamp units).
+        fn presses() -> impl Strategy<Value = Vec<(usize, u32)>> {
+            prop::collection::vec((0usize..16, 160u32..200_000), 1..8)
+        }
+
+        /// Every packet of `presses` sent back to back by [`EventSender`] at 8 kHz, 20 ms
+        /// apart, each press starting after the previous tone: (packet, sequence number,
+        /// press index).
+        fn packets(presses: &[(usize, u32)], start: u32) -> Vec<(EventPacket, u16, usize)> {
+            let mut out = Vec::new();
+            let mut ts = start;
+            let mut seq = 0u16;
+            for (i, &(d, len)) in presses.iter().enumerate() {
+                let mut tx = EventSender::new(Digit::ALL[d], ts, 160, len);
+                while let Some(p) = tx.next_packet() {
+                    out.push((p, seq, i));
+                    seq = seq.wrapping_add(1);
+                }
+                ts = tx.end_timestamp().wrapping_add(160);
+            }
+            out
+        }
+
+        fn feed(rx: &mut EventReceiver, pkts: &[(EventPacket, u16, usize)]) -> Vec<EventOutcome> {
+            let mut all = Vec::new();
+            for (p, seq, _) in pkts {
+                all.extend(
+                    rx.on_packet(&p.payload, p.timestamp, p.marker, *seq)
+                        .unwrap(),
+                );
+            }
+            all.extend(rx.finish());
+            all
+        }
+
+        proptest! {
+            /// Whatever the keys and their lengths (long ones in several 16-bit segments),
+            /// wherever the RTP timestamp starts (wrapping included), and however the network
+            /// duplicates packets or swaps neighbours within a keypress: each press is one
+            /// digit, in order, ended once with the length the phone sent.
+            #[test]
+            fn each_press_is_one_digit_with_its_length_despite_duplicates_and_reordering(
+                presses in presses(),
+                start in any::<u32>(),
+                dups in prop::collection::vec(0usize..3, 0..400),
+                swaps in prop::collection::vec(any::<bool>(), 0..400),
+            ) {
+                let mut pkts = packets(&presses, start);
+                for i in 0..pkts.len().saturating_sub(1) {
+                    if swaps.get(i).copied().unwrap_or(false) && pkts[i].2 == pkts[i + 1].2 {
+                        pkts.swap(i, i + 1);
+                    }
+                }
+                let mut damaged = Vec::new();
+                for (i, p) in pkts.iter().enumerate() {
+                    for _ in 0..=dups.get(i).copied().unwrap_or(0) {
+                        damaged.push(*p);
+                    }
+                }
+                let out = feed(&mut EventReceiver::new(), &damaged);
+                let expected: Vec<EventOutcome> = presses
+                    .iter()
+                    .flat_map(|&(d, len)| {
+                        let digit = Digit::ALL[d];
+                        [EventOutcome::Started(digit), EventOutcome::Ended { digit, duration: len }]
+                    })
+                    .collect();
+                prop_assert_eq!(out, expected);
+            }
+
+            /// Packets of short presses lost at random (any of them, the first and the end
+            /// packets included): a press of which any packet arrives is one digit, in order;
+            /// a press lost whole is no digit; nothing is reported twice.
+            #[test]
+            fn a_press_of_which_anything_arrives_is_one_digit(
+                presses in prop::collection::vec((0usize..16, 160u32..4000), 1..10),
+                lost in prop::collection::vec(any::<bool>(), 0..400),
+            ) {
+                let pkts = packets(&presses, 1_000);
+                let kept: Vec<(EventPacket, u16, usize)> = pkts
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !lost.get(*i).copied().unwrap_or(false))
+                    .map(|(_, p)| *p)
+                    .collect();
+                let out = feed(&mut EventReceiver::new(), &kept);
+                let started: Vec<Digit> = out
+                    .iter()
+                    .filter_map(|o| match o {
+                        EventOutcome::Started(d) => Some(*d),
+                        EventOutcome::Ended { .. } => None,
+                    })
+                    .collect();
+                let mut arrived: Vec<usize> = kept.iter().map(|p| p.2).collect();
+                arrived.dedup();
+                let expected: Vec<Digit> = arrived.iter().map(|&i| Digit::ALL[presses[i].0]).collect();
+                prop_assert_eq!(started, expected);
+                let ended = out.iter().filter(|o| matches!(o, EventOutcome::Ended { .. })).count();
+                prop_assert_eq!(ended, arrived.len(), "one end per press: {:?}", out);
+            }
+        }
+    }
 }
