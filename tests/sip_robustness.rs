@@ -10,15 +10,16 @@ use careline::media::codec::Codec;
 use support::audio::wait_for_prompt;
 use support::rtp::RtpPeer;
 use support::server::TestServer;
-use support::sip::{Call, Ua, answered_call, sdp_media_addr, sdp_offer};
+use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
 
 fn request(method: &str, ua: &Ua, extra: &str) -> String {
     format!(
-        "{method} sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{r}\r\n\
+        "{method} sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{r}\r\n\
          From: <sip:a@{local}>;tag={r}\r\nTo: <sip:100@{server}>\r\nCall-ID: {r}@test\r\n\
          CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
         server = ua.server,
         local = ua.local,
+        t = ua.transport(),
         r = rand::random::<u32>()
     )
 }
@@ -100,6 +101,95 @@ fn malformed_requests_get_400_naming_the_problem() {
     assert!(server.metric("careline_sip_rejected_total{reason=\"malformed\"}") >= 2.0);
 }
 
+/// Requests that parse but that RFC 3261 §8.2 says a UAS must refuse get the answer it names,
+/// over UDP and TCP alike, and a call placed afterwards on the same connection works; an INVITE
+/// is answered 100 Trying first (§17.2.1).
+#[test]
+fn requests_careline_cannot_take_get_the_answer_rfc_3261_names() {
+    let server = TestServer::start();
+    for mut ua in [Ua::udp(server.sip), Ua::tcp(server.sip)] {
+        let t = ua.transport();
+        let cases: Vec<(String, u16, &str)> = vec![
+            (
+                request("OPTIONS", &ua, "").replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1),
+                505,
+                "",
+            ),
+            (
+                request("INVITE", &ua, "").replacen("INVITE sip:100@", "INVITE mailto:100@", 1),
+                416,
+                "",
+            ),
+            (
+                request("INVITE", &ua, "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+                483,
+                "",
+            ),
+            (
+                request("INVITE", &ua, "Require: 100rel, foo\r\n"),
+                420,
+                "unsupported",
+            ),
+            (
+                request("INVITE", &ua, "Content-Type: text/plain\r\n").replace(
+                    "Content-Length: 0\r\n\r\n",
+                    "Content-Length: 5\r\n\r\nhello",
+                ),
+                415,
+                "accept",
+            ),
+        ];
+        for (msg, code, header) in cases {
+            ua.send(&msg);
+            let r = ua
+                .expect(Duration::from_secs(5), |m| {
+                    m.status().is_some_and(|s| s >= 200)
+                })
+                .unwrap_or_else(|| panic!("{t}: no answer to\n{msg}"));
+            assert_eq!(r.status(), Some(code), "{t}: {}\n{msg}", r.start);
+            if !header.is_empty() {
+                assert!(
+                    r.header(header).is_some(),
+                    "{t}: {code} carries {header}: {r:?}"
+                );
+            }
+        }
+        let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+        let mut call = Call::new("100");
+        let offer = sdp_offer(
+            peer.port,
+            "0 101",
+            &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
+        );
+        let (ok, provisional) = invite(&mut ua, &mut call, &offer);
+        assert_eq!(ok.status(), Some(200), "{t}: the next call is answered");
+        assert_eq!(
+            provisional.first(),
+            Some(&100),
+            "{t}: 100 Trying first: {provisional:?}"
+        );
+        let ack = call.ack(&ua, 200);
+        ua.send(&ack);
+        let bye = call.bye(&ua);
+        ua.send(&bye);
+    }
+    for reason in [
+        "version",
+        "uri_scheme",
+        "too_many_hops",
+        "bad_extension",
+        "unsupported_media",
+    ] {
+        assert_eq!(
+            server.metric(&format!(
+                "careline_sip_rejected_total{{reason=\"{reason}\"}}"
+            )),
+            2.0,
+            "{reason}: once per transport"
+        );
+    }
+}
+
 /// A corpus of broken messages and random datagrams, then a normal call that must work.
 #[test]
 fn a_storm_of_garbage_does_not_harm_the_next_call() {
@@ -166,7 +256,8 @@ fn a_storm_of_garbage_does_not_harm_the_next_call() {
     }
     // What came back, until the server has been quiet for a second: only refusals (400 for
     // damage, 501 for an unknown method, 513 past the size, 488 for an INVITE that still
-    // parses but offers no SDP: `good` has none); nothing was set up.
+    // parses but offers no SDP: `good` has none, and the 100 Trying before it; 416 and the
+    // like where damage left a request that parses but cannot be taken); nothing was set up.
     noise
         .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
@@ -177,9 +268,12 @@ fn a_storm_of_garbage_does_not_harm_the_next_call() {
     }
     let status = |r: &str| r.split(' ').nth(1).unwrap_or("").to_string();
     assert!(
-        replies
-            .iter()
-            .all(|r| ["400", "488", "501", "513"].contains(&status(r).as_str())),
+        replies.iter().all(|r| {
+            [
+                "100", "400", "415", "416", "420", "483", "488", "501", "505", "513",
+            ]
+            .contains(&status(r).as_str())
+        }),
         "only refusals come back: {:?}",
         replies.iter().map(|r| status(r)).collect::<Vec<_>>()
     );

@@ -489,57 +489,125 @@ mod tests {
         ));
     }
 
-    /// Random damage of every kind, two thousand times over (seeded: the same cases every
-    /// run), read in pieces of random sizes: the reader never panics, refuses every damaged
-    /// file, and what it hands out before refusing is the recording's own plaintext in order.
-    /// Damage is detected, never decoded into audio.
-    #[test]
-    fn random_damage_is_refused_and_never_yields_other_plaintext() {
-        use rand::{Rng, SeedableRng};
-        let dir = tempfile::tempdir().unwrap();
-        let ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
-        let (data, plain) = sealed(&ring, 6);
-        let (other, _) = sealed(&ring, 6);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5EA1);
-        for case in 0..2000 {
-            let mut d = data.clone();
-            let at = rng.random_range(0..d.len());
-            let len = rng.random_range(1..64).min(d.len() - at);
-            match case % 5 {
-                0 => {
-                    for _ in 0..rng.random_range(1..4) {
-                        let i = rng.random_range(0..d.len());
-                        d[i] ^= 1 << rng.random_range(0..8);
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        /// One ring and two recordings under it (6 chunks each), made once for every case:
+        /// (ring's folder, recording, its plaintext, another recording).
+        type Fixture = (tempfile::TempDir, KeyRing, Vec<u8>, Vec<u8>, Vec<u8>);
+
+        fn fixture() -> &'static Fixture {
+            static F: OnceLock<Fixture> = OnceLock::new();
+            F.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let ring = KeyRing::open(dir.path(), Supplied::default()).unwrap();
+                let (data, plain) = sealed(&ring, 6);
+                let (other, _) = sealed(&ring, 6);
+                (dir, ring, data, plain, other)
+            })
+        }
+
+        /// Damage of every kind a disk, a copy or a person can do to a file (positions are
+        /// fractions of the file, so they shrink towards its start).
+        #[derive(Debug, Clone)]
+        enum Damage {
+            /// Bits flipped at these places.
+            Flip(Vec<(f64, u8)>),
+            /// Cut off here.
+            Truncate(f64),
+            /// This many bytes taken out here.
+            Remove(f64, usize),
+            /// These bytes put in here.
+            Insert(f64, Vec<u8>),
+            /// Bytes from the same place of another recording under the same key.
+            Swap(f64, usize),
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            prop_oneof![
+                prop::collection::vec((0.0..1.0f64, 0u8..8), 1..4).prop_map(Damage::Flip),
+                (0.0..1.0f64).prop_map(Damage::Truncate),
+                (0.0..1.0f64, 1usize..64).prop_map(|(a, n)| Damage::Remove(a, n)),
+                (0.0..1.0f64, prop::collection::vec(any::<u8>(), 1..64))
+                    .prop_map(|(a, b)| Damage::Insert(a, b)),
+                (0.0..1.0f64, 1usize..64).prop_map(|(a, n)| Damage::Swap(a, n)),
+            ]
+        }
+
+        fn apply(damage: &Damage, data: &[u8], other: &[u8]) -> Vec<u8> {
+            let mut d = data.to_vec();
+            let len = d.len();
+            let at = move |f: f64| ((f * len as f64) as usize).min(len - 1);
+            match damage {
+                Damage::Flip(bits) => {
+                    for &(f, bit) in bits {
+                        let i = at(f);
+                        d[i] ^= 1 << bit;
                     }
                 }
-                1 => d.truncate(at),
-                2 => {
-                    d.drain(at..at + len);
+                Damage::Truncate(f) => d.truncate(at(*f)),
+                Damage::Remove(f, n) => {
+                    let a = at(*f);
+                    d.drain(a..(a + n).min(d.len()));
                 }
-                3 => {
-                    let junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-                    d.splice(at..at, junk);
+                Damage::Insert(f, bytes) => {
+                    let a = at(*f);
+                    d.splice(a..a, bytes.iter().copied());
                 }
-                _ => {
-                    // Bytes from the same place of another recording under the same key.
-                    let end = (at + len).min(other.len());
-                    d[at..end].copy_from_slice(&other[at..end]);
+                Damage::Swap(f, n) => {
+                    let a = at(*f);
+                    let end = (a + n).min(other.len()).min(d.len());
+                    d[a..end].copy_from_slice(&other[a..end]);
                 }
             }
-            if d == data {
-                continue;
+            d
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Any damage, read in pieces of any size: the reader never panics, refuses every
+            /// damaged file, and what it hands out before refusing is the recording's own
+            /// plaintext in order. Damage is detected, never decoded into audio.
+            #[test]
+            fn damage_is_refused_and_never_yields_other_plaintext(
+                damage in damage(),
+                piece in 1usize..3000,
+            ) {
+                let (_, ring, data, plain, other) = fixture();
+                let d = apply(&damage, data, other);
+                prop_assume!(&d != data);
+                let mut r = Reader::new(ring);
+                let mut out = Vec::new();
+                let pushed = d.chunks(piece).try_for_each(|p| r.push(p, &mut out));
+                let whole = pushed.is_ok() && r.finish().is_ok();
+                prop_assert!(!whole, "damage not detected");
+                prop_assert!(
+                    plain.starts_with(&out),
+                    "{} bytes handed out that are not the recording's",
+                    out.len()
+                );
             }
-            let mut r = Reader::new(&ring);
-            let mut out = Vec::new();
-            let piece = rng.random_range(1..3000);
-            let pushed = d.chunks(piece).try_for_each(|p| r.push(p, &mut out));
-            let whole = pushed.is_ok() && r.finish().is_ok();
-            assert!(!whole, "case {case}: damage not detected");
-            assert!(
-                plain.starts_with(&out),
-                "case {case}: {} bytes handed out that are not the recording's",
-                out.len()
-            );
+
+            /// An undamaged recording of any length, read in pieces of any size, gives back
+            /// exactly its plaintext.
+            #[test]
+            fn a_whole_recording_reads_back_in_any_pieces(
+                chunks in 0usize..5,
+                piece in 1usize..3000,
+            ) {
+                let ring = &fixture().1;
+                let (data, plain) = sealed(ring, chunks);
+                let mut r = Reader::new(ring);
+                let mut out = Vec::new();
+                for p in data.chunks(piece) {
+                    r.push(p, &mut out).unwrap();
+                }
+                prop_assert!(r.finish().is_ok());
+                prop_assert_eq!(out, plain);
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod guard;
 pub mod info;
 pub mod sdp;
+pub mod strict;
 pub mod tls;
 pub mod udp;
 
@@ -238,7 +239,32 @@ impl Dispatcher {
                 _ = cancel.cancelled() => return,
                 tx = incoming.recv() => match tx { Some(tx) => tx, None => return },
             };
+            if let Some(refusal) = strict::check(&tx.original) {
+                self.metrics.sip_rejected(refusal.kind);
+                tracing::debug!(
+                    code = refusal.code,
+                    reason = refusal.kind,
+                    "refused a SIP request"
+                );
+                let headers = refusal
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| Header::Other(name.into(), value))
+                    .collect();
+                // The answer is SIP/2.0 whatever version the request claimed (the stack
+                // copies the request's into the response).
+                tx.original.version = rsipstack::sip::Version::V2;
+                reply(tx, StatusCode::Other(refusal.code, refusal.reason), headers);
+                continue;
+            }
             let method = tx.original.method;
+            if method == Method::Invite {
+                // RFC 3261 §17.2.1: the server transaction answers 100 Trying at once, so the
+                // caller's transaction stops retransmitting while the call is set up.
+                if let Err(e) = tx.reply_with(StatusCode::Trying, vec![], None).await {
+                    tracing::debug!(error = %e, "could not send 100 Trying");
+                }
+            }
             let has_to_tag = tx
                 .original
                 .to_header()
