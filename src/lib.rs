@@ -3,6 +3,10 @@
 //! The library holds every module of the server; `main.rs` is only the command line.
 //! See DESIGN.md (in `shared/`) for the map.
 
+// What only the crate uses is `pub(crate)`: the public surface is what the binary, the tests,
+// the benches and the load tester use.
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -18,7 +18,7 @@ use crate::db::{now_ms, parse_time};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     pub patient: Option<String>,
     pub user: Option<String>,
     /// RFC 3339, `YYYY-MM-DD`, or a duration back from now: `30m`, `24h`, `7d`.
@@ -47,7 +47,7 @@ pub(crate) fn when(text: &str) -> Option<i64> {
     parse_time(text)
 }
 
-pub async fn query(
+pub(crate) async fn query(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     QueryParams(q): QueryParams<AuditQuery>,

@@ -24,11 +24,11 @@ use axum::response::{IntoResponse, Response};
 use super::access::{ApiError, session_cookie};
 
 /// The double-submit cookie of the sign-in form.
-pub const LOGIN_COOKIE: &str = "careline_login";
+pub(crate) const LOGIN_COOKIE: &str = "careline_login";
 
 /// Whether a request's `Origin` / `Sec-Fetch-Site` say it came from another site. A request
 /// with neither (curl, an integration) is not a browser's cross-site request.
-pub fn cross_site(headers: &HeaderMap) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -55,7 +55,7 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
 
 /// Adds the security headers to every response; refuses cross-site cookie-authenticated
 /// writes (see the module doc).
-pub async fn guard(https: bool, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(https: bool, req: Request, next: Next) -> Response {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let cookie_borne = session_cookie(req.headers()).is_some()
         && req.headers().get(header::AUTHORIZATION).is_none();
@@ -92,7 +92,7 @@ pub async fn guard(https: bool, req: Request, next: Next) -> Response {
 }
 
 /// The value of cookie `name`, if sent.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -105,7 +105,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Constant-time equality (the login token is a secret the attacker must not learn by timing).
-pub fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

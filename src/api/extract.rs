@@ -20,7 +20,7 @@ const MAX_NAME: usize = 64;
 
 /// What serde said, reduced to what the client needs: which field, and what kind of fault.
 /// Values the client sent are never repeated (an error page is not a reflection service).
-pub fn describe(path: &str, message: &str) -> String {
+pub(crate) fn describe(path: &str, message: &str) -> String {
     let quoted = |m: &str| -> Option<String> {
         let start = m.find('`')? + 1;
         let len = m[start..].find('`')?;
@@ -56,7 +56,7 @@ pub fn describe(path: &str, message: &str) -> String {
 
 /// A JSON request body, deserialized strictly.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
@@ -71,7 +71,10 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
 
 /// Reads a body under the route's limit and the connection's body timeout: 413 past the
 /// limit, 408 past the time, 400 for a broken transfer.
-pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<bytes::Bytes, ApiError> {
     use axum::extract::rejection::BytesRejection;
     let limit = req
         .extensions()
@@ -136,7 +139,7 @@ where
 
 /// A query string, deserialized strictly.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct QueryParams<T>(pub T);
+pub(crate) struct QueryParams<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for QueryParams<T>
 where

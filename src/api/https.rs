@@ -17,7 +17,7 @@ pub enum HttpsError {
 
 /// Reads `cert`/`key`, or reads or creates `<data_dir>/tls/sip-{cert,key}.pem` (the same
 /// self-signed pair SIP over TLS uses, so an operator trusts one certificate).
-pub fn server_config(
+pub(crate) fn server_config(
     cert: Option<&Path>,
     key: Option<&Path>,
     data_dir: &Path,

@@ -13,17 +13,17 @@ use axum::routing::get;
 use crate::call::CallServices;
 
 pub mod access;
-pub mod audit;
-pub mod browser;
-pub mod extract;
-pub mod https;
-pub mod openapi;
-pub mod patients;
-pub mod range;
-pub mod recordings;
-pub mod serve;
-pub mod users;
-pub mod v1;
+pub(crate) mod audit;
+pub(crate) mod browser;
+pub(crate) mod extract;
+pub(crate) mod https;
+pub(crate) mod openapi;
+pub(crate) mod patients;
+pub(crate) mod range;
+pub(crate) mod recordings;
+pub(crate) mod serve;
+pub(crate) mod users;
+pub(crate) mod v1;
 
 pub fn router(services: Arc<CallServices>) -> Router {
     Router::new()

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Action;
 use crate::auth::permission::{PERMISSIONS, Scope};
 
-pub struct RouteDoc {
+pub(crate) struct RouteDoc {
     pub method: &'static str,
     pub path: &'static str,
     /// `None`: public (no credentials).
@@ -32,7 +32,7 @@ const NDJSON: &str = "application/x-ndjson";
 const AUDIO: &str = "audio/*";
 
 /// Every `/api/v1` route. The role × endpoint matrix test walks this list.
-pub const ROUTES: &[RouteDoc] = &[
+pub(crate) const ROUTES: &[RouteDoc] = &[
     RouteDoc {
         method: "get",
         path: "/api/v1/me",
@@ -374,7 +374,7 @@ fn roles_for(action: Action) -> Vec<Value> {
 /// The error statuses a route answers: every guarded route 401 and 403; a route with a body
 /// 400, 408, 413, 415 and 422; with path parameters 404; with query parameters 400; and its
 /// own (`also`).
-pub fn errors_of(r: &RouteDoc) -> Vec<u16> {
+pub(crate) fn errors_of(r: &RouteDoc) -> Vec<u16> {
     let mut codes: Vec<u16> = Vec::new();
     if r.action.is_some() {
         codes.extend([401, 403]);
@@ -440,7 +440,7 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
         let mut params: Vec<Value> = r

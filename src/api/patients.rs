@@ -19,7 +19,7 @@ use crate::patient::{ContactRecord, Lookup};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LookupQuery {
+pub(crate) struct LookupQuery {
     pub phone: Option<String>,
     pub mrn: Option<String>,
     pub dob: Option<String>,
@@ -28,7 +28,7 @@ pub struct LookupQuery {
 
 /// `GET /api/v1/patients/lookup?phone=...` | `?mrn=...&dob=...` | `?dob=...&family=...`:
 /// id, preferred language and verified flag only.
-pub async fn lookup(
+pub(crate) async fn lookup(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     QueryParams(q): QueryParams<LookupQuery>,
@@ -81,7 +81,7 @@ fn read_event(
 }
 
 /// `GET /api/v1/patients/{id}/summary`: the screen-pop.
-pub async fn summary(
+pub(crate) async fn summary(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -109,7 +109,7 @@ pub async fn summary(
 }
 
 /// `GET /api/v1/patients/{id}/contacts`: contact history (newest first).
-pub async fn contacts(
+pub(crate) async fn contacts(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -134,7 +134,7 @@ pub async fn contacts(
 }
 
 /// `GET /api/v1/patients/{id}/bundle`: the whole record as a FHIR collection Bundle.
-pub async fn export(
+pub(crate) async fn export(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -162,7 +162,7 @@ pub async fn export(
 }
 
 /// `POST /api/v1/fhir`: a transaction or collection Bundle, imported whole or not at all.
-pub async fn import(
+pub(crate) async fn import(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     JsonBody(bundle): JsonBody<Value>,
@@ -198,7 +198,7 @@ pub async fn import(
 /// author is the signed-in user and the time is the server's clock.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewContact {
+pub(crate) struct NewContact {
     pub channel: String,
     pub duration_secs: Option<u64>,
     pub reason: Option<String>,
@@ -209,7 +209,7 @@ pub struct NewContact {
 }
 
 /// `POST /api/v1/patients/{id}/contacts`: append a contact record.
-pub async fn append_contact(
+pub(crate) async fn append_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -243,13 +243,13 @@ pub async fn append_contact(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BreakGlassBody {
+pub(crate) struct BreakGlassBody {
     #[serde(default)]
     pub reason: String,
 }
 
 /// `POST /api/v1/patients/{id}/break-glass` `{"reason": "..."}`: emergency access.
-pub async fn break_glass(
+pub(crate) async fn break_glass(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -272,7 +272,7 @@ pub async fn break_glass(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ActiveContactBody {
+pub(crate) struct ActiveContactBody {
     pub patient_id: String,
     /// The user handling the call (agent, clinician or supervisor); the caller when absent.
     pub user: Option<String>,
@@ -282,7 +282,7 @@ pub struct ActiveContactBody {
 /// is about and who handles it. The routing integration (service role) sets it for any live
 /// call; the user handling a call may re-point it at another patient (the caller turned out
 /// to be someone else), for themselves only. A call id that is not live is 404.
-pub async fn set_active_contact(
+pub(crate) async fn set_active_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(call_id): Path<String>,
@@ -310,7 +310,7 @@ pub async fn set_active_contact(
 
 /// `DELETE /api/v1/calls/{call_id}/contact`: the call left that user (or their wrap-up is
 /// done): the link ends now.
-pub async fn clear_active_contact(
+pub(crate) async fn clear_active_contact(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(call_id): Path<String>,
@@ -325,7 +325,7 @@ pub async fn clear_active_contact(
 }
 
 /// `GET /api/v1/me`.
-pub async fn me(
+pub(crate) async fn me(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     _h: HeaderMap,

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 /// The bytes a `Range` header asks for, out of a body of `total` bytes: `None` to send the
 /// whole body, `Some(Ok((first, last)))` for a part (both inclusive), `Some(Err(()))` when
 /// the range starts past the end (416).
-pub fn requested(header: &str, total: u64) -> Option<Result<(u64, u64), ()>> {
+pub(crate) fn requested(header: &str, total: u64) -> Option<Result<(u64, u64), ()>> {
     let spec = header.trim().strip_prefix("bytes=")?.trim();
     if spec.contains(',') {
         return None;
@@ -45,19 +45,19 @@ pub fn requested(header: &str, total: u64) -> Option<Result<(u64, u64), ()>> {
 /// Which bytes of a stream a range keeps: the first `skip` are dropped, then at most `left`
 /// pass (`None`: all).
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
+pub(crate) struct Window {
     pub skip: u64,
     pub left: Option<u64>,
 }
 
 impl Window {
-    pub const ALL: Window = Window {
+    pub(crate) const ALL: Window = Window {
         skip: 0,
         left: None,
     };
 
     /// What of `bytes`, the stream's next piece, is sent.
-    pub fn cut(&mut self, mut bytes: Bytes) -> Bytes {
+    pub(crate) fn cut(&mut self, mut bytes: Bytes) -> Bytes {
         let drop = self.skip.min(bytes.len() as u64) as usize;
         self.skip -= drop as u64;
         let mut kept = bytes.split_off(drop);
@@ -70,12 +70,12 @@ impl Window {
     }
 
     /// Everything the range asked for was sent: the rest of the stream need not be read.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.left == Some(0)
     }
 
     /// Bytes still owed (0 when unbounded or full).
-    pub fn owed(&self) -> u64 {
+    pub(crate) fn owed(&self) -> u64 {
         self.left.unwrap_or(0)
     }
 }

@@ -49,7 +49,7 @@ impl FromRef<RecordingApi> for Arc<ApiState> {
 
 type S = State<RecordingApi>;
 
-pub fn router(api: Arc<ApiState>, calls: Arc<CallServices>) -> Router {
+pub(crate) fn router(api: Arc<ApiState>, calls: Arc<CallServices>) -> Router {
     Router::new()
         .route("/api/v1/recordings", get(list))
         .route("/api/v1/recordings/{id}", get(metadata).delete(delete))
@@ -145,7 +145,7 @@ fn event(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     pub call_id: Option<String>,
     /// Only this patient's recordings (what a clinician on a call with them may list).
     pub patient: Option<String>,
@@ -159,7 +159,7 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/recordings`: metadata, newest first.
-pub async fn list(
+pub(crate) async fn list(
     State(s): S,
     caller: Caller,
     QueryParams(q): QueryParams<ListQuery>,
@@ -317,7 +317,7 @@ async fn existing(
 }
 
 /// `GET /api/v1/recordings/{id}`: one recording's metadata (a deleted one says when and why).
-pub async fn metadata(
+pub(crate) async fn metadata(
     State(s): S,
     caller: Caller,
     Path(id): Path<String>,
@@ -341,7 +341,7 @@ pub async fn metadata(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AudioQuery {
+pub(crate) struct AudioQuery {
     /// `ogg` (or `opus`) or `wav`; default: as stored, streamed.
     pub format: Option<String>,
 }
@@ -357,7 +357,7 @@ pub struct AudioQuery {
 /// above), a `Range` is honoured, so a browser's player can seek: only the chunks from the
 /// one holding the first byte asked for are decrypted. Each request, range or not, is
 /// audited as a read of the recording.
-pub async fn audio(
+pub(crate) async fn audio(
     State(s): S,
     caller: Caller,
     Path(id): Path<String>,
@@ -671,7 +671,7 @@ async fn stream(
 
 /// `DELETE /api/v1/recordings/{id}`: deletes the audio through the archive's deletion path
 /// (the index keeps the deletion, who and why, as it does for retention).
-pub async fn delete(
+pub(crate) async fn delete(
     State(s): S,
     caller: Caller,
     Path(id): Path<String>,
@@ -708,7 +708,7 @@ pub async fn delete(
 
 /// `POST /api/v1/calls/{call_id}/recording/{start|pause|resume|stop}`: `start` records both
 /// participants (starting after a stop makes a new recording; a pause is not stored).
-pub async fn control(
+pub(crate) async fn control(
     State(s): S,
     caller: Caller,
     Path((call_id, what)): Path<(String, String)>,

@@ -24,7 +24,7 @@ use super::access::ClientAddr;
 
 /// Limits on connections and the time a client has.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     /// Open connections per source IP; 0: no limit.
@@ -32,7 +32,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(c: &crate::config::HttpConfig) -> Limits {
+    pub(crate) fn from_config(c: &crate::config::HttpConfig) -> Limits {
         Limits {
             header_timeout: Duration::from_secs(c.header_timeout_secs.max(1)),
             body_timeout: Duration::from_secs(c.body_timeout_secs.max(1)),
@@ -43,7 +43,7 @@ impl Limits {
 
 /// How long a request's body may take to arrive (a request extension set per connection).
 #[derive(Debug, Clone, Copy)]
-pub struct BodyTimeout(pub Duration);
+pub(crate) struct BodyTimeout(pub Duration);
 
 /// Open connections by source address.
 #[derive(Debug, Default)]
@@ -87,7 +87,7 @@ impl Drop for Slot {
 
 /// Serves `app` on `listener` until the process ends; with `tls`, every connection is a TLS
 /// connection.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,

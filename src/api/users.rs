@@ -17,14 +17,14 @@ use crate::auth::{Action, LoginRefused, Role};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewUser {
+pub(crate) struct NewUser {
     pub name: String,
     pub role: String,
     /// Optional password for browser sign-in; a bearer token is always issued.
     pub password: Option<String>,
 }
 
-pub async fn add_user(
+pub(crate) async fn add_user(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     JsonBody(body): JsonBody<NewUser>,
@@ -42,7 +42,7 @@ pub async fn add_user(
 }
 
 /// `GET /api/v1/users` (admins): every user, role, whether disabled.
-pub async fn list_users(
+pub(crate) async fn list_users(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -51,7 +51,7 @@ pub async fn list_users(
 }
 
 /// `POST /api/v1/users/{name}/disable` and `/enable` (admins).
-pub async fn disable_user(
+pub(crate) async fn disable_user(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -61,7 +61,7 @@ pub async fn disable_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn enable_user(
+pub(crate) async fn enable_user(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -84,7 +84,7 @@ async fn require_tokens_of(s: &ApiState, caller: &Caller, user: &str) -> Result<
 }
 
 /// `GET /api/v1/users/{name}/tokens`: ids, created, expires, revoked, last used; never secrets.
-pub async fn list_tokens(
+pub(crate) async fn list_tokens(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -94,7 +94,7 @@ pub async fn list_tokens(
 }
 
 /// `POST /api/v1/users/{name}/tokens`: a new token, shown once (rotation: then revoke the old).
-pub async fn issue_token(
+pub(crate) async fn issue_token(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -115,7 +115,7 @@ pub async fn issue_token(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revoke a token (one's own, or anyone's for admins).
-pub async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -184,12 +184,12 @@ fn page(status: StatusCode, message: &str, https: bool) -> Response {
     resp
 }
 
-pub async fn login_page(State(s): State<Arc<ApiState>>) -> Response {
+pub(crate) async fn login_page(State(s): State<Arc<ApiState>>) -> Response {
     page(StatusCode::OK, "", s.https)
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     pub name: String,
     pub password: String,
     /// The token of the page the form came from (must match its cookie).
@@ -197,7 +197,7 @@ pub struct LoginForm {
     pub csrf: String,
 }
 
-pub async fn login(
+pub(crate) async fn login(
     State(s): State<Arc<ApiState>>,
     request_parts: axum::http::Extensions,
     req: axum::extract::Request,
@@ -261,7 +261,7 @@ pub async fn login(
     }
 }
 
-pub async fn logout(
+pub(crate) async fn logout(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -14,16 +14,16 @@ use super::{audit, openapi, patients, users};
 
 /// The largest sign-in form read: a few hundred bytes are enough, and nothing large is read
 /// before authentication.
-pub const LOGIN_LIMIT: usize = 4 * 1024;
+pub(crate) const LOGIN_LIMIT: usize = 4 * 1024;
 /// The largest FHIR import (Synthea bundles run to a few MB; read only once the caller is
 /// authenticated).
-pub const FHIR_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const FHIR_LIMIT: usize = 64 * 1024 * 1024;
 /// The largest body of any other request: small JSON documents (a contact note is the
 /// largest).
-pub const JSON_LIMIT: usize = 64 * 1024;
+pub(crate) const JSON_LIMIT: usize = 64 * 1024;
 
 /// The body limit of a path.
-pub fn body_limit_of(path: &str) -> usize {
+pub(crate) fn body_limit_of(path: &str) -> usize {
     match path {
         "/login" => LOGIN_LIMIT,
         "/api/v1/fhir" => FHIR_LIMIT,
@@ -52,7 +52,7 @@ async fn body_limit(req: axum::extract::Request, next: axum::middleware::Next) -
     next.run(req).await
 }
 
-pub fn router(state: Arc<ApiState>) -> Router {
+pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route(
             "/api/v1/openapi.json",

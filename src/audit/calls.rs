@@ -18,7 +18,7 @@ use crate::patient::{Lookup, PatientStore};
 /// The actor the audit trail names for what the IVR does on its own.
 const IVR: &str = "system:ivr";
 
-pub struct CallEvents {
+pub(crate) struct CallEvents {
     pub audit: Audit,
     pub auth: Arc<Auth>,
     pub patients: PatientStore,
@@ -29,7 +29,7 @@ pub struct CallEvents {
 }
 
 impl CallEvents {
-    pub fn new(audit: Audit, auth: Arc<Auth>, patients: PatientStore) -> CallEvents {
+    pub(crate) fn new(audit: Audit, auth: Arc<Auth>, patients: PatientStore) -> CallEvents {
         CallEvents {
             audit,
             live: auth.live_calls().clone(),

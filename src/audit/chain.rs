@@ -7,7 +7,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// The `prev_hash` of the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One stored audit entry, as it is hashed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -28,7 +28,7 @@ pub struct Entry {
 
 /// HMAC over every field but `hash`, each length-prefixed so no two entries hash alike by
 /// moving bytes between fields.
-pub fn entry_hash(key: &[u8; 32], e: &Entry) -> String {
+pub(crate) fn entry_hash(key: &[u8; 32], e: &Entry) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
     let mut field = |bytes: &[u8]| {
         mac.update(&(bytes.len() as u64).to_be_bytes());
@@ -77,7 +77,7 @@ impl std::fmt::Display for Break {
 }
 
 /// Checks entries fed in `seq` order, one at a time.
-pub struct Verifier {
+pub(crate) struct Verifier {
     key: [u8; 32],
     expected_seq: i64,
     prev_hash: String,
@@ -85,7 +85,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(key: [u8; 32]) -> Verifier {
+    pub(crate) fn new(key: [u8; 32]) -> Verifier {
         Verifier {
             key,
             expected_seq: 1,
@@ -95,7 +95,7 @@ impl Verifier {
     }
 
     /// `Err` at the first broken entry.
-    pub fn feed(&mut self, e: &Entry) -> Result<(), Break> {
+    pub(crate) fn feed(&mut self, e: &Entry) -> Result<(), Break> {
         if e.seq != self.expected_seq {
             return Err(Break::Gap {
                 expected: self.expected_seq,

@@ -7,7 +7,7 @@ use super::Entry;
 use crate::db::rfc3339;
 
 /// One entry as a JSON object (one line of a JSON-lines export).
-pub fn json_entry(e: &Entry, revealed: Option<String>) -> Value {
+pub(crate) fn json_entry(e: &Entry, revealed: Option<String>) -> Value {
     let detail: Value = serde_json::from_str(&e.detail).unwrap_or_else(|_| json!({}));
     let mut v = json!({
         "seq": e.seq,
@@ -28,7 +28,7 @@ pub fn json_entry(e: &Entry, revealed: Option<String>) -> Value {
 
 /// FHIR AuditEvent. Action codes follow the AuditEvent action value set (C, R, U, D, E);
 /// outcome `0` success, `4` minor failure (a denial), `8` serious failure.
-pub fn audit_event(e: &Entry, revealed: Option<String>) -> Value {
+pub(crate) fn audit_event(e: &Entry, revealed: Option<String>) -> Value {
     let (type_code, type_display) = if e.action.starts_with("login") || e.action == "logout" {
         ("110114", "User Authentication")
     } else if e.action.starts_with("call.") || e.action == "config.change" || e.action == "user.add"
@@ -87,7 +87,7 @@ pub fn audit_event(e: &Entry, revealed: Option<String>) -> Value {
     event
 }
 
-pub fn fhir_bundle(events: Vec<Value>) -> Value {
+pub(crate) fn fhir_bundle(events: Vec<Value>) -> Value {
     json!({
         "resourceType": "Bundle",
         "type": "searchset",

@@ -6,9 +6,9 @@
 //! Entries never carry PHI in clear: patients appear by their opaque id, callers by Call-ID;
 //! free text that may hold PHI (a break-glass reason) is sealed with the key ring.
 
-pub mod calls;
-pub mod chain;
-pub mod export;
+pub(crate) mod calls;
+pub(crate) mod chain;
+pub(crate) mod export;
 
 use std::sync::Arc;
 

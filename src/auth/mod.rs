@@ -3,10 +3,10 @@
 //! [`permission::decide`]; this module fetches the facts, records the outcome in the audit
 //! trail, and keeps secrets hashed.
 
-pub mod outsiders;
-pub mod password;
-pub mod permission;
-pub mod throttle;
+pub(crate) mod outsiders;
+pub(crate) mod password;
+pub(crate) mod permission;
+pub(crate) mod throttle;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

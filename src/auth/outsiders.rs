@@ -15,7 +15,7 @@ const MAX_SOURCES: usize = 10_000;
 
 /// One source's refused requests over a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// `None`: the sources past `MAX_SOURCES`, together.
     pub source: Option<IpAddr>,
     pub count: u64,
@@ -26,14 +26,14 @@ pub struct Summary {
 }
 
 #[derive(Debug)]
-pub struct Tally {
+pub(crate) struct Tally {
     window: Duration,
     started: Option<Instant>,
     by_source: HashMap<Option<IpAddr>, Summary>,
 }
 
 impl Tally {
-    pub fn new(window: Duration) -> Tally {
+    pub(crate) fn new(window: Duration) -> Tally {
         Tally {
             window,
             started: None,
@@ -43,7 +43,7 @@ impl Tally {
 
     /// Counts one refused request; `true` when it is the first from this source in the
     /// window (the caller logs it).
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         source: Option<IpAddr>,
         kind: &str,
@@ -77,13 +77,13 @@ impl Tally {
     }
 
     /// When the current window closes (for the shell's timer); `None` while nothing is counted.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.started.map(|s| s + self.window)
     }
 
     /// The summaries of a window that has closed by `now` (or of everything, `force`), oldest
     /// source first; the tally starts a new window.
-    pub fn drain(&mut self, now: Instant, force: bool) -> Vec<Summary> {
+    pub(crate) fn drain(&mut self, now: Instant, force: bool) -> Vec<Summary> {
         match self.poll_timeout() {
             Some(t) if force || now >= t => {
                 self.started = None;

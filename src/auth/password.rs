@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 /// An argon2id hash with a fresh random salt and the crate's default cost (OWASP's baseline:
 /// 19 MiB, 2 passes).
-pub fn hash(secret: &str) -> String {
+pub(crate) fn hash(secret: &str) -> String {
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).expect("16 bytes is a valid salt");
     Argon2::default()
@@ -16,7 +16,7 @@ pub fn hash(secret: &str) -> String {
         .expect("argon2 with default parameters cannot fail on an in-memory secret")
 }
 
-pub fn verify(secret: &str, phc: &str) -> bool {
+pub(crate) fn verify(secret: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -27,17 +27,17 @@ pub fn verify(secret: &str, phc: &str) -> bool {
 
 /// A hash to verify against when the user does not exist, so that a wrong name costs the same
 /// time as a wrong password.
-pub fn decoy() -> &'static str {
+pub(crate) fn decoy() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| hash("decoy password"))
 }
 
-pub fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// 256 random bits, URL-safe base64.
-pub fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

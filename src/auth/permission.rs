@@ -117,7 +117,7 @@ impl Action {
 
 /// Under which condition a role may do an action on a patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Always (the action is still audited).
     Any,
     /// Only while on a live call with this patient.
@@ -135,7 +135,7 @@ use Role as R;
 use Scope as S;
 
 /// THE permission table. Anything not here is denied.
-pub const PERMISSIONS: &[(Action, Role, Scope)] = &[
+pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::PatientLookup, R::Service, S::Any),
     (A::PatientLookup, R::Agent, S::Any),
     (A::PatientLookup, R::Clinician, S::Any),
@@ -184,7 +184,7 @@ pub const PERMISSIONS: &[(Action, Role, Scope)] = &[
 ];
 
 /// The scope `role` has for `action`, or `None` (denied whatever the facts).
-pub fn scope(role: Role, action: Action) -> Option<Scope> {
+pub(crate) fn scope(role: Role, action: Action) -> Option<Scope> {
     PERMISSIONS
         .iter()
         .find(|(a, r, _)| *a == action && *r == role)
@@ -257,7 +257,7 @@ impl DenyReason {
     }
 }
 
-pub fn decide(role: Role, action: Action, facts: Facts) -> Decision {
+pub(crate) fn decide(role: Role, action: Action, facts: Facts) -> Decision {
     match scope(role, action) {
         None => Decision::Deny(DenyReason::Role),
         Some(Scope::Any) => Decision::Allow { break_glass: false },
@@ -281,7 +281,7 @@ pub fn decide(role: Role, action: Action, facts: Facts) -> Decision {
 
 /// As [`decide`], for a request that concerns no known patient: only an unscoped (`Any`) rule
 /// can allow it, since there is nobody to check a patient scope against.
-pub fn decide_without_patient(role: Role, action: Action) -> Decision {
+pub(crate) fn decide_without_patient(role: Role, action: Action) -> Decision {
     match scope(role, action) {
         None => Decision::Deny(DenyReason::Role),
         Some(Scope::Any) => Decision::Allow { break_glass: false },

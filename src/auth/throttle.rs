@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// How much a sign-in may fail before it is slowed, and how slow it gets.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Failures per (name, source) before delays start.
     pub free: u32,
     /// Failures are forgotten this long after the last one.
@@ -50,7 +50,7 @@ impl Record {
 
 /// What a failure did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The (name, source) pair is now delayed for this long (the first time: a lock event).
     pub delayed: Option<Duration>,
     /// The (name, source) pair's failures so far.
@@ -63,14 +63,14 @@ pub struct Failure {
 const MAX_PAIRS: usize = 100_000;
 
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     policy: Policy,
     pairs: HashMap<(String, IpAddr), Record>,
     sources: HashMap<IpAddr, Record>,
 }
 
 impl Throttle {
-    pub fn new(policy: Policy) -> Throttle {
+    pub(crate) fn new(policy: Policy) -> Throttle {
         Throttle {
             policy,
             pairs: HashMap::new(),
@@ -79,7 +79,12 @@ impl Throttle {
     }
 
     /// `Err(retry_after)` when an attempt for `name` from `source` must wait.
-    pub fn check(&mut self, name: &str, source: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(
+        &mut self,
+        name: &str,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<(), Duration> {
         self.forget_stale(name, source, now);
         let key = (name.to_ascii_lowercase(), source);
         let wait = [self.pairs.get(&key), self.sources.get(&source)]
@@ -96,7 +101,7 @@ impl Throttle {
     }
 
     /// Counts a failed attempt.
-    pub fn failure(&mut self, name: &str, source: IpAddr, now: Instant) -> Failure {
+    pub(crate) fn failure(&mut self, name: &str, source: IpAddr, now: Instant) -> Failure {
         if self.pairs.len() >= MAX_PAIRS {
             self.evict(now);
         }
@@ -128,7 +133,7 @@ impl Throttle {
     }
 
     /// A successful sign-in clears its (name, source) pair.
-    pub fn success(&mut self, name: &str, source: IpAddr) {
+    pub(crate) fn success(&mut self, name: &str, source: IpAddr) {
         self.pairs.remove(&(name.to_ascii_lowercase(), source));
     }
 
@@ -155,15 +160,6 @@ impl Throttle {
             let cut = ages[ages.len() / 2];
             self.pairs.retain(|_, r| r.last > cut);
         }
-    }
-
-    /// Pairs and sources remembered (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.pairs.len() + self.sources.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

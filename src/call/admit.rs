@@ -18,7 +18,7 @@ use crate::sip::{IncomingCall, ServerCall};
 
 /// A call Careline will take: its place in the table, its flow, the dialog (ringing) and the
 /// media it will answer with.
-pub struct Admitted<'a> {
+pub(crate) struct Admitted<'a> {
     pub admission: Admission<'a>,
     pub call_id: String,
     pub flow: Arc<Flow>,
@@ -33,7 +33,7 @@ pub struct Admitted<'a> {
 }
 
 /// Refuses the call (with the reason in the response and the metrics), or admits it.
-pub async fn admit(call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
+pub(crate) async fn admit(call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
     let retry = Some(svc.settings.retry_after_secs);
     if svc.draining.load(Ordering::Acquire) {
         svc.metrics.call_rejected("503");

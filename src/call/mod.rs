@@ -1,10 +1,10 @@
 //! Calls: the session table and one task per call, which runs the call's contact flow.
 
-pub mod admit;
+pub(crate) mod admit;
 pub mod core;
 mod effects;
-pub mod table;
-pub mod task;
+pub(crate) mod table;
+pub(crate) mod task;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

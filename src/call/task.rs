@@ -21,7 +21,7 @@ use crate::sip::sdp::LocalMedia;
 use crate::sip::{CallSignal, EndReason, ServerCall};
 
 /// Takes new calls off the SIP side and gives each its task.
-pub async fn switchboard(
+pub(crate) async fn switchboard(
     mut incoming: mpsc::Receiver<crate::sip::IncomingCall>,
     services: Arc<CallServices>,
 ) {

@@ -38,7 +38,7 @@ pub struct Catalog {
 }
 
 /// Lists `*.json` in `dir`, sorted.
-pub fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+pub(crate) fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     let err = |source| CatalogError::Dir {
         path: dir.to_path_buf(),
         source,
@@ -54,7 +54,7 @@ pub fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
 
 /// Reads the flows `flows.dir` names: every `*.json` in the folder, or the flows built into
 /// Careline (see [`crate::shipped`]). Unreadable or unparsable files become diagnostics.
-pub fn read_folder(dir: &Path) -> Result<(Vec<Source>, Vec<Diagnostic>), CatalogError> {
+pub(crate) fn read_folder(dir: &Path) -> Result<(Vec<Source>, Vec<Diagnostic>), CatalogError> {
     if crate::shipped::built_in(dir, crate::shipped::FLOWS_DIR) {
         let mut sources = Vec::new();
         let mut diags = Vec::new();
@@ -129,7 +129,7 @@ impl Catalog {
 }
 
 /// Reads every file; unreadable or unparsable ones become diagnostics.
-pub fn read_all(files: &[PathBuf]) -> (Vec<Source>, Vec<Diagnostic>) {
+pub(crate) fn read_all(files: &[PathBuf]) -> (Vec<Source>, Vec<Diagnostic>) {
     let mut sources = Vec::with_capacity(files.len());
     let mut diags = Vec::new();
     for f in files {

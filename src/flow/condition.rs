@@ -14,7 +14,7 @@ pub enum Operator {
     TextContains,
 }
 
-pub const OPERATORS: [(&str, Operator); 8] = [
+pub(crate) const OPERATORS: [(&str, Operator); 8] = [
     ("Equals", Operator::Equals),
     ("NumberGreaterThan", Operator::NumberGreaterThan),
     ("NumberGreaterOrEqualTo", Operator::NumberGreaterOrEqualTo),
@@ -102,7 +102,7 @@ impl Condition {
 /// A value read as a number: decimal text with optional sign, fraction and exponent, spaces
 /// around it ignored. `NaN` and the infinities parse in Rust but are no number a flow means
 /// (a Lambda answering "Infinity" should not pass "greater than 5"), so they are not numbers.
-pub fn number(text: &str) -> Option<f64> {
+pub(crate) fn number(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
 }
 

@@ -69,22 +69,6 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// A list of diagnostics being gathered for one file.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub items: Vec<Diagnostic>,
-}
-
-impl Report {
-    pub fn push(&mut self, d: Diagnostic) {
-        self.items.push(d);
-    }
-
-    pub fn has_errors(&self) -> bool {
-        self.items.iter().any(Diagnostic::is_error)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,7 +109,7 @@ impl Hours {
 }
 
 /// Compiles every `[hours.NAME]`.
-pub fn compile_all(
+pub(crate) fn compile_all(
     configs: &BTreeMap<String, HoursConfig>,
 ) -> Result<HashMap<String, Hours>, HoursError> {
     configs

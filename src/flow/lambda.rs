@@ -17,7 +17,7 @@ use super::interpreter::MAX_LAMBDA_RESPONSE;
 /// caller's own number when absent), or `mrn` and `dob`; it answers `patient_found`,
 /// `patient_id`, `preferred_language`, `verified` and `lookup_result`, never names or
 /// clinical data. The call task answers it, not HTTP.
-pub const PATIENT_LOOKUP: &str = "careline:patient-lookup";
+pub(crate) const PATIENT_LOOKUP: &str = "careline:patient-lookup";
 
 /// `[lambda.NAME]` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

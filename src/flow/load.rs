@@ -20,7 +20,7 @@ pub struct Source {
 }
 
 /// Reads one file. A file that cannot be read or parsed yields one error diagnostic.
-pub fn read(path: &Path) -> Result<Source, Diagnostic> {
+pub(crate) fn read(path: &Path) -> Result<Source, Diagnostic> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Diagnostic::error(&file, format!("cannot read the file: {e}")))?;
@@ -32,7 +32,7 @@ pub fn read(path: &Path) -> Result<Source, Diagnostic> {
 }
 
 /// Parses a flow from text; `stem` names it when the text does not.
-pub fn parse(file: &str, stem: &str, text: &str) -> Result<Source, Diagnostic> {
+pub(crate) fn parse(file: &str, stem: &str, text: &str) -> Result<Source, Diagnostic> {
     let value: Value = serde_json::from_str(text).map_err(|e| json_error(file, "", &e))?;
     let Value::Object(map) = &value else {
         return Err(Diagnostic::error(

@@ -9,26 +9,26 @@
 //! the core: [`tts`], [`lambda`], [`streaming`], [`queues`].
 
 pub mod attributes;
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod collect;
-pub mod condition;
-pub mod diagnostic;
+pub(crate) mod condition;
+pub(crate) mod diagnostic;
 pub mod engine;
-pub mod hours;
+pub(crate) mod hours;
 pub mod http;
 pub mod interpreter;
-pub mod lambda;
-pub mod load;
-pub mod model;
-pub mod params;
-pub mod program;
-pub mod queues;
-pub mod resources;
-pub mod ssml;
-pub mod streaming;
-pub mod template;
+pub(crate) mod lambda;
+pub(crate) mod load;
+pub(crate) mod model;
+pub(crate) mod params;
+pub(crate) mod program;
+pub(crate) mod queues;
+pub(crate) mod resources;
+pub(crate) mod ssml;
+pub(crate) mod streaming;
+pub(crate) mod template;
 pub mod tts;
-pub mod validate;
+pub(crate) mod validate;
 pub mod voices;
 
 pub use catalog::{Catalog, CatalogError};

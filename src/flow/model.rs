@@ -9,20 +9,19 @@ use serde_json::Value;
 
 /// The flow language versions Careline reads: what Connect exports today, and the product
 /// brief's older spelling.
-pub const VERSIONS: [&str; 2] = ["2019-10-30", "2019-07-01"];
+pub(crate) const VERSIONS: [&str; 2] = ["2019-10-30", "2019-07-01"];
 
 /// Connect's limit on actions in one flow.
-pub const MAX_ACTIONS: usize = 250;
+pub(crate) const MAX_ACTIONS: usize = 250;
 
 /// The DescribeContactFlow / Terraform shape: the flow document is a JSON string in `Content`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Wrapper {
+pub(crate) struct Wrapper {
     pub name: Option<String>,
     #[serde(rename = "Type")]
     pub flow_type: Option<String>,
     pub content: String,
-    pub description: Option<String>,
 }
 
 /// The bare flow document.
@@ -42,7 +41,7 @@ pub struct Document {
 /// One action, read from its JSON value.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct RawAction {
+pub(crate) struct RawAction {
     pub identifier: String,
     #[serde(rename = "Type")]
     pub action_type: String,
@@ -54,7 +53,7 @@ pub struct RawAction {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct RawTransitions {
+pub(crate) struct RawTransitions {
     pub next_action: Option<String>,
     #[serde(default)]
     pub conditions: Vec<RawConditionBranch>,
@@ -64,14 +63,14 @@ pub struct RawTransitions {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct RawConditionBranch {
+pub(crate) struct RawConditionBranch {
     pub next_action: Option<String>,
     pub condition: RawCondition,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct RawCondition {
+pub(crate) struct RawCondition {
     pub operator: String,
     #[serde(default)]
     pub operands: Vec<Value>,
@@ -79,14 +78,14 @@ pub struct RawCondition {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct RawErrorBranch {
+pub(crate) struct RawErrorBranch {
     pub next_action: Option<String>,
     pub error_type: String,
 }
 
 /// A JSON value as the flow language treats it: strings as they are, numbers and booleans
 /// in their JSON spelling (exports write `"MaxDigits": 1` and `"LoopCount": "3"` alike).
-pub fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -17,7 +17,7 @@ use super::ssml;
 use super::template::{Root, Template};
 
 /// What parameter reading needs besides the action.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub file: &'a str,
     pub resources: &'a Resources,
     /// Flow attributes this flow sets to literal values (so `$.FlowAttributes.x` references
@@ -215,7 +215,7 @@ impl Reader<'_, '_> {
 }
 
 /// Reads the parameters of a supported action Type.
-pub fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnostic>) -> Kind {
+pub(crate) fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnostic>) -> Kind {
     let mut r = Reader { ctx, action, out };
     let params = action.parameters.clone();
     match action.action_type.as_str() {

@@ -14,7 +14,7 @@ use crate::media::prompt::Prompt;
 
 /// How an action may branch, by Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conditions {
+pub(crate) enum Conditions {
     /// No conditions allowed.
     Forbidden,
     /// Only `Equals` (single keys, True/False, ContinueLooping/DoneLooping).
@@ -25,7 +25,7 @@ pub enum Conditions {
 
 /// What Careline knows about one action Type.
 #[derive(Debug)]
-pub struct TypeInfo {
+pub(crate) struct TypeInfo {
     pub name: &'static str,
     pub conditions: Conditions,
     /// Error types this action can take.
@@ -39,7 +39,7 @@ const E_COND: &[&str] = &["NoMatchingCondition", "NoMatchingError"];
 
 /// Every supported Type; `GetUserInput` (the product brief) and `InvokeExternalResource`
 /// (older exports) are aliases.
-pub const SUPPORTED: &[TypeInfo] = &[
+pub(crate) const SUPPORTED: &[TypeInfo] = &[
     t("MessageParticipant", Conditions::Forbidden, E, false),
     t(
         "MessageParticipantIteratively",
@@ -141,7 +141,7 @@ const fn t(
 
 /// Connect types Careline knows but does not run (yet): a load error in strict mode, their
 /// error branch at run time in lenient mode.
-pub const KNOWN_UNSUPPORTED: &[&str] = &[
+pub(crate) const KNOWN_UNSUPPORTED: &[&str] = &[
     "ConnectParticipantWithLexBot",
     "ShowView",
     "CreateCase",
@@ -161,7 +161,7 @@ pub const KNOWN_UNSUPPORTED: &[&str] = &[
     "AuthenticateParticipant",
 ];
 
-pub fn type_info(name: &str) -> Option<&'static TypeInfo> {
+pub(crate) fn type_info(name: &str) -> Option<&'static TypeInfo> {
     SUPPORTED.iter().find(|t| t.name == name)
 }
 
@@ -296,14 +296,14 @@ pub struct Flow {
 }
 
 /// Reads a duration parameter given in seconds ("5", 5, "0.5").
-pub fn seconds(v: Option<&Value>) -> Option<Duration> {
+pub(crate) fn seconds(v: Option<&Value>) -> Option<Duration> {
     let s = scalar(v?)?;
     let secs: f64 = s.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 /// A "True"/"False" parameter (exports write strings; hand-written flows booleans).
-pub fn flag(v: Option<&Value>) -> Option<bool> {
+pub(crate) fn flag(v: Option<&Value>) -> Option<bool> {
     match scalar(v?)?.to_ascii_lowercase().as_str() {
         "true" | "enabled" => Some(true),
         "false" | "disabled" => Some(false),

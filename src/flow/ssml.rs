@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Piece {
+pub(crate) enum Piece {
     Text {
         text: String,
         /// `<lang xml:lang>` in force, if any.
@@ -20,7 +20,7 @@ pub enum Piece {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SsmlError {
+pub(crate) enum SsmlError {
     #[error("tag `<{0}>` is never closed")]
     Unclosed(String),
     #[error("`</{0}>` closes a tag that is not open")]
@@ -187,7 +187,7 @@ fn spell(text: &str) -> String {
 }
 
 /// Parses SSML (or plain text given as SSML) into pieces.
-pub fn parse(input: &str) -> Result<Vec<Piece>, SsmlError> {
+pub(crate) fn parse(input: &str) -> Result<Vec<Piece>, SsmlError> {
     let mut pieces = Vec::new();
     let mut stack: Vec<Frame> = vec![Frame {
         tag: String::new(),

@@ -15,7 +15,7 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-pub use crate::media::tap::{TapFrame, TapSender, Track};
+pub(crate) use crate::media::tap::{TapFrame, TapSender};
 
 /// Frames buffered toward a slow endpoint before new ones are dropped (2 s of both tracks).
 const BUFFER_FRAMES: usize = 200;
@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Starts streaming to `url`; returns the sender for the leg's tap. The task ends when the
 /// sender is dropped (stop, call end) or the endpoint goes away.
-pub fn start(url: String, contact_id: String) -> TapSender {
+pub(crate) fn start(url: String, contact_id: String) -> TapSender {
     let (tx, mut rx) = mpsc::channel::<TapFrame>(BUFFER_FRAMES);
     tokio::spawn(async move {
         let connect = tokio_tungstenite::connect_async(url.as_str());

@@ -39,7 +39,7 @@ pub struct Options {
 }
 
 /// Checks `source`; returns the compiled flow when there is no error, and every diagnostic.
-pub fn check(
+pub(crate) fn check(
     source: Source,
     resources: &Resources,
     opts: Options,

@@ -31,7 +31,7 @@ const MAX_MISORDER: i32 = 100;
 
 /// Settings; [`JitterConfig::default`] is 20 ms frames, 40 ms target delay, 10 frames deep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JitterConfig {
+pub(crate) struct JitterConfig {
     /// Packetization interval (ptime) in ms: the period of the caller's `pop` tick.
     pub frame_ms: u32,
     /// Delay built up after the first packet (and after each underrun) before playout starts.
@@ -60,7 +60,7 @@ impl Default for JitterConfig {
 
 /// Counters since creation (not cleared by [`JitterBuffer::reset`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JitterStats {
+pub(crate) struct JitterStats {
     /// Frames handed out by `pop`.
     pub played: u64,
     /// `Missing` returned: lost packets whose successors were there, concealed once each.
@@ -84,7 +84,7 @@ pub struct JitterStats {
 
 /// What `push` did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
+pub(crate) enum Push {
     Buffered,
     Duplicate,
     Late,
@@ -96,7 +96,7 @@ pub enum Push {
 
 /// What to play at this tick.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Pop<'a> {
+pub(crate) enum Pop<'a> {
     /// The next frame in sequence order.
     Frame {
         seq: u16,
@@ -131,8 +131,7 @@ enum State {
 
 /// Sequence-ordered playout buffer for one RTP stream. See the module documentation.
 #[derive(Debug, Clone)]
-pub struct JitterBuffer {
-    frame_ms: u32,
+pub(crate) struct JitterBuffer {
     target_delay_ms: u32,
     max_payload: usize,
     slots: Box<[Slot]>,
@@ -163,13 +162,12 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
-    pub fn new(config: JitterConfig) -> Self {
+    pub(crate) fn new(config: JitterConfig) -> Self {
         let frame_ms = config.frame_ms.max(1);
         let target_frames = config.target_delay_ms.div_ceil(frame_ms) as usize;
         let depth = config.depth.max(target_frames + 2);
         let stride = config.slot_bytes.clamp(1, config.max_payload.max(1));
         JitterBuffer {
-            frame_ms,
             target_delay_ms: config.target_delay_ms,
             max_payload: config.max_payload,
             slots: vec![Slot::default(); depth].into_boxed_slice(),
@@ -190,39 +188,32 @@ impl JitterBuffer {
     }
 
     /// Frames the buffer can hold.
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.slots.len()
     }
 
-    /// The ptime this buffer was configured for: `pop` is expected once per this many ms.
-    pub fn frame_ms(&self) -> u32 {
-        self.frame_ms
-    }
-
     /// Frames currently buffered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    pub fn stats(&self) -> JitterStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> JitterStats {
         self.stats
     }
 
     /// The payload of the frame the last [`JitterBuffer::pop`] returned, while it is still
     /// stored: `None` once anything was pushed since, or when that pop returned no frame. Lets
     /// a caller that must wait for more of its tick use the frame without copying it out.
-    pub fn last_played(&self) -> Option<&[u8]> {
+    pub(crate) fn last_played(&self) -> Option<&[u8]> {
         self.last_played
             .map(|(start, len)| &self.data[start..start + len])
     }
 
     /// Hints the lines the next push (the packet after the newest buffered) and the next pop
     /// will touch (see [`super::prefetch`]).
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         let depth = self.slots.len();
         for off in [0, self.count] {
             let i = (self.head + off) % depth.max(1);
@@ -236,12 +227,13 @@ impl JitterBuffer {
     }
 
     /// Bytes held for the frames (the slots' current size times the depth).
-    pub fn storage_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn storage_bytes(&self) -> usize {
         self.data.len()
     }
 
     /// Drops everything buffered and starts over with the next packet (counters are kept).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.last_played = None;
         for s in self.slots.iter_mut() {
             s.filled = false;
@@ -258,7 +250,7 @@ impl JitterBuffer {
 
     /// Resets when `ssrc` differs from the one seen before: a new source's sequence numbers
     /// are unrelated (RFC 3550 §8.2). Returns whether it reset.
-    pub fn ensure_ssrc(&mut self, ssrc: u32) -> bool {
+    pub(crate) fn ensure_ssrc(&mut self, ssrc: u32) -> bool {
         let changed = self.ssrc.is_some_and(|s| s != ssrc);
         if changed {
             self.reset();
@@ -268,7 +260,13 @@ impl JitterBuffer {
     }
 
     /// Stores one received packet (`arrival_ms` on the same clock as `pop`'s `now_ms`).
-    pub fn push(&mut self, seq: u16, timestamp: u32, payload: &[u8], arrival_ms: u64) -> Push {
+    pub(crate) fn push(
+        &mut self,
+        seq: u16,
+        timestamp: u32,
+        payload: &[u8],
+        arrival_ms: u64,
+    ) -> Push {
         self.last_played = None;
         if payload.len() > self.max_payload {
             self.stats.too_large += 1;
@@ -331,7 +329,7 @@ impl JitterBuffer {
     }
 
     /// The frame to play at `now_ms`; call once per `frame_ms` tick.
-    pub fn pop(&mut self, now_ms: u64) -> Pop<'_> {
+    pub(crate) fn pop(&mut self, now_ms: u64) -> Pop<'_> {
         self.last_played = None;
         match self.state {
             State::Idle => return Pop::Empty,
@@ -803,7 +801,7 @@ mod tests {
         assert!(!jb.ensure_ssrc(7));
         assert_eq!(jb.len(), 2);
         assert!(jb.ensure_ssrc(8));
-        assert!(jb.is_empty());
+        assert_eq!(jb.len(), 0);
         assert_eq!(push(&mut jb, 5000, 0), Push::Buffered);
         assert_eq!(pop(&mut jb, 40), F(5000));
     }
@@ -970,7 +968,6 @@ mod tests {
             ..JitterConfig::default()
         };
         let mut jb = JitterBuffer::new(cfg);
-        assert_eq!(jb.frame_ms(), 30);
         push(&mut jb, 0, 1000);
         assert_eq!(pop(&mut jb, 1060), E);
         assert_eq!(pop(&mut jb, 1089), E);

@@ -4,11 +4,11 @@
 
 pub mod codec;
 pub mod dtmf;
-pub mod engine;
-pub mod jitter;
+pub(crate) mod engine;
+pub(crate) mod jitter;
 pub mod leg;
-pub mod player;
-pub mod ports;
+pub(crate) mod player;
+pub(crate) mod ports;
 pub mod prefetch;
 pub mod prompt;
 pub mod recognize;
@@ -16,4 +16,4 @@ pub mod recorder;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
-pub mod tap;
+pub(crate) mod tap;

@@ -9,7 +9,7 @@ use super::prompt::{Prompt, Silence};
 
 /// Identifies one `play` request, so a "done" that arrives after a newer request can be told
 /// apart from the newer request's.
-pub type PlayId = u64;
+pub(crate) type PlayId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlayEnd {
@@ -20,7 +20,7 @@ pub enum PlayEnd {
 }
 
 #[derive(Default)]
-pub struct Player {
+pub(crate) struct Player {
     queue: VecDeque<Arc<Prompt>>,
     current: Option<(Arc<Prompt>, usize)>,
     id: Option<PlayId>,
@@ -29,7 +29,7 @@ pub struct Player {
 }
 
 /// One frame to send, and whether it starts a talkspurt (first frame of a request).
-pub struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     pub payload: &'a [u8],
     pub start_of_speech: bool,
 }
@@ -37,7 +37,7 @@ pub struct Frame<'a> {
 impl Player {
     /// Replaces whatever is playing with `prompts`; the interrupted request, if any, is
     /// reported so its caller is not left waiting.
-    pub fn play(
+    pub(crate) fn play(
         &mut self,
         id: PlayId,
         prompts: Vec<Arc<Prompt>>,
@@ -52,14 +52,14 @@ impl Player {
     }
 
     /// Stops the current request.
-    pub fn stop(&mut self) -> Option<PlayEnd> {
+    pub(crate) fn stop(&mut self) -> Option<PlayEnd> {
         self.queue.clear();
         self.current = None;
         self.id.take().map(PlayEnd::Interrupted)
     }
 
     /// A digit arrived: stop if the request allows barge-in.
-    pub fn on_digit(&mut self) -> Option<PlayEnd> {
+    pub(crate) fn on_digit(&mut self) -> Option<PlayEnd> {
         if self.barge_in && self.id.is_some() {
             self.stop()
         } else {
@@ -68,13 +68,13 @@ impl Player {
     }
 
     /// Holds position while the call is on hold.
-    pub fn set_paused(&mut self, paused: bool) {
+    pub(crate) fn set_paused(&mut self, paused: bool) {
         self.paused = paused;
     }
 
     /// The 8 kHz audio of the frame `next_frame` returned last, when it was a prompt's (a
     /// media stream taps it without decoding what was sent).
-    pub fn last_pcm_8k(&self) -> Option<&[i16]> {
+    pub(crate) fn last_pcm_8k(&self) -> Option<&[i16]> {
         let (prompt, i) = self.current.as_ref()?;
         let start = i.checked_sub(1)? * 160;
         prompt
@@ -82,12 +82,8 @@ impl Player {
             .get(start..(start + 160).min(prompt.pcm_8k.len()))
     }
 
-    pub fn is_playing(&self) -> bool {
-        self.id.is_some()
-    }
-
     /// The frame for this tick. Returns the end of a request when its last frame has gone.
-    pub fn next_frame<'a>(
+    pub(crate) fn next_frame<'a>(
         &'a mut self,
         codec: Codec,
         silence: &'a Silence,
@@ -177,7 +173,7 @@ mod tests {
         p.play(1, vec![prompt("a", 200)], false);
         p.next_frame(Codec::Pcma, &silence);
         assert_eq!(p.on_digit(), None);
-        assert!(p.is_playing());
+        assert!(p.id.is_some(), "still playing");
         p.play(2, vec![prompt("a", 200)], true);
         assert_eq!(p.on_digit(), Some(PlayEnd::Interrupted(2)));
         let (f, end) = p.next_frame(Codec::Pcma, &silence);

@@ -22,4 +22,4 @@ pub struct TapFrame {
 }
 
 /// The sending end the media leg holds while streaming runs.
-pub type TapSender = mpsc::Sender<TapFrame>;
+pub(crate) type TapSender = mpsc::Sender<TapFrame>;

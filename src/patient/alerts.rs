@@ -77,7 +77,7 @@ impl AlertTables {
 
 /// A coded thing on the patient's record: display text and codes.
 #[derive(Debug, Clone, Default)]
-pub struct Coded {
+pub(crate) struct Coded {
     pub display: String,
     pub codes: Vec<String>,
 }
@@ -110,7 +110,11 @@ fn hits(item: &Coded, terms: &[String], codes: &[String]) -> bool {
 }
 
 /// All alerts for one patient's active allergies and medications.
-pub fn check(tables: &AlertTables, allergies: &[Coded], medications: &[Coded]) -> Vec<Alert> {
+pub(crate) fn check(
+    tables: &AlertTables,
+    allergies: &[Coded],
+    medications: &[Coded],
+) -> Vec<Alert> {
     let mut alerts = Vec::new();
     for class in &tables.drug_class {
         for allergy in allergies

@@ -32,7 +32,7 @@ pub enum BundleError {
 
 /// A conditional reference to resolve against stored resources: `rtype?identifier=system|value`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IdentifierQuery {
+pub(crate) struct IdentifierQuery {
     pub rtype: String,
     pub system: String,
     pub value: String,
@@ -40,33 +40,31 @@ pub struct IdentifierQuery {
 
 impl IdentifierQuery {
     /// The text a blind index is computed over.
-    pub fn index_value(&self) -> String {
+    pub(crate) fn index_value(&self) -> String {
         format!("{}|{}|{}", self.rtype, self.system, self.value)
     }
 }
 
 /// A value to put in a blind index for a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexValue {
+pub(crate) struct IndexValue {
     /// `phone`, `mrn`, `dob_name` or `identifier`.
     pub kind: &'static str,
     pub value: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct Planned {
+pub(crate) struct Planned {
     pub rtype: String,
     pub id: String,
     /// The patient compartment (`None` for shared resources such as Practitioner).
     pub patient_id: Option<String>,
     pub resource: Value,
     pub index: Vec<IndexValue>,
-    /// Bundle entry number, for errors found while writing.
-    pub entry: usize,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub resources: Vec<Planned>,
     /// Patients referenced but not in this bundle: (entry, patient id). The store checks that
     /// they exist.
@@ -74,7 +72,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn patient_ids(&self) -> BTreeSet<String> {
+    pub(crate) fn patient_ids(&self) -> BTreeSet<String> {
         self.resources
             .iter()
             .filter(|p| p.rtype == "Patient")
@@ -180,7 +178,7 @@ fn walk_references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 
 /// Every conditional reference or conditional create/update in the bundle that must be looked
 /// up among stored resources.
-pub fn conditional_queries(bundle: &Value) -> Result<Vec<IdentifierQuery>, BundleError> {
+pub(crate) fn conditional_queries(bundle: &Value) -> Result<Vec<IdentifierQuery>, BundleError> {
     let entries = check_bundle(bundle)?;
     let mut out = BTreeSet::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -265,7 +263,7 @@ fn matches_query(rtype: &str, resource: &Value, q: &IdentifierQuery) -> bool {
 
 /// Builds the plan. `stored` answers conditional queries from the database (see
 /// [`conditional_queries`]); a query matching one resource in the bundle wins over the store.
-pub fn plan(
+pub(crate) fn plan(
     bundle: &Value,
     stored: &HashMap<IdentifierQuery, String>,
     default_cc: &str,
@@ -459,7 +457,6 @@ pub fn plan(
             patient_id,
             resource,
             index,
-            entry: i,
         });
     }
     Ok(plan)
@@ -494,7 +491,7 @@ fn rewrite_references(v: &mut Value, resolve: &Resolve<'_>) -> Result<(), String
 
 /// The patient a resource belongs to (FHIR's Patient compartment, simplified to the
 /// references that carry it in the resource types Careline keeps).
-pub fn compartment(resource: &Value) -> Option<String> {
+pub(crate) fn compartment(resource: &Value) -> Option<String> {
     let patient_ref = |v: &Value| {
         v.get("reference")
             .and_then(Value::as_str)
@@ -514,7 +511,7 @@ pub fn compartment(resource: &Value) -> Option<String> {
 }
 
 /// Lowercase letters only: the form names are indexed and compared in.
-pub fn name_key(name: &str) -> String {
+pub(crate) fn name_key(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_alphabetic())
         .flat_map(char::to_lowercase)
@@ -522,7 +519,7 @@ pub fn name_key(name: &str) -> String {
 }
 
 /// Phone numbers (E.164), MRNs and date of birth + family name of a Patient.
-pub fn patient_index(patient: &Value, default_cc: &str) -> Vec<IndexValue> {
+pub(crate) fn patient_index(patient: &Value, default_cc: &str) -> Vec<IndexValue> {
     let mut out = Vec::new();
     for t in patient
         .get("telecom")
@@ -570,7 +567,7 @@ pub fn patient_index(patient: &Value, default_cc: &str) -> Vec<IndexValue> {
 }
 
 /// Medical record numbers: identifiers typed `MR` (HL7 v2 table 0203).
-pub fn mrns(patient: &Value) -> Vec<String> {
+pub(crate) fn mrns(patient: &Value) -> Vec<String> {
     patient
         .get("identifier")
         .and_then(Value::as_array)

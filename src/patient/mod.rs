@@ -9,10 +9,10 @@
 //! Lookups go through keyed-HMAC blind indexes (phone in E.164, MRN, date of birth + family
 //! name, FHIR identifiers), so the database alone reveals no names, numbers or clinical text.
 
-pub mod alerts;
-pub mod bundle;
-pub mod phone;
-pub mod summary;
+pub(crate) mod alerts;
+pub(crate) mod bundle;
+pub(crate) mod phone;
+pub(crate) mod summary;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 /// Normalizes a dialled or stored number. `default_cc` is the country code assumed for
 /// national numbers (e.g. `1` for the NANP). `None` when there are too few or too many digits.
-pub fn to_e164(raw: &str, default_cc: &str) -> Option<String> {
+pub(crate) fn to_e164(raw: &str, default_cc: &str) -> Option<String> {
     let raw = raw.trim();
     // SIP URIs: sip:+15552627029@host;user=phone, tel:+1-555-262-7029
     let raw = raw

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::alerts::{self, Alert, AlertTables, Coded};
 
 /// The resource types the summary reads (the store fetches only these).
-pub const SUMMARY_TYPES: &[&str] = &[
+pub(crate) const SUMMARY_TYPES: &[&str] = &[
     "Patient",
     "AllergyIntolerance",
     "MedicationRequest",
@@ -51,7 +51,7 @@ pub struct ContactRecord {
 /// The most each free-text field of a contact record holds, in bytes: a record is read on
 /// every screen-pop of its patient (the last five are in the summary), so one oversized note
 /// must not make every later summary huge. Notes get room for a long clinical note.
-pub const CONTACT_LIMITS: &[(&str, usize)] = &[
+pub(crate) const CONTACT_LIMITS: &[(&str, usize)] = &[
     ("channel", 32),
     ("reason", 1_000),
     ("outcome", 1_000),
@@ -163,7 +163,7 @@ fn s(v: &Value, key: &str) -> Option<String> {
 }
 
 /// The text of a CodeableConcept: `text`, else the first coding's display, else its code.
-pub fn concept_text(cc: &Value) -> Option<String> {
+pub(crate) fn concept_text(cc: &Value) -> Option<String> {
     s(cc, "text").or_else(|| {
         cc.get("coding")?
             .as_array()?
@@ -228,7 +228,7 @@ fn human_name(n: &Value) -> (String, Vec<String>, String) {
 }
 
 /// Preferred language as a BCP 47 tag: the `preferred` communication, else the first.
-pub fn preferred_language(patient: &Value) -> Option<String> {
+pub(crate) fn preferred_language(patient: &Value) -> Option<String> {
     let comms = patient.get("communication")?.as_array()?;
     let chosen = comms
         .iter()
@@ -238,7 +238,7 @@ pub fn preferred_language(patient: &Value) -> Option<String> {
     first_code(lang).or_else(|| concept_text(lang))
 }
 
-pub fn demographics(patient: &Value) -> Demographics {
+pub(crate) fn demographics(patient: &Value) -> Demographics {
     let names = patient.get("name").and_then(Value::as_array);
     let name = names.and_then(|ns| {
         ns.iter()
@@ -303,7 +303,7 @@ fn item(r: &Value, concept: &Value, status: Option<String>, since: Option<String
 }
 
 /// Whether a resource counts as active for the summary.
-pub fn is_active(rtype: &str, r: &Value) -> bool {
+pub(crate) fn is_active(rtype: &str, r: &Value) -> bool {
     let status = s(r, "status");
     match rtype {
         "AllergyIntolerance" => {
@@ -331,7 +331,7 @@ pub fn is_active(rtype: &str, r: &Value) -> bool {
 
 /// Builds the summary. `resources` are (type, resource) of one patient; `contacts` newest
 /// first; `now_ms` decides which appointments are upcoming.
-pub fn build(
+pub(crate) fn build(
     patient_id: &str,
     resources: &[(String, Value)],
     contacts: Vec<ContactRecord>,

@@ -22,14 +22,14 @@ use super::format::{
 use crate::keys::{KeyError, KeyRing, Secret, WrappedKey};
 
 /// Associated data for wrapping a recording's data key: binds it to the stream header.
-pub fn wrap_context(stream_part: &[u8]) -> Vec<u8> {
+pub(crate) fn wrap_context(stream_part: &[u8]) -> Vec<u8> {
     let mut c = b"careline recording v1 ".to_vec();
     c.extend_from_slice(stream_part);
     c
 }
 
 /// The per-recording keys derived from its data key.
-pub struct RecordingKeys {
+pub(crate) struct RecordingKeys {
     id: RecordingId,
     chunk: Aes256Gcm,
     /// The same chunk key, for sealing.
@@ -40,10 +40,10 @@ pub struct RecordingKeys {
 
 /// Authentication failed (which one is the caller's to say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inauthentic;
+pub(crate) struct Inauthentic;
 
 impl RecordingKeys {
-    pub fn derive(data_key: &[u8; 32], info: &StreamInfo) -> RecordingKeys {
+    pub(crate) fn derive(data_key: &[u8; 32], info: &StreamInfo) -> RecordingKeys {
         let hk = Hkdf::<Sha256>::new(Some(&info.id.0), data_key);
         let mut chunk = zeroize::Zeroizing::new([0u8; 32]);
         let mut header = zeroize::Zeroizing::new([0u8; 32]);
@@ -85,7 +85,7 @@ impl RecordingKeys {
     }
 
     /// Appends one frame (clear frame header, ciphertext, tag) for `plaintext` to `out`.
-    pub fn seal_chunk(&self, index: u32, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn seal_chunk(&self, index: u32, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
         let flags = if last { FLAG_FINAL } else { 0 };
         let fh = FrameHeader {
             id: self.id,
@@ -111,7 +111,12 @@ impl RecordingKeys {
 
     /// Opens a chunk's ciphertext (with its tag) in place as chunk `index`; on success
     /// `buf` holds the plaintext.
-    pub fn open_chunk(&self, index: u32, last: bool, buf: &mut Vec<u8>) -> Result<(), Inauthentic> {
+    pub(crate) fn open_chunk(
+        &self,
+        index: u32,
+        last: bool,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Inauthentic> {
         let flags = if last { FLAG_FINAL } else { 0 };
         let Some(body_len) = buf.len().checked_sub(TAG_LEN) else {
             return Err(Inauthentic);
@@ -131,7 +136,7 @@ impl RecordingKeys {
     }
 
     /// Like `open_chunk` but on a copy, for diagnosing a failed chunk.
-    pub fn opens_as(&self, index: u32, last: bool, ciphertext: &[u8]) -> bool {
+    pub(crate) fn opens_as(&self, index: u32, last: bool, ciphertext: &[u8]) -> bool {
         let mut copy = ciphertext.to_vec();
         self.open_chunk(index, last, &mut copy).is_ok()
     }
@@ -152,14 +157,14 @@ impl RecordingKeys {
 /// and the header key each seal more than once over a recording's life (rotation), and GCM
 /// must never repeat a nonce under one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nonces {
+pub(crate) struct Nonces {
     pub wrap: [u8; 12],
     pub tag: [u8; 12],
 }
 
 impl Nonces {
     /// Fresh nonces from the operating system's generator.
-    pub fn draw() -> Nonces {
+    pub(crate) fn draw() -> Nonces {
         Nonces {
             wrap: rand::random(),
             tag: rand::random(),
@@ -170,7 +175,7 @@ impl Nonces {
 /// The random values a new header takes, drawn by the caller (the recording writer) and
 /// passed in, so that the header code reads no randomness of its own: given the same inputs
 /// it writes the same bytes, which is what its tests check.
-pub struct HeaderRandom {
+pub(crate) struct HeaderRandom {
     /// The recording's data key ([`KeyRing::new_data_key`]).
     pub data_key: Secret,
     pub nonces: Nonces,
@@ -178,7 +183,7 @@ pub struct HeaderRandom {
 
 impl HeaderRandom {
     /// Fresh values from the operating system's generator.
-    pub fn draw() -> HeaderRandom {
+    pub(crate) fn draw() -> HeaderRandom {
         HeaderRandom {
             data_key: KeyRing::new_data_key(),
             nonces: Nonces::draw(),
@@ -187,7 +192,7 @@ impl HeaderRandom {
 }
 
 /// Builds a new recording's header: the data key wrapped under the current master key.
-pub fn new_header(
+pub(crate) fn new_header(
     ring: &KeyRing,
     info: &StreamInfo,
     random: HeaderRandom,
@@ -232,7 +237,7 @@ pub enum HeaderError {
 }
 
 /// A header that opened: what the recording is, its current wrap, and its keys.
-pub struct OpenedHeader {
+pub(crate) struct OpenedHeader {
     pub info: StreamInfo,
     pub wrapped: WrappedKey,
     pub keys: RecordingKeys,
@@ -240,7 +245,7 @@ pub struct OpenedHeader {
 }
 
 /// Parses and authenticates a header with the key ring.
-pub fn open_header(ring: &KeyRing, h: &[u8]) -> Result<OpenedHeader, HeaderError> {
+pub(crate) fn open_header(ring: &KeyRing, h: &[u8]) -> Result<OpenedHeader, HeaderError> {
     let info = StreamInfo::decode(h)?;
     if h.len() < HEADER_LEN {
         return Err(format::FormatError::ShortHeader(h.len()).into());
@@ -269,7 +274,7 @@ impl OpenedHeader {
     /// The same header with the data key re-wrapped under the ring's current master key
     /// (`keys rotate`): the audio chunks do not change. `nonces` are fresh ones
     /// ([`Nonces::draw`]).
-    pub fn rewrapped(
+    pub(crate) fn rewrapped(
         &self,
         ring: &KeyRing,
         nonces: Nonces,

@@ -14,7 +14,7 @@ use super::format::{AudioFormat, FRAME_HEADER_LEN, HEADER_LEN, TAG_LEN};
 use crate::media::codec::Law;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
+pub(crate) enum ExportError {
     /// Writing the output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -28,7 +28,7 @@ pub enum ExportError {
 }
 
 /// One export in progress. See the module documentation.
-pub struct Export {
+pub(crate) struct Export {
     rate: u32,
     input: Input,
     output: Output,
@@ -68,7 +68,11 @@ enum Output {
 impl Export {
     /// An export of a recording stored as `have` at `rate` Hz, written as `want` (Ogg Opus,
     /// or a 16-bit PCM WAV for any WAV format).
-    pub fn new(have: AudioFormat, want: AudioFormat, rate: u32) -> Result<Export, ExportError> {
+    pub(crate) fn new(
+        have: AudioFormat,
+        want: AudioFormat,
+        rate: u32,
+    ) -> Result<Export, ExportError> {
         let mut bytes = Vec::new();
         let (input, output) = match (have, want) {
             (AudioFormat::Opus, AudioFormat::Opus) => (Input::Copy, Output::Copy),
@@ -111,7 +115,7 @@ impl Export {
     /// Makes this export a stream, which cannot go back to patch a WAV's sizes: the header
     /// gives `data_len` bytes of audio (checked by [`Export::finish_stream`]), or, when that
     /// is unknown, the open-ended sizes stored WAVs use (players read to the end).
-    pub fn streamed(mut self, data_len: Option<u64>) -> Export {
+    pub(crate) fn streamed(mut self, data_len: Option<u64>) -> Export {
         self.announced = Some(
             data_len
                 .and_then(|n| u32::try_from(n).ok())
@@ -124,7 +128,7 @@ impl Export {
     /// Makes this export of a stored WAV (any kind) start inside the audio, for a range of
     /// the file: no header is skipped on the way in or written on the way out, and the first
     /// byte pushed must begin a stored sample. Other exports are left as they are.
-    pub fn data_only(mut self) -> Export {
+    pub(crate) fn data_only(mut self) -> Export {
         if let (Input::Wav { skip, .. }, Output::Wav) = (&mut self.input, &self.output) {
             *skip = 0;
             self.started = true;
@@ -133,7 +137,7 @@ impl Export {
     }
 
     /// The whole file's size, when a streamed WAV announced its exact length.
-    pub fn announced_size(&self) -> Option<u64> {
+    pub(crate) fn announced_size(&self) -> Option<u64> {
         match (&self.output, self.announced) {
             (Output::Wav, Some(n)) if n != u32::MAX => Some(WAV_HEADER_LEN as u64 + u64::from(n)),
             _ => None,
@@ -143,7 +147,7 @@ impl Export {
     /// Ends a [`Export::streamed`] export; its size in bytes. A WAV that came out another
     /// length than announced is an error (what was written cannot be taken back, so the
     /// response must be cut off rather than end as if whole).
-    pub fn finish_stream(mut self, f: &mut impl Write) -> Result<u64, ExportError> {
+    pub(crate) fn finish_stream(mut self, f: &mut impl Write) -> Result<u64, ExportError> {
         self.start(f)?;
         self.encode(true, f)?;
         match (&self.output, self.announced) {
@@ -161,7 +165,7 @@ impl Export {
     }
 
     /// The next piece of the recording's plaintext.
-    pub fn push(&mut self, plain: &[u8], f: &mut impl Write) -> Result<(), ExportError> {
+    pub(crate) fn push(&mut self, plain: &[u8], f: &mut impl Write) -> Result<(), ExportError> {
         self.start(f)?;
         match &mut self.input {
             Input::Copy => {
@@ -183,7 +187,7 @@ impl Export {
     }
 
     /// Completes the file (a WAV gets its real sizes, and whole frames); its size in bytes.
-    pub fn finish(mut self, f: &mut (impl Write + Seek)) -> Result<u64, ExportError> {
+    pub(crate) fn finish(mut self, f: &mut (impl Write + Seek)) -> Result<u64, ExportError> {
         self.start(f)?;
         self.encode(true, f)?;
         match self.output {
@@ -266,7 +270,7 @@ impl Export {
 /// The plaintext a sealed recording holds (the stored file, as stored), from its size and
 /// chunk count: every chunk's frame adds the same header and tag. `None` for sizes no
 /// recording of that many chunks can have.
-pub fn plaintext_len(sealed_size: u64, chunks: u32) -> Option<u64> {
+pub(crate) fn plaintext_len(sealed_size: u64, chunks: u32) -> Option<u64> {
     let per_chunk = (FRAME_HEADER_LEN + TAG_LEN) as u64;
     sealed_size
         .checked_sub(HEADER_LEN as u64)?
@@ -277,7 +281,7 @@ pub fn plaintext_len(sealed_size: u64, chunks: u32) -> Option<u64> {
 /// known before reading it from its sealed size and chunk count alone (every chunk's frame
 /// adds the same overhead to its plaintext). `None` for Ogg Opus, whose decoded length shows
 /// only at its end, and for sizes no recording of that many chunks can have.
-pub fn wav_data_len(stored: AudioFormat, sealed_size: u64, chunks: u32) -> Option<u64> {
+pub(crate) fn wav_data_len(stored: AudioFormat, sealed_size: u64, chunks: u32) -> Option<u64> {
     let audio = plaintext_len(sealed_size, chunks)?.checked_sub(WAV_HEADER_LEN as u64)?;
     match stored {
         AudioFormat::Opus => None,

@@ -10,14 +10,14 @@
 //! is `media::recorder`: media is the bottom layer and owns what it shares.
 //! The format is specified in docs/recording-format.md.
 
-pub mod crypt;
+pub(crate) mod crypt;
 pub mod encode;
-pub mod export;
+pub(crate) mod export;
 pub mod format;
 pub mod index;
-pub mod reader;
-pub mod sealer;
-pub mod service;
+pub(crate) mod reader;
+pub(crate) mod sealer;
+pub(crate) mod service;
 pub mod settings;
 pub mod store;
 pub mod writer;

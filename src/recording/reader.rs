@@ -73,7 +73,7 @@ pub struct ReadSummary {
     pub sealed: bool,
 }
 
-pub struct Reader<'r> {
+pub(crate) struct Reader<'r> {
     ring: &'r KeyRing,
     buf: Vec<u8>,
     /// Bytes of `buf` already consumed.
@@ -92,7 +92,7 @@ pub struct Reader<'r> {
 }
 
 impl<'r> Reader<'r> {
-    pub fn new(ring: &'r KeyRing) -> Reader<'r> {
+    pub(crate) fn new(ring: &'r KeyRing) -> Reader<'r> {
         Reader {
             ring,
             buf: Vec::new(),
@@ -112,16 +112,12 @@ impl<'r> Reader<'r> {
     /// it are passed over without being decrypted (their frame headers are still checked),
     /// and the chunk holding it is decrypted and cut there. A read that skips vouches only
     /// for what it hands out; `finish` still requires the final chunk.
-    pub fn skip_to(&mut self, offset: u64) {
+    pub(crate) fn skip_to(&mut self, offset: u64) {
         self.skip_to = offset;
     }
 
-    pub fn info(&self) -> Option<&StreamInfo> {
-        self.header.as_ref().map(|h| &h.info)
-    }
-
     /// Feeds ciphertext; appends whatever plaintext it completes to `out`.
-    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ReadError> {
+    pub(crate) fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ReadError> {
         if self.finished {
             self.trailing += data.len();
             return Ok(());
@@ -259,7 +255,7 @@ impl<'r> Reader<'r> {
     }
 
     /// Ends the input: the recording must have been sealed with its final chunk.
-    pub fn finish(self) -> Result<ReadSummary, ReadError> {
+    pub(crate) fn finish(self) -> Result<ReadSummary, ReadError> {
         let Some(h) = &self.header else {
             return Err(if self.buf.len() < 8 {
                 HeaderError::Format(super::format::FormatError::ShortHeader(self.buf.len())).into()
@@ -295,21 +291,21 @@ impl<'r> Reader<'r> {
     }
 
     /// The final chunk was read.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.finished
     }
 
     /// The number of complete chunks read so far.
-    pub fn chunks(&self) -> u32 {
+    pub(crate) fn chunks(&self) -> u32 {
         self.position
     }
 
     /// Offset just past the last complete frame (for sealing a crashed recording).
-    pub fn consumed_bytes(&self, total_fed: u64) -> u64 {
+    pub(crate) fn consumed_bytes(&self, total_fed: u64) -> u64 {
         total_fed - (self.buf.len() - self.at) as u64 - self.trailing as u64
     }
 
-    pub fn opened(&self) -> Option<&OpenedHeader> {
+    pub(crate) fn opened(&self) -> Option<&OpenedHeader> {
         self.header.as_ref()
     }
 }

@@ -13,7 +13,7 @@
 
 use super::crypt::RecordingKeys;
 
-pub struct ChunkSealer {
+pub(crate) struct ChunkSealer {
     keys: RecordingKeys,
     chunk_bytes: usize,
     plain: Vec<u8>,
@@ -23,7 +23,7 @@ pub struct ChunkSealer {
 
 impl ChunkSealer {
     /// Starts a stream; the caller writes its header first.
-    pub fn new(keys: RecordingKeys, chunk_bytes: usize) -> Self {
+    pub(crate) fn new(keys: RecordingKeys, chunk_bytes: usize) -> Self {
         ChunkSealer {
             keys,
             chunk_bytes: chunk_bytes.max(1024),
@@ -34,7 +34,7 @@ impl ChunkSealer {
     }
 
     /// Appends plaintext, sealing every chunk it completes into `out`.
-    pub fn write(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn write(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
         if self.plain.capacity() < self.chunk_bytes && !data.is_empty() {
             // Exactly one chunk, once: growing by doubling ended at twice the chunk size
             // (8 kB blocks: 8, 16, 32, 64, then 128 kB for the last 1.5 kB of the first chunk).
@@ -53,7 +53,7 @@ impl ChunkSealer {
     }
 
     /// Seals what is buffered as a (short) chunk into `out`, if anything is.
-    pub fn flush(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn flush(&mut self, out: &mut Vec<u8>) {
         if !self.plain.is_empty() && !self.sealed {
             self.seal(false, out);
         }
@@ -61,7 +61,7 @@ impl ChunkSealer {
 
     /// Seals the rest as the final chunk (possibly empty) into `out`: the recording is
     /// complete.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.sealed {
             self.seal(true, out);
             self.sealed = true;
@@ -75,19 +75,14 @@ impl ChunkSealer {
         self.index += 1;
     }
 
-    /// Plaintext bytes waiting for the next chunk.
-    pub fn buffered(&self) -> usize {
-        self.plain.len()
-    }
-
     /// Chunks sealed so far.
-    pub fn chunks(&self) -> u32 {
+    pub(crate) fn chunks(&self) -> u32 {
         self.index
     }
 }
 
 /// Continues a crashed recording: seals an empty final chunk after `chunks` complete ones.
-pub fn final_frame(keys: &RecordingKeys, chunks: u32) -> Vec<u8> {
+pub(crate) fn final_frame(keys: &RecordingKeys, chunks: u32) -> Vec<u8> {
     let mut out = Vec::new();
     keys.seal_chunk(chunks, true, &[], &mut out);
     out

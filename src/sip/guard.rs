@@ -16,7 +16,7 @@ use rsipstack::sip::prelude::HeadersExt;
 
 /// What to do with one datagram.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Well-formed: hand it to the SIP stack.
     Pass,
     /// Answer with these bytes and drop the message.
@@ -27,7 +27,7 @@ pub enum Verdict {
 
 /// Why a message did not pass; each kind is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     Malformed,
     UnknownMethod,
     TooLarge,
@@ -36,7 +36,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Rejection::Malformed => "malformed",
             Rejection::UnknownMethod => "unknown_method",
@@ -65,7 +65,7 @@ const KNOWN: [&str; 14] = [
     "UPDATE",
 ];
 
-pub struct Guard {
+pub(crate) struct Guard {
     max_bytes: usize,
     /// Messages per second allowed per source address; 0 disables the limit.
     rate: u32,
@@ -79,7 +79,7 @@ struct Bucket {
 }
 
 impl Guard {
-    pub fn new(max_bytes: usize, rate_per_source: u32) -> Guard {
+    pub(crate) fn new(max_bytes: usize, rate_per_source: u32) -> Guard {
         Guard {
             max_bytes,
             rate: rate_per_source,
@@ -88,7 +88,7 @@ impl Guard {
         }
     }
 
-    pub fn inspect(&mut self, datagram: &[u8], source: IpAddr, now: Instant) -> Verdict {
+    pub(crate) fn inspect(&mut self, datagram: &[u8], source: IpAddr, now: Instant) -> Verdict {
         if datagram.iter().all(|b| b.is_ascii_whitespace()) {
             return Verdict::Drop(Rejection::Keepalive); // RFC 5626 §4.4.1 CRLF keep-alives
         }

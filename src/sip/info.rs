@@ -5,7 +5,7 @@
 use crate::media::dtmf::Digit;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum InfoError {
+pub(crate) enum InfoError {
     #[error("INFO content type `{0}` carries no DTMF")]
     NotDtmf(String),
     #[error("INFO body names no DTMF key")]
@@ -14,7 +14,11 @@ pub enum InfoError {
 
 /// Answers an in-dialog INFO (200 for a key, 415 for another body type, 400 for a DTMF body
 /// that names no key) and returns the key.
-pub async fn answer(content_type: &str, body: &[u8], reply: super::Responder) -> Option<Digit> {
+pub(crate) async fn answer(
+    content_type: &str,
+    body: &[u8],
+    reply: super::Responder,
+) -> Option<Digit> {
     match parse_dtmf_info(content_type, body) {
         Ok(digit) => {
             reply.respond(200, None).await;
@@ -33,7 +37,7 @@ pub async fn answer(content_type: &str, body: &[u8], reply: super::Responder) ->
 
 /// Returns the key an INFO request carries. `content_type` is the header value (parameters
 /// allowed); the body is read leniently (whitespace, case, LF or CRLF).
-pub fn parse_dtmf_info(content_type: &str, body: &[u8]) -> Result<Digit, InfoError> {
+pub(crate) fn parse_dtmf_info(content_type: &str, body: &[u8]) -> Result<Digit, InfoError> {
     let mime = content_type
         .split(';')
         .next()

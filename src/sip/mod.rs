@@ -3,12 +3,12 @@
 //! [`ServerCall`] (an established server dialog). Nothing above this module names an
 //! rsipstack type, so the stack can be swapped.
 
-pub mod guard;
-pub mod info;
+pub(crate) mod guard;
+pub(crate) mod info;
 pub mod sdp;
-pub mod strict;
-pub mod tls;
-pub mod udp;
+pub(crate) mod strict;
+pub(crate) mod tls;
+pub(crate) mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

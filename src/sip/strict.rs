@@ -10,17 +10,17 @@ use rsipstack::sip::{Method, Request, Scheme, Version};
 
 /// Body types Careline reads in an INVITE, re-INVITE or UPDATE (RFC 3261 §8.2.3: anything
 /// else is answered 415 with Accept listing these).
-pub const SDP: &str = "application/sdp";
+pub(crate) const SDP: &str = "application/sdp";
 
 /// SIP extensions (option tags, RFC 3261 §19.2) Careline implements; a request that
 /// requires any other gets 420 (§8.2.2.3). None today: reliable provisional responses
 /// (100rel), session timers (timer) and the rest are not implemented, and claiming them
 /// would break the calls that rely on them.
-pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
+pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &[];
 
 /// Why a request is refused and how to answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub code: u16,
     /// The reason phrase: the standard one, naming the fault where it helps the sender.
     pub reason: String,
@@ -49,7 +49,7 @@ impl Refusal {
 /// Checks a request that parsed; `None` when it may go on to the dialog or the call.
 /// ACK is never answered (RFC 3261 §17.2.1) and CANCEL is matched to its INVITE whatever it
 /// says, so neither is refused here.
-pub fn check(req: &Request) -> Option<Refusal> {
+pub(crate) fn check(req: &Request) -> Option<Refusal> {
     if matches!(req.method, Method::Ack | Method::Cancel) {
         return None;
     }

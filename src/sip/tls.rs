@@ -26,7 +26,7 @@ pub struct CertPair {
 }
 
 /// Reads the configured pair, or reads/creates `data_dir/tls/sip-{cert,key}.pem`.
-pub fn load_or_generate(
+pub(crate) fn load_or_generate(
     cert: Option<&Path>,
     key: Option<&Path>,
     data_dir: &Path,
@@ -91,7 +91,7 @@ fn read_pair(cert: &Path, key: &Path) -> Result<CertPair, TlsError> {
 }
 
 /// Creates the file readable by its owner only (0600) before any secret is written to it.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

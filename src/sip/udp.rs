@@ -9,14 +9,14 @@ use std::time::Instant;
 use super::guard::{Guard, Verdict};
 use crate::metrics::Metrics;
 
-pub struct GuardedUdpSocket {
+pub(crate) struct GuardedUdpSocket {
     socket: tokio::net::UdpSocket,
     guard: Mutex<Guard>,
     metrics: Arc<Metrics>,
 }
 
 impl GuardedUdpSocket {
-    pub fn new(socket: tokio::net::UdpSocket, guard: Guard, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(socket: tokio::net::UdpSocket, guard: Guard, metrics: Arc<Metrics>) -> Self {
         GuardedUdpSocket {
             socket,
             guard: Mutex::new(guard),
