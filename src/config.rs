@@ -639,7 +639,7 @@ impl FromIterator<(String, String)> for EnvVars {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         EnvVars(
             iter.into_iter()
-                .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !SECRET_VARS.contains(&k.as_str()))
+                .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !not_a_setting(k))
                 .collect(),
         )
     }
@@ -648,6 +648,19 @@ impl FromIterator<(String, String)> for EnvVars {
 const ENV_PREFIX: &str = "CARELINE_";
 /// Secrets the key ring reads itself (`keys::Supplied`); they are not configuration keys.
 const SECRET_VARS: [&str; 2] = ["CARELINE_MASTER_KEY", "CARELINE_INDEX_KEY"];
+/// Variables of the tests, benches and load tester (docs/development.md), which a developer's
+/// shell may hold while it starts a server: not configuration keys either.
+const TOOL_VARS: [&str; 3] = [
+    "CARELINE_CONFORMANCE_DIR",
+    "CARELINE_UPDATE_SPEECH",
+    "CARELINE_BARESIP_MODULES",
+];
+
+/// A `CARELINE_` variable that is not a setting: a secret, a tool's variable or a bench knob
+/// (`CARELINE_BENCH_*`). Any other unknown name is still refused, so a typo is caught.
+fn not_a_setting(name: &str) -> bool {
+    SECRET_VARS.contains(&name) || TOOL_VARS.contains(&name) || name.starts_with("CARELINE_BENCH_")
+}
 
 impl Provider for EnvVars {
     fn metadata(&self) -> Metadata {
@@ -794,6 +807,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        let err = Config::load(
+            Some(&good),
+            env(&[("CARELINE_CONFORMANCE_DIRS", "/x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("conformance_dirs"),
+            "a typo: {err}"
+        );
+
+        // The tools' own variables in a developer's shell do not stop a server.
+        let c = Config::load(
+            Some(&good),
+            env(&[
+                ("CARELINE_CONFORMANCE_DIR", "/work/shared/conformance"),
+                ("CARELINE_UPDATE_SPEECH", "1"),
+                ("CARELINE_BENCH_LEGS", "500"),
+                ("CARELINE_MASTER_KEY", "00"),
+            ]),
+            &Overrides::default(),
+        );
+        assert!(c.is_ok(), "{:?}", c.err());
     }
 
     #[test]

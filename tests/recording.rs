@@ -241,6 +241,25 @@ fn tampered_recordings_are_refused_each_with_its_own_error() {
     assert!(verify(&server, &a).0);
 
     let out_path = server.data_dir.path().join("tampered.wav");
+    let sup = user(&server, "sam", "supervisor");
+    let audio = format!("/api/v1/recordings/{a}/audio");
+    // Listening over HTTP, the whole file or from a byte on: an error status, or a body cut
+    // short of what the response announced (the client sees a broken transfer), never a
+    // complete response carrying partial audio.
+    let listen_fails = |what: &str| {
+        for range in [None, Some("bytes=0-"), Some("bytes=100-")] {
+            let (code, head, body) = raw_get(&server, &audio, &sup, range);
+            assert!(
+                code >= 400 || !complete(&head, &body),
+                "{what}, {range:?}: a complete {code} response of {} bytes:\n{head}",
+                body.len()
+            );
+        }
+    };
+    {
+        let (code, head, body) = raw_get(&server, &audio, &sup, None);
+        assert!(code == 200 && complete(&head, &body), "undamaged: {head}");
+    }
     let check = |bytes: Vec<u8>, expect: &str| {
         std::fs::write(&path_a, &bytes).unwrap();
         let (ok, text) = verify(&server, &a);
@@ -251,6 +270,7 @@ fn tampered_recordings_are_refused_each_with_its_own_error() {
             assert!(!out.status.success(), "export of a damaged recording");
             assert!(!out_path.exists(), "no partial export left for `{expect}`");
         }
+        listen_fails(expect);
         std::fs::write(&path_a, &original).unwrap();
     };
     // A flipped bit in the middle of chunk 2.
@@ -734,6 +754,53 @@ fn http_with_head(
     token: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
     http_ranged(server, method, path, token, None)
+}
+
+/// A GET as it comes off the wire: status, head, and the body's bytes undecoded (chunked
+/// framing included), read until the server closes.
+fn raw_get(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    range: Option<&str>,
+) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n{range}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head, buf[(split + 4).min(buf.len())..].to_vec())
+}
+
+/// Whether a response body arrived whole as its head framed it: all of its Content-Length,
+/// or chunks up to the final empty one. A body delimited only by the connection closing
+/// cannot tell an error from the end, so it never counts as whole.
+fn complete(head: &str, body: &[u8]) -> bool {
+    let head = head.to_ascii_lowercase();
+    if let Some(n) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() == n;
+    }
+    head.contains("transfer-encoding: chunked") && body.ends_with(b"0\r\n\r\n")
 }
 
 /// [`http_with_head`] with a `Range` header.
