@@ -217,4 +217,94 @@ mod tests {
             let _ = RtpPacket::parse(&b);
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any datagram on the RTP port is parsed or refused, never a panic, and a parsed
+            /// payload lies inside the datagram after the header.
+            #[test]
+            fn any_datagram_is_parsed_or_refused(buf in prop::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(p) = RtpPacket::parse(&buf) {
+                    let start = p.payload.as_ptr() as usize - buf.as_ptr() as usize;
+                    prop_assert!(start >= HEADER_LEN && start + p.payload.len() <= buf.len());
+                    prop_assert!(p.payload_type < 128);
+                }
+            }
+
+            /// A packet written with any header fields, CSRC list, header extension and
+            /// padding reads back field for field with exactly its payload; payload types
+            /// that collide with RTCP (RFC 5761 §4) are refused as RTCP.
+            #[test]
+            fn what_a_peer_writes_reads_back(
+                pt in 0u8..128,
+                marker in any::<bool>(),
+                sequence in any::<u16>(),
+                timestamp in any::<u32>(),
+                ssrc in any::<u32>(),
+                csrcs in 0usize..16,
+                extension in prop::option::of(0u16..8),
+                padding in 0u8..32,
+                payload in prop::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let mut header = [0u8; HEADER_LEN];
+                write_header(&mut header, pt, marker, sequence, timestamp, ssrc);
+                header[0] |= csrcs as u8;
+                if extension.is_some() {
+                    header[0] |= 0x10;
+                }
+                if padding > 0 {
+                    header[0] |= 0x20;
+                }
+                let mut buf = header.to_vec();
+                buf.extend((0..csrcs * 4).map(|i| i as u8));
+                if let Some(words) = extension {
+                    buf.extend_from_slice(&[0xBE, 0xDE]);
+                    buf.extend_from_slice(&words.to_be_bytes());
+                    buf.extend(std::iter::repeat_n(0xAA, usize::from(words) * 4));
+                }
+                buf.extend_from_slice(&payload);
+                if padding > 0 {
+                    buf.extend(std::iter::repeat_n(0, usize::from(padding) - 1));
+                    buf.push(padding);
+                }
+                let parsed = RtpPacket::parse(&buf);
+                if (200..=204).contains(&buf[1]) {
+                    prop_assert_eq!(parsed, Err(RtpError::Rtcp));
+                } else {
+                    let p = parsed.expect("a valid packet");
+                    prop_assert_eq!(
+                        (p.payload_type, p.marker, p.sequence, p.timestamp, p.ssrc),
+                        (pt, marker, sequence, timestamp, ssrc)
+                    );
+                    prop_assert_eq!(p.payload, &payload[..]);
+                }
+            }
+
+            /// A sender's stream from any starting point: sequence numbers one apart and
+            /// timestamps one frame apart (both wrapping), the marker on the first packet only.
+            #[test]
+            fn a_sender_advances_one_frame_per_packet(
+                ssrc in any::<u32>(),
+                sequence in any::<u16>(),
+                timestamp in any::<u32>(),
+                step in 1u32..2000,
+                count in 1usize..50,
+            ) {
+                let mut tx = RtpSender::new(ssrc, sequence, timestamp);
+                let mut buf = Vec::new();
+                for i in 0..count {
+                    tx.build(&mut buf, 0, &[0xFF; 160], step);
+                    let p = RtpPacket::parse(&buf).expect("our own packet");
+                    prop_assert_eq!(p.sequence, sequence.wrapping_add(i as u16));
+                    prop_assert_eq!(p.timestamp, timestamp.wrapping_add(step.wrapping_mul(i as u32)));
+                    prop_assert_eq!(p.marker, i == 0);
+                    prop_assert_eq!(p.ssrc, ssrc);
+                }
+                prop_assert_eq!(tx.packets as usize, count);
+            }
+        }
+    }
 }
