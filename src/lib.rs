@@ -22,3 +22,4 @@ pub mod recording;
 pub mod server;
 pub mod shipped;
 pub mod sip;
+pub mod workflow;

@@ -45,6 +45,9 @@ enum Command {
     /// Contact flows (Amazon Connect flow language).
     #[command(subcommand)]
     Flow(FlowCommand),
+    /// Care-coordination workflows (Amazon States Language state machines).
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// Recordings: list, export decrypted audio, verify integrity.
     #[command(subcommand)]
     Recording(RecordingCommand),
@@ -156,6 +159,17 @@ enum FlowCommand {
         /// Load unsupported action types with their error branch (flows.strict = false)
         #[arg(long)]
         lenient: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// Check state machine definitions as Step Functions would before accepting them: every
+    /// problem, each naming file, state and the rule broken. Exits 1 when any file has an error.
+    Validate {
+        /// Definition files (Amazon States Language JSON)
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -278,6 +292,30 @@ fn run() -> anyhow::Result<()> {
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();
             if errors > 0 {
                 anyhow::bail!("{errors} error(s) in {} file(s)", files.len());
+            }
+            println!("{} file(s) OK", files.len());
+            Ok(())
+        }
+        Command::Workflow(WorkflowCommand::Validate { files }) => {
+            let mut failed = 0;
+            for file in files {
+                let problems = match std::fs::read_to_string(file) {
+                    Ok(text) => careline::workflow::validate(&text),
+                    Err(e) => {
+                        println!("{}: error: cannot read it: {e}", file.display());
+                        failed += 1;
+                        continue;
+                    }
+                };
+                for p in &problems {
+                    println!("{}: {p}", file.display());
+                }
+                if problems.iter().any(|p| p.is_error()) {
+                    failed += 1;
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} file(s) would not load", files.len());
             }
             println!("{} file(s) OK", files.len());
             Ok(())
