@@ -1,12 +1,16 @@
 //! Care-coordination workflows: state machines in the Amazon States Language (ASL,
 //! <https://states-language.net/spec.html>), as Step Functions runs them.
 //!
-//! Today this is the loader's first half: [`validate`] checks a definition as Step Functions
-//! would before accepting it, and names the state and the rule broken for every problem
-//! (`careline workflow validate`). The interpreter and durable execution build on the same
-//! walk.
+//! [`validate`] checks a definition as Step Functions would before accepting it, naming the
+//! state and the rule broken for every problem (`careline workflow validate`).
+//! [`Execution`] runs one, sans-IO: task results and the time in, task invocations and its
+//! next deadline out. Not built yet: the shell that keeps executions in the database and
+//! invokes the tasks.
 
+pub mod execution;
 pub(crate) mod jsonata;
+pub(crate) mod path;
 pub mod validate;
 
+pub use execution::{Action, Definition, Event, Execution, Outcome, TaskId};
 pub use validate::{Problem, Severity, validate};

@@ -1,0 +1,843 @@
+//! One execution of a state machine, sans-IO: fed task results and the time, it says which
+//! task to invoke next and when it next needs the clock (`poll_timeout`), like the call core.
+//! No sockets, clock or randomness inside: the shell invokes tasks, keeps the timers (in the
+//! database, since a wait can last days) and passes the retry jitter's randomness in.
+//!
+//! Runs today: Task, Pass, Choice, Wait (with the `Days` extension), Succeed and Fail in the
+//! JSONPath query language, with InputPath, Parameters, ResultSelector, ResultPath and
+//! OutputPath, the context object (`$$`), Retry (IntervalSeconds, MaxAttempts, BackoffRate,
+//! MaxDelaySeconds, JitterStrategy) and Catch. [`Definition::load`] refuses, naming the state,
+//! what does not run yet: Parallel, Map, JSONata states and intrinsic functions.
+//!
+//! Each task invocation carries a [`TaskId`] (state, attempt): the idempotency key a durable
+//! shell stores, and the way a late or repeated answer is recognised and dropped.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{Map, Value, json};
+
+use super::path;
+use super::validate::{Problem, validate};
+
+/// A state machine ready to run: validated, and using only what runs today.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    start_at: String,
+    states: HashMap<String, Map<String, Value>>,
+}
+
+impl Definition {
+    /// Loads a definition: every validation error, and anything that does not run yet, is an
+    /// error naming the state.
+    pub fn load(text: &str) -> Result<Definition, Vec<Problem>> {
+        let mut problems: Vec<Problem> = validate(text)
+            .into_iter()
+            .filter(Problem::is_error)
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let top: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
+            vec![Problem {
+                severity: super::Severity::Error,
+                state: None,
+                rule: format!("not JSON: {e}"),
+            }]
+        })?;
+        let not_yet = |state: Option<&str>, rule: String| Problem {
+            severity: super::Severity::Error,
+            state: state.map(str::to_string),
+            rule,
+        };
+        if top.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata") {
+            problems.push(not_yet(
+                None,
+                "JSONata state machines do not run yet".into(),
+            ));
+        }
+        let mut states = HashMap::new();
+        for (name, s) in top
+            .get("States")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let Some(s) = s.as_object() else { continue };
+            let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
+            if matches!(kind, "Parallel" | "Map") {
+                problems.push(not_yet(Some(name), format!("{kind} states do not run yet")));
+            }
+            if s.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata") {
+                problems.push(not_yet(Some(name), "JSONata states do not run yet".into()));
+            }
+            for field in ["Parameters", "ResultSelector"] {
+                if let Some(v) = s.get(field)
+                    && uses_intrinsic(v)
+                {
+                    problems.push(not_yet(
+                        Some(name),
+                        format!("`{field}` uses an intrinsic function (States.*), which does not run yet"),
+                    ));
+                }
+            }
+            states.insert(name.clone(), s.clone());
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Definition {
+            start_at: top
+                .get("StartAt")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            states,
+        })
+    }
+}
+
+fn uses_intrinsic(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            (k.ends_with(".$") && v.as_str().is_some_and(|s| s.starts_with("States.")))
+                || uses_intrinsic(v)
+        }),
+        Value::Array(a) => a.iter().any(uses_intrinsic),
+        _ => false,
+    }
+}
+
+/// Which invocation a task answer belongs to: the state and the attempt (1 for the first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    pub state: String,
+    pub attempt: u32,
+}
+
+/// What the execution asks the shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Run the task `resource` with `input`; answer with [`Event::TaskSucceeded`] or
+    /// [`Event::TaskFailed`] carrying `task`.
+    Invoke {
+        task: TaskId,
+        resource: String,
+        input: Value,
+    },
+    /// The execution ended.
+    Finished(Outcome),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Value),
+    Failed { error: String, cause: String },
+}
+
+/// What the shell tells the execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    TaskSucceeded {
+        task: TaskId,
+        output: Value,
+    },
+    TaskFailed {
+        task: TaskId,
+        error: String,
+        cause: String,
+    },
+}
+
+/// One line of the execution's history, named as Step Functions names its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEvent {
+    pub at_ms: i64,
+    pub kind: &'static str,
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Waiting for the answer to this invocation.
+    Task(TaskId),
+    /// A Wait state or a retry's back-off, until this time (ms since the epoch).
+    Sleeping {
+        until_ms: i64,
+        retry: bool,
+    },
+    Done,
+}
+
+/// One execution. `now_ms` everywhere is wall time in milliseconds since the Unix epoch.
+#[derive(Debug)]
+pub struct Execution {
+    def: std::sync::Arc<Definition>,
+    id: String,
+    input: Value,
+    started_ms: i64,
+    /// The current state and its raw input.
+    state: String,
+    state_input: Value,
+    /// A Task's input after InputPath and Parameters, kept for its retries.
+    task_input: Value,
+    entered_ms: i64,
+    /// Attempts made per Retry rule of the current state.
+    retries: Vec<u32>,
+    attempt: u32,
+    phase: Phase,
+    actions: VecDeque<Action>,
+    history: Vec<HistoryEvent>,
+    /// Randomness for full jitter, passed in (xorshift state).
+    jitter: u64,
+}
+
+impl Execution {
+    /// Starts an execution at `now_ms`; `seed` is the randomness full jitter uses.
+    pub fn start(
+        def: std::sync::Arc<Definition>,
+        id: &str,
+        input: Value,
+        now_ms: i64,
+        seed: u64,
+    ) -> Execution {
+        let state = def.start_at.clone();
+        let mut e = Execution {
+            def,
+            id: id.to_string(),
+            input: input.clone(),
+            started_ms: now_ms,
+            state: String::new(),
+            state_input: Value::Null,
+            task_input: Value::Null,
+            entered_ms: now_ms,
+            retries: Vec::new(),
+            attempt: 0,
+            phase: Phase::Done,
+            actions: VecDeque::new(),
+            history: Vec::new(),
+            jitter: splitmix64(seed) | 1,
+        };
+        e.record(now_ms, "ExecutionStarted", None);
+        e.enter(state, input, now_ms);
+        e
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the execution next needs [`Execution::handle_timeout`] (ms since the epoch).
+    pub fn poll_timeout(&self) -> Option<i64> {
+        match self.phase {
+            Phase::Sleeping { until_ms, .. } => Some(until_ms),
+            _ => None,
+        }
+    }
+
+    pub fn history(&self) -> &[HistoryEvent] {
+        &self.history
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: i64) {
+        let Phase::Sleeping { until_ms, retry } = self.phase else {
+            return;
+        };
+        if now_ms < until_ms {
+            return;
+        }
+        if retry {
+            self.invoke(now_ms);
+        } else {
+            self.record(now_ms, "WaitStateExited", Some(self.state.clone()));
+            let output = self.state_input.clone();
+            let s = self.current().clone();
+            self.finish_state(&s, output, now_ms);
+        }
+    }
+
+    /// An answer from a task. One for another invocation (late, repeated, or for an attempt
+    /// already given up) changes nothing.
+    pub fn handle(&mut self, event: Event, now_ms: i64) {
+        let (Event::TaskSucceeded { task, .. } | Event::TaskFailed { task, .. }) = &event;
+        if self.phase != Phase::Task(task.clone()) {
+            return;
+        }
+        let s = self.current().clone();
+        match event {
+            Event::TaskSucceeded { output, .. } => {
+                self.record(now_ms, "TaskSucceeded", Some(self.state.clone()));
+                let result = match s.get("ResultSelector") {
+                    Some(t) => match self.apply_template(t, &output) {
+                        Ok(v) => v,
+                        Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                    },
+                    None => output,
+                };
+                self.complete_with_result(&s, result, now_ms);
+            }
+            Event::TaskFailed { error, cause, .. } => {
+                self.record(now_ms, "TaskFailed", Some(self.state.clone()));
+                self.fail_state(&error, &cause, now_ms);
+            }
+        }
+    }
+
+    fn record(&mut self, at_ms: i64, kind: &'static str, state: Option<String>) {
+        self.history.push(HistoryEvent { at_ms, kind, state });
+    }
+
+    fn current(&self) -> &Map<String, Value> {
+        &self.def.states[&self.state]
+    }
+
+    fn context(&self) -> Value {
+        json!({
+            "Execution": {
+                "Id": self.id,
+                "Input": self.input,
+                "StartTime": rfc3339(self.started_ms),
+            },
+            "State": {
+                "Name": self.state,
+                "EnteredTime": rfc3339(self.entered_ms),
+                "RetryCount": self.attempt.saturating_sub(1),
+            },
+        })
+    }
+
+    fn enter(&mut self, state: String, input: Value, now_ms: i64) {
+        self.state = state;
+        self.state_input = input;
+        self.entered_ms = now_ms;
+        self.attempt = 0;
+        let s = self.current().clone();
+        self.retries = vec![0; s.get("Retry").and_then(Value::as_array).map_or(0, Vec::len)];
+        let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
+        self.record(now_ms, entered_event(kind), Some(self.state.clone()));
+        // InputPath: `$` when absent, an empty object when null.
+        let effective = match s.get("InputPath") {
+            None => Ok(self.state_input.clone()),
+            Some(Value::Null) => Ok(json!({})),
+            Some(Value::String(p)) => self.read(p, &self.state_input.clone(), "InputPath"),
+            Some(_) => Ok(self.state_input.clone()),
+        };
+        let effective = match effective {
+            Ok(v) => v,
+            Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+        };
+        match kind {
+            "Task" => {
+                let input = match s.get("Parameters") {
+                    Some(t) => match self.apply_template(t, &effective) {
+                        Ok(v) => v,
+                        Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                    },
+                    None => effective,
+                };
+                self.task_input = input;
+                self.invoke(now_ms);
+            }
+            "Pass" => {
+                let result = match (s.get("Result"), s.get("Parameters")) {
+                    (Some(r), _) => Ok(r.clone()),
+                    (None, Some(t)) => self.apply_template(t, &effective),
+                    (None, None) => Ok(effective),
+                };
+                match result {
+                    Ok(r) => self.complete_with_result(&s, r, now_ms),
+                    Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+                }
+            }
+            "Choice" => self.choose(&s, effective, now_ms),
+            "Wait" => match wait_until(&s, &effective, &self.context(), now_ms) {
+                Ok(until_ms) => {
+                    self.state_input = effective;
+                    self.phase = Phase::Sleeping {
+                        until_ms,
+                        retry: false,
+                    };
+                }
+                Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+            },
+            "Succeed" => {
+                self.record(now_ms, "SucceedStateExited", Some(self.state.clone()));
+                match self.output_path(&s, effective) {
+                    Ok(out) => self.end(Outcome::Succeeded(out), now_ms),
+                    Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+                }
+            }
+            "Fail" => {
+                let text = |k: &str, kp: &str| {
+                    s.get(k)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .or_else(|| {
+                            s.get(kp)
+                                .and_then(Value::as_str)
+                                .and_then(|p| path::get(p, &effective, &Value::Null).ok().flatten())
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default()
+                };
+                let (error, cause) = (text("Error", "ErrorPath"), text("Cause", "CausePath"));
+                self.end(Outcome::Failed { error, cause }, now_ms);
+            }
+            other => {
+                let cause = format!("{other} states do not run yet");
+                self.fail_state("States.Runtime", &cause, now_ms);
+            }
+        }
+    }
+
+    fn invoke(&mut self, now_ms: i64) {
+        self.attempt += 1;
+        let task = TaskId {
+            state: self.state.clone(),
+            attempt: self.attempt,
+        };
+        let resource = self
+            .current()
+            .get("Resource")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let input = self.task_input.clone();
+        self.record(now_ms, "TaskScheduled", Some(self.state.clone()));
+        self.phase = Phase::Task(task.clone());
+        self.actions.push_back(Action::Invoke {
+            task,
+            resource,
+            input,
+        });
+    }
+
+    /// The raw input of the current state.
+    fn raw_input(&self) -> Value {
+        self.state_input.clone()
+    }
+
+    /// ResultPath, OutputPath, then the transition.
+    fn complete_with_result(&mut self, s: &Map<String, Value>, result: Value, now_ms: i64) {
+        let combined = match s.get("ResultPath") {
+            None => Ok(result),
+            Some(Value::Null) => Ok(self.raw_input()),
+            Some(Value::String(p)) => path::set(p, self.raw_input(), result),
+            Some(_) => Ok(result),
+        };
+        let output = combined.and_then(|c| self.output_path(s, c));
+        match output {
+            Ok(out) => self.finish_state(s, out, now_ms),
+            Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+        }
+    }
+
+    fn output_path(&self, s: &Map<String, Value>, v: Value) -> Result<Value, String> {
+        match s.get("OutputPath") {
+            None => Ok(v),
+            Some(Value::Null) => Ok(json!({})),
+            Some(Value::String(p)) => self.read(p, &v, "OutputPath"),
+            Some(_) => Ok(v),
+        }
+    }
+
+    fn finish_state(&mut self, s: &Map<String, Value>, output: Value, now_ms: i64) {
+        let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
+        self.record(now_ms, exited_event(kind), Some(self.state.clone()));
+        if s.get("End") == Some(&Value::Bool(true)) {
+            self.end(Outcome::Succeeded(output), now_ms);
+        } else if let Some(next) = s.get("Next").and_then(Value::as_str) {
+            self.enter(next.to_string(), output, now_ms);
+        } else {
+            self.end(Outcome::Succeeded(output), now_ms);
+        }
+    }
+
+    /// An error in the current state: a matching Retry rule tries again after its back-off,
+    /// else a matching Catch rule goes on with the error, else the execution fails.
+    fn fail_state(&mut self, error: &str, cause: &str, now_ms: i64) {
+        let s = self.current().clone();
+        let is_task = s.get("Type").and_then(Value::as_str) == Some("Task");
+        if is_task && let Some(delay) = self.retry_delay(&s, error) {
+            self.phase = Phase::Sleeping {
+                until_ms: now_ms + delay,
+                retry: true,
+            };
+            return;
+        }
+        let catchers = s
+            .get("Catch")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(c) = catchers.iter().find(|c| matches_error(c, error)) {
+            let error_output = json!({"Error": error, "Cause": cause});
+            let combined = match c.get("ResultPath") {
+                None => Ok(error_output),
+                Some(Value::Null) => Ok(self.raw_input()),
+                Some(Value::String(p)) => path::set(p, self.raw_input(), error_output),
+                Some(_) => Ok(error_output),
+            };
+            let next = c
+                .get("Next")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            match combined {
+                Ok(v) => {
+                    self.record(now_ms, exited_event("Task"), Some(self.state.clone()));
+                    self.enter(next, v, now_ms);
+                }
+                Err(e) => self.end(
+                    Outcome::Failed {
+                        error: "States.Runtime".into(),
+                        cause: e,
+                    },
+                    now_ms,
+                ),
+            }
+            return;
+        }
+        self.end(
+            Outcome::Failed {
+                error: error.to_string(),
+                cause: cause.to_string(),
+            },
+            now_ms,
+        );
+    }
+
+    /// The back-off before the next attempt, if a Retry rule matching `error` has attempts
+    /// left (ASL defaults: 1 s, 3 attempts, rate 2.0).
+    fn retry_delay(&mut self, s: &Map<String, Value>, error: &str) -> Option<i64> {
+        let rules = s.get("Retry").and_then(Value::as_array)?;
+        let (i, rule) = rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| matches_error(r, error))?;
+        let max = rule.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3);
+        let done = self.retries.get(i).copied().unwrap_or(0);
+        if u64::from(done) >= max {
+            return None;
+        }
+        if let Some(n) = self.retries.get_mut(i) {
+            *n += 1;
+        }
+        let interval = rule
+            .get("IntervalSeconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        let rate = rule
+            .get("BackoffRate")
+            .and_then(Value::as_f64)
+            .unwrap_or(2.0);
+        let mut secs = interval * rate.powi(done as i32);
+        if let Some(cap) = rule.get("MaxDelaySeconds").and_then(Value::as_f64) {
+            secs = secs.min(cap);
+        }
+        if rule.get("JitterStrategy").and_then(Value::as_str) == Some("FULL") {
+            // xorshift64: a fraction in [0, 1) from the seed passed in.
+            self.jitter ^= self.jitter << 13;
+            self.jitter ^= self.jitter >> 7;
+            self.jitter ^= self.jitter << 17;
+            secs *= (self.jitter >> 11) as f64 / (1u64 << 53) as f64;
+        }
+        Some((secs * 1000.0).round() as i64)
+    }
+
+    fn choose(&mut self, s: &Map<String, Value>, input: Value, now_ms: i64) {
+        let ctx = self.context();
+        let rules = s
+            .get("Choices")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut next = None;
+        for rule in &rules {
+            match holds(rule, &input, &ctx) {
+                Ok(true) => {
+                    next = rule.get("Next").and_then(Value::as_str).map(str::to_string);
+                    break;
+                }
+                Ok(false) => {}
+                Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+            }
+        }
+        let next = next.or_else(|| s.get("Default").and_then(Value::as_str).map(str::to_string));
+        let Some(next) = next else {
+            return self.fail_state(
+                "States.NoChoiceMatched",
+                "no Choice rule matched and there is no Default",
+                now_ms,
+            );
+        };
+        match self.output_path(s, input) {
+            Ok(out) => {
+                self.record(now_ms, "ChoiceStateExited", Some(self.state.clone()));
+                self.enter(next, out, now_ms);
+            }
+            Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome, now_ms: i64) {
+        let kind = match outcome {
+            Outcome::Succeeded(_) => "ExecutionSucceeded",
+            Outcome::Failed { .. } => "ExecutionFailed",
+        };
+        self.record(now_ms, kind, None);
+        self.phase = Phase::Done;
+        self.actions.push_back(Action::Finished(outcome));
+    }
+
+    fn read(&self, p: &str, doc: &Value, field: &str) -> Result<Value, String> {
+        match path::get(p, doc, &self.context())? {
+            Some(v) => Ok(v.clone()),
+            None => Err(format!(
+                "the path `{p}` of `{field}` in state `{}` found nothing in its input",
+                self.state
+            )),
+        }
+    }
+
+    /// A payload template: keys ending in `.$` take the value at their path.
+    fn apply_template(&self, t: &Value, input: &Value) -> Result<Value, String> {
+        match t {
+            Value::Object(m) => {
+                let mut out = Map::new();
+                for (k, v) in m {
+                    if let Some(name) = k.strip_suffix(".$") {
+                        let p = v.as_str().unwrap_or_default();
+                        out.insert(name.to_string(), self.read(p, input, k)?);
+                    } else {
+                        out.insert(k.clone(), self.apply_template(v, input)?);
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+            Value::Array(a) => a
+                .iter()
+                .map(|v| self.apply_template(v, input))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+fn entered_event(kind: &str) -> &'static str {
+    match kind {
+        "Task" => "TaskStateEntered",
+        "Pass" => "PassStateEntered",
+        "Choice" => "ChoiceStateEntered",
+        "Wait" => "WaitStateEntered",
+        "Succeed" => "SucceedStateEntered",
+        "Fail" => "FailStateEntered",
+        _ => "StateEntered",
+    }
+}
+
+fn exited_event(kind: &str) -> &'static str {
+    match kind {
+        "Task" => "TaskStateExited",
+        "Pass" => "PassStateExited",
+        "Choice" => "ChoiceStateExited",
+        "Wait" => "WaitStateExited",
+        _ => "StateExited",
+    }
+}
+
+/// Whether a Retry or Catch rule's ErrorEquals names `error` (`States.ALL` names every
+/// error; `States.TaskFailed` every error but `States.Timeout`).
+fn matches_error(rule: &Value, error: &str) -> bool {
+    rule.get("ErrorEquals")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|e| {
+            e == error
+                || e == "States.ALL"
+                || (e == "States.TaskFailed" && error != "States.Timeout")
+        })
+}
+
+/// When a Wait state ends.
+fn wait_until(
+    s: &Map<String, Value>,
+    input: &Value,
+    ctx: &Value,
+    now_ms: i64,
+) -> Result<i64, String> {
+    let seconds = |v: &Value| -> Result<i64, String> {
+        v.as_f64()
+            .filter(|x| *x >= 0.0)
+            .map(|x| (x * 1000.0) as i64)
+            .ok_or_else(|| format!("a wait of {v} seconds"))
+    };
+    let timestamp = |v: &Value| -> Result<i64, String> {
+        v.as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_millisecond())
+            .ok_or_else(|| format!("{v} is not an RFC 3339 timestamp"))
+    };
+    let at_path = |p: &Value| -> Result<Value, String> {
+        let p = p.as_str().unwrap_or_default();
+        path::get(p, input, ctx)?
+            .cloned()
+            .ok_or_else(|| format!("the path `{p}` found nothing in the input"))
+    };
+    if let Some(v) = s.get("Seconds") {
+        return Ok(now_ms + seconds(v)?);
+    }
+    if let Some(p) = s.get("SecondsPath") {
+        return Ok(now_ms + seconds(&at_path(p)?)?);
+    }
+    if let Some(v) = s.get("Timestamp") {
+        return timestamp(v);
+    }
+    if let Some(p) = s.get("TimestampPath") {
+        return timestamp(&at_path(p)?);
+    }
+    if let Some(days) = s.get("Days").and_then(Value::as_i64) {
+        return Ok(now_ms + days * 86_400_000);
+    }
+    Err("a Wait state without a duration".into())
+}
+
+/// Whether a JSONPath Choice rule holds for `input`.
+fn holds(rule: &Value, input: &Value, ctx: &Value) -> Result<bool, String> {
+    if let Some(all) = rule.get("And").and_then(Value::as_array) {
+        for r in all {
+            if !holds(r, input, ctx)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    if let Some(any) = rule.get("Or").and_then(Value::as_array) {
+        for r in any {
+            if holds(r, input, ctx)? {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    if let Some(not) = rule.get("Not") {
+        return Ok(!holds(not, input, ctx)?);
+    }
+    let var = rule.get("Variable").and_then(Value::as_str).unwrap_or("$");
+    let value = path::get(var, input, ctx)?;
+    let Some((op, operand)) = rule
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment"))
+    else {
+        return Ok(false);
+    };
+    if op == "IsPresent" {
+        return Ok(value.is_some() == (operand == &Value::Bool(true)));
+    }
+    let want = operand == &Value::Bool(true);
+    let is = |f: fn(&Value) -> bool| Ok(value.is_some_and(f) == want);
+    match op.as_str() {
+        "IsNull" => return is(Value::is_null),
+        "IsNumeric" => return is(Value::is_number),
+        "IsString" => return is(Value::is_string),
+        "IsBoolean" => return is(Value::is_boolean),
+        "IsTimestamp" => {
+            return is(|v| {
+                v.as_str()
+                    .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok())
+            });
+        }
+        _ => {}
+    }
+    // A comparison: against the operand, or (…Path) against the value at another path.
+    let (op, operand) = match op.strip_suffix("Path") {
+        Some(base) => {
+            let p = operand.as_str().unwrap_or_default();
+            match path::get(p, input, ctx)? {
+                Some(v) => (base, v.clone()),
+                None => return Ok(false),
+            }
+        }
+        None => (op.as_str(), operand.clone()),
+    };
+    // A missing variable makes every comparison false (Step Functions fails the state; a
+    // false rule with a Default is the safer reading for a clinical workflow, and the
+    // validator's IsPresent is there to test for it explicitly).
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    use std::cmp::Ordering::*;
+    let ord = if let Some(kind) = op.strip_prefix("String") {
+        if kind == "Matches" {
+            return Ok(value
+                .as_str()
+                .zip(operand.as_str())
+                .is_some_and(|(v, pattern)| wildcard(pattern, v)));
+        }
+        value
+            .as_str()
+            .zip(operand.as_str())
+            .map(|(a, b)| (kind, a.cmp(b)))
+    } else if let Some(kind) = op.strip_prefix("Numeric") {
+        value
+            .as_f64()
+            .zip(operand.as_f64())
+            .and_then(|(a, b)| a.partial_cmp(&b).map(|o| (kind, o)))
+    } else if let Some(kind) = op.strip_prefix("Timestamp") {
+        let t = |v: &Value| v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+        t(value).zip(t(&operand)).map(|(a, b)| (kind, a.cmp(&b)))
+    } else if op == "BooleanEquals" {
+        return Ok(value.as_bool().is_some() && value.as_bool() == operand.as_bool());
+    } else {
+        return Err(format!("the Choice comparison `{op}` is not known"));
+    };
+    Ok(ord.is_some_and(|(kind, o)| match kind {
+        "Equals" => o == Equal,
+        "LessThan" => o == Less,
+        "GreaterThan" => o == Greater,
+        "LessThanEquals" => o != Greater,
+        "GreaterThanEquals" => o != Less,
+        _ => false,
+    }))
+}
+
+/// StringMatches: `*` matches any run of characters, `\*` a star, `\\` a backslash.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    fn m(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|i| m(&p[1..], &t[i..])),
+            Some('\\') if p.len() > 1 => t.first() == Some(&p[1]) && m(&p[2..], &t[1..]),
+            Some(c) => t.first() == Some(c) && m(&p[1..], &t[1..]),
+        }
+    }
+    m(&p, &t)
+}
+
+/// Spreads a seed's bits (SplitMix64), so that small seeds give unrelated jitter.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

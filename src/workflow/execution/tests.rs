@@ -1,0 +1,315 @@
+use std::sync::Arc;
+
+use super::*;
+use serde_json::json;
+
+const DAY_MS: i64 = 86_400_000;
+/// 2026-12-06T09:00:00Z.
+const T0: i64 = 1_796_461_200_000;
+
+fn brief() -> Arc<Definition> {
+    Arc::new(
+        Definition::load(include_str!(
+            "../../../workflows/discharge-follow-up.asl.json"
+        ))
+        .expect("the brief's workflow loads"),
+    )
+}
+
+fn patient() -> Value {
+    json!({
+        "patient_id": "p-0001",
+        "medications": ["metformin"],
+        "primary_care_physician_id": "dr-7",
+        "vitals": {"bp": "120/80"},
+        "reported_symptoms": [],
+    })
+}
+
+/// The next action, which must be an invocation of `function`; returns its id and input.
+fn invoked(e: &mut Execution, function: &str) -> (TaskId, Value) {
+    match e.poll_action() {
+        Some(Action::Invoke {
+            task,
+            resource,
+            input,
+        }) => {
+            assert!(
+                resource.ends_with(&format!(":function:{function}")),
+                "expected {function}, got {resource}"
+            );
+            (task, input)
+        }
+        other => panic!("expected {function} to be invoked, got {other:?}"),
+    }
+}
+
+fn ok(e: &mut Execution, task: TaskId, output: Value, now: i64) {
+    e.handle(Event::TaskSucceeded { task, output }, now);
+}
+
+/// Walks the brief's machine to the risk check, each task passing the patient on (its result
+/// replaces the state's input, as ResultPath's default `$` does).
+fn to_risk_check(risk: &str) -> (Execution, i64) {
+    let mut e = Execution::start(brief(), "exec-1", patient(), T0, 7);
+    let (t, input) = invoked(&mut e, "CallPatient");
+    assert_eq!(
+        input,
+        json!({"patient_id": "p-0001", "message": "退院おめでとうございます。本日の体調はいかがでしょうか。", "contact_type": "phone"})
+    );
+    assert_eq!(
+        t,
+        TaskId {
+            state: "DayOneFollowup".into(),
+            attempt: 1
+        }
+    );
+    ok(&mut e, t, patient(), T0 + 60_000);
+    let (t, input) = invoked(&mut e, "CheckMedicationRefills");
+    assert_eq!(
+        input,
+        json!({"patient_id": "p-0001", "medications": ["metformin"]})
+    );
+    ok(&mut e, t, patient(), T0 + 61_000);
+    // Two days' wait: a timer, nothing to do before it.
+    assert_eq!(e.poll_action(), None);
+    let due = e.poll_timeout().expect("a timer for the wait");
+    assert_eq!(due, T0 + 61_000 + 2 * DAY_MS);
+    e.handle_timeout(due - 1);
+    assert_eq!(e.poll_action(), None, "not a millisecond early");
+    e.handle_timeout(due);
+    let (t, input) = invoked(&mut e, "TelemedicineConsultation");
+    assert_eq!(
+        input,
+        json!({"patient_id": "p-0001", "provider_id": "dr-7", "duration_minutes": 15})
+    );
+    ok(&mut e, t, patient(), due + 1_000);
+    let (t, _) = invoked(&mut e, "RiskAssessment");
+    let mut assessed = patient();
+    assessed["risk_level"] = json!(risk);
+    assessed["risk_reason"] = json!("fever after discharge");
+    ok(&mut e, t, assessed, due + 2_000);
+    (e, due + 2_000)
+}
+
+fn finished(e: &mut Execution) -> Outcome {
+    match e.poll_action() {
+        Some(Action::Finished(o)) => o,
+        other => panic!("expected the end, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_high_risk_patient_is_escalated_to_the_physician_then_the_case_closes() {
+    let (mut e, now) = to_risk_check("HIGH");
+    let (t, input) = invoked(&mut e, "NotifyPhysician");
+    assert_eq!(
+        input,
+        json!({"patient_id": "p-0001", "urgency": "HIGH", "reason": "fever after discharge"})
+    );
+    ok(&mut e, t, json!({"notified": true}), now + 1);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Succeeded(json!({"notified": true}))
+    );
+    assert!(e.is_finished());
+    let kinds: Vec<&str> = e.history().iter().map(|h| h.kind).collect();
+    assert_eq!(kinds.first(), Some(&"ExecutionStarted"));
+    assert_eq!(kinds.last(), Some(&"ExecutionSucceeded"));
+    assert!(kinds.contains(&"WaitStateEntered") && kinds.contains(&"ChoiceStateExited"));
+}
+
+#[test]
+fn medium_risk_books_a_follow_up_and_low_risk_closes_by_default() {
+    let (mut e, now) = to_risk_check("MEDIUM");
+    let (t, input) = invoked(&mut e, "ScheduleAppointment");
+    assert_eq!(input["appointment_type"], "follow_up");
+    ok(&mut e, t, json!({}), now + 1);
+    assert!(matches!(finished(&mut e), Outcome::Succeeded(_)));
+
+    let (mut e, _) = to_risk_check("LOW");
+    assert!(
+        matches!(finished(&mut e), Outcome::Succeeded(_)),
+        "Default: CloseCase"
+    );
+}
+
+#[test]
+fn a_failed_call_is_retried_with_back_off_then_caught() {
+    let mut e = Execution::start(brief(), "exec-2", patient(), T0, 7);
+    let mut now = T0;
+    // Retry: States.TaskFailed, 60 s then ×2, three attempts after the first.
+    for (attempt, wait_s) in [(1, 60), (2, 120), (3, 240)] {
+        let (t, _) = invoked(&mut e, "CallPatient");
+        assert_eq!(t.attempt, attempt);
+        e.handle(
+            Event::TaskFailed {
+                task: t,
+                error: "Lambda.Unknown".into(),
+                cause: "no answer".into(),
+            },
+            now,
+        );
+        assert_eq!(e.poll_action(), None);
+        assert_eq!(e.poll_timeout(), Some(now + wait_s * 1000));
+        now += wait_s * 1000;
+        e.handle_timeout(now);
+    }
+    let (t, _) = invoked(&mut e, "CallPatient");
+    assert_eq!(t.attempt, 4);
+    e.handle(
+        Event::TaskFailed {
+            task: t,
+            error: "Lambda.Unknown".into(),
+            cause: "no answer".into(),
+        },
+        now,
+    );
+    // Caught (States.ALL) to NotifyCareteam, whose input is now the error alone: the brief's
+    // Catch has no ResultPath, so `$.patient_id` is gone and Step Functions, like Careline,
+    // fails the execution there. The care team is never told: a finding for the brief
+    // (`"ResultPath": "$.error"` on the Catch keeps the patient).
+    match finished(&mut e) {
+        Outcome::Failed { error, cause } => {
+            assert_eq!(error, "States.Runtime");
+            assert!(
+                cause.contains("`$.patient_id`") && cause.contains("NotifyCareteam"),
+                "{cause}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_catch_with_a_result_path_keeps_the_input_and_goes_on() {
+    let text = include_str!("../../../workflows/discharge-follow-up.asl.json").replace(
+        r#""ErrorEquals": ["States.ALL"],
+        "Next": "NotifyCareteam""#,
+        r#""ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.error",
+        "Next": "NotifyCareteam""#,
+    );
+    assert!(text.contains("$.error"));
+    let def = Arc::new(Definition::load(&text).unwrap());
+    let mut e = Execution::start(def, "exec-3", patient(), T0, 7);
+    let (t, _) = invoked(&mut e, "CallPatient");
+    // Not a TaskFailed-class error for the Retry? `States.TaskFailed` covers every task error
+    // but a time-out: a time-out skips the retries and goes straight to the Catch.
+    e.handle(
+        Event::TaskFailed {
+            task: t,
+            error: "States.Timeout".into(),
+            cause: "no answer in time".into(),
+        },
+        T0 + 1,
+    );
+    let (t, input) = invoked(&mut e, "NotifyCareteam");
+    assert_eq!(
+        input,
+        json!({"patient_id": "p-0001", "alert_type": "CONTACT_FAILED", "timestamp": "now"})
+    );
+    ok(&mut e, t, json!({}), T0 + 2);
+    assert!(matches!(finished(&mut e), Outcome::Succeeded(_)));
+}
+
+#[test]
+fn late_or_repeated_answers_change_nothing() {
+    let mut e = Execution::start(brief(), "exec-4", patient(), T0, 7);
+    let (t, _) = invoked(&mut e, "CallPatient");
+    let stale = TaskId {
+        state: "DayOneFollowup".into(),
+        attempt: 9,
+    };
+    ok(&mut e, stale, patient(), T0 + 1);
+    assert_eq!(
+        e.poll_action(),
+        None,
+        "an answer for another attempt is dropped"
+    );
+    ok(&mut e, t.clone(), patient(), T0 + 2);
+    let (_, _) = invoked(&mut e, "CheckMedicationRefills");
+    ok(&mut e, t, patient(), T0 + 3);
+    assert_eq!(e.poll_action(), None, "the same answer twice is taken once");
+}
+
+#[test]
+fn what_does_not_run_yet_is_refused_at_load_naming_the_state() {
+    let err = Definition::load(
+        r#"{"StartAt": "p", "States": {"p": {"Type": "Parallel", "End": true, "Branches": [{"StartAt": "a", "States": {"a": {"Type": "Pass", "End": true}}}]}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.iter().any(|p| p.state.as_deref() == Some("p")
+            && p.rule.contains("Parallel states do not run yet")),
+        "{err:?}"
+    );
+    let err =
+        Definition::load(r#"{"StartAt": "a", "States": {"a": {"Type": "Pass"}}}"#).unwrap_err();
+    assert!(
+        err.iter().any(|p| p.rule.contains("needs `Next`")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn choice_rules_compare_as_asl_says() {
+    let input = json!({"n": 5, "s": "abc", "t": "2026-12-06T09:00:00Z", "b": true, "other": 5, "nul": null});
+    let ctx = json!({});
+    let rule = |r: Value| holds(&r, &input, &ctx).unwrap();
+    assert!(rule(
+        json!({"Variable": "$.n", "NumericGreaterThanEquals": 5})
+    ));
+    assert!(!rule(json!({"Variable": "$.n", "NumericLessThan": 5})));
+    assert!(rule(
+        json!({"Variable": "$.n", "NumericEqualsPath": "$.other"})
+    ));
+    assert!(rule(json!({"Variable": "$.s", "StringMatches": "a*c"})));
+    assert!(!rule(json!({"Variable": "$.s", "StringMatches": "a\\*c"})));
+    assert!(rule(json!({"Variable": "$.s", "StringLessThan": "abd"})));
+    assert!(rule(
+        json!({"Variable": "$.t", "TimestampGreaterThan": "2026-12-06T08:59:59Z"})
+    ));
+    assert!(rule(json!({"Variable": "$.b", "BooleanEquals": true})));
+    assert!(rule(json!({"Variable": "$.nul", "IsNull": true})));
+    assert!(rule(json!({"Variable": "$.gone", "IsPresent": false})));
+    assert!(
+        !rule(json!({"Variable": "$.gone", "StringEquals": "x"})),
+        "missing is false"
+    );
+    assert!(
+        !rule(json!({"Variable": "$.s", "NumericEquals": 5})),
+        "a string is no number"
+    );
+    assert!(rule(json!({"And": [{"Variable": "$.n", "IsNumeric": true},
+                                {"Not": {"Variable": "$.s", "StringEquals": "x"}}]})));
+    assert!(rule(json!({"Or": [{"Variable": "$.n", "NumericEquals": 1},
+                               {"Variable": "$.b", "BooleanEquals": true}]})));
+}
+
+#[test]
+fn full_jitter_takes_its_randomness_from_the_seed() {
+    let def = Arc::new(
+        Definition::load(
+            r#"{"StartAt": "t", "States": {"t": {"Type": "Task", "Resource": "arn:aws:lambda:x:1:function:f", "End": true,
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 1, "JitterStrategy": "FULL"}]}}}"#,
+        )
+        .unwrap(),
+    );
+    let delay = |seed: u64| {
+        let mut e = Execution::start(def.clone(), "j", json!({}), T0, seed);
+        let (t, _) = invoked(&mut e, "f");
+        e.handle(
+            Event::TaskFailed {
+                task: t,
+                error: "E".into(),
+                cause: String::new(),
+            },
+            T0,
+        );
+        e.poll_timeout().unwrap() - T0
+    };
+    assert_eq!(delay(1), delay(1), "the same seed, the same delay");
+    assert!((0..10_000).contains(&delay(1)) && (0..10_000).contains(&delay(99)));
+    assert_ne!(delay(1), delay(99));
+}
