@@ -374,6 +374,46 @@ impl Validator {
                 format!("{what} has no terminal state (`\"End\": true`, Succeed or Fail)"),
             );
         }
+        if ql == QueryLanguage::JsonPath {
+            self.catches_that_lose_the_input(states, owner);
+        }
+    }
+
+    /// A Catch without ResultPath replaces the state's input with the error; when the state it
+    /// goes to reads the input's fields, that read will fail at run time (`States.Runtime`),
+    /// usually in the very state meant to report the failure. A warning, since the definition
+    /// is valid ASL.
+    fn catches_that_lose_the_input(&mut self, states: &Map<String, Value>, owner: Option<&str>) {
+        for (name, state) in states {
+            let Some(Value::Array(rules)) = state.get("Catch") else {
+                continue;
+            };
+            for (i, rule) in rules.iter().enumerate() {
+                if rule.get("ResultPath").is_some() {
+                    continue;
+                }
+                let Some(next) = rule.get("Next").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some(target) = states.get(next) else {
+                    continue;
+                };
+                let mut reads = Vec::new();
+                input_reads(target, &mut reads);
+                reads.retain(|p| !matches!(p.as_str(), "$" | "$.Error" | "$.Cause"));
+                if let Some(first) = reads.first() {
+                    self.warning(
+                        Some(&path_of(owner, name)),
+                        format!(
+                            "Catch rule {} has no `ResultPath`: the error replaces the input, so \
+                             `{next}` will not find `{first}` and the execution fails there (add \
+                             `\"ResultPath\": \"$.error\"` to keep the input beside the error)",
+                            i + 1
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     fn query_language(
@@ -929,6 +969,31 @@ impl Validator {
                 format!("`MaxConcurrency` is a whole number, not {v}"),
             );
         }
+    }
+}
+
+/// The paths into its input that a state reads on entry: InputPath and the `.$` values of its
+/// Parameters.
+fn input_reads(state: &Value, out: &mut Vec<String>) {
+    if let Some(p) = state.get("InputPath").and_then(Value::as_str) {
+        out.push(p.to_string());
+    }
+    fn template(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match v.as_str() {
+                        Some(p) if k.ends_with(".$") && p.starts_with("$.") => out.push(p.into()),
+                        _ => template(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| template(v, out)),
+            _ => {}
+        }
+    }
+    if let Some(t) = state.get("Parameters") {
+        template(t, out);
     }
 }
 

@@ -25,18 +25,37 @@ fn pass_end() -> Value {
 }
 
 #[test]
-fn the_brief_s_discharge_follow_up_loads_with_one_warning_for_its_days() {
+fn the_brief_s_discharge_follow_up_loads_with_warnings_for_its_days_and_its_catches() {
     let text = include_str!("../../../workflows/discharge-follow-up.asl.json");
     let problems = validate(text);
     assert!(problems.iter().all(|p| !p.is_error()), "{problems:#?}");
-    assert_eq!(problems.len(), 1, "{problems:#?}");
-    assert_eq!(problems[0].state.as_deref(), Some("WaitForDay3"));
-    assert!(problems[0].rule.contains("Days × 86400"), "{}", problems[0]);
+    let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(
-        problems[0]
-            .to_string()
-            .starts_with("warning: state `WaitForDay3`")
+        lines
+            .iter()
+            .any(|l| l.starts_with("warning: state `WaitForDay3`") && l.contains("Days × 86400")),
+        "{lines:#?}"
     );
+    // Both Catches go to NotifyCareteam, which reads `$.patient_id` from an input the error
+    // has replaced.
+    for state in ["DayOneFollowup", "Day3Assessment"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!(
+                "warning: state `{state}`: Catch rule 1 has no `ResultPath`"
+            )) && l.contains("`NotifyCareteam` will not find `$.patient_id`")),
+            "{state}: {lines:#?}"
+        );
+    }
+    // With ResultPath on the Catches, only the Days warning is left.
+    let fixed = text.replace(
+        r#""ErrorEquals": ["States.ALL"],
+        "Next""#,
+        r#""ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.error",
+        "Next""#,
+    );
+    assert_eq!(validate(&fixed).len(), 1, "{:#?}", validate(&fixed));
 }
 
 #[test]
