@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use careline::media::codec::Codec;
 use serde_json::{Value, json};
-use support::audio::{expect_not_prompt, expect_prompt};
+use support::audio::{expect_not_prompt, expect_prompt, let_call_run};
 use support::http::{Response, request};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
@@ -207,11 +207,13 @@ impl World {
     fn call(&self, number: &str, keys: &[&str]) -> Vec<i16> {
         let (mut ua, peer) = self.dial(number);
         for group in keys {
-            // Each group answers one input prompt: wait until it plays, then key it in.
-            std::thread::sleep(Duration::from_millis(700));
+            // Each group answers one input prompt: let 700 ms of the call play (call time as
+            // the caller hears it, which a slow server stretches alike; keys pressed early wait
+            // in the type-ahead buffer), then key it in, one key per 150 ms of call.
+            let_call_run(&peer, 700);
             for k in group.chars() {
                 peer.send_event(k, 80);
-                std::thread::sleep(Duration::from_millis(150));
+                let_call_run(&peer, 150);
             }
         }
         server_hangs_up(&mut ua);
