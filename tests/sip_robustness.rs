@@ -190,6 +190,71 @@ fn requests_careline_cannot_take_get_the_answer_rfc_3261_names() {
     }
 }
 
+/// An INVITE flood from one address (127.0.0.2, as fast as one thread can send) while a
+/// caller from another (127.0.0.1) places a call: the flooder is rate-limited per source, and
+/// the caller is answered and hears the welcome. Not a timing test: how fast a flood must be
+/// to hurt is a benchmark's question.
+#[test]
+fn an_invite_flood_from_one_source_does_not_stop_calls_from_another() {
+    let server = TestServer::start_with(support::server::Options {
+        toml: "[sip]\nrate_limit_per_source = 200\n".into(),
+        ..Default::default()
+    });
+    let flooder = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2 (loopback)");
+    let from = flooder.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let msg = format!(
+                    "INVITE sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKf{n}\r\n\
+                     From: <sip:flood@{from}>;tag=f{n}\r\nTo: <sip:100@{server}>\r\n\
+                     Call-ID: flood-{n}@test\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
+                     Contact: <sip:flood@{from}>\r\nContent-Length: 0\r\n\r\n",
+                    server = server.sip,
+                );
+                let _ = flooder.send_to(msg.as_bytes(), server.sip);
+                n += 1;
+            }
+            n
+        });
+        // Once the flood is being limited, a normal call from another address.
+        assert!(
+            server.wait_metric(
+                "careline_sip_rejected_total{reason=\"rate_limited\"}",
+                100.0,
+                Duration::from_secs(30)
+            ) >= 100.0,
+            "the flood is limited"
+        );
+        let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+        let mut ua = Ua::udp(server.sip);
+        let mut call = Call::new("100");
+        let offer = sdp_offer(
+            peer.port,
+            "0 101",
+            &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
+        );
+        let ok = answered_call(&mut ua, &mut call, &offer);
+        peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+        wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(1500));
+        let bye = call.bye(&ua);
+        ua.send(&bye);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flood.join().expect("flood thread")
+    });
+    let limited = server.metric("careline_sip_rejected_total{reason=\"rate_limited\"}");
+    assert!(
+        limited >= 100.0 && (limited as u64) < sent,
+        "{limited} of {sent} flood datagrams dropped by the limit"
+    );
+    assert!(
+        server.http_get("/healthz").is_some_and(|(c, _)| c == 200),
+        "server alive"
+    );
+}
+
 /// A corpus of broken messages and random datagrams, then a normal call that must work.
 #[test]
 fn a_storm_of_garbage_does_not_harm_the_next_call() {
