@@ -1457,6 +1457,71 @@ fn audit_verify_names_a_tampered_row() {
     );
 }
 
+/// What a hash chain alone cannot see: its newest entries deleted together, or the table put
+/// back to an older copy of itself. The chain head kept outside the database catches both.
+#[test]
+fn audit_verify_names_the_newest_entries_deleted_or_an_older_copy_restored() {
+    let api = Api::start("");
+    api.import_all();
+    let head = api.server.data_path().join("audit-head.json");
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&head).expect("the checkpoint file"))
+            .unwrap();
+    let last = checkpoint["seq"].as_i64().expect("seq");
+    assert!(last >= 3, "{checkpoint}");
+    let out = api.cli(&["audit", "verify"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let db = api.server.data_path().join("careline.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = |q: String| {
+        rt.block_on(async {
+            let d = careline::db::Db::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            sqlx::query(&q).execute(d.pool()).await.unwrap();
+        })
+    };
+    // The two newest entries deleted together: the chain that is left is consistent.
+    sql(format!(
+        "CREATE TABLE kept AS SELECT * FROM audit_log WHERE seq >= {}",
+        last - 1
+    ));
+    sql(format!("DELETE FROM audit_log WHERE seq >= {}", last - 1));
+    let out = api.cli(&["audit", "verify"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("audit entry {last} "))
+            && err.contains(&format!("the trail ends at entry {}", last - 2))
+            && err.contains("the newest entries were deleted"),
+        "{err}"
+    );
+    // Put back, then the newest entry replaced by a different one carrying a valid-looking
+    // hash of its own: named as not the entry the checkpoint recorded.
+    sql("INSERT INTO audit_log SELECT * FROM kept".into());
+    let out = api.cli(&["audit", "verify"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sql(format!(
+        "UPDATE audit_log SET hash = 'x' || hash WHERE seq = {last}"
+    ));
+    let out = api.cli(&["audit", "verify"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("audit entry {last} ")), "{err}");
+}
+
 #[test]
 fn the_api_is_served_over_https_with_a_self_signed_certificate() {
     let _ = rustls::crypto::ring::default_provider().install_default();

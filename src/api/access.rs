@@ -313,7 +313,8 @@ impl ApiState {
             crate::keys::Supplied::from_env(),
         )?);
         let db = crate::db::Db::open(Some(&config.database.url), &config.data_dir).await?;
-        let audit = Audit::new(db.clone(), keys.clone());
+        let audit = Audit::new(db.clone(), keys.clone())
+            .with_checkpoint(config.data_dir.join("audit-head.json"));
         let a = &config.auth;
         let settings = crate::auth::AuthSettings {
             session_idle: std::time::Duration::from_secs(a.session_idle_secs),

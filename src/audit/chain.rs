@@ -55,6 +55,14 @@ pub enum Break {
     Unlinked,
     /// Entries before this one are missing (deleted), or the log does not start at 1.
     Gap { expected: i64 },
+    /// The checkpoint kept outside the database names this entry, but the trail ends at
+    /// `last`: the newest entries were deleted.
+    TailCut { last: i64 },
+    /// The entry is not the one the checkpoint outside the database recorded (the trail was
+    /// replaced by another copy of itself).
+    Replaced,
+    /// The checkpoint file itself cannot be read.
+    Checkpoint(String),
 }
 
 impl std::fmt::Display for Break {
@@ -72,6 +80,17 @@ impl std::fmt::Display for Break {
                 f,
                 "entry {expected} is missing before it (entries were deleted)"
             ),
+            Break::TailCut { last } => write!(
+                f,
+                "the trail ends at entry {last}, but this entry was written (the checkpoint \
+                 outside the database says so): the newest entries were deleted"
+            ),
+            Break::Replaced => write!(
+                f,
+                "it is not the entry the checkpoint outside the database recorded (the trail \
+                 was replaced by another copy)"
+            ),
+            Break::Checkpoint(why) => write!(f, "the chain-head checkpoint: {why}"),
         }
     }
 }

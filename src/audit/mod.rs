@@ -133,6 +133,10 @@ impl std::fmt::Display for Broken {
 pub struct Audit {
     db: Db,
     keys: Arc<KeyRing>,
+    /// Where the chain's head (newest sequence number and hash) is written after each append,
+    /// outside the database: the one thing a hash chain cannot see is its own newest entries
+    /// deleted together, and `verify` checks the trail against this.
+    checkpoint: Option<std::path::PathBuf>,
     /// Appends from this process go one at a time; other nodes are told apart by the primary
     /// key on `seq` (a lost race is retried on the new head).
     append_lock: Arc<Mutex<()>>,
@@ -174,7 +178,51 @@ impl Audit {
         Audit {
             db,
             keys,
+            checkpoint: None,
             append_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The same trail, keeping its chain head in the file `path` (beside the data, outside
+    /// the database).
+    pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Audit {
+        self.checkpoint = Some(path);
+        self
+    }
+
+    /// The checkpoint's (sequence, hash), if there is one.
+    fn read_checkpoint(&self) -> Result<Option<(i64, String)>, String> {
+        let Some(path) = &self.checkpoint else {
+            return Ok(None);
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not the checkpoint's JSON ({e})", path.display()))?;
+        match (v["seq"].as_i64(), v["hash"].as_str()) {
+            (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string()))),
+            _ => Err(format!("{}: no `seq` and `hash`", path.display())),
+        }
+    }
+
+    /// Moves the checkpoint to (seq, hash) unless it already names a later entry (another
+    /// process appending at the same time). Written to a temporary file and renamed, so a
+    /// crash leaves the old checkpoint or the new one. A failure is logged, not returned: the
+    /// entry itself is in the trail.
+    fn write_checkpoint(&self, seq: i64, hash: &str) {
+        let Some(path) = &self.checkpoint else {
+            return;
+        };
+        if matches!(self.read_checkpoint(), Ok(Some((s, _))) if s >= seq) {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::json!({"seq": seq, "hash": hash}).to_string();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::warn!(error = %e, path = %path.display(), "audit checkpoint not written");
         }
     }
 
@@ -218,6 +266,7 @@ impl Audit {
                 hash: String::new(),
             };
             e.hash = chain::entry_hash(&key, &e);
+            let hash = e.hash.clone();
             let inserted = sqlx::query(&format!(
                 "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (seq) DO NOTHING"
@@ -235,6 +284,7 @@ impl Audit {
             .execute(self.db.pool())
             .await?;
             if inserted.rows_affected() == 1 {
+                self.write_checkpoint(seq, &hash);
                 return Ok(seq);
             }
         }
@@ -299,7 +349,8 @@ impl Audit {
     }
 
     /// Walks the whole chain; `Ok(n)` with the number of entries checked, or the first
-    /// broken entry.
+    /// broken entry. Then the trail's end is held against the checkpoint outside the
+    /// database: an entry it names must be there, with the hash it recorded.
     pub async fn verify(&self) -> Result<Result<u64, Broken>, AuditError> {
         let mut verifier = chain::Verifier::new(self.chain_key());
         let mut after = 0i64;
@@ -311,6 +362,38 @@ impl Audit {
             .fetch_all(self.db.pool())
             .await?;
             if rows.is_empty() {
+                let checkpoint = match self.read_checkpoint() {
+                    Ok(c) => c,
+                    Err(why) => {
+                        return Ok(Err(Broken {
+                            seq: after,
+                            entry: None,
+                            why: chain::Break::Checkpoint(why),
+                        }));
+                    }
+                };
+                if let Some((seq, hash)) = checkpoint {
+                    if seq > after {
+                        return Ok(Err(Broken {
+                            seq,
+                            entry: None,
+                            why: chain::Break::TailCut { last: after },
+                        }));
+                    }
+                    let row: Option<Row> =
+                        sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq = $1"))
+                            .bind(seq)
+                            .fetch_optional(self.db.pool())
+                            .await?;
+                    let entry = row.map(entry_of);
+                    if entry.as_ref().is_none_or(|e| e.hash != hash) {
+                        return Ok(Err(Broken {
+                            seq,
+                            entry,
+                            why: chain::Break::Replaced,
+                        }));
+                    }
+                }
                 return Ok(Ok(verifier.checked));
             }
             for row in rows {
