@@ -171,6 +171,24 @@ enum WorkflowCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Run one execution here and now, for trying a workflow out: each Task's Lambda function
+    /// (the ARN's function name) is called through `[lambda.NAME] url`, as flows call theirs.
+    /// Prints the history; exits 1 when the execution fails. Not durable: a stopped process
+    /// loses the execution.
+    Run {
+        /// Definition file (Amazon States Language JSON)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The execution's input (JSON)
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Fire Wait states and retry back-offs at once instead of waiting for them
+        #[arg(long)]
+        skip_waits: bool,
+        /// Seconds each task invocation may take
+        #[arg(long, default_value_t = 30)]
+        task_timeout: u64,
+    },
 }
 
 #[derive(Args, Default)]
@@ -319,6 +337,32 @@ fn run() -> anyhow::Result<()> {
             }
             println!("{} file(s) OK", files.len());
             Ok(())
+        }
+        Command::Workflow(WorkflowCommand::Run {
+            file,
+            input,
+            skip_waits,
+            task_timeout,
+        }) => {
+            let config = load(&cli.common, &ServeArgs::default())?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let definition = careline::workflow::Definition::load(&text).map_err(|problems| {
+                let lines: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("{}: {p}", file.display()))
+                    .collect();
+                anyhow::anyhow!("{}", lines.join("\n"))
+            })?;
+            let input: serde_json::Value =
+                serde_json::from_str(input).context("--input is not JSON")?;
+            block_on(workflow_run(
+                config,
+                definition,
+                input,
+                *skip_waits,
+                Duration::from_secs(*task_timeout),
+            ))
         }
         Command::User { command } => records_command(&cli.common, |records| async move {
             match command {
@@ -666,6 +710,87 @@ async fn patient_import(
     }
     anyhow::ensure!(failed == 0, "{failed} of {} bundles failed", bundles.len());
     Ok(())
+}
+
+/// Drives one workflow execution in this process (`careline workflow run`).
+async fn workflow_run(
+    config: Config,
+    definition: careline::workflow::Definition,
+    input: serde_json::Value,
+    skip_waits: bool,
+    task_timeout: Duration,
+) -> anyhow::Result<()> {
+    use careline::workflow::{Action, Event, Execution, Outcome};
+    // With --skip-waits the execution's clock runs ahead of the wall clock by the waits
+    // skipped, so its history stays in order.
+    let mut skipped = 0i64;
+    let now_ms = |skipped: i64| careline::db::now_ms() + skipped;
+    let lambdas = careline::flow::lambda::Lambdas::new(
+        &config.lambda,
+        careline::flow::http::HttpClient::new(),
+    );
+    let id = format!("run-{:016x}", rand::random::<u64>());
+    let mut e = Execution::start(
+        std::sync::Arc::new(definition),
+        &id,
+        input,
+        now_ms(skipped),
+        rand::random(),
+    );
+    println!("execution {id} started");
+    let mut shown = 0;
+    loop {
+        for h in &e.history()[shown..] {
+            match &h.state {
+                Some(s) => println!("{} {} {s}", careline::db::rfc3339(h.at_ms), h.kind),
+                None => println!("{} {}", careline::db::rfc3339(h.at_ms), h.kind),
+            }
+        }
+        shown = e.history().len();
+        if let Some(action) = e.poll_action() {
+            match action {
+                Action::Invoke {
+                    task,
+                    resource,
+                    input,
+                } => {
+                    let function = careline::workflow::function_name(&resource);
+                    let event = match lambdas.invoke(function, &input, task_timeout).await {
+                        Ok(output) => Event::TaskSucceeded { task, output },
+                        Err(why) => {
+                            println!("  {function} failed: {why}");
+                            Event::TaskFailed {
+                                task,
+                                error: "Lambda.Unknown".into(),
+                                cause: why,
+                            }
+                        }
+                    };
+                    e.handle(event, now_ms(skipped));
+                }
+                Action::Finished(Outcome::Succeeded(output)) => {
+                    println!("succeeded: {output}");
+                    return Ok(());
+                }
+                Action::Finished(Outcome::Failed { error, cause }) => {
+                    anyhow::bail!("execution {id} failed: {error}: {cause}");
+                }
+            }
+            continue;
+        }
+        let Some(due) = e.poll_timeout() else {
+            anyhow::bail!("execution {id} stopped with nothing to do");
+        };
+        let wait = (due - now_ms(skipped)).max(0);
+        if skip_waits {
+            skipped += wait;
+            println!("  skipping a wait of {} s", wait / 1000);
+        } else {
+            println!("  waiting {} s", wait / 1000);
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+        e.handle_timeout(now_ms(skipped).max(due));
+    }
 }
 
 async fn audit_verify(records: &careline::api::access::ApiState) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ pub mod engine;
 pub(crate) mod hours;
 pub mod http;
 pub mod interpreter;
-pub(crate) mod lambda;
+pub mod lambda;
 pub(crate) mod load;
 pub(crate) mod model;
 pub(crate) mod params;

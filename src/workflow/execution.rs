@@ -96,6 +96,15 @@ impl Definition {
     }
 }
 
+/// The function a Task's Lambda ARN names (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`,
+/// with or without a version or alias after it); any other resource as written.
+pub fn function_name(resource: &str) -> &str {
+    match resource.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => resource,
+    }
+}
+
 fn uses_intrinsic(v: &Value) -> bool {
     match v {
         Value::Object(m) => m.iter().any(|(k, v)| {

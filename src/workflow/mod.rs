@@ -12,5 +12,5 @@ pub(crate) mod jsonata;
 pub(crate) mod path;
 pub mod validate;
 
-pub use execution::{Action, Definition, Event, Execution, Outcome, TaskId};
+pub use execution::{Action, Definition, Event, Execution, Outcome, TaskId, function_name};
 pub use validate::{Problem, Severity, validate};
