@@ -33,7 +33,8 @@ pub(crate) struct Admitted<'a> {
 }
 
 /// Refuses the call (with the reason in the response and the metrics), or admits it.
-pub(crate) async fn admit(call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
+pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
+    call.trying().await;
     let retry = Some(svc.settings.retry_after_secs);
     if svc.draining.load(Ordering::Acquire) {
         svc.metrics.call_rejected("503");

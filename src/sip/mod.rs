@@ -258,13 +258,6 @@ impl Dispatcher {
                 continue;
             }
             let method = tx.original.method;
-            if method == Method::Invite {
-                // RFC 3261 §17.2.1: the server transaction answers 100 Trying at once, so the
-                // caller's transaction stops retransmitting while the call is set up.
-                if let Err(e) = tx.reply_with(StatusCode::Trying, vec![], None).await {
-                    tracing::debug!(error = %e, "could not send 100 Trying");
-                }
-            }
             let has_to_tag = tx
                 .original
                 .to_header()
@@ -404,6 +397,15 @@ impl IncomingCall {
             remote,
             transport,
         })
+    }
+
+    /// Answers 100 Trying (RFC 3261 §17.2.1), so the caller's transaction stops retransmitting
+    /// while the call is set up. Sent from the call's own task: a peer slow to take it (TCP)
+    /// holds up only its own call, not the dispatch of every other request.
+    pub async fn trying(&mut self) {
+        if let Err(e) = self.tx.reply_with(StatusCode::Trying, vec![], None).await {
+            tracing::debug!(error = %e, "could not send 100 Trying");
+        }
     }
 
     /// Refuses the call with a final response. `retry_after` adds Retry-After (RFC 3261
