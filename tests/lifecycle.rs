@@ -9,7 +9,7 @@ use careline::media::codec::Codec;
 use support::audio::wait_for_prompt;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
-use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
+use support::sip::{Call, Ua, answered_call, dial_answered, invite, sdp_media_addr, sdp_offer};
 
 fn careline(args: &[&str], dir: &std::path::Path) -> (i32, String) {
     let out = support::server::careline_command()
@@ -105,14 +105,7 @@ fn serve_from_any_folder_runs_the_built_in_menu_and_a_mistyped_folder_stops_the_
     );
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let mut ua = Ua::udp(server.sip);
-    let mut call = Call::new("100");
-    let offer = sdp_offer(
-        peer.port,
-        "0 101",
-        &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
-    );
-    let ok = answered_call(&mut ua, &mut call, &offer);
-    peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+    let _call = dial_answered(&mut ua, "100", &peer);
     wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
     drop(server);
 

@@ -764,15 +764,26 @@ fn raw_get(
     token: &str,
     range: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
+    raw_request(server, "GET", path, Some(token), range)
+}
+
+/// A request as it goes on the wire; the response as it comes off it, read until the server
+/// closes: status, head, body bytes undecoded.
+fn raw_request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    range: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n{range}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{range}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let split = buf
@@ -811,27 +822,7 @@ fn http_ranged(
     token: Option<&str>,
     range: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(server.http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{range}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[(split + 4).min(buf.len())..].to_vec();
+    let (code, head, mut body) = raw_request(server, method, path, token, range);
     if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")

@@ -10,7 +10,7 @@ use careline::media::codec::Codec;
 use support::audio::wait_for_prompt;
 use support::rtp::RtpPeer;
 use support::server::TestServer;
-use support::sip::{Call, Ua, answered_call, invite, sdp_media_addr, sdp_offer};
+use support::sip::{Call, Ua, dial_answered, invite, sdp_offer};
 
 fn request(method: &str, ua: &Ua, extra: &str) -> String {
     format!(
@@ -230,14 +230,7 @@ fn an_invite_flood_from_one_source_does_not_stop_calls_from_another() {
         );
         let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
         let mut ua = Ua::udp(server.sip);
-        let mut call = Call::new("100");
-        let offer = sdp_offer(
-            peer.port,
-            "0 101",
-            &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
-        );
-        let ok = answered_call(&mut ua, &mut call, &offer);
-        peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+        let mut call = dial_answered(&mut ua, "100", &peer);
         wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(1500));
         let bye = call.bye(&ua);
         ua.send(&bye);
@@ -361,14 +354,7 @@ fn a_storm_of_garbage_does_not_harm_the_next_call() {
 
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let mut ua = Ua::udp(server.sip);
-    let mut call = Call::new("100");
-    let offer = sdp_offer(
-        peer.port,
-        "0 101",
-        &["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
-    );
-    let ok = answered_call(&mut ua, &mut call, &offer);
-    peer.set_remote(sdp_media_addr(&ok.body_str()).unwrap());
+    let mut call = dial_answered(&mut ua, "100", &peer);
     wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(1500));
     let bye = call.bye(&ua);
     ua.send(&bye);

@@ -425,20 +425,21 @@ impl Execution {
         });
     }
 
-    /// The raw input of the current state.
-    fn raw_input(&self) -> Value {
-        self.state_input.clone()
+    /// A result placed into the state's raw input as `result_path` (a state's or a Catch
+    /// rule's ResultPath) says: absent, the result replaces the input; null, it is dropped.
+    fn place(&self, result_path: Option<&Value>, result: Value) -> Result<Value, String> {
+        match result_path {
+            Some(Value::Null) => Ok(self.state_input.clone()),
+            Some(Value::String(p)) => path::set(p, self.state_input.clone(), result),
+            _ => Ok(result),
+        }
     }
 
     /// ResultPath, OutputPath, then the transition.
     fn complete_with_result(&mut self, s: &Map<String, Value>, result: Value, now_ms: i64) {
-        let combined = match s.get("ResultPath") {
-            None => Ok(result),
-            Some(Value::Null) => Ok(self.raw_input()),
-            Some(Value::String(p)) => path::set(p, self.raw_input(), result),
-            Some(_) => Ok(result),
-        };
-        let output = combined.and_then(|c| self.output_path(s, c));
+        let output = self
+            .place(s.get("ResultPath"), result)
+            .and_then(|c| self.output_path(s, c));
         match output {
             Ok(out) => self.finish_state(s, out, now_ms),
             Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
@@ -484,13 +485,7 @@ impl Execution {
             .cloned()
             .unwrap_or_default();
         if let Some(c) = catchers.iter().find(|c| matches_error(c, error)) {
-            let error_output = json!({"Error": error, "Cause": cause});
-            let combined = match c.get("ResultPath") {
-                None => Ok(error_output),
-                Some(Value::Null) => Ok(self.raw_input()),
-                Some(Value::String(p)) => path::set(p, self.raw_input(), error_output),
-                Some(_) => Ok(error_output),
-            };
+            let combined = self.place(c.get("ResultPath"), json!({"Error": error, "Cause": cause}));
             let next = c
                 .get("Next")
                 .and_then(Value::as_str)

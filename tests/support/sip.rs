@@ -470,6 +470,15 @@ pub fn invite(ua: &mut Ua, call: &mut Call, sdp: &str) -> (Msg, Vec<u16>) {
     }
 }
 
+/// Dials `dialed` from `ua` with `peer`'s PCMU + telephone-event offer, requires the answer,
+/// ACKs it and points `peer` at the server's media address.
+pub fn dial_answered(ua: &mut Ua, dialed: &str, peer: &super::rtp::RtpPeer) -> Call {
+    let mut call = Call::new(dialed);
+    let ok = answered_call(ua, &mut call, &sdp_offer(peer.port, "0 101", &PCMU_TE));
+    peer.set_remote(sdp_media_addr(&ok.body_str()).expect("media address in the answer"));
+    call
+}
+
 /// Places a call that must be answered: INVITE, 200, ACK. Returns the 200.
 pub fn answered_call(ua: &mut Ua, call: &mut Call, sdp: &str) -> Msg {
     let (resp, _) = invite(ua, call, sdp);
