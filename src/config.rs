@@ -51,6 +51,30 @@ pub struct Config {
     pub lambda: BTreeMap<String, LambdaConfig>,
     pub tts: TtsConfig,
     pub media_streaming: MediaStreamingConfig,
+    /// Care-coordination workflows (`[workflows]`).
+    pub workflows: WorkflowsConfig,
+}
+
+/// `[workflows]`: the state machines the server runs (issue 22).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowsConfig {
+    /// Folder of state machines (`NAME.asl.json` or `NAME.json`), all loaded at start, each
+    /// started by its name. When the default `workflows` is not in the working folder (or
+    /// the setting is empty): the ones built into Careline, this repository's `workflows/`.
+    pub dir: PathBuf,
+    /// How long a Task's function may take when its state sets no `TimeoutSeconds`; past it
+    /// the task fails with `States.Timeout`.
+    pub task_timeout_secs: u64,
+}
+
+impl Default for WorkflowsConfig {
+    fn default() -> Self {
+        WorkflowsConfig {
+            dir: PathBuf::from(crate::shipped::WORKFLOWS_DIR),
+            task_timeout_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,6 +319,7 @@ impl Default for Config {
             lambda: BTreeMap::new(),
             tts: TtsConfig::default(),
             media_streaming: MediaStreamingConfig::default(),
+            workflows: WorkflowsConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             patients: PatientsConfig::default(),

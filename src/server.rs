@@ -44,6 +44,10 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("access: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error("workflows: {0}")]
+    Workflows(#[from] crate::workflow::runner::LoadError),
+    #[error("workflow executions: {0}")]
+    WorkflowStore(#[from] crate::workflow::store::StoreError),
     #[error("cannot listen on HTTP {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -224,8 +228,23 @@ impl Server {
             addr: config.http.listen,
             source,
         })?;
-        let mut app =
-            crate::api::router(services.clone()).merge(crate::api::v1::router(records.clone()));
+        let catalog = crate::workflow::runner::Catalog::load(&config.workflows.dir)?;
+        info!(
+            workflows = catalog.len(),
+            from = %crate::shipped::folder_name(&config.workflows.dir, crate::shipped::WORKFLOWS_DIR),
+            "workflows loaded"
+        );
+        let workflows = crate::workflow::runner::Workflows::start(
+            records.workflows.clone(),
+            catalog,
+            crate::flow::lambda::Lambdas::new(&config.lambda, crate::flow::http::HttpClient::new()),
+            Duration::from_secs(config.workflows.task_timeout_secs.max(1)),
+            crate::db::WallClock::system(),
+        )
+        .await?;
+        let mut app = crate::api::router(services.clone())
+            .merge(crate::api::v1::router(records.clone()))
+            .merge(crate::api::workflows::router(records.clone(), workflows));
         if config.recording.http_enabled {
             app = app.merge(crate::api::recordings::router(
                 records.clone(),

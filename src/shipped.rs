@@ -14,6 +14,7 @@ use crate::media::prompt::{PromptError, PromptLibrary};
 
 static PROMPTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/prompts");
 static FLOWS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/flows");
+static WORKFLOWS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/workflows");
 
 /// How the built-in files are named in logs and errors.
 pub const ORIGIN: &str = "(built in)";
@@ -21,6 +22,7 @@ pub const ORIGIN: &str = "(built in)";
 /// The default `prompts.dir` and `flows.dir`, relative to the working folder.
 pub const PROMPTS_DIR: &str = "prompts";
 pub const FLOWS_DIR: &str = "flows";
+pub const WORKFLOWS_DIR: &str = "workflows";
 
 /// Whether the setting `dir` (whose default is `default`) means the built-in files.
 pub fn built_in(dir: &Path, default: &str) -> bool {
@@ -59,6 +61,17 @@ pub fn prompts() -> Vec<(&'static str, &'static str, &'static [u8])> {
 /// The built-in flows: `(file name, JSON text)`, in name order.
 pub fn flows() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<_> = FLOWS
+        .files()
+        .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+        .filter_map(|f| Some((f.path().to_str()?, f.contents_utf8()?)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The built-in workflows (`workflows/*.asl.json`): `(file name, JSON text)`, in name order.
+pub fn workflows() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<_> = WORKFLOWS
         .files()
         .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
         .filter_map(|f| Some((f.path().to_str()?, f.contents_utf8()?)))
@@ -107,6 +120,14 @@ mod tests {
         for (name, text) in flows {
             assert_eq!(
                 std::fs::read_to_string(root.join("flows").join(name)).unwrap(),
+                text
+            );
+        }
+        let workflows = workflows();
+        assert_eq!(workflows.len(), 1, "the brief's discharge follow-up");
+        for (name, text) in workflows {
+            assert_eq!(
+                std::fs::read_to_string(root.join("workflows").join(name)).unwrap(),
                 text
             );
         }

@@ -310,6 +310,26 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, D, D, D, A],
         on_call: [D, A, D, D, D, A],
     },
+    // Care coordination: clinicians, supervisors and the discharge integration (service)
+    // start and follow workflows, whether or not anyone is on a call.
+    Row {
+        method: "GET",
+        path: "/api/v1/workflows",
+        off_call: [D, A, A, D, D, A],
+        on_call: [D, A, A, D, D, A],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/workflows/{name}/executions",
+        off_call: [D, A, A, D, D, A],
+        on_call: [D, A, A, D, D, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/workflows/executions/{id}",
+        off_call: [D, A, A, D, D, A],
+        on_call: [D, A, A, D, D, A],
+    },
 ];
 
 /// A flow that holds the line (one long input wait): calls stay live for the whole test.
@@ -447,6 +467,15 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
     let (_ua, _call, live, _media) = live_call(&api);
     let (_side_ua, _side_call, side, _side_media) = live_call(&api);
     let recs = api.record(&tokens[1], &live, 3);
+    // An execution of the built-in workflow about the patient, for the read endpoint.
+    let r = api.call(
+        "POST",
+        "/api/v1/workflows/discharge-follow-up/executions",
+        Some(&svc),
+        Some(json!({"patient_id": patient})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let execution = r.json()["id"].as_str().unwrap().to_string();
     for rec in &recs {
         api.link(&live, &patient, Some(rec));
     }
@@ -529,6 +558,10 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     );
                     assert_eq!(r.status, 201, "{}", r.body);
                     row.path.replace("{id}", r.json()["id"].as_str().unwrap())
+                } else if row.path.starts_with("/api/v1/workflows/") {
+                    row.path
+                        .replace("{name}", "discharge-follow-up")
+                        .replace("{id}", &execution)
                 } else if row.path.ends_with("/recording/{action}") {
                     row.path
                         .replace("{call_id}", &live)
@@ -544,6 +577,9 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     ("GET", "/api/v1/audit") => (format!("{path}?since=1h"), None),
                     ("POST", "/api/v1/patients/{id}/contacts") => {
                         (path, Some(json!({"channel": "voice", "reason": "matrix"})))
+                    }
+                    ("POST", "/api/v1/workflows/{name}/executions") => {
+                        (path, Some(json!({"patient_id": patient})))
                     }
                     ("POST", "/api/v1/patients/{id}/break-glass") => {
                         (path, Some(json!({"reason": "matrix test emergency"})))

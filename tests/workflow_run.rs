@@ -145,3 +145,270 @@ fn an_unreachable_call_function_is_retried_then_the_brief_s_catch_fails_as_step_
         "NotifyCareteam never got a call"
     );
 }
+
+// The server runs workflows durably: `POST /api/v1/workflows/{name}/executions`, executions
+// in the database, kill -9 at any point.
+
+/// Task, a three-second Wait, task, end.
+const TWO_CALLS: &str = r#"{
+  "Comment": "Call the patient, wait, tell the care team.",
+  "StartAt": "First",
+  "States": {
+    "First": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:CallPatient", "Next": "Pause"},
+    "Pause": {"Type": "Wait", "Seconds": 3, "Next": "Second"},
+    "Second": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:NotifyCareTeam", "End": true}
+  }
+}"#;
+
+/// Functions that record every delivery (function, idempotency key); the first delivery of
+/// CallPatient never answers (the process calling it is killed meanwhile).
+struct Deliveries {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn recording_functions() -> Deliveries {
+    use axum::extract::Path;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/{function}",
+        post(
+            move |Path(function): Path<String>,
+                  headers: HeaderMap,
+                  axum::Json(input): axum::Json<Value>| {
+                let log = log.clone();
+                async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let first = {
+                        let mut log = log.lock().unwrap();
+                        log.push((function.clone(), key));
+                        log.iter().filter(|(f, _)| *f == function).count() == 1
+                    };
+                    if function == "CallPatient" && first {
+                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                    }
+                    axum::Json(json!({"patient_id": input["patient_id"], "reached": true}))
+                }
+            },
+        ),
+    );
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    Deliveries {
+        addr,
+        seen,
+        _rt: rt,
+    }
+}
+
+fn deliveries_of(d: &Deliveries, function: &str) -> Vec<String> {
+    d.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(f, _)| f == function)
+        .map(|(_, k)| k.clone())
+        .collect()
+}
+
+/// Polls `what` every 50 ms until it holds, for at most 60 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+struct Api<'a> {
+    server: &'a support::server::TestServer,
+    token: String,
+}
+
+impl Api<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> support::http::Response {
+        let auth = format!("Bearer {}", self.token);
+        support::http::request(
+            self.server.http,
+            method,
+            path,
+            &[("Authorization", auth.as_str())],
+            body.map(|b| ("application/json", b.as_bytes())),
+        )
+    }
+}
+
+fn token(server: &support::server::TestServer, name: &str, role: &str) -> String {
+    let out = server.cli(&["user", "add", name, "--role", role]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("clt_"))
+        .unwrap_or_else(|| panic!("no token in: {text}"))
+        .to_string()
+}
+
+const ITO: &str = "3ca1cab1-9613-506f-9cd5-644c584f3751";
+
+#[test]
+fn a_workflow_started_over_the_api_survives_kill_9_with_no_step_lost_or_doubled() {
+    let f = recording_functions();
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("two-calls.asl.json"), TWO_CALLS).unwrap();
+    let mut server = support::server::TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[workflows]\ndir = \"{}\"\n[lambda.CallPatient]\nurl = \"http://{a}/CallPatient\"\n\
+             [lambda.NotifyCareTeam]\nurl = \"http://{a}/NotifyCareTeam\"\n",
+            flows.path().display(),
+            a = f.addr
+        ),
+        ..Default::default()
+    });
+    let bundle = support::fixtures::fhir_bundles()[0].clone();
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = token(&server, "nurse", "clinician");
+    let agent = token(&server, "agent", "agent");
+
+    let input = json!({"patient_id": ITO, "phone": "+81 3 1234 5678"}).to_string();
+    let api = Api {
+        server: &server,
+        token: agent,
+    };
+    let r = api.call(
+        "POST",
+        "/api/v1/workflows/two-calls/executions",
+        Some(&input),
+    );
+    assert_eq!(r.status, 403, "agents do not start workflows: {}", r.body);
+    let api = Api {
+        server: &server,
+        token: nurse.clone(),
+    };
+    let r = api.call("GET", "/api/v1/workflows", None);
+    assert_eq!(r.json()["workflows"], json!(["two-calls"]));
+    let r = api.call("POST", "/api/v1/workflows/no-such/executions", Some(&input));
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/workflows/two-calls/executions",
+        Some("[1, 2]"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/workflows/two-calls/executions",
+        Some(&json!({"patient_id": "nobody"}).to_string()),
+    );
+    assert_eq!(r.status, 404, "an unknown patient: {}", r.body);
+
+    let r = api.call(
+        "POST",
+        "/api/v1/workflows/two-calls/executions",
+        Some(&input),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/workflows/executions/{id}"));
+
+    // Killed while CallPatient is being called (it has not answered).
+    eventually("CallPatient is called", || {
+        deliveries_of(&f, "CallPatient").len() == 1
+    });
+    server.kill9();
+    server.restart();
+    // The same invocation again, under the same key; this time it answers.
+    eventually("CallPatient is called again", || {
+        deliveries_of(&f, "CallPatient").len() == 2
+    });
+    let keys = deliveries_of(&f, "CallPatient");
+    assert_eq!(keys[0], keys[1], "one invocation, one idempotency key");
+    assert_eq!(keys[0], format!("{id}/First/1"));
+
+    // Killed in the Wait: the timer is in the database and fires after the restart.
+    let api = Api {
+        server: &server,
+        token: nurse.clone(),
+    };
+    eventually("the execution waits", || {
+        api.call("GET", &location, None).json()["state"] == "Pause"
+    });
+    let r = api.call("GET", &location, None).json();
+    assert_eq!(r["status"], "RUNNING");
+    assert!(r["wakes"].is_string(), "the timer is shown: {r}");
+    server.kill9();
+    server.restart();
+    let api = Api {
+        server: &server,
+        token: nurse,
+    };
+    eventually("the execution succeeds", || {
+        api.call("GET", &location, None).json()["status"] == "SUCCEEDED"
+    });
+    assert_eq!(
+        deliveries_of(&f, "NotifyCareTeam").len(),
+        1,
+        "the care team told once"
+    );
+    assert_eq!(deliveries_of(&f, "CallPatient").len(), 2, "no third call");
+    let r = api.call("GET", &location, None).json();
+    assert_eq!(r["outcome"], json!({"patient_id": ITO, "reached": true}));
+    assert_eq!(r["patient_id"], ITO);
+    let kinds: Vec<&str> = r["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "WaitStateEntered",
+            "WaitStateExited",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded",
+        ],
+        "{r}"
+    );
+    // The start and every read are in the audit trail with the patient; the phone number in
+    // the input is in no log.
+    let auditor = token(&server, "auditor", "auditor");
+    let audit = Api {
+        server: &server,
+        token: auditor,
+    };
+    let trail = audit.call("GET", &format!("/api/v1/audit?patient={ITO}"), None);
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    assert!(trail.body.contains("workflow.start"), "{}", trail.body);
+    assert!(trail.body.contains("workflow.read"), "{}", trail.body);
+    assert!(!server.log().contains("1234 5678"), "PHI in the log");
+}

@@ -27,6 +27,8 @@ pub struct ApiState {
     pub auth: Arc<Auth>,
     pub audit: Audit,
     pub patients: PatientStore,
+    /// Workflow executions (the server's runner drives them; the CLI re-seals them).
+    pub workflows: crate::workflow::store::Store,
     /// Served over HTTPS: session cookies get `Secure`.
     pub https: bool,
 }
@@ -331,6 +333,7 @@ impl ApiState {
         };
         let auth = Arc::new(Auth::new(db.clone(), audit.clone(), settings, metrics));
         let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;
+        let workflows = crate::workflow::store::Store::new(db.clone(), keys.clone());
         let patients = PatientStore::new(
             db,
             keys,
@@ -341,6 +344,7 @@ impl ApiState {
             auth,
             audit,
             patients,
+            workflows,
             https: config.http.https(),
         })
     }

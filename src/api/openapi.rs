@@ -342,6 +342,42 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/api/v1/workflows",
+        action: Some(Action::WorkflowRead),
+        summary: "The care-coordination workflows (Amazon States Language state machines) this server runs, by name",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "Workflows",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/workflows/{name}/executions",
+        action: Some(Action::WorkflowStart),
+        summary: "Start an execution of a workflow with this input (a JSON object; `patient_id` names the patient, who must exist). It is stored before the answer (201, Location) and survives restarts; each task invocation carries an Idempotency-Key header (execution/state/attempt). Audited with the patient.",
+        query: &[],
+        body: Some("WorkflowInput"),
+        ok: 201,
+        returns: "WorkflowExecution",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/workflows/executions/{id}",
+        action: Some(Action::WorkflowRead),
+        summary: "An execution: status (RUNNING, SUCCEEDED, FAILED), current state, its timer, the outcome once finished, and the history in Step Functions' event names. Audited with the patient.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "WorkflowExecution",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "get",
         path: "/api/v1/openapi.json",
         action: None,
         summary: "This document",
@@ -493,12 +529,12 @@ pub(crate) fn document() -> Value {
     }
     let text = json!({"type": "string"});
     let opt_text = json!({"type": ["string", "null"]});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Careline API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Patients, recordings, access and audit. Every request needs a bearer token (careline user add) or a browser session (POST /login); the one permission table decides, deny by default; every PHI access is audited. Errors are problem details (RFC 9457).",
+            "description": "Patients, recordings, workflows, access and audit. Every request needs a bearer token (careline user add) or a browser session (POST /login); the one permission table decides, deny by default; every PHI access is audited. Errors are problem details (RFC 9457).",
         },
         "paths": Value::Object(paths),
         "components": {
@@ -562,5 +598,24 @@ pub(crate) fn document() -> Value {
                     "entry": {"type": "array"}}},
             },
         },
-    })
+    });
+    // Apart: one json! this size passes the macro's recursion limit.
+    let workflows = json!({
+                "Workflows": {"type": "object", "required": ["workflows"], "properties": {
+                    "workflows": {"type": "array", "items": text}}},
+                "WorkflowInput": {"type": "object", "description": "the execution's input, as the state machine reads it", "properties": {
+                    "patient_id": {"type": "string", "minLength": 1}}},
+                "WorkflowExecution": {"type": "object", "required": ["id", "workflow", "status", "state", "started", "updated"], "properties": {
+                    "id": text, "workflow": text, "status": {"enum": ["RUNNING", "SUCCEEDED", "FAILED"]}, "state": text,
+                    "started": text, "updated": text, "patient_id": opt_text, "wakes": text,
+                    "outcome": {"description": "the output, or {error, cause}"},
+                    "history": {"type": "array", "items": {"type": "object", "required": ["seq", "time", "kind"], "properties": {
+                        "seq": {"type": "integer"}, "time": text, "kind": text, "state": text}}}}},
+    });
+    if let (Some(all), Value::Object(more)) =
+        (doc["components"]["schemas"].as_object_mut(), workflows)
+    {
+        all.extend(more);
+    }
+    doc
 }

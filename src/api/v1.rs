@@ -34,7 +34,10 @@ pub(crate) fn body_limit_of(path: &str) -> usize {
 /// Every request body is capped by its path's limit: a declared `Content-Length` past it is
 /// answered 413 at once, before a byte of the body is read, and a body without one is cut off
 /// at the limit while it is read (the extractors answer 413 then).
-async fn body_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn body_limit(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let limit = body_limit_of(req.uri().path());
     let declared = req
         .headers()

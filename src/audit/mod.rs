@@ -43,6 +43,8 @@ pub mod action {
     pub const RECORDING_DELETE: &str = "recording.delete";
     pub const RECORDING_CONTROL: &str = "recording.control";
     pub const AUDIT_READ: &str = "audit.read";
+    pub const WORKFLOW_START: &str = "workflow.start";
+    pub const WORKFLOW_READ: &str = "workflow.read";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -92,6 +92,10 @@ pub enum Action {
     /// One's own API tokens: list, issue (rotate), revoke. Admins manage anyone's through
     /// `UserManage`.
     OwnTokens,
+    /// Start a care-coordination workflow execution (its input names the patient).
+    WorkflowStart,
+    /// An execution's status, history and outcome.
+    WorkflowRead,
 }
 
 impl Action {
@@ -111,6 +115,8 @@ impl Action {
             Action::RecordingControl => "recording.control",
             Action::SelfRead => "self.read",
             Action::OwnTokens => "token.own",
+            Action::WorkflowStart => "workflow.start",
+            Action::WorkflowRead => "workflow.read",
         }
     }
 }
@@ -181,6 +187,16 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::OwnTokens, R::Agent, S::Any),
     (A::OwnTokens, R::Auditor, S::Any),
     (A::OwnTokens, R::Service, S::Any),
+    // Care coordination is the care team's work, not a call's: clinicians and supervisors
+    // start follow-ups and watch them (reaching the patient or not), and the discharge
+    // integration (service) starts them as patients leave. Every start and read is audited
+    // with the patient.
+    (A::WorkflowStart, R::Clinician, S::Any),
+    (A::WorkflowStart, R::Supervisor, S::Any),
+    (A::WorkflowStart, R::Service, S::Any),
+    (A::WorkflowRead, R::Clinician, S::Any),
+    (A::WorkflowRead, R::Supervisor, S::Any),
+    (A::WorkflowRead, R::Service, S::Any),
 ];
 
 /// The scope `role` has for `action`, or `None` (denied whatever the facts).

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token lifecycle",
         include_str!("migrations/0004_token_lifecycle.sql"),
     ),
+    (
+        5,
+        "workflows",
+        include_str!("migrations/0005_workflows.sql"),
+    ),
 ];
 
 impl Db {

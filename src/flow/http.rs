@@ -83,16 +83,32 @@ impl HttpClient {
         timeout: Duration,
         max_body: usize,
     ) -> Result<Response, HttpError> {
+        self.post_json_with(url, body, &[], timeout, max_body).await
+    }
+
+    /// [`HttpClient::post_json`] with extra request headers.
+    pub async fn post_json_with(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Response, HttpError> {
         let uri: hyper::Uri = url.parse().map_err(|_| HttpError::BadUrl(url.into()))?;
         if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
             return Err(HttpError::BadUrl(url.into()));
         }
-        let req = hyper::Request::post(uri)
+        let mut req = hyper::Request::post(uri)
             .header("content-type", "application/json")
             .header(
                 "user-agent",
                 concat!("careline/", env!("CARGO_PKG_VERSION")),
-            )
+            );
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| HttpError::Transport(e.to_string()))?;
         let exchange = async {

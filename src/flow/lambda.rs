@@ -67,4 +67,68 @@ impl Lambdas {
         }
         serde_json::from_slice(&resp.body).map_err(|e| format!("response is not JSON: {e}"))
     }
+
+    /// Calls `function` for a workflow Task: the task input is the body and `key` goes in
+    /// the `Idempotency-Key` header (the same for every delivery of one invocation, so a
+    /// function can do its work once). Errors are named as Step Functions names them: a
+    /// timeout `States.Timeout`; a function's own error (a non-2xx answer with Lambda's
+    /// `{"errorType", "errorMessage"}`) its `errorType`, so a Catch can match it; anything
+    /// else `Lambda.Unknown`.
+    pub async fn invoke_task(
+        &self,
+        function: &str,
+        input: &Value,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Value, TaskError> {
+        let unknown = |cause: String| TaskError {
+            error: "Lambda.Unknown".into(),
+            cause,
+        };
+        let url = self
+            .urls
+            .get(function)
+            .ok_or_else(|| unknown(format!("no [lambda.{function}] url configured")))?;
+        let body = serde_json::to_vec(input).map_err(|e| unknown(e.to_string()))?;
+        let resp = self
+            .client
+            .post_json_with(
+                url,
+                body,
+                &[("idempotency-key", key)],
+                timeout,
+                MAX_LAMBDA_RESPONSE,
+            )
+            .await
+            .map_err(|e| match e {
+                super::http::HttpError::Timeout(_) => TaskError {
+                    error: "States.Timeout".into(),
+                    cause: format!("{function} did not answer within {} s", timeout.as_secs()),
+                },
+                other => unknown(other.to_string()),
+            })?;
+        if !(200..300).contains(&resp.status) {
+            let named = serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| {
+                    let error = v.get("errorType")?.as_str()?.to_string();
+                    let cause = v
+                        .get("errorMessage")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    Some(TaskError { error, cause })
+                });
+            return Err(named.unwrap_or_else(|| unknown(format!("HTTP status {}", resp.status))));
+        }
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| unknown(format!("response is not JSON: {e}")))
+    }
+}
+
+/// A workflow Task's failure: the error name a Retry or Catch matches, and the cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub error: String,
+    pub cause: String,
 }

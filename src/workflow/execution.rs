@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::path;
@@ -117,14 +118,22 @@ fn uses_intrinsic(v: &Value) -> bool {
 }
 
 /// Which invocation a task answer belongs to: the state and the attempt (1 for the first).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskId {
     pub state: String,
     pub attempt: u32,
 }
 
+impl TaskId {
+    /// The idempotency key of this invocation in execution `execution`: the same for every
+    /// delivery of it (a repeat after a restart included), different for every other.
+    pub fn key(&self, execution: &str) -> String {
+        format!("{execution}/{}/{}", self.state, self.attempt)
+    }
+}
+
 /// What the execution asks the shell to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Action {
     /// Run the task `resource` with `input`; answer with [`Event::TaskSucceeded`] or
     /// [`Event::TaskFailed`] carrying `task`.
@@ -137,7 +146,7 @@ pub enum Action {
     Finished(Outcome),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Succeeded(Value),
     Failed { error: String, cause: String },
@@ -165,7 +174,7 @@ pub struct HistoryEvent {
     pub state: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Phase {
     /// Waiting for the answer to this invocation.
     Task(TaskId),
@@ -181,6 +190,21 @@ enum Phase {
 #[derive(Debug)]
 pub struct Execution {
     def: std::sync::Arc<Definition>,
+    run: Run,
+    history: Vec<HistoryEvent>,
+}
+
+/// What an execution is between two events, but its definition and history: what a durable
+/// shell stores after every transition ([`Execution::snapshot`]) and resumes from
+/// ([`Execution::restore`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    #[serde(flatten)]
+    run: Run,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Run {
     id: String,
     input: Value,
     started_ms: i64,
@@ -195,7 +219,6 @@ pub struct Execution {
     attempt: u32,
     phase: Phase,
     actions: VecDeque<Action>,
-    history: Vec<HistoryEvent>,
     /// Randomness for full jitter, passed in (xorshift state).
     jitter: u64,
 }
@@ -212,32 +235,74 @@ impl Execution {
         let state = def.start_at.clone();
         let mut e = Execution {
             def,
-            id: id.to_string(),
-            input: input.clone(),
-            started_ms: now_ms,
-            state: String::new(),
-            state_input: Value::Null,
-            task_input: Value::Null,
-            entered_ms: now_ms,
-            retries: Vec::new(),
-            attempt: 0,
-            phase: Phase::Done,
-            actions: VecDeque::new(),
             history: Vec::new(),
-            jitter: splitmix64(seed) | 1,
+            run: Run {
+                id: id.to_string(),
+                input: input.clone(),
+                started_ms: now_ms,
+                state: String::new(),
+                state_input: Value::Null,
+                task_input: Value::Null,
+                entered_ms: now_ms,
+                retries: Vec::new(),
+                attempt: 0,
+                phase: Phase::Done,
+                actions: VecDeque::new(),
+                jitter: splitmix64(seed) | 1,
+            },
         };
         e.record(now_ms, "ExecutionStarted", None);
         e.enter(state, input, now_ms);
         e
     }
 
+    /// Resumes a stored execution under its definition (the one it started under: a shell
+    /// pins each execution to its definition's text). Err when the snapshot does not fit it.
+    pub fn restore(
+        def: std::sync::Arc<Definition>,
+        snapshot: Snapshot,
+    ) -> Result<Execution, String> {
+        let run = snapshot.run;
+        if run.phase != Phase::Done && !def.states.contains_key(&run.state) {
+            return Err(format!("the definition has no state `{}`", run.state));
+        }
+        Ok(Execution {
+            def,
+            run,
+            history: Vec::new(),
+        })
+    }
+
+    /// The execution as it is now, its pending actions included (a shell that stores this
+    /// before carrying them out finds them again after a crash); its history is taken apart,
+    /// by [`Execution::take_history`].
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            run: self.run.clone(),
+        }
+    }
+
+    /// The history recorded since the last call (all of it since start or restore).
+    pub fn take_history(&mut self) -> Vec<HistoryEvent> {
+        std::mem::take(&mut self.history)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.run.id
+    }
+
+    /// The state the execution is in (the last one, once finished).
+    pub fn state(&self) -> &str {
+        &self.run.state
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.run.actions.pop_front()
     }
 
     /// When the execution next needs [`Execution::handle_timeout`] (ms since the epoch).
     pub fn poll_timeout(&self) -> Option<i64> {
-        match self.phase {
+        match self.run.phase {
             Phase::Sleeping { until_ms, .. } => Some(until_ms),
             _ => None,
         }
@@ -248,11 +313,11 @@ impl Execution {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Done
+        self.run.phase == Phase::Done
     }
 
     pub fn handle_timeout(&mut self, now_ms: i64) {
-        let Phase::Sleeping { until_ms, retry } = self.phase else {
+        let Phase::Sleeping { until_ms, retry } = self.run.phase else {
             return;
         };
         if now_ms < until_ms {
@@ -261,8 +326,8 @@ impl Execution {
         if retry {
             self.invoke(now_ms);
         } else {
-            self.record(now_ms, "WaitStateExited", Some(self.state.clone()));
-            let output = self.state_input.clone();
+            // finish_state records WaitStateExited.
+            let output = self.run.state_input.clone();
             let s = self.current().clone();
             self.finish_state(&s, output, now_ms);
         }
@@ -272,13 +337,13 @@ impl Execution {
     /// already given up) changes nothing.
     pub fn handle(&mut self, event: Event, now_ms: i64) {
         let (Event::TaskSucceeded { task, .. } | Event::TaskFailed { task, .. }) = &event;
-        if self.phase != Phase::Task(task.clone()) {
+        if self.run.phase != Phase::Task(task.clone()) {
             return;
         }
         let s = self.current().clone();
         match event {
             Event::TaskSucceeded { output, .. } => {
-                self.record(now_ms, "TaskSucceeded", Some(self.state.clone()));
+                self.record(now_ms, "TaskSucceeded", Some(self.run.state.clone()));
                 let result = match s.get("ResultSelector") {
                     Some(t) => match self.apply_template(t, &output) {
                         Ok(v) => v,
@@ -289,7 +354,7 @@ impl Execution {
                 self.complete_with_result(&s, result, now_ms);
             }
             Event::TaskFailed { error, cause, .. } => {
-                self.record(now_ms, "TaskFailed", Some(self.state.clone()));
+                self.record(now_ms, "TaskFailed", Some(self.run.state.clone()));
                 self.fail_state(&error, &cause, now_ms);
             }
         }
@@ -300,39 +365,39 @@ impl Execution {
     }
 
     fn current(&self) -> &Map<String, Value> {
-        &self.def.states[&self.state]
+        &self.def.states[&self.run.state]
     }
 
     fn context(&self) -> Value {
         json!({
             "Execution": {
-                "Id": self.id,
-                "Input": self.input,
-                "StartTime": rfc3339(self.started_ms),
+                "Id": self.run.id,
+                "Input": self.run.input,
+                "StartTime": rfc3339(self.run.started_ms),
             },
             "State": {
-                "Name": self.state,
-                "EnteredTime": rfc3339(self.entered_ms),
-                "RetryCount": self.attempt.saturating_sub(1),
+                "Name": self.run.state,
+                "EnteredTime": rfc3339(self.run.entered_ms),
+                "RetryCount": self.run.attempt.saturating_sub(1),
             },
         })
     }
 
     fn enter(&mut self, state: String, input: Value, now_ms: i64) {
-        self.state = state;
-        self.state_input = input;
-        self.entered_ms = now_ms;
-        self.attempt = 0;
+        self.run.state = state;
+        self.run.state_input = input;
+        self.run.entered_ms = now_ms;
+        self.run.attempt = 0;
         let s = self.current().clone();
-        self.retries = vec![0; s.get("Retry").and_then(Value::as_array).map_or(0, Vec::len)];
+        self.run.retries = vec![0; s.get("Retry").and_then(Value::as_array).map_or(0, Vec::len)];
         let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
-        self.record(now_ms, entered_event(kind), Some(self.state.clone()));
+        self.record(now_ms, entered_event(kind), Some(self.run.state.clone()));
         // InputPath: `$` when absent, an empty object when null.
         let effective = match s.get("InputPath") {
-            None => Ok(self.state_input.clone()),
+            None => Ok(self.run.state_input.clone()),
             Some(Value::Null) => Ok(json!({})),
-            Some(Value::String(p)) => self.read(p, &self.state_input.clone(), "InputPath"),
-            Some(_) => Ok(self.state_input.clone()),
+            Some(Value::String(p)) => self.read(p, &self.run.state_input.clone(), "InputPath"),
+            Some(_) => Ok(self.run.state_input.clone()),
         };
         let effective = match effective {
             Ok(v) => v,
@@ -347,7 +412,7 @@ impl Execution {
                     },
                     None => effective,
                 };
-                self.task_input = input;
+                self.run.task_input = input;
                 self.invoke(now_ms);
             }
             "Pass" => {
@@ -364,8 +429,8 @@ impl Execution {
             "Choice" => self.choose(&s, effective, now_ms),
             "Wait" => match wait_until(&s, &effective, &self.context(), now_ms) {
                 Ok(until_ms) => {
-                    self.state_input = effective;
-                    self.phase = Phase::Sleeping {
+                    self.run.state_input = effective;
+                    self.run.phase = Phase::Sleeping {
                         until_ms,
                         retry: false,
                     };
@@ -373,7 +438,7 @@ impl Execution {
                 Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
             },
             "Succeed" => {
-                self.record(now_ms, "SucceedStateExited", Some(self.state.clone()));
+                self.record(now_ms, "SucceedStateExited", Some(self.run.state.clone()));
                 match self.output_path(&s, effective) {
                     Ok(out) => self.end(Outcome::Succeeded(out), now_ms),
                     Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
@@ -404,10 +469,10 @@ impl Execution {
     }
 
     fn invoke(&mut self, now_ms: i64) {
-        self.attempt += 1;
+        self.run.attempt += 1;
         let task = TaskId {
-            state: self.state.clone(),
-            attempt: self.attempt,
+            state: self.run.state.clone(),
+            attempt: self.run.attempt,
         };
         let resource = self
             .current()
@@ -415,10 +480,10 @@ impl Execution {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let input = self.task_input.clone();
-        self.record(now_ms, "TaskScheduled", Some(self.state.clone()));
-        self.phase = Phase::Task(task.clone());
-        self.actions.push_back(Action::Invoke {
+        let input = self.run.task_input.clone();
+        self.record(now_ms, "TaskScheduled", Some(self.run.state.clone()));
+        self.run.phase = Phase::Task(task.clone());
+        self.run.actions.push_back(Action::Invoke {
             task,
             resource,
             input,
@@ -429,8 +494,8 @@ impl Execution {
     /// rule's ResultPath) says: absent, the result replaces the input; null, it is dropped.
     fn place(&self, result_path: Option<&Value>, result: Value) -> Result<Value, String> {
         match result_path {
-            Some(Value::Null) => Ok(self.state_input.clone()),
-            Some(Value::String(p)) => path::set(p, self.state_input.clone(), result),
+            Some(Value::Null) => Ok(self.run.state_input.clone()),
+            Some(Value::String(p)) => path::set(p, self.run.state_input.clone(), result),
             _ => Ok(result),
         }
     }
@@ -457,7 +522,7 @@ impl Execution {
 
     fn finish_state(&mut self, s: &Map<String, Value>, output: Value, now_ms: i64) {
         let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
-        self.record(now_ms, exited_event(kind), Some(self.state.clone()));
+        self.record(now_ms, exited_event(kind), Some(self.run.state.clone()));
         if s.get("End") == Some(&Value::Bool(true)) {
             self.end(Outcome::Succeeded(output), now_ms);
         } else if let Some(next) = s.get("Next").and_then(Value::as_str) {
@@ -473,7 +538,7 @@ impl Execution {
         let s = self.current().clone();
         let is_task = s.get("Type").and_then(Value::as_str) == Some("Task");
         if is_task && let Some(delay) = self.retry_delay(&s, error) {
-            self.phase = Phase::Sleeping {
+            self.run.phase = Phase::Sleeping {
                 until_ms: now_ms + delay,
                 retry: true,
             };
@@ -493,7 +558,7 @@ impl Execution {
                 .to_string();
             match combined {
                 Ok(v) => {
-                    self.record(now_ms, exited_event("Task"), Some(self.state.clone()));
+                    self.record(now_ms, exited_event("Task"), Some(self.run.state.clone()));
                     self.enter(next, v, now_ms);
                 }
                 Err(e) => self.end(
@@ -524,11 +589,11 @@ impl Execution {
             .enumerate()
             .find(|(_, r)| matches_error(r, error))?;
         let max = rule.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3);
-        let done = self.retries.get(i).copied().unwrap_or(0);
+        let done = self.run.retries.get(i).copied().unwrap_or(0);
         if u64::from(done) >= max {
             return None;
         }
-        if let Some(n) = self.retries.get_mut(i) {
+        if let Some(n) = self.run.retries.get_mut(i) {
             *n += 1;
         }
         let interval = rule
@@ -545,10 +610,10 @@ impl Execution {
         }
         if rule.get("JitterStrategy").and_then(Value::as_str) == Some("FULL") {
             // xorshift64: a fraction in [0, 1) from the seed passed in.
-            self.jitter ^= self.jitter << 13;
-            self.jitter ^= self.jitter >> 7;
-            self.jitter ^= self.jitter << 17;
-            secs *= (self.jitter >> 11) as f64 / (1u64 << 53) as f64;
+            self.run.jitter ^= self.run.jitter << 13;
+            self.run.jitter ^= self.run.jitter >> 7;
+            self.run.jitter ^= self.run.jitter << 17;
+            secs *= (self.run.jitter >> 11) as f64 / (1u64 << 53) as f64;
         }
         Some((secs * 1000.0).round() as i64)
     }
@@ -581,7 +646,7 @@ impl Execution {
         };
         match self.output_path(s, input) {
             Ok(out) => {
-                self.record(now_ms, "ChoiceStateExited", Some(self.state.clone()));
+                self.record(now_ms, "ChoiceStateExited", Some(self.run.state.clone()));
                 self.enter(next, out, now_ms);
             }
             Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
@@ -594,8 +659,8 @@ impl Execution {
             Outcome::Failed { .. } => "ExecutionFailed",
         };
         self.record(now_ms, kind, None);
-        self.phase = Phase::Done;
-        self.actions.push_back(Action::Finished(outcome));
+        self.run.phase = Phase::Done;
+        self.run.actions.push_back(Action::Finished(outcome));
     }
 
     fn read(&self, p: &str, doc: &Value, field: &str) -> Result<Value, String> {
@@ -603,7 +668,7 @@ impl Execution {
             Some(v) => Ok(v.clone()),
             None => Err(format!(
                 "the path `{p}` of `{field}` in state `{}` found nothing in its input",
-                self.state
+                self.run.state
             )),
         }
     }

@@ -4,13 +4,18 @@
 //! [`validate`] checks a definition as Step Functions would before accepting it, naming the
 //! state and the rule broken for every problem (`careline workflow validate`).
 //! [`Execution`] runs one, sans-IO: task results and the time in, task invocations and its
-//! next deadline out. Not built yet: the shell that keeps executions in the database and
-//! invokes the tasks.
+//! next deadline out. [`store`] keeps executions in the database, one transaction per
+//! transition, and [`runner`] is the server's shell that starts them, invokes their tasks
+//! and fires their timers.
 
 pub mod execution;
 pub(crate) mod jsonata;
 pub(crate) mod path;
+pub mod runner;
+pub mod store;
 pub mod validate;
 
-pub use execution::{Action, Definition, Event, Execution, Outcome, TaskId, function_name};
+pub use execution::{
+    Action, Definition, Event, Execution, HistoryEvent, Outcome, Snapshot, TaskId, function_name,
+};
 pub use validate::{Problem, Severity, validate};

@@ -313,3 +313,56 @@ fn full_jitter_takes_its_randomness_from_the_seed() {
     assert!((0..10_000).contains(&delay(1)) && (0..10_000).contains(&delay(99)));
     assert_ne!(delay(1), delay(99));
 }
+
+/// Through JSON, as a durable shell stores it.
+fn stored(e: &Execution) -> Execution {
+    let text = serde_json::to_string(&e.snapshot()).expect("a snapshot serializes");
+    let snap: Snapshot = serde_json::from_str(&text).expect("and reads back");
+    Execution::restore(brief(), snap).expect("restores under its definition")
+}
+
+#[test]
+fn an_execution_restored_from_its_snapshot_goes_on_exactly_as_the_original() {
+    // Stored with an invocation not yet carried out: the restored one asks for it again,
+    // under the same idempotency key.
+    let e = Execution::start(brief(), "exec-s", patient(), T0, 7);
+    let mut copy = stored(&e);
+    let (t, _) = invoked(&mut copy, "CallPatient");
+    assert_eq!(t.key("exec-s"), "exec-s/DayOneFollowup/1");
+    assert_eq!(copy.id(), "exec-s");
+    assert!(
+        copy.take_history().is_empty(),
+        "history is not in the snapshot"
+    );
+
+    // Stored in the two-day wait: the timer comes back, and both runs end the same way.
+    let mut a = Execution::start(brief(), "exec-s", patient(), T0, 7);
+    let (t, _) = invoked(&mut a, "CallPatient");
+    ok(&mut a, t, patient(), T0 + 1);
+    let (t, _) = invoked(&mut a, "CheckMedicationRefills");
+    ok(&mut a, t, patient(), T0 + 2);
+    let mut b = stored(&a);
+    assert_eq!(b.state(), "WaitForDay3");
+    assert_eq!(b.poll_timeout(), a.poll_timeout());
+    let due = a.poll_timeout().expect("the wait's timer");
+    for e in [&mut a, &mut b] {
+        e.handle_timeout(due);
+        let (t, _) = invoked(e, "TelemedicineConsultation");
+        ok(e, t, patient(), due + 1);
+        let (t, _) = invoked(e, "RiskAssessment");
+        ok(e, t, json!({"risk_level": "LOW"}), due + 2);
+    }
+    assert_eq!(finished(&mut a), finished(&mut b));
+    assert_eq!(a.snapshot(), b.snapshot());
+}
+
+#[test]
+fn a_snapshot_naming_a_state_the_definition_lacks_is_refused() {
+    let mut e = Execution::start(brief(), "exec-x", patient(), T0, 7);
+    let _ = invoked(&mut e, "CallPatient");
+    let mut v = serde_json::to_value(e.snapshot()).expect("serializes");
+    v["state"] = json!("NoSuchState");
+    let snap: Snapshot = serde_json::from_value(v).expect("reads back");
+    let err = Execution::restore(brief(), snap).expect_err("refused");
+    assert!(err.contains("NoSuchState"), "{err}");
+}

@@ -1,0 +1,128 @@
+//! `/api/v1/workflows/...`: start a care-coordination workflow for a patient and follow its
+//! execution. Starting and reading are audited with the patient the input names.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::access::{ApiError, ApiState, Caller};
+use super::extract::JsonBody;
+use crate::audit::{Event, action};
+use crate::auth::Action;
+use crate::workflow::runner::{RunnerError, Workflows};
+use crate::workflow::store::StoreError;
+
+#[derive(Clone)]
+pub(crate) struct WorkflowApi {
+    pub api: Arc<ApiState>,
+    pub workflows: Workflows,
+}
+
+impl FromRef<WorkflowApi> for Arc<ApiState> {
+    fn from_ref(s: &WorkflowApi) -> Arc<ApiState> {
+        s.api.clone()
+    }
+}
+
+pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows) -> Router {
+    Router::new()
+        .route("/api/v1/workflows", get(list))
+        .route("/api/v1/workflows/{name}/executions", post(start))
+        .route("/api/v1/workflows/executions/{id}", get(execution))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(super::v1::body_limit))
+        .with_state(WorkflowApi { api, workflows })
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NoExecution(_) => ApiError::not_found(e.to_string()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// `GET /api/v1/workflows`: the workflows this server runs, by name.
+async fn list(State(s): State<WorkflowApi>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    s.api.require(&caller, Action::WorkflowRead, None).await?;
+    let names: Vec<&str> = s.workflows.catalog().names().collect();
+    Ok(Json(json!({ "workflows": names })))
+}
+
+/// `POST /api/v1/workflows/{name}/executions` with the execution's input (a JSON object;
+/// its `patient_id` names the patient): 201 with the execution and its `Location`.
+async fn start(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(input): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    if !input.is_object() {
+        return Err(ApiError::bad_request(
+            "the execution's input must be a JSON object",
+        ));
+    }
+    let patient = input.get("patient_id").map(|p| match p.as_str() {
+        Some(p) if !p.is_empty() => Ok(p.to_string()),
+        _ => Err(ApiError::bad_request(
+            "`patient_id` must be a non-empty string",
+        )),
+    });
+    let patient = patient.transpose()?;
+    s.api
+        .require(&caller, Action::WorkflowStart, patient.as_deref())
+        .await?;
+    if let Some(p) = &patient
+        && !s.api.patients.exists(p).await?
+    {
+        return Err(ApiError::not_found(format!("no patient `{p}`")));
+    }
+    let summary = match s.workflows.start_execution(&name, input).await {
+        Ok(summary) => summary,
+        Err(RunnerError::NoWorkflow(n)) => {
+            return Err(ApiError::not_found(format!("no workflow named `{n}`")));
+        }
+        Err(RunnerError::Store(e)) => return Err(store_error(e)),
+    };
+    let mut event = Event::new(caller.name(), action::WORKFLOW_START, "success")
+        .detail(json!({"workflow": name, "execution": summary.id}));
+    if let Some(p) = &patient {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    let location = format!("/api/v1/workflows/executions/{}", summary.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(serde_json::to_value(summary).unwrap_or_default()),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/workflows/executions/{id}`: status, current state, timer, outcome and the
+/// history in Step Functions' event names.
+async fn execution(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = s.workflows.store();
+    // Who may read is decided before anything about the execution is told, its existence
+    // included.
+    s.api.require(&caller, Action::WorkflowRead, None).await?;
+    let summary = store.summary(&id).await.map_err(store_error)?;
+    let history = store.history(&id).await.map_err(store_error)?;
+    let mut event = Event::new(caller.name(), action::WORKFLOW_READ, "success")
+        .detail(json!({"execution": id}));
+    if let Some(p) = &summary.patient_id {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    let mut body = serde_json::to_value(summary).unwrap_or_default();
+    body["history"] = serde_json::to_value(history).unwrap_or_default();
+    Ok(Json(body))
+}

@@ -1,0 +1,57 @@
+-- Care-coordination workflow executions (issue 22). Every state transition of an execution
+-- is one transaction over these tables: its snapshot, the history it recorded and the task
+-- invocations it asked for are stored together, so a process killed at any point resumes
+-- with no step lost and every invocation under the idempotency key it was first given.
+
+-- Each definition text an execution ran under: an execution keeps its definition when the
+-- file is edited later (as Step Functions pins an execution to its version).
+CREATE TABLE workflow_definitions (
+    digest TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    added_at BIGINT NOT NULL
+);
+
+CREATE TABLE workflow_executions (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    digest TEXT NOT NULL REFERENCES workflow_definitions (digest),
+    -- RUNNING, SUCCEEDED or FAILED
+    status TEXT NOT NULL,
+    state TEXT NOT NULL,
+    -- Sealed: the execution's data holds the patient's.
+    snapshot TEXT NOT NULL,
+    -- The execution's timer (a Wait, a retry's back-off): waits of days live here.
+    wake_at BIGINT,
+    started_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    transitions BIGINT NOT NULL,
+    -- Sealed outcome once finished: the output, or the error and cause.
+    outcome TEXT,
+    -- The patient the input named, for the audit trail and access rules (NULL if none).
+    patient_id TEXT
+);
+CREATE INDEX workflow_executions_due ON workflow_executions (status, wake_at);
+
+CREATE TABLE workflow_history (
+    execution_id TEXT NOT NULL REFERENCES workflow_executions (id),
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT,
+    PRIMARY KEY (execution_id, seq)
+);
+
+-- Task invocations asked for and not yet answered (the outbox): carried out again after a
+-- restart under the same key; deleted in the transaction that applies their answer.
+CREATE TABLE workflow_tasks (
+    idempotency_key TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL REFERENCES workflow_executions (id),
+    state TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    resource TEXT NOT NULL,
+    -- Sealed task input.
+    input TEXT NOT NULL,
+    scheduled_at BIGINT NOT NULL
+);
+CREATE INDEX workflow_tasks_execution ON workflow_tasks (execution_id);

@@ -1,0 +1,199 @@
+use super::*;
+
+use crate::workflow::Event;
+
+const T0: i64 = 1_796_461_200_000;
+
+/// Task, a five-second Wait, task, end.
+const TWO_CALLS: &str = r#"{
+  "StartAt": "First",
+  "States": {
+    "First": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:1:function:CallPatient", "Next": "Pause"},
+    "Pause": {"Type": "Wait", "Seconds": 5, "Next": "Second"},
+    "Second": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:1:function:NotifyCareTeam", "End": true}
+  }
+}"#;
+
+async fn store() -> (Store, Db, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys =
+        Arc::new(KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("key ring"));
+    let db = Db::open(None, dir.path()).await.expect("database");
+    (Store::new(db.clone(), keys), db, dir)
+}
+
+async fn started(s: &Store, id: &str) -> Vec<Invocation> {
+    let digest = s.define("two-calls", TWO_CALLS, T0).await.expect("define");
+    let def = Arc::new(Definition::load(TWO_CALLS).expect("loads"));
+    let mut e = Execution::start(
+        def,
+        id,
+        json!({"patient_id": "p-4711", "phone": "+81 3 1234 5678"}),
+        T0,
+        1,
+    );
+    s.create("two-calls", &digest, Some("p-4711"), &mut e, T0)
+        .await
+        .expect("create")
+}
+
+/// Loads the execution again from the database (as after a restart), applies `event`, stores.
+async fn answer(s: &Store, inv: &Invocation, output: Value, now: i64) -> Vec<Invocation> {
+    let stored = s
+        .running(&inv.execution_id)
+        .await
+        .expect("read")
+        .expect("running");
+    let (mut e, transitions) = s.restore(stored).await.expect("restore");
+    e.handle(
+        Event::TaskSucceeded {
+            task: inv.task.clone(),
+            output,
+        },
+        now,
+    );
+    s.advance(&mut e, transitions, Some(&inv.task), now)
+        .await
+        .expect("advance")
+}
+
+#[tokio::test]
+async fn an_execution_survives_losing_the_process_at_every_step() {
+    let (s, _db, _dir) = store().await;
+    let first = started(&s, "e-1").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].key(), "e-1/First/1");
+    // The process dies before the invocation was answered: the outbox still has it, with the
+    // same key and input.
+    assert_eq!(s.outbox().await.expect("outbox"), first);
+
+    let next = answer(&s, &first[0], json!({"called": true}), T0 + 1_000).await;
+    assert!(next.is_empty(), "waiting now");
+    assert!(
+        s.outbox().await.expect("outbox").is_empty(),
+        "the answered task left the outbox"
+    );
+    // The wait is a timer in the database.
+    assert_eq!(s.next_wake().await.expect("wake"), Some(T0 + 6_000));
+    assert!(s.due(T0 + 5_999, 10).await.expect("due").is_empty());
+    assert_eq!(
+        s.due(T0 + 6_000, 10).await.expect("due"),
+        vec!["e-1".to_string()]
+    );
+
+    let stored = s.running("e-1").await.expect("read").expect("running");
+    let (mut e, transitions) = s.restore(stored).await.expect("restore");
+    e.handle_timeout(T0 + 6_000);
+    let second = s
+        .advance(&mut e, transitions, None, T0 + 6_000)
+        .await
+        .expect("advance");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].key(), "e-1/Second/1");
+    assert_eq!(second[0].input, json!({"called": true}));
+
+    let done = answer(&s, &second[0], json!({"notified": true}), T0 + 7_000).await;
+    assert!(done.is_empty());
+    let summary = s.summary("e-1").await.expect("summary");
+    assert_eq!(summary.status, SUCCEEDED);
+    assert_eq!(summary.outcome, Some(json!({"notified": true})));
+    assert_eq!(summary.patient_id.as_deref(), Some("p-4711"));
+    assert!(s.running("e-1").await.expect("read").is_none());
+    assert_eq!(s.next_wake().await.expect("wake"), None);
+
+    let kinds: Vec<String> = s
+        .history("e-1")
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "WaitStateEntered",
+            "WaitStateExited",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_answer_applied_twice_is_refused_the_second_time() {
+    let (s, _db, _dir) = store().await;
+    let first = started(&s, "e-2").await;
+    // Two deliveries of the same answer, both read the execution before either stored.
+    let a = s.running("e-2").await.expect("read").expect("running");
+    let b = s.running("e-2").await.expect("read").expect("running");
+    let (mut ea, ta) = s.restore(a).await.expect("restore");
+    let (mut eb, tb) = s.restore(b).await.expect("restore");
+    for e in [&mut ea, &mut eb] {
+        e.handle(
+            Event::TaskSucceeded {
+                task: first[0].task.clone(),
+                output: json!({}),
+            },
+            T0 + 1,
+        );
+    }
+    s.advance(&mut ea, ta, Some(&first[0].task), T0 + 1)
+        .await
+        .expect("the first is applied");
+    let err = s
+        .advance(&mut eb, tb, Some(&first[0].task), T0 + 1)
+        .await
+        .expect_err("the second is not");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let history = s.history("e-2").await.expect("history");
+    assert_eq!(
+        history.iter().filter(|h| h.kind == "TaskSucceeded").count(),
+        1,
+        "the answer is in the history once"
+    );
+}
+
+#[tokio::test]
+async fn patient_data_is_sealed_in_the_database() {
+    let (s, db, _dir) = store().await;
+    let first = started(&s, "e-3").await;
+    answer(&s, &first[0], json!({"called": "+81 3 1234 5678"}), T0 + 1).await;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT snapshot FROM workflow_executions UNION ALL SELECT input FROM workflow_tasks",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("raw rows");
+    assert!(!rows.is_empty());
+    for (text,) in rows {
+        assert!(!text.contains("1234"), "a phone number in clear: {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_execution_keeps_the_definition_it_started_with() {
+    let (s, _db, _dir) = store().await;
+    let first = started(&s, "e-4").await;
+    // The file is edited: the second state renamed. The running execution still knows its own.
+    let edited = TWO_CALLS.replace("Second", "Renamed");
+    s.define("two-calls", &edited, T0 + 1)
+        .await
+        .expect("define");
+    answer(&s, &first[0], json!({}), T0 + 2).await;
+    let stored = s.running("e-4").await.expect("read").expect("running");
+    let (mut e, t) = s.restore(stored).await.expect("restore");
+    e.handle_timeout(T0 + 10_000);
+    let next = s
+        .advance(&mut e, t, None, T0 + 10_000)
+        .await
+        .expect("advance");
+    assert_eq!(next[0].task.state, "Second");
+}
