@@ -583,8 +583,10 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
         Arc::new(careline::patient::AlertTables::shipped()),
         &config.patients.default_country_code,
     );
+    let workflows = careline::workflow::store::Store::new(db.clone(), ring.clone());
     let (mut done, _) = archive.rewrap_all().await?;
     let mut resealed = patients.reseal_all().await?;
+    let mut workflow_values = workflows.reseal_all().await?;
     // A running server takes the new key on its next look at the key folder: what it
     // sealed until then (a recording opened, a contact record written, perhaps while the
     // first pass was reading) is still under the old key. A second pass after that moment
@@ -594,8 +596,9 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     let (more, failed) = archive.rewrap_all().await?;
     done += more;
     resealed += patients.reseal_all().await?;
+    workflow_values += workflows.reseal_all().await?;
     println!(
-        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed"
+        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed"
     );
     let audit_kept = careline::audit::Audit::new(db, ring.clone())
         .sealed_under_other_keys(&new)
@@ -753,9 +756,11 @@ async fn workflow_run(
                     task,
                     resource,
                     input,
+                    timeout_secs,
                 } => {
                     let function = careline::workflow::function_name(&resource);
-                    let event = match lambdas.invoke(function, &input, task_timeout).await {
+                    let timeout = timeout_secs.map_or(task_timeout, Duration::from_secs);
+                    let event = match lambdas.invoke(function, &input, timeout).await {
                         Ok(output) => Event::TaskSucceeded { task, output },
                         Err(why) => {
                             println!("  {function} failed: {why}");

@@ -326,7 +326,19 @@ const MATRIX: &[Row] = &[
     },
     Row {
         method: "GET",
+        path: "/api/v1/workflows/executions",
+        off_call: [D, A, A, D, D, A],
+        on_call: [D, A, A, D, D, A],
+    },
+    Row {
+        method: "GET",
         path: "/api/v1/workflows/executions/{id}",
+        off_call: [D, A, A, D, D, A],
+        on_call: [D, A, A, D, D, A],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/workflows/executions/{id}/stop",
         off_call: [D, A, A, D, D, A],
         on_call: [D, A, A, D, D, A],
     },
@@ -555,6 +567,16 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                         &format!("/api/v1/users/{user}/tokens"),
                         Some(&tokens[i]),
                         None,
+                    );
+                    assert_eq!(r.status, 201, "{}", r.body);
+                    row.path.replace("{id}", r.json()["id"].as_str().unwrap())
+                } else if row.path.ends_with("/stop") {
+                    // A fresh execution to stop in each round.
+                    let r = api.call(
+                        "POST",
+                        "/api/v1/workflows/discharge-follow-up/executions",
+                        Some(&svc),
+                        Some(json!({"patient_id": patient})),
                     );
                     assert_eq!(r.status, 201, "{}", r.body);
                     row.path.replace("{id}", r.json()["id"].as_str().unwrap())

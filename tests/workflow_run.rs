@@ -399,6 +399,29 @@ fn a_workflow_started_over_the_api_survives_kill_9_with_no_step_lost_or_doubled(
         ],
         "{r}"
     );
+    let list = api.call(
+        "GET",
+        &format!("/api/v1/workflows/executions?patient={ITO}"),
+        None,
+    );
+    assert_eq!(list.status, 200, "{}", list.body);
+    let list = list.json();
+    assert_eq!(
+        list["executions"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+    assert_eq!(list["executions"][0]["status"], "SUCCEEDED");
+    assert!(
+        list["executions"][0].get("outcome").is_none(),
+        "no outcomes in lists"
+    );
+    let r = api.call("POST", &format!("{location}/stop"), None);
+    assert_eq!(
+        r.status, 409,
+        "a finished execution is not stopped: {}",
+        r.body
+    );
     // The start and every read are in the audit trail with the patient; the phone number in
     // the input is in no log.
     let auditor = token(&server, "auditor", "auditor");

@@ -366,6 +366,37 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/api/v1/workflows/executions",
+        action: Some(Action::WorkflowRead),
+        summary: "Executions, newest first, without their outcomes (read one for it). Audited as one read, with the patient when one is asked for.",
+        query: &[
+            (
+                "status",
+                "RUNNING, SUCCEEDED, FAILED, ABORTED or all (default)",
+            ),
+            ("patient", "patient id"),
+            ("limit", "at most this many (default 100)"),
+        ],
+        body: None,
+        ok: 200,
+        returns: "WorkflowExecutions",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/workflows/executions/{id}/stop",
+        action: Some(Action::WorkflowStart),
+        summary: "Stop a running execution (ABORTED, ExecutionAborted in its history): no further step is taken, a task being called now has its answer dropped; 409 when it already ended. Audited with the patient.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "WorkflowExecution",
+        media: JSON,
+        also: &[409],
+    },
+    RouteDoc {
+        method: "get",
         path: "/api/v1/workflows/executions/{id}",
         action: Some(Action::WorkflowRead),
         summary: "An execution: status (RUNNING, SUCCEEDED, FAILED), current state, its timer, the outcome once finished, and the history in Step Functions' event names. Audited with the patient.",
@@ -453,6 +484,7 @@ fn query_schema(path: &str, name: &str) -> Value {
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
         "format" if path == "/api/v1/audit" => json!({"enum": ["jsonl", "json", "fhir"]}),
         "format" => json!({"enum": ["ogg", "wav"]}),
+        "status" => json!({"enum": ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "all"]}),
         "state" => json!({"enum": ["recording", "sealed", "deleted", "all"]}),
         _ => json!({"type": "string", "minLength": 1}),
     }
@@ -603,10 +635,12 @@ pub(crate) fn document() -> Value {
     let workflows = json!({
                 "Workflows": {"type": "object", "required": ["workflows"], "properties": {
                     "workflows": {"type": "array", "items": text}}},
+                "WorkflowExecutions": {"type": "object", "required": ["executions"], "properties": {
+                    "executions": {"type": "array", "items": {"$ref": "#/components/schemas/WorkflowExecution"}}}},
                 "WorkflowInput": {"type": "object", "description": "the execution's input, as the state machine reads it", "properties": {
                     "patient_id": {"type": "string", "minLength": 1}}},
                 "WorkflowExecution": {"type": "object", "required": ["id", "workflow", "status", "state", "started", "updated"], "properties": {
-                    "id": text, "workflow": text, "status": {"enum": ["RUNNING", "SUCCEEDED", "FAILED"]}, "state": text,
+                    "id": text, "workflow": text, "status": {"enum": ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED"]}, "state": text,
                     "started": text, "updated": text, "patient_id": opt_text, "wakes": text,
                     "outcome": {"description": "the output, or {error, cause}"},
                     "history": {"type": "array", "items": {"type": "object", "required": ["seq", "time", "kind"], "properties": {

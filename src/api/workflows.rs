@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::access::{ApiError, ApiState, Caller};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, QueryParams};
 use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::workflow::runner::{RunnerError, Workflows};
@@ -33,7 +33,9 @@ pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows) -> Router {
     Router::new()
         .route("/api/v1/workflows", get(list))
         .route("/api/v1/workflows/{name}/executions", post(start))
+        .route("/api/v1/workflows/executions", get(executions))
         .route("/api/v1/workflows/executions/{id}", get(execution))
+        .route("/api/v1/workflows/executions/{id}/stop", post(stop))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WorkflowApi { api, workflows })
@@ -125,4 +127,81 @@ async fn execution(
     let mut body = serde_json::to_value(summary).unwrap_or_default();
     body["history"] = serde_json::to_value(history).unwrap_or_default();
     Ok(Json(body))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    pub status: Option<String>,
+    pub patient: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/workflows/executions?status=&patient=&limit=`: executions, newest first,
+/// without their outcomes. Audited as one read (with the patient when one is asked for).
+async fn executions(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.api
+        .require(&caller, Action::WorkflowRead, q.patient.as_deref())
+        .await?;
+    let status = match q.status.as_deref() {
+        None | Some("all") => None,
+        Some(st @ ("RUNNING" | "SUCCEEDED" | "FAILED" | "ABORTED")) => Some(st),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "status is RUNNING, SUCCEEDED, FAILED, ABORTED or all",
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit is 1 to 1000"));
+    }
+    let list = s
+        .workflows
+        .store()
+        .list(status, q.patient.as_deref(), limit)
+        .await
+        .map_err(store_error)?;
+    let mut event = Event::new(caller.name(), action::WORKFLOW_READ, "success")
+        .detail(json!({"list": list.len()}));
+    if let Some(p) = &q.patient {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    Ok(Json(json!({ "executions": list })))
+}
+
+/// `POST /api/v1/workflows/executions/{id}/stop`: no further step is taken (a task being
+/// called now cannot be called back; its answer is dropped). 409 when it already ended.
+async fn stop(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.api.require(&caller, Action::WorkflowStart, None).await?;
+    let store = s.workflows.store();
+    let before = store.summary(&id).await.map_err(store_error)?;
+    let cause = format!("stopped by {}", caller.name());
+    if !store
+        .stop(&id, &cause, crate::db::now_ms())
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("execution {id} already ended ({})", before.status),
+        ));
+    }
+    let mut event = Event::new(caller.name(), action::WORKFLOW_STOP, "success")
+        .detail(json!({"execution": id, "state": before.state}));
+    if let Some(p) = &before.patient_id {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    let after = store.summary(&id).await.map_err(store_error)?;
+    Ok(Json(serde_json::to_value(after).unwrap_or_default()))
 }

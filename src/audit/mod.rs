@@ -45,6 +45,7 @@ pub mod action {
     pub const AUDIT_READ: &str = "audit.read";
     pub const WORKFLOW_START: &str = "workflow.start";
     pub const WORKFLOW_READ: &str = "workflow.read";
+    pub const WORKFLOW_STOP: &str = "workflow.stop";
 }
 
 #[derive(Debug, thiserror::Error)]

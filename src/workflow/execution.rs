@@ -141,6 +141,9 @@ pub enum Action {
         task: TaskId,
         resource: String,
         input: Value,
+        /// The state's `TimeoutSeconds` (or `TimeoutSecondsPath`): past it the shell answers
+        /// `States.Timeout`. None: the shell's default.
+        timeout_secs: Option<u64>,
     },
     /// The execution ended.
     Finished(Outcome),
@@ -213,6 +216,9 @@ struct Run {
     state_input: Value,
     /// A Task's input after InputPath and Parameters, kept for its retries.
     task_input: Value,
+    /// A Task's timeout, kept for its retries.
+    #[serde(default)]
+    task_timeout_secs: Option<u64>,
     entered_ms: i64,
     /// Attempts made per Retry rule of the current state.
     retries: Vec<u32>,
@@ -243,6 +249,7 @@ impl Execution {
                 state: String::new(),
                 state_input: Value::Null,
                 task_input: Value::Null,
+                task_timeout_secs: None,
                 entered_ms: now_ms,
                 retries: Vec::new(),
                 attempt: 0,
@@ -405,6 +412,26 @@ impl Execution {
         };
         match kind {
             "Task" => {
+                let timeout = match (s.get("TimeoutSeconds"), s.get("TimeoutSecondsPath")) {
+                    (Some(t), _) => Ok(t.as_u64()),
+                    (None, Some(Value::String(p))) => match self.read(
+                        p,
+                        &effective,
+                        "TimeoutSecondsPath",
+                    ) {
+                        Ok(v) => v.as_u64().filter(|t| *t > 0).map(Some).ok_or_else(|| {
+                            format!(
+                                "TimeoutSecondsPath `{p}` is not a positive whole number of seconds"
+                            )
+                        }),
+                        Err(cause) => Err(cause),
+                    },
+                    _ => Ok(None),
+                };
+                match timeout {
+                    Ok(t) => self.run.task_timeout_secs = t,
+                    Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                }
                 let input = match s.get("Parameters") {
                     Some(t) => match self.apply_template(t, &effective) {
                         Ok(v) => v,
@@ -487,6 +514,7 @@ impl Execution {
             task,
             resource,
             input,
+            timeout_secs: self.run.task_timeout_secs,
         });
     }
 

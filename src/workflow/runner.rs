@@ -117,10 +117,7 @@ impl Catalog {
 }
 
 enum Msg {
-    Answer {
-        invocation: Invocation,
-        event: Event,
-    },
+    Answer(Box<(Invocation, Event)>),
     /// A new timer may be earlier than the one the loop sleeps for.
     Wake,
 }
@@ -233,9 +230,12 @@ impl Workflows {
         tokio::spawn(async move {
             let function = super::function_name(&invocation.resource).to_string();
             let key = invocation.key();
+            let timeout = invocation
+                .timeout_secs
+                .map_or(inner.task_timeout, Duration::from_secs);
             let result = inner
                 .lambdas
-                .invoke_task(&function, &invocation.input, &key, inner.task_timeout)
+                .invoke_task(&function, &invocation.input, &key, timeout)
                 .await;
             let task = invocation.task.clone();
             let event = match result {
@@ -250,7 +250,7 @@ impl Workflows {
                     }
                 }
             };
-            let _ = inner.tx.send(Msg::Answer { invocation, event });
+            let _ = inner.tx.send(Msg::Answer(Box::new((invocation, event))));
         });
     }
 }
@@ -281,8 +281,8 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
         let Some(w) = inner.upgrade().map(|inner| Workflows { inner }) else {
             return;
         };
-        if let Some(Msg::Answer { invocation, event }) = msg
-            && let Err(e) = apply_answer(&w, invocation, event).await
+        if let Some(Msg::Answer(answer)) = msg
+            && let Err(e) = apply_answer(&w, answer.0, answer.1).await
         {
             warn!(error = %e, "a workflow task's answer could not be stored; it is asked again on restart");
         }

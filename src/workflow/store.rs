@@ -40,6 +40,8 @@ pub struct Invocation {
     pub task: TaskId,
     pub resource: String,
     pub input: Value,
+    /// The state's own timeout (None: the shell's default).
+    pub timeout_secs: Option<u64>,
 }
 
 impl Invocation {
@@ -96,6 +98,7 @@ pub struct Store {
 pub const RUNNING: &str = "RUNNING";
 pub const SUCCEEDED: &str = "SUCCEEDED";
 pub const FAILED: &str = "FAILED";
+pub const ABORTED: &str = "ABORTED";
 
 fn snapshot_context(id: &str) -> String {
     format!("workflow-execution:{id}")
@@ -229,11 +232,13 @@ impl Store {
                     task,
                     resource,
                     input,
+                    timeout_secs,
                 } => invocations.push(Invocation {
                     execution_id: id.clone(),
                     task,
                     resource,
                     input,
+                    timeout_secs,
                 }),
                 Action::Finished(o) => outcome = Some(o),
             }
@@ -299,8 +304,8 @@ impl Store {
         for inv in &invocations {
             let key = inv.key();
             sqlx::query(
-                "INSERT INTO workflow_tasks (idempotency_key, execution_id, state, attempt, resource, input, scheduled_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO workflow_tasks (idempotency_key, execution_id, state, attempt, resource, input, scheduled_at, timeout_secs) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&key)
             .bind(&id)
@@ -309,6 +314,7 @@ impl Store {
             .bind(&inv.resource)
             .bind(self.keys.seal(&task_context(&key), inv.input.to_string().as_bytes()))
             .bind(now_ms)
+            .bind(inv.timeout_secs.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
             .execute(&mut **tx)
             .await?;
         }
@@ -372,33 +378,36 @@ impl Store {
     /// Every invocation asked for and not yet answered: after a restart, each is carried out
     /// again under its key.
     pub async fn outbox(&self) -> Result<Vec<Invocation>, StoreError> {
-        let rows: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(
-            "SELECT idempotency_key, execution_id, state, attempt, resource, input FROM workflow_tasks \
+        type Row = (String, String, String, i64, String, String, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT idempotency_key, execution_id, state, attempt, resource, input, timeout_secs FROM workflow_tasks \
              ORDER BY scheduled_at, idempotency_key",
         )
         .fetch_all(self.db.pool())
         .await?;
         rows.into_iter()
-            .map(|(key, execution_id, state, attempt, resource, sealed)| {
-                let context = task_context(&key);
-                let plain =
-                    self.keys
-                        .open_sealed(&context, &sealed)
-                        .map_err(|_| StoreError::Corrupt {
+            .map(
+                |(key, execution_id, state, attempt, resource, sealed, timeout)| {
+                    let context = task_context(&key);
+                    let plain = self.keys.open_sealed(&context, &sealed).map_err(|_| {
+                        StoreError::Corrupt {
                             context: context.clone(),
-                        })?;
-                let input =
-                    serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt { context })?;
-                Ok(Invocation {
-                    execution_id,
-                    task: TaskId {
-                        state,
-                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    },
-                    resource,
-                    input,
-                })
-            })
+                        }
+                    })?;
+                    let input = serde_json::from_slice(&plain)
+                        .map_err(|_| StoreError::Corrupt { context })?;
+                    Ok(Invocation {
+                        execution_id,
+                        task: TaskId {
+                            state,
+                            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                        },
+                        resource,
+                        input,
+                        timeout_secs: timeout.and_then(|t| u64::try_from(t).ok()),
+                    })
+                },
+            )
             .collect()
     }
 
@@ -464,6 +473,137 @@ impl Store {
                 state,
             })
             .collect())
+    }
+
+    /// Stops a running execution (Step Functions' StopExecution): ABORTED, its timer and
+    /// outbox cleared, `ExecutionAborted` in its history, in one transaction. A transition
+    /// the runner was storing meanwhile is refused (the version moves), and answers that
+    /// arrive later are dropped. False when it was not running.
+    pub async fn stop(&self, id: &str, cause: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let outcome = self.keys.seal(
+            &outcome_context(id),
+            json!({"error": "States.Aborted", "cause": cause})
+                .to_string()
+                .as_bytes(),
+        );
+        let stopped = sqlx::query(
+            "UPDATE workflow_executions SET status = $1, wake_at = NULL, updated_at = $2, \
+             transitions = transitions + 1, outcome = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(ABORTED)
+        .bind(now_ms)
+        .bind(outcome)
+        .bind(id)
+        .bind(RUNNING)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !stopped {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM workflow_tasks WHERE execution_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO workflow_history (execution_id, seq, at, kind, state) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, 'ExecutionAborted', NULL FROM workflow_history WHERE execution_id = $1",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Executions, newest first, optionally only those with `status` or about `patient`.
+    /// Outcomes are left out (they hold patient data); read one execution for it.
+    pub async fn list(
+        &self,
+        status: Option<&str>,
+        patient: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Summary>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, workflow, status, state, started_at, updated_at, patient_id, wake_at \
+             FROM workflow_executions WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR patient_id = $2) \
+             ORDER BY started_at DESC, id LIMIT $3",
+        )
+        .bind(status)
+        .bind(patient)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, workflow, status, state, started, updated, patient_id, wake)| Summary {
+                    id,
+                    workflow,
+                    status,
+                    state,
+                    started: crate::db::rfc3339(started),
+                    updated: crate::db::rfc3339(updated),
+                    patient_id,
+                    outcome: None,
+                    wakes: wake.map(crate::db::rfc3339),
+                },
+            )
+            .collect())
+    }
+
+    /// After `KeyRing::rotate`: re-wraps every sealed snapshot, outcome and task input not yet
+    /// under the current master key. A value a running server changed meanwhile is left as
+    /// that server wrote it (a second pass re-seals it if needed). Returns how many.
+    pub async fn reseal_all(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        /// Table, key column, sealed column, and the sealing context of a key.
+        type Sealed = (&'static str, &'static str, &'static str, fn(&str) -> String);
+        let columns: [Sealed; 3] = [
+            ("workflow_executions", "id", "snapshot", snapshot_context),
+            ("workflow_executions", "id", "outcome", outcome_context),
+            ("workflow_tasks", "idempotency_key", "input", task_context),
+        ];
+        for (table, key, column, context_of) in columns {
+            let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+                "SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL"
+            ))
+            .fetch_all(self.db.pool())
+            .await?;
+            for (id, sealed) in rows {
+                if self.keys.is_current(&sealed) {
+                    continue;
+                }
+                let context = context_of(&id);
+                let new = self
+                    .keys
+                    .reseal(&context, &sealed)
+                    .map_err(|_| StoreError::Corrupt { context })?;
+                n += sqlx::query(&format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3"
+                ))
+                .bind(new)
+                .bind(id)
+                .bind(sealed)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected();
+            }
+        }
+        Ok(n)
     }
 
     /// Restores a stored running execution under the definition it started with.

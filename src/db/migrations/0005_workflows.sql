@@ -52,6 +52,8 @@ CREATE TABLE workflow_tasks (
     resource TEXT NOT NULL,
     -- Sealed task input.
     input TEXT NOT NULL,
-    scheduled_at BIGINT NOT NULL
+    scheduled_at BIGINT NOT NULL,
+    -- The state's TimeoutSeconds (NULL: [workflows] task_timeout_secs).
+    timeout_secs BIGINT
 );
 CREATE INDEX workflow_tasks_execution ON workflow_tasks (execution_id);

@@ -33,6 +33,7 @@ fn invoked(e: &mut Execution, function: &str) -> (TaskId, Value) {
             task,
             resource,
             input,
+            ..
         }) => {
             assert!(
                 resource.ends_with(&format!(":function:{function}")),
@@ -365,4 +366,64 @@ fn a_snapshot_naming_a_state_the_definition_lacks_is_refused() {
     let snap: Snapshot = serde_json::from_value(v).expect("reads back");
     let err = Execution::restore(brief(), snap).expect_err("refused");
     assert!(err.contains("NoSuchState"), "{err}");
+}
+
+#[test]
+fn a_task_s_timeout_goes_with_every_invocation_of_it() {
+    let def = |timeout: &str| {
+        Arc::new(
+            Definition::load(&format!(
+                r#"{{"StartAt": "T", "States": {{"T": {{"Type": "Task",
+                "Resource": "arn:aws:lambda:us-east-1:1:function:F", {timeout}
+                "Retry": [{{"ErrorEquals": ["States.Timeout"], "IntervalSeconds": 1, "MaxAttempts": 1}}],
+                "End": true}}}}}}"#
+            ))
+            .expect("loads"),
+        )
+    };
+    let timeout_of = |e: &mut Execution| match e.poll_action() {
+        Some(Action::Invoke { timeout_secs, .. }) => timeout_secs,
+        other => panic!("expected an invocation, got {other:?}"),
+    };
+    let mut e = Execution::start(def(r#""TimeoutSeconds": 20,"#), "t-1", json!({}), T0, 1);
+    assert_eq!(timeout_of(&mut e), Some(20));
+    // The retry after a timeout has the same limit.
+    e.handle(
+        Event::TaskFailed {
+            task: TaskId {
+                state: "T".into(),
+                attempt: 1,
+            },
+            error: "States.Timeout".into(),
+            cause: String::new(),
+        },
+        T0 + 20_000,
+    );
+    e.handle_timeout(T0 + 21_000);
+    assert_eq!(timeout_of(&mut e), Some(20));
+
+    let mut e = Execution::start(
+        def(r#""TimeoutSecondsPath": "$.limit","#),
+        "t-2",
+        json!({"limit": 45}),
+        T0,
+        1,
+    );
+    assert_eq!(timeout_of(&mut e), Some(45));
+    let mut e = Execution::start(def(""), "t-3", json!({}), T0, 1);
+    assert_eq!(timeout_of(&mut e), None, "the shell's default");
+    let mut e = Execution::start(
+        def(r#""TimeoutSecondsPath": "$.limit","#),
+        "t-4",
+        json!({"limit": "soon"}),
+        T0,
+        1,
+    );
+    match finished(&mut e) {
+        Outcome::Failed { error, cause } => {
+            assert_eq!(error, "States.Runtime");
+            assert!(cause.contains("TimeoutSecondsPath"), "{cause}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
 }

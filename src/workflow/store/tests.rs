@@ -197,3 +197,98 @@ async fn an_execution_keeps_the_definition_it_started_with() {
         .expect("advance");
     assert_eq!(next[0].task.state, "Second");
 }
+
+#[tokio::test]
+async fn key_rotation_reseals_every_workflow_value_and_they_still_open() {
+    let (s, db, dir) = store().await;
+    let first = started(&s, "e-5").await;
+    answer(&s, &first[0], json!({"called": true}), T0 + 1).await;
+    started(&s, "e-6").await;
+    let mut ring = KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("ring");
+    ring.rotate().expect("rotate");
+    let ring = Arc::new(ring);
+    let rotated = Store::new(db.clone(), ring.clone());
+    // Two snapshots and the outbox row of e-6; e-5's task was answered, nothing finished.
+    assert_eq!(rotated.reseal_all().await.expect("reseal"), 3);
+    assert_eq!(
+        rotated.reseal_all().await.expect("again"),
+        0,
+        "all current now"
+    );
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT snapshot FROM workflow_executions UNION ALL SELECT input FROM workflow_tasks",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("raw rows");
+    assert!(rows.iter().all(|(v,)| ring.is_current(v)));
+    assert_eq!(rotated.outbox().await.expect("outbox").len(), 1);
+    let stored = rotated
+        .running("e-5")
+        .await
+        .expect("read")
+        .expect("running");
+    rotated
+        .restore(stored)
+        .await
+        .expect("restores under the new key");
+}
+
+#[tokio::test]
+async fn a_stopped_execution_takes_no_more_steps_and_a_late_answer_is_dropped() {
+    let (s, _db, _dir) = store().await;
+    let first = started(&s, "e-7").await;
+    // The runner read the execution to apply an answer; meanwhile a person stops it.
+    let stored = s.running("e-7").await.expect("read").expect("running");
+    assert!(
+        s.stop("e-7", "stopped by nurse", T0 + 1)
+            .await
+            .expect("stop")
+    );
+    assert!(!s.stop("e-7", "again", T0 + 2).await.expect("stop"), "once");
+    let (mut e, t) = s.restore(stored).await.expect("restore");
+    e.handle(
+        Event::TaskSucceeded {
+            task: first[0].task.clone(),
+            output: json!({}),
+        },
+        T0 + 3,
+    );
+    let err = s
+        .advance(&mut e, t, Some(&first[0].task), T0 + 3)
+        .await
+        .expect_err("the transition after the stop is refused");
+    assert!(matches!(err, StoreError::Conflict { .. }));
+    assert!(s.running("e-7").await.expect("read").is_none());
+    assert!(
+        s.outbox().await.expect("outbox").is_empty(),
+        "nothing is called again"
+    );
+    let summary = s.summary("e-7").await.expect("summary");
+    assert_eq!(summary.status, ABORTED);
+    assert_eq!(
+        summary.outcome,
+        Some(json!({"error": "States.Aborted", "cause": "stopped by nurse"}))
+    );
+    let history = s.history("e-7").await.expect("history");
+    assert_eq!(
+        history.last().map(|h| h.kind.as_str()),
+        Some("ExecutionAborted")
+    );
+
+    started(&s, "e-8").await;
+    let running = s.list(Some(RUNNING), None, 10).await.expect("list");
+    assert_eq!(
+        running.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["e-8"]
+    );
+    let of_patient = s.list(None, Some("p-4711"), 10).await.expect("list");
+    assert_eq!(of_patient.len(), 2);
+    assert!(of_patient.iter().all(|x| x.outcome.is_none()));
+    assert!(
+        s.list(None, Some("p-other"), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
