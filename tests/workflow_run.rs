@@ -268,12 +268,24 @@ const ITO: &str = "3ca1cab1-9613-506f-9cd5-644c584f3751";
 
 #[test]
 fn a_workflow_started_over_the_api_survives_kill_9_with_no_step_lost_or_doubled() {
+    survives_kill_9("");
+}
+
+#[test]
+fn on_postgresql_too() {
+    let pg = support::postgres::PgCluster::start();
+    survives_kill_9(&format!("[database]\nurl = \"{}\"\n", pg.url("postgres")));
+}
+
+/// Runs a workflow over the API with the server killed twice, with `database` (TOML) as the
+/// database setting (empty: the embedded SQLite).
+fn survives_kill_9(database: &str) {
     let f = recording_functions();
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("two-calls.asl.json"), TWO_CALLS).unwrap();
     let mut server = support::server::TestServer::start_with(support::server::Options {
         toml: format!(
-            "[workflows]\ndir = \"{}\"\n[lambda.CallPatient]\nurl = \"http://{a}/CallPatient\"\n\
+            "{database}[workflows]\ndir = \"{}\"\n[lambda.CallPatient]\nurl = \"http://{a}/CallPatient\"\n\
              [lambda.NotifyCareTeam]\nurl = \"http://{a}/NotifyCareTeam\"\n",
             flows.path().display(),
             a = f.addr
