@@ -66,6 +66,10 @@ pub struct WorkflowsConfig {
     /// How long a Task's function may take when its state sets no `TimeoutSeconds`; past it
     /// the task fails with `States.Timeout`.
     pub task_timeout_secs: u64,
+    /// The workflow an imported hospital discharge starts for its patient (empty: none).
+    pub on_discharge: String,
+    /// A discharge older than this many days starts nothing (an import of old history).
+    pub discharge_within_days: u32,
 }
 
 impl Default for WorkflowsConfig {
@@ -73,6 +77,8 @@ impl Default for WorkflowsConfig {
         WorkflowsConfig {
             dir: PathBuf::from(crate::shipped::WORKFLOWS_DIR),
             task_timeout_secs: 60,
+            on_discharge: String::new(),
+            discharge_within_days: 7,
         }
     }
 }

@@ -364,7 +364,7 @@ fn run() -> anyhow::Result<()> {
                 Duration::from_secs(*task_timeout),
             ))
         }
-        Command::User { command } => records_command(&cli.common, |records| async move {
+        Command::User { command } => records_command(&cli.common, |records, _config| async move {
             match command {
                 UserCommand::Add {
                     name,
@@ -425,12 +425,16 @@ fn run() -> anyhow::Result<()> {
                 }
             }
         }),
-        Command::Patient { command } => records_command(&cli.common, |records| async move {
-            match command {
-                PatientCommand::Import { bundles } => patient_import(&records, bundles).await,
-            }
-        }),
-        Command::Audit { command } => records_command(&cli.common, |records| async move {
+        Command::Patient { command } => {
+            records_command(&cli.common, |records, config| async move {
+                match command {
+                    PatientCommand::Import { bundles } => {
+                        patient_import(&records, &config, bundles).await
+                    }
+                }
+            })
+        }
+        Command::Audit { command } => records_command(&cli.common, |records, _config| async move {
             match command {
                 AuditCommand::Verify => audit_verify(&records).await,
             }
@@ -623,7 +627,7 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
 /// Runs a subcommand that works on the database and keys of the configured instance.
 fn records_command<'a, F, Fut>(common: &Common, f: F) -> anyhow::Result<()>
 where
-    F: FnOnce(std::sync::Arc<careline::api::access::ApiState>) -> Fut,
+    F: FnOnce(std::sync::Arc<careline::api::access::ApiState>, Config) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + 'a,
 {
     let overrides = Overrides {
@@ -640,7 +644,7 @@ where
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("data dir {}", config.data_dir.display()))?;
         let records = careline::api::access::ApiState::open(&config, None).await?;
-        f(std::sync::Arc::new(records)).await
+        f(std::sync::Arc::new(records), config).await
     })
 }
 
@@ -671,9 +675,20 @@ async fn user_add(
 
 async fn patient_import(
     records: &careline::api::access::ApiState,
+    config: &Config,
     bundles: &[PathBuf],
 ) -> anyhow::Result<()> {
     use careline::audit::{Event, action};
+    use careline::workflow::runner::{Catalog, DischargeTrigger, Starter};
+    // Discharges in the bundles start their follow-up; a running server carries it out.
+    let trigger = if config.workflows.on_discharge.is_empty() {
+        None
+    } else {
+        let catalog = Catalog::load(&config.workflows.dir)?;
+        let now = careline::db::now_ms();
+        let starter = Starter::new(records.workflows.clone(), catalog, now).await?;
+        DischargeTrigger::new(starter, &config.workflows)?
+    };
     let mut failed = 0;
     for path in bundles {
         let result = async {
@@ -701,6 +716,18 @@ async fn patient_import(
                     report.patients.len(),
                     if report.patients.len() == 1 { "" } else { "s" }
                 );
+                if let Some(t) = &trigger {
+                    let done = t
+                        .on_import(&report.care, careline::db::now_ms(), None)
+                        .await;
+                    records.audit_follow_ups("cli", &report, &done).await?;
+                    print_follow_ups(&config.workflows.on_discharge, &done);
+                    anyhow::ensure!(
+                        done.failed.is_empty(),
+                        "discharge follow-ups not started: {}",
+                        done.failed.join("; ")
+                    );
+                }
             }
             Err(e) => {
                 failed += 1;
@@ -795,6 +822,17 @@ async fn workflow_run(
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         }
         e.handle_timeout(now_ms(skipped).max(due));
+    }
+}
+
+fn print_follow_ups(workflow: &str, done: &careline::workflow::runner::Triggered) {
+    if !done.started.is_empty() || done.repeated > 0 {
+        println!(
+            "  discharges: {} {workflow} execution{} started, {} started before",
+            done.started.len(),
+            if done.started.len() == 1 { "" } else { "s" },
+            done.repeated
+        );
     }
 }
 

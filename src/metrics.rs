@@ -61,6 +61,15 @@ pub struct Metrics {
     pub queue_entered: Family<NamedLabels, Counter>,
     /// Contacts a full queue turned away (the flow's QueueAtCapacity branch).
     pub queue_refused: Family<NamedLabels, Counter>,
+    /// Workflow executions by status (RUNNING, SUCCEEDED, FAILED, ABORTED), as stored.
+    pub workflow_executions: Family<Labels, Gauge>,
+    /// Workflow steps stored (one transaction each).
+    pub workflow_transitions: Counter,
+    /// Failed workflow task invocations, by error: `States.Timeout`, `Lambda.Unknown`, or
+    /// `function` (an error the function named itself).
+    pub workflow_task_failures: Family<Labels, Counter>,
+    /// Running executions whose timer is more than a minute past due: alert on any.
+    pub workflow_timers_overdue: Gauge,
 }
 
 impl Default for Metrics {
@@ -85,6 +94,10 @@ impl Metrics {
             media_ticks_late: Counter::default(),
             media_legs: Gauge::default(),
             sip_rejected: Family::default(),
+            workflow_executions: Family::default(),
+            workflow_transitions: Counter::default(),
+            workflow_task_failures: Family::default(),
+            workflow_timers_overdue: Gauge::default(),
             prompts_loaded: Gauge::default(),
             draining: Gauge::default(),
             recordings_active: Gauge::default(),
@@ -154,6 +167,26 @@ impl Metrics {
             "sip_rejected",
             "SIP datagrams refused before the stack, by reason",
             m.sip_rejected.clone(),
+        );
+        registry.register(
+            "workflow_executions",
+            "Workflow executions by status",
+            m.workflow_executions.clone(),
+        );
+        registry.register(
+            "workflow_transitions",
+            "Workflow steps stored",
+            m.workflow_transitions.clone(),
+        );
+        registry.register(
+            "workflow_task_failures",
+            "Failed workflow task invocations, by error",
+            m.workflow_task_failures.clone(),
+        );
+        registry.register(
+            "workflow_timers_overdue",
+            "Running workflow executions whose timer is over a minute past due",
+            m.workflow_timers_overdue.clone(),
         );
         registry.register(
             "prompts_loaded",
@@ -269,6 +302,17 @@ impl Metrics {
     pub fn sip_rejected(&self, reason: &'static str) {
         self.sip_rejected
             .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    pub fn workflow_task_failed(&self, error: &str) {
+        let bucket = match error {
+            "States.Timeout" => "States.Timeout",
+            "Lambda.Unknown" => "Lambda.Unknown",
+            _ => "function",
+        };
+        self.workflow_task_failures
+            .get_or_create(&vec![("error", bucket)])
             .inc();
     }
 

@@ -48,6 +48,8 @@ pub enum StartError {
     Workflows(#[from] crate::workflow::runner::LoadError),
     #[error("workflow executions: {0}")]
     WorkflowStore(#[from] crate::workflow::store::StoreError),
+    #[error("workflows: {0}")]
+    WorkflowSettings(#[from] crate::workflow::runner::RunnerError),
     #[error("cannot listen on HTTP {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -240,8 +242,15 @@ impl Server {
             crate::flow::lambda::Lambdas::new(&config.lambda, crate::flow::http::HttpClient::new()),
             Duration::from_secs(config.workflows.task_timeout_secs.max(1)),
             crate::db::WallClock::system(),
+            Some(services.metrics.clone()),
         )
         .await?;
+        if let Some(trigger) = crate::workflow::runner::DischargeTrigger::new(
+            workflows.starter().clone(),
+            &config.workflows,
+        )? {
+            let _ = records.discharges.set((trigger, workflows.clone()));
+        }
         let mut app = crate::api::router(services.clone())
             .merge(crate::api::v1::router(records.clone()))
             .merge(crate::api::workflows::router(records.clone(), workflows));

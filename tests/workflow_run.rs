@@ -283,6 +283,11 @@ fn survives_kill_9(database: &str) {
     let f = recording_functions();
     let flows = tempfile::tempdir().unwrap();
     std::fs::write(flows.path().join("two-calls.asl.json"), TWO_CALLS).unwrap();
+    std::fs::write(
+        flows.path().join("noop.asl.json"),
+        r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}"#,
+    )
+    .unwrap();
     let mut server = support::server::TestServer::start_with(support::server::Options {
         toml: format!(
             "{database}[workflows]\ndir = \"{}\"\n[lambda.CallPatient]\nurl = \"http://{a}/CallPatient\"\n\
@@ -318,7 +323,28 @@ fn survives_kill_9(database: &str) {
         token: nurse.clone(),
     };
     let r = api.call("GET", "/api/v1/workflows", None);
-    assert_eq!(r.json()["workflows"], json!(["two-calls"]));
+    assert_eq!(r.json()["workflows"], json!(["noop", "two-calls"]));
+    // A start under a name is made once: a client retrying it gets the first execution.
+    let named = "/api/v1/workflows/noop/executions?name=discharge-E42";
+    let first = api.call("POST", named, Some(r#"{"encounter": "E42", "n": 1}"#));
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.json()["id"], "noop.discharge-E42");
+    let again = api.call("POST", named, Some(r#"{"n": 1, "encounter": "E42"}"#));
+    assert_eq!(again.status, 200, "the same start again: {}", again.body);
+    assert_eq!(again.json()["id"], "noop.discharge-E42");
+    assert_eq!(again.json()["started"], first.json()["started"]);
+    let other = api.call("POST", named, Some(r#"{"encounter": "E43"}"#));
+    assert_eq!(
+        other.status, 409,
+        "another input under the name: {}",
+        other.body
+    );
+    let bad = api.call(
+        "POST",
+        "/api/v1/workflows/noop/executions?name=a/b",
+        Some("{}"),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
     let r = api.call("POST", "/api/v1/workflows/no-such/executions", Some(&input));
     assert_eq!(r.status, 404, "{}", r.body);
     let r = api.call(
@@ -446,4 +472,110 @@ fn survives_kill_9(database: &str) {
     assert!(trail.body.contains("workflow.start"), "{}", trail.body);
     assert!(trail.body.contains("workflow.read"), "{}", trail.body);
     assert!(!server.log().contains("1234 5678"), "PHI in the log");
+}
+
+/// A hospital stay that ended yesterday, for the patient of the first fixture bundle.
+fn bundle_with_a_discharge() -> Value {
+    let path = support::fixtures::fhir_bundles()[0].clone();
+    let mut bundle: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = |secs: u64| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    bundle["entry"].as_array_mut().unwrap().push(json!({
+        "fullUrl": "urn:uuid:9a0f7c11-2b1e-4c55-9d38-6a7e1f0c2d44",
+        "resource": {
+            "resourceType": "Encounter",
+            "id": "9a0f7c11-2b1e-4c55-9d38-6a7e1f0c2d44",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": format!("urn:uuid:{ITO}")},
+            "period": {"start": day(now - 4 * 86_400), "end": day(now - 86_400)},
+            "hospitalization": {"dischargeDisposition": {"text": "home"}},
+        },
+        "request": {"method": "POST", "url": "Encounter"},
+    }));
+    bundle
+}
+
+#[test]
+fn an_imported_discharge_starts_its_follow_up_once_from_the_cli_or_the_api() {
+    let f = recording_functions();
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(
+        flows.path().join("follow.asl.json"),
+        r#"{"StartAt": "Check", "States": {"Check": {"Type": "Task",
+            "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:CheckIn", "End": true}}}"#,
+    )
+    .unwrap();
+    let server = support::server::TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[workflows]\ndir = \"{}\"\non_discharge = \"follow\"\n\
+             [lambda.CheckIn]\nurl = \"http://{}/CheckIn\"\n",
+            flows.path().display(),
+            f.addr
+        ),
+        ..Default::default()
+    });
+    let file = server.data_dir.path().join("discharge.json");
+    let bundle = bundle_with_a_discharge();
+    std::fs::write(&file, bundle.to_string()).unwrap();
+
+    // The CLI imports beside the running server: it stores the execution, the server calls.
+    let out = server.cli(&["patient", "import", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 follow execution started"), "{text}");
+    eventually("the follow-up's task is called", || {
+        deliveries_of(&f, "CheckIn").len() == 1
+    });
+    assert_eq!(
+        deliveries_of(&f, "CheckIn")[0],
+        "follow.enc-9a0f7c11-2b1e-4c55-9d38-6a7e1f0c2d44/Check/1"
+    );
+
+    // The same discharge posted again over the API starts nothing new.
+    let svc = token(&server, "ehr", "service");
+    let api = Api {
+        server: &server,
+        token: svc,
+    };
+    let r = api.call("POST", "/api/v1/fhir", Some(&bundle.to_string()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = r.json();
+    assert_eq!(r["follow_ups"]["started"], json!([]), "{r}");
+    assert_eq!(r["follow_ups"]["started_before"], 1, "{r}");
+    let nurse = token(&server, "nurse", "clinician");
+    let api = Api {
+        server: &server,
+        token: nurse,
+    };
+    let id = "follow.enc-9a0f7c11-2b1e-4c55-9d38-6a7e1f0c2d44";
+    eventually("the follow-up succeeds", || {
+        api.call("GET", &format!("/api/v1/workflows/executions/{id}"), None)
+            .json()["status"]
+            == "SUCCEEDED"
+    });
+    let list = api.call(
+        "GET",
+        &format!("/api/v1/workflows/executions?patient={ITO}"),
+        None,
+    );
+    assert_eq!(list.json()["executions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        deliveries_of(&f, "CheckIn").len(),
+        1,
+        "the patient is called once"
+    );
 }

@@ -29,6 +29,11 @@ pub struct ApiState {
     pub patients: PatientStore,
     /// Workflow executions (the server's runner drives them; the CLI re-seals them).
     pub workflows: crate::workflow::store::Store,
+    /// Set by the server when `[workflows] on_discharge` is: imports start follow-ups.
+    pub discharges: std::sync::OnceLock<(
+        crate::workflow::runner::DischargeTrigger,
+        crate::workflow::runner::Workflows,
+    )>,
     /// Served over HTTPS: session cookies get `Secure`.
     pub https: bool,
 }
@@ -304,6 +309,32 @@ pub enum OpenError {
 }
 
 impl ApiState {
+    /// Each follow-up an import's discharges started, in the audit trail with its patient.
+    pub async fn audit_follow_ups(
+        &self,
+        actor: &str,
+        report: &crate::patient::ImportReport,
+        done: &crate::workflow::runner::Triggered,
+    ) -> Result<(), crate::audit::AuditError> {
+        use crate::audit::{Event, action};
+        for id in &done.started {
+            let patient = self
+                .workflows
+                .summary(id)
+                .await
+                .ok()
+                .and_then(|s| s.patient_id);
+            let mut event = Event::new(actor, action::WORKFLOW_START, "success").detail(
+                serde_json::json!({"execution": id, "trigger": "discharge", "resources": report.resources}),
+            );
+            if let Some(p) = &patient {
+                event = event.patient(p);
+            }
+            self.audit.append(event).await?;
+        }
+        Ok(())
+    }
+
     /// Opens the key ring, the database (migrating it) and the stores, as configured. Used by
     /// the server and by the CLI subcommands that work on the same data.
     pub async fn open(
@@ -345,6 +376,7 @@ impl ApiState {
             audit,
             patients,
             workflows,
+            discharges: std::sync::OnceLock::new(),
             https: config.http.https(),
         })
     }

@@ -356,13 +356,16 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "post",
         path: "/api/v1/workflows/{name}/executions",
         action: Some(Action::WorkflowStart),
-        summary: "Start an execution of a workflow with this input (a JSON object; `patient_id` names the patient, who must exist). It is stored before the answer (201, Location) and survives restarts; each task invocation carries an Idempotency-Key header (execution/state/attempt). Audited with the patient.",
-        query: &[],
+        summary: "Start an execution of a workflow with this input (a JSON object; `patient_id` names the patient, who must exist). It is stored before the answer (201, Location) and survives restarts; each task invocation carries an Idempotency-Key header (execution/state/attempt). With ?name, a repeated start with the same input answers 200 with the first execution (nothing new starts), one with another input 409. Audited with the patient.",
+        query: &[(
+            "name",
+            "the execution's name (1 to 40 letters, digits, hyphens); its id is WORKFLOW.NAME",
+        )],
         body: Some("WorkflowInput"),
         ok: 201,
         returns: "WorkflowExecution",
         media: JSON,
-        also: &[],
+        also: &[200, 409],
     },
     RouteDoc {
         method: "get",
@@ -485,6 +488,9 @@ fn query_schema(path: &str, name: &str) -> Value {
         "format" if path == "/api/v1/audit" => json!({"enum": ["jsonl", "json", "fhir"]}),
         "format" => json!({"enum": ["ogg", "wav"]}),
         "status" => json!({"enum": ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "all"]}),
+        "name" if path.starts_with("/api/v1/workflows") => {
+            json!({"type": "string", "pattern": "^[A-Za-z0-9-]{1,40}$"})
+        }
         "state" => json!({"enum": ["recording", "sealed", "deleted", "all"]}),
         _ => json!({"type": "string", "minLength": 1}),
     }
@@ -533,6 +539,13 @@ pub(crate) fn document() -> Value {
                     "206".into(),
                     json!({"description": "the requested range", "content": {r.media: {"schema": {"$ref": "#/components/schemas/Audio"}}}}),
                 );
+                continue;
+            }
+            if code < 300 {
+                // Another success (a start repeated under its name: the first execution).
+                let mut other = responses[&r.ok.to_string()].clone();
+                other["description"] = json!("OK, nothing new done (a repeat)");
+                responses.insert(code.to_string(), other);
                 continue;
             }
             responses.insert(

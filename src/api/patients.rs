@@ -191,7 +191,20 @@ pub(crate) async fn import(
             )
             .await?;
     }
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    // A discharge in the bundle starts its follow-up ([workflows] on_discharge).
+    if let Some((trigger, runner)) = s.discharges.get() {
+        let done = trigger
+            .on_import(&report.care, crate::db::now_ms(), Some(runner))
+            .await;
+        s.audit_follow_ups(caller.name(), &report, &done).await?;
+        body["follow_ups"] = json!({
+            "started": done.started,
+            "started_before": done.repeated,
+            "failed": done.failed.len(),
+        });
+    }
+    Ok(Json(body))
 }
 
 /// What a client may say about a contact. Who wrote it and when are not among them: the

@@ -14,7 +14,7 @@ use super::access::{ApiError, ApiState, Caller};
 use super::extract::{JsonBody, QueryParams};
 use crate::audit::{Event, action};
 use crate::auth::Action;
-use crate::workflow::runner::{RunnerError, Workflows};
+use crate::workflow::runner::{RunnerError, Started, Workflows};
 use crate::workflow::store::StoreError;
 
 #[derive(Clone)]
@@ -55,12 +55,22 @@ async fn list(State(s): State<WorkflowApi>, caller: Caller) -> Result<Json<Value
     Ok(Json(json!({ "workflows": names })))
 }
 
-/// `POST /api/v1/workflows/{name}/executions` with the execution's input (a JSON object;
-/// its `patient_id` names the patient): 201 with the execution and its `Location`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartQuery {
+    /// The execution's name: a repeated start under it starts nothing new.
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/workflows/{name}/executions[?name=NAME]` with the execution's input (a
+/// JSON object; its `patient_id` names the patient): 201 with the execution and its
+/// `Location`; 200 with the same for a start repeated under a name with the same input; 409
+/// when the name was started with another input.
 async fn start(
     State(s): State<WorkflowApi>,
     caller: Caller,
     Path(name): Path<String>,
+    QueryParams(q): QueryParams<StartQuery>,
     JsonBody(input): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     if !input.is_object() {
@@ -83,22 +93,36 @@ async fn start(
     {
         return Err(ApiError::not_found(format!("no patient `{p}`")));
     }
-    let summary = match s.workflows.start_execution(&name, input).await {
-        Ok(summary) => summary,
+    let started = match s
+        .workflows
+        .start_execution(&name, q.name.as_deref(), input)
+        .await
+    {
+        Ok(started) => started,
         Err(RunnerError::NoWorkflow(n)) => {
             return Err(ApiError::not_found(format!("no workflow named `{n}`")));
         }
+        Err(e @ RunnerError::NameTaken(_)) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, e.to_string()));
+        }
+        Err(e @ RunnerError::BadName) => return Err(ApiError::bad_request(e.to_string())),
         Err(RunnerError::Store(e)) => return Err(store_error(e)),
+        Err(e @ RunnerError::NoDischargeWorkflow(_)) => return Err(ApiError::internal(e)),
     };
-    let mut event = Event::new(caller.name(), action::WORKFLOW_START, "success")
-        .detail(json!({"workflow": name, "execution": summary.id}));
+    let (status, summary) = match started {
+        Started::New(s) => (StatusCode::CREATED, s),
+        Started::Existing(s) => (StatusCode::OK, s),
+    };
+    let mut event = Event::new(caller.name(), action::WORKFLOW_START, "success").detail(
+        json!({"workflow": name, "execution": summary.id, "repeat": status == StatusCode::OK}),
+    );
     if let Some(p) = &patient {
         event = event.patient(p);
     }
     s.api.audit.append(event).await?;
     let location = format!("/api/v1/workflows/executions/{}", summary.id);
     Ok((
-        StatusCode::CREATED,
+        status,
         [(header::LOCATION, location)],
         Json(serde_json::to_value(summary).unwrap_or_default()),
     )

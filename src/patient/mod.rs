@@ -49,6 +49,19 @@ pub struct ImportReport {
     pub patients: Vec<String>,
     pub resources: usize,
     pub by_type: BTreeMap<String, usize>,
+    /// The Patient, Encounter and MedicationRequest resources stored, as stored (references
+    /// resolved), with their patient: what starts a discharge follow-up. In memory only.
+    #[serde(skip)]
+    pub care: Vec<StoredResource>,
+}
+
+/// One stored resource and the patient it belongs to.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    pub rtype: String,
+    pub id: String,
+    pub patient_id: Option<String>,
+    pub resource: Value,
 }
 
 /// A caller identified for a flow: no clinical data, nothing to read aloud.
@@ -211,6 +224,17 @@ impl PatientStore {
             }
             report.resources += 1;
             *report.by_type.entry(p.rtype.clone()).or_default() += 1;
+            if matches!(
+                p.rtype.as_str(),
+                "Patient" | "Encounter" | "MedicationRequest"
+            ) {
+                report.care.push(StoredResource {
+                    rtype: p.rtype.clone(),
+                    id: p.id.clone(),
+                    patient_id: p.patient_id.clone(),
+                    resource: p.resource.clone(),
+                });
+            }
         }
         tx.commit().await?;
         Ok(report)

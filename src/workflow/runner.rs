@@ -22,16 +22,39 @@ use super::store::{Invocation, Store, StoreError, Summary};
 use crate::db::WallClock;
 use crate::flow::lambda::Lambdas;
 
-/// The longest the loop sleeps without looking at the database's timers: a timer written by
-/// another process (a second server on the same PostgreSQL) is seen within this.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// The longest the loop sleeps without looking at the database: an execution another process
+/// started (`careline patient import` starting a discharge follow-up) is taken up within this.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// How often the execution gauges are read from the database, at most.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
+/// A timer this late is overdue (the server was down, or is overloaded).
+const OVERDUE_MS: i64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error("no workflow named `{0}`")]
     NoWorkflow(String),
+    #[error("an execution named `{0}` exists with another input")]
+    NameTaken(String),
+    #[error("an execution name is 1 to 40 letters, digits and hyphens")]
+    BadName,
+    #[error("[workflows] on_discharge names `{0}`, which is not among the workflows loaded")]
+    NoDischargeWorkflow(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a start did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    /// A new execution.
+    New(Summary),
+    /// A start under a name already started with the same input: that execution, unchanged
+    /// (as Step Functions answers a repeated StartExecution), so a client that retries
+    /// starts nothing twice.
+    Existing(Summary),
 }
 
 /// A workflow definition failed to load: the file and every problem, named by state.
@@ -122,6 +145,178 @@ enum Msg {
     Wake,
 }
 
+/// Imports that contain a hospital discharge start `[workflows] on_discharge` for the patient
+/// (see [`super::discharge`]).
+#[derive(Clone)]
+pub struct DischargeTrigger {
+    starter: Starter,
+    workflow: String,
+    within_days: u32,
+}
+
+/// What a trigger did for one import: how many follow-ups it started and how many were
+/// started already (the same discharge imported again), and what failed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Triggered {
+    pub started: Vec<String>,
+    pub repeated: usize,
+    pub failed: Vec<String>,
+}
+
+impl DischargeTrigger {
+    /// None when `[workflows] on_discharge` is empty; Err when it names no loaded workflow.
+    pub fn new(
+        starter: Starter,
+        settings: &crate::config::WorkflowsConfig,
+    ) -> Result<Option<DischargeTrigger>, RunnerError> {
+        if settings.on_discharge.is_empty() {
+            return Ok(None);
+        }
+        if !starter.catalog.by_name.contains_key(&settings.on_discharge) {
+            return Err(RunnerError::NoDischargeWorkflow(
+                settings.on_discharge.clone(),
+            ));
+        }
+        Ok(Some(DischargeTrigger {
+            starter,
+            workflow: settings.on_discharge.clone(),
+            within_days: settings.discharge_within_days,
+        }))
+    }
+
+    /// Starts the follow-ups the stored resources of one import call for. With `runner`,
+    /// their first tasks are carried out here at once; without (the CLI), the server's runner
+    /// takes them from the outbox.
+    pub async fn on_import(
+        &self,
+        care: &[crate::patient::StoredResource],
+        now_ms: i64,
+        runner: Option<&Workflows>,
+    ) -> Triggered {
+        let mut out = Triggered::default();
+        for start in super::discharge::starts(care, now_ms, self.within_days) {
+            let result = match runner {
+                Some(w) => {
+                    w.start_execution(&self.workflow, Some(&start.name), start.input)
+                        .await
+                }
+                None => self
+                    .starter
+                    .start(&self.workflow, Some(&start.name), start.input, now_ms)
+                    .await
+                    .map(|(started, _)| started),
+            };
+            match result {
+                Ok(Started::New(s)) => out.started.push(s.id),
+                Ok(Started::Existing(_)) => out.repeated += 1,
+                Err(e) => {
+                    warn!(error = %e, "a discharge follow-up could not be started");
+                    out.failed.push(e.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What starts executions: the catalog, with each definition stored. The server's runner
+/// has one; the CLI makes one to start executions that the server carries out (it finds
+/// their first invocations in the outbox).
+#[derive(Clone)]
+pub struct Starter {
+    store: Store,
+    catalog: Catalog,
+    /// Digest of each catalog entry's text, by name.
+    digests: BTreeMap<String, String>,
+}
+
+impl Starter {
+    /// Stores the catalog's definitions (once per distinct text).
+    pub async fn new(store: Store, catalog: Catalog, now_ms: i64) -> Result<Starter, StoreError> {
+        let mut digests = BTreeMap::new();
+        for (name, (_, text)) in &catalog.by_name {
+            digests.insert(name.clone(), store.define(name, text, now_ms).await?);
+        }
+        Ok(Starter {
+            store,
+            catalog,
+            digests,
+        })
+    }
+
+    /// Starts an execution of `workflow` with `input`: stored, its first invocations in the
+    /// outbox, before this returns (they are returned too, for the caller to carry out if
+    /// it runs tasks). With a `name`, the execution's id is `WORKFLOW.NAME` and a second
+    /// start under that name is the first one again if the input is the same, an error if
+    /// not.
+    pub async fn start(
+        &self,
+        workflow: &str,
+        name: Option<&str>,
+        input: Value,
+        now_ms: i64,
+    ) -> Result<(Started, Vec<Invocation>), RunnerError> {
+        let (def, _) = self
+            .catalog
+            .by_name
+            .get(workflow)
+            .ok_or_else(|| RunnerError::NoWorkflow(workflow.to_string()))?;
+        let digest = self
+            .digests
+            .get(workflow)
+            .ok_or_else(|| RunnerError::NoWorkflow(workflow.to_string()))?;
+        let id = match name {
+            Some(n) => {
+                let valid = (1..=40).contains(&n.len())
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !valid {
+                    return Err(RunnerError::BadName);
+                }
+                format!("{workflow}.{n}")
+            }
+            None => format!("{workflow}-{}", hex::encode(rand::random::<[u8; 8]>())),
+        };
+        let store = &self.store;
+        let input_digest = store.input_digest(&input);
+        let repeated = |stored: Option<String>| async {
+            match stored {
+                Some(d) if d == input_digest => {
+                    Ok((Started::Existing(store.summary(&id).await?), Vec::new()))
+                }
+                _ => Err(RunnerError::NameTaken(id.clone())),
+            }
+        };
+        if let Some(stored) = store.stored_input_digest(&id).await? {
+            return repeated(Some(stored)).await;
+        }
+        let patient = input
+            .get("patient_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut e = Execution::start(def.clone(), &id, input, now_ms, rand::random());
+        let invocations = match store
+            .create(
+                workflow,
+                digest,
+                patient.as_deref(),
+                &input_digest,
+                &mut e,
+                now_ms,
+            )
+            .await
+        {
+            Ok(i) => i,
+            // Started meanwhile by a request just like this one.
+            Err(StoreError::Exists(_)) => {
+                let stored = store.stored_input_digest(&id).await?;
+                return repeated(stored).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((Started::New(store.summary(&id).await?), invocations))
+    }
+}
+
 /// The running shell: cheap to clone, shared by the API.
 #[derive(Clone)]
 pub struct Workflows {
@@ -129,14 +324,15 @@ pub struct Workflows {
 }
 
 struct Inner {
+    starter: Starter,
     store: Store,
-    catalog: Catalog,
-    /// Digest of each catalog entry's text, by name.
-    digests: BTreeMap<String, String>,
     lambdas: Lambdas,
     task_timeout: Duration,
     clock: WallClock,
     tx: mpsc::UnboundedSender<Msg>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Keys of the invocations being carried out now (until their answer is applied).
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Workflows {
@@ -148,24 +344,20 @@ impl Workflows {
         lambdas: Lambdas,
         task_timeout: Duration,
         clock: WallClock,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Result<Workflows, StoreError> {
-        let mut digests = BTreeMap::new();
-        for (name, (_, text)) in &catalog.by_name {
-            digests.insert(
-                name.clone(),
-                store.define(name, text, clock.now_ms()).await?,
-            );
-        }
+        let starter = Starter::new(store.clone(), catalog, clock.now_ms()).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let w = Workflows {
             inner: Arc::new(Inner {
+                starter,
                 store,
-                catalog,
-                digests,
                 lambdas,
                 task_timeout,
                 clock,
                 tx,
+                metrics,
+                in_flight: Default::default(),
             }),
         };
         let pending = w.inner.store.outbox().await?;
@@ -183,49 +375,54 @@ impl Workflows {
     }
 
     pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+        &self.inner.starter.catalog
+    }
+
+    pub fn starter(&self) -> &Starter {
+        &self.inner.starter
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
-    /// Starts an execution of `workflow` with `input`; it is stored before this returns.
+    /// Starts an execution (see [`Starter::start`]) and carries out its first invocations.
     pub async fn start_execution(
         &self,
         workflow: &str,
+        name: Option<&str>,
         input: Value,
-    ) -> Result<Summary, RunnerError> {
-        let inner = &self.inner;
-        let (def, _) = inner
-            .catalog
-            .by_name
-            .get(workflow)
-            .ok_or_else(|| RunnerError::NoWorkflow(workflow.to_string()))?;
-        let digest = inner
-            .digests
-            .get(workflow)
-            .ok_or_else(|| RunnerError::NoWorkflow(workflow.to_string()))?;
-        let id = format!("{workflow}-{}", hex::encode(rand::random::<[u8; 8]>()));
-        let patient = input
-            .get("patient_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let now = inner.clock.now_ms();
-        let mut e = Execution::start(def.clone(), &id, input, now, rand::random());
-        let invocations = inner
-            .store
-            .create(workflow, digest, patient.as_deref(), &mut e, now)
-            .await?;
-        info!(execution = %id, workflow, "workflow execution started");
+    ) -> Result<Started, RunnerError> {
+        let now = self.inner.clock.now_ms();
+        let (started, invocations) = self.inner.starter.start(workflow, name, input, now).await?;
+        if let Started::New(summary) = &started {
+            info!(execution = %summary.id, workflow, "workflow execution started");
+            self.counted_transition();
+        }
         for inv in invocations {
             self.spawn_invocation(inv);
         }
-        let _ = inner.tx.send(Msg::Wake);
-        Ok(inner.store.summary(&id).await?)
+        let _ = self.inner.tx.send(Msg::Wake);
+        Ok(started)
     }
 
+    fn counted_transition(&self) {
+        if let Some(m) = &self.inner.metrics {
+            m.workflow_transitions.inc();
+        }
+    }
+
+    /// Carries out `invocation` unless it is being carried out already.
     fn spawn_invocation(&self, invocation: Invocation) {
+        let fresh = self
+            .inner
+            .in_flight
+            .lock()
+            .map(|mut keys| keys.insert(invocation.key()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let function = super::function_name(&invocation.resource).to_string();
@@ -241,6 +438,9 @@ impl Workflows {
             let event = match result {
                 Ok(output) => Event::TaskSucceeded { task, output },
                 Err(e) => {
+                    if let Some(m) = &inner.metrics {
+                        m.workflow_task_failed(&e.error);
+                    }
                     // The error's name only: its cause may carry the patient's data.
                     warn!(execution = %invocation.execution_id, state = %task.state, attempt = task.attempt, function, error = %e.error, "workflow task failed");
                     Event::TaskFailed {
@@ -256,20 +456,40 @@ impl Workflows {
 }
 
 async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut metrics_at = None::<tokio::time::Instant>;
+    // Something changed since the gauges were last read.
+    let mut dirty = true;
     loop {
         let Some(w) = inner.upgrade().map(|inner| Workflows { inner }) else {
             return;
         };
+        if dirty && metrics_at.is_none_or(|at| at.elapsed() >= METRICS_EVERY) {
+            metrics_at = Some(tokio::time::Instant::now());
+            dirty = false;
+            if let Err(e) = refresh_metrics(&w).await {
+                warn!(error = %e, "workflow metrics could not be read");
+            }
+        }
         // Every timer due now (those that fell due while no process ran included).
         if let Err(e) = fire_due(&w).await {
             warn!(error = %e, "workflow timers could not be read; trying again shortly");
+        }
+        // Invocations no task here carries out: another process started the execution, or
+        // an answer could not be stored.
+        match w.inner.store.outbox().await {
+            Ok(pending) => {
+                for invocation in pending {
+                    w.spawn_invocation(invocation);
+                }
+            }
+            Err(e) => warn!(error = %e, "the workflow outbox could not be read"),
         }
         let now = w.inner.clock.now_ms();
         let sleep = match w.inner.store.next_wake().await {
             Ok(Some(at)) => Duration::from_millis((at - now).clamp(0, i64::MAX) as u64),
             _ => MAX_SLEEP,
         }
-        .min(MAX_SLEEP);
+        .min(if dirty { METRICS_EVERY } else { MAX_SLEEP });
         drop(w);
         let msg = tokio::select! {
             m = rx.recv() => match m {
@@ -281,12 +501,47 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
         let Some(w) = inner.upgrade().map(|inner| Workflows { inner }) else {
             return;
         };
-        if let Some(Msg::Answer(answer)) = msg
-            && let Err(e) = apply_answer(&w, answer.0, answer.1).await
-        {
-            warn!(error = %e, "a workflow task's answer could not be stored; it is asked again on restart");
+        // Also after a quiet sleep: the overdue gauge moves with the clock.
+        dirty = true;
+        if let Some(Msg::Answer(answer)) = msg {
+            let key = answer.0.key();
+            if let Err(e) = apply_answer(&w, answer.0, answer.1).await {
+                warn!(error = %e, "a workflow task's answer could not be stored; the task is carried out again");
+            }
+            // Answered (or to be asked again): no longer in flight either way.
+            if let Ok(mut keys) = w.inner.in_flight.lock() {
+                keys.remove(&key);
+            }
         }
     }
+}
+
+async fn refresh_metrics(w: &Workflows) -> Result<(), StoreError> {
+    let Some(m) = &w.inner.metrics else {
+        return Ok(());
+    };
+    let counts = w.inner.store.count_by_status().await?;
+    for status in [
+        super::store::RUNNING,
+        super::store::SUCCEEDED,
+        super::store::FAILED,
+        super::store::ABORTED,
+    ] {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        m.workflow_executions
+            .get_or_create(&vec![("status", status)])
+            .set(n);
+    }
+    let overdue = w
+        .inner
+        .store
+        .overdue(w.inner.clock.now_ms() - OVERDUE_MS)
+        .await?;
+    m.workflow_timers_overdue.set(overdue);
+    Ok(())
 }
 
 async fn fire_due(w: &Workflows) -> Result<(), StoreError> {
@@ -313,6 +568,7 @@ async fn fire_due(w: &Workflows) -> Result<(), StoreError> {
             for inv in store.advance(&mut e, transitions, None, now).await? {
                 w.spawn_invocation(inv);
             }
+            w.counted_transition();
         }
     }
 }
@@ -335,5 +591,6 @@ async fn apply_answer(
     {
         w.spawn_invocation(inv);
     }
+    w.counted_transition();
     Ok(())
 }

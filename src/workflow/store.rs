@@ -31,6 +31,8 @@ pub enum StoreError {
     NoExecution(String),
     #[error("execution {id} was changed by another transition; the answer is not applied")]
     Conflict { id: String },
+    #[error("an execution named `{0}` exists")]
+    Exists(String),
 }
 
 /// A task invocation to carry out: what the outbox holds.
@@ -112,6 +114,19 @@ fn task_context(key: &str) -> String {
     format!("workflow-task:{key}")
 }
 
+/// `v` with every object's keys in order, so equal documents have one text.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The definition's digest: the name executions pin their definition by.
 pub fn digest(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
@@ -159,21 +174,39 @@ impl Store {
         Ok(row.map(|(t,)| t))
     }
 
+    /// The keyed digest of an execution's input, which tells a repeated start from a
+    /// different one without storing the input in clear.
+    pub fn input_digest(&self, input: &Value) -> String {
+        self.keys
+            .blind_index("workflow-input", &canonical(input).to_string())
+    }
+
+    /// The input digest of execution `id`, if it exists.
+    pub async fn stored_input_digest(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT input_digest FROM workflow_executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(d,)| d))
+    }
+
     /// Stores a new execution (just started, its first actions pending) in one transaction;
-    /// returns the invocations to carry out.
+    /// returns the invocations to carry out. Err(Exists) when an execution has its id.
     pub async fn create(
         &self,
         workflow: &str,
         digest: &str,
         patient_id: Option<&str>,
+        input_digest: &str,
         e: &mut Execution,
         now_ms: i64,
     ) -> Result<Vec<Invocation>, StoreError> {
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO workflow_executions (id, workflow, digest, status, state, snapshot, \
-             wake_at, started_at, updated_at, transitions, patient_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7, 0, $8)",
+             wake_at, started_at, updated_at, transitions, patient_id, input_digest) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7, 0, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(e.id())
         .bind(workflow)
@@ -183,8 +216,12 @@ impl Store {
         .bind(self.keys.seal(&snapshot_context(e.id()), b"{}"))
         .bind(now_ms)
         .bind(patient_id)
+        .bind(input_digest)
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() != 1 {
+            return Err(StoreError::Exists(e.id().to_string()));
+        }
         let out = self.write_transition(&mut tx, e, 0, now_ms).await?;
         tx.commit().await?;
         Ok(out)
@@ -373,6 +410,27 @@ impl Store {
         .fetch_one(self.db.pool())
         .await?;
         Ok(at)
+    }
+
+    /// How many executions have each status.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM workflow_executions GROUP BY status ORDER BY status",
+        )
+        .fetch_all(self.db.pool())
+        .await?)
+    }
+
+    /// Running executions whose timer was due before `before_ms`.
+    pub async fn overdue(&self, before_ms: i64) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM workflow_executions WHERE status = $1 AND wake_at IS NOT NULL AND wake_at < $2",
+        )
+        .bind(RUNNING)
+        .bind(before_ms)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(n)
     }
 
     /// Every invocation asked for and not yet answered: after a restart, each is carried out

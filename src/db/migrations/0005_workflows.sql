@@ -29,7 +29,10 @@ CREATE TABLE workflow_executions (
     -- Sealed outcome once finished: the output, or the error and cause.
     outcome TEXT,
     -- The patient the input named, for the audit trail and access rules (NULL if none).
-    patient_id TEXT
+    patient_id TEXT,
+    -- A keyed digest (blind index) of the input: a start repeated under the same name is
+    -- recognised as the same start only with the same input, which stays sealed.
+    input_digest TEXT NOT NULL
 );
 CREATE INDEX workflow_executions_due ON workflow_executions (status, wake_at);
 

@@ -4,7 +4,7 @@ use super::*;
 use serde_json::json;
 
 const DAY_MS: i64 = 86_400_000;
-/// 2026-12-06T09:00:00Z.
+/// 2026-12-05T09:00:00Z.
 const T0: i64 = 1_796_461_200_000;
 
 fn brief() -> Arc<Definition> {

@@ -25,16 +25,19 @@ async fn store() -> (Store, Db, tempfile::TempDir) {
 async fn started(s: &Store, id: &str) -> Vec<Invocation> {
     let digest = s.define("two-calls", TWO_CALLS, T0).await.expect("define");
     let def = Arc::new(Definition::load(TWO_CALLS).expect("loads"));
-    let mut e = Execution::start(
-        def,
-        id,
-        json!({"patient_id": "p-4711", "phone": "+81 3 1234 5678"}),
+    let input = json!({"patient_id": "p-4711", "phone": "+81 3 1234 5678"});
+    let input_digest = s.input_digest(&input);
+    let mut e = Execution::start(def, id, input, T0, 1);
+    s.create(
+        "two-calls",
+        &digest,
+        Some("p-4711"),
+        &input_digest,
+        &mut e,
         T0,
-        1,
-    );
-    s.create("two-calls", &digest, Some("p-4711"), &mut e, T0)
-        .await
-        .expect("create")
+    )
+    .await
+    .expect("create")
 }
 
 /// Loads the execution again from the database (as after a restart), applies `event`, stores.
@@ -290,5 +293,44 @@ async fn a_stopped_execution_takes_no_more_steps_and_a_late_answer_is_dropped() 
             .await
             .expect("list")
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_execution_id_is_taken_once() {
+    let (s, _db, _dir) = store().await;
+    started(&s, "e-9").await;
+    let digest = s.define("two-calls", TWO_CALLS, T0).await.expect("define");
+    let def = Arc::new(Definition::load(TWO_CALLS).expect("loads"));
+    let input = json!({"patient_id": "p-4711", "phone": "+81 3 1234 5678"});
+    let mut e = Execution::start(def, "e-9", input.clone(), T0 + 5, 1);
+    let err = s
+        .create(
+            "two-calls",
+            &digest,
+            Some("p-4711"),
+            &s.input_digest(&input),
+            &mut e,
+            T0 + 5,
+        )
+        .await
+        .expect_err("taken");
+    assert!(matches!(err, StoreError::Exists(_)), "{err}");
+    assert_eq!(
+        s.outbox().await.expect("outbox").len(),
+        1,
+        "nothing of the second start"
+    );
+    // The same input in another key order is the same input.
+    let reordered: Value =
+        serde_json::from_str(r#"{"phone": "+81 3 1234 5678", "patient_id": "p-4711"}"#)
+            .expect("json");
+    assert_eq!(
+        s.stored_input_digest("e-9").await.expect("read"),
+        Some(s.input_digest(&reordered))
+    );
+    assert_ne!(
+        s.input_digest(&reordered),
+        s.input_digest(&json!({"patient_id": "p-4712"}))
     );
 }
