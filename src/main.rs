@@ -189,6 +189,34 @@ enum WorkflowCommand {
         #[arg(long, default_value_t = 30)]
         task_timeout: u64,
     },
+    /// Start an execution of a workflow the server runs (by name, from `[workflows] dir`):
+    /// stored at once; the running server carries it out (within five seconds). With
+    /// --name, starting it again with the same input starts nothing new.
+    Start {
+        /// The workflow's name (its file name without .asl.json)
+        workflow: String,
+        /// The execution's input (JSON object; `patient_id` names the patient)
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// The execution's name (1 to 40 letters, digits, hyphens): its id is WORKFLOW.NAME
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Executions, newest first: id, status, state, started, next timer.
+    List {
+        /// RUNNING, SUCCEEDED, FAILED or ABORTED
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this patient's
+        #[arg(long)]
+        patient: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// One execution: status, state, timer, outcome and history.
+    Describe { id: String },
+    /// Stop a running execution: no further step is taken.
+    Stop { id: String },
 }
 
 #[derive(Args, Default)]
@@ -364,6 +392,14 @@ fn run() -> anyhow::Result<()> {
                 Duration::from_secs(*task_timeout),
             ))
         }
+        Command::Workflow(
+            command @ (WorkflowCommand::Start { .. }
+            | WorkflowCommand::List { .. }
+            | WorkflowCommand::Describe { .. }
+            | WorkflowCommand::Stop { .. }),
+        ) => records_command(&cli.common, |records, config| async move {
+            workflow_records(&records, &config, command).await
+        }),
         Command::User { command } => records_command(&cli.common, |records, _config| async move {
             match command {
                 UserCommand::Add {
@@ -739,6 +775,127 @@ async fn patient_import(
         }
     }
     anyhow::ensure!(failed == 0, "{failed} of {} bundles failed", bundles.len());
+    Ok(())
+}
+
+/// `careline workflow start|list|describe|stop`, on the database the server uses; audited
+/// with the actor `cli`.
+async fn workflow_records(
+    records: &careline::api::access::ApiState,
+    config: &Config,
+    command: &WorkflowCommand,
+) -> anyhow::Result<()> {
+    use careline::audit::{Event, action};
+    use careline::workflow::runner::{Catalog, Started, Starter};
+    let store = &records.workflows;
+    let audit = |what: &'static str, id: &str, patient: Option<String>| {
+        let mut e = Event::new("cli", what, "success").detail(serde_json::json!({"execution": id}));
+        if let Some(p) = &patient {
+            e = e.patient(p);
+        }
+        e
+    };
+    match command {
+        WorkflowCommand::Start {
+            workflow,
+            input,
+            name,
+        } => {
+            let input: serde_json::Value =
+                serde_json::from_str(input).context("--input is not JSON")?;
+            anyhow::ensure!(input.is_object(), "--input must be a JSON object");
+            if let Some(p) = input.get("patient_id").and_then(|p| p.as_str()) {
+                anyhow::ensure!(records.patients.exists(p).await?, "no patient `{p}`");
+            }
+            let catalog = Catalog::load(&config.workflows.dir)?;
+            let starter = Starter::new(store.clone(), catalog, careline::db::now_ms()).await?;
+            let (started, _) = starter
+                .start(workflow, name.as_deref(), input, careline::db::now_ms())
+                .await?;
+            let (summary, new) = match started {
+                Started::New(s) => (s, true),
+                Started::Existing(s) => (s, false),
+            };
+            records
+                .audit
+                .append(audit(
+                    action::WORKFLOW_START,
+                    &summary.id,
+                    summary.patient_id.clone(),
+                ))
+                .await?;
+            if new {
+                println!("started {} (a running server carries it out)", summary.id);
+            } else {
+                println!(
+                    "{} was started before with this input: {}",
+                    summary.id, summary.status
+                );
+            }
+        }
+        WorkflowCommand::List {
+            status,
+            patient,
+            limit,
+        } => {
+            if let Some(st) = status {
+                anyhow::ensure!(
+                    ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED"].contains(&st.as_str()),
+                    "--status is RUNNING, SUCCEEDED, FAILED or ABORTED"
+                );
+            }
+            let list = store
+                .list(
+                    status.as_deref(),
+                    patient.as_deref(),
+                    (*limit).clamp(1, 10_000),
+                )
+                .await?;
+            let mut event = Event::new("cli", action::WORKFLOW_READ, "success")
+                .detail(serde_json::json!({"list": list.len()}));
+            if let Some(p) = patient {
+                event = event.patient(p);
+            }
+            records.audit.append(event).await?;
+            for x in list {
+                println!(
+                    "{}  {:<9}  {:<24}  started {}{}",
+                    x.id,
+                    x.status,
+                    x.state,
+                    x.started,
+                    x.wakes.map(|w| format!("  wakes {w}")).unwrap_or_default()
+                );
+            }
+        }
+        WorkflowCommand::Describe { id } => {
+            let summary = store.summary(id).await?;
+            records
+                .audit
+                .append(audit(action::WORKFLOW_READ, id, summary.patient_id.clone()))
+                .await?;
+            let history = store.history(id).await?;
+            let mut body = serde_json::to_value(&summary)?;
+            body["history"] = serde_json::to_value(history)?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
+        WorkflowCommand::Stop { id } => {
+            let summary = store.summary(id).await?;
+            anyhow::ensure!(
+                store
+                    .stop(id, "stopped by cli", careline::db::now_ms())
+                    .await?,
+                "{id} already ended ({})",
+                summary.status
+            );
+            records
+                .audit
+                .append(audit(action::WORKFLOW_STOP, id, summary.patient_id))
+                .await?;
+            println!("stopped {id}");
+        }
+        WorkflowCommand::Validate { .. } | WorkflowCommand::Run { .. } => {}
+    }
     Ok(())
 }
 

@@ -178,7 +178,11 @@ mod tests {
             encounter("no-end", "IMP", "not a time", json!({})),
         ];
         for e in none {
-            assert!(starts(std::slice::from_ref(&e), NOW, 7).is_empty(), "{}", e.id);
+            assert!(
+                starts(std::slice::from_ref(&e), NOW, 7).is_empty(),
+                "{}",
+                e.id
+            );
         }
         // An emergency visit that ended in a discharge disposition is a stay.
         let er = encounter(
