@@ -70,6 +70,12 @@ pub struct WorkflowsConfig {
     pub on_discharge: String,
     /// A discharge older than this many days starts nothing (an import of old history).
     pub discharge_within_days: u32,
+    /// Task functions Careline answers itself: function name (a Task's Lambda ARN names it)
+    /// -> built-in task. A `[lambda.NAME] url` for the same name wins.
+    pub tasks: BTreeMap<String, String>,
+    /// The RiskAssessment task's rules (TOML, as the shipped `risk-rules.toml`); unset: the
+    /// shipped rules.
+    pub risk_rules: Option<PathBuf>,
 }
 
 impl Default for WorkflowsConfig {
@@ -79,6 +85,11 @@ impl Default for WorkflowsConfig {
             task_timeout_secs: 60,
             on_discharge: String::new(),
             discharge_within_days: 7,
+            tasks: BTreeMap::from([(
+                "RiskAssessment".to_string(),
+                crate::workflow::risk::RISK_ASSESSMENT.to_string(),
+            )]),
+            risk_rules: None,
         }
     }
 }

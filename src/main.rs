@@ -912,10 +912,14 @@ async fn workflow_run(
     // skipped, so its history stays in order.
     let mut skipped = 0i64;
     let now_ms = |skipped: i64| careline::db::now_ms() + skipped;
-    let lambdas = careline::flow::lambda::Lambdas::new(
-        &config.lambda,
-        careline::flow::http::HttpClient::new(),
-    );
+    // Each Task's function: its [lambda.NAME] url, else a built-in task ([workflows.tasks]).
+    let tasks = careline::workflow::runner::Tasks::new(
+        careline::flow::lambda::Lambdas::new(
+            &config.lambda,
+            careline::flow::http::HttpClient::new(),
+        ),
+        &config.workflows,
+    )?;
     let id = format!("run-{:016x}", rand::random::<u64>());
     let mut e = Execution::start(
         std::sync::Arc::new(definition),
@@ -944,14 +948,15 @@ async fn workflow_run(
                 } => {
                     let function = careline::workflow::function_name(&resource);
                     let timeout = timeout_secs.map_or(task_timeout, Duration::from_secs);
-                    let event = match lambdas.invoke(function, &input, timeout).await {
+                    let key = task.key(&id);
+                    let event = match tasks.invoke(function, &input, &key, timeout).await {
                         Ok(output) => Event::TaskSucceeded { task, output },
-                        Err(why) => {
-                            println!("  {function} failed: {why}");
+                        Err(e) => {
+                            println!("  {function} failed: {}: {}", e.error, e.cause);
                             Event::TaskFailed {
                                 task,
-                                error: "Lambda.Unknown".into(),
-                                cause: why,
+                                error: e.error,
+                                cause: e.cause,
                             }
                         }
                     };

@@ -239,7 +239,13 @@ impl Server {
         let workflows = crate::workflow::runner::Workflows::start(
             records.workflows.clone(),
             catalog,
-            crate::flow::lambda::Lambdas::new(&config.lambda, crate::flow::http::HttpClient::new()),
+            crate::workflow::runner::Tasks::new(
+                crate::flow::lambda::Lambdas::new(
+                    &config.lambda,
+                    crate::flow::http::HttpClient::new(),
+                ),
+                &config.workflows,
+            )?,
             Duration::from_secs(config.workflows.task_timeout_secs.max(1)),
             crate::db::WallClock::system(),
             Some(services.metrics.clone()),

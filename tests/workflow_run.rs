@@ -19,6 +19,11 @@ struct Functions {
 }
 
 fn functions(risk: &'static str) -> Functions {
+    functions_reporting(risk, json!({}))
+}
+
+/// As [`functions`], every answer carrying `vitals` as the patient's reported vitals.
+fn functions_reporting(risk: &'static str, vitals: Value) -> Functions {
     use axum::extract::Path;
     use axum::routing::post;
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -29,10 +34,11 @@ fn functions(risk: &'static str) -> Functions {
         post(
             move |Path(function): Path<String>, axum::Json(input): axum::Json<Value>| {
                 let seen = seen.clone();
+                let vitals = vitals.clone();
                 async move {
                     seen.lock().unwrap().push((function.clone(), input.clone()));
                     let mut out = json!({"patient_id": input["patient_id"], "medications": [],
-                        "primary_care_physician_id": "dr-7", "vitals": {}, "reported_symptoms": []});
+                        "primary_care_physician_id": "dr-7", "vitals": vitals, "reported_symptoms": []});
                     if function == "RiskAssessment" {
                         out["risk_level"] = json!(risk);
                         out["risk_reason"] = json!("fever after discharge");
@@ -123,6 +129,30 @@ fn a_high_risk_patient_is_escalated_through_the_configured_functions() {
     );
     assert!(text.contains("WaitStateEntered WaitForDay3"), "{text}");
     assert!(text.contains("ExecutionSucceeded"), "{text}");
+}
+
+#[test]
+fn without_a_risk_function_the_built_in_rules_assess_and_escalate() {
+    let f = functions_reporting("unused", json!({"bp": "190/100"}));
+    let names: Vec<&str> = ALL.into_iter().filter(|n| *n != "RiskAssessment").collect();
+    let (ok, text) = run(&f, &names);
+    assert!(ok, "{text}");
+    let calls = f.calls.lock().unwrap();
+    let called: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        called,
+        [
+            "CallPatient",
+            "CheckMedicationRefills",
+            "TelemedicineConsultation",
+            "NotifyPhysician"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        calls[3].1,
+        json!({"patient_id": "p-0001", "urgency": "HIGH", "reason": "systolic blood pressure above 180 mmHg"})
+    );
 }
 
 #[test]

@@ -107,7 +107,11 @@ async fn start(
         }
         Err(e @ RunnerError::BadName) => return Err(ApiError::bad_request(e.to_string())),
         Err(RunnerError::Store(e)) => return Err(store_error(e)),
-        Err(e @ RunnerError::NoDischargeWorkflow(_)) => return Err(ApiError::internal(e)),
+        Err(
+            e @ (RunnerError::NoDischargeWorkflow(_)
+            | RunnerError::NoBuiltin { .. }
+            | RunnerError::Rules(_)),
+        ) => return Err(ApiError::internal(e)),
     };
     let (status, summary) = match started {
         Started::New(s) => (StatusCode::CREATED, s),

@@ -44,6 +44,11 @@ impl Lambdas {
         }
     }
 
+    /// Whether `function` has a `[lambda.NAME] url`.
+    pub fn has(&self, function: &str) -> bool {
+        self.urls.contains_key(function)
+    }
+
     /// Calls `function` with `event`; Ok is the response JSON, Err why it failed (for logs;
     /// never the payload, which may hold PHI).
     pub async fn invoke(

@@ -12,6 +12,7 @@ pub mod discharge;
 pub mod execution;
 pub(crate) mod jsonata;
 pub(crate) mod path;
+pub mod risk;
 pub mod runner;
 pub mod store;
 pub mod validate;

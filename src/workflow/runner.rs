@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::execution::{Definition, Event, Execution};
 use super::store::{Invocation, Store, StoreError, Summary};
 use crate::db::WallClock;
-use crate::flow::lambda::Lambdas;
+use crate::flow::lambda::{Lambdas, TaskError};
 
 /// The longest the loop sleeps without looking at the database: an execution another process
 /// started (`careline patient import` starting a discharge follow-up) is taken up within this.
@@ -42,6 +42,12 @@ pub enum RunnerError {
     BadName,
     #[error("[workflows] on_discharge names `{0}`, which is not among the workflows loaded")]
     NoDischargeWorkflow(String),
+    #[error(
+        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there is: careline:risk-assessment)"
+    )]
+    NoBuiltin { function: String, task: String },
+    #[error(transparent)]
+    Rules(#[from] super::risk::RulesError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -143,6 +149,68 @@ enum Msg {
     Answer(Box<(Invocation, Event)>),
     /// A new timer may be earlier than the one the loop sleeps for.
     Wake,
+}
+
+/// Where each Task function is answered: its `[lambda.NAME] url` over HTTP, else the built-in
+/// task `[workflows.tasks]` maps it to (RiskAssessment, by default).
+#[derive(Clone)]
+pub struct Tasks {
+    lambdas: Lambdas,
+    builtins: BTreeMap<String, Builtin>,
+    risk: Arc<super::risk::RiskRules>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Builtin {
+    Risk,
+}
+
+impl Tasks {
+    /// Checks every mapping names a built-in task and loads the risk rules.
+    pub fn new(
+        lambdas: Lambdas,
+        settings: &crate::config::WorkflowsConfig,
+    ) -> Result<Tasks, RunnerError> {
+        let mut builtins = BTreeMap::new();
+        for (function, task) in &settings.tasks {
+            let b = match task.as_str() {
+                super::risk::RISK_ASSESSMENT => Builtin::Risk,
+                other => {
+                    return Err(RunnerError::NoBuiltin {
+                        function: function.clone(),
+                        task: other.to_string(),
+                    });
+                }
+            };
+            builtins.insert(function.clone(), b);
+        }
+        let risk = super::risk::RiskRules::load(settings.risk_rules.as_deref())?;
+        Ok(Tasks {
+            lambdas,
+            builtins,
+            risk: Arc::new(risk),
+        })
+    }
+
+    /// Runs the task `function` on `input`.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        input: &Value,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Value, TaskError> {
+        if !self.lambdas.has(function)
+            && let Some(b) = self.builtins.get(function)
+        {
+            return Ok(match b {
+                Builtin::Risk => self.risk.assess(input),
+            });
+        }
+        self.lambdas
+            .invoke_task(function, input, key, timeout)
+            .await
+    }
 }
 
 /// Imports that contain a hospital discharge start `[workflows] on_discharge` for the patient
@@ -326,7 +394,7 @@ pub struct Workflows {
 struct Inner {
     starter: Starter,
     store: Store,
-    lambdas: Lambdas,
+    tasks: Tasks,
     task_timeout: Duration,
     clock: WallClock,
     tx: mpsc::UnboundedSender<Msg>,
@@ -341,7 +409,7 @@ impl Workflows {
     pub async fn start(
         store: Store,
         catalog: Catalog,
-        lambdas: Lambdas,
+        tasks: Tasks,
         task_timeout: Duration,
         clock: WallClock,
         metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -352,7 +420,7 @@ impl Workflows {
             inner: Arc::new(Inner {
                 starter,
                 store,
-                lambdas,
+                tasks,
                 task_timeout,
                 clock,
                 tx,
@@ -431,8 +499,8 @@ impl Workflows {
                 .timeout_secs
                 .map_or(inner.task_timeout, Duration::from_secs);
             let result = inner
-                .lambdas
-                .invoke_task(&function, &invocation.input, &key, timeout)
+                .tasks
+                .invoke(&function, &invocation.input, &key, timeout)
                 .await;
             let task = invocation.task.clone();
             let event = match result {
