@@ -85,10 +85,21 @@ impl Default for WorkflowsConfig {
             task_timeout_secs: 60,
             on_discharge: String::new(),
             discharge_within_days: 7,
-            tasks: BTreeMap::from([(
-                "RiskAssessment".to_string(),
-                crate::workflow::risk::RISK_ASSESSMENT.to_string(),
-            )]),
+            // The brief's function names (NotifyCareteam as it spells it).
+            tasks: BTreeMap::from([
+                (
+                    "RiskAssessment".to_string(),
+                    crate::workflow::risk::RISK_ASSESSMENT.to_string(),
+                ),
+                (
+                    "NotifyPhysician".to_string(),
+                    crate::workflow::care_tasks::NOTIFY_PHYSICIAN.to_string(),
+                ),
+                (
+                    "NotifyCareteam".to_string(),
+                    crate::workflow::care_tasks::NOTIFY_CARE_TEAM.to_string(),
+                ),
+            ]),
             risk_rules: None,
         }
     }

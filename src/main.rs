@@ -913,12 +913,17 @@ async fn workflow_run(
     let mut skipped = 0i64;
     let now_ms = |skipped: i64| careline::db::now_ms() + skipped;
     // Each Task's function: its [lambda.NAME] url, else a built-in task ([workflows.tasks]).
+    // The built-in notification tasks write to the work list in the configured database.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data dir {}", config.data_dir.display()))?;
+    let records = careline::api::access::ApiState::open(&config, None).await?;
     let tasks = careline::workflow::runner::Tasks::new(
         careline::flow::lambda::Lambdas::new(
             &config.lambda,
             careline::flow::http::HttpClient::new(),
         ),
         &config.workflows,
+        records.care_tasks.clone(),
     )?;
     let id = format!("run-{:016x}", rand::random::<u64>());
     let mut e = Execution::start(

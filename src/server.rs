@@ -245,6 +245,7 @@ impl Server {
                     crate::flow::http::HttpClient::new(),
                 ),
                 &config.workflows,
+                records.care_tasks.clone(),
             )?,
             Duration::from_secs(config.workflows.task_timeout_secs.max(1)),
             crate::db::WallClock::system(),

@@ -83,6 +83,36 @@ impl Api {
         child.wait_with_output().unwrap()
     }
 
+    /// A work-list item about `patient`, made by the built-in NotifyPhysician task of a
+    /// workflow run from the CLI into the server's database; returns its id.
+    fn care_task(&self, patient: &str) -> String {
+        let def = self.server.data_dir.path().join("notify.asl.json");
+        std::fs::write(
+            &def,
+            r#"{"StartAt": "N", "States": {"N": {"Type": "Task",
+                "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:NotifyPhysician", "End": true}}}"#,
+        )
+        .unwrap();
+        let input =
+            json!({"patient_id": patient, "urgency": "HIGH", "reason": "matrix"}).to_string();
+        let out = self.cli(
+            &["workflow", "run", def.to_str().unwrap(), "--input", &input],
+            None,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("succeeded: "))
+            .map(|j| serde_json::from_str(j).unwrap())
+            .unwrap_or_else(|| panic!("no answer in: {text}"));
+        answer["care_task"].as_str().unwrap().to_string()
+    }
+
     /// `careline user add`; returns the printed token.
     fn user(&self, name: &str, role: &str) -> String {
         self.user_with(name, role, None)
@@ -342,6 +372,19 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, D, D, A],
         on_call: [D, A, A, D, D, A],
     },
+    // The care team's work list: for the people who act on it.
+    Row {
+        method: "GET",
+        path: "/api/v1/care-tasks",
+        off_call: [D, A, A, D, D, D],
+        on_call: [D, A, A, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/care-tasks/{id}/done",
+        off_call: [D, A, A, D, D, D],
+        on_call: [D, A, A, D, D, D],
+    },
 ];
 
 /// A flow that holds the line (one long input wait): calls stay live for the whole test.
@@ -570,6 +613,9 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     );
                     assert_eq!(r.status, 201, "{}", r.body);
                     row.path.replace("{id}", r.json()["id"].as_str().unwrap())
+                } else if row.path == "/api/v1/care-tasks/{id}/done" {
+                    // A fresh item to close in each round.
+                    row.path.replace("{id}", &api.care_task(&patient))
                 } else if row.path.ends_with("/stop") {
                     // A fresh execution to stop in each round.
                     let r = api.call(

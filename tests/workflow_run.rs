@@ -609,3 +609,71 @@ fn an_imported_discharge_starts_its_follow_up_once_from_the_cli_or_the_api() {
         "the patient is called once"
     );
 }
+
+#[test]
+fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
+    // No functions at all: the built-in RiskAssessment and NotifyPhysician answer.
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(
+        flows.path().join("assess.asl.json"),
+        r#"{"StartAt": "Assess", "States": {
+            "Assess": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:RiskAssessment", "Next": "Check"},
+            "Check": {"Type": "Choice", "Choices": [{"Variable": "$.risk_level", "StringEquals": "HIGH", "Next": "Notify"}], "Default": "Done"},
+            "Notify": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:NotifyPhysician",
+              "Parameters": {"patient_id.$": "$.patient_id", "urgency.$": "$.risk_level", "reason.$": "$.risk_reason"}, "End": true},
+            "Done": {"Type": "Succeed"}}}"#,
+    )
+    .unwrap();
+    let server = support::server::TestServer::start_with(support::server::Options {
+        toml: format!("[workflows]\ndir = \"{}\"\n", flows.path().display()),
+        ..Default::default()
+    });
+    let bundle = support::fixtures::fhir_bundles()[0].clone();
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = Api {
+        server: &server,
+        token: token(&server, "nurse", "clinician"),
+    };
+    let input = json!({"patient_id": ITO, "vitals": {"bp": "150/90", "spo2": 90},
+        "symptoms": ["胸痛があります"]})
+    .to_string();
+    let r = nurse.call("POST", "/api/v1/workflows/assess/executions", Some(&input));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").unwrap().to_string();
+    eventually("the assessment ends", || {
+        nurse.call("GET", &location, None).json()["status"] == "SUCCEEDED"
+    });
+    let list = nurse.call("GET", "/api/v1/care-tasks", None);
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.json()["care_tasks"].clone();
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+    let item = &items[0];
+    assert_eq!(item["kind"], "physician");
+    assert_eq!(item["urgency"], "HIGH");
+    assert_eq!(item["patient_id"], ITO);
+    assert_eq!(
+        item["detail"]["reason"],
+        "oxygen saturation 91 % or lower; chest pain reported"
+    );
+    let id = item["id"].as_str().unwrap();
+    let done = format!("/api/v1/care-tasks/{id}/done");
+    assert_eq!(nurse.call("POST", &done, None).status, 204);
+    assert_eq!(nurse.call("POST", &done, None).status, 409, "once");
+    let open = nurse.call("GET", "/api/v1/care-tasks", None).json();
+    assert_eq!(open["care_tasks"], json!([]), "nothing left open");
+    let all = nurse
+        .call("GET", "/api/v1/care-tasks?status=all", None)
+        .json();
+    assert_eq!(all["care_tasks"][0]["done_by"], "nurse");
+    // Agents do not see the physician's list.
+    let agent = Api {
+        server: &server,
+        token: token(&server, "agent", "agent"),
+    };
+    assert_eq!(agent.call("GET", "/api/v1/care-tasks", None).status, 403);
+}

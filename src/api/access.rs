@@ -29,6 +29,8 @@ pub struct ApiState {
     pub patients: PatientStore,
     /// Workflow executions (the server's runner drives them; the CLI re-seals them).
     pub workflows: crate::workflow::store::Store,
+    /// The care team's work list (workflows' notification tasks).
+    pub care_tasks: crate::workflow::care_tasks::CareTasks,
     /// Set by the server when `[workflows] on_discharge` is: imports start follow-ups.
     pub discharges: std::sync::OnceLock<(
         crate::workflow::runner::DischargeTrigger,
@@ -365,6 +367,7 @@ impl ApiState {
         let auth = Arc::new(Auth::new(db.clone(), audit.clone(), settings, metrics));
         let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;
         let workflows = crate::workflow::store::Store::new(db.clone(), keys.clone());
+        let care_tasks = crate::workflow::care_tasks::CareTasks::new(db.clone(), keys.clone());
         let patients = PatientStore::new(
             db,
             keys,
@@ -376,6 +379,7 @@ impl ApiState {
             audit,
             patients,
             workflows,
+            care_tasks,
             discharges: std::sync::OnceLock::new(),
             https: config.http.https(),
         })

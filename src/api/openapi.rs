@@ -412,6 +412,34 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/api/v1/care-tasks",
+        action: Some(Action::CareTaskRead),
+        summary: "The care team's work list: what workflows asked of a physician or the care team (NotifyPhysician, NotifyCareteam), oldest first, with the reason. Each patient listed is audited as read.",
+        query: &[
+            ("status", "OPEN (default), DONE or all"),
+            ("patient", "patient id"),
+            ("limit", "at most this many (default 100)"),
+        ],
+        body: None,
+        ok: 200,
+        returns: "CareTasks",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/care-tasks/{id}/done",
+        action: Some(Action::CareTaskDone),
+        summary: "Mark a work-list item done (answers 204); 409 when it was done already. Audited with the patient.",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409],
+    },
+    RouteDoc {
+        method: "get",
         path: "/api/v1/openapi.json",
         action: None,
         summary: "This document",
@@ -487,6 +515,7 @@ fn query_schema(path: &str, name: &str) -> Value {
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
         "format" if path == "/api/v1/audit" => json!({"enum": ["jsonl", "json", "fhir"]}),
         "format" => json!({"enum": ["ogg", "wav"]}),
+        "status" if path == "/api/v1/care-tasks" => json!({"enum": ["OPEN", "DONE", "all"]}),
         "status" => json!({"enum": ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "all"]}),
         "name" if path.starts_with("/api/v1/workflows") => {
             json!({"type": "string", "pattern": "^[A-Za-z0-9-]{1,40}$"})
@@ -648,6 +677,11 @@ pub(crate) fn document() -> Value {
     let workflows = json!({
                 "Workflows": {"type": "object", "required": ["workflows"], "properties": {
                     "workflows": {"type": "array", "items": text}}},
+                "CareTasks": {"type": "object", "required": ["care_tasks"], "properties": {
+                    "care_tasks": {"type": "array", "items": {"type": "object", "required": ["id", "execution_id", "kind", "status", "created", "detail"], "properties": {
+                        "id": text, "execution_id": text, "patient_id": opt_text, "kind": {"enum": ["physician", "care_team"]},
+                        "urgency": opt_text, "status": {"enum": ["OPEN", "DONE"]}, "created": text, "done": text, "done_by": text,
+                        "detail": {"description": "the task input the workflow gave"}}}}}},
                 "WorkflowExecutions": {"type": "object", "required": ["executions"], "properties": {
                     "executions": {"type": "array", "items": {"$ref": "#/components/schemas/WorkflowExecution"}}}},
                 "WorkflowInput": {"type": "object", "description": "the execution's input, as the state machine reads it", "properties": {

@@ -36,6 +36,8 @@ pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows) -> Router {
         .route("/api/v1/workflows/executions", get(executions))
         .route("/api/v1/workflows/executions/{id}", get(execution))
         .route("/api/v1/workflows/executions/{id}/stop", post(stop))
+        .route("/api/v1/care-tasks", get(care_tasks))
+        .route("/api/v1/care-tasks/{id}/done", post(care_task_done))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WorkflowApi { api, workflows })
@@ -232,4 +234,89 @@ async fn stop(
     s.api.audit.append(event).await?;
     let after = store.summary(&id).await.map_err(store_error)?;
     Ok(Json(serde_json::to_value(after).unwrap_or_default()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CareTaskQuery {
+    pub status: Option<String>,
+    pub patient: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/care-tasks?status=OPEN|DONE|all&patient=&limit=`: the work list, oldest
+/// first, with what the workflow said (the reason). Each patient listed is audited as read.
+async fn care_tasks(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    QueryParams(q): QueryParams<CareTaskQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.api
+        .require(&caller, Action::CareTaskRead, q.patient.as_deref())
+        .await?;
+    let status = match q.status.as_deref() {
+        None => Some(crate::workflow::care_tasks::OPEN),
+        Some("all") => None,
+        Some(st @ ("OPEN" | "DONE")) => Some(st),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "status is OPEN (default), DONE or all",
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit is 1 to 1000"));
+    }
+    let list = s
+        .api
+        .care_tasks
+        .list(status, q.patient.as_deref(), limit)
+        .await
+        .map_err(store_error)?;
+    let patients: std::collections::BTreeSet<&str> = list
+        .iter()
+        .filter_map(|t| t.patient_id.as_deref())
+        .collect();
+    for p in patients {
+        s.api
+            .audit
+            .append(
+                Event::new(caller.name(), action::CARE_TASK_READ, "success")
+                    .patient(p)
+                    .detail(json!({"view": "work list"})),
+            )
+            .await?;
+    }
+    Ok(Json(json!({ "care_tasks": list })))
+}
+
+/// `POST /api/v1/care-tasks/{id}/done`: the item is dealt with (204); 409 when it was done.
+async fn care_task_done(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.api.require(&caller, Action::CareTaskDone, None).await?;
+    let tasks = &s.api.care_tasks;
+    let Some(patient) = tasks.patient_of(&id).await.map_err(store_error)? else {
+        return Err(ApiError::not_found(format!("no care task `{id}`")));
+    };
+    if !tasks
+        .complete(&id, caller.name(), crate::db::now_ms())
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("care task {id} is done already"),
+        ));
+    }
+    let mut event = Event::new(caller.name(), action::CARE_TASK_DONE, "success")
+        .detail(json!({"care_task": id}));
+    if let Some(p) = &patient {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -46,6 +46,8 @@ pub mod action {
     pub const WORKFLOW_START: &str = "workflow.start";
     pub const WORKFLOW_READ: &str = "workflow.read";
     pub const WORKFLOW_STOP: &str = "workflow.stop";
+    pub const CARE_TASK_READ: &str = "care_task.read";
+    pub const CARE_TASK_DONE: &str = "care_task.done";
 }
 
 #[derive(Debug, thiserror::Error)]

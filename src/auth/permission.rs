@@ -96,6 +96,10 @@ pub enum Action {
     WorkflowStart,
     /// An execution's status, history and outcome.
     WorkflowRead,
+    /// The care team's work list (what workflows asked of a physician or the care team).
+    CareTaskRead,
+    /// Mark a work-list item done.
+    CareTaskDone,
 }
 
 impl Action {
@@ -117,6 +121,8 @@ impl Action {
             Action::OwnTokens => "token.own",
             Action::WorkflowStart => "workflow.start",
             Action::WorkflowRead => "workflow.read",
+            Action::CareTaskRead => "care_task.read",
+            Action::CareTaskDone => "care_task.done",
         }
     }
 }
@@ -197,6 +203,11 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::WorkflowRead, R::Clinician, S::Any),
     (A::WorkflowRead, R::Supervisor, S::Any),
     (A::WorkflowRead, R::Service, S::Any),
+    // The work list is for the people who act on it.
+    (A::CareTaskRead, R::Clinician, S::Any),
+    (A::CareTaskRead, R::Supervisor, S::Any),
+    (A::CareTaskDone, R::Clinician, S::Any),
+    (A::CareTaskDone, R::Supervisor, S::Any),
 ];
 
 /// The scope `role` has for `action`, or `None` (denied whatever the facts).

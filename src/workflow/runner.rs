@@ -158,11 +158,14 @@ pub struct Tasks {
     lambdas: Lambdas,
     builtins: BTreeMap<String, Builtin>,
     risk: Arc<super::risk::RiskRules>,
+    care: super::care_tasks::CareTasks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Builtin {
     Risk,
+    /// An item on the care team's work list, of this kind.
+    WorkList(&'static str),
 }
 
 impl Tasks {
@@ -170,11 +173,15 @@ impl Tasks {
     pub fn new(
         lambdas: Lambdas,
         settings: &crate::config::WorkflowsConfig,
+        care: super::care_tasks::CareTasks,
     ) -> Result<Tasks, RunnerError> {
+        use super::care_tasks::{NOTIFY_CARE_TEAM, NOTIFY_PHYSICIAN};
         let mut builtins = BTreeMap::new();
         for (function, task) in &settings.tasks {
             let b = match task.as_str() {
                 super::risk::RISK_ASSESSMENT => Builtin::Risk,
+                NOTIFY_PHYSICIAN => Builtin::WorkList("physician"),
+                NOTIFY_CARE_TEAM => Builtin::WorkList("care_team"),
                 other => {
                     return Err(RunnerError::NoBuiltin {
                         function: function.clone(),
@@ -189,6 +196,7 @@ impl Tasks {
             lambdas,
             builtins,
             risk: Arc::new(risk),
+            care,
         })
     }
 
@@ -203,9 +211,20 @@ impl Tasks {
         if !self.lambdas.has(function)
             && let Some(b) = self.builtins.get(function)
         {
-            return Ok(match b {
-                Builtin::Risk => self.risk.assess(input),
-            });
+            return match b {
+                Builtin::Risk => Ok(self.risk.assess(input)),
+                Builtin::WorkList(kind) => {
+                    let id = self
+                        .care
+                        .add(key, kind, input, crate::db::now_ms())
+                        .await
+                        .map_err(|e| TaskError {
+                            error: "Careline.WorkList".into(),
+                            cause: e.to_string(),
+                        })?;
+                    Ok(super::care_tasks::CareTasks::answer(&id))
+                }
+            };
         }
         self.lambdas
             .invoke_task(function, input, key, timeout)

@@ -60,3 +60,25 @@ CREATE TABLE workflow_tasks (
     timeout_secs BIGINT
 );
 CREATE INDEX workflow_tasks_execution ON workflow_tasks (execution_id);
+
+-- The care team's work list: what a workflow's built-in notification tasks ask of a
+-- physician or the care team. One row per task invocation (its idempotency key), however
+-- often the invocation is delivered.
+CREATE TABLE care_tasks (
+    id TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    execution_id TEXT NOT NULL,
+    patient_id TEXT,
+    -- physician or care_team
+    kind TEXT NOT NULL,
+    -- The task input's urgency (HIGH, MEDIUM, ...), if any.
+    urgency TEXT,
+    -- Sealed: the task input (reason, patient data).
+    detail TEXT NOT NULL,
+    -- OPEN or DONE
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    done_at BIGINT,
+    done_by TEXT
+);
+CREATE INDEX care_tasks_status ON care_tasks (status, created_at);

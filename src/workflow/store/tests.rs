@@ -207,12 +207,24 @@ async fn key_rotation_reseals_every_workflow_value_and_they_still_open() {
     let first = started(&s, "e-5").await;
     answer(&s, &first[0], json!({"called": true}), T0 + 1).await;
     started(&s, "e-6").await;
+    let before =
+        Arc::new(KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("ring"));
+    let care = crate::workflow::care_tasks::CareTasks::new(db.clone(), before);
+    care.add(
+        "e-6/Notify/1",
+        "physician",
+        &json!({"patient_id": "p-4711", "reason": "x"}),
+        T0,
+    )
+    .await
+    .expect("work-list item");
     let mut ring = KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("ring");
     ring.rotate().expect("rotate");
     let ring = Arc::new(ring);
     let rotated = Store::new(db.clone(), ring.clone());
-    // Two snapshots and the outbox row of e-6; e-5's task was answered, nothing finished.
-    assert_eq!(rotated.reseal_all().await.expect("reseal"), 3);
+    // Two snapshots, the outbox row of e-6 and the work-list item; e-5's task was answered,
+    // nothing finished.
+    assert_eq!(rotated.reseal_all().await.expect("reseal"), 4);
     assert_eq!(
         rotated.reseal_all().await.expect("again"),
         0,

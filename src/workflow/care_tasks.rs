@@ -1,0 +1,241 @@
+//! The care team's work list: the built-in notification tasks of workflows
+//! (`careline:notify-physician`, `careline:notify-care-team`) put an item here for a person to
+//! act on, read and closed over `/api/v1/care-tasks`.
+//!
+//! An item is keyed by the invocation's idempotency key, so an invocation delivered again
+//! (after a crash between the item being written and the answer being stored) finds its item
+//! and adds none: the physician is told once. The task input (reason, patient data) is sealed.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use super::store::StoreError;
+use crate::db::Db;
+use crate::keys::KeyRing;
+
+pub const NOTIFY_PHYSICIAN: &str = "careline:notify-physician";
+pub const NOTIFY_CARE_TEAM: &str = "careline:notify-care-team";
+
+pub const OPEN: &str = "OPEN";
+pub const DONE: &str = "DONE";
+
+/// One item of the work list.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CareTask {
+    pub id: String,
+    pub execution_id: String,
+    pub patient_id: Option<String>,
+    /// `physician` or `care_team`.
+    pub kind: String,
+    pub urgency: Option<String>,
+    pub status: String,
+    pub created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_by: Option<String>,
+    /// The task input the workflow gave (the reason, for one).
+    pub detail: Value,
+}
+
+#[derive(Clone)]
+pub struct CareTasks {
+    db: Db,
+    keys: Arc<KeyRing>,
+}
+
+/// The sealing context of an item's detail.
+pub(crate) fn context(id: &str) -> String {
+    format!("care-task:{id}")
+}
+
+impl CareTasks {
+    pub fn new(db: Db, keys: Arc<KeyRing>) -> CareTasks {
+        CareTasks { db, keys }
+    }
+
+    /// Adds the item invocation `key` asks for, unless it exists; returns its id either way.
+    pub async fn add(
+        &self,
+        key: &str,
+        kind: &str,
+        input: &Value,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let id = hex::encode(&sha2::Sha256::digest(key.as_bytes())[..12]);
+        let execution = key.split('/').next().unwrap_or_default();
+        let patient = input.get("patient_id").and_then(Value::as_str);
+        let urgency = input.get("urgency").and_then(Value::as_str);
+        sqlx::query(
+            "INSERT INTO care_tasks (id, idempotency_key, execution_id, patient_id, kind, urgency, detail, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(key)
+        .bind(execution)
+        .bind(patient)
+        .bind(kind)
+        .bind(urgency)
+        .bind(self.keys.seal(&context(&id), input.to_string().as_bytes()))
+        .bind(OPEN)
+        .bind(now_ms)
+        .execute(self.db.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Items, oldest first (the longest waiting on top), by status and patient.
+    pub async fn list(
+        &self,
+        status: Option<&str>,
+        patient: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CareTask>, StoreError> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            i64,
+            Option<i64>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, execution_id, patient_id, kind, urgency, status, created_at, done_at, done_by, detail \
+             FROM care_tasks WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR patient_id = $2) \
+             ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(status)
+        .bind(patient)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    execution_id,
+                    patient_id,
+                    kind,
+                    urgency,
+                    status,
+                    created,
+                    done,
+                    done_by,
+                    sealed,
+                )| {
+                    let ctx = context(&id);
+                    let plain =
+                        self.keys
+                            .open_sealed(&ctx, &sealed)
+                            .map_err(|_| StoreError::Corrupt {
+                                context: ctx.clone(),
+                            })?;
+                    let detail = serde_json::from_slice(&plain)
+                        .map_err(|_| StoreError::Corrupt { context: ctx })?;
+                    Ok(CareTask {
+                        id,
+                        execution_id,
+                        patient_id,
+                        kind,
+                        urgency,
+                        status,
+                        created: crate::db::rfc3339(created),
+                        done: done.map(crate::db::rfc3339),
+                        done_by,
+                        detail,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The patient an item is about (None: no such item, or about no patient).
+    pub async fn patient_of(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT patient_id FROM care_tasks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(p,)| p))
+    }
+
+    /// Closes an open item; false when it was not open.
+    pub async fn complete(&self, id: &str, by: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE care_tasks SET status = $1, done_at = $2, done_by = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(DONE)
+        .bind(now_ms)
+        .bind(by)
+        .bind(id)
+        .bind(OPEN)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// The answer the notification task gives the workflow.
+    pub fn answer(id: &str) -> Value {
+        json!({"care_task": id, "notified": true})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_invocation_delivered_twice_makes_one_item_and_it_closes_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = Arc::new(
+            KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("key ring"),
+        );
+        let db = Db::open(None, dir.path()).await.expect("database");
+        let tasks = CareTasks::new(db, keys);
+        let input =
+            json!({"patient_id": "p-1", "urgency": "HIGH", "reason": "chest pain reported"});
+        let a = tasks
+            .add("exec-1/Notify/1", "physician", &input, 1_000)
+            .await
+            .expect("add");
+        let b = tasks
+            .add("exec-1/Notify/1", "physician", &input, 2_000)
+            .await
+            .expect("again");
+        assert_eq!(a, b);
+        tasks
+            .add(
+                "exec-2/Notify/1",
+                "care_team",
+                &json!({"patient_id": "p-2"}),
+                3_000,
+            )
+            .await
+            .expect("add");
+        let open = tasks.list(Some(OPEN), None, 10).await.expect("list");
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].detail["reason"], "chest pain reported");
+        assert_eq!(open[0].urgency.as_deref(), Some("HIGH"));
+        assert_eq!(open[0].execution_id, "exec-1");
+        assert!(tasks.complete(&a, "nurse", 4_000).await.expect("done"));
+        assert!(
+            !tasks.complete(&a, "nurse", 5_000).await.expect("done"),
+            "once"
+        );
+        let mine = tasks.list(None, Some("p-1"), 10).await.expect("list");
+        assert_eq!(mine[0].status, DONE);
+        assert_eq!(mine[0].done_by.as_deref(), Some("nurse"));
+        assert_eq!(
+            tasks.patient_of(&a).await.expect("read"),
+            Some(Some("p-1".into()))
+        );
+        assert_eq!(tasks.patient_of("nope").await.expect("read"), None);
+    }
+}
