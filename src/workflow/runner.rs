@@ -493,6 +493,13 @@ impl Workflows {
         Ok(started)
     }
 
+    /// The invocation's answer is stored (or no longer wanted): it is no longer in flight.
+    fn landed(&self, invocation: &Invocation) {
+        if let Ok(mut keys) = self.inner.in_flight.lock() {
+            keys.remove(&invocation.key());
+        }
+    }
+
     fn counted_transition(&self) {
         if let Some(m) = &self.inner.metrics {
             m.workflow_transitions.inc();
@@ -546,6 +553,9 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
     let mut metrics_at = None::<tokio::time::Instant>;
     // Something changed since the gauges were last read.
     let mut dirty = true;
+    // Answers the database would not take yet: applied again (never asked again: the task
+    // stays in flight, so the outbox does not call it twice).
+    let mut unapplied: Vec<(Invocation, Event)> = Vec::new();
     loop {
         let Some(w) = inner.upgrade().map(|inner| Workflows { inner }) else {
             return;
@@ -557,6 +567,15 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
                 warn!(error = %e, "workflow metrics could not be read");
             }
         }
+        let mut still = Vec::new();
+        for (invocation, event) in std::mem::take(&mut unapplied) {
+            if apply_answer(&w, &invocation, &event).await.is_err() {
+                still.push((invocation, event));
+            } else {
+                w.landed(&invocation);
+            }
+        }
+        unapplied = still;
         // Every timer due now (those that fell due while no process ran included).
         if let Err(e) = fire_due(&w).await {
             warn!(error = %e, "workflow timers could not be read; trying again shortly");
@@ -576,7 +595,11 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
             Ok(Some(at)) => Duration::from_millis((at - now).clamp(0, i64::MAX) as u64),
             _ => MAX_SLEEP,
         }
-        .min(if dirty { METRICS_EVERY } else { MAX_SLEEP });
+        .min(if dirty || !unapplied.is_empty() {
+            METRICS_EVERY
+        } else {
+            MAX_SLEEP
+        });
         drop(w);
         let msg = tokio::select! {
             m = rx.recv() => match m {
@@ -591,13 +614,13 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
         // Also after a quiet sleep: the overdue gauge moves with the clock.
         dirty = true;
         if let Some(Msg::Answer(answer)) = msg {
-            let key = answer.0.key();
-            if let Err(e) = apply_answer(&w, answer.0, answer.1).await {
-                warn!(error = %e, "a workflow task's answer could not be stored; the task is carried out again");
-            }
-            // Answered (or to be asked again): no longer in flight either way.
-            if let Ok(mut keys) = w.inner.in_flight.lock() {
-                keys.remove(&key);
+            let (invocation, event) = *answer;
+            match apply_answer(&w, &invocation, &event).await {
+                Ok(()) => w.landed(&invocation),
+                Err(e) => {
+                    warn!(execution = %invocation.execution_id, error = %e, "a workflow task's answer could not be stored yet; trying again shortly");
+                    unapplied.push((invocation, event));
+                }
             }
         }
     }
@@ -647,37 +670,164 @@ async fn fire_due(w: &Workflows) -> Result<(), StoreError> {
             return Ok(());
         }
         for id in due {
-            let Some(stored) = store.running(&id).await? else {
-                continue;
-            };
-            let (mut e, transitions) = store.restore(stored).await?;
-            e.handle_timeout(now);
-            for inv in store.advance(&mut e, transitions, None, now).await? {
-                w.spawn_invocation(inv);
+            let result = async {
+                let Some(stored) = store.running(&id).await? else {
+                    return Ok(());
+                };
+                let (mut e, transitions) = store.restore(stored).await?;
+                e.handle_timeout(now);
+                for inv in store.advance(&mut e, transitions, None, now).await? {
+                    w.spawn_invocation(inv);
+                }
+                w.counted_transition();
+                Ok(())
             }
-            w.counted_transition();
+            .await;
+            settle(w, &id, result).await?;
         }
+    }
+}
+
+/// What a step's error means for its execution: one that cannot be read is failed for good
+/// (else its timer or task would be retried forever); one that moved on meanwhile (stopped)
+/// needs nothing; any other error (the database) is passed up, to be tried again.
+async fn settle(w: &Workflows, id: &str, result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e @ (StoreError::Corrupt { .. } | StoreError::NoExecution(_))) => {
+            warn!(execution = %id, error = %e, "a workflow execution cannot be read: it is failed, and nothing of it is carried out again");
+            w.inner
+                .store
+                .fail_unreadable(id, &e.to_string(), w.inner.clock.now_ms())
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
 async fn apply_answer(
     w: &Workflows,
-    invocation: Invocation,
-    event: Event,
+    invocation: &Invocation,
+    event: &Event,
 ) -> Result<(), StoreError> {
     let store = &w.inner.store;
-    let Some(stored) = store.running(&invocation.execution_id).await? else {
-        return Ok(());
-    };
-    let (mut e, transitions) = store.restore(stored).await?;
-    let now = w.inner.clock.now_ms();
-    e.handle(event, now);
-    for inv in store
-        .advance(&mut e, transitions, Some(&invocation.task), now)
-        .await?
-    {
-        w.spawn_invocation(inv);
+    let id = &invocation.execution_id;
+    let result = async {
+        let Some(stored) = store.running(id).await? else {
+            return Ok(());
+        };
+        let (mut e, transitions) = store.restore(stored).await?;
+        let now = w.inner.clock.now_ms();
+        e.handle(event.clone(), now);
+        for inv in store
+            .advance(&mut e, transitions, Some(&invocation.task), now)
+            .await?
+        {
+            w.spawn_invocation(inv);
+        }
+        w.counted_transition();
+        Ok(())
     }
-    w.counted_transition();
-    Ok(())
+    .await;
+    settle(w, id, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Wait of one second, then a Task.
+    const WAIT_THEN_CALL: &str = r#"{"StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": 1, "Next": "T"},
+        "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:CallPatient", "End": true}}}"#;
+
+    #[tokio::test]
+    async fn an_execution_whose_stored_state_cannot_be_read_is_failed_not_retried_forever() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default())
+                .expect("key ring"),
+        );
+        let db = crate::db::Db::open(None, dir.path())
+            .await
+            .expect("database");
+        let store = Store::new(db.clone(), keys.clone());
+        let defs = dir.path().join("defs");
+        std::fs::create_dir_all(&defs).expect("folder");
+        std::fs::write(defs.join("w.asl.json"), WAIT_THEN_CALL).expect("definition");
+        let catalog = Catalog::load(&defs).expect("catalog");
+        let now = crate::db::now_ms();
+        let starter = Starter::new(store.clone(), catalog.clone(), now)
+            .await
+            .expect("starter");
+        let (good, _) = starter
+            .start("w", None, json_input(), now)
+            .await
+            .expect("start");
+        let (bad, _) = starter
+            .start("w", None, json_input(), now)
+            .await
+            .expect("start");
+        let (Started::New(good), Started::New(bad)) = (good, bad) else {
+            panic!("both new");
+        };
+        // The stored state of one is damaged (a disk fault, a lost key).
+        sqlx::query("UPDATE workflow_executions SET snapshot = 'damaged' WHERE id = $1")
+            .bind(&bad.id)
+            .execute(db.pool())
+            .await
+            .expect("damage");
+        let settings = crate::config::WorkflowsConfig::default();
+        let tasks = Tasks::new(
+            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
+            &settings,
+            super::super::care_tasks::CareTasks::new(db, keys),
+        )
+        .expect("tasks");
+        let _w = Workflows::start(
+            store.clone(),
+            catalog,
+            tasks,
+            Duration::from_secs(1),
+            WallClock::system(),
+            None,
+        )
+        .await
+        .expect("runner");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let b = store.summary(&bad.id).await.expect("read");
+            let g = store.summary(&good.id).await.expect("read");
+            // The good one went on past its timer: the bad one did not hold it up.
+            if b.status == super::super::store::FAILED && g.state == "T" {
+                let outcome = b.outcome.expect("an outcome");
+                assert_eq!(outcome["error"], "Careline.Unreadable");
+                assert!(!outcome["cause"].as_str().unwrap_or("").contains("p-1"));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bad: {b:?}, good: {g:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let history = store.history(&bad.id).await.expect("history");
+        assert_eq!(
+            history.last().map(|h| h.kind.as_str()),
+            Some("ExecutionFailed")
+        );
+        assert!(
+            store
+                .outbox()
+                .await
+                .expect("outbox")
+                .iter()
+                .all(|i| i.execution_id != bad.id)
+        );
+    }
+
+    fn json_input() -> Value {
+        serde_json::json!({"patient_id": "p-1"})
+    }
 }

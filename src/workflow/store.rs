@@ -538,10 +538,51 @@ impl Store {
     /// the runner was storing meanwhile is refused (the version moves), and answers that
     /// arrive later are dropped. False when it was not running.
     pub async fn stop(&self, id: &str, cause: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.end_outside(
+            id,
+            ABORTED,
+            "States.Aborted",
+            cause,
+            "ExecutionAborted",
+            now_ms,
+        )
+        .await
+    }
+
+    /// Fails a running execution that cannot go on because what is stored of it cannot be
+    /// read (a corrupt snapshot, a definition gone): FAILED with `Careline.Unreadable`, its
+    /// timer and outbox cleared, so nothing of it is carried out again and again.
+    pub async fn fail_unreadable(
+        &self,
+        id: &str,
+        cause: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.end_outside(
+            id,
+            FAILED,
+            "Careline.Unreadable",
+            cause,
+            "ExecutionFailed",
+            now_ms,
+        )
+        .await
+    }
+
+    /// Ends a running execution from outside its own steps, in one transaction.
+    async fn end_outside(
+        &self,
+        id: &str,
+        status: &str,
+        error: &str,
+        cause: &str,
+        event: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.db.pool().begin().await?;
         let outcome = self.keys.seal(
             &outcome_context(id),
-            json!({"error": "States.Aborted", "cause": cause})
+            json!({"error": error, "cause": cause})
                 .to_string()
                 .as_bytes(),
         );
@@ -549,7 +590,7 @@ impl Store {
             "UPDATE workflow_executions SET status = $1, wake_at = NULL, updated_at = $2, \
              transitions = transitions + 1, outcome = $3 WHERE id = $4 AND status = $5",
         )
-        .bind(ABORTED)
+        .bind(status)
         .bind(now_ms)
         .bind(outcome)
         .bind(id)
@@ -567,10 +608,11 @@ impl Store {
             .await?;
         sqlx::query(
             "INSERT INTO workflow_history (execution_id, seq, at, kind, state) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, 'ExecutionAborted', NULL FROM workflow_history WHERE execution_id = $1",
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, NULL FROM workflow_history WHERE execution_id = $1",
         )
         .bind(id)
         .bind(now_ms)
+        .bind(event)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
