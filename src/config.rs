@@ -76,6 +76,9 @@ pub struct WorkflowsConfig {
     /// The RiskAssessment task's rules (TOML, as the shipped `risk-rules.toml`); unset: the
     /// shipped rules.
     pub risk_rules: Option<PathBuf>,
+    /// Told (POST, JSON without patient data) of each new item on the care team's work list,
+    /// so someone is alerted without watching the list: a chat or paging integration.
+    pub care_task_webhook: Option<String>,
 }
 
 impl Default for WorkflowsConfig {
@@ -101,6 +104,7 @@ impl Default for WorkflowsConfig {
                 ),
             ]),
             risk_rules: None,
+            care_task_webhook: None,
         }
     }
 }

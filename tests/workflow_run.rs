@@ -194,7 +194,8 @@ const TWO_CALLS: &str = r#"{
 /// CallPatient never answers (the process calling it is killed meanwhile).
 struct Deliveries {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, String)>>>,
+    /// (function, idempotency key, body) of every delivery.
+    seen: Arc<Mutex<Vec<(String, String, Value)>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -203,7 +204,7 @@ fn recording_functions() -> Deliveries {
     use axum::http::HeaderMap;
     use axum::routing::post;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+    let seen: Arc<Mutex<Vec<(String, String, Value)>>> = Default::default();
     let log = seen.clone();
     let app = axum::Router::new().route(
         "/{function}",
@@ -220,8 +221,8 @@ fn recording_functions() -> Deliveries {
                         .to_string();
                     let first = {
                         let mut log = log.lock().unwrap();
-                        log.push((function.clone(), key));
-                        log.iter().filter(|(f, _)| *f == function).count() == 1
+                        log.push((function.clone(), key, input.clone()));
+                        log.iter().filter(|(f, _, _)| *f == function).count() == 1
                     };
                     if function == "CallPatient" && first {
                         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
@@ -248,8 +249,8 @@ fn deliveries_of(d: &Deliveries, function: &str) -> Vec<String> {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(f, _)| f == function)
-        .map(|(_, k)| k.clone())
+        .filter(|(f, _, _)| f == function)
+        .map(|(_, k, _)| k.clone())
         .collect()
 }
 
@@ -624,8 +625,13 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
             "Done": {"Type": "Succeed"}}}"#,
     )
     .unwrap();
+    let hook = recording_functions();
     let server = support::server::TestServer::start_with(support::server::Options {
-        toml: format!("[workflows]\ndir = \"{}\"\n", flows.path().display()),
+        toml: format!(
+            "[workflows]\ndir = \"{}\"\ncare_task_webhook = \"http://{}/hook\"\n",
+            flows.path().display(),
+            hook.addr
+        ),
         ..Default::default()
     });
     let bundle = support::fixtures::fhir_bundles()[0].clone();
@@ -661,6 +667,18 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
         "oxygen saturation 91 % or lower; chest pain reported"
     );
     let id = item["id"].as_str().unwrap();
+    // The webhook heard of it once, without the patient's data.
+    eventually("the webhook is told", || {
+        deliveries_of(&hook, "hook").len() == 1
+    });
+    let notice = hook.seen.lock().unwrap()[0].2.clone();
+    assert_eq!(notice["care_task"], id);
+    assert_eq!(notice["urgency"], "HIGH");
+    assert!(!notice.to_string().contains(ITO), "no patient id: {notice}");
+    assert!(
+        !notice.to_string().contains("chest"),
+        "no clinical detail: {notice}"
+    );
     let done = format!("/api/v1/care-tasks/{id}/done");
     assert_eq!(nurse.call("POST", &done, None).status, 204);
     assert_eq!(nurse.call("POST", &done, None).status, 409, "once");

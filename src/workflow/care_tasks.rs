@@ -56,19 +56,20 @@ impl CareTasks {
         CareTasks { db, keys }
     }
 
-    /// Adds the item invocation `key` asks for, unless it exists; returns its id either way.
+    /// Adds the item invocation `key` asks for, unless it exists; returns its id either way,
+    /// and whether it is new.
     pub async fn add(
         &self,
         key: &str,
         kind: &str,
         input: &Value,
         now_ms: i64,
-    ) -> Result<String, StoreError> {
+    ) -> Result<(String, bool), StoreError> {
         let id = hex::encode(&sha2::Sha256::digest(key.as_bytes())[..12]);
         let execution = key.split('/').next().unwrap_or_default();
         let patient = input.get("patient_id").and_then(Value::as_str);
         let urgency = input.get("urgency").and_then(Value::as_str);
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO care_tasks (id, idempotency_key, execution_id, patient_id, kind, urgency, detail, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
@@ -83,7 +84,7 @@ impl CareTasks {
         .bind(now_ms)
         .execute(self.db.pool())
         .await?;
-        Ok(id)
+        Ok((id, inserted.rows_affected() == 1))
     }
 
     /// Items, oldest first (the longest waiting on top), by status and patient.
@@ -181,6 +182,18 @@ impl CareTasks {
             == 1)
     }
 
+    /// What the webhook is told of a new item: enough to alert someone, no patient data (the
+    /// list itself, behind sign-in and audit, has that).
+    pub fn notice(id: &str, key: &str, kind: &str, input: &Value) -> Value {
+        json!({
+            "care_task": id,
+            "kind": kind,
+            "urgency": input.get("urgency").and_then(Value::as_str),
+            "execution": key.split('/').next().unwrap_or_default(),
+            "list": "/api/v1/care-tasks",
+        })
+    }
+
     /// The answer the notification task gives the workflow.
     pub fn answer(id: &str) -> Value {
         json!({"care_task": id, "notified": true})
@@ -201,15 +214,17 @@ mod tests {
         let tasks = CareTasks::new(db, keys);
         let input =
             json!({"patient_id": "p-1", "urgency": "HIGH", "reason": "chest pain reported"});
-        let a = tasks
+        let (a, new) = tasks
             .add("exec-1/Notify/1", "physician", &input, 1_000)
             .await
             .expect("add");
-        let b = tasks
+        assert!(new);
+        let (b, new) = tasks
             .add("exec-1/Notify/1", "physician", &input, 2_000)
             .await
             .expect("again");
         assert_eq!(a, b);
+        assert!(!new, "the same invocation again adds nothing");
         tasks
             .add(
                 "exec-2/Notify/1",

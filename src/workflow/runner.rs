@@ -159,6 +159,8 @@ pub struct Tasks {
     builtins: BTreeMap<String, Builtin>,
     risk: Arc<super::risk::RiskRules>,
     care: super::care_tasks::CareTasks,
+    /// `[workflows] care_task_webhook`, told of each new work-list item.
+    webhook: Option<(String, crate::flow::http::HttpClient)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +199,11 @@ impl Tasks {
             builtins,
             risk: Arc::new(risk),
             care,
+            webhook: settings
+                .care_task_webhook
+                .clone()
+                .filter(|u| !u.is_empty())
+                .map(|u| (u, crate::flow::http::HttpClient::new())),
         })
     }
 
@@ -214,7 +221,7 @@ impl Tasks {
             return match b {
                 Builtin::Risk => Ok(self.risk.assess(input)),
                 Builtin::WorkList(kind) => {
-                    let id = self
+                    let (id, new) = self
                         .care
                         .add(key, kind, input, crate::db::now_ms())
                         .await
@@ -222,6 +229,28 @@ impl Tasks {
                             error: "Careline.WorkList".into(),
                             cause: e.to_string(),
                         })?;
+                    if new && let Some((url, client)) = &self.webhook {
+                        // Once, when the item is made; the item stands whether or not the
+                        // webhook hears of it.
+                        let notice = super::care_tasks::CareTasks::notice(&id, key, kind, input);
+                        let told = client
+                            .post_json(
+                                url,
+                                notice.to_string().into_bytes(),
+                                Duration::from_secs(10),
+                                4096,
+                            )
+                            .await;
+                        match told {
+                            Ok(r) if (200..300).contains(&r.status) => {}
+                            Ok(r) => {
+                                warn!(care_task = %id, status = r.status, "the care-task webhook refused the notice")
+                            }
+                            Err(e) => {
+                                warn!(care_task = %id, error = %e, "the care-task webhook could not be told")
+                            }
+                        }
+                    }
                     Ok(super::care_tasks::CareTasks::answer(&id))
                 }
             };
