@@ -2,7 +2,8 @@
 //! them due in the same second (issue 22's target: processed within 1 s).
 //!
 //! `cargo bench --bench workflow_timers` (CARELINE_BENCH_WORKFLOWS=N waiting, of which a tenth
-//! fall due together). Each execution is started as the API starts one (one transaction:
+//! fall due together; CARELINE_BENCH_DATABASE_URL=postgres://... runs it on PostgreSQL, whose
+//! database must be empty). Each execution is started as the API starts one (one transaction:
 //! the execution, its history, its sealed snapshot); then the due ones are fired as the
 //! server's runner fires them: read the due ids, and for each restore the execution from its
 //! sealed snapshot, fire its timer, and store the step (one transaction), which here ends it.
@@ -57,7 +58,9 @@ fn main() {
     rt.block_on(async move {
         let dir = tempfile::tempdir().expect("temp dir");
         let keys = Arc::new(KeyRing::open(dir.path(), Supplied::default()).expect("keys"));
-        let db = Db::open(None, dir.path()).await.expect("database");
+        let url = std::env::var("CARELINE_BENCH_DATABASE_URL").ok();
+        let db = Db::open(url.as_deref(), dir.path()).await.expect("database");
+        println!("database: {:?}", db.engine());
         let store = Store::new(db, keys);
         let defs = dir.path().join("workflows");
         std::fs::create_dir_all(&defs).expect("folder");
