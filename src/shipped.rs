@@ -60,18 +60,17 @@ pub fn prompts() -> Vec<(&'static str, &'static str, &'static [u8])> {
 
 /// The built-in flows: `(file name, JSON text)`, in name order.
 pub fn flows() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<_> = FLOWS
-        .files()
-        .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
-        .filter_map(|f| Some((f.path().to_str()?, f.contents_utf8()?)))
-        .collect();
-    out.sort();
-    out
+    json_files(&FLOWS)
 }
 
 /// The built-in workflows (`workflows/*.asl.json`): `(file name, JSON text)`, in name order.
 pub fn workflows() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<_> = WORKFLOWS
+    json_files(&WORKFLOWS)
+}
+
+/// A built-in folder's `*.json` files: `(file name, text)`, in name order.
+fn json_files(dir: &'static Dir<'static>) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<_> = dir
         .files()
         .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
         .filter_map(|f| Some((f.path().to_str()?, f.contents_utf8()?)))

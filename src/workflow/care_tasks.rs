@@ -79,7 +79,7 @@ impl CareTasks {
         .bind(patient)
         .bind(kind)
         .bind(urgency)
-        .bind(self.keys.seal(&context(&id), input.to_string().as_bytes()))
+        .bind(super::store::seal_json(&self.keys, &context(&id), input))
         .bind(OPEN)
         .bind(now_ms)
         .execute(self.db.pool())
@@ -130,15 +130,7 @@ impl CareTasks {
                     done_by,
                     sealed,
                 )| {
-                    let ctx = context(&id);
-                    let plain =
-                        self.keys
-                            .open_sealed(&ctx, &sealed)
-                            .map_err(|_| StoreError::Corrupt {
-                                context: ctx.clone(),
-                            })?;
-                    let detail = serde_json::from_slice(&plain)
-                        .map_err(|_| StoreError::Corrupt { context: ctx })?;
+                    let detail = super::store::open_json(&self.keys, &context(&id), &sealed)?;
                     Ok(CareTask {
                         id,
                         execution_id,

@@ -114,6 +114,30 @@ fn task_context(key: &str) -> String {
     format!("workflow-task:{key}")
 }
 
+/// A failed execution's outcome, as stored and shown.
+fn failure(error: &str, cause: &str) -> Value {
+    json!({"error": error, "cause": cause})
+}
+
+/// `value` as JSON, sealed under `context`.
+pub(crate) fn seal_json(keys: &KeyRing, context: &str, value: &impl serde::Serialize) -> String {
+    keys.seal(context, &serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A value [`seal_json`] sealed under `context`; Corrupt (naming the context, no data) when
+/// it does not open or is not that JSON.
+pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
+    keys: &KeyRing,
+    context: &str,
+    sealed: &str,
+) -> Result<T, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        context: context.to_string(),
+    };
+    let plain = keys.open_sealed(context, sealed).map_err(|_| corrupt())?;
+    serde_json::from_slice(&plain).map_err(|_| corrupt())
+}
+
 /// `v` with every object's keys in order, so equal documents have one text.
 fn canonical(v: &Value) -> Value {
     match v {
@@ -280,35 +304,19 @@ impl Store {
                 Action::Finished(o) => outcome = Some(o),
             }
         }
-        let (status, outcome_sealed) = match &outcome {
+        let (status, outcome) = match outcome {
             None => (RUNNING, None),
-            Some(Outcome::Succeeded(v)) => (
-                SUCCEEDED,
-                Some(
-                    self.keys
-                        .seal(&outcome_context(&id), v.to_string().as_bytes()),
-                ),
-            ),
-            Some(Outcome::Failed { error, cause }) => (
-                FAILED,
-                Some(
-                    self.keys.seal(
-                        &outcome_context(&id),
-                        json!({"error": error, "cause": cause})
-                            .to_string()
-                            .as_bytes(),
-                    ),
-                ),
-            ),
+            Some(Outcome::Succeeded(v)) => (SUCCEEDED, Some(v)),
+            Some(Outcome::Failed { error, cause }) => (FAILED, Some(failure(&error, &cause))),
         };
-        let snapshot = serde_json::to_vec(&e.snapshot()).unwrap_or_default();
+        let outcome_sealed = outcome.map(|v| seal_json(&self.keys, &outcome_context(&id), &v));
         let updated = sqlx::query(
             "UPDATE workflow_executions SET status = $1, state = $2, snapshot = $3, wake_at = $4, \
              updated_at = $5, transitions = $6, outcome = $7 WHERE id = $8 AND transitions = $9",
         )
         .bind(status)
         .bind(e.state())
-        .bind(self.keys.seal(&snapshot_context(&id), &snapshot))
+        .bind(seal_json(&self.keys, &snapshot_context(&id), &e.snapshot()))
         .bind(e.poll_timeout())
         .bind(now_ms)
         .bind(transitions + 1)
@@ -349,7 +357,7 @@ impl Store {
             .bind(&inv.task.state)
             .bind(i64::from(inv.task.attempt))
             .bind(&inv.resource)
-            .bind(self.keys.seal(&task_context(&key), inv.input.to_string().as_bytes()))
+            .bind(seal_json(&self.keys, &task_context(&key), &inv.input))
             .bind(now_ms)
             .bind(inv.timeout_secs.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
             .execute(&mut **tx)
@@ -370,15 +378,7 @@ impl Store {
         let Some((digest, transitions, sealed)) = row else {
             return Ok(None);
         };
-        let context = snapshot_context(id);
-        let plain = self
-            .keys
-            .open_sealed(&context, &sealed)
-            .map_err(|_| StoreError::Corrupt {
-                context: context.clone(),
-            })?;
-        let snapshot =
-            serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt { context })?;
+        let snapshot = open_json(&self.keys, &snapshot_context(id), &sealed)?;
         Ok(Some(Stored {
             id: id.to_string(),
             digest,
@@ -446,14 +446,7 @@ impl Store {
         rows.into_iter()
             .map(
                 |(key, execution_id, state, attempt, resource, sealed, timeout)| {
-                    let context = task_context(&key);
-                    let plain = self.keys.open_sealed(&context, &sealed).map_err(|_| {
-                        StoreError::Corrupt {
-                            context: context.clone(),
-                        }
-                    })?;
-                    let input = serde_json::from_slice(&plain)
-                        .map_err(|_| StoreError::Corrupt { context })?;
+                    let input = open_json(&self.keys, &task_context(&key), &sealed)?;
                     Ok(Invocation {
                         execution_id,
                         task: TaskId {
@@ -490,16 +483,7 @@ impl Store {
         let (workflow, status, state, started, updated, patient_id, outcome, wake) =
             row.ok_or_else(|| StoreError::NoExecution(id.to_string()))?;
         let outcome = match outcome {
-            Some(sealed) => {
-                let context = outcome_context(id);
-                let plain =
-                    self.keys
-                        .open_sealed(&context, &sealed)
-                        .map_err(|_| StoreError::Corrupt {
-                            context: context.clone(),
-                        })?;
-                Some(serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt { context })?)
-            }
+            Some(sealed) => Some(open_json(&self.keys, &outcome_context(id), &sealed)?),
             None => None,
         };
         Ok(Summary {
@@ -580,12 +564,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.pool().begin().await?;
-        let outcome = self.keys.seal(
-            &outcome_context(id),
-            json!({"error": error, "cause": cause})
-                .to_string()
-                .as_bytes(),
-        );
+        let outcome = seal_json(&self.keys, &outcome_context(id), &failure(error, cause));
         let stopped = sqlx::query(
             "UPDATE workflow_executions SET status = $1, wake_at = NULL, updated_at = $2, \
              transitions = transitions + 1, outcome = $3 WHERE id = $4 AND status = $5",
