@@ -585,6 +585,8 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
     // Answers the database would not take yet: applied again (never asked again: the task
     // stays in flight, so the outbox does not call it twice).
     let mut unapplied: Vec<(Invocation, Event)> = Vec::new();
+    // Start carried out what the outbox held then.
+    let mut outbox_at = tokio::time::Instant::now();
     loop {
         let Some(w) = inner.upgrade().map(|inner| Workflows { inner }) else {
             return;
@@ -609,15 +611,19 @@ async fn run_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver
         if let Err(e) = fire_due(&w).await {
             warn!(error = %e, "workflow timers could not be read; trying again shortly");
         }
-        // Invocations no task here carries out: another process started the execution, or
-        // an answer could not be stored.
-        match w.inner.store.outbox().await {
-            Ok(pending) => {
-                for invocation in pending {
-                    w.spawn_invocation(invocation);
+        // Invocations no task here carries out (another process started the execution): looked
+        // for every MAX_SLEEP, not after every answer, since reading the outbox opens every
+        // waiting task's input. Those of this process are in flight already.
+        if outbox_at.elapsed() >= MAX_SLEEP {
+            outbox_at = tokio::time::Instant::now();
+            match w.inner.store.outbox().await {
+                Ok(pending) => {
+                    for invocation in pending {
+                        w.spawn_invocation(invocation);
+                    }
                 }
+                Err(e) => warn!(error = %e, "the workflow outbox could not be read"),
             }
-            Err(e) => warn!(error = %e, "the workflow outbox could not be read"),
         }
         let now = w.inner.clock.now_ms();
         let sleep = match w.inner.store.next_wake().await {
