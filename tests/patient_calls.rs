@@ -166,17 +166,7 @@ impl World {
     }
 
     fn token(&self, name: &str, role: &str) -> String {
-        let out = self.server.cli(&["user", "add", name, "--role", role]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.lines()
-            .find(|l| l.starts_with("clt_"))
-            .unwrap_or_else(|| panic!("no token in: {out}"))
-            .to_string()
+        self.server.user_token(name, role)
     }
 
     fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Response {

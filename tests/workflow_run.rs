@@ -281,20 +281,6 @@ impl Api<'_> {
     }
 }
 
-fn token(server: &support::server::TestServer, name: &str, role: &str) -> String {
-    let out = server.cli(&["user", "add", name, "--role", role]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find(|l| l.starts_with("clt_"))
-        .unwrap_or_else(|| panic!("no token in: {text}"))
-        .to_string()
-}
-
 const ITO: &str = "3ca1cab1-9613-506f-9cd5-644c584f3751";
 
 #[test]
@@ -335,8 +321,8 @@ fn survives_kill_9(database: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let nurse = token(&server, "nurse", "clinician");
-    let agent = token(&server, "agent", "agent");
+    let nurse = server.user_token("nurse", "clinician");
+    let agent = server.user_token("agent", "agent");
 
     let input = json!({"patient_id": ITO, "phone": "+81 3 1234 5678"}).to_string();
     let api = Api {
@@ -493,7 +479,7 @@ fn survives_kill_9(database: &str) {
     );
     // The start and every read are in the audit trail with the patient; the phone number in
     // the input is in no log.
-    let auditor = token(&server, "auditor", "auditor");
+    let auditor = server.user_token("auditor", "auditor");
     let audit = Api {
         server: &server,
         token: auditor,
@@ -577,7 +563,7 @@ fn an_imported_discharge_starts_its_follow_up_once_from_the_cli_or_the_api() {
     );
 
     // The same discharge posted again over the API starts nothing new.
-    let svc = token(&server, "ehr", "service");
+    let svc = server.user_token("ehr", "service");
     let api = Api {
         server: &server,
         token: svc,
@@ -587,7 +573,7 @@ fn an_imported_discharge_starts_its_follow_up_once_from_the_cli_or_the_api() {
     let r = r.json();
     assert_eq!(r["follow_ups"]["started"], json!([]), "{r}");
     assert_eq!(r["follow_ups"]["started_before"], 1, "{r}");
-    let nurse = token(&server, "nurse", "clinician");
+    let nurse = server.user_token("nurse", "clinician");
     let api = Api {
         server: &server,
         token: nurse,
@@ -643,7 +629,7 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
     );
     let nurse = Api {
         server: &server,
-        token: token(&server, "nurse", "clinician"),
+        token: server.user_token("nurse", "clinician"),
     };
     let input = json!({"patient_id": ITO, "vitals": {"bp": "150/90", "spo2": 90},
         "symptoms": ["胸痛があります"]})
@@ -691,7 +677,7 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
     // Agents do not see the physician's list.
     let agent = Api {
         server: &server,
-        token: token(&server, "agent", "agent"),
+        token: server.user_token("agent", "agent"),
     };
     assert_eq!(agent.call("GET", "/api/v1/care-tasks", None).status, 403);
 }

@@ -247,6 +247,21 @@ impl TestServer {
         }
     }
 
+    /// `careline user add NAME --role ROLE`: the API token it prints.
+    pub fn user_token(&self, name: &str, role: &str) -> String {
+        let out = self.cli(&["user", "add", name, "--role", role]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("clt_"))
+            .unwrap_or_else(|| panic!("no token in: {text}"))
+            .to_string()
+    }
+
     /// Runs a `careline` subcommand against this instance (`--config`, `--data-dir`).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         self.cli_env(args, &[])
