@@ -9,41 +9,54 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use support::server::{careline_command, repo_root};
 
-/// The functions, answering as a clinic's would: each passes the patient on (the brief's
-/// states read `$.patient_id` from the previous result), RiskAssessment answers `risk`.
-/// Records (function, input) in order.
+/// One delivery to a local function: (function, idempotency key, body).
+type Delivery = (String, String, Value);
+
+/// Local HTTP functions standing in for Lambdas, each at `/{function}`, recording every
+/// delivery in order.
 struct Functions {
     addr: SocketAddr,
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    seen: Arc<Mutex<Vec<Delivery>>>,
     _rt: tokio::runtime::Runtime,
 }
 
-fn functions(risk: &'static str) -> Functions {
-    functions_reporting(risk, json!({}))
-}
-
-/// As [`functions`], every answer carrying `vitals` as the patient's reported vitals.
-fn functions_reporting(risk: &'static str, vitals: Value) -> Functions {
+/// Serves functions whose answer to a delivery `answer` gives from the function, the body
+/// and whether it is that function's first delivery (None: it never answers).
+fn serve(
+    answer: impl Fn(&str, &Value, bool) -> Option<Value> + Clone + Send + Sync + 'static,
+) -> Functions {
     use axum::extract::Path;
+    use axum::http::HeaderMap;
     use axum::routing::post;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let calls: Arc<Mutex<Vec<(String, Value)>>> = Default::default();
-    let seen = calls.clone();
+    let seen: Arc<Mutex<Vec<Delivery>>> = Default::default();
+    let log = seen.clone();
     let app = axum::Router::new().route(
         "/{function}",
         post(
-            move |Path(function): Path<String>, axum::Json(input): axum::Json<Value>| {
-                let seen = seen.clone();
-                let vitals = vitals.clone();
+            move |Path(function): Path<String>,
+                  headers: HeaderMap,
+                  axum::Json(input): axum::Json<Value>| {
+                let log = log.clone();
+                let answer = answer.clone();
                 async move {
-                    seen.lock().unwrap().push((function.clone(), input.clone()));
-                    let mut out = json!({"patient_id": input["patient_id"], "medications": [],
-                        "primary_care_physician_id": "dr-7", "vitals": vitals, "reported_symptoms": []});
-                    if function == "RiskAssessment" {
-                        out["risk_level"] = json!(risk);
-                        out["risk_reason"] = json!("fever after discharge");
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let first = {
+                        let mut log = log.lock().unwrap();
+                        log.push((function.clone(), key, input.clone()));
+                        log.iter().filter(|(f, _, _)| *f == function).count() == 1
+                    };
+                    match answer(&function, &input, first) {
+                        Some(out) => axum::Json(out),
+                        None => {
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                            axum::Json(Value::Null)
+                        }
                     }
-                    axum::Json(out)
                 }
             },
         ),
@@ -55,9 +68,28 @@ fn functions_reporting(risk: &'static str, vitals: Value) -> Functions {
     rt.spawn(async move { axum::serve(listener, app).await });
     Functions {
         addr,
-        calls,
+        seen,
         _rt: rt,
     }
+}
+
+/// The functions, answering as a clinic's would: each passes the patient on (the brief's
+/// states read `$.patient_id` from the previous result), RiskAssessment answers `risk`.
+fn functions(risk: &'static str) -> Functions {
+    functions_reporting(risk, json!({}))
+}
+
+/// As [`functions`], every answer carrying `vitals` as the patient's reported vitals.
+fn functions_reporting(risk: &'static str, vitals: Value) -> Functions {
+    serve(move |function, input, _| {
+        let mut out = json!({"patient_id": input["patient_id"], "medications": [],
+            "primary_care_physician_id": "dr-7", "vitals": vitals, "reported_symptoms": []});
+        if function == "RiskAssessment" {
+            out["risk_level"] = json!(risk);
+            out["risk_reason"] = json!("fever after discharge");
+        }
+        Some(out)
+    })
 }
 
 /// Runs the brief's workflow with `[lambda.NAME]` for each of `names` pointing at `f`.
@@ -105,13 +137,7 @@ fn a_high_risk_patient_is_escalated_through_the_configured_functions() {
     let f = functions("HIGH");
     let (ok, text) = run(&f, &ALL);
     assert!(ok, "{text}");
-    let called: Vec<String> = f
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.0.clone())
-        .collect();
+    let called: Vec<String> = f.seen.lock().unwrap().iter().map(|c| c.0.clone()).collect();
     assert_eq!(
         called,
         [
@@ -122,9 +148,9 @@ fn a_high_risk_patient_is_escalated_through_the_configured_functions() {
             "NotifyPhysician"
         ]
     );
-    let calls = f.calls.lock().unwrap();
+    let calls = f.seen.lock().unwrap();
     assert_eq!(
-        calls[4].1,
+        calls[4].2,
         json!({"patient_id": "p-0001", "urgency": "HIGH", "reason": "fever after discharge"})
     );
     assert!(text.contains("WaitStateEntered WaitForDay3"), "{text}");
@@ -137,7 +163,7 @@ fn without_a_risk_function_the_built_in_rules_assess_and_escalate() {
     let names: Vec<&str> = ALL.into_iter().filter(|n| *n != "RiskAssessment").collect();
     let (ok, text) = run(&f, &names);
     assert!(ok, "{text}");
-    let calls = f.calls.lock().unwrap();
+    let calls = f.seen.lock().unwrap();
     let called: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
     assert_eq!(
         called,
@@ -150,7 +176,7 @@ fn without_a_risk_function_the_built_in_rules_assess_and_escalate() {
         "{text}"
     );
     assert_eq!(
-        calls[3].1,
+        calls[3].2,
         json!({"patient_id": "p-0001", "urgency": "HIGH", "reason": "systolic blood pressure above 180 mmHg"})
     );
 }
@@ -171,7 +197,7 @@ fn an_unreachable_call_function_is_retried_then_the_brief_s_catch_fails_as_step_
         "the Catch dropped the patient id (see docs/workflows.md): {text}"
     );
     assert!(
-        f.calls.lock().unwrap().is_empty(),
+        f.seen.lock().unwrap().is_empty(),
         "NotifyCareteam never got a call"
     );
 }
@@ -190,61 +216,16 @@ const TWO_CALLS: &str = r#"{
   }
 }"#;
 
-/// Functions that record every delivery (function, idempotency key); the first delivery of
-/// CallPatient never answers (the process calling it is killed meanwhile).
-struct Deliveries {
-    addr: SocketAddr,
-    /// (function, idempotency key, body) of every delivery.
-    seen: Arc<Mutex<Vec<(String, String, Value)>>>,
-    _rt: tokio::runtime::Runtime,
+/// Functions that answer at once, but for the first delivery of CallPatient, which never
+/// answers (the process calling it is killed meanwhile).
+fn recording_functions() -> Functions {
+    serve(|function, input, first| {
+        (function != "CallPatient" || !first)
+            .then(|| json!({"patient_id": input["patient_id"], "reached": true}))
+    })
 }
 
-fn recording_functions() -> Deliveries {
-    use axum::extract::Path;
-    use axum::http::HeaderMap;
-    use axum::routing::post;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let seen: Arc<Mutex<Vec<(String, String, Value)>>> = Default::default();
-    let log = seen.clone();
-    let app = axum::Router::new().route(
-        "/{function}",
-        post(
-            move |Path(function): Path<String>,
-                  headers: HeaderMap,
-                  axum::Json(input): axum::Json<Value>| {
-                let log = log.clone();
-                async move {
-                    let key = headers
-                        .get("idempotency-key")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    let first = {
-                        let mut log = log.lock().unwrap();
-                        log.push((function.clone(), key, input.clone()));
-                        log.iter().filter(|(f, _, _)| *f == function).count() == 1
-                    };
-                    if function == "CallPatient" && first {
-                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                    }
-                    axum::Json(json!({"patient_id": input["patient_id"], "reached": true}))
-                }
-            },
-        ),
-    );
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await });
-    Deliveries {
-        addr,
-        seen,
-        _rt: rt,
-    }
-}
-
-fn deliveries_of(d: &Deliveries, function: &str) -> Vec<String> {
+fn deliveries_of(d: &Functions, function: &str) -> Vec<String> {
     d.seen
         .lock()
         .unwrap()
