@@ -840,7 +840,7 @@ async fn workflow_records(
         } => {
             if let Some(st) = status {
                 anyhow::ensure!(
-                    ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED"].contains(&st.as_str()),
+                    careline::workflow::store::STATUSES.contains(&st.as_str()),
                     "--status is RUNNING, SUCCEEDED, FAILED or ABORTED"
                 );
             }

@@ -179,7 +179,7 @@ async fn executions(
         .await?;
     let status = match q.status.as_deref() {
         None | Some("all") => None,
-        Some(st @ ("RUNNING" | "SUCCEEDED" | "FAILED" | "ABORTED")) => Some(st),
+        Some(st) if crate::workflow::store::STATUSES.contains(&st) => Some(st),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "status is RUNNING, SUCCEEDED, FAILED, ABORTED or all",

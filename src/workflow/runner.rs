@@ -666,12 +666,7 @@ async fn refresh_metrics(w: &Workflows) -> Result<(), StoreError> {
         return Ok(());
     };
     let counts = w.inner.store.count_by_status().await?;
-    for status in [
-        super::store::RUNNING,
-        super::store::SUCCEEDED,
-        super::store::FAILED,
-        super::store::ABORTED,
-    ] {
+    for status in super::store::STATUSES {
         let n = counts
             .iter()
             .find(|(s, _)| s == status)

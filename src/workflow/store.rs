@@ -101,6 +101,8 @@ pub const RUNNING: &str = "RUNNING";
 pub const SUCCEEDED: &str = "SUCCEEDED";
 pub const FAILED: &str = "FAILED";
 pub const ABORTED: &str = "ABORTED";
+/// Every status an execution can have.
+pub const STATUSES: [&str; 4] = [RUNNING, SUCCEEDED, FAILED, ABORTED];
 
 fn snapshot_context(id: &str) -> String {
     format!("workflow-execution:{id}")
