@@ -378,8 +378,10 @@ fn no_acceptable_codec_gets_488_with_the_reason() {
 
 #[test]
 fn calls_past_the_cap_get_503_with_retry_after() {
+    // A Retry-After other than the default (30), so the answer proves the setting is read.
     let server = TestServer::start_with(Options {
         args: vec!["--max-calls".into(), "1".into()],
+        toml: "[sip]\nretry_after_secs = 17\n".into(),
         ..Default::default()
     });
     let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
@@ -392,7 +394,7 @@ fn calls_past_the_cap_get_503_with_retry_after() {
         &sdp_offer(peer.port + 2, "0", &["a=rtpmap:0 PCMU/8000"]),
     );
     assert_eq!(resp.status(), Some(503));
-    assert_eq!(resp.header("retry-after"), Some("30"));
+    assert_eq!(resp.header("retry-after"), Some("17"));
     assert_eq!(
         server.metric("careline_calls_rejected_total{code=\"503\"}"),
         1.0
