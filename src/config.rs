@@ -172,6 +172,31 @@ pub struct SipConfig {
     pub max_message_bytes: usize,
     /// SIP datagrams per second accepted from one source address (0 = unlimited).
     pub rate_limit_per_source: u32,
+    /// Networks (CIDR) whose INVITEs are taken without a password, besides the trunks'.
+    /// INVITEs from anywhere else, and every REGISTER, must answer a digest challenge with a
+    /// user's SIP secret (`careline user sip-secret NAME`).
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    /// Carrier trunks and PBXs by name: `[sip.trunks.carrier] addresses = ["198.51.100.0/24"]`.
+    /// Calls from their addresses need no password and are logged with the trunk's name.
+    pub trunks: BTreeMap<String, TrunkConfig>,
+    /// Digest authentication realm (RFC 3261 §22.1). Phones are configured with it.
+    pub realm: String,
+    /// Digest algorithms offered, most preferred first (RFC 8760): `SHA-256`, `MD5`.
+    pub digest_algorithms: Vec<crate::sip::digest::Algorithm>,
+    /// Seconds a digest nonce stays fresh (then the phone is asked again, `stale=true`).
+    pub nonce_secs: u64,
+    /// Shortest registration accepted (shorter: 423 with Min-Expires, RFC 3261 §10.3).
+    pub min_expires_secs: u32,
+    /// Longest registration granted (longer requests are cut to it).
+    pub max_expires_secs: u32,
+}
+
+/// One SIP trunk (`[sip.trunks.NAME]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrunkConfig {
+    /// The addresses its requests come from (CIDR; a bare address is one host).
+    pub addresses: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -421,6 +446,19 @@ impl Default for SipConfig {
             retry_after_secs: 30,
             max_message_bytes: 16 * 1024,
             rate_limit_per_source: 2000,
+            trusted_networks: vec![
+                "127.0.0.0/8".parse().expect("CIDR"),
+                "::1/128".parse().expect("CIDR"),
+            ],
+            trunks: BTreeMap::new(),
+            realm: "careline".into(),
+            digest_algorithms: vec![
+                crate::sip::digest::Algorithm::Sha256,
+                crate::sip::digest::Algorithm::Md5,
+            ],
+            nonce_secs: 300,
+            min_expires_secs: 60,
+            max_expires_secs: 3600,
         }
     }
 }
@@ -636,6 +674,26 @@ impl Config {
             ));
         }
         self.recording.validate().map_err(ConfigError::Invalid)?;
+        if self.sip.digest_algorithms.is_empty() {
+            return Err(ConfigError::Invalid(
+                "sip.digest_algorithms must name at least one of SHA-256, MD5".into(),
+            ));
+        }
+        if self.sip.realm.is_empty() || self.sip.realm.contains(['"', '\\']) {
+            return Err(ConfigError::Invalid(
+                "sip.realm must be non-empty text without quotes or backslashes".into(),
+            ));
+        }
+        if self.sip.min_expires_secs == 0 || self.sip.min_expires_secs > self.sip.max_expires_secs {
+            return Err(ConfigError::Invalid(
+                "sip.min_expires_secs must be at least 1 and at most sip.max_expires_secs".into(),
+            ));
+        }
+        if let Some((name, _)) = self.sip.trunks.iter().find(|(_, t)| t.addresses.is_empty()) {
+            return Err(ConfigError::Invalid(format!(
+                "sip.trunks.{name}.addresses must name at least one address or network"
+            )));
+        }
         match self.tts.engine.as_str() {
             "espeak" => {}
             "http" if self.tts.http_url.is_some() => {}

@@ -95,6 +95,15 @@ enum UserCommand {
     IssueToken { name: String },
     /// Revoke an API token by its id (the part after `clt_`, before the next `_`).
     RevokeToken { id: String },
+    /// Give a user (agent, clinician, supervisor) a new SIP secret for their phone, shown
+    /// once: the phone registers and calls in with the user's name and this secret (digest
+    /// authentication, realm `[sip] realm`). Replaces the old one at once.
+    SipSecret {
+        name: String,
+        /// Remove the user's SIP secret instead: their phones can no longer register.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -459,6 +468,22 @@ fn run() -> anyhow::Result<()> {
                     println!("token {id} revoked");
                     Ok(())
                 }
+                UserCommand::SipSecret { name, clear: true } => {
+                    if records.sip_secrets.clear(name, "cli").await? {
+                        println!(
+                            "SIP secret of {name} removed: their phones can no longer register"
+                        );
+                    } else {
+                        println!("{name} had no SIP secret");
+                    }
+                    Ok(())
+                }
+                UserCommand::SipSecret { name, clear: false } => {
+                    let secret = records.sip_secrets.set(name, "cli").await?;
+                    println!("new SIP secret for {name} (shown once; enter it in their phone):");
+                    println!("{}", secret.as_str());
+                    Ok(())
+                }
             }
         }),
         Command::Patient { command } => {
@@ -624,7 +649,15 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
         &config.patients.default_country_code,
     );
     let workflows = careline::workflow::store::Store::new(db.clone(), ring.clone());
+    let sip_secrets = careline::auth::sip::SipSecrets::new(
+        db.clone(),
+        ring.clone(),
+        careline::audit::Audit::new(db.clone(), ring.clone()),
+        &careline::auth::AuthSettings::default(),
+        None,
+    );
     let (mut done, _) = archive.rewrap_all().await?;
+    let mut sip_values = sip_secrets.reseal_all().await?;
     let mut resealed = patients.reseal_all().await?;
     let mut workflow_values = workflows.reseal_all().await?;
     // A running server takes the new key on its next look at the key folder: what it
@@ -637,8 +670,9 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     done += more;
     resealed += patients.reseal_all().await?;
     workflow_values += workflows.reseal_all().await?;
+    sip_values += sip_secrets.reseal_all().await?;
     println!(
-        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed"
+        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed; {sip_values} SIP secrets re-sealed"
     );
     let audit_kept = careline::audit::Audit::new(db, ring.clone())
         .sealed_under_other_keys(&new)

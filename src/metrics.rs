@@ -32,6 +32,11 @@ pub struct Metrics {
     pub media_legs: Gauge,
     /// SIP datagrams refused before the stack, by reason.
     pub sip_rejected: Family<Labels, Counter>,
+    /// Digest authentication of INVITEs and REGISTERs, by result: accepted, challenged (401),
+    /// refused (403: wrong or unknown credentials), throttled (403 while locked out).
+    pub sip_auth: Family<Labels, Counter>,
+    /// Users with at least one registered phone.
+    pub sip_registered_users: Gauge,
     pub prompts_loaded: Gauge,
     pub draining: Gauge,
     /// Recordings being written.
@@ -94,6 +99,8 @@ impl Metrics {
             media_ticks_late: Counter::default(),
             media_legs: Gauge::default(),
             sip_rejected: Family::default(),
+            sip_auth: Family::default(),
+            sip_registered_users: Gauge::default(),
             workflow_executions: Family::default(),
             workflow_transitions: Counter::default(),
             workflow_task_failures: Family::default(),
@@ -167,6 +174,16 @@ impl Metrics {
             "sip_rejected",
             "SIP datagrams refused before the stack, by reason",
             m.sip_rejected.clone(),
+        );
+        registry.register(
+            "sip_auth",
+            "Digest authentication of INVITEs and REGISTERs, by result",
+            m.sip_auth.clone(),
+        );
+        registry.register(
+            "sip_registered_users",
+            "Users with at least one registered phone",
+            m.sip_registered_users.clone(),
         );
         registry.register(
             "workflow_executions",
@@ -297,6 +314,10 @@ impl Metrics {
         self.dtmf_digits
             .get_or_create(&vec![("method", method)])
             .inc();
+    }
+
+    pub fn sip_auth(&self, result: &'static str) {
+        self.sip_auth.get_or_create(&vec![("result", result)]).inc();
     }
 
     pub fn sip_rejected(&self, reason: &'static str) {

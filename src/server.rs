@@ -125,6 +125,17 @@ impl Server {
             None => None,
         };
         let tls_origin = tls.as_ref().map(|t| t.origin.display().to_string());
+        // Patients, users and the audit trail (database, keys); every start notes whether the
+        // configuration changed since the last one. Opened before SIP: phones authenticate
+        // as its users.
+        let records =
+            Arc::new(crate::api::access::ApiState::open(&config, Some(metrics.clone())).await?);
+        let trunks = config
+            .sip
+            .trunks
+            .iter()
+            .map(|(name, t)| (name.clone(), t.addresses.clone()))
+            .collect();
         let (sip, incoming) = SipServer::start(
             SipOptions {
                 listen: config.sip.listen,
@@ -133,6 +144,15 @@ impl Server {
                 public_address: config.sip.public_address,
                 max_message_bytes: config.sip.max_message_bytes,
                 rate_limit_per_source: config.sip.rate_limit_per_source,
+                trusted: crate::sip::access::Trusted::new(&config.sip.trusted_networks, &trunks),
+                digest: crate::sip::access::DigestSettings {
+                    realm: config.sip.realm.clone(),
+                    algorithms: config.sip.digest_algorithms.clone(),
+                    nonce_secs: config.sip.nonce_secs,
+                },
+                users: records.sip_secrets.clone(),
+                min_expires: config.sip.min_expires_secs,
+                max_expires: config.sip.max_expires_secs,
             },
             metrics.clone(),
         )
@@ -174,10 +194,6 @@ impl Server {
             Arc::new(crate::media::prompt::Silence::new()?),
             metrics.clone(),
         );
-        // Patients, users and the audit trail (database, keys); every start notes whether the
-        // configuration changed since the last one.
-        let records =
-            Arc::new(crate::api::access::ApiState::open(&config, Some(metrics.clone())).await?);
         let config_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
             toml::to_string(&config).unwrap_or_default().as_bytes(),
         ));

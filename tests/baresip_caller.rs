@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use careline::media::codec::Codec;
 use support::audio::{expect_not_prompt, expect_prompt, heard_prompt};
-use support::server::TestServer;
+use support::server::{Options, TestServer};
 use support::speech::{EN_MENU, LANGUAGE_MENU, URGENT, heard, hears, speech};
 
 const MODULE_DIRS: &[&str] = &[
@@ -116,7 +116,13 @@ struct Baresip {
 }
 
 impl Baresip {
+    /// A phone that does not register: it only calls.
     fn start() -> Baresip {
+        Baresip::start_with("<sip:caller@127.0.0.1>;regint=0")
+    }
+
+    /// A phone with this baresip `accounts` line.
+    fn start_with(account: &str) -> Baresip {
         let modules = module_dir();
         let dir = tempfile::tempdir().expect("temp dir for baresip's config");
         let silence = dir.path().join("silence.wav");
@@ -157,12 +163,8 @@ impl Baresip {
             dump = dir.path().display(),
         );
         std::fs::write(dir.path().join("config"), config).expect("write baresip config");
-        // No registration: regint=0.
-        std::fs::write(
-            dir.path().join("accounts"),
-            "<sip:caller@127.0.0.1>;regint=0\n",
-        )
-        .expect("write baresip accounts");
+        std::fs::write(dir.path().join("accounts"), format!("{account}\n"))
+            .expect("write baresip accounts");
 
         let mut child = match Command::new("baresip")
             .arg("-f")
@@ -414,6 +416,51 @@ fn baresip_caller_hears_welcome_then_the_prompt_of_the_key_it_pressed() {
         server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
         1.0,
         "one key, one digit"
+    );
+}
+
+/// A phone as a clinic runs one: baresip registers as a Careline user with the secret that
+/// `careline user sip-secret` gave it, and calls in from an address the server does not trust
+/// (`trusted_networks = []`). Both its REGISTER and its INVITE are challenged, and the call
+/// runs as any other. baresip 1.0 (libre 1.1) gives up on any challenge that is not MD5
+/// instead of ignoring it as RFC 8760 §2.4 asks, so this server offers MD5 only, as an
+/// operator with such phones configures it.
+#[test]
+fn a_registered_baresip_phone_answers_the_challenges_and_its_call_runs() {
+    let server = TestServer::start_with(Options {
+        toml: "[sip]\ntrusted_networks = []\ndigest_algorithms = [\"MD5\"]\n".into(),
+        ..Default::default()
+    });
+    server.user_token("nina", "agent");
+    let secret = server.sip_secret("nina");
+    let mut phone = Baresip::start_with(&format!(
+        "<sip:nina@{}>;auth_pass={secret};regint=600",
+        server.sip
+    ));
+    phone.wait_for("baresip is ready.", Duration::from_secs(20));
+    phone.wait_for("1 binding", Duration::from_secs(20));
+    assert_eq!(server.metric("careline_sip_registered_users"), 1.0);
+
+    phone.keys(&format!("/dial sip:100@{}\n", server.sip));
+    phone.wait_for("Call established", Duration::from_secs(15));
+    phone.wait_heard("the welcome", |h| {
+        heard_prompt(h, Codec::Pcmu, "en", "welcome", 0, Some(1500)).is_some()
+    });
+    phone.quit();
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"caller_bye\"}",
+            1.0,
+            Duration::from_secs(5)
+        ),
+        1.0
+    );
+    // The REGISTER, the INVITE and the un-REGISTER at quit were each challenged first.
+    assert!(server.metric("careline_sip_auth_total{result=\"challenged\"}") >= 2.0);
+    assert!(server.metric("careline_sip_auth_total{result=\"accepted\"}") >= 2.0);
+    assert_eq!(
+        server.metric("careline_sip_auth_total{result=\"refused\"}"),
+        0.0
     );
 }
 

@@ -49,12 +49,8 @@ fn options_ping_is_answered_with_capabilities() {
 fn methods_careline_does_not_serve_get_405_or_501() {
     let server = TestServer::start();
     let mut ua = Ua::udp(server.sip);
-    for (method, code) in [
-        ("REGISTER", 405),
-        ("SUBSCRIBE", 405),
-        ("MESSAGE", 405),
-        ("FROBNICATE", 501),
-    ] {
+    // REGISTER is served since phones register (tests/sip_auth.rs).
+    for (method, code) in [("SUBSCRIBE", 405), ("MESSAGE", 405), ("FROBNICATE", 501)] {
         let msg = request(method, &ua, "");
         ua.send(&msg);
         let r = ua

@@ -38,6 +38,8 @@ pub struct ApiState {
     )>,
     /// Served over HTTPS: session cookies get `Secure`.
     pub https: bool,
+    /// The users' SIP secrets (what phones answer digest challenges with).
+    pub sip_secrets: Arc<crate::auth::sip::SipSecrets>,
 }
 
 /// The session cookie's name.
@@ -364,6 +366,13 @@ impl ApiState {
             break_glass: std::time::Duration::from_secs(a.break_glass_secs),
             wrap_up: std::time::Duration::from_secs(a.contact_wrap_up_secs),
         };
+        let sip_secrets = Arc::new(crate::auth::sip::SipSecrets::new(
+            db.clone(),
+            keys.clone(),
+            audit.clone(),
+            &settings,
+            metrics.clone(),
+        ));
         let auth = Arc::new(Auth::new(db.clone(), audit.clone(), settings, metrics));
         let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;
         let workflows = crate::workflow::store::Store::new(db.clone(), keys.clone());
@@ -382,6 +391,7 @@ impl ApiState {
             care_tasks,
             discharges: std::sync::OnceLock::new(),
             https: config.http.https(),
+            sip_secrets,
         })
     }
 }

@@ -48,6 +48,9 @@ pub mod action {
     pub const WORKFLOW_STOP: &str = "workflow.stop";
     pub const CARE_TASK_READ: &str = "care_task.read";
     pub const CARE_TASK_DONE: &str = "care_task.done";
+    pub const SIP_SECRET_SET: &str = "sip_secret.set";
+    pub const SIP_SECRET_CLEAR: &str = "sip_secret.clear";
+    pub const SIP_LOCKOUT: &str = "sip.lockout";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@
 pub(crate) mod outsiders;
 pub(crate) mod password;
 pub(crate) mod permission;
+pub mod sip;
 pub(crate) mod throttle;
 
 use std::collections::HashSet;

@@ -26,7 +26,13 @@ pub(crate) async fn switchboard(
     services: Arc<CallServices>,
 ) {
     while let Some(call) = incoming.recv().await {
-        let span = info_span!("call", id = %call.call_id);
+        // Trunk and user name staff or carriers, never the patient.
+        let span = info_span!(
+            "call",
+            id = %call.call_id,
+            trunk = call.trunk.as_deref(),
+            user = call.user.as_deref()
+        );
         tokio::spawn(run(call, services.clone()).instrument(span));
     }
 }

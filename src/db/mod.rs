@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workflows",
         include_str!("migrations/0005_workflows.sql"),
     ),
+    (
+        6,
+        "sip secrets",
+        include_str!("migrations/0006_sip_secrets.sql"),
+    ),
 ];
 
 impl Db {

@@ -3,8 +3,11 @@
 //! [`ServerCall`] (an established server dialog). Nothing above this module names an
 //! rsipstack type, so the stack can be swapped.
 
+pub mod access;
+pub mod digest;
 pub(crate) mod guard;
 pub(crate) mod info;
+pub mod registrar;
 pub mod sdp;
 pub(crate) mod strict;
 pub(crate) mod tls;
@@ -32,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 /// Methods Careline handles, for `Allow` (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REGISTER";
 /// Bodies Careline reads, for `Accept` (RFC 3261 §20.1).
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 const USER_AGENT: &str = concat!("careline/", env!("CARGO_PKG_VERSION"));
@@ -65,6 +68,14 @@ pub struct SipOptions {
     pub public_address: Option<IpAddr>,
     pub max_message_bytes: usize,
     pub rate_limit_per_source: u32,
+    /// Sources whose INVITEs need no password.
+    pub trusted: access::Trusted,
+    pub digest: access::DigestSettings,
+    /// The users phones authenticate as.
+    pub users: Arc<dyn access::SipUsers>,
+    /// Registration bounds (seconds).
+    pub min_expires: u32,
+    pub max_expires: u32,
 }
 
 /// The running SIP side: listeners, transaction layer and the dispatcher task.
@@ -75,6 +86,7 @@ pub struct SipServer {
     pub tcp_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     public_address: Option<IpAddr>,
+    registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
 }
 
 impl SipServer {
@@ -166,12 +178,20 @@ impl SipServer {
 
         let serving = endpoint.clone();
         tokio::spawn(async move { serving.serve().await });
-        let ctx = Dispatcher {
+        let registrar = Arc::new(std::sync::Mutex::new(registrar::Registrar::new(
+            opts.min_expires,
+            opts.max_expires,
+        )));
+        let ctx = Arc::new(Dispatcher {
             dialog_layer,
             calls: calls_tx,
             metrics,
             public_address: opts.public_address,
-        };
+            trusted: opts.trusted,
+            gate: access::Gate::new(opts.digest, rand::random()),
+            users: opts.users,
+            registrar: registrar.clone(),
+        });
         tokio::spawn(ctx.run(incoming, cancel.clone()));
 
         let server = SipServer {
@@ -181,6 +201,7 @@ impl SipServer {
             tcp_addr,
             tls_addr,
             public_address: opts.public_address,
+            registrar,
         };
         Ok((server, calls_rx))
     }
@@ -207,6 +228,26 @@ impl SipServer {
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
+
+    /// The contacts `user`'s phones registered, live now (newest last).
+    pub fn registered_contacts(&self, user: &str) -> Vec<String> {
+        let now = unix_secs();
+        self.registrar
+            .lock()
+            .map(|r| {
+                r.contacts(user, now)
+                    .into_iter()
+                    .map(|b| b.contact)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn probe_tcp(addr: SocketAddr, transport: &'static str) -> Result<(), SipError> {
@@ -226,11 +267,15 @@ struct Dispatcher {
     calls: mpsc::Sender<IncomingCall>,
     metrics: Arc<Metrics>,
     public_address: Option<IpAddr>,
+    trusted: access::Trusted,
+    gate: access::Gate,
+    users: Arc<dyn access::SipUsers>,
+    registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
 }
 
 impl Dispatcher {
     async fn run(
-        self,
+        self: Arc<Self>,
         mut incoming: rsipstack::transaction::TransactionReceiver,
         cancel: CancellationToken,
     ) {
@@ -280,19 +325,27 @@ impl Dispatcher {
             }
             match method {
                 Method::Invite => {
-                    match IncomingCall::new(tx, self.dialog_layer.clone(), self.public_address) {
-                        Ok(call) => {
-                            if let Err(
-                                mpsc::error::TrySendError::Full(call)
-                                | mpsc::error::TrySendError::Closed(call),
-                            ) = self.calls.try_send(call)
-                            {
-                                self.metrics.call_rejected("503");
-                                tokio::spawn(call.reject(503, Some(5), None));
-                            }
+                    let source = source_ip(&tx);
+                    match self.trusted.source(source) {
+                        Some(trunk) => self.new_call(tx, trunk.map(str::to_string), None),
+                        None => {
+                            let this = self.clone();
+                            tokio::spawn(async move {
+                                if let Some((tx, user)) = this.authenticate(tx, source).await {
+                                    this.new_call(tx, None, Some(user));
+                                }
+                            });
                         }
-                        Err(tx) => reply(*tx, StatusCode::BadRequest, vec![]),
                     }
+                }
+                Method::Register => {
+                    let source = source_ip(&tx);
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        if let Some((tx, user)) = this.authenticate(tx, source).await {
+                            this.register(tx, &user);
+                        }
+                    });
                 }
                 Method::Options => reply(
                     tx,
@@ -315,6 +368,166 @@ impl Dispatcher {
             }
         }
     }
+}
+
+impl Dispatcher {
+    /// Hands a new INVITE to the call layer (503 when it cannot take more).
+    fn new_call(&self, tx: Transaction, trunk: Option<String>, user: Option<String>) {
+        match IncomingCall::new(tx, self.dialog_layer.clone(), self.public_address) {
+            Ok(mut call) => {
+                call.trunk = trunk;
+                call.user = user;
+                if let Err(
+                    mpsc::error::TrySendError::Full(call) | mpsc::error::TrySendError::Closed(call),
+                ) = self.calls.try_send(call)
+                {
+                    self.metrics.call_rejected("503");
+                    tokio::spawn(call.reject(503, Some(5), None));
+                }
+            }
+            Err(tx) => reply(*tx, StatusCode::BadRequest, vec![]),
+        }
+    }
+
+    /// Digest authentication of a request (RFC 3261 §22.2): the user it authenticated as,
+    /// or `None` once it has been answered 401 (a challenge) or 403.
+    async fn authenticate(&self, tx: Transaction, source: IpAddr) -> Option<(Transaction, String)> {
+        let method = tx.original.method.to_string();
+        let given: Vec<String> = tx
+            .original
+            .headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case("Authorization"))
+            .map(|h| h.value().to_string())
+            .collect();
+        let decision = self
+            .gate
+            .decide(self.users.as_ref(), &method, source, &given, unix_secs())
+            .await;
+        match decision {
+            access::Decision::Accepted { user } => {
+                self.metrics.sip_auth("accepted");
+                Some((tx, user))
+            }
+            access::Decision::Challenge { headers, why } => {
+                self.metrics.sip_auth("challenged");
+                tracing::debug!(%source, why, "SIP request challenged");
+                let headers = headers
+                    .into_iter()
+                    .map(|v| Header::WwwAuthenticate(v.into()))
+                    .collect();
+                reply_final(tx, StatusCode::Unauthorized, headers);
+                None
+            }
+            access::Decision::Forbidden { why } => {
+                self.metrics.sip_auth(if why == "throttled" {
+                    "throttled"
+                } else {
+                    "refused"
+                });
+                tracing::info!(%source, why, "SIP request refused");
+                reply_final(tx, StatusCode::Forbidden, vec![]);
+                None
+            }
+        }
+    }
+
+    /// A REGISTER from `user` (authenticated): RFC 3261 §10.3.
+    fn register(&self, tx: Transaction, user: &str) {
+        let req = &tx.original;
+        // Step 5: only the user's own address-of-record.
+        let aor = req
+            .to_header()
+            .ok()
+            .and_then(|t| t.uri().ok())
+            .and_then(|u| u.auth.map(|a| a.user));
+        if aor.as_deref() != Some(user) {
+            self.metrics.sip_auth("refused");
+            reply(tx, StatusCode::Forbidden, vec![]);
+            return;
+        }
+        let contacts: Vec<String> = req
+            .headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case("Contact"))
+            .map(|h| h.value().to_string())
+            .collect();
+        let expires = req.header_value("Expires").map(|v| v.trim().parse::<u32>());
+        let expires = match expires {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => {
+                reply(tx, StatusCode::Other(400, "Bad Expires".into()), vec![]);
+                return;
+            }
+        };
+        let call_id = req
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let cseq = req
+            .cseq_header()
+            .ok()
+            .and_then(|c| c.seq().ok())
+            .unwrap_or(0);
+        let request = match registrar::Request::parse(&contacts, expires, &call_id, cseq) {
+            Ok(r) => r,
+            Err(e) => {
+                reply(tx, StatusCode::Other(400, e.to_string()), vec![]);
+                return;
+            }
+        };
+        let now = unix_secs();
+        let (outcome, users) = match self.registrar.lock() {
+            Ok(mut r) => {
+                let outcome = r.register(user, request, now);
+                r.expire(now);
+                (outcome, r.registered_users())
+            }
+            Err(_) => {
+                reply(tx, StatusCode::ServerInternalError, vec![]);
+                return;
+            }
+        };
+        self.metrics.sip_registered_users.set(users as i64);
+        match outcome {
+            registrar::Outcome::Bindings(now) | registrar::Outcome::OutOfOrder(now) => {
+                let headers = now
+                    .into_iter()
+                    .map(|b| {
+                        Header::Contact(format!("{};expires={}", b.contact, b.expires_in).into())
+                    })
+                    .collect();
+                reply(tx, StatusCode::OK, headers);
+            }
+            registrar::Outcome::TooBrief { min_expires } => reply(
+                tx,
+                StatusCode::IntervalTooBrief,
+                vec![Header::MinExpires(min_expires.to_string().into())],
+            ),
+        }
+    }
+}
+
+/// Where a request came from (unspecified when the transport does not say).
+fn source_ip(tx: &Transaction) -> IpAddr {
+    tx.connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+/// Sends a final response and keeps the transaction until it ends, so an INVITE's ACK and
+/// retransmissions are absorbed by it (RFC 3261 §17.2.1).
+fn reply_final(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
+    tokio::spawn(async move {
+        if let Err(e) = tx.reply_with(status, headers, None).await {
+            tracing::debug!(error = %e, "could not send a SIP response");
+            return;
+        }
+        while tx.receive().await.is_some() {}
+    });
 }
 
 fn reply(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
@@ -341,6 +554,10 @@ pub struct IncomingCall {
     /// Where the INVITE came from, for SDP address selection.
     pub remote: Option<SocketAddr>,
     pub transport: &'static str,
+    /// The trunk it came through, when its source is one.
+    pub trunk: Option<String>,
+    /// The Careline user it authenticated as (digest), when its source was not trusted.
+    pub user: Option<String>,
 }
 
 impl IncomingCall {
@@ -396,6 +613,8 @@ impl IncomingCall {
             content_type,
             remote,
             transport,
+            trunk: None,
+            user: None,
         })
     }
 

@@ -262,6 +262,22 @@ impl TestServer {
             .to_string()
     }
 
+    /// Gives an existing user a new SIP secret (`careline user sip-secret`) and returns it.
+    pub fn sip_secret(&self, name: &str) -> String {
+        let out = self.cli(&["user", "sip-secret", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .last()
+            .filter(|l| l.len() == 24)
+            .unwrap_or_else(|| panic!("no secret in: {text}"))
+            .to_string()
+    }
+
     /// Runs a `careline` subcommand against this instance (`--config`, `--data-dir`).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         self.cli_env(args, &[])
