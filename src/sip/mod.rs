@@ -416,7 +416,10 @@ impl Dispatcher {
                     .into_iter()
                     .map(|v| Header::WwwAuthenticate(v.into()))
                     .collect();
-                reply_final(tx, StatusCode::Unauthorized, headers);
+                // Not kept to absorb the ACK (it has a To tag and no dialog, so it is
+                // dropped), and a retransmitted request is simply challenged again: a flood
+                // of challenged requests holds no transaction for 32 s each.
+                reply(tx, StatusCode::Unauthorized, headers);
                 None
             }
             access::Decision::Forbidden { why } => {
@@ -426,7 +429,7 @@ impl Dispatcher {
                     "refused"
                 });
                 tracing::info!(%source, why, "SIP request refused");
-                reply_final(tx, StatusCode::Forbidden, vec![]);
+                reply(tx, StatusCode::Forbidden, vec![]);
                 None
             }
         }
@@ -516,18 +519,6 @@ fn source_ip(tx: &Transaction) -> IpAddr {
         .and_then(|c| c.get_remote_addr())
         .and_then(|a| a.get_socketaddr().ok())
         .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip())
-}
-
-/// Sends a final response and keeps the transaction until it ends, so an INVITE's ACK and
-/// retransmissions are absorbed by it (RFC 3261 §17.2.1).
-fn reply_final(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
-    tokio::spawn(async move {
-        if let Err(e) = tx.reply_with(status, headers, None).await {
-            tracing::debug!(error = %e, "could not send a SIP response");
-            return;
-        }
-        while tx.receive().await.is_some() {}
-    });
 }
 
 fn reply(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
