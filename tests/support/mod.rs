@@ -9,3 +9,4 @@ pub mod rtp;
 pub mod server;
 pub mod sip;
 pub mod speech;
+pub mod tls;
