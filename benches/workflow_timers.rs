@@ -97,16 +97,14 @@ fn main() {
         let query_ms = t.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(due.len(), due_count, "the due ones, and no other");
         let t = Instant::now();
-        for id in &due {
-            let stored = store.running(id).await.expect("read").expect("running");
-            let (mut e, transitions) = store.restore(stored).await.expect("restore");
-            e.handle_timeout(fire_at);
-            store
-                .advance(&mut e, transitions, None, fire_at)
-                .await
-                .expect("advance");
+        // As the server's runner fires them (store.parallel_steps() at a time).
+        for (id, result) in careline::workflow::runner::fire_timers(&store, due, fire_at).await {
+            if let Err(e) = result {
+                panic!("{id}: {e}");
+            }
         }
         let fire = t.elapsed().as_secs_f64();
+        println!("steps at once: {}", store.parallel_steps());
         let done = store.count_by_status().await.expect("count");
         println!(
             "fired {due_count} due timers of {total} waiting in {:.3} s ({:.0} steps/s; finding them: {query_ms:.1} ms)",

@@ -699,23 +699,49 @@ async fn fire_due(w: &Workflows) -> Result<(), StoreError> {
         if due.is_empty() {
             return Ok(());
         }
-        for id in due {
-            let result = async {
-                let Some(stored) = store.running(&id).await? else {
-                    return Ok(());
-                };
-                let (mut e, transitions) = store.restore(stored).await?;
-                e.handle_timeout(now);
-                for inv in store.advance(&mut e, transitions, None, now).await? {
-                    w.spawn_invocation(inv);
+        for (id, result) in fire_timers(store, due, now).await {
+            let result = result.map(|stepped| {
+                if let Some(invocations) = stepped {
+                    for inv in invocations {
+                        w.spawn_invocation(inv);
+                    }
+                    w.counted_transition();
                 }
-                w.counted_transition();
-                Ok(())
-            }
-            .await;
+            });
             settle(w, &id, result).await?;
         }
     }
+}
+
+/// Fires the timers of these executions at `now` (each restored from its sealed snapshot and
+/// stepped in one transaction), [`Store::parallel_steps`] at a time: independent executions
+/// need not wait for each other's commits. Each id with its result: the task invocations
+/// its step asks for, or `None` for an execution no longer running.
+pub async fn fire_timers(
+    store: &Store,
+    ids: Vec<String>,
+    now: i64,
+) -> Vec<(String, Result<Option<Vec<Invocation>>, StoreError>)> {
+    use futures::StreamExt;
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            let result = async {
+                let Some(stored) = store.running(&id).await? else {
+                    return Ok(None);
+                };
+                let (mut e, transitions) = store.restore(stored).await?;
+                e.handle_timeout(now);
+                store
+                    .advance(&mut e, transitions, None, now)
+                    .await
+                    .map(Some)
+            }
+            .await;
+            (id, result)
+        })
+        .buffer_unordered(store.parallel_steps())
+        .collect()
+        .await
 }
 
 /// What a step's error means for its execution: one that cannot be read is failed for good

@@ -167,6 +167,16 @@ impl Store {
         }
     }
 
+    /// How many executions may be stepped at once: PostgreSQL takes concurrent transactions
+    /// on different rows; SQLite has one writer (a second would wait for the first anyway,
+    /// and a deferred transaction upgrading to write could fail with SQLITE_BUSY).
+    pub fn parallel_steps(&self) -> usize {
+        match self.db.engine() {
+            crate::db::Engine::Postgres => 8,
+            crate::db::Engine::Sqlite => 1,
+        }
+    }
+
     /// Keeps a definition's text (once per distinct text); returns its digest.
     pub async fn define(&self, name: &str, text: &str, now_ms: i64) -> Result<String, StoreError> {
         let d = digest(text);
