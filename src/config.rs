@@ -176,6 +176,10 @@ pub struct SipConfig {
     /// INVITEs from anywhere else, and every REGISTER, must answer a digest challenge with a
     /// user's SIP secret (`careline user sip-secret NAME`).
     pub trusted_networks: Vec<ipnet::IpNet>,
+    /// INVITEs and REGISTERs per second answered from all untrusted sources together (0 = no
+    /// limit); beyond it they are dropped unanswered, so a flood from many addresses (each
+    /// under `rate_limit_per_source`) cannot crowd out the trunks' calls.
+    pub untrusted_rate_limit: u32,
     /// Carrier trunks and PBXs by name: `[sip.trunks.carrier] addresses = ["198.51.100.0/24"]`.
     /// Calls from their addresses need no password and are logged with the trunk's name.
     pub trunks: BTreeMap<String, TrunkConfig>,
@@ -450,6 +454,7 @@ impl Default for SipConfig {
                 "127.0.0.0/8".parse().expect("CIDR"),
                 "::1/128".parse().expect("CIDR"),
             ],
+            untrusted_rate_limit: 200,
             trunks: BTreeMap::new(),
             realm: "careline".into(),
             digest_algorithms: vec![

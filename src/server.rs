@@ -145,6 +145,7 @@ impl Server {
                 max_message_bytes: config.sip.max_message_bytes,
                 rate_limit_per_source: config.sip.rate_limit_per_source,
                 trusted: crate::sip::access::Trusted::new(&config.sip.trusted_networks, &trunks),
+                untrusted_rate_limit: config.sip.untrusted_rate_limit,
                 digest: crate::sip::access::DigestSettings {
                     realm: config.sip.realm.clone(),
                     algorithms: config.sip.digest_algorithms.clone(),

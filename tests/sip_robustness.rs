@@ -202,7 +202,11 @@ fn an_invite_flood_from_one_source_does_not_stop_calls_from_another() {
     let sent = std::thread::scope(|scope| {
         let flood = scope.spawn(|| {
             let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // Bounded: a call that never completes ends the flood after a minute, not never.
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < until
+            {
                 let msg = format!(
                     "INVITE sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKf{n}\r\n\
                      From: <sip:flood@{from}>;tag=f{n}\r\nTo: <sip:100@{server}>\r\n\

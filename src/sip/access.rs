@@ -108,16 +108,21 @@ impl Gate {
 
     fn challenge(&self, now_secs: u64, source: IpAddr, stale: bool, why: &'static str) -> Decision {
         Decision::Challenge {
-            headers: self.nonces.challenge(
-                &self.settings.realm,
-                &self.settings.algorithms,
-                now_secs,
-                rand::random(),
-                source,
-                stale,
-            ),
+            headers: self.challenge_headers(now_secs, source, stale),
             why,
         }
+    }
+
+    /// The `WWW-Authenticate` values of a fresh challenge to `source`.
+    pub fn challenge_headers(&self, now_secs: u64, source: IpAddr, stale: bool) -> Vec<String> {
+        self.nonces.challenge(
+            &self.settings.realm,
+            &self.settings.algorithms,
+            now_secs,
+            rand::random(),
+            source,
+            stale,
+        )
     }
 
     /// Decides on a request (`method` as written in its CSeq) from `source` carrying these

@@ -23,6 +23,25 @@ pub(crate) enum Verdict {
     Reply(Vec<u8>, Rejection),
     /// Drop without answering.
     Drop(Rejection),
+    /// An INVITE or REGISTER from an untrusted source without credentials: answer it 401
+    /// with a digest challenge ([`Challenge::response`]) here, statelessly (RFC 3261 §8.2.7),
+    /// so a flood of them never becomes transactions in the stack.
+    Challenge(Challenge),
+}
+
+/// The request a stateless 401 answers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Challenge(Head);
+
+impl Challenge {
+    /// `401 Unauthorized` with these `WWW-Authenticate` values.
+    pub(crate) fn response(&self, www_authenticate: &[String]) -> Vec<u8> {
+        let extra: Vec<String> = www_authenticate
+            .iter()
+            .map(|v| format!("WWW-Authenticate: {v}"))
+            .collect();
+        self.0.response_with(401, "Unauthorized", &extra)
+    }
 }
 
 /// Why a message did not pass; each kind is a metric label.
@@ -33,6 +52,9 @@ pub(crate) enum Rejection {
     TooLarge,
     RateLimited,
     Keepalive,
+    /// Past `[sip] untrusted_rate_limit`: INVITEs and REGISTERs from untrusted sources, all
+    /// together, beyond what the server answers per second.
+    UntrustedLimit,
 }
 
 impl Rejection {
@@ -43,6 +65,7 @@ impl Rejection {
             Rejection::TooLarge => "too_large",
             Rejection::RateLimited => "rate_limited",
             Rejection::Keepalive => "keepalive",
+            Rejection::UntrustedLimit => "untrusted_limit",
         }
     }
 }
@@ -71,6 +94,11 @@ pub(crate) struct Guard {
     rate: u32,
     buckets: HashMap<IpAddr, Bucket>,
     last_sweep: Option<Instant>,
+    /// Who may call in without credentials; `None`: the guard does not look (tests).
+    trusted: Option<super::access::Trusted>,
+    /// INVITEs and REGISTERs per second from all untrusted sources together (0: no limit).
+    untrusted_rate: u32,
+    untrusted: Option<Bucket>,
 }
 
 struct Bucket {
@@ -85,7 +113,23 @@ impl Guard {
             rate: rate_per_source,
             buckets: HashMap::new(),
             last_sweep: None,
+            trusted: None,
+            untrusted_rate: 0,
+            untrusted: None,
         }
+    }
+
+    /// Also answers credential-less INVITEs and REGISTERs from outside `trusted` with a
+    /// challenge, and sheds those requests past `untrusted_rate` per second altogether (a
+    /// flood from many addresses, each under its own limit, must not crowd out the trunks).
+    pub(crate) fn with_trust(
+        mut self,
+        trusted: super::access::Trusted,
+        untrusted_rate: u32,
+    ) -> Guard {
+        self.trusted = Some(trusted);
+        self.untrusted_rate = untrusted_rate;
+        self
     }
 
     pub(crate) fn inspect(&mut self, datagram: &[u8], source: IpAddr, now: Instant) -> Verdict {
@@ -106,7 +150,7 @@ impl Guard {
         }
         match SipMessage::try_from(datagram) {
             Ok(SipMessage::Request(req)) => match missing_header(&req) {
-                None => Verdict::Pass,
+                None => self.admit_untrusted(&req, datagram, source, now),
                 Some(what) => answer(datagram, 400, &format!("Bad Request ({what})")),
             },
             Ok(SipMessage::Response(resp)) => {
@@ -136,6 +180,58 @@ impl Guard {
                 }
                 _ => answer(datagram, 400, "Bad Request"),
             },
+        }
+    }
+
+    /// A well-formed request: an INVITE starting a dialog or a REGISTER from an untrusted
+    /// source is counted against the untrusted budget, and challenged here when it carries
+    /// no credentials.
+    fn admit_untrusted(
+        &mut self,
+        req: &rsipstack::sip::Request,
+        datagram: &[u8],
+        source: IpAddr,
+        now: Instant,
+    ) -> Verdict {
+        use rsipstack::sip::Method;
+        let Some(trusted) = &self.trusted else {
+            return Verdict::Pass;
+        };
+        let starts = match req.method {
+            Method::Register => true,
+            Method::Invite => req
+                .to_header()
+                .ok()
+                .and_then(|t| t.tag().ok().flatten())
+                .is_none(),
+            _ => false,
+        };
+        if !starts || trusted.source(source).is_some() {
+            return Verdict::Pass;
+        }
+        if self.untrusted_rate > 0 {
+            let rate = self.untrusted_rate as f64;
+            let b = self.untrusted.get_or_insert(Bucket {
+                tokens: rate,
+                updated: now,
+            });
+            b.tokens = (b.tokens + now.duration_since(b.updated).as_secs_f64() * rate).min(rate);
+            b.updated = now;
+            if b.tokens < 1.0 {
+                return Verdict::Drop(Rejection::UntrustedLimit);
+            }
+            b.tokens -= 1.0;
+        }
+        let has_credentials = req
+            .headers
+            .iter()
+            .any(|h| h.name().eq_ignore_ascii_case("Authorization"));
+        if has_credentials {
+            return Verdict::Pass;
+        }
+        match Head::scan(datagram) {
+            Some(head) if head.answerable() => Verdict::Challenge(Challenge(head)),
+            _ => Verdict::Drop(Rejection::Malformed),
         }
     }
 
@@ -215,6 +311,7 @@ fn missing_header(req: &rsipstack::sip::Request) -> Option<&'static str> {
 
 /// A forgiving read of a message head: the start line and the few headers a response
 /// must echo (RFC 3261 §8.2.6.2), taken line by line without trusting anything else.
+#[derive(Debug, PartialEq, Eq)]
 struct Head {
     is_request: bool,
     method: String,
@@ -292,6 +389,11 @@ impl Head {
     }
 
     fn response(&self, code: u16, reason: &str) -> Vec<u8> {
+        self.response_with(code, reason, &[])
+    }
+
+    /// The response with `extra` header lines (each `Name: value`).
+    fn response_with(&self, code: u16, reason: &str, extra: &[String]) -> Vec<u8> {
         let mut out = format!("SIP/2.0 {code} {reason}\r\n");
         for via in &self.vias {
             out.push_str(&format!("Via: {via}\r\n"));
@@ -316,6 +418,10 @@ impl Head {
         ));
         if code == 501 || code == 405 {
             out.push_str(&format!("Allow: {}\r\n", super::ALLOW));
+        }
+        for line in extra {
+            out.push_str(line);
+            out.push_str("\r\n");
         }
         out.push_str("Server: careline\r\nContent-Length: 0\r\n\r\n");
         out.into_bytes()
@@ -345,6 +451,98 @@ mod tests {
             Verdict::Reply(bytes, _) => String::from_utf8(bytes).unwrap(),
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    fn trusting_loopback(untrusted_rate: u32) -> Guard {
+        let nets = ["127.0.0.1/32".parse().unwrap()];
+        Guard::new(16384, 0).with_trust(
+            crate::sip::access::Trusted::new(&nets, &Default::default()),
+            untrusted_rate,
+        )
+    }
+
+    /// From an untrusted address, an INVITE or REGISTER without credentials is answered with
+    /// a challenge here (echoing what a 401 must), one with credentials goes on to the stack,
+    /// and the trusted address and other methods are not touched.
+    #[test]
+    fn untrusted_requests_without_credentials_are_challenged_statelessly() {
+        let mut g = trusting_loopback(0);
+        let outsider = IpAddr::from([192, 0, 2, 9]);
+        assert_eq!(
+            g.inspect(OK_INVITE.as_bytes(), localhost(), now()),
+            Verdict::Pass
+        );
+        let Verdict::Challenge(c) = g.inspect(OK_INVITE.as_bytes(), outsider, now()) else {
+            panic!("not challenged")
+        };
+        let r = String::from_utf8(c.response(&["Digest realm=\"careline\"".into()])).unwrap();
+        assert!(r.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{r}");
+        for echoed in [
+            "branch=z9hG4bK-1",
+            "Call-ID: abc@127.0.0.1",
+            "CSeq: 1 INVITE",
+            ";tag=1",
+        ] {
+            assert!(r.contains(echoed), "{echoed} in {r}");
+        }
+        assert!(r.contains("To: <sip:100@127.0.0.1>;tag="), "{r}");
+        assert!(
+            r.contains("WWW-Authenticate: Digest realm=\"careline\"\r\n"),
+            "{r}"
+        );
+        let register = OK_INVITE
+            .replace("INVITE sip:100@127.0.0.1", "REGISTER sip:127.0.0.1")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 REGISTER");
+        assert!(matches!(
+            g.inspect(register.as_bytes(), outsider, now()),
+            Verdict::Challenge(_)
+        ));
+        let signed = OK_INVITE.replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nAuthorization: Digest username=\"nina\"\r\n",
+        );
+        assert_eq!(g.inspect(signed.as_bytes(), outsider, now()), Verdict::Pass);
+        let in_dialog =
+            OK_INVITE.replace("To: <sip:100@127.0.0.1>", "To: <sip:100@127.0.0.1>;tag=x");
+        assert_eq!(
+            g.inspect(in_dialog.as_bytes(), outsider, now()),
+            Verdict::Pass
+        );
+        let options = OK_INVITE
+            .replace("INVITE sip:", "OPTIONS sip:")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+        assert_eq!(
+            g.inspect(options.as_bytes(), outsider, now()),
+            Verdict::Pass
+        );
+    }
+
+    /// Many untrusted addresses, each under its own limit, share one budget; the trusted
+    /// address is never counted against it, and the budget refills with time.
+    #[test]
+    fn untrusted_starts_share_one_budget_the_trusted_do_not() {
+        let mut g = trusting_loopback(10);
+        let t = now();
+        let answered = (0..50u8)
+            .filter(|i| {
+                !matches!(
+                    g.inspect(OK_INVITE.as_bytes(), IpAddr::from([192, 0, 2, *i]), t),
+                    Verdict::Drop(Rejection::UntrustedLimit)
+                )
+            })
+            .count();
+        assert_eq!(answered, 10);
+        for _ in 0..100 {
+            assert_eq!(
+                g.inspect(OK_INVITE.as_bytes(), localhost(), t),
+                Verdict::Pass
+            );
+        }
+        let later = t + Duration::from_millis(500);
+        assert!(matches!(
+            g.inspect(OK_INVITE.as_bytes(), IpAddr::from([192, 0, 2, 1]), later),
+            Verdict::Challenge(_)
+        ));
     }
 
     #[test]
@@ -483,6 +681,7 @@ mod tests {
                 continue;
             }
             match g.inspect(&m, localhost(), now()) {
+                Verdict::Challenge(_) => panic!("a challenge from a guard without trust settings"),
                 Verdict::Pass => {
                     let whole = match SipMessage::try_from(m.as_slice()) {
                         Ok(SipMessage::Request(req)) => missing_header(&req).is_none(),

@@ -70,6 +70,8 @@ pub struct SipOptions {
     pub rate_limit_per_source: u32,
     /// Sources whose INVITEs need no password.
     pub trusted: access::Trusted,
+    /// INVITEs and REGISTERs per second from all untrusted sources together (0: no limit).
+    pub untrusted_rate_limit: u32,
     pub digest: access::DigestSettings,
     /// The users phones authenticate as.
     pub users: Arc<dyn access::SipUsers>,
@@ -121,9 +123,12 @@ impl SipServer {
             addr: udp_addr,
             source,
         })?;
+        let gate = Arc::new(access::Gate::new(opts.digest, rand::random()));
         let guarded = udp::GuardedUdpSocket::new(
             socket,
-            guard::Guard::new(opts.max_message_bytes, opts.rate_limit_per_source),
+            guard::Guard::new(opts.max_message_bytes, opts.rate_limit_per_source)
+                .with_trust(opts.trusted.clone(), opts.untrusted_rate_limit),
+            gate.clone(),
             metrics.clone(),
         );
         let external = opts
@@ -188,7 +193,7 @@ impl SipServer {
             metrics,
             public_address: opts.public_address,
             trusted: opts.trusted,
-            gate: access::Gate::new(opts.digest, rand::random()),
+            gate,
             users: opts.users,
             registrar: registrar.clone(),
         });
@@ -268,7 +273,7 @@ struct Dispatcher {
     metrics: Arc<Metrics>,
     public_address: Option<IpAddr>,
     trusted: access::Trusted,
-    gate: access::Gate,
+    gate: Arc<access::Gate>,
     users: Arc<dyn access::SipUsers>,
     registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
 }

@@ -12,14 +12,22 @@ use crate::metrics::Metrics;
 pub(crate) struct GuardedUdpSocket {
     socket: tokio::net::UdpSocket,
     guard: Mutex<Guard>,
+    /// Mints the challenges the guard answers statelessly.
+    gate: Arc<super::access::Gate>,
     metrics: Arc<Metrics>,
 }
 
 impl GuardedUdpSocket {
-    pub(crate) fn new(socket: tokio::net::UdpSocket, guard: Guard, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        socket: tokio::net::UdpSocket,
+        guard: Guard,
+        gate: Arc<super::access::Gate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         GuardedUdpSocket {
             socket,
             guard: Mutex::new(guard),
+            gate,
             metrics,
         }
     }
@@ -46,10 +54,31 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
                     // Best effort: a peer that cannot receive its 400 loses nothing else.
                     let _ = self.socket.send_to(&response, source).await;
                 }
+                Verdict::Challenge(challenge) => {
+                    self.metrics.sip_auth("challenged");
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let headers = self.gate.challenge_headers(now, source.ip(), false);
+                    let _ = self
+                        .socket
+                        .send_to(&challenge.response(&headers), source)
+                        .await;
+                }
                 Verdict::Drop(why) => {
-                    if why != super::guard::Rejection::Keepalive {
-                        self.metrics.sip_rejected(why.as_str());
-                        tracing::debug!(%source, reason = why.as_str(), "dropped a SIP datagram");
+                    use super::guard::Rejection;
+                    match why {
+                        Rejection::Keepalive => {}
+                        // A flood's datagrams are counted, not logged one by one (a flood at
+                        // line rate would write gigabytes of log lines).
+                        Rejection::RateLimited | Rejection::UntrustedLimit => {
+                            self.metrics.sip_rejected(why.as_str());
+                            tracing::trace!(%source, reason = why.as_str(), "dropped a SIP datagram");
+                        }
+                        _ => {
+                            self.metrics.sip_rejected(why.as_str());
+                            tracing::debug!(%source, reason = why.as_str(), "dropped a SIP datagram");
+                        }
                     }
                 }
             }
