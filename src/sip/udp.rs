@@ -56,10 +56,9 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
                 }
                 Verdict::Challenge(challenge) => {
                     self.metrics.sip_auth("challenged");
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let headers = self.gate.challenge_headers(now, source.ip(), false);
+                    let headers =
+                        self.gate
+                            .challenge_headers(super::unix_secs(), source.ip(), false);
                     let _ = self
                         .socket
                         .send_to(&challenge.response(&headers), source)
