@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 . scripts/packages.sh
-ensure_packages sip-tester python3
+ensure_packages sip-tester python3 bc curl
 cargo build --release -j2 -p careline --bin careline >&2
 host_notes
 
