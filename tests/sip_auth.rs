@@ -24,26 +24,6 @@ fn untrusted() -> TestServer {
     server
 }
 
-/// The server's log without its terminal colours.
-fn plain_log(server: &TestServer) -> String {
-    let log = server.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters, ending with a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn h(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
@@ -191,8 +171,7 @@ fn a_phone_registers_with_its_sip_secret_and_nothing_else_registers() {
     assert_eq!(other.status(), Some(403));
 
     // Removing the secret stops the phone.
-    let out = server.cli(&["user", "sip-secret", "nina", "--clear"]);
-    assert!(out.status.success());
+    server.cli_ok(&["user", "sip-secret", "nina", "--clear"]);
     let after = reg(
         &mut ua,
         "nina",
@@ -260,7 +239,7 @@ fn an_untrusted_caller_is_challenged_and_its_answered_invite_runs_the_flow() {
         .expect("200 to BYE");
     assert_eq!(server.metric("careline_calls_started_total"), 1.0);
     assert!(
-        plain_log(&server).contains("user=\"nina\""),
+        support::server::plain(&server.log()).contains("user=\"nina\""),
         "the call is logged with the user it authenticated as"
     );
 }
@@ -283,7 +262,7 @@ fn a_trunk_calls_in_without_a_password_and_is_named() {
         0.0
     );
     assert!(
-        plain_log(&server).contains("trunk=\"carrier\""),
+        support::server::plain(&server.log()).contains("trunk=\"carrier\""),
         "calls are logged with their trunk"
     );
 }

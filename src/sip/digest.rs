@@ -243,6 +243,17 @@ fn params(text: &str) -> Result<Vec<(String, String)>, DigestError> {
     }
 }
 
+/// The nonce of a `WWW-Authenticate` challenge value (what a client reads from it).
+#[cfg(test)]
+pub(crate) fn challenge_nonce(challenge: &str) -> Option<String> {
+    let rest = challenge.trim_start().strip_prefix("Digest")?;
+    params(rest)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("nonce"))
+        .map(|(_, v)| v)
+}
+
 /// What a nonce is worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceState {

@@ -88,7 +88,6 @@ pub struct SipServer {
     pub tcp_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     public_address: Option<IpAddr>,
-    registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
 }
 
 impl SipServer {
@@ -183,10 +182,10 @@ impl SipServer {
 
         let serving = endpoint.clone();
         tokio::spawn(async move { serving.serve().await });
-        let registrar = Arc::new(std::sync::Mutex::new(registrar::Registrar::new(
+        let registrar = std::sync::Mutex::new(registrar::Registrar::new(
             opts.min_expires,
             opts.max_expires,
-        )));
+        ));
         let ctx = Arc::new(Dispatcher {
             dialog_layer,
             calls: calls_tx,
@@ -195,7 +194,7 @@ impl SipServer {
             trusted: opts.trusted,
             gate,
             users: opts.users,
-            registrar: registrar.clone(),
+            registrar,
         });
         tokio::spawn(ctx.run(incoming, cancel.clone()));
 
@@ -206,7 +205,6 @@ impl SipServer {
             tcp_addr,
             tls_addr,
             public_address: opts.public_address,
-            registrar,
         };
         Ok((server, calls_rx))
     }
@@ -232,20 +230,6 @@ impl SipServer {
 
     pub fn shutdown(&self) {
         self.cancel.cancel();
-    }
-
-    /// The contacts `user`'s phones registered, live now (newest last).
-    pub fn registered_contacts(&self, user: &str) -> Vec<String> {
-        let now = unix_secs();
-        self.registrar
-            .lock()
-            .map(|r| {
-                r.contacts(user, now)
-                    .into_iter()
-                    .map(|b| b.contact)
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 
@@ -275,7 +259,8 @@ struct Dispatcher {
     trusted: access::Trusted,
     gate: Arc<access::Gate>,
     users: Arc<dyn access::SipUsers>,
-    registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
+    /// Users' phone bindings (in memory: phones refresh them).
+    registrar: std::sync::Mutex<registrar::Registrar>,
 }
 
 impl Dispatcher {

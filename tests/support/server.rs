@@ -46,7 +46,7 @@ fn free_tls_port() -> u16 {
 }
 
 /// Drops terminal colour codes (the server colours its log even into a file).
-fn plain(text: &str) -> String {
+pub fn plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -249,13 +249,7 @@ impl TestServer {
 
     /// `careline user add NAME --role ROLE`: the API token it prints.
     pub fn user_token(&self, name: &str, role: &str) -> String {
-        let out = self.cli(&["user", "add", name, "--role", role]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = self.cli_ok(&["user", "add", name, "--role", role]);
         text.lines()
             .find(|l| l.starts_with("clt_"))
             .unwrap_or_else(|| panic!("no token in: {text}"))
@@ -264,18 +258,23 @@ impl TestServer {
 
     /// Gives an existing user a new SIP secret (`careline user sip-secret`) and returns it.
     pub fn sip_secret(&self, name: &str) -> String {
-        let out = self.cli(&["user", "sip-secret", name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = self.cli_ok(&["user", "sip-secret", name]);
         text.lines()
             .last()
             .filter(|l| l.len() == 24)
             .unwrap_or_else(|| panic!("no secret in: {text}"))
             .to_string()
+    }
+
+    /// [`TestServer::cli`] that must succeed: its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "careline {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs a `careline` subcommand against this instance (`--config`, `--data-dir`).

@@ -75,14 +75,7 @@ fn nonce_of(d: &Decision) -> String {
     let Decision::Challenge { headers, .. } = d else {
         panic!("not a challenge: {d:?}")
     };
-    headers[0]
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
+    crate::sip::digest::challenge_nonce(&headers[0]).expect("a nonce")
 }
 
 fn answer(alg: Algorithm, user: &str, secret: &str, nonce: &str, nc: u32) -> String {

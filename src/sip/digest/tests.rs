@@ -174,15 +174,7 @@ fn a_challenge_offers_each_algorithm_with_one_nonce() {
         c.iter()
             .all(|h| h.contains("qop=\"auth\"") && h.ends_with("stale=true"))
     );
-    let nonce = |h: &str| {
-        h.split("nonce=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let nonce = |h: &str| challenge_nonce(h).expect("a nonce");
     assert_eq!(nonce(&c[0]), nonce(&c[1]));
     assert!(n.check(&nonce(&c[0]), 5, addr("::1")).is_fresh());
 }
