@@ -193,7 +193,9 @@ fn requests_careline_cannot_take_get_the_answer_rfc_3261_names() {
 #[test]
 fn an_invite_flood_from_one_source_does_not_stop_calls_from_another() {
     let server = TestServer::start_with(support::server::Options {
-        toml: "[sip]\nrate_limit_per_source = 200\n".into(),
+        // A small call table: each flooded INVITE that is refused must give its place back at
+        // once, not when its transaction ends 32 s later, or the flood fills the table.
+        toml: "[sip]\nrate_limit_per_source = 200\nmax_calls = 20\n".into(),
         ..Default::default()
     });
     let flooder = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2 (loopback)");
