@@ -1,6 +1,6 @@
 //! Media: RTP/RTCP, codecs, DTMF, jitter buffer, prompts and the media clock that drives
-//! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`) are sans-IO;
-//! `engine` and `ports` own the threads and sockets.
+//! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`, `webrtc`) are
+//! sans-IO; `engine` and `ports` own the threads and sockets.
 
 pub mod codec;
 pub mod dtmf;
@@ -17,3 +17,4 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub(crate) mod tap;
+pub mod webrtc;
