@@ -157,6 +157,11 @@ impl Shell {
                         info!("no RTP from the caller: hanging up");
                         Some(Input::Hangup("rtp_timeout"))
                     }
+                    Some(LegEvent::Connected) => None,
+                    Some(LegEvent::ConnectionLost) => {
+                        info!("the caller's connection is lost: hanging up");
+                        Some(Input::Hangup("connection_lost"))
+                    }
                     None => Some(Input::Hangup("error")),
                 },
                 command = commands.recv() => match command {

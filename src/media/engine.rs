@@ -19,6 +19,7 @@ use super::codec::CodecError;
 use super::leg::{LegCommand, LegEvent, LegOptions, LegParams, LegSummary, MediaLeg};
 use super::ports::{PortAllocator, RtpSockets};
 use super::prompt::Silence;
+use super::webrtc::{TransportState, WEBRTC_PEER, WebRtcTransport};
 use crate::metrics::Metrics;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -47,7 +48,16 @@ struct Slot {
     id: u64,
     leg: MediaLeg,
     sockets: RtpSockets,
+    /// A browser leg's peer connection: RTP reaches the leg through it, and everything on the
+    /// socket (STUN, DTLS, SRTP, SRTCP) goes to it. `None` for an RTP leg.
+    webrtc: Option<Box<WebRtcSlot>>,
     events: tokio_mpsc::UnboundedSender<LegEvent>,
+}
+
+struct WebRtcSlot {
+    peer: WebRtcTransport,
+    /// The last state reported to the call, so each change is reported once.
+    reported: TransportState,
 }
 
 struct Worker {
@@ -112,11 +122,37 @@ impl MediaEngine {
         params: LegParams,
         opts: LegOptions,
     ) -> Result<LegHandle, MediaError> {
-        let ids = (
-            rand::random::<u32>(),
-            rand::random::<u16>(),
-            rand::random::<u32>(),
-        );
+        self.open_leg(sockets, params, opts, None, LegIds::random())
+    }
+
+    /// Puts a browser leg on a media clock: its peer connection (answered with
+    /// [`WebRtcTransport::answer`] for the same `sockets` and `ids.ssrc`) carries the media
+    /// leg's RTP. The leg reports [`LegEvent::Connected`] when DTLS is done and
+    /// [`LegEvent::ConnectionLost`] if it fails or the browser goes away.
+    pub fn open_webrtc(
+        &self,
+        sockets: RtpSockets,
+        peer: WebRtcTransport,
+        params: LegParams,
+        opts: LegOptions,
+        ids: LegIds,
+    ) -> Result<LegHandle, MediaError> {
+        let slot = WebRtcSlot {
+            reported: peer.state(),
+            peer,
+        };
+        self.open_leg(sockets, params, opts, Some(Box::new(slot)), ids)
+    }
+
+    fn open_leg(
+        &self,
+        sockets: RtpSockets,
+        params: LegParams,
+        opts: LegOptions,
+        webrtc: Option<Box<WebRtcSlot>>,
+        ids: LegIds,
+    ) -> Result<LegHandle, MediaError> {
+        let ids = (ids.ssrc, ids.sequence, ids.timestamp);
         let leg = MediaLeg::new(params, opts, self.silence.clone(), ids, now_ms())?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = tokio_mpsc::unbounded_channel();
@@ -129,6 +165,7 @@ impl MediaEngine {
                 id,
                 leg,
                 sockets,
+                webrtc,
                 events: events_tx,
             })))
             .map_err(|_| MediaError::Stopped)?;
@@ -151,6 +188,25 @@ impl MediaEngine {
             if let Some(t) = w.thread.take() {
                 let _ = t.join();
             }
+        }
+    }
+}
+
+/// A leg's first RTP sequence number and timestamp (random, RFC 3550 §5.1) and its SSRC; a
+/// browser leg's peer connection must know the SSRC before the leg exists.
+#[derive(Debug, Clone, Copy)]
+pub struct LegIds {
+    pub ssrc: u32,
+    pub sequence: u16,
+    pub timestamp: u32,
+}
+
+impl LegIds {
+    pub fn random() -> LegIds {
+        LegIds {
+            ssrc: rand::random(),
+            sequence: rand::random(),
+            timestamp: rand::random(),
         }
     }
 }
@@ -259,6 +315,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         next_tick += TICK;
         tick_count += 1;
         let now_ms = now_ms();
+        let tick_at = Instant::now();
         let poll_rtcp = tick_count.is_multiple_of(10); // RTCP is every few seconds: look every 200 ms
         let ntp = if poll_rtcp { ntp_now() } else { 0 };
         let mut sent = 0u64;
@@ -274,6 +331,22 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
                 next.leg.prefetch_buffers();
             }
             let slot = &mut slots[i];
+            if let Some(web) = slot.webrtc.as_deref_mut() {
+                let (s, r, bad) = tick_webrtc(
+                    web,
+                    &mut slot.leg,
+                    &slot.sockets,
+                    &slot.events,
+                    tick_at,
+                    now_ms,
+                    &mut recv_buf,
+                    &mut send_buf,
+                );
+                sent += s;
+                received += r;
+                invalid += bad;
+                continue;
+            }
             for _ in 0..MAX_READS_PER_TICK {
                 match slot.sockets.rtp.recv_from(&mut recv_buf) {
                     Ok((n, from)) => slot.leg.on_rtp(&recv_buf[..n], from, now_ms),
@@ -308,6 +381,58 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
     }
 }
 
+/// One tick of a browser leg: datagrams to the peer connection, decrypted RTP to the leg,
+/// the leg's packet out through the peer connection, its timers, and what it sends onto the
+/// socket. Returns the RTP packets sent, received and refused, for the engine's counters.
+#[allow(clippy::too_many_arguments)]
+fn tick_webrtc(
+    web: &mut WebRtcSlot,
+    leg: &mut MediaLeg,
+    sockets: &RtpSockets,
+    events: &tokio_mpsc::UnboundedSender<LegEvent>,
+    now: Instant,
+    now_ms: u64,
+    recv_buf: &mut [u8],
+    send_buf: &mut Vec<u8>,
+) -> (u64, u64, u64) {
+    // Control traffic (DTLS flights, consent checks) comes in bursts: allow a few more reads
+    // than an RTP leg's, still bounded so one peer cannot starve the clock.
+    for _ in 0..MAX_READS_PER_TICK * 2 {
+        match sockets.rtp.recv_from(recv_buf) {
+            Ok((n, from)) => web.peer.on_datagram(now, from, &recv_buf[..n]),
+            Err(_) => break,
+        }
+    }
+    while let Some(rtp) = web.peer.poll_rtp() {
+        leg.on_rtp(&rtp, WEBRTC_PEER, now_ms);
+    }
+    web.peer.on_timeout(now);
+    if leg.on_tick(now_ms, send_buf).is_some() {
+        web.peer.send_rtp(now, send_buf);
+    }
+    while let Some((dest, datagram)) = web.peer.poll_transmit() {
+        let _ = sockets.rtp.send_to(&datagram, dest);
+    }
+    let state = web.peer.state();
+    if state != web.reported {
+        web.reported = state;
+        match state {
+            TransportState::Connected => {
+                let _ = events.send(LegEvent::Connected);
+            }
+            TransportState::Failed => {
+                let _ = events.send(LegEvent::ConnectionLost);
+            }
+            _ => {}
+        }
+    }
+    while let Some(ev) = leg.poll_event() {
+        let _ = events.send(ev);
+    }
+    let c = leg.take_counters();
+    (c.sent, c.received, c.invalid)
+}
+
 fn send_to(socket: &UdpSocket, buf: &[u8], dest: SocketAddr) -> std::io::Result<usize> {
     socket.send_to(buf, dest)
 }
@@ -328,6 +453,14 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>) {
         WorkerMsg::Remove(id, reply) => {
             if let Some(i) = slots.iter().position(|s| s.id == id) {
                 let slot = slots.swap_remove(i);
+                if let Some(mut web) = slot.webrtc {
+                    // The browser learns at once that the call is over (DTLS close_notify)
+                    // rather than when its consent checks go unanswered.
+                    web.peer.close();
+                    while let Some((dest, datagram)) = web.peer.poll_transmit() {
+                        let _ = slot.sockets.rtp.send_to(&datagram, dest);
+                    }
+                }
                 let _ = reply.send(slot.leg.summary());
             }
         }

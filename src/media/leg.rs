@@ -57,6 +57,10 @@ pub enum LegEvent {
     PlayEnded(PlayEnd),
     /// No RTP for the configured time while RTP was expected.
     RtpTimeout,
+    /// A browser leg's connection is up (ICE and DTLS done, SRTP keyed): media flows from now.
+    Connected,
+    /// A browser leg's connection failed or its consent expired (RFC 7675): the peer is gone.
+    ConnectionLost,
 }
 
 pub enum LegCommand {

@@ -52,6 +52,11 @@ use super::codec::Codec;
 use super::dtmf::TelephoneEvent;
 use super::leg::LegParams;
 
+/// The address a browser leg's media leg sees its packets come from and sends them to. The
+/// peer connection has authenticated them (SRTP) and knows the browser's real address, which
+/// ICE may change during the call; the media leg must not latch onto it.
+pub const WEBRTC_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9);
+
 /// Why an offer could not be answered, or a packet not sent. The text never holds SDP (it can
 /// carry a caller's addresses), only what was wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -370,7 +375,7 @@ impl WebRtcTransport {
             }),
             // Packets leave through the peer connection, which knows the browser's address:
             // the leg only needs to know that it may send.
-            remote_rtp: None,
+            remote_rtp: Some(WEBRTC_PEER),
             remote_rtcp: None,
             send: true,
             receive: true,
