@@ -53,6 +53,31 @@ pub struct Config {
     pub media_streaming: MediaStreamingConfig,
     /// Care-coordination workflows (`[workflows]`).
     pub workflows: WorkflowsConfig,
+    /// Browser legs (`[webrtc]`): WHIP click-to-call.
+    pub webrtc: WebRtcConfig,
+}
+
+/// `[webrtc]`: calls from browsers (issue 21). Their codecs are `[rtp] codecs`, in that order
+/// (G.711 first by default, so a browser bridged to a phone needs no transcoding).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// Anyone may place a browser call into a contact flow (`POST /api/v1/calls/whip`) without
+    /// credentials: a patient portal's "call the clinic" button. Off: a bearer token or a
+    /// signed-in session of a role allowed to place calls.
+    pub public_calls: bool,
+    /// A browser whose ICE and DTLS are not done this long after its offer was answered is
+    /// hung up (cause `connect_timeout` in `/metrics`).
+    pub connect_timeout_secs: u32,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            public_calls: false,
+            connect_timeout_secs: 10,
+        }
+    }
 }
 
 /// `[workflows]`: the state machines the server runs (issue 22).
@@ -381,6 +406,7 @@ impl Default for Config {
             tts: TtsConfig::default(),
             media_streaming: MediaStreamingConfig::default(),
             workflows: WorkflowsConfig::default(),
+            webrtc: WebRtcConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             patients: PatientsConfig::default(),
@@ -679,6 +705,11 @@ impl Config {
             ));
         }
         self.recording.validate().map_err(ConfigError::Invalid)?;
+        if self.webrtc.connect_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "webrtc.connect_timeout_secs must be at least 1".into(),
+            ));
+        }
         if self.sip.digest_algorithms.is_empty() {
             return Err(ConfigError::Invalid(
                 "sip.digest_algorithms must name at least one of SHA-256, MD5".into(),

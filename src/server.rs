@@ -226,6 +226,9 @@ impl Server {
                 inband: config.rtp.inband_dtmf,
                 jitter_ms: config.rtp.jitter_ms,
                 rtp_timeout: Duration::from_secs(config.rtp.timeout_secs as u64),
+                webrtc_connect_timeout: Duration::from_secs(u64::from(
+                    config.webrtc.connect_timeout_secs,
+                )),
             },
             media,
             sip: sip.clone(),
@@ -278,6 +281,11 @@ impl Server {
         let mut app = crate::api::router(services.clone())
             .merge(crate::api::v1::router(records.clone()))
             .merge(crate::api::workflows::router(records.clone(), workflows));
+        app = app.merge(crate::api::whip::router(
+            records.clone(),
+            services.clone(),
+            config.webrtc.public_calls,
+        ));
         if config.recording.http_enabled {
             app = app.merge(crate::api::recordings::router(
                 records.clone(),

@@ -179,6 +179,22 @@ impl Api {
     }
 }
 
+/// POSTs a browser's SDP offer to the WHIP endpoint.
+fn whip_offer(api: &Api, token: Option<&str>, offer: &str) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    request(
+        api.server.http,
+        "POST",
+        "/api/v1/calls/whip",
+        &headers,
+        Some(("application/sdp", offer.as_bytes())),
+    )
+}
+
 /// The expected answer of one endpoint for each role, in ROLES order: `true` allowed.
 struct Row {
     method: &'static str,
@@ -379,6 +395,13 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, D, D, D],
         on_call: [D, A, A, D, D, D],
     },
+    // Placing a browser call: staff who take calls and services; not admins or auditors.
+    Row {
+        method: "POST",
+        path: "/api/v1/calls/whip",
+        off_call: [D, A, A, A, D, A],
+        on_call: [D, A, A, A, D, A],
+    },
     Row {
         method: "POST",
         path: "/api/v1/care-tasks/{id}/done",
@@ -555,6 +578,9 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
     covered.sort();
     assert_eq!(listed, covered, "every guarded endpoint is in the matrix");
 
+    // A browser's offer for the call-placing endpoint (its calls never connect and end by
+    // themselves after the connect timeout).
+    let browser = support::browser::BrowserPeer::new(&[careline::media::codec::Codec::Pcmu]);
     let mut failures = Vec::new();
     for on_call in [false, true] {
         for (i, role) in ROLES.iter().enumerate() {
@@ -678,7 +704,11 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     && (row.path.starts_with("/api/v1/patients/{id}/")
                         || row.path.starts_with("/api/v1/recordings/{id}"));
                 let before = patient_read.then(|| reads_of(&api, &tokens[4], &user, &patient));
-                let r = api.call(row.method, &path, Some(&tokens[i]), body.clone());
+                let r = if row.path == "/api/v1/calls/whip" {
+                    whip_offer(&api, Some(&tokens[i]), &browser.offer)
+                } else {
+                    api.call(row.method, &path, Some(&tokens[i]), body.clone())
+                };
                 let allowed = matches!(r.status, 200 | 201 | 202 | 204);
                 if allowed != want || !(allowed || r.status == 403) {
                     failures.push(format!(
@@ -698,7 +728,11 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     }
                 }
                 // Without credentials: always 401.
-                let anon = api.call(row.method, &path, None, body);
+                let anon = if row.path == "/api/v1/calls/whip" {
+                    whip_offer(&api, None, &browser.offer)
+                } else {
+                    api.call(row.method, &path, None, body)
+                };
                 if anon.status != 401 {
                     failures.push(format!(
                         "anonymous {} {}: got {}",

@@ -1,6 +1,7 @@
 //! Schemathesis (PyPI) against the server's own OpenAPI document, with every check but one
 //! (`tests/schemathesis/schemathesis.toml` says which and why), bounded examples and a fixed
-//! seed: as an admin, and with no credentials. Passes only with no server error, no status
+//! seed: as an admin, and with no credentials (`tests/schemathesis/hooks.py` sends SDP bodies
+//! as text). Passes only with no server error, no status
 //! code or content type the document does not list, and no response that breaks its schema.
 //! `scripts/test` installs Schemathesis; without it this test fails saying so.
 
@@ -15,8 +16,10 @@ fn schemathesis(server: &TestServer, headers: &[String], exclude: &[&str]) -> (b
     let base = format!("http://{}", server.http);
     // Schemathesis keeps a cache in its working directory: a throwaway one, not the repository.
     let scratch = tempfile::tempdir().unwrap();
+    let hooks = support::server::repo_root().join("tests/schemathesis/hooks.py");
     let mut cmd = Command::new("schemathesis");
     cmd.current_dir(scratch.path())
+        .env("SCHEMATHESIS_HOOKS", &hooks)
         .arg("--config-file")
         .arg(&config)
         .args([

@@ -24,6 +24,7 @@ pub(crate) mod recordings;
 pub(crate) mod serve;
 pub(crate) mod users;
 pub(crate) mod v1;
+pub(crate) mod whip;
 pub(crate) mod workflows;
 
 pub fn router(services: Arc<CallServices>) -> Router {

@@ -30,6 +30,16 @@ const JSON: &str = "application/json";
 const FHIR: &str = "application/fhir+json";
 const NDJSON: &str = "application/x-ndjson";
 const AUDIO: &str = "audio/*";
+const SDP: &str = "application/sdp";
+
+/// Request bodies that are not JSON: their schema name and media type.
+fn body_media(body: &str) -> &'static str {
+    match body {
+        "Sdp" => SDP,
+        "TrickleIce" => "application/trickle-ice-sdpfrag",
+        _ => JSON,
+    }
+}
 
 /// Every `/api/v1` route. The role × endpoint matrix test walks this list.
 pub(crate) const ROUTES: &[RouteDoc] = &[
@@ -439,6 +449,45 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[409],
     },
     RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/whip",
+        action: Some(Action::CallPlace),
+        summary: "Place a call from a browser (WHIP, RFC 9725): the body is the browser's SDP offer; the call runs a contact flow as a phone call does (?flow= names one, ?to= maps a number as a dialed number; else the default flow). Answers 201 with the SDP answer (ICE-lite, DTLS-SRTP) and the session's Location, whose URL is its capability: DELETE it to hang up. With [webrtc] public_calls = true anyone may place a call, without credentials.",
+        query: &[
+            ("flow", "the contact flow to run, by name"),
+            ("to", "the number called: its flow, as for a dialed number"),
+        ],
+        body: Some("Sdp"),
+        ok: 201,
+        returns: "Sdp",
+        media: SDP,
+        also: &[404, 503],
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/calls/whip/{id}",
+        action: None,
+        summary: "Hang up a browser call (RFC 9725 §4.3): the session URL from its Location is the credential",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "",
+        media: JSON,
+        also: &[404],
+    },
+    RouteDoc {
+        method: "patch",
+        path: "/api/v1/calls/whip/{id}",
+        action: None,
+        summary: "Trickled ICE candidates of a browser call (RFC 8840 fragment). Careline is ICE-lite and learns the browser's address from its checks, so a fragment is accepted with nothing to do; ICE restarts are not supported.",
+        query: &[],
+        body: Some("TrickleIce"),
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[404],
+    },
+    RouteDoc {
         method: "get",
         path: "/api/v1/openapi.json",
         action: None,
@@ -496,6 +545,9 @@ pub(crate) fn errors_of(r: &RouteDoc) -> Vec<u16> {
 fn path_schema(path: &str, name: &str) -> Value {
     match (name, path.starts_with("/api/v1/recordings")) {
         ("id", true) => json!({"type": "string", "pattern": "^(rec-)?[0-9a-f]{32}$"}),
+        ("id", false) if path.starts_with("/api/v1/calls/whip") => {
+            json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
+        }
         ("id", false) if path.starts_with("/api/v1/tokens") => {
             json!({"type": "string", "pattern": "^[0-9a-f]{16}$"})
         }
@@ -535,10 +587,11 @@ fn reason(code: u16) -> &'static str {
         409 => "conflicts with the resource's state (in `detail`)",
         410 => "deleted (the recording's audio is gone; its record stays)",
         413 => "the body is larger than this endpoint takes",
-        415 => "the body is not application/json",
+        415 => "the body is not of the media type this endpoint takes",
         416 => "the range is outside the recording",
         422 => "a field is unknown, missing, of the wrong type or too long (named in `detail`)",
         502 => "the recording store did not answer",
+        503 => "Careline is shutting down or at its concurrent-call limit (see Retry-After)",
         _ => "error",
     }
 }
@@ -596,7 +649,7 @@ pub(crate) fn document() -> Value {
             None => op["security"] = json!([]),
         }
         if let Some(body) = r.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+            op["requestBody"] = json!({"required": true, "content": {body_media(body): {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;
@@ -620,6 +673,8 @@ pub(crate) fn document() -> Value {
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
                     "type": text, "title": text, "status": {"type": "integer"}, "detail": text}},
                 "Object": {"type": "object"},
+                "Sdp": {"type": "string", "description": "an SDP offer or answer (RFC 8866), as WebRTC writes them"},
+                "TrickleIce": {"type": "string", "description": "an SDP fragment with ICE candidates (RFC 8840)"},
                 "Me": {"type": "object", "required": ["name", "role", "via"], "properties": {
                     "name": text, "role": text, "via": {"enum": ["token", "session"]}}},
                 "Lookup": {"type": "object", "required": ["result"], "properties": {

@@ -100,6 +100,9 @@ pub enum Action {
     CareTaskRead,
     /// Mark a work-list item done.
     CareTaskDone,
+    /// Place a call from a browser into a contact flow (WHIP), when `[webrtc] public_calls`
+    /// does not open it to anyone.
+    CallPlace,
 }
 
 impl Action {
@@ -123,6 +126,7 @@ impl Action {
             Action::WorkflowRead => "workflow.read",
             Action::CareTaskRead => "care_task.read",
             Action::CareTaskDone => "care_task.done",
+            Action::CallPlace => "call.place",
         }
     }
 }
@@ -197,6 +201,13 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     // start follow-ups and watch them (reaching the patient or not), and the discharge
     // integration (service) starts them as patients leave. Every start and read is audited
     // with the patient.
+    // A browser call runs a contact flow as a phone call does and reveals nothing by
+    // itself: staff who take calls (to try a flow from their desk) and the services that
+    // place calls for patients (a portal's back end) may place one. Not admins or auditors.
+    (A::CallPlace, R::Supervisor, S::Any),
+    (A::CallPlace, R::Clinician, S::Any),
+    (A::CallPlace, R::Agent, S::Any),
+    (A::CallPlace, R::Service, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

@@ -10,7 +10,7 @@ use tracing::{Instrument, info, warn};
 use super::Identify;
 use super::core::{CallCore, Input, Output, RecordOp};
 use super::table::CallHandle;
-use super::task::{Done, Shell, now};
+use super::task::{Done, Pending, Shell, Signaling, now};
 use crate::media::leg::{LegCommand, LegParams};
 use crate::media::recorder::LegRecording;
 
@@ -84,11 +84,13 @@ impl Shell {
                     };
                     self.leg_command(LegCommand::Tap(tap));
                 }
-                Output::Hangup => match self.answered {
-                    Some(_) => self.dialog.hangup().await,
-                    None => {
-                        let _ = self.dialog.reject(500);
+                Output::Hangup => match (&self.signaling, self.answered) {
+                    (Signaling::Sip(dialog), Some(_)) => dialog.hangup().await,
+                    (Signaling::Sip(dialog), None) => {
+                        let _ = dialog.reject(500);
                     }
+                    // A browser learns from its leg closing (DTLS close_notify).
+                    (Signaling::Whip, _) => {}
                 },
             }
         }
@@ -112,19 +114,41 @@ impl Shell {
 
     /// Opens media and sends 200 OK; the call joins the table.
     fn answer(&mut self) -> Input {
-        let Some((sockets, params, answer)) = self.media.take() else {
+        let Some(pending) = self.media.take() else {
             return Input::Hangup("error");
         };
         let svc = &self.svc;
-        let leg = match svc.media.open(sockets, params, svc.settings.leg_options()) {
-            Ok(leg) => leg,
+        let opts = svc.settings.leg_options();
+        let opened = match pending {
+            Pending::Rtp {
+                sockets,
+                params,
+                answer,
+            } => svc
+                .media
+                .open(sockets, params, opts)
+                .map(|l| (l, Some(answer))),
+            Pending::WebRtc {
+                sockets,
+                peer,
+                params,
+                ids,
+            } => svc
+                .media
+                .open_webrtc(sockets, *peer, params, opts, ids)
+                .map(|l| (l, None)),
+        };
+        let (leg, answer) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 warn!(error = %e, "could not start media");
                 return Input::Hangup("error");
             }
         };
         self.leg = Some(leg);
-        if let Err(e) = self.dialog.answer(answer) {
+        if let (Signaling::Sip(dialog), Some(answer)) = (&self.signaling, answer)
+            && let Err(e) = dialog.answer(answer)
+        {
             warn!(error = %e, "could not send 200 OK");
             return Input::Hangup("error");
         }
@@ -168,7 +192,11 @@ impl Shell {
 
     /// A re-INVITE/UPDATE offer: hold (sendonly/inactive), unhold, or a new address.
     pub(super) async fn renegotiate(&mut self, offer: &[u8], reply: crate::sip::Responder) {
-        match (self.local.reanswer(offer), &self.leg) {
+        let Some(local) = self.local.as_mut() else {
+            reply.respond(488, None).await;
+            return;
+        };
+        match (local.reanswer(offer), &self.leg) {
             (Ok((answer, negotiated)), Some(leg)) => {
                 info!(hold = negotiated.on_hold(), "media renegotiated");
                 leg.command(LegCommand::Update(LegParams::from(&negotiated)));
@@ -176,7 +204,7 @@ impl Shell {
                 reply.respond(200, Some(body)).await;
             }
             (Ok(_), None) => {
-                self.local.session_version -= 1;
+                local.session_version -= 1;
                 reply.respond(491, None).await;
             }
             (Err(e), _) => {

@@ -5,6 +5,7 @@ pub mod core;
 mod effects;
 pub(crate) mod table;
 pub(crate) mod task;
+pub mod whip;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +31,8 @@ pub struct CallSettings {
     pub inband: InbandDtmf,
     pub jitter_ms: u32,
     pub rtp_timeout: Duration,
+    /// A browser leg not connected (ICE, DTLS) this long after its answer is hung up.
+    pub webrtc_connect_timeout: Duration,
 }
 
 impl CallSettings {

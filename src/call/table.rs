@@ -70,6 +70,11 @@ impl CallTable {
         }
     }
 
+    /// Whether a call is live (answered and not yet ended).
+    pub fn contains(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
     pub fn send(&self, call_id: &str, cmd: CallCommand) -> bool {
         self.calls
             .get(call_id)

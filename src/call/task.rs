@@ -53,7 +53,7 @@ async fn run(call: crate::sip::IncomingCall, svc: Arc<CallServices>) {
         return;
     };
     let Admitted {
-        admission: _admission,
+        admission,
         call_id,
         flow,
         contact,
@@ -64,47 +64,130 @@ async fn run(call: crate::sip::IncomingCall, svc: Arc<CallServices>) {
         negotiated,
         transport,
     } = admitted;
+    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
+    let start = Start {
+        call_id,
+        flow,
+        contact,
+        signaling: Signaling::Sip(dialog),
+        media: Pending::Rtp {
+            sockets,
+            params: LegParams::from(&negotiated),
+            answer,
+        },
+        codec: negotiated.codec,
+        local: Some(local),
+    };
+    run_call(&svc, admission, start).await;
+}
+
+/// An admitted call, ready for its core: whatever brought it (SIP or WHIP).
+pub(super) struct Start {
+    pub call_id: String,
+    pub flow: Arc<crate::flow::program::Flow>,
+    pub contact: crate::flow::attributes::ContactData,
+    pub signaling: Signaling,
+    pub media: Pending,
+    pub codec: crate::media::codec::Codec,
+    /// A SIP call's media description, for re-offers (hold, a new address).
+    pub local: Option<LocalMedia>,
+}
+
+/// Runs an admitted call to its end. `_admission` holds its place in the call table.
+pub(super) async fn run_call(
+    svc: &Arc<CallServices>,
+    _admission: super::table::Admission<'_>,
+    start: Start,
+) {
+    let browser = matches!(start.signaling, Signaling::Whip);
     let policy = CallPolicy {
-        ring: svc.settings.ring,
+        // A browser's answer is already in its hands: no ringing.
+        ring: if browser {
+            std::time::Duration::ZERO
+        } else {
+            svc.settings.ring
+        },
         record_all: svc.recorder.record_all(),
         streaming: svc.flows.streaming_url.is_some(),
     };
-    info!(flow = %flow.name, "running contact flow");
-    let mut core = CallCore::new(svc.flows.env.clone(), flow, contact, policy, Instant::now());
+    info!(flow = %start.flow.name, "running contact flow");
+    let mut core = CallCore::new(
+        svc.flows.env.clone(),
+        start.flow,
+        start.contact,
+        policy,
+        Instant::now(),
+    );
     let (done, done_rx) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let mut shell = Shell {
         svc: svc.clone(),
-        call_id,
-        dialog,
+        call_id: start.call_id,
+        signaling: start.signaling,
         leg: None,
-        media: Some((sockets, LegParams::from(&negotiated), answer)),
-        codec: negotiated.codec,
-        local,
+        media: Some(start.media),
+        codec: start.codec,
+        local: start.local,
         commands: Some(commands),
         done,
         answered: None,
+        connect_by: browser.then(|| Instant::now() + svc.settings.webrtc_connect_timeout),
     };
-    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
     shell.finish(&core, cause).await;
 }
 
+/// How the call's far end signals: a SIP dialog, or a browser's WHIP session (its answer went
+/// out in the HTTP response; its hang-up, `DELETE`, arrives as a call command; its media
+/// connecting stands for SIP's ACK).
+pub(super) enum Signaling {
+    Sip(ServerCall),
+    Whip,
+}
+
+impl Signaling {
+    async fn next_signal(&mut self) -> Option<CallSignal> {
+        match self {
+            Signaling::Sip(dialog) => dialog.next_signal().await,
+            Signaling::Whip => std::future::pending().await,
+        }
+    }
+}
+
+/// The media a call answers with, reserved at admission and put on the clock at answer.
+pub(super) enum Pending {
+    /// A phone: its RTP ports, the negotiated media and the SDP answer for 200 OK.
+    Rtp {
+        sockets: crate::media::ports::RtpSockets,
+        params: LegParams,
+        answer: String,
+    },
+    /// A browser: its socket and the peer connection that answered its offer.
+    WebRtc {
+        sockets: crate::media::ports::RtpSockets,
+        peer: Box<crate::media::webrtc::WebRtcTransport>,
+        params: LegParams,
+        ids: crate::media::engine::LegIds,
+    },
+}
+
 pub(super) struct Shell {
     pub(super) svc: Arc<CallServices>,
     pub(super) call_id: String,
-    pub(super) dialog: ServerCall,
+    pub(super) signaling: Signaling,
     /// The caller's media, once answered.
     pub(super) leg: Option<LegHandle>,
-    /// What answering needs: the reserved ports, the negotiated media and the SDP answer.
-    pub(super) media: Option<(crate::media::ports::RtpSockets, LegParams, String)>,
+    /// What answering needs: the reserved ports and the negotiated media.
+    pub(super) media: Option<Pending>,
     pub(super) codec: crate::media::codec::Codec,
-    pub(super) local: LocalMedia,
+    pub(super) local: Option<LocalMedia>,
     /// Handed to the call table when the call is answered.
     pub(super) commands: Option<mpsc::UnboundedSender<CallCommand>>,
     pub(super) done: mpsc::UnboundedSender<Done>,
     pub(super) answered: Option<(jiff::Timestamp, Instant)>,
+    /// A browser leg must connect by then.
+    pub(super) connect_by: Option<Instant>,
 }
 
 async fn leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -130,8 +213,20 @@ impl Shell {
                     None => std::future::pending().await,
                 }
             };
+            let connect_by = self.connect_by;
+            let connecting = async {
+                match connect_by {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let input = tokio::select! {
-                signal = self.dialog.next_signal() => match signal {
+                _ = connecting => {
+                    self.connect_by = None;
+                    info!("the browser did not connect in time: hanging up");
+                    Some(Input::Hangup("connect_timeout"))
+                }
+                signal = self.signaling.next_signal() => match signal {
                     None => Some(Input::RemoteEnded(EndReason::Other)),
                     Some(CallSignal::Ended(why)) => Some(Input::RemoteEnded(why)),
                     Some(CallSignal::Confirmed) => Some(Input::Confirmed),
@@ -157,7 +252,11 @@ impl Shell {
                         info!("no RTP from the caller: hanging up");
                         Some(Input::Hangup("rtp_timeout"))
                     }
-                    Some(LegEvent::Connected) => None,
+                    // A browser's media is up: what SIP's ACK is to a phone.
+                    Some(LegEvent::Connected) => {
+                        self.connect_by = None;
+                        matches!(self.signaling, Signaling::Whip).then_some(Input::Confirmed)
+                    }
                     Some(LegEvent::ConnectionLost) => {
                         info!("the caller's connection is lost: hanging up");
                         Some(Input::Hangup("connection_lost"))

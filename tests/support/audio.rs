@@ -76,11 +76,22 @@ pub fn heard_prompt(
     (m.envelope_score >= env_min && m.waveform_score >= wave_min).then_some(m)
 }
 
+/// A test caller whose received audio can be decoded: a phone's RTP peer or a browser.
+pub trait Listener {
+    fn heard(&self) -> Vec<i16>;
+}
+
+impl Listener for super::rtp::RtpPeer {
+    fn heard(&self) -> Vec<i16> {
+        super::rtp::RtpPeer::heard(self)
+    }
+}
+
 /// Listens until `peer` has heard prompt `lang/name` (as [`expect_prompt`] checks it), for
 /// as long as a loaded machine may need (30 s), then fails as [`expect_prompt`] does. Returns
 /// what was heard by then and the match: tests wait for what the caller hears, not a time.
 pub fn wait_for_prompt(
-    peer: &super::rtp::RtpPeer,
+    peer: &impl Listener,
     codec: Codec,
     lang: &str,
     name: &str,

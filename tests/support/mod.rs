@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod browser;
 pub mod fixtures;
 pub mod http;
 pub mod postgres;

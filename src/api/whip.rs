@@ -1,0 +1,191 @@
+//! WHIP (RFC 9725) click-to-call: `POST /api/v1/calls/whip` with a browser's SDP offer creates
+//! a call that runs a contact flow like a phone call and answers `201 Created` with the SDP
+//! answer and the session's `Location`; `DELETE` on that location hangs up; `PATCH` takes
+//! trickled ICE candidates.
+//!
+//! Access: anyone when `[webrtc] public_calls = true` (a patient portal's "call the clinic"
+//! button), otherwise a bearer token or a signed-in session of a role allowed to place calls
+//! (`call.place`). The session's URL is its capability, as RFC 9725 §4.3 has it: 128 random
+//! bits that only the browser that placed the call holds, so `DELETE` and `PATCH` need no
+//! other credentials (a public caller has none).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use serde::Deserialize;
+
+use super::access::{ApiError, ApiState, Caller, ClientAddr};
+use super::extract::QueryParams;
+use crate::auth::Action;
+use crate::call::whip::{Target, WhipError, call_id_of, place};
+use crate::call::{CallCommand, CallServices};
+use crate::media::webrtc::WebRtcError;
+
+/// What the WHIP routes share.
+#[derive(Clone)]
+pub struct WhipApi {
+    pub api: Arc<ApiState>,
+    pub calls: Arc<CallServices>,
+    /// `[webrtc] public_calls`.
+    pub public_calls: bool,
+}
+
+impl FromRef<WhipApi> for Arc<ApiState> {
+    fn from_ref(s: &WhipApi) -> Arc<ApiState> {
+        s.api.clone()
+    }
+}
+
+pub(crate) fn router(api: Arc<ApiState>, calls: Arc<CallServices>, public_calls: bool) -> Router {
+    Router::new()
+        .route("/api/v1/calls/whip", post(offer))
+        .route("/api/v1/calls/whip/{id}", delete(hang_up).patch(trickle))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(super::v1::body_limit))
+        .with_state(WhipApi {
+            api,
+            calls,
+            public_calls,
+        })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfferQuery {
+    flow: Option<String>,
+    to: Option<String>,
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn whip_error(e: WhipError) -> Response {
+    let status = match &e {
+        WhipError::Draining | WhipError::Busy | WhipError::NoPorts => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        WhipError::UnknownFlow(_) | WhipError::NoFlow => StatusCode::NOT_FOUND,
+        WhipError::Offer(WebRtcError::Offer(_)) => StatusCode::BAD_REQUEST,
+        WhipError::Offer(WebRtcError::NoAudio) => StatusCode::UNPROCESSABLE_ENTITY,
+        WhipError::Offer(WebRtcError::Rtc(_)) | WhipError::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    let mut response = ApiError::new(status, e.to_string()).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    }
+    response
+}
+
+async fn offer(
+    State(s): State<WhipApi>,
+    caller: Option<Caller>,
+    QueryParams(query): QueryParams<OfferQuery>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !s.public_calls {
+        let caller = caller.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "sign in (POST /login) or send Authorization: Bearer <token>",
+            )
+        })?;
+        s.api.require(&caller, Action::CallPlace, None).await?;
+    }
+    if content_type(&headers) != "application/sdp" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the SDP offer as Content-Type: application/sdp (RFC 9725 §4.2)",
+        ));
+    }
+    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
+        return Err(ApiError::bad_request("the SDP offer is not UTF-8 text"));
+    };
+    let remote = client.0.ip();
+    let target = Target {
+        flow: query.flow,
+        to: query.to,
+    };
+    match place(s.calls.clone(), sdp, target, remote).await {
+        Ok(placed) => Ok((
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_string()),
+                (
+                    header::LOCATION,
+                    format!("/api/v1/calls/whip/{}", placed.resource),
+                ),
+            ],
+            placed.answer,
+        )
+            .into_response()),
+        Err(e) => Ok(whip_error(e)),
+    }
+}
+
+/// A session id as `place` makes them: 32 lowercase hex digits.
+fn session(id: &str) -> Result<String, ApiError> {
+    if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(call_id_of(id))
+    } else {
+        Err(ApiError::not_found("no such WHIP session"))
+    }
+}
+
+/// Hangs up (RFC 9725 §4.3): the browser is done, the call ends as at a phone's BYE.
+async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let call_id = session(&id)?;
+    let hangup = CallCommand::Hangup {
+        cause: "caller_bye",
+    };
+    if s.calls.table.send(&call_id, hangup) {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::not_found(
+            "no such WHIP session (it may have ended)",
+        ))
+    }
+}
+
+/// Trickled ICE candidates (RFC 9725 §4.3.1, RFC 8840 fragments). Careline is ICE-lite: it
+/// makes no checks of its own and learns the browser's address from the browser's checks,
+/// so a trickled candidate needs nothing done; the fragment is accepted (204). ICE restarts
+/// (new credentials, answered 200 with Careline's) are not supported: a browser that lost its
+/// network calls again.
+async fn trickle(
+    State(s): State<WhipApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let call_id = session(&id)?;
+    if !s.calls.table.contains(&call_id) {
+        return Err(ApiError::not_found(
+            "no such WHIP session (it may have ended)",
+        ));
+    }
+    if content_type(&headers) != "application/trickle-ice-sdpfrag" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send candidates as Content-Type: application/trickle-ice-sdpfrag (RFC 8840)",
+        ));
+    }
+    let _ = body;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

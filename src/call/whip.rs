@@ -1,0 +1,179 @@
+//! Calls from browsers by WHIP (RFC 9725): a browser's SDP offer in, a call out that runs a
+//! contact flow as a phone call does, with the same call core, media leg, recording and
+//! limits. The HTTP side (`api::whip`) hands the offer here and answers with what comes back.
+//!
+//! Admission is the phone's: draining and the concurrent-call limit refuse a browser as they
+//! refuse a phone, a number maps to its flow (or a flow is named), and a media port is
+//! reserved. The answer is made before the call task starts its flow, so the browser has it
+//! in the HTTP response; the flow starts when the browser's media is up (ICE and DTLS done),
+//! as a phone's starts at its ACK. A browser that never gets there is hung up after
+//! `[webrtc] connect_timeout_secs`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tracing::{Instrument, info, info_span};
+
+use super::CallServices;
+use super::task::{Pending, Signaling, Start, run_call};
+use crate::flow::attributes::ContactData;
+use crate::media::engine::LegIds;
+use crate::media::webrtc::{WebRtcError, WebRtcTransport};
+
+/// Which flow a browser call runs.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// A flow by name (`?flow=`).
+    pub flow: Option<String>,
+    /// A number, mapped as a dialed number is (`?to=`); neither: the default flow.
+    pub to: Option<String>,
+}
+
+/// A browser call that was admitted: its WHIP resource and the SDP answer.
+#[derive(Debug)]
+pub struct Placed {
+    /// The session's id in its resource URL (128 random bits, hex): knowing it is what lets
+    /// the browser hang up (RFC 9725 §4.3), so it is never logged.
+    pub resource: String,
+    pub answer: String,
+}
+
+/// Why a browser call was not placed; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum WhipError {
+    #[error("Careline is shutting down")]
+    Draining,
+    #[error("at the configured maximum of concurrent calls")]
+    Busy,
+    #[error("no contact flow is named `{0}`")]
+    UnknownFlow(String),
+    #[error("no contact flow for this number and no flows.default")]
+    NoFlow,
+    #[error("no media port free")]
+    NoPorts,
+    #[error(transparent)]
+    Offer(#[from] WebRtcError),
+    #[error("the call could not be started")]
+    Internal,
+}
+
+/// The call id of a WHIP session: the resource id is the secret, so the call id (which is
+/// logged and stored) is derived from half of it and reveals nothing of the other half.
+pub fn call_id_of(resource: &str) -> String {
+    format!("whip-{}", resource.get(..16).unwrap_or(resource))
+}
+
+/// Answers a browser's offer and starts its call; returns once the answer is made (or the
+/// call refused). `remote` is the browser's address as the HTTP side saw it: the leg's
+/// candidate is the local address that reaches it (or `[sip] public_address`).
+pub async fn place(
+    svc: Arc<CallServices>,
+    offer: String,
+    target: Target,
+    remote: IpAddr,
+) -> Result<Placed, WhipError> {
+    let resource = format!("{:032x}", rand::random::<u128>());
+    let call_id = call_id_of(&resource);
+    let (tx, rx) = oneshot::channel();
+    let span = info_span!("call", id = %call_id, transport = "webrtc");
+    tokio::spawn(
+        async move {
+            let svc2 = svc.clone();
+            let admitted = admit(&svc2, &offer, &target, remote, &call_id);
+            let (admission, start, answer) = match admitted {
+                Ok(a) => a,
+                Err(e) => {
+                    info!(error = %e, "browser call refused");
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            if tx.send(Ok(Placed { resource, answer })).is_err() {
+                // The HTTP request went away before its answer: nobody will connect.
+                return;
+            }
+            run_call(&svc, admission, start).await;
+        }
+        .instrument(span),
+    );
+    rx.await.unwrap_or(Err(WhipError::Internal))
+}
+
+type Admitted<'a> = (super::table::Admission<'a>, Start, String);
+
+fn admit<'a>(
+    svc: &'a CallServices,
+    offer: &str,
+    target: &Target,
+    remote: IpAddr,
+    call_id: &str,
+) -> Result<Admitted<'a>, WhipError> {
+    if svc.draining.load(Ordering::Acquire) {
+        svc.metrics.call_rejected("503");
+        return Err(WhipError::Draining);
+    }
+    let Some(admission) = svc.table.try_admit(svc.settings.max_calls) else {
+        svc.metrics.call_rejected("503");
+        return Err(WhipError::Busy);
+    };
+    let flow = match (&target.flow, &target.to) {
+        (Some(name), _) => svc
+            .flows
+            .env
+            .catalog
+            .get(name)
+            .cloned()
+            .ok_or_else(|| WhipError::UnknownFlow(name.clone()))?,
+        (None, to) => svc
+            .flows
+            .flow_for(to.as_deref().unwrap_or(""))
+            .ok_or(WhipError::NoFlow)?,
+    };
+    let sockets = svc
+        .media
+        .reserve(svc.sip.udp_addr.ip())
+        .map_err(|_| WhipError::NoPorts)?;
+    let local = sockets.rtp.local_addr().map_err(|_| WhipError::NoPorts)?;
+    let announced = svc.sip.media_address_for(remote);
+    let ids = LegIds::random();
+    let answered = WebRtcTransport::answer(
+        offer,
+        local,
+        Some(announced),
+        &svc.settings.codecs,
+        ids.ssrc,
+        Instant::now(),
+    )
+    .inspect_err(|_| svc.metrics.call_rejected("400"))?;
+    info!(
+        codec = %answered.params.codec,
+        telephone_event = answered.params.telephone_event.is_some(),
+        "browser call offered"
+    );
+    let contact = ContactData {
+        contact_id: call_id.into(),
+        // A browser has no calling number; flows see an empty one, as for a withheld number.
+        customer_address: String::new(),
+        system_address: target.to.clone().unwrap_or_default(),
+        ..ContactData::default()
+    };
+    let codec = answered.params.codec;
+    let start = Start {
+        call_id: call_id.to_string(),
+        flow,
+        contact,
+        signaling: Signaling::Whip,
+        media: Pending::WebRtc {
+            sockets,
+            peer: Box::new(answered.transport),
+            params: answered.params,
+            ids,
+        },
+        codec,
+        local: None,
+    };
+    Ok((admission, start, answered.answer))
+}

@@ -1,0 +1,188 @@
+//! Browser legs end to end (issue 21): a scripted WebRTC browser (webrtc-rs `rtc`, full ICE,
+//! over real loopback UDP) places a call by WHIP (RFC 9725), hears the contact flow through
+//! DTLS-SRTP, presses keys as RTCDTMFSender does, and hangs up with DELETE.
+
+mod support;
+
+use std::time::Duration;
+
+use careline::media::codec::Codec;
+use support::audio::{expect_not_prompt, wait_for_prompt};
+use support::browser::BrowserPeer;
+use support::http::{Response, request};
+use support::server::{Options, TestServer};
+
+fn public() -> TestServer {
+    TestServer::start_with(Options {
+        toml: "[webrtc]\npublic_calls = true\n".into(),
+        ..Default::default()
+    })
+}
+
+fn post_offer(server: &TestServer, path: &str, offer: &str, token: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    request(
+        server.http,
+        "POST",
+        path,
+        &headers,
+        Some(("application/sdp", offer.as_bytes())),
+    )
+}
+
+/// The answer's first audio format (the payload type the browser will send with).
+fn answered_formats(answer: &str) -> Vec<String> {
+    answer
+        .lines()
+        .find(|l| l.starts_with("m=audio"))
+        .map(|m| m.split(' ').skip(3).map(|f| f.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_browser_calls_by_whip_hears_the_welcome_presses_a_key_and_hangs_up() {
+    let server = public();
+    let browser = BrowserPeer::new(&[Codec::Pcmu, Codec::Opus]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    let location = r.header("location").expect("Location").to_string();
+    assert!(
+        location.starts_with("/api/v1/calls/whip/"),
+        "the session's resource: {location}"
+    );
+    assert!(r.body.contains("a=ice-lite"), "{}", r.body);
+    assert_eq!(
+        answered_formats(&r.body),
+        vec!["0", &browser.telephone_event_pt().to_string()],
+        "PCMU, Careline's first codec, and the browser's 8 kHz telephone-event"
+    );
+    browser.accept(&r.body);
+    browser.wait_connected();
+
+    // The demo menu's welcome, through DTLS-SRTP, from the start.
+    let (heard, welcome) = wait_for_prompt(&browser, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+    assert!(
+        welcome.offset_ms() < 500,
+        "the flow starts when the browser's media is up: {welcome:?}"
+    );
+    // A key from RTCDTMFSender reaches the flow like a phone's.
+    let pressed_at = heard.len() as u64 / 8;
+    browser.send_event('5', 100);
+    let (heard, _) = wait_for_prompt(&browser, Codec::Pcmu, "en", "digit-5", pressed_at, None);
+    expect_not_prompt(&heard, "en", "digit-4", pressed_at);
+    assert_eq!(
+        server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
+        1.0
+    );
+
+    // DELETE on the session hangs up, as a phone's BYE.
+    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"caller_bye\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0
+    );
+    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(r.status, 404, "the session is gone: {}", r.body);
+}
+
+#[test]
+fn an_opus_only_browser_is_answered_with_opus_and_hears_the_flow() {
+    let server = public();
+    let browser = BrowserPeer::new(&[Codec::Opus]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(answered_formats(&r.body)[0], "111", "{}", r.body);
+    browser.accept(&r.body);
+    browser.wait_connected();
+    wait_for_prompt(&browser, Codec::Opus, "en", "welcome", 0, Some(2000));
+}
+
+#[test]
+fn placing_a_call_needs_credentials_unless_calls_are_public() {
+    let server = TestServer::start();
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let agent = server.user_token("agent-1", "agent");
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, Some(&agent));
+    assert_eq!(r.status, 201, "an agent may place a call: {}", r.body);
+    let auditor = server.user_token("auditor-1", "auditor");
+    let again = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &again.offer, Some(&auditor));
+    assert_eq!(r.status, 403, "an auditor may not: {}", r.body);
+}
+
+#[test]
+fn bad_offers_get_a_clear_error_and_start_nothing() {
+    let server = public();
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    // Not SDP by its content type.
+    let r = request(
+        server.http,
+        "POST",
+        "/api/v1/calls/whip",
+        &[],
+        Some(("application/json", browser.offer.as_bytes())),
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+    // Not SDP by its content.
+    let r = post_offer(&server, "/api/v1/calls/whip", "hello", None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    // SDP without a codec Careline takes.
+    let g722 = browser
+        .offer
+        .replace("PCMU/8000", "G722/8000")
+        .replace("PCMU", "G722");
+    let r = post_offer(&server, "/api/v1/calls/whip", &g722, None);
+    assert_eq!(r.status, 422, "{}", r.body);
+    // A flow that does not exist.
+    let r = post_offer(
+        &server,
+        "/api/v1/calls/whip?flow=no-such-flow",
+        &browser.offer,
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // An unknown session.
+    let r = request(
+        server.http,
+        "DELETE",
+        "/api/v1/calls/whip/00000000000000000000000000000000",
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(server.metric("careline_calls_started_total"), 0.0);
+}
+
+#[test]
+fn a_browser_that_never_connects_is_hung_up_after_the_connect_timeout() {
+    let server = TestServer::start_with(Options {
+        toml: "[webrtc]\npublic_calls = true\nconnect_timeout_secs = 1\n".into(),
+        ..Default::default()
+    });
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The browser never takes the answer: no ICE, no DTLS.
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"connect_timeout\"}",
+            1.0,
+            Duration::from_secs(20)
+        ),
+        1.0,
+        "counted in /metrics"
+    );
+    assert_eq!(server.metric("careline_calls_active"), 0.0);
+}
