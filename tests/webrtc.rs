@@ -186,3 +186,84 @@ fn a_browser_that_never_connects_is_hung_up_after_the_connect_timeout() {
     );
     assert_eq!(server.metric("careline_calls_active"), 0.0);
 }
+
+/// A real browser: Debian's Chromium, headless, driven by playwright-core
+/// (`tests/browser/whip-call.mjs`), calls from the example page `/call` with a fake
+/// microphone, hears the welcome (checked from the audio it received), presses 5 on the
+/// page's keypad (RTCDTMFSender) and hears its prompt, then hangs up. The screenshots of each
+/// step are kept in `target/browser-screenshots/` to be looked at.
+#[test]
+fn chromium_calls_from_the_example_page_hears_the_flow_and_presses_a_key() {
+    let server = public();
+    let root = support::server::repo_root();
+    let shots = root.join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/browser/whip-call.mjs"))
+        .arg(format!("http://{}", server.http))
+        .arg(&shots)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run node ({e}): scripts/test installs Node's playwright-core and chromium"
+            )
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser's call failed: {stderr}\n{}",
+        server.log()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the script's summary");
+    assert_eq!(summary["status"], "You hung up.", "{summary}");
+    assert_eq!(
+        (
+            &summary["keypad_before_call"],
+            &summary["keypad_in_call"],
+            &summary["keypad_after_call"],
+            &summary["call_button_after_call"]
+        ),
+        (
+            &serde_json::json!(false),
+            &serde_json::json!(true),
+            &serde_json::json!(false),
+            &serde_json::json!(true)
+        ),
+        "the keypad shows only during the call, and the page can call again: {summary}"
+    );
+    let raw = std::fs::read(shots.join("heard.raw")).unwrap();
+    let heard: Vec<i16> = raw
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    // Chromium decodes G.711 and resamples twice (to its output rate, back to 8 kHz): the
+    // loudness contour survives, the exact waveform less so, as with Opus.
+    let welcome = support::audio::heard_prompt(&heard, Codec::Opus, "en", "welcome", 0, Some(2000));
+    assert!(
+        welcome.is_some(),
+        "the welcome was heard in the browser ({} ms of audio)",
+        heard.len() / 8
+    );
+    let pressed_at = summary["pressed_at_ms"].as_u64().unwrap();
+    assert!(
+        support::audio::heard_prompt(&heard, Codec::Opus, "en", "digit-5", pressed_at, None)
+            .is_some(),
+        "the prompt of key 5 followed the key"
+    );
+    expect_not_prompt(&heard, "en", "digit-4", pressed_at);
+    assert_eq!(
+        server.metric("careline_dtmf_digits_total{method=\"rfc4733\"}"),
+        1.0,
+        "the key arrived as one RFC 4733 event"
+    );
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"caller_bye\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0,
+        "the page's hang-up ended the call"
+    );
+}

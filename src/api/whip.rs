@@ -3,6 +3,9 @@
 //! answer and the session's `Location`; `DELETE` on that location hangs up; `PATCH` takes
 //! trickled ICE candidates.
 //!
+//! `/call` serves the example page a patient portal would link to (`web/call.html`): a call
+//! button and a keypad on top of this endpoint.
+//!
 //! Access: anyone when `[webrtc] public_calls = true` (a patient portal's "call the clinic"
 //! button), otherwise a bearer token or a signed-in session of a role allowed to place calls
 //! (`call.place`). The session's URL is its capability, as RFC 9725 §4.3 has it: 128 random
@@ -16,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
@@ -45,6 +48,15 @@ pub(crate) fn router(api: Arc<ApiState>, calls: Arc<CallServices>, public_calls:
     Router::new()
         .route("/api/v1/calls/whip", post(offer))
         .route("/api/v1/calls/whip/{id}", delete(hang_up).patch(trickle))
+        .route("/call", get(|| page("text/html; charset=utf-8", CALL_HTML)))
+        .route(
+            "/call.js",
+            get(|| page("text/javascript; charset=utf-8", CALL_JS)),
+        )
+        .route(
+            "/call.css",
+            get(|| page("text/css; charset=utf-8", CALL_CSS)),
+        )
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WhipApi {
@@ -52,6 +64,29 @@ pub(crate) fn router(api: Arc<ApiState>, calls: Arc<CallServices>, public_calls:
             calls,
             public_calls,
         })
+}
+
+/// The example "call the clinic" page (`web/`): a button, a keypad and a WHIP client of a few
+/// lines, served from the binary so it works from a bare install.
+const CALL_HTML: &str = include_str!("../../web/call.html");
+const CALL_JS: &str = include_str!("../../web/call.js");
+const CALL_CSS: &str = include_str!("../../web/call.css");
+
+/// One of the page's files, with a policy that lets it load its own script and style and talk
+/// to this server only (the guard's default forbids everything).
+async fn page(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 media-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,53 @@
+// "Call the clinic": a browser calls Careline by WHIP (RFC 9725). The offer goes to
+// POST /api/v1/calls/whip, the answer comes back in the response, and the call runs the
+// clinic's contact flow as a phone call does. ?to=NUMBER or ?flow=NAME on this page's URL
+// pick the flow (as a dialed number would). Keys are sent as RFC 4733 telephone-events.
+const $ = (id) => document.getElementById(id);
+const say = (text) => { $('status').textContent = text; };
+let pc = null;
+let session = null;
+
+async function call() {
+  $('call').disabled = true;
+  say('Connecting…');
+  try {
+    const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+    pc = new RTCPeerConnection();
+    mic.getTracks().forEach((t) => pc.addTrack(t, mic));
+    pc.ontrack = (e) => { $('remote').srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') { say('Connected.'); $('keypad').hidden = false; }
+      if (['failed', 'closed', 'disconnected'].includes(pc.connectionState)) { end('The call ended.'); }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch('/api/v1/calls/whip' + location.search, {
+      method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
+    });
+    if (r.status !== 201) {
+      const problem = await r.json().catch(() => ({}));
+      end(problem.detail || 'The clinic cannot take the call now. Please try again later.');
+      return;
+    }
+    session = r.headers.get('Location');
+    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+    $('call').hidden = true;
+    $('hangup').hidden = false;
+  } catch (e) {
+    end('The call could not start: ' + e.message);
+  }
+}
+
+function end(text) {
+  if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
+  if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
+  $('keypad').hidden = true; $('hangup').hidden = true;
+  $('call').hidden = false; $('call').disabled = false;
+  say(text);
+}
+
+$('call').addEventListener('click', call);
+$('hangup').addEventListener('click', () => end('You hung up.'));
+$('keypad').addEventListener('click', (e) => {
+  const sender = pc && pc.getSenders().find((s) => s.dtmf);
+  if (e.target.tagName === 'BUTTON' && sender) sender.dtmf.insertDTMF(e.target.textContent, 120);
+});
