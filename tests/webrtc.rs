@@ -12,6 +12,15 @@ use support::browser::BrowserPeer;
 use support::http::{Response, request};
 use support::server::{Options, TestServer};
 
+/// A flow that holds the line (one long input wait) until the caller goes.
+const HOLD_FLOW: &str = r#"{"Version": "2019-10-30", "StartAction": "hold", "Actions": [
+  {"Identifier": "hold", "Type": "GetParticipantInput",
+   "Parameters": {"PromptId": "welcome", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
+   "Transitions": {"NextAction": "hold", "Conditions": [], "Errors": [
+     {"NextAction": "hold", "ErrorType": "InputTimeLimitExceeded"},
+     {"NextAction": "hold", "ErrorType": "NoMatchingCondition"},
+     {"NextAction": "hold", "ErrorType": "NoMatchingError"}]}}]}"#;
+
 fn public() -> TestServer {
     TestServer::start_with(Options {
         toml: "[webrtc]\npublic_calls = true\n".into(),
@@ -266,4 +275,44 @@ fn chromium_calls_from_the_example_page_hears_the_flow_and_presses_a_key() {
         1.0,
         "the page's hang-up ended the call"
     );
+}
+
+/// A browser that goes away without DELETE (a closed tab: DTLS close_notify, then silence)
+/// ends its call, and the call is not left running.
+#[test]
+fn a_browser_that_goes_away_ends_its_call() {
+    // A flow that holds the line, and no RTP timeout: only the lost connection can end it.
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("hold.json"), HOLD_FLOW).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[webrtc]\npublic_calls = true\n[flows]\ndir = \"{}\"\ndefault = \"hold\"\n\
+             [rtp]\ntimeout_secs = 900\n",
+            flows.path().display()
+        ),
+        ..Default::default()
+    });
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    browser.accept(&r.body);
+    browser.wait_connected();
+    wait_for_prompt(&browser, Codec::Pcmu, "en", "welcome", 0, Some(1000));
+    let gone = std::time::Instant::now();
+    drop(browser);
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"connection_lost\"}",
+            1.0,
+            Duration::from_secs(60)
+        ),
+        1.0,
+        "{}",
+        server.log()
+    );
+    assert!(
+        gone.elapsed() < Duration::from_secs(60),
+        "ICE consent (RFC 7675) ran out"
+    );
+    assert_eq!(server.metric("careline_calls_active"), 0.0);
 }

@@ -420,7 +420,9 @@ fn tick_webrtc(
             TransportState::Connected => {
                 let _ = events.send(LegEvent::Connected);
             }
-            TransportState::Failed => {
+            // Failed: ICE or DTLS failed, or consent expired. Closed: the browser closed its
+            // DTLS session (a page's pc.close()).
+            TransportState::Failed | TransportState::Closed => {
                 let _ = events.send(LegEvent::ConnectionLost);
             }
             _ => {}
