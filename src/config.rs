@@ -69,6 +69,10 @@ pub struct WebRtcConfig {
     /// A browser whose ICE and DTLS are not done this long after its offer was answered is
     /// hung up (cause `connect_timeout` in `/metrics`).
     pub connect_timeout_secs: u32,
+    /// Browser calls from one address that may be connecting at once (answered, ICE and DTLS
+    /// not done yet); more are refused with 429. Each holds a call slot and a media port until
+    /// it connects or times out, so without a bound one client could fill the call table.
+    pub max_connecting_per_source: u32,
 }
 
 impl Default for WebRtcConfig {
@@ -76,6 +80,7 @@ impl Default for WebRtcConfig {
         WebRtcConfig {
             public_calls: false,
             connect_timeout_secs: 10,
+            max_connecting_per_source: 5,
         }
     }
 }

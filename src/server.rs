@@ -229,11 +229,13 @@ impl Server {
                 webrtc_connect_timeout: Duration::from_secs(u64::from(
                     config.webrtc.connect_timeout_secs,
                 )),
+                webrtc_connecting_per_source: config.webrtc.max_connecting_per_source as usize,
             },
             media,
             sip: sip.clone(),
             flows,
             table: Default::default(),
+            connecting: Default::default(),
             metrics,
             draining: AtomicBool::new(false),
             recorder,

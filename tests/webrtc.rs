@@ -175,25 +175,36 @@ fn bad_offers_get_a_clear_error_and_start_nothing() {
 }
 
 #[test]
-fn a_browser_that_never_connects_is_hung_up_after_the_connect_timeout() {
+fn browsers_that_never_connect_are_hung_up_and_one_address_cannot_pile_them_up() {
     let server = TestServer::start_with(Options {
-        toml: "[webrtc]\npublic_calls = true\nconnect_timeout_secs = 1\n".into(),
+        toml: "[webrtc]\npublic_calls = true\nconnect_timeout_secs = 1\n\
+               max_connecting_per_source = 2\n"
+            .into(),
         ..Default::default()
     });
     let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    // Two offers whose browser never takes the answer: no ICE, no DTLS.
+    for _ in 0..2 {
+        let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    // A third from the same address while those two are connecting: refused.
     let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
-    assert_eq!(r.status, 201, "{}", r.body);
-    // The browser never takes the answer: no ICE, no DTLS.
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
     assert_eq!(
         server.wait_metric(
             "careline_calls_ended_total{cause=\"connect_timeout\"}",
-            1.0,
+            2.0,
             Duration::from_secs(20)
         ),
-        1.0,
+        2.0,
         "counted in /metrics"
     );
     assert_eq!(server.metric("careline_calls_active"), 0.0);
+    // Their places are free again.
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// A real browser: Debian's Chromium, headless, driven by playwright-core

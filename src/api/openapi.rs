@@ -461,7 +461,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         ok: 201,
         returns: "Sdp",
         media: SDP,
-        also: &[404, 503],
+        also: &[404, 429, 503],
     },
     RouteDoc {
         method: "delete",
@@ -589,6 +589,7 @@ fn reason(code: u16) -> &'static str {
         413 => "the body is larger than this endpoint takes",
         415 => "the body is not of the media type this endpoint takes",
         416 => "the range is outside the recording",
+        429 => "too many browser calls from this address are still connecting (see Retry-After)",
         422 => "a field is unknown, missing, of the wrong type or too long (named in `detail`)",
         502 => "the recording store did not answer",
         503 => "Careline is shutting down or at its concurrent-call limit (see Retry-After)",

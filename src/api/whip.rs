@@ -110,6 +110,7 @@ fn whip_error(e: WhipError) -> Response {
         WhipError::Draining | WhipError::Busy | WhipError::NoPorts => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        WhipError::TooManyConnecting => StatusCode::TOO_MANY_REQUESTS,
         WhipError::UnknownFlow(_) | WhipError::NoFlow => StatusCode::NOT_FOUND,
         WhipError::Offer(WebRtcError::Offer(_)) => StatusCode::BAD_REQUEST,
         WhipError::Offer(WebRtcError::NoAudio) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -118,7 +119,7 @@ fn whip_error(e: WhipError) -> Response {
         }
     };
     let mut response = ApiError::new(status, e.to_string()).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

@@ -33,6 +33,8 @@ pub struct CallSettings {
     pub rtp_timeout: Duration,
     /// A browser leg not connected (ICE, DTLS) this long after its answer is hung up.
     pub webrtc_connect_timeout: Duration,
+    /// Browser calls from one address that may be connecting at once.
+    pub webrtc_connecting_per_source: usize,
 }
 
 impl CallSettings {
@@ -62,6 +64,8 @@ pub struct CallServices {
     /// Told when a call starts and ends (audit trail, active contacts); `None` in tools and
     /// tests that run calls without a database.
     pub hooks: Option<Arc<dyn CallHooks>>,
+    /// Browser calls still connecting, per source address.
+    pub connecting: whip::Connecting,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand

@@ -77,6 +77,7 @@ async fn run(call: crate::sip::IncomingCall, svc: Arc<CallServices>) {
         },
         codec: negotiated.codec,
         local: Some(local),
+        connecting: None,
     };
     run_call(&svc, admission, start).await;
 }
@@ -91,6 +92,8 @@ pub(super) struct Start {
     pub codec: crate::media::codec::Codec,
     /// A SIP call's media description, for re-offers (hold, a new address).
     pub local: Option<LocalMedia>,
+    /// A browser call's place among those connecting from its address, until it connects.
+    pub connecting: Option<super::whip::ConnectingTicket>,
 }
 
 /// Runs an admitted call to its end. `_admission` holds its place in the call table.
@@ -132,6 +135,7 @@ pub(super) async fn run_call(
         done,
         answered: None,
         connect_by: browser.then(|| Instant::now() + svc.settings.webrtc_connect_timeout),
+        connecting: start.connecting,
     };
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
@@ -188,6 +192,8 @@ pub(super) struct Shell {
     pub(super) answered: Option<(jiff::Timestamp, Instant)>,
     /// A browser leg must connect by then.
     pub(super) connect_by: Option<Instant>,
+    /// Held while a browser leg connects (see `whip::Connecting`).
+    pub(super) connecting: Option<super::whip::ConnectingTicket>,
 }
 
 async fn leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -255,6 +261,7 @@ impl Shell {
                     // A browser's media is up: what SIP's ACK is to a phone.
                     Some(LegEvent::Connected) => {
                         self.connect_by = None;
+                        self.connecting = None;
                         matches!(self.signaling, Signaling::Whip).then_some(Input::Confirmed)
                     }
                     Some(LegEvent::ConnectionLost) => {

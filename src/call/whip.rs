@@ -54,10 +54,54 @@ pub enum WhipError {
     NoFlow,
     #[error("no media port free")]
     NoPorts,
+    #[error("too many browser calls from this address are still connecting")]
+    TooManyConnecting,
     #[error(transparent)]
     Offer(#[from] WebRtcError),
     #[error("the call could not be started")]
     Internal,
+}
+
+/// Browser calls still connecting (answered; ICE and DTLS not done), counted per source
+/// address, so that one client cannot fill the call table with calls that never connect.
+#[derive(Debug, Default)]
+pub struct Connecting {
+    by_source: dashmap::DashMap<IpAddr, usize>,
+}
+
+/// One connecting browser call's place in [`Connecting`]; dropped when it connects or ends.
+pub struct ConnectingTicket {
+    services: Arc<CallServices>,
+    source: IpAddr,
+}
+
+impl Connecting {
+    fn enter(&self, source: IpAddr, max: usize) -> bool {
+        let mut n = self.by_source.entry(source).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, source: IpAddr) {
+        self.by_source.remove_if_mut(&source, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+
+    /// How many browser calls from `source` are connecting now.
+    pub fn from(&self, source: IpAddr) -> usize {
+        self.by_source.get(&source).map_or(0, |n| *n)
+    }
+}
+
+impl Drop for ConnectingTicket {
+    fn drop(&mut self) {
+        self.services.connecting.leave(self.source);
+    }
 }
 
 /// The call id of a WHIP session: the resource id is the secret, so the call id (which is
@@ -81,9 +125,21 @@ pub async fn place(
     let span = info_span!("call", id = %call_id, transport = "webrtc");
     tokio::spawn(
         async move {
+            if !svc
+                .connecting
+                .enter(remote, svc.settings.webrtc_connecting_per_source)
+            {
+                svc.metrics.call_rejected("429");
+                let _ = tx.send(Err(WhipError::TooManyConnecting));
+                return;
+            }
+            let ticket = ConnectingTicket {
+                services: svc.clone(),
+                source: remote,
+            };
             let svc2 = svc.clone();
             let admitted = admit(&svc2, &offer, &target, remote, &call_id);
-            let (admission, start, answer) = match admitted {
+            let (admission, mut start, answer) = match admitted {
                 Ok(a) => a,
                 Err(e) => {
                     info!(error = %e, "browser call refused");
@@ -91,6 +147,7 @@ pub async fn place(
                     return;
                 }
             };
+            start.connecting = Some(ticket);
             if tx.send(Ok(Placed { resource, answer })).is_err() {
                 // The HTTP request went away before its answer: nobody will connect.
                 return;
@@ -174,6 +231,7 @@ fn admit<'a>(
         },
         codec,
         local: None,
+        connecting: None,
     };
     Ok((admission, start, answered.answer))
 }
