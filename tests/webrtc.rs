@@ -327,3 +327,56 @@ fn a_browser_that_goes_away_ends_its_call() {
     );
     assert_eq!(server.metric("careline_calls_active"), 0.0);
 }
+
+/// A browser call is recorded like a phone call: sealed after the hang-up, under the call's
+/// id, with what Careline played on the right channel (the patient's side on the left).
+#[test]
+fn a_browser_call_is_recorded_like_a_phone_call() {
+    let server = TestServer::start_with(Options {
+        toml: "[webrtc]\npublic_calls = true\n[recording]\nformat = \"wav\"\nflush_secs = 1\n"
+            .into(),
+        args: vec!["--record-all".into()],
+        ..Default::default()
+    });
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &browser.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").unwrap().to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+    wait_for_prompt(&browser, Codec::Pcmu, "en", "welcome", 0, None);
+    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The recording is sealed once the call has ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let out = server.cli(&["recording", "list", "--json"]);
+        assert!(out.status.success());
+        let sealed = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["state"] == "sealed");
+        if let Some(row) = sealed {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sealed recording");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        row["call_id"].as_str().unwrap().starts_with("whip-"),
+        "{row}"
+    );
+    let id = row["id"].as_str().unwrap();
+    let wav = server.data_dir.path().join("call.wav");
+    let out = server.cli(&["recording", "export", id, "-o", wav.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let right: Vec<i16> = samples.chunks(2).map(|f| f[1]).collect();
+    support::audio::expect_prompt(&right, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+}
