@@ -595,3 +595,53 @@ fn video_in_the_offer_is_declined_and_audio_still_connects() {
     run_for(&mut now, 2000, &mut leg, &mut browser);
     assert_eq!(leg.state(), TransportState::Connected);
 }
+
+#[test]
+fn the_offers_audio_formats_are_read_in_order_with_static_types_and_fmtp() {
+    let formats = super::offered_audio(CHROME_OFFER);
+    let summary: Vec<(u8, &str, u32)> = formats
+        .iter()
+        .map(|f| (f.pt, f.name.as_str(), f.rate))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (111, "opus", 48_000),
+            (63, "red", 48_000),
+            (9, "G722", 8000),
+            (0, "PCMU", 8000),
+            (8, "PCMA", 8000),
+            (13, "CN", 8000),
+            (110, "telephone-event", 48_000),
+            (126, "telephone-event", 8000),
+        ]
+    );
+    assert_eq!(formats[0].fmtp, "minptime=10;useinbandfec=1");
+    // Static types without rtpmap (RFC 3551) are known by number; a video section is not read.
+    let bare = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 8\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+    let names: Vec<String> = super::offered_audio(bare)
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, vec!["PCMU", "PCMA"]);
+}
+
+#[test]
+fn dropping_a_format_removes_it_from_the_audio_section_only() {
+    let munged = super::without_formats(CHROME_OFFER, &[110]);
+    assert!(munged.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 126\r\n"));
+    assert!(!munged.contains("a=rtpmap:110 "));
+    assert!(munged.contains("a=rtpmap:126 telephone-event/8000\r\n"));
+    // Every other line is kept byte for byte, CRLFs included.
+    let kept = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("110") && !l.starts_with("m=audio"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kept(&munged), kept(CHROME_OFFER));
+    assert_eq!(
+        munged.len(),
+        CHROME_OFFER.len() - " 110".len() - "a=rtpmap:110 telephone-event/48000\r\n".len()
+    );
+}
