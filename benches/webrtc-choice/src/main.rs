@@ -15,7 +15,8 @@
 //!    call), for the given seconds. Reported: the server's CPU per leg, in microseconds per
 //!    second of call, its live heap per leg, frames lost, and how late the 20 ms ticks ran.
 //!
-//! Usage: `webrtc-choice str0m|rtc LEGS AUDIO_SECS`.
+//! Usage: `webrtc-choice str0m|rtc LEGS AUDIO_SECS`, or `webrtc-choice whip URL LEGS SECS`
+//! (browser-like callers against a running Careline: see `whip.rs`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 mod rtc_peer;
 mod str0m_peer;
+mod whip;
 
 /// Counts the bytes live in allocations made while a server peer was being called.
 struct Tagging;
@@ -113,6 +115,11 @@ pub trait Peer {
     fn timeout(&mut self, now: Instant);
     fn send_frame(&mut self, now: Instant, seq: u16, frame: &[u8]);
     fn outbox(&mut self) -> Vec<Vec<u8>>;
+    /// The outbox with each datagram's destination (for real sockets).
+    fn outbox_to(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        self.outbox().into_iter().map(|d| (nowhere, d)).collect()
+    }
     fn next_timeout(&self) -> Instant;
     fn connected(&self) -> bool;
     fn frames_received(&self) -> u64;
@@ -195,6 +202,16 @@ fn machine() -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, url, legs, secs] = args.as_slice()
+        && mode == "whip"
+    {
+        whip::run(
+            url,
+            legs.parse().expect("LEGS is a number"),
+            secs.parse().expect("SECS is a number"),
+        );
+        return;
+    }
     let (lib, legs, audio_secs) = match args.as_slice() {
         [_, lib, legs, secs] => (
             lib.as_str(),

@@ -34,7 +34,7 @@ pub struct RtcPeer {
     sender: Option<RTCRtpSenderId>,
     ssrc: u32,
     pt: Option<u8>,
-    outbox: Vec<Vec<u8>>,
+    outbox: Vec<(SocketAddr, Vec<u8>)>,
     next: Instant,
     connected: bool,
     received: u64,
@@ -134,7 +134,8 @@ impl RtcPeer {
 
     fn drain(&mut self, now: Instant) {
         while let Some(m) = self.pc.poll_write() {
-            self.outbox.push(m.message.to_vec());
+            self.outbox
+                .push((m.transport.peer_addr, m.message.to_vec()));
         }
         while let Some(e) = self.pc.poll_event() {
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
@@ -223,6 +224,13 @@ impl Peer for RtcPeer {
 
     fn outbox(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.outbox)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    fn outbox_to(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
     }
 
     fn next_timeout(&self) -> Instant {
@@ -275,4 +283,27 @@ pub fn pair(
     let server_peer = server(|| RtcPeer::new(server_pc, server_sender, server_ssrc, now));
     let client_peer = RtcPeer::new(client, client_sender, client_ssrc, now);
     (Box::new(server_peer), Box::new(client_peer))
+}
+
+/// A browser-like client for a real server: a full-ICE `rtc` peer bound to `local`, with its
+/// offer made. [`RtcPeer`] drives it once [`client_accept`] took the server's answer.
+pub fn client_offer(now: Instant, local: SocketAddr, ssrc: u32) -> (RTCPeerConnection, RTCRtpSenderId, String) {
+    let mut pc = peer(now, local, false);
+    let sender = pc.add_track(audio_track(ssrc)).expect("track");
+    let offer = pc.create_offer(None).expect("offer");
+    pc.set_local_description(now, offer.clone())
+        .expect("local offer");
+    (pc, sender, offer.sdp)
+}
+
+pub fn client_accept(
+    mut pc: RTCPeerConnection,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    answer: String,
+    now: Instant,
+) -> RtcPeer {
+    let answer = RTCSessionDescription::answer(answer).expect("answer parses");
+    pc.set_remote_description(now, answer).expect("remote answer");
+    RtcPeer::new(pc, sender, ssrc, now)
 }

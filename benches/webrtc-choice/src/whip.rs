@@ -1,0 +1,107 @@
+//! `webrtc-choice whip URL LEGS SECS`: LEGS browser-like clients (full-ICE `rtc` peers, each on
+//! its own loopback UDP socket, all driven by this one thread) call a running Careline by WHIP
+//! and stay on the line for SECS seconds, each sending a 20 ms PCMU frame every tick and
+//! counting what it hears. Prints how many connected and the frames received; the caller of
+//! this mode (benches/webrtc-ivr.sh) measures the server's CPU meanwhile.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::Peer;
+use crate::rtc_peer::{client_accept, client_offer};
+
+fn post(http: SocketAddr, path: &str, offer: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(http).map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
+        offer.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    let (head, body) = buf.split_once("\r\n\r\n").ok_or("no response")?;
+    if !head.starts_with("HTTP/1.1 201") {
+        return Err(head.lines().next().unwrap_or("").to_string());
+    }
+    Ok(body.to_string())
+}
+
+pub fn run(url: &str, legs: usize, secs: u64) {
+    let (http, path) = url
+        .strip_prefix("http://")
+        .and_then(|u| u.split_once('/'))
+        .map(|(h, p)| (h.parse::<SocketAddr>().expect("URL host:port"), format!("/{p}")))
+        .expect("an http://HOST:PORT/PATH URL");
+    let start = Instant::now();
+    let mut peers: Vec<(UdpSocket, Box<dyn Peer>, SocketAddr)> = Vec::new();
+    let mut refused = 0;
+    for i in 0..legs {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+        sock.set_nonblocking(true).unwrap();
+        let local = sock.local_addr().unwrap();
+        let ssrc = 0x2000_0000 + i as u32;
+        let (pc, sender, offer) = client_offer(Instant::now(), local, ssrc);
+        match post(http, &path, &offer) {
+            Ok(answer) => {
+                let peer = client_accept(pc, sender, ssrc, answer, Instant::now());
+                peers.push((sock, Box::new(peer), local));
+            }
+            Err(e) => {
+                refused += 1;
+                if refused == 1 {
+                    eprintln!("refused: {e}");
+                }
+            }
+        }
+        // Pump what is there so early legs connect while later ones are placed.
+        pump(&mut peers);
+    }
+    let placed = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && peers.iter().any(|p| !p.1.connected()) {
+        pump(&mut peers);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let connected = peers.iter().filter(|p| p.1.connected()).count();
+    let before: u64 = peers.iter().map(|p| p.1.frames_received()).sum();
+    let frame = [0xffu8; 160];
+    let ticks = secs * 50;
+    let t0 = Instant::now();
+    println!("READY {connected}");
+    for t in 0..ticks {
+        let due = t0 + Duration::from_millis(20 * t);
+        while Instant::now() < due {
+            pump(&mut peers);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let now = Instant::now();
+        for (_, p, _) in &mut peers {
+            p.send_frame(now, t as u16, &frame);
+        }
+        pump(&mut peers);
+    }
+    let heard: u64 = peers.iter().map(|p| p.1.frames_received()).sum::<u64>() - before;
+    println!(
+        "legs {legs}: placed in {:.1} s, connected {connected}, refused {refused}, frames heard {heard} of {} expected ({:.2} % missing)",
+        placed.as_secs_f64(),
+        ticks * connected as u64,
+        100.0 * (1.0 - heard as f64 / (ticks * connected as u64).max(1) as f64)
+    );
+}
+
+fn pump(peers: &mut [(UdpSocket, Box<dyn Peer>, SocketAddr)]) {
+    let mut buf = [0u8; 2048];
+    let now = Instant::now();
+    for (sock, peer, local) in peers.iter_mut() {
+        if now >= peer.next_timeout() {
+            peer.timeout(now);
+        }
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            peer.receive(now, from, *local, &buf[..n]);
+        }
+        for d in peer.outbox_to() {
+            let _ = sock.send_to(&d.1, d.0);
+        }
+    }
+}
