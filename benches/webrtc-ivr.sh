@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
+. scripts/packages.sh
+ensure_packages bc curl
 LEVELS=${LEVELS:-"100 250 500"}
 HOLD=${HOLD:-20}
 cargo build --release -j2 -p careline --bin careline >&2

@@ -287,7 +287,11 @@ pub fn pair(
 
 /// A browser-like client for a real server: a full-ICE `rtc` peer bound to `local`, with its
 /// offer made. [`RtcPeer`] drives it once [`client_accept`] took the server's answer.
-pub fn client_offer(now: Instant, local: SocketAddr, ssrc: u32) -> (RTCPeerConnection, RTCRtpSenderId, String) {
+pub fn client_offer(
+    now: Instant,
+    local: SocketAddr,
+    ssrc: u32,
+) -> (RTCPeerConnection, RTCRtpSenderId, String) {
     let mut pc = peer(now, local, false);
     let sender = pc.add_track(audio_track(ssrc)).expect("track");
     let offer = pc.create_offer(None).expect("offer");
@@ -304,6 +308,7 @@ pub fn client_accept(
     now: Instant,
 ) -> RtcPeer {
     let answer = RTCSessionDescription::answer(answer).expect("answer parses");
-    pc.set_remote_description(now, answer).expect("remote answer");
+    pc.set_remote_description(now, answer)
+        .expect("remote answer");
     RtcPeer::new(pc, sender, ssrc, now)
 }

@@ -31,7 +31,12 @@ pub fn run(url: &str, legs: usize, secs: u64) {
     let (http, path) = url
         .strip_prefix("http://")
         .and_then(|u| u.split_once('/'))
-        .map(|(h, p)| (h.parse::<SocketAddr>().expect("URL host:port"), format!("/{p}")))
+        .map(|(h, p)| {
+            (
+                h.parse::<SocketAddr>().expect("URL host:port"),
+                format!("/{p}"),
+            )
+        })
         .expect("an http://HOST:PORT/PATH URL");
     let start = Instant::now();
     let mut peers: Vec<(UdpSocket, Box<dyn Peer>, SocketAddr)> = Vec::new();
