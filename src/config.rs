@@ -73,6 +73,10 @@ pub struct WebRtcConfig {
     /// not done yet); more are refused with 429. Each holds a call slot and a media port until
     /// it connects or times out, so without a bound one client could fill the call table.
     pub max_connecting_per_source: u32,
+    /// Other sites whose pages may place browser calls (`https://portal.example.org`): their
+    /// cross-origin requests get CORS answers (RFC 9725 §4.2 asks WHIP endpoints to support
+    /// CORS). Empty: only Careline's own pages (`/call`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WebRtcConfig {
@@ -81,6 +85,7 @@ impl Default for WebRtcConfig {
             public_calls: false,
             connect_timeout_secs: 10,
             max_connecting_per_source: 5,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -710,6 +715,14 @@ impl Config {
             ));
         }
         self.recording.validate().map_err(ConfigError::Invalid)?;
+        if let Some(o) = self.webrtc.allowed_origins.iter().find(|o| {
+            !(o.starts_with("https://") || o.starts_with("http://"))
+                || o.trim_end_matches('/').matches('/').count() != 2
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "webrtc.allowed_origins: `{o}` is not an origin (scheme://host[:port], no path)"
+            )));
+        }
         if self.webrtc.connect_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "webrtc.connect_timeout_secs must be at least 1".into(),

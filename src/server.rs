@@ -287,6 +287,7 @@ impl Server {
             records.clone(),
             services.clone(),
             config.webrtc.public_calls,
+            config.webrtc.allowed_origins.clone(),
         ));
         if config.recording.http_enabled {
             app = app.merge(crate::api::recordings::router(

@@ -380,3 +380,62 @@ fn a_browser_call_is_recorded_like_a_phone_call() {
     let right: Vec<i16> = samples.chunks(2).map(|f| f[1]).collect();
     support::audio::expect_prompt(&right, Codec::Pcmu, "en", "welcome", 0, Some(2000));
 }
+
+/// A portal on another site may place calls when it is an allowed origin (CORS, RFC 9725
+/// §4.2): its preflight is answered with the methods and headers a WHIP client needs, and the
+/// offer's answer exposes `Location`. Any other site gets no permission.
+#[test]
+fn an_allowed_portal_origin_gets_cors_answers_and_others_do_not() {
+    let server = TestServer::start_with(Options {
+        toml: "[webrtc]\npublic_calls = true\nallowed_origins = [\"https://portal.example.org\"]\n"
+            .into(),
+        ..Default::default()
+    });
+    let preflight = |origin: &str| {
+        request(
+            server.http,
+            "OPTIONS",
+            "/api/v1/calls/whip",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                ("Access-Control-Request-Headers", "content-type"),
+            ],
+            None,
+        )
+    };
+    let r = preflight("https://portal.example.org");
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://portal.example.org")
+    );
+    assert!(
+        r.header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST") && m.contains("DELETE")),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("content-type"))
+    );
+    let r = preflight("https://elsewhere.example.com");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = request(
+        server.http,
+        "POST",
+        "/api/v1/calls/whip",
+        &[("Origin", "https://portal.example.org")],
+        Some(("application/sdp", browser.offer.as_bytes())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://portal.example.org")
+    );
+    assert_eq!(r.header("access-control-expose-headers"), Some("Location"));
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+}

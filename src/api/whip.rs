@@ -44,10 +44,25 @@ impl FromRef<WhipApi> for Arc<ApiState> {
     }
 }
 
-pub(crate) fn router(api: Arc<ApiState>, calls: Arc<CallServices>, public_calls: bool) -> Router {
+pub(crate) fn router(
+    api: Arc<ApiState>,
+    calls: Arc<CallServices>,
+    public_calls: bool,
+    allowed_origins: Vec<String>,
+) -> Router {
+    let origins: Arc<Vec<String>> = Arc::new(
+        allowed_origins
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect(),
+    );
     Router::new()
-        .route("/api/v1/calls/whip", post(offer))
-        .route("/api/v1/calls/whip/{id}", delete(hang_up).patch(trickle))
+        .route("/api/v1/calls/whip", post(offer).options(preflight))
+        .route(
+            "/api/v1/calls/whip/{id}",
+            delete(hang_up).patch(trickle).options(preflight),
+        )
+        .layer(axum::middleware::from_fn_with_state(origins, cors))
         .route("/call", get(|| page("text/html; charset=utf-8", CALL_HTML)))
         .route(
             "/call.js",
@@ -87,6 +102,56 @@ async fn page(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// A CORS preflight (the offer's `application/sdp` is not a simple content type): answered
+/// 204; [`cors`] adds the permissions when the origin is allowed, and without them the
+/// browser does not send the request.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// CORS for the WHIP routes: a request from an allowed origin (`[webrtc] allowed_origins`)
+/// gets `Access-Control-Allow-Origin` naming it, the methods and headers a WHIP client uses,
+/// and `Location` exposed (the session URL). Other origins get nothing, so browsers keep
+/// their pages out. Credentials (cookies) are never allowed cross-origin: a portal's page
+/// places calls anonymously (`public_calls`) or with a bearer token.
+async fn cors(
+    State(origins): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(|o| o.to_ascii_lowercase())
+        .filter(|o| origins.iter().any(|a| a == o));
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.append(header::VARY, header::HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin
+        && let Ok(value) = header::HeaderValue::from_str(&origin)
+    {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::HeaderValue::from_static("POST, DELETE, PATCH, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::HeaderValue::from_static("Content-Type, Authorization"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::HeaderValue::from_static("Location"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            header::HeaderValue::from_static("600"),
+        );
+    }
+    resp
 }
 
 #[derive(Debug, Default, Deserialize)]
