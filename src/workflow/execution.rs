@@ -6,8 +6,9 @@
 //! Runs today: Task, Pass, Choice, Wait (with the `Days` extension), Succeed and Fail in the
 //! JSONPath query language, with InputPath, Parameters, ResultSelector, ResultPath and
 //! OutputPath, the context object (`$$`), Retry (IntervalSeconds, MaxAttempts, BackoffRate,
-//! MaxDelaySeconds, JitterStrategy) and Catch. [`Definition::load`] refuses, naming the state,
-//! what does not run yet: Parallel, Map, JSONata states and intrinsic functions.
+//! MaxDelaySeconds, JitterStrategy) and Catch, and the intrinsic functions (`States.Format`
+//! and the rest, see `intrinsic`). [`Definition::load`] refuses, naming the state, what does
+//! not run yet: Parallel, Map, JSONata states, and `States.MathRandom` and `States.UUID`.
 //!
 //! Each task invocation carries a [`TaskId`] (state, attempt): the idempotency key a durable
 //! shell stores, and the way a late or repeated answer is recognised and dropped.
@@ -72,13 +73,14 @@ impl Definition {
                 problems.push(not_yet(Some(name), "JSONata states do not run yet".into()));
             }
             for field in ["Parameters", "ResultSelector"] {
-                if let Some(v) = s.get(field)
-                    && uses_intrinsic(v)
-                {
-                    problems.push(not_yet(
-                        Some(name),
-                        format!("`{field}` uses an intrinsic function (States.*), which does not run yet"),
-                    ));
+                let mut calls = Vec::new();
+                if let Some(v) = s.get(field) {
+                    intrinsics(v, &mut calls);
+                }
+                for (key, text) in calls {
+                    if let Err(e) = super::intrinsic::parse(text) {
+                        problems.push(not_yet(Some(name), format!("`{field}.{key}`: {e}")));
+                    }
                 }
             }
             states.insert(name.clone(), s.clone());
@@ -106,14 +108,21 @@ pub fn function_name(resource: &str) -> &str {
     }
 }
 
-fn uses_intrinsic(v: &Value) -> bool {
+/// The intrinsic calls (`States.*` in a `.$` field) of a payload template, with their keys.
+fn intrinsics<'a>(v: &'a Value, out: &mut Vec<(&'a str, &'a str)>) {
     match v {
-        Value::Object(m) => m.iter().any(|(k, v)| {
-            (k.ends_with(".$") && v.as_str().is_some_and(|s| s.starts_with("States.")))
-                || uses_intrinsic(v)
-        }),
-        Value::Array(a) => a.iter().any(uses_intrinsic),
-        _ => false,
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v.as_str() {
+                    Some(text) if k.ends_with(".$") && text.trim_start().starts_with("States.") => {
+                        out.push((k.as_str(), text))
+                    }
+                    _ => intrinsics(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| intrinsics(v, out)),
+        _ => {}
     }
 }
 
@@ -354,7 +363,7 @@ impl Execution {
                 let result = match s.get("ResultSelector") {
                     Some(t) => match self.apply_template(t, &output) {
                         Ok(v) => v,
-                        Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                        Err((error, cause)) => return self.fail_state(error, &cause, now_ms),
                     },
                     None => output,
                 };
@@ -435,7 +444,7 @@ impl Execution {
                 let input = match s.get("Parameters") {
                     Some(t) => match self.apply_template(t, &effective) {
                         Ok(v) => v,
-                        Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                        Err((error, cause)) => return self.fail_state(error, &cause, now_ms),
                     },
                     None => effective,
                 };
@@ -450,7 +459,7 @@ impl Execution {
                 };
                 match result {
                     Ok(r) => self.complete_with_result(&s, r, now_ms),
-                    Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+                    Err((error, cause)) => self.fail_state(error, &cause, now_ms),
                 }
             }
             "Choice" => self.choose(&s, effective, now_ms),
@@ -701,15 +710,35 @@ impl Execution {
         }
     }
 
-    /// A payload template: keys ending in `.$` take the value at their path.
-    fn apply_template(&self, t: &Value, input: &Value) -> Result<Value, String> {
+    /// A payload template: keys ending in `.$` take the value at their path, or of their
+    /// intrinsic function. An error is (its name, the cause): `States.Runtime` for a path
+    /// that finds nothing, `States.IntrinsicFailure` for a failing function.
+    fn apply_template(&self, t: &Value, input: &Value) -> Result<Value, (&'static str, String)> {
         match t {
             Value::Object(m) => {
                 let mut out = Map::new();
                 for (k, v) in m {
                     if let Some(name) = k.strip_suffix(".$") {
                         let p = v.as_str().unwrap_or_default();
-                        out.insert(name.to_string(), self.read(p, input, k)?);
+                        let value = if p.trim_start().starts_with("States.") {
+                            let call = super::intrinsic::parse(p)
+                                .map_err(|e| (super::intrinsic::FAILURE, format!("`{k}`: {e}")))?;
+                            let context = self.context();
+                            super::intrinsic::eval(&call, &|path: &str| {
+                                super::path::get(path, input, &context)?
+                                    .cloned()
+                                    .ok_or_else(|| format!("the path `{path}` found nothing"))
+                            })
+                            .map_err(|e| {
+                                (
+                                    super::intrinsic::FAILURE,
+                                    format!("`{k}` in state `{}`: {e}", self.run.state),
+                                )
+                            })?
+                        } else {
+                            self.read(p, input, k).map_err(|e| ("States.Runtime", e))?
+                        };
+                        out.insert(name.to_string(), value);
                     } else {
                         out.insert(k.clone(), self.apply_template(v, input)?);
                     }

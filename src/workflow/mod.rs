@@ -11,6 +11,7 @@
 pub mod care_tasks;
 pub mod discharge;
 pub mod execution;
+pub(crate) mod intrinsic;
 pub(crate) mod jsonata;
 pub(crate) mod path;
 pub mod risk;

@@ -427,3 +427,65 @@ fn a_task_s_timeout_goes_with_every_invocation_of_it() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+/// Intrinsic functions run in Parameters (a Pass state's result, a Task's input); one that
+/// fails raises States.IntrinsicFailure before anything is invoked, and a Catch can take it.
+#[test]
+fn intrinsic_functions_shape_payloads_and_their_failures_can_be_caught() {
+    let machine = json!({
+        "StartAt": "Greet",
+        "States": {
+            "Greet": {
+                "Type": "Pass",
+                "Parameters": {
+                    "message.$": "States.Format('Hello {}, your visit is {}.', $.name, $$.Execution.Id)",
+                    "meds.$": "States.ArrayLength($.medications)",
+                    "first.$": "States.ArrayGetItem($.medications, 0)"
+                },
+                "ResultPath": "$.greeting",
+                "Next": "Broken"
+            },
+            "Broken": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:Noop",
+                "Parameters": {"x.$": "States.ArrayGetItem($.medications, 9)"},
+                "Catch": [{"ErrorEquals": ["States.IntrinsicFailure"], "ResultPath": "$.error", "Next": "Done"}],
+                "Next": "Done"
+            },
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let def = Arc::new(Definition::load(&machine.to_string()).expect("loads"));
+    let input = json!({"name": "Ada", "medications": ["metformin", "lisinopril"]});
+    let mut e = Execution::start(def, "exec-9", input, T0, 7);
+    match finished(&mut e) {
+        Outcome::Succeeded(out) => {
+            assert_eq!(
+                out["greeting"],
+                json!({"message": "Hello Ada, your visit is exec-9.", "meds": 2, "first": "metformin"})
+            );
+            assert_eq!(out["error"]["Error"], "States.IntrinsicFailure", "{out}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_malformed_or_random_intrinsic_is_refused_at_load_naming_state_and_field() {
+    for (call, why) in [
+        ("States.Format('x'", "expected `,` or `)`"),
+        ("States.UUID()", "random source"),
+        ("States.Frobnicate(1)", "not an intrinsic function"),
+    ] {
+        let machine = json!({
+            "StartAt": "A",
+            "States": {"A": {"Type": "Pass", "Parameters": {"v.$": call}, "End": true}}
+        });
+        let problems = Definition::load(&machine.to_string()).expect_err(call);
+        let text = format!("{problems:?}");
+        assert!(
+            text.contains("\"A\"") && text.contains("Parameters.v.$") && text.contains(why),
+            "{call}: {text}"
+        );
+    }
+}
