@@ -7,8 +7,9 @@
 //! JSONPath query language, with InputPath, Parameters, ResultSelector, ResultPath and
 //! OutputPath, the context object (`$$`), Retry (IntervalSeconds, MaxAttempts, BackoffRate,
 //! MaxDelaySeconds, JitterStrategy) and Catch, and the intrinsic functions (`States.Format`
-//! and the rest, see `intrinsic`). [`Definition::load`] refuses, naming the state, what does
-//! not run yet: Parallel, Map, JSONata states, and `States.MathRandom` and `States.UUID`.
+//! and the rest, see `intrinsic`; MathRandom and UUID draw from the execution's stored random
+//! state). [`Definition::load`] refuses, naming the state, what does not run yet: Parallel,
+//! Map and JSONata states.
 //!
 //! Each task invocation carries a [`TaskId`] (state, attempt): the idempotency key a durable
 //! shell stores, and the way a late or repeated answer is recognised and dropped.
@@ -647,10 +648,7 @@ impl Execution {
         }
         if rule.get("JitterStrategy").and_then(Value::as_str) == Some("FULL") {
             // xorshift64: a fraction in [0, 1) from the seed passed in.
-            self.run.jitter ^= self.run.jitter << 13;
-            self.run.jitter ^= self.run.jitter >> 7;
-            self.run.jitter ^= self.run.jitter << 17;
-            secs *= (self.run.jitter >> 11) as f64 / (1u64 << 53) as f64;
+            secs *= (xorshift(&mut self.run.jitter) >> 11) as f64 / (1u64 << 53) as f64;
         }
         Some((secs * 1000.0).round() as i64)
     }
@@ -713,7 +711,11 @@ impl Execution {
     /// A payload template: keys ending in `.$` take the value at their path, or of their
     /// intrinsic function. An error is (its name, the cause): `States.Runtime` for a path
     /// that finds nothing, `States.IntrinsicFailure` for a failing function.
-    fn apply_template(&self, t: &Value, input: &Value) -> Result<Value, (&'static str, String)> {
+    fn apply_template(
+        &mut self,
+        t: &Value,
+        input: &Value,
+    ) -> Result<Value, (&'static str, String)> {
         match t {
             Value::Object(m) => {
                 let mut out = Map::new();
@@ -724,11 +726,16 @@ impl Execution {
                             let call = super::intrinsic::parse(p)
                                 .map_err(|e| (super::intrinsic::FAILURE, format!("`{k}`: {e}")))?;
                             let context = self.context();
-                            super::intrinsic::eval(&call, &|path: &str| {
-                                super::path::get(path, input, &context)?
-                                    .cloned()
-                                    .ok_or_else(|| format!("the path `{path}` found nothing"))
-                            })
+                            let jitter = &mut self.run.jitter;
+                            super::intrinsic::eval(
+                                &call,
+                                &|path: &str| {
+                                    super::path::get(path, input, &context)?
+                                        .cloned()
+                                        .ok_or_else(|| format!("the path `{path}` found nothing"))
+                                },
+                                &mut || xorshift(jitter),
+                            )
                             .map_err(|e| {
                                 (
                                     super::intrinsic::FAILURE,
@@ -949,6 +956,15 @@ fn wildcard(pattern: &str, text: &str) -> bool {
         }
     }
     m(&p, &t)
+}
+
+/// The execution's random state one step on (xorshift64): its next 64 bits. The state is
+/// part of the stored snapshot, so a resumed execution goes on where it was.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 /// Spreads a seed's bits (SplitMix64), so that small seeds give unrelated jitter.

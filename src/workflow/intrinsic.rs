@@ -1,8 +1,10 @@
 //! ASL intrinsic functions: the `States.*` calls a `.$` field of Parameters or ResultSelector
 //! may hold instead of a path (`"greeting.$": "States.Format('Hello {}', $.name)"`). Parsed at
 //! load (a syntax error names the state and field) and evaluated against the state's input and
-//! the context object. No clock and no randomness: `States.MathRandom` and `States.UUID` need
-//! a random source the durable shell would have to record, and are refused at load for now.
+//! the context object. No clock and no randomness of its own: `States.MathRandom` and
+//! `States.UUID` draw from the execution's random state, which the shell seeds at start and
+//! stores with every step, so a resumed execution never draws the same value twice and a
+//! replayed step draws the same one.
 //!
 //! Semantics and limits follow the Step Functions reference ("Intrinsic functions"): a failure
 //! is the error `States.IntrinsicFailure`, which Retry and Catch can name.
@@ -43,6 +45,8 @@ const FUNCTIONS: &[&str] = &[
     "States.JsonMerge",
     "States.MathAdd",
     "States.StringSplit",
+    "States.MathRandom",
+    "States.UUID",
 ];
 
 /// Parses one intrinsic call, checking that every function (nested ones too) exists and runs.
@@ -83,11 +87,6 @@ impl Parser<'_> {
             self.i += 1;
         }
         let name: String = self.s[start..self.i].iter().collect();
-        if matches!(name.as_str(), "States.MathRandom" | "States.UUID") {
-            return Err(format!(
-                "{name} needs a random source, which does not run yet"
-            ));
-        }
         if !FUNCTIONS.contains(&name.as_str()) {
             return Err(format!("`{name}` is not an intrinsic function"));
         }
@@ -192,20 +191,21 @@ impl Parser<'_> {
     }
 }
 
-/// Evaluates a call; `resolve` reads a path from the state's input or the context object.
+/// Evaluates a call; `resolve` reads a path from the state's input or the context object,
+/// `random` gives 64 random bits (the execution's random state).
 pub(crate) fn eval(
     call: &Call,
     resolve: &dyn Fn(&str) -> Result<Value, String>,
+    random: &mut dyn FnMut() -> u64,
 ) -> Result<Value, String> {
-    let args = call
-        .args
-        .iter()
-        .map(|a| match a {
-            Arg::Literal(v) => Ok(v.clone()),
-            Arg::Path(p) => resolve(p),
-            Arg::Call(c) => eval(c, resolve),
-        })
-        .collect::<Result<Vec<Value>, String>>()?;
+    let mut args = Vec::with_capacity(call.args.len());
+    for a in &call.args {
+        args.push(match a {
+            Arg::Literal(v) => v.clone(),
+            Arg::Path(p) => resolve(p)?,
+            Arg::Call(c) => eval(c, resolve, random)?,
+        });
+    }
     let name = call.name.as_str();
     let want = |n: usize| {
         if args.len() == n {
@@ -390,6 +390,38 @@ pub(crate) fn eval(
                 .map(Value::from)
                 .ok_or_else(|| "States.MathAdd: the sum overflows".into())
         }
+        "States.MathRandom" => {
+            // [start, end): with a seed, the same number for the same seed (the reference's
+            // optional third argument); else from the execution's random state.
+            if !(2..=3).contains(&args.len()) {
+                return Err("States.MathRandom takes a start, an end and an optional seed".into());
+            }
+            let (start, end) = (integer(&args[0])?, integer(&args[1])?);
+            if end <= start {
+                return Err("States.MathRandom: the end must be above the start".into());
+            }
+            let bits = match args.get(2) {
+                Some(seed) => splitmix(integer(seed)? as u64),
+                None => random(),
+            };
+            let span = (end - start) as u64;
+            Ok(Value::from(start + (bits % span) as i64))
+        }
+        "States.UUID" => {
+            want(0)?;
+            // RFC 9562 version 4: 122 random bits, version and variant set.
+            let (hi, lo) = (random(), random());
+            let hi = (hi & !0xf000) | 0x4000;
+            let lo = (lo & !(0b11 << 62)) | (0b10 << 62);
+            Ok(Value::String(format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                hi >> 32,
+                (hi >> 16) & 0xffff,
+                hi & 0xffff,
+                lo >> 48,
+                lo & 0xffff_ffff_ffff
+            )))
+        }
         "States.StringSplit" => {
             want(2)?;
             let s = string(&args[0])?;
@@ -405,6 +437,14 @@ pub(crate) fn eval(
     }
 }
 
+/// SplitMix64: a seed's bits spread (MathRandom's explicit seed).
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -413,11 +453,40 @@ mod tests {
 
     fn run(text: &str, input: Value) -> Result<Value, String> {
         let call = parse(text)?;
-        eval(&call, &|p: &str| {
-            super::super::path::get(p, &input, &json!({}))?
-                .cloned()
-                .ok_or_else(|| format!("{p}: nothing"))
-        })
+        let mut state = 0x1234_5678_9abc_def1u64;
+        eval(
+            &call,
+            &|p: &str| {
+                super::super::path::get(p, &input, &json!({}))?
+                    .cloned()
+                    .ok_or_else(|| format!("{p}: nothing"))
+            },
+            &mut || {
+                state = splitmix(state);
+                state
+            },
+        )
+    }
+
+    #[test]
+    fn random_values_are_in_range_and_uuids_are_version_4() {
+        for _ in 0..3 {
+            let n = run("States.MathRandom(10, 20)", json!({})).unwrap();
+            assert!((10..20).contains(&n.as_i64().unwrap()), "{n}");
+        }
+        assert_eq!(
+            run("States.MathRandom(1, 1000, 7)", json!({})),
+            run("States.MathRandom(1, 1000, 7)", json!({})),
+            "a seed gives the same number"
+        );
+        let u = run("States.UUID()", json!({})).unwrap();
+        let u = u.as_str().unwrap();
+        let parts: Vec<usize> = u.split('-').map(str::len).collect();
+        assert_eq!(parts, vec![8, 4, 4, 4, 12], "{u}");
+        assert_eq!(&u[14..15], "4", "version 4: {u}");
+        assert!("89ab".contains(&u[19..20]), "RFC variant: {u}");
+        assert!(run("States.MathRandom(5, 5)", json!({})).is_err());
+        assert!(run("States.UUID(1)", json!({})).is_err());
     }
 
     #[test]
@@ -477,8 +546,6 @@ mod tests {
             "States.Format('x'",
             "States.Format('x') trailing",
             "States.Array(wat)",
-            "States.MathRandom(1, 10)",
-            "States.UUID()",
             "States.Format('unclosed)",
         ] {
             assert!(parse(text).is_err(), "{text} parses");

@@ -471,10 +471,13 @@ fn intrinsic_functions_shape_payloads_and_their_failures_can_be_caught() {
 }
 
 #[test]
-fn a_malformed_or_random_intrinsic_is_refused_at_load_naming_state_and_field() {
+fn a_malformed_or_unknown_intrinsic_is_refused_at_load_naming_state_and_field() {
     for (call, why) in [
         ("States.Format('x'", "expected `,` or `)`"),
-        ("States.UUID()", "random source"),
+        (
+            "States.Format('{}', States.Nope())",
+            "not an intrinsic function",
+        ),
         ("States.Frobnicate(1)", "not an intrinsic function"),
     ] {
         let machine = json!({
@@ -487,5 +490,51 @@ fn a_malformed_or_random_intrinsic_is_refused_at_load_naming_state_and_field() {
             text.contains("\"A\"") && text.contains("Parameters.v.$") && text.contains(why),
             "{call}: {text}"
         );
+    }
+}
+
+/// A random intrinsic draws from the execution's stored random state: a step replayed from
+/// the same snapshot draws the same value (a resumed execution repeats nothing), the next
+/// step another one.
+#[test]
+fn a_random_value_is_the_same_when_a_step_is_replayed_from_its_snapshot() {
+    let machine = json!({
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:Ask",
+                "ResultPath": "$.answer",
+                "Next": "Tag"
+            },
+            "Tag": {
+                "Type": "Pass",
+                "Parameters": {"id.$": "States.UUID()", "n.$": "States.MathRandom(0, 1000000)"},
+                "End": true
+            }
+        }
+    });
+    let def = Arc::new(Definition::load(&machine.to_string()).expect("loads"));
+    let mut e = Execution::start(def.clone(), "exec-r", json!({}), T0, 42);
+    let (task, _) = invoked(&mut e, "Ask");
+    let saved = e.snapshot();
+    let run = |mut e: Execution| {
+        ok(&mut e, task.clone(), json!(1), T0 + 1_000);
+        match finished(&mut e) {
+            Outcome::Succeeded(out) => out,
+            other => panic!("{other:?}"),
+        }
+    };
+    let first = run(Execution::restore(def.clone(), saved.clone()).unwrap());
+    let again = run(Execution::restore(def.clone(), saved).unwrap());
+    assert_eq!(first, again, "replayed from the same snapshot");
+    let other = run(e);
+    assert_eq!(other, first, "the live execution is that same step");
+    let mut fresh = Execution::start(def, "exec-s", json!({}), T0, 43);
+    let (task, _) = invoked(&mut fresh, "Ask");
+    ok(&mut fresh, task, json!(1), T0 + 1_000);
+    match finished(&mut fresh) {
+        Outcome::Succeeded(out) => assert_ne!(out["id"], first["id"], "another execution"),
+        other => panic!("{other:?}"),
     }
 }
