@@ -228,7 +228,12 @@ fn chromium_calls_with_opus_when_careline_prefers_it() {
     chromium_call(server, "opus");
 }
 
+/// One Chromium at a time: two browsers recording audio at once on a 2-core machine would
+/// starve each other's audio threads, and what is heard is what these tests judge.
+static CHROMIUM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn chromium_call(server: TestServer, label: &str) {
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
     let root = support::server::repo_root();
     let shots = root.join("target/browser-screenshots").join(label);
     std::fs::create_dir_all(&shots).unwrap();
@@ -281,15 +286,26 @@ fn chromium_call(server: TestServer, label: &str) {
         if let Some(ms) = prefix_ms {
             expected.truncate(ms * 8);
         }
-        careline::media::recognize::find_from(&heard, &expected, from_ms as usize * 8)
+        // Before the key, only what was played before it; after it, the rest.
+        let upto = if from_ms < pressed_at {
+            (pressed_at as usize * 8).min(heard.len())
+        } else {
+            heard.len()
+        };
+        careline::media::recognize::find_from(&heard[..upto], &expected, from_ms as usize * 8)
             .map(|m| (m.envelope_score, m.waveform_score))
             .unwrap_or((0.0, 0.0))
     };
-    let heard_it = |(envelope, waveform): (f32, f32)| envelope >= 0.85 && waveform >= 0.15;
+    // On a loaded machine the browser's audio thread glitches now and then: the contour of
+    // what was played still stands out (0.8 and more) where a prompt that was not played
+    // scores far lower, which the comparisons below require.
+    let heard_it = |(envelope, waveform): (f32, f32)| envelope >= 0.8 && waveform >= 0.1;
     let welcome = score("welcome", 0, Some(2000));
+    let never = score("digit-9", 0, Some(2000));
     assert!(
-        heard_it(welcome),
-        "the welcome was heard in the browser ({} ms of audio; envelope and waveform {welcome:?})",
+        heard_it(welcome) && welcome.0 > never.0 && welcome.1 > never.1,
+        "the welcome was heard in the browser ({} ms of audio; envelope and waveform \
+         {welcome:?}, of a prompt never played {never:?})",
         heard.len() / 8
     );
     let five = score("digit-5", pressed_at, None);

@@ -23,6 +23,10 @@ async function call() {
     const r = await fetch('/api/v1/calls/whip' + location.search, {
       method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
     });
+    if (r.status === 401 || r.status === 403) {
+      end('Calls from this page are not open to the public. Please sign in first, or phone the clinic.');
+      return;
+    }
     if (r.status !== 201) {
       const problem = await r.json().catch(() => ({}));
       end(problem.detail || 'The clinic cannot take the call now. Please try again later.');
