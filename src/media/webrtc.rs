@@ -73,6 +73,22 @@ impl WebRtcError {
     fn rtc(e: impl std::fmt::Display) -> WebRtcError {
         WebRtcError::Rtc(e.to_string())
     }
+
+    /// What was wrong with an offer, without the offer: the parser's messages quote the line
+    /// they stopped at, which can hold the caller's address (an identifier under HIPAA), and
+    /// this text reaches logs. Only the kind of fault before its first `:` is kept.
+    fn offer(e: &impl std::fmt::Display) -> WebRtcError {
+        let text = e.to_string();
+        let kind: String = text
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == ' ' || *c == '_')
+            .take(80)
+            .collect();
+        WebRtcError::Offer(kind.trim().to_string())
+    }
 }
 
 /// Where the leg's connection stands (RTCPeerConnectionState, reduced to what a call acts on).
@@ -272,8 +288,8 @@ impl WebRtcTransport {
         now: Instant,
     ) -> Result<Answered, WebRtcError> {
         // Refuse what is not SDP at all before looking for audio in it.
-        let parsed = RTCSessionDescription::offer(offer.to_owned())
-            .map_err(|e| WebRtcError::Offer(e.to_string()))?;
+        let parsed =
+            RTCSessionDescription::offer(offer.to_owned()).map_err(|e| WebRtcError::offer(&e))?;
         drop(parsed);
         let formats = offered_audio(offer);
         let (codec, chosen) = preference
@@ -343,10 +359,9 @@ impl WebRtcTransport {
             .map_err(WebRtcError::rtc)?;
         pc.add_local_candidate(candidate)
             .map_err(WebRtcError::rtc)?;
-        let offer =
-            RTCSessionDescription::offer(offer).map_err(|e| WebRtcError::Offer(e.to_string()))?;
+        let offer = RTCSessionDescription::offer(offer).map_err(|e| WebRtcError::offer(&e))?;
         pc.set_remote_description(now, offer)
-            .map_err(|e| WebRtcError::Offer(e.to_string()))?;
+            .map_err(|e| WebRtcError::offer(&e))?;
 
         let track = MediaStreamTrack::new(
             format!("careline-{ssrc:08x}"),

@@ -438,8 +438,9 @@ fn a_broken_offer_is_refused_without_echoing_it() {
     let now = Instant::now();
     for offer in [
         "",
-        "hello",
+        "hello 192.0.2.55",
         "v=0\r\no=- 1 1 IN IP4 192.0.2.55\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n",
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.55\r\nc=IN IP4 192.0.2.55 junk\r\nq=192.0.2.55\r\n",
     ] {
         let err = WebRtcTransport::answer(offer, addr(SERVER), None, &[Codec::Pcmu], 1, now)
             .err()
