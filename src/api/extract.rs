@@ -58,15 +58,19 @@ pub(crate) fn describe(path: &str, message: &str) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct JsonBody<T>(pub T);
 
+/// A `Content-Type`'s media type, lowercased, without its parameters (`; charset=...`);
+/// empty when there is none.
+pub(crate) fn media_type(content_type: Option<&header::HeaderValue>) -> String {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
-    let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let mime = ct.split(';').next().unwrap_or_default().trim();
-    mime.eq_ignore_ascii_case("application/json")
-        || (mime.len() > 5
-            && mime[..12.min(mime.len())].eq_ignore_ascii_case("application/")
-            && mime.to_ascii_lowercase().ends_with("+json"))
+    let mime = media_type(content_type);
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 /// Reads a body under the route's limit and the connection's body timeout: 413 past the

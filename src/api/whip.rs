@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +22,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
-use super::extract::QueryParams;
+use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
 use crate::call::whip::{Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
@@ -162,12 +161,7 @@ struct OfferQuery {
 }
 
 fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
+    media_type(headers.get(header::CONTENT_TYPE))
 }
 
 fn whip_error(e: WhipError) -> Response {
@@ -198,7 +192,7 @@ async fn offer(
     QueryParams(query): QueryParams<OfferQuery>,
     ConnectInfo(client): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     if !s.public_calls {
         let caller = caller.ok_or_else(|| {
@@ -215,6 +209,8 @@ async fn offer(
             "send the SDP offer as Content-Type: application/sdp (RFC 9725 §4.2)",
         ));
     }
+    // Read like every other body: under the route's limit and the connection's body timeout.
+    let body = body_bytes(req, &()).await?;
     let Ok(sdp) = String::from_utf8(body.to_vec()) else {
         return Err(ApiError::bad_request("the SDP offer is not UTF-8 text"));
     };
@@ -273,7 +269,6 @@ async fn trickle(
     State(s): State<WhipApi>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
 ) -> Result<Response, ApiError> {
     let call_id = session(&id)?;
     if !s.calls.table.contains(&call_id) {
@@ -287,6 +282,5 @@ async fn trickle(
             "send candidates as Content-Type: application/trickle-ice-sdpfrag (RFC 8840)",
         ));
     }
-    let _ = body;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
