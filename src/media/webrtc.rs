@@ -121,8 +121,8 @@ pub struct WebRtcTransport {
     local: SocketAddr,
     /// Where the browser's datagrams come from (its ICE candidate in use).
     remote: Option<SocketAddr>,
-    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
-    rtp: VecDeque<Vec<u8>>,
+    transmits: VecDeque<(SocketAddr, BytesMut)>,
+    rtp: VecDeque<BytesMut>,
     state: TransportState,
     send_errors: u64,
 }
@@ -469,12 +469,12 @@ impl WebRtcTransport {
     }
 
     /// The next datagram to send, and where.
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
         self.transmits.pop_front()
     }
 
     /// The next decrypted RTP packet from the browser, as RTP bytes for the media leg.
-    pub fn poll_rtp(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_rtp(&mut self) -> Option<BytesMut> {
         self.rtp.pop_front()
     }
 
@@ -501,8 +501,8 @@ impl WebRtcTransport {
 
     fn drain(&mut self) {
         while let Some(m) = self.pc.poll_write() {
-            self.transmits
-                .push_back((m.transport.peer_addr, m.message.to_vec()));
+            // Handed on as they are: no copy per packet.
+            self.transmits.push_back((m.transport.peer_addr, m.message));
         }
         while let Some(e) = self.pc.poll_event() {
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
@@ -522,7 +522,7 @@ impl WebRtcTransport {
             if let RTCMessage::RtpPacket(_, packet) = message
                 && let Ok(bytes) = packet.marshal()
             {
-                self.rtp.push_back(bytes.to_vec());
+                self.rtp.push_back(bytes);
             }
         }
     }
