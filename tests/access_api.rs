@@ -410,15 +410,6 @@ const MATRIX: &[Row] = &[
     },
 ];
 
-/// A flow that holds the line (one long input wait): calls stay live for the whole test.
-const HOLD_FLOW: &str = r#"{"Version": "2019-10-30", "StartAction": "hold", "Actions": [
-  {"Identifier": "hold", "Type": "GetParticipantInput",
-   "Parameters": {"PromptId": "welcome", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
-   "Transitions": {"NextAction": "hold", "Conditions": [], "Errors": [
-     {"NextAction": "hold", "ErrorType": "InputTimeLimitExceeded"},
-     {"NextAction": "hold", "ErrorType": "NoMatchingCondition"},
-     {"NextAction": "hold", "ErrorType": "NoMatchingError"}]}}]}"#;
-
 /// A server whose calls hold the line until the caller hangs up.
 fn start_holding() -> (Api, tempfile::TempDir) {
     start_holding_with("")
@@ -427,7 +418,7 @@ fn start_holding() -> (Api, tempfile::TempDir) {
 /// As [`start_holding`], with extra configuration.
 fn start_holding_with(extra_toml: &str) -> (Api, tempfile::TempDir) {
     let flows = tempfile::tempdir().unwrap();
-    std::fs::write(flows.path().join("hold.json"), HOLD_FLOW).unwrap();
+    std::fs::write(flows.path().join("hold.json"), support::fixtures::HOLD_FLOW).unwrap();
     let api = Api::start(&format!(
         "[flows]\ndir = \"{}\"\ndefault = \"hold\"\n[rtp]\ntimeout_secs = 900\n{extra_toml}",
         flows.path().display()

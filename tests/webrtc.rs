@@ -12,15 +12,6 @@ use support::browser::BrowserPeer;
 use support::http::{Response, request};
 use support::server::{Options, TestServer};
 
-/// A flow that holds the line (one long input wait) until the caller goes.
-const HOLD_FLOW: &str = r#"{"Version": "2019-10-30", "StartAction": "hold", "Actions": [
-  {"Identifier": "hold", "Type": "GetParticipantInput",
-   "Parameters": {"PromptId": "welcome", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
-   "Transitions": {"NextAction": "hold", "Conditions": [], "Errors": [
-     {"NextAction": "hold", "ErrorType": "InputTimeLimitExceeded"},
-     {"NextAction": "hold", "ErrorType": "NoMatchingCondition"},
-     {"NextAction": "hold", "ErrorType": "NoMatchingError"}]}}]}"#;
-
 fn public() -> TestServer {
     TestServer::start_with(Options {
         toml: "[webrtc]\npublic_calls = true\n".into(),
@@ -336,7 +327,7 @@ fn chromium_call(server: TestServer, label: &str) {
 fn a_browser_that_goes_away_ends_its_call() {
     // A flow that holds the line, and no RTP timeout: only the lost connection can end it.
     let flows = tempfile::tempdir().unwrap();
-    std::fs::write(flows.path().join("hold.json"), HOLD_FLOW).unwrap();
+    std::fs::write(flows.path().join("hold.json"), support::fixtures::HOLD_FLOW).unwrap();
     let server = TestServer::start_with(Options {
         toml: format!(
             "[webrtc]\npublic_calls = true\n[flows]\ndir = \"{}\"\ndefault = \"hold\"\n\

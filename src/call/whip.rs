@@ -137,8 +137,7 @@ pub async fn place(
                 services: svc.clone(),
                 source: remote,
             };
-            let svc2 = svc.clone();
-            let admitted = admit(&svc2, &offer, &target, remote, &call_id);
+            let admitted = admit(&svc, &offer, &target, remote, &call_id);
             let (admission, mut start, answer) = match admitted {
                 Ok(a) => a,
                 Err(e) => {

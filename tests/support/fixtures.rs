@@ -51,3 +51,13 @@ pub fn conformance_json(sub: &str) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A contact flow that holds the line (one long input wait, every outcome back to it): calls
+/// stay live until the caller goes.
+pub const HOLD_FLOW: &str = r#"{"Version": "2019-10-30", "StartAction": "hold", "Actions": [
+  {"Identifier": "hold", "Type": "GetParticipantInput",
+   "Parameters": {"PromptId": "welcome", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
+   "Transitions": {"NextAction": "hold", "Conditions": [], "Errors": [
+     {"NextAction": "hold", "ErrorType": "InputTimeLimitExceeded"},
+     {"NextAction": "hold", "ErrorType": "NoMatchingCondition"},
+     {"NextAction": "hold", "ErrorType": "NoMatchingError"}]}}]}"#;
