@@ -34,10 +34,10 @@ pub(crate) struct Admitted<'a> {
 
 /// Refuses the call (with the reason in the response and the metrics), or admits it.
 ///
-/// A refused call gives its place in the table (and any media port) back before the refusal
-/// is sent: over UDP the INVITE server transaction then waits up to 32 s for the caller's ACK
-/// (RFC 3261 §17.2.1, Timer H), and a caller that never sends one (a scanner, a flood) must
-/// not hold a call slot for that long, or it crowds out every other caller.
+/// A refused call gives its place in the table (and any media port) back as soon as the
+/// refusal is sent: `IncomingCall::reject` absorbs the caller's ACK in the background (up to
+/// 32 s over UDP, RFC 3261 §17.2.1 Timer H), so a caller that never sends one (a scanner, a
+/// flood) does not hold a call slot that long and crowd out every other caller.
 pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
     call.trying().await;
     let retry = Some(svc.settings.retry_after_secs);
@@ -55,7 +55,6 @@ pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<
     let Some(flow) = svc.flows.flow_for(&call.dialed) else {
         svc.metrics.call_rejected("404");
         info!("no contact flow for the dialed number and no flows.default");
-        drop(admission);
         call.reject(404, None, Some("no contact flow for this number".into()))
             .await;
         return None;
@@ -67,7 +66,6 @@ pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<
     if call.offer.is_empty() || !is_sdp {
         svc.metrics.call_rejected("488");
         let why = "Careline needs an SDP offer in the INVITE";
-        drop(admission);
         call.reject(488, None, Some(why.into())).await;
         return None;
     }
@@ -78,7 +76,6 @@ pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<
         Err(e) => {
             warn!(error = %e, "no media port for the call");
             svc.metrics.call_rejected("503");
-            drop(admission);
             call.reject(503, retry, Some("no media ports free".into()))
                 .await;
             return None;
@@ -101,7 +98,6 @@ pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<
             let code = e.sip_status();
             svc.metrics
                 .call_rejected(if code == 400 { "400" } else { "488" });
-            drop((admission, sockets));
             call.reject(code, None, Some(e.to_string())).await;
             return None;
         }

@@ -15,6 +15,7 @@ pub(crate) mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::DialogId;
@@ -626,8 +627,12 @@ impl IncomingCall {
         if let Err(e) = self.tx.reply_with(status, headers, None).await {
             tracing::debug!(error = %e, "could not send the rejection");
         }
-        // Keep the transaction alive to absorb the ACK and retransmissions of the INVITE.
-        while self.tx.receive().await.is_some() {}
+        // Keep the transaction alive to absorb the ACK and retransmissions of the INVITE
+        // (up to 32 s over UDP, Timer H), in the background: the caller of `reject` holds
+        // nothing of the call meanwhile (a call slot kept that long let a flood of refused
+        // INVITEs fill the call table).
+        let mut tx = self.tx;
+        tokio::spawn(async move { while tx.receive().await.is_some() {} }.in_current_span());
     }
 
     /// Creates the server dialog (sending 100 Trying) and returns the handle that answers and
