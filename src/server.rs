@@ -325,7 +325,7 @@ impl Server {
             crate::api::serve::Limits::from_config(&config.http),
             Some(services.metrics.clone()),
         ));
-        tokio::spawn(crate::call::task::switchboard(incoming, services.clone()));
+        tokio::spawn(crate::call::admit::switchboard(incoming, services.clone()));
 
         info!(
             sip_udp = %sip.udp_addr,

@@ -495,14 +495,19 @@ async fn stream(
     let sealed = row.state == RecState::Sealed;
     let (mut export, total) = match want {
         Some(AudioFormat::Opus) if row.format != AudioFormat::Opus => {
-            let export = Export::new(row.format, AudioFormat::Opus, row.sample_rate);
+            let export = Export::new(
+                row.format,
+                AudioFormat::Opus,
+                row.sample_rate,
+                rand::random(),
+            );
             (Some(export.map_err(failed)?), None)
         }
         Some(AudioFormat::Wav) => {
             let data_len = sealed
                 .then(|| wav_data_len(row.format, row.size, row.chunks))
                 .flatten();
-            let export = Export::new(row.format, AudioFormat::Wav, row.sample_rate)
+            let export = Export::new(row.format, AudioFormat::Wav, row.sample_rate, 0)
                 .map_err(failed)?
                 .streamed(data_len);
             let total = export.announced_size();

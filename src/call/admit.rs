@@ -1,20 +1,77 @@
 //! Admission: what happens to an INVITE before there is a call. Draining, the concurrent-call
 //! limit, the number's flow, the SDP offer and a free media port each refuse the call with
 //! the status a phone or trunk understands; an admitted call has its dialog (ringing) and its
-//! negotiated media, ready for the call core to answer.
+//! negotiated media, ready for the call core to answer. The switchboard gives each admitted
+//! call its task.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tracing::{info, warn};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
 
 use super::CallServices;
+use super::start::{Pending, Signaling, Start};
 use super::table::Admission;
+use super::task::run_call;
 use crate::flow::attributes::ContactData;
 use crate::flow::program::Flow;
+use crate::media::leg::LegParams;
 use crate::media::ports::RtpSockets;
 use crate::sip::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::{IncomingCall, ServerCall};
+
+/// Takes new calls off the SIP side and gives each its task.
+pub(crate) async fn switchboard(
+    mut incoming: mpsc::Receiver<crate::sip::IncomingCall>,
+    services: Arc<CallServices>,
+) {
+    while let Some(call) = incoming.recv().await {
+        // Trunk and user name staff or carriers, never the patient.
+        let span = info_span!(
+            "call",
+            id = %call.call_id,
+            trunk = call.trunk.as_deref(),
+            user = call.user.as_deref()
+        );
+        tokio::spawn(run(call, services.clone()).instrument(span));
+    }
+}
+
+/// Admits one SIP call and runs it to its end.
+async fn run(call: IncomingCall, svc: Arc<CallServices>) {
+    let Some(admitted) = admit(call, &svc).await else {
+        return;
+    };
+    let Admitted {
+        admission,
+        call_id,
+        flow,
+        contact,
+        dialog,
+        sockets,
+        local,
+        answer,
+        negotiated,
+        transport,
+    } = admitted;
+    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
+    let start = Start {
+        call_id,
+        flow,
+        contact,
+        signaling: Signaling::Sip(dialog),
+        media: Pending::Rtp {
+            sockets,
+            params: LegParams::from(&negotiated),
+            answer,
+        },
+        codec: negotiated.codec,
+        local: Some(local),
+        connecting: None,
+    };
+    run_call(&svc, admission, start).await;
+}
 
 /// A call Careline will take: its place in the table, its flow, the dialog (ringing) and the
 /// media it will answer with.

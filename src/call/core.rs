@@ -86,6 +86,11 @@ pub struct CallPolicy {
     pub record_all: bool,
     /// A media-streaming endpoint is configured (`media_streaming.url`).
     pub streaming: bool,
+    /// How long an answered caller has to confirm ([`Input::Confirmed`]) before the call is
+    /// hung up with cause `connect_timeout`. A browser's media must connect within
+    /// `[webrtc] connect_timeout_secs`; a SIP dialog leaves this `None`, since its transaction
+    /// layer already ends a call whose ACK never comes (RFC 3261 Timer H).
+    pub confirm_within: Option<Duration>,
 }
 
 /// Where the call stands.
@@ -216,6 +221,8 @@ pub struct CallCore {
     outputs: VecDeque<Output>,
     /// When ringing ends.
     ring_until: Option<Instant>,
+    /// When an answered call that is still unconfirmed is given up.
+    confirm_by: Option<Instant>,
     /// The play in progress and whether a key may cut it short.
     playing: Option<(PlayId, bool)>,
     next_id: u64,
@@ -250,6 +257,7 @@ impl CallCore {
             flow: FlowRun::new(env, flow, contact),
             outputs: VecDeque::new(),
             ring_until: None,
+            confirm_by: None,
             playing: None,
             next_id: 0,
             collector: None,
@@ -265,7 +273,7 @@ impl CallCore {
             policy,
         };
         if core.policy.ring.is_zero() {
-            core.answer();
+            core.answer(now);
         } else {
             core.ring_until = Some(now + core.policy.ring);
         }
@@ -345,6 +353,7 @@ impl CallCore {
         }
         [
             self.ring_until,
+            self.confirm_by,
             self.collector.as_ref().map(|c| c.deadline()),
             self.pending.map(|p| p.deadline),
             self.timer,
@@ -362,7 +371,12 @@ impl CallCore {
         let t = now.mono;
         if self.ring_until.is_some_and(|d| d <= t) {
             self.ring_until = None;
-            self.answer();
+            self.answer(t);
+        }
+        if self.confirm_by.is_some_and(|d| d <= t) {
+            info!("the caller never confirmed the answer: hanging up");
+            self.end("connect_timeout", true);
+            return;
         }
         if let Some(outcome) = self.collector.as_mut().and_then(|c| c.on_time(t)) {
             self.collector = None;
@@ -392,6 +406,7 @@ impl CallCore {
                 }
             }
             Input::Confirmed => {
+                self.confirm_by = None;
                 if self.phase == Phase::Answering {
                     self.phase = Phase::Ivr;
                     self.flow.handle(Event::Started, now);
@@ -480,8 +495,9 @@ impl CallCore {
         self.run_effects(now);
     }
 
-    fn answer(&mut self) {
+    fn answer(&mut self, now: Instant) {
         self.phase = Phase::Answering;
+        self.confirm_by = self.policy.confirm_within.map(|d| now + d);
         self.outputs.push_back(Output::Answer);
     }
 
@@ -495,6 +511,7 @@ impl CallCore {
         self.pending = None;
         self.timer = None;
         self.ring_until = None;
+        self.confirm_by = None;
         // Leaving frees the contact's place in its queue.
         self.ticket = None;
     }

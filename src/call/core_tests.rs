@@ -541,6 +541,38 @@ fn ringing_answers_when_the_ring_time_is_over_or_never_if_cancelled() {
     assert_eq!(sim.core.ended(), Some("cancel"));
 }
 
+/// A browser's answer is in its hands at once; its media must connect within the policy's
+/// limit or the call is hung up (`connect_timeout`), counted from the answer, not from when
+/// the call arrived; one that connects in time runs its flow with nothing left to fire.
+#[test]
+fn an_answer_never_confirmed_is_given_up_after_the_confirm_limit() {
+    let policy = CallPolicy {
+        ring: secs(1),
+        confirm_within: Some(secs(10)),
+        ..CallPolicy::default()
+    };
+    let mut sim = Sim::new(shipped(), "100", policy.clone());
+    assert_eq!(sim.core.poll_timeout(), Some(sim.t0 + secs(1)));
+    sim.advance(secs(1));
+    assert_eq!(sim.answers, 1);
+    assert_eq!(sim.core.poll_timeout(), Some(sim.t0 + secs(11)));
+    sim.advance(Duration::from_millis(9999));
+    assert_eq!(sim.core.ended(), None);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.core.ended(), Some("connect_timeout"));
+    assert_eq!(sim.hangups, 1);
+    assert!(sim.heard.is_empty());
+    assert_eq!(sim.core.poll_timeout(), None);
+
+    let mut sim = Sim::new(shipped(), "100", policy);
+    sim.advance(secs(5));
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.heard, ["en/welcome"]);
+    sim.advance(secs(30));
+    assert_eq!(sim.core.ended(), None, "confirmed calls keep running");
+    assert_eq!(sim.hangups, 0);
+}
+
 fn lambda_flow() -> (FlowEngine, tempfile::TempDir) {
     custom(
         json!([

@@ -9,8 +9,9 @@ use tracing::{Instrument, info, warn};
 
 use super::Identify;
 use super::core::{CallCore, Input, Output, RecordOp};
+use super::start::{Pending, Signaling};
 use super::table::CallHandle;
-use super::task::{Done, Pending, Shell, Signaling, now};
+use super::task::{Done, Shell, now};
 use crate::media::leg::{LegCommand, LegParams};
 use crate::media::recorder::LegRecording;
 

@@ -3,6 +3,7 @@
 pub(crate) mod admit;
 pub mod core;
 mod effects;
+mod start;
 pub(crate) mod table;
 pub(crate) mod task;
 pub mod whip;

@@ -7,35 +7,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tracing::{Instrument, info, info_span};
+use tracing::info;
 
-use super::admit::{Admitted, admit};
 use super::core::{CallCore, CallPolicy, Input, RequestId};
+use super::start::{Pending, Signaling, Start};
 use super::{CallCommand, CallServices, Identify};
 use crate::flow::interpreter::Now;
 use crate::media::engine::LegHandle;
-use crate::media::leg::{LegCommand, LegEvent, LegParams};
+use crate::media::leg::{LegCommand, LegEvent};
 use crate::media::player::PlayId;
 use crate::media::prompt::Prompt;
 use crate::sip::sdp::LocalMedia;
-use crate::sip::{CallSignal, EndReason, ServerCall};
-
-/// Takes new calls off the SIP side and gives each its task.
-pub(crate) async fn switchboard(
-    mut incoming: mpsc::Receiver<crate::sip::IncomingCall>,
-    services: Arc<CallServices>,
-) {
-    while let Some(call) = incoming.recv().await {
-        // Trunk and user name staff or carriers, never the patient.
-        let span = info_span!(
-            "call",
-            id = %call.call_id,
-            trunk = call.trunk.as_deref(),
-            user = call.user.as_deref()
-        );
-        tokio::spawn(run(call, services.clone()).instrument(span));
-    }
-}
+use crate::sip::{CallSignal, EndReason};
 
 pub(super) fn now() -> Now {
     Now::new(Instant::now(), jiff::Timestamp::now())
@@ -46,54 +29,6 @@ pub(super) enum Done {
     Rendered(PlayId, Vec<Arc<Prompt>>),
     Invoked(RequestId, Result<serde_json::Value, String>),
     Identified(RequestId, Identify),
-}
-
-async fn run(call: crate::sip::IncomingCall, svc: Arc<CallServices>) {
-    let Some(admitted) = admit(call, &svc).await else {
-        return;
-    };
-    let Admitted {
-        admission,
-        call_id,
-        flow,
-        contact,
-        dialog,
-        sockets,
-        local,
-        answer,
-        negotiated,
-        transport,
-    } = admitted;
-    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
-    let start = Start {
-        call_id,
-        flow,
-        contact,
-        signaling: Signaling::Sip(dialog),
-        media: Pending::Rtp {
-            sockets,
-            params: LegParams::from(&negotiated),
-            answer,
-        },
-        codec: negotiated.codec,
-        local: Some(local),
-        connecting: None,
-    };
-    run_call(&svc, admission, start).await;
-}
-
-/// An admitted call, ready for its core: whatever brought it (SIP or WHIP).
-pub(super) struct Start {
-    pub call_id: String,
-    pub flow: Arc<crate::flow::program::Flow>,
-    pub contact: crate::flow::attributes::ContactData,
-    pub signaling: Signaling,
-    pub media: Pending,
-    pub codec: crate::media::codec::Codec,
-    /// A SIP call's media description, for re-offers (hold, a new address).
-    pub local: Option<LocalMedia>,
-    /// A browser call's place among those connecting from its address, until it connects.
-    pub connecting: Option<super::whip::ConnectingTicket>,
 }
 
 /// Runs an admitted call to its end. `_admission` holds its place in the call table.
@@ -112,6 +47,7 @@ pub(super) async fn run_call(
         },
         record_all: svc.recorder.record_all(),
         streaming: svc.flows.streaming_url.is_some(),
+        confirm_within: browser.then_some(svc.settings.webrtc_connect_timeout),
     };
     info!(flow = %start.flow.name, "running contact flow");
     let mut core = CallCore::new(
@@ -134,46 +70,11 @@ pub(super) async fn run_call(
         commands: Some(commands),
         done,
         answered: None,
-        connect_by: browser.then(|| Instant::now() + svc.settings.webrtc_connect_timeout),
         connecting: start.connecting,
     };
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
     shell.finish(&core, cause).await;
-}
-
-/// How the call's far end signals: a SIP dialog, or a browser's WHIP session (its answer went
-/// out in the HTTP response; its hang-up, `DELETE`, arrives as a call command; its media
-/// connecting stands for SIP's ACK).
-pub(super) enum Signaling {
-    Sip(ServerCall),
-    Whip,
-}
-
-impl Signaling {
-    async fn next_signal(&mut self) -> Option<CallSignal> {
-        match self {
-            Signaling::Sip(dialog) => dialog.next_signal().await,
-            Signaling::Whip => std::future::pending().await,
-        }
-    }
-}
-
-/// The media a call answers with, reserved at admission and put on the clock at answer.
-pub(super) enum Pending {
-    /// A phone: its RTP ports, the negotiated media and the SDP answer for 200 OK.
-    Rtp {
-        sockets: crate::media::ports::RtpSockets,
-        params: LegParams,
-        answer: String,
-    },
-    /// A browser: its socket and the peer connection that answered its offer.
-    WebRtc {
-        sockets: crate::media::ports::RtpSockets,
-        peer: Box<crate::media::webrtc::WebRtcTransport>,
-        params: LegParams,
-        ids: crate::media::engine::LegIds,
-    },
 }
 
 pub(super) struct Shell {
@@ -190,8 +91,6 @@ pub(super) struct Shell {
     pub(super) commands: Option<mpsc::UnboundedSender<CallCommand>>,
     pub(super) done: mpsc::UnboundedSender<Done>,
     pub(super) answered: Option<(jiff::Timestamp, Instant)>,
-    /// A browser leg must connect by then.
-    pub(super) connect_by: Option<Instant>,
     /// Held while a browser leg connects (see `whip::Connecting`).
     pub(super) connecting: Option<super::whip::ConnectingTicket>,
 }
@@ -219,19 +118,7 @@ impl Shell {
                     None => std::future::pending().await,
                 }
             };
-            let connect_by = self.connect_by;
-            let connecting = async {
-                match connect_by {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
             let input = tokio::select! {
-                _ = connecting => {
-                    self.connect_by = None;
-                    info!("the browser did not connect in time: hanging up");
-                    Some(Input::Hangup("connect_timeout"))
-                }
                 signal = self.signaling.next_signal() => match signal {
                     None => Some(Input::RemoteEnded(EndReason::Other)),
                     Some(CallSignal::Ended(why)) => Some(Input::RemoteEnded(why)),
@@ -260,7 +147,6 @@ impl Shell {
                     }
                     // A browser's media is up: what SIP's ACK is to a phone.
                     Some(LegEvent::Connected) => {
-                        self.connect_by = None;
                         self.connecting = None;
                         matches!(self.signaling, Signaling::Whip).then_some(Input::Confirmed)
                     }

@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, info, info_span};
 
 use super::CallServices;
-use super::task::{Pending, Signaling, Start, run_call};
+use super::start::{Pending, Signaling, Start};
+use super::task::run_call;
 use crate::flow::attributes::ContactData;
 use crate::media::engine::LegIds;
 use crate::media::webrtc::{WebRtcError, WebRtcTransport};

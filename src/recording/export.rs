@@ -67,11 +67,15 @@ enum Output {
 
 impl Export {
     /// An export of a recording stored as `have` at `rate` Hz, written as `want` (Ogg Opus,
-    /// or a 16-bit PCM WAV for any WAV format).
+    /// or a 16-bit PCM WAV for any WAV format). `ogg_serial` numbers the Ogg stream of an Opus
+    /// export that is encoded here (RFC 3533 §4 wants it random per stream): the caller draws
+    /// it, so an export is a function of its inputs (the same recording and serial give the
+    /// same bytes) and this module draws nothing of its own.
     pub(crate) fn new(
         have: AudioFormat,
         want: AudioFormat,
         rate: u32,
+        ogg_serial: u32,
     ) -> Result<Export, ExportError> {
         let mut bytes = Vec::new();
         let (input, output) = match (have, want) {
@@ -91,7 +95,7 @@ impl Export {
                         AudioFormat::Opus,
                         rate,
                         5,
-                        rand::random(),
+                        ogg_serial,
                         &mut bytes,
                     )?))
                 } else {
@@ -331,7 +335,7 @@ mod tests {
     /// Runs `stored` through an export in pieces of `piece` bytes; the file's bytes.
     fn export(have: AudioFormat, want: AudioFormat, stored: &[u8], piece: usize) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());
-        let mut e = Export::new(have, want, 8000).unwrap();
+        let mut e = Export::new(have, want, 8000, 7).unwrap();
         // An empty piece first, as the reader may give.
         e.push(&[], &mut out).unwrap();
         for p in stored.chunks(piece) {
@@ -398,6 +402,47 @@ mod tests {
         assert!(wav_samples(&export(AudioFormat::Wav, AudioFormat::Wav, &[], 1)).is_empty());
     }
 
+    /// An Opus export is a function of its inputs: the same recording, pieces and serial give
+    /// the same bytes (so a failure is reproducible), and the serial the caller drew is the one
+    /// every Ogg page carries (RFC 3533 §6: bytes 14..18 of each page).
+    #[test]
+    fn opus_exports_are_made_of_their_inputs_alone() {
+        let mut stored = Vec::new();
+        encode::wav_header(8000, 2, u32::MAX, &mut stored);
+        stored.extend(stereo(4000).iter().flat_map(|s| s.to_le_bytes()));
+        let run = |serial: u32, piece: usize| {
+            let mut out = std::io::Cursor::new(Vec::new());
+            let mut e = Export::new(AudioFormat::Wav, AudioFormat::Opus, 8000, serial).unwrap();
+            for p in stored.chunks(piece) {
+                e.push(p, &mut out).unwrap();
+            }
+            e.finish(&mut out).unwrap();
+            out.into_inner()
+        };
+        let a = run(0x5eed_0001, 640);
+        assert_eq!(a, run(0x5eed_0001, 640), "same inputs, same bytes");
+        assert_eq!(a, run(0x5eed_0001, 333), "the pieces do not matter");
+        let b = run(0x5eed_0002, 640);
+        assert_ne!(a, b);
+        for (file, serial) in [(&a, 0x5eed_0001u32), (&b, 0x5eed_0002)] {
+            let mut pages = 0;
+            let mut at = 0;
+            while at + 27 <= file.len() {
+                assert_eq!(&file[at..at + 4], b"OggS", "a page at {at}");
+                assert_eq!(file[at + 14..at + 18], serial.to_le_bytes());
+                let segments = file[at + 26] as usize;
+                let body: usize = file[at + 27..at + 27 + segments]
+                    .iter()
+                    .map(|&l| l as usize)
+                    .sum();
+                at += 27 + segments + body;
+                pages += 1;
+            }
+            assert_eq!(at, file.len(), "whole pages only");
+            assert!(pages >= 3, "head, tags and audio pages: {pages}");
+        }
+    }
+
     #[test]
     fn opus_and_pcm_transcode_both_ways_keeping_each_channel() {
         let pcm = stereo(8000 * 3);
@@ -437,7 +482,7 @@ mod tests {
         data_len: Option<u64>,
     ) -> (Vec<u8>, Result<u64, ExportError>) {
         let mut out = Vec::new();
-        let mut e = Export::new(have, AudioFormat::Wav, 8000)
+        let mut e = Export::new(have, AudioFormat::Wav, 8000, 7)
             .unwrap()
             .streamed(data_len);
         for p in stored.chunks(1000) {
@@ -487,7 +532,7 @@ mod tests {
             // The header says so before any audio, and the file is whole and exact.
             let (file, end) = export_streamed(AudioFormat::Mulaw, &stored, n);
             assert_eq!(end.unwrap(), file.len() as u64);
-            let e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000).unwrap();
+            let e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000, 7).unwrap();
             assert_eq!(e.streamed(n).announced_size(), Some(file.len() as u64));
             assert_eq!(&file[40..44], &(2 * law.len() as u32).to_le_bytes());
             assert_eq!(&file[4..8], &(2 * law.len() as u32 + 36).to_le_bytes());
@@ -509,7 +554,7 @@ mod tests {
         // A range of it: from any stored sample on, the same bytes as the whole file's.
         for from in [0, 1, 4001, law.len() - 2] {
             let mut out = Vec::new();
-            let mut e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000)
+            let mut e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000, 7)
                 .unwrap()
                 .data_only();
             for p in stored[WAV_HEADER_LEN + from..].chunks(777) {
@@ -532,7 +577,7 @@ mod tests {
         // the same audio.
         let (file, end) = export_streamed(AudioFormat::Mulaw, &stored, None);
         assert_eq!(end.unwrap(), file.len() as u64);
-        let e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000).unwrap();
+        let e = Export::new(AudioFormat::Mulaw, AudioFormat::Wav, 8000, 7).unwrap();
         assert_eq!(e.streamed(None).announced_size(), None);
         assert_eq!(&file[40..44], &u32::MAX.to_le_bytes());
         let exact = export(AudioFormat::Mulaw, AudioFormat::Wav, &stored, 1000);
@@ -584,7 +629,7 @@ mod tests {
             }
             for want in [AudioFormat::Wav, AudioFormat::Opus] {
                 let mut out = std::io::Cursor::new(Vec::new());
-                let Ok(mut e) = Export::new(have, want, 8000) else {
+                let Ok(mut e) = Export::new(have, want, 8000, 7) else {
                     continue;
                 };
                 let piece = rng.random_range(1..5000);

@@ -209,7 +209,8 @@ impl Archive {
                 RecordingError::Export(e.to_string())
             }
         };
-        let mut file = Export::new(row.format, want, row.sample_rate).map_err(failed)?;
+        let mut file =
+            Export::new(row.format, want, row.sample_rate, rand::random()).map_err(failed)?;
         let mut error = None;
         let read = self
             .read(row, |plain| {
