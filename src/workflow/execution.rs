@@ -13,6 +13,43 @@
 //!
 //! Each task invocation carries a [`TaskId`] (state, attempt): the idempotency key a durable
 //! shell stores, and the way a late or repeated answer is recognised and dropped.
+//!
+//! # Example
+//!
+//! A call that fails once and is retried after its interval, then a wait of a day, driven by
+//! hand with milliseconds since the epoch as the clock.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use careline::workflow::execution::{Action, Definition, Event, Execution, Outcome};
+//! use serde_json::json;
+//!
+//! let def = Definition::load(r#"{
+//!   "StartAt": "Call",
+//!   "States": {
+//!     "Call": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:CallPatient",
+//!              "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 60}],
+//!              "Next": "Later"},
+//!     "Later": {"Type": "Wait", "Seconds": 86400, "End": true}
+//!   }
+//! }"#).unwrap();
+//! let t0 = 1_800_000_000_000;
+//! let mut run = Execution::start(Arc::new(def), "exec-1", json!({"patient": "p1"}), t0, 7);
+//! let Some(Action::Invoke { task, .. }) = run.poll_action() else { panic!() };
+//! assert_eq!(task.key("exec-1"), "exec-1/Call/1");
+//! run.handle(Event::TaskFailed { task, error: "Busy".into(), cause: String::new() }, t0);
+//! assert_eq!(run.poll_timeout(), Some(t0 + 60_000)); // the retry's interval
+//! run.handle_timeout(t0 + 60_000);
+//! let Some(Action::Invoke { task, .. }) = run.poll_action() else { panic!() };
+//! assert_eq!(task.attempt, 2);
+//! run.handle(Event::TaskSucceeded { task, output: json!({"reached": true}) }, t0 + 61_000);
+//! assert_eq!(run.poll_timeout(), Some(t0 + 61_000 + 86_400_000)); // the day's wait
+//! run.handle_timeout(t0 + 61_000 + 86_400_000);
+//! assert_eq!(
+//!     run.poll_action(),
+//!     Some(Action::Finished(Outcome::Succeeded(json!({"reached": true}))))
+//! );
+//! ```
 
 use std::collections::{HashMap, VecDeque};
 

@@ -74,6 +74,31 @@
 //! else. Nothing is allocated after `new` (which allocates the `N`-sample block buffer).
 //! Measured in a release build: 5 ns per sample at 8 kHz, 3.6 ns at 48 kHz (one core
 //! handles about 25 000 concurrent 8 kHz streams).
+//!
+//! # Example
+//!
+//! A caller keys 5 (60 ms of tone at −10 dBm0, as a phone sends it) between two silences, fed
+//! in 20 ms frames as the media clock decodes them: one start, one end.
+//!
+//! ```
+//! use careline::media::dtmf::Digit;
+//! use careline::media::dtmf::inband::{InbandDetector, ToneEvent};
+//! use careline::media::dtmf::tone::{silence, synthesize};
+//!
+//! let five = Digit::from_char('5').unwrap();
+//! let mut audio = silence(8000, 100);
+//! audio.extend(synthesize(five, 8000, 60, -10.0));
+//! audio.extend(silence(8000, 200));
+//! let mut detector = InbandDetector::new(8000);
+//! let mut events = Vec::new();
+//! for frame in audio.chunks(160) {
+//!     detector.push(frame, &mut events);
+//! }
+//! assert_eq!(events.len(), 2);
+//! assert_eq!(events[0], ToneEvent::Started(five));
+//! assert!(matches!(events[1], ToneEvent::Ended { digit, duration_ms }
+//!     if digit == five && (50..=70).contains(&duration_ms)));
+//! ```
 
 use super::Digit;
 use super::tone::dbm0_to_amplitude;

@@ -11,6 +11,38 @@
 //! late redundant packets be recognized and dropped.
 //!
 //! Both halves are sans-IO: no sockets, no clock, no allocation per packet.
+//!
+//! # Example
+//!
+//! One press of 9 whose first packet (the one with the marker) was lost and whose end packet
+//! came three times: still one digit, started once and ended once.
+//!
+//! ```
+//! use careline::media::dtmf::Digit;
+//! use careline::media::dtmf::rfc4733::{EventOutcome, EventPayload, EventReceiver};
+//!
+//! let nine = Digit::from_char('9').unwrap();
+//! let packet = |duration: u16, end: bool| EventPayload {
+//!     event: nine.event_code(),
+//!     end,
+//!     volume: 10,
+//!     duration,
+//! }
+//! .encode();
+//! let mut receiver = EventReceiver::new();
+//! let mut heard = Vec::new();
+//! // Timestamp 8000 identifies the press; sequence numbers go on as RTP's do.
+//! for (seq, (duration, end)) in [(320, false), (480, false), (640, true), (640, true), (640, true)]
+//!     .into_iter()
+//!     .enumerate()
+//! {
+//!     heard.extend(receiver.on_packet(&packet(duration, end), 8000, false, seq as u16 + 2).unwrap());
+//! }
+//! assert_eq!(
+//!     heard,
+//!     [EventOutcome::Started(nine), EventOutcome::Ended { digit: nine, duration: 640 }]
+//! );
+//! ```
 
 use super::Digit;
 
