@@ -2,6 +2,7 @@
 //! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`, `webrtc`) are
 //! sans-IO; `engine` and `ports` own the threads and sockets.
 
+pub mod bridge;
 pub mod codec;
 pub mod dtmf;
 pub(crate) mod engine;

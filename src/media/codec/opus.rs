@@ -9,7 +9,9 @@ use opus::{Application, Channels};
 #[error("opus: {0}")]
 pub struct OpusError(#[from] opus::Error);
 
-/// Encodes 20 ms mono frames at 48 kHz for prompts (done once per prompt at start).
+/// Encodes 20 ms mono frames: at 48 kHz for prompts (done once per prompt at start), at a
+/// bridged phone's 8 kHz for a browser leg (libopus takes 8, 12, 16, 24 or 48 kHz input and
+/// resamples inside; the RTP clock stays 48 kHz, RFC 7587 §4.1).
 pub struct OpusEncoder {
     inner: opus::Encoder,
     out: Vec<u8>,
@@ -17,7 +19,12 @@ pub struct OpusEncoder {
 
 impl OpusEncoder {
     pub fn new() -> Result<Self, OpusError> {
-        let mut inner = opus::Encoder::new(48000, Channels::Mono, Application::Voip)?;
+        Self::with_rate(48000)
+    }
+
+    /// An encoder taking PCM at `rate` Hz (8, 12, 16, 24 or 48 kHz).
+    pub fn with_rate(rate: u32) -> Result<Self, OpusError> {
+        let mut inner = opus::Encoder::new(rate, Channels::Mono, Application::Voip)?;
         inner.set_bitrate(opus::Bitrate::Bits(32000))?;
         Ok(OpusEncoder {
             inner,
@@ -25,7 +32,7 @@ impl OpusEncoder {
         })
     }
 
-    /// Encodes one frame (960 samples at 48 kHz) and returns the packet.
+    /// Encodes one 20 ms frame (960 samples at 48 kHz, 160 at 8 kHz) and returns the packet.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<&[u8], OpusError> {
         let n = self.inner.encode(pcm, &mut self.out)?;
         Ok(&self.out[..n])
