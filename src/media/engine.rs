@@ -6,6 +6,7 @@
 //! (DESIGN.md, performance). Dedicated threads rather than tokio tasks keep the 20 ms
 //! schedule away from signaling and HTTP work on the async runtime.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc as tokio_mpsc;
 
+use super::bridge::Relay;
 use super::codec::CodecError;
 use super::leg::{LegCommand, LegEvent, LegOptions, LegParams, LegSummary, MediaLeg};
 use super::ports::{PortAllocator, RtpSockets};
@@ -36,12 +38,25 @@ pub enum MediaError {
     Codec(#[from] CodecError),
     #[error("the media engine has stopped")]
     Stopped,
+    /// A leg to be bridged has already been taken off the clock (its call ended).
+    #[error("the leg has ended")]
+    LegGone,
 }
 
 enum WorkerMsg {
     Add(Box<Slot>),
     Command(u64, LegCommand),
     Remove(u64, tokio::sync::oneshot::Sender<LegSummary>),
+    /// Hands a leg over to another media clock (to run beside the leg it is bridged to).
+    Take(u64, tokio::sync::oneshot::Sender<Option<Box<Slot>>>),
+    /// Joins two legs of this clock both ways.
+    Bridge(
+        u64,
+        u64,
+        tokio::sync::oneshot::Sender<Result<(), MediaError>>,
+    ),
+    /// Parts a leg from its peer (both go back to their own prompts and silence).
+    Unbridge(u64),
 }
 
 struct Slot {
@@ -52,6 +67,15 @@ struct Slot {
     /// socket (STUN, DTLS, SRTP, SRTCP) goes to it. `None` for an RTP leg.
     webrtc: Option<Box<WebRtcSlot>>,
     events: tokio_mpsc::UnboundedSender<LegEvent>,
+    /// The leg this one is bridged to (on the same clock).
+    peer: Option<u64>,
+}
+
+/// A bridged leg's next payload from its peer, handed over within the clock's tick.
+#[derive(Default)]
+struct Mail {
+    payload: Vec<u8>,
+    full: bool,
 }
 
 struct WebRtcSlot {
@@ -167,17 +191,50 @@ impl MediaEngine {
                 sockets,
                 webrtc,
                 events: events_tx,
+                peer: None,
             })))
             .map_err(|_| MediaError::Stopped)?;
         self.metrics.media_legs.inc();
         Ok(LegHandle {
             id,
+            worker_index: w,
             worker: worker.tx.clone(),
             events,
             local_port,
             metrics: self.metrics.clone(),
             closed: false,
         })
+    }
+
+    /// Joins two legs both ways (see [`super::bridge`]): what `a` receives `b` sends, and
+    /// the other way round, each transcoded only if their codecs differ; a prompt played on
+    /// either (hold music, a whisper) takes the place of the peer's audio while it plays.
+    /// `b` moves to `a`'s media clock first if it ran on another, so a bridge's two legs are
+    /// ticked together. A leg bridged elsewhere is parted from its old peer.
+    pub async fn bridge(&self, a: &LegHandle, b: &mut LegHandle) -> Result<(), MediaError> {
+        if a.worker_index != b.worker_index {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            b.worker
+                .send(WorkerMsg::Take(b.id, tx))
+                .map_err(|_| MediaError::Stopped)?;
+            let slot = rx.await.map_err(|_| MediaError::Stopped)?;
+            let slot = slot.ok_or(MediaError::LegGone)?;
+            let target = self
+                .workers
+                .get(a.worker_index)
+                .ok_or(MediaError::Stopped)?;
+            target
+                .tx
+                .send(WorkerMsg::Add(slot))
+                .map_err(|_| MediaError::Stopped)?;
+            b.worker = target.tx.clone();
+            b.worker_index = a.worker_index;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        a.worker
+            .send(WorkerMsg::Bridge(a.id, b.id, tx))
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
     }
 
     /// Stops every media clock (after the last call ended).
@@ -214,6 +271,7 @@ impl LegIds {
 /// The call task's end of a leg.
 pub struct LegHandle {
     id: u64,
+    worker_index: usize,
     worker: mpsc::Sender<WorkerMsg>,
     events: tokio_mpsc::UnboundedReceiver<LegEvent>,
     pub local_port: u16,
@@ -225,6 +283,12 @@ impl LegHandle {
     pub fn command(&self, cmd: LegCommand) {
         // The worker only goes away at shutdown, when calls are being torn down anyway.
         let _ = self.worker.send(WorkerMsg::Command(self.id, cmd));
+    }
+
+    /// Parts this leg from the leg it is bridged to, if any; both go back to their own
+    /// prompts and silence.
+    pub fn unbridge(&self) {
+        let _ = self.worker.send(WorkerMsg::Unbridge(self.id));
     }
 
     /// The next event from the leg; pending forever once the leg is closed.
@@ -285,6 +349,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         tracing::debug!("media clock at normal priority (no permission for real-time)");
     }
     let mut slots: Vec<Slot> = Vec::new();
+    let mut mail: HashMap<u64, Mail> = HashMap::new();
     let mut recv_buf = vec![0u8; 2048];
     let mut send_buf = Vec::with_capacity(1500);
     let mut rtcp_buf = vec![0u8; 1500];
@@ -299,7 +364,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         // in this tick, not one tick later (measured: 20 ms off every DTMF response).
         loop {
             match rx.try_recv() {
-                Ok(msg) => apply(msg, &mut slots),
+                Ok(msg) => apply(msg, &mut slots, &mut mail),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
@@ -331,6 +396,12 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
                 next.leg.prefetch_buffers();
             }
             let slot = &mut slots[i];
+            if slot.peer.is_some()
+                && let Some(m) = mail.get_mut(&slot.id)
+                && std::mem::take(&mut m.full)
+            {
+                slot.leg.set_bridge_input(&m.payload);
+            }
             if let Some(web) = slot.webrtc.as_deref_mut() {
                 let (s, r, bad) = tick_webrtc(
                     web,
@@ -345,6 +416,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
                 sent += s;
                 received += r;
                 invalid += bad;
+                pass_on(slot, &mut mail);
                 continue;
             }
             for _ in 0..MAX_READS_PER_TICK {
@@ -370,6 +442,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
             while let Some(ev) = slot.leg.poll_event() {
                 let _ = slot.events.send(ev);
             }
+            pass_on(slot, &mut mail);
             let c = slot.leg.take_counters();
             sent += c.sent;
             received += c.received;
@@ -435,14 +508,69 @@ fn tick_webrtc(
     (c.sent, c.received, c.invalid)
 }
 
+/// A bridged leg's audio of this tick, to its peer's mailbox (the peer sends it in this tick
+/// if it comes later in the round, else in the next).
+fn pass_on(slot: &mut Slot, mail: &mut HashMap<u64, Mail>) {
+    if let Some(peer) = slot.peer
+        && let Some(payload) = slot.leg.bridge_output()
+    {
+        let m = mail.entry(peer).or_default();
+        m.payload.clear();
+        m.payload.extend_from_slice(payload);
+        m.full = true;
+    }
+}
+
+/// Gives two legs of this clock each a relay towards the other, for their current codecs.
+fn link(slots: &mut [Slot], a: u64, b: u64) -> Result<(), MediaError> {
+    let find = |id: u64| slots.iter().position(|s| s.id == id);
+    let (Some(ia), Some(ib)) = (find(a), find(b)) else {
+        return Err(MediaError::LegGone);
+    };
+    if ia == ib {
+        return Err(MediaError::LegGone);
+    }
+    let (pa, pb) = (
+        slots[ia].leg.params().clone(),
+        slots[ib].leg.params().clone(),
+    );
+    let to_b = Relay::new(pa.codec, pa.ptime_ms, pb.codec)?;
+    let to_a = Relay::new(pb.codec, pb.ptime_ms, pa.codec)?;
+    for (i, peer, relay) in [(ia, b, to_b), (ib, a, to_a)] {
+        let slot = &mut slots[i];
+        slot.peer = Some(peer);
+        slot.leg.handle_command(LegCommand::Relay(Some(relay)))?;
+    }
+    Ok(())
+}
+
+/// Parts `id` from its peer, if it has one on this clock.
+fn unlink(slots: &mut [Slot], mail: &mut HashMap<u64, Mail>, id: u64) {
+    let Some(slot) = slots.iter_mut().find(|s| s.id == id) else {
+        return;
+    };
+    let peer = slot.peer.take();
+    let _ = slot.leg.handle_command(LegCommand::Relay(None));
+    mail.remove(&id);
+    if let Some(peer) = peer
+        && let Some(other) = slots.iter_mut().find(|s| s.id == peer)
+    {
+        other.peer = None;
+        let _ = other.leg.handle_command(LegCommand::Relay(None));
+        mail.remove(&peer);
+    }
+}
+
 fn send_to(socket: &UdpSocket, buf: &[u8], dest: SocketAddr) -> std::io::Result<usize> {
     socket.send_to(buf, dest)
 }
 
-fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>) {
+fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
     match msg {
         WorkerMsg::Add(slot) => slots.push(*slot),
         WorkerMsg::Command(id, cmd) => {
+            let renegotiated = matches!(cmd, LegCommand::Update(_));
+            let mut peer = None;
             if let Some(slot) = slots.iter_mut().find(|s| s.id == id) {
                 if let Err(e) = slot.leg.handle_command(cmd) {
                     tracing::warn!(error = %e, "media command failed");
@@ -450,9 +578,32 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>) {
                 while let Some(ev) = slot.leg.poll_event() {
                     let _ = slot.events.send(ev);
                 }
+                peer = slot.peer;
+            }
+            // A bridged leg that changed codec (a re-INVITE) needs relays for the new pair.
+            if let (true, Some(peer)) = (renegotiated, peer)
+                && let Err(e) = link(slots, id, peer)
+            {
+                tracing::warn!(error = %e, "bridge could not follow a codec change");
+                unlink(slots, mail, id);
             }
         }
+        WorkerMsg::Bridge(a, b, reply) => {
+            unlink(slots, mail, a);
+            unlink(slots, mail, b);
+            let _ = reply.send(link(slots, a, b));
+        }
+        WorkerMsg::Unbridge(id) => unlink(slots, mail, id),
+        WorkerMsg::Take(id, reply) => {
+            unlink(slots, mail, id);
+            let slot = slots
+                .iter()
+                .position(|s| s.id == id)
+                .map(|i| Box::new(slots.swap_remove(i)));
+            let _ = reply.send(slot);
+        }
         WorkerMsg::Remove(id, reply) => {
+            unlink(slots, mail, id);
             if let Some(i) = slots.iter().position(|s| s.id == id) {
                 let slot = slots.swap_remove(i);
                 if let Some(mut web) = slot.webrtc {
@@ -468,3 +619,7 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::bridge::{Received, Relay};
 use super::codec::Law;
 use super::codec::{Codec, CodecError, Decoder};
 use super::dtmf::inband::{InbandDetector, ToneEvent};
@@ -78,6 +79,12 @@ pub enum LegCommand {
     Record(LegRecording),
     /// Copy the call's audio (both directions, 8 kHz) to a media stream, or stop (None).
     Tap(Option<TapSender>),
+    /// Carry what this leg receives to a bridged peer through `relay` (built by the media
+    /// clock for the two legs' codecs), or stop (None).
+    Relay(Option<Relay>),
+    /// Stop (true) or resume (false) carrying this leg's audio to its bridged peer: the
+    /// peer hears silence meanwhile. The leg itself still hears the peer.
+    Mute(bool),
 }
 
 /// Counters a media clock flushes into the process metrics after each tick.
@@ -116,6 +123,12 @@ pub struct MediaLeg {
     recorder: Option<LegRecorder>,
     /// Media streaming: frames are offered with `try_send`, never waited on.
     tap: Option<TapSender>,
+    /// Bridged: what this leg receives, on its way to the peer (see `bridge`).
+    relay: Option<Relay>,
+    /// Bridged: the peer's audio for this leg's next packet, in this leg's codec; sent when
+    /// no prompt plays (a prompt, such as hold music or a whisper, takes its place).
+    bridge_in: Vec<u8>,
+    bridge_in_ready: bool,
     rx_stats: ReceiveStats,
     tx_stats: SendStats,
     rx_ssrc: Option<u32>,
@@ -188,6 +201,9 @@ impl MediaLeg {
             want_inband: false,
             recorder: None,
             tap: None,
+            relay: None,
+            bridge_in: Vec::new(),
+            bridge_in_ready: false,
             sender: RtpSender::new(ssrc, seq0, ts0),
             ts_step,
             player: Player::default(),
@@ -246,7 +262,10 @@ impl MediaLeg {
         params: &LegParams,
         codec_changed: bool,
     ) -> Result<(), CodecError> {
-        let need = self.want_inband || self.recorder.is_some() || self.tap.is_some();
+        let need = self.want_inband
+            || self.recorder.is_some()
+            || self.tap.is_some()
+            || self.relay.is_some();
         if !need {
             self.inband = None;
             return Ok(());
@@ -338,6 +357,23 @@ impl MediaLeg {
         &self.params
     }
 
+    /// Whether this leg's audio goes to a bridged peer.
+    pub fn is_bridged(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// The peer's audio for this leg's next packet (a payload in this leg's codec).
+    pub fn set_bridge_input(&mut self, payload: &[u8]) {
+        self.bridge_in.clear();
+        self.bridge_in.extend_from_slice(payload);
+        self.bridge_in_ready = true;
+    }
+
+    /// What this leg received, as its peer's next payload; call after [`MediaLeg::on_tick`].
+    pub fn bridge_output(&mut self) -> Option<&[u8]> {
+        self.relay.as_mut()?.pull()
+    }
+
     pub fn handle_command(&mut self, cmd: LegCommand) -> Result<(), CodecError> {
         match cmd {
             LegCommand::Play {
@@ -361,6 +397,19 @@ impl MediaLeg {
                 self.tap = tap;
                 let params = self.params.clone();
                 self.update_receive_path(&params, false)?;
+            }
+            LegCommand::Relay(relay) => {
+                self.relay = relay;
+                if self.relay.is_none() {
+                    self.bridge_in_ready = false;
+                }
+                let params = self.params.clone();
+                self.update_receive_path(&params, false)?;
+            }
+            LegCommand::Mute(muted) => {
+                if let Some(relay) = &mut self.relay {
+                    relay.set_muted(muted);
+                }
             }
         }
         Ok(())
@@ -457,19 +506,20 @@ impl MediaLeg {
             self.events.push_back(LegEvent::RtpTimeout);
         }
         let dest = self.latched.or(self.params.remote_rtp);
+        let bridged = std::mem::take(&mut self.bridge_in_ready) && self.player.is_idle();
         let (frame, ended) = self.player.next_frame(self.params.codec, &self.silence);
         if let Some(end) = ended {
             self.events.push_back(LegEvent::PlayEnded(end));
         }
+        let payload: &[u8] = if bridged {
+            &self.bridge_in
+        } else {
+            frame.payload
+        };
         if let Some(rec) = &mut self.recorder {
             let sending = dest.is_some() && self.params.send;
             let popped = self.inband.as_ref().and_then(|p| p.jitter.last_played());
-            record_tick(
-                rec,
-                popped,
-                sending.then_some(frame.payload),
-                self.params.codec,
-            );
+            record_tick(rec, popped, sending.then_some(payload), self.params.codec);
         }
         let sent = match dest {
             Some(dest) if self.params.send => {
@@ -477,9 +527,8 @@ impl MediaLeg {
                     self.sender.marker_pending = true;
                 }
                 self.sender
-                    .build(out, self.params.payload_type, frame.payload, self.ts_step);
-                self.tx_stats
-                    .on_sent(frame.payload.len(), self.sender.timestamp);
+                    .build(out, self.params.payload_type, payload, self.ts_step);
+                self.tx_stats.on_sent(payload.len(), self.sender.timestamp);
                 self.counters.sent += 1;
                 Some(dest)
             }
@@ -536,6 +585,9 @@ impl MediaLeg {
             }
             let decoded = match path.jitter.pop(now_ms) {
                 Pop::Frame { payload, .. } => {
+                    if let Some(relay) = &mut self.relay {
+                        relay.push(Received::Frame(payload));
+                    }
                     if let (Some(_), Some(rec)) = (passthrough, &mut self.recorder) {
                         if rec.caller_law.is_empty() {
                             rec.caller_direct = true;
@@ -546,6 +598,9 @@ impl MediaLeg {
                     want_pcm && path.decoder.decode(payload, &mut path.pcm).is_ok()
                 }
                 Pop::Missing { .. } => {
+                    if let Some(relay) = &mut self.relay {
+                        relay.push(Received::Missing);
+                    }
                     if let (Some(law), Some(rec)) = (passthrough, &mut self.recorder) {
                         let n = (path.frame_ms * 8) as usize;
                         rec.caller_law.extend(std::iter::repeat_n(law.silence(), n));
@@ -885,5 +940,73 @@ mod tests {
         assert_whole_and_in_order(&record(30, 60, true), 60 * 240);
         // 10 ms packets: two frames a tick.
         assert_whole_and_in_order(&record(10, 200, false), 200 * 80);
+    }
+
+    /// Bridged, a leg passes what it receives on (in order, one frame per tick) and sends
+    /// its peer's audio; a prompt played on it (hold music, a whisper) takes the peer's place
+    /// while it plays; muted, it passes nothing on but still hears its peer.
+    #[test]
+    fn a_bridged_leg_relays_both_ways_and_a_prompt_takes_the_peers_place() {
+        let mut leg = leg(20);
+        let relay = Relay::new(Codec::Pcmu, 20, Codec::Pcmu).unwrap();
+        leg.handle_command(LegCommand::Relay(Some(relay))).unwrap();
+        assert!(leg.is_bridged());
+        let from = FAR_END.parse().unwrap();
+        let mut out = Vec::new();
+        let mut passed = Vec::new();
+        for tick in 0..10u16 {
+            let now = tick as u64 * 20;
+            leg.on_rtp(
+                &rtp(tick, tick as u32 * 160, &[tick as u8 + 1; 160]),
+                from,
+                now,
+            );
+            leg.set_bridge_input(&[0x11; 160]);
+            leg.on_tick(now, &mut out).expect("a packet every tick");
+            assert_eq!(
+                RtpPacket::parse(&out).unwrap().payload,
+                [0x11; 160],
+                "the peer's"
+            );
+            if let Some(p) = leg.bridge_output() {
+                passed.push(p[0]);
+            }
+        }
+        assert!(passed.len() >= 7, "{passed:?}");
+        assert!(
+            passed.iter().zip(1..).all(|(&p, k)| p == k),
+            "in order: {passed:?}"
+        );
+
+        // A prompt plays over the peer's audio.
+        let pcm = vec![3000i16; 1600];
+        let prompt = Arc::new(Prompt::from_pcm("en", "hold", &pcm, 8000).unwrap());
+        leg.handle_command(LegCommand::Play {
+            id: 9,
+            prompts: vec![prompt.clone()],
+            barge_in: false,
+        })
+        .unwrap();
+        leg.set_bridge_input(&[0x11; 160]);
+        leg.on_tick(200, &mut out).unwrap();
+        assert_eq!(
+            RtpPacket::parse(&out).unwrap().payload,
+            prompt.frames(Codec::Pcmu).frame(0).unwrap()
+        );
+        // Without new audio from the peer, silence (never the last frame again).
+        leg.handle_command(LegCommand::Stop).unwrap();
+        leg.on_tick(220, &mut out).unwrap();
+        assert_eq!(RtpPacket::parse(&out).unwrap().payload, [0xFF; 160]);
+
+        // Muted: nothing passes on, though packets keep arriving.
+        leg.handle_command(LegCommand::Mute(true)).unwrap();
+        for tick in 12..20u16 {
+            let now = tick as u64 * 20;
+            leg.on_rtp(&rtp(tick, tick as u32 * 160, &[7; 160]), from, now);
+            leg.on_tick(now, &mut out);
+            assert_eq!(leg.bridge_output(), None);
+        }
+        leg.handle_command(LegCommand::Relay(None)).unwrap();
+        assert!(!leg.is_bridged());
     }
 }

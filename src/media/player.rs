@@ -67,6 +67,11 @@ impl Player {
         }
     }
 
+    /// Whether nothing is being played (a bridged leg then sends its peer's audio).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.id.is_none()
+    }
+
     /// Holds position while the call is on hold.
     pub(crate) fn set_paused(&mut self, paused: bool) {
         self.paused = paused;

@@ -1,0 +1,202 @@
+//! The media clock with real loopback sockets: two "phones" (plain UDP sockets) talk to two
+//! legs on different media threads, and a bridge joins the legs.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::codec::{Codec, Law};
+use crate::media::dtmf::InbandDtmf;
+use crate::media::rtp::RtpPacket;
+
+fn socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_nonblocking(true).unwrap();
+    s
+}
+
+fn sockets() -> RtpSockets {
+    let rtp = socket();
+    let port = rtp.local_addr().unwrap().port();
+    RtpSockets {
+        rtp,
+        rtcp: socket(),
+        port,
+    }
+}
+
+fn engine() -> MediaEngine {
+    MediaEngine::start(
+        2,
+        PortAllocator::new(2, 3),
+        Arc::new(Silence::new().unwrap()),
+        Arc::new(Metrics::new()),
+    )
+}
+
+/// A phone on loopback: sends a tone as RTP every 20 ms from a thread, keeps what it hears.
+struct Phone {
+    socket: UdpSocket,
+    law: Law,
+}
+
+impl Phone {
+    fn new(law: Law) -> Phone {
+        Phone {
+            socket: socket(),
+            law,
+        }
+    }
+
+    fn params(&self) -> LegParams {
+        LegParams {
+            codec: if self.law == Law::Mu {
+                Codec::Pcmu
+            } else {
+                Codec::Pcma
+            },
+            payload_type: if self.law == Law::Mu { 0 } else { 8 },
+            telephone_event: None,
+            remote_rtp: Some(self.socket.local_addr().unwrap()),
+            remote_rtcp: None,
+            send: true,
+            receive: true,
+            ptime_ms: 20,
+        }
+    }
+
+    /// Sends `hz` to `port` until `stop` is set.
+    fn talk(&self, hz: f32, port: u16, stop: &std::sync::atomic::AtomicBool) {
+        let socket = self.socket.try_clone().unwrap();
+        let dest = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let pcm: Vec<i16> = (0..160)
+                .map(|i| {
+                    let t = (n * 160 + i) as f32 / 8000.0;
+                    (8000.0 * (2.0 * std::f32::consts::PI * hz * t).sin()) as i16
+                })
+                .collect();
+            let mut packet = vec![0x80, self.params().payload_type];
+            packet.extend_from_slice(&(n as u16).to_be_bytes());
+            packet.extend_from_slice(&(n * 160).to_be_bytes());
+            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            self.law.encode(&pcm, &mut packet);
+            let _ = socket.send_to(&packet, dest);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The audio of the RTP packets waiting on the socket, in arrival order.
+    fn hear(&self) -> Vec<i16> {
+        let mut buf = [0u8; 1500];
+        let mut pcm = Vec::new();
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            if let Ok(p) = RtpPacket::parse(&buf[..n]) {
+                self.law.decode(p.payload, &mut pcm);
+            }
+        }
+        pcm
+    }
+
+    /// Waits (up to 20 s) until the last 200 ms heard are mostly `hz`.
+    fn wait_for_tone(&self, hz: f32) -> bool {
+        self.wait_for(|pcm| purity(pcm, hz) > 0.8)
+    }
+
+    fn wait_for(&self, good: impl Fn(&[i16]) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut heard: Vec<i16> = Vec::new();
+        while Instant::now() < deadline {
+            heard.extend(self.hear());
+            if heard.len() >= 1600 && good(&heard[heard.len() - 1600..]) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// How much of `pcm`'s power is at `hz` (Goertzel): 1.0 for a pure tone, 0 for silence.
+fn purity(pcm: &[i16], hz: f32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz as f64 / 8000.0;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 = pcm.iter().map(|&x| (x as f64).powi(2)).sum();
+    if total < 1.0 {
+        return 0.0;
+    }
+    2.0 * power / (pcm.len() as f64 * total)
+}
+
+fn silent(pcm: &[i16]) -> bool {
+    pcm.iter().all(|&x| x.abs() < 64)
+}
+
+fn options() -> LegOptions {
+    LegOptions {
+        inband: InbandDtmf::Never,
+        jitter_ms: 40,
+        rtp_timeout_ms: 0,
+        cname: "test".into(),
+    }
+}
+
+/// A µ-law phone and an A-law phone, their legs on two different media clocks: until they
+/// are bridged each hears its own silence; bridged, each hears the other's tone (through the
+/// A-law/µ-law conversion); parted again, silence; a bridged leg whose peer is closed goes
+/// back to its own silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_legs_carry_each_others_audio_across_media_clocks() {
+    let engine = engine();
+    let (mu, alaw) = (Phone::new(Law::Mu), Phone::new(Law::A));
+    let a = engine.open(sockets(), mu.params(), options()).unwrap();
+    let mut b = engine.open(sockets(), alaw.params(), options()).unwrap();
+    assert_ne!(
+        a.worker_index, b.worker_index,
+        "the legs start on different clocks"
+    );
+    let (port_a, port_b) = (a.local_port, b.local_port);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| mu.talk(1000.0, port_a, &stop));
+        scope.spawn(|| alaw.talk(440.0, port_b, &stop));
+        let run = || {
+            assert!(alaw.wait_for(silent), "before the bridge: silence");
+            tokio::runtime::Handle::current().block_on(engine.bridge(&a, &mut b))?;
+            assert_eq!(a.worker_index, b.worker_index);
+            assert!(
+                alaw.wait_for_tone(1000.0),
+                "the A-law phone hears the µ-law one"
+            );
+            assert!(mu.wait_for_tone(440.0), "and the other way round");
+            b.unbridge();
+            assert!(alaw.wait_for(silent), "parted: silence again");
+            assert!(mu.wait_for(silent));
+            tokio::runtime::Handle::current().block_on(engine.bridge(&a, &mut b))?;
+            assert!(alaw.wait_for_tone(1000.0), "bridged again");
+            Ok::<_, MediaError>(())
+        };
+        let result = tokio::task::block_in_place(run);
+        stop.store(true, Ordering::Relaxed);
+        result.unwrap();
+    });
+    let summary =
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(a.close()));
+    assert!(
+        summary.packets_received > 0 && summary.packets_sent > 0,
+        "{summary:?}"
+    );
+    assert!(
+        alaw.wait_for(silent),
+        "a leg whose peer is gone sends its own silence"
+    );
+    drop(b);
+}
