@@ -236,6 +236,7 @@ impl Server {
             flows,
             table: Default::default(),
             connecting: Default::default(),
+            agent_sessions: Default::default(),
             metrics,
             draining: AtomicBool::new(false),
             recorder,
@@ -366,7 +367,8 @@ impl Server {
                 active = svc.table.len(),
                 "grace period over: hanging up remaining calls"
             );
-            svc.table.broadcast(CallCommand::Hangup { cause: "drain" });
+            svc.table
+                .broadcast(|| CallCommand::Hangup { cause: "drain" });
             let bye_deadline = Instant::now() + Duration::from_secs(5);
             while svc.table.admitted() > 0 && Instant::now() < bye_deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;

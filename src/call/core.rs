@@ -91,6 +91,9 @@ pub struct CallPolicy {
     /// `[webrtc] connect_timeout_secs`; a SIP dialog leaves this `None`, since its transaction
     /// layer already ends a call whose ACK never comes (RFC 3261 Timer H).
     pub confirm_within: Option<Duration>,
+    /// How long an agent who took the call from its queue has to connect
+    /// ([`Input::AgentConnected`]) before the call goes back to waiting (None: no limit).
+    pub agent_connect_within: Option<Duration>,
 }
 
 /// Where the call stands.
@@ -104,6 +107,11 @@ pub enum Phase {
     Ivr,
     /// The contact holds a place in a queue (the hold flow runs meanwhile).
     Queued,
+    /// An agent took the contact from its queue and is connecting; the caller still hears
+    /// the hold flow and keeps the place until the agent is there.
+    Offered,
+    /// The caller talks with an agent: the two legs are bridged, the flow is over.
+    Bridged,
     /// Over; [`CallCore::ended`] says why.
     Ended,
 }
@@ -140,6 +148,14 @@ pub enum Input {
     /// Careline ends the call: an operator or shutdown, a dead media path (`rtp_timeout`),
     /// an internal fault; the cause is a metrics label.
     Hangup(&'static str),
+    /// An agent took the contact from its queue and their leg is connecting. The core takes
+    /// it only while queued (the phase becomes [`Phase::Offered`]); otherwise it answers
+    /// [`Output::ReleaseAgent`].
+    AgentOffered,
+    /// The agent's leg is connected: the core asks for the bridge.
+    AgentConnected,
+    /// The agent's leg went away or the agent hung up.
+    AgentLeft,
 }
 
 /// Recording steps for the shell to carry out on the caller's media leg.
@@ -198,6 +214,10 @@ pub enum Output {
     Stream(bool),
     /// End the call from Careline's side (BYE once answered, a final response before).
     Hangup,
+    /// Stop whatever plays to the caller and join the caller's leg with the agent's.
+    Bridge,
+    /// Close the agent's leg: the call is not (or no longer) theirs.
+    ReleaseAgent,
 }
 
 /// The request the flow waits on, with the time Careline gives it.
@@ -223,6 +243,8 @@ pub struct CallCore {
     ring_until: Option<Instant>,
     /// When an answered call that is still unconfirmed is given up.
     confirm_by: Option<Instant>,
+    /// When an offered agent who has not connected is given up.
+    agent_by: Option<Instant>,
     /// The play in progress and whether a key may cut it short.
     playing: Option<(PlayId, bool)>,
     next_id: u64,
@@ -258,6 +280,7 @@ impl CallCore {
             outputs: VecDeque::new(),
             ring_until: None,
             confirm_by: None,
+            agent_by: None,
             playing: None,
             next_id: 0,
             collector: None,
@@ -354,6 +377,7 @@ impl CallCore {
         [
             self.ring_until,
             self.confirm_by,
+            self.agent_by,
             self.collector.as_ref().map(|c| c.deadline()),
             self.pending.map(|p| p.deadline),
             self.timer,
@@ -377,6 +401,10 @@ impl CallCore {
             info!("the caller never confirmed the answer: hanging up");
             self.end("connect_timeout", true);
             return;
+        }
+        if self.agent_by.is_some_and(|d| d <= t) {
+            info!("the agent did not connect in time: the caller waits on");
+            self.agent_gone();
         }
         if let Some(outcome) = self.collector.as_mut().and_then(|c| c.on_time(t)) {
             self.collector = None;
@@ -491,8 +519,54 @@ impl CallCore {
                 self.end(cause, true);
                 return;
             }
+            Input::AgentOffered => {
+                if self.phase == Phase::Queued {
+                    info!("an agent took the call from its queue");
+                    self.phase = Phase::Offered;
+                    self.agent_by = self.policy.agent_connect_within.map(|d| now.mono + d);
+                } else {
+                    self.outputs.push_back(Output::ReleaseAgent);
+                }
+            }
+            Input::AgentConnected => {
+                if self.phase == Phase::Offered {
+                    info!("agent connected: bridged");
+                    self.phase = Phase::Bridged;
+                    self.agent_by = None;
+                    // The contact leaves its queue, and its flow is over: nothing it asked
+                    // for is waited on any more.
+                    self.ticket = None;
+                    self.collector = None;
+                    self.pending = None;
+                    self.timer = None;
+                    self.playing = None;
+                    self.typed_ahead.clear();
+                    self.outputs.push_back(Output::Bridge);
+                }
+            }
+            Input::AgentLeft => match self.phase {
+                Phase::Bridged => {
+                    self.outputs.push_back(Output::ReleaseAgent);
+                    self.end("agent_hangup", true);
+                    return;
+                }
+                Phase::Offered => self.agent_gone(),
+                _ => {}
+            },
         }
         self.run_effects(now);
+    }
+
+    /// The agent who took the contact is not coming: it waits in its place again.
+    fn agent_gone(&mut self) {
+        self.agent_by = None;
+        if self.phase == Phase::Offered {
+            self.phase = Phase::Queued;
+            if let Some(ticket) = &self.ticket {
+                ticket.unclaim();
+            }
+            self.outputs.push_back(Output::ReleaseAgent);
+        }
     }
 
     fn answer(&mut self, now: Instant) {
@@ -512,6 +586,7 @@ impl CallCore {
         self.timer = None;
         self.ring_until = None;
         self.confirm_by = None;
+        self.agent_by = None;
         // Leaving frees the contact's place in its queue.
         self.ticket = None;
     }
@@ -612,6 +687,7 @@ impl CallCore {
     /// Turns what the flow asked into outputs, until it waits for an event.
     fn run_effects(&mut self, now: Now) {
         while self.ended.is_none()
+            && self.phase != Phase::Bridged
             && let Some(effect) = self.flow.poll_effect()
         {
             match effect {

@@ -84,6 +84,8 @@ struct Sim {
     streams: Vec<bool>,
     answers: usize,
     hangups: usize,
+    bridges: usize,
+    releases: usize,
     /// Renders left unanswered (to test speech that arrives late).
     hold_renders: bool,
     held: Vec<(PlayId, Vec<Arc<Prompt>>)>,
@@ -129,6 +131,8 @@ impl Sim {
             streams: Vec::new(),
             answers: 0,
             hangups: 0,
+            bridges: 0,
+            releases: 0,
             hold_renders: false,
             held: Vec::new(),
         };
@@ -196,7 +200,7 @@ impl Sim {
                 } => self.invokes.push((id, function, timeout)),
                 Output::Identify { id, query } => self.identifies.push((id, query)),
                 Output::Enqueue { queue } => {
-                    let placed = self.engine.queues.enqueue(&queue, now.mono);
+                    let placed = self.engine.queues.enqueue(&queue, now.mono, "sim-call");
                     self.core.handle(Input::Enqueued(placed), now);
                 }
                 Output::QueueMetrics { queue } => {
@@ -213,6 +217,11 @@ impl Sim {
                 }
                 Output::Stream(on) => self.streams.push(on),
                 Output::Hangup => self.hangups += 1,
+                Output::Bridge => {
+                    self.bridges += 1;
+                    self.playing = None;
+                }
+                Output::ReleaseAgent => self.releases += 1,
             }
         }
     }
@@ -409,6 +418,123 @@ fn triage_english_urgent_caller_is_queued_and_hears_the_hold_loop() {
     assert_eq!(sim.core.ended(), Some("caller_bye"));
     assert_eq!(sim.hangups, 0, "the caller hung up: no BYE back");
     assert_eq!(sim.queued_in("triage-urgent"), 0, "leaving frees the place");
+}
+
+/// An urgent triage caller waiting in the queue, the hold flow playing.
+fn queued_urgent_caller(policy: CallPolicy) -> Sim {
+    let mut sim = Sim::new(shipped(), "200", policy);
+    sim.input(Input::Confirmed);
+    sim.press("29");
+    sim.finish_play();
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    sim
+}
+
+fn agent_policy() -> CallPolicy {
+    CallPolicy {
+        agent_connect_within: Some(secs(10)),
+        ..CallPolicy::default()
+    }
+}
+
+/// A nurse takes the urgent caller: the caller hears the hold flow until the nurse's leg is
+/// up, then the two are bridged, the contact leaves the queue and the flow is over (no more
+/// hold messages, whatever time passes); the nurse hanging up ends the call.
+#[test]
+fn an_agent_who_takes_a_queued_caller_is_bridged_once_connected() {
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::AgentOffered);
+    assert_eq!(sim.core.phase(), Phase::Offered);
+    assert_eq!(
+        sim.queued_in("triage-urgent"),
+        1,
+        "the place is kept until the agent is there"
+    );
+    sim.advance(secs(9));
+    sim.finish_play();
+    assert!(
+        sim.last_heard().contains("Please stay on the line"),
+        "still on hold"
+    );
+    let heard = sim.heard.len();
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert_eq!(sim.bridges, 1);
+    assert_eq!(sim.queued_in("triage-urgent"), 0);
+    assert_eq!(
+        sim.core.poll_timeout(),
+        None,
+        "nothing of the flow is waited on"
+    );
+    sim.advance(secs(600));
+    sim.press("123");
+    assert_eq!(
+        sim.heard.len(),
+        heard,
+        "no prompt while talking to the agent"
+    );
+    assert_eq!(sim.core.ended(), None);
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+    assert_eq!((sim.hangups, sim.releases), (1, 1));
+}
+
+/// An agent who never connects, or whose leg fails while connecting, gives the caller back
+/// their place: the hold flow goes on and the next agent can take them.
+#[test]
+fn an_agent_who_never_connects_gives_the_caller_back_their_place() {
+    let mut sim = queued_urgent_caller(agent_policy());
+    assert!(
+        sim.engine
+            .queues
+            .claim_oldest("triage-urgent")
+            .unwrap()
+            .is_some()
+    );
+    sim.input(Input::AgentOffered);
+    sim.advance(secs(10));
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(sim.releases, 1);
+    assert_eq!(sim.queued_in("triage-urgent"), 1);
+    assert!(
+        sim.engine
+            .queues
+            .claim_oldest("triage-urgent")
+            .unwrap()
+            .is_some(),
+        "offered again"
+    );
+    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentLeft);
+    assert_eq!((sim.core.phase(), sim.releases), (Phase::Queued, 2));
+    // A late connect from the agent who left is not bridged.
+    sim.input(Input::AgentConnected);
+    assert_eq!((sim.core.phase(), sim.bridges), (Phase::Queued, 0));
+    sim.advance(secs(9));
+    sim.finish_play();
+    assert!(sim.last_heard().contains("Please stay on the line"));
+}
+
+/// Only a queued caller can be taken; a caller who hangs up while the agent connects or
+/// talks ends the call (the shell then closes the agent's leg).
+#[test]
+fn agents_take_only_queued_callers_and_a_caller_hanging_up_ends_it() {
+    let mut sim = Sim::connected(shipped(), "200");
+    sim.input(Input::AgentOffered);
+    assert_eq!((sim.core.phase(), sim.releases), (Phase::Ivr, 1));
+
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::AgentOffered);
+    sim.input(Input::RemoteEnded(EndReason::CallerBye));
+    assert_eq!(sim.core.ended(), Some("caller_bye"));
+    assert_eq!(sim.queued_in("triage-urgent"), 0);
+
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentConnected);
+    sim.input(Input::RemoteEnded(EndReason::CallerBye));
+    assert_eq!(sim.core.ended(), Some("caller_bye"));
+    assert_eq!(sim.hangups, 0);
 }
 
 #[test]

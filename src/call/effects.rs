@@ -63,7 +63,11 @@ impl Shell {
                     }
                 },
                 Output::Enqueue { queue } => {
-                    let placed = self.svc.flows.queues.enqueue(&queue, Instant::now());
+                    let placed =
+                        self.svc
+                            .flows
+                            .queues
+                            .enqueue(&queue, Instant::now(), &self.call_id);
                     core.handle(Input::Enqueued(placed), now());
                 }
                 Output::QueueMetrics { queue } => {
@@ -85,6 +89,12 @@ impl Shell {
                     };
                     self.leg_command(LegCommand::Tap(tap));
                 }
+                Output::Bridge => {
+                    if let Some(input) = self.bridge_agent().await {
+                        core.handle(input, now());
+                    }
+                }
+                Output::ReleaseAgent => self.release_agent().await,
                 Output::Hangup => match (&self.signaling, self.answered) {
                     (Signaling::Sip(dialog), Some(_)) => dialog.hangup().await,
                     (Signaling::Sip(dialog), None) => {

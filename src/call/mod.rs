@@ -1,6 +1,7 @@
 //! Calls: the session table and one task per call, which runs the call's contact flow.
 
 pub(crate) mod admit;
+pub mod answer;
 pub mod core;
 mod effects;
 mod start;
@@ -67,6 +68,8 @@ pub struct CallServices {
     pub hooks: Option<Arc<dyn CallHooks>>,
     /// Browser calls still connecting, per source address.
     pub connecting: whip::Connecting,
+    /// Agents' WHIP sessions, to the calls they joined.
+    pub agent_sessions: answer::AgentSessions,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand
@@ -189,13 +192,17 @@ impl Identify {
 }
 
 /// Commands from outside a call (API, shutdown) to its task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CallCommand {
     Hangup {
         cause: &'static str,
     },
     /// Start, pause, resume or stop recording the call (API, flows).
     Recording(crate::recording::RecordingControl),
+    /// An agent took the queued call: their leg, to bridge once connected.
+    Agent(Box<answer::AgentOffer>),
+    /// The agent hung up (their WHIP session's `DELETE`).
+    AgentHangup,
 }
 
 #[cfg(test)]

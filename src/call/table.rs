@@ -63,10 +63,10 @@ impl CallTable {
         self.calls.is_empty()
     }
 
-    /// Sends `cmd` to every live call.
-    pub fn broadcast(&self, cmd: CallCommand) {
+    /// Sends the command `cmd` makes to every live call.
+    pub fn broadcast(&self, cmd: impl Fn() -> CallCommand) {
         for entry in self.calls.iter() {
-            let _ = entry.commands.send(cmd);
+            let _ = entry.commands.send(cmd());
         }
     }
 

@@ -48,6 +48,7 @@ pub(super) async fn run_call(
         record_all: svc.recorder.record_all(),
         streaming: svc.flows.streaming_url.is_some(),
         confirm_within: browser.then_some(svc.settings.webrtc_connect_timeout),
+        agent_connect_within: Some(svc.settings.webrtc_connect_timeout),
     };
     info!(flow = %start.flow.name, "running contact flow");
     let mut core = CallCore::new(
@@ -71,6 +72,7 @@ pub(super) async fn run_call(
         done,
         answered: None,
         connecting: start.connecting,
+        agent: None,
     };
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
@@ -93,6 +95,8 @@ pub(super) struct Shell {
     pub(super) answered: Option<(jiff::Timestamp, Instant)>,
     /// Held while a browser leg connects (see `whip::Connecting`).
     pub(super) connecting: Option<super::whip::ConnectingTicket>,
+    /// The agent who took the call from its queue (see `answer`).
+    pub(super) agent: Option<super::answer::AgentLeg>,
 }
 
 async fn leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -156,9 +160,12 @@ impl Shell {
                     }
                     None => Some(Input::Hangup("error")),
                 },
+                event = super::answer::agent_event(&mut self.agent) => Self::agent_input(event),
                 command = commands.recv() => match command {
                     Some(CallCommand::Hangup { cause }) => Some(Input::Hangup(cause)),
                     Some(CallCommand::Recording(ctl)) => Some(Input::Recording(ctl)),
+                    Some(CallCommand::Agent(offer)) => self.offer_agent(core, *offer),
+                    Some(CallCommand::AgentHangup) => Some(Input::AgentLeft),
                     None => Some(Input::Hangup("error")),
                 },
                 Some(finished) = done.recv() => Some(match finished {
@@ -180,7 +187,8 @@ impl Shell {
     }
 
     /// Closes media and tells the table, the metrics and the hooks how the call went.
-    async fn finish(self, core: &CallCore, cause: &'static str) {
+    async fn finish(mut self, core: &CallCore, cause: &'static str) {
+        self.release_agent().await;
         let svc = self.svc;
         let Some((answered_at, answered)) = self.answered else {
             svc.metrics.call_ended(cause);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::Metrics;
 
 /// `[queues.NAME]` in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Contacts the queue holds at once; one more takes the QueueAtCapacity branch (0 = no limit).
@@ -47,9 +47,20 @@ pub struct QueueMetrics {
 pub struct Queue {
     pub name: Arc<str>,
     pub config: QueueConfig,
-    waiting: Mutex<Vec<(u64, Instant)>>,
+    /// Oldest first.
+    waiting: Mutex<Vec<Waiting>>,
     /// The queue's metrics, once the server attached them ([`QueueRegistry::observe`]).
     meters: std::sync::OnceLock<QueueMeters>,
+}
+
+/// A contact holding a place.
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    since: Instant,
+    call_id: Arc<str>,
+    /// An agent is connecting to this contact: not offered to another.
+    claimed: bool,
 }
 
 /// What `/metrics` shows of a queue; kept where places are taken and freed, so the figures
@@ -65,6 +76,10 @@ struct QueueMeters {
 #[error("queue at capacity")]
 pub struct AtCapacity;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no such queue")]
+pub struct UnknownQueue;
+
 /// A contact's place in a queue; leaving (dropping it) frees the place.
 #[derive(Debug)]
 pub struct Ticket {
@@ -75,7 +90,7 @@ pub struct Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let Ok(mut w) = self.queue.waiting.lock() {
-            w.retain(|(id, _)| *id != self.id);
+            w.retain(|c| c.id != self.id);
         }
         if let Some(m) = self.queue.meters.get() {
             m.waiting.dec();
@@ -86,6 +101,16 @@ impl Drop for Ticket {
 impl Ticket {
     pub fn queue(&self) -> &Arc<Queue> {
         &self.queue
+    }
+
+    /// The agent who claimed this contact did not take it: it may be offered again, keeping
+    /// its place (its age counts from when it was queued).
+    pub fn unclaim(&self) {
+        if let Ok(mut w) = self.queue.waiting.lock()
+            && let Some(c) = w.iter_mut().find(|c| c.id == self.id)
+        {
+            c.claimed = false;
+        }
     }
 }
 
@@ -136,8 +161,8 @@ impl QueueRegistry {
         }
     }
 
-    /// Puts a contact in `name`, unless the queue is full (or unknown).
-    pub fn enqueue(&self, name: &str, now: Instant) -> Result<Ticket, AtCapacity> {
+    /// Puts call `call_id`'s contact in `name`, unless the queue is full (or unknown).
+    pub fn enqueue(&self, name: &str, now: Instant, call_id: &str) -> Result<Ticket, AtCapacity> {
         let queue = self.queues.get(name).ok_or(AtCapacity)?;
         let mut w = queue.waiting.lock().map_err(|_| AtCapacity)?;
         if queue.config.capacity > 0 && w.len() >= queue.config.capacity {
@@ -147,7 +172,12 @@ impl QueueRegistry {
             return Err(AtCapacity);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        w.push((id, now));
+        w.push(Waiting {
+            id,
+            since: now,
+            call_id: call_id.into(),
+            claimed: false,
+        });
         drop(w);
         if let Some(m) = queue.meters.get() {
             m.entered.inc();
@@ -159,10 +189,27 @@ impl QueueRegistry {
         })
     }
 
+    /// The call of the contact that has waited longest in `name` and that no agent is
+    /// connecting to, now claimed for the agent asking (until its ticket is unclaimed or
+    /// dropped). `None` when nobody is waiting unclaimed; `Err` for an unknown queue.
+    pub fn claim_oldest(&self, name: &str) -> Result<Option<Arc<str>>, UnknownQueue> {
+        let queue = self.queues.get(name).ok_or(UnknownQueue)?;
+        let Ok(mut w) = queue.waiting.lock() else {
+            return Ok(None);
+        };
+        Ok(w.iter_mut()
+            .filter(|c| !c.claimed)
+            .min_by_key(|c| (c.since, c.id))
+            .map(|c| {
+                c.claimed = true;
+                c.call_id.clone()
+            }))
+    }
+
     pub fn metrics(&self, name: &str, now: Instant) -> Option<QueueMetrics> {
         let queue = self.queues.get(name)?;
         let w = queue.waiting.lock().ok()?;
-        let oldest = w.iter().map(|(_, t)| *t).min();
+        let oldest = w.iter().map(|c| c.since).min();
         Some(QueueMetrics {
             contacts: w.len(),
             oldest_age_secs: oldest.map(|t| now.duration_since(t).as_secs()).unwrap_or(0),
@@ -189,16 +236,21 @@ mod tests {
         );
         let r = QueueRegistry::new(&c);
         let t0 = Instant::now();
-        let a = r.enqueue("nurses", t0).unwrap();
-        let _b = r.enqueue("nurses", t0 + Duration::from_secs(5)).unwrap();
-        assert_eq!(r.enqueue("nurses", t0).unwrap_err(), AtCapacity);
+        let a = r.enqueue("nurses", t0, "call-x").unwrap();
+        let _b = r
+            .enqueue("nurses", t0 + Duration::from_secs(5), "call-y")
+            .unwrap();
+        assert_eq!(r.enqueue("nurses", t0, "call-x").unwrap_err(), AtCapacity);
         let m = r.metrics("nurses", t0 + Duration::from_secs(30)).unwrap();
         assert_eq!((m.contacts, m.oldest_age_secs), (2, 30));
         drop(a);
         let m = r.metrics("nurses", t0 + Duration::from_secs(30)).unwrap();
         assert_eq!((m.contacts, m.oldest_age_secs), (1, 25));
-        assert!(r.enqueue("nurses", t0).is_ok(), "a place was freed");
-        assert!(r.enqueue("nobody", t0).is_err());
+        assert!(
+            r.enqueue("nurses", t0, "call-x").is_ok(),
+            "a place was freed"
+        );
+        assert!(r.enqueue("nobody", t0, "call-x").is_err());
     }
 
     #[test]
@@ -214,10 +266,40 @@ mod tests {
         let metrics = Metrics::new();
         r.observe(&metrics);
         let (waiting, entered, refused) = metrics.queue_meters("nurses");
-        let t = r.enqueue("nurses", Instant::now()).unwrap();
-        assert!(r.enqueue("nurses", Instant::now()).is_err());
+        let t = r.enqueue("nurses", Instant::now(), "call-x").unwrap();
+        assert!(r.enqueue("nurses", Instant::now(), "call-x").is_err());
         assert_eq!((waiting.get(), entered.get(), refused.get()), (1, 1, 1));
         drop(t);
         assert_eq!(waiting.get(), 0, "leaving frees the place in the gauge too");
+    }
+
+    /// Agents take the contact that waited longest, never one another agent is connecting
+    /// to; one not taken after all keeps its place; one that left is not offered.
+    #[test]
+    fn agents_claim_the_longest_waiting_contact_once() {
+        let mut c = BTreeMap::new();
+        c.insert("nurses".to_string(), QueueConfig::default());
+        let r = QueueRegistry::new(&c);
+        let t0 = Instant::now();
+        let later = r
+            .enqueue("nurses", t0 + Duration::from_secs(9), "later")
+            .unwrap();
+        let first = r.enqueue("nurses", t0, "first").unwrap();
+        let claim = |r: &QueueRegistry| r.claim_oldest("nurses").unwrap().map(|c| c.to_string());
+        assert_eq!(claim(&r).as_deref(), Some("first"));
+        assert_eq!(
+            claim(&r).as_deref(),
+            Some("later"),
+            "the first is being taken"
+        );
+        assert_eq!(claim(&r), None);
+        first.unclaim();
+        assert_eq!(claim(&r).as_deref(), Some("first"), "back, in its place");
+        later.unclaim();
+        drop(later);
+        assert_eq!(claim(&r), None, "a contact that left is not offered");
+        assert_eq!(r.claim_oldest("nobody"), Err(UnknownQueue));
+        // Claimed contacts still count as waiting until an agent has them.
+        assert_eq!(r.metrics("nurses", t0).unwrap().contacts, 1);
     }
 }

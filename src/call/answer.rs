@@ -1,0 +1,241 @@
+//! An agent answers a queued call from the browser: the agent's WHIP offer takes the contact
+//! that has waited longest in a queue, a browser leg is answered for the agent, and once that
+//! leg is connected the caller's call core bridges the two (see [`super::core::Phase`]'s
+//! `Offered` and `Bridged`). The caller keeps hearing the hold flow until the agent is there,
+//! and keeps their place if the agent never connects.
+//!
+//! This is the first way a person answers a Careline call; routing (agents' states, routing
+//! profiles, offering a call to an agent rather than the agent taking one) builds on it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::core::{CallCore, Input, Phase};
+use super::task::Shell;
+use super::{CallCommand, CallServices};
+use crate::media::engine::{LegHandle, LegIds};
+use crate::media::leg::{LegCommand, LegEvent};
+use crate::media::ports::RtpSockets;
+use crate::media::webrtc::{WebRtcError, WebRtcTransport};
+
+/// A queued call an agent took: the agent's WHIP session and SDP answer.
+#[derive(Debug)]
+pub struct Taken {
+    /// The session's id in its resource URL (128 random bits, hex): the agent's capability
+    /// to hang up (`DELETE /api/v1/calls/whip/{resource}`); never logged.
+    pub resource: String,
+    pub answer: String,
+    /// The call the agent is joined to (for the screen-pop and the call's API).
+    pub call_id: String,
+}
+
+/// Why no call was taken; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("no queue is named `{0}`")]
+    UnknownQueue(String),
+    #[error("nobody is waiting in queue `{0}`")]
+    NobodyWaiting(String),
+    #[error("Careline is shutting down")]
+    Draining,
+    #[error("no media port free")]
+    NoPorts,
+    #[error(transparent)]
+    Offer(#[from] WebRtcError),
+}
+
+/// The agent's leg, handed to the call it joins (`CallCommand::Agent`); `accepted` says
+/// whether the call took it (it is queued and still there).
+pub struct AgentOffer {
+    pub(super) sockets: RtpSockets,
+    pub(super) peer: Box<WebRtcTransport>,
+    pub(super) params: crate::media::leg::LegParams,
+    pub(super) ids: LegIds,
+    pub(super) session: String,
+    pub(super) accepted: oneshot::Sender<bool>,
+}
+
+impl fmt::Debug for AgentOffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The session id is a capability: never printed.
+        f.write_str("AgentOffer")
+    }
+}
+
+/// The agent's side of a call, held by the call's shell.
+pub(super) struct AgentLeg {
+    pub leg: LegHandle,
+    pub session: String,
+}
+
+/// Agents' WHIP sessions: session id to the call it joined, so that the agent's `DELETE`
+/// reaches that call.
+#[derive(Debug, Default)]
+pub struct AgentSessions {
+    by_session: dashmap::DashMap<String, String>,
+}
+
+impl AgentSessions {
+    /// The call agent session `session` is joined to.
+    pub fn call_of(&self, session: &str) -> Option<String> {
+        self.by_session.get(session).map(|c| c.clone())
+    }
+
+    pub(super) fn insert(&self, session: String, call_id: String) {
+        self.by_session.insert(session, call_id);
+    }
+
+    pub(super) fn remove(&self, session: &str) {
+        self.by_session.remove(session);
+    }
+}
+
+/// How many waiting contacts an agent's offer is tried on before giving up (each one that
+/// refuses has just left its queue or been bridged meanwhile).
+const TRIES: usize = 3;
+
+/// Takes the contact that has waited longest in `queue` for the agent whose browser sent
+/// `offer` from `remote`: answers the offer and hands the agent's leg to the caller's call.
+pub async fn take(
+    svc: Arc<CallServices>,
+    queue: &str,
+    offer: &str,
+    remote: IpAddr,
+) -> Result<Taken, AnswerError> {
+    if svc.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(AnswerError::Draining);
+    }
+    for _ in 0..TRIES {
+        let Some(call_id) = svc
+            .flows
+            .queues
+            .claim_oldest(queue)
+            .map_err(|_| AnswerError::UnknownQueue(queue.to_string()))?
+        else {
+            break;
+        };
+        let sockets = svc
+            .media
+            .reserve(svc.sip.udp_addr.ip())
+            .map_err(|_| AnswerError::NoPorts)?;
+        let local = sockets.rtp.local_addr().map_err(|_| AnswerError::NoPorts)?;
+        let ids = LegIds::random();
+        let answered = WebRtcTransport::answer(
+            offer,
+            local,
+            Some(svc.sip.media_address_for(remote)),
+            &svc.settings.codecs,
+            ids.ssrc,
+            Instant::now(),
+        )?;
+        let resource = format!("{:032x}", rand::random::<u128>());
+        let (accepted, taken) = oneshot::channel();
+        let agent = AgentOffer {
+            sockets,
+            peer: Box::new(answered.transport),
+            params: answered.params,
+            ids,
+            session: resource.clone(),
+            accepted,
+        };
+        if !svc
+            .table
+            .send(&call_id, CallCommand::Agent(Box::new(agent)))
+        {
+            continue; // the call ended meanwhile (its place went with it)
+        }
+        if taken.await.unwrap_or(false) {
+            info!(call = %call_id, queue, "an agent answered a queued call");
+            return Ok(Taken {
+                resource,
+                answer: answered.answer,
+                call_id: call_id.to_string(),
+            });
+        }
+    }
+    Err(AnswerError::NobodyWaiting(queue.to_string()))
+}
+
+/// The agent's leg's next event; pending while there is no agent.
+pub(super) async fn agent_event(agent: &mut Option<AgentLeg>) -> Option<LegEvent> {
+    match agent {
+        Some(agent) => agent.leg.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Shell {
+    /// What an event of the agent's leg means to the call (its keys and plays mean nothing).
+    pub(super) fn agent_input(event: Option<LegEvent>) -> Option<Input> {
+        match event {
+            Some(LegEvent::Connected) => Some(Input::AgentConnected),
+            Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout) | None => Some(Input::AgentLeft),
+            Some(_) => None,
+        }
+    }
+
+    /// An agent took this call from its queue: their leg goes on the media clock, and the
+    /// core hears of it, if the call still waits in its queue.
+    pub(super) fn offer_agent(&mut self, core: &CallCore, offer: AgentOffer) -> Option<Input> {
+        let AgentOffer {
+            sockets,
+            peer,
+            params,
+            ids,
+            session,
+            accepted,
+        } = offer;
+        if core.phase() != Phase::Queued || self.agent.is_some() {
+            let _ = accepted.send(false);
+            return None;
+        }
+        let opts = self.svc.settings.leg_options();
+        match self
+            .svc
+            .media
+            .open_webrtc(sockets, *peer, params, opts, ids)
+        {
+            Ok(leg) => {
+                self.svc
+                    .agent_sessions
+                    .insert(session.clone(), self.call_id.clone());
+                self.agent = Some(AgentLeg { leg, session });
+                let _ = accepted.send(true);
+                Some(Input::AgentOffered)
+            }
+            Err(e) => {
+                warn!(error = %e, "could not open the agent's media");
+                let _ = accepted.send(false);
+                None
+            }
+        }
+    }
+
+    /// Stops what the caller hears and joins the caller's leg with the agent's.
+    pub(super) async fn bridge_agent(&mut self) -> Option<Input> {
+        let (Some(caller), Some(agent)) = (&self.leg, &mut self.agent) else {
+            return Some(Input::AgentLeft);
+        };
+        caller.command(LegCommand::Stop);
+        match self.svc.media.bridge(caller, &mut agent.leg).await {
+            Ok(()) => None,
+            Err(e) => {
+                warn!(error = %e, "could not bridge the agent");
+                Some(Input::AgentLeft)
+            }
+        }
+    }
+
+    /// Closes the agent's leg (the browser learns by DTLS close) and ends their session.
+    pub(super) async fn release_agent(&mut self) {
+        if let Some(agent) = self.agent.take() {
+            self.svc.agent_sessions.remove(&agent.session);
+            agent.leg.close().await;
+        }
+    }
+}
