@@ -179,8 +179,8 @@ impl Api {
     }
 }
 
-/// POSTs a browser's SDP offer to the WHIP endpoint.
-fn whip_offer(api: &Api, token: Option<&str>, offer: &str) -> Response {
+/// POSTs a browser's SDP offer to `path` (the WHIP endpoints).
+fn sdp_post(api: &Api, path: &str, token: Option<&str>, offer: &str) -> Response {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
         .as_deref()
@@ -189,7 +189,7 @@ fn whip_offer(api: &Api, token: Option<&str>, offer: &str) -> Response {
     request(
         api.server.http,
         "POST",
-        "/api/v1/calls/whip",
+        path,
         &headers,
         Some(("application/sdp", offer.as_bytes())),
     )
@@ -402,6 +402,13 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, A, D, A],
         on_call: [D, A, A, A, D, A],
     },
+    // Answering a queued caller from the browser: the people who talk to callers.
+    Row {
+        method: "POST",
+        path: "/api/v1/queues/{name}/answer",
+        off_call: [D, A, A, A, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
     Row {
         method: "POST",
         path: "/api/v1/care-tasks/{id}/done",
@@ -520,7 +527,8 @@ impl Api {
 fn every_endpoint_answers_every_role_as_the_rules_say() {
     // The matrix places eight browser calls from one address that never connect: more than
     // the default number allowed to be connecting at once from one address.
-    let (api, _flows) = start_holding_with("[webrtc]\nmax_connecting_per_source = 50\n");
+    let (api, _flows) =
+        start_holding_with("[webrtc]\nmax_connecting_per_source = 50\n[queues.nurses]\n");
     api.import_all();
     let (patient, _, _, phone) = bundle_patient(&bundles()[0]);
     let (other, ..) = bundle_patient(&bundles()[1]);
@@ -649,6 +657,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     row.path
                         .replace("{name}", "discharge-follow-up")
                         .replace("{id}", &execution)
+                } else if row.path.starts_with("/api/v1/queues/") {
+                    row.path.replace("{name}", "nurses")
                 } else if row.path.ends_with("/recording/{action}") {
                     row.path
                         .replace("{call_id}", &live)
@@ -697,12 +707,15 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     && (row.path.starts_with("/api/v1/patients/{id}/")
                         || row.path.starts_with("/api/v1/recordings/{id}"));
                 let before = patient_read.then(|| reads_of(&api, &tokens[4], &user, &patient));
-                let r = if row.path == "/api/v1/calls/whip" {
-                    whip_offer(&api, Some(&tokens[i]), &browser.offer)
+                let sdp = row.path == "/api/v1/calls/whip" || row.path.ends_with("/answer");
+                let r = if sdp {
+                    sdp_post(&api, &path, Some(&tokens[i]), &browser.offer)
                 } else {
                     api.call(row.method, &path, Some(&tokens[i]), body.clone())
                 };
-                let allowed = matches!(r.status, 200 | 201 | 202 | 204);
+                // Nobody waits in the queue: past the permission check, 409.
+                let allowed = matches!(r.status, 200 | 201 | 202 | 204)
+                    || (row.path.ends_with("/answer") && r.status == 409);
                 if allowed != want || !(allowed || r.status == 403) {
                     failures.push(format!(
                         "{role} {} {} (on call: {on_call}): got {} {}",
@@ -721,8 +734,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     }
                 }
                 // Without credentials: always 401.
-                let anon = if row.path == "/api/v1/calls/whip" {
-                    whip_offer(&api, None, &browser.offer)
+                let anon = if sdp {
+                    sdp_post(&api, &path, None, &browser.offer)
                 } else {
                     api.call(row.method, &path, None, body)
                 };

@@ -472,3 +472,153 @@ fn an_allowed_portal_origin_gets_cors_answers_and_others_do_not() {
     assert_eq!(r.header("access-control-expose-headers"), Some("Location"));
     assert_eq!(r.header("access-control-allow-credentials"), None);
 }
+
+/// 8 kHz tone of `hz` for `ms`, at about -12 dBFS.
+fn tone(hz: f32, ms: usize) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|n| (8000.0 * (2.0 * std::f32::consts::PI * hz * n as f32 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// How much of `pcm`'s power is at `hz` (Goertzel; 1.0 for a pure tone, 0 for silence).
+fn purity(pcm: &[i16], hz: f32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz as f64 / 8000.0;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 = pcm.iter().map(|&x| (x as f64).powi(2)).sum();
+    if total < 1e6 {
+        return 0.0;
+    }
+    2.0 * power / (pcm.len() as f64 * total)
+}
+
+/// Waits (30 s at most) until some 200 ms that `heard` returns after `from_ms` is mostly
+/// `hz`; the audio's start in ms.
+fn wait_for_tone(heard: impl Fn() -> Vec<i16>, hz: f32, from_ms: usize, what: &str) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pcm = heard();
+        let mut at = from_ms * 8;
+        while at + 1600 <= pcm.len() {
+            if purity(&pcm[at..at + 1600], hz) > 0.8 {
+                return at / 8;
+            }
+            at += 400;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no {hz} Hz tone heard after {from_ms} ms ({} ms heard)",
+            pcm.len() / 8
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const URGENT_QUEUE: &str = "careline_queue_contacts{queue=\"triage-urgent\"}";
+
+/// A patient calls the triage line from a phone and waits in the urgent queue; a nurse
+/// answers from the browser: the patient is joined to the nurse (the hold flow stops, the
+/// queue empties), each hears the other (a tone each way, through the bridge and the
+/// browser's DTLS-SRTP), and the nurse hanging up ends the patient's call with a BYE.
+#[test]
+fn a_nurse_answers_a_queued_phone_caller_from_the_browser() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Ua, dial_answered};
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let answer_path = "/api/v1/queues/triage-urgent/answer";
+    let browser = BrowserPeer::new(&[Codec::Pcmu, Codec::Opus]);
+
+    // Nobody waiting yet; an unknown queue; no credentials.
+    let r = post_offer(&server, answer_path, &browser.offer, Some(&nurse));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("nobody is waiting"), "{}", r.body);
+    let r = post_offer(
+        &server,
+        "/api/v1/queues/nowhere/answer",
+        &browser.offer,
+        Some(&nurse),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post_offer(&server, answer_path, &browser.offer, None);
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let call = dial_answered(&mut ua, "200", &phone);
+    support::audio::let_call_run(&phone, 500);
+    phone.send_event('2', 100); // English
+    support::audio::let_call_run(&phone, 500);
+    phone.send_event('9', 100); // urgent
+    assert_eq!(
+        server.wait_metric(URGENT_QUEUE, 1.0, Duration::from_secs(30)),
+        1.0,
+        "the caller waits in the urgent queue"
+    );
+
+    let r = post_offer(&server, answer_path, &browser.offer, Some(&nurse));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    let call_id = call.call_id.clone();
+    assert_eq!(r.header("careline-call-id"), Some(call_id.as_str()));
+    let location = r.header("location").expect("Location").to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+    assert_eq!(
+        server.wait_metric_down(URGENT_QUEUE, 0.0, Duration::from_secs(30)),
+        0.0,
+        "joined to the nurse, the caller leaves the queue"
+    );
+
+    // The patient speaks (1 kHz), the nurse hears it; the nurse speaks (440 Hz), the
+    // patient hears it.
+    let nurse_heard = browser.heard().len() / 8;
+    phone.send_audio(tone(1000.0, 3000));
+    wait_for_tone(
+        || browser.heard(),
+        1000.0,
+        nurse_heard,
+        "the nurse hears the patient",
+    );
+    let patient_heard = phone.heard().len() / 8;
+    browser.speak(tone(440.0, 3000));
+    wait_for_tone(
+        || phone.heard(),
+        440.0,
+        patient_heard,
+        "the patient hears the nurse",
+    );
+
+    // The nurse hangs up: the patient's call ends with a BYE, and the session is gone.
+    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    let bye = bye.expect("the patient's phone gets a BYE");
+    ua.respond(&bye, 200, "OK");
+    let ended = server.wait_metric(
+        "careline_calls_ended_total{cause=\"agent_hangup\"}",
+        1.0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        ended,
+        1.0,
+        "{:?}",
+        server.http_get("/metrics").map(|(_, b)| b
+            .lines()
+            .filter(|l| l.contains("calls_ended"))
+            .map(str::to_string)
+            .collect::<Vec<_>>())
+    );
+    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(
+        r.status, 404,
+        "the nurse's session ended with the call: {}",
+        r.body
+    );
+}

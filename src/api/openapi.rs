@@ -464,6 +464,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[404, 429, 503],
     },
     RouteDoc {
+        method: "post",
+        path: "/api/v1/queues/{name}/answer",
+        action: Some(Action::CallAnswer),
+        summary: "Answer from the browser (WHIP, RFC 9725): the body is the agent's SDP offer; the caller who has waited longest in queue `name` (and whom no other agent is taking) is joined to the agent once the agent's media is up, and keeps hearing the hold flow until then (and their place, if the agent never connects). Answers 201 with the SDP answer, the session's Location (DELETE it to hang up, which ends the call) and the call's id in Careline-Call-Id; 409 when nobody is waiting.",
+        query: &[],
+        body: Some("Sdp"),
+        ok: 201,
+        returns: "Sdp",
+        media: SDP,
+        also: &[409, 503],
+    },
+    RouteDoc {
         method: "delete",
         path: "/api/v1/calls/whip/{id}",
         action: None,

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
+use crate::call::answer::{AnswerError, take};
 use crate::call::whip::{Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
@@ -62,6 +63,8 @@ pub(crate) fn router(
             delete(hang_up).patch(trickle).options(preflight),
         )
         .layer(axum::middleware::from_fn_with_state(origins, cors))
+        // Staff answering from Careline's own pages: no cross-site use.
+        .route("/api/v1/queues/{name}/answer", post(answer_queued))
         .route("/call", get(|| page("text/html; charset=utf-8", CALL_HTML)))
         .route(
             "/call.js",
@@ -203,17 +206,7 @@ async fn offer(
         })?;
         s.api.require(&caller, Action::CallPlace, None).await?;
     }
-    if content_type(&headers) != "application/sdp" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the SDP offer as Content-Type: application/sdp (RFC 9725 §4.2)",
-        ));
-    }
-    // Read like every other body: under the route's limit and the connection's body timeout.
-    let body = body_bytes(req, &()).await?;
-    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
-        return Err(ApiError::bad_request("the SDP offer is not UTF-8 text"));
-    };
+    let sdp = sdp_offer(&headers, req).await?;
     let remote = client.0.ip();
     let target = Target {
         flow: query.flow,
@@ -236,6 +229,79 @@ async fn offer(
     }
 }
 
+fn answer_error(e: AnswerError) -> Response {
+    let status = match &e {
+        AnswerError::UnknownQueue(_) => StatusCode::NOT_FOUND,
+        AnswerError::NobodyWaiting(_) => StatusCode::CONFLICT,
+        AnswerError::Draining | AnswerError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
+        AnswerError::Offer(WebRtcError::Offer(_)) => StatusCode::BAD_REQUEST,
+        AnswerError::Offer(WebRtcError::NoAudio) => StatusCode::UNPROCESSABLE_ENTITY,
+        AnswerError::Offer(WebRtcError::Rtc(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut response = ApiError::new(status, e.to_string()).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    }
+    response
+}
+
+/// Reads a WHIP request's SDP offer: `application/sdp`, UTF-8, under the route's limits.
+async fn sdp_offer(headers: &HeaderMap, req: axum::extract::Request) -> Result<String, ApiError> {
+    if content_type(headers) != "application/sdp" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the SDP offer as Content-Type: application/sdp (RFC 9725 §4.2)",
+        ));
+    }
+    // Read like every other body: under the route's limit and the connection's body timeout.
+    let body = body_bytes(req, &()).await?;
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("the SDP offer is not UTF-8 text"))
+}
+
+/// An agent answers from the browser: the body is their browser's SDP offer; the caller who
+/// has waited longest in queue `name` is joined to them once their media is up. Answers 201
+/// with the SDP answer, the session's `Location` (DELETE it to hang up) and the call's id in
+/// `Careline-Call-Id`; 409 when nobody is waiting.
+async fn answer_queued(
+    State(s): State<WhipApi>,
+    caller: Option<Caller>,
+    Path(name): Path<String>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let caller = caller.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "sign in (POST /login) or send Authorization: Bearer <token>",
+        )
+    })?;
+    s.api.require(&caller, Action::CallAnswer, None).await?;
+    let sdp = sdp_offer(&headers, req).await?;
+    match take(s.calls.clone(), &name, &sdp, client.0.ip()).await {
+        Ok(taken) => Ok((
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_string()),
+                (
+                    header::LOCATION,
+                    format!("/api/v1/calls/whip/{}", taken.resource),
+                ),
+                (
+                    header::HeaderName::from_static("careline-call-id"),
+                    taken.call_id,
+                ),
+            ],
+            taken.answer,
+        )
+            .into_response()),
+        Err(e) => Ok(answer_error(e)),
+    }
+}
+
 /// A session id as `place` makes them: 32 lowercase hex digits.
 fn session(id: &str) -> Result<String, ApiError> {
     if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -245,13 +311,17 @@ fn session(id: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Hangs up (RFC 9725 §4.3): the browser is done, the call ends as at a phone's BYE.
+/// Hangs up (RFC 9725 §4.3): a caller's browser is done, and the call ends as at a phone's
+/// BYE; an agent's, and the agent leaves the call they answered (which ends it).
 async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let call_id = session(&id)?;
     let hangup = CallCommand::Hangup {
         cause: "caller_bye",
     };
-    if s.calls.table.send(&call_id, hangup) {
+    let agent_of = || s.calls.agent_sessions.call_of(&id);
+    if s.calls.table.send(&call_id, hangup)
+        || agent_of().is_some_and(|c| s.calls.table.send(&c, CallCommand::AgentHangup))
+    {
         Ok(StatusCode::OK.into_response())
     } else {
         Err(ApiError::not_found(
@@ -271,7 +341,7 @@ async fn trickle(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let call_id = session(&id)?;
-    if !s.calls.table.contains(&call_id) {
+    if !s.calls.table.contains(&call_id) && s.calls.agent_sessions.call_of(&id).is_none() {
         return Err(ApiError::not_found(
             "no such WHIP session (it may have ended)",
         ));

@@ -103,6 +103,8 @@ pub enum Action {
     /// Place a call from a browser into a contact flow (WHIP), when `[webrtc] public_calls`
     /// does not open it to anyone.
     CallPlace,
+    /// Take the caller who has waited longest in a queue, from a browser (WHIP).
+    CallAnswer,
 }
 
 impl Action {
@@ -127,6 +129,7 @@ impl Action {
             Action::CareTaskRead => "care_task.read",
             Action::CareTaskDone => "care_task.done",
             Action::CallPlace => "call.place",
+            Action::CallAnswer => "call.answer",
         }
     }
 }
@@ -208,6 +211,11 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::CallPlace, R::Clinician, S::Any),
     (A::CallPlace, R::Agent, S::Any),
     (A::CallPlace, R::Service, S::Any),
+    // Answering a queued caller is what nurses, clinicians and supervisors do; a service or
+    // an auditor has no one to talk to the caller.
+    (A::CallAnswer, R::Supervisor, S::Any),
+    (A::CallAnswer, R::Clinician, S::Any),
+    (A::CallAnswer, R::Agent, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

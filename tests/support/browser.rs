@@ -41,6 +41,7 @@ use super::rtp::{Received, decode_stream};
 enum Cmd {
     Answer(String),
     Event { digit: Digit, duration_ms: u32 },
+    Speak(Vec<i16>),
 }
 
 pub struct BrowserPeer {
@@ -125,6 +126,12 @@ impl BrowserPeer {
             assert!(Instant::now() < deadline, "the browser did not connect");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Queues 8 kHz audio for the microphone to send from the next frame (silence after).
+    #[allow(dead_code)]
+    pub fn speak(&self, pcm_8k: Vec<i16>) {
+        let _ = self.cmds.send(Cmd::Speak(pcm_8k));
     }
 
     /// Presses a key as RTCDTMFSender does.
@@ -256,6 +263,7 @@ fn run(
     let mut rtp = RtpSender::new(ssrc, rand::random(), rand::random());
     let mut opus = OpusEncoder::new().ok();
     let mut event: Option<EventSender> = None;
+    let mut voice: std::collections::VecDeque<i16> = Default::default();
     let mut out = Vec::with_capacity(1500);
     let mut buf = vec![0u8; 2048];
     let mut next = Instant::now();
@@ -278,6 +286,7 @@ fn run(
                     ));
                 }
                 Ok(Cmd::Answer(_)) => {}
+                Ok(Cmd::Speak(pcm)) => voice.extend(pcm),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     let _ = pc.close();
@@ -331,14 +340,18 @@ fn run(
                 event = None;
             }
         } else {
-            let samples = if codec == Codec::Opus { 960 } else { 160 };
-            let silence = vec![0i16; samples];
+            // 20 ms of the microphone: what it was given to say, else silence.
+            let mut pcm: Vec<i16> = (0..160).map(|_| voice.pop_front().unwrap_or(0)).collect();
+            if codec == Codec::Opus {
+                // 48 kHz for the encoder: each sample six times (libopus filters the rest).
+                pcm = pcm.iter().flat_map(|&s| [s; 6]).collect();
+            }
             let payload: Vec<u8> = match codec {
-                Codec::Pcmu => silence.iter().map(|&s| g711::linear_to_ulaw(s)).collect(),
-                Codec::Pcma => silence.iter().map(|&s| g711::linear_to_alaw(s)).collect(),
+                Codec::Pcmu => pcm.iter().map(|&s| g711::linear_to_ulaw(s)).collect(),
+                Codec::Pcma => pcm.iter().map(|&s| g711::linear_to_alaw(s)).collect(),
                 Codec::Opus => opus
                     .as_mut()
-                    .and_then(|e| e.encode(&silence).ok().map(|p| p.to_vec()))
+                    .and_then(|e| e.encode(&pcm).ok().map(|p| p.to_vec()))
                     .unwrap_or_default(),
             };
             rtp.build(&mut out, pt, &payload, step);
