@@ -611,9 +611,19 @@ fn wait_for_tone_or_none(pcm: &[i16], hz: f32) -> Option<usize> {
         .find(|&at| purity(&pcm[at..at + 1600], hz) > 0.8)
 }
 
+/// A phone caller joined to a nurse's browser.
+struct Bridged {
+    ua: support::sip::Ua,
+    phone: support::rtp::RtpPeer,
+    browser: BrowserPeer,
+    /// The nurse's session.
+    location: String,
+    call_id: String,
+}
+
 /// A phone caller keys into the triage line's urgent queue; `nurse` answers it from
-/// `browser`; a tone each way; the nurse hangs up. Returns the call's id.
-fn nurse_takes_the_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) -> String {
+/// `browser`, and the two are joined.
+fn bridge_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) -> Bridged {
     use support::rtp::RtpPeer;
     use support::sip::{Ua, dial_answered};
     let answer_path = "/api/v1/queues/triage-urgent/answer";
@@ -629,7 +639,6 @@ fn nurse_takes_the_urgent_caller(server: &TestServer, nurse: &str, browser: Brow
         1.0,
         "the caller waits in the urgent queue"
     );
-
     let r = post_offer(server, answer_path, &browser.offer, Some(nurse));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/sdp"));
@@ -643,43 +652,147 @@ fn nurse_takes_the_urgent_caller(server: &TestServer, nurse: &str, browser: Brow
         0.0,
         "joined to the nurse, the caller leaves the queue"
     );
+    Bridged {
+        ua,
+        phone,
+        browser,
+        location,
+        call_id,
+    }
+}
 
-    // The patient speaks (1 kHz), the nurse hears it; the nurse speaks (440 Hz), the
-    // patient hears it.
-    let nurse_heard = browser.heard().len() / 8;
-    phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
-        || browser.heard(),
-        1000.0,
-        nurse_heard,
-        "the nurse hears the patient",
-    );
-    let patient_heard = phone.heard().len() / 8;
-    browser.speak(tone(440.0, 2000));
-    wait_for_tone(
-        || phone.heard(),
-        440.0,
-        patient_heard,
-        "the patient hears the nurse",
-    );
+impl Bridged {
+    /// The patient speaks (1 kHz) and the nurse hears it; the nurse speaks (440 Hz) and the
+    /// patient hears it.
+    fn tones_both_ways(&self) {
+        let nurse_heard = self.browser.heard().len() / 8;
+        self.phone.send_audio(tone(1000.0, 2000));
+        wait_for_tone(
+            || self.browser.heard(),
+            1000.0,
+            nurse_heard,
+            "the nurse hears the patient",
+        );
+        let patient_heard = self.phone.heard().len() / 8;
+        self.browser.speak(tone(440.0, 2000));
+        wait_for_tone(
+            || self.phone.heard(),
+            440.0,
+            patient_heard,
+            "the patient hears the nurse",
+        );
+    }
 
-    // The nurse hangs up: the patient's call ends with a BYE, and the session is gone.
-    let r = request(server.http, "DELETE", &location, &[], None);
-    assert_eq!(r.status, 200, "{}", r.body);
-    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
-    let bye = bye.expect("the patient's phone gets a BYE");
-    ua.respond(&bye, 200, "OK");
-    let ended = server.wait_metric(
-        "careline_calls_ended_total{cause=\"agent_hangup\"}",
-        1.0,
-        Duration::from_secs(10),
+    /// The nurse hangs up: the patient's call ends with a BYE, and the session is gone.
+    fn nurse_hangs_up(&mut self, server: &TestServer) {
+        let r = request(server.http, "DELETE", &self.location, &[], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let bye = self
+            .ua
+            .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+        let bye = bye.expect("the patient's phone gets a BYE");
+        self.ua.respond(&bye, 200, "OK");
+        let ended = server.wait_metric(
+            "careline_calls_ended_total{cause=\"agent_hangup\"}",
+            1.0,
+            Duration::from_secs(10),
+        );
+        assert_eq!(ended, 1.0, "the call ended by the nurse");
+        let r = request(server.http, "DELETE", &self.location, &[], None);
+        assert_eq!(
+            r.status, 404,
+            "the nurse's session ended with the call: {}",
+            r.body
+        );
+    }
+}
+
+/// A phone caller keys into the urgent queue, `nurse` answers from `browser`, a tone each way,
+/// the nurse hangs up. Returns the call's id.
+fn nurse_takes_the_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) -> String {
+    let mut bridged = bridge_urgent_caller(server, nurse, browser);
+    bridged.tones_both_ways();
+    bridged.nurse_hangs_up(server);
+    bridged.call_id
+}
+
+/// Waits until `heard` holds `ms` more audio than it did at `from_ms`.
+fn let_run(heard: impl Fn() -> Vec<i16>, from_ms: usize, ms: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while heard().len() / 8 < from_ms + ms {
+        assert!(std::time::Instant::now() < deadline, "the audio stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// On hold the patient hears music and not the nurse, and the nurse hears nothing of the
+/// patient; resumed, they hear each other; muted, the patient does not hear the nurse.
+#[test]
+fn a_nurse_holds_resumes_and_mutes_the_caller() {
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let mut b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let location = b.location.clone();
+    let ctl = |action: &str| {
+        let r = request(
+            server.http,
+            "POST",
+            &format!("{location}/{action}"),
+            &[],
+            None,
+        );
+        (r.status, r.body)
+    };
+    assert_eq!(ctl("transfer").0, 404, "not an action");
+    let r = request(
+        server.http,
+        "POST",
+        &format!("/api/v1/calls/whip/{}/hold", "0".repeat(32)),
+        &[],
+        None,
     );
-    assert_eq!(ended, 1.0, "the call ended by the nurse");
-    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(r.status, 404, "not a session");
+    b.tones_both_ways();
+
+    assert_eq!(ctl("hold"), (204, String::new()));
+    let (patient, nurse_ms) = (b.phone.heard().len() / 8, b.browser.heard().len() / 8);
+    b.browser.speak(tone(440.0, 2000));
+    b.phone.send_audio(tone(1000.0, 2000));
+    // The first note of the hold music (C4).
+    wait_for_tone(
+        || b.phone.heard(),
+        261.63,
+        patient,
+        "the patient hears hold music",
+    );
+    let_run(|| b.phone.heard(), patient, 2500);
+    let_run(|| b.browser.heard(), nurse_ms, 2500);
+    let after = |pcm: Vec<i16>, ms: usize| pcm[ms * 8..].to_vec();
     assert_eq!(
-        r.status, 404,
-        "the nurse's session ended with the call: {}",
-        r.body
+        wait_for_tone_or_none(&after(b.phone.heard(), patient), 440.0),
+        None,
+        "held, the patient does not hear the nurse"
     );
-    call_id
+    assert_eq!(
+        wait_for_tone_or_none(&after(b.browser.heard(), nurse_ms), 1000.0),
+        None,
+        "held, the nurse does not hear the patient"
+    );
+
+    assert_eq!(ctl("resume").0, 204);
+    b.tones_both_ways();
+
+    assert_eq!(ctl("mute").0, 204);
+    let patient = b.phone.heard().len() / 8;
+    b.browser.speak(tone(440.0, 1500));
+    let_run(|| b.phone.heard(), patient, 2000);
+    assert_eq!(
+        wait_for_tone_or_none(&after(b.phone.heard(), patient), 440.0),
+        None,
+        "muted, the patient does not hear the nurse"
+    );
+    assert_eq!(ctl("unmute").0, 204);
+    b.tones_both_ways();
+    b.nurse_hangs_up(&server);
+    assert_eq!(ctl("hold").0, 404, "the call is over");
 }

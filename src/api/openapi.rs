@@ -488,6 +488,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[404],
     },
     RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/whip/{id}/{action}",
+        action: None,
+        summary: "An agent's control of the call they answered, on their session from POST /api/v1/queues/{name}/answer (its URL is the credential): hold (the caller hears music, the agent nothing), resume, mute (the caller hears silence from the agent), unmute. 204 when done, 409 while the caller is not yet joined to the agent.",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409],
+    },
+    RouteDoc {
         method: "patch",
         path: "/api/v1/calls/whip/{id}",
         action: None,
@@ -565,6 +577,9 @@ fn path_schema(path: &str, name: &str) -> Value {
         }
         ("id", false) => json!({"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}),
         ("name", _) => json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"}),
+        ("action", _) if path.starts_with("/api/v1/calls/whip") => {
+            json!({"enum": ["hold", "resume", "mute", "unmute"]})
+        }
         ("action", _) => json!({"enum": ["start", "pause", "resume", "stop"]}),
         _ => json!({"type": "string", "pattern": "^[!-~]{1,256}$"}),
     }

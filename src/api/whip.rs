@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
-use crate::call::answer::{AnswerError, take};
+use crate::call::answer::{AgentControl, AnswerError, take};
 use crate::call::whip::{Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
@@ -65,6 +65,7 @@ pub(crate) fn router(
         .layer(axum::middleware::from_fn_with_state(origins, cors))
         // Staff answering from Careline's own pages: no cross-site use.
         .route("/api/v1/queues/{name}/answer", post(answer_queued))
+        .route("/api/v1/calls/whip/{id}/{action}", post(control))
         .route("/call", get(|| page("text/html; charset=utf-8", CALL_HTML)))
         .route(
             "/call.js",
@@ -327,6 +328,35 @@ async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Res
         Err(ApiError::not_found(
             "no such WHIP session (it may have ended)",
         ))
+    }
+}
+
+/// An agent's hold, resume, mute or unmute, on their session (its URL is the credential, as
+/// for `DELETE`): 204 when done, 409 while the caller is not yet joined to them.
+async fn control(
+    State(s): State<WhipApi>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    session(&id)?;
+    let op = AgentControl::parse(&action)
+        .ok_or_else(|| ApiError::not_found("no such action: hold, resume, mute or unmute"))?;
+    let gone = || ApiError::not_found("no such agent session (it may have ended)");
+    let call = s.calls.agent_sessions.call_of(&id).ok_or_else(gone)?;
+    let (reply, done) = tokio::sync::oneshot::channel();
+    if !s
+        .calls
+        .table
+        .send(&call, CallCommand::AgentControl(op, reply))
+    {
+        return Err(gone());
+    }
+    match done.await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the caller is not joined to you yet",
+        )),
+        Err(_) => Err(gone()),
     }
 }
 

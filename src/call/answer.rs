@@ -67,6 +67,37 @@ impl fmt::Debug for AgentOffer {
     }
 }
 
+/// What an agent does to the call they answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentControl {
+    Hold,
+    Resume,
+    Mute,
+    Unmute,
+}
+
+impl AgentControl {
+    /// From a URL's last segment.
+    pub fn parse(s: &str) -> Option<AgentControl> {
+        Some(match s {
+            "hold" => AgentControl::Hold,
+            "resume" => AgentControl::Resume,
+            "mute" => AgentControl::Mute,
+            "unmute" => AgentControl::Unmute,
+            _ => return None,
+        })
+    }
+
+    fn input(self) -> Input {
+        match self {
+            AgentControl::Hold => Input::Hold(true),
+            AgentControl::Resume => Input::Hold(false),
+            AgentControl::Mute => Input::Mute(true),
+            AgentControl::Unmute => Input::Mute(false),
+        }
+    }
+}
+
 /// The agent's side of a call, held by the call's shell.
 pub(super) struct AgentLeg {
     pub leg: LegHandle,
@@ -214,6 +245,17 @@ impl Shell {
                 None
             }
         }
+    }
+
+    /// The agent's hold, resume, mute or unmute: taken while they talk with the caller.
+    pub(super) fn agent_control(
+        core: &CallCore,
+        op: AgentControl,
+        reply: oneshot::Sender<bool>,
+    ) -> Option<Input> {
+        let theirs = matches!(core.phase(), Phase::Bridged | Phase::Held);
+        let _ = reply.send(theirs);
+        theirs.then(|| op.input())
     }
 
     /// Stops what the caller hears and joins the caller's leg with the agent's.

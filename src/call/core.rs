@@ -112,6 +112,8 @@ pub enum Phase {
     Offered,
     /// The caller talks with an agent: the two legs are bridged, the flow is over.
     Bridged,
+    /// The agent put the caller on hold: the caller hears music, the agent hears nothing.
+    Held,
     /// Over; [`CallCore::ended`] says why.
     Ended,
 }
@@ -156,6 +158,10 @@ pub enum Input {
     AgentConnected,
     /// The agent's leg went away or the agent hung up.
     AgentLeft,
+    /// The agent puts the caller on hold (true) or takes them off it (false).
+    Hold(bool),
+    /// The agent mutes (true) or unmutes their microphone: the caller hears silence.
+    Mute(bool),
 }
 
 /// Recording steps for the shell to carry out on the caller's media leg.
@@ -218,6 +224,16 @@ pub enum Output {
     Bridge,
     /// Close the agent's leg: the call is not (or no longer) theirs.
     ReleaseAgent,
+    /// Hold (true): the caller's audio stops reaching the agent; off hold (false): what
+    /// plays to the caller stops and the two hear each other again.
+    Hold(bool),
+    /// Play hold music to the caller (looped by the core: [`Input::PlayEnded`] with `id`
+    /// asks for it again).
+    PlayMusic {
+        id: PlayId,
+    },
+    /// Stop (true) or resume carrying the agent's audio to the caller.
+    MuteAgent(bool),
 }
 
 /// The request the flow waits on, with the time Careline gives it.
@@ -245,6 +261,8 @@ pub struct CallCore {
     confirm_by: Option<Instant>,
     /// When an offered agent who has not connected is given up.
     agent_by: Option<Instant>,
+    /// The hold music playing to a held caller.
+    music: Option<PlayId>,
     /// The play in progress and whether a key may cut it short.
     playing: Option<(PlayId, bool)>,
     next_id: u64,
@@ -281,6 +299,7 @@ impl CallCore {
             ring_until: None,
             confirm_by: None,
             agent_by: None,
+            music: None,
             playing: None,
             next_id: 0,
             collector: None,
@@ -446,7 +465,14 @@ impl CallCore {
                     PlayEnd::Finished(id) => (id, false),
                     PlayEnd::Interrupted(id) => (id, true),
                 };
-                self.play_ended(id, interrupted, now);
+                if self.music == Some(id) {
+                    // The music ran out while the caller still waits: once more.
+                    if !interrupted && self.phase == Phase::Held {
+                        self.play_music();
+                    }
+                } else {
+                    self.play_ended(id, interrupted, now);
+                }
             }
             Input::Rendered(id, prompts) => {
                 if let Some((current, barge_in)) = self.playing
@@ -544,8 +570,28 @@ impl CallCore {
                     self.outputs.push_back(Output::Bridge);
                 }
             }
+            Input::Hold(on) => match (self.phase, on) {
+                (Phase::Bridged, true) => {
+                    info!("caller on hold");
+                    self.phase = Phase::Held;
+                    self.outputs.push_back(Output::Hold(true));
+                    self.play_music();
+                }
+                (Phase::Held, false) => {
+                    info!("caller off hold");
+                    self.phase = Phase::Bridged;
+                    self.music = None;
+                    self.outputs.push_back(Output::Hold(false));
+                }
+                _ => {}
+            },
+            Input::Mute(on) => {
+                if matches!(self.phase, Phase::Bridged | Phase::Held) {
+                    self.outputs.push_back(Output::MuteAgent(on));
+                }
+            }
             Input::AgentLeft => match self.phase {
-                Phase::Bridged => {
+                Phase::Bridged | Phase::Held => {
                     self.outputs.push_back(Output::ReleaseAgent);
                     self.end("agent_hangup", true);
                     return;
@@ -555,6 +601,12 @@ impl CallCore {
             },
         }
         self.run_effects(now);
+    }
+
+    fn play_music(&mut self) {
+        let id = self.next_id();
+        self.music = Some(id);
+        self.outputs.push_back(Output::PlayMusic { id });
     }
 
     /// The agent who took the contact is not coming: it waits in its place again.
@@ -687,7 +739,7 @@ impl CallCore {
     /// Turns what the flow asked into outputs, until it waits for an event.
     fn run_effects(&mut self, now: Now) {
         while self.ended.is_none()
-            && self.phase != Phase::Bridged
+            && !matches!(self.phase, Phase::Bridged | Phase::Held)
             && let Some(effect) = self.flow.poll_effect()
         {
             match effect {

@@ -86,6 +86,8 @@ struct Sim {
     hangups: usize,
     bridges: usize,
     releases: usize,
+    /// Hold, music and mute outputs, in order, as text.
+    agent_ops: Vec<String>,
     /// Renders left unanswered (to test speech that arrives late).
     hold_renders: bool,
     held: Vec<(PlayId, Vec<Arc<Prompt>>)>,
@@ -133,6 +135,7 @@ impl Sim {
             hangups: 0,
             bridges: 0,
             releases: 0,
+            agent_ops: Vec::new(),
             hold_renders: false,
             held: Vec::new(),
         };
@@ -222,6 +225,9 @@ impl Sim {
                     self.playing = None;
                 }
                 Output::ReleaseAgent => self.releases += 1,
+                Output::Hold(on) => self.agent_ops.push(format!("hold {on}")),
+                Output::PlayMusic { id } => self.agent_ops.push(format!("music {id}")),
+                Output::MuteAgent(on) => self.agent_ops.push(format!("mute {on}")),
             }
         }
     }
@@ -513,6 +519,54 @@ fn an_agent_who_never_connects_gives_the_caller_back_their_place() {
     sim.advance(secs(9));
     sim.finish_play();
     assert!(sim.last_heard().contains("Please stay on the line"));
+}
+
+/// The agent holds the caller (music, looped for as long as the hold lasts), takes them back,
+/// mutes and unmutes; none of it means anything before the agent is there; hanging up while
+/// the caller is held ends the call.
+#[test]
+fn an_agent_holds_resumes_and_mutes_a_bridged_caller() {
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::Hold(true));
+    sim.input(Input::Mute(true));
+    assert!(sim.agent_ops.is_empty(), "not the agent's call yet");
+    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentConnected);
+    sim.input(Input::Hold(true));
+    assert_eq!(sim.core.phase(), Phase::Held);
+    let music = |ops: &[String]| -> PlayId {
+        ops.last()
+            .unwrap()
+            .strip_prefix("music ")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(sim.agent_ops[0], "hold true");
+    let first = music(&sim.agent_ops);
+    // The music ends while the caller still waits: again, under a new id.
+    sim.input(Input::PlayEnded(PlayEnd::Finished(first)));
+    let second = music(&sim.agent_ops);
+    assert_ne!(first, second);
+    sim.input(Input::Hold(true));
+    assert_eq!(sim.agent_ops.len(), 3, "already held: {:?}", sim.agent_ops);
+    let heard = sim.heard.len();
+    sim.advance(secs(300));
+    assert_eq!(sim.heard.len(), heard, "no flow prompt while held");
+    sim.input(Input::Hold(false));
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert_eq!(sim.agent_ops.last().unwrap(), "hold false");
+    // The music stopped by the resume does not start again.
+    sim.input(Input::PlayEnded(PlayEnd::Interrupted(second)));
+    sim.input(Input::PlayEnded(PlayEnd::Finished(second)));
+    assert_eq!(sim.agent_ops.len(), 4, "{:?}", sim.agent_ops);
+    sim.input(Input::Mute(true));
+    sim.input(Input::Mute(false));
+    assert_eq!(sim.agent_ops[4..], ["mute true", "mute false"]);
+    sim.input(Input::Hold(true));
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+    assert_eq!(sim.hangups, 1);
 }
 
 /// Only a queued caller can be taken; a caller who hangs up while the agent connects or

@@ -95,6 +95,27 @@ impl Shell {
                     }
                 }
                 Output::ReleaseAgent => self.release_agent().await,
+                Output::Hold(on) => {
+                    // Held, the caller's audio stops reaching the agent; what the caller
+                    // hears is the music (a prompt takes the place of the agent's audio).
+                    if !on {
+                        self.leg_command(LegCommand::Stop);
+                    }
+                    self.leg_command(LegCommand::Mute(on));
+                }
+                Output::PlayMusic { id } => {
+                    let music = self.svc.hold_music.clone();
+                    self.leg_command(LegCommand::Play {
+                        id,
+                        prompts: vec![music; 20],
+                        barge_in: false,
+                    });
+                }
+                Output::MuteAgent(on) => {
+                    if let Some(agent) = &self.agent {
+                        agent.leg.command(LegCommand::Mute(on));
+                    }
+                }
                 Output::Hangup => match (&self.signaling, self.answered) {
                     (Signaling::Sip(dialog), Some(_)) => dialog.hangup().await,
                     (Signaling::Sip(dialog), None) => {

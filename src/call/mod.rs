@@ -70,6 +70,8 @@ pub struct CallServices {
     pub connecting: whip::Connecting,
     /// Agents' WHIP sessions, to the calls they joined.
     pub agent_sessions: answer::AgentSessions,
+    /// What a caller on hold hears (`media::prompt::hold_music`).
+    pub hold_music: Arc<crate::media::prompt::Prompt>,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand
@@ -203,6 +205,9 @@ pub enum CallCommand {
     Agent(Box<answer::AgentOffer>),
     /// The agent hung up (their WHIP session's `DELETE`).
     AgentHangup,
+    /// The agent holds, resumes, mutes or unmutes; answered true when the call is theirs to
+    /// control (bridged or held).
+    AgentControl(answer::AgentControl, tokio::sync::oneshot::Sender<bool>),
 }
 
 #[cfg(test)]

@@ -141,6 +141,31 @@ impl Prompt {
     }
 }
 
+/// The notes of [`hold_music`], in Hz: a slow arpeggio (C major, then A minor).
+const HOLD_NOTES: [f32; 8] = [261.63, 329.63, 392.0, 329.63, 220.0, 261.63, 329.63, 261.63];
+
+/// What a caller on hold hears: a soft, slow arpeggio of 3.2 s, made here rather than shipped
+/// as a recording (no licence to track, nothing to load), played in a loop. Each note has a
+/// gentle attack and release and a quieter octave above it; about -24 dBFS, below the level
+/// of speech, so it is not mistaken for a keypress (no two simultaneous tones of the DTMF
+/// grid) and does not startle.
+pub fn hold_music() -> Result<Prompt, PromptError> {
+    const RATE: usize = 8000;
+    const NOTE: usize = RATE * 2 / 5; // 400 ms
+    const EDGE: usize = RATE / 25; // 40 ms
+    let mut pcm = Vec::with_capacity(NOTE * HOLD_NOTES.len());
+    for hz in HOLD_NOTES {
+        for n in 0..NOTE {
+            let t = n as f32 / RATE as f32;
+            let envelope = (n.min(NOTE - n) as f32 / EDGE as f32).min(1.0);
+            let w = 2.0 * std::f32::consts::PI * hz * t;
+            let v = 1800.0 * w.sin() + 500.0 * (2.0 * w).sin();
+            pcm.push((v * envelope) as i16);
+        }
+    }
+    Prompt::from_pcm("", "hold-music", &pcm, RATE as u32)
+}
+
 /// One frame of silence per codec, sent between prompts so the stream never stops (NATs and
 /// jitter buffers on the far side expect continuous RTP).
 #[derive(Debug)]
