@@ -796,3 +796,44 @@ fn a_nurse_holds_resumes_and_mutes_the_caller() {
     b.nurse_hangs_up(&server);
     assert_eq!(ctl("hold").0, 404, "the call is over");
 }
+
+/// Twenty browsers call at the same moment: every one is answered, connects (ICE and DTLS
+/// with the server at once) and hears the welcome, as issue 21 asks of a shared 2-core box.
+#[test]
+fn twenty_browsers_connect_at_once_and_each_hears_the_flow() {
+    // All from one address here (loopback), as from a clinic's NAT: allow them.
+    let server = TestServer::start_with(Options {
+        toml: "[webrtc]\npublic_calls = true\nmax_connecting_per_source = 20\n".into(),
+        ..Default::default()
+    });
+    let browsers: Vec<BrowserPeer> = (0..20).map(|_| BrowserPeer::new(&[Codec::Pcmu])).collect();
+    let answers: Vec<Response> = std::thread::scope(|scope| {
+        let posts: Vec<_> = browsers
+            .iter()
+            .map(|b| scope.spawn(|| post_offer(&server, "/api/v1/calls/whip", &b.offer, None)))
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    for (b, r) in browsers.iter().zip(&answers) {
+        assert_eq!(r.status, 201, "{}", r.body);
+        b.accept(&r.body);
+    }
+    for b in &browsers {
+        b.wait_connected();
+    }
+    for b in &browsers {
+        wait_for_prompt(b, Codec::Pcmu, "en", "welcome", 0, None);
+    }
+    assert_eq!(
+        server.metric("careline_calls_active"),
+        20.0,
+        "all twenty calls are up at once"
+    );
+    for r in &answers {
+        let location = r.header("location").unwrap();
+        assert_eq!(
+            request(server.http, "DELETE", location, &[], None).status,
+            200
+        );
+    }
+}
