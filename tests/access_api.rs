@@ -404,6 +404,12 @@ const MATRIX: &[Row] = &[
     },
     // Answering a queued caller from the browser: the people who talk to callers.
     Row {
+        method: "GET",
+        path: "/api/v1/queues",
+        off_call: [D, A, A, A, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
+    Row {
         method: "POST",
         path: "/api/v1/queues/{name}/answer",
         off_call: [D, A, A, A, D, D],

@@ -837,3 +837,113 @@ fn twenty_browsers_connect_at_once_and_each_hears_the_flow() {
         );
     }
 }
+
+/// A nurse at the agent console in Debian's headless Chromium: signs in through Careline's
+/// own sign-in page, sees the caller waiting in the urgent queue, answers, talks (the page's
+/// fake microphone plays a 440 Hz tone, which the phone hears), holds (the phone hears the
+/// hold music), resumes and hangs up (the phone gets a BYE). Screenshots of each step in
+/// target/browser-screenshots/agent/.
+#[test]
+fn a_nurse_answers_from_the_agent_console_in_chromium() {
+    use std::io::Write;
+    use support::rtp::RtpPeer;
+    use support::sip::{Ua, dial_answered};
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start();
+    let mut add = support::server::careline_command()
+        .arg("--config")
+        .arg(server.config_path())
+        .arg("--data-dir")
+        .arg(server.data_path())
+        .args(["user", "add", "nora", "--role", "agent", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a nurse's long passphrase\n")
+        .unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+
+    let root = support::server::repo_root();
+    let shots = root.join("target/browser-screenshots/agent");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mic = shots.join("mic-440hz.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(&mic, spec).unwrap();
+    for n in 0..48_000 * 10 {
+        let t = n as f32 / 48_000.0;
+        wav.write_sample((8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16)
+            .unwrap();
+    }
+    wav.finalize().unwrap();
+
+    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let _call = dial_answered(&mut ua, "200", &phone);
+    support::audio::let_call_run(&phone, 500);
+    phone.send_event('2', 100);
+    support::audio::let_call_run(&phone, 500);
+    phone.send_event('9', 100);
+    assert_eq!(
+        server.wait_metric(URGENT_QUEUE, 1.0, Duration::from_secs(30)),
+        1.0
+    );
+    let queued_at = phone.heard().len() / 8;
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/browser/agent-answer.mjs"))
+        .arg(format!("http://{}", server.http))
+        .arg(&shots)
+        .args(["nora", "a nurse's long passphrase", "triage-urgent"])
+        .arg(&mic)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run node ({e}): scripts/test installs Node's playwright-core and chromium"
+            )
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the console failed: {stderr}\n{}",
+        server.log()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the script's summary");
+    assert_eq!(summary["user"], "nora (agent)", "{summary}");
+    assert_eq!(summary["status"], "You hung up.", "{summary}");
+    assert_eq!(summary["waiting_while_talking"], "0", "{summary}");
+    assert_eq!(summary["hold_button_when_held"], "Resume", "{summary}");
+    assert_eq!(summary["controls_after"], false, "{summary}");
+    assert!(
+        summary["call"].as_str().unwrap_or("").starts_with("Call "),
+        "{summary}"
+    );
+
+    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    ua.respond(&bye.expect("the phone gets a BYE"), 200, "OK");
+    let heard = phone.heard();
+    let after = &heard[(queued_at * 8).min(heard.len())..];
+    let voice =
+        wait_for_tone_or_none(after, 440.0).expect("the phone heard the nurse's microphone");
+    let music = wait_for_tone_or_none(&after[voice..], 261.63);
+    assert!(
+        music.is_some(),
+        "the phone heard the hold music after the nurse spoke"
+    );
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"agent_hangup\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0
+    );
+}

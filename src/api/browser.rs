@@ -6,8 +6,10 @@
 //! - Headers (every response, unless the handler set its own): `Content-Security-Policy:
 //!   default-src 'none'; frame-ancestors 'none'` (nothing loads, nothing frames us),
 //!   `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY` (older browsers),
-//!   `Referrer-Policy: no-referrer`, `Cache-Control: no-store` (PHI never sits in a browser or
-//!   proxy cache), and over HTTPS `Strict-Transport-Security`.
+//!   `Referrer-Policy: same-origin` (no other site learns a Careline URL; `no-referrer` made
+//!   browsers send `Origin: null` on the sign-in form's own POST, which the origin check below
+//!   rightly refuses, so nobody could sign in from a real browser), `Cache-Control: no-store`
+//!   (PHI never sits in a browser or proxy cache), and over HTTPS `Strict-Transport-Security`.
 //! - Cross-site writes: a request that changes something (not GET/HEAD/OPTIONS) and carries the
 //!   session cookie must come from this origin: an `Origin` header naming another host, or
 //!   `Sec-Fetch-Site: cross-site`, is refused with 403. Bearer-token requests are not
@@ -80,7 +82,7 @@ pub(crate) async fn guard(https: bool, req: Request, next: Next) -> Response {
     );
     default(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     default(header::X_FRAME_OPTIONS, "DENY");
-    default(header::REFERRER_POLICY, "no-referrer");
+    default(header::REFERRER_POLICY, "same-origin");
     default(header::CACHE_CONTROL, "no-store");
     if https {
         default(

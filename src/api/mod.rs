@@ -19,6 +19,7 @@ pub(crate) mod extract;
 pub(crate) mod https;
 pub(crate) mod openapi;
 pub(crate) mod patients;
+pub(crate) mod queues;
 pub(crate) mod range;
 pub(crate) mod recordings;
 pub(crate) mod serve;

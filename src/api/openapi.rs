@@ -464,6 +464,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[404, 429, 503],
     },
     RouteDoc {
+        method: "get",
+        path: "/api/v1/queues",
+        action: Some(Action::CallAnswer),
+        summary: "The configured queues, each with how many callers wait (those an agent is connecting to included) and how long the longest has waited: {\"queues\": [{\"name\", \"waiting\", \"oldest_wait_secs\"}]}. What the agent console (/agent) shows.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
         method: "post",
         path: "/api/v1/queues/{name}/answer",
         action: Some(Action::CallAnswer),

@@ -134,7 +134,7 @@ const PAGE: &str = r#"<!doctype html>
 label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
 button{margin-top:1rem;padding:.5rem 1.2rem}.msg{color:#a00}</style></head>
 <body><h1>Careline</h1>{MESSAGE}
-<form method="post" action="/login"><input type="hidden" name="csrf" value="{TOKEN}">
+<form method="post" action="/login"><input type="hidden" name="csrf" value="{TOKEN}"><input type="hidden" name="next" value="{NEXT}">
 <label for="name">User</label><input id="name" name="name" autocomplete="username" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form>
@@ -160,13 +160,30 @@ fn style_hash() -> &'static str {
 /// The sign-in page with `message`, and a fresh form token set as a cookie beside it
 /// (double submit: a cross-site form cannot read the cookie to copy it into the form).
 fn page(status: StatusCode, message: &str, https: bool) -> Response {
+    page_then(status, message, https, None)
+}
+
+/// Careline's own pages a sign-in may lead back to (anything else goes to `/api/v1/me`: a
+/// sign-in link cannot be made to send anyone elsewhere).
+const NEXT_PAGES: &[&str] = &["/agent"];
+
+fn next_page(next: Option<&str>) -> Option<&'static str> {
+    let next = next?;
+    NEXT_PAGES.iter().copied().find(|p| *p == next)
+}
+
+/// [`page`], leading to `next` (one of [`NEXT_PAGES`]) once signed in.
+fn page_then(status: StatusCode, message: &str, https: bool, next: Option<&str>) -> Response {
     let msg = if message.is_empty() {
         String::new()
     } else {
         format!("<p class=\"msg\" role=\"alert\">{message}</p>")
     };
     let token = crate::auth::password::random_secret();
-    let html = PAGE.replace("{MESSAGE}", &msg).replace("{TOKEN}", &token);
+    let html = PAGE
+        .replace("{MESSAGE}", &msg)
+        .replace("{TOKEN}", &token)
+        .replace("{NEXT}", next_page(next).unwrap_or(""));
     let mut resp = (status, Html(html)).into_response();
     let csp = format!(
         "default-src 'none'; style-src {}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -184,8 +201,16 @@ fn page(status: StatusCode, message: &str, https: bool) -> Response {
     resp
 }
 
-pub(crate) async fn login_page(State(s): State<Arc<ApiState>>) -> Response {
-    page(StatusCode::OK, "", s.https)
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginQuery {
+    next: Option<String>,
+}
+
+pub(crate) async fn login_page(
+    State(s): State<Arc<ApiState>>,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Response {
+    page_then(StatusCode::OK, "", s.https, q.next.as_deref())
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +220,9 @@ pub(crate) struct LoginForm {
     /// The token of the page the form came from (must match its cookie).
     #[serde(default)]
     pub csrf: String,
+    /// Where to go once signed in (one of Careline's own pages).
+    #[serde(default)]
+    pub next: String,
 }
 
 pub(crate) async fn login(
@@ -231,12 +259,9 @@ pub(crate) async fn login(
             let secure = if s.https { "; Secure" } else { "" };
             let set =
                 format!("{SESSION_COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/{secure}");
-            let mut resp = (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, "/api/v1/me")],
-                "signed in",
-            )
-                .into_response();
+            let to = next_page(Some(&form.next)).unwrap_or("/api/v1/me");
+            let mut resp =
+                (StatusCode::SEE_OTHER, [(header::LOCATION, to)], "signed in").into_response();
             if let Ok(v) = HeaderValue::from_str(&set) {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -279,4 +304,34 @@ pub(crate) async fn logout(
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sign-in link leads back to Careline's own console and nowhere else: no other site,
+    /// no protocol-relative URL, no other path, whatever the link says.
+    #[test]
+    fn sign_in_leads_only_to_careline_pages() {
+        assert_eq!(next_page(Some("/agent")), Some("/agent"));
+        for elsewhere in [
+            "https://evil.example/",
+            "//evil.example/agent",
+            "/agent/../api/v1/me",
+            "/agent?x=1",
+            "agent",
+            "",
+        ] {
+            assert_eq!(next_page(Some(elsewhere)), None, "{elsewhere}");
+        }
+        assert_eq!(next_page(None), None);
+        let html = PAGE
+            .replace("{NEXT}", next_page(Some("\"><script>")).unwrap_or(""))
+            .to_string();
+        assert!(
+            !html.contains("<script>"),
+            "nothing of the link reaches the page"
+        );
+    }
 }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
-use crate::call::answer::{AgentControl, AnswerError, take};
+use crate::call::answer::AgentControl;
 use crate::call::whip::{Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
@@ -63,8 +63,7 @@ pub(crate) fn router(
             delete(hang_up).patch(trickle).options(preflight),
         )
         .layer(axum::middleware::from_fn_with_state(origins, cors))
-        // Staff answering from Careline's own pages: no cross-site use.
-        .route("/api/v1/queues/{name}/answer", post(answer_queued))
+        // An agent's controls, from Careline's own console: no cross-site use.
         .route("/api/v1/calls/whip/{id}/{action}", post(control))
         .route("/call", get(|| page("text/html; charset=utf-8", CALL_HTML)))
         .route(
@@ -78,10 +77,15 @@ pub(crate) fn router(
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WhipApi {
+            api: api.clone(),
+            calls: calls.clone(),
+            public_calls,
+        })
+        .merge(super::queues::router(WhipApi {
             api,
             calls,
             public_calls,
-        })
+        }))
 }
 
 /// The example "call the clinic" page (`web/`): a button, a keypad and a WHIP client of a few
@@ -92,7 +96,7 @@ const CALL_CSS: &str = include_str!("../../web/call.css");
 
 /// One of the page's files, with a policy that lets it load its own script and style and talk
 /// to this server only (the guard's default forbids everything).
-async fn page(content_type: &'static str, body: &'static str) -> Response {
+pub(super) async fn page(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -164,7 +168,7 @@ struct OfferQuery {
     to: Option<String>,
 }
 
-fn content_type(headers: &HeaderMap) -> String {
+pub(super) fn content_type(headers: &HeaderMap) -> String {
     media_type(headers.get(header::CONTENT_TYPE))
 }
 
@@ -230,26 +234,11 @@ async fn offer(
     }
 }
 
-fn answer_error(e: AnswerError) -> Response {
-    let status = match &e {
-        AnswerError::UnknownQueue(_) => StatusCode::NOT_FOUND,
-        AnswerError::NobodyWaiting(_) => StatusCode::CONFLICT,
-        AnswerError::Draining | AnswerError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
-        AnswerError::Offer(WebRtcError::Offer(_)) => StatusCode::BAD_REQUEST,
-        AnswerError::Offer(WebRtcError::NoAudio) => StatusCode::UNPROCESSABLE_ENTITY,
-        AnswerError::Offer(WebRtcError::Rtc(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let mut response = ApiError::new(status, e.to_string()).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-    }
-    response
-}
-
 /// Reads a WHIP request's SDP offer: `application/sdp`, UTF-8, under the route's limits.
-async fn sdp_offer(headers: &HeaderMap, req: axum::extract::Request) -> Result<String, ApiError> {
+pub(super) async fn sdp_offer(
+    headers: &HeaderMap,
+    req: axum::extract::Request,
+) -> Result<String, ApiError> {
     if content_type(headers) != "application/sdp" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -260,47 +249,6 @@ async fn sdp_offer(headers: &HeaderMap, req: axum::extract::Request) -> Result<S
     let body = body_bytes(req, &()).await?;
     String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the SDP offer is not UTF-8 text"))
-}
-
-/// An agent answers from the browser: the body is their browser's SDP offer; the caller who
-/// has waited longest in queue `name` is joined to them once their media is up. Answers 201
-/// with the SDP answer, the session's `Location` (DELETE it to hang up) and the call's id in
-/// `Careline-Call-Id`; 409 when nobody is waiting.
-async fn answer_queued(
-    State(s): State<WhipApi>,
-    caller: Option<Caller>,
-    Path(name): Path<String>,
-    ConnectInfo(client): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    req: axum::extract::Request,
-) -> Result<Response, ApiError> {
-    let caller = caller.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "sign in (POST /login) or send Authorization: Bearer <token>",
-        )
-    })?;
-    s.api.require(&caller, Action::CallAnswer, None).await?;
-    let sdp = sdp_offer(&headers, req).await?;
-    match take(s.calls.clone(), &name, &sdp, client.0.ip()).await {
-        Ok(taken) => Ok((
-            StatusCode::CREATED,
-            [
-                (header::CONTENT_TYPE, "application/sdp".to_string()),
-                (
-                    header::LOCATION,
-                    format!("/api/v1/calls/whip/{}", taken.resource),
-                ),
-                (
-                    header::HeaderName::from_static("careline-call-id"),
-                    taken.call_id,
-                ),
-            ],
-            taken.answer,
-        )
-            .into_response()),
-        Err(e) => Ok(answer_error(e)),
-    }
 }
 
 /// A session id as `place` makes them: 32 lowercase hex digits.
