@@ -2,7 +2,9 @@
 //! its own loopback UDP socket, all driven by this one thread) call a running Careline by WHIP
 //! and stay on the line for SECS seconds, each sending a 20 ms PCMU frame every tick and
 //! counting what it hears. Prints how many connected and the frames received; the caller of
-//! this mode (benches/webrtc-ivr.sh) measures the server's CPU meanwhile.
+//! this mode (benches/webrtc-ivr.sh) measures the server's CPU meanwhile. Pointed at a queue's
+//! answer URL with `CARELINE_TOKEN` set, they are agents answering queued phone callers
+//! (benches/bridged-calls.sh).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -11,10 +13,15 @@ use std::time::{Duration, Instant};
 use crate::Peer;
 use crate::rtc_peer::{client_accept, client_offer};
 
-fn post(http: SocketAddr, path: &str, offer: &str) -> Result<String, String> {
+/// POSTs an offer; with `CARELINE_TOKEN` set, as that user (an agent answering a queue).
+/// Returns the session's Location and the answer.
+fn post(http: SocketAddr, path: &str, offer: &str) -> Result<(String, String), String> {
     let mut s = TcpStream::connect(http).map_err(|e| e.to_string())?;
+    let auth = std::env::var("CARELINE_TOKEN")
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
+        "POST {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
         offer.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
@@ -24,7 +31,24 @@ fn post(http: SocketAddr, path: &str, offer: &str) -> Result<String, String> {
     if !head.starts_with("HTTP/1.1 201") {
         return Err(head.lines().next().unwrap_or("").to_string());
     }
-    Ok(body.to_string())
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .ok_or("no Location")?;
+    Ok((location, body.to_string()))
+}
+
+/// Hangs a session up, as a WHIP client does (RFC 9725 §4.3).
+fn delete(http: SocketAddr, location: &str) {
+    if let Ok(mut s) = TcpStream::connect(http) {
+        let req = format!("DELETE {location} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(req.as_bytes());
+        let _ = s.read_to_end(&mut Vec::new());
+    }
 }
 
 pub fn run(url: &str, legs: usize, secs: u64) {
@@ -41,6 +65,7 @@ pub fn run(url: &str, legs: usize, secs: u64) {
     let start = Instant::now();
     let mut peers: Vec<(UdpSocket, Box<dyn Peer>, SocketAddr)> = Vec::new();
     let mut refused = 0;
+    let mut sessions = Vec::new();
     for i in 0..legs {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
         sock.set_nonblocking(true).unwrap();
@@ -48,7 +73,8 @@ pub fn run(url: &str, legs: usize, secs: u64) {
         let ssrc = 0x2000_0000 + i as u32;
         let (pc, sender, offer) = client_offer(Instant::now(), local, ssrc);
         match post(http, &path, &offer) {
-            Ok(answer) => {
+            Ok((location, answer)) => {
+                sessions.push(location);
                 let peer = client_accept(pc, sender, ssrc, answer, Instant::now());
                 peers.push((sock, Box::new(peer), local));
             }
@@ -87,6 +113,9 @@ pub fn run(url: &str, legs: usize, secs: u64) {
         pump(&mut peers);
     }
     let heard: u64 = peers.iter().map(|p| p.1.frames_received()).sum::<u64>() - before;
+    for location in &sessions {
+        delete(http, location);
+    }
     println!(
         "legs {legs}: placed in {:.1} s, connected {connected}, refused {refused}, frames heard {heard} of {} expected ({:.2} % missing)",
         placed.as_secs_f64(),
