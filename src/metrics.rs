@@ -7,6 +7,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -66,6 +67,9 @@ pub struct Metrics {
     pub queue_entered: Family<NamedLabels, Counter>,
     /// Contacts a full queue turned away (the flow's QueueAtCapacity branch).
     pub queue_refused: Family<NamedLabels, Counter>,
+    /// How long answered contacts waited in each queue before an agent was with them, in
+    /// seconds (a contact center's "speed of answer"); its count is the contacts answered.
+    pub queue_answer_wait: Family<NamedLabels, Histogram, fn() -> Histogram>,
     /// Workflow executions by status (RUNNING, SUCCEEDED, FAILED, ABORTED), as stored.
     pub workflow_executions: Family<Labels, Gauge>,
     /// Workflow steps stored (one transaction each).
@@ -81,6 +85,11 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Waits from 1 s to about an hour, doubling.
+fn answer_wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 12))
 }
 
 impl Metrics {
@@ -120,6 +129,7 @@ impl Metrics {
             queue_contacts: Family::default(),
             queue_entered: Family::default(),
             queue_refused: Family::default(),
+            queue_answer_wait: Family::new_with_constructor(answer_wait_histogram),
             auth_unauthenticated: Counter::default(),
             registry: Registry::default(),
         };
@@ -285,16 +295,23 @@ impl Metrics {
             "Contacts a full queue turned away",
             m.queue_refused.clone(),
         );
+        registry.register(
+            "queue_answer_wait_seconds",
+            "How long answered contacts waited in each queue before an agent was with them",
+            m.queue_answer_wait.clone(),
+        );
         Metrics { registry, ..m }
     }
 
-    /// Handles on one queue's metrics (waiting now, entered, refused), for the queue registry.
-    pub fn queue_meters(&self, queue: &str) -> (Gauge, Counter, Counter) {
+    /// Handles on one queue's metrics (waiting now, entered, refused, answered after how
+    /// long), for the queue registry.
+    pub fn queue_meters(&self, queue: &str) -> (Gauge, Counter, Counter, Histogram) {
         let labels = vec![("queue", queue.to_string())];
         (
             self.queue_contacts.get_or_create(&labels).clone(),
             self.queue_entered.get_or_create(&labels).clone(),
             self.queue_refused.get_or_create(&labels).clone(),
+            self.queue_answer_wait.get_or_create(&labels).clone(),
         )
     }
 

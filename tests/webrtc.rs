@@ -652,6 +652,11 @@ fn bridge_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) 
         0.0,
         "joined to the nurse, the caller leaves the queue"
     );
+    assert_eq!(
+        server.metric("careline_queue_answer_wait_seconds_count{queue=\"triage-urgent\"}"),
+        1.0,
+        "one answer, with its wait, in the queue's figures"
+    );
     Bridged {
         ua,
         phone,

@@ -561,7 +561,9 @@ impl CallCore {
                     self.agent_by = None;
                     // The contact leaves its queue, and its flow is over: nothing it asked
                     // for is waited on any more.
-                    self.ticket = None;
+                    if let Some(ticket) = self.ticket.take() {
+                        ticket.answered(now.mono);
+                    }
                     self.collector = None;
                     self.pending = None;
                     self.timer = None;

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
@@ -70,6 +71,7 @@ struct QueueMeters {
     waiting: Gauge,
     entered: Counter,
     refused: Counter,
+    answer_wait: Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +103,22 @@ impl Drop for Ticket {
 impl Ticket {
     pub fn queue(&self) -> &Arc<Queue> {
         &self.queue
+    }
+
+    /// An agent is with the contact now: how long it waited goes to the queue's figures
+    /// (`careline_queue_answer_wait_seconds`). The place itself is freed when the ticket is
+    /// dropped.
+    pub fn answered(&self, now: Instant) {
+        let since = self
+            .queue
+            .waiting
+            .lock()
+            .ok()
+            .and_then(|w| w.iter().find(|c| c.id == self.id).map(|c| c.since));
+        if let (Some(since), Some(m)) = (since, self.queue.meters.get()) {
+            m.answer_wait
+                .observe(now.saturating_duration_since(since).as_secs_f64());
+        }
     }
 
     /// The agent who claimed this contact did not take it: it may be offered again, keeping
@@ -152,11 +170,12 @@ impl QueueRegistry {
     /// Counts each queue's waiting, entered and refused contacts in `metrics` from now on.
     pub fn observe(&self, metrics: &Metrics) {
         for (name, q) in &self.queues {
-            let (waiting, entered, refused) = metrics.queue_meters(name);
+            let (waiting, entered, refused, answer_wait) = metrics.queue_meters(name);
             let _ = q.meters.set(QueueMeters {
                 waiting,
                 entered,
                 refused,
+                answer_wait,
             });
         }
     }
@@ -265,12 +284,34 @@ mod tests {
         let r = QueueRegistry::new(&c);
         let metrics = Metrics::new();
         r.observe(&metrics);
-        let (waiting, entered, refused) = metrics.queue_meters("nurses");
-        let t = r.enqueue("nurses", Instant::now(), "call-x").unwrap();
-        assert!(r.enqueue("nurses", Instant::now(), "call-x").is_err());
+        let (waiting, entered, refused, _) = metrics.queue_meters("nurses");
+        let t0 = Instant::now();
+        let t = r.enqueue("nurses", t0, "call-x").unwrap();
+        assert!(r.enqueue("nurses", t0, "call-x").is_err());
         assert_eq!((waiting.get(), entered.get(), refused.get()), (1, 1, 1));
+        // Answered after 75 s: counted once, in the 64-128 s bucket.
+        t.answered(t0 + Duration::from_secs(75));
         drop(t);
         assert_eq!(waiting.get(), 0, "leaving frees the place in the gauge too");
+        let text = metrics.render();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+                .to_string()
+        };
+        assert!(line("careline_queue_answer_wait_seconds_count{queue=\"nurses\"}").ends_with(" 1"));
+        assert!(
+            line("careline_queue_answer_wait_seconds_sum{queue=\"nurses\"}").ends_with(" 75.0")
+        );
+        assert!(
+            line("careline_queue_answer_wait_seconds_bucket{le=\"64.0\",queue=\"nurses\"}")
+                .ends_with(" 0")
+        );
+        assert!(
+            line("careline_queue_answer_wait_seconds_bucket{le=\"128.0\",queue=\"nurses\"}")
+                .ends_with(" 1")
+        );
     }
 
     /// Agents take the contact that waited longest, never one another agent is connecting
