@@ -269,6 +269,12 @@ const MATRIX: &[Row] = &[
         on_call: [D, A, A, A, D, A],
     },
     Row {
+        method: "GET",
+        path: "/api/v1/calls/{call_id}/contact",
+        off_call: [D, D, D, D, D, A],
+        on_call: [D, A, A, A, D, A],
+    },
+    Row {
         method: "DELETE",
         path: "/api/v1/calls/{call_id}/contact",
         off_call: [D, D, D, D, D, A],

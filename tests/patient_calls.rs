@@ -130,6 +130,20 @@ fn identify_then_wait_flow() -> Value {
     ]})
 }
 
+/// Number 303: identify the caller, then queue them for the nurses.
+fn identify_then_queue_flow() -> Value {
+    json!({"Version": "2019-10-30", "StartAction": "who", "Actions": [
+        action("who", "GetCustomerProfile", json!({"ProfileRequestData": {
+            "IdentifierName": "_phone", "IdentifierValue": "$.CustomerEndpoint.Address"}}),
+            "target", &[("NoneFoundError", "target"), ("NoMatchingError", "target")]),
+        action("target", "UpdateContactTargetQueue", json!({"QueueId": "nurses"}), "queue",
+            &[("NoMatchingError", "bye")]),
+        action("queue", "TransferContactToQueue", json!({}), "bye",
+            &[("QueueAtCapacity", "bye"), ("NoMatchingError", "bye")]),
+        bye(),
+    ]})
+}
+
 struct World {
     server: TestServer,
     _flows: tempfile::TempDir,
@@ -149,11 +163,17 @@ impl World {
             identify_then_wait_flow().to_string(),
         )
         .unwrap();
+        std::fs::write(
+            flows.path().join("identify-then-queue.json"),
+            identify_then_queue_flow().to_string(),
+        )
+        .unwrap();
         let server = TestServer::start_with(Options {
             toml: format!(
                 "[flows]\ndir = \"{}\"\ndefault = \"by-number\"\n\
-                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\"302\" = \"identify-then-wait\"\n\
-                 [flows.resources]\n\"<PATIENT_VERIFICATION_LAMBDA_ARN>\" = \"careline:patient-lookup\"\n",
+                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\"302\" = \"identify-then-wait\"\n\"303\" = \"identify-then-queue\"\n\
+                 [flows.resources]\n\"<PATIENT_VERIFICATION_LAMBDA_ARN>\" = \"careline:patient-lookup\"\n\
+                 [queues.nurses]\n",
                 flows.path().display()
             ),
             args: vec!["--record-all".into()],
@@ -391,4 +411,100 @@ fn an_identified_caller_in_the_ivr_is_on_a_call_until_hanging_up() {
         403,
         "the call ended"
     );
+}
+
+/// The screen-pop: the IVR identifies a caller by their number and queues them; a nurse who
+/// answers from the browser is linked to the call as the one handling it, so the call's link
+/// names the patient to them and the patient's summary opens to them (audited as their read);
+/// another agent's does not. Before the answer the nurse sees nothing of the call.
+#[test]
+fn the_nurse_who_answers_an_identified_caller_sees_their_record() {
+    let world = World::start();
+    let admin = world.token("admin-1", "admin");
+    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
+    assert!(r.status < 300, "{}", r.body);
+    let nurse = world.token("nurse-1", "agent");
+    let other = world.token("agent-2", "agent");
+    let (mut ua, _peer) = world.dial("303");
+    let queued = world.server.wait_metric(
+        "careline_queue_contacts{queue=\"nurses\"}",
+        1.0,
+        Duration::from_secs(30),
+    );
+    assert_eq!(queued, 1.0, "the caller waits for a nurse");
+    assert_eq!(
+        world.summary_status(&nurse, 403),
+        403,
+        "not the nurse's call yet"
+    );
+
+    let browser = support::browser::BrowserPeer::new(&[Codec::Pcmu]);
+    let auth = format!("Bearer {nurse}");
+    let r = request(
+        world.server.http,
+        "POST",
+        "/api/v1/queues/nurses/answer",
+        &[("Authorization", auth.as_str())],
+        Some(("application/sdp", browser.offer.as_bytes())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let call_id = r
+        .header("careline-call-id")
+        .expect("the call's id")
+        .to_string();
+    let location = r.header("location").expect("the session").to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+
+    let link = world.api(
+        "GET",
+        &format!("/api/v1/calls/{call_id}/contact"),
+        &nurse,
+        None,
+    );
+    assert_eq!(link.status, 200, "{}", link.body);
+    let link: Value = serde_json::from_str(&link.body).unwrap();
+    assert_eq!(link["patient_id"], PATIENT);
+    assert_eq!(link["user"], "nurse-1");
+    assert_eq!(
+        world.summary_status(&nurse, 200),
+        200,
+        "the screen-pop opens"
+    );
+    let summary = world.api(
+        "GET",
+        &format!("/api/v1/patients/{PATIENT}/summary"),
+        &nurse,
+        None,
+    );
+    let summary: Value = serde_json::from_str(&summary.body).unwrap();
+    assert_eq!(summary["demographics"]["mrn"], MRN);
+    let theirs = world.api(
+        "GET",
+        &format!("/api/v1/calls/{call_id}/contact"),
+        &other,
+        None,
+    );
+    assert_eq!(theirs.status, 403, "another agent: {}", theirs.body);
+    assert_eq!(world.summary_status(&other, 403), 403);
+
+    // The nurse's read is in the audit trail, naming the patient and the nurse.
+    let auditor = world.token("aud-1", "auditor");
+    let trail = world.api("GET", "/api/v1/audit?since=1h", &auditor, None);
+    assert!(
+        trail.body.lines().any(|l| {
+            let e: Value = serde_json::from_str(l).unwrap_or_default();
+            e["actor"] == "nurse-1"
+                && e["patient_id"] == PATIENT
+                && e["outcome"] == "success"
+                && e["action"] == "patient.read"
+        }),
+        "{}",
+        trail.body
+    );
+    assert_eq!(
+        request(world.server.http, "DELETE", &location, &[], None).status,
+        200
+    );
+    server_hangs_up(&mut ua);
 }

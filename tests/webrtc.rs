@@ -925,6 +925,8 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
     assert_eq!(summary["user"], "nora (agent)", "{summary}");
     assert_eq!(summary["status"], "You hung up.", "{summary}");
     assert_eq!(summary["waiting_while_talking"], "0", "{summary}");
+    // The triage line does not identify callers: the screen-pop says so.
+    assert_eq!(summary["caller"], "Caller not identified", "{summary}");
     assert_eq!(summary["hold_button_when_held"], "Resume", "{summary}");
     assert_eq!(summary["controls_after"], false, "{summary}");
     assert!(

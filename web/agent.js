@@ -80,11 +80,53 @@ async function take(queue) {
       return;
     }
     session = r.headers.get('Location');
-    $('call').textContent = `Call ${r.headers.get('Careline-Call-Id')} from ${queue}`;
+    const callId = r.headers.get('Careline-Call-Id');
+    $('call').textContent = `Call ${callId} from ${queue}`;
+    showCaller(callId).catch(() => {});
     await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   } catch (e) {
     end('The call could not be answered: ' + e.message);
   }
+}
+
+// The screen-pop: who the caller is, as the IVR identified them. The call's link makes this
+// user the one handling it, so the summary opens to them (and the read is audited).
+async function showCaller(callId) {
+  const box = $('patient');
+  const link = await fetch(`/api/v1/calls/${encodeURIComponent(callId)}/contact`);
+  if (link.status !== 200) {
+    $('patient-name').textContent = 'Caller not identified';
+    $('patient-facts').textContent = 'The IVR did not find this caller in the patient records.';
+    $('patient-alerts').replaceChildren();
+    $('patient-lists').replaceChildren();
+    box.hidden = false;
+    return;
+  }
+  const { patient_id: id } = await link.json();
+  const r = await fetch(`/api/v1/patients/${encodeURIComponent(id)}/summary`);
+  if (r.status !== 200) return;
+  const p = await r.json();
+  const d = p.demographics;
+  $('patient-name').textContent = d.name;
+  $('patient-facts').textContent = [
+    d.birth_date && `born ${d.birth_date}`, d.mrn && `MRN ${d.mrn}`,
+    d.preferred_language && `speaks ${d.preferred_language}`,
+  ].filter(Boolean).join(' · ');
+  $('patient-alerts').replaceChildren(...p.alerts.map((a) => {
+    const li = document.createElement('li');
+    li.textContent = `${a.severity}: ${a.message}`;
+    return li;
+  }));
+  const lists = [['Allergies', p.allergies], ['Medications', p.medications], ['Conditions', p.conditions],
+    ['Appointments', p.upcoming_appointments]];
+  $('patient-lists').replaceChildren(...lists.flatMap(([title, items]) => {
+    const dt = document.createElement('dt');
+    dt.textContent = title;
+    const dd = document.createElement('dd');
+    dd.textContent = items.length ? items.map((i) => i.display).join(', ') : 'none recorded';
+    return [dt, dd];
+  }));
+  box.hidden = false;
 }
 
 async function control(action) {
@@ -99,6 +141,7 @@ function end(text) {
   held = false; muted = false;
   $('hold').textContent = 'Hold'; $('mute').textContent = 'Mute';
   $('controls').hidden = true;
+  $('patient').hidden = true;
   say(text);
   refresh();
 }

@@ -157,6 +157,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[],
     },
     RouteDoc {
+        method: "get",
+        path: "/api/v1/calls/{call_id}/contact",
+        action: Some(Action::ActiveContactSet),
+        summary: "The patient a call is about and the user handling it {call_id, patient_id, user, wrap_up_until}: for that user (the agent console's screen-pop starts here) and services; 404 when the call has no patient",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
         method: "delete",
         path: "/api/v1/calls/{call_id}/contact",
         action: Some(Action::ActiveContactSet),

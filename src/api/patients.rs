@@ -321,6 +321,27 @@ pub(crate) async fn set_active_contact(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /api/v1/calls/{call_id}/contact`: the patient a call is about and who handles it, for
+/// the user handling it (the screen-pop starts here: the agent console reads the patient's
+/// summary with the id) and for services; 404 when the call has no patient.
+pub(crate) async fn active_contact(
+    State(s): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.require_call_link(&caller, &call_id, false).await?;
+    let contact =
+        s.auth.active_contact(&call_id).await?.ok_or_else(|| {
+            ApiError::not_found(format!("no active contact for call `{call_id}`"))
+        })?;
+    Ok(Json(json!({
+        "call_id": call_id,
+        "patient_id": contact.patient_id,
+        "user": contact.user,
+        "wrap_up_until": contact.ends_ms.map(crate::db::rfc3339),
+    })))
+}
+
 /// `DELETE /api/v1/calls/{call_id}/contact`: the call left that user (or their wrap-up is
 /// done): the link ends now.
 pub(crate) async fn clear_active_contact(

@@ -110,22 +110,38 @@ pub(crate) async fn answer_queued(
     s.api.require(&caller, Action::CallAnswer, None).await?;
     let sdp = sdp_offer(&headers, req).await?;
     match take(s.calls.clone(), &name, &sdp, client.0.ip()).await {
-        Ok(taken) => Ok((
-            StatusCode::CREATED,
-            [
-                (header::CONTENT_TYPE, "application/sdp".to_string()),
-                (
-                    header::LOCATION,
-                    format!("/api/v1/calls/whip/{}", taken.resource),
-                ),
-                (
-                    header::HeaderName::from_static("careline-call-id"),
-                    taken.call_id,
-                ),
-            ],
-            taken.answer,
-        )
-            .into_response()),
+        Ok(taken) => {
+            // The caller the IVR identified is now this user's to handle: their screen-pop
+            // (the patient's summary) opens to them, and to nobody else, as the call's link
+            // says (docs/security.md).
+            if let Some(contact) = s.api.auth.active_contact(&taken.call_id).await? {
+                s.api
+                    .auth
+                    .set_active_contact(
+                        &taken.call_id,
+                        &contact.patient_id,
+                        caller.name(),
+                        caller.name(),
+                    )
+                    .await?;
+            }
+            Ok((
+                StatusCode::CREATED,
+                [
+                    (header::CONTENT_TYPE, "application/sdp".to_string()),
+                    (
+                        header::LOCATION,
+                        format!("/api/v1/calls/whip/{}", taken.resource),
+                    ),
+                    (
+                        header::HeaderName::from_static("careline-call-id"),
+                        taken.call_id,
+                    ),
+                ],
+                taken.answer,
+            )
+                .into_response())
+        }
         Err(e) => Ok(answer_error(e)),
     }
 }

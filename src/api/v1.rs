@@ -76,7 +76,9 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/fhir", post(patients::import))
         .route(
             "/api/v1/calls/{call_id}/contact",
-            put(patients::set_active_contact).delete(patients::clear_active_contact),
+            put(patients::set_active_contact)
+                .get(patients::active_contact)
+                .delete(patients::clear_active_contact),
         )
         .route("/api/v1/audit", get(audit::query))
         .route(

@@ -43,6 +43,8 @@ try {
   await page.waitForFunction((r) => document.querySelector(r)?.children[1].textContent === '0', row, { timeout: 10000 })
     .catch(() => {});
   summary.waiting_while_talking = await page.textContent(`${row} td:nth-child(2)`);
+  await page.waitForSelector('#patient:not([hidden])', { timeout: 10000 }).catch(() => {});
+  summary.caller = await page.textContent('#patient-name');
   await page.screenshot({ path: `${out}/3-talking.png` });
   await page.waitForTimeout(3500);
   await page.click('#hold');
