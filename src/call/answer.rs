@@ -248,14 +248,20 @@ impl Shell {
     }
 
     /// The agent's hold, resume, mute or unmute: taken while they talk with the caller.
-    pub(super) fn agent_control(
-        core: &CallCore,
+    /// The answer goes back once the media leg has its commands, so what the agent does next
+    /// (speak after mute, say) meets the new state.
+    pub(super) async fn agent_control(
+        &mut self,
+        core: &mut CallCore,
         op: AgentControl,
         reply: oneshot::Sender<bool>,
-    ) -> Option<Input> {
+    ) {
         let theirs = matches!(core.phase(), Phase::Bridged | Phase::Held);
+        if theirs {
+            core.handle(op.input(), super::task::now());
+            self.carry_out(core).await;
+        }
         let _ = reply.send(theirs);
-        theirs.then(|| op.input())
     }
 
     /// Stops what the caller hears and joins the caller's leg with the agent's.

@@ -166,7 +166,10 @@ impl Shell {
                     Some(CallCommand::Recording(ctl)) => Some(Input::Recording(ctl)),
                     Some(CallCommand::Agent(offer)) => self.offer_agent(core, *offer),
                     Some(CallCommand::AgentHangup) => Some(Input::AgentLeft),
-                    Some(CallCommand::AgentControl(op, reply)) => Self::agent_control(core, op, reply),
+                    Some(CallCommand::AgentControl(op, reply)) => {
+                        self.agent_control(core, op, reply).await;
+                        None
+                    }
                     None => Some(Input::Hangup("error")),
                 },
                 Some(finished) = done.recv() => Some(match finished {
