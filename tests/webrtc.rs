@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
+use careline::media::recognize::tone_share;
 use support::audio::{expect_not_prompt, wait_for_prompt};
 use support::browser::BrowserPeer;
 use support::http::{Response, request};
@@ -480,23 +481,6 @@ fn tone(hz: f32, ms: usize) -> Vec<i16> {
         .collect()
 }
 
-/// How much of `pcm`'s power is at `hz` (Goertzel; 1.0 for a pure tone, 0 for silence).
-fn purity(pcm: &[i16], hz: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz as f64 / 8000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in pcm {
-        let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let total: f64 = pcm.iter().map(|&x| (x as f64).powi(2)).sum();
-    if total < 1e6 {
-        return 0.0;
-    }
-    2.0 * power / (pcm.len() as f64 * total)
-}
-
 /// Waits (30 s at most) until some 200 ms that `heard` returns after `from_ms` is mostly
 /// `hz`; the audio's start in ms.
 fn wait_for_tone(heard: impl Fn() -> Vec<i16>, hz: f32, from_ms: usize, what: &str) -> usize {
@@ -505,7 +489,7 @@ fn wait_for_tone(heard: impl Fn() -> Vec<i16>, hz: f32, from_ms: usize, what: &s
         let pcm = heard();
         let mut at = from_ms * 8;
         while at + 1600 <= pcm.len() {
-            if purity(&pcm[at..at + 1600], hz) > 0.8 {
+            if tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8 {
                 return at / 8;
             }
             at += 400;
@@ -615,7 +599,7 @@ fn an_opus_nurse_is_transcoded_and_the_recording_has_both_sides() {
 fn wait_for_tone_or_none(pcm: &[i16], hz: f32) -> Option<usize> {
     (0..pcm.len().saturating_sub(1600))
         .step_by(400)
-        .find(|&at| purity(&pcm[at..at + 1600], hz) > 0.8)
+        .find(|&at| tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8)
 }
 
 /// A phone caller joined to a nurse's browser.

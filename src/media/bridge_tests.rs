@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::media::codec::opus::{OpusDecoder, OpusEncoder};
+use crate::media::recognize::tone_share;
 
 /// `ms` of a `hz` tone at 8 kHz, amplitude about -10 dBFS, starting at sample `from`.
 fn tone(hz: f32, from: usize, samples: usize) -> Vec<i16> {
@@ -16,20 +17,6 @@ fn mulaw(pcm: &[i16]) -> Vec<u8> {
     let mut out = Vec::new();
     Law::Mu.encode(pcm, &mut out);
     out
-}
-
-/// Power of `hz` in `pcm` (Goertzel), relative to the signal's whole power: 1.0 is a pure tone.
-fn purity(pcm: &[i16], hz: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz as f64 / 8000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in pcm {
-        let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let total: f64 = pcm.iter().map(|&x| (x as f64).powi(2)).sum();
-    2.0 * power / (pcm.len() as f64 * total.max(1.0))
 }
 
 fn rms(pcm: &[i16]) -> f64 {
@@ -82,7 +69,11 @@ fn a_phone_on_pcmu_reaches_a_browser_on_opus_and_back() {
     }
     // After the codec's start-up, the browser hears the phone's tone at its level.
     let settled = &heard[1600..];
-    assert!(purity(settled, 1000.0) > 0.9, "{}", purity(settled, 1000.0));
+    assert!(
+        tone_share(settled, 1000.0, 8000) > 0.9,
+        "{}",
+        tone_share(settled, 1000.0, 8000)
+    );
     let level = rms(settled) / rms(&tone(1000.0, 0, 6400));
     assert!((0.7..1.3).contains(&level), "level {level}");
 
@@ -104,8 +95,12 @@ fn a_phone_on_pcmu_reaches_a_browser_on_opus_and_back() {
         Law::Mu.decode(bytes, &mut heard);
     }
     let settled = &heard[1600..];
-    assert!(purity(settled, 440.0) > 0.9, "{}", purity(settled, 440.0));
-    assert!(purity(settled, 1000.0) < 0.01);
+    assert!(
+        tone_share(settled, 440.0, 8000) > 0.9,
+        "{}",
+        tone_share(settled, 440.0, 8000)
+    );
+    assert!(tone_share(settled, 1000.0, 8000) < 0.01);
 }
 
 #[test]

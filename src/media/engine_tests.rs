@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::media::codec::{Codec, Law};
 use crate::media::dtmf::InbandDtmf;
+use crate::media::recognize::tone_share;
 use crate::media::rtp::RtpPacket;
 
 fn socket() -> UdpSocket {
@@ -102,7 +103,7 @@ impl Phone {
 
     /// Waits (up to 20 s) until the last 200 ms heard are mostly `hz`.
     fn wait_for_tone(&self, hz: f32) -> bool {
-        self.wait_for(|pcm| purity(pcm, hz) > 0.8)
+        self.wait_for(|pcm| tone_share(pcm, hz, 8000) > 0.8)
     }
 
     fn wait_for(&self, good: impl Fn(&[i16]) -> bool) -> bool {
@@ -117,23 +118,6 @@ impl Phone {
         }
         false
     }
-}
-
-/// How much of `pcm`'s power is at `hz` (Goertzel): 1.0 for a pure tone, 0 for silence.
-fn purity(pcm: &[i16], hz: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz as f64 / 8000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in pcm {
-        let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let total: f64 = pcm.iter().map(|&x| (x as f64).powi(2)).sum();
-    if total < 1.0 {
-        return 0.0;
-    }
-    2.0 * power / (pcm.len() as f64 * total)
 }
 
 fn silent(pcm: &[i16]) -> bool {

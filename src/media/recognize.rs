@@ -110,6 +110,29 @@ fn ncc_i16(a: &[i16], b: &[i16]) -> f32 {
     }
 }
 
+/// How much of `pcm`'s power (sampled at `rate` Hz) lies at `hz` (Goertzel): about 1.0 for
+/// a pure tone there, near 0 for anything else. Audio quieter than about -62 dBFS (RMS 25,
+/// below G.711's idle noise) is silence and has no tone: 0. Tests and tools use it to tell
+/// which of two tones went which way through a bridge, or whether hold music is playing.
+pub fn tone_share(pcm: &[i16], hz: f32, rate: u32) -> f64 {
+    if pcm.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * hz as f64 / rate as f64;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 = pcm.iter().map(|&x| (x as f64).powi(2)).sum();
+    if total / (pcm.len() as f64) < 625.0 {
+        return 0.0;
+    }
+    2.0 * power / (pcm.len() as f64 * total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +214,25 @@ mod tests {
         let silence = vec![0i16; 8000];
         let m = find(&silence, &a).unwrap();
         assert_eq!(m.waveform_score, 0.0);
+    }
+
+    #[test]
+    fn a_tone_is_found_at_its_frequency_only_and_silence_has_none() {
+        let tone = |hz: f32| -> Vec<i16> {
+            (0..1600)
+                .map(|n| {
+                    (8000.0 * (2.0 * std::f32::consts::PI * hz * n as f32 / 8000.0).sin()) as i16
+                })
+                .collect()
+        };
+        assert!(tone_share(&tone(440.0), 440.0, 8000) > 0.95);
+        assert!(tone_share(&tone(440.0), 1000.0, 8000) < 0.01);
+        assert_eq!(tone_share(&[0; 1600], 440.0, 8000), 0.0);
+        assert_eq!(
+            tone_share(&[8; 1600], 440.0, 8000),
+            0.0,
+            "G.711 idle noise is silence"
+        );
+        assert_eq!(tone_share(&[], 440.0, 8000), 0.0);
     }
 }
