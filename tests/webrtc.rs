@@ -224,15 +224,15 @@ fn chromium_calls_with_opus_when_careline_prefers_it() {
 /// starve each other's audio threads, and what is heard is what these tests judge.
 static CHROMIUM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn chromium_call(server: TestServer, label: &str) {
-    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
-    let root = support::server::repo_root();
-    let shots = root.join("target/browser-screenshots").join(label);
-    std::fs::create_dir_all(&shots).unwrap();
+/// Runs a playwright-core script of `tests/browser/` with `args`; its JSON summary (stdout).
+fn browser_script(server: &TestServer, script: &str, args: &[String]) -> serde_json::Value {
     let out = std::process::Command::new("node")
-        .arg(root.join("tests/browser/whip-call.mjs"))
-        .arg(format!("http://{}", server.http))
-        .arg(&shots)
+        .arg(
+            support::server::repo_root()
+                .join("tests/browser")
+                .join(script),
+        )
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!(
@@ -242,11 +242,25 @@ fn chromium_call(server: TestServer, label: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the browser's call failed: {stderr}\n{}",
+        "{script} failed: {stderr}\n{}",
         server.log()
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("the script's summary");
+    serde_json::from_slice(&out.stdout).expect("the script's summary")
+}
+
+fn chromium_call(server: TestServer, label: &str) {
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = support::server::repo_root();
+    let shots = root.join("target/browser-screenshots").join(label);
+    std::fs::create_dir_all(&shots).unwrap();
+    let summary = browser_script(
+        &server,
+        "whip-call.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+        ],
+    );
     assert_eq!(summary["status"], "You hung up.", "{summary}");
     assert_eq!(
         (
@@ -893,26 +907,18 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
         1.0
     );
     let queued_at = phone.heard().len() / 8;
-    let out = std::process::Command::new("node")
-        .arg(root.join("tests/browser/agent-answer.mjs"))
-        .arg(format!("http://{}", server.http))
-        .arg(&shots)
-        .args(["nora", "a nurse's long passphrase", "triage-urgent"])
-        .arg(&mic)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run node ({e}): scripts/test installs Node's playwright-core and chromium"
-            )
-        });
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the console failed: {stderr}\n{}",
-        server.log()
+    let summary = browser_script(
+        &server,
+        "agent-answer.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "nora".into(),
+            "a nurse's long passphrase".into(),
+            "triage-urgent".into(),
+            mic.display().to_string(),
+        ],
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("the script's summary");
     assert_eq!(summary["user"], "nora (agent)", "{summary}");
     assert_eq!(summary["status"], "You hung up.", "{summary}");
     assert_eq!(summary["waiting_while_talking"], "0", "{summary}");
