@@ -15,11 +15,9 @@ use super::start::{Pending, Signaling, Start};
 use super::table::Admission;
 use super::task::run_call;
 use crate::flow::attributes::ContactData;
-use crate::flow::program::Flow;
 use crate::media::leg::LegParams;
-use crate::media::ports::RtpSockets;
-use crate::sip::sdp::{self, LocalMedia, Negotiated};
-use crate::sip::{IncomingCall, ServerCall};
+use crate::sip::IncomingCall;
+use crate::sip::sdp::{self, LocalMedia};
 
 /// Takes new calls off the SIP side and gives each its task.
 pub(crate) async fn switchboard(
@@ -40,62 +38,24 @@ pub(crate) async fn switchboard(
 
 /// Admits one SIP call and runs it to its end.
 async fn run(call: IncomingCall, svc: Arc<CallServices>) {
-    let Some(admitted) = admit(call, &svc).await else {
+    let Some((admission, start)) = admit(call, &svc).await else {
         return;
-    };
-    let Admitted {
-        admission,
-        call_id,
-        flow,
-        contact,
-        dialog,
-        sockets,
-        local,
-        answer,
-        negotiated,
-        transport,
-    } = admitted;
-    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
-    let start = Start {
-        call_id,
-        flow,
-        contact,
-        signaling: Signaling::Sip(dialog),
-        media: Pending::Rtp {
-            sockets,
-            params: LegParams::from(&negotiated),
-            answer,
-        },
-        codec: negotiated.codec,
-        local: Some(local),
-        connecting: None,
     };
     run_call(&svc, admission, start).await;
 }
 
-/// A call Careline will take: its place in the table, its flow, the dialog (ringing) and the
-/// media it will answer with.
-pub(crate) struct Admitted<'a> {
-    pub admission: Admission<'a>,
-    pub call_id: String,
-    pub flow: Arc<Flow>,
-    pub contact: ContactData,
-    pub dialog: ServerCall,
-    pub sockets: RtpSockets,
-    pub local: LocalMedia,
-    /// The SDP answer to send with 200 OK.
-    pub answer: String,
-    pub negotiated: Negotiated,
-    pub transport: &'static str,
-}
-
-/// Refuses the call (with the reason in the response and the metrics), or admits it.
+/// Refuses the call (with the reason in the response and the metrics), or admits it: its
+/// place in the table, and the call ready for its core (the dialog ringing, the negotiated
+/// media it will answer with).
 ///
 /// A refused call gives its place in the table (and any media port) back as soon as the
 /// refusal is sent: `IncomingCall::reject` absorbs the caller's ACK in the background (up to
 /// 32 s over UDP, RFC 3261 §17.2.1 Timer H), so a caller that never sends one (a scanner, a
 /// flood) does not hold a call slot that long and crowd out every other caller.
-pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<Admitted<'_>> {
+pub(super) async fn admit(
+    mut call: IncomingCall,
+    svc: &CallServices,
+) -> Option<(Admission<'_>, Start)> {
     call.trying().await;
     let retry = Some(svc.settings.retry_after_secs);
     if svc.draining.load(Ordering::Acquire) {
@@ -175,16 +135,20 @@ pub(crate) async fn admit(mut call: IncomingCall, svc: &CallServices) -> Option<
         }
     };
     let _ = dialog.ring();
-    Some(Admitted {
-        admission,
+    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
+    let start = Start {
         call_id,
         flow,
         contact,
-        dialog,
-        sockets,
-        local,
-        answer,
-        negotiated,
-        transport,
-    })
+        signaling: Signaling::Sip(dialog),
+        media: Pending::Rtp {
+            sockets,
+            params: LegParams::from(&negotiated),
+            answer,
+        },
+        codec: negotiated.codec,
+        local: Some(local),
+        connecting: None,
+    };
+    Some((admission, start))
 }
