@@ -41,8 +41,6 @@ cat > "$work/flows/queue.json" <<'FLOW'
      {"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
   {"Identifier": "end", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}}]}
 FLOW
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 waiting() { curl -sf http://127.0.0.1:28080/metrics | awk '/^careline_queue_contacts\{queue="bench"\}/ {print $2}'; }
 hz=$(getconf CLK_TCK)
 echo "| bridged calls | browsers connected | browser frames missing | phone calls passed | phone RTP lost | phone p99 deviation | server CPU | per bridged call | RSS growth per call |"

@@ -1,4 +1,4 @@
-# Sourced by the recording benches.
+# Sourced by the benches (recording, browser calls).
 #
 # host_notes: says what about this machine changes their figures, so a result is read against
 # the machine it came from.
@@ -42,3 +42,8 @@ thread_times() {
 split_since_start() {
   thread_times "$1" | awk '{printf "media %.2f s, writers %.2f s, other %.2f s", $1 / 1e9, $2 / 1e9, $3 / 1e9}'
 }
+
+# ticks PID: a process's CPU time so far, in clock ticks (user + system, from /proc);
+# rss PID: its resident memory now, in KiB. The browser-call benches read the server with them.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

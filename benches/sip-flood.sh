@@ -53,7 +53,6 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 metric() { curl -s "http://127.0.0.1:$http/metrics" | awk -v m="$1" '$1 == m {print $2}' | head -1; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 hz=$(getconf CLK_TCK)
 
 printf '%-8s %7s %8s %10s %10s %9s %12s %8s %9s\n' flood sources "rate/s" "sent/s" "limited/s" "shed/s" "calls ok" "srv CPU" "srv RSS"
@@ -63,7 +62,7 @@ for method in $METHODS; do
       r=$rate; [ "$rate" = max ] && r=0
       limited0=$(metric 'careline_sip_rejected_total{reason="rate_limited"}'); limited0=${limited0:-0}
       shed0=$(metric 'careline_sip_rejected_total{reason="untrusted_limit"}'); shed0=${shed0:-0}
-      c0=$(cpu_ticks); t0=$(date +%s.%N)
+      c0=$(ticks "$server"); t0=$(date +%s.%N)
       python3 benches/sip-flood.py "127.0.0.1:$port" "$method" "$r" "$SECONDS_PER_LEVEL" "$sources" \
         >"$work/sent" &
       flood=$!
@@ -73,7 +72,7 @@ for method in $METHODS; do
         -timeout "$((SECONDS_PER_LEVEL + 20))s" -recv_timeout 8000 -nostdin \
         -trace_stat -stf "$work/stat.csv" >/dev/null 2>&1 || true
       wait $flood
-      t1=$(date +%s.%N); c1=$(cpu_ticks)
+      t1=$(date +%s.%N); c1=$(ticks "$server")
       limited1=$(metric 'careline_sip_rejected_total{reason="rate_limited"}'); limited1=${limited1:-0}
       shed1=$(metric 'careline_sip_rejected_total{reason="untrusted_limit"}'); shed1=${shed1:-0}
       ok=$(awk -F';' 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "SuccessfulCall(C)") c = i} END {print $c}' "$work/stat.csv")

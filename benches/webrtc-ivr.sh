@@ -35,8 +35,6 @@ cat > "$work/flows/hold.json" <<'FLOW'
      {"NextAction": "hold", "ErrorType": "NoMatchingCondition"},
      {"NextAction": "hold", "ErrorType": "NoMatchingError"}]}}]}
 FLOW
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 echo "| browser calls | connected | frames missing | server CPU | per call | server RSS growth per call |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
