@@ -107,6 +107,7 @@ fn run(legs: usize, seconds: u64, record: bool, hints: bool, prompt: &Arc<Prompt
                 send: true,
                 receive: true,
                 ptime_ms: 20,
+                srtp: None,
             };
             let opts = LegOptions {
                 inband: InbandDtmf::Auto,

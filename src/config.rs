@@ -6,6 +6,7 @@
 //! must not get the default of 5,000).
 
 pub use crate::media::dtmf::InbandDtmf;
+use crate::media::srtp::SrtpSuite;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -253,6 +254,26 @@ pub struct RtpConfig {
     pub media_threads: usize,
     /// Hang up when no RTP arrived for this long (0 = never).
     pub timeout_secs: u32,
+    /// SRTP on SIP legs, keyed by SDES (RFC 4568 `a=crypto`): `off` (an `RTP/SAVP` offer gets
+    /// 488), `offer` (encrypted whenever a caller offers keys over TLS, plain otherwise),
+    /// `require` (plain RTP gets 488).
+    pub srtp: SrtpMode,
+    /// Take SDES keys over signalling that is not TLS (UDP, TCP), where anyone on the path
+    /// reads them: off, so keys offered that way get 488 (`RTP/SAVP`) or a plain answer.
+    pub srtp_keys_without_tls: bool,
+    /// The SRTP suites accepted (RFC 4568 names; default all of `AEAD_AES_256_GCM`,
+    /// `AEAD_AES_128_GCM`, `AES_256_CM_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_80`,
+    /// `AES_CM_128_HMAC_SHA1_32`). Of those a caller offers, the caller's first is used.
+    pub srtp_suites: Vec<String>,
+}
+
+/// `[rtp] srtp`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpMode {
+    Off,
+    Offer,
+    Require,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -516,6 +537,9 @@ impl Default for RtpConfig {
             jitter_ms: 40,
             media_threads: 0,
             timeout_secs: 60,
+            srtp: SrtpMode::Offer,
+            srtp_keys_without_tls: false,
+            srtp_suites: SrtpSuite::ALL.iter().map(|s| s.name().into()).collect(),
         }
     }
 }
@@ -792,6 +816,23 @@ impl Config {
                 Codec::from_name(name).ok_or_else(|| {
                     ConfigError::Invalid(format!(
                         "rtp.codecs: `{name}` is not one of pcmu, pcma, opus"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The accepted SRTP suites, in configured order.
+    pub fn srtp_suites(&self) -> Result<Vec<SrtpSuite>, ConfigError> {
+        self.rtp
+            .srtp_suites
+            .iter()
+            .map(|name| {
+                SrtpSuite::from_name(name).ok_or_else(|| {
+                    let known: Vec<&str> = SrtpSuite::ALL.iter().map(|s| s.name()).collect();
+                    ConfigError::Invalid(format!(
+                        "rtp.srtp_suites: `{name}` is not one of {}",
+                        known.join(", ")
                     ))
                 })
             })

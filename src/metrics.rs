@@ -28,6 +28,9 @@ pub struct Metrics {
     pub rtp_packets_lost: Counter,
     /// Datagrams on RTP ports that were not valid RTP for the call.
     pub rtp_packets_invalid: Counter,
+    /// SRTP/SRTCP packets dropped (`kind` rtp or rtcp): a failed tag, a replay, cut short,
+    /// plain, or a source too many.
+    pub srtp_packets_refused: Family<Labels, Counter>,
     /// Media ticks that started more than one tick late (the machine is overloaded).
     pub media_ticks_late: Counter,
     pub media_legs: Gauge,
@@ -105,6 +108,7 @@ impl Metrics {
             rtp_packets_received: Counter::default(),
             rtp_packets_lost: Counter::default(),
             rtp_packets_invalid: Counter::default(),
+            srtp_packets_refused: Family::default(),
             media_ticks_late: Counter::default(),
             media_legs: Gauge::default(),
             sip_rejected: Family::default(),
@@ -169,6 +173,12 @@ impl Metrics {
             "rtp_packets_invalid",
             "Datagrams on RTP ports dropped as invalid",
             m.rtp_packets_invalid.clone(),
+        );
+        registry.register(
+            "srtp_packets_refused",
+            "SRTP (kind=rtp) and SRTCP (kind=rtcp) packets dropped: failed authentication, \
+             replays, plain packets, cut short",
+            m.srtp_packets_refused.clone(),
         );
         registry.register(
             "media_ticks_late",

@@ -123,7 +123,14 @@ impl Baresip {
 
     /// A phone with this baresip `accounts` line.
     fn start_with(account: &str) -> Baresip {
+        Baresip::start_with_modules(account, &[])
+    }
+
+    /// A phone with this `accounts` line and these modules besides the usual ones (`srtp.so`
+    /// for SDES media encryption).
+    fn start_with_modules(account: &str, extra: &[&str]) -> Baresip {
         let modules = module_dir();
+        let extra: String = extra.iter().map(|m| format!("module\t\t\t{m}\n")).collect();
         let dir = tempfile::tempdir().expect("temp dir for baresip's config");
         let silence = dir.path().join("silence.wav");
         // Longer than the call: aufile stops at the end of its file.
@@ -155,6 +162,7 @@ impl Baresip {
              module\t\t\taufile.so\n\
              module\t\t\taubridge.so\n\
              module\t\t\tsndfile.so\n\
+             {extra}\
              snd_path\t\t{dump}\n\
              module_tmp\t\taccount.so\n\
              module_app\t\tmenu.so\n",
@@ -536,4 +544,80 @@ fn baresip_walks_the_triage_flow_to_the_urgent_line_in_english() {
         1.0,
         "the call reached the urgent queue"
     );
+}
+
+/// A phone that encrypts its audio (SDES-SRTP, RFC 4568) calls over SIP TLS with baresip's
+/// `srtp-mand` (an `RTP/SAVP` offer): Careline answers with its own key, baresip reports SRTP
+/// on, hears the welcome (decrypting what Careline sent) and Careline hears its key press
+/// (decrypting what baresip sent), with no RTP packet refused. baresip 1.0 offers
+/// AES_CM_128_HMAC_SHA1_80 only, so a server whose `[rtp] srtp_suites` leaves that out refuses
+/// it with 488 saying so; and the same phone over plain UDP is refused with 488, since its
+/// keys would cross the network in clear.
+#[test]
+fn baresip_calls_over_tls_with_srtp_and_never_with_keys_in_clear() {
+    let srtp_phone = || {
+        let mut phone = Baresip::start_with_modules(
+            "<sip:caller@127.0.0.1>;regint=0;mediaenc=srtp-mand",
+            &["srtp.so"],
+        );
+        phone.wait_for("baresip is ready.", Duration::from_secs(20));
+        phone
+    };
+    let server = TestServer::start();
+    let mut phone = srtp_phone();
+    phone.keys(&format!("/dial sip:100@{};transport=tls\n", server.tls));
+    phone.wait_for("Call established", Duration::from_secs(15));
+    phone.wait_for(
+        "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)",
+        Duration::from_secs(5),
+    );
+    phone.wait_heard("the welcome", |h| {
+        heard_prompt(h, Codec::Pcmu, "en", "welcome", 0, Some(1500)).is_some()
+    });
+    phone.keys("5");
+    assert_eq!(
+        server.wait_metric(
+            "careline_dtmf_digits_total{method=\"rfc4733\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0,
+        "the key baresip sent through SRTP reached the flow"
+    );
+    phone.quit();
+    // baresip's RTCP "PING" (an APP packet it sends in clear to open NAT pinholes) is refused
+    // and counted as RTCP; no RTP packet is.
+    assert_eq!(
+        server.metric("careline_srtp_packets_refused_total{kind=\"rtp\"}"),
+        0.0
+    );
+    let log = support::server::plain(&server.log());
+    assert!(
+        log.contains("srtp=\"AES_CM_128_HMAC_SHA1_80\""),
+        "the call's log line names its suite:\n{log}"
+    );
+
+    let gcm_only = TestServer::start_with(Options {
+        toml: "[rtp]\nsrtp_suites = [\"AEAD_AES_256_GCM\"]\n".into(),
+        ..Default::default()
+    });
+    let mut phone = srtp_phone();
+    phone.keys(&format!("/dial sip:100@{};transport=tls\n", gcm_only.tls));
+    phone.wait_for("488 Not Acceptable Here", Duration::from_secs(15));
+    let log = support::server::plain(&gcm_only.log());
+    assert!(
+        log.contains("AES_CM_128_HMAC_SHA1_80 (not in [rtp] srtp_suites)"),
+        "the refusal names the suite left out:\n{log}"
+    );
+
+    let mut phone = srtp_phone();
+    phone.keys(&format!("/dial sip:100@{}\n", server.sip));
+    phone.wait_for("488 Not Acceptable Here", Duration::from_secs(15));
+    assert_eq!(server.metric("careline_calls_started_total"), 1.0);
+    assert_eq!(
+        server.metric("careline_calls_rejected_total{code=\"488\"}"),
+        1.0
+    );
+    let log = support::server::plain(&server.log());
+    assert!(log.contains("over TLS only"), "{log}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use careline::media::codec::Codec;
 use support::audio::{heard_prompt, wait_for_prompt};
 use support::rtp::RtpPeer;
-use support::server::TestServer;
+use support::server::{Options, TestServer};
 use support::sip::{Call, Ua, dial_answered, invite, sdp_offer};
 
 fn request(method: &str, ua: &Ua, extra: &str) -> String {
@@ -425,4 +425,42 @@ fn sip_over_tls_answers_with_the_generated_certificate() {
     let n = tls.read(&mut buf).expect("a response over TLS");
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("SIP/2.0 200"), "{text}");
+}
+
+/// `[rtp] srtp = "require"` over plain UDP signalling: a plain RTP offer is refused with 488
+/// and a Warning naming the setting; an `RTP/SAVP` offer too, because its SDES keys crossed
+/// the network in clear (keys are taken over TLS only); best-effort keys on `RTP/AVP` count as
+/// plain. No call starts. (SRTP that works is baresip_caller.rs's TLS test.)
+#[test]
+fn srtp_require_refuses_plain_rtp_and_keys_that_came_in_clear() {
+    let server = TestServer::start_with(Options {
+        toml: "[rtp]\nsrtp = \"require\"\n".into(),
+        ..Default::default()
+    });
+    let key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let plain = sdp_offer(4000, "0", &["a=rtpmap:0 PCMU/8000"]);
+    let savp = sdp_offer(4000, "0", &["a=rtpmap:0 PCMU/8000", key]).replace("RTP/AVP", "RTP/SAVP");
+    let best_effort = sdp_offer(4000, "0", &["a=rtpmap:0 PCMU/8000", key]);
+    let mut ua = Ua::udp(server.sip);
+    for (sdp, why) in [
+        (plain, "srtp = 'require'"),
+        (savp, "TLS only"),
+        (best_effort, "srtp = 'require'"),
+    ] {
+        let mut call = Call::new("100");
+        let (resp, _) = invite(&mut ua, &mut call, &sdp);
+        assert_eq!(resp.status(), Some(488), "{sdp}");
+        let warning = resp.header("Warning").unwrap_or_default();
+        assert!(warning.contains(why), "{why}: {warning}");
+        assert!(
+            !warning.contains("WVNf"),
+            "a key never goes back out: {warning}"
+        );
+        ua.send(&call.ack(&ua, 488));
+    }
+    assert_eq!(server.metric("careline_calls_started_total"), 0.0);
+    assert_eq!(
+        server.metric("careline_calls_rejected_total{code=\"488\"}"),
+        3.0
+    );
 }

@@ -249,6 +249,7 @@ impl Caller {
             ptime_ms: 20,
             session_id: rand::random::<u32>() as u64,
             session_version: 1,
+            srtp: None,
         };
         Caller {
             call_id: format!("{n}-{}@careline-loadtest", token()),

@@ -17,7 +17,7 @@ use super::task::run_call;
 use crate::flow::attributes::ContactData;
 use crate::media::leg::LegParams;
 use crate::sip::IncomingCall;
-use crate::sip::sdp::{self, LocalMedia};
+use crate::sip::sdp::{self, LocalMedia, LocalSrtp};
 
 /// Takes new calls off the SIP side and gives each its task.
 pub(crate) async fn switchboard(
@@ -106,6 +106,7 @@ pub(super) async fn admit(
         ptime_ms: 20,
         session_id: rand::random::<u32>() as u64,
         session_version: 1,
+        srtp: local_srtp(&svc.settings, call.transport),
     };
     let offer = String::from_utf8_lossy(&call.offer).into_owned();
     let (answer, negotiated) = match sdp::answer(&offer, &local) {
@@ -135,7 +136,8 @@ pub(super) async fn admit(
         }
     };
     let _ = dialog.ring();
-    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, "call offered");
+    let srtp = negotiated.srtp.as_ref().map(|k| k.suite.name());
+    info!(codec = %negotiated.codec, telephone_event = negotiated.telephone_event.is_some(), transport, srtp, "call offered");
     let start = Start {
         call_id,
         flow,
@@ -151,4 +153,27 @@ pub(super) async fn admit(
         connecting: None,
     };
     Some((admission, start))
+}
+
+/// Careline's SRTP side of a SIP call's answer: none when `[rtp] srtp = "off"`; keys may be
+/// taken only over TLS unless the operator allowed plain signalling. The leg's master key is
+/// drawn here (the SDP code draws nothing).
+fn local_srtp(settings: &super::CallSettings, transport: &str) -> Option<LocalSrtp> {
+    use crate::config::SrtpMode;
+    use crate::media::srtp::{MAX_MASTER_LEN, MasterKey};
+    let required = match settings.srtp {
+        SrtpMode::Off => return None,
+        SrtpMode::Offer => false,
+        SrtpMode::Require => true,
+    };
+    let mut bytes = [0u8; MAX_MASTER_LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+    let key = MasterKey::new(&bytes)?;
+    bytes.fill(0);
+    Some(LocalSrtp {
+        required,
+        keys_allowed: transport == "tls" || settings.srtp_keys_without_tls,
+        suites: settings.srtp_suites.clone(),
+        key,
+    })
 }

@@ -37,6 +37,12 @@ pub struct CallSettings {
     pub webrtc_connect_timeout: Duration,
     /// Browser calls from one address that may be connecting at once.
     pub webrtc_connecting_per_source: usize,
+    /// `[rtp] srtp`: SDES-keyed SRTP on SIP legs.
+    pub srtp: crate::config::SrtpMode,
+    /// `[rtp] srtp_keys_without_tls`.
+    pub srtp_keys_without_tls: bool,
+    /// `[rtp] srtp_suites`.
+    pub srtp_suites: Vec<crate::media::srtp::SrtpSuite>,
 }
 
 impl CallSettings {

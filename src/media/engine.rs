@@ -21,6 +21,7 @@ use super::codec::CodecError;
 use super::leg::{LegCommand, LegEvent, LegOptions, LegParams, LegSummary, MediaLeg};
 use super::ports::{PortAllocator, RtpSockets};
 use super::prompt::Silence;
+use super::srtp::{SrtpError, SrtpKeys, SrtpTransport};
 use super::webrtc::{TransportState, WEBRTC_PEER, WebRtcTransport};
 use crate::metrics::Metrics;
 
@@ -36,6 +37,8 @@ pub enum MediaError {
     Socket(#[from] std::io::Error),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Srtp(#[from] SrtpError),
     #[error("the media engine has stopped")]
     Stopped,
     /// A leg to be bridged has already been taken off the clock (its call ended).
@@ -69,6 +72,12 @@ struct Slot {
     events: tokio_mpsc::UnboundedSender<LegEvent>,
     /// The leg this one is bridged to (on the same clock).
     peer: Option<u64>,
+    /// SDES-keyed SRTP on an RTP leg (`LegParams::srtp`): what the leg sends is protected
+    /// here and what arrives is checked and decrypted before the leg sees it, so a packet
+    /// that fails its tag never moves the leg's latched address.
+    srtp: Option<Box<SrtpTransport>>,
+    /// SRTP packets this leg refused (only the first is logged).
+    srtp_refusals: u64,
 }
 
 /// A bridged leg's next payload from its peer, handed over within the clock's tick.
@@ -177,6 +186,10 @@ impl MediaEngine {
         ids: LegIds,
     ) -> Result<LegHandle, MediaError> {
         let ids = (ids.ssrc, ids.sequence, ids.timestamp);
+        let srtp = match &params.srtp {
+            Some(keys) => Some(Box::new(SrtpTransport::new(keys.clone())?)),
+            None => None,
+        };
         let leg = MediaLeg::new(params, opts, self.silence.clone(), ids, now_ms())?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = tokio_mpsc::unbounded_channel();
@@ -192,6 +205,8 @@ impl MediaEngine {
                 webrtc,
                 events: events_tx,
                 peer: None,
+                srtp,
+                srtp_refusals: 0,
             })))
             .map_err(|_| MediaError::Stopped)?;
         self.metrics.media_legs.inc();
@@ -353,6 +368,8 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
     let mut recv_buf = vec![0u8; 2048];
     let mut send_buf = Vec::with_capacity(1500);
     let mut rtcp_buf = vec![0u8; 1500];
+    // Decrypted SRTP and protected SRTCP on their way (SRTP legs only).
+    let mut plain_buf = Vec::with_capacity(1500);
     let mut next_tick = Instant::now();
     let mut tick_count: u64 = 0;
     loop {
@@ -386,6 +403,8 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         let mut sent = 0u64;
         let mut received = 0u64;
         let mut invalid = 0u64;
+        // SRTP and SRTCP packets refused this tick.
+        let mut srtp_refused = (0u64, 0u64);
         for i in 0..slots.len() {
             // Two visits ahead, the leg itself; one ahead, the buffers it points to (its
             // pointers are in cache by then). See `prefetch`.
@@ -421,23 +440,58 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
             }
             for _ in 0..MAX_READS_PER_TICK {
                 match slot.sockets.rtp.recv_from(&mut recv_buf) {
-                    Ok((n, from)) => slot.leg.on_rtp(&recv_buf[..n], from, now_ms),
+                    Ok((n, from)) => match slot.srtp.as_deref_mut() {
+                        None => slot.leg.on_rtp(&recv_buf[..n], from, now_ms),
+                        Some(srtp) => match srtp.unprotect_rtp(&recv_buf[..n], &mut plain_buf) {
+                            Ok(()) => slot.leg.on_rtp(&plain_buf, from, now_ms),
+                            Err(e) => {
+                                srtp_refused.0 += 1;
+                                first_refusal(&mut slot.srtp_refusals, &e, "rtp");
+                            }
+                        },
+                    },
                     Err(_) => break, // WouldBlock: drained (other errors: ICMP noise, retry next tick)
                 }
             }
             if poll_rtcp {
                 for _ in 0..4 {
                     match slot.sockets.rtcp.recv_from(&mut recv_buf) {
-                        Ok((n, _)) => slot.leg.on_rtcp(&recv_buf[..n], now_ms),
+                        Ok((n, _)) => match slot.srtp.as_deref_mut() {
+                            None => slot.leg.on_rtcp(&recv_buf[..n], now_ms),
+                            Some(srtp) => match srtp.unprotect_rtcp(&recv_buf[..n], &mut plain_buf)
+                            {
+                                Ok(()) => slot.leg.on_rtcp(&plain_buf, now_ms),
+                                Err(e) => {
+                                    srtp_refused.1 += 1;
+                                    first_refusal(&mut slot.srtp_refusals, &e, "rtcp");
+                                }
+                            },
+                        },
                         Err(_) => break,
                     }
                 }
                 if let Some((len, dest)) = slot.leg.poll_rtcp(now_ms, ntp, &mut rtcp_buf) {
-                    let _ = slot.sockets.rtcp.send_to(&rtcp_buf[..len], dest);
+                    let report = &rtcp_buf[..len];
+                    match slot.srtp.as_deref_mut() {
+                        None => {
+                            let _ = slot.sockets.rtcp.send_to(report, dest);
+                        }
+                        Some(srtp) => {
+                            if srtp.protect_rtcp(report, &mut plain_buf).is_ok() {
+                                let _ = slot.sockets.rtcp.send_to(&plain_buf, dest);
+                            }
+                        }
+                    }
                 }
             }
             if let Some(dest) = slot.leg.on_tick(now_ms, &mut send_buf) {
-                let _ = send_to(&slot.sockets.rtp, &send_buf, dest);
+                let protected = match slot.srtp.as_deref_mut() {
+                    None => true,
+                    Some(srtp) => srtp.protect_rtp(&mut send_buf).is_ok(),
+                };
+                if protected {
+                    let _ = send_to(&slot.sockets.rtp, &send_buf, dest);
+                }
             }
             while let Some(ev) = slot.leg.poll_event() {
                 let _ = slot.events.send(ev);
@@ -451,6 +505,14 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         metrics.rtp_packets_sent.inc_by(sent);
         metrics.rtp_packets_received.inc_by(received);
         metrics.rtp_packets_invalid.inc_by(invalid);
+        for (kind, n) in [("rtp", srtp_refused.0), ("rtcp", srtp_refused.1)] {
+            if n > 0 {
+                metrics
+                    .srtp_packets_refused
+                    .get_or_create(&vec![("kind", kind)])
+                    .inc_by(n);
+            }
+        }
     }
 }
 
@@ -561,6 +623,34 @@ fn unlink(slots: &mut [Slot], mail: &mut HashMap<u64, Mail>, id: u64) {
     }
 }
 
+/// A re-INVITE's keys (see [`SrtpTransport::update`]). Keys that do not build (the SDP code
+/// checked their lengths, so this does not happen) keep the old transport: the leg never
+/// falls back to sending in clear.
+fn rekey(slot: &mut Slot, keys: Option<&SrtpKeys>) {
+    let result = match (slot.srtp.as_deref_mut(), keys) {
+        (_, None) => {
+            slot.srtp = None;
+            Ok(())
+        }
+        (Some(transport), Some(keys)) => transport.update(keys.clone()),
+        (None, Some(keys)) => SrtpTransport::new(keys.clone()).map(|t| {
+            slot.srtp = Some(Box::new(t));
+        }),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "SRTP keys of a re-offer refused");
+    }
+}
+
+/// Logs a leg's first refused SRTP packet (a wrong key shows at once; a flood is counted in
+/// the metric, not logged).
+fn first_refusal(count: &mut u64, error: &SrtpError, kind: &str) {
+    *count += 1;
+    if *count == 1 {
+        tracing::debug!(error = %error, kind, "first SRTP packet refused on this leg");
+    }
+}
+
 fn send_to(socket: &UdpSocket, buf: &[u8], dest: SocketAddr) -> std::io::Result<usize> {
     socket.send_to(buf, dest)
 }
@@ -572,6 +662,9 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
             let renegotiated = matches!(cmd, LegCommand::Update(_));
             let mut peer = None;
             if let Some(slot) = slots.iter_mut().find(|s| s.id == id) {
+                if let LegCommand::Update(params) = &cmd {
+                    rekey(slot, params.srtp.as_ref());
+                }
                 if let Err(e) = slot.leg.handle_command(cmd) {
                     tracing::warn!(error = %e, "media command failed");
                 }

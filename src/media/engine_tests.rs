@@ -9,6 +9,7 @@ use crate::media::codec::{Codec, Law};
 use crate::media::dtmf::InbandDtmf;
 use crate::media::recognize::tone_share;
 use crate::media::rtp::RtpPacket;
+use crate::media::srtp::{SrtpKeys, SrtpTransport};
 
 fn socket() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -27,11 +28,15 @@ fn sockets() -> RtpSockets {
 }
 
 fn engine() -> MediaEngine {
+    engine_with(Arc::new(Metrics::new()))
+}
+
+fn engine_with(metrics: Arc<Metrics>) -> MediaEngine {
     MediaEngine::start(
         2,
         PortAllocator::new(2, 3),
         Arc::new(Silence::new().unwrap()),
-        Arc::new(Metrics::new()),
+        metrics,
     )
 }
 
@@ -39,6 +44,15 @@ fn engine() -> MediaEngine {
 struct Phone {
     socket: UdpSocket,
     law: Law,
+    srtp: Option<PhoneSrtp>,
+}
+
+/// An SRTP phone's side of SDES: the keys its leg gets, and the phone's own transport for
+/// what it sends and for what it hears.
+struct PhoneSrtp {
+    leg_keys: SrtpKeys,
+    send: std::sync::Mutex<SrtpTransport>,
+    hear: std::sync::Mutex<SrtpTransport>,
 }
 
 impl Phone {
@@ -46,6 +60,30 @@ impl Phone {
         Phone {
             socket: socket(),
             law,
+            srtp: None,
+        }
+    }
+
+    fn with_srtp(law: Law, suite: crate::media::srtp::SrtpSuite) -> Phone {
+        use crate::media::srtp::MasterKey;
+        let key = |seed: u8| MasterKey::new(&vec![seed; suite.master_len()]).unwrap();
+        let (careline, phone) = (key(0x11), key(0x22));
+        let phone_keys = SrtpKeys {
+            suite,
+            local: phone.clone(),
+            remote: careline.clone(),
+        };
+        Phone {
+            srtp: Some(PhoneSrtp {
+                leg_keys: SrtpKeys {
+                    suite,
+                    local: careline,
+                    remote: phone,
+                },
+                send: SrtpTransport::new(phone_keys.clone()).unwrap().into(),
+                hear: SrtpTransport::new(phone_keys).unwrap().into(),
+            }),
+            ..Phone::new(law)
         }
     }
 
@@ -63,6 +101,7 @@ impl Phone {
             send: true,
             receive: true,
             ptime_ms: 20,
+            srtp: self.srtp.as_ref().map(|s| s.leg_keys.clone()),
         }
     }
 
@@ -83,6 +122,9 @@ impl Phone {
             packet.extend_from_slice(&(n * 160).to_be_bytes());
             packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
             self.law.encode(&pcm, &mut packet);
+            if let Some(srtp) = &self.srtp {
+                srtp.send.lock().unwrap().protect_rtp(&mut packet).unwrap();
+            }
             let _ = socket.send_to(&packet, dest);
             n += 1;
             std::thread::sleep(Duration::from_millis(20));
@@ -93,8 +135,21 @@ impl Phone {
     fn hear(&self) -> Vec<i16> {
         let mut buf = [0u8; 1500];
         let mut pcm = Vec::new();
+        let mut plain = Vec::new();
         while let Ok(n) = self.socket.recv(&mut buf) {
-            if let Ok(p) = RtpPacket::parse(&buf[..n]) {
+            let packet = match &self.srtp {
+                None => &buf[..n],
+                Some(srtp) => match srtp
+                    .hear
+                    .lock()
+                    .unwrap()
+                    .unprotect_rtp(&buf[..n], &mut plain)
+                {
+                    Ok(()) => &plain[..],
+                    Err(_) => continue,
+                },
+            };
+            if let Ok(p) = RtpPacket::parse(packet) {
                 self.law.decode(p.payload, &mut pcm);
             }
         }
@@ -182,5 +237,66 @@ async fn bridged_legs_carry_each_others_audio_across_media_clocks() {
         alaw.wait_for(silent),
         "a leg whose peer is gone sends its own silence"
     );
+    drop(b);
+}
+
+/// Two SRTP phones (AES-CM with HMAC-SHA1 and AES-256-GCM), bridged: each hears the other's
+/// tone only by decrypting what Careline sent with the keys SDES gave it, so the audio is
+/// encrypted and signed both ways; plain RTP sent to an SRTP leg from the phone's own address
+/// is dropped and counted, and never reaches the other side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_legs_carry_audio_encrypted_and_refuse_plain_packets() {
+    use crate::media::srtp::SrtpSuite;
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine_with(metrics.clone());
+    let mu = Phone::with_srtp(Law::Mu, SrtpSuite::AesCm128HmacSha1_80);
+    let alaw = Phone::with_srtp(Law::A, SrtpSuite::AeadAes256Gcm);
+    let a = engine.open(sockets(), mu.params(), options()).unwrap();
+    let mut b = engine.open(sockets(), alaw.params(), options()).unwrap();
+    let (port_a, port_b) = (a.local_port, b.local_port);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| mu.talk(1000.0, port_a, &stop));
+        scope.spawn(|| alaw.talk(440.0, port_b, &stop));
+        let run = || {
+            tokio::runtime::Handle::current().block_on(engine.bridge(&a, &mut b))?;
+            assert!(
+                alaw.wait_for_tone(1000.0),
+                "the GCM phone hears the AES-CM one"
+            );
+            assert!(mu.wait_for_tone(440.0), "and the other way round");
+            // Plain RTP of another tone from the µ-law phone's own socket.
+            let dest = SocketAddr::from(([127, 0, 0, 1], port_a));
+            let clear = Phone::new(Law::Mu);
+            for n in 0..50u16 {
+                let mut packet = vec![0x80, 0];
+                packet.extend_from_slice(&(30_000 + n).to_be_bytes());
+                packet.extend_from_slice(&[0; 4]);
+                packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                packet.extend_from_slice(&[0x10; 160]);
+                mu.socket.send_to(&packet, dest).unwrap();
+                clear.socket.send_to(&packet, dest).unwrap();
+            }
+            let refused = || {
+                metrics
+                    .srtp_packets_refused
+                    .get_or_create(&vec![("kind", "rtp")])
+                    .get()
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while refused() < 100 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(refused(), 100, "plain packets counted as refused");
+            assert!(
+                alaw.wait_for_tone(1000.0),
+                "the bridge still carries the phone's tone"
+            );
+            Ok::<_, MediaError>(())
+        };
+        let result = tokio::task::block_in_place(run);
+        stop.store(true, Ordering::Relaxed);
+        result.unwrap();
+    });
     drop(b);
 }

@@ -36,6 +36,10 @@ pub struct LegParams {
     pub send: bool,
     pub receive: bool,
     pub ptime_ms: u32,
+    /// SDES-keyed SRTP (RFC 4568) on an RTP leg: the engine protects what the leg sends and
+    /// checks what it receives. `None` for plain RTP and for browser legs (whose SRTP is
+    /// DTLS-keyed inside their peer connection).
+    pub srtp: Option<super::srtp::SrtpKeys>,
 }
 
 /// Settings that come from configuration rather than from SDP.
@@ -828,6 +832,7 @@ mod tests {
             send: true,
             receive: true,
             ptime_ms,
+            srtp: None,
         };
         let opts = LegOptions {
             inband: InbandDtmf::Auto,

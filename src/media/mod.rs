@@ -1,5 +1,5 @@
 //! Media: RTP/RTCP, codecs, DTMF, jitter buffer, prompts and the media clock that drives
-//! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`, `webrtc`) are
+//! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`, `srtp`, `webrtc`) are
 //! sans-IO; `engine` and `ports` own the threads and sockets.
 
 pub mod bridge;
@@ -17,5 +17,6 @@ pub mod recorder;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod srtp;
 pub(crate) mod tap;
 pub mod webrtc;

@@ -395,6 +395,7 @@ impl WebRtcTransport {
             send: true,
             receive: true,
             ptime_ms: 20,
+            srtp: None,
         };
         let mut transport = WebRtcTransport {
             pc,

@@ -16,6 +16,7 @@
 //!     ptime_ms: 20,
 //!     session_id: 42,
 //!     session_version: 1,
+//!     srtp: None,
 //! };
 //! let offer = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\n\
 //!              t=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -50,16 +51,17 @@
 //! stream it accepts). It never panics and never indexes unchecked into the input.
 //!
 //! # What Careline negotiates
-//! Exactly one audio stream on `RTP/AVP` (or `RTP/AVPF`), one codec out of
-//! [`Codec`] (PCMU, PCMA, Opus), optionally RFC 4733 `telephone-event`. SRTP profiles are
-//! refused with [`SdpError::Unsupported`] until SRTP exists. Every other `m=` line is rejected
-//! with port 0 in the answer, in its place (RFC 3264 §6).
+//! Exactly one audio stream on `RTP/AVP` (or `RTP/AVPF`), or `RTP/SAVP`/`RTP/SAVPF` with SDES
+//! keys (RFC 4568, see `crypto`: over TLS only, unless allowed), one codec out of
+//! [`Codec`] (PCMU, PCMA, Opus), optionally RFC 4733 `telephone-event`. Every other `m=` line
+//! is rejected with port 0 in the answer, in its place (RFC 3264 §6).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::codec::Codec;
 use crate::media::leg::LegParams;
+use crate::media::srtp::SrtpKeys;
 
 /// Dynamic payload type Careline offers for Opus (the value browsers and most SIP UAs use).
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
@@ -100,6 +102,9 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// `o=` version; the caller bumps it for every new offer or changed answer (RFC 3264 §8).
     pub session_version: u64,
+    /// SRTP by SDES (RFC 4568, see [`LocalSrtp`]); `None` when `[rtp] srtp = "off"`. Used
+    /// when answering; Careline's own offers are plain RTP for now.
+    pub srtp: Option<LocalSrtp>,
 }
 
 impl LocalMedia {
@@ -207,6 +212,8 @@ pub struct Negotiated {
     pub remote_direction: Direction,
     /// Careline's direction: the mirror of `remote_direction` (RFC 3264 §6.1).
     pub local_direction: Direction,
+    /// SRTP keys when the stream is encrypted (SDES).
+    pub srtp: Option<SrtpKeys>,
 }
 
 impl Negotiated {
@@ -362,10 +369,13 @@ pub fn read_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, SdpEr
     negotiate(&sdp, &selected)
 }
 
+mod crypto;
 mod negotiate;
 mod parse;
 mod write;
 
+pub use crypto::LocalSrtp;
+use crypto::*;
 use negotiate::*;
 use parse::*;
 use write::*;
@@ -382,6 +392,7 @@ impl From<&Negotiated> for LegParams {
             send: n.we_send(),
             receive: n.we_receive(),
             ptime_ms: n.ptime_ms,
+            srtp: n.srtp.clone(),
         }
     }
 }

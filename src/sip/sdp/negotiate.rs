@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::media::codec::Codec;
+use crate::media::srtp::SrtpKeys;
 
 /// The audio stream Careline takes, and what it takes from it.
 pub(super) struct Selected<'s, 'a> {
@@ -16,6 +17,8 @@ pub(super) struct Selected<'s, 'a> {
     pub(super) codec: Codec,
     pub(super) payload_type: u8,
     pub(super) telephone_event: Option<TelephoneEvent>,
+    /// SDES: the offer's `a=crypto` tag answered and the session's keys.
+    pub(super) srtp: Option<(u32, SrtpKeys)>,
 }
 
 /// What one payload type in an `m=` line stands for.
@@ -26,8 +29,10 @@ pub(super) enum Format {
     Other(String),
 }
 
+/// The profiles of an audio stream Careline can take; the `SAVP` ones need SRTP
+/// (see [`choose_srtp`]).
 pub(super) fn supported_profile(proto: &str) -> Option<&'static str> {
-    ["RTP/AVP", "RTP/AVPF"]
+    ["RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF"]
         .into_iter()
         .find(|p| p.eq_ignore_ascii_case(proto))
 }
@@ -46,12 +51,20 @@ pub(super) fn select_audio<'s, 'a>(
         let Some(proto) = supported_profile(media.proto) else {
             unsupported.get_or_insert_with(|| {
                 format!(
-                    "m=audio profile {} (line {}); Careline accepts RTP/AVP or RTP/AVPF only \
-                     (SRTP/DTLS is not supported)",
+                    "m=audio profile {} (line {}); Careline accepts RTP/AVP, RTP/AVPF, \
+                     RTP/SAVP and RTP/SAVPF (DTLS-SRTP is for browsers, by WHIP)",
                     media.proto, media.line
                 )
             });
             continue;
+        };
+        let secure_profile = proto.starts_with("RTP/SAVP");
+        let srtp = match choose_srtp(media, secure_profile, local.srtp.as_ref()) {
+            Ok(srtp) => srtp,
+            Err(why) => {
+                unsupported.get_or_insert(why);
+                continue;
+            }
         };
         saw_rtp_audio = true;
         let formats = media.formats();
@@ -89,6 +102,7 @@ pub(super) fn select_audio<'s, 'a>(
             codec,
             payload_type,
             telephone_event,
+            srtp,
         });
     }
     if saw_rtp_audio {
@@ -165,6 +179,7 @@ pub(super) fn negotiate(
         remote_rtcp,
         remote_direction,
         local_direction: remote_direction.mirror(),
+        srtp: selected.srtp.as_ref().map(|(_, keys)| keys.clone()),
     })
 }
 

@@ -10,6 +10,7 @@ fn local() -> LocalMedia {
         ptime_ms: 20,
         session_id: 42,
         session_version: 1,
+        srtp: None,
     }
 }
 
@@ -234,6 +235,7 @@ fn sipp_ivr_offer_gets_exact_answer() {
             remote_rtcp: sock("127.0.0.1:6001"),
             remote_direction: Direction::SendRecv,
             local_direction: Direction::SendRecv,
+            srtp: None,
         }
     );
 }
@@ -526,13 +528,13 @@ fn g729_static_without_rtpmap_is_named_too() {
 }
 
 #[test]
-fn rtp_savp_is_unsupported_naming_the_profile() {
-    let err = answer(&crlf(SAVP), &local()).expect_err("SRTP");
+fn rtp_savp_is_refused_while_srtp_is_off_naming_the_setting() {
+    let err = answer(&crlf(SAVP), &local()).expect_err("SRTP off");
     let SdpError::Unsupported(message) = &err else {
         panic!("{err:?}");
     };
     assert!(message.contains("RTP/SAVP"), "{message}");
-    assert!(message.contains("RTP/AVP"), "{message}");
+    assert!(message.contains("[rtp] srtp"), "{message}");
     assert_eq!(err.sip_status(), 488);
     let webrtc = crlf(&SAVP.replace("RTP/SAVP", "UDP/TLS/RTP/SAVPF"));
     assert!(
@@ -1275,5 +1277,220 @@ mod properties {
                 (got, want) => prop_assert!(false, "{:?} for {:?}", got.map(|g| g.1), want),
             }
         }
+    }
+}
+
+mod srtp {
+    //! SDES (RFC 4568) in offers and answers.
+    use super::*;
+    use crate::media::srtp::{MAX_MASTER_LEN, MasterKey, SrtpSuite};
+    use base64::Engine as _;
+
+    /// The 30 bytes RFC 4568's examples key AES_CM_128_HMAC_SHA1_80 with.
+    const OFFERED_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn ours() -> MasterKey {
+        let bytes: Vec<u8> = (0..MAX_MASTER_LEN as u8).collect();
+        MasterKey::new(&bytes).unwrap()
+    }
+
+    fn srtp(required: bool, keys_allowed: bool) -> LocalMedia {
+        LocalMedia {
+            srtp: Some(LocalSrtp {
+                required,
+                keys_allowed,
+                suites: SrtpSuite::ALL.to_vec(),
+                key: ours(),
+            }),
+            ..local()
+        }
+    }
+
+    fn offer_with(proto: &str, cryptos: &[&str]) -> String {
+        let mut text = crlf(&SIPP_IVR.replace("RTP/AVP", proto));
+        for c in cryptos {
+            text.push_str(&format!("a=crypto:{c}\r\n"));
+        }
+        text
+    }
+
+    fn crypto_lines(sdp: &str) -> Vec<&str> {
+        sdp.lines().filter(|l| l.starts_with("a=crypto:")).collect()
+    }
+
+    #[test]
+    fn an_savp_offer_over_tls_is_answered_with_careline_s_own_key() {
+        let (sdp, n) = ok(&crlf(SAVP), &srtp(false, true));
+        assert_eq!(m_lines(&sdp), ["m=audio 40000 RTP/SAVP 0"]);
+        let lines = crypto_lines(&sdp);
+        assert_eq!(lines.len(), 1, "{sdp}");
+        let ours_b64 = base64::engine::general_purpose::STANDARD.encode(&ours().as_bytes()[..30]);
+        assert_eq!(
+            lines[0],
+            format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{ours_b64}")
+        );
+        let keys = n.srtp.clone().expect("keys");
+        assert_eq!(keys.suite, SrtpSuite::AesCm128HmacSha1_80);
+        assert_eq!(keys.local.as_bytes(), &ours().as_bytes()[..30]);
+        let theirs = base64::engine::general_purpose::STANDARD
+            .decode(OFFERED_KEY)
+            .unwrap();
+        assert_eq!(keys.remote.as_bytes(), theirs.as_slice());
+        assert_eq!(LegParams::from(&n).srtp, Some(keys));
+    }
+
+    #[test]
+    fn the_offer_s_first_usable_line_wins_with_its_tag() {
+        let gcm = base64::engine::general_purpose::STANDARD.encode([9u8; 44]);
+        let offer = offer_with(
+            "RTP/SAVP",
+            &[
+                "1 F8_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+                &format!("2 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY}|2^20|1:4"),
+                &format!("3 AEAD_AES_256_GCM inline:{gcm}|2^31 WSH=64"),
+                &format!("4 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY}"),
+            ],
+        );
+        let (sdp, n) = ok(&offer, &srtp(true, true));
+        let keys = n.srtp.expect("keys");
+        assert_eq!(keys.suite, SrtpSuite::AeadAes256Gcm);
+        assert_eq!(keys.local.as_bytes(), &ours().as_bytes()[..44]);
+        assert_eq!(keys.remote.as_bytes(), [9u8; 44]);
+        let lines = crypto_lines(&sdp);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("a=crypto:3 AEAD_AES_256_GCM inline:"),
+            "{sdp}"
+        );
+    }
+
+    #[test]
+    fn lines_careline_cannot_use_are_named_in_the_488() {
+        let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
+        let offer = offer_with(
+            "RTP/SAVP",
+            &[
+                &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY}|2^20|1:4"),
+                &format!("2 AES_CM_128_HMAC_SHA1_80 inline:{short}"),
+                &format!("3 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY} UNENCRYPTED_SRTP"),
+                &format!("4 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY};inline:{OFFERED_KEY}"),
+                "5 AES_CM_128_HMAC_SHA1_80 inline:not*base64!",
+                "x AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+                "6 F8_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+            ],
+        );
+        let err = answer(&offer, &srtp(false, true)).expect_err("nothing usable");
+        assert_eq!(err.sip_status(), 488);
+        let message = err.to_string();
+        for why in [
+            "an MKI",
+            "16 bytes of key and salt (it takes 30)",
+            "session parameter UNENCRYPTED_SRTP",
+            "several keys",
+            "not base64",
+            "a tag that is not 1-9 digits",
+            "suite F8_128_HMAC_SHA1_80",
+            "AEAD_AES_256_GCM",
+        ] {
+            assert!(message.contains(why), "{why}: {message}");
+        }
+        assert!(
+            !message.contains(OFFERED_KEY),
+            "a key never goes into a reason: {message}"
+        );
+        let none = offer_with("RTP/SAVP", &[]);
+        let err = answer(&none, &srtp(false, true)).expect_err("no crypto line");
+        assert!(err.to_string().contains("no a=crypto line"), "{err}");
+    }
+
+    #[test]
+    fn keys_over_plain_signalling_are_never_used() {
+        let err = answer(&crlf(SAVP), &srtp(false, false)).expect_err("keys in clear");
+        assert_eq!(err.sip_status(), 488);
+        assert!(err.to_string().contains("TLS"), "{err}");
+        // Best-effort SRTP (keys on RTP/AVP) over plain signalling: answered in clear.
+        let best_effort = offer_with(
+            "RTP/AVP",
+            &[&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY}")],
+        );
+        let (sdp, n) = ok(&best_effort, &srtp(false, false));
+        assert!(crypto_lines(&sdp).is_empty() && n.srtp.is_none(), "{sdp}");
+        // ... and refused when plain RTP is.
+        let err = answer(&best_effort, &srtp(true, false)).expect_err("require");
+        assert!(err.to_string().contains("require"), "{err}");
+    }
+
+    #[test]
+    fn best_effort_srtp_is_answered_encrypted_on_its_own_profile() {
+        let offer = offer_with(
+            "RTP/AVP",
+            &[&format!("7 AES_CM_128_HMAC_SHA1_32 inline:{OFFERED_KEY}")],
+        );
+        let (sdp, n) = ok(&offer, &srtp(true, true));
+        assert_eq!(m_lines(&sdp), ["m=audio 40000 RTP/AVP 0 101"]);
+        assert_eq!(n.srtp.expect("keys").suite, SrtpSuite::AesCm128HmacSha1_32);
+        assert!(crypto_lines(&sdp)[0].starts_with("a=crypto:7 AES_CM_128_HMAC_SHA1_32 "));
+        // With SRTP off, the same offer is answered in clear.
+        let (sdp, n) = ok(&offer, &local());
+        assert!(crypto_lines(&sdp).is_empty() && n.srtp.is_none());
+    }
+
+    #[test]
+    fn require_refuses_plain_rtp_and_offer_takes_it() {
+        let plain = crlf(SIPP_IVR);
+        let err = answer(&plain, &srtp(true, true)).expect_err("plain under require");
+        assert_eq!(err.sip_status(), 488);
+        assert!(err.to_string().contains("require"), "{err}");
+        let (_, n) = ok(&plain, &srtp(false, true));
+        assert!(n.srtp.is_none());
+        // An SAVP stream and a plain fallback stream: under require the SAVP one is taken.
+        let both = format!("{}m=audio 5008 RTP/AVP 0\r\n", crlf(SAVP));
+        let (sdp, n) = ok(&both, &srtp(true, true));
+        assert!(n.srtp.is_some());
+        assert_eq!(
+            m_lines(&sdp),
+            ["m=audio 40000 RTP/SAVP 0", "m=audio 0 RTP/AVP 0"]
+        );
+    }
+
+    #[test]
+    fn suites_the_operator_left_out_are_passed_over() {
+        let gcm = base64::engine::general_purpose::STANDARD.encode([9u8; 44]);
+        let offer = offer_with(
+            "RTP/SAVP",
+            &[
+                &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY}"),
+                &format!("2 AEAD_AES_256_GCM inline:{gcm}"),
+            ],
+        );
+        let mut local = srtp(false, true);
+        if let Some(s) = &mut local.srtp {
+            s.suites = vec![SrtpSuite::AeadAes256Gcm];
+        }
+        let (sdp, n) = ok(&offer, &local);
+        assert_eq!(n.srtp.unwrap().suite, SrtpSuite::AeadAes256Gcm);
+        assert!(crypto_lines(&sdp)[0].starts_with("a=crypto:2 AEAD_AES_256_GCM "));
+        let only_cm = offer_with(
+            "RTP/SAVP",
+            &[&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{OFFERED_KEY}")],
+        );
+        let err = answer(&only_cm, &local).expect_err("suite left out");
+        assert!(
+            err.to_string().contains("not in [rtp] srtp_suites"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_reoffer_keeps_careline_s_key_and_follows_a_new_peer_key() {
+        let mut local = srtp(false, true);
+        let (first, n1) = ok(&crlf(SAVP), &local);
+        let other = base64::engine::general_purpose::STANDARD.encode([5u8; 30]);
+        let reoffer = crlf(SAVP).replace(OFFERED_KEY, &other);
+        let (second, n2) = local.reanswer(reoffer.as_bytes()).expect("re-offer");
+        assert_eq!(crypto_lines(&first), crypto_lines(&second));
+        let (k1, k2) = (n1.srtp.unwrap(), n2.srtp.unwrap());
+        assert_eq!(k1.local, k2.local);
+        assert_eq!(k2.remote.as_bytes(), [5u8; 30]);
     }
 }
