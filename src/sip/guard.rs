@@ -19,6 +19,11 @@ use rsipstack::sip::prelude::HeadersExt;
 pub(crate) enum Verdict {
     /// Well-formed: hand it to the SIP stack.
     Pass,
+    /// Well-formed, written in a form the stack's parser does not read (line folding,
+    /// whitespace around separators): hand it these bytes instead, the same message in the
+    /// plain form ([`super::lexical::canonical`]; never longer than the datagram by more
+    /// than a byte per header line).
+    PassAs(Vec<u8>),
     /// Answer with these bytes and drop the message.
     Reply(Vec<u8>, Rejection),
     /// Drop without answering.
@@ -147,6 +152,19 @@ impl Guard {
                 }
                 _ => Verdict::Drop(Rejection::TooLarge),
             };
+        }
+        let canonical = super::lexical::canonical(datagram);
+        let verdict = self.judge(canonical.as_deref().unwrap_or(datagram), source, now);
+        match (verdict, canonical) {
+            (Verdict::Pass, Some(plain)) => Verdict::PassAs(plain),
+            (verdict, _) => verdict,
+        }
+    }
+
+    /// The verdict on a datagram in its plain form.
+    fn judge(&mut self, datagram: &[u8], source: IpAddr, now: Instant) -> Verdict {
+        if let Some(fault) = super::lexical::framing_fault(datagram) {
+            return answer(datagram, 400, fault);
         }
         match SipMessage::try_from(datagram) {
             Ok(SipMessage::Request(req)) => match missing_header(&req) {
@@ -369,15 +387,11 @@ impl Head {
         Some(h)
     }
 
-    /// A response can reach the sender and be matched to its request only with these.
+    /// A response can reach the sender only by its Via (RFC 3261 §18.2.2); one to a request
+    /// that lacks From, To, Call-ID or CSeq echoes what there is (RFC 4475 §3.1.2.? "insuf":
+    /// ideally such a request gets its 400).
     fn answerable(&self) -> bool {
-        self.is_request
-            && self.method != "ACK"
-            && !self.vias.is_empty()
-            && self.from.is_some()
-            && self.to.is_some()
-            && self.call_id.is_some()
-            && self.cseq.is_some()
+        self.is_request && self.method != "ACK" && !self.vias.is_empty()
     }
 
     fn method_is_token(&self) -> bool {
@@ -398,24 +412,20 @@ impl Head {
         for via in &self.vias {
             out.push_str(&format!("Via: {via}\r\n"));
         }
-        let to = self.to.as_deref().unwrap_or_default();
-        out.push_str(&format!(
-            "From: {}\r\n",
-            self.from.as_deref().unwrap_or_default()
-        ));
-        if to.contains(";tag=") {
-            out.push_str(&format!("To: {to}\r\n"));
-        } else {
-            out.push_str(&format!("To: {to};tag=careline-reject\r\n"));
+        if let Some(from) = &self.from {
+            out.push_str(&format!("From: {from}\r\n"));
         }
-        out.push_str(&format!(
-            "Call-ID: {}\r\n",
-            self.call_id.as_deref().unwrap_or_default()
-        ));
-        out.push_str(&format!(
-            "CSeq: {}\r\n",
-            self.cseq.as_deref().unwrap_or_default()
-        ));
+        match &self.to {
+            Some(to) if to.contains(";tag=") => out.push_str(&format!("To: {to}\r\n")),
+            Some(to) => out.push_str(&format!("To: {to};tag=careline-reject\r\n")),
+            None => {}
+        }
+        if let Some(call_id) = &self.call_id {
+            out.push_str(&format!("Call-ID: {call_id}\r\n"));
+        }
+        if let Some(cseq) = &self.cseq {
+            out.push_str(&format!("CSeq: {cseq}\r\n"));
+        }
         if code == 501 || code == 405 {
             out.push_str(&format!("Allow: {}\r\n", super::ALLOW));
         }
@@ -558,10 +568,22 @@ mod tests {
     fn missing_call_id_gets_400_naming_it() {
         let mut g = Guard::new(16384, 0);
         let msg = OK_INVITE.replace("Call-ID: abc@127.0.0.1\r\n", "");
-        // Without a Call-ID the response could not be matched: dropped, not answered.
+        // A client matches a response by its Via branch (RFC 3261 §17.1.3), which is there:
+        // the 400 reaches it (RFC 4475 "insuf": ideally such a request gets its 400).
+        let r = reply_of(g.inspect(msg.as_bytes(), localhost(), now()));
+        assert!(
+            r.starts_with("SIP/2.0 400 Bad Request (missing Call-ID)"),
+            "{r}"
+        );
+        assert!(
+            r.contains("branch=z9hG4bK-1") && !r.contains("\r\nCall-ID:"),
+            "{r}"
+        );
+        let no_via = OK_INVITE.replace("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n", "");
         assert_eq!(
-            g.inspect(msg.as_bytes(), localhost(), now()),
-            Verdict::Drop(Rejection::Malformed)
+            g.inspect(no_via.as_bytes(), localhost(), now()),
+            Verdict::Drop(Rejection::Malformed),
+            "without a Via nothing can be addressed"
         );
         let msg = OK_INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
         let r = reply_of(g.inspect(msg.as_bytes(), localhost(), now()));
@@ -682,8 +704,12 @@ mod tests {
             }
             match g.inspect(&m, localhost(), now()) {
                 Verdict::Challenge(_) => panic!("a challenge from a guard without trust settings"),
-                Verdict::Pass => {
-                    let whole = match SipMessage::try_from(m.as_slice()) {
+                verdict @ (Verdict::Pass | Verdict::PassAs(_)) => {
+                    let passed = match verdict {
+                        Verdict::PassAs(plain) => plain,
+                        _ => m.clone(),
+                    };
+                    let whole = match SipMessage::try_from(passed.as_slice()) {
                         Ok(SipMessage::Request(req)) => missing_header(&req).is_none(),
                         Ok(SipMessage::Response(_)) => true,
                         Err(_) => false,

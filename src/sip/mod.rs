@@ -7,6 +7,7 @@ pub mod access;
 pub mod digest;
 pub(crate) mod guard;
 pub(crate) mod info;
+pub(crate) mod lexical;
 pub mod registrar;
 pub mod sdp;
 pub(crate) mod strict;

@@ -48,6 +48,15 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
             };
             match verdict {
                 Verdict::Pass => return Ok((len, source)),
+                Verdict::PassAs(plain) => {
+                    if let Some(room) = buf.get_mut(..plain.len()) {
+                        room.copy_from_slice(&plain);
+                        return Ok((plain.len(), source));
+                    }
+                    // No room for the plain form (a header per line grew by a byte): the
+                    // stack gets the message as it came.
+                    return Ok((len, source));
+                }
                 Verdict::Reply(response, why) => {
                     self.metrics.sip_rejected(why.as_str());
                     tracing::debug!(%source, reason = why.as_str(), "answered a bad SIP datagram");
