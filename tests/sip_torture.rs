@@ -86,6 +86,35 @@ fn sentinel(ua: &mut Ua, n: usize) -> Vec<Msg> {
     }
 }
 
+/// ACKs a call answered 200 and hangs it up (BYE, answered 200).
+fn hang_up(ua: &mut Ua, ok: &Msg, id: &str) {
+    let from = ok.header("from").expect("From in the 200");
+    let to = ok.header("to").expect("To in the 200");
+    let contact = ok.header("contact").expect("Contact in the 200");
+    let target = contact
+        .split('<')
+        .nth(1)
+        .and_then(|c| c.split('>').next())
+        .unwrap_or(contact)
+        .to_string();
+    for (cseq, method) in [(1, "ACK"), (2, "BYE")] {
+        ua.send(&format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{id}{method}\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {id}\r\n\
+             CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            local = ua.local,
+        ));
+    }
+    let bye_ok = ua.expect(Duration::from_secs(10), |m| {
+        m.cseq_method() == Some("BYE") && m.header("call-id").is_some_and(|c| c.trim() == id)
+    });
+    assert_eq!(
+        bye_ok.and_then(|m| m.status()),
+        Some(200),
+        "the BYE is answered"
+    );
+}
+
 const VALID: &[Case] = &[
     // §3.1.1.1 "wsinv": a short, tricky INVITE: unusual whitespace, line folding, compact and
     // oddly cased header names. Its To carries a tag, so it belongs to a dialog, and no such
@@ -263,6 +292,43 @@ Via: SIP/2.0/UNKNOWN t4.example.com;branch=z9hG4bKasd0f3en
 Via: SIP/2.0/TCP t5.example.com;branch=z9hG4bK0a9idfnee
 l: 0
 
+",
+        expect: Expect::Status(200),
+    },
+    // §3.1.1.11 "mpart01": the SDP as one part of a multipart/mixed body, beside an ISUP
+    // part as SIP-T gateways send (RFC 5621): the call is answered with an SDP answer.
+    Case {
+        name: "3.1.1.11 mpart01",
+        text: "INVITE sip:100@{server} SIP/2.0
+Via: SIP/2.0/UDP {ua};branch={branch}
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=mp1
+To: <sip:100@example.com>
+Call-ID: {id}
+CSeq: 1 INVITE
+Contact: <sip:caller@{ua}>
+MIME-Version: 1.0
+Content-Type: multipart/mixed;boundary=boundary42
+Content-Length: 374
+
+This is a preamble, ignored.
+--boundary42
+Content-Type: application/isup;version=itu-t92+
+Content-Disposition: signal;handling=optional
+
+\u{1}\u{2} an ISUP message (binary in a real gateway's INVITE)
+--boundary42
+Content-Type: application/sdp
+
+v=0
+o=caller 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 9 RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+
+--boundary42--
 ",
         expect: Expect::Status(200),
     },
@@ -595,6 +661,17 @@ fn run(cases: &[Case]) -> Vec<String> {
             Expect::Status(_) => answer_to(&mut ua, &id, Duration::from_secs(10)),
             Expect::Nothing => None,
         };
+        if let Some(m) = &got
+            && m.status() == Some(200)
+            && m.cseq_method() == Some("INVITE")
+        {
+            assert!(
+                m.body_str().contains("m=audio"),
+                "{}: the 200 carries an SDP answer",
+                case.name
+            );
+            hang_up(&mut ua, m, &id);
+        }
         let early = sentinel(&mut ua, n);
         let answered_late = early.iter().any(|m| {
             m.header("call-id")

@@ -4,6 +4,7 @@
 //! rsipstack type, so the stack can be swapped.
 
 pub mod access;
+pub(crate) mod body;
 pub mod digest;
 pub(crate) mod guard;
 pub(crate) mod info;
@@ -39,7 +40,8 @@ use crate::metrics::Metrics;
 /// Methods Careline handles, for `Allow` (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REGISTER";
 /// Bodies Careline reads, for `Accept` (RFC 3261 §20.1).
-pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
+pub const ACCEPT: &str =
+    "application/sdp, multipart/mixed, application/dtmf-relay, application/dtmf";
 const USER_AGENT: &str = concat!("careline/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, thiserror::Error)]
@@ -571,8 +573,16 @@ impl IncomingCall {
             .and_then(|f| f.uri().ok())
             .and_then(|u| u.auth.map(|a| a.user))
             .unwrap_or_default();
-        let content_type = req.header_value("Content-Type");
-        let offer = req.body().clone();
+        let mut content_type = req.header_value("Content-Type");
+        let mut offer = req.body().clone();
+        // The SDP part of a multipart body (the strict checks refused any other kind).
+        if let Some(ct) = &content_type
+            && let Ok(sdp) = body::session_description(ct, &offer)
+            && sdp.len() != offer.len()
+        {
+            offer = sdp.to_vec();
+            content_type = Some(strict::SDP.to_string());
+        }
         let (remote, transport) = match &tx.connection {
             Some(conn) => (
                 conn.get_remote_addr().and_then(|a| a.get_socketaddr().ok()),
@@ -801,8 +811,11 @@ impl ServerCall {
                         let _ = handle.reply(StatusCode::OK).await;
                         continue;
                     }
+                    let content_type = req.header_value("Content-Type").unwrap_or_default();
+                    let sdp = body::session_description(&content_type, req.body())
+                        .map_or_else(|_| req.body().clone(), <[u8]>::to_vec);
                     return Some(CallSignal::Offer {
-                        sdp: req.body().clone(),
+                        sdp,
                         reply: Responder(handle),
                     });
                 }

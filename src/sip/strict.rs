@@ -8,8 +8,9 @@
 
 use rsipstack::sip::{Method, Request, Scheme, Version};
 
-/// Body types Careline reads in an INVITE, re-INVITE or UPDATE (RFC 3261 §8.2.3: anything
-/// else is answered 415 with Accept listing these).
+/// The body type of a session description; an INVITE, re-INVITE or UPDATE may also carry it
+/// as a part of `multipart/mixed` (see [`super::body`]); anything else is answered 415 with
+/// Accept listing both (RFC 3261 §8.2.3).
 pub(crate) const SDP: &str = "application/sdp";
 
 /// SIP extensions (option tags, RFC 3261 §19.2) Careline implements; a request that
@@ -128,17 +129,17 @@ pub(crate) fn check(req: &Request) -> Option<Refusal> {
                 "malformed",
             ));
         };
-        let media_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if media_type != SDP {
-            return Some(
-                Refusal::new(415, "Unsupported Media Type", "unsupported_media")
-                    .with("Accept", SDP),
-            );
+        match super::body::session_description(content_type, &req.body) {
+            Ok(_) => {}
+            Err(super::body::BodyError::Unsupported) => {
+                return Some(
+                    Refusal::new(415, "Unsupported Media Type", "unsupported_media")
+                        .with("Accept", super::body::ACCEPTED),
+                );
+            }
+            Err(super::body::BodyError::Malformed(why)) => {
+                return Some(Refusal::new(400, why, "malformed"));
+            }
         }
         let encodings: Vec<&str> = value_of("content-encoding")
             .iter()
