@@ -168,4 +168,19 @@ mod tests {
             let _ = session_description(MIXED, &cut.as_bytes()[..n]);
         }
     }
+
+    proptest::proptest! {
+        /// Any body and boundary: an answer or an error, never a panic, and an SDP part found
+        /// is a slice of the body.
+        #[test]
+        fn any_multipart_is_read_without_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            boundary in "[a-z-]{0,8}",
+        ) {
+            let ct = format!("multipart/mixed; boundary={boundary}");
+            if let Ok(sdp) = session_description(&ct, &body) {
+                proptest::prop_assert!(sdp.len() <= body.len());
+            }
+        }
+    }
 }

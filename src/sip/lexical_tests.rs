@@ -127,3 +127,89 @@ fn faults_the_parser_lets_through_are_named() {
         "bytes past the body are ignored over UDP (RFC 3261 §18.3)"
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Header lines as phones write them, with whitespace, folding and quotes in odd places.
+    fn header_line() -> impl Strategy<Value = String> {
+        let name = prop::sample::select(vec![
+            "Via",
+            "v",
+            "From",
+            "To",
+            "t",
+            "Contact",
+            "CSeq",
+            "Subject",
+            "X-Odd",
+            "Content-Type",
+        ]);
+        let piece = prop::sample::select(vec![
+            "sip:a@127.0.0.1",
+            ";",
+            " ; ",
+            "=",
+            " = ",
+            "tag",
+            "\"quoted ; = \\\" text\"",
+            "<sip:b@h;lr>",
+            "/",
+            " / ",
+            ",",
+            "\r\n ",
+            "\r\n\t",
+            "  ",
+            "SIP/2.0/UDP",
+            "0x",
+            "\u{e9}",
+        ]);
+        (name, prop::collection::vec(piece, 0..8), "[ \t]{0,2}")
+            .prop_map(|(n, pieces, ws)| format!("{n}{ws}:{}", pieces.concat()))
+    }
+
+    fn message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::collection::vec(header_line(), 0..8),
+            "[a-z=\r\n ]{0,20}",
+        )
+            .prop_map(|(lines, body)| {
+                let mut text = String::from("OPTIONS sip:100@127.0.0.1 SIP/2.0\r\n");
+                for l in lines {
+                    text.push_str(&l);
+                    text.push_str("\r\n");
+                }
+                text.push_str("\r\n");
+                text.push_str(&body);
+                text.into_bytes()
+            })
+    }
+
+    proptest! {
+        /// The plain form is a fixed point, keeps the body and every quoted string, and grows
+        /// by at most a byte per header line (the space after a colon).
+        #[test]
+        fn the_plain_form_is_stable_and_keeps_what_matters(m in message()) {
+            if let Some(plain) = canonical(&m) {
+                prop_assert_eq!(canonical(&plain), None);
+                let lines = m.windows(2).filter(|w| w == b"\r\n").count();
+                prop_assert!(plain.len() <= m.len() + lines);
+                let end = |b: &[u8]| b.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                prop_assert_eq!(&plain[end(&plain)..], &m[end(&m)..]);
+                let text = String::from_utf8_lossy(&m);
+                if text.contains("\"quoted ; = \\\" text\"") {
+                    prop_assert!(String::from_utf8_lossy(&plain).contains("\"quoted ; = \\\" text\""));
+                }
+            }
+            let _ = framing_fault(&m);
+        }
+
+        /// Arbitrary bytes never panic either function.
+        #[test]
+        fn any_bytes_are_judged_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = canonical(&bytes);
+            let _ = framing_fault(&bytes);
+        }
+    }
+}
