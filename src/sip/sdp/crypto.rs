@@ -28,9 +28,36 @@ pub struct LocalSrtp {
     pub keys_allowed: bool,
     /// The suites Careline takes (`[rtp] srtp_suites`); a line with another is passed over.
     pub suites: Vec<SrtpSuite>,
-    /// Careline's master key and salt for this leg ([`crate::media::srtp::MAX_MASTER_LEN`]
-    /// random bytes, drawn by the caller); the chosen suite uses their start.
+    /// Careline's secret for this leg ([`crate::media::srtp::MAX_MASTER_LEN`] random bytes,
+    /// drawn by the caller); each suite's master key and salt are derived from it
+    /// ([`LocalSrtp::key_for`]).
     pub key: MasterKey,
+}
+
+impl LocalSrtp {
+    /// The master key and salt Careline uses with `suite`: HKDF-SHA256 (RFC 5869) of the
+    /// leg's secret with the suite's name as info, so an offer listing several suites gives
+    /// each its own key (RFC 4568 §6.1 asks that keys not be shared between suites) and an
+    /// answer's suite finds the same key again.
+    pub fn key_for(&self, suite: SrtpSuite) -> Option<MasterKey> {
+        struct Len(usize);
+        impl ring::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                self.0
+            }
+        }
+        let len = suite.master_len();
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"careline sdes")
+            .extract(self.key.as_bytes());
+        let info = [suite.name().as_bytes()];
+        let okm = prk.expand(&info, Len(len)).ok()?;
+        let mut bytes = [0u8; crate::media::srtp::MAX_MASTER_LEN];
+        let out = bytes.get_mut(..len)?;
+        okm.fill(out).ok()?;
+        let key = MasterKey::new(out);
+        bytes.fill(0);
+        key
+    }
 }
 
 /// One `a=crypto` line Careline can use.
@@ -148,7 +175,7 @@ pub(super) fn choose_srtp(
                 passed_over.push(format!("{} (not in [rtp] srtp_suites)", crypto.suite));
             }
             Ok(crypto) => {
-                let Some(ours) = local.key.for_suite(crypto.suite) else {
+                let Some(ours) = local.key_for(crypto.suite) else {
                     continue;
                 };
                 let keys = SrtpKeys {
@@ -179,6 +206,26 @@ pub(super) fn choose_srtp(
         return plain_refused();
     }
     Ok(None)
+}
+
+/// Careline's offer's `a=crypto` lines: one per suite it takes, in its order, tags from 1,
+/// each with its own key. Empty when keys may not be given here.
+pub(super) fn offered_cryptos(local: &LocalSrtp) -> String {
+    if !local.keys_allowed {
+        return String::new();
+    }
+    let mut out = String::new();
+    for (i, suite) in local.suites.iter().enumerate() {
+        if let Some(key) = local.key_for(*suite) {
+            let keys = SrtpKeys {
+                suite: *suite,
+                local: key.clone(),
+                remote: key,
+            };
+            out.push_str(&crypto_attribute(i as u32 + 1, &keys));
+        }
+    }
+    out
 }
 
 /// The answer's `a=crypto` line: the offer's tag and suite, Careline's own key.

@@ -102,8 +102,8 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// `o=` version; the caller bumps it for every new offer or changed answer (RFC 3264 §8).
     pub session_version: u64,
-    /// SRTP by SDES (RFC 4568, see [`LocalSrtp`]); `None` when `[rtp] srtp = "off"`. Used
-    /// when answering; Careline's own offers are plain RTP for now.
+    /// SRTP by SDES (RFC 4568, see [`LocalSrtp`]); `None` when `[rtp] srtp = "off"`. In an
+    /// offer, one key per allowed suite; in an answer, the key of the suite chosen.
     pub srtp: Option<LocalSrtp>,
 }
 
@@ -303,6 +303,11 @@ pub fn answer(offer: &str, local: &LocalMedia) -> Result<(String, Negotiated), S
 /// `telephone-event/48000` at [`TELEPHONE_EVENT_48K_PAYLOAD_TYPE`] (RFC 4733 §2.1: the event
 /// clock follows the codec the answerer picks). `a=rtpmap` is written for static types too.
 ///
+/// With `local.srtp` and keys allowed, one `a=crypto` line per suite of `srtp.suites` (each
+/// with its own key, [`LocalSrtp::key_for`]), on `RTP/SAVP` when plain RTP is refused and as
+/// best-effort keys on `RTP/AVP` otherwise; [`read_answer`] then takes the suite and key the
+/// answer names.
+///
 /// With no codecs at all the audio stream is offered with port 0 (RFC 3264 §5.1: offered
 /// but not to be used), so the text is still valid SDP; [`read_answer`] then fails.
 pub fn offer(local: &LocalMedia) -> String {
@@ -339,7 +344,14 @@ pub fn offer(local: &LocalMedia) -> String {
             ));
         }
     }
-    let _ = write!(out, "m=audio {} RTP/AVP", local.rtp_port);
+    // SRTP (SDES) when keys may be given here: RTP/SAVP when plain RTP is refused, else
+    // "best effort" keys on RTP/AVP, which a peer without SRTP ignores (see `crypto`).
+    let cryptos = local.srtp.as_ref().map(offered_cryptos).unwrap_or_default();
+    let profile = match &local.srtp {
+        Some(srtp) if srtp.required && !cryptos.is_empty() => "RTP/SAVP",
+        _ => "RTP/AVP",
+    };
+    let _ = write!(out, "m=audio {} {profile}", local.rtp_port);
     for (pt, _, _) in &formats {
         let _ = write!(out, " {pt}");
     }
@@ -354,6 +366,7 @@ pub fn offer(local: &LocalMedia) -> String {
         let _ = write!(out, "a=ptime:{}\r\n", local.ptime_ms);
     }
     let _ = write!(out, "a={}\r\n", Direction::SendRecv);
+    out.push_str(&cryptos);
     out
 }
 

@@ -1324,14 +1324,16 @@ mod srtp {
         assert_eq!(m_lines(&sdp), ["m=audio 40000 RTP/SAVP 0"]);
         let lines = crypto_lines(&sdp);
         assert_eq!(lines.len(), 1, "{sdp}");
-        let ours_b64 = base64::engine::general_purpose::STANDARD.encode(&ours().as_bytes()[..30]);
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let our_key = srtp(false, true).srtp.unwrap().key_for(suite).unwrap();
+        let ours_b64 = base64::engine::general_purpose::STANDARD.encode(our_key.as_bytes());
         assert_eq!(
             lines[0],
             format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{ours_b64}")
         );
         let keys = n.srtp.clone().expect("keys");
         assert_eq!(keys.suite, SrtpSuite::AesCm128HmacSha1_80);
-        assert_eq!(keys.local.as_bytes(), &ours().as_bytes()[..30]);
+        assert_eq!(keys.local, our_key);
         let theirs = base64::engine::general_purpose::STANDARD
             .decode(OFFERED_KEY)
             .unwrap();
@@ -1354,7 +1356,11 @@ mod srtp {
         let (sdp, n) = ok(&offer, &srtp(true, true));
         let keys = n.srtp.expect("keys");
         assert_eq!(keys.suite, SrtpSuite::AeadAes256Gcm);
-        assert_eq!(keys.local.as_bytes(), &ours().as_bytes()[..44]);
+        let gcm_key = srtp(true, true)
+            .srtp
+            .unwrap()
+            .key_for(SrtpSuite::AeadAes256Gcm);
+        assert_eq!(Some(keys.local), gcm_key);
         assert_eq!(keys.remote.as_bytes(), [9u8; 44]);
         let lines = crypto_lines(&sdp);
         assert_eq!(lines.len(), 1);
@@ -1478,6 +1484,54 @@ mod srtp {
         assert!(
             err.to_string().contains("not in [rtp] srtp_suites"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn careline_offers_a_key_per_suite_and_reads_the_answer_s_choice() {
+        let mut uac = srtp(true, true);
+        if let Some(s) = &mut uac.srtp {
+            s.suites = vec![SrtpSuite::AeadAes256Gcm, SrtpSuite::AesCm128HmacSha1_80];
+        }
+        let text = offer(&uac);
+        assert!(text.contains("m=audio 40000 RTP/SAVP "), "{text}");
+        let lines = crypto_lines(&text);
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("a=crypto:1 AEAD_AES_256_GCM inline:"));
+        assert!(lines[1].starts_with("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"));
+        let key_of = |line: &str| line.rsplit("inline:").next().unwrap().to_string();
+        let (k1, k2) = (key_of(lines[0]), key_of(lines[1]));
+        assert!(!k1.starts_with(&k2[..20]), "each suite has its own key");
+
+        // Another Careline answers it, taking only AES-CM: both ends agree on the suite, and
+        // each side's sending key is the other's receiving key.
+        let mut uas_local = local();
+        uas_local.srtp = Some(LocalSrtp {
+            required: false,
+            keys_allowed: true,
+            suites: vec![SrtpSuite::AesCm128HmacSha1_80],
+            key: MasterKey::new(&[42; MAX_MASTER_LEN]).unwrap(),
+        });
+        let (answer_text, uas) = ok(&text, &uas_local);
+        let uac_view = read_answer(&answer_text, &uac).expect("answer read");
+        let (a, b) = (uac_view.srtp.unwrap(), uas.srtp.unwrap());
+        assert_eq!(a.suite, SrtpSuite::AesCm128HmacSha1_80);
+        assert_eq!((a.local.clone(), a.remote.clone()), (b.remote, b.local));
+        assert_eq!(Some(a.local), uac.srtp.as_ref().unwrap().key_for(a.suite));
+
+        // Keys may not be given (plain signalling): a plain offer, no key in it.
+        let mut plain = srtp(false, false);
+        plain.rtp_port = 40000;
+        let text = offer(&plain);
+        assert!(
+            text.contains("RTP/AVP") && crypto_lines(&text).is_empty(),
+            "{text}"
+        );
+        // Best effort when plain RTP is allowed: keys on RTP/AVP.
+        let text = offer(&srtp(false, true));
+        assert!(
+            text.contains("RTP/AVP") && crypto_lines(&text).len() == 5,
+            "{text}"
         );
     }
 
