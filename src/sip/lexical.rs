@@ -17,6 +17,8 @@
 //! §20.14; "clerr", "ncl", "mcl01"), and an unterminated quoted string or `<` in a name-addr
 //! header ("quotbal").
 
+use std::borrow::Cow;
+
 /// Headers whose values are structured (parameters, addresses, numbers): whitespace around
 /// their separators carries no meaning and is removed. Free-text headers (Subject, Warning,
 /// User-Agent, extensions) are unfolded and trimmed only.
@@ -66,21 +68,23 @@ const NAME_ADDR: &[&str] = &[
 
 /// The head (start line and header lines, unfolded) and the body of a message, when its head
 /// is text that ends with an empty line.
-fn split(datagram: &[u8]) -> Option<(Vec<String>, &[u8])> {
+fn split(datagram: &[u8]) -> Option<(Vec<Cow<'_, str>>, &[u8])> {
     let end = datagram.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&datagram[..end]).ok()?;
     let body = &datagram[end + 4..];
-    let mut lines: Vec<String> = Vec::new();
+    // Lines are borrowed; only a folded header is copied.
+    let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(16);
     for line in head.split("\r\n") {
         let headers_begun = lines.len() > 1;
         match lines.last_mut() {
             // §7.3.1: a line starting with whitespace continues the header above it (never
             // the start line).
             Some(last) if headers_begun && line.starts_with([' ', '\t']) => {
+                let last = last.to_mut();
                 last.push(' ');
                 last.push_str(line.trim_start());
             }
-            _ => lines.push(line.to_string()),
+            _ => lines.push(Cow::Borrowed(line)),
         }
     }
     Some((lines, body))
@@ -92,10 +96,11 @@ fn header(line: &str) -> Option<(&str, &str)> {
     Some((name.trim_end(), value.trim()))
 }
 
-/// Removes whitespace around `;`, `=`, `,` and `/` and collapses other runs to one space,
-/// outside quoted strings and `<...>`.
+/// Removes whitespace around `;`, `=` and `/` and collapses other runs to one space, outside
+/// quoted strings and `<...>`. Whitespace after a comma (`INVITE, ACK`) is how most senders
+/// write lists, and the stack reads it: it stays.
 fn tighten(value: &str) -> String {
-    const SEPARATORS: &[char] = &[';', '=', ',', '/'];
+    const SEPARATORS: &[char] = &[';', '=', '/'];
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars().peekable();
     let (mut quoted, mut angle, mut escaped) = (false, false, false);
@@ -142,6 +147,9 @@ fn tighten(value: &str) -> String {
 /// The message in the plain form the stack reads, or `None` when it already is in that form
 /// (or its head is not text ending in an empty line, which the parser then judges).
 pub(crate) fn canonical(datagram: &[u8]) -> Option<Vec<u8>> {
+    if !may_need_rewriting(datagram) {
+        return None;
+    }
     let (lines, body) = split(datagram)?;
     let mut head = String::with_capacity(datagram.len());
     for (i, line) in lines.iter().enumerate() {
@@ -170,6 +178,24 @@ pub(crate) fn canonical(datagram: &[u8]) -> Option<Vec<u8>> {
     let mut out = head.into_bytes();
     out.extend_from_slice(body);
     (out != datagram).then_some(out)
+}
+
+/// Whether the head holds anything [`canonical`] would rewrite: a fold, whitespace before a
+/// colon or around `;`, `=`, `/`, or a run of spaces. A cheap scan without allocating, so the
+/// common datagram (and every datagram of a flood) costs one pass over its head.
+fn may_need_rewriting(datagram: &[u8]) -> bool {
+    let end = datagram
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(datagram.len());
+    let head = &datagram[..end];
+    head.windows(2).any(|w| {
+        let ws = |b: u8| b == b' ' || b == b'\t';
+        matches!(w, [b'\n', b] if ws(*b))
+            || matches!(w, [a, b':' | b';' | b'=' | b'/'] if ws(*a))
+            || matches!(w, [b';' | b'=' | b'/', b] if ws(*b))
+            || (ws(w[0]) && ws(w[1]))
+    })
 }
 
 /// What makes a request that the stack's parser would take invalid all the same, as the

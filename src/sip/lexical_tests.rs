@@ -13,7 +13,9 @@ CSeq: 1 INVITE
 Max-Forwards: 70
 Contact: <sip:a@127.0.0.1:5070;transport=udp>;expires=60
 Authorization: Digest username=\"nina\", realm=\"careline\", nonce=\"a b\", uri=\"sip:100@127.0.0.1\", response=\"0\"
-Subject: a  subject   with   runs
+Allow: INVITE, ACK, BYE
+Supported: timer, replaces
+Subject: a subject
 Content-Type: application/sdp
 Content-Length: 4
 
@@ -23,6 +25,14 @@ v=0
 #[test]
 fn a_message_in_the_plain_form_is_left_byte_for_byte() {
     assert_eq!(canonical(&crlf(PLAIN)), None);
+    assert!(
+        !may_need_rewriting(&crlf(PLAIN)),
+        "no allocation for the common datagram"
+    );
+    // Runs of spaces make the reader look, but free text is left as written.
+    let subject = crlf(&PLAIN.replace("a subject", "a  subject"));
+    assert!(may_need_rewriting(&subject));
+    assert_eq!(canonical(&subject), None);
     // A header without the space after its colon is read by the stack as it is.
     assert_eq!(canonical(&crlf(&PLAIN.replace("CSeq: 1", "CSeq:1"))), None);
     assert_eq!(framing_fault(&crlf(PLAIN)), None);
