@@ -147,12 +147,6 @@ impl MasterKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
-
-    /// The first bytes of this key that `suite` needs: Careline draws [`MAX_MASTER_LEN`]
-    /// random bytes per leg and keys whichever suite is chosen with their start.
-    pub fn for_suite(&self, suite: SrtpSuite) -> Option<MasterKey> {
-        MasterKey::new(self.as_bytes().get(..suite.master_len())?)
-    }
 }
 
 impl std::fmt::Debug for MasterKey {

@@ -233,10 +233,7 @@ fn keys_must_fit_the_suite_and_never_print() {
     .expect("30 bytes do not key AES-256-GCM");
     assert!(err.to_string().contains("44 bytes"), "{err}");
     assert!(MasterKey::new(&[0; MAX_MASTER_LEN + 1]).is_none());
-    let long = MasterKey::new(&[7; MAX_MASTER_LEN]).unwrap();
     for suite in SrtpSuite::ALL {
-        let k = long.for_suite(suite).unwrap();
-        assert_eq!(k.as_bytes().len(), suite.master_len());
         assert_eq!(SrtpSuite::from_name(suite.name()), Some(suite));
     }
     let shown = format!(

@@ -217,22 +217,16 @@ pub(super) fn offered_cryptos(local: &LocalSrtp) -> String {
     let mut out = String::new();
     for (i, suite) in local.suites.iter().enumerate() {
         if let Some(key) = local.key_for(*suite) {
-            let keys = SrtpKeys {
-                suite: *suite,
-                local: key.clone(),
-                remote: key,
-            };
-            out.push_str(&crypto_attribute(i as u32 + 1, &keys));
+            out.push_str(&crypto_attribute(i as u32 + 1, *suite, &key));
         }
     }
     out
 }
 
-/// The answer's `a=crypto` line: the offer's tag and suite, Careline's own key.
-pub(super) fn crypto_attribute(tag: u32, keys: &SrtpKeys) -> String {
+/// An `a=crypto` line with Careline's key: in an answer, the offer's tag and suite.
+pub(super) fn crypto_attribute(tag: u32, suite: SrtpSuite, key: &MasterKey) -> String {
     format!(
-        "a=crypto:{tag} {} inline:{}\r\n",
-        keys.suite,
-        STANDARD.encode(keys.local.as_bytes())
+        "a=crypto:{tag} {suite} inline:{}\r\n",
+        STANDARD.encode(key.as_bytes())
     )
 }

@@ -1502,6 +1502,10 @@ mod srtp {
         let key_of = |line: &str| line.rsplit("inline:").next().unwrap().to_string();
         let (k1, k2) = (key_of(lines[0]), key_of(lines[1]));
         assert!(!k1.starts_with(&k2[..20]), "each suite has its own key");
+        for suite in SrtpSuite::ALL {
+            let key = uac.srtp.as_ref().unwrap().key_for(suite).unwrap();
+            assert_eq!(key.as_bytes().len(), suite.master_len(), "{suite}");
+        }
 
         // Another Careline answers it, taking only AES-CM: both ends agree on the suite, and
         // each side's sending key is the other's receiving key.

@@ -84,7 +84,7 @@ pub(super) fn write_answer(
         let _ = write!(out, "a=ptime:{}\r\n", negotiated.ptime_ms);
         let _ = write!(out, "a={}\r\n", negotiated.local_direction);
         if let Some((tag, keys)) = &selected.srtp {
-            out.push_str(&crypto_attribute(*tag, keys));
+            out.push_str(&crypto_attribute(*tag, keys.suite, &keys.local));
         }
     }
     out
