@@ -103,25 +103,9 @@ fn tighten(value: &str) -> String {
     const SEPARATORS: &[char] = &[';', '=', '/'];
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars().peekable();
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut nesting = Nesting::default();
     while let Some(c) = chars.next() {
-        if quoted {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                quoted = false;
-            }
-            continue;
-        }
-        if angle {
-            out.push(c);
-            angle = c != '>';
-            continue;
-        }
-        if c == ' ' || c == '\t' {
+        if nesting.outside(c) && (c == ' ' || c == '\t') {
             while chars.peek().is_some_and(|n| *n == ' ' || *n == '\t') {
                 chars.next();
             }
@@ -134,14 +118,50 @@ fn tighten(value: &str) -> String {
             }
             continue;
         }
-        match c {
-            '"' => quoted = true,
-            '<' => angle = true,
-            _ => {}
-        }
         out.push(c);
     }
     out
+}
+
+/// Where a header value's characters stand: inside a quoted string (backslash escapes
+/// honoured, RFC 3261 §25.1 quoted-pair), inside `<...>`, or outside both.
+#[derive(Default)]
+struct Nesting {
+    quoted: bool,
+    angle: bool,
+    escaped: bool,
+}
+
+impl Nesting {
+    /// Takes the next character; true when it stands outside quoted strings and `<...>`
+    /// (their delimiters count as inside).
+    fn outside(&mut self, c: char) -> bool {
+        if self.quoted {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == '\\' {
+                self.escaped = true;
+            } else if c == '"' {
+                self.quoted = false;
+            }
+            return false;
+        }
+        if self.angle {
+            self.angle = c != '>';
+            return false;
+        }
+        match c {
+            '"' => self.quoted = true,
+            '<' => self.angle = true,
+            _ => return true,
+        }
+        false
+    }
+
+    /// Every quoted string and `<` opened has been closed.
+    fn closed(&self) -> bool {
+        !self.quoted && !self.angle
+    }
 }
 
 /// The message in the plain form the stack reads, or `None` when it already is in that form
@@ -243,26 +263,11 @@ pub(crate) fn framing_fault(datagram: &[u8]) -> Option<&'static str> {
 
 /// Quoted strings closed (backslash escapes honoured) and `<` closed by `>` outside them.
 fn balanced(value: &str) -> bool {
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut nesting = Nesting::default();
     for c in value.chars() {
-        if quoted {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                quoted = false;
-            }
-            continue;
-        }
-        match c {
-            '"' if !angle => quoted = true,
-            '<' if !angle => angle = true,
-            '>' if angle => angle = false,
-            _ => {}
-        }
+        nesting.outside(c);
     }
-    !quoted && !angle
+    nesting.closed()
 }
 
 #[cfg(test)]
