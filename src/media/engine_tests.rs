@@ -188,6 +188,28 @@ fn options() -> LegOptions {
     }
 }
 
+/// Opens a leg for each phone on `engine`, has the µ-law one say 1000 Hz and the A-law one
+/// 440 Hz to its leg while `run` runs, and hands the legs back.
+fn while_talking(
+    engine: &MediaEngine,
+    mu: &Phone,
+    alaw: &Phone,
+    run: impl FnOnce(&LegHandle, &mut LegHandle) -> Result<(), MediaError>,
+) -> (LegHandle, LegHandle) {
+    let a = engine.open(sockets(), mu.params(), options()).unwrap();
+    let mut b = engine.open(sockets(), alaw.params(), options()).unwrap();
+    let (port_a, port_b) = (a.local_port, b.local_port);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| mu.talk(1000.0, port_a, &stop));
+        scope.spawn(|| alaw.talk(440.0, port_b, &stop));
+        let result = tokio::task::block_in_place(|| run(&a, &mut b));
+        stop.store(true, Ordering::Relaxed);
+        result.unwrap();
+    });
+    (a, b)
+}
+
 /// A µ-law phone and an A-law phone, their legs on two different media clocks: until they
 /// are bridged each hears its own silence; bridged, each hears the other's tone (through the
 /// A-law/µ-law conversion); parted again, silence; a bridged leg whose peer is closed goes
@@ -196,36 +218,25 @@ fn options() -> LegOptions {
 async fn bridged_legs_carry_each_others_audio_across_media_clocks() {
     let engine = engine();
     let (mu, alaw) = (Phone::new(Law::Mu), Phone::new(Law::A));
-    let a = engine.open(sockets(), mu.params(), options()).unwrap();
-    let mut b = engine.open(sockets(), alaw.params(), options()).unwrap();
-    assert_ne!(
-        a.worker_index, b.worker_index,
-        "the legs start on different clocks"
-    );
-    let (port_a, port_b) = (a.local_port, b.local_port);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| mu.talk(1000.0, port_a, &stop));
-        scope.spawn(|| alaw.talk(440.0, port_b, &stop));
-        let run = || {
-            assert!(alaw.wait_for(silent), "before the bridge: silence");
-            tokio::runtime::Handle::current().block_on(engine.bridge(&a, &mut b))?;
-            assert_eq!(a.worker_index, b.worker_index);
-            assert!(
-                alaw.wait_for_tone(1000.0),
-                "the A-law phone hears the µ-law one"
-            );
-            assert!(mu.wait_for_tone(440.0), "and the other way round");
-            b.unbridge();
-            assert!(alaw.wait_for(silent), "parted: silence again");
-            assert!(mu.wait_for(silent));
-            tokio::runtime::Handle::current().block_on(engine.bridge(&a, &mut b))?;
-            assert!(alaw.wait_for_tone(1000.0), "bridged again");
-            Ok::<_, MediaError>(())
-        };
-        let result = tokio::task::block_in_place(run);
-        stop.store(true, Ordering::Relaxed);
-        result.unwrap();
+    let (a, b) = while_talking(&engine, &mu, &alaw, |a, b| {
+        assert_ne!(
+            a.worker_index, b.worker_index,
+            "the legs start on different clocks"
+        );
+        assert!(alaw.wait_for(silent), "before the bridge: silence");
+        tokio::runtime::Handle::current().block_on(engine.bridge(a, b))?;
+        assert_eq!(a.worker_index, b.worker_index);
+        assert!(
+            alaw.wait_for_tone(1000.0),
+            "the A-law phone hears the µ-law one"
+        );
+        assert!(mu.wait_for_tone(440.0), "and the other way round");
+        b.unbridge();
+        assert!(alaw.wait_for(silent), "parted: silence again");
+        assert!(mu.wait_for(silent));
+        tokio::runtime::Handle::current().block_on(engine.bridge(a, b))?;
+        assert!(alaw.wait_for_tone(1000.0), "bridged again");
+        Ok(())
     });
     let summary =
         tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(a.close()));
@@ -251,52 +262,41 @@ async fn srtp_legs_carry_audio_encrypted_and_refuse_plain_packets() {
     let engine = engine_with(metrics.clone());
     let mu = Phone::with_srtp(Law::Mu, SrtpSuite::AesCm128HmacSha1_80);
     let alaw = Phone::with_srtp(Law::A, SrtpSuite::AeadAes256Gcm);
-    let a = engine.open(sockets(), mu.params(), options()).unwrap();
-    let mut b = engine.open(sockets(), alaw.params(), options()).unwrap();
-    let (port_a, port_b) = (a.local_port, b.local_port);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| mu.talk(1000.0, port_a, &stop));
-        scope.spawn(|| alaw.talk(440.0, port_b, &stop));
-        let run = || {
-            tokio::runtime::Handle::current().block_on(engine.bridge(&a, &mut b))?;
-            assert!(
-                alaw.wait_for_tone(1000.0),
-                "the GCM phone hears the AES-CM one"
-            );
-            assert!(mu.wait_for_tone(440.0), "and the other way round");
-            // Plain RTP of another tone from the µ-law phone's own socket.
-            let dest = SocketAddr::from(([127, 0, 0, 1], port_a));
-            let clear = Phone::new(Law::Mu);
-            for n in 0..50u16 {
-                let mut packet = vec![0x80, 0];
-                packet.extend_from_slice(&(30_000 + n).to_be_bytes());
-                packet.extend_from_slice(&[0; 4]);
-                packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-                packet.extend_from_slice(&[0x10; 160]);
-                mu.socket.send_to(&packet, dest).unwrap();
-                clear.socket.send_to(&packet, dest).unwrap();
-            }
-            let refused = || {
-                metrics
-                    .srtp_packets_refused
-                    .get_or_create(&vec![("kind", "rtp")])
-                    .get()
-            };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while refused() < 100 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert_eq!(refused(), 100, "plain packets counted as refused");
-            assert!(
-                alaw.wait_for_tone(1000.0),
-                "the bridge still carries the phone's tone"
-            );
-            Ok::<_, MediaError>(())
+    let (_a, b) = while_talking(&engine, &mu, &alaw, |a, b| {
+        tokio::runtime::Handle::current().block_on(engine.bridge(a, b))?;
+        assert!(
+            alaw.wait_for_tone(1000.0),
+            "the GCM phone hears the AES-CM one"
+        );
+        assert!(mu.wait_for_tone(440.0), "and the other way round");
+        // Plain RTP of another tone from the µ-law phone's own socket.
+        let dest = SocketAddr::from(([127, 0, 0, 1], a.local_port));
+        let clear = Phone::new(Law::Mu);
+        for n in 0..50u16 {
+            let mut packet = vec![0x80, 0];
+            packet.extend_from_slice(&(30_000 + n).to_be_bytes());
+            packet.extend_from_slice(&[0; 4]);
+            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            packet.extend_from_slice(&[0x10; 160]);
+            mu.socket.send_to(&packet, dest).unwrap();
+            clear.socket.send_to(&packet, dest).unwrap();
+        }
+        let refused = || {
+            metrics
+                .srtp_packets_refused
+                .get_or_create(&vec![("kind", "rtp")])
+                .get()
         };
-        let result = tokio::task::block_in_place(run);
-        stop.store(true, Ordering::Relaxed);
-        result.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while refused() < 100 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(refused(), 100, "plain packets counted as refused");
+        assert!(
+            alaw.wait_for_tone(1000.0),
+            "the bridge still carries the phone's tone"
+        );
+        Ok(())
     });
     drop(b);
 }
