@@ -189,6 +189,13 @@ impl World {
         self.server.user_token(name, role)
     }
 
+    /// Imports the fictional patients' bundle as an administrator.
+    fn import_patients(&self) {
+        let admin = self.token("admin-1", "admin");
+        let r = self.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    }
+
     fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Response {
         let auth = format!("Bearer {token}");
         let raw = body.map(|b| b.to_string());
@@ -271,9 +278,7 @@ impl World {
 #[test]
 fn a_known_number_is_identified_audited_and_the_call_lands_in_the_contact_history() {
     let world = World::start();
-    let admin = world.token("admin-1", "admin");
-    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
-    assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    world.import_patients();
 
     let heard = world.call("300", &[]);
     expect_prompt(&heard, Codec::Pcmu, "en", "digit-1", 0, None);
@@ -352,14 +357,12 @@ fn a_known_number_is_identified_audited_and_the_call_lands_in_the_contact_histor
 #[test]
 fn an_unknown_number_takes_none_found_and_keyed_mrn_and_birth_date_verify() {
     let world = World::start();
-    let admin = world.token("admin-1", "admin");
 
     // No patients yet: the caller is unknown, and no history is written anywhere.
     let heard = world.call("300", &[]);
     expect_prompt(&heard, Codec::Pcmu, "en", "digit-2", 0, None);
 
-    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
-    assert!(r.status < 300, "{}", r.body);
+    world.import_patients();
 
     // Right MRN and date of birth (MMDDYYYY as keyed): verified.
     let heard = world.call("301", &[&format!("{MRN}#"), "01151980#"]);
@@ -385,9 +388,7 @@ fn an_unknown_number_takes_none_found_and_keyed_mrn_and_birth_date_verify() {
 #[test]
 fn an_identified_caller_in_the_ivr_is_on_a_call_until_hanging_up() {
     let world = World::start();
-    let admin = world.token("admin-1", "admin");
-    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
-    assert!(r.status < 300, "{}", r.body);
+    world.import_patients();
     let supervisor = world.token("sup-1", "supervisor");
     let agent = world.token("agent-1", "agent");
     assert_eq!(world.summary_status(&supervisor, 403), 403, "no call yet");
@@ -420,9 +421,7 @@ fn an_identified_caller_in_the_ivr_is_on_a_call_until_hanging_up() {
 #[test]
 fn the_nurse_who_answers_an_identified_caller_sees_their_record() {
     let world = World::start();
-    let admin = world.token("admin-1", "admin");
-    let r = world.api("POST", "/api/v1/fhir", &admin, Some(bundle()));
-    assert!(r.status < 300, "{}", r.body);
+    world.import_patients();
     let nurse = world.token("nurse-1", "agent");
     let other = world.token("agent-2", "agent");
     let (mut ua, _peer) = world.dial("303");
