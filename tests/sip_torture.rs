@@ -4,7 +4,7 @@
 //! addressed), and the server answers an OPTIONS after every one of them.
 //!
 //! The RFC's own messages are not among the inputs here (its archive is not in
-//! ../shared/conformance); these are Careline's own, one per case the RFC's sections name
+//! the conformance corpus); these are Careline's own, one per case the RFC's sections name
 //! (§3.1.1 valid, §3.1.2 invalid, §3.3 application-layer semantics), written so that every
 //! address in them is loopback or a name nothing resolves (example.com, RFC 2606): no
 //! message makes the server contact another host.

@@ -575,7 +575,8 @@ impl IncomingCall {
             .unwrap_or_default();
         let mut content_type = req.header_value("Content-Type");
         let mut offer = req.body().clone();
-        // The SDP part of a multipart body (the strict checks refused any other kind).
+        // The SDP part of a multipart body (the strict checks refused any other kind); a
+        // body that is the SDP itself is kept as it came, not copied.
         if let Some(ct) = &content_type
             && let Ok(sdp) = body::session_description(ct, &offer)
             && sdp.len() != offer.len()
