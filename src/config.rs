@@ -232,11 +232,74 @@ pub struct SipConfig {
 }
 
 /// One SIP trunk (`[sip.trunks.NAME]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrunkConfig {
     /// The addresses its requests come from (CIDR; a bare address is one host).
     pub addresses: Vec<ipnet::IpNet>,
+    /// Where Careline's own calls through this trunk go (`sip:HOST[:PORT][;transport=tcp]`,
+    /// `sips:` for TLS); unset, the trunk takes no outbound calls.
+    pub proxy: Option<String>,
+    /// The number Careline presents on its calls (From's user part).
+    pub caller_id: String,
+    /// The user Careline authenticates as when the trunk challenges its INVITEs.
+    pub username: Option<String>,
+    /// The environment variable holding that user's password (never the password itself,
+    /// so it stays out of files and `careline config`).
+    pub password_env: Option<String>,
+    /// Outbound calls through it at once (0 = no limit but `sip.max_calls`).
+    pub max_calls: u32,
+    /// New outbound calls per second (0 = no pacing): carriers refuse bursts above their
+    /// contracted rate.
+    pub calls_per_second: f64,
+    /// How long a called phone may ring before Careline gives up (cause `no_answer`).
+    pub ring_timeout_secs: u32,
+}
+
+impl TrunkConfig {
+    /// What is wrong with it, as `field: reason`.
+    fn validate(&self) -> Result<(), String> {
+        if self.addresses.is_empty() && self.proxy.is_none() {
+            return Err("addresses must name at least one address or network \
+                 (or, for a trunk Careline only calls out through, set proxy)"
+                .into());
+        }
+        if let Some(proxy) = &self.proxy {
+            crate::sip::outbound::check_proxy(proxy).map_err(|why| format!("proxy {why}"))?;
+        }
+        let id_ok = |c: char| c.is_ascii_alphanumeric() || "+*#._-".contains(c);
+        if self.caller_id.is_empty()
+            || self.caller_id.len() > 64
+            || !self.caller_id.chars().all(id_ok)
+        {
+            return Err("caller_id must be 1 to 64 of: letters, digits, + * # . _ -".into());
+        }
+        if self.password_env.is_some() != self.username.is_some() {
+            return Err("username and password_env go together".into());
+        }
+        if !(self.calls_per_second.is_finite() && self.calls_per_second >= 0.0) {
+            return Err("calls_per_second must be 0 (no pacing) or more".into());
+        }
+        if !(1..=600).contains(&self.ring_timeout_secs) {
+            return Err("ring_timeout_secs must be 1 to 600".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for TrunkConfig {
+    fn default() -> Self {
+        TrunkConfig {
+            addresses: Vec::new(),
+            proxy: None,
+            caller_id: "careline".into(),
+            username: None,
+            password_env: None,
+            max_calls: 0,
+            calls_per_second: 0.0,
+            ring_timeout_secs: 45,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -767,10 +830,9 @@ impl Config {
                 "sip.min_expires_secs must be at least 1 and at most sip.max_expires_secs".into(),
             ));
         }
-        if let Some((name, _)) = self.sip.trunks.iter().find(|(_, t)| t.addresses.is_empty()) {
-            return Err(ConfigError::Invalid(format!(
-                "sip.trunks.{name}.addresses must name at least one address or network"
-            )));
+        for (name, t) in &self.sip.trunks {
+            t.validate()
+                .map_err(|why| ConfigError::Invalid(format!("sip.trunks.{name}.{why}")))?;
         }
         match self.tts.engine.as_str() {
             "espeak" => {}

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub calls_ended: Family<Labels, Counter>,
     /// INVITEs refused, by status code.
     pub calls_rejected: Family<Labels, Counter>,
+    /// Calls Careline placed, by outcome when they ended: `answered`, or why not (`busy`,
+    /// `no_answer`, `declined`, `not_found`, `unreachable`, `trunk_auth`, ...).
+    pub outbound_calls: Family<Labels, Counter>,
     pub dtmf_digits: Family<Labels, Counter>,
     pub rtp_packets_sent: Counter,
     pub rtp_packets_received: Counter,
@@ -101,6 +104,7 @@ impl Metrics {
         let m = Metrics {
             calls_active: Gauge::default(),
             calls_started: Counter::default(),
+            outbound_calls: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
             dtmf_digits: Family::default(),
@@ -139,6 +143,11 @@ impl Metrics {
         };
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
         registry.register("calls_started", "Calls answered", m.calls_started.clone());
+        registry.register(
+            "outbound_calls",
+            "Calls Careline placed, by outcome",
+            m.outbound_calls.clone(),
+        );
         registry.register(
             "calls_ended",
             "Calls ended, by cause",
@@ -328,6 +337,12 @@ impl Metrics {
     pub fn call_ended(&self, cause: &'static str) {
         self.calls_ended
             .get_or_create(&vec![("cause", cause)])
+            .inc();
+    }
+
+    pub fn outbound_call(&self, outcome: &'static str) {
+        self.outbound_calls
+            .get_or_create(&vec![("outcome", outcome)])
             .inc();
     }
 

@@ -44,6 +44,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("access: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Trunk(#[from] crate::call::dial::MissingPassword),
     #[error("workflows: {0}")]
     Workflows(#[from] crate::workflow::runner::LoadError),
     #[error("workflow executions: {0}")]
@@ -216,7 +218,10 @@ impl Server {
                 records.patients.clone(),
             ));
 
+        let trunks =
+            crate::call::dial::Trunk::from_config(&config.sip.trunks, |v| std::env::var(v).ok())?;
         let services = Arc::new(CallServices {
+            trunks,
             settings: CallSettings {
                 max_calls: config.sip.max_calls,
                 retry_after_secs: config.sip.retry_after_secs,

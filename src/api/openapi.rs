@@ -476,6 +476,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[404, 429, 503],
     },
     RouteDoc {
+        method: "post",
+        path: "/api/v1/calls",
+        action: Some(Action::CallPlace),
+        summary: "Call a phone: Careline sends the INVITE through a trunk ([sip.trunks.NAME] proxy; `trunk` names one, else the only one) and, once the phone answers, runs a contact flow (`flow`, else flows.default) with `attributes` as its $.Attributes. Answers 201 with the call's id as soon as the INVITE is out; how it ended (answered, busy, no_answer, ...) is in /metrics (careline_outbound_calls_total) and the audit trail. 422 for a number that is not one, an unknown flow or trunk; 503 when Careline, the trunk (max_calls) or the media ports are full. The number is never logged or audited.",
+        query: &[],
+        body: Some("NewCall"),
+        ok: 201,
+        returns: "PlacedCall",
+        media: JSON,
+        also: &[422, 502, 503],
+    },
+    RouteDoc {
         method: "get",
         path: "/api/v1/queues",
         action: Some(Action::CallAnswer),
@@ -782,6 +794,11 @@ pub(crate) fn document() -> Value {
     });
     // Apart: one json! this size passes the macro's recursion limit.
     let workflows = json!({
+                "NewCall": {"type": "object", "required": ["to"], "additionalProperties": false, "properties": {
+                    "to": {"type": "string", "pattern": "^[+]?[0-9 ().-]{1,48}$", "description": "the number to call"},
+                    "flow": {"type": ["string", "null"], "minLength": 1}, "trunk": {"type": ["string", "null"], "minLength": 1},
+                    "attributes": {"type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 1024}}}},
+                "PlacedCall": {"type": "object", "required": ["call_id"], "properties": {"call_id": text}},
                 "Workflows": {"type": "object", "required": ["workflows"], "properties": {
                     "workflows": {"type": "array", "items": text}}},
                 "CareTasks": {"type": "object", "required": ["care_tasks"], "properties": {

@@ -74,6 +74,7 @@ pub(crate) fn router(
             "/call.css",
             get(|| page("text/css; charset=utf-8", CALL_CSS)),
         )
+        .route("/api/v1/calls", post(super::calls::place_call))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WhipApi {

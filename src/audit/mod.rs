@@ -39,6 +39,8 @@ pub mod action {
     pub const CONFIG_CHANGE: &str = "config.change";
     pub const CALL_START: &str = "call.start";
     pub const CALL_END: &str = "call.end";
+    /// A call Careline placed on someone's request (API).
+    pub const CALL_PLACE: &str = "call.place";
     pub const RECORDING_READ: &str = "recording.read";
     pub const RECORDING_DELETE: &str = "recording.delete";
     pub const RECORDING_CONTROL: &str = "recording.control";

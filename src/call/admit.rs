@@ -151,6 +151,8 @@ pub(super) async fn admit(
         codec: negotiated.codec,
         local: Some(local),
         connecting: None,
+        dial_timeout: None,
+        outcome: None,
     };
     Some((admission, start))
 }
@@ -158,7 +160,7 @@ pub(super) async fn admit(
 /// Careline's SRTP side of a SIP call's answer: none when `[rtp] srtp = "off"`; keys may be
 /// taken only over TLS unless the operator allowed plain signalling. The leg's master key is
 /// drawn here (the SDP code draws nothing).
-fn local_srtp(settings: &super::CallSettings, transport: &str) -> Option<LocalSrtp> {
+pub(super) fn local_srtp(settings: &super::CallSettings, transport: &str) -> Option<LocalSrtp> {
     use crate::config::SrtpMode;
     use crate::media::srtp::{MAX_MASTER_LEN, MasterKey};
     let required = match settings.srtp {

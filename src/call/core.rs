@@ -94,11 +94,17 @@ pub struct CallPolicy {
     /// How long an agent who took the call from its queue has to connect
     /// ([`Input::AgentConnected`]) before the call goes back to waiting (None: no limit).
     pub agent_connect_within: Option<Duration>,
+    /// A call Careline places (`Some`): the called phone may ring this long before Careline
+    /// gives up (CANCEL, cause `no_answer`). The call starts in [`Phase::Dialing`], and
+    /// `ring` does not apply.
+    pub dial_timeout: Option<Duration>,
 }
 
 /// Where the call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Careline called out and waits for the far end to answer.
+    Dialing,
     /// The caller hears ringing; the call is not answered yet.
     Ringing,
     /// The core asked the shell to answer; waiting for the caller's ACK.
@@ -121,8 +127,12 @@ pub enum Phase {
 /// What happened, as the shell saw it.
 #[derive(Debug)]
 pub enum Input {
-    /// The 200 OK is out: media flows both ways from now on.
+    /// The 200 OK is out (or, for a call Careline placed, came in and was ACKed): media
+    /// flows both ways from now on.
     Answered,
+    /// A call Careline placed was not answered: the final SIP status, or `None` when nothing
+    /// answered (the trunk unreachable). The cause is [`dial_cause`]'s.
+    DialFailed(Option<u16>),
     /// The caller acknowledged the answer (ACK): the flow starts.
     Confirmed,
     /// The caller pressed a key (RFC 4733, SIP INFO or in-band).
@@ -257,6 +267,8 @@ pub struct CallCore {
     outputs: VecDeque<Output>,
     /// When ringing ends.
     ring_until: Option<Instant>,
+    /// When a call Careline placed that is still unanswered is given up.
+    dial_until: Option<Instant>,
     /// When an answered call that is still unconfirmed is given up.
     confirm_by: Option<Instant>,
     /// When an offered agent who has not connected is given up.
@@ -297,6 +309,7 @@ impl CallCore {
             flow: FlowRun::new(env, flow, contact),
             outputs: VecDeque::new(),
             ring_until: None,
+            dial_until: None,
             confirm_by: None,
             agent_by: None,
             music: None,
@@ -314,7 +327,10 @@ impl CallCore {
             ended: None,
             policy,
         };
-        if core.policy.ring.is_zero() {
+        if let Some(d) = core.policy.dial_timeout {
+            core.phase = Phase::Dialing;
+            core.dial_until = Some(now + d);
+        } else if core.policy.ring.is_zero() {
             core.answer(now);
         } else {
             core.ring_until = Some(now + core.policy.ring);
@@ -395,6 +411,7 @@ impl CallCore {
         }
         [
             self.ring_until,
+            self.dial_until,
             self.confirm_by,
             self.agent_by,
             self.collector.as_ref().map(|c| c.deadline()),
@@ -415,6 +432,11 @@ impl CallCore {
         if self.ring_until.is_some_and(|d| d <= t) {
             self.ring_until = None;
             self.answer(t);
+        }
+        if self.dial_until.is_some_and(|d| d <= t) {
+            info!("no answer: giving up the call");
+            self.end("no_answer", true);
+            return;
         }
         if self.confirm_by.is_some_and(|d| d <= t) {
             info!("the caller never confirmed the answer: hanging up");
@@ -448,6 +470,10 @@ impl CallCore {
         }
         match input {
             Input::Answered => {
+                if self.phase == Phase::Dialing {
+                    self.dial_until = None;
+                    self.phase = Phase::Answering;
+                }
                 if self.policy.record_all {
                     self.record(RecordingControl::Start(Participants::BOTH));
                 }
@@ -533,6 +559,12 @@ impl CallCore {
                 }
                 _ => {}
             },
+            Input::DialFailed(code) => {
+                if self.phase == Phase::Dialing {
+                    self.end(dial_cause(code), false);
+                }
+                return;
+            }
             Input::RemoteEnded(why) => {
                 let bye_due = !matches!(
                     why,
@@ -639,6 +671,7 @@ impl CallCore {
         self.pending = None;
         self.timer = None;
         self.ring_until = None;
+        self.dial_until = None;
         self.confirm_by = None;
         self.agent_by = None;
         // Leaving frees the contact's place in its queue.
@@ -807,6 +840,21 @@ impl CallCore {
                 Effect::Disconnect => self.end(EndReason::OurBye.as_str(), true),
             }
         }
+    }
+}
+
+/// How a call Careline placed ended without an answer, as a metrics label (and the error a
+/// workflow sees): from the final SIP status (RFC 3261 §21), `None` when nothing answered.
+pub fn dial_cause(code: Option<u16>) -> &'static str {
+    match code {
+        None => "unreachable",
+        Some(486 | 600) => "busy",
+        Some(603) => "declined",
+        Some(404 | 410 | 484 | 604) => "not_found",
+        Some(408 | 480 | 487) => "no_answer",
+        Some(401 | 407) => "trunk_auth",
+        Some(500..=599) => "trunk_error",
+        Some(_) => "refused",
     }
 }
 

@@ -993,3 +993,98 @@ fn recorded_participants_map_to_recording_control() {
     ));
     assert!(recording_intent(&json!({"IVRRecordingBehavior": "Enabled"})).is_none());
 }
+
+// --- Calls Careline places ----------------------------------------------------------------
+
+fn dialing(policy: CallPolicy) -> Sim {
+    let (engine, dir) = custom(
+        json!([
+            say("hello", "This is the clinic calling.", "bye"),
+            disconnect("bye")
+        ]),
+        "hello",
+    );
+    std::mem::forget(dir);
+    Sim::new(engine, "main", policy)
+}
+
+fn dial_policy(ring: u64) -> CallPolicy {
+    CallPolicy {
+        dial_timeout: Some(secs(ring)),
+        // Ringing before an answer is an inbound call's: a placed call ignores it.
+        ring: secs(2),
+        ..CallPolicy::default()
+    }
+}
+
+#[test]
+fn a_placed_call_waits_for_the_answer_then_runs_its_flow() {
+    let mut sim = dialing(dial_policy(30));
+    assert_eq!(sim.core.phase(), Phase::Dialing);
+    assert_eq!(sim.answers, 0, "Careline answers nothing: it is the caller");
+    assert_eq!(sim.core.poll_timeout(), Some(sim.t0 + secs(30)));
+    sim.advance(secs(20));
+    assert!(sim.heard.is_empty(), "nothing plays before the answer");
+    sim.input(Input::Answered);
+    assert_eq!(sim.core.phase(), Phase::Answering);
+    assert_eq!(sim.core.poll_timeout(), None, "the no-answer timer is gone");
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.core.phase(), Phase::Ivr);
+    assert_eq!(sim.heard, ["This is the clinic calling."]);
+    sim.advance(secs(60));
+    assert_eq!(sim.core.ended(), None, "answered: no time-out applies");
+    sim.finish_play();
+    assert_eq!(sim.core.ended(), Some("server_bye"));
+    assert_eq!(sim.hangups, 1);
+}
+
+#[test]
+fn a_placed_call_nobody_answers_is_given_up_at_its_timeout() {
+    let mut sim = dialing(dial_policy(30));
+    sim.advance(Duration::from_millis(29_999));
+    assert_eq!(sim.core.ended(), None);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.core.ended(), Some("no_answer"));
+    assert_eq!(sim.hangups, 1, "the shell cancels the INVITE");
+    assert!(sim.heard.is_empty());
+    sim.input(Input::Answered);
+    assert_eq!(
+        sim.core.phase(),
+        Phase::Ended,
+        "an answer after that changes nothing"
+    );
+}
+
+#[test]
+fn a_refused_call_ends_with_what_the_far_end_said() {
+    for (code, cause) in [
+        (Some(486), "busy"),
+        (Some(600), "busy"),
+        (Some(603), "declined"),
+        (Some(404), "not_found"),
+        (Some(480), "no_answer"),
+        (Some(407), "trunk_auth"),
+        (Some(503), "trunk_error"),
+        (Some(488), "refused"),
+        (None, "unreachable"),
+    ] {
+        let mut sim = dialing(dial_policy(30));
+        sim.input(Input::DialFailed(code));
+        assert_eq!(sim.core.ended(), Some(cause), "{code:?}");
+        assert_eq!(sim.hangups, 0, "{code:?}: nothing to cancel");
+        assert_eq!(sim.core.poll_timeout(), None);
+    }
+    // A refusal that comes after the answer (a late, stray response) ends nothing.
+    let mut sim = dialing(dial_policy(30));
+    sim.input(Input::Answered);
+    sim.input(Input::DialFailed(Some(486)));
+    assert_eq!(sim.core.ended(), None);
+}
+
+#[test]
+fn a_placed_call_that_hangs_up_while_it_rings_is_cancelled_and_ended_by_its_cause() {
+    let mut sim = dialing(dial_policy(30));
+    sim.input(Input::Hangup("shutdown"));
+    assert_eq!(sim.core.ended(), Some("shutdown"));
+    assert_eq!(sim.hangups, 1);
+}

@@ -123,6 +123,8 @@ impl Shell {
                     }
                     // A browser learns from its leg closing (DTLS close_notify).
                     (Signaling::Whip, _) => {}
+                    // CANCEL while it rings, BYE once answered.
+                    (Signaling::Placed(call), _) => call.hangup().await,
                 },
             }
         }
@@ -160,6 +162,8 @@ impl Shell {
                 .media
                 .open(sockets, params, opts)
                 .map(|l| (l, Some(answer))),
+            // A placed call's media opens when its answer comes (`connect_placed`).
+            Pending::Placed { .. } => return Input::Hangup("error"),
             Pending::WebRtc {
                 sockets,
                 peer,
@@ -184,6 +188,47 @@ impl Shell {
             warn!(error = %e, "could not send 200 OK");
             return Input::Hangup("error");
         }
+        self.went_live();
+        Input::Answered
+    }
+
+    /// The far end answered a call Careline placed: its SDP answer says what to send where
+    /// (RFC 3264 §7); the media opens and the call joins the table.
+    pub(super) fn connect_placed(&mut self, answer: &[u8]) -> Input {
+        let (Some(Pending::Placed { sockets }), Some(local)) = (self.media.take(), &self.local)
+        else {
+            return Input::Hangup("error");
+        };
+        let text = String::from_utf8_lossy(answer);
+        let negotiated = match crate::sip::sdp::read_answer(&text, local) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "the answer's SDP is unusable: hanging up");
+                return Input::Hangup("bad_answer");
+            }
+        };
+        self.codec = negotiated.codec;
+        let opts = self.svc.settings.leg_options();
+        match self
+            .svc
+            .media
+            .open(sockets, LegParams::from(&negotiated), opts)
+        {
+            Ok(leg) => self.leg = Some(leg),
+            Err(e) => {
+                warn!(error = %e, "could not start media");
+                return Input::Hangup("error");
+            }
+        }
+        let srtp = negotiated.srtp.as_ref().map(|k| k.suite.name());
+        info!(codec = %negotiated.codec, srtp, "answered");
+        self.went_live();
+        Input::Answered
+    }
+
+    /// The call is answered: it joins the table, the metrics and the hooks hear of it.
+    fn went_live(&mut self) {
+        let svc = &self.svc;
         self.answered = Some((jiff::Timestamp::now(), Instant::now()));
         if let Some(commands) = self.commands.take() {
             let started = Instant::now();
@@ -196,7 +241,6 @@ impl Shell {
             hooks.call_started(&self.call_id);
         }
         info!("call answered");
-        Input::Answered
     }
 
     fn record(&mut self, op: RecordOp) -> Option<Input> {

@@ -3,6 +3,7 @@
 pub(crate) mod admit;
 pub mod answer;
 pub mod core;
+pub mod dial;
 mod effects;
 mod start;
 pub(crate) mod table;
@@ -78,6 +79,8 @@ pub struct CallServices {
     pub agent_sessions: answer::AgentSessions,
     /// What a caller on hold hears (`media::prompt::hold_music`).
     pub hold_music: Arc<crate::media::prompt::Prompt>,
+    /// The trunks Careline calls out through.
+    pub trunks: dial::Trunks,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand

@@ -11,6 +11,7 @@ use crate::media::engine::LegIds;
 use crate::media::leg::LegParams;
 use crate::media::ports::RtpSockets;
 use crate::media::webrtc::WebRtcTransport;
+use crate::sip::outbound::OutgoingCall;
 use crate::sip::sdp::LocalMedia;
 use crate::sip::{CallSignal, ServerCall};
 
@@ -26,6 +27,10 @@ pub(super) struct Start {
     pub local: Option<LocalMedia>,
     /// A browser call's place among those connecting from its address, until it connects.
     pub connecting: Option<super::whip::ConnectingTicket>,
+    /// A call Careline placed: how long it may ring unanswered.
+    pub dial_timeout: Option<std::time::Duration>,
+    /// Told how a call Careline placed ended.
+    pub outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
 }
 
 /// How the call's far end signals: a SIP dialog, or a browser's WHIP session (its answer went
@@ -34,6 +39,8 @@ pub(super) struct Start {
 pub(super) enum Signaling {
     Sip(ServerCall),
     Whip,
+    /// A call Careline placed (it is the UAC).
+    Placed(OutgoingCall),
 }
 
 impl Signaling {
@@ -41,6 +48,7 @@ impl Signaling {
         match self {
             Signaling::Sip(dialog) => dialog.next_signal().await,
             Signaling::Whip => std::future::pending().await,
+            Signaling::Placed(call) => call.next_signal().await,
         }
     }
 }
@@ -53,6 +61,8 @@ pub(super) enum Pending {
         params: LegParams,
         answer: String,
     },
+    /// A call Careline placed: its RTP ports, until the answer says what to send where.
+    Placed { sockets: RtpSockets },
     /// A browser: its socket and the peer connection that answered its offer.
     WebRtc {
         sockets: RtpSockets,

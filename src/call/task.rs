@@ -49,6 +49,7 @@ pub(super) async fn run_call(
         streaming: svc.flows.streaming_url.is_some(),
         confirm_within: browser.then_some(svc.settings.webrtc_connect_timeout),
         agent_connect_within: Some(svc.settings.webrtc_connect_timeout),
+        dial_timeout: start.dial_timeout,
     };
     info!(flow = %start.flow.name, "running contact flow");
     let mut core = CallCore::new(
@@ -73,6 +74,7 @@ pub(super) async fn run_call(
         answered: None,
         connecting: start.connecting,
         agent: None,
+        outcome: start.outcome,
     };
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
@@ -97,6 +99,8 @@ pub(super) struct Shell {
     pub(super) connecting: Option<super::whip::ConnectingTicket>,
     /// The agent who took the call from its queue (see `answer`).
     pub(super) agent: Option<super::answer::AgentLeg>,
+    /// Whoever placed the call, waiting for its outcome.
+    pub(super) outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
 }
 
 async fn leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -127,6 +131,19 @@ impl Shell {
                     None => Some(Input::RemoteEnded(EndReason::Other)),
                     Some(CallSignal::Ended(why)) => Some(Input::RemoteEnded(why)),
                     Some(CallSignal::Confirmed) => Some(Input::Confirmed),
+                    Some(CallSignal::Ringing) => {
+                        info!("ringing");
+                        None
+                    }
+                    // The far end answered a call Careline placed; the stack has ACKed it,
+                    // so the call is confirmed as soon as its media is up.
+                    Some(CallSignal::Answered(sdp)) => {
+                        let input = self.connect_placed(&sdp);
+                        core.handle(input, now());
+                        self.carry_out(core).await;
+                        Some(Input::Confirmed)
+                    }
+                    Some(CallSignal::Refused(code)) => Some(Input::DialFailed(code)),
                     Some(CallSignal::Offer { sdp, reply }) => {
                         self.renegotiate(&sdp, reply).await;
                         None
@@ -193,6 +210,35 @@ impl Shell {
     /// Closes media and tells the table, the metrics and the hooks how the call went.
     async fn finish(mut self, core: &CallCore, cause: &'static str) {
         self.release_agent().await;
+        // Told last, once the call is out of the table and the gauges.
+        let outcome = self.outcome.take().map(|tell| {
+            let answered = self.answered.is_some();
+            let outcome = super::dial::CallOutcome {
+                call_id: self.call_id.clone(),
+                cause,
+                answered,
+                talk_time: self.answered.map(|(_, t)| t.elapsed()).unwrap_or_default(),
+                attributes: core.contact().attributes.clone(),
+            };
+            (tell, outcome)
+        });
+        let svc = self.svc.clone();
+        let tell = move || {
+            if let Some((tell, outcome)) = outcome {
+                let label = if outcome.answered {
+                    "answered"
+                } else {
+                    outcome.cause
+                };
+                svc.metrics.outbound_call(label);
+                let _ = tell.send(outcome);
+            }
+        };
+        self.close(core, cause).await;
+        tell();
+    }
+
+    async fn close(self, core: &CallCore, cause: &'static str) {
         let svc = self.svc;
         let Some((answered_at, answered)) = self.answered else {
             svc.metrics.call_ended(cause);

@@ -232,6 +232,8 @@ fn admit<'a>(
         codec,
         local: None,
         connecting: None,
+        dial_timeout: None,
+        outcome: None,
     };
     Ok((admission, start, answered.answer))
 }

@@ -9,6 +9,7 @@ pub mod digest;
 pub(crate) mod guard;
 pub(crate) mod info;
 pub(crate) mod lexical;
+pub mod outbound;
 pub mod registrar;
 pub mod sdp;
 pub(crate) mod strict;
@@ -87,6 +88,8 @@ pub struct SipOptions {
 /// The running SIP side: listeners, transaction layer and the dispatcher task.
 pub struct SipServer {
     _endpoint: Arc<Endpoint>,
+    /// Careline's own calls are made through it (`outbound`).
+    dialog_layer: Arc<DialogLayer>,
     cancel: CancellationToken,
     pub udp_addr: SocketAddr,
     pub tcp_addr: SocketAddr,
@@ -191,7 +194,7 @@ impl SipServer {
             opts.max_expires,
         ));
         let ctx = Arc::new(Dispatcher {
-            dialog_layer,
+            dialog_layer: dialog_layer.clone(),
             calls: calls_tx,
             metrics,
             public_address: opts.public_address,
@@ -204,6 +207,7 @@ impl SipServer {
 
         let server = SipServer {
             _endpoint: endpoint,
+            dialog_layer,
             cancel,
             udp_addr,
             tcp_addr,
@@ -695,6 +699,13 @@ fn local_contact(tx: &Transaction, public_address: Option<IpAddr>) -> Option<rsi
 
 /// What a dialog tells the call that owns it.
 pub enum CallSignal {
+    /// A call Careline placed rings at the far end (180 or 183).
+    Ringing,
+    /// A call Careline placed was answered (200 OK, ACKed): the far end's SDP answer.
+    Answered(Vec<u8>),
+    /// A call Careline placed was not answered: the final status, or `None` when no answer
+    /// came at all (the trunk unreachable, the transaction timed out).
+    Refused(Option<u16>),
     /// The ACK for our 200 arrived: media may start.
     Confirmed,
     /// The dialog ended.
@@ -806,52 +817,66 @@ impl ServerCall {
                     };
                     return Some(CallSignal::Ended(why));
                 }
-                DialogState::Updated(_, req, handle) => {
-                    if req.body().is_empty() {
-                        // A session refresh without SDP: nothing changes.
-                        let _ = handle.reply(StatusCode::OK).await;
-                        continue;
+                other => {
+                    if let Some(signal) = in_dialog(other).await {
+                        return Some(signal);
                     }
-                    let content_type = req.header_value("Content-Type").unwrap_or_default();
-                    let sdp = body::session_description(&content_type, req.body())
-                        .map_or_else(|_| req.body().clone(), <[u8]>::to_vec);
-                    return Some(CallSignal::Offer {
-                        sdp,
-                        reply: Responder(handle),
-                    });
                 }
-                DialogState::Info(_, req, handle) => {
-                    let content_type = req.header_value("Content-Type").unwrap_or_default();
-                    return Some(CallSignal::Info {
-                        content_type,
-                        body: req.body().clone(),
-                        reply: Responder(handle),
-                    });
-                }
-                DialogState::Options(_, _, handle) => {
-                    let _ = handle
-                        .respond(
-                            StatusCode::OK,
-                            Some(vec![Header::Allow(ALLOW.into())]),
-                            None,
-                        )
-                        .await;
-                }
-                DialogState::Refer(_, _, handle)
-                | DialogState::Message(_, _, handle)
-                | DialogState::Notify(_, _, handle)
-                | DialogState::Publish(_, _, handle) => {
-                    let _ = handle
-                        .respond(
-                            StatusCode::MethodNotAllowed,
-                            Some(vec![Header::Allow(ALLOW.into())]),
-                            None,
-                        )
-                        .await;
-                }
-                _ => {}
             }
         }
+    }
+}
+
+/// A request inside an established dialog (either side's): an offer or an INFO for the call,
+/// or answered here (a session refresh, OPTIONS, methods Careline does not take).
+async fn in_dialog(state: DialogState) -> Option<CallSignal> {
+    match state {
+        DialogState::Updated(_, req, handle) => {
+            if req.body().is_empty() {
+                // A session refresh without SDP: nothing changes.
+                let _ = handle.reply(StatusCode::OK).await;
+                return None;
+            }
+            let content_type = req.header_value("Content-Type").unwrap_or_default();
+            let sdp = body::session_description(&content_type, req.body())
+                .map_or_else(|_| req.body().clone(), <[u8]>::to_vec);
+            Some(CallSignal::Offer {
+                sdp,
+                reply: Responder(handle),
+            })
+        }
+        DialogState::Info(_, req, handle) => {
+            let content_type = req.header_value("Content-Type").unwrap_or_default();
+            Some(CallSignal::Info {
+                content_type,
+                body: req.body().clone(),
+                reply: Responder(handle),
+            })
+        }
+        DialogState::Options(_, _, handle) => {
+            let _ = handle
+                .respond(
+                    StatusCode::OK,
+                    Some(vec![Header::Allow(ALLOW.into())]),
+                    None,
+                )
+                .await;
+            None
+        }
+        DialogState::Refer(_, _, handle)
+        | DialogState::Message(_, _, handle)
+        | DialogState::Notify(_, _, handle)
+        | DialogState::Publish(_, _, handle) => {
+            let _ = handle
+                .respond(
+                    StatusCode::MethodNotAllowed,
+                    Some(vec![Header::Allow(ALLOW.into())]),
+                    None,
+                )
+                .await;
+            None
+        }
+        _ => None,
     }
 }
 

@@ -223,6 +223,86 @@ impl Ua {
     }
 }
 
+/// The phone's side of a call Careline placed: the test is the UAS (RFC 3261 §13.3).
+#[allow(dead_code)] // each test binary uses its own part
+pub struct Callee {
+    pub invite: Msg,
+    pub to_tag: String,
+    cseq: u32,
+}
+
+#[allow(dead_code)]
+impl Callee {
+    /// Waits for Careline's INVITE (answering anything else it sends on the way).
+    pub fn ring(ua: &mut Ua, timeout: Duration) -> Option<Callee> {
+        let invite = ua.expect(timeout, |m| m.method() == Some("INVITE"))?;
+        Some(Callee {
+            invite,
+            to_tag: format!("callee{:08x}", rand::random::<u32>()),
+            cseq: 1,
+        })
+    }
+
+    /// A response to the INVITE with this dialog's To tag, a Contact and, given one, an SDP
+    /// body.
+    pub fn respond(&self, ua: &mut Ua, code: u16, reason: &str, sdp: Option<&str>) {
+        let req = &self.invite;
+        let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+        for v in req.headers_all("via") {
+            out.push_str(&format!("Via: {v}\r\n"));
+        }
+        if let Some(v) = req.header("from") {
+            out.push_str(&format!("From: {v}\r\n"));
+        }
+        if let Some(v) = req.header("to") {
+            out.push_str(&format!("To: {v};tag={}\r\n", self.to_tag));
+        }
+        for h in ["call-id", "cseq"] {
+            if let Some(v) = req.header(h) {
+                out.push_str(&format!("{}: {v}\r\n", header_name(h)));
+            }
+        }
+        out.push_str(&format!("Contact: <sip:phone@{}>\r\n", ua.local));
+        match sdp {
+            Some(body) => out.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        ua.send(&out);
+    }
+
+    /// The phone hangs up: a BYE to Careline's Contact.
+    pub fn bye(&mut self, ua: &mut Ua) {
+        self.cseq += 1;
+        let req = &self.invite;
+        let contact = req
+            .header("contact")
+            .map(|c| {
+                c.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or(c)
+                    .to_string()
+            })
+            .unwrap_or_else(|| format!("sip:careline@{}", ua.server));
+        let out = format!(
+            "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbye{n:08x}\r\n\
+             Max-Forwards: 70\r\nFrom: {to};tag={tag}\r\nTo: {from}\r\nCall-ID: {id}\r\n\
+             CSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",
+            local = ua.local,
+            n = rand::random::<u32>(),
+            to = req.header("to").unwrap_or_default(),
+            tag = self.to_tag,
+            from = req.header("from").unwrap_or_default(),
+            id = req.header("call-id").unwrap_or_default(),
+            cseq = self.cseq,
+        );
+        ua.send(&out);
+    }
+}
+
 fn header_name(h: &str) -> &'static str {
     match h {
         "from" => "From",

@@ -1,0 +1,509 @@
+//! Calls Careline places: a patient called back, a discharge follow-up, a test call. The call
+//! goes out through a configured trunk (`[sip.trunks.NAME] proxy`), rings the patient's phone,
+//! and once answered runs a contact flow on the same call core and media clock as a call that
+//! came in: prompts, keys, Lambdas, recording. Whoever placed it learns how it ended
+//! ([`CallOutcome`]): answered and what the flow collected, or why not (busy, no answer, ...).
+//!
+//! The trunk's limits are kept here, in the shell: at most `max_calls` at once through it, and
+//! no more than `calls_per_second` new calls (a carrier refuses bursts over its contracted
+//! rate).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tracing::{Instrument, info, info_span};
+
+use super::CallServices;
+use super::start::{Pending, Signaling, Start};
+use crate::config::TrunkConfig;
+use crate::flow::attributes::ContactData;
+use crate::media::codec::Codec;
+use crate::sip::outbound::Dial;
+use crate::sip::sdp::{self, LocalMedia};
+
+/// A trunk Careline calls out through, with its limits' state.
+pub struct Trunk {
+    pub name: String,
+    proxy: String,
+    caller_id: String,
+    credential: Option<(String, String)>,
+    max_calls: usize,
+    /// Time between two new calls (zero: no pacing).
+    spacing: Duration,
+    pub ring_timeout: Duration,
+    active: AtomicUsize,
+    /// When the next call may go out.
+    next_slot: std::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Trunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trunk")
+            .field("name", &self.name)
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a trunk's configuration cannot be used at start.
+#[derive(Debug, thiserror::Error)]
+#[error("sip.trunks.{trunk}.password_env names {var}, which is not set")]
+pub struct MissingPassword {
+    pub trunk: String,
+    pub var: String,
+}
+
+impl Trunk {
+    /// The trunks with a `proxy`, their passwords read from the environment variables named.
+    pub fn from_config(
+        trunks: &BTreeMap<String, TrunkConfig>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Trunks, MissingPassword> {
+        let mut out = BTreeMap::new();
+        for (name, t) in trunks {
+            let Some(proxy) = &t.proxy else { continue };
+            let credential = match (&t.username, &t.password_env) {
+                (Some(user), Some(var)) => {
+                    let password = env(var).ok_or_else(|| MissingPassword {
+                        trunk: name.clone(),
+                        var: var.clone(),
+                    })?;
+                    Some((user.clone(), password))
+                }
+                _ => None,
+            };
+            let spacing = if t.calls_per_second > 0.0 {
+                Duration::from_secs_f64(1.0 / t.calls_per_second)
+            } else {
+                Duration::ZERO
+            };
+            let trunk = Trunk {
+                name: name.clone(),
+                proxy: proxy.clone(),
+                caller_id: t.caller_id.clone(),
+                credential,
+                max_calls: t.max_calls as usize,
+                spacing,
+                ring_timeout: Duration::from_secs(u64::from(t.ring_timeout_secs)),
+                active: AtomicUsize::new(0),
+                next_slot: std::sync::Mutex::new(None),
+            };
+            out.insert(name.clone(), Arc::new(trunk));
+        }
+        Ok(Trunks(Arc::new(out)))
+    }
+
+    /// Takes one of its call places, if `max_calls` allows.
+    fn take_place(self: &Arc<Self>) -> Option<TrunkPlace> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (self.max_calls == 0 || n < self.max_calls).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| TrunkPlace(self.clone()))
+    }
+
+    /// How long this call waits for its turn under `calls_per_second` (the turn is taken).
+    fn wait_for_turn(&self, now: Instant) -> Duration {
+        if self.spacing.is_zero() {
+            return Duration::ZERO;
+        }
+        let mut next = self
+            .next_slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = next.map_or(now, |n| n.max(now));
+        *next = Some(at + self.spacing);
+        at - now
+    }
+
+    /// Calls through it now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+/// One call's place under its trunk's `max_calls`, given back when dropped.
+struct TrunkPlace(Arc<Trunk>);
+
+impl Drop for TrunkPlace {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The trunks Careline may call out through, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Trunks(Arc<BTreeMap<String, Arc<Trunk>>>);
+
+impl Trunks {
+    /// The trunk named, or the only one there is.
+    pub fn pick(&self, name: Option<&str>) -> Result<Arc<Trunk>, DialError> {
+        match name {
+            Some(name) => self
+                .0
+                .get(name)
+                .cloned()
+                .ok_or_else(|| DialError::UnknownTrunk(name.to_string())),
+            None => {
+                let mut all = self.0.values();
+                match (all.next(), all.next()) {
+                    (Some(only), None) => Ok(only.clone()),
+                    (None, _) => Err(DialError::NoTrunk),
+                    (Some(_), Some(_)) => Err(DialError::WhichTrunk),
+                }
+            }
+        }
+    }
+}
+
+/// A call to place.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundCall {
+    /// The number to call: digits, optionally a leading `+` (spaces, dashes, dots and
+    /// parentheses are dropped). PHI: never logged.
+    pub number: String,
+    /// The trunk by name; `None`: the only one configured.
+    pub trunk: Option<String>,
+    /// The contact flow to run once answered, by name; `None`: `flows.default`.
+    pub flow: Option<String>,
+    /// Contact attributes the flow starts with (`$.Attributes.NAME`).
+    pub attributes: HashMap<String, String>,
+}
+
+/// Why a call was not placed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("Careline is shutting down")]
+    Draining,
+    #[error("at the configured maximum of concurrent calls")]
+    AtCapacity,
+    #[error("no trunk named `{0}` takes outbound calls (it needs a proxy)")]
+    UnknownTrunk(String),
+    #[error("no trunk takes outbound calls: configure [sip.trunks.NAME] proxy")]
+    NoTrunk,
+    #[error("several trunks take outbound calls: name one")]
+    WhichTrunk,
+    #[error("trunk `{0}` is at its max_calls")]
+    TrunkBusy(String),
+    #[error("no contact flow is named `{0}`")]
+    UnknownFlow(String),
+    #[error("no flow named and no flows.default")]
+    NoFlow,
+    #[error("not a phone number: 1 to 32 digits, optionally a leading +")]
+    BadNumber,
+    #[error("no media port is free")]
+    NoMediaPort,
+    #[error("the call could not be sent: {0}")]
+    Sip(String),
+}
+
+impl DialError {
+    /// The HTTP status an API caller gets for it.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            DialError::Draining
+            | DialError::AtCapacity
+            | DialError::TrunkBusy(_)
+            | DialError::NoMediaPort => 503,
+            DialError::UnknownTrunk(_) | DialError::UnknownFlow(_) | DialError::BadNumber => 422,
+            DialError::NoTrunk | DialError::WhichTrunk | DialError::NoFlow => 422,
+            DialError::Sip(_) => 502,
+        }
+    }
+}
+
+/// How a placed call ended.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    pub call_id: String,
+    /// `server_bye`/`caller_bye` (answered and ended), or why it was not answered
+    /// (`no_answer`, `busy`, `declined`, `not_found`, `unreachable`, `trunk_auth`,
+    /// `trunk_error`, `refused`), or an end Careline chose (`shutdown`, `error`).
+    pub cause: &'static str,
+    pub answered: bool,
+    /// From the answer to the end.
+    pub talk_time: Duration,
+    /// The contact's attributes as the flow left them (what it collected).
+    pub attributes: HashMap<String, String>,
+}
+
+/// A call on its way: its id now, its outcome when it ends.
+pub struct Placed {
+    pub call_id: String,
+    pub outcome: oneshot::Receiver<CallOutcome>,
+}
+
+/// The number as it is dialed, or `None` if it is not a phone number.
+pub fn normalize_number(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    for (i, c) in raw.trim().chars().enumerate() {
+        match c {
+            '+' if i == 0 => out.push(c),
+            '0'..='9' => out.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    let digits = out.trim_start_matches('+').len();
+    (1..=32).contains(&digits).then_some(out)
+}
+
+/// Places a call: checks it, sends the INVITE, and runs the call in its own task. Answers once
+/// the INVITE is out (or with why it could not go out); the outcome follows on
+/// [`Placed::outcome`].
+pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed, DialError> {
+    let number = normalize_number(&call.number).ok_or(DialError::BadNumber)?;
+    let trunk = svc.trunks.pick(call.trunk.as_deref())?;
+    let flow = match &call.flow {
+        Some(name) => svc
+            .flows
+            .env
+            .catalog
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DialError::UnknownFlow(name.clone()))?,
+        None => svc.flows.flow_for("").ok_or(DialError::NoFlow)?,
+    };
+    let call_id = format!("out-{:032x}", rand::random::<u128>());
+    let (sent_tx, sent_rx) = oneshot::channel();
+    let svc = svc.clone();
+    let span = info_span!("call", id = %call_id, trunk = %trunk.name, outbound = true);
+    let id = call_id.clone();
+    tokio::spawn(
+        async move {
+            let place = match trunk.take_place() {
+                Some(place) => place,
+                None => {
+                    let _ = sent_tx.send(Err(DialError::TrunkBusy(trunk.name.clone())));
+                    return;
+                }
+            };
+            let wait = trunk.wait_for_turn(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            if svc.draining.load(Ordering::Acquire) {
+                let _ = sent_tx.send(Err(DialError::Draining));
+                return;
+            }
+            let Some(admission) = svc.table.try_admit(svc.settings.max_calls) else {
+                let _ = sent_tx.send(Err(DialError::AtCapacity));
+                return;
+            };
+            let sockets = match svc.media.reserve(svc.sip.udp_addr.ip()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = sent_tx.send(Err(DialError::NoMediaPort));
+                    return;
+                }
+            };
+            let tls = trunk.proxy.starts_with("sips:") || trunk.proxy.contains("transport=tls");
+            let local = LocalMedia {
+                address: svc.sip.media_address_for(svc.sip.udp_addr.ip()),
+                rtp_port: sockets.port,
+                codecs: svc.settings.codecs.clone(),
+                telephone_event: true,
+                ptime_ms: 20,
+                session_id: rand::random::<u32>() as u64,
+                session_version: 1,
+                srtp: super::admit::local_srtp(&svc.settings, if tls { "tls" } else { "udp" }),
+            };
+            let dialed = svc.sip.dial(Dial {
+                call_id: id.clone(),
+                proxy: trunk.proxy.clone(),
+                number: number.clone(),
+                caller_id: trunk.caller_id.clone(),
+                offer: sdp::offer(&local),
+                credential: trunk.credential.clone(),
+            });
+            let dialog = match dialed {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = sent_tx.send(Err(DialError::Sip(e.to_string())));
+                    return;
+                }
+            };
+            let (outcome_tx, outcome_rx) = oneshot::channel();
+            let placed = Placed {
+                call_id: id.clone(),
+                outcome: outcome_rx,
+            };
+            if sent_tx.send(Ok(placed)).is_err() {
+                // Whoever placed it is gone; the call goes on (its outcome is logged).
+            }
+            info!(flow = %flow.name, "calling out");
+            let mut attributes = call.attributes;
+            attributes.retain(|k, _| !k.is_empty());
+            let contact = ContactData {
+                contact_id: id.as_str().into(),
+                customer_address: number,
+                system_address: trunk.caller_id.clone(),
+                attributes,
+                ..ContactData::default()
+            };
+            let start = Start {
+                call_id: id,
+                flow,
+                contact,
+                signaling: Signaling::Placed(dialog),
+                media: Pending::Placed { sockets },
+                codec: svc.settings.codecs.first().copied().unwrap_or(Codec::Pcmu),
+                local: Some(local),
+                connecting: None,
+                dial_timeout: Some(trunk.ring_timeout),
+                outcome: Some(outcome_tx),
+            };
+            super::task::run_call(&svc, admission, start).await;
+            drop(place);
+        }
+        .instrument(span),
+    );
+    sent_rx
+        .await
+        .unwrap_or_else(|_| Err(DialError::Sip("the call's task ended".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_digits_and_a_leading_plus() {
+        assert_eq!(
+            normalize_number("+1 (555) 010-0199").as_deref(),
+            Some("+15550100199")
+        );
+        assert_eq!(
+            normalize_number("03.1234.5678").as_deref(),
+            Some("0312345678")
+        );
+        assert_eq!(normalize_number("5").as_deref(), Some("5"));
+        for bad in [
+            "",
+            "+",
+            "1+2",
+            "sip:bob@x",
+            "12;user=phone",
+            "12a",
+            &"9".repeat(33),
+        ] {
+            assert_eq!(normalize_number(bad), None, "{bad:?}");
+        }
+    }
+
+    fn trunk(max_calls: u32, cps: f64) -> Arc<Trunk> {
+        let mut config = BTreeMap::new();
+        config.insert(
+            "carrier".to_string(),
+            TrunkConfig {
+                proxy: Some("sip:127.0.0.1:5070".into()),
+                max_calls,
+                calls_per_second: cps,
+                ..TrunkConfig::default()
+            },
+        );
+        Trunk::from_config(&config, |_| None)
+            .unwrap()
+            .pick(None)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_trunk_takes_at_most_max_calls_and_gives_places_back() {
+        let t = trunk(2, 0.0);
+        let a = t.take_place().unwrap();
+        let _b = t.take_place().unwrap();
+        assert!(t.take_place().is_none());
+        drop(a);
+        assert_eq!(t.active(), 1);
+        assert!(t.take_place().is_some());
+        let unlimited = trunk(0, 0.0);
+        let held: Vec<_> = (0..100).map(|_| unlimited.take_place().unwrap()).collect();
+        assert_eq!(unlimited.active(), held.len());
+    }
+
+    #[test]
+    fn calls_per_second_spaces_the_calls_out() {
+        let t = trunk(0, 4.0);
+        let now = Instant::now();
+        let waits: Vec<_> = (0..4).map(|_| t.wait_for_turn(now)).collect();
+        assert_eq!(
+            waits,
+            [0, 250, 500, 750].map(Duration::from_millis),
+            "a burst of four at 4/s goes out over a second"
+        );
+        let later = now + Duration::from_secs(10);
+        assert_eq!(
+            t.wait_for_turn(later),
+            Duration::ZERO,
+            "no debt carried over idle time"
+        );
+        assert_eq!(trunk(0, 0.0).wait_for_turn(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_trunk_is_named_or_the_only_one() {
+        let mut config = BTreeMap::new();
+        let outbound = TrunkConfig {
+            proxy: Some("sip:127.0.0.1:5070".into()),
+            ..TrunkConfig::default()
+        };
+        let inbound_only = TrunkConfig {
+            addresses: vec!["198.51.100.0/24".parse().unwrap()],
+            ..TrunkConfig::default()
+        };
+        config.insert("a".to_string(), outbound.clone());
+        config.insert("in".to_string(), inbound_only);
+        let trunks = Trunk::from_config(&config, |_| None).unwrap();
+        assert_eq!(
+            trunks.pick(None).unwrap().name,
+            "a",
+            "inbound-only trunks do not count"
+        );
+        assert!(matches!(
+            trunks.pick(Some("in")),
+            Err(DialError::UnknownTrunk(_))
+        ));
+        config.insert("b".to_string(), outbound);
+        let trunks = Trunk::from_config(&config, |_| None).unwrap();
+        assert!(matches!(trunks.pick(None), Err(DialError::WhichTrunk)));
+        assert_eq!(trunks.pick(Some("b")).unwrap().name, "b");
+        assert!(matches!(
+            Trunks::default().pick(None),
+            Err(DialError::NoTrunk)
+        ));
+    }
+
+    #[test]
+    fn a_password_comes_from_the_environment_variable_named() {
+        let mut config = BTreeMap::new();
+        config.insert(
+            "carrier".to_string(),
+            TrunkConfig {
+                proxy: Some("sip:127.0.0.1:5070".into()),
+                username: Some("clinic".into()),
+                password_env: Some("CARRIER_PASSWORD".into()),
+                ..TrunkConfig::default()
+            },
+        );
+        let err = Trunk::from_config(&config, |_| None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sip.trunks.carrier.password_env names CARRIER_PASSWORD, which is not set"
+        );
+        let trunks = Trunk::from_config(&config, |v| {
+            (v == "CARRIER_PASSWORD").then(|| "s3cret".to_string())
+        })
+        .unwrap();
+        let t = trunks.pick(None).unwrap();
+        assert_eq!(t.credential, Some(("clinic".into(), "s3cret".into())));
+        assert!(
+            !format!("{t:?}").contains("s3cret"),
+            "Debug leaves the password out"
+        );
+    }
+}

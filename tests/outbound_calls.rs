@@ -1,0 +1,205 @@
+//! Calls Careline places (`POST /api/v1/calls`) through a trunk to a phone: a raw SIP phone
+//! over real UDP sockets stands in for the carrier and the patient's handset. The phone rings,
+//! answers, hears the flow and presses keys; in other tests it is busy, never answers, or the
+//! trunk asks for a password.
+
+mod support;
+
+use std::time::Duration;
+
+use careline::media::codec::Codec;
+use serde_json::json;
+use support::audio::wait_for_prompt;
+use support::http::{Response, request};
+use support::rtp::RtpPeer;
+use support::server::{Options, TestServer};
+use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A server whose trunk `carrier` leads to `phone`, with `extra` trunk settings.
+fn server_calling(phone: &Ua, extra: &str) -> TestServer {
+    TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n{extra}\n",
+            phone.local
+        ),
+        ..Options::default()
+    })
+}
+
+fn place(server: &TestServer, token: &str, body: serde_json::Value) -> Response {
+    let auth = format!("Bearer {token}");
+    let body = body.to_string();
+    request(
+        server.http,
+        "POST",
+        "/api/v1/calls",
+        &[("Authorization", &auth)],
+        Some(("application/json", body.as_bytes())),
+    )
+}
+
+#[test]
+fn a_placed_call_rings_the_phone_runs_the_flow_and_hears_its_keys() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = server_calling(&phone, "");
+    phone.server = server.sip;
+    let token = server.user_token("nurse", "clinician");
+
+    let r = place(
+        &server,
+        &token,
+        json!({"to": "+1 (555) 010-0199", "flow": "demo-menu", "attributes": {"reason": "follow-up"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let call_id = r.json()["call_id"].as_str().unwrap().to_string();
+    assert!(
+        !r.body.contains("555"),
+        "the number is not echoed: {}",
+        r.body
+    );
+
+    let mut callee = Callee::ring(&mut phone, WAIT).expect("Careline's INVITE reaches the phone");
+    let invite = &callee.invite;
+    assert_eq!(
+        invite.start,
+        format!("INVITE sip:+15550100199@{} SIP/2.0", phone.local),
+        "the number, as dialed, at the trunk"
+    );
+    assert!(
+        invite.header("from").unwrap().contains("sip:+15550000@"),
+        "{invite:?}"
+    );
+    assert_eq!(invite.header("call-id"), Some(call_id.as_str()));
+    let offer = invite.body_str();
+    assert!(
+        offer.contains("m=audio") && offer.contains("PCMU/8000"),
+        "{offer}"
+    );
+    assert!(offer.contains("telephone-event/8000"), "{offer}");
+
+    callee.respond(&mut phone, 180, "Ringing", None);
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    peer.set_remote(sdp_media_addr(&offer).expect("Careline's media address"));
+    let answer = sdp_offer(peer.port, "0 101", &PCMU_TE);
+    callee.respond(&mut phone, 200, "OK", Some(&answer));
+    let ack = phone
+        .expect(WAIT, |m| m.method() == Some("ACK"))
+        .expect("the answer is acknowledged");
+    assert_eq!(ack.header("call-id"), Some(call_id.as_str()));
+
+    // The patient hears the flow from the start, and their key is understood.
+    let (heard, _) = wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+    let pressed_at = heard.len() as u64 / 8;
+    peer.send_event('5', 100);
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "digit-5", pressed_at, None);
+
+    callee.bye(&mut phone);
+    let ok = phone
+        .expect(WAIT, |m| m.cseq_method() == Some("BYE"))
+        .expect("200 to the phone's BYE");
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        server.wait_metric(
+            "careline_outbound_calls_total{outcome=\"answered\"}",
+            1.0,
+            WAIT
+        ),
+        1.0
+    );
+    assert_eq!(server.metric("careline_calls_active"), 0.0);
+    let log = server.log();
+    assert!(!log.contains("0100199"), "the number stays out of the log");
+
+    // The placement is in the audit trail, with who asked and the call, not the number.
+    let auditor = server.user_token("audit", "auditor");
+    let trail = request(
+        server.http,
+        "GET",
+        "/api/v1/audit?user=nurse",
+        &[("Authorization", &format!("Bearer {auditor}"))],
+        None,
+    );
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    assert!(
+        trail.body.contains(&call_id) && trail.body.contains("nurse"),
+        "{}",
+        trail.body
+    );
+    assert!(!trail.body.contains("0100199"), "{}", trail.body);
+}
+
+#[test]
+fn a_busy_phone_and_a_phone_nobody_answers_end_the_call_with_their_cause() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = server_calling(&phone, "ring_timeout_secs = 2");
+    phone.server = server.sip;
+    let token = server.user_token("nurse", "clinician");
+
+    // Busy: 486.
+    assert_eq!(place(&server, &token, json!({"to": "5550101"})).status, 201);
+    let callee = Callee::ring(&mut phone, WAIT).expect("INVITE");
+    callee.respond(&mut phone, 486, "Busy Here", None);
+    phone
+        .expect(WAIT, |m| m.method() == Some("ACK"))
+        .expect("the refusal is acknowledged");
+    assert_eq!(
+        server.wait_metric("careline_outbound_calls_total{outcome=\"busy\"}", 1.0, WAIT),
+        1.0
+    );
+
+    // Ringing with nobody there: Careline cancels after ring_timeout_secs.
+    assert_eq!(place(&server, &token, json!({"to": "5550102"})).status, 201);
+    let callee = Callee::ring(&mut phone, WAIT).expect("INVITE");
+    callee.respond(&mut phone, 180, "Ringing", None);
+    let cancel = phone
+        .expect(WAIT, |m| m.method() == Some("CANCEL"))
+        .expect("Careline gives up with CANCEL");
+    assert_eq!(cancel.header("call-id"), callee.invite.header("call-id"));
+    phone.respond(&cancel, 200, "OK");
+    callee.respond(&mut phone, 487, "Request Terminated", None);
+    assert_eq!(
+        server.wait_metric(
+            "careline_outbound_calls_total{outcome=\"no_answer\"}",
+            1.0,
+            WAIT
+        ),
+        1.0
+    );
+    assert_eq!(
+        server.metric("careline_outbound_calls_total{outcome=\"answered\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn calls_that_cannot_be_placed_are_refused_with_the_reason() {
+    let phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = server_calling(&phone, "");
+    let token = server.user_token("nurse", "clinician");
+    for (body, status, says) in [
+        (json!({"to": "call me maybe"}), 422, "not a phone number"),
+        (
+            json!({"to": "5550100", "flow": "no-such-flow"}),
+            422,
+            "no-such-flow",
+        ),
+        (
+            json!({"to": "5550100", "trunk": "other"}),
+            422,
+            "no trunk named `other`",
+        ),
+        (json!({"number": "5550100"}), 422, "unknown field `number`"),
+    ] {
+        let r = place(&server, &token, body.clone());
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(r.body.contains(says), "{body}: {}", r.body);
+    }
+    // An auditor may not place calls.
+    let auditor = server.user_token("audit", "auditor");
+    assert_eq!(
+        place(&server, &auditor, json!({"to": "5550100"})).status,
+        403
+    );
+}
