@@ -203,3 +203,108 @@ fn calls_that_cannot_be_placed_are_refused_with_the_reason() {
         403
     );
 }
+
+#[test]
+fn a_trunk_that_asks_for_a_password_gets_the_one_from_the_environment() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\nusername = \"clinic\"\n\
+             password_env = \"CARRIER_SIP_PASSWORD\"\n",
+            phone.local
+        ),
+        env: vec![("CARRIER_SIP_PASSWORD".into(), "correct horse".into())],
+        ..Options::default()
+    });
+    phone.server = server.sip;
+    let token = server.user_token("nurse", "clinician");
+    assert_eq!(place(&server, &token, json!({"to": "5550103"})).status, 201);
+
+    let first = Callee::ring(&mut phone, WAIT).expect("INVITE");
+    assert_eq!(first.invite.header("proxy-authorization"), None);
+    let mut challenge = format!(
+        "SIP/2.0 407 Proxy Authentication Required\r\n{}Proxy-Authenticate: Digest \
+         realm=\"carrier\", nonce=\"n0nce42\", algorithm=MD5, qop=\"auth\"\r\nContent-Length: 0\r\n\r\n",
+        ["via", "from", "to", "call-id", "cseq"]
+            .iter()
+            .flat_map(|h| first.invite.headers_all(h).into_iter().map(move |v| (h, v)))
+            .map(|(h, v)| format!("{h}: {v}\r\n"))
+            .collect::<String>()
+    );
+    challenge = challenge.replacen(
+        &format!("to: {}", first.invite.header("to").unwrap()),
+        &format!("to: {};tag=chal1", first.invite.header("to").unwrap()),
+        1,
+    );
+    phone.send(&challenge);
+    let second = Callee::ring(&mut phone, WAIT).expect("the INVITE again, with credentials");
+    let auth = second
+        .invite
+        .header("proxy-authorization")
+        .expect("Proxy-Authorization");
+    let creds = careline::sip::digest::Credentials::parse(auth).expect("a digest answer");
+    assert_eq!(creds.username, "clinic");
+    assert!(creds.verify("correct horse", "INVITE"), "{auth}");
+    assert!(!creds.verify("wrong", "INVITE"));
+    second.respond(&mut phone, 486, "Busy Here", None);
+    assert_eq!(
+        server.wait_metric("careline_outbound_calls_total{outcome=\"busy\"}", 1.0, WAIT),
+        1.0
+    );
+    assert!(
+        !server.log().contains("correct horse"),
+        "the password stays out of the log"
+    );
+}
+
+/// Runs `careline serve` in a folder holding `toml`; the start must fail: its exit code and
+/// what it printed (a start that does not fail within a minute is killed and reported).
+fn failed_start(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("careline.toml"), toml).unwrap();
+    let mut child = support::server::careline_command()
+        .args([
+            "serve",
+            "--no-tls",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CARRIER_SIP_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run careline");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("careline started with {toml:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+#[test]
+fn a_trunk_that_cannot_be_used_stops_the_start_naming_what_is_wrong() {
+    let text = failed_start(
+        "[sip.trunks.carrier]\nproxy = \"sip:127.0.0.1:5070\"\nusername = \"clinic\"\n\
+         password_env = \"CARRIER_SIP_PASSWORD\"\n",
+    );
+    assert!(
+        text.contains(
+            "sip.trunks.carrier.password_env names CARRIER_SIP_PASSWORD, which is not set"
+        ),
+        "{text}"
+    );
+    let text = failed_start("[sip.trunks.carrier]\nproxy = \"carrier.example.net\"\n");
+    assert!(
+        text.contains("sip.trunks.carrier.proxy must start sip: or sips:"),
+        "{text}"
+    );
+}

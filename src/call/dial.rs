@@ -343,6 +343,7 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
                 customer_address: number,
                 system_address: trunk.caller_id.clone(),
                 attributes,
+                outbound: true,
                 ..ContactData::default()
             };
             let start = Start {

@@ -24,6 +24,15 @@ pub struct ContactData {
     pub language: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Careline placed the call (`$.InitiationMethod` is `OUTBOUND`, else `INBOUND`).
+    pub outbound: bool,
+}
+
+impl ContactData {
+    /// `$.InitiationMethod` as Amazon Connect names it.
+    pub fn initiation_method(&self) -> &'static str {
+        if self.outbound { "OUTBOUND" } else { "INBOUND" }
+    }
 }
 
 fn value_text(v: &Value) -> Option<String> {
@@ -69,7 +78,7 @@ impl ContactData {
             Root::ContactId | Root::InitialContactId => Some(self.contact_id.to_string()),
             Root::PreviousContactId => None,
             Root::Channel => Some("VOICE".into()),
-            Root::InitiationMethod => Some("INBOUND".into()),
+            Root::InitiationMethod => Some(self.initiation_method().into()),
             Root::LanguageCode => self.language.clone(),
             Root::AwsRegion => Some("local".into()),
             Root::Name => self.name.clone(),
@@ -101,7 +110,7 @@ impl ContactData {
                     "ContactId": &*self.contact_id,
                     "CustomerEndpoint": {"Address": self.customer_address, "Type": "TELEPHONE_NUMBER"},
                     "InitialContactId": &*self.contact_id,
-                    "InitiationMethod": "INBOUND",
+                    "InitiationMethod": self.initiation_method(),
                     "InstanceARN": "careline",
                     "LanguageCode": self.language,
                     "PreviousContactId": &*self.contact_id,
@@ -149,5 +158,16 @@ mod tests {
             "+15551230000"
         );
         assert_eq!(ev["Details"]["ContactData"]["Attributes"]["lang"], "ja");
+    }
+
+    #[test]
+    fn a_call_careline_placed_is_outbound_to_flows_and_lambdas() {
+        let t = Template::parse("$.InitiationMethod");
+        let mut c = ContactData::default();
+        assert_eq!(c.render(&t, &HashMap::new()), "INBOUND");
+        c.outbound = true;
+        assert_eq!(c.render(&t, &HashMap::new()), "OUTBOUND");
+        let ev = c.lambda_event(Map::new());
+        assert_eq!(ev["Details"]["ContactData"]["InitiationMethod"], "OUTBOUND");
     }
 }
