@@ -115,6 +115,43 @@ pub struct WorkflowsConfig {
     /// Told (POST, JSON without patient data) of each new item on the care team's work list,
     /// so someone is alerted without watching the list: a chat or paging integration.
     pub care_task_webhook: Option<String>,
+    /// The CallPatient task (`careline:call-patient`).
+    pub call_patient: CallPatientConfig,
+}
+
+/// `[workflows.call_patient]`: how the CallPatient task calls a patient.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallPatientConfig {
+    /// The contact flow the patient hears once they answer (the shipped `patient-call`
+    /// speaks the task's `message` and asks how they are).
+    pub flow: String,
+    /// The trunk to call through (empty: the only one with a proxy).
+    pub trunk: String,
+    /// Hours in which patients are called, in their own time zone (`HH:MM-HH:MM`); a call
+    /// due outside them waits for the next opening.
+    pub hours: String,
+    /// The time zone of patients whose record names none (FHIR `timezone` extension).
+    pub time_zone: String,
+    /// Calls to one patient per day (their local day), all workflows together; more wait
+    /// for the next day.
+    pub max_calls_per_day: u32,
+    /// How long one call may take, ringing included, when the state sets no
+    /// `TimeoutSeconds` (then `States.Timeout`, and the call is hung up).
+    pub timeout_secs: u64,
+}
+
+impl Default for CallPatientConfig {
+    fn default() -> Self {
+        CallPatientConfig {
+            flow: "patient-call".into(),
+            trunk: String::new(),
+            hours: "09:00-20:00".into(),
+            time_zone: "UTC".into(),
+            max_calls_per_day: 3,
+            timeout_secs: 900,
+        }
+    }
 }
 
 impl Default for WorkflowsConfig {
@@ -138,9 +175,14 @@ impl Default for WorkflowsConfig {
                     "NotifyCareteam".to_string(),
                     crate::workflow::care_tasks::NOTIFY_CARE_TEAM.to_string(),
                 ),
+                (
+                    "CallPatient".to_string(),
+                    crate::workflow::call_patient::CALL_PATIENT.to_string(),
+                ),
             ]),
             risk_rules: None,
             care_task_webhook: None,
+            call_patient: CallPatientConfig::default(),
         }
     }
 }
@@ -830,6 +872,8 @@ impl Config {
                 "sip.min_expires_secs must be at least 1 and at most sip.max_expires_secs".into(),
             ));
         }
+        crate::workflow::call_patient::check_config(&self.workflows.call_patient)
+            .map_err(|why| ConfigError::Invalid(format!("workflows.call_patient.{why}")))?;
         for (name, t) in &self.sip.trunks {
             t.validate()
                 .map_err(|why| ConfigError::Invalid(format!("sip.trunks.{name}.{why}")))?;

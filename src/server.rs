@@ -278,7 +278,16 @@ impl Server {
                 ),
                 &config.workflows,
                 records.care_tasks.clone(),
-            )?,
+            )?
+            .with_call_patient(
+                crate::workflow::call_patient::CallPatientTask::new(
+                    Arc::new(services.clone()),
+                    records.patients.clone(),
+                    records.audit.clone(),
+                    config.workflows.call_patient.clone(),
+                )
+                .map_err(|e| ConfigError::Invalid(format!("workflows.call_patient.{e}")))?,
+            ),
             Duration::from_secs(config.workflows.task_timeout_secs.max(1)),
             crate::db::WallClock::system(),
             Some(services.metrics.clone()),

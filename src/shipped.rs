@@ -114,7 +114,12 @@ mod tests {
         let names: Vec<&str> = flows.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            ["demo-menu.json", "medical-triage.json", "triage-hold.json"]
+            [
+                "demo-menu.json",
+                "medical-triage.json",
+                "patient-call.json",
+                "triage-hold.json"
+            ]
         );
         for (name, text) in flows {
             assert_eq!(

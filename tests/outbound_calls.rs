@@ -308,3 +308,103 @@ fn a_trunk_that_cannot_be_used_stops_the_start_naming_what_is_wrong() {
         "{text}"
     );
 }
+
+// --- A workflow calls the patient (the CallPatient task) -------------------------------------
+
+/// One Task, as the brief's DayOneFollowup calls: CallPatient with a message.
+const CALL_ONLY: &str = r#"{"StartAt": "DayOne", "States": {"DayOne": {"Type": "Task",
+  "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:CallPatient",
+  "Parameters": {"patient_id.$": "$.patient_id", "message": "This is your clinic calling after your discharge.",
+    "contact_type": "phone"},
+  "End": true}}}"#;
+
+#[test]
+fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-call",
+            "name": [{"family": "Tester", "given": ["Pat"]}],
+            "telecom": [{"system": "phone", "use": "home", "value": "555-010-0177"},
+                        {"system": "phone", "use": "mobile", "value": "(555) 010-0199"}]}}]});
+    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n[workflows]\ndir = \"{}\"\n\
+             [workflows.call_patient]\nhours = \"00:00-24:00\"\n",
+            phone.local,
+            dir.path().display()
+        ),
+        ..Options::default()
+    });
+    phone.server = server.sip;
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
+    let api = |method: &str, path: &str, body: Option<&str>| {
+        request(
+            server.http,
+            method,
+            path,
+            &[("Authorization", nurse.as_str())],
+            body.map(|b| ("application/json", b.as_bytes())),
+        )
+    };
+    let r = api(
+        "POST",
+        "/api/v1/workflows/follow-up/executions",
+        Some(r#"{"patient_id": "p-call"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+
+    let callee = Callee::ring(&mut phone, WAIT).expect("the workflow calls the patient");
+    assert_eq!(
+        callee.invite.start,
+        format!("INVITE sip:5550100199@{} SIP/2.0", phone.local),
+        "the mobile number on record"
+    );
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    peer.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        &mut phone,
+        200,
+        "OK",
+        Some(&sdp_offer(peer.port, "0 101", &PCMU_TE)),
+    );
+    phone
+        .expect(WAIT, |m| m.method() == Some("ACK"))
+        .expect("ACK");
+    // The message and the question are spoken; the patient presses 2 (new symptoms).
+    support::audio::wait_heard_ms(&peer, 3000);
+    peer.send_event('2', 100);
+    let bye = phone
+        .expect(Duration::from_secs(60), |m| m.method() == Some("BYE"))
+        .expect("Careline hangs up after its answer");
+    phone.respond(&bye, 200, "OK");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let execution = loop {
+        let e = api("GET", &location, None).json();
+        if e["status"] != "RUNNING" || std::time::Instant::now() > deadline {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    let call = &execution["outcome"]["call"];
+    assert_eq!(call["outcome"], "answered", "{execution}");
+    assert_eq!(call["answers"]["wellbeing"], "unwell", "{execution}");
+    assert_eq!(execution["outcome"]["patient_id"], "p-call");
+    assert_eq!(
+        server.metric("careline_outbound_calls_total{outcome=\"answered\"}"),
+        1.0
+    );
+}

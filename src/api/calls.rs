@@ -63,6 +63,7 @@ pub(crate) async fn place_call(
         trunk: body.trunk,
         flow: body.flow,
         attributes: body.attributes,
+        call_id: None,
     };
     let placed = place(&s.calls, call).await.map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -172,6 +172,9 @@ pub struct OutboundCall {
     pub flow: Option<String>,
     /// Contact attributes the flow starts with (`$.Attributes.NAME`).
     pub attributes: HashMap<String, String>,
+    /// The call's id, when the placer chose it (to record it before the INVITE goes out);
+    /// else one is drawn.
+    pub call_id: Option<String>,
 }
 
 /// Why a call was not placed.
@@ -268,7 +271,10 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
             .ok_or_else(|| DialError::UnknownFlow(name.clone()))?,
         None => svc.flows.flow_for("").ok_or(DialError::NoFlow)?,
     };
-    let call_id = format!("out-{:032x}", rand::random::<u128>());
+    let call_id = call
+        .call_id
+        .clone()
+        .unwrap_or_else(|| format!("out-{:032x}", rand::random::<u128>()));
     let (sent_tx, sent_rx) = oneshot::channel();
     let svc = svc.clone();
     let span = info_span!("call", id = %call_id, trunk = %trunk.name, outbound = true);

@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sip secrets",
         include_str!("migrations/0006_sip_secrets.sql"),
     ),
+    (
+        7,
+        "patient calls placed",
+        include_str!("migrations/0007_patient_calls_placed.sql"),
+    ),
 ];
 
 impl Db {

@@ -122,6 +122,12 @@ impl PatientStore {
         }
     }
 
+    /// The database and key ring it keeps records in (for tasks that keep their own rows
+    /// about patients beside the records, such as the calls placed to them).
+    pub(crate) fn storage(&self) -> (&Db, &Arc<KeyRing>) {
+        (&self.db, &self.keys)
+    }
+
     pub fn default_country_code(&self) -> &str {
         &self.default_cc
     }

@@ -43,7 +43,7 @@ pub enum RunnerError {
     #[error("[workflows] on_discharge names `{0}`, which is not among the workflows loaded")]
     NoDischargeWorkflow(String),
     #[error(
-        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there is: careline:risk-assessment)"
+        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there are: careline:risk-assessment, careline:notify-physician, careline:notify-care-team, careline:call-patient)"
     )]
     NoBuiltin { function: String, task: String },
     #[error(transparent)]
@@ -161,6 +161,8 @@ pub struct Tasks {
     care: super::care_tasks::CareTasks,
     /// `[workflows] care_task_webhook`, told of each new work-list item.
     webhook: Option<(String, crate::flow::http::HttpClient)>,
+    /// The CallPatient task, where calls can be placed (the server; not `workflow run`).
+    call_patient: Option<Arc<super::call_patient::CallPatientTask>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +170,7 @@ enum Builtin {
     Risk,
     /// An item on the care team's work list, of this kind.
     WorkList(&'static str),
+    CallPatient,
 }
 
 impl Tasks {
@@ -184,6 +187,7 @@ impl Tasks {
                 super::risk::RISK_ASSESSMENT => Builtin::Risk,
                 NOTIFY_PHYSICIAN => Builtin::WorkList("physician"),
                 NOTIFY_CARE_TEAM => Builtin::WorkList("care_team"),
+                super::call_patient::CALL_PATIENT => Builtin::CallPatient,
                 other => {
                     return Err(RunnerError::NoBuiltin {
                         function: function.clone(),
@@ -204,7 +208,38 @@ impl Tasks {
                 .clone()
                 .filter(|u| !u.is_empty())
                 .map(|u| (u, crate::flow::http::HttpClient::new())),
+            call_patient: None,
         })
+    }
+
+    /// Lets CallPatient place calls (the server gives it its call layer).
+    pub fn with_call_patient(mut self, task: super::call_patient::CallPatientTask) -> Tasks {
+        self.call_patient = Some(Arc::new(task));
+        self
+    }
+
+    /// How long `function` may take: the state's own `TimeoutSeconds`, else CallPatient's
+    /// `[workflows.call_patient] timeout_secs` for a call, else `default`.
+    pub fn timeout_for(
+        &self,
+        function: &str,
+        state_secs: Option<u64>,
+        default: Duration,
+    ) -> Duration {
+        if let Some(secs) = state_secs {
+            return Duration::from_secs(secs);
+        }
+        match (self.builtin(function), &self.call_patient) {
+            (Some(Builtin::CallPatient), Some(task)) => task.default_timeout(),
+            _ => default,
+        }
+    }
+
+    fn builtin(&self, function: &str) -> Option<Builtin> {
+        if self.lambdas.has(function) {
+            return None;
+        }
+        self.builtins.get(function).copied()
     }
 
     /// Runs the task `function` on `input`.
@@ -220,6 +255,13 @@ impl Tasks {
         {
             return match b {
                 Builtin::Risk => Ok(self.risk.assess(input)),
+                Builtin::CallPatient => match &self.call_patient {
+                    Some(task) => task.invoke(input, key, timeout).await,
+                    None => Err(TaskError {
+                        error: "CallPatient.Failed".into(),
+                        cause: "placing calls needs the server (careline serve)".into(),
+                    }),
+                },
                 Builtin::WorkList(kind) => {
                     let (id, new) = self
                         .care
@@ -550,9 +592,10 @@ impl Workflows {
         tokio::spawn(async move {
             let function = super::function_name(&invocation.resource).to_string();
             let key = invocation.key();
-            let timeout = invocation
-                .timeout_secs
-                .map_or(inner.task_timeout, Duration::from_secs);
+            let timeout =
+                inner
+                    .tasks
+                    .timeout_for(&function, invocation.timeout_secs, inner.task_timeout);
             let result = inner
                 .tasks
                 .invoke(&function, &invocation.input, &key, timeout)

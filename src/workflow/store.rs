@@ -656,19 +656,25 @@ impl Store {
             .collect())
     }
 
-    /// After `KeyRing::rotate`: re-wraps every sealed snapshot, outcome, task input and
-    /// work-list detail not yet
+    /// After `KeyRing::rotate`: re-wraps every sealed snapshot, outcome, task input,
+    /// work-list detail and placed call's result not yet
     /// under the current master key. A value a running server changed meanwhile is left as
     /// that server wrote it (a second pass re-seals it if needed). Returns how many.
     pub async fn reseal_all(&self) -> Result<u64, StoreError> {
         let mut n = 0;
         /// Table, key column, sealed column, and the sealing context of a key.
         type Sealed = (&'static str, &'static str, &'static str, fn(&str) -> String);
-        let columns: [Sealed; 4] = [
+        let columns: [Sealed; 5] = [
             ("workflow_executions", "id", "snapshot", snapshot_context),
             ("workflow_executions", "id", "outcome", outcome_context),
             ("workflow_tasks", "idempotency_key", "input", task_context),
             ("care_tasks", "id", "detail", super::care_tasks::context),
+            (
+                "patient_calls_placed",
+                "idempotency_key",
+                "result",
+                super::call_patient::ledger_context,
+            ),
         ];
         for (table, key, column, context_of) in columns {
             let rows: Vec<(String, String)> = sqlx::query_as(&format!(
