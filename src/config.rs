@@ -179,6 +179,10 @@ impl Default for WorkflowsConfig {
                     "CallPatient".to_string(),
                     crate::workflow::call_patient::CALL_PATIENT.to_string(),
                 ),
+                (
+                    "CheckMedicationRefills".to_string(),
+                    crate::workflow::medication::CHECK_MEDICATION_REFILLS.to_string(),
+                ),
             ]),
             risk_rules: None,
             care_task_webhook: None,

@@ -958,7 +958,8 @@ async fn workflow_run(
         ),
         &config.workflows,
         records.care_tasks.clone(),
-    )?;
+    )?
+    .with_records(records.patients.clone(), records.audit.clone());
     let id = format!("run-{:016x}", rand::random::<u64>());
     let mut e = Execution::start(
         std::sync::Arc::new(definition),

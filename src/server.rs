@@ -279,6 +279,7 @@ impl Server {
                 &config.workflows,
                 records.care_tasks.clone(),
             )?
+            .with_records(records.patients.clone(), records.audit.clone())
             .with_call_patient(
                 crate::workflow::call_patient::CallPatientTask::new(
                     Arc::new(services.clone()),

@@ -14,6 +14,7 @@ pub mod discharge;
 pub mod execution;
 pub(crate) mod intrinsic;
 pub(crate) mod jsonata;
+pub mod medication;
 pub(crate) mod path;
 pub mod risk;
 pub mod runner;

@@ -43,7 +43,7 @@ pub enum RunnerError {
     #[error("[workflows] on_discharge names `{0}`, which is not among the workflows loaded")]
     NoDischargeWorkflow(String),
     #[error(
-        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there are: careline:risk-assessment, careline:notify-physician, careline:notify-care-team, careline:call-patient)"
+        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there are: careline:risk-assessment, careline:notify-physician, careline:notify-care-team, careline:call-patient, careline:check-medication-refills)"
     )]
     NoBuiltin { function: String, task: String },
     #[error(transparent)]
@@ -163,6 +163,8 @@ pub struct Tasks {
     webhook: Option<(String, crate::flow::http::HttpClient)>,
     /// The CallPatient task, where calls can be placed (the server; not `workflow run`).
     call_patient: Option<Arc<super::call_patient::CallPatientTask>>,
+    /// The patient store and audit trail, for tasks that read the patient's record.
+    records: Option<(crate::patient::PatientStore, crate::audit::Audit)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +173,7 @@ enum Builtin {
     /// An item on the care team's work list, of this kind.
     WorkList(&'static str),
     CallPatient,
+    Refills,
 }
 
 impl Tasks {
@@ -188,6 +191,7 @@ impl Tasks {
                 NOTIFY_PHYSICIAN => Builtin::WorkList("physician"),
                 NOTIFY_CARE_TEAM => Builtin::WorkList("care_team"),
                 super::call_patient::CALL_PATIENT => Builtin::CallPatient,
+                super::medication::CHECK_MEDICATION_REFILLS => Builtin::Refills,
                 other => {
                     return Err(RunnerError::NoBuiltin {
                         function: function.clone(),
@@ -209,7 +213,85 @@ impl Tasks {
                 .filter(|u| !u.is_empty())
                 .map(|u| (u, crate::flow::http::HttpClient::new())),
             call_patient: None,
+            records: None,
         })
+    }
+
+    /// Lets tasks read the patient's record (each read audited).
+    pub fn with_records(
+        mut self,
+        patients: crate::patient::PatientStore,
+        audit: crate::audit::Audit,
+    ) -> Tasks {
+        self.records = Some((patients, audit));
+        self
+    }
+
+    /// The patient's resources of `types` for a task of execution `key`: an audited read.
+    async fn read_record(
+        &self,
+        key: &str,
+        patient: &str,
+        types: &[&str],
+        purpose: &str,
+    ) -> Result<Vec<Value>, TaskError> {
+        let Some((patients, audit)) = &self.records else {
+            return Ok(Vec::new());
+        };
+        let failed = |e: String| TaskError {
+            error: "Careline.Records".into(),
+            cause: e,
+        };
+        let execution = key.split('/').next().unwrap_or_default();
+        let event =
+            crate::audit::Event::new("workflow", crate::audit::action::PATIENT_READ, "success")
+                .patient(patient)
+                .detail(serde_json::json!({"execution": execution, "purpose": purpose}));
+        audit
+            .append(event)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let found = patients
+            .resources(patient, types)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(found.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Puts an item on the care team's work list for invocation `key` (once) and tells the
+    /// webhook of a new one; returns its id.
+    async fn work_list(&self, key: &str, kind: &str, input: &Value) -> Result<String, TaskError> {
+        let (id, new) = self
+            .care
+            .add(key, kind, input, crate::db::now_ms())
+            .await
+            .map_err(|e| TaskError {
+                error: "Careline.WorkList".into(),
+                cause: e.to_string(),
+            })?;
+        if new && let Some((url, client)) = &self.webhook {
+            // Once, when the item is made; the item stands whether or not the webhook hears
+            // of it.
+            let notice = super::care_tasks::CareTasks::notice(&id, key, kind, input);
+            let told = client
+                .post_json(
+                    url,
+                    notice.to_string().into_bytes(),
+                    Duration::from_secs(10),
+                    4096,
+                )
+                .await;
+            match told {
+                Ok(r) if (200..300).contains(&r.status) => {}
+                Ok(r) => {
+                    warn!(care_task = %id, status = r.status, "the care-task webhook refused the notice")
+                }
+                Err(e) => {
+                    warn!(care_task = %id, error = %e, "the care-task webhook could not be told")
+                }
+            }
+        }
+        Ok(id)
     }
 
     /// Lets CallPatient place calls (the server gives it its call layer).
@@ -255,6 +337,34 @@ impl Tasks {
         {
             return match b {
                 Builtin::Risk => Ok(self.risk.assess(input)),
+                Builtin::Refills => {
+                    use super::medication::{DEFAULT_WITHIN_DAYS, answer, refills_due};
+                    let requests = match input.get("patient_id").and_then(Value::as_str) {
+                        Some(p) => {
+                            self.read_record(key, p, &["MedicationRequest"], "medication-refills")
+                                .await?
+                        }
+                        None => Vec::new(),
+                    };
+                    let within = input
+                        .get("within_days")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(DEFAULT_WITHIN_DAYS)
+                        .clamp(0, 366);
+                    let today = jiff::Zoned::now().date();
+                    let due = refills_due(input, &requests, today, within);
+                    let item = if due.is_empty() {
+                        None
+                    } else {
+                        let request = serde_json::json!({
+                            "patient_id": input.get("patient_id"),
+                            "request": "medication_refill",
+                            "refills_due": due,
+                        });
+                        Some(self.work_list(key, "care_team", &request).await?)
+                    };
+                    Ok(answer(input, &due, item.as_deref()))
+                }
                 Builtin::CallPatient => match &self.call_patient {
                     Some(task) => task.invoke(input, key, timeout).await,
                     None => Err(TaskError {
@@ -263,36 +373,7 @@ impl Tasks {
                     }),
                 },
                 Builtin::WorkList(kind) => {
-                    let (id, new) = self
-                        .care
-                        .add(key, kind, input, crate::db::now_ms())
-                        .await
-                        .map_err(|e| TaskError {
-                            error: "Careline.WorkList".into(),
-                            cause: e.to_string(),
-                        })?;
-                    if new && let Some((url, client)) = &self.webhook {
-                        // Once, when the item is made; the item stands whether or not the
-                        // webhook hears of it.
-                        let notice = super::care_tasks::CareTasks::notice(&id, key, kind, input);
-                        let told = client
-                            .post_json(
-                                url,
-                                notice.to_string().into_bytes(),
-                                Duration::from_secs(10),
-                                4096,
-                            )
-                            .await;
-                        match told {
-                            Ok(r) if (200..300).contains(&r.status) => {}
-                            Ok(r) => {
-                                warn!(care_task = %id, status = r.status, "the care-task webhook refused the notice")
-                            }
-                            Err(e) => {
-                                warn!(care_task = %id, error = %e, "the care-task webhook could not be told")
-                            }
-                        }
-                    }
+                    let id = self.work_list(key, kind, input).await?;
                     Ok(super::care_tasks::CareTasks::answer(&id))
                 }
             };
@@ -924,6 +1005,92 @@ mod tests {
                 .iter()
                 .all(|i| i.execution_id != bad.id)
         );
+    }
+
+    #[tokio::test]
+    async fn the_refill_check_reads_the_record_and_asks_the_care_team_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("keys"),
+        );
+        let db = crate::db::Db::open(None, dir.path()).await.expect("db");
+        let tables = Arc::new(crate::patient::alerts::AlertTables::shipped());
+        let patients = crate::patient::PatientStore::new(db.clone(), keys.clone(), tables, "1");
+        let today = jiff::Zoned::now().date();
+        let days = |n: i64| {
+            today
+                .checked_add(jiff::Span::new().days(n))
+                .unwrap()
+                .to_string()
+        };
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-1"}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "mr-1", "status": "active",
+                "subject": {"reference": "Patient/p-1"},
+                "medicationCodeableConcept": {"text": "Lisinopril 10 MG Oral Tablet"},
+                "authoredOn": days(-25),
+                "dispenseRequest": {"numberOfRepeatsAllowed": 5,
+                    "expectedSupplyDuration": {"value": 30, "code": "d"}}}}]});
+        patients.import_bundle(&bundle).await.expect("import");
+        let audit = crate::audit::Audit::new(db.clone(), keys.clone());
+        let care = super::super::care_tasks::CareTasks::new(db.clone(), keys);
+        let tasks = Tasks::new(
+            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
+            &crate::config::WorkflowsConfig::default(),
+            care.clone(),
+        )
+        .expect("tasks")
+        .with_records(patients, audit);
+        let input = serde_json::json!({"patient_id": "p-1", "medications": [
+            {"name": "Metformin", "dose": "500mg", "refill_date": days(3)},
+            {"name": "Atorvastatin", "dose": "20mg", "refill_date": days(30)}]});
+        let out = tasks
+            .invoke(
+                "CheckMedicationRefills",
+                &input,
+                "e-1/Check/1",
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
+        let due = out["refills_due"].as_array().expect("a list");
+        let names: Vec<&str> = due.iter().filter_map(|d| d["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["Metformin", "Lisinopril 10 MG Oral Tablet"],
+            "{out}"
+        );
+        assert_eq!(due[1]["due"], days(5));
+        assert_eq!(due[1]["source"], "record");
+        let item = out["refill_request"]
+            .as_str()
+            .expect("an approval request")
+            .to_string();
+        let again = tasks
+            .invoke(
+                "CheckMedicationRefills",
+                &input,
+                "e-1/Check/1",
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(
+            again["refill_request"],
+            item.as_str(),
+            "one request per attempt"
+        );
+        let list = care.list(None, Some("p-1"), 10).await.expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].kind, "care_team");
+        assert_eq!(list[0].detail["request"], "medication_refill");
+        let (reads,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'patient.read' AND patient_id = 'p-1'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("audit");
+        assert_eq!(reads, 2, "each reading of the record is audited");
     }
 
     fn json_input() -> Value {
