@@ -117,6 +117,39 @@ pub struct WorkflowsConfig {
     pub care_task_webhook: Option<String>,
     /// The CallPatient task (`careline:call-patient`).
     pub call_patient: CallPatientConfig,
+    /// Where the booking tasks put appointments (ScheduleAppointment, TelemedicineConsultation).
+    pub appointments: AppointmentsConfig,
+}
+
+/// `[workflows.appointments]`: the clinic's bookable hours.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppointmentsConfig {
+    /// Opening hours, `HH:MM-HH:MM`, on each of `days`.
+    pub hours: String,
+    /// Weekdays open: `mon` ... `sun`.
+    pub days: Vec<String>,
+    /// The clinic's time zone (IANA).
+    pub time_zone: String,
+    /// Appointments start on these boundaries from opening; also the length when a task
+    /// names none.
+    pub slot_minutes: u32,
+    /// A telehealth consultation is booked this long from now at the earliest.
+    pub lead_minutes: u32,
+}
+
+impl Default for AppointmentsConfig {
+    fn default() -> Self {
+        AppointmentsConfig {
+            hours: "09:00-17:00".into(),
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+            time_zone: "UTC".into(),
+            slot_minutes: 30,
+            lead_minutes: 60,
+        }
+    }
 }
 
 /// `[workflows.call_patient]`: how the CallPatient task calls a patient.
@@ -183,10 +216,19 @@ impl Default for WorkflowsConfig {
                     "CheckMedicationRefills".to_string(),
                     crate::workflow::medication::CHECK_MEDICATION_REFILLS.to_string(),
                 ),
+                (
+                    "ScheduleAppointment".to_string(),
+                    crate::workflow::appointments::SCHEDULE_APPOINTMENT.to_string(),
+                ),
+                (
+                    "TelemedicineConsultation".to_string(),
+                    crate::workflow::appointments::TELEMEDICINE_CONSULTATION.to_string(),
+                ),
             ]),
             risk_rules: None,
             care_task_webhook: None,
             call_patient: CallPatientConfig::default(),
+            appointments: AppointmentsConfig::default(),
         }
     }
 }
@@ -878,6 +920,8 @@ impl Config {
         }
         crate::workflow::call_patient::check_config(&self.workflows.call_patient)
             .map_err(|why| ConfigError::Invalid(format!("workflows.call_patient.{why}")))?;
+        crate::workflow::appointments::Clinic::from_config(&self.workflows.appointments)
+            .map_err(|why| ConfigError::Invalid(format!("workflows.appointments.{why}")))?;
         for (name, t) in &self.sip.trunks {
             t.validate()
                 .map_err(|why| ConfigError::Invalid(format!("sip.trunks.{name}.{why}")))?;

@@ -112,7 +112,8 @@ async fn start(
         Err(
             e @ (RunnerError::NoDischargeWorkflow(_)
             | RunnerError::NoBuiltin { .. }
-            | RunnerError::Rules(_)),
+            | RunnerError::Rules(_)
+            | RunnerError::Appointments(_)),
         ) => return Err(ApiError::internal(e)),
     };
     let (status, summary) = match started {

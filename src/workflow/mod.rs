@@ -8,6 +8,7 @@
 //! transition, and [`runner`] is the server's shell that starts them, invokes their tasks
 //! and fires their timers.
 
+pub mod appointments;
 pub mod call_patient;
 pub mod care_tasks;
 pub mod discharge;

@@ -43,11 +43,13 @@ pub enum RunnerError {
     #[error("[workflows] on_discharge names `{0}`, which is not among the workflows loaded")]
     NoDischargeWorkflow(String),
     #[error(
-        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there are: careline:risk-assessment, careline:notify-physician, careline:notify-care-team, careline:call-patient, careline:check-medication-refills)"
+        "[workflows.tasks] maps `{function}` to `{task}`, which is no built-in task (there are: careline:risk-assessment, careline:notify-physician, careline:notify-care-team, careline:call-patient, careline:check-medication-refills, careline:schedule-appointment, careline:telemedicine-consultation)"
     )]
     NoBuiltin { function: String, task: String },
     #[error(transparent)]
     Rules(#[from] super::risk::RulesError),
+    #[error("[workflows.appointments] {0}")]
+    Appointments(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -165,6 +167,9 @@ pub struct Tasks {
     call_patient: Option<Arc<super::call_patient::CallPatientTask>>,
     /// The patient store and audit trail, for tasks that read the patient's record.
     records: Option<(crate::patient::PatientStore, crate::audit::Audit)>,
+    /// The clinic's bookable hours (`[workflows.appointments]`).
+    clinic: super::appointments::Clinic,
+    appointments: crate::config::AppointmentsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +179,8 @@ enum Builtin {
     WorkList(&'static str),
     CallPatient,
     Refills,
+    /// An appointment: a follow-up (false) or a telehealth consultation (true).
+    Book(bool),
 }
 
 impl Tasks {
@@ -192,6 +199,8 @@ impl Tasks {
                 NOTIFY_CARE_TEAM => Builtin::WorkList("care_team"),
                 super::call_patient::CALL_PATIENT => Builtin::CallPatient,
                 super::medication::CHECK_MEDICATION_REFILLS => Builtin::Refills,
+                super::appointments::SCHEDULE_APPOINTMENT => Builtin::Book(false),
+                super::appointments::TELEMEDICINE_CONSULTATION => Builtin::Book(true),
                 other => {
                     return Err(RunnerError::NoBuiltin {
                         function: function.clone(),
@@ -202,6 +211,8 @@ impl Tasks {
             builtins.insert(function.clone(), b);
         }
         let risk = super::risk::RiskRules::load(settings.risk_rules.as_deref())?;
+        let clinic = super::appointments::Clinic::from_config(&settings.appointments)
+            .map_err(RunnerError::Appointments)?;
         Ok(Tasks {
             lambdas,
             builtins,
@@ -214,6 +225,8 @@ impl Tasks {
                 .map(|u| (u, crate::flow::http::HttpClient::new())),
             call_patient: None,
             records: None,
+            clinic,
+            appointments: settings.appointments.clone(),
         })
     }
 
@@ -256,6 +269,76 @@ impl Tasks {
             .await
             .map_err(|e| failed(e.to_string()))?;
         Ok(found.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Books the appointment a ScheduleAppointment or TelemedicineConsultation task asks for
+    /// (see [`super::appointments`]): the same one when the invocation is delivered again.
+    async fn book(&self, input: &Value, key: &str, telehealth: bool) -> Result<Value, TaskError> {
+        use super::appointments::{answer, appointment, appointment_id, booking, busy};
+        let fail = |error: &str, cause: String| TaskError {
+            error: error.into(),
+            cause,
+        };
+        let Some((patients, audit)) = &self.records else {
+            return Err(fail(
+                "Careline.Records",
+                "no patient store in this process".into(),
+            ));
+        };
+        let now = jiff::Timestamp::now();
+        let b = booking(input, telehealth, now, &self.appointments, self.clinic.tz())
+            .map_err(|e| fail("Careline.BadInput", e))?;
+        if !patients
+            .exists(&b.patient_id)
+            .await
+            .map_err(|e| fail("Careline.Records", e.to_string()))?
+        {
+            return Err(fail(
+                "Careline.NoPatient",
+                "no patient with that id in the store".into(),
+            ));
+        }
+        let purpose = if telehealth {
+            "telemedicine-consultation"
+        } else {
+            "schedule-appointment"
+        };
+        let theirs = self
+            .read_record(key, &b.patient_id, &["Appointment"], purpose)
+            .await?;
+        let id = appointment_id(key);
+        if let Some(made) = theirs.iter().find(|a| a["id"] == id.as_str()) {
+            return Ok(answer(input, made));
+        }
+        let slot = self
+            .clinic
+            .first_slot(b.after, b.minutes, &busy(&theirs))
+            .ok_or_else(|| fail("Careline.NoSlot", "no free slot within a year".into()))?;
+        let made = appointment(&id, &b, slot, now);
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection",
+            "entry": [{"resource": made}]});
+        let written = patients.import_bundle(&bundle).await;
+        let event = crate::audit::Event::new(
+            "workflow",
+            crate::audit::action::PATIENT_WRITE,
+            if written.is_ok() {
+                "success"
+            } else {
+                "failure"
+            },
+        )
+        .patient(&b.patient_id)
+        .detail(
+            serde_json::json!({"execution": key.split('/').next().unwrap_or_default(),
+            "purpose": purpose, "appointment": id}),
+        );
+        audit
+            .append(event)
+            .await
+            .map_err(|e| fail("Careline.Records", e.to_string()))?;
+        written.map_err(|e| fail("Careline.Records", e.to_string()))?;
+        info!(appointment = %id, start = %slot.0, "appointment proposed");
+        Ok(answer(input, &made))
     }
 
     /// Puts an item on the care team's work list for invocation `key` (once) and tells the
@@ -365,6 +448,7 @@ impl Tasks {
                     };
                     Ok(answer(input, &due, item.as_deref()))
                 }
+                Builtin::Book(telehealth) => self.book(input, key, *telehealth).await,
                 Builtin::CallPatient => match &self.call_patient {
                     Some(task) => task.invoke(input, key, timeout).await,
                     None => Err(TaskError {
@@ -1091,6 +1175,93 @@ mod tests {
         .await
         .expect("audit");
         assert_eq!(reads, 2, "each reading of the record is audited");
+    }
+
+    #[tokio::test]
+    async fn appointments_are_proposed_in_the_record_once_per_attempt_and_never_overlap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("keys"),
+        );
+        let db = crate::db::Db::open(None, dir.path()).await.expect("db");
+        let tables = Arc::new(crate::patient::alerts::AlertTables::shipped());
+        let patients = crate::patient::PatientStore::new(db.clone(), keys.clone(), tables, "1");
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-1"}}]});
+        patients.import_bundle(&bundle).await.expect("import");
+        let audit = crate::audit::Audit::new(db.clone(), keys.clone());
+        let care = super::super::care_tasks::CareTasks::new(db.clone(), keys);
+        let tasks = Tasks::new(
+            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
+            &crate::config::WorkflowsConfig::default(),
+            care,
+        )
+        .expect("tasks")
+        .with_records(patients.clone(), audit);
+        let t = Duration::from_secs(5);
+        let follow_up = serde_json::json!({"patient_id": "p-1", "appointment_type": "follow_up", "days_ahead": 0});
+        let a = tasks
+            .invoke(
+                "ScheduleAppointment",
+                &follow_up,
+                "e-1/ScheduleFollowup/1",
+                t,
+            )
+            .await
+            .expect("booked");
+        let again = tasks
+            .invoke(
+                "ScheduleAppointment",
+                &follow_up,
+                "e-1/ScheduleFollowup/1",
+                t,
+            )
+            .await
+            .expect("booked");
+        assert_eq!(
+            a["appointment"], again["appointment"],
+            "delivered twice, booked once"
+        );
+        assert_eq!(a["appointment"]["status"], "proposed");
+        let consult = serde_json::json!({"patient_id": "p-1", "provider_id": "DR-12345", "duration_minutes": 30});
+        let c = tasks
+            .invoke(
+                "TelemedicineConsultation",
+                &consult,
+                "e-1/Day3Assessment/1",
+                t,
+            )
+            .await
+            .expect("booked");
+        let stored = patients
+            .resources("p-1", &["Appointment"])
+            .await
+            .expect("read");
+        assert_eq!(stored.len(), 2, "{stored:?}");
+        let span = |v: &Value| {
+            let t = |k: &str| v[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+            (t("start"), t("end"))
+        };
+        let (s1, e1) = span(&a["appointment"]);
+        let (s2, e2) = span(&c["appointment"]);
+        assert!(e1 <= s2 || e2 <= s1, "no overlap: {a} {c}");
+        assert!(s2 >= jiff::Timestamp::now(), "in the future");
+        let summary = patients
+            .summary("p-1")
+            .await
+            .expect("read")
+            .expect("a patient");
+        assert_eq!(summary.upcoming_appointments.len(), 2, "on the screen-pop");
+        let nobody = tasks
+            .invoke(
+                "ScheduleAppointment",
+                &serde_json::json!({"patient_id": "nobody"}),
+                "e-2/S/1",
+                t,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(nobody.error, "Careline.NoPatient");
     }
 
     fn json_input() -> Value {
