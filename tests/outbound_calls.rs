@@ -408,3 +408,147 @@ fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer()
         1.0
     );
 }
+
+/// A UDP port that was free a moment ago.
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("local address").port()
+}
+
+/// SIPp's built-in UAS (`-sn uas`) as the patient's phone: it answers one call (180, 200 with
+/// SDP), takes the ACK, and waits for Careline's BYE; it exits 0 when that one call succeeded.
+struct SippPhone {
+    child: std::process::Child,
+    port: u16,
+    logs: tempfile::TempDir,
+}
+
+impl SippPhone {
+    fn start() -> SippPhone {
+        let logs = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let control = loop {
+            let p = free_udp_port();
+            if p != port && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+                break p;
+            }
+        };
+        let child = std::process::Command::new("sipp")
+            .current_dir(logs.path())
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-t", "u1", "-m", "1"])
+            .args(["-p", &port.to_string(), "-cp", &control.to_string()])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args([
+                "-nostdin",
+                "-timeout",
+                "90s",
+                "-timeout_error",
+                "-trace_err",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sipp (apt-get install sip-tester) runs");
+        // Listening once its port is taken.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "sipp never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SippPhone { child, port, logs }
+    }
+
+    /// Waits for SIPp to finish: whether its one call succeeded, and its error log.
+    fn finish(mut self) -> (bool, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut errors = String::new();
+        for e in std::fs::read_dir(self.logs.path()).unwrap().flatten() {
+            errors += &std::fs::read_to_string(e.path()).unwrap_or_default();
+        }
+        (status.success(), errors)
+    }
+}
+
+#[test]
+fn sipp_as_the_patient_s_phone_answers_the_workflow_s_call_and_hangs_up_on_its_bye() {
+    let sipp = SippPhone::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-sipp",
+            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0142"}]}}]});
+    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            // SIPp's built-in UAS sends no audio: no RTP time-out for this call.
+            "[rtp]\ntimeout_secs = 0\n[sip.trunks.carrier]\nproxy = \"sip:127.0.0.1:{}\"\n\
+             [workflows]\ndir = \"{}\"\n[workflows.call_patient]\nhours = \"00:00-24:00\"\n",
+            sipp.port,
+            dir.path().display()
+        ),
+        ..Options::default()
+    });
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
+    let r = request(
+        server.http,
+        "POST",
+        "/api/v1/workflows/follow-up/executions",
+        &[("Authorization", nurse.as_str())],
+        Some(("application/json", br#"{"patient_id": "p-sipp"}"#)),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+
+    // SIPp presses nothing: the flow asks twice, says the care team will follow up, hangs up.
+    let (ok, errors) = sipp.finish();
+    assert!(
+        ok,
+        "SIPp's call did not succeed:\n{errors}\n{}",
+        server.log()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let execution = loop {
+        let e = request(
+            server.http,
+            "GET",
+            &location,
+            &[("Authorization", nurse.as_str())],
+            None,
+        )
+        .json();
+        if e["status"] != "RUNNING" || std::time::Instant::now() > deadline {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    assert_eq!(execution["outcome"]["call"]["outcome"], "answered");
+    assert_eq!(
+        execution["outcome"]["call"]["answers"]["wellbeing"], "no_response",
+        "{execution}"
+    );
+    assert_eq!(
+        server.metric("careline_calls_ended_total{cause=\"server_bye\"}"),
+        1.0,
+        "Careline hung up once the flow was done"
+    );
+}
