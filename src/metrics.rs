@@ -85,6 +85,9 @@ pub struct Metrics {
     pub workflow_task_failures: Family<Labels, Counter>,
     /// Running executions whose timer is more than a minute past due: alert on any.
     pub workflow_timers_overdue: Gauge,
+    /// Care-coordination turnaround: from a workflow execution's start (the discharge that
+    /// started it) to the first call in which the patient answered, in seconds.
+    pub care_first_contact: Histogram,
 }
 
 impl Default for Metrics {
@@ -122,6 +125,8 @@ impl Metrics {
             workflow_transitions: Counter::default(),
             workflow_task_failures: Family::default(),
             workflow_timers_overdue: Gauge::default(),
+            // A minute to about three weeks, doubling.
+            care_first_contact: Histogram::new(exponential_buckets(60.0, 2.0, 15)),
             prompts_loaded: Gauge::default(),
             draining: Gauge::default(),
             recordings_active: Gauge::default(),
@@ -313,6 +318,11 @@ impl Metrics {
             "queue_refused",
             "Contacts a full queue turned away",
             m.queue_refused.clone(),
+        );
+        registry.register(
+            "care_first_contact_seconds",
+            "From a workflow's start (a discharge) to the first call the patient answered",
+            m.care_first_contact.clone(),
         );
         registry.register(
             "queue_answer_wait_seconds",

@@ -287,7 +287,8 @@ impl Server {
                     records.audit.clone(),
                     config.workflows.call_patient.clone(),
                 )
-                .map_err(|e| ConfigError::Invalid(format!("workflows.call_patient.{e}")))?,
+                .map_err(|e| ConfigError::Invalid(format!("workflows.call_patient.{e}")))?
+                .with_metrics(services.metrics.clone()),
             ),
             Duration::from_secs(config.workflows.task_timeout_secs.max(1)),
             crate::db::WallClock::system(),

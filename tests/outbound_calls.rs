@@ -404,6 +404,11 @@ fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer()
     assert_eq!(call["answers"]["wellbeing"], "unwell", "{execution}");
     assert_eq!(execution["outcome"]["patient_id"], "p-call");
     assert_eq!(
+        server.metric("careline_care_first_contact_seconds_count"),
+        1.0,
+        "the first successful contact of the execution is timed"
+    );
+    assert_eq!(
         server.metric("careline_outbound_calls_total{outcome=\"answered\"}"),
         1.0
     );

@@ -332,6 +332,7 @@ pub struct CallPatientTask {
     keys: Arc<KeyRing>,
     settings: CallPatientConfig,
     hours: CallingHours,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A stored attempt: its outcome (None: the call had not ended) and sealed result.
@@ -360,7 +361,37 @@ impl CallPatientTask {
             keys,
             settings,
             hours,
+            metrics: None,
         })
+    }
+
+    /// Counts the care-coordination turnaround (`careline_care_first_contact_seconds`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> CallPatientTask {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Seconds from the start of the execution of invocation `key` to now, if no call of that
+    /// execution was answered before: its first successful contact.
+    async fn first_contact_secs(&self, key: &str) -> Result<Option<f64>, sqlx::Error> {
+        let execution = key.split('/').next().unwrap_or_default();
+        let started: Option<(i64,)> =
+            sqlx::query_as("SELECT started_at FROM workflow_executions WHERE id = $1")
+                .bind(execution)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some((started,)) = started else {
+            return Ok(None);
+        };
+        let (before,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM patient_calls_placed WHERE outcome = 'answered' \
+             AND substr(idempotency_key, 1, length($1) + 1) = $1 || '/'",
+        )
+        .bind(execution)
+        .fetch_one(self.db.pool())
+        .await?;
+        let secs = (crate::db::now_ms() - started).max(0) as f64 / 1000.0;
+        Ok((before == 0).then_some(secs))
     }
 
     /// How long one call may take when its state sets no timeout.
@@ -494,6 +525,15 @@ impl CallPatientTask {
         } else {
             outcome.cause
         };
+        if outcome.answered
+            && let Some(m) = &self.metrics
+        {
+            match self.first_contact_secs(key).await {
+                Ok(Some(secs)) => m.care_first_contact.observe(secs),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "the turnaround could not be measured"),
+            }
+        }
         self.record_result(key, label, &result).await;
         result
     }
