@@ -222,6 +222,7 @@ impl Server {
             crate::call::dial::Trunk::from_config(&config.sip.trunks, |v| std::env::var(v).ok())?;
         let services = Arc::new(CallServices {
             trunks,
+            placed: Default::default(),
             settings: CallSettings {
                 max_calls: config.sip.max_calls,
                 retry_after_secs: config.sip.retry_after_secs,

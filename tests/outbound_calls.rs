@@ -557,3 +557,68 @@ fn sipp_as_the_patient_s_phone_answers_the_workflow_s_call_and_hangs_up_on_its_b
         "Careline hung up once the flow was done"
     );
 }
+
+#[test]
+fn a_placed_call_can_be_followed_and_hung_up_over_the_api() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = server_calling(&phone, "");
+    phone.server = server.sip;
+    let token = server.user_token("nurse", "clinician");
+    let auth = format!("Bearer {token}");
+    let get = |id: &str| {
+        request(
+            server.http,
+            "GET",
+            &format!("/api/v1/calls/{id}"),
+            &[("Authorization", &auth)],
+            None,
+        )
+    };
+    let r = place(
+        &server,
+        &token,
+        json!({"to": "5550104", "flow": "demo-menu"}),
+    );
+    let id = r.json()["call_id"].as_str().unwrap().to_string();
+    let callee = Callee::ring(&mut phone, WAIT).expect("INVITE");
+    callee.respond(&mut phone, 180, "Ringing", None);
+    let deadline = std::time::Instant::now() + WAIT;
+    while get(&id).json()["state"] != "ringing" {
+        assert!(std::time::Instant::now() < deadline, "{}", get(&id).body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Hung up while it rings: CANCEL.
+    let r = request(
+        server.http,
+        "DELETE",
+        &format!("/api/v1/calls/{id}"),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let cancel = phone
+        .expect(WAIT, |m| m.method() == Some("CANCEL"))
+        .expect("CANCEL");
+    phone.respond(&cancel, 200, "OK");
+    callee.respond(&mut phone, 487, "Request Terminated", None);
+    let deadline = std::time::Instant::now() + WAIT;
+    let view = loop {
+        let v = get(&id).json();
+        if v["state"] == "ended" || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(view["state"], "ended", "{view}");
+    assert_eq!(view["cause"], "api_hangup", "{view}");
+    assert!(!view.to_string().contains("5550104"), "{view}");
+    assert_eq!(get("out-0000").status, 404);
+    let again = request(
+        server.http,
+        "DELETE",
+        &format!("/api/v1/calls/{id}"),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(again.status, 404, "over: nothing to hang up");
+}

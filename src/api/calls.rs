@@ -2,13 +2,17 @@
 //! the phone is answered (a call-back, a reminder, a test of a trunk). The number is PHI: it
 //! goes to the trunk and nowhere else (not the log, not the audit entry, not the answer).
 //!
-//! Access: `call.place` (supervisors, clinicians, agents, service accounts); each placement is
-//! audited with the call's id and trunk.
+//! `GET /api/v1/calls/{call_id}` says where a placed call stands (dialing, ringing, answered,
+//! or how it ended, for the last thousand); `DELETE` hangs it up (CANCEL while it rings, BYE
+//! once answered).
+//!
+//! Access: `call.place` (supervisors, clinicians, agents, service accounts); each placement and
+//! hang-up is audited with the call's id.
 
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -79,4 +83,38 @@ pub(crate) async fn place_call(
     // The outcome is counted and logged by the call; nobody here waits for it.
     drop(placed.outcome);
     Ok((StatusCode::CREATED, Json(json!({"call_id": id}))).into_response())
+}
+
+pub(crate) async fn placed_call(
+    State(s): State<WhipApi>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.api.require(&caller, Action::CallPlace, None).await?;
+    match s.calls.placed.view(&call_id) {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no call `{call_id}` placed by Careline (running, or among the last ended)"
+        ))),
+    }
+}
+
+pub(crate) async fn hang_up_call(
+    State(s): State<WhipApi>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.api.require(&caller, Action::CallPlace, None).await?;
+    if !s.calls.placed.hang_up(&call_id, "api_hangup") {
+        return Err(ApiError::not_found(format!(
+            "no running call `{call_id}` placed by Careline"
+        )));
+    }
+    let event =
+        crate::audit::Event::new(caller.name(), crate::audit::action::CALL_HANGUP, "success")
+            .detail(json!({"call_id": call_id}));
+    if let Err(e) = s.api.audit.append(event).await {
+        tracing::warn!(error = %e, "could not audit a hang-up");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -489,6 +489,30 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/api/v1/calls/{call_id}",
+        action: Some(Action::CallPlace),
+        summary: "Where a call Careline placed stands: state dialing, ringing, answered, or ended with its outcome (answered, busy, no_answer, ...), cause and talk time. Ended calls are kept for the last thousand; neither the number nor the patient's answers are shown.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "PlacedCallState",
+        media: JSON,
+        also: &[404],
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/calls/{call_id}",
+        action: Some(Action::CallPlace),
+        summary: "Hang up a call Careline placed: CANCEL while it rings, BYE once answered (204); 404 when no such call runs. Audited.",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[404],
+    },
+    RouteDoc {
+        method: "get",
         path: "/api/v1/queues",
         action: Some(Action::CallAnswer),
         summary: "The configured queues, each with how many callers wait (those an agent is connecting to included) and how long the longest has waited: {\"queues\": [{\"name\", \"waiting\", \"oldest_wait_secs\"}]}. What the agent console (/agent) shows.",
@@ -799,6 +823,9 @@ pub(crate) fn document() -> Value {
                     "flow": {"type": ["string", "null"], "minLength": 1}, "trunk": {"type": ["string", "null"], "minLength": 1},
                     "attributes": {"type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 1024}}}},
                 "PlacedCall": {"type": "object", "required": ["call_id"], "properties": {"call_id": text}},
+                "PlacedCallState": {"type": "object", "required": ["call_id", "state"], "properties": {
+                    "call_id": text, "state": {"enum": ["dialing", "ringing", "answered", "ended"]},
+                    "outcome": text, "cause": text, "talk_time_secs": {"type": "integer"}}},
                 "Workflows": {"type": "object", "required": ["workflows"], "properties": {
                     "workflows": {"type": "array", "items": text}}},
                 "CareTasks": {"type": "object", "required": ["care_tasks"], "properties": {

@@ -75,6 +75,10 @@ pub(crate) fn router(
             get(|| page("text/css; charset=utf-8", CALL_CSS)),
         )
         .route("/api/v1/calls", post(super::calls::place_call))
+        .route(
+            "/api/v1/calls/{call_id}",
+            get(super::calls::placed_call).delete(super::calls::hang_up_call),
+        )
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WhipApi {

@@ -234,6 +234,122 @@ pub struct CallOutcome {
     pub attributes: HashMap<String, String>,
 }
 
+/// Where a placed call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacedState {
+    /// The INVITE is out; no answer yet.
+    Dialing,
+    /// The phone rings (180/183).
+    Ringing,
+    /// The phone answered; the flow runs.
+    Answered,
+}
+
+struct Live {
+    state: PlacedState,
+    commands: tokio::sync::mpsc::UnboundedSender<super::CallCommand>,
+}
+
+/// How many ended calls [`PlacedCalls`] remembers for `GET /api/v1/calls/{id}`.
+const ENDED_KEPT: usize = 1000;
+
+/// Calls Careline placed, while they run and for a while after they end (the last
+/// [`ENDED_KEPT`]): what `GET` and `DELETE /api/v1/calls/{id}` see. Ids and states only:
+/// neither the number nor what the flow collected.
+#[derive(Default)]
+pub struct PlacedCalls {
+    live: dashmap::DashMap<String, Live>,
+    ended: std::sync::Mutex<std::collections::VecDeque<(String, CallOutcome)>>,
+}
+
+/// A placed call as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlacedView {
+    pub call_id: String,
+    /// `dialing`, `ringing`, `answered` or `ended`.
+    pub state: String,
+    /// How it ended, once it has (`answered`, `busy`, `no_answer`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    /// Why it ended (`server_bye`, `caller_bye`, `busy`, ...), once it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub talk_time_secs: Option<u64>,
+}
+
+impl PlacedCalls {
+    pub(super) fn dialing(
+        &self,
+        call_id: &str,
+        commands: tokio::sync::mpsc::UnboundedSender<super::CallCommand>,
+    ) {
+        let live = Live {
+            state: PlacedState::Dialing,
+            commands,
+        };
+        self.live.insert(call_id.to_string(), live);
+    }
+
+    pub(super) fn set(&self, call_id: &str, state: PlacedState) {
+        if let Some(mut live) = self.live.get_mut(call_id) {
+            live.state = state;
+        }
+    }
+
+    pub(super) fn ended(&self, outcome: &CallOutcome) {
+        self.live.remove(&outcome.call_id);
+        let mut ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ended.len() >= ENDED_KEPT {
+            ended.pop_front();
+        }
+        ended.push_back((outcome.call_id.clone(), outcome.clone()));
+    }
+
+    /// The call, live or among the last ended.
+    pub fn view(&self, call_id: &str) -> Option<PlacedView> {
+        if let Some(live) = self.live.get(call_id) {
+            let state = serde_json::to_value(live.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Some(PlacedView {
+                call_id: call_id.to_string(),
+                state,
+                outcome: None,
+                cause: None,
+                talk_time_secs: None,
+            });
+        }
+        let ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (_, o) = ended.iter().rev().find(|(id, _)| id == call_id)?;
+        Some(PlacedView {
+            call_id: call_id.to_string(),
+            state: "ended".into(),
+            outcome: Some(if o.answered { "answered" } else { o.cause }),
+            cause: Some(o.cause),
+            talk_time_secs: Some(o.talk_time.as_secs()),
+        })
+    }
+
+    /// Hangs a live placed call up (CANCEL while it rings, BYE once answered); false when
+    /// no such call runs.
+    pub fn hang_up(&self, call_id: &str, cause: &'static str) -> bool {
+        self.live.get(call_id).is_some_and(|live| {
+            live.commands
+                .send(super::CallCommand::Hangup { cause })
+                .is_ok()
+        })
+    }
+}
+
 /// A call on its way: its id now, its outcome when it ends.
 pub struct Placed {
     pub call_id: String,
@@ -377,6 +493,48 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placed_calls_are_seen_while_they_run_and_after_they_end() {
+        let placed = PlacedCalls::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        placed.dialing("out-1", tx);
+        assert_eq!(placed.view("out-1").unwrap().state, "dialing");
+        placed.set("out-1", PlacedState::Ringing);
+        assert_eq!(placed.view("out-1").unwrap().state, "ringing");
+        assert!(placed.hang_up("out-1", "api_hangup"));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(super::super::CallCommand::Hangup {
+                cause: "api_hangup"
+            })
+        ));
+        placed.ended(&CallOutcome {
+            call_id: "out-1".into(),
+            cause: "no_answer",
+            answered: false,
+            talk_time: Duration::ZERO,
+            attributes: HashMap::from([("wellbeing".into(), "good".into())]),
+        });
+        let v = placed.view("out-1").unwrap();
+        assert_eq!((v.state.as_str(), v.outcome), ("ended", Some("no_answer")));
+        assert!(!placed.hang_up("out-1", "api_hangup"), "over");
+        assert!(
+            !serde_json::to_string(&v).unwrap().contains("wellbeing"),
+            "no answers in the view"
+        );
+        for n in 0..ENDED_KEPT {
+            placed.ended(&CallOutcome {
+                call_id: format!("out-x{n}"),
+                cause: "busy",
+                answered: false,
+                talk_time: Duration::ZERO,
+                attributes: HashMap::new(),
+            });
+        }
+        assert_eq!(placed.view("out-1"), None, "the oldest is forgotten");
+        assert!(placed.view("out-x0").is_some());
+    }
 
     #[test]
     fn numbers_keep_their_digits_and_a_leading_plus() {

@@ -81,6 +81,8 @@ pub struct CallServices {
     pub hold_music: Arc<crate::media::prompt::Prompt>,
     /// The trunks Careline calls out through.
     pub trunks: dial::Trunks,
+    /// The calls Careline placed (API, workflows), for `GET`/`DELETE /api/v1/calls/{id}`.
+    pub placed: dial::PlacedCalls,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand

@@ -61,6 +61,9 @@ pub(super) async fn run_call(
     );
     let (done, done_rx) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
+    if start.outcome.is_some() {
+        svc.placed.dialing(&start.call_id, commands.clone());
+    }
     let mut shell = Shell {
         svc: svc.clone(),
         call_id: start.call_id,
@@ -133,11 +136,13 @@ impl Shell {
                     Some(CallSignal::Confirmed) => Some(Input::Confirmed),
                     Some(CallSignal::Ringing) => {
                         info!("ringing");
+                        self.svc.placed.set(&self.call_id, super::dial::PlacedState::Ringing);
                         None
                     }
                     // The far end answered a call Careline placed; the stack has ACKed it,
                     // so the call is confirmed as soon as its media is up.
                     Some(CallSignal::Answered(sdp)) => {
+                        self.svc.placed.set(&self.call_id, super::dial::PlacedState::Answered);
                         let input = self.connect_placed(&sdp);
                         core.handle(input, now());
                         self.carry_out(core).await;
@@ -231,6 +236,7 @@ impl Shell {
                     outcome.cause
                 };
                 svc.metrics.outbound_call(label);
+                svc.placed.ended(&outcome);
                 let _ = tell.send(outcome);
             }
         };
