@@ -380,16 +380,20 @@ impl Server {
             "draining: new calls are refused"
         );
         let deadline = Instant::now() + grace;
-        while !svc.table.is_empty() && Instant::now() < deadline {
+        // Admitted calls: the answered ones in the table, and calls Careline placed that still
+        // ring.
+        while svc.table.admitted() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if !svc.table.is_empty() {
+        if svc.table.admitted() > 0 {
             info!(
                 active = svc.table.len(),
+                admitted = svc.table.admitted(),
                 "grace period over: hanging up remaining calls"
             );
             svc.table
                 .broadcast(|| CallCommand::Hangup { cause: "drain" });
+            svc.placed.hang_up_all("drain");
             let bye_deadline = Instant::now() + Duration::from_secs(5);
             while svc.table.admitted() > 0 && Instant::now() < bye_deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -622,3 +622,28 @@ fn a_placed_call_can_be_followed_and_hung_up_over_the_api() {
     );
     assert_eq!(again.status, 404, "over: nothing to hang up");
 }
+
+#[test]
+fn a_call_still_ringing_when_careline_stops_is_cancelled_at_the_end_of_the_grace() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let mut server = TestServer::start_with(Options {
+        toml: format!(
+            "[calls]\ndrain_grace_secs = 1\n[sip.trunks.carrier]\nproxy = \"sip:{}\"\n",
+            phone.local
+        ),
+        ..Options::default()
+    });
+    phone.server = server.sip;
+    let token = server.user_token("nurse", "clinician");
+    assert_eq!(place(&server, &token, json!({"to": "5550105"})).status, 201);
+    let callee = Callee::ring(&mut phone, WAIT).expect("INVITE");
+    callee.respond(&mut phone, 180, "Ringing", None);
+    server.signal("TERM");
+    let cancel = phone
+        .expect(WAIT, |m| m.method() == Some("CANCEL"))
+        .expect("the ringing call is cancelled, not left ringing");
+    phone.respond(&cancel, 200, "OK");
+    callee.respond(&mut phone, 487, "Request Terminated", None);
+    let status = server.wait_exit(WAIT).expect("careline stops");
+    assert!(status.success(), "{status:?}");
+}

@@ -339,6 +339,13 @@ impl PlacedCalls {
         })
     }
 
+    /// Hangs up every placed call still running (shutdown).
+    pub fn hang_up_all(&self, cause: &'static str) {
+        for live in self.live.iter() {
+            let _ = live.commands.send(super::CallCommand::Hangup { cause });
+        }
+    }
+
     /// Hangs a live placed call up (CANCEL while it rings, BYE once answered); false when
     /// no such call runs.
     pub fn hang_up(&self, call_id: &str, cause: &'static str) -> bool {
