@@ -647,3 +647,58 @@ fn a_call_still_ringing_when_careline_stops_is_cancelled_at_the_end_of_the_grace
     let status = server.wait_exit(WAIT).expect("careline stops");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_trunk_over_tcp_gets_the_call_on_a_connection_careline_opens() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let trunk = listener.local_addr().unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!("[sip.trunks.carrier]\nproxy = \"sip:{trunk};transport=tcp\"\n"),
+        ..Options::default()
+    });
+    let token = server.user_token("nurse", "clinician");
+    assert_eq!(
+        place(
+            &server,
+            &token,
+            json!({"to": "5550106", "flow": "demo-menu"})
+        )
+        .status,
+        201
+    );
+    listener.set_nonblocking(false).unwrap();
+    let (stream, _) = listener.accept().expect("Careline connects to the trunk");
+    let mut phone = Ua::tcp_accepted(stream);
+    let mut callee = Callee::ring(&mut phone, WAIT).expect("the INVITE over TCP");
+    let via = callee
+        .invite
+        .header("via")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    assert!(via.starts_with("SIP/2.0/TCP"), "{via}");
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    peer.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        &mut phone,
+        200,
+        "OK",
+        Some(&sdp_offer(peer.port, "0 101", &PCMU_TE)),
+    );
+    phone
+        .expect(WAIT, |m| m.method() == Some("ACK"))
+        .expect("ACK on the connection");
+    wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
+    callee.bye(&mut phone);
+    let ok = phone
+        .expect(WAIT, |m| m.cseq_method() == Some("BYE"))
+        .expect("200 to BYE");
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        server.wait_metric(
+            "careline_outbound_calls_total{outcome=\"answered\"}",
+            1.0,
+            WAIT
+        ),
+        1.0
+    );
+}

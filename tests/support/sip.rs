@@ -138,6 +138,19 @@ impl Ua {
         }
     }
 
+    /// The far end of a TCP connection the server opened to a listener of the test's (a
+    /// trunk, a phone): what the test sends goes back on it.
+    #[allow(dead_code)]
+    pub fn tcp_accepted(s: TcpStream) -> Ua {
+        let local = s.local_addr().unwrap();
+        let server = s.peer_addr().unwrap();
+        Ua {
+            conn: Conn::Tcp(s, Vec::new()),
+            server,
+            local,
+        }
+    }
+
     pub fn transport(&self) -> &'static str {
         match self.conn {
             Conn::Udp(_) => "UDP",
@@ -288,9 +301,10 @@ impl Callee {
             })
             .unwrap_or_else(|| format!("sip:careline@{}", ua.server));
         let out = format!(
-            "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbye{n:08x}\r\n\
+            "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bKbye{n:08x}\r\n\
              Max-Forwards: 70\r\nFrom: {to};tag={tag}\r\nTo: {from}\r\nCall-ID: {id}\r\n\
              CSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",
+            transport = ua.transport(),
             local = ua.local,
             n = rand::random::<u32>(),
             to = req.header("to").unwrap_or_default(),
