@@ -16,7 +16,7 @@
 //! name: `CallPatient.Busy`, `CallPatient.NoAnswer`, `CallPatient.Declined`,
 //! `CallPatient.NotFound`, `CallPatient.Unreachable`, `CallPatient.Failed` (and, before any
 //! call, `CallPatient.NoPatient`, `CallPatient.NoPhone`, `CallPatient.Deceased`,
-//! `CallPatient.NoTrunk`).
+//! `CallPatient.DoNotCall`, `CallPatient.NoTrunk`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -198,9 +198,16 @@ pub struct Callable {
 pub enum NotCallable {
     Deceased,
     NoPhone,
+    /// The record carries Careline's do-not-call extension ([`DO_NOT_CALL`]).
+    DoNotCall,
 }
 
-/// Reads a FHIR Patient for calling: deceased patients are never called; the number is the
+/// A Patient extension (`valueBoolean: true`) that keeps every workflow from calling them: a
+/// patient who asked not to be called, or whose clinician said so.
+pub const DO_NOT_CALL: &str = "https://careline.dev/fhir/StructureDefinition/do-not-call";
+
+/// Reads a FHIR Patient for calling: deceased patients and those flagged [`DO_NOT_CALL`] are
+/// never called; the number is the
 /// best current phone (`system` phone, not `old`, in `period` if given, mobile before home
 /// before work before others, lowest `rank` first); the language is the preferred
 /// `communication`; the time zone the `timezone` extension (an IANA name).
@@ -209,6 +216,18 @@ pub fn callable(patient: &Value) -> Result<Callable, NotCallable> {
         || patient.get("deceasedDateTime").is_some()
     {
         return Err(NotCallable::Deceased);
+    }
+    let flagged = patient
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|e| {
+            e.get("url").and_then(Value::as_str) == Some(DO_NOT_CALL)
+                && e.get("valueBoolean").and_then(Value::as_bool) == Some(true)
+        });
+    if flagged {
+        return Err(NotCallable::DoNotCall);
     }
     let now = jiff::Timestamp::now().to_string();
     let mut phones: Vec<(u8, u64, String)> = patient
@@ -451,6 +470,10 @@ impl CallPatientTask {
             NotCallable::NoPhone => error(
                 "CallPatient.NoPhone",
                 "the record has no phone number to call",
+            ),
+            NotCallable::DoNotCall => error(
+                "CallPatient.DoNotCall",
+                "the record says the patient is not to be called",
             ),
         })?;
         let tz = callable

@@ -62,6 +62,12 @@ fn the_best_current_phone_is_called_and_the_dead_never() {
     ] {
         assert_eq!(callable(&dead), Err(NotCallable::Deceased));
     }
+    let asked = json!({"telecom": [{"system": "phone", "value": "5551112222"}],
+        "extension": [{"url": DO_NOT_CALL, "valueBoolean": true}]});
+    assert_eq!(callable(&asked), Err(NotCallable::DoNotCall));
+    let lifted = json!({"telecom": [{"system": "phone", "value": "5551112222"}],
+        "extension": [{"url": DO_NOT_CALL, "valueBoolean": false}]});
+    assert!(callable(&lifted).is_ok());
 }
 
 #[test]
