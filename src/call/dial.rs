@@ -28,6 +28,9 @@ use crate::sip::sdp::{self, LocalMedia};
 pub struct Trunk {
     pub name: String,
     proxy: String,
+    /// The proxy's address when it is written as one: the SDP offer names the local address
+    /// that routes to it (a host name is left to the listen address).
+    proxy_ip: Option<std::net::IpAddr>,
     caller_id: String,
     credential: Option<(String, String)>,
     max_calls: usize,
@@ -82,6 +85,7 @@ impl Trunk {
             };
             let trunk = Trunk {
                 name: name.clone(),
+                proxy_ip: proxy_ip(proxy),
                 proxy: proxy.clone(),
                 caller_id: t.caller_id.clone(),
                 credential,
@@ -124,6 +128,16 @@ impl Trunk {
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
+}
+
+/// The host of `sip:HOST[:PORT][;params]` when it is an IP address (IPv6 in brackets).
+fn proxy_ip(proxy: &str) -> Option<std::net::IpAddr> {
+    let rest = proxy.split_once(':')?.1;
+    let hostport = rest.split([';', '?', '>']).next()?;
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next()?.parse().ok();
+    }
+    hostport.split(':').next()?.parse().ok()
 }
 
 /// One call's place under its trunk's `max_calls`, given back when dropped.
@@ -432,7 +446,9 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
             };
             let tls = trunk.proxy.starts_with("sips:") || trunk.proxy.contains("transport=tls");
             let local = LocalMedia {
-                address: svc.sip.media_address_for(svc.sip.udp_addr.ip()),
+                address: svc
+                    .sip
+                    .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip())),
                 rtp_port: sockets.port,
                 codecs: svc.settings.codecs.clone(),
                 telephone_event: true,
@@ -541,6 +557,20 @@ mod tests {
         }
         assert_eq!(placed.view("out-1"), None, "the oldest is forgotten");
         assert!(placed.view("out-x0").is_some());
+    }
+
+    #[test]
+    fn the_proxy_s_address_is_read_when_it_is_one() {
+        assert_eq!(proxy_ip("sip:127.0.0.1:5070"), Some([127, 0, 0, 1].into()));
+        assert_eq!(
+            proxy_ip("sip:198.51.100.7;transport=tcp"),
+            Some([198, 51, 100, 7].into())
+        );
+        assert_eq!(
+            proxy_ip("sips:[2001:db8::1]:5061"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(proxy_ip("sip:trunk.example.net:5060"), None);
     }
 
     #[test]
