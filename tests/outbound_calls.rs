@@ -402,6 +402,13 @@ fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer()
     let call = &execution["outcome"]["call"];
     assert_eq!(call["outcome"], "answered", "{execution}");
     assert_eq!(call["answers"]["wellbeing"], "unwell", "{execution}");
+    // The patient was told a nurse would call back: the care team's work list says so.
+    assert!(call["care_task"].is_string(), "{execution}");
+    let list = api("GET", "/api/v1/care-tasks?patient=p-call", None).json();
+    let items = list["care_tasks"].as_array().expect("a list");
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["urgency"], "MEDIUM");
+    assert_eq!(items[0]["detail"]["request"], "patient_call_follow_up");
     assert_eq!(execution["outcome"]["patient_id"], "p-call");
     assert_eq!(
         server.metric("careline_care_first_contact_seconds_count"),

@@ -341,6 +341,40 @@ impl Tasks {
         Ok(answer(input, &made))
     }
 
+    /// What the patient-call flow told the patient must happen: a nurse calls back when they
+    /// reported new or worse symptoms (`unwell`), the care team hears at once of chest pain or
+    /// trouble breathing (`urgent`), and follows up when they did not answer the question
+    /// (`no_response`). Each is an item on the care team's work list (once per attempt, the
+    /// webhook told), named in the answer as `call.care_task`.
+    async fn keep_call_promise(
+        &self,
+        out: &mut Value,
+        input: &Value,
+        key: &str,
+    ) -> Result<(), TaskError> {
+        let wellbeing = out
+            .pointer("/call/answers/wellbeing")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let urgency = match wellbeing.as_str() {
+            "urgent" => "HIGH",
+            "unwell" | "no_response" => "MEDIUM",
+            _ => return Ok(()),
+        };
+        let item = serde_json::json!({
+            "patient_id": input.get("patient_id"),
+            "request": "patient_call_follow_up",
+            "urgency": urgency,
+            "wellbeing": wellbeing,
+        });
+        let id = self.work_list(key, "care_team", &item).await?;
+        if let Some(call) = out.get_mut("call").and_then(Value::as_object_mut) {
+            call.insert("care_task".into(), Value::String(id));
+        }
+        Ok(())
+    }
+
     /// Puts an item on the care team's work list for invocation `key` (once) and tells the
     /// webhook of a new one; returns its id.
     async fn work_list(&self, key: &str, kind: &str, input: &Value) -> Result<String, TaskError> {
@@ -450,7 +484,11 @@ impl Tasks {
                 }
                 Builtin::Book(telehealth) => self.book(input, key, *telehealth).await,
                 Builtin::CallPatient => match &self.call_patient {
-                    Some(task) => task.invoke(input, key, timeout).await,
+                    Some(task) => {
+                        let mut out = task.invoke(input, key, timeout).await?;
+                        self.keep_call_promise(&mut out, input, key).await?;
+                        Ok(out)
+                    }
                     None => Err(TaskError {
                         error: "CallPatient.Failed".into(),
                         cause: "placing calls needs the server (careline serve)".into(),
