@@ -40,6 +40,24 @@ fn place(server: &TestServer, token: &str, body: serde_json::Value) -> Response 
     )
 }
 
+/// The phone hangs up an answered call: Careline answers its BYE, and the call counts as
+/// an answered one.
+fn hang_up_answered(phone: &mut Ua, callee: &mut Callee, server: &TestServer) {
+    callee.bye(phone);
+    let ok = phone
+        .expect(WAIT, |m| m.cseq_method() == Some("BYE"))
+        .expect("200 to the phone's BYE");
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        server.wait_metric(
+            "careline_outbound_calls_total{outcome=\"answered\"}",
+            1.0,
+            WAIT
+        ),
+        1.0
+    );
+}
+
 #[test]
 fn a_placed_call_rings_the_phone_runs_the_flow_and_hears_its_keys() {
     let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
@@ -95,19 +113,7 @@ fn a_placed_call_rings_the_phone_runs_the_flow_and_hears_its_keys() {
     peer.send_event('5', 100);
     wait_for_prompt(&peer, Codec::Pcmu, "en", "digit-5", pressed_at, None);
 
-    callee.bye(&mut phone);
-    let ok = phone
-        .expect(WAIT, |m| m.cseq_method() == Some("BYE"))
-        .expect("200 to the phone's BYE");
-    assert_eq!(ok.status(), Some(200));
-    assert_eq!(
-        server.wait_metric(
-            "careline_outbound_calls_total{outcome=\"answered\"}",
-            1.0,
-            WAIT
-        ),
-        1.0
-    );
+    hang_up_answered(&mut phone, &mut callee, &server);
     assert_eq!(server.metric("careline_calls_active"), 0.0);
     let log = server.log();
     assert!(!log.contains("0100199"), "the number stays out of the log");
@@ -695,17 +701,5 @@ fn a_trunk_over_tcp_gets_the_call_on_a_connection_careline_opens() {
         .expect(WAIT, |m| m.method() == Some("ACK"))
         .expect("ACK on the connection");
     wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
-    callee.bye(&mut phone);
-    let ok = phone
-        .expect(WAIT, |m| m.cseq_method() == Some("BYE"))
-        .expect("200 to BYE");
-    assert_eq!(ok.status(), Some(200));
-    assert_eq!(
-        server.wait_metric(
-            "careline_outbound_calls_total{outcome=\"answered\"}",
-            1.0,
-            WAIT
-        ),
-        1.0
-    );
+    hang_up_answered(&mut phone, &mut callee, &server);
 }

@@ -98,16 +98,7 @@ pub(super) async fn admit(
             return None;
         }
     };
-    let local = LocalMedia {
-        address: media_ip,
-        rtp_port: sockets.port,
-        codecs: svc.settings.codecs.clone(),
-        telephone_event: true,
-        ptime_ms: 20,
-        session_id: rand::random::<u32>() as u64,
-        session_version: 1,
-        srtp: local_srtp(&svc.settings, call.transport),
-    };
+    let local = local_media(&svc.settings, media_ip, sockets.port, call.transport);
     let offer = String::from_utf8_lossy(&call.offer).into_owned();
     let (answer, negotiated) = match sdp::answer(&offer, &local) {
         Ok(ok) => ok,
@@ -157,10 +148,31 @@ pub(super) async fn admit(
     Some((admission, start))
 }
 
+/// Careline's side of a SIP call's media (its answer, or its offer when it calls out): the
+/// configured codecs with telephone-event, 20 ms, a fresh session id, and SRTP as
+/// [`local_srtp`] allows over `transport`.
+pub(super) fn local_media(
+    settings: &super::CallSettings,
+    address: std::net::IpAddr,
+    rtp_port: u16,
+    transport: &str,
+) -> LocalMedia {
+    LocalMedia {
+        address,
+        rtp_port,
+        codecs: settings.codecs.clone(),
+        telephone_event: true,
+        ptime_ms: 20,
+        session_id: rand::random::<u32>() as u64,
+        session_version: 1,
+        srtp: local_srtp(settings, transport),
+    }
+}
+
 /// Careline's SRTP side of a SIP call's answer: none when `[rtp] srtp = "off"`; keys may be
 /// taken only over TLS unless the operator allowed plain signalling. The leg's master key is
 /// drawn here (the SDP code draws nothing).
-pub(super) fn local_srtp(settings: &super::CallSettings, transport: &str) -> Option<LocalSrtp> {
+fn local_srtp(settings: &super::CallSettings, transport: &str) -> Option<LocalSrtp> {
     use crate::config::SrtpMode;
     use crate::media::srtp::{MAX_MASTER_LEN, MasterKey};
     let required = match settings.srtp {

@@ -22,7 +22,7 @@ use crate::config::TrunkConfig;
 use crate::flow::attributes::ContactData;
 use crate::media::codec::Codec;
 use crate::sip::outbound::Dial;
-use crate::sip::sdp::{self, LocalMedia};
+use crate::sip::sdp;
 
 /// A trunk Careline calls out through, with its limits' state.
 pub struct Trunk {
@@ -249,8 +249,7 @@ pub struct CallOutcome {
 }
 
 /// Where a placed call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlacedState {
     /// The INVITE is out; no answer yet.
     Dialing,
@@ -258,6 +257,16 @@ pub enum PlacedState {
     Ringing,
     /// The phone answered; the flow runs.
     Answered,
+}
+
+impl PlacedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacedState::Dialing => "dialing",
+            PlacedState::Ringing => "ringing",
+            PlacedState::Answered => "answered",
+        }
+    }
 }
 
 struct Live {
@@ -327,13 +336,9 @@ impl PlacedCalls {
     /// The call, live or among the last ended.
     pub fn view(&self, call_id: &str) -> Option<PlacedView> {
         if let Some(live) = self.live.get(call_id) {
-            let state = serde_json::to_value(live.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
             return Some(PlacedView {
                 call_id: call_id.to_string(),
-                state,
+                state: live.state.as_str().into(),
                 outcome: None,
                 cause: None,
                 talk_time_secs: None,
@@ -444,19 +449,13 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
                     return;
                 }
             };
-            let tls = trunk.proxy.starts_with("sips:") || trunk.proxy.contains("transport=tls");
-            let local = LocalMedia {
-                address: svc
-                    .sip
-                    .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip())),
-                rtp_port: sockets.port,
-                codecs: svc.settings.codecs.clone(),
-                telephone_event: true,
-                ptime_ms: 20,
-                session_id: rand::random::<u32>() as u64,
-                session_version: 1,
-                srtp: super::admit::local_srtp(&svc.settings, if tls { "tls" } else { "udp" }),
-            };
+            let proxy = trunk.proxy.to_ascii_lowercase();
+            let tls = proxy.starts_with("sips:") || proxy.contains("transport=tls");
+            let address = svc
+                .sip
+                .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip()));
+            let transport = if tls { "tls" } else { "udp" };
+            let local = super::admit::local_media(&svc.settings, address, sockets.port, transport);
             let dialed = svc.sip.dial(Dial {
                 call_id: id.clone(),
                 proxy: trunk.proxy.clone(),

@@ -215,33 +215,25 @@ impl Shell {
     /// Closes media and tells the table, the metrics and the hooks how the call went.
     async fn finish(mut self, core: &CallCore, cause: &'static str) {
         self.release_agent().await;
-        // Told last, once the call is out of the table and the gauges.
         let outcome = self.outcome.take().map(|tell| {
-            let answered = self.answered.is_some();
             let outcome = super::dial::CallOutcome {
                 call_id: self.call_id.clone(),
                 cause,
-                answered,
+                answered: self.answered.is_some(),
                 talk_time: self.answered.map(|(_, t)| t.elapsed()).unwrap_or_default(),
                 attributes: core.contact().attributes.clone(),
             };
             (tell, outcome)
         });
         let svc = self.svc.clone();
-        let tell = move || {
-            if let Some((tell, outcome)) = outcome {
-                let label = if outcome.answered {
-                    "answered"
-                } else {
-                    outcome.cause
-                };
-                svc.metrics.outbound_call(label);
-                svc.placed.ended(&outcome);
-                let _ = tell.send(outcome);
-            }
-        };
         self.close(core, cause).await;
-        tell();
+        // Told last, once the call is out of the table and the gauges.
+        if let Some((tell, outcome)) = outcome {
+            let label = if outcome.answered { "answered" } else { cause };
+            svc.metrics.outbound_call(label);
+            svc.placed.ended(&outcome);
+            let _ = tell.send(outcome);
+        }
     }
 
     async fn close(self, core: &CallCore, cause: &'static str) {

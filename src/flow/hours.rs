@@ -40,10 +40,18 @@ pub struct Hours {
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-fn minutes(s: &str) -> Option<u16> {
+/// `HH:MM` as minutes since midnight (`24:00` allowed, as a range's end).
+pub(crate) fn minutes(s: &str) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+}
+
+/// `HH:MM-HH:MM` within one day (start before end), as minutes since midnight.
+pub(crate) fn daily_window(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b) = (minutes(a)?, minutes(b)?);
+    (a < b).then_some((a, b))
 }
 
 impl Hours {

@@ -32,23 +32,13 @@ pub struct Clinic {
     slot_minutes: i64,
 }
 
-fn minutes(s: &str) -> Option<u16> {
-    let (h, m) = s.trim().split_once(':')?;
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-}
-
 fn weekday_index(w: jiff::civil::Weekday) -> usize {
     w.to_monday_zero_offset() as usize
 }
 
 impl Clinic {
     pub fn from_config(c: &AppointmentsConfig) -> Result<Clinic, String> {
-        let (open, close) = c
-            .hours
-            .split_once('-')
-            .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
-            .filter(|(a, b)| a < b)
+        let (open, close) = crate::flow::hours::daily_window(&c.hours)
             .ok_or_else(|| format!("hours `{}` is not HH:MM-HH:MM within one day", c.hours))?;
         let tz =
             TimeZone::get(&c.time_zone).map_err(|e| format!("time_zone `{}`: {e}", c.time_zone))?;
@@ -199,21 +189,14 @@ pub fn appointment(
 
 /// The task's answer: its input with `appointment` added.
 pub fn answer(input: &Value, appointment: &Value) -> Value {
-    let mut out = match input {
-        Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
-    out.insert(
-        "appointment".into(),
-        json!({
-            "id": appointment["id"],
-            "status": appointment["status"],
-            "start": appointment["start"],
-            "end": appointment["end"],
-            "type": appointment["appointmentType"]["text"],
-        }),
-    );
-    Value::Object(out)
+    let summary = json!({
+        "id": appointment["id"],
+        "status": appointment["status"],
+        "start": appointment["start"],
+        "end": appointment["end"],
+        "type": appointment["appointmentType"]["text"],
+    });
+    super::input_with(input, [("appointment", summary)])
 }
 
 /// Reads a booking task's input. ScheduleAppointment: `appointment_type`, `days_ahead`

@@ -69,24 +69,11 @@ pub struct CallingHours {
     default_tz: jiff::tz::TimeZone,
 }
 
-fn minutes(s: &str) -> Option<u16> {
-    let (h, m) = s.trim().split_once(':')?;
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-}
-
 impl CallingHours {
     /// `HH:MM-HH:MM` (start before end, within one day) and an IANA time zone.
     pub fn parse(hours: &str, time_zone: &str) -> Result<CallingHours, String> {
-        let (start, end) = hours
-            .split_once('-')
-            .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
-            .ok_or_else(|| format!("hours `{hours}` is not HH:MM-HH:MM"))?;
-        if start >= end {
-            return Err(format!(
-                "hours `{hours}` must start before it ends, within one day"
-            ));
-        }
+        let (start, end) = crate::flow::hours::daily_window(hours)
+            .ok_or_else(|| format!("hours `{hours}` is not HH:MM-HH:MM within one day"))?;
         let default_tz = jiff::tz::TimeZone::get(time_zone)
             .map_err(|e| format!("time_zone `{time_zone}`: {e}"))?;
         Ok(CallingHours {
@@ -326,20 +313,13 @@ pub fn answered(input: &Value, outcome: &CallOutcome) -> Value {
         .filter(|(k, _)| !GIVEN.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let mut out = match input {
-        Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
-    out.insert(
-        "call".into(),
-        json!({
-            "outcome": "answered",
-            "call_id": outcome.call_id,
-            "talk_time_secs": outcome.talk_time.as_secs(),
-            "answers": answers,
-        }),
-    );
-    Value::Object(out)
+    let call = json!({
+        "outcome": "answered",
+        "call_id": outcome.call_id,
+        "talk_time_secs": outcome.talk_time.as_secs(),
+        "answers": answers,
+    });
+    super::input_with(input, [("call", call)])
 }
 
 /// The CallPatient task as the workflow runner calls it.

@@ -156,13 +156,13 @@ pub fn refills_due(input: &Value, requests: &[Value], today: Date, within_days: 
 /// The task's answer: its input with `refills_due` and the work-list item asking for
 /// approval (`refill_request`, null when nothing is due).
 pub fn answer(input: &Value, due: &[Due], care_task: Option<&str>) -> Value {
-    let mut out = match input {
-        Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
-    out.insert("refills_due".into(), json!(due));
-    out.insert("refill_request".into(), json!(care_task));
-    Value::Object(out)
+    super::input_with(
+        input,
+        [
+            ("refills_due", json!(due)),
+            ("refill_request", json!(care_task)),
+        ],
+    )
 }
 
 #[cfg(test)]

@@ -26,3 +26,20 @@ pub use execution::{
     Action, Definition, Event, Execution, HistoryEvent, Outcome, Snapshot, TaskId, function_name,
 };
 pub use validate::{Problem, Severity, validate};
+
+/// A built-in task's answer: its input (an object; anything else counts as empty) with
+/// `fields` added. The brief's workflow passes a task's whole result on to the next state,
+/// so the built-ins keep what they were given.
+pub(crate) fn input_with<'a>(
+    input: &serde_json::Value,
+    fields: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+) -> serde_json::Value {
+    let mut out = match input {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    for (k, v) in fields {
+        out.insert(k.to_string(), v);
+    }
+    serde_json::Value::Object(out)
+}

@@ -1129,15 +1129,47 @@ mod tests {
         );
     }
 
+    /// Tasks over a real store (SQLite in a temporary folder) holding `bundle`.
+    struct Records {
+        _dir: tempfile::TempDir,
+        db: crate::db::Db,
+        patients: crate::patient::PatientStore,
+        care: super::super::care_tasks::CareTasks,
+        tasks: Tasks,
+    }
+
+    impl Records {
+        async fn with(bundle: Value) -> Records {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let keys = Arc::new(
+                crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default())
+                    .expect("keys"),
+            );
+            let db = crate::db::Db::open(None, dir.path()).await.expect("db");
+            let tables = Arc::new(crate::patient::alerts::AlertTables::shipped());
+            let patients = crate::patient::PatientStore::new(db.clone(), keys.clone(), tables, "1");
+            patients.import_bundle(&bundle).await.expect("import");
+            let audit = crate::audit::Audit::new(db.clone(), keys.clone());
+            let care = super::super::care_tasks::CareTasks::new(db.clone(), keys);
+            let tasks = Tasks::new(
+                Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
+                &crate::config::WorkflowsConfig::default(),
+                care.clone(),
+            )
+            .expect("tasks")
+            .with_records(patients.clone(), audit);
+            Records {
+                _dir: dir,
+                db,
+                patients,
+                care,
+                tasks,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_refill_check_reads_the_record_and_asks_the_care_team_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let keys = Arc::new(
-            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("keys"),
-        );
-        let db = crate::db::Db::open(None, dir.path()).await.expect("db");
-        let tables = Arc::new(crate::patient::alerts::AlertTables::shipped());
-        let patients = crate::patient::PatientStore::new(db.clone(), keys.clone(), tables, "1");
         let today = jiff::Zoned::now().date();
         let days = |n: i64| {
             today
@@ -1153,16 +1185,8 @@ mod tests {
                 "authoredOn": days(-25),
                 "dispenseRequest": {"numberOfRepeatsAllowed": 5,
                     "expectedSupplyDuration": {"value": 30, "code": "d"}}}}]});
-        patients.import_bundle(&bundle).await.expect("import");
-        let audit = crate::audit::Audit::new(db.clone(), keys.clone());
-        let care = super::super::care_tasks::CareTasks::new(db.clone(), keys);
-        let tasks = Tasks::new(
-            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
-            &crate::config::WorkflowsConfig::default(),
-            care.clone(),
-        )
-        .expect("tasks")
-        .with_records(patients, audit);
+        let r = Records::with(bundle).await;
+        let (db, care, tasks) = (&r.db, &r.care, &r.tasks);
         let input = serde_json::json!({"patient_id": "p-1", "medications": [
             {"name": "Metformin", "dose": "500mg", "refill_date": days(3)},
             {"name": "Atorvastatin", "dose": "20mg", "refill_date": days(30)}]});
@@ -1217,25 +1241,10 @@ mod tests {
 
     #[tokio::test]
     async fn appointments_are_proposed_in_the_record_once_per_attempt_and_never_overlap() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let keys = Arc::new(
-            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default()).expect("keys"),
-        );
-        let db = crate::db::Db::open(None, dir.path()).await.expect("db");
-        let tables = Arc::new(crate::patient::alerts::AlertTables::shipped());
-        let patients = crate::patient::PatientStore::new(db.clone(), keys.clone(), tables, "1");
         let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
             {"resource": {"resourceType": "Patient", "id": "p-1"}}]});
-        patients.import_bundle(&bundle).await.expect("import");
-        let audit = crate::audit::Audit::new(db.clone(), keys.clone());
-        let care = super::super::care_tasks::CareTasks::new(db.clone(), keys);
-        let tasks = Tasks::new(
-            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
-            &crate::config::WorkflowsConfig::default(),
-            care,
-        )
-        .expect("tasks")
-        .with_records(patients.clone(), audit);
+        let r = Records::with(bundle).await;
+        let (patients, tasks) = (&r.patients, &r.tasks);
         let t = Duration::from_secs(5);
         let follow_up = serde_json::json!({"patient_id": "p-1", "appointment_type": "follow_up", "days_ahead": 0});
         let a = tasks
