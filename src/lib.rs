@@ -19,6 +19,7 @@ pub mod media;
 pub mod metrics;
 pub mod patient;
 pub mod recording;
+pub mod routing;
 pub mod server;
 pub mod shipped;
 pub mod sip;

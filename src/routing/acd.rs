@@ -1,0 +1,769 @@
+//! The ACD core: which agent is offered which waiting contact, and when.
+//!
+//! It follows Amazon Connect's routing model, so that Connect users find what they know:
+//!
+//! - **Routing profiles.** An agent answers the queues of their profile, each with a priority
+//!   (1 first) and a delay: a contact is offered to this agent only once it has waited that
+//!   long (a second line of agents who help when a queue backs up).
+//! - **Longest-available agent.** When several agents could take a contact, the one who has
+//!   been available longest is offered it first; an agent offered nothing keeps their turn.
+//! - **The contact each agent is offered**: the first by (the queue's priority in the agent's
+//!   profile, the contact's priority, its age). A contact's priority (1 most urgent, Connect's
+//!   default 5) and an age adjustment come from the flow (`UpdateContactRoutingBehavior`'s
+//!   `QueuePriority` and `QueueTimeAdjustmentSeconds`); its age counts from when it entered
+//!   the queue, which a queued callback keeps, so a caller who asked to be called back keeps
+//!   their place.
+//! - **Offers.** One contact to one agent at a time. An agent who lets an offer ring past
+//!   [`AcdPolicy::offer_timeout`], or declines it, is put in the missed state (Connect's
+//!   "Missed": not offered anything until they make themselves available again) and the
+//!   contact goes back to its place, to be offered to the next agent. A contact that leaves
+//!   (the caller hangs up) withdraws its offer, and the agent keeps their turn.
+//! - **After-contact work** follows each contact, for at most [`AcdPolicy::after_contact_work`]
+//!   (zero: none); then the agent is available again, or in the state they chose meanwhile
+//!   (Connect's "next status").
+//!
+//! Sans-IO: nothing here reads a clock or touches a socket. The shell feeds the inputs with the
+//! time, drains [`Acd::poll_output`], and calls [`Acd::handle_timeout`] at
+//! [`Acd::poll_timeout`]. Every offer is made inside one of those calls, so the shell only
+//! has to deliver them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// An agent: the name of the user who signs in.
+pub type AgentId = String;
+/// A contact: the call's id.
+pub type ContactId = String;
+
+/// Connect's default contact priority (1 is the most urgent).
+pub const DEFAULT_PRIORITY: u32 = 5;
+
+/// One queue of an agent's routing profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileQueue {
+    pub queue: String,
+    /// 1 is served first; among queues of one priority, the oldest contact first.
+    pub priority: u32,
+    /// How long a contact waits before it is offered to agents of this profile.
+    pub delay: Duration,
+}
+
+impl ProfileQueue {
+    /// `queue` at priority 1 with no delay.
+    pub fn new(queue: &str) -> ProfileQueue {
+        ProfileQueue {
+            queue: queue.to_string(),
+            priority: 1,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The queues an agent answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingProfile {
+    pub queues: Vec<ProfileQueue>,
+}
+
+impl RoutingProfile {
+    /// Every queue in `names`, each at priority 1 with no delay.
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> RoutingProfile {
+        RoutingProfile {
+            queues: names.into_iter().map(ProfileQueue::new).collect(),
+        }
+    }
+
+    /// This profile's entry for `queue`, if it answers it.
+    pub fn entry(&self, queue: &str) -> Option<&ProfileQueue> {
+        self.queues.iter().find(|q| q.queue == queue)
+    }
+}
+
+/// The center's timing rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcdPolicy {
+    /// How long an offer rings before it is taken back and the agent counts as missed.
+    pub offer_timeout: Duration,
+    /// The most after-contact work an agent gets before they are available again (zero: none).
+    pub after_contact_work: Duration,
+}
+
+impl Default for AcdPolicy {
+    fn default() -> AcdPolicy {
+        AcdPolicy {
+            offer_timeout: Duration::from_secs(20),
+            after_contact_work: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A queue's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Contacts the queue holds at once, those being offered included (0: no limit).
+    pub capacity: usize,
+}
+
+/// What an agent is doing, as their console and the supervisor see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AgentState {
+    /// Signed out: not counted as staffing any queue.
+    Offline,
+    /// Waiting for a contact.
+    Available,
+    /// Signed in but not taking contacts (break, lunch, training: the reason they chose).
+    Unavailable { reason: String },
+    /// A contact rings for this agent.
+    Offered { contact: ContactId, queue: String },
+    /// Talking with a contact.
+    OnContact { contact: ContactId, queue: String },
+    /// Wrapping up the last contact (notes, codes).
+    AfterContactWork,
+    /// Let an offer ring out or declined it: nothing is offered until they are available again.
+    Missed,
+}
+
+impl AgentState {
+    /// The state's name, as `/metrics` labels it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentState::Offline => "offline",
+            AgentState::Available => "available",
+            AgentState::Unavailable { .. } => "unavailable",
+            AgentState::Offered { .. } => "offered",
+            AgentState::OnContact { .. } => "on_contact",
+            AgentState::AfterContactWork => "after_contact_work",
+            AgentState::Missed => "missed",
+        }
+    }
+}
+
+/// The state an agent asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    Unavailable(String),
+    Offline,
+}
+
+impl Availability {
+    fn state(&self) -> AgentState {
+        match self {
+            Availability::Available => AgentState::Available,
+            Availability::Unavailable(reason) => AgentState::Unavailable {
+                reason: reason.clone(),
+            },
+            Availability::Offline => AgentState::Offline,
+        }
+    }
+}
+
+/// How urgent a contact is (the flow's `UpdateContactRoutingBehavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Urgency {
+    /// 1 is the most urgent.
+    pub priority: u32,
+    /// Counted as having waited this much longer than it has.
+    pub age_adjustment: Duration,
+}
+
+impl Default for Urgency {
+    fn default() -> Urgency {
+        Urgency {
+            priority: DEFAULT_PRIORITY,
+            age_adjustment: Duration::ZERO,
+        }
+    }
+}
+
+/// Why an offer was taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withdrawn {
+    /// The contact left (hung up, or its flow took it elsewhere).
+    ContactLeft,
+    /// It rang past the offer timeout.
+    TimedOut,
+    /// The agent declined it.
+    Declined,
+    /// The agent made themselves unavailable or signed out.
+    AgentLeft,
+}
+
+/// What the shell has to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Ring `agent` with `contact`, until `until`.
+    Offer {
+        agent: AgentId,
+        contact: ContactId,
+        queue: String,
+        /// How long the contact has waited in the queue.
+        waited: Duration,
+        until: Instant,
+    },
+    /// Stop ringing `agent`: the offer of `contact` is over.
+    OfferWithdrawn {
+        agent: AgentId,
+        contact: ContactId,
+        why: Withdrawn,
+    },
+    /// `agent` is now in `state`.
+    AgentState { agent: AgentId, state: AgentState },
+}
+
+/// What a queue looks like now (the flow's `$.Queue.*`, `CheckMetricData`, the supervisor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueFigures {
+    /// Contacts in the queue, those ringing an agent included.
+    pub contacts: usize,
+    /// How long the oldest has waited.
+    pub oldest_wait: Duration,
+    /// Agents of the queue who wait for a contact now.
+    pub agents_available: usize,
+    /// Agents of the queue who take contacts: available, ringing, on a contact or wrapping up.
+    pub agents_online: usize,
+    /// Agents of the queue who are signed in, whatever their state.
+    pub agents_staffed: usize,
+}
+
+/// A contact accepted by an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    pub queue: String,
+    /// From entering the queue to the agent's accept (the queue's speed of answer).
+    pub waited: Duration,
+}
+
+/// An input the core cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcdError {
+    #[error("no queue named {0}")]
+    UnknownQueue(String),
+    #[error("queue {0} is at capacity")]
+    AtCapacity(String),
+    #[error("contact {0} is already in a queue")]
+    AlreadyQueued(ContactId),
+    #[error("contact {0} is not in a queue")]
+    NotQueued(ContactId),
+    #[error("no agent named {0}")]
+    UnknownAgent(AgentId),
+    #[error("agent {0} has no offer of that contact")]
+    NotOffered(AgentId),
+    #[error("agent {0} is not on a contact")]
+    NotOnContact(AgentId),
+}
+
+/// Order within a queue: priority, then age (oldest first, adjusted), then arrival.
+type Key = (u32, Instant, u64);
+
+struct Queue {
+    limits: QueueLimits,
+    /// Contacts not ringing anyone, in the order they are offered.
+    waiting: BTreeMap<Key, ContactId>,
+    /// All contacts in the queue, ringing ones included.
+    count: usize,
+}
+
+struct Contact {
+    queue: String,
+    key: Key,
+    /// When it entered the queue (a callback: when the caller first did).
+    since: Instant,
+    offered_to: Option<AgentId>,
+}
+
+struct Agent {
+    profile: RoutingProfile,
+    state: AgentState,
+    /// Since when the agent has been available: the longest-available order. An offer that
+    /// is withdrawn because the contact left does not cost the agent their turn.
+    available_since: Instant,
+    /// What they chose to be after the contact they are on.
+    next: Option<Availability>,
+    /// When the ringing offer or the after-contact work ends.
+    until: Option<Instant>,
+}
+
+/// The automatic contact distributor. See the module documentation.
+pub struct Acd {
+    policy: AcdPolicy,
+    queues: BTreeMap<String, Queue>,
+    agents: BTreeMap<AgentId, Agent>,
+    contacts: HashMap<ContactId, Contact>,
+    outputs: VecDeque<Output>,
+    seq: u64,
+    /// When a delayed contact becomes offerable to an available agent.
+    eligible_at: Option<Instant>,
+}
+
+impl Acd {
+    pub fn new<'a>(
+        policy: AcdPolicy,
+        queues: impl IntoIterator<Item = (&'a str, QueueLimits)>,
+    ) -> Acd {
+        Acd {
+            policy,
+            queues: queues
+                .into_iter()
+                .map(|(name, limits)| {
+                    let queue = Queue {
+                        limits,
+                        waiting: BTreeMap::new(),
+                        count: 0,
+                    };
+                    (name.to_string(), queue)
+                })
+                .collect(),
+            agents: BTreeMap::new(),
+            contacts: HashMap::new(),
+            outputs: VecDeque::new(),
+            seq: 0,
+            eligible_at: None,
+        }
+    }
+
+    /// The next thing the shell has to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Acd::handle_timeout`] is next due: an offer rings out, after-contact work ends,
+    /// or a delayed contact reaches an agent's profile.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.agents
+            .values()
+            .filter_map(|a| a.until)
+            .chain(self.eligible_at)
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.until.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let state = self.agents.get(&id).map(|a| a.state.clone());
+            match state {
+                Some(AgentState::Offered { contact, .. }) => {
+                    self.withdraw(&id, &contact, Withdrawn::TimedOut);
+                    self.set_state(&id, AgentState::Missed, now);
+                }
+                Some(AgentState::AfterContactWork) => self.work_done(&id, now),
+                _ => {
+                    if let Some(a) = self.agents.get_mut(&id) {
+                        a.until = None;
+                    }
+                }
+            }
+        }
+        self.route(now);
+    }
+
+    /// Adds `agent` (offline) or gives them a new profile; an agent's place in the
+    /// longest-available order is kept.
+    pub fn set_profile(&mut self, agent: &str, profile: RoutingProfile, now: Instant) {
+        match self.agents.get_mut(agent) {
+            Some(a) => a.profile = profile,
+            None => {
+                self.agents.insert(
+                    agent.to_string(),
+                    Agent {
+                        profile,
+                        state: AgentState::Offline,
+                        available_since: now,
+                        next: None,
+                        until: None,
+                    },
+                );
+            }
+        }
+        self.route(now);
+    }
+
+    /// The agent chooses a state. During a contact the choice waits for its end (Connect's
+    /// next status); during after-contact work it ends the work; while an offer rings,
+    /// anything but available withdraws it (the contact keeps its place).
+    pub fn set_availability(
+        &mut self,
+        agent: &str,
+        wanted: Availability,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return Err(AcdError::UnknownAgent(agent.to_string()));
+        };
+        match (&a.state, &wanted) {
+            (AgentState::OnContact { .. }, _) => {
+                a.next = Some(wanted);
+                return Ok(());
+            }
+            (AgentState::Offered { .. } | AgentState::Available, Availability::Available) => {
+                return Ok(());
+            }
+            (AgentState::Offered { contact, .. }, _) => {
+                let contact = contact.clone();
+                self.withdraw(agent, &contact, Withdrawn::AgentLeft);
+            }
+            _ => {}
+        }
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.next = None;
+        }
+        self.set_state(agent, wanted.state(), now);
+        self.route(now);
+        Ok(())
+    }
+
+    /// A contact enters `queue`, having waited since `since` (now, or when a queued callback's
+    /// caller first entered it).
+    pub fn enqueue(
+        &mut self,
+        contact: &str,
+        queue: &str,
+        urgency: Urgency,
+        since: Instant,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        if self.contacts.contains_key(contact) {
+            return Err(AcdError::AlreadyQueued(contact.to_string()));
+        }
+        let Some(q) = self.queues.get_mut(queue) else {
+            return Err(AcdError::UnknownQueue(queue.to_string()));
+        };
+        if q.limits.capacity > 0 && q.count >= q.limits.capacity {
+            return Err(AcdError::AtCapacity(queue.to_string()));
+        }
+        self.seq += 1;
+        let key = key_of(urgency, since, self.seq);
+        q.waiting.insert(key, contact.to_string());
+        q.count += 1;
+        self.contacts.insert(
+            contact.to_string(),
+            Contact {
+                queue: queue.to_string(),
+                key,
+                since,
+                offered_to: None,
+            },
+        );
+        self.route(now);
+        Ok(())
+    }
+
+    /// The flow changes a queued contact's urgency; it keeps its arrival order among equals.
+    pub fn set_urgency(
+        &mut self,
+        contact: &str,
+        urgency: Urgency,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        let Some(c) = self.contacts.get_mut(contact) else {
+            return Err(AcdError::NotQueued(contact.to_string()));
+        };
+        let key = key_of(urgency, c.since, c.key.2);
+        if c.offered_to.is_none()
+            && let Some(q) = self.queues.get_mut(&c.queue)
+        {
+            q.waiting.remove(&c.key);
+            q.waiting.insert(key, contact.to_string());
+        }
+        c.key = key;
+        self.route(now);
+        Ok(())
+    }
+
+    /// The contact leaves its queue unanswered (hung up, or moved on by its flow). An offer of
+    /// it is withdrawn and the agent is available again, keeping their turn.
+    pub fn remove(&mut self, contact: &str, now: Instant) -> Result<(), AcdError> {
+        let Some(c) = self.contacts.get(contact) else {
+            return Err(AcdError::NotQueued(contact.to_string()));
+        };
+        if let Some(agent) = c.offered_to.clone() {
+            self.withdraw(&agent, contact, Withdrawn::ContactLeft);
+            let since = self.agents.get(&agent).map(|a| a.available_since);
+            self.set_state(&agent, AgentState::Available, now);
+            if let (Some(a), Some(since)) = (self.agents.get_mut(&agent), since) {
+                a.available_since = since;
+            }
+        }
+        self.forget(contact);
+        self.route(now);
+        Ok(())
+    }
+
+    /// `agent` takes the contact offered to them: it leaves the queue.
+    pub fn accept(
+        &mut self,
+        agent: &str,
+        contact: &str,
+        now: Instant,
+    ) -> Result<Answered, AcdError> {
+        let offered = self.offer_of(agent)?;
+        if offered != contact {
+            return Err(AcdError::NotOffered(agent.to_string()));
+        }
+        let Some(c) = self.forget(contact) else {
+            return Err(AcdError::NotOffered(agent.to_string()));
+        };
+        self.set_state(
+            agent,
+            AgentState::OnContact {
+                contact: contact.to_string(),
+                queue: c.queue.clone(),
+            },
+            now,
+        );
+        Ok(Answered {
+            queue: c.queue,
+            waited: now.saturating_duration_since(c.since),
+        })
+    }
+
+    /// `agent` declines the offer: they are missed, and the contact goes back to its place.
+    pub fn decline(&mut self, agent: &str, contact: &str, now: Instant) -> Result<(), AcdError> {
+        if self.offer_of(agent)? != contact {
+            return Err(AcdError::NotOffered(agent.to_string()));
+        }
+        self.withdraw(agent, contact, Withdrawn::Declined);
+        self.set_state(agent, AgentState::Missed, now);
+        self.route(now);
+        Ok(())
+    }
+
+    /// `agent`'s contact ended: after-contact work begins (or, with none configured, the
+    /// agent's next state).
+    pub fn contact_ended(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
+        match self.agents.get(agent).map(|a| &a.state) {
+            Some(AgentState::OnContact { .. }) => {}
+            Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
+            None => return Err(AcdError::UnknownAgent(agent.to_string())),
+        }
+        if self.policy.after_contact_work.is_zero() {
+            self.work_done(agent, now);
+        } else {
+            self.set_state(agent, AgentState::AfterContactWork, now);
+            if let Some(a) = self.agents.get_mut(agent) {
+                a.until = Some(now + self.policy.after_contact_work);
+            }
+        }
+        self.route(now);
+        Ok(())
+    }
+
+    /// `agent` closes their after-contact work before its limit.
+    pub fn finish_work(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
+        match self.agents.get(agent).map(|a| &a.state) {
+            Some(AgentState::AfterContactWork) => {}
+            Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
+            None => return Err(AcdError::UnknownAgent(agent.to_string())),
+        }
+        self.work_done(agent, now);
+        self.route(now);
+        Ok(())
+    }
+
+    pub fn agent_state(&self, agent: &str) -> Option<&AgentState> {
+        self.agents.get(agent).map(|a| &a.state)
+    }
+
+    /// Every agent and their state, by name.
+    pub fn agents(&self) -> impl Iterator<Item = (&str, &AgentState)> {
+        self.agents.iter().map(|(id, a)| (id.as_str(), &a.state))
+    }
+
+    /// The contact's queue and place in it (1: next to be offered; a ringing contact ahead
+    /// counts), or None when it is not queued.
+    pub fn position(&self, contact: &str) -> Option<(&str, usize)> {
+        let c = self.contacts.get(contact)?;
+        let ahead = self
+            .contacts
+            .values()
+            .filter(|o| o.queue == c.queue && o.key < c.key)
+            .count();
+        Some((c.queue.as_str(), ahead + 1))
+    }
+
+    /// The queue's figures now, or None for an unknown queue.
+    pub fn figures(&self, queue: &str, now: Instant) -> Option<QueueFigures> {
+        let q = self.queues.get(queue)?;
+        let oldest = self
+            .contacts
+            .values()
+            .filter(|c| c.queue == queue)
+            .map(|c| c.since)
+            .min();
+        let mut f = QueueFigures {
+            contacts: q.count,
+            oldest_wait: oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+            ..QueueFigures::default()
+        };
+        for a in self.agents.values() {
+            if a.profile.entry(queue).is_none() {
+                continue;
+            }
+            match a.state {
+                AgentState::Offline => continue,
+                AgentState::Available => {
+                    f.agents_available += 1;
+                    f.agents_online += 1;
+                }
+                AgentState::Offered { .. }
+                | AgentState::OnContact { .. }
+                | AgentState::AfterContactWork => f.agents_online += 1,
+                AgentState::Unavailable { .. } | AgentState::Missed => {}
+            }
+            f.agents_staffed += 1;
+        }
+        Some(f)
+    }
+
+    pub fn queue_names(&self) -> impl Iterator<Item = &str> {
+        self.queues.keys().map(String::as_str)
+    }
+
+    fn offer_of(&self, agent: &str) -> Result<&str, AcdError> {
+        match self.agents.get(agent).map(|a| &a.state) {
+            Some(AgentState::Offered { contact, .. }) => Ok(contact),
+            Some(_) => Err(AcdError::NotOffered(agent.to_string())),
+            None => Err(AcdError::UnknownAgent(agent.to_string())),
+        }
+    }
+
+    fn set_state(&mut self, agent: &str, state: AgentState, now: Instant) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        if a.state == state {
+            return;
+        }
+        if state == AgentState::Available {
+            a.available_since = now;
+        }
+        a.until = None;
+        a.state = state.clone();
+        self.outputs.push_back(Output::AgentState {
+            agent: agent.to_string(),
+            state,
+        });
+    }
+
+    /// After-contact work is over: the agent's chosen next state, or available.
+    fn work_done(&mut self, agent: &str, now: Instant) {
+        let next = self
+            .agents
+            .get_mut(agent)
+            .and_then(|a| a.next.take())
+            .unwrap_or(Availability::Available);
+        self.set_state(agent, next.state(), now);
+    }
+
+    /// Stops ringing `agent` with `contact`, which goes back to its place in its queue.
+    fn withdraw(&mut self, agent: &str, contact: &str, why: Withdrawn) {
+        if let Some(c) = self.contacts.get_mut(contact) {
+            c.offered_to = None;
+            if let Some(q) = self.queues.get_mut(&c.queue) {
+                q.waiting.insert(c.key, contact.to_string());
+            }
+        }
+        self.outputs.push_back(Output::OfferWithdrawn {
+            agent: agent.to_string(),
+            contact: contact.to_string(),
+            why,
+        });
+    }
+
+    /// Takes a contact out of its queue altogether.
+    fn forget(&mut self, contact: &str) -> Option<Contact> {
+        let c = self.contacts.remove(contact)?;
+        if let Some(q) = self.queues.get_mut(&c.queue) {
+            q.waiting.remove(&c.key);
+            q.count = q.count.saturating_sub(1);
+        }
+        Some(c)
+    }
+
+    /// Offers waiting contacts to available agents: the longest available first, each the
+    /// first contact of their profile's order that has waited past its delay.
+    fn route(&mut self, now: Instant) {
+        let mut order: Vec<(Instant, AgentId)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.state == AgentState::Available)
+            .map(|(id, a)| (a.available_since, id.clone()))
+            .collect();
+        order.sort();
+        let mut eligible_at: Option<Instant> = None;
+        for (_, agent) in order {
+            let Some(a) = self.agents.get(&agent) else {
+                continue;
+            };
+            let mut best: Option<((u32, Key), &str)> = None;
+            for pq in &a.profile.queues {
+                let Some(q) = self.queues.get(&pq.queue) else {
+                    continue;
+                };
+                for (key, contact) in &q.waiting {
+                    let from = key.1 + pq.delay;
+                    if from > now {
+                        eligible_at = Some(eligible_at.map_or(from, |t| t.min(from)));
+                        continue;
+                    }
+                    let rank = (pq.priority, *key);
+                    if best.is_none_or(|(b, _)| rank < b) {
+                        best = Some((rank, contact));
+                    }
+                    break;
+                }
+            }
+            let Some(((_, key), contact)) = best else {
+                continue;
+            };
+            let contact = contact.to_string();
+            self.offer(&agent, key, &contact, now);
+        }
+        self.eligible_at = eligible_at;
+    }
+
+    fn offer(&mut self, agent: &str, key: Key, contact: &str, now: Instant) {
+        let Some(c) = self.contacts.get_mut(contact) else {
+            return;
+        };
+        if let Some(q) = self.queues.get_mut(&c.queue) {
+            q.waiting.remove(&key);
+        }
+        c.offered_to = Some(agent.to_string());
+        let queue = c.queue.clone();
+        let waited = now.saturating_duration_since(c.since);
+        let until = now + self.policy.offer_timeout;
+        self.set_state(
+            agent,
+            AgentState::Offered {
+                contact: contact.to_string(),
+                queue: queue.clone(),
+            },
+            now,
+        );
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.until = Some(until);
+        }
+        self.outputs.push_back(Output::Offer {
+            agent: agent.to_string(),
+            contact: contact.to_string(),
+            queue,
+            waited,
+            until,
+        });
+    }
+}
+
+fn key_of(urgency: Urgency, since: Instant, seq: u64) -> Key {
+    let age_from = since.checked_sub(urgency.age_adjustment).unwrap_or(since);
+    (urgency.priority, age_from, seq)
+}

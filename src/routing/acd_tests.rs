@@ -1,0 +1,591 @@
+//! The ACD core's promises, on a fake clock.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::acd::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn acd(queues: &[&str]) -> Acd {
+    Acd::new(
+        AcdPolicy::default(),
+        queues.iter().map(|q| (*q, QueueLimits::default())),
+    )
+}
+
+fn outputs(acd: &mut Acd) -> Vec<Output> {
+    std::iter::from_fn(|| acd.poll_output()).collect()
+}
+
+/// The offers among `outputs`, as (agent, contact).
+fn offers(outputs: &[Output]) -> Vec<(String, String)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Offer { agent, contact, .. } => Some((agent.clone(), contact.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pair(agent: &str, contact: &str) -> (String, String) {
+    (agent.to_string(), contact.to_string())
+}
+
+fn available(acd: &mut Acd, agent: &str, queues: &[&str], now: Instant) {
+    acd.set_profile(agent, RoutingProfile::of(queues.iter().copied()), now);
+    acd.set_availability(agent, Availability::Available, now)
+        .unwrap();
+}
+
+#[test]
+fn the_longest_available_agent_is_offered_the_oldest_contact() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "ana", &["nurses"], t0 + 5 * S);
+    available(&mut acd, "ben", &["nurses"], t0);
+    outputs(&mut acd);
+    acd.enqueue(
+        "late",
+        "nurses",
+        Urgency::default(),
+        t0 + 9 * S,
+        t0 + 10 * S,
+    )
+    .unwrap();
+    // Ben has waited longest, so he rings first; the next contact goes to Ana.
+    let out = outputs(&mut acd);
+    assert_eq!(offers(&out), [pair("ben", "late")]);
+    assert!(out.contains(&Output::AgentState {
+        agent: "ben".into(),
+        state: AgentState::Offered {
+            contact: "late".into(),
+            queue: "nurses".into()
+        }
+    }));
+    acd.enqueue(
+        "next",
+        "nurses",
+        Urgency::default(),
+        t0 + 11 * S,
+        t0 + 11 * S,
+    )
+    .unwrap();
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ana", "next")]);
+    let answered = acd.accept("ben", "late", t0 + 14 * S).unwrap();
+    assert_eq!(answered.queue, "nurses");
+    assert_eq!(
+        answered.waited,
+        5 * S,
+        "from entering the queue to the accept"
+    );
+    assert_eq!(
+        acd.agent_state("ben"),
+        Some(&AgentState::OnContact {
+            contact: "late".into(),
+            queue: "nurses".into()
+        })
+    );
+    assert_eq!(
+        acd.position("late"),
+        None,
+        "answered contacts leave the queue"
+    );
+}
+
+#[test]
+fn waiting_contacts_are_offered_as_soon_as_an_agent_is_free() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    acd.enqueue("second", "nurses", Urgency::default(), t0 + S, t0 + S)
+        .unwrap();
+    acd.enqueue("first", "nurses", Urgency::default(), t0, t0 + S)
+        .unwrap();
+    assert_eq!(acd.position("first"), Some(("nurses", 1)));
+    assert_eq!(acd.position("second"), Some(("nurses", 2)));
+    assert!(outputs(&mut acd).is_empty(), "no agent");
+    available(&mut acd, "ana", &["nurses"], t0 + 2 * S);
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ana", "first")]);
+    // A ringing contact still counts ahead of the others.
+    assert_eq!(acd.position("second"), Some(("nurses", 2)));
+}
+
+#[test]
+fn an_offer_not_answered_misses_the_agent_and_the_contact_keeps_its_place() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "ana", &["nurses"], t0);
+    acd.enqueue("first", "nurses", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.enqueue("second", "nurses", Urgency::default(), t0 + S, t0 + S)
+        .unwrap();
+    outputs(&mut acd);
+    let rings_out = t0 + AcdPolicy::default().offer_timeout;
+    assert_eq!(acd.poll_timeout(), Some(rings_out));
+    acd.handle_timeout(rings_out - Duration::from_millis(1));
+    assert!(outputs(&mut acd).is_empty(), "not yet");
+    available(&mut acd, "ben", &["nurses"], t0 + 3 * S);
+    // Ben got the second contact meanwhile (the first rings for Ana).
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "second")]);
+    acd.decline("ben", "second", t0 + 4 * S).unwrap();
+    acd.handle_timeout(rings_out);
+    let out = outputs(&mut acd);
+    assert!(out.contains(&Output::OfferWithdrawn {
+        agent: "ana".into(),
+        contact: "first".into(),
+        why: Withdrawn::TimedOut
+    }));
+    assert_eq!(acd.agent_state("ana"), Some(&AgentState::Missed));
+    assert_eq!(acd.agent_state("ben"), Some(&AgentState::Missed));
+    assert_eq!(acd.position("first"), Some(("nurses", 1)));
+    // Ana comes back: she is offered the first contact again, not the second.
+    acd.set_availability("ana", Availability::Available, t0 + 30 * S)
+        .unwrap();
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ana", "first")]);
+}
+
+#[test]
+fn a_caller_who_hangs_up_withdraws_the_offer_and_the_agent_keeps_their_turn() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "ana", &["nurses"], t0);
+    available(&mut acd, "ben", &["nurses"], t0 + S);
+    acd.enqueue("gone", "nurses", Urgency::default(), t0, t0 + 2 * S)
+        .unwrap();
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ana", "gone")]);
+    acd.remove("gone", t0 + 3 * S).unwrap();
+    let out = outputs(&mut acd);
+    assert!(out.contains(&Output::OfferWithdrawn {
+        agent: "ana".into(),
+        contact: "gone".into(),
+        why: Withdrawn::ContactLeft
+    }));
+    assert_eq!(acd.agent_state("ana"), Some(&AgentState::Available));
+    acd.enqueue("next", "nurses", Urgency::default(), t0 + 4 * S, t0 + 4 * S)
+        .unwrap();
+    assert_eq!(
+        offers(&outputs(&mut acd)),
+        [pair("ana", "next")],
+        "Ana is still the longest available"
+    );
+    assert!(acd.accept("ana", "gone", t0 + 5 * S).is_err());
+    assert_eq!(
+        acd.remove("gone", t0),
+        Err(AcdError::NotQueued("gone".into()))
+    );
+}
+
+#[test]
+fn urgent_contacts_go_first_and_a_callback_keeps_its_place() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    let urgent = Urgency {
+        priority: 1,
+        age_adjustment: Duration::ZERO,
+    };
+    acd.enqueue("old", "nurses", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.enqueue("chest-pain", "nurses", urgent, t0 + 50 * S, t0 + 50 * S)
+        .unwrap();
+    // A callback: the caller first queued at t0 - 30 s, before "old".
+    acd.enqueue(
+        "callback",
+        "nurses",
+        Urgency::default(),
+        t0 - 30 * S,
+        t0 + 60 * S,
+    )
+    .unwrap();
+    // Waited 10 s, counted as 80 s: ahead of "old" (waited 60 s), behind the callback (90 s).
+    let pushed = Urgency {
+        priority: DEFAULT_PRIORITY,
+        age_adjustment: 70 * S,
+    };
+    acd.enqueue(
+        "pushed",
+        "nurses",
+        Urgency::default(),
+        t0 + 50 * S,
+        t0 + 60 * S,
+    )
+    .unwrap();
+    acd.set_urgency("pushed", pushed, t0 + 60 * S).unwrap();
+    let order: Vec<usize> = ["chest-pain", "callback", "pushed", "old"]
+        .iter()
+        .map(|c| acd.position(c).unwrap().1)
+        .collect();
+    assert_eq!(order, [1, 2, 3, 4]);
+    let mut got = Vec::new();
+    for (i, agent) in ["a", "b", "c", "d"].iter().enumerate() {
+        available(&mut acd, agent, &["nurses"], t0 + (61 + i as u32) * S);
+        got.extend(offers(&outputs(&mut acd)).into_iter().map(|(_, c)| c));
+    }
+    assert_eq!(got, ["chest-pain", "callback", "pushed", "old"]);
+}
+
+#[test]
+fn profiles_order_queues_and_delay_the_second_line() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["triage", "billing"]);
+    // Ana answers triage before billing; Ben helps triage only when a caller has waited 30 s.
+    let ana = RoutingProfile {
+        queues: vec![
+            ProfileQueue {
+                priority: 2,
+                ..ProfileQueue::new("billing")
+            },
+            ProfileQueue::new("triage"),
+        ],
+    };
+    let ben = RoutingProfile {
+        queues: vec![ProfileQueue {
+            delay: 30 * S,
+            ..ProfileQueue::new("triage")
+        }],
+    };
+    acd.set_profile("ana", ana, t0);
+    acd.set_profile("ben", ben, t0);
+    acd.set_availability("ben", Availability::Available, t0)
+        .unwrap();
+    acd.enqueue("bill", "billing", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.enqueue("sick", "triage", Urgency::default(), t0 + S, t0 + S)
+        .unwrap();
+    assert!(offers(&outputs(&mut acd)).is_empty(), "Ben waits 30 s");
+    assert_eq!(acd.poll_timeout(), Some(t0 + 31 * S));
+    acd.set_availability("ana", Availability::Available, t0 + 2 * S)
+        .unwrap();
+    assert_eq!(
+        offers(&outputs(&mut acd)),
+        [pair("ana", "sick")],
+        "triage first for Ana, though billing's caller is older"
+    );
+    acd.decline("ana", "sick", t0 + 3 * S).unwrap();
+    assert!(offers(&outputs(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + 31 * S);
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "sick")]);
+    let f = acd.figures("triage", t0 + 31 * S).unwrap();
+    assert_eq!(
+        (
+            f.contacts,
+            f.oldest_wait,
+            f.agents_available,
+            f.agents_online,
+            f.agents_staffed
+        ),
+        (1, 30 * S, 0, 1, 2),
+        "Ben rings (online); Ana missed (staffed, not online)"
+    );
+    assert_eq!(acd.figures("billing", t0).unwrap().contacts, 1);
+    assert_eq!(acd.figures("nowhere", t0), None);
+}
+
+#[test]
+fn after_contact_work_ends_at_its_limit_or_in_the_state_the_agent_chose() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "ana", &["nurses"], t0);
+    acd.enqueue("c1", "nurses", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.accept("ana", "c1", t0 + S).unwrap();
+    // While on the contact she asks for a break: it waits for the contact's end.
+    acd.set_availability("ana", Availability::Unavailable("lunch".into()), t0 + 2 * S)
+        .unwrap();
+    assert!(matches!(
+        acd.agent_state("ana"),
+        Some(AgentState::OnContact { .. })
+    ));
+    acd.contact_ended("ana", t0 + 60 * S).unwrap();
+    assert_eq!(acd.agent_state("ana"), Some(&AgentState::AfterContactWork));
+    let limit = t0 + 60 * S + AcdPolicy::default().after_contact_work;
+    assert_eq!(acd.poll_timeout(), Some(limit));
+    acd.handle_timeout(limit);
+    assert_eq!(
+        acd.agent_state("ana"),
+        Some(&AgentState::Unavailable {
+            reason: "lunch".into()
+        })
+    );
+    // Next time she closes her work herself and is available at once.
+    acd.set_availability("ana", Availability::Available, limit)
+        .unwrap();
+    acd.enqueue("c2", "nurses", Urgency::default(), limit, limit)
+        .unwrap();
+    acd.accept("ana", "c2", limit).unwrap();
+    acd.contact_ended("ana", limit + S).unwrap();
+    acd.enqueue("c3", "nurses", Urgency::default(), limit, limit + S)
+        .unwrap();
+    assert!(offers(&outputs(&mut acd)).iter().all(|(_, c)| c != "c3"));
+    acd.finish_work("ana", limit + 2 * S).unwrap();
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ana", "c3")]);
+    assert_eq!(
+        acd.finish_work("ana", limit),
+        Err(AcdError::NotOnContact("ana".into()))
+    );
+}
+
+#[test]
+fn an_agent_who_steps_away_while_ringing_hands_the_contact_on() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "ana", &["nurses"], t0);
+    available(&mut acd, "ben", &["nurses"], t0 + S);
+    acd.enqueue("c", "nurses", Urgency::default(), t0, t0 + 2 * S)
+        .unwrap();
+    outputs(&mut acd);
+    acd.set_availability("ana", Availability::Offline, t0 + 3 * S)
+        .unwrap();
+    let out = outputs(&mut acd);
+    assert!(out.contains(&Output::OfferWithdrawn {
+        agent: "ana".into(),
+        contact: "c".into(),
+        why: Withdrawn::AgentLeft
+    }));
+    assert_eq!(offers(&out), [pair("ben", "c")]);
+    assert_eq!(acd.agent_state("ana"), Some(&AgentState::Offline));
+}
+
+#[test]
+fn bad_inputs_are_refused_and_change_nothing() {
+    let t0 = Instant::now();
+    let mut acd = Acd::new(
+        AcdPolicy::default(),
+        [("small", QueueLimits { capacity: 1 })],
+    );
+    let u = Urgency::default();
+    acd.enqueue("a", "small", u, t0, t0).unwrap();
+    assert_eq!(
+        acd.enqueue("b", "small", u, t0, t0),
+        Err(AcdError::AtCapacity("small".into()))
+    );
+    assert_eq!(
+        acd.enqueue("a", "small", u, t0, t0),
+        Err(AcdError::AlreadyQueued("a".into()))
+    );
+    assert_eq!(
+        acd.enqueue("b", "big", u, t0, t0),
+        Err(AcdError::UnknownQueue("big".into()))
+    );
+    assert_eq!(
+        acd.set_availability("nobody", Availability::Available, t0),
+        Err(AcdError::UnknownAgent("nobody".into()))
+    );
+    available(&mut acd, "ana", &["small"], t0);
+    outputs(&mut acd);
+    assert_eq!(
+        acd.accept("ana", "b", t0),
+        Err(AcdError::NotOffered("ana".into()))
+    );
+    assert_eq!(
+        acd.contact_ended("ana", t0),
+        Err(AcdError::NotOnContact("ana".into()))
+    );
+    assert_eq!(acd.figures("small", t0).unwrap().contacts, 1);
+    assert!(acd.accept("ana", "a", t0).is_ok());
+}
+
+/// One step of a random day at the desk.
+#[derive(Debug, Clone)]
+enum Step {
+    Enqueue { queue: usize, priority: u32 },
+    Leave(usize),
+    Available(usize),
+    Away(usize),
+    Accept(usize),
+    Decline(usize),
+    End(usize),
+    Finish(usize),
+    Wait(u64),
+}
+
+const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
+const QUEUES: [&str; 2] = ["q0", "q1"];
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..2usize, 1..4u32).prop_map(|(queue, priority)| Step::Enqueue { queue, priority }),
+        (0..64usize).prop_map(Step::Leave),
+        (0..4usize).prop_map(Step::Available),
+        (0..4usize).prop_map(Step::Away),
+        (0..4usize).prop_map(Step::Accept),
+        (0..4usize).prop_map(Step::Decline),
+        (0..4usize).prop_map(Step::End),
+        (0..4usize).prop_map(Step::Finish),
+        (0..40u64).prop_map(Step::Wait),
+    ]
+}
+
+/// The agents' profiles in the random test: a0 takes q0, a1 q1, a2 both (q1 first), a3 q0
+/// after 15 s.
+fn profile(agent: usize) -> RoutingProfile {
+    match agent {
+        0 => RoutingProfile::of(["q0"]),
+        1 => RoutingProfile::of(["q1"]),
+        2 => RoutingProfile {
+            queues: vec![
+                ProfileQueue {
+                    priority: 2,
+                    ..ProfileQueue::new("q0")
+                },
+                ProfileQueue::new("q1"),
+            ],
+        },
+        _ => RoutingProfile {
+            queues: vec![ProfileQueue {
+                delay: 15 * S,
+                ..ProfileQueue::new("q0")
+            }],
+        },
+    }
+}
+
+/// What the test knows of a queued contact.
+#[derive(Debug, Clone)]
+struct Known {
+    queue: usize,
+    priority: u32,
+    since: Instant,
+    seq: usize,
+    ringing: bool,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever happens: an offer never passes over a contact that ranks before it for that
+    /// agent (no place inversions), no agent sits available while a contact they could take
+    /// waits, an agent rings with one contact and a contact rings for one agent, and the
+    /// states the outputs announce are the agents' states.
+    #[test]
+    fn no_place_inversions_and_no_idle_agent(steps in proptest::collection::vec(step(), 1..120)) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut acd = acd(&QUEUES);
+        let mut known: Vec<(String, Known)> = Vec::new();
+        let mut states: std::collections::HashMap<String, AgentState> = Default::default();
+        let mut next = 0usize;
+        for (i, agent) in AGENTS.iter().enumerate() {
+            acd.set_profile(agent, profile(i), now);
+        }
+        for step in steps {
+            match step {
+                Step::Enqueue { queue, priority } => {
+                    next += 1;
+                    let id = format!("c{next}");
+                    let urgency = Urgency { priority, age_adjustment: Duration::ZERO };
+                    acd.enqueue(&id, QUEUES[queue], urgency, now, now).unwrap();
+                    known.push((id, Known { queue, priority, since: now, seq: next, ringing: false }));
+                }
+                Step::Leave(n) => {
+                    if !known.is_empty() {
+                        let (id, _) = known.remove(n % known.len());
+                        acd.remove(&id, now).unwrap();
+                    }
+                }
+                Step::Available(a) => acd.set_availability(AGENTS[a], Availability::Available, now).unwrap(),
+                Step::Away(a) => acd
+                    .set_availability(AGENTS[a], Availability::Unavailable("break".into()), now)
+                    .unwrap(),
+                Step::Accept(a) | Step::Decline(a) => {
+                    if let Some(AgentState::Offered { contact, .. }) = acd.agent_state(AGENTS[a]).cloned() {
+                        if matches!(step, Step::Accept(_)) {
+                            acd.accept(AGENTS[a], &contact, now).unwrap();
+                            known.retain(|(id, _)| *id != contact);
+                        } else {
+                            acd.decline(AGENTS[a], &contact, now).unwrap();
+                        }
+                    }
+                }
+                Step::End(a) => { let _ = acd.contact_ended(AGENTS[a], now); }
+                Step::Finish(a) => { let _ = acd.finish_work(AGENTS[a], now); }
+                Step::Wait(secs) => {
+                    let until = now + Duration::from_secs(secs);
+                    while let Some(t) = acd.poll_timeout().filter(|t| *t <= until) {
+                        now = now.max(t);
+                        acd.handle_timeout(now);
+                        check(&mut acd, &mut known, &mut states, now)?;
+                    }
+                    now = until;
+                    acd.handle_timeout(now);
+                }
+            }
+            check(&mut acd, &mut known, &mut states, now)?;
+        }
+    }
+}
+
+/// Drains the outputs and checks them and the core's state against what the test knows.
+fn check(
+    acd: &mut Acd,
+    known: &mut [(String, Known)],
+    states: &mut std::collections::HashMap<String, AgentState>,
+    now: Instant,
+) -> Result<(), TestCaseError> {
+    while let Some(out) = acd.poll_output() {
+        match out {
+            Output::Offer { agent, contact, .. } => {
+                let a = AGENTS.iter().position(|x| *x == agent).unwrap_or(9);
+                let p = profile(a);
+                let rank = |k: &Known| {
+                    p.entry(QUEUES[k.queue]).and_then(|e| {
+                        (k.since + e.delay <= now)
+                            .then_some((e.priority, k.priority, k.since, k.seq))
+                    })
+                };
+                let offered = known
+                    .iter()
+                    .find(|(id, _)| *id == contact)
+                    .map(|(_, k)| k.clone());
+                let offered =
+                    offered.ok_or_else(|| TestCaseError::fail("offer of an unknown contact"))?;
+                prop_assert!(!offered.ringing, "{contact} offered twice");
+                let mine = rank(&offered);
+                prop_assert!(mine.is_some(), "{contact} is not {agent}'s to take yet");
+                for (id, k) in known.iter() {
+                    if !k.ringing
+                        && *id != contact
+                        && let Some(r) = rank(k)
+                    {
+                        prop_assert!(r >= mine.unwrap_or(r), "{id} passed over for {contact}");
+                    }
+                }
+                if let Some((_, k)) = known.iter_mut().find(|(id, _)| *id == contact) {
+                    k.ringing = true;
+                }
+            }
+            Output::OfferWithdrawn { contact, .. } => {
+                if let Some((_, k)) = known.iter_mut().find(|(id, _)| *id == contact) {
+                    k.ringing = false;
+                }
+            }
+            Output::AgentState { agent, state } => {
+                states.insert(agent, state);
+            }
+        }
+    }
+    for (i, agent) in AGENTS.iter().enumerate() {
+        let state = acd
+            .agent_state(agent)
+            .cloned()
+            .unwrap_or(AgentState::Offline);
+        prop_assert_eq!(
+            states.get(*agent).cloned().unwrap_or(AgentState::Offline),
+            state.clone()
+        );
+        if state == AgentState::Available {
+            let p = profile(i);
+            let idle_with_work = known.iter().any(|(_, k)| {
+                !k.ringing
+                    && p.entry(QUEUES[k.queue])
+                        .is_some_and(|e| k.since + e.delay <= now)
+            });
+            prop_assert!(
+                !idle_with_work,
+                "{agent} is available while a contact they can take waits"
+            );
+        }
+    }
+    Ok(())
+}
