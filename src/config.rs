@@ -56,6 +56,9 @@ pub struct Config {
     pub workflows: WorkflowsConfig,
     /// Browser legs (`[webrtc]`): WHIP click-to-call.
     pub webrtc: WebRtcConfig,
+    /// How contacts are offered to agents (`[routing]`): offer and wrap-up times, routing
+    /// profiles.
+    pub routing: crate::routing::desk::RoutingConfig,
 }
 
 /// `[webrtc]`: calls from browsers (issue 21). Their codecs are `[rtp] codecs`, in that order
@@ -589,6 +592,7 @@ impl Default for Config {
             media_streaming: MediaStreamingConfig::default(),
             workflows: WorkflowsConfig::default(),
             webrtc: WebRtcConfig::default(),
+            routing: Default::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             patients: PatientsConfig::default(),
@@ -922,6 +926,9 @@ impl Config {
             .map_err(|why| ConfigError::Invalid(format!("workflows.call_patient.{why}")))?;
         crate::workflow::appointments::Clinic::from_config(&self.workflows.appointments)
             .map_err(|why| ConfigError::Invalid(format!("workflows.appointments.{why}")))?;
+        self.routing
+            .validate(&self.queues)
+            .map_err(|why| ConfigError::Invalid(format!("routing.{why}")))?;
         for (name, t) in &self.sip.trunks {
             t.validate()
                 .map_err(|why| ConfigError::Invalid(format!("sip.trunks.{name}.{why}")))?;

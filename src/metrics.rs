@@ -25,6 +25,12 @@ pub struct Metrics {
     /// Calls Careline placed, by outcome when they ended: `answered`, or why not (`busy`,
     /// `no_answer`, `declined`, `not_found`, `unreachable`, `trunk_auth`, ...).
     pub outbound_calls: Family<Labels, Counter>,
+    /// Agents by state (available, unavailable, offered, on_contact, after_contact_work,
+    /// missed; offline ones are not counted).
+    pub agents: Family<Labels, Gauge>,
+    /// Offers of contacts to agents, by how they ended: accepted, declined, timed_out,
+    /// contact_left, agent_left.
+    pub agent_offers: Family<Labels, Counter>,
     pub dtmf_digits: Family<Labels, Counter>,
     pub rtp_packets_sent: Counter,
     pub rtp_packets_received: Counter,
@@ -108,6 +114,8 @@ impl Metrics {
             calls_active: Gauge::default(),
             calls_started: Counter::default(),
             outbound_calls: Family::default(),
+            agents: Family::default(),
+            agent_offers: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
             dtmf_digits: Family::default(),
@@ -152,6 +160,12 @@ impl Metrics {
             "outbound_calls",
             "Calls Careline placed, by outcome",
             m.outbound_calls.clone(),
+        );
+        registry.register("agents", "Agents by state", m.agents.clone());
+        registry.register(
+            "agent_offers",
+            "Offers of contacts to agents, by how they ended",
+            m.agent_offers.clone(),
         );
         registry.register(
             "calls_ended",

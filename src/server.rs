@@ -220,7 +220,11 @@ impl Server {
 
         let trunks =
             crate::call::dial::Trunk::from_config(&config.sip.trunks, |v| std::env::var(v).ok())?;
+        let desk =
+            crate::routing::desk::Desk::start(&config.routing, &config.queues, metrics.clone());
+        flows.queues.watch(desk.clone());
         let services = Arc::new(CallServices {
+            desk,
             trunks,
             placed: Default::default(),
             settings: CallSettings {

@@ -440,6 +440,25 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, A, D, D],
         on_call: [D, A, A, A, D, D],
     },
+    // Routing: the console's channel, and accepting or declining what rings.
+    Row {
+        method: "GET",
+        path: "/api/v1/ws",
+        off_call: [D, A, A, A, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/calls/{call_id}/accept",
+        off_call: [D, A, A, A, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/calls/{call_id}/decline",
+        off_call: [D, A, A, A, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
     Row {
         method: "POST",
         path: "/api/v1/care-tasks/{id}/done",
@@ -739,16 +758,22 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     && (row.path.starts_with("/api/v1/patients/{id}/")
                         || row.path.starts_with("/api/v1/recordings/{id}"));
                 let before = patient_read.then(|| reads_of(&api, &tokens[4], &user, &patient));
-                let sdp = row.path == "/api/v1/calls/whip" || row.path.ends_with("/answer");
+                let sdp = row.path == "/api/v1/calls/whip"
+                    || row.path.ends_with("/answer")
+                    || row.path.ends_with("/accept");
                 let r = if sdp {
                     sdp_post(&api, &path, Some(&tokens[i]), &browser.offer)
                 } else {
                     api.call(row.method, &path, Some(&tokens[i]), body.clone())
                 };
-                // Nobody waits in the queue: past the permission check, 409; no trunk to
-                // call out through: past it, 422; an inbound call is no placed call: 404.
+                // Nobody waits in the queue (or rings for this agent): past the permission
+                // check, 409; no trunk to call out through: past it, 422; an inbound call is
+                // no placed call: 404; the console channel without an upgrade: 426.
                 let allowed = matches!(r.status, 200 | 201 | 202 | 204)
                     || (row.path.ends_with("/answer") && r.status == 409)
+                    || (row.path.ends_with("/accept") && r.status == 409)
+                    || (row.path.ends_with("/decline") && r.status == 409)
+                    || (row.path == "/api/v1/ws" && r.status == 426)
                     || (row.path == "/api/v1/calls" && r.status == 422)
                     || (row.path == "/api/v1/calls/{call_id}" && r.status == 404);
                 if allowed != want || !(allowed || r.status == 403) {

@@ -629,22 +629,13 @@ struct Bridged {
 /// A phone caller keys into the triage line's urgent queue; `nurse` answers it from
 /// `browser`, and the two are joined.
 fn bridge_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) -> Bridged {
-    use support::rtp::RtpPeer;
-    use support::sip::{Ua, dial_answered};
-    let answer_path = "/api/v1/queues/triage-urgent/answer";
-    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-    let mut ua = Ua::udp(server.sip);
-    let call = dial_answered(&mut ua, "200", &phone);
-    support::audio::let_call_run(&phone, 500);
-    phone.send_event('2', 100); // English
-    support::audio::let_call_run(&phone, 500);
-    phone.send_event('9', 100); // urgent
-    assert_eq!(
-        server.wait_metric(URGENT_QUEUE, 1.0, Duration::from_secs(30)),
-        1.0,
-        "the caller waits in the urgent queue"
+    let (ua, phone, call) = queue_urgent_caller(server);
+    let r = post_offer(
+        server,
+        "/api/v1/queues/triage-urgent/answer",
+        &browser.offer,
+        Some(nurse),
     );
-    let r = post_offer(server, answer_path, &browser.offer, Some(nurse));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/sdp"));
     let call_id = call.call_id.clone();
@@ -669,6 +660,28 @@ fn bridge_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) 
         location,
         call_id,
     }
+}
+
+/// A phone caller on the triage line keys English (2), then urgent (9), and waits in the
+/// urgent queue.
+fn queue_urgent_caller(
+    server: &TestServer,
+) -> (support::sip::Ua, support::rtp::RtpPeer, support::sip::Call) {
+    use support::rtp::RtpPeer;
+    use support::sip::{Ua, dial_answered};
+    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let call = dial_answered(&mut ua, "200", &phone);
+    support::audio::let_call_run(&phone, 500);
+    phone.send_event('2', 100); // English
+    support::audio::let_call_run(&phone, 500);
+    phone.send_event('9', 100); // urgent
+    assert_eq!(
+        server.wait_metric(URGENT_QUEUE, 1.0, Duration::from_secs(30)),
+        1.0,
+        "the caller waits in the urgent queue"
+    );
+    (ua, phone, call)
 }
 
 impl Bridged {
@@ -855,45 +868,12 @@ fn twenty_browsers_connect_at_once_and_each_hears_the_flow() {
 /// target/browser-screenshots/agent/.
 #[test]
 fn a_nurse_answers_from_the_agent_console_in_chromium() {
-    use std::io::Write;
     use support::rtp::RtpPeer;
     use support::sip::{Ua, dial_answered};
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
     let server = TestServer::start();
-    let mut add = support::server::careline_command()
-        .arg("--config")
-        .arg(server.config_path())
-        .arg("--data-dir")
-        .arg(server.data_path())
-        .args(["user", "add", "nora", "--role", "agent", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"a nurse's long passphrase\n")
-        .unwrap();
-    assert!(add.wait_with_output().unwrap().status.success());
-
-    let root = support::server::repo_root();
-    let shots = root.join("target/browser-screenshots/agent");
-    std::fs::create_dir_all(&shots).unwrap();
-    let mic = shots.join("mic-440hz.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(&mic, spec).unwrap();
-    for n in 0..48_000 * 10 {
-        let t = n as f32 / 48_000.0;
-        wav.write_sample((8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16)
-            .unwrap();
-    }
-    wav.finalize().unwrap();
+    add_nurse(&server, "nora");
+    let (shots, mic) = screenshots_and_mic("agent");
 
     let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
     let mut ua = Ua::udp(server.sip);
@@ -914,7 +894,7 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
             format!("http://{}", server.http),
             shots.display().to_string(),
             "nora".into(),
-            "a nurse's long passphrase".into(),
+            NURSE_PASSWORD.into(),
             "triage-urgent".into(),
             mic.display().to_string(),
         ],
@@ -948,6 +928,291 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
             1.0,
             Duration::from_secs(10)
         ),
+        1.0
+    );
+}
+
+fn accept_path(call_id: &str) -> String {
+    format!("/api/v1/calls/{call_id}/accept")
+}
+
+/// Routing rings the available nurse: a nurse at the console (the signaling WebSocket) makes
+/// herself available, a phone caller reaches the urgent queue, the call is offered to her,
+/// she accepts with her browser's offer, they talk (a tone each way), and when she hangs up
+/// she is in wrap-up until she says she is done.
+#[test]
+fn the_available_nurse_is_offered_the_call_accepts_talks_and_wraps_up() {
+    use support::console::Console;
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let mut console = Console::open(server.http, &nurse);
+    console.expect_state("offline");
+    console.send(serde_json::json!({"type": "state", "state": "available"}));
+    console.expect_state("available");
+    assert_eq!(server.metric("careline_agents{state=\"available\"}"), 1.0);
+
+    let (ua, phone, call) = queue_urgent_caller(&server);
+    let offered = console.expect_offer();
+    assert_eq!(
+        offered, call.call_id,
+        "the caller's call rings for the nurse"
+    );
+    let offer = console.seen.last().cloned().unwrap_or_default();
+    assert_eq!(offer["queue"], "triage-urgent", "{offer}");
+    assert!(offer["rings_for_secs"].as_u64().unwrap_or(0) > 0, "{offer}");
+    console.expect_state("offered");
+
+    let browser = BrowserPeer::new(&[Codec::Pcmu, Codec::Opus]);
+    let r = post_offer(
+        &server,
+        &accept_path(&offered),
+        &browser.offer,
+        Some(&nurse),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("careline-call-id"), Some(call.call_id.as_str()));
+    let location = r.header("location").expect("Location").to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+    let on = console.expect_state("on_contact");
+    assert_eq!(on["contact"], call.call_id.as_str(), "{on}");
+    assert_eq!(
+        server.wait_metric_down(URGENT_QUEUE, 0.0, Duration::from_secs(30)),
+        0.0,
+        "the caller left the queue"
+    );
+    let mut bridged = Bridged {
+        ua,
+        phone,
+        browser,
+        location,
+        call_id: call.call_id.clone(),
+    };
+    bridged.tones_both_ways();
+    // Accepting again is refused: the call is hers already.
+    let again = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, &accept_path(&offered), &again.offer, Some(&nurse));
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    bridged.nurse_hangs_up(&server);
+    console.expect_state("after_contact_work");
+    console.send(serde_json::json!({"type": "done"}));
+    console.expect_state("available");
+    assert_eq!(
+        server.metric("careline_agent_offers_total{outcome=\"accepted\"}"),
+        1.0
+    );
+}
+
+/// An offer nobody answers goes on: it rings the first nurse out (she is missed), then the
+/// second, who declines over HTTP; the first comes back and is offered the same caller again,
+/// who hangs up while it rings (the offer is withdrawn). Bad console input gets an error, a
+/// flood closes the channel, and the channel needs credentials and an upgrade.
+#[test]
+fn an_unanswered_offer_goes_to_the_next_nurse_and_a_caller_who_hangs_up_withdraws_it() {
+    use support::console::Console;
+    let server = TestServer::start_with(Options {
+        toml: "[routing]\noffer_timeout_secs = 2\n".into(),
+        ..Default::default()
+    });
+    let ana = server.user_token("ana", "agent");
+    let ben = server.user_token("ben", "clinician");
+    let mut first = Console::open(server.http, &ana);
+    first.send(serde_json::json!({"type": "state", "state": "available"}));
+    first.expect_state("available");
+    let mut second = Console::open(server.http, &ben);
+    second.send(serde_json::json!({"type": "state", "state": "available"}));
+    second.expect_state("available");
+
+    let (mut ua, _phone, mut call) = queue_urgent_caller(&server);
+    let call_id = first.expect_offer();
+    assert_eq!(call_id, call.call_id, "Ana has been available longest");
+    let gone = first.expect(Duration::from_secs(10), "the offer rings out", |m| {
+        m["type"] == "offer_withdrawn"
+    });
+    assert_eq!(gone["why"], "timed_out", "{gone}");
+    first.expect_state("missed");
+    assert_eq!(second.expect_offer(), call_id, "then Ben");
+    // Ana cannot take what rings for Ben.
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, &accept_path(&call_id), &browser.offer, Some(&ana));
+    assert_eq!(r.status, 409, "{}", r.body);
+    let auth = format!("Bearer {ben}");
+    let decline = format!("/api/v1/calls/{call_id}/decline");
+    let r = request(
+        server.http,
+        "POST",
+        &decline,
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    second.expect_state("missed");
+    let r = request(
+        server.http,
+        "POST",
+        &decline,
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 409, "nothing rings for Ben now: {}", r.body);
+
+    first.send(serde_json::json!({"type": "state", "state": "available"}));
+    assert_eq!(first.expect_offer(), call_id, "back in its place for Ana");
+    let bye = call.bye(&ua);
+    ua.send(&bye);
+    let _ = ua.expect(Duration::from_secs(5), |m| m.status() == Some(200));
+    let gone = first.expect(Duration::from_secs(10), "the caller hung up", |m| {
+        m["type"] == "offer_withdrawn"
+    });
+    assert_eq!(gone["why"], "contact_left", "{gone}");
+    first.expect_state("available");
+    let metric = |outcome: &str| {
+        server.metric(&format!(
+            "careline_agent_offers_total{{outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(
+        (
+            metric("timed_out"),
+            metric("declined"),
+            metric("contact_left")
+        ),
+        (1.0, 1.0, 1.0)
+    );
+
+    // Bad input: an error each, and the channel stays open.
+    first.send_text("not json");
+    let e = first.expect(Duration::from_secs(5), "an error", |m| m["type"] == "error");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("docs/signaling.md"),
+        "{e}"
+    );
+    first.send(serde_json::json!({"type": "state", "state": "unavailable"}));
+    let e = first.expect(Duration::from_secs(5), "an error", |m| m["type"] == "error");
+    assert!(e["reason"].as_str().unwrap_or("").contains("reason"), "{e}");
+    first.send(serde_json::json!({"type": "state", "state": "unavailable", "reason": "lunch"}));
+    let lunch = first.expect_state("unavailable");
+    assert_eq!(lunch["reason"], "lunch", "{lunch}");
+    first.send(serde_json::json!({"type": "ping"}));
+    first.expect(Duration::from_secs(5), "pong", |m| m["type"] == "pong");
+    // A flood is closed with 1008 (policy violation).
+    for _ in 0..40 {
+        first.send(serde_json::json!({"type": "ping"}));
+    }
+    assert_eq!(first.expect_closed(Duration::from_secs(10)), Some(1008));
+
+    // No credentials: 401; no upgrade: 426.
+    let r = request(server.http, "GET", "/api/v1/ws", &[], None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let auth = format!("Bearer {ana}");
+    let r = request(
+        server.http,
+        "GET",
+        "/api/v1/ws",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 426, "{}", r.body);
+}
+
+const NURSE_PASSWORD: &str = "a nurse's long passphrase";
+
+/// Adds agent `name` with [`NURSE_PASSWORD`], as an administrator would.
+fn add_nurse(server: &TestServer, name: &str) {
+    use std::io::Write;
+    let mut add = support::server::careline_command()
+        .arg("--config")
+        .arg(server.config_path())
+        .arg("--data-dir")
+        .arg(server.data_path())
+        .args(["user", "add", name, "--role", "agent", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{NURSE_PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+}
+
+/// The folder for a browser test's screenshots (target/browser-screenshots/NAME) and a fake
+/// microphone in it that plays a 440 Hz tone for ten seconds.
+fn screenshots_and_mic(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = support::server::repo_root();
+    let shots = root.join("target/browser-screenshots").join(name);
+    std::fs::create_dir_all(&shots).unwrap();
+    let mic = shots.join("mic-440hz.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(&mic, spec).unwrap();
+    for n in 0..48_000 * 10 {
+        let t = n as f32 / 48_000.0;
+        wav.write_sample((8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16)
+            .unwrap();
+    }
+    wav.finalize().unwrap();
+    (shots, mic)
+}
+
+/// A nurse at the agent console in headless Chromium makes herself available: the caller
+/// waiting in the urgent queue rings at her console, she accepts, talks (the phone hears her
+/// microphone's 440 Hz tone), hangs up, wraps up and is available again. Screenshots of each
+/// step in target/browser-screenshots/agent-offer/.
+#[test]
+fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start();
+    add_nurse(&server, "nora");
+    let (shots, mic) = screenshots_and_mic("agent-offer");
+    let (mut ua, phone, _call) = queue_urgent_caller(&server);
+    let queued_at = phone.heard().len() / 8;
+    let summary = browser_script(
+        &server,
+        "agent-offer.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "nora".into(),
+            NURSE_PASSWORD.into(),
+            mic.display().to_string(),
+        ],
+    );
+    assert_eq!(summary["user"], "nora (agent)", "{summary}");
+    let ringing = summary["ringing"].as_str().unwrap_or("");
+    assert!(
+        ringing.starts_with("A caller in triage-urgent"),
+        "{summary}"
+    );
+    assert_eq!(summary["state_ringing"], "A call is ringing", "{summary}");
+    assert_eq!(summary["ringing_after_accept"], false, "{summary}");
+    assert_eq!(summary["state_after_call"], "Wrap-up", "{summary}");
+    assert_eq!(summary["wrapup_after_done"], false, "{summary}");
+    assert_eq!(
+        summary["state"], "Available: waiting for a call",
+        "{summary}"
+    );
+
+    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    ua.respond(&bye.expect("the phone gets a BYE"), 200, "OK");
+    let heard = phone.heard();
+    let after = &heard[(queued_at * 8).min(heard.len())..];
+    assert!(
+        wait_for_tone_or_none(after, 440.0).is_some(),
+        "the phone heard the nurse's microphone"
+    );
+    assert_eq!(
+        server.metric("careline_agent_offers_total{outcome=\"accepted\"}"),
         1.0
     );
 }

@@ -1,14 +1,26 @@
-// The agent console: the queues and who waits in them, refreshed every two seconds; Answer
-// takes the caller who has waited longest (WHIP, RFC 9725: this browser's offer goes to
-// POST /api/v1/queues/NAME/answer) and joins them to this browser once its media is up;
-// Hold, Mute and Hang up act on the session that answer returned. The user signs in through
-// Careline's own sign-in page (a session cookie); nothing here holds patient data.
+// The agent console. The live channel (a WebSocket to /api/v1/ws, docs/signaling.md) carries
+// the agent's status and the calls routing offers them: a call rings here with Accept and
+// Decline, Accept sends this browser's WHIP offer (RFC 9725) to /api/v1/calls/ID/accept, and
+// once its media is up the caller is joined to it; after the call, wrap-up until Done. The
+// queue table (refreshed every two seconds) also lets the agent pick the caller who has
+// waited longest (POST /api/v1/queues/NAME/answer). Hold, Mute and Hang up act on the session
+// the answer returned. The user signs in through Careline's own sign-in page (a session
+// cookie); nothing here holds patient data until a call's screen-pop.
 const $ = (id) => document.getElementById(id);
 const say = (text) => { $('status').textContent = text; };
 let pc = null;
 let session = null;
 let held = false;
 let muted = false;
+let channel = null;
+let ringing = null; // { callId, queue, until }
+let ringTimer = null;
+
+const STATES = {
+  offline: 'Offline', available: 'Available: waiting for a call', unavailable: 'Away',
+  offered: 'A call is ringing', on_contact: 'On a call', after_contact_work: 'Wrap-up',
+  missed: 'Missed a call: choose Available to take calls again',
+};
 
 function minutes(secs) {
   return `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
@@ -36,7 +48,9 @@ async function refresh() {
   body.replaceChildren(...queues.map((q) => {
     const row = document.createElement('tr');
     row.dataset.queue = q.name;
-    for (const text of [q.name, String(q.waiting), q.waiting ? minutes(q.oldest_wait_secs) : '']) {
+    const cells = [q.name, String(q.waiting), q.waiting ? minutes(q.oldest_wait_secs) : '',
+      String(q.agents_available ?? '')];
+    for (const text of cells) {
       const cell = document.createElement('td');
       cell.textContent = text;
       row.append(cell);
@@ -54,7 +68,13 @@ async function refresh() {
 }
 
 async function take(queue) {
-  say(`Answering the next caller in ${queue}…`);
+  await connect(`/api/v1/queues/${encodeURIComponent(queue)}/answer`, queue);
+}
+
+// Sends this browser's offer to `path` (a queue's answer, or an offered call's accept) and
+// joins the caller once the media is up.
+async function connect(path, queue) {
+  say(`Answering a caller from ${queue}…`);
   try {
     const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
     pc = new RTCPeerConnection();
@@ -71,12 +91,12 @@ async function take(queue) {
     };
     refresh();
     await pc.setLocalDescription(await pc.createOffer());
-    const r = await fetch(`/api/v1/queues/${encodeURIComponent(queue)}/answer`, {
+    const r = await fetch(path, {
       method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
     });
     if (r.status !== 201) {
       const problem = await r.json().catch(() => ({}));
-      end(r.status === 409 ? 'Nobody is waiting there any more.' : (problem.detail || 'The call could not be answered.'));
+      end(r.status === 409 ? 'That caller is no longer waiting for you.' : (problem.detail || 'The call could not be answered.'));
       return;
     }
     session = r.headers.get('Location');
@@ -161,7 +181,78 @@ $('mute').addEventListener('click', async () => {
 });
 $('hangup').addEventListener('click', () => end('You hung up.'));
 
+// The live channel: the agent's status and the calls that ring for them.
+function openChannel() {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  channel = new WebSocket(`${scheme}://${location.host}/api/v1/ws`);
+  channel.onmessage = (e) => {
+    let msg;
+    try { msg = JSON.parse(e.data); } catch { return; }
+    if (msg.type === 'state') showState(msg);
+    if (msg.type === 'offer') ring(msg);
+    if (msg.type === 'offer_withdrawn') stopRinging(msg.why === 'contact_left' ? 'The caller hung up.'
+      : msg.why === 'timed_out' ? 'You missed a call.' : null);
+    if (msg.type === 'error') say(msg.reason);
+  };
+  // A dropped channel comes back; the desk keeps this agent as they were meanwhile.
+  channel.onclose = () => { channel = null; setTimeout(openChannel, 2000); };
+}
+
+function send(msg) {
+  if (channel && channel.readyState === WebSocket.OPEN) channel.send(JSON.stringify(msg));
+}
+
+function showState(msg) {
+  $('agent-state').textContent = msg.state === 'unavailable' ? `Away: ${msg.reason}` : STATES[msg.state] || msg.state;
+  const choice = msg.state === 'unavailable' ? `unavailable:${msg.reason}`
+    : ['available', 'offline'].includes(msg.state) ? msg.state : null;
+  if (choice && [...$('availability').options].some((o) => o.value === choice)) $('availability').value = choice;
+  $('wrapup').hidden = msg.state !== 'after_contact_work';
+  if (msg.state !== 'offered') stopRinging(null);
+}
+
+function ring(offer) {
+  ringing = { callId: offer.call_id, queue: offer.queue, until: Date.now() + offer.rings_for_secs * 1000 };
+  const tick = () => {
+    const left = Math.max(0, Math.round((ringing.until - Date.now()) / 1000));
+    $('ringing-detail').textContent =
+      `A caller in ${offer.queue}, waiting ${minutes(offer.waited_secs)}. Rings for ${left} s more.`;
+  };
+  tick();
+  clearInterval(ringTimer);
+  ringTimer = setInterval(tick, 1000);
+  $('ringing').hidden = false;
+  $('accept').disabled = pc !== null;
+  $('accept').focus();
+}
+
+function stopRinging(text) {
+  if (!ringing) return;
+  ringing = null;
+  clearInterval(ringTimer);
+  $('ringing').hidden = true;
+  if (text) say(text);
+}
+
+$('accept').addEventListener('click', () => {
+  if (!ringing) return;
+  const { callId, queue } = ringing;
+  stopRinging(null);
+  connect(`/api/v1/calls/${encodeURIComponent(callId)}/accept`, queue);
+});
+$('decline').addEventListener('click', () => {
+  if (!ringing) return;
+  send({ type: 'decline', call_id: ringing.callId });
+  stopRinging('You declined the call.');
+});
+$('done').addEventListener('click', () => send({ type: 'done' }));
+$('availability').addEventListener('change', () => {
+  const [state, reason] = $('availability').value.split(':');
+  send(reason ? { type: 'state', state, reason } : { type: 'state', state });
+});
+
 if (await whoami()) {
+  openChannel();
   await refresh();
   setInterval(refresh, 2000);
 }

@@ -24,6 +24,7 @@ pub(crate) mod queues;
 pub(crate) mod range;
 pub(crate) mod recordings;
 pub(crate) mod serve;
+pub(crate) mod signaling;
 pub(crate) mod users;
 pub(crate) mod v1;
 pub(crate) mod whip;

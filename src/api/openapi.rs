@@ -515,7 +515,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "get",
         path: "/api/v1/queues",
         action: Some(Action::CallAnswer),
-        summary: "The configured queues, each with how many callers wait (those an agent is connecting to included) and how long the longest has waited: {\"queues\": [{\"name\", \"waiting\", \"oldest_wait_secs\"}]}. What the agent console (/agent) shows.",
+        summary: "The configured queues, each with how many callers wait (those an agent is connecting to included), how long the longest has waited, and how many of its agents are available, taking contacts (online) and signed in (staffed): {\"queues\": [{\"name\", \"waiting\", \"oldest_wait_secs\", \"agents_available\", \"agents_online\", \"agents_staffed\"}]}. What the agent console (/agent) shows.",
         query: &[],
         body: None,
         ok: 200,
@@ -534,6 +534,42 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         returns: "Sdp",
         media: SDP,
         also: &[409, 503],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/ws",
+        action: Some(Action::CallAnswer),
+        summary: "The agent console's live channel: a WebSocket (upgrade; 426 without one) over which the server pushes the agent's state, offers of calls ringing for them (with how long they ring) and their withdrawal, and takes the agent's choices (available, unavailable with a reason, offline, decline, wrap-up done). JSON messages, schema in docs/signaling.md. The agent is at the desk while a channel is open, and signed out after [routing] reconnect_grace_secs without one.",
+        query: &[],
+        body: None,
+        ok: 101,
+        returns: "",
+        media: JSON,
+        also: &[426],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/{call_id}/accept",
+        action: Some(Action::CallAnswer),
+        summary: "Accept the call ringing for this agent (offered over /api/v1/ws), from the browser (WHIP, RFC 9725): the body is the agent's SDP offer; the caller is joined to the agent once the agent's media is up. 201 with the SDP answer, the session's Location (DELETE it to hang up) and the call's id in Careline-Call-Id; 409 when the call is not (or no longer) offered to this agent.",
+        query: &[],
+        body: Some("Sdp"),
+        ok: 201,
+        returns: "Sdp",
+        media: SDP,
+        also: &[409, 503],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/{call_id}/decline",
+        action: Some(Action::CallAnswer),
+        summary: "Decline the call ringing for this agent: it goes back to its place for the next agent, and the agent is in the missed state until they make themselves available again. 204; 409 when it does not ring for them.",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409],
     },
     RouteDoc {
         method: "delete",
@@ -677,6 +713,7 @@ fn reason(code: u16) -> &'static str {
         415 => "the body is not of the media type this endpoint takes",
         416 => "the range is outside the recording",
         429 => "too many browser calls from this address are still connecting (see Retry-After)",
+        426 => "this endpoint is a WebSocket: send an upgrade",
         422 => "a field is unknown, missing, of the wrong type or too long (named in `detail`)",
         502 => "the recording store did not answer",
         503 => "Careline is shutting down or at its concurrent-call limit (see Retry-After)",
@@ -697,7 +734,9 @@ pub(crate) fn document() -> Value {
             json!({"name": name, "in": "query", "required": false, "description": desc, "schema": query_schema(r.path, name)})
         }));
         let mut responses = Map::new();
-        let ok = if r.returns.is_empty() {
+        let ok = if r.ok == 101 {
+            json!({"description": "switching to the WebSocket (docs/signaling.md)"})
+        } else if r.returns.is_empty() {
             json!({"description": "done"})
         } else {
             json!({"description": "OK", "content": {r.media: {"schema": {"$ref": format!("#/components/schemas/{}", r.returns)}}}})

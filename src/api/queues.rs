@@ -17,7 +17,7 @@ use serde_json::json;
 use super::access::{ApiError, Caller, ClientAddr};
 use super::whip::{WhipApi, page, sdp_offer};
 use crate::auth::Action;
-use crate::call::answer::{AnswerError, take};
+use crate::call::answer::{AnswerError, Pick, Taken, take};
 use crate::media::webrtc::WebRtcError;
 
 /// The agent console (`web/`), served from the binary.
@@ -46,7 +46,7 @@ pub(crate) fn router(state: WhipApi) -> Router {
         .with_state(state)
 }
 
-fn signed_in(caller: Option<Caller>) -> Result<Caller, ApiError> {
+pub(super) fn signed_in(caller: Option<Caller>) -> Result<Caller, ApiError> {
     caller.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -55,8 +55,9 @@ fn signed_in(caller: Option<Caller>) -> Result<Caller, ApiError> {
     })
 }
 
-/// Every configured queue: how many callers wait (those an agent is connecting to included)
-/// and how long the longest has waited.
+/// Every configured queue: how many callers wait (those an agent is connecting to included),
+/// how long the longest has waited, and how many of its agents are available, taking
+/// contacts (online) and signed in (staffed).
 async fn list(State(s): State<WhipApi>, caller: Option<Caller>) -> Result<Response, ApiError> {
     let caller = signed_in(caller)?;
     s.api.require(&caller, Action::CallAnswer, None).await?;
@@ -68,9 +69,15 @@ async fn list(State(s): State<WhipApi>, caller: Option<Caller>) -> Result<Respon
         .into_iter()
         .filter_map(|name| {
             let m = queues.metrics(name, now)?;
-            Some(
-                json!({"name": name, "waiting": m.contacts, "oldest_wait_secs": m.oldest_age_secs}),
-            )
+            let agents = s.calls.desk.figures(name).unwrap_or_default();
+            Some(json!({
+                "name": name,
+                "waiting": m.contacts,
+                "oldest_wait_secs": m.oldest_age_secs,
+                "agents_available": agents.agents_available,
+                "agents_online": agents.agents_online,
+                "agents_staffed": agents.agents_staffed,
+            }))
         })
         .collect();
     Ok(axum::Json(json!({ "queues": list })).into_response())
@@ -79,7 +86,7 @@ async fn list(State(s): State<WhipApi>, caller: Option<Caller>) -> Result<Respon
 fn answer_error(e: AnswerError) -> Response {
     let status = match &e {
         AnswerError::UnknownQueue(_) => StatusCode::NOT_FOUND,
-        AnswerError::NobodyWaiting(_) => StatusCode::CONFLICT,
+        AnswerError::NobodyWaiting(_) | AnswerError::NotOffered(_) => StatusCode::CONFLICT,
         AnswerError::Draining | AnswerError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
         AnswerError::Offer(WebRtcError::Offer(_)) => StatusCode::BAD_REQUEST,
         AnswerError::Offer(WebRtcError::NoAudio) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,7 +116,19 @@ pub(crate) async fn answer_queued(
     let caller = signed_in(caller)?;
     s.api.require(&caller, Action::CallAnswer, None).await?;
     let sdp = sdp_offer(&headers, req).await?;
-    match take(s.calls.clone(), &name, &sdp, client.0.ip()).await {
+    let pick = Pick::Oldest { queue: &name };
+    let taken = take(s.calls.clone(), caller.name(), pick, &sdp, client.0.ip()).await;
+    answered(&s, &caller, taken).await
+}
+
+/// The answer to an agent's WHIP offer that took a queued call: 201 with the SDP answer, the
+/// session's `Location` (DELETE it to hang up) and the call's id in `Careline-Call-Id`.
+pub(super) async fn answered(
+    s: &WhipApi,
+    caller: &Caller,
+    taken: Result<Taken, AnswerError>,
+) -> Result<Response, ApiError> {
+    match taken {
         Ok(taken) => {
             // The caller the IVR identified is now this user's to handle: their screen-pop
             // (the patient's summary) opens to them, and to nobody else, as the call's link

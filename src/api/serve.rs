@@ -149,7 +149,11 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+    // Upgrades: the console's WebSocket (`api::signaling`) takes the connection over.
+    let served = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = served.await {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
 }

@@ -87,6 +87,11 @@ pub(crate) fn router(
             public_calls,
         })
         .merge(super::queues::router(WhipApi {
+            api: api.clone(),
+            calls: calls.clone(),
+            public_calls,
+        }))
+        .merge(super::signaling::router(WhipApi {
             api,
             calls,
             public_calls,

@@ -1,11 +1,9 @@
-//! An agent answers a queued call from the browser: the agent's WHIP offer takes the contact
-//! that has waited longest in a queue, a browser leg is answered for the agent, and once that
-//! leg is connected the caller's call core bridges the two (see [`super::core::Phase`]'s
-//! `Offered` and `Bridged`). The caller keeps hearing the hold flow until the agent is there,
-//! and keeps their place if the agent never connects.
-//!
-//! This is the first way a person answers a Careline call; routing (agents' states, routing
-//! profiles, offering a call to an agent rather than the agent taking one) builds on it.
+//! An agent answers a queued call from the browser: the agent's WHIP offer takes either the
+//! contact routing offered them ([`Pick::Offered`], the usual way: see `routing::desk`) or
+//! the one that has waited longest in a queue they pick ([`Pick::Oldest`]); a browser leg is
+//! answered for the agent, and once that leg is connected the caller's call core bridges the
+//! two (see [`super::core::Phase`]'s `Offered` and `Bridged`). The caller keeps hearing the
+//! hold flow until the agent is there, and keeps their place if the agent never connects.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -41,6 +39,8 @@ pub enum AnswerError {
     UnknownQueue(String),
     #[error("nobody is waiting in queue `{0}`")]
     NobodyWaiting(String),
+    #[error("call {0} is not offered to you (it rang out, or was answered or ended)")]
+    NotOffered(String),
     #[error("Careline is shutting down")]
     Draining,
     #[error("no media port free")]
@@ -57,6 +57,8 @@ pub struct AgentOffer {
     pub(super) params: crate::media::leg::LegParams,
     pub(super) ids: LegIds,
     pub(super) session: String,
+    /// The agent (user name), told to routing when the contact ends.
+    pub(super) agent: String,
     pub(super) accepted: oneshot::Sender<bool>,
 }
 
@@ -102,6 +104,9 @@ impl AgentControl {
 pub(super) struct AgentLeg {
     pub leg: LegHandle,
     pub session: String,
+    pub agent: String,
+    /// Joined with the caller: its end starts the agent's wrap-up.
+    pub bridged: bool,
 }
 
 /// Agents' WHIP sessions: session id to the call it joined, so that the agent's `DELETE`
@@ -126,21 +131,37 @@ impl AgentSessions {
     }
 }
 
+/// Which queued call an agent takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick<'a> {
+    /// The contact routing rings this agent with.
+    Offered { call_id: &'a str },
+    /// The contact that has waited longest in this queue.
+    Oldest { queue: &'a str },
+}
+
 /// How many waiting contacts an agent's offer is tried on before giving up (each one that
 /// refuses has just left its queue or been bridged meanwhile).
 const TRIES: usize = 3;
 
-/// Takes the contact that has waited longest in `queue` for the agent whose browser sent
-/// `offer` from `remote`: answers the offer and hands the agent's leg to the caller's call.
+/// `agent`, whose browser sent `offer` from `remote`, takes the queued call `pick` names:
+/// answers the offer and hands the agent's leg to the caller's call.
 pub async fn take(
     svc: Arc<CallServices>,
-    queue: &str,
+    agent: &str,
+    pick: Pick<'_>,
     offer: &str,
     remote: IpAddr,
 ) -> Result<Taken, AnswerError> {
     if svc.draining.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AnswerError::Draining);
     }
+    let queue = match pick {
+        Pick::Offered { call_id } => {
+            return take_offered(&svc, agent, call_id, offer, remote).await;
+        }
+        Pick::Oldest { queue } => queue,
+    };
     for _ in 0..TRIES {
         let Some(call_id) = svc
             .flows
@@ -150,46 +171,98 @@ pub async fn take(
         else {
             break;
         };
-        let sockets = svc
-            .media
-            .reserve(svc.sip.udp_addr.ip())
-            .map_err(|_| AnswerError::NoPorts)?;
-        let local = sockets.rtp.local_addr().map_err(|_| AnswerError::NoPorts)?;
-        let ids = LegIds::random();
-        let answered = WebRtcTransport::answer(
-            offer,
-            local,
-            Some(svc.sip.media_address_for(remote)),
-            &svc.settings.codecs,
-            ids.ssrc,
-            Instant::now(),
-        )?;
-        let resource = format!("{:032x}", rand::random::<u128>());
-        let (accepted, taken) = oneshot::channel();
-        let agent = AgentOffer {
-            sockets,
-            peer: Box::new(answered.transport),
-            params: answered.params,
-            ids,
-            session: resource.clone(),
-            accepted,
-        };
-        if !svc
-            .table
-            .send(&call_id, CallCommand::Agent(Box::new(agent)))
-        {
-            continue; // the call ended meanwhile (its place went with it)
-        }
-        if taken.await.unwrap_or(false) {
-            info!(call = %call_id, queue, "an agent answered a queued call");
-            return Ok(Taken {
-                resource,
-                answer: answered.answer,
-                call_id: call_id.to_string(),
-            });
+        // An agent at the desk who picks a call is on it: routing offers them nothing more.
+        svc.desk.took(agent, &call_id, queue);
+        match join(&svc, agent, call_id, offer, remote).await {
+            Ok(Some(taken)) => return Ok(taken),
+            Ok(None) => svc.desk.released(agent), // the call ended meanwhile
+            Err(e) => {
+                svc.desk.released(agent);
+                return Err(e);
+            }
         }
     }
     Err(AnswerError::NobodyWaiting(queue.to_string()))
+}
+
+/// `agent` accepts the call routing rings them with.
+async fn take_offered(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    call_id: &str,
+    offer: &str,
+    remote: IpAddr,
+) -> Result<Taken, AnswerError> {
+    svc.desk
+        .accept(agent, call_id)
+        .map_err(|_| AnswerError::NotOffered(call_id.to_string()))?;
+    let taken = if svc.flows.queues.claim(call_id) {
+        join(svc, agent, call_id.into(), offer, remote).await
+    } else {
+        Ok(None)
+    };
+    match taken {
+        Ok(Some(taken)) => Ok(taken),
+        Ok(None) => {
+            svc.desk.released(agent);
+            Err(AnswerError::NotOffered(call_id.to_string()))
+        }
+        Err(e) => {
+            svc.desk.released(agent);
+            Err(e)
+        }
+    }
+}
+
+/// Answers the agent's offer and hands their leg to claimed call `call_id`; None when that
+/// call is no longer there to take it.
+async fn join(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    call_id: Arc<str>,
+    offer: &str,
+    remote: IpAddr,
+) -> Result<Option<Taken>, AnswerError> {
+    let sockets = svc
+        .media
+        .reserve(svc.sip.udp_addr.ip())
+        .map_err(|_| AnswerError::NoPorts)?;
+    let local = sockets.rtp.local_addr().map_err(|_| AnswerError::NoPorts)?;
+    let ids = LegIds::random();
+    let answered = WebRtcTransport::answer(
+        offer,
+        local,
+        Some(svc.sip.media_address_for(remote)),
+        &svc.settings.codecs,
+        ids.ssrc,
+        Instant::now(),
+    )?;
+    let resource = format!("{:032x}", rand::random::<u128>());
+    let (accepted, taken) = oneshot::channel();
+    let offer = AgentOffer {
+        sockets,
+        peer: Box::new(answered.transport),
+        params: answered.params,
+        ids,
+        session: resource.clone(),
+        agent: agent.to_string(),
+        accepted,
+    };
+    if !svc
+        .table
+        .send(&call_id, CallCommand::Agent(Box::new(offer)))
+    {
+        return Ok(None); // the call ended meanwhile (its place went with it)
+    }
+    if !taken.await.unwrap_or(false) {
+        return Ok(None);
+    }
+    info!(call = %call_id, "an agent answered a queued call");
+    Ok(Some(Taken {
+        resource,
+        answer: answered.answer,
+        call_id: call_id.to_string(),
+    }))
 }
 
 /// The agent's leg's next event; pending while there is no agent.
@@ -219,6 +292,7 @@ impl Shell {
             params,
             ids,
             session,
+            agent,
             accepted,
         } = offer;
         if core.phase() != Phase::Queued || self.agent.is_some() {
@@ -235,7 +309,12 @@ impl Shell {
                 self.svc
                     .agent_sessions
                     .insert(session.clone(), self.call_id.clone());
-                self.agent = Some(AgentLeg { leg, session });
+                self.agent = Some(AgentLeg {
+                    leg,
+                    session,
+                    agent,
+                    bridged: false,
+                });
                 let _ = accepted.send(true);
                 Some(Input::AgentOffered)
             }
@@ -271,7 +350,10 @@ impl Shell {
         };
         caller.command(LegCommand::Stop);
         match self.svc.media.bridge(caller, &mut agent.leg).await {
-            Ok(()) => None,
+            Ok(()) => {
+                agent.bridged = true;
+                None
+            }
             Err(e) => {
                 warn!(error = %e, "could not bridge the agent");
                 Some(Input::AgentLeft)
@@ -279,10 +361,16 @@ impl Shell {
         }
     }
 
-    /// Closes the agent's leg (the browser learns by DTLS close) and ends their session.
+    /// Closes the agent's leg (the browser learns by DTLS close) and ends their session; the
+    /// agent goes to wrap-up if they talked with the caller.
     pub(super) async fn release_agent(&mut self) {
         if let Some(agent) = self.agent.take() {
             self.svc.agent_sessions.remove(&agent.session);
+            if agent.bridged {
+                self.svc.desk.contact_ended(&agent.agent);
+            } else {
+                self.svc.desk.released(&agent.agent);
+            }
             agent.leg.close().await;
         }
     }

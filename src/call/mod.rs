@@ -77,6 +77,8 @@ pub struct CallServices {
     pub connecting: whip::Connecting,
     /// Agents' WHIP sessions, to the calls they joined.
     pub agent_sessions: answer::AgentSessions,
+    /// Who is offered which queued contact (agents' states, offers, wrap-up).
+    pub desk: Arc<crate::routing::desk::Desk>,
     /// What a caller on hold hears (`media::prompt::hold_music`).
     pub hold_music: Arc<crate::media::prompt::Prompt>,
     /// The trunks Careline calls out through.

@@ -1,9 +1,9 @@
-//! A minimal queue registry for TransferContactToQueue, CheckMetricData and the
-//! CustomerQueue hook, until agents and routing exist.
+//! The queue registry for TransferContactToQueue, CheckMetricData and the CustomerQueue hook:
+//! each queue's places (who waits, since when, capacity) and its figures.
 //!
-//! Seam for the routing issue: the interpreter only ever emits `Effect::Enqueue` /
-//! `Effect::QueueMetrics` and is fed `Event::Enqueued` / `Event::QueueMetrics`; routing
-//! replaces this registry behind those and adds `AgentAnswered`.
+//! Who is offered a waiting contact is routing's business (`routing::acd`): it is told of
+//! each contact that starts or stops waiting for an agent through a [`QueueWatcher`], so the
+//! flow layer never reaches up into routing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +44,15 @@ pub struct QueueMetrics {
     pub agents_online: usize,
 }
 
+/// Told when a contact starts or stops waiting for an agent (routing offers it to agents
+/// meanwhile). Called outside the queue's lock; must not block.
+pub trait QueueWatcher: Send + Sync + std::fmt::Debug {
+    /// `call_id` waits in `queue` since `since`, and no agent is connecting to it.
+    fn waiting(&self, queue: &str, call_id: &str, since: Instant);
+    /// `call_id` no longer waits: it left its queue, or an agent is connecting to it.
+    fn gone(&self, call_id: &str);
+}
+
 #[derive(Debug)]
 pub struct Queue {
     pub name: Arc<str>,
@@ -52,6 +61,37 @@ pub struct Queue {
     waiting: Mutex<Vec<Waiting>>,
     /// The queue's metrics, once the server attached them ([`QueueRegistry::observe`]).
     meters: std::sync::OnceLock<QueueMeters>,
+    /// Routing, once the server attached it ([`QueueRegistry::watch`]).
+    watcher: std::sync::OnceLock<Arc<dyn QueueWatcher>>,
+}
+
+impl Queue {
+    fn tell_waiting(&self, call_id: &str, since: Instant) {
+        if let Some(w) = self.watcher.get() {
+            w.waiting(&self.name, call_id, since);
+        }
+    }
+
+    fn tell_gone(&self, call_id: &str) {
+        if let Some(w) = self.watcher.get() {
+            w.gone(call_id);
+        }
+    }
+
+    /// Claims waiting contact `pick` chooses among the unclaimed ones (oldest first).
+    fn claim_by(&self, pick: impl Fn(&Waiting) -> bool) -> Option<Arc<str>> {
+        let claimed = {
+            let mut w = self.waiting.lock().ok()?;
+            let c = w
+                .iter_mut()
+                .filter(|c| !c.claimed && pick(c))
+                .min_by_key(|c| (c.since, c.id))?;
+            c.claimed = true;
+            c.call_id.clone()
+        };
+        self.tell_gone(&claimed);
+        Some(claimed)
+    }
 }
 
 /// A contact holding a place.
@@ -91,8 +131,16 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Ok(mut w) = self.queue.waiting.lock() {
-            w.retain(|c| c.id != self.id);
+        let mut left = None;
+        if let Ok(mut w) = self.queue.waiting.lock()
+            && let Some(i) = w.iter().position(|c| c.id == self.id)
+        {
+            left = Some(w.remove(i));
+        }
+        if let Some(left) = left
+            && !left.claimed
+        {
+            self.queue.tell_gone(&left.call_id);
         }
         if let Some(m) = self.queue.meters.get() {
             m.waiting.dec();
@@ -124,10 +172,15 @@ impl Ticket {
     /// The agent who claimed this contact did not take it: it may be offered again, keeping
     /// its place (its age counts from when it was queued).
     pub fn unclaim(&self) {
+        let mut back = None;
         if let Ok(mut w) = self.queue.waiting.lock()
-            && let Some(c) = w.iter_mut().find(|c| c.id == self.id)
+            && let Some(c) = w.iter_mut().find(|c| c.id == self.id && c.claimed)
         {
             c.claimed = false;
+            back = Some((c.call_id.clone(), c.since));
+        }
+        if let Some((call_id, since)) = back {
+            self.queue.tell_waiting(&call_id, since);
         }
     }
 }
@@ -151,6 +204,7 @@ impl QueueRegistry {
                             config: c.clone(),
                             waiting: Mutex::new(Vec::new()),
                             meters: std::sync::OnceLock::new(),
+                            watcher: std::sync::OnceLock::new(),
                         }),
                     )
                 })
@@ -180,6 +234,13 @@ impl QueueRegistry {
         }
     }
 
+    /// Tells `watcher` of every contact that starts or stops waiting for an agent from now on.
+    pub fn watch(&self, watcher: Arc<dyn QueueWatcher>) {
+        for q in self.queues.values() {
+            let _ = q.watcher.set(watcher.clone());
+        }
+    }
+
     /// Puts call `call_id`'s contact in `name`, unless the queue is full (or unknown).
     pub fn enqueue(&self, name: &str, now: Instant, call_id: &str) -> Result<Ticket, AtCapacity> {
         let queue = self.queues.get(name).ok_or(AtCapacity)?;
@@ -202,6 +263,7 @@ impl QueueRegistry {
             m.entered.inc();
             m.waiting.inc();
         }
+        queue.tell_waiting(call_id, now);
         Ok(Ticket {
             queue: queue.clone(),
             id,
@@ -213,16 +275,15 @@ impl QueueRegistry {
     /// dropped). `None` when nobody is waiting unclaimed; `Err` for an unknown queue.
     pub fn claim_oldest(&self, name: &str) -> Result<Option<Arc<str>>, UnknownQueue> {
         let queue = self.queues.get(name).ok_or(UnknownQueue)?;
-        let Ok(mut w) = queue.waiting.lock() else {
-            return Ok(None);
-        };
-        Ok(w.iter_mut()
-            .filter(|c| !c.claimed)
-            .min_by_key(|c| (c.since, c.id))
-            .map(|c| {
-                c.claimed = true;
-                c.call_id.clone()
-            }))
+        Ok(queue.claim_by(|_| true))
+    }
+
+    /// Claims call `call_id`'s contact for the agent routing offered it to, if it still waits
+    /// unclaimed in some queue.
+    pub fn claim(&self, call_id: &str) -> bool {
+        self.queues
+            .values()
+            .any(|q| q.claim_by(|c| &*c.call_id == call_id).is_some())
     }
 
     pub fn metrics(&self, name: &str, now: Instant) -> Option<QueueMetrics> {
@@ -342,5 +403,52 @@ mod tests {
         assert_eq!(r.claim_oldest("nobody"), Err(UnknownQueue));
         // Claimed contacts still count as waiting until an agent has them.
         assert_eq!(r.metrics("nurses", t0).unwrap().contacts, 1);
+    }
+
+    #[derive(Debug, Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl QueueWatcher for Heard {
+        fn waiting(&self, queue: &str, call_id: &str, _since: Instant) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("waiting {queue} {call_id}"));
+        }
+        fn gone(&self, call_id: &str) {
+            self.0.lock().unwrap().push(format!("gone {call_id}"));
+        }
+    }
+
+    /// Routing hears of each contact that starts or stops waiting for an agent: entering,
+    /// claimed by an agent, given back, leaving.
+    #[test]
+    fn the_watcher_hears_who_waits_for_an_agent() {
+        let mut c = BTreeMap::new();
+        c.insert("nurses".to_string(), QueueConfig::default());
+        let r = QueueRegistry::new(&c);
+        let heard = Arc::new(Heard::default());
+        r.watch(heard.clone());
+        let t0 = Instant::now();
+        let a = r.enqueue("nurses", t0, "a").unwrap();
+        let b = r.enqueue("nurses", t0, "b").unwrap();
+        assert!(r.claim("b"));
+        assert!(!r.claim("b"), "claimed once");
+        b.unclaim();
+        a.unclaim(); // not claimed: nothing to say
+        drop(a);
+        assert_eq!(r.claim_oldest("nurses").unwrap().as_deref(), Some("b"));
+        drop(b); // claimed when it left: routing heard it go already
+        assert_eq!(
+            *heard.0.lock().unwrap(),
+            [
+                "waiting nurses a",
+                "waiting nurses b",
+                "gone b",
+                "waiting nurses b",
+                "gone a",
+                "gone b"
+            ]
+        );
     }
 }

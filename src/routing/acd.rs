@@ -557,6 +557,42 @@ impl Acd {
         Ok(())
     }
 
+    /// `agent` took `contact` from `queue` themselves (picked it from the queue's list rather
+    /// than being offered it): they are on it, and an offer ringing for them is withdrawn. An
+    /// agent who is not at the desk (signed out) is left alone.
+    pub fn took(&mut self, agent: &str, contact: &str, queue: &str, now: Instant) {
+        let Some(a) = self.agents.get(agent) else {
+            return;
+        };
+        match &a.state {
+            AgentState::Offline => return,
+            AgentState::Offered { contact: rung, .. } => {
+                let rung = rung.clone();
+                self.withdraw(agent, &rung, Withdrawn::AgentLeft);
+            }
+            _ => {}
+        }
+        let state = AgentState::OnContact {
+            contact: contact.to_string(),
+            queue: queue.to_string(),
+        };
+        self.set_state(agent, state, now);
+        self.route(now);
+    }
+
+    /// `agent` accepted a contact that never reached them (it left meanwhile, or their media
+    /// failed): no after-contact work, their next state (or available) at once.
+    pub fn released(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
+        match self.agents.get(agent).map(|a| &a.state) {
+            Some(AgentState::OnContact { .. }) => {}
+            Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
+            None => return Err(AcdError::UnknownAgent(agent.to_string())),
+        }
+        self.work_done(agent, now);
+        self.route(now);
+        Ok(())
+    }
+
     /// `agent` closes their after-contact work before its limit.
     pub fn finish_work(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
         match self.agents.get(agent).map(|a| &a.state) {
@@ -742,24 +778,25 @@ impl Acd {
         let queue = c.queue.clone();
         let waited = now.saturating_duration_since(c.since);
         let until = now + self.policy.offer_timeout;
+        // The offer first, so a console that hears it ring already knows what rings.
+        self.outputs.push_back(Output::Offer {
+            agent: agent.to_string(),
+            contact: contact.to_string(),
+            queue: queue.clone(),
+            waited,
+            until,
+        });
         self.set_state(
             agent,
             AgentState::Offered {
                 contact: contact.to_string(),
-                queue: queue.clone(),
+                queue,
             },
             now,
         );
         if let Some(a) = self.agents.get_mut(agent) {
             a.until = Some(until);
         }
-        self.outputs.push_back(Output::Offer {
-            agent: agent.to_string(),
-            contact: contact.to_string(),
-            queue,
-            waited,
-            until,
-        });
     }
 }
 

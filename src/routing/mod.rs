@@ -9,3 +9,4 @@
 pub mod acd;
 #[cfg(test)]
 mod acd_tests;
+pub mod desk;

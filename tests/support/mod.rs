@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod browser;
+pub mod console;
 pub mod fixtures;
 pub mod http;
 pub mod postgres;

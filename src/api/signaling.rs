@@ -1,0 +1,309 @@
+//! The console's live channel: `GET /api/v1/ws` upgrades to a WebSocket on the HTTP listener
+//! (WSS under HTTPS) over which the server pushes what the browser cannot poll for (a call
+//! ringing for this agent, its withdrawal, the agent's state) and the agent sends their
+//! choices (available, unavailable with a reason, offline, decline, wrap-up done). One JSON
+//! object per text message, `type` naming it; `docs/signaling.md` is the schema.
+//!
+//! Accepting an offer is a WHIP exchange (`POST /api/v1/calls/{call_id}/accept` with the
+//! browser's SDP offer, answered 201 with the SDP answer), so the media is set up the same way
+//! as every other browser leg; `POST /api/v1/calls/{call_id}/decline` declines without a
+//! socket.
+//!
+//! Access: `call.answer` (agents, clinicians, supervisors), by session cookie or bearer token.
+//! A cookie-borne upgrade must come from Careline's own pages (a WebSocket is not covered by
+//! CORS, so another site's page could otherwise open one with the user's cookie). A socket
+//! that sends more than [`MAX_PER_SECOND`] messages in a second, or a message over
+//! [`MAX_MESSAGE`] bytes, is closed (1008 / 1009); one silent for three heartbeats is closed.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use super::access::{ApiError, Caller, ClientAddr};
+use super::queues::{answered, signed_in};
+use super::whip::{WhipApi, sdp_offer};
+use crate::auth::Action;
+use crate::call::answer::{Pick, take};
+use crate::routing::acd::{AgentState, Availability, Withdrawn};
+use crate::routing::desk::DeskEvent;
+
+/// The largest message a console may send.
+pub(crate) const MAX_MESSAGE: usize = 4096;
+/// The most messages a console may send in one second.
+pub(crate) const MAX_PER_SECOND: u32 = 20;
+/// How often the server pings; a console silent for three of these is gone.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+
+pub(crate) fn router(state: WhipApi) -> Router {
+    Router::new()
+        .route("/api/v1/ws", get(upgrade))
+        .route("/api/v1/calls/{call_id}/accept", post(accept))
+        .route("/api/v1/calls/{call_id}/decline", post(decline))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(super::v1::body_limit))
+        .with_state(state)
+}
+
+/// What a console sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum FromConsole {
+    /// `{"type":"state","state":"available"}`, `"unavailable"` (with `reason`) or `"offline"`.
+    State {
+        state: Wanted,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Decline {
+        call_id: String,
+    },
+    /// Wrap-up done: available again (or the state chosen meanwhile).
+    Done,
+    Ping,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Wanted {
+    Available,
+    Unavailable,
+    Offline,
+}
+
+/// What the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ToConsole<'a> {
+    Hello {
+        user: &'a str,
+        role: &'a str,
+        heartbeat_secs: u64,
+    },
+    State {
+        #[serde(flatten)]
+        state: AgentState,
+    },
+    Offer {
+        call_id: String,
+        queue: String,
+        waited_secs: u64,
+        rings_for_secs: u64,
+    },
+    OfferWithdrawn {
+        call_id: String,
+        why: Withdrawn,
+    },
+    Pong,
+    Error {
+        reason: String,
+    },
+}
+
+impl ToConsole<'_> {
+    fn message(&self) -> Message {
+        Message::Text(serde_json::to_string(self).unwrap_or_default().into())
+    }
+}
+
+async fn upgrade(
+    State(s): State<WhipApi>,
+    caller: Option<Caller>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::CallAnswer, None).await?;
+    if caller.via == "session" && super::browser::cross_site(&headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a signed-in browser may open the console channel only from this site's own pages",
+        ));
+    }
+    let ws = ws.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint: send a WebSocket upgrade (docs/signaling.md)",
+        )
+    })?;
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| console(s, caller, socket)))
+}
+
+/// One console's session: the agent at the desk while it lasts.
+async fn console(s: WhipApi, caller: Caller, mut socket: WebSocket) {
+    let agent = caller.name().to_string();
+    info!(%agent, "console connected");
+    let hello = ToConsole::Hello {
+        user: &agent,
+        role: caller.principal.role.as_str(),
+        heartbeat_secs: HEARTBEAT.as_secs(),
+    };
+    if socket.send(hello.message()).await.is_err() {
+        return;
+    }
+    let mut desk = s.calls.desk.join(&agent);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    let mut heard = Instant::now();
+    let mut window = (Instant::now(), 0u32);
+    let close = loop {
+        tokio::select! {
+            event = desk.events.recv() => {
+                let Some(event) = event else { break None };
+                if socket.send(to_console(event).message()).await.is_err() {
+                    break None;
+                }
+            }
+            msg = socket.recv() => {
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        debug!(%agent, error = %e, "console socket failed");
+                        let too_big = e.to_string().contains("too long");
+                        break too_big.then_some((close_code::SIZE, "message too big"));
+                    }
+                    None => break None,
+                };
+                heard = Instant::now();
+                if heard.duration_since(window.0) >= Duration::from_secs(1) {
+                    window = (heard, 0);
+                }
+                window.1 += 1;
+                if window.1 > MAX_PER_SECOND {
+                    info!(%agent, "console flooding: closed");
+                    break Some((close_code::POLICY, "too many messages"));
+                }
+                let text = match msg {
+                    Message::Text(text) => text,
+                    Message::Close(_) => break None,
+                    Message::Binary(_) => {
+                        break Some((close_code::UNSUPPORTED, "text messages only"));
+                    }
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                let reply = handle(&s, &agent, &text);
+                if let Some(reply) = reply
+                    && socket.send(reply.message()).await.is_err()
+                {
+                    break None;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if heard.elapsed() > 3 * HEARTBEAT {
+                    info!(%agent, "console silent: closed");
+                    break Some((close_code::AWAY, "no answer to pings"));
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+    }
+    info!(%agent, "console disconnected");
+    drop(desk);
+}
+
+/// What a console's message does, and the answer it gets (an error, a pong; a state change
+/// is answered by the state pushed from the desk).
+fn handle<'a>(s: &WhipApi, agent: &str, text: &str) -> Option<ToConsole<'a>> {
+    let msg: FromConsole = match serde_json::from_str(text) {
+        Ok(msg) => msg,
+        Err(e) => {
+            return Some(ToConsole::Error {
+                reason: format!("not a console message: {e} (docs/signaling.md)"),
+            });
+        }
+    };
+    let desk = &s.calls.desk;
+    let done = match msg {
+        FromConsole::Ping => return Some(ToConsole::Pong),
+        FromConsole::State { state, reason } => {
+            let wanted = match state {
+                Wanted::Available => Availability::Available,
+                Wanted::Offline => Availability::Offline,
+                Wanted::Unavailable => {
+                    let reason = reason.unwrap_or_default();
+                    let reason = reason.trim();
+                    if reason.is_empty() || reason.chars().count() > 64 {
+                        return Some(ToConsole::Error {
+                            reason: "unavailable needs a reason of 1 to 64 characters".into(),
+                        });
+                    }
+                    Availability::Unavailable(reason.to_string())
+                }
+            };
+            desk.set_availability(agent, wanted)
+        }
+        FromConsole::Decline { call_id } => desk.decline(agent, &call_id),
+        FromConsole::Done => desk.finish_work(agent),
+    };
+    done.err().map(|e| ToConsole::Error {
+        reason: e.to_string(),
+    })
+}
+
+fn to_console(event: DeskEvent) -> ToConsole<'static> {
+    match event {
+        DeskEvent::State(state) => ToConsole::State { state },
+        DeskEvent::Offer {
+            call_id,
+            queue,
+            waited,
+            rings_for,
+        } => ToConsole::Offer {
+            call_id,
+            queue,
+            waited_secs: waited.as_secs(),
+            rings_for_secs: rings_for.as_secs(),
+        },
+        DeskEvent::Withdrawn { call_id, why } => ToConsole::OfferWithdrawn { call_id, why },
+    }
+}
+
+/// The agent accepts the call ringing for them: the body is their browser's SDP offer. 201
+/// with the SDP answer and the session's `Location`, as answering from a queue; 409 when the
+/// call is not (or no longer) offered to them.
+async fn accept(
+    State(s): State<WhipApi>,
+    caller: Option<Caller>,
+    Path(call_id): Path<String>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::CallAnswer, None).await?;
+    let sdp = sdp_offer(&headers, req).await?;
+    let pick = Pick::Offered { call_id: &call_id };
+    let taken = take(s.calls.clone(), caller.name(), pick, &sdp, client.0.ip()).await;
+    answered(&s, &caller, taken).await
+}
+
+/// The agent declines the call ringing for them (as the console's `decline` message does).
+async fn decline(
+    State(s): State<WhipApi>,
+    caller: Option<Caller>,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::CallAnswer, None).await?;
+    match s.calls.desk.decline(caller.name(), &call_id) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+    }
+}

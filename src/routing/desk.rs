@@ -1,0 +1,489 @@
+//! The contact center's desk: the thin shell around the [`Acd`] core. It owns the core's
+//! timer, hears of contacts that start and stop waiting (as the queues' [`QueueWatcher`]),
+//! takes agents' choices from their consoles, and carries the core's outputs to the consoles
+//! of the agents they concern, and to `/metrics`.
+//!
+//! An agent is at the desk while one of their consoles is connected (a browser tab holding the
+//! signaling WebSocket). When the last one goes, they stay as they are for
+//! `[routing] reconnect_grace_secs` (a tab reload, a network blip) and are then signed out,
+//! which hands a ringing contact on to the next agent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tracing::{debug, info};
+
+use super::acd::{
+    Acd, AcdError, AcdPolicy, AgentState, Answered, Availability, Output, ProfileQueue,
+    QueueLimits, RoutingProfile, Withdrawn,
+};
+use crate::flow::queues::{QueueConfig, QueueWatcher};
+use crate::metrics::Metrics;
+
+/// `[routing]`: how contacts are offered to agents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// How long an offer rings at an agent's console before it goes to the next agent (and
+    /// the agent counts as missed).
+    pub offer_timeout_secs: u32,
+    /// The most after-contact work (wrap-up) an agent gets before they are available again
+    /// (0: none).
+    pub after_contact_work_secs: u32,
+    /// An agent whose console went away is signed out after this long unless it is back.
+    pub reconnect_grace_secs: u32,
+    /// Routing profiles (`[routing.profiles.NAME]`): the queues their agents answer.
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// Agent (user name) -> routing profile. An agent not listed answers every queue, all at
+    /// priority 1 with no delay.
+    pub agents: BTreeMap<String, String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            offer_timeout_secs: 20,
+            after_contact_work_secs: 120,
+            reconnect_grace_secs: 30,
+            profiles: BTreeMap::new(),
+            agents: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[routing.profiles.NAME]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub queues: Vec<ProfileQueueConfig>,
+}
+
+/// One queue of a profile: `{ queue = "triage-urgent", priority = 1, delay_secs = 0 }`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQueueConfig {
+    pub queue: String,
+    /// 1 is served first.
+    #[serde(default = "first")]
+    pub priority: u32,
+    /// How long a contact waits before it is offered to this profile's agents.
+    #[serde(default)]
+    pub delay_secs: u32,
+}
+
+fn first() -> u32 {
+    1
+}
+
+impl RoutingConfig {
+    /// Every profile names known queues with priorities from 1, and every agent a profile.
+    pub fn validate(&self, queues: &BTreeMap<String, QueueConfig>) -> Result<(), String> {
+        if self.offer_timeout_secs == 0 {
+            return Err("offer_timeout_secs: must be at least 1".into());
+        }
+        for (name, p) in &self.profiles {
+            if p.queues.is_empty() {
+                return Err(format!(
+                    "profiles.{name}.queues: a profile answers a queue at least"
+                ));
+            }
+            for q in &p.queues {
+                if !queues.contains_key(&q.queue) {
+                    return Err(format!(
+                        "profiles.{name}.queues: `{}` is not a configured queue ([queues.NAME])",
+                        q.queue
+                    ));
+                }
+                if q.priority == 0 {
+                    return Err(format!(
+                        "profiles.{name}.queues: `{}` has priority 0 (1 is the first)",
+                        q.queue
+                    ));
+                }
+            }
+        }
+        for (agent, profile) in &self.agents {
+            if !self.profiles.contains_key(profile) {
+                return Err(format!(
+                    "agents.{agent}: no routing profile `{profile}` ([routing.profiles.NAME])"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an agent's console is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeskEvent {
+    /// The agent's state now.
+    State(AgentState),
+    /// A contact rings for the agent.
+    Offer {
+        call_id: String,
+        queue: String,
+        waited: Duration,
+        /// How long it rings before it goes to the next agent.
+        rings_for: Duration,
+    },
+    /// The offer of `call_id` is over.
+    Withdrawn { call_id: String, why: Withdrawn },
+}
+
+/// One connected console: its events, and its place at the desk (dropping it leaves).
+pub struct Console {
+    pub events: mpsc::UnboundedReceiver<DeskEvent>,
+    desk: Arc<Desk>,
+    agent: String,
+    id: u64,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.desk.leave(&self.agent, self.id);
+    }
+}
+
+/// One open console: its id and where its events go.
+type ConsoleTx = (u64, mpsc::UnboundedSender<DeskEvent>);
+
+/// See the module documentation.
+pub struct Desk {
+    acd: Mutex<Acd>,
+    profiles: HashMap<String, RoutingProfile>,
+    every_queue: RoutingProfile,
+    /// Each agent's open consoles, by id.
+    consoles: Mutex<HashMap<String, Vec<ConsoleTx>>>,
+    next_console: AtomicU64,
+    grace: Duration,
+    wake: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desk").finish_non_exhaustive()
+    }
+}
+
+impl Desk {
+    /// The desk for `queues`, its timer running on the current runtime.
+    pub fn start(
+        config: &RoutingConfig,
+        queues: &BTreeMap<String, QueueConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Desk> {
+        let policy = AcdPolicy {
+            offer_timeout: Duration::from_secs(u64::from(config.offer_timeout_secs)),
+            after_contact_work: Duration::from_secs(u64::from(config.after_contact_work_secs)),
+        };
+        let limits = queues.iter().map(|(name, q)| {
+            let limits = QueueLimits {
+                capacity: q.capacity,
+            };
+            (name.as_str(), limits)
+        });
+        let profile = |p: &ProfileConfig| RoutingProfile {
+            queues: p
+                .queues
+                .iter()
+                .map(|q| ProfileQueue {
+                    queue: q.queue.clone(),
+                    priority: q.priority,
+                    delay: Duration::from_secs(u64::from(q.delay_secs)),
+                })
+                .collect(),
+        };
+        let profiles = config
+            .agents
+            .iter()
+            .filter_map(|(agent, name)| Some((agent.clone(), profile(config.profiles.get(name)?))))
+            .collect();
+        let desk = Arc::new(Desk {
+            acd: Mutex::new(Acd::new(policy, limits)),
+            profiles,
+            every_queue: RoutingProfile::of(queues.keys().map(String::as_str)),
+            consoles: Mutex::new(HashMap::new()),
+            next_console: AtomicU64::new(1),
+            grace: Duration::from_secs(u64::from(config.reconnect_grace_secs)),
+            wake: Notify::new(),
+            metrics,
+        });
+        tokio::spawn(run_timer(Arc::downgrade(&desk)));
+        desk
+    }
+
+    /// `agent` opens a console: they are at the desk (offline until they choose a state,
+    /// unless they were there already), and the console hears their state at once.
+    pub fn join(self: &Arc<Desk>, agent: &str) -> Console {
+        let (tx, events) = mpsc::unbounded_channel();
+        let id = self.next_console.fetch_add(1, Ordering::Relaxed);
+        let profile = self
+            .profiles
+            .get(agent)
+            .unwrap_or(&self.every_queue)
+            .clone();
+        let state = self.apply(|acd, now| {
+            acd.set_profile(agent, profile, now);
+            acd.agent_state(agent).cloned()
+        });
+        if let Some(state) = state {
+            let _ = tx.send(DeskEvent::State(state));
+        }
+        if let Ok(mut c) = self.consoles.lock() {
+            c.entry(agent.to_string()).or_default().push((id, tx));
+        }
+        Console {
+            events,
+            desk: self.clone(),
+            agent: agent.to_string(),
+            id,
+        }
+    }
+
+    /// The agent chooses available, unavailable (with a reason) or offline.
+    pub fn set_availability(&self, agent: &str, wanted: Availability) -> Result<(), AcdError> {
+        self.apply(|acd, now| acd.set_availability(agent, wanted, now))
+    }
+
+    /// The agent accepts the contact ringing for them: it is theirs (the caller's call is
+    /// joined to them next).
+    pub fn accept(&self, agent: &str, call_id: &str) -> Result<Answered, AcdError> {
+        let r = self.apply(|acd, now| acd.accept(agent, call_id, now));
+        if r.is_ok() {
+            self.metrics
+                .agent_offers
+                .get_or_create(&vec![("outcome", "accepted")])
+                .inc();
+        }
+        r
+    }
+
+    pub fn decline(&self, agent: &str, call_id: &str) -> Result<(), AcdError> {
+        self.apply(|acd, now| acd.decline(agent, call_id, now))
+    }
+
+    /// The agent's contact ended: wrap-up begins.
+    pub fn contact_ended(&self, agent: &str) {
+        let _ = self.apply(|acd, now| acd.contact_ended(agent, now));
+    }
+
+    /// The agent picked `call_id` from `queue` themselves.
+    pub fn took(&self, agent: &str, call_id: &str, queue: &str) {
+        self.apply(|acd, now| acd.took(agent, call_id, queue, now));
+    }
+
+    /// The contact the agent accepted never reached them.
+    pub fn released(&self, agent: &str) {
+        let _ = self.apply(|acd, now| acd.released(agent, now));
+    }
+
+    pub fn finish_work(&self, agent: &str) -> Result<(), AcdError> {
+        self.apply(|acd, now| acd.finish_work(agent, now))
+    }
+
+    /// Every agent at the desk and their state.
+    pub fn agents(&self) -> Vec<(String, AgentState)> {
+        self.acd
+            .lock()
+            .map(|acd| {
+                acd.agents()
+                    .map(|(a, s)| (a.to_string(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn agent_state(&self, agent: &str) -> Option<AgentState> {
+        self.acd.lock().ok()?.agent_state(agent).cloned()
+    }
+
+    /// A queue's figures now (agents available, online and staffed included).
+    pub fn figures(&self, queue: &str) -> Option<super::acd::QueueFigures> {
+        self.acd.lock().ok()?.figures(queue, Instant::now())
+    }
+
+    /// Runs `f` on the core, then delivers what it output and rearms the timer.
+    fn apply<T>(&self, f: impl FnOnce(&mut Acd, Instant) -> T) -> T {
+        let (result, outputs, counts) = {
+            let mut acd = self.acd.lock().unwrap_or_else(|e| e.into_inner());
+            let result = f(&mut acd, Instant::now());
+            let outputs: Vec<Output> = std::iter::from_fn(|| acd.poll_output()).collect();
+            let counts = outputs
+                .iter()
+                .any(|o| matches!(o, Output::AgentState { .. }))
+                .then(|| count_states(&acd));
+            (result, outputs, counts)
+        };
+        self.deliver(outputs);
+        if let Some(counts) = counts {
+            for (state, n) in counts {
+                self.metrics
+                    .agents
+                    .get_or_create(&vec![("state", state)])
+                    .set(n);
+            }
+        }
+        self.wake.notify_one();
+        result
+    }
+
+    fn deliver(&self, outputs: Vec<Output>) {
+        for out in outputs {
+            let (agent, event) = match out {
+                Output::Offer {
+                    agent,
+                    contact,
+                    queue,
+                    waited,
+                    until,
+                } => {
+                    info!(call = %contact, %queue, %agent, "offered to an agent");
+                    let rings_for = until.saturating_duration_since(Instant::now());
+                    let event = DeskEvent::Offer {
+                        call_id: contact,
+                        queue,
+                        waited,
+                        rings_for,
+                    };
+                    (agent, event)
+                }
+                Output::OfferWithdrawn {
+                    agent,
+                    contact,
+                    why,
+                } => {
+                    debug!(call = %contact, %agent, ?why, "offer withdrawn");
+                    self.metrics
+                        .agent_offers
+                        .get_or_create(&vec![("outcome", withdrawn_label(why))])
+                        .inc();
+                    let event = DeskEvent::Withdrawn {
+                        call_id: contact,
+                        why,
+                    };
+                    (agent, event)
+                }
+                Output::AgentState { agent, state } => {
+                    debug!(%agent, state = state.name(), "agent state");
+                    (agent, DeskEvent::State(state))
+                }
+            };
+            if let Ok(mut consoles) = self.consoles.lock()
+                && let Some(list) = consoles.get_mut(&agent)
+            {
+                list.retain(|(_, tx)| tx.send(event.clone()).is_ok());
+            }
+        }
+    }
+
+    /// A console closed: with none left, the agent is signed out after the grace period.
+    fn leave(self: &Arc<Desk>, agent: &str, id: u64) {
+        let none_left = match self.consoles.lock() {
+            Ok(mut c) => {
+                let list = c.entry(agent.to_string()).or_default();
+                list.retain(|(i, _)| *i != id);
+                list.is_empty()
+            }
+            Err(_) => false,
+        };
+        if !none_left {
+            return;
+        }
+        let desk = Arc::downgrade(self);
+        let agent = agent.to_string();
+        let grace = self.grace;
+        let sign_out = async move {
+            tokio::time::sleep(grace).await;
+            let Some(desk) = desk.upgrade() else {
+                return;
+            };
+            let still_gone = desk
+                .consoles
+                .lock()
+                .map(|c| c.get(&agent).is_none_or(Vec::is_empty))
+                .unwrap_or(false);
+            if still_gone {
+                info!(%agent, "console gone past the grace period: signed out");
+                let _ = desk.set_availability(&agent, Availability::Offline);
+            }
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sign_out);
+        }
+    }
+}
+
+fn withdrawn_label(why: Withdrawn) -> &'static str {
+    match why {
+        Withdrawn::ContactLeft => "contact_left",
+        Withdrawn::TimedOut => "timed_out",
+        Withdrawn::Declined => "declined",
+        Withdrawn::AgentLeft => "agent_left",
+    }
+}
+
+/// How many agents are in each state (offline ones not counted), every state named.
+fn count_states(acd: &Acd) -> Vec<(&'static str, i64)> {
+    let mut counts: Vec<(&'static str, i64)> = [
+        "available",
+        "unavailable",
+        "offered",
+        "on_contact",
+        "after_contact_work",
+        "missed",
+    ]
+    .into_iter()
+    .map(|s| (s, 0))
+    .collect();
+    for (_, state) in acd.agents() {
+        if let Some(c) = counts.iter_mut().find(|(s, _)| *s == state.name()) {
+            c.1 += 1;
+        }
+    }
+    counts
+}
+
+/// The core's timer: sleeps until its next deadline, or until an input may have moved it.
+async fn run_timer(desk: Weak<Desk>) {
+    loop {
+        let Some(d) = desk.upgrade() else {
+            return;
+        };
+        let deadline = d.acd.lock().ok().and_then(|acd| acd.poll_timeout());
+        let woken = async {
+            match deadline {
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t.into()) => true,
+                        _ = d.wake.notified() => false,
+                    }
+                }
+                None => {
+                    d.wake.notified().await;
+                    false
+                }
+            }
+        };
+        if woken.await {
+            d.apply(|acd, now| acd.handle_timeout(now));
+        }
+    }
+}
+
+impl QueueWatcher for Desk {
+    fn waiting(&self, queue: &str, call_id: &str, since: Instant) {
+        let urgency = Default::default();
+        if let Err(e) = self.apply(|acd, now| acd.enqueue(call_id, queue, urgency, since, now)) {
+            debug!(call = %call_id, error = %e, "not routed");
+        }
+    }
+
+    fn gone(&self, call_id: &str) {
+        let _ = self.apply(|acd, now| acd.remove(call_id, now));
+    }
+}

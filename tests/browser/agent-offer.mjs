@@ -1,0 +1,58 @@
+// Headless Chromium (Debian's) as a nurse whom routing offers a call: opens /agent, signs in
+// through Careline's sign-in page, makes herself available, hears the call ring (the ringing
+// panel), accepts, talks (its fake microphone plays the WAV it was given), hangs up, wraps up
+// and is available again. Screenshots of each step go to OUT_DIR; a summary goes to stdout as
+// JSON. tests/webrtc.rs runs it against a server with a phone caller waiting in a queue.
+//
+// Usage: node agent-offer.mjs BASE_URL OUT_DIR USER PASSWORD MIC_WAV
+import { chromium } from 'playwright-core';
+
+const [base, out, user, password, mic] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${mic}`,
+    '--autoplay-policy=no-user-gesture-required',
+    '--no-sandbox',
+  ],
+});
+const summary = {};
+const text = (page, id, t) =>
+  page.waitForFunction(([i, v]) => document.getElementById(i).textContent === v, [id, t], { timeout: 30000 });
+try {
+  const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
+  page.on('console', (m) => console.error('page:', m.text()));
+  await page.goto(`${base}/login?next=/agent`);
+  await page.fill('#name', user);
+  await page.fill('#password', password);
+  await Promise.all([page.waitForURL(`${base}/agent`), page.click('button[type=submit]')]);
+  await page.waitForSelector('#desk:not([hidden])');
+  await text(page, 'agent-state', 'Offline');
+  summary.user = await page.textContent('#user');
+  await page.screenshot({ path: `${out}/1-offline.png` });
+  await page.selectOption('#availability', 'available');
+  await page.waitForSelector('#ringing:not([hidden])', { timeout: 30000 });
+  summary.ringing = await page.textContent('#ringing-detail');
+  summary.state_ringing = await page.textContent('#agent-state');
+  await page.screenshot({ path: `${out}/2-ringing.png` });
+  await page.click('#accept');
+  await text(page, 'status', 'Talking with the caller.');
+  await text(page, 'agent-state', 'On a call');
+  summary.ringing_after_accept = await page.isVisible('#ringing');
+  await page.screenshot({ path: `${out}/3-talking.png` });
+  await page.waitForTimeout(3500);
+  await page.click('#hangup');
+  await page.waitForSelector('#wrapup:not([hidden])', { timeout: 30000 });
+  summary.state_after_call = await page.textContent('#agent-state');
+  await page.screenshot({ path: `${out}/4-wrap-up.png` });
+  await page.click('#done');
+  await text(page, 'agent-state', 'Available: waiting for a call');
+  summary.wrapup_after_done = await page.isVisible('#wrapup');
+  await page.screenshot({ path: `${out}/5-available-again.png` });
+  summary.state = await page.textContent('#agent-state');
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(summary));
