@@ -38,7 +38,7 @@ pub struct QueueConfig {
 pub struct QueueMetrics {
     pub contacts: usize,
     pub oldest_age_secs: u64,
-    /// Always 0 until agents exist.
+    /// From routing (0 when nobody is at the desk).
     pub agents_available: usize,
     pub agents_staffed: usize,
     pub agents_online: usize,
@@ -51,6 +51,19 @@ pub trait QueueWatcher: Send + Sync + std::fmt::Debug {
     fn waiting(&self, queue: &str, call_id: &str, since: Instant);
     /// `call_id` no longer waits: it left its queue, or an agent is connecting to it.
     fn gone(&self, call_id: &str);
+    /// The queue's agents now (CheckMetricData's NumberOfAgents*), when routing knows them.
+    fn agents(&self, _queue: &str) -> Option<AgentCounts> {
+        None
+    }
+}
+
+/// How many of a queue's agents wait for a contact (available), take contacts (online:
+/// available, ringing, on a contact or wrapping up) and are signed in (staffed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentCounts {
+    pub available: usize,
+    pub online: usize,
+    pub staffed: usize,
 }
 
 #[derive(Debug)]
@@ -290,10 +303,19 @@ impl QueueRegistry {
         let queue = self.queues.get(name)?;
         let w = queue.waiting.lock().ok()?;
         let oldest = w.iter().map(|c| c.since).min();
+        let contacts = w.len();
+        drop(w);
+        let agents = queue
+            .watcher
+            .get()
+            .and_then(|watcher| watcher.agents(name))
+            .unwrap_or_default();
         Some(QueueMetrics {
-            contacts: w.len(),
+            contacts,
             oldest_age_secs: oldest.map(|t| now.duration_since(t).as_secs()).unwrap_or(0),
-            ..QueueMetrics::default()
+            agents_available: agents.available,
+            agents_staffed: agents.staffed,
+            agents_online: agents.online,
         })
     }
 }

@@ -486,4 +486,112 @@ impl QueueWatcher for Desk {
     fn gone(&self, call_id: &str) {
         let _ = self.apply(|acd, now| acd.remove(call_id, now));
     }
+
+    fn agents(&self, queue: &str) -> Option<crate::flow::queues::AgentCounts> {
+        let f = self.figures(queue)?;
+        Some(crate::flow::queues::AgentCounts {
+            available: f.agents_available,
+            online: f.agents_online,
+            staffed: f.agents_staffed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::queues::QueueRegistry;
+
+    fn queues() -> BTreeMap<String, QueueConfig> {
+        ["nurses", "billing"]
+            .into_iter()
+            .map(|q| (q.to_string(), QueueConfig::default()))
+            .collect()
+    }
+
+    /// The flow's CheckMetricData sees the agents routing knows; the console hears its state
+    /// and the call offered; a contact that leaves the queue withdraws the offer.
+    #[tokio::test]
+    async fn queues_and_consoles_follow_the_desk() {
+        let queues = queues();
+        let mut config = RoutingConfig::default();
+        config.profiles.insert(
+            "billing-only".into(),
+            ProfileConfig {
+                queues: vec![ProfileQueueConfig {
+                    queue: "billing".into(),
+                    priority: 1,
+                    delay_secs: 0,
+                }],
+            },
+        );
+        config.agents.insert("bea".into(), "billing-only".into());
+        config.validate(&queues).unwrap();
+        let desk = Desk::start(&config, &queues, Arc::new(Metrics::new()));
+        let registry = QueueRegistry::new(&queues);
+        registry.watch(desk.clone());
+        let mut ana = desk.join("ana");
+        let _bea = desk.join("bea");
+        assert_eq!(
+            ana.events.recv().await,
+            Some(DeskEvent::State(AgentState::Offline))
+        );
+        desk.set_availability("ana", Availability::Available)
+            .unwrap();
+        desk.set_availability("bea", Availability::Available)
+            .unwrap();
+        assert_eq!(
+            ana.events.recv().await,
+            Some(DeskEvent::State(AgentState::Available))
+        );
+        let m = registry.metrics("nurses", Instant::now()).unwrap();
+        assert_eq!(
+            (m.agents_available, m.agents_online, m.agents_staffed),
+            (1, 1, 1)
+        );
+        let m = registry.metrics("billing", Instant::now()).unwrap();
+        assert_eq!(
+            m.agents_available, 2,
+            "Bea (billing only) and Ana (every queue)"
+        );
+
+        let ticket = registry
+            .enqueue("nurses", Instant::now(), "call-1")
+            .unwrap();
+        let Some(DeskEvent::Offer { call_id, queue, .. }) = ana.events.recv().await else {
+            panic!("an offer");
+        };
+        assert_eq!((call_id.as_str(), queue.as_str()), ("call-1", "nurses"));
+        drop(ticket);
+        let mut rest = Vec::new();
+        while let Ok(e) = ana.events.try_recv() {
+            rest.push(e);
+        }
+        assert!(rest.contains(&DeskEvent::Withdrawn {
+            call_id: "call-1".into(),
+            why: Withdrawn::ContactLeft
+        }));
+        assert_eq!(desk.agent_state("ana"), Some(AgentState::Available));
+    }
+
+    #[test]
+    fn profiles_are_checked_against_the_queues() {
+        let queues = queues();
+        let mut config = RoutingConfig::default();
+        config.agents.insert("ana".into(), "nobody".into());
+        assert!(config.validate(&queues).unwrap_err().contains("agents.ana"));
+        config.agents.clear();
+        config.profiles.insert(
+            "p".into(),
+            ProfileConfig {
+                queues: vec![ProfileQueueConfig {
+                    queue: "elsewhere".into(),
+                    priority: 1,
+                    delay_secs: 0,
+                }],
+            },
+        );
+        let e = config.validate(&queues).unwrap_err();
+        assert!(e.contains("profiles.p.queues: `elsewhere`"), "{e}");
+    }
 }
