@@ -217,10 +217,13 @@ pub enum Output {
         id: RequestId,
         query: IdentifyQuery,
     },
-    /// Put the contact in a queue; feed [`Input::Enqueued`].
+    /// Put the contact in a queue at `priority`; feed [`Input::Enqueued`].
     Enqueue {
         queue: Arc<str>,
+        priority: crate::flow::queues::QueuePriority,
     },
+    /// The contact's urgency in its queue changed (if it waits in one).
+    Reprioritize(crate::flow::queues::QueuePriority),
     /// Read a queue's figures; feed [`Input::QueueMetrics`].
     QueueMetrics {
         queue: Arc<str>,
@@ -825,7 +828,11 @@ impl CallCore {
                         query: IdentifyQuery::from_event(&event),
                     });
                 }
-                Effect::Enqueue { queue } => self.outputs.push_back(Output::Enqueue { queue }),
+                Effect::Enqueue { queue } => {
+                    let priority = self.contact().priority;
+                    self.outputs.push_back(Output::Enqueue { queue, priority })
+                }
+                Effect::Reprioritize(p) => self.outputs.push_back(Output::Reprioritize(p)),
                 Effect::QueueMetrics { queue } => {
                     self.outputs.push_back(Output::QueueMetrics { queue })
                 }

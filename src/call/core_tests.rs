@@ -202,10 +202,14 @@ impl Sim {
                     ..
                 } => self.invokes.push((id, function, timeout)),
                 Output::Identify { id, query } => self.identifies.push((id, query)),
-                Output::Enqueue { queue } => {
-                    let placed = self.engine.queues.enqueue(&queue, now.mono, "sim-call");
+                Output::Enqueue { queue, priority } => {
+                    let placed = self
+                        .engine
+                        .queues
+                        .enqueue(&queue, now.mono, "sim-call", priority);
                     self.core.handle(Input::Enqueued(placed), now);
                 }
+                Output::Reprioritize(p) => self.engine.queues.set_priority("sim-call", p),
                 Output::QueueMetrics { queue } => {
                     let m = self.engine.queues.metrics(&queue, now.mono);
                     self.core.handle(Input::QueueMetrics(m), now);

@@ -62,13 +62,17 @@ impl Shell {
                         core.handle(Input::Identified(id, none), now());
                     }
                 },
-                Output::Enqueue { queue } => {
-                    let placed =
-                        self.svc
-                            .flows
-                            .queues
-                            .enqueue(&queue, Instant::now(), &self.call_id);
+                Output::Enqueue { queue, priority } => {
+                    let placed = self.svc.flows.queues.enqueue(
+                        &queue,
+                        Instant::now(),
+                        &self.call_id,
+                        priority,
+                    );
                     core.handle(Input::Enqueued(placed), now());
+                }
+                Output::Reprioritize(priority) => {
+                    self.svc.flows.queues.set_priority(&self.call_id, priority);
                 }
                 Output::QueueMetrics { queue } => {
                     let m = self.svc.flows.queues.metrics(&queue, Instant::now());

@@ -26,6 +26,8 @@ pub struct ContactData {
     pub description: Option<String>,
     /// Careline placed the call (`$.InitiationMethod` is `OUTBOUND`, else `INBOUND`).
     pub outbound: bool,
+    /// How urgent the contact is in a queue (UpdateContactRoutingBehavior).
+    pub priority: super::queues::QueuePriority,
 }
 
 impl ContactData {

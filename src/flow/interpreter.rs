@@ -110,6 +110,9 @@ pub enum Effect {
     Enqueue {
         queue: Arc<str>,
     },
+    /// The contact's urgency changed (it is in `contact.priority` too, for a later Enqueue):
+    /// tell its queue, if it waits in one.
+    Reprioritize(super::queues::QueuePriority),
     QueueMetrics {
         queue: Arc<str>,
     },
@@ -531,6 +534,27 @@ impl FlowRun {
                 }
                 None => self.error("NoMatchingError"),
             },
+            Kind::SetRouting {
+                priority,
+                adjustment,
+            } => {
+                let mut p = self.contact.priority;
+                if let Some(t) = priority {
+                    match super::params::queue_priority(&self.render(t)) {
+                        Some(n) => p.priority = n,
+                        None => return self.error("NoMatchingError"),
+                    }
+                }
+                if let Some(t) = adjustment {
+                    match super::params::time_adjustment(&self.render(t)) {
+                        Some(d) => p.time_adjustment = d,
+                        None => return self.error("NoMatchingError"),
+                    }
+                }
+                self.contact.priority = p;
+                self.effects.push_back(Effect::Reprioritize(p));
+                self.next_of_current("next")
+            }
             Kind::TransferToQueue(r) => {
                 let queue = match r {
                     Some(r) => self.resolve(r, ResourceKind::Queue),

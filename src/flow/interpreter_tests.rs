@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::flow::catalog::Catalog;
 use crate::flow::hours::{Hours, HoursConfig};
+use crate::flow::queues::QueuePriority;
 use crate::flow::validate::Options;
 use crate::media::prompt::PromptLibrary;
 
@@ -910,4 +911,89 @@ fn a_flow_that_never_waits_is_stopped() {
         ],
     ));
     assert_eq!(said(&mut r).0, vec!["<bye>"]);
+}
+
+/// UpdateContactRoutingBehavior: the contact's priority and time adjustment go with it into
+/// the queue (and to its queue at once, when it already waits); a dynamic value that is not a
+/// number takes the error branch; RoutingCriteria and bad literals are refused at load.
+#[test]
+fn routing_behavior_sets_the_contacts_priority_in_its_queue() {
+    let main = flow_json(
+        "set",
+        vec![
+            a(
+                "set",
+                "UpdateContactRoutingBehavior",
+                json!({"QueuePriority": "1", "QueueTimeAdjustmentSeconds": "90"}),
+                Some("bad"),
+            ),
+            cond(
+                a(
+                    "bad",
+                    "UpdateContactRoutingBehavior",
+                    json!({"QueuePriority": "$.Attributes.missing"}),
+                    Some("end"),
+                ),
+                &[],
+                &[("NoMatchingError", "xfer")],
+            ),
+            a(
+                "xfer",
+                "TransferContactToQueue",
+                json!({"QueueId": "arn:aws:connect:r:1:instance/i/queue/nurses"}),
+                Some("end"),
+            ),
+        ],
+    );
+    let mut r = run_with(Setup {
+        flows: vec![("main", main)],
+        queues: vec![("nurses", None, None)],
+    });
+    let (_, e) = said(&mut r);
+    let urgent = QueuePriority {
+        priority: 1,
+        time_adjustment: Duration::from_secs(90),
+    };
+    assert!(
+        matches!(e, Some(Effect::Reprioritize(p)) if p == urgent),
+        "{e:?}"
+    );
+    let (_, e) = said(&mut r);
+    assert!(
+        matches!(e, Some(Effect::Enqueue { ref queue }) if &**queue == "nurses"),
+        "the bad value took the error branch: {e:?}"
+    );
+    assert_eq!(r.contact().priority, urgent, "kept for the queue");
+
+    for (params, why) in [
+        (json!({"QueuePriority": "0"}), "QueuePriority `0`"),
+        (
+            json!({"QueueTimeAdjustmentSeconds": "-5"}),
+            "QueueTimeAdjustmentSeconds `-5`",
+        ),
+        (json!({}), "is missing"),
+        (
+            json!({"QueuePriority": "2", "RoutingCriteria": {"Steps": []}}),
+            "RoutingCriteria",
+        ),
+    ] {
+        let flow = flow_json(
+            "set",
+            vec![a("set", "UpdateContactRoutingBehavior", params, None)],
+        );
+        let e = load_error(flow);
+        assert!(e.contains(why), "{why}: {e}");
+    }
+}
+
+/// Why a flow (as main.json) is refused at load in strict mode.
+fn load_error(flow: String) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("main.json");
+    std::fs::write(&p, flow).unwrap();
+    let mut res = Resources::default();
+    match Catalog::load(&[p], &mut res, Options { strict: true }) {
+        Ok(_) => panic!("the flow loaded"),
+        Err(e) => e.to_string(),
+    }
 }

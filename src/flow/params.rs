@@ -282,6 +282,42 @@ pub(crate) fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnosti
                 Kind::SetQueue(Ref::Dynamic(Template::parse("")))
             }
         },
+        "UpdateContactRoutingBehavior" => {
+            if params.get("RoutingCriteria").is_some() {
+                r.err(
+                    "parameter `RoutingCriteria` (routing by agents' skills) is not supported \
+                     yet; QueuePriority and QueueTimeAdjustmentSeconds are"
+                        .into(),
+                );
+            }
+            let priority = r.template("QueuePriority");
+            let adjustment = r.template("QueueTimeAdjustmentSeconds");
+            if priority.is_none() && adjustment.is_none() {
+                r.err(
+                    "parameter `QueuePriority` or `QueueTimeAdjustmentSeconds` is missing".into(),
+                );
+            }
+            if let Some(t) = priority.as_ref().filter(|t| t.is_static())
+                && queue_priority(t.raw()).is_none()
+            {
+                r.err(format!(
+                    "QueuePriority `{}` is not a whole number from 1",
+                    t.raw()
+                ));
+            }
+            if let Some(t) = adjustment.as_ref().filter(|t| t.is_static())
+                && time_adjustment(t.raw()).is_none()
+            {
+                r.err(format!(
+                    "QueueTimeAdjustmentSeconds `{}` is not a whole number of seconds from 0",
+                    t.raw()
+                ));
+            }
+            Kind::SetRouting {
+                priority,
+                adjustment,
+            }
+        }
         "TransferContactToQueue" => {
             Kind::TransferToQueue(r.reference("QueueId", ResourceKind::Queue))
         }
@@ -618,4 +654,17 @@ fn lambda(r: &mut Reader, params: &Value) -> Kind {
         parameters,
         response,
     }
+}
+
+/// A `QueuePriority` value: a whole number from 1 (Connect allows up to 2^63 - 1; beyond
+/// u32 every value ranks last alike).
+pub(crate) fn queue_priority(text: &str) -> Option<u32> {
+    let n: u64 = text.trim().parse().ok()?;
+    (n >= 1).then(|| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// A `QueueTimeAdjustmentSeconds` value: whole seconds from 0.
+pub(crate) fn time_adjustment(text: &str) -> Option<Duration> {
+    let n: u64 = text.trim().parse().ok()?;
+    Some(Duration::from_secs(n.min(10 * 365 * 86_400)))
 }

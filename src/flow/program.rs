@@ -80,6 +80,12 @@ pub(crate) const SUPPORTED: &[TypeInfo] = &[
     ),
     t("UpdateContactTargetQueue", Conditions::Forbidden, E, false),
     t(
+        "UpdateContactRoutingBehavior",
+        Conditions::Forbidden,
+        E,
+        false,
+    ),
+    t(
         "TransferContactToQueue",
         Conditions::Forbidden,
         &["QueueAtCapacity", "NoMatchingError"],
@@ -156,7 +162,6 @@ pub(crate) const KNOWN_UNSUPPORTED: &[&str] = &[
     "Wait",
     "GetMetricData",
     "CreateWisdomSession",
-    "UpdateContactRoutingBehavior",
     "UpdateContactCallbackNumber",
     "AuthenticateParticipant",
 ];
@@ -234,6 +239,11 @@ pub enum Kind {
     SetFlowAttributes(Vec<(Box<str>, Template)>),
     CheckHours(Option<Ref<Arc<str>>>),
     SetQueue(Ref<Arc<str>>),
+    /// UpdateContactRoutingBehavior: `QueuePriority` (1 first), `QueueTimeAdjustmentSeconds`.
+    SetRouting {
+        priority: Option<Template>,
+        adjustment: Option<Template>,
+    },
     TransferToQueue(Option<Ref<Arc<str>>>),
     CheckMetric {
         metric: Metric,

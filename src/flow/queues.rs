@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -44,11 +44,32 @@ pub struct QueueMetrics {
     pub agents_online: usize,
 }
 
+/// How urgent a contact is in its queue, as the flow's UpdateContactRoutingBehavior sets it
+/// (Amazon Connect's `QueuePriority` and `QueueTimeAdjustmentSeconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePriority {
+    /// 1 is served first; Connect's default is 5.
+    pub priority: u32,
+    /// Counted as having waited this much longer than it has.
+    pub time_adjustment: Duration,
+}
+
+impl Default for QueuePriority {
+    fn default() -> QueuePriority {
+        QueuePriority {
+            priority: 5,
+            time_adjustment: Duration::ZERO,
+        }
+    }
+}
+
 /// Told when a contact starts or stops waiting for an agent (routing offers it to agents
 /// meanwhile). Called outside the queue's lock; must not block.
 pub trait QueueWatcher: Send + Sync + std::fmt::Debug {
     /// `call_id` waits in `queue` since `since`, and no agent is connecting to it.
-    fn waiting(&self, queue: &str, call_id: &str, since: Instant);
+    fn waiting(&self, queue: &str, call_id: &str, since: Instant, priority: QueuePriority);
+    /// The flow changed how urgent waiting contact `call_id` is.
+    fn reprioritized(&self, _call_id: &str, _priority: QueuePriority) {}
     /// `call_id` no longer waits: it left its queue, or an agent is connecting to it.
     fn gone(&self, call_id: &str);
     /// The queue's agents now (CheckMetricData's NumberOfAgents*), when routing knows them.
@@ -79,9 +100,9 @@ pub struct Queue {
 }
 
 impl Queue {
-    fn tell_waiting(&self, call_id: &str, since: Instant) {
+    fn tell_waiting(&self, call_id: &str, since: Instant, priority: QueuePriority) {
         if let Some(w) = self.watcher.get() {
-            w.waiting(&self.name, call_id, since);
+            w.waiting(&self.name, call_id, since, priority);
         }
     }
 
@@ -113,6 +134,7 @@ struct Waiting {
     id: u64,
     since: Instant,
     call_id: Arc<str>,
+    priority: QueuePriority,
     /// An agent is connecting to this contact: not offered to another.
     claimed: bool,
 }
@@ -190,10 +212,10 @@ impl Ticket {
             && let Some(c) = w.iter_mut().find(|c| c.id == self.id && c.claimed)
         {
             c.claimed = false;
-            back = Some((c.call_id.clone(), c.since));
+            back = Some((c.call_id.clone(), c.since, c.priority));
         }
-        if let Some((call_id, since)) = back {
-            self.queue.tell_waiting(&call_id, since);
+        if let Some((call_id, since, priority)) = back {
+            self.queue.tell_waiting(&call_id, since, priority);
         }
     }
 }
@@ -254,8 +276,15 @@ impl QueueRegistry {
         }
     }
 
-    /// Puts call `call_id`'s contact in `name`, unless the queue is full (or unknown).
-    pub fn enqueue(&self, name: &str, now: Instant, call_id: &str) -> Result<Ticket, AtCapacity> {
+    /// Puts call `call_id`'s contact in `name` at `priority`, unless the queue is full (or
+    /// unknown).
+    pub fn enqueue(
+        &self,
+        name: &str,
+        now: Instant,
+        call_id: &str,
+        priority: QueuePriority,
+    ) -> Result<Ticket, AtCapacity> {
         let queue = self.queues.get(name).ok_or(AtCapacity)?;
         let mut w = queue.waiting.lock().map_err(|_| AtCapacity)?;
         if queue.config.capacity > 0 && w.len() >= queue.config.capacity {
@@ -269,6 +298,7 @@ impl QueueRegistry {
             id,
             since: now,
             call_id: call_id.into(),
+            priority,
             claimed: false,
         });
         drop(w);
@@ -276,7 +306,7 @@ impl QueueRegistry {
             m.entered.inc();
             m.waiting.inc();
         }
-        queue.tell_waiting(call_id, now);
+        queue.tell_waiting(call_id, now, priority);
         Ok(Ticket {
             queue: queue.clone(),
             id,
@@ -289,6 +319,23 @@ impl QueueRegistry {
     pub fn claim_oldest(&self, name: &str) -> Result<Option<Arc<str>>, UnknownQueue> {
         let queue = self.queues.get(name).ok_or(UnknownQueue)?;
         Ok(queue.claim_by(|_| true))
+    }
+
+    /// The flow changed how urgent call `call_id`'s contact is: kept with its place, and told
+    /// to routing while it waits unclaimed.
+    pub fn set_priority(&self, call_id: &str, priority: QueuePriority) {
+        for q in self.queues.values() {
+            let mut tell = false;
+            if let Ok(mut w) = q.waiting.lock()
+                && let Some(c) = w.iter_mut().find(|c| &*c.call_id == call_id)
+            {
+                c.priority = priority;
+                tell = !c.claimed;
+            }
+            if tell && let Some(watcher) = q.watcher.get() {
+                watcher.reprioritized(call_id, priority);
+            }
+        }
     }
 
     /// Claims call `call_id`'s contact for the agent routing offered it to, if it still waits
@@ -323,7 +370,6 @@ impl QueueRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn capacity_metrics_and_leaving() {
@@ -338,21 +384,36 @@ mod tests {
         );
         let r = QueueRegistry::new(&c);
         let t0 = Instant::now();
-        let a = r.enqueue("nurses", t0, "call-x").unwrap();
-        let _b = r
-            .enqueue("nurses", t0 + Duration::from_secs(5), "call-y")
+        let a = r
+            .enqueue("nurses", t0, "call-x", QueuePriority::default())
             .unwrap();
-        assert_eq!(r.enqueue("nurses", t0, "call-x").unwrap_err(), AtCapacity);
+        let _b = r
+            .enqueue(
+                "nurses",
+                t0 + Duration::from_secs(5),
+                "call-y",
+                QueuePriority::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.enqueue("nurses", t0, "call-x", QueuePriority::default())
+                .unwrap_err(),
+            AtCapacity
+        );
         let m = r.metrics("nurses", t0 + Duration::from_secs(30)).unwrap();
         assert_eq!((m.contacts, m.oldest_age_secs), (2, 30));
         drop(a);
         let m = r.metrics("nurses", t0 + Duration::from_secs(30)).unwrap();
         assert_eq!((m.contacts, m.oldest_age_secs), (1, 25));
         assert!(
-            r.enqueue("nurses", t0, "call-x").is_ok(),
+            r.enqueue("nurses", t0, "call-x", QueuePriority::default())
+                .is_ok(),
             "a place was freed"
         );
-        assert!(r.enqueue("nobody", t0, "call-x").is_err());
+        assert!(
+            r.enqueue("nobody", t0, "call-x", QueuePriority::default())
+                .is_err()
+        );
     }
 
     #[test]
@@ -369,8 +430,13 @@ mod tests {
         r.observe(&metrics);
         let (waiting, entered, refused, _) = metrics.queue_meters("nurses");
         let t0 = Instant::now();
-        let t = r.enqueue("nurses", t0, "call-x").unwrap();
-        assert!(r.enqueue("nurses", t0, "call-x").is_err());
+        let t = r
+            .enqueue("nurses", t0, "call-x", QueuePriority::default())
+            .unwrap();
+        assert!(
+            r.enqueue("nurses", t0, "call-x", QueuePriority::default())
+                .is_err()
+        );
         assert_eq!((waiting.get(), entered.get(), refused.get()), (1, 1, 1));
         // Answered after 75 s: counted once, in the 64-128 s bucket.
         t.answered(t0 + Duration::from_secs(75));
@@ -406,9 +472,16 @@ mod tests {
         let r = QueueRegistry::new(&c);
         let t0 = Instant::now();
         let later = r
-            .enqueue("nurses", t0 + Duration::from_secs(9), "later")
+            .enqueue(
+                "nurses",
+                t0 + Duration::from_secs(9),
+                "later",
+                QueuePriority::default(),
+            )
             .unwrap();
-        let first = r.enqueue("nurses", t0, "first").unwrap();
+        let first = r
+            .enqueue("nurses", t0, "first", QueuePriority::default())
+            .unwrap();
         let claim = |r: &QueueRegistry| r.claim_oldest("nurses").unwrap().map(|c| c.to_string());
         assert_eq!(claim(&r).as_deref(), Some("first"));
         assert_eq!(
@@ -431,7 +504,7 @@ mod tests {
     struct Heard(Mutex<Vec<String>>);
 
     impl QueueWatcher for Heard {
-        fn waiting(&self, queue: &str, call_id: &str, _since: Instant) {
+        fn waiting(&self, queue: &str, call_id: &str, _since: Instant, _p: QueuePriority) {
             self.0
                 .lock()
                 .unwrap()
@@ -452,8 +525,12 @@ mod tests {
         let heard = Arc::new(Heard::default());
         r.watch(heard.clone());
         let t0 = Instant::now();
-        let a = r.enqueue("nurses", t0, "a").unwrap();
-        let b = r.enqueue("nurses", t0, "b").unwrap();
+        let a = r
+            .enqueue("nurses", t0, "a", QueuePriority::default())
+            .unwrap();
+        let b = r
+            .enqueue("nurses", t0, "b", QueuePriority::default())
+            .unwrap();
         assert!(r.claim("b"));
         assert!(!r.claim("b"), "claimed once");
         b.unclaim();

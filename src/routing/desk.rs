@@ -19,9 +19,9 @@ use tracing::{debug, info};
 
 use super::acd::{
     Acd, AcdError, AcdPolicy, AgentState, Answered, Availability, Output, ProfileQueue,
-    QueueLimits, RoutingProfile, Withdrawn,
+    QueueLimits, RoutingProfile, Urgency, Withdrawn,
 };
-use crate::flow::queues::{QueueConfig, QueueWatcher};
+use crate::flow::queues::{QueueConfig, QueuePriority, QueueWatcher};
 use crate::metrics::Metrics;
 
 /// `[routing]`: how contacts are offered to agents.
@@ -448,6 +448,13 @@ fn count_states(acd: &Acd) -> Vec<(&'static str, i64)> {
     counts
 }
 
+fn urgency(p: QueuePriority) -> Urgency {
+    Urgency {
+        priority: p.priority,
+        age_adjustment: p.time_adjustment,
+    }
+}
+
 /// The core's timer: sleeps until its next deadline, or until an input may have moved it.
 async fn run_timer(desk: Weak<Desk>) {
     loop {
@@ -476,11 +483,15 @@ async fn run_timer(desk: Weak<Desk>) {
 }
 
 impl QueueWatcher for Desk {
-    fn waiting(&self, queue: &str, call_id: &str, since: Instant) {
-        let urgency = Default::default();
+    fn waiting(&self, queue: &str, call_id: &str, since: Instant, priority: QueuePriority) {
+        let urgency = urgency(priority);
         if let Err(e) = self.apply(|acd, now| acd.enqueue(call_id, queue, urgency, since, now)) {
             debug!(call = %call_id, error = %e, "not routed");
         }
+    }
+
+    fn reprioritized(&self, call_id: &str, priority: QueuePriority) {
+        let _ = self.apply(|acd, now| acd.set_urgency(call_id, urgency(priority), now));
     }
 
     fn gone(&self, call_id: &str) {
@@ -556,7 +567,7 @@ mod tests {
         );
 
         let ticket = registry
-            .enqueue("nurses", Instant::now(), "call-1")
+            .enqueue("nurses", Instant::now(), "call-1", QueuePriority::default())
             .unwrap();
         let Some(DeskEvent::Offer { call_id, queue, .. }) = ana.events.recv().await else {
             panic!("an offer");
