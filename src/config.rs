@@ -643,7 +643,7 @@ fn shipped_queues() -> BTreeMap<String, QueueConfig> {
             QueueConfig {
                 capacity: 20,
                 hold_flow: Some("triage-hold".into()),
-                hours: None,
+                ..QueueConfig::default()
             },
         );
     }

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub queue_entered: Family<NamedLabels, Counter>,
     /// Contacts a full queue turned away (the flow's QueueAtCapacity branch).
     pub queue_refused: Family<NamedLabels, Counter>,
+    /// Contacts that left each queue without an agent (hung up, or moved on by their flow).
+    pub queue_abandoned: Family<NamedLabels, Counter>,
     /// How long answered contacts waited in each queue before an agent was with them, in
     /// seconds (a contact center's "speed of answer"); its count is the contacts answered.
     pub queue_answer_wait: Family<NamedLabels, Histogram, fn() -> Histogram>,
@@ -150,6 +152,7 @@ impl Metrics {
             queue_contacts: Family::default(),
             queue_entered: Family::default(),
             queue_refused: Family::default(),
+            queue_abandoned: Family::default(),
             queue_answer_wait: Family::new_with_constructor(answer_wait_histogram),
             auth_unauthenticated: Counter::default(),
             registry: Registry::default(),
@@ -334,6 +337,11 @@ impl Metrics {
             m.queue_refused.clone(),
         );
         registry.register(
+            "queue_abandoned",
+            "Contacts that left each queue without an agent",
+            m.queue_abandoned.clone(),
+        );
+        registry.register(
             "care_first_contact_seconds",
             "From a workflow's start (a discharge) to the first call the patient answered",
             m.care_first_contact.clone(),
@@ -348,12 +356,13 @@ impl Metrics {
 
     /// Handles on one queue's metrics (waiting now, entered, refused, answered after how
     /// long), for the queue registry.
-    pub fn queue_meters(&self, queue: &str) -> (Gauge, Counter, Counter, Histogram) {
+    pub fn queue_meters(&self, queue: &str) -> (Gauge, Counter, Counter, Counter, Histogram) {
         let labels = vec![("queue", queue.to_string())];
         (
             self.queue_contacts.get_or_create(&labels).clone(),
             self.queue_entered.get_or_create(&labels).clone(),
             self.queue_refused.get_or_create(&labels).clone(),
+            self.queue_abandoned.get_or_create(&labels).clone(),
             self.queue_answer_wait.get_or_create(&labels).clone(),
         )
     }

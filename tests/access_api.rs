@@ -459,6 +459,13 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, A, D, D],
         on_call: [D, A, A, A, D, D],
     },
+    // The live view of queues and agents: supervisors.
+    Row {
+        method: "GET",
+        path: "/api/v1/desk",
+        off_call: [D, A, D, D, D, D],
+        on_call: [D, A, D, D, D, D],
+    },
     Row {
         method: "POST",
         path: "/api/v1/care-tasks/{id}/done",

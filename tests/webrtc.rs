@@ -766,7 +766,8 @@ fn a_nurse_holds_resumes_and_mutes_the_caller() {
         );
         (r.status, r.body)
     };
-    assert_eq!(ctl("transfer").0, 404, "not an action");
+    assert_eq!(ctl("dance").0, 404, "not an action");
+    assert_eq!(ctl("transfer").0, 400, "a transfer names its queue");
     let r = request(
         server.http,
         "POST",
@@ -1123,13 +1124,18 @@ const NURSE_PASSWORD: &str = "a nurse's long passphrase";
 
 /// Adds agent `name` with [`NURSE_PASSWORD`], as an administrator would.
 fn add_nurse(server: &TestServer, name: &str) {
+    add_user(server, name, "agent");
+}
+
+/// Adds user `name` of `role` with [`NURSE_PASSWORD`].
+fn add_user(server: &TestServer, name: &str, role: &str) {
     use std::io::Write;
     let mut add = support::server::careline_command()
         .arg("--config")
         .arg(server.config_path())
         .arg("--data-dir")
         .arg(server.data_path())
-        .args(["user", "add", name, "--role", "agent", "--password-stdin"])
+        .args(["user", "add", name, "--role", role, "--password-stdin"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -1215,4 +1221,180 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
         server.metric("careline_agent_offers_total{outcome=\"accepted\"}"),
         1.0
     );
+}
+
+/// A supervisor watches the desk live: in headless Chromium the supervisor's page shows the
+/// caller waiting and the nurse's call ringing (screenshot in
+/// target/browser-screenshots/supervisor/); the same view as JSON names the figures, and a
+/// caller who hangs up before anyone answers counts as abandoned. Agents may not see it.
+#[test]
+fn a_supervisor_sees_the_queues_and_agents_live() {
+    use support::console::Console;
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start();
+    add_user(&server, "sue", "supervisor");
+    let nurse = server.user_token("nurse-1", "agent");
+    let boss = server.user_token("boss", "supervisor");
+    let mut console = Console::open(server.http, &nurse);
+    console.send(serde_json::json!({"type": "state", "state": "available"}));
+    console.expect_state("available");
+    let (mut ua, _phone, mut call) = queue_urgent_caller(&server);
+    console.expect_offer();
+
+    let (shots, _) = screenshots_and_mic("supervisor");
+    let summary = browser_script(
+        &server,
+        "supervisor-view.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "sue".into(),
+            NURSE_PASSWORD.into(),
+            "nurse-1".into(),
+            "triage-urgent".into(),
+        ],
+    );
+    assert_eq!(summary["user"], "sue (supervisor)", "{summary}");
+    let agent = summary["agent"].as_str().unwrap_or("");
+    assert!(agent.contains("Ringing (triage-urgent)"), "{summary}");
+    let queue = summary["queue"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        queue.get(1).and_then(|v| v.as_str()),
+        Some("1"),
+        "one waiting: {summary}"
+    );
+    assert_eq!(
+        queue.get(3).and_then(|v| v.as_str()),
+        Some("0 / 1 / 1"),
+        "{summary}"
+    );
+
+    // The caller gives up: abandoned, in the JSON view and in /metrics.
+    let bye = call.bye(&ua);
+    ua.send(&bye);
+    let _ = ua.expect(Duration::from_secs(5), |m| m.status() == Some(200));
+    console.expect_state("available");
+    let auth = format!("Bearer {boss}");
+    let r = request(
+        server.http,
+        "GET",
+        "/api/v1/desk",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view = r.json();
+    let urgent = view["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|q| q["name"] == "triage-urgent"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(urgent["waiting"], 0, "{view}");
+    assert_eq!(urgent["abandoned"], 1, "{view}");
+    assert_eq!(urgent["answered"], 0, "{view}");
+    assert_eq!(
+        urgent["service_level"], 0.0,
+        "nobody answered in time: {view}"
+    );
+    let nurse_row = view["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "nurse-1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(nurse_row["state"], "available", "{view}");
+    assert_eq!(
+        server.metric("careline_queue_abandoned_total{queue=\"triage-urgent\"}"),
+        1.0
+    );
+    let auth = format!("Bearer {nurse}");
+    let r = request(
+        server.http,
+        "GET",
+        "/api/v1/desk",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 403, "agents do not supervise: {}", r.body);
+}
+
+/// A nurse sends the caller on (a blind transfer to another queue): she is released to wrap
+/// up, the caller waits in the new queue and rings the nurse who answers that queue, who
+/// talks with them. Transfers to nowhere are refused and change nothing.
+#[test]
+fn a_nurse_transfers_the_caller_to_another_queue_and_the_next_nurse_answers() {
+    use support::console::Console;
+    let server = TestServer::start_with(Options {
+        toml: "[routing.profiles.urgent]\nqueues = [{ queue = \"triage-urgent\" }]\n\
+               [routing.profiles.nurses]\nqueues = [{ queue = \"triage-nurses\" }]\n\
+               [routing.agents]\nana = \"urgent\"\nben = \"nurses\"\n"
+            .into(),
+        ..Default::default()
+    });
+    let ana = server.user_token("ana", "agent");
+    let ben = server.user_token("ben", "agent");
+    let mut first = Console::open(server.http, &ana);
+    let mut second = Console::open(server.http, &ben);
+    for c in [&mut first, &mut second] {
+        c.send(serde_json::json!({"type": "state", "state": "available"}));
+        c.expect_state("available");
+    }
+    let (ua, phone, call) = queue_urgent_caller(&server);
+    let offered = first.expect_offer();
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, &accept_path(&offered), &browser.offer, Some(&ana));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+    first.expect_state("on_contact");
+
+    let transfer = |queue: &str| {
+        let path = format!("{location}/transfer?queue={queue}");
+        request(server.http, "POST", &path, &[], None)
+    };
+    assert_eq!(transfer("nowhere").status, 404);
+    let r = request(
+        server.http,
+        "POST",
+        &format!("{location}/transfer"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = transfer("triage-nurses");
+    assert_eq!(r.status, 204, "{}", r.body);
+    first.expect_state("after_contact_work");
+    assert_eq!(
+        request(server.http, "DELETE", &location, &[], None).status,
+        404,
+        "Ana's session ended with the transfer"
+    );
+
+    let offer = second.expect(Duration::from_secs(30), "the transferred call", |m| {
+        m["type"] == "offer"
+    });
+    assert_eq!(offer["call_id"], call.call_id.as_str(), "{offer}");
+    assert_eq!(offer["queue"], "triage-nurses", "{offer}");
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(
+        &server,
+        &accept_path(&call.call_id),
+        &browser.offer,
+        Some(&ben),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+    second.expect_state("on_contact");
+    let mut bridged = Bridged {
+        ua,
+        phone,
+        browser,
+        location,
+        call_id: call.call_id.clone(),
+    };
+    bridged.tones_both_ways();
+    bridged.nurse_hangs_up(&server);
+    second.expect_state("after_contact_work");
 }

@@ -44,6 +44,9 @@ async function refresh() {
   if (r.status === 403) { say('Your role does not answer calls.'); return; }
   if (!r.ok) return;
   const { queues } = await r.json();
+  const chosen = $('transfer-to').value;
+  $('transfer-to').replaceChildren(...queues.map((q) => new Option(q.name, q.name)));
+  if (chosen) $('transfer-to').value = chosen;
   const body = $('queues').tBodies[0];
   body.replaceChildren(...queues.map((q) => {
     const row = document.createElement('tr');
@@ -180,6 +183,20 @@ $('mute').addEventListener('click', async () => {
   }
 });
 $('hangup').addEventListener('click', () => end('You hung up.'));
+// A blind transfer: the caller waits in the chosen queue for the next agent; this browser's
+// part of the call is over (the server ends the session, so no hang-up is sent).
+$('transfer').addEventListener('click', async () => {
+  const queue = $('transfer-to').value;
+  if (!session || !queue) return;
+  const r = await fetch(`${session}/transfer?queue=${encodeURIComponent(queue)}`, { method: 'POST' });
+  if (r.status === 204) {
+    session = null;
+    end(`You transferred the caller to ${queue}.`);
+  } else {
+    const problem = await r.json().catch(() => ({}));
+    say(problem.detail || 'The caller could not be transferred.');
+  }
+});
 
 // The live channel: the agent's status and the calls that ring for them.
 function openChannel() {

@@ -28,7 +28,7 @@ use tracing::{debug, info};
 
 use super::access::{ApiError, Caller, ClientAddr};
 use super::queues::{answered, signed_in};
-use super::whip::{WhipApi, sdp_offer};
+use super::whip::{WhipApi, page, sdp_offer};
 use crate::auth::Action;
 use crate::call::answer::{Pick, take};
 use crate::routing::acd::{AgentState, Availability, Withdrawn};
@@ -40,12 +40,27 @@ pub(crate) const MAX_MESSAGE: usize = 4096;
 pub(crate) const MAX_PER_SECOND: u32 = 20;
 /// How often the server pings; a console silent for three of these is gone.
 const HEARTBEAT: Duration = Duration::from_secs(20);
+/// How often a supervisor's console is sent the desk's view (when it changed).
+const DESK_EVERY: Duration = Duration::from_secs(2);
+
+/// The supervisor's live view (`web/`), served from the binary.
+const SUPERVISOR_HTML: &str = include_str!("../../web/supervisor.html");
+const SUPERVISOR_JS: &str = include_str!("../../web/supervisor.js");
 
 pub(crate) fn router(state: WhipApi) -> Router {
     Router::new()
         .route("/api/v1/ws", get(upgrade))
         .route("/api/v1/calls/{call_id}/accept", post(accept))
         .route("/api/v1/calls/{call_id}/decline", post(decline))
+        .route("/api/v1/desk", get(desk))
+        .route(
+            "/supervisor",
+            get(|| page("text/html; charset=utf-8", SUPERVISOR_HTML)),
+        )
+        .route(
+            "/supervisor.js",
+            get(|| page("text/javascript; charset=utf-8", SUPERVISOR_JS)),
+        )
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(state)
@@ -100,6 +115,11 @@ enum ToConsole<'a> {
         call_id: String,
         why: Withdrawn,
     },
+    /// The supervisor's view: `{"queues": [...], "agents": [...]}` as `GET /api/v1/desk`.
+    Desk {
+        #[serde(flatten)]
+        view: serde_json::Value,
+    },
     Pong,
     Error {
         reason: String,
@@ -152,6 +172,13 @@ async fn console(s: WhipApi, caller: Caller, mut socket: WebSocket) {
     let mut desk = s.calls.desk.join(&agent);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
+    // Supervisors also get the desk's view, when it changes (checked every DESK_EVERY).
+    let supervises = matches!(
+        crate::auth::permission::decide_without_patient(caller.principal.role, Action::DeskRead),
+        crate::auth::permission::Decision::Allow { .. }
+    );
+    let mut view_tick = tokio::time::interval(DESK_EVERY);
+    let mut last_view = serde_json::Value::Null;
     let mut heard = Instant::now();
     let mut window = (Instant::now(), 0u32);
     let close = loop {
@@ -194,6 +221,16 @@ async fn console(s: WhipApi, caller: Caller, mut socket: WebSocket) {
                     && socket.send(reply.message()).await.is_err()
                 {
                     break None;
+                }
+            }
+            _ = view_tick.tick(), if supervises => {
+                let view = desk_view(&s);
+                if view != last_view {
+                    let msg = ToConsole::Desk { view: view.clone() }.message();
+                    if socket.send(msg).await.is_err() {
+                        break None;
+                    }
+                    last_view = view;
                 }
             }
             _ = heartbeat.tick() => {
@@ -306,4 +343,59 @@ async fn decline(
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
     }
+}
+
+/// The contact center now: each queue's waiting contacts, agents and figures since the start
+/// (answered, abandoned, average speed of answer, service level), and every agent's state.
+fn desk_view(s: &WhipApi) -> serde_json::Value {
+    let queues = &s.calls.flows.queues;
+    let now = Instant::now();
+    let mut names: Vec<&String> = queues.names().collect();
+    names.sort();
+    let queues: Vec<serde_json::Value> = names
+        .into_iter()
+        .filter_map(|name| {
+            let m = queues.metrics(name, now)?;
+            let stats = queues.stats(name).unwrap_or_default();
+            let sl_secs = queues.get(name).map_or(0, |q| q.config.service_level_secs);
+            let asa = (stats.answered > 0)
+                .then(|| stats.wait_total_ms as f64 / stats.answered as f64 / 1000.0);
+            let answered_or_abandoned = stats.answered + stats.abandoned;
+            let service_level = (answered_or_abandoned > 0)
+                .then(|| stats.answered_in_time as f64 / answered_or_abandoned as f64);
+            Some(serde_json::json!({
+                "name": name,
+                "waiting": m.contacts,
+                "oldest_wait_secs": m.oldest_age_secs,
+                "agents_available": m.agents_available,
+                "agents_online": m.agents_online,
+                "agents_staffed": m.agents_staffed,
+                "answered": stats.answered,
+                "abandoned": stats.abandoned,
+                "average_speed_of_answer_secs": asa.map(|a| (a * 10.0).round() / 10.0),
+                "service_level": service_level.map(|v| (v * 1000.0).round() / 1000.0),
+                "service_level_secs": sl_secs,
+            }))
+        })
+        .collect();
+    let agents: Vec<serde_json::Value> = s
+        .calls
+        .desk
+        .agents()
+        .into_iter()
+        .map(|(name, state, for_)| {
+            let mut v = serde_json::to_value(&state).unwrap_or_default();
+            v["name"] = name.into();
+            v["for_secs"] = for_.as_secs().into();
+            v
+        })
+        .collect();
+    serde_json::json!({ "queues": queues, "agents": agents })
+}
+
+/// The supervisor's live view as JSON (the console channel pushes the same to supervisors).
+async fn desk(State(s): State<WhipApi>, caller: Option<Caller>) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::DeskRead, None).await?;
+    Ok(axum::Json(desk_view(&s)).into_response())
 }

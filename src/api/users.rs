@@ -165,7 +165,7 @@ fn page(status: StatusCode, message: &str, https: bool) -> Response {
 
 /// Careline's own pages a sign-in may lead back to (anything else goes to `/api/v1/me`: a
 /// sign-in link cannot be made to send anyone elsewhere).
-const NEXT_PAGES: &[&str] = &["/agent"];
+const NEXT_PAGES: &[&str] = &["/agent", "/supervisor"];
 
 fn next_page(next: Option<&str>) -> Option<&'static str> {
     let next = next?;

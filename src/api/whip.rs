@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
-use crate::call::answer::AgentControl;
+use crate::call::answer::{AgentControl, TransferRefused};
 use crate::call::whip::{Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
@@ -294,8 +294,12 @@ async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Res
 async fn control(
     State(s): State<WhipApi>,
     Path((id, action)): Path<(String, String)>,
+    QueryParams(q): QueryParams<TransferQuery>,
 ) -> Result<Response, ApiError> {
     session(&id)?;
+    if action == "transfer" {
+        return transfer(&s, &id, q.queue.as_deref()).await;
+    }
     let op = AgentControl::parse(&action)
         .ok_or_else(|| ApiError::not_found("no such action: hold, resume, mute or unmute"))?;
     let gone = || ApiError::not_found("no such agent session (it may have ended)");
@@ -314,6 +318,43 @@ async fn control(
             StatusCode::CONFLICT,
             "the caller is not joined to you yet",
         )),
+        Err(_) => Err(gone()),
+    }
+}
+
+/// `?queue=NAME` of an agent's `transfer`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferQuery {
+    queue: Option<String>,
+}
+
+/// The agent sends the caller to queue `queue` (a blind transfer): 204 once the caller waits
+/// there (the agent's session ends and they wrap up); 404 for an unknown queue, 409 when the
+/// queue is full or the caller is not joined to the agent.
+async fn transfer(s: &WhipApi, id: &str, queue: Option<&str>) -> Result<Response, ApiError> {
+    let Some(queue) = queue.filter(|q| !q.is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "transfer needs ?queue=NAME (a configured queue)",
+        ));
+    };
+    let gone = || ApiError::not_found("no such agent session (it may have ended)");
+    let call = s.calls.agent_sessions.call_of(id).ok_or_else(gone)?;
+    let (reply, done) = tokio::sync::oneshot::channel();
+    if !s
+        .calls
+        .table
+        .send(&call, CallCommand::AgentTransfer(queue.to_string(), reply))
+    {
+        return Err(gone());
+    }
+    match done.await {
+        Ok(Ok(())) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(Err(TransferRefused::UnknownQueue)) => {
+            Err(ApiError::not_found(format!("no queue is named `{queue}`")))
+        }
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
         Err(_) => Err(gone()),
     }
 }

@@ -105,6 +105,8 @@ pub enum Action {
     CallPlace,
     /// Take the caller who has waited longest in a queue, from a browser (WHIP).
     CallAnswer,
+    /// The contact center's live view: queues' figures and every agent's state.
+    DeskRead,
 }
 
 impl Action {
@@ -130,6 +132,7 @@ impl Action {
             Action::CareTaskDone => "care_task.done",
             Action::CallPlace => "call.place",
             Action::CallAnswer => "call.answer",
+            Action::DeskRead => "desk.read",
         }
     }
 }
@@ -216,6 +219,9 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::CallAnswer, R::Supervisor, S::Any),
     (A::CallAnswer, R::Clinician, S::Any),
     (A::CallAnswer, R::Agent, S::Any),
+    // The live view of queues and agents is the supervisor's: it shows who works how, not
+    // patients.
+    (A::DeskRead, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

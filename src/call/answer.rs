@@ -69,6 +69,17 @@ impl fmt::Debug for AgentOffer {
     }
 }
 
+/// Why an agent's transfer was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefused {
+    #[error("the caller is not joined to you")]
+    NotJoined,
+    #[error("no such queue")]
+    UnknownQueue,
+    #[error("that queue is full")]
+    QueueFull,
+}
+
 /// What an agent does to the call they answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentControl {
@@ -341,6 +352,30 @@ impl Shell {
             self.carry_out(core).await;
         }
         let _ = reply.send(theirs);
+    }
+
+    /// The agent sends the caller to `queue` (a blind transfer): the caller takes a place
+    /// there (at the urgency the flow gave them) and hears its hold flow, and the agent is
+    /// released to wrap up.
+    pub(super) async fn transfer(
+        &mut self,
+        core: &mut CallCore,
+        queue: &str,
+    ) -> Result<(), TransferRefused> {
+        if !matches!(core.phase(), Phase::Bridged | Phase::Held) {
+            return Err(TransferRefused::NotJoined);
+        }
+        let queues = &self.svc.flows.queues;
+        if queues.get(queue).is_none() {
+            return Err(TransferRefused::UnknownQueue);
+        }
+        let priority = core.contact().priority;
+        let ticket = queues
+            .enqueue(queue, Instant::now(), &self.call_id, priority)
+            .map_err(|_| TransferRefused::QueueFull)?;
+        core.handle(Input::Transferred(ticket), super::task::now());
+        self.carry_out(core).await;
+        Ok(())
     }
 
     /// Stops what the caller hears and joins the caller's leg with the agent's.

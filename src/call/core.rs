@@ -168,6 +168,9 @@ pub enum Input {
     AgentConnected,
     /// The agent's leg went away or the agent hung up.
     AgentLeft,
+    /// The agent transferred the caller to another queue, where `Ticket` holds their new
+    /// place: the agent is released and the caller hears that queue's hold flow.
+    Transferred(Ticket),
     /// The agent puts the caller on hold (true) or takes them off it (false).
     Hold(bool),
     /// The agent mutes (true) or unmutes their microphone: the caller hears silence.
@@ -605,6 +608,17 @@ impl CallCore {
                     self.playing = None;
                     self.typed_ahead.clear();
                     self.outputs.push_back(Output::Bridge);
+                }
+            }
+            Input::Transferred(ticket) => {
+                if matches!(self.phase, Phase::Bridged | Phase::Held) {
+                    let queue = ticket.queue().name.clone();
+                    info!(%queue, "the agent transferred the caller to a queue");
+                    self.outputs.push_back(Output::ReleaseAgent);
+                    self.music = None;
+                    self.ticket = Some(ticket);
+                    self.phase = Phase::Queued;
+                    self.flow.requeued(queue, now);
                 }
             }
             Input::Hold(on) => match (self.phase, on) {

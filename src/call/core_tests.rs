@@ -489,6 +489,47 @@ fn an_agent_who_takes_a_queued_caller_is_bridged_once_connected() {
     assert_eq!((sim.hangups, sim.releases), (1, 1));
 }
 
+/// A blind transfer: the bridged caller is placed in another queue, the agent is released,
+/// and the caller hears the hold flow again (not what played before the bridge), until the
+/// next agent; a transfer before the caller is joined does nothing.
+#[test]
+fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
+    use crate::flow::queues::QueuePriority;
+    let mut sim = queued_urgent_caller(agent_policy());
+    let early = sim
+        .engine
+        .queues
+        .enqueue("triage-nurses", sim.t0, "sim-call", QueuePriority::default())
+        .unwrap();
+    sim.input(Input::Transferred(early));
+    assert_eq!(sim.core.phase(), Phase::Queued, "not joined: nothing happens");
+    assert_eq!(sim.queued_in("triage-nurses"), 0, "its ticket was let go");
+    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    sim.input(Input::Hold(true));
+    let heard = sim.heard.len();
+    let ticket = sim
+        .engine
+        .queues
+        .enqueue("triage-nurses", sim.t0, "sim-call", QueuePriority::default())
+        .unwrap();
+    sim.input(Input::Transferred(ticket));
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(sim.releases, 1, "the agent is released");
+    assert_eq!(sim.queued_in("triage-nurses"), 1);
+    assert_eq!(sim.core.contact().queue.as_deref(), Some("triage-nurses"));
+    sim.finish_play();
+    assert!(sim.heard.len() > heard, "the hold flow plays again");
+    assert!(
+        sim.last_heard().contains("Please stay on the line"),
+        "{:?}",
+        sim.heard
+    );
+    sim.input(Input::RemoteEnded(EndReason::CallerBye));
+    assert_eq!(sim.queued_in("triage-nurses"), 0, "leaving frees the new place");
+}
+
 /// An agent who never connects, or whose leg fails while connecting, gives the caller back
 /// their place: the hold flow goes on and the next agent can take them.
 #[test]

@@ -221,6 +221,11 @@ pub enum CallCommand {
     /// The agent holds, resumes, mutes or unmutes; answered true when the call is theirs to
     /// control (bridged or held).
     AgentControl(answer::AgentControl, tokio::sync::oneshot::Sender<bool>),
+    /// The agent sends the caller to another queue (a blind transfer).
+    AgentTransfer(
+        String,
+        tokio::sync::oneshot::Sender<Result<(), answer::TransferRefused>>,
+    ),
 }
 
 #[cfg(test)]

@@ -192,6 +192,10 @@ impl Shell {
                         self.agent_control(core, op, reply).await;
                         None
                     }
+                    Some(CallCommand::AgentTransfer(queue, reply)) => {
+                        let _ = reply.send(self.transfer(core, &queue).await);
+                        None
+                    }
                     None => Some(Input::Hangup("error")),
                 },
                 Some(finished) = done.recv() => Some(match finished {

@@ -751,6 +751,20 @@ impl FlowRun {
         Step::Stop
     }
 
+    /// An agent transferred the contact to `queue` (where it has been placed already): the
+    /// caller hears that queue's CustomerQueue hook or hold flow, or waits in silence, until
+    /// routing brings the next agent. Whatever the flow was doing before is over.
+    pub fn requeued(&mut self, queue: Arc<str>, now: Now) {
+        self.contact.queue = Some(queue);
+        self.effects.clear();
+        let step = if self.enter_queue() {
+            Step::Jumped
+        } else {
+            Step::Wait(Wait::Idle)
+        };
+        self.apply(step, now);
+    }
+
     /// The contact is in its queue: run the CustomerQueue hook or the queue's hold flow.
     /// False when there is none (the caller waits in silence).
     fn enter_queue(&mut self) -> bool {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::Metrics;
 
 /// `[queues.NAME]` in the configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Contacts the queue holds at once; one more takes the QueueAtCapacity branch (0 = no limit).
@@ -31,6 +31,38 @@ pub struct QueueConfig {
     /// parameter while this is the target queue.
     #[serde(default)]
     pub hours: Option<String>,
+    /// The service level's threshold: the share of contacts answered within this many seconds
+    /// is the queue's service level (the supervisor's view).
+    #[serde(default = "service_level_secs")]
+    pub service_level_secs: u32,
+}
+
+fn service_level_secs() -> u32 {
+    20
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            capacity: 0,
+            hold_flow: None,
+            hours: None,
+            service_level_secs: service_level_secs(),
+        }
+    }
+}
+
+/// A queue's figures since the start: what a supervisor judges it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Contacts an agent answered.
+    pub answered: u64,
+    /// Of those, answered within the queue's `service_level_secs`.
+    pub answered_in_time: u64,
+    /// Their waits together, in milliseconds (average speed of answer = this / answered).
+    pub wait_total_ms: u64,
+    /// Contacts that left the queue without an agent (hung up, or moved on by their flow).
+    pub abandoned: u64,
 }
 
 /// What CheckMetricData reads.
@@ -97,6 +129,7 @@ pub struct Queue {
     meters: std::sync::OnceLock<QueueMeters>,
     /// Routing, once the server attached it ([`QueueRegistry::watch`]).
     watcher: std::sync::OnceLock<Arc<dyn QueueWatcher>>,
+    stats: Mutex<QueueStats>,
 }
 
 impl Queue {
@@ -146,6 +179,7 @@ struct QueueMeters {
     waiting: Gauge,
     entered: Counter,
     refused: Counter,
+    abandoned: Counter,
     answer_wait: Histogram,
 }
 
@@ -176,6 +210,12 @@ impl Drop for Ticket {
             && !left.claimed
         {
             self.queue.tell_gone(&left.call_id);
+            if let Ok(mut stats) = self.queue.stats.lock() {
+                stats.abandoned += 1;
+            }
+            if let Some(m) = self.queue.meters.get() {
+                m.abandoned.inc();
+            }
         }
         if let Some(m) = self.queue.meters.get() {
             m.waiting.dec();
@@ -192,15 +232,32 @@ impl Ticket {
     /// (`careline_queue_answer_wait_seconds`). The place itself is freed when the ticket is
     /// dropped.
     pub fn answered(&self, now: Instant) {
-        let since = self
-            .queue
-            .waiting
-            .lock()
-            .ok()
-            .and_then(|w| w.iter().find(|c| c.id == self.id).map(|c| c.since));
-        if let (Some(since), Some(m)) = (since, self.queue.meters.get()) {
-            m.answer_wait
-                .observe(now.saturating_duration_since(since).as_secs_f64());
+        // Answered is not abandoned: the place counts as taken from here on.
+        let mut unclaimed = None;
+        let since = self.queue.waiting.lock().ok().and_then(|mut w| {
+            let c = w.iter_mut().find(|c| c.id == self.id)?;
+            if !c.claimed {
+                c.claimed = true;
+                unclaimed = Some(c.call_id.clone());
+            }
+            Some(c.since)
+        });
+        if let Some(call_id) = unclaimed {
+            self.queue.tell_gone(&call_id);
+        }
+        let Some(since) = since else {
+            return;
+        };
+        let waited = now.saturating_duration_since(since);
+        if let Some(m) = self.queue.meters.get() {
+            m.answer_wait.observe(waited.as_secs_f64());
+        }
+        if let Ok(mut stats) = self.queue.stats.lock() {
+            stats.answered += 1;
+            stats.wait_total_ms += waited.as_millis() as u64;
+            if waited.as_secs() < u64::from(self.queue.config.service_level_secs) {
+                stats.answered_in_time += 1;
+            }
         }
     }
 
@@ -240,6 +297,7 @@ impl QueueRegistry {
                             waiting: Mutex::new(Vec::new()),
                             meters: std::sync::OnceLock::new(),
                             watcher: std::sync::OnceLock::new(),
+                            stats: Mutex::new(QueueStats::default()),
                         }),
                     )
                 })
@@ -259,11 +317,12 @@ impl QueueRegistry {
     /// Counts each queue's waiting, entered and refused contacts in `metrics` from now on.
     pub fn observe(&self, metrics: &Metrics) {
         for (name, q) in &self.queues {
-            let (waiting, entered, refused, answer_wait) = metrics.queue_meters(name);
+            let (waiting, entered, refused, abandoned, answer_wait) = metrics.queue_meters(name);
             let _ = q.meters.set(QueueMeters {
                 waiting,
                 entered,
                 refused,
+                abandoned,
                 answer_wait,
             });
         }
@@ -346,6 +405,12 @@ impl QueueRegistry {
             .any(|q| q.claim_by(|c| &*c.call_id == call_id).is_some())
     }
 
+    /// The queue's answered and abandoned contacts since the start.
+    pub fn stats(&self, name: &str) -> Option<QueueStats> {
+        let queue = self.queues.get(name)?;
+        queue.stats.lock().ok().map(|s| *s)
+    }
+
     pub fn metrics(&self, name: &str, now: Instant) -> Option<QueueMetrics> {
         let queue = self.queues.get(name)?;
         let w = queue.waiting.lock().ok()?;
@@ -378,8 +443,7 @@ mod tests {
             "nurses".to_string(),
             QueueConfig {
                 capacity: 2,
-                hold_flow: None,
-                hours: None,
+                ..QueueConfig::default()
             },
         );
         let r = QueueRegistry::new(&c);
@@ -421,14 +485,13 @@ mod tests {
         let mut c = BTreeMap::new();
         let config = QueueConfig {
             capacity: 1,
-            hold_flow: None,
-            hours: None,
+            ..QueueConfig::default()
         };
         c.insert("nurses".to_string(), config);
         let r = QueueRegistry::new(&c);
         let metrics = Metrics::new();
         r.observe(&metrics);
-        let (waiting, entered, refused, _) = metrics.queue_meters("nurses");
+        let (waiting, entered, refused, abandoned, _) = metrics.queue_meters("nurses");
         let t0 = Instant::now();
         let t = r
             .enqueue("nurses", t0, "call-x", QueuePriority::default())
@@ -442,6 +505,23 @@ mod tests {
         t.answered(t0 + Duration::from_secs(75));
         drop(t);
         assert_eq!(waiting.get(), 0, "leaving frees the place in the gauge too");
+        assert_eq!(abandoned.get(), 0, "answered is not abandoned");
+        let gone = r
+            .enqueue("nurses", t0, "call-y", QueuePriority::default())
+            .unwrap();
+        drop(gone);
+        assert_eq!(abandoned.get(), 1, "left without an agent");
+        let stats = r.stats("nurses").unwrap();
+        assert_eq!(
+            (
+                stats.answered,
+                stats.answered_in_time,
+                stats.wait_total_ms,
+                stats.abandoned
+            ),
+            (1, 0, 75_000, 1),
+            "75 s is past the 20 s service level"
+        );
         let text = metrics.render();
         let line = |name: &str| {
             text.lines()

@@ -279,6 +279,8 @@ struct Contact {
 struct Agent {
     profile: RoutingProfile,
     state: AgentState,
+    /// When the agent entered their state (time in state, for the supervisor).
+    since: Instant,
     /// Since when the agent has been available: the longest-available order. An offer that
     /// is withdrawn because the contact left does not cost the agent their turn.
     available_since: Instant,
@@ -377,6 +379,7 @@ impl Acd {
                     Agent {
                         profile,
                         state: AgentState::Offline,
+                        since: now,
                         available_since: now,
                         next: None,
                         until: None,
@@ -609,9 +612,11 @@ impl Acd {
         self.agents.get(agent).map(|a| &a.state)
     }
 
-    /// Every agent and their state, by name.
-    pub fn agents(&self) -> impl Iterator<Item = (&str, &AgentState)> {
-        self.agents.iter().map(|(id, a)| (id.as_str(), &a.state))
+    /// Every agent, their state and since when they are in it, by name.
+    pub fn agents(&self) -> impl Iterator<Item = (&str, &AgentState, Instant)> {
+        self.agents
+            .iter()
+            .map(|(id, a)| (id.as_str(), &a.state, a.since))
     }
 
     /// The contact's queue and place in it (1: next to be offered; a ringing contact ahead
@@ -683,6 +688,7 @@ impl Acd {
             a.available_since = now;
         }
         a.until = None;
+        a.since = now;
         a.state = state.clone();
         self.outputs.push_back(Output::AgentState {
             agent: agent.to_string(),

@@ -286,13 +286,21 @@ impl Desk {
         self.apply(|acd, now| acd.finish_work(agent, now))
     }
 
-    /// Every agent at the desk and their state.
-    pub fn agents(&self) -> Vec<(String, AgentState)> {
+    /// Every agent at the desk (offline ones too), their state and how long they have been
+    /// in it.
+    pub fn agents(&self) -> Vec<(String, AgentState, Duration)> {
+        let now = Instant::now();
         self.acd
             .lock()
             .map(|acd| {
                 acd.agents()
-                    .map(|(a, s)| (a.to_string(), s.clone()))
+                    .map(|(a, s, since)| {
+                        (
+                            a.to_string(),
+                            s.clone(),
+                            now.saturating_duration_since(since),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -440,7 +448,7 @@ fn count_states(acd: &Acd) -> Vec<(&'static str, i64)> {
     .into_iter()
     .map(|s| (s, 0))
     .collect();
-    for (_, state) in acd.agents() {
+    for (_, state, _) in acd.agents() {
         if let Some(c) = counts.iter_mut().find(|(s, _)| *s == state.name()) {
             c.1 += 1;
         }

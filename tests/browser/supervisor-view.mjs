@@ -1,0 +1,32 @@
+// Headless Chromium (Debian's) as a supervisor: signs in through Careline's sign-in page,
+// opens /supervisor, waits until agent AGENT's call rings (pushed over the console channel)
+// and takes a screenshot. A summary (the agent's row, the queue's row) goes to stdout as JSON.
+//
+// Usage: node supervisor-view.mjs BASE_URL OUT_DIR USER PASSWORD AGENT QUEUE
+import { chromium } from 'playwright-core';
+
+const [base, out, user, password, agent, queue] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox'],
+});
+const summary = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 620 } });
+  page.on('console', (m) => console.error('page:', m.text()));
+  await page.goto(`${base}/login?next=/supervisor`);
+  await page.fill('#name', user);
+  await page.fill('#password', password);
+  await Promise.all([page.waitForURL(`${base}/supervisor`), page.click('button[type=submit]')]);
+  await page.waitForSelector('#view:not([hidden])');
+  summary.user = await page.textContent('#user');
+  const row = `#agents tr[data-agent="${agent}"]`;
+  await page.waitForFunction((r) => (document.querySelector(r)?.textContent || '').includes('Ringing'), row,
+    { timeout: 30000 });
+  summary.agent = await page.textContent(row);
+  summary.queue = await page.$$eval(`#queues tr[data-queue="${queue}"] td`, (tds) => tds.map((td) => td.textContent));
+  await page.screenshot({ path: `${out}/1-desk.png` });
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(summary));
