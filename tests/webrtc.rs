@@ -1013,7 +1013,7 @@ fn the_available_nurse_is_offered_the_call_accepts_talks_and_wraps_up() {
 fn an_unanswered_offer_goes_to_the_next_nurse_and_a_caller_who_hangs_up_withdraws_it() {
     use support::console::Console;
     let server = TestServer::start_with(Options {
-        toml: "[routing]\noffer_timeout_secs = 2\n".into(),
+        toml: "[routing]\noffer_timeout_secs = 2\nreconnect_grace_secs = 1\n".into(),
         ..Default::default()
     });
     let ana = server.user_token("ana", "agent");
@@ -1105,6 +1105,20 @@ fn an_unanswered_offer_goes_to_the_next_nurse_and_a_caller_who_hangs_up_withdraw
         first.send(serde_json::json!({"type": "ping"}));
     }
     assert_eq!(first.expect_closed(Duration::from_secs(10)), Some(1008));
+    // With no console left, Ana is signed out after the grace period.
+    assert_eq!(
+        server.wait_metric_down(
+            "careline_agents{state=\"unavailable\"}",
+            0.0,
+            Duration::from_secs(10)
+        ),
+        0.0,
+        "Ana signed out"
+    );
+    // A message over 4 KiB is closed with 1009 (too big).
+    let mut third = Console::open(server.http, &ben);
+    third.send_text(&"x".repeat(5000));
+    assert_eq!(third.expect_closed(Duration::from_secs(10)), Some(1009));
 
     // No credentials: 401; no upgrade: 426.
     let r = request(server.http, "GET", "/api/v1/ws", &[], None);

@@ -499,10 +499,19 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
     let early = sim
         .engine
         .queues
-        .enqueue("triage-nurses", sim.t0, "sim-call", QueuePriority::default())
+        .enqueue(
+            "triage-nurses",
+            sim.t0,
+            "sim-call",
+            QueuePriority::default(),
+        )
         .unwrap();
     sim.input(Input::Transferred(early));
-    assert_eq!(sim.core.phase(), Phase::Queued, "not joined: nothing happens");
+    assert_eq!(
+        sim.core.phase(),
+        Phase::Queued,
+        "not joined: nothing happens"
+    );
     assert_eq!(sim.queued_in("triage-nurses"), 0, "its ticket was let go");
     sim.input(Input::AgentOffered);
     sim.input(Input::AgentConnected);
@@ -512,7 +521,12 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
     let ticket = sim
         .engine
         .queues
-        .enqueue("triage-nurses", sim.t0, "sim-call", QueuePriority::default())
+        .enqueue(
+            "triage-nurses",
+            sim.t0,
+            "sim-call",
+            QueuePriority::default(),
+        )
         .unwrap();
     sim.input(Input::Transferred(ticket));
     assert_eq!(sim.core.phase(), Phase::Queued);
@@ -527,7 +541,11 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
         sim.heard
     );
     sim.input(Input::RemoteEnded(EndReason::CallerBye));
-    assert_eq!(sim.queued_in("triage-nurses"), 0, "leaving frees the new place");
+    assert_eq!(
+        sim.queued_in("triage-nurses"),
+        0,
+        "leaving frees the new place"
+    );
 }
 
 /// An agent who never connects, or whose leg fails while connecting, gives the caller back
