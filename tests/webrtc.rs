@@ -1186,7 +1186,8 @@ fn screenshots_and_mic(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// A nurse at the agent console in headless Chromium makes herself available: the caller
-/// waiting in the urgent queue rings at her console, she accepts, talks (the phone hears her
+/// waiting in the urgent queue rings at her console; she declines (missed), is ready again,
+/// it rings again and she accepts, talks (the phone hears her
 /// microphone's 440 Hz tone), hangs up, wraps up and is available again. Screenshots of each
 /// step in target/browser-screenshots/agent-offer/.
 #[test]
@@ -1215,6 +1216,8 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
         "{summary}"
     );
     assert_eq!(summary["state_ringing"], "A call is ringing", "{summary}");
+    assert_eq!(summary["ready_when_missed"], true, "{summary}");
+    assert_eq!(summary["ready_after"], false, "{summary}");
     assert_eq!(summary["ringing_after_accept"], false, "{summary}");
     assert_eq!(summary["state_after_call"], "Wrap-up", "{summary}");
     assert_eq!(summary["wrapup_after_done"], false, "{summary}");

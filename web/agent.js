@@ -19,7 +19,7 @@ let ringTimer = null;
 const STATES = {
   offline: 'Offline', available: 'Available: waiting for a call', unavailable: 'Away',
   offered: 'A call is ringing', on_contact: 'On a call', after_contact_work: 'Wrap-up',
-  missed: 'Missed a call: choose Available to take calls again',
+  missed: 'Missed a call',
 };
 
 function minutes(secs) {
@@ -225,6 +225,8 @@ function showState(msg) {
     : ['available', 'offline'].includes(msg.state) ? msg.state : null;
   if (choice && [...$('availability').options].some((o) => o.value === choice)) $('availability').value = choice;
   $('wrapup').hidden = msg.state !== 'after_contact_work';
+  // Missed: the menu may still say Available, so choosing it again would change nothing.
+  $('ready').hidden = msg.state !== 'missed';
   if (msg.state !== 'offered') stopRinging(null);
 }
 
@@ -263,6 +265,7 @@ $('decline').addEventListener('click', () => {
   stopRinging('You declined the call.');
 });
 $('done').addEventListener('click', () => send({ type: 'done' }));
+$('ready').addEventListener('click', () => send({ type: 'state', state: 'available' }));
 $('availability').addEventListener('change', () => {
   const [state, reason] = $('availability').value.split(':');
   send(reason ? { type: 'state', state, reason } : { type: 'state', state });

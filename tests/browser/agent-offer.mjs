@@ -1,6 +1,6 @@
 // Headless Chromium (Debian's) as a nurse whom routing offers a call: opens /agent, signs in
 // through Careline's sign-in page, makes herself available, hears the call ring (the ringing
-// panel), accepts, talks (its fake microphone plays the WAV it was given), hangs up, wraps up
+// panel), declines it, makes herself ready again, hears it ring again, accepts, talks (its fake microphone plays the WAV it was given), hangs up, wraps up
 // and is available again. Screenshots of each step go to OUT_DIR; a summary goes to stdout as
 // JSON. tests/webrtc.rs runs it against a server with a phone caller waiting in a queue.
 //
@@ -37,6 +37,15 @@ try {
   summary.ringing = await page.textContent('#ringing-detail');
   summary.state_ringing = await page.textContent('#agent-state');
   await page.screenshot({ path: `${out}/2-ringing.png` });
+  // She declines first: missed, the call goes back to its place; Ready for calls brings it
+  // back to her (the only nurse).
+  await page.click('#decline');
+  await text(page, 'agent-state', 'Missed a call');
+  summary.ready_when_missed = await page.isVisible('#ready');
+  await page.screenshot({ path: `${out}/2b-missed.png` });
+  await page.click('#ready');
+  await page.waitForSelector('#ringing:not([hidden])', { timeout: 30000 });
+  summary.ready_after = await page.isVisible('#ready');
   await page.click('#accept');
   await text(page, 'status', 'Talking with the caller.');
   await text(page, 'agent-state', 'On a call');
