@@ -1,6 +1,6 @@
 //! Media: RTP/RTCP, codecs, DTMF, jitter buffer, prompts and the media clock that drives
 //! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`, `srtp`, `webrtc`) are
-//! sans-IO; `engine` and `ports` own the threads and sockets.
+//! sans-IO (as is `mixer`, a room's N-1 mixes); `engine` and `ports` own the threads and sockets.
 
 pub mod bridge;
 pub mod codec;
@@ -8,6 +8,7 @@ pub mod dtmf;
 pub(crate) mod engine;
 pub(crate) mod jitter;
 pub mod leg;
+pub mod mixer;
 pub(crate) mod player;
 pub(crate) mod ports;
 pub mod prefetch;
