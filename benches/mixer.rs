@@ -37,7 +37,8 @@ fn run(people: u64, frame: usize, ticks: u64) -> f64 {
             (0..frame)
                 .map(|i| {
                     let t = i as f32 / frame as f32;
-                    ((1000 + 300 * p) as f32 * (6.28 * (3.0 + p as f32) * t).sin()) as i16
+                    ((1000 + 300 * p) as f32 * (std::f32::consts::TAU * (3.0 + p as f32) * t).sin())
+                        as i16
                 })
                 .collect()
         })
@@ -85,7 +86,9 @@ fn main() {
             results[i].push(run(people, frame, ticks));
         }
     }
-    println!("| participants | rate | µs per room tick, median (range) | rooms per core at 20 ms |");
+    println!(
+        "| participants | rate | µs per room tick, median (range) | rooms per core at 20 ms |"
+    );
     println!("|---|---|---|---|");
     for ((people, frame), mut r) in cases.into_iter().zip(results) {
         r.sort_by(f64::total_cmp);
