@@ -1415,3 +1415,64 @@ fn a_nurse_transfers_the_caller_to_another_queue_and_the_next_nurse_answers() {
     bridged.nurse_hangs_up(&server);
     second.expect_state("after_contact_work");
 }
+
+/// The nurse's browser goes away mid-call (a closed tab: no hang-up): the patient is not
+/// dropped but goes back to the front of the urgent queue, hearing the hold flow again, and
+/// the next nurse who answers talks with them.
+#[test]
+fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next() {
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    b.tones_both_ways();
+    let Bridged {
+        ua,
+        phone,
+        browser,
+        call_id,
+        ..
+    } = b;
+    let before = phone.heard().len() / 8;
+    drop(browser);
+    assert_eq!(
+        server.wait_metric(URGENT_QUEUE, 1.0, Duration::from_secs(60)),
+        1.0,
+        "the caller waits in the urgent queue again: {}",
+        server.log()
+    );
+    assert_eq!(
+        server.metric("careline_calls_ended_total{cause=\"agent_hangup\"}"),
+        0.0,
+        "the call goes on"
+    );
+    let_run(|| phone.heard(), before, 3000);
+    let heard = phone.heard();
+    assert!(
+        wait_for_tone_or_none(&heard[before * 8..], 261.63).is_some()
+            || heard[before * 8..].iter().any(|s| s.unsigned_abs() > 500),
+        "the caller hears the hold flow, not silence"
+    );
+
+    let other = server.user_token("nurse-2", "agent");
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(
+        &server,
+        "/api/v1/queues/triage-urgent/answer",
+        &browser.offer,
+        Some(&other),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("careline-call-id"), Some(call_id.as_str()));
+    let location = r.header("location").expect("Location").to_string();
+    browser.accept(&r.body);
+    browser.wait_connected();
+    let mut bridged = Bridged {
+        ua,
+        phone,
+        browser,
+        location,
+        call_id,
+    };
+    bridged.tones_both_ways();
+    bridged.nurse_hangs_up(&server);
+}

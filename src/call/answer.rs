@@ -285,6 +285,41 @@ pub(super) async fn agent_event(agent: &mut Option<AgentLeg>) -> Option<LegEvent
 }
 
 impl Shell {
+    /// What an event of the agent's leg does to the call. An agent whose browser went away
+    /// while talking (a closed tab, a lost network: not a hang-up) does not take the caller
+    /// with them: the caller goes back to the front of their queue, hearing its hold flow,
+    /// for the next agent. Only when that cannot be (no queue, or it is full) does the call
+    /// end as if the agent had hung up.
+    pub(super) async fn agent_leg_event(
+        &mut self,
+        core: &mut CallCore,
+        event: Option<LegEvent>,
+    ) -> Option<Input> {
+        let lost = matches!(
+            event,
+            Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout) | None
+        );
+        if lost
+            && matches!(core.phase(), Phase::Bridged | Phase::Held)
+            && let Some(queue) = core.contact().queue.clone()
+        {
+            let mut priority = core.contact().priority;
+            priority.priority = 1;
+            let placed =
+                self.svc
+                    .flows
+                    .queues
+                    .enqueue(&queue, Instant::now(), &self.call_id, priority);
+            if let Ok(ticket) = placed {
+                warn!(%queue, "the agent's connection was lost: the caller goes back to the front of the queue");
+                core.handle(Input::Transferred(ticket), super::task::now());
+                self.carry_out(core).await;
+                return None;
+            }
+        }
+        Self::agent_input(event)
+    }
+
     /// What an event of the agent's leg means to the call (its keys and plays mean nothing).
     pub(super) fn agent_input(event: Option<LegEvent>) -> Option<Input> {
         match event {

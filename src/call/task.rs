@@ -182,7 +182,9 @@ impl Shell {
                     }
                     None => Some(Input::Hangup("error")),
                 },
-                event = super::answer::agent_event(&mut self.agent) => Self::agent_input(event),
+                event = super::answer::agent_event(&mut self.agent) => {
+                    self.agent_leg_event(core, event).await
+                }
                 command = commands.recv() => match command {
                     Some(CallCommand::Hangup { cause }) => Some(Input::Hangup(cause)),
                     Some(CallCommand::Recording(ctl)) => Some(Input::Recording(ctl)),
