@@ -1476,3 +1476,35 @@ fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next()
     bridged.tones_both_ways();
     bridged.nurse_hangs_up(&server);
 }
+
+/// A nurse disabled by an administrator while her console is open is signed out at the next
+/// heartbeat: the channel closes (1008) and she is offered nothing more.
+#[test]
+fn a_disabled_users_console_is_closed_and_signed_out() {
+    use support::console::Console;
+    let server = TestServer::start_with(Options {
+        toml: "[routing]\nheartbeat_secs = 1\n".into(),
+        ..Default::default()
+    });
+    let nurse = server.user_token("leaver", "agent");
+    let admin = server.user_token("admin-1", "admin");
+    let mut console = Console::open(server.http, &nurse);
+    console.send(serde_json::json!({"type": "state", "state": "available"}));
+    console.expect_state("available");
+    assert_eq!(server.metric("careline_agents{state=\"available\"}"), 1.0);
+    let auth = format!("Bearer {admin}");
+    let r = request(
+        server.http,
+        "POST",
+        "/api/v1/users/leaver/disable",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert!(matches!(r.status, 200 | 204), "{}", r.body);
+    assert_eq!(console.expect_closed(Duration::from_secs(10)), Some(1008));
+    assert_eq!(
+        server.metric("careline_agents{state=\"available\"}"),
+        0.0,
+        "signed out at once, not after the grace period"
+    );
+}

@@ -14,6 +14,9 @@
 //! CORS, so another site's page could otherwise open one with the user's cookie). A socket
 //! that sends more than [`MAX_PER_SECOND`] messages in a second, or a message over
 //! [`MAX_MESSAGE`] bytes, is closed (1008 / 1009); one silent for three heartbeats is closed.
+//! The credentials are checked again at every heartbeat: a user disabled, a token revoked or
+//! a session ended closes the console (1008) and signs the agent out at once, so a disabled
+//! user's open tab is not offered patients' calls.
 
 use std::time::{Duration, Instant};
 
@@ -38,8 +41,6 @@ use crate::routing::desk::DeskEvent;
 pub(crate) const MAX_MESSAGE: usize = 4096;
 /// The most messages a console may send in one second.
 pub(crate) const MAX_PER_SECOND: u32 = 20;
-/// How often the server pings; a console silent for three of these is gone.
-const HEARTBEAT: Duration = Duration::from_secs(20);
 /// How often a supervisor's console is sent the desk's view (when it changed).
 const DESK_EVERY: Duration = Duration::from_secs(2);
 
@@ -152,25 +153,54 @@ async fn upgrade(
             "this is a WebSocket endpoint: send a WebSocket upgrade (docs/signaling.md)",
         )
     })?;
+    // Kept to check, at each heartbeat, that the user is still signed in and enabled.
+    let credential = match super::access::bearer(&headers) {
+        Some(token) => Credential::Token(token.to_string()),
+        None => Credential::Session(super::access::session_cookie(&headers).unwrap_or_default()),
+    };
     Ok(ws
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| console(s, caller, socket)))
+        .on_upgrade(move |socket| console(s, caller, credential, socket)))
+}
+
+/// What the console's upgrade was authorised with.
+enum Credential {
+    Token(String),
+    Session(String),
+}
+
+impl Credential {
+    /// Whether it still names `caller`'s user with the same role: a token revoked, a
+    /// session ended or idled out, a user disabled or given another role ends the console.
+    async fn still_valid(&self, s: &WhipApi, caller: &Caller) -> bool {
+        let found = match self {
+            Credential::Token(token) => s.api.auth.authenticate_token(token).await,
+            Credential::Session(cookie) => s.api.auth.session(cookie).await,
+        };
+        match found {
+            Ok(Some(p)) => p.name == caller.principal.name && p.role == caller.principal.role,
+            Ok(None) => false,
+            // The database did not answer: keep the console rather than drop a working desk.
+            Err(_) => true,
+        }
+    }
 }
 
 /// One console's session: the agent at the desk while it lasts.
-async fn console(s: WhipApi, caller: Caller, mut socket: WebSocket) {
+async fn console(s: WhipApi, caller: Caller, credential: Credential, mut socket: WebSocket) {
     let agent = caller.name().to_string();
     info!(%agent, "console connected");
+    let beat = s.calls.desk.heartbeat;
     let hello = ToConsole::Hello {
         user: &agent,
         role: caller.principal.role.as_str(),
-        heartbeat_secs: HEARTBEAT.as_secs(),
+        heartbeat_secs: beat.as_secs(),
     };
     if socket.send(hello.message()).await.is_err() {
         return;
     }
     let mut desk = s.calls.desk.join(&agent);
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut heartbeat = tokio::time::interval(beat);
     heartbeat.tick().await;
     // Supervisors also get the desk's view, when it changes (checked every DESK_EVERY).
     let supervises = matches!(
@@ -234,7 +264,12 @@ async fn console(s: WhipApi, caller: Caller, mut socket: WebSocket) {
                 }
             }
             _ = heartbeat.tick() => {
-                if heard.elapsed() > 3 * HEARTBEAT {
+                if !credential.still_valid(&s, &caller).await {
+                    info!(%agent, "console's sign-in ended: closed, agent signed out");
+                    let _ = s.calls.desk.set_availability(&agent, Availability::Offline);
+                    break Some((close_code::POLICY, "signed out"));
+                }
+                if heard.elapsed() > 3 * beat {
                     info!(%agent, "console silent: closed");
                     break Some((close_code::AWAY, "no answer to pings"));
                 }

@@ -36,6 +36,9 @@ pub struct RoutingConfig {
     pub after_contact_work_secs: u32,
     /// An agent whose console went away is signed out after this long unless it is back.
     pub reconnect_grace_secs: u32,
+    /// How often consoles are pinged and their sign-in checked again (a disabled user's
+    /// console closes within this); one silent for three of these is closed.
+    pub heartbeat_secs: u32,
     /// Routing profiles (`[routing.profiles.NAME]`): the queues their agents answer.
     pub profiles: BTreeMap<String, ProfileConfig>,
     /// Agent (user name) -> routing profile. An agent not listed answers every queue, all at
@@ -49,6 +52,7 @@ impl Default for RoutingConfig {
             offer_timeout_secs: 20,
             after_contact_work_secs: 120,
             reconnect_grace_secs: 30,
+            heartbeat_secs: 20,
             profiles: BTreeMap::new(),
             agents: BTreeMap::new(),
         }
@@ -84,6 +88,9 @@ impl RoutingConfig {
     pub fn validate(&self, queues: &BTreeMap<String, QueueConfig>) -> Result<(), String> {
         if self.offer_timeout_secs == 0 {
             return Err("offer_timeout_secs: must be at least 1".into());
+        }
+        if self.heartbeat_secs == 0 {
+            return Err("heartbeat_secs: must be at least 1".into());
         }
         for (name, p) in &self.profiles {
             if p.queues.is_empty() {
@@ -160,6 +167,8 @@ pub struct Desk {
     consoles: Mutex<HashMap<String, Vec<ConsoleTx>>>,
     next_console: AtomicU64,
     grace: Duration,
+    /// How often consoles are pinged and their sign-in checked.
+    pub heartbeat: Duration,
     wake: Notify,
     metrics: Arc<Metrics>,
 }
@@ -210,6 +219,7 @@ impl Desk {
             consoles: Mutex::new(HashMap::new()),
             next_console: AtomicU64::new(1),
             grace: Duration::from_secs(u64::from(config.reconnect_grace_secs)),
+            heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
             wake: Notify::new(),
             metrics,
         });
