@@ -237,15 +237,17 @@ impl Desk {
             .get(agent)
             .unwrap_or(&self.every_queue)
             .clone();
+        // Registered first, so an offer made as the agent joins (a second tab of an agent
+        // who is available) reaches this console too.
+        if let Ok(mut c) = self.consoles.lock() {
+            c.entry(agent.to_string()).or_default().push((id, tx.clone()));
+        }
         let state = self.apply(|acd, now| {
             acd.set_profile(agent, profile, now);
             acd.agent_state(agent).cloned()
         });
         if let Some(state) = state {
             let _ = tx.send(DeskEvent::State(state));
-        }
-        if let Ok(mut c) = self.consoles.lock() {
-            c.entry(agent.to_string()).or_default().push((id, tx));
         }
         Console {
             events,
