@@ -240,7 +240,9 @@ impl Desk {
         // Registered first, so an offer made as the agent joins (a second tab of an agent
         // who is available) reaches this console too.
         if let Ok(mut c) = self.consoles.lock() {
-            c.entry(agent.to_string()).or_default().push((id, tx.clone()));
+            c.entry(agent.to_string())
+                .or_default()
+                .push((id, tx.clone()));
         }
         let state = self.apply(|acd, now| {
             acd.set_profile(agent, profile, now);
