@@ -299,21 +299,11 @@ impl Shell {
             event,
             Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout) | None
         );
-        if lost
-            && matches!(core.phase(), Phase::Bridged | Phase::Held)
-            && let Some(queue) = core.contact().queue.clone()
-        {
+        if lost && let Some(queue) = core.contact().queue.clone() {
             let mut priority = core.contact().priority;
             priority.priority = 1;
-            let placed =
-                self.svc
-                    .flows
-                    .queues
-                    .enqueue(&queue, Instant::now(), &self.call_id, priority);
-            if let Ok(ticket) = placed {
+            if self.requeue(core, &queue, priority).await.is_ok() {
                 warn!(%queue, "the agent's connection was lost: the caller goes back to the front of the queue");
-                core.handle(Input::Transferred(ticket), super::task::now());
-                self.carry_out(core).await;
                 return None;
             }
         }
@@ -397,6 +387,18 @@ impl Shell {
         core: &mut CallCore,
         queue: &str,
     ) -> Result<(), TransferRefused> {
+        let priority = core.contact().priority;
+        self.requeue(core, queue, priority).await
+    }
+
+    /// Takes the caller from their agent and places them in `queue` at `priority`, where
+    /// they hear its hold flow until the next agent (a transfer, or an agent's lost browser).
+    async fn requeue(
+        &mut self,
+        core: &mut CallCore,
+        queue: &str,
+        priority: crate::flow::queues::QueuePriority,
+    ) -> Result<(), TransferRefused> {
         if !matches!(core.phase(), Phase::Bridged | Phase::Held) {
             return Err(TransferRefused::NotJoined);
         }
@@ -404,7 +406,6 @@ impl Shell {
         if queues.get(queue).is_none() {
             return Err(TransferRefused::UnknownQueue);
         }
-        let priority = core.contact().priority;
         let ticket = queues
             .enqueue(queue, Instant::now(), &self.call_id, priority)
             .map_err(|_| TransferRefused::QueueFull)?;
