@@ -69,14 +69,13 @@ async fn list(State(s): State<WhipApi>, caller: Option<Caller>) -> Result<Respon
         .into_iter()
         .filter_map(|name| {
             let m = queues.metrics(name, now)?;
-            let agents = s.calls.desk.figures(name).unwrap_or_default();
             Some(json!({
                 "name": name,
                 "waiting": m.contacts,
                 "oldest_wait_secs": m.oldest_age_secs,
-                "agents_available": agents.agents_available,
-                "agents_online": agents.agents_online,
-                "agents_staffed": agents.agents_staffed,
+                "agents_available": m.agents_available,
+                "agents_online": m.agents_online,
+                "agents_staffed": m.agents_staffed,
             }))
         })
         .collect();
