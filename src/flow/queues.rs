@@ -76,6 +76,9 @@ pub struct QueueMetrics {
     pub agents_online: usize,
 }
 
+/// Connect's default contact priority (1 is the most urgent).
+pub const DEFAULT_PRIORITY: u32 = 5;
+
 /// How urgent a contact is in its queue, as the flow's UpdateContactRoutingBehavior sets it
 /// (Amazon Connect's `QueuePriority` and `QueueTimeAdjustmentSeconds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +92,7 @@ pub struct QueuePriority {
 impl Default for QueuePriority {
     fn default() -> QueuePriority {
         QueuePriority {
-            priority: 5,
+            priority: DEFAULT_PRIORITY,
             time_adjustment: Duration::ZERO,
         }
     }

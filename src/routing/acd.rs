@@ -37,8 +37,9 @@ pub type AgentId = String;
 /// A contact: the call's id.
 pub type ContactId = String;
 
-/// Connect's default contact priority (1 is the most urgent).
-pub const DEFAULT_PRIORITY: u32 = 5;
+/// How urgent a contact is: the queue registry's type, which the flow's
+/// `UpdateContactRoutingBehavior` sets (priority, 1 first; time adjustment).
+pub use crate::flow::queues::{DEFAULT_PRIORITY, QueuePriority as Urgency};
 
 /// One queue of an agent's routing profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,24 +158,6 @@ impl Availability {
                 reason: reason.clone(),
             },
             Availability::Offline => AgentState::Offline,
-        }
-    }
-}
-
-/// How urgent a contact is (the flow's `UpdateContactRoutingBehavior`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Urgency {
-    /// 1 is the most urgent.
-    pub priority: u32,
-    /// Counted as having waited this much longer than it has.
-    pub age_adjustment: Duration,
-}
-
-impl Default for Urgency {
-    fn default() -> Urgency {
-        Urgency {
-            priority: DEFAULT_PRIORITY,
-            age_adjustment: Duration::ZERO,
         }
     }
 }
@@ -807,6 +790,6 @@ impl Acd {
 }
 
 fn key_of(urgency: Urgency, since: Instant, seq: u64) -> Key {
-    let age_from = since.checked_sub(urgency.age_adjustment).unwrap_or(since);
+    let age_from = since.checked_sub(urgency.time_adjustment).unwrap_or(since);
     (urgency.priority, age_from, seq)
 }

@@ -183,7 +183,7 @@ fn urgent_contacts_go_first_and_a_callback_keeps_its_place() {
     let mut acd = acd(&["nurses"]);
     let urgent = Urgency {
         priority: 1,
-        age_adjustment: Duration::ZERO,
+        time_adjustment: Duration::ZERO,
     };
     acd.enqueue("old", "nurses", Urgency::default(), t0, t0)
         .unwrap();
@@ -201,7 +201,7 @@ fn urgent_contacts_go_first_and_a_callback_keeps_its_place() {
     // Waited 10 s, counted as 80 s: ahead of "old" (waited 60 s), behind the callback (90 s).
     let pushed = Urgency {
         priority: DEFAULT_PRIORITY,
-        age_adjustment: 70 * S,
+        time_adjustment: 70 * S,
     };
     acd.enqueue(
         "pushed",
@@ -474,7 +474,7 @@ proptest! {
                 Step::Enqueue { queue, priority } => {
                     next += 1;
                     let id = format!("c{next}");
-                    let urgency = Urgency { priority, age_adjustment: Duration::ZERO };
+                    let urgency = Urgency { priority, time_adjustment: Duration::ZERO };
                     acd.enqueue(&id, QUEUES[queue], urgency, now, now).unwrap();
                     known.push((id, Known { queue, priority, since: now, seq: next, ringing: false }));
                 }

@@ -19,7 +19,7 @@ use tracing::{debug, info};
 
 use super::acd::{
     Acd, AcdError, AcdPolicy, AgentState, Answered, Availability, Output, ProfileQueue,
-    QueueLimits, RoutingProfile, Urgency, Withdrawn,
+    QueueLimits, RoutingProfile, Withdrawn,
 };
 use crate::flow::queues::{QueueConfig, QueuePriority, QueueWatcher};
 use crate::metrics::Metrics;
@@ -470,13 +470,6 @@ fn count_states(acd: &Acd) -> Vec<(&'static str, i64)> {
     counts
 }
 
-fn urgency(p: QueuePriority) -> Urgency {
-    Urgency {
-        priority: p.priority,
-        age_adjustment: p.time_adjustment,
-    }
-}
-
 /// The core's timer: sleeps until its next deadline, or until an input may have moved it.
 async fn run_timer(desk: Weak<Desk>) {
     loop {
@@ -506,14 +499,13 @@ async fn run_timer(desk: Weak<Desk>) {
 
 impl QueueWatcher for Desk {
     fn waiting(&self, queue: &str, call_id: &str, since: Instant, priority: QueuePriority) {
-        let urgency = urgency(priority);
-        if let Err(e) = self.apply(|acd, now| acd.enqueue(call_id, queue, urgency, since, now)) {
+        if let Err(e) = self.apply(|acd, now| acd.enqueue(call_id, queue, priority, since, now)) {
             debug!(call = %call_id, error = %e, "not routed");
         }
     }
 
     fn reprioritized(&self, call_id: &str, priority: QueuePriority) {
-        let _ = self.apply(|acd, now| acd.set_urgency(call_id, urgency(priority), now));
+        let _ = self.apply(|acd, now| acd.set_urgency(call_id, priority, now));
     }
 
     fn gone(&self, call_id: &str) {
