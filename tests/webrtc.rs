@@ -630,19 +630,16 @@ struct Bridged {
 /// `browser`, and the two are joined.
 fn bridge_urgent_caller(server: &TestServer, nurse: &str, browser: BrowserPeer) -> Bridged {
     let (ua, phone, call) = queue_urgent_caller(server);
-    let r = post_offer(
+    let r = connect_agent(
         server,
         "/api/v1/queues/triage-urgent/answer",
-        &browser.offer,
-        Some(nurse),
+        nurse,
+        &browser,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/sdp"));
     let call_id = call.call_id.clone();
     assert_eq!(r.header("careline-call-id"), Some(call_id.as_str()));
     let location = r.header("location").expect("Location").to_string();
-    browser.accept(&r.body);
-    browser.wait_connected();
     assert_eq!(
         server.wait_metric_down(URGENT_QUEUE, 0.0, Duration::from_secs(30)),
         0.0,
@@ -933,6 +930,16 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
     );
 }
 
+/// An agent's browser answers at `path` (a queue's answer, or an offered call's accept):
+/// answered 201, its media connected. The response carries the session and call id.
+fn connect_agent(server: &TestServer, path: &str, token: &str, browser: &BrowserPeer) -> Response {
+    let r = post_offer(server, path, &browser.offer, Some(token));
+    assert_eq!(r.status, 201, "{}", r.body);
+    browser.accept(&r.body);
+    browser.wait_connected();
+    r
+}
+
 fn accept_path(call_id: &str) -> String {
     format!("/api/v1/calls/{call_id}/accept")
 }
@@ -964,17 +971,9 @@ fn the_available_nurse_is_offered_the_call_accepts_talks_and_wraps_up() {
     console.expect_state("offered");
 
     let browser = BrowserPeer::new(&[Codec::Pcmu, Codec::Opus]);
-    let r = post_offer(
-        &server,
-        &accept_path(&offered),
-        &browser.offer,
-        Some(&nurse),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    let r = connect_agent(&server, &accept_path(&offered), &nurse, &browser);
     assert_eq!(r.header("careline-call-id"), Some(call.call_id.as_str()));
     let location = r.header("location").expect("Location").to_string();
-    browser.accept(&r.body);
-    browser.wait_connected();
     let on = console.expect_state("on_contact");
     assert_eq!(on["contact"], call.call_id.as_str(), "{on}");
     assert_eq!(
@@ -1018,12 +1017,8 @@ fn an_unanswered_offer_goes_to_the_next_nurse_and_a_caller_who_hangs_up_withdraw
     });
     let ana = server.user_token("ana", "agent");
     let ben = server.user_token("ben", "clinician");
-    let mut first = Console::open(server.http, &ana);
-    first.send(serde_json::json!({"type": "state", "state": "available"}));
-    first.expect_state("available");
-    let mut second = Console::open(server.http, &ben);
-    second.send(serde_json::json!({"type": "state", "state": "available"}));
-    second.expect_state("available");
+    let mut first = Console::open_available(server.http, &ana);
+    let mut second = Console::open_available(server.http, &ben);
 
     let (mut ua, _phone, mut call) = queue_urgent_caller(&server);
     let call_id = first.expect_offer();
@@ -1252,9 +1247,7 @@ fn a_supervisor_sees_the_queues_and_agents_live() {
     add_user(&server, "sue", "supervisor");
     let nurse = server.user_token("nurse-1", "agent");
     let boss = server.user_token("boss", "supervisor");
-    let mut console = Console::open(server.http, &nurse);
-    console.send(serde_json::json!({"type": "state", "state": "available"}));
-    console.expect_state("available");
+    let mut console = Console::open_available(server.http, &nurse);
     let (mut ua, _phone, mut call) = queue_urgent_caller(&server);
     console.expect_offer();
 
@@ -1349,20 +1342,13 @@ fn a_nurse_transfers_the_caller_to_another_queue_and_the_next_nurse_answers() {
     });
     let ana = server.user_token("ana", "agent");
     let ben = server.user_token("ben", "agent");
-    let mut first = Console::open(server.http, &ana);
-    let mut second = Console::open(server.http, &ben);
-    for c in [&mut first, &mut second] {
-        c.send(serde_json::json!({"type": "state", "state": "available"}));
-        c.expect_state("available");
-    }
+    let mut first = Console::open_available(server.http, &ana);
+    let mut second = Console::open_available(server.http, &ben);
     let (ua, phone, call) = queue_urgent_caller(&server);
     let offered = first.expect_offer();
     let browser = BrowserPeer::new(&[Codec::Pcmu]);
-    let r = post_offer(&server, &accept_path(&offered), &browser.offer, Some(&ana));
-    assert_eq!(r.status, 201, "{}", r.body);
+    let r = connect_agent(&server, &accept_path(&offered), &ana, &browser);
     let location = r.header("location").expect("Location").to_string();
-    browser.accept(&r.body);
-    browser.wait_connected();
     first.expect_state("on_contact");
 
     let transfer = |queue: &str| {
@@ -1393,16 +1379,8 @@ fn a_nurse_transfers_the_caller_to_another_queue_and_the_next_nurse_answers() {
     assert_eq!(offer["call_id"], call.call_id.as_str(), "{offer}");
     assert_eq!(offer["queue"], "triage-nurses", "{offer}");
     let browser = BrowserPeer::new(&[Codec::Pcmu]);
-    let r = post_offer(
-        &server,
-        &accept_path(&call.call_id),
-        &browser.offer,
-        Some(&ben),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    let r = connect_agent(&server, &accept_path(&call.call_id), &ben, &browser);
     let location = r.header("location").expect("Location").to_string();
-    browser.accept(&r.body);
-    browser.wait_connected();
     second.expect_state("on_contact");
     let mut bridged = Bridged {
         ua,
@@ -1455,17 +1433,14 @@ fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next()
 
     let other = server.user_token("nurse-2", "agent");
     let browser = BrowserPeer::new(&[Codec::Pcmu]);
-    let r = post_offer(
+    let r = connect_agent(
         &server,
         "/api/v1/queues/triage-urgent/answer",
-        &browser.offer,
-        Some(&other),
+        &other,
+        &browser,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("careline-call-id"), Some(call_id.as_str()));
     let location = r.header("location").expect("Location").to_string();
-    browser.accept(&r.body);
-    browser.wait_connected();
     let mut bridged = Bridged {
         ua,
         phone,
@@ -1488,9 +1463,7 @@ fn a_disabled_users_console_is_closed_and_signed_out() {
     });
     let nurse = server.user_token("leaver", "agent");
     let admin = server.user_token("admin-1", "admin");
-    let mut console = Console::open(server.http, &nurse);
-    console.send(serde_json::json!({"type": "state", "state": "available"}));
-    console.expect_state("available");
+    let mut console = Console::open_available(server.http, &nurse);
     assert_eq!(server.metric("careline_agents{state=\"available\"}"), 1.0);
     let auth = format!("Bearer {admin}");
     let r = request(

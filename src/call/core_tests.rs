@@ -496,16 +496,18 @@ fn an_agent_who_takes_a_queued_caller_is_bridged_once_connected() {
 fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
     use crate::flow::queues::QueuePriority;
     let mut sim = queued_urgent_caller(agent_policy());
-    let early = sim
-        .engine
-        .queues
-        .enqueue(
-            "triage-nurses",
-            sim.t0,
-            "sim-call",
-            QueuePriority::default(),
-        )
-        .unwrap();
+    let nurses_place = |sim: &Sim| {
+        sim.engine
+            .queues
+            .enqueue(
+                "triage-nurses",
+                sim.t0,
+                "sim-call",
+                QueuePriority::default(),
+            )
+            .unwrap()
+    };
+    let early = nurses_place(&sim);
     sim.input(Input::Transferred(early));
     assert_eq!(
         sim.core.phase(),
@@ -518,16 +520,7 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
     assert_eq!(sim.core.phase(), Phase::Bridged);
     sim.input(Input::Hold(true));
     let heard = sim.heard.len();
-    let ticket = sim
-        .engine
-        .queues
-        .enqueue(
-            "triage-nurses",
-            sim.t0,
-            "sim-call",
-            QueuePriority::default(),
-        )
-        .unwrap();
+    let ticket = nurses_place(&sim);
     sim.input(Input::Transferred(ticket));
     assert_eq!(sim.core.phase(), Phase::Queued);
     assert_eq!(sim.releases, 1, "the agent is released");

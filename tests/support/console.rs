@@ -37,6 +37,14 @@ impl Console {
         c
     }
 
+    /// Opens the channel as [`Console::open`] and makes the agent available.
+    pub fn open_available(http: SocketAddr, token: &str) -> Console {
+        let mut c = Console::open(http, token);
+        c.send(serde_json::json!({"type": "state", "state": "available"}));
+        c.expect_state("available");
+        c
+    }
+
     pub fn send(&mut self, msg: Value) {
         self.send_text(&msg.to_string());
     }
