@@ -35,30 +35,8 @@ use careline::recording::writer::{Opening, WriterPool, WriterSettings};
 use careline::recording::{AudioFormat, Participants, RecordingId};
 use careline::sip::sdp::TelephoneEvent;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn cpu(clock: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn thread_cpu() -> Duration {
-    cpu(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-fn process_cpu() -> Duration {
-    cpu(libc::CLOCK_PROCESS_CPUTIME_ID)
-}
+mod support;
+use support::{env, process_cpu, thread_cpu};
 
 fn rtp(seq: u16, timestamp: u32, ssrc: u32, payload: &[u8], out: &mut Vec<u8>) {
     out.clear();

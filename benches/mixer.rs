@@ -7,26 +7,10 @@
 //! Thread CPU time per room tick; the cases interleaved in each round, median and spread over
 //! the rounds printed, with the machine.
 
-use std::time::Duration;
-
 use careline::media::mixer::Mixer;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+mod support;
+use support::{env, thread_cpu};
 
 /// Microseconds of thread CPU per room tick for `people` participants, `frame` samples each.
 fn run(people: u64, frame: usize, ticks: u64) -> f64 {

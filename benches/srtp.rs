@@ -11,22 +11,8 @@ use std::time::Duration;
 
 use careline::media::srtp::{MasterKey, SrtpKeys, SrtpSuite, SrtpTransport};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+mod support;
+use support::{env, thread_cpu};
 
 fn packet(seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0];
