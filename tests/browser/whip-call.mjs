@@ -1,6 +1,6 @@
 // Headless Chromium (Debian's) places a call from Careline's "call the clinic" page: it
 // clicks Call, waits for the page to say it is connected, records what it hears (the remote
-// track through Web Audio at 8 kHz), presses 5 on the page's keypad (RTCDTMFSender), then
+// track through Web Audio at 8 kHz), presses 7 on the page's keypad (RTCDTMFSender), then
 // hangs up. Screenshots of each step and the audio heard (16-bit little-endian PCM) go to
 // OUT_DIR; a summary goes to stdout as JSON. tests/webrtc.rs runs it and checks the audio.
 //
@@ -55,7 +55,7 @@ try {
   // Four seconds of the welcome, then a key (barge-in), then three seconds of its answer.
   await page.waitForFunction(() => window.__heard.length >= 4 * 8000, null, { timeout: 30000 });
   summary.pressed_at_ms = Math.round((await page.evaluate(() => window.__heard.length)) / 8);
-  await page.click('#keypad button:text-is("5")');
+  await page.click('#keypad button:text-is("7")');
   await page.waitForFunction((n) => window.__heard.length >= n, (summary.pressed_at_ms + 3000) * 8, { timeout: 30000 });
   await page.click('#hangup');
   await page.waitForFunction(() => document.getElementById('status').textContent === 'You hung up.', null, { timeout: 10000 });
