@@ -662,3 +662,93 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
     };
     assert_eq!(agent.call("GET", "/api/v1/care-tasks", None).status, 403);
 }
+
+/// A Map calls each patient on a list: three at a time, each once under its own key. The
+/// first call to arrive never answers (the server is killed meanwhile); after the restart that one
+/// call is made again under the same key, the others are not, and the results come in the
+/// list's order.
+#[test]
+fn a_map_calls_each_patient_once_through_kill_9_and_keeps_the_list_s_order() {
+    const EACH: &str = r#"{"StartAt": "EachPatient", "States": {
+      "EachPatient": {"Type": "Map", "ItemsPath": "$.patients", "MaxConcurrency": 3,
+        "ItemSelector": {"patient_id.$": "$$.Map.Item.Value"},
+        "ItemProcessor": {"StartAt": "Call", "States": {
+          "Call": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:CallPatient", "End": true}}},
+        "End": true}}}"#;
+    let f = recording_functions();
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("each.asl.json"), EACH).unwrap();
+    let mut server = support::server::TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[workflows]\ndir = \"{}\"\n[lambda.CallPatient]\nurl = \"http://{}/CallPatient\"\n",
+            flows.path().display(),
+            f.addr
+        ),
+        ..Default::default()
+    });
+    let nurse = server.user_token("nurse", "clinician");
+    let patients: Vec<String> = (1..=7).map(|i| format!("p-{i}")).collect();
+    let api = Api {
+        server: &server,
+        token: nurse.clone(),
+    };
+    let r = api.call(
+        "POST",
+        "/api/v1/workflows/each/executions",
+        Some(&json!({ "patients": patients }).to_string()),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // Every patient is called, the first's call hanging (holding one of the three places
+    // while the others go through the other two).
+    eventually("the seven patients are called", || {
+        deliveries_of(&f, "CallPatient").len() == 7
+    });
+    // Killed once the six answers are stored (an answer not yet stored would be asked for
+    // again after the restart, rightly, under its key), the first call still hanging.
+    eventually("six calls are answered", || {
+        let r = api.call("GET", &location, None).json();
+        r["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["kind"] == "MapIterationSucceeded")
+            .count()
+            == 6
+    });
+    server.kill9();
+    server.restart();
+    let api = Api {
+        server: &server,
+        token: nurse,
+    };
+    eventually("the execution succeeds", || {
+        api.call("GET", &location, None).json()["status"] == "SUCCEEDED"
+    });
+    let keys = deliveries_of(&f, "CallPatient");
+    assert_eq!(keys.len(), 7 + 1, "one call again, no other: {keys:?}");
+    let unique: std::collections::BTreeSet<String> = keys.iter().cloned().collect();
+    assert_eq!(
+        unique,
+        (0..7)
+            .map(|i| format!("{id}/EachPatient#1[{i}]/Call/1"))
+            .collect(),
+        "each patient under a key of their own: {keys:?}"
+    );
+    assert_eq!(
+        keys[0], keys[7],
+        "the hung call (whichever came first) is made again under its key"
+    );
+    let outcome = api.call("GET", &location, None).json()["outcome"].clone();
+    assert_eq!(
+        outcome,
+        Value::Array(
+            patients
+                .iter()
+                .map(|p| json!({"patient_id": p, "reached": true}))
+                .collect()
+        ),
+        "the results in the list's order"
+    );
+}

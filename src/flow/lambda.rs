@@ -100,7 +100,7 @@ impl Lambdas {
             .post_json_with(
                 url,
                 body,
-                &[("idempotency-key", key)],
+                &[("idempotency-key", &header_key(key))],
                 timeout,
                 MAX_LAMBDA_RESPONSE,
             )
@@ -131,9 +131,38 @@ impl Lambdas {
     }
 }
 
+/// An idempotency key as a header value: UTF-8 percent-encoded where it is not visible ASCII
+/// (a state named in Japanese; `%` itself), so every function reads it as text, and the same
+/// key gives the same header on every delivery. A key in visible ASCII goes as it is.
+fn header_key(key: &str) -> String {
+    const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+    percent_encoding::utf8_percent_encode(key, ENCODED).to_string()
+}
+
 /// A workflow Task's failure: the error name a Retry or Catch matches, and the cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
     pub error: String,
     pub cause: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_key;
+
+    #[test]
+    fn an_idempotency_key_is_visible_ascii_in_its_header() {
+        assert_eq!(header_key("exec-1/First/1"), "exec-1/First/1");
+        assert_eq!(
+            header_key("exec-1/Each#1[2]/Call/1"),
+            "exec-1/Each#1[2]/Call/1"
+        );
+        let encoded = header_key("e/初日の電話 50%/1");
+        assert!(encoded.is_ascii() && !encoded.contains(' '), "{encoded}");
+        assert_eq!(
+            percent_encoding::percent_decode_str(&encoded).decode_utf8_lossy(),
+            "e/初日の電話 50%/1",
+            "it decodes back to the key"
+        );
+    }
 }

@@ -3,13 +3,19 @@
 //! No sockets, clock or randomness inside: the shell invokes tasks, keeps the timers (in the
 //! database, since a wait can last days) and passes the retry jitter's randomness in.
 //!
-//! Runs today: Task, Pass, Choice, Wait (with the `Days` extension), Succeed and Fail in the
-//! JSONPath query language, with InputPath, Parameters, ResultSelector, ResultPath and
-//! OutputPath, the context object (`$$`), Retry (IntervalSeconds, MaxAttempts, BackoffRate,
-//! MaxDelaySeconds, JitterStrategy) and Catch, and the intrinsic functions (`States.Format`
-//! and the rest, see `intrinsic`; MathRandom and UUID draw from the execution's stored random
-//! state). [`Definition::load`] refuses, naming the state, what does not run yet: Parallel,
-//! Map and JSONata states.
+//! Runs today: Task, Pass, Choice, Wait (with the `Days` extension), Parallel, Map (inline:
+//! ItemsPath, ItemSelector, MaxConcurrency), Succeed and Fail in the JSONPath query language,
+//! with InputPath, Parameters, ResultSelector, ResultPath and OutputPath, the context object
+//! (`$$`, and `$$.Map.Item` in an ItemSelector), Retry (IntervalSeconds, MaxAttempts,
+//! BackoffRate, MaxDelaySeconds, JitterStrategy) and Catch, and the intrinsic functions
+//! (`States.Format` and the rest, see `intrinsic`; MathRandom and UUID draw from the
+//! execution's stored random state). [`Definition::load`] refuses, naming the state, what
+//! does not run: JSONata states and distributed Map states.
+//!
+//! Each Parallel branch and Map iteration is a thread of its own (waiting on its task or its
+//! timer while the others go on), as in Step Functions: the state's result is their outputs
+//! in order; the first to fail stops the others and fails the state, which its own Retry
+//! runs again whole and its Catch can take.
 //!
 //! Each task invocation carries a [`TaskId`] (state, attempt): the idempotency key a durable
 //! shell stores, and the way a late or repeated answer is recognised and dropped.
@@ -95,34 +101,10 @@ impl Definition {
                 "JSONata state machines do not run yet".into(),
             ));
         }
+        // State names are unique in the whole machine (validated), branches and Map
+        // processors included: one map holds them all.
         let mut states = HashMap::new();
-        for (name, s) in top
-            .get("States")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            let Some(s) = s.as_object() else { continue };
-            let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
-            if matches!(kind, "Parallel" | "Map") {
-                problems.push(not_yet(Some(name), format!("{kind} states do not run yet")));
-            }
-            if s.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata") {
-                problems.push(not_yet(Some(name), "JSONata states do not run yet".into()));
-            }
-            for field in ["Parameters", "ResultSelector"] {
-                let mut calls = Vec::new();
-                if let Some(v) = s.get(field) {
-                    intrinsics(v, &mut calls);
-                }
-                for (key, text) in calls {
-                    if let Err(e) = super::intrinsic::parse(text) {
-                        problems.push(not_yet(Some(name), format!("`{field}.{key}`: {e}")));
-                    }
-                }
-            }
-            states.insert(name.clone(), s.clone());
-        }
+        collect_states(&top, &mut states, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -161,6 +143,85 @@ fn intrinsics<'a>(v: &'a Value, out: &mut Vec<(&'a str, &'a str)>) {
         }
         Value::Array(a) => a.iter().for_each(|v| intrinsics(v, out)),
         _ => {}
+    }
+}
+
+/// The states of `machine` and of every Parallel branch and Map processor in it, checking
+/// what does not run: JSONata states, distributed Map, malformed intrinsics.
+fn collect_states(
+    machine: &Map<String, Value>,
+    states: &mut HashMap<String, Map<String, Value>>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut not_run = |state: &str, rule: String| {
+        problems.push(Problem {
+            severity: super::Severity::Error,
+            state: Some(state.to_string()),
+            rule,
+        })
+    };
+    let mut nested = Vec::new();
+    for (name, s) in machine
+        .get("States")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let Some(s) = s.as_object() else { continue };
+        let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
+        if s.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata") {
+            not_run(name, "JSONata states do not run yet".into());
+        }
+        match kind {
+            "Parallel" => nested.extend(
+                s.get("Branches")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object),
+            ),
+            "Map" => {
+                let processor = s.get("ItemProcessor").or_else(|| s.get("Iterator"));
+                let mode = processor
+                    .and_then(|p| p.pointer("/ProcessorConfig/Mode"))
+                    .and_then(Value::as_str);
+                let distributed: Vec<&str> = ["ItemReader", "ItemBatcher", "ResultWriter"]
+                    .into_iter()
+                    .filter(|f| s.contains_key(*f))
+                    .collect();
+                if mode == Some("DISTRIBUTED") || !distributed.is_empty() {
+                    not_run(
+                        name,
+                        format!(
+                            "a distributed Map ({}) does not run: Careline runs Map states \
+                             inline, their items in the state's input",
+                            if distributed.is_empty() {
+                                "`Mode: DISTRIBUTED`".to_string()
+                            } else {
+                                distributed.join(", ")
+                            }
+                        ),
+                    );
+                }
+                nested.extend(processor.and_then(Value::as_object));
+            }
+            _ => {}
+        }
+        for field in ["Parameters", "ResultSelector", "ItemSelector"] {
+            let mut calls = Vec::new();
+            if let Some(v) = s.get(field) {
+                intrinsics(v, &mut calls);
+            }
+            for (key, text) in calls {
+                if let Err(e) = super::intrinsic::parse(text) {
+                    not_run(name, format!("`{field}.{key}`: {e}"));
+                }
+            }
+        }
+        states.insert(name.clone(), s.clone());
+    }
+    for m in nested {
+        collect_states(m, states, problems);
     }
 }
 
@@ -234,6 +295,29 @@ enum Phase {
         retry: bool,
     },
     Done,
+    /// A Parallel state's branches or a Map state's iterations are running.
+    Fanned(Box<Fan>),
+    /// A branch or an iteration reached its end: its Parallel or Map state takes the outcome.
+    Ended(Outcome),
+}
+
+/// One attempt of a Parallel state (its branches) or of a Map state (its iterations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fan {
+    /// The branches or iterations not started yet, with their index and input (a Map under
+    /// `MaxConcurrency` starts the next as one ends).
+    pending: VecDeque<(usize, Value)>,
+    /// At most this many run at once (0: no limit).
+    limit: usize,
+    running: Vec<Thread>,
+    /// Each branch's or iteration's output, by index: the state's result, in order.
+    results: Vec<Value>,
+    /// A Map's ToleratedFailureCount and ToleratedFailurePercentage: with either, failed
+    /// iterations up to it leave their error in their place and the Map goes on.
+    #[serde(default)]
+    tolerated: Option<(Option<u64>, Option<f64>)>,
+    #[serde(default)]
+    failures: u64,
 }
 
 /// One execution. `now_ms` everywhere is wall time in milliseconds since the Unix epoch.
@@ -258,10 +342,33 @@ struct Run {
     id: String,
     input: Value,
     started_ms: i64,
+    /// The execution's own thread (flattened: snapshots stored before Parallel and Map ran
+    /// read the same).
+    #[serde(flatten)]
+    root: Thread,
+    actions: VecDeque<Action>,
+    /// Randomness for full jitter, passed in (xorshift state).
+    jitter: u64,
+}
+
+/// A thread of control through the states: the execution's own, or a Parallel branch's or a
+/// Map iteration's inside it (each its own thread, so a branch can wait on a task while
+/// another sleeps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Thread {
+    /// What this thread's task ids start with: nothing at the top; in a branch or iteration,
+    /// its Parallel or Map state, that state's attempt and the index (`Fan#1[0]/`), so that
+    /// every invocation has its own idempotency key, a retried Parallel's included.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    scope: String,
+    /// The branch's or iteration's index in its Parallel or Map state.
+    #[serde(default)]
+    index: usize,
     /// The current state and its raw input.
     state: String,
     state_input: Value,
-    /// A Task's input after InputPath and Parameters, kept for its retries.
+    /// A Task's input after InputPath and Parameters (a Parallel's or Map's effective
+    /// input), kept for its retries.
     task_input: Value,
     /// A Task's timeout, kept for its retries.
     #[serde(default)]
@@ -271,9 +378,27 @@ struct Run {
     retries: Vec<u32>,
     attempt: u32,
     phase: Phase,
-    actions: VecDeque<Action>,
-    /// Randomness for full jitter, passed in (xorshift state).
-    jitter: u64,
+}
+
+/// What every thread of one execution shares while it handles an event.
+struct Env<'a> {
+    def: &'a Definition,
+    id: &'a str,
+    input: &'a Value,
+    started_ms: i64,
+    jitter: &'a mut u64,
+    history: &'a mut Vec<HistoryEvent>,
+    actions: &'a mut VecDeque<Action>,
+}
+
+impl Env<'_> {
+    fn record(&mut self, at_ms: i64, kind: &'static str, state: &str) {
+        self.history.push(HistoryEvent {
+            at_ms,
+            kind,
+            state: Some(state.to_string()),
+        });
+    }
 }
 
 impl Execution {
@@ -288,25 +413,21 @@ impl Execution {
         let state = def.start_at.clone();
         let mut e = Execution {
             def,
-            history: Vec::new(),
+            history: vec![HistoryEvent {
+                at_ms: now_ms,
+                kind: "ExecutionStarted",
+                state: None,
+            }],
             run: Run {
                 id: id.to_string(),
                 input: input.clone(),
                 started_ms: now_ms,
-                state: String::new(),
-                state_input: Value::Null,
-                task_input: Value::Null,
-                task_timeout_secs: None,
-                entered_ms: now_ms,
-                retries: Vec::new(),
-                attempt: 0,
-                phase: Phase::Done,
+                root: Thread::new(String::new(), 0, now_ms),
                 actions: VecDeque::new(),
                 jitter: splitmix64(seed) | 1,
             },
         };
-        e.record(now_ms, "ExecutionStarted", None);
-        e.enter(state, input, now_ms);
+        e.step(now_ms, |t, env| t.enter(env, state, input, now_ms));
         e
     }
 
@@ -317,8 +438,8 @@ impl Execution {
         snapshot: Snapshot,
     ) -> Result<Execution, String> {
         let run = snapshot.run;
-        if run.phase != Phase::Done && !def.states.contains_key(&run.state) {
-            return Err(format!("the definition has no state `{}`", run.state));
+        if let Some(missing) = run.root.unknown_state(&def) {
+            return Err(format!("the definition has no state `{missing}`"));
         }
         Ok(Execution {
             def,
@@ -345,21 +466,20 @@ impl Execution {
         &self.run.id
     }
 
-    /// The state the execution is in (the last one, once finished).
+    /// The state the execution is in at the top (a Parallel or Map state while its branches
+    /// run; the last one, once finished).
     pub fn state(&self) -> &str {
-        &self.run.state
+        &self.run.root.state
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
         self.run.actions.pop_front()
     }
 
-    /// When the execution next needs [`Execution::handle_timeout`] (ms since the epoch).
+    /// When the execution next needs [`Execution::handle_timeout`] (ms since the epoch): the
+    /// earliest timer of any of its branches.
     pub fn poll_timeout(&self) -> Option<i64> {
-        match self.run.phase {
-            Phase::Sleeping { until_ms, .. } => Some(until_ms),
-            _ => None,
-        }
+        self.run.root.poll_timeout()
     }
 
     pub fn history(&self) -> &[HistoryEvent] {
@@ -367,155 +487,318 @@ impl Execution {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.run.phase == Phase::Done
+        self.run.root.phase == Phase::Done
     }
 
+    /// Wakes every wait and back-off due at `now_ms`, in every branch.
     pub fn handle_timeout(&mut self, now_ms: i64) {
-        let Phase::Sleeping { until_ms, retry } = self.run.phase else {
-            return;
-        };
-        if now_ms < until_ms {
-            return;
-        }
-        if retry {
-            self.invoke(now_ms);
-        } else {
-            // finish_state records WaitStateExited.
-            let output = self.run.state_input.clone();
-            let s = self.current().clone();
-            self.finish_state(&s, output, now_ms);
-        }
+        self.step(now_ms, |t, env| t.handle_timeout(env, now_ms));
     }
 
-    /// An answer from a task. One for another invocation (late, repeated, or for an attempt
-    /// already given up) changes nothing.
+    /// An answer from a task. One for another invocation (late, repeated, for an attempt
+    /// already given up, or for a branch its Parallel state has stopped) changes nothing.
     pub fn handle(&mut self, event: Event, now_ms: i64) {
-        let (Event::TaskSucceeded { task, .. } | Event::TaskFailed { task, .. }) = &event;
-        if self.run.phase != Phase::Task(task.clone()) {
-            return;
+        self.step(now_ms, |t, env| {
+            t.deliver(env, &event, now_ms);
+        });
+    }
+
+    /// Runs `f` on the execution's thread; when that thread ended, the execution ends.
+    fn step(&mut self, now_ms: i64, f: impl FnOnce(&mut Thread, &mut Env<'_>)) {
+        let Execution { def, run, history } = self;
+        let Run {
+            id,
+            input,
+            started_ms,
+            root,
+            actions,
+            jitter,
+        } = run;
+        let mut env = Env {
+            def,
+            id,
+            input,
+            started_ms: *started_ms,
+            jitter,
+            history,
+            actions,
+        };
+        f(root, &mut env);
+        if let Phase::Ended(outcome) = &root.phase {
+            let kind = match outcome {
+                Outcome::Succeeded(_) => "ExecutionSucceeded",
+                Outcome::Failed { .. } => "ExecutionFailed",
+            };
+            env.history.push(HistoryEvent {
+                at_ms: now_ms,
+                kind,
+                state: None,
+            });
+            env.actions.push_back(Action::Finished(outcome.clone()));
+            root.phase = Phase::Done;
         }
-        let s = self.current().clone();
-        match event {
-            Event::TaskSucceeded { output, .. } => {
-                self.record(now_ms, "TaskSucceeded", Some(self.run.state.clone()));
-                let result = match s.get("ResultSelector") {
-                    Some(t) => match self.apply_template(t, &output) {
-                        Ok(v) => v,
-                        Err((error, cause)) => return self.fail_state(error, &cause, now_ms),
-                    },
-                    None => output,
-                };
-                self.complete_with_result(&s, result, now_ms);
-            }
-            Event::TaskFailed { error, cause, .. } => {
-                self.record(now_ms, "TaskFailed", Some(self.run.state.clone()));
-                self.fail_state(&error, &cause, now_ms);
-            }
+    }
+}
+
+impl Thread {
+    fn new(scope: String, index: usize, now_ms: i64) -> Thread {
+        Thread {
+            scope,
+            index,
+            state: String::new(),
+            state_input: Value::Null,
+            task_input: Value::Null,
+            task_timeout_secs: None,
+            entered_ms: now_ms,
+            retries: Vec::new(),
+            attempt: 0,
+            phase: Phase::Done,
         }
     }
 
-    fn record(&mut self, at_ms: i64, kind: &'static str, state: Option<String>) {
-        self.history.push(HistoryEvent { at_ms, kind, state });
+    /// A state this thread or one of its branches is in that `def` lacks.
+    fn unknown_state(&self, def: &Definition) -> Option<&str> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        if !def.states.contains_key(&self.state) {
+            return Some(&self.state);
+        }
+        match &self.phase {
+            Phase::Fanned(fan) => fan.running.iter().find_map(|t| t.unknown_state(def)),
+            _ => None,
+        }
     }
 
-    fn current(&self) -> &Map<String, Value> {
-        &self.def.states[&self.run.state]
+    fn poll_timeout(&self) -> Option<i64> {
+        match &self.phase {
+            Phase::Sleeping { until_ms, .. } => Some(*until_ms),
+            Phase::Fanned(fan) => fan.running.iter().filter_map(Thread::poll_timeout).min(),
+            _ => None,
+        }
     }
 
-    fn context(&self) -> Value {
+    fn current<'d>(&self, def: &'d Definition) -> &'d Map<String, Value> {
+        &def.states[&self.state]
+    }
+
+    fn kind<'d>(&self, def: &'d Definition) -> &'d str {
+        self.current(def)
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    fn context(&self, env: &Env<'_>) -> Value {
         json!({
             "Execution": {
-                "Id": self.run.id,
-                "Input": self.run.input,
-                "StartTime": rfc3339(self.run.started_ms),
+                "Id": env.id,
+                "Input": env.input,
+                "StartTime": rfc3339(env.started_ms),
             },
             "State": {
-                "Name": self.run.state,
-                "EnteredTime": rfc3339(self.run.entered_ms),
-                "RetryCount": self.run.attempt.saturating_sub(1),
+                "Name": self.state,
+                "EnteredTime": rfc3339(self.entered_ms),
+                "RetryCount": self.attempt.saturating_sub(1),
             },
         })
     }
 
-    fn enter(&mut self, state: String, input: Value, now_ms: i64) {
-        self.run.state = state;
-        self.run.state_input = input;
-        self.run.entered_ms = now_ms;
-        self.run.attempt = 0;
-        let s = self.current().clone();
-        self.run.retries = vec![0; s.get("Retry").and_then(Value::as_array).map_or(0, Vec::len)];
+    fn handle_timeout(&mut self, env: &mut Env<'_>, now_ms: i64) {
+        match &mut self.phase {
+            Phase::Sleeping { until_ms, retry } => {
+                if now_ms < *until_ms {
+                    return;
+                }
+                if *retry {
+                    if self.kind(env.def) == "Task" {
+                        self.invoke(env, now_ms);
+                    } else {
+                        self.fan(env, now_ms);
+                    }
+                } else {
+                    // finish_state records WaitStateExited.
+                    let output = self.state_input.clone();
+                    let s = self.current(env.def);
+                    self.finish_state(env, s, output, now_ms);
+                }
+            }
+            Phase::Fanned(fan) => {
+                for t in fan.running.iter_mut() {
+                    t.handle_timeout(env, now_ms);
+                }
+                self.settle_fan(env, now_ms);
+            }
+            _ => {}
+        }
+    }
+
+    /// Gives `event` to the thread waiting for its task, this one or one in its branches;
+    /// false when none waits for it.
+    fn deliver(&mut self, env: &mut Env<'_>, event: &Event, now_ms: i64) -> bool {
+        let (Event::TaskSucceeded { task, .. } | Event::TaskFailed { task, .. }) = event;
+        match &mut self.phase {
+            Phase::Task(waiting) if waiting == task => {
+                self.answer(env, event.clone(), now_ms);
+                true
+            }
+            Phase::Fanned(fan) => {
+                let found = fan
+                    .running
+                    .iter_mut()
+                    .any(|t| t.deliver(env, event, now_ms));
+                if found {
+                    self.settle_fan(env, now_ms);
+                }
+                found
+            }
+            _ => false,
+        }
+    }
+
+    fn answer(&mut self, env: &mut Env<'_>, event: Event, now_ms: i64) {
+        let s = self.current(env.def);
+        match event {
+            Event::TaskSucceeded { output, .. } => {
+                env.record(now_ms, "TaskSucceeded", &self.state);
+                self.succeed_with(env, s, output, now_ms);
+            }
+            Event::TaskFailed { error, cause, .. } => {
+                env.record(now_ms, "TaskFailed", &self.state);
+                self.fail_state(env, &error, &cause, now_ms);
+            }
+        }
+    }
+
+    /// A Task's, Parallel's or Map's result: ResultSelector, then ResultPath, OutputPath and
+    /// the transition.
+    fn succeed_with(
+        &mut self,
+        env: &mut Env<'_>,
+        s: &Map<String, Value>,
+        output: Value,
+        now_ms: i64,
+    ) {
+        let result = match s.get("ResultSelector") {
+            Some(t) => {
+                let ctx = self.context(env);
+                match self.apply_template(env, t, &output, &ctx) {
+                    Ok(v) => v,
+                    Err((error, cause)) => return self.fail_state(env, error, &cause, now_ms),
+                }
+            }
+            None => output,
+        };
+        self.complete_with_result(env, s, result, now_ms);
+    }
+
+    fn enter(&mut self, env: &mut Env<'_>, state: String, input: Value, now_ms: i64) {
+        self.state = state;
+        self.state_input = input;
+        self.entered_ms = now_ms;
+        self.attempt = 0;
+        let s = self.current(env.def);
+        self.retries = vec![0; s.get("Retry").and_then(Value::as_array).map_or(0, Vec::len)];
         let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
-        self.record(now_ms, entered_event(kind), Some(self.run.state.clone()));
+        env.record(now_ms, entered_event(kind), &self.state);
         // InputPath: `$` when absent, an empty object when null.
         let effective = match s.get("InputPath") {
-            None => Ok(self.run.state_input.clone()),
+            None => Ok(self.state_input.clone()),
             Some(Value::Null) => Ok(json!({})),
-            Some(Value::String(p)) => self.read(p, &self.run.state_input.clone(), "InputPath"),
-            Some(_) => Ok(self.run.state_input.clone()),
+            Some(Value::String(p)) => self.read(env, p, &self.state_input, "InputPath"),
+            Some(_) => Ok(self.state_input.clone()),
         };
         let effective = match effective {
             Ok(v) => v,
-            Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+            Err(cause) => return self.fail_state(env, "States.Runtime", &cause, now_ms),
         };
         match kind {
             "Task" => {
                 let timeout = match (s.get("TimeoutSeconds"), s.get("TimeoutSecondsPath")) {
                     (Some(t), _) => Ok(t.as_u64()),
-                    (None, Some(Value::String(p))) => match self.read(
-                        p,
-                        &effective,
-                        "TimeoutSecondsPath",
-                    ) {
-                        Ok(v) => v.as_u64().filter(|t| *t > 0).map(Some).ok_or_else(|| {
-                            format!(
-                                "TimeoutSecondsPath `{p}` is not a positive whole number of seconds"
-                            )
-                        }),
-                        Err(cause) => Err(cause),
-                    },
+                    (None, Some(Value::String(p))) => {
+                        match self.read(env, p, &effective, "TimeoutSecondsPath") {
+                            Ok(v) => v.as_u64().filter(|t| *t > 0).map(Some).ok_or_else(|| {
+                                format!(
+                                    "TimeoutSecondsPath `{p}` is not a positive whole number of seconds"
+                                )
+                            }),
+                            Err(cause) => Err(cause),
+                        }
+                    }
                     _ => Ok(None),
                 };
                 match timeout {
-                    Ok(t) => self.run.task_timeout_secs = t,
-                    Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                    Ok(t) => self.task_timeout_secs = t,
+                    Err(cause) => return self.fail_state(env, "States.Runtime", &cause, now_ms),
                 }
                 let input = match s.get("Parameters") {
-                    Some(t) => match self.apply_template(t, &effective) {
-                        Ok(v) => v,
-                        Err((error, cause)) => return self.fail_state(error, &cause, now_ms),
-                    },
+                    Some(t) => {
+                        let ctx = self.context(env);
+                        match self.apply_template(env, t, &effective, &ctx) {
+                            Ok(v) => v,
+                            Err((error, cause)) => {
+                                return self.fail_state(env, error, &cause, now_ms);
+                            }
+                        }
+                    }
                     None => effective,
                 };
-                self.run.task_input = input;
-                self.invoke(now_ms);
+                self.task_input = input;
+                self.invoke(env, now_ms);
+            }
+            "Parallel" => {
+                // Parameters shape the input every branch gets.
+                let input = match s.get("Parameters") {
+                    Some(t) => {
+                        let ctx = self.context(env);
+                        match self.apply_template(env, t, &effective, &ctx) {
+                            Ok(v) => v,
+                            Err((error, cause)) => {
+                                return self.fail_state(env, error, &cause, now_ms);
+                            }
+                        }
+                    }
+                    None => effective,
+                };
+                self.task_input = input;
+                self.fan(env, now_ms);
+            }
+            "Map" => {
+                // ItemsPath and ItemSelector are read per attempt, from the effective input.
+                self.task_input = effective;
+                self.fan(env, now_ms);
             }
             "Pass" => {
                 let result = match (s.get("Result"), s.get("Parameters")) {
                     (Some(r), _) => Ok(r.clone()),
-                    (None, Some(t)) => self.apply_template(t, &effective),
+                    (None, Some(t)) => {
+                        let ctx = self.context(env);
+                        self.apply_template(env, t, &effective, &ctx)
+                    }
                     (None, None) => Ok(effective),
                 };
                 match result {
-                    Ok(r) => self.complete_with_result(&s, r, now_ms),
-                    Err((error, cause)) => self.fail_state(error, &cause, now_ms),
+                    Ok(r) => self.complete_with_result(env, s, r, now_ms),
+                    Err((error, cause)) => self.fail_state(env, error, &cause, now_ms),
                 }
             }
-            "Choice" => self.choose(&s, effective, now_ms),
-            "Wait" => match wait_until(&s, &effective, &self.context(), now_ms) {
+            "Choice" => self.choose(env, s, effective, now_ms),
+            "Wait" => match wait_until(s, &effective, &self.context(env), now_ms) {
                 Ok(until_ms) => {
-                    self.run.state_input = effective;
-                    self.run.phase = Phase::Sleeping {
+                    self.state_input = effective;
+                    self.phase = Phase::Sleeping {
                         until_ms,
                         retry: false,
                     };
                 }
-                Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+                Err(cause) => self.fail_state(env, "States.Runtime", &cause, now_ms),
             },
             "Succeed" => {
-                self.record(now_ms, "SucceedStateExited", Some(self.run.state.clone()));
-                match self.output_path(&s, effective) {
-                    Ok(out) => self.end(Outcome::Succeeded(out), now_ms),
-                    Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+                env.record(now_ms, "SucceedStateExited", &self.state);
+                match self.output_path(env, s, effective) {
+                    Ok(out) => self.end(Outcome::Succeeded(out)),
+                    Err(cause) => self.fail_state(env, "States.Runtime", &cause, now_ms),
                 }
             }
             "Fail" => {
@@ -533,35 +816,247 @@ impl Execution {
                         .unwrap_or_default()
                 };
                 let (error, cause) = (text("Error", "ErrorPath"), text("Cause", "CausePath"));
-                self.end(Outcome::Failed { error, cause }, now_ms);
+                self.end(Outcome::Failed { error, cause });
             }
             other => {
-                let cause = format!("{other} states do not run yet");
-                self.fail_state("States.Runtime", &cause, now_ms);
+                let cause = format!("{other} states do not run");
+                self.fail_state(env, "States.Runtime", &cause, now_ms);
             }
         }
     }
 
-    fn invoke(&mut self, now_ms: i64) {
-        self.run.attempt += 1;
+    /// Starts an attempt of the current Parallel or Map state: its branches, or an iteration
+    /// per item (up to `MaxConcurrency` at once), each a thread of its own.
+    fn fan(&mut self, env: &mut Env<'_>, now_ms: i64) {
+        let s = self.current(env.def);
+        self.attempt += 1;
+        let input = self.task_input.clone();
+        let mut pending = VecDeque::new();
+        let mut limit = 0;
+        let mut tolerated = None;
+        if self.kind(env.def) == "Parallel" {
+            let n = s
+                .get("Branches")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            pending.extend((0..n).map(|i| (i, input.clone())));
+            env.record(now_ms, "ParallelStateStarted", &self.state);
+        } else {
+            let items = match s.get("ItemsPath") {
+                Some(Value::String(p)) => self.read(env, p, &input, "ItemsPath"),
+                _ => Ok(input.clone()),
+            };
+            let items = match items {
+                Ok(Value::Array(items)) => items,
+                Ok(other) => {
+                    let cause = format!(
+                        "the items of Map state `{}` are {}, not an array",
+                        self.state,
+                        kind_of(&other)
+                    );
+                    return self.fail_state(env, "States.Runtime", &cause, now_ms);
+                }
+                Err(cause) => return self.fail_state(env, "States.Runtime", &cause, now_ms),
+            };
+            limit = match (s.get("MaxConcurrency"), s.get("MaxConcurrencyPath")) {
+                (Some(v), _) => v.as_u64().unwrap_or(0),
+                (None, Some(Value::String(p))) => {
+                    match self
+                        .read(env, p, &input, "MaxConcurrencyPath")
+                        .and_then(|v| {
+                            v.as_u64().ok_or_else(|| {
+                                format!("MaxConcurrencyPath `{p}` is {v}, not a whole number")
+                            })
+                        }) {
+                        Ok(n) => n,
+                        Err(cause) => {
+                            return self.fail_state(env, "States.Runtime", &cause, now_ms);
+                        }
+                    }
+                }
+                _ => 0,
+            };
+            let number = |field: &str| -> Result<Option<f64>, String> {
+                let path = format!("{field}Path");
+                match (s.get(field), s.get(&path)) {
+                    (Some(v), _) => Ok(v.as_f64()),
+                    (None, Some(Value::String(p))) => {
+                        self.read(env, p, &input, &path).and_then(|v| {
+                            v.as_f64()
+                                .filter(|n| *n >= 0.0)
+                                .map(Some)
+                                .ok_or_else(|| format!("{path} `{p}` is {v}, not a number"))
+                        })
+                    }
+                    _ => Ok(None),
+                }
+            };
+            match (
+                number("ToleratedFailureCount"),
+                number("ToleratedFailurePercentage"),
+            ) {
+                (Ok(None), Ok(None)) => {}
+                (Ok(count), Ok(percentage)) => {
+                    tolerated = Some((count.map(|c| c as u64), percentage));
+                }
+                (Err(cause), _) | (_, Err(cause)) => {
+                    return self.fail_state(env, "States.Runtime", &cause, now_ms);
+                }
+            }
+            // ItemSelector (Parameters before it) builds each iteration's input from the
+            // effective input and the item, `$$.Map.Item.Index` and `.Value`.
+            let selector = s.get("ItemSelector").or_else(|| s.get("Parameters"));
+            for (i, item) in items.into_iter().enumerate() {
+                let item_input = match selector {
+                    Some(t) => {
+                        let mut ctx = self.context(env);
+                        ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
+                        match self.apply_template(env, t, &input, &ctx) {
+                            Ok(v) => v,
+                            Err((error, cause)) => {
+                                return self.fail_state(env, error, &cause, now_ms);
+                            }
+                        }
+                    }
+                    None => item,
+                };
+                pending.push_back((i, item_input));
+            }
+            env.record(now_ms, "MapStateStarted", &self.state);
+        }
+        self.phase = Phase::Fanned(Box::new(Fan {
+            results: vec![Value::Null; pending.len()],
+            pending,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            running: Vec::new(),
+            tolerated,
+            failures: 0,
+        }));
+        self.settle_fan(env, now_ms);
+    }
+
+    /// After a branch or iteration moved: starts those the limit now lets start, takes the
+    /// outcome of those that ended; the first failure fails the state (the others are
+    /// stopped: an answer for one of their tasks finds nothing waiting), and when all have
+    /// succeeded their outputs, in order, are the state's result.
+    fn settle_fan(&mut self, env: &mut Env<'_>, now_ms: i64) {
+        let Phase::Fanned(mut fan) = std::mem::replace(&mut self.phase, Phase::Done) else {
+            return;
+        };
+        let s = self.current(env.def);
+        let map = self.kind(env.def) == "Map";
+        loop {
+            while fan.limit == 0 || fan.running.len() < fan.limit {
+                let Some((i, input)) = fan.pending.pop_front() else {
+                    break;
+                };
+                let start = if map {
+                    s.get("ItemProcessor").or_else(|| s.get("Iterator"))
+                } else {
+                    s.get("Branches").and_then(|b| b.get(i))
+                }
+                .and_then(|m| m.get("StartAt"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+                let scope = format!("{}{}#{}[{i}]/", self.scope, self.state, self.attempt);
+                let mut t = Thread::new(scope, i, now_ms);
+                if map {
+                    env.record(now_ms, "MapIterationStarted", &self.state);
+                }
+                t.enter(env, start, input, now_ms);
+                fan.running.push(t);
+            }
+            let Some(at) = fan
+                .running
+                .iter()
+                .position(|t| matches!(t.phase, Phase::Ended(_)))
+            else {
+                break;
+            };
+            let t = fan.running.remove(at);
+            match t.phase {
+                Phase::Ended(Outcome::Failed { error, cause }) => {
+                    if map {
+                        env.record(now_ms, "MapIterationFailed", &self.state);
+                    }
+                    let (error, cause) = match fan.tolerated {
+                        None => (error, cause),
+                        Some((count, percentage)) => {
+                            fan.failures += 1;
+                            let total = fan.results.len().max(1) as f64;
+                            let within = count.is_none_or(|c| fan.failures <= c)
+                                && percentage
+                                    .is_none_or(|p| fan.failures as f64 * 100.0 / total <= p);
+                            if within {
+                                if let Some(slot) = fan.results.get_mut(t.index) {
+                                    *slot = json!({"Error": error, "Cause": cause});
+                                }
+                                continue;
+                            }
+                            (
+                                "States.ExceedToleratedFailureThreshold".to_string(),
+                                format!(
+                                    "{} of {} iterations failed, more than tolerated (the last: \
+                                     {error}: {cause})",
+                                    fan.failures,
+                                    fan.results.len()
+                                ),
+                            )
+                        }
+                    };
+                    let kind = if map {
+                        "MapStateFailed"
+                    } else {
+                        "ParallelStateFailed"
+                    };
+                    env.record(now_ms, kind, &self.state);
+                    return self.fail_state(env, &error, &cause, now_ms);
+                }
+                Phase::Ended(Outcome::Succeeded(output)) => {
+                    if map {
+                        env.record(now_ms, "MapIterationSucceeded", &self.state);
+                    }
+                    if let Some(slot) = fan.results.get_mut(t.index) {
+                        *slot = output;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if fan.running.is_empty() && fan.pending.is_empty() {
+            let kind = if map {
+                "MapStateSucceeded"
+            } else {
+                "ParallelStateSucceeded"
+            };
+            env.record(now_ms, kind, &self.state);
+            let results = Value::Array(std::mem::take(&mut fan.results));
+            self.succeed_with(env, s, results, now_ms);
+        } else {
+            self.phase = Phase::Fanned(fan);
+        }
+    }
+
+    fn invoke(&mut self, env: &mut Env<'_>, now_ms: i64) {
+        self.attempt += 1;
         let task = TaskId {
-            state: self.run.state.clone(),
-            attempt: self.run.attempt,
+            state: format!("{}{}", self.scope, self.state),
+            attempt: self.attempt,
         };
         let resource = self
-            .current()
+            .current(env.def)
             .get("Resource")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let input = self.run.task_input.clone();
-        self.record(now_ms, "TaskScheduled", Some(self.run.state.clone()));
-        self.run.phase = Phase::Task(task.clone());
-        self.run.actions.push_back(Action::Invoke {
+        env.record(now_ms, "TaskScheduled", &self.state);
+        self.phase = Phase::Task(task.clone());
+        env.actions.push_back(Action::Invoke {
             task,
             resource,
-            input,
-            timeout_secs: self.run.task_timeout_secs,
+            input: self.task_input.clone(),
+            timeout_secs: self.task_timeout_secs,
         });
     }
 
@@ -569,62 +1064,81 @@ impl Execution {
     /// rule's ResultPath) says: absent, the result replaces the input; null, it is dropped.
     fn place(&self, result_path: Option<&Value>, result: Value) -> Result<Value, String> {
         match result_path {
-            Some(Value::Null) => Ok(self.run.state_input.clone()),
-            Some(Value::String(p)) => path::set(p, self.run.state_input.clone(), result),
+            Some(Value::Null) => Ok(self.state_input.clone()),
+            Some(Value::String(p)) => path::set(p, self.state_input.clone(), result),
             _ => Ok(result),
         }
     }
 
     /// ResultPath, OutputPath, then the transition.
-    fn complete_with_result(&mut self, s: &Map<String, Value>, result: Value, now_ms: i64) {
+    fn complete_with_result(
+        &mut self,
+        env: &mut Env<'_>,
+        s: &Map<String, Value>,
+        result: Value,
+        now_ms: i64,
+    ) {
         let output = self
             .place(s.get("ResultPath"), result)
-            .and_then(|c| self.output_path(s, c));
+            .and_then(|c| self.output_path(env, s, c));
         match output {
-            Ok(out) => self.finish_state(s, out, now_ms),
-            Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+            Ok(out) => self.finish_state(env, s, out, now_ms),
+            Err(cause) => self.fail_state(env, "States.Runtime", &cause, now_ms),
         }
     }
 
-    fn output_path(&self, s: &Map<String, Value>, v: Value) -> Result<Value, String> {
+    fn output_path(
+        &self,
+        env: &Env<'_>,
+        s: &Map<String, Value>,
+        v: Value,
+    ) -> Result<Value, String> {
         match s.get("OutputPath") {
             None => Ok(v),
             Some(Value::Null) => Ok(json!({})),
-            Some(Value::String(p)) => self.read(p, &v, "OutputPath"),
+            Some(Value::String(p)) => self.read(env, p, &v, "OutputPath"),
             Some(_) => Ok(v),
         }
     }
 
-    fn finish_state(&mut self, s: &Map<String, Value>, output: Value, now_ms: i64) {
+    fn finish_state(
+        &mut self,
+        env: &mut Env<'_>,
+        s: &Map<String, Value>,
+        output: Value,
+        now_ms: i64,
+    ) {
         let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
-        self.record(now_ms, exited_event(kind), Some(self.run.state.clone()));
-        if s.get("End") == Some(&Value::Bool(true)) {
-            self.end(Outcome::Succeeded(output), now_ms);
-        } else if let Some(next) = s.get("Next").and_then(Value::as_str) {
-            self.enter(next.to_string(), output, now_ms);
-        } else {
-            self.end(Outcome::Succeeded(output), now_ms);
+        env.record(now_ms, exited_event(kind), &self.state);
+        match s.get("Next").and_then(Value::as_str) {
+            Some(next) if s.get("End") != Some(&Value::Bool(true)) => {
+                self.enter(env, next.to_string(), output, now_ms)
+            }
+            _ => self.end(Outcome::Succeeded(output)),
         }
     }
 
-    /// An error in the current state: a matching Retry rule tries again after its back-off,
-    /// else a matching Catch rule goes on with the error, else the execution fails.
-    fn fail_state(&mut self, error: &str, cause: &str, now_ms: i64) {
-        let s = self.current().clone();
-        let is_task = s.get("Type").and_then(Value::as_str) == Some("Task");
-        if is_task && let Some(delay) = self.retry_delay(&s, error) {
-            self.run.phase = Phase::Sleeping {
+    /// An error in the current state: a matching Retry rule tries again after its back-off
+    /// (a Task, Parallel or Map state), else a matching Catch rule goes on with the error,
+    /// else the thread fails (the execution, or the branch and with it its Parallel state).
+    fn fail_state(&mut self, env: &mut Env<'_>, error: &str, cause: &str, now_ms: i64) {
+        let s = self.current(env.def);
+        let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
+        if matches!(kind, "Task" | "Parallel" | "Map")
+            && let Some(delay) = self.retry_delay(env, s, error)
+        {
+            self.phase = Phase::Sleeping {
                 until_ms: now_ms + delay,
                 retry: true,
             };
             return;
         }
-        let catchers = s
-            .get("Catch")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(c) = catchers.iter().find(|c| matches_error(c, error)) {
+        let catchers = s.get("Catch").and_then(Value::as_array);
+        if let Some(c) = catchers
+            .into_iter()
+            .flatten()
+            .find(|c| matches_error(c, error))
+        {
             let combined = self.place(c.get("ResultPath"), json!({"Error": error, "Cause": cause}));
             let next = c
                 .get("Next")
@@ -633,42 +1147,41 @@ impl Execution {
                 .to_string();
             match combined {
                 Ok(v) => {
-                    self.record(now_ms, exited_event("Task"), Some(self.run.state.clone()));
-                    self.enter(next, v, now_ms);
+                    env.record(now_ms, exited_event(kind), &self.state);
+                    self.enter(env, next, v, now_ms);
                 }
-                Err(e) => self.end(
-                    Outcome::Failed {
-                        error: "States.Runtime".into(),
-                        cause: e,
-                    },
-                    now_ms,
-                ),
+                Err(e) => self.end(Outcome::Failed {
+                    error: "States.Runtime".into(),
+                    cause: e,
+                }),
             }
             return;
         }
-        self.end(
-            Outcome::Failed {
-                error: error.to_string(),
-                cause: cause.to_string(),
-            },
-            now_ms,
-        );
+        self.end(Outcome::Failed {
+            error: error.to_string(),
+            cause: cause.to_string(),
+        });
     }
 
     /// The back-off before the next attempt, if a Retry rule matching `error` has attempts
     /// left (ASL defaults: 1 s, 3 attempts, rate 2.0).
-    fn retry_delay(&mut self, s: &Map<String, Value>, error: &str) -> Option<i64> {
+    fn retry_delay(
+        &mut self,
+        env: &mut Env<'_>,
+        s: &Map<String, Value>,
+        error: &str,
+    ) -> Option<i64> {
         let rules = s.get("Retry").and_then(Value::as_array)?;
         let (i, rule) = rules
             .iter()
             .enumerate()
             .find(|(_, r)| matches_error(r, error))?;
         let max = rule.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3);
-        let done = self.run.retries.get(i).copied().unwrap_or(0);
+        let done = self.retries.get(i).copied().unwrap_or(0);
         if u64::from(done) >= max {
             return None;
         }
-        if let Some(n) = self.run.retries.get_mut(i) {
+        if let Some(n) = self.retries.get_mut(i) {
             *n += 1;
         }
         let interval = rule
@@ -685,73 +1198,67 @@ impl Execution {
         }
         if rule.get("JitterStrategy").and_then(Value::as_str) == Some("FULL") {
             // xorshift64: a fraction in [0, 1) from the seed passed in.
-            secs *= (xorshift(&mut self.run.jitter) >> 11) as f64 / (1u64 << 53) as f64;
+            secs *= (xorshift(env.jitter) >> 11) as f64 / (1u64 << 53) as f64;
         }
         Some((secs * 1000.0).round() as i64)
     }
 
-    fn choose(&mut self, s: &Map<String, Value>, input: Value, now_ms: i64) {
-        let ctx = self.context();
-        let rules = s
+    fn choose(&mut self, env: &mut Env<'_>, s: &Map<String, Value>, input: Value, now_ms: i64) {
+        let ctx = self.context(env);
+        let mut next = None;
+        for rule in s
             .get("Choices")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut next = None;
-        for rule in &rules {
+            .into_iter()
+            .flatten()
+        {
             match holds(rule, &input, &ctx) {
                 Ok(true) => {
                     next = rule.get("Next").and_then(Value::as_str).map(str::to_string);
                     break;
                 }
                 Ok(false) => {}
-                Err(cause) => return self.fail_state("States.Runtime", &cause, now_ms),
+                Err(cause) => return self.fail_state(env, "States.Runtime", &cause, now_ms),
             }
         }
         let next = next.or_else(|| s.get("Default").and_then(Value::as_str).map(str::to_string));
         let Some(next) = next else {
             return self.fail_state(
+                env,
                 "States.NoChoiceMatched",
                 "no Choice rule matched and there is no Default",
                 now_ms,
             );
         };
-        match self.output_path(s, input) {
+        match self.output_path(env, s, input) {
             Ok(out) => {
-                self.record(now_ms, "ChoiceStateExited", Some(self.run.state.clone()));
-                self.enter(next, out, now_ms);
+                env.record(now_ms, "ChoiceStateExited", &self.state);
+                self.enter(env, next, out, now_ms);
             }
-            Err(cause) => self.fail_state("States.Runtime", &cause, now_ms),
+            Err(cause) => self.fail_state(env, "States.Runtime", &cause, now_ms),
         }
     }
 
-    fn end(&mut self, outcome: Outcome, now_ms: i64) {
-        let kind = match outcome {
-            Outcome::Succeeded(_) => "ExecutionSucceeded",
-            Outcome::Failed { .. } => "ExecutionFailed",
-        };
-        self.record(now_ms, kind, None);
-        self.run.phase = Phase::Done;
-        self.run.actions.push_back(Action::Finished(outcome));
+    /// The thread reached its end: the execution's ends the execution (see
+    /// [`Execution::step`]); a branch's is taken by its Parallel or Map state.
+    fn end(&mut self, outcome: Outcome) {
+        self.phase = Phase::Ended(outcome);
     }
 
-    fn read(&self, p: &str, doc: &Value, field: &str) -> Result<Value, String> {
-        match path::get(p, doc, &self.context())? {
-            Some(v) => Ok(v.clone()),
-            None => Err(format!(
-                "the path `{p}` of `{field}` in state `{}` found nothing in its input",
-                self.run.state
-            )),
-        }
+    fn read(&self, env: &Env<'_>, p: &str, doc: &Value, field: &str) -> Result<Value, String> {
+        read_at(p, doc, &self.context(env), field, &self.state)
     }
 
-    /// A payload template: keys ending in `.$` take the value at their path, or of their
-    /// intrinsic function. An error is (its name, the cause): `States.Runtime` for a path
-    /// that finds nothing, `States.IntrinsicFailure` for a failing function.
+    /// A payload template: keys ending in `.$` take the value at their path (in `input`, or
+    /// in the context object `ctx` for `$$`), or of their intrinsic function. An error is
+    /// (its name, the cause): `States.Runtime` for a path that finds nothing,
+    /// `States.IntrinsicFailure` for a failing function.
     fn apply_template(
-        &mut self,
+        &self,
+        env: &mut Env<'_>,
         t: &Value,
         input: &Value,
+        ctx: &Value,
     ) -> Result<Value, (&'static str, String)> {
         match t {
             Value::Object(m) => {
@@ -762,12 +1269,11 @@ impl Execution {
                         let value = if p.trim_start().starts_with("States.") {
                             let call = super::intrinsic::parse(p)
                                 .map_err(|e| (super::intrinsic::FAILURE, format!("`{k}`: {e}")))?;
-                            let context = self.context();
-                            let jitter = &mut self.run.jitter;
+                            let jitter = &mut *env.jitter;
                             super::intrinsic::eval(
                                 &call,
                                 &|path: &str| {
-                                    super::path::get(path, input, &context)?
+                                    super::path::get(path, input, ctx)?
                                         .cloned()
                                         .ok_or_else(|| format!("the path `{path}` found nothing"))
                                 },
@@ -776,26 +1282,49 @@ impl Execution {
                             .map_err(|e| {
                                 (
                                     super::intrinsic::FAILURE,
-                                    format!("`{k}` in state `{}`: {e}", self.run.state),
+                                    format!("`{k}` in state `{}`: {e}", self.state),
                                 )
                             })?
                         } else {
-                            self.read(p, input, k).map_err(|e| ("States.Runtime", e))?
+                            read_at(p, input, ctx, k, &self.state)
+                                .map_err(|e| ("States.Runtime", e))?
                         };
                         out.insert(name.to_string(), value);
                     } else {
-                        out.insert(k.clone(), self.apply_template(v, input)?);
+                        out.insert(k.clone(), self.apply_template(env, v, input, ctx)?);
                     }
                 }
                 Ok(Value::Object(out))
             }
             Value::Array(a) => a
                 .iter()
-                .map(|v| self.apply_template(v, input))
+                .map(|v| self.apply_template(env, v, input, ctx))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             other => Ok(other.clone()),
         }
+    }
+}
+
+/// The value at path `p` of `doc` (or of the context object), for `field` of `state`; an
+/// error naming them when it finds nothing.
+fn read_at(p: &str, doc: &Value, ctx: &Value, field: &str, state: &str) -> Result<Value, String> {
+    match path::get(p, doc, ctx)? {
+        Some(v) => Ok(v.clone()),
+        None => Err(format!(
+            "the path `{p}` of `{field}` in state `{state}` found nothing in its input"
+        )),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -807,6 +1336,8 @@ fn entered_event(kind: &str) -> &'static str {
         "Wait" => "WaitStateEntered",
         "Succeed" => "SucceedStateEntered",
         "Fail" => "FailStateEntered",
+        "Parallel" => "ParallelStateEntered",
+        "Map" => "MapStateEntered",
         _ => "StateEntered",
     }
 }
@@ -817,6 +1348,8 @@ fn exited_event(kind: &str) -> &'static str {
         "Pass" => "PassStateExited",
         "Choice" => "ChoiceStateExited",
         "Wait" => "WaitStateExited",
+        "Parallel" => "ParallelStateExited",
+        "Map" => "MapStateExited",
         _ => "StateExited",
     }
 }

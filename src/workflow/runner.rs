@@ -1015,24 +1015,35 @@ async fn apply_answer(
 ) -> Result<(), StoreError> {
     let store = &w.inner.store;
     let id = &invocation.execution_id;
-    let result = async {
-        let Some(stored) = store.running(id).await? else {
-            return Ok(());
-        };
-        let (mut e, transitions) = store.restore(stored).await?;
-        let now = w.inner.clock.now_ms();
-        e.handle(event.clone(), now);
-        for inv in store
-            .advance(&mut e, transitions, Some(&invocation.task), now)
-            .await?
-        {
-            w.spawn_invocation(inv);
+    // Two branches of a Parallel state (or a branch and a timer) can step the same
+    // execution at once: the one whose transaction lost reads the execution again and
+    // applies its answer to what the other made of it, so no answer is dropped.
+    let mut attempts = 0;
+    loop {
+        let result = async {
+            let Some(stored) = store.running(id).await? else {
+                return Ok(());
+            };
+            let (mut e, transitions) = store.restore(stored).await?;
+            let now = w.inner.clock.now_ms();
+            e.handle(event.clone(), now);
+            for inv in store
+                .advance(&mut e, transitions, Some(&invocation.task), now)
+                .await?
+            {
+                w.spawn_invocation(inv);
+            }
+            w.counted_transition();
+            Ok(())
         }
-        w.counted_transition();
-        Ok(())
+        .await;
+        attempts += 1;
+        if matches!(result, Err(StoreError::Conflict { .. })) && attempts < 50 {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        return settle(w, id, result).await;
     }
-    .await;
-    settle(w, id, result).await
 }
 
 #[cfg(test)]

@@ -235,14 +235,30 @@ fn late_or_repeated_answers_change_nothing() {
 }
 
 #[test]
-fn what_does_not_run_yet_is_refused_at_load_naming_the_state() {
+fn what_does_not_run_is_refused_at_load_naming_the_state() {
     let err = Definition::load(
-        r#"{"StartAt": "p", "States": {"p": {"Type": "Parallel", "End": true, "Branches": [{"StartAt": "a", "States": {"a": {"Type": "Pass", "End": true}}}]}}}"#,
+        r#"{"StartAt": "m", "States": {"m": {"Type": "Map", "End": true,
+            "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {"Bucket": "b"}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                              "StartAt": "a", "States": {"a": {"Type": "Pass", "End": true}}}}}}"#,
     )
     .unwrap_err();
     assert!(
-        err.iter().any(|p| p.state.as_deref() == Some("p")
-            && p.rule.contains("Parallel states do not run yet")),
+        err.iter().any(|p| p.state.as_deref() == Some("m")
+            && p.rule
+                .contains("a distributed Map (ItemReader) does not run")),
+        "{err:?}"
+    );
+    // A JSONata state inside a branch is found there.
+    let err = Definition::load(
+        r#"{"StartAt": "p", "States": {"p": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "a", "States": {"a": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}}]}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.iter()
+            .any(|p| p.state.as_deref() == Some("a")
+                && p.rule.contains("JSONata states do not run yet")),
         "{err:?}"
     );
     let err =
@@ -317,9 +333,13 @@ fn full_jitter_takes_its_randomness_from_the_seed() {
 
 /// Through JSON, as a durable shell stores it.
 fn stored(e: &Execution) -> Execution {
+    stored_under(e, brief())
+}
+
+fn stored_under(e: &Execution, def: Arc<Definition>) -> Execution {
     let text = serde_json::to_string(&e.snapshot()).expect("a snapshot serializes");
     let snap: Snapshot = serde_json::from_str(&text).expect("and reads back");
-    Execution::restore(brief(), snap).expect("restores under its definition")
+    Execution::restore(def, snap).expect("restores under its definition")
 }
 
 #[test]
@@ -535,6 +555,339 @@ fn a_random_value_is_the_same_when_a_step_is_replayed_from_its_snapshot() {
     ok(&mut fresh, task, json!(1), T0 + 1_000);
     match finished(&mut fresh) {
         Outcome::Succeeded(out) => assert_ne!(out["id"], first["id"], "another execution"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// Parallel and Map.
+
+fn load(text: &str) -> Arc<Definition> {
+    Arc::new(Definition::load(text).expect("the definition loads"))
+}
+
+/// Every invocation asked for now: (task, function, input).
+fn invocations(e: &mut Execution) -> Vec<(TaskId, String, Value)> {
+    let mut out = Vec::new();
+    while let Some(a) = e.poll_action() {
+        match a {
+            Action::Invoke {
+                task,
+                resource,
+                input,
+                ..
+            } => out.push((task, function_name(&resource).to_string(), input)),
+            other => panic!("expected invocations only, got {other:?}"),
+        }
+    }
+    out
+}
+
+fn fail(e: &mut Execution, task: TaskId, error: &str, now: i64) {
+    e.handle(
+        Event::TaskFailed {
+            task,
+            error: error.into(),
+            cause: format!("{error} from the test"),
+        },
+        now,
+    );
+}
+
+const ARN: &str = "arn:aws:lambda:us-east-1:1:function:";
+
+/// The care team is told and the refills are checked at once; the results, in branch order,
+/// go under `$.checks`.
+fn notify_and_refills() -> Arc<Definition> {
+    load(&format!(
+        r#"{{"StartAt": "Both", "States": {{
+        "Both": {{"Type": "Parallel", "ResultPath": "$.checks", "Next": "Done",
+          "Retry": [{{"ErrorEquals": ["Busy"], "IntervalSeconds": 10, "MaxAttempts": 1}}],
+          "Catch": [{{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}}],
+          "Branches": [
+            {{"StartAt": "Notify", "States": {{"Notify": {{"Type": "Task", "Resource": "{ARN}NotifyCareteam", "End": true}}}}}},
+            {{"StartAt": "Refills", "States": {{
+              "Refills": {{"Type": "Task", "Resource": "{ARN}CheckMedicationRefills", "Next": "Pause"}},
+              "Pause": {{"Type": "Wait", "Seconds": 60, "End": true}}}}}}]}},
+        "Done": {{"Type": "Succeed"}},
+        "Caught": {{"Type": "Pass", "End": true}}}}}}"#
+    ))
+}
+
+#[test]
+fn a_parallel_state_runs_its_branches_at_once_and_keeps_their_results_in_order() {
+    let mut e = Execution::start(
+        notify_and_refills(),
+        "x",
+        json!({"patient_id": "p1"}),
+        T0,
+        1,
+    );
+    let asked = invocations(&mut e);
+    assert_eq!(
+        asked
+            .iter()
+            .map(|(t, f, i)| (t.key("x"), f.as_str(), i.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                "x/Both#1[0]/Notify/1".to_string(),
+                "NotifyCareteam",
+                json!({"patient_id": "p1"})
+            ),
+            (
+                "x/Both#1[1]/Refills/1".to_string(),
+                "CheckMedicationRefills",
+                json!({"patient_id": "p1"})
+            ),
+        ],
+        "both branches asked at once, each invocation with its own key"
+    );
+    // The second branch answers first and then waits; the first answers later.
+    ok(
+        &mut e,
+        asked[1].0.clone(),
+        json!({"due": ["metformin"]}),
+        T0 + 1_000,
+    );
+    assert_eq!(e.poll_timeout(), Some(T0 + 61_000), "the branch's wait");
+    ok(
+        &mut e,
+        asked[0].0.clone(),
+        json!({"told": true}),
+        T0 + 2_000,
+    );
+    assert_eq!(
+        e.poll_action(),
+        None,
+        "the Parallel waits for its slowest branch"
+    );
+    e.handle_timeout(T0 + 61_000);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Succeeded(json!({
+            "patient_id": "p1",
+            "checks": [{"told": true}, {"due": ["metformin"]}],
+        }))
+    );
+    let kinds: Vec<&str> = e.history().iter().map(|h| h.kind).collect();
+    for kind in [
+        "ParallelStateEntered",
+        "ParallelStateStarted",
+        "ParallelStateSucceeded",
+        "ParallelStateExited",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[test]
+fn a_failed_branch_stops_the_others_and_the_parallel_state_is_retried_then_caught() {
+    let mut e = Execution::start(
+        notify_and_refills(),
+        "x",
+        json!({"patient_id": "p1"}),
+        T0,
+        1,
+    );
+    let first = invocations(&mut e);
+    fail(&mut e, first[0].0.clone(), "Busy", T0 + 1_000);
+    // The other branch is stopped: its answer now finds nothing waiting.
+    ok(&mut e, first[1].0.clone(), json!({}), T0 + 1_500);
+    assert_eq!(e.poll_action(), None);
+    assert_eq!(
+        e.poll_timeout(),
+        Some(T0 + 11_000),
+        "the Parallel's own retry"
+    );
+    e.handle_timeout(T0 + 11_000);
+    let second = invocations(&mut e);
+    assert_eq!(
+        second.iter().map(|(t, ..)| t.key("x")).collect::<Vec<_>>(),
+        vec!["x/Both#2[0]/Notify/1", "x/Both#2[1]/Refills/1"],
+        "the whole state runs again, under new keys (nothing of the first attempt is reused)"
+    );
+    // A late answer for the first attempt changes nothing.
+    ok(&mut e, first[0].0.clone(), json!({}), T0 + 12_000);
+    assert_eq!(e.poll_action(), None);
+    fail(&mut e, second[1].0.clone(), "Busy", T0 + 13_000);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Succeeded(json!({
+            "patient_id": "p1",
+            "error": {"Error": "Busy", "Cause": "Busy from the test"},
+        })),
+        "retries spent, the Catch goes on with the input and the error"
+    );
+}
+
+#[test]
+fn a_map_state_runs_an_iteration_per_item_within_its_concurrency() {
+    let def = load(&format!(
+        r#"{{"StartAt": "EachPatient", "States": {{
+        "EachPatient": {{"Type": "Map", "ItemsPath": "$.patients", "MaxConcurrency": 2,
+          "ItemSelector": {{"patient_id.$": "$$.Map.Item.Value.id", "n.$": "$$.Map.Item.Index", "message.$": "$.message"}},
+          "ResultSelector": {{"calls.$": "$"}},
+          "ItemProcessor": {{"StartAt": "Call", "States": {{
+            "Call": {{"Type": "Task", "Resource": "{ARN}CallPatient", "End": true}}}}}},
+          "End": true}}}}}}"#
+    ));
+    let input = json!({"message": "hello", "patients": [{"id": "a"}, {"id": "b"}, {"id": "c"}]});
+    let mut e = Execution::start(def, "x", input, T0, 1);
+    let first = invocations(&mut e);
+    assert_eq!(
+        first.iter().map(|(_, _, i)| i.clone()).collect::<Vec<_>>(),
+        vec![
+            json!({"patient_id": "a", "n": 0, "message": "hello"}),
+            json!({"patient_id": "b", "n": 1, "message": "hello"}),
+        ],
+        "two at a time: the third waits for a place"
+    );
+    ok(&mut e, first[1].0.clone(), json!("b answered"), T0 + 1_000);
+    let third = invocations(&mut e);
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].0.key("x"), "x/EachPatient#1[2]/Call/1");
+    assert_eq!(
+        third[0].2,
+        json!({"patient_id": "c", "n": 2, "message": "hello"})
+    );
+    ok(&mut e, third[0].0.clone(), json!("c answered"), T0 + 2_000);
+    ok(&mut e, first[0].0.clone(), json!("a answered"), T0 + 3_000);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Succeeded(json!({"calls": ["a answered", "b answered", "c answered"]})),
+        "the results in the items' order, whatever order they came in"
+    );
+}
+
+#[test]
+fn a_map_over_nothing_succeeds_at_once_and_one_over_a_non_array_fails_as_a_runtime_error() {
+    let def = load(
+        r#"{"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+            "Catch": [{"ErrorEquals": ["States.Runtime"], "Next": "Bad"}],
+            "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}},
+            "Bad": {"Type": "Pass", "End": true}}}"#,
+    );
+    let mut e = Execution::start(def.clone(), "x", json!({"items": []}), T0, 1);
+    assert_eq!(finished(&mut e), Outcome::Succeeded(json!([])));
+    let mut e = Execution::start(def.clone(), "x", json!({"items": [1, {"a": 2}]}), T0, 1);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Succeeded(json!([1, {"a": 2}])),
+        "Pass-only iterations end without waiting"
+    );
+    let mut e = Execution::start(def, "x", json!({"items": "three"}), T0, 1);
+    match finished(&mut e) {
+        Outcome::Succeeded(v) => {
+            assert_eq!(v["Error"], "States.Runtime");
+            assert!(
+                v["Cause"]
+                    .as_str()
+                    .unwrap()
+                    .contains("are a string, not an array"),
+                "{v}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_fail_state_in_an_iteration_fails_the_map_with_its_error() {
+    let def = load(
+        r#"{"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
+            "ItemProcessor": {"StartAt": "Check", "States": {
+              "Check": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericGreaterThan": 180, "Next": "High"}], "Default": "Fine"},
+              "High": {"Type": "Fail", "Error": "HighBloodPressure", "Cause": "systolic over 180"},
+              "Fine": {"Type": "Succeed"}}}}}}"#,
+    );
+    let mut e = Execution::start(def.clone(), "x", json!([120, 130]), T0, 1);
+    assert_eq!(finished(&mut e), Outcome::Succeeded(json!([120, 130])));
+    let mut e = Execution::start(def, "x", json!([120, 190, 130]), T0, 1);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Failed {
+            error: "HighBloodPressure".into(),
+            cause: "systolic over 180".into()
+        }
+    );
+    assert!(
+        e.history().iter().any(|h| h.kind == "MapIterationFailed"),
+        "{:?}",
+        e.history()
+    );
+}
+
+#[test]
+fn a_map_inside_a_parallel_restored_from_its_snapshot_goes_on_as_the_original() {
+    let def = load(&format!(
+        r#"{{"StartAt": "P", "States": {{"P": {{"Type": "Parallel", "End": true, "Branches": [
+            {{"StartAt": "M", "States": {{"M": {{"Type": "Map", "End": true,
+              "ItemProcessor": {{"StartAt": "W", "States": {{
+                "W": {{"Type": "Wait", "SecondsPath": "$", "Next": "T"}},
+                "T": {{"Type": "Task", "Resource": "{ARN}CallPatient", "End": true}}}}}}}}}}}},
+            {{"StartAt": "Now", "States": {{"Now": {{"Type": "Task", "Resource": "{ARN}NotifyCareteam", "End": true}}}}}}]}}}}}}"#
+    ));
+    let mut original = Execution::start(def.clone(), "x", json!([5, 1]), T0, 1);
+    let notify = invocations(&mut original);
+    assert_eq!(notify.len(), 1, "the iterations wait first");
+    assert_eq!(
+        original.poll_timeout(),
+        Some(T0 + 1_000),
+        "the earliest timer of all"
+    );
+    original.handle_timeout(T0 + 1_000);
+    let call_second = invocations(&mut original);
+    assert_eq!(call_second[0].0.key("x"), "x/P#1[0]/M#1[1]/T/1");
+    assert_eq!(original.poll_timeout(), Some(T0 + 5_000));
+    // Restored mid-way, the copy and the original answer alike to the same events.
+    let mut copy = stored_under(&original, def);
+    for e in [&mut original, &mut copy] {
+        ok(e, notify[0].0.clone(), json!("told"), T0 + 2_000);
+        ok(e, call_second[0].0.clone(), json!("second"), T0 + 3_000);
+        e.handle_timeout(T0 + 5_000);
+        let call_first = invocations(e);
+        assert_eq!(call_first[0].0.key("x"), "x/P#1[0]/M#1[0]/T/1");
+        ok(e, call_first[0].0.clone(), json!("first"), T0 + 6_000);
+        assert_eq!(
+            finished(e),
+            Outcome::Succeeded(json!([["first", "second"], "told"]))
+        );
+    }
+}
+
+#[test]
+fn a_map_with_a_tolerated_failure_count_goes_on_past_that_many_failures_and_no_further() {
+    let def = |count: u64| {
+        load(&format!(
+            r#"{{"StartAt": "M", "States": {{"M": {{"Type": "Map", "End": true,
+            "ToleratedFailureCount": {count},
+            "ItemProcessor": {{"StartAt": "Call", "States": {{
+              "Call": {{"Type": "Task", "Resource": "{ARN}CallPatient", "End": true}}}}}}}}}}}}"#
+        ))
+    };
+    let mut e = Execution::start(def(1), "x", json!(["a", "b", "c"]), T0, 1);
+    let calls = invocations(&mut e);
+    ok(&mut e, calls[0].0.clone(), json!("reached"), T0 + 1);
+    fail(&mut e, calls[1].0.clone(), "NoAnswer", T0 + 2);
+    ok(&mut e, calls[2].0.clone(), json!("reached"), T0 + 3);
+    assert_eq!(
+        finished(&mut e),
+        Outcome::Succeeded(json!([
+            "reached",
+            {"Error": "NoAnswer", "Cause": "NoAnswer from the test"},
+            "reached"
+        ])),
+        "one failure tolerated: its error stands in its place"
+    );
+    let mut e = Execution::start(def(1), "x", json!(["a", "b", "c"]), T0, 1);
+    let calls = invocations(&mut e);
+    fail(&mut e, calls[0].0.clone(), "NoAnswer", T0 + 1);
+    fail(&mut e, calls[2].0.clone(), "Busy", T0 + 2);
+    match finished(&mut e) {
+        Outcome::Failed { error, cause } => {
+            assert_eq!(error, "States.ExceedToleratedFailureThreshold");
+            assert!(cause.contains("2 of 3 iterations failed"), "{cause}");
+        }
         other => panic!("{other:?}"),
     }
 }
