@@ -1121,7 +1121,16 @@ impl Thread {
     /// An error in the current state: a matching Retry rule tries again after its back-off
     /// (a Task, Parallel or Map state), else a matching Catch rule goes on with the error,
     /// else the thread fails (the execution, or the branch and with it its Parallel state).
+    /// `States.Runtime` (a path that finds nothing, items that are not an array) is neither
+    /// retried nor caught, `States.ALL` or not: as in Step Functions, it fails the execution,
+    /// since the definition itself is at fault and running it again changes nothing.
     fn fail_state(&mut self, env: &mut Env<'_>, error: &str, cause: &str, now_ms: i64) {
+        if error == RUNTIME {
+            return self.end(Outcome::Failed {
+                error: error.to_string(),
+                cause: cause.to_string(),
+            });
+        }
         let s = self.current(env.def);
         let kind = s.get("Type").and_then(Value::as_str).unwrap_or_default();
         if matches!(kind, "Task" | "Parallel" | "Map")
@@ -1353,6 +1362,9 @@ fn exited_event(kind: &str) -> &'static str {
         _ => "StateExited",
     }
 }
+
+/// The error of a definition at fault at run time: never retried or caught.
+const RUNTIME: &str = "States.Runtime";
 
 /// Whether a Retry or Catch rule's ErrorEquals names `error` (`States.ALL` names every
 /// error; `States.TaskFailed` every error but `States.Timeout`).
