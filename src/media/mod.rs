@@ -1,7 +1,8 @@
 //! Media: RTP/RTCP, codecs, DTMF, jitter buffer, prompts and the media clock that drives
-//! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `rtcp`, `rtp`, `srtp`, `webrtc`) are
+//! every call's leg. The cores (`leg`, `player`, `jitter`, `dtmf`, `amd`, `rtcp`, `rtp`, `srtp`, `webrtc`) are
 //! sans-IO (as is `mixer`, a room's N-1 mixes); `engine` and `ports` own the threads and sockets.
 
+pub mod amd;
 pub mod bridge;
 pub mod codec;
 pub mod dtmf;

@@ -1,0 +1,403 @@
+//! Answering-machine detection (AMD) for calls Careline places: is it the patient who picked
+//! up, or their voicemail? Sans-IO: fed the audio the called phone sends (decoded PCM, any
+//! rate), it answers once with a [`Verdict`] and, for a machine, says later when its greeting
+//! is over (so a message left after it is heard whole).
+//!
+//! The rules are the cadence ones dialers have used for decades (Asterisk's `AMD()`
+//! application; the defaults below are its): a person answers with a short word or two
+//! ("Hello?") and then waits for the caller; a greeting talks on ("Hello, you have reached
+//! ...", many words, long) or starts after a long silence. Speech is told from silence by
+//! each 10 ms window's mean absolute amplitude. No spectral analysis, so a voicemail beep is
+//! not told apart: the greeting is over at the first long silence after it.
+
+/// The limits, in milliseconds but for the amplitude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmdSettings {
+    /// Silence before anything is said that means a machine (people say something at once).
+    pub initial_silence_ms: u32,
+    /// Speech since the first word, longer than which it is a greeting.
+    pub greeting_ms: u32,
+    /// Silence after the first words that means a person waiting for an answer.
+    pub after_greeting_silence_ms: u32,
+    /// Give up after this long with [`Verdict::NotSure`].
+    pub total_analysis_ms: u32,
+    /// Speech shorter than this is noise, not a word.
+    pub min_word_ms: u32,
+    /// Silence that separates two words.
+    pub between_words_silence_ms: u32,
+    /// This many words is a greeting.
+    pub maximum_words: u32,
+    /// One unbroken stretch of speech this long is a machine (or a fax, or music).
+    pub maximum_word_ms: u32,
+    /// Mean absolute amplitude (16-bit samples) above which a window is speech.
+    pub silence_threshold: u16,
+    /// After a machine verdict: the silence that ends its greeting, and the longest the
+    /// greeting is waited for before a message is left anyway.
+    pub end_of_greeting_silence_ms: u32,
+    pub greeting_limit_ms: u32,
+}
+
+impl Default for AmdSettings {
+    fn default() -> Self {
+        AmdSettings {
+            initial_silence_ms: 2500,
+            greeting_ms: 1500,
+            after_greeting_silence_ms: 800,
+            total_analysis_ms: 5000,
+            min_word_ms: 100,
+            between_words_silence_ms: 50,
+            maximum_words: 3,
+            maximum_word_ms: 5000,
+            silence_threshold: 256,
+            end_of_greeting_silence_ms: 1000,
+            greeting_limit_ms: 30_000,
+        }
+    }
+}
+
+/// Who answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A person: a short answer, then silence.
+    Human { reason: &'static str },
+    /// A machine: a long or wordy greeting, or a long silence first.
+    Machine { reason: &'static str },
+    /// Nothing told the two apart within the analysis time.
+    NotSure,
+}
+
+/// What [`Amd::push`] found in the audio it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmdEvent {
+    Verdict(Verdict),
+    /// The machine's greeting is over (a silence after it, or its time limit).
+    GreetingEnded,
+}
+
+/// One call's detector, from the moment the call is answered.
+#[derive(Debug)]
+pub struct Amd {
+    settings: AmdSettings,
+    /// Samples of the 10 ms window being filled, and their absolute sum.
+    window_len: usize,
+    window_filled: usize,
+    window_sum: u64,
+    /// Time analysed so far.
+    elapsed_ms: u32,
+    /// Since the first speech (None before it).
+    voice_started_ms: Option<u32>,
+    /// The current run of speech or of silence, in ms.
+    voiced_run_ms: u32,
+    silence_run_ms: u32,
+    /// The run of speech under way already counts as a word.
+    in_word: bool,
+    words: u32,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Listening,
+    /// A machine: waiting for its greeting to end.
+    Greeting {
+        since_ms: u32,
+    },
+    Done,
+}
+
+impl Amd {
+    /// A detector for audio at `rate` Hz.
+    pub fn new(settings: AmdSettings, rate: u32) -> Amd {
+        Amd {
+            settings,
+            window_len: (rate / 100).max(1) as usize,
+            window_filled: 0,
+            window_sum: 0,
+            elapsed_ms: 0,
+            voice_started_ms: None,
+            voiced_run_ms: 0,
+            silence_run_ms: 0,
+            in_word: false,
+            words: 0,
+            state: State::Listening,
+        }
+    }
+
+    /// Whether it has nothing more to say.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Feeds received audio (mono, any length); what it caused, in order, goes to `events`.
+    pub fn push(&mut self, pcm: &[i16], events: &mut Vec<AmdEvent>) {
+        for &s in pcm {
+            if self.state == State::Done {
+                return;
+            }
+            self.window_sum += u64::from(s.unsigned_abs());
+            self.window_filled += 1;
+            if self.window_filled == self.window_len {
+                let mean = self.window_sum / self.window_len as u64;
+                self.window_filled = 0;
+                self.window_sum = 0;
+                if let Some(e) = self.window(mean > u64::from(self.settings.silence_threshold)) {
+                    events.push(e);
+                    if let AmdEvent::Verdict(Verdict::Machine { .. }) = e {
+                        self.state = State::Greeting {
+                            since_ms: self.elapsed_ms,
+                        };
+                        self.silence_run_ms = 0;
+                    } else {
+                        self.state = State::Done;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One 10 ms window, speech or not.
+    fn window(&mut self, voiced: bool) -> Option<AmdEvent> {
+        const W: u32 = 10;
+        let s = self.settings;
+        self.elapsed_ms += W;
+        if voiced {
+            self.voiced_run_ms += W;
+            self.silence_run_ms = 0;
+        } else {
+            self.silence_run_ms += W;
+            if self.silence_run_ms >= s.between_words_silence_ms {
+                self.voiced_run_ms = 0;
+                self.in_word = false;
+            }
+        }
+        if let State::Greeting { since_ms } = self.state {
+            let over = self.silence_run_ms >= s.end_of_greeting_silence_ms
+                || self.elapsed_ms - since_ms >= s.greeting_limit_ms;
+            return over.then_some(AmdEvent::GreetingEnded);
+        }
+        let verdict = |v| Some(AmdEvent::Verdict(v));
+        if voiced && !self.in_word && self.voiced_run_ms >= s.min_word_ms {
+            self.in_word = true;
+            self.words += 1;
+            self.voice_started_ms
+                .get_or_insert(self.elapsed_ms - self.voiced_run_ms);
+            if self.words >= s.maximum_words {
+                return verdict(Verdict::Machine {
+                    reason: "many words",
+                });
+            }
+        }
+        if self.voiced_run_ms >= s.maximum_word_ms {
+            return verdict(Verdict::Machine {
+                reason: "one long sound",
+            });
+        }
+        match self.voice_started_ms {
+            None if self.elapsed_ms >= s.initial_silence_ms => {
+                return verdict(Verdict::Machine {
+                    reason: "long silence first",
+                });
+            }
+            Some(start) if voiced && self.elapsed_ms - start >= s.greeting_ms => {
+                return verdict(Verdict::Machine {
+                    reason: "long greeting",
+                });
+            }
+            Some(_) if self.silence_run_ms >= s.after_greeting_silence_ms => {
+                return verdict(Verdict::Human {
+                    reason: "a short answer, then silence",
+                });
+            }
+            _ => {}
+        }
+        (self.elapsed_ms >= s.total_analysis_ms).then_some(AmdEvent::Verdict(Verdict::NotSure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 8000;
+
+    /// A stretch of "speech" (a 300 Hz tone at speech level) or of line noise, in ms.
+    fn speech(ms: u32) -> Vec<i16> {
+        (0..ms * 8)
+            .map(|i| {
+                ((i as f32 * 2.0 * std::f32::consts::PI * 300.0 / 8000.0).sin() * 6000.0) as i16
+            })
+            .collect()
+    }
+
+    fn quiet(ms: u32) -> Vec<i16> {
+        (0..ms * 8).map(|i| ((i * 7919) % 61) as i16 - 30).collect()
+    }
+
+    /// Feeds the stretches in order: the events and the ms at which each came.
+    fn run(parts: &[Vec<i16>]) -> Vec<(AmdEvent, u32)> {
+        let mut amd = Amd::new(AmdSettings::default(), RATE);
+        let mut out = Vec::new();
+        let mut fed = 0;
+        for part in parts {
+            for chunk in part.chunks(160) {
+                let mut events = Vec::new();
+                amd.push(chunk, &mut events);
+                fed += chunk.len() as u32 / 8;
+                out.extend(events.into_iter().map(|e| (e, fed)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hello_then_silence_is_a_person() {
+        let events = run(&[quiet(600), speech(500), quiet(2000)]);
+        assert_eq!(
+            events,
+            vec![(
+                AmdEvent::Verdict(Verdict::Human {
+                    reason: "a short answer, then silence"
+                }),
+                600 + 500 + 800
+            )],
+            "decided once the person waits, and nothing after"
+        );
+    }
+
+    #[test]
+    fn two_short_words_then_silence_is_a_person() {
+        let events = run(&[speech(300), quiet(200), speech(300), quiet(1000)]);
+        assert!(
+            matches!(events[..], [(AmdEvent::Verdict(Verdict::Human { .. }), _)]),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_long_greeting_is_a_machine_and_its_end_is_told() {
+        // "Hello, you have reached ..." : words with short gaps, for four seconds.
+        let mut parts = Vec::new();
+        for _ in 0..8 {
+            parts.push(speech(400));
+            parts.push(quiet(100));
+        }
+        parts.push(quiet(1500));
+        let events = run(&parts);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(
+            matches!(events[0].0, AmdEvent::Verdict(Verdict::Machine { .. })),
+            "{events:?}"
+        );
+        assert!(
+            events[0].1 < 1600,
+            "decided within the greeting: {events:?}"
+        );
+        assert_eq!(
+            events[1],
+            (AmdEvent::GreetingEnded, 8 * 500 - 100 + 1000),
+            "the greeting ends at the first long silence"
+        );
+    }
+
+    #[test]
+    fn one_long_unbroken_greeting_is_a_machine_by_its_length() {
+        let events = run(&[speech(3000), quiet(1200)]);
+        assert_eq!(
+            events[0],
+            (
+                AmdEvent::Verdict(Verdict::Machine {
+                    reason: "long greeting"
+                }),
+                1500
+            )
+        );
+        assert_eq!(events[1], (AmdEvent::GreetingEnded, 4000));
+    }
+
+    #[test]
+    fn silence_at_first_is_a_machine_and_noise_is_not_speech() {
+        let events = run(&[quiet(3000)]);
+        assert_eq!(
+            events[0],
+            (
+                AmdEvent::Verdict(Verdict::Machine {
+                    reason: "long silence first"
+                }),
+                2500
+            )
+        );
+    }
+
+    #[test]
+    fn clicks_shorter_than_a_word_are_not_words() {
+        // 50 ms bursts with gaps for three seconds: no word, so the silence before anything
+        // is said runs out.
+        let mut parts = Vec::new();
+        for _ in 0..15 {
+            parts.push(speech(50));
+            parts.push(quiet(150));
+        }
+        let events = run(&parts);
+        assert!(
+            matches!(
+                events[..],
+                [(
+                    AmdEvent::Verdict(Verdict::Machine {
+                        reason: "long silence first"
+                    }),
+                    2500..2520
+                )]
+            ),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_greeting_without_a_pause_is_waited_for_up_to_its_limit() {
+        let mut events = run(&[speech(35_000)]);
+        let last = events.pop().expect("an end");
+        assert_eq!(last, (AmdEvent::GreetingEnded, 1500 + 30_000));
+    }
+
+    #[test]
+    fn any_rate_and_any_chunking_give_the_same_verdict() {
+        let at_16k: Vec<i16> = [quiet(400), speech(500), quiet(900)]
+            .concat()
+            .iter()
+            .flat_map(|&s| [s, s])
+            .collect();
+        let mut amd = Amd::new(AmdSettings::default(), 16_000);
+        let mut events = Vec::new();
+        for chunk in at_16k.chunks(77) {
+            amd.push(chunk, &mut events);
+        }
+        assert!(
+            matches!(events[..], [AmdEvent::Verdict(Verdict::Human { .. })]),
+            "{events:?}"
+        );
+        assert!(amd.is_done());
+    }
+
+    /// The demo menu's welcome, as synthesized speech: a voicemail greeting's cadence.
+    #[test]
+    fn a_spoken_welcome_is_a_greeting() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/prompts/en/welcome.wav");
+        let mut wav = hound::WavReader::open(path).expect("the shipped prompt");
+        let rate = wav.spec().sample_rate;
+        let pcm: Vec<i16> = wav.samples::<i16>().map(|s| s.expect("a sample")).collect();
+        let mut amd = Amd::new(AmdSettings::default(), rate);
+        let mut events = Vec::new();
+        amd.push(&pcm, &mut events);
+        amd.push(&vec![0; rate as usize * 2], &mut events);
+        assert!(
+            matches!(
+                events[..],
+                [
+                    AmdEvent::Verdict(Verdict::Machine { .. }),
+                    AmdEvent::GreetingEnded
+                ]
+            ),
+            "{events:?}"
+        );
+    }
+}
