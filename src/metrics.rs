@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Calls Careline placed, by outcome when they ended: `answered`, or why not (`busy`,
     /// `no_answer`, `declined`, `not_found`, `unreachable`, `trunk_auth`, ...).
     pub outbound_calls: Family<Labels, Counter>,
+    /// Answering-machine detection on calls Careline placed, by verdict: `person`,
+    /// `machine`, `not_sure`.
+    pub answered_by: Family<Labels, Counter>,
     /// Agents by state (available, unavailable, offered, on_contact, after_contact_work,
     /// missed; offline ones are not counted).
     pub agents: Family<Labels, Gauge>,
@@ -116,6 +119,7 @@ impl Metrics {
             calls_active: Gauge::default(),
             calls_started: Counter::default(),
             outbound_calls: Family::default(),
+            answered_by: Family::default(),
             agents: Family::default(),
             agent_offers: Family::default(),
             calls_ended: Family::default(),
@@ -163,6 +167,11 @@ impl Metrics {
             "outbound_calls",
             "Calls Careline placed, by outcome",
             m.outbound_calls.clone(),
+        );
+        registry.register(
+            "answered_by",
+            "Answering-machine detection on calls Careline placed, by verdict",
+            m.answered_by.clone(),
         );
         registry.register("agents", "Agents by state", m.agents.clone());
         registry.register(
@@ -370,6 +379,12 @@ impl Metrics {
     pub fn call_ended(&self, cause: &'static str) {
         self.calls_ended
             .get_or_create(&vec![("cause", cause)])
+            .inc();
+    }
+
+    pub fn answered_by(&self, verdict: &'static str) {
+        self.answered_by
+            .get_or_create(&vec![("verdict", verdict)])
             .inc();
     }
 

@@ -60,7 +60,7 @@ use tracing::{info, warn};
 use super::{Identify, IdentifyQuery};
 use crate::flow::attributes::ContactData;
 use crate::flow::collect::DigitCollector;
-use crate::flow::interpreter::{Audio, Effect, Env, Event, FlowRun, Now};
+use crate::flow::interpreter::{Audio, CallProgress, Effect, Env, Event, FlowRun, Now};
 use crate::flow::program::Flow;
 use crate::flow::queues::{AtCapacity, QueueMetrics, Ticket};
 use crate::media::dtmf::Digit;
@@ -175,6 +175,8 @@ pub enum Input {
     Hold(bool),
     /// The agent mutes (true) or unmutes their microphone: the caller hears silence.
     Mute(bool),
+    /// Who answered the call Careline placed (after [`Output::Screen`]).
+    CallProgress(CallProgress),
 }
 
 /// Recording steps for the shell to carry out on the caller's media leg.
@@ -250,6 +252,10 @@ pub enum Output {
     },
     /// Stop (true) or resume carrying the agent's audio to the caller.
     MuteAgent(bool),
+    /// Start answering-machine detection on the called phone's audio; feed
+    /// [`Input::CallProgress`] once it knows who answered (for a machine, once its greeting
+    /// is over).
+    Screen,
 }
 
 /// The request the flow waits on, with the time Careline gives it.
@@ -552,6 +558,7 @@ impl CallCore {
                 self.flow.handle(event, now);
             }
             Input::QueueMetrics(m) => self.flow.handle(Event::QueueMetrics(m), now),
+            Input::CallProgress(p) => self.flow.handle(Event::CallProgress(Some(p)), now),
             Input::Recording(ctl) => self.record(ctl),
             Input::RecordingOpened(id) => match (id, &mut self.recording) {
                 (Some(id), Some(r)) if r.id.is_none() => {
@@ -858,6 +865,11 @@ impl CallCore {
                 },
                 Effect::MediaStreaming { enabled } => self.stream(enabled),
                 Effect::Timer(d) => self.timer = Some(now.mono + d),
+                // Only a call Careline placed has someone, or something, to tell apart.
+                Effect::CheckCallProgress if self.policy.dial_timeout.is_some() => {
+                    self.outputs.push_back(Output::Screen)
+                }
+                Effect::CheckCallProgress => self.flow.handle(Event::CallProgress(None), now),
                 Effect::Disconnect => self.end(EndReason::OurBye.as_str(), true),
             }
         }

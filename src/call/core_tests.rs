@@ -88,6 +88,8 @@ struct Sim {
     releases: usize,
     /// Hold, music and mute outputs, in order, as text.
     agent_ops: Vec<String>,
+    /// Answering-machine detection asked of the leg.
+    screens: usize,
     /// Renders left unanswered (to test speech that arrives late).
     hold_renders: bool,
     held: Vec<(PlayId, Vec<Arc<Prompt>>)>,
@@ -136,6 +138,7 @@ impl Sim {
             bridges: 0,
             releases: 0,
             agent_ops: Vec::new(),
+            screens: 0,
             hold_renders: false,
             held: Vec::new(),
         };
@@ -232,6 +235,7 @@ impl Sim {
                 Output::Hold(on) => self.agent_ops.push(format!("hold {on}")),
                 Output::PlayMusic { id } => self.agent_ops.push(format!("music {id}")),
                 Output::MuteAgent(on) => self.agent_ops.push(format!("mute {on}")),
+                Output::Screen => self.screens += 1,
             }
         }
     }
@@ -1143,4 +1147,52 @@ fn a_placed_call_that_hangs_up_while_it_rings_is_cancelled_and_ended_by_its_caus
     sim.input(Input::Hangup("shutdown"));
     assert_eq!(sim.core.ended(), Some("shutdown"));
     assert_eq!(sim.hangups, 1);
+}
+
+/// A flow that asks who answered: a person hears the questions, a voicemail a message.
+fn screening_flow() -> (FlowEngine, tempfile::TempDir) {
+    let check = |id: &str| {
+        json!({"Identifier": id, "Type": "CheckOutboundCallStatus", "Parameters": {},
+            "Transitions": {"NextAction": "person", "Conditions": [
+                {"NextAction": "person", "Condition": {"Operator": "Equals", "Operands": ["CallAnswered"]}},
+                {"NextAction": "voicemail", "Condition": {"Operator": "Equals", "Operands": ["VoicemailNoBeep"]}}],
+                "Errors": [{"NextAction": "person", "ErrorType": "NoMatchingError"}]}})
+    };
+    custom(
+        json!([
+            check("who"),
+            say("person", "How are you feeling today?", "bye"),
+            say("voicemail", "Please call your care team back.", "bye"),
+            disconnect("bye")
+        ]),
+        "who",
+    )
+}
+
+#[test]
+fn a_placed_call_asks_the_leg_who_answered_and_the_flow_waits_in_silence() {
+    let (engine, _dir) = screening_flow();
+    let mut sim = Sim::new(engine, "main", dial_policy(30));
+    sim.input(Input::Answered);
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.screens, 1, "detection starts with the flow");
+    sim.advance(secs(3));
+    assert!(sim.heard.is_empty(), "nothing plays while it listens");
+    sim.input(Input::CallProgress(CallProgress::VoicemailNoBeep));
+    assert_eq!(sim.heard, ["Please call your care team back."]);
+
+    let (engine, _dir) = screening_flow();
+    let mut sim = Sim::new(engine, "main", dial_policy(30));
+    sim.input(Input::Answered);
+    sim.input(Input::Confirmed);
+    sim.input(Input::CallProgress(CallProgress::CallAnswered));
+    assert_eq!(sim.heard, ["How are you feeling today?"]);
+}
+
+#[test]
+fn a_call_careline_did_not_place_has_no_one_to_screen_and_takes_the_error_branch() {
+    let (engine, _dir) = screening_flow();
+    let sim = Sim::connected(engine, "main");
+    assert_eq!(sim.screens, 0);
+    assert_eq!(sim.heard, ["How are you feeling today?"]);
 }

@@ -512,6 +512,39 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
         .unwrap_or_else(|_| Err(DialError::Sip("the call's task ended".into())))
 }
 
+/// What answering-machine detection on a placed call's leg means for its flow
+/// (CheckOutboundCallStatus): a person or not sure at once; a machine once its greeting is
+/// over, so that a message the flow leaves is recorded whole.
+pub(super) fn call_progress(
+    event: crate::media::amd::AmdEvent,
+    metrics: &crate::metrics::Metrics,
+) -> Option<super::core::Input> {
+    use crate::flow::interpreter::CallProgress;
+    use crate::media::amd::{AmdEvent, Verdict};
+    let progress = match event {
+        AmdEvent::Verdict(Verdict::Human { reason }) => {
+            info!(reason, "a person answered");
+            metrics.answered_by("person");
+            CallProgress::CallAnswered
+        }
+        AmdEvent::Verdict(Verdict::NotSure) => {
+            info!("who answered could not be told");
+            metrics.answered_by("not_sure");
+            CallProgress::NotDetected
+        }
+        AmdEvent::Verdict(Verdict::Machine { reason }) => {
+            info!(
+                reason,
+                "an answering machine answered: waiting for its greeting to end"
+            );
+            metrics.answered_by("machine");
+            return None;
+        }
+        AmdEvent::GreetingEnded => CallProgress::VoicemailNoBeep,
+    };
+    Some(super::core::Input::CallProgress(progress))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,9 @@ impl Shell {
                         barge_in: false,
                     });
                 }
+                Output::Screen => {
+                    self.leg_command(LegCommand::Screen(crate::media::amd::AmdSettings::default()))
+                }
                 Output::MuteAgent(on) => {
                     if let Some(agent) = &self.agent {
                         agent.leg.command(LegCommand::Mute(on));

@@ -180,6 +180,9 @@ impl Shell {
                         info!("the caller's connection is lost: hanging up");
                         Some(Input::Hangup("connection_lost"))
                     }
+                    Some(LegEvent::Amd(event)) => {
+                        super::dial::call_progress(event, &self.svc.metrics)
+                    }
                     None => Some(Input::Hangup("error")),
                 },
                 event = super::answer::agent_event(&mut self.agent) => {

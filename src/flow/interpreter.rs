@@ -86,6 +86,33 @@ pub enum Event {
     QueueMetrics(Option<QueueMetrics>),
     /// The last `Timer` fired.
     Timer,
+    /// Who answered, for the last `CheckCallProgress` (None: the call was not placed by
+    /// Careline, so there is nothing to tell: the action's error branch).
+    CallProgress(Option<CallProgress>),
+}
+
+/// CheckOutboundCallStatus's outcomes, named as Connect names its conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallProgress {
+    /// A person answered.
+    CallAnswered,
+    /// A voicemail answered and its beep was heard.
+    VoicemailBeep,
+    /// A voicemail answered (its greeting is over), no beep told.
+    VoicemailNoBeep,
+    /// Neither could be told.
+    NotDetected,
+}
+
+impl CallProgress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallProgress::CallAnswered => "CallAnswered",
+            CallProgress::VoicemailBeep => "VoicemailBeep",
+            CallProgress::VoicemailNoBeep => "VoicemailNoBeep",
+            CallProgress::NotDetected => "NotDetected",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +151,9 @@ pub enum Effect {
     },
     /// Feed `Event::Timer` after this long.
     Timer(Duration),
+    /// Tell who answered the call Careline placed (answering-machine detection); feed
+    /// `Event::CallProgress`.
+    CheckCallProgress,
     Disconnect,
 }
 
@@ -142,6 +172,8 @@ enum Wait {
     Profile,
     Enqueue,
     Metrics(Metric),
+    /// CheckOutboundCallStatus: who answered.
+    CallProgress,
     /// In a queue with nothing left to run (until routing brings an agent).
     Idle,
     Done,
@@ -271,6 +303,11 @@ impl FlowRun {
                     };
                     self.branch_on(&value.to_string())
                 }
+            },
+            (Wait::CallProgress, Event::CallProgress(progress)) => match progress {
+                // No condition for it: NoMatchingError, the only error Connect gives here.
+                Some(p) => self.branch_on(p.as_str()),
+                None => self.error("NoMatchingError"),
             },
             _ => return, // stale or unexpected: ignore
         };
@@ -612,6 +649,10 @@ impl FlowRun {
                 }
                 None => self.error("NoMatchingError"),
             },
+            Kind::CheckCallProgress => {
+                self.effects.push_back(Effect::CheckCallProgress);
+                Step::Wait(Wait::CallProgress)
+            }
             Kind::GetProfile(criteria) => {
                 let mut params = Map::with_capacity(criteria.len());
                 for (k, t) in criteria {

@@ -997,3 +997,52 @@ fn load_error(flow: String) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// CheckOutboundCallStatus ("Check call progress"): asks who answered, waits, and branches
+/// on Connect's four outcomes; one without a condition, or a call not placed by Careline
+/// (nothing to tell), takes NoMatchingError.
+#[test]
+fn check_call_progress_waits_then_branches_on_who_answered() {
+    let flow = || {
+        flow_json(
+            "who",
+            vec![
+                json!({"Identifier": "who", "Type": "CheckOutboundCallStatus", "Parameters": {},
+                    "Transitions": {
+                        "Conditions": [
+                            {"NextAction": "ok", "Condition": {"Operator": "Equals", "Operands": ["CallAnswered"]}},
+                            {"NextAction": "vm", "Condition": {"Operator": "Equals", "Operands": ["VoicemailNoBeep"]}},
+                            {"NextAction": "vm", "Condition": {"Operator": "Equals", "Operands": ["VoicemailBeep"]}}],
+                        "Errors": [{"NextAction": "err", "ErrorType": "NoMatchingError"}]}}),
+                a(
+                    "vm",
+                    "MessageParticipant",
+                    json!({"Text": "please call us back"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    for (progress, heard) in [
+        (Some(CallProgress::CallAnswered), "ok"),
+        (Some(CallProgress::VoicemailNoBeep), "please call us back"),
+        (Some(CallProgress::VoicemailBeep), "please call us back"),
+        (Some(CallProgress::NotDetected), "err"),
+        (None, "err"),
+    ] {
+        let mut r = run(flow());
+        let (said_first, waiting) = said(&mut r);
+        assert!(
+            said_first.is_empty(),
+            "nothing is said before: {said_first:?}"
+        );
+        assert!(
+            matches!(waiting, Some(Effect::CheckCallProgress)),
+            "{waiting:?}"
+        );
+        r.handle(Event::PlayDone { interrupted: false }, now());
+        assert_eq!(r.poll_effect().map(|_| ()), None, "it waits for the answer");
+        r.handle(Event::CallProgress(progress), now());
+        assert_eq!(said(&mut r).0, vec![heard, "<bye>"], "{progress:?}");
+    }
+}

@@ -429,6 +429,7 @@ pub(crate) fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnosti
         },
         "StartMediaStreaming" => Kind::MediaStreaming(true),
         "StopMediaStreaming" => Kind::MediaStreaming(false),
+        "CheckOutboundCallStatus" => Kind::CheckCallProgress,
         "DisconnectParticipant" => Kind::Disconnect,
         "EndFlowExecution" => Kind::EndFlow,
         other => Kind::Unsupported(other.into()),

@@ -127,6 +127,7 @@ pub(crate) const SUPPORTED: &[TypeInfo] = &[
     ),
     t("StartMediaStreaming", Conditions::Forbidden, E, false),
     t("StopMediaStreaming", Conditions::Forbidden, E, false),
+    t("CheckOutboundCallStatus", Conditions::EqualsOnly, E, false),
     t("DisconnectParticipant", Conditions::Forbidden, &[], true),
     t("EndFlowExecution", Conditions::Forbidden, &[], true),
 ];
@@ -267,6 +268,8 @@ pub enum Kind {
     SetLogging(bool),
     UpdateContactData(Vec<(Box<str>, Template)>),
     MediaStreaming(bool),
+    /// CheckOutboundCallStatus ("Check call progress"): who answered a call Careline placed.
+    CheckCallProgress,
     Disconnect,
     EndFlow,
     /// Lenient mode: an unsupported Type, taking its error branch.

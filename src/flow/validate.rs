@@ -368,6 +368,12 @@ fn check_operand(
     let allowed: &[&str] = match ty {
         "Loop" => &["ContinueLooping", "DoneLooping"],
         "CheckHoursOfOperation" => &["True", "False"],
+        "CheckOutboundCallStatus" => &[
+            "CallAnswered",
+            "VoicemailBeep",
+            "VoicemailNoBeep",
+            "NotDetected",
+        ],
         "GetParticipantInput" | "GetUserInput" => {
             if operand.chars().count() != 1 || !"0123456789*#".contains(operand) {
                 out.push(err(format!(

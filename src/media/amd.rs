@@ -131,28 +131,43 @@ impl Amd {
     /// Feeds received audio (mono, any length); what it caused, in order, goes to `events`.
     pub fn push(&mut self, pcm: &[i16], events: &mut Vec<AmdEvent>) {
         for &s in pcm {
-            if self.state == State::Done {
-                return;
-            }
-            self.window_sum += u64::from(s.unsigned_abs());
-            self.window_filled += 1;
-            if self.window_filled == self.window_len {
-                let mean = self.window_sum / self.window_len as u64;
-                self.window_filled = 0;
-                self.window_sum = 0;
-                if let Some(e) = self.window(mean > u64::from(self.settings.silence_threshold)) {
-                    events.push(e);
-                    if let AmdEvent::Verdict(Verdict::Machine { .. }) = e {
-                        self.state = State::Greeting {
-                            since_ms: self.elapsed_ms,
-                        };
-                        self.silence_run_ms = 0;
-                    } else {
-                        self.state = State::Done;
-                    }
+            self.sample(s, events);
+        }
+    }
+
+    /// Feeds `samples` of silence: time when nothing arrived (a phone that sends no packets
+    /// while quiet) counts as silence.
+    pub fn push_silence(&mut self, samples: usize, events: &mut Vec<AmdEvent>) {
+        for _ in 0..samples {
+            self.sample(0, events);
+        }
+    }
+
+    fn sample(&mut self, s: i16, events: &mut Vec<AmdEvent>) {
+        if self.state == State::Done {
+            return;
+        }
+        self.window_sum += u64::from(s.unsigned_abs());
+        self.window_filled += 1;
+        if self.window_filled < self.window_len {
+            return;
+        }
+        let mean = self.window_sum / self.window_len as u64;
+        self.window_filled = 0;
+        self.window_sum = 0;
+        let Some(e) = self.window(mean > u64::from(self.settings.silence_threshold)) else {
+            return;
+        };
+        events.push(e);
+        self.state = match e {
+            AmdEvent::Verdict(Verdict::Machine { .. }) => {
+                self.silence_run_ms = 0;
+                State::Greeting {
+                    since_ms: self.elapsed_ms,
                 }
             }
-        }
+            _ => State::Done,
+        };
     }
 
     /// One 10 ms window, speech or not.

@@ -2,6 +2,7 @@
 //! returns packets to send and events for the call. The media clock (see `engine`) owns the
 //! sockets and calls [`MediaLeg::on_tick`] every 20 ms for every leg it runs.
 
+use super::amd::{Amd, AmdEvent, AmdSettings};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +67,9 @@ pub enum LegEvent {
     Connected,
     /// A browser leg's connection failed or its consent expired (RFC 7675): the peer is gone.
     ConnectionLost,
+    /// Answering-machine detection (after [`LegCommand::Screen`]) found who answered, or
+    /// that a machine's greeting is over.
+    Amd(AmdEvent),
 }
 
 pub enum LegCommand {
@@ -89,6 +93,9 @@ pub enum LegCommand {
     /// Stop (true) or resume (false) carrying this leg's audio to its bridged peer: the
     /// peer hears silence meanwhile. The leg itself still hears the peer.
     Mute(bool),
+    /// Start answering-machine detection on what this leg receives, from now: the leg
+    /// reports [`LegEvent::Amd`].
+    Screen(AmdSettings),
 }
 
 /// Counters a media clock flushes into the process metrics after each tick.
@@ -125,6 +132,10 @@ pub struct MediaLeg {
     /// Whether in-band detection is wanted (the path may exist for the recorder alone).
     want_inband: bool,
     recorder: Option<LegRecorder>,
+    /// Answering-machine detection: asked for (settings, until the receive path knows its
+    /// rate), then running until it has said all it has to say.
+    amd_asked: Option<AmdSettings>,
+    amd: Option<Amd>,
     /// Media streaming: frames are offered with `try_send`, never waited on.
     tap: Option<TapSender>,
     /// Bridged: what this leg receives, on its way to the peer (see `bridge`).
@@ -203,6 +214,8 @@ impl MediaLeg {
         let mut leg = MediaLeg {
             inband: None,
             want_inband: false,
+            amd_asked: None,
+            amd: None,
             recorder: None,
             tap: None,
             relay: None,
@@ -267,6 +280,8 @@ impl MediaLeg {
         codec_changed: bool,
     ) -> Result<(), CodecError> {
         let need = self.want_inband
+            || self.amd_asked.is_some()
+            || self.amd.is_some()
             || self.recorder.is_some()
             || self.tap.is_some()
             || self.relay.is_some();
@@ -414,6 +429,12 @@ impl MediaLeg {
                 if let Some(relay) = &mut self.relay {
                     relay.set_muted(muted);
                 }
+            }
+            LegCommand::Screen(settings) => {
+                self.amd_asked = Some(settings);
+                self.amd = None;
+                let params = self.params.clone();
+                self.update_receive_path(&params, false)?;
             }
         }
         Ok(())
@@ -574,7 +595,12 @@ impl MediaLeg {
         let passthrough = recording
             .as_ref()
             .and_then(|r| r.passthrough(self.params.codec));
+        if let Some(settings) = self.amd_asked.take() {
+            self.amd = Some(Amd::new(settings, path.decoder.rate()));
+        }
+        let mut amd_events = Vec::new();
         let want_pcm = path.detector.is_some()
+            || self.amd.is_some()
             || self.tap.is_some()
             || (recording.is_some() && passthrough.is_none());
         // One frame per ptime, however the 20 ms ticks fall.
@@ -620,6 +646,15 @@ impl MediaLeg {
                     .saturating_sub(LegRecorder::MAX_BACKLOG_LAW);
                 rec.caller_law.drain(..excess);
             }
+            if let Some(amd) = &mut self.amd {
+                if decoded {
+                    amd.push(&path.pcm, &mut amd_events);
+                } else {
+                    // Nothing arrived for this frame: silence, as far as cadence goes.
+                    let n = (path.frame_ms * path.decoder.rate() / 1000) as usize;
+                    amd.push_silence(n, &mut amd_events);
+                }
+            }
             if decoded {
                 if let Some(detector) = &mut path.detector {
                     detector.push(&path.pcm, &mut path.tones);
@@ -656,6 +691,11 @@ impl MediaLeg {
         }
         if tap_closed {
             self.tap = None;
+        }
+        self.events
+            .extend(amd_events.into_iter().map(LegEvent::Amd));
+        if self.amd.as_ref().is_some_and(Amd::is_done) {
+            self.amd = None;
         }
         for i in 0..path.tones.len() {
             if let ToneEvent::Started(d) = path.tones[i] {
@@ -945,6 +985,54 @@ mod tests {
         assert_whole_and_in_order(&record(30, 60, true), 60 * 240);
         // 10 ms packets: two frames a tick.
         assert_whole_and_in_order(&record(10, 200, false), 200 * 80);
+    }
+
+    /// Screening a placed call: a greeting that talks on is a machine, and the end of its
+    /// greeting is told; a phone that sends no packets while it is quiet is heard as silence.
+    #[test]
+    fn a_screened_leg_tells_a_greeting_from_the_audio_it_receives() {
+        let mut leg = leg(20);
+        leg.handle_command(LegCommand::Screen(AmdSettings::default()))
+            .unwrap();
+        let from = FAR_END.parse().unwrap();
+        let mut out = Vec::new();
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| ((i as f32 * 0.235).sin() * 8000.0) as i16)
+            .collect();
+        let mut loud = Vec::new();
+        crate::media::codec::g711::encode_ulaw(&pcm, &mut loud);
+        let mut events = Vec::new();
+        // Three seconds of talk, then nothing at all for two.
+        for tick in 0..250u16 {
+            let now = tick as u64 * 20;
+            if tick < 150 {
+                leg.on_rtp(&rtp(tick, tick as u32 * 160, &loud), from, now);
+            }
+            leg.on_tick(now, &mut out);
+            while let Some(e) = leg.poll_event() {
+                events.push((e, now));
+            }
+        }
+        assert!(
+            matches!(
+                events[..],
+                [
+                    (
+                        LegEvent::Amd(AmdEvent::Verdict(
+                            crate::media::amd::Verdict::Machine { .. }
+                        )),
+                        _
+                    ),
+                    (LegEvent::Amd(AmdEvent::GreetingEnded), _)
+                ]
+            ),
+            "{events:?}"
+        );
+        let ended = events[1].1;
+        assert!(
+            (3900..=4200).contains(&ended),
+            "a second of silence after the talk, with the jitter buffer's delay: {ended}"
+        );
     }
 
     /// Bridged, a leg passes what it receives on (in order, one frame per tick) and sends
