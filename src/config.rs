@@ -175,6 +175,12 @@ pub struct CallPatientConfig {
     /// How long one call may take, ringing included, when the state sets no
     /// `TimeoutSeconds` (then `States.Timeout`, and the call is hung up).
     pub timeout_secs: u64,
+    /// When an answering machine picks up: `off` (no detection: whoever answers hears the
+    /// questions), `hang_up` (hang up without a word), `leave_message` (after the greeting,
+    /// a message asking the patient to call back, with nothing clinical in it). With either
+    /// of the last two the task fails with `CallPatient.AnsweringMachine`, so the state's
+    /// Retry calls again later.
+    pub answering_machine: String,
 }
 
 impl Default for CallPatientConfig {
@@ -186,6 +192,7 @@ impl Default for CallPatientConfig {
             time_zone: "UTC".into(),
             max_calls_per_day: 3,
             timeout_secs: 900,
+            answering_machine: "off".into(),
         }
     }
 }

@@ -703,3 +703,174 @@ fn a_trunk_over_tcp_gets_the_call_on_a_connection_careline_opens() {
     wait_for_prompt(&peer, Codec::Pcmu, "en", "welcome", 0, Some(2000));
     hang_up_answered(&mut phone, &mut callee, &server);
 }
+
+/// A server with one patient (`p-amd`, English) whose trunk leads to `phone`, running
+/// CALL_ONLY, with `answering_machine` as `[workflows.call_patient]` sets it; the nurse's
+/// token and the started execution's location.
+fn screening_server(phone: &mut Ua, answering_machine: &str) -> (TestServer, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-amd",
+            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0111"}]}}]});
+    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n[workflows]\ndir = \"{}\"\n\
+             [workflows.call_patient]\nhours = \"00:00-24:00\"\nanswering_machine = \"{answering_machine}\"\n",
+            phone.local,
+            dir.path().display()
+        ),
+        ..Options::default()
+    });
+    phone.server = server.sip;
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
+    let r = request(
+        server.http,
+        "POST",
+        "/api/v1/workflows/follow-up/executions",
+        &[("Authorization", nurse.as_str())],
+        Some(("application/json", br#"{"patient_id": "p-amd"}"#)),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+    // The definition is read at start and the record is imported: neither file is needed.
+    drop((dir, records));
+    (server, nurse, location)
+}
+
+/// Answers the call Careline places; the phone's media peer.
+fn pick_up(phone: &mut Ua) -> (Callee, RtpPeer) {
+    let callee = Callee::ring(phone, WAIT).expect("the workflow calls the patient");
+    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    peer.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        phone,
+        200,
+        "OK",
+        Some(&sdp_offer(peer.port, "0 101", &PCMU_TE)),
+    );
+    phone
+        .expect(WAIT, |m| m.method() == Some("ACK"))
+        .expect("ACK");
+    (callee, peer)
+}
+
+fn ended_execution(server: &TestServer, nurse: &str, location: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = request(
+            server.http,
+            "GET",
+            location,
+            &[("Authorization", nurse)],
+            None,
+        )
+        .json();
+        if e["status"] != "RUNNING" || std::time::Instant::now() > deadline {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The loudest sample of `pcm[from_ms..to_ms]`.
+fn peak(pcm: &[i16], from_ms: usize, to_ms: usize) -> i32 {
+    pcm[(from_ms * 8).min(pcm.len())..(to_ms * 8).min(pcm.len())]
+        .iter()
+        .map(|s| i32::from(*s).abs())
+        .max()
+        .unwrap_or(0)
+}
+
+/// A voicemail picks up and plays its greeting (eight seconds of speech): Careline says
+/// nothing over it, waits for it to end, leaves a request to call back, hangs up, and the
+/// task fails with `CallPatient.AnsweringMachine` so that a Retry can call again.
+#[test]
+fn a_voicemail_hears_no_questions_only_a_request_to_call_back_after_its_greeting() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let (server, nurse, location) = screening_server(&mut phone, "leave_message");
+    let (_callee, peer) = pick_up(&mut phone);
+    let greeting = support::server::prompt_pcm("en", "welcome");
+    let greeting_ms = greeting.len() / 8;
+    peer.send_audio(greeting);
+    let bye = phone
+        .expect(Duration::from_secs(60), |m| m.method() == Some("BYE"))
+        .expect("Careline hangs up after its message");
+    phone.respond(&bye, 200, "OK");
+
+    let heard = peer.heard();
+    assert!(
+        peak(&heard, 0, greeting_ms) < 100,
+        "silence while the greeting plays (peak {})",
+        peak(&heard, 0, greeting_ms)
+    );
+    assert!(
+        peak(&heard, greeting_ms + 1000, heard.len() / 8) > 2000,
+        "a message after the greeting ({} ms heard, greeting {greeting_ms} ms)",
+        heard.len() / 8
+    );
+    let execution = ended_execution(&server, &nurse, &location);
+    assert_eq!(execution["status"], "FAILED", "{execution}");
+    assert_eq!(
+        execution["outcome"]["error"], "CallPatient.AnsweringMachine",
+        "{execution}"
+    );
+    assert!(
+        execution["outcome"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("a message asking the patient to call back was left")),
+        "{execution}"
+    );
+    assert_eq!(
+        server.metric("careline_answered_by_total{verdict=\"machine\"}"),
+        1.0
+    );
+}
+
+/// A person picks up and says "hello" (half a second), then waits: the questions follow at
+/// once, and their key is the answer as without detection.
+#[test]
+fn a_person_who_says_hello_hears_the_questions_when_machines_are_screened_out() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let (server, nurse, location) = screening_server(&mut phone, "hang_up");
+    let (_callee, peer) = pick_up(&mut phone);
+    let mut hello = support::server::prompt_pcm("en", "digit-1");
+    hello.truncate(8 * 500);
+    peer.send_audio(hello);
+    support::audio::wait_heard_ms(&peer, 4000);
+    let heard = peer.heard();
+    assert!(
+        peak(&heard, 2200, 4000) > 2000,
+        "the question within a second of the person's silence"
+    );
+    peer.send_event('1', 100);
+    let bye = phone
+        .expect(Duration::from_secs(60), |m| m.method() == Some("BYE"))
+        .expect("Careline hangs up after the answer");
+    phone.respond(&bye, 200, "OK");
+    let execution = ended_execution(&server, &nurse, &location);
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    assert_eq!(
+        execution["outcome"]["call"]["answers"]["wellbeing"], "good",
+        "{execution}"
+    );
+    assert!(
+        execution["outcome"]["call"]["answers"]
+            .get("answered_by")
+            .is_none(),
+        "{execution}"
+    );
+    assert_eq!(
+        server.metric("careline_answered_by_total{verdict=\"person\"}"),
+        1.0
+    );
+}

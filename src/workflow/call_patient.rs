@@ -14,7 +14,8 @@
 //!
 //! Outcomes other than an answer are Step Functions errors that Retry and Catch match by
 //! name: `CallPatient.Busy`, `CallPatient.NoAnswer`, `CallPatient.Declined`,
-//! `CallPatient.NotFound`, `CallPatient.Unreachable`, `CallPatient.Failed` (and, before any
+//! `CallPatient.NotFound`, `CallPatient.Unreachable`, `CallPatient.AnsweringMachine` (a
+//! voicemail answered, with `answering_machine` screening on), `CallPatient.Failed` (and, before any
 //! call, `CallPatient.NoPatient`, `CallPatient.NoPhone`, `CallPatient.Deceased`,
 //! `CallPatient.DoNotCall`, `CallPatient.NoTrunk`).
 
@@ -36,7 +37,16 @@ pub const CALL_PATIENT: &str = "careline:call-patient";
 
 /// Attributes the task gives the flow; what else the flow leaves in the contact's attributes
 /// is the patient's answers.
-const GIVEN: [&str; 4] = ["message", "language", "voice", "patient_id"];
+const GIVEN: [&str; 5] = [
+    "message",
+    "language",
+    "voice",
+    "patient_id",
+    "answering_machine",
+];
+
+/// `[workflows.call_patient] answering_machine`: what the flow does when a machine answers.
+const ANSWERING_MACHINE: [&str; 3] = ["off", "hang_up", "leave_message"];
 
 /// What the task needs of the running server: placing a call and hanging one up.
 pub trait Dialer: Send + Sync {
@@ -168,6 +178,13 @@ pub fn check_config(c: &CallPatientConfig) -> Result<(), String> {
     }
     if c.max_calls_per_day == 0 {
         return Err("max_calls_per_day must be at least 1".into());
+    }
+    if !ANSWERING_MACHINE.contains(&c.answering_machine.as_str()) {
+        return Err(format!(
+            "answering_machine `{}` is not one of {}",
+            c.answering_machine,
+            ANSWERING_MACHINE.join(", ")
+        ));
     }
     Ok(())
 }
@@ -302,6 +319,24 @@ fn error(error: &str, cause: impl Into<String>) -> TaskError {
         error: error.into(),
         cause: cause.into(),
     }
+}
+
+/// An answered call the flow found a machine had answered (`answered_by` = `machine`, set
+/// by the patient-call flow after CheckOutboundCallStatus): the patient was not reached, an
+/// error a Retry can call again after. None for a person.
+pub fn machine_answered(outcome: &CallOutcome) -> Option<TaskError> {
+    if outcome.attributes.get("answered_by").map(String::as_str) != Some("machine") {
+        return None;
+    }
+    let left = outcome.attributes.get("voicemail").map(String::as_str) == Some("message_left");
+    Some(error(
+        "CallPatient.AnsweringMachine",
+        if left {
+            "an answering machine answered; a message asking the patient to call back was left"
+        } else {
+            "an answering machine answered; no message was left"
+        },
+    ))
 }
 
 /// The task's answer for a call that was answered: its input with `call` added (the brief's
@@ -475,6 +510,10 @@ impl CallPatientTask {
         if let Some(m) = input.get("message").and_then(Value::as_str) {
             attributes.insert("message".to_string(), m.to_string());
         }
+        attributes.insert(
+            "answering_machine".to_string(),
+            self.settings.answering_machine.clone(),
+        );
         // Written before the INVITE goes out: a crash from here on must not call again.
         let call_id = format!("out-{:032x}", rand::random::<u128>());
         self.record_placed(key, &patient_id, &call_id)
@@ -518,17 +557,18 @@ impl CallPatientTask {
                 return Err(e);
             }
         };
-        let result = if outcome.answered {
-            Ok(answered(input, &outcome))
-        } else {
-            Err(failure(outcome.cause))
+        let machine = machine_answered(&outcome);
+        let result = match (outcome.answered, machine) {
+            (true, Some(e)) => Err(e),
+            (true, None) => Ok(answered(input, &outcome)),
+            (false, _) => Err(failure(outcome.cause)),
         };
-        let label = if outcome.answered {
-            "answered"
-        } else {
-            outcome.cause
+        let label = match (outcome.answered, result.is_err()) {
+            (true, true) => "answering_machine",
+            (true, false) => "answered",
+            (false, _) => outcome.cause,
         };
-        if outcome.answered
+        if result.is_ok()
             && let Some(m) = &self.metrics
         {
             match self.first_contact_secs(key).await {
