@@ -874,3 +874,162 @@ fn a_person_who_says_hello_hears_the_questions_when_machines_are_screened_out() 
         1.0
     );
 }
+
+/// libfaketime (Debian `libfaketime`), preloaded into the server so that a test can move its
+/// wall clock on: `FAKETIME_TIMESTAMP_FILE` is read at every call (no cache), and the
+/// monotonic clock stays real so that timers and the media clock run as always.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The brief's discharge follow-up end to end, in its corrected form (shipped as
+/// `discharge-follow-up-corrected`), with every task answered by Careline itself: day one, the
+/// patient's phone (SIPp) is called and answers; the refills due are listed; two days are
+/// waited (on the server's clock, moved on two days by libfaketime rather than slept); a
+/// telehealth consultation is booked; the risk is assessed from the reported vitals and
+/// symptoms, HIGH; the physician gets the patient on their work list; the case closes.
+#[test]
+fn the_brief_s_discharge_follow_up_runs_end_to_end_on_careline_s_own_tasks() {
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "libfaketime is missing (apt-get install libfaketime; scripts/test installs it)"
+    );
+    let sipp = SippPhone::start();
+    let clock = tempfile::tempdir().unwrap();
+    let offset = clock.path().join("offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-brief",
+            "name": [{"family": "Yamada", "given": ["Hanako"]}],
+            "communication": [{"language": {"coding": [{"code": "ja"}]}, "preferred": true}],
+            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0123"}]}}]});
+    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[rtp]\ntimeout_secs = 0\n[sip.trunks.carrier]\nproxy = \"sip:127.0.0.1:{}\"\n\
+             [workflows.call_patient]\nhours = \"00:00-24:00\"\n",
+            sipp.port
+        ),
+        env: vec![
+            ("LD_PRELOAD".into(), FAKETIME.into()),
+            (
+                "FAKETIME_TIMESTAMP_FILE".into(),
+                offset.display().to_string(),
+            ),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ],
+        ..Options::default()
+    });
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
+    let api = |method: &str, path: &str, body: Option<&str>| {
+        request(
+            server.http,
+            method,
+            path,
+            &[("Authorization", nurse.as_str())],
+            body.map(|b| ("application/json", b.as_bytes())),
+        )
+    };
+    let refill = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_add(jiff::Span::new().days(3))
+        .unwrap();
+    let input = json!({
+        "patient_id": "p-brief",
+        "medications": [{"name": "metformin", "dose": "500mg", "refill_date": refill.to_string()}],
+        "primary_care_physician_id": "dr-7",
+        "vitals": {"bp": "186/100"},
+        "reported_symptoms": ["chest pain"],
+    });
+    let r = api(
+        "POST",
+        "/api/v1/workflows/discharge-follow-up-corrected/executions",
+        Some(&input.to_string()),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+
+    // Day one: the patient's phone rings and answers (SIPp presses nothing).
+    let (ok, errors) = sipp.finish();
+    assert!(
+        ok,
+        "SIPp's call did not succeed:\n{errors}\n{}",
+        server.log()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let e = api("GET", &location, None).json();
+        if e["state"] == "WaitForDay3" || e["status"] != "RUNNING" {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "never waits: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(waiting["status"], "RUNNING", "{waiting}");
+    let wakes: jiff::Timestamp = waiting["wakes"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the wait's timer is shown: {waiting}"));
+    let left = wakes.as_second() - jiff::Timestamp::now().as_second();
+    assert!(
+        (2 * 86_400 - 120..=2 * 86_400).contains(&left),
+        "two days from now: {left} s"
+    );
+    // Two days later, on the server's clock.
+    std::fs::write(&offset, "+2d\n").unwrap();
+    let execution = ended_execution(&server, &nurse, &location);
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    let outcome = &execution["outcome"];
+    assert_eq!(
+        outcome["day_one"]["call"]["outcome"], "answered",
+        "{outcome}"
+    );
+    assert_eq!(
+        outcome["refills"]["refills_due"][0]["name"], "metformin",
+        "{outcome}"
+    );
+    assert!(
+        outcome["consultation"].is_object() && !outcome["consultation"].is_null(),
+        "{outcome}"
+    );
+    assert_eq!(outcome["risk"]["risk_level"], "HIGH", "{outcome}");
+    assert!(outcome.get("error").is_none(), "{outcome}");
+    let kinds: Vec<&str> = execution["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| {
+            h["state"]
+                .as_str()
+                .filter(|_| h["kind"] == "TaskStateEntered")
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "DayOneFollowup",
+            "CheckMedicationAdherence",
+            "Day3Assessment",
+            "AssessRisks",
+            "EscalateToPhysician"
+        ],
+        "{execution}"
+    );
+    let list = api("GET", "/api/v1/care-tasks?patient=p-brief", None).json();
+    let physician: Vec<&serde_json::Value> = list["care_tasks"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|i| i["kind"] == "physician")
+        .collect();
+    assert_eq!(physician.len(), 1, "{list}");
+    assert_eq!(physician[0]["urgency"], "HIGH");
+}
