@@ -1033,3 +1033,109 @@ fn the_brief_s_discharge_follow_up_runs_end_to_end_on_careline_s_own_tasks() {
     assert_eq!(physician.len(), 1, "{list}");
     assert_eq!(physician[0]["urgency"], "HIGH");
 }
+
+/// The brief's other path: the patient's line is busy at every call. The day-one state's
+/// Retry calls three more times (its back-offs of 60, 120 and 240 s pass on the server's
+/// clock, moved on by libfaketime), but the fourth call would be the patient's fourth that
+/// day (`max_calls_per_day = 3`): it waits for the next day rather than ring again. Then the
+/// Catch tells the care team the patient could not be reached, with the patient's data kept
+/// beside the error, and the case closes.
+#[test]
+fn a_patient_never_reached_is_called_three_times_a_day_then_the_care_team_is_told() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let clock = tempfile::tempdir().unwrap();
+    let offset = clock.path().join("offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-busy",
+            "telecom": [{"system": "phone", "use": "home", "value": "555-010-0155"}]}}]});
+    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n\
+             [workflows.call_patient]\nhours = \"00:00-24:00\"\nmax_calls_per_day = 3\n",
+            phone.local
+        ),
+        env: vec![
+            ("LD_PRELOAD".into(), FAKETIME.into()),
+            (
+                "FAKETIME_TIMESTAMP_FILE".into(),
+                offset.display().to_string(),
+            ),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ],
+        ..Options::default()
+    });
+    phone.server = server.sip;
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
+    let input = json!({"patient_id": "p-busy", "medications": [], "primary_care_physician_id": "dr-7",
+        "vitals": {}, "reported_symptoms": []});
+    let r = request(
+        server.http,
+        "POST",
+        "/api/v1/workflows/discharge-follow-up-corrected/executions",
+        &[("Authorization", nurse.as_str())],
+        Some(("application/json", input.to_string().as_bytes())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_string();
+    let busy = |phone: &mut Ua| {
+        let callee = Callee::ring(phone, Duration::from_secs(30)).expect("the patient is called");
+        callee.respond(phone, 486, "Busy Here", None);
+        phone
+            .expect(WAIT, |m| m.method() == Some("ACK"))
+            .expect("the refusal is acknowledged");
+    };
+    // Day one: the first call, then each retry once its back-off has passed on the clock.
+    busy(&mut phone);
+    for offset_now in ["+70s", "+200s"] {
+        assert!(
+            phone.recv(Duration::from_secs(3)).is_none(),
+            "no call before the back-off has passed"
+        );
+        std::fs::write(&offset, format!("{offset_now}\n")).unwrap();
+        busy(&mut phone);
+    }
+    // The third retry's back-off passes, but that would be a fourth call today.
+    std::fs::write(&offset, "+450s\n").unwrap();
+    assert!(
+        phone.recv(Duration::from_secs(12)).is_none(),
+        "a fourth call the same day waits"
+    );
+    // The next day, it goes out.
+    std::fs::write(&offset, "+1d\n").unwrap();
+    busy(&mut phone);
+    let execution = ended_execution(&server, &nurse, &location);
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    let outcome = &execution["outcome"];
+    assert_eq!(outcome["error"]["Error"], "CallPatient.Busy", "{outcome}");
+    assert_eq!(outcome["patient_id"], "p-busy", "the data kept: {outcome}");
+    assert!(outcome["care_team_told"].is_object(), "{outcome}");
+    let list = request(
+        server.http,
+        "GET",
+        "/api/v1/care-tasks?patient=p-busy",
+        &[("Authorization", nurse.as_str())],
+        None,
+    )
+    .json();
+    assert_eq!(
+        list["care_tasks"].as_array().map(Vec::len),
+        Some(1),
+        "the care team's work list: {list}"
+    );
+    assert_eq!(
+        server.metric("careline_outbound_calls_total{outcome=\"busy\"}"),
+        4.0,
+        "four calls in all"
+    );
+}

@@ -45,6 +45,9 @@ const GIVEN: [&str; 5] = [
     "answering_machine",
 ];
 
+/// How often a call waiting for calling hours looks at the wall clock again.
+const TURN_RECHECK: Duration = Duration::from_secs(5);
+
 /// `[workflows.call_patient] answering_machine`: what the flow does when a machine answers.
 const ANSWERING_MACHINE: [&str; 3] = ["off", "hang_up", "leave_message"];
 
@@ -583,31 +586,41 @@ impl CallPatientTask {
 
     /// Waits until the patient may be called: inside calling hours, under the day's limit.
     async fn wait_for_turn(&self, patient: &str, tz: &jiff::tz::TimeZone) -> Result<(), String> {
-        let now = jiff::Timestamp::now();
-        // Calls from a day back on: enough to count the patient's local day, whatever the zone.
-        let since = now.as_millisecond() - 26 * 3_600_000;
-        let placed: Vec<(i64,)> = sqlx::query_as(
-            "SELECT placed_at FROM patient_calls_placed WHERE patient_id = $1 AND placed_at >= $2",
-        )
-        .bind(patient)
-        .bind(since)
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(|e| e.to_string())?;
-        let placed: Vec<i64> = placed.into_iter().map(|(t,)| t).collect();
-        let at = self
-            .hours
-            .first_turn(now, tz, &placed, self.settings.max_calls_per_day);
-        let wait = at.duration_since(jiff::Timestamp::now());
-        if wait.is_positive() {
+        let mut told = false;
+        loop {
+            let now = jiff::Timestamp::now();
+            // Calls from a day back on: enough to count the patient's local day, whatever the
+            // zone.
+            let since = now.as_millisecond() - 26 * 3_600_000;
+            let placed: Vec<(i64,)> = sqlx::query_as(
+                "SELECT placed_at FROM patient_calls_placed WHERE patient_id = $1 AND placed_at >= $2",
+            )
+            .bind(patient)
+            .bind(since)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+            let placed: Vec<i64> = placed.into_iter().map(|(t,)| t).collect();
+            let at = self
+                .hours
+                .first_turn(now, tz, &placed, self.settings.max_calls_per_day);
+            let wait = at.duration_since(jiff::Timestamp::now());
+            if !wait.is_positive() {
+                return Ok(());
+            }
             let wait = Duration::try_from(wait).unwrap_or_default();
-            info!(
-                wait_secs = wait.as_secs(),
-                "the patient's call waits for calling hours"
-            );
-            tokio::time::sleep(wait).await;
+            if !told {
+                info!(
+                    wait_secs = wait.as_secs(),
+                    "the patient's call waits for calling hours"
+                );
+                told = true;
+            }
+            // The wait is on the wall clock (hours in the patient's zone), read again every
+            // few seconds: a timer alone runs on the monotonic clock, which stands still while
+            // the machine is suspended and knows nothing of the wall clock being set.
+            tokio::time::sleep(wait.min(TURN_RECHECK)).await;
         }
-        Ok(())
     }
 
     async fn ledger(&self, key: &str) -> Result<Option<Ledger>, String> {
