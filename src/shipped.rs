@@ -128,7 +128,15 @@ mod tests {
             );
         }
         let workflows = workflows();
-        assert_eq!(workflows.len(), 1, "the brief's discharge follow-up");
+        let names: Vec<&str> = workflows.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "discharge-follow-up-corrected.asl.json",
+                "discharge-follow-up.asl.json"
+            ],
+            "the brief's discharge follow-up, as written and corrected"
+        );
         for (name, text) in workflows {
             assert_eq!(
                 std::fs::read_to_string(root.join("workflows").join(name)).unwrap(),
