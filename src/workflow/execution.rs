@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::path;
-use super::validate::{Problem, validate};
+use super::validate::{Problem, kind_of, validate};
 
 /// A state machine ready to run: validated, and using only what runs today.
 #[derive(Debug, Clone)]
@@ -732,51 +732,29 @@ impl Thread {
                     Ok(t) => self.task_timeout_secs = t,
                     Err(cause) => return self.fail_state(env, "States.Runtime", &cause, now_ms),
                 }
-                let input = match s.get("Parameters") {
-                    Some(t) => {
-                        let ctx = self.context(env);
-                        match self.apply_template(env, t, &effective, &ctx) {
-                            Ok(v) => v,
-                            Err((error, cause)) => {
-                                return self.fail_state(env, error, &cause, now_ms);
-                            }
-                        }
-                    }
-                    None => effective,
-                };
-                self.task_input = input;
+                match self.parameters(env, s, effective) {
+                    Ok(input) => self.task_input = input,
+                    Err((error, cause)) => return self.fail_state(env, error, &cause, now_ms),
+                }
                 self.invoke(env, now_ms);
             }
-            "Parallel" => {
-                // Parameters shape the input every branch gets.
-                let input = match s.get("Parameters") {
-                    Some(t) => {
-                        let ctx = self.context(env);
-                        match self.apply_template(env, t, &effective, &ctx) {
-                            Ok(v) => v,
-                            Err((error, cause)) => {
-                                return self.fail_state(env, error, &cause, now_ms);
-                            }
-                        }
-                    }
-                    None => effective,
-                };
-                self.task_input = input;
-                self.fan(env, now_ms);
-            }
+            // Parameters shape the input every branch gets.
+            "Parallel" => match self.parameters(env, s, effective) {
+                Ok(input) => {
+                    self.task_input = input;
+                    self.fan(env, now_ms);
+                }
+                Err((error, cause)) => self.fail_state(env, error, &cause, now_ms),
+            },
             "Map" => {
                 // ItemsPath and ItemSelector are read per attempt, from the effective input.
                 self.task_input = effective;
                 self.fan(env, now_ms);
             }
             "Pass" => {
-                let result = match (s.get("Result"), s.get("Parameters")) {
-                    (Some(r), _) => Ok(r.clone()),
-                    (None, Some(t)) => {
-                        let ctx = self.context(env);
-                        self.apply_template(env, t, &effective, &ctx)
-                    }
-                    (None, None) => Ok(effective),
+                let result = match s.get("Result") {
+                    Some(r) => Ok(r.clone()),
+                    None => self.parameters(env, s, effective),
                 };
                 match result {
                     Ok(r) => self.complete_with_result(env, s, r, now_ms),
@@ -822,6 +800,22 @@ impl Thread {
                 let cause = format!("{other} states do not run");
                 self.fail_state(env, "States.Runtime", &cause, now_ms);
             }
+        }
+    }
+
+    /// The state's `Parameters` applied to its effective input (the input itself without).
+    fn parameters(
+        &self,
+        env: &mut Env<'_>,
+        s: &Map<String, Value>,
+        effective: Value,
+    ) -> Result<Value, (&'static str, String)> {
+        match s.get("Parameters") {
+            Some(t) => {
+                let ctx = self.context(env);
+                self.apply_template(env, t, &effective, &ctx)
+            }
+            None => Ok(effective),
         }
     }
 
@@ -1323,17 +1317,6 @@ fn read_at(p: &str, doc: &Value, ctx: &Value, field: &str, state: &str) -> Resul
         None => Err(format!(
             "the path `{p}` of `{field}` in state `{state}` found nothing in its input"
         )),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -1049,7 +1049,8 @@ fn is_comparator(k: &str) -> bool {
     })
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a JSON value is, for a message ("an array", "null").
+pub(super) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
