@@ -329,14 +329,10 @@ fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer()
     let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
-    let records = tempfile::tempdir().unwrap();
-    let bundle = records.path().join("patient.json");
-    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p-call",
+    let patient = json!({"resourceType": "Patient", "id": "p-call",
             "name": [{"family": "Tester", "given": ["Pat"]}],
             "telecom": [{"system": "phone", "use": "home", "value": "555-010-0177"},
-                        {"system": "phone", "use": "mobile", "value": "(555) 010-0199"}]}}]});
-    std::fs::write(&bundle, patient.to_string()).unwrap();
+                        {"system": "phone", "use": "mobile", "value": "(555) 010-0199"}]});
     let server = TestServer::start_with(Options {
         toml: format!(
             "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n[workflows]\ndir = \"{}\"\n\
@@ -347,12 +343,7 @@ fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer()
         ..Options::default()
     });
     phone.server = server.sip;
-    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_patient(&server, patient);
     let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
     let api = |method: &str, path: &str, body: Option<&str>| {
         request(
@@ -425,6 +416,37 @@ fn a_workflow_calls_the_patient_at_the_number_on_record_and_keeps_their_answer()
         server.metric("careline_outbound_calls_total{outcome=\"answered\"}"),
         1.0
     );
+}
+
+/// Imports `patient` (a FHIR Patient resource) into the server's store, as a clinic would
+/// (`careline patient import` of a Bundle).
+fn import_patient(server: &TestServer, patient: serde_json::Value) {
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let bundle_json = json!({"resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": patient}]});
+    std::fs::write(&bundle, bundle_json.to_string()).unwrap();
+    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The environment that preloads libfaketime into the server, its offset read from `offset`
+/// at every call (no cache), the monotonic clock left real (timers and the media clock run as
+/// always).
+fn faketime_env(offset: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        ("LD_PRELOAD".into(), FAKETIME.into()),
+        (
+            "FAKETIME_TIMESTAMP_FILE".into(),
+            offset.display().to_string(),
+        ),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ]
 }
 
 /// A UDP port that was free a moment ago.
@@ -503,12 +525,8 @@ fn sipp_as_the_patient_s_phone_answers_the_workflow_s_call_and_hangs_up_on_its_b
     let sipp = SippPhone::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
-    let records = tempfile::tempdir().unwrap();
-    let bundle = records.path().join("patient.json");
-    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p-sipp",
-            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0142"}]}}]});
-    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let patient = json!({"resourceType": "Patient", "id": "p-sipp",
+            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0142"}]});
     let server = TestServer::start_with(Options {
         toml: format!(
             // SIPp's built-in UAS sends no audio: no RTP time-out for this call.
@@ -519,12 +537,7 @@ fn sipp_as_the_patient_s_phone_answers_the_workflow_s_call_and_hangs_up_on_its_b
         ),
         ..Options::default()
     });
-    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_patient(&server, patient);
     let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
     let r = request(
         server.http,
@@ -710,12 +723,8 @@ fn a_trunk_over_tcp_gets_the_call_on_a_connection_careline_opens() {
 fn screening_server(phone: &mut Ua, answering_machine: &str) -> (TestServer, String, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
-    let records = tempfile::tempdir().unwrap();
-    let bundle = records.path().join("patient.json");
-    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p-amd",
-            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0111"}]}}]});
-    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let patient = json!({"resourceType": "Patient", "id": "p-amd",
+            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0111"}]});
     let server = TestServer::start_with(Options {
         toml: format!(
             "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n[workflows]\ndir = \"{}\"\n\
@@ -726,12 +735,7 @@ fn screening_server(phone: &mut Ua, answering_machine: &str) -> (TestServer, Str
         ..Options::default()
     });
     phone.server = server.sip;
-    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_patient(&server, patient);
     let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
     let r = request(
         server.http,
@@ -742,8 +746,8 @@ fn screening_server(phone: &mut Ua, answering_machine: &str) -> (TestServer, Str
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let location = r.header("location").expect("Location").to_string();
-    // The definition is read at start and the record is imported: neither file is needed.
-    drop((dir, records));
+    // The definition is read at start: its file is not needed any more.
+    drop(dir);
     (server, nurse, location)
 }
 
@@ -896,37 +900,20 @@ fn the_brief_s_discharge_follow_up_runs_end_to_end_on_careline_s_own_tasks() {
     let clock = tempfile::tempdir().unwrap();
     let offset = clock.path().join("offset");
     std::fs::write(&offset, "+0\n").unwrap();
-    let records = tempfile::tempdir().unwrap();
-    let bundle = records.path().join("patient.json");
-    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p-brief",
+    let patient = json!({"resourceType": "Patient", "id": "p-brief",
             "name": [{"family": "Yamada", "given": ["Hanako"]}],
             "communication": [{"language": {"coding": [{"code": "ja"}]}, "preferred": true}],
-            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0123"}]}}]});
-    std::fs::write(&bundle, patient.to_string()).unwrap();
+            "telecom": [{"system": "phone", "use": "mobile", "value": "555-010-0123"}]});
     let server = TestServer::start_with(Options {
         toml: format!(
             "[rtp]\ntimeout_secs = 0\n[sip.trunks.carrier]\nproxy = \"sip:127.0.0.1:{}\"\n\
              [workflows.call_patient]\nhours = \"00:00-24:00\"\n",
             sipp.port
         ),
-        env: vec![
-            ("LD_PRELOAD".into(), FAKETIME.into()),
-            (
-                "FAKETIME_TIMESTAMP_FILE".into(),
-                offset.display().to_string(),
-            ),
-            ("FAKETIME_NO_CACHE".into(), "1".into()),
-            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-        ],
+        env: faketime_env(&offset),
         ..Options::default()
     });
-    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_patient(&server, patient);
     let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
     let api = |method: &str, path: &str, body: Option<&str>| {
         request(
@@ -1046,36 +1033,19 @@ fn a_patient_never_reached_is_called_three_times_a_day_then_the_care_team_is_tol
     let clock = tempfile::tempdir().unwrap();
     let offset = clock.path().join("offset");
     std::fs::write(&offset, "+0\n").unwrap();
-    let records = tempfile::tempdir().unwrap();
-    let bundle = records.path().join("patient.json");
-    let patient = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p-busy",
-            "telecom": [{"system": "phone", "use": "home", "value": "555-010-0155"}]}}]});
-    std::fs::write(&bundle, patient.to_string()).unwrap();
+    let patient = json!({"resourceType": "Patient", "id": "p-busy",
+            "telecom": [{"system": "phone", "use": "home", "value": "555-010-0155"}]});
     let server = TestServer::start_with(Options {
         toml: format!(
             "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n\
              [workflows.call_patient]\nhours = \"00:00-24:00\"\nmax_calls_per_day = 3\n",
             phone.local
         ),
-        env: vec![
-            ("LD_PRELOAD".into(), FAKETIME.into()),
-            (
-                "FAKETIME_TIMESTAMP_FILE".into(),
-                offset.display().to_string(),
-            ),
-            ("FAKETIME_NO_CACHE".into(), "1".into()),
-            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-        ],
+        env: faketime_env(&offset),
         ..Options::default()
     });
     phone.server = server.sip;
-    let out = server.cli(&["patient", "import", bundle.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_patient(&server, patient);
     let nurse = format!("Bearer {}", server.user_token("nurse", "clinician"));
     let input = json!({"patient_id": "p-busy", "medications": [], "primary_care_physician_id": "dr-7",
         "vitals": {}, "reported_symptoms": []});
