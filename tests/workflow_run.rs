@@ -672,6 +672,28 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
     assert_eq!(agent.call("GET", "/api/v1/care-tasks", None).status, 403);
 }
 
+/// A server running `definitions` (name, text) from a folder of their own, with the Lambda
+/// function `function` served by `f`; the folder lives as long as the returned guard.
+fn workflow_server(
+    definitions: &[(&str, &str)],
+    f: &Functions,
+    function: &str,
+) -> (support::server::TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in definitions {
+        std::fs::write(dir.path().join(format!("{name}.asl.json")), text).unwrap();
+    }
+    let server = support::server::TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[workflows]\ndir = \"{}\"\n[lambda.{function}]\nurl = \"http://{}/{function}\"\n",
+            dir.path().display(),
+            f.addr
+        ),
+        ..Default::default()
+    });
+    (server, dir)
+}
+
 /// A Map calls each patient on a list: three at a time, each once under its own key. The
 /// first call to arrive never answers (the server is killed meanwhile); after the restart that one
 /// call is made again under the same key, the others are not, and the results come in the
@@ -685,16 +707,7 @@ fn a_map_calls_each_patient_once_through_kill_9_and_keeps_the_list_s_order() {
           "Call": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:CallPatient", "End": true}}},
         "End": true}}}"#;
     let f = recording_functions();
-    let flows = tempfile::tempdir().unwrap();
-    std::fs::write(flows.path().join("each.asl.json"), EACH).unwrap();
-    let mut server = support::server::TestServer::start_with(support::server::Options {
-        toml: format!(
-            "[workflows]\ndir = \"{}\"\n[lambda.CallPatient]\nurl = \"http://{}/CallPatient\"\n",
-            flows.path().display(),
-            f.addr
-        ),
-        ..Default::default()
-    });
+    let (mut server, _flows) = workflow_server(&[("each", EACH)], &f, "CallPatient");
     let nurse = server.user_token("nurse", "clinician");
     let patients: Vec<String> = (1..=7).map(|i| format!("p-{i}")).collect();
     let api = Api {
@@ -800,17 +813,7 @@ fn executions_killed_at_random_moments_finish_with_no_step_lost_or_added() {
             std::time::Duration::from_millis(h % 250)
         },
     );
-    let flows = tempfile::tempdir().unwrap();
-    std::fs::write(flows.path().join("chain.asl.json"), chain).unwrap();
-    std::fs::write(flows.path().join("fan.asl.json"), fan).unwrap();
-    let mut server = support::server::TestServer::start_with(support::server::Options {
-        toml: format!(
-            "[workflows]\ndir = \"{}\"\n[lambda.Step]\nurl = \"http://{}/Step\"\n",
-            flows.path().display(),
-            f.addr
-        ),
-        ..Default::default()
-    });
+    let (mut server, _flows) = workflow_server(&[("chain", &chain), ("fan", &fan)], &f, "Step");
     let nurse = server.user_token("nurse", "clinician");
     let mut ids = Vec::new();
     {
