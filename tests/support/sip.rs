@@ -544,16 +544,33 @@ impl Call {
 }
 
 /// Sends an INVITE and collects responses until a final one. Returns (final, provisional codes).
+/// Over UDP the INVITE is sent again until something answers, as a phone does (RFC 3261
+/// §17.1.1.2, Timer A: 500 ms, doubling): a datagram can be lost, on a loaded machine too (a
+/// flood filling the server's socket).
 pub fn invite(ua: &mut Ua, call: &mut Call, sdp: &str) -> (Msg, Vec<u16>) {
     let m = call.invite(ua, sdp);
     ua.send(&m);
+    let is_response = |m: &Msg| m.status().is_some() && m.cseq_method() == Some("INVITE");
     let mut provisional = Vec::new();
+    let mut first = None;
+    if ua.transport() == "UDP" {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut interval = Duration::from_millis(500);
+        while first.is_none() && Instant::now() < deadline {
+            first = ua.expect(interval, is_response);
+            if first.is_none() {
+                ua.send(&m);
+                interval = (interval * 2).min(Duration::from_secs(4));
+            }
+        }
+    }
     loop {
-        let resp = ua
-            .expect(Duration::from_secs(15), |m| {
-                m.status().is_some() && m.cseq_method() == Some("INVITE")
-            })
-            .expect("a response to INVITE");
+        let resp = match first.take() {
+            Some(r) => r,
+            None => ua
+                .expect(Duration::from_secs(15), is_response)
+                .expect("a response to INVITE"),
+        };
         call.on_response(&resp);
         let code = resp.status().unwrap_or(0);
         if code < 200 {
