@@ -59,6 +59,45 @@ pub struct Config {
     /// How contacts are offered to agents (`[routing]`): offer and wrap-up times, routing
     /// profiles.
     pub routing: crate::routing::desk::RoutingConfig,
+    /// The mail relay notices go out through (`[smtp]`): care tasks to the care team.
+    pub smtp: SmtpConfig,
+}
+
+/// `[smtp]`: the clinic's mail relay. Notices carry no patient data (they say that something
+/// waits and where); the password is best given as `CARELINE_SMTP__PASSWORD`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// The relay's host name (empty: no e-mail is sent).
+    pub host: String,
+    /// 0: the usual port for `tls` (587 for starttls, 465 for tls, 25 for off).
+    pub port: u16,
+    /// `starttls` (required: a relay that does not offer it gets no mail), `tls` (implicit
+    /// TLS), or `off` (plain SMTP; with a username only to a relay on loopback).
+    pub tls: String,
+    /// PEM root certificates to trust besides the system's (a clinic's own CA).
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    pub password: String,
+    /// The sender, `Careline <careline@clinic.example>`.
+    pub from: String,
+    /// How long one SMTP command may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: 0,
+            tls: "starttls".into(),
+            ca_file: None,
+            username: String::new(),
+            password: String::new(),
+            from: String::new(),
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// `[webrtc]`: calls from browsers (issue 21). Their codecs are `[rtp] codecs`, in that order
@@ -118,10 +157,26 @@ pub struct WorkflowsConfig {
     /// Told (POST, JSON without patient data) of each new item on the care team's work list,
     /// so someone is alerted without watching the list: a chat or paging integration.
     pub care_task_webhook: Option<String>,
+    /// E-mailed (through `[smtp]`, without patient data) of each new item on the work list,
+    /// by the item's kind.
+    pub care_task_mail: CareTaskMailConfig,
     /// The CallPatient task (`careline:call-patient`).
     pub call_patient: CallPatientConfig,
     /// Where the booking tasks put appointments (ScheduleAppointment, TelemedicineConsultation).
     pub appointments: AppointmentsConfig,
+}
+
+/// `[workflows.care_task_mail]`: who is e-mailed of a new work-list item.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CareTaskMailConfig {
+    /// Addresses told of NotifyPhysician's items (the on-call physician's, a pager gateway).
+    pub physician: Vec<String>,
+    /// Addresses told of NotifyCareteam's items and of patient-call follow-ups.
+    pub care_team: Vec<String>,
+    /// The address of Careline's web pages as the recipients reach them
+    /// (`https://careline.clinic.example`), for the link in the message; empty: none.
+    pub link_base: String,
 }
 
 /// `[workflows.appointments]`: the clinic's bookable hours.
@@ -237,6 +292,7 @@ impl Default for WorkflowsConfig {
             ]),
             risk_rules: None,
             care_task_webhook: None,
+            care_task_mail: CareTaskMailConfig::default(),
             call_patient: CallPatientConfig::default(),
             appointments: AppointmentsConfig::default(),
         }
@@ -600,6 +656,7 @@ impl Default for Config {
             workflows: WorkflowsConfig::default(),
             webrtc: WebRtcConfig::default(),
             routing: Default::default(),
+            smtp: SmtpConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             patients: PatientsConfig::default(),
@@ -929,6 +986,25 @@ impl Config {
                 "sip.min_expires_secs must be at least 1 and at most sip.max_expires_secs".into(),
             ));
         }
+        crate::notify::mail::Mailer::from_config(&self.smtp)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mail = &self.workflows.care_task_mail;
+        for (list, addrs) in [
+            ("physician", &mail.physician),
+            ("care_team", &mail.care_team),
+        ] {
+            for a in addrs {
+                crate::notify::mail::check_address(a).map_err(|e| {
+                    ConfigError::Invalid(format!("workflows.care_task_mail.{list}: {e}"))
+                })?;
+            }
+            if !addrs.is_empty() && self.smtp.host.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "workflows.care_task_mail.{list} names recipients but [smtp] host is empty: \
+                     set the relay they are sent through"
+                )));
+            }
+        }
         crate::workflow::call_patient::check_config(&self.workflows.call_patient)
             .map_err(|why| ConfigError::Invalid(format!("workflows.call_patient.{why}")))?;
         crate::workflow::appointments::Clinic::from_config(&self.workflows.appointments)
@@ -1111,6 +1187,47 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn mail_recipients_need_a_relay_and_addresses_that_are_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env(&[]), &Overrides::default())
+                .err()
+                .map(|e| e.to_string())
+        };
+        let e = load("[workflows.care_task_mail]\ncare_team = [\"nurses@clinic.example\"]\n");
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("[smtp] host is empty")),
+            "{e:?}"
+        );
+        let relay = "[smtp]\nhost = \"relay.clinic.example\"\nfrom = \"careline@clinic.example\"\n";
+        let e = load(&format!(
+            "{relay}[workflows.care_task_mail]\nphysician = [\"on call\"]\n"
+        ));
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("care_task_mail.physician")
+                    && e.contains("`on call` is not an e-mail address")),
+            "{e:?}"
+        );
+        let ok = load(&format!(
+            "{relay}[workflows.care_task_mail]\nphysician = [\"Dr On Call <oncall@clinic.example>\"]\n"
+        ));
+        assert_eq!(ok, None);
+        // The password from the environment, as the docs advise.
+        let path = dir.path().join("c.toml");
+        let c = Config::load(
+            Some(&path),
+            env(&[("CARELINE_SMTP__PASSWORD", "s3cret")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.smtp.password, "s3cret");
     }
 
     #[test]

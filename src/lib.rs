@@ -17,6 +17,7 @@ pub mod flow;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod notify;
 pub mod patient;
 pub mod recording;
 pub mod routing;

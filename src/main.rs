@@ -959,72 +959,87 @@ async fn workflow_run(
         &config.workflows,
         records.care_tasks.clone(),
     )?
-    .with_records(records.patients.clone(), records.audit.clone());
-    let id = format!("run-{:016x}", rand::random::<u64>());
-    let mut e = Execution::start(
-        std::sync::Arc::new(definition),
-        &id,
-        input,
-        now_ms(skipped),
-        rand::random(),
+    .with_records(records.patients.clone(), records.audit.clone())
+    .with_notices(records.outbox.clone());
+    // Notices (a care task's webhook and e-mail) go out once the execution ends; what the
+    // relay does not take then stays owed in the database, for the server to send.
+    let postman = careline::notify::Postman::new(
+        records.outbox.clone(),
+        careline::notify::mail::Mailer::from_config(&config.smtp)?,
+        None,
     );
-    println!("execution {id} started");
-    let mut shown = 0;
-    loop {
-        for h in &e.history()[shown..] {
-            match &h.state {
-                Some(s) => println!("{} {} {s}", careline::db::rfc3339(h.at_ms), h.kind),
-                None => println!("{} {}", careline::db::rfc3339(h.at_ms), h.kind),
+    let id = format!("run-{:016x}", rand::random::<u64>());
+    let result: anyhow::Result<()> = async {
+        let mut e = Execution::start(
+            std::sync::Arc::new(definition),
+            &id,
+            input,
+            now_ms(skipped),
+            rand::random(),
+        );
+        println!("execution {id} started");
+        let mut shown = 0;
+        loop {
+            for h in &e.history()[shown..] {
+                match &h.state {
+                    Some(s) => println!("{} {} {s}", careline::db::rfc3339(h.at_ms), h.kind),
+                    None => println!("{} {}", careline::db::rfc3339(h.at_ms), h.kind),
+                }
             }
-        }
-        shown = e.history().len();
-        if let Some(action) = e.poll_action() {
-            match action {
-                Action::Invoke {
-                    task,
-                    resource,
-                    input,
-                    timeout_secs,
-                } => {
-                    let function = careline::workflow::function_name(&resource);
-                    let timeout = timeout_secs.map_or(task_timeout, Duration::from_secs);
-                    let key = task.key(&id);
-                    let event = match tasks.invoke(function, &input, &key, timeout).await {
-                        Ok(output) => Event::TaskSucceeded { task, output },
-                        Err(e) => {
-                            println!("  {function} failed: {}: {}", e.error, e.cause);
-                            Event::TaskFailed {
-                                task,
-                                error: e.error,
-                                cause: e.cause,
+            shown = e.history().len();
+            if let Some(action) = e.poll_action() {
+                match action {
+                    Action::Invoke {
+                        task,
+                        resource,
+                        input,
+                        timeout_secs,
+                    } => {
+                        let function = careline::workflow::function_name(&resource);
+                        let timeout = timeout_secs.map_or(task_timeout, Duration::from_secs);
+                        let key = task.key(&id);
+                        let event = match tasks.invoke(function, &input, &key, timeout).await {
+                            Ok(output) => Event::TaskSucceeded { task, output },
+                            Err(e) => {
+                                println!("  {function} failed: {}: {}", e.error, e.cause);
+                                Event::TaskFailed {
+                                    task,
+                                    error: e.error,
+                                    cause: e.cause,
+                                }
                             }
-                        }
-                    };
-                    e.handle(event, now_ms(skipped));
+                        };
+                        e.handle(event, now_ms(skipped));
+                    }
+                    Action::Finished(Outcome::Succeeded(output)) => {
+                        println!("succeeded: {output}");
+                        return Ok(());
+                    }
+                    Action::Finished(Outcome::Failed { error, cause }) => {
+                        anyhow::bail!("execution {id} failed: {error}: {cause}");
+                    }
                 }
-                Action::Finished(Outcome::Succeeded(output)) => {
-                    println!("succeeded: {output}");
-                    return Ok(());
-                }
-                Action::Finished(Outcome::Failed { error, cause }) => {
-                    anyhow::bail!("execution {id} failed: {error}: {cause}");
-                }
+                continue;
             }
-            continue;
+            let Some(due) = e.poll_timeout() else {
+                anyhow::bail!("execution {id} stopped with nothing to do");
+            };
+            let wait = (due - now_ms(skipped)).max(0);
+            if skip_waits {
+                skipped += wait;
+                println!("  skipping a wait of {} s", wait / 1000);
+            } else {
+                println!("  waiting {} s", wait / 1000);
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
+            e.handle_timeout(now_ms(skipped).max(due));
         }
-        let Some(due) = e.poll_timeout() else {
-            anyhow::bail!("execution {id} stopped with nothing to do");
-        };
-        let wait = (due - now_ms(skipped)).max(0);
-        if skip_waits {
-            skipped += wait;
-            println!("  skipping a wait of {} s", wait / 1000);
-        } else {
-            println!("  waiting {} s", wait / 1000);
-            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-        }
-        e.handle_timeout(now_ms(skipped).max(due));
     }
+    .await;
+    if let Err(e) = postman.deliver_due(careline::db::now_ms()).await {
+        eprintln!("notices could not be read: {e}");
+    }
+    result
 }
 
 fn print_follow_ups(workflow: &str, done: &careline::workflow::runner::Triggered) {
@@ -1048,8 +1063,14 @@ async fn audit_verify(records: &careline::api::access::ApiState) -> anyhow::Resu
     }
 }
 
+/// The effective configuration as TOML, secrets shown as `***` (it is printed and pasted
+/// into tickets).
 fn toml_of(config: &Config) -> anyhow::Result<String> {
-    Ok(toml::to_string_pretty(config)?)
+    let mut shown = config.clone();
+    if !shown.smtp.password.is_empty() {
+        shown.smtp.password = "***".into();
+    }
+    Ok(toml::to_string_pretty(&shown)?)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -34,6 +34,10 @@ pub struct Metrics {
     /// Offers of contacts to agents, by how they ended: accepted, declined, timed_out,
     /// contact_left, agent_left.
     pub agent_offers: Family<Labels, Counter>,
+    /// Notices to people outside Careline (care-task webhook and e-mail), by channel
+    /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
+    /// `failed` (refused for good, or out of tries).
+    pub notifications: Family<Labels, Counter>,
     pub dtmf_digits: Family<Labels, Counter>,
     pub rtp_packets_sent: Counter,
     pub rtp_packets_received: Counter,
@@ -122,6 +126,7 @@ impl Metrics {
             answered_by: Family::default(),
             agents: Family::default(),
             agent_offers: Family::default(),
+            notifications: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
             dtmf_digits: Family::default(),
@@ -178,6 +183,11 @@ impl Metrics {
             "agent_offers",
             "Offers of contacts to agents, by how they ended",
             m.agent_offers.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notices to people outside Careline (webhook, e-mail), by channel and outcome",
+            m.notifications.clone(),
         );
         registry.register(
             "calls_ended",

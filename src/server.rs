@@ -285,6 +285,7 @@ impl Server {
                 records.care_tasks.clone(),
             )?
             .with_records(records.patients.clone(), records.audit.clone())
+            .with_notices(records.outbox.clone())
             .with_call_patient(
                 crate::workflow::call_patient::CallPatientTask::new(
                     Arc::new(services.clone()),
@@ -300,6 +301,18 @@ impl Server {
             Some(services.metrics.clone()),
         )
         .await?;
+        // The notices owed (a new care task's webhook and e-mail), sent in the background and
+        // after a restart whatever was still owed.
+        let mailer = crate::notify::mail::Mailer::from_config(&config.smtp)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        tokio::spawn(
+            crate::notify::Postman::new(
+                records.outbox.clone(),
+                mailer,
+                Some(services.metrics.clone()),
+            )
+            .run(),
+        );
         if let Some(trigger) = crate::workflow::runner::DischargeTrigger::new(
             workflows.starter().clone(),
             &config.workflows,

@@ -602,11 +602,20 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
     )
     .unwrap();
     let hook = recording_functions();
+    // The on-call physician is e-mailed too, through a relay that requires STARTTLS and
+    // whose certificate only the configured CA file vouches for.
+    let relay = support::smtp::SmtpSink::start_tls();
     let server = support::server::TestServer::start_with(support::server::Options {
         toml: format!(
-            "[workflows]\ndir = \"{}\"\ncare_task_webhook = \"http://{}/hook\"\n",
+            "[workflows]\ndir = \"{}\"\ncare_task_webhook = \"http://{}/hook\"\n\
+             [workflows.care_task_mail]\nphysician = [\"On call <oncall@clinic.example>\"]\n\
+             link_base = \"https://careline.clinic.example/\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
+             from = \"Careline <careline@clinic.example>\"\n",
             flows.path().display(),
-            hook.addr
+            hook.addr,
+            relay.port,
+            relay.ca.as_ref().unwrap().display(),
         ),
         ..Default::default()
     });
@@ -655,6 +664,33 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
         !notice.to_string().contains("chest"),
         "no clinical detail: {notice}"
     );
+    // And the physician's mail: once, saying how urgent and where, naming no patient.
+    let mail = relay.wait_for(1, std::time::Duration::from_secs(20));
+    assert_eq!(mail.len(), 1, "one message: {mail:?}");
+    let m = &mail[0];
+    assert!(m.contains("X-Rcpt-To: oncall@clinic.example"), "{m}");
+    assert!(
+        m.contains("Subject: [Careline] HIGH: a care task for the physician"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("Message-ID: <care-task.{id}.mail@clinic.example>")),
+        "{m}"
+    );
+    assert!(
+        m.contains("https://careline.clinic.example/api/v1/care-tasks?status=OPEN"),
+        "{m}"
+    );
+    assert!(m.contains(id), "{m}");
+    for phi in [ITO, "chest", "oxygen", "伊藤"] {
+        assert!(!m.contains(phi), "no `{phi}` in the mail: {m}");
+    }
+    let sent = server.wait_metric(
+        "careline_notifications_total{channel=\"mail\",outcome=\"sent\"}",
+        1.0,
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(sent, 1.0);
     let done = format!("/api/v1/care-tasks/{id}/done");
     assert_eq!(nurse.call("POST", &done, None).status, 204);
     assert_eq!(nurse.call("POST", &done, None).status, 409, "once");

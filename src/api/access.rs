@@ -31,6 +31,9 @@ pub struct ApiState {
     pub workflows: crate::workflow::store::Store,
     /// The care team's work list (workflows' notification tasks).
     pub care_tasks: crate::workflow::care_tasks::CareTasks,
+    /// Notices owed to people outside Careline (webhook, e-mail); the server's postman sends
+    /// them.
+    pub outbox: crate::notify::Outbox,
     /// Set by the server when `[workflows] on_discharge` is: imports start follow-ups.
     pub discharges: std::sync::OnceLock<(
         crate::workflow::runner::DischargeTrigger,
@@ -377,6 +380,7 @@ impl ApiState {
         let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;
         let workflows = crate::workflow::store::Store::new(db.clone(), keys.clone());
         let care_tasks = crate::workflow::care_tasks::CareTasks::new(db.clone(), keys.clone());
+        let outbox = crate::notify::Outbox::new(db.clone());
         let patients = PatientStore::new(
             db,
             keys,
@@ -389,6 +393,7 @@ impl ApiState {
             patients,
             workflows,
             care_tasks,
+            outbox,
             discharges: std::sync::OnceLock::new(),
             https: config.http.https(),
             sip_secrets,

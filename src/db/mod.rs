@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "patient calls placed",
         include_str!("migrations/0007_patient_calls_placed.sql"),
     ),
+    (
+        8,
+        "notifications",
+        include_str!("migrations/0008_notifications.sql"),
+    ),
 ];
 
 impl Db {

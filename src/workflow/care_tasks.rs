@@ -186,6 +186,72 @@ impl CareTasks {
         })
     }
 
+    /// The notices a new item `id` (of invocation `key`) gets: the webhook's JSON and an
+    /// e-mail to the addresses configured for its kind. Neither names the patient or the
+    /// reason: they say an item waits, how urgent, and where the list is.
+    pub fn notices(
+        id: &str,
+        key: &str,
+        kind: &str,
+        input: &Value,
+        webhook: Option<&str>,
+        mail: &crate::config::CareTaskMailConfig,
+    ) -> Vec<crate::notify::Notice> {
+        use crate::notify::{Channel, Notice};
+        let mut out = Vec::new();
+        if let Some(url) = webhook {
+            out.push(Notice {
+                id: format!("care-task:{id}:webhook"),
+                channel: Channel::Webhook,
+                target: vec![url.to_string()],
+                subject: String::new(),
+                body: Self::notice(id, key, kind, input).to_string(),
+            });
+        }
+        let to = match kind {
+            "physician" => &mail.physician,
+            _ => &mail.care_team,
+        };
+        if !to.is_empty() {
+            let urgency = input
+                .get("urgency")
+                .and_then(Value::as_str)
+                .filter(|u| u.len() <= 16 && u.chars().all(|c| c.is_ascii_alphanumeric()));
+            let whom = if kind == "physician" {
+                "the physician"
+            } else {
+                "the care team"
+            };
+            let subject = match urgency {
+                Some(u) => format!("[Careline] {u}: a care task for {whom}"),
+                None => format!("[Careline] A care task for {whom}"),
+            };
+            let base = mail.link_base.trim_end_matches('/');
+            let link = if base.is_empty() {
+                "Open the care-task list in Careline (Work list, or GET /api/v1/care-tasks)."
+                    .to_string()
+            } else {
+                format!("Open it in Careline:\n{base}/api/v1/care-tasks?status=OPEN")
+            };
+            let body = format!(
+                "A care-coordination workflow put an item on {whom}'s work list.\n\n\
+                 Item: {id}\n\
+                 Urgency: {}\n\n\
+                 {link}\n\n\
+                 This message names no patient: sign in to see who and why.\n",
+                urgency.unwrap_or("not given"),
+            );
+            out.push(Notice {
+                id: format!("care-task:{id}:mail"),
+                channel: Channel::Mail,
+                target: to.clone(),
+                subject,
+                body,
+            });
+        }
+        out
+    }
+
     /// The answer the notification task gives the workflow.
     pub fn answer(id: &str) -> Value {
         json!({"care_task": id, "notified": true})

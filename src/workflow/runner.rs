@@ -161,8 +161,11 @@ pub struct Tasks {
     builtins: BTreeMap<String, Builtin>,
     risk: Arc<super::risk::RiskRules>,
     care: super::care_tasks::CareTasks,
-    /// `[workflows] care_task_webhook`, told of each new work-list item.
-    webhook: Option<(String, crate::flow::http::HttpClient)>,
+    /// Where a new work-list item is told (`[workflows] care_task_webhook`,
+    /// `[workflows.care_task_mail]`), through the outbox (none: told nowhere).
+    notices: Option<crate::notify::Outbox>,
+    webhook: Option<String>,
+    mail: crate::config::CareTaskMailConfig,
     /// The CallPatient task, where calls can be placed (the server; not `workflow run`).
     call_patient: Option<Arc<super::call_patient::CallPatientTask>>,
     /// The patient store and audit trail, for tasks that read the patient's record.
@@ -218,16 +221,21 @@ impl Tasks {
             builtins,
             risk: Arc::new(risk),
             care,
-            webhook: settings
-                .care_task_webhook
-                .clone()
-                .filter(|u| !u.is_empty())
-                .map(|u| (u, crate::flow::http::HttpClient::new())),
+            notices: None,
+            webhook: settings.care_task_webhook.clone().filter(|u| !u.is_empty()),
+            mail: settings.care_task_mail.clone(),
             call_patient: None,
             records: None,
             clinic,
             appointments: settings.appointments.clone(),
         })
+    }
+
+    /// Tells the webhook and the e-mail recipients of each new work-list item, by queueing
+    /// notices in `outbox` (which the server's postman sends).
+    pub fn with_notices(mut self, outbox: crate::notify::Outbox) -> Tasks {
+        self.notices = Some(outbox);
+        self
     }
 
     /// Lets tasks read the patient's record (each read audited).
@@ -375,10 +383,10 @@ impl Tasks {
         Ok(())
     }
 
-    /// Puts an item on the care team's work list for invocation `key` (once) and tells the
-    /// webhook of a new one; returns its id.
+    /// Puts an item on the care team's work list for invocation `key` (once) and queues its
+    /// notices (webhook, e-mail; once); returns its id.
     async fn work_list(&self, key: &str, kind: &str, input: &Value) -> Result<String, TaskError> {
-        let (id, new) = self
+        let (id, _new) = self
             .care
             .add(key, kind, input, crate::db::now_ms())
             .await
@@ -386,26 +394,25 @@ impl Tasks {
                 error: "Careline.WorkList".into(),
                 cause: e.to_string(),
             })?;
-        if new && let Some((url, client)) = &self.webhook {
-            // Once, when the item is made; the item stands whether or not the webhook hears
-            // of it.
-            let notice = super::care_tasks::CareTasks::notice(&id, key, kind, input);
-            let told = client
-                .post_json(
-                    url,
-                    notice.to_string().into_bytes(),
-                    Duration::from_secs(10),
-                    4096,
-                )
-                .await;
-            match told {
-                Ok(r) if (200..300).contains(&r.status) => {}
-                Ok(r) => {
-                    warn!(care_task = %id, status = r.status, "the care-task webhook refused the notice")
-                }
-                Err(e) => {
-                    warn!(care_task = %id, error = %e, "the care-task webhook could not be told")
-                }
+        // Queued whether the item is new or not: an invocation delivered again after a crash
+        // between the item and its notices queues what is missing, and nothing twice.
+        if let Some(outbox) = &self.notices {
+            let notices = super::care_tasks::CareTasks::notices(
+                &id,
+                key,
+                kind,
+                input,
+                self.webhook.as_deref(),
+                &self.mail,
+            );
+            for n in &notices {
+                outbox
+                    .put(n, crate::db::now_ms())
+                    .await
+                    .map_err(|e| TaskError {
+                        error: "Careline.WorkList".into(),
+                        cause: e.to_string(),
+                    })?;
             }
         }
         Ok(id)

@@ -10,5 +10,6 @@ pub mod postgres;
 pub mod rtp;
 pub mod server;
 pub mod sip;
+pub mod smtp;
 pub mod speech;
 pub mod tls;
