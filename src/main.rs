@@ -960,7 +960,7 @@ async fn workflow_run(
         records.care_tasks.clone(),
     )?
     .with_records(records.patients.clone(), records.audit.clone())
-    .with_notices(records.outbox.clone());
+    .with_notices(records.outbox.clone(), !config.smtp.host.is_empty());
     // Notices (a care task's webhook and e-mail) go out once the execution ends; what the
     // relay does not take then stays owed in the database, for the server to send.
     let postman = careline::notify::Postman::new(

@@ -285,7 +285,7 @@ impl Server {
                 records.care_tasks.clone(),
             )?
             .with_records(records.patients.clone(), records.audit.clone())
-            .with_notices(records.outbox.clone())
+            .with_notices(records.outbox.clone(), !config.smtp.host.is_empty())
             .with_call_patient(
                 crate::workflow::call_patient::CallPatientTask::new(
                     Arc::new(services.clone()),

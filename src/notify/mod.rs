@@ -106,6 +106,8 @@ pub fn retry_after(attempts: u32, failure: &Failure) -> Option<Duration> {
 pub struct Stored {
     pub id: String,
     pub channel: String,
+    /// The URL, or the recipients' addresses.
+    pub target: Vec<String>,
     pub status: String,
     pub attempts: u32,
     pub created: String,
@@ -123,7 +125,9 @@ pub struct Outbox {
     wake: Arc<Notify>,
 }
 
+/// id, channel, target, status, attempts, created_at, sent_at, last_error.
 type StoredRow = (
+    String,
     String,
     String,
     String,
@@ -171,16 +175,17 @@ impl Outbox {
     /// The notice `id`, if queued.
     pub async fn get(&self, id: &str) -> Result<Option<Stored>, sqlx::Error> {
         let row: Option<StoredRow> = sqlx::query_as(
-            "SELECT id, channel, status, attempts, created_at, sent_at, last_error \
+            "SELECT id, channel, target, status, attempts, created_at, sent_at, last_error \
                  FROM notifications WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.db.pool())
         .await?;
         Ok(row.map(
-            |(id, channel, status, attempts, created, sent, last_error)| Stored {
+            |(id, channel, target, status, attempts, created, sent, last_error)| Stored {
                 id,
                 channel,
+                target: target.split(',').map(String::from).collect(),
                 status,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                 created: crate::db::rfc3339(created),

@@ -187,7 +187,7 @@ impl CareTasks {
     }
 
     /// The notices a new item `id` (of invocation `key`) gets: the webhook's JSON and an
-    /// e-mail to the addresses configured for its kind. Neither names the patient or the
+    /// e-mail to `to` (the addresses configured for its kind and those the record gives). Neither names the patient or the
     /// reason: they say an item waits, how urgent, and where the list is.
     pub fn notices(
         id: &str,
@@ -195,7 +195,8 @@ impl CareTasks {
         kind: &str,
         input: &Value,
         webhook: Option<&str>,
-        mail: &crate::config::CareTaskMailConfig,
+        to: &[String],
+        link_base: &str,
     ) -> Vec<crate::notify::Notice> {
         use crate::notify::{Channel, Notice};
         let mut out = Vec::new();
@@ -208,10 +209,6 @@ impl CareTasks {
                 body: Self::notice(id, key, kind, input).to_string(),
             });
         }
-        let to = match kind {
-            "physician" => &mail.physician,
-            _ => &mail.care_team,
-        };
         if !to.is_empty() {
             let urgency = input
                 .get("urgency")
@@ -226,7 +223,7 @@ impl CareTasks {
                 Some(u) => format!("[Careline] {u}: a care task for {whom}"),
                 None => format!("[Careline] A care task for {whom}"),
             };
-            let base = mail.link_base.trim_end_matches('/');
+            let base = link_base.trim_end_matches('/');
             let link = if base.is_empty() {
                 "Open the care-task list in Careline (Work list, or GET /api/v1/care-tasks)."
                     .to_string()
@@ -244,7 +241,7 @@ impl CareTasks {
             out.push(Notice {
                 id: format!("care-task:{id}:mail"),
                 channel: Channel::Mail,
-                target: to.clone(),
+                target: to.to_vec(),
                 subject,
                 body,
             });
@@ -252,10 +249,76 @@ impl CareTasks {
         out
     }
 
+    /// Whom the patient's own record names for an item of `kind`, from their Patient and
+    /// CareTeam resources: the e-mail addresses written there (`telecom`, system `email`)
+    /// and the references (`Practitioner/ID`, `PractitionerRole/ID`, `Organization/ID`)
+    /// whose addresses the caller looks up. The physician is the patient's
+    /// `generalPractitioner`; the care team is every participant of the patient's active
+    /// CareTeams (and the team's own address).
+    pub fn record_recipients(kind: &str, resources: &[Value]) -> (Vec<String>, Vec<String>) {
+        let mut emails = Vec::new();
+        let mut refs = Vec::new();
+        let mut add_ref = |v: Option<&Value>| {
+            if let Some(r) = v.and_then(|m| m.get("reference")).and_then(Value::as_str)
+                && let Some((t, _)) = r.split_once('/')
+                && matches!(t, "Practitioner" | "PractitionerRole" | "Organization")
+                && !refs.iter().any(|x| x == r)
+            {
+                refs.push(r.to_string());
+            }
+        };
+        for r in resources {
+            match (r.get("resourceType").and_then(Value::as_str), kind) {
+                (Some("Patient"), "physician") => {
+                    for gp in r
+                        .get("generalPractitioner")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        add_ref(Some(gp));
+                    }
+                }
+                (Some("CareTeam"), "care_team")
+                    if r.get("status")
+                        .and_then(Value::as_str)
+                        .is_none_or(|s| s == "active") =>
+                {
+                    emails.extend(email_addresses(r));
+                    for p in r
+                        .get("participant")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        add_ref(p.get("member"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (emails, refs)
+    }
+
     /// The answer the notification task gives the workflow.
     pub fn answer(id: &str) -> Value {
         json!({"care_task": id, "notified": true})
     }
+}
+
+/// The e-mail addresses in a resource's `telecom` (system `email`, not ended).
+pub fn email_addresses(resource: &Value) -> Vec<String> {
+    resource
+        .get("telecom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("system").and_then(Value::as_str) == Some("email"))
+        .filter(|t| t.pointer("/period/end").is_none())
+        .filter_map(|t| t.get("value").and_then(Value::as_str))
+        .map(|v| v.trim().trim_start_matches("mailto:").to_string())
+        .filter(|v| crate::notify::mail::check_address(v).is_ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -310,5 +373,40 @@ mod tests {
             Some(Some("p-1".into()))
         );
         assert_eq!(tasks.patient_of("nope").await.expect("read"), None);
+    }
+
+    #[test]
+    fn the_record_names_the_physician_and_the_active_care_team() {
+        let record = vec![
+            json!({"resourceType": "Patient", "id": "p-1",
+                   "generalPractitioner": [{"reference": "Practitioner/dr-7"}]}),
+            json!({"resourceType": "CareTeam", "status": "active",
+                   "telecom": [{"system": "email", "value": "mailto:ward4@clinic.example"},
+                               {"system": "phone", "value": "555-0100"}],
+                   "participant": [{"member": {"reference": "Practitioner/nurse-2"}},
+                                   {"member": {"reference": "Patient/p-1"}},
+                                   {"member": {"reference": "Organization/org-1"}}]}),
+            json!({"resourceType": "CareTeam", "status": "inactive",
+                   "participant": [{"member": {"reference": "Practitioner/old"}}]}),
+        ];
+        assert_eq!(
+            CareTasks::record_recipients("physician", &record),
+            (vec![], vec!["Practitioner/dr-7".to_string()])
+        );
+        assert_eq!(
+            CareTasks::record_recipients("care_team", &record),
+            (
+                vec!["ward4@clinic.example".to_string()],
+                vec![
+                    "Practitioner/nurse-2".to_string(),
+                    "Organization/org-1".to_string()
+                ]
+            )
+        );
+        let dr = json!({"resourceType": "Practitioner", "telecom": [
+            {"system": "email", "value": "dr.seven@clinic.example"},
+            {"system": "email", "value": "old@clinic.example", "period": {"end": "2020-01-01"}},
+            {"system": "email", "value": "not an address"}]});
+        assert_eq!(email_addresses(&dr), vec!["dr.seven@clinic.example"]);
     }
 }

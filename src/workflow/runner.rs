@@ -153,6 +153,18 @@ enum Msg {
     Wake,
 }
 
+/// Whether two mailboxes (`Name <box@host>` or `box@host`) are the same address.
+fn same_address(a: &str, b: &str) -> bool {
+    let bare = |s: &str| {
+        let s = s.trim();
+        match (s.rfind('<'), s.rfind('>')) {
+            (Some(l), Some(r)) if l < r => s[l + 1..r].to_ascii_lowercase(),
+            _ => s.to_ascii_lowercase(),
+        }
+    };
+    bare(a) == bare(b)
+}
+
 /// Where each Task function is answered: its `[lambda.NAME] url` over HTTP, else the built-in
 /// task `[workflows.tasks]` maps it to (RiskAssessment, by default).
 #[derive(Clone)]
@@ -164,6 +176,9 @@ pub struct Tasks {
     /// Where a new work-list item is told (`[workflows] care_task_webhook`,
     /// `[workflows.care_task_mail]`), through the outbox (none: told nowhere).
     notices: Option<crate::notify::Outbox>,
+    /// An `[smtp]` relay is configured: items are e-mailed to the configured addresses and
+    /// to the clinicians the patient's record names.
+    mail_on: bool,
     webhook: Option<String>,
     mail: crate::config::CareTaskMailConfig,
     /// The CallPatient task, where calls can be placed (the server; not `workflow run`).
@@ -222,6 +237,7 @@ impl Tasks {
             risk: Arc::new(risk),
             care,
             notices: None,
+            mail_on: false,
             webhook: settings.care_task_webhook.clone().filter(|u| !u.is_empty()),
             mail: settings.care_task_mail.clone(),
             call_patient: None,
@@ -233,9 +249,47 @@ impl Tasks {
 
     /// Tells the webhook and the e-mail recipients of each new work-list item, by queueing
     /// notices in `outbox` (which the server's postman sends).
-    pub fn with_notices(mut self, outbox: crate::notify::Outbox) -> Tasks {
+    /// With `mail_on` (an `[smtp]` relay configured) they are e-mailed as well.
+    pub fn with_notices(mut self, outbox: crate::notify::Outbox, mail_on: bool) -> Tasks {
         self.notices = Some(outbox);
+        self.mail_on = mail_on;
         self
+    }
+
+    /// The e-mail addresses the patient's record gives for an item of `kind` (the general
+    /// practitioner, the active care team: see [`super::care_tasks::CareTasks::record_recipients`]);
+    /// an audited read of the record. None found, or no record: empty.
+    async fn record_recipients(
+        &self,
+        key: &str,
+        patient: &str,
+        kind: &str,
+    ) -> Result<Vec<String>, TaskError> {
+        use super::care_tasks::{CareTasks, email_addresses};
+        let Some((patients, _)) = &self.records else {
+            return Ok(Vec::new());
+        };
+        let record = self
+            .read_record(key, patient, &["Patient", "CareTeam"], "notify")
+            .await?;
+        let (mut emails, refs) = CareTasks::record_recipients(kind, &record);
+        for r in refs {
+            let Some((rtype, rid)) = r.split_once('/') else {
+                continue;
+            };
+            // Clinicians and organisations are shared resources, not the patient's.
+            match patients.resource(rtype, rid).await {
+                Ok(Some(res)) => emails.extend(email_addresses(&res)),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(TaskError {
+                        error: "Careline.Records".into(),
+                        cause: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(emails)
     }
 
     /// Lets tasks read the patient's record (each read audited).
@@ -397,13 +451,28 @@ impl Tasks {
         // Queued whether the item is new or not: an invocation delivered again after a crash
         // between the item and its notices queues what is missing, and nothing twice.
         if let Some(outbox) = &self.notices {
+            let mut to = Vec::new();
+            if self.mail_on {
+                to.extend(match kind {
+                    "physician" => self.mail.physician.iter().cloned(),
+                    _ => self.mail.care_team.iter().cloned(),
+                });
+                if let Some(patient) = input.get("patient_id").and_then(Value::as_str) {
+                    for a in self.record_recipients(key, patient, kind).await? {
+                        if !to.iter().any(|t| same_address(t, &a)) {
+                            to.push(a);
+                        }
+                    }
+                }
+            }
             let notices = super::care_tasks::CareTasks::notices(
                 &id,
                 key,
                 kind,
                 input,
                 self.webhook.as_deref(),
-                &self.mail,
+                &to,
+                &self.mail.link_base,
             );
             for n in &notices {
                 outbox
@@ -1184,6 +1253,87 @@ mod tests {
                 tasks,
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_care_task_is_mailed_to_the_clinicians_the_record_names_and_those_configured() {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-1",
+                "generalPractitioner": [{"reference": "Practitioner/dr-7"}]}},
+            {"resource": {"resourceType": "Practitioner", "id": "dr-7",
+                "telecom": [{"system": "email", "value": "dr.seven@clinic.example"}]}},
+            {"resource": {"resourceType": "Practitioner", "id": "nurse-2",
+                "telecom": [{"system": "email", "value": "Nurses@Clinic.example"}]}},
+            {"resource": {"resourceType": "CareTeam", "id": "ct-1", "status": "active",
+                "subject": {"reference": "Patient/p-1"},
+                "participant": [{"member": {"reference": "Practitioner/nurse-2"}}]}}]});
+        let r = Records::with(bundle).await;
+        let mut settings = crate::config::WorkflowsConfig::default();
+        settings.care_task_mail.care_team = vec!["Ward <nurses@clinic.example>".into()];
+        settings.care_task_mail.physician = vec!["oncall@clinic.example".into()];
+        let outbox = crate::notify::Outbox::new(r.db.clone());
+        let audit = crate::audit::Audit::new(
+            r.db.clone(),
+            Arc::new(
+                crate::keys::KeyRing::open(r._dir.path(), crate::keys::Supplied::default())
+                    .expect("keys"),
+            ),
+        );
+        let tasks = Tasks::new(
+            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
+            &settings,
+            r.care.clone(),
+        )
+        .expect("tasks")
+        .with_records(r.patients.clone(), audit)
+        .with_notices(outbox.clone(), true);
+        let input = serde_json::json!({"patient_id": "p-1", "urgency": "HIGH", "reason": "x"});
+        let out = tasks
+            .invoke(
+                "NotifyPhysician",
+                &input,
+                "e-1/Notify/1",
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
+        let id = out["care_task"].as_str().expect("an item").to_string();
+        let mail = outbox
+            .get(&format!("care-task:{id}:mail"))
+            .await
+            .expect("read")
+            .expect("queued");
+        assert_eq!(
+            mail.target,
+            ["oncall@clinic.example", "dr.seven@clinic.example"]
+        );
+        let out = tasks
+            .invoke(
+                "NotifyCareteam",
+                &input,
+                "e-1/Tell/1",
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
+        let id = out["care_task"].as_str().expect("an item").to_string();
+        let mail = outbox
+            .get(&format!("care-task:{id}:mail"))
+            .await
+            .expect("read")
+            .expect("queued");
+        assert_eq!(
+            mail.target,
+            ["Ward <nurses@clinic.example>"],
+            "the record's address is the configured one, told once"
+        );
+        let (reads,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'patient.read' AND patient_id = 'p-1'",
+        )
+        .fetch_one(r.db.pool())
+        .await
+        .expect("audit");
+        assert_eq!(reads, 2, "each look into the record is audited");
     }
 
     #[tokio::test]
