@@ -721,6 +721,15 @@ fn a_trunk_over_tcp_gets_the_call_on_a_connection_careline_opens() {
 /// CALL_ONLY, with `answering_machine` as `[workflows.call_patient]` sets it; the nurse's
 /// token and the started execution's location.
 fn screening_server(phone: &mut Ua, answering_machine: &str) -> (TestServer, String, String) {
+    screening_server_with(phone, answering_machine, "")
+}
+
+/// [`screening_server`] with `extra` settings appended to its configuration.
+fn screening_server_with(
+    phone: &mut Ua,
+    answering_machine: &str,
+    extra: &str,
+) -> (TestServer, String, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("follow-up.asl.json"), CALL_ONLY).unwrap();
     let patient = json!({"resourceType": "Patient", "id": "p-amd",
@@ -728,7 +737,7 @@ fn screening_server(phone: &mut Ua, answering_machine: &str) -> (TestServer, Str
     let server = TestServer::start_with(Options {
         toml: format!(
             "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n[workflows]\ndir = \"{}\"\n\
-             [workflows.call_patient]\nhours = \"00:00-24:00\"\nanswering_machine = \"{answering_machine}\"\n",
+             [workflows.call_patient]\nhours = \"00:00-24:00\"\nanswering_machine = \"{answering_machine}\"\n{extra}",
             phone.local,
             dir.path().display()
         ),
@@ -832,6 +841,41 @@ fn a_voicemail_hears_no_questions_only_a_request_to_call_back_after_its_greeting
         execution["outcome"]["cause"]
             .as_str()
             .is_some_and(|c| c.contains("a message asking the patient to call back was left")),
+        "{execution}"
+    );
+    assert_eq!(
+        server.metric("careline_answered_by_total{verdict=\"machine\"}"),
+        1.0
+    );
+}
+
+/// The detector's limits are the operator's: with `[calls.amd] maximum_word_ms = 300`, the
+/// half-second "hello" that passes for a person by default is one word too long, so the
+/// call is taken for a machine and hung up without a word.
+#[test]
+fn calls_amd_settings_reach_the_detector() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let (server, nurse, location) = screening_server_with(
+        &mut phone,
+        "hang_up",
+        "[calls.amd]\nmaximum_word_ms = 300\n",
+    );
+    let (_callee, peer) = pick_up(&mut phone);
+    let mut hello = support::server::prompt_pcm("en", "digit-1");
+    hello.truncate(8 * 500);
+    peer.send_audio(hello);
+    let bye = phone
+        .expect(Duration::from_secs(30), |m| m.method() == Some("BYE"))
+        .expect("Careline hangs up on what it takes for a machine");
+    phone.respond(&bye, 200, "OK");
+    let heard = peer.heard();
+    assert!(
+        peak(&heard, 0, heard.len() / 8) < 100,
+        "nothing said to a machine"
+    );
+    let execution = ended_execution(&server, &nurse, &location);
+    assert_eq!(
+        execution["outcome"]["error"], "CallPatient.AnsweringMachine",
         "{execution}"
     );
     assert_eq!(

@@ -115,9 +115,7 @@ impl Shell {
                         barge_in: false,
                     });
                 }
-                Output::Screen => {
-                    self.leg_command(LegCommand::Screen(crate::media::amd::AmdSettings::default()))
-                }
+                Output::Screen => self.leg_command(LegCommand::Screen(self.svc.settings.amd)),
                 Output::MuteAgent(on) => {
                     if let Some(agent) = &self.agent {
                         agent.leg.command(LegCommand::Mute(on));

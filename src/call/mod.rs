@@ -44,6 +44,8 @@ pub struct CallSettings {
     pub srtp_keys_without_tls: bool,
     /// `[rtp] srtp_suites`.
     pub srtp_suites: Vec<crate::media::srtp::SrtpSuite>,
+    /// `[calls.amd]`: answering-machine detection where a flow screens a call it placed.
+    pub amd: crate::media::amd::AmdSettings,
 }
 
 impl CallSettings {
