@@ -160,10 +160,23 @@ pub struct WorkflowsConfig {
     /// E-mailed (through `[smtp]`, without patient data) of each new item on the work list,
     /// by the item's kind.
     pub care_task_mail: CareTaskMailConfig,
+    /// Where approved refill requests go (`[workflows.pharmacy]`).
+    pub pharmacy: PharmacyConfig,
     /// The CallPatient task (`careline:call-patient`).
     pub call_patient: CallPatientConfig,
     /// Where the booking tasks put appointments (ScheduleAppointment, TelemedicineConsultation).
     pub appointments: AppointmentsConfig,
+}
+
+/// `[workflows.pharmacy]`: the pharmacy system a clinician's approved refill is sent to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PharmacyConfig {
+    /// The pharmacy's FHIR base URL: each approval is POSTed there as a transaction Bundle of
+    /// MedicationRequests (conditional creates, so a resend makes nothing twice). HTTPS unless
+    /// the host is loopback (the order names the patient). Empty: approvals are written to
+    /// the patient's record only.
+    pub url: String,
 }
 
 /// `[workflows.care_task_mail]`: who is e-mailed of a new work-list item.
@@ -293,6 +306,7 @@ impl Default for WorkflowsConfig {
             risk_rules: None,
             care_task_webhook: None,
             care_task_mail: CareTaskMailConfig::default(),
+            pharmacy: PharmacyConfig::default(),
             call_patient: CallPatientConfig::default(),
             appointments: AppointmentsConfig::default(),
         }
@@ -1085,6 +1099,30 @@ impl Config {
             .map_err(|why| ConfigError::Invalid(format!("calls.amd.{why}")))?;
         crate::notify::mail::Mailer::from_config(&self.smtp)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let pharmacy = &self.workflows.pharmacy.url;
+        if !pharmacy.is_empty() {
+            let uri: Result<axum::http::Uri, _> = pharmacy.parse();
+            let ok = match uri {
+                Ok(u) => match (u.scheme_str(), u.host()) {
+                    (Some("https"), Some(_)) => true,
+                    (Some("http"), Some(h)) => {
+                        h == "localhost"
+                            || h.trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .parse::<std::net::IpAddr>()
+                                .is_ok_and(|ip| ip.is_loopback())
+                    }
+                    _ => false,
+                },
+                Err(_) => false,
+            };
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "workflows.pharmacy.url `{pharmacy}` must be an https:// URL (http:// only \
+                     to loopback): the orders sent there name the patient"
+                )));
+            }
+        }
         let mail = &self.workflows.care_task_mail;
         for (list, addrs) in [
             ("physician", &mail.physician),

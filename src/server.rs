@@ -326,7 +326,11 @@ impl Server {
         }
         let mut app = crate::api::router(services.clone())
             .merge(crate::api::v1::router(records.clone()))
-            .merge(crate::api::workflows::router(records.clone(), workflows));
+            .merge(crate::api::workflows::router(
+                records.clone(),
+                workflows,
+                Some(config.workflows.pharmacy.url.clone()).filter(|u| !u.is_empty()),
+            ));
         app = app.merge(crate::api::whip::router(
             records.clone(),
             services.clone(),

@@ -472,6 +472,13 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, D, D, D],
         on_call: [D, A, A, D, D, D],
     },
+    // A refill is a prescriber's decision.
+    Row {
+        method: "POST",
+        path: "/api/v1/care-tasks/{id}/decision",
+        off_call: [D, D, A, D, D, D],
+        on_call: [D, D, A, D, D, D],
+    },
 ];
 
 /// A server whose calls hold the line until the caller hangs up.
@@ -697,7 +704,7 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     );
                     assert_eq!(r.status, 201, "{}", r.body);
                     row.path.replace("{id}", r.json()["id"].as_str().unwrap())
-                } else if row.path == "/api/v1/care-tasks/{id}/done" {
+                } else if row.path.starts_with("/api/v1/care-tasks/{id}/") {
                     // A fresh item to close in each round.
                     row.path.replace("{id}", &api.care_task(&patient))
                 } else if row.path.ends_with("/stop") {
@@ -734,6 +741,9 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     }
                     ("POST", "/api/v1/workflows/{name}/executions") => {
                         (path, Some(json!({"patient_id": patient})))
+                    }
+                    ("POST", "/api/v1/care-tasks/{id}/decision") => {
+                        (path, Some(json!({"decision": "approved"})))
                     }
                     ("POST", "/api/v1/patients/{id}/break-glass") => {
                         (path, Some(json!({"reason": "matrix test emergency"})))
@@ -780,6 +790,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     || (row.path.ends_with("/answer") && r.status == 409)
                     || (row.path.ends_with("/accept") && r.status == 409)
                     || (row.path.ends_with("/decline") && r.status == 409)
+                    // A physician's item is no refill request: past the check, 409.
+                    || (row.path.ends_with("/decision") && r.status == 409)
                     || (row.path == "/api/v1/ws" && r.status == 426)
                     || (row.path == "/api/v1/calls" && r.status == 422)
                     || (row.path == "/api/v1/calls/{call_id}" && r.status == 404);

@@ -708,6 +708,113 @@ fn a_high_risk_assessment_puts_the_patient_on_the_physician_s_work_list_once() {
     assert_eq!(agent.call("GET", "/api/v1/care-tasks", None).status, 403);
 }
 
+/// The brief's UC2: CheckMedicationRefills puts a refill request on the work list; a
+/// clinician approves it (a supervisor may not); the refill is ordered in the patient's
+/// record and sent to the pharmacy as a FHIR transaction, once; a second decision is refused.
+#[test]
+fn an_approved_refill_is_ordered_in_the_record_and_sent_to_the_pharmacy_once() {
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(
+        flows.path().join("refills.asl.json"),
+        r#"{"StartAt": "Check", "States": {
+            "Check": {"Type": "Task", "Resource": "arn:aws:lambda:ap-northeast-1:123456789012:function:CheckMedicationRefills", "End": true}}}"#,
+    )
+    .unwrap();
+    let pharmacy =
+        serve(|_, _, _| Some(json!({"resourceType": "Bundle", "type": "transaction-response"})));
+    let server = support::server::TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[workflows]\ndir = \"{}\"\n[workflows.pharmacy]\nurl = \"http://{}/fhir\"\n",
+            flows.path().display(),
+            pharmacy.addr
+        ),
+        ..Default::default()
+    });
+    let bundle = support::fixtures::fhir_bundles()[0].clone();
+    server.cli_ok(&["patient", "import", bundle.to_str().unwrap()]);
+    let nurse = Api {
+        server: &server,
+        token: server.user_token("nurse", "clinician"),
+    };
+    let soon = jiff::Zoned::now()
+        .date()
+        .checked_add(jiff::Span::new().days(2))
+        .unwrap()
+        .to_string();
+    let input = json!({"patient_id": ITO, "medications": [
+        {"name": "Metformin", "dose": "500mg", "refill_date": soon}]})
+    .to_string();
+    let r = nurse.call("POST", "/api/v1/workflows/refills/executions", Some(&input));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").unwrap().to_string();
+    let mut output = Value::Null;
+    eventually("the check ends", || {
+        let e = nurse.call("GET", &location, None).json();
+        output = e["outcome"].clone();
+        e["status"] == "SUCCEEDED"
+    });
+    let id = output["refill_request"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a refill request: {output}"))
+        .to_string();
+    let decide = format!("/api/v1/care-tasks/{id}/decision");
+    let supervisor = Api {
+        server: &server,
+        token: server.user_token("boss", "supervisor"),
+    };
+    let r = supervisor.call("POST", &decide, Some(r#"{"decision": "approved"}"#));
+    assert_eq!(r.status, 403, "a prescriber's decision: {}", r.body);
+    let r = nurse.call("POST", &decide, Some(r#"{"decision": "maybe"}"#));
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    let r = nurse.call("POST", &decide, Some(r#"{"decision": "approved"}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let decided = r.json();
+    assert_eq!(decided["pharmacy"], "queued", "{decided}");
+    let order = &decided["orders"][0];
+    assert_eq!(order["medicationCodeableConcept"]["text"], "Metformin");
+    assert_eq!(order["requester"]["display"], "nurse");
+    let r = nurse.call("POST", &decide, Some(r#"{"decision": "declined"}"#));
+    assert_eq!(r.status, 409, "decided once: {}", r.body);
+
+    eventually("the pharmacy is sent the order", || {
+        deliveries_of(&pharmacy, "fhir").len() == 1
+    });
+    let (_, key, sent) = pharmacy.seen.lock().unwrap()[0].clone();
+    assert_eq!(key, format!("care-task:{id}:pharmacy"));
+    assert_eq!(sent["type"], "transaction");
+    let entry = &sent["entry"][0];
+    assert_eq!(
+        entry["resource"]["subject"]["reference"],
+        format!("Patient/{ITO}")
+    );
+    assert_eq!(entry["resource"]["intent"], "order");
+    assert_eq!(
+        entry["request"]["ifNoneExist"],
+        format!("identifier=urn:careline:refill|{id}-1")
+    );
+    // The order is in the patient's record, and the item closed as approved.
+    let glass = nurse.call(
+        "POST",
+        &format!("/api/v1/patients/{ITO}/break-glass"),
+        Some(r#"{"reason": "checking the refill order"}"#),
+    );
+    assert_eq!(glass.status, 200, "{}", glass.body);
+    let export = nurse.call("GET", &format!("/api/v1/patients/{ITO}/bundle"), None);
+    assert_eq!(export.status, 200, "{}", export.body);
+    assert!(
+        export.body.contains(&format!("\"refill-{id}-1\"")),
+        "{}",
+        export.body
+    );
+    let all = nurse
+        .call("GET", "/api/v1/care-tasks?status=all", None)
+        .json();
+    assert_eq!(all["care_tasks"][0]["outcome"], "approved", "{all}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(deliveries_of(&pharmacy, "fhir").len(), 1, "sent once");
+}
+
 /// A server running `definitions` (name, text) from a folder of their own, with the Lambda
 /// function `function` served by `f`; the folder lives as long as the returned guard.
 fn workflow_server(

@@ -380,7 +380,7 @@ impl ApiState {
         let tables = crate::patient::AlertTables::load(config.patients.alerts_file.as_deref())?;
         let workflows = crate::workflow::store::Store::new(db.clone(), keys.clone());
         let care_tasks = crate::workflow::care_tasks::CareTasks::new(db.clone(), keys.clone());
-        let outbox = crate::notify::Outbox::new(db.clone());
+        let outbox = crate::notify::Outbox::new(db.clone(), keys.clone());
         let patients = PatientStore::new(
             db,
             keys,

@@ -462,6 +462,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "post",
+        path: "/api/v1/care-tasks/{id}/decision",
+        action: Some(Action::CareTaskDecide),
+        summary: "A clinician approves or declines a refill request on the work list (CheckMedicationRefills' item). Approved: the refills become MedicationRequests (intent order) in the patient's record and, with [workflows.pharmacy] url, a FHIR transaction queued for the pharmacy (conditional creates; retried until taken). 409 when the item is no refill request or was decided already. Audited with the patient.",
+        query: &[],
+        body: Some("RefillDecision"),
+        ok: 200,
+        returns: "RefillDecided",
+        media: JSON,
+        also: &[409, 422],
+    },
+    RouteDoc {
+        method: "post",
         path: "/api/v1/calls/whip",
         action: Some(Action::CallPlace),
         summary: "Place a call from a browser (WHIP, RFC 9725): the body is the browser's SDP offer; the call runs a contact flow as a phone call does (?flow= names one, ?to= maps a number as a dialed number; else the default flow). Answers 201 with the SDP answer (ICE-lite, DTLS-SRTP) and the session's Location, whose URL is its capability: DELETE it to hang up. With [webrtc] public_calls = true anyone may place a call, without credentials.",
@@ -886,6 +898,7 @@ pub(crate) fn document() -> Value {
                     "care_tasks": {"type": "array", "items": {"type": "object", "required": ["id", "execution_id", "kind", "status", "created", "detail"], "properties": {
                         "id": text, "execution_id": text, "patient_id": opt_text, "kind": {"enum": ["physician", "care_team"]},
                         "urgency": opt_text, "status": {"enum": ["OPEN", "DONE"]}, "created": text, "done": text, "done_by": text,
+                        "outcome": {"enum": ["approved", "declined"]},
                         "detail": {"description": "the task input the workflow gave"}}}}}},
                 "WorkflowExecutions": {"type": "object", "required": ["executions"], "properties": {
                     "executions": {"type": "array", "items": {"$ref": "#/components/schemas/WorkflowExecution"}}}},
@@ -898,10 +911,21 @@ pub(crate) fn document() -> Value {
                     "history": {"type": "array", "items": {"type": "object", "required": ["seq", "time", "kind"], "properties": {
                         "seq": {"type": "integer"}, "time": text, "kind": text, "state": text}}}}},
     });
-    if let (Some(all), Value::Object(more)) =
-        (doc["components"]["schemas"].as_object_mut(), workflows)
-    {
-        all.extend(more);
+    let refills = json!({
+        "RefillDecision": {"type": "object", "required": ["decision"], "additionalProperties": false, "properties": {
+            "decision": {"type": "string", "enum": ["approved", "declined"]}}},
+        "RefillDecided": {"type": "object", "required": ["care_task", "decision", "orders", "pharmacy"], "properties": {
+            "care_task": {"type": "string"},
+            "decision": {"type": "string", "enum": ["approved", "declined"]},
+            "orders": {"type": "array", "items": {"type": "object", "description": "a FHIR MedicationRequest"}},
+            "pharmacy": {"type": "string", "enum": ["queued", "none"]}}},
+    });
+    for more in [workflows, refills] {
+        if let (Some(all), Value::Object(more)) =
+            (doc["components"]["schemas"].as_object_mut(), more)
+        {
+            all.extend(more);
+        }
     }
     doc
 }

@@ -21,6 +21,8 @@ use crate::workflow::store::StoreError;
 pub(crate) struct WorkflowApi {
     pub api: Arc<ApiState>,
     pub workflows: Workflows,
+    /// `[workflows.pharmacy] url`: where approved refills are sent (None: the record only).
+    pub pharmacy: Option<String>,
 }
 
 impl FromRef<WorkflowApi> for Arc<ApiState> {
@@ -29,7 +31,7 @@ impl FromRef<WorkflowApi> for Arc<ApiState> {
     }
 }
 
-pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows) -> Router {
+pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows, pharmacy: Option<String>) -> Router {
     Router::new()
         .route("/api/v1/workflows", get(list))
         .route("/api/v1/workflows/{name}/executions", post(start))
@@ -38,9 +40,14 @@ pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows) -> Router {
         .route("/api/v1/workflows/executions/{id}/stop", post(stop))
         .route("/api/v1/care-tasks", get(care_tasks))
         .route("/api/v1/care-tasks/{id}/done", post(care_task_done))
+        .route("/api/v1/care-tasks/{id}/decision", post(care_task_decision))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
-        .with_state(WorkflowApi { api, workflows })
+        .with_state(WorkflowApi {
+            api,
+            workflows,
+            pharmacy,
+        })
 }
 
 fn store_error(e: StoreError) -> ApiError {
@@ -320,4 +327,153 @@ async fn care_task_done(
     }
     s.api.audit.append(event).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Decision {
+    /// `approved` or `declined`.
+    pub decision: String,
+}
+
+/// Writes an approval's `orders` into the patient's record (audited) and queues them for the
+/// pharmacy when one is configured; true when queued.
+async fn carry_out(
+    s: &WorkflowApi,
+    caller: &Caller,
+    id: &str,
+    patient: &str,
+    orders: &[Value],
+    now_ms: i64,
+) -> Result<bool, ApiError> {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection",
+        "entry": orders.iter().map(|o| json!({"resource": o})).collect::<Vec<_>>()});
+    let written = s.api.patients.import_bundle(&bundle).await;
+    s.api
+        .audit
+        .append(
+            Event::new(
+                caller.name(),
+                action::PATIENT_WRITE,
+                if written.is_ok() {
+                    "success"
+                } else {
+                    "failure"
+                },
+            )
+            .patient(patient)
+            .detail(
+                json!({"care_task": id, "resources": orders.len(), "purpose": "refill approved"}),
+            ),
+        )
+        .await?;
+    written.map_err(ApiError::internal)?;
+    let Some(url) = &s.pharmacy else {
+        return Ok(false);
+    };
+    let notice = crate::notify::Notice {
+        id: format!("care-task:{id}:pharmacy"),
+        channel: crate::notify::Channel::Fhir,
+        target: vec![url.clone()],
+        subject: String::new(),
+        body: crate::workflow::medication::pharmacy_transaction(orders).to_string(),
+    };
+    s.api
+        .outbox
+        .put(&notice, now_ms)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(true)
+}
+
+/// `POST /api/v1/care-tasks/{id}/decision` `{"decision": "approved" | "declined"}`: a
+/// clinician decides a refill request (the brief's UC2). Approved, the refills become
+/// MedicationRequests (`intent: order`) in the patient's record and, with
+/// `[workflows.pharmacy] url`, a FHIR transaction to the pharmacy, sent through the outbox
+/// (retried until taken; conditional creates, so a resend orders nothing twice). 200 with the
+/// orders; 409 when the item is no refill request or was decided already. Audited.
+async fn care_task_decision(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(d): JsonBody<Decision>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::workflow::medication::refill_orders;
+    s.api.require(&caller, Action::CareTaskDecide, None).await?;
+    if !matches!(d.decision.as_str(), "approved" | "declined") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision is `approved` or `declined`",
+        ));
+    }
+    let tasks = &s.api.care_tasks;
+    let Some(item) = tasks.get(&id).await.map_err(store_error)? else {
+        return Err(ApiError::not_found(format!("no care task `{id}`")));
+    };
+    if item.detail.get("request").and_then(Value::as_str) != Some("medication_refill") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "care task {id} is no refill request: close it with POST /api/v1/care-tasks/{id}/done"
+            ),
+        ));
+    }
+    let Some(patient) = item.patient_id.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("refill request {id} names no patient"),
+        ));
+    };
+    let now_ms = crate::db::now_ms();
+    if !tasks
+        .decide(&id, caller.name(), &d.decision, now_ms)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("care task {id} is done already"),
+        ));
+    }
+    let mut orders = Vec::new();
+    let mut sent_to_pharmacy = false;
+    if d.decision == "approved" {
+        let due = item
+            .detail
+            .get("refills_due")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        orders = refill_orders(
+            &id,
+            &patient,
+            &due,
+            caller.name(),
+            &crate::db::rfc3339(now_ms),
+        );
+        match carry_out(&s, &caller, &id, &patient, &orders, now_ms).await {
+            Ok(sent) => sent_to_pharmacy = sent,
+            Err(e) => {
+                // Not carried out: the item opens again, for the clinician to decide again.
+                tasks.reopen(&id).await.map_err(store_error)?;
+                return Err(e);
+            }
+        }
+    }
+    s.api
+        .audit
+        .append(
+            Event::new(caller.name(), action::CARE_TASK_DONE, "success")
+                .patient(&patient)
+                .detail(
+                    json!({"care_task": id, "decision": d.decision, "pharmacy": sent_to_pharmacy}),
+                ),
+        )
+        .await?;
+    Ok(Json(json!({
+        "care_task": id,
+        "decision": d.decision,
+        "orders": orders,
+        "pharmacy": if sent_to_pharmacy { "queued" } else { "none" },
+    })))
 }

@@ -100,6 +100,9 @@ pub enum Action {
     CareTaskRead,
     /// Mark a work-list item done.
     CareTaskDone,
+    /// Approve or decline a refill request on the work list (an approved one goes to the
+    /// pharmacy): a prescriber's decision.
+    CareTaskDecide,
     /// Place a call from a browser into a contact flow (WHIP), when `[webrtc] public_calls`
     /// does not open it to anyone.
     CallPlace,
@@ -130,6 +133,7 @@ impl Action {
             Action::WorkflowRead => "workflow.read",
             Action::CareTaskRead => "care_task.read",
             Action::CareTaskDone => "care_task.done",
+            Action::CareTaskDecide => "care_task.decide",
             Action::CallPlace => "call.place",
             Action::CallAnswer => "call.answer",
             Action::DeskRead => "desk.read",
@@ -233,6 +237,8 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::CareTaskRead, R::Supervisor, S::Any),
     (A::CareTaskDone, R::Clinician, S::Any),
     (A::CareTaskDone, R::Supervisor, S::Any),
+    // A refill is a prescriber's decision: clinicians only.
+    (A::CareTaskDecide, R::Clinician, S::Any),
 ];
 
 /// The scope `role` has for `action`, or `None` (denied whatever the facts).

@@ -80,6 +80,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("migrations/0008_notifications.sql"),
     ),
+    (
+        9,
+        "care task decisions",
+        include_str!("migrations/0009_care_task_decisions.sql"),
+    ),
 ];
 
 impl Db {

@@ -99,12 +99,17 @@ impl HttpClient {
         if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
             return Err(HttpError::BadUrl(url.into()));
         }
-        let mut req = hyper::Request::post(uri)
-            .header("content-type", "application/json")
-            .header(
-                "user-agent",
-                concat!("careline/", env!("CARGO_PKG_VERSION")),
-            );
+        let typed = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+        let mut req = hyper::Request::post(uri);
+        if !typed {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req.header(
+            "user-agent",
+            concat!("careline/", env!("CARGO_PKG_VERSION")),
+        );
         for (name, value) in headers {
             req = req.header(*name, *value);
         }

@@ -9,8 +9,10 @@
 //! the row being marked sends it again, with the same `Message-ID` (and, for webhooks, the same
 //! `Idempotency-Key`), so the receiver can tell.
 //!
-//! A notice never carries patient data: it says that an item waits and where (the signed-in,
-//! audited pages say what). E-mail leaves the clinic's control once relayed.
+//! A notice to a person never carries patient data: it says that an item waits and where (the
+//! signed-in, audited pages say what); e-mail leaves the clinic's control once relayed. An
+//! order to a system (a refill to the pharmacy, FHIR over HTTPS) does: every body is sealed
+//! in the database like the patient store's values, and emptied once sent.
 
 pub mod mail;
 
@@ -29,6 +31,9 @@ pub enum Channel {
     Webhook,
     /// An e-mail to the target addresses.
     Mail,
+    /// POST of the body (a FHIR Bundle, `application/fhir+json`) to the target URL: an order
+    /// to another clinical system.
+    Fhir,
 }
 
 impl Channel {
@@ -36,6 +41,7 @@ impl Channel {
         match self {
             Channel::Webhook => "webhook",
             Channel::Mail => "mail",
+            Channel::Fhir => "fhir",
         }
     }
 
@@ -43,6 +49,7 @@ impl Channel {
         match s {
             "webhook" => Some(Channel::Webhook),
             "mail" => Some(Channel::Mail),
+            "fhir" => Some(Channel::Fhir),
             _ => None,
         }
     }
@@ -121,6 +128,7 @@ pub struct Stored {
 #[derive(Clone)]
 pub struct Outbox {
     db: Db,
+    keys: Arc<crate::keys::KeyRing>,
     /// Wakes the postman when a notice is put.
     wake: Arc<Notify>,
 }
@@ -142,10 +150,16 @@ type DueRow = (String, String, String, String, String, i64, i64);
 /// than an SMTP conversation's timeouts).
 const CLAIM_MS: i64 = 10 * 60 * 1000;
 
+/// The sealing context of notice `id`'s body.
+pub(crate) fn context(id: &str) -> String {
+    format!("notification:{id}")
+}
+
 impl Outbox {
-    pub fn new(db: Db) -> Outbox {
+    pub fn new(db: Db, keys: Arc<crate::keys::KeyRing>) -> Outbox {
         Outbox {
             db,
+            keys,
             wake: Arc::new(Notify::new()),
         }
     }
@@ -160,7 +174,7 @@ impl Outbox {
         .bind(notice.channel.name())
         .bind(notice.target.join(","))
         .bind(&notice.subject)
-        .bind(&notice.body)
+        .bind(self.keys.seal(&context(&notice.id), notice.body.as_bytes()))
         .bind(PENDING)
         .bind(now_ms)
         .execute(self.db.pool())
@@ -234,9 +248,10 @@ impl Outbox {
         Ok(row.0)
     }
 
+    /// Marks `id` sent and empties its body (nothing kept that is not needed).
     async fn mark_sent(&self, id: &str, attempts: i64, now_ms: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE notifications SET status = $1, attempts = $2, sent_at = $3, last_error = NULL WHERE id = $4",
+            "UPDATE notifications SET status = $1, attempts = $2, sent_at = $3, last_error = NULL, body = '' WHERE id = $4",
         )
         .bind(SENT)
         .bind(attempts)
@@ -332,10 +347,25 @@ impl Postman {
                 continue;
             }
             let attempts = attempts.saturating_add(1);
-            let result = match Channel::parse(&channel) {
-                Some(Channel::Mail) => self.send_mail(&id, &target, &subject, &body).await,
-                Some(Channel::Webhook) => self.post(&id, &target, &body).await,
-                None => Err(Failure::Permanent(format!("unknown channel `{channel}`"))),
+            let body = self.outbox.keys.open_sealed(&context(&id), &body);
+            let body = body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            let result = match (Channel::parse(&channel), body) {
+                (_, Err(_)) => Err(Failure::Permanent(
+                    "its body does not open with this key ring".into(),
+                )),
+                (Some(Channel::Mail), Ok(body)) => {
+                    self.send_mail(&id, &target, &subject, &body).await
+                }
+                (Some(Channel::Webhook), Ok(body)) => {
+                    self.post(&id, &target, &body, "application/json").await
+                }
+                (Some(Channel::Fhir), Ok(body)) => {
+                    self.post(&id, &target, &body, "application/fhir+json")
+                        .await
+                }
+                (None, _) => Err(Failure::Permanent(format!("unknown channel `{channel}`"))),
             };
             let outcome = match &result {
                 Ok(()) => {
@@ -395,13 +425,19 @@ impl Postman {
         mailer.send(id, &to, subject, body).await
     }
 
-    async fn post(&self, id: &str, url: &str, body: &str) -> Result<(), Failure> {
+    async fn post(
+        &self,
+        id: &str,
+        url: &str,
+        body: &str,
+        content_type: &str,
+    ) -> Result<(), Failure> {
         let told = self
             .http
             .post_json_with(
                 url,
                 body.as_bytes().to_vec(),
-                &[("idempotency-key", id)],
+                &[("idempotency-key", id), ("content-type", content_type)],
                 Duration::from_secs(10),
                 4096,
             )
@@ -440,7 +476,10 @@ mod tests {
     async fn outbox() -> (Outbox, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(None, dir.path()).await.unwrap();
-        (Outbox::new(db), dir)
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(dir.path(), crate::keys::Supplied::default()).unwrap(),
+        );
+        (Outbox::new(db, keys), dir)
     }
 
     fn notice(url: &str) -> Notice {

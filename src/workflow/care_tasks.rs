@@ -36,9 +36,28 @@ pub struct CareTask {
     pub done: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub done_by: Option<String>,
+    /// How a refill request was closed: `approved` or `declined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     /// The task input the workflow gave (the reason, for one).
     pub detail: Value,
 }
+
+/// A row of `care_tasks`, as [`COLUMNS`] lists them.
+type Row = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+const COLUMNS: &str = "id, execution_id, patient_id, kind, urgency, status, created_at, done_at, done_by, detail, outcome";
 
 #[derive(Clone)]
 pub struct CareTasks {
@@ -94,58 +113,93 @@ impl CareTasks {
         patient: Option<&str>,
         limit: i64,
     ) -> Result<Vec<CareTask>, StoreError> {
-        type Row = (
-            String,
-            String,
-            Option<String>,
-            String,
-            Option<String>,
-            String,
-            i64,
-            Option<i64>,
-            Option<String>,
-            String,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, execution_id, patient_id, kind, urgency, status, created_at, done_at, done_by, detail \
-             FROM care_tasks WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR patient_id = $2) \
-             ORDER BY created_at, id LIMIT $3",
-        )
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM care_tasks WHERE ($1 IS NULL OR status = $1) \
+             AND ($2 IS NULL OR patient_id = $2) ORDER BY created_at, id LIMIT $3"
+        ))
         .bind(status)
         .bind(patient)
         .bind(limit)
         .fetch_all(self.db.pool())
         .await?;
-        rows.into_iter()
-            .map(
-                |(
-                    id,
-                    execution_id,
-                    patient_id,
-                    kind,
-                    urgency,
-                    status,
-                    created,
-                    done,
-                    done_by,
-                    sealed,
-                )| {
-                    let detail = super::store::open_json(&self.keys, &context(&id), &sealed)?;
-                    Ok(CareTask {
-                        id,
-                        execution_id,
-                        patient_id,
-                        kind,
-                        urgency,
-                        status,
-                        created: crate::db::rfc3339(created),
-                        done: done.map(crate::db::rfc3339),
-                        done_by,
-                        detail,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(|r| self.item(r)).collect()
+    }
+
+    /// The item `id`, if there is one.
+    pub async fn get(&self, id: &str) -> Result<Option<CareTask>, StoreError> {
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM care_tasks WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        row.map(|r| self.item(r)).transpose()
+    }
+
+    fn item(&self, row: Row) -> Result<CareTask, StoreError> {
+        let (
+            id,
+            execution_id,
+            patient_id,
+            kind,
+            urgency,
+            status,
+            created,
+            done,
+            done_by,
+            sealed,
+            outcome,
+        ) = row;
+        let detail = super::store::open_json(&self.keys, &context(&id), &sealed)?;
+        Ok(CareTask {
+            id,
+            execution_id,
+            patient_id,
+            kind,
+            urgency,
+            status,
+            created: crate::db::rfc3339(created),
+            done: done.map(crate::db::rfc3339),
+            done_by,
+            outcome,
+            detail,
+        })
+    }
+
+    /// Opens again an item whose decision could not be carried out (the record could not be
+    /// written): the clinician may decide it again.
+    pub async fn reopen(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE care_tasks SET status = $1, done_at = NULL, done_by = NULL, outcome = NULL WHERE id = $2",
+        )
+        .bind(OPEN)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Closes an open refill request with the clinician's `outcome` (`approved`,
+    /// `declined`); false when it was not open.
+    pub async fn decide(
+        &self,
+        id: &str,
+        by: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE care_tasks SET status = $1, done_at = $2, done_by = $3, outcome = $4 WHERE id = $5 AND status = $6",
+        )
+        .bind(DONE)
+        .bind(now_ms)
+        .bind(by)
+        .bind(outcome)
+        .bind(id)
+        .bind(OPEN)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// The patient an item is about (None: no such item, or about no patient).

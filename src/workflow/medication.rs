@@ -165,6 +165,86 @@ pub fn answer(input: &Value, due: &[Due], care_task: Option<&str>) -> Value {
     )
 }
 
+/// The orders a clinician's approval of refill request `item` makes: one MedicationRequest
+/// per medication due (`refills_due` as the task listed them), `intent: order`, for
+/// `patient`, approved by `approver` at `now` (RFC 3339), the prescription it renews named
+/// in `priorPrescription` when it came from the record. Each has an identifier
+/// (`urn:careline:refill`, `ITEM-N`) and an id (`refill-ITEM-N`) from the item, so the same
+/// approval sent twice makes the same orders.
+pub fn refill_orders(
+    item: &str,
+    patient: &str,
+    refills_due: &[Value],
+    approver: &str,
+    now: &str,
+) -> Vec<Value> {
+    refills_due
+        .iter()
+        .enumerate()
+        .map(|(n, d)| {
+            let key = format!("{item}-{}", n + 1);
+            let mut mr = json!({
+                "resourceType": "MedicationRequest",
+                "id": format!("refill-{key}"),
+                "identifier": [{"system": REFILL_SYSTEM, "value": key}],
+                "status": "active",
+                "intent": "order",
+                "subject": {"reference": format!("Patient/{patient}")},
+                "medicationCodeableConcept": {"text": d.get("name").and_then(Value::as_str).unwrap_or("medication")},
+                "authoredOn": now,
+                "requester": {"display": approver},
+                "note": [{"text": format!("Refill approved in Careline (care task {item}), due {}.",
+                    d.get("due").and_then(Value::as_str).unwrap_or("now"))}],
+            });
+            if let Some(dose) = d.get("dose").and_then(Value::as_str) {
+                mr["dosageInstruction"] = json!([{"text": dose}]);
+            }
+            if let Some(prior) = d.get("request_id").and_then(Value::as_str) {
+                mr["priorPrescription"] = json!({"reference": format!("MedicationRequest/{prior}")});
+            }
+            mr
+        })
+        .collect()
+}
+
+/// The identifier system of the orders [`refill_orders`] makes.
+pub const REFILL_SYSTEM: &str = "urn:careline:refill";
+
+/// `orders` as the FHIR transaction a pharmacy system takes: each a conditional create
+/// (`ifNoneExist` on its identifier), so a transaction delivered twice creates nothing twice.
+pub fn pharmacy_transaction(orders: &[Value]) -> Value {
+    let entries: Vec<Value> = orders
+        .iter()
+        .map(|o| {
+            let key = o
+                .pointer("/identifier/0/value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            json!({
+                "fullUrl": format!("urn:uuid:{}", uuid_of(key)),
+                "resource": o,
+                "request": {"method": "POST", "url": "MedicationRequest",
+                    "ifNoneExist": format!("identifier={REFILL_SYSTEM}|{key}")},
+            })
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// A UUID-shaped name derived from `key` (SHA-256), the same for the same key.
+fn uuid_of(key: &str) -> String {
+    use sha2::Digest;
+    let h = hex::encode(&sha2::Sha256::digest(key.as_bytes())[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +334,44 @@ mod tests {
         assert_eq!(out["patient_id"], "p-1");
         assert_eq!(out["refills_due"], json!([]));
         assert_eq!(out["refill_request"], Value::Null);
+    }
+
+    #[test]
+    fn an_approval_makes_one_order_per_refill_and_the_same_ones_twice() {
+        let due = vec![
+            json!({"name": "Metformin", "dose": "500mg", "due": "2026-05-10", "source": "input"}),
+            json!({"name": "Warfarin 5 MG", "due": "2026-05-11", "source": "record",
+                   "request_id": "mr-1", "needs_renewal": true}),
+        ];
+        let orders = refill_orders("ab12", "p-1", &due, "nurse", "2026-05-04T09:00:00Z");
+        assert_eq!(orders.len(), 2);
+        assert_eq!(orders[0]["id"], "refill-ab12-1");
+        assert_eq!(orders[0]["intent"], "order");
+        assert_eq!(orders[0]["subject"]["reference"], "Patient/p-1");
+        assert_eq!(orders[0]["dosageInstruction"][0]["text"], "500mg");
+        assert!(orders[0].get("priorPrescription").is_none());
+        assert_eq!(
+            orders[1]["priorPrescription"]["reference"],
+            "MedicationRequest/mr-1"
+        );
+        let tx = pharmacy_transaction(&orders);
+        assert_eq!(tx["type"], "transaction");
+        assert_eq!(
+            tx["entry"][1]["request"]["ifNoneExist"],
+            "identifier=urn:careline:refill|ab12-2"
+        );
+        assert_eq!(
+            tx,
+            pharmacy_transaction(&refill_orders(
+                "ab12",
+                "p-1",
+                &due,
+                "nurse",
+                "2026-05-04T09:00:00Z"
+            )),
+            "the same approval makes the same transaction"
+        );
+        let url = tx["entry"][0]["fullUrl"].as_str().unwrap();
+        assert_eq!(url.len(), "urn:uuid:".len() + 36, "{url}");
     }
 }

@@ -1271,14 +1271,12 @@ mod tests {
         let mut settings = crate::config::WorkflowsConfig::default();
         settings.care_task_mail.care_team = vec!["Ward <nurses@clinic.example>".into()];
         settings.care_task_mail.physician = vec!["oncall@clinic.example".into()];
-        let outbox = crate::notify::Outbox::new(r.db.clone());
-        let audit = crate::audit::Audit::new(
-            r.db.clone(),
-            Arc::new(
-                crate::keys::KeyRing::open(r._dir.path(), crate::keys::Supplied::default())
-                    .expect("keys"),
-            ),
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(r._dir.path(), crate::keys::Supplied::default())
+                .expect("keys"),
         );
+        let outbox = crate::notify::Outbox::new(r.db.clone(), keys.clone());
+        let audit = crate::audit::Audit::new(r.db.clone(), keys);
         let tasks = Tasks::new(
             Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
             &settings,

@@ -664,7 +664,7 @@ impl Store {
         let mut n = 0;
         /// Table, key column, sealed column, and the sealing context of a key.
         type Sealed = (&'static str, &'static str, &'static str, fn(&str) -> String);
-        let columns: [Sealed; 5] = [
+        let columns: [Sealed; 6] = [
             ("workflow_executions", "id", "snapshot", snapshot_context),
             ("workflow_executions", "id", "outcome", outcome_context),
             ("workflow_tasks", "idempotency_key", "input", task_context),
@@ -675,10 +675,11 @@ impl Store {
                 "result",
                 super::call_patient::ledger_context,
             ),
+            ("notifications", "id", "body", crate::notify::context),
         ];
         for (table, key, column, context_of) in columns {
             let rows: Vec<(String, String)> = sqlx::query_as(&format!(
-                "SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL"
+                "SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL AND {column} <> ''"
             ))
             .fetch_all(self.db.pool())
             .await?;
