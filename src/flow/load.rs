@@ -45,8 +45,20 @@ pub(crate) fn parse(file: &str, stem: &str, text: &str) -> Result<Source, Diagno
         let wrapper: Wrapper = serde_json::from_value(value.clone()).map_err(|e| {
             Diagnostic::error(file, format!("the DescribeContactFlow wrapper: {e}"))
         })?;
-        let document: Document = serde_json::from_str(&wrapper.content)
-            .map_err(|e| json_error(file, "in `Content`: ", &e))?;
+        let document: Document = match wrapper.content {
+            Value::String(text) => {
+                serde_json::from_str(&text).map_err(|e| json_error(file, "in `Content`: ", &e))?
+            }
+            content @ Value::Object(_) => serde_json::from_value(content).map_err(|e| {
+                Diagnostic::error(file, format!("`Content` is not a flow document: {e}"))
+            })?,
+            _ => {
+                return Err(Diagnostic::error(
+                    file,
+                    "`Content` is neither the flow document nor its JSON text",
+                ));
+            }
+        };
         return Ok(Source {
             file: file.to_string(),
             name: wrapper.name.unwrap_or_else(|| stem.to_string()),
@@ -98,6 +110,17 @@ mod tests {
         assert_eq!(w.name, "main");
         assert_eq!(w.flow_type.as_deref(), Some("CONTACT_FLOW"));
         assert_eq!(w.document.start_action.as_deref(), Some("a"));
+        // Content as the document itself, not its text.
+        let object: Value = serde_json::from_str(BARE).unwrap();
+        let o = serde_json::json!({"Name": "obj", "Type": "CONTACT_FLOW", "Content": object});
+        let o = parse("z.json", "z", &o.to_string()).unwrap();
+        assert_eq!(o.name, "obj");
+        assert_eq!(o.document.actions.as_ref().unwrap().len(), 1);
+        let neither = serde_json::json!({"Name": "n", "Content": 7});
+        let err = parse("n.json", "n", &neither.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`Content` is neither"), "{err}");
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub(crate) struct Wrapper {
     pub name: Option<String>,
     #[serde(rename = "Type")]
     pub flow_type: Option<String>,
-    pub content: String,
+    /// The flow document as a JSON string (DescribeContactFlow's shape) or, as some export
+    /// tools write it, the document itself.
+    pub content: serde_json::Value,
 }
 
 /// The bare flow document.
