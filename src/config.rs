@@ -813,6 +813,8 @@ fn shipped_queues() -> BTreeMap<String, QueueConfig> {
             QueueConfig {
                 capacity: 20,
                 hold_flow: Some("triage-hold".into()),
+                // The urgent line: a caller unanswered for a minute alerts supervisors.
+                alert_after_secs: if name == "triage-urgent" { 60 } else { 0 },
                 ..QueueConfig::default()
             },
         );

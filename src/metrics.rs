@@ -87,6 +87,9 @@ pub struct Metrics {
     /// Contacts a full queue turned away (the flow's QueueAtCapacity branch).
     pub queue_refused: Family<NamedLabels, Counter>,
     /// Contacts that left each queue without an agent (hung up, or moved on by their flow).
+    /// Callers who waited past their queue's `alert_after_secs` unanswered, by queue: the
+    /// urgent line's alarm (alert on any).
+    pub queue_wait_alerts: Family<NamedLabels, Counter>,
     pub queue_abandoned: Family<NamedLabels, Counter>,
     /// How long answered contacts waited in each queue before an agent was with them, in
     /// seconds (a contact center's "speed of answer"); its count is the contacts answered.
@@ -162,6 +165,7 @@ impl Metrics {
             queue_entered: Family::default(),
             queue_refused: Family::default(),
             queue_abandoned: Family::default(),
+            queue_wait_alerts: Family::default(),
             queue_answer_wait: Family::new_with_constructor(answer_wait_histogram),
             auth_unauthenticated: Counter::default(),
             registry: Registry::default(),
@@ -188,6 +192,11 @@ impl Metrics {
             "notifications",
             "Notices to people outside Careline (webhook, e-mail), by channel and outcome",
             m.notifications.clone(),
+        );
+        registry.register(
+            "queue_wait_alerts",
+            "Callers who waited past their queue's alert limit unanswered, by queue",
+            m.queue_wait_alerts.clone(),
         );
         registry.register(
             "calls_ended",

@@ -1239,14 +1239,18 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
 }
 
 /// A supervisor watches the desk live: in headless Chromium the supervisor's page shows the
-/// caller waiting and the nurse's call ringing (screenshot in
+/// caller waiting and the nurse's call ringing, and, the urgent caller unanswered past the
+/// queue's alert limit (2 s here, a minute as shipped), the alarm (screenshot in
 /// target/browser-screenshots/supervisor/); the same view as JSON names the figures, and a
 /// caller who hangs up before anyone answers counts as abandoned. Agents may not see it.
 #[test]
 fn a_supervisor_sees_the_queues_and_agents_live() {
     use support::console::Console;
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
-    let server = TestServer::start();
+    let server = TestServer::start_with(Options {
+        toml: "[queues.triage-urgent]\nalert_after_secs = 2\n".into(),
+        ..Default::default()
+    });
     add_user(&server, "sue", "supervisor");
     let nurse = server.user_token("nurse-1", "agent");
     let boss = server.user_token("boss", "supervisor");
@@ -1280,6 +1284,15 @@ fn a_supervisor_sees_the_queues_and_agents_live() {
         queue.get(3).and_then(|v| v.as_str()),
         Some("0 / 1 / 1"),
         "{summary}"
+    );
+    assert_eq!(
+        summary["alert"], "1 caller has waited over 0:02 in triage-urgent, unanswered.",
+        "{summary}"
+    );
+    assert_eq!(summary["queue_class"], "over-limit", "{summary}");
+    assert_eq!(
+        server.metric("careline_queue_wait_alerts_total{queue=\"triage-urgent\"}"),
+        1.0
     );
 
     // The caller gives up: abandoned, in the JSON view and in /metrics.

@@ -32,7 +32,17 @@ function show(view) {
       q.service_level === null ? '' : `${Math.round(q.service_level * 100)} % in ${q.service_level_secs} s`,
     ]);
     tr.dataset.queue = q.name;
+    if (q.over_limit > 0) tr.classList.add('over-limit');
     return tr;
+  }));
+  // Callers waiting past their queue's alert limit (the urgent line's minute), unanswered.
+  const late = view.queues.filter((q) => q.over_limit > 0);
+  $('alerts').hidden = late.length === 0;
+  $('alerts').replaceChildren(...late.map((q) => {
+    const p = document.createElement('p');
+    const who = q.over_limit === 1 ? '1 caller has' : `${q.over_limit} callers have`;
+    p.textContent = `${who} waited over ${minutes(q.alert_after_secs)} in ${q.name}, unanswered.`;
+    return p;
   }));
   const agents = view.agents.filter((a) => a.state !== 'offline');
   $('agents').tBodies[0].replaceChildren(...agents.map((a) => {

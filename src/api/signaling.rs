@@ -393,6 +393,8 @@ fn desk_view(s: &WhipApi) -> serde_json::Value {
             let m = queues.metrics(name, now)?;
             let stats = queues.stats(name).unwrap_or_default();
             let sl_secs = queues.get(name).map_or(0, |q| q.config.service_level_secs);
+            let alert_after = queues.get(name).map_or(0, |q| q.config.alert_after_secs);
+            let over_limit = s.calls.desk.figures(name).map_or(0, |f| f.over_limit);
             let asa = (stats.answered > 0)
                 .then(|| stats.wait_total_ms as f64 / stats.answered as f64 / 1000.0);
             let answered_or_abandoned = stats.answered + stats.abandoned;
@@ -410,6 +412,8 @@ fn desk_view(s: &WhipApi) -> serde_json::Value {
                 "average_speed_of_answer_secs": asa.map(|a| (a * 10.0).round() / 10.0),
                 "service_level": service_level.map(|v| (v * 1000.0).round() / 1000.0),
                 "service_level_secs": sl_secs,
+                "alert_after_secs": alert_after,
+                "over_limit": over_limit,
             }))
         })
         .collect();

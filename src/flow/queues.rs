@@ -35,6 +35,10 @@ pub struct QueueConfig {
     /// is the queue's service level (the supervisor's view).
     #[serde(default = "service_level_secs")]
     pub service_level_secs: u32,
+    /// A caller waiting this long unanswered alerts supervisors (their live view, the log,
+    /// `careline_queue_wait_alerts_total`); 0: never.
+    #[serde(default)]
+    pub alert_after_secs: u32,
 }
 
 fn service_level_secs() -> u32 {
@@ -48,6 +52,7 @@ impl Default for QueueConfig {
             hold_flow: None,
             hours: None,
             service_level_secs: service_level_secs(),
+            alert_after_secs: 0,
         }
     }
 }

@@ -105,6 +105,9 @@ impl Default for AcdPolicy {
 pub struct QueueLimits {
     /// Contacts the queue holds at once, those being offered included (0: no limit).
     pub capacity: usize,
+    /// A contact waiting this long raises [`Output::WaitAlert`], once (zero: never): the
+    /// urgent line's "nobody has answered this caller" alarm for supervisors.
+    pub alert_after: Duration,
 }
 
 /// What an agent is doing, as their console and the supervisor see it.
@@ -196,6 +199,13 @@ pub enum Output {
     },
     /// `agent` is now in `state`.
     AgentState { agent: AgentId, state: AgentState },
+    /// `contact` has waited in `queue` past the queue's `alert_after`, unanswered (raised
+    /// once per contact; it may be ringing an agent who has not picked up).
+    WaitAlert {
+        contact: ContactId,
+        queue: String,
+        waited: Duration,
+    },
 }
 
 /// What a queue looks like now (the flow's `$.Queue.*`, `CheckMetricData`, the supervisor).
@@ -211,6 +221,8 @@ pub struct QueueFigures {
     pub agents_online: usize,
     /// Agents of the queue who are signed in, whatever their state.
     pub agents_staffed: usize,
+    /// Contacts waiting past the queue's alert limit now.
+    pub over_limit: usize,
 }
 
 /// A contact accepted by an agent.
@@ -257,6 +269,8 @@ struct Contact {
     /// When it entered the queue (a callback: when the caller first did).
     since: Instant,
     offered_to: Option<AgentId>,
+    /// Its wait alert was raised.
+    alerted: bool,
 }
 
 struct Agent {
@@ -323,7 +337,45 @@ impl Acd {
             .values()
             .filter_map(|a| a.until)
             .chain(self.eligible_at)
+            .chain(self.next_alert())
             .min()
+    }
+
+    /// When the next contact's wait alert is due.
+    fn next_alert(&self) -> Option<Instant> {
+        self.contacts
+            .values()
+            .filter(|c| !c.alerted)
+            .filter_map(|c| {
+                let after = self.queues.get(&c.queue)?.limits.alert_after;
+                (!after.is_zero()).then(|| c.since + after)
+            })
+            .min()
+    }
+
+    /// Raises the wait alerts due by `now`.
+    fn raise_alerts(&mut self, now: Instant) {
+        let mut raised = Vec::new();
+        for (id, c) in self.contacts.iter_mut() {
+            let Some(q) = self.queues.get(&c.queue) else {
+                continue;
+            };
+            let after = q.limits.alert_after;
+            if c.alerted || after.is_zero() || c.since + after > now {
+                continue;
+            }
+            c.alerted = true;
+            raised.push((c.since, id.clone(), c.queue.clone()));
+        }
+        // Oldest first, whatever the map's order.
+        raised.sort();
+        for (since, contact, queue) in raised {
+            self.outputs.push_back(Output::WaitAlert {
+                contact,
+                queue,
+                waited: now.saturating_duration_since(since),
+            });
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -348,6 +400,7 @@ impl Acd {
                 }
             }
         }
+        self.raise_alerts(now);
         self.route(now);
     }
 
@@ -437,8 +490,11 @@ impl Acd {
                 key,
                 since,
                 offered_to: None,
+                alerted: false,
             },
         );
+        // A callback that kept an old place may be past the limit already.
+        self.raise_alerts(now);
         self.route(now);
         Ok(())
     }
@@ -623,9 +679,19 @@ impl Acd {
             .filter(|c| c.queue == queue)
             .map(|c| c.since)
             .min();
+        let after = q.limits.alert_after;
+        let over_limit = if after.is_zero() {
+            0
+        } else {
+            self.contacts
+                .values()
+                .filter(|c| c.queue == queue && c.since + after <= now)
+                .count()
+        };
         let mut f = QueueFigures {
             contacts: q.count,
             oldest_wait: oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+            over_limit,
             ..QueueFigures::default()
         };
         for a in self.agents.values() {

@@ -352,7 +352,13 @@ fn bad_inputs_are_refused_and_change_nothing() {
     let t0 = Instant::now();
     let mut acd = Acd::new(
         AcdPolicy::default(),
-        [("small", QueueLimits { capacity: 1 })],
+        [(
+            "small",
+            QueueLimits {
+                capacity: 1,
+                ..QueueLimits::default()
+            },
+        )],
     );
     let u = Urgency::default();
     acd.enqueue("a", "small", u, t0, t0).unwrap();
@@ -563,6 +569,12 @@ fn check(
             Output::AgentState { agent, state } => {
                 states.insert(agent, state);
             }
+            // These queues set no alert limit.
+            Output::WaitAlert { contact, .. } => {
+                return Err(TestCaseError::fail(format!(
+                    "{contact}: an alert with no limit"
+                )));
+            }
         }
     }
     for (i, agent) in AGENTS.iter().enumerate() {
@@ -588,4 +600,69 @@ fn check(
         }
     }
     Ok(())
+}
+
+/// The wait alerts of `outputs`, as (contact, seconds waited).
+fn alerts(outputs: &[Output]) -> Vec<(String, u64)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::WaitAlert {
+                contact, waited, ..
+            } => Some((contact.clone(), waited.as_secs())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_urgent_caller_unanswered_past_the_limit_raises_one_alert() {
+    let t0 = Instant::now();
+    let limits = QueueLimits {
+        capacity: 0,
+        alert_after: 60 * S,
+    };
+    let mut acd = Acd::new(
+        AcdPolicy::default(),
+        [("urgent", limits), ("routine", QueueLimits::default())],
+    );
+    acd.enqueue("chest-pain", "urgent", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.enqueue("refill", "routine", Urgency::default(), t0, t0)
+        .unwrap();
+    // A callback that kept a place from 90 s ago is over the limit at once.
+    acd.enqueue("called-back", "urgent", Urgency::default(), t0 - 90 * S, t0)
+        .unwrap();
+    assert_eq!(
+        alerts(&outputs(&mut acd)),
+        [("called-back".to_string(), 90)]
+    );
+    assert_eq!(
+        acd.poll_timeout(),
+        Some(t0 + 60 * S),
+        "the next alert is due"
+    );
+    // An agent rings for the caller, but does not pick up: still unanswered.
+    available(&mut acd, "ana", &["urgent"], t0 + 30 * S);
+    acd.handle_timeout(t0 + 60 * S);
+    let out = outputs(&mut acd);
+    assert_eq!(alerts(&out), [("chest-pain".to_string(), 60)]);
+    let f = acd.figures("urgent", t0 + 61 * S).unwrap();
+    assert_eq!(f.over_limit, 2);
+    assert_eq!(acd.figures("routine", t0 + 600 * S).unwrap().over_limit, 0);
+    // Once each: later timeouts raise nothing more, and no alert deadline stays armed.
+    acd.handle_timeout(t0 + 120 * S);
+    assert!(alerts(&outputs(&mut acd)).is_empty());
+    // Ana let it ring out (missed); back, she takes the oldest, who is then answered and no
+    // longer counted over the limit.
+    assert_eq!(acd.agent_state("ana"), Some(&AgentState::Missed));
+    acd.set_availability("ana", Availability::Available, t0 + 121 * S)
+        .unwrap();
+    let ringing = match acd.agent_state("ana") {
+        Some(AgentState::Offered { contact, .. }) => contact.clone(),
+        other => panic!("ana rings: {other:?}"),
+    };
+    assert_eq!(ringing, "called-back");
+    acd.accept("ana", &ringing, t0 + 121 * S).unwrap();
+    assert_eq!(acd.figures("urgent", t0 + 122 * S).unwrap().over_limit, 1);
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::acd::{
     Acd, AcdError, AcdPolicy, AgentState, Answered, Availability, Output, ProfileQueue,
@@ -193,6 +193,7 @@ impl Desk {
         let limits = queues.iter().map(|(name, q)| {
             let limits = QueueLimits {
                 capacity: q.capacity,
+                alert_after: Duration::from_secs(u64::from(q.alert_after_secs)),
             };
             (name.as_str(), limits)
         });
@@ -393,6 +394,21 @@ impl Desk {
                 Output::AgentState { agent, state } => {
                     debug!(%agent, state = state.name(), "agent state");
                     (agent, DeskEvent::State(state))
+                }
+                Output::WaitAlert {
+                    contact,
+                    queue,
+                    waited,
+                } => {
+                    // For supervisors: the live view shows the queue over its limit, the
+                    // metric pages whoever watches it.
+                    warn!(call = %contact, %queue, waited_s = waited.as_secs(),
+                          "a caller has waited past the queue's alert limit, unanswered");
+                    self.metrics
+                        .queue_wait_alerts
+                        .get_or_create(&vec![("queue", queue)])
+                        .inc();
+                    continue;
                 }
             };
             if let Ok(mut consoles) = self.consoles.lock()

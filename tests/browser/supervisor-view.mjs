@@ -1,6 +1,7 @@
 // Headless Chromium (Debian's) as a supervisor: signs in through Careline's sign-in page,
 // opens /supervisor, waits until agent AGENT's call rings (pushed over the console channel)
-// and takes a screenshot. A summary (the agent's row, the queue's row) goes to stdout as JSON.
+// and, once the queue's caller has waited past its alert limit, the alarm shows; takes a
+// screenshot. A summary (the agent's row, the queue's row, the alarm) goes to stdout as JSON.
 //
 // Usage: node supervisor-view.mjs BASE_URL OUT_DIR USER PASSWORD AGENT QUEUE
 import { chromium } from 'playwright-core';
@@ -24,7 +25,10 @@ try {
   await page.waitForFunction((r) => (document.querySelector(r)?.textContent || '').includes('Ringing'), row,
     { timeout: 30000 });
   summary.agent = await page.textContent(row);
+  await page.waitForSelector('#alerts:not([hidden])', { timeout: 30000 });
+  summary.alert = await page.textContent('#alerts');
   summary.queue = await page.$$eval(`#queues tr[data-queue="${queue}"] td`, (tds) => tds.map((td) => td.textContent));
+  summary.queue_class = await page.getAttribute(`#queues tr[data-queue="${queue}"]`, 'class');
   await page.screenshot({ path: `${out}/1-desk.png` });
 } finally {
   await browser.close();
