@@ -75,7 +75,11 @@ impl Shell {
                     self.svc.flows.queues.set_priority(&self.call_id, priority);
                 }
                 Output::QueueMetrics { queue } => {
-                    let m = self.svc.flows.queues.metrics(&queue, Instant::now());
+                    let m = self.svc.flows.queues.metrics_for(
+                        &queue,
+                        Some(&self.call_id),
+                        Instant::now(),
+                    );
                     core.handle(Input::QueueMetrics(m), now());
                 }
                 Output::Record(op) => {

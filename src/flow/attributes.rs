@@ -28,6 +28,10 @@ pub struct ContactData {
     pub outbound: bool,
     /// How urgent the contact is in a queue (UpdateContactRoutingBehavior).
     pub priority: super::queues::QueuePriority,
+    /// What the last GetMetricData read, as `$.Metrics` shows it.
+    pub metrics: Map<String, Value>,
+    /// The queue the last GetMetricData asked about.
+    pub queue_of_metrics: String,
 }
 
 impl ContactData {
@@ -85,6 +89,13 @@ impl ContactData {
             Root::AwsRegion => Some("local".into()),
             Root::Name => self.name.clone(),
             Root::Description => self.description.clone(),
+            Root::Metrics => {
+                let mut v = self.metrics.get(first?)?;
+                for k in p.keys.iter().skip(1) {
+                    v = v.get(&**k)?;
+                }
+                value_text(v)
+            }
             Root::Lex | Root::Unknown(_) => None,
         }
     }

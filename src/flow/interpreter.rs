@@ -172,6 +172,8 @@ enum Wait {
     Profile,
     Enqueue,
     Metrics(Metric),
+    /// GetMetricData waits for the queue's figures.
+    AllMetrics,
     /// CheckOutboundCallStatus: who answered.
     CallProgress,
     /// In a queue with nothing left to run (until routing brings an agent).
@@ -302,6 +304,13 @@ impl FlowRun {
                         Metric::AgentsOnline => m.agents_online as u64,
                     };
                     self.branch_on(&value.to_string())
+                }
+            },
+            (Wait::AllMetrics, Event::QueueMetrics(m)) => match m {
+                None => self.error("NoMatchingError"),
+                Some(m) => {
+                    self.contact.metrics = m.flow_view(&self.contact.queue_of_metrics);
+                    self.next_of_current("next")
                 }
             },
             (Wait::CallProgress, Event::CallProgress(progress)) => match progress {
@@ -602,6 +611,20 @@ impl FlowRun {
                         self.contact.queue = Some(queue.clone());
                         self.effects.push_back(Effect::Enqueue { queue });
                         Step::Wait(Wait::Enqueue)
+                    }
+                    None => self.error("NoMatchingError"),
+                }
+            }
+            Kind::GetMetrics(queue) => {
+                let queue = match queue {
+                    Some(r) => self.resolve(r, ResourceKind::Queue),
+                    None => self.contact.queue.clone(),
+                };
+                match queue {
+                    Some(queue) => {
+                        self.contact.queue_of_metrics = queue.to_string();
+                        self.effects.push_back(Effect::QueueMetrics { queue });
+                        Step::Wait(Wait::AllMetrics)
                     }
                     None => self.error("NoMatchingError"),
                 }

@@ -804,6 +804,56 @@ fn queue_transfer_hold_flow_capacity_and_metrics() {
     assert_eq!(said(&mut r).0[0], "full");
 }
 
+/// A customer queue flow announces the caller's place and the queue's size from
+/// GetMetricData (`$.Metrics.*`), and branches on them with Compare.
+#[test]
+fn get_metric_data_puts_the_queue_figures_and_the_callers_place_under_metrics() {
+    let main = flow_json(
+        "q",
+        vec![
+            a(
+                "q",
+                "UpdateContactTargetQueue",
+                json!({"QueueId": "arn:aws:connect:r:1:instance/i/queue/nurses"}),
+                Some("get"),
+            ),
+            a("get", "GetMetricData", json!({}), Some("say")),
+            a(
+                "say",
+                "MessageParticipant",
+                json!({"Text": "You are number $.Metrics.Contact.PositionInQueue of $.Metrics.Queue.Size; $.Metrics.Agents.Available.Count free in $.Metrics.Queue.Name."}),
+                Some("end"),
+            ),
+        ],
+    );
+    let setup = || Setup {
+        flows: vec![("main", main.clone())],
+        queues: vec![("nurses", None, None)],
+    };
+    let mut r = run_with(setup());
+    let (_, e) = said(&mut r);
+    assert!(matches!(e, Some(Effect::QueueMetrics { ref queue }) if &**queue == "nurses"));
+    r.handle(
+        Event::QueueMetrics(Some(QueueMetrics {
+            contacts: 4,
+            agents_available: 0,
+            position: Some(3),
+            ..Default::default()
+        })),
+        now(),
+    );
+    assert_eq!(
+        said(&mut r).0[0],
+        "You are number 3 of 4; 0 free in nurses."
+    );
+    // An unknown queue: the error branch, as Connect.
+    let mut r = run_with(setup());
+    said(&mut r);
+    r.handle(Event::QueueMetrics(None), now());
+    let (lines, _) = said(&mut r);
+    assert!(lines.iter().all(|l| !l.contains("You are")), "{lines:?}");
+}
+
 #[test]
 fn transfer_to_flow_modules_event_hooks_recording_streaming() {
     let main = flow_json(

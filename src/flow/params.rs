@@ -321,6 +321,23 @@ pub(crate) fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnosti
         "TransferContactToQueue" => {
             Kind::TransferToQueue(r.reference("QueueId", ResourceKind::Queue))
         }
+        "GetMetricData" => {
+            if params.get("AgentId").is_some() {
+                r.err(
+                    "GetMetricData `AgentId`: Careline has no agent queues yet; name a `QueueId`, \
+                     or none for the contact's queue"
+                        .into(),
+                );
+            }
+            if let Some(ch) = params.get("QueueChannel").and_then(scalar)
+                && !ch.eq_ignore_ascii_case("voice")
+            {
+                r.err(format!(
+                    "GetMetricData QueueChannel `{ch}`: Careline's contacts are voice calls"
+                ));
+            }
+            Kind::GetMetrics(r.reference("QueueId", ResourceKind::Queue))
+        }
         "CheckMetricData" => {
             let metric = match r.required("MetricType").as_deref() {
                 Some("NumberOfContactsInQueue") => Metric::ContactsInQueue,

@@ -92,6 +92,7 @@ pub(crate) const SUPPORTED: &[TypeInfo] = &[
         false,
     ),
     t("CheckMetricData", Conditions::Any, E_COND, false),
+    t("GetMetricData", Conditions::Forbidden, E, false),
     t("InvokeLambdaFunction", Conditions::Forbidden, E, false),
     t("InvokeExternalResource", Conditions::Forbidden, E, false),
     t(
@@ -250,6 +251,8 @@ pub enum Kind {
         metric: Metric,
         queue: Option<Ref<Arc<str>>>,
     },
+    /// GetMetricData: the queue's figures into `$.Metrics`.
+    GetMetrics(Option<Ref<Arc<str>>>),
     InvokeLambda {
         function: Ref<Arc<str>>,
         timeout: Duration,

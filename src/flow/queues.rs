@@ -79,6 +79,33 @@ pub struct QueueMetrics {
     pub agents_available: usize,
     pub agents_staffed: usize,
     pub agents_online: usize,
+    /// The asking contact's place in the queue (1: next), when it waits there.
+    pub position: Option<usize>,
+}
+
+impl QueueMetrics {
+    /// As GetMetricData puts them under `$.Metrics`, with Connect's names
+    /// (`Queue.Size`, `Queue.OldestContactAge`, `Agents.Available.Count`, ...) and
+    /// Careline's `Contact.PositionInQueue` (Connect gives the position only through its
+    /// GetContactMetrics API).
+    pub fn flow_view(&self, queue: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "Queue".into(),
+            serde_json::json!({"Name": queue, "ARN": queue, "Size": self.contacts,
+                "OldestContactAge": self.oldest_age_secs}),
+        );
+        m.insert(
+            "Agents".into(),
+            serde_json::json!({"Online": {"Count": self.agents_online},
+                "Available": {"Count": self.agents_available},
+                "Staffed": {"Count": self.agents_staffed}}),
+        );
+        if let Some(p) = self.position {
+            m.insert("Contact".into(), serde_json::json!({"PositionInQueue": p}));
+        }
+        m
+    }
 }
 
 /// Connect's default contact priority (1 is the most urgent).
@@ -114,6 +141,11 @@ pub trait QueueWatcher: Send + Sync + std::fmt::Debug {
     fn gone(&self, call_id: &str);
     /// The queue's agents now (CheckMetricData's NumberOfAgents*), when routing knows them.
     fn agents(&self, _queue: &str) -> Option<AgentCounts> {
+        None
+    }
+    /// Waiting contact `call_id`'s queue and place in it (1: next) in routing's order
+    /// (priority, then age), when routing knows it.
+    fn position(&self, _call_id: &str) -> Option<(String, usize)> {
         None
     }
 }
@@ -420,11 +452,30 @@ impl QueueRegistry {
     }
 
     pub fn metrics(&self, name: &str, now: Instant) -> Option<QueueMetrics> {
+        self.metrics_for(name, None, now)
+    }
+
+    /// [`QueueRegistry::metrics`], with `asking`'s place in the queue when it waits there:
+    /// routing's order (priority, then age) when routing knows it, else arrival order.
+    pub fn metrics_for(
+        &self,
+        name: &str,
+        asking: Option<&str>,
+        now: Instant,
+    ) -> Option<QueueMetrics> {
         let queue = self.queues.get(name)?;
         let w = queue.waiting.lock().ok()?;
         let oldest = w.iter().map(|c| c.since).min();
         let contacts = w.len();
+        let arrival = asking.and_then(|id| {
+            let me = w.iter().find(|c| &*c.call_id == id)?;
+            Some(w.iter().filter(|c| c.since < me.since).count() + 1)
+        });
         drop(w);
+        let routed = asking.and_then(|id| {
+            let (q, p) = queue.watcher.get()?.position(id)?;
+            (q == name).then_some(p)
+        });
         let agents = queue
             .watcher
             .get()
@@ -436,6 +487,7 @@ impl QueueRegistry {
             agents_available: agents.available,
             agents_staffed: agents.staffed,
             agents_online: agents.online,
+            position: routed.or(arrival),
         })
     }
 }

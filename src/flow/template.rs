@@ -27,6 +27,8 @@ pub enum Root {
     Description,
     /// Lex results: Careline runs no Lex bot, so these are always empty.
     Lex,
+    /// What the last GetMetricData read (`$.Metrics.Queue.Size`, ...).
+    Metrics,
     /// Anything else: empty at run time, a warning at load.
     Unknown(String),
 }
@@ -51,6 +53,7 @@ impl Root {
             "Name" => Root::Name,
             "Description" => Root::Description,
             "Lex" => Root::Lex,
+            "Metrics" => Root::Metrics,
             other => Root::Unknown(other.to_string()),
         }
     }

@@ -528,6 +528,11 @@ impl QueueWatcher for Desk {
         let _ = self.apply(|acd, now| acd.remove(call_id, now));
     }
 
+    fn position(&self, call_id: &str) -> Option<(String, usize)> {
+        let acd = self.acd.lock().ok()?;
+        acd.position(call_id).map(|(q, p)| (q.to_string(), p))
+    }
+
     fn agents(&self, queue: &str) -> Option<crate::flow::queues::AgentCounts> {
         let f = self.figures(queue)?;
         Some(crate::flow::queues::AgentCounts {
@@ -613,6 +618,46 @@ mod tests {
             why: Withdrawn::ContactLeft
         }));
         assert_eq!(desk.agent_state("ana"), Some(AgentState::Available));
+    }
+
+    /// GetMetricData's place in the queue: routing's order (an urgent caller goes ahead of
+    /// older routine ones) when the desk routes the queue, arrival order without it.
+    #[tokio::test]
+    async fn a_caller_s_place_is_routing_s_order() {
+        let queues = queues();
+        let t0 = Instant::now();
+        let urgent = QueuePriority {
+            priority: 1,
+            ..QueuePriority::default()
+        };
+        let alone = QueueRegistry::new(&queues);
+        let _a = alone.enqueue("nurses", t0, "old", QueuePriority::default());
+        let _b = alone.enqueue("nurses", t0 + Duration::from_secs(1), "urgent", urgent);
+        let place = |r: &QueueRegistry, id: &str| {
+            r.metrics_for("nurses", Some(id), Instant::now())
+                .unwrap()
+                .position
+        };
+        assert_eq!(place(&alone, "urgent"), Some(2), "arrival order");
+        assert_eq!(place(&alone, "nobody"), None);
+
+        let desk = Desk::start(&RoutingConfig::default(), &queues, Arc::new(Metrics::new()));
+        let routed = QueueRegistry::new(&queues);
+        routed.watch(desk.clone());
+        let _a = routed.enqueue("nurses", t0, "old", QueuePriority::default());
+        let _b = routed.enqueue("nurses", t0 + Duration::from_secs(1), "urgent", urgent);
+        assert_eq!(
+            place(&routed, "urgent"),
+            Some(1),
+            "the urgent caller goes first"
+        );
+        assert_eq!(place(&routed, "old"), Some(2));
+        let m = routed
+            .metrics_for("nurses", Some("old"), Instant::now())
+            .unwrap();
+        let view = m.flow_view("nurses");
+        assert_eq!(view["Contact"]["PositionInQueue"], 2);
+        assert_eq!(view["Queue"]["Size"], 2);
     }
 
     #[test]
