@@ -821,7 +821,7 @@ fn get_metric_data_puts_the_queue_figures_and_the_callers_place_under_metrics() 
             a(
                 "say",
                 "MessageParticipant",
-                json!({"Text": "You are number $.Metrics.Contact.PositionInQueue of $.Metrics.Queue.Size; $.Metrics.Agents.Available.Count free in $.Metrics.Queue.Name."}),
+                json!({"Text": "You are number $.Metrics.Contact.PositionInQueue of $.Metrics.Queue.Size; $.Metrics.Agents.Available.Count free in $.Metrics.Queue.Name; about $.Metrics.Contact.EstimatedWaitTime s."}),
                 Some("end"),
             ),
         ],
@@ -838,13 +838,14 @@ fn get_metric_data_puts_the_queue_figures_and_the_callers_place_under_metrics() 
             contacts: 4,
             agents_available: 0,
             position: Some(3),
+            estimated_wait_secs: Some(150),
             ..Default::default()
         })),
         now(),
     );
     assert_eq!(
         said(&mut r).0[0],
-        "You are number 3 of 4; 0 free in nurses."
+        "You are number 3 of 4; 0 free in nurses; about 150 s."
     );
     // An unknown queue: the error branch, as Connect.
     let mut r = run_with(setup());

@@ -81,6 +81,8 @@ pub struct QueueMetrics {
     pub agents_online: usize,
     /// The asking contact's place in the queue (1: next), when it waits there.
     pub position: Option<usize>,
+    /// How long the asking contact can expect to wait, when routing can tell.
+    pub estimated_wait_secs: Option<u64>,
 }
 
 impl QueueMetrics {
@@ -102,7 +104,11 @@ impl QueueMetrics {
                 "Staffed": {"Count": self.agents_staffed}}),
         );
         if let Some(p) = self.position {
-            m.insert("Contact".into(), serde_json::json!({"PositionInQueue": p}));
+            let mut contact = serde_json::json!({"PositionInQueue": p});
+            if let Some(w) = self.estimated_wait_secs {
+                contact["EstimatedWaitTime"] = w.into();
+            }
+            m.insert("Contact".into(), contact);
         }
         m
     }
@@ -143,9 +149,9 @@ pub trait QueueWatcher: Send + Sync + std::fmt::Debug {
     fn agents(&self, _queue: &str) -> Option<AgentCounts> {
         None
     }
-    /// Waiting contact `call_id`'s queue and place in it (1: next) in routing's order
-    /// (priority, then age), when routing knows it.
-    fn position(&self, _call_id: &str) -> Option<(String, usize)> {
+    /// Waiting contact `call_id`'s queue, place in it (1: next) in routing's order
+    /// (priority, then age) and estimated wait, when routing knows it.
+    fn position(&self, _call_id: &str) -> Option<(String, usize, Option<Duration>)> {
         None
     }
 }
@@ -473,8 +479,8 @@ impl QueueRegistry {
         });
         drop(w);
         let routed = asking.and_then(|id| {
-            let (q, p) = queue.watcher.get()?.position(id)?;
-            (q == name).then_some(p)
+            let (q, p, wait) = queue.watcher.get()?.position(id)?;
+            (q == name).then_some((p, wait))
         });
         let agents = queue
             .watcher
@@ -487,7 +493,8 @@ impl QueueRegistry {
             agents_available: agents.available,
             agents_staffed: agents.staffed,
             agents_online: agents.online,
-            position: routed.or(arrival),
+            position: routed.map(|(p, _)| p).or(arrival),
+            estimated_wait_secs: routed.and_then(|(_, w)| w).map(|w| w.as_secs()),
         })
     }
 }

@@ -257,6 +257,9 @@ type Key = (u32, Instant, u64);
 
 struct Queue {
     limits: QueueLimits,
+    /// The average handle time of the queue's contacts (an agent's time from accepting one
+    /// to being free for the next, wrap-up included), smoothed; None before the first.
+    handle: Option<Duration>,
     /// Contacts not ringing anyone, in the order they are offered.
     waiting: BTreeMap<Key, ContactId>,
     /// All contacts in the queue, ringing ones included.
@@ -285,6 +288,9 @@ struct Agent {
     next: Option<Availability>,
     /// When the ringing offer or the after-contact work ends.
     until: Option<Instant>,
+    /// Since when, and for which queue, the agent has been busy with a contact (on it, then
+    /// wrapping it up): the handle time, once they are free.
+    busy: Option<(Instant, String)>,
 }
 
 /// The automatic contact distributor. See the module documentation.
@@ -311,6 +317,7 @@ impl Acd {
                 .map(|(name, limits)| {
                     let queue = Queue {
                         limits,
+                        handle: None,
                         waiting: BTreeMap::new(),
                         count: 0,
                     };
@@ -419,6 +426,7 @@ impl Acd {
                         available_since: now,
                         next: None,
                         until: None,
+                        busy: None,
                     },
                 );
             }
@@ -630,6 +638,10 @@ impl Acd {
             Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
             None => return Err(AcdError::UnknownAgent(agent.to_string())),
         }
+        // It never reached them: no handle time to learn from.
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.busy = None;
+        }
         self.work_done(agent, now);
         self.route(now);
         Ok(())
@@ -668,6 +680,47 @@ impl Acd {
             .filter(|o| o.queue == c.queue && o.key < c.key)
             .count();
         Some((c.queue.as_str(), ahead + 1))
+    }
+
+    /// How long `contact` can expect to wait before an agent is offered it: the contacts
+    /// ahead of it, less the queue's agents free now, shared among the queue's agents taking
+    /// contacts, each taking the queue's average handle time (smoothed over recent contacts). None when it is not queued,
+    /// when nobody takes the queue's contacts, or before the queue's first handled contact
+    /// (nothing to estimate from). An estimate for announcements, not a promise: calls ahead
+    /// may end sooner, urgent callers may come ahead.
+    pub fn estimated_wait(&self, contact: &str) -> Option<Duration> {
+        let (queue, place) = self.position(contact)?;
+        let handle = self.queues.get(queue)?.handle?;
+        let mut free = 0u32;
+        let mut taking = 0u32;
+        for a in self.agents.values() {
+            if a.profile.entry(queue).is_none() {
+                continue;
+            }
+            match a.state {
+                AgentState::Available => {
+                    free += 1;
+                    taking += 1;
+                }
+                AgentState::Offered { .. }
+                | AgentState::OnContact { .. }
+                | AgentState::AfterContactWork => taking += 1,
+                _ => {}
+            }
+        }
+        if taking == 0 {
+            return None;
+        }
+        let ahead = u32::try_from(place - 1).unwrap_or(u32::MAX);
+        if ahead < free {
+            return Some(Duration::ZERO);
+        }
+        // The first of `taking` busy agents comes free after about handle / (taking + 1)
+        // (the soonest of that many calls part way through); each contact still ahead then
+        // takes one more agent's handle time, `taking` agents working through them.
+        let first = handle / (taking + 1);
+        let after = handle.mul_f64(f64::from(ahead - free) / f64::from(taking));
+        Some(first + after)
     }
 
     /// The queue's figures now, or None for an unknown queue.
@@ -735,6 +788,26 @@ impl Acd {
         }
         if state == AgentState::Available {
             a.available_since = now;
+        }
+        let busy_now = matches!(
+            state,
+            AgentState::OnContact { .. } | AgentState::AfterContactWork
+        );
+        if let AgentState::OnContact { queue, .. } = &state
+            && a.busy.is_none()
+        {
+            a.busy = Some((now, queue.clone()));
+        }
+        if !busy_now && let Some((from, queue)) = a.busy.take() {
+            let took = now.saturating_duration_since(from);
+            if let Some(q) = self.queues.get_mut(&queue) {
+                // Exponential smoothing: recent contacts weigh most (a fifth each), so the
+                // estimate follows the day's pace without one long call swinging it.
+                q.handle = Some(match q.handle {
+                    None => took,
+                    Some(h) => (h * 4 + took) / 5,
+                });
+            }
         }
         a.until = None;
         a.since = now;

@@ -666,3 +666,89 @@ fn an_urgent_caller_unanswered_past_the_limit_raises_one_alert() {
     acd.accept("ana", &ringing, t0 + 121 * S).unwrap();
     assert_eq!(acd.figures("urgent", t0 + 122 * S).unwrap().over_limit, 1);
 }
+
+/// The estimated wait against simulated arrivals: three nurses, callers arriving at random
+/// (one every 50 s on average, 80 % load), each call taking 60 to 180 s. Each caller's
+/// estimate when they join the queue is compared with the wait they then had. Over a
+/// simulated working day the estimate is off on average by less than a fifth of a call,
+/// misses by much less than announcing nothing would, and a caller further back is never
+/// told a shorter wait than one ahead at the same moment.
+#[test]
+fn the_estimated_wait_tracks_simulated_arrivals() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let policy = AcdPolicy {
+        offer_timeout: 20 * S,
+        after_contact_work: Duration::ZERO,
+    };
+    let mut acd = Acd::new(policy, [("nurses", QueueLimits::default())]);
+    let t0 = Instant::now();
+    for n in ["ana", "ben", "cho"] {
+        available(&mut acd, n, &["nurses"], t0);
+    }
+    let mut ends: Vec<(Instant, String)> = Vec::new();
+    let mut estimates: std::collections::HashMap<String, Duration> = Default::default();
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    let mut next_id = 0u64;
+    for sec in 0..(8 * 3600u64) {
+        let now = t0 + Duration::from_secs(sec);
+        // Calls that end now free their nurse.
+        let (done, rest): (Vec<_>, Vec<_>) = ends.into_iter().partition(|(t, _)| *t <= now);
+        ends = rest;
+        for (_, agent) in done {
+            acd.contact_ended(&agent, now).unwrap();
+        }
+        if acd.poll_timeout().is_some_and(|t| t <= now) {
+            acd.handle_timeout(now);
+        }
+        if rng.random_range(0..50) == 0 {
+            next_id += 1;
+            let id = format!("c{next_id}");
+            acd.enqueue(&id, "nurses", Urgency::default(), now, now)
+                .unwrap();
+            if let Some(e) = acd.estimated_wait(&id) {
+                estimates.insert(id.clone(), e);
+            }
+            // Monotone: nobody behind is told a shorter wait than anyone ahead.
+            let mut waiting: Vec<(usize, Duration)> = (1..=next_id)
+                .filter_map(|i| {
+                    let c = format!("c{i}");
+                    Some((acd.position(&c)?.1, acd.estimated_wait(&c)?))
+                })
+                .collect();
+            waiting.sort();
+            assert!(waiting.windows(2).all(|w| w[0].1 <= w[1].1), "{waiting:?}");
+        }
+        // Nurses take what rings at once.
+        for out in std::iter::from_fn(|| acd.poll_output()).collect::<Vec<_>>() {
+            if let Output::Offer { agent, contact, .. } = out {
+                let answered = acd.accept(&agent, &contact, now).unwrap();
+                let talk = Duration::from_secs(rng.random_range(60..=180));
+                ends.push((now + talk, agent));
+                if let Some(e) = estimates.remove(&contact) {
+                    pairs.push((answered.waited.as_secs_f64(), e.as_secs_f64()));
+                }
+            }
+        }
+    }
+    assert!(pairs.len() > 300, "{} estimates checked", pairs.len());
+    let n = pairs.len() as f64;
+    let bias = pairs.iter().map(|(a, e)| a - e).sum::<f64>() / n;
+    let mean_wait = pairs.iter().map(|(a, _)| a).sum::<f64>() / n;
+    let mae = pairs.iter().map(|(a, e)| (a - e).abs()).sum::<f64>() / n;
+    let mae_zero = mean_wait; // what saying "no wait" would miss by
+    eprintln!(
+        "{} callers: mean wait {mean_wait:.0} s, bias {bias:.0} s, mean error {mae:.0} s (saying nothing: {mae_zero:.0} s)",
+        pairs.len()
+    );
+    assert!(
+        bias.abs() < 24.0,
+        "bias {bias:.1} s: more than a fifth of a call"
+    );
+    // Seeds 1, 3, 7, 11 gave errors of 40 to 50 % of the wait unannounced, biases of
+    // -11 to -12 s (slightly long: callers are rarely told too little).
+    assert!(
+        mae < 0.75 * mae_zero,
+        "mean error {mae:.0} s against {mae_zero:.0} s for saying nothing"
+    );
+}

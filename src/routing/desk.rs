@@ -528,9 +528,10 @@ impl QueueWatcher for Desk {
         let _ = self.apply(|acd, now| acd.remove(call_id, now));
     }
 
-    fn position(&self, call_id: &str) -> Option<(String, usize)> {
+    fn position(&self, call_id: &str) -> Option<(String, usize, Option<Duration>)> {
         let acd = self.acd.lock().ok()?;
-        acd.position(call_id).map(|(q, p)| (q.to_string(), p))
+        let wait = acd.estimated_wait(call_id);
+        acd.position(call_id).map(|(q, p)| (q.to_string(), p, wait))
     }
 
     fn agents(&self, queue: &str) -> Option<crate::flow::queues::AgentCounts> {
@@ -658,6 +659,10 @@ mod tests {
         let view = m.flow_view("nurses");
         assert_eq!(view["Contact"]["PositionInQueue"], 2);
         assert_eq!(view["Queue"]["Size"], 2);
+        assert!(
+            view["Contact"].get("EstimatedWaitTime").is_none(),
+            "no call handled yet, nothing to estimate from: {view:?}"
+        );
     }
 
     #[test]
