@@ -18,6 +18,11 @@
 //!   "Missed": not offered anything until they make themselves available again) and the
 //!   contact goes back to its place, to be offered to the next agent. A contact that leaves
 //!   (the caller hangs up) withdraws its offer, and the agent keeps their turn.
+//! - **Queued callbacks** ([`Acd::to_callback`]): a caller who asks to be called back and
+//!   hangs up leaves a callback in exactly their place, offered from its initial delay on
+//!   like a caller on the line; the agent who accepts it is told so ([`Answered::callback`])
+//!   and the shell calls the patient; a call nobody answers puts it back in the same place
+//!   from its retry delay on ([`Acd::callback_failed`]), the agent free at once.
 //! - **After-contact work** follows each contact, for at most [`AcdPolicy::after_contact_work`]
 //!   (zero: none); then the agent is available again, or in the state they chose meanwhile
 //!   (Connect's "next status").
@@ -231,6 +236,10 @@ pub struct Answered {
     pub queue: String,
     /// From entering the queue to the agent's accept (the queue's speed of answer).
     pub waited: Duration,
+    /// A queued callback: nobody is on the line yet; the shell now calls the patient, the
+    /// agent hearing it ring (Connect's model), and reports [`Acd::callback_failed`] when
+    /// nobody answers.
+    pub callback: bool,
 }
 
 /// An input the core cannot take.
@@ -274,6 +283,10 @@ struct Contact {
     offered_to: Option<AgentId>,
     /// Its wait alert was raised.
     alerted: bool,
+    /// A queued callback (the caller hung up and waits to be called back).
+    callback: bool,
+    /// Not offered before this (a callback's initial delay, or its retry delay).
+    not_before: Instant,
 }
 
 struct Agent {
@@ -303,6 +316,8 @@ pub struct Acd {
     seq: u64,
     /// When a delayed contact becomes offerable to an available agent.
     eligible_at: Option<Instant>,
+    /// Callbacks accepted whose patient is being called: their place, should nobody answer.
+    dialing: HashMap<ContactId, Contact>,
 }
 
 impl Acd {
@@ -329,6 +344,7 @@ impl Acd {
             outputs: VecDeque::new(),
             seq: 0,
             eligible_at: None,
+            dialing: HashMap::new(),
         }
     }
 
@@ -478,6 +494,23 @@ impl Acd {
         since: Instant,
         now: Instant,
     ) -> Result<(), AcdError> {
+        self.insert(contact, queue, urgency, since, None)?;
+        // A callback that kept an old place may be past the limit already.
+        self.raise_alerts(now);
+        self.route(now);
+        Ok(())
+    }
+
+    /// Puts a contact in its place in `queue`; a callback (`Some(not_before)`) is not offered
+    /// before `not_before`.
+    fn insert(
+        &mut self,
+        contact: &str,
+        queue: &str,
+        urgency: Urgency,
+        since: Instant,
+        callback: Option<Instant>,
+    ) -> Result<(), AcdError> {
         if self.contacts.contains_key(contact) {
             return Err(AcdError::AlreadyQueued(contact.to_string()));
         }
@@ -499,9 +532,110 @@ impl Acd {
                 since,
                 offered_to: None,
                 alerted: false,
+                callback: callback.is_some(),
+                not_before: callback.unwrap_or(since),
             },
         );
-        // A callback that kept an old place may be past the limit already.
+        Ok(())
+    }
+
+    /// Puts `c` back as contact `id`, in the place its key gives (a callback keeping the
+    /// place of the call it came from, arrival order among equals included).
+    fn reinsert(&mut self, id: &str, mut c: Contact) {
+        c.offered_to = None;
+        if let Some(q) = self.queues.get_mut(&c.queue) {
+            q.waiting.insert(c.key, id.to_string());
+            q.count += 1;
+        }
+        self.contacts.insert(id.to_string(), c);
+    }
+
+    /// A queued callback enters `queue`: the caller asked to be called back, having waited
+    /// since `since` (their place, which they keep), and is not offered before `not_before`
+    /// (Connect's `InitialCallDelaySeconds`, or the `RetryDelaySeconds` after an attempt
+    /// nobody answered). When its turn comes it is offered to an agent like a caller on the
+    /// line; accepted, [`Answered::callback`] tells the shell to call the patient.
+    pub fn enqueue_callback(
+        &mut self,
+        contact: &str,
+        queue: &str,
+        urgency: Urgency,
+        since: Instant,
+        not_before: Instant,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        self.insert(contact, queue, urgency, since, Some(not_before))?;
+        self.raise_alerts(now);
+        self.route(now);
+        Ok(())
+    }
+
+    /// Waiting caller `contact` asks to be called back and hangs up: callback `callback`
+    /// takes their place exactly (priority, age and arrival order kept), offered from
+    /// `not_before` on. An offer ringing for the caller is withdrawn (the agent keeps their
+    /// turn).
+    pub fn to_callback(
+        &mut self,
+        contact: &str,
+        callback: &str,
+        not_before: Instant,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        if self.contacts.contains_key(callback) {
+            return Err(AcdError::AlreadyQueued(callback.to_string()));
+        }
+        let Some(offered) = self.contacts.get(contact).map(|c| c.offered_to.clone()) else {
+            return Err(AcdError::NotQueued(contact.to_string()));
+        };
+        if let Some(agent) = offered {
+            self.withdraw(&agent, contact, Withdrawn::ContactLeft);
+            self.set_state(&agent, AgentState::Available, now);
+        }
+        let Some(mut c) = self.forget(contact) else {
+            return Err(AcdError::NotQueued(contact.to_string()));
+        };
+        c.callback = true;
+        c.not_before = not_before;
+        self.reinsert(callback, c);
+        self.route(now);
+        Ok(())
+    }
+
+    /// The call to a callback's patient was not answered (busy, no answer, a machine):
+    /// `agent` is free again at once (no wrap-up, their turn kept as if the offer had been
+    /// withdrawn), and the callback goes back to its place, from `retry_at` on. The shell
+    /// counts attempts (`MaximumConnectionAttempts`) and does not call this after the last.
+    pub fn callback_failed(
+        &mut self,
+        agent: &str,
+        contact: &str,
+        retry_at: Instant,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        match self.agents.get(agent).map(|a| &a.state) {
+            Some(AgentState::OnContact { contact: c, .. }) if c == contact => {}
+            Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
+            None => return Err(AcdError::UnknownAgent(agent.to_string())),
+        }
+        let Some(mut c) = self.dialing.remove(contact) else {
+            return Err(AcdError::NotQueued(contact.to_string()));
+        };
+        // Nobody was reached: no handle time to learn from, no wrap-up, and an agent who
+        // comes back available keeps their turn.
+        let Some(a) = self.agents.get_mut(agent) else {
+            return Err(AcdError::UnknownAgent(agent.to_string()));
+        };
+        a.busy = None;
+        let kept = a.available_since;
+        let next = a.next.take().unwrap_or(Availability::Available);
+        self.set_state(agent, next.state(), now);
+        if let Some(a) = self.agents.get_mut(agent)
+            && a.state == AgentState::Available
+        {
+            a.available_since = kept;
+        }
+        c.not_before = retry_at;
+        self.reinsert(contact, c);
         self.raise_alerts(now);
         self.route(now);
         Ok(())
@@ -562,17 +696,22 @@ impl Acd {
         let Some(c) = self.forget(contact) else {
             return Err(AcdError::NotOffered(agent.to_string()));
         };
+        let (queue, since, callback) = (c.queue.clone(), c.since, c.callback);
+        if callback {
+            self.dialing.insert(contact.to_string(), c);
+        }
         self.set_state(
             agent,
             AgentState::OnContact {
                 contact: contact.to_string(),
-                queue: c.queue.clone(),
+                queue: queue.clone(),
             },
             now,
         );
         Ok(Answered {
-            queue: c.queue,
-            waited: now.saturating_duration_since(c.since),
+            queue,
+            waited: now.saturating_duration_since(since),
+            callback,
         })
     }
 
@@ -786,6 +925,12 @@ impl Acd {
         if a.state == state {
             return;
         }
+        // A callback the agent was on is settled (reached and ended, or given up).
+        if let AgentState::OnContact { contact, .. } = &a.state
+            && !matches!(state, AgentState::OnContact { .. })
+        {
+            self.dialing.remove(contact);
+        }
         if state == AgentState::Available {
             a.available_since = now;
         }
@@ -874,7 +1019,8 @@ impl Acd {
                     continue;
                 };
                 for (key, contact) in &q.waiting {
-                    let from = key.1 + pq.delay;
+                    let not_before = self.contacts.get(contact).map_or(now, |c| c.not_before);
+                    let from = (key.1 + pq.delay).max(not_before);
                     if from > now {
                         eligible_at = Some(eligible_at.map_or(from, |t| t.min(from)));
                         continue;

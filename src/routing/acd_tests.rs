@@ -395,7 +395,10 @@ fn bad_inputs_are_refused_and_change_nothing() {
 /// One step of a random day at the desk.
 #[derive(Debug, Clone)]
 enum Step {
-    Enqueue { queue: usize, priority: u32 },
+    Enqueue {
+        queue: usize,
+        priority: u32,
+    },
     Leave(usize),
     Available(usize),
     Away(usize),
@@ -404,6 +407,11 @@ enum Step {
     End(usize),
     Finish(usize),
     Wait(u64),
+    /// A waiting caller asks to be called back and hangs up: a callback in their place,
+    /// offered from 10 s on.
+    CallBack(usize),
+    /// The call to a callback's patient rings out: back in place, retried 20 s later.
+    Unreached(usize),
 }
 
 const AGENTS: [&str; 4] = ["a0", "a1", "a2", "a3"];
@@ -420,6 +428,8 @@ fn step() -> impl Strategy<Value = Step> {
         (0..4usize).prop_map(Step::End),
         (0..4usize).prop_map(Step::Finish),
         (0..40u64).prop_map(Step::Wait),
+        (0..64usize).prop_map(Step::CallBack),
+        (0..4usize).prop_map(Step::Unreached),
     ]
 }
 
@@ -455,6 +465,8 @@ struct Known {
     since: Instant,
     seq: usize,
     ringing: bool,
+    /// Not offered before this (a callback's delay).
+    not_before: Instant,
 }
 
 proptest! {
@@ -471,6 +483,8 @@ proptest! {
         let mut acd = acd(&QUEUES);
         let mut known: Vec<(String, Known)> = Vec::new();
         let mut states: std::collections::HashMap<String, AgentState> = Default::default();
+        // Callbacks an agent accepted, for a call that may ring out.
+        let mut taken: std::collections::HashMap<String, Known> = Default::default();
         let mut next = 0usize;
         for (i, agent) in AGENTS.iter().enumerate() {
             acd.set_profile(agent, profile(i), now);
@@ -482,7 +496,7 @@ proptest! {
                     let id = format!("c{next}");
                     let urgency = Urgency { priority, time_adjustment: Duration::ZERO };
                     acd.enqueue(&id, QUEUES[queue], urgency, now, now).unwrap();
-                    known.push((id, Known { queue, priority, since: now, seq: next, ringing: false }));
+                    known.push((id, Known { queue, priority, since: now, seq: next, ringing: false, not_before: now }));
                 }
                 Step::Leave(n) => {
                     if !known.is_empty() {
@@ -497,7 +511,15 @@ proptest! {
                 Step::Accept(a) | Step::Decline(a) => {
                     if let Some(AgentState::Offered { contact, .. }) = acd.agent_state(AGENTS[a]).cloned() {
                         if matches!(step, Step::Accept(_)) {
-                            acd.accept(AGENTS[a], &contact, now).unwrap();
+                            let answered = acd.accept(AGENTS[a], &contact, now).unwrap();
+                            prop_assert_eq!(answered.callback, contact.starts_with("cb-"));
+                            if let Some((_, k)) = known.iter().find(|(id, _)| *id == contact) {
+                                if answered.callback {
+                                    taken.insert(contact.clone(), k.clone());
+                                }
+                                // A callback keeps its place: its wait counts from the first call.
+                                prop_assert_eq!(answered.waited, now.saturating_duration_since(k.since));
+                            }
                             known.retain(|(id, _)| *id != contact);
                         } else {
                             acd.decline(AGENTS[a], &contact, now).unwrap();
@@ -505,6 +527,28 @@ proptest! {
                     }
                 }
                 Step::End(a) => { let _ = acd.contact_ended(AGENTS[a], now); }
+                Step::CallBack(n) => {
+                    // Ringing or not: a caller may ask while an agent's phone rings.
+                    if !known.is_empty() {
+                        let i = n % known.len();
+                        if !known[i].0.starts_with("cb-") {
+                            let (id, k) = known.remove(i);
+                            let cb = format!("cb-{id}");
+                            let not_before = now + 10 * S;
+                            acd.to_callback(&id, &cb, not_before, now).unwrap();
+                            known.push((cb, Known { not_before, ringing: false, ..k }));
+                        }
+                    }
+                }
+                Step::Unreached(a) => {
+                    if let Some(AgentState::OnContact { contact, .. }) = acd.agent_state(AGENTS[a]).cloned()
+                        && let Some(k) = taken.remove(&contact)
+                    {
+                        let retry_at = now + 20 * S;
+                        acd.callback_failed(AGENTS[a], &contact, retry_at, now).unwrap();
+                        known.push((contact, Known { not_before: retry_at, ringing: false, ..k }));
+                    }
+                }
                 Step::Finish(a) => { let _ = acd.finish_work(AGENTS[a], now); }
                 Step::Wait(secs) => {
                     let until = now + Duration::from_secs(secs);
@@ -536,7 +580,7 @@ fn check(
                 let p = profile(a);
                 let rank = |k: &Known| {
                     p.entry(QUEUES[k.queue]).and_then(|e| {
-                        (k.since + e.delay <= now)
+                        (k.since + e.delay <= now && k.not_before <= now)
                             .then_some((e.priority, k.priority, k.since, k.seq))
                     })
                 };
@@ -590,6 +634,7 @@ fn check(
             let p = profile(i);
             let idle_with_work = known.iter().any(|(_, k)| {
                 !k.ringing
+                    && k.not_before <= now
                     && p.entry(QUEUES[k.queue])
                         .is_some_and(|e| k.since + e.delay <= now)
             });
@@ -750,5 +795,76 @@ fn the_estimated_wait_tracks_simulated_arrivals() {
     assert!(
         mae < 0.75 * mae_zero,
         "mean error {mae:.0} s against {mae_zero:.0} s for saying nothing"
+    );
+}
+
+/// The queued callback of Connect, in the core: a caller who asks to be called back keeps
+/// their place while off the line; from the initial delay on they are offered like a caller
+/// on the line; an agent who accepts is told it is a callback (the shell calls the patient);
+/// a call nobody answers puts the callback back in the same place, from the retry delay on,
+/// and the agent is free at once, keeping their turn.
+#[test]
+fn a_callback_keeps_the_callers_place_and_goes_back_to_it_when_unanswered() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    acd.enqueue("early", "nurses", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.enqueue(
+        "later",
+        "nurses",
+        Urgency::default(),
+        t0 + 10 * S,
+        t0 + 10 * S,
+    )
+    .unwrap();
+    // The early caller presses 1 and hangs up at 20 s; called back from 60 s on.
+    acd.to_callback("early", "cb-early", t0 + 60 * S, t0 + 20 * S)
+        .unwrap();
+    assert_eq!(
+        acd.position("cb-early"),
+        Some(("nurses", 1)),
+        "first, off the line"
+    );
+    assert_eq!(
+        acd.to_callback("gone", "cb-gone", t0, t0 + 20 * S),
+        Err(AcdError::NotQueued("gone".into()))
+    );
+    // An agent free at 30 s gets the caller on the line: the callback is not due yet.
+    available(&mut acd, "ana", &["nurses"], t0 + 30 * S);
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ana", "later")]);
+    assert_eq!(
+        acd.poll_timeout(),
+        Some(t0 + 50 * S),
+        "Ana's offer rings out first"
+    );
+    acd.accept("ana", "later", t0 + 31 * S).unwrap();
+    // At 60 s the callback is due, and Ben, free since 40 s, is offered it.
+    available(&mut acd, "ben", &["nurses"], t0 + 40 * S);
+    assert!(offers(&outputs(&mut acd)).is_empty());
+    assert_eq!(acd.poll_timeout(), Some(t0 + 60 * S));
+    acd.handle_timeout(t0 + 60 * S);
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "cb-early")]);
+    let answered = acd.accept("ben", "cb-early", t0 + 61 * S).unwrap();
+    assert!(answered.callback, "the shell calls the patient now");
+    assert_eq!(answered.waited, 61 * S, "counted from the first call");
+    // Nobody picks up: Ben is free at once; the callback is back in first place from 120 s.
+    acd.enqueue(
+        "new",
+        "nurses",
+        Urgency::default(),
+        t0 + 70 * S,
+        t0 + 70 * S,
+    )
+    .unwrap();
+    outputs(&mut acd);
+    acd.callback_failed("ben", "cb-early", t0 + 120 * S, t0 + 80 * S)
+        .unwrap();
+    // Ben is free at once, and takes the caller on the line; the callback, first in line
+    // again, waits for its retry time.
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "new")]);
+    assert_eq!(acd.position("cb-early"), Some(("nurses", 1)));
+    assert_eq!(
+        acd.callback_failed("ben", "cb-early", t0 + 120 * S, t0 + 81 * S),
+        Err(AcdError::NotOnContact("ben".into()))
     );
 }
