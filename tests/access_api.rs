@@ -472,6 +472,19 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, D, D, D],
         on_call: [D, A, A, D, D, D],
     },
+    // Operators see the notices that did not go out and send them again.
+    Row {
+        method: "GET",
+        path: "/api/v1/notifications",
+        off_call: [A, A, D, D, D, D],
+        on_call: [A, A, D, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/notifications/{id}/retry",
+        off_call: [A, A, D, D, D, D],
+        on_call: [A, A, D, D, D, D],
+    },
     // A refill is a prescriber's decision.
     Row {
         method: "POST",
@@ -792,6 +805,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     || (row.path.ends_with("/decline") && r.status == 409)
                     // A physician's item is no refill request: past the check, 409.
                     || (row.path.ends_with("/decision") && r.status == 409)
+                    // No such notice: past the check, 404.
+                    || (row.path.ends_with("/retry") && r.status == 404)
                     || (row.path == "/api/v1/ws" && r.status == 426)
                     || (row.path == "/api/v1/calls" && r.status == 422)
                     || (row.path == "/api/v1/calls/{call_id}" && r.status == 404);

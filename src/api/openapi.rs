@@ -473,6 +473,33 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[409, 422],
     },
     RouteDoc {
+        method: "get",
+        path: "/api/v1/notifications",
+        action: Some(Action::NotificationManage),
+        summary: "The notices Careline owes or sent to people and systems outside it (care-task webhooks and e-mail, pharmacy orders), newest first: id, channel, recipients, status (pending, sent, failed), tries and the last error. Bodies are not shown.",
+        query: &[
+            ("status", "pending, sent, failed or all (default)"),
+            ("limit", "at most this many (default 100)"),
+        ],
+        body: None,
+        ok: 200,
+        returns: "Notifications",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/notifications/{id}/retry",
+        action: Some(Action::NotificationManage),
+        summary: "Send a notice that was given up on again, with a fresh round of tries (answers 204): after the relay or endpoint is fixed. 409 when it was not given up on.",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409],
+    },
+    RouteDoc {
         method: "post",
         path: "/api/v1/calls/whip",
         action: Some(Action::CallPlace),
@@ -912,6 +939,12 @@ pub(crate) fn document() -> Value {
                         "seq": {"type": "integer"}, "time": text, "kind": text, "state": text}}}}},
     });
     let refills = json!({
+        "Notifications": {"type": "object", "required": ["notifications"], "properties": {
+            "notifications": {"type": "array", "items": {"type": "object", "required": ["id", "channel", "target", "status", "attempts", "created"], "properties": {
+                "id": {"type": "string"}, "channel": {"enum": ["webhook", "mail", "fhir"]},
+                "target": {"type": "array", "items": {"type": "string"}},
+                "status": {"enum": ["pending", "sent", "failed"]}, "attempts": {"type": "integer"},
+                "created": {"type": "string"}, "sent": {"type": "string"}, "last_error": {"type": "string"}}}}}},
         "RefillDecision": {"type": "object", "required": ["decision"], "additionalProperties": false, "properties": {
             "decision": {"type": "string", "enum": ["approved", "declined"]}}},
         "RefillDecided": {"type": "object", "required": ["care_task", "decision", "orders", "pharmacy"], "properties": {

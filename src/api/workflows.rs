@@ -41,6 +41,8 @@ pub(crate) fn router(api: Arc<ApiState>, workflows: Workflows, pharmacy: Option<
         .route("/api/v1/care-tasks", get(care_tasks))
         .route("/api/v1/care-tasks/{id}/done", post(care_task_done))
         .route("/api/v1/care-tasks/{id}/decision", post(care_task_decision))
+        .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/notifications/{id}/retry", post(notification_retry))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))
         .with_state(WorkflowApi {
@@ -476,4 +478,72 @@ async fn care_task_decision(
         "orders": orders,
         "pharmacy": if sent_to_pharmacy { "queued" } else { "none" },
     })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NotificationQuery {
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/notifications?status=pending|sent|failed|all&limit=`: the notices Careline
+/// owes or sent (care-task webhooks and e-mail, pharmacy orders), newest first: id, channel,
+/// recipients, status, tries, last error. Bodies are not shown (an order names the patient).
+async fn notifications(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    QueryParams(q): QueryParams<NotificationQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.api
+        .require(&caller, Action::NotificationManage, None)
+        .await?;
+    let status = match q.status.as_deref() {
+        None | Some("all") => None,
+        Some(st @ ("pending" | "sent" | "failed")) => Some(st),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "status is pending, sent, failed or all (default)",
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit is 1 to 1000"));
+    }
+    let list = s
+        .api
+        .outbox
+        .list(status, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "notifications": list })))
+}
+
+/// `POST /api/v1/notifications/{id}/retry`: a notice given up on is sent again, with a fresh
+/// round of tries (204); 404 for no such notice, 409 when it was not given up on.
+async fn notification_retry(
+    State(s): State<WorkflowApi>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.api
+        .require(&caller, Action::NotificationManage, None)
+        .await?;
+    let outbox = &s.api.outbox;
+    if outbox.get(&id).await.map_err(ApiError::internal)?.is_none() {
+        return Err(ApiError::not_found(format!("no notification `{id}`")));
+    }
+    if !outbox
+        .retry(&id, crate::db::now_ms())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("notification {id} was not given up on"),
+        ));
+    }
+    tracing::info!(notice = %id, by = caller.name(), "notice to be sent again");
+    Ok(StatusCode::NO_CONTENT)
 }

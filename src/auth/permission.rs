@@ -110,6 +110,9 @@ pub enum Action {
     CallAnswer,
     /// The contact center's live view: queues' figures and every agent's state.
     DeskRead,
+    /// The notices owed to people and systems outside (webhook, e-mail, pharmacy): list
+    /// them, send a failed one again. No patient data is shown.
+    NotificationManage,
 }
 
 impl Action {
@@ -137,6 +140,7 @@ impl Action {
             Action::CallPlace => "call.place",
             Action::CallAnswer => "call.answer",
             Action::DeskRead => "desk.read",
+            Action::NotificationManage => "notification.manage",
         }
     }
 }
@@ -226,6 +230,9 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     // The live view of queues and agents is the supervisor's: it shows who works how, not
     // patients.
     (A::DeskRead, R::Supervisor, S::Any),
+    // Operators see what did not go out, and send it again once the relay is fixed.
+    (A::NotificationManage, R::Admin, S::Any),
+    (A::NotificationManage, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

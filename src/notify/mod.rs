@@ -124,6 +124,20 @@ pub struct Stored {
     pub last_error: Option<String>,
 }
 
+fn stored(row: StoredRow) -> Stored {
+    let (id, channel, target, status, attempts, created, sent, last_error) = row;
+    Stored {
+        id,
+        channel,
+        target: target.split(',').map(String::from).collect(),
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        created: crate::db::rfc3339(created),
+        sent: sent.map(crate::db::rfc3339),
+        last_error,
+    }
+}
+
 /// The notices owed, in the database.
 #[derive(Clone)]
 pub struct Outbox {
@@ -195,18 +209,40 @@ impl Outbox {
         .bind(id)
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(row.map(
-            |(id, channel, target, status, attempts, created, sent, last_error)| Stored {
-                id,
-                channel,
-                target: target.split(',').map(String::from).collect(),
-                status,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                created: crate::db::rfc3339(created),
-                sent: sent.map(crate::db::rfc3339),
-                last_error,
-            },
-        ))
+        Ok(row.map(stored))
+    }
+
+    /// Notices by status (all when None), newest first.
+    pub async fn list(&self, status: Option<&str>, limit: i64) -> Result<Vec<Stored>, sqlx::Error> {
+        let rows: Vec<StoredRow> = sqlx::query_as(
+            "SELECT id, channel, target, status, attempts, created_at, sent_at, last_error \
+             FROM notifications WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id LIMIT $2",
+        )
+        .bind(status)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(stored).collect())
+    }
+
+    /// Sends a notice given up on again (the relay fixed, the address corrected in the
+    /// configuration does not apply: the notice keeps its recipients), from now, with a fresh
+    /// round of tries. False when it is not a failed notice.
+    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE notifications SET status = $1, attempts = 0, next_at = $2 WHERE id = $3 AND status = $4",
+        )
+        .bind(PENDING)
+        .bind(now_ms)
+        .bind(id)
+        .bind(FAILED)
+        .execute(self.db.pool())
+        .await?;
+        let again = done.rows_affected() == 1;
+        if again {
+            self.wake.notify_one();
+        }
+        Ok(again)
     }
 
     /// Notices due by `now_ms`, oldest first.
@@ -545,5 +581,33 @@ mod tests {
             s.last_error.as_deref(),
             Some("no [smtp] relay is configured")
         );
+    }
+
+    #[tokio::test]
+    async fn a_notice_refused_for_good_is_listed_failed_and_can_be_sent_again() {
+        let (outbox, _dir) = outbox().await;
+        // A relay configured nowhere is transient; an unknown channel is refused for good.
+        sqlx::query(
+            "INSERT INTO notifications (id, channel, target, subject, body, status, attempts, created_at, next_at) \
+             VALUES ('x', 'pigeon', 'roof', '', '', 'pending', 0, 1, 1)",
+        )
+        .execute(outbox.db.pool())
+        .await
+        .unwrap();
+        let postman = Postman::new(outbox.clone(), None, None);
+        postman.deliver_due(crate::db::now_ms()).await.unwrap();
+        let failed = outbox.list(Some(FAILED), 10).await.unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].id, "x");
+        assert!(failed[0].last_error.is_some());
+        assert!(outbox.list(Some(PENDING), 10).await.unwrap().is_empty());
+        assert!(outbox.retry("x", crate::db::now_ms()).await.unwrap());
+        let again = outbox.get("x").await.unwrap().unwrap();
+        assert_eq!((again.status.as_str(), again.attempts), (PENDING, 0));
+        assert!(
+            !outbox.retry("x", crate::db::now_ms()).await.unwrap(),
+            "not failed now"
+        );
+        assert!(!outbox.retry("nope", crate::db::now_ms()).await.unwrap());
     }
 }
