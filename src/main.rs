@@ -1070,6 +1070,7 @@ fn toml_of(config: &Config) -> anyhow::Result<String> {
     if !shown.smtp.password.is_empty() {
         shown.smtp.password = "***".into();
     }
+    shown.database.url = careline::db::redact(&shown.database.url);
     Ok(toml::to_string_pretty(&shown)?)
 }
 

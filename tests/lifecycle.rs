@@ -75,6 +75,12 @@ fn config_layers_env_over_file_and_flags_over_env() {
         .current_dir(dir.path())
         .env("CARELINE_SIP__MAX_CALLS", "20")
         .env("CARELINE_SIP__RETRY_AFTER_SECS", "9")
+        // Secrets, as the docs advise giving them: printed masked.
+        .env("CARELINE_SMTP__PASSWORD", "smtp-s3cret")
+        .env(
+            "CARELINE_DATABASE__URL",
+            "postgres://careline:db-s3cret@127.0.0.1:5432/careline",
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -87,6 +93,11 @@ fn config_layers_env_over_file_and_flags_over_env() {
     assert!(
         text.contains("retry_after_secs = 9"),
         "env beats file: {text}"
+    );
+    assert!(!text.contains("s3cret"), "no secret printed: {text}");
+    assert!(
+        text.contains("postgres://careline:***@127.0.0.1:5432/careline"),
+        "{text}"
     );
 }
 
