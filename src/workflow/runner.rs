@@ -370,6 +370,10 @@ impl Tasks {
             .await?;
         let id = appointment_id(key);
         if let Some(made) = theirs.iter().find(|a| a["id"] == id.as_str()) {
+            // Delivered again: the invitation is queued if a crash came before it.
+            if telehealth {
+                self.invite_provider(made, b.provider.as_deref()).await?;
+            }
             return Ok(answer(input, made));
         }
         let slot = self
@@ -400,7 +404,72 @@ impl Tasks {
             .map_err(|e| fail("Careline.Records", e.to_string()))?;
         written.map_err(|e| fail("Careline.Records", e.to_string()))?;
         info!(appointment = %id, start = %slot.0, "appointment proposed");
+        if telehealth {
+            self.invite_provider(&made, b.provider.as_deref()).await?;
+        }
         Ok(answer(input, &made))
+    }
+
+    /// E-mails the provider of a telehealth consultation (their Practitioner record's
+    /// address) the time it was proposed for, once per appointment: no patient data, the
+    /// appointment's id to find it by. Nothing when no relay, provider or address.
+    async fn invite_provider(&self, made: &Value, provider: Option<&str>) -> Result<(), TaskError> {
+        let (Some(outbox), Some(provider), Some((patients, _))) =
+            (&self.notices, provider, &self.records)
+        else {
+            return Ok(());
+        };
+        if !self.mail_on {
+            return Ok(());
+        }
+        let failed = |e: String| TaskError {
+            error: "Careline.Records".into(),
+            cause: e,
+        };
+        let Some(dr) = patients
+            .resource("Practitioner", provider)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+        else {
+            return Ok(());
+        };
+        let to = super::care_tasks::email_addresses(&dr);
+        if to.is_empty() {
+            return Ok(());
+        }
+        let id = made["id"].as_str().unwrap_or_default();
+        let tz = self.clinic.tz();
+        let local = |field: &str| {
+            made[field]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| {
+                    t.to_zoned(tz.clone())
+                        .strftime("%Y-%m-%d %H:%M")
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        let (start, end) = (local("start"), local("end"));
+        let zone = tz.iana_name().unwrap_or("UTC");
+        let notice = crate::notify::Notice {
+            id: format!("appointment:{id}:provider"),
+            channel: crate::notify::Channel::Mail,
+            target: to,
+            subject: format!("[Careline] Telehealth consultation proposed: {start}"),
+            body: format!(
+                "A care-coordination workflow proposed a telehealth consultation with you.\n\n\
+                 When: {start} to {end} ({zone})\n\
+                 Appointment: {id}\n\n\
+                 It is proposed: confirm it in the clinic's scheduler. Sign in to Careline to see \
+                 the patient.\n"
+            ),
+        };
+        outbox
+            .put(&notice, crate::db::now_ms())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(())
     }
 
     /// What the patient-call flow told the patient must happen: a nurse calls back when they
@@ -1332,6 +1401,58 @@ mod tests {
         .await
         .expect("audit");
         assert_eq!(reads, 2, "each look into the record is audited");
+    }
+
+    #[tokio::test]
+    async fn a_telehealth_consultation_invites_its_provider_by_mail_once() {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-1"}},
+            {"resource": {"resourceType": "Practitioner", "id": "DR-7",
+                "telecom": [{"system": "email", "value": "dr.seven@clinic.example"}]}}]});
+        let r = Records::with(bundle).await;
+        let keys = Arc::new(
+            crate::keys::KeyRing::open(r._dir.path(), crate::keys::Supplied::default())
+                .expect("keys"),
+        );
+        let outbox = crate::notify::Outbox::new(r.db.clone(), keys.clone());
+        let tasks = Tasks::new(
+            Lambdas::new(&BTreeMap::new(), crate::flow::http::HttpClient::new()),
+            &crate::config::WorkflowsConfig::default(),
+            r.care.clone(),
+        )
+        .expect("tasks")
+        .with_records(
+            r.patients.clone(),
+            crate::audit::Audit::new(r.db.clone(), keys),
+        )
+        .with_notices(outbox.clone(), true);
+        let t = Duration::from_secs(5);
+        let consult =
+            serde_json::json!({"patient_id": "p-1", "provider_id": "DR-7", "duration_minutes": 30});
+        let c = tasks
+            .invoke("TelemedicineConsultation", &consult, "e-1/Consult/1", t)
+            .await
+            .expect("booked");
+        let again = tasks
+            .invoke("TelemedicineConsultation", &consult, "e-1/Consult/1", t)
+            .await
+            .expect("the same booking");
+        assert_eq!(c, again);
+        let id = c["appointment"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an appointment: {c}"))
+            .to_string();
+        let all = outbox.list(None, 10).await.expect("list");
+        assert_eq!(all.len(), 1, "one invitation: {all:?}");
+        assert_eq!(all[0].id, format!("appointment:{id}:provider"));
+        assert_eq!(all[0].target, ["dr.seven@clinic.example"]);
+        // A provider without an address, or no provider: nothing to send.
+        let other = serde_json::json!({"patient_id": "p-1", "duration_minutes": 30});
+        tasks
+            .invoke("TelemedicineConsultation", &other, "e-2/Consult/1", t)
+            .await
+            .expect("booked");
+        assert_eq!(outbox.list(None, 10).await.expect("list").len(), 1);
     }
 
     #[tokio::test]
