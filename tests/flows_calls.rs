@@ -282,3 +282,54 @@ fn lambda_over_http_success_timeout_error_status_and_bad_body() {
     );
     until_heard(&peer, &want, 0, 700, "speech from the HTTP TTS engine");
 }
+
+/// GetMetricData in a customer queue flow: each caller is told their own place in line,
+/// in routing's order, from `$.Metrics.Contact.PositionInQueue`.
+#[test]
+fn callers_in_a_queue_hear_their_place_in_line() {
+    let flows = tempfile::tempdir().unwrap();
+    let line = serde_json::json!({"Version": "2019-10-30", "StartAction": "target", "Actions": [
+        {"Identifier": "target", "Type": "UpdateContactTargetQueue",
+         "Parameters": {"QueueId": "nurses"}, "Transitions": {"NextAction": "queue"}},
+        {"Identifier": "queue", "Type": "TransferContactToQueue", "Parameters": {},
+         "Transitions": {"NextAction": "end", "Errors": [{"NextAction": "end", "ErrorType": "QueueAtCapacity"}]}},
+        {"Identifier": "end", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}}]});
+    std::fs::write(flows.path().join("line.json"), line.to_string()).unwrap();
+    let place = serde_json::json!({"Version": "2019-10-30", "StartAction": "get", "Actions": [
+        {"Identifier": "get", "Type": "GetMetricData", "Parameters": {},
+         "Transitions": {"NextAction": "say", "Errors": [{"NextAction": "say", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "say", "Type": "MessageParticipantIteratively",
+         "Parameters": {"Messages": [{"Text": "You are number $.Metrics.Contact.PositionInQueue in line."}]},
+         "Transitions": {}}]});
+    let wrapped = serde_json::json!({"Name": "place", "Type": "CUSTOMER_QUEUE", "Content": place});
+    std::fs::write(flows.path().join("place.json"), wrapped.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[flows]\ndir = \"{}\"\ndefault = \"line\"\n[queues.nurses]\nhold_flow = \"place\"\n",
+            flows.path().display()
+        ),
+        ..Options::default()
+    });
+    let first = RtpPeer::new(Codec::Pcmu, 0, None);
+    let (_ua1, _call1) = dial(
+        &server,
+        &first,
+        "1",
+        &sdp_offer(first.port, "0", &["a=rtpmap:0 PCMU/8000"]),
+    );
+    let one = speech("Joanna", "You are number 1 in line.", false);
+    until_heard(&first, &one, 0, 5000, "the first caller's place");
+    let second = RtpPeer::new(Codec::Pcmu, 0, None);
+    let (_ua2, _call2) = dial(
+        &server,
+        &second,
+        "1",
+        &sdp_offer(second.port, "0", &["a=rtpmap:0 PCMU/8000"]),
+    );
+    let two = speech("Joanna", "You are number 2 in line.", false);
+    until_heard(&second, &two, 0, 5000, "the second caller's place");
+    assert_eq!(
+        server.metric("careline_queue_contacts{queue=\"nurses\"}"),
+        2.0
+    );
+}
