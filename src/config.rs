@@ -1107,13 +1107,7 @@ impl Config {
             let ok = match uri {
                 Ok(u) => match (u.scheme_str(), u.host()) {
                     (Some("https"), Some(_)) => true,
-                    (Some("http"), Some(h)) => {
-                        h == "localhost"
-                            || h.trim_start_matches('[')
-                                .trim_end_matches(']')
-                                .parse::<std::net::IpAddr>()
-                                .is_ok_and(|ip| ip.is_loopback())
-                    }
+                    (Some("http"), Some(h)) => crate::notify::mail::is_loopback(h),
                     _ => false,
                 },
                 Err(_) => false,

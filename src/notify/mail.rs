@@ -150,7 +150,9 @@ fn message_local_part(id: &str) -> String {
         .collect()
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a name, an address, `[v6]`) is this machine: where a secret or patient
+/// data may go without TLS.
+pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_start_matches('[')
