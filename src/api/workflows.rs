@@ -313,7 +313,7 @@ async fn care_task_done(
         return Err(ApiError::not_found(format!("no care task `{id}`")));
     };
     if !tasks
-        .complete(&id, caller.name(), crate::db::now_ms())
+        .complete(&id, caller.name(), None, crate::db::now_ms())
         .await
         .map_err(store_error)?
     {
@@ -428,7 +428,7 @@ async fn care_task_decision(
     };
     let now_ms = crate::db::now_ms();
     if !tasks
-        .decide(&id, caller.name(), &d.decision, now_ms)
+        .complete(&id, caller.name(), Some(&d.decision), now_ms)
         .await
         .map_err(store_error)?
     {

@@ -178,30 +178,6 @@ impl CareTasks {
         Ok(())
     }
 
-    /// Closes an open refill request with the clinician's `outcome` (`approved`,
-    /// `declined`); false when it was not open.
-    pub async fn decide(
-        &self,
-        id: &str,
-        by: &str,
-        outcome: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE care_tasks SET status = $1, done_at = $2, done_by = $3, outcome = $4 WHERE id = $5 AND status = $6",
-        )
-        .bind(DONE)
-        .bind(now_ms)
-        .bind(by)
-        .bind(outcome)
-        .bind(id)
-        .bind(OPEN)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected()
-            == 1)
-    }
-
     /// The patient an item is about (None: no such item, or about no patient).
     pub async fn patient_of(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
         let row: Option<(Option<String>,)> =
@@ -212,14 +188,22 @@ impl CareTasks {
         Ok(row.map(|(p,)| p))
     }
 
-    /// Closes an open item; false when it was not open.
-    pub async fn complete(&self, id: &str, by: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// Closes an open item, with how a refill request was decided (`approved`, `declined`)
+    /// or none; false when it was not open.
+    pub async fn complete(
+        &self,
+        id: &str,
+        by: &str,
+        outcome: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
-            "UPDATE care_tasks SET status = $1, done_at = $2, done_by = $3 WHERE id = $4 AND status = $5",
+            "UPDATE care_tasks SET status = $1, done_at = $2, done_by = $3, outcome = $4 WHERE id = $5 AND status = $6",
         )
         .bind(DONE)
         .bind(now_ms)
         .bind(by)
+        .bind(outcome)
         .bind(id)
         .bind(OPEN)
         .execute(self.db.pool())
@@ -414,9 +398,17 @@ mod tests {
         assert_eq!(open[0].detail["reason"], "chest pain reported");
         assert_eq!(open[0].urgency.as_deref(), Some("HIGH"));
         assert_eq!(open[0].execution_id, "exec-1");
-        assert!(tasks.complete(&a, "nurse", 4_000).await.expect("done"));
         assert!(
-            !tasks.complete(&a, "nurse", 5_000).await.expect("done"),
+            tasks
+                .complete(&a, "nurse", None, 4_000)
+                .await
+                .expect("done")
+        );
+        assert!(
+            !tasks
+                .complete(&a, "nurse", None, 5_000)
+                .await
+                .expect("done"),
             "once"
         );
         let mine = tasks.list(None, Some("p-1"), 10).await.expect("list");
