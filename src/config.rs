@@ -634,96 +634,9 @@ pub struct CallsConfig {
     pub ring_ms: u64,
     /// Answering-machine detection on calls Careline places, where the flow screens them
     /// (`CheckOutboundCallStatus`; CallPatient's `answering_machine`).
-    pub amd: AmdConfig,
-}
-
-/// `[calls.amd]`: how a person is told from a voicemail greeting (docs/workflows.md). The
-/// defaults are Asterisk's `AMD()`; tune them with the test calls of your own trunk, since
-/// carriers' and countries' greetings differ.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AmdConfig {
-    /// Silence before anything is said that means a machine.
-    pub initial_silence_ms: u32,
-    /// Speech since the first word, longer than which it is a greeting.
-    pub greeting_ms: u32,
-    /// Silence after the first words that means a person waiting for an answer.
-    pub after_greeting_silence_ms: u32,
-    /// Undecided after this long: "not sure", treated as a person.
-    pub total_analysis_ms: u32,
-    /// Speech shorter than this is noise, not a word.
-    pub min_word_ms: u32,
-    /// Silence that separates two words.
-    pub between_words_silence_ms: u32,
-    /// This many words is a greeting.
-    pub maximum_words: u32,
-    /// One unbroken stretch of speech this long is a machine.
-    pub maximum_word_ms: u32,
-    /// Mean absolute amplitude (16-bit samples) above which 10 ms is speech.
-    pub silence_threshold: u16,
-    /// After a machine: the silence that ends its greeting (then the message is left) ...
-    pub end_of_greeting_silence_ms: u32,
-    /// ... or the longest the greeting is waited for.
-    pub greeting_limit_ms: u32,
-}
-
-impl Default for AmdConfig {
-    fn default() -> Self {
-        AmdConfig::from(crate::media::amd::AmdSettings::default())
-    }
-}
-
-impl From<crate::media::amd::AmdSettings> for AmdConfig {
-    fn from(s: crate::media::amd::AmdSettings) -> Self {
-        AmdConfig {
-            initial_silence_ms: s.initial_silence_ms,
-            greeting_ms: s.greeting_ms,
-            after_greeting_silence_ms: s.after_greeting_silence_ms,
-            total_analysis_ms: s.total_analysis_ms,
-            min_word_ms: s.min_word_ms,
-            between_words_silence_ms: s.between_words_silence_ms,
-            maximum_words: s.maximum_words,
-            maximum_word_ms: s.maximum_word_ms,
-            silence_threshold: s.silence_threshold,
-            end_of_greeting_silence_ms: s.end_of_greeting_silence_ms,
-            greeting_limit_ms: s.greeting_limit_ms,
-        }
-    }
-}
-
-impl AmdConfig {
-    /// The detector's settings; an error names a setting that cannot work.
-    pub fn settings(&self) -> Result<crate::media::amd::AmdSettings, String> {
-        let c = self;
-        if c.total_analysis_ms < 500 || c.total_analysis_ms > 30_000 {
-            return Err("total_analysis_ms must be 500 to 30000".into());
-        }
-        if c.min_word_ms < 10 || c.min_word_ms >= c.maximum_word_ms {
-            return Err("min_word_ms must be at least 10 and below maximum_word_ms".into());
-        }
-        if c.maximum_words == 0 {
-            return Err("maximum_words must be at least 1".into());
-        }
-        if c.silence_threshold == 0 {
-            return Err("silence_threshold must be at least 1".into());
-        }
-        if c.greeting_limit_ms < c.end_of_greeting_silence_ms {
-            return Err("greeting_limit_ms must be at least end_of_greeting_silence_ms".into());
-        }
-        Ok(crate::media::amd::AmdSettings {
-            initial_silence_ms: c.initial_silence_ms,
-            greeting_ms: c.greeting_ms,
-            after_greeting_silence_ms: c.after_greeting_silence_ms,
-            total_analysis_ms: c.total_analysis_ms,
-            min_word_ms: c.min_word_ms,
-            between_words_silence_ms: c.between_words_silence_ms,
-            maximum_words: c.maximum_words,
-            maximum_word_ms: c.maximum_word_ms,
-            silence_threshold: c.silence_threshold,
-            end_of_greeting_silence_ms: c.end_of_greeting_silence_ms,
-            greeting_limit_ms: c.greeting_limit_ms,
-        })
-    }
+    /// (`[calls.amd]`, docs/configuration.md; Asterisk `AMD()`'s defaults: tune them with
+    /// test calls on your own trunk, since carriers' and countries' greetings differ.)
+    pub amd: crate::media::amd::AmdSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -900,7 +813,7 @@ impl Default for CallsConfig {
             drain_grace_secs: 30,
             menu_timeout_secs: 10,
             ring_ms: 0,
-            amd: AmdConfig::default(),
+            amd: crate::media::amd::AmdSettings::default(),
         }
     }
 }
@@ -1097,7 +1010,7 @@ impl Config {
         }
         self.calls
             .amd
-            .settings()
+            .check()
             .map_err(|why| ConfigError::Invalid(format!("calls.amd.{why}")))?;
         crate::notify::mail::Mailer::from_config(&self.smtp)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -1371,7 +1284,8 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
-        let amd = c.calls.amd.settings().unwrap();
+        let amd = c.calls.amd;
+        amd.check().unwrap();
         assert_eq!((amd.initial_silence_ms, amd.maximum_words), (3500, 4));
         assert_eq!(
             amd.greeting_ms,

@@ -243,11 +243,7 @@ impl Server {
                 srtp: config.rtp.srtp,
                 srtp_keys_without_tls: config.rtp.srtp_keys_without_tls,
                 srtp_suites: config.srtp_suites()?,
-                amd: config
-                    .calls
-                    .amd
-                    .settings()
-                    .map_err(|why| ConfigError::Invalid(format!("calls.amd.{why}")))?,
+                amd: config.calls.amd,
             },
             media,
             sip: sip.clone(),

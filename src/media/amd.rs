@@ -10,8 +10,9 @@
 //! each 10 ms window's mean absolute amplitude. No spectral analysis, so a voicemail beep is
 //! not told apart: the greeting is over at the first long silence after it.
 
-/// The limits, in milliseconds but for the amplitude.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The limits, in milliseconds but for the amplitude; `[calls.amd]` in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AmdSettings {
     /// Silence before anything is said that means a machine (people say something at once).
     pub initial_silence_ms: u32,
@@ -52,6 +53,29 @@ impl Default for AmdSettings {
             end_of_greeting_silence_ms: 1000,
             greeting_limit_ms: 30_000,
         }
+    }
+}
+
+impl AmdSettings {
+    /// An error names a setting the detector cannot work with.
+    pub fn check(&self) -> Result<(), String> {
+        let c = self;
+        if c.total_analysis_ms < 500 || c.total_analysis_ms > 30_000 {
+            return Err("total_analysis_ms must be 500 to 30000".into());
+        }
+        if c.min_word_ms < 10 || c.min_word_ms >= c.maximum_word_ms {
+            return Err("min_word_ms must be at least 10 and below maximum_word_ms".into());
+        }
+        if c.maximum_words == 0 {
+            return Err("maximum_words must be at least 1".into());
+        }
+        if c.silence_threshold == 0 {
+            return Err("silence_threshold must be at least 1".into());
+        }
+        if c.greeting_limit_ms < c.end_of_greeting_silence_ms {
+            return Err("greeting_limit_ms must be at least end_of_greeting_silence_ms".into());
+        }
+        Ok(())
     }
 }
 
