@@ -284,7 +284,19 @@ async fn console(s: WhipApi, caller: Caller, credential: Credential, mut socket:
             code,
             reason: reason.into(),
         };
-        let _ = socket.send(Message::Close(Some(frame))).await;
+        if socket.send(Message::Close(Some(frame))).await.is_ok() {
+            // The closing handshake (RFC 6455 section 7.1.1): read until the console's own
+            // Close, for a moment at most. Dropping the socket with its messages unread would
+            // reset the connection, and the console could lose the Close frame and its reason.
+            let drain = async {
+                while let Some(Ok(msg)) = socket.recv().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        }
     }
     info!(%agent, "console disconnected");
     drop(desk);

@@ -53,6 +53,12 @@ impl Console {
         self.ws.send(Message::text(text)).expect("send");
     }
 
+    /// Sends without insisting: `false` once the server has closed the channel (as it may in
+    /// the middle of a flood).
+    pub fn try_send(&mut self, msg: Value) -> bool {
+        self.ws.send(Message::text(msg.to_string())).is_ok()
+    }
+
     /// Waits up to `timeout` for a message `pred` accepts (earlier ones are kept in `seen`).
     pub fn expect(
         &mut self,
