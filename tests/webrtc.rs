@@ -1499,3 +1499,125 @@ fn a_disabled_users_console_is_closed_and_signed_out() {
         "signed out at once, not after the grace period"
     );
 }
+
+/// aiortc, a second WebRTC stack (Python: its own ICE, DTLS, SRTP and Opus), calls by WHIP
+/// offering Opus only, then PCMU only: each call is answered with that codec alone, hears the
+/// welcome, and a key it sends as in-band tones (aiortc has no RFC 4733 sender) reaches the
+/// flow like a phone's.
+#[test]
+fn aiortc_calls_with_opus_only_then_pcmu_only_hears_the_flow_and_keys_in_band() {
+    use support::aiortc::AiortcPeer;
+    let server = public();
+    for (n, (codec, name, rtpmap)) in [
+        ("opus", Codec::Opus, "opus/48000/2"),
+        ("pcmu", Codec::Pcmu, "PCMU/8000"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut peer = AiortcPeer::call(server.http, "/api/v1/calls/whip", codec, None);
+        assert_eq!(peer.status(), 201, "{}", peer.body());
+        let formats = answered_formats(peer.body());
+        assert_eq!(
+            formats.len(),
+            1,
+            "{codec} alone, as offered (no telephone-event: aiortc offers none): {}",
+            peer.body()
+        );
+        assert!(
+            peer.body()
+                .contains(&format!("a=rtpmap:{} {rtpmap}", formats[0])),
+            "answered with the offer's own payload type: {}",
+            peer.body()
+        );
+        peer.wait_connected();
+        let (heard, _) = wait_for_prompt(&peer, name, "en", "welcome", 0, Some(2000));
+        let pressed_at = heard.len() as u64 / 8;
+        peer.command("dtmf 5");
+        let (heard, _) = wait_for_prompt(&peer, name, "en", "digit-5", pressed_at, None);
+        expect_not_prompt(&heard, "en", "digit-4", pressed_at);
+        assert_eq!(
+            server.wait_metric(
+                "careline_dtmf_digits_total{method=\"inband\"}",
+                n as f64 + 1.0,
+                Duration::from_secs(10)
+            ),
+            n as f64 + 1.0,
+            "the {codec} call's key, detected in the audio"
+        );
+        assert_eq!(peer.hang_up(), 200);
+        assert_eq!(
+            server.wait_metric(
+                "careline_calls_ended_total{cause=\"caller_bye\"}",
+                n as f64 + 1.0,
+                Duration::from_secs(10)
+            ),
+            n as f64 + 1.0
+        );
+    }
+}
+
+/// A phone caller waiting in the urgent queue is answered by a nurse on aiortc offering Opus
+/// only: the bridge transcodes both ways, each hears the other's tone, and the nurse hanging
+/// up ends the phone's call with a BYE.
+#[test]
+fn a_phone_caller_is_bridged_to_an_aiortc_nurse_on_opus_and_each_hears_the_other() {
+    use support::aiortc::AiortcPeer;
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "clinician");
+    let (mut ua, phone, call) = queue_urgent_caller(&server);
+    let mut peer = AiortcPeer::call(
+        server.http,
+        "/api/v1/queues/triage-urgent/answer",
+        "opus",
+        Some(&nurse),
+    );
+    assert_eq!(peer.status(), 201, "{}", peer.body());
+    assert_eq!(peer.call_id(), call.call_id);
+    let formats = answered_formats(peer.body());
+    assert_eq!(formats.len(), 1, "{}", peer.body());
+    assert!(
+        peer.body()
+            .contains(&format!("a=rtpmap:{} opus/48000/2", formats[0])),
+        "Opus, as offered: {}",
+        peer.body()
+    );
+    peer.wait_connected();
+    assert_eq!(
+        server.wait_metric_down(URGENT_QUEUE, 0.0, Duration::from_secs(30)),
+        0.0,
+        "joined to the nurse, the caller leaves the queue"
+    );
+
+    let nurse_heard = peer.heard().len() / 8;
+    phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || peer.heard(),
+        1000.0,
+        nurse_heard,
+        "the nurse hears the patient",
+    );
+    let patient_heard = phone.heard().len() / 8;
+    peer.command("tone 440");
+    wait_for_tone(
+        || phone.heard(),
+        440.0,
+        patient_heard,
+        "the patient hears the nurse",
+    );
+    peer.command("silence");
+
+    assert_eq!(peer.hang_up(), 200);
+    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    let bye = bye.expect("the patient's phone gets a BYE");
+    ua.respond(&bye, 200, "OK");
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"agent_hangup\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0,
+        "the call ended by the nurse"
+    );
+}

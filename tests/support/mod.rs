@@ -1,6 +1,7 @@
 //! Shared test harness: a real server process, a raw SIP phone, an RTP endpoint.
 #![allow(dead_code)]
 
+pub mod aiortc;
 pub mod audio;
 pub mod browser;
 pub mod console;
