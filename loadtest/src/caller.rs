@@ -24,10 +24,14 @@ use crate::measure::{Failure, Measure};
 use crate::net::SendBatch;
 use crate::rtpstats::StreamStats;
 use crate::scenario::{Scenario, Step, Via};
+use crate::webrtc::{BrowserLeg, LegState};
 
 const T1: Nanos = 500 * MS;
 const T2: Nanos = 4000 * MS;
 const TIMER_B: Nanos = 64 * T1;
+/// How long a browser caller waits from its WHIP POST to a connected peer connection (ICE and
+/// DTLS), as Careline waits for the browser (its `[webrtc]` connect timeout is 10 s).
+const CONNECT_TIMEOUT: Nanos = 20_000 * MS;
 
 /// A scenario with everything its callers share, resolved once.
 pub struct Plan {
@@ -101,6 +105,8 @@ pub struct Endpoint {
     pub local_sip: SocketAddr,
     pub local_rtp: SocketAddr,
     pub tcp: bool,
+    /// Browser callers: WHIP (RFC 9725) and a WebRTC peer connection instead of SIP and RTP.
+    pub whip: bool,
 }
 
 impl Endpoint {
@@ -166,6 +172,35 @@ enum Phase {
     Done,
 }
 
+impl Media {
+    /// Media to and from `remote` with what the answer chose; `None` when this build cannot
+    /// decode the codec.
+    fn new(codec: Codec, remote: SocketAddr, pt: u8, te_pt: Option<u8>) -> Option<Media> {
+        let decoder = FrameDecoder::new(codec).ok()?;
+        let clock = codec.clock_rate();
+        Some(Media {
+            remote,
+            pt,
+            te_pt,
+            ts_step: clock / 50,
+            ssrc: rand::random(),
+            seq: rand::random(),
+            ts: rand::random(),
+            marker: true,
+            speech_pos: rand::random::<u16>() as usize,
+            stats: StreamStats::new(clock),
+            tracker: Tracker::new(),
+            decoder,
+            pcm: Vec::with_capacity(crate::hear::FRAME),
+            silence: match codec {
+                // µ-law 0xFF decodes to 0; A-law has no exact zero.
+                Codec::Pcmu => Some(vec![0xFF; crate::hear::FRAME]),
+                _ => None,
+            },
+        })
+    }
+}
+
 /// The key press in progress.
 struct Press {
     index: usize,
@@ -206,6 +241,22 @@ struct Media {
     silence: Option<Vec<u8>>,
 }
 
+/// A browser caller's signaling and transport: the WHIP exchanges the worker carries out over
+/// HTTP, and the peer connection its RTP goes through.
+struct Web {
+    leg: BrowserLeg,
+    /// The SDP offer, until the worker takes it to POST.
+    post: Option<String>,
+    /// The session's resource (`Location`), once answered.
+    location: Option<String>,
+    /// A DELETE is wanted (the worker takes it).
+    delete: bool,
+    /// The packet being handed to the peer connection.
+    scratch: Vec<u8>,
+    /// The SSRC of the track the offer announced (the peer connection sends only that).
+    ssrc: u32,
+}
+
 pub struct Caller {
     pub call_id: String,
     plan: usize,
@@ -227,6 +278,7 @@ pub struct Caller {
     /// (end packets sent, tone over), until a prompt answers it.
     key: Option<(Via, Nanos, Option<Nanos>)>,
     result: Option<Result<(), Failure>>,
+    web: Option<Web>,
 }
 
 fn token() -> String {
@@ -251,6 +303,33 @@ impl Caller {
             session_version: 1,
             srtp: None,
         };
+        let mut result = None;
+        let web = if ep.whip {
+            let ssrc = rand::random();
+            let now = crate::clock::instant(crate::clock::now());
+            match BrowserLeg::offer(
+                ep.local_rtp,
+                p.scenario.codec,
+                p.scenario.telephone_event,
+                ssrc,
+                now,
+            ) {
+                Ok((leg, offer)) => Some(Web {
+                    leg,
+                    post: Some(offer),
+                    location: None,
+                    delete: false,
+                    scratch: Vec::with_capacity(200),
+                    ssrc,
+                }),
+                Err(e) => {
+                    result = Some(Err(fail("webrtc_setup", e.to_string())));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Caller {
             call_id: format!("{n}-{}@careline-loadtest", token()),
             plan,
@@ -269,7 +348,8 @@ impl Caller {
             step_since: 0,
             press: None,
             key: None,
-            result: None,
+            result,
+            web,
         }
     }
 
@@ -358,6 +438,11 @@ impl Caller {
         sip: &mut Vec<Vec<u8>>,
     ) {
         let _ = plans;
+        if self.web.is_some() || self.result.is_some() {
+            // A browser caller: the worker POSTs the offer (take_post).
+            self.t_invite = now;
+            return;
+        }
         let offer = sdp::offer(&self.local);
         self.cseq = 1;
         let uri = self.target.clone();
@@ -392,6 +477,10 @@ impl Caller {
 
     /// Hangs up with our BYE (or ends at once before answer).
     fn hang_up(&mut self, now: Nanos, ep: &Endpoint, sip: &mut Vec<Vec<u8>>, plans: &[Arc<Plan>]) {
+        if self.web.is_some() && self.phase == Phase::Established {
+            self.web_hang_up(plans);
+            return;
+        }
         if self.phase != Phase::Established {
             if self.phase == Phase::Inviting {
                 self.finish(
@@ -407,6 +496,196 @@ impl Caller {
         sip.push(bytes.clone());
         self.request = Some(ClientTx::new(bytes, self.cseq, false, now));
         self.phase = Phase::Ending;
+    }
+
+    /// The server ended the call (its BYE; for a browser caller, the connection closed).
+    fn server_hung_up(&mut self, at: Nanos, plans: &[Arc<Plan>], m: &mut Measure) {
+        // The server may hang up right after a prompt's last packet, before the next
+        // tick: the prompt heard to its end counts first.
+        let plan = plans[self.plan].clone();
+        if let Some(media) = self.media.as_mut() {
+            media.tracker.finish(&plan.lib);
+        }
+        while self.result.is_none() && self.take_prompt(&plan, at, m) {}
+        let expected = matches!(
+            plans[self.plan].scenario.steps.get(self.step),
+            Some(Step::ExpectHangup { .. })
+        );
+        if expected {
+            self.step += 1;
+            self.finish(Ok(()), plans);
+        } else {
+            let step = self.step + 1;
+            self.finish(
+                Err(fail(
+                    "early_bye",
+                    format!("the server hung up during step {step}"),
+                )),
+                plans,
+            );
+        }
+    }
+
+    /// A browser caller (WHIP) rather than a phone (SIP).
+    pub fn is_web(&self) -> bool {
+        self.web.is_some()
+    }
+
+    /// A browser caller's SDP offer, once: the worker POSTs it to the WHIP endpoint.
+    pub fn take_post(&mut self) -> Option<String> {
+        self.web.as_mut().and_then(|w| w.post.take())
+    }
+
+    /// The session a browser caller wants DELETEd (hung up), once.
+    pub fn take_delete(&mut self) -> Option<String> {
+        let w = self.web.as_mut()?;
+        if !w.delete {
+            return None;
+        }
+        w.delete = false;
+        w.location.clone()
+    }
+
+    /// The WHIP endpoint's answer to the offer: `status` 201 with the SDP answer in `body` and
+    /// the session's `location`, or an error (status 0: no HTTP answer at all).
+    pub fn on_whip_answer(
+        &mut self,
+        status: u16,
+        location: Option<String>,
+        body: &str,
+        at: Nanos,
+        plans: &[Arc<Plan>],
+    ) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        if self.phase != Phase::Inviting || self.result.is_some() {
+            // Given up meanwhile: end the session the server made.
+            if status == 201 && location.is_some() {
+                web.location = location;
+                web.delete = true;
+                self.phase = Phase::Ending;
+            } else {
+                self.finish(self.result.clone().unwrap_or(Ok(())), plans);
+            }
+            return;
+        }
+        if status != 201 {
+            let reason = match status {
+                0 => "whip_unreachable",
+                503 => "whip_503",
+                _ => "whip_refused",
+            };
+            let first = body.lines().next().unwrap_or("").chars().take(160);
+            let detail = format!("WHIP answered {status}: {}", first.collect::<String>());
+            self.finish(Err(fail(reason, detail)), plans);
+            return;
+        }
+        let no_location = location.is_none();
+        web.location = location;
+        let chosen = web.leg.accept(body, crate::clock::instant(at));
+        let ssrc = web.ssrc;
+        if no_location {
+            self.fail(fail("sdp", "the WHIP answer has no Location".into()));
+        }
+        match chosen.map(|c| Media::new(c.codec, c.remote, c.payload_type, c.telephone_event)) {
+            Ok(Some(media)) => self.media = Some(Media { ssrc, ..media }),
+            Ok(None) => self.fail(fail("sdp", "the answer's codec cannot be decoded".into())),
+            Err(e) => self.fail(fail("sdp", e.to_string())),
+        }
+        if self.result.is_some() {
+            self.web_hang_up(plans);
+        }
+    }
+
+    /// The answer to our DELETE (status 0: none came).
+    pub fn on_whip_deleted(&mut self, status: u16, plans: &[Arc<Plan>]) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        // 404: the server had ended the session already (the flow hung up as we did).
+        if status != 200 && status != 404 {
+            self.fail(fail(
+                "delete_failed",
+                format!("DELETE on the session answered {status}"),
+            ));
+        }
+        self.finish(self.result.clone().unwrap_or(Ok(())), plans);
+    }
+
+    /// A datagram from the server's address for this browser caller: ICE, DTLS, or SRTP that
+    /// the peer connection opens and hands on as RTP.
+    pub fn on_web_datagram(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        at: Nanos,
+        plans: &[Arc<Plan>],
+        m: &mut Measure,
+    ) {
+        let Some(mut web) = self.web.take() else {
+            return;
+        };
+        web.leg.receive(from, data, crate::clock::instant(at), |p| {
+            let pkt = RtpPacket {
+                payload_type: p.header.payload_type,
+                marker: p.header.marker,
+                sequence: p.header.sequence_number,
+                timestamp: p.header.timestamp,
+                ssrc: p.header.ssrc,
+                payload: &p.payload,
+            };
+            self.on_rtp(&pkt, at, plans, m);
+        });
+        self.web = Some(web);
+    }
+
+    /// A browser caller hangs up: its connection closes and the worker DELETEs the session
+    /// (with no session to delete, the call is over at once).
+    fn web_hang_up(&mut self, plans: &[Arc<Plan>]) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        web.leg.close();
+        if web.location.is_some() {
+            web.delete = true;
+            self.phase = Phase::Ending;
+        } else {
+            self.finish(self.result.clone().unwrap_or(Ok(())), plans);
+        }
+    }
+
+    /// A browser caller's timers, and the connection's state as the call sees it.
+    fn web_tick(&mut self, now: Nanos, plans: &[Arc<Plan>], m: &mut Measure) {
+        let Some(web) = self.web.as_mut() else {
+            return;
+        };
+        web.leg.timers(crate::clock::instant(now));
+        let state = web.leg.state();
+        let has_session = web.location.is_some();
+        let answered = self.media.is_some();
+        match self.phase {
+            Phase::Inviting if answered && state == LegState::Connected => {
+                m.setup(now - self.t_invite);
+                self.phase = Phase::Established;
+                self.step_since = now;
+            }
+            Phase::Inviting if now - self.t_invite > CONNECT_TIMEOUT => {
+                let detail = if answered {
+                    "answered, but ICE and DTLS did not complete"
+                } else {
+                    "no answer to the WHIP offer"
+                };
+                self.fail(fail("not_connected", detail.into()));
+                if has_session {
+                    self.web_hang_up(plans);
+                } else if answered {
+                    self.finish(self.result.clone().unwrap_or(Ok(())), plans);
+                }
+            }
+            Phase::Established if state == LegState::Ended => self.server_hung_up(now, plans, m),
+            _ => {}
+        }
     }
 
     /// The run is being stopped: fail the call and hang up at the next tick.
@@ -440,30 +719,7 @@ impl Caller {
                 if self.phase == Phase::Done {
                     return; // a retransmitted BYE
                 }
-                // The server may hang up right after a prompt's last packet, before the next
-                // tick: the prompt heard to its end counts first.
-                let plan = plans[self.plan].clone();
-                if let Some(media) = self.media.as_mut() {
-                    media.tracker.finish(&plan.lib);
-                }
-                while self.result.is_none() && self.take_prompt(&plan, at, m) {}
-                let expected = matches!(
-                    plans[self.plan].scenario.steps.get(self.step),
-                    Some(Step::ExpectHangup { .. })
-                );
-                if expected {
-                    self.step += 1;
-                    self.finish(Ok(()), plans);
-                } else {
-                    let step = self.step + 1;
-                    self.finish(
-                        Err(fail(
-                            "early_bye",
-                            format!("the server hung up during step {step}"),
-                        )),
-                        plans,
-                    );
-                }
+                self.server_hung_up(at, plans, m);
             }
             "ACK" => {}
             "OPTIONS" | "INFO" | "NOTIFY" => {
@@ -508,33 +764,20 @@ impl Caller {
                 self.ack = Some(ack);
                 let answer = String::from_utf8_lossy(msg.body);
                 match sdp::read_answer(&answer, &self.local) {
-                    Ok(n) => match (n.remote_rtp, FrameDecoder::new(n.codec)) {
-                        (Some(remote), Ok(decoder)) => {
-                            let clock = n.codec.clock_rate();
-                            self.media = Some(Media {
-                                remote,
-                                pt: n.payload_type,
-                                te_pt: n.telephone_event.map(|t| t.payload_type),
-                                ts_step: clock / 50,
-                                ssrc: rand::random(),
-                                seq: rand::random(),
-                                ts: rand::random(),
-                                marker: true,
-                                speech_pos: rand::random::<u16>() as usize,
-                                stats: StreamStats::new(clock),
-                                tracker: Tracker::new(),
-                                decoder,
-                                pcm: Vec::with_capacity(crate::hear::FRAME),
-                                silence: match n.codec {
-                                    // µ-law 0xFF decodes to 0; A-law has no exact zero.
-                                    Codec::Pcmu => Some(vec![0xFF; crate::hear::FRAME]),
-                                    _ => None,
-                                },
-                            });
+                    Ok(n) => match n.remote_rtp.and_then(|remote| {
+                        Media::new(
+                            n.codec,
+                            remote,
+                            n.payload_type,
+                            n.telephone_event.map(|t| t.payload_type),
+                        )
+                    }) {
+                        Some(media) => {
+                            self.media = Some(media);
                             self.phase = Phase::Established;
                             self.step_since = at;
                         }
-                        _ => {
+                        None => {
                             self.phase = Phase::Established;
                             self.fail(fail("sdp", "answer has no usable audio address".into()));
                             self.hang_up(at, ep, sip, plans);
@@ -666,15 +909,28 @@ impl Caller {
             }
             self.hang_up(now, ep, sip, plans);
         }
+        self.web_tick(now, plans, m);
         if self.phase == Phase::Inviting && self.result.is_some() {
-            self.finish(self.result.clone().unwrap_or(Ok(())), plans);
-            return;
+            match self.web.as_ref() {
+                // Answered, never connected: end the server's session.
+                Some(w) if w.location.is_some() => self.web_hang_up(plans),
+                // The offer is out: its answer ends the call (and the session it made).
+                Some(w) if w.post.is_none() => {}
+                _ => {
+                    self.finish(self.result.clone().unwrap_or(Ok(())), plans);
+                    return;
+                }
+            }
         }
         if self.phase == Phase::Established {
             self.run_steps(now, plans, ep, sip, m);
         }
         if matches!(self.phase, Phase::Established | Phase::Ending) {
             self.send_media(now, plans, rtp);
+        }
+        if let Some(web) = self.web.as_mut() {
+            web.leg
+                .transmit(|to, d| rtp.push_with(to, |b| b.extend_from_slice(d)));
         }
     }
 
@@ -891,6 +1147,11 @@ impl Caller {
         let Some(media) = self.media.as_mut() else {
             return;
         };
+        let mut rtp = match self.web.as_mut() {
+            Some(web) => Out::Web(web, crate::clock::instant(now)),
+            None => Out::Batch(rtp),
+        };
+        let rtp = &mut rtp;
         let mut key_ended: Option<Nanos> = None;
         match self.press.as_mut().map(|p| &mut p.sending) {
             Some(Sending::Event(ev)) => {
@@ -953,12 +1214,27 @@ impl Caller {
     }
 }
 
-fn push_rtp(rtp: &mut SendBatch, media: &mut Media, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
+/// Where a caller's RTP goes: straight onto the wire (a phone), or into its peer connection
+/// (a browser: SRTP).
+enum Out<'a> {
+    Batch(&'a mut SendBatch),
+    Web(&'a mut Web, std::time::Instant),
+}
+
+fn push_rtp(rtp: &mut Out<'_>, media: &mut Media, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
     let mut header = [0u8; careline::media::rtp::HEADER_LEN];
     write_header(&mut header, pt, marker, media.seq, ts, media.ssrc);
     media.seq = media.seq.wrapping_add(1);
-    rtp.push_with(media.remote, |buf| {
-        buf.extend_from_slice(&header);
-        buf.extend_from_slice(payload);
-    });
+    match rtp {
+        Out::Batch(batch) => batch.push_with(media.remote, |buf| {
+            buf.extend_from_slice(&header);
+            buf.extend_from_slice(payload);
+        }),
+        Out::Web(web, now) => {
+            web.scratch.clear();
+            web.scratch.extend_from_slice(&header);
+            web.scratch.extend_from_slice(payload);
+            web.leg.send_rtp(&web.scratch, *now);
+        }
+    }
 }

@@ -153,6 +153,7 @@ pub fn run_level(spec: &CapacitySpec, n: u64) -> Result<Level, CapacityError> {
         max_duration: Duration::from_secs(
             n / spec.rate.max(1.0) as u64 + spec.hold.as_secs() + 180,
         ),
+        whip: None,
     })?;
     let breaches = spec.slo.breaches(&result);
     Ok(Level {

@@ -21,3 +21,19 @@ pub fn now() -> Nanos {
     }
     ts.tv_sec as Nanos * 1_000_000_000 + ts.tv_nsec as Nanos
 }
+
+/// `at` as a monotonic `Instant`, for the WebRTC library's timers (it runs on `Instant`):
+/// both clocks advance together, so one pair of readings taken at first use maps one onto the
+/// other for the length of a run.
+pub fn instant(at: Nanos) -> std::time::Instant {
+    use std::sync::OnceLock;
+    static BASE: OnceLock<(std::time::Instant, Nanos)> = OnceLock::new();
+    let (base, base_ns) = *BASE.get_or_init(|| (std::time::Instant::now(), now()));
+    let d = at - base_ns;
+    if d >= 0 {
+        base + std::time::Duration::from_nanos(d as u64)
+    } else {
+        base.checked_sub(std::time::Duration::from_nanos((-d) as u64))
+            .unwrap_or(base)
+    }
+}

@@ -17,4 +17,6 @@ pub mod scenario;
 pub mod server;
 pub mod sip;
 pub mod speech;
+pub mod webrtc;
+pub mod whip;
 pub mod worker;

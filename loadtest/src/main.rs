@@ -15,6 +15,7 @@ use careline_loadtest::hear::Library;
 use careline_loadtest::report::{self, Slo};
 use careline_loadtest::run::{self, LoadSpec};
 use careline_loadtest::scenario::{Scenario, Step, Via};
+use careline_loadtest::whip::WhipTarget;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -84,6 +85,12 @@ struct RunArgs {
     /// Stop (failing the calls still up) after this many seconds
     #[arg(long, default_value_t = 600)]
     max_duration: u64,
+    /// Browser callers instead of phones: each call is a WebRTC peer connection (ICE,
+    /// DTLS-SRTP) placed by WHIP (RFC 9725) at Careline's HTTP listener ADDR:PORT, to the
+    /// scenario's service number (`/api/v1/calls/whip?to=SERVICE`). With the server's
+    /// `[webrtc] public_calls` off, a bearer token from $LOADTEST_TOKEN
+    #[arg(long, value_name = "ADDR:PORT")]
+    whip: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -181,6 +188,22 @@ fn load_plans(c: &Common) -> anyhow::Result<Arc<Vec<Arc<Plan>>>> {
     Ok(Arc::new(plans))
 }
 
+/// A browser has no SIP INFO: a scenario that keys by INFO cannot run as browser callers.
+fn browser_compatible(plans: &[Arc<Plan>]) -> anyhow::Result<()> {
+    for p in plans {
+        for (i, step) in p.scenario.steps.iter().enumerate() {
+            if let Step::Press { via: Via::Info, .. } = step {
+                bail!(
+                    "{}: step {}: a browser caller cannot key by SIP INFO (--whip): use via = \"rfc4733\" or \"inband\"",
+                    p.scenario.name,
+                    i + 1
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -188,6 +211,9 @@ fn main() -> anyhow::Result<()> {
             let plans = load_plans(&a.common)?;
             if a.concurrency == 0 || a.common.rate <= 0.0 {
                 bail!("--concurrency and --rate must be above 0");
+            }
+            if a.whip.is_some() {
+                browser_compatible(&plans)?;
             }
             let result = run::run(&LoadSpec {
                 target: a.target,
@@ -201,6 +227,12 @@ fn main() -> anyhow::Result<()> {
                 server_pid: a.server_pid,
                 progress: !a.common.no_progress && !a.common.json,
                 max_duration: Duration::from_secs(a.max_duration),
+                whip: a.whip.map(|http| WhipTarget {
+                    http,
+                    token: std::env::var("LOADTEST_TOKEN")
+                        .ok()
+                        .filter(|t| !t.is_empty()),
+                }),
             })?;
             if a.common.json {
                 println!("{}", serde_json::to_string_pretty(&report::json(&result))?);

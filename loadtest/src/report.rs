@@ -45,6 +45,7 @@ pub fn json(r: &LoadResult) -> Value {
         },
         "elapsed_s": r.elapsed.as_secs_f64(),
         "ramp_rate_per_s": r.ramp_rate,
+        "callers": if r.browsers { "browser" } else { "phone" },
         "setup": hist(&m.setup),
         "rtp": {
             "jitter": hist(&m.jitter),
@@ -97,7 +98,14 @@ pub fn table(r: &LoadResult) -> String {
         r.ramp_rate,
         r.elapsed.as_secs_f64()
     );
-    s += &row("setup (INVITE -> 200 OK)", &m.setup);
+    s += &row(
+        if r.browsers {
+            "setup (WHIP POST -> connected)"
+        } else {
+            "setup (INVITE -> 200 OK)"
+        },
+        &m.setup,
+    );
     s += &row("server RTP jitter (RFC 3550)", &m.jitter);
     s += &row("deviation from 20 ms schedule", &m.deviation);
     s += &row("DTMF key up -> next prompt", &m.dtmf);

@@ -28,6 +28,8 @@ pub struct LoadSpec {
     pub progress: bool,
     /// Hard bound on the whole run: calls still up then are hung up and count as failed.
     pub max_duration: Duration,
+    /// Browser callers (WHIP and WebRTC) instead of SIP phones.
+    pub whip: Option<crate::whip::WhipTarget>,
 }
 
 /// CPU and memory of a process over the hold.
@@ -51,6 +53,8 @@ pub struct LoadResult {
     pub server: Option<Usage>,
     pub generator: Usage,
     pub threads: usize,
+    /// The callers were browsers (WHIP and WebRTC), not phones.
+    pub browsers: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +133,7 @@ impl Sampler {
 /// Runs one load to its end.
 pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
     let live = Arc::new(Live::default());
-    let local_ip = local_ip_for(spec.target);
+    let local_ip = local_ip_for(spec.whip.as_ref().map_or(spec.target, |w| w.http));
     let mut workers = Vec::new();
     for id in 0..spec.threads.max(1) {
         let w = worker::spawn(
@@ -139,6 +143,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
                 tcp: spec.tcp,
                 local_ip,
                 plans: spec.plans.clone(),
+                whip: spec.whip.clone(),
             },
             live.clone(),
         )
@@ -255,6 +260,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
         measure.merge(&m);
     }
     Ok(LoadResult {
+        browsers: spec.whip.is_some(),
         measure,
         elapsed: start.elapsed(),
         peak_active: peak,

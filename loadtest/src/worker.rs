@@ -20,6 +20,7 @@ use crate::clock::{self, MS, Nanos};
 use crate::measure::Measure;
 use crate::net::{RecvBatch, SendBatch, bind_rtp_pair, bind_udp};
 use crate::sip::{Msg, take_stream_message};
+use crate::whip::{Done, Job, Signaler, WhipTarget};
 
 const TICK: Nanos = 20 * MS;
 
@@ -49,6 +50,8 @@ pub struct WorkerConfig {
     pub tcp: bool,
     pub local_ip: IpAddr,
     pub plans: Arc<Vec<Arc<Plan>>>,
+    /// Browser callers: WHIP at Careline's HTTP listener instead of SIP.
+    pub whip: Option<WhipTarget>,
 }
 
 enum SipConn {
@@ -90,6 +93,14 @@ pub fn spawn(cfg: WorkerConfig, live: Arc<Live>) -> io::Result<Worker> {
         local_sip,
         local_rtp: rtp.local_addr()?,
         tcp: cfg.tcp,
+        whip: cfg.whip.is_some(),
+    };
+    let signal = match cfg.whip {
+        Some(target) => {
+            let wake = matches!(sip, SipConn::Udp(..)).then_some(local_sip);
+            Some(Signaler::spawn(target, wake)?)
+        }
+        None => None,
     };
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -112,6 +123,7 @@ pub fn spawn(cfg: WorkerConfig, live: Arc<Live>) -> io::Result<Worker> {
                 measure: Measure::default(),
                 live,
                 placed: 0,
+                signal,
             };
             w.run(rx);
             w.measure
@@ -140,6 +152,21 @@ struct Run {
     measure: Measure,
     live: Arc<Live>,
     placed: u64,
+    signal: Option<Signaler>,
+}
+
+/// The WHIP path for a scenario's service number (Careline maps `to` as it maps a dialed
+/// number).
+fn whip_path(service: &str) -> String {
+    let mut path = String::from("/api/v1/calls/whip?to=");
+    for b in service.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    path
 }
 
 impl Run {
@@ -169,6 +196,7 @@ impl Run {
                 }
             }
             self.read_sip();
+            self.read_whip();
             self.flush_sip();
             let now = clock::now();
             if now >= next_tick {
@@ -209,6 +237,13 @@ impl Run {
         self.placed += 1;
         let mut caller = Caller::new(plan, &self.plans, &self.ep, n);
         caller.start(clock::now(), &self.plans, &self.ep, &mut self.sip_out);
+        if let (Some(offer), Some(signal)) = (caller.take_post(), &self.signal) {
+            signal.send(Job::Post {
+                call_id: caller.call_id.clone(),
+                path: whip_path(&self.plans[plan].scenario.service),
+                offer,
+            });
+        }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -298,6 +333,60 @@ impl Run {
         }
     }
 
+    /// Answers to browser callers' WHIP requests.
+    fn read_whip(&mut self) {
+        let Some(signal) = &self.signal else {
+            return;
+        };
+        let done: Vec<Done> = signal.done.try_iter().collect();
+        for d in done {
+            let call_id = match &d {
+                Done::Answered { call_id, .. } | Done::Deleted { call_id, .. } => call_id,
+            };
+            let Some(&slot) = self.by_call_id.get(call_id) else {
+                continue;
+            };
+            let Some(caller) = self.calls[slot].as_mut() else {
+                continue;
+            };
+            match d {
+                Done::Answered {
+                    status,
+                    location,
+                    body,
+                    at,
+                    ..
+                } => {
+                    caller.on_whip_answer(status, location, &body, at, &self.plans);
+                    if let Some(remote) = caller.remote_rtp() {
+                        self.by_port[remote.port() as usize] = slot as u32 + 1;
+                    }
+                }
+                Done::Deleted { status, .. } => caller.on_whip_deleted(status, &self.plans),
+            }
+            self.take_whip_jobs(slot);
+            if self.calls[slot]
+                .as_ref()
+                .is_some_and(|c| c.result().is_some())
+            {
+                self.reap(slot);
+            }
+        }
+    }
+
+    /// A DELETE the caller in `slot` wants sent.
+    fn take_whip_jobs(&mut self, slot: usize) {
+        let (Some(signal), Some(caller)) = (&self.signal, self.calls[slot].as_mut()) else {
+            return;
+        };
+        if let Some(location) = caller.take_delete() {
+            signal.send(Job::Delete {
+                call_id: caller.call_id.clone(),
+                location,
+            });
+        }
+    }
+
     fn flush_sip(&mut self) {
         match &mut self.sip {
             SipConn::Udp(sock, _) => {
@@ -349,7 +438,9 @@ impl Run {
                 if caller.remote_rtp() != Some(d.from) {
                     continue;
                 }
-                if let Ok(pkt) = RtpPacket::parse(d.data) {
+                if caller.is_web() {
+                    caller.on_web_datagram(d.from, d.data, d.at, &self.plans, &mut self.measure);
+                } else if let Ok(pkt) = RtpPacket::parse(d.data) {
                     caller.on_rtp(&pkt, d.at, &self.plans, &mut self.measure);
                 }
             }
@@ -368,7 +459,11 @@ impl Run {
                 &mut self.rtp_out,
                 &mut self.measure,
             );
-            if caller.result().is_some() {
+            self.take_whip_jobs(slot);
+            if self.calls[slot]
+                .as_ref()
+                .is_some_and(|c| c.result().is_some())
+            {
                 self.reap(slot);
             }
         }

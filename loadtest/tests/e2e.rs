@@ -73,8 +73,12 @@ fn rtp_slot() -> ((u16, u16), std::fs::File) {
 
 /// A server on a free RTP range; keep the lock file as long as the server.
 fn start_server() -> (ServerProcess, std::fs::File) {
+    start_server_with("")
+}
+
+fn start_server_with(toml: &str) -> (ServerProcess, std::fs::File) {
     let (rtp, lock) = rtp_slot();
-    let server = ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, 0, "")
+    let server = ServerProcess::start(&server_bin(), &root().join("prompts"), rtp, 200, 0, toml)
         .expect("careline serve starts");
     (server, lock)
 }
@@ -208,4 +212,85 @@ fn callers_walk_the_spoken_triage_flow_and_hear_each_sentence_in_order() {
     // Four spoken prompts per call.
     assert_eq!(r["prompts_heard"], 24, "{r:#}");
     assert_eq!(r["rtp"]["lost"], 0, "{r:#}");
+}
+
+/// Browser callers (`--whip`): each a WebRTC peer connection (ICE, DTLS-SRTP) placed by WHIP,
+/// on G.711 and on Opus, walk the demo menu with RFC 4733 keys and are hung up by the server
+/// (which closes their connection), judged as phones are.
+#[test]
+fn browser_callers_on_pcmu_and_opus_hear_every_prompt_of_the_menu() {
+    let (server, _rtp) =
+        start_server_with("[webrtc]\npublic_calls = true\nmax_connecting_per_source = 50\n");
+    let http = server.http.to_string();
+    let (ok, r) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "loadtest/scenarios/browser-demo-menu.toml",
+            "--scenario",
+            "loadtest/scenarios/browser-demo-menu-opus.toml",
+            "--whip",
+            &http,
+            "--calls",
+            "6",
+            "--concurrency",
+            "6",
+            "--rate",
+            "10",
+        ],
+    );
+    assert!(ok, "exit status: {r:#}");
+    assert_eq!(r["callers"], "browser", "{r:#}");
+    assert_eq!(r["calls"]["passed"], 6, "{r:#}");
+    // Four prompts per call: welcome, two keys answered, goodbye.
+    assert_eq!(r["prompts_heard"], 24, "{r:#}");
+    assert_eq!(r["rtp"]["lost"], 0, "{r:#}");
+    assert_eq!(r["setup"]["count"], 6, "every call connected: {r:#}");
+    assert!(
+        r["dtmf_key_down_to_prompt"]["rfc4733"]["count"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 12,
+        "{r:#}"
+    );
+}
+
+/// Browser callers to a server that does not take anonymous browser calls are refused, and
+/// the report says why; a scenario that keys by SIP INFO cannot run as browsers at all.
+#[test]
+fn browser_callers_refused_by_the_server_fail_with_its_answer() {
+    let (server, _rtp) = start_server();
+    let http = server.http.to_string();
+    let (ok, r) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "loadtest/scenarios/browser-demo-menu.toml",
+            "--whip",
+            &http,
+            "--calls",
+            "2",
+            "--concurrency",
+            "2",
+        ],
+    );
+    assert!(!ok, "{r:#}");
+    assert_eq!(r["calls"]["failed_by_reason"]["whip_refused"], 2, "{r:#}");
+    let example = r["calls"]["failure_examples"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(example.contains("WHIP answered 401"), "{example}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_careline-loadtest"))
+        .current_dir(root())
+        .args(["run", "--scenario", "loadtest/scenarios/demo-menu.toml"])
+        .args(["--whip", &http])
+        .output()
+        .expect("run careline-loadtest");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("demo-menu: step 5: a browser caller cannot key by SIP INFO"),
+        "{err}"
+    );
 }
