@@ -154,6 +154,9 @@ pub fn run_level(spec: &CapacitySpec, n: u64) -> Result<Level, CapacityError> {
             n / spec.rate.max(1.0) as u64 + spec.hold.as_secs() + 180,
         ),
         whip: None,
+        browsers: false,
+        answer: None,
+        answerers: 0,
     })?;
     let breaches = spec.slo.breaches(&result);
     Ok(Level {

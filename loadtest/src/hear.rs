@@ -141,6 +141,30 @@ impl Library {
     }
 }
 
+/// The server's own frames of prompt `dir/lang/name.wav` on `codec` (what a synthetic agent
+/// says, so the caller recognizes it as it recognizes the server's prompts).
+pub fn prompt_frames(
+    dir: &Path,
+    lang: &str,
+    name: &str,
+    codec: Codec,
+) -> Result<crate::audio::Frames, HearError> {
+    let lib = PromptLibrary::load(dir)?;
+    let p = lib
+        .iter()
+        .find(|p| p.lang == lang && p.name == name)
+        .ok_or_else(|| HearError::Decode {
+            name: format!("{lang}/{name}"),
+            reason: format!("no such prompt in {}", dir.display()),
+        })?;
+    let frames = p.frames(codec);
+    let mut out = crate::audio::Frames::default();
+    for i in 0..frames.len() {
+        out.push(frames.frame(i).unwrap_or_default());
+    }
+    Ok(out)
+}
+
 /// `prompt` as a caller on `codec` hears it: the server's frames, decoded at 8 kHz by a
 /// fresh decoder.
 fn reference(p: &Prompt, name: &str, codec: Codec) -> Result<Reference, HearError> {

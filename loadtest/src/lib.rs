@@ -2,6 +2,7 @@
 //! capacity benchmark. The protocol and media pieces (SDP, RTP, codecs, DTMF generation,
 //! prompt encoding) are the server's own sans-IO cores from the `careline` library.
 
+pub mod answerer;
 pub mod audio;
 pub mod caller;
 pub mod capacity;

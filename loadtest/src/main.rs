@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use careline::media::codec::Codec;
+use careline_loadtest::answerer::AnswerPlan;
 use careline_loadtest::audio::Assets;
 use careline_loadtest::caller::Plan;
 use careline_loadtest::capacity::{self, CapacitySpec};
@@ -91,6 +93,28 @@ struct RunArgs {
     /// `[webrtc] public_calls` off, a bearer token from $LOADTEST_TOKEN
     #[arg(long, value_name = "ADDR:PORT")]
     whip: Option<SocketAddr>,
+    /// Synthetic agents answer the callers waiting in queue QUEUE, each a browser (WebRTC)
+    /// through `POST /api/v1/queues/QUEUE/answer` with the bearer token in $LOADTEST_TOKEN
+    /// (an agent, clinician or supervisor): they say --answer-prompt, speak, check they hear
+    /// the caller, and hang up after --answer-talk-ms
+    #[arg(long, value_name = "QUEUE")]
+    answer: Option<String>,
+    /// How many agents answer (shared among the --threads)
+    #[arg(long, default_value_t = 10)]
+    answerers: usize,
+    /// Careline's HTTP listener for the agents (default: the --whip address)
+    #[arg(long, value_name = "ADDR:PORT")]
+    answer_http: Option<SocketAddr>,
+    /// The prompt (a file in the prompt folder, in the first scenario's language) an agent
+    /// says on answering: the caller's scenario can expect it
+    #[arg(long, default_value = "welcome")]
+    answer_prompt: String,
+    /// The agents' codec: pcmu or opus
+    #[arg(long, default_value = "pcmu")]
+    answer_codec: String,
+    /// How long an agent speaks after its greeting before it hangs up
+    #[arg(long, default_value_t = 5000)]
+    answer_talk_ms: u64,
 }
 
 #[derive(Args)]
@@ -215,6 +239,39 @@ fn main() -> anyhow::Result<()> {
             if a.whip.is_some() {
                 browser_compatible(&plans)?;
             }
+            let http = a.whip.or(a.answer_http);
+            let answer = match &a.answer {
+                Some(queue) => {
+                    if http.is_none() {
+                        bail!("--answer needs Careline's HTTP listener: --answer-http ADDR:PORT");
+                    }
+                    if a.answerers == 0 {
+                        bail!("--answer needs at least one of --answerers");
+                    }
+                    let codec = Codec::from_name(&a.answer_codec)
+                        .ok_or_else(|| anyhow::anyhow!("--answer-codec: pcmu, pcma or opus"))?;
+                    let lang = plans[0].scenario.language.clone();
+                    let greeting = careline_loadtest::hear::prompt_frames(
+                        &a.common.prompts,
+                        &lang,
+                        &a.answer_prompt,
+                        codec,
+                    )
+                    .context("--answer-prompt")?;
+                    let assets = match plans.iter().find(|p| p.assets.codec == codec) {
+                        Some(p) => p.assets.clone(),
+                        None => Arc::new(Assets::new(codec, None, 0)?),
+                    };
+                    Some(Arc::new(AnswerPlan {
+                        queue: queue.clone(),
+                        codec,
+                        greeting,
+                        assets,
+                        talk_ms: a.answer_talk_ms,
+                    }))
+                }
+                None => None,
+            };
             let result = run::run(&LoadSpec {
                 target: a.target,
                 tcp: a.common.tcp,
@@ -227,12 +284,15 @@ fn main() -> anyhow::Result<()> {
                 server_pid: a.server_pid,
                 progress: !a.common.no_progress && !a.common.json,
                 max_duration: Duration::from_secs(a.max_duration),
-                whip: a.whip.map(|http| WhipTarget {
+                whip: http.map(|http| WhipTarget {
                     http,
                     token: std::env::var("LOADTEST_TOKEN")
                         .ok()
                         .filter(|t| !t.is_empty()),
                 }),
+                browsers: a.whip.is_some(),
+                answer,
+                answerers: if a.answer.is_some() { a.answerers } else { 0 },
             })?;
             if a.common.json {
                 println!("{}", serde_json::to_string_pretty(&report::json(&result))?);
@@ -240,7 +300,7 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", report::table(&result));
             }
             let m = &result.measure;
-            if m.failed_total() > 0 || m.passed == 0 {
+            if m.failed_total() > 0 || m.passed == 0 || !m.agent_failed.is_empty() {
                 std::process::exit(1);
             }
             Ok(())

@@ -54,6 +54,10 @@ pub struct Measure {
     /// Generator ticks that started more than 20 ms late (the generator was overloaded).
     pub late_ticks: u64,
     pub ticks: u64,
+    /// Calls synthetic agents answered, talked on, and heard the caller on (`--answer`).
+    pub answers: u64,
+    /// What went wrong on the agents' side, by reason.
+    pub agent_failed: BTreeMap<&'static str, u64>,
 }
 
 impl Default for Measure {
@@ -79,6 +83,8 @@ impl Default for Measure {
             send_errors: 0,
             late_ticks: 0,
             ticks: 0,
+            answers: 0,
+            agent_failed: BTreeMap::new(),
         }
     }
 }
@@ -155,5 +161,9 @@ impl Measure {
         self.send_errors += o.send_errors;
         self.late_ticks += o.late_ticks;
         self.ticks += o.ticks;
+        self.answers += o.answers;
+        for (k, v) in &o.agent_failed {
+            *self.agent_failed.entry(k).or_default() += v;
+        }
     }
 }

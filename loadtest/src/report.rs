@@ -46,6 +46,11 @@ pub fn json(r: &LoadResult) -> Value {
         "elapsed_s": r.elapsed.as_secs_f64(),
         "ramp_rate_per_s": r.ramp_rate,
         "callers": if r.browsers { "browser" } else { "phone" },
+        "agents": {
+            "answering": r.answerers,
+            "answered": m.answers,
+            "failed_by_reason": m.agent_failed,
+        },
         "setup": hist(&m.setup),
         "rtp": {
             "jitter": hist(&m.jitter),
@@ -143,8 +148,19 @@ pub fn table(r: &LoadResult) -> String {
         m.ticks,
         m.send_errors
     );
-    if !m.failed.is_empty() {
-        s += "  failed calls by reason:\n";
+    if r.answerers > 0 {
+        s += &format!(
+            "  agents: {} answering, {} calls answered and heard both ways\n",
+            r.answerers, m.answers
+        );
+        for (k, v) in &m.agent_failed {
+            s += &format!("    {k}: {v}\n");
+        }
+    }
+    if !m.failed.is_empty() || !m.agent_failed.is_empty() {
+        if !m.failed.is_empty() {
+            s += "  failed calls by reason:\n";
+        }
         for (k, v) in &m.failed {
             s += &format!("    {k}: {v}\n");
         }

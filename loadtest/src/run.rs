@@ -28,8 +28,13 @@ pub struct LoadSpec {
     pub progress: bool,
     /// Hard bound on the whole run: calls still up then are hung up and count as failed.
     pub max_duration: Duration,
-    /// Browser callers (WHIP and WebRTC) instead of SIP phones.
+    /// Careline's HTTP listener, for browser callers and answerers.
     pub whip: Option<crate::whip::WhipTarget>,
+    /// Browser callers (WHIP and WebRTC at `whip`) instead of SIP phones.
+    pub browsers: bool,
+    /// Synthetic agents answering a queue (at `whip`), and how many.
+    pub answer: Option<Arc<crate::answerer::AnswerPlan>>,
+    pub answerers: usize,
 }
 
 /// CPU and memory of a process over the hold.
@@ -55,6 +60,8 @@ pub struct LoadResult {
     pub threads: usize,
     /// The callers were browsers (WHIP and WebRTC), not phones.
     pub browsers: bool,
+    /// Synthetic agents that answered (`--answer`).
+    pub answerers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,9 +140,13 @@ impl Sampler {
 /// Runs one load to its end.
 pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
     let live = Arc::new(Live::default());
-    let local_ip = local_ip_for(spec.whip.as_ref().map_or(spec.target, |w| w.http));
+    let local_ip = local_ip_for(match (&spec.whip, spec.browsers) {
+        (Some(w), true) => w.http,
+        _ => spec.target,
+    });
     let mut workers = Vec::new();
-    for id in 0..spec.threads.max(1) {
+    let threads = spec.threads.max(1);
+    for id in 0..threads {
         let w = worker::spawn(
             WorkerConfig {
                 id,
@@ -144,6 +155,9 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
                 local_ip,
                 plans: spec.plans.clone(),
                 whip: spec.whip.clone(),
+                browsers: spec.browsers,
+                answer: spec.answer.clone(),
+                answerers: spec.answerers / threads + usize::from(id < spec.answerers % threads),
             },
             live.clone(),
         )
@@ -260,7 +274,8 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, RunError> {
         measure.merge(&m);
     }
     Ok(LoadResult {
-        browsers: spec.whip.is_some(),
+        browsers: spec.browsers,
+        answerers: spec.answerers,
         measure,
         elapsed: start.elapsed(),
         peak_active: peak,

@@ -127,6 +127,17 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// A `careline` subcommand (`user add`, ...) against this instance's configuration and
+    /// data (`bin`: the server binary it was started from).
+    pub fn cli(&self, bin: &Path) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("--config")
+            .arg(self.dir.join("careline.toml"))
+            .arg("--data-dir")
+            .arg(self.dir.join("data"));
+        c
+    }
+
     /// GET over plain HTTP/1.1: (status, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;

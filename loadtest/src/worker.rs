@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use careline::media::rtp::RtpPacket;
 
+use crate::answerer::{AnswerPlan, Answerer};
 use crate::caller::{Caller, Endpoint, Plan};
 use crate::clock::{self, MS, Nanos};
 use crate::measure::Measure;
@@ -50,8 +51,13 @@ pub struct WorkerConfig {
     pub tcp: bool,
     pub local_ip: IpAddr,
     pub plans: Arc<Vec<Arc<Plan>>>,
-    /// Browser callers: WHIP at Careline's HTTP listener instead of SIP.
+    /// Careline's HTTP listener, for browser callers and answerers.
     pub whip: Option<WhipTarget>,
+    /// The callers are browsers (WHIP at `whip`) instead of phones.
+    pub browsers: bool,
+    /// Synthetic agents answering a queue from this worker.
+    pub answer: Option<Arc<AnswerPlan>>,
+    pub answerers: usize,
 }
 
 enum SipConn {
@@ -93,7 +99,7 @@ pub fn spawn(cfg: WorkerConfig, live: Arc<Live>) -> io::Result<Worker> {
         local_sip,
         local_rtp: rtp.local_addr()?,
         tcp: cfg.tcp,
-        whip: cfg.whip.is_some(),
+        whip: cfg.browsers,
     };
     let signal = match cfg.whip {
         Some(target) => {
@@ -102,6 +108,7 @@ pub fn spawn(cfg: WorkerConfig, live: Arc<Live>) -> io::Result<Worker> {
         }
         None => None,
     };
+    let ep_rtp = ep.local_rtp;
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name(format!("caller-clock-{}", cfg.id))
@@ -124,6 +131,10 @@ pub fn spawn(cfg: WorkerConfig, live: Arc<Live>) -> io::Result<Worker> {
                 live,
                 placed: 0,
                 signal,
+                answerers: (0..cfg.answerers)
+                    .map(|i| Answerer::new(format!("agent-{}-{i}", cfg.id), ep_rtp, clock::now()))
+                    .collect(),
+                answer: cfg.answer,
             };
             w.run(rx);
             w.measure
@@ -153,7 +164,12 @@ struct Run {
     live: Arc<Live>,
     placed: u64,
     signal: Option<Signaler>,
+    answerers: Vec<Answerer>,
+    answer: Option<Arc<AnswerPlan>>,
 }
+
+/// `by_port` entries for answerers carry this bit (callers' are slot + 1).
+const AGENT: u32 = 1 << 31;
 
 /// The WHIP path for a scenario's service number (Careline maps `to` as it maps a dialed
 /// number).
@@ -210,7 +226,7 @@ impl Run {
                     next_tick = now; // hopelessly behind: resynchronize rather than burst
                 }
             }
-            if draining && self.by_call_id.is_empty() {
+            if draining && self.by_call_id.is_empty() && self.answerers_done() {
                 return;
             }
         }
@@ -333,6 +349,17 @@ impl Run {
         }
     }
 
+    /// Answerers serve callers until no call is left anywhere in the run (the callers may be
+    /// on other workers), then stop once their own call is over.
+    fn answerers_done(&mut self) -> bool {
+        if self.live.active.load(Ordering::Relaxed) == 0 {
+            for a in &mut self.answerers {
+                a.stop();
+            }
+        }
+        self.answerers.iter().all(Answerer::is_stopped)
+    }
+
     /// Answers to browser callers' WHIP requests.
     fn read_whip(&mut self) {
         let Some(signal) = &self.signal else {
@@ -343,6 +370,10 @@ impl Run {
             let call_id = match &d {
                 Done::Answered { call_id, .. } | Done::Deleted { call_id, .. } => call_id,
             };
+            if let Some(i) = self.answerers.iter().position(|a| &a.id == call_id) {
+                self.on_agent_done(i, d);
+                continue;
+            }
             let Some(&slot) = self.by_call_id.get(call_id) else {
                 continue;
             };
@@ -371,6 +402,60 @@ impl Run {
             {
                 self.reap(slot);
             }
+        }
+    }
+
+    fn on_agent_done(&mut self, i: usize, d: Done) {
+        let a = &mut self.answerers[i];
+        let before = a.remote();
+        match d {
+            Done::Answered {
+                status,
+                location,
+                body,
+                at,
+                ..
+            } => a.on_answer(status, location, &body, at, &mut self.measure),
+            Done::Deleted { status, .. } => a.on_deleted(status, clock::now(), &mut self.measure),
+        }
+        self.agent_moved(i, before);
+        self.take_agent_jobs(i);
+    }
+
+    /// Keeps `by_port` pointing at answerer `i`'s call.
+    fn agent_moved(&mut self, i: usize, before: Option<SocketAddr>) {
+        let now = self.answerers[i].remote();
+        if before == now {
+            return;
+        }
+        if let Some(b) = before
+            && self.by_port[b.port() as usize] == AGENT | i as u32
+        {
+            self.by_port[b.port() as usize] = 0;
+        }
+        if let Some(n) = now {
+            self.by_port[n.port() as usize] = AGENT | i as u32;
+        }
+    }
+
+    /// The offer or DELETE answerer `i` wants sent.
+    fn take_agent_jobs(&mut self, i: usize) {
+        let (Some(signal), Some(plan)) = (&self.signal, &self.answer) else {
+            return;
+        };
+        let a = &mut self.answerers[i];
+        if let Some(offer) = a.take_post() {
+            signal.send(Job::Post {
+                call_id: a.id.clone(),
+                path: format!("/api/v1/queues/{}/answer", plan.queue),
+                offer,
+            });
+        }
+        if let Some(location) = a.take_delete() {
+            signal.send(Job::Delete {
+                call_id: a.id.clone(),
+                location,
+            });
         }
     }
 
@@ -432,6 +517,14 @@ impl Run {
                 if slot == 0 {
                     continue;
                 }
+                if slot & AGENT != 0 {
+                    if let Some(a) = self.answerers.get_mut((slot & !AGENT) as usize)
+                        && a.remote() == Some(d.from)
+                    {
+                        a.on_datagram(d.from, d.data, d.at);
+                    }
+                    continue;
+                }
                 let Some(caller) = self.calls[slot as usize - 1].as_mut() else {
                     continue;
                 };
@@ -465,6 +558,14 @@ impl Run {
                 .is_some_and(|c| c.result().is_some())
             {
                 self.reap(slot);
+            }
+        }
+        if let Some(plan) = self.answer.clone() {
+            for i in 0..self.answerers.len() {
+                let before = self.answerers[i].remote();
+                self.answerers[i].on_tick(now, &plan, &mut self.rtp_out, &mut self.measure);
+                self.agent_moved(i, before);
+                self.take_agent_jobs(i);
             }
         }
         self.flush_sip();

@@ -85,7 +85,12 @@ fn start_server_with(toml: &str) -> (ServerProcess, std::fs::File) {
 
 /// Runs the load tester with `--json`; returns (exit success, report).
 fn loadtest(server: &ServerProcess, args: &[&str]) -> (bool, Value) {
+    loadtest_with(server, args, &[])
+}
+
+fn loadtest_with(server: &ServerProcess, args: &[&str], env: &[(&str, &str)]) -> (bool, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_careline-loadtest"))
+        .envs(env.iter().copied())
         .current_dir(root())
         .args(["run", "--json", "--target", &server.sip.to_string()])
         .args(["--server-pid", &server.pid().to_string()])
@@ -293,4 +298,80 @@ fn browser_callers_refused_by_the_server_fail_with_its_answer() {
         err.contains("demo-menu: step 5: a browser caller cannot key by SIP INFO"),
         "{err}"
     );
+}
+
+/// Synthetic agents (`--answer`): phone callers walk the triage flow into the test-results
+/// queue; two browser agents answer the three of them through the queue's answer
+/// endpoint (WebRTC), say the `welcome` prompt, which each caller must hear whole through the
+/// bridge, check they hear the caller, and hang up, which the caller's scenario expects.
+#[test]
+fn browser_agents_answer_queued_phone_callers_and_each_side_hears_the_other() {
+    let (server, _rtp) = start_server();
+    let out = server
+        .cli(&server_bin())
+        .args(["user", "add", "nurse-1", "--role", "agent"])
+        .output()
+        .expect("careline user add");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let token = text
+        .lines()
+        .find(|l| l.starts_with("clt_"))
+        .unwrap_or_else(|| panic!("no token: {text} {}", String::from_utf8_lossy(&out.stderr)))
+        .to_string();
+    let http = server.http.to_string();
+    let (ok, r) = loadtest_with(
+        &server,
+        &[
+            "--scenario",
+            "loadtest/scenarios/triage-answered.toml",
+            "--answer",
+            "triage-results",
+            "--answerers",
+            "2",
+            "--answer-http",
+            &http,
+            "--answer-talk-ms",
+            "1000",
+            "--calls",
+            "3",
+            "--concurrency",
+            "3",
+            "--rate",
+            "4",
+        ],
+        &[("LOADTEST_TOKEN", &token)],
+    );
+    assert!(ok, "exit status: {r:#}");
+    assert_eq!(r["calls"]["passed"], 3, "{r:#}");
+    assert_eq!(r["agents"]["answering"], 2, "{r:#}");
+    // Three callers, two agents: one of them takes a second caller after her first.
+    assert_eq!(
+        r["agents"]["answered"], 3,
+        "every caller answered and heard: {r:#}"
+    );
+    assert_eq!(r["rtp"]["lost"], 0, "{r:#}");
+
+    // An agent refused by the server (no such queue) says so, and the run fails.
+    let (ok, r) = loadtest_with(
+        &server,
+        &[
+            "--scenario",
+            "loadtest/scenarios/triage-answered.toml",
+            "--answer",
+            "nowhere",
+            "--answerers",
+            "1",
+            "--answer-http",
+            &http,
+            "--calls",
+            "1",
+            "--max-duration",
+            "8",
+        ],
+        &[("LOADTEST_TOKEN", &token)],
+    );
+    assert!(!ok, "{r:#}");
+    assert_eq!(r["agents"]["failed_by_reason"]["agent_refused"], 1, "{r:#}");
+    let examples = r["calls"]["failure_examples"].to_string();
+    assert!(examples.contains("no queue is named"), "{examples}");
 }
