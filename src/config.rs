@@ -1234,6 +1234,32 @@ mod tests {
     }
 
     #[test]
+    fn wrap_up_codes_are_shipped_and_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env(&[]), &Overrides::default()).map_err(|e| e.to_string())
+        };
+        let shipped = load("").unwrap();
+        assert!(
+            shipped
+                .routing
+                .wrap_up_codes
+                .contains(&"advice-given".to_string())
+        );
+        let own = load("[routing]\nwrap_up_codes = [\"resolved\", \"callback.needed\"]\n").unwrap();
+        assert_eq!(own.routing.wrap_up_codes, ["resolved", "callback.needed"]);
+        let e = load("[routing]\nwrap_up_codes = [\"resolved\", \"call back\"]\n").unwrap_err();
+        assert!(
+            e.contains("routing.wrap_up_codes: `call back`: 1 to 64 letters"),
+            "{e}"
+        );
+        let e = load("[routing]\nwrap_up_codes = [\"a\", \"a\"]\n").unwrap_err();
+        assert!(e.contains("`a` is listed twice"), "{e}");
+    }
+
+    #[test]
     fn mail_recipients_need_a_relay_and_addresses_that_are_addresses() {
         let dir = tempfile::tempdir().unwrap();
         let load = |text: &str| {

@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Offers of contacts to agents, by how they ended: accepted, declined, timed_out,
     /// contact_left, agent_left.
     pub agent_offers: Family<Labels, Counter>,
+    /// Calls wrapped up by agents, by wrap-up code (`[routing] wrap_up_codes`).
+    pub wrap_ups: Family<NamedLabels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
     /// `failed` (refused for good, or out of tries).
@@ -129,6 +131,7 @@ impl Metrics {
             answered_by: Family::default(),
             agents: Family::default(),
             agent_offers: Family::default(),
+            wrap_ups: Family::default(),
             notifications: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
@@ -187,6 +190,11 @@ impl Metrics {
             "agent_offers",
             "Offers of contacts to agents, by how they ended",
             m.agent_offers.clone(),
+        );
+        registry.register(
+            "wrap_ups",
+            "Calls agents wrapped up, by wrap-up code",
+            m.wrap_ups.clone(),
         );
         registry.register(
             "notifications",

@@ -459,6 +459,12 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, A, D, D],
         on_call: [D, A, A, A, D, D],
     },
+    Row {
+        method: "POST",
+        path: "/api/v1/calls/{call_id}/wrap-up",
+        off_call: [D, A, A, A, D, D],
+        on_call: [D, A, A, A, D, D],
+    },
     // The live view of queues and agents: supervisors.
     Row {
         method: "GET",
@@ -758,6 +764,9 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     ("POST", "/api/v1/care-tasks/{id}/decision") => {
                         (path, Some(json!({"decision": "approved"})))
                     }
+                    ("POST", "/api/v1/calls/{call_id}/wrap-up") => {
+                        (path, Some(json!({"code": "no-action"})))
+                    }
                     ("POST", "/api/v1/patients/{id}/break-glass") => {
                         (path, Some(json!({"reason": "matrix test emergency"})))
                     }
@@ -803,6 +812,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     || (row.path.ends_with("/answer") && r.status == 409)
                     || (row.path.ends_with("/accept") && r.status == 409)
                     || (row.path.ends_with("/decline") && r.status == 409)
+                    // Not their call to wrap up: past the check, 409.
+                    || (row.path.ends_with("/wrap-up") && r.status == 409)
                     // A physician's item is no refill request: past the check, 409.
                     || (row.path.ends_with("/decision") && r.status == 409)
                     // No such notice: past the check, 404.

@@ -1220,7 +1220,20 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
     assert_eq!(summary["ready_after"], false, "{summary}");
     assert_eq!(summary["ringing_after_accept"], false, "{summary}");
     assert_eq!(summary["state_after_call"], "Wrap-up", "{summary}");
+    assert_eq!(summary["wrapup_focus"], "wrapup-code", "{summary}");
+    assert!(
+        summary["wrapup_codes"]
+            .as_array()
+            .is_some_and(|c| c.len() > 3 && c.iter().any(|c| c == "advice-given")),
+        "{summary}"
+    );
+    assert_eq!(summary["status_after_done"], "Wrap-up saved.", "{summary}");
     assert_eq!(summary["wrapup_after_done"], false, "{summary}");
+    assert_eq!(
+        server.metric("careline_wrap_ups_total{code=\"advice-given\"}"),
+        1.0,
+        "the outcome she chose was saved"
+    );
     assert_eq!(
         summary["state"], "Available: waiting for a call",
         "{summary}"
@@ -1620,4 +1633,129 @@ fn a_phone_caller_is_bridged_to_an_aiortc_nurse_on_opus_and_each_hears_the_other
         1.0,
         "the call ended by the nurse"
     );
+}
+
+/// The nurse wraps up the call: a code from `[routing] wrap_up_codes` (her console's hello
+/// lists them) and her notes go into the identified patient's contact history, audited and
+/// counted by code; only she can, only once, and only with a known code.
+#[test]
+fn the_nurse_wraps_up_with_a_code_and_notes_that_go_into_the_patients_history() {
+    use serde_json::json;
+    use support::console::Console;
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let other = server.user_token("nurse-2", "agent");
+    let service = server.user_token("ivr", "service");
+    let records = tempfile::tempdir().unwrap();
+    let bundle = records.path().join("patient.json");
+    let patient = json!({"resourceType": "Patient", "id": "pat-wrap-1",
+        "name": [{"family": "Tanaka", "given": ["Yui"]}], "birthDate": "1961-04-02"});
+    std::fs::write(
+        &bundle,
+        json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}]})
+            .to_string(),
+    )
+    .unwrap();
+    server.cli_ok(&["patient", "import", bundle.to_str().unwrap()]);
+
+    let mut console = Console::open_available(server.http, &nurse);
+    let codes = console.seen[0]["wrap_up_codes"].clone();
+    assert!(
+        codes
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == "advice-given")),
+        "the hello lists the wrap-up codes: {:?}",
+        console.seen[0]
+    );
+    let (ua, phone, call) = queue_urgent_caller(&server);
+    let call_id = console.expect_offer();
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = connect_agent(&server, &accept_path(&call_id), &nurse, &browser);
+    let location = r.header("location").expect("Location").to_string();
+    console.expect_state("on_contact");
+    // The IVR (a service) links the call to the patient it identified.
+    let link = request(
+        server.http,
+        "PUT",
+        &format!("/api/v1/calls/{call_id}/contact"),
+        &[("Authorization", &format!("Bearer {service}"))],
+        Some((
+            "application/json",
+            json!({"patient_id": "pat-wrap-1", "user": "nurse-1"})
+                .to_string()
+                .as_bytes(),
+        )),
+    );
+    assert_eq!(link.status, 204, "{}", link.body);
+    let mut bridged = Bridged {
+        ua,
+        phone,
+        browser,
+        location,
+        call_id: call.call_id.clone(),
+    };
+    bridged.nurse_hangs_up(&server);
+    let acw = console.expect_state("after_contact_work");
+    assert_eq!(
+        acw["contact"],
+        call_id.as_str(),
+        "wrap-up names its call: {acw}"
+    );
+
+    let wrap = |token: &str, body: serde_json::Value| {
+        request(
+            server.http,
+            "POST",
+            &format!("/api/v1/calls/{call_id}/wrap-up"),
+            &[("Authorization", &format!("Bearer {token}"))],
+            Some(("application/json", body.to_string().as_bytes())),
+        )
+    };
+    let r = wrap(&nurse, json!({"code": "felt-better"}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("advice-given"),
+        "the codes are listed: {}",
+        r.body
+    );
+    let r = wrap(&other, json!({"code": "advice-given"}));
+    assert_eq!(r.status, 409, "not hers: {}", r.body);
+    let r = wrap(
+        &nurse,
+        json!({"code": "advice-given", "notes": "Advised rest and fluids; call back if the fever rises."}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let done: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!(done["contact_record"].is_string(), "{done}");
+    let r = wrap(&nurse, json!({"code": "no-action"}));
+    assert_eq!(r.status, 409, "once: {}", r.body);
+
+    // In the patient's history (she may still read it: the wrap-up keeps her link).
+    let r = request(
+        server.http,
+        "GET",
+        "/api/v1/patients/pat-wrap-1/contacts",
+        &[("Authorization", &format!("Bearer {nurse}"))],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let history: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let record = history["contacts"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["call_id"] == call_id.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no record of the call: {history}"));
+    assert_eq!(record["channel"], "voice", "{record}");
+    assert_eq!(record["outcome"], "advice-given", "{record}");
+    assert_eq!(record["user"], "nurse-1", "{record}");
+    assert_eq!(
+        record["notes"], "Advised rest and fluids; call back if the fever rises.",
+        "{record}"
+    );
+    assert_eq!(
+        server.metric("careline_wrap_ups_total{code=\"advice-given\"}"),
+        1.0
+    );
+    console.send(json!({"type": "done"}));
+    console.expect_state("available");
 }

@@ -15,6 +15,8 @@ let muted = false;
 let channel = null;
 let ringing = null; // { callId, queue, until }
 let ringTimer = null;
+let contact = null; // the call being handled or wrapped up
+let wrapUpCodes = [];
 
 const STATES = {
   offline: 'Offline', available: 'Available: waiting for a call', unavailable: 'Away',
@@ -205,6 +207,7 @@ function openChannel() {
   channel.onmessage = (e) => {
     let msg;
     try { msg = JSON.parse(e.data); } catch { return; }
+    if (msg.type === 'hello') showCodes(msg.wrap_up_codes || []);
     if (msg.type === 'state') showState(msg);
     if (msg.type === 'offer') ring(msg);
     if (msg.type === 'offer_withdrawn') stopRinging(msg.why === 'contact_left' ? 'The caller hung up.'
@@ -219,12 +222,31 @@ function send(msg) {
   if (channel && channel.readyState === WebSocket.OPEN) channel.send(JSON.stringify(msg));
 }
 
+// The wrap-up codes, as words: `advice-given` reads "Advice given".
+function showCodes(codes) {
+  wrapUpCodes = codes;
+  const label = (c) => c.charAt(0).toUpperCase() + c.slice(1).replace(/[-_]/g, ' ');
+  $('wrapup-code').replaceChildren(new Option('Choose the outcome', ''),
+    ...codes.map((c) => new Option(label(c), c)));
+}
+
 function showState(msg) {
+  const wrapping = msg.state === 'after_contact_work';
+  if (msg.state === 'on_contact' || wrapping) {
+    if (msg.contact !== contact) {
+      contact = msg.contact;
+      $('wrapup-code').value = '';
+      $('wrapup-notes').value = '';
+      $('wrapup-error').textContent = '';
+    }
+  }
   $('agent-state').textContent = msg.state === 'unavailable' ? `Away: ${msg.reason}` : STATES[msg.state] || msg.state;
   const choice = msg.state === 'unavailable' ? `unavailable:${msg.reason}`
     : ['available', 'offline'].includes(msg.state) ? msg.state : null;
   if (choice && [...$('availability').options].some((o) => o.value === choice)) $('availability').value = choice;
-  $('wrapup').hidden = msg.state !== 'after_contact_work';
+  const opening = wrapping && $('wrapup').hidden;
+  $('wrapup').hidden = !wrapping;
+  if (opening) $('wrapup-code').focus();
   // Missed: the menu may still say Available, so choosing it again would change nothing.
   $('ready').hidden = msg.state !== 'missed';
   if (msg.state !== 'offered') stopRinging(null);
@@ -264,7 +286,35 @@ $('decline').addEventListener('click', () => {
   send({ type: 'decline', call_id: ringing.callId });
   stopRinging('You declined the call.');
 });
-$('done').addEventListener('click', () => send({ type: 'done' }));
+$('wrapup-code').addEventListener('change', () => { $('wrapup-error').textContent = ''; });
+// Save the outcome and notes (POST /api/v1/calls/ID/wrap-up), then leave wrap-up.
+$('done').addEventListener('click', async () => {
+  const code = $('wrapup-code').value;
+  if (wrapUpCodes.length && !code) {
+    $('wrapup-error').textContent = 'Choose how the call ended.';
+    $('wrapup-code').focus();
+    return;
+  }
+  if (code && contact) {
+    $('done').disabled = true;
+    const r = await fetch(`/api/v1/calls/${encodeURIComponent(contact)}/wrap-up`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ code, notes: $('wrapup-notes').value }),
+    }).catch(() => null);
+    $('done').disabled = false;
+    // 409: saved already (a second click); anything else keeps the notes on screen.
+    if (!r || (!r.ok && r.status !== 409)) {
+      const body = r ? await r.json().catch(() => ({})) : {};
+      const why = body.detail || body.error;
+      $('wrapup-error').textContent = `Not saved: ${why || 'the server did not answer'}. Try again.`;
+      return;
+    }
+  }
+  $('wrapup-error').textContent = '';
+  say('Wrap-up saved.');
+  send({ type: 'done' });
+});
 $('ready').addEventListener('click', () => send({ type: 'state', state: 'available' }));
 $('availability').addEventListener('change', () => {
   const [state, reason] = $('availability').value.split(':');

@@ -611,6 +611,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[409],
     },
     RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/{call_id}/wrap-up",
+        action: Some(Action::CallAnswer),
+        summary: "Wrap up a call this agent handled (on it, or in its after-contact work), once: {code, notes?}. With a patient identified, a contact record (channel voice, the code as outcome, the notes) goes into their contact history, audited. 201 {call_id, code, contact_record}; 409 when the call is not theirs or is wrapped up already; 422 for a code not in [routing] wrap_up_codes (the console's hello lists them).",
+        query: &[],
+        body: Some("WrapUp"),
+        ok: 201,
+        returns: "Object",
+        media: JSON,
+        also: &[409, 422],
+    },
+    RouteDoc {
         method: "get",
         path: "/api/v1/desk",
         action: Some(Action::DeskRead),
@@ -953,7 +965,11 @@ pub(crate) fn document() -> Value {
             "orders": {"type": "array", "items": {"type": "object", "description": "a FHIR MedicationRequest"}},
             "pharmacy": {"type": "string", "enum": ["queued", "none"]}}},
     });
-    for more in [workflows, refills] {
+    let routing = json!({
+        "WrapUp": {"type": "object", "required": ["code"], "additionalProperties": false, "properties": {
+            "code": {"type": "string", "maxLength": 64}, "notes": {"type": ["string", "null"]}}},
+    });
+    for more in [workflows, refills, routing] {
         if let (Some(all), Value::Object(more)) =
             (doc["components"]["schemas"].as_object_mut(), more)
         {

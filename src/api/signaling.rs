@@ -30,10 +30,13 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
 use super::access::{ApiError, Caller, ClientAddr};
+use super::extract::JsonBody;
 use super::queues::{answered, signed_in};
 use super::whip::{WhipApi, page, sdp_offer};
+use crate::audit::{Event, action};
 use crate::auth::Action;
 use crate::call::answer::{Pick, take};
+use crate::patient::ContactRecord;
 use crate::routing::acd::{AgentState, Availability, Withdrawn};
 use crate::routing::desk::DeskEvent;
 
@@ -53,6 +56,7 @@ pub(crate) fn router(state: WhipApi) -> Router {
         .route("/api/v1/ws", get(upgrade))
         .route("/api/v1/calls/{call_id}/accept", post(accept))
         .route("/api/v1/calls/{call_id}/decline", post(decline))
+        .route("/api/v1/calls/{call_id}/wrap-up", post(wrap_up))
         .route("/api/v1/desk", get(desk))
         .route(
             "/supervisor",
@@ -101,6 +105,8 @@ enum ToConsole<'a> {
         user: &'a str,
         role: &'a str,
         heartbeat_secs: u64,
+        /// What a wrap-up chooses from (`POST /api/v1/calls/{call_id}/wrap-up`).
+        wrap_up_codes: &'a [String],
     },
     State {
         #[serde(flatten)]
@@ -195,6 +201,7 @@ async fn console(s: WhipApi, caller: Caller, credential: Credential, mut socket:
         user: &agent,
         role: caller.principal.role.as_str(),
         heartbeat_secs: beat.as_secs(),
+        wrap_up_codes: &s.calls.desk.wrap_up_codes,
     };
     if socket.send(hello.message()).await.is_err() {
         return;
@@ -390,6 +397,114 @@ async fn decline(
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
     }
+}
+
+/// A wrap-up: the call's outcome code and the agent's notes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrapUp {
+    code: String,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+/// `POST /api/v1/calls/{call_id}/wrap-up` `{"code": "...", "notes": "..."}`: the agent who
+/// handled the call (on it, or in its after-contact work) records its outcome, once. When the
+/// IVR identified the patient, a contact record (channel `voice`, the code as its outcome, the
+/// notes, the call id, the agent) goes into the patient's contact history, audited as any
+/// write of it; either way the code is counted in `/metrics`. Codes: `[routing]
+/// wrap_up_codes` (422 otherwise). The console then sends `done` to leave wrap-up.
+async fn wrap_up(
+    State(s): State<WhipApi>,
+    caller: Option<Caller>,
+    Path(call_id): Path<String>,
+    JsonBody(body): JsonBody<WrapUp>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::CallAnswer, None).await?;
+    let desk = &s.calls.desk;
+    if !desk.wrap_up_codes.iter().any(|c| c == &body.code) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "code: `{}` is not a wrap-up code; one of: {}",
+                body.code.chars().take(64).collect::<String>(),
+                desk.wrap_up_codes.join(", ")
+            ),
+        ));
+    }
+    let notes = body
+        .notes
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    let probe = ContactRecord {
+        channel: "voice".into(),
+        notes: notes.clone(),
+        ..ContactRecord::default()
+    };
+    if let Some((field, max)) = probe.over_limit() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: at most {max} bytes"),
+        ));
+    }
+    // Whose call it is, and the patient it is about, both before anything is written.
+    let queue = desk
+        .wrap_up(caller.name(), &call_id)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    let patient = s
+        .api
+        .auth
+        .active_contact(&call_id)
+        .await?
+        .filter(|c| c.user == caller.name())
+        .map(|c| c.patient_id);
+    let mut record_id = None;
+    if let Some(patient) = &patient {
+        let grant = s
+            .api
+            .require(&caller, Action::ContactAppend, Some(patient))
+            .await?;
+        let record = ContactRecord {
+            channel: "voice".into(),
+            outcome: Some(body.code.clone()),
+            reason: Some(format!("queue {queue}")),
+            notes,
+            call_id: Some(call_id.clone()),
+            user: Some(caller.name().to_string()),
+            ..ContactRecord::default()
+        };
+        let saved = s.api.patients.append_contact(patient, record).await?;
+        s.api
+            .audit
+            .append(
+                Event::new(caller.name(), action::CONTACT_WRITE, "success")
+                    .patient(patient)
+                    .detail(serde_json::json!({
+                        "contact": saved.id,
+                        "call_id": call_id,
+                        "wrap_up": body.code,
+                        "break_glass": grant.break_glass,
+                    })),
+            )
+            .await?;
+        record_id = Some(saved.id);
+    }
+    s.calls
+        .metrics
+        .wrap_ups
+        .get_or_create(&vec![("code", body.code.clone())])
+        .inc();
+    info!(agent = %caller.name(), call = %call_id, code = %body.code, "wrapped up");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "call_id": call_id,
+            "code": body.code,
+            "contact_record": record_id,
+        })),
+    )
+        .into_response())
 }
 
 /// The contact center now: each queue's waiting contacts, agents and figures since the start

@@ -129,8 +129,9 @@ pub enum AgentState {
     Offered { contact: ContactId, queue: String },
     /// Talking with a contact.
     OnContact { contact: ContactId, queue: String },
-    /// Wrapping up the last contact (notes, codes).
-    AfterContactWork,
+    /// Wrapping up the last contact (notes, a wrap-up code): which one, so the wrap-up is
+    /// written to that contact's record.
+    AfterContactWork { contact: ContactId, queue: String },
     /// Let an offer ring out or declined it: nothing is offered until they are available again.
     Missed,
 }
@@ -144,7 +145,7 @@ impl AgentState {
             AgentState::Unavailable { .. } => "unavailable",
             AgentState::Offered { .. } => "offered",
             AgentState::OnContact { .. } => "on_contact",
-            AgentState::AfterContactWork => "after_contact_work",
+            AgentState::AfterContactWork { .. } => "after_contact_work",
             AgentState::Missed => "missed",
         }
     }
@@ -415,7 +416,7 @@ impl Acd {
                     self.withdraw(&id, &contact, Withdrawn::TimedOut);
                     self.set_state(&id, AgentState::Missed, now);
                 }
-                Some(AgentState::AfterContactWork) => self.work_done(&id, now),
+                Some(AgentState::AfterContactWork { .. }) => self.work_done(&id, now),
                 _ => {
                     if let Some(a) = self.agents.get_mut(&id) {
                         a.until = None;
@@ -729,15 +730,15 @@ impl Acd {
     /// `agent`'s contact ended: after-contact work begins (or, with none configured, the
     /// agent's next state).
     pub fn contact_ended(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
-        match self.agents.get(agent).map(|a| &a.state) {
-            Some(AgentState::OnContact { .. }) => {}
+        let (contact, queue) = match self.agents.get(agent).map(|a| &a.state) {
+            Some(AgentState::OnContact { contact, queue }) => (contact.clone(), queue.clone()),
             Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
             None => return Err(AcdError::UnknownAgent(agent.to_string())),
-        }
+        };
         if self.policy.after_contact_work.is_zero() {
             self.work_done(agent, now);
         } else {
-            self.set_state(agent, AgentState::AfterContactWork, now);
+            self.set_state(agent, AgentState::AfterContactWork { contact, queue }, now);
             if let Some(a) = self.agents.get_mut(agent) {
                 a.until = Some(now + self.policy.after_contact_work);
             }
@@ -789,7 +790,7 @@ impl Acd {
     /// `agent` closes their after-contact work before its limit.
     pub fn finish_work(&mut self, agent: &str, now: Instant) -> Result<(), AcdError> {
         match self.agents.get(agent).map(|a| &a.state) {
-            Some(AgentState::AfterContactWork) => {}
+            Some(AgentState::AfterContactWork { .. }) => {}
             Some(_) => return Err(AcdError::NotOnContact(agent.to_string())),
             None => return Err(AcdError::UnknownAgent(agent.to_string())),
         }
@@ -843,7 +844,7 @@ impl Acd {
                 }
                 AgentState::Offered { .. }
                 | AgentState::OnContact { .. }
-                | AgentState::AfterContactWork => taking += 1,
+                | AgentState::AfterContactWork { .. } => taking += 1,
                 _ => {}
             }
         }
@@ -898,7 +899,7 @@ impl Acd {
                 }
                 AgentState::Offered { .. }
                 | AgentState::OnContact { .. }
-                | AgentState::AfterContactWork => f.agents_online += 1,
+                | AgentState::AfterContactWork { .. } => f.agents_online += 1,
                 AgentState::Unavailable { .. } | AgentState::Missed => {}
             }
             f.agents_staffed += 1;
@@ -936,7 +937,7 @@ impl Acd {
         }
         let busy_now = matches!(
             state,
-            AgentState::OnContact { .. } | AgentState::AfterContactWork
+            AgentState::OnContact { .. } | AgentState::AfterContactWork { .. }
         );
         if let AgentState::OnContact { queue, .. } = &state
             && a.busy.is_none()

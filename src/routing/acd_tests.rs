@@ -298,7 +298,14 @@ fn after_contact_work_ends_at_its_limit_or_in_the_state_the_agent_chose() {
         Some(AgentState::OnContact { .. })
     ));
     acd.contact_ended("ana", t0 + 60 * S).unwrap();
-    assert_eq!(acd.agent_state("ana"), Some(&AgentState::AfterContactWork));
+    assert!(
+        matches!(
+            acd.agent_state("ana"),
+            Some(AgentState::AfterContactWork { contact, .. }) if contact == "c1"
+        ),
+        "wrap-up names the contact it is for: {:?}",
+        acd.agent_state("ana")
+    );
     let limit = t0 + 60 * S + AcdPolicy::default().after_contact_work;
     assert_eq!(acd.poll_timeout(), Some(limit));
     acd.handle_timeout(limit);

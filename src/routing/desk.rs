@@ -44,6 +44,25 @@ pub struct RoutingConfig {
     /// Agent (user name) -> routing profile. An agent not listed answers every queue, all at
     /// priority 1 with no delay.
     pub agents: BTreeMap<String, String>,
+    /// The wrap-up codes an agent chooses from for each call (its outcome, written to the
+    /// patient's contact history with the agent's notes, and counted by code in `/metrics`).
+    pub wrap_up_codes: Vec<String>,
+}
+
+/// The shipped wrap-up codes: what a nurse line's call ended with.
+fn default_wrap_up_codes() -> Vec<String> {
+    [
+        "advice-given",
+        "appointment-booked",
+        "referred-to-clinician",
+        "sent-to-emergency",
+        "prescription-request",
+        "callback-needed",
+        "no-action",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
 impl Default for RoutingConfig {
@@ -55,6 +74,7 @@ impl Default for RoutingConfig {
             heartbeat_secs: 20,
             profiles: BTreeMap::new(),
             agents: BTreeMap::new(),
+            wrap_up_codes: default_wrap_up_codes(),
         }
     }
 }
@@ -91,6 +111,21 @@ impl RoutingConfig {
         }
         if self.heartbeat_secs == 0 {
             return Err("heartbeat_secs: must be at least 1".into());
+        }
+        for (i, code) in self.wrap_up_codes.iter().enumerate() {
+            let ok = !code.is_empty()
+                && code.len() <= 64
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(format!(
+                    "wrap_up_codes: `{code}`: 1 to 64 letters, digits, `-`, `_` or `.`"
+                ));
+            }
+            if self.wrap_up_codes[..i].contains(code) {
+                return Err(format!("wrap_up_codes: `{code}` is listed twice"));
+            }
         }
         for (name, p) in &self.profiles {
             if p.queues.is_empty() {
@@ -155,6 +190,16 @@ impl Drop for Console {
     }
 }
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WrapUpError {
+    #[error("this call is not yours to wrap up (you are {state})")]
+    NotYours { state: &'static str },
+    #[error("this call is wrapped up already")]
+    AlreadyDone,
+    #[error("the desk is unavailable")]
+    Poisoned,
+}
+
 /// One open console: its id and where its events go.
 type ConsoleTx = (u64, mpsc::UnboundedSender<DeskEvent>);
 
@@ -165,10 +210,14 @@ pub struct Desk {
     every_queue: RoutingProfile,
     /// Each agent's open consoles, by id.
     consoles: Mutex<HashMap<String, Vec<ConsoleTx>>>,
+    /// The contact each agent last wrapped up (one wrap-up per contact).
+    wrapped: Mutex<HashMap<String, String>>,
     next_console: AtomicU64,
     grace: Duration,
     /// How often consoles are pinged and their sign-in checked.
     pub heartbeat: Duration,
+    /// The codes a wrap-up chooses from (`[routing] wrap_up_codes`).
+    pub wrap_up_codes: Vec<String>,
     wake: Notify,
     metrics: Arc<Metrics>,
 }
@@ -218,9 +267,11 @@ impl Desk {
             profiles,
             every_queue: RoutingProfile::of(queues.keys().map(String::as_str)),
             consoles: Mutex::new(HashMap::new()),
+            wrapped: Mutex::new(HashMap::new()),
             next_console: AtomicU64::new(1),
             grace: Duration::from_secs(u64::from(config.reconnect_grace_secs)),
             heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
+            wrap_up_codes: config.wrap_up_codes.clone(),
             wake: Notify::new(),
             metrics,
         });
@@ -295,6 +346,28 @@ impl Desk {
     /// The contact the agent accepted never reached them.
     pub fn released(&self, agent: &str) {
         let _ = self.apply(|acd, now| acd.released(agent, now));
+    }
+
+    /// `agent` wraps up `call_id`: it must be theirs (they are on it, or in its after-contact
+    /// work) and not wrapped up already. Returns the queue it came from.
+    pub fn wrap_up(&self, agent: &str, call_id: &str) -> Result<String, WrapUpError> {
+        let queue = match self.agent_state(agent) {
+            Some(
+                AgentState::OnContact { contact, queue }
+                | AgentState::AfterContactWork { contact, queue },
+            ) if contact == call_id => queue,
+            state => {
+                return Err(WrapUpError::NotYours {
+                    state: state.map_or("not at the desk", |s| s.name()),
+                });
+            }
+        };
+        let mut wrapped = self.wrapped.lock().map_err(|_| WrapUpError::Poisoned)?;
+        if wrapped.get(agent).is_some_and(|c| c == call_id) {
+            return Err(WrapUpError::AlreadyDone);
+        }
+        wrapped.insert(agent.to_string(), call_id.to_string());
+        Ok(queue)
     }
 
     pub fn finish_work(&self, agent: &str) -> Result<(), AcdError> {

@@ -55,9 +55,17 @@ try {
   await page.click('#hangup');
   await page.waitForSelector('#wrapup:not([hidden])', { timeout: 30000 });
   summary.state_after_call = await page.textContent('#agent-state');
+  summary.wrapup_focus = await page.evaluate(() => document.activeElement?.id);
+  // Done without an outcome: she is asked for one, and stays in wrap-up.
+  await page.click('#done');
+  await text(page, 'wrapup-error', 'Choose how the call ended.');
+  summary.wrapup_codes = await page.$$eval('#wrapup-code option', (o) => o.map((x) => x.value).filter(Boolean));
+  await page.selectOption('#wrapup-code', 'advice-given');
+  await page.fill('#wrapup-notes', 'Chest pain resolved; advised to rest and call back if it returns.');
   await page.screenshot({ path: `${out}/4-wrap-up.png` });
   await page.click('#done');
   await text(page, 'agent-state', 'Available: waiting for a call');
+  summary.status_after_done = await page.textContent('#status');
   summary.wrapup_after_done = await page.isVisible('#wrapup');
   await page.screenshot({ path: `${out}/5-available-again.png` });
   summary.state = await page.textContent('#agent-state');
