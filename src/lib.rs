@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod call;
+pub mod call_records;
 pub mod config;
 pub mod db;
 pub mod flow;

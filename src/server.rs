@@ -216,6 +216,7 @@ impl Server {
                 records.audit.clone(),
                 records.auth.clone(),
                 records.patients.clone(),
+                records.call_records.clone(),
             ));
 
         let trunks =

@@ -459,6 +459,13 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, A, D, D],
         on_call: [D, A, A, A, D, D],
     },
+    // Reports on the calls: supervisors, admins and auditors (no patient data in them).
+    Row {
+        method: "GET",
+        path: "/api/v1/call-records",
+        off_call: [A, A, D, D, A, D],
+        on_call: [A, A, D, D, A, D],
+    },
     Row {
         method: "POST",
         path: "/api/v1/calls/{call_id}/wrap-up",

@@ -653,10 +653,62 @@ fn contains_word(hay: &[u8], needle: &[u8]) -> bool {
     })
 }
 
+/// Call records on this database: one per call however often its end is reported, the first
+/// wrap-up kept, filtered by queue and agent.
+async fn call_records_suite(db: &Db) {
+    use careline::call::CallEnd;
+    use careline::call::core::QueueStay;
+    use careline::call_records::{CallRecords, Filter};
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let records = CallRecords::new(db.clone());
+    let end = CallEnd {
+        call_id: "pg-call-1".into(),
+        cause: "agent_hangup",
+        answered_at: at("2026-12-07T09:00:00Z"),
+        duration: std::time::Duration::from_secs(120),
+        patient: None,
+        recordings: vec![],
+        reason: None,
+        queue: Some("triage-urgent".into()),
+        direction: "inbound",
+        channel: "browser",
+        queue_stays: vec![QueueStay {
+            queue: "triage-urgent".into(),
+            enqueued_at: at("2026-12-07T09:00:30Z"),
+            answered_at: Some(at("2026-12-07T09:00:45Z")),
+            agent: Some("ana".into()),
+        }],
+    };
+    records.insert(&end, false).await.unwrap();
+    records.insert(&end, false).await.unwrap();
+    records
+        .set_disposition("pg-call-1", "advice-given", "ana", 1)
+        .await
+        .unwrap();
+    records
+        .set_disposition("pg-call-1", "no-action", "ana", 2)
+        .await
+        .unwrap();
+    let found = records
+        .list(&Filter {
+            agent: Some("ana".into()),
+            queue: Some("triage-urgent".into()),
+            limit: 10,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].disposition.as_deref(), Some("advice-given"));
+    assert_eq!(found[0].wait_secs, Some(15));
+    assert_eq!(found[0].channel, "browser");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_on_postgresql_behaves_the_same() {
     let pg = support::postgres::PgCluster::start();
     let db = store_suite(&pg.url("postgres")).await;
+    call_records_suite(&db).await;
     // Written out: the tables' files and the write-ahead log then hold everything stored.
     sqlx::query("CHECKPOINT").execute(db.pool()).await.unwrap();
     db.pool().close().await;

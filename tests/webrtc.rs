@@ -1758,4 +1758,76 @@ fn the_nurse_wraps_up_with_a_code_and_notes_that_go_into_the_patients_history() 
     );
     console.send(json!({"type": "done"}));
     console.expect_state("available");
+
+    // The call's record, for the supervisor's reports: its queue, who answered it, the
+    // outcome; no patient in it.
+    let boss = server.user_token("sam", "supervisor");
+    let records = |query: &str| {
+        request(
+            server.http,
+            "GET",
+            &format!("/api/v1/call-records{query}"),
+            &[("Authorization", &format!("Bearer {boss}"))],
+            None,
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let r = records("?since=1h");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        if let Some(rec) = v["records"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["call_id"] == call_id.as_str()))
+        {
+            break rec.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no record: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(record["direction"], "inbound", "{record}");
+    assert_eq!(record["channel"], "phone", "{record}");
+    assert_eq!(record["end_cause"], "agent_hangup", "{record}");
+    assert_eq!(record["identified"], true, "{record}");
+    assert_eq!(record["queue"], "triage-urgent", "{record}");
+    assert_eq!(record["agent"], "nurse-1", "{record}");
+    assert_eq!(record["disposition"], "advice-given", "{record}");
+    assert_eq!(record["wrapped_up_by"], "nurse-1", "{record}");
+    assert_eq!(record["queue_stays"][0]["agent"], "nurse-1", "{record}");
+    assert!(
+        record["queue_stays"][0]["answered_at"].is_string(),
+        "{record}"
+    );
+    assert!(
+        !record.to_string().contains("pat-wrap-1"),
+        "no patient in a call record: {record}"
+    );
+    let csv = records("?since=1h&format=csv&agent=nurse-1");
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let mut lines = csv.body.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap_or("")
+            .starts_with("call_id,started,ended"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        lines.any(|l| l.starts_with(call_id.as_str()) && l.contains(",advice-given,nurse-1")),
+        "{}",
+        csv.body
+    );
+    assert_eq!(records("?agent=nobody").body, r#"{"records":[]}"#);
+    assert_eq!(records("?format=xml").status, 400);
+    // A nurse does not read the reports.
+    let r = request(
+        server.http,
+        "GET",
+        "/api/v1/call-records",
+        &[("Authorization", &format!("Bearer {nurse}"))],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
 }

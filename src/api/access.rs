@@ -43,6 +43,8 @@ pub struct ApiState {
     pub https: bool,
     /// The users' SIP secrets (what phones answer digest challenges with).
     pub sip_secrets: Arc<crate::auth::sip::SipSecrets>,
+    /// One record per answered call, for reports.
+    pub call_records: crate::call_records::CallRecords,
 }
 
 /// The session cookie's name.
@@ -381,6 +383,7 @@ impl ApiState {
         let workflows = crate::workflow::store::Store::new(db.clone(), keys.clone());
         let care_tasks = crate::workflow::care_tasks::CareTasks::new(db.clone(), keys.clone());
         let outbox = crate::notify::Outbox::new(db.clone(), keys.clone());
+        let call_records = crate::call_records::CallRecords::new(db.clone());
         let patients = PatientStore::new(
             db,
             keys,
@@ -397,6 +400,7 @@ impl ApiState {
             discharges: std::sync::OnceLock::new(),
             https: config.http.https(),
             sip_secrets,
+            call_records,
         })
     }
 }

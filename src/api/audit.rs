@@ -31,7 +31,9 @@ pub(crate) struct AuditQuery {
 
 /// `24h` → milliseconds ago, else an absolute time.
 pub(crate) fn when(text: &str) -> Option<i64> {
-    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    // The last character (not byte: the text is the client's, and may end in any letter).
+    let cut = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = text.split_at(cut);
     let mult = match unit {
         "s" => 1_000,
         "m" => 60_000,
@@ -103,5 +105,22 @@ pub(crate) async fn query(
         other => Err(ApiError::bad_request(format!(
             "format `{other}` is not jsonl or fhir"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::when;
+
+    #[test]
+    fn a_time_is_absolute_or_a_duration_back_and_anything_else_is_none() {
+        let now = crate::db::now_ms();
+        let day = when("1d").unwrap();
+        assert!((now - day - 86_400_000).abs() < 5_000);
+        assert_eq!(when("2026-12-07"), crate::db::parse_time("2026-12-07"));
+        // Client text ending in a character of several bytes is refused, not a panic.
+        assert_eq!(when("24é"), None);
+        assert_eq!(when("ü"), None);
+        assert_eq!(when(""), None);
     }
 }

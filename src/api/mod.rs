@@ -15,6 +15,7 @@ use crate::call::CallServices;
 pub mod access;
 pub(crate) mod audit;
 pub(crate) mod browser;
+pub(crate) mod call_records;
 pub(crate) mod calls;
 pub(crate) mod extract;
 pub(crate) mod https;

@@ -611,6 +611,28 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[409],
     },
     RouteDoc {
+        method: "get",
+        path: "/api/v1/call-records",
+        action: Some(Action::CallRecordsRead),
+        summary: "Call records, one per answered call, oldest first: times, direction, channel (phone or browser), how it ended, each queue stay with the agent who answered it and when, the wait, recordings and the wrap-up code. No patient data (only whether the caller was identified). JSON, or CSV (RFC 4180) with format=csv.",
+        query: &[
+            (
+                "since",
+                "RFC 3339, YYYY-MM-DD, or a duration back from now (24h, 7d)",
+            ),
+            ("until", "as since"),
+            ("queue", "the queue the call was last in"),
+            ("agent", "the last agent who talked with the caller"),
+            ("format", "json (default) or csv"),
+            ("limit", "at most this many (1 to 10000, the default)"),
+        ],
+        body: None,
+        ok: 200,
+        returns: "CallRecords",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
         method: "post",
         path: "/api/v1/calls/{call_id}/wrap-up",
         action: Some(Action::CallAnswer),
@@ -750,11 +772,12 @@ fn path_schema(path: &str, name: &str) -> Value {
 /// What a query parameter takes.
 fn query_schema(path: &str, name: &str) -> Value {
     match name {
-        "limit" if path == "/api/v1/audit" => {
+        "limit" if path == "/api/v1/audit" || path == "/api/v1/call-records" => {
             json!({"type": "integer", "minimum": 1, "maximum": 10000})
         }
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
         "format" if path == "/api/v1/audit" => json!({"enum": ["jsonl", "json", "fhir"]}),
+        "format" if path == "/api/v1/call-records" => json!({"enum": ["json", "csv"]}),
         "format" => json!({"enum": ["ogg", "wav"]}),
         "status" if path == "/api/v1/care-tasks" => json!({"enum": ["OPEN", "DONE", "all"]}),
         "status" => json!({"enum": ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "all"]}),
@@ -966,6 +989,18 @@ pub(crate) fn document() -> Value {
             "pharmacy": {"type": "string", "enum": ["queued", "none"]}}},
     });
     let routing = json!({
+        "CallRecords": {"type": "object", "required": ["records"], "properties": {
+            "records": {"type": "array", "items": {"type": "object", "required": ["call_id", "started", "ended", "duration_secs", "direction", "channel", "end_cause", "identified", "queue_stays", "recordings"], "properties": {
+                "call_id": {"type": "string"}, "started": {"type": "string"}, "ended": {"type": "string"},
+                "duration_secs": {"type": "integer"}, "direction": {"enum": ["inbound", "outbound"]},
+                "channel": {"enum": ["phone", "browser"]}, "end_cause": {"type": "string"},
+                "identified": {"type": "boolean"}, "queue": {"type": ["string", "null"]},
+                "agent": {"type": ["string", "null"]}, "wait_secs": {"type": ["integer", "null"]},
+                "queue_stays": {"type": "array", "items": {"type": "object", "required": ["queue", "enqueued_at"], "properties": {
+                    "queue": {"type": "string"}, "enqueued_at": {"type": "string"},
+                    "answered_at": {"type": "string"}, "agent": {"type": "string"}}}},
+                "recordings": {"type": "array", "items": {"type": "string"}},
+                "disposition": {"type": ["string", "null"]}, "wrapped_up_by": {"type": ["string", "null"]}}}}}},
         "WrapUp": {"type": "object", "required": ["code"], "additionalProperties": false, "properties": {
             "code": {"type": "string", "maxLength": 64}, "notes": {"type": ["string", "null"]}}},
     });

@@ -490,6 +490,11 @@ async fn wrap_up(
             .await?;
         record_id = Some(saved.id);
     }
+    s.api
+        .call_records
+        .set_disposition(&call_id, &body.code, caller.name(), crate::db::now_ms())
+        .await
+        .map_err(ApiError::internal)?;
     s.calls
         .metrics
         .wrap_ups

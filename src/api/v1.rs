@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::access::{ApiError, ApiState};
-use super::{audit, openapi, patients, users};
+use super::{audit, call_records, openapi, patients, users};
 
 /// The largest sign-in form read: a few hundred bytes are enough, and nothing large is read
 /// before authentication.
@@ -81,6 +81,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
                 .delete(patients::clear_active_contact),
         )
         .route("/api/v1/audit", get(audit::query))
+        .route("/api/v1/call-records", get(call_records::list))
         .route(
             "/api/v1/users",
             post(users::add_user).get(users::list_users),

@@ -22,6 +22,8 @@ pub(crate) struct CallEvents {
     pub audit: Audit,
     pub auth: Arc<Auth>,
     pub patients: PatientStore,
+    /// Where each answered call's record goes when it ends.
+    pub records: crate::call_records::CallRecords,
     /// Calls between start and end, updated in order by the call tasks themselves: a lookup
     /// that finishes after its call ended must not leave the patient "on a call", and the API
     /// links patients only to calls in here.
@@ -29,12 +31,18 @@ pub(crate) struct CallEvents {
 }
 
 impl CallEvents {
-    pub(crate) fn new(audit: Audit, auth: Arc<Auth>, patients: PatientStore) -> CallEvents {
+    pub(crate) fn new(
+        audit: Audit,
+        auth: Arc<Auth>,
+        patients: PatientStore,
+        records: crate::call_records::CallRecords,
+    ) -> CallEvents {
         CallEvents {
             audit,
             live: auth.live_calls().clone(),
             auth,
             patients,
+            records,
         }
     }
 }
@@ -59,6 +67,7 @@ impl CallHooks for CallEvents {
         let audit = self.audit.clone();
         let auth = self.auth.clone();
         let patients = self.patients.clone();
+        let records = self.records.clone();
         tokio::spawn(async move {
             // The handling user keeps the patient for the wrap-up time, then the link ends.
             let contact = auth.end_call_contact(&end.call_id, "system").await;
@@ -76,6 +85,9 @@ impl CallHooks for CallEvents {
                 event = event.patient(p);
             }
             audit.record(event).await;
+            if let Err(e) = records.insert(&end, patient.is_some()).await {
+                tracing::error!(error = %e, call = %end.call_id, "could not write the call record");
+            }
             if let Some(p) = patient {
                 append_history(&patients, &audit, &p, &end).await;
             }

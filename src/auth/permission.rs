@@ -113,6 +113,9 @@ pub enum Action {
     /// The notices owed to people and systems outside (webhook, e-mail, pharmacy): list
     /// them, send a failed one again. No patient data is shown.
     NotificationManage,
+    /// The call records (one per answered call: queues, agents, times, wrap-up): reports.
+    /// No patient data is shown.
+    CallRecordsRead,
 }
 
 impl Action {
@@ -141,6 +144,7 @@ impl Action {
             Action::CallAnswer => "call.answer",
             Action::DeskRead => "desk.read",
             Action::NotificationManage => "notification.manage",
+            Action::CallRecordsRead => "call_records.read",
         }
     }
 }
@@ -233,6 +237,10 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     // Operators see what did not go out, and send it again once the relay is fixed.
     (A::NotificationManage, R::Admin, S::Any),
     (A::NotificationManage, R::Supervisor, S::Any),
+    // Reports on the contact center: who answered what, how long callers waited.
+    (A::CallRecordsRead, R::Admin, S::Any),
+    (A::CallRecordsRead, R::Supervisor, S::Any),
+    (A::CallRecordsRead, R::Auditor, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

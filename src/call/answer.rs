@@ -352,7 +352,13 @@ impl Shell {
                     bridged: false,
                 });
                 let _ = accepted.send(true);
-                Some(Input::AgentOffered)
+                Some(Input::AgentOffered {
+                    agent: self
+                        .agent
+                        .as_ref()
+                        .map(|a| a.agent.clone())
+                        .unwrap_or_default(),
+                })
             }
             Err(e) => {
                 warn!(error = %e, "could not open the agent's media");

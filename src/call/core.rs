@@ -160,10 +160,10 @@ pub enum Input {
     /// Careline ends the call: an operator or shutdown, a dead media path (`rtp_timeout`),
     /// an internal fault; the cause is a metrics label.
     Hangup(&'static str),
-    /// An agent took the contact from its queue and their leg is connecting. The core takes
-    /// it only while queued (the phase becomes [`Phase::Offered`]); otherwise it answers
-    /// [`Output::ReleaseAgent`].
-    AgentOffered,
+    /// An agent (this user) took the contact from its queue and their leg is connecting. The
+    /// core takes it only while queued (the phase becomes [`Phase::Offered`]); otherwise it
+    /// answers [`Output::ReleaseAgent`].
+    AgentOffered { agent: String },
     /// The agent's leg is connected: the core asks for the bridge.
     AgentConnected,
     /// The agent's leg went away or the agent hung up.
@@ -305,6 +305,23 @@ pub struct CallCore {
     patient: Option<String>,
     recordings: Vec<RecordingId>,
     ended: Option<&'static str>,
+    /// Each stay in a queue, for the contact record (a transfer starts the next).
+    stays: Vec<QueueStay>,
+    /// The agent connecting (between [`Input::AgentOffered`] and the bridge).
+    offered_agent: Option<String>,
+}
+
+/// One stay of the contact in a queue: where, since when, and who answered it when. Kept for
+/// the contact record (`calls::records`); names no patient.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueStay {
+    pub queue: String,
+    pub enqueued_at: jiff::Timestamp,
+    /// When an agent was joined with the caller (None: nobody answered this stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 impl CallCore {
@@ -337,6 +354,8 @@ impl CallCore {
             patient: None,
             recordings: Vec::new(),
             ended: None,
+            stays: Vec::new(),
+            offered_agent: None,
             policy,
         };
         if let Some(d) = core.policy.dial_timeout {
@@ -370,6 +389,7 @@ impl CallCore {
     pub fn call_end(
         &self,
         call_id: &str,
+        channel: &'static str,
         answered_at: jiff::Timestamp,
         duration: Duration,
     ) -> super::CallEnd {
@@ -388,7 +408,19 @@ impl CallCore {
             recordings: self.recordings.iter().map(|r| r.to_string()).collect(),
             reason,
             queue: contact.queue.as_deref().map(str::to_string),
+            direction: if self.policy.dial_timeout.is_some() {
+                "outbound"
+            } else {
+                "inbound"
+            },
+            channel,
+            queue_stays: self.stays.clone(),
         }
+    }
+
+    /// Each stay in a queue so far (a transfer starts the next).
+    pub fn queue_stays(&self) -> &[QueueStay] {
+        &self.stays
     }
 
     /// The patient the IVR identified, if it did.
@@ -549,6 +581,12 @@ impl CallCore {
                 let event = match result {
                     Ok(ticket) => {
                         info!(queue = %ticket.queue().name, "caller queued");
+                        self.stays.push(QueueStay {
+                            queue: ticket.queue().name.to_string(),
+                            enqueued_at: now.wall,
+                            answered_at: None,
+                            agent: None,
+                        });
                         self.ticket = Some(ticket);
                         self.phase = Phase::Queued;
                         Event::Enqueued(Ok(()))
@@ -590,9 +628,10 @@ impl CallCore {
                 self.end(cause, true);
                 return;
             }
-            Input::AgentOffered => {
+            Input::AgentOffered { agent } => {
                 if self.phase == Phase::Queued {
                     info!("an agent took the call from its queue");
+                    self.offered_agent = Some(agent);
                     self.phase = Phase::Offered;
                     self.agent_by = self.policy.agent_connect_within.map(|d| now.mono + d);
                 } else {
@@ -604,6 +643,10 @@ impl CallCore {
                     info!("agent connected: bridged");
                     self.phase = Phase::Bridged;
                     self.agent_by = None;
+                    if let Some(stay) = self.stays.last_mut() {
+                        stay.answered_at = Some(now.wall);
+                        stay.agent = self.offered_agent.take();
+                    }
                     // The contact leaves its queue, and its flow is over: nothing it asked
                     // for is waited on any more.
                     if let Some(ticket) = self.ticket.take() {
@@ -621,6 +664,12 @@ impl CallCore {
                 if matches!(self.phase, Phase::Bridged | Phase::Held) {
                     let queue = ticket.queue().name.clone();
                     info!(%queue, "the agent transferred the caller to a queue");
+                    self.stays.push(QueueStay {
+                        queue: queue.to_string(),
+                        enqueued_at: now.wall,
+                        answered_at: None,
+                        agent: None,
+                    });
                     self.outputs.push_back(Output::ReleaseAgent);
                     self.music = None;
                     self.ticket = Some(ticket);
@@ -670,6 +719,7 @@ impl CallCore {
     /// The agent who took the contact is not coming: it waits in its place again.
     fn agent_gone(&mut self) {
         self.agent_by = None;
+        self.offered_agent = None;
         if self.phase == Phase::Offered {
             self.phase = Phase::Queued;
             if let Some(ticket) = &self.ticket {

@@ -457,7 +457,9 @@ fn agent_policy() -> CallPolicy {
 #[test]
 fn an_agent_who_takes_a_queued_caller_is_bridged_once_connected() {
     let mut sim = queued_urgent_caller(agent_policy());
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     assert_eq!(sim.core.phase(), Phase::Offered);
     assert_eq!(
         sim.queued_in("triage-urgent"),
@@ -519,7 +521,9 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
         "not joined: nothing happens"
     );
     assert_eq!(sim.queued_in("triage-nurses"), 0, "its ticket was let go");
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     sim.input(Input::AgentConnected);
     assert_eq!(sim.core.phase(), Phase::Bridged);
     sim.input(Input::Hold(true));
@@ -537,12 +541,39 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
         "{:?}",
         sim.heard
     );
+    sim.advance(secs(5));
+    sim.input(Input::AgentOffered {
+        agent: "ben".into(),
+    });
+    sim.advance(secs(2));
+    sim.input(Input::AgentConnected);
     sim.input(Input::RemoteEnded(EndReason::CallerBye));
     assert_eq!(
         sim.queued_in("triage-nurses"),
         0,
         "leaving frees the new place"
     );
+    // The contact record's stays: urgent answered by nora, nurses answered by ben 7 s after
+    // the transfer.
+    let stays = sim.core.queue_stays();
+    let who: Vec<(&str, Option<&str>)> = stays
+        .iter()
+        .map(|s| (s.queue.as_str(), s.agent.as_deref()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("triage-urgent", Some("nora")),
+            ("triage-nurses", Some("ben"))
+        ]
+    );
+    let waited = stays[1].answered_at.unwrap() - stays[1].enqueued_at;
+    assert_eq!(waited.get_seconds(), 7);
+    let end = sim
+        .core
+        .call_end("sim-call", "phone", sim.now().wall, secs(60));
+    assert_eq!((end.direction, end.channel), ("inbound", "phone"));
+    assert_eq!(end.queue_stays.len(), 2);
 }
 
 /// An agent who never connects, or whose leg fails while connecting, gives the caller back
@@ -557,7 +588,9 @@ fn an_agent_who_never_connects_gives_the_caller_back_their_place() {
             .unwrap()
             .is_some()
     );
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     sim.advance(secs(10));
     assert_eq!(sim.core.phase(), Phase::Queued);
     assert_eq!(sim.releases, 1);
@@ -570,7 +603,9 @@ fn an_agent_who_never_connects_gives_the_caller_back_their_place() {
             .is_some(),
         "offered again"
     );
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     sim.input(Input::AgentLeft);
     assert_eq!((sim.core.phase(), sim.releases), (Phase::Queued, 2));
     // A late connect from the agent who left is not bridged.
@@ -590,7 +625,9 @@ fn an_agent_holds_resumes_and_mutes_a_bridged_caller() {
     sim.input(Input::Hold(true));
     sim.input(Input::Mute(true));
     assert!(sim.agent_ops.is_empty(), "not the agent's call yet");
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     sim.input(Input::AgentConnected);
     sim.input(Input::Hold(true));
     assert_eq!(sim.core.phase(), Phase::Held);
@@ -634,17 +671,23 @@ fn an_agent_holds_resumes_and_mutes_a_bridged_caller() {
 #[test]
 fn agents_take_only_queued_callers_and_a_caller_hanging_up_ends_it() {
     let mut sim = Sim::connected(shipped(), "200");
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     assert_eq!((sim.core.phase(), sim.releases), (Phase::Ivr, 1));
 
     let mut sim = queued_urgent_caller(agent_policy());
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     sim.input(Input::RemoteEnded(EndReason::CallerBye));
     assert_eq!(sim.core.ended(), Some("caller_bye"));
     assert_eq!(sim.queued_in("triage-urgent"), 0);
 
     let mut sim = queued_urgent_caller(agent_policy());
-    sim.input(Input::AgentOffered);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
     sim.input(Input::AgentConnected);
     sim.input(Input::RemoteEnded(EndReason::CallerBye));
     assert_eq!(sim.core.ended(), Some("caller_bye"));

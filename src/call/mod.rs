@@ -114,6 +114,12 @@ pub struct CallEnd {
     pub reason: Option<String>,
     /// The queue the contact ended in, if any.
     pub queue: Option<String>,
+    /// `inbound` (someone called Careline) or `outbound` (Careline placed the call).
+    pub direction: &'static str,
+    /// `phone` (SIP) or `browser` (WHIP).
+    pub channel: &'static str,
+    /// Each stay in a queue, in order, with who answered it.
+    pub queue_stays: Vec<core::QueueStay>,
 }
 
 /// Whom to look for: a number (the caller's own by default), or a medical record number

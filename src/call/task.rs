@@ -263,7 +263,11 @@ impl Shell {
         svc.metrics.calls_active.dec();
         svc.metrics.call_ended(cause);
         if let Some(hooks) = &svc.hooks {
-            let end = core.call_end(&self.call_id, answered_at, answered.elapsed());
+            let channel = match self.signaling {
+                Signaling::Whip => "browser",
+                _ => "phone",
+            };
+            let end = core.call_end(&self.call_id, channel, answered_at, answered.elapsed());
             hooks.call_ended(end);
         }
         info!(

@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "care task decisions",
         include_str!("migrations/0009_care_task_decisions.sql"),
     ),
+    (
+        10,
+        "call records",
+        include_str!("migrations/0010_call_records.sql"),
+    ),
 ];
 
 impl Db {
