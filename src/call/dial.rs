@@ -570,6 +570,10 @@ pub(super) fn call_progress(
             return None;
         }
         AmdEvent::GreetingEnded => CallProgress::VoicemailNoBeep,
+        AmdEvent::Beep => {
+            info!("the answering machine beeped: leaving the message");
+            CallProgress::VoicemailBeep
+        }
     };
     Some(super::core::Input::CallProgress(progress))
 }

@@ -7,8 +7,12 @@
 //! application; the defaults below are its): a person answers with a short word or two
 //! ("Hello?") and then waits for the caller; a greeting talks on ("Hello, you have reached
 //! ...", many words, long) or starts after a long silence. Speech is told from silence by
-//! each 10 ms window's mean absolute amplitude. No spectral analysis, so a voicemail beep is
-//! not told apart: the greeting is over at the first long silence after it.
+//! each 10 ms window's mean absolute amplitude. The greeting is over at its beep, or else at
+//! the first long silence after it: a beep is a pure tone (one frequency between 400 and
+//! 2,600 Hz holding most of the power, measured by Goertzel at the frequency the zero
+//! crossings point to) that holds steady for `beep_min_ms` to 3 s (longer is a fax or modem
+//! tone, not a beep), and the message starts as it stops, which is when a recorder starts
+//! recording. Speech is never that pure for that long.
 
 /// The limits, in milliseconds but for the amplitude; `[calls.amd]` in the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,6 +40,8 @@ pub struct AmdSettings {
     /// greeting is waited for before a message is left anyway.
     pub end_of_greeting_silence_ms: u32,
     pub greeting_limit_ms: u32,
+    /// The shortest tone that counts as the greeting's beep (0: beeps are not listened for).
+    pub beep_min_ms: u32,
 }
 
 impl Default for AmdSettings {
@@ -52,6 +58,7 @@ impl Default for AmdSettings {
             silence_threshold: 256,
             end_of_greeting_silence_ms: 1000,
             greeting_limit_ms: 30_000,
+            beep_min_ms: 100,
         }
     }
 }
@@ -75,6 +82,9 @@ impl AmdSettings {
         if c.greeting_limit_ms < c.end_of_greeting_silence_ms {
             return Err("greeting_limit_ms must be at least end_of_greeting_silence_ms".into());
         }
+        if c.beep_min_ms > BEEP_MAX_MS / 2 {
+            return Err(format!("beep_min_ms must be 0 to {}", BEEP_MAX_MS / 2));
+        }
         Ok(())
     }
 }
@@ -96,7 +106,19 @@ pub enum AmdEvent {
     Verdict(Verdict),
     /// The machine's greeting is over (a silence after it, or its time limit).
     GreetingEnded,
+    /// The machine's beep has just stopped: it records from now.
+    Beep,
 }
+
+/// A beep's frequencies (voicemail systems beep between about 440 and 2,000 Hz).
+const BEEP_LOW_HZ: f32 = 400.0;
+const BEEP_HIGH_HZ: f32 = 2600.0;
+/// The share of a window's power at one frequency that makes it a pure tone.
+const BEEP_PURITY: f64 = 0.8;
+/// How far the frequency may wander within one beep.
+const BEEP_DRIFT: f32 = 0.04;
+/// A steady tone longer than this is no beep (a fax or modem).
+const BEEP_MAX_MS: u32 = 3000;
 
 /// One call's detector, from the moment the call is answered.
 #[derive(Debug)]
@@ -117,6 +139,11 @@ pub struct Amd {
     in_word: bool,
     words: u32,
     state: State,
+    rate: u32,
+    /// The last 20 ms of audio (two windows), for the beep's pitch.
+    recent: std::collections::VecDeque<i16>,
+    /// A steady pure tone under way: its frequency and length so far.
+    tone: Option<(f32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +171,9 @@ impl Amd {
             in_word: false,
             words: 0,
             state: State::Listening,
+            rate: rate.max(1),
+            recent: std::collections::VecDeque::with_capacity(2 * (rate / 100).max(1) as usize),
+            tone: None,
         }
     }
 
@@ -173,13 +203,21 @@ impl Amd {
         }
         self.window_sum += u64::from(s.unsigned_abs());
         self.window_filled += 1;
+        if matches!(self.state, State::Greeting { .. }) && self.settings.beep_min_ms > 0 {
+            if self.recent.len() == 2 * self.window_len {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(s);
+        }
         if self.window_filled < self.window_len {
             return;
         }
         let mean = self.window_sum / self.window_len as u64;
         self.window_filled = 0;
         self.window_sum = 0;
-        let Some(e) = self.window(mean > u64::from(self.settings.silence_threshold)) else {
+        let voiced = mean > u64::from(self.settings.silence_threshold);
+        let beep = self.beep_window(voiced);
+        let Some(e) = beep.or_else(|| self.window(voiced)) else {
             return;
         };
         events.push(e);
@@ -192,6 +230,55 @@ impl Amd {
             }
             _ => State::Done,
         };
+    }
+
+    /// During a greeting, one 10 ms window's part in a beep: [`AmdEvent::Beep`] when a tone
+    /// that lasted long enough has just stopped.
+    fn beep_window(&mut self, voiced: bool) -> Option<AmdEvent> {
+        if !matches!(self.state, State::Greeting { .. }) || self.settings.beep_min_ms == 0 {
+            return None;
+        }
+        let hz = if voiced && self.recent.len() == 2 * self.window_len {
+            self.pure_tone()
+        } else {
+            None
+        };
+        let steady = match (self.tone, hz) {
+            (Some((run_hz, ms)), Some(hz)) if (hz - run_hz).abs() <= run_hz * BEEP_DRIFT => {
+                self.tone = Some((run_hz, ms + 10));
+                true
+            }
+            _ => false,
+        };
+        if steady {
+            return None;
+        }
+        // The tone under way (if any) stopped, or changed pitch: was it a beep?
+        let ended = self.tone.take();
+        self.tone = hz.map(|hz| (hz, 10));
+        match ended {
+            Some((_, ms)) if ms >= self.settings.beep_min_ms && ms <= BEEP_MAX_MS => {
+                Some(AmdEvent::Beep)
+            }
+            _ => None,
+        }
+    }
+
+    /// The frequency of the last 20 ms if it is a pure tone in a beep's range.
+    fn pure_tone(&self) -> Option<f32> {
+        let pcm: Vec<i16> = self.recent.iter().copied().collect();
+        let crossings = pcm.windows(2).filter(|p| (p[0] < 0) != (p[1] < 0)).count();
+        let rough = crossings as f32 * self.rate as f32 / (2.0 * pcm.len() as f32);
+        if !(BEEP_LOW_HZ * 0.9..=BEEP_HIGH_HZ * 1.1).contains(&rough) {
+            return None;
+        }
+        // Zero crossings are off by up to one per window: look around them for the peak.
+        let step = self.rate as f32 / (4.0 * pcm.len() as f32);
+        let (hz, share) = (-3..=3)
+            .map(|k| rough + k as f32 * step)
+            .map(|f| (f, super::recognize::tone_share(&pcm, f, self.rate)))
+            .fold((0.0, 0.0), |best, x| if x.1 > best.1 { x } else { best });
+        ((BEEP_LOW_HZ..=BEEP_HIGH_HZ).contains(&hz) && share >= BEEP_PURITY).then_some(hz)
     }
 
     /// One 10 ms window, speech or not.
@@ -436,7 +523,80 @@ mod tests {
                     AmdEvent::GreetingEnded
                 ]
             ),
-            "{events:?}"
+            "speech is never taken for a beep: {events:?}"
+        );
+        // The same greeting, a short pause, and its beep: the message starts as the beep
+        // stops.
+        let tone = |hz: f32, ms: u32| -> Vec<i16> {
+            (0..rate * ms / 1000)
+                .map(|i| {
+                    ((i as f32 * 2.0 * std::f32::consts::PI * hz / rate as f32).sin() * 8000.0)
+                        as i16
+                })
+                .collect()
+        };
+        let mut amd = Amd::new(AmdSettings::default(), rate);
+        let mut events = Vec::new();
+        amd.push(&pcm, &mut events);
+        amd.push(&vec![0; rate as usize / 2], &mut events);
+        amd.push(&tone(1400.0, 600), &mut events);
+        assert_eq!(events.len(), 1, "nothing until the beep stops: {events:?}");
+        amd.push(&vec![0; rate as usize / 50], &mut events);
+        assert_eq!(events[1..], [AmdEvent::Beep], "{events:?}");
+        assert!(amd.is_done());
+    }
+
+    fn beep(hz: f32, ms: u32) -> Vec<i16> {
+        (0..ms * 8)
+            .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * hz / 8000.0).sin() * 7000.0) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn a_beep_after_the_greeting_ends_it_when_the_beep_stops() {
+        for hz in [440.0, 1000.0, 2000.0] {
+            let events = run(&[speech(3000), quiet(300), beep(hz, 500), quiet(2000)]);
+            assert_eq!(
+                events[1..],
+                [(AmdEvent::Beep, 3000 + 300 + 500 + 20)],
+                "{hz} Hz: {events:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_blip_too_short_or_a_fax_tone_is_no_beep() {
+        let events = run(&[speech(3000), quiet(300), beep(1000.0, 50), quiet(1500)]);
+        assert_eq!(
+            events[1..],
+            [(AmdEvent::GreetingEnded, 3000 + 300 + 50 + 1000)]
+        );
+        // A fax's 2100 Hz answer tone for 3.5 s: the greeting ends at the silence after it.
+        let events = run(&[speech(3000), beep(2100.0, 3500), quiet(1500)]);
+        assert_eq!(events[1..], [(AmdEvent::GreetingEnded, 3000 + 3500 + 1000)]);
+    }
+
+    #[test]
+    fn with_beeps_not_listened_for_the_silence_ends_the_greeting() {
+        let mut amd = Amd::new(
+            AmdSettings {
+                beep_min_ms: 0,
+                ..AmdSettings::default()
+            },
+            RATE,
+        );
+        let mut events = Vec::new();
+        for part in [speech(3000), quiet(300), beep(1000.0, 500), quiet(1500)] {
+            amd.push(&part, &mut events);
+        }
+        assert_eq!(events[1..], [AmdEvent::GreetingEnded], "{events:?}");
+        assert!(
+            AmdSettings {
+                beep_min_ms: 2000,
+                ..AmdSettings::default()
+            }
+            .check()
+            .is_err()
         );
     }
 }
