@@ -28,6 +28,8 @@ pub struct Metrics {
     /// Answering-machine detection on calls Careline placed, by verdict: `person`,
     /// `machine`, `not_sure`.
     pub answered_by: Family<Labels, Counter>,
+    /// Voicemail greetings on placed calls, by how their end was told (beep, silence).
+    pub voicemail_greetings: Family<Labels, Counter>,
     /// Agents by state (available, unavailable, offered, on_contact, after_contact_work,
     /// missed; offline ones are not counted).
     pub agents: Family<Labels, Gauge>,
@@ -129,6 +131,7 @@ impl Metrics {
             calls_started: Counter::default(),
             outbound_calls: Family::default(),
             answered_by: Family::default(),
+            voicemail_greetings: Family::default(),
             agents: Family::default(),
             agent_offers: Family::default(),
             wrap_ups: Family::default(),
@@ -184,6 +187,11 @@ impl Metrics {
             "answered_by",
             "Answering-machine detection on calls Careline placed, by verdict",
             m.answered_by.clone(),
+        );
+        registry.register(
+            "voicemail_greetings",
+            "Voicemail greetings on calls Careline placed, by how their end was told (beep, silence)",
+            m.voicemail_greetings.clone(),
         );
         registry.register("agents", "Agents by state", m.agents.clone());
         registry.register(
@@ -406,6 +414,12 @@ impl Metrics {
     pub fn call_ended(&self, cause: &'static str) {
         self.calls_ended
             .get_or_create(&vec![("cause", cause)])
+            .inc();
+    }
+
+    pub fn voicemail_greeting(&self, ended: &'static str) {
+        self.voicemail_greetings
+            .get_or_create(&vec![("ended", ended)])
             .inc();
     }
 

@@ -847,6 +847,46 @@ fn a_voicemail_hears_no_questions_only_a_request_to_call_back_after_its_greeting
         server.metric("careline_answered_by_total{verdict=\"machine\"}"),
         1.0
     );
+    assert_eq!(
+        server.metric("careline_voicemail_greetings_total{ended=\"silence\"}"),
+        1.0,
+        "no beep: the silence after the greeting ended it"
+    );
+}
+
+/// A voicemail whose greeting ends with a beep: the message is left as the beep stops (the
+/// flow takes VoicemailBeep), not a second of silence later.
+#[test]
+fn a_voicemail_that_beeps_gets_its_message_as_the_beep_stops() {
+    let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let (server, nurse, location) = screening_server(&mut phone, "leave_message");
+    let (_callee, peer) = pick_up(&mut phone);
+    let mut greeting = support::server::prompt_pcm("en", "welcome");
+    greeting.extend(std::iter::repeat_n(0i16, 8 * 300));
+    greeting.extend((0..8 * 500).map(|i| {
+        ((i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 8000.0).sin() * 8000.0) as i16
+    }));
+    peer.send_audio(greeting);
+    let bye = phone
+        .expect(Duration::from_secs(60), |m| m.method() == Some("BYE"))
+        .expect("Careline hangs up after its message");
+    phone.respond(&bye, 200, "OK");
+    assert_eq!(
+        server.metric("careline_voicemail_greetings_total{ended=\"beep\"}"),
+        1.0,
+        "the greeting's end was told by its beep"
+    );
+    let execution = ended_execution(&server, &nurse, &location);
+    assert_eq!(
+        execution["outcome"]["error"], "CallPatient.AnsweringMachine",
+        "{execution}"
+    );
+    assert!(
+        execution["outcome"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("a message asking the patient to call back was left")),
+        "{execution}"
+    );
 }
 
 /// The detector's limits are the operator's: with `[calls.amd] maximum_word_ms = 300`, the

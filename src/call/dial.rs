@@ -569,9 +569,13 @@ pub(super) fn call_progress(
             metrics.answered_by("machine");
             return None;
         }
-        AmdEvent::GreetingEnded => CallProgress::VoicemailNoBeep,
+        AmdEvent::GreetingEnded => {
+            metrics.voicemail_greeting("silence");
+            CallProgress::VoicemailNoBeep
+        }
         AmdEvent::Beep => {
             info!("the answering machine beeped: leaving the message");
+            metrics.voicemail_greeting("beep");
             CallProgress::VoicemailBeep
         }
     };
