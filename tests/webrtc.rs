@@ -1305,6 +1305,12 @@ fn a_supervisor_sees_the_queues_and_agents_live() {
         "{summary}"
     );
     assert_eq!(summary["queue_class"], "over-limit", "{summary}");
+    assert!(
+        summary["records_csv"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("200 text/csv; charset=utf-8 call_id,started,ended")),
+        "the page's report link downloads the call records: {summary}"
+    );
     assert_eq!(
         server.metric("careline_queue_wait_alerts_total{queue=\"triage-urgent\"}"),
         1.0

@@ -29,6 +29,12 @@ try {
   summary.alert = await page.textContent('#alerts');
   summary.queue = await page.$$eval(`#queues tr[data-queue="${queue}"] td`, (tds) => tds.map((td) => td.textContent));
   summary.queue_class = await page.getAttribute(`#queues tr[data-queue="${queue}"]`, 'class');
+  // The report link downloads CSV with the supervisor's own session.
+  const href = await page.getAttribute('#records-day', 'href');
+  summary.records_csv = await page.evaluate(async (h) => {
+    const r = await fetch(h);
+    return `${r.status} ${r.headers.get('content-type')} ${(await r.text()).split('\r\n')[0]}`;
+  }, href);
   await page.screenshot({ path: `${out}/1-desk.png` });
 } finally {
   await browser.close();
