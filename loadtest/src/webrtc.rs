@@ -13,16 +13,14 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use careline::media::codec::Codec;
+use careline::media::webrtc::{browser_codec, host_candidate};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
-};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_TELEPHONE_EVENT, MediaEngine};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -59,33 +57,6 @@ pub struct Answered {
     pub telephone_event: Option<u8>,
 }
 
-/// Payload types a browser commonly offers (Chrome's numbers).
-fn offered_pt(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0,
-        Codec::Pcma => 8,
-        Codec::Opus => 111,
-    }
-}
-
-fn parameters(codec: Codec) -> RTCRtpCodecParameters {
-    let (mime, rate, channels, fmtp) = match codec {
-        Codec::Pcmu => (MIME_TYPE_PCMU, 8000, 0, ""),
-        Codec::Pcma => (MIME_TYPE_PCMA, 8000, 0, ""),
-        Codec::Opus => (MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1"),
-    };
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: mime.to_owned(),
-            clock_rate: rate,
-            channels,
-            sdp_fmtp_line: fmtp.to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: offered_pt(codec),
-    }
-}
-
 pub struct BrowserLeg {
     pc: RTCPeerConnection,
     sender: RTCRtpSenderId,
@@ -104,7 +75,7 @@ impl BrowserLeg {
         now: Instant,
     ) -> Result<(BrowserLeg, String), WebRtcError> {
         let setup = |e: rtc::shared::error::Error| WebRtcError::Setup(e.to_string());
-        let mut codecs = vec![parameters(codec)];
+        let mut codecs = vec![browser_codec(codec)];
         if telephone_event {
             codecs.push(RTCRtpCodecParameters {
                 rtp_codec: RTCRtpCodec {
@@ -128,19 +99,7 @@ impl BrowserLeg {
             .with_media_engine(media)
             .build(now)
             .map_err(setup)?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(setup)?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().map_err(setup)?)
+        pc.add_local_candidate(host_candidate(local.ip(), local.port()).map_err(setup)?)
             .map_err(setup)?;
         let track = MediaStreamTrack::new(
             format!("loadtest-{ssrc:08x}"),
@@ -152,7 +111,7 @@ impl BrowserLeg {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec: parameters(codec).rtp_codec,
+                codec: browser_codec(codec).rtp_codec,
                 ..Default::default()
             }],
         );

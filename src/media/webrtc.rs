@@ -260,6 +260,46 @@ fn mime_of(codec: Codec) -> &'static str {
     }
 }
 
+/// A UDP host candidate at `ip:port`, as `add_local_candidate` takes it: a leg announces one
+/// (ICE-lite), and Careline's own test and load-test browsers gather just one too.
+pub fn host_candidate(
+    ip: std::net::IpAddr,
+    port: u16,
+) -> Result<rtc::peer_connection::transport::RTCIceCandidateInit, rtc::shared::error::Error> {
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: ip.to_string(),
+            port,
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    RTCIceCandidate::from(&host).to_json()
+}
+
+/// `codec` as a browser offers it (Chrome's payload types: PCMU 0, PCMA 8, Opus 111 with
+/// its fmtp), for the browsers Careline's tests and load tester play.
+pub fn browser_codec(codec: Codec) -> RTCRtpCodecParameters {
+    let (pt, rate, channels, fmtp) = match codec {
+        Codec::Pcmu => (0, 8000, 0, ""),
+        Codec::Pcma => (8, 8000, 0, ""),
+        Codec::Opus => (111, 48_000, 2, "minptime=10;useinbandfec=1"),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime_of(codec).to_owned(),
+            clock_rate: rate,
+            channels,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: pt,
+    }
+}
+
 /// The offer's own description of a format, so that `rtc` matches it exactly.
 fn parameters(mime: &str, f: &Format, channels: u16) -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
@@ -342,21 +382,7 @@ impl WebRtcTransport {
             .build(now)
             .map_err(WebRtcError::rtc)?;
         let announced = advertised.unwrap_or(local.ip());
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: announced.to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(WebRtcError::rtc)?;
-        let candidate = RTCIceCandidate::from(&host)
-            .to_json()
-            .map_err(WebRtcError::rtc)?;
+        let candidate = host_candidate(announced, local.port()).map_err(WebRtcError::rtc)?;
         pc.add_local_candidate(candidate)
             .map_err(WebRtcError::rtc)?;
         let offer = RTCSessionDescription::offer(offer).map_err(|e| WebRtcError::offer(&e))?;

@@ -17,7 +17,6 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -28,7 +27,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::marshal::Marshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
-use super::{TransportState, WebRtcError, WebRtcTransport};
+use super::{TransportState, WebRtcError, WebRtcTransport, host_candidate};
 use crate::media::codec::Codec;
 use crate::media::rtp::RtpPacket;
 
@@ -136,19 +135,7 @@ impl Browser {
             .build(now)
             .unwrap();
         let b = addr(BROWSER);
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: b.ip().to_string(),
-                port: b.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .unwrap();
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().unwrap())
+        pc.add_local_candidate(host_candidate(b.ip(), b.port()).unwrap())
             .unwrap();
         let track = MediaStreamTrack::new(
             "browser".to_owned(),

@@ -17,16 +17,14 @@ use careline::media::codec::{Codec, g711, opus::OpusEncoder};
 use careline::media::dtmf::Digit;
 use careline::media::dtmf::rfc4733::EventSender;
 use careline::media::rtp::RtpSender;
+use careline::media::webrtc::{browser_codec, host_candidate};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
-};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_TELEPHONE_EVENT, MediaEngine};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -57,30 +55,9 @@ pub struct BrowserPeer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The payload type a browser offers `codec` with.
 fn pt_of(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0,
-        Codec::Pcma => 8,
-        Codec::Opus => 111,
-    }
-}
-
-fn parameters(codec: Codec) -> RTCRtpCodecParameters {
-    let (mime, rate, channels, fmtp) = match codec {
-        Codec::Pcmu => (MIME_TYPE_PCMU, 8000, 0, ""),
-        Codec::Pcma => (MIME_TYPE_PCMA, 8000, 0, ""),
-        Codec::Opus => (MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1"),
-    };
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: mime.to_owned(),
-            clock_rate: rate,
-            channels,
-            sdp_fmtp_line: fmtp.to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: pt_of(codec),
-    }
+    browser_codec(codec).payload_type
 }
 
 impl BrowserPeer {
@@ -184,7 +161,7 @@ fn run(
     let local = sock.local_addr().unwrap();
     let codec = codecs[0];
     let mut media = MediaEngine::default();
-    let mut all: Vec<RTCRtpCodecParameters> = codecs.iter().map(|&c| parameters(c)).collect();
+    let mut all: Vec<RTCRtpCodecParameters> = codecs.iter().map(|&c| browser_codec(c)).collect();
     all.push(RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
@@ -206,19 +183,7 @@ fn run(
         .with_media_engine(media)
         .build(now)
         .unwrap();
-    let host = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap();
-    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().unwrap())
+    pc.add_local_candidate(host_candidate(local.ip(), local.port()).unwrap())
         .unwrap();
     let ssrc: u32 = rand::random();
     let track = MediaStreamTrack::new(
@@ -231,7 +196,7 @@ fn run(
                 ssrc: Some(ssrc),
                 ..Default::default()
             },
-            codec: parameters(codec).rtp_codec,
+            codec: browser_codec(codec).rtp_codec,
             ..Default::default()
         }],
     );
