@@ -49,28 +49,30 @@ pub(crate) fn when(text: &str) -> Option<i64> {
     parse_time(text)
 }
 
+/// A time query parameter (`since`, `until`) as [`when`] reads it; 400 naming it otherwise.
+pub(crate) fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_deref()
+        .map(|t| {
+            when(t).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{name} `{t}` is not RFC 3339, YYYY-MM-DD or a duration like 24h"
+                ))
+            })
+        })
+        .transpose()
+}
+
 pub(crate) async fn query(
     State(s): State<Arc<ApiState>>,
     caller: Caller,
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Response, ApiError> {
     s.require(&caller, Action::AuditRead, None).await?;
-    let parse = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(|t| {
-                when(t).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name} `{t}` is not RFC 3339, YYYY-MM-DD or a duration like 24h"
-                    ))
-                })
-            })
-            .transpose()
-    };
     let filter = Filter {
         patient_id: q.patient.clone(),
         actor: q.user.clone(),
-        since_ms: parse("since", &q.since)?,
-        until_ms: parse("until", &q.until)?,
+        since_ms: time_param("since", &q.since)?,
+        until_ms: time_param("until", &q.until)?,
         limit: q.limit,
     };
     let entries = s.audit.query(&filter).await?;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access::{ApiError, ApiState, Caller};
-use super::audit::when;
+use super::audit::time_param;
 use super::extract::QueryParams;
 use crate::auth::Action;
 use crate::call_records::{Filter, to_csv};
@@ -41,17 +41,6 @@ pub(crate) async fn list(
     QueryParams(q): QueryParams<RecordsQuery>,
 ) -> Result<Response, ApiError> {
     s.require(&caller, Action::CallRecordsRead, None).await?;
-    let parse = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(|t| {
-                when(t).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name} `{t}` is not RFC 3339, YYYY-MM-DD or a duration like 24h"
-                    ))
-                })
-            })
-            .transpose()
-    };
     let limit = q.limit.unwrap_or(MAX_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit: 1 to {MAX_LIMIT}")));
@@ -70,8 +59,8 @@ pub(crate) async fn list(
         }
     }
     let filter = Filter {
-        since_ms: parse("since", &q.since)?,
-        until_ms: parse("until", &q.until)?,
+        since_ms: time_param("since", &q.since)?,
+        until_ms: time_param("until", &q.until)?,
         queue: q.queue,
         agent: q.agent,
         limit,

@@ -176,19 +176,8 @@ pub(crate) async fn list(
         }
         other => other?,
     };
-    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(|t| {
-                super::audit::when(t).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name} `{t}` is not RFC 3339, YYYY-MM-DD or a duration like 24h"
-                    ))
-                })
-            })
-            .transpose()
-    };
-    let since = time("since", &q.since)?;
-    let until = time("until", &q.until)?;
+    let since = super::audit::time_param("since", &q.since)?;
+    let until = super::audit::time_param("until", &q.until)?;
     let state = match q.state.as_deref() {
         None => None,
         Some("all") => Some(None),
