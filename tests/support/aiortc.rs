@@ -141,15 +141,6 @@ impl super::audio::Listener for AiortcPeer {
 
 impl Drop for AiortcPeer {
     fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::end_child(&mut self.child, self.stdin.take(), Duration::from_secs(3));
     }
 }

@@ -14,3 +14,22 @@ pub mod sip;
 pub mod smtp;
 pub mod speech;
 pub mod tls;
+
+/// Stops a helper process that exits at the end of its input (the SMTP sink, the aiortc
+/// peer): closes its stdin, gives it `grace` to finish, then kills it.
+pub fn end_child(
+    child: &mut std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    grace: std::time::Duration,
+) {
+    drop(stdin);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
