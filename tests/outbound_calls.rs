@@ -795,6 +795,22 @@ fn ended_execution(server: &TestServer, nurse: &str, location: &str) -> serde_js
     }
 }
 
+/// The task failed for Retry as `CallPatient.AnsweringMachine`, saying a message was left.
+fn message_left(server: &TestServer, nurse: &str, location: &str) {
+    let execution = ended_execution(server, nurse, location);
+    assert_eq!(execution["status"], "FAILED", "{execution}");
+    assert_eq!(
+        execution["outcome"]["error"], "CallPatient.AnsweringMachine",
+        "{execution}"
+    );
+    assert!(
+        execution["outcome"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("a message asking the patient to call back was left")),
+        "{execution}"
+    );
+}
+
 /// The loudest sample of `pcm[from_ms..to_ms]`.
 fn peak(pcm: &[i16], from_ms: usize, to_ms: usize) -> i32 {
     pcm[(from_ms * 8).min(pcm.len())..(to_ms * 8).min(pcm.len())]
@@ -831,18 +847,7 @@ fn a_voicemail_hears_no_questions_only_a_request_to_call_back_after_its_greeting
         "a message after the greeting ({} ms heard, greeting {greeting_ms} ms)",
         heard.len() / 8
     );
-    let execution = ended_execution(&server, &nurse, &location);
-    assert_eq!(execution["status"], "FAILED", "{execution}");
-    assert_eq!(
-        execution["outcome"]["error"], "CallPatient.AnsweringMachine",
-        "{execution}"
-    );
-    assert!(
-        execution["outcome"]["cause"]
-            .as_str()
-            .is_some_and(|c| c.contains("a message asking the patient to call back was left")),
-        "{execution}"
-    );
+    message_left(&server, &nurse, &location);
     assert_eq!(
         server.metric("careline_answered_by_total{verdict=\"machine\"}"),
         1.0
@@ -876,17 +881,7 @@ fn a_voicemail_that_beeps_gets_its_message_as_the_beep_stops() {
         1.0,
         "the greeting's end was told by its beep"
     );
-    let execution = ended_execution(&server, &nurse, &location);
-    assert_eq!(
-        execution["outcome"]["error"], "CallPatient.AnsweringMachine",
-        "{execution}"
-    );
-    assert!(
-        execution["outcome"]["cause"]
-            .as_str()
-            .is_some_and(|c| c.contains("a message asking the patient to call back was left")),
-        "{execution}"
-    );
+    message_left(&server, &nurse, &location);
 }
 
 /// The detector's limits are the operator's: with `[calls.amd] maximum_word_ms = 300`, the
