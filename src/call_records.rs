@@ -119,15 +119,16 @@ impl CallRecords {
         Ok(())
     }
 
-    /// The wrap-up of `call_id` by `agent`: its code (once per call).
+    /// The wrap-up of `call_id` by `agent`: its code, once per call. False when the call had
+    /// one already (nothing changes).
     pub async fn set_disposition(
         &self,
         call_id: &str,
         code: &str,
         agent: &str,
         at_ms: i64,
-    ) -> Result<(), CallRecordError> {
-        sqlx::query(
+    ) -> Result<bool, CallRecordError> {
+        let done = sqlx::query(
             "INSERT INTO call_dispositions (call_id, code, agent, at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (call_id) DO NOTHING",
         )
@@ -137,6 +138,21 @@ impl CallRecords {
         .bind(at_ms)
         .execute(self.db.pool())
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes back `agent`'s wrap-up of `call_id` (what it was to go with could not be
+    /// written), so that it can be made again.
+    pub async fn unset_disposition(
+        &self,
+        call_id: &str,
+        agent: &str,
+    ) -> Result<(), CallRecordError> {
+        sqlx::query("DELETE FROM call_dispositions WHERE call_id = $1 AND agent = $2")
+            .bind(call_id)
+            .bind(agent)
+            .execute(self.db.pool())
+            .await?;
         Ok(())
     }
 

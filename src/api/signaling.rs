@@ -450,7 +450,7 @@ async fn wrap_up(
     }
     // Whose call it is, and the patient it is about, both before anything is written.
     let queue = desk
-        .wrap_up(caller.name(), &call_id)
+        .wrapping_up(caller.name(), &call_id)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     let patient = s
         .api
@@ -459,42 +459,29 @@ async fn wrap_up(
         .await?
         .filter(|c| c.user == caller.name())
         .map(|c| c.patient_id);
-    let mut record_id = None;
-    if let Some(patient) = &patient {
-        let grant = s
-            .api
-            .require(&caller, Action::ContactAppend, Some(patient))
-            .await?;
-        let record = ContactRecord {
-            channel: "voice".into(),
-            outcome: Some(body.code.clone()),
-            reason: Some(format!("queue {queue}")),
-            notes,
-            call_id: Some(call_id.clone()),
-            user: Some(caller.name().to_string()),
-            ..ContactRecord::default()
-        };
-        let saved = s.api.patients.append_contact(patient, record).await?;
-        s.api
-            .audit
-            .append(
-                Event::new(caller.name(), action::CONTACT_WRITE, "success")
-                    .patient(patient)
-                    .detail(serde_json::json!({
-                        "contact": saved.id,
-                        "call_id": call_id,
-                        "wrap_up": body.code,
-                        "break_glass": grant.break_glass,
-                    })),
-            )
-            .await?;
-        record_id = Some(saved.id);
-    }
-    s.api
-        .call_records
+    // Once per call: the call's disposition is the gate.
+    let records = &s.api.call_records;
+    let first = records
         .set_disposition(&call_id, &body.code, caller.name(), crate::db::now_ms())
         .await
         .map_err(ApiError::internal)?;
+    if !first {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this call is wrapped up already",
+        ));
+    }
+    let record_id = match &patient {
+        Some(patient) => {
+            let written = history(&s, &caller, patient, &call_id, &queue, &body.code, notes).await;
+            if written.is_err() {
+                // Not in the history: the wrap-up may be made again.
+                let _ = records.unset_disposition(&call_id, caller.name()).await;
+            }
+            Some(written?)
+        }
+        None => None,
+    };
     s.calls
         .metrics
         .wrap_ups
@@ -510,6 +497,46 @@ async fn wrap_up(
         })),
     )
         .into_response())
+}
+
+/// The wrap-up as a record in the patient's contact history (audited); its id.
+async fn history(
+    s: &WhipApi,
+    caller: &Caller,
+    patient: &str,
+    call_id: &str,
+    queue: &str,
+    code: &str,
+    notes: Option<String>,
+) -> Result<String, ApiError> {
+    let grant = s
+        .api
+        .require(caller, Action::ContactAppend, Some(patient))
+        .await?;
+    let record = ContactRecord {
+        channel: "voice".into(),
+        outcome: Some(code.to_string()),
+        reason: Some(format!("queue {queue}")),
+        notes,
+        call_id: Some(call_id.to_string()),
+        user: Some(caller.name().to_string()),
+        ..ContactRecord::default()
+    };
+    let saved = s.api.patients.append_contact(patient, record).await?;
+    s.api
+        .audit
+        .append(
+            Event::new(caller.name(), action::CONTACT_WRITE, "success")
+                .patient(patient)
+                .detail(serde_json::json!({
+                    "contact": saved.id,
+                    "call_id": call_id,
+                    "wrap_up": code,
+                    "break_glass": grant.break_glass,
+                })),
+        )
+        .await?;
+    Ok(saved.id)
 }
 
 /// The contact center now: each queue's waiting contacts, agents and figures since the start

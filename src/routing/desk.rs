@@ -194,10 +194,6 @@ impl Drop for Console {
 pub enum WrapUpError {
     #[error("this call is not yours to wrap up (you are {state})")]
     NotYours { state: &'static str },
-    #[error("this call is wrapped up already")]
-    AlreadyDone,
-    #[error("the desk is unavailable")]
-    Poisoned,
 }
 
 /// One open console: its id and where its events go.
@@ -210,8 +206,6 @@ pub struct Desk {
     every_queue: RoutingProfile,
     /// Each agent's open consoles, by id.
     consoles: Mutex<HashMap<String, Vec<ConsoleTx>>>,
-    /// The contact each agent last wrapped up (one wrap-up per contact).
-    wrapped: Mutex<HashMap<String, String>>,
     next_console: AtomicU64,
     grace: Duration,
     /// How often consoles are pinged and their sign-in checked.
@@ -267,7 +261,6 @@ impl Desk {
             profiles,
             every_queue: RoutingProfile::of(queues.keys().map(String::as_str)),
             consoles: Mutex::new(HashMap::new()),
-            wrapped: Mutex::new(HashMap::new()),
             next_console: AtomicU64::new(1),
             grace: Duration::from_secs(u64::from(config.reconnect_grace_secs)),
             heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
@@ -348,26 +341,19 @@ impl Desk {
         let _ = self.apply(|acd, now| acd.released(agent, now));
     }
 
-    /// `agent` wraps up `call_id`: it must be theirs (they are on it, or in its after-contact
-    /// work) and not wrapped up already. Returns the queue it came from.
-    pub fn wrap_up(&self, agent: &str, call_id: &str) -> Result<String, WrapUpError> {
-        let queue = match self.agent_state(agent) {
+    /// Whether `agent` may wrap up `call_id`: it is theirs (they are on it, or in its
+    /// after-contact work). Returns the queue it came from. (Once per call is the call
+    /// records' to keep: `CallRecords::set_disposition`.)
+    pub fn wrapping_up(&self, agent: &str, call_id: &str) -> Result<String, WrapUpError> {
+        match self.agent_state(agent) {
             Some(
                 AgentState::OnContact { contact, queue }
                 | AgentState::AfterContactWork { contact, queue },
-            ) if contact == call_id => queue,
-            state => {
-                return Err(WrapUpError::NotYours {
-                    state: state.map_or("not at the desk", |s| s.name()),
-                });
-            }
-        };
-        let mut wrapped = self.wrapped.lock().map_err(|_| WrapUpError::Poisoned)?;
-        if wrapped.get(agent).is_some_and(|c| c == call_id) {
-            return Err(WrapUpError::AlreadyDone);
+            ) if contact == call_id => Ok(queue),
+            state => Err(WrapUpError::NotYours {
+                state: state.map_or("not at the desk", |s| s.name()),
+            }),
         }
-        wrapped.insert(agent.to_string(), call_id.to_string());
-        Ok(queue)
     }
 
     pub fn finish_work(&self, agent: &str) -> Result<(), AcdError> {
