@@ -38,6 +38,10 @@ pub struct Metrics {
     pub agent_offers: Family<Labels, Counter>,
     /// Calls wrapped up by agents, by wrap-up code (`[routing] wrap_up_codes`).
     pub wrap_ups: Family<NamedLabels, Counter>,
+    /// Queued callbacks, by event: `created` (a caller asked), `reached` (the patient
+    /// answered), `retry` (a call nobody answered; another follows), `given_up` (the last
+    /// attempt failed), `restored` (kept across a restart).
+    pub callbacks: Family<Labels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
     /// `failed` (refused for good, or out of tries).
@@ -135,6 +139,7 @@ impl Metrics {
             agents: Family::default(),
             agent_offers: Family::default(),
             wrap_ups: Family::default(),
+            callbacks: Family::default(),
             notifications: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
@@ -203,6 +208,11 @@ impl Metrics {
             "wrap_ups",
             "Calls agents wrapped up, by wrap-up code",
             m.wrap_ups.clone(),
+        );
+        registry.register(
+            "callbacks",
+            "Queued callbacks, by event (created, reached, retry, given_up, restored)",
+            m.callbacks.clone(),
         );
         registry.register(
             "notifications",
@@ -415,6 +425,10 @@ impl Metrics {
         self.calls_ended
             .get_or_create(&vec![("cause", cause)])
             .inc();
+    }
+
+    pub fn callback(&self, event: &'static str) {
+        self.callbacks.get_or_create(&vec![("event", event)]).inc();
     }
 
     pub fn voicemail_greeting(&self, ended: &'static str) {

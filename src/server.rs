@@ -228,6 +228,7 @@ impl Server {
             desk,
             trunks,
             placed: Default::default(),
+            callbacks: Some(records.callbacks.clone()),
             settings: CallSettings {
                 max_calls: config.sip.max_calls,
                 retry_after_secs: config.sip.retry_after_secs,
@@ -258,6 +259,13 @@ impl Server {
             recorder,
             hooks: Some(hooks),
         });
+
+        // Callbacks callers asked for before the restart take their places again.
+        match crate::call::callback::restore(&services).await {
+            Ok(0) => {}
+            Ok(n) => info!(callbacks = n, "queued callbacks back in their places"),
+            Err(e) => warn!(error = %e, "could not restore the queued callbacks"),
+        }
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await

@@ -115,6 +115,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "callback-greeting.json",
                 "demo-menu.json",
                 "medical-triage.json",
                 "patient-call.json",

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub sip_secrets: Arc<crate::auth::sip::SipSecrets>,
     /// One record per answered call, for reports.
     pub call_records: crate::call_records::CallRecords,
+    /// Queued callbacks (the call layer keeps them; supervisors list them).
+    pub callbacks: crate::routing::callbacks::CallbackStore,
 }
 
 /// The session cookie's name.
@@ -384,6 +386,7 @@ impl ApiState {
         let care_tasks = crate::workflow::care_tasks::CareTasks::new(db.clone(), keys.clone());
         let outbox = crate::notify::Outbox::new(db.clone(), keys.clone());
         let call_records = crate::call_records::CallRecords::new(db.clone());
+        let callbacks = crate::routing::callbacks::CallbackStore::new(db.clone(), keys.clone());
         let patients = PatientStore::new(
             db,
             keys,
@@ -401,6 +404,7 @@ impl ApiState {
             https: config.http.https(),
             sip_secrets,
             call_records,
+            callbacks,
         })
     }
 }

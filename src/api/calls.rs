@@ -68,6 +68,7 @@ pub(crate) async fn place_call(
         flow: body.flow,
         attributes: body.attributes,
         call_id: None,
+        queue: None,
     };
     let placed = place(&s.calls, call).await.map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -279,7 +279,12 @@ async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Res
     };
     let agent_of = || s.calls.agent_sessions.call_of(&id);
     if s.calls.table.send(&call_id, hangup)
-        || agent_of().is_some_and(|c| s.calls.table.send(&c, CallCommand::AgentHangup))
+        || agent_of().is_some_and(|c| {
+            // A callback's call is in the table once the patient answers; ringing, it is a
+            // placed call.
+            s.calls.table.send(&c, CallCommand::AgentHangup)
+                || s.calls.placed.send(&c, CallCommand::AgentHangup)
+        })
     {
         Ok(StatusCode::OK.into_response())
     } else {

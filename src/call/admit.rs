@@ -144,6 +144,7 @@ pub(super) async fn admit(
         connecting: None,
         dial_timeout: None,
         outcome: None,
+        agent: None,
     };
     Some((admission, start))
 }

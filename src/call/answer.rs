@@ -59,6 +59,8 @@ pub struct AgentOffer {
     pub(super) session: String,
     /// The agent (user name), told to routing when the contact ends.
     pub(super) agent: String,
+    /// The queued callback the agent took (its id), whose call this leg waits on.
+    pub(super) callback: Option<String>,
     pub(super) accepted: oneshot::Sender<bool>,
 }
 
@@ -118,6 +120,9 @@ pub(super) struct AgentLeg {
     pub agent: String,
     /// Joined with the caller: its end starts the agent's wrap-up.
     pub bridged: bool,
+    /// A queued callback's agent: unless bridged, routing hears of the end from the
+    /// callback's dialer ([`super::callback`]), which knows whether to try again.
+    pub callback: Option<String>,
 }
 
 /// Agents' WHIP sessions: session id to the call it joined, so that the agent's `DELETE`
@@ -204,9 +209,14 @@ async fn take_offered(
     offer: &str,
     remote: IpAddr,
 ) -> Result<Taken, AnswerError> {
-    svc.desk
+    let answered = svc
+        .desk
         .accept(agent, call_id)
         .map_err(|_| AnswerError::NotOffered(call_id.to_string()))?;
+    if answered.callback {
+        // Nobody is on the line yet: the patient is called with the agent's leg on it.
+        return super::callback::take(svc, agent, call_id, offer, remote).await;
+    }
     let taken = if svc.flows.queues.claim(call_id) {
         join(svc, agent, call_id.into(), offer, remote).await
     } else {
@@ -257,6 +267,7 @@ async fn join(
         ids,
         session: resource.clone(),
         agent: agent.to_string(),
+        callback: None,
         accepted,
     };
     if !svc
@@ -322,6 +333,18 @@ impl Shell {
     /// An agent took this call from its queue: their leg goes on the media clock, and the
     /// core hears of it, if the call still waits in its queue.
     pub(super) fn offer_agent(&mut self, core: &CallCore, offer: AgentOffer) -> Option<Input> {
+        if core.phase() != Phase::Queued || self.agent.is_some() {
+            let _ = offer.accepted.send(false);
+            return None;
+        }
+        let agent = offer.agent.clone();
+        self.open_agent(offer)
+            .then_some(Input::AgentOffered { agent })
+    }
+
+    /// Puts the agent's leg on the media clock (false: it could not be opened) and tells
+    /// whoever handed it over.
+    pub(super) fn open_agent(&mut self, offer: AgentOffer) -> bool {
         let AgentOffer {
             sockets,
             peer,
@@ -329,12 +352,9 @@ impl Shell {
             ids,
             session,
             agent,
+            callback,
             accepted,
         } = offer;
-        if core.phase() != Phase::Queued || self.agent.is_some() {
-            let _ = accepted.send(false);
-            return None;
-        }
         let opts = self.svc.settings.leg_options();
         match self
             .svc
@@ -350,20 +370,15 @@ impl Shell {
                     session,
                     agent,
                     bridged: false,
+                    callback,
                 });
                 let _ = accepted.send(true);
-                Some(Input::AgentOffered {
-                    agent: self
-                        .agent
-                        .as_ref()
-                        .map(|a| a.agent.clone())
-                        .unwrap_or_default(),
-                })
+                true
             }
             Err(e) => {
                 warn!(error = %e, "could not open the agent's media");
                 let _ = accepted.send(false);
-                None
+                false
             }
         }
     }
@@ -445,7 +460,7 @@ impl Shell {
             self.svc.agent_sessions.remove(&agent.session);
             if agent.bridged {
                 self.svc.desk.contact_ended(&agent.agent);
-            } else {
+            } else if agent.callback.is_none() {
                 self.svc.desk.released(&agent.agent);
             }
             agent.leg.close().await;

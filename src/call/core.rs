@@ -60,7 +60,9 @@ use tracing::{info, warn};
 use super::{Identify, IdentifyQuery};
 use crate::flow::attributes::ContactData;
 use crate::flow::collect::DigitCollector;
-use crate::flow::interpreter::{Audio, CallProgress, Effect, Env, Event, FlowRun, Now};
+use crate::flow::interpreter::{
+    Audio, CallProgress, CallbackRequest, Effect, Env, Event, FlowRun, Now,
+};
 use crate::flow::program::Flow;
 use crate::flow::queues::{AtCapacity, QueueMetrics, Ticket};
 use crate::media::dtmf::Digit;
@@ -98,6 +100,11 @@ pub struct CallPolicy {
     /// gives up (CANCEL, cause `no_answer`). The call starts in [`Phase::Dialing`], and
     /// `ring` does not apply.
     pub dial_timeout: Option<Duration>,
+    /// A queued callback Careline places for this agent (user name), whose leg is with the
+    /// call from the start: once the patient answered and the call's flow (Connect's outbound
+    /// whisper) has run to its end, the two are bridged. If the agent leaves first, the call
+    /// ends (cause `agent_hangup`).
+    pub callback_agent: Option<String>,
 }
 
 /// Where the call stands.
@@ -177,6 +184,8 @@ pub enum Input {
     Mute(bool),
     /// Who answered the call Careline placed (after [`Output::Screen`]).
     CallProgress(CallProgress),
+    /// The callback asked for by [`Output::CreateCallback`] is kept, or why not.
+    CallbackCreated(Result<(), String>),
 }
 
 /// Recording steps for the shell to carry out on the caller's media leg.
@@ -256,6 +265,9 @@ pub enum Output {
     /// [`Input::CallProgress`] once it knows who answered (for a machine, once its greeting
     /// is over).
     Screen,
+    /// Keep a queued callback in this contact's place (its queue, urgency and age); feed
+    /// [`Input::CallbackCreated`].
+    CreateCallback(CallbackRequest),
 }
 
 /// The request the flow waits on, with the time Careline gives it.
@@ -307,8 +319,11 @@ pub struct CallCore {
     ended: Option<&'static str>,
     /// Each stay in a queue, for the contact record (a transfer starts the next).
     stays: Vec<QueueStay>,
-    /// The agent connecting (between [`Input::AgentOffered`] and the bridge).
+    /// The agent connecting (between [`Input::AgentOffered`] and the bridge), or a
+    /// callback's agent.
     offered_agent: Option<String>,
+    /// A callback's agent's leg is connected (it may be before the patient answers).
+    agent_ready: bool,
 }
 
 /// One stay of the contact in a queue: where, since when, and who answered it when. Kept for
@@ -356,8 +371,10 @@ impl CallCore {
             ended: None,
             stays: Vec::new(),
             offered_agent: None,
+            agent_ready: false,
             policy,
         };
+        core.offered_agent = core.policy.callback_agent.clone();
         if let Some(d) = core.policy.dial_timeout {
             core.phase = Phase::Dialing;
             core.dial_until = Some(now + d);
@@ -488,8 +505,11 @@ impl CallCore {
             return;
         }
         if self.agent_by.is_some_and(|d| d <= t) {
-            info!("the agent did not connect in time: the caller waits on");
+            info!("the agent did not connect in time");
             self.agent_gone();
+            if self.ended.is_some() {
+                return;
+            }
         }
         if let Some(outcome) = self.collector.as_mut().and_then(|c| c.on_time(t)) {
             self.collector = None;
@@ -597,6 +617,7 @@ impl CallCore {
             }
             Input::QueueMetrics(m) => self.flow.handle(Event::QueueMetrics(m), now),
             Input::CallProgress(p) => self.flow.handle(Event::CallProgress(Some(p)), now),
+            Input::CallbackCreated(r) => self.flow.handle(Event::CallbackCreated(r), now),
             Input::Recording(ctl) => self.record(ctl),
             Input::RecordingOpened(id) => match (id, &mut self.recording) {
                 (Some(id), Some(r)) if r.id.is_none() => {
@@ -640,24 +661,10 @@ impl CallCore {
             }
             Input::AgentConnected => {
                 if self.phase == Phase::Offered {
-                    info!("agent connected: bridged");
-                    self.phase = Phase::Bridged;
-                    self.agent_by = None;
-                    if let Some(stay) = self.stays.last_mut() {
-                        stay.answered_at = Some(now.wall);
-                        stay.agent = self.offered_agent.take();
-                    }
-                    // The contact leaves its queue, and its flow is over: nothing it asked
-                    // for is waited on any more.
-                    if let Some(ticket) = self.ticket.take() {
-                        ticket.answered(now.mono);
-                    }
-                    self.collector = None;
-                    self.pending = None;
-                    self.timer = None;
-                    self.playing = None;
-                    self.typed_ahead.clear();
-                    self.outputs.push_back(Output::Bridge);
+                    self.bridge(now);
+                } else if self.policy.callback_agent.is_some() {
+                    // A callback's agent, ready before the patient's flow is over.
+                    self.agent_ready = true;
                 }
             }
             Input::Transferred(ticket) => {
@@ -704,10 +711,59 @@ impl CallCore {
                     return;
                 }
                 Phase::Offered => self.agent_gone(),
+                Phase::Dialing | Phase::Ringing | Phase::Answering | Phase::Ivr
+                    if self.policy.callback_agent.is_some() =>
+                {
+                    self.agent_gone();
+                    return;
+                }
                 _ => {}
             },
         }
         self.run_effects(now);
+    }
+
+    /// The agent is there: the two legs are joined.
+    fn bridge(&mut self, now: Now) {
+        info!("agent connected: bridged");
+        self.phase = Phase::Bridged;
+        self.agent_by = None;
+        if self.stays.is_empty()
+            && let Some(queue) = &self.contact().queue
+        {
+            // A callback: its stay is the one the patient asked from; answered now.
+            self.stays.push(QueueStay {
+                queue: queue.to_string(),
+                enqueued_at: now.wall,
+                answered_at: None,
+                agent: None,
+            });
+        }
+        if let Some(stay) = self.stays.last_mut() {
+            stay.answered_at = Some(now.wall);
+            stay.agent = self.offered_agent.take();
+        }
+        // The contact leaves its queue, and its flow is over: nothing it asked for is
+        // waited on any more.
+        if let Some(ticket) = self.ticket.take() {
+            ticket.answered(now.mono);
+        }
+        self.collector = None;
+        self.pending = None;
+        self.timer = None;
+        self.playing = None;
+        self.typed_ahead.clear();
+        self.outputs.push_back(Output::Bridge);
+    }
+
+    /// A callback's flow is over: the agent joins (at once if their leg is connected).
+    fn join_callback_agent(&mut self, now: Now) {
+        self.phase = Phase::Offered;
+        if self.agent_ready {
+            self.bridge(now);
+        } else {
+            self.agent_by = self.policy.agent_connect_within.map(|d| now.mono + d);
+        }
     }
 
     fn play_music(&mut self) {
@@ -720,6 +776,12 @@ impl CallCore {
     fn agent_gone(&mut self) {
         self.agent_by = None;
         self.offered_agent = None;
+        if self.policy.callback_agent.is_some() {
+            // Nobody to join the patient with: the callback's call ends.
+            self.outputs.push_back(Output::ReleaseAgent);
+            self.end("agent_hangup", true);
+            return;
+        }
         if self.phase == Phase::Offered {
             self.phase = Phase::Queued;
             if let Some(ticket) = &self.ticket {
@@ -920,7 +982,14 @@ impl CallCore {
                     self.outputs.push_back(Output::Screen)
                 }
                 Effect::CheckCallProgress => self.flow.handle(Event::CallProgress(None), now),
+                Effect::CreateCallback(request) => {
+                    self.outputs.push_back(Output::CreateCallback(request))
+                }
                 Effect::Disconnect => self.end(EndReason::OurBye.as_str(), true),
+                Effect::Ended if self.policy.callback_agent.is_some() => {
+                    self.join_callback_agent(now)
+                }
+                Effect::Ended => self.end(EndReason::OurBye.as_str(), true),
             }
         }
     }

@@ -90,6 +90,8 @@ struct Sim {
     agent_ops: Vec<String>,
     /// Answering-machine detection asked of the leg.
     screens: usize,
+    /// Queued callbacks the flow asked for.
+    callbacks: Vec<CallbackRequest>,
     /// Renders left unanswered (to test speech that arrives late).
     hold_renders: bool,
     held: Vec<(PlayId, Vec<Arc<Prompt>>)>,
@@ -139,6 +141,7 @@ impl Sim {
             releases: 0,
             agent_ops: Vec::new(),
             screens: 0,
+            callbacks: Vec::new(),
             hold_renders: false,
             held: Vec::new(),
         };
@@ -236,6 +239,7 @@ impl Sim {
                 Output::PlayMusic { id } => self.agent_ops.push(format!("music {id}")),
                 Output::MuteAgent(on) => self.agent_ops.push(format!("mute {on}")),
                 Output::Screen => self.screens += 1,
+                Output::CreateCallback(req) => self.callbacks.push(req),
             }
         }
     }
@@ -1238,4 +1242,121 @@ fn a_call_careline_did_not_place_has_no_one_to_screen_and_takes_the_error_branch
     let sim = Sim::connected(engine, "main");
     assert_eq!(sim.screens, 0);
     assert_eq!(sim.heard, ["How are you feeling today?"]);
+}
+
+// --- Queued callbacks ------------------------------------------------------------------------
+
+/// A callback's call: the patient hears the greeting, and the flow's end joins the agent.
+fn callback_call(agent_ready_first: bool) -> Sim {
+    let (engine, dir) = custom(
+        json!([
+            say("hello", "This is the clinic, returning your call.", "end"),
+            {"Identifier": "end", "Type": "EndFlowExecution", "Parameters": {}, "Transitions": {}}
+        ]),
+        "hello",
+    );
+    std::mem::forget(dir);
+    let policy = CallPolicy {
+        callback_agent: Some("nurse1".into()),
+        agent_connect_within: Some(secs(10)),
+        ..dial_policy(30)
+    };
+    let mut sim = Sim::new(engine, "main", policy);
+    if agent_ready_first {
+        sim.input(Input::AgentConnected);
+    }
+    assert_eq!(
+        sim.core.phase(),
+        Phase::Dialing,
+        "the agent waits for the patient"
+    );
+    sim.input(Input::Answered);
+    sim.input(Input::Confirmed);
+    sim
+}
+
+#[test]
+fn a_callback_joins_its_agent_once_the_patient_heard_the_greeting() {
+    let mut sim = callback_call(true);
+    assert_eq!(sim.heard, ["This is the clinic, returning your call."]);
+    assert_eq!(sim.bridges, 0, "not before the greeting is over");
+    sim.finish_play();
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert_eq!(sim.bridges, 1);
+    assert_eq!(sim.hangups, 0, "the flow's end is no hang-up here");
+    // The agent hangs up: the call ends.
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+}
+
+#[test]
+fn a_callback_whose_agent_connects_late_waits_for_them_then_gives_up() {
+    let mut sim = callback_call(false);
+    sim.finish_play();
+    assert_eq!(
+        sim.core.phase(),
+        Phase::Offered,
+        "the patient waits for the agent"
+    );
+    sim.advance(secs(5));
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+
+    let mut sim = callback_call(false);
+    sim.finish_play();
+    sim.advance(secs(10));
+    assert_eq!(sim.core.ended(), Some("agent_hangup"), "nobody to talk to");
+    assert_eq!((sim.hangups, sim.releases), (1, 1));
+}
+
+#[test]
+fn a_callback_agent_who_leaves_while_the_phone_rings_cancels_the_call() {
+    let (engine, dir) = custom(json!([disconnect("bye")]), "bye");
+    std::mem::forget(dir);
+    let policy = CallPolicy {
+        callback_agent: Some("nurse1".into()),
+        ..dial_policy(30)
+    };
+    let mut sim = Sim::new(engine, "main", policy);
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+    assert_eq!(sim.hangups, 1, "the INVITE is cancelled");
+}
+
+#[test]
+fn a_callback_flow_that_disconnects_hangs_up_without_the_agent() {
+    let mut sim = dialing(CallPolicy {
+        callback_agent: Some("nurse1".into()),
+        ..dial_policy(30)
+    });
+    sim.input(Input::AgentConnected);
+    sim.input(Input::Answered);
+    sim.input(Input::Confirmed);
+    sim.finish_play();
+    assert_eq!(sim.core.ended(), Some("server_bye"));
+    assert_eq!(sim.bridges, 0);
+}
+
+#[test]
+fn a_queued_caller_asks_for_a_callback_and_the_flow_goes_on_once_it_is_kept() {
+    let (engine, _dir) = custom(
+        json!([
+            {"Identifier": "cb", "Type": "CreateCallbackContact",
+             "Parameters": {"QueueId": "triage-nurses", "InitialCallDelaySeconds": "5",
+                            "MaximumConnectionAttempts": "2", "RetryDelaySeconds": "300"},
+             "Transitions": {"NextAction": "bye-ok",
+                 "Errors": [{"NextAction": "bye-err", "ErrorType": "NoMatchingError"}]}},
+            say("bye-ok", "We will call you back.", "bye"),
+            say("bye-err", "Sorry.", "bye"),
+            disconnect("bye")
+        ]),
+        "cb",
+    );
+    let mut sim = Sim::connected(engine, "main");
+    assert!(sim.heard.is_empty());
+    assert_eq!(sim.callbacks.len(), 1);
+    assert_eq!(sim.callbacks[0].number, "+15550001111");
+    assert_eq!(&*sim.callbacks[0].queue, "triage-nurses");
+    sim.input(Input::CallbackCreated(Ok(())));
+    assert_eq!(sim.heard, ["We will call you back."]);
 }

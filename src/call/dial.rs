@@ -216,6 +216,8 @@ pub struct OutboundCall {
     /// The call's id, when the placer chose it (to record it before the INVITE goes out);
     /// else one is drawn.
     pub call_id: Option<String>,
+    /// The queue the call is for (`$.Queue`; a callback's).
+    pub queue: Option<String>,
 }
 
 /// Why a call was not placed.
@@ -385,6 +387,13 @@ impl PlacedCalls {
         })
     }
 
+    /// Hands a command to a live placed call (answered or not); false when none runs.
+    pub fn send(&self, call_id: &str, command: super::CallCommand) -> bool {
+        self.live
+            .get(call_id)
+            .is_some_and(|live| live.commands.send(command).is_ok())
+    }
+
     /// Hangs up every placed call still running (shutdown).
     pub fn hang_up_all(&self, cause: &'static str) {
         for live in self.live.iter() {
@@ -409,25 +418,24 @@ pub struct Placed {
     pub outcome: oneshot::Receiver<CallOutcome>,
 }
 
-/// The number as it is dialed, or `None` if it is not a phone number.
-pub fn normalize_number(raw: &str) -> Option<String> {
-    let mut out = String::new();
-    for (i, c) in raw.trim().chars().enumerate() {
-        match c {
-            '+' if i == 0 => out.push(c),
-            '0'..='9' => out.push(c),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return None,
-        }
-    }
-    let digits = out.trim_start_matches('+').len();
-    (1..=32).contains(&digits).then_some(out)
-}
+/// The number as it is dialed, or `None` if it is not a phone number (the flow layer's
+/// rule, which UpdateContactCallbackNumber checks with too).
+pub use crate::flow::attributes::dialable as normalize_number;
 
 /// Places a call: checks it, sends the INVITE, and runs the call in its own task. Answers once
 /// the INVITE is out (or with why it could not go out); the outcome follows on
 /// [`Placed::outcome`].
 pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed, DialError> {
+    place_with(svc, call, None).await
+}
+
+/// [`place`], with an agent's leg waiting for the patient (a queued callback: see
+/// [`super::callback`]).
+pub(super) async fn place_with(
+    svc: &Arc<CallServices>,
+    call: OutboundCall,
+    agent: Option<super::answer::AgentOffer>,
+) -> Result<Placed, DialError> {
     let number = normalize_number(&call.number).ok_or(DialError::BadNumber)?;
     let trunk = svc.trunks.pick(call.trunk.as_deref())?;
     let flow = match &call.flow {
@@ -517,6 +525,7 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
                 system_address: trunk.caller_id.clone(),
                 attributes,
                 outbound: true,
+                queue: call.queue.map(Into::into),
                 ..ContactData::default()
             };
             let start = Start {
@@ -530,6 +539,7 @@ pub async fn place(svc: &Arc<CallServices>, call: OutboundCall) -> Result<Placed
                 connecting: None,
                 dial_timeout: Some(trunk.ring_timeout),
                 outcome: Some(outcome_tx),
+                agent,
             };
             super::task::run_call(&svc, admission, start).await;
             drop(place);

@@ -71,6 +71,24 @@ impl Shell {
                     );
                     core.handle(Input::Enqueued(placed), now());
                 }
+                Output::CreateCallback(request) => {
+                    // The caller keeps their place if they wait in that queue now.
+                    let waiting_since = core
+                        .queue_stays()
+                        .last()
+                        .filter(|s| {
+                            core.phase() == super::core::Phase::Queued
+                                && core.contact().queue.as_deref() == Some(&*request.queue)
+                                && s.queue == *request.queue
+                        })
+                        .map(|s| s.enqueued_at);
+                    let (svc, call_id) = (self.svc.clone(), self.call_id.clone());
+                    self.spawn(async move {
+                        Done::CallbackCreated(
+                            super::callback::create(svc, call_id, request, waiting_since).await,
+                        )
+                    });
+                }
                 Output::Reprioritize(priority) => {
                     self.svc.flows.queues.set_priority(&self.call_id, priority);
                 }

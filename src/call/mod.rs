@@ -2,6 +2,7 @@
 
 pub(crate) mod admit;
 pub mod answer;
+pub mod callback;
 pub mod core;
 pub mod dial;
 mod effects;
@@ -87,6 +88,8 @@ pub struct CallServices {
     pub trunks: dial::Trunks,
     /// The calls Careline placed (API, workflows), for `GET`/`DELETE /api/v1/calls/{id}`.
     pub placed: dial::PlacedCalls,
+    /// Queued callbacks, kept in the database; `None` in tools and tests without one.
+    pub callbacks: Option<crate::routing::callbacks::CallbackStore>,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand

@@ -31,6 +31,8 @@ pub(super) struct Start {
     pub dial_timeout: Option<std::time::Duration>,
     /// Told how a call Careline placed ended.
     pub outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
+    /// A queued callback's agent, waiting on the line for the patient.
+    pub agent: Option<super::answer::AgentOffer>,
 }
 
 /// How the call's far end signals: a SIP dialog, or a browser's WHIP session (its answer went

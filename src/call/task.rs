@@ -29,6 +29,7 @@ pub(super) enum Done {
     Rendered(PlayId, Vec<Arc<Prompt>>),
     Invoked(RequestId, Result<serde_json::Value, String>),
     Identified(RequestId, Identify),
+    CallbackCreated(Result<(), String>),
 }
 
 /// Runs an admitted call to its end. `_admission` holds its place in the call table.
@@ -50,6 +51,7 @@ pub(super) async fn run_call(
         confirm_within: browser.then_some(svc.settings.webrtc_connect_timeout),
         agent_connect_within: Some(svc.settings.webrtc_connect_timeout),
         dial_timeout: start.dial_timeout,
+        callback_agent: start.agent.as_ref().map(|a| a.agent.clone()),
     };
     info!(flow = %start.flow.name, "running contact flow");
     let mut core = CallCore::new(
@@ -79,6 +81,11 @@ pub(super) async fn run_call(
         agent: None,
         outcome: start.outcome,
     };
+    if let Some(agent) = start.agent
+        && !shell.open_agent(agent)
+    {
+        core.handle(Input::AgentLeft, now());
+    }
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
     shell.finish(&core, cause).await;
@@ -207,6 +214,7 @@ impl Shell {
                     Done::Rendered(id, prompts) => Input::Rendered(id, prompts),
                     Done::Invoked(id, result) => Input::Invoked(id, result),
                     Done::Identified(id, found) => Input::Identified(id, found),
+                    Done::CallbackCreated(result) => Input::CallbackCreated(result),
                 }),
                 _ = timer => {
                     core.handle_timeout(now());

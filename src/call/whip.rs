@@ -234,6 +234,7 @@ fn admit<'a>(
         connecting: None,
         dial_timeout: None,
         outcome: None,
+        agent: None,
     };
     Ok((admission, start, answered.answer))
 }

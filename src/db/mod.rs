@@ -90,6 +90,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "call records",
         include_str!("migrations/0010_call_records.sql"),
     ),
+    (
+        11,
+        "callbacks",
+        include_str!("migrations/0011_callbacks.sql"),
+    ),
 ];
 
 impl Db {

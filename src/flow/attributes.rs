@@ -32,6 +32,9 @@ pub struct ContactData {
     pub metrics: Map<String, Value>,
     /// The queue the last GetMetricData asked about.
     pub queue_of_metrics: String,
+    /// The number a queued callback calls (UpdateContactCallbackNumber), when it is not the
+    /// caller's own; already checked as dialable. Never logged.
+    pub callback_number: Option<String>,
 }
 
 impl ContactData {
@@ -39,6 +42,30 @@ impl ContactData {
     pub fn initiation_method(&self) -> &'static str {
         if self.outbound { "OUTBOUND" } else { "INBOUND" }
     }
+
+    /// The number a queued callback calls (`$.CustomerCallbackNumber`): the one the flow set,
+    /// else the caller's own.
+    pub fn callback_number(&self) -> &str {
+        self.callback_number
+            .as_deref()
+            .unwrap_or(&self.customer_address)
+    }
+}
+
+/// The number as it is dialed, or `None` if it is not a phone number: digits, optionally a
+/// leading `+`; spaces, dashes, dots and parentheses are dropped; 1 to 32 digits.
+pub fn dialable(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    for (i, c) in raw.trim().chars().enumerate() {
+        match c {
+            '+' if i == 0 => out.push(c),
+            '0'..='9' => out.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    let digits = out.trim_start_matches('+').len();
+    (1..=32).contains(&digits).then_some(out)
 }
 
 fn value_text(v: &Value) -> Option<String> {
@@ -96,6 +123,7 @@ impl ContactData {
                 }
                 value_text(v)
             }
+            Root::CustomerCallbackNumber => Some(self.callback_number().to_string()),
             Root::Lex | Root::Unknown(_) => None,
         }
     }

@@ -37,6 +37,8 @@ pub enum FlowStartError {
     },
     #[error("queues.{queue}.hold_flow: flow `{flow}` is not loaded")]
     UnknownHoldFlow { queue: String, flow: String },
+    #[error("routing.callback_flow: flow `{0}` is not loaded")]
+    UnknownCallbackFlow(String),
 }
 
 pub struct FlowEngine {
@@ -170,6 +172,14 @@ impl FlowEngine {
                 hold = None;
             }
             queues.insert(name.clone(), (hold, q.hours.clone()));
+        }
+        let callback_flow = &config.routing.callback_flow;
+        if catalog.get(callback_flow).is_none() {
+            if *callback_flow != shipped.routing.callback_flow {
+                return Err(FlowStartError::UnknownCallbackFlow(callback_flow.clone()));
+            }
+            // Callbacks then fail at their call (`not_sent`), each with its own log line.
+            skipped.push(format!("routing.callback_flow = {callback_flow}"));
         }
         let mut warnings = warnings;
         for s in skipped {

@@ -89,6 +89,27 @@ pub enum Event {
     /// Who answered, for the last `CheckCallProgress` (None: the call was not placed by
     /// Careline, so there is nothing to tell: the action's error branch).
     CallProgress(Option<CallProgress>),
+    /// The last `CreateCallback` answered: the callback is kept (durably), or why not.
+    CallbackCreated(Result<(), String>),
+}
+
+/// A queued callback the flow asks for (CreateCallbackContact): kept by routing in the
+/// contact's place, and the patient called back when an agent takes it.
+#[derive(Debug, Clone)]
+pub struct CallbackRequest {
+    pub queue: Arc<str>,
+    /// Dialable (checked); PHI, never logged.
+    pub number: String,
+    /// The contact's urgency, which the callback keeps.
+    pub priority: super::queues::QueuePriority,
+    pub initial_delay: Duration,
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    /// The flow the patient hears on answering; `None`: the configured default.
+    pub flow: Option<Arc<str>>,
+    /// The caller's language as the flow noted it (`$.Attributes.language`), which the
+    /// callback's flow reads the same way.
+    pub language: Option<String>,
 }
 
 /// CheckOutboundCallStatus's outcomes, named as Connect names its conditions.
@@ -154,7 +175,13 @@ pub enum Effect {
     /// Tell who answered the call Careline placed (answering-machine detection); feed
     /// `Event::CallProgress`.
     CheckCallProgress,
+    /// Keep a queued callback; feed `Event::CallbackCreated`.
+    CreateCallback(CallbackRequest),
+    /// DisconnectParticipant, or a flow that cannot go on: hang up.
     Disconnect,
+    /// The flow ran to its end (EndFlowExecution, the last action) without a transfer: a call
+    /// hangs up, but a callback's flow (Connect's outbound whisper) joins the agent now.
+    Ended,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +203,8 @@ enum Wait {
     AllMetrics,
     /// CheckOutboundCallStatus: who answered.
     CallProgress,
+    /// CreateCallbackContact: the callback being kept.
+    Callback,
     /// In a queue with nothing left to run (until routing brings an agent).
     Idle,
     Done,
@@ -192,7 +221,10 @@ enum Step {
     Wait(Wait),
     /// The frame stack changed; continue with the new top.
     Jumped,
+    /// Hang up (DisconnectParticipant, or the flow cannot go on).
     Stop,
+    /// The flow ran to its end.
+    End,
 }
 
 /// One call's run of a flow.
@@ -313,6 +345,13 @@ impl FlowRun {
                     self.next_of_current("next")
                 }
             },
+            (Wait::Callback, Event::CallbackCreated(result)) => match result {
+                Ok(()) => {
+                    self.log_action("callback", now);
+                    self.next_of_current("next")
+                }
+                Err(_) => self.error("NoMatchingError"),
+            },
             (Wait::CallProgress, Event::CallProgress(progress)) => match progress {
                 // No condition for it: NoMatchingError, the only error Connect gives here.
                 Some(p) => self.branch_on(p.as_str()),
@@ -359,6 +398,7 @@ impl FlowRun {
         match step {
             Step::Wait(w) => self.wait = w,
             Step::Stop => self.stop(),
+            Step::End => self.end(),
             Step::Jumped => self.run(now),
             Step::Go(target, branch, condition) => {
                 self.log_branch(branch, condition, now);
@@ -384,6 +424,12 @@ impl FlowRun {
 
     fn stop(&mut self) {
         self.effects.push_back(Effect::Disconnect);
+        self.wait = Wait::Done;
+    }
+
+    /// The flow is over, having run to its end.
+    fn end(&mut self) {
+        self.effects.push_back(Effect::Ended);
         self.wait = Wait::Done;
     }
 
@@ -442,6 +488,7 @@ impl FlowRun {
                     return;
                 }
                 Step::Stop => return self.stop(),
+                Step::End => return self.end(),
             }
         }
         warn!(
@@ -676,6 +723,45 @@ impl FlowRun {
                 self.effects.push_back(Effect::CheckCallProgress);
                 Step::Wait(Wait::CallProgress)
             }
+            Kind::SetCallbackNumber(t) => match super::attributes::dialable(&self.render(t)) {
+                Some(number) => {
+                    self.contact.callback_number = Some(number);
+                    self.next_of_current("next")
+                }
+                None => self.error("InvalidCallbackNumber"),
+            },
+            Kind::CreateCallback(spec) => {
+                let queue = match &spec.queue {
+                    Some(r) => self.resolve(r, ResourceKind::Queue),
+                    None => self.contact.queue.clone(),
+                };
+                let flow = match &spec.flow {
+                    Some(r) => match self.resolve(r, ResourceKind::Flow) {
+                        Some(f) => Some(f),
+                        None => return self.error("NoMatchingError"),
+                    },
+                    None => None,
+                };
+                let number = super::attributes::dialable(self.contact.callback_number());
+                match (queue, number) {
+                    (Some(queue), Some(number)) => {
+                        self.effects
+                            .push_back(Effect::CreateCallback(CallbackRequest {
+                                queue,
+                                number,
+                                priority: self.contact.priority,
+                                initial_delay: spec.initial_delay,
+                                max_attempts: spec.max_attempts,
+                                retry_delay: spec.retry_delay,
+                                flow,
+                                language: self.contact.attributes.get("language").cloned(),
+                            }));
+                        Step::Wait(Wait::Callback)
+                    }
+                    // No queue to keep it in, or no number to call (an anonymous caller).
+                    _ => self.error("NoMatchingError"),
+                }
+            }
             Kind::GetProfile(criteria) => {
                 let mut params = Map::with_capacity(criteria.len());
                 for (k, t) in criteria {
@@ -812,7 +898,7 @@ impl FlowRun {
         if self.in_queue {
             return Step::Wait(Wait::Idle);
         }
-        Step::Stop
+        Step::End
     }
 
     /// An agent transferred the contact to `queue` (where it has been placed already): the

@@ -158,7 +158,7 @@ fn said(r: &mut FlowRun) -> (Vec<String>, Option<Effect>) {
                 }
                 r.handle(Event::PlayDone { interrupted: false }, now());
             }
-            Effect::Disconnect => {
+            Effect::Disconnect | Effect::Ended => {
                 out.push("<bye>".into());
                 return (out, None);
             }
@@ -1096,4 +1096,132 @@ fn check_call_progress_waits_then_branches_on_who_answered() {
         r.handle(Event::CallProgress(progress), now());
         assert_eq!(said(&mut r).0, vec![heard, "<bye>"], "{progress:?}");
     }
+}
+
+/// UpdateContactCallbackNumber checks and keeps the number a callback calls; an invalid one
+/// takes InvalidCallbackNumber. CreateCallbackContact asks for the callback with Connect's
+/// static parameters, in the contact's queue and urgency, and goes on once it is kept; a
+/// refusal takes NoMatchingError.
+#[test]
+fn callback_number_and_queued_callback() {
+    let flow = |number: &str| {
+        flow_json(
+            "q",
+            vec![
+                a(
+                    "q",
+                    "UpdateContactTargetQueue",
+                    json!({"QueueId": "nurses"}),
+                    Some("number"),
+                ),
+                cond(
+                    a(
+                        "number",
+                        "UpdateContactCallbackNumber",
+                        json!({"CallbackNumber": number}),
+                        Some("cb"),
+                    ),
+                    &[],
+                    &[("InvalidCallbackNumber", "bad")],
+                ),
+                a(
+                    "cb",
+                    "CreateCallbackContact",
+                    json!({"InitialCallDelaySeconds": "5", "MaximumConnectionAttempts": 3,
+                           "RetryDelaySeconds": "600"}),
+                    Some("ok"),
+                ),
+                a(
+                    "bad",
+                    "MessageParticipant",
+                    json!({"Text": "bad number $.CustomerCallbackNumber"}),
+                    Some("end"),
+                ),
+            ],
+        )
+    };
+    let setup = |f: String| Setup {
+        flows: vec![("main", f)],
+        queues: vec![("nurses", None, None)],
+    };
+    // A number the caller keyed in, written loosely.
+    let mut r = run_with(setup(flow("+1 (555) 010-0199")));
+    let (heard, effect) = said(&mut r);
+    assert!(heard.is_empty(), "{heard:?}");
+    let Some(Effect::CreateCallback(req)) = effect else {
+        panic!("{effect:?}")
+    };
+    assert_eq!(&*req.queue, "nurses");
+    assert_eq!(req.number, "+15550100199");
+    assert_eq!(req.initial_delay, Duration::from_secs(5));
+    assert_eq!(req.retry_delay, Duration::from_secs(600));
+    assert_eq!(req.max_attempts, 3);
+    assert!(req.flow.is_none());
+    assert_eq!(
+        r.poll_effect().map(|_| ()),
+        None,
+        "it waits for the callback"
+    );
+    r.handle(Event::CallbackCreated(Ok(())), now());
+    assert_eq!(said(&mut r).0, vec!["ok", "<bye>"]);
+
+    // Refused (no database, queue full): the error branch.
+    let mut r = run_with(setup(flow("$.CustomerEndpoint.Address")));
+    let Some(Effect::CreateCallback(req)) = said(&mut r).1 else {
+        panic!("no callback asked")
+    };
+    assert_eq!(req.number, "+15551230000", "the caller's own number");
+    r.handle(
+        Event::CallbackCreated(Err("queue nurses is at capacity".into())),
+        now(),
+    );
+    assert_eq!(said(&mut r).0, vec!["err", "<bye>"]);
+
+    // Not a phone number: nothing kept, the caller's number still the callback number.
+    let mut r = run_with(setup(flow("call me maybe")));
+    assert_eq!(said(&mut r).0, vec!["bad number +15551230000", "<bye>"]);
+}
+
+/// CreateCallbackContact's parameters are Connect's: static, whole, in range; an AgentId
+/// (agent queues) is refused with the reason.
+#[test]
+fn create_callback_parameters_are_checked_at_load() {
+    let flow = |params: Value| {
+        flow_json(
+            "cb",
+            vec![a("cb", "CreateCallbackContact", params, Some("ok"))],
+        )
+    };
+    let err = load_error(flow(json!({"InitialCallDelaySeconds": "0",
+        "MaximumConnectionAttempts": "2", "RetryDelaySeconds": "60"})));
+    assert!(err.contains("InitialCallDelaySeconds `0`"), "{err}");
+    let err = load_error(flow(json!({"InitialCallDelaySeconds": "5",
+        "MaximumConnectionAttempts": "0", "RetryDelaySeconds": "60"})));
+    assert!(err.contains("MaximumConnectionAttempts `0`"), "{err}");
+    let err = load_error(flow(json!({"InitialCallDelaySeconds": "5",
+        "MaximumConnectionAttempts": "2", "RetryDelaySeconds": "259201"})));
+    assert!(err.contains("RetryDelaySeconds `259201`"), "{err}");
+    let err = load_error(flow(json!({"InitialCallDelaySeconds": "5",
+        "MaximumConnectionAttempts": "2"})));
+    assert!(err.contains("`RetryDelaySeconds` is missing"), "{err}");
+    let err = load_error(flow(json!({"InitialCallDelaySeconds": "5",
+        "MaximumConnectionAttempts": "2", "RetryDelaySeconds": "60", "AgentId": "x"})));
+    assert!(err.contains("`AgentId`"), "{err}");
+}
+
+/// A flow that runs to its end says so (a callback's greeting joins the agent then), which
+/// DisconnectParticipant does not.
+#[test]
+fn running_to_the_end_is_told_apart_from_disconnecting() {
+    let ended = json!({"Version": "2019-10-30", "StartAction": "hi", "Actions": [
+        {"Identifier": "hi", "Type": "MessageParticipant", "Parameters": {"Text": "hi"},
+         "Transitions": {"NextAction": "end"}},
+        {"Identifier": "end", "Type": "EndFlowExecution", "Parameters": {}, "Transitions": {}}]})
+    .to_string();
+    let mut r = run(ended);
+    assert!(matches!(r.poll_effect(), Some(Effect::Play { .. })));
+    r.handle(Event::PlayDone { interrupted: false }, now());
+    assert!(matches!(r.poll_effect(), Some(Effect::Ended)));
+    let mut r = run(flow_json("end", vec![]));
+    assert!(matches!(r.poll_effect(), Some(Effect::Disconnect)));
 }

@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::diagnostic::Diagnostic;
 use super::model::{RawAction, scalar};
 use super::program::{
-    InputMode, Kind, Message, Metric, PhoneFormat, Ref, ResponseType, flag, seconds,
+    CALLBACK_DELAY_MAX, CallbackSpec, InputMode, Kind, Message, Metric, PhoneFormat, Ref,
+    ResponseType, flag, seconds,
 };
 use super::resources::{ResourceKind, Resources};
 use super::ssml;
@@ -24,6 +25,10 @@ pub(crate) struct Context<'a> {
     /// can be checked at load).
     pub flow_attributes: &'a HashMap<String, Vec<String>>,
 }
+
+/// The most calls a callback may make to reach the patient (Connect sets none; a clinic
+/// calling a patient twenty times is harassment, not care).
+const CALLBACK_ATTEMPTS_MAX: u32 = 10;
 
 /// Connect's default and ceiling for InvocationTimeLimitSeconds.
 const LAMBDA_DEFAULT: Duration = Duration::from_secs(3);
@@ -447,6 +452,59 @@ pub(crate) fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnosti
         "StartMediaStreaming" => Kind::MediaStreaming(true),
         "StopMediaStreaming" => Kind::MediaStreaming(false),
         "CheckOutboundCallStatus" => Kind::CheckCallProgress,
+        "UpdateContactCallbackNumber" => match r.template("CallbackNumber") {
+            Some(t) => Kind::SetCallbackNumber(t),
+            None => {
+                r.err("parameter `CallbackNumber` is missing".into());
+                Kind::SetCallbackNumber(Template::parse(""))
+            }
+        },
+        "CreateCallbackContact" => {
+            if params.get("AgentId").is_some() {
+                r.err(
+                    "parameter `AgentId`: Careline has no agent queues yet; name a `QueueId`, \
+                     or none for the contact's queue"
+                        .into(),
+                );
+            }
+            let delay = |r: &mut Reader, key: &str| {
+                let v = r.required(key)?;
+                match v.trim().parse::<u64>() {
+                    Ok(s) if s > 0 && Duration::from_secs(s) <= CALLBACK_DELAY_MAX => {
+                        Some(Duration::from_secs(s))
+                    }
+                    _ => {
+                        r.err(format!(
+                            "{key} `{v}` is not a whole number of seconds from 1 to 259200 \
+                             (three days)"
+                        ));
+                        None
+                    }
+                }
+            };
+            let initial_delay = delay(&mut r, "InitialCallDelaySeconds").unwrap_or_default();
+            let retry_delay = delay(&mut r, "RetryDelaySeconds").unwrap_or_default();
+            let max_attempts = match r.required("MaximumConnectionAttempts") {
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if (1..=CALLBACK_ATTEMPTS_MAX).contains(&n) => n,
+                    _ => {
+                        r.err(format!(
+                            "MaximumConnectionAttempts `{v}` is not a whole number from 1 to \
+                             {CALLBACK_ATTEMPTS_MAX}"
+                        ));
+                        1
+                    }
+                },
+                None => 1,
+            };
+            Kind::CreateCallback(CallbackSpec {
+                queue: r.reference("QueueId", ResourceKind::Queue),
+                initial_delay,
+                max_attempts,
+                retry_delay,
+                flow: r.reference("ContactFlowId", ResourceKind::Flow),
+            })
+        }
         "DisconnectParticipant" => Kind::Disconnect,
         "EndFlowExecution" => Kind::EndFlow,
         other => Kind::Unsupported(other.into()),

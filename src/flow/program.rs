@@ -129,6 +129,17 @@ pub(crate) const SUPPORTED: &[TypeInfo] = &[
     t("StartMediaStreaming", Conditions::Forbidden, E, false),
     t("StopMediaStreaming", Conditions::Forbidden, E, false),
     t("CheckOutboundCallStatus", Conditions::EqualsOnly, E, false),
+    t(
+        "UpdateContactCallbackNumber",
+        Conditions::Forbidden,
+        &[
+            "InvalidCallbackNumber",
+            "CallbackNumberNotDialable",
+            "NoMatchingError",
+        ],
+        false,
+    ),
+    t("CreateCallbackContact", Conditions::Forbidden, E, false),
     t("DisconnectParticipant", Conditions::Forbidden, &[], true),
     t("EndFlowExecution", Conditions::Forbidden, &[], true),
 ];
@@ -164,7 +175,6 @@ pub(crate) const KNOWN_UNSUPPORTED: &[&str] = &[
     "Wait",
     "GetMetricData",
     "CreateWisdomSession",
-    "UpdateContactCallbackNumber",
     "AuthenticateParticipant",
 ];
 
@@ -273,11 +283,36 @@ pub enum Kind {
     MediaStreaming(bool),
     /// CheckOutboundCallStatus ("Check call progress"): who answered a call Careline placed.
     CheckCallProgress,
+    /// UpdateContactCallbackNumber: the number a callback calls (`$.CustomerCallbackNumber`).
+    SetCallbackNumber(Template),
+    /// CreateCallbackContact: a queued callback in the contact's place.
+    CreateCallback(CallbackSpec),
     Disconnect,
     EndFlow,
     /// Lenient mode: an unsupported Type, taking its error branch.
     Unsupported(Box<str>),
 }
+
+/// CreateCallbackContact's parameters, as Connect defines them: all but the queue and the
+/// flow are static, checked at load.
+#[derive(Debug, Clone)]
+pub struct CallbackSpec {
+    /// `QueueId`; `None`: the contact's target queue.
+    pub queue: Option<Ref<Arc<str>>>,
+    /// `InitialCallDelaySeconds`: the callback is not offered to an agent before this (the
+    /// caller has time to hang up).
+    pub initial_delay: Duration,
+    /// `MaximumConnectionAttempts`: calls to the patient, at most, before it is given up.
+    pub max_attempts: u32,
+    /// `RetryDelaySeconds`: after a call nobody answered, the next is not before this.
+    pub retry_delay: Duration,
+    /// `ContactFlowId`: the flow the patient hears on answering (Connect's outbound whisper),
+    /// before the agent joins; `None`: `[callbacks] flow`.
+    pub flow: Option<Ref<Arc<str>>>,
+}
+
+/// Connect's ceiling for a callback's delays: three days.
+pub(crate) const CALLBACK_DELAY_MAX: Duration = Duration::from_secs(259_200);
 
 #[derive(Debug, Clone)]
 pub struct Action {

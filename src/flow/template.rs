@@ -29,6 +29,8 @@ pub enum Root {
     Lex,
     /// What the last GetMetricData read (`$.Metrics.Queue.Size`, ...).
     Metrics,
+    /// The number a callback calls: what UpdateContactCallbackNumber set, else the caller's.
+    CustomerCallbackNumber,
     /// Anything else: empty at run time, a warning at load.
     Unknown(String),
 }
@@ -54,6 +56,7 @@ impl Root {
             "Description" => Root::Description,
             "Lex" => Root::Lex,
             "Metrics" => Root::Metrics,
+            "CustomerCallbackNumber" => Root::CustomerCallbackNumber,
             other => Root::Unknown(other.to_string()),
         }
     }

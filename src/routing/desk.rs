@@ -47,6 +47,11 @@ pub struct RoutingConfig {
     /// The wrap-up codes an agent chooses from for each call (its outcome, written to the
     /// patient's contact history with the agent's notes, and counted by code in `/metrics`).
     pub wrap_up_codes: Vec<String>,
+    /// The flow a queued callback's patient hears on answering, before the agent joins
+    /// (Connect's outbound whisper), unless CreateCallbackContact names one (`ContactFlowId`).
+    pub callback_flow: String,
+    /// The trunk callbacks call out through (empty: the only one with a `proxy`).
+    pub callback_trunk: String,
 }
 
 /// The shipped wrap-up codes: what a nurse line's call ended with.
@@ -75,6 +80,8 @@ impl Default for RoutingConfig {
             profiles: BTreeMap::new(),
             agents: BTreeMap::new(),
             wrap_up_codes: default_wrap_up_codes(),
+            callback_flow: "callback-greeting".into(),
+            callback_trunk: String::new(),
         }
     }
 }
@@ -212,6 +219,9 @@ pub struct Desk {
     pub heartbeat: Duration,
     /// The codes a wrap-up chooses from (`[routing] wrap_up_codes`).
     pub wrap_up_codes: Vec<String>,
+    /// `[routing] callback_flow` and `callback_trunk` (None: the only trunk).
+    pub callback_flow: String,
+    pub callback_trunk: Option<String>,
     wake: Notify,
     metrics: Arc<Metrics>,
 }
@@ -265,6 +275,8 @@ impl Desk {
             grace: Duration::from_secs(u64::from(config.reconnect_grace_secs)),
             heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
             wrap_up_codes: config.wrap_up_codes.clone(),
+            callback_flow: config.callback_flow.clone(),
+            callback_trunk: Some(config.callback_trunk.clone()).filter(|t| !t.is_empty()),
             wake: Notify::new(),
             metrics,
         });
@@ -354,6 +366,61 @@ impl Desk {
                 state: state.map_or("not at the desk", |s| s.name()),
             }),
         }
+    }
+
+    /// A queued callback takes its place: that of `call_id` (the caller asking, still
+    /// waiting in `queue`) if it can, else the place its caller entered the queue at
+    /// (`since_ms`, epoch ms; a callback restored at start). Not offered before
+    /// `not_before_ms`.
+    pub fn place_callback(
+        &self,
+        call_id: Option<&str>,
+        callback: &str,
+        queue: &str,
+        urgency: QueuePriority,
+        since_ms: i64,
+        not_before_ms: i64,
+    ) -> Result<(), AcdError> {
+        self.apply(|acd, now| {
+            let now_ms = jiff::Timestamp::now().as_millisecond();
+            let not_before = instant_at(not_before_ms, now_ms, now);
+            if let Some(call) = call_id {
+                match acd.to_callback(call, callback, not_before, now) {
+                    Err(AcdError::NotQueued(_)) => {} // it left meanwhile: by its time
+                    other => return other,
+                }
+            }
+            let since = instant_at(since_ms, now_ms, now);
+            acd.enqueue_callback(callback, queue, urgency, since, not_before, now)
+        })
+    }
+
+    /// The call for callback `callback` that `agent` took was not answered: the agent is
+    /// free, and the callback back in its place from `retry_at_ms` (epoch ms).
+    pub fn callback_failed(
+        &self,
+        agent: &str,
+        callback: &str,
+        retry_at_ms: i64,
+    ) -> Result<(), AcdError> {
+        self.apply(|acd, now| {
+            let now_ms = jiff::Timestamp::now().as_millisecond();
+            let retry_at = instant_at(retry_at_ms, now_ms, now);
+            acd.callback_failed(agent, callback, retry_at, now)
+        })
+    }
+
+    /// Callback `callback`'s call is over without `agent` talking to the patient (given up,
+    /// or the patient hung up before the agent joined): the agent is free at once, if they
+    /// are still on it.
+    pub fn release_callback(&self, agent: &str, callback: &str) {
+        self.apply(|acd, now| {
+            let on_it = matches!(acd.agent_state(agent),
+                Some(AgentState::OnContact { contact, .. }) if contact == callback);
+            if on_it {
+                let _ = acd.released(agent, now);
+            }
+        });
     }
 
     pub fn finish_work(&self, agent: &str) -> Result<(), AcdError> {
@@ -512,6 +579,23 @@ impl Desk {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sign_out);
         }
+    }
+}
+
+/// The instant of wall time `at_ms` (epoch ms), given that `now_ms` is `now`. A time before
+/// the machine's monotonic clock began (a callback older than the uptime) is its earliest
+/// instant reachable, which keeps the order of everything after it.
+fn instant_at(at_ms: i64, now_ms: i64, now: Instant) -> Instant {
+    let delta = Duration::from_millis(at_ms.abs_diff(now_ms));
+    if at_ms >= now_ms {
+        return now + delta;
+    }
+    let mut back = delta;
+    loop {
+        if let Some(t) = now.checked_sub(back) {
+            return t;
+        }
+        back /= 2;
     }
 }
 

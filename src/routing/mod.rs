@@ -9,4 +9,5 @@
 pub mod acd;
 #[cfg(test)]
 mod acd_tests;
+pub mod callbacks;
 pub mod desk;

@@ -528,6 +528,7 @@ impl CallPatientTask {
             flow: Some(self.settings.flow.clone()),
             attributes,
             call_id: Some(call_id.clone()),
+            queue: None,
         };
         let placed = match self.dialer.place(call).await {
             Ok(p) => p,
