@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use careline::media::codec::Codec;
 use careline::media::recognize::tone_share;
-use support::audio::{expect_not_prompt, wait_for_prompt};
+use support::audio::{expect_not_prompt, tone, wait_for_prompt, wait_for_tone};
 use support::browser::BrowserPeer;
 use support::http::{Response, request};
 use support::server::{Options, TestServer};
@@ -489,35 +489,6 @@ fn an_allowed_portal_origin_gets_cors_answers_and_others_do_not() {
     );
     assert_eq!(r.header("access-control-expose-headers"), Some("Location"));
     assert_eq!(r.header("access-control-allow-credentials"), None);
-}
-
-/// 8 kHz tone of `hz` for `ms`, at about -12 dBFS.
-fn tone(hz: f32, ms: usize) -> Vec<i16> {
-    (0..ms * 8)
-        .map(|n| (8000.0 * (2.0 * std::f32::consts::PI * hz * n as f32 / 8000.0).sin()) as i16)
-        .collect()
-}
-
-/// Waits (30 s at most) until some 200 ms that `heard` returns after `from_ms` is mostly
-/// `hz`; the audio's start in ms.
-fn wait_for_tone(heard: impl Fn() -> Vec<i16>, hz: f32, from_ms: usize, what: &str) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let pcm = heard();
-        let mut at = from_ms * 8;
-        while at + 1600 <= pcm.len() {
-            if tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8 {
-                return at / 8;
-            }
-            at += 400;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: no {hz} Hz tone heard after {from_ms} ms ({} ms heard)",
-            pcm.len() / 8
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 const URGENT_QUEUE: &str = "careline_queue_contacts{queue=\"triage-urgent\"}";

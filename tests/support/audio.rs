@@ -135,3 +135,32 @@ pub fn let_call_run(peer: &super::rtp::RtpPeer, ms: u64) {
     let now = peer.heard().len() as u64 / 8;
     wait_heard_ms(peer, now + ms);
 }
+
+/// 8 kHz tone of `hz` for `ms`, at about -12 dBFS.
+pub fn tone(hz: f32, ms: usize) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|n| (8000.0 * (2.0 * std::f32::consts::PI * hz * n as f32 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// Waits (30 s at most) until some 200 ms that `heard` returns after `from_ms` is mostly
+/// `hz`; the audio's start in ms.
+pub fn wait_for_tone(heard: impl Fn() -> Vec<i16>, hz: f32, from_ms: usize, what: &str) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pcm = heard();
+        let mut at = from_ms * 8;
+        while at + 1600 <= pcm.len() {
+            if recognize::tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8 {
+                return at / 8;
+            }
+            at += 400;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no {hz} Hz tone heard after {from_ms} ms ({} ms heard)",
+            pcm.len() / 8
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
