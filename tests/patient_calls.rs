@@ -144,6 +144,21 @@ fn identify_then_queue_flow() -> Value {
     ]})
 }
 
+/// Number 304: identify the caller, then keep a callback for the nurses and hang up.
+fn identify_then_callback_flow() -> Value {
+    json!({"Version": "2019-10-30", "StartAction": "who", "Actions": [
+        action("who", "GetCustomerProfile", json!({"ProfileRequestData": {
+            "IdentifierName": "_phone", "IdentifierValue": "$.CustomerEndpoint.Address"}}),
+            "target", &[("NoneFoundError", "target"), ("NoMatchingError", "target")]),
+        action("target", "UpdateContactTargetQueue", json!({"QueueId": "nurses"}), "callback",
+            &[("NoMatchingError", "bye")]),
+        action("callback", "CreateCallbackContact", json!({"InitialCallDelaySeconds": "1",
+            "MaximumConnectionAttempts": "1", "RetryDelaySeconds": "60"}), "bye",
+            &[("NoMatchingError", "bye")]),
+        bye(),
+    ]})
+}
+
 struct World {
     server: TestServer,
     _flows: tempfile::TempDir,
@@ -151,6 +166,11 @@ struct World {
 
 impl World {
     fn start() -> World {
+        World::start_with("")
+    }
+
+    /// With `extra` configuration (TOML sections).
+    fn start_with(extra: &str) -> World {
         let flows = tempfile::tempdir().unwrap();
         std::fs::write(
             flows.path().join("by-number.json"),
@@ -168,12 +188,23 @@ impl World {
             identify_then_queue_flow().to_string(),
         )
         .unwrap();
+        std::fs::write(
+            flows.path().join("identify-then-callback.json"),
+            identify_then_callback_flow().to_string(),
+        )
+        .unwrap();
+        // What a patient called back hears (the shipped flow, which this folder replaces).
+        std::fs::copy(
+            support::server::repo_root().join("flows/callback-greeting.json"),
+            flows.path().join("callback-greeting.json"),
+        )
+        .unwrap();
         let server = TestServer::start_with(Options {
             toml: format!(
                 "[flows]\ndir = \"{}\"\ndefault = \"by-number\"\n\
-                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\"302\" = \"identify-then-wait\"\n\"303\" = \"identify-then-queue\"\n\
+                 [flows.numbers]\n\"300\" = \"by-number\"\n\"301\" = \"mrn\"\n\"302\" = \"identify-then-wait\"\n\"303\" = \"identify-then-queue\"\n\"304\" = \"identify-then-callback\"\n\
                  [flows.resources]\n\"<PATIENT_VERIFICATION_LAMBDA_ARN>\" = \"careline:patient-lookup\"\n\
-                 [queues.nurses]\n",
+                 [queues.nurses]\n{extra}",
                 flows.path().display()
             ),
             args: vec!["--record-all".into()],
@@ -506,4 +537,88 @@ fn the_nurse_who_answers_an_identified_caller_sees_their_record() {
         200
     );
     server_hangs_up(&mut ua);
+}
+
+/// The screen-pop on a callback: an identified caller asks to be called back; the nurse who
+/// accepts it is linked to Careline's call to the patient, so the patient's summary opens to
+/// her while it rings; the call placed for the patient is audited naming them. Nobody
+/// answers (busy, the only attempt): the link ends and the summary closes again.
+#[test]
+fn the_nurse_who_calls_an_identified_caller_back_sees_their_record() {
+    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let world = World::start_with(&format!(
+        "[sip.trunks.carrier]\nproxy = \"sip:{}\"\n",
+        handset.local
+    ));
+    handset.server = world.server.sip;
+    world.import_patients();
+    let nurse = world.token("nurse-1", "agent");
+    let (mut ua, _peer) = world.dial("304");
+    server_hangs_up(&mut ua);
+    assert_eq!(
+        world
+            .server
+            .metric("careline_callbacks_total{event=\"created\"}"),
+        1.0
+    );
+    assert_eq!(world.summary_status(&nurse, 403), 403, "nobody's call yet");
+
+    let mut console = support::console::Console::open(world.server.http, &nurse);
+    console.expect_state("offline");
+    console.send(json!({"type": "state", "state": "available"}));
+    console.expect_state("available");
+    let offered = console.expect_offer();
+    let browser = support::browser::BrowserPeer::new(&[Codec::Pcmu]);
+    let auth = format!("Bearer {nurse}");
+    let r = request(
+        world.server.http,
+        "POST",
+        &format!("/api/v1/calls/{offered}/accept"),
+        &[("Authorization", auth.as_str())],
+        Some(("application/sdp", browser.offer.as_bytes())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let call_id = r.header("careline-call-id").expect("the call").to_string();
+    let callee = support::sip::Callee::ring(&mut handset, Duration::from_secs(20))
+        .expect("Careline calls the patient back");
+    let link = world.api(
+        "GET",
+        &format!("/api/v1/calls/{call_id}/contact"),
+        &nurse,
+        None,
+    );
+    assert_eq!(link.status, 200, "{}", link.body);
+    let link: Value = serde_json::from_str(&link.body).unwrap();
+    assert_eq!(link["patient_id"], PATIENT);
+    assert_eq!(link["user"], "nurse-1");
+    assert_eq!(
+        world.summary_status(&nurse, 200),
+        200,
+        "the screen-pop opens"
+    );
+    let auditor = world.token("aud-1", "auditor");
+    let placed = world.auditor_sees(&auditor, "call.place", PATIENT);
+    assert!(
+        placed
+            .iter()
+            .any(|e| e["detail"]["call_id"] == call_id.as_str()),
+        "{placed:?}"
+    );
+
+    callee.respond(&mut handset, 486, "Busy Here", None);
+    assert_eq!(
+        world.server.wait_metric(
+            "careline_callbacks_total{event=\"given_up\"}",
+            1.0,
+            Duration::from_secs(20)
+        ),
+        1.0,
+        "its only attempt failed"
+    );
+    assert_eq!(
+        world.summary_status(&nurse, 403),
+        403,
+        "the link ended with the call"
+    );
+    console.expect_state("available");
 }

@@ -94,6 +94,40 @@ impl CallHooks for CallEvents {
         });
     }
 
+    fn link_patient(&self, call_id: &str, patient_id: &str) -> BoxFuture<'static, ()> {
+        let (audit, auth, patients) =
+            (self.audit.clone(), self.auth.clone(), self.patients.clone());
+        let (call_id, patient) = (call_id.to_string(), patient_id.to_string());
+        Box::pin(async move {
+            if let Err(e) = patients.link_call(&call_id, &patient, None).await {
+                tracing::error!(error = %e, "could not link the call to its patient");
+            }
+            if let Err(e) = auth
+                .set_unhandled_contact(&call_id, &patient, "system")
+                .await
+            {
+                tracing::error!(error = %e, "could not note the call's patient");
+            }
+            audit
+                .record(
+                    Event::new("system", action::CALL_PLACE, "success")
+                        .patient(&patient)
+                        .detail(json!({"call_id": call_id, "reason": "callback"})),
+                )
+                .await;
+        })
+    }
+
+    fn unlink_patient(&self, call_id: &str) -> BoxFuture<'static, ()> {
+        let auth = self.auth.clone();
+        let call_id = call_id.to_string();
+        Box::pin(async move {
+            if let Err(e) = auth.clear_active_contact(&call_id, "system").await {
+                tracing::error!(error = %e, "could not end the call's active contact");
+            }
+        })
+    }
+
     fn identify(&self, call_id: &str, query: IdentifyQuery) -> BoxFuture<'static, Identify> {
         let audit = self.audit.clone();
         let auth = self.auth.clone();

@@ -40,6 +40,7 @@ pub(super) async fn create(
     call_id: String,
     request: CallbackRequest,
     waiting_since: Option<jiff::Timestamp>,
+    patient: Option<String>,
 ) -> Result<(), String> {
     let Some(store) = svc.callbacks.clone() else {
         return Err("no database in this process to keep callbacks in".into());
@@ -57,6 +58,7 @@ pub(super) async fn create(
         flow: request.flow.map(|f| f.to_string()),
         origin_call: call_id.clone(),
         language: request.language,
+        patient,
     };
     if let Err(e) = store.create(&cb, now).await {
         warn!(error = %e, "could not keep a queued callback");
@@ -130,8 +132,8 @@ pub(super) async fn take(
         svc.desk.release_callback(agent, id);
         return Err(not_offered());
     };
-    let (cb, number) = match store.start_attempt(id, now_ms()).await {
-        Ok(Some(taken)) => taken,
+    let (cb, number, patient) = match store.start_attempt(id, now_ms()).await {
+        Ok(Some(a)) => (a.callback, a.number, a.patient),
         Ok(None) => {
             svc.desk.release_callback(agent, id);
             return Err(not_offered());
@@ -230,6 +232,11 @@ pub(super) async fn take(
     info!(callback = %cb.id, call = %placed.call_id, attempt = cb.attempts,
           "calling a queued callback's patient, the agent on the line");
     let call_id = placed.call_id.clone();
+    // The call is about the patient the caller was identified as: their record pops up for
+    // the agent (the API links the agent to the call's patient as it answers).
+    if let (Some(patient), Some(hooks)) = (&patient, &svc.hooks) {
+        hooks.link_patient(&call_id, patient).await;
+    }
     let (svc2, agent2) = (svc.clone(), agent.to_string());
     tokio::spawn(async move {
         let outcome = placed.outcome.await.unwrap_or_else(|_| CallOutcome {
@@ -239,6 +246,13 @@ pub(super) async fn take(
             talk_time: Duration::ZERO,
             attributes: Default::default(),
         });
+        if !outcome.answered
+            && patient.is_some()
+            && let Some(hooks) = &svc2.hooks
+        {
+            // Never answered, the call had no end to close its link.
+            hooks.unlink_patient(&outcome.call_id).await;
+        }
         settle(&svc2, &store, &agent2, &cb, &outcome).await;
     });
     Ok(Taken {

@@ -83,10 +83,11 @@ impl Shell {
                         })
                         .map(|s| s.enqueued_at);
                     let (svc, call_id) = (self.svc.clone(), self.call_id.clone());
+                    let patient = core.patient().map(String::from);
                     self.spawn(async move {
-                        Done::CallbackCreated(
-                            super::callback::create(svc, call_id, request, waiting_since).await,
-                        )
+                        let created =
+                            super::callback::create(svc, call_id, request, waiting_since, patient);
+                        Done::CallbackCreated(created.await)
                     });
                 }
                 Output::Reprioritize(priority) => {

@@ -99,6 +99,11 @@ pub trait CallHooks: Send + Sync {
     fn call_ended(&self, end: CallEnd);
     /// The `careline:patient-lookup` built-in: finds the caller in the patient store.
     fn identify(&self, call_id: &str, query: IdentifyQuery) -> BoxFuture<'static, Identify>;
+    /// A call Careline places is about `patient_id` (a queued callback of an identified
+    /// caller): linked as the IVR links an identified caller, and audited.
+    fn link_patient(&self, call_id: &str, patient_id: &str) -> BoxFuture<'static, ()>;
+    /// The link of a placed call nobody answered ends (an answered call's ends with it).
+    fn unlink_patient(&self, call_id: &str) -> BoxFuture<'static, ()>;
 }
 
 /// How a call ended: for the audit trail and the identified patient's contact history.

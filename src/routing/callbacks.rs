@@ -51,6 +51,16 @@ pub struct NewCallback {
     pub origin_call: String,
     /// The caller's language (`$.Attributes.language` of the callback's flow).
     pub language: Option<String>,
+    /// The patient the IVR identified on the call asking (PHI: sealed).
+    pub patient: Option<String>,
+}
+
+/// What calling a callback needs, opened from the database (PHI: never logged).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub callback: Callback,
+    pub number: String,
+    pub patient: Option<String>,
 }
 
 /// A callback as stored (without its number, which [`CallbackStore::start_attempt`] opens).
@@ -130,6 +140,11 @@ fn context(id: &str) -> String {
     format!("callback:{id}")
 }
 
+/// The sealing context of callback `id`'s patient.
+fn patient_context(id: &str) -> String {
+    format!("callback-patient:{id}")
+}
+
 /// The queued callbacks, in the database.
 #[derive(Clone)]
 pub struct CallbackStore {
@@ -153,8 +168,8 @@ impl CallbackStore {
         sqlx::query(
             "INSERT INTO callbacks (id, queue, number, priority, time_adjustment_ms, since_at, \
              not_before, attempts, max_attempts, retry_delay_secs, flow, origin_call, language, \
-             status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $13, $14, $14)",
+             patient, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
         )
         .bind(&cb.id)
         .bind(&cb.queue)
@@ -168,6 +183,11 @@ impl CallbackStore {
         .bind(cb.flow.as_deref())
         .bind(&cb.origin_call)
         .bind(cb.language.as_deref())
+        .bind(
+            cb.patient
+                .as_ref()
+                .map(|p| self.keys.seal(&patient_context(&cb.id), p.as_bytes())),
+        )
         .bind(QUEUED)
         .bind(now_ms)
         .execute(self.db.pool())
@@ -241,13 +261,13 @@ impl CallbackStore {
         Ok(rows.into_iter().map(callback).collect())
     }
 
-    /// An agent took callback `id`: it is dialing, one more attempt counted. Returns it and
-    /// its number (PHI), or None when it is not queued (settled meanwhile).
+    /// An agent took callback `id`: it is dialing, one more attempt counted. Returns it with
+    /// its number and patient (PHI), or None when it is not queued (settled meanwhile).
     pub async fn start_attempt(
         &self,
         id: &str,
         now_ms: i64,
-    ) -> Result<Option<(Callback, String)>, CallbackError> {
+    ) -> Result<Option<Attempt>, CallbackError> {
         let done = sqlx::query(
             "UPDATE callbacks SET status = $1, attempts = attempts + 1, updated_at = $2 \
              WHERE id = $3 AND status = $4",
@@ -261,20 +281,31 @@ impl CallbackStore {
         if done.rows_affected() != 1 {
             return Ok(None);
         }
-        let row: Option<(String,)> = sqlx::query_as("SELECT number FROM callbacks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some((sealed,)) = row else {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT number, patient FROM callbacks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some((number, patient)) = row else {
             return Ok(None);
         };
-        let number = self
-            .keys
-            .open_sealed(&context(id), &sealed)
-            .ok()
-            .and_then(|plain| String::from_utf8(plain.to_vec()).ok())
-            .ok_or_else(|| CallbackError::Sealed(id.to_string()))?;
-        Ok(self.get(id).await?.map(|cb| (cb, number)))
+        let open = |context: &str, sealed: &str| {
+            self.keys
+                .open_sealed(context, sealed)
+                .ok()
+                .and_then(|plain| String::from_utf8(plain.to_vec()).ok())
+                .ok_or_else(|| CallbackError::Sealed(id.to_string()))
+        };
+        let number = open(&context(id), &number)?;
+        let patient = match patient {
+            Some(p) => Some(open(&patient_context(id), &p)?),
+            None => None,
+        };
+        Ok(self.get(id).await?.map(|callback| Attempt {
+            callback,
+            number,
+            patient,
+        }))
     }
 
     /// An attempt that never got to call (the agent's browser, the trunk at its limit) is
@@ -387,6 +418,7 @@ mod tests {
             flow: None,
             origin_call: format!("call-{id}"),
             language: Some("en".into()),
+            patient: Some("pat-42".into()),
         }
     }
 
@@ -407,6 +439,7 @@ mod tests {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
             assert!(!text.contains("15550100199"), "the number is in clear");
+            assert!(!text.contains("pat-42"), "the patient is in clear");
         }
     }
 
@@ -414,9 +447,11 @@ mod tests {
     async fn attempts_retry_after_the_delay_then_give_up() {
         let (store, _dir) = store().await;
         store.create(&new("cb", 1_000, 2), 1_000).await.unwrap();
-        let (cb, number) = store.start_attempt("cb", 10_000).await.unwrap().unwrap();
+        let attempt = store.start_attempt("cb", 10_000).await.unwrap().unwrap();
+        let cb = &attempt.callback;
         assert_eq!((cb.attempts, cb.status.as_str()), (1, DIALING));
-        assert_eq!(number, "+15550100199");
+        assert_eq!(attempt.number, "+15550100199");
+        assert_eq!(attempt.patient.as_deref(), Some("pat-42"));
         // Taken once only.
         assert!(store.start_attempt("cb", 10_000).await.unwrap().is_none());
         assert_eq!(

@@ -1,6 +1,7 @@
 -- Queued callbacks (issue 23): a caller who asked to be called back keeps their place in the
 -- queue, across restarts. The number to call is PHI: sealed with the data keys (context
--- `callback:<id>`). Times are epoch milliseconds.
+-- `callback:<id>`), and so is the patient the IVR identified (`callback-patient:<id>`), whose
+-- record pops up for the agent who calls back. Times are epoch milliseconds.
 --   status: queued (waits for its turn), dialing (an agent took it and the patient is being
 --   called), reached (the patient answered), given_up (every attempt failed, or cancelled).
 CREATE TABLE callbacks (
@@ -16,6 +17,7 @@ CREATE TABLE callbacks (
     retry_delay_secs BIGINT NOT NULL,
     flow TEXT,
     language TEXT,
+    patient TEXT,
     origin_call TEXT NOT NULL,
     status TEXT NOT NULL,
     last_cause TEXT,
