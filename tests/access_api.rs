@@ -466,6 +466,19 @@ const MATRIX: &[Row] = &[
         off_call: [A, A, D, D, A, D],
         on_call: [A, A, D, D, A, D],
     },
+    // The callbacks owed to callers: supervisors and admins (no number, no patient shown).
+    Row {
+        method: "GET",
+        path: "/api/v1/callbacks",
+        off_call: [A, A, D, D, D, D],
+        on_call: [A, A, D, D, D, D],
+    },
+    Row {
+        method: "DELETE",
+        path: "/api/v1/callbacks/{id}",
+        off_call: [A, A, D, D, D, D],
+        on_call: [A, A, D, D, D, D],
+    },
     Row {
         method: "POST",
         path: "/api/v1/calls/{call_id}/wrap-up",
@@ -825,6 +838,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     || (row.path.ends_with("/decision") && r.status == 409)
                     // No such notice: past the check, 404.
                     || (row.path.ends_with("/retry") && r.status == 404)
+                    // No such callback: past the check, 404.
+                    || (row.path == "/api/v1/callbacks/{id}" && r.status == 404)
                     || (row.path == "/api/v1/ws" && r.status == 426)
                     || (row.path == "/api/v1/calls" && r.status == 422)
                     || (row.path == "/api/v1/calls/{call_id}" && r.status == 404);

@@ -124,6 +124,10 @@ fn a_caller_called_back_keeps_their_place_across_a_restart_and_talks_with_the_nu
     );
     let offer = console.seen.last().cloned().unwrap_or_default();
     assert_eq!(offer["queue"], "triage-nurses", "{offer}");
+    assert_eq!(
+        offer["callback"], true,
+        "the console says it is a callback: {offer}"
+    );
 
     let browser = BrowserPeer::new(&[Codec::Pcmu]);
     let r = request(
@@ -241,4 +245,66 @@ fn a_callback_nobody_answers_frees_the_nurse_and_is_tried_again_after_its_delay(
         server.metric("careline_outbound_calls_total{outcome=\"busy\"}"),
         1.0
     );
+
+    // A supervisor sees it waiting for its next attempt, and cancels it.
+    let supervisor = server.user_token("sup-1", "supervisor");
+    let auth = format!("Bearer {supervisor}");
+    let list = request(
+        server.http,
+        "GET",
+        "/api/v1/callbacks",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(list.status, 200, "{}", list.body);
+    let listed = list.json()["callbacks"].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["id"], offered.as_str());
+    assert_eq!(listed[0]["status"], "queued");
+    assert_eq!(listed[0]["attempts"], 1);
+    assert_eq!(listed[0]["max_attempts"], 3);
+    assert_eq!(listed[0]["last_cause"], "busy");
+    assert!(
+        !list.body.contains("5551230000"),
+        "no number: {}",
+        list.body
+    );
+    let path = format!("/api/v1/callbacks/{offered}");
+    let r = request(
+        server.http,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = request(
+        server.http,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 409, "cancelled already: {}", r.body);
+    let list = request(
+        server.http,
+        "GET",
+        "/api/v1/callbacks",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(
+        list.json()["callbacks"],
+        serde_json::json!([]),
+        "{}",
+        list.body
+    );
+    let nurse_list = request(
+        server.http,
+        "GET",
+        "/api/v1/callbacks",
+        &[("Authorization", &format!("Bearer {nurse}"))],
+        None,
+    );
+    assert_eq!(nurse_list.status, 403, "{}", nurse_list.body);
 }

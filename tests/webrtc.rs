@@ -941,6 +941,7 @@ fn the_available_nurse_is_offered_the_call_accepts_talks_and_wraps_up() {
     );
     let offer = console.seen.last().cloned().unwrap_or_default();
     assert_eq!(offer["queue"], "triage-urgent", "{offer}");
+    assert_eq!(offer["callback"], false, "a caller on the line: {offer}");
     assert!(offer["rings_for_secs"].as_u64().unwrap_or(0) > 0, "{offer}");
     console.expect_state("offered");
 

@@ -256,8 +256,9 @@ function ring(offer) {
   ringing = { callId: offer.call_id, queue: offer.queue, until: Date.now() + offer.rings_for_secs * 1000 };
   const tick = () => {
     const left = Math.max(0, Math.round((ringing.until - Date.now()) / 1000));
-    $('ringing-detail').textContent =
-      `A caller in ${offer.queue}, waiting ${minutes(offer.waited_secs)}. Rings for ${left} s more.`;
+    $('ringing-detail').textContent = offer.callback
+      ? `A callback in ${offer.queue}, asked for ${minutes(offer.waited_secs)} ago: accepting calls the patient. Rings for ${left} s more.`
+      : `A caller in ${offer.queue}, waiting ${minutes(offer.waited_secs)}. Rings for ${left} s more.`;
   };
   tick();
   clearInterval(ringTimer);

@@ -16,6 +16,7 @@ pub mod access;
 pub(crate) mod audit;
 pub(crate) mod browser;
 pub(crate) mod call_records;
+pub(crate) mod callbacks;
 pub(crate) mod calls;
 pub(crate) mod extract;
 pub(crate) mod https;

@@ -633,6 +633,36 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[],
     },
     RouteDoc {
+        method: "get",
+        path: "/api/v1/callbacks",
+        action: Some(Action::CallbackManage),
+        summary: "Queued callbacks callers asked for (CreateCallbackContact), oldest place first: {\"callbacks\": [{\"id\", \"queue\", \"status\" (queued, dialing, reached, given_up), \"waiting_since\" (the place kept), \"not_before\" (when next offered), \"attempts\", \"max_attempts\", \"retry_delay_secs\", \"last_cause\" (no_answer, busy, cancelled, restart, ...), \"origin_call\"}]}. No number and no patient.",
+        query: &[
+            (
+                "status",
+                "queued, dialing, reached, given_up or all (default: queued and dialing)",
+            ),
+            ("limit", "at most this many (1 to 1000, default 100)"),
+        ],
+        body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/callbacks/{id}",
+        action: Some(Action::CallbackManage),
+        summary: "Cancel a queued callback: it leaves routing at once (a ringing offer of it is withdrawn), audited (callback.cancel). 204; 404 for no such callback; 409 when it is not queued (the patient is being called, or it is settled).",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[404, 409],
+    },
+    RouteDoc {
         method: "post",
         path: "/api/v1/calls/{call_id}/wrap-up",
         action: Some(Action::CallAnswer),
@@ -780,6 +810,9 @@ fn query_schema(path: &str, name: &str) -> Value {
         "format" if path == "/api/v1/call-records" => json!({"enum": ["json", "csv"]}),
         "format" => json!({"enum": ["ogg", "wav"]}),
         "status" if path == "/api/v1/care-tasks" => json!({"enum": ["OPEN", "DONE", "all"]}),
+        "status" if path == "/api/v1/callbacks" => {
+            json!({"enum": ["queued", "dialing", "reached", "given_up", "all"]})
+        }
         "status" => json!({"enum": ["RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "all"]}),
         "name" if path.starts_with("/api/v1/workflows") => {
             json!({"type": "string", "pattern": "^[A-Za-z0-9-]{1,40}$"})

@@ -117,6 +117,8 @@ enum ToConsole<'a> {
         queue: String,
         waited_secs: u64,
         rings_for_secs: u64,
+        /// A queued callback: accepting it calls the patient, the agent on the line.
+        callback: bool,
     },
     OfferWithdrawn {
         call_id: String,
@@ -356,11 +358,13 @@ fn to_console(event: DeskEvent) -> ToConsole<'static> {
             queue,
             waited,
             rings_for,
+            callback,
         } => ToConsole::Offer {
             call_id,
             queue,
             waited_secs: waited.as_secs(),
             rings_for_secs: rings_for.as_secs(),
+            callback,
         },
         DeskEvent::Withdrawn { call_id, why } => ToConsole::OfferWithdrawn { call_id, why },
     }

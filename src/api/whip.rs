@@ -91,6 +91,11 @@ pub(crate) fn router(
             calls: calls.clone(),
             public_calls,
         }))
+        .merge(super::callbacks::router(WhipApi {
+            api: api.clone(),
+            calls: calls.clone(),
+            public_calls,
+        }))
         .merge(super::signaling::router(WhipApi {
             api,
             calls,

@@ -43,6 +43,7 @@ pub mod action {
     pub const CALL_PLACE: &str = "call.place";
     /// A placed call hung up on someone's request (API).
     pub const CALL_HANGUP: &str = "call.hangup";
+    pub const CALLBACK_CANCEL: &str = "callback.cancel";
     pub const RECORDING_READ: &str = "recording.read";
     pub const RECORDING_DELETE: &str = "recording.delete";
     pub const RECORDING_CONTROL: &str = "recording.control";

@@ -116,6 +116,8 @@ pub enum Action {
     /// The call records (one per answered call: queues, agents, times, wrap-up): reports.
     /// No patient data is shown.
     CallRecordsRead,
+    /// The queued callbacks: list them (no number, no patient), cancel a queued one.
+    CallbackManage,
 }
 
 impl Action {
@@ -145,6 +147,7 @@ impl Action {
             Action::DeskRead => "desk.read",
             Action::NotificationManage => "notification.manage",
             Action::CallRecordsRead => "call_records.read",
+            Action::CallbackManage => "callback.manage",
         }
     }
 }
@@ -241,6 +244,9 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     (A::CallRecordsRead, R::Admin, S::Any),
     (A::CallRecordsRead, R::Supervisor, S::Any),
     (A::CallRecordsRead, R::Auditor, S::Any),
+    // The callbacks owed to callers: who runs the contact center.
+    (A::CallbackManage, R::Admin, S::Any),
+    (A::CallbackManage, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

@@ -196,6 +196,8 @@ pub enum Output {
         /// How long the contact has waited in the queue.
         waited: Duration,
         until: Instant,
+        /// A queued callback: accepting it calls the patient.
+        callback: bool,
     },
     /// Stop ringing `agent`: the offer of `contact` is over.
     OfferWithdrawn {
@@ -1051,6 +1053,7 @@ impl Acd {
         }
         c.offered_to = Some(agent.to_string());
         let queue = c.queue.clone();
+        let callback = c.callback;
         let waited = now.saturating_duration_since(c.since);
         let until = now + self.policy.offer_timeout;
         // The offer first, so a console that hears it ring already knows what rings.
@@ -1060,6 +1063,7 @@ impl Acd {
             queue: queue.clone(),
             waited,
             until,
+            callback,
         });
         self.set_state(
             agent,

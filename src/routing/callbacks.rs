@@ -335,7 +335,23 @@ impl CallbackStore {
         self.settle(id, REACHED, None, now_ms).await
     }
 
-    /// Gives callback `id` up (its number could not be opened, or an operator cancelled it).
+    /// An operator cancels queued callback `id`: false when it is not queued (an agent is
+    /// calling the patient, or it is settled).
+    pub async fn cancel(&self, id: &str, now_ms: i64) -> Result<bool, CallbackError> {
+        let done = sqlx::query(
+            "UPDATE callbacks SET status = $1, last_cause = 'cancelled', updated_at = $2 \
+             WHERE id = $3 AND status = $4",
+        )
+        .bind(GIVEN_UP)
+        .bind(now_ms)
+        .bind(id)
+        .bind(QUEUED)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives callback `id` up (its number could not be opened, or its queue is gone).
     pub async fn give_up(&self, id: &str, cause: &str, now_ms: i64) -> Result<(), CallbackError> {
         self.settle(id, GIVEN_UP, Some(cause), now_ms).await
     }

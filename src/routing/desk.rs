@@ -178,6 +178,8 @@ pub enum DeskEvent {
         waited: Duration,
         /// How long it rings before it goes to the next agent.
         rings_for: Duration,
+        /// A queued callback (accepting it calls the patient).
+        callback: bool,
     },
     /// The offer of `call_id` is over.
     Withdrawn { call_id: String, why: Withdrawn },
@@ -410,6 +412,12 @@ impl Desk {
         })
     }
 
+    /// A queued callback cancelled by an operator leaves its queue (an offer of it is
+    /// withdrawn, the agent keeping their turn).
+    pub fn cancel_callback(&self, callback: &str) {
+        let _ = self.apply(|acd, now| acd.remove(callback, now));
+    }
+
     /// Callback `callback`'s call is over without `agent` talking to the patient (given up,
     /// or the patient hung up before the agent joined): the agent is free at once, if they
     /// are still on it.
@@ -490,6 +498,7 @@ impl Desk {
                     queue,
                     waited,
                     until,
+                    callback,
                 } => {
                     info!(call = %contact, %queue, %agent, "offered to an agent");
                     let rings_for = until.saturating_duration_since(Instant::now());
@@ -498,6 +507,7 @@ impl Desk {
                         queue,
                         waited,
                         rings_for,
+                        callback,
                     };
                     (agent, event)
                 }
