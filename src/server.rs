@@ -260,6 +260,19 @@ impl Server {
             hooks: Some(hooks),
         });
 
+        // Users who may answer calls are at the desk while their SIP phone is registered.
+        let auth = records.auth.clone();
+        crate::call::phone_agent::start(
+            services.clone(),
+            Arc::new(move |user: String| {
+                let auth = auth.clone();
+                Box::pin(async move {
+                    matches!(auth.user_role(&user).await, Ok(Some(role))
+                        if crate::auth::permission::scope(role, crate::auth::Action::CallAnswer)
+                            .is_some())
+                })
+            }),
+        );
         // Callbacks callers asked for before the restart take their places again.
         match crate::call::callback::restore(&services).await {
             Ok(0) => {}

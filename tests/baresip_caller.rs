@@ -92,7 +92,8 @@ fn free_rtp_range() -> (u16, u16) {
     panic!("no run of 10 free UDP ports on 127.0.0.1");
 }
 
-fn write_silence_wav(path: &Path, seconds: u32) {
+/// A WAV of `hz` (silence at 0) for baresip's microphone.
+fn write_tone_wav(path: &Path, seconds: u32, hz: f32) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
@@ -100,9 +101,10 @@ fn write_silence_wav(path: &Path, seconds: u32) {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).expect("write the caller's silence WAV");
-    for _ in 0..8000 * seconds {
-        w.write_sample(0i16)
-            .expect("write the caller's silence WAV");
+    let pcm = support::audio::tone(hz, seconds as usize * 1000);
+    for s in pcm {
+        let s = if hz == 0.0 { 0 } else { s };
+        w.write_sample(s).expect("write the caller's silence WAV");
     }
     w.finalize().expect("write the caller's silence WAV");
 }
@@ -129,12 +131,17 @@ impl Baresip {
     /// A phone with this `accounts` line and these modules besides the usual ones (`srtp.so`
     /// for SDES media encryption).
     fn start_with_modules(account: &str, extra: &[&str]) -> Baresip {
+        Baresip::start_speaking(account, extra, 0.0)
+    }
+
+    /// A phone whose microphone hears a tone of `hz` (0: silence).
+    fn start_speaking(account: &str, extra: &[&str], hz: f32) -> Baresip {
         let modules = module_dir();
         let extra: String = extra.iter().map(|m| format!("module\t\t\t{m}\n")).collect();
         let dir = tempfile::tempdir().expect("temp dir for baresip's config");
         let silence = dir.path().join("silence.wav");
         // Longer than the call: aufile stops at the end of its file.
-        write_silence_wav(&silence, 30);
+        write_tone_wav(&silence, 30, hz);
         let sip_port = free_sip_port();
         let (rtp_lo, rtp_hi) = free_rtp_range();
         // `net_interface` set to an address keeps SIP and SDP on loopback (baresip otherwise
@@ -620,4 +627,96 @@ fn baresip_calls_over_tls_with_srtp_and_never_with_keys_in_clear() {
     );
     let log = support::server::plain(&server.log());
     assert!(log.contains("over TLS only"), "{log}");
+}
+
+/// baresip as a nurse's desk phone: registered as agent nina with her SIP secret, she is at
+/// the desk, available, as soon as it registers. A phone caller who reaches the urgent queue
+/// rings it (the queue's name as the caller), it answers (auto-answer), and the two hear each
+/// other (a tone each way, through the RTP-to-RTP bridge); the caller's hang-up sends the
+/// phone a BYE and frees nina; unregistering signs her out.
+#[test]
+fn a_registered_baresip_phone_takes_a_queued_call_as_an_agent() {
+    let server = TestServer::start_with(Options {
+        toml: "[sip]\ndigest_algorithms = [\"MD5\"]\n[routing]\nafter_contact_work_secs = 0\n"
+            .into(),
+        ..Default::default()
+    });
+    server.user_token("nina", "agent");
+    let secret = server.sip_secret("nina");
+    let mut phone = Baresip::start_speaking(
+        &format!(
+            "<sip:nina@{}>;auth_pass={secret};regint=600;answermode=auto",
+            server.sip
+        ),
+        &[],
+        440.0,
+    );
+    phone.wait_for("1 binding", Duration::from_secs(20));
+    let available = "careline_agents{state=\"available\"}";
+    assert_eq!(
+        server.wait_metric(available, 1.0, Duration::from_secs(10)),
+        1.0,
+        "a registered agent's phone puts her at the desk"
+    );
+
+    let caller = support::rtp::RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = support::sip::Ua::udp(server.sip);
+    let mut call = support::sip::dial_answered(&mut ua, "200", &caller);
+    support::audio::let_call_run(&caller, 500);
+    caller.send_event('2', 100); // English
+    support::audio::let_call_run(&caller, 500);
+    caller.send_event('9', 100); // urgent
+    phone.wait_for("Call established", Duration::from_secs(30));
+    assert!(
+        phone.output().contains("triage-urgent"),
+        "the phone shows the queue:\n{}",
+        phone.output()
+    );
+    assert_eq!(
+        server.wait_metric(
+            "careline_agents{state=\"on_contact\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0
+    );
+    let from = caller.heard().len() / 8;
+    support::audio::wait_for_tone(
+        || caller.heard(),
+        440.0,
+        from,
+        "the caller hears the nurse's phone",
+    );
+    let from = phone.heard_so_far().len() / 8;
+    caller.send_audio(support::audio::tone(1000.0, 2000));
+    support::audio::wait_for_tone(
+        || phone.heard_so_far(),
+        1000.0,
+        from,
+        "the nurse hears the caller",
+    );
+
+    // The caller hangs up: the phone gets a BYE, and nina is available again.
+    let bye = call.bye(&ua);
+    ua.send(&bye);
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"caller_bye\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0
+    );
+    // baresip's word for a BYE it received.
+    phone.wait_for("session closed", Duration::from_secs(10));
+    assert_eq!(
+        server.wait_metric(available, 1.0, Duration::from_secs(10)),
+        1.0
+    );
+    phone.quit();
+    assert_eq!(
+        server.wait_metric_down(available, 0.0, Duration::from_secs(10)),
+        0.0,
+        "unregistered, she is signed out"
+    );
 }

@@ -49,19 +49,40 @@ pub enum AnswerError {
     Offer(#[from] WebRtcError),
 }
 
+/// What the agent's leg speaks.
+pub enum AgentMedia {
+    /// A browser: the peer connection that answered its offer (connected once DTLS is up).
+    WebRtc {
+        peer: Box<WebRtcTransport>,
+        params: crate::media::leg::LegParams,
+        ids: LegIds,
+    },
+    /// A phone (a SIP agent): what its answer negotiated; connected as it answered.
+    Rtp {
+        params: crate::media::leg::LegParams,
+    },
+}
+
 /// The agent's leg, handed to the call it joins (`CallCommand::Agent`); `accepted` says
 /// whether the call took it (it is queued and still there).
 pub struct AgentOffer {
     pub(super) sockets: RtpSockets,
-    pub(super) peer: Box<WebRtcTransport>,
-    pub(super) params: crate::media::leg::LegParams,
-    pub(super) ids: LegIds,
+    pub(super) media: AgentMedia,
     pub(super) session: String,
     /// The agent (user name), told to routing when the contact ends.
     pub(super) agent: String,
     /// The queued callback the agent took (its id), whose call this leg waits on.
     pub(super) callback: Option<String>,
     pub(super) accepted: oneshot::Sender<bool>,
+    /// Told when the call lets the leg go (a phone agent then hangs its phone up).
+    pub(super) released: Option<oneshot::Sender<()>>,
+}
+
+impl AgentOffer {
+    /// A phone's leg: connected from the start.
+    pub(super) fn is_phone(&self) -> bool {
+        matches!(self.media, AgentMedia::Rtp { .. })
+    }
 }
 
 impl fmt::Debug for AgentOffer {
@@ -123,6 +144,8 @@ pub(super) struct AgentLeg {
     /// A queued callback's agent: unless bridged, routing hears of the end from the
     /// callback's dialer ([`super::callback`]), which knows whether to try again.
     pub callback: Option<String>,
+    /// Told when the leg is let go.
+    pub released: Option<oneshot::Sender<()>>,
 }
 
 /// Agents' WHIP sessions: session id to the call it joined, so that the agent's `DELETE`
@@ -262,13 +285,16 @@ async fn join(
     let (accepted, taken) = oneshot::channel();
     let offer = AgentOffer {
         sockets,
-        peer: Box::new(answered.transport),
-        params: answered.params,
-        ids,
+        media: AgentMedia::WebRtc {
+            peer: Box::new(answered.transport),
+            params: answered.params,
+            ids,
+        },
         session: resource.clone(),
         agent: agent.to_string(),
         callback: None,
         accepted,
+        released: None,
     };
     if !svc
         .table
@@ -347,20 +373,22 @@ impl Shell {
     pub(super) fn open_agent(&mut self, offer: AgentOffer) -> bool {
         let AgentOffer {
             sockets,
-            peer,
-            params,
-            ids,
+            media,
             session,
             agent,
             callback,
             accepted,
+            released,
         } = offer;
         let opts = self.svc.settings.leg_options();
-        match self
-            .svc
-            .media
-            .open_webrtc(sockets, *peer, params, opts, ids)
-        {
+        let opened = match media {
+            AgentMedia::WebRtc { peer, params, ids } => self
+                .svc
+                .media
+                .open_webrtc(sockets, *peer, params, opts, ids),
+            AgentMedia::Rtp { params } => self.svc.media.open(sockets, params, opts),
+        };
+        match opened {
             Ok(leg) => {
                 self.svc
                     .agent_sessions
@@ -371,6 +399,7 @@ impl Shell {
                     agent,
                     bridged: false,
                     callback,
+                    released,
                 });
                 let _ = accepted.send(true);
                 true
@@ -456,7 +485,10 @@ impl Shell {
     /// Closes the agent's leg (the browser learns by DTLS close) and ends their session; the
     /// agent goes to wrap-up if they talked with the caller.
     pub(super) async fn release_agent(&mut self) {
-        if let Some(agent) = self.agent.take() {
+        if let Some(mut agent) = self.agent.take() {
+            if let Some(released) = agent.released.take() {
+                let _ = released.send(());
+            }
             self.svc.agent_sessions.remove(&agent.session);
             if agent.bridged {
                 self.svc.desk.contact_ended(&agent.agent);

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::CallServices;
-use super::answer::{AgentOffer, AnswerError, Taken};
+use super::answer::{AgentMedia, AgentOffer, AnswerError, Taken};
 use super::dial::{CallOutcome, DialError, OutboundCall};
 use crate::flow::interpreter::CallbackRequest;
 use crate::media::engine::LegIds;
@@ -117,6 +117,68 @@ pub async fn restore(svc: &Arc<CallServices>) -> Result<usize, CallbackError> {
     Ok(restored)
 }
 
+/// A callback's attempt, started: the store, the callback, its number and patient (PHI).
+struct Started {
+    store: crate::routing::callbacks::CallbackStore,
+    cb: Callback,
+    number: String,
+    patient: Option<String>,
+}
+
+/// `agent` accepted queued callback `id`: one more attempt starts, or the reason why not
+/// (routing has been told).
+async fn start_attempt(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    id: &str,
+) -> Result<Started, AnswerError> {
+    let not_offered = || AnswerError::NotOffered(id.to_string());
+    let Some(store) = svc.callbacks.clone() else {
+        svc.desk.release_callback(agent, id);
+        return Err(not_offered());
+    };
+    match store.start_attempt(id, now_ms()).await {
+        Ok(Some(a)) => Ok(Started {
+            store,
+            cb: a.callback,
+            number: a.number,
+            patient: a.patient,
+        }),
+        Ok(None) => {
+            svc.desk.release_callback(agent, id);
+            Err(not_offered())
+        }
+        Err(e @ CallbackError::Sealed(_)) => {
+            warn!(error = %e, "a queued callback cannot be made: given up");
+            let _ = store.give_up(id, "sealed", now_ms()).await;
+            svc.metrics.callback("given_up");
+            svc.desk.release_callback(agent, id);
+            Err(not_offered())
+        }
+        Err(e) => {
+            warn!(error = %e, callback = id, "could not start a callback's attempt");
+            back_in_place(svc, agent, &cb_unknown(id), now_ms() + 1000);
+            Err(not_offered())
+        }
+    }
+}
+
+/// An attempt that never got to call (the agent's leg, the trunk at its limit): not
+/// counted, the callback back in its place shortly.
+async fn not_sent(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    s: &Started,
+    e: AnswerError,
+) -> AnswerError {
+    let retry = now_ms() + NOT_SENT_RETRY.as_millis() as i64;
+    if let Err(e) = s.store.undo_attempt(&s.cb.id, retry, now_ms()).await {
+        warn!(error = %e, callback = %s.cb.id, "could not put a callback back");
+    }
+    back_in_place(svc, agent, &s.cb, retry);
+    e
+}
+
 /// `agent` accepted queued callback `id` with a WebRTC `offer` from `remote`: their leg is
 /// answered, and the patient is called with it on the line. The agent hears silence until
 /// the patient has heard the greeting.
@@ -127,49 +189,13 @@ pub(super) async fn take(
     offer: &str,
     remote: IpAddr,
 ) -> Result<Taken, AnswerError> {
-    let not_offered = || AnswerError::NotOffered(id.to_string());
-    let Some(store) = svc.callbacks.clone() else {
-        svc.desk.release_callback(agent, id);
-        return Err(not_offered());
-    };
-    let (cb, number, patient) = match store.start_attempt(id, now_ms()).await {
-        Ok(Some(a)) => (a.callback, a.number, a.patient),
-        Ok(None) => {
-            svc.desk.release_callback(agent, id);
-            return Err(not_offered());
-        }
-        Err(e @ CallbackError::Sealed(_)) => {
-            warn!(error = %e, "a queued callback cannot be made: given up");
-            let _ = store.give_up(id, "sealed", now_ms()).await;
-            svc.metrics.callback("given_up");
-            svc.desk.release_callback(agent, id);
-            return Err(not_offered());
-        }
-        Err(e) => {
-            warn!(error = %e, callback = id, "could not start a callback's attempt");
-            back_in_place(svc, agent, &cb_unknown(id), now_ms() + 1000);
-            return Err(not_offered());
-        }
-    };
-    let not_sent = |e: AnswerError| {
-        let store = store.clone();
-        let svc = svc.clone();
-        let (agent, cb) = (agent.to_string(), cb.clone());
-        async move {
-            let retry = now_ms() + NOT_SENT_RETRY.as_millis() as i64;
-            if let Err(e) = store.undo_attempt(&cb.id, retry, now_ms()).await {
-                warn!(error = %e, callback = %cb.id, "could not put a callback back");
-            }
-            back_in_place(&svc, &agent, &cb, retry);
-            e
-        }
-    };
+    let started = start_attempt(svc, agent, id).await?;
     let sockets = match svc.media.reserve(svc.sip.udp_addr.ip()) {
         Ok(s) => s,
-        Err(_) => return Err(not_sent(AnswerError::NoPorts).await),
+        Err(_) => return Err(not_sent(svc, agent, &started, AnswerError::NoPorts).await),
     };
     let Ok(local) = sockets.rtp.local_addr() else {
-        return Err(not_sent(AnswerError::NoPorts).await);
+        return Err(not_sent(svc, agent, &started, AnswerError::NoPorts).await);
     };
     let ids = LegIds::random();
     let answered = match WebRtcTransport::answer(
@@ -181,22 +207,67 @@ pub(super) async fn take(
         Instant::now(),
     ) {
         Ok(a) => a,
-        Err(e) => return Err(not_sent(AnswerError::Offer(e)).await),
+        Err(e) => return Err(not_sent(svc, agent, &started, AnswerError::Offer(e)).await),
     };
     let resource = format!("{:032x}", rand::random::<u128>());
     let (accepted, _opened) = oneshot::channel();
     let leg = AgentOffer {
         sockets,
-        peer: Box::new(answered.transport),
-        params: answered.params,
-        ids,
+        media: AgentMedia::WebRtc {
+            peer: Box::new(answered.transport),
+            params: answered.params,
+            ids,
+        },
         session: resource.clone(),
         agent: agent.to_string(),
-        callback: Some(cb.id.clone()),
+        callback: Some(started.cb.id.clone()),
         accepted,
+        released: None,
     };
+    let call_id = call_patient(svc, agent, started, leg).await?;
+    Ok(Taken {
+        resource,
+        answer: answered.answer,
+        call_id,
+    })
+}
+
+/// `agent` accepted queued callback `id` on their phone, whose leg (`sockets`, `media`) is
+/// ready: the patient is called with it on the line. Returns the call's id; `released` is
+/// told when the call lets the phone go.
+pub(super) async fn take_on_phone(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    id: &str,
+    sockets: crate::media::ports::RtpSockets,
+    media: AgentMedia,
+    released: oneshot::Sender<()>,
+) -> Result<String, AnswerError> {
+    let started = start_attempt(svc, agent, id).await?;
+    let (accepted, _opened) = oneshot::channel();
+    let leg = AgentOffer {
+        sockets,
+        media,
+        session: format!("agent-{:032x}", rand::random::<u128>()),
+        agent: agent.to_string(),
+        callback: Some(started.cb.id.clone()),
+        accepted,
+        released: Some(released),
+    };
+    call_patient(svc, agent, started, leg).await
+}
+
+/// Calls the callback's patient with the agent's `leg` on the line; its outcome settles
+/// the callback. Returns the call's id.
+async fn call_patient(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    started: Started,
+    leg: AgentOffer,
+) -> Result<String, AnswerError> {
+    let cb = &started.cb;
     let call = OutboundCall {
-        number,
+        number: started.number.clone(),
         trunk: svc.desk.callback_trunk.clone(),
         flow: Some(
             cb.flow
@@ -215,6 +286,7 @@ pub(super) async fn take(
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, callback = %cb.id, "a callback's call could not be sent");
+            let not_offered = AnswerError::NotOffered(cb.id.clone());
             let transient = matches!(
                 e,
                 DialError::AtCapacity
@@ -223,10 +295,10 @@ pub(super) async fn take(
                     | DialError::Draining
             );
             if transient {
-                return Err(not_sent(AnswerError::NotOffered(id.to_string())).await);
+                return Err(not_sent(svc, agent, &started, not_offered).await);
             }
-            settle_failed(svc, &store, agent, &cb, "not_sent").await;
-            return Err(not_offered());
+            settle_failed(svc, &started.store, agent, cb, "not_sent").await;
+            return Err(not_offered);
         }
     };
     info!(callback = %cb.id, call = %placed.call_id, attempt = cb.attempts,
@@ -234,10 +306,10 @@ pub(super) async fn take(
     let call_id = placed.call_id.clone();
     // The call is about the patient the caller was identified as: their record pops up for
     // the agent (the API links the agent to the call's patient as it answers).
-    if let (Some(patient), Some(hooks)) = (&patient, &svc.hooks) {
+    if let (Some(patient), Some(hooks)) = (&started.patient, &svc.hooks) {
         hooks.link_patient(&call_id, patient).await;
     }
-    let (svc2, agent2) = (svc.clone(), agent.to_string());
+    let (svc, agent) = (svc.clone(), agent.to_string());
     tokio::spawn(async move {
         let outcome = placed.outcome.await.unwrap_or_else(|_| CallOutcome {
             call_id: String::new(),
@@ -247,19 +319,15 @@ pub(super) async fn take(
             attributes: Default::default(),
         });
         if !outcome.answered
-            && patient.is_some()
-            && let Some(hooks) = &svc2.hooks
+            && started.patient.is_some()
+            && let Some(hooks) = &svc.hooks
         {
             // Never answered, the call had no end to close its link.
             hooks.unlink_patient(&outcome.call_id).await;
         }
-        settle(&svc2, &store, &agent2, &cb, &outcome).await;
+        settle(&svc, &started.store, &agent, &started.cb, &outcome).await;
     });
-    Ok(Taken {
-        resource,
-        answer: answered.answer,
-        call_id,
-    })
+    Ok(call_id)
 }
 
 /// A callback whose row could not be read: enough to put it back where routing had it.

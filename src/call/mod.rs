@@ -6,6 +6,7 @@ pub mod callback;
 pub mod core;
 pub mod dial;
 mod effects;
+pub mod phone_agent;
 mod start;
 pub(crate) mod table;
 pub(crate) mod task;

@@ -81,10 +81,13 @@ pub(super) async fn run_call(
         agent: None,
         outcome: start.outcome,
     };
-    if let Some(agent) = start.agent
-        && !shell.open_agent(agent)
-    {
-        core.handle(Input::AgentLeft, now());
+    if let Some(agent) = start.agent {
+        let phone = agent.is_phone();
+        if !shell.open_agent(agent) {
+            core.handle(Input::AgentLeft, now());
+        } else if phone {
+            core.handle(Input::AgentConnected, now());
+        }
     }
     shell.carry_out(&mut core).await;
     let cause = shell.run(&mut core, commands_rx, done_rx).await;
@@ -198,7 +201,19 @@ impl Shell {
                 command = commands.recv() => match command {
                     Some(CallCommand::Hangup { cause }) => Some(Input::Hangup(cause)),
                     Some(CallCommand::Recording(ctl)) => Some(Input::Recording(ctl)),
-                    Some(CallCommand::Agent(offer)) => self.offer_agent(core, *offer),
+                    Some(CallCommand::Agent(offer)) => {
+                        let phone = offer.is_phone();
+                        let offered = self.offer_agent(core, *offer);
+                        match offered {
+                            // A phone answered before it was handed over: connected now.
+                            Some(input) if phone => {
+                                core.handle(input, now());
+                                self.carry_out(core).await;
+                                Some(Input::AgentConnected)
+                            }
+                            other => other,
+                        }
+                    }
                     Some(CallCommand::AgentHangup) => Some(Input::AgentLeft),
                     Some(CallCommand::AgentControl(op, reply)) => {
                         self.agent_control(core, op, reply).await;

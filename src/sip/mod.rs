@@ -95,6 +95,9 @@ pub struct SipServer {
     pub tcp_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     public_address: Option<IpAddr>,
+    /// Users' phone bindings, shared with the dispatcher that answers REGISTER.
+    registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
+    registrations: tokio::sync::broadcast::Sender<Registration>,
 }
 
 impl SipServer {
@@ -189,10 +192,11 @@ impl SipServer {
 
         let serving = endpoint.clone();
         tokio::spawn(async move { serving.serve().await });
-        let registrar = std::sync::Mutex::new(registrar::Registrar::new(
+        let registrar = Arc::new(std::sync::Mutex::new(registrar::Registrar::new(
             opts.min_expires,
             opts.max_expires,
-        ));
+        )));
+        let (registrations, _) = tokio::sync::broadcast::channel(256);
         let ctx = Arc::new(Dispatcher {
             dialog_layer: dialog_layer.clone(),
             calls: calls_tx,
@@ -201,7 +205,8 @@ impl SipServer {
             trusted: opts.trusted,
             gate,
             users: opts.users,
-            registrar,
+            registrar: registrar.clone(),
+            registrations: registrations.clone(),
         });
         tokio::spawn(ctx.run(incoming, cancel.clone()));
 
@@ -213,6 +218,8 @@ impl SipServer {
             tcp_addr,
             tls_addr,
             public_address: opts.public_address,
+            registrar,
+            registrations,
         };
         Ok((server, calls_rx))
     }
@@ -239,6 +246,39 @@ impl SipServer {
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
+
+    /// Phones registering and unregistering, as they happen (a binding that expires without
+    /// an un-REGISTER is not told: see [`SipServer::contacts_of`]).
+    pub fn registrations(&self) -> tokio::sync::broadcast::Receiver<Registration> {
+        self.registrations.subscribe()
+    }
+
+    /// The contact URIs `user`'s phones are registered at now, the newest first.
+    pub fn contacts_of(&self, user: &str) -> Vec<String> {
+        let Ok(registrar) = self.registrar.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = registrar
+            .contacts(user, unix_secs())
+            .into_iter()
+            .map(|b| {
+                b.contact
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+/// A user's phone registered (`bound`: it has a contact now) or unregistered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub user: String,
+    pub bound: bool,
 }
 
 fn unix_secs() -> u64 {
@@ -268,7 +308,8 @@ struct Dispatcher {
     gate: Arc<access::Gate>,
     users: Arc<dyn access::SipUsers>,
     /// Users' phone bindings (in memory: phones refresh them).
-    registrar: std::sync::Mutex<registrar::Registrar>,
+    registrar: Arc<std::sync::Mutex<registrar::Registrar>>,
+    registrations: tokio::sync::broadcast::Sender<Registration>,
 }
 
 impl Dispatcher {
@@ -491,6 +532,13 @@ impl Dispatcher {
             }
         };
         self.metrics.sip_registered_users.set(users as i64);
+        if let registrar::Outcome::Bindings(now) = &outcome {
+            // Nobody listening (no agents) is fine.
+            let _ = self.registrations.send(Registration {
+                user: user.to_string(),
+                bound: !now.is_empty(),
+            });
+        }
         match outcome {
             registrar::Outcome::Bindings(now) | registrar::Outcome::OutOfOrder(now) => {
                 let headers = now

@@ -74,6 +74,25 @@ impl SipServer {
             .map_err(|e| SipError::Stack(format!("trunk proxy {}: {e}", dial.proxy)))?;
         let destination = SipAddr::try_from(&proxy)?;
         let callee = target(&dial.proxy, &dial.number)?;
+        self.invite(dial, callee, destination)
+    }
+
+    /// Rings a registered phone at its contact URI (`Dial::proxy`; `Dial::number` unused):
+    /// the INVITE's Request-URI is the contact itself (RFC 3261 §10.2.1's binding), sent to
+    /// the contact's address.
+    pub fn dial_contact(&self, dial: Dial) -> Result<OutgoingCall, SipError> {
+        let callee = Uri::try_from(dial.proxy.as_str())
+            .map_err(|e| SipError::Stack(format!("contact {}: {e}", dial.proxy)))?;
+        let destination = SipAddr::try_from(&callee)?;
+        self.invite(dial, callee, destination)
+    }
+
+    fn invite(
+        &self,
+        dial: Dial,
+        callee: Uri,
+        destination: SipAddr,
+    ) -> Result<OutgoingCall, SipError> {
         let local = self.public_address.unwrap_or(self.udp_addr.ip());
         let host = std::net::SocketAddr::new(local, self.udp_addr.port());
         let caller = Uri::try_from(format!("sip:{}@{host}", dial.caller_id).as_str())
