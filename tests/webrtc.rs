@@ -1809,3 +1809,119 @@ fn the_nurse_wraps_up_with_a_code_and_notes_that_go_into_the_patients_history() 
     );
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+/// A blind transfer to an outside number (the on-call physician's phone, behind the trunk):
+/// the nurse sends the caller there; her session ends at once and she wraps up; the caller
+/// hears hold music while it rings; once it answers the caller and the outside phone hear
+/// each other, and its hang-up ends the caller's call. A number that is busy puts the caller
+/// back at the front of their queue; a bad number or none is refused with the reason.
+#[test]
+fn a_nurse_transfers_the_caller_to_an_outside_number() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Options::default()
+    });
+    handset.server = server.sip;
+    let nurse = server.user_token("nurse-1", "agent");
+    let transfer = |location: &str, query: &str| {
+        request(
+            server.http,
+            "POST",
+            &format!("{location}/transfer?{query}"),
+            &[],
+            None,
+        )
+    };
+
+    // Busy: back to the queue.
+    let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let r = transfer(&b.location, "to=call%20me");
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = transfer(&b.location, "to=%2B15550199&queue=triage-nurses");
+    assert_eq!(r.status, 400, "one target: {}", r.body);
+    let r = transfer(&b.location, "to=%2B15550199");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    assert!(
+        callee.invite.start.starts_with("INVITE sip:+15550199@"),
+        "{}",
+        callee.invite.start
+    );
+    callee.respond(&mut handset, 486, "Busy Here", None);
+    assert_eq!(
+        server.wait_metric(URGENT_QUEUE, 1.0, Duration::from_secs(20)),
+        1.0,
+        "the caller is back in the urgent queue"
+    );
+    drop(b);
+
+    // Answered: the caller and the outside phone talk.
+    let server2 = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Options::default()
+    });
+    handset.server = server2.sip;
+    let nurse = server2.user_token("nurse-1", "agent");
+    let b = bridge_urgent_caller(&server2, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let r = request(
+        server2.http,
+        "POST",
+        &format!("{}/transfer?to=%2B15550199", b.location),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let waiting = b.phone.heard().len() / 8;
+    let mut callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    wait_for_tone(
+        || b.phone.heard(),
+        261.63,
+        waiting,
+        "the caller hears hold music while it rings",
+    );
+    let r = request(server2.http, "DELETE", &b.location, &[], None);
+    assert_eq!(r.status, 404, "the nurse's session ended: {}", r.body);
+    let outside = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    outside.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        &mut handset,
+        200,
+        "OK",
+        Some(&sdp_offer(outside.port, "0 101", &PCMU_TE)),
+    );
+    handset
+        .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
+        .expect("ACK");
+    let heard = outside.heard().len() / 8;
+    b.phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || outside.heard(),
+        1000.0,
+        heard,
+        "the outside phone hears the caller",
+    );
+    let heard = b.phone.heard().len() / 8;
+    outside.send_audio(tone(440.0, 2000));
+    wait_for_tone(
+        || b.phone.heard(),
+        440.0,
+        heard,
+        "the caller hears the outside phone",
+    );
+    // The outside phone hangs up: the caller's call ends.
+    let mut ua = b.ua;
+    callee.bye(&mut handset);
+    let bye = ua
+        .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
+        .expect("the caller gets a BYE");
+    ua.respond(&bye, 200, "OK");
+}

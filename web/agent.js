@@ -185,15 +185,19 @@ $('mute').addEventListener('click', async () => {
   }
 });
 $('hangup').addEventListener('click', () => end('You hung up.'));
-// A blind transfer: the caller waits in the chosen queue for the next agent; this browser's
-// part of the call is over (the server ends the session, so no hang-up is sent).
+// A blind transfer: the caller waits in the chosen queue for the next agent, or (a number
+// typed) is put through to that number by the trunk; this browser's part of the call is
+// over (the server ends the session, so no hang-up is sent).
 $('transfer').addEventListener('click', async () => {
+  const number = $('transfer-number').value.trim();
   const queue = $('transfer-to').value;
-  if (!session || !queue) return;
-  const r = await fetch(`${session}/transfer?queue=${encodeURIComponent(queue)}`, { method: 'POST' });
+  if (!session || (!queue && !number)) return;
+  const target = number ? `to=${encodeURIComponent(number)}` : `queue=${encodeURIComponent(queue)}`;
+  const r = await fetch(`${session}/transfer?${target}`, { method: 'POST' });
   if (r.status === 204) {
     session = null;
-    end(`You transferred the caller to ${queue}.`);
+    $('transfer-number').value = '';
+    end(`You transferred the caller to ${number || queue}.`);
   } else {
     const problem = await r.json().catch(() => ({}));
     say(problem.detail || 'The caller could not be transferred.');

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
-use crate::call::answer::{AgentControl, TransferRefused};
+use crate::call::answer::{AgentControl, TransferRefused, TransferTo};
 use crate::call::whip::{Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
@@ -308,7 +308,7 @@ async fn control(
 ) -> Result<Response, ApiError> {
     session(&id)?;
     if action == "transfer" {
-        return transfer(&s, &id, q.queue.as_deref()).await;
+        return transfer(&s, &id, &q).await;
     }
     let op = AgentControl::parse(&action)
         .ok_or_else(|| ApiError::not_found("no such action: hold, resume, mute or unmute"))?;
@@ -332,22 +332,34 @@ async fn control(
     }
 }
 
-/// `?queue=NAME` of an agent's `transfer`.
+/// `?queue=NAME` or `?to=NUMBER` of an agent's `transfer`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransferQuery {
     queue: Option<String>,
+    to: Option<String>,
 }
 
-/// The agent sends the caller to queue `queue` (a blind transfer): 204 once the caller waits
-/// there (the agent's session ends and they wrap up); 404 for an unknown queue, 409 when the
-/// queue is full or the caller is not joined to the agent.
-async fn transfer(s: &WhipApi, id: &str, queue: Option<&str>) -> Result<Response, ApiError> {
-    let Some(queue) = queue.filter(|q| !q.is_empty()) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "transfer needs ?queue=NAME (a configured queue)",
-        ));
+/// The agent sends the caller to queue `queue`, or to the outside number `to` (a blind
+/// transfer): 204 once the caller waits there, or the number rings (the agent's session ends
+/// and they wrap up); 404 for an unknown queue, 409 when the queue is full, the trunk cannot
+/// take the call or the caller is not joined to the agent, 422 for a number that is none or
+/// with no trunk to call through.
+async fn transfer(s: &WhipApi, id: &str, q: &TransferQuery) -> Result<Response, ApiError> {
+    let (queue, to) = (
+        q.queue.as_deref().filter(|q| !q.is_empty()),
+        q.to.as_deref().filter(|t| !t.is_empty()),
+    );
+    let target = match (queue, to) {
+        (Some(queue), None) => TransferTo::Queue(queue.to_string()),
+        (None, Some(number)) => TransferTo::Number(number.to_string()),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "transfer needs ?queue=NAME (a configured queue) or ?to=NUMBER (an outside \
+                 number), one of them",
+            ));
+        }
     };
     let gone = || ApiError::not_found("no such agent session (it may have ended)");
     let call = s.calls.agent_sessions.call_of(id).ok_or_else(gone)?;
@@ -355,15 +367,20 @@ async fn transfer(s: &WhipApi, id: &str, queue: Option<&str>) -> Result<Response
     if !s
         .calls
         .table
-        .send(&call, CallCommand::AgentTransfer(queue.to_string(), reply))
+        .send(&call, CallCommand::AgentTransfer(target, reply))
     {
         return Err(gone());
     }
     match done.await {
         Ok(Ok(())) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Ok(Err(TransferRefused::UnknownQueue)) => {
-            Err(ApiError::not_found(format!("no queue is named `{queue}`")))
-        }
+        Ok(Err(TransferRefused::UnknownQueue)) => Err(ApiError::not_found(format!(
+            "no queue is named `{}`",
+            queue.unwrap_or_default()
+        ))),
+        Ok(Err(e @ (TransferRefused::BadNumber | TransferRefused::NoTrunk))) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
         Ok(Err(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
         Err(_) => Err(gone()),
     }

@@ -92,6 +92,16 @@ impl fmt::Debug for AgentOffer {
     }
 }
 
+/// Where an agent sends the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTo {
+    /// A configured queue: the caller waits there, hearing its hold flow.
+    Queue(String),
+    /// An outside number, rung through the trunk: the caller hears music until it answers,
+    /// and goes back to their queue if it does not. PHI-free but never logged all the same.
+    Number(String),
+}
+
 /// Why an agent's transfer was not made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransferRefused {
@@ -101,6 +111,12 @@ pub enum TransferRefused {
     UnknownQueue,
     #[error("that queue is full")]
     QueueFull,
+    #[error("not a phone number: 1 to 32 digits, optionally a leading +")]
+    BadNumber,
+    #[error("no trunk to call out through (configure [sip.trunks.NAME] proxy)")]
+    NoTrunk,
+    #[error("the trunk cannot take another call now")]
+    TrunkBusy,
 }
 
 /// What an agent does to the call they answered.
@@ -359,7 +375,8 @@ impl Shell {
     /// An agent took this call from its queue: their leg goes on the media clock, and the
     /// core hears of it, if the call still waits in its queue.
     pub(super) fn offer_agent(&mut self, core: &CallCore, offer: AgentOffer) -> Option<Input> {
-        if core.phase() != Phase::Queued || self.agent.is_some() {
+        let transfer = core.phase() == Phase::Offered && core.transferring_out();
+        if (core.phase() != Phase::Queued && !transfer) || self.agent.is_some() {
             let _ = offer.accepted.send(false);
             return None;
         }
@@ -429,16 +446,77 @@ impl Shell {
         let _ = reply.send(theirs);
     }
 
-    /// The agent sends the caller to `queue` (a blind transfer): the caller takes a place
-    /// there (at the urgency the flow gave them) and hears its hold flow, and the agent is
-    /// released to wrap up.
+    /// The agent sends the caller to a queue or an outside number (a blind transfer); the
+    /// agent is released to wrap up. To a queue: the caller takes a place there (at the
+    /// urgency the flow gave them) and hears its hold flow. To a number: it is rung through
+    /// the trunk while the caller hears music (see [`Shell::transfer_out`]).
     pub(super) async fn transfer(
         &mut self,
         core: &mut CallCore,
-        queue: &str,
+        to: TransferTo,
     ) -> Result<(), TransferRefused> {
-        let priority = core.contact().priority;
-        self.requeue(core, queue, priority).await
+        match to {
+            TransferTo::Queue(queue) => {
+                let priority = core.contact().priority;
+                self.requeue(core, &queue, priority).await
+            }
+            TransferTo::Number(number) => self.transfer_out(core, &number).await,
+        }
+    }
+
+    /// Rings `number` for the caller, who is released from their agent and hears music; a
+    /// task follows the ringing and hands the call the answer ([`CallCommand::TransferAnswered`])
+    /// or the failure ([`CallCommand::TransferFailed`]), and once answered carries either
+    /// side's hang-up to the other.
+    async fn transfer_out(
+        &mut self,
+        core: &mut CallCore,
+        number: &str,
+    ) -> Result<(), TransferRefused> {
+        if !matches!(core.phase(), Phase::Bridged | Phase::Held) {
+            return Err(TransferRefused::NotJoined);
+        }
+        let ring = super::dial::ring_out(&self.svc, number)
+            .await
+            .map_err(|e| match e {
+                super::dial::DialError::BadNumber => TransferRefused::BadNumber,
+                super::dial::DialError::NoTrunk
+                | super::dial::DialError::WhichTrunk
+                | super::dial::DialError::UnknownTrunk(_) => TransferRefused::NoTrunk,
+                _ => TransferRefused::TrunkBusy,
+            })?;
+        core.handle(Input::TransferOut, super::task::now());
+        self.carry_out(core).await;
+        let (svc, call_id) = (self.svc.clone(), self.call_id.clone());
+        tokio::spawn(super::phone_agent::ring_transfer(svc, call_id, ring));
+        Ok(())
+    }
+
+    /// The outside number did not answer: the caller goes back to the queue they were last
+    /// in, at the front of their urgency, or, with none to take them, the call ends.
+    pub(super) async fn transfer_failed(&mut self, core: &mut CallCore, cause: &'static str) {
+        info!(
+            cause,
+            "the outside number did not answer: back to the queue"
+        );
+        let queue = core.contact().queue.clone();
+        let placed = match queue {
+            Some(queue) => {
+                let mut priority = core.contact().priority;
+                priority.priority = 1;
+                self.svc
+                    .flows
+                    .queues
+                    .enqueue(&queue, Instant::now(), &self.call_id, priority)
+                    .ok()
+            }
+            None => None,
+        };
+        match placed {
+            Some(ticket) => core.handle(Input::Transferred(ticket), super::task::now()),
+            None => core.handle(Input::Hangup("transfer_failed"), super::task::now()),
+        }
+        self.carry_out(core).await;
     }
 
     /// Takes the caller from their agent and places them in `queue` at `priority`, where

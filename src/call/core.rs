@@ -178,6 +178,11 @@ pub enum Input {
     /// The agent transferred the caller to another queue, where `Ticket` holds their new
     /// place: the agent is released and the caller hears that queue's hold flow.
     Transferred(Ticket),
+    /// The agent sends the caller to an outside number (a blind transfer), which the shell
+    /// rings: the agent is released and the caller hears music until the number answers (its
+    /// leg comes as an agent's: [`Input::AgentOffered`], [`Input::AgentConnected`]) or not
+    /// (the shell puts the caller back in their queue: [`Input::Transferred`]).
+    TransferOut,
     /// The agent puts the caller on hold (true) or takes them off it (false).
     Hold(bool),
     /// The agent mutes (true) or unmutes their microphone: the caller hears silence.
@@ -324,6 +329,8 @@ pub struct CallCore {
     offered_agent: Option<String>,
     /// A callback's agent's leg is connected (it may be before the patient answers).
     agent_ready: bool,
+    /// An outside number rings for the caller (an agent's blind transfer).
+    transferring_out: bool,
 }
 
 /// One stay of the contact in a queue: where, since when, and who answered it when. Kept for
@@ -372,6 +379,7 @@ impl CallCore {
             stays: Vec::new(),
             offered_agent: None,
             agent_ready: false,
+            transferring_out: false,
             policy,
         };
         core.offered_agent = core.policy.callback_agent.clone();
@@ -384,6 +392,11 @@ impl CallCore {
             core.ring_until = Some(now + core.policy.ring);
         }
         core
+    }
+
+    /// An outside number rings for the caller (an agent's blind transfer).
+    pub fn transferring_out(&self) -> bool {
+        self.transferring_out
     }
 
     pub fn phase(&self) -> Phase {
@@ -557,7 +570,9 @@ impl CallCore {
                 };
                 if self.music == Some(id) {
                     // The music ran out while the caller still waits: once more.
-                    if !interrupted && self.phase == Phase::Held {
+                    let waiting = self.phase == Phase::Held
+                        || (self.phase == Phase::Offered && self.transferring_out);
+                    if !interrupted && waiting {
                         self.play_music();
                     }
                 } else {
@@ -650,7 +665,9 @@ impl CallCore {
                 return;
             }
             Input::AgentOffered { agent } => {
-                if self.phase == Phase::Queued {
+                if self.phase == Phase::Offered && self.transferring_out {
+                    // The outside number's leg: no desk agent.
+                } else if self.phase == Phase::Queued {
                     info!("an agent took the call from its queue");
                     self.offered_agent = Some(agent);
                     self.phase = Phase::Offered;
@@ -667,8 +684,24 @@ impl CallCore {
                     self.agent_ready = true;
                 }
             }
-            Input::Transferred(ticket) => {
+            Input::TransferOut => {
                 if matches!(self.phase, Phase::Bridged | Phase::Held) {
+                    info!("the agent transferred the caller to an outside number");
+                    self.outputs.push_back(Output::ReleaseAgent);
+                    if self.phase == Phase::Held {
+                        // The caller's audio flows again, to whoever answers.
+                        self.outputs.push_back(Output::Hold(false));
+                    }
+                    self.phase = Phase::Offered;
+                    self.offered_agent = None;
+                    self.transferring_out = true;
+                    self.play_music();
+                }
+            }
+            Input::Transferred(ticket) => {
+                let transferring = self.phase == Phase::Offered && self.transferring_out;
+                if matches!(self.phase, Phase::Bridged | Phase::Held) || transferring {
+                    self.transferring_out = false;
                     let queue = ticket.queue().name.clone();
                     info!(%queue, "the agent transferred the caller to a queue");
                     self.stays.push(QueueStay {
@@ -728,6 +761,13 @@ impl CallCore {
         info!("agent connected: bridged");
         self.phase = Phase::Bridged;
         self.agent_by = None;
+        self.music = None;
+        if std::mem::take(&mut self.transferring_out) {
+            // An outside number answered: no queue stay of its own, nothing else to end.
+            info!("the outside number answered");
+            self.outputs.push_back(Output::Bridge);
+            return;
+        }
         if self.stays.is_empty()
             && let Some(queue) = &self.contact().queue
         {
@@ -776,6 +816,10 @@ impl CallCore {
     fn agent_gone(&mut self) {
         self.agent_by = None;
         self.offered_agent = None;
+        if self.transferring_out {
+            // The shell puts the caller back in their queue, or ends the call.
+            return;
+        }
         if self.policy.callback_agent.is_some() {
             // Nobody to join the patient with: the callback's call ends.
             self.outputs.push_back(Output::ReleaseAgent);

@@ -1360,3 +1360,88 @@ fn a_queued_caller_asks_for_a_callback_and_the_flow_goes_on_once_it_is_kept() {
     sim.input(Input::CallbackCreated(Ok(())));
     assert_eq!(sim.heard, ["We will call you back."]);
 }
+
+// --- Transfers to an outside number ----------------------------------------------------------
+
+/// The nurse sends the caller to an outside number: she is released, the caller hears music
+/// (again and again while it rings), and when the number answers its leg is bridged; the
+/// caller's queue stay keeps the nurse who answered.
+#[test]
+fn a_caller_transferred_out_hears_music_until_the_number_answers() {
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    sim.input(Input::AgentConnected);
+    sim.input(Input::Hold(true));
+    sim.agent_ops.clear();
+    sim.input(Input::TransferOut);
+    assert!(sim.core.transferring_out());
+    assert_eq!(sim.core.phase(), Phase::Offered);
+    assert_eq!(sim.releases, 1, "the nurse is released");
+    assert_eq!(
+        sim.agent_ops[0], "hold false",
+        "the caller's audio flows again"
+    );
+    let music = |ops: &[String]| ops.iter().filter(|o| o.starts_with("music")).count();
+    assert_eq!(music(&sim.agent_ops), 1);
+    let Some(id) = sim.agent_ops.last().and_then(|o| o.strip_prefix("music ")) else {
+        panic!("{:?}", sim.agent_ops)
+    };
+    let id: PlayId = id.parse().unwrap();
+    sim.input(Input::PlayEnded(PlayEnd::Finished(id)));
+    assert_eq!(music(&sim.agent_ops), 2, "the music loops while it rings");
+    sim.input(Input::AgentOffered {
+        agent: String::new(),
+    });
+    assert_eq!(sim.releases, 1, "the outside leg is taken");
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert!(!sim.core.transferring_out());
+    assert_eq!(sim.bridges, 2);
+    assert_eq!(sim.core.queue_stays().len(), 1);
+    assert_eq!(sim.core.queue_stays()[0].agent.as_deref(), Some("nora"));
+    // Its hang-up ends the call.
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+}
+
+/// A number that does not answer: the caller goes back to a queue (the shell's ticket), the
+/// music stops looping and the hold flow plays.
+#[test]
+fn a_caller_whose_outside_number_fails_goes_back_to_the_queue() {
+    use crate::flow::queues::QueuePriority;
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    sim.input(Input::AgentConnected);
+    sim.input(Input::TransferOut);
+    // A leg that goes away before it is bridged changes nothing by itself.
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.phase(), Phase::Offered);
+    assert_eq!(sim.core.ended(), None);
+    let ticket = sim
+        .engine
+        .queues
+        .enqueue(
+            "triage-urgent",
+            sim.t0,
+            "sim-call",
+            QueuePriority::default(),
+        )
+        .unwrap();
+    sim.input(Input::Transferred(ticket));
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert!(!sim.core.transferring_out());
+    assert_eq!(sim.queued_in("triage-urgent"), 1);
+    sim.finish_play();
+    assert!(
+        sim.last_heard().contains("Please stay on the line"),
+        "{:?}",
+        sim.heard
+    );
+    // Not joined: a transfer out means nothing now.
+    sim.input(Input::TransferOut);
+    assert!(!sim.core.transferring_out());
+}

@@ -551,6 +551,59 @@ pub(super) async fn place_with(
         .unwrap_or_else(|_| Err(DialError::Sip("the call's task ended".into())))
 }
 
+/// An outside number ringing for a call already running (an agent's transfer): the dialog,
+/// the media ports it offered, and its place under the trunk's limits (held while it lasts).
+pub(super) struct RingOut {
+    pub phone: crate::sip::outbound::OutgoingCall,
+    pub sockets: crate::media::ports::RtpSockets,
+    pub local: crate::sip::sdp::LocalMedia,
+    pub ring_timeout: Duration,
+    _place: TrunkPlace,
+}
+
+/// Rings `number` through the only trunk (its limits and pacing kept, as for a placed call),
+/// for a leg of a call that is already running: no flow, no call of its own.
+pub(super) async fn ring_out(svc: &Arc<CallServices>, number: &str) -> Result<RingOut, DialError> {
+    let number = normalize_number(number).ok_or(DialError::BadNumber)?;
+    let trunk = svc.trunks.pick(svc.desk.callback_trunk.as_deref())?;
+    let place = trunk
+        .take_place()
+        .ok_or_else(|| DialError::TrunkBusy(trunk.name.clone()))?;
+    let wait = trunk.wait_for_turn(Instant::now());
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    let sockets = svc
+        .media
+        .reserve(svc.sip.udp_addr.ip())
+        .map_err(|_| DialError::NoMediaPort)?;
+    let proxy = trunk.proxy.to_ascii_lowercase();
+    let tls = proxy.starts_with("sips:") || proxy.contains("transport=tls");
+    let address = svc
+        .sip
+        .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip()));
+    let transport = if tls { "tls" } else { "udp" };
+    let local = super::admit::local_media(&svc.settings, address, sockets.port, transport);
+    let gate = trunk.gate().await;
+    let dialed = svc.sip.dial(Dial {
+        call_id: format!("xfer-{:032x}", rand::random::<u128>()),
+        proxy: trunk.proxy.clone(),
+        number,
+        caller_id: trunk.caller_id.clone(),
+        offer: sdp::offer(&local),
+        credential: trunk.credential.clone(),
+    });
+    drop(gate);
+    let phone = dialed.map_err(|e| DialError::Sip(e.to_string()))?;
+    Ok(RingOut {
+        phone,
+        sockets,
+        local,
+        ring_timeout: trunk.ring_timeout,
+        _place: place,
+    })
+}
+
 /// What answering-machine detection on a placed call's leg means for its flow
 /// (CheckOutboundCallStatus): a person or not sure at once; a machine once its greeting is
 /// over, so that a message the flow leaves is recorded whole.

@@ -238,11 +238,16 @@ pub enum CallCommand {
     /// The agent holds, resumes, mutes or unmutes; answered true when the call is theirs to
     /// control (bridged or held).
     AgentControl(answer::AgentControl, tokio::sync::oneshot::Sender<bool>),
-    /// The agent sends the caller to another queue (a blind transfer).
+    /// The agent sends the caller to another queue or an outside number (a blind
+    /// transfer).
     AgentTransfer(
-        String,
+        answer::TransferTo,
         tokio::sync::oneshot::Sender<Result<(), answer::TransferRefused>>,
     ),
+    /// The outside number an agent transferred the caller to answered: its leg (like an
+    /// agent's), or it did not (busy, no answer: `cause`).
+    TransferAnswered(Box<answer::AgentOffer>),
+    TransferFailed(&'static str),
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::answer::{AgentMedia, AgentOffer};
+use super::dial::RingOut;
 use super::{CallCommand, CallServices};
 use crate::media::leg::LegParams;
 use crate::media::ports::RtpSockets;
@@ -198,7 +199,7 @@ async fn take(
     svc: &Arc<CallServices>,
     user: &str,
     call_id: &str,
-    mut phone: OutgoingCall,
+    phone: OutgoingCall,
     (sockets, media, leg_id): (RtpSockets, AgentMedia, String),
 ) {
     let Ok(answered) = svc.desk.accept(user, call_id) else {
@@ -241,15 +242,97 @@ async fn take(
         call_id.to_string()
     };
     info!(call = %joined, "a phone agent answered");
+    hold_line(svc, &joined, phone, let_go).await;
+}
+
+/// A phone joined to call `call_id` as its agent's leg, until either side hangs up: the
+/// call letting the phone go (`let_go`) hangs the phone up; the phone's BYE is the agent
+/// hanging up.
+async fn hold_line(
+    svc: &Arc<CallServices>,
+    call_id: &str,
+    mut phone: OutgoingCall,
+    let_go: oneshot::Receiver<()>,
+) {
     tokio::select! {
-        // The call let the phone go (the caller hung up, a transfer).
         _ = let_go => phone.hangup().await,
-        // The agent hung up (a callback's call may still be ringing: not yet in the table).
+        // A callback's call may still be ringing: not yet in the table.
         _ = until_ended(&mut phone) => {
-            let _ = svc.table.send(&joined, CallCommand::AgentHangup)
-                || svc.placed.send(&joined, CallCommand::AgentHangup);
+            let _ = svc.table.send(call_id, CallCommand::AgentHangup)
+                || svc.placed.send(call_id, CallCommand::AgentHangup);
         }
     }
+}
+
+/// Follows an outside number an agent transferred call `call_id` to: answered, its leg joins
+/// the call as the agent's did ([`CallCommand::TransferAnswered`]) until either side hangs
+/// up; busy, refused or ringing past the trunk's `ring_timeout`, the call hears of it
+/// ([`CallCommand::TransferFailed`]) and puts the caller back in their queue.
+pub(super) async fn ring_transfer(svc: Arc<CallServices>, call_id: String, ring: RingOut) {
+    let RingOut {
+        mut phone,
+        sockets,
+        local,
+        ring_timeout,
+        ..
+    } = ring;
+    let answered = tokio::time::timeout(ring_timeout, async {
+        loop {
+            match phone.next_signal().await {
+                Some(CallSignal::Answered(answer)) => return Ok(answer),
+                Some(CallSignal::Refused(code)) => return Err(crate::call::core::dial_cause(code)),
+                None => return Err("unreachable"),
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    let failed = |cause| svc.table.send(&call_id, CallCommand::TransferFailed(cause));
+    let answer = match answered {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(cause)) => {
+            failed(cause);
+            return;
+        }
+        Err(_) => {
+            phone.hangup().await;
+            failed("no_answer");
+            return;
+        }
+    };
+    let negotiated = match sdp::read_answer(&String::from_utf8_lossy(&answer), &local) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "the outside number answered with unusable SDP");
+            phone.hangup().await;
+            failed("bad_answer");
+            return;
+        }
+    };
+    let (accepted, taken) = oneshot::channel();
+    let (released, let_go) = oneshot::channel();
+    let leg = AgentOffer {
+        sockets,
+        media: AgentMedia::Rtp {
+            params: LegParams::from(&negotiated),
+        },
+        session: format!("xfer-{:032x}", rand::random::<u128>()),
+        // Nobody at the desk.
+        agent: String::new(),
+        callback: None,
+        accepted,
+        released: Some(released),
+    };
+    if !svc
+        .table
+        .send(&call_id, CallCommand::TransferAnswered(Box::new(leg)))
+        || !taken.await.unwrap_or(false)
+    {
+        phone.hangup().await;
+        return;
+    }
+    info!(call = %call_id, "the outside number answered the transferred caller");
+    hold_line(&svc, &call_id, phone, let_go).await;
 }
 
 /// Until the phone's dialog ends; a re-INVITE (the phone's hold key) is refused, the call

@@ -219,8 +219,25 @@ impl Shell {
                         self.agent_control(core, op, reply).await;
                         None
                     }
-                    Some(CallCommand::AgentTransfer(queue, reply)) => {
-                        let _ = reply.send(self.transfer(core, &queue).await);
+                    Some(CallCommand::AgentTransfer(to, reply)) => {
+                        let _ = reply.send(self.transfer(core, to).await);
+                        None
+                    }
+                    Some(CallCommand::TransferAnswered(leg)) => {
+                        match self.offer_agent(core, *leg) {
+                            Some(offered) => {
+                                core.handle(offered, now());
+                                self.carry_out(core).await;
+                                Some(Input::AgentConnected)
+                            }
+                            None => {
+                                self.transfer_failed(core, "not_joined").await;
+                                None
+                            }
+                        }
+                    }
+                    Some(CallCommand::TransferFailed(cause)) => {
+                        self.transfer_failed(core, cause).await;
                         None
                     }
                     None => Some(Input::Hangup("error")),
