@@ -1925,3 +1925,65 @@ fn a_nurse_transfers_the_caller_to_an_outside_number() {
         .expect("the caller gets a BYE");
     ua.respond(&bye, 200, "OK");
 }
+
+/// A transfer to another nurse by name: the caller waits in their queue for her alone and
+/// rings her first, although a colleague has been available longer; she accepts and they
+/// talk. A nurse who is not at the desk is refused (409), and the caller stays put.
+#[test]
+fn a_nurse_transfers_the_caller_to_a_colleague_by_name() {
+    use support::console::Console;
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let longest = server.user_token("nurse-2", "agent");
+    let mut longest = Console::open(server.http, &longest);
+    longest.expect_state("offline");
+    longest.send(serde_json::json!({"type": "state", "state": "available"}));
+    longest.expect_state("available");
+    let chosen_token = server.user_token("nurse-3", "agent");
+    let mut chosen = Console::open(server.http, &chosen_token);
+    chosen.expect_state("offline");
+    chosen.send(serde_json::json!({"type": "state", "state": "available"}));
+    chosen.expect_state("available");
+
+    let transfer = |query: &str| {
+        request(
+            server.http,
+            "POST",
+            &format!("{}/transfer?{query}", b.location),
+            &[],
+            None,
+        )
+    };
+    let r = transfer("agent=nobody");
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = transfer("agent=nurse-3&queue=triage-nurses");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = transfer("agent=nurse-3");
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        chosen.expect_offer(),
+        b.call_id,
+        "the caller rings for the colleague named"
+    );
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = connect_agent(&server, &accept_path(&b.call_id), &chosen_token, &browser);
+    assert_eq!(r.header("careline-call-id"), Some(b.call_id.as_str()));
+    chosen.expect_state("on_contact");
+    assert_eq!(
+        server.metric("careline_agents{state=\"available\"}"),
+        1.0,
+        "the colleague available longer was never rung: still available"
+    );
+    assert_eq!(server.metric("careline_agents{state=\"offered\"}"), 0.0);
+    let Bridged { ua, phone, .. } = b;
+    let mut bridged = Bridged {
+        ua,
+        phone,
+        browser,
+        location: r.header("location").expect("Location").to_string(),
+        call_id: r.header("careline-call-id").unwrap_or_default().to_string(),
+    };
+    bridged.tones_both_ways();
+    bridged.nurse_hangs_up(&server);
+}

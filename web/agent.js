@@ -190,14 +190,17 @@ $('hangup').addEventListener('click', () => end('You hung up.'));
 // over (the server ends the session, so no hang-up is sent).
 $('transfer').addEventListener('click', async () => {
   const number = $('transfer-number').value.trim();
+  const agent = $('transfer-agent').value.trim();
   const queue = $('transfer-to').value;
-  if (!session || (!queue && !number)) return;
-  const target = number ? `to=${encodeURIComponent(number)}` : `queue=${encodeURIComponent(queue)}`;
+  if (!session || (!queue && !number && !agent)) return;
+  const target = number ? `to=${encodeURIComponent(number)}`
+    : agent ? `agent=${encodeURIComponent(agent)}` : `queue=${encodeURIComponent(queue)}`;
   const r = await fetch(`${session}/transfer?${target}`, { method: 'POST' });
   if (r.status === 204) {
     session = null;
     $('transfer-number').value = '';
-    end(`You transferred the caller to ${number || queue}.`);
+    $('transfer-agent').value = '';
+    end(`You transferred the caller to ${number || agent || queue}.`);
   } else {
     const problem = await r.json().catch(() => ({}));
     say(problem.detail || 'The caller could not be transferred.');

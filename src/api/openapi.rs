@@ -702,7 +702,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "post",
         path: "/api/v1/calls/whip/{id}/{action}",
         action: None,
-        summary: "An agent's control of the call they answered, on their session from POST /api/v1/queues/{name}/answer or /api/v1/calls/{call_id}/accept (its URL is the credential): hold (the caller hears music, the agent nothing), resume, mute (the caller hears silence from the agent), unmute, transfer?queue=NAME (a blind transfer: the caller waits in that queue, hearing its hold flow, and is offered to the next agent; the agent's session ends and they wrap up; 404 for an unknown queue, 409 when it is full), or transfer?to=NUMBER (the outside number is called through the trunk while the caller hears music; answered, the two are joined; busy or unanswered, the caller goes back to their queue; 422 for a number that is none or no trunk, 409 when the trunk is at its limit). 204 when done, 409 while the caller is not yet joined to the agent.",
+        summary: "An agent's control of the call they answered, on their session from POST /api/v1/queues/{name}/answer or /api/v1/calls/{call_id}/accept (its URL is the credential): hold (the caller hears music, the agent nothing), resume, mute (the caller hears silence from the agent), unmute, transfer?queue=NAME (a blind transfer: the caller waits in that queue, hearing its hold flow, and is offered to the next agent; the agent's session ends and they wrap up; 404 for an unknown queue, 409 when it is full), or transfer?to=NUMBER (the outside number is called through the trunk while the caller hears music; answered, the two are joined; busy or unanswered, the caller goes back to their queue; 422 for a number that is none or no trunk, 409 when the trunk is at its limit), or transfer?agent=NAME (the caller waits in their queue for that agent alone, offered to them first; back to the queue if they do not take it; 409 when they are not at the desk). 204 when done, 409 while the caller is not yet joined to the agent.",
         query: &[
             (
                 "queue",
@@ -711,6 +711,10 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
             (
                 "to",
                 "with action transfer: the outside number to send the caller to (instead of a queue)",
+            ),
+            (
+                "agent",
+                "with action transfer: the agent at the desk to send the caller to (instead of a queue)",
             ),
         ],
         body: None,

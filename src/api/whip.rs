@@ -338,6 +338,7 @@ async fn control(
 struct TransferQuery {
     queue: Option<String>,
     to: Option<String>,
+    agent: Option<String>,
 }
 
 /// The agent sends the caller to queue `queue`, or to the outside number `to` (a blind
@@ -346,18 +347,20 @@ struct TransferQuery {
 /// take the call or the caller is not joined to the agent, 422 for a number that is none or
 /// with no trunk to call through.
 async fn transfer(s: &WhipApi, id: &str, q: &TransferQuery) -> Result<Response, ApiError> {
-    let (queue, to) = (
+    let (queue, to, agent) = (
         q.queue.as_deref().filter(|q| !q.is_empty()),
         q.to.as_deref().filter(|t| !t.is_empty()),
+        q.agent.as_deref().filter(|a| !a.is_empty()),
     );
-    let target = match (queue, to) {
-        (Some(queue), None) => TransferTo::Queue(queue.to_string()),
-        (None, Some(number)) => TransferTo::Number(number.to_string()),
+    let target = match (queue, to, agent) {
+        (Some(queue), None, None) => TransferTo::Queue(queue.to_string()),
+        (None, Some(number), None) => TransferTo::Number(number.to_string()),
+        (None, None, Some(agent)) => TransferTo::Agent(agent.to_string()),
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "transfer needs ?queue=NAME (a configured queue) or ?to=NUMBER (an outside \
-                 number), one of them",
+                "transfer needs one of ?queue=NAME (a configured queue), ?to=NUMBER (an outside \
+                 number) or ?agent=NAME (an agent at the desk)",
             ));
         }
     };

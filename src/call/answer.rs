@@ -100,6 +100,9 @@ pub enum TransferTo {
     /// An outside number, rung through the trunk: the caller hears music until it answers,
     /// and goes back to their queue if it does not. PHI-free but never logged all the same.
     Number(String),
+    /// Another agent at the desk (a user name): the caller waits in their queue, offered to
+    /// that agent alone, first; back to the queue's agents if that agent does not take it.
+    Agent(String),
 }
 
 /// Why an agent's transfer was not made.
@@ -117,6 +120,8 @@ pub enum TransferRefused {
     NoTrunk,
     #[error("the trunk cannot take another call now")]
     TrunkBusy,
+    #[error("that agent is not at the desk")]
+    AgentAway,
 }
 
 /// What an agent does to the call they answered.
@@ -461,6 +466,24 @@ impl Shell {
                 self.requeue(core, &queue, priority).await
             }
             TransferTo::Number(number) => self.transfer_out(core, &number).await,
+            TransferTo::Agent(agent) => {
+                if !matches!(core.phase(), Phase::Bridged | Phase::Held) {
+                    return Err(TransferRefused::NotJoined);
+                }
+                if !self.svc.desk.at_desk(&agent) {
+                    return Err(TransferRefused::AgentAway);
+                }
+                let Some(queue) = core.contact().queue.clone() else {
+                    return Err(TransferRefused::UnknownQueue);
+                };
+                let priority = core.contact().priority;
+                self.svc.desk.send_to(&self.call_id, &agent);
+                let done = self.requeue(core, &queue, priority).await;
+                if done.is_err() {
+                    self.svc.desk.unsend(&self.call_id);
+                }
+                done
+            }
         }
     }
 

@@ -321,6 +321,10 @@ pub struct Acd {
     eligible_at: Option<Instant>,
     /// Callbacks accepted whose patient is being called: their place, should nobody answer.
     dialing: HashMap<ContactId, Contact>,
+    /// Contacts sent to one agent (an agent's transfer): offered to that agent only, before
+    /// anything in their profile, while they are at the desk; if that agent lets it ring
+    /// out, declines it or leaves, it is their queue's again.
+    targets: HashMap<ContactId, AgentId>,
 }
 
 impl Acd {
@@ -348,6 +352,7 @@ impl Acd {
             seq: 0,
             eligible_at: None,
             dialing: HashMap::new(),
+            targets: HashMap::new(),
         }
     }
 
@@ -644,6 +649,36 @@ impl Acd {
         Ok(())
     }
 
+    /// A contact enters `queue` for `agent` alone (another agent transferred it to them):
+    /// offered to them before anything else, never to anyone else while they are at the
+    /// desk. Refused when `agent` is not at the desk (offline or unknown): nobody would take
+    /// it.
+    pub fn enqueue_for(
+        &mut self,
+        contact: &str,
+        queue: &str,
+        urgency: Urgency,
+        agent: &str,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        match self.agents.get(agent).map(|a| &a.state) {
+            None | Some(AgentState::Offline) => {
+                return Err(AcdError::UnknownAgent(agent.to_string()));
+            }
+            Some(_) => {}
+        }
+        self.insert(contact, queue, urgency, now, None)?;
+        self.targets.insert(contact.to_string(), agent.to_string());
+        self.raise_alerts(now);
+        self.route(now);
+        Ok(())
+    }
+
+    /// The agent a contact is sent to, if it is.
+    pub fn target(&self, contact: &str) -> Option<&str> {
+        self.targets.get(contact).map(String::as_str)
+    }
+
     /// The flow changes a queued contact's urgency; it keeps its arrival order among equals.
     pub fn set_urgency(
         &mut self,
@@ -934,6 +969,10 @@ impl Acd {
         {
             self.dialing.remove(contact);
         }
+        if state == AgentState::Offline {
+            // Contacts sent to an agent who left are their queues' again.
+            self.targets.retain(|_, t| t != agent);
+        }
         if state == AgentState::Available {
             a.available_since = now;
         }
@@ -978,6 +1017,10 @@ impl Acd {
 
     /// Stops ringing `agent` with `contact`, which goes back to its place in its queue.
     fn withdraw(&mut self, agent: &str, contact: &str, why: Withdrawn) {
+        if why != Withdrawn::ContactLeft && self.targets.get(contact).is_some_and(|t| t == agent) {
+            // The agent it was sent to did not take it: it is its queue's again.
+            self.targets.remove(contact);
+        }
         if let Some(c) = self.contacts.get_mut(contact) {
             c.offered_to = None;
             if let Some(q) = self.queues.get_mut(&c.queue) {
@@ -993,6 +1036,7 @@ impl Acd {
 
     /// Takes a contact out of its queue altogether.
     fn forget(&mut self, contact: &str) -> Option<Contact> {
+        self.targets.remove(contact);
         let c = self.contacts.remove(contact)?;
         if let Some(q) = self.queues.get_mut(&c.queue) {
             q.waiting.remove(&c.key);
@@ -1017,11 +1061,26 @@ impl Acd {
                 continue;
             };
             let mut best: Option<((u32, Key), &str)> = None;
+            // A contact sent to this agent first, whatever their profile.
+            for (contact, _) in self.targets.iter().filter(|(_, t)| **t == agent) {
+                let Some(c) = self.contacts.get(contact) else {
+                    continue;
+                };
+                if c.offered_to.is_none() && best.is_none_or(|(b, _)| (0, c.key) < b) {
+                    best = Some(((0, c.key), contact));
+                }
+            }
             for pq in &a.profile.queues {
+                if best.is_some_and(|((rank, _), _)| rank == 0) {
+                    break;
+                }
                 let Some(q) = self.queues.get(&pq.queue) else {
                     continue;
                 };
                 for (key, contact) in &q.waiting {
+                    if self.targets.contains_key(contact) {
+                        continue; // another agent's
+                    }
                     let not_before = self.contacts.get(contact).map_or(now, |c| c.not_before);
                     let from = (key.1 + pq.delay).max(not_before);
                     if from > now {

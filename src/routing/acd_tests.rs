@@ -875,3 +875,66 @@ fn a_callback_keeps_the_callers_place_and_goes_back_to_it_when_unanswered() {
         Err(AcdError::NotOnContact("ben".into()))
     );
 }
+
+/// A contact sent to one agent (a transfer to them) rings only them, before older contacts
+/// of their own queues, even from a queue that is not in their profile; while they are
+/// missed nobody else may take it. If they let it ring out it is its queue's again, for
+/// anyone.
+#[test]
+fn a_contact_sent_to_an_agent_rings_only_them_then_falls_back_to_its_queue() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses", "pharmacy"]);
+    available(&mut acd, "ben", &["nurses"], t0);
+    outputs(&mut acd);
+    // An older caller of Ben's queue, which he declines: he is missed, it waits.
+    acd.enqueue("older", "nurses", Urgency::default(), t0 + S, t0 + S)
+        .unwrap();
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "older")]);
+    acd.decline("ben", "older", t0 + 2 * S).unwrap();
+    outputs(&mut acd);
+    // A pharmacy caller sent to Ben: nobody else may take it while he is missed.
+    available(&mut acd, "cy", &["pharmacy"], t0 + 3 * S);
+    outputs(&mut acd);
+    acd.enqueue_for("sent", "pharmacy", Urgency::default(), "ben", t0 + 4 * S)
+        .unwrap();
+    assert_eq!(acd.target("sent"), Some("ben"));
+    assert!(
+        offers(&outputs(&mut acd)).is_empty(),
+        "not Cy's, though the pharmacy is her queue"
+    );
+    acd.set_availability("ben", Availability::Available, t0 + 5 * S)
+        .unwrap();
+    assert_eq!(
+        offers(&outputs(&mut acd)),
+        [pair("ben", "sent")],
+        "his own contact first, before the older one of his queue"
+    );
+    // He lets it ring out: the pharmacy's again, and Cy takes it.
+    acd.handle_timeout(t0 + 5 * S + AcdPolicy::default().offer_timeout);
+    let out = outputs(&mut acd);
+    assert_eq!(acd.target("sent"), None);
+    assert_eq!(offers(&out), [pair("cy", "sent")]);
+}
+
+/// Sending a contact to an agent who is not at the desk is refused; one sent to an agent who
+/// signs out goes back to its queue's agents.
+#[test]
+fn a_contact_sent_to_an_agent_who_leaves_is_the_queues_again() {
+    let t0 = Instant::now();
+    let mut acd = acd(&["nurses"]);
+    assert!(matches!(
+        acd.enqueue_for("c", "nurses", Urgency::default(), "nobody", t0),
+        Err(AcdError::UnknownAgent(_))
+    ));
+    available(&mut acd, "ana", &["nurses"], t0);
+    acd.set_availability("ana", Availability::Unavailable("lunch".into()), t0)
+        .unwrap();
+    available(&mut acd, "ben", &["nurses"], t0);
+    outputs(&mut acd);
+    acd.enqueue_for("c", "nurses", Urgency::default(), "ana", t0 + S)
+        .unwrap();
+    assert!(offers(&outputs(&mut acd)).is_empty(), "Ana's, on lunch");
+    acd.set_availability("ana", Availability::Offline, t0 + 2 * S)
+        .unwrap();
+    assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "c")]);
+}

@@ -226,6 +226,8 @@ pub struct Desk {
     pub callback_trunk: Option<String>,
     wake: Notify,
     metrics: Arc<Metrics>,
+    /// Calls about to enter a queue for one agent (an agent's transfer to them), by call.
+    sent_to: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -281,6 +283,7 @@ impl Desk {
             callback_trunk: Some(config.callback_trunk.clone()).filter(|t| !t.is_empty()),
             wake: Notify::new(),
             metrics,
+            sent_to: Mutex::new(HashMap::new()),
         });
         tokio::spawn(run_timer(Arc::downgrade(&desk)));
         desk
@@ -429,6 +432,26 @@ impl Desk {
                 let _ = acd.released(agent, now);
             }
         });
+    }
+
+    /// Whether `agent` is at the desk (signed in, whatever their state): someone a call can
+    /// be sent to.
+    pub fn at_desk(&self, agent: &str) -> bool {
+        !matches!(self.agent_state(agent), None | Some(AgentState::Offline))
+    }
+
+    /// Call `call_id` is about to enter its queue for `agent` alone (another agent transfers
+    /// it to them); [`Desk::unsend`] if it did not.
+    pub fn send_to(&self, call_id: &str, agent: &str) {
+        if let Ok(mut sent) = self.sent_to.lock() {
+            sent.insert(call_id.to_string(), agent.to_string());
+        }
+    }
+
+    pub fn unsend(&self, call_id: &str) {
+        if let Ok(mut sent) = self.sent_to.lock() {
+            sent.remove(call_id);
+        }
     }
 
     pub fn finish_work(&self, agent: &str) -> Result<(), AcdError> {
@@ -668,7 +691,15 @@ async fn run_timer(desk: Weak<Desk>) {
 
 impl QueueWatcher for Desk {
     fn waiting(&self, queue: &str, call_id: &str, since: Instant, priority: QueuePriority) {
-        if let Err(e) = self.apply(|acd, now| acd.enqueue(call_id, queue, priority, since, now)) {
+        let sent = self.sent_to.lock().ok().and_then(|mut s| s.remove(call_id));
+        let routed = self.apply(|acd, now| match &sent {
+            Some(agent) => acd
+                .enqueue_for(call_id, queue, priority, agent, now)
+                // They left meanwhile: the queue's like any caller.
+                .or_else(|_| acd.enqueue(call_id, queue, priority, since, now)),
+            None => acd.enqueue(call_id, queue, priority, since, now),
+        });
+        if let Err(e) = routed {
             debug!(call = %call_id, error = %e, "not routed");
         }
     }
