@@ -484,27 +484,10 @@ pub(super) async fn place_with(
                     return;
                 }
             };
-            let proxy = trunk.proxy.to_ascii_lowercase();
-            let tls = proxy.starts_with("sips:") || proxy.contains("transport=tls");
-            let address = svc
-                .sip
-                .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip()));
-            let transport = if tls { "tls" } else { "udp" };
-            let local = super::admit::local_media(&svc.settings, address, sockets.port, transport);
-            let gate = trunk.gate().await;
-            let dialed = svc.sip.dial(Dial {
-                call_id: id.clone(),
-                proxy: trunk.proxy.clone(),
-                number: number.clone(),
-                caller_id: trunk.caller_id.clone(),
-                offer: sdp::offer(&local),
-                credential: trunk.credential.clone(),
-            });
-            drop(gate);
-            let dialog = match dialed {
-                Ok(d) => d,
+            let (dialog, local) = match invite(&svc, &trunk, &id, &number, sockets.port).await {
+                Ok(sent) => sent,
                 Err(e) => {
-                    let _ = sent_tx.send(Err(DialError::Sip(e.to_string())));
+                    let _ = sent_tx.send(Err(e));
                     return;
                 }
             };
@@ -551,6 +534,36 @@ pub(super) async fn place_with(
         .unwrap_or_else(|_| Err(DialError::Sip("the call's task ended".into())))
 }
 
+/// Sends the INVITE for `number` through `trunk`, offering media on `port` (the address
+/// that routes to the trunk, SDES keys when it is TLS), spaced by the trunk's pacing.
+async fn invite(
+    svc: &Arc<CallServices>,
+    trunk: &Trunk,
+    call_id: &str,
+    number: &str,
+    port: u16,
+) -> Result<(crate::sip::outbound::OutgoingCall, sdp::LocalMedia), DialError> {
+    let proxy = trunk.proxy.to_ascii_lowercase();
+    let tls = proxy.starts_with("sips:") || proxy.contains("transport=tls");
+    let address = svc
+        .sip
+        .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip()));
+    let transport = if tls { "tls" } else { "udp" };
+    let local = super::admit::local_media(&svc.settings, address, port, transport);
+    let gate = trunk.gate().await;
+    let dialed = svc.sip.dial(Dial {
+        call_id: call_id.to_string(),
+        proxy: trunk.proxy.clone(),
+        number: number.to_string(),
+        caller_id: trunk.caller_id.clone(),
+        offer: sdp::offer(&local),
+        credential: trunk.credential.clone(),
+    });
+    drop(gate);
+    let dialog = dialed.map_err(|e| DialError::Sip(e.to_string()))?;
+    Ok((dialog, local))
+}
+
 /// An outside number ringing for a call already running (an agent's transfer): the dialog,
 /// the media ports it offered, and its place under the trunk's limits (held while it lasts).
 pub(super) struct RingOut {
@@ -577,24 +590,8 @@ pub(super) async fn ring_out(svc: &Arc<CallServices>, number: &str) -> Result<Ri
         .media
         .reserve(svc.sip.udp_addr.ip())
         .map_err(|_| DialError::NoMediaPort)?;
-    let proxy = trunk.proxy.to_ascii_lowercase();
-    let tls = proxy.starts_with("sips:") || proxy.contains("transport=tls");
-    let address = svc
-        .sip
-        .media_address_for(trunk.proxy_ip.unwrap_or(svc.sip.udp_addr.ip()));
-    let transport = if tls { "tls" } else { "udp" };
-    let local = super::admit::local_media(&svc.settings, address, sockets.port, transport);
-    let gate = trunk.gate().await;
-    let dialed = svc.sip.dial(Dial {
-        call_id: format!("xfer-{:032x}", rand::random::<u128>()),
-        proxy: trunk.proxy.clone(),
-        number,
-        caller_id: trunk.caller_id.clone(),
-        offer: sdp::offer(&local),
-        credential: trunk.credential.clone(),
-    });
-    drop(gate);
-    let phone = dialed.map_err(|e| DialError::Sip(e.to_string()))?;
+    let call_id = format!("xfer-{:032x}", rand::random::<u128>());
+    let (phone, local) = invite(svc, &trunk, &call_id, &number, sockets.port).await?;
     Ok(RingOut {
         phone,
         sockets,
