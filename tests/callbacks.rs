@@ -16,7 +16,7 @@ use support::console::Console;
 use support::http::request;
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
-use support::sip::{Callee, PCMU_TE, Ua, dial_answered, sdp_media_addr, sdp_offer};
+use support::sip::{Callee, Ua, dial_answered, pick_up};
 use support::speech::{hears, speech};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -66,28 +66,6 @@ fn ask_for_a_callback(server: &TestServer) {
         0.0,
         "the caller is off the line"
     );
-}
-
-/// The handset rings with Careline's call to the caller's number; it answers.
-fn pick_up(handset: &mut Ua) -> (Callee, RtpPeer) {
-    let callee = Callee::ring(handset, WAIT).expect("Careline calls the patient back");
-    assert!(
-        callee.invite.start.starts_with("INVITE sip:15551230000@"),
-        "the number the caller called from: {}",
-        callee.invite.start
-    );
-    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-    peer.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
-    callee.respond(
-        handset,
-        200,
-        "OK",
-        Some(&sdp_offer(peer.port, "0 101", &PCMU_TE)),
-    );
-    handset
-        .expect(WAIT, |m| m.method() == Some("ACK"))
-        .expect("ACK");
-    (callee, peer)
 }
 
 #[test]
@@ -147,7 +125,12 @@ fn a_caller_called_back_keeps_their_place_across_a_restart_and_talks_with_the_nu
     let on = console.expect_state("on_contact");
     assert_eq!(on["contact"], offered.as_str(), "{on}");
 
-    let (_callee, patient) = pick_up(&mut handset);
+    let (callee, patient) = pick_up(&mut handset, WAIT);
+    assert!(
+        callee.invite.start.starts_with("INVITE sip:15551230000@"),
+        "the number the caller called from: {}",
+        callee.invite.start
+    );
     // Who is calling, then the nurse.
     let greeting = speech("Joanna", GREETING, false);
     let deadline = std::time::Instant::now() + WAIT;

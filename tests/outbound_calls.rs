@@ -13,7 +13,7 @@ use support::audio::wait_for_prompt;
 use support::http::{Response, request};
 use support::rtp::RtpPeer;
 use support::server::{Options, TestServer};
-use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+use support::sip::{Callee, PCMU_TE, Ua, pick_up, sdp_media_addr, sdp_offer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -760,23 +760,6 @@ fn screening_server_with(
     (server, nurse, location)
 }
 
-/// Answers the call Careline places; the phone's media peer.
-fn pick_up(phone: &mut Ua) -> (Callee, RtpPeer) {
-    let callee = Callee::ring(phone, WAIT).expect("the workflow calls the patient");
-    let peer = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-    peer.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
-    callee.respond(
-        phone,
-        200,
-        "OK",
-        Some(&sdp_offer(peer.port, "0 101", &PCMU_TE)),
-    );
-    phone
-        .expect(WAIT, |m| m.method() == Some("ACK"))
-        .expect("ACK");
-    (callee, peer)
-}
-
 fn ended_execution(server: &TestServer, nurse: &str, location: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -827,7 +810,7 @@ fn peak(pcm: &[i16], from_ms: usize, to_ms: usize) -> i32 {
 fn a_voicemail_hears_no_questions_only_a_request_to_call_back_after_its_greeting() {
     let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
     let (server, nurse, location) = screening_server(&mut phone, "leave_message");
-    let (_callee, peer) = pick_up(&mut phone);
+    let (_callee, peer) = pick_up(&mut phone, WAIT);
     let greeting = support::server::prompt_pcm("en", "welcome");
     let greeting_ms = greeting.len() / 8;
     peer.send_audio(greeting);
@@ -865,7 +848,7 @@ fn a_voicemail_hears_no_questions_only_a_request_to_call_back_after_its_greeting
 fn a_voicemail_that_beeps_gets_its_message_as_the_beep_stops() {
     let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
     let (server, nurse, location) = screening_server(&mut phone, "leave_message");
-    let (_callee, peer) = pick_up(&mut phone);
+    let (_callee, peer) = pick_up(&mut phone, WAIT);
     let mut greeting = support::server::prompt_pcm("en", "welcome");
     greeting.extend(std::iter::repeat_n(0i16, 8 * 300));
     greeting.extend((0..8 * 500).map(|i| {
@@ -895,7 +878,7 @@ fn calls_amd_settings_reach_the_detector() {
         "hang_up",
         "[calls.amd]\nmaximum_word_ms = 300\n",
     );
-    let (_callee, peer) = pick_up(&mut phone);
+    let (_callee, peer) = pick_up(&mut phone, WAIT);
     let mut hello = support::server::prompt_pcm("en", "digit-1");
     hello.truncate(8 * 500);
     peer.send_audio(hello);
@@ -925,7 +908,7 @@ fn calls_amd_settings_reach_the_detector() {
 fn a_person_who_says_hello_hears_the_questions_when_machines_are_screened_out() {
     let mut phone = Ua::udp("127.0.0.1:9".parse().unwrap());
     let (server, nurse, location) = screening_server(&mut phone, "hang_up");
-    let (_callee, peer) = pick_up(&mut phone);
+    let (_callee, peer) = pick_up(&mut phone, WAIT);
     let mut hello = support::server::prompt_pcm("en", "digit-1");
     hello.truncate(8 * 500);
     peer.send_audio(hello);

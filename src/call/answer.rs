@@ -288,6 +288,39 @@ async fn join(
     offer: &str,
     remote: IpAddr,
 ) -> Result<Option<Taken>, AnswerError> {
+    let (offer, taken, browser) = browser_leg(svc, agent, offer, remote, None)?;
+    if !svc
+        .table
+        .send(&call_id, CallCommand::Agent(Box::new(offer)))
+    {
+        return Ok(None); // the call ended meanwhile (its place went with it)
+    }
+    if !taken.await.unwrap_or(false) {
+        return Ok(None);
+    }
+    info!(call = %call_id, "an agent answered a queued call");
+    Ok(Some(Taken {
+        resource: browser.resource,
+        answer: browser.answer,
+        call_id: call_id.to_string(),
+    }))
+}
+
+/// What the agent's browser gets back: its WHIP session and the SDP answer.
+pub(super) struct BrowserAnswer {
+    pub resource: String,
+    pub answer: String,
+}
+
+/// Answers an agent's browser `offer` from `remote`: their leg, ready to hand to a call
+/// (with whether the call took it, once handed), and what the browser gets back.
+pub(super) fn browser_leg(
+    svc: &Arc<CallServices>,
+    agent: &str,
+    offer: &str,
+    remote: IpAddr,
+    callback: Option<String>,
+) -> Result<(AgentOffer, oneshot::Receiver<bool>, BrowserAnswer), AnswerError> {
     let sockets = svc
         .media
         .reserve(svc.sip.udp_addr.ip())
@@ -304,7 +337,7 @@ async fn join(
     )?;
     let resource = format!("{:032x}", rand::random::<u128>());
     let (accepted, taken) = oneshot::channel();
-    let offer = AgentOffer {
+    let leg = AgentOffer {
         sockets,
         media: AgentMedia::WebRtc {
             peer: Box::new(answered.transport),
@@ -313,25 +346,15 @@ async fn join(
         },
         session: resource.clone(),
         agent: agent.to_string(),
-        callback: None,
+        callback,
         accepted,
         released: None,
     };
-    if !svc
-        .table
-        .send(&call_id, CallCommand::Agent(Box::new(offer)))
-    {
-        return Ok(None); // the call ended meanwhile (its place went with it)
-    }
-    if !taken.await.unwrap_or(false) {
-        return Ok(None);
-    }
-    info!(call = %call_id, "an agent answered a queued call");
-    Ok(Some(Taken {
+    let browser = BrowserAnswer {
         resource,
         answer: answered.answer,
-        call_id: call_id.to_string(),
-    }))
+    };
+    Ok((leg, taken, browser))
 }
 
 /// The agent's leg's next event; pending while there is no agent.

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -20,8 +20,6 @@ use super::CallServices;
 use super::answer::{AgentMedia, AgentOffer, AnswerError, Taken};
 use super::dial::{CallOutcome, DialError, OutboundCall};
 use crate::flow::interpreter::CallbackRequest;
-use crate::media::engine::LegIds;
-use crate::media::webrtc::WebRtcTransport;
 use crate::routing::callbacks::{AfterFailure, Callback, CallbackError, NewCallback};
 
 /// After a call that could not even be sent (the trunk at its limit, no media port), the
@@ -190,44 +188,16 @@ pub(super) async fn take(
     remote: IpAddr,
 ) -> Result<Taken, AnswerError> {
     let started = start_attempt(svc, agent, id).await?;
-    let sockets = match svc.media.reserve(svc.sip.udp_addr.ip()) {
-        Ok(s) => s,
-        Err(_) => return Err(not_sent(svc, agent, &started, AnswerError::NoPorts).await),
-    };
-    let Ok(local) = sockets.rtp.local_addr() else {
-        return Err(not_sent(svc, agent, &started, AnswerError::NoPorts).await);
-    };
-    let ids = LegIds::random();
-    let answered = match WebRtcTransport::answer(
-        offer,
-        local,
-        Some(svc.sip.media_address_for(remote)),
-        &svc.settings.codecs,
-        ids.ssrc,
-        Instant::now(),
-    ) {
-        Ok(a) => a,
-        Err(e) => return Err(not_sent(svc, agent, &started, AnswerError::Offer(e)).await),
-    };
-    let resource = format!("{:032x}", rand::random::<u128>());
-    let (accepted, _opened) = oneshot::channel();
-    let leg = AgentOffer {
-        sockets,
-        media: AgentMedia::WebRtc {
-            peer: Box::new(answered.transport),
-            params: answered.params,
-            ids,
-        },
-        session: resource.clone(),
-        agent: agent.to_string(),
-        callback: Some(started.cb.id.clone()),
-        accepted,
-        released: None,
-    };
+    let callback = Some(started.cb.id.clone());
+    let (leg, _opened, browser) =
+        match super::answer::browser_leg(svc, agent, offer, remote, callback) {
+            Ok(answered) => answered,
+            Err(e) => return Err(not_sent(svc, agent, &started, e).await),
+        };
     let call_id = call_patient(svc, agent, started, leg).await?;
     Ok(Taken {
-        resource,
-        answer: answered.answer,
+        resource: browser.resource,
+        answer: browser.answer,
         call_id,
     })
 }

@@ -631,3 +631,21 @@ pub fn sdp_offer(port: u16, formats: &str, attributes: &[&str]) -> String {
     }
     s
 }
+
+/// The phone behind a trunk rings with Careline's INVITE (within `timeout`) and answers it
+/// with a PCMU + telephone-event peer, which it returns with the call once ACKed.
+pub fn pick_up(phone: &mut Ua, timeout: Duration) -> (Callee, super::rtp::RtpPeer) {
+    let callee = Callee::ring(phone, timeout).expect("Careline's INVITE reaches the phone");
+    let peer = super::rtp::RtpPeer::new(careline::media::codec::Codec::Pcmu, 0, Some(101));
+    peer.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        phone,
+        200,
+        "OK",
+        Some(&sdp_offer(peer.port, "0 101", &PCMU_TE)),
+    );
+    phone
+        .expect(timeout, |m| m.method() == Some("ACK"))
+        .expect("the answer is acknowledged");
+    (callee, peer)
+}
