@@ -1119,7 +1119,11 @@ impl Caller {
             let heard = &plan.lib.refs[h.prompt].name;
             let step = self.step + 1;
             if h.prompt != want {
-                let detail = format!("step {step}: heard `{heard}` while expecting `{name}`");
+                let how = if h.complete { "whole" } else { "in part" };
+                let detail = format!(
+                    "step {step}: heard `{heard}` ({how}, {} ms) while expecting `{name}`",
+                    h.frames * 20
+                );
                 self.fail(fail("wrong_prompt", detail));
             } else if !h.complete && !allow_partial {
                 let detail = format!("step {step}: `{name}` stopped after {} ms", h.frames * 20);
