@@ -189,7 +189,8 @@ fn a_caller_that_hears_the_wrong_prompt_fails_and_says_which() {
         .as_str()
         .unwrap_or_default();
     assert!(
-        example.contains("heard `digit-3` while expecting `digit-4`"),
+        example.contains("heard `digit-3` (whole, ")
+            && example.ends_with("while expecting `digit-4`"),
         "{example}"
     );
 }
