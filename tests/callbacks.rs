@@ -231,14 +231,11 @@ fn a_callback_nobody_answers_frees_the_nurse_and_is_tried_again_after_its_delay(
 
     // A supervisor sees it waiting for its next attempt, and cancels it.
     let supervisor = server.user_token("sup-1", "supervisor");
-    let auth = format!("Bearer {supervisor}");
-    let list = request(
-        server.http,
-        "GET",
-        "/api/v1/callbacks",
-        &[("Authorization", &auth)],
-        None,
-    );
+    let as_user = |token: &str, method: &str, path: &str| {
+        let auth = format!("Bearer {token}");
+        request(server.http, method, path, &[("Authorization", &auth)], None)
+    };
+    let list = as_user(&supervisor, "GET", "/api/v1/callbacks");
     assert_eq!(list.status, 200, "{}", list.body);
     let listed = list.json()["callbacks"].clone();
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
@@ -253,41 +250,17 @@ fn a_callback_nobody_answers_frees_the_nurse_and_is_tried_again_after_its_delay(
         list.body
     );
     let path = format!("/api/v1/callbacks/{offered}");
-    let r = request(
-        server.http,
-        "DELETE",
-        &path,
-        &[("Authorization", &auth)],
-        None,
-    );
+    let r = as_user(&supervisor, "DELETE", &path);
     assert_eq!(r.status, 204, "{}", r.body);
-    let r = request(
-        server.http,
-        "DELETE",
-        &path,
-        &[("Authorization", &auth)],
-        None,
-    );
+    let r = as_user(&supervisor, "DELETE", &path);
     assert_eq!(r.status, 409, "cancelled already: {}", r.body);
-    let list = request(
-        server.http,
-        "GET",
-        "/api/v1/callbacks",
-        &[("Authorization", &auth)],
-        None,
-    );
+    let list = as_user(&supervisor, "GET", "/api/v1/callbacks");
     assert_eq!(
         list.json()["callbacks"],
         serde_json::json!([]),
         "{}",
         list.body
     );
-    let nurse_list = request(
-        server.http,
-        "GET",
-        "/api/v1/callbacks",
-        &[("Authorization", &format!("Bearer {nurse}"))],
-        None,
-    );
+    let nurse_list = as_user(&nurse, "GET", "/api/v1/callbacks");
     assert_eq!(nurse_list.status, 403, "{}", nurse_list.body);
 }

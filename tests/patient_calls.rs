@@ -268,6 +268,22 @@ impl World {
         peer.heard()
     }
 
+    /// Call `call_id`'s link names the patient and nurse-1 (whose `token` this is) as the one
+    /// handling it, and the patient's summary opens to her: the screen-pop.
+    fn expect_screen_pop(&self, call_id: &str, token: &str) {
+        let link = self.api(
+            "GET",
+            &format!("/api/v1/calls/{call_id}/contact"),
+            token,
+            None,
+        );
+        assert_eq!(link.status, 200, "{}", link.body);
+        let link: Value = serde_json::from_str(&link.body).unwrap();
+        assert_eq!(link["patient_id"], PATIENT);
+        assert_eq!(link["user"], "nurse-1");
+        assert_eq!(self.summary_status(token, 200), 200, "the screen-pop opens");
+    }
+
     /// The status `token` gets for the patient's summary once it is `want` (polled), or the
     /// last one after 10 s.
     fn summary_status(&self, token: &str, want: u16) -> u16 {
@@ -486,21 +502,7 @@ fn the_nurse_who_answers_an_identified_caller_sees_their_record() {
     browser.accept(&r.body);
     browser.wait_connected();
 
-    let link = world.api(
-        "GET",
-        &format!("/api/v1/calls/{call_id}/contact"),
-        &nurse,
-        None,
-    );
-    assert_eq!(link.status, 200, "{}", link.body);
-    let link: Value = serde_json::from_str(&link.body).unwrap();
-    assert_eq!(link["patient_id"], PATIENT);
-    assert_eq!(link["user"], "nurse-1");
-    assert_eq!(
-        world.summary_status(&nurse, 200),
-        200,
-        "the screen-pop opens"
-    );
+    world.expect_screen_pop(&call_id, &nurse);
     let summary = world.api(
         "GET",
         &format!("/api/v1/patients/{PATIENT}/summary"),
@@ -581,21 +583,7 @@ fn the_nurse_who_calls_an_identified_caller_back_sees_their_record() {
     let call_id = r.header("careline-call-id").expect("the call").to_string();
     let callee = support::sip::Callee::ring(&mut handset, Duration::from_secs(20))
         .expect("Careline calls the patient back");
-    let link = world.api(
-        "GET",
-        &format!("/api/v1/calls/{call_id}/contact"),
-        &nurse,
-        None,
-    );
-    assert_eq!(link.status, 200, "{}", link.body);
-    let link: Value = serde_json::from_str(&link.body).unwrap();
-    assert_eq!(link["patient_id"], PATIENT);
-    assert_eq!(link["user"], "nurse-1");
-    assert_eq!(
-        world.summary_status(&nurse, 200),
-        200,
-        "the screen-pop opens"
-    );
+    world.expect_screen_pop(&call_id, &nurse);
     let auditor = world.token("aud-1", "auditor");
     let placed = world.auditor_sees(&auditor, "call.place", PATIENT);
     assert!(
