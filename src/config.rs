@@ -112,6 +112,11 @@ pub struct WebRtcConfig {
     /// A browser whose ICE and DTLS are not done this long after its offer was answered is
     /// hung up (cause `connect_timeout` in `/metrics`).
     pub connect_timeout_secs: u32,
+    /// A browser caller whose connection is lost (a tab reload, a network blip) may
+    /// reconnect to the same call within this long (`POST SESSION/reconnect`, which the
+    /// `/call` page does after a reload); the call goes on meanwhile. 0: a lost connection
+    /// ends the call at once (cause `connection_lost`).
+    pub reconnect_grace_secs: u32,
     /// Browser calls from one address that may be connecting at once (answered, ICE and DTLS
     /// not done yet); more are refused with 429. Each holds a call slot and a media port until
     /// it connects or times out, so without a bound one client could fill the call table.
@@ -127,6 +132,7 @@ impl Default for WebRtcConfig {
         WebRtcConfig {
             public_calls: false,
             connect_timeout_secs: 10,
+            reconnect_grace_secs: 20,
             max_connecting_per_source: 5,
             allowed_origins: Vec::new(),
         }

@@ -42,6 +42,10 @@ pub struct Metrics {
     /// answered), `retry` (a call nobody answered; another follows), `given_up` (the last
     /// attempt failed), `restored` (kept across a restart).
     pub callbacks: Family<Labels, Counter>,
+    /// Browser callers' connections, by event: `lost` (the call waits for the browser to
+    /// come back), `reconnected` (a new connection took the leg over), `refused` (a
+    /// reconnect that was not allowed).
+    pub browser_connections: Family<Labels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
     /// `failed` (refused for good, or out of tries).
@@ -140,6 +144,7 @@ impl Metrics {
             agent_offers: Family::default(),
             wrap_ups: Family::default(),
             callbacks: Family::default(),
+            browser_connections: Family::default(),
             notifications: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
@@ -213,6 +218,11 @@ impl Metrics {
             "callbacks",
             "Queued callbacks, by event (created, reached, retry, given_up, restored)",
             m.callbacks.clone(),
+        );
+        registry.register(
+            "browser_connections",
+            "Browser callers' connections, by event (lost, reconnected, refused)",
+            m.browser_connections.clone(),
         );
         registry.register(
             "notifications",
@@ -424,6 +434,12 @@ impl Metrics {
     pub fn call_ended(&self, cause: &'static str) {
         self.calls_ended
             .get_or_create(&vec![("cause", cause)])
+            .inc();
+    }
+
+    pub fn browser_connection(&self, event: &'static str) {
+        self.browser_connections
+            .get_or_create(&vec![("event", event)])
             .inc();
     }
 

@@ -241,6 +241,9 @@ impl Server {
                 webrtc_connect_timeout: Duration::from_secs(u64::from(
                     config.webrtc.connect_timeout_secs,
                 )),
+                webrtc_reconnect_grace: Duration::from_secs(u64::from(
+                    config.webrtc.reconnect_grace_secs,
+                )),
                 webrtc_connecting_per_source: config.webrtc.max_connecting_per_source as usize,
                 srtp: config.rtp.srtp,
                 srtp_keys_without_tls: config.rtp.srtp_keys_without_tls,

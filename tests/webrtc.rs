@@ -206,7 +206,16 @@ fn browsers_that_never_connect_are_hung_up_and_one_address_cannot_pile_them_up()
 /// step are kept in `target/browser-screenshots/` to be looked at.
 #[test]
 fn chromium_calls_from_the_example_page_hears_the_flow_and_presses_a_key() {
-    chromium_call(public(), "g711");
+    chromium_call(public(), "g711", false);
+}
+
+/// The patient reloads the page mid-call (the welcome playing): the reloaded page gets back
+/// onto the same call by itself (`reconnect`), says so, and the key pressed after the reload
+/// reaches the same menu; one call from start to hang-up.
+#[test]
+fn chromium_reloads_the_call_page_mid_call_and_the_call_goes_on() {
+    let server = public();
+    chromium_call(server, "reload", true);
 }
 
 /// The same with Opus first in Careline's codecs: Chromium's own codec, 48 kHz, and its
@@ -217,7 +226,7 @@ fn chromium_calls_with_opus_when_careline_prefers_it() {
         toml: "[webrtc]\npublic_calls = true\n[rtp]\ncodecs = [\"opus\", \"pcmu\"]\n".into(),
         ..Default::default()
     });
-    chromium_call(server, "opus");
+    chromium_call(server, "opus", false);
 }
 
 /// One Chromium at a time: two browsers recording audio at once on a 2-core machine would
@@ -248,7 +257,7 @@ fn browser_script(server: &TestServer, script: &str, args: &[String]) -> serde_j
     serde_json::from_slice(&out.stdout).expect("the script's summary")
 }
 
-fn chromium_call(server: TestServer, label: &str) {
+fn chromium_call(server: TestServer, label: &str, reload: bool) {
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
     let root = support::server::repo_root();
     let shots = root.join("target/browser-screenshots").join(label);
@@ -259,9 +268,28 @@ fn chromium_call(server: TestServer, label: &str) {
         &[
             format!("http://{}", server.http),
             shots.display().to_string(),
+            if reload { "reload" } else { "" }.to_string(),
         ],
     );
     assert_eq!(summary["status"], "You hung up.", "{summary}");
+    if reload {
+        assert_eq!(
+            summary["keypad_after_reload"],
+            serde_json::json!(true),
+            "the reloaded page is on the call: {summary}"
+        );
+        assert_eq!(
+            server.metric("careline_browser_connections_total{event=\"reconnected\"}"),
+            1.0,
+            "{}",
+            server.log()
+        );
+        assert_eq!(
+            server.metric("careline_calls_started_total"),
+            1.0,
+            "one call"
+        );
+    }
     assert_eq!(
         (
             &summary["keypad_before_call"],
@@ -277,28 +305,31 @@ fn chromium_call(server: TestServer, label: &str) {
         ),
         "the keypad shows only during the call, and the page can call again: {summary}"
     );
-    let raw = std::fs::read(shots.join("heard.raw")).unwrap();
-    let heard: Vec<i16> = raw
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
+    let read = |name: &str| -> Vec<i16> {
+        let raw = std::fs::read(shots.join(name)).unwrap();
+        raw.chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    };
+    let heard = read("heard.raw");
+    let pressed_at = summary["pressed_at_ms"].as_u64().unwrap();
+    // The welcome: what was played before the key (reloaded: what the page heard before the
+    // reload, its audio starting again after it).
+    let before = if reload {
+        read("heard-before-reload.raw")
+    } else {
+        heard[..(pressed_at as usize * 8).min(heard.len())].to_vec()
+    };
     // What the browser played went through its decoder and two resamplings (to its output
     // rate, back to 8 kHz in the recorder): the loudness contour survives, the waveform only
     // partly (through Opus, about a quarter). So a prompt counts as heard by its contour, with
     // some waveform, and it must match better than a prompt that was not played.
-    let pressed_at = summary["pressed_at_ms"].as_u64().unwrap();
-    let score = |name: &str, from_ms: u64, prefix_ms: Option<usize>| {
+    let score = |audio: &[i16], name: &str, from_ms: u64, prefix_ms: Option<usize>| {
         let mut expected = support::server::prompt_pcm("en", name);
         if let Some(ms) = prefix_ms {
             expected.truncate(ms * 8);
         }
-        // Before the key, only what was played before it; after it, the rest.
-        let upto = if from_ms < pressed_at {
-            (pressed_at as usize * 8).min(heard.len())
-        } else {
-            heard.len()
-        };
-        careline::media::recognize::find_from(&heard[..upto], &expected, from_ms as usize * 8)
+        careline::media::recognize::find_from(audio, &expected, from_ms as usize * 8)
             .map(|m| (m.envelope_score, m.waveform_score))
             .unwrap_or((0.0, 0.0))
     };
@@ -306,19 +337,19 @@ fn chromium_call(server: TestServer, label: &str) {
     // what was played still stands out (0.8 and more) where a prompt that was not played
     // scores far lower, which the comparisons below require.
     let heard_it = |(envelope, waveform): (f32, f32)| envelope >= 0.8 && waveform >= 0.1;
-    let welcome = score("welcome", 0, Some(2000));
-    let never = score("digit-9", 0, Some(2000));
+    let welcome = score(&before, "welcome", 0, Some(2000));
+    let never = score(&before, "digit-9", 0, Some(2000));
     assert!(
         heard_it(welcome) && welcome.0 > never.0 && welcome.1 > never.1,
         "the welcome was heard in the browser ({} ms of audio; envelope and waveform \
          {welcome:?}, of a prompt never played {never:?})",
-        heard.len() / 8
+        before.len() / 8
     );
     // Key 7: "You pressed seven." stands apart from "You pressed one." in its contour (two
     // syllables against one) where "five" and "four" (the same vowel length, the same "f")
     // were too close to tell apart when the machine was busy.
-    let seven = score("digit-7", pressed_at, None);
-    let one = score("digit-1", pressed_at, None);
+    let seven = score(&heard, "digit-7", pressed_at, None);
+    let one = score(&heard, "digit-1", pressed_at, None);
     assert!(
         heard_it(seven) && seven.0 > one.0 && seven.1 > one.1,
         "the prompt of key 7 followed the key: {seven:?} (key 1's prompt, not played: {one:?})"
@@ -340,7 +371,8 @@ fn chromium_call(server: TestServer, label: &str) {
 }
 
 /// A browser that goes away without DELETE (a closed tab: DTLS close_notify, then silence)
-/// ends its call, and the call is not left running.
+/// ends its call, and the call is not left running. (With `reconnect_grace_secs = 0`: the
+/// grace a reloaded page has is tested below.)
 #[test]
 fn a_browser_that_goes_away_ends_its_call() {
     // A flow that holds the line, and no RTP timeout: only the lost connection can end it.
@@ -348,8 +380,8 @@ fn a_browser_that_goes_away_ends_its_call() {
     std::fs::write(flows.path().join("hold.json"), support::fixtures::HOLD_FLOW).unwrap();
     let server = TestServer::start_with(Options {
         toml: format!(
-            "[webrtc]\npublic_calls = true\n[flows]\ndir = \"{}\"\ndefault = \"hold\"\n\
-             [rtp]\ntimeout_secs = 900\n",
+            "[webrtc]\npublic_calls = true\nreconnect_grace_secs = 0\n[flows]\ndir = \"{}\"\n\
+             default = \"hold\"\n[rtp]\ntimeout_secs = 900\n",
             flows.path().display()
         ),
         ..Default::default()
@@ -377,6 +409,135 @@ fn a_browser_that_goes_away_ends_its_call() {
         "ICE consent (RFC 7675) ran out"
     );
     assert_eq!(server.metric("careline_calls_active"), 0.0);
+}
+
+/// A menu that waits as long as the test needs: key 5 says "five", anything else or nothing
+/// plays the welcome again.
+const MENU_THAT_WAITS: &str = r#"{"Version": "2019-10-30", "StartAction": "menu", "Actions": [
+  {"Identifier": "menu", "Type": "GetParticipantInput",
+   "Parameters": {"PromptId": "welcome", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
+   "Transitions": {"NextAction": "menu",
+     "Conditions": [{"NextAction": "five", "Condition": {"Operator": "Equals", "Operands": ["5"]}}],
+     "Errors": [{"NextAction": "menu", "ErrorType": "InputTimeLimitExceeded"},
+       {"NextAction": "menu", "ErrorType": "NoMatchingCondition"},
+       {"NextAction": "menu", "ErrorType": "NoMatchingError"}]}},
+  {"Identifier": "five", "Type": "GetParticipantInput",
+   "Parameters": {"PromptId": "digit-5", "InputTimeLimitSeconds": "3600", "StoreInput": "False"},
+   "Transitions": {"NextAction": "menu", "Conditions": [],
+     "Errors": [{"NextAction": "menu", "ErrorType": "InputTimeLimitExceeded"},
+       {"NextAction": "menu", "ErrorType": "NoMatchingCondition"},
+       {"NextAction": "menu", "ErrorType": "NoMatchingError"}]}}]}"#;
+
+/// A caller's page reloads mid-call: its old peer connection goes silent (the server notices
+/// within seconds and the call waits), and the reloaded page sends a new offer to its
+/// session's `reconnect`: the new connection takes the same call over (the menu where it
+/// was, keys from the new page reach it), with no new call counted. Refused: a reconnect
+/// from another address (403), for a call that has not connected yet (409), for a session
+/// that does not exist (404). A page that does not come back within
+/// `reconnect_grace_secs` ends the call (`connection_lost`), and its session with it.
+#[test]
+fn a_browser_caller_whose_page_reloads_reconnects_to_the_same_call() {
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(flows.path().join("menu.json"), MENU_THAT_WAITS).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[webrtc]\npublic_calls = true\nreconnect_grace_secs = 10\n[flows]\ndir = \"{}\"\n\
+             default = \"menu\"\n[rtp]\ntimeout_secs = 900\n",
+            flows.path().display()
+        ),
+        ..Default::default()
+    });
+    let lost = "careline_browser_connections_total{event=\"lost\"}";
+    let first = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &first.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").unwrap().to_string();
+    let reconnect = format!("{location}/reconnect");
+    first.accept(&r.body);
+    first.wait_connected();
+    wait_for_prompt(&first, Codec::Pcmu, "en", "welcome", 0, Some(1000));
+    drop(first);
+    assert_eq!(
+        server.wait_metric(lost, 1.0, Duration::from_secs(30)),
+        1.0,
+        "the server noticed the page went silent: {}",
+        server.log()
+    );
+    assert_eq!(
+        server.metric("careline_calls_active"),
+        1.0,
+        "the call waits"
+    );
+
+    // The reloaded page: a new peer connection, from the same address.
+    let second = BrowserPeer::new(&[Codec::Pcmu]);
+    let stranger = support::http::request_from(
+        "127.0.0.2".parse().unwrap(),
+        server.http,
+        "POST",
+        &reconnect,
+        &[],
+        Some(("application/sdp", second.offer.as_bytes())),
+    );
+    assert_eq!(stranger.status, 403, "{}", stranger.body);
+    let r = post_offer(&server, &reconnect, &second.offer, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    assert!(r.body.contains("a=ice-lite"), "{}", r.body);
+    second.accept(&r.body);
+    second.wait_connected();
+    // The same call's menu, through the new connection: key 5 gets its prompt.
+    second.send_event('5', 100);
+    let (heard, _) = wait_for_prompt(&second, Codec::Pcmu, "en", "digit-5", 0, None);
+    expect_not_prompt(&heard, "en", "digit-4", 0);
+    assert_eq!(
+        server.metric("careline_browser_connections_total{event=\"reconnected\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("careline_browser_connections_total{event=\"refused\"}"),
+        1.0,
+        "the stranger's"
+    );
+    assert_eq!(
+        server.metric("careline_calls_started_total"),
+        1.0,
+        "no new call"
+    );
+
+    // A call that has not connected yet has nothing to reconnect; an unknown session is none.
+    let fresh = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, "/api/v1/calls/whip", &fresh.offer, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let fresh_reconnect = format!("{}/reconnect", r.header("location").unwrap());
+    let r = post_offer(&server, &fresh_reconnect, &fresh.offer, None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    let unknown = format!("/api/v1/calls/whip/{}/reconnect", "0".repeat(32));
+    let r = post_offer(&server, &unknown, &fresh.offer, None);
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Gone for good: the call ends when the grace is over, and the session with it.
+    drop(second);
+    assert_eq!(server.wait_metric(lost, 2.0, Duration::from_secs(30)), 2.0);
+    let noticed = std::time::Instant::now();
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"connection_lost\"}",
+            1.0,
+            Duration::from_secs(60)
+        ),
+        1.0,
+        "{}",
+        server.log()
+    );
+    assert!(
+        noticed.elapsed() >= Duration::from_secs(8),
+        "not before the grace: {:?}",
+        noticed.elapsed()
+    );
+    let third = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, &reconnect, &third.offer, None);
+    assert_eq!(r.status, 404, "the call is over: {}", r.body);
 }
 
 /// A browser call is recorded like a phone call: sealed after the hang-up, under the call's

@@ -724,6 +724,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         also: &[400, 409, 422],
     },
     RouteDoc {
+        method: "post",
+        path: "/api/v1/calls/whip/{id}/reconnect",
+        action: None,
+        summary: "A caller's page is back after a reload (or a lost network) with a new peer connection for the same call: the body is its SDP offer, sent to the call's session URL (the credential, as for DELETE) from the address the call came from. 200 with the SDP answer; the call (its flow, its place in a queue, its agent, its recording) goes on through the new connection once it is up. Within [webrtc] reconnect_grace_secs of the old connection going silent; 403 from another address, 404 for a call that ended, 409 before the call first connected, for an agent's session, or past 10 reconnects.",
+        query: &[],
+        body: Some("Sdp"),
+        ok: 200,
+        returns: "Sdp",
+        media: SDP,
+        also: &[403, 409],
+    },
+    RouteDoc {
         method: "patch",
         path: "/api/v1/calls/whip/{id}",
         action: None,

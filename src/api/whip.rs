@@ -10,7 +10,8 @@
 //! button), otherwise a bearer token or a signed-in session of a role allowed to place calls
 //! (`call.place`). The session's URL is its capability, as RFC 9725 §4.3 has it: 128 random
 //! bits that only the browser that placed the call holds, so `DELETE` and `PATCH` need no
-//! other credentials (a public caller has none).
+//! other credentials (a public caller has none). `POST SESSION/reconnect` (a reloaded page's
+//! new offer for the same call) also needs the call's own source address.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
 use crate::call::answer::{AgentControl, TransferRefused, TransferTo};
-use crate::call::whip::{Target, WhipError, call_id_of, place};
+use crate::call::whip::{ReconnectRefused, Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
 
@@ -61,6 +62,10 @@ pub(crate) fn router(
         .route(
             "/api/v1/calls/whip/{id}",
             delete(hang_up).patch(trickle).options(preflight),
+        )
+        .route(
+            "/api/v1/calls/whip/{id}/reconnect",
+            post(reconnect).options(preflight),
         )
         .layer(axum::middleware::from_fn_with_state(origins, cors))
         // An agent's controls, from Careline's own console: no cross-site use.
@@ -296,6 +301,46 @@ async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Res
         Err(ApiError::not_found(
             "no such WHIP session (it may have ended)",
         ))
+    }
+}
+
+/// A caller's page is back after a reload (or a lost network) with a new peer connection for
+/// the same call: the body is its SDP offer. 200 with the SDP answer; the call's leg goes on
+/// through the new connection once it is up. The session URL is the credential, and the
+/// offer must come from the address the call came from (403 otherwise); 404 for a call that
+/// ended (the page calls again), 409 before the call first connected or past
+/// [`MAX_RECONNECTS`](crate::call::whip::MAX_RECONNECTS).
+async fn reconnect(
+    State(s): State<WhipApi>,
+    Path(id): Path<String>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    session(&id)?;
+    if s.calls.agent_sessions.call_of(&id).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an agent's session does not reconnect: the caller is offered again, accept it anew",
+        ));
+    }
+    let sdp = sdp_offer(&headers, req).await?;
+    match crate::call::whip::reconnect(&s.calls, &id, sdp, client.0.ip()).await {
+        Ok(answer) => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/sdp")],
+            answer,
+        )
+            .into_response()),
+        Err(ReconnectRefused::Offer(e)) => Ok(whip_error(WhipError::Offer(e))),
+        Err(e) => {
+            let status = match e {
+                ReconnectRefused::Gone => StatusCode::NOT_FOUND,
+                ReconnectRefused::OtherAddress => StatusCode::FORBIDDEN,
+                _ => StatusCode::CONFLICT,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
     }
 }
 

@@ -105,6 +105,11 @@ pub struct CallPolicy {
     /// whisper) has run to its end, the two are bridged. If the agent leaves first, the call
     /// ends (cause `agent_hangup`).
     pub callback_agent: Option<String>,
+    /// A browser caller whose connection is lost (a tab reload, a network blip) may come
+    /// back with a new one ([`Input::Confirmed`] again) within this long before the call
+    /// ends with cause `connection_lost`; the call goes on meanwhile (its flow, its place in
+    /// a queue, its agent). `None`: a lost connection ends the call at once.
+    pub reconnect_grace: Option<Duration>,
 }
 
 /// Where the call stands.
@@ -140,8 +145,13 @@ pub enum Input {
     /// A call Careline placed was not answered: the final SIP status, or `None` when nothing
     /// answered (the trunk unreachable). The cause is [`dial_cause`]'s.
     DialFailed(Option<u16>),
-    /// The caller acknowledged the answer (ACK): the flow starts.
+    /// The caller acknowledged the answer (ACK), or a browser's media is up: the flow
+    /// starts (a browser back after [`Input::ConnectionLost`]: the call goes on).
     Confirmed,
+    /// A browser caller's connection is gone (DTLS closed, ICE consent expired, or replaced
+    /// by a new one that is still connecting): the call waits
+    /// [`CallPolicy::reconnect_grace`] for it to come back.
+    ConnectionLost,
     /// The caller pressed a key (RFC 4733, SIP INFO or in-band).
     Digit(Digit),
     /// The media leg finished or cut short a play.
@@ -302,6 +312,8 @@ pub struct CallCore {
     confirm_by: Option<Instant>,
     /// When an offered agent who has not connected is given up.
     agent_by: Option<Instant>,
+    /// When a browser caller whose connection was lost is given up.
+    lost_until: Option<Instant>,
     /// The hold music playing to a held caller.
     music: Option<PlayId>,
     /// The play in progress and whether a key may cut it short.
@@ -363,6 +375,7 @@ impl CallCore {
             dial_until: None,
             confirm_by: None,
             agent_by: None,
+            lost_until: None,
             music: None,
             playing: None,
             next_id: 0,
@@ -392,6 +405,11 @@ impl CallCore {
             core.ring_until = Some(now + core.policy.ring);
         }
         core
+    }
+
+    /// A browser caller's connection is lost and the call waits for it to come back.
+    pub fn reconnecting(&self) -> bool {
+        self.lost_until.is_some()
     }
 
     /// An outside number rings for the caller (an agent's blind transfer).
@@ -488,6 +506,7 @@ impl CallCore {
             self.dial_until,
             self.confirm_by,
             self.agent_by,
+            self.lost_until,
             self.collector.as_ref().map(|c| c.deadline()),
             self.pending.map(|p| p.deadline),
             self.timer,
@@ -515,6 +534,11 @@ impl CallCore {
         if self.confirm_by.is_some_and(|d| d <= t) {
             info!("the caller never confirmed the answer: hanging up");
             self.end("connect_timeout", true);
+            return;
+        }
+        if self.lost_until.is_some_and(|d| d <= t) {
+            info!("the caller's connection did not come back: hanging up");
+            self.end("connection_lost", true);
             return;
         }
         if self.agent_by.is_some_and(|d| d <= t) {
@@ -557,6 +581,9 @@ impl CallCore {
             }
             Input::Confirmed => {
                 self.confirm_by = None;
+                if self.lost_until.take().is_some() {
+                    info!("the caller's connection is back");
+                }
                 if self.phase == Phase::Answering {
                     self.phase = Phase::Ivr;
                     self.flow.handle(Event::Started, now);
@@ -663,6 +690,29 @@ impl CallCore {
             Input::Hangup(cause) => {
                 self.end(cause, true);
                 return;
+            }
+            Input::ConnectionLost => {
+                // Only a call that was up may wait for its caller: one that never connected
+                // has nobody to come back.
+                let grace = self.policy.reconnect_grace.filter(|_| {
+                    !matches!(
+                        self.phase,
+                        Phase::Answering | Phase::Ringing | Phase::Dialing
+                    )
+                });
+                match grace {
+                    Some(grace) => {
+                        if self.lost_until.is_none() {
+                            info!("the caller's connection is lost: waiting for it to come back");
+                            self.lost_until = Some(now.mono + grace);
+                        }
+                    }
+                    None => {
+                        info!("the caller's connection is lost: hanging up");
+                        self.end("connection_lost", true);
+                        return;
+                    }
+                }
             }
             Input::AgentOffered { agent } => {
                 if self.phase == Phase::Offered && self.transferring_out {
@@ -854,6 +904,7 @@ impl CallCore {
         self.dial_until = None;
         self.confirm_by = None;
         self.agent_by = None;
+        self.lost_until = None;
         // Leaving frees the contact's place in its queue.
         self.ticket = None;
     }

@@ -1445,3 +1445,69 @@ fn a_caller_whose_outside_number_fails_goes_back_to_the_queue() {
     sim.input(Input::TransferOut);
     assert!(!sim.core.transferring_out());
 }
+
+fn browser_policy(grace: Option<u64>) -> CallPolicy {
+    CallPolicy {
+        confirm_within: Some(secs(10)),
+        reconnect_grace: grace.map(secs),
+        ..CallPolicy::default()
+    }
+}
+
+/// A browser caller waiting for a nurse reloads the page: the lost connection does not end
+/// the call at once; the caller keeps their place in the queue, and when the new connection
+/// is up the call goes on as before. Lost again and not back within the grace, the call ends
+/// (`connection_lost`) and the place is freed; a second loss before the first is over does
+/// not stretch the grace.
+#[test]
+fn a_browser_caller_whose_connection_comes_back_within_the_grace_keeps_the_call() {
+    let mut sim = queued_urgent_caller(browser_policy(Some(20)));
+    let heard = sim.heard.len();
+    sim.input(Input::ConnectionLost);
+    assert_eq!(sim.core.poll_timeout(), Some(sim.t0 + sim.at + secs(20)));
+    sim.advance(Duration::from_millis(19_999));
+    assert_eq!(sim.core.ended(), None);
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(
+        sim.queued_in("triage-urgent"),
+        1,
+        "the caller keeps the place"
+    );
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(sim.heard.len(), heard, "the flow did not start over");
+    sim.advance(secs(60));
+    assert_eq!(sim.core.ended(), None, "back in time: the call goes on");
+
+    sim.input(Input::ConnectionLost);
+    sim.advance(secs(10));
+    sim.input(Input::ConnectionLost);
+    sim.advance(Duration::from_millis(9_999));
+    assert_eq!(sim.core.ended(), None);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(
+        sim.core.ended(),
+        Some("connection_lost"),
+        "the grace counts from the first loss"
+    );
+    assert_eq!(sim.hangups, 1);
+    assert_eq!(sim.queued_in("triage-urgent"), 0, "the place is freed");
+    assert_eq!(sim.core.poll_timeout(), None);
+}
+
+/// Without a grace (phones; `reconnect_grace_secs = 0`) a lost connection ends the call at
+/// once, and so it does for a browser that never connected, whatever the grace.
+#[test]
+fn a_lost_connection_ends_the_call_at_once_without_a_grace_or_before_it_connected() {
+    let mut sim = Sim::new(shipped(), "100", browser_policy(None));
+    sim.input(Input::Confirmed);
+    sim.input(Input::ConnectionLost);
+    assert_eq!(sim.core.ended(), Some("connection_lost"));
+    assert_eq!(sim.hangups, 1);
+
+    let mut sim = Sim::new(shipped(), "100", browser_policy(Some(20)));
+    assert_eq!(sim.core.phase(), Phase::Answering);
+    sim.input(Input::ConnectionLost);
+    assert_eq!(sim.core.ended(), Some("connection_lost"));
+    assert!(sim.heard.is_empty());
+}

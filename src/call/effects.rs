@@ -150,7 +150,7 @@ impl Shell {
                         let _ = dialog.reject(500);
                     }
                     // A browser learns from its leg closing (DTLS close_notify).
-                    (Signaling::Whip, _) => {}
+                    (Signaling::Whip(_), _) => {}
                     // CANCEL while it rings, BYE once answered.
                     (Signaling::Placed(call), _) => call.hangup().await,
                 },

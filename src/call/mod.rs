@@ -40,6 +40,9 @@ pub struct CallSettings {
     pub webrtc_connect_timeout: Duration,
     /// Browser calls from one address that may be connecting at once.
     pub webrtc_connecting_per_source: usize,
+    /// A browser caller whose connection is lost may reconnect within this long (zero: the
+    /// call ends at once).
+    pub webrtc_reconnect_grace: Duration,
     /// `[rtp] srtp`: SDES-keyed SRTP on SIP legs.
     pub srtp: crate::config::SrtpMode,
     /// `[rtp] srtp_keys_without_tls`.
@@ -248,6 +251,13 @@ pub enum CallCommand {
     /// agent's), or it did not (busy, no answer: `cause`).
     TransferAnswered(Box<answer::AgentOffer>),
     TransferFailed(&'static str),
+    /// A browser caller is back with a new connection (a reloaded page): its SDP offer,
+    /// the address it came from, and where the SDP answer goes.
+    Reconnect {
+        offer: String,
+        source: std::net::IpAddr,
+        reply: tokio::sync::oneshot::Sender<Result<String, whip::ReconnectRefused>>,
+    },
 }
 
 #[cfg(test)]

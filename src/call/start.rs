@@ -40,7 +40,7 @@ pub(super) struct Start {
 /// connecting stands for SIP's ACK).
 pub(super) enum Signaling {
     Sip(ServerCall),
-    Whip,
+    Whip(super::whip::Browser),
     /// A call Careline placed (it is the UAC).
     Placed(OutgoingCall),
 }
@@ -49,7 +49,7 @@ impl Signaling {
     pub(super) async fn next_signal(&mut self) -> Option<CallSignal> {
         match self {
             Signaling::Sip(dialog) => dialog.next_signal().await,
-            Signaling::Whip => std::future::pending().await,
+            Signaling::Whip(_) => std::future::pending().await,
             Signaling::Placed(call) => call.next_signal().await,
         }
     }

@@ -38,7 +38,7 @@ pub(super) async fn run_call(
     _admission: super::table::Admission<'_>,
     start: Start,
 ) {
-    let browser = matches!(start.signaling, Signaling::Whip);
+    let browser = matches!(start.signaling, Signaling::Whip(_));
     let policy = CallPolicy {
         // A browser's answer is already in its hands: no ringing.
         ring: if browser {
@@ -52,6 +52,8 @@ pub(super) async fn run_call(
         agent_connect_within: Some(svc.settings.webrtc_connect_timeout),
         dial_timeout: start.dial_timeout,
         callback_agent: start.agent.as_ref().map(|a| a.agent.clone()),
+        reconnect_grace: Some(svc.settings.webrtc_reconnect_grace)
+            .filter(|g| browser && !g.is_zero()),
     };
     info!(flow = %start.flow.name, "running contact flow");
     let mut core = CallCore::new(
@@ -181,14 +183,22 @@ impl Shell {
                         info!("no RTP from the caller: hanging up");
                         Some(Input::Hangup("rtp_timeout"))
                     }
-                    // A browser's media is up: what SIP's ACK is to a phone.
+                    // A browser's media is up: what SIP's ACK is to a phone (or, after a
+                    // reload, the caller is back).
                     Some(LegEvent::Connected) => {
                         self.connecting = None;
-                        matches!(self.signaling, Signaling::Whip).then_some(Input::Confirmed)
+                        matches!(self.signaling, Signaling::Whip(_)).then_some(Input::Confirmed)
                     }
-                    Some(LegEvent::ConnectionLost) => {
-                        info!("the caller's connection is lost: hanging up");
-                        Some(Input::Hangup("connection_lost"))
+                    // The core decides: wait for the browser to come back, or hang up. A
+                    // browser silent for a few seconds starts the same wait (a reloaded page
+                    // may not say goodbye).
+                    Some(LegEvent::Disconnected | LegEvent::ConnectionLost) => {
+                        let waiting = core.reconnecting();
+                        core.handle(Input::ConnectionLost, now());
+                        if !waiting && core.reconnecting() {
+                            self.svc.metrics.browser_connection("lost");
+                        }
+                        None
                     }
                     Some(LegEvent::Amd(event)) => {
                         super::dial::call_progress(event, &self.svc.metrics)
@@ -238,6 +248,10 @@ impl Shell {
                     }
                     Some(CallCommand::TransferFailed(cause)) => {
                         self.transfer_failed(core, cause).await;
+                        None
+                    }
+                    Some(CallCommand::Reconnect { offer, source, reply }) => {
+                        let _ = reply.send(self.reconnect(core, &offer, source));
                         None
                     }
                     None => Some(Input::Hangup("error")),
@@ -304,7 +318,7 @@ impl Shell {
         svc.metrics.call_ended(cause);
         if let Some(hooks) = &svc.hooks {
             let channel = match self.signaling {
-                Signaling::Whip => "browser",
+                Signaling::Whip(_) => "browser",
                 _ => "phone",
             };
             let end = core.call_end(&self.call_id, channel, answered_at, answered.elapsed());

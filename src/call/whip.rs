@@ -8,8 +8,15 @@
 //! in the HTTP response; the flow starts when the browser's media is up (ICE and DTLS done),
 //! as a phone's starts at its ACK. A browser that never gets there is hung up after
 //! `[webrtc] connect_timeout_secs`.
+//!
+//! A caller's page that reloads mid-call (or loses its network for a moment) loses its peer
+//! connection; the call waits `[webrtc] reconnect_grace_secs` for it, and the reloaded page
+//! sends a new offer to its session (`POST SESSION/reconnect`), which [`reconnect`] answers
+//! with a new peer connection on the same media leg: the flow, the queue place, the agent
+//! and the recording go on. The session URL is the credential, as for `DELETE`, and the new
+//! offer must come from the address the call came from.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -17,9 +24,10 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::{Instrument, info, info_span};
 
-use super::CallServices;
+use super::core::{CallCore, Input, Phase};
 use super::start::{Pending, Signaling, Start};
-use super::task::run_call;
+use super::task::{Shell, now, run_call};
+use super::{CallCommand, CallServices};
 use crate::flow::attributes::ContactData;
 use crate::media::engine::LegIds;
 use crate::media::webrtc::{WebRtcError, WebRtcTransport};
@@ -61,6 +69,124 @@ pub enum WhipError {
     Offer(#[from] WebRtcError),
     #[error("the call could not be started")]
     Internal,
+}
+
+/// A browser caller's leg, as a reconnect needs it: the address the call came from, the
+/// media socket's address (the new connection's candidate) and the SSRC the leg sends with.
+pub(super) struct Browser {
+    source: IpAddr,
+    local: SocketAddr,
+    ssrc: u32,
+    reconnects: u32,
+}
+
+/// The most times one call may reconnect: a page that reloads in a loop calls again.
+pub const MAX_RECONNECTS: u32 = 10;
+
+/// Why a browser's reconnect was refused; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconnectRefused {
+    #[error("no such call (it may have ended): call again")]
+    Gone,
+    #[error("the call has not connected yet: finish connecting, or call again")]
+    NotConnected,
+    #[error("a call reconnects only from the address it came from: call again")]
+    OtherAddress,
+    #[error("this call has reconnected {MAX_RECONNECTS} times already: call again")]
+    TooMany,
+    #[error(transparent)]
+    Offer(#[from] WebRtcError),
+}
+
+/// A browser caller is back (`POST SESSION/reconnect`): `offer` is its new peer
+/// connection's SDP offer, from `source`. Answers the SDP answer; the call's leg carries on
+/// through the new connection once it is up.
+pub async fn reconnect(
+    svc: &CallServices,
+    resource: &str,
+    offer: String,
+    source: IpAddr,
+) -> Result<String, ReconnectRefused> {
+    let (reply, answer) = oneshot::channel();
+    let command = CallCommand::Reconnect {
+        offer,
+        source,
+        reply,
+    };
+    if !svc.table.send(&call_id_of(resource), command) {
+        return Err(ReconnectRefused::Gone);
+    }
+    answer.await.unwrap_or(Err(ReconnectRefused::Gone))
+}
+
+impl Shell {
+    /// Answers a reconnecting browser's offer with a new peer connection for the caller's
+    /// leg (same socket, same SSRC; the call's codec first, so nothing changes for a bridge
+    /// or a recording when the browser offers it again). The old connection is gone: the
+    /// core waits for the new one as for a lost one.
+    pub(super) fn reconnect(
+        &mut self,
+        core: &mut CallCore,
+        offer: &str,
+        source: IpAddr,
+    ) -> Result<String, ReconnectRefused> {
+        let result = self.answer_reconnect(core, offer, source);
+        match &result {
+            Ok(_) => {
+                info!("the caller reconnected with a new connection");
+                self.svc.metrics.browser_connection("reconnected");
+                core.handle(Input::ConnectionLost, now());
+            }
+            Err(e) => {
+                info!(why = %e, "a reconnect was refused");
+                self.svc.metrics.browser_connection("refused");
+            }
+        }
+        result
+    }
+
+    fn answer_reconnect(
+        &mut self,
+        core: &CallCore,
+        offer: &str,
+        source: IpAddr,
+    ) -> Result<String, ReconnectRefused> {
+        let Signaling::Whip(browser) = &mut self.signaling else {
+            return Err(ReconnectRefused::Gone);
+        };
+        let Some(leg) = &self.leg else {
+            return Err(ReconnectRefused::NotConnected);
+        };
+        if matches!(core.phase(), Phase::Answering | Phase::Ringing) {
+            return Err(ReconnectRefused::NotConnected);
+        }
+        if browser.source != source {
+            return Err(ReconnectRefused::OtherAddress);
+        }
+        if browser.reconnects >= MAX_RECONNECTS {
+            return Err(ReconnectRefused::TooMany);
+        }
+        let mut preference = vec![self.codec];
+        preference.extend(
+            self.svc
+                .settings
+                .codecs
+                .iter()
+                .filter(|&&c| c != self.codec),
+        );
+        let answered = WebRtcTransport::answer(
+            offer,
+            browser.local,
+            Some(self.svc.sip.media_address_for(source)),
+            &preference,
+            browser.ssrc,
+            Instant::now(),
+        )?;
+        browser.reconnects += 1;
+        self.codec = answered.params.codec;
+        leg.reconnect(answered.transport, answered.params);
+        Ok(answered.answer)
+    }
 }
 
 /// Browser calls still connecting (answered; ICE and DTLS not done), counted per source
@@ -222,7 +348,12 @@ fn admit<'a>(
         call_id: call_id.to_string(),
         flow,
         contact,
-        signaling: Signaling::Whip,
+        signaling: Signaling::Whip(Browser {
+            source: remote,
+            local,
+            ssrc: ids.ssrc,
+            reconnects: 0,
+        }),
         media: Pending::WebRtc {
             sockets,
             peer: Box::new(answered.transport),

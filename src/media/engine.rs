@@ -60,6 +60,9 @@ enum WorkerMsg {
     ),
     /// Parts a leg from its peer (both go back to their own prompts and silence).
     Unbridge(u64),
+    /// A browser leg's new peer connection (the browser reconnected) and the parameters it
+    /// negotiated: the old connection is dropped, the media leg goes on.
+    Reconnect(u64, Box<WebRtcTransport>, LegParams),
 }
 
 struct Slot {
@@ -311,6 +314,16 @@ impl LegHandle {
         self.events.recv().await
     }
 
+    /// Gives a browser leg a new peer connection (answered with [`WebRtcTransport::answer`]
+    /// on the same socket and SSRC) in place of its old one: the browser came back after a
+    /// reload. The media leg (what plays, the bridge, the recording) goes on; it reports
+    /// [`LegEvent::Connected`] when the new connection is up. Nothing happens for an RTP leg.
+    pub fn reconnect(&self, peer: WebRtcTransport, params: LegParams) {
+        let _ = self
+            .worker
+            .send(WorkerMsg::Reconnect(self.id, Box::new(peer), params));
+    }
+
     /// Takes the leg off the clock, frees its ports and returns what it measured.
     pub async fn close(mut self) -> LegSummary {
         self.closed = true;
@@ -555,6 +568,9 @@ fn tick_webrtc(
             TransportState::Connected => {
                 let _ = events.send(LegEvent::Connected);
             }
+            TransportState::Disconnected => {
+                let _ = events.send(LegEvent::Disconnected);
+            }
             // Failed: ICE or DTLS failed, or consent expired. Closed: the browser closed its
             // DTLS session (a page's pc.close()).
             TransportState::Failed | TransportState::Closed => {
@@ -687,6 +703,28 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
             let _ = reply.send(link(slots, a, b));
         }
         WorkerMsg::Unbridge(id) => unlink(slots, mail, id),
+        WorkerMsg::Reconnect(id, peer, params) => {
+            let Some(slot) = slots.iter_mut().find(|s| s.id == id) else {
+                return;
+            };
+            let Some(web) = slot.webrtc.as_deref_mut() else {
+                return;
+            };
+            // The old connection's browser is gone (a reloaded page): it is told nothing.
+            web.reported = peer.state();
+            web.peer = *peer;
+            let codec_changed = slot.leg.params().codec != params.codec;
+            if let Err(e) = slot.leg.handle_command(LegCommand::Update(params)) {
+                tracing::warn!(error = %e, "a reconnected browser's parameters were refused");
+            }
+            let peer = slot.peer;
+            if let (true, Some(peer)) = (codec_changed, peer)
+                && let Err(e) = link(slots, id, peer)
+            {
+                tracing::warn!(error = %e, "bridge could not follow a codec change");
+                unlink(slots, mail, id);
+            }
+        }
         WorkerMsg::Take(id, reply) => {
             unlink(slots, mail, id);
             let slot = slots

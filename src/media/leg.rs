@@ -65,6 +65,9 @@ pub enum LegEvent {
     RtpTimeout,
     /// A browser leg's connection is up (ICE and DTLS done, SRTP keyed): media flows from now.
     Connected,
+    /// A browser leg has heard nothing from its browser for a while (ICE consent checks
+    /// missing, RFC 7675): it may come back ([`LegEvent::Connected`] again) or be lost.
+    Disconnected,
     /// A browser leg's connection failed or its consent expired (RFC 7675): the peer is gone.
     ConnectionLost,
     /// Answering-machine detection (after [`LegCommand::Screen`]) found who answered, or

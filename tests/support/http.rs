@@ -41,6 +41,36 @@ pub fn request(
     parse(&buf)
 }
 
+/// [`request`] from another loopback address (`127.0.0.2`): a client elsewhere.
+#[allow(dead_code)]
+pub fn request_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Response {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a TCP socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the source address (loopback)");
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(&build(method, path, headers, body)).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    parse(&buf)
+}
+
 fn build(
     method: &str,
     path: &str,
