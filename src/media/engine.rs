@@ -18,6 +18,7 @@ use tokio::sync::mpsc as tokio_mpsc;
 
 use super::bridge::Relay;
 use super::codec::CodecError;
+use super::conference::Conference;
 use super::leg::{LegCommand, LegEvent, LegOptions, LegParams, LegSummary, MediaLeg};
 use super::ports::{PortAllocator, RtpSockets};
 use super::prompt::Silence;
@@ -58,8 +59,16 @@ enum WorkerMsg {
         u64,
         tokio::sync::oneshot::Sender<Result<(), MediaError>>,
     ),
-    /// Parts a leg from its peer (both go back to their own prompts and silence).
+    /// Parts a leg from its peer, or takes it out of its conference (it goes back to its own
+    /// prompts and silence).
     Unbridge(u64),
+    /// Puts the second leg in conference with the first (see [`super::conference`]): in the
+    /// first's conference, or in a new one with the first and whoever it is bridged to.
+    Join(
+        u64,
+        u64,
+        tokio::sync::oneshot::Sender<Result<(), MediaError>>,
+    ),
     /// A browser leg's new peer connection (the browser reconnected) and the parameters it
     /// negotiated: the old connection is dropped, the media leg goes on.
     Reconnect(u64, Box<WebRtcTransport>, LegParams),
@@ -75,6 +84,8 @@ struct Slot {
     events: tokio_mpsc::UnboundedSender<LegEvent>,
     /// The leg this one is bridged to (on the same clock).
     peer: Option<u64>,
+    /// The conference this leg is in (on the same clock), instead of a bridge.
+    room: Option<u64>,
     /// SDES-keyed SRTP on an RTP leg (`LegParams::srtp`): what the leg sends is protected
     /// here and what arrives is checked and decrypted before the leg sees it, so a packet
     /// that fails its tag never moves the leg's latched address.
@@ -208,6 +219,7 @@ impl MediaEngine {
                 webrtc,
                 events: events_tx,
                 peer: None,
+                room: None,
                 srtp,
                 srtp_refusals: 0,
             })))
@@ -230,6 +242,32 @@ impl MediaEngine {
     /// `b` moves to `a`'s media clock first if it ran on another, so a bridge's two legs are
     /// ticked together. A leg bridged elsewhere is parted from its old peer.
     pub async fn bridge(&self, a: &LegHandle, b: &mut LegHandle) -> Result<(), MediaError> {
+        self.beside(a, b).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        a.worker
+            .send(WorkerMsg::Bridge(a.id, b.id, tx))
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Puts `leg` in conference with `anchor` (see [`super::conference`]): everyone in it
+    /// hears everyone but themselves. `anchor`'s conference if it is in one; otherwise a new
+    /// one with `anchor` and the leg it is bridged to, if any (a two-way call becomes a
+    /// three-way one). `leg` leaves its own bridge or conference first. A muted leg
+    /// ([`LegCommand::Mute`]) is heard by nobody and hears everyone: listening in.
+    pub async fn join(&self, anchor: &LegHandle, leg: &mut LegHandle) -> Result<(), MediaError> {
+        self.beside(anchor, leg).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        anchor
+            .worker
+            .send(WorkerMsg::Join(anchor.id, leg.id, tx))
+            .map_err(|_| MediaError::Stopped)?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Moves `b` to `a`'s media clock if it runs on another, so that the two are ticked
+    /// together.
+    async fn beside(&self, a: &LegHandle, b: &mut LegHandle) -> Result<(), MediaError> {
         if a.worker_index != b.worker_index {
             let (tx, rx) = tokio::sync::oneshot::channel();
             b.worker
@@ -248,11 +286,7 @@ impl MediaEngine {
             b.worker = target.tx.clone();
             b.worker_index = a.worker_index;
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        a.worker
-            .send(WorkerMsg::Bridge(a.id, b.id, tx))
-            .map_err(|_| MediaError::Stopped)?;
-        rx.await.map_err(|_| MediaError::Stopped)?
+        Ok(())
     }
 
     /// Stops every media clock (after the last call ended).
@@ -378,6 +412,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
     }
     let mut slots: Vec<Slot> = Vec::new();
     let mut mail: HashMap<u64, Mail> = HashMap::new();
+    let mut rooms: Vec<Conference> = Vec::new();
     let mut recv_buf = vec![0u8; 2048];
     let mut send_buf = Vec::with_capacity(1500);
     let mut rtcp_buf = vec![0u8; 1500];
@@ -394,7 +429,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
         // in this tick, not one tick later (measured: 20 ms off every DTMF response).
         loop {
             match rx.try_recv() {
-                Ok(msg) => apply(msg, &mut slots, &mut mail),
+                Ok(msg) => apply(msg, &mut slots, &mut rooms, &mut mail),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
@@ -428,7 +463,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
                 next.leg.prefetch_buffers();
             }
             let slot = &mut slots[i];
-            if slot.peer.is_some()
+            if (slot.peer.is_some() || slot.room.is_some())
                 && let Some(m) = mail.get_mut(&slot.id)
                 && std::mem::take(&mut m.full)
             {
@@ -448,7 +483,7 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
                 sent += s;
                 received += r;
                 invalid += bad;
-                pass_on(slot, &mut mail);
+                pass_on(slot, &mut rooms, &mut mail);
                 continue;
             }
             for _ in 0..MAX_READS_PER_TICK {
@@ -509,11 +544,20 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
             while let Some(ev) = slot.leg.poll_event() {
                 let _ = slot.events.send(ev);
             }
-            pass_on(slot, &mut mail);
+            pass_on(slot, &mut rooms, &mut mail);
             let c = slot.leg.take_counters();
             sent += c.sent;
             received += c.received;
             invalid += c.invalid;
+        }
+        // Each conference's mixes, for its members' packets of the next tick.
+        for room in &mut rooms {
+            room.mix(|id, payload| {
+                let m = mail.entry(id).or_default();
+                m.payload.clear();
+                m.payload.extend_from_slice(payload);
+                m.full = true;
+            });
         }
         metrics.rtp_packets_sent.inc_by(sent);
         metrics.rtp_packets_received.inc_by(received);
@@ -587,8 +631,17 @@ fn tick_webrtc(
 }
 
 /// A bridged leg's audio of this tick, to its peer's mailbox (the peer sends it in this tick
-/// if it comes later in the round, else in the next).
-fn pass_on(slot: &mut Slot, mail: &mut HashMap<u64, Mail>) {
+/// if it comes later in the round, else in the next); a conference member's, to its
+/// conference (mixed at the end of the tick).
+fn pass_on(slot: &mut Slot, rooms: &mut [Conference], mail: &mut HashMap<u64, Mail>) {
+    if let Some(room) = slot.room {
+        if let Some(payload) = slot.leg.bridge_output()
+            && let Some(room) = rooms.iter_mut().find(|r| r.id() == room)
+        {
+            room.push(slot.id, payload);
+        }
+        return;
+    }
     if let Some(peer) = slot.peer
         && let Some(payload) = slot.leg.bridge_output()
     {
@@ -671,38 +724,42 @@ fn send_to(socket: &UdpSocket, buf: &[u8], dest: SocketAddr) -> std::io::Result<
     socket.send_to(buf, dest)
 }
 
-fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
+fn apply(
+    msg: WorkerMsg,
+    slots: &mut Vec<Slot>,
+    rooms: &mut Vec<Conference>,
+    mail: &mut HashMap<u64, Mail>,
+) {
     match msg {
         WorkerMsg::Add(slot) => slots.push(*slot),
         WorkerMsg::Command(id, cmd) => {
             let renegotiated = matches!(cmd, LegCommand::Update(_));
-            let mut peer = None;
-            if let Some(slot) = slots.iter_mut().find(|s| s.id == id) {
-                if let LegCommand::Update(params) = &cmd {
-                    rekey(slot, params.srtp.as_ref());
-                }
-                if let Err(e) = slot.leg.handle_command(cmd) {
-                    tracing::warn!(error = %e, "media command failed");
-                }
-                while let Some(ev) = slot.leg.poll_event() {
-                    let _ = slot.events.send(ev);
-                }
-                peer = slot.peer;
+            let Some(slot) = slots.iter_mut().find(|s| s.id == id) else {
+                return;
+            };
+            let codec = slot.leg.params().codec;
+            if let LegCommand::Update(params) = &cmd {
+                rekey(slot, params.srtp.as_ref());
             }
-            // A bridged leg that changed codec (a re-INVITE) needs relays for the new pair.
-            if let (true, Some(peer)) = (renegotiated, peer)
-                && let Err(e) = link(slots, id, peer)
-            {
-                tracing::warn!(error = %e, "bridge could not follow a codec change");
-                unlink(slots, mail, id);
+            if let Err(e) = slot.leg.handle_command(cmd) {
+                tracing::warn!(error = %e, "media command failed");
+            }
+            while let Some(ev) = slot.leg.poll_event() {
+                let _ = slot.events.send(ev);
+            }
+            if renegotiated && slot.leg.params().codec != codec {
+                follow_codec(slots, rooms, mail, id);
             }
         }
         WorkerMsg::Bridge(a, b, reply) => {
-            unlink(slots, mail, a);
-            unlink(slots, mail, b);
+            leave(slots, rooms, mail, a);
+            leave(slots, rooms, mail, b);
             let _ = reply.send(link(slots, a, b));
         }
-        WorkerMsg::Unbridge(id) => unlink(slots, mail, id),
+        WorkerMsg::Join(anchor, id, reply) => {
+            let _ = reply.send(join(slots, rooms, mail, anchor, id));
+        }
+        WorkerMsg::Unbridge(id) => leave(slots, rooms, mail, id),
         WorkerMsg::Reconnect(id, peer, params) => {
             let Some(slot) = slots.iter_mut().find(|s| s.id == id) else {
                 return;
@@ -717,16 +774,12 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
             if let Err(e) = slot.leg.handle_command(LegCommand::Update(params)) {
                 tracing::warn!(error = %e, "a reconnected browser's parameters were refused");
             }
-            let peer = slot.peer;
-            if let (true, Some(peer)) = (codec_changed, peer)
-                && let Err(e) = link(slots, id, peer)
-            {
-                tracing::warn!(error = %e, "bridge could not follow a codec change");
-                unlink(slots, mail, id);
+            if codec_changed {
+                follow_codec(slots, rooms, mail, id);
             }
         }
         WorkerMsg::Take(id, reply) => {
-            unlink(slots, mail, id);
+            leave(slots, rooms, mail, id);
             let slot = slots
                 .iter()
                 .position(|s| s.id == id)
@@ -734,7 +787,7 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
             let _ = reply.send(slot);
         }
         WorkerMsg::Remove(id, reply) => {
-            unlink(slots, mail, id);
+            leave(slots, rooms, mail, id);
             if let Some(i) = slots.iter().position(|s| s.id == id) {
                 let slot = slots.swap_remove(i);
                 if let Some(mut web) = slot.webrtc {
@@ -746,6 +799,127 @@ fn apply(msg: WorkerMsg, slots: &mut Vec<Slot>, mail: &mut HashMap<u64, Mail>) {
                     }
                 }
                 let _ = reply.send(slot.leg.summary());
+            }
+        }
+    }
+}
+
+/// A leg whose codec changed (a re-INVITE, a browser reconnected with another) needs relays
+/// for its new codec: towards its bridged peer, or into its conference.
+fn follow_codec(
+    slots: &mut [Slot],
+    rooms: &mut Vec<Conference>,
+    mail: &mut HashMap<u64, Mail>,
+    id: u64,
+) {
+    let Some(slot) = slots.iter_mut().find(|s| s.id == id) else {
+        return;
+    };
+    let result = match (slot.peer, slot.room) {
+        (Some(peer), _) => link(slots, id, peer),
+        (None, Some(room)) => match rooms.iter_mut().find(|r| r.id() == room) {
+            Some(room) => {
+                let params = slot.leg.params();
+                room.add(id, params.codec, params.ptime_ms)
+                    .map_err(MediaError::from)
+                    .and_then(|up| Ok(slot.leg.handle_command(LegCommand::Relay(Some(up)))?))
+            }
+            None => Ok(()),
+        },
+        (None, None) => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "bridge or conference could not follow a codec change");
+        leave(slots, rooms, mail, id);
+    }
+}
+
+/// Puts leg `id` in conference with `anchor`: in `anchor`'s conference, or in a new one with
+/// `anchor` and the leg it was bridged to.
+fn join(
+    slots: &mut [Slot],
+    rooms: &mut Vec<Conference>,
+    mail: &mut HashMap<u64, Mail>,
+    anchor: u64,
+    id: u64,
+) -> Result<(), MediaError> {
+    let find = |slots: &[Slot], id: u64| slots.iter().position(|s| s.id == id);
+    let (Some(ia), Some(_)) = (find(slots, anchor), find(slots, id)) else {
+        return Err(MediaError::LegGone);
+    };
+    if anchor == id {
+        return Err(MediaError::LegGone);
+    }
+    let existing = slots[ia]
+        .room
+        .filter(|r| rooms.iter().any(|c| c.id() == *r));
+    if !existing.is_some_and(|r| slots.iter().any(|s| s.id == id && s.room == Some(r))) {
+        leave(slots, rooms, mail, id);
+    }
+    let room = match existing {
+        Some(room) => room,
+        None => {
+            // A new conference, named after its first leg, with the anchor and its peer.
+            let peer = slots[ia].peer;
+            unlink(slots, mail, anchor);
+            rooms.push(Conference::new(anchor));
+            let mut first = vec![anchor];
+            first.extend(peer);
+            for member in first {
+                enter(slots, rooms, anchor, member)?;
+            }
+            anchor
+        }
+    };
+    enter(slots, rooms, room, id)
+}
+
+/// Makes leg `id` a member of conference `room`: its relay into the conference.
+fn enter(
+    slots: &mut [Slot],
+    rooms: &mut [Conference],
+    room: u64,
+    id: u64,
+) -> Result<(), MediaError> {
+    let slot = slots
+        .iter_mut()
+        .find(|s| s.id == id)
+        .ok_or(MediaError::LegGone)?;
+    let conference = rooms
+        .iter_mut()
+        .find(|r| r.id() == room)
+        .ok_or(MediaError::LegGone)?;
+    let params = slot.leg.params();
+    let up = conference.add(id, params.codec, params.ptime_ms)?;
+    slot.leg.handle_command(LegCommand::Relay(Some(up)))?;
+    slot.room = Some(room);
+    Ok(())
+}
+
+/// Takes leg `id` out of its bridge or its conference. A conference left with one member
+/// ends: that member goes back to its own prompts and silence.
+fn leave(slots: &mut [Slot], rooms: &mut Vec<Conference>, mail: &mut HashMap<u64, Mail>, id: u64) {
+    unlink(slots, mail, id);
+    let Some(slot) = slots.iter_mut().find(|s| s.id == id) else {
+        return;
+    };
+    let Some(room) = slot.room.take() else {
+        return;
+    };
+    let _ = slot.leg.handle_command(LegCommand::Relay(None));
+    mail.remove(&id);
+    let Some(i) = rooms.iter().position(|r| r.id() == room) else {
+        return;
+    };
+    rooms[i].remove(id);
+    if rooms[i].len() <= 1 {
+        let last: Vec<u64> = rooms[i].members().collect();
+        rooms.swap_remove(i);
+        for id in last {
+            if let Some(slot) = slots.iter_mut().find(|s| s.id == id) {
+                slot.room = None;
+                let _ = slot.leg.handle_command(LegCommand::Relay(None));
+                mail.remove(&id);
             }
         }
     }

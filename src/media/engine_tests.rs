@@ -300,3 +300,58 @@ async fn srtp_legs_carry_audio_encrypted_and_refuse_plain_packets() {
     });
     drop(b);
 }
+
+/// Three phones: two bridged, then a third joins them (a supervisor barging in). In
+/// conference each hears the other two and not itself; muted, the third is heard by nobody
+/// but still hears both (listening in); when it leaves, the first two are back to hearing
+/// each other alone, and when one of those leaves too, the last is alone with its silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_leg_joins_a_bridge_and_everyone_hears_the_others() {
+    let engine = engine();
+    let (mu, alaw, third) = (Phone::new(Law::Mu), Phone::new(Law::A), Phone::new(Law::Mu));
+    let mut c = engine.open(sockets(), third.params(), options()).unwrap();
+    let port_c = c.local_port;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let both = |pcm: &[i16], x: f32, y: f32| {
+        tone_share(pcm, x, 8000) > 0.2 && tone_share(pcm, y, 8000) > 0.2
+    };
+    let not = |pcm: &[i16], own: f32| tone_share(pcm, own, 8000) < 0.05;
+    std::thread::scope(|scope| {
+        scope.spawn(|| third.talk(1800.0, port_c, &stop));
+        let (a, _b) = while_talking(&engine, &mu, &alaw, |a, b| {
+            let rt = tokio::runtime::Handle::current();
+            rt.block_on(engine.bridge(a, b))?;
+            assert!(alaw.wait_for_tone(1000.0), "bridged first");
+            assert!(third.wait_for(silent), "the third hears nothing yet");
+            rt.block_on(engine.join(a, &mut c))?;
+            assert!(
+                mu.wait_for(|p| both(p, 440.0, 1800.0) && not(p, 1000.0)),
+                "the µ-law phone hears the other two, not itself"
+            );
+            assert!(
+                alaw.wait_for(|p| both(p, 1000.0, 1800.0) && not(p, 440.0)),
+                "the A-law phone hears the other two"
+            );
+            assert!(
+                third.wait_for(|p| both(p, 1000.0, 440.0) && not(p, 1800.0)),
+                "the third hears the two it joined"
+            );
+            // Listening in: muted, the third is heard by nobody and hears both.
+            c.command(LegCommand::Mute(true));
+            assert!(mu.wait_for(|p| not(p, 1800.0) && tone_share(p, 440.0, 8000) > 0.5));
+            assert!(alaw.wait_for(|p| not(p, 1800.0) && tone_share(p, 1000.0, 8000) > 0.5));
+            assert!(third.wait_for(|p| both(p, 1000.0, 440.0)));
+            // The third leaves: the two hear each other alone again.
+            c.unbridge();
+            assert!(alaw.wait_for_tone(1000.0));
+            assert!(mu.wait_for_tone(440.0));
+            assert!(third.wait_for(silent), "out of it: silence");
+            // One of the two leaves: the conference is over, the last is alone.
+            b.unbridge();
+            assert!(mu.wait_for(silent), "alone: its own silence");
+            Ok(())
+        });
+        stop.store(true, Ordering::Relaxed);
+        drop(a);
+    });
+}

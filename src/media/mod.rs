@@ -5,6 +5,7 @@
 pub mod amd;
 pub mod bridge;
 pub mod codec;
+pub mod conference;
 pub mod dtmf;
 pub(crate) mod engine;
 pub(crate) mod jitter;
