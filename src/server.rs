@@ -256,6 +256,7 @@ impl Server {
             table: Default::default(),
             connecting: Default::default(),
             agent_sessions: Default::default(),
+            monitor_sessions: Default::default(),
             hold_music: Arc::new(crate::media::prompt::hold_music()?),
             metrics,
             draining: AtomicBool::new(false),

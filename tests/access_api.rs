@@ -459,6 +459,13 @@ const MATRIX: &[Row] = &[
         off_call: [D, A, A, A, D, D],
         on_call: [D, A, A, A, D, D],
     },
+    // Listening in on a nurse's call (and barging in) is the supervisor's alone.
+    Row {
+        method: "POST",
+        path: "/api/v1/calls/{call_id}/monitor",
+        off_call: [D, A, D, D, D, D],
+        on_call: [D, A, D, D, D, D],
+    },
     // Reports on the calls: supervisors, admins and auditors (no patient data in them).
     Row {
         method: "GET",
@@ -819,7 +826,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                 let before = patient_read.then(|| reads_of(&api, &tokens[4], &user, &patient));
                 let sdp = row.path == "/api/v1/calls/whip"
                     || row.path.ends_with("/answer")
-                    || row.path.ends_with("/accept");
+                    || row.path.ends_with("/accept")
+                    || row.path.ends_with("/monitor");
                 let r = if sdp {
                     sdp_post(&api, &path, Some(&tokens[i]), &browser.offer)
                 } else {
@@ -832,6 +840,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     || (row.path.ends_with("/answer") && r.status == 409)
                     || (row.path.ends_with("/accept") && r.status == 409)
                     || (row.path.ends_with("/decline") && r.status == 409)
+                    // The side call is with no agent: past the check, 409.
+                    || (row.path.ends_with("/monitor") && r.status == 409)
                     // Not their call to wrap up: past the check, 409.
                     || (row.path.ends_with("/wrap-up") && r.status == 409)
                     // A physician's item is no refill request: past the check, 409.

@@ -953,6 +953,115 @@ fn a_nurse_holds_resumes_and_mutes_the_caller() {
     assert_eq!(ctl("hold").0, 404, "the call is over");
 }
 
+/// A supervisor listens in on a nurse's call from the browser: they hear the patient and
+/// the nurse, and neither hears them; barging in, both do; back to listening, neither; they
+/// leave, and the patient and the nurse go on. Refused: a nurse (403), a second listener
+/// (409), a call that is over (404). Each listening-in is in the audit trail.
+#[test]
+fn a_supervisor_listens_in_on_a_nurses_call_and_barges_in() {
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let boss = server.user_token("sup-1", "supervisor");
+    let mut b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let monitor = format!("/api/v1/calls/{}/monitor", b.call_id);
+    let sup = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, &monitor, &sup.offer, Some(&nurse));
+    assert_eq!(r.status, 403, "a nurse may not listen in: {}", r.body);
+    let r = post_offer(&server, &monitor, &sup.offer, Some(&boss));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    let location = r.header("location").expect("Location").to_string();
+    sup.accept(&r.body);
+    sup.wait_connected();
+    let ctl = |action: &str| {
+        let path = format!("{location}/{action}");
+        request(server.http, "POST", &path, &[], None).status
+    };
+    let after = |pcm: Vec<i16>, ms: usize| pcm[(ms * 8).min(pcm.len())..].to_vec();
+    // The supervisor hears the patient, then the nurse.
+    let from = sup.heard().len() / 8;
+    b.phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || sup.heard(),
+        1000.0,
+        from,
+        "the supervisor hears the patient",
+    );
+    let from = sup.heard().len() / 8;
+    b.browser.speak(tone(440.0, 2000));
+    wait_for_tone(
+        || sup.heard(),
+        440.0,
+        from,
+        "the supervisor hears the nurse",
+    );
+    // Nobody hears the supervisor, who only listens.
+    let not_heard = |what: &str| {
+        let (patient, nurse_ms) = (b.phone.heard().len() / 8, b.browser.heard().len() / 8);
+        sup.speak(tone(1800.0, 2000));
+        let_run(|| b.phone.heard(), patient, 2500);
+        let_run(|| b.browser.heard(), nurse_ms, 2500);
+        assert_eq!(
+            wait_for_tone_or_none(&after(b.phone.heard(), patient), 1800.0),
+            None,
+            "{what}: the patient does not hear the supervisor"
+        );
+        assert_eq!(
+            wait_for_tone_or_none(&after(b.browser.heard(), nurse_ms), 1800.0),
+            None,
+            "{what}: the nurse does not hear the supervisor"
+        );
+    };
+    not_heard("listening");
+    b.tones_both_ways();
+    let second = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(&server, &monitor, &second.offer, Some(&boss));
+    assert_eq!(r.status, 409, "one listener at a time: {}", r.body);
+
+    // Barging in: both hear the supervisor.
+    assert_eq!(ctl("barge"), 204);
+    let (patient, nurse_ms) = (b.phone.heard().len() / 8, b.browser.heard().len() / 8);
+    sup.speak(tone(1800.0, 2000));
+    wait_for_tone(
+        || b.phone.heard(),
+        1800.0,
+        patient,
+        "the patient hears the supervisor",
+    );
+    wait_for_tone(
+        || b.browser.heard(),
+        1800.0,
+        nurse_ms,
+        "the nurse hears the supervisor",
+    );
+    assert_eq!(ctl("listen"), 204);
+    not_heard("back to listening");
+    assert_eq!(ctl("dance"), 404, "not an action");
+
+    // The supervisor leaves; the two go on.
+    let r = request(server.http, "DELETE", &location, &[], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    b.tones_both_ways();
+    assert_eq!(ctl("barge"), 404, "the session is gone");
+    let auditor = server.user_token("audit-1", "auditor");
+    let trail = request(
+        server.http,
+        "GET",
+        "/api/v1/audit?user=sup-1",
+        &[("Authorization", &format!("Bearer {auditor}"))],
+        None,
+    );
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    assert!(
+        trail.body.contains("call.monitor") && trail.body.contains(&b.call_id),
+        "{}",
+        trail.body
+    );
+    b.nurse_hangs_up(&server);
+    let r = post_offer(&server, &monitor, &second.offer, Some(&boss));
+    assert_eq!(r.status, 404, "the call is over: {}", r.body);
+}
+
 /// Twenty browsers call at the same moment: every one is answered, connects (ICE and DTLS
 /// with the server at once) and hears the welcome, as issue 21 asks of a shared 2-core box.
 #[test]

@@ -20,6 +20,7 @@ pub(crate) mod callbacks;
 pub(crate) mod calls;
 pub(crate) mod extract;
 pub(crate) mod https;
+pub(crate) mod monitor;
 pub(crate) mod openapi;
 pub(crate) mod patients;
 pub(crate) mod queues;

@@ -600,6 +600,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "post",
+        path: "/api/v1/calls/{call_id}/monitor",
+        action: Some(Action::CallMonitor),
+        summary: "Listen in on a call where an agent talks with a caller (silent monitoring), from the browser (WHIP, RFC 9725): the body is the supervisor's SDP offer. 201 with the SDP answer and the session's Location: nobody hears the supervisor; POST Location/barge and the caller and the agent hear them too, POST Location/listen back to listening, DELETE Location to leave. Ends when the agent leaves the call. Audited (call.monitor, with the call's patient when identified). 404 for no such call in progress, 409 when it is not with an agent or someone listens in already.",
+        query: &[],
+        body: Some("Sdp"),
+        ok: 201,
+        returns: "Sdp",
+        media: SDP,
+        also: &[409, 503],
+    },
+    RouteDoc {
+        method: "post",
         path: "/api/v1/calls/{call_id}/decline",
         action: Some(Action::CallAnswer),
         summary: "Decline the call ringing for this agent: it goes back to its place for the next agent, and the agent is in the missed state until they make themselves available again. 204; 409 when it does not ring for them.",
@@ -702,7 +714,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "post",
         path: "/api/v1/calls/whip/{id}/{action}",
         action: None,
-        summary: "An agent's control of the call they answered, on their session from POST /api/v1/queues/{name}/answer or /api/v1/calls/{call_id}/accept (its URL is the credential): hold (the caller hears music, the agent nothing), resume, mute (the caller hears silence from the agent), unmute, transfer?queue=NAME (a blind transfer: the caller waits in that queue, hearing its hold flow, and is offered to the next agent; the agent's session ends and they wrap up; 404 for an unknown queue, 409 when it is full), or transfer?to=NUMBER (the outside number is called through the trunk while the caller hears music; answered, the two are joined; busy or unanswered, the caller goes back to their queue; 422 for a number that is none or no trunk, 409 when the trunk is at its limit), or transfer?agent=NAME (the caller waits in their queue for that agent alone, offered to them first; back to the queue if they do not take it; 409 when they are not at the desk). 204 when done, 409 while the caller is not yet joined to the agent.",
+        summary: "On a supervisor's session from POST /api/v1/calls/{call_id}/monitor: barge (the caller and the agent hear the supervisor) or listen (nobody does). An agent's control of the call they answered, on their session from POST /api/v1/queues/{name}/answer or /api/v1/calls/{call_id}/accept (its URL is the credential): hold (the caller hears music, the agent nothing), resume, mute (the caller hears silence from the agent), unmute, transfer?queue=NAME (a blind transfer: the caller waits in that queue, hearing its hold flow, and is offered to the next agent; the agent's session ends and they wrap up; 404 for an unknown queue, 409 when it is full), or transfer?to=NUMBER (the outside number is called through the trunk while the caller hears music; answered, the two are joined; busy or unanswered, the caller goes back to their queue; 422 for a number that is none or no trunk, 409 when the trunk is at its limit), or transfer?agent=NAME (the caller waits in their queue for that agent alone, offered to them first; back to the queue if they do not take it; 409 when they are not at the desk). 204 when done, 409 while the caller is not yet joined to the agent.",
         query: &[
             (
                 "queue",
@@ -814,7 +826,7 @@ fn path_schema(path: &str, name: &str) -> Value {
         ("id", false) => json!({"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}),
         ("name", _) => json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"}),
         ("action", _) if path.starts_with("/api/v1/calls/whip") => {
-            json!({"enum": ["hold", "resume", "mute", "unmute"]})
+            json!({"enum": ["hold", "resume", "mute", "unmute", "barge", "listen"]})
         }
         ("action", _) => json!({"enum": ["start", "pause", "resume", "stop"]}),
         _ => json!({"type": "string", "pattern": "^[!-~]{1,256}$"}),

@@ -101,6 +101,11 @@ pub(crate) fn router(
             calls: calls.clone(),
             public_calls,
         }))
+        .merge(super::monitor::router(WhipApi {
+            api: api.clone(),
+            calls: calls.clone(),
+            public_calls,
+        }))
         .merge(super::signaling::router(WhipApi {
             api,
             calls,
@@ -288,6 +293,16 @@ async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Res
         cause: "caller_bye",
     };
     let agent_of = || s.calls.agent_sessions.call_of(&id);
+    if let Some(call) = s.calls.monitor_sessions.call_of(&id) {
+        // A supervisor leaves the call they listened in on.
+        return if s.calls.table.send(&call, CallCommand::MonitorEnd) {
+            Ok(StatusCode::OK.into_response())
+        } else {
+            Err(ApiError::not_found(
+                "no such WHIP session (it may have ended)",
+            ))
+        };
+    }
     if s.calls.table.send(&call_id, hangup)
         || agent_of().is_some_and(|c| {
             // A callback's call is in the table once the patient answers; ringing, it is a
@@ -355,6 +370,9 @@ async fn control(
     if action == "transfer" {
         return transfer(&s, &id, &q).await;
     }
+    if let Some(call) = s.calls.monitor_sessions.call_of(&id) {
+        return monitor_control(&s, &call, &action).await;
+    }
     let op = AgentControl::parse(&action)
         .ok_or_else(|| ApiError::not_found("no such action: hold, resume, mute or unmute"))?;
     let gone = || ApiError::not_found("no such agent session (it may have ended)");
@@ -374,6 +392,33 @@ async fn control(
             "the caller is not joined to you yet",
         )),
         Err(_) => Err(gone()),
+    }
+}
+
+/// A supervisor's `barge` (the caller and the agent hear them) or `listen` (nobody does), on
+/// the session of `POST /api/v1/calls/{call_id}/monitor`: 204.
+async fn monitor_control(s: &WhipApi, call: &str, action: &str) -> Result<Response, ApiError> {
+    let barge = match action {
+        "barge" => true,
+        "listen" => false,
+        _ => {
+            return Err(ApiError::not_found(
+                "no such action on a monitoring session: barge or listen",
+            ));
+        }
+    };
+    let gone = || ApiError::not_found("no such monitoring session (it may have ended)");
+    let (reply, done) = tokio::sync::oneshot::channel();
+    if !s
+        .calls
+        .table
+        .send(call, CallCommand::MonitorControl(barge, reply))
+    {
+        return Err(gone());
+    }
+    match done.await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
+        _ => Err(gone()),
     }
 }
 

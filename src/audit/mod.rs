@@ -44,6 +44,8 @@ pub mod action {
     /// A placed call hung up on someone's request (API).
     pub const CALL_HANGUP: &str = "call.hangup";
     pub const CALLBACK_CANCEL: &str = "callback.cancel";
+    /// A supervisor listened in on a call (silent monitoring), or barged into it.
+    pub const CALL_MONITOR: &str = "call.monitor";
     pub const RECORDING_READ: &str = "recording.read";
     pub const RECORDING_DELETE: &str = "recording.delete";
     pub const RECORDING_CONTROL: &str = "recording.control";

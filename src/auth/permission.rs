@@ -118,6 +118,9 @@ pub enum Action {
     CallRecordsRead,
     /// The queued callbacks: list them (no number, no patient), cancel a queued one.
     CallbackManage,
+    /// Listen in on an agent's call from the browser (silent monitoring), and speak into it
+    /// (barge-in).
+    CallMonitor,
 }
 
 impl Action {
@@ -148,6 +151,7 @@ impl Action {
             Action::NotificationManage => "notification.manage",
             Action::CallRecordsRead => "call_records.read",
             Action::CallbackManage => "callback.manage",
+            Action::CallMonitor => "call.monitor",
         }
     }
 }
@@ -247,6 +251,9 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     // The callbacks owed to callers: who runs the contact center.
     (A::CallbackManage, R::Admin, S::Any),
     (A::CallbackManage, R::Supervisor, S::Any),
+    // Listening in on a nurse's call (and barging in) is the supervisor's coaching tool; it
+    // hears a patient, so each time is audited with the call (and its patient, when known).
+    (A::CallMonitor, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

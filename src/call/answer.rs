@@ -609,6 +609,8 @@ impl Shell {
     /// Closes the agent's leg (the browser learns by DTLS close) and ends their session; the
     /// agent goes to wrap-up if they talked with the caller.
     pub(super) async fn release_agent(&mut self) {
+        // What a supervisor monitors is the agent's conversation: it is over.
+        self.end_monitor().await;
         if let Some(mut agent) = self.agent.take() {
             if let Some(released) = agent.released.take() {
                 let _ = released.send(());

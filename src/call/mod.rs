@@ -6,6 +6,7 @@ pub mod callback;
 pub mod core;
 pub mod dial;
 mod effects;
+pub mod monitor;
 pub mod phone_agent;
 mod start;
 pub(crate) mod table;
@@ -84,6 +85,8 @@ pub struct CallServices {
     pub connecting: whip::Connecting,
     /// Agents' WHIP sessions, to the calls they joined.
     pub agent_sessions: answer::AgentSessions,
+    /// Supervisors' sessions on the calls they listen in on.
+    pub monitor_sessions: monitor::MonitorSessions,
     /// Who is offered which queued contact (agents' states, offers, wrap-up).
     pub desk: Arc<crate::routing::desk::Desk>,
     /// What a caller on hold hears (`media::prompt::hold_music`).
@@ -251,6 +254,13 @@ pub enum CallCommand {
     /// agent's), or it did not (busy, no answer: `cause`).
     TransferAnswered(Box<answer::AgentOffer>),
     TransferFailed(&'static str),
+    /// A supervisor asks to listen in on the call.
+    Monitor(Box<monitor::MonitorOffer>),
+    /// The supervisor barges in (true) or goes back to listening (false); answered false
+    /// when nobody monitors the call.
+    MonitorControl(bool, tokio::sync::oneshot::Sender<bool>),
+    /// The supervisor leaves.
+    MonitorEnd,
     /// A browser caller is back with a new connection (a reloaded page): its SDP offer,
     /// the address it came from, and where the SDP answer goes.
     Reconnect {

@@ -81,6 +81,7 @@ pub(super) async fn run_call(
         answered: None,
         connecting: start.connecting,
         agent: None,
+        monitor: None,
         outcome: start.outcome,
     };
     if let Some(agent) = start.agent {
@@ -114,6 +115,8 @@ pub(super) struct Shell {
     pub(super) connecting: Option<super::whip::ConnectingTicket>,
     /// The agent who took the call from its queue (see `answer`).
     pub(super) agent: Option<super::answer::AgentLeg>,
+    /// A supervisor listening in (see `monitor`).
+    pub(super) monitor: Option<super::monitor::MonitorLeg>,
     /// Whoever placed the call, waiting for its outcome.
     pub(super) outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
 }
@@ -208,6 +211,10 @@ impl Shell {
                 event = super::answer::agent_event(&mut self.agent) => {
                     self.agent_leg_event(core, event).await
                 }
+                event = super::monitor::monitor_event(&mut self.monitor) => {
+                    self.monitor_leg_event(event).await;
+                    None
+                }
                 command = commands.recv() => match command {
                     Some(CallCommand::Hangup { cause }) => Some(Input::Hangup(cause)),
                     Some(CallCommand::Recording(ctl)) => Some(Input::Recording(ctl)),
@@ -248,6 +255,18 @@ impl Shell {
                     }
                     Some(CallCommand::TransferFailed(cause)) => {
                         self.transfer_failed(core, cause).await;
+                        None
+                    }
+                    Some(CallCommand::Monitor(offer)) => {
+                        self.monitor(core, *offer).await;
+                        None
+                    }
+                    Some(CallCommand::MonitorControl(barge, reply)) => {
+                        let _ = reply.send(self.monitor_control(barge));
+                        None
+                    }
+                    Some(CallCommand::MonitorEnd) => {
+                        self.end_monitor().await;
                         None
                     }
                     Some(CallCommand::Reconnect { offer, source, reply }) => {

@@ -143,6 +143,8 @@ pub struct MediaLeg {
     tap: Option<TapSender>,
     /// Bridged: what this leg receives, on its way to the peer (see `bridge`).
     relay: Option<Relay>,
+    /// [`LegCommand::Mute`]: kept for a relay made later (a codec change, a conference).
+    muted: bool,
     /// Bridged: the peer's audio for this leg's next packet, in this leg's codec; sent when
     /// no prompt plays (a prompt, such as hold music or a whisper, takes its place).
     bridge_in: Vec<u8>,
@@ -222,6 +224,7 @@ impl MediaLeg {
             recorder: None,
             tap: None,
             relay: None,
+            muted: false,
             bridge_in: Vec::new(),
             bridge_in_ready: false,
             sender: RtpSender::new(ssrc, seq0, ts0),
@@ -420,7 +423,10 @@ impl MediaLeg {
                 let params = self.params.clone();
                 self.update_receive_path(&params, false)?;
             }
-            LegCommand::Relay(relay) => {
+            LegCommand::Relay(mut relay) => {
+                if let Some(relay) = &mut relay {
+                    relay.set_muted(self.muted);
+                }
                 self.relay = relay;
                 if self.relay.is_none() {
                     self.bridge_in_ready = false;
@@ -429,6 +435,7 @@ impl MediaLeg {
                 self.update_receive_path(&params, false)?;
             }
             LegCommand::Mute(muted) => {
+                self.muted = muted;
                 if let Some(relay) = &mut self.relay {
                     relay.set_muted(muted);
                 }
