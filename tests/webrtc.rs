@@ -1606,6 +1606,78 @@ fn a_supervisor_sees_the_queues_and_agents_live() {
     assert_eq!(r.status, 403, "agents do not supervise: {}", r.body);
 }
 
+/// A supervisor on the /supervisor page in Chromium listens in on a nurse's call: the nurse's
+/// row has "Listen in"; pressed, the page says it listens and hears the call; "Barge in" and
+/// the patient's phone hears the supervisor's microphone (440 Hz); back to listening, then
+/// stopped, and the monitoring session is gone. Screenshots in
+/// target/browser-screenshots/supervisor-listen/.
+#[test]
+fn a_supervisor_listens_in_from_the_supervisor_page_in_chromium() {
+    use support::console::Console;
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start();
+    add_user(&server, "sue", "supervisor");
+    let nurse = server.user_token("nurse-1", "agent");
+    let mut console = Console::open_available(server.http, &nurse);
+    let (_ua, phone, _call) = queue_urgent_caller(&server);
+    let offered = console.expect_offer();
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    connect_agent(&server, &accept_path(&offered), &nurse, &browser);
+    console.expect_state("on_contact");
+    // The patient talks the whole time (the supervisor hears it); what the patient hears is
+    // checked after the page is done.
+    phone.send_audio(tone(1000.0, 30_000));
+    let patient_from = phone.heard().len() / 8;
+
+    let (shots, mic) = screenshots_and_mic("supervisor-listen");
+    let summary = browser_script(
+        &server,
+        "supervisor-listen.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "sue".into(),
+            NURSE_PASSWORD.into(),
+            "nurse-1".into(),
+            mic.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        summary["button"], "Listen in on nurse-1's call",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["listening"], "Listening to nurse-1's call. Nobody hears you.",
+        "{summary}"
+    );
+    assert_eq!(summary["button_while_listening"], "Listening", "{summary}");
+    assert!(
+        summary["heard_energy"].as_f64().unwrap_or(0.0) > 0.01,
+        "the supervisor hears the call: {summary}"
+    );
+    assert_eq!(
+        summary["barged"], "Speaking into nurse-1's call: the caller and nurse-1 hear you.",
+        "{summary}"
+    );
+    assert_eq!(summary["after"], "Listen in", "stopped: {summary}");
+    wait_for_tone(
+        || phone.heard(),
+        440.0,
+        patient_from,
+        "the patient heard the supervisor who barged in",
+    );
+    // The page's stop left the call: a new listener is not refused as a second one.
+    let boss = server.user_token("boss", "supervisor");
+    let again = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = post_offer(
+        &server,
+        &format!("/api/v1/calls/{offered}/monitor"),
+        &again.offer,
+        Some(&boss),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 /// A nurse sends the caller on (a blind transfer to another queue): she is released to wrap
 /// up, the caller waits in the new queue and rings the nurse who answers that queue, who
 /// talks with them. Transfers to nowhere are refused and change nothing.

@@ -1,7 +1,9 @@
 // The supervisor's live view: queues (waiting, oldest wait, agents, answered, abandoned,
 // average speed of answer, service level) and every agent's state, pushed over the console
 // channel (a WebSocket to /api/v1/ws, docs/signaling.md) whenever they change. Nothing here
-// shows patient data.
+// shows patient data. "Listen in" joins an agent's call from this browser, heard by nobody
+// (POST /api/v1/calls/CALL/monitor with the browser's offer); "Barge in" lets the caller and
+// the agent hear the supervisor too.
 const $ = (id) => document.getElementById(id);
 const STATES = {
   offline: 'Offline', available: 'Available', unavailable: 'Away', offered: 'Ringing',
@@ -22,7 +24,79 @@ function row(cells) {
   return tr;
 }
 
+// The call this supervisor listens in on: {agent, call, session, pc, mic, barged}.
+let listening = null;
+// The last view shown, drawn again when listening starts or stops (its buttons change).
+let lastView = null;
+
+async function listen(agent, call) {
+  if (listening) return;
+  $('monitor').hidden = false;
+  $('monitor-state').textContent = `Joining ${agent}'s call…`;
+  try {
+    const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const pc = new RTCPeerConnection();
+    mic.getTracks().forEach((t) => pc.addTrack(t, mic));
+    pc.ontrack = (e) => { $('monitor-audio').srcObject = e.streams[0] || new MediaStream([e.track]); };
+    listening = { agent, call, session: null, pc, mic, barged: false };
+    pc.onconnectionstatechange = () => {
+      if (['failed', 'closed'].includes(pc.connectionState)) stop(`${agent}'s call has ended.`);
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch(`/api/v1/calls/${encodeURIComponent(call)}/monitor`, {
+      method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
+    });
+    if (r.status !== 201) {
+      const problem = await r.json().catch(() => ({}));
+      stop(problem.detail || 'Could not listen in.');
+      return;
+    }
+    listening.session = r.headers.get('Location');
+    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+    showMonitor();
+    if (lastView) show(lastView);
+  } catch (e) {
+    stop('Could not listen in: ' + e.message);
+  }
+}
+
+function showMonitor() {
+  const { agent, barged } = listening;
+  $('monitor-state').textContent = barged
+    ? `Speaking into ${agent}'s call: the caller and ${agent} hear you.`
+    : `Listening to ${agent}'s call. Nobody hears you.`;
+  $('barge').textContent = barged ? 'Back to listening' : 'Barge in';
+  $('barge').hidden = false;
+  $('leave').hidden = false;
+}
+
+async function barge() {
+  if (!listening || !listening.session) return;
+  const want = !listening.barged;
+  const r = await fetch(`${listening.session}/${want ? 'barge' : 'listen'}`, { method: 'POST' });
+  if (r.status === 204) { listening.barged = want; showMonitor(); }
+}
+
+function stop(text) {
+  if (listening) {
+    const { session, pc, mic } = listening;
+    listening = null;
+    if (session) fetch(session, { method: 'DELETE' }).catch(() => {});
+    mic.getTracks().forEach((t) => t.stop());
+    pc.close();
+  }
+  $('monitor-state').textContent = text;
+  $('barge').hidden = true;
+  $('leave').hidden = true;
+  $('monitor').hidden = !text;
+  if (lastView) show(lastView);
+}
+
+$('barge').addEventListener('click', barge);
+$('leave').addEventListener('click', () => stop(''));
+
 function show(view) {
+  lastView = view;
   $('queues').tBodies[0].replaceChildren(...view.queues.map((q) => {
     const tr = row([
       q.name, String(q.waiting), q.waiting ? minutes(q.oldest_wait_secs) : '',
@@ -51,6 +125,18 @@ function show(view) {
     if (a.queue) state += ` (${a.queue})`;
     const tr = row([a.name, state, minutes(a.for_secs)]);
     tr.dataset.agent = a.name;
+    const td = document.createElement('td');
+    if (a.state === 'on_contact' && a.contact) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'listen';
+      b.textContent = listening && listening.call === a.contact ? 'Listening' : 'Listen in';
+      b.disabled = Boolean(listening);
+      b.setAttribute('aria-label', `Listen in on ${a.name}'s call`);
+      b.addEventListener('click', () => listen(a.name, a.contact));
+      td.append(b);
+    }
+    tr.append(td);
     return tr;
   }));
   $('status').textContent = `${agents.length} agent${agents.length === 1 ? '' : 's'} signed in.`;
