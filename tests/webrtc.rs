@@ -1174,6 +1174,101 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
     );
 }
 
+/// The console's warm transfer in Chromium: the nurse answers a phone caller, types the
+/// physician's number and presses Consult (the caller is on hold; the physician's phone
+/// rings and is answered, and hears the nurse's microphone), brings the caller in, and hands
+/// them over. The caller and the physician then talk without her. Screenshots in
+/// target/browser-screenshots/agent-consult/.
+#[test]
+fn a_nurse_consults_and_hands_over_from_the_agent_console_in_chromium() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Options::default()
+    });
+    handset.server = server.sip;
+    add_nurse(&server, "nora");
+    let (shots, mic) = screenshots_and_mic("agent-consult");
+    let (ua, phone, _call) = queue_urgent_caller(&server);
+    // The physician's phone answers when it rings.
+    let physician = std::thread::spawn(move || {
+        let mut callee =
+            Callee::ring(&mut handset, Duration::from_secs(60)).expect("the number rings");
+        let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+        doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+        callee.respond(
+            &mut handset,
+            200,
+            "OK",
+            Some(&sdp_offer(doctor.port, "0 101", &PCMU_TE)),
+        );
+        handset
+            .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
+            .expect("ACK");
+        (handset, callee, doctor)
+    });
+    let summary = browser_script(
+        &server,
+        "agent-consult.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "nora".into(),
+            NURSE_PASSWORD.into(),
+            "triage-urgent".into(),
+            "+1 555 0177".into(),
+            mic.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        summary["consulting"], "Calling +1 555 0177; the caller is on hold.",
+        "{summary}"
+    );
+    assert_eq!(summary["hold_button"], "Resume", "{summary}");
+    assert_eq!(
+        summary["three_way"], "You, the caller and +1 555 0177 are talking together.",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["status"], "You handed the caller over to +1 555 0177.",
+        "{summary}"
+    );
+    assert_eq!(summary["controls_after"], false, "{summary}");
+    let (mut handset, mut callee, doctor) = physician.join().expect("the physician's phone");
+    assert!(
+        wait_for_tone_or_none(&doctor.heard(), 440.0).is_some(),
+        "the physician heard the nurse's microphone"
+    );
+    let heard = doctor.heard().len() / 8;
+    phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || doctor.heard(),
+        1000.0,
+        heard,
+        "the physician hears the caller",
+    );
+    let patient = phone.heard().len() / 8;
+    doctor.send_audio(tone(1800.0, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        1800.0,
+        patient,
+        "the caller hears the physician",
+    );
+    let mut ua = ua;
+    callee.bye(&mut handset);
+    let bye = ua
+        .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
+        .expect("the physician's hang-up ends the call");
+    ua.respond(&bye, 200, "OK");
+}
+
 /// An agent's browser answers at `path` (a queue's answer, or an offered call's accept):
 /// answered 201, its media connected. The response carries the session and call id.
 fn connect_agent(server: &TestServer, path: &str, token: &str, browser: &BrowserPeer) -> Response {
@@ -2266,6 +2361,207 @@ fn a_nurse_transfers_the_caller_to_an_outside_number() {
         .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
         .expect("the caller gets a BYE");
     ua.respond(&bye, 200, "OK");
+}
+
+/// Consult, then transfer (warm): the nurse rings the on-call physician's number while the
+/// patient waits on hold with music; the physician answers and the two talk, the patient
+/// hearing neither; the nurse brings the patient in (all three hear each other), then hands
+/// the patient over and leaves (her session ends); the patient and the physician go on, and
+/// the physician's hang-up ends the call. Refusals change nothing.
+#[test]
+fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Options::default()
+    });
+    handset.server = server.sip;
+    let nurse = server.user_token("nurse-1", "agent");
+    let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let step = |action: &str| {
+        let path = format!("{}/{action}", b.location);
+        let r = request(server.http, "POST", &path, &[], None);
+        (r.status, r.body)
+    };
+    assert_eq!(step("conference").0, 409, "no consultation yet");
+    assert_eq!(step("consult").0, 400, "a consultation names its number");
+    assert_eq!(step("consult?to=call%20me").0, 422, "not a number");
+    b.tones_both_ways();
+
+    let waiting = b.phone.heard().len() / 8;
+    assert_eq!(step("consult?to=%2B15550177"), (204, String::new()));
+    assert_eq!(step("consult?to=%2B15550177").0, 409, "one at a time");
+    let mut callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    assert!(
+        callee.invite.start.starts_with("INVITE sip:+15550177@"),
+        "{}",
+        callee.invite.start
+    );
+    wait_for_tone(
+        || b.phone.heard(),
+        261.63,
+        waiting,
+        "the patient hears hold music",
+    );
+    let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        &mut handset,
+        200,
+        "OK",
+        Some(&sdp_offer(doctor.port, "0 101", &PCMU_TE)),
+    );
+    handset
+        .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
+        .expect("ACK");
+
+    // The nurse and the physician talk; the patient, on hold, hears neither.
+    let (patient, heard) = (b.phone.heard().len() / 8, doctor.heard().len() / 8);
+    b.browser.speak(tone(1200.0, 2000));
+    wait_for_tone(
+        || doctor.heard(),
+        1200.0,
+        heard,
+        "the physician hears the nurse",
+    );
+    let nurse_ms = b.browser.heard().len() / 8;
+    doctor.send_audio(tone(1800.0, 2000));
+    wait_for_tone(
+        || b.browser.heard(),
+        1800.0,
+        nurse_ms,
+        "the nurse hears the physician",
+    );
+    let_run(|| b.phone.heard(), patient, 4500);
+    let after = |pcm: Vec<i16>, ms: usize| pcm[(ms * 8).min(pcm.len())..].to_vec();
+    for hz in [1200.0, 1800.0] {
+        assert_eq!(
+            wait_for_tone_or_none(&after(b.phone.heard(), patient), hz),
+            None,
+            "on hold, the patient does not hear {hz} Hz"
+        );
+    }
+
+    // The patient is brought in: the physician hears the patient, the patient the physician.
+    assert_eq!(step("conference").0, 204);
+    let heard = doctor.heard().len() / 8;
+    b.phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || doctor.heard(),
+        1000.0,
+        heard,
+        "the physician hears the patient",
+    );
+    let patient = b.phone.heard().len() / 8;
+    doctor.send_audio(tone(1800.0, 2000));
+    wait_for_tone(
+        || b.phone.heard(),
+        1800.0,
+        patient,
+        "the patient hears the physician",
+    );
+
+    // Handed over: the nurse leaves, the two go on.
+    assert_eq!(step("complete").0, 204);
+    assert_eq!(
+        request(server.http, "DELETE", &b.location, &[], None).status,
+        404,
+        "the nurse's session ended"
+    );
+    let heard = doctor.heard().len() / 8;
+    b.phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || doctor.heard(),
+        1000.0,
+        heard,
+        "the physician still hears the patient",
+    );
+    let patient = b.phone.heard().len() / 8;
+    doctor.send_audio(tone(1800.0, 2000));
+    wait_for_tone(
+        || b.phone.heard(),
+        1800.0,
+        patient,
+        "and the other way round",
+    );
+    let mut ua = b.ua;
+    callee.bye(&mut handset);
+    let bye = ua
+        .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
+        .expect("the physician's hang-up ends the patient's call");
+    ua.respond(&bye, 200, "OK");
+}
+
+/// A consultation that goes nowhere: the number is busy, the patient stays on hold until the
+/// nurse resumes; consulted again and answered, the nurse drops it (`cancel`): the physician's
+/// phone is hung up and the patient is off hold with the nurse at once.
+#[test]
+fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Options::default()
+    });
+    handset.server = server.sip;
+    let nurse = server.user_token("nurse-1", "agent");
+    let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    let step = |action: &str| {
+        let path = format!("{}/{action}", b.location);
+        request(server.http, "POST", &path, &[], None).status
+    };
+    assert_eq!(step("consult?to=%2B15550177"), 204);
+    let callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    callee.respond(&mut handset, 486, "Busy Here", None);
+    // Busy: nothing to bring in, the patient still on hold until the nurse resumes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while step("complete") != 409 || step("cancel") != 409 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the busy number ends the consultation"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(step("resume"), 204);
+    b.tones_both_ways();
+
+    assert_eq!(step("consult?to=%2B15550177"), 204);
+    let callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
+    callee.respond(
+        &mut handset,
+        200,
+        "OK",
+        Some(&sdp_offer(doctor.port, "0 101", &PCMU_TE)),
+    );
+    handset
+        .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
+        .expect("ACK");
+    let heard = doctor.heard().len() / 8;
+    b.browser.speak(tone(1200.0, 2000));
+    wait_for_tone(
+        || doctor.heard(),
+        1200.0,
+        heard,
+        "the physician hears the nurse",
+    );
+    assert_eq!(step("cancel"), 204);
+    let bye = handset
+        .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
+        .expect("the physician's phone is hung up");
+    handset.respond(&bye, 200, "OK");
+    b.tones_both_ways();
+    assert_eq!(step("cancel"), 409, "nothing left to drop");
 }
 
 /// A transfer to another nurse by name: the caller waits in their queue for her alone and

@@ -12,6 +12,7 @@ let pc = null;
 let session = null;
 let held = false;
 let muted = false;
+let consulting = null;
 let channel = null;
 let ringing = null; // { callId, queue, until }
 let ringTimer = null;
@@ -161,6 +162,9 @@ async function control(action) {
 }
 
 function end(text) {
+  consulting = null;
+  $('consulting').hidden = true;
+  $('consult').disabled = false;
   if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
   if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
   held = false; muted = false;
@@ -205,6 +209,61 @@ $('transfer').addEventListener('click', async () => {
     const problem = await r.json().catch(() => ({}));
     say(problem.detail || 'The caller could not be transferred.');
   }
+});
+
+// Consult, then transfer: the number typed in "or number" is called while the caller waits
+// on hold; once it answers the agent talks with it, then brings the caller in, hands the
+// caller over (and leaves), or drops it (docs/signaling.md). `consulting`: the number.
+function onHold(on) {
+  held = on;
+  $('hold').textContent = held ? 'Resume' : 'Hold';
+}
+$('consult').addEventListener('click', async () => {
+  const number = $('transfer-number').value.trim();
+  if (!session || consulting) return;
+  if (!number) { say('Type the number to consult in "or number" first.'); return; }
+  const r = await fetch(`${session}/consult?to=${encodeURIComponent(number)}`, { method: 'POST' });
+  if (r.status !== 204) {
+    const problem = await r.json().catch(() => ({}));
+    say(problem.detail || 'The number could not be called.');
+    return;
+  }
+  consulting = number;
+  onHold(true);
+  $('consult-state').textContent = `Calling ${number}; the caller is on hold.`;
+  $('consult-join').hidden = false;
+  $('consult').disabled = true;
+  $('consulting').hidden = false;
+  say('The caller is on hold.');
+});
+$('consult-join').addEventListener('click', async () => {
+  if (await control('conference')) {
+    onHold(false);
+    $('consult-state').textContent = `You, the caller and ${consulting} are talking together.`;
+    $('consult-join').hidden = true;
+    say(`Talking with the caller and ${consulting}.`);
+  } else {
+    say(`${consulting} has not answered.`);
+  }
+});
+$('consult-complete').addEventListener('click', async () => {
+  const number = consulting;
+  if (await control('complete')) {
+    session = null;
+    $('transfer-number').value = '';
+    end(`You handed the caller over to ${number}.`);
+  } else {
+    say(`${number} has not answered.`);
+  }
+});
+$('consult-cancel').addEventListener('click', async () => {
+  // Over already (busy, no answer, hung up): the caller is still on hold.
+  if (!(await control('cancel'))) await control('resume');
+  consulting = null;
+  $('consulting').hidden = true;
+  $('consult').disabled = false;
+  onHold(false);
+  say('Talking with the caller.');
 });
 
 // The live channel: the agent's status and the calls that ring for them.

@@ -26,6 +26,7 @@ use super::access::{ApiError, ApiState, Caller, ClientAddr};
 use super::extract::{QueryParams, body_bytes, media_type};
 use crate::auth::Action;
 use crate::call::answer::{AgentControl, TransferRefused, TransferTo};
+use crate::call::consult::ConsultOp;
 use crate::call::whip::{ReconnectRefused, Target, WhipError, call_id_of, place};
 use crate::call::{CallCommand, CallServices};
 use crate::media::webrtc::WebRtcError;
@@ -373,6 +374,12 @@ async fn control(
     if let Some(call) = s.calls.monitor_sessions.call_of(&id) {
         return monitor_control(&s, &call, &action).await;
     }
+    if matches!(
+        action.as_str(),
+        "consult" | "conference" | "complete" | "cancel"
+    ) {
+        return consult(&s, &id, &action, &q).await;
+    }
     let op = AgentControl::parse(&action)
         .ok_or_else(|| ApiError::not_found("no such action: hold, resume, mute or unmute"))?;
     let gone = || ApiError::not_found("no such agent session (it may have ended)");
@@ -419,6 +426,48 @@ async fn monitor_control(s: &WhipApi, call: &str, action: &str) -> Result<Respon
     match done.await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
         _ => Err(gone()),
+    }
+}
+
+/// An agent's consultation (a warm transfer): `consult?to=NUMBER` rings an outside number
+/// while the caller is on hold; once it answers, `conference` brings the caller in,
+/// `complete` hands the caller over (the agent's session ends), `cancel` drops the party and
+/// takes the caller off hold. 204 when done; 409 when the caller is not joined to the agent,
+/// a consultation is under way already (`consult`) or none is (the others), or the trunk is at
+/// its limit; 422 for a number that is none or no trunk.
+async fn consult(
+    s: &WhipApi,
+    id: &str,
+    action: &str,
+    q: &TransferQuery,
+) -> Result<Response, ApiError> {
+    let to = q.to.as_deref().filter(|t| !t.is_empty());
+    if q.queue.is_some() || q.agent.is_some() || (action == "consult") != to.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "consult takes ?to=NUMBER (an outside number); conference, complete and cancel \
+             take nothing",
+        ));
+    }
+    let op = ConsultOp::parse(action, to).ok_or_else(|| ApiError::not_found("no such action"))?;
+    let gone = || ApiError::not_found("no such agent session (it may have ended)");
+    let call = s.calls.agent_sessions.call_of(id).ok_or_else(gone)?;
+    let (reply, done) = tokio::sync::oneshot::channel();
+    if !s
+        .calls
+        .table
+        .send(&call, CallCommand::AgentConsult(op, reply))
+    {
+        return Err(gone());
+    }
+    match done.await {
+        Ok(Ok(())) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(Err(e @ (TransferRefused::BadNumber | TransferRefused::NoTrunk))) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(_) => Err(gone()),
     }
 }
 

@@ -122,6 +122,23 @@ pub enum TransferRefused {
     TrunkBusy,
     #[error("that agent is not at the desk")]
     AgentAway,
+    #[error("a consultation is under way already")]
+    Consulting,
+    #[error("no consultation is under way (or its party has not answered yet)")]
+    NotConsulting,
+}
+
+impl From<super::dial::DialError> for TransferRefused {
+    fn from(e: super::dial::DialError) -> TransferRefused {
+        use super::dial::DialError;
+        match e {
+            DialError::BadNumber => TransferRefused::BadNumber,
+            DialError::NoTrunk | DialError::WhichTrunk | DialError::UnknownTrunk(_) => {
+                TransferRefused::NoTrunk
+            }
+            _ => TransferRefused::TrunkBusy,
+        }
+    }
 }
 
 /// What an agent does to the call they answered.
@@ -159,6 +176,7 @@ impl AgentControl {
 pub(super) struct AgentLeg {
     pub leg: LegHandle,
     pub session: String,
+    /// The agent (user name); empty for an outside party who took the agent's place.
     pub agent: String,
     /// Joined with the caller: its end starts the agent's wrap-up.
     pub bridged: bool,
@@ -524,17 +542,16 @@ impl Shell {
         }
         let ring = super::dial::ring_out(&self.svc, number)
             .await
-            .map_err(|e| match e {
-                super::dial::DialError::BadNumber => TransferRefused::BadNumber,
-                super::dial::DialError::NoTrunk
-                | super::dial::DialError::WhichTrunk
-                | super::dial::DialError::UnknownTrunk(_) => TransferRefused::NoTrunk,
-                _ => TransferRefused::TrunkBusy,
-            })?;
+            .map_err(TransferRefused::from)?;
         core.handle(Input::TransferOut, super::task::now());
         self.carry_out(core).await;
         let (svc, call_id) = (self.svc.clone(), self.call_id.clone());
-        tokio::spawn(super::phone_agent::ring_transfer(svc, call_id, ring));
+        tokio::spawn(super::phone_agent::ring_transfer(
+            svc,
+            call_id,
+            ring,
+            super::phone_agent::Ring::Transfer,
+        ));
         Ok(())
     }
 
@@ -609,8 +626,10 @@ impl Shell {
     /// Closes the agent's leg (the browser learns by DTLS close) and ends their session; the
     /// agent goes to wrap-up if they talked with the caller.
     pub(super) async fn release_agent(&mut self) {
-        // What a supervisor monitors is the agent's conversation: it is over.
+        // What a supervisor monitors is the agent's conversation: it is over, and so is a
+        // consultation the agent was making.
         self.end_monitor().await;
+        self.end_consult().await;
         if let Some(mut agent) = self.agent.take() {
             if let Some(released) = agent.released.take() {
                 let _ = released.send(());

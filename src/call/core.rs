@@ -197,6 +197,10 @@ pub enum Input {
     Hold(bool),
     /// The agent mutes (true) or unmutes their microphone: the caller hears silence.
     Mute(bool),
+    /// The agent hands the caller over to the party they consulted (a warm transfer): the
+    /// agent is released, the caller (off hold) stays joined with that party, who takes
+    /// the agent's place until the call ends.
+    Handover,
     /// Who answered the call Careline placed (after [`Output::Screen`]).
     CallProgress(CallProgress),
     /// The callback asked for by [`Output::CreateCallback`] is kept, or why not.
@@ -765,6 +769,17 @@ impl CallCore {
                     self.ticket = Some(ticket);
                     self.phase = Phase::Queued;
                     self.flow.requeued(queue, now);
+                }
+            }
+            Input::Handover => {
+                if matches!(self.phase, Phase::Bridged | Phase::Held) {
+                    info!("the agent handed the caller over to the party they consulted");
+                    self.outputs.push_back(Output::ReleaseAgent);
+                    if self.phase == Phase::Held {
+                        self.outputs.push_back(Output::Hold(false));
+                    }
+                    self.phase = Phase::Bridged;
+                    self.music = None;
                 }
             }
             Input::Hold(on) => match (self.phase, on) {

@@ -1511,3 +1511,36 @@ fn a_lost_connection_ends_the_call_at_once_without_a_grace_or_before_it_connecte
     assert_eq!(sim.core.ended(), Some("connection_lost"));
     assert!(sim.heard.is_empty());
 }
+
+/// A warm transfer's hand-over: the caller, on hold while their agent consulted someone, is
+/// taken off hold and stays joined (no flow, no queue) when the agent leaves; the party who
+/// took the agent's place hanging up ends the call. Before the caller is joined to an agent a
+/// hand-over does nothing.
+#[test]
+fn a_handover_releases_the_agent_and_keeps_the_caller_joined() {
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::Handover);
+    assert_eq!(
+        sim.core.phase(),
+        Phase::Queued,
+        "not joined: nothing happens"
+    );
+    assert_eq!(sim.releases, 0);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    sim.input(Input::AgentConnected);
+    sim.input(Input::Hold(true));
+    assert_eq!(sim.core.phase(), Phase::Held);
+    let heard = sim.heard.len();
+    sim.input(Input::Handover);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert_eq!(sim.releases, 1, "the agent is released to wrap up");
+    assert_eq!(sim.agent_ops.last().map(String::as_str), Some("hold false"));
+    sim.advance(secs(600));
+    assert_eq!(sim.core.ended(), None);
+    assert!(sim.heard.len() <= heard + 1, "no flow after the hand-over");
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+    assert_eq!(sim.hangups, 1);
+}

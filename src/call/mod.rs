@@ -3,6 +3,7 @@
 pub(crate) mod admit;
 pub mod answer;
 pub mod callback;
+pub mod consult;
 pub mod core;
 pub mod dial;
 mod effects;
@@ -254,6 +255,18 @@ pub enum CallCommand {
     /// agent's), or it did not (busy, no answer: `cause`).
     TransferAnswered(Box<answer::AgentOffer>),
     TransferFailed(&'static str),
+    /// The agent consults an outside number (a warm transfer), joins the caller to it,
+    /// hands the caller over, or drops it.
+    AgentConsult(
+        consult::ConsultOp,
+        tokio::sync::oneshot::Sender<Result<(), answer::TransferRefused>>,
+    ),
+    /// The number the agent consults answered: its leg, to join the agent.
+    ConsultAnswered(Box<answer::AgentOffer>),
+    /// The number the agent consults did not answer (busy, refused, no answer: the cause).
+    ConsultFailed(&'static str),
+    /// The consulted party (its leg's session) hung up.
+    ConsultEnded(String),
     /// A supervisor asks to listen in on the call.
     Monitor(Box<monitor::MonitorOffer>),
     /// The supervisor barges in (true) or goes back to listening (false); answered false

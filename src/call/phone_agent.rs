@@ -242,7 +242,7 @@ async fn take(
         call_id.to_string()
     };
     info!(call = %joined, "a phone agent answered");
-    hold_line(svc, &joined, phone, let_go).await;
+    hold_line(svc, &joined, phone, let_go, || CallCommand::AgentHangup).await;
 }
 
 /// A phone joined to call `call_id` as its agent's leg, until either side hangs up: the
@@ -253,22 +253,39 @@ async fn hold_line(
     call_id: &str,
     mut phone: OutgoingCall,
     let_go: oneshot::Receiver<()>,
+    ended: impl Fn() -> CallCommand,
 ) {
     tokio::select! {
         _ = let_go => phone.hangup().await,
         // A callback's call may still be ringing: not yet in the table.
         _ = until_ended(&mut phone) => {
-            let _ = svc.table.send(call_id, CallCommand::AgentHangup)
-                || svc.placed.send(call_id, CallCommand::AgentHangup);
+            let _ = svc.table.send(call_id, ended()) || svc.placed.send(call_id, ended());
         }
     }
+}
+
+/// What an outside number is rung for, by an agent on a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ring {
+    /// A blind transfer: answered, it takes the agent's place.
+    Transfer,
+    /// A consultation (warm transfer): answered, it joins the agent while the caller is on
+    /// hold ([`super::consult`]).
+    Consult,
 }
 
 /// Follows an outside number an agent transferred call `call_id` to: answered, its leg joins
 /// the call as the agent's did ([`CallCommand::TransferAnswered`]) until either side hangs
 /// up; busy, refused or ringing past the trunk's `ring_timeout`, the call hears of it
-/// ([`CallCommand::TransferFailed`]) and puts the caller back in their queue.
-pub(super) async fn ring_transfer(svc: Arc<CallServices>, call_id: String, ring: RingOut) {
+/// ([`CallCommand::TransferFailed`]) and puts the caller back in their queue. For a
+/// consultation the same with [`CallCommand::ConsultAnswered`], `ConsultFailed` and
+/// `ConsultEnded`.
+pub(super) async fn ring_transfer(
+    svc: Arc<CallServices>,
+    call_id: String,
+    ring: RingOut,
+    why: Ring,
+) {
     let RingOut {
         mut phone,
         sockets,
@@ -287,7 +304,13 @@ pub(super) async fn ring_transfer(svc: Arc<CallServices>, call_id: String, ring:
         }
     })
     .await;
-    let failed = |cause| svc.table.send(&call_id, CallCommand::TransferFailed(cause));
+    let failed = |cause| {
+        let command = match why {
+            Ring::Transfer => CallCommand::TransferFailed(cause),
+            Ring::Consult => CallCommand::ConsultFailed(cause),
+        };
+        svc.table.send(&call_id, command)
+    };
     let answer = match answered {
         Ok(Ok(answer)) => answer,
         Ok(Err(cause)) => {
@@ -317,22 +340,28 @@ pub(super) async fn ring_transfer(svc: Arc<CallServices>, call_id: String, ring:
             params: LegParams::from(&negotiated),
         },
         session: format!("xfer-{:032x}", rand::random::<u128>()),
+
         // Nobody at the desk.
         agent: String::new(),
         callback: None,
         accepted,
         released: Some(released),
     };
-    if !svc
-        .table
-        .send(&call_id, CallCommand::TransferAnswered(Box::new(leg)))
-        || !taken.await.unwrap_or(false)
-    {
+    let session = leg.session.clone();
+    let command = match why {
+        Ring::Transfer => CallCommand::TransferAnswered(Box::new(leg)),
+        Ring::Consult => CallCommand::ConsultAnswered(Box::new(leg)),
+    };
+    if !svc.table.send(&call_id, command) || !taken.await.unwrap_or(false) {
         phone.hangup().await;
         return;
     }
-    info!(call = %call_id, "the outside number answered the transferred caller");
-    hold_line(&svc, &call_id, phone, let_go).await;
+    info!(call = %call_id, ?why, "the outside number answered");
+    let ended = || match why {
+        Ring::Transfer => CallCommand::AgentHangup,
+        Ring::Consult => CallCommand::ConsultEnded(session.clone()),
+    };
+    hold_line(&svc, &call_id, phone, let_go, ended).await;
 }
 
 /// Until the phone's dialog ends; a re-INVITE (the phone's hold key) is refused, the call

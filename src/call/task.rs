@@ -82,6 +82,7 @@ pub(super) async fn run_call(
         connecting: start.connecting,
         agent: None,
         monitor: None,
+        consult: None,
         outcome: start.outcome,
     };
     if let Some(agent) = start.agent {
@@ -117,6 +118,8 @@ pub(super) struct Shell {
     pub(super) agent: Option<super::answer::AgentLeg>,
     /// A supervisor listening in (see `monitor`).
     pub(super) monitor: Option<super::monitor::MonitorLeg>,
+    /// The agent's consultation (a warm transfer), while they make one.
+    pub(super) consult: Option<super::consult::Consult>,
     /// Whoever placed the call, waiting for its outcome.
     pub(super) outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
 }
@@ -211,6 +214,10 @@ impl Shell {
                 event = super::answer::agent_event(&mut self.agent) => {
                     self.agent_leg_event(core, event).await
                 }
+                event = super::consult::consult_event(&mut self.consult) => {
+                    self.consult_leg_event(event).await;
+                    None
+                }
                 event = super::monitor::monitor_event(&mut self.monitor) => {
                     self.monitor_leg_event(event).await;
                     None
@@ -231,7 +238,40 @@ impl Shell {
                             other => other,
                         }
                     }
-                    Some(CallCommand::AgentHangup) => Some(Input::AgentLeft),
+                    // An agent who hangs up while their consulted party is on the line hands
+                    // the caller over to that party (as Amazon Connect does).
+                    Some(CallCommand::AgentHangup) => {
+                        let consulting = matches!(
+                            self.consult,
+                            Some(super::consult::Consult::Joined { .. })
+                        );
+                        if consulting
+                            && self
+                                .consult(core, super::consult::ConsultOp::Complete)
+                                .await
+                                .is_ok()
+                        {
+                            None
+                        } else {
+                            Some(Input::AgentLeft)
+                        }
+                    }
+                    Some(CallCommand::AgentConsult(op, reply)) => {
+                        let _ = reply.send(self.consult(core, op).await);
+                        None
+                    }
+                    Some(CallCommand::ConsultAnswered(offer)) => {
+                        self.consult_answered(*offer).await;
+                        None
+                    }
+                    Some(CallCommand::ConsultFailed(cause)) => {
+                        self.consult_failed(cause);
+                        None
+                    }
+                    Some(CallCommand::ConsultEnded(session)) => {
+                        self.consult_ended(core, &session).await;
+                        None
+                    }
                     Some(CallCommand::AgentControl(op, reply)) => {
                         self.agent_control(core, op, reply).await;
                         None
