@@ -1198,8 +1198,7 @@ fn a_nurse_consults_and_hands_over_from_the_agent_console_in_chromium() {
     let (ua, phone, _call) = queue_urgent_caller(&server);
     // The physician's phone answers when it rings.
     let physician = std::thread::spawn(move || {
-        let mut callee =
-            Callee::ring(&mut handset, Duration::from_secs(60)).expect("the number rings");
+        let callee = Callee::ring(&mut handset, Duration::from_secs(60)).expect("the number rings");
         let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
         doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
         callee.respond(
