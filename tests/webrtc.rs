@@ -2563,6 +2563,97 @@ fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
     assert_eq!(step("cancel"), 409, "nothing left to drop");
 }
 
+/// Whisper flows over real media: a flow sets `AgentWhisper` and `CustomerWhisper` hooks
+/// before queueing the caller; when a nurse answers, she hears her whisper ("five") and the
+/// caller hears theirs ("seven"), each instead of the other side; then they talk.
+#[test]
+fn whisper_flows_play_to_the_nurse_and_the_caller_as_they_are_joined() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Ua, dial_answered};
+    let flows = tempfile::tempdir().unwrap();
+    let flow = |start: &str, actions: serde_json::Value| {
+        serde_json::json!({"Version": "2019-10-30", "StartAction": start, "Actions": actions})
+            .to_string()
+    };
+    let say = |prompt: &str| {
+        flow(
+            "say",
+            serde_json::json!([
+                {"Identifier": "say", "Type": "MessageParticipant",
+                 "Parameters": {"PromptId": prompt},
+                 "Transitions": {"NextAction": "end", "Errors": [
+                     {"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+                {"Identifier": "end", "Type": "EndFlowExecution", "Parameters": {},
+                 "Transitions": {}}]),
+        )
+    };
+    let main = flow(
+        "hooks",
+        serde_json::json!([
+            {"Identifier": "hooks", "Type": "UpdateContactEventHooks",
+             "Parameters": {"EventHooks": {"AgentWhisper": "to-nurse", "CustomerWhisper": "to-caller"}},
+             "Transitions": {"NextAction": "queue", "Errors": [
+                 {"NextAction": "queue", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "queue", "Type": "UpdateContactTargetQueue",
+             "Parameters": {"QueueId": "triage-nurses"},
+             "Transitions": {"NextAction": "transfer", "Errors": [
+                 {"NextAction": "transfer", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "transfer", "Type": "TransferContactToQueue", "Parameters": {},
+             "Transitions": {"NextAction": "bye", "Errors": [
+                 {"NextAction": "bye", "ErrorType": "QueueAtCapacity"},
+                 {"NextAction": "bye", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "bye", "Type": "DisconnectParticipant", "Parameters": {},
+             "Transitions": {}}]),
+    );
+    for (name, body) in [
+        ("main", main),
+        ("to-nurse", say("digit-5")),
+        ("to-caller", say("digit-7")),
+    ] {
+        std::fs::write(flows.path().join(format!("{name}.json")), body).unwrap();
+    }
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[flows]\ndir = \"{}\"\ndefault = \"main\"\n",
+            flows.path().display()
+        ),
+        ..Default::default()
+    });
+    let nurse = server.user_token("nurse-1", "agent");
+    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let _call = dial_answered(&mut ua, "100", &phone);
+    let queue = "careline_queue_contacts{queue=\"triage-nurses\"}";
+    assert_eq!(server.wait_metric(queue, 1.0, Duration::from_secs(30)), 1.0);
+    let joined_at = phone.heard().len() as u64 / 8;
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    connect_agent(
+        &server,
+        "/api/v1/queues/triage-nurses/answer",
+        &nurse,
+        &browser,
+    );
+    wait_for_prompt(&browser, Codec::Pcmu, "en", "digit-5", 0, None);
+    wait_for_prompt(&phone, Codec::Pcmu, "en", "digit-7", joined_at, None);
+    // Then they talk.
+    let nurse_heard = browser.heard().len() / 8;
+    phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(
+        || browser.heard(),
+        1000.0,
+        nurse_heard,
+        "the nurse hears the caller",
+    );
+    let caller_heard = phone.heard().len() / 8;
+    browser.speak(tone(440.0, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        440.0,
+        caller_heard,
+        "the caller hears the nurse",
+    );
+}
+
 /// A transfer to another nurse by name: the caller waits in their queue for her alone and
 /// rings her first, although a colleague has been available longer; she accepts and they
 /// talk. A nurse who is not at the desk is refused (409), and the caller stays put.

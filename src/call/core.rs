@@ -268,6 +268,13 @@ pub enum Output {
     Hangup,
     /// Stop whatever plays to the caller and join the caller's leg with the agent's.
     Bridge,
+    /// Whisper flows as the agent is joined: render and play `agent` on the agent's leg and
+    /// `customer` on the caller's (each with its play id; either may be empty). Each hears
+    /// their whisper instead of the other side while it plays.
+    Whisper {
+        agent: (PlayId, Vec<Audio>),
+        customer: (PlayId, Vec<Audio>),
+    },
     /// Close the agent's leg: the call is not (or no longer) theirs.
     ReleaseAgent,
     /// Hold (true): the caller's audio stops reaching the agent; off hold (false): what
@@ -859,6 +866,18 @@ impl CallCore {
         self.playing = None;
         self.typed_ahead.clear();
         self.outputs.push_back(Output::Bridge);
+        if self.policy.callback_agent.is_none() {
+            let agent = self.flow.whisper("AgentWhisper", now);
+            let customer = self.flow.whisper("CustomerWhisper", now);
+            if !agent.is_empty() || !customer.is_empty() {
+                info!("whisper flows as the agent is joined");
+                let (a, c) = (self.next_id(), self.next_id());
+                self.outputs.push_back(Output::Whisper {
+                    agent: (a, agent),
+                    customer: (c, customer),
+                });
+            }
+        }
     }
 
     /// A callback's flow is over: the agent joins (at once if their leg is connected).

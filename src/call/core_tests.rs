@@ -95,6 +95,8 @@ struct Sim {
     /// Renders left unanswered (to test speech that arrives late).
     hold_renders: bool,
     held: Vec<(PlayId, Vec<Arc<Prompt>>)>,
+    /// What each Output::Whisper said: (to the agent, to the caller).
+    whispers: Vec<(String, String)>,
 }
 
 fn label(audio: &[Audio]) -> String {
@@ -144,6 +146,7 @@ impl Sim {
             callbacks: Vec::new(),
             hold_renders: false,
             held: Vec::new(),
+            whispers: Vec::new(),
         };
         sim.step();
         sim
@@ -240,6 +243,9 @@ impl Sim {
                 Output::MuteAgent(on) => self.agent_ops.push(format!("mute {on}")),
                 Output::Screen => self.screens += 1,
                 Output::CreateCallback(req) => self.callbacks.push(req),
+                Output::Whisper { agent, customer } => {
+                    self.whispers.push((label(&agent.1), label(&customer.1)));
+                }
             }
         }
     }
@@ -1543,4 +1549,102 @@ fn a_handover_releases_the_agent_and_keeps_the_caller_joined() {
     sim.input(Input::AgentLeft);
     assert_eq!(sim.core.ended(), Some("agent_hangup"));
     assert_eq!(sim.hangups, 1);
+}
+
+/// Whisper flows (Amazon Connect's UpdateContactEventHooks `AgentWhisper` and
+/// `CustomerWhisper`): when the agent is joined, the agent's whisper flow says its messages
+/// to the agent (here a prompt) and the caller's to the caller (text naming the queue, from
+/// the contact as it is then); nothing is whispered without the hooks, and a flow that asks
+/// for more than messages stops there.
+#[test]
+fn whisper_flows_speak_to_each_side_as_the_agent_is_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, start: &str, actions: serde_json::Value| {
+        let flow = json!({"Version": "2019-10-30", "StartAction": start, "Actions": actions});
+        std::fs::write(dir.path().join(format!("{name}.json")), flow.to_string()).unwrap();
+    };
+    let end = json!({"Identifier": "end", "Type": "EndFlowExecution", "Parameters": {},
+        "Transitions": {}});
+    write(
+        "main",
+        "hooks",
+        json!([
+            {"Identifier": "hooks", "Type": "UpdateContactEventHooks",
+             "Parameters": {"EventHooks": {"AgentWhisper": "to-agent"}},
+             "Transitions": {"NextAction": "hooks2", "Errors": [
+                 {"NextAction": "queue", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "hooks2", "Type": "UpdateContactEventHooks",
+             "Parameters": {"EventHooks": {"CustomerWhisper": "to-caller"}},
+             "Transitions": {"NextAction": "queue", "Errors": [
+                 {"NextAction": "queue", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "queue", "Type": "UpdateContactTargetQueue",
+             "Parameters": {"QueueId": "triage-nurses"},
+             "Transitions": {"NextAction": "transfer", "Errors": [
+                 {"NextAction": "transfer", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "transfer", "Type": "TransferContactToQueue", "Parameters": {},
+             "Transitions": {"NextAction": "bye", "Errors": [
+                 {"NextAction": "bye", "ErrorType": "QueueAtCapacity"},
+                 {"NextAction": "bye", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "bye", "Type": "DisconnectParticipant", "Parameters": {},
+             "Transitions": {}}
+        ]),
+    );
+    write(
+        "to-agent",
+        "say",
+        json!([
+            {"Identifier": "say", "Type": "MessageParticipant",
+             "Parameters": {"PromptId": "digit-5"},
+             "Transitions": {"NextAction": "ask", "Errors": [
+                 {"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+            {"Identifier": "ask", "Type": "GetParticipantInput",
+             "Parameters": {"PromptId": "digit-9", "InputTimeLimitSeconds": "5",
+                 "StoreInput": "False"},
+             "Transitions": {"NextAction": "end", "Conditions": [], "Errors": [
+                 {"NextAction": "end", "ErrorType": "InputTimeLimitExceeded"},
+                 {"NextAction": "end", "ErrorType": "NoMatchingCondition"},
+                 {"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+            end.clone()
+        ]),
+    );
+    write(
+        "to-caller",
+        "say",
+        json!([
+            {"Identifier": "say", "Type": "MessageParticipant",
+             "Parameters": {"Text": "Connecting you to $.Queue.Name"},
+             "Transitions": {"NextAction": "end", "Errors": [
+                 {"NextAction": "end", "ErrorType": "NoMatchingError"}]}},
+            end
+        ]),
+    );
+    let mut config = Config::default();
+    config.flows.dir = dir.path().to_path_buf();
+    config.flows.default = "main".into();
+    let mut sim = Sim::new(engine(&config), "100", agent_policy());
+    sim.input(Input::Confirmed);
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    assert!(sim.whispers.is_empty(), "nothing before the agent is there");
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert_eq!(
+        sim.whispers,
+        [(
+            "en/digit-5 | en/digit-9".to_string(),
+            "Connecting you to triage-nurses".to_string()
+        )],
+        "the agent's whisper stops at its input (its prompt said); the caller's names the queue"
+    );
+
+    // Without hooks: the shipped triage flow whispers nothing.
+    let mut sim = queued_urgent_caller(agent_policy());
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert!(sim.whispers.is_empty());
 }

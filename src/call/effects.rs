@@ -15,7 +15,32 @@ use super::task::{Done, Shell, now};
 use crate::media::leg::{LegCommand, LegParams};
 use crate::media::recorder::LegRecording;
 
+/// A whisper's play: its id and its prompts.
+pub(super) type Whisper = (
+    crate::media::player::PlayId,
+    Vec<std::sync::Arc<crate::media::prompt::Prompt>>,
+);
+
 impl Shell {
+    /// Plays the whisper flows' messages: the agent's on the agent's leg, the caller's on
+    /// theirs (each hears it instead of the other side while it plays).
+    pub(super) fn whisper(&mut self, agent: Whisper, customer: Whisper) {
+        if let (false, Some(a)) = (agent.1.is_empty(), &self.agent) {
+            a.leg.command(LegCommand::Play {
+                id: agent.0,
+                prompts: agent.1,
+                barge_in: false,
+            });
+        }
+        if !customer.1.is_empty() {
+            self.leg_command(LegCommand::Play {
+                id: customer.0,
+                prompts: customer.1,
+                barge_in: false,
+            });
+        }
+    }
+
     /// Carries out the core's outputs; some answer at once, which may make more.
     pub(super) async fn carry_out(&mut self, core: &mut CallCore) {
         while let Some(output) = core.poll_output() {
@@ -119,6 +144,20 @@ impl Shell {
                 Output::Bridge => {
                     if let Some(input) = self.bridge_agent().await {
                         core.handle(input, now());
+                    }
+                }
+                Output::Whisper { agent, customer } => {
+                    let speech = &self.svc.flows.speech;
+                    match (speech.ready(&agent.1), speech.ready(&customer.1)) {
+                        (Some(a), Some(c)) => self.whisper((agent.0, a), (customer.0, c)),
+                        _ => {
+                            let speech = speech.clone();
+                            self.spawn(async move {
+                                let a = speech.prompts(agent.1).await;
+                                let c = speech.prompts(customer.1).await;
+                                Done::Whispered((agent.0, a), (customer.0, c))
+                            });
+                        }
                     }
                 }
                 Output::ReleaseAgent => self.release_agent().await,

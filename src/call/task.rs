@@ -30,6 +30,8 @@ pub(super) enum Done {
     Invoked(RequestId, Result<serde_json::Value, String>),
     Identified(RequestId, Identify),
     CallbackCreated(Result<(), String>),
+    /// The whisper flows' messages, rendered (agent's, caller's).
+    Whispered(super::effects::Whisper, super::effects::Whisper),
 }
 
 /// Runs an admitted call to its end. `_admission` holds its place in the call table.
@@ -315,12 +317,16 @@ impl Shell {
                     }
                     None => Some(Input::Hangup("error")),
                 },
-                Some(finished) = done.recv() => Some(match finished {
-                    Done::Rendered(id, prompts) => Input::Rendered(id, prompts),
-                    Done::Invoked(id, result) => Input::Invoked(id, result),
-                    Done::Identified(id, found) => Input::Identified(id, found),
-                    Done::CallbackCreated(result) => Input::CallbackCreated(result),
-                }),
+                Some(finished) = done.recv() => match finished {
+                    Done::Rendered(id, prompts) => Some(Input::Rendered(id, prompts)),
+                    Done::Invoked(id, result) => Some(Input::Invoked(id, result)),
+                    Done::Identified(id, found) => Some(Input::Identified(id, found)),
+                    Done::CallbackCreated(result) => Some(Input::CallbackCreated(result)),
+                    Done::Whispered(agent, customer) => {
+                        self.whisper(agent, customer);
+                        None
+                    }
+                },
                 _ = timer => {
                     core.handle_timeout(now());
                     None

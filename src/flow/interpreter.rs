@@ -289,6 +289,44 @@ impl FlowRun {
         &self.voice
     }
 
+    /// What the whisper flow set as event hook `hook` (`AgentWhisper`, `CustomerWhisper`)
+    /// says, for the contact as it is now: Connect's whisper flows play messages to one side
+    /// as the agent is joined (the queue's name to the agent, "connecting you to a nurse" to
+    /// the caller). The flow runs to its end at once: its messages are collected, not
+    /// waited on, and what it would wait for (input, after its prompt; a Lambda) ends it
+    /// there. Empty: no whisper.
+    pub fn whisper(&self, hook: &str, now: Now) -> Vec<Audio> {
+        let Some(flow) = self
+            .hooks
+            .get(hook)
+            .and_then(|name| self.env.catalog.get(name).cloned())
+        else {
+            return Vec::new();
+        };
+        let mut run = FlowRun::new(self.env.clone(), flow, self.contact.clone());
+        run.voice = self.voice.clone();
+        run.handle(Event::Started, now);
+        let mut said = Vec::new();
+        // A whisper is a few messages; a flow that loops is cut short.
+        for _ in 0..64 {
+            match run.poll_effect() {
+                Some(Effect::Play { audio, .. }) => {
+                    said.extend(audio);
+                    run.handle(Event::PlayDone { interrupted: false }, now);
+                }
+                // What a whisper may set besides: nothing to wait for.
+                Some(
+                    Effect::SetRecording(_)
+                    | Effect::MediaStreaming { .. }
+                    | Effect::Reprioritize(_)
+                    | Effect::Timer(_),
+                ) => {}
+                _ => break,
+            }
+        }
+        said
+    }
+
     /// Name of the flow running now.
     pub fn flow_name(&self) -> Option<&str> {
         self.stack.last().map(|f| &*f.flow.name)
