@@ -2654,6 +2654,92 @@ fn whisper_flows_play_to_the_nurse_and_the_caller_as_they_are_joined() {
     );
 }
 
+/// Routing by skill: the flow asks for a Japanese speaker at level 4 or above
+/// (`UpdateRoutingCriteria`, for 20 s); the English-only nurse, available longer, is not
+/// offered the call; the Japanese-speaking nurse is ([routing.proficiencies]). A flow whose
+/// criteria are malformed is refused at start with the reason.
+#[test]
+fn a_caller_who_needs_a_japanese_speaker_is_offered_to_the_nurse_who_speaks_it() {
+    use support::console::Console;
+    use support::rtp::RtpPeer;
+    use support::sip::{Ua, dial_answered};
+    let flows = tempfile::tempdir().unwrap();
+    let main = serde_json::json!({"Version": "2019-10-30", "StartAction": "skills", "Actions": [
+        {"Identifier": "skills", "Type": "UpdateRoutingCriteria",
+         "Parameters": {"RoutingCriteria": {"Steps": [
+             {"Expression": {"AttributeCondition": {"Name": "Language", "Value": "Japanese",
+                 "ProficiencyLevel": 4, "ComparisonOperator": "NumberGreaterOrEqualTo"}},
+              "Expiry": {"DurationInSeconds": 20}}]}},
+         "Transitions": {"NextAction": "queue", "Errors": [
+             {"NextAction": "queue", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "queue", "Type": "UpdateContactTargetQueue",
+         "Parameters": {"QueueId": "triage-nurses"},
+         "Transitions": {"NextAction": "transfer", "Errors": [
+             {"NextAction": "transfer", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "transfer", "Type": "TransferContactToQueue", "Parameters": {},
+         "Transitions": {"NextAction": "bye", "Errors": [
+             {"NextAction": "bye", "ErrorType": "QueueAtCapacity"},
+             {"NextAction": "bye", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "bye", "Type": "DisconnectParticipant", "Parameters": {},
+         "Transitions": {}}]});
+    std::fs::write(flows.path().join("main.json"), main.to_string()).unwrap();
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[flows]\ndir = \"{}\"\ndefault = \"main\"\n\
+             [routing.proficiencies.emma]\nLanguage = {{ English = 5 }}\n\
+             [routing.proficiencies.kei]\nLanguage = {{ Japanese = 5, English = 3 }}\n",
+            flows.path().display()
+        ),
+        ..Default::default()
+    });
+    let emma = server.user_token("emma", "agent");
+    let kei = server.user_token("kei", "agent");
+    let mut emma_console = Console::open_available(server.http, &emma);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut kei_console = Console::open_available(server.http, &kei);
+    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let call = dial_answered(&mut ua, "100", &phone);
+    let offered = kei_console.expect_offer();
+    assert_eq!(
+        offered, call.call_id,
+        "the Japanese speaker is offered the call"
+    );
+    emma_console.listen(Duration::from_secs(2));
+    assert!(
+        !emma_console.seen.iter().any(|m| m["type"] == "offer"),
+        "the English-only nurse, available longer, is not: {:?}",
+        emma_console.seen
+    );
+    let browser = BrowserPeer::new(&[Codec::Pcmu]);
+    connect_agent(&server, &accept_path(&offered), &kei, &browser);
+    kei_console.expect_state("on_contact");
+    let heard = browser.heard().len() / 8;
+    phone.send_audio(tone(1000.0, 2000));
+    wait_for_tone(|| browser.heard(), 1000.0, heard, "kei hears the caller");
+    drop(emma_console);
+
+    // A level outside 1 to 5 in a flow is refused at load, saying where and why.
+    std::fs::write(
+        flows.path().join("main.json"),
+        main.to_string()
+            .replace("\"ProficiencyLevel\":4", "\"ProficiencyLevel\":9"),
+    )
+    .unwrap();
+    let out = support::server::careline_command()
+        .args(["flow", "validate"])
+        .arg(flows.path().join("main.json"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("main.json") && text.contains("skills") && text.contains("ProficiencyLevel"),
+        "file, action and reason: {text}"
+    );
+}
+
 /// A transfer to another nurse by name: the caller waits in their queue for her alone and
 /// rings her first, although a colleague has been available longer; she accepts and they
 /// talk. A nurse who is not at the desk is refused (409), and the caller stays put.

@@ -257,6 +257,8 @@ pub enum Output {
     },
     /// The contact's urgency in its queue changed (if it waits in one).
     Reprioritize(crate::flow::queues::QueuePriority),
+    /// Tell routing which agents may take the contact (its routing criteria).
+    SetCriteria(Arc<crate::flow::criteria::RoutingCriteria>),
     /// Read a queue's figures; feed [`Input::QueueMetrics`].
     QueueMetrics {
         queue: Arc<str>,
@@ -1095,6 +1097,7 @@ impl CallCore {
                     self.outputs.push_back(Output::Enqueue { queue, priority })
                 }
                 Effect::Reprioritize(p) => self.outputs.push_back(Output::Reprioritize(p)),
+                Effect::SetCriteria(c) => self.outputs.push_back(Output::SetCriteria(c)),
                 Effect::QueueMetrics { queue } => {
                     self.outputs.push_back(Output::QueueMetrics { queue })
                 }

@@ -219,6 +219,7 @@ impl Sim {
                     self.core.handle(Input::Enqueued(placed), now);
                 }
                 Output::Reprioritize(p) => self.engine.queues.set_priority("sim-call", p),
+                Output::SetCriteria(_) => {}
                 Output::QueueMetrics { queue } => {
                     let m = self.engine.queues.metrics(&queue, now.mono);
                     self.core.handle(Input::QueueMetrics(m), now);

@@ -118,6 +118,10 @@ impl Shell {
                 Output::Reprioritize(priority) => {
                     self.svc.flows.queues.set_priority(&self.call_id, priority);
                 }
+                Output::SetCriteria(criteria) => {
+                    self.svc.desk.set_criteria(&self.call_id, Some(criteria));
+                    self.criteria_set = true;
+                }
                 Output::QueueMetrics { queue } => {
                     let m = self.svc.flows.queues.metrics_for(
                         &queue,

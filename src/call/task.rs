@@ -85,6 +85,7 @@ pub(super) async fn run_call(
         agent: None,
         monitor: None,
         consult: None,
+        criteria_set: false,
         outcome: start.outcome,
     };
     if let Some(agent) = start.agent {
@@ -122,6 +123,8 @@ pub(super) struct Shell {
     pub(super) monitor: Option<super::monitor::MonitorLeg>,
     /// The agent's consultation (a warm transfer), while they make one.
     pub(super) consult: Option<super::consult::Consult>,
+    /// The flow gave routing criteria for this call (forgotten when it ends).
+    pub(super) criteria_set: bool,
     /// Whoever placed the call, waiting for its outcome.
     pub(super) outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
 }
@@ -365,6 +368,9 @@ impl Shell {
     }
 
     async fn close(self, core: &CallCore, cause: &'static str) {
+        if self.criteria_set {
+            self.svc.desk.set_criteria(&self.call_id, None);
+        }
         let svc = self.svc;
         let Some((answered_at, answered)) = self.answered else {
             svc.metrics.call_ended(cause);

@@ -161,6 +161,9 @@ pub enum Effect {
     /// The contact's urgency changed (it is in `contact.priority` too, for a later Enqueue):
     /// tell its queue, if it waits in one.
     Reprioritize(super::queues::QueuePriority),
+    /// The contact's routing criteria (UpdateRoutingCriteria): tell routing, before the
+    /// contact enters a queue or while it waits in one.
+    SetCriteria(Arc<super::criteria::RoutingCriteria>),
     QueueMetrics {
         queue: Arc<str>,
     },
@@ -319,6 +322,7 @@ impl FlowRun {
                     Effect::SetRecording(_)
                     | Effect::MediaStreaming { .. }
                     | Effect::Reprioritize(_)
+                    | Effect::SetCriteria(_)
                     | Effect::Timer(_),
                 ) => {}
                 _ => break,
@@ -665,6 +669,10 @@ impl FlowRun {
                 }
                 None => self.error("NoMatchingError"),
             },
+            Kind::SetCriteria(c) => {
+                self.effects.push_back(Effect::SetCriteria(c.clone()));
+                self.next_of_current("next")
+            }
             Kind::SetRouting {
                 priority,
                 adjustment,

@@ -1035,6 +1035,24 @@ fn routing_behavior_sets_the_contacts_priority_in_its_queue() {
         let e = load_error(flow);
         assert!(e.contains(why), "{why}: {e}");
     }
+    // UpdateRoutingCriteria: written out in the flow, each fault named at load.
+    for (params, why) in [
+        (json!({}), "`RoutingCriteria` is missing"),
+        (
+            json!({"RoutingCriteria": "$.Attributes.criteria"}),
+            "not set from an attribute",
+        ),
+        (json!({"RoutingCriteria": {"Steps": []}}), "1 to 10 steps"),
+        (
+            json!({"RoutingCriteria": {"Steps": [{"Expression": {"AttributeCondition": {
+                "Name": "Language", "Value": "Japanese", "ProficiencyLevel": 7}}}]}}),
+            "Steps[0]: AttributeCondition.ProficiencyLevel",
+        ),
+    ] {
+        let flow = flow_json("set", vec![a("set", "UpdateRoutingCriteria", params, None)]);
+        let e = load_error(flow);
+        assert!(e.contains(why), "{why}: {e}");
+    }
 }
 
 /// Why a flow (as main.json) is refused at load in strict mode.

@@ -12,6 +12,7 @@ pub mod attributes;
 pub(crate) mod catalog;
 pub mod collect;
 pub(crate) mod condition;
+pub mod criteria;
 pub(crate) mod diagnostic;
 pub mod engine;
 pub(crate) mod hours;

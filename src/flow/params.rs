@@ -287,11 +287,32 @@ pub(crate) fn kind_of(action: &RawAction, ctx: &Context, out: &mut Vec<Diagnosti
                 Kind::SetQueue(Ref::Dynamic(Template::parse("")))
             }
         },
+        "UpdateRoutingCriteria" => match params.get("RoutingCriteria") {
+            Some(v) if v.is_object() => match super::criteria::RoutingCriteria::from_json(v) {
+                Ok(c) => Kind::SetCriteria(Arc::new(c)),
+                Err(e) => {
+                    r.err(format!("RoutingCriteria: {e}"));
+                    Kind::SetEventHooks(Vec::new())
+                }
+            },
+            Some(_) => {
+                r.err(
+                    "RoutingCriteria: Careline takes the criteria written out in the flow (an \
+                     object with `Steps`), not set from an attribute"
+                        .into(),
+                );
+                Kind::SetEventHooks(Vec::new())
+            }
+            None => {
+                r.err("parameter `RoutingCriteria` is missing".into());
+                Kind::SetEventHooks(Vec::new())
+            }
+        },
         "UpdateContactRoutingBehavior" => {
             if params.get("RoutingCriteria").is_some() {
                 r.err(
-                    "parameter `RoutingCriteria` (routing by agents' skills) is not supported \
-                     yet; QueuePriority and QueueTimeAdjustmentSeconds are"
+                    "parameter `RoutingCriteria` belongs to UpdateRoutingCriteria (Set routing \
+                     criteria); this action takes QueuePriority and QueueTimeAdjustmentSeconds"
                         .into(),
                 );
             }

@@ -85,6 +85,7 @@ pub(crate) const SUPPORTED: &[TypeInfo] = &[
         E,
         false,
     ),
+    t("UpdateRoutingCriteria", Conditions::Forbidden, E, false),
     t(
         "TransferContactToQueue",
         Conditions::Forbidden,
@@ -275,6 +276,8 @@ pub enum Kind {
     InvokeModule(Ref<Arc<str>>),
     EndModule,
     SetEventHooks(Vec<(Box<str>, Template)>),
+    /// UpdateRoutingCriteria: which agents may take the contact, by skill (checked at load).
+    SetCriteria(Arc<super::criteria::RoutingCriteria>),
     Loop(Template),
     SetRecording(Arc<Value>),
     SetVoice(Template),

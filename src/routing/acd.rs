@@ -23,6 +23,10 @@
 //!   like a caller on the line; the agent who accepts it is told so ([`Answered::callback`])
 //!   and the shell calls the patient; a call nobody answers puts it back in the same place
 //!   from its retry delay on ([`Acd::callback_failed`]), the agent free at once.
+//! - **Routing criteria** ([`Acd::set_criteria`], the flow's `UpdateRoutingCriteria`): a
+//!   contact may be for agents with certain skills ([`Acd::set_proficiencies`]: a Japanese
+//!   speaker at level 4 or above), in steps that widen as they expire and then let anyone in;
+//!   an agent the step in force does not let in is offered the next contact of their order.
 //! - **After-contact work** follows each contact, for at most [`AcdPolicy::after_contact_work`]
 //!   (zero: none); then the agent is available again, or in the state they chose meanwhile
 //!   (Connect's "next status").
@@ -36,6 +40,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::flow::criteria::{Proficiencies, RoutingCriteria};
 
 /// An agent: the name of the user who signs in.
 pub type AgentId = String;
@@ -307,6 +313,8 @@ struct Agent {
     /// Since when, and for which queue, the agent has been busy with a contact (on it, then
     /// wrapping it up): the handle time, once they are free.
     busy: Option<(Instant, String)>,
+    /// What routing criteria ask of agents: their skills.
+    skills: Proficiencies,
 }
 
 /// The automatic contact distributor. See the module documentation.
@@ -325,6 +333,8 @@ pub struct Acd {
     /// anything in their profile, while they are at the desk; if that agent lets it ring
     /// out, declines it or leaves, it is their queue's again.
     targets: HashMap<ContactId, AgentId>,
+    /// Contacts' routing criteria (the agents they may be offered to, by skill).
+    criteria: HashMap<ContactId, std::sync::Arc<RoutingCriteria>>,
 }
 
 impl Acd {
@@ -353,6 +363,7 @@ impl Acd {
             eligible_at: None,
             dialing: HashMap::new(),
             targets: HashMap::new(),
+            criteria: HashMap::new(),
         }
     }
 
@@ -451,11 +462,37 @@ impl Acd {
                         next: None,
                         until: None,
                         busy: None,
+                        skills: Proficiencies::new(),
                     },
                 );
             }
         }
         self.route(now);
+    }
+
+    /// `agent`'s skills, as routing criteria read them (an agent not added yet: nothing).
+    pub fn set_proficiencies(&mut self, agent: &str, skills: Proficiencies, now: Instant) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.skills = skills;
+            self.route(now);
+        }
+    }
+
+    /// The routing criteria of `contact`, before it enters its queue (or while it waits
+    /// there); None: any agent of the queue. Kept until the contact leaves routing.
+    pub fn set_criteria(
+        &mut self,
+        contact: &str,
+        criteria: Option<std::sync::Arc<RoutingCriteria>>,
+        now: Instant,
+    ) {
+        match criteria {
+            Some(c) => self.criteria.insert(contact.to_string(), c),
+            None => self.criteria.remove(contact),
+        };
+        if self.contacts.contains_key(contact) {
+            self.route(now);
+        }
     }
 
     /// The agent chooses a state. During a contact the choice waits for its end (Connect's
@@ -1037,6 +1074,7 @@ impl Acd {
     /// Takes a contact out of its queue altogether.
     fn forget(&mut self, contact: &str) -> Option<Contact> {
         self.targets.remove(contact);
+        self.criteria.remove(contact);
         let c = self.contacts.remove(contact)?;
         if let Some(q) = self.queues.get_mut(&c.queue) {
             q.waiting.remove(&c.key);
@@ -1081,11 +1119,25 @@ impl Acd {
                     if self.targets.contains_key(contact) {
                         continue; // another agent's
                     }
-                    let not_before = self.contacts.get(contact).map_or(now, |c| c.not_before);
+                    let (not_before, since) = self
+                        .contacts
+                        .get(contact)
+                        .map_or((now, now), |c| (c.not_before, c.since));
                     let from = (key.1 + pq.delay).max(not_before);
                     if from > now {
                         eligible_at = Some(eligible_at.map_or(from, |t| t.min(from)));
                         continue;
+                    }
+                    if let Some(criteria) = self.criteria.get(contact) {
+                        let waited = now.saturating_duration_since(since);
+                        if !criteria.allows(&a.skills, waited) {
+                            // Not for this agent now; look again when the step expires.
+                            if let Some(expiry) = criteria.next_expiry(waited) {
+                                let at = since + expiry;
+                                eligible_at = Some(eligible_at.map_or(at, |t| t.min(at)));
+                            }
+                            continue;
+                        }
                     }
                     let rank = (pq.priority, *key);
                     if best.is_none_or(|(b, _)| rank < b) {

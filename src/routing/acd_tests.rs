@@ -938,3 +938,76 @@ fn a_contact_sent_to_an_agent_who_leaves_is_the_queues_again() {
         .unwrap();
     assert_eq!(offers(&outputs(&mut acd)), [pair("ben", "c")]);
 }
+
+/// Routing criteria: a caller who needs a Japanese speaker (level 4 or above, for 30 s, then
+/// level 2 for 30 s more, then anyone) waits for one although an English-only nurse has been
+/// available longer; the English nurse takes the next caller, who has no criteria; a
+/// Japanese speaker at level 3 gets the caller once the first step expires (routing looks
+/// again then, with nothing else happening), and with nobody at all matching the caller
+/// would go to anyone after the last step.
+#[test]
+fn routing_criteria_keep_a_contact_for_skilled_agents_and_widen_as_steps_expire() {
+    use crate::flow::criteria::{Proficiencies, RoutingCriteria};
+    let t0 = Instant::now();
+    let skills = |list: &[(&str, u8)]| -> Proficiencies {
+        list.iter()
+            .map(|(v, l)| (("Language".to_string(), v.to_string()), *l))
+            .collect()
+    };
+    let criteria = std::sync::Arc::new(
+        RoutingCriteria::from_json(&serde_json::json!({"Steps": [
+            {"Expression": {"AttributeCondition": {"Name": "Language", "Value": "Japanese",
+                "ProficiencyLevel": 4, "ComparisonOperator": "NumberGreaterOrEqualTo"}},
+             "Expiry": {"DurationInSeconds": 30}},
+            {"Expression": {"AttributeCondition": {"Name": "Language", "Value": "Japanese",
+                "ProficiencyLevel": 2, "ComparisonOperator": "NumberGreaterOrEqualTo"}},
+             "Expiry": {"DurationInSeconds": 30}}]}))
+        .unwrap(),
+    );
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "emma", &["nurses"], t0);
+    acd.set_proficiencies("emma", skills(&[("English", 5)]), t0);
+    available(&mut acd, "kei", &["nurses"], t0 + S);
+    acd.set_proficiencies("kei", skills(&[("Japanese", 3), ("English", 4)]), t0 + S);
+    outputs(&mut acd);
+    acd.set_criteria("yuki", Some(criteria.clone()), t0 + 2 * S);
+    acd.enqueue("yuki", "nurses", Urgency::default(), t0 + 2 * S, t0 + 2 * S)
+        .unwrap();
+    assert!(
+        offers(&outputs(&mut acd)).is_empty(),
+        "nobody speaks Japanese well enough yet"
+    );
+    acd.enqueue("bob", "nurses", Urgency::default(), t0 + 3 * S, t0 + 3 * S)
+        .unwrap();
+    assert_eq!(
+        offers(&outputs(&mut acd)),
+        [pair("emma", "bob")],
+        "the longest-available nurse takes the next caller, who has no criteria"
+    );
+    acd.accept("emma", "bob", t0 + 4 * S).unwrap();
+    outputs(&mut acd);
+    // At 30 s the first step expires: Kei's level 3 meets the second.
+    assert_eq!(acd.poll_timeout(), Some(t0 + 32 * S));
+    acd.handle_timeout(t0 + 31 * S);
+    assert!(offers(&outputs(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + 32 * S);
+    assert_eq!(offers(&outputs(&mut acd)), [pair("kei", "yuki")]);
+
+    // Nobody matches at all: after the last step, anyone.
+    let mut acd = acd_with_one_nurse(t0, skills(&[("English", 5)]));
+    acd.set_criteria("aiko", Some(criteria), t0);
+    acd.enqueue("aiko", "nurses", Urgency::default(), t0, t0)
+        .unwrap();
+    acd.handle_timeout(t0 + 59 * S);
+    assert!(offers(&outputs(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + 60 * S);
+    assert_eq!(offers(&outputs(&mut acd)), [pair("emma", "aiko")]);
+}
+
+fn acd_with_one_nurse(t0: Instant, skills: crate::flow::criteria::Proficiencies) -> Acd {
+    let mut acd = acd(&["nurses"]);
+    available(&mut acd, "emma", &["nurses"], t0);
+    acd.set_proficiencies("emma", skills, t0);
+    outputs(&mut acd);
+    acd
+}

@@ -21,6 +21,7 @@ use super::acd::{
     Acd, AcdError, AcdPolicy, AgentState, Answered, Availability, Output, ProfileQueue,
     QueueLimits, RoutingProfile, Withdrawn,
 };
+use crate::flow::criteria::{Proficiencies, RoutingCriteria};
 use crate::flow::queues::{QueueConfig, QueuePriority, QueueWatcher};
 use crate::metrics::Metrics;
 
@@ -52,6 +53,10 @@ pub struct RoutingConfig {
     pub callback_flow: String,
     /// The trunk callbacks call out through (empty: the only one with a `proxy`).
     pub callback_trunk: String,
+    /// Agents' skills (user name -> attribute -> value -> level 1 to 5), which the flow's
+    /// routing criteria (`UpdateRoutingCriteria`) ask for: `[routing.proficiencies.nora]`
+    /// `Language = { Japanese = 5, English = 3 }`.
+    pub proficiencies: BTreeMap<String, BTreeMap<String, BTreeMap<String, u8>>>,
 }
 
 /// The shipped wrap-up codes: what a nurse line's call ended with.
@@ -82,6 +87,7 @@ impl Default for RoutingConfig {
             wrap_up_codes: default_wrap_up_codes(),
             callback_flow: "callback-greeting".into(),
             callback_trunk: String::new(),
+            proficiencies: BTreeMap::new(),
         }
     }
 }
@@ -132,6 +138,17 @@ impl RoutingConfig {
             }
             if self.wrap_up_codes[..i].contains(code) {
                 return Err(format!("wrap_up_codes: `{code}` is listed twice"));
+            }
+        }
+        for (agent, attributes) in &self.proficiencies {
+            for (name, values) in attributes {
+                for (value, level) in values {
+                    if !(1..=5).contains(level) {
+                        return Err(format!(
+                            "proficiencies.{agent}.{name}.{value}: level {level} is not 1 to 5"
+                        ));
+                    }
+                }
             }
         }
         for (name, p) in &self.profiles {
@@ -228,6 +245,11 @@ pub struct Desk {
     metrics: Arc<Metrics>,
     /// Calls about to enter a queue for one agent (an agent's transfer to them), by call.
     sent_to: Mutex<HashMap<String, String>>,
+    /// Agents' skills, from `[routing.proficiencies]`.
+    skills: HashMap<String, Proficiencies>,
+    /// Calls' routing criteria (their flow's UpdateRoutingCriteria), for each time they
+    /// enter a queue, until the call ends.
+    criteria: Mutex<HashMap<String, Arc<RoutingCriteria>>>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -284,6 +306,22 @@ impl Desk {
             wake: Notify::new(),
             metrics,
             sent_to: Mutex::new(HashMap::new()),
+            skills: config
+                .proficiencies
+                .iter()
+                .map(|(agent, attributes)| {
+                    let skills = attributes
+                        .iter()
+                        .flat_map(|(name, values)| {
+                            values
+                                .iter()
+                                .map(move |(value, level)| ((name.clone(), value.clone()), *level))
+                        })
+                        .collect();
+                    (agent.clone(), skills)
+                })
+                .collect(),
+            criteria: Mutex::new(HashMap::new()),
         });
         tokio::spawn(run_timer(Arc::downgrade(&desk)));
         desk
@@ -306,8 +344,10 @@ impl Desk {
                 .or_default()
                 .push((id, tx.clone()));
         }
+        let skills = self.skills.get(agent).cloned().unwrap_or_default();
         let state = self.apply(|acd, now| {
             acd.set_profile(agent, profile, now);
+            acd.set_proficiencies(agent, skills, now);
             acd.agent_state(agent).cloned()
         });
         if let Some(state) = state {
@@ -446,6 +486,18 @@ impl Desk {
         if let Ok(mut sent) = self.sent_to.lock() {
             sent.insert(call_id.to_string(), agent.to_string());
         }
+    }
+
+    /// Call `call_id`'s routing criteria (None: the call is over, or has none): kept for each
+    /// time it enters a queue, and applied at once if it waits in one.
+    pub fn set_criteria(&self, call_id: &str, criteria: Option<Arc<RoutingCriteria>>) {
+        if let Ok(mut all) = self.criteria.lock() {
+            match &criteria {
+                Some(c) => all.insert(call_id.to_string(), c.clone()),
+                None => all.remove(call_id),
+            };
+        }
+        self.apply(|acd, now| acd.set_criteria(call_id, criteria, now));
     }
 
     pub fn unsend(&self, call_id: &str) {
@@ -692,12 +744,22 @@ async fn run_timer(desk: Weak<Desk>) {
 impl QueueWatcher for Desk {
     fn waiting(&self, queue: &str, call_id: &str, since: Instant, priority: QueuePriority) {
         let sent = self.sent_to.lock().ok().and_then(|mut s| s.remove(call_id));
-        let routed = self.apply(|acd, now| match &sent {
-            Some(agent) => acd
-                .enqueue_for(call_id, queue, priority, agent, now)
-                // They left meanwhile: the queue's like any caller.
-                .or_else(|_| acd.enqueue(call_id, queue, priority, since, now)),
-            None => acd.enqueue(call_id, queue, priority, since, now),
+        let criteria = self
+            .criteria
+            .lock()
+            .ok()
+            .and_then(|c| c.get(call_id).cloned());
+        let routed = self.apply(|acd, now| {
+            if criteria.is_some() {
+                acd.set_criteria(call_id, criteria.clone(), now);
+            }
+            match &sent {
+                Some(agent) => acd
+                    .enqueue_for(call_id, queue, priority, agent, now)
+                    // They left meanwhile: the queue's like any caller.
+                    .or_else(|_| acd.enqueue(call_id, queue, priority, since, now)),
+                None => acd.enqueue(call_id, queue, priority, since, now),
+            }
         });
         if let Err(e) = routed {
             debug!(call = %call_id, error = %e, "not routed");
@@ -868,5 +930,20 @@ mod tests {
         );
         let e = config.validate(&queues).unwrap_err();
         assert!(e.contains("profiles.p.queues: `elsewhere`"), "{e}");
+        config.profiles.clear();
+        let level = |l: u8| {
+            BTreeMap::from([(
+                "Language".to_string(),
+                BTreeMap::from([("Japanese".to_string(), l)]),
+            )])
+        };
+        config.proficiencies.insert("kei".into(), level(5));
+        assert_eq!(config.validate(&queues), Ok(()));
+        config.proficiencies.insert("kei".into(), level(6));
+        let e = config.validate(&queues).unwrap_err();
+        assert!(
+            e.contains("proficiencies.kei.Language.Japanese: level 6"),
+            "{e}"
+        );
     }
 }

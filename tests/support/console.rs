@@ -59,6 +59,27 @@ impl Console {
         self.ws.send(Message::text(msg.to_string())).is_ok()
     }
 
+    /// Reads whatever arrives for `span` into `seen` (to check what did not arrive).
+    #[allow(dead_code)]
+    pub fn listen(&mut self, span: Duration) {
+        let until = Instant::now() + span;
+        while Instant::now() < until {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    let v: Value = serde_json::from_str(&text).expect("JSON from the server");
+                    self.seen.push(v);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("the channel failed ({e}); received {:?}", self.seen),
+            }
+        }
+    }
+
     /// Waits up to `timeout` for a message `pred` accepts (earlier ones are kept in `seen`).
     pub fn expect(
         &mut self,
