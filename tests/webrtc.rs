@@ -1181,35 +1181,15 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
 /// target/browser-screenshots/agent-consult/.
 #[test]
 fn a_nurse_consults_and_hands_over_from_the_agent_console_in_chromium() {
-    use support::rtp::RtpPeer;
-    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
+    use support::sip::pick_up;
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
-    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Options::default()
-    });
-    handset.server = server.sip;
+    let (server, mut handset) = server_with_trunk();
     add_nurse(&server, "nora");
     let (shots, mic) = screenshots_and_mic("agent-consult");
     let (ua, phone, _call) = queue_urgent_caller(&server);
     // The physician's phone answers when it rings.
     let physician = std::thread::spawn(move || {
-        let callee = Callee::ring(&mut handset, Duration::from_secs(60)).expect("the number rings");
-        let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-        doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
-        callee.respond(
-            &mut handset,
-            200,
-            "OK",
-            Some(&sdp_offer(doctor.port, "0 101", &PCMU_TE)),
-        );
-        handset
-            .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
-            .expect("ACK");
+        let (callee, doctor) = pick_up(&mut handset, Duration::from_secs(60));
         (handset, callee, doctor)
     });
     let summary = browser_script(
@@ -1266,6 +1246,21 @@ fn a_nurse_consults_and_hands_over_from_the_agent_console_in_chromium() {
         .expect(Duration::from_secs(10), |m| m.method() == Some("BYE"))
         .expect("the physician's hang-up ends the call");
     ua.respond(&bye, 200, "OK");
+}
+
+/// A server with one trunk whose calls out ring `handset`, a SIP phone on loopback (an
+/// outside number: the on-call physician, a pharmacy).
+fn server_with_trunk() -> (TestServer, support::sip::Ua) {
+    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Options::default()
+    });
+    handset.server = server.sip;
+    (server, handset)
 }
 
 /// An agent's browser answers at `path` (a queue's answer, or an offered call's accept):
@@ -2254,16 +2249,8 @@ fn the_nurse_wraps_up_with_a_code_and_notes_that_go_into_the_patients_history() 
 #[test]
 fn a_nurse_transfers_the_caller_to_an_outside_number() {
     use support::rtp::RtpPeer;
-    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
-    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Options::default()
-    });
-    handset.server = server.sip;
+    use support::sip::{Callee, PCMU_TE, sdp_media_addr, sdp_offer};
+    let (server, mut handset) = server_with_trunk();
     let nurse = server.user_token("nurse-1", "agent");
     let transfer = |location: &str, query: &str| {
         request(
@@ -2369,17 +2356,8 @@ fn a_nurse_transfers_the_caller_to_an_outside_number() {
 /// the physician's hang-up ends the call. Refusals change nothing.
 #[test]
 fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
-    use support::rtp::RtpPeer;
-    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
-    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Options::default()
-    });
-    handset.server = server.sip;
+    use support::sip::pick_up;
+    let (server, mut handset) = server_with_trunk();
     let nurse = server.user_token("nurse-1", "agent");
     let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
     let step = |action: &str| {
@@ -2395,7 +2373,7 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
     let waiting = b.phone.heard().len() / 8;
     assert_eq!(step("consult?to=%2B15550177"), (204, String::new()));
     assert_eq!(step("consult?to=%2B15550177").0, 409, "one at a time");
-    let mut callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    let (mut callee, doctor) = pick_up(&mut handset, Duration::from_secs(20));
     assert!(
         callee.invite.start.starts_with("INVITE sip:+15550177@"),
         "{}",
@@ -2407,17 +2385,6 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
         waiting,
         "the patient hears hold music",
     );
-    let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-    doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
-    callee.respond(
-        &mut handset,
-        200,
-        "OK",
-        Some(&sdp_offer(doctor.port, "0 101", &PCMU_TE)),
-    );
-    handset
-        .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
-        .expect("ACK");
 
     // The nurse and the physician talk; the patient, on hold, hears neither.
     let (patient, heard) = (b.phone.heard().len() / 8, doctor.heard().len() / 8);
@@ -2501,17 +2468,8 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
 /// phone is hung up and the patient is off hold with the nurse at once.
 #[test]
 fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
-    use support::rtp::RtpPeer;
-    use support::sip::{Callee, PCMU_TE, Ua, sdp_media_addr, sdp_offer};
-    let mut handset = Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Options::default()
-    });
-    handset.server = server.sip;
+    use support::sip::pick_up;
+    let (server, mut handset) = server_with_trunk();
     let nurse = server.user_token("nurse-1", "agent");
     let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
     let step = |action: &str| {
@@ -2519,7 +2477,8 @@ fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
         request(server.http, "POST", &path, &[], None).status
     };
     assert_eq!(step("consult?to=%2B15550177"), 204);
-    let callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
+    let callee = support::sip::Callee::ring(&mut handset, Duration::from_secs(20))
+        .expect("the number rings");
     callee.respond(&mut handset, 486, "Busy Here", None);
     // Busy: nothing to bring in, the patient still on hold until the nurse resumes.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -2534,18 +2493,7 @@ fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
     b.tones_both_ways();
 
     assert_eq!(step("consult?to=%2B15550177"), 204);
-    let callee = Callee::ring(&mut handset, Duration::from_secs(20)).expect("the number rings");
-    let doctor = RtpPeer::new(Codec::Pcmu, 0, Some(101));
-    doctor.set_remote(sdp_media_addr(&callee.invite.body_str()).expect("media address"));
-    callee.respond(
-        &mut handset,
-        200,
-        "OK",
-        Some(&sdp_offer(doctor.port, "0 101", &PCMU_TE)),
-    );
-    handset
-        .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
-        .expect("ACK");
+    let (_callee, doctor) = pick_up(&mut handset, Duration::from_secs(20));
     let heard = doctor.heard().len() / 8;
     b.browser.speak(tone(1200.0, 2000));
     wait_for_tone(

@@ -450,25 +450,36 @@ async fn consult(
         ));
     }
     let op = ConsultOp::parse(action, to).ok_or_else(|| ApiError::not_found("no such action"))?;
+    match agent_step(s, id, |reply| CallCommand::AgentConsult(op, reply)).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// Hands an agent's transfer or consultation step to the call their session `id` is on;
+/// its answer, or 404 when the session or the call is gone.
+async fn agent_step(
+    s: &WhipApi,
+    id: &str,
+    command: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), TransferRefused>>) -> CallCommand,
+) -> Result<Result<(), TransferRefused>, ApiError> {
     let gone = || ApiError::not_found("no such agent session (it may have ended)");
     let call = s.calls.agent_sessions.call_of(id).ok_or_else(gone)?;
     let (reply, done) = tokio::sync::oneshot::channel();
-    if !s
-        .calls
-        .table
-        .send(&call, CallCommand::AgentConsult(op, reply))
-    {
+    if !s.calls.table.send(&call, command(reply)) {
         return Err(gone());
     }
-    match done.await {
-        Ok(Ok(())) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Ok(Err(e @ (TransferRefused::BadNumber | TransferRefused::NoTrunk))) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        )),
-        Ok(Err(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
-        Err(_) => Err(gone()),
-    }
+    done.await.map_err(|_| gone())
+}
+
+/// A refused transfer or consultation step: 422 for the number or the trunk's absence, 409
+/// otherwise (the call, the queue or the trunk not in a state to take it).
+fn refused(e: TransferRefused) -> ApiError {
+    let status = match e {
+        TransferRefused::BadNumber | TransferRefused::NoTrunk => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, e.to_string())
 }
 
 /// `?queue=NAME` or `?to=NUMBER` of an agent's `transfer`.
@@ -503,28 +514,13 @@ async fn transfer(s: &WhipApi, id: &str, q: &TransferQuery) -> Result<Response, 
             ));
         }
     };
-    let gone = || ApiError::not_found("no such agent session (it may have ended)");
-    let call = s.calls.agent_sessions.call_of(id).ok_or_else(gone)?;
-    let (reply, done) = tokio::sync::oneshot::channel();
-    if !s
-        .calls
-        .table
-        .send(&call, CallCommand::AgentTransfer(target, reply))
-    {
-        return Err(gone());
-    }
-    match done.await {
-        Ok(Ok(())) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Ok(Err(TransferRefused::UnknownQueue)) => Err(ApiError::not_found(format!(
+    match agent_step(s, id, |reply| CallCommand::AgentTransfer(target, reply)).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(TransferRefused::UnknownQueue) => Err(ApiError::not_found(format!(
             "no queue is named `{}`",
             queue.unwrap_or_default()
         ))),
-        Ok(Err(e @ (TransferRefused::BadNumber | TransferRefused::NoTrunk))) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        )),
-        Ok(Err(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
-        Err(_) => Err(gone()),
+        Err(e) => Err(refused(e)),
     }
 }
 

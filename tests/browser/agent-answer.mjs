@@ -5,19 +5,10 @@
 // with a phone caller waiting, and checks what the phone heard.
 //
 // Usage: node agent-answer.mjs BASE_URL OUT_DIR USER PASSWORD QUEUE MIC_WAV
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [base, out, user, password, queue, mic] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${mic}`,
-    '--autoplay-policy=no-user-gesture-required',
-    '--no-sandbox',
-  ],
-});
+const browser = await launch(mic);
 const summary = {};
 const status = (page, text) =>
   page.waitForFunction((t) => document.getElementById('status').textContent === t, text, { timeout: 30000 });

@@ -5,29 +5,17 @@
 // leaves. Screenshots of each step go to OUT_DIR; a summary goes to stdout as JSON.
 //
 // Usage: node agent-consult.mjs BASE_URL OUT_DIR USER PASSWORD QUEUE NUMBER MIC_WAV
-import { chromium } from 'playwright-core';
+import { launch, signIn } from './chromium.mjs';
 
 const [base, out, user, password, queue, number, mic] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${mic}`,
-    '--autoplay-policy=no-user-gesture-required',
-    '--no-sandbox',
-  ],
-});
+const browser = await launch(mic);
 const summary = {};
 const status = (page, text) =>
   page.waitForFunction((t) => document.getElementById('status').textContent === t, text, { timeout: 30000 });
 try {
   const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
   page.on('console', (m) => console.error('page:', m.text()));
-  await page.goto(`${base}/login?next=/agent`);
-  await page.fill('#name', user);
-  await page.fill('#password', password);
-  await Promise.all([page.waitForURL(`${base}/agent`), page.click('button[type=submit]')]);
+  await signIn(page, base, user, password, '/agent');
   await page.waitForSelector('#desk:not([hidden])');
   const row = `#queues tr[data-queue="${queue}"]`;
   await page.waitForFunction((r) => document.querySelector(r)?.children[1].textContent === '1', row, { timeout: 30000 });

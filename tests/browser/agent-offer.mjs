@@ -5,29 +5,17 @@
 // JSON. tests/webrtc.rs runs it against a server with a phone caller waiting in a queue.
 //
 // Usage: node agent-offer.mjs BASE_URL OUT_DIR USER PASSWORD MIC_WAV
-import { chromium } from 'playwright-core';
+import { launch, signIn } from './chromium.mjs';
 
 const [base, out, user, password, mic] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${mic}`,
-    '--autoplay-policy=no-user-gesture-required',
-    '--no-sandbox',
-  ],
-});
+const browser = await launch(mic);
 const summary = {};
 const text = (page, id, t) =>
   page.waitForFunction(([i, v]) => document.getElementById(i).textContent === v, [id, t], { timeout: 30000 });
 try {
   const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
   page.on('console', (m) => console.error('page:', m.text()));
-  await page.goto(`${base}/login?next=/agent`);
-  await page.fill('#name', user);
-  await page.fill('#password', password);
-  await Promise.all([page.waitForURL(`${base}/agent`), page.click('button[type=submit]')]);
+  await signIn(page, base, user, password, '/agent');
   await page.waitForSelector('#desk:not([hidden])');
   await text(page, 'agent-state', 'Offline');
   summary.user = await page.textContent('#user');

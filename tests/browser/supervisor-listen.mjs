@@ -5,19 +5,10 @@
 // of each step go to OUT_DIR; a summary goes to stdout as JSON.
 //
 // Usage: node supervisor-listen.mjs BASE_URL OUT_DIR USER PASSWORD AGENT MIC_WAV
-import { chromium } from 'playwright-core';
+import { launch, signIn } from './chromium.mjs';
 
 const [base, out, user, password, agent, mic] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${mic}`,
-    '--autoplay-policy=no-user-gesture-required',
-    '--no-sandbox',
-  ],
-});
+const browser = await launch(mic);
 const summary = {};
 const text = (page, id, t) => page.waitForFunction(
   ([i, v]) => (document.getElementById(i).textContent || '').startsWith(v), [id, t], { timeout: 30000 });
@@ -44,10 +35,7 @@ try {
     }
     return total;
   });
-  await page.goto(`${base}/login?next=/supervisor`);
-  await page.fill('#name', user);
-  await page.fill('#password', password);
-  await Promise.all([page.waitForURL(`${base}/supervisor`), page.click('button[type=submit]')]);
+  await signIn(page, base, user, password, '/supervisor');
   await page.waitForSelector('#view:not([hidden])');
   const listen = `#agents tr[data-agent="${agent}"] button.listen`;
   await page.waitForSelector(listen, { timeout: 30000 });

@@ -4,21 +4,15 @@
 // screenshot. A summary (the agent's row, the queue's row, the alarm) goes to stdout as JSON.
 //
 // Usage: node supervisor-view.mjs BASE_URL OUT_DIR USER PASSWORD AGENT QUEUE
-import { chromium } from 'playwright-core';
+import { launch, signIn } from './chromium.mjs';
 
 const [base, out, user, password, agent, queue] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox'],
-});
+const browser = await launch();
 const summary = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 620 } });
   page.on('console', (m) => console.error('page:', m.text()));
-  await page.goto(`${base}/login?next=/supervisor`);
-  await page.fill('#name', user);
-  await page.fill('#password', password);
-  await Promise.all([page.waitForURL(`${base}/supervisor`), page.click('button[type=submit]')]);
+  await signIn(page, base, user, password, '/supervisor');
   await page.waitForSelector('#view:not([hidden])');
   summary.user = await page.textContent('#user');
   const row = `#agents tr[data-agent="${agent}"]`;

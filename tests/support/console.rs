@@ -64,19 +64,28 @@ impl Console {
     pub fn listen(&mut self, span: Duration) {
         let until = Instant::now() + span;
         while Instant::now() < until {
-            match self.ws.read() {
-                Ok(Message::Text(text)) => {
-                    let v: Value = serde_json::from_str(&text).expect("JSON from the server");
-                    self.seen.push(v);
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("the channel failed ({e}); received {:?}", self.seen),
+            self.read_one("listening");
+        }
+    }
+
+    /// One JSON message if one came within the read timeout (kept in `seen`).
+    fn read_one(&mut self, what: &str) -> Option<Value> {
+        match self.ws.read() {
+            Ok(Message::Text(text)) => {
+                let v: Value = serde_json::from_str(&text).expect("JSON from the server");
+                self.seen.push(v.clone());
+                Some(v)
             }
+            Ok(_) => None,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("{what}: the channel failed ({e}); received {:?}", self.seen),
         }
     }
 
@@ -94,21 +103,10 @@ impl Console {
                 "{what}: not received in {timeout:?}; received {:?}",
                 self.seen
             );
-            match self.ws.read() {
-                Ok(Message::Text(text)) => {
-                    let v: Value = serde_json::from_str(&text).expect("JSON from the server");
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("{what}: the channel failed ({e}); received {:?}", self.seen),
+            if let Some(v) = self.read_one(what)
+                && pred(&v)
+            {
+                return v;
             }
         }
     }

@@ -32,10 +32,20 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<(&str, &[u8])>,
 ) -> Response {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    exchange(s, method, path, headers, body)
+}
+
+/// Sends one request on `s` and reads the whole response.
+fn exchange(
+    mut s: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Response {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let raw = build(method, path, headers, body);
-    s.write_all(&raw).unwrap();
+    s.write_all(&build(method, path, headers, body)).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     parse(&buf)
@@ -63,12 +73,7 @@ pub fn request_from(
     socket
         .connect_timeout(&addr.into(), Duration::from_secs(5))
         .expect("connect");
-    let mut s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(&build(method, path, headers, body)).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    parse(&buf)
+    exchange(socket.into(), method, path, headers, body)
 }
 
 fn build(
