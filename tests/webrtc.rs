@@ -871,6 +871,13 @@ fn nurse_takes_the_urgent_caller(server: &TestServer, nurse: &str, browser: Brow
     bridged.call_id
 }
 
+/// `speak` says `hz` for two seconds from now, and `heard` (someone else's ears) hears it.
+fn hears(heard: impl Fn() -> Vec<i16>, speak: impl FnOnce(Vec<i16>), hz: f32, what: &str) {
+    let from = heard().len() / 8;
+    speak(tone(hz, 2000));
+    wait_for_tone(heard, hz, from, what);
+}
+
 /// Waits until `heard` holds `ms` more audio than it did at `from_ms`.
 fn let_run(heard: impl Fn() -> Vec<i16>, from_ms: usize, ms: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -979,20 +986,16 @@ fn a_supervisor_listens_in_on_a_nurses_call_and_barges_in() {
     };
     let after = |pcm: Vec<i16>, ms: usize| pcm[(ms * 8).min(pcm.len())..].to_vec();
     // The supervisor hears the patient, then the nurse.
-    let from = sup.heard().len() / 8;
-    b.phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || sup.heard(),
+        |t| b.phone.send_audio(t),
         1000.0,
-        from,
         "the supervisor hears the patient",
     );
-    let from = sup.heard().len() / 8;
-    b.browser.speak(tone(440.0, 2000));
-    wait_for_tone(
+    hears(
         || sup.heard(),
+        |t| b.browser.speak(t),
         440.0,
-        from,
         "the supervisor hears the nurse",
     );
     // Nobody hears the supervisor, who only listens.
@@ -1224,20 +1227,16 @@ fn a_nurse_consults_and_hands_over_from_the_agent_console_in_chromium() {
         wait_for_tone_or_none(&doctor.heard(), 440.0).is_some(),
         "the physician heard the nurse's microphone"
     );
-    let heard = doctor.heard().len() / 8;
-    phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || doctor.heard(),
+        |t| phone.send_audio(t),
         1000.0,
-        heard,
         "the physician hears the caller",
     );
-    let patient = phone.heard().len() / 8;
-    doctor.send_audio(tone(1800.0, 2000));
-    wait_for_tone(
+    hears(
         || phone.heard(),
+        |t| doctor.send_audio(t),
         1800.0,
-        patient,
         "the caller hears the physician",
     );
     let mut ua = ua;
@@ -2011,12 +2010,10 @@ fn a_phone_caller_is_bridged_to_an_aiortc_nurse_on_opus_and_each_hears_the_other
         "joined to the nurse, the caller leaves the queue"
     );
 
-    let nurse_heard = peer.heard().len() / 8;
-    phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || peer.heard(),
+        |t| phone.send_audio(t),
         1000.0,
-        nurse_heard,
         "the nurse hears the patient",
     );
     let patient_heard = phone.heard().len() / 8;
@@ -2324,20 +2321,16 @@ fn a_nurse_transfers_the_caller_to_an_outside_number() {
     handset
         .expect(Duration::from_secs(10), |m| m.method() == Some("ACK"))
         .expect("ACK");
-    let heard = outside.heard().len() / 8;
-    b.phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || outside.heard(),
+        |t| b.phone.send_audio(t),
         1000.0,
-        heard,
         "the outside phone hears the caller",
     );
-    let heard = b.phone.heard().len() / 8;
-    outside.send_audio(tone(440.0, 2000));
-    wait_for_tone(
+    hears(
         || b.phone.heard(),
+        |t| outside.send_audio(t),
         440.0,
-        heard,
         "the caller hears the outside phone",
     );
     // The outside phone hangs up: the caller's call ends.
@@ -2395,12 +2388,10 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
         heard,
         "the physician hears the nurse",
     );
-    let nurse_ms = b.browser.heard().len() / 8;
-    doctor.send_audio(tone(1800.0, 2000));
-    wait_for_tone(
+    hears(
         || b.browser.heard(),
+        |t| doctor.send_audio(t),
         1800.0,
-        nurse_ms,
         "the nurse hears the physician",
     );
     let_run(|| b.phone.heard(), patient, 4500);
@@ -2415,20 +2406,16 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
 
     // The patient is brought in: the physician hears the patient, the patient the physician.
     assert_eq!(step("conference").0, 204);
-    let heard = doctor.heard().len() / 8;
-    b.phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || doctor.heard(),
+        |t| b.phone.send_audio(t),
         1000.0,
-        heard,
         "the physician hears the patient",
     );
-    let patient = b.phone.heard().len() / 8;
-    doctor.send_audio(tone(1800.0, 2000));
-    wait_for_tone(
+    hears(
         || b.phone.heard(),
+        |t| doctor.send_audio(t),
         1800.0,
-        patient,
         "the patient hears the physician",
     );
 
@@ -2439,20 +2426,16 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
         404,
         "the nurse's session ended"
     );
-    let heard = doctor.heard().len() / 8;
-    b.phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || doctor.heard(),
+        |t| b.phone.send_audio(t),
         1000.0,
-        heard,
         "the physician still hears the patient",
     );
-    let patient = b.phone.heard().len() / 8;
-    doctor.send_audio(tone(1800.0, 2000));
-    wait_for_tone(
+    hears(
         || b.phone.heard(),
+        |t| doctor.send_audio(t),
         1800.0,
-        patient,
         "and the other way round",
     );
     let mut ua = b.ua;
@@ -2494,12 +2477,10 @@ fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
 
     assert_eq!(step("consult?to=%2B15550177"), 204);
     let (_callee, doctor) = pick_up(&mut handset, Duration::from_secs(20));
-    let heard = doctor.heard().len() / 8;
-    b.browser.speak(tone(1200.0, 2000));
-    wait_for_tone(
+    hears(
         || doctor.heard(),
+        |t| b.browser.speak(t),
         1200.0,
-        heard,
         "the physician hears the nurse",
     );
     assert_eq!(step("cancel"), 204);
@@ -2584,20 +2565,16 @@ fn whisper_flows_play_to_the_nurse_and_the_caller_as_they_are_joined() {
     wait_for_prompt(&browser, Codec::Pcmu, "en", "digit-5", 0, None);
     wait_for_prompt(&phone, Codec::Pcmu, "en", "digit-7", joined_at, None);
     // Then they talk.
-    let nurse_heard = browser.heard().len() / 8;
-    phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(
+    hears(
         || browser.heard(),
+        |t| phone.send_audio(t),
         1000.0,
-        nurse_heard,
         "the nurse hears the caller",
     );
-    let caller_heard = phone.heard().len() / 8;
-    browser.speak(tone(440.0, 2000));
-    wait_for_tone(
+    hears(
         || phone.heard(),
+        |t| browser.speak(t),
         440.0,
-        caller_heard,
         "the caller hears the nurse",
     );
 }
@@ -2662,9 +2639,12 @@ fn a_caller_who_needs_a_japanese_speaker_is_offered_to_the_nurse_who_speaks_it()
     let browser = BrowserPeer::new(&[Codec::Pcmu]);
     connect_agent(&server, &accept_path(&offered), &kei, &browser);
     kei_console.expect_state("on_contact");
-    let heard = browser.heard().len() / 8;
-    phone.send_audio(tone(1000.0, 2000));
-    wait_for_tone(|| browser.heard(), 1000.0, heard, "kei hears the caller");
+    hears(
+        || browser.heard(),
+        |t| phone.send_audio(t),
+        1000.0,
+        "kei hears the caller",
+    );
     drop(emma_console);
 
     // A level outside 1 to 5 in a flow is refused at load, saying where and why.
