@@ -46,6 +46,12 @@ pub struct Metrics {
     /// come back), `reconnected` (a new connection took the leg over), `refused` (a
     /// reconnect that was not allowed).
     pub browser_connections: Family<Labels, Counter>,
+    /// Agents' consultations (warm transfers), by event: `started` (the number rings),
+    /// `answered`, `failed` (busy, no answer), `conferenced` (the caller brought in),
+    /// `handed_over`, `dropped`.
+    pub consultations: Family<Labels, Counter>,
+    /// Supervisors listening in, by event: `listen` (joined), `barge` (spoke into the call).
+    pub monitoring: Family<Labels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
     /// `failed` (refused for good, or out of tries).
@@ -145,6 +151,8 @@ impl Metrics {
             wrap_ups: Family::default(),
             callbacks: Family::default(),
             browser_connections: Family::default(),
+            consultations: Family::default(),
+            monitoring: Family::default(),
             notifications: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
@@ -223,6 +231,16 @@ impl Metrics {
             "browser_connections",
             "Browser callers' connections, by event (lost, reconnected, refused)",
             m.browser_connections.clone(),
+        );
+        registry.register(
+            "consultations",
+            "Agents' consultations (warm transfers), by event (started, answered, failed, conferenced, handed_over, dropped)",
+            m.consultations.clone(),
+        );
+        registry.register(
+            "monitoring",
+            "Supervisors listening in on calls, by event (listen, barge)",
+            m.monitoring.clone(),
         );
         registry.register(
             "notifications",
@@ -441,6 +459,16 @@ impl Metrics {
         self.browser_connections
             .get_or_create(&vec![("event", event)])
             .inc();
+    }
+
+    pub fn consultation(&self, event: &'static str) {
+        self.consultations
+            .get_or_create(&vec![("event", event)])
+            .inc();
+    }
+
+    pub fn monitoring(&self, event: &'static str) {
+        self.monitoring.get_or_create(&vec![("event", event)]).inc();
     }
 
     pub fn callback(&self, event: &'static str) {

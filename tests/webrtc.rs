@@ -1046,6 +1046,10 @@ fn a_supervisor_listens_in_on_a_nurses_call_and_barges_in() {
     assert_eq!(r.status, 200, "{}", r.body);
     b.tones_both_ways();
     assert_eq!(ctl("barge"), 404, "the session is gone");
+    for event in ["listen", "barge"] {
+        let name = format!("careline_monitoring_total{{event=\"{event}\"}}");
+        assert_eq!(server.metric(&name), 1.0, "{name}");
+    }
     let auditor = server.user_token("audit-1", "auditor");
     let trail = request(
         server.http,
@@ -2426,6 +2430,10 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
         404,
         "the nurse's session ended"
     );
+    for event in ["started", "answered", "conferenced", "handed_over"] {
+        let name = format!("careline_consultations_total{{event=\"{event}\"}}");
+        assert_eq!(server.metric(&name), 1.0, "{name}");
+    }
     hears(
         || doctor.heard(),
         |t| b.phone.send_audio(t),
@@ -2464,14 +2472,13 @@ fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
         .expect("the number rings");
     callee.respond(&mut handset, 486, "Busy Here", None);
     // Busy: nothing to bring in, the patient still on hold until the nurse resumes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while step("complete") != 409 || step("cancel") != 409 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the busy number ends the consultation"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let failed = "careline_consultations_total{event=\"failed\"}";
+    assert_eq!(
+        server.wait_metric(failed, 1.0, Duration::from_secs(10)),
+        1.0
+    );
+    assert_eq!(step("complete"), 409);
+    assert_eq!(step("cancel"), 409);
     assert_eq!(step("resume"), 204);
     b.tones_both_ways();
 
@@ -2490,6 +2497,15 @@ fn a_nurse_drops_a_consultation_and_is_back_with_the_caller() {
     handset.respond(&bye, 200, "OK");
     b.tones_both_ways();
     assert_eq!(step("cancel"), 409, "nothing left to drop");
+    for (event, n) in [
+        ("started", 2.0),
+        ("failed", 1.0),
+        ("answered", 1.0),
+        ("dropped", 1.0),
+    ] {
+        let name = format!("careline_consultations_total{{event=\"{event}\"}}");
+        assert_eq!(server.metric(&name), n, "{name}");
+    }
 }
 
 /// Whisper flows over real media: a flow sets `AgentWhisper` and `CustomerWhisper` hooks

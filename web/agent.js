@@ -237,7 +237,11 @@ $('consult').addEventListener('click', async () => {
   say('The caller is on hold.');
 });
 $('consult-join').addEventListener('click', async () => {
-  if (await control('conference')) {
+  // One request at a time: a second click while the first is answered does nothing.
+  $('consult-join').disabled = true;
+  const joined = await control('conference');
+  $('consult-join').disabled = false;
+  if (joined) {
     onHold(false);
     $('consult-state').textContent = `You, the caller and ${consulting} are talking together.`;
     $('consult-join').hidden = true;

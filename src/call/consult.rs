@@ -87,6 +87,7 @@ impl Shell {
                     .await
                     .map_err(TransferRefused::from)?;
                 info!("the agent consults an outside number, the caller on hold");
+                self.svc.metrics.consultation("started");
                 self.consult = Some(Consult::Ringing);
                 self.input(core, Input::Hold(true)).await;
                 let (svc, call_id) = (self.svc.clone(), self.call_id.clone());
@@ -99,6 +100,7 @@ impl Shell {
                     return Err(TransferRefused::NotConsulting);
                 }
                 info!("the agent brings the caller into the consultation");
+                self.svc.metrics.consultation("conferenced");
                 self.input(core, Input::Hold(false)).await;
                 Ok(())
             }
@@ -108,6 +110,7 @@ impl Shell {
                     return Err(TransferRefused::NotConsulting);
                 }
                 info!("the agent drops the consultation");
+                self.svc.metrics.consultation("dropped");
                 self.end_consult().await;
                 self.input(core, Input::Hold(false)).await;
                 Ok(())
@@ -126,6 +129,7 @@ impl Shell {
             return Err(TransferRefused::NotConsulting);
         };
         info!("the agent hands the caller over to the party they consulted");
+        self.svc.metrics.consultation("handed_over");
         self.input(core, Input::Handover).await;
         self.svc
             .agent_sessions
@@ -175,6 +179,7 @@ impl Shell {
             return;
         }
         info!("the consulted party answered and talks with the agent");
+        self.svc.metrics.consultation("answered");
         let _ = accepted.send(true);
         self.consult = Some(Consult::Joined {
             leg,
@@ -188,6 +193,7 @@ impl Shell {
     pub(super) fn consult_failed(&mut self, cause: &'static str) {
         if matches!(self.consult, Some(Consult::Ringing)) {
             info!(cause, "the consulted number did not answer");
+            self.svc.metrics.consultation("failed");
             self.consult = None;
         }
     }

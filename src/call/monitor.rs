@@ -148,6 +148,7 @@ impl Shell {
             .monitor_sessions
             .insert(offer.session.clone(), self.call_id.clone());
         info!(supervisor = %offer.agent, "a supervisor listens in");
+        self.svc.metrics.monitoring("listen");
         self.monitor = Some(MonitorLeg {
             leg,
             session: offer.session,
@@ -164,6 +165,9 @@ impl Shell {
         };
         info!(supervisor = %m.supervisor, barge, "the supervisor {}", if barge { "barges in" } else { "listens" });
         m.leg.command(LegCommand::Mute(!barge));
+        if barge {
+            self.svc.metrics.monitoring("barge");
+        }
         true
     }
 
