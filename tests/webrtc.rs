@@ -531,7 +531,7 @@ fn a_browser_caller_whose_page_reloads_reconnects_to_the_same_call() {
         server.log()
     );
     assert!(
-        noticed.elapsed() >= Duration::from_secs(8),
+        noticed.elapsed() >= Duration::from_secs(5),
         "not before the grace: {:?}",
         noticed.elapsed()
     );
