@@ -32,6 +32,16 @@ const NDJSON: &str = "application/x-ndjson";
 const AUDIO: &str = "audio/*";
 const SDP: &str = "application/sdp";
 
+/// The other media a route answers with when its `format` asks for them: the media type
+/// and the schema (the route's own `media` is the default).
+fn other_media(path: &str) -> &'static [(&'static str, &'static str)] {
+    match path {
+        "/api/v1/call-records" => &[("text/csv", "CallRecordsCsv")],
+        "/api/v1/audit" => &[(FHIR, "Bundle")],
+        _ => &[],
+    }
+}
+
 /// Request bodies that are not JSON: their schema name and media type.
 fn body_media(body: &str) -> &'static str {
     match body {
@@ -895,7 +905,12 @@ pub(crate) fn document() -> Value {
         } else if r.returns.is_empty() {
             json!({"description": "done"})
         } else {
-            json!({"description": "OK", "content": {r.media: {"schema": {"$ref": format!("#/components/schemas/{}", r.returns)}}}})
+            let mut ok = json!({"description": "OK", "content": {r.media: {"schema": {"$ref": format!("#/components/schemas/{}", r.returns)}}}});
+            for (media, schema) in other_media(r.path) {
+                ok["content"][*media] =
+                    json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
+            }
+            ok
         };
         responses.insert(r.ok.to_string(), ok);
         for code in errors_of(r) {
@@ -998,6 +1013,7 @@ pub(crate) fn document() -> Value {
                 "ImportReport": {"type": "object", "required": ["patients", "resources"], "properties": {
                     "patients": {"type": "array", "items": text}, "resources": {"type": "integer"}, "by_type": {"type": "object"}}},
                 "AuditLines": {"type": "string", "description": "one JSON audit entry per line (or with format=fhir, a FHIR Bundle of AuditEvent as application/fhir+json)"},
+                "CallRecordsCsv": {"type": "string", "description": "the call records as CSV (RFC 4180), a header row first (format=csv)"},
                 "Recordings": {"type": "object", "required": ["recordings"], "properties": {
                     "recordings": {"type": "array", "items": {"$ref": "#/components/schemas/Recording"}}}},
                 "Recording": {"type": "object", "required": ["id", "call_id", "state"], "properties": {
