@@ -246,16 +246,12 @@ impl Shell {
                     // An agent who hangs up while their consulted party is on the line hands
                     // the caller over to that party (as Amazon Connect does).
                     Some(CallCommand::AgentHangup) => {
-                        let consulting = matches!(
-                            self.consult,
-                            Some(super::consult::Consult::Joined { .. })
-                        );
-                        if consulting
+                        let handed_over = self.consult.is_some()
                             && self
                                 .consult(core, super::consult::ConsultOp::Complete)
                                 .await
-                                .is_ok()
-                        {
+                                .is_ok();
+                        if handed_over {
                             None
                         } else {
                             Some(Input::AgentLeft)

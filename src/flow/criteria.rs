@@ -54,9 +54,11 @@ enum Expr {
 impl Expr {
     fn holds(&self, agent: &Proficiencies) -> bool {
         match self {
+            // A scan of the agent's few skills: no key built (this runs for every agent and
+            // waiting contact each time routing looks).
             Expr::Condition { name, value, level } => agent
-                .get(&(name.clone(), value.clone()))
-                .is_some_and(|l| l >= level),
+                .iter()
+                .any(|((n, v), l)| n == name && v == value && l >= level),
             Expr::And(all) => all.iter().all(|e| e.holds(agent)),
             Expr::Or(any) => any.iter().any(|e| e.holds(agent)),
         }
