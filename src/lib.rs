@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notify;
 pub mod patient;
 pub mod recording;
+pub mod rooms;
 pub mod routing;
 pub mod server;
 pub mod shipped;
