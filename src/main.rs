@@ -649,6 +649,7 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
         &config.patients.default_country_code,
     );
     let workflows = careline::workflow::store::Store::new(db.clone(), ring.clone());
+    let rooms = careline::rooms::store::RoomStore::new(db.clone(), ring.clone());
     let sip_secrets = careline::auth::sip::SipSecrets::new(
         db.clone(),
         ring.clone(),
@@ -660,6 +661,7 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     let mut sip_values = sip_secrets.reseal_all().await?;
     let mut resealed = patients.reseal_all().await?;
     let mut workflow_values = workflows.reseal_all().await?;
+    let mut room_values = rooms.reseal_all().await?;
     // A running server takes the new key on its next look at the key folder: what it
     // sealed until then (a recording opened, a contact record written, perhaps while the
     // first pass was reading) is still under the old key. A second pass after that moment
@@ -671,8 +673,9 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     resealed += patients.reseal_all().await?;
     workflow_values += workflows.reseal_all().await?;
     sip_values += sip_secrets.reseal_all().await?;
+    room_values += rooms.reseal_all().await?;
     println!(
-        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed; {sip_values} SIP secrets re-sealed"
+        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed; {sip_values} SIP secrets re-sealed; {room_values} room fields re-sealed"
     );
     let audit_kept = careline::audit::Audit::new(db, ring.clone())
         .sealed_under_other_keys(&new)

@@ -95,6 +95,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "callbacks",
         include_str!("migrations/0011_callbacks.sql"),
     ),
+    (12, "rooms", include_str!("migrations/0012_rooms.sql")),
 ];
 
 impl Db {

@@ -5,4 +5,6 @@
 //! The audio is the media engine's conference ([`crate::media::conference`]) on the media
 //! clock: no thread or timer per room.
 
+pub mod link;
 pub mod room;
+pub mod store;
