@@ -56,6 +56,8 @@ pub struct Config {
     pub workflows: WorkflowsConfig,
     /// Browser legs (`[webrtc]`): WHIP click-to-call.
     pub webrtc: WebRtcConfig,
+    /// Telehealth rooms (`[rooms]`): their defaults and graces.
+    pub rooms: RoomsConfig,
     /// How contacts are offered to agents (`[routing]`): offer and wrap-up times, routing
     /// profiles.
     pub routing: crate::routing::desk::RoutingConfig,
@@ -135,6 +137,30 @@ impl Default for WebRtcConfig {
             reconnect_grace_secs: 20,
             max_connecting_per_source: 5,
             allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// `[rooms]`: telehealth rooms (issue 24).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// A participant whose connection drops (a tab reload, a network blip) keeps their place
+    /// this long; back within it, they are in the room again without a second wait. Also how
+    /// long patients left without a clinician wait for one before the visit ends.
+    pub rejoin_grace_secs: u32,
+    /// Participants a room takes when its booking does not say (the host included).
+    pub max_participants: u32,
+    /// Invitation links stay valid this long after the visit's scheduled time.
+    pub link_valid_hours: u32,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            rejoin_grace_secs: 60,
+            max_participants: 8,
+            link_valid_hours: 24,
         }
     }
 }
@@ -680,6 +706,7 @@ impl Default for Config {
             media_streaming: MediaStreamingConfig::default(),
             workflows: WorkflowsConfig::default(),
             webrtc: WebRtcConfig::default(),
+            rooms: RoomsConfig::default(),
             routing: Default::default(),
             smtp: SmtpConfig::default(),
             database: DatabaseConfig::default(),

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub consultations: Family<Labels, Counter>,
     /// Supervisors listening in, by event: `listen` (joined), `barge` (spoke into the call).
     pub monitoring: Family<Labels, Counter>,
+    /// Telehealth rooms, by event: `opened` (live for its first participant), `joined` (one
+    /// entered the room's audio), `waiting` (one knocked at the waiting room), `refused`
+    /// (full, over, turned away, a bad link), `rejoined`, `ended`.
+    pub rooms: Family<Labels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
     /// `failed` (refused for good, or out of tries).
@@ -153,6 +157,7 @@ impl Metrics {
             browser_connections: Family::default(),
             consultations: Family::default(),
             monitoring: Family::default(),
+            rooms: Family::default(),
             notifications: Family::default(),
             calls_ended: Family::default(),
             calls_rejected: Family::default(),
@@ -241,6 +246,11 @@ impl Metrics {
             "monitoring",
             "Supervisors listening in on calls, by event (listen, barge)",
             m.monitoring.clone(),
+        );
+        registry.register(
+            "rooms",
+            "Telehealth rooms, by event (opened, waiting, joined, rejoined, refused, ended)",
+            m.rooms.clone(),
         );
         registry.register(
             "notifications",
@@ -469,6 +479,10 @@ impl Metrics {
 
     pub fn monitoring(&self, event: &'static str) {
         self.monitoring.get_or_create(&vec![("event", event)]).inc();
+    }
+
+    pub fn room(&self, event: &'static str) {
+        self.rooms.get_or_create(&vec![("event", event)]).inc();
     }
 
     pub fn callback(&self, event: &'static str) {

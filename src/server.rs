@@ -359,6 +359,17 @@ impl Server {
             config.webrtc.public_calls,
             config.webrtc.allowed_origins.clone(),
         ));
+        let rooms = Arc::new(crate::rooms::service::Rooms::new(
+            services.clone(),
+            records.rooms.clone(),
+            Duration::from_secs(config.rooms.rejoin_grace_secs.into()),
+        ));
+        app = app.merge(crate::api::rooms::router(
+            records.clone(),
+            rooms,
+            records.room_links.clone(),
+            config.rooms.clone(),
+        ));
         if config.recording.http_enabled {
             app = app.merge(crate::api::recordings::router(
                 records.clone(),

@@ -486,6 +486,56 @@ const MATRIX: &[Row] = &[
         off_call: [A, A, D, D, D, D],
         on_call: [A, A, D, D, D, D],
     },
+    // Telehealth rooms: clinicians book and run visits, services book them; entering
+    // without an invitation link is a clinician's.
+    Row {
+        method: "POST",
+        path: "/api/v1/rooms",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/rooms",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/rooms/{id}",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/rooms/{id}/invitees",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "DELETE",
+        path: "/api/v1/rooms/{id}/invitees/{invitee}",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/rooms/{id}/join",
+        off_call: [D, D, A, D, D, D],
+        on_call: [D, D, A, D, D, D],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/rooms/{id}/participants/{pid}/{action}",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/rooms/{id}/end",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
     Row {
         method: "POST",
         path: "/api/v1/calls/{call_id}/wrap-up",
@@ -767,6 +817,13 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     row.path
                         .replace("{name}", "discharge-follow-up")
                         .replace("{id}", &execution)
+                } else if row.path.starts_with("/api/v1/rooms/") {
+                    // No such room: past the permission check, 404.
+                    row.path
+                        .replace("{id}", "00000000000000ff")
+                        .replace("{invitee}", "00000000000000ff")
+                        .replace("{pid}", "1")
+                        .replace("{action}", "admit")
                 } else if row.path.starts_with("/api/v1/queues/") {
                     row.path.replace("{name}", "nurses")
                 } else if row.path.ends_with("/recording/{action}") {
@@ -803,6 +860,10 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     ),
                     ("PUT", _) => (path, Some(json!({"patient_id": other, "user": handler}))),
                     ("POST", "/api/v1/calls") => (path, Some(json!({"to": "+1 555 0100"}))),
+                    ("POST", "/api/v1/rooms") => (path, Some(json!({"title": "matrix visit"}))),
+                    ("POST", "/api/v1/rooms/{id}/invitees") => {
+                        (path, Some(json!({"label": "Guest", "role": "guest"})))
+                    }
                     ("POST", "/api/v1/users") => (
                         path,
                         Some(json!({"name": format!("new-{role}-{on_call}"), "role": "agent"})),
@@ -827,7 +888,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                 let sdp = row.path == "/api/v1/calls/whip"
                     || row.path.ends_with("/answer")
                     || row.path.ends_with("/accept")
-                    || row.path.ends_with("/monitor");
+                    || row.path.ends_with("/monitor")
+                    || row.path.ends_with("/join");
                 let r = if sdp {
                     sdp_post(&api, &path, Some(&tokens[i]), &browser.offer)
                 } else {
@@ -850,6 +912,8 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     || (row.path.ends_with("/retry") && r.status == 404)
                     // No such callback: past the check, 404.
                     || (row.path == "/api/v1/callbacks/{id}" && r.status == 404)
+                    // No such room: past the check, 404.
+                    || (row.path.starts_with("/api/v1/rooms/{id}") && r.status == 404)
                     || (row.path == "/api/v1/ws" && r.status == 426)
                     || (row.path == "/api/v1/calls" && r.status == 422)
                     || (row.path == "/api/v1/calls/{call_id}" && r.status == 404);

@@ -47,6 +47,9 @@ pub struct ApiState {
     pub call_records: crate::call_records::CallRecords,
     /// Queued callbacks (the call layer keeps them; supervisors list them).
     pub callbacks: crate::routing::callbacks::CallbackStore,
+    /// Telehealth rooms as booked, and the key their invitation links are signed with.
+    pub rooms: crate::rooms::store::RoomStore,
+    pub room_links: Arc<crate::rooms::link::LinkSigner>,
 }
 
 /// The session cookie's name.
@@ -387,6 +390,10 @@ impl ApiState {
         let outbox = crate::notify::Outbox::new(db.clone(), keys.clone());
         let call_records = crate::call_records::CallRecords::new(db.clone());
         let callbacks = crate::routing::callbacks::CallbackStore::new(db.clone(), keys.clone());
+        let rooms = crate::rooms::store::RoomStore::new(db.clone(), keys.clone());
+        let room_links = Arc::new(crate::rooms::link::LinkSigner::new(
+            keys.index_key("room-link"),
+        ));
         let patients = PatientStore::new(
             db,
             keys,
@@ -405,6 +412,8 @@ impl ApiState {
             sip_secrets,
             call_records,
             callbacks,
+            rooms,
+            room_links,
         })
     }
 }

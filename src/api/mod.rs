@@ -26,6 +26,7 @@ pub(crate) mod patients;
 pub(crate) mod queues;
 pub(crate) mod range;
 pub(crate) mod recordings;
+pub(crate) mod rooms;
 pub(crate) mod serve;
 pub(crate) mod signaling;
 pub(crate) mod users;

@@ -622,6 +622,126 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "post",
+        path: "/api/v1/rooms",
+        action: Some(Action::RoomManage),
+        summary: "Book a telehealth room (docs/rooms.md): {title, scheduled_at? (RFC 3339; now), patient_id? (the patient the visit is about), waiting_room? (default true: patients and guests wait to be let in), max_participants? (2 to 16; [rooms] max_participants), host_leaves? (hand_over: another clinician present hosts; end), invitees? [{label, role: patient|guest}] (15 at most)}. 201 with the room (as GET), each invitee's signed link (/room/ID?t=TOKEN, valid until [rooms] link_valid_hours after the scheduled time). The caller is the room's booked host. Audited (room.create, with the patient).",
+        query: &[],
+        body: Some("NewRoom"),
+        ok: 201,
+        returns: "Room",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/rooms",
+        action: Some(Action::RoomManage),
+        summary: "The caller's rooms not ended, soonest first (a service: everyone's): {\"rooms\": [{\"id\", \"title\", \"host\", \"scheduled_at\", \"join_url\"}]}.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/rooms/{id}",
+        action: Some(Action::RoomManage),
+        summary: "A room, for the clinician who booked it (or a service): the booking, its invitees with their links (none once withdrawn), and who is in it now (live: {host, participants: [{id, label, role, channel, presence: waiting|present|away, muted}]}, null when nobody has entered). 403 for another clinician's room.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "Room",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/rooms/{id}/invitees",
+        action: Some(Action::RoomManage),
+        summary: "Invite one more person: {label, role: patient|guest}. 201 {id, label, role, expires, link}. 403 for another clinician's room, 409 past 15 invitations, 410 for a visit that is over; 422 for role clinician (colleagues enter signed in). Audited (room.invite).",
+        query: &[],
+        body: Some("NewInvitee"),
+        ok: 201,
+        returns: "Object",
+        media: JSON,
+        also: &[409, 410],
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/rooms/{id}/invitees/{invitee}",
+        action: Some(Action::RoomManage),
+        summary: "Withdraw an invitation: its link opens nothing more (403 to whoever follows it). 204; 404 for no such invitation. Audited (room.invite, revoked).",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/rooms/{id}/join",
+        action: Some(Action::RoomJoin),
+        summary: "Enter a room from the browser (WHIP, RFC 9725): the body is the SDP offer. With ?t=TOKEN (the invitation link's) no other credentials are needed; without it, a signed-in clinician enters. 201 with the SDP answer and the participant's session Location (GET it: where they stand; DELETE it: leave). Clinicians enter the room at once (the first hosts it); patients and guests wait until the host lets them in (unless the room has no waiting room). 403 for a forged, expired, withdrawn or other room's link (audited) or a participant turned away; 409 when the room is full or this person is in it already; 410 when the visit is over. Each entry is audited (room.join, with the patient).",
+        query: &[("t", "the invitation link's token")],
+        body: Some("Sdp"),
+        ok: 201,
+        returns: "Sdp",
+        media: SDP,
+        also: &[409, 410, 503],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/rooms/{id}/sessions/{session}",
+        action: None,
+        summary: "Where a participant stands (their session URL from join is the credential): {participant, presence (waiting, present, away), muted, host (whether they host), host_participant, participants: [{id, label, role, channel, presence, muted}]}. 404 once they left, were taken out or the visit ended.",
+        query: &[],
+        body: None,
+        ok: 200,
+        returns: "Object",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/rooms/{id}/sessions/{session}",
+        action: None,
+        summary: "Leave the room (the session URL is the credential). 204. A host leaving hands the room to the clinician there longest, or ends it (host_leaves).",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/rooms/{id}/participants/{pid}/{action}",
+        action: Some(Action::RoomManage),
+        summary: "The host runs the visit: admit (let a waiting participant in), deny (turn them away: they may not come back), mute, unmute, remove (take out), host (hand the room to another clinician present). 204; 403 for anyone but the room's host now; 404 for nobody by that number or an empty room; 409 when it does not apply (admit someone not waiting, remove the host).",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[409],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/rooms/{id}/end",
+        action: Some(Action::RoomManage),
+        summary: "End the visit for everyone (the room's host now, or the clinician who booked it): participants are out and the links open nothing. 204; 410 when it is over already. Audited (room.end).",
+        query: &[],
+        body: None,
+        ok: 204,
+        returns: "",
+        media: JSON,
+        also: &[410],
+    },
+    RouteDoc {
+        method: "post",
         path: "/api/v1/calls/{call_id}/decline",
         action: Some(Action::CallAnswer),
         summary: "Decline the call ringing for this agent: it goes back to its place for the next agent, and the agent is in the missed state until they make themselves available again. 204; 409 when it does not ring for them.",
@@ -830,6 +950,10 @@ fn path_schema(path: &str, name: &str) -> Value {
         ("id", false) if path.starts_with("/api/v1/calls/whip") => {
             json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
         }
+        ("id", false) if path.starts_with("/api/v1/rooms") => {
+            json!({"type": "string", "pattern": "^[0-9a-f]{16}$"})
+        }
+        ("session", _) => json!({"type": "string", "pattern": "^[0-9a-f]{32}$"}),
         ("id", false) if path.starts_with("/api/v1/tokens") => {
             json!({"type": "string", "pattern": "^[0-9a-f]{16}$"})
         }
@@ -838,7 +962,11 @@ fn path_schema(path: &str, name: &str) -> Value {
         ("action", _) if path.starts_with("/api/v1/calls/whip") => {
             json!({"enum": ["hold", "resume", "mute", "unmute", "barge", "listen", "conference", "complete", "cancel"]})
         }
+        ("action", _) if path.starts_with("/api/v1/rooms") => {
+            json!({"enum": ["admit", "deny", "mute", "unmute", "remove", "host"]})
+        }
         ("action", _) => json!({"enum": ["start", "pause", "resume", "stop"]}),
+        ("pid", _) => json!({"type": "integer", "minimum": 1}),
         _ => json!({"type": "string", "pattern": "^[!-~]{1,256}$"}),
     }
 }
@@ -1084,6 +1212,27 @@ pub(crate) fn document() -> Value {
                     "answered_at": {"type": "string"}, "agent": {"type": "string"}}}},
                 "recordings": {"type": "array", "items": {"type": "string"}},
                 "disposition": {"type": ["string", "null"]}, "wrapped_up_by": {"type": ["string", "null"]}}}}}},
+        "NewRoom": {"type": "object", "required": ["title"], "additionalProperties": false, "properties": {
+            "title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},
+            "scheduled_at": {"type": ["string", "null"], "format": "date-time"},
+            "patient_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9.-]+$"},
+            "waiting_room": {"type": ["boolean", "null"]},
+            "max_participants": {"type": ["integer", "null"], "minimum": 2, "maximum": 16},
+            "host_leaves": {"type": ["string", "null"], "enum": ["hand_over", "end", null]},
+            "invitees": {"type": "array", "maxItems": 15, "items": {"$ref": "#/components/schemas/NewInvitee"}}}},
+        "NewInvitee": {"type": "object", "required": ["label", "role"], "additionalProperties": false, "properties": {
+            "label": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},
+            "role": {"enum": ["patient", "guest"]}}},
+        "Room": {"type": "object", "required": ["id", "title", "host", "scheduled_at", "waiting_room", "max_participants", "host_leaves", "join_url", "invitees"], "properties": {
+            "id": {"type": "string"}, "title": {"type": "string"}, "host": {"type": "string"},
+            "patient_id": {"type": ["string", "null"]}, "scheduled_at": {"type": "string"},
+            "waiting_room": {"type": "boolean"}, "max_participants": {"type": "integer"},
+            "host_leaves": {"enum": ["hand_over", "end"]}, "ended_at": {"type": ["string", "null"]},
+            "end_reason": {"type": ["string", "null"]}, "join_url": {"type": "string"},
+            "invitees": {"type": "array", "items": {"type": "object", "required": ["id", "label", "role", "expires", "revoked"], "properties": {
+                "id": {"type": "string"}, "label": {"type": "string"}, "role": {"enum": ["patient", "guest"]},
+                "expires": {"type": "string"}, "revoked": {"type": "boolean"}, "link": {"type": ["string", "null"]}}}},
+            "live": {"type": ["object", "null"]}}},
         "WrapUp": {"type": "object", "required": ["code"], "additionalProperties": false, "properties": {
             "code": {"type": "string", "maxLength": 64}, "notes": {"type": ["string", "null"]}}},
     });

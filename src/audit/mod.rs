@@ -46,6 +46,13 @@ pub mod action {
     pub const CALLBACK_CANCEL: &str = "callback.cancel";
     /// A supervisor listened in on a call (silent monitoring), or barged into it.
     pub const CALL_MONITOR: &str = "call.monitor";
+    /// A telehealth room was booked (with its patient, when it names one).
+    pub const ROOM_CREATE: &str = "room.create";
+    /// Someone entered a room (or was refused: a forged or expired link, a full room).
+    pub const ROOM_JOIN: &str = "room.join";
+    /// An invitation was made or withdrawn.
+    pub const ROOM_INVITE: &str = "room.invite";
+    pub const ROOM_END: &str = "room.end";
     pub const RECORDING_READ: &str = "recording.read";
     pub const RECORDING_DELETE: &str = "recording.delete";
     pub const RECORDING_CONTROL: &str = "recording.control";

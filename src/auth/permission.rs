@@ -121,6 +121,11 @@ pub enum Action {
     /// Listen in on an agent's call from the browser (silent monitoring), and speak into it
     /// (barge-in).
     CallMonitor,
+    /// Book telehealth rooms, invite people to them (each invitee gets a signed link), see
+    /// one's rooms, and run a visit one hosts (let in, mute, take out, end).
+    RoomManage,
+    /// Enter a room as a clinician (without an invitation link).
+    RoomJoin,
 }
 
 impl Action {
@@ -152,6 +157,8 @@ impl Action {
             Action::CallRecordsRead => "call_records.read",
             Action::CallbackManage => "callback.manage",
             Action::CallMonitor => "call.monitor",
+            Action::RoomManage => "room.manage",
+            Action::RoomJoin => "room.join",
         }
     }
 }
@@ -254,6 +261,13 @@ pub(crate) const PERMISSIONS: &[(Action, Role, Scope)] = &[
     // Listening in on a nurse's call (and barging in) is the supervisor's coaching tool; it
     // hears a patient, so each time is audited with the call (and its patient, when known).
     (A::CallMonitor, R::Supervisor, S::Any),
+    // A telehealth visit is a clinician's: they book it, invite the patient and whoever
+    // helps (an interpreter, family), enter it and run it. The scheduling integration
+    // (service) books visits and sends the links. Entering a visit shows its patient, so
+    // each entry is audited with them.
+    (A::RoomManage, R::Clinician, S::Any),
+    (A::RoomManage, R::Service, S::Any),
+    (A::RoomJoin, R::Clinician, S::Any),
     (A::WorkflowStart, R::Clinician, S::Any),
     (A::WorkflowStart, R::Supervisor, S::Any),
     (A::WorkflowStart, R::Service, S::Any),

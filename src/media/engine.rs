@@ -348,6 +348,15 @@ impl LegHandle {
         self.events.recv().await
     }
 
+    /// The next event, polled by hand: a task that owns many legs (a room) waits on all of
+    /// them at once without a task per leg.
+    pub fn poll_event(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<LegEvent>> {
+        self.events.poll_recv(cx)
+    }
+
     /// Gives a browser leg a new peer connection (answered with [`WebRtcTransport::answer`]
     /// on the same socket and SSRC) in place of its old one: the browser came back after a
     /// reload. The media leg (what plays, the bridge, the recording) goes on; it reports

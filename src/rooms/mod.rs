@@ -7,4 +7,5 @@
 
 pub mod link;
 pub mod room;
+pub mod service;
 pub mod store;

@@ -110,6 +110,7 @@ fn leaves_str(h: HostLeaves) -> &'static str {
     }
 }
 
+#[derive(Clone)]
 pub struct RoomStore {
     db: Db,
     keys: Arc<KeyRing>,

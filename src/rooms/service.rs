@@ -1,0 +1,488 @@
+//! The rooms' shell: one tokio task per live room drives its [`Room`] core, owns the
+//! participants' legs and puts them in the room's conference on the media clock
+//! ([`crate::media::engine::MediaEngine::join`]). The mixing itself runs on the media clock
+//! with every other leg: a room adds no thread and no timer per participant.
+//!
+//! A room is live from its first participant until it ends; its booking (the store) outlives
+//! it. A participant's session id (128 random bits, the `Location` the join answered) is the
+//! capability for their own leg: leaving, and asking where they stand.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::room::{Entry, Gone, Knock, Output, Participant, Pid, Presence, Refusal, Room};
+use super::store::{RoomRecord, RoomStore};
+use crate::call::CallServices;
+use crate::media::engine::{LegHandle, LegIds};
+use crate::media::leg::{LegCommand, LegEvent};
+use crate::media::webrtc::{WebRtcError, WebRtcTransport};
+
+/// Why a participant could not enter.
+#[derive(Debug, thiserror::Error)]
+pub enum EnterError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("no media port free")]
+    NoPorts,
+    #[error(transparent)]
+    Offer(#[from] WebRtcError),
+}
+
+/// What the participant's browser gets back.
+#[derive(Debug)]
+pub struct Entered {
+    /// The session id (never logged).
+    pub resource: String,
+    pub answer: String,
+    pub pid: Pid,
+    /// In the room at once, or waiting.
+    pub waiting: bool,
+}
+
+/// A room as the people in it see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomView {
+    pub host: Option<Pid>,
+    pub participants: Vec<Participant>,
+    /// Over (the room task is gone or ending).
+    pub ended: bool,
+}
+
+/// What the host (or a participant, for themselves) asks of a live room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Admit(Pid),
+    Deny(Pid),
+    Mute(Pid, bool),
+    Remove(Pid),
+    HandOver(Pid),
+    Leave(Pid),
+    End,
+}
+
+enum Command {
+    Enter {
+        knock: Knock,
+        leg: Box<LegHandle>,
+        resource: String,
+        reply: oneshot::Sender<Result<Entry, Refusal>>,
+    },
+    Control(Control, oneshot::Sender<bool>),
+    View(oneshot::Sender<RoomView>),
+}
+
+/// Live rooms and the participants' sessions.
+pub struct Rooms {
+    svc: Arc<CallServices>,
+    store: RoomStore,
+    rejoin_grace: Duration,
+    live: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
+    /// Session id to (room, participant).
+    sessions: Arc<Mutex<HashMap<String, (String, Pid)>>>,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rooms")
+    }
+}
+
+impl Rooms {
+    pub fn new(svc: Arc<CallServices>, store: RoomStore, rejoin_grace: Duration) -> Rooms {
+        Rooms {
+            svc,
+            store,
+            rejoin_grace,
+            live: Mutex::new(HashMap::new()),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn store(&self) -> &RoomStore {
+        &self.store
+    }
+
+    /// The room and participant a session id stands for.
+    pub fn session(&self, resource: &str) -> Option<(String, Pid)> {
+        self.sessions.lock().ok()?.get(resource).cloned()
+    }
+
+    /// A browser (`offer`, from `remote`) asks to enter `room` as `knock`: answered with its
+    /// session and SDP answer, in the room or its waiting room.
+    pub async fn enter(
+        &self,
+        room: &RoomRecord,
+        knock: Knock,
+        offer: &str,
+        remote: IpAddr,
+    ) -> Result<Entered, EnterError> {
+        let svc = &self.svc;
+        let sockets = svc
+            .media
+            .reserve(svc.sip.udp_addr.ip())
+            .map_err(|_| EnterError::NoPorts)?;
+        let local = sockets.rtp.local_addr().map_err(|_| EnterError::NoPorts)?;
+        let ids = LegIds::random();
+        let answered = WebRtcTransport::answer(
+            offer,
+            local,
+            Some(svc.sip.media_address_for(remote)),
+            &svc.settings.codecs,
+            ids.ssrc,
+            Instant::now(),
+        )?;
+        let opts = svc.settings.leg_options();
+        let leg = svc
+            .media
+            .open_webrtc(sockets, answered.transport, answered.params, opts, ids)
+            .map_err(|e| {
+                warn!(error = %e, "could not open a room participant's media");
+                EnterError::NoPorts
+            })?;
+        let resource = format!("{:032x}", rand::random::<u128>());
+        let (reply, entered) = oneshot::channel();
+        let mut cmd = Command::Enter {
+            knock,
+            leg: Box::new(leg),
+            resource: resource.clone(),
+            reply,
+        };
+        // A room task that just ended refuses its mail: one retry with a fresh task (whose
+        // booking says whether the room is over).
+        for _ in 0..2 {
+            let tx = self.task(room);
+            match tx.send(cmd) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) => {
+                    self.forget(&room.id, &tx);
+                    cmd = back;
+                }
+            }
+        }
+        let entry = entered.await.map_err(|_| Refusal::Ended)??;
+        Ok(Entered {
+            resource,
+            answer: answered.answer,
+            pid: entry.pid(),
+            waiting: matches!(entry, Entry::Waiting(_)),
+        })
+    }
+
+    /// Hands `control` to the live room `room`; false when the room is not live or the
+    /// control does not apply (nobody by that number, not waiting, ...).
+    pub async fn control(&self, room: &str, control: Control) -> bool {
+        let Some(tx) = self.live_task(room) else {
+            return false;
+        };
+        let (reply, done) = oneshot::channel();
+        if tx.send(Command::Control(control, reply)).is_err() {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+
+    /// Who is in the live room `room`; None when it is not live.
+    pub async fn view(&self, room: &str) -> Option<RoomView> {
+        let tx = self.live_task(room)?;
+        let (reply, view) = oneshot::channel();
+        tx.send(Command::View(reply)).ok()?;
+        view.await.ok()
+    }
+
+    fn live_task(&self, room: &str) -> Option<mpsc::UnboundedSender<Command>> {
+        self.live.lock().ok()?.get(room).cloned()
+    }
+
+    fn forget(&self, room: &str, tx: &mpsc::UnboundedSender<Command>) {
+        if let Ok(mut live) = self.live.lock()
+            && live.get(room).is_some_and(|t| t.same_channel(tx))
+        {
+            live.remove(room);
+        }
+    }
+
+    /// The live room's task, started for its first participant.
+    fn task(&self, room: &RoomRecord) -> mpsc::UnboundedSender<Command> {
+        let mut live = match self.live.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(tx) = live.get(&room.id)
+            && !tx.is_closed()
+        {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        live.insert(room.id.clone(), tx.clone());
+        let core = Room::new(room.policy(self.rejoin_grace));
+        let task = RoomTask {
+            id: room.id.clone(),
+            core,
+            legs: HashMap::new(),
+            resources: HashMap::new(),
+            joined: Vec::new(),
+            svc: self.svc.clone(),
+            store: self.store.clone(),
+            sessions: self.sessions.clone(),
+        };
+        self.svc.metrics.room("opened");
+        let span = info_span!("room", room = %room.id);
+        tokio::spawn(task.run(rx).instrument(span));
+        tx
+    }
+}
+
+struct RoomTask {
+    id: String,
+    core: Room,
+    legs: HashMap<Pid, LegHandle>,
+    resources: HashMap<Pid, String>,
+    /// Participants in the room's audio, in order of joining (the first is the anchor new
+    /// ones join).
+    joined: Vec<Pid>,
+    svc: Arc<CallServices>,
+    store: RoomStore,
+    sessions: Arc<Mutex<HashMap<String, (String, Pid)>>>,
+}
+
+/// Waiting-room music: as much as a long wait needs, stopped when the host lets them in.
+const WAITING_MUSIC: usize = 60;
+/// The play id of the waiting-room music (a room plays nothing else).
+const WAITING_PLAY: u64 = 1;
+
+impl RoomTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        info!("room live");
+        loop {
+            let deadline = self.core.poll_timeout();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd).await,
+                    // Every sender is gone: the server is shutting down.
+                    None => self.core.end(),
+                },
+                (pid, event) = next_event(&mut self.legs) => {
+                    if matches!(event, None | Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout)) {
+                        self.core.connection_lost(Instant::now(), pid);
+                        // A dead leg does not come back: the participant comes back on a
+                        // new one.
+                        if let Some(leg) = self.legs.remove(&pid) {
+                            leg.close().await;
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),
+            }
+            self.outputs().await;
+            if self.core.ended().is_some() {
+                break;
+            }
+        }
+        rx.close();
+        // Whatever knocked meanwhile is told the visit is over.
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Enter { reply, leg, .. } => {
+                    let _ = reply.send(Err(Refusal::Ended));
+                    leg.close().await;
+                }
+                Command::Control(_, reply) => {
+                    let _ = reply.send(false);
+                }
+                Command::View(reply) => {
+                    let _ = reply.send(RoomView {
+                        host: None,
+                        participants: Vec::new(),
+                        ended: true,
+                    });
+                }
+            }
+        }
+        info!("room over");
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Enter {
+                knock,
+                leg,
+                resource,
+                reply,
+            } => {
+                let result = self.core.knock(knock);
+                match result {
+                    Ok(entry) => {
+                        let pid = entry.pid();
+                        if let Some(old) = self.legs.insert(pid, *leg) {
+                            old.close().await;
+                        }
+                        if let Some(old) = self.resources.insert(pid, resource.clone()) {
+                            self.sessions_remove(&old);
+                        }
+                        if let Ok(mut s) = self.sessions.lock() {
+                            s.insert(resource, (self.id.clone(), pid));
+                        }
+                        let event = match entry {
+                            Entry::Joined(_) => "joined",
+                            Entry::Waiting(_) => "waiting",
+                            Entry::Returned(_) => "rejoined",
+                        };
+                        self.svc.metrics.room(event);
+                        info!(participant = pid, event, "a participant knocked");
+                        if self
+                            .core
+                            .participant(pid)
+                            .is_some_and(|p| p.presence == Presence::Waiting)
+                        {
+                            self.waiting_music(pid);
+                        }
+                    }
+                    Err(why) => {
+                        self.svc.metrics.room("refused");
+                        info!(reason = %why, "a participant was refused");
+                        leg.close().await;
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Command::Control(control, reply) => {
+                let now = Instant::now();
+                let done = match control {
+                    Control::Admit(p) => self.core.admit(p),
+                    Control::Deny(p) => self.core.deny(p),
+                    Control::Mute(p, m) => self.core.mute(p, m),
+                    Control::Remove(p) => self.core.kick(p),
+                    Control::HandOver(p) => self.core.hand_over(p),
+                    Control::Leave(p) => {
+                        let known = self.core.participant(p).is_some();
+                        self.core.leave(now, p);
+                        known
+                    }
+                    Control::End => {
+                        self.core.end();
+                        true
+                    }
+                };
+                // Done when the caller hears back: the leg muted, the room marked over.
+                self.outputs().await;
+                let _ = reply.send(done);
+            }
+            Command::View(reply) => {
+                let _ = reply.send(RoomView {
+                    host: self.core.host(),
+                    participants: self.core.participants().to_vec(),
+                    ended: self.core.ended().is_some(),
+                });
+            }
+        }
+    }
+
+    fn waiting_music(&self, pid: Pid) {
+        if let Some(leg) = self.legs.get(&pid) {
+            leg.command(LegCommand::Play {
+                id: WAITING_PLAY,
+                prompts: vec![self.svc.hold_music.clone(); WAITING_MUSIC],
+                barge_in: false,
+            });
+        }
+    }
+
+    fn sessions_remove(&self, resource: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(resource);
+        }
+    }
+
+    /// Carries out what the core decided.
+    async fn outputs(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Join(pid) => self.join(pid).await,
+                Output::Unjoin(pid) => {
+                    self.joined.retain(|p| *p != pid);
+                    if let Some(leg) = self.legs.get(&pid) {
+                        leg.unbridge();
+                    }
+                }
+                Output::Mute(pid, muted) => {
+                    if let Some(leg) = self.legs.get(&pid) {
+                        leg.command(LegCommand::Mute(muted));
+                    }
+                }
+                Output::Remove(pid, why) => {
+                    self.joined.retain(|p| *p != pid);
+                    if let Some(resource) = self.resources.remove(&pid) {
+                        self.sessions_remove(&resource);
+                    }
+                    if let Some(leg) = self.legs.remove(&pid) {
+                        leg.close().await;
+                    }
+                    info!(participant = pid, why = ?why, "a participant is out");
+                    if why == Gone::Lost {
+                        self.svc.metrics.room("lost");
+                    }
+                }
+                Output::Host(pid) => info!(participant = pid, "hosts the room"),
+                Output::Ended(reason) => {
+                    self.svc.metrics.room("ended");
+                    info!(reason = reason.as_str(), "the visit ended");
+                    let now_ms = jiff::Timestamp::now().as_millisecond();
+                    if let Err(e) = self.store.end(&self.id, reason.as_str(), now_ms).await {
+                        warn!(error = %e, "could not mark the room ended");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `pid`'s leg in the room's audio, with the first participant already there (a
+    /// room of one has no conference: the leg waits in silence for company).
+    async fn join(&mut self, pid: Pid) {
+        let Some(mut leg) = self.legs.remove(&pid) else {
+            // Away (its leg died): joined when it comes back on a new leg.
+            return;
+        };
+        leg.command(LegCommand::Stop);
+        let anchor = self
+            .joined
+            .iter()
+            .find(|p| **p != pid && self.legs.contains_key(p))
+            .copied();
+        if let Some(anchor) = anchor.and_then(|a| self.legs.get(&a))
+            && let Err(e) = self.svc.media.join(anchor, &mut leg).await
+        {
+            warn!(error = %e, participant = pid, "could not join a participant to the room");
+        }
+        self.legs.insert(pid, leg);
+        if !self.joined.contains(&pid) {
+            self.joined.push(pid);
+        }
+    }
+}
+
+/// The next event of any participant's leg; pending while there is none.
+async fn next_event(legs: &mut HashMap<Pid, LegHandle>) -> (Pid, Option<LegEvent>) {
+    poll_fn(|cx| {
+        for (pid, leg) in legs.iter_mut() {
+            if let Poll::Ready(event) = leg.poll_event(cx) {
+                return Poll::Ready((*pid, event));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}

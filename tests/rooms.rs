@@ -1,0 +1,502 @@
+//! Telehealth rooms end to end (issue 24): a clinician books a visit over the API, enters it
+//! from a browser (a scripted WebRTC peer over real loopback UDP), the patient and an
+//! interpreter enter by their signed links and wait until the host lets them in, and then
+//! each hears the other two and never themselves; the host mutes, takes out and ends; bad
+//! links, a full room and strangers are refused, and it is all in the audit trail.
+
+mod support;
+
+use std::time::Duration;
+
+use careline::media::codec::Codec;
+use careline::media::recognize::tone_share;
+use serde_json::{Value, json};
+use support::audio::{tone, wait_for_tone};
+use support::browser::BrowserPeer;
+use support::http::{Response, request};
+use support::server::TestServer;
+
+const CLINICIAN_HZ: f32 = 1400.0;
+const PATIENT_HZ: f32 = 1000.0;
+const INTERPRETER_HZ: f32 = 1800.0;
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn api(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Response {
+    let auth = bearer(token);
+    let body = body.map(|b| b.to_string());
+    request(
+        server.http,
+        method,
+        path,
+        &[("Authorization", &auth)],
+        body.as_deref().map(|b| ("application/json", b.as_bytes())),
+    )
+}
+
+/// A browser's offer to join: by its link (`path` carries `?t=`) or with a token.
+fn enter(server: &TestServer, path: &str, peer: &BrowserPeer, token: Option<&str>) -> Response {
+    let auth = token.map(bearer);
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    request(
+        server.http,
+        "POST",
+        path,
+        &headers,
+        Some(("application/sdp", peer.offer.as_bytes())),
+    )
+}
+
+/// A participant in the room: their browser and their session URL.
+struct Person {
+    peer: BrowserPeer,
+    session: String,
+}
+
+impl Person {
+    fn enter(server: &TestServer, path: &str, token: Option<&str>) -> Person {
+        let peer = BrowserPeer::new(&[Codec::Pcmu]);
+        let r = enter(server, path, &peer, token);
+        assert_eq!(r.status, 201, "{path}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/sdp"));
+        let session = r.header("location").expect("Location").to_string();
+        peer.accept(&r.body);
+        peer.wait_connected();
+        Person { peer, session }
+    }
+
+    fn state(&self, server: &TestServer) -> Response {
+        request(server.http, "GET", &self.session, &[], None)
+    }
+
+    fn presence(&self, server: &TestServer) -> String {
+        let r = self.state(server);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["presence"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn pid(&self, server: &TestServer) -> u64 {
+        self.state(server).json()["participant"]
+            .as_u64()
+            .expect("participant")
+    }
+}
+
+/// The link path of the invitee labelled `label` in a room's JSON.
+fn link(room: &Value, label: &str) -> String {
+    room["invitees"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["label"] == label))
+        .and_then(|i| i["link"].as_str())
+        .unwrap_or_else(|| panic!("no link for {label} in {room}"))
+        .replace("/room/", "/api/v1/rooms/")
+        .replace("?t=", "/join?t=")
+}
+
+/// `speaker` says `hz` for 2 s; each of `ears` hears it (or, with `heard` false, hears
+/// none of it in the 3 s after it began).
+fn check(speaker: &Person, hz: f32, ears: &[(&Person, bool, &str)]) {
+    let from: Vec<usize> = ears
+        .iter()
+        .map(|(p, _, _)| p.peer.heard().len() / 8)
+        .collect();
+    speaker.peer.speak(tone(hz, 2000));
+    for ((p, heard, what), &from) in ears.iter().zip(&from) {
+        if *heard {
+            wait_for_tone(|| p.peer.heard(), hz, from, what);
+            continue;
+        }
+        let start = std::time::Instant::now();
+        while p.peer.heard().len() / 8 < from + 3000 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{what}: the audio stopped"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pcm = p.peer.heard();
+        let since = &pcm[from * 8..];
+        let found = (0..since.len().saturating_sub(1600))
+            .step_by(400)
+            .any(|at| tone_share(&since[at..at + 1600], hz, 8000) > 0.8);
+        assert!(!found, "{what}");
+    }
+}
+
+fn book(server: &TestServer, token: &str, body: Value) -> Value {
+    let r = api(server, "POST", "/api/v1/rooms", token, Some(body));
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()
+}
+
+/// The visit of issue 24: a clinician, the patient and an interpreter, each hearing the
+/// other two and never themselves; the waiting room keeps the patient out until let in; the
+/// host mutes and ends; afterwards the links open nothing.
+#[test]
+fn a_clinician_sees_a_patient_with_an_interpreter_each_hearing_the_other_two() {
+    let server = TestServer::start();
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({
+            "title": "Heart failure follow-up",
+            "patient_id": "pat-42",
+            "invitees": [{"label": "Ann Lee", "role": "patient"}, {"label": "Interpreter", "role": "guest"}]
+        }),
+    );
+    let id = room["id"].as_str().expect("id").to_string();
+    assert_eq!(room["host"], "dr-a");
+    assert_eq!(room["join_url"], format!("/room/{id}"));
+    let join = format!("/api/v1/rooms/{id}/join");
+
+    let clinician = Person::enter(&server, &join, Some(&dr));
+    let me = clinician.state(&server).json();
+    assert_eq!(me["presence"], "present", "{me}");
+    assert_eq!(me["host"], true, "the first clinician hosts: {me}");
+
+    // The patient waits, hearing nobody and heard by nobody.
+    let patient = Person::enter(&server, &link(&room, "Ann Lee"), None);
+    assert_eq!(patient.presence(&server), "waiting");
+    check(
+        &patient,
+        PATIENT_HZ,
+        &[(
+            &clinician,
+            false,
+            "nobody hears someone in the waiting room",
+        )],
+    );
+    check(
+        &clinician,
+        CLINICIAN_HZ,
+        &[(
+            &patient,
+            false,
+            "the waiting room hears nothing of the visit",
+        )],
+    );
+    let ppid = patient.pid(&server);
+    let admit = format!("/api/v1/rooms/{id}/participants/{ppid}/admit");
+    assert_eq!(api(&server, "POST", &admit, &dr, None).status, 204);
+    assert_eq!(patient.presence(&server), "present");
+    assert_eq!(
+        api(&server, "POST", &admit, &dr, None).status,
+        409,
+        "in already"
+    );
+
+    check(
+        &clinician,
+        CLINICIAN_HZ,
+        &[(&patient, true, "the patient hears the clinician")],
+    );
+    check(
+        &patient,
+        PATIENT_HZ,
+        &[(&clinician, true, "the clinician hears the patient")],
+    );
+
+    // The interpreter comes in too: three in the visit.
+    let interpreter = Person::enter(&server, &link(&room, "Interpreter"), None);
+    let ipid = interpreter.pid(&server);
+    let ctl = |pid: u64, action: &str| {
+        let path = format!("/api/v1/rooms/{id}/participants/{pid}/{action}");
+        api(&server, "POST", &path, &dr, None).status
+    };
+    assert_eq!(ctl(ipid, "admit"), 204);
+    check(
+        &clinician,
+        CLINICIAN_HZ,
+        &[
+            (&patient, true, "the patient hears the clinician"),
+            (&interpreter, true, "the interpreter hears the clinician"),
+            (&clinician, false, "the clinician does not hear themselves"),
+        ],
+    );
+    check(
+        &patient,
+        PATIENT_HZ,
+        &[
+            (&clinician, true, "the clinician hears the patient"),
+            (&interpreter, true, "the interpreter hears the patient"),
+            (&patient, false, "the patient does not hear themselves"),
+        ],
+    );
+    check(
+        &interpreter,
+        INTERPRETER_HZ,
+        &[
+            (&clinician, true, "the clinician hears the interpreter"),
+            (&patient, true, "the patient hears the interpreter"),
+            (
+                &interpreter,
+                false,
+                "the interpreter does not hear themselves",
+            ),
+        ],
+    );
+
+    // Muted by the host, the interpreter is heard by nobody and still hears.
+    assert_eq!(ctl(ipid, "mute"), 204);
+    assert_eq!(interpreter.state(&server).json()["muted"], true);
+    check(
+        &interpreter,
+        INTERPRETER_HZ,
+        &[
+            (
+                &clinician,
+                false,
+                "a muted interpreter is not heard by the clinician",
+            ),
+            (
+                &patient,
+                false,
+                "a muted interpreter is not heard by the patient",
+            ),
+        ],
+    );
+    check(
+        &patient,
+        PATIENT_HZ,
+        &[(&interpreter, true, "muted, the interpreter still hears")],
+    );
+    assert_eq!(ctl(ipid, "unmute"), 204);
+    check(
+        &interpreter,
+        INTERPRETER_HZ,
+        &[(&patient, true, "unmuted, heard again")],
+    );
+
+    // Nobody but the host runs the visit.
+    let other = server.user_token("dr-b", "clinician");
+    let path = format!("/api/v1/rooms/{id}/participants/{ipid}/remove");
+    assert_eq!(api(&server, "POST", &path, &other, None).status, 403);
+    assert_eq!(ctl(99, "admit"), 404, "nobody by that number");
+    assert_eq!(ctl(ipid, "dance"), 404, "not an action");
+    let view = api(&server, "GET", &format!("/api/v1/rooms/{id}"), &dr, None);
+    assert_eq!(view.status, 200, "{}", view.body);
+    let live = &view.json()["live"];
+    assert_eq!(
+        live["participants"].as_array().map(Vec::len),
+        Some(3),
+        "{live}"
+    );
+    assert_eq!(
+        api(&server, "GET", &format!("/api/v1/rooms/{id}"), &other, None).status,
+        403,
+        "another clinician does not see this booking and its links"
+    );
+
+    // The interpreter leaves; the two go on.
+    let r = request(server.http, "DELETE", &interpreter.session, &[], None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(interpreter.state(&server).status, 404);
+    check(&patient, PATIENT_HZ, &[(&clinician, true, "the two go on")]);
+
+    // The host ends the visit: everyone is out and the links open nothing.
+    let end = format!("/api/v1/rooms/{id}/end");
+    assert_eq!(api(&server, "POST", &end, &dr, None).status, 204);
+    assert_eq!(
+        patient.state(&server).status,
+        404,
+        "the patient's visit is over"
+    );
+    let again = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = enter(&server, &link(&room, "Ann Lee"), &again, None);
+    assert_eq!(r.status, 410, "{}", r.body);
+    let booked = api(&server, "GET", &format!("/api/v1/rooms/{id}"), &dr, None).json();
+    assert_eq!(booked["end_reason"], "host", "{booked}");
+    assert!(booked["ended_at"].is_string(), "{booked}");
+    assert_eq!(server.metric("careline_rooms_total{event=\"ended\"}"), 1.0);
+    assert_eq!(
+        server.metric("careline_rooms_total{event=\"waiting\"}"),
+        2.0
+    );
+
+    // Each entry is in the audit trail with the patient.
+    let auditor = server.user_token("audit-1", "auditor");
+    let trail = api(
+        &server,
+        "GET",
+        "/api/v1/audit?patient=pat-42",
+        &auditor,
+        None,
+    );
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    for what in ["room.create", "room.join", "room.end", "invitee:"] {
+        assert!(trail.body.contains(what), "{what} not in {}", trail.body);
+    }
+}
+
+/// Links that are forged, for another room or withdrawn open nothing (403, audited);
+/// without a link or a clinician's credentials nobody enters; a patient may not book.
+#[test]
+fn bad_links_and_strangers_are_refused_and_audited() {
+    let server = TestServer::start();
+    let dr = server.user_token("dr-a", "clinician");
+    let nurse = server.user_token("nurse-1", "agent");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
+    );
+    let other = book(&server, &dr, json!({"title": "Another visit"}));
+    let id = room["id"].as_str().unwrap();
+    let good = link(&room, "Ann");
+    let peer = BrowserPeer::new(&[Codec::Pcmu]);
+
+    let forged = format!("{}x", &good[..good.len() - 1]);
+    let elsewhere = good.replace(id, other["id"].as_str().unwrap());
+    for (path, what) in [(&forged, "forged"), (&elsewhere, "another room's")] {
+        let r = enter(&server, path, &peer, None);
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert!(r.body.contains("not valid"), "{what}: {}", r.body);
+    }
+    let r = enter(&server, &format!("/api/v1/rooms/{id}/join"), &peer, None);
+    assert_eq!(r.status, 401, "no link, no credentials: {}", r.body);
+    let r = enter(
+        &server,
+        &format!("/api/v1/rooms/{id}/join"),
+        &peer,
+        Some(&nurse),
+    );
+    assert_eq!(r.status, 403, "an agent is not a clinician: {}", r.body);
+    let r = api(
+        &server,
+        "POST",
+        "/api/v1/rooms",
+        &nurse,
+        Some(json!({"title": "x"})),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // Withdrawn: the link's signature holds, the invitation does not.
+    let invitee = room["invitees"][0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/rooms/{id}/invitees/{invitee}");
+    assert_eq!(api(&server, "DELETE", &path, &dr, None).status, 204);
+    let r = enter(&server, &good, &peer, None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("withdrawn"), "{}", r.body);
+
+    // A new invitation works; a clinician's link is not a thing.
+    let path = format!("/api/v1/rooms/{id}/invitees");
+    let r = api(
+        &server,
+        "POST",
+        &path,
+        &dr,
+        Some(json!({"label": "Ann", "role": "patient"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let fresh = r.json()["link"]
+        .as_str()
+        .unwrap()
+        .replace("/room/", "/api/v1/rooms/")
+        .replace("?t=", "/join?t=");
+    let r = api(
+        &server,
+        "POST",
+        &path,
+        &dr,
+        Some(json!({"label": "Dr", "role": "clinician"})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let _patient = Person::enter(&server, &fresh, None);
+
+    // Bad bookings are refused with the field named.
+    for (body, field) in [
+        (json!({"title": ""}), "title"),
+        (
+            json!({"title": "x", "max_participants": 1}),
+            "max_participants",
+        ),
+        (
+            json!({"title": "x", "scheduled_at": "tomorrow"}),
+            "scheduled_at",
+        ),
+        (json!({"title": "x", "colour": "red"}), "colour"),
+    ] {
+        let r = api(&server, "POST", "/api/v1/rooms", &dr, Some(body));
+        assert!(
+            r.status == 422 || r.status == 400,
+            "{field}: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(r.body.contains(field), "{field}: {}", r.body);
+    }
+
+    let auditor = server.user_token("audit-1", "auditor");
+    let trail = api(
+        &server,
+        "GET",
+        "/api/v1/audit?user=anonymous",
+        &auditor,
+        None,
+    );
+    let denied = trail
+        .body
+        .lines()
+        .filter(|l| l.contains("room.join") && l.contains("denied"))
+        .count();
+    assert_eq!(
+        denied, 3,
+        "forged, another room's, withdrawn: {}",
+        trail.body
+    );
+    assert_eq!(
+        server.metric("careline_rooms_total{event=\"waiting\"}"),
+        1.0
+    );
+}
+
+/// A room at its limit refuses one more politely (409), someone away keeps their place, and
+/// a clinician coming in (without the waiting room) is not asked to wait.
+#[test]
+fn a_full_room_refuses_politely() {
+    let server = TestServer::start();
+    let dr = server.user_token("dr-a", "clinician");
+    let dr2 = server.user_token("dr-b", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({
+            "title": "Small visit", "max_participants": 2,
+            "invitees": [{"label": "Ann", "role": "patient"}, {"label": "Bo", "role": "guest"}]
+        }),
+    );
+    let id = room["id"].as_str().unwrap();
+    let join = format!("/api/v1/rooms/{id}/join");
+    let _host = Person::enter(&server, &join, Some(&dr));
+    let second = Person::enter(&server, &join, Some(&dr2));
+    assert_eq!(
+        second.presence(&server),
+        "present",
+        "a clinician does not wait"
+    );
+    let peer = BrowserPeer::new(&[Codec::Pcmu]);
+    let r = enter(&server, &link(&room, "Ann"), &peer, None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("full"), "{}", r.body);
+    let r = enter(&server, &join, &peer, Some(&dr2));
+    assert_eq!(r.status, 409, "the same clinician twice: {}", r.body);
+    assert_eq!(
+        server.metric("careline_rooms_total{event=\"refused\"}"),
+        2.0
+    );
+}

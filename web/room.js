@@ -1,0 +1,111 @@
+// A telehealth visit in the browser (issue 24). A patient or guest opens the link the clinic
+// sent (/room/ID?t=TOKEN); a clinician opens /room/ID signed in. Joining sends a WHIP offer
+// to POST /api/v1/rooms/ID/join; the session URL it answers is polled for where this
+// participant stands (the waiting room, the visit) and who else is there. The host lets
+// people in, mutes and takes them out, and ends the visit (docs/rooms.md).
+const $ = (id) => document.getElementById(id);
+const say = (text) => { $('status').textContent = text; };
+const room = location.pathname.split('/').filter(Boolean)[1] || '';
+const token = new URLSearchParams(location.search).get('t');
+let pc = null;
+let session = null;
+let timer = null;
+let wasIn = false;
+
+async function join() {
+  $('join').disabled = true;
+  say('Connecting…');
+  try {
+    const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+    pc = new RTCPeerConnection();
+    mic.getTracks().forEach((t) => pc.addTrack(t, mic));
+    pc.ontrack = (e) => { $('remote').srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.onconnectionstatechange = () => {
+      if (pc && pc.connectionState === 'failed') finish('Your connection to the visit was lost. Press Join to come back.');
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    const url = `/api/v1/rooms/${room}/join` + (token ? `?t=${encodeURIComponent(token)}` : '');
+    const r = await fetch(url, {
+      method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
+    });
+    if (r.status !== 201) {
+      const problem = await r.json().catch(() => ({}));
+      const why = r.status === 401 ? 'Please open the link the clinic sent you, or sign in.' : problem.detail;
+      finish(why || 'The visit cannot be joined now.');
+      return;
+    }
+    session = r.headers.get('Location');
+    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+    $('join').hidden = true;
+    $('leave').hidden = false;
+    await refresh();
+    timer = setInterval(refresh, 1000);
+  } catch (e) {
+    finish('The visit could not be joined: ' + e.message);
+  }
+}
+
+// Where this participant stands, and (for the host) the controls for everyone else.
+async function refresh() {
+  if (!session) return;
+  const r = await fetch(session).catch(() => null);
+  if (!r) return;
+  if (r.status === 404) {
+    session = null;
+    finish(wasIn ? 'The visit has ended.' : 'You were not let in to this visit.');
+    return;
+  }
+  const me = await r.json();
+  if (me.presence === 'waiting') {
+    say('You are in the waiting room. The clinician will let you in shortly.');
+  } else {
+    wasIn = true;
+    say(me.host ? 'You are hosting this visit.' : (me.muted ? 'You are in the visit (muted by the host).' : 'You are in the visit.'));
+  }
+  $('end').hidden = !me.host;
+  $('people').hidden = false;
+  const list = $('participants');
+  list.replaceChildren(...me.participants.map((p) => person(p, me)));
+}
+
+function person(p, me) {
+  const li = document.createElement('li');
+  const what = p.presence === 'waiting' ? 'waiting' : (p.presence === 'away' ? 'reconnecting' : (p.muted ? 'muted' : 'in the visit'));
+  const role = p.id === me.host_participant ? 'host' : p.role;
+  li.textContent = `${p.label} (${role}, ${p.channel}): ${what}${p.id === me.participant ? ' (you)' : ''} `;
+  if (me.host && p.id !== me.participant) {
+    const actions = p.presence === 'waiting' ? [['admit', 'Let in'], ['deny', 'Turn away']]
+      : [[p.muted ? 'unmute' : 'mute', p.muted ? 'Unmute' : 'Mute'], ['remove', 'Remove']];
+    if (p.role === 'clinician' && p.presence === 'present') actions.push(['host', 'Make host']);
+    for (const [action, label] of actions) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = label;
+      b.setAttribute('aria-label', `${label}: ${p.label}`);
+      b.addEventListener('click', () => control(p.id, action));
+      li.append(b);
+    }
+  }
+  return li;
+}
+
+async function control(pid, action) {
+  await fetch(`/api/v1/rooms/${room}/participants/${pid}/${action}`, { method: 'POST' }).catch(() => {});
+  refresh();
+}
+
+function finish(text) {
+  if (timer) { clearInterval(timer); timer = null; }
+  if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
+  if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
+  $('leave').hidden = true; $('end').hidden = true;
+  $('join').hidden = false; $('join').disabled = false;
+  say(text);
+}
+
+$('join').addEventListener('click', join);
+$('leave').addEventListener('click', () => finish('You left the visit.'));
+$('end').addEventListener('click', async () => {
+  await fetch(`/api/v1/rooms/${room}/end`, { method: 'POST' }).catch(() => {});
+  finish('You ended the visit.');
+});
