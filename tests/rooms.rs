@@ -500,3 +500,101 @@ fn a_full_room_refuses_politely() {
         2.0
     );
 }
+
+/// A clinician hosts a visit from the /room page in headless Chromium: signed out, the page
+/// says to open the link; signed in, she joins and hosts; the patient (a scripted browser
+/// entering by her link) appears as waiting with "Let in"; let in, the clinician hears her
+/// (1000 Hz) and she hears the clinician's microphone (440 Hz); muted and unmuted from the
+/// page; "End the visit for everyone" ends it and the patient is out. Screenshots in
+/// target/browser-screenshots/room-visit/.
+#[test]
+fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
+    use support::chromium::{
+        CHROMIUM, NURSE_PASSWORD, add_user, browser_script, screenshots_and_mic,
+    };
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start();
+    add_user(&server, "dr-a", "clinician");
+    let dr = server.user_token("dr-a-api", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Check-in", "patient_id": "pat-7", "invitees": [{"label": "Ann Lee", "role": "patient"}]}),
+    );
+    // The booking is dr-a-api's; dr-a enters as a clinician and hosts.
+    let id = room["id"].as_str().unwrap().to_string();
+    let patient_link = link(&room, "Ann Lee");
+    let (shots, mic) = screenshots_and_mic("room-visit");
+    let http = server.http;
+    let patient = std::thread::scope(|scope| {
+        // The patient knocks once the clinician is in.
+        let patient = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let view = api(&server, "GET", &format!("/api/v1/rooms/{id}"), &dr, None).json();
+                if view["live"]["host"].is_u64() {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the clinician never joined"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let p = Person::enter(&server, &patient_link, None);
+            p.peer.speak(tone(PATIENT_HZ, 25_000));
+            p
+        });
+        let summary = browser_script(
+            &server,
+            "room-visit.mjs",
+            &[
+                format!("http://{http}"),
+                shots.display().to_string(),
+                "dr-a".into(),
+                NURSE_PASSWORD.into(),
+                id.clone(),
+                "Ann Lee".into(),
+                mic.display().to_string(),
+            ],
+        );
+        let patient = patient.join().expect("the patient");
+        assert_eq!(
+            summary["signed_out"], "Please open the link the clinic sent you.",
+            "{summary}"
+        );
+        assert_eq!(
+            summary["hosting"], "You are hosting this visit.",
+            "{summary}"
+        );
+        assert_eq!(
+            summary["waiting_row"], "Ann Lee (patient, browser): waiting",
+            "{summary}"
+        );
+        assert_eq!(
+            summary["in_row"], "Ann Lee (patient, browser): in the visit",
+            "{summary}"
+        );
+        assert_eq!(
+            summary["muted_row"], "Ann Lee (patient, browser): muted",
+            "{summary}"
+        );
+        assert!(
+            summary["heard_energy"].as_f64().unwrap_or(0.0) > 0.01,
+            "the clinician hears the patient: {summary}"
+        );
+        assert_eq!(summary["ended"], "You ended the visit.", "{summary}");
+        assert_eq!(summary["join_shown"], true, "{summary}");
+        patient
+    });
+    // The patient heard the clinician's microphone, and the visit is over for her.
+    wait_for_tone(
+        || patient.peer.heard(),
+        440.0,
+        0,
+        "the patient hears the clinician",
+    );
+    assert_eq!(patient.state(&server).status, 404);
+    let booked = api(&server, "GET", &format!("/api/v1/rooms/{id}"), &dr, None).json();
+    assert_eq!(booked["end_reason"], "host", "{booked}");
+}

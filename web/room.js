@@ -30,8 +30,9 @@ async function join() {
     });
     if (r.status !== 201) {
       const problem = await r.json().catch(() => ({}));
-      const why = r.status === 401 ? 'Please open the link the clinic sent you, or sign in.' : problem.detail;
-      finish(why || 'The visit cannot be joined now.');
+      const signedOut = r.status === 401;
+      finish(signedOut ? 'Please open the link the clinic sent you.' : (problem.detail || 'The visit cannot be joined now.'));
+      $('signin').hidden = !signedOut;
       return;
     }
     session = r.headers.get('Location');
@@ -72,7 +73,10 @@ function person(p, me) {
   const li = document.createElement('li');
   const what = p.presence === 'waiting' ? 'waiting' : (p.presence === 'away' ? 'reconnecting' : (p.muted ? 'muted' : 'in the visit'));
   const role = p.id === me.host_participant ? 'host' : p.role;
-  li.textContent = `${p.label} (${role}, ${p.channel}): ${what}${p.id === me.participant ? ' (you)' : ''} `;
+  const who = document.createElement('span');
+  who.className = 'who';
+  who.textContent = `${p.label} (${role}, ${p.channel}): ${what}${p.id === me.participant ? ' (you)' : ''}`;
+  li.append(who);
   if (me.host && p.id !== me.participant) {
     const actions = p.presence === 'waiting' ? [['admit', 'Let in'], ['deny', 'Turn away']]
       : [[p.muted ? 'unmute' : 'mute', p.muted ? 'Unmute' : 'Mute'], ['remove', 'Remove']];
@@ -103,6 +107,7 @@ function finish(text) {
   say(text);
 }
 
+$('signin').href = `/login?next=/room/${room}`;
 $('join').addEventListener('click', join);
 $('leave').addEventListener('click', () => finish('You left the visit.'));
 $('end').addEventListener('click', async () => {

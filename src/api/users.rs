@@ -164,12 +164,16 @@ fn page(status: StatusCode, message: &str, https: bool) -> Response {
 }
 
 /// Careline's own pages a sign-in may lead back to (anything else goes to `/api/v1/me`: a
-/// sign-in link cannot be made to send anyone elsewhere).
+/// sign-in link cannot be made to send anyone elsewhere), and a visit's page (`/room/` and
+/// a room id: 16 hex digits, nothing else).
 const NEXT_PAGES: &[&str] = &["/agent", "/supervisor"];
 
-fn next_page(next: Option<&str>) -> Option<&'static str> {
+fn next_page(next: Option<&str>) -> Option<&str> {
     let next = next?;
-    NEXT_PAGES.iter().copied().find(|p| *p == next)
+    let room = next.strip_prefix("/room/").is_some_and(|id| {
+        id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    (room || NEXT_PAGES.contains(&next)).then_some(next)
 }
 
 /// [`page`], leading to `next` (one of [`NEXT_PAGES`]) once signed in.
@@ -315,7 +319,16 @@ mod tests {
     #[test]
     fn sign_in_leads_only_to_careline_pages() {
         assert_eq!(next_page(Some("/agent")), Some("/agent"));
+        assert_eq!(
+            next_page(Some("/room/00ff00ff00ff00ff")),
+            Some("/room/00ff00ff00ff00ff")
+        );
         for elsewhere in [
+            "/room/00ff00ff00ff00f",
+            "/room/00ff00ff00ff00ffa",
+            "/room/00FF00FF00FF00FF",
+            "/room/../api/v1/me/aa",
+            "/room/00ff00ff00ff00ff?t=x",
             "https://evil.example/",
             "//evil.example/agent",
             "/agent/../api/v1/me",

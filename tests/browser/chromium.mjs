@@ -24,3 +24,27 @@ export async function signIn(page, base, user, password, next) {
   await page.fill('#password', password);
   await Promise.all([page.waitForURL(`${base}${next}`), page.click('button[type=submit]')]);
 }
+
+// Records the peer connections `page` makes; the returned function sums the audio energy
+// they have received so far (what the page heard).
+export async function watchAudio(page) {
+  await page.addInitScript(() => {
+    window.__pcs = [];
+    const Native = window.RTCPeerConnection;
+    window.RTCPeerConnection = function (...args) {
+      const pc = new Native(...args);
+      window.__pcs.push(pc);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+  });
+  return () => page.evaluate(async () => {
+    let total = 0;
+    for (const pc of window.__pcs) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') total += s.totalAudioEnergy || 0;
+      });
+    }
+    return total;
+  });
+}

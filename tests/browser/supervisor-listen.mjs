@@ -5,7 +5,7 @@
 // of each step go to OUT_DIR; a summary goes to stdout as JSON.
 //
 // Usage: node supervisor-listen.mjs BASE_URL OUT_DIR USER PASSWORD AGENT MIC_WAV
-import { launch, signIn } from './chromium.mjs';
+import { launch, signIn, watchAudio } from './chromium.mjs';
 
 const [base, out, user, password, agent, mic] = process.argv.slice(2);
 const browser = await launch(mic);
@@ -15,26 +15,8 @@ const text = (page, id, t) => page.waitForFunction(
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   page.on('console', (m) => console.error('page:', m.text()));
-  // The peer connections the page makes, to read what it receives.
-  await page.addInitScript(() => {
-    window.__pcs = [];
-    const Native = window.RTCPeerConnection;
-    window.RTCPeerConnection = function (...args) {
-      const pc = new Native(...args);
-      window.__pcs.push(pc);
-      return pc;
-    };
-    window.RTCPeerConnection.prototype = Native.prototype;
-  });
-  const energy = () => page.evaluate(async () => {
-    let total = 0;
-    for (const pc of window.__pcs) {
-      (await pc.getStats()).forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'audio') total += s.totalAudioEnergy || 0;
-      });
-    }
-    return total;
-  });
+  // What the page receives.
+  const energy = await watchAudio(page);
   await signIn(page, base, user, password, '/supervisor');
   await page.waitForSelector('#view:not([hidden])');
   const listen = `#agents tr[data-agent="${agent}"] button.listen`;

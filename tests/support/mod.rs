@@ -4,6 +4,7 @@
 pub mod aiortc;
 pub mod audio;
 pub mod browser;
+pub mod chromium;
 pub mod console;
 pub mod fixtures;
 pub mod http;
