@@ -3,6 +3,10 @@
 // to POST /api/v1/rooms/ID/join; the session URL it answers is polled for where this
 // participant stands (the waiting room, the visit) and who else is there. The host lets
 // people in, mutes and takes them out, and ends the visit (docs/rooms.md).
+//
+// A reload does not lose the visit: this tab remembers it was in this room
+// (sessionStorage) and the reloaded page joins again at once, which Careline answers with
+// the same place in the room (no second wait in the waiting room).
 const $ = (id) => document.getElementById(id);
 const say = (text) => { $('status').textContent = text; };
 const room = location.pathname.split('/').filter(Boolean)[1] || '';
@@ -11,6 +15,10 @@ let pc = null;
 let session = null;
 let timer = null;
 let wasIn = false;
+const SAVED = 'careline.room';
+// Set while the page unloads (a reload): the place is kept for the reloaded page.
+let leaving = false;
+addEventListener('pagehide', () => { leaving = true; });
 
 async function join() {
   $('join').disabled = true;
@@ -21,7 +29,7 @@ async function join() {
     mic.getTracks().forEach((t) => pc.addTrack(t, mic));
     pc.ontrack = (e) => { $('remote').srcObject = e.streams[0] || new MediaStream([e.track]); };
     pc.onconnectionstatechange = () => {
-      if (pc && pc.connectionState === 'failed') finish('Your connection to the visit was lost. Press Join to come back.');
+      if (pc && !leaving && pc.connectionState === 'failed') finish('Your connection to the visit was lost. Press Join to come back.');
     };
     await pc.setLocalDescription(await pc.createOffer());
     const url = `/api/v1/rooms/${room}/join` + (token ? `?t=${encodeURIComponent(token)}` : '');
@@ -36,6 +44,7 @@ async function join() {
       return;
     }
     session = r.headers.get('Location');
+    sessionStorage.setItem(SAVED, room);
     await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
     $('join').hidden = true;
     $('leave').hidden = false;
@@ -99,6 +108,7 @@ async function control(pid, action) {
 }
 
 function finish(text) {
+  sessionStorage.removeItem(SAVED);
   if (timer) { clearInterval(timer); timer = null; }
   if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
   if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
@@ -109,6 +119,7 @@ function finish(text) {
 
 $('signin').href = `/login?next=/room/${room}`;
 $('join').addEventListener('click', join);
+if (sessionStorage.getItem(SAVED) === room) join();
 $('leave').addEventListener('click', () => finish('You left the visit.'));
 $('end').addEventListener('click', async () => {
   await fetch(`/api/v1/rooms/${room}/end`, { method: 'POST' }).catch(() => {});

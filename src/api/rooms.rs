@@ -485,7 +485,7 @@ async fn join(
         Err(e) => {
             let status = match &e {
                 EnterError::Refused(Refusal::Ended) => StatusCode::GONE,
-                EnterError::Refused(Refusal::Full | Refusal::AlreadyIn) => StatusCode::CONFLICT,
+                EnterError::Refused(Refusal::Full) => StatusCode::CONFLICT,
                 EnterError::Refused(Refusal::Denied) => StatusCode::FORBIDDEN,
                 EnterError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
                 EnterError::Offer(WebRtcError::Offer(_)) => StatusCode::BAD_REQUEST,

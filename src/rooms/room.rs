@@ -13,7 +13,8 @@
 //!   one more is refused politely, not squeezed in.
 //! - Someone whose connection drops (a closed tab, a lost network) keeps their place for the
 //!   rejoin grace: coming back within it, they are in the room again at once (no second wait);
-//!   past it they are gone.
+//!   past it they are gone. Someone entering again while still in (a reloaded page, another
+//!   device) takes their own place on the new connection: one place per person.
 //! - The host leaving (or gone past their grace) hands the room to another clinician present,
 //!   the longest there, or ends it, as configured ([`HostLeaves`]). With nobody to hand it to
 //!   the room waits one grace for a clinician to come (the host again, or a colleague) and
@@ -113,8 +114,6 @@ pub enum Refusal {
     Ended,
     #[error("the room is full")]
     Full,
-    #[error("already in the room (from another tab or phone)")]
-    AlreadyIn,
     #[error("the host has turned you away")]
     Denied,
 }
@@ -126,8 +125,9 @@ pub enum Entry {
     Joined(Pid),
     /// In the waiting room.
     Waiting(Pid),
-    /// Back from a dropped connection, in the room again (or the waiting room, if that is
-    /// where they were): the shell swaps their old leg for the new one.
+    /// The same person again (back from a dropped connection, a reloaded page, another
+    /// device), in the room again (or the waiting room, if that is where they were): the
+    /// shell swaps their old leg for the new one.
     Returned(Pid),
 }
 
@@ -276,13 +276,21 @@ impl Room {
             return Err(Refusal::Denied);
         }
         if let Some(p) = self.participants.iter_mut().find(|p| p.key == who.key) {
-            if p.presence != Presence::Away {
-                return Err(Refusal::AlreadyIn);
-            }
+            // The same person again: back from a dropped connection, or from a reloaded page
+            // or another device before the old connection was noticed gone. The newest
+            // connection takes the place (the shell closes the old leg).
+            let id = p.id;
+            let present = match p.presence {
+                Presence::Away => p.was_present,
+                Presence::Present => {
+                    self.out.push_back(Output::Unjoin(id));
+                    true
+                }
+                Presence::Waiting => false,
+            };
             p.back_by = None;
             p.channel = who.channel;
-            let id = p.id;
-            if p.was_present {
+            if present {
                 p.presence = Presence::Present;
                 self.out.push_back(Output::Join(id));
                 if p.muted {

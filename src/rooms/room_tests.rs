@@ -106,18 +106,28 @@ fn the_limit_counts_everyone_who_holds_a_place() {
 }
 
 #[test]
-fn the_same_person_twice_is_refused() {
+fn the_same_person_again_takes_their_own_place_on_the_new_connection() {
     let (mut room, _) = hosted(Policy::default());
     assert_eq!(
         room.knock(knock("user:dr-a", Role::Clinician)),
-        Err(Refusal::AlreadyIn)
+        Ok(Entry::Returned(1)),
+        "a reloaded page before the old connection was noticed gone"
     );
+    assert_eq!(
+        outputs(&mut room),
+        [Output::Unjoin(1), Output::Join(1)],
+        "the old leg leaves the audio, the new one joins"
+    );
+    assert_eq!(room.host(), Some(1), "still the host");
     room.knock(knock("invite:p", Role::Patient)).unwrap();
     assert_eq!(
         room.knock(knock("invite:p", Role::Patient)),
-        Err(Refusal::AlreadyIn),
-        "a second tab waits for nothing"
+        Ok(Entry::Returned(2)),
+        "still waiting, on the new connection"
     );
+    assert_eq!(outputs(&mut room), []);
+    assert_eq!(presence(&room, 2), Some(Presence::Waiting));
+    assert_eq!(room.participants().len(), 2, "one place per person");
 }
 
 #[test]

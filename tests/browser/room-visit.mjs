@@ -1,7 +1,8 @@
 // Headless Chromium (Debian's) as a clinician hosting a telehealth visit: signs in, opens
 // /room/ROOM, joins (the first clinician hosts), waits until the patient PATIENT is in the
 // waiting room, lets them in, hears them (the remote track's audio energy grows), mutes and
-// unmutes them, and ends the visit for everyone. Its fake microphone plays MIC_WAV (which the
+// unmutes them, reloads the page (and is back, still hosting), and ends the visit for
+// everyone. Its fake microphone plays MIC_WAV (which the
 // patient then hears). Screenshots of each step go to OUT_DIR; a summary goes to stdout as
 // JSON.
 //
@@ -50,11 +51,18 @@ try {
   await page.click(`button[aria-label="Unmute: ${patient}"]`);
   await page.waitForSelector(`button[aria-label="Mute: ${patient}"]`, { timeout: 30000 });
 
+  // A reload keeps the visit: the page joins again by itself, still the host.
+  await page.reload();
+  await status(page, 'You are hosting');
+  await page.waitForSelector(`button[aria-label="Mute: ${patient}"]`, { timeout: 30000 });
+  summary.after_reload = await page.textContent('#status');
+  await page.screenshot({ path: `${out}/5-after-reload.png` });
+
   await page.click('#end');
   await status(page, 'You ended the visit.');
   summary.ended = await page.textContent('#status');
   summary.join_shown = await page.isVisible('#join');
-  await page.screenshot({ path: `${out}/5-ended.png` });
+  await page.screenshot({ path: `${out}/6-ended.png` });
 } finally {
   await browser.close();
 }
