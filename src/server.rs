@@ -363,6 +363,7 @@ impl Server {
             services.clone(),
             records.rooms.clone(),
             Duration::from_secs(config.rooms.rejoin_grace_secs.into()),
+            Some(records.auth.clone()),
         ));
         app = app.merge(crate::api::rooms::router(
             records.clone(),

@@ -509,7 +509,8 @@ fn a_full_room_refuses_politely() {
 /// entering by her link) appears as waiting with "Let in"; let in, the clinician hears her
 /// (1000 Hz) and she hears the clinician's microphone (440 Hz); muted and unmuted from the
 /// page; a reload brings her back into the visit, still hosting; "End the visit for
-/// everyone" ends it and the patient is out. Screenshots in
+/// everyone" ends it and the patient is out; the patient's summary showed during the visit,
+/// and the notes written after it are saved (both audited). Screenshots in
 /// target/browser-screenshots/room-visit/.
 #[test]
 fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
@@ -520,10 +521,13 @@ fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
     let server = TestServer::start();
     add_user(&server, "dr-a", "clinician");
     let dr = server.user_token("dr-a-api", "clinician");
+    let bundle = support::fixtures::fhir_bundles()[0].clone();
+    server.cli_ok(&["patient", "import", &bundle.display().to_string()]);
+    let patient_id = bundle_patient_id(&bundle);
     let room = book(
         &server,
         &dr,
-        json!({"title": "Check-in", "patient_id": "pat-7", "invitees": [{"label": "Ann Lee", "role": "patient"}]}),
+        json!({"title": "Check-in", "patient_id": patient_id, "invitees": [{"label": "Ann Lee", "role": "patient"}]}),
     );
     // The booking is dr-a-api's; dr-a enters as a clinician and hosts.
     let id = room["id"].as_str().unwrap().to_string();
@@ -592,6 +596,16 @@ fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
             "the reloaded page is back in the visit: {summary}"
         );
         assert_eq!(summary["ended"], "You ended the visit.", "{summary}");
+        assert!(
+            summary["patient_name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty()),
+            "the patient's summary shows in the visit: {summary}"
+        );
+        assert_eq!(
+            summary["notes"], "Notes saved to the contact history.",
+            "{summary}"
+        );
         assert_eq!(summary["join_shown"], true, "{summary}");
         patient
     });
@@ -605,6 +619,14 @@ fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
     assert_eq!(patient.state(&server).status, 404);
     let booked = api(&server, "GET", &format!("/api/v1/rooms/{id}"), &dr, None).json();
     assert_eq!(booked["end_reason"], "host", "{booked}");
+    let auditor = server.user_token("audit-1", "auditor");
+    let path = format!("/api/v1/audit?patient={patient_id}&user=dr-a");
+    let trail = api(&server, "GET", &path, &auditor, None);
+    assert!(
+        trail.body.contains("patient.read") && trail.body.contains("contact.write"),
+        "the summary's read and the notes are audited: {}",
+        trail.body
+    );
 }
 
 /// A patient whose page reloads (a new connection, the old one not yet noticed gone) comes
@@ -654,5 +676,102 @@ fn a_reloaded_page_takes_its_own_place_in_the_visit_without_a_second_wait() {
     assert_eq!(
         server.metric("careline_rooms_total{event=\"rejoined\"}"),
         1.0
+    );
+}
+
+/// The id of the patient in FHIR bundle `path`.
+fn bundle_patient_id(path: &std::path::Path) -> String {
+    let b: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .and_then(|e| e["resource"]["id"].as_str())
+        .expect("a Patient")
+        .to_string()
+}
+
+/// The visit's patient opens to the clinician because she is in the visit with them (not
+/// before she enters, never to a clinician who is not in it), each read audited; she writes
+/// the visit's notes into the contact history (channel telehealth), also just after leaving
+/// (the wrap-up time); only a clinician in the visit is told which patient it is about.
+#[test]
+fn the_clinician_in_the_visit_sees_the_patient_and_writes_the_notes() {
+    let server = TestServer::start();
+    let bundle = support::fixtures::fhir_bundles()[0].clone();
+    server.cli_ok(&["patient", "import", &bundle.display().to_string()]);
+    let patient_id = bundle_patient_id(&bundle);
+    let dr = server.user_token("dr-a", "clinician");
+    let colleague = server.user_token("dr-b", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Post-discharge check", "patient_id": patient_id,
+               "invitees": [{"label": "Patient", "role": "patient"}]}),
+    );
+    let id = room["id"].as_str().unwrap();
+    let summary = format!("/api/v1/patients/{patient_id}/summary");
+    assert_eq!(
+        api(&server, "GET", &summary, &dr, None).status,
+        403,
+        "not before she is in the visit"
+    );
+
+    let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
+    let me = clinician.state(&server).json();
+    assert_eq!(me["patient_id"], patient_id.as_str(), "{me}");
+    assert_eq!(me["title"], "Post-discharge check", "{me}");
+    let r = api(&server, "GET", &summary, &dr, None);
+    assert_eq!(r.status, 200, "in the visit: {}", r.body);
+    assert!(r.json()["demographics"]["name"].is_string(), "{}", r.body);
+    assert_eq!(
+        api(&server, "GET", &summary, &colleague, None).status,
+        403,
+        "a clinician who is not in the visit"
+    );
+    let patient = Person::enter(&server, &link(&room, "Patient"), None);
+    let theirs = patient.state(&server).json();
+    assert!(theirs.get("patient_id").is_none(), "{theirs}");
+
+    let contacts = format!("/api/v1/patients/{patient_id}/contacts");
+    let note = |text: &str| {
+        api(
+            &server,
+            "POST",
+            &contacts,
+            &dr,
+            Some(json!({"channel": "telehealth", "reason": "Post-discharge check", "notes": text})),
+        )
+    };
+    let r = note("Feeling better; no chest pain.");
+    assert_eq!(r.status, 201, "{}", r.body);
+    // She leaves: the wrap-up time still lets her finish the notes.
+    let r = request(server.http, "DELETE", &clinician.session, &[], None);
+    assert_eq!(r.status, 204);
+    let r = note("Follow-up in two weeks.");
+    assert_eq!(r.status, 201, "in the wrap-up time: {}", r.body);
+    let history = api(&server, "GET", &contacts, &dr, None);
+    assert_eq!(history.status, 200, "{}", history.body);
+    let telehealth = history.json()["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["channel"] == "telehealth")
+        .count();
+    assert_eq!(telehealth, 2, "{}", history.body);
+
+    let auditor = server.user_token("audit-1", "auditor");
+    let trail = api(
+        &server,
+        "GET",
+        &format!("/api/v1/audit?patient={patient_id}&user=dr-a"),
+        &auditor,
+        None,
+    );
+    assert!(
+        trail.body.contains("patient.read") && trail.body.contains("room.join"),
+        "{}",
+        trail.body
     );
 }

@@ -6,6 +6,8 @@
 // waited longest (POST /api/v1/queues/NAME/answer). Hold, Mute and Hang up act on the session
 // the answer returned. The user signs in through Careline's own sign-in page (a session
 // cookie); nothing here holds patient data until a call's screen-pop.
+import { showSummary } from '/patient-summary.js';
+
 const $ = (id) => document.getElementById(id);
 const say = (text) => { $('status').textContent = text; };
 let pc = null;
@@ -129,29 +131,7 @@ async function showCaller(callId) {
     return;
   }
   const { patient_id: id } = await link.json();
-  const r = await fetch(`/api/v1/patients/${encodeURIComponent(id)}/summary`);
-  if (r.status !== 200) return;
-  const p = await r.json();
-  const d = p.demographics;
-  $('patient-name').textContent = d.name;
-  $('patient-facts').textContent = [
-    d.birth_date && `born ${d.birth_date}`, d.mrn && `MRN ${d.mrn}`,
-    d.preferred_language && `speaks ${d.preferred_language}`,
-  ].filter(Boolean).join(' · ');
-  $('patient-alerts').replaceChildren(...p.alerts.map((a) => {
-    const li = document.createElement('li');
-    li.textContent = `${a.severity}: ${a.message}`;
-    return li;
-  }));
-  const lists = [['Allergies', p.allergies], ['Medications', p.medications], ['Conditions', p.conditions],
-    ['Appointments', p.upcoming_appointments]];
-  $('patient-lists').replaceChildren(...lists.flatMap(([title, items]) => {
-    const dt = document.createElement('dt');
-    dt.textContent = title;
-    const dd = document.createElement('dd');
-    dd.textContent = items.length ? items.map((i) => i.display).join(', ') : 'none recorded';
-    return [dt, dd];
-  }));
+  if (!(await showSummary(id))) return;
   box.hidden = false;
 }
 

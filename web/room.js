@@ -7,6 +7,12 @@
 // A reload does not lose the visit: this tab remembers it was in this room
 // (sessionStorage) and the reloaded page joins again at once, which Careline answers with
 // the same place in the room (no second wait in the waiting room).
+//
+// A clinician in a visit about a patient sees the patient's summary (it opens because they
+// are in the visit with them; each read is audited) and writes the visit's notes into the
+// patient's contact history (channel telehealth), during the visit or just after it.
+import { showSummary } from '/patient-summary.js';
+
 const $ = (id) => document.getElementById(id);
 const say = (text) => { $('status').textContent = text; };
 const room = location.pathname.split('/').filter(Boolean)[1] || '';
@@ -15,6 +21,8 @@ let pc = null;
 let session = null;
 let timer = null;
 let wasIn = false;
+// The visit's patient and title, once a clinician is in (for the summary and the notes).
+let visit = null;
 const SAVED = 'careline.room';
 // Set while the page unloads (a reload): the place is kept for the reloaded page.
 let leaving = false;
@@ -73,6 +81,11 @@ async function refresh() {
     say(me.host ? 'You are hosting this visit.' : (me.muted ? 'You are in the visit (muted by the host).' : 'You are in the visit.'));
   }
   $('end').hidden = !me.host;
+  if (me.patient_id && !visit) {
+    visit = { patient: me.patient_id, title: me.title, started: Date.now() };
+    $('patient').hidden = !(await showSummary(me.patient_id));
+    $('notes').hidden = false;
+  }
   $('people').hidden = false;
   const list = $('participants');
   list.replaceChildren(...me.participants.map((p) => person(p, me)));
@@ -117,6 +130,23 @@ function finish(text) {
   say(text);
 }
 
+// The notes go into the patient's contact history; after the visit, within the wrap-up
+// time, too.
+$('save-notes').addEventListener('click', async () => {
+  if (!visit) return;
+  const notes = $('notes-text').value.trim();
+  if (!notes) return;
+  const r = await fetch(`/api/v1/patients/${encodeURIComponent(visit.patient)}/contacts`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      channel: 'telehealth', reason: visit.title, notes,
+      duration_secs: Math.round((Date.now() - visit.started) / 1000),
+    }),
+  }).catch(() => null);
+  $('notes-state').textContent = r && r.status === 201 ? 'Notes saved to the contact history.'
+    : 'The notes could not be saved.';
+});
 $('signin').href = `/login?next=/room/${room}`;
 $('join').addEventListener('click', join);
 if (sessionStorage.getItem(SAVED) === room) join();

@@ -696,7 +696,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "get",
         path: "/api/v1/rooms/{id}/sessions/{session}",
         action: None,
-        summary: "Where a participant stands (their session URL from join is the credential): {participant, presence (waiting, present, away), muted, host (whether they host), host_participant, participants: [{id, label, role, channel, presence, muted}]}. 404 once they left, were taken out or the visit ended.",
+        summary: "Where a participant stands (their session URL from join is the credential): {participant, presence (waiting, present, away), muted, host (whether they host), host_participant, participants: [{id, label, role, channel, presence, muted}]}; for a clinician in the visit also title and patient_id (whose summary then opens to them: being in the visit with the patient is what the permission table asks, as being on a call). 404 once they left, were taken out or the visit ended.",
         query: &[],
         body: None,
         ok: 200,

@@ -24,6 +24,8 @@ use crate::media::webrtc::WebRtcError;
 const AGENT_HTML: &str = include_str!("../../web/agent.html");
 const AGENT_JS: &str = include_str!("../../web/agent.js");
 const AGENT_CSS: &str = include_str!("../../web/agent.css");
+/// The patient summary's rendering, shared by the agent console and the visit page.
+const SUMMARY_JS: &str = include_str!("../../web/patient-summary.js");
 
 pub(crate) fn router(state: WhipApi) -> Router {
     Router::new()
@@ -40,6 +42,10 @@ pub(crate) fn router(state: WhipApi) -> Router {
         .route(
             "/agent.css",
             get(|| page("text/css; charset=utf-8", AGENT_CSS)),
+        )
+        .route(
+            "/patient-summary.js",
+            get(|| page("text/javascript; charset=utf-8", SUMMARY_JS)),
         )
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(super::v1::body_limit))

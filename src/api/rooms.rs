@@ -30,7 +30,7 @@ use crate::auth::{Action, Role as UserRole};
 use crate::config::RoomsConfig;
 use crate::media::webrtc::WebRtcError;
 use crate::rooms::link::LinkSigner;
-use crate::rooms::room::{Channel, HostLeaves, Knock, Pid, Refusal, Role};
+use crate::rooms::room::{Channel, HostLeaves, Knock, Pid, Presence, Refusal, Role};
 use crate::rooms::service::{Control, EnterError, Rooms};
 use crate::rooms::store::{Invitee, RoomRecord};
 
@@ -602,15 +602,22 @@ async fn session(
         .iter()
         .find(|p| p.id == pid)
         .ok_or_else(|| ApiError::not_found("you are no longer in this room"))?;
-    Ok(axum::Json(json!({
+    let mut out = json!({
         "participant": pid,
         "presence": me.presence,
         "muted": me.muted,
         "host": view.host == Some(pid),
         "participants": view.participants,
         "host_participant": view.host,
-    }))
-    .into_response())
+    });
+    // A clinician in the visit is told which patient it is about (the summary itself is
+    // behind the permission table: it opens because they are in the visit, and is audited).
+    if me.role == Role::Clinician && me.presence == Presence::Present {
+        let room = s.booked(&id).await?;
+        out["title"] = json!(room.title);
+        out["patient_id"] = json!(room.patient);
+    }
+    Ok(axum::Json(out).into_response())
 }
 
 /// `DELETE /api/v1/rooms/{id}/sessions/{session}`: the participant leaves.

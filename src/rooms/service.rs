@@ -4,7 +4,10 @@
 //! with every other leg: a room adds no thread and no timer per participant.
 //!
 //! A room is live from its first participant until it ends; its booking (the store) outlives
-//! it. A participant's session id (128 random bits, the `Location` the join answered) is the
+//! it. A room about a patient links each clinician in it to the patient as a call does
+//! ([`crate::auth::Auth::set_active_contact`], contact id `room:<room>:<user>`): the summary
+//! opens to them because they are in the visit with that patient (every read audited), and
+//! once they are out the link goes into wrap-up, long enough to write the visit's notes. A participant's session id (128 random bits, the `Location` the join answered) is the
 //! capability for their own leg: leaving, and asking where they stand.
 
 use std::collections::HashMap;
@@ -17,8 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::room::{Entry, Gone, Knock, Output, Participant, Pid, Presence, Refusal, Room};
+use super::room::{Entry, Gone, Knock, Output, Participant, Pid, Presence, Refusal, Role, Room};
 use super::store::{RoomRecord, RoomStore};
+use crate::auth::Auth;
 use crate::call::CallServices;
 use crate::media::engine::{LegHandle, LegIds};
 use crate::media::leg::{LegCommand, LegEvent};
@@ -81,6 +85,8 @@ enum Command {
 /// Live rooms and the participants' sessions.
 pub struct Rooms {
     svc: Arc<CallServices>,
+    /// Links clinicians in a visit to its patient; None in tools without a database.
+    auth: Option<Arc<Auth>>,
     store: RoomStore,
     rejoin_grace: Duration,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
@@ -95,9 +101,15 @@ impl std::fmt::Debug for Rooms {
 }
 
 impl Rooms {
-    pub fn new(svc: Arc<CallServices>, store: RoomStore, rejoin_grace: Duration) -> Rooms {
+    pub fn new(
+        svc: Arc<CallServices>,
+        store: RoomStore,
+        rejoin_grace: Duration,
+        auth: Option<Arc<Auth>>,
+    ) -> Rooms {
         Rooms {
             svc,
+            auth,
             store,
             rejoin_grace,
             live: Mutex::new(HashMap::new()),
@@ -231,6 +243,8 @@ impl Rooms {
             svc: self.svc.clone(),
             store: self.store.clone(),
             sessions: self.sessions.clone(),
+            auth: self.auth.clone().zip(room.patient.clone()),
+            linked: HashMap::new(),
         };
         self.svc.metrics.room("opened");
         let span = info_span!("room", room = %room.id);
@@ -250,7 +264,14 @@ struct RoomTask {
     svc: Arc<CallServices>,
     store: RoomStore,
     sessions: Arc<Mutex<HashMap<String, (String, Pid)>>>,
+    /// The patient the visit is about, and what links clinicians to them.
+    auth: Option<(Arc<Auth>, String)>,
+    /// Clinicians linked to the patient: participant to contact id.
+    linked: HashMap<Pid, String>,
 }
+
+/// Who links clinicians in a visit to its patient, in the audit trail.
+const LINKER: &str = "system:rooms";
 
 /// Waiting-room music: as much as a long wait needs, stopped when the host lets them in.
 const WAITING_MUSIC: usize = 60;
@@ -404,7 +425,10 @@ impl RoomTask {
     async fn outputs(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                Output::Join(pid) => self.join(pid).await,
+                Output::Join(pid) => {
+                    self.join(pid).await;
+                    self.link_patient(pid).await;
+                }
                 Output::Unjoin(pid) => {
                     self.joined.retain(|p| *p != pid);
                     if let Some(leg) = self.legs.get(&pid) {
@@ -424,6 +448,7 @@ impl RoomTask {
                     if let Some(leg) = self.legs.remove(&pid) {
                         leg.close().await;
                     }
+                    self.unlink_patient(pid).await;
                     info!(participant = pid, why = ?why, "a participant is out");
                     if why == Gone::Lost {
                         self.svc.metrics.room("lost");
@@ -463,6 +488,45 @@ impl RoomTask {
         self.legs.insert(pid, leg);
         if !self.joined.contains(&pid) {
             self.joined.push(pid);
+        }
+    }
+}
+
+impl RoomTask {
+    /// A clinician in the visit is linked to its patient (once per stay).
+    async fn link_patient(&mut self, pid: Pid) {
+        let Some((auth, patient)) = &self.auth else {
+            return;
+        };
+        let Some(user) = self.core.participant(pid).and_then(|p| {
+            (p.role == Role::Clinician)
+                .then(|| p.key.strip_prefix("user:"))
+                .flatten()
+        }) else {
+            return;
+        };
+        if self.linked.contains_key(&pid) {
+            return;
+        }
+        let contact = format!("room:{}:{user}", self.id);
+        match auth
+            .set_active_contact(&contact, patient, user, LINKER)
+            .await
+        {
+            Ok(()) => {
+                self.linked.insert(pid, contact);
+            }
+            Err(e) => warn!(error = %e, "could not link a clinician to the visit's patient"),
+        }
+    }
+
+    /// A clinician is out of the visit: their link goes into wrap-up.
+    async fn unlink_patient(&mut self, pid: Pid) {
+        let (Some((auth, _)), Some(contact)) = (&self.auth, self.linked.remove(&pid)) else {
+            return;
+        };
+        if let Err(e) = auth.end_call_contact(&contact, LINKER).await {
+            warn!(error = %e, "could not end a clinician's link to the visit's patient");
         }
     }
 }

@@ -1,8 +1,8 @@
 // Headless Chromium (Debian's) as a clinician hosting a telehealth visit: signs in, opens
 // /room/ROOM, joins (the first clinician hosts), waits until the patient PATIENT is in the
 // waiting room, lets them in, hears them (the remote track's audio energy grows), mutes and
-// unmutes them, reloads the page (and is back, still hosting), and ends the visit for
-// everyone. Its fake microphone plays MIC_WAV (which the
+// unmutes them, reloads the page (and is back, still hosting), ends the visit for everyone
+// and writes the visit's notes. The patient's summary shows while she is in the visit. Its fake microphone plays MIC_WAV (which the
 // patient then hears). Screenshots of each step go to OUT_DIR; a summary goes to stdout as
 // JSON.
 //
@@ -30,6 +30,9 @@ try {
   await page.click('#join');
   await status(page, 'You are hosting');
   summary.hosting = await page.textContent('#status');
+  // The visit's patient: their summary, opened because the clinician is in the visit.
+  await page.waitForSelector('#patient:not([hidden])', { timeout: 30000 });
+  summary.patient_name = await page.textContent('#patient-name');
   await page.screenshot({ path: `${out}/1-hosting.png` });
 
   const letIn = `button[aria-label="Let in: ${patient}"]`;
@@ -42,7 +45,7 @@ try {
   const before = await energy();
   await page.waitForTimeout(3000);
   summary.heard_energy = (await energy()) - before;
-  await page.screenshot({ path: `${out}/3-in-the-visit.png` });
+  await page.screenshot({ path: `${out}/3-in-the-visit.png`, fullPage: true });
 
   await page.click(`button[aria-label="Mute: ${patient}"]`);
   await page.waitForSelector(`button[aria-label="Unmute: ${patient}"]`, { timeout: 30000 });
@@ -60,6 +63,11 @@ try {
 
   await page.click('#end');
   await status(page, 'You ended the visit.');
+  // The notes, just after the visit (the wrap-up time).
+  await page.fill('#notes-text', 'Seen by video visit; doing well.');
+  await page.click('#save-notes');
+  await page.waitForFunction(() => document.getElementById('notes-state').textContent !== '');
+  summary.notes = await page.textContent('#notes-state');
   summary.ended = await page.textContent('#status');
   summary.join_shown = await page.isVisible('#join');
   await page.screenshot({ path: `${out}/6-ended.png` });
