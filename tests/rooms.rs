@@ -137,6 +137,15 @@ fn check(speaker: &Person, hz: f32, ears: &[(&Person, bool, &str)]) {
     }
 }
 
+/// Waits (30 s at most) until `cond` holds.
+fn wait_until(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn book(server: &TestServer, token: &str, body: Value) -> Value {
     let r = api(server, "POST", "/api/v1/rooms", token, Some(body));
     assert_eq!(r.status, 201, "{}", r.body);
@@ -249,6 +258,18 @@ fn a_clinician_sees_a_patient_with_an_interpreter_each_hearing_the_other_two() {
                 "the interpreter does not hear themselves",
             ),
         ],
+    );
+
+    // The talker indicator: the interpreter talking shows to the host; quiet, it goes.
+    let talking = || -> Vec<u64> {
+        let me = clinician.state(&server).json();
+        serde_json::from_value(me["talking"].clone()).unwrap_or_default()
+    };
+    interpreter.peer.speak(tone(INTERPRETER_HZ, 1500));
+    wait_until(|| talking() == [ipid], "the interpreter shows as talking");
+    wait_until(
+        || talking().is_empty(),
+        "quiet again, nobody shows as talking",
     );
 
     // Muted by the host, the interpreter is heard by nobody and still hears.
@@ -580,7 +601,7 @@ fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
             "{summary}"
         );
         assert_eq!(
-            summary["in_row"], "Ann Lee (patient, browser): in the visit",
+            summary["in_row"], "Ann Lee (patient, browser): talking",
             "{summary}"
         );
         assert_eq!(

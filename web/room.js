@@ -93,7 +93,10 @@ async function refresh() {
 
 function person(p, me) {
   const li = document.createElement('li');
-  const what = p.presence === 'waiting' ? 'waiting' : (p.presence === 'away' ? 'reconnecting' : (p.muted ? 'muted' : 'in the visit'));
+  const talking = (me.talking || []).includes(p.id);
+  const what = p.presence === 'waiting' ? 'waiting' : (p.presence === 'away' ? 'reconnecting'
+    : (p.muted ? 'muted' : (talking ? 'talking' : 'in the visit')));
+  if (talking) li.className = 'talking';
   const role = p.id === me.host_participant ? 'host' : p.role;
   const who = document.createElement('span');
   who.className = 'who';

@@ -609,6 +609,7 @@ async fn session(
         "host": view.host == Some(pid),
         "participants": view.participants,
         "host_participant": view.host,
+        "talking": view.talking,
     });
     // A clinician in the visit is told which patient it is about (the summary itself is
     // behind the permission table: it opens because they are in the visit, and is audited).

@@ -214,6 +214,8 @@ impl Shell {
                     Some(LegEvent::Amd(event)) => {
                         super::dial::call_progress(event, &self.svc.metrics)
                     }
+                    // A call in conference (a barge-in, a consultation) shows no talkers.
+                    Some(LegEvent::Talking(_)) => None,
                     None => Some(Input::Hangup("error")),
                 },
                 event = super::answer::agent_event(&mut self.agent) => {

@@ -96,6 +96,13 @@ impl Conference {
         self.members.is_empty()
     }
 
+    /// Who started or stopped talking in the last [`Conference::mix`]: (member, talking).
+    pub fn poll_talking(&mut self) -> Option<(u64, bool)> {
+        match self.mixer.poll_event()? {
+            super::mixer::Event::Talking(id, talking) => Some((id, talking)),
+        }
+    }
+
     /// What member `id`'s leg received this tick, as its relay gave it (µ-law).
     pub fn push(&mut self, id: u64, payload: &[u8]) {
         self.pcm.clear();
@@ -108,8 +115,6 @@ impl Conference {
     /// silence.
     pub fn mix(&mut self, mut deliver: impl FnMut(u64, &[u8])) {
         self.mixer.mix();
-        // Who talks is not used yet (a room's talker indicator will be): not kept.
-        while self.mixer.poll_event().is_some() {}
         for m in &mut self.members {
             let Some(mix) = self.mixer.output(m.id) else {
                 continue;
@@ -210,6 +215,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A member who talks is told as talking once, and as quiet once they stop; a silent
+    /// member never is.
+    #[test]
+    fn talkers_are_told_when_they_start_and_stop() {
+        let mut c = Conference::new(1);
+        for id in 1..=2 {
+            c.add(id, Codec::Pcmu, 20).unwrap();
+        }
+        let mut loud = Vec::new();
+        let mut quiet = Vec::new();
+        let mut events = Vec::new();
+        for n in 0..60 {
+            loud.clear();
+            quiet.clear();
+            let talking = n < 20;
+            let pcm = if talking {
+                tone(1000.0, n)
+            } else {
+                vec![0; FRAME]
+            };
+            Law::Mu.encode(&pcm, &mut loud);
+            Law::Mu.encode(&[0; FRAME], &mut quiet);
+            c.push(1, &loud);
+            c.push(2, &quiet);
+            c.mix(|_, _| {});
+            while let Some(e) = c.poll_talking() {
+                events.push((n, e));
+            }
+        }
+        let told: Vec<(u64, bool)> = events.iter().map(|(_, e)| *e).collect();
+        assert_eq!(told, [(1, true), (1, false)], "{events:?}");
+        assert!(events[0].0 < 5, "told soon after they start: {events:?}");
+        assert!(
+            events[1].0 >= 20,
+            "told quiet only after they stop: {events:?}"
+        );
     }
 
     /// A member who leaves is heard by nobody and hears nothing more; one added again gets

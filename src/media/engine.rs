@@ -567,6 +567,12 @@ fn run_worker(rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<Metrics>) {
                 m.payload.extend_from_slice(payload);
                 m.full = true;
             });
+            // Who talks, told to the talker's own leg (a room shows it).
+            while let Some((id, talking)) = room.poll_talking() {
+                if let Some(slot) = slots.iter().find(|s| s.id == id) {
+                    let _ = slot.events.send(LegEvent::Talking(talking));
+                }
+            }
         }
         metrics.rtp_packets_sent.inc_by(sent);
         metrics.rtp_packets_received.inc_by(received);

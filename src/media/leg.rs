@@ -73,6 +73,10 @@ pub enum LegEvent {
     /// Answering-machine detection (after [`LegCommand::Screen`]) found who answered, or
     /// that a machine's greeting is over.
     Amd(AmdEvent),
+    /// In a conference, this leg's audio started (true) or stopped (false) being speech
+    /// loud enough to count as talking (a room's talker indicator; see
+    /// [`super::mixer`]).
+    Talking(bool),
 }
 
 pub enum LegCommand {

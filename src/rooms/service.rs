@@ -10,7 +10,7 @@
 //! once they are out the link goes into wrap-up, long enough to write the visit's notes. A participant's session id (128 random bits, the `Location` the join answered) is the
 //! capability for their own leg: leaving, and asking where they stand.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,8 @@ pub struct Entered {
 pub struct RoomView {
     pub host: Option<Pid>,
     pub participants: Vec<Participant>,
+    /// Who is talking now (the talker indicator), in the room's audio.
+    pub talking: Vec<Pid>,
     /// Over (the room task is gone or ending).
     pub ended: bool,
 }
@@ -245,6 +247,7 @@ impl Rooms {
             sessions: self.sessions.clone(),
             auth: self.auth.clone().zip(room.patient.clone()),
             linked: HashMap::new(),
+            talking: HashSet::new(),
         };
         self.svc.metrics.room("opened");
         let span = info_span!("room", room = %room.id);
@@ -268,6 +271,8 @@ struct RoomTask {
     auth: Option<(Arc<Auth>, String)>,
     /// Clinicians linked to the patient: participant to contact id.
     linked: HashMap<Pid, String>,
+    /// Who talks now, as the conference tells each talker's leg.
+    talking: HashSet<Pid>,
 }
 
 /// Who links clinicians in a visit to its patient, in the audit trail.
@@ -290,6 +295,13 @@ impl RoomTask {
                     None => self.core.end(),
                 },
                 (pid, event) = next_event(&mut self.legs) => {
+                    if let Some(LegEvent::Talking(on)) = event {
+                        if on {
+                            self.talking.insert(pid);
+                        } else {
+                            self.talking.remove(&pid);
+                        }
+                    }
                     if matches!(event, None | Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout)) {
                         self.core.connection_lost(Instant::now(), pid);
                         // A dead leg does not come back: the participant comes back on a
@@ -321,6 +333,7 @@ impl RoomTask {
                     let _ = reply.send(RoomView {
                         host: None,
                         participants: Vec::new(),
+                        talking: Vec::new(),
                         ended: true,
                     });
                 }
@@ -396,9 +409,12 @@ impl RoomTask {
                 let _ = reply.send(done);
             }
             Command::View(reply) => {
+                let mut talking: Vec<Pid> = self.talking.iter().copied().collect();
+                talking.sort_unstable();
                 let _ = reply.send(RoomView {
                     host: self.core.host(),
                     participants: self.core.participants().to_vec(),
+                    talking,
                     ended: self.core.ended().is_some(),
                 });
             }
@@ -431,6 +447,7 @@ impl RoomTask {
                 }
                 Output::Unjoin(pid) => {
                     self.joined.retain(|p| *p != pid);
+                    self.talking.remove(&pid);
                     if let Some(leg) = self.legs.get(&pid) {
                         leg.unbridge();
                     }
@@ -442,6 +459,7 @@ impl RoomTask {
                 }
                 Output::Remove(pid, why) => {
                     self.joined.retain(|p| *p != pid);
+                    self.talking.remove(&pid);
                     if let Some(resource) = self.resources.remove(&pid) {
                         self.sessions_remove(&resource);
                     }

@@ -41,6 +41,8 @@ try {
   await page.screenshot({ path: `${out}/2-patient-waiting.png` });
   await page.click(letIn);
   await page.waitForSelector(`button[aria-label="Mute: ${patient}"]`, { timeout: 30000 });
+  // She talks the whole time: the talker indicator shows it.
+  await page.waitForSelector('#participants li.talking', { timeout: 30000 });
   summary.in_row = (await row(page).textContent()).trim();
   const before = await energy();
   await page.waitForTimeout(3000);
