@@ -53,8 +53,10 @@ pub struct Metrics {
     /// Supervisors listening in, by event: `listen` (joined), `barge` (spoke into the call).
     pub monitoring: Family<Labels, Counter>,
     /// Telehealth rooms, by event: `opened` (live for its first participant), `joined` (one
-    /// entered the room's audio), `waiting` (one knocked at the waiting room), `refused`
-    /// (full, over, turned away, a bad link), `rejoined`, `ended`.
+    /// entered at once, a clinician or without a waiting room), `waiting` (one knocked at the
+    /// waiting room), `admitted` (let in from it), `refused` (full, over, turned away),
+    /// `rejoined`, `lost`, `recording`, `ended`, `link_refused` (a forged, expired or
+    /// withdrawn invitation link).
     pub rooms: Family<Labels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
@@ -249,7 +251,7 @@ impl Metrics {
         );
         registry.register(
             "rooms",
-            "Telehealth rooms, by event (opened, waiting, joined, rejoined, refused, ended)",
+            "Telehealth rooms, by event (opened, joined, waiting, admitted, rejoined, refused, lost, recording, ended, link_refused)",
             m.rooms.clone(),
         );
         registry.register(

@@ -532,6 +532,12 @@ const MATRIX: &[Row] = &[
     },
     Row {
         method: "POST",
+        path: "/api/v1/rooms/{id}/recording/{action}",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "POST",
         path: "/api/v1/rooms/{id}/end",
         off_call: [D, D, A, D, D, A],
         on_call: [D, D, A, D, D, A],
@@ -823,7 +829,14 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                         .replace("{id}", "00000000000000ff")
                         .replace("{invitee}", "00000000000000ff")
                         .replace("{pid}", "1")
-                        .replace("{action}", "admit")
+                        .replace(
+                            "{action}",
+                            if row.path.contains("/recording/") {
+                                "start"
+                            } else {
+                                "admit"
+                            },
+                        )
                 } else if row.path.starts_with("/api/v1/queues/") {
                     row.path.replace("{name}", "nurses")
                 } else if row.path.ends_with("/recording/{action}") {

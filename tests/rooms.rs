@@ -616,6 +616,11 @@ fn a_clinician_hosts_a_visit_from_the_room_page_in_chromium() {
             summary["after_reload"], "You are hosting this visit.",
             "the reloaded page is back in the visit: {summary}"
         );
+        assert_eq!(
+            summary["recording"], "This visit is being recorded.",
+            "{summary}"
+        );
+        assert_eq!(summary["record_button"], "Stop recording", "{summary}");
         assert_eq!(summary["ended"], "You ended the visit.", "{summary}");
         assert!(
             summary["patient_name"]
@@ -795,4 +800,115 @@ fn the_clinician_in_the_visit_sees_the_patient_and_writes_the_notes() {
         "{}",
         trail.body
     );
+}
+
+/// The host records the visit: the recording follows the patient (left: the patient, right:
+/// everyone else as she hears them), everyone in the room is shown it is recorded, it is
+/// linked to the visit's patient, and only the host starts and stops it.
+#[test]
+fn the_host_records_the_visit_with_the_patient_on_the_left() {
+    let server = TestServer::start_with(support::server::Options {
+        toml: "[recording]\nformat = \"wav\"\nflush_secs = 1\n".into(),
+        ..Default::default()
+    });
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "patient_id": "pat-9", "invitees": [{"label": "Ann", "role": "patient"}]}),
+    );
+    let id = room["id"].as_str().unwrap();
+    let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
+    let patient = Person::enter(&server, &link(&room, "Ann"), None);
+    let pid = patient.pid(&server);
+    let admit = format!("/api/v1/rooms/{id}/participants/{pid}/admit");
+    assert_eq!(api(&server, "POST", &admit, &dr, None).status, 204);
+    assert_eq!(patient.state(&server).json()["recording"], false);
+
+    let other = server.user_token("dr-b", "clinician");
+    let start = format!("/api/v1/rooms/{id}/recording/start");
+    assert_eq!(
+        api(&server, "POST", &start, &other, None).status,
+        403,
+        "not the host"
+    );
+    let r = api(&server, "POST", &start, &dr, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["left"], "patient", "{}", r.body);
+    let rec = r.json()["recording"].as_str().unwrap().to_string();
+    assert_eq!(api(&server, "POST", &start, &dr, None).status, 409, "once");
+    assert_eq!(
+        patient.state(&server).json()["recording"],
+        true,
+        "the patient is told"
+    );
+    // The patient says 1000 Hz, the clinician 1400 Hz.
+    check(
+        &patient,
+        PATIENT_HZ,
+        &[(&clinician, true, "the clinician hears her")],
+    );
+    check(
+        &clinician,
+        CLINICIAN_HZ,
+        &[(&patient, true, "she hears the clinician")],
+    );
+    let stop = format!("/api/v1/rooms/{id}/recording/stop");
+    let r = api(&server, "POST", &stop, &dr, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["recording"], rec.as_str());
+    assert_eq!(
+        api(&server, "POST", &stop, &dr, None).status,
+        409,
+        "not recording"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let out = server.cli(&["recording", "list", "--json"]);
+        assert!(out.status.success());
+        let sealed = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["state"] == "sealed" && r["id"] == rec.as_str());
+        if let Some(row) = sealed {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sealed recording");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(row["call_id"], format!("room:{id}"), "{row}");
+    let wav = server.data_dir.path().join("visit.wav");
+    let out = server.cli(&["recording", "export", &rec, "-o", wav.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
+    let right: Vec<i16> = samples.chunks(2).map(|f| f[1]).collect();
+    let has = |pcm: &[i16], hz: f32| {
+        (0..pcm.len().saturating_sub(1600))
+            .step_by(400)
+            .any(|at| tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8)
+    };
+    assert!(has(&left, PATIENT_HZ), "the patient on the left");
+    assert!(!has(&left, CLINICIAN_HZ), "only the patient on the left");
+    assert!(has(&right, CLINICIAN_HZ), "the clinician on the right");
+    assert!(!has(&right, PATIENT_HZ), "not the patient on the right");
+
+    // Linked to the visit's patient: a supervisor finds it by patient.
+    let boss = server.user_token("sup-1", "supervisor");
+    let list = api(
+        &server,
+        "GET",
+        "/api/v1/recordings?patient=pat-9",
+        &boss,
+        None,
+    );
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains(&rec), "{}", list.body);
 }

@@ -81,6 +81,11 @@ async function refresh() {
     say(me.host ? 'You are hosting this visit.' : (me.muted ? 'You are in the visit (muted by the host).' : 'You are in the visit.'));
   }
   $('end').hidden = !me.host;
+  // Everyone is told the visit is recorded; the host starts and stops it.
+  $('recording').hidden = !me.recording;
+  $('record').hidden = !me.host;
+  $('record').textContent = me.recording ? 'Stop recording' : 'Record the visit';
+  $('record').dataset.recording = me.recording ? 'yes' : '';
   if (me.patient_id && !visit) {
     visit = { patient: me.patient_id, title: me.title, started: Date.now() };
     $('patient').hidden = !(await showSummary(me.patient_id));
@@ -129,6 +134,7 @@ function finish(text) {
   if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
   if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
   $('leave').hidden = true; $('end').hidden = true;
+  $('record').hidden = true; $('recording').hidden = true;
   $('join').hidden = false; $('join').disabled = false;
   say(text);
 }
@@ -149,6 +155,11 @@ $('save-notes').addEventListener('click', async () => {
   }).catch(() => null);
   $('notes-state').textContent = r && r.status === 201 ? 'Notes saved to the contact history.'
     : 'The notes could not be saved.';
+});
+$('record').addEventListener('click', async () => {
+  const action = $('record').dataset.recording ? 'stop' : 'start';
+  await fetch(`/api/v1/rooms/${room}/recording/${action}`, { method: 'POST' }).catch(() => {});
+  refresh();
 });
 $('signin').href = `/login?next=/room/${room}`;
 $('join').addEventListener('click', join);

@@ -696,7 +696,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "get",
         path: "/api/v1/rooms/{id}/sessions/{session}",
         action: None,
-        summary: "Where a participant stands (their session URL from join is the credential): {participant, presence (waiting, present, away), muted, host (whether they host), host_participant, participants: [{id, label, role, channel, presence, muted}], talking: [ids of those talking now]}; for a clinician in the visit also title and patient_id (whose summary then opens to them: being in the visit with the patient is what the permission table asks, as being on a call). 404 once they left, were taken out or the visit ended.",
+        summary: "Where a participant stands (their session URL from join is the credential): {participant, presence (waiting, present, away), muted, host (whether they host), host_participant, participants: [{id, label, role, channel, presence, muted}], talking: [ids of those talking now], recording (the visit is being recorded)}; for a clinician in the visit also title and patient_id (whose summary then opens to them: being in the visit with the patient is what the permission table asks, as being on a call). 404 once they left, were taken out or the visit ended.",
         query: &[],
         body: None,
         ok: 200,
@@ -727,6 +727,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         returns: "",
         media: JSON,
         also: &[409],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/rooms/{id}/recording/{action}",
+        action: Some(Action::RoomManage),
+        summary: "The room's host starts or stops recording the visit. The recording follows the patient's leg (left channel: the patient; right: everyone else, as the patient hears them), or the host's when no patient is in the room's audio; it is linked to the visit's patient (GET /api/v1/recordings?patient=) and ends when the recorded person leaves or the visit ends. Everyone in the room is shown that it is recorded. start: 201 {recording, left: patient|host}; stop: 200 {recording, left}. 403 for anyone but the host; 404 when nobody is in the room; 409 when recording already (start), not recording (stop) or nobody to record; 503 when recording is not available. Audited (recording.control, with the patient).",
+        query: &[],
+        body: None,
+        ok: 201,
+        returns: "Object",
+        media: JSON,
+        also: &[200, 409, 503],
     },
     RouteDoc {
         method: "post",
@@ -961,6 +973,9 @@ fn path_schema(path: &str, name: &str) -> Value {
         ("name", _) => json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"}),
         ("action", _) if path.starts_with("/api/v1/calls/whip") => {
             json!({"enum": ["hold", "resume", "mute", "unmute", "barge", "listen", "conference", "complete", "cancel"]})
+        }
+        ("action", _) if path.starts_with("/api/v1/rooms/{id}/recording") => {
+            json!({"enum": ["start", "stop"]})
         }
         ("action", _) if path.starts_with("/api/v1/rooms") => {
             json!({"enum": ["admit", "deny", "mute", "unmute", "remove", "host"]})

@@ -31,7 +31,7 @@ use crate::config::RoomsConfig;
 use crate::media::webrtc::WebRtcError;
 use crate::rooms::link::LinkSigner;
 use crate::rooms::room::{Channel, HostLeaves, Knock, Pid, Presence, Refusal, Role};
-use crate::rooms::service::{Control, EnterError, Rooms};
+use crate::rooms::service::{Control, EnterError, RecordError, Rooms};
 use crate::rooms::store::{Invitee, RoomRecord};
 
 #[derive(Clone)]
@@ -69,6 +69,7 @@ pub(crate) fn router(
             post(control),
         )
         .route("/api/v1/rooms/{id}/end", post(end))
+        .route("/api/v1/rooms/{id}/recording/{action}", post(record))
         .route(
             "/room/{id}",
             get(|| super::whip::page("text/html; charset=utf-8", ROOM_HTML)),
@@ -569,10 +570,88 @@ impl RoomsApi {
     }
 
     async fn rooms_refused(&self, event: Event) {
+        self.rooms.link_refused();
         if let Err(e) = self.api.audit.append(event).await {
             tracing::warn!(error = %e, "could not audit a refused room link");
         }
     }
+}
+
+impl RoomsApi {
+    /// Whether `caller` hosts the live room `id` now.
+    async fn hosting(&self, caller: &Caller, id: &str) -> bool {
+        let key = format!("user:{}", caller.name());
+        self.rooms.view(id).await.is_some_and(|v| {
+            v.host
+                .and_then(|h| v.participants.iter().find(|p| p.id == h))
+                .is_some_and(|p| p.key == key)
+        })
+    }
+}
+
+/// `POST /api/v1/rooms/{id}/recording/{action}`: the host starts or stops recording the
+/// visit. A recording follows the patient's leg (the patient on the left channel, everyone
+/// else as the patient hears them on the right), or the host's when no patient is in the
+/// room; it is linked to the visit's patient like a call's, and ends when the recorded person
+/// leaves or the visit ends. Everyone in the room is shown that it is recorded.
+async fn record(
+    State(s): State<RoomsApi>,
+    caller: Option<Caller>,
+    Path((id, act)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::RoomManage, None).await?;
+    let room = s.booked(&id).await?;
+    let on = match act.as_str() {
+        "start" => true,
+        "stop" => false,
+        _ => return Err(ApiError::not_found("no such action (start, stop)")),
+    };
+    if !s.hosting(&caller, &id).await {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only the room's host records the visit",
+        ));
+    }
+    let done = match s.rooms.record(&id, on).await {
+        Ok(r) => r,
+        Err(e) => {
+            let status = match e {
+                RecordError::NotLive => StatusCode::NOT_FOUND,
+                RecordError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::CONFLICT,
+            };
+            return Err(ApiError::new(status, e.to_string()));
+        }
+    };
+    if let (true, Some(patient)) = (on, &room.patient)
+        && let Err(e) = s
+            .api
+            .patients
+            .link_call(&format!("room:{id}"), patient, Some(&done.id))
+            .await
+    {
+        tracing::warn!(error = %e, "could not link the visit's recording to its patient");
+    }
+    let mut event = Event::new(caller.name(), action::RECORDING_CONTROL, "success").detail(
+        json!({"room": id, "recording": done.id, "action": if on { "start" } else { "stop" }}),
+    );
+    if let Some(p) = &room.patient {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    let left = if done.left == Role::Patient {
+        "patient"
+    } else {
+        "host"
+    };
+    let body = json!({"recording": done.id, "left": left});
+    let status = if on {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(body)).into_response())
 }
 
 /// The room and participant of a session URL, or 404.
@@ -610,6 +689,7 @@ async fn session(
         "participants": view.participants,
         "host_participant": view.host,
         "talking": view.talking,
+        "recording": view.recording,
     });
     // A clinician in the visit is told which patient it is about (the summary itself is
     // behind the permission table: it opens because they are in the visit, and is audited).

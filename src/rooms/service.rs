@@ -24,8 +24,10 @@ use super::room::{Entry, Gone, Knock, Output, Participant, Pid, Presence, Refusa
 use super::store::{RoomRecord, RoomStore};
 use crate::auth::Auth;
 use crate::call::CallServices;
+use crate::media::codec::Codec;
 use crate::media::engine::{LegHandle, LegIds};
 use crate::media::leg::{LegCommand, LegEvent};
+use crate::media::recorder::{LegRecording, Participants};
 use crate::media::webrtc::{WebRtcError, WebRtcTransport};
 
 /// Why a participant could not enter.
@@ -57,6 +59,8 @@ pub struct RoomView {
     pub participants: Vec<Participant>,
     /// Who is talking now (the talker indicator), in the room's audio.
     pub talking: Vec<Pid>,
+    /// The visit is being recorded (everyone in it is told).
+    pub recording: bool,
     /// Over (the room task is gone or ending).
     pub ended: bool,
 }
@@ -73,13 +77,39 @@ pub enum Control {
     End,
 }
 
+/// Why a room's recording could not start or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("nobody is in the room's audio to record")]
+    NobodyToRecord,
+    #[error("the room is being recorded already")]
+    Recording,
+    #[error("the room is not being recorded")]
+    NotRecording,
+    #[error("recording is not available on this server")]
+    Unavailable,
+    #[error("nobody is in this room")]
+    NotLive,
+}
+
+/// A recording started: its id, and whose leg it follows (`patient`: the patient on the left
+/// channel, everyone else on the right; `host`: the host on the left, when no patient is in
+/// the room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecording {
+    pub id: String,
+    pub left: Role,
+}
+
 enum Command {
     Enter {
         knock: Knock,
         leg: Box<LegHandle>,
+        codec: Codec,
         resource: String,
         reply: oneshot::Sender<Result<Entry, Refusal>>,
     },
+    Record(bool, oneshot::Sender<Result<RoomRecording, RecordError>>),
     Control(Control, oneshot::Sender<bool>),
     View(oneshot::Sender<RoomView>),
 }
@@ -123,6 +153,11 @@ impl Rooms {
         &self.store
     }
 
+    /// Counts an invitation link refused at the door (forged, expired, withdrawn).
+    pub fn link_refused(&self) {
+        self.svc.metrics.room("link_refused");
+    }
+
     /// The room and participant a session id stands for.
     pub fn session(&self, resource: &str) -> Option<(String, Pid)> {
         self.sessions.lock().ok()?.get(resource).cloned()
@@ -153,6 +188,7 @@ impl Rooms {
             Instant::now(),
         )?;
         let opts = svc.settings.leg_options();
+        let codec = answered.params.codec;
         let leg = svc
             .media
             .open_webrtc(sockets, answered.transport, answered.params, opts, ids)
@@ -165,6 +201,7 @@ impl Rooms {
         let mut cmd = Command::Enter {
             knock,
             leg: Box::new(leg),
+            codec,
             resource: resource.clone(),
             reply,
         };
@@ -200,6 +237,17 @@ impl Rooms {
             return false;
         }
         done.await.unwrap_or(false)
+    }
+
+    /// Starts (true) or stops (false) recording the live room `room`. The recording follows
+    /// one leg: the patient's (left channel: the patient; right: the room's mix they hear,
+    /// everyone else), or the host's when no patient is in the room's audio.
+    pub async fn record(&self, room: &str, on: bool) -> Result<RoomRecording, RecordError> {
+        let tx = self.live_task(room).ok_or(RecordError::NotLive)?;
+        let (reply, done) = oneshot::channel();
+        tx.send(Command::Record(on, reply))
+            .map_err(|_| RecordError::NotLive)?;
+        done.await.map_err(|_| RecordError::NotLive)?
     }
 
     /// Who is in the live room `room`; None when it is not live.
@@ -248,6 +296,8 @@ impl Rooms {
             auth: self.auth.clone().zip(room.patient.clone()),
             linked: HashMap::new(),
             talking: HashSet::new(),
+            codecs: HashMap::new(),
+            recording: None,
         };
         self.svc.metrics.room("opened");
         let span = info_span!("room", room = %room.id);
@@ -273,6 +323,10 @@ struct RoomTask {
     linked: HashMap<Pid, String>,
     /// Who talks now, as the conference tells each talker's leg.
     talking: HashSet<Pid>,
+    /// Each participant's leg's codec (what a recording of it is made at).
+    codecs: HashMap<Pid, Codec>,
+    /// The recording running now: the participant whose leg it follows, and its id.
+    recording: Option<(Pid, String)>,
 }
 
 /// Who links clinicians in a visit to its patient, in the audit trail.
@@ -307,6 +361,7 @@ impl RoomTask {
                         // A dead leg does not come back: the participant comes back on a
                         // new one.
                         if let Some(leg) = self.legs.remove(&pid) {
+                            self.recorded_leg_gone(pid);
                             leg.close().await;
                         }
                     }
@@ -329,11 +384,15 @@ impl RoomTask {
                 Command::Control(_, reply) => {
                     let _ = reply.send(false);
                 }
+                Command::Record(_, reply) => {
+                    let _ = reply.send(Err(RecordError::NotLive));
+                }
                 Command::View(reply) => {
                     let _ = reply.send(RoomView {
                         host: None,
                         participants: Vec::new(),
                         talking: Vec::new(),
+                        recording: false,
                         ended: true,
                     });
                 }
@@ -347,6 +406,7 @@ impl RoomTask {
             Command::Enter {
                 knock,
                 leg,
+                codec,
                 resource,
                 reply,
             } => {
@@ -354,7 +414,9 @@ impl RoomTask {
                 match result {
                     Ok(entry) => {
                         let pid = entry.pid();
+                        self.codecs.insert(pid, codec);
                         if let Some(old) = self.legs.insert(pid, *leg) {
+                            self.recorded_leg_gone(pid);
                             old.close().await;
                         }
                         if let Some(old) = self.resources.insert(pid, resource.clone()) {
@@ -389,7 +451,13 @@ impl RoomTask {
             Command::Control(control, reply) => {
                 let now = Instant::now();
                 let done = match control {
-                    Control::Admit(p) => self.core.admit(p),
+                    Control::Admit(p) => {
+                        let done = self.core.admit(p);
+                        if done {
+                            self.svc.metrics.room("admitted");
+                        }
+                        done
+                    }
                     Control::Deny(p) => self.core.deny(p),
                     Control::Mute(p, m) => self.core.mute(p, m),
                     Control::Remove(p) => self.core.kick(p),
@@ -408,6 +476,13 @@ impl RoomTask {
                 self.outputs().await;
                 let _ = reply.send(done);
             }
+            Command::Record(on, reply) => {
+                let _ = reply.send(if on {
+                    self.start_recording()
+                } else {
+                    self.stop_recording()
+                });
+            }
             Command::View(reply) => {
                 let mut talking: Vec<Pid> = self.talking.iter().copied().collect();
                 talking.sort_unstable();
@@ -415,6 +490,7 @@ impl RoomTask {
                     host: self.core.host(),
                     participants: self.core.participants().to_vec(),
                     talking,
+                    recording: self.recording.is_some(),
                     ended: self.core.ended().is_some(),
                 });
             }
@@ -464,8 +540,10 @@ impl RoomTask {
                         self.sessions_remove(&resource);
                     }
                     if let Some(leg) = self.legs.remove(&pid) {
+                        self.recorded_leg_gone(pid);
                         leg.close().await;
                     }
+                    self.codecs.remove(&pid);
                     self.unlink_patient(pid).await;
                     info!(participant = pid, why = ?why, "a participant is out");
                     if why == Gone::Lost {
@@ -511,6 +589,67 @@ impl RoomTask {
 }
 
 impl RoomTask {
+    /// Records the patient's leg (the patient left, the room's mix for them right), or the
+    /// host's when no patient is in the room's audio.
+    fn start_recording(&mut self) -> Result<RoomRecording, RecordError> {
+        if self.recording.is_some() {
+            return Err(RecordError::Recording);
+        }
+        let present = |p: &&Participant| p.presence == Presence::Present;
+        let subject = self
+            .core
+            .participants()
+            .iter()
+            .filter(present)
+            .find(|p| p.role == Role::Patient)
+            .or_else(|| {
+                let host = self.core.host()?;
+                self.core
+                    .participants()
+                    .iter()
+                    .filter(present)
+                    .find(|p| p.id == host)
+            })
+            .map(|p| (p.id, p.role))
+            .ok_or(RecordError::NobodyToRecord)?;
+        let (pid, role) = subject;
+        let (Some(leg), Some(codec)) = (self.legs.get(&pid), self.codecs.get(&pid)) else {
+            return Err(RecordError::NobodyToRecord);
+        };
+        let call_id = format!("room:{}", self.id);
+        let tap = self
+            .svc
+            .recorder
+            .open(&call_id, Participants::BOTH, *codec)
+            .ok_or(RecordError::Unavailable)?;
+        let id = tap.id.to_string();
+        leg.command(LegCommand::Record(LegRecording::Attach(Box::new(tap))));
+        info!(recording = %id, participant = pid, "recording the visit");
+        self.svc.metrics.room("recording");
+        self.recording = Some((pid, id.clone()));
+        Ok(RoomRecording { id, left: role })
+    }
+
+    fn stop_recording(&mut self) -> Result<RoomRecording, RecordError> {
+        let (pid, id) = self.recording.take().ok_or(RecordError::NotRecording)?;
+        if let Some(leg) = self.legs.get(&pid) {
+            leg.command(LegCommand::Record(LegRecording::Detach));
+        }
+        info!(recording = %id, "the visit's recording stopped");
+        let left = self.core.participant(pid).map_or(Role::Patient, |p| p.role);
+        Ok(RoomRecording { id, left })
+    }
+
+    /// The leg a recording follows is going (closed, replaced): the recording ends with it
+    /// (the leg seals what it recorded as it closes).
+    fn recorded_leg_gone(&mut self, pid: Pid) {
+        if self.recording.as_ref().is_some_and(|(p, _)| *p == pid)
+            && let Some((_, id)) = self.recording.take()
+        {
+            info!(recording = %id, "the recorded participant's leg went: recording over");
+        }
+    }
+
     /// A clinician in the visit is linked to its patient (once per stay).
     async fn link_patient(&mut self, pid: Pid) {
         let Some((auth, patient)) = &self.auth else {

@@ -56,6 +56,15 @@ try {
   await page.click(`button[aria-label="Unmute: ${patient}"]`);
   await page.waitForSelector(`button[aria-label="Mute: ${patient}"]`, { timeout: 30000 });
 
+  // Recording: everyone is shown it; stopped, the notice goes.
+  await page.click('#record');
+  await page.waitForSelector('#recording:not([hidden])', { timeout: 30000 });
+  summary.recording = await page.textContent('#recording');
+  summary.record_button = await page.textContent('#record');
+  await page.screenshot({ path: `${out}/4b-recording.png` });
+  await page.click('#record');
+  await page.waitForSelector('#recording', { state: 'hidden', timeout: 30000 });
+
   // A reload keeps the visit: the page joins again by itself, still the host.
   await page.reload();
   await status(page, 'You are hosting');
