@@ -55,8 +55,8 @@ pub struct Metrics {
     /// Telehealth rooms, by event: `opened` (live for its first participant), `joined` (one
     /// entered at once, a clinician or without a waiting room), `waiting` (one knocked at the
     /// waiting room), `admitted` (let in from it), `refused` (full, over, turned away),
-    /// `rejoined`, `lost`, `recording`, `ended`, `link_refused` (a forged, expired or
-    /// withdrawn invitation link).
+    /// `rejoined`, `lost`, `recording`, `call_out`, `call_out_failed`, `ended`,
+    /// `link_refused` (a forged, expired or withdrawn invitation link).
     pub rooms: Family<Labels, Counter>,
     /// Notices to people outside Careline (care-task webhook and e-mail), by channel
     /// (`webhook`, `mail`) and outcome: `sent`, `retry` (a try failed; another follows),
@@ -251,7 +251,7 @@ impl Metrics {
         );
         registry.register(
             "rooms",
-            "Telehealth rooms, by event (opened, joined, waiting, admitted, rejoined, refused, lost, recording, ended, link_refused)",
+            "Telehealth rooms, by event (opened, joined, waiting, admitted, rejoined, refused, lost, recording, call_out, call_out_failed, ended, link_refused)",
             m.rooms.clone(),
         );
         registry.register(

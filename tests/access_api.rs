@@ -538,6 +538,12 @@ const MATRIX: &[Row] = &[
     },
     Row {
         method: "POST",
+        path: "/api/v1/rooms/{id}/participants",
+        off_call: [D, D, A, D, D, A],
+        on_call: [D, D, A, D, D, A],
+    },
+    Row {
+        method: "POST",
         path: "/api/v1/rooms/{id}/end",
         off_call: [D, D, A, D, D, A],
         on_call: [D, D, A, D, D, A],
@@ -874,6 +880,10 @@ fn every_endpoint_answers_every_role_as_the_rules_say() {
                     ("PUT", _) => (path, Some(json!({"patient_id": other, "user": handler}))),
                     ("POST", "/api/v1/calls") => (path, Some(json!({"to": "+1 555 0100"}))),
                     ("POST", "/api/v1/rooms") => (path, Some(json!({"title": "matrix visit"}))),
+                    ("POST", "/api/v1/rooms/{id}/participants") => (
+                        path,
+                        Some(json!({"number": "+15550100", "label": "Guest", "role": "guest"})),
+                    ),
                     ("POST", "/api/v1/rooms/{id}/invitees") => {
                         (path, Some(json!({"label": "Guest", "role": "guest"})))
                     }

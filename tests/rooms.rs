@@ -912,3 +912,107 @@ fn the_host_records_the_visit_with_the_patient_on_the_left() {
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(list.body.contains(&rec), "{}", list.body);
 }
+
+/// The host calls an interpreter's phone into the visit: the trunk rings it, and once
+/// answered the interpreter is in the room at once (channel phone), hears the clinician and
+/// the patient and is heard by both; taken out by the host, their phone is hung up (BYE).
+/// Only the host calls out; a bad number is refused.
+#[test]
+fn the_host_calls_an_interpreter_by_phone_into_the_visit() {
+    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Default::default()
+    });
+    handset.server = server.sip;
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
+    );
+    let id = room["id"].as_str().unwrap();
+    let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
+    let patient = Person::enter(&server, &link(&room, "Ann"), None);
+    let pid = patient.pid(&server);
+    let admit = format!("/api/v1/rooms/{id}/participants/{pid}/admit");
+    assert_eq!(api(&server, "POST", &admit, &dr, None).status, 204);
+
+    let call = format!("/api/v1/rooms/{id}/participants");
+    let body = |number: &str| json!({"number": number, "label": "Interpreter", "role": "guest"});
+    let other = server.user_token("dr-b", "clinician");
+    assert_eq!(
+        api(&server, "POST", &call, &other, Some(body("+15550123"))).status,
+        403
+    );
+    assert_eq!(
+        api(&server, "POST", &call, &dr, Some(body("call me"))).status,
+        422
+    );
+    let r = api(&server, "POST", &call, &dr, Some(body("+15550123")));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (mut callee, phone) = support::sip::pick_up(&mut handset, Duration::from_secs(20));
+    assert!(
+        callee.invite.start.starts_with("INVITE sip:+15550123@"),
+        "{}",
+        callee.invite.start
+    );
+    let on_phone = || -> Option<Value> {
+        let me = clinician.state(&server).json();
+        me["participants"]
+            .as_array()?
+            .iter()
+            .find(|p| p["channel"] == "phone")
+            .cloned()
+    };
+    wait_until(
+        || on_phone().is_some(),
+        "the interpreter's phone is in the room",
+    );
+    let interpreter = on_phone().unwrap();
+    assert_eq!(interpreter["presence"], "present", "{interpreter}");
+    assert_eq!(interpreter["label"], "Interpreter");
+
+    // Everyone hears everyone else.
+    let from = phone.heard().len() / 8;
+    clinician.peer.speak(tone(CLINICIAN_HZ, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        CLINICIAN_HZ,
+        from,
+        "the phone hears the clinician",
+    );
+    let from = phone.heard().len() / 8;
+    patient.peer.speak(tone(PATIENT_HZ, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        PATIENT_HZ,
+        from,
+        "the phone hears the patient",
+    );
+    for (who, what) in [(&clinician, "the clinician"), (&patient, "the patient")] {
+        let from = who.peer.heard().len() / 8;
+        phone.send_audio(tone(INTERPRETER_HZ, 2000));
+        wait_for_tone(
+            || who.peer.heard(),
+            INTERPRETER_HZ,
+            from,
+            &format!("{what} hears the interpreter's phone"),
+        );
+    }
+
+    // Taken out by the host: the phone is hung up.
+    let ipid = interpreter["id"].as_u64().unwrap();
+    let remove = format!("/api/v1/rooms/{id}/participants/{ipid}/remove");
+    assert_eq!(api(&server, "POST", &remove, &dr, None).status, 204);
+    let bye = handset.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    assert!(bye.is_some(), "the interpreter's phone is hung up");
+    let _ = &mut callee;
+    assert_eq!(
+        server.metric("careline_rooms_total{event=\"call_out\"}"),
+        1.0
+    );
+}

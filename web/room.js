@@ -84,6 +84,7 @@ async function refresh() {
   // Everyone is told the visit is recorded; the host starts and stops it.
   $('recording').hidden = !me.recording;
   $('record').hidden = !me.host;
+  $('call-out').hidden = !me.host;
   $('record').textContent = me.recording ? 'Stop recording' : 'Record the visit';
   $('record').dataset.recording = me.recording ? 'yes' : '';
   if (me.patient_id && !visit) {
@@ -134,7 +135,7 @@ function finish(text) {
   if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
   if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
   $('leave').hidden = true; $('end').hidden = true;
-  $('record').hidden = true; $('recording').hidden = true;
+  $('record').hidden = true; $('recording').hidden = true; $('call-out').hidden = true;
   $('join').hidden = false; $('join').disabled = false;
   say(text);
 }
@@ -160,6 +161,19 @@ $('record').addEventListener('click', async () => {
   const action = $('record').dataset.recording ? 'stop' : 'start';
   await fetch(`/api/v1/rooms/${room}/recording/${action}`, { method: 'POST' }).catch(() => {});
   refresh();
+});
+// The host calls a number into the visit (through the clinic's trunk); it shows in the
+// list once answered.
+$('call-out').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const r = await fetch(`/api/v1/rooms/${room}/participants`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ number: $('call-number').value.trim(), label: $('call-label').value.trim(), role: $('call-role').value }),
+  }).catch(() => null);
+  const problem = r && r.status !== 202 ? await r.json().catch(() => ({})) : {};
+  $('call-state').textContent = r && r.status === 202 ? 'Calling… they join the visit when they answer.'
+    : (problem.detail || 'The call could not be placed.');
 });
 $('signin').href = `/login?next=/room/${room}`;
 $('join').addEventListener('click', join);

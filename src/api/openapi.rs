@@ -742,6 +742,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "post",
+        path: "/api/v1/rooms/{id}/participants",
+        action: Some(Action::RoomManage),
+        summary: "The room's host calls a number into the visit through the trunk (an interpreter's line, a patient whose browser failed): {number, label, role: patient|guest}. 202 once the call is placed; when it answers the participant is in the room at once (channel phone), and their phone is hung up when they are taken out or the visit ends; their hanging up is their leaving. 403 for anyone but the host; 422 for a number that is none or no trunk; 503 when the trunk or Careline is at its limit. Audited (room.invite, called).",
+        query: &[],
+        body: Some("CallOut"),
+        ok: 202,
+        returns: "Object",
+        media: JSON,
+        also: &[502, 503],
+    },
+    RouteDoc {
+        method: "post",
         path: "/api/v1/rooms/{id}/end",
         action: Some(Action::RoomManage),
         summary: "End the visit for everyone (the room's host now, or the clinician who booked it): participants are out and the links open nothing. 204; 410 when it is over already. Audited (room.end).",
@@ -1235,6 +1247,10 @@ pub(crate) fn document() -> Value {
             "max_participants": {"type": ["integer", "null"], "minimum": 2, "maximum": 16},
             "host_leaves": {"type": ["string", "null"], "enum": ["hand_over", "end", null]},
             "invitees": {"type": "array", "maxItems": 15, "items": {"$ref": "#/components/schemas/NewInvitee"}}}},
+        "CallOut": {"type": "object", "required": ["number", "label", "role"], "additionalProperties": false, "properties": {
+            "number": {"type": "string", "pattern": "^[+]?[0-9 ().-]{1,48}$", "description": "the number to call"},
+            "label": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},
+            "role": {"enum": ["patient", "guest"]}}},
         "NewInvitee": {"type": "object", "required": ["label", "role"], "additionalProperties": false, "properties": {
             "label": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},
             "role": {"enum": ["patient", "guest"]}}},

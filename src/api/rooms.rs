@@ -69,6 +69,7 @@ pub(crate) fn router(
             post(control),
         )
         .route("/api/v1/rooms/{id}/end", post(end))
+        .route("/api/v1/rooms/{id}/participants", post(call_out))
         .route("/api/v1/rooms/{id}/recording/{action}", post(record))
         .route(
             "/room/{id}",
@@ -467,6 +468,7 @@ async fn join(
                 label: caller.name().to_string(),
                 role: Role::Clinician,
                 channel: Channel::Browser,
+                admitted: false,
             };
             (caller.name().to_string(), knock)
         }
@@ -565,6 +567,7 @@ impl RoomsApi {
             label: invitee.label,
             role: invitee.role,
             channel: Channel::Browser,
+            admitted: false,
         };
         Ok((actor, knock))
     }
@@ -587,6 +590,57 @@ impl RoomsApi {
                 .is_some_and(|p| p.key == key)
         })
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallOut {
+    /// The number to call, through the trunk.
+    number: String,
+    label: String,
+    role: Role,
+}
+
+/// `POST /api/v1/rooms/{id}/participants`: the host calls a number into the visit (an
+/// interpreter's line, a patient whose browser failed). 202 once the call is placed; when it
+/// answers, the participant is in the room at once (the host called them; no waiting room).
+async fn call_out(
+    State(s): State<RoomsApi>,
+    caller: Option<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CallOut>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(caller)?;
+    s.api.require(&caller, Action::RoomManage, None).await?;
+    let room = s.booked(&id).await?;
+    check_invitee(&NewInvitee {
+        label: body.label.clone(),
+        role: body.role,
+    })?;
+    if !s.hosting(&caller, &id).await {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only the room's host calls people into the visit",
+        ));
+    }
+    let label = body.label.trim().to_string();
+    if let Err(e) = s
+        .rooms
+        .call_out(&room, &body.number, label, body.role)
+        .await
+    {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Err(ApiError::new(status, e.to_string()));
+    }
+    // The number (a patient's or a helper's) is neither logged nor kept in the trail.
+    let mut event = Event::new(caller.name(), action::ROOM_INVITE, "called")
+        .detail(json!({"room": id, "role": body.role, "by": "phone"}));
+    if let Some(p) = &room.patient {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"ringing": true}))).into_response())
 }
 
 /// `POST /api/v1/rooms/{id}/recording/{action}`: the host starts or stops recording the

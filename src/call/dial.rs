@@ -566,7 +566,7 @@ async fn invite(
 
 /// An outside number ringing for a call already running (an agent's transfer): the dialog,
 /// the media ports it offered, and its place under the trunk's limits (held while it lasts).
-pub(super) struct RingOut {
+pub(crate) struct RingOut {
     pub phone: crate::sip::outbound::OutgoingCall,
     pub sockets: crate::media::ports::RtpSockets,
     pub local: crate::sip::sdp::LocalMedia,
@@ -576,7 +576,7 @@ pub(super) struct RingOut {
 
 /// Rings `number` through the only trunk (its limits and pacing kept, as for a placed call),
 /// for a leg of a call that is already running: no flow, no call of its own.
-pub(super) async fn ring_out(svc: &Arc<CallServices>, number: &str) -> Result<RingOut, DialError> {
+pub(crate) async fn ring_out(svc: &Arc<CallServices>, number: &str) -> Result<RingOut, DialError> {
     let number = normalize_number(number).ok_or(DialError::BadNumber)?;
     let trunk = svc.trunks.pick(svc.desk.callback_trunk.as_deref())?;
     let place = trunk
@@ -599,6 +599,74 @@ pub(super) async fn ring_out(svc: &Arc<CallServices>, number: &str) -> Result<Ri
         ring_timeout: trunk.ring_timeout,
         _place: place,
     })
+}
+
+/// An outside number that answered, its audio on the media clock: the dialog (hang it up to
+/// end), the leg, and the trunk place it holds while it lasts.
+pub(crate) struct AnsweredPhone {
+    pub phone: crate::sip::outbound::OutgoingCall,
+    pub leg: crate::media::engine::LegHandle,
+    pub codec: crate::media::codec::Codec,
+    _place: TrunkPlace,
+}
+
+impl RingOut {
+    /// Waits for the number to answer (within the trunk's ring timeout) and puts its audio on
+    /// the media clock; the cause (`busy`, `no_answer`, ...) when it does not.
+    pub(crate) async fn answered(self, svc: &CallServices) -> Result<AnsweredPhone, &'static str> {
+        let RingOut {
+            mut phone,
+            sockets,
+            local,
+            ring_timeout,
+            _place,
+        } = self;
+        let answered = tokio::time::timeout(ring_timeout, async {
+            loop {
+                match phone.next_signal().await {
+                    Some(crate::sip::CallSignal::Answered(answer)) => return Ok(answer),
+                    Some(crate::sip::CallSignal::Refused(code)) => {
+                        return Err(super::core::dial_cause(code));
+                    }
+                    None => return Err("unreachable"),
+                    Some(_) => {}
+                }
+            }
+        })
+        .await;
+        let answer = match answered {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(cause)) => return Err(cause),
+            Err(_) => {
+                phone.hangup().await;
+                return Err("no_answer");
+            }
+        };
+        let negotiated =
+            match crate::sip::sdp::read_answer(&String::from_utf8_lossy(&answer), &local) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the outside number answered with unusable SDP");
+                    phone.hangup().await;
+                    return Err("bad_answer");
+                }
+            };
+        let params = crate::media::leg::LegParams::from(&negotiated);
+        let opts = svc.settings.leg_options();
+        match svc.media.open(sockets, params, opts) {
+            Ok(leg) => Ok(AnsweredPhone {
+                phone,
+                leg,
+                codec: negotiated.codec,
+                _place,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not open the answered number's media");
+                phone.hangup().await;
+                Err("error")
+            }
+        }
+    }
 }
 
 /// What answering-machine detection on a placed call's leg means for its flow

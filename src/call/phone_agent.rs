@@ -366,7 +366,7 @@ pub(super) async fn ring_transfer(
 
 /// Until the phone's dialog ends; a re-INVITE (the phone's hold key) is refused, the call
 /// going on as it was.
-async fn until_ended(phone: &mut OutgoingCall) {
+pub(crate) async fn until_ended(phone: &mut OutgoingCall) {
     while let Some(signal) = phone.next_signal().await {
         match signal {
             CallSignal::Ended(_) => return,

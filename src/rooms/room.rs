@@ -105,6 +105,8 @@ pub struct Knock {
     pub label: String,
     pub role: Role,
     pub channel: Channel,
+    /// The host brought them in (called them by phone): no waiting room.
+    pub admitted: bool,
 }
 
 /// Why someone is not let in.
@@ -309,7 +311,7 @@ impl Room {
         }
         let id = self.next;
         self.next += 1;
-        let waits = who.role != Role::Clinician && self.policy.waiting_room;
+        let waits = !who.admitted && who.role != Role::Clinician && self.policy.waiting_room;
         let role = who.role;
         self.participants.push(Participant {
             id,

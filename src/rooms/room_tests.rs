@@ -10,6 +10,7 @@ fn knock(key: &str, role: Role) -> Knock {
         label: key.to_string(),
         role,
         channel: Channel::Browser,
+        admitted: false,
     }
 }
 
@@ -63,6 +64,18 @@ fn without_a_waiting_room_everyone_enters_at_once_and_a_patient_never_hosts() {
         Ok(Entry::Joined(2))
     );
     assert_eq!(outputs(&mut room), [Output::Join(2), Output::Host(2)]);
+}
+
+#[test]
+fn someone_the_host_called_in_does_not_wait() {
+    let (mut room, _) = hosted(Policy::default());
+    let called = Knock {
+        channel: Channel::Phone,
+        admitted: true,
+        ..knock("phone:1", Role::Patient)
+    };
+    assert_eq!(room.knock(called), Ok(Entry::Joined(2)));
+    assert_eq!(outputs(&mut room), [Output::Join(2)]);
 }
 
 #[test]

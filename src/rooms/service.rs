@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::room::{Entry, Gone, Knock, Output, Participant, Pid, Presence, Refusal, Role, Room};
+use super::room::{
+    Channel, Entry, Gone, Knock, Output, Participant, Pid, Presence, Refusal, Role, Room,
+};
 use super::store::{RoomRecord, RoomStore};
 use crate::auth::Auth;
 use crate::call::CallServices;
@@ -107,6 +109,8 @@ enum Command {
         leg: Box<LegHandle>,
         codec: Codec,
         resource: String,
+        /// A phone participant's line: told when they are out (the phone is hung up).
+        line: Option<oneshot::Sender<()>>,
         reply: oneshot::Sender<Result<Entry, Refusal>>,
     },
     Record(bool, oneshot::Sender<Result<RoomRecording, RecordError>>),
@@ -203,6 +207,7 @@ impl Rooms {
             leg: Box::new(leg),
             codec,
             resource: resource.clone(),
+            line: None,
             reply,
         };
         // A room task that just ended refuses its mail: one retry with a fresh task (whose
@@ -237,6 +242,75 @@ impl Rooms {
             return false;
         }
         done.await.unwrap_or(false)
+    }
+
+    /// The host calls `number` into the room through the trunk (an interpreter's line, a
+    /// patient whose browser failed): once it answers, it enters as `label` with `role`, in
+    /// the room at once (the host called them). Ok once the call is placed; the ringing and
+    /// the entry go on in the background (they show in the room when answered).
+    pub async fn call_out(
+        &self,
+        room: &RoomRecord,
+        number: &str,
+        label: String,
+        role: Role,
+    ) -> Result<(), crate::call::dial::DialError> {
+        let ring = crate::call::dial::ring_out(&self.svc, number).await?;
+        let svc = self.svc.clone();
+        let tx = self.task(room);
+        let span = info_span!("room", room = %room.id);
+        self.svc.metrics.room("call_out");
+        tokio::spawn(
+            async move {
+                let mut answered = match ring.answered(&svc).await {
+                    Ok(a) => a,
+                    Err(cause) => {
+                        info!(cause, "the number the host called did not answer");
+                        svc.metrics.room("call_out_failed");
+                        return;
+                    }
+                };
+                let (line, hang_up) = oneshot::channel();
+                let (reply, entered) = oneshot::channel();
+                let knock = Knock {
+                    key: format!("phone:{:016x}", rand::random::<u64>()),
+                    label,
+                    role,
+                    channel: Channel::Phone,
+                    admitted: true,
+                };
+                let cmd = Command::Enter {
+                    knock,
+                    leg: Box::new(answered.leg),
+                    codec: answered.codec,
+                    resource: format!("{:032x}", rand::random::<u128>()),
+                    line: Some(line),
+                    reply,
+                };
+                let pid = match (tx.send(cmd), entered.await) {
+                    (Ok(()), Ok(Ok(entry))) => entry.pid(),
+                    _ => {
+                        answered.phone.hangup().await;
+                        return;
+                    }
+                };
+                info!(
+                    participant = pid,
+                    "the number the host called is in the room"
+                );
+                tokio::select! {
+                    // Out of the room (removed, the visit over): the phone is hung up.
+                    _ = hang_up => answered.phone.hangup().await,
+                    // The phone hung up: they left.
+                    () = crate::call::phone_agent::until_ended(&mut answered.phone) => {
+                        let (reply, _) = oneshot::channel();
+                        let _ = tx.send(Command::Control(Control::Leave(pid), reply));
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(())
     }
 
     /// Starts (true) or stops (false) recording the live room `room`. The recording follows
@@ -298,6 +372,7 @@ impl Rooms {
             talking: HashSet::new(),
             codecs: HashMap::new(),
             recording: None,
+            lines: HashMap::new(),
         };
         self.svc.metrics.room("opened");
         let span = info_span!("room", room = %room.id);
@@ -327,6 +402,8 @@ struct RoomTask {
     codecs: HashMap<Pid, Codec>,
     /// The recording running now: the participant whose leg it follows, and its id.
     recording: Option<(Pid, String)>,
+    /// Phone participants' lines, hung up when they are out.
+    lines: HashMap<Pid, oneshot::Sender<()>>,
 }
 
 /// Who links clinicians in a visit to its patient, in the audit trail.
@@ -408,6 +485,7 @@ impl RoomTask {
                 leg,
                 codec,
                 resource,
+                line,
                 reply,
             } => {
                 let result = self.core.knock(knock);
@@ -415,6 +493,9 @@ impl RoomTask {
                     Ok(entry) => {
                         let pid = entry.pid();
                         self.codecs.insert(pid, codec);
+                        if let Some(line) = line {
+                            self.lines.insert(pid, line);
+                        }
                         if let Some(old) = self.legs.insert(pid, *leg) {
                             self.recorded_leg_gone(pid);
                             old.close().await;
@@ -544,6 +625,9 @@ impl RoomTask {
                         leg.close().await;
                     }
                     self.codecs.remove(&pid);
+                    if let Some(line) = self.lines.remove(&pid) {
+                        let _ = line.send(());
+                    }
                     self.unlink_patient(pid).await;
                     info!(participant = pid, why = ?why, "a participant is out");
                     if why == Gone::Lost {
