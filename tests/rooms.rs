@@ -853,6 +853,13 @@ fn the_host_records_the_visit_with_the_patient_on_the_left() {
         CLINICIAN_HZ,
         &[(&patient, true, "she hears the clinician")],
     );
+    // The visit goes on a little before the recording stops, so its last block (sealed at
+    // the stop) is not what the check hinges on.
+    let heard = patient.peer.heard().len() / 8;
+    wait_until(
+        || patient.peer.heard().len() / 8 >= heard + 2000,
+        "the visit goes on",
+    );
     let stop = format!("/api/v1/rooms/{id}/recording/stop");
     let r = api(&server, "POST", &stop, &dr, None);
     assert_eq!(r.status, 200, "{}", r.body);

@@ -169,6 +169,18 @@ impl RoomsApi {
         room.scheduled_at_ms.max(now_ms()) + i64::from(self.config.link_valid_hours) * 3_600_000
     }
 
+    /// The caller, allowed to manage rooms, and the booked room `id`.
+    async fn managing(
+        &self,
+        caller: Option<Caller>,
+        id: &str,
+    ) -> Result<(Caller, RoomRecord), ApiError> {
+        let caller = signed_in(caller)?;
+        self.api.require(&caller, Action::RoomManage, None).await?;
+        let room = self.booked(id).await?;
+        Ok((caller, room))
+    }
+
     async fn booked(&self, id: &str) -> Result<RoomRecord, ApiError> {
         valid_id(id)?;
         self.rooms
@@ -353,9 +365,7 @@ async fn show(
     caller: Option<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = signed_in(caller)?;
-    s.api.require(&caller, Action::RoomManage, None).await?;
-    let room = s.booked(&id).await?;
+    let (caller, room) = s.managing(caller, &id).await?;
     RoomsApi::owns(&caller, &room)?;
     Ok(axum::Json(s.render(&room).await?).into_response())
 }
@@ -367,9 +377,7 @@ async fn invite(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<NewInvitee>,
 ) -> Result<Response, ApiError> {
-    let caller = signed_in(caller)?;
-    s.api.require(&caller, Action::RoomManage, None).await?;
-    let room = s.booked(&id).await?;
+    let (caller, room) = s.managing(caller, &id).await?;
     RoomsApi::owns(&caller, &room)?;
     check_invitee(&body)?;
     if room.ended_at_ms.is_some() {
@@ -414,9 +422,7 @@ async fn revoke(
     caller: Option<Caller>,
     Path((id, invitee)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let caller = signed_in(caller)?;
-    s.api.require(&caller, Action::RoomManage, None).await?;
-    let room = s.booked(&id).await?;
+    let (caller, room) = s.managing(caller, &id).await?;
     RoomsApi::owns(&caller, &room)?;
     if !s
         .rooms
@@ -583,12 +589,10 @@ impl RoomsApi {
 impl RoomsApi {
     /// Whether `caller` hosts the live room `id` now.
     async fn hosting(&self, caller: &Caller, id: &str) -> bool {
-        let key = format!("user:{}", caller.name());
-        self.rooms.view(id).await.is_some_and(|v| {
-            v.host
-                .and_then(|h| v.participants.iter().find(|p| p.id == h))
-                .is_some_and(|p| p.key == key)
-        })
+        self.rooms
+            .view(id)
+            .await
+            .is_some_and(|v| v.hosted_by(caller.name()))
     }
 }
 
@@ -610,9 +614,7 @@ async fn call_out(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<CallOut>,
 ) -> Result<Response, ApiError> {
-    let caller = signed_in(caller)?;
-    s.api.require(&caller, Action::RoomManage, None).await?;
-    let room = s.booked(&id).await?;
+    let (caller, room) = s.managing(caller, &id).await?;
     check_invitee(&NewInvitee {
         label: body.label.clone(),
         role: body.role,
@@ -653,9 +655,7 @@ async fn record(
     caller: Option<Caller>,
     Path((id, act)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let caller = signed_in(caller)?;
-    s.api.require(&caller, Action::RoomManage, None).await?;
-    let room = s.booked(&id).await?;
+    let (caller, room) = s.managing(caller, &id).await?;
     let on = match act.as_str() {
         "start" => true,
         "stop" => false,
@@ -797,12 +797,7 @@ async fn control(
         .view(&id)
         .await
         .ok_or_else(|| ApiError::not_found("nobody is in this room"))?;
-    let key = format!("user:{}", caller.name());
-    let is_host = view
-        .host
-        .and_then(|h| view.participants.iter().find(|p| p.id == h))
-        .is_some_and(|p| p.key == key);
-    if !is_host {
+    if !view.hosted_by(caller.name()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "only the room's host runs the visit",
@@ -827,17 +822,9 @@ async fn end(
     caller: Option<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = signed_in(caller)?;
-    s.api.require(&caller, Action::RoomManage, None).await?;
-    let room = s.booked(&id).await?;
-    let key = format!("user:{}", caller.name());
+    let (caller, room) = s.managing(caller, &id).await?;
     let live = s.rooms.view(&id).await;
-    let hosting = live.as_ref().is_some_and(|v| {
-        v.host
-            .and_then(|h| v.participants.iter().find(|p| p.id == h))
-            .is_some_and(|p| p.key == key)
-    });
-    if !hosting {
+    if !live.as_ref().is_some_and(|v| v.hosted_by(caller.name())) {
         RoomsApi::owns(&caller, &room)?;
     }
     if room.ended_at_ms.is_some() {

@@ -339,20 +339,15 @@ pub(super) fn browser_leg(
     remote: IpAddr,
     callback: Option<String>,
 ) -> Result<(AgentOffer, oneshot::Receiver<bool>, BrowserAnswer), AnswerError> {
-    let sockets = svc
-        .media
-        .reserve(svc.sip.udp_addr.ip())
-        .map_err(|_| AnswerError::NoPorts)?;
-    let local = sockets.rtp.local_addr().map_err(|_| AnswerError::NoPorts)?;
-    let ids = LegIds::random();
-    let answered = WebRtcTransport::answer(
-        offer,
-        local,
-        Some(svc.sip.media_address_for(remote)),
-        &svc.settings.codecs,
-        ids.ssrc,
-        Instant::now(),
-    )?;
+    let super::whip::BrowserMedia {
+        sockets,
+        ids,
+        answered,
+        ..
+    } = super::whip::answer_browser(svc, offer, remote).map_err(|e| match e {
+        super::whip::BrowserMediaError::NoPorts => AnswerError::NoPorts,
+        super::whip::BrowserMediaError::Offer(e) => AnswerError::Offer(e),
+    })?;
     let resource = format!("{:032x}", rand::random::<u128>());
     let (accepted, taken) = oneshot::channel();
     let leg = AgentOffer {

@@ -189,6 +189,56 @@ impl Shell {
     }
 }
 
+/// A browser's offer answered on a fresh media port pair: what a browser leg (a caller, an
+/// agent, a supervisor, a room participant) is opened with.
+pub(crate) struct BrowserMedia {
+    pub sockets: crate::media::ports::RtpSockets,
+    /// The port pair's RTP address (a reconnect answers on it again).
+    pub local: SocketAddr,
+    pub ids: LegIds,
+    pub answered: crate::media::webrtc::Answered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BrowserMediaError {
+    #[error("no media port free")]
+    NoPorts,
+    #[error(transparent)]
+    Offer(#[from] WebRtcError),
+}
+
+/// Answers `offer` (from a browser at `remote`) on a fresh port pair with the configured
+/// codecs, advertising the address that browser can reach.
+pub(crate) fn answer_browser(
+    svc: &CallServices,
+    offer: &str,
+    remote: IpAddr,
+) -> Result<BrowserMedia, BrowserMediaError> {
+    let sockets = svc
+        .media
+        .reserve(svc.sip.udp_addr.ip())
+        .map_err(|_| BrowserMediaError::NoPorts)?;
+    let local = sockets
+        .rtp
+        .local_addr()
+        .map_err(|_| BrowserMediaError::NoPorts)?;
+    let ids = LegIds::random();
+    let answered = WebRtcTransport::answer(
+        offer,
+        local,
+        Some(svc.sip.media_address_for(remote)),
+        &svc.settings.codecs,
+        ids.ssrc,
+        Instant::now(),
+    )?;
+    Ok(BrowserMedia {
+        sockets,
+        local,
+        ids,
+        answered,
+    })
+}
+
 /// Browser calls still connecting (answered; ICE and DTLS not done), counted per source
 /// address, so that one client cannot fill the call table with calls that never connect.
 #[derive(Debug, Default)]
@@ -315,22 +365,18 @@ fn admit<'a>(
             .flow_for(to.as_deref().unwrap_or(""))
             .ok_or(WhipError::NoFlow)?,
     };
-    let sockets = svc
-        .media
-        .reserve(svc.sip.udp_addr.ip())
-        .map_err(|_| WhipError::NoPorts)?;
-    let local = sockets.rtp.local_addr().map_err(|_| WhipError::NoPorts)?;
-    let announced = svc.sip.media_address_for(remote);
-    let ids = LegIds::random();
-    let answered = WebRtcTransport::answer(
-        offer,
+    let BrowserMedia {
+        sockets,
         local,
-        Some(announced),
-        &svc.settings.codecs,
-        ids.ssrc,
-        Instant::now(),
-    )
-    .inspect_err(|_| svc.metrics.call_rejected("400"))?;
+        ids,
+        answered,
+    } = answer_browser(svc, offer, remote).map_err(|e| match e {
+        BrowserMediaError::NoPorts => WhipError::NoPorts,
+        BrowserMediaError::Offer(e) => {
+            svc.metrics.call_rejected("400");
+            WhipError::from(e)
+        }
+    })?;
     info!(
         codec = %answered.params.codec,
         telephone_event = answered.params.telephone_event.is_some(),

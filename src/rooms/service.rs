@@ -26,11 +26,12 @@ use super::room::{
 use super::store::{RoomRecord, RoomStore};
 use crate::auth::Auth;
 use crate::call::CallServices;
+use crate::call::whip::{BrowserMedia, BrowserMediaError, answer_browser};
 use crate::media::codec::Codec;
-use crate::media::engine::{LegHandle, LegIds};
+use crate::media::engine::LegHandle;
 use crate::media::leg::{LegCommand, LegEvent};
 use crate::media::recorder::{LegRecording, Participants};
-use crate::media::webrtc::{WebRtcError, WebRtcTransport};
+use crate::media::webrtc::WebRtcError;
 
 /// Why a participant could not enter.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,16 @@ pub struct RoomView {
     pub recording: bool,
     /// Over (the room task is gone or ending).
     pub ended: bool,
+}
+
+impl RoomView {
+    /// Whether user `name` (signed in, entered as a clinician) hosts the room now.
+    pub fn hosted_by(&self, name: &str) -> bool {
+        let key = format!("user:{name}");
+        self.host
+            .and_then(|h| self.participants.iter().find(|p| p.id == h))
+            .is_some_and(|p| p.key == key)
+    }
 }
 
 /// What the host (or a participant, for themselves) asks of a live room.
@@ -177,20 +188,15 @@ impl Rooms {
         remote: IpAddr,
     ) -> Result<Entered, EnterError> {
         let svc = &self.svc;
-        let sockets = svc
-            .media
-            .reserve(svc.sip.udp_addr.ip())
-            .map_err(|_| EnterError::NoPorts)?;
-        let local = sockets.rtp.local_addr().map_err(|_| EnterError::NoPorts)?;
-        let ids = LegIds::random();
-        let answered = WebRtcTransport::answer(
-            offer,
-            local,
-            Some(svc.sip.media_address_for(remote)),
-            &svc.settings.codecs,
-            ids.ssrc,
-            Instant::now(),
-        )?;
+        let BrowserMedia {
+            sockets,
+            ids,
+            answered,
+            ..
+        } = answer_browser(svc, offer, remote).map_err(|e| match e {
+            BrowserMediaError::NoPorts => EnterError::NoPorts,
+            BrowserMediaError::Offer(e) => EnterError::Offer(e),
+        })?;
         let opts = svc.settings.leg_options();
         let codec = answered.params.codec;
         let leg = svc
