@@ -44,18 +44,7 @@ fn api(
 
 /// A browser's offer to join: by its link (`path` carries `?t=`) or with a token.
 fn enter(server: &TestServer, path: &str, peer: &BrowserPeer, token: Option<&str>) -> Response {
-    let auth = token.map(bearer);
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    request(
-        server.http,
-        "POST",
-        path,
-        &headers,
-        Some(("application/sdp", peer.offer.as_bytes())),
-    )
+    support::http::post_sdp(server.http, path, &peer.offer, token)
 }
 
 /// A participant in the room: their browser and their session URL.

@@ -22,18 +22,7 @@ fn public() -> TestServer {
 }
 
 fn post_offer(server: &TestServer, path: &str, offer: &str, token: Option<&str>) -> Response {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    request(
-        server.http,
-        "POST",
-        path,
-        &headers,
-        Some(("application/sdp", offer.as_bytes())),
-    )
+    support::http::post_sdp(server.http, path, offer, token)
 }
 
 /// The answer's first audio format (the payload type the browser will send with).

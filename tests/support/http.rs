@@ -36,6 +36,22 @@ pub fn request(
     exchange(s, method, path, headers, body)
 }
 
+/// POSTs a browser's SDP offer (WHIP, RFC 9725) to `path`, with a bearer `token` if given.
+pub fn post_sdp(addr: SocketAddr, path: &str, offer: &str, token: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    request(
+        addr,
+        "POST",
+        path,
+        &headers,
+        Some(("application/sdp", offer.as_bytes())),
+    )
+}
+
 /// Sends one request on `s` and reads the whole response.
 fn exchange(
     mut s: TcpStream,
