@@ -9,9 +9,8 @@ mod support;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
-use careline::media::recognize::tone_share;
 use serde_json::{Value, json};
-use support::audio::{tone, wait_for_tone};
+use support::audio::{find_tone, tone, wait_for_tone};
 use support::browser::BrowserPeer;
 use support::http::{Response, request};
 use support::server::TestServer;
@@ -118,11 +117,7 @@ fn check(speaker: &Person, hz: f32, ears: &[(&Person, bool, &str)]) {
             std::thread::sleep(Duration::from_millis(50));
         }
         let pcm = p.peer.heard();
-        let since = &pcm[from * 8..];
-        let found = (0..since.len().saturating_sub(1600))
-            .step_by(400)
-            .any(|at| tone_share(&since[at..at + 1600], hz, 8000) > 0.8);
-        assert!(!found, "{what}");
+        assert_eq!(find_tone(&pcm[from * 8..], hz), None, "{what}");
     }
 }
 
@@ -859,38 +854,10 @@ fn the_host_records_the_visit_with_the_patient_on_the_left() {
         "not recording"
     );
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let row = loop {
-        let out = server.cli(&["recording", "list", "--json"]);
-        assert!(out.status.success());
-        let sealed = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|r| r["state"] == "sealed" && r["id"] == rec.as_str());
-        if let Some(row) = sealed {
-            break row;
-        }
-        assert!(std::time::Instant::now() < deadline, "no sealed recording");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let row = server.sealed_recording(|r| r["id"] == rec.as_str());
     assert_eq!(row["call_id"], format!("room:{id}"), "{row}");
-    let wav = server.data_dir.path().join("visit.wav");
-    let out = server.cli(&["recording", "export", &rec, "-o", wav.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = hound::WavReader::open(&wav).unwrap();
-    assert_eq!(reader.spec().channels, 2);
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let left: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
-    let right: Vec<i16> = samples.chunks(2).map(|f| f[1]).collect();
-    let has = |pcm: &[i16], hz: f32| {
-        (0..pcm.len().saturating_sub(1600))
-            .step_by(400)
-            .any(|at| tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8)
-    };
+    let (left, right) = server.export_stereo(&rec);
+    let has = |pcm: &[i16], hz: f32| find_tone(pcm, hz).is_some();
     assert!(has(&left, PATIENT_HZ), "the patient on the left");
     assert!(!has(&left, CLINICIAN_HZ), "only the patient on the left");
     assert!(has(&right, CLINICIAN_HZ), "the clinician on the right");

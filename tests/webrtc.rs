@@ -7,8 +7,7 @@ mod support;
 use std::time::Duration;
 
 use careline::media::codec::Codec;
-use careline::media::recognize::tone_share;
-use support::audio::{expect_not_prompt, tone, wait_for_prompt, wait_for_tone};
+use support::audio::{expect_not_prompt, find_tone, tone, wait_for_prompt, wait_for_tone};
 use support::browser::BrowserPeer;
 use support::chromium::{CHROMIUM, NURSE_PASSWORD, add_user, browser_script, screenshots_and_mic};
 use support::http::{Response, request};
@@ -522,36 +521,12 @@ fn a_browser_call_is_recorded_like_a_phone_call() {
     let r = request(server.http, "DELETE", &location, &[], None);
     assert_eq!(r.status, 200, "{}", r.body);
     // The recording is sealed once the call has ended.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let row = loop {
-        let out = server.cli(&["recording", "list", "--json"]);
-        assert!(out.status.success());
-        let sealed = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|r| r["state"] == "sealed");
-        if let Some(row) = sealed {
-            break row;
-        }
-        assert!(std::time::Instant::now() < deadline, "no sealed recording");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let row = server.sealed_recording(|_| true);
     assert!(
         row["call_id"].as_str().unwrap().starts_with("whip-"),
         "{row}"
     );
-    let id = row["id"].as_str().unwrap();
-    let wav = server.data_dir.path().join("call.wav");
-    let out = server.cli(&["recording", "export", id, "-o", wav.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = hound::WavReader::open(&wav).unwrap();
-    assert_eq!(reader.spec().channels, 2);
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let right: Vec<i16> = samples.chunks(2).map(|f| f[1]).collect();
+    let (_, right) = server.export_stereo(row["id"].as_str().unwrap());
     support::audio::expect_prompt(&right, Codec::Pcmu, "en", "welcome", 0, Some(2000));
 }
 
@@ -666,32 +641,8 @@ fn an_opus_nurse_is_transcoded_and_the_recording_has_both_sides() {
     b.nurse_hangs_up(&server);
     let call_id = b.call_id.clone();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let row = loop {
-        let out = server.cli(&["recording", "list", "--json"]);
-        assert!(out.status.success());
-        let sealed = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|r| r["state"] == "sealed" && r["call_id"] == call_id.as_str());
-        if let Some(row) = sealed {
-            break row;
-        }
-        assert!(std::time::Instant::now() < deadline, "no sealed recording");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let wav = server.data_dir.path().join("bridged.wav");
-    let id = row["id"].as_str().unwrap();
-    let out = server.cli(&["recording", "export", id, "-o", wav.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = hound::WavReader::open(&wav).unwrap();
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let left: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
-    let right: Vec<i16> = samples.chunks(2).map(|f| f[1]).collect();
+    let row = server.sealed_recording(|r| r["call_id"] == call_id.as_str());
+    let (left, right) = server.export_stereo(row["id"].as_str().unwrap());
     wait_for_tone(
         || left.clone(),
         1000.0,
@@ -700,17 +651,10 @@ fn an_opus_nurse_is_transcoded_and_the_recording_has_both_sides() {
     );
     wait_for_tone(|| right.clone(), 440.0, 0, "the nurse on the right channel");
     assert_eq!(
-        wait_for_tone_or_none(&right, 1000.0),
+        find_tone(&right, 1000.0),
         None,
         "the patient is not on the nurse's channel"
     );
-}
-
-/// Where in `pcm` some 200 ms are mostly `hz`, if anywhere.
-fn wait_for_tone_or_none(pcm: &[i16], hz: f32) -> Option<usize> {
-    (0..pcm.len().saturating_sub(1600))
-        .step_by(400)
-        .find(|&at| tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8)
 }
 
 /// A phone caller joined to a nurse's browser.
@@ -894,12 +838,12 @@ fn a_nurse_holds_resumes_and_mutes_the_caller() {
     let_run(|| b.browser.heard(), nurse_ms, 2500);
     let after = |pcm: Vec<i16>, ms: usize| pcm[ms * 8..].to_vec();
     assert_eq!(
-        wait_for_tone_or_none(&after(b.phone.heard(), music), 440.0),
+        find_tone(&after(b.phone.heard(), music), 440.0),
         None,
         "held, the patient does not hear the nurse"
     );
     assert_eq!(
-        wait_for_tone_or_none(&after(b.browser.heard(), nurse_ms), 1000.0),
+        find_tone(&after(b.browser.heard(), nurse_ms), 1000.0),
         None,
         "held, the nurse does not hear the patient"
     );
@@ -912,7 +856,7 @@ fn a_nurse_holds_resumes_and_mutes_the_caller() {
     b.browser.speak(tone(440.0, 1500));
     let_run(|| b.phone.heard(), patient, 2000);
     assert_eq!(
-        wait_for_tone_or_none(&after(b.phone.heard(), patient), 440.0),
+        find_tone(&after(b.phone.heard(), patient), 440.0),
         None,
         "muted, the patient does not hear the nurse"
     );
@@ -967,12 +911,12 @@ fn a_supervisor_listens_in_on_a_nurses_call_and_barges_in() {
         let_run(|| b.phone.heard(), patient, 2500);
         let_run(|| b.browser.heard(), nurse_ms, 2500);
         assert_eq!(
-            wait_for_tone_or_none(&after(b.phone.heard(), patient), 1800.0),
+            find_tone(&after(b.phone.heard(), patient), 1800.0),
             None,
             "{what}: the patient does not hear the supervisor"
         );
         assert_eq!(
-            wait_for_tone_or_none(&after(b.browser.heard(), nurse_ms), 1800.0),
+            find_tone(&after(b.browser.heard(), nurse_ms), 1800.0),
             None,
             "{what}: the nurse does not hear the supervisor"
         );
@@ -1126,9 +1070,8 @@ fn a_nurse_answers_from_the_agent_console_in_chromium() {
     ua.respond(&bye.expect("the phone gets a BYE"), 200, "OK");
     let heard = phone.heard();
     let after = &heard[(queued_at * 8).min(heard.len())..];
-    let voice =
-        wait_for_tone_or_none(after, 440.0).expect("the phone heard the nurse's microphone");
-    let music = wait_for_tone_or_none(&after[voice..], 261.63);
+    let voice = find_tone(after, 440.0).expect("the phone heard the nurse's microphone");
+    let music = find_tone(&after[voice..], 261.63);
     assert!(
         music.is_some(),
         "the phone heard the hold music after the nurse spoke"
@@ -1190,7 +1133,7 @@ fn a_nurse_consults_and_hands_over_from_the_agent_console_in_chromium() {
     assert_eq!(summary["controls_after"], false, "{summary}");
     let (mut handset, mut callee, doctor) = physician.join().expect("the physician's phone");
     assert!(
-        wait_for_tone_or_none(&doctor.heard(), 440.0).is_some(),
+        find_tone(&doctor.heard(), 440.0).is_some(),
         "the physician heard the nurse's microphone"
     );
     hears(
@@ -1494,7 +1437,7 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
     let heard = phone.heard();
     let after = &heard[(queued_at * 8).min(heard.len())..];
     assert!(
-        wait_for_tone_or_none(after, 440.0).is_some(),
+        find_tone(after, 440.0).is_some(),
         "the phone heard the nurse's microphone"
     );
     assert_eq!(
@@ -1785,7 +1728,7 @@ fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next()
     let_run(|| phone.heard(), before, 3000);
     let heard = phone.heard();
     assert!(
-        wait_for_tone_or_none(&heard[before * 8..], 261.63).is_some()
+        find_tone(&heard[before * 8..], 261.63).is_some()
             || heard[before * 8..].iter().any(|s| s.unsigned_abs() > 500),
         "the caller hears the hold flow, not silence"
     );
@@ -2318,7 +2261,7 @@ fn a_nurse_consults_an_outside_number_then_hands_the_caller_over() {
     let after = |pcm: Vec<i16>, ms: usize| pcm[(ms * 8).min(pcm.len())..].to_vec();
     for hz in [1200.0, 1800.0] {
         assert_eq!(
-            wait_for_tone_or_none(&after(b.phone.heard(), patient), hz),
+            find_tone(&after(b.phone.heard(), patient), hz),
             None,
             "on hold, the patient does not hear {hz} Hz"
         );

@@ -748,9 +748,8 @@ async fn session(
     // A clinician in the visit is told which patient it is about (the summary itself is
     // behind the permission table: it opens because they are in the visit, and is audited).
     if me.role == Role::Clinician && me.presence == Presence::Present {
-        let room = s.booked(&id).await?;
-        out["title"] = json!(room.title);
-        out["patient_id"] = json!(room.patient);
+        out["title"] = json!(view.title);
+        out["patient_id"] = json!(view.patient);
     }
     Ok(axum::Json(out).into_response())
 }

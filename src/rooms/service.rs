@@ -7,7 +7,9 @@
 //! it. A room about a patient links each clinician in it to the patient as a call does
 //! ([`crate::auth::Auth::set_active_contact`], contact id `room:<room>:<user>`): the summary
 //! opens to them because they are in the visit with that patient (every read audited), and
-//! once they are out the link goes into wrap-up, long enough to write the visit's notes. A participant's session id (128 random bits, the `Location` the join answered) is the
+//! once they are out the link goes into wrap-up, long enough to write the visit's notes.
+//!
+//! A participant's session id (128 random bits, the `Location` the join answered) is the
 //! capability for their own leg: leaving, and asking where they stand.
 
 use std::collections::{HashMap, HashSet};
@@ -66,6 +68,11 @@ pub struct RoomView {
     pub recording: bool,
     /// Over (the room task is gone or ending).
     pub ended: bool,
+    /// The booking's title and patient (told to clinicians in the visit; not serialized).
+    #[serde(skip)]
+    pub title: String,
+    #[serde(skip)]
+    pub patient: Option<String>,
 }
 
 impl RoomView {
@@ -129,6 +136,9 @@ enum Command {
     View(oneshot::Sender<RoomView>),
 }
 
+/// The live rooms' tasks, by room id; a task takes itself out when its room ends.
+type Live = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>>;
+
 /// Live rooms and the participants' sessions.
 pub struct Rooms {
     svc: Arc<CallServices>,
@@ -136,7 +146,7 @@ pub struct Rooms {
     auth: Option<Arc<Auth>>,
     store: RoomStore,
     rejoin_grace: Duration,
-    live: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
+    live: Live,
     /// Session id to (room, participant).
     sessions: Arc<Mutex<HashMap<String, (String, Pid)>>>,
 }
@@ -159,7 +169,7 @@ impl Rooms {
             auth,
             store,
             rejoin_grace,
-            live: Mutex::new(HashMap::new()),
+            live: Live::default(),
             sessions: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -219,13 +229,9 @@ impl Rooms {
         // A room task that just ended refuses its mail: one retry with a fresh task (whose
         // booking says whether the room is over).
         for _ in 0..2 {
-            let tx = self.task(room);
-            match tx.send(cmd) {
+            match self.task(room).send(cmd) {
                 Ok(()) => break,
-                Err(mpsc::error::SendError(back)) => {
-                    self.forget(&room.id, &tx);
-                    cmd = back;
-                }
+                Err(mpsc::error::SendError(back)) => cmd = back,
             }
         }
         let entry = entered.await.map_err(|_| Refusal::Ended)??;
@@ -342,14 +348,6 @@ impl Rooms {
         self.live.lock().ok()?.get(room).cloned()
     }
 
-    fn forget(&self, room: &str, tx: &mpsc::UnboundedSender<Command>) {
-        if let Ok(mut live) = self.live.lock()
-            && live.get(room).is_some_and(|t| t.same_channel(tx))
-        {
-            live.remove(room);
-        }
-    }
-
     /// The live room's task, started for its first participant.
     fn task(&self, room: &RoomRecord) -> mpsc::UnboundedSender<Command> {
         let mut live = match self.live.lock() {
@@ -373,7 +371,10 @@ impl Rooms {
             svc: self.svc.clone(),
             store: self.store.clone(),
             sessions: self.sessions.clone(),
-            auth: self.auth.clone().zip(room.patient.clone()),
+            live: self.live.clone(),
+            title: room.title.clone(),
+            patient: room.patient.clone(),
+            auth: self.auth.clone(),
             linked: HashMap::new(),
             talking: HashSet::new(),
             codecs: HashMap::new(),
@@ -398,8 +399,12 @@ struct RoomTask {
     svc: Arc<CallServices>,
     store: RoomStore,
     sessions: Arc<Mutex<HashMap<String, (String, Pid)>>>,
-    /// The patient the visit is about, and what links clinicians to them.
-    auth: Option<(Arc<Auth>, String)>,
+    live: Live,
+    title: String,
+    /// The patient the visit is about.
+    patient: Option<String>,
+    /// What links clinicians in the visit to its patient.
+    auth: Option<Arc<Auth>>,
     /// Clinicians linked to the patient: participant to contact id.
     linked: HashMap<Pid, String>,
     /// Who talks now, as the conference tells each talker's leg.
@@ -457,6 +462,11 @@ impl RoomTask {
             }
         }
         rx.close();
+        if let Ok(mut live) = self.live.lock()
+            && live.get(&self.id).is_some_and(|t| t.is_closed())
+        {
+            live.remove(&self.id);
+        }
         // Whatever knocked meanwhile is told the visit is over.
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
@@ -477,6 +487,8 @@ impl RoomTask {
                         talking: Vec::new(),
                         recording: false,
                         ended: true,
+                        title: String::new(),
+                        patient: None,
                     });
                 }
             }
@@ -579,6 +591,8 @@ impl RoomTask {
                     talking,
                     recording: self.recording.is_some(),
                     ended: self.core.ended().is_some(),
+                    title: self.title.clone(),
+                    patient: self.patient.clone(),
                 });
             }
         }
@@ -742,7 +756,7 @@ impl RoomTask {
 
     /// A clinician in the visit is linked to its patient (once per stay).
     async fn link_patient(&mut self, pid: Pid) {
-        let Some((auth, patient)) = &self.auth else {
+        let (Some(auth), Some(patient)) = (&self.auth, &self.patient) else {
             return;
         };
         let Some(user) = self.core.participant(pid).and_then(|p| {
@@ -769,7 +783,7 @@ impl RoomTask {
 
     /// A clinician is out of the visit: their link goes into wrap-up.
     async fn unlink_patient(&mut self, pid: Pid) {
-        let (Some((auth, _)), Some(contact)) = (&self.auth, self.linked.remove(&pid)) else {
+        let (Some(auth), Some(contact)) = (&self.auth, self.linked.remove(&pid)) else {
             return;
         };
         if let Err(e) = auth.end_call_contact(&contact, LINKER).await {

@@ -387,17 +387,21 @@ mod tests {
         }
     }
 
+    fn invitee(role: Role, label: &str) -> Invitee {
+        Invitee {
+            id: "i1".into(),
+            role,
+            label: label.into(),
+            expires_at_ms: 9_000,
+            revoked: false,
+        }
+    }
+
     #[tokio::test]
     async fn a_room_and_its_invitees_are_kept_sealed_and_read_back() {
         let (store, _keys, dir) = store().await;
         store.create(&booked("r1")).await.unwrap();
-        let inv = Invitee {
-            id: "i1".into(),
-            role: Role::Patient,
-            label: "Ann Lee".into(),
-            expires_at_ms: 9_000,
-            revoked: false,
-        };
+        let inv = invitee(Role::Patient, "Ann Lee");
         store.invite("r1", &inv, 1_000).await.unwrap();
         let got = store.get("r1").await.unwrap().unwrap();
         assert_eq!(got.title, "Follow-up: Ann Lee, heart failure");
@@ -436,13 +440,7 @@ mod tests {
         let ended = store.get("r1").await.unwrap().unwrap();
         assert_eq!(ended.ended_at_ms, Some(7_000));
         assert_eq!(ended.end_reason.as_deref(), Some("host"));
-        let inv = Invitee {
-            id: "i1".into(),
-            role: Role::Guest,
-            label: "Interpreter".into(),
-            expires_at_ms: 9_000,
-            revoked: false,
-        };
+        let inv = invitee(Role::Guest, "Interpreter");
         store.invite("r2", &inv, 1_000).await.unwrap();
         assert!(store.revoke("r2", "i1").await.unwrap());
         assert!(!store.revoke("r2", "nobody").await.unwrap());
@@ -454,13 +452,7 @@ mod tests {
     async fn a_key_rotation_reseals_rooms_and_labels_once() {
         let (store, keys, dir) = store().await;
         store.create(&booked("r1")).await.unwrap();
-        let inv = Invitee {
-            id: "i1".into(),
-            role: Role::Patient,
-            label: "Ann Lee".into(),
-            expires_at_ms: 9_000,
-            revoked: false,
-        };
+        let inv = invitee(Role::Patient, "Ann Lee");
         store.invite("r1", &inv, 1_000).await.unwrap();
         drop(keys);
         let mut ring = KeyRing::open(dir.path(), crate::keys::Supplied::default()).unwrap();

@@ -164,3 +164,10 @@ pub fn wait_for_tone(heard: impl Fn() -> Vec<i16>, hz: f32, from_ms: usize, what
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Where in `pcm` (8 kHz) some 200 ms are mostly `hz`, if anywhere: the start in samples.
+pub fn find_tone(pcm: &[i16], hz: f32) -> Option<usize> {
+    (0..pcm.len().saturating_sub(1600))
+        .step_by(400)
+        .find(|&at| recognize::tone_share(&pcm[at..at + 1600], hz, 8000) > 0.8)
+}

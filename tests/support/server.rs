@@ -247,6 +247,47 @@ impl TestServer {
         }
     }
 
+    /// Waits (30 s at most) for a sealed recording whose row (`careline recording list
+    /// --json`) `matches`; the row.
+    pub fn sealed_recording(
+        &self,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = self.cli(&["recording", "list", "--json"]);
+            assert!(out.status.success());
+            let sealed = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|r| r["state"] == "sealed" && matches(r));
+            if let Some(row) = sealed {
+                return row;
+            }
+            assert!(std::time::Instant::now() < deadline, "no sealed recording");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Exports recording `id` as a two-channel WAV (`careline recording export`): its left
+    /// and right channels.
+    pub fn export_stereo(&self, id: &str) -> (Vec<i16>, Vec<i16>) {
+        let wav = self.data_dir.path().join(format!("{id}.wav"));
+        let out = self.cli(&["recording", "export", id, "-o", wav.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut reader = hound::WavReader::open(&wav).unwrap();
+        assert_eq!(reader.spec().channels, 2);
+        let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+        (
+            samples.chunks(2).map(|f| f[0]).collect(),
+            samples.chunks(2).map(|f| f[1]).collect(),
+        )
+    }
+
     /// `careline user add NAME --role ROLE`: the API token it prints.
     pub fn user_token(&self, name: &str, role: &str) -> String {
         let text = self.cli_ok(&["user", "add", name, "--role", role]);
