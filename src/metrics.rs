@@ -236,7 +236,7 @@ impl Metrics {
         );
         registry.register(
             "browser_connections",
-            "Browser callers' connections, by event (lost, reconnected, refused)",
+            "Browser connections, by event: a caller's lost or reconnected, an agent's agent_lost or agent_reconnected, a reconnect refused",
             m.browser_connections.clone(),
         );
         registry.register(

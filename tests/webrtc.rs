@@ -1446,6 +1446,56 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
     );
 }
 
+/// A nurse's console reloads twice mid-call in headless Chromium: each time the page takes
+/// the same call back by itself (the second time with the caller still on hold, as she left
+/// them), and the phone hears her microphone's 440 Hz tone after the last reload; one call,
+/// one offer accepted. A reload after the call finds nothing to take back. Screenshots in
+/// target/browser-screenshots/agent-reload/.
+#[test]
+fn a_nurses_console_reloaded_mid_call_in_chromium_takes_the_call_back() {
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start();
+    add_nurse(&server, "nora");
+    let (shots, mic) = screenshots_and_mic("agent-reload");
+    let (mut ua, phone, call) = queue_urgent_caller(&server);
+    let summary = browser_script(
+        &server,
+        "agent-reload.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "nora".into(),
+            NURSE_PASSWORD.into(),
+            mic.display().to_string(),
+        ],
+    );
+    let expected = format!("Call {} from triage-urgent", call.call_id);
+    assert_eq!(summary["call"], expected.as_str(), "{summary}");
+    assert_eq!(summary["call_after_reload"], expected.as_str(), "{summary}");
+    assert_eq!(summary["controls_after_reload"], true, "{summary}");
+    assert_eq!(summary["hold_button_after_reload"], "Resume", "{summary}");
+    assert_eq!(summary["controls_after_the_call"], false, "{summary}");
+    assert_eq!(
+        server.metric("careline_browser_connections_total{event=\"agent_reconnected\"}"),
+        2.0,
+        "{summary}"
+    );
+    assert_eq!(server.metric("careline_calls_started_total"), 1.0);
+    assert_eq!(
+        server.metric("careline_agent_offers_total{outcome=\"accepted\"}"),
+        1.0
+    );
+    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    ua.respond(&bye.expect("the phone gets a BYE"), 200, "OK");
+    // The last 3 s the phone heard: her voice after she resumed, not hold music or silence.
+    let heard = phone.heard();
+    let tail = &heard[heard.len().saturating_sub(3 * 8000)..];
+    assert!(
+        find_tone(tail, 440.0).is_some(),
+        "the phone hears the nurse after her page reloaded"
+    );
+}
+
 /// A supervisor watches the desk live: in headless Chromium the supervisor's page shows the
 /// caller waiting and the nurse's call ringing, and, the urgent caller unanswered past the
 /// queue's alert limit (2 s here, a minute as shipped), the alarm (screenshot in
@@ -1696,12 +1746,16 @@ fn a_nurse_transfers_the_caller_to_another_queue_and_the_next_nurse_answers() {
     second.expect_state("after_contact_work");
 }
 
-/// The nurse's browser goes away mid-call (a closed tab: no hang-up): the patient is not
-/// dropped but goes back to the front of the urgent queue, hearing the hold flow again, and
-/// the next nurse who answers talks with them.
+/// The nurse's browser goes away mid-call (a closed tab: no hang-up) and does not come back
+/// within `[webrtc] reconnect_grace_secs` (2 s here): the patient is not dropped but goes
+/// back to the front of the urgent queue, hearing the hold flow again, and the next nurse
+/// who answers talks with them.
 #[test]
 fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(Options {
+        toml: "[webrtc]\nreconnect_grace_secs = 2\n".into(),
+        ..Default::default()
+    });
     let nurse = server.user_token("nurse-1", "agent");
     let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
     b.tones_both_ways();
@@ -1751,6 +1805,77 @@ fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next()
         call_id,
     };
     bridged.tones_both_ways();
+    bridged.nurse_hangs_up(&server);
+}
+
+/// The nurse's console reloads mid-call (her old connection goes silent; no hang-up): the
+/// patient hears hold music rather than silence or another nurse, and stays out of the
+/// queue; the reloaded page sends a new offer to her session's `reconnect` and the two talk
+/// again on the same call (a tone each way), with no new offer or call counted. Refused: the
+/// same from another address (403).
+#[test]
+fn a_nurse_whose_console_reloads_talks_with_the_same_caller_again() {
+    let server = TestServer::start();
+    let nurse = server.user_token("nurse-1", "agent");
+    let b = bridge_urgent_caller(&server, &nurse, BrowserPeer::new(&[Codec::Pcmu]));
+    b.tones_both_ways();
+    let Bridged {
+        ua,
+        phone,
+        browser,
+        location,
+        call_id,
+    } = b;
+    drop(browser);
+    let lost = "careline_browser_connections_total{event=\"agent_lost\"}";
+    assert_eq!(
+        server.wait_metric(lost, 1.0, Duration::from_secs(30)),
+        1.0,
+        "the server noticed her page went silent: {}",
+        server.log()
+    );
+    let before = phone.heard().len() / 8;
+    let_run(|| phone.heard(), before, 3500);
+    let heard = phone.heard();
+    assert!(
+        find_tone(&heard[before * 8..], 261.63).is_some(),
+        "the caller hears hold music while she is away"
+    );
+    assert_eq!(server.metric(URGENT_QUEUE), 0.0, "not back in the queue");
+
+    let reconnect = format!("{location}/reconnect");
+    let reloaded = BrowserPeer::new(&[Codec::Pcmu]);
+    let stranger = support::http::request_from(
+        "127.0.0.2".parse().unwrap(),
+        server.http,
+        "POST",
+        &reconnect,
+        &[],
+        Some(("application/sdp", reloaded.offer.as_bytes())),
+    );
+    assert_eq!(stranger.status, 403, "{}", stranger.body);
+    let r = post_offer(&server, &reconnect, &reloaded.offer, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    reloaded.accept(&r.body);
+    reloaded.wait_connected();
+    let mut bridged = Bridged {
+        ua,
+        phone,
+        browser: reloaded,
+        location,
+        call_id,
+    };
+    bridged.tones_both_ways();
+    assert_eq!(
+        server.metric("careline_browser_connections_total{event=\"agent_reconnected\"}"),
+        1.0
+    );
+    assert_eq!(server.metric("careline_calls_started_total"), 1.0);
+    assert_eq!(
+        server.metric("careline_queue_answer_wait_seconds_count{queue=\"triage-urgent\"}"),
+        1.0,
+        "answered once"
+    );
     bridged.nurse_hangs_up(&server);
 }
 

@@ -6,6 +6,11 @@
 // waited longest (POST /api/v1/queues/NAME/answer). Hold, Mute and Hang up act on the session
 // the answer returned. The user signs in through Careline's own sign-in page (a session
 // cookie); nothing here holds patient data until a call's screen-pop.
+//
+// A reload does not lose the caller: the session's URL (with the call, its queue and the
+// hold and mute buttons' state) is kept in this tab's sessionStorage, and the reloaded page
+// sends a new offer to SESSION/reconnect; the caller hears hold music meanwhile, for up to
+// [webrtc] reconnect_grace_secs, then goes back to the queue (docs/signaling.md).
 import { showSummary } from '/patient-summary.js';
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +25,18 @@ let ringing = null; // { callId, queue, until }
 let ringTimer = null;
 let contact = null; // the call being handled or wrapped up
 let wrapUpCodes = [];
+let current = null; // { callId, queue } of the call this browser talks on
+let menuSet = false; // the availability menu shows a state the server sent
+const SAVED = 'careline-agent-call';
+
+// What a reloaded page needs to take this call back; nothing of the patient.
+function save() {
+  if (session && current) {
+    sessionStorage.setItem(SAVED, JSON.stringify({ session, ...current, held, muted }));
+  } else {
+    sessionStorage.removeItem(SAVED);
+  }
+}
 
 const STATES = {
   offline: 'Offline', available: 'Available: waiting for a call', unavailable: 'Away',
@@ -80,9 +97,10 @@ async function take(queue) {
 }
 
 // Sends this browser's offer to `path` (a queue's answer, or an offered call's accept) and
-// joins the caller once the media is up.
-async function connect(path, queue) {
-  say(`Answering a caller from ${queue}…`);
+// joins the caller once the media is up. `resume`: what save() kept before a reload; the
+// offer goes to that session's reconnect instead.
+async function connect(path, queue, resume = null) {
+  say(resume ? `Reconnecting to your caller from ${queue}…` : `Answering a caller from ${queue}…`);
   try {
     const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
     pc = new RTCPeerConnection();
@@ -91,7 +109,7 @@ async function connect(path, queue) {
     pc.onconnectionstatechange = () => {
       if (!pc) return;
       if (pc.connectionState === 'connected') {
-        say('Talking with the caller.');
+        say(held ? 'The caller is on hold.' : 'Talking with the caller.');
         $('controls').hidden = false;
         refresh();
       }
@@ -99,16 +117,29 @@ async function connect(path, queue) {
     };
     refresh();
     await pc.setLocalDescription(await pc.createOffer());
-    const r = await fetch(path, {
+    const r = await fetch(resume ? `${resume.session}/reconnect` : path, {
       method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
     });
-    if (r.status !== 201) {
+    if (r.status !== (resume ? 200 : 201)) {
       const problem = await r.json().catch(() => ({}));
-      end(r.status === 409 ? 'That caller is no longer waiting for you.' : (problem.detail || 'The call could not be answered.'));
+      if (resume) {
+        sessionStorage.removeItem(SAVED);
+        end(r.status === 404 ? 'The call ended while the page reloaded.'
+          : (problem.detail || 'The call could not be taken back.'));
+      } else {
+        end(r.status === 409 ? 'That caller is no longer waiting for you.' : (problem.detail || 'The call could not be answered.'));
+      }
       return;
     }
-    session = r.headers.get('Location');
-    const callId = r.headers.get('Careline-Call-Id');
+    session = resume ? resume.session : r.headers.get('Location');
+    const callId = resume ? resume.callId : r.headers.get('Careline-Call-Id');
+    current = { callId, queue };
+    if (resume) {
+      onHold(resume.held);
+      muted = resume.muted;
+      $('mute').textContent = muted ? 'Unmute' : 'Mute';
+    }
+    save();
     $('call').textContent = `Call ${callId} from ${queue}`;
     showCaller(callId).catch(() => {});
     await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
@@ -147,6 +178,8 @@ function end(text) {
   $('consult').disabled = false;
   if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
   if (pc) { pc.getSenders().forEach((s) => s.track && s.track.stop()); pc.close(); pc = null; }
+  current = null;
+  sessionStorage.removeItem(SAVED);
   held = false; muted = false;
   $('hold').textContent = 'Hold'; $('mute').textContent = 'Mute';
   $('controls').hidden = true;
@@ -157,8 +190,7 @@ function end(text) {
 
 $('hold').addEventListener('click', async () => {
   if (await control(held ? 'resume' : 'hold')) {
-    held = !held;
-    $('hold').textContent = held ? 'Resume' : 'Hold';
+    onHold(!held);
     say(held ? 'The caller is on hold.' : 'Talking with the caller.');
   }
 });
@@ -166,6 +198,7 @@ $('mute').addEventListener('click', async () => {
   if (await control(muted ? 'unmute' : 'mute')) {
     muted = !muted;
     $('mute').textContent = muted ? 'Unmute' : 'Mute';
+    save();
   }
 });
 $('hangup').addEventListener('click', () => end('You hung up.'));
@@ -197,6 +230,7 @@ $('transfer').addEventListener('click', async () => {
 function onHold(on) {
   held = on;
   $('hold').textContent = held ? 'Resume' : 'Hold';
+  save();
 }
 $('consult').addEventListener('click', async () => {
   const number = $('transfer-number').value.trim();
@@ -291,8 +325,13 @@ function showState(msg) {
     }
   }
   $('agent-state').textContent = msg.state === 'unavailable' ? `Away: ${msg.reason}` : STATES[msg.state] || msg.state;
+  // On a call the menu keeps the agent's last choice; a page (re)loaded mid-call has none
+  // yet and shows what took the call (available) rather than its blank default (offline).
+  const busy = ['offered', 'on_contact', 'after_contact_work'].includes(msg.state);
   const choice = msg.state === 'unavailable' ? `unavailable:${msg.reason}`
-    : ['available', 'offline'].includes(msg.state) ? msg.state : null;
+    : ['available', 'offline'].includes(msg.state) ? msg.state
+      : busy && !menuSet ? 'available' : null;
+  menuSet = true;
   if (choice && [...$('availability').options].some((o) => o.value === choice)) $('availability').value = choice;
   const opening = wrapping && $('wrapup').hidden;
   $('wrapup').hidden = !wrapping;
@@ -374,6 +413,8 @@ $('availability').addEventListener('change', () => {
 
 if (await whoami()) {
   openChannel();
+  const saved = JSON.parse(sessionStorage.getItem(SAVED) || 'null');
+  if (saved && saved.session) connect(null, saved.queue, saved);
   await refresh();
   setInterval(refresh, 2000);
 }

@@ -893,7 +893,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "post",
         path: "/api/v1/calls/whip/{id}/reconnect",
         action: None,
-        summary: "A caller's page is back after a reload (or a lost network) with a new peer connection for the same call: the body is its SDP offer, sent to the call's session URL (the credential, as for DELETE) from the address the call came from. 200 with the SDP answer; the call (its flow, its place in a queue, its agent, its recording) goes on through the new connection once it is up. Within [webrtc] reconnect_grace_secs of the old connection going silent; 403 from another address, 404 for a call that ended, 409 before the call first connected, for an agent's session, or past 10 reconnects.",
+        summary: "A caller's or agent's page is back after a reload (or a lost network) with a new peer connection for the same call: the body is its SDP offer, sent to the session URL (the credential, as for DELETE) from the address the session came from. 200 with the SDP answer; the call (its flow, its place in a queue, its agent, its recording) goes on through the new connection once it is up; an agent's caller, on hold meanwhile, talks with them again (unless the agent had put them on hold). Within [webrtc] reconnect_grace_secs of the old connection going silent; 403 from another address, 404 for a call that ended, 409 before the session first connected or past 10 reconnects.",
         query: &[],
         body: Some("Sdp"),
         ok: 200,

@@ -320,9 +320,9 @@ async fn hang_up(State(s): State<WhipApi>, Path(id): Path<String>) -> Result<Res
     }
 }
 
-/// A caller's page is back after a reload (or a lost network) with a new peer connection for
-/// the same call: the body is its SDP offer. 200 with the SDP answer; the call's leg goes on
-/// through the new connection once it is up. The session URL is the credential, and the
+/// A caller's page (or an agent's console, on the agent's session) is back after a reload (or
+/// a lost network) with a new peer connection for the same call: the body is its SDP offer.
+/// 200 with the SDP answer; the leg goes on through the new connection once it is up. The session URL is the credential, and the
 /// offer must come from the address the call came from (403 otherwise); 404 for a call that
 /// ended (the page calls again), 409 before the call first connected or past
 /// [`MAX_RECONNECTS`](crate::call::whip::MAX_RECONNECTS).
@@ -334,14 +334,14 @@ async fn reconnect(
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     session(&id)?;
-    if s.calls.agent_sessions.call_of(&id).is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "an agent's session does not reconnect: the caller is offered again, accept it anew",
-        ));
-    }
     let sdp = sdp_offer(&headers, req).await?;
-    match crate::call::whip::reconnect(&s.calls, &id, sdp, client.0.ip()).await {
+    let source = client.0.ip();
+    let reconnected = if s.calls.agent_sessions.call_of(&id).is_some() {
+        crate::call::answer::reconnect_agent(&s.calls, &id, sdp, source).await
+    } else {
+        crate::call::whip::reconnect(&s.calls, &id, sdp, source).await
+    };
+    match reconnected {
         Ok(answer) => Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/sdp")],

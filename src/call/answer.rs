@@ -4,6 +4,10 @@
 //! answered for the agent, and once that leg is connected the caller's call core bridges the
 //! two (see [`super::core::Phase`]'s `Offered` and `Bridged`). The caller keeps hearing the
 //! hold flow until the agent is there, and keeps their place if the agent never connects.
+//!
+//! An agent's console that reloads mid-call (or loses its network for a moment) takes the
+//! call back with a new offer on its session ([`reconnect_agent`]), the caller on hold for up
+//! to `[webrtc] reconnect_grace_secs` meanwhile ([`Input::AgentLost`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -15,6 +19,7 @@ use tracing::{info, warn};
 
 use super::core::{CallCore, Input, Phase};
 use super::task::Shell;
+use super::whip::ReconnectRefused;
 use super::{CallCommand, CallServices};
 use crate::media::engine::{LegHandle, LegIds};
 use crate::media::leg::{LegCommand, LegEvent};
@@ -56,6 +61,8 @@ pub enum AgentMedia {
         peer: Box<WebRtcTransport>,
         params: crate::media::leg::LegParams,
         ids: LegIds,
+        /// What a reconnect (a reloaded page) needs.
+        browser: super::whip::Browser,
     },
     /// A phone (a SIP agent): what its answer negotiated; connected as it answered.
     Rtp {
@@ -185,6 +192,9 @@ pub(super) struct AgentLeg {
     pub callback: Option<String>,
     /// Told when the leg is let go.
     pub released: Option<oneshot::Sender<()>>,
+    /// A browser's leg: how it reconnects after a reload, and what it speaks (offered
+    /// first again). None: a phone.
+    pub browser: Option<(super::whip::Browser, crate::media::codec::Codec)>,
 }
 
 /// Agents' WHIP sessions: session id to the call it joined, so that the agent's `DELETE`
@@ -207,6 +217,33 @@ impl AgentSessions {
     pub(super) fn remove(&self, session: &str) {
         self.by_session.remove(session);
     }
+}
+
+/// An agent's console is back after a reload (or a lost network) with a new peer connection
+/// for the call they talk on (`POST SESSION/reconnect` on their session): `offer` is its SDP
+/// offer, from `source`. Answers the SDP answer; the caller, on hold since the agent's
+/// connection went, is joined with them again once it is up.
+pub async fn reconnect_agent(
+    svc: &CallServices,
+    session: &str,
+    offer: String,
+    source: IpAddr,
+) -> Result<String, ReconnectRefused> {
+    let call = svc
+        .agent_sessions
+        .call_of(session)
+        .ok_or(ReconnectRefused::Gone)?;
+    let (reply, answer) = oneshot::channel();
+    let command = CallCommand::AgentReconnect {
+        session: session.to_string(),
+        offer,
+        source,
+        reply,
+    };
+    if !svc.table.send(&call, command) {
+        return Err(ReconnectRefused::Gone);
+    }
+    answer.await.unwrap_or(Err(ReconnectRefused::Gone))
 }
 
 /// Which queued call an agent takes.
@@ -341,9 +378,9 @@ pub(super) fn browser_leg(
 ) -> Result<(AgentOffer, oneshot::Receiver<bool>, BrowserAnswer), AnswerError> {
     let super::whip::BrowserMedia {
         sockets,
+        local,
         ids,
         answered,
-        ..
     } = super::whip::answer_browser(svc, offer, remote).map_err(|e| match e {
         super::whip::BrowserMediaError::NoPorts => AnswerError::NoPorts,
         super::whip::BrowserMediaError::Offer(e) => AnswerError::Offer(e),
@@ -355,6 +392,7 @@ pub(super) fn browser_leg(
         media: AgentMedia::WebRtc {
             peer: Box::new(answered.transport),
             params: answered.params,
+            browser: super::whip::Browser::new(remote, local, ids.ssrc),
             ids,
         },
         session: resource.clone(),
@@ -379,29 +417,32 @@ pub(super) async fn agent_event(agent: &mut Option<AgentLeg>) -> Option<LegEvent
 }
 
 impl Shell {
-    /// What an event of the agent's leg does to the call. An agent whose browser went away
-    /// while talking (a closed tab, a lost network: not a hang-up) does not take the caller
-    /// with them: the caller goes back to the front of their queue, hearing its hold flow,
-    /// for the next agent. Only when that cannot be (no queue, or it is full) does the call
-    /// end as if the agent had hung up.
-    pub(super) async fn agent_leg_event(
-        &mut self,
-        core: &mut CallCore,
-        event: Option<LegEvent>,
-    ) -> Option<Input> {
-        let lost = matches!(
-            event,
-            Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout) | None
-        );
-        if lost && let Some(queue) = core.contact().queue.clone() {
-            let mut priority = core.contact().priority;
-            priority.priority = 1;
-            if self.requeue(core, &queue, priority).await.is_ok() {
-                warn!(%queue, "the agent's connection was lost: the caller goes back to the front of the queue");
-                return None;
+    /// What an event of the agent's leg does to the call. An agent whose connection is lost
+    /// while talking (a reloaded or closed tab, a lost network, a phone gone silent: not a
+    /// hang-up) does not take the caller with them: a browser may come back within the
+    /// grace (`reconnect_agent`), the caller on hold meanwhile; after it, or for a phone at
+    /// once, the caller goes back to the front of their queue for the next agent, and only
+    /// with no queue to take them does the call end as if the agent had hung up (see
+    /// [`Input::AgentLost`]).
+    ///
+    /// A browser silent for a few seconds (ICE consent missing: [`LegEvent::Disconnected`])
+    /// starts the same wait, as for a caller: a reloaded page may not say goodbye, and one
+    /// that comes back by itself ([`LegEvent::Connected`]) takes the caller off hold.
+    pub(super) fn agent_leg_event(&self, event: Option<LegEvent>) -> Option<Input> {
+        let browser_talking = self
+            .agent
+            .as_ref()
+            .is_some_and(|a| a.browser.is_some() && a.bridged);
+        match event {
+            Some(LegEvent::ConnectionLost | LegEvent::Disconnected) if browser_talking => {
+                self.svc.metrics.browser_connection("agent_lost");
+                Some(Input::AgentLost { may_return: true })
             }
+            Some(LegEvent::ConnectionLost | LegEvent::RtpTimeout) | None => {
+                Some(Input::AgentLost { may_return: false })
+            }
+            other => Self::agent_input(other),
         }
-        Self::agent_input(event)
     }
 
     /// What an event of the agent's leg means to the call (its keys and plays mean nothing).
@@ -439,11 +480,19 @@ impl Shell {
             released,
         } = offer;
         let opts = self.svc.settings.leg_options();
+        let mut reconnect = None;
         let opened = match media {
-            AgentMedia::WebRtc { peer, params, ids } => self
-                .svc
-                .media
-                .open_webrtc(sockets, *peer, params, opts, ids),
+            AgentMedia::WebRtc {
+                peer,
+                params,
+                ids,
+                browser,
+            } => {
+                reconnect = Some((browser, params.codec));
+                self.svc
+                    .media
+                    .open_webrtc(sockets, *peer, params, opts, ids)
+            }
             AgentMedia::Rtp { params } => self.svc.media.open(sockets, params, opts),
         };
         match opened {
@@ -458,6 +507,7 @@ impl Shell {
                     bridged: false,
                     callback,
                     released,
+                    browser: reconnect,
                 });
                 let _ = accepted.send(true);
                 true
@@ -468,6 +518,46 @@ impl Shell {
                 false
             }
         }
+    }
+
+    /// Answers the agent's reconnecting console (see [`reconnect_agent`]) with a new peer
+    /// connection for their leg; the core holds the caller until it is up (as for a lost
+    /// connection). Only a browser agent joined with the caller reconnects: one still
+    /// connecting has its first answer to finish with.
+    pub(super) fn reconnect_agent(
+        &mut self,
+        core: &mut CallCore,
+        session: &str,
+        offer: &str,
+        source: IpAddr,
+    ) -> Result<String, ReconnectRefused> {
+        let Some(AgentLeg {
+            leg,
+            bridged,
+            browser,
+            ..
+        }) = self.agent.as_mut().filter(|a| a.session == session)
+        else {
+            return Err(ReconnectRefused::Gone);
+        };
+        let result = match browser {
+            Some((browser, codec)) if *bridged => {
+                browser.reconnect(&self.svc, leg, codec, offer, source)
+            }
+            _ => Err(ReconnectRefused::NotConnected),
+        };
+        match &result {
+            Ok(_) => {
+                info!("the agent reconnected with a new connection");
+                self.svc.metrics.browser_connection("agent_reconnected");
+                core.handle(Input::AgentLost { may_return: true }, super::task::now());
+            }
+            Err(e) => {
+                info!(why = %e, "an agent's reconnect was refused");
+                self.svc.metrics.browser_connection("refused");
+            }
+        }
+        result
     }
 
     /// The agent's hold, resume, mute or unmute: taken while they talk with the caller.
@@ -557,24 +647,25 @@ impl Shell {
             cause,
             "the outside number did not answer: back to the queue"
         );
-        let queue = core.contact().queue.clone();
-        let placed = match queue {
-            Some(queue) => {
-                let mut priority = core.contact().priority;
-                priority.priority = 1;
-                self.svc
-                    .flows
-                    .queues
-                    .enqueue(&queue, Instant::now(), &self.call_id, priority)
-                    .ok()
-            }
-            None => None,
-        };
+        let placed = self.front_of_queue(core);
         match placed {
             Some(ticket) => core.handle(Input::Transferred(ticket), super::task::now()),
             None => core.handle(Input::Hangup("transfer_failed"), super::task::now()),
         }
         self.carry_out(core).await;
+    }
+
+    /// A new place for the caller at the front of their urgency in the queue they were last
+    /// in (None: they were in none, or it is full): for a caller whose agent is gone.
+    pub(super) fn front_of_queue(&self, core: &CallCore) -> Option<crate::flow::queues::Ticket> {
+        let queue = core.contact().queue.clone()?;
+        let mut priority = core.contact().priority;
+        priority.priority = 1;
+        self.svc
+            .flows
+            .queues
+            .enqueue(&queue, Instant::now(), &self.call_id, priority)
+            .ok()
     }
 
     /// Takes the caller from their agent and places them in `queue` at `priority`, where

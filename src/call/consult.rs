@@ -142,6 +142,8 @@ impl Shell {
             bridged: true,
             callback: None,
             released,
+            // A phone: it does not reconnect.
+            browser: None,
         });
         Ok(())
     }

@@ -110,6 +110,11 @@ pub struct CallPolicy {
     /// ends with cause `connection_lost`; the call goes on meanwhile (its flow, its place in
     /// a queue, its agent). `None`: a lost connection ends the call at once.
     pub reconnect_grace: Option<Duration>,
+    /// An agent whose browser connection is lost while they talk with the caller (a tab
+    /// reload, a network blip) may come back ([`Input::AgentConnected`] again) within this
+    /// long; the caller is on hold meanwhile (music). Past it, or with `None`, the caller goes
+    /// back to the front of their queue ([`Output::ReturnToQueue`]).
+    pub agent_reconnect_grace: Option<Duration>,
 }
 
 /// Where the call stands.
@@ -185,6 +190,11 @@ pub enum Input {
     AgentConnected,
     /// The agent's leg went away or the agent hung up.
     AgentLeft,
+    /// The agent's connection is lost (not a hang-up): a browser's DTLS closed or its ICE
+    /// consent expired, a phone agent's RTP stopped, or a reloaded page is reconnecting.
+    /// `may_return`: a browser, which may come back with a new connection within
+    /// [`CallPolicy::agent_reconnect_grace`] (the caller on hold meanwhile); a phone cannot.
+    AgentLost { may_return: bool },
     /// The agent transferred the caller to another queue, where `Ticket` holds their new
     /// place: the agent is released and the caller hears that queue's hold flow.
     Transferred(Ticket),
@@ -279,6 +289,10 @@ pub enum Output {
     },
     /// Close the agent's leg: the call is not (or no longer) theirs.
     ReleaseAgent,
+    /// The agent's connection is lost and they are not coming back: place the caller at the
+    /// front of their queue (priority 1, as `transfer_failed`) and feed
+    /// [`Input::Transferred`], or, with no queue to take them, [`Input::AgentLeft`].
+    ReturnToQueue,
     /// Hold (true): the caller's audio stops reaching the agent; off hold (false): what
     /// plays to the caller stops and the two hear each other again.
     Hold(bool),
@@ -327,6 +341,9 @@ pub struct CallCore {
     agent_by: Option<Instant>,
     /// When a browser caller whose connection was lost is given up.
     lost_until: Option<Instant>,
+    /// When an agent whose connection was lost mid-call is given up, and whether the caller
+    /// was on hold already (kept so when the agent is back).
+    agent_lost_until: Option<(Instant, bool)>,
     /// The hold music playing to a held caller.
     music: Option<PlayId>,
     /// The play in progress and whether a key may cut it short.
@@ -389,6 +406,7 @@ impl CallCore {
             confirm_by: None,
             agent_by: None,
             lost_until: None,
+            agent_lost_until: None,
             music: None,
             playing: None,
             next_id: 0,
@@ -520,6 +538,7 @@ impl CallCore {
             self.confirm_by,
             self.agent_by,
             self.lost_until,
+            self.agent_lost_until.map(|(t, _)| t),
             self.collector.as_ref().map(|c| c.deadline()),
             self.pending.map(|p| p.deadline),
             self.timer,
@@ -553,6 +572,11 @@ impl CallCore {
             info!("the caller's connection did not come back: hanging up");
             self.end("connection_lost", true);
             return;
+        }
+        if self.agent_lost_until.is_some_and(|(d, _)| d <= t) {
+            info!("the agent's connection did not come back: the caller goes back to the queue");
+            self.agent_lost_until = None;
+            self.outputs.push_back(Output::ReturnToQueue);
         }
         if self.agent_by.is_some_and(|d| d <= t) {
             info!("the agent did not connect in time");
@@ -740,7 +764,14 @@ impl CallCore {
                 }
             }
             Input::AgentConnected => {
-                if self.phase == Phase::Offered {
+                if let Some((_, held)) = self.agent_lost_until.take() {
+                    info!("the agent's connection is back");
+                    if !held && self.phase == Phase::Held {
+                        self.phase = Phase::Bridged;
+                        self.music = None;
+                        self.outputs.push_back(Output::Hold(false));
+                    }
+                } else if self.phase == Phase::Offered {
                     self.bridge(now);
                 } else if self.policy.callback_agent.is_some() {
                     // A callback's agent, ready before the patient's flow is over.
@@ -750,6 +781,7 @@ impl CallCore {
             Input::TransferOut => {
                 if matches!(self.phase, Phase::Bridged | Phase::Held) {
                     info!("the agent transferred the caller to an outside number");
+                    self.agent_lost_until = None;
                     self.outputs.push_back(Output::ReleaseAgent);
                     if self.phase == Phase::Held {
                         // The caller's audio flows again, to whoever answers.
@@ -774,6 +806,11 @@ impl CallCore {
                         agent: None,
                     });
                     self.outputs.push_back(Output::ReleaseAgent);
+                    if self.phase == Phase::Held {
+                        // The caller's audio must reach the next agent: no longer held.
+                        self.outputs.push_back(Output::Hold(false));
+                    }
+                    self.agent_lost_until = None;
                     self.music = None;
                     self.ticket = Some(ticket);
                     self.phase = Phase::Queued;
@@ -783,6 +820,7 @@ impl CallCore {
             Input::Handover => {
                 if matches!(self.phase, Phase::Bridged | Phase::Held) {
                     info!("the agent handed the caller over to the party they consulted");
+                    self.agent_lost_until = None;
                     self.outputs.push_back(Output::ReleaseAgent);
                     if self.phase == Phase::Held {
                         self.outputs.push_back(Output::Hold(false));
@@ -791,6 +829,8 @@ impl CallCore {
                     self.music = None;
                 }
             }
+            // The agent is away (their connection lost): nobody to take the caller off hold.
+            Input::Hold(_) if self.agent_lost_until.is_some() => {}
             Input::Hold(on) => match (self.phase, on) {
                 (Phase::Bridged, true) => {
                     info!("caller on hold");
@@ -809,6 +849,32 @@ impl CallCore {
             Input::Mute(on) => {
                 if matches!(self.phase, Phase::Bridged | Phase::Held) {
                     self.outputs.push_back(Output::MuteAgent(on));
+                }
+            }
+            Input::AgentLost { may_return } => {
+                if !matches!(self.phase, Phase::Bridged | Phase::Held) {
+                    // Not talking yet (connecting, or a callback's agent before the
+                    // patient): as if they had left.
+                    return self.handle(Input::AgentLeft, now);
+                }
+                match self.policy.agent_reconnect_grace.filter(|_| may_return) {
+                    Some(grace) => {
+                        if self.agent_lost_until.is_none() {
+                            info!("the agent's connection is lost: the caller holds for them");
+                            let held = self.phase == Phase::Held;
+                            self.agent_lost_until = Some((now.mono + grace, held));
+                            if !held {
+                                self.phase = Phase::Held;
+                                self.outputs.push_back(Output::Hold(true));
+                                self.play_music();
+                            }
+                        }
+                    }
+                    None => {
+                        info!("the agent's connection is lost: the caller goes back to the queue");
+                        self.agent_lost_until = None;
+                        self.outputs.push_back(Output::ReturnToQueue);
+                    }
                 }
             }
             Input::AgentLeft => match self.phase {
@@ -941,6 +1007,7 @@ impl CallCore {
         self.confirm_by = None;
         self.agent_by = None;
         self.lost_until = None;
+        self.agent_lost_until = None;
         // Leaving frees the contact's place in its queue.
         self.ticket = None;
     }

@@ -86,6 +86,8 @@ struct Sim {
     hangups: usize,
     bridges: usize,
     releases: usize,
+    /// Callers sent back to their queue because their agent's connection was lost.
+    returns: usize,
     /// Hold, music and mute outputs, in order, as text.
     agent_ops: Vec<String>,
     /// Answering-machine detection asked of the leg.
@@ -141,6 +143,7 @@ impl Sim {
             hangups: 0,
             bridges: 0,
             releases: 0,
+            returns: 0,
             agent_ops: Vec::new(),
             screens: 0,
             callbacks: Vec::new(),
@@ -239,6 +242,20 @@ impl Sim {
                     self.playing = None;
                 }
                 Output::ReleaseAgent => self.releases += 1,
+                Output::ReturnToQueue => {
+                    // As the shell: the front of the caller's queue, or the call ends.
+                    self.returns += 1;
+                    let placed = self.core.contact().queue.clone().and_then(|queue| {
+                        let mut priority = self.core.contact().priority;
+                        priority.priority = 1;
+                        self.engine
+                            .queues
+                            .enqueue(&queue, now.mono, "sim-call", priority)
+                            .ok()
+                    });
+                    let input = placed.map_or(Input::AgentLeft, Input::Transferred);
+                    self.core.handle(input, now);
+                }
                 Output::Hold(on) => self.agent_ops.push(format!("hold {on}")),
                 Output::PlayMusic { id } => self.agent_ops.push(format!("music {id}")),
                 Output::MuteAgent(on) => self.agent_ops.push(format!("mute {on}")),
@@ -543,6 +560,11 @@ fn a_transferred_caller_waits_in_the_new_queue_with_its_hold_flow() {
     sim.input(Input::Transferred(ticket));
     assert_eq!(sim.core.phase(), Phase::Queued);
     assert_eq!(sim.releases, 1, "the agent is released");
+    assert_eq!(
+        sim.agent_ops.last().map(String::as_str),
+        Some("hold false"),
+        "held when transferred: the next agent must hear the caller"
+    );
     assert_eq!(sim.queued_in("triage-nurses"), 1);
     assert_eq!(sim.core.contact().queue.as_deref(), Some("triage-nurses"));
     sim.finish_play();
@@ -1648,4 +1670,137 @@ fn whisper_flows_speak_to_each_side_as_the_agent_is_joined() {
     sim.input(Input::AgentConnected);
     assert_eq!(sim.core.phase(), Phase::Bridged);
     assert!(sim.whispers.is_empty());
+}
+
+fn agent_browser_policy(grace: Option<u64>) -> CallPolicy {
+    CallPolicy {
+        agent_reconnect_grace: grace.map(secs),
+        ..agent_policy()
+    }
+}
+
+/// A nurse talking with the urgent caller joined to her.
+fn talking_with_nora(policy: CallPolicy) -> Sim {
+    let mut sim = queued_urgent_caller(policy);
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    sim
+}
+
+/// The nurse's console reloads mid-call: the caller is put on hold (music) rather than lost
+/// or handed to someone else, the call waits the grace for her, and when her new connection
+/// is up the two talk again (off hold, the same stay, no second bridge). Keys and the hold
+/// button mean nothing while she is away. A second loss before the first is over does not
+/// stretch the grace.
+#[test]
+fn an_agent_whose_console_reloads_gets_the_caller_back_within_the_grace() {
+    let mut sim = talking_with_nora(agent_browser_policy(Some(20)));
+    sim.input(Input::AgentLost { may_return: true });
+    assert_eq!(sim.core.phase(), Phase::Held);
+    assert_eq!(sim.agent_ops[0], "hold true");
+    assert!(
+        sim.agent_ops[1].starts_with("music "),
+        "{:?}",
+        sim.agent_ops
+    );
+    assert_eq!(sim.core.poll_timeout(), Some(sim.t0 + sim.at + secs(20)));
+    sim.input(Input::Hold(false));
+    assert_eq!(sim.core.phase(), Phase::Held, "nobody to resume with");
+    sim.advance(secs(10));
+    sim.input(Input::AgentLost { may_return: true });
+    assert_eq!(
+        sim.core.poll_timeout(),
+        Some(sim.t0 + secs(20) + sim.at - secs(10))
+    );
+    sim.advance(Duration::from_millis(9_999));
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+    assert_eq!(sim.agent_ops.last().map(String::as_str), Some("hold false"));
+    assert_eq!((sim.bridges, sim.releases, sim.returns), (1, 0, 0));
+    assert_eq!(sim.core.poll_timeout(), None);
+    sim.advance(secs(600));
+    assert_eq!(sim.core.ended(), None);
+    let stays = sim.core.queue_stays();
+    assert_eq!(stays.len(), 1);
+    assert_eq!(stays[0].agent.as_deref(), Some("nora"));
+    // Her hang-up after all that ends the call as usual.
+    sim.input(Input::AgentLeft);
+    assert_eq!(sim.core.ended(), Some("agent_hangup"));
+}
+
+/// A caller she had put on hold stays on hold when she is back (her page restores the hold
+/// button); she takes them off it herself.
+#[test]
+fn a_caller_on_hold_before_the_agent_reloads_stays_on_hold_after() {
+    let mut sim = talking_with_nora(agent_browser_policy(Some(20)));
+    sim.input(Input::Hold(true));
+    let ops = sim.agent_ops.len();
+    sim.input(Input::AgentLost { may_return: true });
+    assert_eq!(sim.agent_ops.len(), ops, "already held: the music goes on");
+    sim.input(Input::AgentConnected);
+    assert_eq!(sim.core.phase(), Phase::Held);
+    assert_eq!(sim.agent_ops.len(), ops);
+    sim.input(Input::Hold(false));
+    assert_eq!(sim.core.phase(), Phase::Bridged);
+}
+
+/// She is not back within the grace (a closed tab, a dead laptop): the caller goes back to
+/// the queue (the shell places them first of their urgency), off hold, hearing its hold flow, for the next nurse; a late
+/// connection of hers means nothing then.
+#[test]
+fn an_agent_not_back_within_the_grace_sends_the_caller_to_the_front_of_the_queue() {
+    let mut sim = talking_with_nora(agent_browser_policy(Some(20)));
+    sim.input(Input::AgentLost { may_return: true });
+    sim.advance(secs(20));
+    assert_eq!(sim.returns, 1);
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(sim.releases, 1, "her leg is closed");
+    assert_eq!(sim.agent_ops.last().map(String::as_str), Some("hold false"));
+    assert_eq!(sim.queued_in("triage-urgent"), 1);
+    assert_eq!(sim.core.queue_stays().len(), 2, "a new stay, unanswered");
+    sim.finish_play();
+    assert!(
+        sim.last_heard().contains("Please stay on the line"),
+        "{:?}",
+        sim.heard
+    );
+    sim.input(Input::AgentConnected);
+    assert_eq!(
+        sim.core.phase(),
+        Phase::Queued,
+        "not offered: nothing to bridge"
+    );
+    assert_eq!(sim.bridges, 1);
+}
+
+/// A phone agent cannot come back (and neither can anyone without a grace): the caller goes
+/// back to the queue at once; an agent lost while still connecting gives the call back as
+/// one who never connected; with no queue to go back to, the call ends.
+#[test]
+fn an_agent_who_cannot_come_back_sends_the_caller_back_at_once() {
+    let mut sim = talking_with_nora(agent_browser_policy(Some(20)));
+    sim.input(Input::AgentLost { may_return: false });
+    assert_eq!((sim.returns, sim.releases), (1, 1));
+    assert_eq!(sim.core.phase(), Phase::Queued);
+
+    let mut sim = talking_with_nora(agent_browser_policy(None));
+    sim.input(Input::AgentLost { may_return: true });
+    assert_eq!((sim.returns, sim.core.phase()), (1, Phase::Queued));
+
+    let mut sim = queued_urgent_caller(agent_browser_policy(Some(20)));
+    sim.input(Input::AgentOffered {
+        agent: "nora".into(),
+    });
+    sim.input(Input::AgentLost { may_return: true });
+    assert_eq!((sim.returns, sim.releases), (0, 1));
+    assert_eq!(sim.core.phase(), Phase::Queued);
+    assert_eq!(sim.queued_in("triage-urgent"), 1, "the place kept");
+
+    // Bridged with no queue (an outside number's transfer answered, say): nowhere to go back.
+    let mut sim = Sim::connected(shipped(), "100");
+    sim.input(Input::AgentLost { may_return: false });
+    assert_eq!(sim.core.ended(), None, "not talking with an agent: nothing");
 }

@@ -165,6 +165,13 @@ impl Shell {
                     }
                 }
                 Output::ReleaseAgent => self.release_agent().await,
+                Output::ReturnToQueue => {
+                    let input = match self.front_of_queue(core) {
+                        Some(ticket) => Input::Transferred(ticket),
+                        None => Input::AgentLeft,
+                    };
+                    core.handle(input, now());
+                }
                 Output::Hold(on) => {
                     // Held, the caller's audio stops reaching the agent; what the caller
                     // hears is the music (a prompt takes the place of the agent's audio).

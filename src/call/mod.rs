@@ -281,6 +281,14 @@ pub enum CallCommand {
         source: std::net::IpAddr,
         reply: tokio::sync::oneshot::Sender<Result<String, whip::ReconnectRefused>>,
     },
+    /// The agent whose session this is is back with a new connection (a reloaded console):
+    /// as [`CallCommand::Reconnect`], for the agent's leg.
+    AgentReconnect {
+        session: String,
+        offer: String,
+        source: std::net::IpAddr,
+        reply: tokio::sync::oneshot::Sender<Result<String, whip::ReconnectRefused>>,
+    },
 }
 
 #[cfg(test)]

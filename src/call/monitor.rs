@@ -126,7 +126,10 @@ impl Shell {
         if self.monitor.is_some() {
             return Err(MonitorError::Taken);
         }
-        let AgentMedia::WebRtc { peer, params, ids } = offer.media else {
+        let AgentMedia::WebRtc {
+            peer, params, ids, ..
+        } = offer.media
+        else {
             return Err(MonitorError::NotWithAgent);
         };
         let opts = self.svc.settings.leg_options();

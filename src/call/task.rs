@@ -56,6 +56,7 @@ pub(super) async fn run_call(
         callback_agent: start.agent.as_ref().map(|a| a.agent.clone()),
         reconnect_grace: Some(svc.settings.webrtc_reconnect_grace)
             .filter(|g| browser && !g.is_zero()),
+        agent_reconnect_grace: Some(svc.settings.webrtc_reconnect_grace).filter(|g| !g.is_zero()),
     };
     info!(flow = %start.flow.name, "running contact flow");
     let mut core = CallCore::new(
@@ -219,7 +220,7 @@ impl Shell {
                     None => Some(Input::Hangup("error")),
                 },
                 event = super::answer::agent_event(&mut self.agent) => {
-                    self.agent_leg_event(core, event).await
+                    self.agent_leg_event(event)
                 }
                 event = super::consult::consult_event(&mut self.consult) => {
                     self.consult_leg_event(event).await;
@@ -314,6 +315,10 @@ impl Shell {
                     }
                     Some(CallCommand::Reconnect { offer, source, reply }) => {
                         let _ = reply.send(self.reconnect(core, &offer, source));
+                        None
+                    }
+                    Some(CallCommand::AgentReconnect { session, offer, source, reply }) => {
+                        let _ = reply.send(self.reconnect_agent(core, &session, &offer, source));
                         None
                     }
                     None => Some(Input::Hangup("error")),

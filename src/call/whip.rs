@@ -29,7 +29,8 @@ use super::start::{Pending, Signaling, Start};
 use super::task::{Shell, now, run_call};
 use super::{CallCommand, CallServices};
 use crate::flow::attributes::ContactData;
-use crate::media::engine::LegIds;
+use crate::media::codec::Codec;
+use crate::media::engine::{LegHandle, LegIds};
 use crate::media::webrtc::{WebRtcError, WebRtcTransport};
 
 /// Which flow a browser call runs.
@@ -71,13 +72,59 @@ pub enum WhipError {
     Internal,
 }
 
-/// A browser caller's leg, as a reconnect needs it: the address the call came from, the
-/// media socket's address (the new connection's candidate) and the SSRC the leg sends with.
-pub(super) struct Browser {
+/// A browser's leg (a caller's or an agent's), as a reconnect needs it: the address the
+/// browser came from, the media socket's address (the new connection's candidate) and the
+/// SSRC the leg sends with.
+pub struct Browser {
     source: IpAddr,
     local: SocketAddr,
     ssrc: u32,
     reconnects: u32,
+}
+
+impl Browser {
+    pub(super) fn new(source: IpAddr, local: SocketAddr, ssrc: u32) -> Browser {
+        Browser {
+            source,
+            local,
+            ssrc,
+            reconnects: 0,
+        }
+    }
+
+    /// Answers the reconnecting browser's `offer` (from `source`) with a new peer connection
+    /// for `leg`: same socket, same SSRC, and `codec` (the leg's) first, so nothing changes
+    /// for a bridge or a recording when the browser offers it again; `codec` becomes what
+    /// was agreed. The leg carries on through the new connection once it is up.
+    pub(super) fn reconnect(
+        &mut self,
+        svc: &CallServices,
+        leg: &LegHandle,
+        codec: &mut Codec,
+        offer: &str,
+        source: IpAddr,
+    ) -> Result<String, ReconnectRefused> {
+        if self.source != source {
+            return Err(ReconnectRefused::OtherAddress);
+        }
+        if self.reconnects >= MAX_RECONNECTS {
+            return Err(ReconnectRefused::TooMany);
+        }
+        let mut preference = vec![*codec];
+        preference.extend(svc.settings.codecs.iter().filter(|&c| c != codec));
+        let answered = WebRtcTransport::answer(
+            offer,
+            self.local,
+            Some(svc.sip.media_address_for(source)),
+            &preference,
+            self.ssrc,
+            Instant::now(),
+        )?;
+        self.reconnects += 1;
+        *codec = answered.params.codec;
+        leg.reconnect(answered.transport, answered.params);
+        Ok(answered.answer)
+    }
 }
 
 /// The most times one call may reconnect: a page that reloads in a loop calls again.
@@ -160,32 +207,7 @@ impl Shell {
         if matches!(core.phase(), Phase::Answering | Phase::Ringing) {
             return Err(ReconnectRefused::NotConnected);
         }
-        if browser.source != source {
-            return Err(ReconnectRefused::OtherAddress);
-        }
-        if browser.reconnects >= MAX_RECONNECTS {
-            return Err(ReconnectRefused::TooMany);
-        }
-        let mut preference = vec![self.codec];
-        preference.extend(
-            self.svc
-                .settings
-                .codecs
-                .iter()
-                .filter(|&&c| c != self.codec),
-        );
-        let answered = WebRtcTransport::answer(
-            offer,
-            browser.local,
-            Some(self.svc.sip.media_address_for(source)),
-            &preference,
-            browser.ssrc,
-            Instant::now(),
-        )?;
-        browser.reconnects += 1;
-        self.codec = answered.params.codec;
-        leg.reconnect(answered.transport, answered.params);
-        Ok(answered.answer)
+        browser.reconnect(&self.svc, leg, &mut self.codec, offer, source)
     }
 }
 
@@ -394,12 +416,7 @@ fn admit<'a>(
         call_id: call_id.to_string(),
         flow,
         contact,
-        signaling: Signaling::Whip(Browser {
-            source: remote,
-            local,
-            ssrc: ids.ssrc,
-            reconnects: 0,
-        }),
+        signaling: Signaling::Whip(Browser::new(remote, local, ids.ssrc)),
         media: Pending::WebRtc {
             sockets,
             peer: Box::new(answered.transport),
