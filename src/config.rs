@@ -153,6 +153,11 @@ pub struct RoomsConfig {
     pub max_participants: u32,
     /// Invitation links stay valid this long after the visit's scheduled time.
     pub link_valid_hours: u32,
+    /// The phone number invitees call to join by phone with their visit PIN, as they should
+    /// dial it (shown with each invitation; empty: not shown). Careline answers it with the
+    /// `room-dial-in` flow when the number reaching it is mapped there (`[flows.numbers]`,
+    /// `300` as shipped).
+    pub dial_in_number: String,
 }
 
 impl Default for RoomsConfig {
@@ -161,6 +166,7 @@ impl Default for RoomsConfig {
             rejoin_grace_secs: 60,
             max_participants: 8,
             link_valid_hours: 24,
+            dial_in_number: String::new(),
         }
     }
 }
@@ -720,6 +726,7 @@ impl Default for FlowsConfig {
     fn default() -> Self {
         let mut numbers = BTreeMap::new();
         numbers.insert("200".to_string(), "medical-triage".to_string());
+        numbers.insert("300".to_string(), "room-dial-in".to_string());
         FlowsConfig {
             dir: PathBuf::from(crate::shipped::FLOWS_DIR),
             default: "demo-menu".into(),

@@ -229,6 +229,7 @@ impl Server {
             trunks,
             placed: Default::default(),
             callbacks: Some(records.callbacks.clone()),
+            room_door: Default::default(),
             settings: CallSettings {
                 max_calls: config.sip.max_calls,
                 retry_after_secs: config.sip.retry_after_secs,
@@ -364,6 +365,11 @@ impl Server {
             records.rooms.clone(),
             Duration::from_secs(config.rooms.rejoin_grace_secs.into()),
             Some(records.auth.clone()),
+        ));
+        // Callers who key a visit PIN on the dial-in line enter the rooms through it.
+        let _ = services.room_door.set(crate::api::rooms::phone_door(
+            records.clone(),
+            rooms.clone(),
         ));
         app = app.merge(crate::api::rooms::router(
             records.clone(),

@@ -119,6 +119,7 @@ mod tests {
                 "demo-menu.json",
                 "medical-triage.json",
                 "patient-call.json",
+                "room-dial-in.json",
                 "triage-hold.json"
             ]
         );

@@ -979,3 +979,154 @@ fn the_host_calls_an_interpreter_by_phone_into_the_visit() {
         1.0
     );
 }
+
+/// Keys `digits` on `phone` as RFC 4733 events, a tenth of a second each.
+fn key_in(phone: &support::rtp::RtpPeer, digits: &str) {
+    for d in digits.chars() {
+        phone.send_event(d, 100);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A patient without a browser joins by phone: she calls the dial-in line (300, the shipped
+/// `room-dial-in` flow), keys a wrong PIN (no visit: counted, audited, asked again), then
+/// the PIN her invitation shows and the pound key, and waits in the waiting room until the
+/// host lets her in; then she and the clinician hear each other. The host taking her out
+/// hangs her phone up. The entry is audited (`room.join`, channel phone, with the call),
+/// and the PIN is in neither the audit trail nor the log. A withdrawn invitation's PIN
+/// opens nothing.
+#[test]
+fn a_patient_keys_her_visit_pin_on_the_dial_in_line_and_joins_by_phone() {
+    use support::rtp::RtpPeer;
+    use support::sip::{Ua, dial_answered};
+    let server = TestServer::start();
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "invitees": [
+            {"label": "Ann", "role": "patient"},
+            {"label": "Old", "role": "guest"}]}),
+    );
+    let id = room["id"].as_str().unwrap();
+    let invitee = |label: &str| -> Value {
+        room["invitees"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["label"] == label))
+            .cloned()
+            .unwrap()
+    };
+    let pin = invitee("Ann")["pin"].as_str().unwrap().to_string();
+    assert_eq!(pin.len(), 9, "{room}");
+    let old_pin = invitee("Old")["pin"].as_str().unwrap().to_string();
+    let withdraw = format!(
+        "/api/v1/rooms/{id}/invitees/{}",
+        invitee("Old")["id"].as_str().unwrap()
+    );
+    assert_eq!(api(&server, "DELETE", &withdraw, &dr, None).status, 204);
+    let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
+
+    let phone = RtpPeer::new(Codec::Pcmu, 0, Some(101));
+    let mut ua = Ua::udp(server.sip);
+    let _call = dial_answered(&mut ua, "300", &phone);
+    support::audio::let_call_run(&phone, 1500);
+    let wrong = if pin == "123456789" {
+        "987654321"
+    } else {
+        "123456789"
+    };
+    key_in(&phone, &format!("{wrong}#"));
+    wait_until(
+        || server.metric("careline_rooms_total{event=\"pin_refused\"}") == 1.0,
+        "a wrong PIN is refused",
+    );
+    support::audio::let_call_run(&phone, 1500);
+    key_in(&phone, &format!("{old_pin}#"));
+    wait_until(
+        || server.metric("careline_rooms_total{event=\"pin_refused\"}") == 2.0,
+        "a withdrawn invitation's PIN is refused",
+    );
+    support::audio::let_call_run(&phone, 1500);
+    key_in(&phone, &format!("{pin}#"));
+    let on_phone = || -> Option<Value> {
+        let me = clinician.state(&server).json();
+        me["participants"]
+            .as_array()?
+            .iter()
+            .find(|p| p["channel"] == "phone")
+            .cloned()
+    };
+    wait_until(|| on_phone().is_some(), "Ann's phone is in the visit");
+    let ann = on_phone().unwrap();
+    assert_eq!(ann["presence"], "waiting", "{ann}");
+    assert_eq!(ann["label"], "Ann");
+    assert_eq!(ann["role"], "patient");
+    let apid = ann["id"].as_u64().unwrap();
+    let admit = format!("/api/v1/rooms/{id}/participants/{apid}/admit");
+    assert_eq!(api(&server, "POST", &admit, &dr, None).status, 204);
+
+    let from = phone.heard().len() / 8;
+    clinician.peer.speak(tone(CLINICIAN_HZ, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        CLINICIAN_HZ,
+        from,
+        "Ann hears the clinician",
+    );
+    let from = clinician.peer.heard().len() / 8;
+    phone.send_audio(tone(PATIENT_HZ, 2000));
+    wait_for_tone(
+        || clinician.peer.heard(),
+        PATIENT_HZ,
+        from,
+        "the clinician hears Ann's phone",
+    );
+
+    let remove = format!("/api/v1/rooms/{id}/participants/{apid}/remove");
+    assert_eq!(api(&server, "POST", &remove, &dr, None).status, 204);
+    let bye = ua.expect(Duration::from_secs(10), |m| m.method() == Some("BYE"));
+    ua.respond(&bye.expect("Ann's phone is hung up"), 200, "OK");
+    assert_eq!(
+        server.wait_metric(
+            "careline_calls_ended_total{cause=\"room_left\"}",
+            1.0,
+            Duration::from_secs(10)
+        ),
+        1.0
+    );
+
+    let auditor = server.user_token("audit-1", "auditor");
+    let trail = api(&server, "GET", "/api/v1/audit?limit=1000", &auditor, None);
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    let phone_entries: Vec<&str> = trail
+        .body
+        .lines()
+        .filter(|l| l.contains("room.join") && l.contains("\"phone\""))
+        .collect();
+    assert!(
+        phone_entries
+            .iter()
+            .any(|l| l.contains("success") && l.contains("invitee:")),
+        "{}",
+        trail.body
+    );
+    assert_eq!(
+        phone_entries
+            .iter()
+            .filter(|l| l.contains("denied"))
+            .count(),
+        2,
+        "{}",
+        trail.body
+    );
+    for secret in [&pin, &old_pin] {
+        assert!(
+            !trail.body.contains(secret.as_str()),
+            "the PIN is not audited"
+        );
+        assert!(
+            !server.log().contains(secret.as_str()),
+            "the PIN is not logged"
+        );
+    }
+}

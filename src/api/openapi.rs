@@ -1262,7 +1262,9 @@ pub(crate) fn document() -> Value {
             "end_reason": {"type": ["string", "null"]}, "join_url": {"type": "string"},
             "invitees": {"type": "array", "items": {"type": "object", "required": ["id", "label", "role", "expires", "revoked"], "properties": {
                 "id": {"type": "string"}, "label": {"type": "string"}, "role": {"enum": ["patient", "guest"]},
-                "expires": {"type": "string"}, "revoked": {"type": "boolean"}, "link": {"type": ["string", "null"]}}}},
+                "expires": {"type": "string"}, "revoked": {"type": "boolean"}, "link": {"type": ["string", "null"]},
+                "pin": {"type": ["string", "null"], "pattern": "^[0-9]{9}$", "description": "the visit PIN to key in on the dial-in line (docs/rooms.md); null once withdrawn"}}}},
+            "dial_in": {"type": ["string", "null"], "description": "the number to call with the PIN ([rooms] dial_in_number)"},
             "live": {"type": ["object", "null"]}}},
         "WrapUp": {"type": "object", "required": ["code"], "additionalProperties": false, "properties": {
             "code": {"type": "string", "maxLength": 64}, "notes": {"type": ["string", "null"]}}},

@@ -165,6 +165,11 @@ impl RoomsApi {
         format!("/room/{}?t={token}", room.id)
     }
 
+    /// The number invitees call to join by phone with their PIN (None: not configured).
+    fn dial_in(&self) -> Option<&str> {
+        Some(self.config.dial_in_number.as_str()).filter(|n| !n.is_empty())
+    }
+
     fn expiry(&self, room: &RoomRecord) -> i64 {
         room.scheduled_at_ms.max(now_ms()) + i64::from(self.config.link_valid_hours) * 3_600_000
     }
@@ -220,7 +225,9 @@ impl RoomsApi {
                 "expires": rfc3339(i.expires_at_ms),
                 "revoked": i.revoked,
                 "link": (!i.revoked).then(|| self.link(room, i)),
+                "pin": (!i.revoked).then(|| self.links.pin(&room.id, &i.id)),
             })).collect::<Vec<_>>(),
+            "dial_in": self.dial_in(),
             "live": live,
         }))
     }
@@ -322,7 +329,11 @@ async fn create(
             expires_at_ms: expires,
             revoked: false,
         };
-        store.invite(&room.id, &inv, now).await.map_err(internal)?;
+        let pin = s.links.pin(&room.id, &inv.id);
+        store
+            .invite(&room.id, &inv, &pin, now)
+            .await
+            .map_err(internal)?;
     }
     let mut event = Event::new(caller.name(), action::ROOM_CREATE, "success").detail(json!({
         "room": room.id, "invitees": body.invitees.len()
@@ -397,7 +408,11 @@ async fn invite(
         expires_at_ms: s.expiry(&room),
         revoked: false,
     };
-    store.invite(&id, &inv, now_ms()).await.map_err(internal)?;
+    let pin = s.links.pin(&id, &inv.id);
+    store
+        .invite(&id, &inv, &pin, now_ms())
+        .await
+        .map_err(internal)?;
     s.api
         .audit
         .append(
@@ -411,6 +426,8 @@ async fn invite(
         "role": inv.role,
         "expires": rfc3339(inv.expires_at_ms),
         "link": s.link(&room, &inv),
+        "pin": pin,
+        "dial_in": s.dial_in(),
     });
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
@@ -843,4 +860,124 @@ async fn end(
     }
     s.api.audit.append(event).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The dial-in line's way into rooms (`careline:room-join`, see [`crate::call::room_door`]):
+/// the keyed visit PIN finds its invitation, and the caller enters as that invitee would by
+/// link (the same place: one per person), by phone, into the waiting room where there is
+/// one. Audited as a link is: `room.join` (success, with the patient; denied, with why and
+/// the call), never the PIN.
+pub(crate) struct PhoneDoor {
+    api: Arc<ApiState>,
+    rooms: Arc<Rooms>,
+}
+
+/// The door the server hands the calls once the rooms are up.
+pub(crate) fn phone_door(
+    api: Arc<ApiState>,
+    rooms: Arc<Rooms>,
+) -> Arc<dyn crate::call::room_door::RoomDoor> {
+    Arc::new(PhoneDoor { api, rooms })
+}
+
+impl crate::call::room_door::RoomDoor for PhoneDoor {
+    fn enter(
+        self: Arc<Self>,
+        pin: String,
+        guest: crate::call::room_door::PhoneGuest,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<crate::call::room_door::Seat, crate::call::room_door::Refused>,
+    > {
+        Box::pin(async move { self.enter_by_pin(&pin, guest).await })
+    }
+}
+
+impl PhoneDoor {
+    async fn enter_by_pin(
+        &self,
+        pin: &str,
+        guest: crate::call::room_door::PhoneGuest,
+    ) -> Result<crate::call::room_door::Seat, crate::call::room_door::Refused> {
+        use crate::call::room_door::Refused;
+        let store = self.rooms.store();
+        let found = match store.by_pin(pin).await {
+            Ok(found) => found.filter(|(_, i)| !i.revoked),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look a visit PIN up");
+                return Err(Refused {
+                    reason: "unavailable",
+                    guest: Some(guest),
+                });
+            }
+        };
+        let room = match &found {
+            Some((id, _)) => store.get(id).await.ok().flatten(),
+            None => None,
+        };
+        let refused = match (&found, &room) {
+            (Some((_, inv)), Some(_)) if inv.expires_at_ms <= now_ms() => Some("expired"),
+            (Some(_), Some(room)) if room.ended_at_ms.is_some() => Some("over"),
+            (Some(_), Some(_)) => None,
+            _ => Some("unknown"),
+        };
+        let (Some((_, invitee)), Some(room), None) = (found, room, refused) else {
+            let reason = refused.unwrap_or("unknown");
+            self.rooms.pin_refused();
+            let event = Event::new("anonymous", action::ROOM_JOIN, "denied").detail(json!({
+                "channel": "phone", "reason": reason, "call": guest.call_id
+            }));
+            if let Err(e) = self.api.audit.append(event).await {
+                tracing::warn!(error = %e, "could not audit a refused visit PIN");
+            }
+            return Err(Refused {
+                reason,
+                guest: Some(guest),
+            });
+        };
+        let actor = format!("invitee:{}", invitee.id);
+        let knock = Knock {
+            key: actor.clone(),
+            label: invitee.label,
+            role: invitee.role,
+            channel: Channel::Phone,
+            admitted: false,
+        };
+        let call_id = guest.call_id.clone();
+        let (entry, seat) = match self
+            .rooms
+            .enter_phone(&room, knock, guest.leg, guest.codec)
+            .await
+        {
+            Ok(entered) => entered,
+            Err(refusal) => {
+                let reason = match refusal {
+                    Refusal::Full => "full",
+                    Refusal::Denied => "refused",
+                    Refusal::Ended => "over",
+                };
+                return Err(Refused {
+                    reason,
+                    guest: None,
+                });
+            }
+        };
+        let waiting = matches!(entry, crate::rooms::room::Entry::Waiting(_));
+        let mut event = Event::new(&actor, action::ROOM_JOIN, "success").detail(json!({
+            "room": room.id, "participant": entry.pid(), "waiting": waiting,
+            "channel": "phone", "call": call_id
+        }));
+        if let Some(p) = &room.patient {
+            event = event.patient(p);
+        }
+        if let Err(e) = self.api.audit.append(event).await {
+            // Not audited, not in: the seat dropped takes the caller out again.
+            tracing::warn!(error = %e, "could not audit a phone caller's entry: turned away");
+            return Err(Refused {
+                reason: "unavailable",
+                guest: None,
+            });
+        }
+        Ok(seat)
+    }
 }

@@ -137,6 +137,9 @@ pub enum Phase {
     Bridged,
     /// The agent put the caller on hold: the caller hears music, the agent hears nothing.
     Held,
+    /// The caller keyed a visit PIN and is in a telehealth room (`careline:room-join`): the
+    /// room has their leg, the flow is over; the call lasts until either side leaves.
+    InRoom,
     /// Over; [`CallCore::ended`] says why.
     Ended,
 }
@@ -215,6 +218,10 @@ pub enum Input {
     CallProgress(CallProgress),
     /// The callback asked for by [`Output::CreateCallback`] is kept, or why not.
     CallbackCreated(Result<(), String>),
+    /// The room join the flow asked for (an [`Output::Invoke`] of `careline:room-join`, this
+    /// request id) took the caller in: the flow ends there (phase [`Phase::InRoom`]). A PIN
+    /// that opened nothing is answered as any function is ([`Input::Invoked`]).
+    InRoom(RequestId),
 }
 
 /// Recording steps for the shell to carry out on the caller's media leg.
@@ -850,6 +857,18 @@ impl CallCore {
                 if matches!(self.phase, Phase::Bridged | Phase::Held) {
                     self.outputs.push_back(Output::MuteAgent(on));
                 }
+            }
+            Input::InRoom(id) => {
+                if self.take_pending(id) && self.phase == Phase::Ivr {
+                    info!("the caller is in a telehealth room: the flow is over");
+                    self.phase = Phase::InRoom;
+                    self.collector = None;
+                    self.timer = None;
+                    self.playing = None;
+                    self.music = None;
+                    self.typed_ahead.clear();
+                }
+                return;
             }
             Input::AgentLost { may_return } => {
                 if !matches!(self.phase, Phase::Bridged | Phase::Held) {

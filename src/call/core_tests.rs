@@ -909,6 +909,46 @@ fn lambda_flow() -> (FlowEngine, tempfile::TempDir) {
     )
 }
 
+/// The shipped dial-in line: a good visit PIN takes the caller into the room and the flow
+/// is over (nothing plays, nothing is waited on, the call lasts); a PIN that opens nothing is
+/// told why and asked again; a room that answers only after the flow gave up waiting does
+/// not take the call out of its flow.
+#[test]
+fn a_visit_pin_takes_the_caller_into_the_room_and_ends_the_flow() {
+    let mut sim = Sim::connected(shipped(), "300");
+    sim.finish_play();
+    sim.press("123456789#");
+    assert_eq!(sim.invokes.len(), 1, "{:?}", sim.heard);
+    let (first, function, _) = sim.invokes[0].clone();
+    assert_eq!(&*function, crate::flow::lambda::ROOM_JOIN);
+    sim.input(Input::Invoked(
+        first,
+        Ok(json!({"room_joined": "false", "reason": "unknown"})),
+    ));
+    assert!(sim.last_heard().contains("does not match"), "{:?}", sim.heard);
+    sim.finish_play();
+    sim.press("987654321#");
+    assert_eq!(sim.invokes.len(), 2);
+    let second = sim.invokes[1].0;
+    let heard = sim.heard.len();
+    sim.input(Input::InRoom(second));
+    assert_eq!(sim.core.phase(), Phase::InRoom);
+    assert_eq!(sim.core.poll_timeout(), None, "nothing of the flow is waited on");
+    sim.advance(secs(3600));
+    assert_eq!((sim.heard.len(), sim.core.ended()), (heard, None));
+    sim.input(Input::Hangup("room_left"));
+    assert_eq!(sim.core.ended(), Some("room_left"));
+
+    // The flow gave up on the join (its time limit): a late entry is not taken.
+    let mut sim = Sim::connected(shipped(), "300");
+    sim.finish_play();
+    sim.press("123456789#");
+    let (id, _, timeout) = sim.invokes[0].clone();
+    sim.advance(timeout);
+    sim.input(Input::InRoom(id));
+    assert_eq!(sim.core.phase(), Phase::Ivr);
+}
+
 #[test]
 fn a_lambda_that_times_out_takes_the_error_branch_and_its_late_answer_is_ignored() {
     let (engine, _dir) = lambda_flow();

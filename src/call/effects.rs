@@ -70,6 +70,14 @@ impl Shell {
                     id,
                     function,
                     event,
+                    ..
+                } if &*function == crate::flow::lambda::ROOM_JOIN => {
+                    self.join_room(core, id, &event);
+                }
+                Output::Invoke {
+                    id,
+                    function,
+                    event,
                     timeout,
                 } => {
                     let lambdas = self.svc.flows.lambdas.clone();
@@ -208,7 +216,7 @@ impl Shell {
         }
     }
 
-    fn spawn(&self, work: impl Future<Output = Done> + Send + 'static) {
+    pub(super) fn spawn(&self, work: impl Future<Output = Done> + Send + 'static) {
         let tx = self.done.clone();
         tokio::spawn(
             async move {

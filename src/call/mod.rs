@@ -9,6 +9,7 @@ pub mod dial;
 mod effects;
 pub mod monitor;
 pub mod phone_agent;
+pub mod room_door;
 mod start;
 pub(crate) mod table;
 pub(crate) mod task;
@@ -98,6 +99,9 @@ pub struct CallServices {
     pub placed: dial::PlacedCalls,
     /// Queued callbacks, kept in the database; `None` in tools and tests without one.
     pub callbacks: Option<crate::routing::callbacks::CallbackStore>,
+    /// Telehealth rooms, for callers who key a visit PIN (`careline:room-join`); set once the
+    /// rooms are up, unset in tools and tests without them.
+    pub room_door: std::sync::OnceLock<Arc<dyn room_door::RoomDoor>>,
 }
 
 /// What the rest of Careline hears about a call's life. Must not block: implementations hand

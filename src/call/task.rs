@@ -32,6 +32,11 @@ pub(super) enum Done {
     CallbackCreated(Result<(), String>),
     /// The whisper flows' messages, rendered (agent's, caller's).
     Whispered(super::effects::Whisper, super::effects::Whisper),
+    /// The room join asked for by the flow (`careline:room-join`, this request) is done.
+    Room(
+        RequestId,
+        Result<super::room_door::Seat, super::room_door::Refused>,
+    ),
 }
 
 /// Runs an admitted call to its end. `_admission` holds its place in the call table.
@@ -88,6 +93,7 @@ pub(super) async fn run_call(
         consult: None,
         criteria_set: false,
         outcome: start.outcome,
+        seat: None,
     };
     if let Some(agent) = start.agent {
         let phone = agent.is_phone();
@@ -128,6 +134,18 @@ pub(super) struct Shell {
     pub(super) criteria_set: bool,
     /// Whoever placed the call, waiting for its outcome.
     pub(super) outcome: Option<tokio::sync::oneshot::Sender<super::dial::CallOutcome>>,
+    /// The caller's place in a telehealth room (the room has their leg).
+    pub(super) seat: Option<super::room_door::Seat>,
+}
+
+/// Resolves when the room the caller is in lets them go; pending while in none.
+async fn room_out(seat: &mut Option<super::room_door::Seat>) {
+    match seat {
+        Some(seat) => {
+            let _ = (&mut seat.out).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -332,7 +350,13 @@ impl Shell {
                         self.whisper(agent, customer);
                         None
                     }
+                    Done::Room(id, result) => self.room_joined(core, id, result),
                 },
+                // The room let the caller go (removed, the visit over): hang up.
+                _ = room_out(&mut self.seat) => {
+                    self.seat = None;
+                    Some(Input::Hangup("room_left"))
+                }
                 _ = timer => {
                     core.handle_timeout(now());
                     None

@@ -96,6 +96,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0011_callbacks.sql"),
     ),
     (12, "rooms", include_str!("migrations/0012_rooms.sql")),
+    (
+        13,
+        "room_pins",
+        include_str!("migrations/0013_room_pins.sql"),
+    ),
 ];
 
 impl Db {

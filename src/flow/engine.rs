@@ -69,7 +69,10 @@ pub fn resources(config: &Config, prompts: Option<Arc<PromptLibrary>>) -> Resour
             .lambda
             .keys()
             .cloned()
-            .chain([super::lambda::PATIENT_LOOKUP.to_string()])
+            .chain([
+                super::lambda::PATIENT_LOOKUP.to_string(),
+                super::lambda::ROOM_JOIN.to_string(),
+            ])
             .collect(),
         prompts,
         prompt_language: config.prompts.language.clone(),

@@ -19,6 +19,13 @@ use super::interpreter::MAX_LAMBDA_RESPONSE;
 /// clinical data. The call task answers it, not HTTP.
 pub(crate) const PATIENT_LOOKUP: &str = "careline:patient-lookup";
 
+/// The built-in function that takes a phone caller into a telehealth room by the visit PIN
+/// their invitation gave them (parameter `pin`): on a good PIN the caller goes into the
+/// visit (its waiting room first) and the flow ends there, as a transfer ends it; otherwise
+/// it answers `room_joined` = `false` and `reason` (`unknown`, `expired`, `over`) and the
+/// flow goes on. The call task answers it, not HTTP (see `call::room_door`).
+pub const ROOM_JOIN: &str = "careline:room-join";
+
 /// `[lambda.NAME]` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,6 +7,11 @@
 //! store still holds each invitee (a revoked invitation is refused although its signature
 //! holds). Token form: `<room>.<invitee>.<expires, unix seconds>.<base64url MAC>`; the room
 //! and invitee ids are hex, so the dots are unambiguous.
+//!
+//! A phone has no link: each invitee also has a visit PIN of [`PIN_DIGITS`] digits to key in
+//! on the dial-in line ([`LinkSigner::pin`]), derived from the same key, room and invitee, so
+//! it is shown again without being stored; the store keeps only its blind index to find the
+//! invitation it opens.
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -15,6 +20,10 @@ use sha2::Sha256;
 use crate::keys::Secret;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// How many digits a visit PIN has: a billion of them, against three tries per call (see
+/// `docs/rooms.md`), so that guessing one is hopeless while keying it stays easy.
+pub const PIN_DIGITS: usize = 9;
 
 /// What a valid link grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +71,19 @@ impl LinkSigner {
         let payload = format!("{room}.{invitee}.{expires}");
         let tag = B64.encode(self.mac(&payload).finalize().into_bytes());
         format!("{payload}.{tag}")
+    }
+
+    /// The visit PIN of `invitee` of `room`: [`PIN_DIGITS`] decimal digits.
+    pub fn pin(&self, room: &str, invitee: &str) -> String {
+        let tag = self
+            .mac(&format!("pin.{room}.{invitee}"))
+            .finalize()
+            .into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&tag[..8]);
+        // 2^64 is 18 billion billions: the modulo's bias is below one in a billion.
+        let n = u64::from_be_bytes(first) % 10u64.pow(PIN_DIGITS as u32);
+        format!("{n:0width$}", width = PIN_DIGITS)
     }
 
     /// What `token` grants at `now` (unix seconds). The signature is checked first (in
@@ -132,6 +154,25 @@ mod tests {
         }
         let unsigned_tail = format!("{}.", token.rsplit_once('.').unwrap().0);
         assert_eq!(s.verify(&unsigned_tail, 0), Err(LinkError::Forged));
+    }
+
+    #[test]
+    fn each_invitee_has_a_pin_of_nine_digits_that_the_key_alone_makes() {
+        let s = signer(7);
+        let pin = s.pin("r1a2", "i9");
+        assert_eq!(pin.len(), PIN_DIGITS);
+        assert!(pin.bytes().all(|b| b.is_ascii_digit()), "{pin}");
+        assert_eq!(
+            pin,
+            s.pin("r1a2", "i9"),
+            "the same again: shown again, not stored"
+        );
+        assert_ne!(pin, s.pin("r1a2", "i8"));
+        assert_ne!(pin, s.pin("r1a3", "i9"));
+        assert_ne!(pin, signer(8).pin("r1a2", "i9"));
+        // Leading zeros are kept: still nine keys to press.
+        let pins: Vec<String> = (0..200).map(|i| s.pin("r", &format!("i{i}"))).collect();
+        assert!(pins.iter().all(|p| p.len() == PIN_DIGITS));
     }
 
     proptest::proptest! {

@@ -183,6 +183,62 @@ impl Rooms {
         self.svc.metrics.room("link_refused");
     }
 
+    /// Counts a visit PIN keyed on the dial-in line that opened nothing.
+    pub fn pin_refused(&self) {
+        self.svc.metrics.room("pin_refused");
+    }
+
+    /// A phone caller who keyed a visit PIN enters `room` as `knock` on their call's `leg`:
+    /// in the room or its waiting room, with the seat their call holds (see
+    /// [`crate::call::room_door`]): the room lets them go and the call hangs up; the call ends
+    /// and the room takes them out. A caller turned away has their leg closed by the room.
+    pub async fn enter_phone(
+        &self,
+        room: &RoomRecord,
+        knock: Knock,
+        leg: LegHandle,
+        codec: Codec,
+    ) -> Result<(Entry, crate::call::room_door::Seat), Refusal> {
+        let (line, out) = oneshot::channel();
+        let (leave, left) = oneshot::channel::<()>();
+        let (reply, entered) = oneshot::channel();
+        let resource = format!("{:032x}", rand::random::<u128>());
+        let mut cmd = Command::Enter {
+            knock,
+            leg: Box::new(leg),
+            codec,
+            resource: resource.clone(),
+            line: Some(line),
+            reply,
+        };
+        let mut sent = None;
+        for _ in 0..2 {
+            let tx = self.task(room);
+            match tx.send(cmd) {
+                Ok(()) => {
+                    sent = Some(tx);
+                    break;
+                }
+                Err(mpsc::error::SendError(back)) => cmd = back,
+            }
+        }
+        let tx = sent.ok_or(Refusal::Ended)?;
+        let entry = entered.await.map_err(|_| Refusal::Ended)??;
+        let pid = entry.pid();
+        let sessions = self.sessions.clone();
+        tokio::spawn(async move {
+            let _ = left.await;
+            // Their call ended: out, unless they took their place again on another
+            // connection meanwhile (their invitation's link), which this one no longer holds.
+            let still = sessions.lock().is_ok_and(|s| s.contains_key(&resource));
+            if still {
+                let (reply, _) = oneshot::channel();
+                let _ = tx.send(Command::Control(Control::Leave(pid), reply));
+            }
+        });
+        Ok((entry, crate::call::room_door::Seat { out, leave }))
+    }
+
     /// The room and participant a session id stands for.
     pub fn session(&self, resource: &str) -> Option<(String, Pid)> {
         self.sessions.lock().ok()?.get(resource).cloned()
@@ -511,9 +567,12 @@ impl RoomTask {
                     Ok(entry) => {
                         let pid = entry.pid();
                         self.codecs.insert(pid, codec);
-                        if let Some(line) = line {
-                            self.lines.insert(pid, line);
-                        }
+                        // A place taken again on a new connection lets the old one go: a phone
+                        // line it replaces is hung up (its sender dropped).
+                        match line {
+                            Some(line) => self.lines.insert(pid, line),
+                            None => self.lines.remove(&pid),
+                        };
                         if let Some(old) = self.legs.insert(pid, *leg) {
                             self.recorded_leg_gone(pid);
                             old.close().await;

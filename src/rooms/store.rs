@@ -220,15 +220,19 @@ impl RoomStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Keeps an invitation; `pin` is its visit PIN (`rooms::link`), kept only as a blind
+    /// index that [`RoomStore::by_pin`] finds it by.
     pub async fn invite(
         &self,
         room: &str,
         inv: &Invitee,
+        pin: &str,
         now_ms: i64,
     ) -> Result<(), RoomStoreError> {
         sqlx::query(
-            "INSERT INTO room_invitees (room_id, id, role, label, expires_at, revoked, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+            "INSERT INTO room_invitees \
+             (room_id, id, role, label, expires_at, revoked, created_at, pin_index) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         )
         .bind(room)
         .bind(&inv.id)
@@ -239,9 +243,36 @@ impl RoomStore {
         )
         .bind(inv.expires_at_ms)
         .bind(now_ms)
+        .bind(self.keys.blind_index("room-pin", pin))
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+
+    /// The invitation a keyed visit PIN opens: its room and invitee (a withdrawn one
+    /// included, so the caller can be told why); None for a PIN nobody was given. Two
+    /// invitations sharing a PIN (one chance in a billion each) go to the newest valid one.
+    pub async fn by_pin(&self, pin: &str) -> Result<Option<(String, Invitee)>, RoomStoreError> {
+        let row: Option<(String, String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT room_id, id, role, label, expires_at, revoked FROM room_invitees \
+             WHERE pin_index = $1 ORDER BY revoked, created_at DESC, id LIMIT 1",
+        )
+        .bind(self.keys.blind_index("room-pin", pin))
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|(room, id, role, label, expires, revoked)| {
+            Ok((
+                room.clone(),
+                Invitee {
+                    label: self.open(&label_context(&room, &id), &label, &room)?,
+                    role: role_of(&role),
+                    expires_at_ms: expires,
+                    revoked: revoked != 0,
+                    id,
+                },
+            ))
+        })
+        .transpose()
     }
 
     pub async fn invitees(&self, room: &str) -> Result<Vec<Invitee>, RoomStoreError> {
@@ -402,7 +433,7 @@ mod tests {
         let (store, _keys, dir) = store().await;
         store.create(&booked("r1")).await.unwrap();
         let inv = invitee(Role::Patient, "Ann Lee");
-        store.invite("r1", &inv, 1_000).await.unwrap();
+        store.invite("r1", &inv, "123456789", 1_000).await.unwrap();
         let got = store.get("r1").await.unwrap().unwrap();
         assert_eq!(got.title, "Follow-up: Ann Lee, heart failure");
         assert_eq!(got.patient.as_deref(), Some("pat-1"));
@@ -420,9 +451,26 @@ mod tests {
             bytes.extend(wal);
         }
         let text = String::from_utf8_lossy(&bytes);
-        for clear in ["Ann Lee", "heart failure", "pat-1"] {
+        for clear in ["Ann Lee", "heart failure", "pat-1", "123456789"] {
             assert!(!text.contains(clear), "{clear} in clear");
         }
+    }
+
+    /// A keyed PIN finds its invitation (with its room), another PIN none; a withdrawn
+    /// invitation is still found, marked, so the caller is told why.
+    #[tokio::test]
+    async fn a_visit_pin_finds_its_invitation_and_no_other() {
+        let (store, _keys, _dir) = store().await;
+        store.create(&booked("r1")).await.unwrap();
+        let inv = invitee(Role::Patient, "Ann Lee");
+        store.invite("r1", &inv, "123456789", 1_000).await.unwrap();
+        let (room, found) = store.by_pin("123456789").await.unwrap().unwrap();
+        assert_eq!((room.as_str(), found.id.as_str()), ("r1", "i1"));
+        assert_eq!(found.label, "Ann Lee");
+        assert!(store.by_pin("123456780").await.unwrap().is_none());
+        assert!(store.by_pin("").await.unwrap().is_none());
+        store.revoke("r1", "i1").await.unwrap();
+        assert!(store.by_pin("123456789").await.unwrap().unwrap().1.revoked);
     }
 
     #[tokio::test]
@@ -441,7 +489,7 @@ mod tests {
         assert_eq!(ended.ended_at_ms, Some(7_000));
         assert_eq!(ended.end_reason.as_deref(), Some("host"));
         let inv = invitee(Role::Guest, "Interpreter");
-        store.invite("r2", &inv, 1_000).await.unwrap();
+        store.invite("r2", &inv, "555000111", 1_000).await.unwrap();
         assert!(store.revoke("r2", "i1").await.unwrap());
         assert!(!store.revoke("r2", "nobody").await.unwrap());
         assert!(store.invitee("r2", "i1").await.unwrap().unwrap().revoked);
@@ -453,7 +501,7 @@ mod tests {
         let (store, keys, dir) = store().await;
         store.create(&booked("r1")).await.unwrap();
         let inv = invitee(Role::Patient, "Ann Lee");
-        store.invite("r1", &inv, 1_000).await.unwrap();
+        store.invite("r1", &inv, "123456789", 1_000).await.unwrap();
         drop(keys);
         let mut ring = KeyRing::open(dir.path(), crate::keys::Supplied::default()).unwrap();
         ring.rotate().unwrap();
