@@ -1130,3 +1130,168 @@ fn a_patient_keys_her_visit_pin_on_the_dial_in_line_and_joins_by_phone() {
         );
     }
 }
+
+/// "We will call your phone": the patient is in the visit from her browser, which then
+/// fails; her number goes to `call-me` with her link's token and the trunk rings it;
+/// answered, she is back in the visit on the phone (let in before: no second wait), in her
+/// own place (one Ann), and she and the clinician hear each other. Refused: before a
+/// clinician is in (409), a forged link (403), a number that is none (422), and a fourth
+/// call for one invitation (429).
+#[test]
+fn a_patient_whose_browser_fails_is_called_into_the_same_visit() {
+    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Default::default()
+    });
+    handset.server = server.sip;
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
+    );
+    let id = room["id"].as_str().unwrap();
+    let join = link(&room, "Ann");
+    let token = join.split_once("?t=").unwrap().1.to_string();
+    let call_me = |t: &str, number: &str| {
+        let body = json!({ "number": number }).to_string();
+        request(
+            server.http,
+            "POST",
+            &format!("/api/v1/rooms/{id}/call-me?t={t}"),
+            &[],
+            Some(("application/json", body.as_bytes())),
+        )
+    };
+    assert_eq!(call_me(&token, "+15550123").status, 409, "no clinician yet");
+    let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
+    let patient = Person::enter(&server, &join, None);
+    let pid = patient.pid(&server);
+    let admit = format!("/api/v1/rooms/{id}/participants/{pid}/admit");
+    assert_eq!(api(&server, "POST", &admit, &dr, None).status, 204);
+    assert_eq!(call_me("forged", "+15550123").status, 403);
+    assert_eq!(call_me(&token, "call me").status, 422);
+
+    drop(patient);
+    let r = call_me(&token, "+15550123");
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (mut callee, phone) = support::sip::pick_up(&mut handset, Duration::from_secs(20));
+    assert!(
+        callee.invite.start.starts_with("INVITE sip:+15550123@"),
+        "{}",
+        callee.invite.start
+    );
+    let anns = || -> Vec<Value> {
+        let me = clinician.state(&server).json();
+        me["participants"]
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["label"] == "Ann").cloned().collect())
+            .unwrap_or_default()
+    };
+    wait_until(
+        || {
+            anns()
+                .iter()
+                .any(|a| a["channel"] == "phone" && a["presence"] == "present")
+        },
+        "Ann is back in the visit on her phone",
+    );
+    assert_eq!(anns().len(), 1, "her own place: {:?}", anns());
+    assert_eq!(anns()[0]["id"].as_u64(), Some(pid), "the same participant");
+
+    let from = phone.heard().len() / 8;
+    clinician.peer.speak(tone(CLINICIAN_HZ, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        CLINICIAN_HZ,
+        from,
+        "Ann hears the clinician",
+    );
+    let from = clinician.peer.heard().len() / 8;
+    phone.send_audio(tone(PATIENT_HZ, 2000));
+    wait_for_tone(
+        || clinician.peer.heard(),
+        PATIENT_HZ,
+        from,
+        "the clinician hears Ann's phone",
+    );
+    let _ = &mut callee;
+    assert_eq!(
+        server.metric("careline_rooms_total{event=\"call_me\"}"),
+        1.0
+    );
+    // A link is not a dialer: three calls per invitation.
+    assert_eq!(call_me(&token, "+15550124").status, 202);
+    assert_eq!(call_me(&token, "+15550125").status, 202);
+    assert_eq!(call_me(&token, "+15550126").status, 429);
+}
+
+/// The same from the patient's page, in headless Chromium without a microphone: Join fails,
+/// the page offers "We can call your phone", a made-up number gets a hint, her number gets
+/// "We are calling ... now", and the phone on the trunk rings and, answered, is in the
+/// visit's waiting room as Ann. Screenshots in target/browser-screenshots/room-call-me/.
+#[test]
+fn a_patient_page_that_cannot_join_offers_to_call_her_phone_in_chromium() {
+    use support::chromium::{CHROMIUM, browser_script, screenshots_and_mic};
+    let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
+    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Default::default()
+    });
+    handset.server = server.sip;
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
+    );
+    let id = room["id"].as_str().unwrap();
+    let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
+    let page_link = room["invitees"][0]["link"].as_str().unwrap().to_string();
+    let (shots, _mic) = screenshots_and_mic("room-call-me");
+    let summary = browser_script(
+        &server,
+        "room-call-me.mjs",
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            page_link,
+            "+1 555 0123".into(),
+        ],
+    );
+    assert_eq!(summary["call_me_before"], false, "{summary}");
+    assert_eq!(
+        summary["status"],
+        "The visit could not be joined: this browser has no microphone it may use.",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["bad_number"], "Please check the number: digits, and + for a country code.",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["calling"], "We are calling +1 555 0123 now. Answer it to join the visit.",
+        "{summary}"
+    );
+    let (_callee, _phone) = support::sip::pick_up(&mut handset, Duration::from_secs(20));
+    wait_until(
+        || {
+            clinician.state(&server).json()["participants"]
+                .as_array()
+                .is_some_and(|a| {
+                    a.iter().any(|p| {
+                        p["label"] == "Ann" && p["channel"] == "phone" && p["presence"] == "waiting"
+                    })
+                })
+        },
+        "Ann's phone waits to be let in",
+    );
+}

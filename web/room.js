@@ -8,6 +8,11 @@
 // (sessionStorage) and the reloaded page joins again at once, which Careline answers with
 // the same place in the room (no second wait in the waiting room).
 //
+// A patient or guest whose browser cannot join (no microphone, a network that blocks the
+// media, a connection lost) is offered "we will call your phone": their number goes to
+// POST /api/v1/rooms/ID/call-me with their link's token, and Careline calls them into the
+// same visit by phone.
+//
 // A clinician in a visit about a patient sees the patient's summary (it opens because they
 // are in the visit with them; each read is audited) and writes the visit's notes into the
 // patient's contact history (channel telehealth), during the visit or just after it.
@@ -37,7 +42,7 @@ async function join() {
     mic.getTracks().forEach((t) => pc.addTrack(t, mic));
     pc.ontrack = (e) => { $('remote').srcObject = e.streams[0] || new MediaStream([e.track]); };
     pc.onconnectionstatechange = () => {
-      if (pc && !leaving && pc.connectionState === 'failed') finish('Your connection to the visit was lost. Press Join to come back.');
+      if (pc && !leaving && pc.connectionState === 'failed') finish('Your connection to the visit was lost. Press Join to come back.', true);
     };
     await pc.setLocalDescription(await pc.createOffer());
     const url = `/api/v1/rooms/${room}/join` + (token ? `?t=${encodeURIComponent(token)}` : '');
@@ -47,7 +52,9 @@ async function join() {
     if (r.status !== 201) {
       const problem = await r.json().catch(() => ({}));
       const signedOut = r.status === 401;
-      finish(signedOut ? 'Please open the link the clinic sent you.' : (problem.detail || 'The visit cannot be joined now.'));
+      // Refused (a bad link, turned away, over): a phone would be refused too.
+      const refused = [401, 403, 409, 410].includes(r.status);
+      finish(signedOut ? 'Please open the link the clinic sent you.' : (problem.detail || 'The visit cannot be joined now.'), !refused);
       $('signin').hidden = !signedOut;
       return;
     }
@@ -59,7 +66,9 @@ async function join() {
     await refresh();
     timer = setInterval(refresh, 1000);
   } catch (e) {
-    finish('The visit could not be joined: ' + e.message);
+    const mic = ['NotFoundError', 'NotAllowedError', 'NotReadableError'].includes(e.name);
+    finish(mic ? 'The visit could not be joined: this browser has no microphone it may use.'
+      : 'The visit could not be joined: ' + e.message, true);
   }
 }
 
@@ -129,7 +138,9 @@ async function control(pid, action) {
   refresh();
 }
 
-function finish(text) {
+// `trouble`: the browser could not join; an invitee is offered a phone call instead.
+function finish(text, trouble = false) {
+  $('call-me').hidden = !(trouble && token);
   sessionStorage.removeItem(SAVED);
   if (timer) { clearInterval(timer); timer = null; }
   if (session) { fetch(session, { method: 'DELETE' }).catch(() => {}); session = null; }
@@ -139,6 +150,22 @@ function finish(text) {
   $('join').hidden = false; $('join').disabled = false;
   say(text);
 }
+
+$('call-me').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const number = $('call-me-number').value.trim();
+  $('call-me-state').textContent = 'Calling…';
+  const r = await fetch(`/api/v1/rooms/${room}/call-me?t=${encodeURIComponent(token)}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ number }),
+  }).catch(() => null);
+  if (r && r.status === 202) {
+    $('call-me-state').textContent = `We are calling ${number} now. Answer it to join the visit.`;
+    return;
+  }
+  const problem = r ? await r.json().catch(() => ({})) : {};
+  $('call-me-state').textContent = r && r.status === 422 ? 'Please check the number: digits, and + for a country code.'
+    : (problem.detail || 'We could not call you. Please call the clinic.');
+});
 
 // The notes go into the patient's contact history; after the visit, within the wrap-up
 // time, too.

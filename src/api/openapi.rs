@@ -754,6 +754,18 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "post",
+        path: "/api/v1/rooms/{id}/call-me",
+        action: None,
+        summary: "We will call your phone: an invitee whose browser cannot join (?t=TOKEN, their invitation link's) asks to be called at {number} through the trunk; answered, they are in the visit by phone as their invitation (back in the room if the host had let them in, else the waiting room). 202 once the call is placed. 403 for a forged, expired or withdrawn link; 409 while no clinician hosts the visit; 410 once it is over; 422 for a number that is none or no trunk; 429 past three calls per invitation. Audited (room.invite, called_back); the number is neither logged nor kept.",
+        query: &[("t", "the invitation link's token")],
+        body: Some("CallMe"),
+        ok: 202,
+        returns: "Object",
+        media: JSON,
+        also: &[401, 403, 409, 410, 429, 502, 503],
+    },
+    RouteDoc {
+        method: "post",
         path: "/api/v1/rooms/{id}/end",
         action: Some(Action::RoomManage),
         summary: "End the visit for everyone (the room's host now, or the clinician who booked it): participants are out and the links open nothing. 204; 410 when it is over already. Audited (room.end).",
@@ -1251,6 +1263,8 @@ pub(crate) fn document() -> Value {
             "number": {"type": "string", "pattern": "^[+]?[0-9 ().-]{1,48}$", "description": "the number to call"},
             "label": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},
             "role": {"enum": ["patient", "guest"]}}},
+        "CallMe": {"type": "object", "required": ["number"], "additionalProperties": false, "properties": {
+            "number": {"type": "string", "pattern": "^[+]?[0-9 ().-]{1,48}$", "description": "your phone number"}}},
         "NewInvitee": {"type": "object", "required": ["label", "role"], "additionalProperties": false, "properties": {
             "label": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"},
             "role": {"enum": ["patient", "guest"]}}},

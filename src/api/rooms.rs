@@ -40,6 +40,9 @@ pub(crate) struct RoomsApi {
     rooms: Arc<Rooms>,
     links: Arc<LinkSigner>,
     config: RoomsConfig,
+    /// "Call me instead" calls placed per invitation (room, invitee), against
+    /// [`MAX_CALL_ME`].
+    call_me: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), u32>>>,
 }
 
 impl FromRef<RoomsApi> for Arc<ApiState> {
@@ -70,6 +73,7 @@ pub(crate) fn router(
         )
         .route("/api/v1/rooms/{id}/end", post(end))
         .route("/api/v1/rooms/{id}/participants", post(call_out))
+        .route("/api/v1/rooms/{id}/call-me", post(call_me))
         .route("/api/v1/rooms/{id}/recording/{action}", post(record))
         .route(
             "/room/{id}",
@@ -86,6 +90,7 @@ pub(crate) fn router(
             rooms,
             links,
             config,
+            call_me: Default::default(),
         })
 }
 
@@ -95,6 +100,11 @@ const ROOM_JS: &str = include_str!("../../web/room.js");
 
 /// Participants a booking may ask for.
 const MAX_PARTICIPANTS: u32 = 16;
+/// "Call me instead" calls one invitation may ask for: a link is a credential anyone who
+/// holds it can use, and each call costs the clinic a trunk call to a number it does not
+/// know, so a few, not a dialer.
+const MAX_CALL_ME: u32 = 3;
+
 /// Invitees one booking may list.
 const MAX_INVITEES: usize = 15;
 
@@ -655,6 +665,76 @@ async fn call_out(
     // The number (a patient's or a helper's) is neither logged nor kept in the trail.
     let mut event = Event::new(caller.name(), action::ROOM_INVITE, "called")
         .detail(json!({"room": id, "role": body.role, "by": "phone"}));
+    if let Some(p) = &room.patient {
+        event = event.patient(p);
+    }
+    s.api.audit.append(event).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"ringing": true}))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallMe {
+    /// The invitee's own phone number.
+    number: String,
+}
+
+/// `POST /api/v1/rooms/{id}/call-me?t=TOKEN`: "we will call your phone" (the brief's
+/// troubleshooting table): an invitee whose browser cannot join asks to be called at
+/// `number` and enters as their invitation (back in the room if the host had let them in,
+/// else the waiting room). Only while a clinician hosts the visit (409 before), at most
+/// [`MAX_CALL_ME`] times per invitation (429 past). Audited (room.invite, called_back), the
+/// number neither logged nor kept.
+async fn call_me(
+    State(s): State<RoomsApi>,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<JoinQuery>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    JsonBody(body): JsonBody<CallMe>,
+) -> Result<Response, ApiError> {
+    let Some(token) = q.t.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "open your invitation link",
+        ));
+    };
+    let (actor, mut knock) = s.invited(&id, token, client.0.ip()).await?;
+    let room = s.booked(&id).await?;
+    if room.ended_at_ms.is_some() {
+        return Err(ApiError::new(StatusCode::GONE, "the visit is over"));
+    }
+    if s.rooms.view(&id).await.is_none_or(|v| v.host.is_none()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the clinician has not started the visit yet: try again when they have",
+        ));
+    }
+    let counted = (id.clone(), actor.clone());
+    {
+        let mut calls = s.call_me.lock().unwrap_or_else(|e| e.into_inner());
+        let n = calls.entry(counted.clone()).or_insert(0);
+        if *n >= MAX_CALL_ME {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "we have called you several times already: please call the clinic",
+            ));
+        }
+        *n += 1;
+    }
+    knock.channel = Channel::Phone;
+    if let Err(e) = s.rooms.call_invitee(&room, &body.number, knock).await {
+        // Not placed: it does not count.
+        if let Ok(mut calls) = s.call_me.lock()
+            && let Some(n) = calls.get_mut(&counted)
+        {
+            *n = n.saturating_sub(1);
+        }
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Err(ApiError::new(status, e.to_string()));
+    }
+    let mut event = Event::new(&actor, action::ROOM_INVITE, "called_back")
+        .detail(json!({"room": id, "by": "phone"}));
     if let Some(p) = &room.patient {
         event = event.patient(p);
     }

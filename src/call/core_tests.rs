@@ -925,7 +925,11 @@ fn a_visit_pin_takes_the_caller_into_the_room_and_ends_the_flow() {
         first,
         Ok(json!({"room_joined": "false", "reason": "unknown"})),
     ));
-    assert!(sim.last_heard().contains("does not match"), "{:?}", sim.heard);
+    assert!(
+        sim.last_heard().contains("does not match"),
+        "{:?}",
+        sim.heard
+    );
     sim.finish_play();
     sim.press("987654321#");
     assert_eq!(sim.invokes.len(), 2);
@@ -933,7 +937,11 @@ fn a_visit_pin_takes_the_caller_into_the_room_and_ends_the_flow() {
     let heard = sim.heard.len();
     sim.input(Input::InRoom(second));
     assert_eq!(sim.core.phase(), Phase::InRoom);
-    assert_eq!(sim.core.poll_timeout(), None, "nothing of the flow is waited on");
+    assert_eq!(
+        sim.core.poll_timeout(),
+        None,
+        "nothing of the flow is waited on"
+    );
     sim.advance(secs(3600));
     assert_eq!((sim.heard.len(), sim.core.ended()), (heard, None));
     sim.input(Input::Hangup("room_left"));

@@ -323,30 +323,60 @@ impl Rooms {
         label: String,
         role: Role,
     ) -> Result<(), crate::call::dial::DialError> {
+        let knock = Knock {
+            key: format!("phone:{:016x}", rand::random::<u64>()),
+            label,
+            role,
+            channel: Channel::Phone,
+            admitted: true,
+        };
+        self.ring_into(room, number, knock, "call_out").await
+    }
+
+    /// An invitee whose browser could not connect (or dropped) asks to be called instead ("we
+    /// will call your phone"): `number` is rung through the trunk and, answered, enters as
+    /// `knock` (their invitation's place: back in the room if the host had let them in,
+    /// else the waiting room). Ok once the call is placed.
+    pub async fn call_invitee(
+        &self,
+        room: &RoomRecord,
+        number: &str,
+        knock: Knock,
+    ) -> Result<(), crate::call::dial::DialError> {
+        self.ring_into(room, number, knock, "call_me").await
+    }
+
+    /// Rings `number` and, answered, puts the phone in the room as `knock`; `event` is what
+    /// `/metrics` counts it as (and `EVENT_failed` when nobody answers).
+    async fn ring_into(
+        &self,
+        room: &RoomRecord,
+        number: &str,
+        knock: Knock,
+        event: &'static str,
+    ) -> Result<(), crate::call::dial::DialError> {
         let ring = crate::call::dial::ring_out(&self.svc, number).await?;
         let svc = self.svc.clone();
         let tx = self.task(room);
         let span = info_span!("room", room = %room.id);
-        self.svc.metrics.room("call_out");
+        self.svc.metrics.room(event);
+        let failed = if event == "call_me" {
+            "call_me_failed"
+        } else {
+            "call_out_failed"
+        };
         tokio::spawn(
             async move {
                 let mut answered = match ring.answered(&svc).await {
                     Ok(a) => a,
                     Err(cause) => {
-                        info!(cause, "the number the host called did not answer");
-                        svc.metrics.room("call_out_failed");
+                        info!(cause, "the number called into the room did not answer");
+                        svc.metrics.room(failed);
                         return;
                     }
                 };
                 let (line, hang_up) = oneshot::channel();
                 let (reply, entered) = oneshot::channel();
-                let knock = Knock {
-                    key: format!("phone:{:016x}", rand::random::<u64>()),
-                    label,
-                    role,
-                    channel: Channel::Phone,
-                    admitted: true,
-                };
                 let cmd = Command::Enter {
                     knock,
                     leg: Box::new(answered.leg),
@@ -362,10 +392,7 @@ impl Rooms {
                         return;
                     }
                 };
-                info!(
-                    participant = pid,
-                    "the number the host called is in the room"
-                );
+                info!(participant = pid, "the number called is in the room");
                 tokio::select! {
                     // Out of the room (removed, the visit over): the phone is hung up.
                     _ = hang_up => answered.phone.hangup().await,
