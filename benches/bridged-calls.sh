@@ -8,8 +8,13 @@
 # RSS growth per call, and the phone side's verdict from careline-loadtest (failed calls, RTP
 # loss, p99 deviation from the 20 ms schedule) for the whole call.
 #
-# Usage: benches/bridged-calls.sh            (LEVELS="100 250 500" HOLD=20; each level's
-#        generator outputs and server log are kept in target/bench/bridged-calls/)
+# CODECS="pcmu opus" runs each level once per browser codec, one after the other: with
+# `opus` the browsers offer Opus alone and send real Opus frames, so the server transcodes
+# every frame both ways (Opus 48 kHz <-> PCMU 8 kHz, resampled), as for a Chrome agent whose
+# offer Careline's G.711 preference did not match.
+#
+# Usage: benches/bridged-calls.sh            (LEVELS="100 250 500" HOLD=20 CODECS=pcmu; each
+#        level's generator outputs and server log are kept in target/bench/bridged-calls/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
@@ -17,6 +22,7 @@ cd "$(dirname "$0")/.."
 ensure_packages bc curl
 LEVELS=${LEVELS:-"100 250 500"}
 HOLD=${HOLD:-20}
+CODECS=${CODECS:-pcmu}
 cargo build --release -j2 -p careline -p careline-loadtest --bin careline --bin careline-loadtest >&2
 cargo build --release -j2 --manifest-path benches/webrtc-choice/Cargo.toml >&2
 host_notes
@@ -43,9 +49,10 @@ cat > "$work/flows/queue.json" <<'FLOW'
 FLOW
 waiting() { curl -sf http://127.0.0.1:28080/metrics | awk '/^careline_queue_contacts\{queue="bench"\}/ {print $2}'; }
 hz=$(getconf CLK_TCK)
-echo "| bridged calls | browsers connected | browser frames missing | phone calls passed | phone RTP lost | phone p99 deviation | server CPU | per bridged call | RSS growth per call |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| bridged calls | browser codec | browsers connected | browser frames missing | phone calls passed | phone RTP lost | phone p99 deviation | server CPU | per bridged call | RSS growth per call |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in $LEVELS; do
+for codec in $CODECS; do
   rm -rf "$work/data"
   cat > "$work/careline.toml" <<TOML
 data_dir = "$work/data"
@@ -78,7 +85,7 @@ TOML
     --max-duration 300 > "$work/phones.out" 2>&1 &
   gen=$!
   for _ in $(seq 600); do [ "$(waiting)" = "$n" ] && break; sleep 0.1; done
-  CARELINE_TOKEN=$token "$browsers" whip http://127.0.0.1:28080/api/v1/queues/bench/answer "$n" "$HOLD" \
+  CODEC=$codec CARELINE_TOKEN=$token "$browsers" whip http://127.0.0.1:28080/api/v1/queues/bench/answer "$n" "$HOLD" \
     > "$work/browsers.out" 2>&1 &
   agents=$!
   until grep -q READY "$work/browsers.out" 2>/dev/null; do sleep 0.2; done
@@ -101,8 +108,9 @@ TOML
   per=$(echo "$cpu / ($connected + 0.000001)" | bc -l)
   growth=$(echo "($mem - $idle) / ($connected + 0.000001)" | bc -l)
   mkdir -p target/bench/bridged-calls
-  for f in phones.out browsers.out server.log; do cp "$work/$f" "target/bench/bridged-calls/$n-$f"; done
-  printf "| %d | %d | %s %% | %s | %s | %s | %.0f %% | %.3f %% | %.0f KiB |\n" "$n" "$connected" "$missing" \
+  for f in phones.out browsers.out server.log; do cp "$work/$f" "target/bench/bridged-calls/$n-$codec-$f"; done
+  printf "| %d | %s | %d | %s %% | %s | %s | %s | %.0f %% | %.3f %% | %.0f KiB |\n" "$n" "$codec" "$connected" "$missing" \
     "$passed" "$lost" "$dev" "$cpu" "$per" "$growth"
   stop
+done
 done

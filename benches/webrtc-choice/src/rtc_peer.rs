@@ -38,6 +38,8 @@ pub struct RtcPeer {
     next: Instant,
     connected: bool,
     received: u64,
+    /// Sends Opus (48 kHz RTP clock) rather than PCMU.
+    opus: bool,
 }
 
 fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
@@ -57,13 +59,22 @@ fn pcmu() -> RTCRtpCodecParameters {
     codec(MIME_TYPE_PCMU, 8000, 0, "", 0)
 }
 
+fn opus() -> RTCRtpCodecParameters {
+    codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111)
+}
+
 fn peer(now: Instant, addr: SocketAddr, lite: bool) -> RTCPeerConnection {
+    peer_with(now, addr, lite, vec![opus(), pcmu(), codec(MIME_TYPE_PCMA, 8000, 0, "", 8)])
+}
+
+fn peer_with(
+    now: Instant,
+    addr: SocketAddr,
+    lite: bool,
+    codecs: Vec<RTCRtpCodecParameters>,
+) -> RTCPeerConnection {
     let mut media = MediaEngine::default();
-    for c in [
-        codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111),
-        pcmu(),
-        codec(MIME_TYPE_PCMA, 8000, 0, "", 8),
-    ] {
+    for c in codecs {
         media
             .register_codec(c, RtpCodecKind::Audio)
             .expect("codec registers");
@@ -100,6 +111,10 @@ fn peer(now: Instant, addr: SocketAddr, lite: bool) -> RTCPeerConnection {
 }
 
 fn audio_track(ssrc: u32) -> MediaStreamTrack {
+    track_with(ssrc, pcmu())
+}
+
+fn track_with(ssrc: u32, codec: RTCRtpCodecParameters) -> MediaStreamTrack {
     MediaStreamTrack::new(
         format!("stream-{ssrc}"),
         format!("audio-{ssrc}"),
@@ -110,7 +125,7 @@ fn audio_track(ssrc: u32) -> MediaStreamTrack {
                 ssrc: Some(ssrc),
                 ..Default::default()
             },
-            codec: pcmu().rtp_codec,
+            codec: codec.rtp_codec,
             ..Default::default()
         }],
     )
@@ -127,6 +142,7 @@ impl RtcPeer {
             next: now,
             connected: false,
             received: 0,
+            opus: false,
         };
         p.drain(now);
         p
@@ -197,7 +213,10 @@ impl Peer for RtcPeer {
                     .rtp_parameters
                     .codecs
                     .iter()
-                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_PCMU))
+                    .find(|c| {
+                        let mime = if self.opus { MIME_TYPE_OPUS } else { MIME_TYPE_PCMU };
+                        c.rtp_codec.mime_type.eq_ignore_ascii_case(mime)
+                    })
                     .map(|c| c.payload_type)
                 else {
                     return;
@@ -211,7 +230,7 @@ impl Peer for RtcPeer {
                 version: 2,
                 payload_type: pt,
                 sequence_number: seq,
-                timestamp: u32::from(seq) * 160,
+                timestamp: u32::from(seq) * if self.opus { 960 } else { 160 },
                 ssrc: self.ssrc,
                 ..Default::default()
             },
@@ -287,13 +306,20 @@ pub fn pair(
 
 /// A browser-like client for a real server: a full-ICE `rtc` peer bound to `local`, with its
 /// offer made. [`RtcPeer`] drives it once [`client_accept`] took the server's answer.
+/// `opus`: it offers Opus alone (so the server must transcode to a G.711 phone), else
+/// Opus, PCMU and PCMA and sends PCMU.
 pub fn client_offer(
     now: Instant,
     local: SocketAddr,
     ssrc: u32,
+    opus_only: bool,
 ) -> (RTCPeerConnection, RTCRtpSenderId, String) {
-    let mut pc = peer(now, local, false);
-    let sender = pc.add_track(audio_track(ssrc)).expect("track");
+    let (mut pc, track) = if opus_only {
+        (peer_with(now, local, false, vec![opus()]), track_with(ssrc, opus()))
+    } else {
+        (peer(now, local, false), audio_track(ssrc))
+    };
+    let sender = pc.add_track(track).expect("track");
     let offer = pc.create_offer(None).expect("offer");
     pc.set_local_description(now, offer.clone())
         .expect("local offer");
@@ -306,9 +332,12 @@ pub fn client_accept(
     ssrc: u32,
     answer: String,
     now: Instant,
+    opus_only: bool,
 ) -> RtcPeer {
     let answer = RTCSessionDescription::answer(answer).expect("answer parses");
     pc.set_remote_description(now, answer)
         .expect("remote answer");
-    RtcPeer::new(pc, sender, ssrc, now)
+    let mut peer = RtcPeer::new(pc, sender, ssrc, now);
+    peer.opus = opus_only;
+    peer
 }

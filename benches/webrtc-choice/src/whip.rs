@@ -4,7 +4,9 @@
 //! counting what it hears. Prints how many connected and the frames received; the caller of
 //! this mode (benches/webrtc-ivr.sh) measures the server's CPU meanwhile. Pointed at a queue's
 //! answer URL with `CARELINE_TOKEN` set, they are agents answering queued phone callers
-//! (benches/bridged-calls.sh).
+//! (benches/bridged-calls.sh). With `CODEC=opus` they offer Opus alone and send real Opus
+//! frames (a second of a 440 Hz tone with noise, encoded once by libopus and sent in a loop),
+//! so the server decodes and encodes Opus for every frame of a bridged call.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -62,6 +64,7 @@ pub fn run(url: &str, legs: usize, secs: u64) {
             )
         })
         .expect("an http://HOST:PORT/PATH URL");
+    let opus_only = std::env::var("CODEC").is_ok_and(|c| c.eq_ignore_ascii_case("opus"));
     let start = Instant::now();
     let mut peers: Vec<(UdpSocket, Box<dyn Peer>, SocketAddr)> = Vec::new();
     let mut refused = 0;
@@ -71,11 +74,11 @@ pub fn run(url: &str, legs: usize, secs: u64) {
         sock.set_nonblocking(true).unwrap();
         let local = sock.local_addr().unwrap();
         let ssrc = 0x2000_0000 + i as u32;
-        let (pc, sender, offer) = client_offer(Instant::now(), local, ssrc);
+        let (pc, sender, offer) = client_offer(Instant::now(), local, ssrc, opus_only);
         match post(http, &path, &offer) {
             Ok((location, answer)) => {
                 sessions.push(location);
-                let peer = client_accept(pc, sender, ssrc, answer, Instant::now());
+                let peer = client_accept(pc, sender, ssrc, answer, Instant::now(), opus_only);
                 peers.push((sock, Box::new(peer), local));
             }
             Err(e) => {
@@ -96,7 +99,11 @@ pub fn run(url: &str, legs: usize, secs: u64) {
     }
     let connected = peers.iter().filter(|p| p.1.connected()).count();
     let before: u64 = peers.iter().map(|p| p.1.frames_received()).sum();
-    let frame = [0xffu8; 160];
+    let frames: Vec<Vec<u8>> = if opus_only {
+        opus_frames()
+    } else {
+        vec![vec![0xffu8; 160]]
+    };
     let ticks = secs * 50;
     let t0 = Instant::now();
     println!("READY {connected}");
@@ -108,7 +115,7 @@ pub fn run(url: &str, legs: usize, secs: u64) {
         }
         let now = Instant::now();
         for (_, p, _) in &mut peers {
-            p.send_frame(now, t as u16, &frame);
+            p.send_frame(now, t as u16, &frames[t as usize % frames.len()]);
         }
         pump(&mut peers);
     }
@@ -138,4 +145,30 @@ fn pump(peers: &mut [(UdpSocket, Box<dyn Peer>, SocketAddr)]) {
             let _ = sock.send_to(&d.1, d.0);
         }
     }
+}
+
+/// One second of speech-like audio (a 440 Hz tone with a little noise) as 50 Opus frames of
+/// 20 ms, 48 kHz mono, at a browser's voice bitrate.
+fn opus_frames() -> Vec<Vec<u8>> {
+    let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+        .expect("an Opus encoder");
+    let mut noise = 0x1234_5678u32;
+    (0..50)
+        .map(|f| {
+            let pcm: Vec<i16> = (0..960)
+                .map(|n| {
+                    noise ^= noise << 13;
+                    noise ^= noise >> 17;
+                    noise ^= noise << 5;
+                    let t = (f * 960 + n) as f32 / 48_000.0;
+                    let tone = 6000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin();
+                    (tone + (noise % 1000) as f32 - 500.0) as i16
+                })
+                .collect();
+            let mut out = vec![0u8; 400];
+            let len = enc.encode(&pcm, &mut out).expect("encodes");
+            out.truncate(len);
+            out
+        })
+        .collect()
 }
