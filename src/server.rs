@@ -314,6 +314,11 @@ impl Server {
             )?
             .with_records(records.patients.clone(), records.audit.clone())
             .with_notices(records.outbox.clone(), !config.smtp.host.is_empty())
+            .with_rooms(
+                records.rooms.clone(),
+                records.room_links.clone(),
+                config.rooms.clone(),
+            )
             .with_call_patient(
                 crate::workflow::call_patient::CallPatientTask::new(
                     Arc::new(services.clone()),

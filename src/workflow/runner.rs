@@ -188,6 +188,13 @@ pub struct Tasks {
     /// The clinic's bookable hours (`[workflows.appointments]`).
     clinic: super::appointments::Clinic,
     appointments: crate::config::AppointmentsConfig,
+    /// Where a telehealth consultation's visit is booked (a room with the patient invited),
+    /// with the invitations' signer and the rooms' settings; None: no room is booked.
+    rooms: Option<(
+        crate::rooms::store::RoomStore,
+        Arc<crate::rooms::link::LinkSigner>,
+        crate::config::RoomsConfig,
+    )>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +251,7 @@ impl Tasks {
             records: None,
             clinic,
             appointments: settings.appointments.clone(),
+            rooms: None,
         })
     }
 
@@ -293,6 +301,17 @@ impl Tasks {
     }
 
     /// Lets tasks read the patient's record (each read audited).
+    /// Telehealth consultations also book their visit's room (`rooms`), the patient invited.
+    pub fn with_rooms(
+        mut self,
+        store: crate::rooms::store::RoomStore,
+        links: Arc<crate::rooms::link::LinkSigner>,
+        config: crate::config::RoomsConfig,
+    ) -> Tasks {
+        self.rooms = Some((store, links, config));
+        self
+    }
+
     pub fn with_records(
         mut self,
         patients: crate::patient::PatientStore,
@@ -370,9 +389,12 @@ impl Tasks {
             .await?;
         let id = appointment_id(key);
         if let Some(made) = theirs.iter().find(|a| a["id"] == id.as_str()) {
-            // Delivered again: the invitation is queued if a crash came before it.
+            // Delivered again: the room and the invitation are made if a crash came before.
             if telehealth {
-                self.invite_provider(made, b.provider.as_deref()).await?;
+                let room = self.book_room(made, &b.patient_id).await?;
+                self.invite_provider(made, b.provider.as_deref(), room.as_ref())
+                    .await?;
+                return Ok(with_room(answer(input, made), room));
             }
             return Ok(answer(input, made));
         }
@@ -405,15 +427,88 @@ impl Tasks {
         written.map_err(|e| fail("Careline.Records", e.to_string()))?;
         info!(appointment = %id, start = %slot.0, "appointment proposed");
         if telehealth {
-            self.invite_provider(&made, b.provider.as_deref()).await?;
+            let room = self.book_room(&made, &b.patient_id).await?;
+            self.invite_provider(&made, b.provider.as_deref(), room.as_ref())
+                .await?;
+            return Ok(with_room(answer(input, &made), room));
         }
         Ok(answer(input, &made))
+    }
+
+    /// Books the telehealth visit's room for appointment `made` (its start; its patient
+    /// invited), once: the room's id comes from the appointment's, so a delivery again finds
+    /// it. None when this process books no rooms.
+    async fn book_room(
+        &self,
+        made: &Value,
+        patient_id: &str,
+    ) -> Result<Option<crate::rooms::store::RoomRecord>, TaskError> {
+        use crate::rooms::store::{Invitee, RoomRecord};
+        use sha2::Digest as _;
+        let Some((store, links, config)) = &self.rooms else {
+            return Ok(None);
+        };
+        let failed = |e: String| TaskError {
+            error: "Careline.Records".into(),
+            cause: e,
+        };
+        let appointment = made["id"].as_str().unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("room:{appointment}").as_bytes());
+        let room_id = hex::encode(&digest[..8]);
+        if let Some(room) = store
+            .get(&room_id)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+        {
+            return Ok(Some(room));
+        }
+        let start = made["start"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or_else(crate::db::now_ms, |t| t.as_millisecond());
+        let now = crate::db::now_ms();
+        let room = RoomRecord {
+            id: room_id.clone(),
+            title: "Telehealth consultation (care-coordination workflow)".into(),
+            host: "workflow".into(),
+            patient: Some(patient_id.to_string()),
+            scheduled_at_ms: start,
+            waiting_room: true,
+            max_participants: config.max_participants as usize,
+            host_leaves: Default::default(),
+            created_at_ms: now,
+            ended_at_ms: None,
+            end_reason: None,
+        };
+        store
+            .create(&room)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let invitee = Invitee {
+            id: hex::encode(&digest[8..16]),
+            role: crate::rooms::room::Role::Patient,
+            label: "Patient".into(),
+            expires_at_ms: start + i64::from(config.link_valid_hours) * 3_600_000,
+            revoked: false,
+        };
+        let pin = links.pin(&room.id, &invitee.id);
+        store
+            .invite(&room.id, &invitee, &pin, now)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        info!(room = %room.id, appointment, "telehealth room booked");
+        Ok(Some(room))
     }
 
     /// E-mails the provider of a telehealth consultation (their Practitioner record's
     /// address) the time it was proposed for, once per appointment: no patient data, the
     /// appointment's id to find it by. Nothing when no relay, provider or address.
-    async fn invite_provider(&self, made: &Value, provider: Option<&str>) -> Result<(), TaskError> {
+    async fn invite_provider(
+        &self,
+        made: &Value,
+        provider: Option<&str>,
+        room: Option<&crate::rooms::store::RoomRecord>,
+    ) -> Result<(), TaskError> {
         let (Some(outbox), Some(provider), Some((patients, _))) =
             (&self.notices, provider, &self.records)
         else {
@@ -460,9 +555,12 @@ impl Tasks {
             body: format!(
                 "A care-coordination workflow proposed a telehealth consultation with you.\n\n\
                  When: {start} to {end} ({zone})\n\
-                 Appointment: {id}\n\n\
+                 Appointment: {id}\n{room}\n\
                  It is proposed: confirm it in the clinic's scheduler. Sign in to Careline to see \
-                 the patient.\n"
+                 the patient.\n",
+                room = room
+                    .map(|r| format!("Visit room (sign in, then join): /room/{}\n", r.id))
+                    .unwrap_or_default(),
             ),
         };
         outbox
@@ -1191,6 +1289,23 @@ async fn apply_answer(
     }
 }
 
+/// A telehealth booking's answer with its visit room: its id and the page clinicians join
+/// (the patient's invitation is the room's: `GET /api/v1/rooms/{id}` with a service token).
+fn with_room(answer: Value, room: Option<crate::rooms::store::RoomRecord>) -> Value {
+    let Some(room) = room else {
+        return answer;
+    };
+    let mut answer = answer;
+    if let Some(a) = answer.get_mut("appointment").and_then(Value::as_object_mut) {
+        a.insert("room_id".into(), Value::String(room.id.clone()));
+        a.insert(
+            "room_url".into(),
+            Value::String(format!("/room/{}", room.id)),
+        );
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1423,9 +1538,17 @@ mod tests {
         .expect("tasks")
         .with_records(
             r.patients.clone(),
-            crate::audit::Audit::new(r.db.clone(), keys),
+            crate::audit::Audit::new(r.db.clone(), keys.clone()),
         )
-        .with_notices(outbox.clone(), true);
+        .with_notices(outbox.clone(), true)
+        .with_rooms(
+            crate::rooms::store::RoomStore::new(r.db.clone(), keys.clone()),
+            Arc::new(crate::rooms::link::LinkSigner::new(
+                keys.index_key("room-link"),
+            )),
+            crate::config::RoomsConfig::default(),
+        );
+        let rooms = crate::rooms::store::RoomStore::new(r.db.clone(), keys.clone());
         let t = Duration::from_secs(5);
         let consult =
             serde_json::json!({"patient_id": "p-1", "provider_id": "DR-7", "duration_minutes": 30});
@@ -1446,6 +1569,21 @@ mod tests {
         assert_eq!(all.len(), 1, "one invitation: {all:?}");
         assert_eq!(all[0].id, format!("appointment:{id}:provider"));
         assert_eq!(all[0].target, ["dr.seven@clinic.example"]);
+        // The visit's room: booked once, at the appointment's start, about the patient, who
+        // is invited.
+        let room_id = c["appointment"]["room_id"]
+            .as_str()
+            .expect("a room")
+            .to_string();
+        assert_eq!(c["appointment"]["room_url"], format!("/room/{room_id}"));
+        let room = rooms.get(&room_id).await.expect("read").expect("booked");
+        assert_eq!(room.patient.as_deref(), Some("p-1"));
+        let start: jiff::Timestamp = c["appointment"]["start"].as_str().unwrap().parse().unwrap();
+        assert_eq!(room.scheduled_at_ms, start.as_millisecond());
+        let invited = rooms.invitees(&room_id).await.expect("read");
+        assert_eq!(invited.len(), 1, "invited once: {invited:?}");
+        assert_eq!(invited[0].role, crate::rooms::room::Role::Patient);
+
         // A provider without an address, or no provider: nothing to send.
         let other = serde_json::json!({"patient_id": "p-1", "duration_minutes": 30});
         tasks
