@@ -136,6 +136,44 @@ fn book(server: &TestServer, token: &str, body: Value) -> Value {
     r.json()
 }
 
+/// The phone on the trunk rings with Careline's call to `number` and answers it.
+fn picks_up(
+    handset: &mut support::sip::Ua,
+    number: &str,
+) -> (support::sip::Callee, support::rtp::RtpPeer) {
+    let (callee, phone) = support::sip::pick_up(handset, Duration::from_secs(20));
+    assert!(
+        callee
+            .invite
+            .start
+            .starts_with(&format!("INVITE sip:{number}@")),
+        "{}",
+        callee.invite.start
+    );
+    (callee, phone)
+}
+
+/// A server whose trunk reaches `handset` (a phone that picks up what Careline calls out),
+/// clinician dr-a's token, and a visit dr-a booked with Ann invited as the patient.
+fn visit_with_a_trunk() -> (support::sip::Ua, TestServer, String, Value) {
+    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
+    let server = TestServer::start_with(support::server::Options {
+        toml: format!(
+            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
+            handset.local
+        ),
+        ..Default::default()
+    });
+    handset.server = server.sip;
+    let dr = server.user_token("dr-a", "clinician");
+    let room = book(
+        &server,
+        &dr,
+        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
+    );
+    (handset, server, dr, room)
+}
+
 /// The visit of issue 24: a clinician, the patient and an interpreter, each hearing the
 /// other two and never themselves; the waiting room keeps the patient out until let in; the
 /// host mutes and ends; afterwards the links open nothing.
@@ -882,21 +920,7 @@ fn the_host_records_the_visit_with_the_patient_on_the_left() {
 /// Only the host calls out; a bad number is refused.
 #[test]
 fn the_host_calls_an_interpreter_by_phone_into_the_visit() {
-    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(support::server::Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Default::default()
-    });
-    handset.server = server.sip;
-    let dr = server.user_token("dr-a", "clinician");
-    let room = book(
-        &server,
-        &dr,
-        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
-    );
+    let (mut handset, server, dr, room) = visit_with_a_trunk();
     let id = room["id"].as_str().unwrap();
     let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
     let patient = Person::enter(&server, &link(&room, "Ann"), None);
@@ -917,12 +941,7 @@ fn the_host_calls_an_interpreter_by_phone_into_the_visit() {
     );
     let r = api(&server, "POST", &call, &dr, Some(body("+15550123")));
     assert_eq!(r.status, 202, "{}", r.body);
-    let (mut callee, phone) = support::sip::pick_up(&mut handset, Duration::from_secs(20));
-    assert!(
-        callee.invite.start.starts_with("INVITE sip:+15550123@"),
-        "{}",
-        callee.invite.start
-    );
+    let (mut callee, phone) = picks_up(&mut handset, "+15550123");
     let on_phone = || -> Option<Value> {
         let me = clinician.state(&server).json();
         me["participants"]
@@ -977,6 +996,27 @@ fn the_host_calls_an_interpreter_by_phone_into_the_visit() {
     assert_eq!(
         server.metric("careline_rooms_total{event=\"call_out\"}"),
         1.0
+    );
+}
+
+/// The clinician speaks (1400 Hz) and Ann's phone hears it; Ann speaks (1000 Hz) and the
+/// clinician hears it.
+fn ann_and_the_clinician_hear_each_other(phone: &support::rtp::RtpPeer, clinician: &Person) {
+    let from = phone.heard().len() / 8;
+    clinician.peer.speak(tone(CLINICIAN_HZ, 2000));
+    wait_for_tone(
+        || phone.heard(),
+        CLINICIAN_HZ,
+        from,
+        "Ann hears the clinician",
+    );
+    let from = clinician.peer.heard().len() / 8;
+    phone.send_audio(tone(PATIENT_HZ, 2000));
+    wait_for_tone(
+        || clinician.peer.heard(),
+        PATIENT_HZ,
+        from,
+        "the clinician hears Ann's phone",
     );
 }
 
@@ -1065,22 +1105,7 @@ fn a_patient_keys_her_visit_pin_on_the_dial_in_line_and_joins_by_phone() {
     let admit = format!("/api/v1/rooms/{id}/participants/{apid}/admit");
     assert_eq!(api(&server, "POST", &admit, &dr, None).status, 204);
 
-    let from = phone.heard().len() / 8;
-    clinician.peer.speak(tone(CLINICIAN_HZ, 2000));
-    wait_for_tone(
-        || phone.heard(),
-        CLINICIAN_HZ,
-        from,
-        "Ann hears the clinician",
-    );
-    let from = clinician.peer.heard().len() / 8;
-    phone.send_audio(tone(PATIENT_HZ, 2000));
-    wait_for_tone(
-        || clinician.peer.heard(),
-        PATIENT_HZ,
-        from,
-        "the clinician hears Ann's phone",
-    );
+    ann_and_the_clinician_hear_each_other(&phone, &clinician);
 
     let remove = format!("/api/v1/rooms/{id}/participants/{apid}/remove");
     assert_eq!(api(&server, "POST", &remove, &dr, None).status, 204);
@@ -1139,21 +1164,7 @@ fn a_patient_keys_her_visit_pin_on_the_dial_in_line_and_joins_by_phone() {
 /// call for one invitation (429).
 #[test]
 fn a_patient_whose_browser_fails_is_called_into_the_same_visit() {
-    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(support::server::Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Default::default()
-    });
-    handset.server = server.sip;
-    let dr = server.user_token("dr-a", "clinician");
-    let room = book(
-        &server,
-        &dr,
-        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
-    );
+    let (mut handset, server, dr, room) = visit_with_a_trunk();
     let id = room["id"].as_str().unwrap();
     let join = link(&room, "Ann");
     let token = join.split_once("?t=").unwrap().1.to_string();
@@ -1179,12 +1190,7 @@ fn a_patient_whose_browser_fails_is_called_into_the_same_visit() {
     drop(patient);
     let r = call_me(&token, "+15550123");
     assert_eq!(r.status, 202, "{}", r.body);
-    let (mut callee, phone) = support::sip::pick_up(&mut handset, Duration::from_secs(20));
-    assert!(
-        callee.invite.start.starts_with("INVITE sip:+15550123@"),
-        "{}",
-        callee.invite.start
-    );
+    let (mut callee, phone) = picks_up(&mut handset, "+15550123");
     let anns = || -> Vec<Value> {
         let me = clinician.state(&server).json();
         me["participants"]
@@ -1203,22 +1209,7 @@ fn a_patient_whose_browser_fails_is_called_into_the_same_visit() {
     assert_eq!(anns().len(), 1, "her own place: {:?}", anns());
     assert_eq!(anns()[0]["id"].as_u64(), Some(pid), "the same participant");
 
-    let from = phone.heard().len() / 8;
-    clinician.peer.speak(tone(CLINICIAN_HZ, 2000));
-    wait_for_tone(
-        || phone.heard(),
-        CLINICIAN_HZ,
-        from,
-        "Ann hears the clinician",
-    );
-    let from = clinician.peer.heard().len() / 8;
-    phone.send_audio(tone(PATIENT_HZ, 2000));
-    wait_for_tone(
-        || clinician.peer.heard(),
-        PATIENT_HZ,
-        from,
-        "the clinician hears Ann's phone",
-    );
+    ann_and_the_clinician_hear_each_other(&phone, &clinician);
     let _ = &mut callee;
     assert_eq!(
         server.metric("careline_rooms_total{event=\"call_me\"}"),
@@ -1238,21 +1229,7 @@ fn a_patient_whose_browser_fails_is_called_into_the_same_visit() {
 fn a_patient_page_that_cannot_join_offers_to_call_her_phone_in_chromium() {
     use support::chromium::{CHROMIUM, browser_script, screenshots_and_mic};
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
-    let mut handset = support::sip::Ua::udp("127.0.0.1:9".parse().unwrap());
-    let server = TestServer::start_with(support::server::Options {
-        toml: format!(
-            "[sip.trunks.carrier]\nproxy = \"sip:{}\"\ncaller_id = \"+15550000\"\n",
-            handset.local
-        ),
-        ..Default::default()
-    });
-    handset.server = server.sip;
-    let dr = server.user_token("dr-a", "clinician");
-    let room = book(
-        &server,
-        &dr,
-        json!({"title": "Visit", "invitees": [{"label": "Ann", "role": "patient"}]}),
-    );
+    let (mut handset, server, dr, room) = visit_with_a_trunk();
     let id = room["id"].as_str().unwrap();
     let clinician = Person::enter(&server, &format!("/api/v1/rooms/{id}/join"), Some(&dr));
     let page_link = room["invitees"][0]["link"].as_str().unwrap().to_string();

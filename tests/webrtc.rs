@@ -432,16 +432,7 @@ fn a_browser_caller_whose_page_reloads_reconnects_to_the_same_call() {
 
     // The reloaded page: a new peer connection, from the same address.
     let second = BrowserPeer::new(&[Codec::Pcmu]);
-    let stranger = support::http::request_from(
-        "127.0.0.2".parse().unwrap(),
-        server.http,
-        "POST",
-        &reconnect,
-        &[],
-        Some(("application/sdp", second.offer.as_bytes())),
-    );
-    assert_eq!(stranger.status, 403, "{}", stranger.body);
-    let r = post_offer(&server, &reconnect, &second.offer, None);
+    let r = reconnect_from_home(&server, &reconnect, &second);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/sdp"));
     assert!(r.body.contains("a=ice-lite"), "{}", r.body);
@@ -1373,6 +1364,36 @@ fn an_unanswered_offer_goes_to_the_next_nurse_and_a_caller_who_hangs_up_withdraw
     assert_eq!(r.status, 426, "{}", r.body);
 }
 
+/// A server where nurse nora has an account (her password [`NURSE_PASSWORD`]), with the
+/// screenshot folder `name` and the microphone's WAV.
+fn nora_signed_up(name: &str) -> (TestServer, std::path::PathBuf, std::path::PathBuf) {
+    let server = TestServer::start();
+    add_nurse(&server, "nora");
+    let (shots, mic) = screenshots_and_mic(name);
+    (server, shots, mic)
+}
+
+/// Runs Chromium script `script` as nurse nora at the console (her microphone `mic`,
+/// screenshots to `shots`); its summary.
+fn nora_at_the_console(
+    server: &TestServer,
+    script: &str,
+    shots: &std::path::Path,
+    mic: &std::path::Path,
+) -> serde_json::Value {
+    browser_script(
+        server,
+        script,
+        &[
+            format!("http://{}", server.http),
+            shots.display().to_string(),
+            "nora".into(),
+            NURSE_PASSWORD.into(),
+            mic.display().to_string(),
+        ],
+    )
+}
+
 /// Adds agent `name` with [`NURSE_PASSWORD`], as an administrator would.
 fn add_nurse(server: &TestServer, name: &str) {
     add_user(server, name, "agent");
@@ -1386,22 +1407,10 @@ fn add_nurse(server: &TestServer, name: &str) {
 #[test]
 fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
-    let server = TestServer::start();
-    add_nurse(&server, "nora");
-    let (shots, mic) = screenshots_and_mic("agent-offer");
+    let (server, shots, mic) = nora_signed_up("agent-offer");
     let (mut ua, phone, _call) = queue_urgent_caller(&server);
     let queued_at = phone.heard().len() / 8;
-    let summary = browser_script(
-        &server,
-        "agent-offer.mjs",
-        &[
-            format!("http://{}", server.http),
-            shots.display().to_string(),
-            "nora".into(),
-            NURSE_PASSWORD.into(),
-            mic.display().to_string(),
-        ],
-    );
+    let summary = nora_at_the_console(&server, "agent-offer.mjs", &shots, &mic);
     assert_eq!(summary["user"], "nora (agent)", "{summary}");
     let ringing = summary["ringing"].as_str().unwrap_or("");
     assert!(
@@ -1454,21 +1463,9 @@ fn a_call_rings_at_the_nurses_console_in_chromium_and_she_accepts_it() {
 #[test]
 fn a_nurses_console_reloaded_mid_call_in_chromium_takes_the_call_back() {
     let _one_at_a_time = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());
-    let server = TestServer::start();
-    add_nurse(&server, "nora");
-    let (shots, mic) = screenshots_and_mic("agent-reload");
+    let (server, shots, mic) = nora_signed_up("agent-reload");
     let (mut ua, phone, call) = queue_urgent_caller(&server);
-    let summary = browser_script(
-        &server,
-        "agent-reload.mjs",
-        &[
-            format!("http://{}", server.http),
-            shots.display().to_string(),
-            "nora".into(),
-            NURSE_PASSWORD.into(),
-            mic.display().to_string(),
-        ],
-    );
+    let summary = nora_at_the_console(&server, "agent-reload.mjs", &shots, &mic);
     let expected = format!("Call {} from triage-urgent", call.call_id);
     assert_eq!(summary["call"], expected.as_str(), "{summary}");
     assert_eq!(summary["call_after_reload"], expected.as_str(), "{summary}");
@@ -1808,6 +1805,21 @@ fn a_nurse_whose_browser_goes_away_leaves_the_caller_in_the_queue_for_the_next()
     bridged.nurse_hangs_up(&server);
 }
 
+/// `browser`'s offer to the session's `reconnect`: refused (403) from another address than
+/// the session's, then sent from its own; the answer to that.
+fn reconnect_from_home(server: &TestServer, reconnect: &str, browser: &BrowserPeer) -> Response {
+    let stranger = support::http::request_from(
+        "127.0.0.2".parse().unwrap(),
+        server.http,
+        "POST",
+        reconnect,
+        &[],
+        Some(("application/sdp", browser.offer.as_bytes())),
+    );
+    assert_eq!(stranger.status, 403, "{}", stranger.body);
+    post_offer(server, reconnect, &browser.offer, None)
+}
+
 /// The nurse's console reloads mid-call (her old connection goes silent; no hang-up): the
 /// patient hears hold music rather than silence or another nurse, and stays out of the
 /// queue; the reloaded page sends a new offer to her session's `reconnect` and the two talk
@@ -1845,16 +1857,7 @@ fn a_nurse_whose_console_reloads_talks_with_the_same_caller_again() {
 
     let reconnect = format!("{location}/reconnect");
     let reloaded = BrowserPeer::new(&[Codec::Pcmu]);
-    let stranger = support::http::request_from(
-        "127.0.0.2".parse().unwrap(),
-        server.http,
-        "POST",
-        &reconnect,
-        &[],
-        Some(("application/sdp", reloaded.offer.as_bytes())),
-    );
-    assert_eq!(stranger.status, 403, "{}", stranger.body);
-    let r = post_offer(&server, &reconnect, &reloaded.offer, None);
+    let r = reconnect_from_home(&server, &reconnect, &reloaded);
     assert_eq!(r.status, 200, "{}", r.body);
     reloaded.accept(&r.body);
     reloaded.wait_connected();

@@ -594,14 +594,7 @@ impl RoomsApi {
             self.rooms_refused(event).await;
             return Err(err);
         };
-        let actor = format!("invitee:{}", invitee.id);
-        let knock = Knock {
-            key: actor.clone(),
-            label: invitee.label,
-            role: invitee.role,
-            channel: Channel::Browser,
-            admitted: false,
-        };
+        let (actor, knock) = invitee_knock(invitee, Channel::Browser);
         Ok((actor, knock))
     }
 
@@ -942,6 +935,20 @@ async fn end(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// How an invitee knocks (by their link or their PIN), and who they are in the audit trail:
+/// `invitee:ID` for both, so the same person takes one place however they come.
+fn invitee_knock(invitee: Invitee, channel: Channel) -> (String, Knock) {
+    let actor = format!("invitee:{}", invitee.id);
+    let knock = Knock {
+        key: actor.clone(),
+        label: invitee.label,
+        role: invitee.role,
+        channel,
+        admitted: false,
+    };
+    (actor, knock)
+}
+
 /// The dial-in line's way into rooms (`careline:room-join`, see [`crate::call::room_door`]):
 /// the keyed visit PIN finds its invitation, and the caller enters as that invitee would by
 /// link (the same place: one per person), by phone, into the waiting room where there is
@@ -1015,14 +1022,7 @@ impl PhoneDoor {
                 guest: Some(guest),
             });
         };
-        let actor = format!("invitee:{}", invitee.id);
-        let knock = Knock {
-            key: actor.clone(),
-            label: invitee.label,
-            role: invitee.role,
-            channel: Channel::Phone,
-            admitted: false,
-        };
+        let (actor, knock) = invitee_knock(invitee, Channel::Phone);
         let call_id = guest.call_id.clone();
         let (entry, seat) = match self
             .rooms
