@@ -650,6 +650,7 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     );
     let workflows = careline::workflow::store::Store::new(db.clone(), ring.clone());
     let rooms = careline::rooms::store::RoomStore::new(db.clone(), ring.clone());
+    let callbacks = careline::routing::callbacks::CallbackStore::new(db.clone(), ring.clone());
     let sip_secrets = careline::auth::sip::SipSecrets::new(
         db.clone(),
         ring.clone(),
@@ -662,6 +663,7 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     let mut resealed = patients.reseal_all().await?;
     let mut workflow_values = workflows.reseal_all().await?;
     let mut room_values = rooms.reseal_all().await?;
+    let mut callback_values = callbacks.reseal_all().await?;
     // A running server takes the new key on its next look at the key folder: what it
     // sealed until then (a recording opened, a contact record written, perhaps while the
     // first pass was reading) is still under the old key. A second pass after that moment
@@ -674,8 +676,9 @@ async fn rotate(config: Config) -> anyhow::Result<()> {
     workflow_values += workflows.reseal_all().await?;
     sip_values += sip_secrets.reseal_all().await?;
     room_values += rooms.reseal_all().await?;
+    callback_values += callbacks.reseal_all().await?;
     println!(
-        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed; {sip_values} SIP secrets re-sealed; {room_values} room fields re-sealed"
+        "new master key {new} (was {old}); {done} recordings re-wrapped; {resealed} patient resources and contact records re-sealed; {workflow_values} workflow values re-sealed; {sip_values} SIP secrets re-sealed; {room_values} room fields re-sealed; {callback_values} callback numbers and patients re-sealed"
     );
     let audit_kept = careline::audit::Audit::new(db, ring.clone())
         .sealed_under_other_keys(&new)

@@ -407,9 +407,82 @@ impl CallbackStore {
     }
 }
 
+impl CallbackStore {
+    /// Re-wraps every number and patient not sealed under the current master key (`careline
+    /// keys rotate`); returns how many. Settled callbacks too: their numbers are kept.
+    pub async fn reseal_all(&self) -> Result<u64, CallbackError> {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, number, patient FROM callbacks")
+                .fetch_all(self.db.pool())
+                .await?;
+        let mut n = 0;
+        for (id, number, patient) in rows {
+            n += self
+                .reseal_column("number", &id, &context(&id), &number)
+                .await?;
+            if let Some(p) = patient {
+                n += self
+                    .reseal_column("patient", &id, &patient_context(&id), &p)
+                    .await?;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn reseal_column(
+        &self,
+        column: &str,
+        id: &str,
+        context: &str,
+        sealed: &str,
+    ) -> Result<u64, CallbackError> {
+        if self.keys.is_current(sealed) {
+            return Ok(0);
+        }
+        let Ok(new) = self.keys.reseal(context, sealed) else {
+            tracing::warn!(
+                callback = id,
+                column,
+                "a sealed value does not open under any key"
+            );
+            return Ok(0);
+        };
+        // Only if unchanged meanwhile: a value written under the new key stays.
+        let sql = format!("UPDATE callbacks SET {column} = $1 WHERE id = $2 AND {column} = $3");
+        Ok(sqlx::query(&sql)
+            .bind(new)
+            .bind(id)
+            .bind(sealed)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key rotation re-seals each callback's number and patient once, and they still open.
+    #[tokio::test]
+    async fn a_key_rotation_reseals_numbers_and_patients_once() {
+        let (store, dir) = store().await;
+        store.create(&new("cb-1", 1_000, 2), 1_000).await.unwrap();
+        drop(store);
+        let mut ring = KeyRing::open(dir.path(), crate::keys::Supplied::default()).unwrap();
+        ring.rotate().unwrap();
+        let db = Db::open(None, dir.path()).await.unwrap();
+        let rotated = CallbackStore::new(db, Arc::new(ring));
+        assert_eq!(rotated.reseal_all().await.unwrap(), 2, "number, patient");
+        assert_eq!(rotated.reseal_all().await.unwrap(), 0, "nothing left to do");
+        let attempt = rotated
+            .start_attempt("cb-1", 10_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(attempt.number, "+15550100199");
+        assert_eq!(attempt.patient.as_deref(), Some("pat-42"));
+    }
 
     async fn store() -> (CallbackStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
