@@ -981,46 +981,55 @@ impl crate::call::room_door::RoomDoor for PhoneDoor {
 }
 
 impl PhoneDoor {
+    /// The invitation and the open room a keyed PIN opens, or why not, as the flow is told:
+    /// `unknown` (no such PIN, or withdrawn), `expired`, `over`, `unavailable` (the store).
+    async fn opened_by(&self, pin: &str) -> Result<(Invitee, RoomRecord), &'static str> {
+        let store = self.rooms.store();
+        let unavailable = |e: crate::rooms::store::RoomStoreError| {
+            tracing::warn!(error = %e, "could not look a visit PIN up");
+            "unavailable"
+        };
+        let found = store.by_pin(pin).await.map_err(unavailable)?;
+        let Some((room_id, invitee)) = found.filter(|(_, i)| !i.revoked) else {
+            return Err("unknown");
+        };
+        let room = store
+            .get(&room_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or("unknown")?;
+        if invitee.expires_at_ms <= now_ms() {
+            return Err("expired");
+        }
+        if room.ended_at_ms.is_some() {
+            return Err("over");
+        }
+        Ok((invitee, room))
+    }
+
     async fn enter_by_pin(
         &self,
         pin: &str,
         guest: crate::call::room_door::PhoneGuest,
     ) -> Result<crate::call::room_door::Seat, crate::call::room_door::Refused> {
         use crate::call::room_door::Refused;
-        let store = self.rooms.store();
-        let found = match store.by_pin(pin).await {
-            Ok(found) => found.filter(|(_, i)| !i.revoked),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look a visit PIN up");
+        let (invitee, room) = match self.opened_by(pin).await {
+            Ok(found) => found,
+            Err(reason) => {
+                if reason != "unavailable" {
+                    self.rooms.pin_refused();
+                    let event = Event::new("anonymous", action::ROOM_JOIN, "denied").detail(
+                        json!({"channel": "phone", "reason": reason, "call": guest.call_id}),
+                    );
+                    if let Err(e) = self.api.audit.append(event).await {
+                        tracing::warn!(error = %e, "could not audit a refused visit PIN");
+                    }
+                }
                 return Err(Refused {
-                    reason: "unavailable",
+                    reason,
                     guest: Some(guest),
                 });
             }
-        };
-        let room = match &found {
-            Some((id, _)) => store.get(id).await.ok().flatten(),
-            None => None,
-        };
-        let refused = match (&found, &room) {
-            (Some((_, inv)), Some(_)) if inv.expires_at_ms <= now_ms() => Some("expired"),
-            (Some(_), Some(room)) if room.ended_at_ms.is_some() => Some("over"),
-            (Some(_), Some(_)) => None,
-            _ => Some("unknown"),
-        };
-        let (Some((_, invitee)), Some(room), None) = (found, room, refused) else {
-            let reason = refused.unwrap_or("unknown");
-            self.rooms.pin_refused();
-            let event = Event::new("anonymous", action::ROOM_JOIN, "denied").detail(json!({
-                "channel": "phone", "reason": reason, "call": guest.call_id
-            }));
-            if let Err(e) = self.api.audit.append(event).await {
-                tracing::warn!(error = %e, "could not audit a refused visit PIN");
-            }
-            return Err(Refused {
-                reason,
-                guest: Some(guest),
-            });
         };
         let (actor, knock) = invitee_knock(invitee, Channel::Phone);
         let call_id = guest.call_id.clone();

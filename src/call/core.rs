@@ -59,7 +59,7 @@ use tracing::{info, warn};
 
 use super::{Identify, IdentifyQuery};
 use crate::flow::attributes::ContactData;
-use crate::flow::collect::DigitCollector;
+use crate::flow::collect::{CollectOutcome, DigitCollector};
 use crate::flow::interpreter::{
     Audio, CallProgress, CallbackRequest, Effect, Env, Event, FlowRun, Now,
 };
@@ -359,6 +359,10 @@ pub struct CallCore {
     collector: Option<DigitCollector>,
     /// Digits pressed while no collection ran, oldest first.
     typed_ahead: VecDeque<Digit>,
+    /// The terminator of an entry that completed at its full length, and until when a
+    /// press of it still belongs to that entry: dropped then, not typed ahead into the next
+    /// question (see [`DigitCollector::terminator_window`]).
+    stray_terminator: Option<(Digit, Instant)>,
     /// The Lambda or lookup the flow waits on.
     pending: Option<Pending>,
     /// The flow's own timer (MessageParticipantIteratively's interrupt).
@@ -419,6 +423,7 @@ impl CallCore {
             next_id: 0,
             collector: None,
             typed_ahead: VecDeque::new(),
+            stray_terminator: None,
             pending: None,
             timer: None,
             ticket: None,
@@ -1053,10 +1058,18 @@ impl CallCore {
     }
 
     fn on_digit(&mut self, digit: Digit, now: Now) {
+        if let Some((t, until)) = self.stray_terminator.take()
+            && t == digit
+            && now.mono <= until
+        {
+            return;
+        }
         match &mut self.collector {
             Some(c) => {
                 if let Some(outcome) = c.on_digit(digit, now.mono) {
-                    self.collector = None;
+                    if let Some(c) = self.collector.take() {
+                        self.entry_done(&c, &outcome, now.mono);
+                    }
                     self.flow.handle(Event::Collected(outcome), now);
                 }
             }
@@ -1066,6 +1079,22 @@ impl CallCore {
                 }
                 self.typed_ahead.push_back(digit);
             }
+        }
+    }
+
+    /// A collection is over: one that completed at its full length leaves its terminator to
+    /// be dropped, typed ahead already or pressed within the time allowed between keys.
+    fn entry_done(&mut self, collector: &DigitCollector, outcome: &CollectOutcome, now: Instant) {
+        let Some((t, window)) = collector.terminator_window() else {
+            return;
+        };
+        if !matches!(outcome, CollectOutcome::Complete(_)) {
+            return;
+        }
+        if self.typed_ahead.front() == Some(&t) {
+            self.typed_ahead.pop_front();
+        } else {
+            self.stray_terminator = Some((t, now + window));
         }
     }
 
@@ -1146,7 +1175,10 @@ impl CallCore {
                         }
                     }
                     match done {
-                        Some(outcome) => self.flow.handle(Event::Collected(outcome), now),
+                        Some(outcome) => {
+                            self.entry_done(&collector, &outcome, now.mono);
+                            self.flow.handle(Event::Collected(outcome), now);
+                        }
                         None => self.collector = Some(collector),
                     }
                 }

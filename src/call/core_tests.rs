@@ -782,6 +782,46 @@ fn triage_results_collects_a_patient_number_up_to_the_pound_key() {
     assert_eq!(sim.queued_in("triage-results"), 1);
 }
 
+/// A number keyed to its full length and then the pound key, as the prompt asks: the entry
+/// is complete at its last digit, and the pound key belongs to it rather than answering the
+/// next question, whether pressed live or typed ahead during a message.
+#[test]
+fn the_pound_key_after_a_full_length_entry_belongs_to_that_entry() {
+    let unknown = |sim: &mut Sim, n: usize, pin: &str| {
+        assert_eq!(sim.invokes.len(), n, "{:?}", sim.heard);
+        let keyed = sim.core.contact().stored_input.clone();
+        assert_eq!(keyed.as_deref(), Some(pin), "try {n}");
+        let (id, _, _) = sim.invokes[n - 1].clone();
+        sim.input(Input::Invoked(
+            id,
+            Ok(json!({"room_joined": "false", "reason": "unknown"})),
+        ));
+        assert!(
+            sim.last_heard().contains("does not match"),
+            "{:?}",
+            sim.heard
+        );
+    };
+    let mut sim = Sim::connected(shipped(), "300");
+    // Live: the PIN cuts the question short, the pound key follows it.
+    sim.press("123456789#");
+    unknown(&mut sim, 1, "123456789");
+    // Typed ahead while "that PIN does not match" plays: PIN and pound key wait for the
+    // question, which takes the PIN and drops the pound key.
+    sim.press("987654321#");
+    sim.finish_play();
+    if sim.playing.is_some() {
+        sim.finish_play();
+    }
+    unknown(&mut sim, 2, "987654321");
+    // Neither try was an empty entry.
+    assert!(
+        !sim.heard.iter().any(|h| h.contains("did not get")),
+        "{:?}",
+        sim.heard
+    );
+}
+
 #[test]
 fn the_caller_can_hang_up_at_every_step_and_nothing_follows() {
     // A scripted triage call, cut after each of its steps in turn.

@@ -72,6 +72,15 @@ impl DigitCollector {
         self.deadline
     }
 
+    /// The terminator and the time allowed between keys: after an entry that completed at its
+    /// full length, a press of the terminator within that time still belongs to the entry
+    /// (the caller pressing # after the last digit, as the prompt asked).
+    pub fn terminator_window(&self) -> Option<(Digit, Duration)> {
+        self.spec
+            .terminator
+            .map(|t| (t, self.spec.inter_digit_timeout))
+    }
+
     pub fn on_digit(&mut self, digit: Digit, now: Instant) -> Option<CollectOutcome> {
         if Some(digit) == self.spec.terminator {
             return Some(CollectOutcome::Terminated(std::mem::take(&mut self.digits)));

@@ -203,7 +203,7 @@ impl Rooms {
         let (leave, left) = oneshot::channel::<()>();
         let (reply, entered) = oneshot::channel();
         let resource = format!("{:032x}", rand::random::<u128>());
-        let mut cmd = Command::Enter {
+        let cmd = Command::Enter {
             knock,
             leg: Box::new(leg),
             codec,
@@ -211,18 +211,7 @@ impl Rooms {
             line: Some(line),
             reply,
         };
-        let mut sent = None;
-        for _ in 0..2 {
-            let tx = self.task(room);
-            match tx.send(cmd) {
-                Ok(()) => {
-                    sent = Some(tx);
-                    break;
-                }
-                Err(mpsc::error::SendError(back)) => cmd = back,
-            }
-        }
-        let tx = sent.ok_or(Refusal::Ended)?;
+        let tx = self.send_entry(room, cmd).ok_or(Refusal::Ended)?;
         let entry = entered.await.map_err(|_| Refusal::Ended)??;
         let pid = entry.pid();
         let sessions = self.sessions.clone();
@@ -274,7 +263,7 @@ impl Rooms {
             })?;
         let resource = format!("{:032x}", rand::random::<u128>());
         let (reply, entered) = oneshot::channel();
-        let mut cmd = Command::Enter {
+        let cmd = Command::Enter {
             knock,
             leg: Box::new(leg),
             codec,
@@ -282,14 +271,7 @@ impl Rooms {
             line: None,
             reply,
         };
-        // A room task that just ended refuses its mail: one retry with a fresh task (whose
-        // booking says whether the room is over).
-        for _ in 0..2 {
-            match self.task(room).send(cmd) {
-                Ok(()) => break,
-                Err(mpsc::error::SendError(back)) => cmd = back,
-            }
-        }
+        self.send_entry(room, cmd);
         let entry = entered.await.map_err(|_| Refusal::Ended)??;
         Ok(Entered {
             resource,
@@ -330,7 +312,8 @@ impl Rooms {
             channel: Channel::Phone,
             admitted: true,
         };
-        self.ring_into(room, number, knock, "call_out").await
+        self.ring_into(room, number, knock, ("call_out", "call_out_failed"))
+            .await
     }
 
     /// An invitee whose browser could not connect (or dropped) asks to be called instead ("we
@@ -343,28 +326,24 @@ impl Rooms {
         number: &str,
         knock: Knock,
     ) -> Result<(), crate::call::dial::DialError> {
-        self.ring_into(room, number, knock, "call_me").await
+        self.ring_into(room, number, knock, ("call_me", "call_me_failed"))
+            .await
     }
 
-    /// Rings `number` and, answered, puts the phone in the room as `knock`; `event` is what
-    /// `/metrics` counts it as (and `EVENT_failed` when nobody answers).
+    /// Rings `number` and, answered, puts the phone in the room as `knock`; `events` are what
+    /// `/metrics` counts it as when placed, and when nobody answers.
     async fn ring_into(
         &self,
         room: &RoomRecord,
         number: &str,
         knock: Knock,
-        event: &'static str,
+        (event, failed): (&'static str, &'static str),
     ) -> Result<(), crate::call::dial::DialError> {
         let ring = crate::call::dial::ring_out(&self.svc, number).await?;
         let svc = self.svc.clone();
         let tx = self.task(room);
         let span = info_span!("room", room = %room.id);
         self.svc.metrics.room(event);
-        let failed = if event == "call_me" {
-            "call_me_failed"
-        } else {
-            "call_out_failed"
-        };
         tokio::spawn(
             async move {
                 let mut answered = match ring.answered(&svc).await {
@@ -425,6 +404,25 @@ impl Rooms {
         let (reply, view) = oneshot::channel();
         tx.send(Command::View(reply)).ok()?;
         view.await.ok()
+    }
+
+    /// Hands an entry to `room`'s task: the task it went to, or None when none took it.
+    /// A room task that just ended refuses its mail: one retry with a fresh task (whose
+    /// booking says whether the room is over). A refused command is dropped, which answers
+    /// its `reply` with an error.
+    fn send_entry(
+        &self,
+        room: &RoomRecord,
+        mut cmd: Command,
+    ) -> Option<mpsc::UnboundedSender<Command>> {
+        for _ in 0..2 {
+            let tx = self.task(room);
+            match tx.send(cmd) {
+                Ok(()) => return Some(tx),
+                Err(mpsc::error::SendError(back)) => cmd = back,
+            }
+        }
+        None
     }
 
     fn live_task(&self, room: &str) -> Option<mpsc::UnboundedSender<Command>> {
